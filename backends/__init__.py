@@ -1,0 +1,1 @@
+"""Backends of cimc: the macro backend and emulator (installed as ``cimc.backends``)."""

@@ -1,0 +1,95 @@
+"""Weight layout: what every macro cell holds, as ``layout.json`` plus one 2-D array per macro.
+
+``macro_arrays`` scatters each CIM layer's unrolled weights into ``(macros, WL, BL)``:
+column ``k = s·Cout + o`` of a layer, placed on (macro ``m``, bitline ``b``, first
+wordline ``w0``), holds ``W[o, rows bounds[s] … bounds[s+1]) of o's group]`` on wordlines
+``w0 …``; idle cells are 0. It is one vectorised gather/scatter per layer.
+
+``layout.json`` records per macro, per bitline: owning layer index, segment, output channel
+and first wordline (-1 where idle), and per layer each segment's row range together with
+the input channel and kernel position every wordline of that segment holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.macro import MacroSpec
+
+
+def layer_matrix(graph: Graph, node: Node) -> np.ndarray:
+    """The layer's weights as ``(Cout, rows)``: row ``r = c·kh·kw + i·kw + j`` of o's group."""
+    w = graph.initializers[node.inputs[1]]
+    if node.op == "Conv":
+        return w.reshape(w.shape[0], -1)
+    return w if node.op == "Gemm" and node.attrs["transB"] else w.T
+
+
+def column_values(matrix: np.ndarray, bounds: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns in layer order ``(S·Cout, height)`` and a mask of the cells they occupy."""
+    rows = np.diff(bounds)
+    offsets = np.arange(height)
+    mask = offsets[None, :] < rows[:, None]  # (S, height)
+    index = np.where(mask, bounds[:-1, None] + offsets[None, :], 0)
+    cols = matrix[:, index]  # (Cout, S, height)
+    cols = np.where(mask[None, :, :], cols, 0).transpose(1, 0, 2).reshape(-1, height)
+    return cols, np.repeat(mask, matrix.shape[0], axis=0)
+
+
+def macro_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int,
+                 dtype: type = np.float32) -> np.ndarray:
+    """All macros' cell contents, shape ``(macros, WL, BL)``."""
+    out = np.zeros((macros, macro.wordlines, macro.bitlines), dtype=dtype)
+    for node in nodes:
+        placement = node.ann[BitlinePlacement]
+        bounds = np.asarray(node.ann[WordlineTiling].bounds)
+        cols, mask = column_values(layer_matrix(graph, node), bounds, macro.wordlines)
+        wl = placement.wordline[:, None] + np.arange(macro.wordlines)[None, :]
+        sel = mask & (wl < macro.wordlines)
+        m = np.broadcast_to(placement.macro[:, None], sel.shape)[sel]
+        b = np.broadcast_to(placement.bitline[:, None], sel.shape)[sel]
+        out[m, wl[sel], b] = cols[sel]
+    return out
+
+
+def layout_document(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> dict[str, Any]:
+    """The JSON-ready layout: layers (with segment/wordline maps) and per-macro bitline owners."""
+    owner = np.full((macros, 4, macro.bitlines), -1, dtype=np.int64)
+    layers = []
+    for index, node in enumerate(nodes):
+        layer, tiling, p = node.ann[CimLayer], node.ann[WordlineTiling], node.ann[BitlinePlacement]
+        columns = np.arange(p.num_columns)
+        segment, channel = np.divmod(columns, layer.cout)
+        owner[p.macro, :, p.bitline] = np.stack([np.full_like(columns, index), segment, channel, p.wordline], 1)
+        layers.append(_layer_entry(index, node, layer, tiling, p))
+    return {
+        "macro": macro.to_dict(),
+        "row_order": "r = c*kh*kw + i*kw + j within the output channel's group",
+        "layers": layers,
+        "macros": [
+            {"index": m, "layer": owner[m, 0].tolist(), "segment": owner[m, 1].tolist(),
+             "out_channel": owner[m, 2].tolist(), "wordline_start": owner[m, 3].tolist()}
+            for m in range(macros)
+        ],
+    }
+
+
+def _layer_entry(index: int, node: Node, layer: CimLayer, tiling: WordlineTiling,
+                 p: BitlinePlacement) -> dict[str, Any]:
+    k = layer.kernel[0] * layer.kernel[1]
+    segments = []
+    for s, (lo, hi) in enumerate(zip(tiling.bounds[:-1], tiling.bounds[1:], strict=True)):
+        rows = np.arange(lo, hi)
+        pos = rows % k
+        segments.append({"index": s, "row_start": lo, "row_stop": hi,
+                         "wordline_channel": (rows // k).tolist(),
+                         "wordline_kernel_pos": np.stack([pos // layer.kernel[1], pos % layer.kernel[1]], 1).tolist()})
+    return {"index": index, "node": node.name, "op": node.op, "kind": layer.kind, "groups": layer.groups,
+            "rows": layer.rows, "cout": layer.cout, "kernel": list(layer.kernel), "out_pixels": layer.out_pixels,
+            "tiling": tiling.mode, "first_column": p.first_column, "columns": p.num_columns,
+            "macros": list(p.macros_used()), "segments": segments}

@@ -1,0 +1,99 @@
+"""The ``cimc`` command line. Every ``CimcError`` becomes one line on stderr (or a JSON
+object with ``--json``) and its fixed exit code; tracebacks only with ``--debug``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cimc import __version__
+from cimc.errors import CimcError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class State:
+    def __init__(self, debug: bool, as_json: bool) -> None:
+        self.debug = debug
+        self.as_json = as_json
+
+
+def guarded(fn: F) -> F:
+    """Run a command, turning errors into the documented one-line/JSON form and exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state: State = click.get_current_context().find_object(State) or State(False, False)
+        try:
+            return fn(*args, **kwargs)
+        except CimcError as exc:
+            _fail(state, exc)
+        except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:
+            if state.debug:
+                raise
+            _fail(state, CimcError(f"internal error: {type(exc).__name__}: {exc}",
+                                   hint="rerun with --debug and report the traceback"))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(state: State, exc: CimcError) -> None:
+    if state.debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    if state.as_json:
+        click.echo(json.dumps(exc.to_json(), sort_keys=True))
+    else:
+        click.echo(f"cimc: error [{exc.kind}]: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def parse_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
+    """``NAME=1,3,32,32`` pairs → dict; a bare ``1,3,32,32`` applies to the only input ('')."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, dims = value.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise UsageError(f"bad --input-shape '{value}'", hint="use NAME=1,3,32,32") from None
+        if not shape or min(shape) < 1:
+            raise UsageError(f"bad --input-shape '{value}': dimensions must be positive")
+        shapes[name] = shape
+    return shapes or None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cimc")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable results and errors.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, as_json: bool, verbose: int) -> None:
+    """cimc: compile trained CNNs (ONNX) onto compute-in-memory macros."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = State(debug, as_json)
+
+
+def _register() -> None:
+    from cimc.cli_compile import compile_cmd
+    from cimc.cli_zoo import zoo
+
+    main.add_command(compile_cmd)
+    main.add_command(zoo)
+
+
+_register()
+
+__all__ = ["Path", "State", "guarded", "main", "parse_shapes"]

@@ -1,0 +1,106 @@
+"""Typed, frozen annotations that passes attach to nodes (``node.ann[WordlineTiling]``).
+
+Conventions shared by every annotation of a CIM layer (Conv, or Gemm/MatMul when mapped):
+
+* The weight of group ``g`` is unrolled into a matrix of ``rows = Cin_g·kh·kw`` rows and
+  ``Cout_g`` columns; row ``r = c·kh·kw + i·kw + j`` holds input channel ``c`` (within the
+  group) at kernel position ``(i, j)``. A Gemm/MatMul is a 1×1 conv with ``Cin`` rows.
+* A *segment* is a contiguous row range; all groups share the same segment bounds.
+* Layer column ``k = s·Cout + o`` is output channel ``o`` (global) in segment ``s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+class Annotations(dict[type, Any]):
+    """A ``dict`` keyed by annotation type whose lookups are typed: ``ann[WordlineTiling]``."""
+
+    def __getitem__(self, key: type[T]) -> T:
+        return cast(T, super().__getitem__(key))
+
+    def get_ann(self, key: type[T]) -> T | None:
+        return cast("T | None", super().get(key))
+
+    def put(self, value: object) -> None:
+        self[type(value)] = value
+
+
+@dataclass(frozen=True)
+class CimLayer:
+    """Marks a node that runs on CIM macros and records its unrolled geometry.
+
+    ``rows`` = Cin_g·kh·kw per group, ``cout`` output channels in ``groups`` groups,
+    ``out_pixels`` = H_out·W_out positions per image (1 for Gemm/MatMul rows).
+    """
+
+    kind: str  # "conv" | "gemm"
+    groups: int
+    rows: int
+    cout: int
+    kernel: tuple[int, int]
+    out_pixels: int
+
+    @property
+    def cout_per_group(self) -> int:
+        return self.cout // self.groups
+
+    @property
+    def params(self) -> int:
+        return self.rows * self.cout
+
+
+@dataclass(frozen=True)
+class WordlineTiling:
+    """Row segmentation of a CIM layer: segment ``s`` covers rows ``[bounds[s], bounds[s+1])``.
+
+    ``mode`` is ``"channel"`` (whole input channels per segment, ``floor(WL/(kh·kw))`` of
+    them; a kernel taller than the array is split inside each channel) or ``"dense"``
+    (``WL`` rows per segment regardless of channel boundaries).
+    """
+
+    mode: str
+    wordlines: int
+    bounds: tuple[int, ...]
+
+    @property
+    def num_segments(self) -> int:
+        return len(self.bounds) - 1
+
+    @property
+    def rows(self) -> int:
+        return self.bounds[-1]
+
+    def segment_rows(self) -> np.ndarray:
+        """Rows per segment, shape ``(S,)``."""
+        return np.diff(np.asarray(self.bounds, dtype=np.int64))
+
+    def activated_wordlines(self) -> int:
+        """Largest number of wordlines any segment activates at once."""
+        return int(self.segment_rows().max())
+
+
+@dataclass(frozen=True, eq=False)
+class BitlinePlacement:
+    """Where each layer column lives: ``macro[k]``, ``bitline[k]`` and wordlines
+    ``[wordline[k], wordline[k] + rows of its segment)``. Arrays are read-only int64 of
+    length ``S·Cout`` in layer-column order; ``first_column`` is the layer's offset in the
+    global column order of the whole model."""
+
+    first_column: int
+    macro: np.ndarray
+    bitline: np.ndarray
+    wordline: np.ndarray
+
+    @property
+    def num_columns(self) -> int:
+        return int(self.macro.shape[0])
+
+    def macros_used(self) -> tuple[int, ...]:
+        return tuple(int(m) for m in np.unique(self.macro))

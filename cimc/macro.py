@@ -1,0 +1,97 @@
+"""``MacroSpec``: the geometry and converters of one CIM macro, from a preset or a file.
+
+The default preset is the paper's macro (Lin & Chang, Section II.A): 256 wordlines ×
+256 bitlines of 4-bit cells, a 4-bit DAC per wordline, 64 ADCs of 5 bits each shared by
+4 bitlines through a multiplexer, and 256 cycles to load a whole macro. Nothing else in
+cimc hard-codes these numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from cimc.errors import UsageError
+
+
+@dataclass(frozen=True)
+class MacroSpec:
+    """One macro: ``wordlines × bitlines`` cells of ``cell_bits``; ``adcs`` converters of
+    ``adc_bits`` each serving ``bitlines_per_adc`` bitlines; ``load_cycles`` to load it."""
+
+    name: str = "paper"
+    wordlines: int = 256
+    bitlines: int = 256
+    cell_bits: int = 4
+    dac_bits: int = 4
+    adcs: int = 64
+    adc_bits: int = 5
+    bitlines_per_adc: int = 4
+    load_cycles: int = 256
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "name" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise UsageError(f"macro spec '{self.name}': {f.name} must be a positive integer, got {value!r}")
+        if self.adcs * self.bitlines_per_adc < self.bitlines:
+            raise UsageError(f"macro spec '{self.name}': {self.adcs} ADCs × {self.bitlines_per_adc} bitlines "
+                             f"each cannot serve {self.bitlines} bitlines")
+        for f in ("cell_bits", "dac_bits", "adc_bits"):
+            if getattr(self, f) > 16:
+                raise UsageError(f"macro spec '{self.name}': {f}={getattr(self, f)} is out of range (1..16)")
+
+    @property
+    def cells(self) -> int:
+        return self.wordlines * self.bitlines
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_options(self, **overrides: Any) -> MacroSpec:
+        """A copy with some fields replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+PRESETS: dict[str, MacroSpec] = {
+    "paper": MacroSpec(),
+    "paper-512": MacroSpec(name="paper-512", wordlines=512, bitlines=512, adcs=128, load_cycles=512),
+    "small-64": MacroSpec(name="small-64", wordlines=64, bitlines=64, adcs=16, load_cycles=64),
+    "isaac-128": MacroSpec(name="isaac-128", wordlines=128, bitlines=128, cell_bits=2, dac_bits=1,
+                           adcs=16, adc_bits=8, bitlines_per_adc=8, load_cycles=128),
+}
+
+
+def load_macro(spec: str | Path | None) -> MacroSpec:
+    """A preset name, or a ``.toml``/``.json`` file with MacroSpec fields (all optional)."""
+    if spec is None:
+        return PRESETS["paper"]
+    if str(spec) in PRESETS:
+        return PRESETS[str(spec)]
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"unknown macro '{spec}': not a preset ({', '.join(PRESETS)}) nor a file")
+    return _from_mapping(_read_table(path), default_name=path.stem)
+
+
+def _read_table(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read macro spec {path.name}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"macro spec {path.name} must hold a table of fields")
+    return dict(data.get("macro", data))
+
+
+def _from_mapping(data: dict[str, Any], default_name: str) -> MacroSpec:
+    known = {f.name for f in fields(MacroSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"macro spec has unknown field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    base = PRESETS[str(data.pop("preset", "paper"))] if "preset" in data else PRESETS["paper"]
+    return replace(base, **{"name": default_name, **data})

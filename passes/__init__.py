@@ -1,0 +1,1 @@
+"""Graph passes of cimc, one per module (installed as ``cimc.passes``)."""
