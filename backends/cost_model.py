@@ -32,11 +32,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cimc.passes.place_bitlines import cim_nodes
+
 from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
-from cimc.passes.place_bitlines import cim_nodes
 
 
 @dataclass(frozen=True)

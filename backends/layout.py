@@ -44,7 +44,7 @@ def column_values(matrix: np.ndarray, bounds: np.ndarray, height: int) -> tuple[
 def macro_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int,
                  dtype: type = np.float32) -> np.ndarray:
     """All macros' cell contents, shape ``(macros, WL, BL)``."""
-    out = np.zeros((macros, macro.wordlines, macro.bitlines), dtype=dtype)
+    out: np.ndarray = np.zeros((macros, macro.wordlines, macro.bitlines), dtype=dtype)
     for node in nodes:
         placement = node.ann[BitlinePlacement]
         bounds = np.asarray(node.ann[WordlineTiling].bounds)

@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save as save_safetensors
-
-from cimc import __version__
 from cimc.backends.build_dir import dumps
 from cimc.backends.cost_model import ModelCost, model_cost
 from cimc.backends.layout import layout_document, macro_arrays
 from cimc.backends.report import report_document, report_markdown
 from cimc.backends.schedule import schedule_document
+from cimc.passes.place_bitlines import cim_nodes
+from safetensors.numpy import save as save_safetensors
+
+from cimc import __version__
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.printer import format_graph
 from cimc.macro import MacroSpec
-from cimc.passes.place_bitlines import cim_nodes
 
 SCHEMA_VERSION = 1
 
@@ -60,5 +60,7 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
 
 
 def _weights(arrays: np.ndarray) -> bytes:
+    """One ``(WL, BL)`` array per macro. safetensors orders metadata keys by hash, so a
+    single key keeps the file byte-deterministic."""
     tensors = {f"macro_{m:04d}": np.ascontiguousarray(arrays[m]) for m in range(arrays.shape[0])}
-    return bytes(save_safetensors(tensors, metadata={"format": "cimc-macro-weights", "layout": "wordline,bitline"}))
+    return bytes(save_safetensors(tensors, metadata={"format": "cimc-macro-weights/wordline-by-bitline"}))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cimc.cli import State, guarded, parse_shapes
+
+if TYPE_CHECKING:
+    from cimc.backends.cost_model import ModelCost
 
 
 @click.command("compile")
@@ -48,7 +52,7 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
     click.echo(f"wrote {result.out_dir}/")
 
 
-def print_report(report: dict, cost: object) -> None:
+def print_report(report: dict[str, Any], cost: ModelCost) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -57,11 +61,11 @@ def print_report(report: dict, cost: object) -> None:
     table = Table(title=f"{report['model']} on macro '{report['macro']['name']}'")
     for _, header in COLUMNS:
         table.add_column(header, justify="left" if header == "layer" else "right")
-    rows = layer_rows(cost)  # type: ignore[arg-type]
+    rows = layer_rows(cost)
     for row in rows[:-1]:
         table.add_row(*row)
     table.add_row(*rows[-1], style="bold")
-    console = Console()
+    console = Console(width=max(150, Console().width))
     console.print(table)
     for note in report["notes"]:
         console.print(f"• {note}")

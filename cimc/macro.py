@@ -40,9 +40,9 @@ class MacroSpec:
         if self.adcs * self.bitlines_per_adc < self.bitlines:
             raise UsageError(f"macro spec '{self.name}': {self.adcs} ADCs × {self.bitlines_per_adc} bitlines "
                              f"each cannot serve {self.bitlines} bitlines")
-        for f in ("cell_bits", "dac_bits", "adc_bits"):
-            if getattr(self, f) > 16:
-                raise UsageError(f"macro spec '{self.name}': {f}={getattr(self, f)} is out of range (1..16)")
+        for bits in ("cell_bits", "dac_bits", "adc_bits"):
+            if getattr(self, bits) > 16:
+                raise UsageError(f"macro spec '{self.name}': {bits}={getattr(self, bits)} is out of range (1..16)")
 
     @property
     def cells(self) -> int:

@@ -45,7 +45,7 @@ def test_cycle_is_reported_with_its_nodes() -> None:
     g.tensors.update({t: TensorInfo(t, (3,)) for t in "ab"})
     g.add_node(Node("n1", "Relu", ("b",), ("a",)))
     g.add_node(Node("n2", "Relu", ("a",), ("b",)))
-    with pytest.raises(InvalidModelError, match="cycle: n[12] -> n[12] -> n[12]"):
+    with pytest.raises(InvalidModelError, match=r"cycle: n[12] -> n[12] -> n[12]"):
         g.topo_order()
 
 

@@ -104,3 +104,38 @@ class BitlinePlacement:
 
     def macros_used(self) -> tuple[int, ...]:
         return tuple(int(m) for m in np.unique(self.macro))
+
+
+@dataclass(frozen=True, eq=False)
+class QuantParams:
+    """Quantization of one CIM layer (DESIGN.md §5; formulas in ``cimc.numerics``).
+
+    ``w_step`` and ``adc_step`` have shape ``(1,)`` (per layer, the paper) or ``(Cout,)``
+    (per output column, ColumnQuant); ``a_step`` is the step of the layer's input codes,
+    which are unsigned ``[0, 2^a_bits − 1]`` unless ``a_signed`` (a model input that can be
+    negative), then narrow signed. ``source`` is ``"qat"`` or ``"calibration"``.
+    """
+
+    w_bits: int
+    a_bits: int
+    adc_bits: int
+    w_step: np.ndarray
+    a_step: float
+    adc_step: np.ndarray
+    a_signed: bool = False
+    source: str = "calibration"
+
+    @property
+    def per_column(self) -> bool:
+        return int(self.w_step.shape[0]) > 1 or int(self.adc_step.shape[0]) > 1
+
+
+@dataclass(frozen=True, eq=False)
+class Shift:
+    """Output scale of a CIM layer after scale-to-shift: ``y = P · 2^(−k) + b'`` with
+    ``k`` of shape ``(1,)`` or ``(Cout,)``; ``exact_scale`` is ``S_W·S_ADC·S_A`` before."""
+
+    k: np.ndarray
+    exact_scale: np.ndarray
+    relative_error: float
+    sqnr_db: float | None = None

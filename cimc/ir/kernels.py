@@ -37,7 +37,7 @@ def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, ...],
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: tuple[int, ...],
            pads: tuple[int, ...], dilations: tuple[int, ...], group: int) -> np.ndarray:
     """y[n,o,h,w] = b[o] + Σ_{c∈group(o), i, j} W[o,c,i,j] · x_pad[n, c, h·s+i·d, w·s+j·d]."""
-    n, c = x.shape[:2]
+    n, _c = x.shape[:2]
     cout, cg, kh, kw = w.shape
     win = windows(_pad_hw(x, pads, 0.0), (kh, kw), strides, dilations)
     ho, wo = win.shape[2:4]
@@ -89,7 +89,7 @@ def _avgpool(ins: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
     k = tuple(a["kernel_shape"])
     pads = _pool_pads(x, a, k)
     total = windows(_pad_hw(x, pads, 0.0), k, a["strides"], (1, 1)).sum(axis=(4, 5))
-    ones = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
+    ones = np.ones((1, 1, *x.shape[2:]), dtype=x.dtype)
     if a.get("count_include_pad", 0):  # explicit pads count, ceil_mode's extra pads do not
         ones = _pad_hw(ones, a["pads"], 1.0)
         pads = (0, 0, pads[2] - a["pads"][2], pads[3] - a["pads"][3])
@@ -142,20 +142,23 @@ def _pad(ins: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
     mode = a.get("mode", "constant")
     if mode == "constant":
         return np.pad(x, width, constant_values=a.get("value", 0.0))
-    return np.pad(x, width, mode={"reflect": "reflect", "edge": "edge"}[mode])
+    return np.pad(x, width, mode="reflect" if mode == "reflect" else "edge")
 
 
 def _slice(ins: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
     index = [slice(None)] * ins[0].ndim
-    for s, e, ax, st in zip(a["starts"], a["ends"], a["axes"], a["steps"]):
-        index[ax] = slice(s, e, st)
+    for s, e, ax, st in zip(a["starts"], a["ends"], a["axes"], a["steps"], strict=False):
+        # canonical (clamped) ends are >= 0 except -1 with a negative step, which means "through
+        # index 0"; a Python slice would read -1 as the last element
+        index[ax] = slice(s, None if e < 0 else e, st)
     return ins[0][tuple(index)]
 
 
 def _flatten(ins: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
     x = ins[0]
     lead = int(np.prod(x.shape[: a["axis"]], dtype=np.int64))
-    return x.reshape(lead, -1)
+    rest = int(np.prod(x.shape[a["axis"]:], dtype=np.int64))
+    return x.reshape(lead, rest)  # not (lead, -1): that fails for empty tensors
 
 
 KERNELS: dict[str, Kernel] = {

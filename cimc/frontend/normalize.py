@@ -1,0 +1,124 @@
+"""ONNX-level preparation before import: opset upgrade, input-shape overrides, shape inference.
+
+* Models older than opset 13 are converted to opset 13 by ``onnx.version_converter``.
+* ``input_shapes`` fixes the symbolic dims of graph inputs; a symbolic dim left without an
+  override is an error that tells the user to pass ``--input-shape NAME=1,3,32,32``.
+* Shapes are inferred with strict mode and data propagation, so Shape→Gather→Concat chains
+  feeding a Reshape give it a static output shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import onnx
+from onnx import shape_inference, version_converter
+
+from cimc.errors import InvalidModelError, UnsupportedError, UsageError
+from cimc.frontend.loader import default_opset
+from cimc.frontend.proto_graph import name_nodes, set_repeated
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 13
+InputShapes = Mapping[str, tuple[int, ...]]
+
+
+def normalize(model: onnx.ModelProto, input_shapes: InputShapes | None = None) -> onnx.ModelProto:
+    """Return a copy of ``model`` at opset ≥ 13 with static input shapes and inferred shapes."""
+    model = upgrade_opset(model)
+    name_nodes(model.graph)  # the version converter adds unnamed nodes
+    drop_initializer_inputs(model.graph)
+    apply_input_shapes(model.graph, dict(input_shapes or {}))
+    return infer_shapes(model)
+
+
+def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Convert a model older than opset 13 to opset 13 (a copy either way)."""
+    opset = default_opset(model)
+    if opset is None or opset >= MIN_OPSET:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        return out
+    log.info("converting model from opset %d to opset %d", opset, MIN_OPSET)
+    try:
+        out = version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:  # the converter raises bare RuntimeError/ValueError/C++ errors
+        raise UnsupportedError(f"cannot convert the model from opset {opset} to opset {MIN_OPSET}: {exc}",
+                               hint="re-export the model with opset 13 or newer") from exc
+    out.ir_version = max(out.ir_version, 7)  # IR 7 goes with opset 13; IR < 4 hides initializers
+    return out
+
+
+def drop_initializer_inputs(graph: onnx.GraphProto) -> None:
+    """Old-style graph inputs that are also initializers become plain initializers."""
+    inits = {t.name for t in graph.initializer}
+    keep = [vi for vi in graph.input if vi.name not in inits]
+    if len(keep) != len(graph.input):
+        set_repeated(graph.input, keep)
+
+
+def _is_static(vi: onnx.ValueInfoProto) -> bool:
+    tt = vi.type.tensor_type
+    return tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
+
+
+def _set_shape(vi: onnx.ValueInfoProto, shape: tuple[int, ...]) -> None:
+    dims = vi.type.tensor_type.shape.dim
+    if vi.type.tensor_type.HasField("shape") and len(dims) != len(shape):
+        raise UsageError(f"--input-shape for '{vi.name}' has rank {len(shape)}, the model's input has rank {len(dims)}")
+    if any(d < 0 for d in shape):
+        raise UsageError(f"--input-shape for '{vi.name}' has a negative dim: {shape}")
+    for i, (dim, want) in enumerate(zip(dims, shape, strict=False)):
+        if dim.HasField("dim_value") and dim.dim_value != want:
+            raise UsageError(f"--input-shape for '{vi.name}' gives {shape}, but dim {i} "
+                             f"of the model's input is fixed to {dim.dim_value}")
+    vi.type.tensor_type.ClearField("shape")
+    vi.type.tensor_type.shape.SetInParent()
+    for d in shape:
+        vi.type.tensor_type.shape.dim.add().dim_value = int(d)
+
+
+def _suggestion(vi: onnx.ValueInfoProto) -> str:
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return f"--input-shape {vi.name}=1,3,32,32"
+    dims = [str(d.dim_value) if d.HasField("dim_value") else "1" for d in tt.shape.dim]
+    return f"--input-shape {vi.name}={','.join(dims)}"
+
+
+def apply_input_shapes(graph: onnx.GraphProto, input_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Fix graph input shapes (in place); raise if a dim stays symbolic."""
+    names = [vi.name for vi in graph.input]
+    unknown = sorted(set(input_shapes) - set(names))
+    if unknown:
+        raise UsageError(f"--input-shape names unknown input(s) {', '.join(unknown)}; "
+                         f"the model's inputs are: {', '.join(names)}")
+    for vi in graph.input:
+        if vi.name in input_shapes:
+            _set_shape(vi, tuple(int(d) for d in input_shapes[vi.name]))
+    symbolic = [vi for vi in graph.input if not _is_static(vi)]
+    if symbolic:
+        listed = ", ".join(f"'{vi.name}'" for vi in symbolic)
+        raise InvalidModelError(f"graph input(s) {listed} have symbolic or unknown dims",
+                                hint="pass " + " ".join(_suggestion(vi) for vi in symbolic))
+    _drop_symbolic_annotations(graph)
+
+
+def _drop_symbolic_annotations(graph: onnx.GraphProto) -> None:
+    """Forget non-static value_info and output shapes: inference recomputes them."""
+    keep = [vi for vi in graph.value_info if _is_static(vi)]
+    if len(keep) != len(graph.value_info):
+        set_repeated(graph.value_info, keep)
+    for vi in graph.output:
+        if vi.type.HasField("tensor_type") and not _is_static(vi):
+            vi.type.tensor_type.ClearField("shape")
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Strict shape inference with data propagation; failures raise ``InvalidModelError``."""
+    try:
+        return shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except (shape_inference.InferenceError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
+        raise InvalidModelError(f"shape inference failed: {exc}") from exc

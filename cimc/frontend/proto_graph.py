@@ -1,0 +1,167 @@
+"""Structural preparation of an ONNX graph before checking: node names, order, supported ops.
+
+* ``name_nodes`` gives every unnamed (or duplicate-named) node the unique name ``<op>_<index>``.
+* ``sort_nodes`` puts an unsorted but acyclic graph into topological order (with a warning)
+  and raises ``InvalidModelError`` showing a cycle if there is one.
+* ``check_supported`` lists every op type the importer cannot handle in one ``UnsupportedError``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import onnx
+
+from cimc.errors import InvalidModelError, UnsupportedError
+from cimc.ir.ops import IDENTITY_OPS, OPS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def set_repeated(field: Any, items: Sequence[Any]) -> None:
+    """Replace the messages of a repeated protobuf ``field`` by (copies of) ``items``."""
+    copies = []
+    for item in items:
+        copy = type(item)()
+        copy.CopyFrom(item)
+        copies.append(copy)
+    del field[:]
+    field.extend(copies)
+
+
+def name_nodes(graph: onnx.GraphProto) -> None:
+    """Give each node a unique name, keeping existing unique names."""
+    taken: set[str] = set()
+    for index, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        base, suffix = name, 1
+        while name in taken:
+            name = f"{base}_{suffix}"
+            suffix += 1
+        node.name = name
+        taken.add(name)
+
+
+def _subgraph_refs(node: onnx.NodeProto) -> Iterator[str]:
+    """Names read inside the node's subgraphs (outer-scope captures among them)."""
+    for attr in node.attribute:
+        subs = ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+        for sub in subs:
+            for inner in sub.node:
+                yield from inner.input
+                yield from _subgraph_refs(inner)
+
+
+def _dependencies(nodes: list[onnx.NodeProto]) -> list[set[int]]:
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    deps: list[set[int]] = []
+    for i, node in enumerate(nodes):
+        reads = [*node.input, *_subgraph_refs(node)]
+        deps.append({producer[t] for t in reads if t in producer and producer[t] != i})
+    return deps
+
+
+def topological_order(nodes: list[onnx.NodeProto]) -> list[int]:
+    """Indices of ``nodes`` in topological order, earliest index first among ready nodes."""
+    deps = _dependencies(nodes)
+    readers: list[list[int]] = [[] for _ in nodes]
+    for i, ds in enumerate(deps):
+        for d in ds:
+            readers[d].append(i)
+    waiting = [len(ds) for ds in deps]
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for r in readers[i]:
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                heapq.heappush(ready, r)
+    if len(order) != len(nodes):
+        raise InvalidModelError(f"graph has a cycle: {' -> '.join(_cycle(nodes, deps, set(order)))}")
+    return order
+
+
+def _cycle(nodes: list[onnx.NodeProto], deps: list[set[int]], done: set[int]) -> list[str]:
+    """Node names along one cycle among the nodes that could not be ordered."""
+    start = min(i for i in range(len(nodes)) if i not in done)
+    path: list[int] = []
+    seen: dict[int, int] = {}
+    node = start
+    while node not in seen:  # every unordered node has an unordered dependency: walk back
+        seen[node] = len(path)
+        path.append(node)
+        node = min(d for d in deps[node] if d not in done)
+    loop = path[seen[node]:][::-1]
+    return [nodes[i].name for i in [*loop, loop[0]]]
+
+
+def sort_nodes(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` topologically (in place), warning when the order changed."""
+    nodes = list(graph.node)
+    order = topological_order(nodes)
+    if order != list(range(len(nodes))):
+        log.warning("graph '%s' was not topologically sorted; its nodes have been reordered", graph.name)
+        set_repeated(graph.node, [nodes[i] for i in order])
+
+
+def fill_output_shapes(model: onnx.ModelProto) -> None:
+    """Give graph outputs declared without a shape the shape inference finds (the ONNX
+    checker requires one; onnxruntime does not)."""
+    missing = [vi for vi in model.graph.output if not vi.type.tensor_type.HasField("shape")]
+    if not missing:
+        return
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, ValueError, RuntimeError):
+        return  # the checker will report the model
+    found = {vi.name: vi.type for vi in inferred.graph.output if vi.type.tensor_type.HasField("shape")}
+    for vi in missing:
+        if vi.name in found:
+            vi.type.CopyFrom(found[vi.name])
+
+
+def op_label(node: onnx.NodeProto) -> str:
+    """``Op`` for the default domain, ``domain::Op`` otherwise."""
+    return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
+
+
+def _may_fold(graph: onnx.GraphProto, foldable: frozenset[str]) -> set[str]:
+    """Names of nodes the constant folder might remove (all inputs possibly constant)."""
+    const = {t.name for t in graph.initializer}
+    names: set[str] = set()
+    for node in graph.node:
+        shape_like = node.op_type in ("Shape", "Size")
+        inputs_const = all(not t or t in const for t in node.input)
+        if node.domain in DEFAULT_DOMAINS and node.op_type in foldable and (shape_like or inputs_const):
+            names.add(node.name)
+            const.update(node.output)
+    return names
+
+
+def check_supported(graph: onnx.GraphProto, foldable: frozenset[str]) -> None:
+    """Raise one ``UnsupportedError`` naming every op type that cannot be imported."""
+    may_fold = _may_fold(graph, foldable)
+    report(n for n in graph.node if not _supported(n) and n.name not in may_fold)
+
+
+def _supported(node: onnx.NodeProto) -> bool:
+    return node.domain in DEFAULT_DOMAINS and (node.op_type in OPS or node.op_type in IDENTITY_OPS)
+
+
+def report(nodes: Iterable[onnx.NodeProto]) -> None:
+    """Raise one ``UnsupportedError`` for ``nodes`` (first node of each op type), if any."""
+    first: dict[str, str] = {}
+    for node in nodes:
+        first.setdefault(op_label(node), node.name)
+    if first:
+        listed = ", ".join(f"{op} (node '{name}')" for op, name in sorted(first.items()))
+        raise UnsupportedError(f"unsupported op(s): {listed}", details={"ops": first},
+                               hint="supported ops: " + ", ".join(sorted(OPS)))

@@ -1,0 +1,56 @@
+"""The numerical contract of a CIM layer (DESIGN.md §5), in numpy: one definition that the
+quantize pass, the ``model.cim.onnx`` exporter, the emulator and the tests share (the QAT
+hook implements the same formulas in torch and is tested bit-exact against these).
+
+    a_q  = clip(round(a / S_A), 0, 2^a_bits − 1)                       (unsigned DAC codes)
+    w_q  = clip(round(W / S_W), −(2^(w_bits−1) − 1), 2^(w_bits−1) − 1)   (narrow signed cells)
+    p_s  = Σ_{rows r in segment s} w_q[r] · a_q[r]                     (exact integer)
+    p̂_s  = clip(round(p_s / S_ADC), −(2^(adc_bits−1) − 1), 2^(adc_bits−1) − 1)
+    P    = Σ_s p̂_s
+    y    = P · (S_W · S_ADC · S_A) + b
+
+``round`` is round-half-to-even (``np.rint``). All divisions happen in float32, as torch
+and onnxruntime do them, so the three implementations round identically.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def signed_max(bits: int) -> int:
+    """Largest code of a narrow signed range: ``2^(bits−1) − 1``."""
+    return (1 << (bits - 1)) - 1
+
+
+def code_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Inclusive code range: narrow signed ``[−(2^(b−1)−1), 2^(b−1)−1]`` or ``[0, 2^b − 1]``."""
+    return (-signed_max(bits), signed_max(bits)) if signed else (0, (1 << bits) - 1)
+
+
+def quantize(x: np.ndarray, step: np.ndarray | float, bits: int, signed: bool) -> np.ndarray:
+    """``clip(round(x / step), lo, hi)`` in float32 (integer-valued result)."""
+    lo, hi = code_range(bits, signed)
+    q = np.rint(np.asarray(x, dtype=np.float32) / np.asarray(step, dtype=np.float32))
+    return np.clip(q, lo, hi).astype(np.float32)
+
+
+def weight_codes(w: np.ndarray, step: np.ndarray, bits: int) -> np.ndarray:
+    """Cell codes of ``W`` (Cout first); ``step`` per layer ``(1,)`` or per column ``(Cout,)``."""
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    return quantize(w, np.asarray(step, dtype=np.float32).reshape(shape), bits, signed=True)
+
+
+def adc_codes(p: np.ndarray, step: np.ndarray, bits: int, channel_axis: int = 1) -> np.ndarray:
+    """ADC codes of partial sums ``p``; ``step`` per layer or per output channel."""
+    step = np.asarray(step, dtype=np.float32)
+    if step.size > 1:
+        shape = [1] * p.ndim
+        shape[channel_axis] = -1
+        step = step.reshape(shape)
+    return quantize(p, step, bits, signed=True)
+
+
+def output_scale(w_step: np.ndarray, adc_step: np.ndarray, a_step: float) -> np.ndarray:
+    """``S_W · S_ADC · S_A`` per layer or per column, computed in float32."""
+    return (np.asarray(w_step, np.float32) * np.asarray(adc_step, np.float32) * np.float32(a_step)).astype(np.float32)
