@@ -73,7 +73,7 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
         data = _read_hash(path)
         graph = import_onnx(path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes)
         return graph, {"kind": "onnx", "name": path.name, "sha256": data}
-    from cimc import models
+    import cimc.models as models
 
     if str(source) not in models.available():
         raise UsageError(f"'{source}' is neither an ONNX file nor a zoo model",

@@ -21,7 +21,7 @@ def zoo() -> None:
 @guarded
 def zoo_list(state: State) -> None:
     """List the zoo models with their input shapes."""
-    from cimc import models
+    import cimc.models as models
 
     rows = [{"name": n, "input_shape": list(models.input_shape(n)), "description": models.describe(n)}
             for n in models.available()]
@@ -39,7 +39,7 @@ def zoo_list(state: State) -> None:
 @guarded
 def zoo_export(name: str, output: Path, seed: int) -> None:
     """Export zoo model NAME to an ONNX file."""
-    from cimc import models
+    import cimc.models as models
 
     if name not in models.available():
         raise UsageError(f"unknown zoo model '{name}'", hint=f"choose one of {', '.join(models.available())}")

@@ -6,9 +6,10 @@ for the compiler:
 * static shapes (the example input fixes every dimension), opset 18;
 * weights stored as initializers inside the file (no external ``.data`` file;
   torch 2.13 defaults to ``external_data=True``, so it is turned off);
-* the exporter's optimizer folds inference-mode BatchNormalization into the
-  preceding Conv (``FuseBatchNormIntoConv``), so no BatchNormalization node
-  survives;
+* the exporter's optimizer is off: it would fuse BatchNormalization into the
+  convs, and cimc needs BN's γ for channel morphing (and folds BN itself, in the
+  ``fold-batchnorm`` pass). The Shape/Expand/CastLike helpers the unoptimised
+  export contains are folded by cimc's frontend;
 * ``ReduceMean`` over H and W with ``keepdims=1`` (what the exporter makes of
   ``AdaptiveAvgPool2d(1)``) is rewritten to ``GlobalAveragePool``;
 * per-node metadata (stack traces with absolute source paths, FX node text)
@@ -69,11 +70,11 @@ def to_onnx_proto(model: torch.nn.Module, example_input: torch.Tensor) -> onnx.M
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             external_data=False,
-            optimize=True,
+            optimize=False,
             verbose=False,
         )
     assert program is not None
-    proto = program.model_proto
+    proto = fold_without_fusing(program.model_proto)
     global_pool_from_reduce_mean(proto)
     strip_metadata(proto)
     onnx.checker.check_model(proto, full_check=True)
@@ -100,11 +101,25 @@ def strip_metadata(proto: onnx.ModelProto) -> None:
         del value.metadata_props[:]
 
 
+def fold_without_fusing(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant-fold and drop dead nodes with onnxscript, without its fusion rewrites
+    (so BatchNormalization survives for cimc's own ``fold-batchnorm``)."""
+    import onnxscript.optimizer as optimizer
+
+    folded = optimizer.fold_constants(proto)
+    proto = folded if isinstance(folded, onnx.ModelProto) else proto
+    optimizer.remove_unused_nodes(proto)
+    return proto
+
+
 def _constant_ints(proto: onnx.ModelProto, name: str) -> list[int] | None:
-    """Integer values of the initializer ``name``, or ``None`` if it is not one."""
+    """Integer values of the initializer or ``Constant`` output ``name``, else ``None``."""
     for initializer in proto.graph.initializer:
         if initializer.name == name:
             return [int(v) for v in numpy_helper.to_array(initializer).ravel()]
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and list(node.output) == [name] and node.attribute[0].name == "value":
+            return [int(v) for v in numpy_helper.to_array(node.attribute[0].t).ravel()]
     return None
 
 
@@ -143,7 +158,7 @@ def global_pool_from_reduce_mean(proto: onnx.ModelProto) -> None:
     """Rewrite spatial ``ReduceMean(keepdims=1)`` nodes as ``GlobalAveragePool``."""
     ranks = _tensor_ranks(proto)
     for node in proto.graph.node:
-        if _is_spatial_mean(node, proto, ranks.get(node.input[0])):
+        if node.op_type == "ReduceMean" and _is_spatial_mean(node, proto, ranks.get(node.input[0])):
             replacement = onnx.helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name)
             node.CopyFrom(replacement)
     _drop_unused_initializers(proto)

@@ -1,0 +1,132 @@
+"""Datasets as numpy arrays (no torch): calibration, evaluation and QAT all read these.
+
+* ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, real data, no
+  download), scaled to [0, 1], shape ``(N, 1, 8, 8)``; a fixed 80/20 train/test split.
+* ``cifar10``: CIFAR-10 in its standard python-pickle layout (``data_batch_1..5``,
+  ``test_batch``) under ``root`` or ``root/cifar-10-batches-py``; normalised per channel.
+  The pickles are read with an unpickler that only admits numpy arrays and builtins.
+* ``synthetic``: seeded Gaussian images for a given shape, random labels (tests only).
+* a folder of ``.npy`` files (``load_npy_folder``), for calibration sets.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cimc.errors import SecurityError, UsageError
+
+CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
+CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
+NAMES = ("digits", "cifar10", "synthetic")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images ``x`` (float32, NCHW) with integer labels ``y``."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, n: int) -> Dataset:
+        return Dataset(self.name, self.x[:n], self.y[:n], self.num_classes)
+
+
+def load_dataset(name: str, split: str = "train", root: str | Path | None = None, *,
+                 shape: tuple[int, ...] | None = None, n: int = 256, seed: int = 0) -> Dataset:
+    """Load ``name`` (``digits``, ``cifar10`` or ``synthetic``) for ``split`` (train/test)."""
+    if split not in ("train", "test"):
+        raise UsageError(f"unknown split '{split}' (train or test)")
+    if name == "digits":
+        return _digits(split)
+    if name == "cifar10":
+        return _cifar10(split, _cifar_root(root))
+    if name == "synthetic":
+        if shape is None:
+            raise UsageError("synthetic data needs the model's input shape")
+        return synthetic(shape, n, seed=seed + (split == "test"))
+    raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of {', '.join(NAMES)} or a folder of .npy files")
+
+
+def synthetic(shape: tuple[int, ...], n: int, classes: int = 10, seed: int = 0) -> Dataset:
+    """``n`` seeded standard-normal images of ``shape[1:]`` with uniform random labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, *shape[1:])).astype(np.float32)
+    return Dataset("synthetic", x, rng.integers(0, classes, n).astype(np.int64), classes)
+
+
+def _digits(split: str) -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise UsageError("the digits dataset needs scikit-learn", hint="pip install 'cimc[data]'") from exc
+    bunch = load_digits()
+    x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None, :, :]
+    y = np.asarray(bunch.target, dtype=np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    cut = int(0.8 * len(y))
+    idx = order[:cut] if split == "train" else order[cut:]
+    return Dataset("digits", x[idx], y[idx], 10)
+
+
+def _cifar_root(root: str | Path | None) -> Path:
+    base = Path(root if root is not None else os.environ.get("CIMC_CIFAR10", "~/.cache/cimc/cifar10")).expanduser()
+    for candidate in (base, base / "cifar-10-batches-py"):
+        if (candidate / "test_batch").is_file():
+            return candidate
+    raise UsageError(f"CIFAR-10 not found in {base}",
+                     hint="download the python version of CIFAR-10, unpack it, and pass --data-root "
+                          "(or set CIMC_CIFAR10) to the folder holding data_batch_1..5 and test_batch")
+
+
+def _cifar10(split: str, root: Path) -> Dataset:
+    files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    batches = [_read_cifar_batch(root / f) for f in files if (root / f).is_file()]
+    if not batches:
+        raise UsageError(f"no CIFAR-10 {split} batches in {root}")
+    x = np.concatenate([b[0] for b in batches]).astype(np.float32) / 255.0
+    y = np.concatenate([b[1] for b in batches]).astype(np.int64)
+    x = (x.reshape(-1, 3, 32, 32) - CIFAR_MEAN[None, :, None, None]) / CIFAR_STD[None, :, None, None]
+    return Dataset("cifar10", x.astype(np.float32), y, 10)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR-10 batch holds: numpy arrays, dtypes and builtin containers."""
+
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "bytes"),
+    })
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise SecurityError(f"refusing to unpickle {module}.{name} from a dataset file")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    raw = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    if not isinstance(raw, dict) or b"data" not in raw or b"labels" not in raw:
+        raise UsageError(f"{path.name} is not a CIFAR-10 batch (no data/labels)")
+    return np.asarray(raw[b"data"], dtype=np.uint8), np.asarray(raw[b"labels"], dtype=np.int64)
+
+
+def load_npy_folder(folder: str | Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Stack every ``*.npy`` file of ``folder`` (sorted by name) into a batch of ``shape[1:]``."""
+    files = sorted(Path(folder).glob("*.npy"))
+    if not files:
+        raise UsageError(f"no .npy files in {folder}")
+    arrays = [np.load(f, allow_pickle=False).astype(np.float32) for f in files]
+    batch = np.concatenate([a.reshape(-1, *shape[1:]) for a in arrays])
+    return np.ascontiguousarray(batch)
