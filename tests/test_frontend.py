@@ -346,3 +346,19 @@ def test_run_cimc_helper_matches_onnxruntime() -> None:
     model = single("Relu", {"x": (2, 3)})
     feeds = feeds_for(model)
     assert_close(run_cimc(model, feeds), run_ort(model, feeds))
+
+
+def test_metadata_props_round_trip() -> None:
+    """Model metadata (QAT step sizes travel as ``cimc.quant``) survives import and export."""
+    from onnx import helper as h
+
+    from cimc.frontend import export_onnx, import_onnx
+
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])
+    model = h.make_model(h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                         opset_imports=[h.make_opsetid("", 17)])
+    h.set_model_props(model, {"cimc.quant": '{"version": 1}'})
+    graph = import_onnx(model)
+    assert graph.metadata == {"cimc.quant": '{"version": 1}'}
+    assert {p.key: p.value for p in export_onnx(graph).metadata_props} == graph.metadata

@@ -121,6 +121,7 @@ def export_onnx(graph: Graph) -> onnx.ModelProto:
         value_info=[_value_info(graph, t) for t in inner])
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                               ir_version=EXPORT_IR_VERSION, producer_name="cimc", producer_version=__version__)
+    helper.set_model_props(model, dict(sorted(graph.metadata.items())))
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:

@@ -126,6 +126,7 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer})
     alias, used = _Aliases(g), _used(g)
     graph = Graph(g.name or "graph")
+    graph.metadata = {p.key: p.value for p in model.metadata_props}
     for node in g.node:
         if node.op_type in _MULTI_OUTPUT:
             _check_outputs(node, used, ctx)

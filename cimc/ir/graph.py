@@ -33,6 +33,8 @@ class Graph:
         self.initializers: dict[str, np.ndarray] = {}
         self.inputs: list[str] = []
         self.outputs: list[str] = []
+        #: Model-level key/value strings (ONNX ``metadata_props``), e.g. ``cimc.quant`` from QAT.
+        self.metadata: dict[str, str] = {}
 
     # -- nodes -------------------------------------------------------------------------
     def add_node(self, node: Node) -> Node:
@@ -187,6 +189,7 @@ class Graph:
         out.initializers = dict(self.initializers)
         out.inputs = list(self.inputs)
         out.outputs = list(self.outputs)
+        out.metadata = dict(self.metadata)
         for node in self.nodes:
             out.add_node(node.clone())
         return out
