@@ -89,9 +89,13 @@ def _read_table(path: Path) -> dict[str, Any]:
 
 
 def _from_mapping(data: dict[str, Any], default_name: str) -> MacroSpec:
+    """Fields over a base preset (``preset = "paper"`` by default)."""
+    data = dict(data)
+    preset = str(data.pop("preset", "paper"))
+    if preset not in PRESETS:
+        raise UsageError(f"macro spec names unknown preset '{preset}'; presets: {', '.join(PRESETS)}")
     known = {f.name for f in fields(MacroSpec)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"macro spec has unknown field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    base = PRESETS[str(data.pop("preset", "paper"))] if "preset" in data else PRESETS["paper"]
-    return replace(base, **{"name": default_name, **data})
+    return replace(PRESETS[preset], **{"name": default_name, **data})

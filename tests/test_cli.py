@@ -1,0 +1,54 @@
+"""The command line: compile, zoo, --json results and errors, --dump-ir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cimc.cli import main
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_compile_zoo_model_prints_table_and_writes_build(tmp_path: Path) -> None:
+    code, out, _ = invoke("compile", "tiny_cnn", "-o", str(tmp_path / "b"), "--bl", "256")
+    assert code == 0, out
+    assert "total" in out and "8,856" in out
+    assert (tmp_path / "b" / "manifest.json").is_file()
+
+
+def test_compile_json_and_dump_ir(tmp_path: Path) -> None:
+    code, out, _ = invoke("--json", "compile", "tiny_cnn", "-o", str(tmp_path / "b"),
+                          "--dump-ir", str(tmp_path / "ir"))
+    assert code == 0
+    assert json.loads(out)["totals"]["bitlines"] == 80
+    dumps = sorted(p.name for p in (tmp_path / "ir").iterdir())
+    assert dumps[0] == "00-input.txt" and any("place-bitlines" in d for d in dumps)
+
+
+def test_errors_are_one_line_with_exit_code(tmp_path: Path) -> None:
+    code, out, err = invoke("compile", "no_such_model", "-o", str(tmp_path / "b"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("cimc: error [usage]")
+    assert "Traceback" not in out + err
+    code, out, _ = invoke("--json", "compile", str(tmp_path), "-o", str(tmp_path / "b"))
+    assert code == 2 and json.loads(out)["error"] == "usage"
+    code, _, err = invoke("compile", "tiny_cnn", "--bl", "100", "-o", str(tmp_path / "c"))
+    assert code == 6 and "--bl is 256" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_bad_input_shape_option(tmp_path: Path) -> None:
+    code, _, err = invoke("compile", "tiny_cnn", "--input-shape", "input=1,x", "-o", str(tmp_path / "b"))
+    assert code == 2 and "input-shape" in err
+
+
+def test_zoo_list_and_export(tmp_path: Path) -> None:
+    code, out, _ = invoke("zoo", "list")
+    assert code == 0 and "vgg9" in out and "resnet18" in out
+    code, _, _ = invoke("zoo", "export", "tiny_cnn", "-o", str(tmp_path / "t.onnx"))
+    assert code == 0 and (tmp_path / "t.onnx").stat().st_size > 1000

@@ -1,0 +1,45 @@
+"""MacroSpec presets, files and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cimc.errors import UsageError
+from cimc.macro import PRESETS, MacroSpec, load_macro
+
+
+def test_default_is_the_papers_macro() -> None:
+    m = load_macro(None)
+    assert (m.wordlines, m.bitlines, m.cell_bits, m.dac_bits, m.adcs, m.adc_bits, m.bitlines_per_adc,
+            m.load_cycles) == (256, 256, 4, 4, 64, 5, 4, 256)
+    assert set(PRESETS) >= {"paper", "small-64"}
+
+
+def test_toml_file_with_preset_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('[macro]\npreset = "small-64"\nadc_bits = 6\n')
+    m = load_macro(path)
+    assert (m.name, m.wordlines, m.adc_bits) == ("mine", 64, 6)
+
+
+def test_json_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text('{"wordlines": 128, "bitlines": 128, "adcs": 32}')
+    assert load_macro(path).wordlines == 128
+
+
+@pytest.mark.parametrize("text", ['wordlines = 0', 'bogus = 3', 'adcs = 2', 'adc_bits = 40', 'wordlines = "x"'])
+def test_bad_specs_are_usage_errors(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError):
+        load_macro(path)
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(UsageError, match="not a preset"):
+        load_macro("no-such-macro")
+    with pytest.raises(UsageError):
+        MacroSpec(bitlines=512)  # 64 ADCs × 4 cannot serve 512 bitlines
