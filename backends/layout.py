@@ -12,6 +12,7 @@ the input channel and kernel position every wordline of that segment holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,31 +31,61 @@ def layer_matrix(graph: Graph, node: Node) -> np.ndarray:
     return w if node.op == "Gemm" and node.attrs["transB"] else w.T
 
 
-def column_values(matrix: np.ndarray, bounds: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns in layer order ``(S·Cout, height)`` and a mask of the cells they occupy."""
+def padded_columns(matrix: np.ndarray, bounds: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns as ``(Cout, S, height)``: entry ``[o, s, j]`` is ``matrix[o, bounds[s] + j]``,
+    0 past the segment's end; and the ``(S, height)`` mask of the cells each segment fills.
+    One gather from the matrix with a zero column appended (where the padding points)."""
     rows = np.diff(bounds)
     offsets = np.arange(height)
-    mask = offsets[None, :] < rows[:, None]  # (S, height)
-    index = np.where(mask, bounds[:-1, None] + offsets[None, :], 0)
-    cols = matrix[:, index]  # (Cout, S, height)
-    cols = np.where(mask[None, :, :], cols, 0).transpose(1, 0, 2).reshape(-1, height)
-    return cols, np.repeat(mask, matrix.shape[0], axis=0)
+    mask = offsets[None, :] < rows[:, None]
+    index = np.where(mask, bounds[:-1, None] + offsets[None, :], matrix.shape[1])
+    padded = np.concatenate([matrix, np.zeros((matrix.shape[0], 1), matrix.dtype)], axis=1)
+    return np.take(padded, index, axis=1), mask
+
+
+def column_values(matrix: np.ndarray, bounds: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns in layer order ``(S·Cout, height)`` and a mask of the cells they occupy."""
+    cols, mask = padded_columns(matrix, bounds, height)
+    return cols.transpose(1, 0, 2).reshape(-1, height), np.repeat(mask, matrix.shape[0], axis=0)
 
 
 def macro_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int,
-                 dtype: type = np.float32) -> np.ndarray:
-    """All macros' cell contents, shape ``(macros, WL, BL)``."""
-    out: np.ndarray = np.zeros((macros, macro.wordlines, macro.bitlines), dtype=dtype)
+                 dtype: type = np.float32,
+                 matrix: Callable[[Graph, Node], np.ndarray] = layer_matrix) -> np.ndarray:
+    """All macros' cell contents, shape ``(macros, WL, BL)`` (a transposed view).
+
+    The cells are filled bitline by bitline, ``lines[m·BL + b]`` being bitline ``b`` of macro
+    ``m``: a column starting on wordline 0 is copied as a whole line (its tail is 0), and
+    columns starting higher up are written afterwards, cell by cell, so they are never
+    overwritten by the zero tail of a column below them on the same bitline."""
+    wl, bl = macro.wordlines, macro.bitlines
+    lines: np.ndarray = np.zeros((macros * bl, wl), dtype=dtype)
+    shifted = []
     for node in nodes:
-        placement = node.ann[BitlinePlacement]
-        bounds = np.asarray(node.ann[WordlineTiling].bounds)
-        cols, mask = column_values(layer_matrix(graph, node), bounds, macro.wordlines)
-        wl = placement.wordline[:, None] + np.arange(macro.wordlines)[None, :]
-        sel = mask & (wl < macro.wordlines)
-        m = np.broadcast_to(placement.macro[:, None], sel.shape)[sel]
-        b = np.broadcast_to(placement.bitline[:, None], sel.shape)[sel]
-        out[m, wl[sel], b] = cols[sel]
-    return out
+        p = node.ann[BitlinePlacement]
+        cols, mask = padded_columns(matrix(graph, node), np.asarray(node.ann[WordlineTiling].bounds), wl)
+        line = (p.macro * bl + p.bitline).reshape(-1, cols.shape[0]).T  # (Cout, S), like cols
+        start = p.wordline.reshape(-1, cols.shape[0]).T
+        whole = start == 0
+        if whole.all():
+            lines[line.reshape(-1)] = cols.reshape(-1, wl)
+            continue
+        lines[line[whole]] = cols[whole]
+        cells = np.broadcast_to(mask[None], cols.shape)[~whole]
+        shifted.append((line[~whole], start[~whole], cols[~whole], cells))
+    for line, start, values, cells in shifted:
+        _write_shifted(lines, line, start, values, cells)
+    return lines.reshape(macros, bl, wl).transpose(0, 2, 1)
+
+
+def _write_shifted(lines: np.ndarray, line: np.ndarray, start: np.ndarray, values: np.ndarray,
+                   cells: np.ndarray) -> None:
+    """``lines[line[i], start[i] + j] = values[i, j]`` where ``cells[i, j]`` and in the array."""
+    height = lines.shape[1]
+    wordline = start[:, None] + np.arange(height)[None, :]
+    sel = cells & (wordline < height)
+    flat = np.broadcast_to(line[:, None], sel.shape)[sel] * height + wordline[sel]
+    lines.reshape(-1)[flat] = values[sel]
 
 
 def layout_document(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> dict[str, Any]:

@@ -3,28 +3,33 @@
 Files (names are fixed; nothing is named after the model's contents):
 ``layout.json``, ``weights.safetensors`` (``macro_0000`` … one ``(WL, BL)`` array each),
 ``schedule.json``, ``report.json``, ``report.md``, ``graph.txt`` (the final IR), and
-``manifest.json`` (written last, with every file's sha256).
+``manifest.json`` (written last, with every file's sha256). A quantized graph stores cell
+codes and adds ``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``
+(``cim_build``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from cimc import __version__
 from cimc.backends.build_dir import dumps
+from cimc.backends.cim_build import code_arrays, is_quantized, quantized_files
+from cimc.backends.cim_report import quantization_markdown, quantization_section
 from cimc.backends.cost_model import ModelCost, model_cost
 from cimc.backends.layout import layout_document, macro_arrays
 from cimc.backends.report import report_document, report_markdown
 from cimc.backends.schedule import schedule_document
-from cimc.passes.place_bitlines import cim_nodes
-from safetensors.numpy import save as save_safetensors
-
-from cimc import __version__
+from cimc.backends.weights_file import macro_weights_bytes
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.printer import format_graph
 from cimc.macro import MacroSpec
+from cimc.passes.place_bitlines import cim_nodes
 
 SCHEMA_VERSION = 1
 
@@ -38,20 +43,30 @@ class BuildOutput:
 
 
 def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
-                source: dict[str, Any], options: dict[str, Any]) -> BuildOutput:
-    """All files of a build (manifest separate: its file hashes are added when written)."""
+                source: dict[str, Any], options: dict[str, Any], quant: dict[str, Any] | None = None,
+                evaluate: Callable[[bytes], dict[str, Any]] | None = None) -> BuildOutput:
+    """All files of a build (manifest separate: its file hashes are added when written).
+    A quantized graph also gets the files of ``cim_build`` (``quant``: the compile's
+    calibration facts; ``evaluate``: accuracy of ``model.cim.onnx`` for the report)."""
     cost = model_cost(graph, macro, bitline_budget)
     nodes = cim_nodes(graph)
-    arrays = macro_arrays(graph, nodes, macro, cost.macros)
+    quantized = is_quantized(nodes)
+    arrays = (code_arrays if quantized else macro_arrays)(graph, nodes, macro, cost.macros)
+    extra = quantized_files(graph, nodes) if quantized else {}
     digital = [{"node": n.name, "op": n.op} for n in graph.topo_order() if CimLayer not in n.ann]
     report = report_document(graph, cost, macro, digital)
+    if quantized:
+        report["quantization"] = quantization_section(graph, nodes, quant or {})
+        if evaluate is not None:
+            report["accuracy"] = evaluate(extra["model.cim.onnx"])
     files = {
         "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),
         "weights.safetensors": _weights(arrays),
         "schedule.json": dumps(schedule_document(graph, cost, macro)),
         "report.json": dumps(report),
-        "report.md": report_markdown(report, cost).encode(),
+        "report.md": (report_markdown(report, cost) + quantization_markdown(report)).encode(),
         "graph.txt": format_graph(graph).encode(),
+        **extra,
     }
     manifest = {"schema_version": SCHEMA_VERSION, "tool": "cimc", "tool_version": __version__,
                 "macro": macro.to_dict(), "bitline_budget": cost.bitline_budget, "input": source,
@@ -62,5 +77,4 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
 def _weights(arrays: np.ndarray) -> bytes:
     """One ``(WL, BL)`` array per macro. safetensors orders metadata keys by hash, so a
     single key keeps the file byte-deterministic."""
-    tensors = {f"macro_{m:04d}": np.ascontiguousarray(arrays[m]) for m in range(arrays.shape[0])}
-    return bytes(save_safetensors(tensors, metadata={"format": "cimc-macro-weights/wordline-by-bitline"}))
+    return macro_weights_bytes(arrays, {"format": "cimc-macro-weights/wordline-by-bitline"})

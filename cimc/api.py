@@ -9,21 +9,29 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cimc.backends.build_dir import check_target, write_build
+from cimc.backends.cim_build import quant_info
 from cimc.backends.cost_model import ModelCost
 from cimc.backends.macro_backend import build_files
+from cimc.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
 from cimc.errors import UsageError
+from cimc.evaluation import evaluator
 from cimc.frontend import import_onnx
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec, load_macro
+from cimc.morph.structure import MorphOptions, morph_passes, morph_record
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.place_bitlines import PlaceBitlines
+from cimc.passes.quantize import LayerBits, Quantize
+from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.pipeline import GraphPass, PassContext, PassRecord, run_passes
@@ -44,12 +52,31 @@ class CompileOptions:
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     dump_ir: Path | None = None
     force: bool = False
+    allow_external_data_outside: bool = False
+    granularity: str = "layer"
+    weight_method: str = "mse"
+    calib: str = "synthetic"
+    calib_size: int = DEFAULT_CALIB_SIZE
+    no_shift: bool = False
+    w_bits: int | None = None
+    a_bits: int | None = None
+    adc_bits: int | None = None
+    layer_bits: dict[str, dict[str, int]] | None = None
+    eval_data: str | None = None
+    eval_size: int | None = None
+    data_root: str | None = None
+    morph: MorphOptions | None = None  # structure-only morph before fold-batchnorm (cimc.morph.structure)
     progress: Callable[[str], None] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
-        """The options that shape the build (recorded in the manifest)."""
+        """The options that shape the build (recorded in the manifest). Bit overrides are
+        recorded in the manifest's macro."""
         return {"tiling": self.tiling, "placement": self.placement, "map_fc": self.map_fc,
-                "input_shapes": {k: list(v) for k, v in sorted((self.input_shapes or {}).items())}}
+                "input_shapes": {k: list(v) for k, v in sorted((self.input_shapes or {}).items())},
+                "granularity": self.granularity, "weight_method": self.weight_method, "calib": self.calib,
+                "calib_size": self.calib_size, "no_shift": self.no_shift,
+                "layer_bits": {k: dict(sorted(v.items())) for k, v in sorted((self.layer_bits or {}).items())},
+                **({"morph": morph_record(self.morph)} if self.morph is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -62,17 +89,24 @@ class CompileResult:
 
 
 def default_passes(options: CompileOptions) -> list[GraphPass]:
-    return [FoldBatchNorm(), SelectCim(map_fc=options.map_fc), TileWordlines(mode=options.tiling),
-            PlaceBitlines(policy=options.placement)]
+    calib = {"calib": options.calib, "calib_size": options.calib_size, "data_root": options.data_root}
+    bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
+    passes: list[GraphPass] = [
+        FoldBatchNorm(), SelectCim(map_fc=options.map_fc), TileWordlines(mode=options.tiling),
+        Quantize(granularity=options.granularity, weight_method=options.weight_method, bits=bits, **calib),
+        PlaceBitlines(policy=options.placement)]
+    return passes if options.no_shift else [*passes, ScaleToShift(**calib)]
 
 
 def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dict[str, Any]]:
     """Import an ONNX file, or export the zoo model of that name first."""
     path = Path(source)
     if path.is_file():
-        data = _read_hash(path)
-        graph = import_onnx(path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes)
-        return graph, {"kind": "onnx", "name": path.name, "sha256": data}
+        with ThreadPoolExecutor(max_workers=1) as pool:  # hashing releases the GIL: it overlaps the import
+            data = pool.submit(_read_hash, path, options.max_model_bytes)  # bounded: no hang on huge files
+            graph = import_onnx(path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes,
+                                allow_external_outside=options.allow_external_data_outside)
+        return graph, {"kind": "onnx", "name": path.name, "sha256": data.result()}
     import cimc.models as models
 
     if str(source) not in models.available():
@@ -87,19 +121,27 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
     return graph, {"kind": "zoo", "name": str(source), "sha256": digest}
 
 
-def _read_hash(path: Path) -> str:
+def _read_hash(path: Path, limit: int | None = None) -> str:
+    """sha256 of the file; reading stops after ``limit`` bytes (the import refuses such a file)."""
     h = hashlib.sha256()
+    read = 0
     with open(path, "rb") as fh:
+        if limit is not None and os.fstat(fh.fileno()).st_size > limit:
+            return ""
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
+            read += len(chunk)
+            if limit is not None and read > limit:
+                break
     return h.hexdigest()
 
 
 def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassContext]:
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
+    macro = macro.with_options(cell_bits=options.w_bits, dac_bits=options.a_bits, adc_bits=options.adc_bits)
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
                       progress=options.progress)
-    return run_passes(graph, default_passes(options), ctx), ctx
+    return run_passes(graph, morph_passes(options) + default_passes(options), ctx), ctx
 
 
 def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptions | None = None,
@@ -109,7 +151,9 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     out = Path(out_dir)
     check_target(out, options.force)
     graph, source_info = load_source(source, options)
+    evaluate = evaluator(graph, options.eval_data, options.eval_size, options.data_root) if options.eval_data else None
     graph, ctx = compile_graph(graph, options)
-    build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public())
+    build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
+                        quant_info(ctx.results), evaluate)
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report, ctx.history)

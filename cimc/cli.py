@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ import click
 
 from cimc import __version__
 from cimc.errors import CimcError, UsageError
+from cimc.safe_text import safe_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,8 +37,8 @@ def guarded(fn: F) -> F:
             return fn(*args, **kwargs)
         except CimcError as exc:
             _fail(state, exc)
-        except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
-            raise
+        except (KeyboardInterrupt, BrokenPipeError, click.exceptions.Exit, click.ClickException):
+            raise  # click handles these (a closed pipe: quiet exit 1)
         except Exception as exc:
             if state.debug:
                 raise
@@ -52,10 +54,57 @@ def _fail(state: State, exc: CimcError) -> None:
 
         traceback.print_exception(exc)
     if state.as_json:
-        click.echo(json.dumps(exc.to_json(), sort_keys=True))
+        click.echo(json.dumps(_safe_json(exc.to_json()), sort_keys=True))
     else:
         click.echo(f"cimc: error [{exc.kind}]: {exc}", err=True)
     sys.exit(exc.exit_code)
+
+
+def _safe_json(value: Any) -> Any:
+    """``value`` with every string (names from the model among them) shortened and escaped."""
+    if isinstance(value, str):
+        return safe_message(value)
+    if isinstance(value, dict):
+        return {safe_message(str(k)): _safe_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_safe_json(v) for v in value]
+    return value
+
+
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class CimcGroup(click.Group):
+    """A click group whose parse errors (bad options, unknown commands, in any subcommand) also
+    come out as one ``cimc: error [usage]`` line (or a JSON object with ``--json``), exit 2."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        with _one_line_click_errors(lambda: State("--debug" in args, "--json" in args)):
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        def state() -> State:
+            found = ctx.find_object(State)
+            return found or State(bool(ctx.params.get("debug")), bool(ctx.params.get("as_json")))
+
+        with _one_line_click_errors(state):
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line_click_errors(state: Callable[[], State]) -> Iterator[None]:
+    try:
+        yield
+    except _NO_ARGS_IS_HELP:  # a bare ``cimc`` or ``cimc zoo`` prints the help
+        raise
+    except click.UsageError as exc:
+        name = exc.ctx.command_path if exc.ctx is not None else "cimc"
+        _fail(state(), UsageError(exc.format_message(), hint=f"see '{name} --help'"))
+    except click.ClickException as exc:
+        error = CimcError(exc.format_message())
+        error.exit_code = exc.exit_code
+        _fail(state(), error)
 
 
 def parse_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
@@ -73,7 +122,7 @@ def parse_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
     return shapes or None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CimcGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cimc")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable results and errors.")
@@ -92,6 +141,10 @@ def _register() -> None:
 
     main.add_command(compile_cmd)
     main.add_command(zoo)
+    __import__("cimc.cli_inspect", fromlist=["register"]).register(main)  # inspect, validate, diff, maps
+    main.add_command(__import__("cimc.cli_qat", fromlist=["qat_cmd"]).qat_cmd)  # qat (issue 4)
+    main.add_command(__import__("cimc.cli_morph", fromlist=["morph_cmd"]).morph_cmd)  # morph (issue 5)
+    main.add_command(__import__("cimc.cli_emulate", fromlist=["emulate_cmd"]).emulate_cmd)  # emulate (issue 3)
 
 
 _register()

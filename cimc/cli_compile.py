@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cimc.cli import State, guarded, parse_shapes
+from cimc.cli_morph import morph_options, structure_morph
+from cimc.cli_quant import pop_quant, print_quant, quant_options
 
 if TYPE_CHECKING:
     from cimc.backends.cost_model import ModelCost
@@ -27,20 +29,28 @@ if TYPE_CHECKING:
 @click.option("--max-model-bytes", type=click.IntRange(min=1), default=2 * 1024**3, show_default=True)
 @click.option("--dump-ir", type=click.Path(file_okay=False, path_type=Path), help="Write the IR after each pass.")
 @click.option("--force", is_flag=True, help="Replace an output folder that cimc did not create.")
+@click.option("--allow-external-data-outside", is_flag=True,
+              help="Trust external weight files outside the model's folder (absolute, '..', links).")
+@morph_options
+@quant_options
 @click.pass_obj
 @guarded
 def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | None, macro: str, tiling: str,
                 placement: str, map_fc: bool, input_shape: tuple[str, ...], max_model_bytes: int,
-                dump_ir: Path | None, force: bool) -> None:
+                dump_ir: Path | None, force: bool, allow_external_data_outside: bool, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
 
-    options = CompileOptions(bitline_budget=bitline_budget, macro=macro, tiling=tiling, placement=placement,
+    quant = pop_quant(morph)
+    options = CompileOptions(**quant, bitline_budget=bitline_budget, macro=macro, tiling=tiling, placement=placement,
                              map_fc=map_fc, input_shapes=parse_shapes(input_shape),
-                             max_model_bytes=max_model_bytes, dump_ir=dump_ir, force=force)
+                             max_model_bytes=max_model_bytes, dump_ir=dump_ir, force=force,
+                             allow_external_data_outside=allow_external_data_outside,
+                             morph=structure_morph(bitline_budget, **morph))
     if state.as_json:
         result = compile_model(source, output, options)
-        click.echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"]}, sort_keys=True))
+        click.echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
+                               "accuracy": result.report.get("accuracy")}, sort_keys=True))
         return
     from rich.console import Console
 
@@ -49,21 +59,24 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
         options.progress = lambda name: status.update(f"running {name}")
         result = compile_model(source, output, options)
     print_report(result.report, result.cost)
+    print_quant(result.report)
     click.echo(f"wrote {result.out_dir}/")
 
 
 def print_report(report: dict[str, Any], cost: ModelCost) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from cimc.backends.report import COLUMNS, layer_rows
+    from cimc.safe_text import safe_name
 
-    table = Table(title=f"{report['model']} on macro '{report['macro']['name']}'")
+    table = Table(title=escape(f"{safe_name(report['model'])} on macro '{report['macro']['name']}'"))
     for _, header in COLUMNS:
         table.add_column(header, justify="left" if header == "layer" else "right")
     rows = layer_rows(cost)
     for row in rows[:-1]:
-        table.add_row(*row)
+        table.add_row(escape(safe_name(row[0])), *row[1:])  # layer names come from the model
     table.add_row(*rows[-1], style="bold")
     console = Console(width=max(150, Console().width))
     console.print(table)

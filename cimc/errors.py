@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cimc.safe_text import safe_message
+
 
 class CimcError(Exception):
     """Base of all cimc errors: a one-line message, an exit code, optional hint and details."""
@@ -28,9 +30,10 @@ class CimcError(Exception):
     kind = "error"
 
     def __init__(self, message: str, *, hint: str | None = None, details: dict[str, Any] | None = None):
+        message = safe_message(message)  # names from the model: one line, no escapes, shortened
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = None if hint is None else safe_message(hint)
         self.details = details or {}
 
     def to_json(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ hook implements the same formulas in torch and is tested bit-exact against these
     p_s  = Σ_{rows r in segment s} w_q[r] · a_q[r]                     (exact integer)
     p̂_s  = clip(round(p_s / S_ADC), −(2^(adc_bits−1) − 1), 2^(adc_bits−1) − 1)
     P    = Σ_s p̂_s
-    y    = P · (S_W · S_ADC · S_A) + b
+    y    = P · (S_W · S_ADC · S_A) + b        (scale-to-shift: P · 2^−k + b)
 
 ``round`` is round-half-to-even (``np.rint``). All divisions happen in float32, as torch
 and onnxruntime do them, so the three implementations round identically.
@@ -28,11 +28,14 @@ def code_range(bits: int, signed: bool) -> tuple[int, int]:
     return (-signed_max(bits), signed_max(bits)) if signed else (0, (1 << bits) - 1)
 
 
-def quantize(x: np.ndarray, step: np.ndarray | float, bits: int, signed: bool) -> np.ndarray:
-    """``clip(round(x / step), lo, hi)`` in float32 (integer-valued result)."""
+def quantize(x: np.ndarray, step: np.ndarray | float, bits: int, signed: bool, *,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """``clip(round(x / step), lo, hi)`` in float32 (integer-valued result); ``out`` (a
+    float32 array of ``x``'s shape, may be ``x`` itself) avoids temporaries."""
     lo, hi = code_range(bits, signed)
-    q = np.rint(np.asarray(x, dtype=np.float32) / np.asarray(step, dtype=np.float32))
-    return np.clip(q, lo, hi).astype(np.float32)
+    q = np.divide(np.asarray(x, dtype=np.float32), np.asarray(step, dtype=np.float32), out=out)
+    np.rint(q, out=q)
+    return np.clip(q, lo, hi, out=q)
 
 
 def weight_codes(w: np.ndarray, step: np.ndarray, bits: int) -> np.ndarray:
@@ -41,16 +44,39 @@ def weight_codes(w: np.ndarray, step: np.ndarray, bits: int) -> np.ndarray:
     return quantize(w, np.asarray(step, dtype=np.float32).reshape(shape), bits, signed=True)
 
 
-def adc_codes(p: np.ndarray, step: np.ndarray, bits: int, channel_axis: int = 1) -> np.ndarray:
+def adc_codes(p: np.ndarray, step: np.ndarray, bits: int, channel_axis: int = 1, *,
+              out: np.ndarray | None = None) -> np.ndarray:
     """ADC codes of partial sums ``p``; ``step`` per layer or per output channel."""
     step = np.asarray(step, dtype=np.float32)
     if step.size > 1:
         shape = [1] * p.ndim
         shape[channel_axis] = -1
         step = step.reshape(shape)
-    return quantize(p, step, bits, signed=True)
+    return quantize(p, step, bits, signed=True, out=out)
 
 
 def output_scale(w_step: np.ndarray, adc_step: np.ndarray, a_step: float) -> np.ndarray:
     """``S_W · S_ADC · S_A`` per layer or per column, computed in float32."""
     return (np.asarray(w_step, np.float32) * np.asarray(adc_step, np.float32) * np.float32(a_step)).astype(np.float32)
+
+
+def shift_exponent(scale: np.ndarray) -> np.ndarray:
+    """The ``k`` whose ``2^−k`` is nearest to ``scale`` (least relative error): with
+    ``scale = m·2^e``, ``1 ≤ m < 2``, it is ``−e`` if ``m < 1.5`` else ``−e − 1``. int64."""
+    mant, exp = np.frexp(np.asarray(scale, dtype=np.float64))  # scale = mant·2^exp, 0.5 ≤ mant < 1
+    return np.where(mant < 0.75, 1 - exp, -exp).astype(np.int64)
+
+
+def shift_scale(k: np.ndarray) -> np.ndarray:
+    """``2^−k`` in float32 (exact for every ``k`` a float32 can represent)."""
+    return np.ldexp(np.float32(1.0), -np.asarray(k, dtype=np.int64)).astype(np.float32)
+
+
+def layer_output(total: np.ndarray, scale: np.ndarray, bias: np.ndarray, channel_axis: int = 1) -> np.ndarray:
+    """``y = P · scale + b`` in float32, two roundings (a multiply, then an add), ``scale``
+    and ``b`` per layer ``(1,)`` or per output channel."""
+    shape = [1] * total.ndim
+    shape[channel_axis] = -1
+    s = np.asarray(scale, dtype=np.float32).reshape(shape)
+    b = np.asarray(bias, dtype=np.float32).reshape(shape)
+    return np.add(np.multiply(total, s, dtype=np.float32), b, dtype=np.float32)

@@ -69,16 +69,18 @@ def bn_scale_shift(graph: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray]:
 
 def _fold(graph: Graph, producer: Node, bn: Node) -> None:
     scale, shift = bn_scale_shift(graph, bn)
-    weight = graph.initializers[producer.inputs[1]].astype(np.float64)
+    weight = graph.initializers[producer.inputs[1]]
     bias = _bias(graph, producer, weight, scale.shape[0])
     if producer.op == "Conv":
-        new_w = weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))
+        factor = scale.reshape(-1, *([1] * (weight.ndim - 1)))
     else:
-        new_w = weight * (scale.reshape(-1, 1) if producer.attrs["transB"] else scale.reshape(1, -1))
+        factor = scale.reshape(-1, 1) if producer.attrs["transB"] else scale.reshape(1, -1)
         producer.attrs["beta"] = 1.0
+    # the float64 product, rounded once to float32, without float64 temporaries of the weights
+    new_w = np.multiply(weight, factor, dtype=np.float64, out=np.empty(weight.shape, np.float32), casting="same_kind")
     w_name = graph.unique_name(producer.inputs[1] + "_bnfold")
     b_name = graph.unique_name(producer.name + "_bias_bnfold")
-    graph.set_initializer(w_name, new_w.astype(np.float32))
+    graph.set_initializer(w_name, new_w)
     graph.set_initializer(b_name, (scale * bias + shift).astype(np.float32))
     graph.set_inputs(producer, (producer.inputs[0], w_name, b_name))
     bn_out = bn.outputs[0]

@@ -9,14 +9,14 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from cimc.backends.build_dir import sha256
 from safetensors.numpy import load_file
 
 from cimc import schemas
 from cimc.api import compile_model
+from cimc.backends.build_dir import sha256
 from cimc.errors import UsageError
 
-JSON_FILES = ("manifest", "layout", "schedule", "report")
+JSON_FILES = ("manifest", "layout", "schedule", "report", "quant", "graph")
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,10 @@ def test_manifest_hashes(build: Path) -> None:
 
 
 def test_macro_cells_hold_each_weight_once(build: Path) -> None:
-    """Rebuild every layer's weight matrix from the macro arrays and the layout alone."""
-    from cimc.backends.layout import layer_matrix
-    from cimc.passes.place_bitlines import cim_nodes
-
+    """Rebuild every layer's cell-code matrix from the macro arrays and the layout alone."""
     from cimc.api import CompileOptions, compile_graph, load_source
+    from cimc.cim_layer import code_matrix
+    from cimc.passes.place_bitlines import cim_nodes
 
     layout = json.loads((build / "layout.json").read_text())
     arrays = load_file(str(build / "weights.safetensors"))
@@ -54,7 +53,8 @@ def test_macro_cells_hold_each_weight_once(build: Path) -> None:
     used = sum(int((np.asarray(m["layer"]) >= 0).sum()) for m in layout["macros"])
     assert used == sum(layer["columns"] for layer in layout["layers"])
     for node, entry in zip(nodes, layout["layers"], strict=True):
-        expected = layer_matrix(graph, node)
+        expected = code_matrix(graph, node)
+        assert np.abs(expected).max() > 0
         got = np.zeros_like(expected)
         for m in layout["macros"]:
             owner = np.asarray(m["layer"])
@@ -65,6 +65,7 @@ def test_macro_cells_hold_each_weight_once(build: Path) -> None:
                 cells = arrays[f"macro_{m['index']:04d}"][w0:w0 + n, b]
                 got[m["out_channel"][b], seg["row_start"]:seg["row_stop"]] = cells
         np.testing.assert_array_equal(got, expected)
+        assert arrays["macro_0000"].dtype == np.int8
 
 
 def test_rebuild_is_byte_identical(build: Path, tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cimc.passes.fold_batchnorm import FoldBatchNorm
 
 from cimc.ir import Node, TensorInfo, verify
 from cimc.ir.interpreter import run
 from cimc.macro import MacroSpec
+from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.pipeline import PassContext
 from tests.ir_builders import add_bn, add_conv, add_unary, conv_bn_relu, graph_with_input
 

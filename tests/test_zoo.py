@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from cimc.models import available, build, describe, example_input, export_onnx, input_shape
 
 ALLOWED_OPS = frozenset(

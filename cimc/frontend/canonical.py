@@ -108,6 +108,9 @@ def _window_attrs(node: onnx.NodeProto, a: Attrs, shape: tuple[int, ...], kernel
     dilations = _ints(a.get("dilations", (1, 1)))
     if len(kernel) != 2 or len(strides) != 2 or len(dilations) != 2:
         raise UnsupportedError(f"node '{node.name}' ({node.op_type}): only 2-D windows are supported")
+    if min(*kernel, *strides, *dilations) < 1:
+        raise InvalidModelError(f"node '{node.name}' ({node.op_type}): kernel {kernel}, strides {strides} and "
+                                f"dilations {dilations} must be positive")
     pads = resolve_pads(node, a, shape[2:], kernel, strides, dilations)
     return {"kernel_shape": kernel, "strides": strides, "pads": pads, "dilations": dilations}
 
@@ -117,6 +120,13 @@ def _conv(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[str], At
     kernel = _ints(a.get("kernel_shape", ctx.shape(node.input[1])[2:]))
     attrs = _window_attrs(node, a, shape, kernel)
     attrs["group"] = int(a.get("group", 1))
+    weight = ctx.shape(node.input[1])
+    if len(weight) != 4:
+        raise InvalidModelError(f"node '{node.name}' (Conv): weight shape {weight} is not 4-D")
+    cout, cin_g = weight[:2]
+    if attrs["group"] < 1 or cout % attrs["group"] or shape[1] != cin_g * attrs["group"]:
+        raise InvalidModelError(f"node '{node.name}' (Conv): group={attrs['group']} does not fit input channels "
+                                f"{shape[1]} and weight shape {ctx.shape(node.input[1])}")
     return [t for t in node.input if t], attrs
 
 

@@ -25,6 +25,7 @@ from onnx.reference import ReferenceEvaluator
 from cimc.errors import InvalidModelError, ResourceLimitError
 from cimc.frontend.loader import default_opset
 from cimc.frontend.proto_graph import DEFAULT_DOMAINS, set_repeated
+from cimc.safe_text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,8 @@ def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -
     try:
         outs = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
     except Exception as exc:  # the reference runtime raises arbitrary errors on bad operands
-        raise InvalidModelError(f"cannot evaluate constant node '{node.name}' ({node.op_type}): {exc}") from exc
+        raise InvalidModelError(f"cannot evaluate constant node '{node.name}' ({node.op_type}): "
+                                f"{one_line(str(exc))}") from exc
     return [np.asarray(o) for o in outs]
 
 

@@ -1,28 +1,35 @@
 """Loading an ONNX file safely: size limit, parsing, external-data confinement, model checks.
 
 ``load_model`` never reads more than ``max_bytes`` from the model file (the size is checked
-with ``os.stat`` before any byte is read) and refuses external data that could escape the
-model's folder (absolute paths, ``..``, symlinks pointing outside, hard links) before any
-external byte is read. ``check_model`` wraps ``onnx.checker`` and rejects models this
-compiler cannot read (IR version too new, no default-domain opset).
+with ``os.stat`` before any byte is read, and no buffer larger than the file is allocated)
+and refuses external data that could escape the model's folder (absolute paths, ``..``,
+symlinks pointing outside, hard links) before any external byte is read; the external bytes
+it then reads are re-checked on the open descriptor and count toward ``max_bytes``. Every
+string of the parsed model must be UTF-8. ``check_model`` wraps ``onnx.checker`` and
+rejects models this compiler cannot read (IR version too new, no default-domain opset).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from cimc.errors import InvalidModelError, ResourceLimitError, SecurityError, UnsupportedError, UsageError
+from cimc.frontend.tensor_checks import model_tensors
+from cimc.safe_text import one_line
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 2**31
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+_TRUST_HINT = "pass --allow-external-data-outside if you trust this model"
 
 
 def load_model(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -34,7 +41,7 @@ def load_model(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYT
         raise ResourceLimitError(
             f"model file '{file.name}' is {size} bytes, more than the limit of {max_bytes} bytes "
             "(raise it with --max-model-bytes)", details={"size": size, "max_bytes": max_bytes})
-    data = _read_bytes(file, max_bytes)
+    data = _read_bytes(file, min(size, max_bytes))
     model = parse_model(data)
     base_dir = os.path.dirname(os.path.abspath(file))
     external = list(_external_tensors(model))
@@ -55,15 +62,16 @@ def _stat_size(file: Path) -> int:
     return int(st.st_size)
 
 
-def _read_bytes(file: Path, max_bytes: int) -> bytes:
+def _read_bytes(file: Path, size: int) -> bytes:
+    """The ``size`` bytes the stat found; reading ``size + 1`` (never the whole limit: Python
+    allocates the requested length up front) tells whether the file has grown since."""
     try:
         with open(file, "rb") as fh:
-            data = fh.read(max_bytes + 1)  # the file may have grown since the stat
+            data = fh.read(size + 1)
     except OSError as exc:
         raise UsageError(f"cannot read model file '{file}': {exc.strerror}") from exc
-    if len(data) > max_bytes:
-        raise ResourceLimitError(f"model file '{file.name}' is more than {max_bytes} bytes",
-                                 hint="raise the limit with --max-model-bytes")
+    if len(data) != size:
+        raise UsageError(f"model file '{file.name}' changed while it was read")
     return data
 
 
@@ -75,39 +83,44 @@ def parse_model(data: bytes) -> onnx.ModelProto:
         raise InvalidModelError(f"not a valid ONNX model (protobuf parse failed: {exc})") from exc
     if not model.HasField("graph"):
         raise InvalidModelError("not a valid ONNX model (it has no graph)")
+    check_strings(model)
     return model
 
 
+def _repeated(field: Any) -> bool:
+    is_repeated = getattr(field, "is_repeated", None)  # protobuf >= 6; ``label`` before
+    return bool(is_repeated) if is_repeated is not None else field.label == field.LABEL_REPEATED
+
+
+def check_strings(message: Message) -> None:
+    """Every string field holds UTF-8. (For ONNX's proto2 strings, protobuf hands back invalid
+    UTF-8 as ``bytes``, or raises ``UnicodeDecodeError``, wherever it is first read.)"""
+    try:
+        bad = _bad_string(message)
+    except UnicodeDecodeError as exc:
+        bad = exc.object if isinstance(exc.object, bytes) else b"?"
+    if bad is not None:
+        raise InvalidModelError(f"not a valid ONNX model (a string field is not UTF-8: {bad[:40]!r})")
+
+
+def _bad_string(message: Message) -> bytes | None:
+    """The first string field of ``message`` (recursively) that is not valid UTF-8."""
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_MESSAGE:
+            for item in value if _repeated(field) else [value]:
+                bad = _bad_string(item)
+                if bad is not None:
+                    return bad
+        elif field.type == field.TYPE_STRING:
+            bad = next((v for v in (value if _repeated(field) else [value]) if not isinstance(v, str)), None)
+            if bad is not None:
+                return bytes(bad)
+    return None
+
+
 # -- external data -------------------------------------------------------------------------
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
-
-
-def _node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for sub in attr.graphs:
-            yield from _graph_tensors(sub)
-
-
 def _external_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    tensors = list(_graph_tensors(model.graph))
-    for func in model.functions:
-        for node in func.node:
-            tensors += _node_tensors(node)
-    yield from (t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL)
+    yield from (t for t in model_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL)
 
 
 def _entries(tensor: onnx.TensorProto) -> tuple[str, int, int | None]:
@@ -116,6 +129,8 @@ def _entries(tensor: onnx.TensorProto) -> tuple[str, int, int | None]:
     location = info.get("location", "")
     if not location:
         raise InvalidModelError(f"tensor '{tensor.name}' uses external data but names no location")
+    if "\0" in location:
+        raise InvalidModelError(f"tensor '{tensor.name}': external data location '{location}' holds a NUL byte")
     try:
         offset = int(info.get("offset", "0"))
         length = int(info["length"]) if "length" in info else None
@@ -133,13 +148,15 @@ def resolve_external(location: str, base_dir: str, tensor: str, allow_outside: b
     if allow_outside:
         return real
     if os.path.isabs(location) or os.path.splitdrive(location)[0]:
-        raise SecurityError(f"tensor '{tensor}': external data location '{location}' is an absolute path")
+        raise SecurityError(f"tensor '{tensor}': external data location '{location}' is an absolute path",
+                            hint=_TRUST_HINT)
     if ".." in Path(location.replace("\\", "/")).parts:
-        raise SecurityError(f"tensor '{tensor}': external data location '{location}' contains '..'")
+        raise SecurityError(f"tensor '{tensor}': external data location '{location}' contains '..'",
+                            hint=_TRUST_HINT)
     root = os.path.realpath(base_dir)
     if real == root or os.path.commonpath([root, real]) != root:
         raise SecurityError(f"tensor '{tensor}': external data '{location}' resolves outside the model's folder",
-                            hint="use --allow-external-outside if you trust this model")
+                            hint=_TRUST_HINT)
     return real
 
 
@@ -152,7 +169,7 @@ def _checked_size(real: str, location: str, tensor: str, allow_outside: bool) ->
         raise InvalidModelError(f"tensor '{tensor}': external data '{location}' is not a regular file")
     if st.st_nlink > 1 and not allow_outside:
         raise SecurityError(f"tensor '{tensor}': external data '{location}' is a hard link",
-                            hint="use --allow-external-outside if you trust this model")
+                            hint=_TRUST_HINT)
     return int(st.st_size)
 
 
@@ -175,21 +192,30 @@ def _load_external(model: onnx.ModelProto, tensors: list[onnx.TensorProto], base
     if total > budget:
         raise ResourceLimitError(f"model with its external data is more than the limit ({total} external bytes)",
                                  hint="raise the limit with --max-model-bytes")
-    if allow_outside:
-        for tensor, real, _ in plan:
-            _read_into(tensor, real)
-        return
+    for tensor, real, count in plan:
+        _read_into(tensor, real, count, allow_outside)
+
+
+def _read_into(tensor: onnx.TensorProto, real: str, count: int, allow_outside: bool) -> None:
+    """Read the ``count`` checked bytes of ``tensor`` from ``real`` into its ``raw_data``.
+
+    The file is re-checked on the open descriptor (regular file, size, link count), so a
+    swap after the checks above cannot make this read a device, a FIFO or another file."""
+    location, offset, _ = _entries(tensor)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        onnx.load_external_data_for_model(model, base_dir)
-    except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
-        raise InvalidModelError(f"cannot load external data: {exc}") from exc
-
-
-def _read_into(tensor: onnx.TensorProto, real: str) -> None:
-    _, offset, length = _entries(tensor)
-    with open(real, "rb") as fh:
+        fd = os.open(real, flags)
+    except OSError as exc:
+        raise InvalidModelError(f"tensor '{tensor.name}': cannot open external data '{location}'") from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < offset + count or (st.st_nlink > 1 and not allow_outside):
+            raise SecurityError(f"tensor '{tensor.name}': external data '{location}' changed while it was read")
         fh.seek(offset)
-        tensor.raw_data = fh.read() if length is None else fh.read(length)
+        data = fh.read(count)
+    if len(data) != count:
+        raise InvalidModelError(f"tensor '{tensor.name}': external data '{location}' ended early")
+    tensor.raw_data = data
     tensor.data_location = onnx.TensorProto.DEFAULT
     del tensor.external_data[:]
 
@@ -217,4 +243,4 @@ def check_model(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:
-        raise InvalidModelError(f"ONNX checker rejected the model: {exc}") from exc
+        raise InvalidModelError(f"ONNX checker rejected the model: {one_line(str(exc))}") from exc

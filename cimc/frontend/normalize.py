@@ -16,8 +16,10 @@ import onnx
 from onnx import shape_inference, version_converter
 
 from cimc.errors import InvalidModelError, UnsupportedError, UsageError
+from cimc.frontend.lean_infer import infer_shapes_lean
 from cimc.frontend.loader import default_opset
 from cimc.frontend.proto_graph import name_nodes, set_repeated
+from cimc.safe_text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         out = version_converter.convert_version(model, MIN_OPSET)
     except Exception as exc:  # the converter raises bare RuntimeError/ValueError/C++ errors
-        raise UnsupportedError(f"cannot convert the model from opset {opset} to opset {MIN_OPSET}: {exc}",
+        raise UnsupportedError(f"cannot convert the model from opset {opset} to opset {MIN_OPSET}: "
+                               f"{one_line(str(exc))}",
                                hint="re-export the model with opset 13 or newer") from exc
     out.ir_version = max(out.ir_version, 7)  # IR 7 goes with opset 13; IR < 4 hides initializers
     return out
@@ -119,6 +122,6 @@ def _drop_symbolic_annotations(graph: onnx.GraphProto) -> None:
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """Strict shape inference with data propagation; failures raise ``InvalidModelError``."""
     try:
-        return shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        return infer_shapes_lean(model, strict_mode=True, data_prop=True)
     except (shape_inference.InferenceError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
-        raise InvalidModelError(f"shape inference failed: {exc}") from exc
+        raise InvalidModelError(f"shape inference failed: {one_line(str(exc))}") from exc

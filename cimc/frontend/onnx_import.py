@@ -17,11 +17,20 @@ import onnx
 from onnx import numpy_helper
 
 from cimc.errors import InvalidModelError, UnsupportedError
+from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory, check_nonempty
 from cimc.frontend.canonical import OpContext, canonicalize
 from cimc.frontend.fold_constants import DEFAULT_BUDGET, FOLDABLE, fold_constants, static_shapes
-from cimc.frontend.loader import DEFAULT_MAX_BYTES, check_model, load_model
+from cimc.frontend.loader import DEFAULT_MAX_BYTES, check_model, check_strings, load_model
 from cimc.frontend.normalize import infer_shapes, normalize
-from cimc.frontend.proto_graph import check_supported, fill_output_shapes, name_nodes, report, sort_nodes
+from cimc.frontend.proto_graph import (
+    check_definitions,
+    check_supported,
+    fill_output_shapes,
+    name_nodes,
+    report,
+    sort_nodes,
+)
+from cimc.frontend.tensor_checks import check_tensors, check_values
 from cimc.ir import Graph, Node, TensorInfo, verify
 from cimc.ir.ops import IDENTITY_OPS, OPS
 
@@ -33,13 +42,20 @@ _MULTI_OUTPUT = ("BatchNormalization", "MaxPool", "Dropout")
 def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
                 input_shapes: Mapping[str, tuple[int, ...]] | None = None,
                 max_bytes: int = DEFAULT_MAX_BYTES, allow_external_outside: bool = False,
-                fold_budget: int = DEFAULT_BUDGET) -> Graph:
-    """Import an ONNX model (a path or a ``ModelProto``) into a verified canonical IR graph."""
+                fold_budget: int = DEFAULT_BUDGET, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
+    """Import an ONNX model (a path or a ``ModelProto``) into a verified canonical IR graph.
+
+    Every static tensor must fit ``max_tensor_bytes`` (checked on shapes, before folding or
+    any other allocation); constant folding creates at most ``fold_budget`` elements a node."""
     model = _obtain(path_or_model, max_bytes, allow_external_outside)
     prepare(model)
     model = normalize(model, input_shapes)
+    check_memory(model.graph, max_tensor_bytes)
     model = infer_shapes(fold_constants(model, budget=fold_budget))
+    check_memory(model.graph, max_tensor_bytes)
+    check_nonempty(model.graph)
     graph = to_ir(model)
+    check_values(graph)
     verify(graph)
     return graph
 
@@ -50,14 +66,18 @@ def _obtain(source: str | os.PathLike[str] | onnx.ModelProto, max_bytes: int,
         return load_model(source, max_bytes=max_bytes, allow_external_outside=allow_external_outside)
     model = onnx.ModelProto()
     model.CopyFrom(source)
+    check_strings(model)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise InvalidModelError("the model still references external data; import it from its file path")
     return model
 
 
 def prepare(model: onnx.ModelProto) -> None:
-    """Name and sort the nodes, reject unsupported ops early, run the ONNX checker (in place)."""
+    """Check the tensors' data, name and sort the nodes, reject unsupported ops early, run
+    the ONNX checker (in place)."""
+    check_tensors(model)
     name_nodes(model.graph)
+    check_definitions(model.graph)
     sort_nodes(model.graph)
     check_supported(model.graph, FOLDABLE)
     fill_output_shapes(model)

@@ -16,7 +16,9 @@ from typing import Any
 import onnx
 
 from cimc.errors import InvalidModelError, UnsupportedError
+from cimc.frontend.lean_infer import infer_shapes_lean
 from cimc.ir.ops import IDENTITY_OPS, OPS
+from cimc.safe_text import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def set_repeated(field: Any, items: Sequence[Any]) -> None:
 
 
 def name_nodes(graph: onnx.GraphProto) -> None:
-    """Give each node a unique name, keeping existing unique names."""
+    """Give each node a unique name, keeping existing unique names (a duplicate is warned about)."""
     taken: set[str] = set()
     for index, node in enumerate(graph.node):
         name = node.name or f"{node.op_type}_{index}"
@@ -43,8 +45,39 @@ def name_nodes(graph: onnx.GraphProto) -> None:
         while name in taken:
             name = f"{base}_{suffix}"
             suffix += 1
+        if node.name and name != node.name:
+            log.warning("duplicate node name '%s' renamed to '%s'", safe_name(node.name), safe_name(name))
         node.name = name
         taken.add(name)
+
+
+def check_definitions(graph: onnx.GraphProto) -> None:
+    """Every tensor is defined once: by a graph input, an initializer (an old-style model may
+    also list it as a graph input) or one node output."""
+    inputs = _unique([vi.name for vi in graph.input], "graph input")
+    inits = _unique([t.name for t in graph.initializer], "initializer")
+    defined = {**dict.fromkeys(inits, "an initializer"), **dict.fromkeys(inputs, "a graph input")}
+    for node in graph.node:
+        for out in node.output:
+            if out and out in defined:
+                raise InvalidModelError(f"tensor '{out}' has two producers: {defined[out]} and node '{node.name}'",
+                                        details={"tensor": out})
+            defined[out] = f"node '{node.name}'"
+    undefined = [(f"node '{n.name}'", t) for n in graph.node for t in n.input if t and t not in defined]
+    undefined += [("the graph outputs", vi.name) for vi in graph.output if vi.name not in defined]
+    if undefined:
+        listed = ", ".join(f"'{t}' (read by {where})" for where, t in undefined[:5])
+        raise InvalidModelError(f"undefined tensor(s): {listed}; each must be a graph input, an initializer "
+                                "or a node output", details={"tensors": sorted({t for _, t in undefined})})
+
+
+def _unique(names: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidModelError(f"{what} '{name}' is defined twice", details={"tensor": name})
+        seen.add(name)
+    return names
 
 
 def _subgraph_refs(node: onnx.NodeProto) -> Iterator[str]:
@@ -108,7 +141,7 @@ def sort_nodes(graph: onnx.GraphProto) -> None:
     nodes = list(graph.node)
     order = topological_order(nodes)
     if order != list(range(len(nodes))):
-        log.warning("graph '%s' was not topologically sorted; its nodes have been reordered", graph.name)
+        log.warning("graph '%s' was not topologically sorted; its nodes have been reordered", safe_name(graph.name))
         set_repeated(graph.node, [nodes[i] for i in order])
 
 
@@ -119,7 +152,7 @@ def fill_output_shapes(model: onnx.ModelProto) -> None:
     if not missing:
         return
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = infer_shapes_lean(model)
     except (onnx.shape_inference.InferenceError, ValueError, RuntimeError):
         return  # the checker will report the model
     found = {vi.name: vi.type for vi in inferred.graph.output if vi.type.tensor_type.HasField("shape")}

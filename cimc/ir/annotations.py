@@ -133,9 +133,16 @@ class QuantParams:
 @dataclass(frozen=True, eq=False)
 class Shift:
     """Output scale of a CIM layer after scale-to-shift: ``y = P · 2^(−k) + b'`` with
-    ``k`` of shape ``(1,)`` or ``(Cout,)``; ``exact_scale`` is ``S_W·S_ADC·S_A`` before."""
+    ``k`` of shape ``(1,)`` or ``(Cout,)``; ``exact_scale`` is ``S_W·S_ADC·S_A`` before.
+
+    ``fold`` says where the remaining factor ``r = exact_scale · 2^k`` went: ``"activation"``
+    (the readers' input steps were divided by ``r``; the output is the exact one times
+    ``gain = 1/r`` and ``b' = b · gain``), ``"adc"`` (the ADC step was divided by ``r``) or
+    ``"none"`` (the output carries the relative error)."""
 
     k: np.ndarray
     exact_scale: np.ndarray
     relative_error: float
     sqnr_db: float | None = None
+    fold: str = "none"
+    gain: float = 1.0

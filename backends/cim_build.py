@@ -1,0 +1,54 @@
+"""The quantized part of a build directory, written by the macro backend when every CIM layer
+carries ``QuantParams``:
+
+* ``weights.safetensors`` holds the cell codes (int8; int16 above 8-bit cells) instead of
+  float weights (``code_arrays``);
+* ``quant.json``, ``graph.json``, ``digital.safetensors`` (``cim_files``) and
+  ``model.cim.onnx`` (``cim_onnx``) are added (``quantized_files``);
+* ``report.json`` gains ``quantization`` and, with evaluation data, ``accuracy``
+  (``cim_report``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cimc.backends.build_dir import dumps
+from cimc.backends.cim_files import digital_bytes, graph_document, quant_document
+from cimc.backends.cim_onnx import cim_model, serialize
+from cimc.backends.layout import macro_arrays
+from cimc.cim_layer import cell_dtype, code_matrix
+from cimc.ir.annotations import QuantParams
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.macro import MacroSpec
+
+QUANT_FILES = ("quant.json", "graph.json", "digital.safetensors", "model.cim.onnx")
+
+
+def is_quantized(nodes: list[Node]) -> bool:
+    return all(QuantParams in n.ann for n in nodes)
+
+
+def code_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> np.ndarray:
+    """``(macros, WL, BL)`` cell codes of every macro (idle cells 0)."""
+    return macro_arrays(graph, nodes, macro, macros, dtype=cell_dtype(macro.cell_bits), matrix=code_matrix)
+
+
+def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
+    """``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``."""
+    doc, constants = graph_document(graph, nodes)
+    return {"quant.json": dumps(quant_document(graph, nodes), compact=True), "graph.json": dumps(doc, compact=True),
+            "digital.safetensors": digital_bytes(constants), "model.cim.onnx": serialize(cim_model(graph))}
+
+
+def quant_info(results: dict[str, Any]) -> dict[str, Any]:
+    """The facts of the compile the report needs, from ``PassContext.results``."""
+    info: dict[str, Any] = dict(results.get("quantize", {}))
+    cal = results.get("calibration")
+    if cal is not None and info.get("calibrated_layers"):
+        info["calibration"] = {"source": cal.source, "samples": cal.size}
+    info.update(results.get("scale-to-shift", {}))
+    return info

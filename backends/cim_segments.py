@@ -1,0 +1,73 @@
+"""All segments of a CIM layer as ONE grouped convolution (used by ``model.cim.onnx`` and the
+emulator; the numpy reference uses im2col instead, so the two formulations check each other).
+
+Segment ``s`` covers rows ``[b_s, b_{s+1})`` of every group, i.e. input channels
+``c_lo(s) = floor(b_s / k)`` … ``c_hi(s) = ceil(b_{s+1} / k)`` (``k = kh·kw``) of its group, partly
+when a segment cuts a channel's kernel (dense tiling, kernels larger than the array). With
+``C = max_s (c_hi − c_lo)`` channels per segment:
+
+* ``index[s, g, j] = g·Cin_g + min(c_lo(s) + j, Cin_g − 1)``: the input channels gathered for
+  conv group ``(s, g)``, in order ``s`` major, so the ``S·G`` groups' outputs reshape
+  directly to ``(N, S, Cout, Ho, Wo)`` (``Cout`` index ``g·Cout_g + o``);
+* ``weight[(s, g, o), j, i1, i2] = column[s, g·Cout_g + o][r − b_s]`` for row
+  ``r = (c_lo(s) + j)·k + i1·kw + i2`` inside the segment, else 0 — ``column`` being the codes a
+  macro bitline holds from its first wordline on (``(S, Cout, Rmax)``).
+
+So ``conv(gather(a_q, index), weight, group=S·G)`` yields every partial sum ``p_s`` at once,
+with ``Σ_s (c_hi − c_lo)·k ≈ rows`` multiply-adds per output: no segment is computed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentConv:
+    """The grouped convolution of one layer: gathered input channels (``None`` when the
+    gather is the identity), the conv weight and its group count ``S·G``."""
+
+    index: np.ndarray | None
+    weight: np.ndarray
+    groups: int
+
+
+def channel_ranges(bounds: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """First channel of every segment and the channel count ``C`` of the widest one."""
+    lo = bounds[:-1] // k
+    hi = -(-bounds[1:] // k)
+    return lo, int((hi - lo).max())
+
+
+def segment_conv(columns: np.ndarray, bounds: tuple[int, ...] | np.ndarray, cin_g: int, groups: int,
+                 kernel: tuple[int, int]) -> SegmentConv:
+    """Build the grouped convolution (module doc) from per-segment bitline ``columns``."""
+    b = np.asarray(bounds, dtype=np.int64)
+    s_count, cout, rmax = columns.shape
+    kh, kw = kernel
+    k = kh * kw
+    lo, width = channel_ranges(b, k)
+    channel = lo[:, None] + np.arange(width)[None, :]  # (S, C)
+    row = channel[:, :, None] * k + np.arange(k)[None, None, :]  # (S, C, k)
+    local = row - b[:-1, None, None]
+    valid = (local >= 0) & (row < b[1:, None, None]) & (channel[:, :, None] < cin_g)
+    cells = columns[np.arange(s_count)[:, None, None, None], np.arange(cout)[None, :, None, None],
+                    np.clip(local, 0, rmax - 1)[:, None, :, :]]  # (S, Cout, C, k)
+    weight = np.where(valid[:, None, :, :], cells, 0).astype(np.float32)
+    weight = weight.reshape(s_count * cout, width, kh, kw)
+    index = (np.arange(groups)[None, :, None] * cin_g + np.minimum(channel, cin_g - 1)[:, None, :]).reshape(-1)
+    identity = index.shape[0] == groups * cin_g and bool((index == np.arange(index.shape[0])).all())
+    return SegmentConv(None if identity else index, weight, s_count * groups)
+
+
+def layer_columns(codes: np.ndarray, bounds: tuple[int, ...] | np.ndarray) -> np.ndarray:
+    """``(S, Cout, Rmax)`` bitline columns of a code matrix ``(Cout, rows)``: segment ``s``'s
+    rows of every output channel, zero below the segment's last row."""
+    b = np.asarray(bounds, dtype=np.int64)
+    rows = np.diff(b)
+    offsets = np.arange(int(rows.max()))
+    mask = offsets[None, :] < rows[:, None]  # (S, Rmax)
+    index = np.where(mask, b[:-1, None] + offsets[None, :], 0)
+    return np.where(mask[:, None, :], codes[:, index].transpose(1, 0, 2), 0).astype(codes.dtype)

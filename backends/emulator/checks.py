@@ -1,0 +1,170 @@
+"""Consistency checks of a build before the emulator runs it; each failure is a ``BuildError``
+naming the layer, macro, wordline or bitline at fault.
+
+* layers: ``quant.json`` and ``layout.json`` describe the same layers in the same order;
+  segments tile each layer's rows without gaps and fit the wordlines;
+* columns: every column ``(segment s, output channel o)`` of every layer is on exactly one
+  bitline, and its span ``[w0, w0 + rows of s)`` lies inside the macro;
+* cells: codes inside a column's span are within its layer's narrow signed range
+  ``|q| ≤ 2^(w_bits−1) − 1``; every other cell is 0;
+* quantization: steps of length 1 or Cout, one bias per output channel, and the scale the
+  build applies equal to ``2^−k`` (shifted) or ``S_W·S_ADC·S_A`` (``cimc.numerics``);
+* graph: ops known, every tensor defined before use, every CIM layer run by exactly one
+  node of the layer's name, constants present.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cimc import numerics
+from cimc.backends.emulator.files import OWNER_KEYS, BuildFiles
+from cimc.errors import BuildError
+from cimc.ir.kernels import KERNELS
+
+
+def check_build(files: BuildFiles) -> None:
+    """Run every check (module doc) or raise the first ``BuildError``."""
+    layers, quant = files.layout["layers"], files.quant["layers"]
+    _check_layers(files.layout, quant)
+    owner = owner_arrays(files.layout)
+    heights = [_segment_rows(layer) for layer in layers]
+    for i, layer in enumerate(layers):
+        _check_columns(i, layer, owner, heights[i], files.layout["macro"]["wordlines"])
+    _check_cells(files.macros, owner, heights, quant)
+    for i, entry in enumerate(quant):
+        _check_quant(i, entry, layers[i]["cout"])
+    _check_graph(files.graph, layers, files.constants)
+
+
+def owner_arrays(layout: dict[str, Any]) -> np.ndarray:
+    """``(4, M, BL)``: layer, segment, output channel and first wordline of every bitline."""
+    bl = layout["macro"]["bitlines"]
+    if not layout["macros"]:
+        return np.zeros((4, 0, bl), dtype=np.int64)
+    for m in layout["macros"]:
+        if any(not isinstance(m[k], list) or len(m[k]) != bl for k in OWNER_KEYS):
+            raise BuildError(f"layout.json: macro {m['index']} does not list all {bl} bitlines")
+    owner = np.array([[m[k] for m in layout["macros"]] for k in OWNER_KEYS])
+    if not np.issubdtype(owner.dtype, np.integer) or (owner < -1).any():
+        raise BuildError("layout.json: the bitline owner lists must hold integers ≥ -1")
+    return owner.astype(np.int64)
+
+
+def _segment_rows(layer: dict[str, Any]) -> np.ndarray:
+    return np.array([s["row_stop"] - s["row_start"] for s in layer["segments"]], dtype=np.int64)
+
+
+def _check_layers(layout: dict[str, Any], quant: list[dict[str, Any]]) -> None:
+    layers, wl = layout["layers"], layout["macro"]["wordlines"]
+    if len(quant) != len(layers):
+        raise BuildError(f"quant.json has {len(quant)} layers, layout.json {len(layers)}")
+    for i, (layer, q) in enumerate(zip(layers, quant, strict=True)):
+        if layer["index"] != i or q["index"] != i or layer["node"] != q["node"]:
+            raise BuildError(f"layer {i}: layout.json ('{layer['node']}') and quant.json ('{q['node']}') disagree")
+        bounds = [s["row_start"] for s in layer["segments"]] + [layer["segments"][-1]["row_stop"]]
+        stops = [s["row_stop"] for s in layer["segments"]]
+        if bounds[0] != 0 or bounds[1:] != stops or bounds[-1] != layer["rows"] or np.any(np.diff(bounds) <= 0):
+            raise BuildError(f"layer {i} ('{layer['node']}'): segments do not tile rows 0…{layer['rows']}")
+        if max(np.diff(bounds)) > wl:
+            raise BuildError(f"layer {i} ('{layer['node']}'): a segment has more rows than the {wl} wordlines")
+
+
+def _check_columns(i: int, layer: dict[str, Any], owner: np.ndarray, rows: np.ndarray, wl: int) -> None:
+    """Every ``(s, o)`` on exactly one bitline, its span inside the macro."""
+    sel = owner[0] == i
+    seg, ch, w0 = owner[1][sel], owner[2][sel], owner[3][sel]
+    s_count, cout, name = rows.shape[0], layer["cout"], f"layer {i} ('{layer['node']}')"
+    bad = (seg < 0) | (seg >= s_count) | (ch < 0) | (ch >= cout)
+    if bad.any():
+        raise BuildError(f"{name}: a bitline claims segment {seg[bad][0]}, output channel {ch[bad][0]}, "
+                         f"which the layer does not have ({s_count} segments, {cout} channels)")
+    counts = np.bincount(seg * cout + ch, minlength=s_count * cout)
+    for problem, where in (("is on no bitline", counts == 0), ("is on several bitlines", counts > 1)):
+        if where.any():
+            s, o = divmod(int(np.flatnonzero(where)[0]), cout)
+            raise BuildError(f"{name}: the column of segment {s}, output channel {o} {problem} "
+                             f"({int(where.sum())} column(s) affected)")
+    if ((w0 < 0) | (w0 + rows[seg] > wl)).any():
+        raise BuildError(f"{name}: a column's wordlines run outside the macro's {wl} wordlines")
+
+
+def _check_cells(macros: np.ndarray, owner: np.ndarray, heights: list[np.ndarray], quant: list[dict[str, Any]]) -> None:
+    """Codes within each column's span inside its range; all other cells 0."""
+    m, b = np.nonzero(owner[0] >= 0)
+    layer, seg, w0 = owner[0][m, b], owner[1][m, b], owner[3][m, b]
+    offsets = np.cumsum([0] + [h.shape[0] for h in heights])[:-1]
+    height = np.concatenate(heights)[offsets[layer] + seg] if heights else np.zeros(0, np.int64)
+    wordline = np.arange(macros.shape[1])[None, :]
+    inside = (wordline >= w0[:, None]) & (wordline < (w0 + height)[:, None])  # (columns, WL)
+    limit = np.array([numerics.signed_max(q["w_bits"]) for q in quant], dtype=np.int32)[layer]
+    codes = macros.transpose(0, 2, 1)[m, b].astype(np.int32)  # (columns, WL)
+    over = inside & ((codes > limit[:, None]) | (codes < -limit[:, None]))
+    if over.any():
+        c, w = (int(v[0]) for v in np.nonzero(over))
+        raise BuildError(f"macro {m[c]} wordline {w} bitline {b[c]} holds code {codes[c, w]}, outside the "
+                         f"{quant[layer[c]]['w_bits']}-bit range ±{limit[c]} of layer {layer[c]} "
+                         f"('{quant[layer[c]]['node']}')")
+    stray = int(np.count_nonzero(macros)) - int(np.count_nonzero(np.where(inside, codes, 0)))
+    if stray:
+        used = np.zeros(macros.shape, dtype=bool)
+        used[np.broadcast_to(m[:, None], inside.shape)[inside], np.nonzero(inside)[1],
+             np.broadcast_to(b[:, None], inside.shape)[inside]] = True
+        mm, w, bb = (int(v[0]) for v in np.nonzero((macros != 0) & ~used))
+        raise BuildError(f"macro {mm} wordline {w} bitline {bb} holds code {macros[mm, w, bb]} but belongs to no "
+                         f"column ({stray} such cell(s))")
+
+
+def _check_quant(i: int, q: dict[str, Any], cout: int) -> None:
+    name = f"quant.json layer {i} ('{q['node']}')"
+    for key in ("w_step", "adc_step", "scale"):
+        if len(q[key]) not in (1, cout):
+            raise BuildError(f"{name}: {key} has {len(q[key])} values, expected 1 or {cout}")
+    if len(q["bias"]) != cout:
+        raise BuildError(f"{name}: bias has {len(q['bias'])} values, expected {cout}")
+    if q["shift"] is not None:
+        if len(q["shift"]["k"]) not in (1, cout):
+            raise BuildError(f"{name}: shift k has {len(q['shift']['k'])} values, expected 1 or {cout}")
+        expected = numerics.shift_scale(np.asarray(q["shift"]["k"]))
+        what = "2^-k"
+    else:
+        expected = numerics.output_scale(np.asarray(q["w_step"]), np.asarray(q["adc_step"]), q["a_step"])
+        what = "S_W*S_ADC*S_A"
+    if not np.array_equal(np.asarray(q["scale"], dtype=np.float32), np.broadcast_to(expected, (len(q["scale"]),))):
+        raise BuildError(f"{name}: the output scale is not {what}")
+
+
+def _check_graph(graph: dict[str, Any], layers: list[dict[str, Any]], constants: dict[str, np.ndarray]) -> None:
+    defined = {t["name"] for t in graph["inputs"]}
+    missing = sorted(set(graph["constants"].values()) - set(constants))
+    if missing:
+        raise BuildError(f"digital.safetensors lacks {', '.join(missing[:5])} named in graph.json")
+    defined |= set(graph["constants"])
+    seen: list[int] = []
+    for node in graph["nodes"]:
+        if node["op"] not in KERNELS:
+            raise BuildError(f"graph.json: node '{node['name']}' has op {node['op']}, which the emulator cannot run")
+        undefined = [t for t in node["inputs"] if t and t not in defined]
+        if undefined:
+            raise BuildError(f"graph.json: node '{node['name']}' reads {undefined[0]} before it is computed")
+        if node["cim_layer"] is not None:
+            _check_cim_node(node, layers)
+            seen.append(node["cim_layer"])
+        defined |= set(node["outputs"])
+    if sorted(seen) != list(range(len(layers))):
+        raise BuildError(f"graph.json runs CIM layers {sorted(seen)}; the layout has {len(layers)}")
+    absent = [t["name"] for t in graph["outputs"] if t["name"] not in defined]
+    if absent:
+        raise BuildError(f"graph.json: output {absent[0]} is never computed")
+
+
+def _check_cim_node(node: dict[str, Any], layers: list[dict[str, Any]]) -> None:
+    index = node["cim_layer"]
+    if index >= len(layers) or layers[index]["node"] != node["name"] or layers[index]["op"] != node["op"]:
+        raise BuildError(f"graph.json: node '{node['name']}' claims CIM layer {index}, which the layout "
+                         "describes differently")
+    if node["op"] == "Conv" and node["attrs"].get("group") != layers[index]["groups"]:
+        raise BuildError(f"graph.json: node '{node['name']}' has group {node['attrs'].get('group')}, "
+                         f"the layout {layers[index]['groups']}")

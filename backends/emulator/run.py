@@ -1,0 +1,146 @@
+"""Running a build the way the macros would, from the build files alone.
+
+Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels, segments
+or ADC groups):
+
+1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.numerics``);
+2. every segment's bitline currents at once: one grouped convolution (torch) of the
+   gathered codes with the macro columns, ``(N, S·Cout, Ho, Wo)``; the products and sums
+   are small integers, exact in float32, and ``round`` makes that explicit whatever
+   convolution algorithm torch picks;
+3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
+4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
+   ``y = P · scale + b'``.
+
+Digital ops run with the reference's kernels and rounding rules
+(``cimc.cim_reference.digital_op``). ``Emulator.run`` returns the outputs and, with
+``record``, per-layer traces (input codes, ADC codes, sums, outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cimc import numerics
+from cimc.backends.cim_files import decode_attr
+from cimc.backends.emulator.checks import check_build
+from cimc.backends.emulator.files import BuildFiles, read_build
+from cimc.backends.emulator.layers import MacroLayer, macro_layers
+from cimc.cim_reference import CompiledRun, LayerTrace, digital_op
+from cimc.errors import UsageError
+
+
+class Emulator:
+    """A validated build, ready to run (module doc)."""
+
+    def __init__(self, files: BuildFiles) -> None:
+        check_build(files)
+        self.files = files
+        self.layers = macro_layers(files)
+        self.nodes = [(n, {k: decode_attr(v) for k, v in n["attrs"].items()}) for n in files.graph["nodes"]]
+        self.constants = {t: files.constants[key] for t, key in files.graph["constants"].items()}
+        self._torch = [_torch_layer(layer) for layer in self.layers]
+
+    @classmethod
+    def open(cls, path: str | Path) -> Emulator:
+        """Read, authenticate and check the build at ``path``."""
+        return cls(read_build(path))
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return list(self.files.graph["inputs"])
+
+    def feeds(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Named, shape-checked float32 inputs (a bare array feeds the only input)."""
+        if isinstance(x, np.ndarray):
+            if len(self.inputs) != 1:
+                raise UsageError(f"the model has {len(self.inputs)} inputs; pass them by name")
+            x = {self.inputs[0]["name"]: x}
+        out = {}
+        for spec in self.inputs:
+            if spec["name"] not in x:
+                raise UsageError(f"missing input '{spec['name']}'")
+            arr = np.ascontiguousarray(x[spec["name"]], dtype=np.float32)
+            if arr.shape[1:] != tuple(spec["shape"][1:]):
+                raise UsageError(f"input '{spec['name']}' has samples of shape {list(arr.shape[1:])}, "
+                                 f"the model expects {spec['shape'][1:]}")
+            out[spec["name"]] = arr
+        return out
+
+    def run(self, x: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
+        """Execute the model on a batch (module doc)."""
+        values: dict[str, np.ndarray] = {**self.constants, **self.feeds(x)}
+        traces: dict[str, LayerTrace] = {}
+        last = _last_uses(self.nodes)
+        outputs = {t["name"] for t in self.files.graph["outputs"]}
+        for step, (node, attrs) in enumerate(self.nodes):
+            if node["cim_layer"] is not None:
+                trace = run_layer(self.layers[node["cim_layer"]], self._torch[node["cim_layer"]],
+                                  values[node["inputs"][0]])
+                values[node["outputs"][0]] = trace.outputs
+                if record:
+                    traces[node["name"]] = trace
+            else:
+                values[node["outputs"][0]] = digital_op(node["op"], [values[t] for t in node["inputs"] if t], attrs)
+            for t in node["inputs"]:
+                if last.get(t) == step and t not in outputs and t not in self.constants and not record:
+                    values.pop(t, None)
+        return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
+
+    def _output_order(self, name: str) -> int:
+        return [t["name"] for t in self.files.graph["outputs"]].index(name)
+
+
+def _last_uses(nodes: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, int]:
+    return {t: step for step, (node, _) in enumerate(nodes) for t in node["inputs"]}
+
+
+def _torch_layer(layer: MacroLayer) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The conv weight (channels-last, torch's fastest grouped convolution) and gather index."""
+    weight = torch.from_numpy(np.ascontiguousarray(layer.conv.weight)).contiguous(memory_format=torch.channels_last)
+    index = None if layer.conv.index is None else torch.from_numpy(layer.conv.index)
+    return weight, index
+
+
+def bitline_sums(layer: MacroLayer, weights: tuple[torch.Tensor, torch.Tensor | None],
+                 codes: np.ndarray) -> np.ndarray:
+    """``(N, S·Cout, Ho, Wo)`` exact partial sums of every segment: one grouped convolution.
+    The result is a channels-last view (strides ``N, 1, Wo·C, C``); numpy's ufuncs and
+    reshapes that split the channel axis work on it without copies."""
+    weight, index = weights
+    x = torch.from_numpy(codes)
+    if index is not None:
+        x = x.index_select(1, index)
+    t, left, b, r = layer.pads
+    padding: tuple[int, int] = (t, left)
+    if (t, left) != (b, r):
+        x, padding = F.pad(x, (left, r, t, b)), (0, 0)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        p = F.conv2d(x, weight, stride=layer.strides, padding=padding, dilation=layer.dilations,
+                     groups=layer.conv.groups)
+    out = p.numpy()
+    return np.rint(out, out=out)
+
+
+def run_layer(layer: MacroLayer, weights: tuple[torch.Tensor, torch.Tensor | None], x: np.ndarray) -> LayerTrace:
+    """One CIM layer on float input ``x`` (module doc)."""
+    lead = x.shape[:-1]
+    a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
+    codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
+    p = bitline_sums(layer, weights, codes)
+    n, _, ho, wo = p.shape
+    p = p.reshape(n, layer.segments, layer.cout, ho, wo)
+    adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=2, out=p)
+    total = adc.sum(axis=1, dtype=np.float32)
+    y = numerics.layer_output(total, layer.scale, layer.bias)
+    if layer.kind == "conv":
+        return LayerTrace(codes, adc, total, y)
+    return LayerTrace(codes.reshape(x.shape), adc.reshape(n, layer.segments, layer.cout),
+                      total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))

@@ -1,0 +1,41 @@
+"""Layer colours shared by every view (PNG/SVG maps, HTML report, terminal map).
+
+Layer ``ℓ`` gets Kelly's ``ℓ mod 20``-th colour of maximum contrast; its odd segments use
+the same colour mixed with 35 % white, so neighbouring segments of one layer stay apart.
+Idle cells are white. The terminal map names layer ``ℓ`` by ``SYMBOLS[ℓ mod len]``, upper
+case for even segments and lower case for odd ones.
+"""
+
+from __future__ import annotations
+
+KELLY: tuple[str, ...] = (
+    "#0067a5", "#f38400", "#008856", "#be0032", "#875692", "#f3c300", "#882d17", "#8db600",
+    "#e68fac", "#604e97", "#f6a600", "#b3446c", "#2b3d26", "#e25822", "#a1caf1", "#848482",
+    "#dcd300", "#654522", "#c2b280", "#f99379",
+)
+IDLE = "#ffffff"
+GAP = "#f2f2f2"
+SYMBOLS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LIGHTEN = 0.35
+
+
+def layer_color(layer: int, segment: int = 0) -> str:
+    """Hex colour of ``layer`` (odd ``segment``: lighter)."""
+    base = KELLY[layer % len(KELLY)]
+    return lighten(base, LIGHTEN) if segment % 2 else base
+
+
+def lighten(color: str, amount: float) -> str:
+    """Mix ``#rrggbb`` with white: ``c + amount·(255 − c)`` per channel."""
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + amount * (255 - c)):02x}" for c in rgb)
+
+
+def shade_colors(layers: int) -> list[str]:
+    """Colour of code ``2·ℓ + (s mod 2)`` at index ``code``, for codes ``0 … 2·layers − 1``."""
+    return [layer_color(code // 2, code % 2) for code in range(2 * layers)]
+
+
+def symbol(layer: int, segment: int = 0) -> str:
+    ch = SYMBOLS[layer % len(SYMBOLS)]
+    return ch.lower() if segment % 2 else ch

@@ -1,0 +1,137 @@
+"""Quantization checks of ``cimc validate``: ``quant.json`` and the cell codes that
+``model.cim.onnx`` carries, both against the macro arrays (when the build has them).
+
+* ``quant.json`` lists the layout's CIM layers in order; ``w_bits ≤ cell_bits``,
+  ``a_bits ≤ dac_bits`` and ``adc_bits ≤`` the macro's ADC bits (what the hardware can
+  hold, drive and convert); step lists hold 1 or ``Cout`` positive values; every cell of
+  layer ``ℓ`` holds a code with ``|q| ≤ 2^(w_bits(ℓ)−1) − 1``.
+* ``model.cim.onnx`` holds each layer's codes again, as the weight ``L/cell_codes`` of one
+  grouped convolution over all segments (``cim_segments``): for segment ``s`` with rows
+  ``[b_s, b_{s+1})``, first channel ``c_lo = floor(b_s / k)``, output channel ``o`` and
+  row ``r``, ``weight[s·Cout + o, r // k − c_lo, (r mod k) // kw, r mod kw]``. That must
+  equal the cell on wordline ``w0 + r − b_s`` of the bitline holding column ``(s, o)`` —
+  for every weight of every layer, so a flipped code, a moved or a duplicated column in
+  either file shows up without the source model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from cimc.backends.build_reader import BuildDir
+from cimc.backends.cell_map import Owners
+from cimc.backends.validate import Validation, Violation
+from cimc.numerics import signed_max
+
+EXAMPLES = 3
+ONNX_FILE = "model.cim.onnx"
+
+
+def check_quant(build: BuildDir, result: Validation) -> Iterator[Violation]:
+    doc = build.optional_json("quant.json")
+    if doc is None:
+        result.notes.append("no quant.json: quantization not checked")
+        return
+    layers, names = doc.get("layers", []), build.layer_names
+    if [x.get("node") for x in layers] != names:
+        yield Violation("quant", "quant.json", "layers are not the layout's CIM layers in order")
+        return
+    macro = build.macro
+    limits = {"w_bits": macro.cell_bits, "a_bits": macro.dac_bits, "adc_bits": macro.adc_bits}
+    for entry, x in zip(build.layout["layers"], layers, strict=True):
+        for key, limit in limits.items():
+            if not 1 <= x.get(key, 0) <= limit:
+                yield Violation("quant", f"quant.json {x['node']}", f"{key} = {x.get(key)} exceeds the macro's {limit}")
+        for key in ("w_step", "adc_step"):
+            steps = np.asarray(x.get(key, []), dtype=np.float64)
+            if steps.size not in (1, entry["cout"]) or not (steps > 0).all():
+                yield Violation("quant", f"quant.json {x['node']}",
+                                f"{key} must hold 1 or {entry['cout']} positive steps")
+    yield from _code_ranges(build, [int(x["w_bits"]) for x in layers])
+
+
+def _code_ranges(build: BuildDir, w_bits: list[int]) -> Iterator[Violation]:
+    limit = np.array([signed_max(max(1, min(b, 16))) for b in w_bits] or [0], dtype=np.int64)
+    for m in range(build.owners.shape[0]):
+        array = build.macro_weights(m)
+        if array is None or not np.issubdtype(array.dtype, np.integer):
+            continue
+        grid = build.cell_layers[m]
+        wide = (grid >= 0) & (np.abs(array.astype(np.int64)) > limit[np.maximum(grid, 0)])
+        if wide.any():
+            w, b = np.argwhere(wide)[0]
+            yield Violation("quant", f"macro {m}", f"{int(wide.sum())} code(s) wider than their layer's w_bits, "
+                            f"e.g. {int(array[w, b])} on wordline {w} bitline {b}")
+
+
+def _onnx_cells(build: BuildDir) -> dict[str, np.ndarray] | None:
+    path = build.path / ONNX_FILE
+    if not path.is_file():
+        return None
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    wanted = {f"{name}/cell_codes" for name in build.layer_names}
+    return {t.name.rsplit("/", 1)[0]: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in wanted}
+
+
+def check_onnx_cells(build: BuildDir, result: Validation) -> Iterator[Violation]:
+    cells = _onnx_cells(build)
+    if cells is None:
+        result.notes.append(f"no {ONNX_FILE}: weights not cross-checked against it")
+        return
+    own = build.owners
+    arrays = np.stack([build.weights()[f"macro_{m:04d}"] for m in range(own.shape[0])])
+    for i, entry in enumerate(build.layout["layers"]):
+        weight = cells.get(entry["node"])
+        if weight is None:
+            yield Violation("cells", ONNX_FILE, f"no cell codes for layer {entry['node']}")
+            continue
+        yield from _compare_layer(arrays, own, i, entry, weight)
+    result.notes.append(f"every cell compared with the codes in {ONNX_FILE}")
+
+
+def expected_columns(entry: dict[str, Any], weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, Cout, Rmax)`` codes each column should hold from its first wordline, and the
+    ``(S, Rmax)`` mask of rows that exist, from the grouped-conv weight (module doc): with
+    the weight flattened to ``(S, Cout, C·k)``, row ``r`` of segment ``s`` sits at
+    ``(r // k − c_lo)·k + r mod k = r − c_lo·k``."""
+    bounds = np.array([s["row_start"] for s in entry["segments"]] + [entry["segments"][-1]["row_stop"]])
+    k = entry["kernel"][0] * entry["kernel"][1]
+    segments = len(bounds) - 1
+    row = bounds[:-1, None] + np.arange(int(np.diff(bounds).max()))[None, :]  # (S, Rmax)
+    mask = row < bounds[1:, None]
+    flat = weight.reshape(segments, entry["cout"], -1)
+    index = np.where(mask, row - (bounds[:-1, None] // k) * k, 0)
+    index = np.minimum(index, flat.shape[2] - 1)
+    cols = np.take_along_axis(flat, np.broadcast_to(index[:, None, :], (segments, flat.shape[1], index.shape[1])), 2)
+    return np.where(mask[:, None, :], cols, 0), mask
+
+
+def _compare_layer(arrays: np.ndarray, own: Owners, i: int, entry: dict[str, Any], weight: np.ndarray
+                   ) -> Iterator[Violation]:
+    where = f"layer {i} ({entry['node']})"
+    segments, cout = len(entry["segments"]), entry["cout"]
+    if weight.ndim != 4 or weight.shape[0] != segments * cout or weight.shape[2:] != tuple(entry["kernel"]):
+        yield Violation("cells", ONNX_FILE, f"{where}: cell codes of shape {list(weight.shape)} do not match "
+                        "the layout")
+        return
+    want, mask = expected_columns(entry, weight)
+    m, b = np.nonzero(own.used & (own.layer == i))
+    s, o, w0 = own.segment[m, b], own.out_channel[m, b], own.start[m, b]
+    rows = np.arange(want.shape[2])
+    bl = own.shape[1]
+    flat = ((m * own.wordlines + w0) * bl + b)[:, None] + rows[None, :] * bl  # cell (m, w0 + t, b)
+    got = arrays.reshape(-1).take(np.minimum(flat, arrays.size - 1))
+    valid = mask[s] & (w0[:, None] + rows[None, :] < own.wordlines) & (o < cout)[:, None]
+    differ = valid & (got != want[s, np.minimum(o, cout - 1)])
+    if differ.any():
+        c, t = np.argwhere(differ)[0]
+        yield Violation("cells", where, f"{int(differ.sum())} cell(s) differ from {ONNX_FILE}, e.g. macro {m[c]} "
+                        f"wordline {w0[c] + t} bitline {b[c]} (segment {s[c]}, output channel {o[c]}, row "
+                        f"{entry['segments'][s[c]]['row_start'] + t}) holds {got[c, t]}, {ONNX_FILE} says "
+                        f"{want[s[c], o[c], t]}")

@@ -1,0 +1,60 @@
+"""``weights.safetensors`` in one copy: the safetensors format, written straight from numpy.
+
+A safetensors file is ``u64 n`` (little endian), an ``n``-byte JSON header padded with spaces
+to a multiple of 8, then the tensors' bytes back to back. The header holds ``__metadata__``
+first, then per tensor ``{"dtype", "shape", "data_offsets": [begin, end]}``, tensors ordered
+by name (one dtype per file — F32 weights or integer cell codes — so the library's
+dtype-then-name order is the name order), in compact JSON. ``macro_weights_bytes`` lays the header and the ``(macros, WL, BL)`` cells
+(possibly a transposed view) into one numpy buffer and returns its bytes: one pass over the
+weights instead of the library's three (a contiguous copy per macro, a Rust buffer, bytes).
+The output is byte-for-byte what ``safetensors.numpy.save`` gives (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+
+_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int8): "I8", np.dtype(np.int16): "I16",
+           np.dtype(np.int32): "I32"}
+
+
+def macro_name(index: int) -> str:
+    return f"macro_{index:04d}"
+
+
+def _header(names: list[str], dtype: str, shape: tuple[int, ...], nbytes: int, metadata: dict[str, str]) -> bytes:
+    """The padded JSON header, tensors in name order, each ``nbytes`` long."""
+    doc: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    order = sorted(range(len(names)), key=names.__getitem__)
+    for slot, index in enumerate(order):
+        doc[names[index]] = {"dtype": dtype, "shape": list(shape), "data_offsets": [slot * nbytes, (slot + 1) * nbytes]}
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return text + b" " * (-len(text) % 8)
+
+
+def macro_weights_bytes(arrays: np.ndarray, metadata: dict[str, str]) -> bytes:
+    """A safetensors file holding ``arrays[m]`` as ``macro_{m:04d}`` for every macro ``m``.
+
+    ``metadata`` may hold one key at most: the library orders several keys by hash."""
+    if len(metadata) > 1:
+        raise ValueError("safetensors orders several metadata keys by hash; pass one key")
+    macros, shape = arrays.shape[0], tuple(int(d) for d in arrays.shape[1:])
+    dtype = np.dtype(arrays.dtype)
+    names = [macro_name(m) for m in range(macros)]
+    per_tensor = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    header = _header(names, _DTYPES[dtype], shape, per_tensor, metadata)
+    start = 8 + len(header)
+    buf = np.empty(start + macros * per_tensor, dtype=np.uint8)
+    buf[:8] = np.frombuffer(struct.pack("<Q", len(header)), dtype=np.uint8)
+    buf[8:start] = np.frombuffer(header, dtype=np.uint8)
+    order = np.array(sorted(range(macros), key=names.__getitem__), dtype=np.int64)
+    body = buf[start:].view(dtype).reshape(macros, *shape)
+    if macros and not np.array_equal(order, np.arange(macros)):
+        body[...] = arrays[order]
+    else:
+        np.copyto(body, arrays)
+    return buf.tobytes()

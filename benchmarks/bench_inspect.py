@@ -1,0 +1,94 @@
+"""Looking at a build (issue 6): the per-cell owner map, ``cimc validate`` and the HTML report
+on the paper's VGG16 (240 macros × 65,536 cells), each against a plain reference.
+
+* ``cell-map/<model>``: ``owners(layout).layer_grid()`` — one broadcast comparison over
+  ``(macros, WL, BL)`` — against filling the same grid bitline by bitline in Python;
+* ``validate/<model>``: every check of ``cimc validate`` except recompiling the source,
+  against the floor any validator pays: reading and hashing every file of the build;
+* ``html/<model>``: the self-contained HTML report against ``json.load`` of ``layout.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.harness import Benchmark
+
+
+@dataclass
+class BuildState:
+    root: Path
+    build: Path
+    layout: dict[str, Any]
+
+
+def _setup(model: str) -> BuildState:
+    from cimc.api import compile_model
+
+    root = Path(tempfile.mkdtemp(prefix="cimc-bench-inspect-"))
+    compile_model(model, root / "build")
+    layout = json.loads((root / "build" / "layout.json").read_text())
+    return BuildState(root, root / "build", layout)
+
+
+def _teardown(state: BuildState) -> None:
+    shutil.rmtree(state.root, ignore_errors=True)
+
+
+def grid_vectorised(state: BuildState) -> np.ndarray:
+    from cimc.backends.cell_map import owners
+
+    return owners(state.layout).layer_grid()
+
+
+def grid_loop(state: BuildState) -> np.ndarray:
+    """The same grid, one bitline at a time."""
+    wl = state.layout["macro"]["wordlines"]
+    bl = state.layout["macro"]["bitlines"]
+    rows = [[s["row_stop"] - s["row_start"] for s in x["segments"]] for x in state.layout["layers"]]
+    grid = np.full((len(state.layout["macros"]), wl, bl), -1, dtype=np.int32)
+    for m, owner in enumerate(state.layout["macros"]):
+        for b, layer in enumerate(owner["layer"]):
+            if layer >= 0:
+                start = owner["wordline_start"][b]
+                grid[m, start:start + rows[layer][owner["segment"][b]], b] = layer
+    return grid
+
+
+def validate(state: BuildState) -> object:
+    from cimc.backends.validate import validate_build
+
+    return validate_build(state.build, reference=False)
+
+
+def hash_files(state: BuildState) -> object:
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(state.build.iterdir())]
+
+
+def html(state: BuildState) -> object:
+    from cimc.backends.build_reader import read_build
+    from cimc.backends.html_report import html_report
+
+    return html_report(read_build(state.build))
+
+
+def load_layout(state: BuildState) -> object:
+    return json.loads((state.build / "layout.json").read_text())
+
+
+def benchmarks(quick: bool) -> list[Benchmark]:
+    model = "vgg9" if quick else "vgg16"
+    pairs = [("cell-map", grid_vectorised, grid_loop, "bitline-by-bitline Python loop", 0.1),
+             ("validate", validate, hash_files, "read + sha256 of every file", 3.0),
+             ("html", html, load_layout, "json.load(layout.json)", 3.0)]
+    return [Benchmark(f"{name}/{model}", setup=lambda: _setup(model), run=run, reference=ref, reference_name=label,
+                      target_ratio=target, teardown=_teardown, rounds=3 if quick else 5)
+            for name, run, ref, label, target in pairs]

@@ -1,0 +1,97 @@
+"""Calibration data for post-training quantization, and what the quantizer measures on it.
+
+* ``load_feeds``: a calibration batch for every graph input, from ``synthetic`` (seeded
+  Gaussian images; a warning says the steps then fit noise, not data), a dataset name of
+  ``cimc.data`` (its train split) or a folder of ``.npy`` files.
+* ``collect_inputs``: the float activations entering every CIM layer, from one run of the
+  reference interpreter over the whole batch (batch-generic graph, ``cimc.batching``).
+* ``partial_sums``: a layer's exact per-segment partial sums ``p_s = Σ_{r∈s} w_q[r]·a_q[r]``
+  for given weight and activation steps on (at most ``MAX_PIXELS``) output pixels of the
+  batch, shape ``(M, S, Cout)``, with the reference's vectorised segment kernel
+  (``cimc.cim_reference.segment_matmul``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cimc import data, numerics
+from cimc.batching import batch_generic
+from cimc.cim_layer import CimSpec
+from cimc.cim_reference import as_conv_input, im2col, segment_matmul
+from cimc.errors import UsageError
+from cimc.ir import interpreter
+from cimc.ir.graph import Graph
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 16
+MAX_PIXELS = 2048
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration batch: ``feeds`` (graph input → array) and where it came from."""
+
+    source: str
+    feeds: dict[str, np.ndarray]
+
+    @property
+    def size(self) -> int:
+        return int(next(iter(self.feeds.values())).shape[0]) if self.feeds else 0
+
+    def take(self, n: int) -> dict[str, np.ndarray]:
+        return {k: v[:n] for k, v in self.feeds.items()}
+
+
+def load_feeds(graph: Graph, source: str = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
+               root: str | Path | None = None) -> Calibration:
+    """A calibration batch of ``size`` samples per graph input (module doc)."""
+    if size < 1:
+        raise UsageError(f"calibration size must be positive, got {size}")
+    shapes = {name: graph.shape(name) for name in graph.inputs}
+    if source == "synthetic":
+        log.warning("calibrating on synthetic Gaussian data: step sizes will not fit real inputs; "
+                    "pass --calib DATASET or a folder of .npy files")
+        feeds = {name: data.synthetic(shape, size, seed=seed + i).x for i, (name, shape) in enumerate(shapes.items())}
+        return Calibration("synthetic", feeds)
+    if len(shapes) != 1:
+        raise UsageError(f"--calib {source} needs a single-input model; this one has {len(shapes)} inputs",
+                         hint="use --calib synthetic")
+    name, shape = next(iter(shapes.items()))
+    batch = _load_one(source, shape, size, root)
+    if batch.shape[1:] != tuple(shape[1:]):
+        raise UsageError(f"calibration data '{source}' has samples of shape {list(batch.shape[1:])}, "
+                         f"the model input '{name}' expects {list(shape[1:])}")
+    return Calibration(source, {name: np.ascontiguousarray(batch[:size], dtype=np.float32)})
+
+
+def _load_one(source: str, shape: tuple[int, ...], size: int, root: str | Path | None) -> np.ndarray:
+    if Path(source).is_dir():
+        return data.load_npy_folder(source, shape)
+    return data.load_dataset(source, "train", root, shape=shape, n=size).x
+
+
+def collect_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Float input activations of the named nodes over the batch (one interpreter run)."""
+    generic = batch_generic(graph)
+    values = interpreter.run(generic, feeds, keep=True)
+    return {name: values[generic.node(name).inputs[0]] for name in nodes}
+
+
+def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,
+                 a_bits: int, a_signed: bool, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Per-segment partial sums of the layer for the given steps, ``(M, S, Cout)`` over at most
+    ``max_pixels`` output pixels of the batch (evenly spaced: statistics need no more)."""
+    a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
+    codes = numerics.weight_codes(spec.weight, w_step, w_bits)
+    cols, _, _ = im2col(a_q, spec)
+    if cols.shape[1] > max_pixels:
+        cols = cols[:, np.linspace(0, cols.shape[1] - 1, max_pixels).astype(np.int64)]
+    p = segment_matmul(cols, codes, spec)  # (G, S, M, Cout_g)
+    return np.ascontiguousarray(p.transpose(2, 1, 0, 3)).reshape(p.shape[2], p.shape[1], spec.cout)

@@ -1,0 +1,67 @@
+"""Float vs compiled accuracy on the same labelled samples, both run by onnxruntime.
+
+The float model is the imported graph (before any pass) written as batch-free ONNX; the
+compiled model is the build's ``model.cim.onnx``, whose numerics equal the emulator's bit for
+bit. Top-1 accuracy of each, and the fraction of samples where both predict the same class,
+show what the hardware numerics cost before any QAT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cimc import data
+from cimc.backends.cim_onnx import float_model, serialize
+from cimc.errors import UsageError
+from cimc.ir.graph import Graph
+
+CHUNK = 256
+
+
+def run_onnx(model: bytes, x: np.ndarray, input_name: str | None = None) -> np.ndarray:
+    """First output of ``model`` on ``x``, in chunks of ``CHUNK`` samples."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    name = input_name or session.get_inputs()[0].name
+    parts = [session.run(None, {name: x[i:i + CHUNK]})[0] for i in range(0, x.shape[0], CHUNK)]
+    return np.concatenate(parts)
+
+
+def top1(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(logits).reshape(logits.shape[0], -1).argmax(axis=1)
+
+
+def evaluation_set(graph: Graph, dataset: str, size: int | None, root: str | Path | None) -> data.Dataset:
+    """The test split of ``dataset``, checked against the model's input shape."""
+    if len(graph.inputs) != 1:
+        raise UsageError(f"--eval needs a single-input model; this one has {len(graph.inputs)} inputs")
+    shape = graph.shape(graph.inputs[0])
+    ds = data.load_dataset(dataset, "test", root, shape=shape, n=size or 256)
+    if ds.x.shape[1:] != tuple(shape[1:]):
+        raise UsageError(f"evaluation data '{dataset}' has samples of shape {list(ds.x.shape[1:])}, "
+                         f"the model expects {list(shape[1:])}")
+    return ds.take(size) if size else ds
+
+
+def accuracy(float_logits: np.ndarray, compiled_logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    f, c = top1(float_logits), top1(compiled_logits)
+    return {"float_top1": float((f == labels).mean()), "compiled_top1": float((c == labels).mean()),
+            "agreement": float((f == c).mean())}
+
+
+def evaluator(graph: Graph, dataset: str, size: int | None = None,
+              root: str | Path | None = None) -> Callable[[bytes], dict[str, Any]]:
+    """A function of ``model.cim.onnx`` bytes giving the report's ``accuracy`` section."""
+    ds = evaluation_set(graph, dataset, size, root)
+    float_bytes = serialize(float_model(graph))
+
+    def evaluate(compiled: bytes) -> dict[str, Any]:
+        scores = accuracy(run_onnx(float_bytes, ds.x), run_onnx(compiled, ds.x), ds.y)
+        return {"dataset": ds.name, "split": "test", "samples": len(ds), **scores}
+
+    return evaluate

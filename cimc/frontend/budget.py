@@ -1,0 +1,80 @@
+"""A memory budget on the static shapes of a model, checked at import before anything is allocated.
+
+A model may declare (or ``--input-shape`` may ask for) shapes whose tensors could never be
+held in memory: ``1×3×100000×100000`` is 3·10^10 floats, and ``2^62 × 2^62`` overflows any
+64-bit size. Neither the interpreter nor the compiler should find out by allocating. For
+every graph input, output and inferred intermediate tensor with static shape ``d`` and
+element size ``s`` bytes, the size ``s · Π d`` is computed with Python ints (exact, no
+overflow) and must stay within ``max_tensor_bytes``; all of them together within
+``4 · max_tensor_bytes``. Otherwise ``ResourceLimitError`` names the first tensor over
+the budget (inputs first). ``check_nonempty`` refuses tensors with a zero dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+
+from cimc.errors import InvalidModelError, ResourceLimitError, UnsupportedError
+from cimc.frontend.tensor_checks import itemsize
+
+DEFAULT_MAX_TENSOR_BYTES = 2**30
+
+
+def static_sizes(graph: onnx.GraphProto) -> dict[str, tuple[tuple[int, ...], int]]:
+    """``name → (shape, bytes)`` for the tensors whose shape is fully static."""
+    sizes: dict[str, tuple[tuple[int, ...], int]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+            continue
+        if not all(d.HasField("dim_value") for d in tt.shape.dim):
+            continue
+        shape = tuple(int(d.dim_value) for d in tt.shape.dim)
+        if any(d < 0 for d in shape):
+            raise InvalidModelError(f"tensor '{vi.name}' has a negative dim: {shape}")
+        sizes[vi.name] = (shape, math.prod(shape) * itemsize(tt.elem_type))
+    return sizes
+
+
+def check_memory(graph: onnx.GraphProto, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
+    """Raise ``ResourceLimitError`` if a static tensor, or all of them, exceed the budget."""
+    sizes = static_sizes(graph)
+    if not sizes:
+        return
+    over = [(name, shape, size) for name, (shape, size) in sizes.items() if size > max_tensor_bytes]
+    if over:  # the first in graph order: a huge declared input is named, not what it implies
+        name, shape, size = over[0]
+        raise ResourceLimitError(
+            f"tensor '{name}'{_origin(graph, name)} of shape {shape} would take {size} bytes "
+            f"({math.prod(shape)} elements), more than the budget of {max_tensor_bytes} bytes per tensor",
+            hint="use a smaller --input-shape (batch size or image size)" if _is_input(graph, name) else None,
+            details={"tensor": name, "shape": list(shape), "bytes": size, "budget": max_tensor_bytes})
+    total = sum(s for _, s in sizes.values())
+    if total > 4 * max_tensor_bytes:
+        raise ResourceLimitError(
+            f"the model's tensors would take {total} bytes together, more than the budget of "
+            f"{4 * max_tensor_bytes} bytes", hint="use a smaller --input-shape (batch size or image size)",
+            details={"bytes": total, "budget": 4 * max_tensor_bytes})
+
+
+def check_nonempty(graph: onnx.GraphProto) -> None:
+    """Raise ``UnsupportedError`` for a tensor with a zero dim (after folding, only activations
+    remain: an empty one means a zero-sized input or a window larger than its padded input)."""
+    for name, (shape, _) in static_sizes(graph).items():
+        if 0 in shape:
+            raise UnsupportedError(f"tensor '{name}'{_origin(graph, name)} is empty: shape {shape}",
+                                   hint="every input and activation must have at least one element")
+
+
+def _is_input(graph: onnx.GraphProto, name: str) -> bool:
+    return any(vi.name == name for vi in graph.input)
+
+
+def _origin(graph: onnx.GraphProto, name: str) -> str:
+    """`` (graph input)`` or `` (output of node 'n', Op)`` for a message."""
+    if _is_input(graph, name):
+        return " (graph input)"
+    node = next((n for n in graph.node if name in n.output), None)
+    return "" if node is None else f" (output of node '{node.name}', {node.op_type})"

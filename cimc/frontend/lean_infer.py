@@ -1,0 +1,85 @@
+"""ONNX shape inference without shipping the weights through it.
+
+``onnx.shape_inference.infer_shapes`` serialises the whole model, parses it in C++, infers,
+serialises the result and parses it back in Python: four passes over every weight byte, for
+a result that never depends on the weights. ``infer_shapes_lean`` runs the same inference on
+a *skeleton* — a copy of the model whose large floating-point initializers have no data
+(``raw_data`` cleared, dims and type kept) — and then puts the original initializers back
+into the inferred model, by position. Shape inference reads initializer *values* only for
+shape-like operands (Reshape shapes, Slice starts, Resize scales, Range bounds: integers,
+scalars or one entry per axis) and data propagation only for int64 tensors, so a float
+tensor of more than ``LEAN_MIN_ELEMENTS`` elements is never read: the result equals
+``infer_shapes(model, ...)`` exactly, at the cost of one copy of the weights instead of four.
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from onnx import shape_inference
+
+#: Initializers with at least this many elements travel without their data.
+LEAN_MIN_ELEMENTS = 1024
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                          onnx.TensorProto.BFLOAT16})
+
+
+def _strippable(tensor: onnx.TensorProto) -> bool:
+    return (tensor.data_type in _FLOAT_TYPES and tensor.data_location == onnx.TensorProto.DEFAULT
+            and tensor.HasField("raw_data") and math.prod(tensor.dims) >= LEAN_MIN_ELEMENTS)
+
+
+def _repeated(fd: FieldDescriptor) -> bool:
+    """Whether a field is repeated (protobuf ≥ 5 has ``is_repeated``, older ones ``label``)."""
+    if hasattr(fd, "is_repeated"):
+        return bool(fd.is_repeated)
+    return bool(fd.label == FieldDescriptor.LABEL_REPEATED)
+
+
+def _copy_fields(src: Message, dst: Message, skip: str) -> None:
+    """Copy every set field of ``src`` into ``dst`` except the one named ``skip``."""
+    for fd, value in src.ListFields():
+        if fd.name == skip:
+            continue
+        if _repeated(fd):
+            getattr(dst, fd.name).extend(value)
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            getattr(dst, fd.name).CopyFrom(value)
+        else:
+            setattr(dst, fd.name, value)
+
+
+def _skeleton_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    if not _strippable(tensor):
+        return tensor
+    out = onnx.TensorProto()
+    _copy_fields(tensor, out, skip="raw_data")
+    return out
+
+
+def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose large float initializers carry no data."""
+    out = onnx.ModelProto()
+    _copy_fields(model, out, skip="graph")
+    _copy_fields(model.graph, out.graph, skip="initializer")
+    out.graph.initializer.extend(_skeleton_tensor(t) for t in model.graph.initializer)
+    return out
+
+
+def infer_shapes_lean(model: onnx.ModelProto, *, strict_mode: bool = False,
+                      data_prop: bool = False) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes(model, ...)``, without the weights in the round trip."""
+    inits = model.graph.initializer
+    if not any(_strippable(t) for t in inits):
+        return shape_inference.infer_shapes(model, strict_mode=strict_mode, data_prop=data_prop)
+    inferred = shape_inference.infer_shapes(skeleton(model), strict_mode=strict_mode, data_prop=data_prop)
+    out_inits = inferred.graph.initializer
+    if len(out_inits) != len(inits) or any(a.name != b.name for a, b in zip(out_inits, inits, strict=True)):
+        return shape_inference.infer_shapes(model, strict_mode=strict_mode, data_prop=data_prop)
+    for dst, src in zip(out_inits, inits, strict=True):
+        if _strippable(src):
+            dst.CopyFrom(src)
+    return inferred

@@ -1,0 +1,159 @@
+"""Expansion search: the largest single ratio ``R`` whose widths fit the bitline budget.
+
+Every changeable group of width ``n`` becomes ``round(n·R)`` wide (halves rounded up, at
+least ``min_width``); fixed groups keep their width (paper Eq. 3–5, with the real segment
+count of every layer instead of Eq. 3's ``floor(3·k²/wordlines)`` for the first one). The
+paper increments ``R`` by 0.001 until the budget is exceeded. Here:
+
+* every width is a non-decreasing function of ``R``; a layer's bitlines ``S(Cin)·Cout`` are
+  non-decreasing in its widths (``S`` = segments of ``segment_bounds``), and so are the macros
+  of either placement. Hence *fits(R)* holds on a prefix of the ``R`` axis, and
+* ``step`` mode bisects the grid ``R = i·step`` (``R`` is kept as the exact fraction
+  ``i/den``): the same answer as the linear 0.001-step scan (``scan_ratio``; tested) in
+  ``O(log)`` evaluations, and it may also shrink (``R < 1``) when the pruned model is still
+  too large;
+* ``exact`` mode (``step=None``) bisects the sorted *breakpoints* ``(2k+1)/(2n)`` at which
+  some width changes: the largest fitting widths over all real ``R``, never fewer bitlines
+  than the grid's answer.
+
+The bitline counts come from ``BitlineModel``, which evaluates the compile path's own
+select-cim geometry and ``tiling_for``; ``cimc.morph.structure`` checks the final graph
+with ``model_cost`` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from cimc.errors import MappingError
+from cimc.macro import MacroSpec
+from cimc.morph.bitlines import BitlineModel, MorphCost
+from cimc.morph.plan import ratio_widths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Expansion:
+    """The chosen ratio ``R = num/den``, the widths it gives and their cost."""
+
+    num: int
+    den: int
+    widths: np.ndarray
+    cost: MorphCost
+    evaluations: int
+
+    @property
+    def ratio(self) -> float:
+        return self.num / self.den
+
+
+class _Probe:
+    """Evaluates candidate ratios, counting evaluations."""
+
+    def __init__(self, model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, budget: int,
+                 min_width: int) -> None:
+        self.model, self.widths, self.changeable = model, widths, changeable
+        self.budget, self.min_width, self.count = budget, min_width, 0
+
+    def widths_at(self, num: int, den: int) -> np.ndarray:
+        return ratio_widths(self.widths, num, den, self.changeable, self.min_width)
+
+    def cost(self, num: int, den: int) -> MorphCost:
+        self.count += 1
+        return self.model.evaluate(self.widths_at(num, den))
+
+    def fits(self, num: int, den: int) -> bool:
+        return self.cost(num, den).fits(self.budget, self.model.macro)
+
+    def result(self, num: int, den: int) -> Expansion:
+        ratio = Fraction(num, den)
+        cost = self.cost(ratio.numerator, ratio.denominator)
+        return Expansion(ratio.numerator, ratio.denominator, self.widths_at(num, den), cost, self.count)
+
+
+def largest_true(pred: Callable[[int], bool], lo: int, hi: int) -> int:
+    """Largest ``i`` in ``[lo, hi)`` with ``pred(i)``, given ``pred(lo)`` and ``not pred(hi)``
+    and ``pred`` monotone (true then false)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def search_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, budget: int, *,
+                 step: float | None = 1e-3, min_width: int = 1) -> Expansion:
+    """The largest ``R`` (on the ``step`` grid, or exact with ``step=None``) that fits."""
+    probe = _Probe(model, widths, changeable, budget, min_width)
+    den = round(1 / step) if step is not None else 1
+    if not changeable.any() or not (widths[changeable] > 0).any():
+        return _no_growth(probe, den)
+    if not probe.fits(1, den if step is not None else 10**9):
+        raise _infeasible(probe)
+    hi = 2  # smallest power of two R that no longer fits
+    while probe.fits(hi, 1):
+        hi *= 2
+    if step is not None:
+        i = largest_true(lambda n: probe.fits(n, den), 1, hi * den)
+        return probe.result(i, den)
+    return _exact(probe, hi)
+
+
+def _exact(probe: _Probe, r_max: int) -> Expansion:
+    """Bisection over ``R = 0`` and the sorted breakpoints ``(2k+1)/(2n)`` up to ``r_max``."""
+    n = np.unique(probe.widths[probe.changeable & (probe.widths > 0)])
+    reps = n * r_max + 1
+    k = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+    nums = np.concatenate([[0], 2 * k + 1])
+    dens = np.concatenate([[1], 2 * np.repeat(n, reps)])
+    order = np.argsort(nums / dens, kind="stable")
+    nums, dens = nums[order], dens[order]
+    i = largest_true(lambda j: probe.fits(int(nums[j]), int(dens[j])), 0, nums.shape[0])
+    return probe.result(int(nums[i]), int(dens[i]))
+
+
+def _no_growth(probe: _Probe, den: int) -> Expansion:
+    result = probe.result(den, den)
+    if not result.cost.fits(probe.budget, probe.model.macro):
+        raise _infeasible(probe)
+    return result
+
+
+def _infeasible(probe: _Probe) -> MappingError:
+    smallest = probe.model.evaluate(probe.widths_at(0, 1))
+    need = max(smallest.bitlines, smallest.macros * probe.model.macro.bitlines)
+    return MappingError(f"no channel ratio fits {probe.budget} bitlines: even with every changeable group "
+                        f"at its minimum width the model needs {smallest.bitlines} bitlines",
+                        hint=f"the smallest feasible --bl is {need}")
+
+
+def scan_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, budget: int, *,
+               step: float = 1e-3, min_width: int = 1) -> Expansion:
+    """The paper's linear scan from ``R = 1`` in ``step`` increments (downwards while it does
+    not fit): the reference ``search_ratio`` must reproduce."""
+    probe = _Probe(model, widths, changeable, budget, min_width)
+    den = round(1 / step)
+    i = den
+    if probe.fits(i, den):
+        while probe.fits(i + 1, den):
+            i += 1
+    else:
+        while i > 1 and not probe.fits(i, den):
+            i -= 1
+        if not probe.fits(i, den):
+            raise _infeasible(probe)
+    return probe.result(i, den)
+
+
+def describe(expansion: Expansion, macro: MacroSpec) -> str:
+    c = expansion.cost
+    return (f"R = {expansion.ratio:.4f}: {c.bitlines} bitlines, {c.macros} macros of {macro.bitlines}, "
+            f"{c.params:,} params, usage {100 * c.usage:.2f}% ({expansion.evaluations} evaluations)")

@@ -1,0 +1,96 @@
+"""Training data for torch: ``cimc.data``'s numpy datasets, batched, shuffled and sharded.
+
+``TrainData`` holds a train and a test ``Dataset`` (real digits from scikit-learn, CIFAR-10
+from a local folder, synthetic) and yields torch batches. Shuffling is a permutation drawn
+from ``numpy.random.default_rng([seed, epoch])``: the same seed gives the same order in
+every process, so a resumed run sees the batches the interrupted one would have. Under
+DDP each of ``world`` ranks takes the strided shard ``perm[rank::world]`` of a permutation
+cut to a multiple of ``world`` (every rank runs the same number of steps). CIFAR-10 gets
+the usual augmentation (random 32×32 crop of the 4-pixel zero-padded image, horizontal
+flip), vectorised over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cimc.data import Dataset, load_dataset
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Train/test splits and the batch size; ``augment`` turns on crop+flip for training."""
+
+    train: Dataset
+    test: Dataset
+    batch_size: int = 64
+    augment: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    def steps_per_epoch(self, world: int = 1) -> int:
+        per_rank = len(self.train) // world
+        return max(1, -(-per_rank // self.batch_size))
+
+    def batches(self, split: str = "train", *, epoch: int = 0, seed: int = 0, shuffle: bool = True,
+                rank: int = 0, world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` batches of this rank's shard; test batches are never shuffled nor augmented."""
+        data = self.train if split == "train" else self.test
+        order = np.arange(len(data))
+        if split == "train" and shuffle:
+            order = np.random.default_rng([seed, epoch]).permutation(len(data))
+        order = order[: len(order) - len(order) % world][rank::world] if world > 1 else order
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            x = torch.from_numpy(np.ascontiguousarray(data.x[idx]))
+            if split == "train" and self.augment:
+                x = crop_flip(x, gen)
+            yield x, torch.from_numpy(np.ascontiguousarray(data.y[idx]))
+
+    def calibration_batch(self, n: int = 256) -> torch.Tensor:
+        """The first ``n`` training images (the same in every process)."""
+        return torch.from_numpy(np.ascontiguousarray(self.train.x[:n]))
+
+    def loader(self, split: str = "train", **kwargs: object) -> torch.utils.data.DataLoader:
+        """A plain ``DataLoader`` over the split, for users' own trainers."""
+        data = self.train if split == "train" else self.test
+        dataset = torch.utils.data.TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y))
+        return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, **kwargs)  # type: ignore[arg-type]
+
+    def nonnegative(self) -> bool:
+        """Whether every training input is ≥ 0 (the first layer can then use unsigned codes)."""
+        return bool(self.train.x.min() >= 0)
+
+
+def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random ``H×W`` crops of the zero-padded batch and random horizontal flips."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (oy[:, None] + torch.arange(h))[:, :, None]
+    cols = (ox[:, None] + torch.arange(w))[:, None, :]
+    flip = torch.rand(n, generator=gen) < 0.5
+    cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
+    out = padded[torch.arange(n)[:, None, None], :, rows, cols]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def load_train_data(name: str, *, root: str | Path | None = None, input_shape: tuple[int, ...] | None = None,
+                    batch_size: int = 64, synthetic_size: int = 256, classes: int = 10, seed: int = 0) -> TrainData:
+    """``digits``, ``cifar10`` (from ``root`` / ``$CIMC_CIFAR10``; a clear error when missing) or
+    ``synthetic`` (``synthetic_size`` seeded images of ``input_shape``)."""
+    train = load_dataset(name, "train", root, shape=input_shape, n=synthetic_size, seed=seed)
+    test = load_dataset(name, "test", root, shape=input_shape, n=max(synthetic_size // 4, 1), seed=seed)
+    if name == "synthetic" and classes != train.num_classes:
+        train, test = (Dataset(d.name, d.x, d.y % classes, classes) for d in (train, test))
+    return TrainData(train, test, batch_size, augment=name == "cifar10")

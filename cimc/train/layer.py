@@ -1,0 +1,101 @@
+"""One CIM layer in torch: the float forward, phase 1 (Eq. 6) and phase 2 (Eq. 7–8).
+
+The caller passes the BN-folded float weight ``W`` (``Cout × Cin_g × kh × kw``; a Gemm or
+MatMul is a 1×1 conv on ``(N, K, 1, 1)``) and bias ``b``. With input codes
+``a_q = round(clip(a/S_A))`` and cell codes ``w_q = round(clip(W/S_W, ±Qp))``:
+
+    phase 1:  y = conv(a_q, w_q) · (S_W·S_A) + b
+    phase 2:  p_s = conv_s(a_q, w_q)  (every segment, ``SegmentPlan``)
+              y = Σ_s round(clip(p_s / S_ADC, ±Qp_ADC)) · ((S_W·S_ADC)·S_A) + b
+
+The phase-2 scale and the final multiply-add are computed in float32 in exactly the order of
+``numerics.output_scale`` and DESIGN.md §5, so ``y`` equals the numpy contract bit for bit.
+``S_W`` and ``S_A`` are learned in phase 1 and frozen in phase 2 (paper); ``S_ADC`` is fixed
+in phase 2 unless ``learn_adc_step``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cimc.train.phase2 import ConvGeometry, SegmentPlan, conv2d
+from cimc.train.quant import StepQuantizer, channel_view, quantize_codes
+
+PHASES = ("float", "1", "2")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Bits and geometry of the target macro, and the QAT options."""
+
+    w_bits: int = 4
+    a_bits: int = 4
+    adc_bits: int = 5
+    wordlines: int = 256
+    tiling: str = "channel"
+    granularity: str = "layer"  # "layer" (paper) or "column" (ColumnQuant)
+    learn_adc_step: bool = False
+    map_fc: bool = False
+
+
+class CimQuantLayer(nn.Module):
+    """Step sizes, segment plan and quantized forward of one CIM layer."""
+
+    def __init__(self, node: str, cout: int, cin_g: int, kernel: tuple[int, int], geom: ConvGeometry,
+                 config: QuantConfig, a_signed: bool) -> None:
+        super().__init__()
+        self.node, self.geom, self.config = node, geom, config
+        channels = cout if config.granularity == "column" else 1
+        self.w = StepQuantizer(config.w_bits, True, channels)
+        self.a = StepQuantizer(config.a_bits, a_signed, 1)
+        self.adc = StepQuantizer(config.adc_bits, True, channels)
+        self.plan = SegmentPlan(cin_g, kernel, geom.groups, config.wordlines, config.tiling)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, phase: str) -> torch.Tensor:
+        if phase == "float":
+            y = conv2d(x, w, self.geom)
+            return y if b is None else y + b.reshape(1, -1, 1, 1)
+        a_q, s_a = self.input_codes(x)
+        w_q, s_w = self.weight_codes(w)
+        y = self._phase1(a_q, w_q, s_w, s_a) if phase == "1" else self._phase2(a_q, w_q, s_w, s_a)
+        return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+    def input_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s_a = self.a.scaled_step(x[0].numel())
+        return quantize_codes(x, s_a.reshape(1, 1, 1, 1), self.a.bits, self.a.signed), s_a
+
+    def weight_codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s_w = self.w.scaled_step(w.numel() // self.w.channels)
+        return quantize_codes(w, channel_view(s_w, w.ndim, 0), self.w.bits, True), s_w
+
+    def _phase1(self, a_q: torch.Tensor, w_q: torch.Tensor, s_w: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
+        return conv2d(a_q, w_q, self.geom) * channel_view(s_w * s_a, 4, 1)
+
+    def _phase2(self, a_q: torch.Tensor, w_q: torch.Tensor, s_w: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
+        p = self.plan.partial_sums(a_q, w_q, self.geom)
+        s_adc = self.adc.scaled_step(p[0].numel() // self.adc.channels)
+        codes = quantize_codes(p, self.adc_view(s_adc, p.shape[3]), self.adc.bits, True)
+        total = codes.sum(dim=2).flatten(1, 2)
+        return total * channel_view(s_w * s_adc * s_a, 4, 1)
+
+    def adc_view(self, s_adc: torch.Tensor, cout_g: int) -> torch.Tensor:
+        """The ADC step broadcast over ``(N, G, S, Cout_g, Ho, Wo)`` partial sums."""
+        if s_adc.numel() == 1:
+            return s_adc.reshape(1, 1, 1, 1, 1, 1)
+        return s_adc.reshape(1, -1, 1, cout_g, 1, 1)
+
+    @torch.no_grad()
+    def partial_sums(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Integer partial sums ``(N, G, S, Cout_g, Ho, Wo)`` with the current steps (calibration)."""
+        a_q, _ = self.input_codes(x)
+        w_q, _ = self.weight_codes(w)
+        return self.plan.partial_sums(a_q, w_q, self.geom)
+
+    def freeze_for_phase(self, phase: str) -> None:
+        """Phase 1 learns ``S_W`` and ``S_A``; phase 2 freezes them, ``S_ADC`` learned only on request."""
+        self.w.log_step.requires_grad_(phase == "1")
+        self.a.log_step.requires_grad_(phase == "1")
+        self.adc.log_step.requires_grad_(phase == "2" and self.config.learn_adc_step)

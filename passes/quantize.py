@@ -1,0 +1,168 @@
+"""quantize: attach ``QuantParams`` (DESIGN.md §5) to every CIM layer.
+
+Bits per layer: the macro's ``cell_bits`` (weights), ``dac_bits`` (activations) and
+``adc_bits`` (partial sums), overridden per layer by ``bits``; a layer may use fewer bits
+than the macro offers, never more. Step sizes, per layer (the paper) or per output column
+(``granularity="column"``, ColumnQuant):
+
+* from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant_meta``);
+* otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal, or LSQ's
+  initialisation ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the
+  calibration batch, signed narrow (``a_signed``) when the input went negative there;
+  ``S_ADC`` MSE-optimal (at least 1) on the exact per-segment partial sums
+  ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch.
+
+Needs tile-wordlines first (partial sums are per segment). Layers that already carry
+``QuantParams`` are kept, so a second run changes nothing. ``ensures`` checks that every
+partial sum stays below 2^24, where float32 arithmetic on codes is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cimc import numerics
+from cimc.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
+from cimc.cim_layer import CimSpec, cim_spec
+from cimc.errors import MappingError, UnsupportedError, UsageError
+from cimc.ir.annotations import CimLayer, QuantParams, WordlineTiling
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.macro import MacroSpec
+from cimc.pipeline import GraphPass, PassContext, PassResult
+from cimc.quant_meta import KEY, check_layer_names, parse_qat
+from cimc.step_search import lsq_step, mse_step
+
+log = logging.getLogger(__name__)
+
+GRANULARITIES = ("layer", "column")
+WEIGHT_METHODS = ("mse", "lsq")
+EXACT_LIMIT = 1 << 24
+
+
+@dataclass(frozen=True)
+class LayerBits:
+    """Per-layer bit overrides; ``None`` keeps the macro's value."""
+
+    w_bits: int | None = None
+    a_bits: int | None = None
+    adc_bits: int | None = None
+
+    def resolve(self, macro: MacroSpec) -> tuple[int, int, int]:
+        return (self.w_bits or macro.cell_bits, self.a_bits or macro.dac_bits, self.adc_bits or macro.adc_bits)
+
+
+@dataclass(frozen=True)
+class Quantize(GraphPass):
+    name = "quantize"
+    granularity: str = "layer"
+    weight_method: str = "mse"
+    calib: str = "synthetic"
+    calib_size: int = DEFAULT_SIZE
+    data_root: str | None = None
+    bits: Mapping[str, LayerBits] = field(default_factory=dict)
+
+    def requires(self, graph: Graph, ctx: PassContext) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise UsageError(f"unknown granularity '{self.granularity}'; choose {' or '.join(GRANULARITIES)}")
+        if self.weight_method not in WEIGHT_METHODS:
+            raise UsageError(f"unknown weight step method '{self.weight_method}'; choose {' or '.join(WEIGHT_METHODS)}")
+        nodes = cim_nodes(graph)
+        untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
+        if untiled:
+            raise MappingError(f"quantize needs tile-wordlines first (untiled: {', '.join(untiled[:5])})")
+        unknown = sorted(set(self.bits) - {n.name for n in nodes})
+        if unknown:
+            raise UsageError(f"bit overrides name layer(s) that are not CIM layers: {', '.join(unknown)}",
+                             hint=f"CIM layers: {', '.join(n.name for n in nodes[:8])}")
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        out = graph.copy()
+        todo = [n for n in cim_nodes(out) if QuantParams not in n.ann]
+        if not todo:
+            return PassResult(out, False)
+        qat = self._qat(out)
+        for node in todo:
+            if node.name in qat:
+                node.ann.put(qat[node.name])
+        rest = [n for n in todo if n.name not in qat]
+        if qat and rest:
+            log.warning("QAT parameters missing for %d CIM layer(s) (%s): calibrating them",
+                        len(rest), ", ".join(n.name for n in rest[:5]))
+        if rest:
+            self._calibrate(out, rest, ctx)
+        ctx.results["quantize"] = {"qat_layers": sorted(qat), "calibrated_layers": [n.name for n in rest],
+                                   "granularity": self.granularity, "weight_method": self.weight_method}
+        return PassResult(out, True)
+
+    def ensures(self, graph: Graph, ctx: PassContext) -> None:
+        for node in cim_nodes(graph):
+            if QuantParams not in node.ann:
+                raise AssertionError(f"CIM layer '{node.name}' left unquantized")
+            check_bits(node, ctx.macro)
+
+    def _qat(self, graph: Graph) -> dict[str, QuantParams]:
+        text = graph.metadata.get(KEY)
+        if text is None:
+            return {}
+        couts = {n.name: n.ann[CimLayer].cout for n in cim_nodes(graph)}
+        check_layer_names(text, {n.name: n.op for n in graph.nodes}, couts)
+        return parse_qat(text, couts)
+
+    def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext) -> None:
+        cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root)
+        inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
+        for node in nodes:
+            bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro)
+            node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
+                                         self.granularity, self.weight_method))
+
+
+def cim_nodes(graph: Graph) -> list[Node]:
+    return [n for n in graph.topo_order() if CimLayer in n.ann]
+
+
+def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, root: str | None) -> Calibration:
+    """The calibration batch, loaded once per compile and shared through ``ctx.results``."""
+    cached = ctx.results.get("calibration")
+    if isinstance(cached, Calibration) and cached.source == source and cached.size >= size:
+        return cached
+    cal = load_feeds(graph, source, size, root=root)
+    ctx.results["calibration"] = cal
+    return cal
+
+
+def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], granularity: str,
+                    weight_method: str) -> QuantParams:
+    """Steps of one layer from its weights and calibration input ``x`` (module doc)."""
+    w_bits, a_bits, adc_bits = bits
+    axis = 0 if granularity == "column" else None
+    w_step = (mse_step if weight_method == "mse" else lsq_step)(spec.weight, w_bits, True, axis)
+    signed = bool((x < 0).any())
+    a_step = float(mse_step(x, a_bits, signed)[0])
+    p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed)
+    adc_step = mse_step(p, adc_bits, True, axis=2 if axis == 0 else None, min_step=1.0)
+    for arr in (w_step, adc_step):
+        arr.flags.writeable = False
+    return QuantParams(w_bits, a_bits, adc_bits, w_step, a_step, adc_step, signed, source="calibration")
+
+
+def check_bits(node: Node, macro: MacroSpec) -> None:
+    """Bits within the macro's and every partial sum exact in float32 (|p| < 2^24)."""
+    q = node.ann[QuantParams]
+    for kind, have, limit, option in (("weight", q.w_bits, macro.cell_bits, "--w-bits"),
+                                      ("activation", q.a_bits, macro.dac_bits, "--a-bits"),
+                                      ("ADC", q.adc_bits, macro.adc_bits, "--adc-bits")):
+        if have > limit:
+            raise MappingError(f"layer '{node.name}' needs {have}-bit {kind} codes but macro "
+                               f"'{macro.name}' has {limit}", hint=f"use a macro with more bits or {option} {have}")
+    rows = node.ann[WordlineTiling].activated_wordlines()
+    bound = rows * numerics.signed_max(q.w_bits) * numerics.code_range(q.a_bits, q.a_signed)[1]
+    if bound >= EXACT_LIMIT:
+        raise UnsupportedError(f"layer '{node.name}': partial sums may reach {bound:,} ≥ 2^24 with {q.w_bits}-bit "
+                               f"weights, {q.a_bits}-bit inputs and {rows} wordlines; float32 execution would "
+                               "not be exact", hint="use fewer bits or fewer wordlines")

@@ -1,0 +1,68 @@
+"""Builds shared by the maps / inspect / validate / diff tests, compiled once per session.
+
+``build(name, **options)`` compiles a zoo model into a session-wide temporary folder and
+caches the path; tests must not modify it — ``copy_build`` gives a private copy to tamper
+with, and ``rehash`` rewrites the manifest's sha256 table after a tampering so that the
+semantic checks (not just the hash check) are exercised.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from cimc.api import compile_model
+from cimc.backends.build_dir import dumps, sha256
+
+_ROOT = Path(tempfile.mkdtemp(prefix="cimc-test-builds-"))
+atexit.register(shutil.rmtree, _ROOT, True)
+WEIGHTS_META = {"format": "cimc-macro-weights/wordline-by-bitline"}
+
+
+def build(name: str, **options: Any) -> Path:
+    return _build(name, tuple(sorted(options.items())))
+
+
+@functools.cache
+def _build(name: str, options: tuple[tuple[str, Any], ...]) -> Path:
+    tag = "-".join(f"{k}={v}" for k, v in options)
+    out = _ROOT / f"{name}{'-' + tag if tag else ''}"
+    compile_model(name, out, **dict(options))
+    return out
+
+
+def copy_build(dest: Path, name: str, **options: Any) -> Path:
+    shutil.copytree(build(name, **options), dest)
+    return dest
+
+
+def rehash(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {p.name: sha256(p.read_bytes()) for p in sorted(folder.iterdir())
+                         if p.is_file() and p.name != "manifest.json"}
+    (folder / "manifest.json").write_bytes(dumps(manifest))
+
+
+def read_json(folder: Path, name: str) -> Any:
+    return json.loads((folder / name).read_text())
+
+
+def write_json(folder: Path, name: str, doc: Any) -> None:
+    (folder / name).write_bytes(dumps(doc, compact=name == "layout.json"))
+
+
+def edit_weights(folder: Path, macro: int, edit: Any) -> None:
+    """Apply ``edit(array) -> array`` to one macro's cells, keeping the file's other tensors."""
+    path = folder / "weights.safetensors"
+    tensors = load_file(path)
+    key = f"macro_{macro:04d}"
+    tensors[key] = np.ascontiguousarray(edit(tensors[key].copy()))
+    save_file(tensors, path, metadata=WEIGHTS_META)

@@ -1,0 +1,77 @@
+"""``cimc diff``: identical builds, packed vs aligned placement (moved columns and changed
+cells checked against a plain loop over the layouts), a flipped weight, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from click.testing import CliRunner
+
+from cimc.backends.build_reader import read_build
+from cimc.backends.diff import diff_builds
+from cimc.cli import main
+from tests.map_builds import build, copy_build, edit_weights
+
+PACKED = ("digits_cnn", {})
+ALIGNED = ("digits_cnn", {"placement": "aligned"})
+
+
+def _cell_owner_loop(layout: dict[str, Any], m: int) -> dict[tuple[int, int], tuple[str, int, int, int]]:
+    """Reference: cell → (layer name, segment, output channel, row offset), bitline by bitline."""
+    out = {}
+    owner = layout["macros"][m]
+    for b, layer in enumerate(owner["layer"]):
+        if layer < 0:
+            continue
+        entry = layout["layers"][layer]
+        seg = entry["segments"][owner["segment"][b]]
+        for t in range(seg["row_stop"] - seg["row_start"]):
+            out[(owner["wordline_start"][b] + t, b)] = (entry["node"], owner["segment"][b], owner["out_channel"][b], t)
+    return out
+
+
+def test_identical_builds() -> None:
+    doc = diff_builds(read_build(build(PACKED[0], **PACKED[1])), read_build(build(PACKED[0], **PACKED[1])))
+    assert doc["identical"] and doc["macros"] == [] and all(x["status"] == "same" for x in doc["layers"])
+
+
+def test_packed_vs_aligned() -> None:
+    a, b = read_build(build(PACKED[0], **PACKED[1])), read_build(build(ALIGNED[0], **ALIGNED[1]))
+    doc = diff_builds(a, b)
+    assert doc["options"] == {"placement": ["packed", "aligned"]}
+    assert doc["totals"]["macros"] == [a.report["totals"]["macros"], b.report["totals"]["macros"]]
+    first = {x["node"]: (x["first_column"], y["first_column"])
+             for x, y in zip(a.layout["layers"], b.layout["layers"], strict=True)}
+    for layer, entry in zip(doc["layers"], a.layout["layers"], strict=True):
+        fa, fb = first[layer["name"]]
+        assert layer["moved_columns"] == (entry["columns"] if fa != fb else 0)
+        shown = sum(r["out_channels"][1] - r["out_channels"][0] + 1 for r in layer["moved_runs"])
+        assert shown == layer["moved_columns"] or layer["moved_run_count"] > len(layer["moved_runs"])
+    changed = {x["macro"]: x["cells_changed"] for x in doc["macros"] if "cells_changed" in x}
+    for m in range(min(a.num_macros, b.num_macros)):
+        ca, cb = _cell_owner_loop(a.layout, m), _cell_owner_loop(b.layout, m)
+        expected = sum(ca.get(k) != cb.get(k) for k in set(ca) | set(cb))
+        assert changed.get(m, 0) == expected
+
+
+def test_flipped_weight_changes_one_value(tmp_path: Path) -> None:
+    folder = copy_build(tmp_path / "b", "tiny_cnn")
+    edit_weights(folder, 0, lambda x: np.where(np.arange(x.size).reshape(x.shape) == 5, x + 1, x).astype(x.dtype))
+    doc = diff_builds(read_build(build("tiny_cnn")), read_build(folder))
+    assert not doc["identical"]
+    assert doc["macros"] == [{"macro": 0, "cells_changed": 0, "weights_changed": 1,
+                              "usage": [doc["macros"][0]["usage"][0]] * 2}]
+
+
+def test_diff_cli() -> None:
+    a, b = build(PACKED[0], **PACKED[1]), build(ALIGNED[0], **ALIGNED[1])
+    result = CliRunner().invoke(main, ["diff", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "moved regions" in result.output and "placement" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 100
+    doc = json.loads(CliRunner().invoke(main, ["--json", "diff", str(a), str(b)]).output)
+    assert doc == json.loads(json.dumps(diff_builds(read_build(a), read_build(b))))
+    assert CliRunner().invoke(main, ["diff", str(a), "/nonexistent"]).exit_code == 8

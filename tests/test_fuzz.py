@@ -1,0 +1,221 @@
+"""Bounded fuzzing (hypothesis) of the loader and of the whole compile on mutated valid models.
+
+Seeds are the valid models of ``tests/corpus``. Two mutators:
+
+* bytes: flips, overwrites, truncations and insertions in the serialized file;
+* fields: the parsed protobuf is edited — dims of initializers and graph inputs, attribute
+  values, op types, tensor and node names, initializer data (random bytes, NaN), data types,
+  opset and IR versions, dropped/duplicated/swapped nodes and initializers.
+
+Every mutant is written to a file and compiled (``import_onnx`` → passes → backend files).
+The only allowed outcomes are success or a ``CimcError`` with a one-line message. A
+``PassError`` (exit code 9: a pass failed on a model the frontend accepted) is allowed but
+logged; ``CIMC_FUZZ_STRICT=1`` turns it into a failure when hunting for such bugs.
+
+Default run: 800 byte and 1,200 field mutants, about 20 s (derandomized, so CI is stable).
+A longer run for developers::
+
+    CIMC_FUZZ_EXAMPLES=20000 python3 -m pytest tests/test_fuzz.py -q          # same examples as CI, more
+    CIMC_FUZZ_EXAMPLES=20000 CIMC_FUZZ_RANDOM=1 python3 -m pytest tests/test_fuzz.py -q   # fresh examples
+
+and ``python3 -m pytest -m slow tests/test_fuzz.py`` runs 6,000 fresh random examples (both mutators).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cimc.api import CompileOptions, compile_graph
+from cimc.backends.macro_backend import build_files
+from cimc.errors import CimcError, PassError
+from cimc.frontend import import_onnx
+from tests.corpus.make_corpus import HERE
+
+SEEDS = [(HERE / name).read_bytes() for name in ("valid.onnx", "residual.onnx", "unsorted.onnx")]
+EXAMPLES = int(os.environ.get("CIMC_FUZZ_EXAMPLES", "0"))
+STRICT = bool(os.environ.get("CIMC_FUZZ_STRICT"))
+log = logging.getLogger(__name__)
+OPS = ["Conv", "Relu", "Add", "Gemm", "MatMul", "MaxPool", "AveragePool", "Reshape", "Flatten", "Concat", "Pad",
+       "Clip", "Softmax", "BatchNormalization", "Identity", "Dropout", "Transpose", "Slice", "Sum", "Mul",
+       "ConstantOfShape", "Expand", "Loop", "If", "Erf", "Shape", "Gather", "Range", "Tile", "", "Conv\0"]
+INTS = st.one_of(st.integers(-3, 9), st.sampled_from([0, -1, 2**31 - 1, 2**31, 2**40, 2**62, -(2**63)]))
+NAMES = st.one_of(st.sampled_from(["x", "y", "w", "c", "", "../x", "a" * 300]), st.text(max_size=12))
+MODELS = st.sampled_from(range(len(SEEDS)))
+
+
+def run_settings(default: int, *, slow: bool = False) -> Callable[[Any], Any]:
+    examples = EXAMPLES or default
+    return settings(max_examples=examples, deadline=None, derandomize=not (slow or os.environ.get("CIMC_FUZZ_RANDOM")),
+                    suppress_health_check=list(HealthCheck), database=None)
+
+
+def compile_bytes(data: bytes, folder: Path) -> str:
+    """Compile ``data`` as a model file; returns the outcome (``ok`` or the error kind)."""
+    path = folder / "mutant.onnx"
+    path.write_bytes(data)
+    try:
+        graph = import_onnx(path, max_bytes=1 << 20)
+        options = CompileOptions(map_fc=True)
+        graph, ctx = compile_graph(graph, options)
+        build_files(graph, ctx.macro, None, {"kind": "onnx", "name": "mutant.onnx", "sha256": ""}, options.public())
+    except PassError as exc:
+        if STRICT:
+            raise
+        log.warning("pass error (a bug to report): %s", exc.message)
+        return exc.kind
+    except CimcError as exc:
+        assert exc.message and "\n" not in exc.message and len(exc.message) < 5000
+        return exc.kind
+    return "ok"
+
+
+# -- byte mutations ------------------------------------------------------------------------------
+@st.composite
+def byte_mutants(draw: st.DrawFn) -> bytes:
+    data = bytearray(SEEDS[draw(MODELS)])
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["flip", "set", "cut", "insert"]))
+        pos = draw(st.integers(0, len(data) - 1))
+        if kind == "flip":
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "set":
+            data[pos] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[pos:pos + draw(st.integers(1, 64))]
+        else:
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        if not data:
+            break
+    return bytes(data)
+
+
+# -- field mutations -----------------------------------------------------------------------------
+def _pick(draw: st.DrawFn, items: Any) -> Any:
+    return items[draw(st.integers(0, len(items) - 1))] if len(items) else None
+
+
+def _dims(draw: st.DrawFn, m: onnx.ModelProto) -> None:
+    tensor = _pick(draw, m.graph.initializer)
+    if tensor is not None and len(tensor.dims):
+        tensor.dims[draw(st.integers(0, len(tensor.dims) - 1))] = draw(INTS)
+
+
+def _input_dims(draw: st.DrawFn, m: onnx.ModelProto) -> None:
+    vi = _pick(draw, [*m.graph.input, *m.graph.output])
+    dims = vi.type.tensor_type.shape.dim
+    if len(dims):
+        dim = dims[draw(st.integers(0, len(dims) - 1))]
+        if draw(st.booleans()):
+            dim.dim_value = max(draw(INTS), 0)
+        else:
+            dim.dim_param = draw(NAMES)
+
+
+def _attr(draw: st.DrawFn, m: onnx.ModelProto) -> None:
+    node = _pick(draw, m.graph.node)
+    attr = _pick(draw, node.attribute)
+    if attr is None:
+        node.attribute.append(onnx.helper.make_attribute(draw(st.sampled_from(["axis", "group", "pads"])), 0))
+    elif len(attr.ints):
+        attr.ints[draw(st.integers(0, len(attr.ints) - 1))] = draw(INTS)
+    elif attr.type == onnx.AttributeProto.INT:
+        attr.i = draw(INTS)
+    elif attr.type == onnx.AttributeProto.FLOAT:
+        attr.f = draw(st.floats(allow_nan=True, width=32))
+
+
+def _op(draw: st.DrawFn, m: onnx.ModelProto) -> None:
+    _pick(draw, m.graph.node).op_type = draw(st.sampled_from(OPS))
+
+
+def _rename(draw: st.DrawFn, m: onnx.ModelProto) -> None:
+    node = _pick(draw, m.graph.node)
+    where = draw(st.sampled_from(["input", "output", "name"]))
+    if where == "name":
+        node.name = draw(NAMES)
+        return
+    names = node.input if where == "input" else node.output
+    if len(names):
+        others = [t for n in m.graph.node for t in n.output] + [t.name for t in m.graph.initializer]
+        names[draw(st.integers(0, len(names) - 1))] = draw(st.one_of(NAMES, st.sampled_from(others)))
+
+
+def _data(draw: st.DrawFn, m: onnx.ModelProto) -> None:
+    tensor = _pick(draw, m.graph.initializer)
+    if tensor is None:
+        return
+    if draw(st.booleans()):
+        tensor.raw_data = draw(st.binary(max_size=64))
+    elif tensor.data_type == onnx.TensorProto.FLOAT and len(tensor.raw_data) >= 4 and len(tensor.raw_data) % 4 == 0:
+        values = np.frombuffer(tensor.raw_data, np.float32).copy()
+        values[draw(st.integers(0, values.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -1e38, 0.0]))
+        tensor.raw_data = values.tobytes()
+    else:
+        tensor.data_type = draw(st.integers(0, 30))
+
+
+def _structure(draw: st.DrawFn, m: onnx.ModelProto) -> None:
+    kind = draw(st.sampled_from(["drop_node", "dup_node", "swap", "drop_init", "opset", "ir"]))
+    nodes, inits = m.graph.node, m.graph.initializer
+    if kind == "drop_node" and len(nodes) > 1:
+        del nodes[draw(st.integers(0, len(nodes) - 1))]
+    elif kind == "dup_node":
+        nodes.append(_pick(draw, nodes))
+    elif kind == "swap" and len(nodes) > 1:
+        i, j = draw(st.integers(0, len(nodes) - 1)), draw(st.integers(0, len(nodes) - 1))
+        a, b = onnx.NodeProto(), onnx.NodeProto()
+        a.CopyFrom(nodes[i])
+        b.CopyFrom(nodes[j])
+        nodes[i].CopyFrom(b)
+        nodes[j].CopyFrom(a)
+    elif kind == "drop_init" and len(inits):
+        del inits[draw(st.integers(0, len(inits) - 1))]
+    elif kind == "opset":
+        m.opset_import[0].version = draw(st.sampled_from([1, 6, 7, 9, 10, 11, 12, 13, 18, 21, 99]))
+    elif kind == "ir":
+        m.ir_version = draw(st.sampled_from([0, 1, 3, 4, 7, 10, 11, 99]))
+
+
+MUTATORS = [_dims, _input_dims, _attr, _op, _rename, _data, _structure]
+
+
+@st.composite
+def field_mutants(draw: st.DrawFn) -> bytes:
+    model = onnx.load_model_from_string(SEEDS[draw(MODELS)])
+    for _ in range(draw(st.integers(1, 3))):
+        draw(st.sampled_from(MUTATORS))(draw, model)
+    return model.SerializeToString()
+
+
+# -- the tests -----------------------------------------------------------------------------------
+def test_seeds_compile(tmp_path: Path) -> None:
+    assert [compile_bytes(seed, tmp_path) for seed in SEEDS] == ["ok"] * len(SEEDS)
+
+
+@run_settings(800)
+@given(data=byte_mutants())
+def test_fuzz_bytes(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+    compile_bytes(data, tmp_path_factory.getbasetemp())
+
+
+@run_settings(1200)
+@given(data=field_mutants())
+def test_fuzz_fields(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+    compile_bytes(data, tmp_path_factory.getbasetemp())
+
+
+@pytest.mark.slow
+@run_settings(6000, slow=True)
+@given(data=st.one_of(byte_mutants(), field_mutants()))
+def test_fuzz_long(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+    compile_bytes(data, tmp_path_factory.getbasetemp())

@@ -1,0 +1,101 @@
+"""Expansion search: the fast bitline model equals ``model_cost`` on rewritten graphs; bisection
+equals the paper's 0.001-step scan; exact breakpoints; infeasible budgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cimc.errors import MappingError
+from cimc.macro import PRESETS, MacroSpec
+from cimc.morph.bitlines import BitlineModel
+from cimc.morph.channel_groups import analyze
+from cimc.morph.expand import scan_ratio, search_ratio
+from cimc.morph.initialise import NewChannels
+from cimc.morph.plan import class_scores, prune_plan, ratio_widths, widths_to_plan
+from cimc.morph.structure import MorphOptions, morph_structure, placed_cost
+from cimc.passes.morph_channels import rewrite
+from tests.morph_builders import mixed_graph, zoo
+
+PAPER = MacroSpec()
+SMALL = PRESETS["small-64"]
+
+
+@pytest.mark.parametrize(("name", "macro", "opts"), [
+    ("vgg9", PAPER, MorphOptions()),
+    ("resnet18", PAPER, MorphOptions(placement="aligned")),
+    ("mixed", SMALL, MorphOptions(map_fc=True)),
+    ("mixed", SMALL, MorphOptions(tiling="dense", placement="aligned", map_fc=True)),
+])
+def test_bitline_model_equals_model_cost_of_the_rewritten_graph(name: str, macro: MacroSpec,
+                                                                 opts: MorphOptions) -> None:
+    graph = mixed_graph() if name == "mixed" else zoo(name)
+    groups = analyze(graph)
+    model = BitlineModel(graph, groups, macro, tiling=opts.tiling, placement=opts.placement, map_fc=opts.map_fc)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        ratio = rng.uniform(0.05, 2.5)
+        widths = ratio_widths(groups.group_size, round(1000 * ratio), 1000, groups.changeable)
+        plan = widths_to_plan(groups, prune_plan(groups, class_scores(graph, groups), keep=0.5), widths)
+        predicted = model.evaluate(plan.widths(groups))
+        cost = placed_cost(rewrite(graph, groups, plan, NewChannels()), macro, opts)
+        assert (predicted.bitlines, predicted.macros, predicted.params) == (cost.bitlines, cost.macros, cost.params)
+        assert list(predicted.layer_bitlines) == [layer.bitlines for layer in cost.layers]
+        assert predicted.usage == pytest.approx(cost.macro_usage)
+
+
+def _vgg9_case(keep: float) -> tuple[BitlineModel, np.ndarray, np.ndarray]:
+    graph = zoo("vgg9")
+    groups = analyze(graph)
+    widths = prune_plan(groups, class_scores(graph, groups), keep=keep).widths(groups)
+    return BitlineModel(graph, groups, PAPER), widths, groups.changeable
+
+
+@settings(max_examples=20, deadline=None)
+@given(budget=st.integers(300, 12_000), keep=st.sampled_from([0.1, 0.3, 0.5, 1.0]))
+def test_bisection_equals_the_paper_scan(budget: int, keep: float) -> None:
+    model, widths, changeable = _vgg9_case(keep)
+    fast = search_ratio(model, widths, changeable, budget)
+    slow = scan_ratio(model, widths, changeable, budget)
+    assert (fast.num, fast.den) == (slow.num, slow.den)
+    assert fast.widths.tolist() == slow.widths.tolist()
+    assert fast.evaluations < 40 < slow.evaluations or abs(slow.ratio - 1) < 0.04
+
+
+@pytest.mark.parametrize("budget", [512, 1000, 4096, 8192])
+def test_exact_breakpoints_fill_at_least_as_much_and_are_maximal(budget: int) -> None:
+    model, widths, changeable = _vgg9_case(0.5)
+    grid = search_ratio(model, widths, changeable, budget)
+    exact = search_ratio(model, widths, changeable, budget, step=None)
+    assert exact.cost.fits(budget, PAPER) and grid.cost.fits(budget, PAPER)
+    assert exact.cost.bitlines >= grid.cost.bitlines and (exact.widths >= grid.widths).all()
+    # the widths just past the exact answer's next breakpoint no longer fit
+    n = widths[changeable]
+    nxt = min(((2 * np.floor(n * exact.ratio + 0.5) + 1) / (2 * n)).tolist())
+    bigger = ratio_widths(widths, round(nxt * 2**40), 2**40, changeable)
+    assert (bigger >= exact.widths).all() and (bigger > exact.widths).any()
+    assert not model.evaluate(bigger).fits(budget, PAPER)
+
+
+def test_ratio_widths_round_halves_up_and_keep_fixed_groups() -> None:
+    widths = np.array([3, 10, 7, 1])
+    changeable = np.array([False, True, True, True])
+    assert ratio_widths(widths, 1, 4, changeable).tolist() == [3, 3, 2, 1]  # 2.5 → 3, 1.75 → 2, 0.25 → min 1
+    assert ratio_widths(widths, 3, 2, changeable).tolist() == [3, 15, 11, 2]  # 10.5 → 11, 1.5 → 2
+
+
+def test_infeasible_budget_names_the_smallest_feasible_one() -> None:
+    model, widths, changeable = _vgg9_case(0.5)
+    with pytest.raises(MappingError, match="no channel ratio fits 8") as info:
+        search_ratio(model, widths, changeable, 8)
+    assert "smallest feasible --bl is 256" in str(info.value)
+
+
+def test_structure_morph_fits_and_is_counted_by_the_cost_model() -> None:
+    result = morph_structure(zoo("resnet18"), PAPER, 4096, MorphOptions(keep=0.2))
+    assert result.cost.bitlines <= 4096 and result.cost.fits_on_chip
+    assert result.report.after.bitlines == result.cost.bitlines
+    assert result.report.pruned.bitlines < result.report.after.bitlines  # pruned, then expanded to the budget
+    assert result.report.before.bitlines == 46_400  # the paper's ResNet18 baseline (Table V)

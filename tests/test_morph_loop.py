@@ -1,0 +1,84 @@
+"""The morphing loop through the trainer hook (a stand-in trainer), and the command lines
+``cimc morph`` and ``cimc compile --morph``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cimc.cli import main
+from cimc.frontend import import_onnx
+from cimc.macro import MacroSpec
+from cimc.morph.channel_groups import analyze
+from cimc.morph.loop import LoopOptions, morph_loop
+from cimc.morph.structure import MorphOptions, placed_cost
+from cimc.train import load_train_data
+from tests import morph_trainer
+from tests.morph_builders import zoo
+
+
+def test_loop_shrinks_prunes_expands_and_finetunes_each_round() -> None:
+    graph = zoo("digits_cnn")
+    data = load_train_data("synthetic", input_shape=graph.shape("input"), synthetic_size=64)
+    morph_trainer.CALLS.clear()
+    seen: list[int] = []
+    result = morph_loop(graph, data, MacroSpec(), 256, LoopOptions(rounds=2, shrink_epochs=3, finetune_epochs=2),
+                        trainer=morph_trainer.fit, on_round=lambda r: seen.append(r.round))
+    assert [c["phase"] for c in morph_trainer.CALLS] == ["shrink", "finetune", "shrink", "finetune"]
+    assert [c["regularizer"] is not None for c in morph_trainer.CALLS] == [True, False, True, False]
+    assert [c["epochs"] for c in morph_trainer.CALLS] == [3, 2, 3, 2]
+    assert seen == [1, 2] and result.initial["bitlines"] == 352
+    for r in result.rounds:
+        assert r.pruned_bitlines < r.bitlines <= 256 and r.macros == 1
+        assert r.accuracy == 0.75 and r.shrink_acc == 0.5 and r.ratio is not None and r.ratio > 1
+    cost = placed_cost(result.graph, MacroSpec(), MorphOptions(), 256)
+    assert cost.bitlines == result.rounds[-1].bitlines
+    sizes = analyze(result.graph).group_size.tolist()
+    assert sizes[0] == 1 and sizes[-1] == 10 and sum(sizes[1:-1]) < 160  # input and classes fixed, body pruned
+
+
+def test_cimc_morph_writes_the_model_and_a_round_log(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    args = ["--json", "morph", "digits_cnn", "--bl", "256", "--data", "synthetic", "--rounds", "2", "--epochs", "1",
+            "--trainer", "tests.morph_trainer:fit", "--quiet", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    assert all(r["bitlines"] <= 256 for r in doc["rounds"])
+    graph = import_onnx(out)
+    assert placed_cost(graph, MacroSpec(), MorphOptions(), 256).bitlines == doc["rounds"][-1]["bitlines"]
+    assert any(n.op == "BatchNormalization" for n in graph.nodes)  # BN kept: the model can be morphed again
+
+
+def test_cimc_morph_trains_with_the_default_trainer(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(main, ["morph", "digits_cnn", "--bl", "256", "--data", "synthetic", "--rounds", "1",
+                                       "--epochs", "1", "--quiet", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "round" in result.output and "accuracy" in result.output and out.is_file()
+
+
+def test_compile_morph_fits_the_budget_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(main, ["--json", "compile", "vgg9", "--bl", "4096", "--morph", "--no-shift",
+                                           "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["totals"]
+    assert totals["bitlines"] <= 4096 and totals["macro_usage"] >= 0.8812
+    assert any("fine-tuning" in r.getMessage() for r in caplog.records)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["options"]["morph"]["search"] == 101
+
+
+def test_compile_morph_keep_rule_and_missing_budget(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--json", "compile", "digits_cnn", "--bl", "256", "--morph-keep", "0.5",
+                                       "--no-shift", "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["totals"]["bitlines"] <= 256
+    result = CliRunner().invoke(main, ["compile", "digits_cnn", "--morph", "-o", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "--bl" in result.stderr

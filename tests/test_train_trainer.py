@@ -1,0 +1,131 @@
+"""The default trainer: it learns, it is deterministic, it resumes exactly; data wrapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cimc.data import load_dataset
+from cimc.errors import UsageError
+from cimc.train import TrainData, fit, load_train_data, module_from_graph, prepare_phase
+from cimc.train.checkpoint import load_checkpoint, read_meta
+from cimc.train.datasets import crop_flip
+from cimc.train.module import IRModule
+from cimc.train.trainer import cosine_factor
+from tests.test_data import write_cifar
+from tests.train_helpers import zoo_graph
+
+
+def digits(n_train: int = 256, n_test: int = 128, batch: int = 32) -> TrainData:
+    return TrainData(load_dataset("digits", "train").take(n_train), load_dataset("digits", "test").take(n_test), batch)
+
+
+def fresh(phase: str = "float") -> IRModule:
+    graph = zoo_graph("digits_cnn")
+    module = module_from_graph(graph, nonnegative_inputs=frozenset(graph.inputs))
+    if phase != "float":
+        prepare_phase(module, phase, digits().calibration_batch(64))
+    return module
+
+
+def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_fit_learns_and_is_deterministic() -> None:
+    data = digits()
+    a, b = fresh(), fresh()
+    before = state(a)
+    metrics = fit(a, data, "float", epochs=3, lr=1e-2, progress=False, seed=1)
+    fit(b, data, "float", epochs=3, lr=1e-2, progress=False, seed=1)
+    assert metrics["test_acc"] > 0.3 and metrics["train_loss"] < 1.2  # chance: 0.1 and ln 10 ≈ 2.3
+    after_a, after_b = state(a), state(b)
+    assert all(torch.equal(after_a[k], after_b[k]) for k in after_a)
+    assert not all(torch.equal(before[k], after_a[k]) for k in before)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_exact(tmp_path: Path) -> None:
+    data = digits(128, 32, batch=32)
+    steps = data.steps_per_epoch()
+    reference = fresh("1")
+    fit(reference, data, "1", epochs=2, lr=1e-3, progress=False)
+    calls = {"n": 0}
+
+    def crash_in_second_epoch(model: torch.nn.Module) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise Crash
+        return torch.zeros(())
+
+    ckpt = tmp_path / "run.safetensors"
+    with pytest.raises(Crash):
+        fit(fresh("1"), data, "1", epochs=2, lr=1e-3, regularizer=crash_in_second_epoch, progress=False,
+            checkpoint=ckpt)
+    assert read_meta(ckpt)["epoch"] == 1
+    resumed = fresh("1")
+    fit(resumed, data, "1", epochs=2, lr=1e-3, progress=False, checkpoint=ckpt)
+    want, got = state(reference), state(resumed)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert read_meta(ckpt)["epoch"] == 2 and any(k.startswith("optim.") for k in load_file(str(ckpt)))
+
+
+def test_checkpoint_refuses_other_phase_and_other_files(tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.safetensors"
+    module = fresh("1")
+    fit(module, digits(64, 32), "1", epochs=1, lr=1e-3, progress=False, checkpoint=ckpt)
+    with pytest.raises(UsageError, match="phase 1, not 2"):
+        load_checkpoint(ckpt, module, None, "2")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(UsageError):
+        read_meta(tmp_path / "junk.safetensors")
+
+
+def test_regularizer_is_added_to_the_loss() -> None:
+    data = digits(64, 32)
+    l1 = {}
+    for weight in (0.0, 10.0):
+        module = fresh()
+        gammas = module.bn_gammas()
+        fit(module, data, "shrink", epochs=4, lr=5e-2, progress=False,
+            regularizer=lambda m, g=gammas, w=weight: w * sum(v.abs().sum() for v in g.values()))
+        l1[weight] = sum(v.detach().abs().sum().item() for v in gammas.values())
+    assert l1[10.0] < 0.9 * l1[0.0]  # Adam moves each γ by ≈ lr per step towards 0
+
+
+def test_batches_shuffle_by_seed_and_shard_by_rank() -> None:
+    data = digits(100, 10, batch=16)
+    shards = [np.concatenate([y.numpy() for _, y in data.batches(epoch=3, seed=7, rank=r, world=3)])
+              for r in range(3)]
+    assert [len(s) for s in shards] == [33, 33, 33]
+    order = np.random.default_rng([7, 3]).permutation(100)[:99]
+    assert np.array_equal(np.stack(shards, axis=1).reshape(-1), data.train.y[order])
+    again = np.concatenate([y.numpy() for _, y in data.batches(epoch=3, seed=7)])
+    other = np.concatenate([y.numpy() for _, y in data.batches(epoch=4, seed=7)])
+    assert np.array_equal(again, data.train.y[np.random.default_rng([7, 3]).permutation(100)])
+    assert not np.array_equal(again, other)
+
+
+def test_cifar_folder_with_augmentation(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    data = load_train_data("cifar10", root=tmp_path, batch_size=8)
+    assert data.augment and len(data.train) == 30 and len(data.test) == 6
+    x, y = next(data.batches(seed=0))
+    assert x.shape == (8, 3, 32, 32) and y.dtype == torch.int64
+    plain = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    out = crop_flip(plain, torch.Generator().manual_seed(0), pad=0)
+    assert all(torch.equal(o, p) or torch.equal(o, p.flip(-1)) for o, p in zip(out, plain, strict=True))
+    with pytest.raises(UsageError, match="CIFAR-10 not found"):
+        load_train_data("cifar10", root=tmp_path / "missing")
+
+
+def test_cosine_schedule_scales_to_any_length() -> None:
+    assert cosine_factor(0, 10) == 1.0 and cosine_factor(5, 10) == pytest.approx(0.5)
+    assert cosine_factor(10, 10) == pytest.approx(0.0) and cosine_factor(1, 2) == pytest.approx(0.5)

@@ -1,0 +1,214 @@
+"""``cimc validate``: clean builds pass; every tampering is caught by the hash check and,
+with the manifest re-hashed, by the semantic check that owns it; all violations listed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cimc.backends.cell_map import owners
+from cimc.backends.validate import validate_build
+from cimc.cli import main
+from cimc.models import export_onnx
+from tests.map_builds import build, copy_build, edit_weights, read_json, rehash, write_json
+
+TINY = "tiny_cnn"
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("tiny_cnn", {}), ("tiny_residual", {"map_fc": True}), ("digits_cnn", {"placement": "aligned"}),
+    ("tiny_cnn", {"tiling": "dense", "macro": "small-64"})])
+def test_fresh_builds_are_valid(name: str, options: dict[str, object]) -> None:
+    result = validate_build(build(name, **options), reference=False)
+    assert result.violations == []
+    assert {"manifest", "sha256", "schemas", "layout", "placement", "weights", "schedule", "report"} <= set(
+        result.checks)
+
+
+def test_reference_compares_every_cell_of_a_zoo_build() -> None:
+    result = validate_build(build(TINY))
+    assert result.ok, result.violations
+    assert any("cell by cell" in note for note in result.notes)
+
+
+def _occupied_cell(folder: Path) -> tuple[int, int, int]:
+    """(macro, wordline, bitline) of a cell holding a non-zero weight of layer 1."""
+    own = owners(read_json(folder, "layout.json"))
+    m, b = np.argwhere(own.layer == 1)[3]
+    return int(m), int(own.start[m, b]) + 2, int(b)
+
+
+def flip_code(folder: Path) -> None:
+    m, w, b = _occupied_cell(folder)
+
+    def flip(a: np.ndarray) -> np.ndarray:
+        a[w, b] = -a[w, b] + (1 if np.issubdtype(a.dtype, np.integer) else 0.5)
+        return a
+
+    edit_weights(folder, m, flip)
+
+
+def _move(folder: Path, in_layout: bool, in_weights: bool) -> None:
+    """Move the last used bitline of macro 0 to an idle bitline (tiny_cnn uses 80 of 256)."""
+    layout = read_json(folder, "layout.json")
+    owner = layout["macros"][0]
+    src = max(i for i, layer in enumerate(owner["layer"]) if layer >= 0)
+    dst = src + 50
+    if in_layout:
+        for key in ("layer", "segment", "out_channel", "wordline_start"):
+            owner[key][dst], owner[key][src] = owner[key][src], -1
+        write_json(folder, "layout.json", layout)
+    if in_weights:
+        def move(a: np.ndarray) -> np.ndarray:
+            a[:, dst], a[:, src] = a[:, src], 0
+            return a
+
+        edit_weights(folder, 0, move)
+
+
+def edit_report_md(folder: Path) -> None:
+    text = (folder / "report.md").read_text()
+    (folder / "report.md").write_text(text.replace("| 40 |", "| 41 |", 1))
+
+
+def edit_report_json(folder: Path) -> None:
+    doc = read_json(folder, "report.json")
+    doc["layers"][1]["macro_usage"] *= 0.5
+    write_json(folder, "report.json", doc)
+
+
+def swap_steps(folder: Path) -> None:
+    doc = read_json(folder, "schedule.json")
+    steps = doc["steps"]
+    steps[0], steps[1] = steps[1], steps[0]
+    steps[0]["step"], steps[1]["step"] = 0, 1
+    write_json(folder, "schedule.json", doc)
+
+
+def duplicate_column(folder: Path) -> None:
+    layout = read_json(folder, "layout.json")
+    owner = layout["macros"][0]
+    for key in ("layer", "segment", "out_channel", "wordline_start"):
+        owner[key][200] = owner[key][10]
+    write_json(folder, "layout.json", layout)
+
+
+def tall_segment(folder: Path) -> None:
+    """Claim that the 40-channel conv (360 rows) is one segment: over 256 wordlines."""
+    layout = read_json(folder, "layout.json")
+    layer = layout["layers"][2]
+    first, last = layer["segments"][0], layer["segments"][-1]
+    first.update(row_stop=last["row_stop"], wordline_channel=[r // 9 for r in range(360)],
+                 wordline_kernel_pos=[[(r % 9) // 3, r % 3] for r in range(360)])
+    layer["segments"] = [first]
+    write_json(folder, "layout.json", layout)
+
+
+def wide_bits(folder: Path) -> None:
+    doc = read_json(folder, "quant.json")
+    doc["layers"][1]["w_bits"] = 5
+    doc["layers"][2]["adc_bits"] = 6
+    write_json(folder, "quant.json", doc)
+
+
+CASES: dict[str, tuple[Callable[[Path], None], set[str], bool]] = {
+    # name: (tampering, checks that must report it with a re-hashed manifest, needs the reference)
+    "flipped weight code": (flip_code, {"cells", "reference"}, True),
+    "moved column (layout and weights)": (lambda f: _move(f, True, True), {"placement"}, False),
+    "moved column (layout only)": (lambda f: _move(f, True, False), {"placement", "weights"}, False),
+    "moved column (weights only)": (lambda f: _move(f, False, True), {"weights", "cells"}, False),
+    "edited report.md": (edit_report_md, {"report"}, False),
+    "edited report.json": (edit_report_json, {"report"}, False),
+    "schedule out of order": (swap_steps, {"schedule"}, False),
+    "column placed twice": (duplicate_column, {"layout", "cells"}, False),
+    "bits over the macro's limits": (wide_bits, {"quant"}, False),
+    "segment over the wordlines": (tall_segment, {"layout", "report"}, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("rehashed", [False, True], ids=["raw", "rehashed"])
+def test_tampering_is_caught(tmp_path: Path, case: str, rehashed: bool) -> None:
+    tamper, owners_of_case, needs_reference = CASES[case]
+    folder = copy_build(tmp_path / "b", TINY)
+    tamper(folder)
+    if rehashed:
+        rehash(folder)
+    result = validate_build(folder, reference=rehashed and needs_reference)  # raw: the hash alone must do
+    found = {v.check for v in result.violations}
+    assert ("sha256" in found) != rehashed, result.violations
+    if rehashed:
+        assert owners_of_case <= found, result.violations
+
+
+def test_flipped_code_needs_a_second_copy(tmp_path: Path) -> None:
+    """A changed value inside a used cell is seen against model.cim.onnx or the source model;
+    without either, validate says what it could not check instead of pretending."""
+    folder = copy_build(tmp_path / "b", TINY)
+    flip_code(folder)
+    (folder / "model.cim.onnx").unlink()
+    manifest = read_json(folder, "manifest.json")
+    manifest["input"]["kind"] = "onnx"
+    write_json(folder, "manifest.json", manifest)
+    rehash(folder)
+    result = validate_build(folder)
+    assert result.ok, result.violations
+    assert any("--model" in note for note in result.notes) and any("model.cim.onnx" in n for n in result.notes)
+    source = tmp_path / "tiny.onnx"
+    export_onnx(TINY, source)
+    caught = validate_build(folder, reference=source)
+    assert [v.check for v in caught.violations] == ["reference"]
+
+
+def test_every_violation_is_listed(tmp_path: Path) -> None:
+    folder = copy_build(tmp_path / "b", TINY)
+    for tamper in (edit_report_md, swap_steps, duplicate_column, lambda f: _move(f, True, True)):
+        tamper(folder)
+    (folder / "extra.bin").write_bytes(b"x")
+    (folder / "graph.txt").unlink()
+    manifest = read_json(folder, "manifest.json")
+    manifest["schema_version"] = 99
+    write_json(folder, "manifest.json", manifest)
+    result = validate_build(folder, reference=False)
+    found = {(v.check, v.where) for v in result.violations}
+    assert {("sha256", "extra.bin"), ("sha256", "graph.txt"), ("manifest", "manifest.json")} <= found
+    assert {"report", "schedule", "layout", "placement", "schemas"} <= {v.check for v in result.violations}
+
+
+def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
+    runner = CliRunner()
+    clean = runner.invoke(main, ["validate", str(build(TINY)), "--no-reference"])
+    assert clean.exit_code == 0 and "valid" in clean.output
+    folder = copy_build(tmp_path / "b", TINY)
+    edit_report_md(folder)
+    swap_steps(folder)
+    rehash(folder)
+    bad = runner.invoke(main, ["validate", str(folder), "--no-reference"])
+    assert bad.exit_code == 8
+    assert "[report] report.md row node_conv2d_1: bitlines is '41'" in bad.output
+    count = len(validate_build(folder, reference=False).violations)
+    assert "[schedule] step 0 (node_relu): runs before its input's producer node_conv2d" in bad.output
+    assert f"{count} violations in" in bad.output and bad.output.count("\n  [") == count - 1
+    as_json = runner.invoke(main, ["--json", "validate", str(folder), "--no-reference"])
+    doc = json.loads(as_json.output)
+    assert as_json.exit_code == 8 and doc["error"] == "invalid-build"
+    listed = doc["details"]["violations"]
+    assert len(listed) == count >= 2
+
+
+def test_wrong_model_file_is_a_violation(tmp_path: Path) -> None:
+    other = tmp_path / "other.onnx"
+    export_onnx("digits_cnn", other)
+    result = validate_build(build(TINY), reference=other)
+    assert [v.check for v in result.violations] == ["reference"]
+    assert "not the model this build was compiled from" in result.violations[0].message
+
+
+def test_not_a_build(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert result.exit_code == 8 and "manifest.json" in result.output

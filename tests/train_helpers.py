@@ -1,0 +1,79 @@
+"""Shared helpers of the ``cimc.train`` tests: cached zoo graphs and a numpy run of an exported
+QAT model by the numerical contract (``cimc.numerics``, segments by an explicit loop)."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+import cimc.models as models
+from cimc import numerics
+from cimc.batching import batch_generic
+from cimc.frontend import import_onnx
+from cimc.ir.graph import Graph
+from cimc.ir.kernels import KERNELS
+from cimc.ir.kernels import conv2d as np_conv2d
+from cimc.ir.node import Node
+from cimc.passes.tile_wordlines import segment_bounds
+from cimc.train.export import QUANT_KEY, parse_quant_metadata
+
+
+@functools.cache
+def zoo_graph(name: str, seed: int = 0) -> Graph:
+    """The imported zoo model (cached: callers must not mutate it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        models.export_onnx(name, Path(tmp) / "m.onnx", seed=seed)
+        return import_onnx(Path(tmp) / "m.onnx")
+
+
+def _as_conv(graph: Graph, node: Node) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    w = graph.initializers[node.inputs[1]]
+    b = graph.initializers[node.inputs[2]] if len(node.inputs) > 2 and node.inputs[2] else None
+    if node.op == "Conv":
+        attrs = {k: node.attrs[k] for k in ("strides", "pads", "dilations", "group")}
+    else:
+        w = (w if node.op == "Gemm" and node.attrs["transB"] else w.T)[:, :, None, None]
+        attrs = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 1}
+    bias = np.zeros(w.shape[0], np.float32) if b is None else np.asarray(b, np.float32).reshape(-1)
+    return np.ascontiguousarray(w, np.float32), np.broadcast_to(bias, (w.shape[0],)), attrs
+
+
+def cim_layer(graph: Graph, node: Node, x: np.ndarray, q: dict, wordlines: int, mode: str) -> np.ndarray:
+    """One CIM layer by DESIGN.md §5, a loop over segments."""
+    w, b, a = _as_conv(graph, node)
+    x4 = x if node.op == "Conv" else x.reshape(-1, x.shape[-1], 1, 1)
+    a_q = numerics.quantize(x4, q["a_step"], q["a_bits"], q["a_signed"])
+    w_q = numerics.weight_codes(w, q["w_step"], q["w_bits"])
+    cout, cin_g, kh, kw = w.shape
+    rows = np.arange(cin_g * kh * kw).reshape(cin_g, kh, kw)
+    total = None
+    bounds = segment_bounds(cin_g, kh * kw, wordlines, mode)
+    for lo, hi in itertools.pairwise(bounds):
+        seg = np.where((rows >= lo) & (rows < hi), w_q, np.float32(0))
+        p = np_conv2d(a_q, seg, None, a["strides"], a["pads"], a["dilations"], a["group"])
+        codes = numerics.adc_codes(p, q["adc_step"], q["adc_bits"])
+        total = codes if total is None else total + codes
+    assert total is not None
+    y = numerics.layer_output(total, numerics.output_scale(q["w_step"], q["adc_step"], q["a_step"]), b)
+    return y if node.op == "Conv" else y.reshape(*x.shape[:-1], cout)
+
+
+def contract_run(graph: Graph, feeds: Mapping[str, np.ndarray], wordlines: int = 256,
+                 mode: str = "channel") -> dict[str, np.ndarray]:
+    """Every tensor of an exported QAT graph: its ``cimc.quant`` layers by the contract, the
+    rest by the reference interpreter's kernels (float32)."""
+    quant = parse_quant_metadata(graph.metadata[QUANT_KEY])
+    graph = batch_generic(graph)
+    values = dict(graph.initializers)
+    values.update(feeds)
+    for node in graph.topo_order():
+        if node.name in quant:
+            values[node.outputs[0]] = cim_layer(graph, node, values[node.inputs[0]], quant[node.name], wordlines, mode)
+        else:
+            values[node.outputs[0]] = KERNELS[node.op]([values[t] for t in node.inputs if t], node.attrs)
+    return values
