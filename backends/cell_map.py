@@ -61,13 +61,18 @@ class Owners:
         return out
 
     def grid(self, values: np.ndarray, macros: Selection = None, step: int = 1) -> np.ndarray:
-        """``(M', WL/step, BL/step)`` int32: ``values[m, b]`` on the cells of each span, ``-1``
-        elsewhere; ``step > 1`` samples every ``step``-th wordline and bitline."""
+        """``(M', WL/step, BL/step)``: ``values[m, b]`` on the cells of each span, ``-1``
+        elsewhere; ``step > 1`` samples every ``step``-th wordline and bitline. int16 when
+        the values and wordline indices fit (a VGG16 is 15.7 M cells), else int32."""
         sel = slice(None) if macros is None else macros
-        w = np.arange(0, self.wordlines, step)[None, :, None]
-        start, stop = self.start[sel][:, None, ::step], self.stop[sel][:, None, ::step]
-        inside = (w >= start) & (w < stop)
-        return np.where(inside, values[sel][:, None, ::step].astype(np.int32), np.int32(-1))
+        small = max(int(values.max(initial=0)), self.wordlines) < np.iinfo(np.int16).max
+        dtype = np.int16 if small else np.int32
+        w = np.arange(0, self.wordlines, step, dtype=dtype)[None, :, None]
+        start, stop = self.start[sel][:, None, ::step].astype(dtype), self.stop[sel][:, None, ::step].astype(dtype)
+        picked = values[sel][:, None, ::step].astype(dtype)
+        out = np.broadcast_to(picked, (picked.shape[0], w.shape[1], picked.shape[2])).copy()
+        out[(w < start) | (w >= stop)] = -1
+        return out
 
     def layer_grid(self, macros: Selection = None, step: int = 1) -> np.ndarray:
         return self.grid(self.layer, macros, step)
@@ -155,8 +160,7 @@ def runs(own: Owners) -> dict[str, np.ndarray]:
     cols = [a.reshape(-1) for a in (own.layer, own.segment, own.out_channel, own.start, own.stop)]
     layer, segment, out, start, stop = cols
     bitline = np.tile(np.arange(bl), m)
-    same = np.ones(macro.size, dtype=bool)
-    same[0] = False
+    same = np.zeros(macro.size, dtype=bool)
     same[1:] = ((macro[1:] == macro[:-1]) & (layer[1:] == layer[:-1]) & (segment[1:] == segment[:-1])
                 & (out[1:] == out[:-1] + 1) & (start[1:] == start[:-1]) & (stop[1:] == stop[:-1]))
     first = np.flatnonzero(~same)

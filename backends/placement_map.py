@@ -135,8 +135,8 @@ def _macro_legend(fig: Figure, build: BuildDir, own: Owners, m: int) -> Any:
 
 
 def mosaic_shape(macros: int) -> tuple[int, int]:
-    """(rows, columns) of the overview grid, a little wider than tall."""
-    cols = max(1, int(np.ceil(np.sqrt(macros * 1.6))))
+    """(rows, columns) of the overview grid: one row up to 6 macros, else a little wider than tall."""
+    cols = max(1, macros) if macros <= 6 else int(np.ceil(np.sqrt(macros * 1.6)))
     return max(1, -(-macros // cols)), min(cols, max(macros, 1))
 
 
@@ -222,7 +222,7 @@ def _usage_bars(ax: Axes, build: BuildDir, own: Owners) -> None:
         if share[:, index].any():
             ax.bar(x, share[:, index], bottom=bottom, width=1.0, color=layer_color(index), linewidth=0)
             bottom += share[:, index]
-    ax.set_xlim(-0.5, own.shape[0] - 0.5)
+    ax.set_xlim(-0.5, max(own.shape[0], 1) - 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, 1)
     ax.set_xlabel("macro")
@@ -237,7 +237,7 @@ def _layer_legend(fig: Figure, build: BuildDir, top: float) -> None:
                for i, name in enumerate(build.layer_names)]
     handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label="idle"))
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.76, top), fontsize=8,
-               ncols=1 if len(handles) <= 24 else 2, frameon=False, title="layer", title_fontsize=8)
+               ncols=1 if len(handles) <= 24 else 2, frameon=False, title="layer (lighter = odd segment)", title_fontsize=8)
 
 
 def save(fig: Figure, path: Path) -> Path:

@@ -43,7 +43,7 @@ from cimc.backends.build_reader import MANIFEST, BuildDir, read_build
 from cimc.errors import BuildError, CimcError
 
 log = logging.getLogger(__name__)
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+KNOWN_SCHEMA_VERSIONS = (1,)
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 
@@ -84,9 +84,11 @@ class Validation:
 Check = Callable[[BuildDir, Validation], Iterable[Violation]]
 
 
-def validate_build(path: str | Path, reference: str | Path | bool = True) -> Validation:
-    """Run every check on the build at ``path``. ``reference``: ``True`` compares the weights
-    with the best reference available, ``False`` skips that, a path names the source ONNX."""
+def validate_build(path: str | Path, reference: str | Path | bool = False) -> Validation:
+    """Run every check on the build at ``path``. ``reference``: ``True`` also compiles the
+    zoo source named in the manifest again and compares every cell, a path does so with
+    that ONNX file; the rebuild uses *this* cimc, so a build from another version of the
+    compiler may legitimately differ."""
     from cimc.backends.validate_cost import check_report, check_schedule
     from cimc.backends.validate_layout import check_layout, check_placement_policy
     from cimc.backends.validate_quant import check_onnx_cells, check_quant
@@ -117,11 +119,18 @@ def _run(name: str, check: Check, build: BuildDir, result: Validation) -> list[V
         return [Violation(name, "build", f"cannot be checked: {message}")]
 
 
+def supported_versions() -> tuple[int, ...]:
+    """The build schema versions this cimc reads: the one it writes, and older ones it knows."""
+    from cimc.backends.macro_backend import SCHEMA_VERSION
+
+    return tuple(sorted({*KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION}))
+
+
 def check_manifest(build: BuildDir, result: Validation) -> Iterator[Violation]:
     version = build.manifest.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if version not in supported_versions():
         yield Violation("manifest", MANIFEST, f"schema_version {version!r} is not supported "
-                        f"(this cimc reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))})")
+                        f"(this cimc reads {', '.join(map(str, supported_versions()))})")
     yield from _schema_violations("manifest", MANIFEST, build.manifest)
     for name in ("layout.json", "report.json"):
         doc = build.layout if name == "layout.json" else build.report

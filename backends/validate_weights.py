@@ -5,13 +5,15 @@ each ``(WL, BL)``; a cell outside every span of ``layout.json`` holds 0; an inte
 holds cell codes in the narrow signed range ``|q| ≤ 2^(cell_bits−1) − 1`` (DESIGN §5); a
 float array holds finite numbers.
 
-Values (when a reference exists): the source model named by the manifest — a zoo model, or
-the ONNX file passed with ``--model`` — is re-imported, its sha256 compared with the
-manifest's, compiled with the manifest's options and macro, and every cell of the rebuilt
-arrays compared with the build's. A flipped weight code or a column moved in the arrays
-(or in the layout and the arrays together) then differs from the reference. Each
-differing macro is one violation naming its first cells (layer, segment, output and
-input channel, kernel position).
+Values (on request, ``--rebuild`` / ``--model``): the source model named by the manifest —
+a zoo model, or the ONNX file passed with ``--model`` — is re-imported, its sha256 compared
+with the manifest's, compiled by this cimc with the manifest's options and macro, and every
+cell of the rebuilt arrays compared with the build's. A flipped weight code or a column
+moved in the arrays (or in the layout and the arrays together) then differs from the
+rebuild. Each differing macro is one violation naming its first cells (layer, segment,
+output and input channel, kernel position). A build made by another version of the
+compiler may differ legitimately (quantization changes codes by ±1), hence opt-in; the
+always-on cross-check against ``model.cim.onnx`` is in ``validate_quant``.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def check_reference(build: BuildDir, result: Validation, model: str | Path | Non
             m = int(name.split("_")[1])
             shown = "; ".join(_explain(build, own, m, w, b, got, want) for w, b in differ[:EXAMPLES].tolist())
             yield Violation("reference", f"macro {m}", f"{len(differ)} cell(s) differ from the source model "
-                            f"compiled again: {shown}")
+                            f"compiled again by this cimc: {shown}")
     result.notes.append(f"weights compared cell by cell with the source model ({len(rebuilt)} macros)")
 
 

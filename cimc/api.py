@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cimc.backends.build_dir import check_target, write_build
 from cimc.backends.cim_build import quant_info
@@ -25,9 +25,9 @@ from cimc.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
 from cimc.errors import UsageError
 from cimc.evaluation import evaluator
 from cimc.frontend import import_onnx
+from cimc.frontend.budget import check_nonempty
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec, load_macro
-from cimc.morph.structure import MorphOptions, morph_passes, morph_record
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import LayerBits, Quantize
@@ -35,6 +35,9 @@ from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.pipeline import GraphPass, PassContext, PassRecord, run_passes
+
+if TYPE_CHECKING:
+    from cimc.morph.structure import MorphOptions
 
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 
@@ -76,7 +79,7 @@ class CompileOptions:
                 "granularity": self.granularity, "weight_method": self.weight_method, "calib": self.calib,
                 "calib_size": self.calib_size, "no_shift": self.no_shift,
                 "layer_bits": {k: dict(sorted(v.items())) for k, v in sorted((self.layer_bits or {}).items())},
-                **({"morph": morph_record(self.morph)} if self.morph is not None else {})}
+                **({"morph": _morph().morph_record(self.morph)} if self.morph is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -137,11 +140,20 @@ def _read_hash(path: Path, limit: int | None = None) -> str:
 
 
 def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassContext]:
+    check_nonempty(graph)  # empty tensors import (and interpret) fine, but cannot be compiled
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
     macro = macro.with_options(cell_bits=options.w_bits, dac_bits=options.a_bits, adc_bits=options.adc_bits)
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
                       progress=options.progress)
-    return run_passes(graph, morph_passes(options) + default_passes(options), ctx), ctx
+    morph = _morph().morph_passes(options) if options.morph is not None else []
+    return run_passes(graph, morph + default_passes(options), ctx), ctx
+
+
+def _morph() -> Any:
+    """``cimc.morph.structure``, imported only when a morph is asked for (start-up time)."""
+    import cimc.morph.structure as structure
+
+    return structure
 
 
 def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptions | None = None,

@@ -153,7 +153,9 @@ def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool 
     values: dict[str, np.ndarray] = dict(generic.initializers)
     values.update({k: np.asarray(v, dtype=np.float32) for k, v in feeds.items()})
     traces: dict[str, LayerTrace] = {}
-    for node in generic.topo_order():
+    order = generic.topo_order()
+    last = {t: step for step, node in enumerate(order) for t in node.inputs}
+    for step, node in enumerate(order):
         if is_quantized_cim(node):
             trace = run_layer(values[node.inputs[0]], cim_spec(generic, node))
             values[node.outputs[0]] = trace.outputs
@@ -161,4 +163,7 @@ def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool 
                 traces[node.name] = trace
         else:
             values[node.outputs[0]] = digital_op(node.op, [values[t] for t in node.inputs if t], node.attrs)
+        for t in node.inputs:  # free what no later node reads
+            if last.get(t) == step and t not in graph.outputs and t not in generic.initializers:
+                values.pop(t, None)
     return CompiledRun({name: values[name] for name in graph.outputs}, traces)

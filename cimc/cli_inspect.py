@@ -4,7 +4,8 @@
   columns); ``--macro N`` / ``--layer NAME`` zoom in; ``--html FILE`` writes the
   self-contained HTML report, ``--png DIR`` / ``--svg DIR`` the placement pictures.
 * ``validate BUILD`` — every check of ``cimc.backends.validate``; exit 0, or exit 8
-  listing every violation (``--json``: all of them in ``details.violations``).
+  listing every violation (``--json``: all of them in ``details.violations``);
+  ``--rebuild`` / ``--model FILE`` also compile the source again and compare every cell.
 * ``diff A B`` — per-layer figures, moved column runs and changed macros.
 * ``maps BUILD -o DIR`` — ``macro_NNNN.png|svg`` per macro and ``overview.png|svg``.
 """
@@ -86,16 +87,16 @@ def _write_files(b: Any, html_file: Path | None, png_dir: Path | None, svg_dir: 
 
 @click.command("validate")
 @click.argument("build", type=BUILD)
+@click.option("--rebuild", is_flag=True, help="Also compile the zoo source again and compare every cell.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The source ONNX file, to compare every weight with (zoo sources are found alone).")
-@click.option("--no-reference", is_flag=True, help="Do not recompile the source to compare the weights.")
+              help="Compile this source ONNX file again and compare every cell (implies --rebuild).")
 @click.pass_obj
 @guarded
-def validate_cmd(state: State, build: Path, model: Path | None, no_reference: bool) -> None:
+def validate_cmd(state: State, build: Path, rebuild: bool, model: Path | None) -> None:
     """Check BUILD without trusting it; exit 8 listing every violation."""
     from cimc.backends.validate import require_ok, validate_build
 
-    result = validate_build(build, reference=False if no_reference else (model or True))
+    result = validate_build(build, reference=model or rebuild)
     if not result.ok and not state.as_json:
         for violation in result.violations:
             click.echo(f"  {violation}", err=True)

@@ -3,9 +3,11 @@
 * ``mse_step``: the step minimising ``Σ (x − q(x))²`` over candidates ``s = α · m / Q_P`` with
   ``m = max |x|`` (``max x`` for an unsigned range), ``Q_P`` the largest code and
   ``α ∈ [0.1, 1]`` (α = 1 never clips; smaller α trade clipping for resolution): a coarse
-  grid of 10 values of ``α``, then 9 within ±0.1 of the best. Optionally per slice along one axis (one step per output column), and
-  never below ``min_step`` (partial sums are integers: an ADC step under 1 only wastes codes).
+  grid of 10 values of ``α``, then 9 within ±0.1 of the best. Optionally per slice along one
+  axis (one step per output column), and never below ``min_step`` (partial sums are
+  integers: an ADC step under 1 only wastes codes).
 * ``lsq_step``: the LSQ initialisation of Esser et al., ``s = 2 · mean|x| / √Q_P``.
+* ``squared_error``: ``Σ (x − q(x))²`` of a given step, per slice.
 
 Large tensors are subsampled (a fixed stride, so results are deterministic) to about
 ``SAMPLE`` values in all (at least ``MIN_PER_SLICE`` per slice); the loop runs over the
@@ -39,14 +41,26 @@ def _fallback(step: np.ndarray, min_step: float) -> np.ndarray:
     return np.maximum(step, min_step).astype(np.float32)
 
 
+def _sse(rows: np.ndarray, step: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``Σ (x − s·clip(round(x / s), lo, hi))²`` per row, float64."""
+    s = step.astype(np.float32).reshape(-1, 1)
+    return ((rows - np.clip(np.rint(rows / s), lo, hi) * s) ** 2).sum(axis=1, dtype=np.float64)
+
+
+def squared_error(x: np.ndarray, step: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:
+    """Quantization error ``Σ (x − q(x))²`` per slice along ``axis`` (``step``: 1 or one per slice)."""
+    rows = _slices(x, axis)
+    lo, hi = numerics.code_range(bits, signed)
+    return _sse(rows, np.broadcast_to(np.asarray(step, np.float32).reshape(-1), (rows.shape[0],)), lo, hi)
+
+
 def _search(rows: np.ndarray, base: np.ndarray, alphas: np.ndarray, lo: int, hi: int,
             min_step: float) -> np.ndarray:
     """Per row, the ``α`` of ``alphas[row]`` whose step ``base·α`` has the least squared error."""
     best = np.full(rows.shape[0], np.inf)
     best_alpha = alphas[:, 0].copy()
     for j in range(alphas.shape[1]):
-        step = _fallback(base * alphas[:, j], min_step)[:, None]
-        err = ((rows - np.clip(np.rint(rows / step), lo, hi) * step) ** 2).sum(axis=1, dtype=np.float64)
+        err = _sse(rows, _fallback(base * alphas[:, j], min_step), lo, hi)
         better = err < best
         best = np.where(better, err, best)
         best_alpha = np.where(better, alphas[:, j], best_alpha)

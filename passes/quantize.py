@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimc import numerics
+from cimc.blas import single_blas_thread
 from cimc.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
 from cimc.cim_layer import CimSpec, cim_spec
 from cimc.errors import MappingError, UnsupportedError, UsageError
@@ -115,11 +116,13 @@ class Quantize(GraphPass):
 
     def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext) -> None:
         cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root)
-        inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
-        for node in nodes:
-            bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro)
-            node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
-                                         self.granularity, self.weight_method))
+        with single_blas_thread():  # many small products: threads cost more than they give
+            inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
+            ctx.results["calibration.inputs"] = inputs
+            for node in nodes:
+                bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro)
+                node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
+                                             self.granularity, self.weight_method))
 
 
 def cim_nodes(graph: Graph) -> list[Node]:

@@ -9,9 +9,11 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   layers through positively homogeneous ops (Relu, LeakyRelu, pools, reshapes, slices, zero
   padding), those readers quantize ``y / r`` with step ``S_A' = S_A / r`` — the same codes — and
   the layer adds ``b' = b / r``: exact up to float rounding (``Shift.gain = 1/r``);
-* ``"adc"``: otherwise ``2^−k`` is the power of two just above ``s`` and the ADC step becomes
-  ``S_ADC' = S_ADC · 2^−k / s ≥ S_ADC``, so ``S_W·S_ADC'·S_A = 2^−k`` exactly; the ADC range
-  grows (by less than 2×, never clipping more), its resolution coarsens as much;
+* ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
+  ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
+  powers of two around ``s``, the one whose step quantizes the layer's calibration partial
+  sums with less squared error (per column when the scale is), else the one above ``s``
+  (the ADC range grows, never clipping more);
 * ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
 
 Each layer's ``Shift`` records ``k``, ``s``, ``ε``, the fold and the SQNR of its output
@@ -27,7 +29,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cimc import numerics
-from cimc.calibration import DEFAULT_SIZE
+from cimc.blas import single_blas_thread
+from cimc.calibration import DEFAULT_SIZE, partial_sums
+from cimc.cim_layer import cim_spec
 from cimc.cim_reference import run_compiled
 from cimc.errors import MappingError
 from cimc.ir.annotations import CimLayer, QuantParams, Shift
@@ -35,6 +39,7 @@ from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.passes.quantize import calibration_batch, cim_nodes
 from cimc.pipeline import GraphPass, PassContext, PassResult
+from cimc.step_search import squared_error
 
 HOMOGENEOUS = frozenset({"Relu", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
                          "Reshape", "Transpose", "Slice"})
@@ -58,8 +63,10 @@ class ScaleToShift(GraphPass):
         out = graph.copy()
         todo = [n for n in cim_nodes(out) if Shift not in n.ann]
         gains: dict[str, float] = {}
-        for node in todo:
-            gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0)))
+        inputs = ctx.results.get("calibration.inputs", {})
+        with single_blas_thread():
+            for node in todo:
+                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name)))
         if todo and self.sqnr_samples > 0:
             self._measure(graph, out, todo, ctx)
         return PassResult(out, bool(todo))
@@ -88,12 +95,14 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
-def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0) -> dict[str, float]:
+def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
+                calibration: np.ndarray | None = None) -> dict[str, float]:
     """Annotate ``node`` with its ``Shift`` and fold the remainder (module doc).
 
     ``input_gain`` is ``g`` when the layer's input arrives multiplied by ``g`` (its producer
-    folded into this layer's ``S_A``): its true scale is then ``S_W·S_ADC·S_A / g``. Returns
-    the input gains this fold gives to reader layers."""
+    folded into this layer's ``S_A``): its true scale is then ``S_W·S_ADC·S_A / g``.
+    ``calibration`` (the layer's float calibration input) lets an ADC fold pick the better of
+    the two powers of two around ``s``. Returns the input gains given to reader layers."""
     q = node.ann[QuantParams]
     exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64) / input_gain
     k = numerics.shift_exponent(exact)
@@ -102,15 +111,11 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0) -
     if fold and error > 0:
         readers = fold_readers(graph, node) if exact.size == 1 else None
         if readers:
-            r = float(exact[0] / numerics.shift_scale(k)[0])
-            for reader in readers:
-                rq = reader.ann[QuantParams]
-                reader.ann.put(replace(rq, a_step=float(np.float32(rq.a_step / r))))
-            mode, gain = "activation", 1.0 / r
+            gain = _fold_activation(readers, float(exact[0] / numerics.shift_scale(k)[0]))
+            mode = "activation"
         else:
-            k = ceil_exponent(exact)
-            adc = (q.adc_step.astype(np.float64) * (numerics.shift_scale(k) / exact)).astype(np.float32)
-            adc.flags.writeable = False
+            x = None if calibration is None else calibration * np.float32(input_gain)
+            k, adc = adc_fold(graph, node, exact, x)
             node.ann.put(replace(q, adc_step=adc))
             mode = "adc"
     k.flags.writeable = False
@@ -118,6 +123,33 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0) -
     exact32.flags.writeable = False
     node.ann.put(Shift(k, exact32, error, None, mode, gain))
     return {reader.name: gain for reader in readers or ()}
+
+
+def _fold_activation(readers: list[Node], r: float) -> float:
+    """Divide the readers' input steps by ``r``; the layer's gain is ``1/r``."""
+    for reader in readers:
+        rq = reader.ann[QuantParams]
+        reader.ann.put(replace(rq, a_step=float(np.float32(rq.a_step / r))))
+    return 1.0 / r
+
+
+def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, S_ADC')`` with ``S_W·S_ADC'·S_A = 2^−k``: the power of two above ``s`` (the ADC
+    range grows) or, when the partial sums of calibration input ``x`` say it quantizes them
+    with less error, the one below (per column when the scale is)."""
+    q = node.ann[QuantParams]
+    k_up = ceil_exponent(exact)
+    step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)
+    k, step = k_up, step_up
+    if x is not None:
+        p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
+        axis = 2 if exact.size > 1 else None
+        up = squared_error(p, step_up, q.adc_bits, True, axis)
+        down = squared_error(p, step_up / 2, q.adc_bits, True, axis)
+        k, step = np.where(down < up, k_up + 1, k_up), np.where(down < up, step_up / 2, step_up)
+    adc = step.astype(np.float32)
+    adc.flags.writeable = False
+    return k.astype(np.int64), adc
 
 
 def ceil_exponent(scale: np.ndarray) -> np.ndarray:

@@ -50,10 +50,11 @@ def test_zoo_models(tmp_path: Path, name: str, granularity: str, shift: bool, ti
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("granularity", "tiling"), [("layer", "channel"), ("column", "dense")])
-def test_vgg9(tmp_path: Path, granularity: str, tiling: str) -> None:
-    result = compile_model(zoo_onnx("vgg9"), tmp_path / "b", granularity=granularity, tiling=tiling, map_fc=True)
-    assert_three_way(result.out_dir, result.graph, _input("vgg9", 4), optimize=True)
+@pytest.mark.parametrize(("name", "granularity", "tiling"), [
+    ("vgg9", "layer", "channel"), ("vgg9", "column", "dense"), ("resnet18", "layer", "channel")])
+def test_paper_models(tmp_path: Path, name: str, granularity: str, tiling: str) -> None:
+    result = compile_model(zoo_onnx(name), tmp_path / "b", granularity=granularity, tiling=tiling, map_fc=True)
+    assert_three_way(result.out_dir, result.graph, _input(name, 4), optimize=True)
 
 
 class TorchNet(nn.Module):
@@ -107,10 +108,23 @@ def random_graph(cin: int, h: int, layers: list[tuple[int, ...]], seed: int):  #
     return g
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=HEALTH)
 @given(case=st.data())
 def test_random_graphs(tmp_path_factory: pytest.TempPathFactory, case: st.DataObject) -> None:
+    check_random_graph(tmp_path_factory, case)
+
+
+@pytest.mark.slow
+@settings(max_examples=80, deadline=None, suppress_health_check=HEALTH)
+@given(case=st.data())
+def test_many_random_graphs(tmp_path_factory: pytest.TempPathFactory, case: st.DataObject) -> None:
+    check_random_graph(tmp_path_factory, case)
+
+
+def check_random_graph(tmp_path_factory: pytest.TempPathFactory, case: st.DataObject) -> None:
     cin, h = case.draw(st.integers(1, 10)), case.draw(st.integers(4, 9))
     spec = case.draw(_stack(cin, h))
     graph = random_graph(cin, h, spec["layers"], spec["seed"])

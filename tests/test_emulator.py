@@ -98,6 +98,8 @@ def _wrong_scale(quant: dict) -> None:  # type: ignore[type-arg]
     (lambda f: (f / "quant.json").write_text((f / "quant.json").read_text().replace("0", "1", 1)),
      "quant.json does not match the sha256"),
     (lambda f: (f / "graph.json").unlink(), "cannot read graph.json"),
+    (lambda f: edit_weights(f, lambda a: a.update(macro_0000=a["macro_0000"][:16])),
+     "macro_0000 has shape \\[16, 64\\], the macro is 32×64"),
     (lambda f: edit_json(f, "manifest.json", lambda m: m["files"].pop("quant.json")), "lacks quant.json"),
 ])
 def test_tampered_builds_are_refused(copy: Path, tamper: Callable[[Path], None], message: str) -> None:

@@ -123,3 +123,36 @@ def test_html_hover_details_match_describe_cell(tmp_path: Path, name: str, optio
         assert f"segment {want['segment']} " in text and f"output channel {want['out_channel']}\n" in text
         assert f"input channel {want['in_channel']}" in text
         assert f"kernel position ({want['kernel_pos'][0]}, {want['kernel_pos'][1]})" in text
+
+
+@pytest.mark.slow
+def test_paper_model_views(tmp_path: Path) -> None:
+    folder = build("vgg9")
+    code, out = _run("inspect", str(folder), "--html", str(tmp_path / "vgg9.html"))
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 100
+    b = read_build(folder)
+    assert len([line for line in out.splitlines() if re.match(r"^\s+\d+ │", line)]) == b.num_macros == 151
+    page = (tmp_path / "vgg9.html").read_text()
+    assert page.count("<svg class='macro'") == 151 and "http" not in page
+
+
+def test_views_of_a_build_without_cim_layers(tmp_path: Path) -> None:
+    """A model whose only layer stays digital: 0 macros, and every view still works."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cimc.api import compile_model
+
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "mm.onnx")
+    compile_model(tmp_path / "mm.onnx", tmp_path / "b")
+    folder = str(tmp_path / "b")
+    code, out = _run("inspect", folder, "--html", str(tmp_path / "r.html"), "--svg", str(tmp_path / "maps"))
+    assert code == 0 and "0 CIM layers on 0 macros" in out
+    assert (tmp_path / "maps" / "overview.svg").is_file() and (tmp_path / "r.html").is_file()
+    assert _run("diff", folder, folder)[0] == 0

@@ -82,3 +82,18 @@ def test_compile_morph_keep_rule_and_missing_budget(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["totals"]["bitlines"] <= 256
     result = CliRunner().invoke(main, ["compile", "digits_cnn", "--morph", "-o", str(tmp_path / "c")])
     assert result.exit_code == 2 and "--bl" in result.stderr
+
+
+@pytest.mark.slow
+def test_trained_loop_on_digits_fits_one_macro_and_keeps_accuracy() -> None:
+    from cimc.train import fit, module_from_graph
+
+    data = load_train_data("digits")
+    module = module_from_graph(zoo("digits_cnn"))
+    fit(module, data, "float", epochs=4, lr=1e-2, progress=False)
+    result = morph_loop(module.to_graph(), data, MacroSpec(), 256,
+                        LoopOptions(rounds=1, shrink_epochs=3, finetune_epochs=3, progress=False))
+    assert result.initial["bitlines"] == 352 and result.initial["accuracy"] > 0.9
+    last = result.rounds[-1]
+    assert last.bitlines <= 256 and last.macros == 1
+    assert last.pruned_bitlines < 352 and last.accuracy > result.initial["accuracy"] - 0.05

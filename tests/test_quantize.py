@@ -188,3 +188,31 @@ def test_malformed_qat_documents(doc: str, message: str) -> None:
     graph.metadata[KEY] = doc
     with pytest.raises(InvalidModelError, match=message):
         quantize(graph, ctx)
+
+
+def test_qat_metadata_of_an_onnx_file_reaches_the_build(tmp_path: Path) -> None:
+    """``metadata_props["cimc.quant"]`` of the ONNX file → quantize (source qat) → quant.json."""
+    import onnx
+    from onnx import helper
+
+    from cimc.api import compile_model
+    from tests.cim_helpers import assert_three_way
+    from tests.onnx_builders import make_model, rand
+
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["y"], name="conv_b")]
+    model = make_model(nodes, {"x": (1, 4, 6, 6)}, ["y"], {"w1": rand(8, 4, 3, 3), "w2": rand(5, 8, 1, 1, seed=1),
+                                                            "b2": rand(5, seed=2)})
+    qat = {"conv_a": QuantParams(4, 4, 5, np.array([0.12], np.float32), 0.2, np.array([1.5], np.float32), True),
+           "conv_b": QuantParams(4, 3, 4, np.full(5, 0.1, np.float32), 0.3, np.full(5, 2.0, np.float32))}
+    onnx.helper.set_model_props(model, {KEY: qat_metadata(qat)})
+    onnx.save(model, tmp_path / "m.onnx")
+    result = compile_model(tmp_path / "m.onnx", tmp_path / "b", no_shift=True, calib_size=4)
+    quant = json.loads((tmp_path / "b" / "quant.json").read_text())["layers"]
+    assert [(q["node"], q["source"], q["a_bits"], q["adc_step"]) for q in quant] == [
+        ("conv_a", "qat", 4, [1.5]), ("conv_b", "qat", 3, [2.0] * 5)]
+    assert result.report["quantization"]["qat_layers"] == ["conv_a", "conv_b"]
+    assert result.report["quantization"]["calibration"] is None
+    x = np.random.default_rng(0).standard_normal((3, 4, 6, 6)).astype(np.float32)
+    assert_three_way(result.out_dir, result.graph, x)

@@ -14,25 +14,7 @@ import torch
 from cimc.frontend import import_onnx
 from cimc.train import QuantConfig, module_from_graph, prepare_phase
 from cimc.train.export import QUANT_KEY, export_onnx, parse_quant_metadata
-from cimc.train.module import IRModule
-from tests.train_helpers import contract_run, zoo_graph
-
-
-def trained_module(name: str, config: QuantConfig, steps: int = 3) -> IRModule:
-    """A module through phases 1 and 2 with a few optimizer steps each (weights moved off init)."""
-    graph = zoo_graph(name)
-    shape = graph.shape(graph.inputs[0])[1:]
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.rand(32, *shape, generator=gen), torch.randint(0, 10, (32,), generator=gen)
-    module = module_from_graph(graph, config, nonnegative_inputs=frozenset(graph.inputs))
-    for phase in ("1", "2"):
-        prepare_phase(module, phase, x)
-        opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-2)
-        for _ in range(steps):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(module.train()(x), y).backward()
-            opt.step()
-    return module.eval()
+from tests.train_helpers import contract_run, trained_module, zoo_graph
 
 
 def test_export_is_lossless(tmp_path: Path) -> None:

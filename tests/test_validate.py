@@ -30,10 +30,11 @@ def test_fresh_builds_are_valid(name: str, options: dict[str, object]) -> None:
         result.checks)
 
 
-def test_reference_compares_every_cell_of_a_zoo_build() -> None:
-    result = validate_build(build(TINY))
+def test_rebuild_compares_every_cell_of_a_zoo_build() -> None:
+    result = validate_build(build(TINY), reference=True)
     assert result.ok, result.violations
     assert any("cell by cell" in note for note in result.notes)
+    assert not any("cell by cell" in note for note in validate_build(build(TINY)).notes)
 
 
 def _occupied_cell(folder: Path) -> tuple[int, int, int]:
@@ -156,7 +157,7 @@ def test_flipped_code_needs_a_second_copy(tmp_path: Path) -> None:
     manifest["input"]["kind"] = "onnx"
     write_json(folder, "manifest.json", manifest)
     rehash(folder)
-    result = validate_build(folder)
+    result = validate_build(folder, reference=True)
     assert result.ok, result.violations
     assert any("--model" in note for note in result.notes) and any("model.cim.onnx" in n for n in result.notes)
     source = tmp_path / "tiny.onnx"
@@ -182,19 +183,21 @@ def test_every_violation_is_listed(tmp_path: Path) -> None:
 
 def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
     runner = CliRunner()
-    clean = runner.invoke(main, ["validate", str(build(TINY)), "--no-reference"])
-    assert clean.exit_code == 0 and "valid" in clean.output
+    clean = runner.invoke(main, ["validate", str(build(TINY))])
+    assert clean.exit_code == 0 and "valid" in clean.output and "reference" not in clean.output
+    rebuilt = runner.invoke(main, ["validate", str(build(TINY)), "--rebuild"])
+    assert rebuilt.exit_code == 0 and "reference" in rebuilt.output
     folder = copy_build(tmp_path / "b", TINY)
     edit_report_md(folder)
     swap_steps(folder)
     rehash(folder)
-    bad = runner.invoke(main, ["validate", str(folder), "--no-reference"])
+    bad = runner.invoke(main, ["validate", str(folder)])
     assert bad.exit_code == 8
     assert "[report] report.md row node_conv2d_1: bitlines is '41'" in bad.output
     count = len(validate_build(folder, reference=False).violations)
     assert "[schedule] step 0 (node_relu): runs before its input's producer node_conv2d" in bad.output
     assert f"{count} violations in" in bad.output and bad.output.count("\n  [") == count - 1
-    as_json = runner.invoke(main, ["--json", "validate", str(folder), "--no-reference"])
+    as_json = runner.invoke(main, ["--json", "validate", str(folder)])
     doc = json.loads(as_json.output)
     assert as_json.exit_code == 8 and doc["error"] == "invalid-build"
     listed = doc["details"]["violations"]
@@ -212,3 +215,12 @@ def test_wrong_model_file_is_a_violation(tmp_path: Path) -> None:
 def test_not_a_build(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(tmp_path)])
     assert result.exit_code == 8 and "manifest.json" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "options", "reference"), [("vgg9", {}, True),
+                                                            ("resnet18", {"bitline_budget": 4096}, False)])
+def test_paper_models_are_valid(name: str, options: dict[str, object], reference: bool) -> None:
+    result = validate_build(build(name, **options), reference=reference)
+    assert result.violations == []
+    assert any("model.cim.onnx" in note for note in result.notes)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import cimc.models as models
 from cimc import numerics
@@ -20,7 +21,9 @@ from cimc.ir.kernels import KERNELS
 from cimc.ir.kernels import conv2d as np_conv2d
 from cimc.ir.node import Node
 from cimc.passes.tile_wordlines import segment_bounds
+from cimc.train import QuantConfig, module_from_graph, prepare_phase
 from cimc.train.export import QUANT_KEY, parse_quant_metadata
+from cimc.train.module import IRModule
 
 
 @functools.cache
@@ -77,3 +80,20 @@ def contract_run(graph: Graph, feeds: Mapping[str, np.ndarray], wordlines: int =
         else:
             values[node.outputs[0]] = KERNELS[node.op]([values[t] for t in node.inputs if t], node.attrs)
     return values
+
+
+def trained_module(name: str, config: QuantConfig, steps: int = 3) -> IRModule:
+    """A module through phases 1 and 2 with a few optimizer steps each (weights moved off init)."""
+    graph = zoo_graph(name)
+    shape = graph.shape(graph.inputs[0])[1:]
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, *shape, generator=gen), torch.randint(0, 10, (32,), generator=gen)
+    module = module_from_graph(graph, config, nonnegative_inputs=frozenset(graph.inputs))
+    for phase in ("1", "2"):
+        prepare_phase(module, phase, x)
+        opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-2)
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(module.train()(x), y).backward()
+            opt.step()
+    return module.eval()

@@ -35,10 +35,10 @@ def _int_type(bits: int) -> type[np.signedinteger]:
     return np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32
 
 
-def _save(path: Path, array: np.ndarray) -> dict[str, Any]:
-    np.save(path, array, allow_pickle=False)
-    return {"file": path.relative_to(path.parents[1] if path.parent.name.startswith("layer_") else path.parent)
-            .as_posix(), "shape": list(array.shape), "dtype": array.dtype.name}
+def _save(root: Path, name: str, array: np.ndarray) -> dict[str, Any]:
+    """Write ``root/name`` (.npy) and describe it relative to ``root``."""
+    np.save(root / name, array, allow_pickle=False)
+    return {"file": name, "shape": list(array.shape), "dtype": array.dtype.name}
 
 
 def write_golden(folder: str | Path, emulator: Emulator, x: np.ndarray) -> dict[str, Any]:
@@ -48,15 +48,15 @@ def write_golden(folder: str | Path, emulator: Emulator, x: np.ndarray) -> dict[
     result = emulator.run(x, record=True)
     feeds = emulator.feeds(x)
     index: dict[str, Any] = {"format": "cimc-golden", "version": 1,
-                             "inputs": [{"name": k, **_save(out / f"input_{i}.npy", v)} for i, (k, v) in
+                             "inputs": [{"name": k, **_save(out, f"input_{i}.npy", v)} for i, (k, v) in
                                         enumerate(feeds.items())],
-                             "outputs": [{"name": k, **_save(out / f"output_{i}.npy", v)} for i, (k, v) in
+                             "outputs": [{"name": k, **_save(out, f"output_{i}.npy", v)} for i, (k, v) in
                                          enumerate(result.outputs.items())],
                              "layers": []}
     for layer in emulator.layers:
         trace = result.traces[layer.node]
-        folder_i = out / f"layer_{layer.index:03d}"
-        folder_i.mkdir(exist_ok=True)
+        sub = f"layer_{layer.index:03d}"
+        (out / sub).mkdir(exist_ok=True)
         files = {"input_codes": trace.input_codes.astype(_int_type(layer.a_bits + (0 if layer.a_signed else 1))),
                  "adc_codes": trace.adc_codes.astype(_int_type(layer.adc_bits)),
                  "sums": trace.sums.astype(np.int32), "outputs": trace.outputs}
@@ -64,7 +64,7 @@ def write_golden(folder: str | Path, emulator: Emulator, x: np.ndarray) -> dict[
                  "axes": AXES[layer.kind], "a_step": layer.a_step, "a_bits": layer.a_bits, "a_signed": layer.a_signed,
                  "adc_bits": layer.adc_bits, "adc_step": layer.adc_step.tolist(), "scale": layer.scale.tolist(),
                  "adc_range": list(numerics.code_range(layer.adc_bits, True)),
-                 "files": {k: _save(folder_i / f"{k}.npy", v) for k, v in files.items()}}
+                 "files": {k: _save(out, f"{sub}/{k}.npy", v) for k, v in files.items()}}
         index["layers"].append(entry)
     (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return index

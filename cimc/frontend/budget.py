@@ -7,7 +7,8 @@ every graph input, output and inferred intermediate tensor with static shape ``d
 element size ``s`` bytes, the size ``s · Π d`` is computed with Python ints (exact, no
 overflow) and must stay within ``max_tensor_bytes``; all of them together within
 ``4 · max_tensor_bytes``. Otherwise ``ResourceLimitError`` names the first tensor over
-the budget (inputs first). ``check_nonempty`` refuses tensors with a zero dim.
+the budget (inputs first). ``check_nonempty`` (run by the compiler, not the importer) refuses
+IR tensors with a zero dim.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import onnx
 
 from cimc.errors import InvalidModelError, ResourceLimitError, UnsupportedError
 from cimc.frontend.tensor_checks import itemsize
+from cimc.ir.graph import Graph
 
 DEFAULT_MAX_TENSOR_BYTES = 2**30
 
@@ -59,13 +61,17 @@ def check_memory(graph: onnx.GraphProto, max_tensor_bytes: int = DEFAULT_MAX_TEN
             details={"bytes": total, "budget": 4 * max_tensor_bytes})
 
 
-def check_nonempty(graph: onnx.GraphProto) -> None:
-    """Raise ``UnsupportedError`` for a tensor with a zero dim (after folding, only activations
-    remain: an empty one means a zero-sized input or a window larger than its padded input)."""
-    for name, (shape, _) in static_sizes(graph).items():
+def check_nonempty(graph: Graph) -> None:
+    """Raise ``UnsupportedError`` for an IR tensor with a zero dim. The importer and the
+    interpreter accept empty tensors (ONNX does); the compiler does not: an empty input or
+    a window larger than its padded input cannot be mapped or calibrated."""
+    for name in [*graph.inputs, *(o for n in graph.topo_order() for o in n.outputs)]:
+        shape = graph.tensors[name].shape if name in graph.tensors else ()
         if 0 in shape:
-            raise UnsupportedError(f"tensor '{name}'{_origin(graph, name)} is empty: shape {shape}",
-                                   hint="every input and activation must have at least one element")
+            producer = graph.producer(name)
+            origin = "graph input" if producer is None else f"output of node '{producer.name}', {producer.op}"
+            raise UnsupportedError(f"tensor '{name}' ({origin}) is empty: shape {shape}",
+                                   hint="cimc compiles only inputs and activations with at least one element")
 
 
 def _is_input(graph: onnx.GraphProto, name: str) -> bool:

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from cimc.errors import InvalidModelError, UnsupportedError
-from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory, check_nonempty
+from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory
 from cimc.frontend.canonical import OpContext, canonicalize
 from cimc.frontend.fold_constants import DEFAULT_BUDGET, FOLDABLE, fold_constants, static_shapes
 from cimc.frontend.loader import DEFAULT_MAX_BYTES, check_model, check_strings, load_model
@@ -53,7 +53,6 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     check_memory(model.graph, max_tensor_bytes)
     model = infer_shapes(fold_constants(model, budget=fold_budget))
     check_memory(model.graph, max_tensor_bytes)
-    check_nonempty(model.graph)
     graph = to_ir(model)
     check_values(graph)
     verify(graph)

@@ -24,9 +24,9 @@ with ``model_cost`` itself.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -72,9 +72,9 @@ class _Probe:
         return self.cost(num, den).fits(self.budget, self.model.macro)
 
     def result(self, num: int, den: int) -> Expansion:
-        ratio = Fraction(num, den)
-        cost = self.cost(ratio.numerator, ratio.denominator)
-        return Expansion(ratio.numerator, ratio.denominator, self.widths_at(num, den), cost, self.count)
+        common = math.gcd(num, den)
+        num, den = num // common, den // common
+        return Expansion(num, den, self.widths_at(num, den), self.cost(num, den), self.count)
 
 
 def largest_true(pred: Callable[[int], bool], lo: int, hi: int) -> int:

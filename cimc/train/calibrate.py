@@ -56,7 +56,7 @@ def record(module: IRModule, batch: torch.Tensor, phase: str) -> dict[str, tuple
         name, (x, module.effective_weights(name, fold=True)[0].reshape(w.shape)))
     try:
         module.eval()
-        module(batch)
+        module(batch.to(next(module.parameters()).device))
     finally:
         module.phase, module.capture = saved_phase, None
         module.train(saved_mode)
