@@ -56,6 +56,17 @@ def test_lean_inference_equals_full_inference(strict: bool) -> None:
     assert [d.dim_value for d in got.graph.output[0].type.tensor_type.shape.dim] == [1, 64 * 8 * 8]
 
 
+def test_in_place_inference_moves_only_the_shapes_into_the_model() -> None:
+    model = _conv_reshape_model()
+    want = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True).SerializeToString()
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    got = infer_shapes_lean(copy, strict_mode=True, data_prop=True, in_place=True)
+    assert got is copy and got.SerializeToString() == want
+    assert not model.graph.value_info  # without in_place the input is left alone
+    assert infer_shapes_lean(model, strict_mode=True, data_prop=True) is not model and not model.graph.value_info
+
+
 def test_skeleton_drops_only_large_float_data() -> None:
     model = _conv_reshape_model()
     sk = skeleton(model)

@@ -82,7 +82,7 @@ class Emulator:
         for step, (node, attrs) in enumerate(self.nodes):
             if node["cim_layer"] is not None:
                 trace = run_layer(self.layers[node["cim_layer"]], self._torch[node["cim_layer"]],
-                                  values[node["inputs"][0]])
+                                  values[node["inputs"][0]], record)
                 values[node["outputs"][0]] = trace.outputs
                 if record:
                     traces[node["name"]] = trace
@@ -101,27 +101,33 @@ def _last_uses(nodes: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, 
     return {t: step for step, (node, _) in enumerate(nodes) for t in node["inputs"]}
 
 
-def _torch_layer(layer: MacroLayer) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The conv weight (channels-last, torch's fastest grouped convolution) and gather index."""
-    weight = torch.from_numpy(np.ascontiguousarray(layer.conv.weight)).contiguous(memory_format=torch.channels_last)
-    index = None if layer.conv.index is None else torch.from_numpy(layer.conv.index)
-    return weight, index
+def _torch_layer(layer: MacroLayer) -> torch.Tensor:
+    """The conv weight, channels-last (torch's fastest grouped convolution)."""
+    return torch.from_numpy(np.ascontiguousarray(layer.conv.weight)).contiguous(memory_format=torch.channels_last)
 
 
-def bitline_sums(layer: MacroLayer, weights: tuple[torch.Tensor, torch.Tensor | None],
-                 codes: np.ndarray) -> np.ndarray:
+def conv_input(layer: MacroLayer, codes: np.ndarray) -> torch.Tensor:
+    """The codes each conv group reads (``index``), channels-last: one numpy pass that
+    gathers and transposes (much cheaper than torch's gather plus layout change)."""
+    n, c, h, w = codes.shape
+    index = layer.conv.index
+    if index is None:
+        nhwc = np.ascontiguousarray(codes.transpose(0, 2, 3, 1))
+    else:
+        nhwc = np.empty((n, h, w, index.shape[0]), dtype=np.float32)
+        np.take(codes, index, axis=1, out=nhwc.transpose(0, 3, 1, 2), mode="clip")  # indices are in range
+    return torch.from_numpy(nhwc).permute(0, 3, 1, 2)
+
+
+def bitline_sums(layer: MacroLayer, weight: torch.Tensor, codes: np.ndarray) -> np.ndarray:
     """``(N, S·Cout, Ho, Wo)`` exact partial sums of every segment: one grouped convolution.
     The result is a channels-last view (strides ``N, 1, Wo·C, C``); numpy's ufuncs and
     reshapes that split the channel axis work on it without copies."""
-    weight, index = weights
-    x = torch.from_numpy(codes)
-    if index is not None:
-        x = x.index_select(1, index)
+    x = conv_input(layer, codes)
     t, left, b, r = layer.pads
     padding: tuple[int, int] = (t, left)
     if (t, left) != (b, r):
-        x, padding = F.pad(x, (left, r, t, b)), (0, 0)
-    x = x.contiguous(memory_format=torch.channels_last)
+        x, padding = F.pad(x, (left, r, t, b)).contiguous(memory_format=torch.channels_last), (0, 0)
     with torch.no_grad():
         p = F.conv2d(x, weight, stride=layer.strides, padding=padding, dilation=layer.dilations,
                      groups=layer.conv.groups)
@@ -129,17 +135,18 @@ def bitline_sums(layer: MacroLayer, weights: tuple[torch.Tensor, torch.Tensor | 
     return np.rint(out, out=out)
 
 
-def run_layer(layer: MacroLayer, weights: tuple[torch.Tensor, torch.Tensor | None], x: np.ndarray) -> LayerTrace:
-    """One CIM layer on float input ``x`` (module doc)."""
+def run_layer(layer: MacroLayer, weight: torch.Tensor, x: np.ndarray, record: bool = True) -> LayerTrace:
+    """One CIM layer on float input ``x`` (module doc); without ``record`` the sums ``P``
+    are overwritten by the outputs."""
     lead = x.shape[:-1]
     a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
     codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
-    p = bitline_sums(layer, weights, codes)
+    p = bitline_sums(layer, weight, codes)
     n, _, ho, wo = p.shape
     p = p.reshape(n, layer.segments, layer.cout, ho, wo)
     adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=2, out=p)
     total = adc.sum(axis=1, dtype=np.float32)
-    y = numerics.layer_output(total, layer.scale, layer.bias)
+    y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
     return LayerTrace(codes.reshape(x.shape), adc.reshape(n, layer.segments, layer.cout),

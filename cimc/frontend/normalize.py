@@ -33,7 +33,7 @@ def normalize(model: onnx.ModelProto, input_shapes: InputShapes | None = None) -
     name_nodes(model.graph)  # the version converter adds unnamed nodes
     drop_initializer_inputs(model.graph)
     apply_input_shapes(model.graph, dict(input_shapes or {}))
-    return infer_shapes(model)
+    return infer_shapes(model, in_place=True)  # model is this function's own copy
 
 
 def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -119,9 +119,10 @@ def _drop_symbolic_annotations(graph: onnx.GraphProto) -> None:
             vi.type.tensor_type.ClearField("shape")
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Strict shape inference with data propagation; failures raise ``InvalidModelError``."""
+def infer_shapes(model: onnx.ModelProto, *, in_place: bool = False) -> onnx.ModelProto:
+    """Strict shape inference with data propagation; failures raise ``InvalidModelError``.
+    ``in_place``: the caller owns ``model``, which may be updated and returned (no copy)."""
     try:
-        return infer_shapes_lean(model, strict_mode=True, data_prop=True)
+        return infer_shapes_lean(model, strict_mode=True, data_prop=True, in_place=in_place)
     except (shape_inference.InferenceError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
         raise InvalidModelError(f"shape inference failed: {one_line(str(exc))}") from exc

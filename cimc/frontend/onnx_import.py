@@ -51,7 +51,7 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     prepare(model)
     model = normalize(model, input_shapes)
     check_memory(model.graph, max_tensor_bytes)
-    model = infer_shapes(fold_constants(model, budget=fold_budget))
+    model = infer_shapes(fold_constants(model, budget=fold_budget), in_place=True)
     check_memory(model.graph, max_tensor_bytes)
     graph = to_ir(model)
     check_values(graph)
