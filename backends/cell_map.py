@@ -66,8 +66,8 @@ class Owners:
         the values and wordline indices fit (a VGG16 is 15.7 M cells), else int32."""
         sel = slice(None) if macros is None else macros
         small = max(int(values.max(initial=0)), self.wordlines) < np.iinfo(np.int16).max
-        dtype = np.int16 if small else np.int32
-        w = np.arange(0, self.wordlines, step, dtype=dtype)[None, :, None]
+        dtype: type[np.signedinteger[Any]] = np.int16 if small else np.int32
+        w: np.ndarray = np.arange(0, self.wordlines, step, dtype=dtype)[None, :, None]
         start, stop = self.start[sel][:, None, ::step].astype(dtype), self.stop[sel][:, None, ::step].astype(dtype)
         picked = values[sel][:, None, ::step].astype(dtype)
         out = np.broadcast_to(picked, (picked.shape[0], w.shape[1], picked.shape[2])).copy()

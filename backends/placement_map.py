@@ -237,7 +237,8 @@ def _layer_legend(fig: Figure, build: BuildDir, top: float) -> None:
                for i, name in enumerate(build.layer_names)]
     handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label="idle"))
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.76, top), fontsize=8,
-               ncols=1 if len(handles) <= 24 else 2, frameon=False, title="layer (lighter = odd segment)", title_fontsize=8)
+               ncols=1 if len(handles) <= 24 else 2, frameon=False, title="layer (lighter = odd segment)",
+               title_fontsize=8)
 
 
 def save(fig: Figure, path: Path) -> Path:

@@ -2,6 +2,8 @@
 
 * ``infer_shapes_lean`` (shape inference on a weight-less skeleton) equals
   ``onnx.shape_inference.infer_shapes``, serialised byte for byte, and fails alike;
+* ``check_model_lean`` gives ``onnx.checker.check_model``'s verdict and message on the model
+  and on copies broken in the ways the checker looks at;
 * ``macro_arrays`` (whole-line copies, shifted columns cell by cell) equals a per-column
   loop, also when columns start above wordline 0 and share a bitline;
 * ``macro_weights_bytes`` equals ``safetensors.numpy.save`` byte for byte;
@@ -9,6 +11,8 @@
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -18,6 +22,7 @@ from safetensors.numpy import save
 
 from cimc.backends.layout import layer_matrix, macro_arrays
 from cimc.backends.weights_file import macro_weights_bytes
+from cimc.frontend.lean_check import check_model_lean, checker_skeleton
 from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS, infer_shapes_lean, skeleton
 from cimc.ir.annotations import BitlinePlacement, WordlineTiling
 from cimc.ir.graph import Graph
@@ -43,7 +48,7 @@ def _conv_reshape_model(cout: int = 64) -> onnx.ModelProto:
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]),
              helper.make_node("Reshape", ["y", "shape"], ["z"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, None])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -85,6 +90,48 @@ def test_lean_inference_fails_like_full_inference() -> None:
     with pytest.raises(onnx.shape_inference.InferenceError) as lean:
         infer_shapes_lean(model, strict_mode=True)
     assert str(lean.value) == str(full.value)
+
+
+# -- the checker on a skeleton -------------------------------------------------------------
+def _mutations(model: onnx.ModelProto) -> list[tuple[str, onnx.ModelProto]]:
+    """The model, and copies broken (or bent) in ways the checker looks at."""
+    def bent(change: Callable[[onnx.ModelProto, onnx.TensorProto], None]) -> onnx.ModelProto:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        change(out, out.graph.initializer[0])
+        return out
+
+    return [("as is", model),
+            ("short raw", bent(lambda m, t: setattr(t, "raw_data", t.raw_data[:-4]))),
+            ("long raw", bent(lambda m, t: setattr(t, "raw_data", t.raw_data + b"1234"))),
+            ("string type", bent(lambda m, t: setattr(t, "data_type", TensorProto.STRING))),
+            ("two value fields", bent(lambda m, t: t.float_data.append(1.0))),
+            ("duplicate initializer", bent(lambda m, t: m.graph.initializer.append(t))),
+            ("negative dims", bent(lambda m, t: t.dims.__setitem__(slice(0, 2), [-t.dims[0], -t.dims[1]]))),
+            ("undefined input", bent(lambda m, t: m.graph.node[0].input.__setitem__(0, "nowhere")))]
+
+
+def _verdict(check: Callable[[onnx.ModelProto], None], model: onnx.ModelProto) -> str:
+    try:
+        check(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def test_lean_checker_gives_the_checkers_verdicts() -> None:
+    model = _conv_reshape_model()
+    verdicts = [(name, _verdict(onnx.checker.check_model, m), _verdict(check_model_lean, m))
+                for name, m in _mutations(model)]
+    assert [(name, full) for name, full, _ in verdicts] == [(name, lean) for name, _, lean in verdicts]
+    assert [name for name, full, _ in verdicts if full == "ok"] == ["as is", "long raw"]
+
+
+def test_checker_skeleton_holds_no_weights() -> None:
+    model = _conv_reshape_model()
+    sk, sound = checker_skeleton(model)
+    assert sound and [list(t.dims) for t in sk.graph.initializer] == [[0, 16, 3, 3], [2], [64]]
+    assert sk.ByteSize() < 1000 < model.ByteSize()
 
 
 # -- macro arrays --------------------------------------------------------------------------

@@ -82,8 +82,10 @@ def test_segment_plan_matches_loop(cin: int, cout: int, k: int, groups: int, wl:
     geom = ConvGeometry(strides, pads, (1, 1), groups)
     plan = SegmentPlan(cin // groups, (k, k), groups, wl, mode)
     assert np.array_equal(plan.bounds, segment_bounds(cin // groups, k * k, wl, mode))
-    got = plan.partial_sums(torch.from_numpy(a), torch.from_numpy(w), geom).numpy()
-    assert np.array_equal(got, loop_partial_sums(a, w, plan.bounds, geom))
+    want = loop_partial_sums(a, w, plan.bounds, geom)  # (N, G, S, Cout_g, Ho, Wo)
+    for method in ("conv", "bmm"):
+        got = plan.partial_sums(torch.from_numpy(a), torch.from_numpy(w), geom, method).numpy()
+        assert np.array_equal(got.transpose(0, 3, 4, 5, 1, 2), want), method
 
 
 def numpy_phase2(x: np.ndarray, w: np.ndarray, b: np.ndarray, layer: CimQuantLayer) -> np.ndarray:

@@ -41,7 +41,7 @@ def _repeated(fd: FieldDescriptor) -> bool:
     return bool(fd.label == FieldDescriptor.LABEL_REPEATED)
 
 
-def _copy_fields(src: Message, dst: Message, skip: str) -> None:
+def copy_fields(src: Message, dst: Message, skip: str) -> None:
     """Copy every set field of ``src`` into ``dst`` except the one named ``skip``."""
     for fd, value in src.ListFields():
         if fd.name == skip:
@@ -58,15 +58,15 @@ def _skeleton_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
     if not _strippable(tensor):
         return tensor
     out = onnx.TensorProto()
-    _copy_fields(tensor, out, skip="raw_data")
+    copy_fields(tensor, out, skip="raw_data")
     return out
 
 
 def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` whose large float initializers carry no data."""
     out = onnx.ModelProto()
-    _copy_fields(model, out, skip="graph")
-    _copy_fields(model.graph, out.graph, skip="initializer")
+    copy_fields(model, out, skip="graph")
+    copy_fields(model.graph, out.graph, skip="initializer")
     out.graph.initializer.extend(_skeleton_tensor(t) for t in model.graph.initializer)
     return out
 

@@ -22,6 +22,7 @@ import onnx
 from google.protobuf.message import DecodeError, Message
 
 from cimc.errors import InvalidModelError, ResourceLimitError, SecurityError, UnsupportedError, UsageError
+from cimc.frontend.lean_check import check_model_lean
 from cimc.frontend.tensor_checks import model_tensors
 from cimc.safe_text import one_line
 
@@ -241,6 +242,6 @@ def check_model(model: onnx.ModelProto) -> None:
     if opset > newest:
         raise UnsupportedError(f"model uses ai.onnx opset {opset}, newer than the supported {newest}")
     try:
-        onnx.checker.check_model(model)
+        check_model_lean(model)  # onnx.checker.check_model, without serialising the weights
     except (onnx.checker.ValidationError, ValueError) as exc:
         raise InvalidModelError(f"ONNX checker rejected the model: {one_line(str(exc))}") from exc

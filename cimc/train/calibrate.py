@@ -75,9 +75,14 @@ def init_weight_and_input_steps(module: IRModule, batch: torch.Tensor, method: s
         _init(layer.a, x, method, force)
 
 
+def _columns_first(p: torch.Tensor) -> torch.Tensor:
+    """``(N, Ho, Wo, G, S, Cout_g)`` → ``(G, Cout_g, N, Ho, Wo, S)``: output column ``g·Cout_g + o`` first."""
+    return p.permute(3, 5, 0, 1, 2, 4)
+
+
 def mse_adc_step(p: torch.Tensor, bits: int, channels: int) -> torch.Tensor:
-    """The candidate step with the least ADC error; ``p`` is ``(N, G, S, Cout_g, Ho, Wo)``."""
-    per_col = p.permute(1, 3, 0, 2, 4, 5).reshape(channels, -1) if channels > 1 else p.reshape(1, -1)
+    """The candidate step with the least ADC error; ``p`` is ``(N, Ho, Wo, G, S, Cout_g)``."""
+    per_col = _columns_first(p).reshape(channels, -1) if channels > 1 else p.reshape(1, -1)
     if per_col.shape[1] > _MAX_SAMPLES:
         per_col = per_col[:, torch.linspace(0, per_col.shape[1] - 1, _MAX_SAMPLES).long()]
     qp = (1 << (bits - 1)) - 1
@@ -101,7 +106,7 @@ def init_adc_steps(module: IRModule, batch: torch.Tensor, method: str = "lsq", f
         p = layer.partial_sums(x, w)
         channels = layer.adc.channels
         if method == "max":
-            step = max_init(p.permute(1, 3, 0, 2, 4, 5), layer.adc.qp, channels)
+            step = max_init(_columns_first(p), layer.adc.qp, channels)
         else:
             step = mse_adc_step(p, layer.adc.bits, channels)
         layer.adc.set_step(step)

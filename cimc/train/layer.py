@@ -75,21 +75,22 @@ class CimQuantLayer(nn.Module):
         return conv2d(a_q, w_q, self.geom) * channel_view(s_w * s_a, 4, 1)
 
     def _phase2(self, a_q: torch.Tensor, w_q: torch.Tensor, s_w: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
-        p = self.plan.partial_sums(a_q, w_q, self.geom)
+        p = self.plan.partial_sums(a_q, w_q, self.geom)  # (N, Ho, Wo, G, S, Cout_g)
         s_adc = self.adc.scaled_step(p[0].numel() // self.adc.channels)
-        codes = quantize_codes(p, self.adc_view(s_adc, p.shape[3]), self.adc.bits, True)
-        total = codes.sum(dim=2).flatten(1, 2)
-        return total * channel_view(s_w * s_adc * s_a, 4, 1)
+        codes = quantize_codes(p, self.adc_view(s_adc, p.shape[5]), self.adc.bits, True)
+        total = codes.sum(dim=4).flatten(3, 4)  # (N, Ho, Wo, Cout): the adder tree
+        y = total * (s_w * s_adc * s_a)
+        return y.permute(0, 3, 1, 2)
 
     def adc_view(self, s_adc: torch.Tensor, cout_g: int) -> torch.Tensor:
-        """The ADC step broadcast over ``(N, G, S, Cout_g, Ho, Wo)`` partial sums."""
+        """The ADC step broadcast over ``(N, Ho, Wo, G, S, Cout_g)`` partial sums."""
         if s_adc.numel() == 1:
             return s_adc.reshape(1, 1, 1, 1, 1, 1)
-        return s_adc.reshape(1, -1, 1, cout_g, 1, 1)
+        return s_adc.reshape(1, 1, 1, -1, 1, cout_g)
 
     @torch.no_grad()
     def partial_sums(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Integer partial sums ``(N, G, S, Cout_g, Ho, Wo)`` with the current steps (calibration)."""
+        """Integer partial sums ``(N, Ho, Wo, G, S, Cout_g)`` with the current steps (calibration)."""
         a_q, _ = self.input_codes(x)
         w_q, _ = self.weight_codes(w)
         return self.plan.partial_sums(a_q, w_q, self.geom)

@@ -11,11 +11,19 @@ Segment ``s`` touches the channels ``c0_s = ⌊b_s/k⌋ … c1_s = ⌈b_{s+1}/k�
 gets a slot of ``m = max_s (c1_s − c0_s)`` channels (padded with an all-zero channel);
 the input is gathered into ``(N, G·S·m, H, W)`` and the weights into ``(G·S·Cout_g, m, kh,
 kw)`` — with a 0/1 row mask when a segment starts or ends inside a channel (row-dense
-tiling, kernels taller than the array) — and one ``conv2d(groups=G·S)`` returns all
-``p_s`` at once, shape ``(N, G, S, Cout_g, Ho, Wo)``. Nothing loops over segments.
+tiling, kernels taller than the array) — and ONE grouped convolution (``groups = G·S``)
+gives every ``p_s`` at once. Nothing loops over segments. The grouped convolution runs in
+one of two equivalent forms, chosen per layer by the output size:
+
+* ``conv``: ``F.conv2d(groups=G·S)`` on channels-last tensors (oneDNN's fast grouped
+  kernels); the partial sums come out channels-last and are read as ``(N, Ho, Wo, G, S,
+  Cout_g)`` without a copy;
+* ``bmm`` (at most ``BMM_MAX_PIXELS`` output pixels, the deep layers of a CIFAR net): the
+  same grouped convolution as im2col plus one batched matmul over the ``G·S`` groups,
+  ``(G·S, Cout_g, m·k) @ (G·S, m·k, N·Ho·Wo)``, which is faster there on CPUs.
 
 The ADC then quantizes each ``p_s`` (``numerics.adc_codes``) and the digital adder sums the
-codes over ``s``. On integer-valued inputs the float32 convolution is exact (DESIGN.md §5).
+codes over ``s``. On integer-valued inputs both forms are exact in float32 (DESIGN.md §5).
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimc.passes.tile_wordlines import segment_bounds
+
+#: Layers with at most this many output pixels use the im2col + batched-matmul form.
+BMM_MAX_PIXELS = 16
+CL = torch.channels_last
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,13 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, geom: ConvGeometry, groups: int | N
     else:
         x = F.pad(x, (l, r, t, b))
     return F.conv2d(x, w, None, geom.strides, padding, geom.dilations, groups or geom.groups)
+
+
+def _out_size(size: torch.Size, kernel: torch.Size, geom: ConvGeometry) -> tuple[int, int]:
+    t, l, b, r = geom.pads
+    dims = [(size[i] + p0 + p1 - geom.dilations[i] * (kernel[i] - 1) - 1) // geom.strides[i] + 1
+            for i, (p0, p1) in enumerate(((t, b), (l, r)))]
+    return dims[0], dims[1]
 
 
 def slot_layout(bounds: np.ndarray, channels: int, k: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -92,16 +111,16 @@ class SegmentPlan(nn.Module):
         self.register_buffer("row_mask", mask_t, persistent=False)
 
     def gather_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, G·Cin_g, H, W)`` → ``(N, G·S·m, H, W)``."""
+        """``(N, G·Cin_g, H, W)`` → ``(N, G·S·m, H, W)``, channels-last."""
         if self.identity_input:
-            return x
+            return x.contiguous(memory_format=CL)
         n, _, h, w = x.shape
         if self.contiguous:  # whole channels in order: zero-pad each group's channels to S·m
-            tail = self.segments * self.width - self.cin_g
-            x = F.pad(x.reshape(n, self.groups, self.cin_g, h, w), (0, 0, 0, 0, 0, tail))
-            return x.reshape(n, -1, h, w)
+            nhwc = x.permute(0, 2, 3, 1).reshape(n, h, w, self.groups, self.cin_g)
+            nhwc = F.pad(nhwc, (0, self.segments * self.width - self.cin_g))
+            return nhwc.reshape(n, h, w, -1).permute(0, 3, 1, 2)
         x = torch.cat([x, x.new_zeros(n, 1, h, w)], dim=1)
-        return x.index_select(1, self.input_index)
+        return x.index_select(1, self.input_index).contiguous(memory_format=CL)
 
     def gather_weight(self, w: torch.Tensor) -> torch.Tensor:
         """``(G·Cout_g, Cin_g, kh, kw)`` → ``(G·S·Cout_g, m, kh, kw)``, segment-major per group."""
@@ -116,14 +135,33 @@ class SegmentPlan(nn.Module):
             w = w * self.row_mask
         return w.transpose(1, 2).reshape(self.groups * self.segments * cout_g, self.width, *self.kernel)
 
-    def partial_sums(self, a_q: torch.Tensor, w_q: torch.Tensor, geom: ConvGeometry) -> torch.Tensor:
-        """All segments' partial sums, shape ``(N, G, S, Cout_g, Ho, Wo)``."""
+    def partial_sums(self, a_q: torch.Tensor, w_q: torch.Tensor, geom: ConvGeometry,
+                     method: str | None = None) -> torch.Tensor:
+        """All segments' partial sums ``(N, Ho, Wo, G, S, Cout_g)`` (a view of channels-last
+        memory); ``method`` ``"conv"`` or ``"bmm"`` (default: by output size, module doc)."""
         x, w = self.gather_input(a_q), self.gather_weight(w_q)
-        if self.segments > 1:  # oneDNN's grouped convolutions are fastest on channels-last tensors
-            x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
-        p = conv2d(x, w, geom, groups=self.groups * self.segments)
-        n, _, ho, wo = p.shape
-        return p.reshape(n, self.groups, self.segments, w_q.shape[0] // self.groups, ho, wo)
+        n, cout_g = x.shape[0], w_q.shape[0] // self.groups
+        ho, wo = _out_size(x.shape[2:], w.shape[2:], geom)
+        if method is None:
+            method = "bmm" if ho * wo <= BMM_MAX_PIXELS and self.segments > 1 else "conv"
+        if method == "bmm":
+            return self._bmm(x, w, geom, (ho, wo))
+        p = conv2d(x, w.contiguous(memory_format=CL), geom, groups=self.groups * self.segments)
+        return p.permute(0, 2, 3, 1).reshape(n, ho, wo, self.groups, self.segments, cout_g)
+
+    def _bmm(self, x: torch.Tensor, w: torch.Tensor, geom: ConvGeometry, out: tuple[int, int]) -> torch.Tensor:
+        t, l, b, r = geom.pads
+        if (t, l) != (b, r):
+            x, pad = F.pad(x, (l, r, t, b)), (0, 0)
+        else:
+            pad = (t, l)
+        n, gs = x.shape[0], self.groups * self.segments
+        rows = self.width * self.kernel[0] * self.kernel[1]
+        cols = F.unfold(x, self.kernel, geom.dilations, pad, geom.strides)  # (N, G·S·m·k, L)
+        cols = cols.reshape(n, gs, rows, -1).permute(1, 2, 0, 3).reshape(gs, rows, -1)
+        p = torch.bmm(w.reshape(gs, -1, rows), cols)  # (G·S, Cout_g, N·L)
+        p = p.reshape(self.groups, self.segments, -1, n, *out)
+        return p.permute(3, 4, 5, 0, 1, 2)
 
     def extra_repr(self) -> str:
         return f"segments={self.segments}, width={self.width}, groups={self.groups}, bounds={self.bounds.tolist()}"
