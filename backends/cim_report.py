@@ -67,8 +67,7 @@ def quantization_markdown(doc: dict[str, Any]) -> str:
         lines += ["", "## Quantization", "",
                   f"Steps {source}, per {quant['granularity']}; "
                   f"{'power-of-two shifts' if quant['shift'] else 'exact output scales'}.", "",
-                  "| layer | source | bits w/a/adc | S_A | S_W | S_ADC | shift k | scale error | fold | SQNR dB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += [_quant_row(layer) for layer in quant["layers"]]
         if quant.get("output_sqnr_db") is not None:
             lines += ["", f"Model output SQNR, shifted vs exact scales: {quant['output_sqnr_db']} dB."]
@@ -80,11 +79,19 @@ def quantization_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _quant_row(layer: dict[str, Any]) -> str:
+HEADERS = ("layer", "source", "bits w/a/adc", "S_A", "S_W", "S_ADC", "shift k", "scale error", "fold", "SQNR dB")
+
+
+def quant_cells(layer: dict[str, Any]) -> list[str]:
+    """One layer's row of the quantization table (``HEADERS``)."""
     bits = f"{layer['w_bits']}/{layer['a_bits']}{'s' if layer['a_signed'] else ''}/{layer['adc_bits']}"
     shift = ",".join(str(k) for k in layer.get("shift_k", [])) or "—"
     error = f"{100 * layer['scale_error']:.1f}%" if "scale_error" in layer else "—"
     sqnr = layer.get("sqnr_db")
     sqnr_text = "—" if sqnr is None else sqnr if isinstance(sqnr, str) else f"{sqnr:.1f}"
-    return (f"| {layer['name']} | {layer['source']} | {bits} | {layer['a_step']:.4g} | {_step(layer['w_step'])} "
-            f"| {_step(layer['adc_step'])} | {shift} | {error} | {layer.get('fold', '—')} | {sqnr_text} |")
+    return [layer["name"], layer["source"], bits, f"{layer['a_step']:.4g}", _step(layer["w_step"]),
+            _step(layer["adc_step"]), shift, error, layer.get("fold", "—"), sqnr_text]
+
+
+def _quant_row(layer: dict[str, Any]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in quant_cells(layer)) + " |"

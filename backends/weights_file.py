@@ -1,12 +1,13 @@
-"""``weights.safetensors`` in one copy: the safetensors format, written straight from numpy.
+"""``weights.safetensors`` written straight from numpy, byte for byte what the library writes.
 
 A safetensors file is ``u64 n`` (little endian), an ``n``-byte JSON header padded with spaces
 to a multiple of 8, then the tensors' bytes back to back. The header holds ``__metadata__``
 first, then per tensor ``{"dtype", "shape", "data_offsets": [begin, end]}``, tensors ordered
 by name (one dtype per file — F32 weights or integer cell codes — so the library's
-dtype-then-name order is the name order), in compact JSON. ``macro_weights_bytes`` lays the header and the ``(macros, WL, BL)`` cells
-(possibly a transposed view) into one numpy buffer and returns its bytes: one pass over the
-weights instead of the library's three (a contiguous copy per macro, a Rust buffer, bytes).
+dtype-then-name order is the name order), in compact JSON. ``macro_weights_bytes`` lays the
+header and the ``(macros, WL, BL)`` cells (possibly a transposed view) into one numpy buffer
+and returns its bytes: two passes over the weights instead of the library's three (a
+contiguous copy per macro, a Rust buffer, the bytes).
 The output is byte-for-byte what ``safetensors.numpy.save`` gives (tested).
 """
 

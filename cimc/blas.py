@@ -1,8 +1,9 @@
 """One BLAS thread for the many small matrix products of the CIM reference.
 
 The reference computes each layer's partial sums as a stack of small products, one per
-segment. Multi-threaded BLAS (OpenBLAS) wakes its threads for every one of them; on a busy
-machine that made calibration 4–10× slower than one thread. ``single_blas_thread()``
+segment, and calibration runs the interpreter on a small batch. Multi-threaded BLAS
+(OpenBLAS) wakes its threads for every product; on a busy 2-core machine that made
+calibration and scale-to-shift 4–10× slower than one thread. ``single_blas_thread()``
 limits BLAS to one thread for a block (through ``threadpoolctl`` when it is installed,
 otherwise it does nothing).
 """

@@ -93,16 +93,17 @@ def print_quant(report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from cimc.backends.cim_report import quantization_markdown
+    from cimc.backends.cim_report import HEADERS, quant_cells
+    from cimc.safe_text import safe_name
 
     quant, console = report.get("quantization"), Console(width=max(150, Console().width))
     if quant is not None:
         table = Table(title="quantization")
-        rows = [line for line in quantization_markdown({"quantization": quant}).splitlines() if line.startswith("|")]
-        for header in rows[0].strip("|").split("|"):
-            table.add_column(header.strip(), justify="left" if header.strip() in ("layer", "source") else "right")
-        for line in rows[2:]:
-            table.add_row(*(escape(cell.strip()) for cell in line.strip("|").split("|")))
+        for header in HEADERS:
+            table.add_column(header, justify="left" if header in ("layer", "source") else "right")
+        for layer in quant["layers"]:
+            cells = quant_cells(layer)
+            table.add_row(escape(safe_name(cells[0])), *(escape(cell) for cell in cells[1:]))  # names from the model
         console.print(table)
     acc = report.get("accuracy")
     if acc is not None:

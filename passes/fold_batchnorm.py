@@ -78,6 +78,7 @@ def _fold(graph: Graph, producer: Node, bn: Node) -> None:
         producer.attrs["beta"] = 1.0
     # the float64 product, rounded once to float32, without float64 temporaries of the weights
     new_w = np.multiply(weight, factor, dtype=np.float64, out=np.empty(weight.shape, np.float32), casting="same_kind")
+    new_w.flags.writeable = False  # handed over to the graph as is (set_initializer copies writeable arrays)
     w_name = graph.unique_name(producer.inputs[1] + "_bnfold")
     b_name = graph.unique_name(producer.name + "_bias_bnfold")
     graph.set_initializer(w_name, new_w)

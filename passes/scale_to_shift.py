@@ -16,6 +16,9 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   (the ADC range grows, never clipping more);
 * ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
 
+Layers are taken in topological order; a reader whose input arrives multiplied by ``g`` (its
+producer folded ``1/r`` into it) has the true scale ``s = S_W·S_ADC·S_A' / g``.
+
 Each layer's ``Shift`` records ``k``, ``s``, ``ε``, the fold and the SQNR of its output
 (divided by ``gain``) against the unshifted model on a few calibration samples:
 ``SQNR = 10·log10(Σ y² / Σ (y' − y)²)``. Layers that already have a ``Shift`` are kept.

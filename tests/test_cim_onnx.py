@@ -35,6 +35,8 @@ def test_checker_clean_standard_ops_and_documented(compiled) -> None:  # type: i
     model = cim_model(graph)
     onnx.checker.check_model(model, full_check=True)
     assert {n.op_type for n in model.graph.node} <= STANDARD
+    casts = [n for n in model.graph.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.DOUBLE]
+    assert casts and casts[0].name.startswith("gap/")  # GlobalAveragePool as a float64 ReduceSum/Div
     assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
     convs = {n.name.split("/")[0]: json.loads(n.doc_string) for n in model.graph.node
              if n.op_type == "Conv" and n.doc_string}

@@ -25,6 +25,16 @@ def fit(model, data, phase, *, epochs, lr, regularizer=None, progress=True, chec
 '''
 
 
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The zoo's digits_cnn as an ONNX file, exported once for the module."""
+    import cimc.models as models
+
+    path = tmp_path_factory.mktemp("qat") / "digits_cnn.onnx"
+    models.export_onnx("digits_cnn", path)
+    return str(path)
+
+
 def qat(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["--json", "qat", *args])
     return result.exit_code, result.output
@@ -43,11 +53,11 @@ def test_qat_digits_end_to_end(tmp_path: Path) -> None:
     assert len(quant) == 3 and all(q["a_signed"] is False for q in quant.values())
 
 
-def test_user_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_trainer(model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mytrainer.py").write_text(USER_TRAINER)
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "o.onnx"
-    code, text = qat("digits_cnn", "--data", "synthetic", "--epochs", "3", "--trainer", "mytrainer:fit",
+    code, text = qat(model, "--data", "synthetic", "--epochs", "3", "--trainer", "mytrainer:fit",
                      "--granularity", "column", "-o", str(out))
     assert code == 0, text
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
@@ -57,9 +67,9 @@ def test_user_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert out.is_file()
 
 
-def test_resume_skips_finished_phase(tmp_path: Path) -> None:
+def test_resume_skips_finished_phase(model: str, tmp_path: Path) -> None:
     ckpt, out = tmp_path / "run.safetensors", tmp_path / "o.onnx"
-    args = ["digits_cnn", "--data", "synthetic", "--epochs", "1", "--resume", str(ckpt), "-o", str(out)]
+    args = [model, "--data", "synthetic", "--epochs", "1", "--resume", str(ckpt), "-o", str(out)]
     assert qat(*args)[0] == 0
     assert read_meta(ckpt)["phase"] == "2" and read_meta(ckpt)["epoch"] == 1
     first = out.read_bytes()
@@ -68,11 +78,11 @@ def test_resume_skips_finished_phase(tmp_path: Path) -> None:
     assert out.read_bytes() == first
 
 
-def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
+def test_errors_are_one_line_with_exit_codes(model: str, tmp_path: Path) -> None:
     out = str(tmp_path / "o.onnx")
-    code, text = qat("digits_cnn", "--data", "cifar10", "--data-root", str(tmp_path), "-o", out)
+    code, text = qat(model, "--data", "cifar10", "--data-root", str(tmp_path), "-o", out)
     assert code == 2 and "CIFAR-10 not found" in json.loads(text)["message"]
-    code, text = qat("digits_cnn", "--data", "synthetic", "--trainer", "no_such_module:fit", "-o", out)
+    code, text = qat(model, "--data", "synthetic", "--trainer", "no_such_module:fit", "-o", out)
     assert code == 2 and "cannot load trainer" in json.loads(text)["message"]
-    code, text = qat("digits_cnn", "--data", "imagenet", "-o", out)
+    code, text = qat(model, "--data", "imagenet", "-o", out)
     assert code == 2 and "unknown dataset" in json.loads(text)["message"]

@@ -4,10 +4,10 @@ Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels,
 or ADC groups):
 
 1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.numerics``);
-2. every segment's bitline sums at once: the grouped convolution of
-   ``cimc.backends.cim_segments`` — the codes each segment's wordlines see, gathered, against
-   the macro columns — as one stacked matrix product ``(S·G, N·Ho·Wo, Cmax·kh·kw) ×
-   (S·G, Cmax·kh·kw, Cout_g)``; the products and sums are small integers, exact in float32;
+2. every segment's bitline sums at once: one grouped convolution (torch, channels-last) of
+   the codes each segment's wordlines see, gathered, with the macro columns
+   (``cimc.backends.cim_segments``), ``(N, S·Cout, Ho, Wo)``; the products and sums are small
+   integers, exact in float32, and ``round`` makes that explicit whatever algorithm runs;
 3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
    ``y = P · scale + b'``.
@@ -15,6 +15,8 @@ or ADC groups):
 Digital ops run with the reference's kernels and rounding rules
 (``cimc.cim_reference.digital_op``). ``Emulator.run`` returns the outputs and, with
 ``record``, per-layer traces (input codes, ADC codes ``(N, S, Cout, Ho, Wo)``, sums, outputs).
+(A numpy formulation, the grouped convolution as one stacked single-threaded matrix product,
+measured 3.1× onnxruntime against this one's 2.4× on VGG9, batch 64.)
 """
 
 from __future__ import annotations
@@ -24,16 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from cimc import numerics
 from cimc.backends.cim_files import decode_attr
 from cimc.backends.emulator.checks import check_build
 from cimc.backends.emulator.files import BuildFiles, read_build
 from cimc.backends.emulator.layers import MacroLayer, macro_layers
-from cimc.blas import single_blas_thread
 from cimc.cim_reference import CompiledRun, LayerTrace, digital_op
 from cimc.errors import UsageError
-from cimc.ir.kernels import windows
 
 
 class Emulator:
@@ -45,7 +47,7 @@ class Emulator:
         self.layers = macro_layers(files)
         self.nodes = [(n, {k: decode_attr(v) for k, v in n["attrs"].items()}) for n in files.graph["nodes"]]
         self.constants = {t: files.constants[key] for t, key in files.graph["constants"].items()}
-        self._weights = [gemm_weights(layer) for layer in self.layers]
+        self._weights = [torch_weight(layer) for layer in self.layers]
 
     @classmethod
     def open(cls, path: str | Path) -> Emulator:
@@ -101,53 +103,54 @@ def _last_uses(nodes: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, 
     return {t: step for step, (node, _) in enumerate(nodes) for t in node["inputs"]}
 
 
-def gemm_weights(layer: MacroLayer) -> np.ndarray:
-    """The grouped conv weight as one matrix per conv group: ``(S·G, Cmax·kh·kw, Cout_g)``."""
-    w = layer.conv.weight
-    groups = layer.conv.groups
-    return np.ascontiguousarray(w.reshape(groups, w.shape[0] // groups, -1).transpose(0, 2, 1))
+def torch_weight(layer: MacroLayer) -> torch.Tensor:
+    """The conv weight, channels-last (torch's fastest grouped convolution)."""
+    return torch.from_numpy(np.ascontiguousarray(layer.conv.weight)).contiguous(memory_format=torch.channels_last)
 
 
-def conv_columns(layer: MacroLayer, codes: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """``(S·G, N·Ho·Wo, Cmax·kh·kw)``: every conv group's gathered, zero-padded input windows."""
-    x = codes if layer.conv.index is None else np.take(codes, layer.conv.index, axis=1)
+def conv_input(layer: MacroLayer, codes: np.ndarray) -> torch.Tensor:
+    """The codes each conv group reads (``index``), channels-last: one numpy pass that
+    gathers and transposes (much cheaper than torch's gather plus layout change)."""
+    n, _, h, w = codes.shape
+    index = layer.conv.index
+    if index is None:
+        nhwc = np.ascontiguousarray(codes.transpose(0, 2, 3, 1))
+    else:
+        nhwc = np.empty((n, h, w, index.shape[0]), dtype=np.float32)
+        np.take(codes, index, axis=1, out=nhwc.transpose(0, 3, 1, 2), mode="clip")  # indices are in range
+    return torch.from_numpy(nhwc).permute(0, 3, 1, 2)
+
+
+def bitline_sums(layer: MacroLayer, weight: torch.Tensor, codes: np.ndarray) -> np.ndarray:
+    """``(N, S·Cout, Ho, Wo)`` exact partial sums of every segment: one grouped convolution.
+    The result is a channels-last view (strides ``N, 1, Wo·C, C``); numpy's ufuncs and
+    reshapes that split the channel axis work on it without copies. ``round`` makes
+    exactness explicit whatever convolution algorithm torch picks."""
+    x = conv_input(layer, codes)
     t, left, b, r = layer.pads
-    if any(layer.pads):
-        x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
-    kh, kw = layer.conv.weight.shape[2:]
-    win = windows(x, (kh, kw), layer.strides, layer.dilations)  # (N, C', Ho, Wo, kh, kw)
-    n, c, ho, wo = win.shape[:4]
-    groups = layer.conv.groups
-    cols = win.reshape(n, groups, c // groups, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
-    return cols.reshape(groups, n * ho * wo, -1), ho, wo
+    padding: tuple[int, int] = (t, left)
+    if (t, left) != (b, r):
+        x, padding = F.pad(x, (left, r, t, b)).contiguous(memory_format=torch.channels_last), (0, 0)
+    with torch.no_grad():
+        p = F.conv2d(x, weight, stride=layer.strides, padding=padding, dilation=layer.dilations,
+                     groups=layer.conv.groups)
+    out = p.numpy()
+    return np.rint(out, out=out)
 
 
-def bitline_sums(layer: MacroLayer, weight: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """``(S, G, N, Ho, Wo, Cout_g)`` exact partial sums of every segment: the grouped
-    convolution as one stacked matrix product (one BLAS thread per product: they are many
-    and small). ``round`` makes exactness explicit whatever the BLAS summation order."""
-    cols, ho, wo = conv_columns(layer, codes)
-    with single_blas_thread():
-        p = np.matmul(cols, weight)  # (S·G, N·Ho·Wo, Cout_g)
-    np.rint(p, out=p)
-    groups = layer.conv.groups // layer.segments
-    return p.reshape(layer.segments, groups, codes.shape[0], ho, wo, weight.shape[2])
-
-
-def run_layer(layer: MacroLayer, weight: np.ndarray, x: np.ndarray, record: bool = True) -> LayerTrace:
-    """One CIM layer on float input ``x`` (module doc); without ``record`` the ADC codes are
-    not rearranged into the trace layout and the sums ``P`` are overwritten by the outputs."""
+def run_layer(layer: MacroLayer, weight: torch.Tensor, x: np.ndarray, record: bool = True) -> LayerTrace:
+    """One CIM layer on float input ``x`` (module doc); without ``record`` the sums ``P``
+    are overwritten by the outputs."""
     lead = x.shape[:-1]
     a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
     codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
-    p = bitline_sums(layer, weight, codes)  # (S, G, N, Ho, Wo, Cg)
-    s, g, n, ho, wo, cg = p.shape
-    step = layer.adc_step.reshape(1, g, 1, 1, 1, cg) if layer.adc_step.size > 1 else layer.adc_step
-    adc = numerics.quantize(p, step, layer.adc_bits, signed=True, out=p)  # the ADC (numerics.adc_codes)
-    total = np.ascontiguousarray(adc.sum(axis=0).transpose(1, 0, 4, 2, 3)).reshape(n, g * cg, ho, wo)
+    p = bitline_sums(layer, weight, codes)
+    n, _, ho, wo = p.shape
+    p = p.reshape(n, layer.segments, layer.cout, ho, wo)
+    adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=2, out=p)
+    total = adc.sum(axis=1, dtype=np.float32)
     y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
-    codes_nscw = adc.transpose(2, 0, 1, 5, 3, 4).reshape(n, s, g * cg, ho, wo) if record else adc[:0]
     if layer.kind == "conv":
-        return LayerTrace(codes, codes_nscw, total, y)
-    return LayerTrace(codes.reshape(x.shape), codes_nscw.reshape(n, s, layer.cout),
+        return LayerTrace(codes, adc, total, y)
+    return LayerTrace(codes.reshape(x.shape), adc.reshape(n, layer.segments, layer.cout),
                       total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
