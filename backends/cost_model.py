@@ -32,12 +32,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cimc.passes.place_bitlines import cim_nodes
-
 from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
+from cimc.passes.place_bitlines import cim_nodes
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,8 @@ def model_cost(graph: Graph, macro: MacroSpec, bitline_budget: int | None = None
     macros = len(macro_ids)
     loading = macros * macro.load_cycles
     min_budget = macros * macro.bitlines
-    budget = min_budget if bitline_budget is None else bitline_budget
+    # default: everything fits (at least one macro, so a model without CIM layers has a budget too)
+    budget = max(min_budget, macro.bitlines) if bitline_budget is None else bitline_budget
     fits = min_budget <= budget  # the macros in use fit in the budget's whole macros
     return ModelCost(
         layers=layers, params=params, bitlines=bitlines,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from cimc.backends.cost_model import LayerCost, ModelCost
-
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 

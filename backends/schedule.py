@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from cimc.backends.cost_model import ModelCost
-
 from cimc.ir.annotations import BitlinePlacement, CimLayer
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec

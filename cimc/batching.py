@@ -9,6 +9,12 @@ the kernels (and the exported ONNX) work for every ``N``. Tensor shapes are left
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cimc.errors import UsageError
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 
@@ -35,3 +41,40 @@ def batch_generic(graph: Graph) -> Graph:
         if node.op == "Reshape":
             node.attrs["shape"] = generic_shape(graph, node, batch)
     return out
+
+
+def batch_safe(graph: Graph) -> bool:
+    """Whether every sample of a batch flows independently through ``batch_generic(graph)``:
+    no node mixes axis 0 (Flatten/Concat/Softmax/Slice/Pad/Transpose on axis 0, a Reshape
+    that keeps a fixed leading size, Gemm with ``transA``)."""
+    return not any(mixes_batch(node.op, node.attrs) for node in batch_generic(graph).nodes)
+
+
+def mixes_batch(op: str, a: Mapping[str, Any]) -> bool:
+    """Whether an op (of a batch-generic graph) combines values of different samples."""
+    if op in ("Flatten", "Concat", "Softmax"):
+        return bool(a["axis"] == 0)
+    if op == "Reshape":
+        return not a["shape"] or a["shape"][0] != -1
+    if op == "Transpose":
+        return bool(a["perm"][0] != 0)
+    if op == "Slice":
+        return 0 in a["axes"]
+    if op == "Pad":
+        return bool(a["pads"][0] or a["pads"][len(a["pads"]) // 2])
+    return op == "Gemm" and bool(a["transA"])
+
+
+def batch_chunks(graph: Graph, feeds: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """``feeds`` as one batch when the graph is batch-safe, else split into chunks of the
+    graph's static batch size (a model that mixes its batch axis runs only at that size)."""
+    return [feeds] if batch_safe(graph) else split_batch(feeds, static_batch(graph))
+
+
+def split_batch(feeds: Mapping[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
+    """Consecutive chunks of ``size`` samples of every input."""
+    total = min(int(v.shape[0]) for v in feeds.values())
+    if total % size:
+        raise UsageError(f"this model mixes its batch axis and runs only in batches of {size}; "
+                         f"{total} samples is not a multiple of {size}")
+    return [{k: v[i:i + size] for k, v in feeds.items()} for i in range(0, total, size)]

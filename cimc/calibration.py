@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cimc import data, numerics
-from cimc.batching import batch_generic
+from cimc.batching import batch_chunks, batch_generic
 from cimc.cim_layer import CimSpec
 from cimc.cim_reference import as_conv_input, im2col, segment_matmul
 from cimc.errors import UsageError
@@ -78,10 +78,12 @@ def _load_one(source: str, shape: tuple[int, ...], size: int, root: str | Path |
 
 
 def collect_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[str]) -> dict[str, np.ndarray]:
-    """Float input activations of the named nodes over the batch (one interpreter run)."""
+    """Float input activations of the named nodes over the batch (one interpreter run, or one
+    per chunk of the static batch for a model that mixes its batch axis)."""
     generic = batch_generic(graph)
-    values = interpreter.run(generic, feeds, keep=True)
-    return {name: values[generic.node(name).inputs[0]] for name in nodes}
+    runs = [interpreter.run(generic, chunk, keep=True) for chunk in batch_chunks(graph, feeds)]
+    return {name: np.concatenate([values[generic.node(name).inputs[0]] for values in runs])
+            for name in nodes}
 
 
 def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,

@@ -23,13 +23,13 @@ onnxruntime and stay float32 (they may differ in the last bit).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from cimc import numerics
-from cimc.batching import batch_generic
+from cimc.batching import batch_chunks, batch_generic
 from cimc.blas import single_blas_thread
 from cimc.cim_layer import CimSpec, cim_spec
 from cimc.errors import InvalidModelError, UnsupportedError
@@ -149,6 +149,21 @@ def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool 
     missing = [name for name in graph.inputs if name not in feeds]
     if missing:
         raise InvalidModelError(f"missing input(s): {', '.join(missing)}")
+    chunks = batch_chunks(graph, {k: np.asarray(v) for k, v in feeds.items()})
+    if len(chunks) > 1:
+        return concat_runs([_run_compiled(graph, chunk, record) for chunk in chunks])
+    return _run_compiled(graph, feeds, record)
+
+
+def concat_runs(runs: list[CompiledRun]) -> CompiledRun:
+    """One ``CompiledRun`` from runs over consecutive chunks of a batch."""
+    outputs = {k: np.concatenate([r.outputs[k] for r in runs]) for k in runs[0].outputs}
+    traces = {k: LayerTrace(*(np.concatenate([getattr(r.traces[k], f.name) for r in runs])
+                              for f in fields(LayerTrace))) for k in runs[0].traces}
+    return CompiledRun(outputs, traces)
+
+
+def _run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], record: bool) -> CompiledRun:
     generic = batch_generic(graph)
     values: dict[str, np.ndarray] = dict(generic.initializers)
     values.update({k: np.asarray(v, dtype=np.float32) for k, v in feeds.items()})

@@ -20,6 +20,8 @@ Prints a Markdown table of test accuracies (mean ± std over seeds, and each see
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import statistics
 import tempfile
@@ -41,7 +43,7 @@ ROWS = ("float", "naive PTQ (weights + partial sums)", "phase 1 (LSQ weights, in
 
 
 def digits_graph(seed: int) -> Graph:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # exporter chatter
         models.export_onnx("digits_cnn", Path(tmp) / "digits.onnx", seed=seed)
         return import_onnx(Path(tmp) / "digits.onnx")
 

@@ -76,3 +76,12 @@ def test_budget_fit_and_reload() -> None:
     assert not tight.fits_on_chip
     assert (tight.reload_cycles_per_inference, tight.min_budget_without_reload) == (512, 512)
     assert model_cost(placed, MACRO, bitline_budget=512).fits_on_chip
+
+
+def test_model_without_cim_layers_has_a_positive_budget() -> None:
+    g = graph_with_input((1, 4))
+    g.tensors["y"] = TensorInfo("y", (1, 4))
+    g.add_node(Node("r", "Relu", ("x",), ("y",)))
+    g.outputs.append("y")
+    cost = model_cost(run_passes(g, [SelectCim(), TileWordlines(), PlaceBitlines()], PassContext(macro=MACRO)), MACRO)
+    assert (cost.macros, cost.bitline_budget, cost.fits_on_chip) == (0, 256, True)

@@ -34,7 +34,8 @@ from cimc.backends.cim_files import decode_attr
 from cimc.backends.emulator.checks import check_build
 from cimc.backends.emulator.files import BuildFiles, read_build
 from cimc.backends.emulator.layers import MacroLayer, macro_layers
-from cimc.cim_reference import CompiledRun, LayerTrace, digital_op
+from cimc.batching import mixes_batch, split_batch
+from cimc.cim_reference import CompiledRun, LayerTrace, concat_runs, digital_op
 from cimc.errors import UsageError
 
 
@@ -76,8 +77,15 @@ class Emulator:
         return out
 
     def run(self, x: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
-        """Execute the model on a batch (module doc)."""
-        values: dict[str, np.ndarray] = {**self.constants, **self.feeds(x)}
+        """Execute the model on a batch (module doc); a model that mixes its batch axis runs
+        in chunks of its static batch size."""
+        feeds = self.feeds(x)
+        if not any(mixes_batch(node["op"], attrs) for node, attrs in self.nodes):
+            return self._run(feeds, record)
+        return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, self.files.graph["batch"])])
+
+    def _run(self, feeds: dict[str, np.ndarray], record: bool) -> CompiledRun:
+        values: dict[str, np.ndarray] = {**self.constants, **feeds}
         traces: dict[str, LayerTrace] = {}
         last = _last_uses(self.nodes)
         outputs = {t["name"] for t in self.files.graph["outputs"]}

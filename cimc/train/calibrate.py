@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("lsq", "max")
 _FRACTIONS = torch.arange(1, 65, dtype=torch.float32) / 64.0
-_MAX_SAMPLES = 1 << 14
+_MAX_ELEMENTS = 1 << 17  # partial sums per layer the search looks at (evenly spaced subsample)
 
 
 def max_init(x: torch.Tensor, qp: int, channels: int = 1) -> torch.Tensor:
@@ -83,8 +83,9 @@ def _columns_first(p: torch.Tensor) -> torch.Tensor:
 def mse_adc_step(p: torch.Tensor, bits: int, channels: int) -> torch.Tensor:
     """The candidate step with the least ADC error; ``p`` is ``(N, Ho, Wo, G, S, Cout_g)``."""
     per_col = _columns_first(p).reshape(channels, -1) if channels > 1 else p.reshape(1, -1)
-    if per_col.shape[1] > _MAX_SAMPLES:
-        per_col = per_col[:, torch.linspace(0, per_col.shape[1] - 1, _MAX_SAMPLES).long()]
+    samples = max(_MAX_ELEMENTS // channels, 256)
+    if per_col.shape[1] > samples:
+        per_col = per_col[:, torch.linspace(0, per_col.shape[1] - 1, samples).long()]
     qp = (1 << (bits - 1)) - 1
     amax = per_col.abs().amax(dim=1, keepdim=True).clamp_min(1.0)
     best, best_err = amax / qp, torch.full_like(amax, float("inf"))
