@@ -1,125 +1,21 @@
-"""The ``cimc`` command line. Every ``CimcError`` becomes one line on stderr (or a JSON
-object with ``--json``) and its fixed exit code; tracebacks only with ``--debug``."""
+"""The ``cimc`` command line: the top-level group and its commands (each in its own
+``cimc/cli_<topic>.py``; shared plumbing in ``cimc.cli_common``). Importing it stays cheap:
+commands import numpy, onnx and torch only when they run."""
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
-from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from cimc import __version__
-from cimc.errors import CimcError, UsageError
-from cimc.safe_text import safe_message
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class State:
-    def __init__(self, debug: bool, as_json: bool) -> None:
-        self.debug = debug
-        self.as_json = as_json
-
-
-def guarded(fn: F) -> F:
-    """Run a command, turning errors into the documented one-line/JSON form and exit code."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state: State = click.get_current_context().find_object(State) or State(False, False)
-        try:
-            return fn(*args, **kwargs)
-        except CimcError as exc:
-            _fail(state, exc)
-        except (KeyboardInterrupt, BrokenPipeError, click.exceptions.Exit, click.ClickException):
-            raise  # click handles these (a closed pipe: quiet exit 1)
-        except Exception as exc:
-            if state.debug:
-                raise
-            _fail(state, CimcError(f"internal error: {type(exc).__name__}: {exc}",
-                                   hint="rerun with --debug and report the traceback"))
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _fail(state: State, exc: CimcError) -> None:
-    if state.debug:
-        import traceback
-
-        traceback.print_exception(exc)
-    if state.as_json:
-        click.echo(json.dumps(_safe_json(exc.to_json()), sort_keys=True))
-    else:
-        click.echo(f"cimc: error [{exc.kind}]: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-def _safe_json(value: Any) -> Any:
-    """``value`` with every string (names from the model among them) shortened and escaped."""
-    if isinstance(value, str):
-        return safe_message(value)
-    if isinstance(value, dict):
-        return {safe_message(str(k)): _safe_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_safe_json(v) for v in value]
-    return value
-
-
-_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
-class CimcGroup(click.Group):
-    """A click group whose parse errors (bad options, unknown commands, in any subcommand) also
-    come out as one ``cimc: error [usage]`` line (or a JSON object with ``--json``), exit 2."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
-        with _one_line_click_errors(lambda: State("--debug" in args, "--json" in args)):
-            return super().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        def state() -> State:
-            found = ctx.find_object(State)
-            return found or State(bool(ctx.params.get("debug")), bool(ctx.params.get("as_json")))
-
-        with _one_line_click_errors(state):
-            return super().invoke(ctx)
-
-
-@contextmanager
-def _one_line_click_errors(state: Callable[[], State]) -> Iterator[None]:
-    try:
-        yield
-    except _NO_ARGS_IS_HELP:  # a bare ``cimc`` or ``cimc zoo`` prints the help
-        raise
-    except click.UsageError as exc:
-        name = exc.ctx.command_path if exc.ctx is not None else "cimc"
-        _fail(state(), UsageError(exc.format_message(), hint=f"see '{name} --help'"))
-    except click.ClickException as exc:
-        error = CimcError(exc.format_message())
-        error.exit_code = exc.exit_code
-        _fail(state(), error)
-
-
-def parse_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
-    """``NAME=1,3,32,32`` pairs → dict; a bare ``1,3,32,32`` applies to the only input ('')."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for value in values:
-        name, _, dims = value.rpartition("=")
-        try:
-            shape = tuple(int(d) for d in dims.split(","))
-        except ValueError:
-            raise UsageError(f"bad --input-shape '{value}'", hint="use NAME=1,3,32,32") from None
-        if not shape or min(shape) < 1:
-            raise UsageError(f"bad --input-shape '{value}': dimensions must be positive")
-        shapes[name] = shape
-    return shapes or None
+from cimc.cli_common import CimcGroup, State
+from cimc.cli_compile import compile_cmd
+from cimc.cli_emulate import emulate_cmd
+from cimc.cli_inspect import register as register_inspect
+from cimc.cli_morph import morph_cmd
+from cimc.cli_qat import qat_cmd
+from cimc.cli_zoo import zoo
 
 
 @click.group(cls=CimcGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,18 +31,10 @@ def main(ctx: click.Context, debug: bool, as_json: bool, verbose: int) -> None:
     ctx.obj = State(debug, as_json)
 
 
-def _register() -> None:
-    from cimc.cli_compile import compile_cmd
-    from cimc.cli_zoo import zoo
+main.add_command(compile_cmd)
+main.add_command(zoo)
+register_inspect(main)  # inspect, validate, diff, maps
+main.add_command(qat_cmd)
+main.add_command(morph_cmd)
+main.add_command(emulate_cmd)
 
-    main.add_command(compile_cmd)
-    main.add_command(zoo)
-    __import__("cimc.cli_inspect", fromlist=["register"]).register(main)  # inspect, validate, diff, maps
-    main.add_command(__import__("cimc.cli_qat", fromlist=["qat_cmd"]).qat_cmd)  # qat (issue 4)
-    main.add_command(__import__("cimc.cli_morph", fromlist=["morph_cmd"]).morph_cmd)  # morph (issue 5)
-    main.add_command(__import__("cimc.cli_emulate", fromlist=["emulate_cmd"]).emulate_cmd)  # emulate (issue 3)
-
-
-_register()
-
-__all__ = ["Path", "State", "guarded", "main", "parse_shapes"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cimc.cli import State, guarded, parse_shapes
+from cimc.cli_common import State, guarded, parse_shapes
 from cimc.cli_morph import morph_options, structure_morph
 from cimc.cli_quant import pop_quant, print_quant, quant_options
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cimc.cli import State, guarded
+from cimc.cli_common import State, guarded
 from cimc.errors import UsageError
 
 if TYPE_CHECKING:

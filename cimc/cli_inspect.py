@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from cimc.cli import State, guarded
+from cimc.cli_common import State, guarded
 
 BUILD = click.Path(file_okay=False, path_type=Path)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cimc.cli import State, guarded, parse_shapes
+from cimc.cli_common import State, guarded, parse_shapes
 from cimc.errors import UsageError
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from cimc.cli import State, guarded, parse_shapes
+from cimc.cli_common import State, guarded, parse_shapes
 
 
 @click.command("qat")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cimc.cli import State, guarded
+from cimc.cli_common import State, guarded
 from cimc.errors import UsageError
 
 
