@@ -22,6 +22,7 @@ from safetensors.numpy import save
 
 from cimc.backends.layout import layer_matrix, macro_arrays
 from cimc.backends.weights_file import macro_weights_bytes
+from cimc.frontend import import_onnx
 from cimc.frontend.lean_check import check_model_lean, checker_skeleton
 from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS, infer_shapes_lean, skeleton
 from cimc.ir.annotations import BitlinePlacement, WordlineTiling
@@ -70,6 +71,15 @@ def test_in_place_inference_moves_only_the_shapes_into_the_model() -> None:
     assert got is copy and got.SerializeToString() == want
     assert not model.graph.value_info  # without in_place the input is left alone
     assert infer_shapes_lean(model, strict_mode=True, data_prop=True) is not model and not model.graph.value_info
+
+
+def test_import_leaves_a_given_model_alone() -> None:
+    """The frontend works in place on its own copy, never on the caller's model."""
+    model = _conv_reshape_model()
+    before = model.SerializeToString()
+    graph = import_onnx(model)
+    assert model.SerializeToString() == before
+    assert graph.shape("z") == (1, 64 * 8 * 8)
 
 
 def test_skeleton_drops_only_large_float_data() -> None:

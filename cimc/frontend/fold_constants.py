@@ -220,10 +220,12 @@ def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -
     return [np.asarray(o) for o in outs]
 
 
-def fold_constants(model: onnx.ModelProto, *, budget: int = DEFAULT_BUDGET) -> onnx.ModelProto:
-    """Return a copy of ``model`` with its constant subgraphs replaced by initializers."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def fold_constants(model: onnx.ModelProto, *, budget: int = DEFAULT_BUDGET, in_place: bool = False) -> onnx.ModelProto:
+    """Return a copy of ``model`` with its constant subgraphs replaced by initializers
+    (``in_place``: the caller owns ``model``, which is folded and returned, no copy)."""
+    out = model if in_place else onnx.ModelProto()
+    if not in_place:
+        out.CopyFrom(model)
     folder = _Folder(out, budget)
     folded = folder.run()
     if folded:

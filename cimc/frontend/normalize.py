@@ -27,19 +27,24 @@ MIN_OPSET = 13
 InputShapes = Mapping[str, tuple[int, ...]]
 
 
-def normalize(model: onnx.ModelProto, input_shapes: InputShapes | None = None) -> onnx.ModelProto:
-    """Return a copy of ``model`` at opset ≥ 13 with static input shapes and inferred shapes."""
-    model = upgrade_opset(model)
+def normalize(model: onnx.ModelProto, input_shapes: InputShapes | None = None, *,
+              in_place: bool = False) -> onnx.ModelProto:
+    """Return a copy of ``model`` at opset ≥ 13 with static input shapes and inferred shapes
+    (``in_place``: the caller owns ``model``, which may be updated and returned instead)."""
+    model = upgrade_opset(model, in_place=in_place)
     name_nodes(model.graph)  # the version converter adds unnamed nodes
     drop_initializer_inputs(model.graph)
     apply_input_shapes(model.graph, dict(input_shapes or {}))
-    return infer_shapes(model, in_place=True)  # model is this function's own copy
+    return infer_shapes(model, in_place=True)  # model is this function's own (or its owner's)
 
 
-def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Convert a model older than opset 13 to opset 13 (a copy either way)."""
+def upgrade_opset(model: onnx.ModelProto, *, in_place: bool = False) -> onnx.ModelProto:
+    """Convert a model older than opset 13 to opset 13 (a copy either way, unless ``in_place``
+    and there is nothing to convert: then ``model`` itself)."""
     opset = default_opset(model)
     if opset is None or opset >= MIN_OPSET:
+        if in_place:
+            return model
         out = onnx.ModelProto()
         out.CopyFrom(model)
         return out

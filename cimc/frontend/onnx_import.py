@@ -49,9 +49,9 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     any other allocation); constant folding creates at most ``fold_budget`` elements a node."""
     model = _obtain(path_or_model, max_bytes, allow_external_outside)
     prepare(model)
-    model = normalize(model, input_shapes)
+    model = normalize(model, input_shapes, in_place=True)  # the model is ours (loaded or copied)
     check_memory(model.graph, max_tensor_bytes)
-    model = infer_shapes(fold_constants(model, budget=fold_budget), in_place=True)
+    model = infer_shapes(fold_constants(model, budget=fold_budget, in_place=True), in_place=True)
     check_memory(model.graph, max_tensor_bytes)
     graph = to_ir(model)
     check_values(graph)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cimc.train.phase2 import ConvGeometry, SegmentPlan, conv2d
-from cimc.train.quant import StepQuantizer, channel_view, quantize_codes
+from cimc.train.quant import StepQuantizer, adc_sum, channel_view, quantize_codes
 
 PHASES = ("float", "1", "2")
 
@@ -77,8 +77,8 @@ class CimQuantLayer(nn.Module):
     def _phase2(self, a_q: torch.Tensor, w_q: torch.Tensor, s_w: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
         p = self.plan.partial_sums(a_q, w_q, self.geom)  # (N, Ho, Wo, G, S, Cout_g)
         s_adc = self.adc.scaled_step(p[0].numel() // self.adc.channels)
-        codes = quantize_codes(p, self.adc_view(s_adc, p.shape[5]), self.adc.bits, True)
-        total = codes.sum(dim=4).flatten(3, 4)  # (N, Ho, Wo, Cout): the adder tree
+        total = adc_sum(p, self.adc_view(s_adc, p.shape[5]), self.adc.bits, dim=4)  # ADC codes + adder tree
+        total = total.flatten(3, 4)  # (N, Ho, Wo, Cout)
         y = total * (s_w * s_adc * s_a)
         return y.permute(0, 3, 1, 2)
 

@@ -78,6 +78,36 @@ class _FixedStepCodes(torch.autograd.Function):
         return grad * inside / step, None, None, None
 
 
+class _FixedStepAdcSum(torch.autograd.Function):
+    """``Σ_dim round(clip(p / s, ±qp))`` for a constant ADC step, fused (the largest tensors of
+    phase 2): forward ``c = clip(p/s)``, mask ``c == p/s``, ``round_``, sum; backward
+    ``grad·[inside]/s`` broadcast over the summed axis (the STE of ``quantize_codes``)."""
+
+    @staticmethod
+    def forward(ctx: Any, p: torch.Tensor, step: torch.Tensor, qp: int, dim: int) -> torch.Tensor:
+        scaled = p / step
+        clipped = scaled.clamp(-qp, qp)
+        inside = clipped == scaled
+        del scaled
+        ctx.save_for_backward(inside, step)
+        ctx.dim = dim
+        return clipped.round_().sum(dim=dim)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        inside, step = ctx.saved_tensors
+        g = (grad.unsqueeze(ctx.dim) / step).expand(inside.shape)
+        return torch.where(inside, g, 0.0), None, None, None
+
+
+def adc_sum(p: torch.Tensor, step: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
+    """``quantize_codes(p, step, bits, signed=True).sum(dim)`` — fused when ``step`` is frozen."""
+    if step.requires_grad:
+        return quantize_codes(p, step, bits, True).sum(dim=dim)
+    out: torch.Tensor = _FixedStepAdcSum.apply(p, step, code_range(bits, True)[1], dim)
+    return out
+
+
 def round_ste(x: torch.Tensor) -> torch.Tensor:
     """Round half to even with a straight-through gradient."""
     out: torch.Tensor = _RoundSTE.apply(x)
