@@ -25,8 +25,6 @@ from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
 
-QUANT_FILES = ("quant.json", "graph.json", "digital.safetensors", "model.cim.onnx")
-
 
 def is_quantized(nodes: list[Node]) -> bool:
     return all(QuantParams in n.ann for n in nodes)

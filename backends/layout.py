@@ -43,12 +43,6 @@ def padded_columns(matrix: np.ndarray, bounds: np.ndarray, height: int) -> tuple
     return np.take(padded, index, axis=1), mask
 
 
-def column_values(matrix: np.ndarray, bounds: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns in layer order ``(S·Cout, height)`` and a mask of the cells they occupy."""
-    cols, mask = padded_columns(matrix, bounds, height)
-    return cols.transpose(1, 0, 2).reshape(-1, height), np.repeat(mask, matrix.shape[0], axis=0)
-
-
 def macro_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int,
                  dtype: type = np.float32,
                  matrix: Callable[[Graph, Node], np.ndarray] = layer_matrix) -> np.ndarray:

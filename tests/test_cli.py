@@ -52,3 +52,14 @@ def test_zoo_list_and_export(tmp_path: Path) -> None:
     assert code == 0 and "vgg9" in out and "resnet18" in out
     code, _, _ = invoke("zoo", "export", "tiny_cnn", "-o", str(tmp_path / "t.onnx"))
     assert code == 0 and (tmp_path / "t.onnx").stat().st_size > 1000
+
+
+def test_readme_exit_code_table_matches_the_errors() -> None:
+    """The README's table of exit codes is the one ``cimc.errors`` defines."""
+    import re
+
+    from cimc.errors import EXIT_CODES
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict((kind, int(code)) for code, kind in re.findall(r"^\| (\d) \| `([a-z-]+)` \|", readme, re.M))
+    assert {k: v for k, v in rows.items() if k != "error"} == EXIT_CODES

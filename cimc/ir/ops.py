@@ -49,6 +49,3 @@ OPS: dict[str, OpSpec] = {
 
 #: Ops removed at import (they compute the identity at inference time).
 IDENTITY_OPS = frozenset({"Identity", "Dropout"})
-
-#: Ops that may run on CIM macros.
-CIM_CANDIDATES = frozenset({"Conv", "Gemm", "MatMul"})
