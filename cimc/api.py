@@ -72,12 +72,13 @@ class CompileOptions:
     progress: Callable[[str], None] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
-        """The options that shape the build (recorded in the manifest). Bit overrides are
-        recorded in the manifest's macro."""
+        """The options that shape the build (recorded in the manifest)."""
         return {"tiling": self.tiling, "placement": self.placement, "map_fc": self.map_fc,
                 "input_shapes": {k: list(v) for k, v in sorted((self.input_shapes or {}).items())},
                 "granularity": self.granularity, "weight_method": self.weight_method, "calib": self.calib,
                 "calib_size": self.calib_size, "no_shift": self.no_shift,
+                **{k: v for k, v in (("w_bits", self.w_bits), ("a_bits", self.a_bits),
+                                     ("adc_bits", self.adc_bits)) if v is not None},
                 "layer_bits": {k: dict(sorted(v.items())) for k, v in sorted((self.layer_bits or {}).items())},
                 **({"morph": _morph().morph_record(self.morph)} if self.morph is not None else {})}
 
@@ -94,9 +95,11 @@ class CompileResult:
 def default_passes(options: CompileOptions) -> list[GraphPass]:
     calib = {"calib": options.calib, "calib_size": options.calib_size, "data_root": options.data_root}
     bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
+    default = LayerBits(options.w_bits, options.a_bits, options.adc_bits)
     passes: list[GraphPass] = [
         FoldBatchNorm(), SelectCim(map_fc=options.map_fc), TileWordlines(mode=options.tiling),
-        Quantize(granularity=options.granularity, weight_method=options.weight_method, bits=bits, **calib),
+        Quantize(granularity=options.granularity, weight_method=options.weight_method, bits=bits,
+                 default_bits=default, **calib),
         PlaceBitlines(policy=options.placement)]
     return passes if options.no_shift else [*passes, ScaleToShift(**calib)]
 
@@ -142,7 +145,6 @@ def _read_hash(path: Path, limit: int | None = None) -> str:
 def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassContext]:
     check_nonempty(graph)  # empty tensors import (and interpret) fine, but cannot be compiled
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
-    macro = macro.with_options(cell_bits=options.w_bits, dac_bits=options.a_bits, adc_bits=options.adc_bits)
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
                       progress=options.progress)
     morph = _morph().morph_passes(options) if options.morph is not None else []

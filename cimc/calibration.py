@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from cimc import data, numerics
+from cimc import data, numerics, slicing
 from cimc.batching import batch_chunks, batch_generic
 from cimc.cim_layer import CimSpec
 from cimc.cim_reference import as_conv_input, im2col, segment_matmul
@@ -87,13 +87,23 @@ def collect_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[s
 
 
 def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,
-                 a_bits: int, a_signed: bool, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Per-segment partial sums of the layer for the given steps, ``(M, S, Cout)`` over at most
+                 a_bits: int, a_signed: bool, max_pixels: int = MAX_PIXELS, *,
+                 cell_bits: int | None = None, dac_bits: int | None = None) -> np.ndarray:
+    """Partial sums of every ADC conversion of the layer for the given steps, ``(M, K, Cout)``
+    with ``K = segments·T·S`` (``cimc.slicing``; ``K = segments`` unsliced) over at most
     ``max_pixels`` output pixels of the batch (evenly spaced: statistics need no more)."""
     a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
     codes = numerics.weight_codes(spec.weight, w_step, w_bits)
-    cols, _, _ = im2col(a_q, spec)
-    if cols.shape[1] > max_pixels:
-        cols = cols[:, np.linspace(0, cols.shape[1] - 1, max_pixels).astype(np.int64)]
-    p = segment_matmul(cols, codes, spec)  # (G, S, M, Cout_g)
-    return np.ascontiguousarray(p.transpose(2, 1, 0, 3)).reshape(p.shape[2], p.shape[1], spec.cout)
+    a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
+    w_dig = slicing.digits(codes, w_bits, cell_bits, signed=True)  # (S, Cout, Cin_g, kh, kw)
+    cols, _, _ = im2col(a_dig.reshape(-1, *a_q.shape[1:]), spec)  # (G, T·M_all, rows)
+    nt, ns = a_dig.shape[0], w_dig.shape[0]
+    cols = cols.reshape(cols.shape[0], nt, -1, cols.shape[-1])
+    if cols.shape[2] > max_pixels:
+        cols = cols[:, :, np.linspace(0, cols.shape[2] - 1, max_pixels).astype(np.int64)]
+    m = cols.shape[2]
+    wide = np.ascontiguousarray(np.moveaxis(w_dig, 0, 1)).reshape(spec.cout * ns, *codes.shape[1:])
+    p = segment_matmul(cols.reshape(cols.shape[0], nt * m, -1), wide, replace(spec, weight=wide))
+    g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
+    p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)
+    return np.ascontiguousarray(p).reshape(m, seg * nt * ns, spec.cout)

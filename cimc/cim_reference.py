@@ -10,7 +10,13 @@ A CIM layer (``run_layer``) is vectorised over batch, pixels and segments::
     P             = Σ_s p̂                                             (N, Cout, Ho, Wo)
     y             = P · scale + b'                                     (``CimSpec``)
 
-All products and sums are of small integers, exact in float32 (``|p| < 2^24``).
+A bit-sliced layer (``cimc.slicing``) runs its ``T`` input digits as ``T`` batches and its
+``S`` weight digits as ``S`` adjacent columns per output channel, in the same one matmul; the
+ADC codes then have ``segments·T·S`` conversions on axis 1, in the order ``(s, t, j)``, and
+``P = Σ_k conversion_weights[k] · p̂_k``.
+
+All products and sums are of small integers, exact in float32 (``|P| < 2^24``, checked by
+the quantize pass).
 
 Digital ops: ops that are one IEEE operation per element (Relu, MaxPool, Add, Concat, …)
 run in float32 and agree bit for bit with any engine. Reductions and transcendental ops
@@ -23,12 +29,12 @@ onnxruntime and stay float32 (they may differ in the last bit).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from cimc import numerics
+from cimc import numerics, slicing
 from cimc.batching import batch_chunks, batch_generic
 from cimc.blas import single_blas_thread
 from cimc.cim_layer import CimSpec, cim_spec
@@ -44,7 +50,8 @@ DOUBLE_OPS = frozenset({"GlobalAveragePool", "Gemm", "MatMul", "BatchNormalizati
 @dataclass(frozen=True)
 class LayerTrace:
     """What one CIM layer computed: input codes (the input's shape), ADC codes
-    ``(L, S, Cout[, Ho, Wo])``, accumulated sums ``P`` and outputs ``y`` (the output's shape)."""
+    ``(L, K, Cout[, Ho, Wo])`` with ``K = segments·T·S`` conversions (order ``(s, t, j)``),
+    accumulated sums ``P`` and outputs ``y`` (the output's shape)."""
 
     input_codes: np.ndarray
     adc_codes: np.ndarray
@@ -112,13 +119,39 @@ def as_conv_input(x: np.ndarray, spec: CimSpec) -> np.ndarray:
     return x if spec.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
 
 
+def sliced_sums(a_q: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray:
+    """Exact partial sums of every conversion, ``(N, segments·T·S, Cout, Ho, Wo)`` in the
+    order ``(s, t, j)`` (module doc); ``segment_sums`` itself when the layer is unsliced."""
+    q = spec.q
+    if q.w_slices == 1 and q.a_slices == 1:
+        return segment_sums(a_q, codes, spec)
+    w_dig = slicing.digits(codes, q.w_bits, q.cell_bits, signed=True)  # (S, Cout, Cin_g, kh, kw)
+    a_dig = slicing.digits(a_q, q.a_bits, q.dac_bits, q.a_signed)  # (T, N, C, H, W)
+    (ns, cout), (nt, n) = w_dig.shape[:2], a_dig.shape[:2]
+    wide = np.ascontiguousarray(np.moveaxis(w_dig, 0, 1)).reshape(cout * ns, *codes.shape[1:])
+    p = segment_sums(a_dig.reshape(nt * n, *a_q.shape[1:]), wide, replace(spec, weight=wide))
+    p = p.reshape(nt, n, spec.num_segments, cout, ns, *p.shape[3:])  # (T, N, Seg, Cout, S, Ho, Wo)
+    p = np.moveaxis(p, (0, 4), (2, 3))  # (N, Seg, T, S, Cout, Ho, Wo)
+    return np.ascontiguousarray(p).reshape(n, -1, cout, *p.shape[5:])
+
+
+def recombine(adc: np.ndarray, spec: CimSpec) -> np.ndarray:
+    """``P = Σ_k 2^(j·c + t·dac) · p̂_k`` over axis 1 (a plain sum without slicing)."""
+    q = spec.q
+    if q.w_slices == 1 and q.a_slices == 1:
+        return adc.sum(axis=1, dtype=np.float32)
+    weights = slicing.conversion_weights(spec.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits)
+    shaped = weights.reshape((1, -1) + (1,) * (adc.ndim - 2))
+    return np.multiply(adc, shaped, dtype=np.float32).sum(axis=1, dtype=np.float32)
+
+
 def run_layer(x: np.ndarray, spec: CimSpec, codes: np.ndarray | None = None) -> LayerTrace:
     """Execute one CIM layer on float input ``x`` by the contract (module doc)."""
     q = spec.q
     a_q = numerics.quantize(as_conv_input(x, spec), q.a_step, q.a_bits, q.a_signed)
-    p = segment_sums(a_q, spec.codes() if codes is None else codes, spec)
+    p = sliced_sums(a_q, spec.codes() if codes is None else codes, spec)
     adc = numerics.adc_codes(p, q.adc_step, q.adc_bits, channel_axis=2, out=p)
-    total = adc.sum(axis=1, dtype=np.float32)
+    total = recombine(adc, spec)
     y = numerics.layer_output(total, spec.scale(), spec.applied_bias())
     if spec.kind == "conv":
         return LayerTrace(a_q, adc, total, y)

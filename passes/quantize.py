@@ -1,8 +1,10 @@
 """quantize: attach ``QuantParams`` (DESIGN.md §5) to every CIM layer.
 
-Bits per layer: the macro's ``cell_bits`` (weights), ``dac_bits`` (activations) and
-``adc_bits`` (partial sums), overridden per layer by ``bits``; a layer may use fewer bits
-than the macro offers, never more. Step sizes, per layer (the paper) or per output column
+Bits per layer: ``w_bits``/``a_bits`` default to the macro's ``cell_bits``/``dac_bits`` and
+``adc_bits`` to its ADC's, overridden for all layers by ``default_bits`` and per layer by
+``bits``. Weights wider than a cell and inputs wider than the DAC are bit-sliced
+(``cimc.slicing``: every ``QuantParams`` records the macro's ``cell_bits``/``dac_bits``); a
+layer's ADC bits may be fewer than the macro's, never more. Step sizes, per layer (the paper) or per output column
 (``granularity="column"``, ColumnQuant):
 
 * from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant_meta``);
@@ -21,11 +23,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cimc import numerics
+from cimc import numerics, slicing
 from cimc.blas import single_blas_thread
 from cimc.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
 from cimc.cim_layer import CimSpec, cim_spec
@@ -53,8 +55,10 @@ class LayerBits:
     a_bits: int | None = None
     adc_bits: int | None = None
 
-    def resolve(self, macro: MacroSpec) -> tuple[int, int, int]:
-        return (self.w_bits or macro.cell_bits, self.a_bits or macro.dac_bits, self.adc_bits or macro.adc_bits)
+    def resolve(self, macro: MacroSpec, default: LayerBits | None = None) -> tuple[int, int, int]:
+        d = default or LayerBits()
+        return (self.w_bits or d.w_bits or macro.cell_bits, self.a_bits or d.a_bits or macro.dac_bits,
+                self.adc_bits or d.adc_bits or macro.adc_bits)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Quantize(GraphPass):
     calib_size: int = DEFAULT_SIZE
     data_root: str | None = None
     bits: Mapping[str, LayerBits] = field(default_factory=dict)
+    default_bits: LayerBits = LayerBits()
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         if self.granularity not in GRANULARITIES:
@@ -89,7 +94,7 @@ class Quantize(GraphPass):
         qat = self._qat(out)
         for node in todo:
             if node.name in qat:
-                node.ann.put(qat[node.name])
+                node.ann.put(replace(qat[node.name], cell_bits=ctx.macro.cell_bits, dac_bits=ctx.macro.dac_bits))
         rest = [n for n in todo if n.name not in qat]
         if qat and rest:
             log.warning("QAT parameters missing for %d CIM layer(s) (%s): calibrating them",
@@ -120,9 +125,9 @@ class Quantize(GraphPass):
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
             ctx.results["calibration.inputs"] = inputs
             for node in nodes:
-                bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro)
+                bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro, self.default_bits)
                 node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
-                                             self.granularity, self.weight_method))
+                                             self.granularity, self.weight_method, ctx.macro))
 
 
 def cim_nodes(graph: Graph) -> list[Node]:
@@ -140,32 +145,46 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
 
 
 def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], granularity: str,
-                    weight_method: str) -> QuantParams:
-    """Steps of one layer from its weights and calibration input ``x`` (module doc)."""
+                    weight_method: str, macro: MacroSpec) -> QuantParams:
+    """Steps of one layer from its weights and calibration input ``x`` (module doc); the
+    ADC step from the partial sums of every slice's conversion."""
     w_bits, a_bits, adc_bits = bits
+    widths = {"cell_bits": macro.cell_bits, "dac_bits": macro.dac_bits}
     axis = 0 if granularity == "column" else None
     w_step = (mse_step if weight_method == "mse" else lsq_step)(spec.weight, w_bits, True, axis)
     signed = bool((x < 0).any())
     a_step = float(mse_step(x, a_bits, signed)[0])
-    p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed)
+    p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed, **widths)
     adc_step = mse_step(p, adc_bits, True, axis=2 if axis == 0 else None, min_step=1.0)
     for arr in (w_step, adc_step):
         arr.flags.writeable = False
-    return QuantParams(w_bits, a_bits, adc_bits, w_step, a_step, adc_step, signed, source="calibration")
+    return QuantParams(w_bits, a_bits, adc_bits, w_step, a_step, adc_step, signed, source="calibration", **widths)
 
 
 def check_bits(node: Node, macro: MacroSpec) -> None:
-    """Bits within the macro's and every partial sum exact in float32 (|p| < 2^24)."""
+    """ADC bits within the macro's and every sum exact in float32: each conversion's partial
+    sum ``|p| ≤ rows·max|d|·max|e|`` and the recombined ``|P| ≤ Σ_k 2^(j·c+t·dac)·max|p̂|``
+    stay below 2^24 (``cimc.slicing``)."""
     q = node.ann[QuantParams]
-    for kind, have, limit, option in (("weight", q.w_bits, macro.cell_bits, "--w-bits"),
-                                      ("activation", q.a_bits, macro.dac_bits, "--a-bits"),
-                                      ("ADC", q.adc_bits, macro.adc_bits, "--adc-bits")):
-        if have > limit:
-            raise MappingError(f"layer '{node.name}' needs {have}-bit {kind} codes but macro "
-                               f"'{macro.name}' has {limit}", hint=f"use a macro with more bits or {option} {have}")
-    rows = node.ann[WordlineTiling].activated_wordlines()
-    bound = rows * numerics.signed_max(q.w_bits) * numerics.code_range(q.a_bits, q.a_signed)[1]
+    if q.adc_bits > macro.adc_bits:
+        raise MappingError(f"layer '{node.name}' needs {q.adc_bits}-bit ADC codes but macro "
+                           f"'{macro.name}' has {macro.adc_bits}-bit ADCs",
+                           hint=f"use a macro with more ADC bits or --adc-bits {macro.adc_bits}")
+    tiling = node.ann[WordlineTiling]
+    p_bound = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True) * \
+        _digit_max(q.a_bits, q.dac_bits, q.a_signed)
+    weights = slicing.conversion_weights(tiling.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits)
+    total_bound = int(weights.astype(np.int64).sum()) * numerics.signed_max(q.adc_bits)
+    bound = max(p_bound, total_bound)
     if bound >= EXACT_LIMIT:
-        raise UnsupportedError(f"layer '{node.name}': partial sums may reach {bound:,} ≥ 2^24 with {q.w_bits}-bit "
-                               f"weights, {q.a_bits}-bit inputs and {rows} wordlines; float32 execution would "
-                               "not be exact", hint="use fewer bits or fewer wordlines")
+        raise UnsupportedError(f"layer '{node.name}': sums may reach {bound:,} ≥ 2^24 with {q.w_bits}-bit "
+                               f"weights, {q.a_bits}-bit inputs, {q.adc_bits}-bit ADC codes and "
+                               f"{tiling.num_segments} segment(s) of up to {tiling.activated_wordlines()} "
+                               "wordlines; float32 execution would not be exact",
+                               hint="use fewer bits or fewer wordlines")
+
+
+def _digit_max(bits: int, width: int | None, signed: bool) -> int:
+    """Largest magnitude any digit of such codes takes."""
+    n = slicing.slice_count(bits, width)
+    return max(max(abs(v) for v in slicing.digit_range(bits, width, signed, j)) for j in range(n))

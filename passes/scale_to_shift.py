@@ -145,7 +145,8 @@ def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) 
     step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)
     k, step = k_up, step_up
     if x is not None:
-        p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
+        p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
+                         cell_bits=q.cell_bits, dac_bits=q.dac_bits)
         axis = 2 if exact.size > 1 else None
         up = squared_error(p, step_up, q.adc_bits, True, axis)
         down = squared_error(p, step_up / 2, q.adc_bits, True, axis)

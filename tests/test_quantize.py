@@ -95,8 +95,13 @@ def test_bits_from_overrides_and_macro_limits() -> None:
     q = params(quantize(graph, ctx, bits={"c2": LayerBits(w_bits=3, adc_bits=4)}).graph)
     assert (q["c2"].w_bits, q["c2"].a_bits, q["c2"].adc_bits) == (3, 4, 4)
     assert q["c1"].w_bits == 4
-    with pytest.raises(MappingError, match="'c2' needs 6-bit weight codes"):
-        quantize(graph, ctx, bits={"c2": LayerBits(w_bits=6)})
+    assert (q["c1"].cell_bits, q["c1"].dac_bits, q["c1"].w_slices, q["c1"].a_slices) == (4, 4, 1, 1)
+    wide = params(quantize(graph, ctx, bits={"c2": LayerBits(w_bits=6, a_bits=9)}).graph)["c2"]
+    assert (wide.w_bits, wide.a_bits, wide.w_slices, wide.a_slices) == (6, 9, 2, 3)  # sliced, not refused
+    default = params(quantize(graph, ctx, default_bits=LayerBits(w_bits=8)).graph)
+    assert {q.w_bits for q in default.values()} == {8}
+    with pytest.raises(MappingError, match="'c2' needs 6-bit ADC codes"):
+        quantize(graph, ctx, bits={"c2": LayerBits(adc_bits=6)})
     with pytest.raises(UsageError, match="not CIM layers: nope"):
         quantize(graph, ctx, bits={"nope": LayerBits(w_bits=3)})
 

@@ -114,6 +114,11 @@ class QuantParams:
     (per output column, ColumnQuant); ``a_step`` is the step of the layer's input codes,
     which are unsigned ``[0, 2^a_bits − 1]`` unless ``a_signed`` (a model input that can be
     negative), then narrow signed. ``source`` is ``"qat"`` or ``"calibration"``.
+
+    ``cell_bits`` / ``dac_bits`` are the widths of the macro's cells and DACs the codes are
+    sliced into (``cimc.slicing``): ``w_slices = ceil(w_bits / cell_bits)`` adjacent columns
+    per output channel and ``a_slices = ceil(a_bits / dac_bits)`` input cycles. ``None``
+    (before the quantize pass sets them) means one slice.
     """
 
     w_bits: int
@@ -124,6 +129,16 @@ class QuantParams:
     adc_step: np.ndarray
     a_signed: bool = False
     source: str = "calibration"
+    cell_bits: int | None = None
+    dac_bits: int | None = None
+
+    @property
+    def w_slices(self) -> int:
+        return 1 if self.cell_bits is None else -(-self.w_bits // self.cell_bits)
+
+    @property
+    def a_slices(self) -> int:
+        return 1 if self.dac_bits is None else -(-self.a_bits // self.dac_bits)
 
     @property
     def per_column(self) -> bool:

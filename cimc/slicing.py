@@ -1,0 +1,75 @@
+"""Bit-slicing: codes wider than a cell (weights) or a DAC (inputs) as sums of narrow digits.
+
+A code ``q`` of ``bits`` bits stored in slices of ``width`` bits is split into
+``n = ceil(bits / width)`` two's-complement digits::
+
+    q = Σ_{j<n} 2^(j·width) · d_j
+    d_j     = (q >> j·width) & (2^width − 1)      j < n − 1   unsigned, [0, 2^width − 1]
+    d_{n−1} =  q >> (n−1)·width                   (arithmetic shift)
+
+The most significant digit is signed, ``[−2^(t−1), 2^(t−1) − 1]`` with ``t = bits − (n−1)·width``
+bits, when the codes are signed, and unsigned ``[0, 2^t − 1]`` otherwise. One slice
+(``bits ≤ width``) is the code itself, so an unsliced layer is the contract of DESIGN.md §5
+unchanged. A c-bit cell stores 2^c levels: the lower weight slices use them as unsigned digits,
+the most significant slice as a signed one (its column's periphery applies an offset of
+``2^(c−1)`` levels — the *offset* scheme — so no differential column pair is needed).
+
+With ``S`` weight slices (columns per output channel, adjacent bitlines) and ``T`` input slices
+(DAC cycles), every ``(segment s, input slice t, weight slice j)`` is one ADC conversion and
+the digital shift-add recombines them::
+
+    p_{s,t,j} = Σ_{r∈s} d_j[r] · e_t[r]       p̂ = ADC(p)     P = Σ_{s,t,j} 2^(j·c + t·dac) · p̂_{s,t,j}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def slice_count(bits: int, width: int | None) -> int:
+    """``ceil(bits / width)``; 1 when ``width`` is ``None`` (no slicing)."""
+    return 1 if width is None else -(-bits // width)
+
+
+def digits(codes: np.ndarray, bits: int, width: int | None, signed: bool) -> np.ndarray:
+    """Digits ``(n, *codes.shape)`` of integer-valued float32 ``codes`` (module doc), float32.
+    No copy is made when there is one slice."""
+    n = slice_count(bits, width)
+    if n == 1:
+        return np.asarray(codes, dtype=np.float32)[None]
+    assert width is not None
+    q = np.asarray(codes).astype(np.int32)
+    shifts = (np.arange(n, dtype=np.int32) * width).reshape((n,) + (1,) * q.ndim)
+    out = q[None] >> shifts
+    out[:-1] &= (1 << width) - 1
+    if not signed:
+        out[-1] &= (1 << (bits - (n - 1) * width)) - 1
+    return out.astype(np.float32)
+
+
+def digit_weights(bits: int, width: int | None) -> np.ndarray:
+    """``2^(j·width)`` for each slice ``j`` (float32, exact)."""
+    n = slice_count(bits, width)
+    return np.ldexp(np.float32(1.0), np.arange(n) * (width or 0)).astype(np.float32)
+
+
+def conversion_weights(segments: int, a_bits: int, dac_bits: int | None, w_bits: int,
+                       cell_bits: int | None) -> np.ndarray:
+    """The shift-add weight of every ADC conversion of a layer, ``(segments·T·S,)`` in the
+    order ``(s, t, j)``: ``2^(j·cell_bits + t·dac_bits)`` (all 1 without slicing)."""
+    a = digit_weights(a_bits, dac_bits)
+    w = digit_weights(w_bits, cell_bits)
+    return np.tile(np.outer(a, w).reshape(-1), segments).astype(np.float32)
+
+
+def digit_range(bits: int, width: int | None, signed: bool, index: int) -> tuple[int, int]:
+    """Inclusive range of digit ``index`` (the most significant is the last)."""
+    n = slice_count(bits, width)
+    if n == 1:
+        half = (1 << (bits - 1)) - 1
+        return (-half, half) if signed else (0, (1 << bits) - 1)
+    assert width is not None
+    top = bits - (n - 1) * width
+    if index < n - 1:
+        return 0, (1 << width) - 1
+    return (-(1 << (top - 1)), (1 << (top - 1)) - 1) if signed else (0, (1 << top) - 1)
