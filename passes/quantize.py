@@ -163,19 +163,20 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
 
 def check_bits(node: Node, macro: MacroSpec) -> None:
     """ADC bits within the macro's and every sum exact in float32: each conversion's partial
-    sum ``|p| ≤ rows·max|d|·max|e|`` and the recombined ``|P| ≤ Σ_k 2^(j·c+t·dac)·max|p̂|``
-    stay below 2^24 (``cimc.slicing``)."""
+    sum ``|p| ≤ p_max = rows·max|d|·max|e|``, its ADC code ``|p̂| ≤ min(2^(adc_bits−1) − 1,
+    round(p_max / min S_ADC))`` and the recombined ``|P| ≤ Σ_k 2^(j·c+t·dac)·max|p̂|`` stay
+    below 2^24 (``cimc.slicing``)."""
     q = node.ann[QuantParams]
     if q.adc_bits > macro.adc_bits:
         raise MappingError(f"layer '{node.name}' needs {q.adc_bits}-bit ADC codes but macro "
                            f"'{macro.name}' has {macro.adc_bits}-bit ADCs",
                            hint=f"use a macro with more ADC bits or --adc-bits {macro.adc_bits}")
     tiling = node.ann[WordlineTiling]
-    p_bound = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True) * \
+    p_max = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True) * \
         _digit_max(q.a_bits, q.dac_bits, q.a_signed)
+    adc_max = min(numerics.signed_max(q.adc_bits), int(np.rint(p_max / float(np.min(q.adc_step)))))
     weights = slicing.conversion_weights(tiling.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits)
-    total_bound = int(weights.astype(np.int64).sum()) * numerics.signed_max(q.adc_bits)
-    bound = max(p_bound, total_bound)
+    bound = max(p_max, int(weights.astype(np.int64).sum()) * adc_max)
     if bound >= EXACT_LIMIT:
         raise UnsupportedError(f"layer '{node.name}': sums may reach {bound:,} ≥ 2^24 with {q.w_bits}-bit "
                                f"weights, {q.a_bits}-bit inputs, {q.adc_bits}-bit ADC codes and "
