@@ -99,6 +99,21 @@ class BuildDir:
     def layer_names(self) -> list[str]:
         return [str(layer.get("node", f"layer{i}")) for i, layer in enumerate(self.layout.get("layers", []))]
 
+    @cached_property
+    def slicing_notes(self) -> dict[int, str]:
+        """``{layer index: "8-bit weights over 2 cells, 8-bit inputs over 2 DAC cycles"}`` for
+        the bit-sliced layers (bits from ``report.json``; the slice counts alone without it)."""
+        rows = {x.get("name"): x for x in (self.report or {}).get("layers", []) if isinstance(x, dict)}
+        notes = {}
+        for i, layer in enumerate(self.layout.get("layers", [])):
+            sw, t = int(layer.get("w_slices", 1)), int(layer.get("a_slices", 1))
+            row = rows.get(layer.get("node"), {})
+            parts = [f"{row.get('w_bits', '?')}-bit weights over {sw} cells"] if sw > 1 else []
+            parts += [f"{row.get('a_bits', '?')}-bit inputs over {t} DAC cycles"] if t > 1 else []
+            if parts:
+                notes[i] = ", ".join(parts)
+        return notes
+
     def weights(self) -> dict[str, np.ndarray]:
         """Every tensor of ``weights.safetensors`` (any dtype); ``BuildError`` if unreadable."""
         if self._weights is None:

@@ -9,7 +9,10 @@ with ``w1 = w0 + n``. Every grid here is that one broadcast comparison over
 ``(macros, WL, BL)`` — no Python loop over cells, bitlines or columns.
 
 A cell's input channel and kernel position follow from the row order
-``r = c·kh·kw + i·kw + j`` (within the output channel's group).
+``r = c·kh·kw + i·kw + j`` (within the output channel's group). In a bit-sliced layer
+(``w_slices = S > 1``) the bitline's ``slice`` ``j`` says which weight digit its cells
+hold (``w_q = Σ_j 2^(j·cell_bits)·d_j``, ``cimc.slicing``); layouts without ``slice`` are
+read as unsliced (``j = 0``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ class Owners:
     start: np.ndarray
     stop: np.ndarray
     wordlines: int
+    digit: np.ndarray | None = None  # weight digit (layout "slice") per bitline; None: all 0
+
+    @property
+    def slices(self) -> np.ndarray:
+        """``(M, BL)`` weight digit index of every bitline (−1 idle, 0 when unsliced)."""
+        return np.where(self.used, 0 if self.digit is None else self.digit, -1)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -102,7 +111,17 @@ def owners(layout: dict[str, Any]) -> Owners:
     rows = np.zeros_like(layer)
     rows[used] = table[layer[used], segment[used]]
     start = np.where(used, arrays["wordline_start"], 0)
-    return Owners(layer, segment, arrays["out_channel"], start, start + rows, wordlines)
+    return Owners(layer, segment, arrays["out_channel"], start, start + rows, wordlines, _digits(macros, bitlines))
+
+
+def _digits(macros: list[dict[str, Any]], bitlines: int) -> np.ndarray | None:
+    """The ``slice`` arrays of the macros (``None`` when the layout has none)."""
+    if not macros or all("slice" not in m for m in macros):
+        return None
+    lists = [np.asarray(m.get("slice", [0] * bitlines), dtype=np.int64) for m in macros]
+    if any(r.shape != (bitlines,) for r in lists):
+        raise BuildError(f"layout.json: every macro's 'slice' must list {bitlines} bitlines")
+    return np.stack(lists)
 
 
 def segment_rows_table(layout: dict[str, Any]) -> np.ndarray:
@@ -144,29 +163,34 @@ def describe_cell(layout: dict[str, Any], own: Owners, m: int, w: int, b: int) -
     c, pos = divmod(row, kh * kw)
     return {"macro": m, "wordline": w, "bitline": b, "idle": False, "layer": layer["node"],
             "layer_index": index, "segment": int(own.segment[m, b]), "row": row, "out_channel": o,
-            "in_channel": group * cin_group + c, "kernel_pos": [pos // kw, pos % kw]}
+            "in_channel": group * cin_group + c, "kernel_pos": [pos // kw, pos % kw],
+            "slice": int(own.slices[m, b]), "w_slices": int(layer.get("w_slices", 1))}
 
 
 RUN_FIELDS = ("macro", "bitline_start", "bitline_stop", "layer", "segment", "out_channel", "wordline_start",
-              "wordline_stop")
+              "wordline_stop", "slice")
 
 
 def runs(own: Owners) -> dict[str, np.ndarray]:
-    """Maximal runs of neighbouring bitlines of one macro holding consecutive output channels
-    of one (layer, segment) on the same wordlines: one rectangle of cells each. Arrays of
-    ``RUN_FIELDS`` (``bitline_stop`` exclusive), idle bitlines left out."""
+    """Maximal runs of neighbouring bitlines of one macro holding consecutive columns
+    (output channel, then weight digit) of one (layer, segment) on the same wordlines: one
+    rectangle of cells each. Arrays of ``RUN_FIELDS`` (``bitline_stop`` exclusive), idle
+    bitlines left out; ``out_channel`` and ``slice`` are those of the run's first bitline (with
+    ``S`` digits, bitline ``b`` of the run holds column ``out_channel·S + slice + b − start``)."""
     m, bl = own.shape
     macro = np.repeat(np.arange(m), bl)
-    cols = [a.reshape(-1) for a in (own.layer, own.segment, own.out_channel, own.start, own.stop)]
-    layer, segment, out, start, stop = cols
+    cols = [a.reshape(-1) for a in (own.layer, own.segment, own.out_channel, own.slices, own.start, own.stop)]
+    layer, segment, out, digit, start, stop = cols
+    follows = (((out[1:] == out[:-1]) & (digit[1:] == digit[:-1] + 1))
+               | ((out[1:] == out[:-1] + 1) & (digit[1:] == 0)))
     bitline = np.tile(np.arange(bl), m)
     same = np.zeros(macro.size, dtype=bool)
     same[1:] = ((macro[1:] == macro[:-1]) & (layer[1:] == layer[:-1]) & (segment[1:] == segment[:-1])
-                & (out[1:] == out[:-1] + 1) & (start[1:] == start[:-1]) & (stop[1:] == stop[:-1]))
+                & follows & (start[1:] == start[:-1]) & (stop[1:] == stop[:-1]))
     first = np.flatnonzero(~same)
     last = np.append(first[1:], macro.size) - 1
     keep = layer[first] >= 0
     first, last = first[keep], last[keep]
     return {"macro": macro[first], "bitline_start": bitline[first], "bitline_stop": bitline[last] + 1,
             "layer": layer[first], "segment": segment[first], "out_channel": out[first],
-            "wordline_start": start[first], "wordline_stop": stop[first]}
+            "wordline_start": start[first], "wordline_stop": stop[first], "slice": digit[first]}

@@ -1,8 +1,9 @@
 """The quantized part of a build directory, written by the macro backend when every CIM layer
 carries ``QuantParams``:
 
-* ``weights.safetensors`` holds the cell codes (int8; int16 above 8-bit cells) instead of
-  float weights (``code_arrays``);
+* ``weights.safetensors`` holds the cell codes (int8; int16 above 8-bit cells, or for
+  8-bit cells holding unsigned digits) instead of float weights (``code_arrays``): one weight
+  digit per cell in a bit-sliced layer (``cim_layer.digit_matrix``), the code itself else;
 * ``quant.json``, ``graph.json``, ``digital.safetensors`` (``cim_files``) and
   ``model.cim.onnx`` (``cim_onnx``) are added (``quantized_files``);
 * ``report.json`` gains ``quantization`` and, with evaluation data, ``accuracy``
@@ -19,7 +20,7 @@ from cimc.backends.build_dir import dumps
 from cimc.backends.cim_files import digital_bytes, graph_document, quant_document
 from cimc.backends.cim_onnx import cim_model, serialize
 from cimc.backends.layout import macro_arrays
-from cimc.cim_layer import cell_dtype, code_matrix
+from cimc.cim_layer import cell_dtype, digit_matrix
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -31,8 +32,10 @@ def is_quantized(nodes: list[Node]) -> bool:
 
 
 def code_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> np.ndarray:
-    """``(macros, WL, BL)`` cell codes of every macro (idle cells 0)."""
-    return macro_arrays(graph, nodes, macro, macros, dtype=cell_dtype(macro.cell_bits), matrix=code_matrix)
+    """``(macros, WL, BL)`` cell codes (weight digits) of every macro (idle cells 0)."""
+    sliced = any(n.ann[QuantParams].w_slices > 1 for n in nodes)
+    dtype = cell_dtype(macro.cell_bits + 1 if sliced else macro.cell_bits)  # unsigned lower digits
+    return macro_arrays(graph, nodes, macro, macros, dtype=dtype, matrix=digit_matrix)
 
 
 def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:

@@ -4,7 +4,12 @@ in ``weights.safetensors``. The emulator reads these and nothing else.
 * ``quant.json``: per CIM layer (in ``layout.json``'s layer order) its bits, steps
   (``w_step``, ``a_step``, ``adc_step``; 1 or Cout values), ``a_signed``, the output scale it
   applies (``2^−k`` or ``S_W·S_ADC·S_A``), the bias ``b'`` it adds, and its shift
-  (``k``, exact scale, relative error, fold, gain, SQNR) or ``null``.
+  (``k``, exact scale, relative error, fold, gain, SQNR) or ``null``; and its bit-slicing
+  (``cimc.slicing``): the macro's ``cell_bits`` and ``dac_bits`` (``null``: not sliced),
+  ``w_slices = ceil(w_bits / cell_bits)`` digit columns per output channel and
+  ``a_slices = ceil(a_bits / dac_bits)`` DAC cycles (1 and 1: the unsliced contract), and
+  ``adc_shift``: ``m_{t,j}`` per kind of conversion in the order ``(t, j)`` (ADC step
+  ``S_ADC·2^−m``, shift-add weight ``2^(j·cell_bits + t·dac_bits − m)``) or ``null`` (all 0).
 * ``graph.json``: every node in execution order: ``op``, inputs, outputs, attributes
   (lists for tuples, ``{"float": "inf"}`` for non-finite numbers), and for a CIM layer its
   ``cim_layer`` index (its weights and bias are not listed: they live in the macros and in
@@ -52,7 +57,9 @@ def _layer(index: int, spec: CimSpec) -> dict[str, Any]:
     return {"index": index, "node": spec.name, "source": q.source, "w_bits": q.w_bits, "a_bits": q.a_bits,
             "adc_bits": q.adc_bits, "w_step": floats(q.w_step), "a_step": floats(q.a_step)[0],
             "a_signed": q.a_signed, "adc_step": floats(q.adc_step), "scale": floats(spec.scale()),
-            "bias": floats(spec.applied_bias()), "shift": _shift(spec.shift)}
+            "bias": floats(spec.applied_bias()), "shift": _shift(spec.shift), "cell_bits": q.cell_bits,
+            "dac_bits": q.dac_bits, "w_slices": q.w_slices, "a_slices": q.a_slices,
+            "adc_shift": None if q.adc_shift is None else [int(m) for m in q.adc_shift]}
 
 
 def _shift(shift: Shift | None) -> dict[str, Any] | None:

@@ -11,7 +11,10 @@ them as extra outputs)::
     L/sums         = ReduceSum(adc_codes, axis 1)                 the adder tree, P
     y              = Add(Mul(P, scale), b')                       scale = 2^−k or S_W·S_ADC·S_A
 
-(``cimc.backends.cim_segments`` explains the grouped convolution.) ``Round`` is
+(``cimc.backends.cim_segments`` explains the grouped convolution.) A bit-sliced layer
+(``w_slices`` or ``a_slices`` > 1) feeds its ``T`` input digits as ``T`` batches to the same
+grouped conv over ``S`` digit columns per channel and recombines the ``Seg·T·S`` ADC codes by
+shift-add (``cimc.backends.cim_onnx_sliced``); an unsliced layer's graph is unchanged. ``Round`` is
 round-half-to-even like ``np.rint``; every division is one float32 ``Div``. The Conv node's
 ``doc_string`` records segments, macros, bitline ranges, ADC bits and the shift.
 """
@@ -25,6 +28,14 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from cimc import numerics
+from cimc.backends.cim_onnx_sliced import (
+    adc_steps,
+    conversions_shape,
+    input_digits,
+    is_sliced,
+    shift_add,
+    weight_digit_codes,
+)
 from cimc.backends.cim_segments import layer_columns, segment_conv
 from cimc.cim_layer import CimSpec, cell_dtype
 from cimc.frontend.onnx_export import _Builder
@@ -74,8 +85,13 @@ class LayerEmitter:
                                f"DAC: {q.a_bits}-bit {'signed' if q.a_signed else 'unsigned'} input codes")
         psums = self.partial_sums(codes)
         adc_doc = f"ADC: {q.adc_bits}-bit codes of every segment's partial sum"
-        adc = self.quantizer(psums, self._per_channel(q.adc_step, 2), -numerics.signed_max(q.adc_bits),
+        sliced = is_sliced(self.spec)
+        step = adc_steps(self.spec, len(self.spatial())) if sliced else self._per_channel(q.adc_step, 2)
+        adc = self.quantizer(psums, step, -numerics.signed_max(q.adc_bits),
                              numerics.signed_max(q.adc_bits), "adc_codes", adc_doc)
+        if sliced:
+            self.output(shift_add(self, adc))
+            return
         sums = self.op("ReduceSum", [adc, self.const("segment_axis", np.array([1], np.int64))], "sums",
                        "adder tree: P = sum of the segments' ADC codes", keepdims=0)
         self.output(sums)
@@ -85,19 +101,36 @@ class LayerEmitter:
         if spec.kind == "gemm":
             codes = self.op("Reshape", [codes, self.const("as_conv", np.array([-1, spec.cin_g, 1, 1], np.int64))],
                             "conv_input")
-        columns = layer_columns(spec.codes().reshape(spec.cout, -1), spec.bounds)
+        sliced = is_sliced(spec)
+        if sliced:
+            codes = input_digits(self, codes)
+        cells_codes = weight_digit_codes(spec) if sliced else spec.codes()
+        width = (spec.q.cell_bits or spec.q.w_bits) + 1 if sliced else spec.q.w_bits  # unsigned lower digits
+        columns = layer_columns(cells_codes.reshape(cells_codes.shape[0], -1), spec.bounds)
         conv = segment_conv(columns, spec.bounds, spec.cin_g, spec.groups, spec.kernel)
         if conv.index is not None:
             codes = self.op("Gather", [codes, self.const("segment_channels", conv.index)], "segment_inputs", axis=1)
-        cells = self.op("Cast", [self.const("cell_codes", conv.weight.astype(cell_dtype(spec.q.w_bits)))], "cells",
+        cells = self.op("Cast", [self.const("cell_codes", conv.weight.astype(cell_dtype(width)))], "cells",
                         to=TensorProto.FLOAT)
         raw = self.op("Conv", [codes, cells], "bitlines", json.dumps(self.document(), sort_keys=True),
                       group=conv.groups, kernel_shape=list(spec.kernel), pads=list(spec.pads),
                       strides=list(spec.strides), dilations=list(spec.dilations))
         exact = self.op("Round", [raw], "bitlines_exact", "partial sums are integers (exact in float32)")
-        out = self.graph.shape(self.node.outputs[0])
-        shape = [-1, spec.num_segments, spec.cout] + (list(out[2:]) if spec.kind == "conv" else [])
+        if sliced:
+            return conversions_shape(self, exact)
+        shape = [-1, spec.num_segments, spec.cout, *self.spatial()]
         return self.op("Reshape", [exact, self.const("segments_shape", np.array(shape, np.int64))], "partial_sums")
+
+    def spatial(self) -> list[int]:
+        """``[Ho, Wo]`` of a conv layer's output, ``[]`` for a Gemm."""
+        return list(self.graph.shape(self.node.outputs[0])[2:]) if self.spec.kind == "conv" else []
+
+    def conv_input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the codes the grouped conv reads (``(K, 1, 1)`` for a Gemm)."""
+        if self.spec.kind == "gemm":
+            return self.spec.cin_g, 1, 1
+        c, h, w = self.graph.shape(self.node.inputs[0])[1:4]
+        return int(c), int(h), int(w)
 
     def output(self, sums: str) -> None:
         spec = self.spec
@@ -134,17 +167,21 @@ class LayerEmitter:
         doc: dict[str, Any] = {"cim_layer": self.node.name, "adc_bits": q.adc_bits, "w_bits": q.w_bits,
                                "a_bits": q.a_bits, "segments": segment_documents(self.node, spec)}
         doc["shift"] = None if spec.shift is None else spec.shift.k.tolist()
+        if is_sliced(spec):
+            doc.update(cell_bits=q.cell_bits, dac_bits=q.dac_bits, w_slices=q.w_slices, a_slices=q.a_slices,
+                       adc_shift=None if q.adc_shift is None else [int(m) for m in q.adc_shift])
         return doc
 
 
 def segment_documents(node: Node, spec: CimSpec) -> list[dict[str, Any]]:
     """Per segment: its row range and the (macro, bitline range) runs of its columns."""
     placement = node.ann.get_ann(BitlinePlacement)
+    per_segment = spec.cout if placement is None else placement.num_columns // spec.num_segments  # Cout·S
     out = []
     for s in range(spec.num_segments):
         entry: dict[str, Any] = {"segment": s, "rows": [spec.bounds[s], spec.bounds[s + 1]]}
         if placement is not None:
-            cols = slice(s * spec.cout, (s + 1) * spec.cout)
+            cols = slice(s * per_segment, (s + 1) * per_segment)
             entry["bitlines"] = _runs(placement.macro[cols], placement.bitline[cols])
         out.append(entry)
     return out

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from cimc.backends.build_reader import BuildDir
-from cimc.backends.cell_map import Owners, runs
+from cimc.backends.cell_map import RUN_FIELDS, Owners, runs
 from cimc.backends.palette import IDLE, layer_color
 from cimc.backends.placement_map import mosaic_shape, usage_label
-from cimc.backends.report import COLUMNS
+from cimc.backends.report import COLUMNS, cell_text
 
 CSS = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -40,11 +40,13 @@ details{margin:6px 0}summary{cursor:pointer}
 SCRIPT = """
 const D=JSON.parse(document.getElementById('cimc-data').textContent);const tip=document.getElementById('tip');
 function cell(m,w,b){for(const r of D.runs){if(r[0]!==m||b<r[1]||b>=r[2])continue;
-if(w<r[6]||w>=r[7])break;const L=D.layers[r[3]],s=r[4],o=r[5]+b-r[1],row=L.seg[s][0]+w-r[6];
+if(w<r[6]||w>=r[7])break;const L=D.layers[r[3]],S=L.S||1,s=r[4],col=r[5]*S+(r[8]||0)+b-r[1];
+const o=Math.floor(col/S),j=col%S,row=L.seg[s][0]+w-r[6];
 const k=L.kernel[0]*L.kernel[1],c=Math.floor(row/k),p=row%k,g=Math.floor(o/(L.cout/L.groups));
 return `layer ${r[3]}: ${L.name} (${L.op})\\nsegment ${s} (rows ${L.seg[s][0]}-${L.seg[s][1]-1})\\n`+
 `output channel ${o}\\ninput channel ${g*(L.rows/k)+c}`+(L.groups>1?` (group ${g})`:'')+
-`\\nkernel position (${Math.floor(p/L.kernel[1])}, ${p%L.kernel[1]})\\nrow ${row}`}return 'idle';}
+`\\nkernel position (${Math.floor(p/L.kernel[1])}, ${p%L.kernel[1]})\\nrow ${row}`+
+(S>1?`\\nweight digit ${j} of ${S} (${j===S-1?'signed, most significant':'unsigned'})`:'')}return 'idle';}
 for(const svg of document.querySelectorAll('svg.macro')){const m=+svg.dataset.m;
 svg.addEventListener('mousemove',e=>{const pt=svg.createSVGPoint();pt.x=e.clientX;pt.y=e.clientY;
 const q=pt.matrixTransform(svg.getScreenCTM().inverse());const b=Math.floor(q.x),w=Math.floor(q.y);
@@ -67,15 +69,20 @@ def _fmt(key: str, value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _esc(value)
 
 
+def _cell(key: str, row: dict[str, Any]) -> str:
+    """Precision columns through ``report.cell_text``, figures through ``_fmt``."""
+    return _esc(cell_text(key, row)) if key == "bits" else _fmt(key, row.get(key))
+
+
 def _report_table(report: dict[str, Any] | None) -> str:
     if not report:
         return "<p>report.json is missing.</p>"
     head = "".join(f"<th>{_esc(h)}</th>" for _, h in COLUMNS)
-    rows = ["<tr>" + "".join(f"<td>{_fmt(k, layer.get(k))}</td>" for k, _ in COLUMNS) + "</tr>"
+    rows = ["<tr>" + "".join(f"<td>{_cell(k, layer)}</td>" for k, _ in COLUMNS) + "</tr>"
             for layer in report.get("layers", [])]
     totals = {**report.get("totals", {}), "name": "total", "partial_sums": report.get("totals", {}).get(
         "partial_sum_storage")}
-    rows.append("<tr class=total>" + "".join(f"<td>{_fmt(k, totals.get(k))}</td>" for k, _ in COLUMNS) + "</tr>")
+    rows.append("<tr class=total>" + "".join(f"<td>{_cell(k, totals)}</td>" for k, _ in COLUMNS) + "</tr>")
     notes = "".join(f"<li>{_esc(n)}</li>" for n in report.get("notes", []))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table><ul>{notes}</ul>"
 
@@ -88,9 +95,10 @@ def _layers_table(build: BuildDir) -> str:
         rows.append(f"<tr><td><span class=sw style='background:{layer_color(i)}'></span> {i}: {_esc(layer['node'])}"
                     f"</td><td>{_esc(layer['op'])}</td><td>{layer['kernel'][0]}×{layer['kernel'][1]}</td>"
                     f"<td>{layer['groups']}</td><td>{layer['rows']:,}</td><td>{layer['cout']:,}</td>"
-                    f"<td>{len(layer['segments'])}</td><td>{layer['columns']:,}</td><td>{span}</td></tr>")
+                    f"<td>{len(layer['segments'])}</td><td>{layer['columns']:,}</td><td>{span}</td>"
+                    f"<td>{_esc(build.slicing_notes.get(i, '–'))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("layer", "op", "kernel", "groups", "rows/group", "Cout",
-                                             "segments", "bitlines", "macros"))
+                                             "segments", "bitlines", "macros", "bit-slicing"))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -158,10 +166,10 @@ def _macro_section(build: BuildDir, own: Owners, r: dict[str, np.ndarray], m: in
 
 def _data(build: BuildDir, r: dict[str, np.ndarray]) -> str:
     layers = [{"name": x["node"], "op": x["op"], "kernel": x["kernel"], "rows": x["rows"], "cout": x["cout"],
-               "groups": x["groups"], "seg": [[s["row_start"], s["row_stop"]] for s in x["segments"]]}
+               "groups": x["groups"], "seg": [[s["row_start"], s["row_stop"]] for s in x["segments"]],
+               "S": int(x.get("w_slices", 1))}
               for x in build.layout["layers"]]
-    table = np.stack([r[k] for k in ("macro", "bitline_start", "bitline_stop", "layer", "segment", "out_channel",
-                                     "wordline_start", "wordline_stop")], axis=1).tolist() if r["macro"].size else []
+    table = np.stack([r[k] for k in RUN_FIELDS], axis=1).tolist() if r["macro"].size else []
     text = json.dumps({"layers": layers, "runs": table}, separators=(",", ":"))
     return text.replace("</", "<\\/")
 

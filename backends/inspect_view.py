@@ -84,7 +84,14 @@ def overview(build: BuildDir) -> RenderableType:
     strips = [Text("macro │ bitlines (one letter per layer; lower case = odd segment) │ usage", style="grey50")]
     strips += macro_strips(own)
     return Group(_summary_grid(build, own), Text(""), _layer_table(build), Text(""), *strips,
-                 *legend(build.layer_names))
+                 *legend(build.layer_names), *slicing_lines(build))
+
+
+def slicing_lines(build: BuildDir, present: list[int] | None = None) -> list[Text]:
+    """``layer 3 (conv3): 8-bit weights over 2 cells`` for each bit-sliced layer shown."""
+    return [Text(f"  layer {i} ({build.layer_names[i]}): {note}; its digit columns are adjacent bitlines",
+                 style="grey50")
+            for i, note in build.slicing_notes.items() if present is None or i in present]
 
 
 def find_layer(build: BuildDir, name: str) -> int:
@@ -113,17 +120,26 @@ def _runs_table(build: BuildDir, own: Owners, m: int, layer: int | None) -> Tabl
         la, s, o = int(r["layer"][idx]), int(r["segment"][idx]), int(r["out_channel"][idx])
         b0, b1 = int(r["bitline_start"][idx]), int(r["bitline_stop"][idx])
         table.add_row(Text(f"{symbol(la, s)} {build.layer_names[la]}", style=layer_color(la, s)), str(s),
-                      f"{o}–{o + b1 - b0 - 1}", f"{b0}–{b1 - 1}",
+                      _channels(build, la, o, int(r["slice"][idx]), b1 - b0), f"{b0}–{b1 - 1}",
                       f"{int(r['wordline_start'][idx])}–{int(r['wordline_stop'][idx]) - 1}")
     return table
+
+
+def _channels(build: BuildDir, layer: int, out: int, digit: int, width: int) -> str:
+    """Output channels of a run of ``width`` bitlines; with ``S`` weight digits per channel
+    (column ``o·S + j``) also the digits: ``3–4 (×2 digits)``."""
+    slices = int(build.layout["layers"][layer].get("w_slices", 1))
+    first = out * slices + digit
+    lo, hi = first // slices, (first + width - 1) // slices
+    return f"{lo}–{hi}" + (f" (×{slices} digits)" if slices > 1 else "")
 
 
 def macro_view(build: BuildDir, m: int, layer: int | None = None) -> RenderableType:
     check_macro(build, m)
     own = build.owners
     present = np.unique(own.layer[m][own.used[m]]).tolist()
-    return Group(*macro_block(own, m, layer), *legend(build.layer_names, present), Text(""),
-                 _runs_table(build, own, m, layer))
+    return Group(*macro_block(own, m, layer), *legend(build.layer_names, present),
+                 *slicing_lines(build, present), Text(""), _runs_table(build, own, m, layer))
 
 
 def layer_view(build: BuildDir, index: int) -> RenderableType:

@@ -3,11 +3,15 @@
 ``macro_arrays`` scatters each CIM layer's unrolled weights into ``(macros, WL, BL)``:
 column ``k = s·Cout + o`` of a layer, placed on (macro ``m``, bitline ``b``, first
 wordline ``w0``), holds ``W[o, rows bounds[s] … bounds[s+1]) of o's group]`` on wordlines
-``w0 …``; idle cells are 0. It is one vectorised gather/scatter per layer.
+``w0 …``; idle cells are 0. It is one vectorised gather/scatter per layer. A bit-sliced
+layer (``S`` weight digits, ``cimc.slicing``) passes a digit matrix of ``Cout·S`` rows
+(row ``o·S + j`` = digit ``j`` of channel ``o``, ``cim_layer.digit_matrix``): its column
+``k = (s·Cout + o)·S + j`` holds digit ``j`` — the same gather with ``Cout·S`` "channels".
 
-``layout.json`` records per macro, per bitline: owning layer index, segment, output channel
-and first wordline (-1 where idle), and per layer each segment's row range together with
-the input channel and kernel position every wordline of that segment holds.
+``layout.json`` records per macro, per bitline: owning layer index, segment, output channel,
+first wordline and weight digit ``slice`` (-1 where idle; 0 in an unsliced layer), and per
+layer ``w_slices``/``a_slices`` and each segment's row range together with the input
+channel and kernel position every wordline of that segment holds.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
+from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
@@ -84,13 +88,14 @@ def _write_shifted(lines: np.ndarray, line: np.ndarray, start: np.ndarray, value
 
 def layout_document(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> dict[str, Any]:
     """The JSON-ready layout: layers (with segment/wordline maps) and per-macro bitline owners."""
-    owner = np.full((macros, 4, macro.bitlines), -1, dtype=np.int64)
+    owner = np.full((macros, 5, macro.bitlines), -1, dtype=np.int64)
     layers = []
     for index, node in enumerate(nodes):
         layer, tiling, p = node.ann[CimLayer], node.ann[WordlineTiling], node.ann[BitlinePlacement]
-        columns = np.arange(p.num_columns)
-        segment, channel = np.divmod(columns, layer.cout)
-        owner[p.macro, :, p.bitline] = np.stack([np.full_like(columns, index), segment, channel, p.wordline], 1)
+        w_slices, _ = slices(node)
+        group, digit = np.divmod(np.arange(p.num_columns), w_slices)
+        segment, channel = np.divmod(group, layer.cout)
+        owner[p.macro, :, p.bitline] = np.stack([np.full_like(group, index), segment, channel, p.wordline, digit], 1)
         layers.append(_layer_entry(index, node, layer, tiling, p))
     return {
         "macro": macro.to_dict(),
@@ -98,10 +103,17 @@ def layout_document(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: i
         "layers": layers,
         "macros": [
             {"index": m, "layer": owner[m, 0].tolist(), "segment": owner[m, 1].tolist(),
-             "out_channel": owner[m, 2].tolist(), "wordline_start": owner[m, 3].tolist()}
+             "out_channel": owner[m, 2].tolist(), "wordline_start": owner[m, 3].tolist(),
+             "slice": owner[m, 4].tolist()}
             for m in range(macros)
         ],
     }
+
+
+def slices(node: Node) -> tuple[int, int]:
+    """``(w_slices, a_slices)`` of a layer; ``(1, 1)`` without ``QuantParams``."""
+    q = node.ann.get_ann(QuantParams)
+    return (1, 1) if q is None else (q.w_slices, q.a_slices)
 
 
 def _layer_entry(index: int, node: Node, layer: CimLayer, tiling: WordlineTiling,
@@ -117,4 +129,5 @@ def _layer_entry(index: int, node: Node, layer: CimLayer, tiling: WordlineTiling
     return {"index": index, "node": node.name, "op": node.op, "kind": layer.kind, "groups": layer.groups,
             "rows": layer.rows, "cout": layer.cout, "kernel": list(layer.kernel), "out_pixels": layer.out_pixels,
             "tiling": tiling.mode, "first_column": p.first_column, "columns": p.num_columns,
+            "w_slices": slices(node)[0], "a_slices": slices(node)[1],
             "macros": list(p.macros_used()), "segments": segments}

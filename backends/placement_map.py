@@ -3,7 +3,8 @@
 * ``macro_figure``: one macro, wordlines (rows, wordline 0 on top) × bitlines (columns).
   Each cell is coloured by the layer owning it (odd segments a shade lighter), idle cells
   are white, a thin line separates segments and a thick one layers; the legend lists the
-  layers on the macro with their segment and bitline counts.
+  layers on the macro with their segment and bitline counts, and for a bit-sliced layer
+  its slicing ("8-bit weights over 2 cells": each output channel is 2 adjacent bitlines).
 * ``overview_figure``: every macro as a tile of one mosaic labelled with its usage
   ``cells used / (WL·BL)``, above a stacked bar chart of each macro's usage by layer.
 
@@ -128,6 +129,8 @@ def _macro_legend(fig: Figure, build: BuildDir, own: Owners, m: int) -> Any:
         mine = used & (own.layer[m] == index)
         segments = np.unique(own.segment[m][mine]).size
         label = f"{index}: {names[index]} — {int(mine.sum())} BL, {segments} seg."
+        if index in build.slicing_notes:
+            label += f"\n    {build.slicing_notes[index]} (adjacent digit BLs)"
         handles.append(Patch(facecolor=layer_color(index), edgecolor="#202020", label=label))
     handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label=f"idle — {int((~used).sum())} BL"))
     return fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.69, 0.91), fontsize=8,
@@ -233,7 +236,9 @@ def _usage_bars(ax: Axes, build: BuildDir, own: Owners) -> None:
 def _layer_legend(fig: Figure, build: BuildDir, top: float) -> None:
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=layer_color(i), edgecolor="#202020", label=f"{i}: {name}")
+    notes = build.slicing_notes
+    handles = [Patch(facecolor=layer_color(i), edgecolor="#202020",
+                     label=f"{i}: {name}" + (f" ({notes[i]})" if i in notes else ""))
                for i, name in enumerate(build.layer_names)]
     handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label="idle"))
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.76, top), fontsize=8,

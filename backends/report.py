@@ -1,7 +1,14 @@
-"""Reports of a compile: ``report.json`` (all figures), ``report.md`` and a console table."""
+"""Reports of a compile: ``report.json`` (all figures), ``report.md`` and a console table.
+
+Every layer row carries its precision and bit-slicing (``w_bits, a_bits, adc_bits,
+w_slices, a_slices``; bits ``null`` in a mapping-only compile); the tables show them in one
+column ``bits w/a/adc`` as ``4/4/5``, or ``8/4/5 ×2×1`` for a sliced layer (two digit
+columns per output channel, one DAC cycle per input).
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from cimc.backends.cost_model import LayerCost, ModelCost
@@ -12,7 +19,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "layer"), ("params", "params"), ("bitlines", "bitlines"), ("segments", "segments"),
     ("activated_wordlines", "act. WL"), ("adc_conversions", "ADC conv."), ("partial_sums", "psums"),
     ("macros", "macros"), ("macro_usage", "usage"), ("loading_cycles", "load cyc."),
-    ("computing_cycles", "compute cyc."),
+    ("computing_cycles", "compute cyc."), ("bits", "bits w/a/adc"),
 )
 
 
@@ -20,7 +27,22 @@ def report_document(graph: Graph, cost: ModelCost, macro: MacroSpec, digital: li
     totals = {k: v for k, v in cost.to_dict().items() if k != "layers"}
     return {"model": graph.name, "macro": macro.to_dict(), "totals": totals,
             "layers": [dict(vars(layer)) for layer in cost.layers], "digital_ops": digital,
-            "notes": budget_notes(cost, macro)}
+            "notes": budget_notes(cost, macro) + slicing_notes(cost, macro)}
+
+
+def slicing_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
+    """One line per bit-sliced layer: its digit columns and DAC cycles."""
+    notes = []
+    for layer in cost.layers:
+        parts = []
+        if layer.w_slices > 1:
+            parts.append(f"{layer.w_bits}-bit weights over {layer.w_slices} cells of {macro.cell_bits} bits "
+                         f"({layer.w_slices} adjacent columns per output channel)")
+        if layer.a_slices > 1:
+            parts.append(f"{layer.a_bits}-bit inputs over {layer.a_slices} DAC cycles of {macro.dac_bits} bits")
+        if parts:
+            notes.append(f"layer {layer.name}: " + "; ".join(parts) + ", recombined by shift-add after the ADCs")
+    return notes
 
 
 def budget_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
@@ -32,18 +54,32 @@ def budget_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
             f"({cost.reload_cycles_per_inference} extra cycles); --bl {cost.min_budget_without_reload} avoids it"]
 
 
-def _cell(key: str, value: Any) -> str:
+def precision_text(row: dict[str, Any]) -> str:
+    """``4/4/5`` (unsliced), ``8/4/5 ×2×1`` (``w_slices × a_slices``) of a report layer row;
+    ``–`` without bits; blank for the total row."""
+    if row.get("name") == "total":
+        return ""
+    bits = [row.get(k) for k in ("w_bits", "a_bits", "adc_bits")]
+    text = "/".join(str(b) for b in bits) if all(isinstance(b, int) for b in bits) else "–"
+    sw, t = row.get("w_slices", 1), row.get("a_slices", 1)
+    return text if sw == t == 1 else f"{text} ×{sw}×{t}"
+
+
+def cell_text(key: str, row: dict[str, Any]) -> str:
+    """The table text of column ``key`` of a report layer row (or the total row)."""
+    if key == "bits":
+        return precision_text(row)
+    value = row.get(key)
     if key == "macro_usage":
-        return f"{100 * value:.2f}%"
+        return f"{100 * float(value or 0):.2f}%"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def layer_rows(cost: ModelCost) -> list[list[str]]:
-    rows = [[_cell(k, getattr(layer, k)) for k, _ in COLUMNS] for layer in cost.layers]
     total = LayerCost("total", "", cost.params, cost.bitlines, cost.segments, cost.activated_wordlines,
                       cost.adc_conversions, cost.partial_sum_storage, cost.computing_cycles, cost.macros,
                       cost.loading_cycles, cost.macro_usage)
-    return [*rows, [_cell(k, getattr(total, k)) for k, _ in COLUMNS]]
+    return [[cell_text(k, asdict(layer)) for k, _ in COLUMNS] for layer in (*cost.layers, total)]
 
 
 def report_markdown(doc: dict[str, Any], cost: ModelCost) -> str:

@@ -2,7 +2,9 @@
 
 Every node appears in topological order. A CIM layer step lists its macros, how many
 (re)loads it needs, its segments, its conversion rounds per segment
-(``ceil(Cout_g / ADCs)``) and its computing cycles (see ``cost_model``); a digital op is
+(``ceil(Cout_g · w_slices / ADCs)``), its bit-slicing (``w_slices`` digit columns per output
+channel, ``a_slices`` DAC cycles per input vector) and its computing cycles (see
+``cost_model``); a digital op is
 listed with its output shape. When the model does not fit the on-chip budget, macros
 are loaded in placement order during inference: each CIM step then carries the load
 cycles of the macros it is first to use.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cimc.backends.cost_model import ModelCost
+from cimc.backends.cost_model import ModelCost, conversion_rounds
 from cimc.ir.annotations import BitlinePlacement, CimLayer
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
@@ -36,7 +38,8 @@ def schedule_document(graph: Graph, cost: ModelCost, macro: MacroSpec) -> dict[s
             "loads": len(new) if not cost.fits_on_chip else 0,
             "load_cycles": len(new) * macro.load_cycles if not cost.fits_on_chip else 0,
             "segments": c.segments, "groups": layer.groups,
-            "conversion_rounds": -(-layer.cout_per_group // macro.adcs),
+            "conversion_rounds": conversion_rounds(layer.cout_per_group, c.w_slices, macro.adcs),
+            "w_slices": c.w_slices, "a_slices": c.a_slices,
             "out_pixels": layer.out_pixels, "cycles": c.computing_cycles,
         })
     return {

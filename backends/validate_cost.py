@@ -1,7 +1,10 @@
 """Report and schedule checks of ``cimc validate``: every figure recomputed from the layout.
 
 The layout alone determines each CIM layer's geometry (``CimLayer``), segments
-(``WordlineTiling``) and columns (``BitlinePlacement``, read from the bitline owners). A
+(``WordlineTiling``) and columns (``BitlinePlacement``, read from the bitline owners in
+layer-column order ``(s·Cout + o)·w_slices + j``); ``quant.json``, when the build has one,
+gives each layer's bits (``QuantParams`` with the macro's cell/DAC widths, hence the
+weight and input slices the cost model multiplies by). A
 stand-in graph of those layers goes through ``cost_model.model_cost`` — the same formulas
 the compiler uses, fed from the build's layout instead of the compiler's state — and
 every per-layer and total figure of ``report.json``, the table rows and notes of
@@ -10,7 +13,7 @@ every per-layer and total figure of ``report.json``, the table rows and notes of
 The schedule must also be an execution order of ``graph.txt`` (else ``graph.json``): each
 node once, with its op, after the producers of all its inputs, CIM steps exactly the
 layout's layers in the layout's order, each converting at most ``A`` columns per round
-(``rounds = ceil(Cout_g / A)``).
+(``rounds = ceil(Cout_g · w_slices / A)``).
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from cimc.backends.build_reader import BuildDir
-from cimc.backends.cost_model import ModelCost, model_cost
+from cimc.backends.cost_model import ModelCost, conversion_rounds, model_cost
 from cimc.backends.graph_text import TextNode, parse_graph_text
 from cimc.backends.report import COLUMNS, budget_notes, layer_rows
 from cimc.backends.validate import Validation, Violation
-from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
+from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 
@@ -35,6 +38,7 @@ def layout_graph(build: BuildDir) -> Graph:
     """A chain of the layout's CIM layers carrying the annotations the cost model reads."""
     own = build.owners
     graph = Graph(build.name)
+    quant = _quant_layers(build)
     for i, entry in enumerate(build.layout["layers"]):
         node = Node(entry["node"], entry["op"], (f"t{i}",), (f"t{i + 1}",))
         node.ann.put(CimLayer(entry["kind"], entry["groups"], entry["rows"], entry["cout"],
@@ -42,10 +46,23 @@ def layout_graph(build: BuildDir) -> Graph:
         bounds = [s["row_start"] for s in entry["segments"]] + [entry["segments"][-1]["row_stop"]]
         node.ann.put(WordlineTiling(entry["tiling"], build.macro.wordlines, tuple(bounds)))
         m, b = np.nonzero(own.used & (own.layer == i))
-        order = np.argsort(own.segment[m, b] * entry["cout"] + own.out_channel[m, b], kind="stable")
+        key = (own.segment[m, b] * entry["cout"] + own.out_channel[m, b]) * int(entry.get("w_slices", 1))
+        order = np.argsort(key + own.slices[m, b], kind="stable")
         node.ann.put(BitlinePlacement(entry["first_column"], m[order], b[order], own.start[m, b][order]))
+        if entry["node"] in quant:
+            node.ann.put(quant[entry["node"]])
         graph.add_node(node)
     return graph
+
+
+def _quant_layers(build: BuildDir) -> dict[str, QuantParams]:
+    """Bits of each layer from ``quant.json`` (steps are not needed by the cost model)."""
+    doc = build.optional_json("quant.json")
+    one = np.ones(1, dtype=np.float32)
+    macro = build.macro
+    return {x["node"]: QuantParams(int(x["w_bits"]), int(x["a_bits"]), int(x["adc_bits"]), one, 1.0, one,
+                                   cell_bits=macro.cell_bits, dac_bits=macro.dac_bits)
+            for x in (doc or {}).get("layers", []) if isinstance(x, dict)}
 
 
 def recomputed_cost(build: BuildDir) -> ModelCost:
@@ -179,7 +196,9 @@ def _cim_expectations(build: BuildDir, cost: ModelCost) -> dict[str, dict[str, A
         out[entry["node"]] = {
             "macros": macros, "loads": len(new) if reload else 0,
             "load_cycles": len(new) * macro.load_cycles if reload else 0, "segments": c.segments,
-            "groups": entry["groups"], "conversion_rounds": -(-(entry["cout"] // entry["groups"]) // macro.adcs),
+            "groups": entry["groups"],
+            "conversion_rounds": conversion_rounds(entry["cout"] // entry["groups"], c.w_slices, macro.adcs),
+            "w_slices": c.w_slices, "a_slices": c.a_slices,
             "out_pixels": entry["out_pixels"], "cycles": c.computing_cycles}
     return out
 

@@ -6,14 +6,18 @@ per group and segment bounds ``0 = r_0 < … < r_S = rows``:
 * the bounds are ``segment_bounds(C, k, WL, mode)`` and ``r_{s+1} − r_s ≤ WL`` (wordline
   limit); wordline ``t`` of segment ``s`` holds row ``r = r_s + t``, i.e. input channel
   ``r // k`` and kernel position ``((r mod k) // kw, r mod kw)``;
-* the bitlines owned by ``ℓ`` carry the keys ``s·Cout + o`` of ``{0…S−1}×{0…Cout−1}``,
-  each exactly once, so its ``S·Cout`` columns — ``rows·Cout`` weights — are all placed and
-  none twice; each span ``[w0, w0 + r_{s+1} − r_s)`` lies inside ``[0, WL)``; each
-  ``(macro, bitline)`` has one owner entry, so no cell is claimed twice;
+* with ``D = w_slices`` weight digits (bit-slicing; 1 when unsliced) the bitlines owned by
+  ``ℓ`` carry the keys ``(s·Cout + o)·D + j`` of ``{0…S−1}×{0…Cout−1}×{0…D−1}``, each
+  exactly once, so its ``S·Cout·D`` columns — ``rows·Cout`` weights, ``D`` cells each — are
+  all placed and none twice; each span ``[w0, w0 + r_{s+1} − r_s)`` lies inside ``[0, WL)``;
+  each ``(macro, bitline)`` has one owner entry, so no cell is claimed twice;
+* the ``D`` digit columns of one (segment, channel) are adjacent: the bitline holding digit
+  ``j > 0`` follows, on the same macro, the one holding digit ``j − 1`` of the same column;
 * a macro never has more bitlines in use than its ADCs can read (``A · bitlines/ADC``);
-* with placement ``packed`` (``aligned``) layer ``ℓ`` starts at global column
-  ``f_ℓ = Σ_{j<ℓ} S_j·Cout_j`` (rounded up to a multiple of ``BL``), and column ``k`` sits
-  on macro ``(f_ℓ + k) // BL``, bitline ``(f_ℓ + k) mod BL``, from wordline 0.
+* with placement ``packed`` (``aligned``) layer ``ℓ`` starts where the previous one ended
+  (rounded up to a multiple of ``BL``) and its columns sit where
+  ``place_bitlines.slice_columns`` puts them — ``(f_ℓ + k) // BL``, ``(f_ℓ + k) mod BL``
+  when unsliced — from wordline 0.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from cimc.backends.build_reader import BuildDir
 from cimc.backends.cell_map import Owners
 from cimc.backends.validate import Validation, Violation
+from cimc.passes.place_bitlines import slice_columns
 from cimc.passes.tile_wordlines import MODES, segment_bounds
 
 POLICIES = ("packed", "aligned")
@@ -43,6 +48,7 @@ def check_layout(build: BuildDir, result: Validation) -> Iterator[Violation]:
     own = build.owners
     yield from _check_spans(own)
     yield from _check_coverage(build, own)
+    yield from _check_adjacent_digits(build, own)
     per_macro = own.used.sum(axis=1)
     limit = macro.adcs * macro.bitlines_per_adc
     for m in np.flatnonzero(per_macro > limit).tolist():
@@ -66,8 +72,10 @@ def _check_segments(i: int, layer: dict[str, Any], wordlines: int) -> Iterator[V
         yield Violation("layout", where, f"segments do not partition rows 0…{rows} in order")
         return
     yield from _check_bounds(where, layer, np.append(starts, rows), rows // k, k, wordlines)
-    if layer["columns"] != len(segs) * layer["cout"]:
-        yield Violation("layout", where, f"{layer['columns']} columns recorded, S·Cout = {len(segs) * layer['cout']}")
+    digits = w_slices(layer)
+    if layer["columns"] != len(segs) * layer["cout"] * digits:
+        yield Violation("layout", where, f"{layer['columns']} columns recorded, S·Cout·w_slices = "
+                        f"{len(segs) * layer['cout'] * digits}")
     yield from _check_wordline_maps(where, segs, rows, kw, k)
 
 
@@ -108,53 +116,84 @@ def _check_spans(own: Owners) -> Iterator[Violation]:
         yield Violation("layout", "macros", f"{int(bad.sum()) - EXAMPLES} more bitlines outside the array")
 
 
+def w_slices(layer: dict[str, Any]) -> int:
+    """Weight digits per (segment, channel) of a layout layer (1 in layouts without it)."""
+    return int(layer.get("w_slices", 1))
+
+
 def _check_coverage(build: BuildDir, own: Owners) -> Iterator[Violation]:
-    """Each layer's keys ``s·Cout + o`` exactly once; cells used = rows·Cout; macro lists."""
+    """Each layer's keys ``(s·Cout + o)·D + j`` exactly once; cells = rows·Cout·D; macro lists."""
     for i, layer in enumerate(build.layout["layers"]):
         where = f"layer {i} ({layer['node']})"
         m, b = np.nonzero(own.used & (own.layer == i))
-        seg, out = own.segment[m, b], own.out_channel[m, b]
-        cout, segments = layer["cout"], len(layer["segments"])
+        seg, out, digit = own.segment[m, b], own.out_channel[m, b], own.slices[m, b]
+        cout, segments, d = layer["cout"], len(layer["segments"]), w_slices(layer)
         if ((out < 0) | (out >= cout)).any():
             yield Violation("layout", where, f"a bitline names output channel {int(out[(out < 0) | (out >= cout)][0])}"
                             f" of a layer with {cout}")
-        keys = seg * cout + out
+        if ((digit < 0) | (digit >= d)).any():
+            yield Violation("layout", where, f"a bitline names weight slice {int(digit[(digit < 0) | (digit >= d)][0])}"
+                            f", the layer has w_slices = {d}")
+        keys = (seg * cout + out) * d + digit
         unique, counts = np.unique(keys, return_counts=True)
-        missing = segments * cout - int(((unique >= 0) & (unique < segments * cout)).sum())
+        missing = segments * cout * d - int(((unique >= 0) & (unique < segments * cout * d)).sum())
         twice = int((counts > 1).sum())
         if missing or twice:
-            yield Violation("layout", where, f"{missing} column(s) (segment, output channel) not placed, "
-                            f"{twice} placed more than once" + _first_twice(unique, counts, cout))
+            yield Violation("layout", where, f"{missing} column(s) (segment, output channel, slice) not placed, "
+                            f"{twice} placed more than once" + _first_twice(unique, counts, cout, d))
         cells = int((own.stop - own.start)[m, b].sum())
-        if cells != layer["rows"] * cout:
-            yield Violation("layout", where, f"{cells} cells hold its weights, it has rows·Cout = "
-                            f"{layer['rows'] * cout}")
+        if cells != layer["rows"] * cout * d:
+            yield Violation("layout", where, f"{cells} cells hold its weights, it has rows·Cout·w_slices = "
+                            f"{layer['rows'] * cout * d}")
         macros = np.unique(m).tolist()
         if layer["macros"] != macros:
             yield Violation("layout", where, f"lists macros {_short(layer['macros'])}, its bitlines are on "
                             f"{_short(macros)}")
 
 
-def _first_twice(unique: np.ndarray, counts: np.ndarray, cout: int) -> str:
+def _first_twice(unique: np.ndarray, counts: np.ndarray, cout: int, digits: int) -> str:
     if not (counts > 1).any():
         return ""
-    s, o = divmod(int(unique[counts > 1][0]), cout)
-    return f" (e.g. segment {s}, output channel {o})"
+    group, j = divmod(int(unique[counts > 1][0]), digits)
+    s, o = divmod(group, cout)
+    return f" (e.g. segment {s}, output channel {o}" + (f", slice {j})" if digits > 1 else ")")
+
+
+def _check_adjacent_digits(build: BuildDir, own: Owners) -> Iterator[Violation]:
+    """Digit ``j > 0`` of a (layer, segment, channel) sits right after digit ``j − 1``."""
+    digit = own.slices
+    upper = own.used & (digit > 0)
+    prev = np.zeros_like(upper)
+    prev[:, 1:] = ((own.layer[:, :-1] == own.layer[:, 1:]) & (own.segment[:, :-1] == own.segment[:, 1:])
+                   & (own.out_channel[:, :-1] == own.out_channel[:, 1:]) & (digit[:, :-1] == digit[:, 1:] - 1)
+                   & (own.start[:, :-1] == own.start[:, 1:]))
+    bad = upper & ~prev
+    for m, b in list(zip(*np.nonzero(bad), strict=True))[:EXAMPLES]:
+        layer = build.layout["layers"][int(own.layer[m, b])]
+        yield Violation("layout", f"macro {m}", f"bitline {b} holds slice {int(digit[m, b])} of layer "
+                        f"{layer['node']} segment {int(own.segment[m, b])} output channel "
+                        f"{int(own.out_channel[m, b])}, but bitline {b - 1} does not hold its slice "
+                        f"{int(digit[m, b]) - 1}: the digit columns of a channel must be adjacent")
+    if int(bad.sum()) > EXAMPLES:
+        yield Violation("layout", "macros", f"{int(bad.sum()) - EXAMPLES} more digit columns not adjacent")
 
 
 def _short(values: list[int]) -> str:
     return str(values) if len(values) <= 6 else f"[{values[0]}…{values[-1]}] ({len(values)})"
 
 
-def expected_first_columns(layers: list[dict[str, Any]], policy: str, bitlines: int) -> np.ndarray:
-    """Global first column of each layer under ``policy`` (see the module docstring)."""
-    first, column = [], 0
+def expected_columns(layers: list[dict[str, Any]], policy: str, bitlines: int
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(macro, bitline)`` of every column of each layer under ``policy``, in layer-column
+    order (the place-bitlines pass's layout, module docstring)."""
+    out, column = [], 0
     for layer in layers:
         if policy == "aligned":
             column = -(-column // bitlines) * bitlines
-        first.append(column)
-        column += len(layer["segments"]) * layer["cout"]
-    return np.asarray(first, dtype=np.int64)
+        macro, bitline = slice_columns(column, len(layer["segments"]) * layer["cout"], w_slices(layer), bitlines)
+        out.append((macro, bitline))
+        column = int(macro[-1]) * bitlines + int(bitline[-1]) + 1 if macro.size else column
+    return out
 
 
 def check_placement_policy(build: BuildDir, result: Validation) -> Iterator[Violation]:
@@ -164,19 +203,21 @@ def check_placement_policy(build: BuildDir, result: Validation) -> Iterator[Viol
         return
     own, bl = build.owners, build.macro.bitlines
     layers = build.layout["layers"]
-    first = expected_first_columns(layers, policy, bl)
-    for i, layer in enumerate(layers):
+    expected = expected_columns(layers, policy, bl)
+    for i, (layer, (em, eb)) in enumerate(zip(layers, expected, strict=True)):
         where = f"layer {i} ({layer['node']})"
-        if layer["first_column"] != first[i]:
+        first = int(em[0] * bl + eb[0])
+        if layer["first_column"] != first:
             yield Violation("placement", where, f"first column {layer['first_column']}, {policy} placement "
-                            f"gives {first[i]}")
+                            f"gives {first}")
         m, b = np.nonzero(own.used & (own.layer == i))
-        k = own.segment[m, b] * layer["cout"] + own.out_channel[m, b]
-        wrong = (m * bl + b != first[i] + k) | (own.start[m, b] != 0)
+        k = (own.segment[m, b] * layer["cout"] + own.out_channel[m, b]) * w_slices(layer) + own.slices[m, b]
+        k = np.clip(k, 0, em.size - 1)  # out-of-range keys are the coverage check's to report
+        wrong = (m != em[k]) | (b != eb[k]) | (own.start[m, b] != 0)
         if wrong.any():
             j = np.flatnonzero(wrong)[:EXAMPLES]
             shown = "; ".join(f"column {k[x]} on macro {m[x]} bitline {b[x]} wordline {own.start[m[x], b[x]]}, "
-                              f"expected macro {(first[i] + k[x]) // bl} bitline {(first[i] + k[x]) % bl} wordline 0"
+                              f"expected macro {em[k[x]]} bitline {eb[k[x]]} wordline 0"
                               for x in j)
             yield Violation("placement", where, f"{int(wrong.sum())} column(s) not where {policy} placement puts "
                             f"them: {shown}")

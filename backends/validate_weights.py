@@ -2,8 +2,12 @@
 
 Structure (always): ``weights.safetensors`` holds exactly ``macro_0000 … macro_{M−1}``,
 each ``(WL, BL)``; a cell outside every span of ``layout.json`` holds 0; an integer array
-holds cell codes in the narrow signed range ``|q| ≤ 2^(cell_bits−1) − 1`` (DESIGN §5); a
-float array holds finite numbers.
+holds cell codes in the narrow signed range ``|q| ≤ 2^(cell_bits−1) − 1`` (DESIGN §5), or,
+on a bitline holding weight digit ``j`` of a bit-sliced layer (``w_slices = D > 1``), a digit
+that a ``c``-bit cell stores: ``[0, 2^c − 1]`` for a lower digit ``j < D − 1``, and
+``[−2^(c−1), 2^(c−1) − 1]`` for the most significant (signed, offset scheme; the layer's
+exact top-digit range is checked against ``quant.json`` in ``validate_quant``); a float
+array holds finite numbers.
 
 Values (on request, ``--rebuild`` / ``--model``): the source model named by the manifest —
 a zoo model, or the ONNX file passed with ``--model`` — is re-imported, its sha256 compared
@@ -59,13 +63,30 @@ def _check_cells(build: BuildDir, own: Owners, m: int, array: np.ndarray) -> Ite
         yield Violation("weights", f"macro {m}", f"{int(idle.sum())} idle cell(s) hold non-zero values, e.g. "
                         + _cells(np.argwhere(idle)))
     if np.issubdtype(array.dtype, np.integer):
-        limit = signed_max(build.macro.cell_bits)
-        wide = np.abs(array.astype(np.int64)) > limit
+        lo, hi = cell_limits(build, own, m)
+        values = array.astype(np.int64)
+        wide = occupied & ((values < lo) | (values > hi))
         if wide.any():
-            yield Violation("weights", f"macro {m}", f"{int(wide.sum())} cell code(s) outside ±{limit} "
-                            f"({build.macro.cell_bits}-bit cells), e.g. " + _cells(np.argwhere(wide)))
+            w, b = np.argwhere(wide)[0]
+            yield Violation("weights", f"macro {m}", f"{int(wide.sum())} cell code(s) outside what a "
+                            f"{build.macro.cell_bits}-bit cell holds, e.g. {int(values[w, b])} outside "
+                            f"{int(lo[w, b])}…{int(hi[w, b])} at " + _cells(np.argwhere(wide)))
     elif not np.isfinite(array).all():
         yield Violation("weights", f"macro {m}", f"{int((~np.isfinite(array)).sum())} non-finite value(s)")
+
+
+def cell_limits(build: BuildDir, own: Owners, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(WL, BL)`` inclusive bounds of what each cell of macro ``m`` may hold (module doc)."""
+    c = build.macro.cell_bits
+    narrow = signed_max(c)
+    digits = np.array([int(x.get("w_slices", 1)) for x in build.layout["layers"]] or [1])
+    layer, digit = own.layer[m], own.slices[m]
+    sliced = (layer >= 0) & (digits[np.maximum(layer, 0)] > 1)
+    lower = sliced & (digit < digits[np.maximum(layer, 0)] - 1)
+    lo = np.where(lower, 0, np.where(sliced, -(narrow + 1), -narrow))
+    hi = np.where(lower, (1 << c) - 1, narrow)
+    shape = (build.macro.wordlines, 1)
+    return np.tile(lo, shape), np.tile(hi, shape)
 
 
 def _cells(where: np.ndarray) -> str:
@@ -106,7 +127,8 @@ def _explain(build: BuildDir, own: Owners, m: int, w: int, b: int, got: np.ndarr
     head = f"wordline {w} bitline {b} holds {got[w, b].item()!r}, expected {want[w, b].item()!r}"
     if cell["idle"]:
         return head + " (idle in layout.json)"
-    return (head + f" ({cell['layer']} segment {cell['segment']}, output channel {cell['out_channel']}, "
+    digit = f", weight digit {cell['slice']} of {cell['w_slices']}" if cell["w_slices"] > 1 else ""
+    return (head + f" ({cell['layer']} segment {cell['segment']}, output channel {cell['out_channel']}{digit}, "
             f"input channel {cell['in_channel']}, kernel {tuple(cell['kernel_pos'])})")
 
 

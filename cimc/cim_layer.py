@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cimc import numerics
+from cimc import numerics, slicing
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.annotations import CimLayer, QuantParams, Shift, WordlineTiling
 from cimc.ir.graph import Graph
@@ -141,6 +141,20 @@ def code_matrix(graph: Graph, node: Node) -> np.ndarray:
     return codes.reshape(codes.shape[0], -1)
 
 
+def digit_matrix(graph: Graph, node: Node) -> np.ndarray:
+    """Weight digits as the macro's cells hold them: ``(Cout·S, rows)``, row ``o·S + j`` being
+    digit ``j`` (``cimc.slicing.digits``, two's complement, the last signed) of channel ``o``'s
+    codes, so ``Σ_j 2^(j·cell_bits) · row[o·S + j] = code_matrix[o]``. One slice: the codes."""
+    codes = code_matrix(graph, node)
+    q = cim_spec(graph, node).q
+    if q.w_slices == 1:
+        return codes
+    d = slicing.digits(codes, q.w_bits, q.cell_bits, signed=True)  # (S, Cout, rows)
+    return np.ascontiguousarray(d.transpose(1, 0, 2)).reshape(-1, codes.shape[1])
+
+
 def cell_dtype(cell_bits: int) -> type[np.signedinteger]:
-    """The integer type holding codes of ``cell_bits``: int8 up to 8 bits, else int16."""
+    """The integer type holding codes of ``cell_bits``: int8 up to 8 bits, else int16. (A
+    sliced layer's lower digits are unsigned ``[0, 2^cell_bits − 1]``: 8-bit cells holding
+    them need ``cell_dtype(9)``.)"""
     return np.int8 if cell_bits <= 8 else np.int16

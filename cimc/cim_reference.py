@@ -12,8 +12,8 @@ A CIM layer (``run_layer``) is vectorised over batch, pixels and segments::
 
 A bit-sliced layer (``cimc.slicing``) runs its ``T`` input digits as ``T`` batches and its
 ``S`` weight digits as ``S`` adjacent columns per output channel, in the same one matmul; the
-ADC codes then have ``segments·T·S`` conversions on axis 1, in the order ``(s, t, j)``, and
-``P = Σ_k conversion_weights[k] · p̂_k``.
+ADC codes then have ``segments·T·S`` conversions on axis 1, in the order ``(s, t, j)``, each
+kind ``(t, j)`` at its step ``S_ADC·2^−m_{t,j}``, and ``P = Σ_k conversion_weights[k] · p̂_k``.
 
 All products and sums are of small integers, exact in float32 (``|P| < 2^24``, checked by
 the quantize pass).
@@ -135,12 +135,23 @@ def sliced_sums(a_q: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray
     return np.ascontiguousarray(p).reshape(n, -1, cout, *p.shape[5:])
 
 
+def sliced_adc(p: np.ndarray, spec: CimSpec) -> np.ndarray:
+    """ADC codes of every conversion in place: step ``S_ADC · 2^−m_{t,j}`` (``cimc.slicing``)."""
+    q = spec.q
+    if q.w_slices == 1 and q.a_slices == 1:
+        return numerics.adc_codes(p, q.adc_step, q.adc_bits, channel_axis=2, out=p)
+    kinds = q.w_slices * q.a_slices
+    steps = np.tile(slicing.conversion_steps(q.adc_step, q.adc_shift, kinds), (spec.num_segments, 1))
+    return numerics.quantize(p, steps.reshape(1, *steps.shape, *(1,) * (p.ndim - 3)), q.adc_bits, True, out=p)
+
+
 def recombine(adc: np.ndarray, spec: CimSpec) -> np.ndarray:
-    """``P = Σ_k 2^(j·c + t·dac) · p̂_k`` over axis 1 (a plain sum without slicing)."""
+    """``P = Σ_k 2^(j·c + t·dac − m_{t,j}) · p̂_k`` over axis 1 (a plain sum without slicing)."""
     q = spec.q
     if q.w_slices == 1 and q.a_slices == 1:
         return adc.sum(axis=1, dtype=np.float32)
-    weights = slicing.conversion_weights(spec.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits)
+    weights = slicing.conversion_weights(spec.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits,
+                                         q.adc_shift)
     shaped = weights.reshape((1, -1) + (1,) * (adc.ndim - 2))
     return np.multiply(adc, shaped, dtype=np.float32).sum(axis=1, dtype=np.float32)
 
@@ -150,7 +161,7 @@ def run_layer(x: np.ndarray, spec: CimSpec, codes: np.ndarray | None = None) -> 
     q = spec.q
     a_q = numerics.quantize(as_conv_input(x, spec), q.a_step, q.a_bits, q.a_signed)
     p = sliced_sums(a_q, spec.codes() if codes is None else codes, spec)
-    adc = numerics.adc_codes(p, q.adc_step, q.adc_bits, channel_axis=2, out=p)
+    adc = sliced_adc(p, spec)
     total = recombine(adc, spec)
     y = numerics.layer_output(total, spec.scale(), spec.applied_bias())
     if spec.kind == "conv":

@@ -15,6 +15,8 @@ from cimc.cli_emulate import emulate_cmd
 from cimc.cli_inspect import register as register_inspect
 from cimc.cli_morph import morph_cmd
 from cimc.cli_qat import qat_cmd
+from cimc.cli_search import search_cmd
+from cimc.cli_sweep import sweep_cmd
 from cimc.cli_zoo import zoo
 
 
@@ -37,4 +39,6 @@ register_inspect(main)  # inspect, validate, diff, maps
 main.add_command(qat_cmd)
 main.add_command(morph_cmd)
 main.add_command(emulate_cmd)
+main.add_command(search_cmd)
+main.add_command(sweep_cmd)
 

@@ -5,7 +5,8 @@
      "layers": {"<node name of the Conv/Gemm>": {
          "w_bits": 4, "a_bits": 4, "adc_bits": 5,
          "w_step": [1 or Cout floats], "a_step": float, "a_signed": false,
-         "adc_step": [1 or Cout floats]}}}
+         "adc_step": [1 or Cout floats],
+         "adc_shift": [T·S ints ≥ 0]}}}          (optional: bit-sliced layers, ``cimc.slicing``)
 
 The weights of those layers are the BN-folded float weights the steps were trained for.
 ``parse_qat`` checks everything and names the layer in every error: bits are integers in
@@ -76,7 +77,7 @@ def layer_params(name: str, entry: Any, cout: int) -> QuantParams:
     missing = [f for f in _FIELDS if f not in entry]
     if missing:
         raise InvalidModelError(f"'{KEY}' layer '{name}': missing {', '.join(missing)}")
-    unknown = sorted(set(entry) - {*_FIELDS, "a_signed"})
+    unknown = sorted(set(entry) - {*_FIELDS, "a_signed", "adc_shift"})
     if unknown:
         log.warning("'%s' layer '%s': ignoring unknown field(s) %s", KEY, name, ", ".join(unknown))
     signed = entry.get("a_signed", False)
@@ -85,7 +86,22 @@ def layer_params(name: str, entry: Any, cout: int) -> QuantParams:
     a_step = _steps(name, "a_step", entry["a_step"], 1)
     return QuantParams(_bits(name, "w_bits", entry), _bits(name, "a_bits", entry), _bits(name, "adc_bits", entry),
                        _steps(name, "w_step", entry["w_step"], cout), float(a_step[0]),
-                       _steps(name, "adc_step", entry["adc_step"], cout), signed, source="qat")
+                       _steps(name, "adc_step", entry["adc_step"], cout), signed, source="qat",
+                       adc_shift=_shifts(name, entry.get("adc_shift")))
+
+
+def _shifts(name: str, value: Any) -> np.ndarray | None:
+    """The optional ``adc_shift`` list: integers in 0..24 (checked against the slice count
+    when the quantize pass knows the macro)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 24 for v in value):
+        raise InvalidModelError(f"'{KEY}' layer '{name}': adc_shift must be a non-empty list of integers in 0..24, "
+                                f"got {value!r}")
+    shifts = np.asarray(value, dtype=np.int64)
+    shifts.flags.writeable = False
+    return shifts
 
 
 def _bits(name: str, key: str, entry: dict[str, Any]) -> int:
@@ -116,5 +132,7 @@ def qat_metadata(params: Mapping[str, QuantParams]) -> str:
     """The ``cimc.quant`` JSON for ``params`` (what a QAT tool writes; used by tests)."""
     layers = {name: {"w_bits": q.w_bits, "a_bits": q.a_bits, "adc_bits": q.adc_bits,
                      "w_step": [float(s) for s in q.w_step], "a_step": float(q.a_step), "a_signed": q.a_signed,
-                     "adc_step": [float(s) for s in q.adc_step]} for name, q in sorted(params.items())}
+                     "adc_step": [float(s) for s in q.adc_step],
+                     **({} if q.adc_shift is None else {"adc_shift": [int(m) for m in q.adc_shift]})}
+              for name, q in sorted(params.items())}
     return json.dumps({"version": VERSION, "layers": layers}, sort_keys=True)

@@ -18,7 +18,16 @@ With ``S`` weight slices (columns per output channel, adjacent bitlines) and ``T
 (DAC cycles), every ``(segment s, input slice t, weight slice j)`` is one ADC conversion and
 the digital shift-add recombines them::
 
-    p_{s,t,j} = Σ_{r∈s} d_j[r] · e_t[r]       p̂ = ADC(p)     P = Σ_{s,t,j} 2^(j·c + t·dac) · p̂_{s,t,j}
+    p_{s,t,j} = Σ_{r∈s} d_j[r] · e_t[r]
+    p̂_{s,t,j} = clip(round(p_{s,t,j} / (S_ADC · 2^−m_{t,j})), ±(2^(adc_bits−1) − 1))
+    P         = Σ_{s,t,j} 2^(j·c + t·dac − m_{t,j}) · p̂_{s,t,j}
+
+The step exponents ``m_{t,j} ≥ 0`` (``QuantParams.adc_shift``, all 0 by default) give each kind
+of conversion its own ADC range at a power-of-two ratio: the most significant weight digits
+carry small sums that a step fitted to the large, always-positive sums of the lower digits
+would round to nothing. The ratios keep the shift-add a shift-add: ``P·2^M`` (``M = max m``)
+is an integer the digital periphery computes with shifts, and ``P`` itself is a dyadic number
+float32 holds exactly while ``|P|·2^M < 2^24``.
 """
 
 from __future__ import annotations
@@ -54,12 +63,33 @@ def digit_weights(bits: int, width: int | None) -> np.ndarray:
 
 
 def conversion_weights(segments: int, a_bits: int, dac_bits: int | None, w_bits: int,
-                       cell_bits: int | None) -> np.ndarray:
+                       cell_bits: int | None, adc_shift: np.ndarray | None = None) -> np.ndarray:
     """The shift-add weight of every ADC conversion of a layer, ``(segments·T·S,)`` in the
-    order ``(s, t, j)``: ``2^(j·cell_bits + t·dac_bits)`` (all 1 without slicing)."""
+    order ``(s, t, j)``: ``2^(j·cell_bits + t·dac_bits − m_{t,j})`` (all 1 without slicing)."""
     a = digit_weights(a_bits, dac_bits)
     w = digit_weights(w_bits, cell_bits)
-    return np.tile(np.outer(a, w).reshape(-1), segments).astype(np.float32)
+    per_kind = np.outer(a, w).reshape(-1)
+    if adc_shift is not None:
+        per_kind = np.ldexp(per_kind, -np.asarray(adc_shift, dtype=np.int64))
+    return np.tile(per_kind, segments).astype(np.float32)
+
+
+def conversion_steps(adc_step: np.ndarray, adc_shift: np.ndarray | None, kinds: int) -> np.ndarray:
+    """ADC step of every kind of conversion, ``(T·S, 1 or Cout)``: ``S_ADC · 2^−m_{t,j}``
+    (float32, exact: a power-of-two scaling)."""
+    step = np.asarray(adc_step, dtype=np.float32).reshape(1, -1)
+    m = np.zeros(kinds, dtype=np.int64) if adc_shift is None else np.asarray(adc_shift, dtype=np.int64)
+    return np.ldexp(step, -m[:, None]).astype(np.float32)
+
+
+def fit_shifts(steps: np.ndarray, max_shift: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``(S_ADC, m)`` from the best step of every kind of conversion ``steps (T·S, C)``:
+    ``S_ADC`` the coarsest per column, ``m_k = round(log2(S_ADC / step_k))`` (the median over
+    columns), clipped to ``[0, max_shift]``."""
+    steps = np.asarray(steps, dtype=np.float64)
+    base = steps.max(axis=0)
+    m = np.rint(np.median(np.log2(base[None, :] / steps), axis=1))
+    return base.astype(np.float32), np.clip(m, 0, max_shift).astype(np.int64)
 
 
 def digit_range(bits: int, width: int | None, signed: bool, index: int) -> tuple[int, int]:

@@ -2,7 +2,21 @@
 
 CIM layers are taken in topological order and their columns ``k = s·Cout + o`` laid out
 one after another on a global column axis; global column ``g`` sits on macro ``g // BL``,
-bitline ``g % BL``, using wordlines ``[0, rows of segment s)``. Policies:
+bitline ``g % BL``, using wordlines ``[0, rows of segment s)``.
+
+Bit-slicing (``cimc.slicing``): a layer whose weights are wider than a cell has
+``S = QuantParams.w_slices`` digit columns per (segment, output channel), layer column
+``k = (s·Cout + o)·S + j`` holding digit ``j``. The ``S`` columns of one (segment, channel)
+— a *group* — sit on adjacent bitlines of one macro: group ``q`` continues the global axis,
+but a group that would cross a macro boundary starts on the next macro instead (the bitlines
+left over stay idle). With first column ``f`` (``b0 = f mod BL``), ``n0 = ⌊(BL − b0)/S⌋``
+groups fit on the first macro and ``n = ⌊BL/S⌋`` on each further one::
+
+    q < n0:  macro f // BL,                    bitline b0 + q·S + j
+    q ≥ n0:  macro f // BL + 1 + (q − n0) // n, bitline ((q − n0) mod n)·S + j
+
+With ``S = 1`` (and for layers without ``QuantParams``: mapping-only compiles) this is the
+plain layout above. Policies:
 
 * ``packed`` (default, as the paper counts it): layers continue where the previous one
   ended, so the model needs ``ceil(total columns / BL)`` macros.
@@ -19,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimc.errors import MappingError, UsageError
-from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
+from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.pipeline import GraphPass, PassContext, PassResult
@@ -52,7 +66,7 @@ class PlaceBitlines(GraphPass):
             if self.policy == "aligned":
                 next_column = -(-next_column // width) * width
             placement = place_layer(node, next_column, width)
-            next_column += placement.num_columns
+            next_column = int(placement.macro[-1]) * width + int(placement.bitline[-1]) + 1
             old = node.ann.get_ann(BitlinePlacement)
             if old is None or not _same(old, placement):
                 node.ann.put(placement)
@@ -68,15 +82,39 @@ def cim_nodes(graph: Graph) -> list[Node]:
     return [n for n in graph.topo_order() if CimLayer in n.ann]
 
 
+def weight_slices(node: Node) -> int:
+    """Digit columns per (segment, output channel): ``QuantParams.w_slices``, else 1."""
+    q = node.ann.get_ann(QuantParams)
+    return 1 if q is None else q.w_slices
+
+
+def slice_columns(first_column: int, groups: int, slices: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(macro, bitline)`` of ``groups·slices`` columns from global column ``first_column``,
+    each group's ``slices`` columns adjacent on one macro (module docstring)."""
+    if slices == 1:
+        return np.divmod(first_column + np.arange(groups, dtype=np.int64), width)
+    m0, b0 = divmod(first_column, width)
+    n0, n = (width - b0) // slices, width // slices
+    q = np.arange(groups, dtype=np.int64)
+    later = q - n0
+    macro = np.where(q < n0, m0, m0 + 1 + later // n)
+    start = np.where(q < n0, b0 + q * slices, (later % n) * slices)
+    j = np.arange(slices, dtype=np.int64)
+    return np.repeat(macro, slices), (start[:, None] + j[None, :]).reshape(-1)
+
+
 def place_layer(node: Node, first_column: int, width: int) -> BitlinePlacement:
     layer = node.ann[CimLayer]
     tiling = node.ann[WordlineTiling]
-    columns = first_column + np.arange(tiling.num_segments * layer.cout, dtype=np.int64)
-    macro, bitline = np.divmod(columns, width)
-    wordline = np.zeros_like(columns)
+    slices = weight_slices(node)
+    if slices > width:
+        raise MappingError(f"layer '{node.name}' needs {slices} adjacent digit columns per output channel, "
+                           f"a macro has {width} bitlines", hint="use wider cells or fewer weight bits")
+    macro, bitline = slice_columns(first_column, tiling.num_segments * layer.cout, slices, width)
+    wordline = np.zeros_like(macro)
     for arr in (macro, bitline, wordline):
         arr.flags.writeable = False
-    return BitlinePlacement(first_column, macro, bitline, wordline)
+    return BitlinePlacement(int(macro[0] * width + bitline[0]), macro, bitline, wordline)
 
 
 def _same(a: BitlinePlacement, b: BitlinePlacement) -> bool:
@@ -93,10 +131,11 @@ def check_placement(graph: Graph, wordlines: int, bitlines: int) -> None:
     for node in nodes:
         p = node.ann[BitlinePlacement]
         rows = node.ann[WordlineTiling].segment_rows()
-        expected = rows.shape[0] * node.ann[CimLayer].cout
+        per_segment = node.ann[CimLayer].cout * weight_slices(node)
+        expected = rows.shape[0] * per_segment
         if p.num_columns != expected:
             raise MappingError(f"layer '{node.name}' places {p.num_columns} columns, needs {expected}")
-        top = p.wordline + np.repeat(rows, node.ann[CimLayer].cout)
+        top = p.wordline + np.repeat(rows, per_segment)
         if (p.bitline < 0).any() or (p.bitline >= bitlines).any() or (p.wordline < 0).any() or (top > wordlines).any():
             raise MappingError(f"layer '{node.name}' has a column outside the macro")
         cells.append(np.stack([p.macro, p.bitline, p.wordline, top], axis=1))

@@ -31,7 +31,7 @@ from cimc import numerics, slicing
 from cimc.blas import single_blas_thread
 from cimc.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
 from cimc.cim_layer import CimSpec, cim_spec
-from cimc.errors import MappingError, UnsupportedError, UsageError
+from cimc.errors import InvalidModelError, MappingError, UnsupportedError, UsageError
 from cimc.ir.annotations import CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -94,7 +94,7 @@ class Quantize(GraphPass):
         qat = self._qat(out)
         for node in todo:
             if node.name in qat:
-                node.ann.put(replace(qat[node.name], cell_bits=ctx.macro.cell_bits, dac_bits=ctx.macro.dac_bits))
+                node.ann.put(with_macro_widths(node.name, qat[node.name], ctx.macro))
         rest = [n for n in todo if n.name not in qat]
         if qat and rest:
             log.warning("QAT parameters missing for %d CIM layer(s) (%s): calibrating them",
@@ -130,6 +130,23 @@ class Quantize(GraphPass):
                                              self.granularity, self.weight_method, ctx.macro))
 
 
+def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParams:
+    """QAT parameters on this macro's cells and DACs; their ``adc_shift`` (if any) must have
+    one exponent per kind of conversion ``T·S`` of this macro."""
+    q = replace(q, cell_bits=macro.cell_bits, dac_bits=macro.dac_bits)
+    kinds = q.w_slices * q.a_slices
+    if q.adc_shift is not None and q.adc_shift.shape[0] != kinds:
+        raise InvalidModelError(f"'{KEY}' layer '{name}': adc_shift has {q.adc_shift.shape[0]} exponent(s), but "
+                                f"{q.w_bits}-bit weights on {macro.cell_bits}-bit cells and {q.a_bits}-bit inputs on "
+                                f"{macro.dac_bits}-bit DACs make {kinds} kind(s) of conversion",
+                                hint="compile with the macro the model was trained for (--macro)")
+    if kinds == 1 and q.adc_shift is not None:  # one kind of conversion: its exponent is the step's
+        step = slicing.conversion_steps(q.adc_step, q.adc_shift, 1).reshape(-1)
+        step.flags.writeable = False
+        q = replace(q, adc_step=step, adc_shift=None)
+    return q
+
+
 def cim_nodes(graph: Graph) -> list[Node]:
     return [n for n in graph.topo_order() if CimLayer in n.ann]
 
@@ -155,10 +172,26 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
     signed = bool((x < 0).any())
     a_step = float(mse_step(x, a_bits, signed)[0])
     p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed, **widths)
-    adc_step = mse_step(p, adc_bits, True, axis=2 if axis == 0 else None, min_step=1.0)
-    for arr in (w_step, adc_step):
-        arr.flags.writeable = False
-    return QuantParams(w_bits, a_bits, adc_bits, w_step, a_step, adc_step, signed, source="calibration", **widths)
+    adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(w_bits, macro.cell_bits) *
+                                    slicing.slice_count(a_bits, macro.dac_bits), axis == 0)
+    for arr in (w_step, adc_step, adc_shift):
+        if arr is not None:
+            arr.flags.writeable = False
+    return QuantParams(w_bits, a_bits, adc_bits, w_step, a_step, adc_step, signed, source="calibration", **widths,
+                       adc_shift=adc_shift)
+
+
+def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(S_ADC, m)`` from the partial sums ``p (M, segments·kinds, Cout)``: one MSE-optimal
+    step (at least 1) per kind of conversion ``(t, j)``, then the coarsest as ``S_ADC`` and
+    the others as power-of-two fractions ``2^−m`` of it (``slicing.fit_shifts``); ``m`` is
+    ``None`` for an unsliced layer."""
+    axis = 2 if per_column else None
+    if kinds == 1:
+        return mse_step(p, adc_bits, True, axis=axis, min_step=1.0), None
+    by_kind = p.reshape(p.shape[0], -1, kinds, p.shape[2])
+    steps = np.stack([mse_step(by_kind[:, :, k], adc_bits, True, axis=axis, min_step=1.0) for k in range(kinds)])
+    return slicing.fit_shifts(steps)
 
 
 def check_bits(node: Node, macro: MacroSpec) -> None:
@@ -174,9 +207,12 @@ def check_bits(node: Node, macro: MacroSpec) -> None:
     tiling = node.ann[WordlineTiling]
     p_max = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True) * \
         _digit_max(q.a_bits, q.dac_bits, q.a_signed)
-    adc_max = min(numerics.signed_max(q.adc_bits), int(np.rint(p_max / float(np.min(q.adc_step)))))
-    weights = slicing.conversion_weights(tiling.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits)
-    bound = max(p_max, int(weights.astype(np.int64).sum()) * adc_max)
+    kinds = q.w_slices * q.a_slices
+    steps = slicing.conversion_steps(q.adc_step, q.adc_shift, kinds).min(axis=1)  # (kinds,)
+    adc_max = np.minimum(numerics.signed_max(q.adc_bits), np.rint(p_max / steps.astype(np.float64)))
+    weights = slicing.conversion_weights(1, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits, q.adc_shift)
+    unit = 2.0 ** (0 if q.adc_shift is None else int(np.max(q.adc_shift)))  # P·2^M is an integer
+    bound = max(p_max, int(tiling.num_segments * float(np.sum(weights * adc_max)) * unit))
     if bound >= EXACT_LIMIT:
         raise UnsupportedError(f"layer '{node.name}': sums may reach {bound:,} ≥ 2^24 with {q.w_bits}-bit "
                                f"weights, {q.a_bits}-bit inputs, {q.adc_bits}-bit ADC codes and "

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cimc import numerics
+from cimc import numerics, slicing
 from cimc.blas import single_blas_thread
 from cimc.calibration import DEFAULT_SIZE, partial_sums
 from cimc.cim_layer import cim_spec
@@ -147,13 +147,24 @@ def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) 
     if x is not None:
         p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
                          cell_bits=q.cell_bits, dac_bits=q.dac_bits)
-        axis = 2 if exact.size > 1 else None
-        up = squared_error(p, step_up, q.adc_bits, True, axis)
-        down = squared_error(p, step_up / 2, q.adc_bits, True, axis)
+        up = conversion_error(p, step_up, q)
+        down = conversion_error(p, step_up / 2, q)
         k, step = np.where(down < up, k_up + 1, k_up), np.where(down < up, step_up / 2, step_up)
     adc = step.astype(np.float32)
     adc.flags.writeable = False
     return k.astype(np.int64), adc
+
+
+def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.ndarray:
+    """Squared ADC error of partial sums ``p (M, segments·T·S, Cout)`` with every conversion
+    kind at its step ``adc_step · 2^−m_{t,j}``: per column when ``adc_step`` is, else in total."""
+    kinds = q.w_slices * q.a_slices
+    if kinds == 1:
+        return squared_error(p, adc_step, q.adc_bits, True, 2 if adc_step.size > 1 else None)
+    steps = slicing.conversion_steps(adc_step.astype(np.float32), q.adc_shift, kinds)  # (kinds, C)
+    steps = np.tile(steps, (p.shape[1] // kinds, 1))[None]
+    err = (p - numerics.quantize(p, steps, q.adc_bits, True) * steps).astype(np.float64) ** 2
+    return err.sum(axis=(0, 1)) if adc_step.size > 1 else np.atleast_1d(err.sum())
 
 
 def ceil_exponent(scale: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cimc import numerics, slicing
 from cimc.cim_layer import cim_spec
-from cimc.cim_reference import as_conv_input, im2col, run_layer
+from cimc.cim_reference import as_conv_input, im2col, run_layer, sliced_sums
 from cimc.ir.annotations import QuantParams
 from cimc.macro import MacroSpec
 from cimc.passes.quantize import LayerBits
@@ -67,7 +67,7 @@ def test_unclipped_sliced_layer_is_the_exact_integer_product(macro: MacroSpec, w
     node = graph.node(layer)
     q = params(graph)[layer]
     assert q.a_signed == (layer == "c1")
-    node.ann.put(replace(q, adc_step=np.float32([1.0])))
+    node.ann.put(replace(q, adc_step=np.float32([1.0]), adc_shift=None))
     spec = cim_spec(graph, node)
     assert spec.q.w_slices == -(-w_bits // macro.cell_bits) and spec.q.a_slices == -(-a_bits // macro.dac_bits)
     x = np.random.default_rng(1).standard_normal((2, *graph.shape(node.inputs[0])[1:])).astype(np.float32)
@@ -92,3 +92,29 @@ def test_unsliced_layers_keep_the_contract() -> None:
     trace = run_layer(x, spec)
     assert trace.adc_codes.shape[1] == spec.num_segments
     np.testing.assert_array_equal(trace.sums, trace.adc_codes.sum(axis=1))
+
+
+def test_step_exponents_by_hand() -> None:
+    """Conversion kind (t, j) at step S_ADC·2^−m_{t,j}; P = Σ 2^(j·c + t·dac − m_{t,j}) · p̂."""
+    graph, ctx = tiled(small_cnn(cin=8), WIDE_ADC)
+    graph = quantize(graph, ctx, default_bits=LayerBits(8, 8, 10)).graph
+    node = graph.node("c2")
+    q = replace(params(graph)["c2"], adc_step=np.float32([24.0]), adc_shift=np.int64([0, 3, 1, 4]))
+    node.ann.put(q)
+    spec = cim_spec(graph, node)
+    x = np.random.default_rng(3).uniform(0, 2, (1, *graph.shape(node.inputs[0])[1:])).astype(np.float32)
+    a_q = numerics.quantize(x, q.a_step, 8, False)
+    p = sliced_sums(a_q, spec.codes(), spec).astype(np.float64)  # (N, Seg·4, Cout, Ho, Wo), (s, t, j)
+    m = np.tile([0, 3, 1, 4], spec.num_segments)
+    shift = np.tile([0, 4, 4, 8], spec.num_segments) - m  # j·4 + t·4 − m
+    codes = np.clip(np.rint(p * 2.0 ** m[None, :, None, None, None] / 24.0), -511, 511)
+    want = (codes * 2.0 ** shift[None, :, None, None, None]).sum(axis=1)
+    trace = run_layer(x, spec)
+    np.testing.assert_array_equal(trace.adc_codes, codes)
+    np.testing.assert_array_equal(trace.sums, want)
+
+
+def test_fit_shifts() -> None:
+    base, m = slicing.fit_shifts(np.float32([[8.0, 16.0], [1.1, 2.0], [8.0, 4.0]]))
+    np.testing.assert_array_equal(base, [8.0, 16.0])
+    np.testing.assert_array_equal(m, [0, 3, 1])  # medians of log2 ratios: 0, 2.9, 1

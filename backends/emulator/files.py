@@ -27,6 +27,8 @@ MANIFEST = "manifest.json"
 JSON_FILES = ("layout", "quant", "graph")
 ARRAY_FILES = ("weights.safetensors", "digital.safetensors")
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
+#: The per-bitline weight digit index of bit-sliced builds (``cimc.slicing``), next to the owner lists.
+SLICE_KEY = "slice"
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def _skeleton(layout: Any) -> Any:
         return layout
     out = dict(layout)
     if isinstance(out.get("macros"), list):
-        out["macros"] = [{**m, **{k: [] for k in OWNER_KEYS if isinstance(m.get(k), list)}}
+        out["macros"] = [{**m, **{k: [] for k in (*OWNER_KEYS, SLICE_KEY) if isinstance(m.get(k), list)}}
                          if isinstance(m, dict) else m for m in out["macros"]]
     if isinstance(out.get("layers"), list):
         out["layers"] = [_layer_skeleton(layer) for layer in out["layers"]]

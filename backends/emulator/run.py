@@ -12,6 +12,11 @@ or ADC groups):
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
    ``y = P · scale + b'``.
 
+A bit-sliced layer (``cimc.slicing``) feeds its ``T`` DAC cycles as ``T`` batches of the same
+convolution over its ``S`` digit columns per channel, converts every (cycle, segment, column)
+with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in hardware order
+(``cimc.backends.emulator.slices``); its traced ADC codes are ``(N, Seg·T·S, Cout, Ho, Wo)``.
+
 Digital ops run with the reference's kernels and rounding rules
 (``cimc.cim_reference.digital_op``). ``Emulator.run`` returns the outputs and, with
 ``record``, per-layer traces (input codes, ADC codes ``(N, S, Cout, Ho, Wo)``, sums, outputs).
@@ -34,6 +39,7 @@ from cimc.backends.cim_files import decode_attr
 from cimc.backends.emulator.checks import check_build
 from cimc.backends.emulator.files import BuildFiles, read_build
 from cimc.backends.emulator.layers import MacroLayer, macro_layers
+from cimc.backends.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.batching import mixes_batch, split_batch
 from cimc.cim_reference import CompiledRun, LayerTrace, concat_runs, digital_op
 from cimc.errors import UsageError
@@ -152,13 +158,30 @@ def run_layer(layer: MacroLayer, weight: torch.Tensor, x: np.ndarray, record: bo
     lead = x.shape[:-1]
     a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
     codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
-    p = bitline_sums(layer, weight, codes)
-    n, _, ho, wo = p.shape
-    p = p.reshape(n, layer.segments, layer.cout, ho, wo)
-    adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=2, out=p)
-    total = adc.sum(axis=1, dtype=np.float32)
+    if layer.sliced:
+        adc, total = _sliced_conversions(layer, weight, codes, record)
+    else:
+        p = bitline_sums(layer, weight, codes)
+        n, _, ho, wo = p.shape
+        p = p.reshape(n, layer.segments, layer.cout, ho, wo)
+        adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=2, out=p)
+        total = adc.sum(axis=1, dtype=np.float32)
     y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
-    return LayerTrace(codes.reshape(x.shape), adc.reshape(n, layer.segments, layer.cout),
+    return LayerTrace(codes.reshape(x.shape), adc.reshape(codes.shape[0], -1, layer.cout),
                       total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
+
+
+def _sliced_conversions(layer: MacroLayer, weight: torch.Tensor, codes: np.ndarray,
+                        record: bool) -> tuple[np.ndarray, np.ndarray]:
+    """ADC codes (in trace order when ``record``) and shift-added sums ``P`` of a sliced layer,
+    computed on the memory order of the channels-last bitline sums,
+    ``(T, N, Ho, Wo, Seg, Cout, S)`` (a view, no copy)."""
+    p = bitline_sums(layer, weight, dac_cycles(codes, layer.a_slices, layer.dac_bits)).transpose(0, 2, 3, 1)
+    _, ho, wo, _ = p.shape
+    p = p.reshape(layer.a_slices, codes.shape[0], ho, wo, layer.segments, layer.cout, layer.w_slices)
+    steps = adc_steps(layer.adc_step, layer.adc_shift, p.shape)
+    adc = numerics.quantize(p, steps, layer.adc_bits, True, out=p)
+    total = shift_add(adc, layer.cell_bits, layer.dac_bits, layer.adc_shift).transpose(0, 3, 1, 2)
+    return (conversion_order(adc) if record else adc), total

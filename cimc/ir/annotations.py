@@ -90,8 +90,9 @@ class WordlineTiling:
 class BitlinePlacement:
     """Where each layer column lives: ``macro[k]``, ``bitline[k]`` and wordlines
     ``[wordline[k], wordline[k] + rows of its segment)``. Arrays are read-only int64 of
-    length ``S·Cout`` in layer-column order; ``first_column`` is the layer's offset in the
-    global column order of the whole model."""
+    length ``S·Cout·w_slices`` in layer-column order ``k = (s·Cout + o)·w_slices + j`` (weight
+    digit ``j``; ``QuantParams.w_slices``, 1 without it); ``first_column`` is the layer's
+    offset in the global column order of the whole model."""
 
     first_column: int
     macro: np.ndarray
@@ -118,7 +119,9 @@ class QuantParams:
     ``cell_bits`` / ``dac_bits`` are the widths of the macro's cells and DACs the codes are
     sliced into (``cimc.slicing``): ``w_slices = ceil(w_bits / cell_bits)`` adjacent columns
     per output channel and ``a_slices = ceil(a_bits / dac_bits)`` input cycles. ``None``
-    (before the quantize pass sets them) means one slice.
+    (before the quantize pass sets them) means one slice. ``adc_shift`` (int64, ``(T·S,)`` in
+    the order ``(t, j)``, ``None`` = all 0) gives conversion kind ``(t, j)`` the ADC step
+    ``S_ADC · 2^−m_{t,j}`` and shift-add weight ``2^(j·cell_bits + t·dac_bits − m_{t,j})``.
     """
 
     w_bits: int
@@ -131,6 +134,7 @@ class QuantParams:
     source: str = "calibration"
     cell_bits: int | None = None
     dac_bits: int | None = None
+    adc_shift: np.ndarray | None = None
 
     @property
     def w_slices(self) -> int:

@@ -1,0 +1,105 @@
+"""The accuracy proxy of a bit configuration: the compiled model's top-1 on held-out data.
+
+Each configuration costs one run of the numpy reference of the compiled model
+(``cimc.cim_reference.run_compiled``: CIM layers by the bit-sliced numerical contract,
+scales exact as with ``--no-shift``) over the evaluation samples. The quantization of every
+layer comes from ``passes.quantize.calibrate_layer`` on the float inputs of the layer over the
+calibration batch, exactly as the quantize pass computes it, and is cached per
+``(layer, w_bits, a_bits, adc_bits)``: a configuration that reuses a layer's bits reuses its
+steps.
+
+The metric is the top-1 accuracy on the labels (``digits``, ``cifar10``) or, on ``synthetic``
+data (untrained zoo models, random labels), the agreement of the compiled model's top-1 with
+the float model's. The drop is measured in percentage points against the float model
+(accuracy) or against 100 % (agreement).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cimc.blas import single_blas_thread
+from cimc.calibration import collect_inputs, load_feeds
+from cimc.cim_layer import cim_spec
+from cimc.cim_reference import run_compiled
+from cimc.evaluation import evaluation_set, top1
+from cimc.ir.annotations import QuantParams
+from cimc.ir.graph import Graph
+from cimc.macro import MacroSpec
+from cimc.passes.place_bitlines import cim_nodes
+from cimc.passes.quantize import calibrate_layer
+from cimc.search.latency import with_quant
+from cimc.search.space import Config, LayerChoice
+
+
+@dataclass(frozen=True)
+class Score:
+    """Top-1 accuracy on the labels, agreement with the float model, and the searched metric."""
+
+    accuracy: float
+    agreement: float
+    metric: float
+
+
+@dataclass
+class AccuracyProxy:
+    """Scores configurations of a tiled graph (module doc)."""
+
+    graph: Graph
+    macro: MacroSpec
+    x: np.ndarray
+    y: np.ndarray
+    inputs: dict[str, np.ndarray]
+    metric: str = "accuracy"
+    granularity: str = "layer"
+    weight_method: str = "mse"
+    float_pred: np.ndarray = field(init=False)
+    _quant: dict[tuple[str, LayerChoice], QuantParams] = field(default_factory=dict, repr=False)
+    _scores: dict[Config, Score] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.float_pred = self._predict(self.graph)
+
+    @property
+    def reference(self) -> float:
+        """The float model's value of the metric (the drop is measured from it)."""
+        return float((self.float_pred == self.y).mean()) if self.metric == "accuracy" else 1.0
+
+    def quant(self, name: str, bits: LayerChoice) -> QuantParams:
+        key = (name, bits)
+        if key not in self._quant:
+            with single_blas_thread():
+                self._quant[key] = calibrate_layer(cim_spec(self.graph, self.graph.node(name)), self.inputs[name],
+                                                   bits, self.granularity, self.weight_method, self.macro)
+        return self._quant[key]
+
+    def quantized(self, config: Config) -> Graph:
+        names = [n.name for n in cim_nodes(self.graph)]
+        return with_quant(self.graph, config, [self.quant(n, b) for n, b in zip(names, config, strict=True)])
+
+    def score(self, config: Config) -> Score:
+        if config not in self._scores:
+            pred = self._predict(self.quantized(config))
+            acc, agree = float((pred == self.y).mean()), float((pred == self.float_pred).mean())
+            self._scores[config] = Score(acc, agree, acc if self.metric == "accuracy" else agree)
+        return self._scores[config]
+
+    def drop(self, score: Score) -> float:
+        """Percentage points lost against the float model."""
+        return 100.0 * (self.reference - score.metric)
+
+    def _predict(self, graph: Graph) -> np.ndarray:
+        return top1(run_compiled(graph, {graph.inputs[0]: self.x}).outputs[graph.outputs[0]])
+
+
+def build_proxy(graph: Graph, macro: MacroSpec, data: str, *, eval_size: int | None, calib: str, calib_size: int,
+                data_root: str | None, granularity: str = "layer", weight_method: str = "mse") -> AccuracyProxy:
+    """The proxy on the test split of ``data`` (``eval_size`` samples), calibrated on ``calib``."""
+    ds = evaluation_set(graph, data, eval_size, data_root)
+    feeds = load_feeds(graph, calib, calib_size, root=data_root).feeds
+    with single_blas_thread():
+        inputs = collect_inputs(graph, feeds, [n.name for n in cim_nodes(graph)])
+    return AccuracyProxy(graph, macro, ds.x, ds.y, inputs, "agreement" if data == "synthetic" else "accuracy",
+                         granularity, weight_method)

@@ -1,0 +1,100 @@
+"""Latency of a bit configuration from the compile path's own cost model, computed fast.
+
+``import → fold-batchnorm → select-cim → tile-wordlines`` run once (``prepare``); for each
+configuration every CIM layer gets a stand-in ``QuantParams`` carrying only its bits and the
+macro's cell/DAC widths (unit steps: placement and cost depend on bits and shapes, never on
+step sizes), then ``place-bitlines`` and ``backends.cost_model.model_cost`` run as in
+``cimc compile``. The figure minimised (``--objective``):
+
+* ``latency``: cycles of one inference with the weights loaded once,
+  ``computing_cycles + loading_cycles`` (report totals);
+* ``computing``: ``computing_cycles`` alone (weights resident);
+* ``conversions``: ADC conversions per inference (``adc_conversions``), a proxy of energy.
+
+With bit slicing a layer of ``w_bits > cell_bits`` takes ``ceil(w_bits/cell_bits)`` columns
+per output channel and ``a_bits > dac_bits`` takes ``ceil(a_bits/dac_bits)`` input cycles, so
+the figures grow in steps of the slice counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cimc.api import CompileOptions, default_passes
+from cimc.backends.cost_model import ModelCost, model_cost
+from cimc.errors import UsageError
+from cimc.ir.annotations import QuantParams
+from cimc.ir.graph import Graph
+from cimc.macro import MacroSpec
+from cimc.passes.place_bitlines import PlaceBitlines, cim_nodes
+from cimc.passes.quantize import Quantize, check_bits
+from cimc.pipeline import PassContext, run_passes
+from cimc.search.space import Config
+
+OBJECTIVES = ("latency", "computing", "conversions")
+
+
+def objective_value(cost: ModelCost, objective: str) -> int:
+    """The figure ``objective`` names (module doc)."""
+    if objective == "latency":
+        return int(cost.computing_cycles + cost.loading_cycles)
+    if objective == "computing":
+        return int(cost.computing_cycles)
+    if objective == "conversions":
+        return int(cost.adc_conversions)
+    raise UsageError(f"unknown objective '{objective}'", hint=f"choose one of {', '.join(OBJECTIVES)}")
+
+
+def prepare(graph: Graph, options: CompileOptions, macro: MacroSpec) -> tuple[Graph, PassContext]:
+    """The compile pipeline up to (not including) quantize: fold, select, tile."""
+    passes = default_passes(options)
+    cut = next(i for i, p in enumerate(passes) if isinstance(p, Quantize))
+    ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget)
+    return run_passes(graph, passes[:cut], ctx), ctx
+
+
+def stub_quant(bits: tuple[int, int, int], macro: MacroSpec) -> QuantParams:
+    """``QuantParams`` with the given bits and unit steps (enough for placement and cost)."""
+    one = np.ones(1, dtype=np.float32)
+    one.flags.writeable = False
+    w, a, adc = bits
+    return QuantParams(w, a, adc, one, 1.0, one, False, source="search", cell_bits=macro.cell_bits,
+                       dac_bits=macro.dac_bits)
+
+
+def with_quant(graph: Graph, config: Config, quant: list[QuantParams]) -> Graph:
+    """A copy of the tiled ``graph`` whose CIM layers carry ``quant`` (topological order)."""
+    out = graph.copy()
+    for node, q in zip(cim_nodes(out), quant, strict=True):
+        node.ann.put(q)
+    return out
+
+
+@dataclass
+class LatencyModel:
+    """Cost of configurations on a tiled graph (module doc); results cached per configuration."""
+
+    graph: Graph
+    macro: MacroSpec
+    placement: str = "packed"
+    bitline_budget: int | None = None
+    objective: str = "latency"
+    _cache: dict[Config, ModelCost] = field(default_factory=dict, repr=False)
+
+    def cost(self, config: Config) -> ModelCost:
+        cached = self._cache.get(config)
+        if cached is not None:
+            return cached
+        graph = with_quant(self.graph, config, [stub_quant(bits, self.macro) for bits in config])
+        for node in cim_nodes(graph):
+            check_bits(node, self.macro)
+        ctx = PassContext(macro=self.macro, bitline_budget=self.bitline_budget)
+        placed = PlaceBitlines(policy=self.placement).run(graph, ctx).graph
+        cost = model_cost(placed, self.macro, self.bitline_budget)
+        self._cache[config] = cost
+        return cost
+
+    def __call__(self, config: Config) -> int:
+        return objective_value(self.cost(config), self.objective)

@@ -1,0 +1,214 @@
+"""The sweep configuration (TOML): which model, which axes, how to sample, what to measure.
+
+    model = "digits_cnn"            # zoo name, or an ONNX path (relative to the config file)
+    mode = "grid"                   # or "random" (+ samples, seed)
+    eval = "digits"                 # optional: float vs compiled top-1 on this test split
+    [fixed]                         # values shared by every point (any axis name)
+    bitline_budget = 512
+    [axes]                          # lists of values; random mode also takes {min, max}
+    w_bits = [4, 8]
+    [axes.macro]                    # MacroSpec fields, over a preset
+    preset = ["paper", "small-64"]
+
+Axis names are flat (``macro.adc_bits`` is the macro's ADC, ``adc_bits`` every layer's). A bad
+config raises a ``UsageError`` naming the key; nothing is run or written before it validates.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cimc.errors import UsageError
+from cimc.macro import PRESETS, MacroSpec
+
+Check = Callable[[str, Any], Any]
+
+
+def _int(low: int, high: int | None = None) -> Check:
+    def check(key: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+            bound = f"{low}..{high}" if high else f">= {low}"
+            raise UsageError(f"sweep config: {key} = {value!r} must be an integer {bound}")
+        return value
+    return check
+
+
+def _float(key: str, value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise UsageError(f"sweep config: {key} = {value!r} must be a number >= 0")
+    return float(value)
+
+
+def _choice(*allowed: Any) -> Check:
+    def check(key: str, value: Any) -> Any:
+        if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+            raise UsageError(f"sweep config: {key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    return check
+
+
+MACRO_INTS = tuple(f.name for f in fields(MacroSpec) if f.name != "name")
+#: Every axis (also usable under [fixed]) and its value check.
+AXES: dict[str, Check] = {
+    "macro.preset": _choice(*PRESETS),
+    **{f"macro.{name}": _int(1, 16 if name.endswith("_bits") else None) for name in MACRO_INTS},
+    "bitline_budget": _int(1),
+    "w_bits": _int(2, 16), "a_bits": _int(1, 16), "adc_bits": _int(1, 16),
+    "morph_lambda": _float,
+    "tiling": _choice("channel", "dense"), "placement": _choice("packed", "aligned"),
+    "granularity": _choice("layer", "column"), "weight_method": _choice("mse", "lsq"),
+    "map_fc": _choice(False, True), "no_shift": _choice(False, True),
+}
+TOP_KEYS = ("model", "mode", "samples", "seed", "eval", "eval_size", "calib", "calib_size", "data_root", "train",
+            "fixed", "axes", "training")
+TRAINING: dict[str, tuple[Check, Any]] = {
+    "data": (_choice("digits", "cifar10", "synthetic"), "digits"), "seed_epochs": (_int(0), 3),
+    "rounds": (_int(1), 1), "epochs": (_int(1), 1), "batch_size": (_int(1), 64), "seed": (_int(0), 0),
+}
+
+
+@dataclass(frozen=True)
+class Range:
+    """A random-mode axis drawn uniformly from ``[low, high]`` (integers when both are)."""
+
+    low: float
+    high: float
+    integer: bool
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    model: str
+    mode: str = "grid"
+    samples: int | None = None
+    seed: int = 0
+    axes: dict[str, list[Any] | Range] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # eval, calib, train: part of every point's key
+    data_root: str | None = None  # where datasets live: not part of the key
+
+
+def load_config(path: Path, *, train: bool = False) -> SweepConfig:
+    """Read and validate a TOML sweep config (``train``: the ``--train`` flag)."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read sweep config {path.name}: {exc}") from None
+    return parse_config(doc, base=path.parent, train=train)
+
+
+def parse_config(doc: dict[str, Any], base: Path | None = None, *, train: bool = False) -> SweepConfig:
+    unknown = sorted(set(doc) - set(TOP_KEYS))
+    if unknown:
+        raise UsageError(f"sweep config: unknown key(s) {', '.join(unknown)}", hint=f"known: {', '.join(TOP_KEYS)}")
+    mode = _choice("grid", "random")("mode", doc.get("mode", "grid"))
+    samples = _int(1)("samples", doc["samples"]) if "samples" in doc else None
+    if mode == "random" and samples is None:
+        raise UsageError("sweep config: mode = \"random\" needs samples = N")
+    axes = {k: _axis(k, v, mode) for k, v in _flat(_table(doc, "axes")).items()}
+    fixed = {k: _value(f"fixed.{k}", k, v) for k, v in _flat(_table(doc, "fixed")).items()}
+    both = sorted(set(axes) & set(fixed))
+    if both:
+        raise UsageError(f"sweep config: {', '.join(both)} is both an axis and fixed")
+    _check_morph(axes, fixed)
+    return SweepConfig(model=_model(doc, base), mode=mode, samples=samples,
+                       seed=_int(0)("seed", doc.get("seed", 0)), axes=axes, fixed=fixed,
+                       settings=_settings(doc, train), data_root=_opt_str(doc, "data_root"))
+
+
+def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise UsageError(f"sweep config: {key} must be a table ([{key}])")
+    return value
+
+
+def _flat(table: dict[str, Any]) -> dict[str, Any]:
+    """``{"macro": {"bitlines": [..]}}`` → ``{"macro.bitlines": [..]}``."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "macro" and isinstance(value, dict):
+            out.update({f"macro.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _value(where: str, name: str, value: Any) -> Any:
+    if name not in AXES:
+        raise UsageError(f"sweep config: unknown axis '{where}'", hint=f"axes: {', '.join(AXES)}")
+    return AXES[name](where, value)
+
+
+def _axis(name: str, value: Any, mode: str) -> list[Any] | Range:
+    where = f"axes.{name}"
+    if name not in AXES:
+        raise UsageError(f"sweep config: unknown axis '{where}'", hint=f"axes: {', '.join(AXES)}")
+    if isinstance(value, dict) and mode == "random":
+        return _range(where, name, value)
+    if not isinstance(value, list):
+        form = "a list or {min, max}" if mode == "random" else "a list"
+        raise UsageError(f"sweep config: {where} must be {form}, got {type(value).__name__}")
+    if not value:
+        raise UsageError(f"sweep config: {where} is an empty list")
+    values = [_value(f"{where}[{i}]", name, v) for i, v in enumerate(value)]
+    return list(dict.fromkeys(values))  # duplicates would be the same point
+
+
+def _range(where: str, name: str, value: dict[str, Any]) -> Range:
+    if set(value) != {"min", "max"}:
+        raise UsageError(f"sweep config: {where} range must have exactly min and max")
+    low, high = (_value(f"{where}.{k}", name, value[k]) for k in ("min", "max"))
+    if isinstance(low, str | bool) or low >= high:
+        raise UsageError(f"sweep config: {where} needs numeric min < max")
+    return Range(low, high, isinstance(low, int) and isinstance(high, int))
+
+
+def _check_morph(axes: dict[str, Any], fixed: dict[str, Any]) -> None:
+    if ("morph_lambda" in axes or "morph_lambda" in fixed) and not ("bitline_budget" in axes
+                                                                    or "bitline_budget" in fixed):
+        raise UsageError("sweep config: morph_lambda needs a bitline_budget (axis or [fixed])",
+                         hint="the morph expands the pruned model to the budget")
+
+
+def _model(doc: dict[str, Any], base: Path | None) -> str:
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        raise UsageError("sweep config: model must be a zoo name or an ONNX path")
+    import cimc.models as models
+
+    if model in models.available():
+        return model
+    path = Path(model) if base is None or Path(model).is_absolute() else base / model
+    if not path.is_file():
+        raise UsageError(f"sweep config: model '{model}' is neither a zoo model nor a file",
+                         hint=f"zoo models: {', '.join(models.available())}")
+    return str(path)
+
+
+def _opt_str(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"sweep config: {key} must be a string")
+    return value
+
+
+def _settings(doc: dict[str, Any], train: bool) -> dict[str, Any]:
+    flag = _choice(False, True)("train", doc.get("train", False)) or train
+    settings = {"eval": _opt_str(doc, "eval"),
+                "eval_size": _int(1)("eval_size", doc["eval_size"]) if "eval_size" in doc else None,
+                "calib": _opt_str(doc, "calib") or "synthetic",
+                "calib_size": _int(1)("calib_size", doc.get("calib_size", 16)), "train": flag}
+    training = _table(doc, "training")
+    unknown = sorted(set(training) - set(TRAINING))
+    if unknown:
+        raise UsageError(f"sweep config: unknown key(s) training.{', training.'.join(unknown)}",
+                         hint=f"known: {', '.join(TRAINING)}")
+    if flag:
+        settings["training"] = {k: check(f"training.{k}", training.get(k, default))
+                                for k, (check, default) in TRAINING.items()}
+    return settings

@@ -1,0 +1,64 @@
+"""The swept model as bytes: resolved once by the driver, shipped once to each worker.
+
+The driver exports a zoo model (or reads an ONNX file) into a ``ModelBlob``: the ONNX bytes
+and the identity that enters every point's key (kind, name, sha256 of the bytes). A pool
+worker receives it in its initializer, a Ray task as one object-store reference; each process
+imports it once (``imported``) and reuses the graph for all its points (passes never mutate a
+graph: they return new ones). Models with external data files must be self-contained first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cimc.errors import UsageError
+from cimc.ir.graph import Graph
+
+_GRAPHS: dict[str, Graph] = {}
+
+
+@dataclass(frozen=True)
+class ModelBlob:
+    kind: str  # "zoo" or "onnx"
+    name: str
+    sha256: str
+    data: bytes
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "sha256": self.sha256}
+
+
+def resolve_model(model: str, max_bytes: int = 2 * 1024**3) -> ModelBlob:
+    """A zoo model's exported ONNX, or the bytes of an ONNX file."""
+    import cimc.models as models
+
+    if model in models.available():
+        with tempfile.TemporaryDirectory(prefix="cimc-sweep-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            models.export_onnx(model, path)
+            data = path.read_bytes()
+        return ModelBlob("zoo", model, hashlib.sha256(data).hexdigest(), data)
+    path = Path(model)
+    if path.stat().st_size > max_bytes:
+        raise UsageError(f"model {path.name} is larger than {max_bytes} bytes")
+    data = path.read_bytes()
+    return ModelBlob("onnx", path.name, hashlib.sha256(data).hexdigest(), data)
+
+
+def imported(blob: ModelBlob) -> Graph:
+    """The blob's IR graph, imported once per process."""
+    graph = _GRAPHS.get(blob.sha256)
+    if graph is None:
+        import onnx
+
+        from cimc.frontend import import_onnx
+
+        graph = import_onnx(onnx.load_from_string(blob.data))
+        if blob.kind == "zoo":
+            graph.name = blob.name  # as ``load_source`` names it
+        _GRAPHS[blob.sha256] = graph
+    return graph

@@ -1,0 +1,155 @@
+"""Evaluate one design point: macro + options → in-memory compile → one result record.
+
+The macro is the point's ``macro.preset`` (default ``paper``) with its ``macro.*`` fields
+replaced (``MacroSpec.with_options``); layer bits, budget, tiling … become ``CompileOptions``;
+``morph_lambda = λ`` adds the structure-only morph with the data-free shrink at λ
+(``MorphOptions(threshold=0, align=True, cost_weight=λ, step=None)``: prune classes whose
+shrunk ``|γ|`` is ≤ 0, round to whole segments, expand to the budget at exact breakpoints), or,
+with ``train``, the trained loop (``cimc.sweep.trained``). ``compile_graph`` runs the default
+pipeline; ``model_cost`` gives the figures (no build folder unless ``keep_builds``).
+
+Latency, in cycles of one inference starting with unloaded macros (paper Section II.A):
+``latency_cycles = loading_cycles + computing_cycles`` (both recorded; when the model does not
+fit the budget ``reload_cycles_per_inference`` says what every later inference pays again).
+Accuracy (with ``eval``): top-1 of the float graph and of ``model.cim.onnx`` in onnxruntime on
+the same test samples (``cimc.evaluation``). Any failure is recorded as ``status = "error"``
+with the error's kind and message; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cimc import __version__
+from cimc.errors import CimcError
+from cimc.ir.graph import Graph
+from cimc.macro import MacroSpec, load_macro
+from cimc.sweep.model import ModelBlob, imported
+
+log = logging.getLogger(__name__)
+COST_FIELDS = ("params", "bitlines", "segments", "adc_conversions", "macros", "macro_usage", "computing_cycles",
+               "loading_cycles", "reload_cycles_per_inference", "bitline_budget", "fits_on_chip",
+               "min_budget_without_reload")
+OPTION_KEYS = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
+               "weight_method", "map_fc", "no_shift")
+_EVALUATORS: dict[tuple[Any, ...], Any] = {}
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str
+    point: dict[str, Any]
+    settings: dict[str, Any]
+    data_root: str | None = None
+    keep_builds: str | None = None
+
+
+def point_macro(point: dict[str, Any]) -> MacroSpec:
+    base = load_macro(point.get("macro.preset", "paper"))
+    fields = {k.removeprefix("macro."): v for k, v in point.items() if k.startswith("macro.") and k != "macro.preset"}
+    return base.with_options(**fields)
+
+
+def compile_options(point: dict[str, Any], settings: dict[str, Any], macro: MacroSpec, data_root: str | None) -> Any:
+    from cimc.api import CompileOptions
+
+    options = CompileOptions(macro=macro, calib=settings["calib"], calib_size=settings["calib_size"],
+                             eval_data=settings["eval"], eval_size=settings["eval_size"], data_root=data_root,
+                             **{k: point[k] for k in OPTION_KEYS if k in point})
+    if "morph_lambda" in point and not settings["train"]:
+        from cimc.morph.structure import MorphOptions
+
+        options.morph = MorphOptions.usage_search(search=0, cost_weight=float(point["morph_lambda"]))
+    return options
+
+
+def evaluate_point(blob: ModelBlob, task: Task) -> dict[str, Any]:
+    """The task's record (module docstring); never raises for a failing point."""
+    start = time.perf_counter()
+    record: dict[str, Any] = {"key": task.key, "point": task.point, "model": blob.identity(),
+                              "cimc_version": __version__}
+    try:
+        record.update(status="ok", **_figures(blob, task))
+    except CimcError as exc:
+        record.update(status="error", error={"kind": exc.kind, "message": str(exc)})
+    except Exception as exc:  # a bug in one point must not end a long sweep: recorded, logged
+        log.debug("point %s failed", task.key, exc_info=True)
+        record.update(status="error", error={"kind": "internal", "message": f"{type(exc).__name__}: {exc}"})
+    record["wall_s"] = round(time.perf_counter() - start, 4)
+    return record
+
+
+def _figures(blob: ModelBlob, task: Task) -> dict[str, Any]:
+    from cimc.api import compile_graph
+
+    point, settings = task.point, task.settings
+    macro = point_macro(point)
+    options = compile_options(point, settings, macro, task.data_root)
+    graph, extra = _source(blob, task, macro, options)
+    compiled, ctx = compile_graph(graph, options)
+    if task.keep_builds:
+        cost, accuracy = _keep(blob, task, graph, compiled, ctx, options)
+    else:
+        from cimc.backends.cost_model import model_cost
+
+        cost = model_cost(compiled, ctx.macro, options.bitline_budget)
+        accuracy = _accuracy(blob, task, graph, compiled, trained=bool(extra))
+    figures = {name: getattr(cost, name) for name in COST_FIELDS}
+    figures["latency_cycles"] = cost.loading_cycles + cost.computing_cycles
+    return {**figures, **_accuracy_fields(accuracy), **extra}
+
+
+def _source(blob: ModelBlob, task: Task, macro: MacroSpec, options: Any) -> tuple[Graph, dict[str, Any]]:
+    """The graph to compile: the model, seed-trained and trained-morphed on the trained path."""
+    graph = imported(blob)
+    if not task.settings["train"]:
+        return graph, {}
+    from cimc.sweep import trained
+
+    training = task.settings["training"]
+    graph = trained.seeded(graph, blob.sha256, training, task.data_root)
+    if "morph_lambda" not in task.point:
+        return graph, {"trained": True}
+    graph, info = trained.morphed(graph, macro, options.bitline_budget, float(task.point["morph_lambda"]),
+                                  task.point, training, task.data_root)
+    return graph, {"trained": True, "morph": info}
+
+
+def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, trained: bool) -> dict[str, Any] | None:
+    settings = task.settings
+    if not settings["eval"]:
+        return None
+    from cimc.backends.cim_onnx import cim_model, serialize
+    from cimc.evaluation import evaluator
+
+    key = (blob.sha256, settings["eval"], settings["eval_size"], task.data_root)
+    evaluate = _EVALUATORS.get(key) if not trained else None
+    if evaluate is None:
+        evaluate = evaluator(graph, settings["eval"], settings["eval_size"], task.data_root)
+        if not trained:
+            _EVALUATORS[key] = evaluate
+    result: dict[str, Any] = evaluate(serialize(cim_model(compiled)))
+    return result
+
+
+def _accuracy_fields(accuracy: dict[str, Any] | None) -> dict[str, Any]:
+    names = ("float_top1", "compiled_top1", "agreement")
+    return {n: (accuracy or {}).get(n) for n in names} | {"eval_samples": (accuracy or {}).get("samples")}
+
+
+def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, options: Any) -> tuple[Any, Any]:
+    """Write the point's build folder ``KEEP/<key[:16]>`` (as ``cimc compile`` would)."""
+    from cimc.backends.build_dir import write_build
+    from cimc.backends.cim_build import quant_info
+    from cimc.backends.macro_backend import build_files
+    from cimc.evaluation import evaluator
+
+    evaluate = evaluator(graph, options.eval_data, options.eval_size, options.data_root) if options.eval_data else None
+    build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
+                        quant_info(ctx.results), evaluate)
+    write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)
+    return build.cost, build.report.get("accuracy")

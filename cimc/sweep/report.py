@@ -1,0 +1,88 @@
+"""The sweep's report: a rich table of the Pareto set and ``pareto.png``.
+
+The table lists the Pareto points (``cimc.sweep.pareto``) by latency, with the axes that vary
+among all points, the cost figures and, with eval data, the accuracies. The plot shows every
+successful point — latency (cycles) against compiled top-1 accuracy, or against bitlines without
+eval data — coloured by macro usage, with the Pareto points outlined in black.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cimc.sweep.pareto import WITH_ACCURACY, Objective
+
+Record = dict[str, Any]
+
+
+def varying_axes(records: list[Record]) -> list[str]:
+    """Point fields whose value differs between records (config order of first appearance)."""
+    names = list(dict.fromkeys(k for r in records for k in r["point"]))
+    return [n for n in names if len({repr(r["point"].get(n)) for r in records}) > 1]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def table_rows(front: list[Record], axes: list[str], accuracy: bool) -> tuple[list[str], list[list[str]]]:
+    headers = ["key", *axes, "latency cyc.", "load cyc.", "compute cyc.", "bitlines", "macros", "usage", "fits"]
+    headers += ["compiled top-1", "float top-1"] if accuracy else []
+    rows = []
+    for r in sorted(front, key=lambda r: (r["latency_cycles"], r["bitlines"], r["key"])):
+        row = [r["key"][:8], *(_fmt(r["point"].get(a)) for a in axes), _fmt(r["latency_cycles"]),
+               _fmt(r["loading_cycles"]), _fmt(r["computing_cycles"]), _fmt(r["bitlines"]), _fmt(r["macros"]),
+               f"{100 * r['macro_usage']:.2f}%", _fmt(r["fits_on_chip"])]
+        if accuracy:
+            row += [f"{100 * r['compiled_top1']:.2f}%", f"{100 * r['float_top1']:.2f}%"]
+        rows.append(row)
+    return headers, rows
+
+
+def print_table(ok: list[Record], front: list[Record], objs: tuple[Objective, ...], failed: int) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    accuracy = objs == WITH_ACCURACY
+    headers, rows = table_rows(front, varying_axes(ok), accuracy)
+    arrows = ", ".join(f"{name} {'↑' if sense == 'max' else '↓'}" for name, sense in objs)
+    table = Table(title=f"Pareto set: {len(front)} of {len(ok)} points ({arrows}); {failed} failed")
+    for h in headers:
+        table.add_column(escape(h), justify="left" if h == "key" else "right")
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    Console(width=max(180, Console().width)).print(table)
+
+
+def plot(ok: list[Record], front: list[Record], objs: tuple[Objective, ...], path: Path) -> Path:
+    """Write the scatter plot (module docstring) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yname, ylabel = ("compiled_top1", "compiled top-1 accuracy") if objs == WITH_ACCURACY else ("bitlines", "bitlines")
+    on_front = {r["key"] for r in front}
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    xs = [r["latency_cycles"] for r in ok]
+    ys = [r[yname] for r in ok]
+    edges = ["black" if r["key"] in on_front else "none" for r in ok]
+    points = ax.scatter(xs, ys, c=[100 * r["macro_usage"] for r in ok], cmap="viridis", edgecolors=edges,
+                        linewidths=1.5, s=50)
+    fig.colorbar(points, ax=ax, label="macro usage (%)")
+    ax.set_xlabel("latency (cycles: weight loading + computing)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{len(ok)} points, Pareto set outlined ({len(front)})")
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
