@@ -3,7 +3,10 @@
     cimc qat model.onnx --data cifar10 --data-root ~/cifar --phase both --epochs 10 -o model.qat.onnx
 
 The output holds BN-folded weights and every step size (``metadata_props["cimc.quant"]``),
-ready for ``cimc compile``.
+ready for ``cimc compile``. ``--w-bits/--a-bits/--adc-bits`` are the bits of every layer
+(default: the macro's cell, DAC and ADC bits) and ``--bits FILE`` sets them per layer (JSON or
+TOML, ``{"conv1": {"w_bits": 8}}``); the macro's cell and DAC widths come from ``--macro``,
+and wider layers are trained bit-sliced.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ from cimc.cli_common import State, guarded, parse_shapes
 @click.option("--macro", default="paper", show_default=True, help="Macro preset or .toml/.json spec (bits, wordlines).")
 @click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
 @click.option("--map-fc", is_flag=True, help="Also quantize Gemm/MatMul layers for CIM.")
+@click.option("--w-bits", type=click.IntRange(2, 16),
+              help="Weight bits of every layer (default: the macro's cell bits; wider: bit-sliced).")
+@click.option("--a-bits", type=click.IntRange(1, 16),
+              help="Input bits of every layer (default: the macro's DAC bits; wider: bit-serial).")
+@click.option("--adc-bits", type=click.IntRange(2, 16), help="ADC bits of every layer (at most the macro's).")
+@click.option("--bits", "bits_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint file: resumed from when it exists, rewritten after every epoch.")
 @click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
@@ -44,18 +54,20 @@ from cimc.cli_common import State, guarded, parse_shapes
 def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, data_root: Path | None,
             epochs: int, phase2_epochs: int | None, float_epochs: int, lr: float | None, batch_size: int,
             trainer_spec: str | None, granularity: str, learn_adc_step: bool, macro: str, tiling: str,
-            map_fc: bool, resume: Path | None, input_shape: tuple[str, ...], seed: int) -> None:
+            map_fc: bool, w_bits: int | None, a_bits: int | None, adc_bits: int | None, bits_file: Path | None,
+            resume: Path | None, input_shape: tuple[str, ...], seed: int) -> None:
     """Quantization-aware training of MODEL (ONNX file or zoo name) for a CIM macro."""
     from cimc.api import CompileOptions, load_source
+    from cimc.cli_quant import read_bits
     from cimc.macro import load_macro
     from cimc.train import QatOptions, QuantConfig, export_onnx, load_train_data, load_trainer, run_qat
     from cimc.train.trainer import DEFAULT_LR
 
     graph, _ = load_source(model, CompileOptions(input_shapes=parse_shapes(input_shape)))
     spec = load_macro(macro)
-    config = QuantConfig(w_bits=spec.cell_bits, a_bits=spec.dac_bits, adc_bits=spec.adc_bits,
-                         wordlines=spec.wordlines, tiling=tiling, granularity=granularity,
-                         learn_adc_step=learn_adc_step, map_fc=map_fc)
+    config = QuantConfig.for_macro(spec, w_bits=w_bits, a_bits=a_bits, adc_bits=adc_bits,
+                                   layer_bits=read_bits(bits_file), tiling=tiling, granularity=granularity,
+                                   learn_adc_step=learn_adc_step, map_fc=map_fc)
     classes = graph.shape(graph.outputs[0])[-1]
     data = load_train_data(data_name, root=data_root, input_shape=graph.shape(graph.inputs[0]),
                            batch_size=batch_size, classes=classes, seed=seed)

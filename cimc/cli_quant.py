@@ -2,7 +2,8 @@
 
 ``--calib`` (``synthetic``, a dataset name or a folder of ``.npy``), ``--calib-size``,
 ``--granularity layer|column``, ``--weight-step mse|lsq``, ``--no-shift``, ``--w-bits``,
-``--a-bits``, ``--adc-bits`` (bits of every layer; wider than a cell or DAC: bit-sliced), ``--bits FILE`` (per-layer bits, JSON or TOML:
+``--a-bits``, ``--adc-bits`` (bits of every layer; wider than a cell or DAC: bit-sliced),
+``--bits FILE`` (per-layer bits, JSON or TOML:
 ``{"conv1": {"w_bits": 3, "adc_bits": 4}}``), ``--eval NAME`` / ``--eval-size`` (float vs compiled
 accuracy in the report) and ``--data-root`` (where CIFAR-10 lives).
 """
@@ -40,8 +41,10 @@ def quant_options(fn: F) -> F:
         click.option("--weight-step", type=click.Choice(["mse", "lsq"]), default="mse", show_default=True,
                      help="Weight step: MSE-optimal or LSQ initialisation."),
         click.option("--no-shift", is_flag=True, help="Keep exact output scales (no power-of-two shift)."),
-        click.option("--w-bits", type=bits, help="Weight bits of every layer (default: the macro's cell bits; wider weights are bit-sliced over cells)."),
-        click.option("--a-bits", type=bits, help="Input bits of every layer (default: the macro's DAC bits; wider inputs are fed bit-serially)."),
+        click.option("--w-bits", type=bits, help="Weight bits of every layer (default: the macro's cell bits; "
+                     "wider weights are bit-sliced over cells)."),
+        click.option("--a-bits", type=bits, help="Input bits of every layer (default: the macro's DAC bits; "
+                     "wider inputs are fed bit-serially)."),
         click.option("--adc-bits", type=bits, help="ADC bits of every layer (at most the macro's)."),
         click.option("--bits", "bits_file", type=click.Path(dir_okay=False, path_type=Path),
                      help="Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}."),

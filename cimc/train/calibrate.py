@@ -9,6 +9,15 @@
   ``E[(S·clip(round(p/S), ±Qp) − p)²]`` over the candidates ``S = max|p|·f/Qp``,
   ``f ∈ {1/64, …, 1}`` (per layer, or per output column over all its segments); naive PTQ
   uses ``f = 1`` (the full partial-sum range).
+* ADC of a bit-sliced layer: as the compile path (``cimc.passes.quantize.adc_steps``), one
+  step per kind of conversion ``(t, j)`` over its sums of all segments on at most
+  ``cimc.calibration.MAX_PIXELS`` evenly spaced output pixels — MSE-optimal
+  (``cimc.step_search.mse_step``; ``max|p|/Qp`` naive), at least 1 — then
+  ``cimc.slicing.fit_shifts`` turns them into the layer's ``S_ADC`` (the coarsest, per layer
+  or per column) and exponents ``m_{t,j}`` (``step_{t,j} ≈ S_ADC·2^−m_{t,j}``), clipped to
+  ``cimc.train.sliced.max_shift`` so float32 stays exact. The lower weight digits are
+  unsigned with large, always-positive sums; the signed top digit's sums are small — one
+  shared step fitted to the former rounds the latter to 0.
 
 Calibration runs the module in eval mode without gradients; a step that is already
 initialised (its ``initialized`` buffer, e.g. restored from a checkpoint) is kept.
@@ -19,9 +28,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
+from cimc import slicing
+from cimc.calibration import MAX_PIXELS
 from cimc.errors import UsageError
+from cimc.step_search import mse_step
+from cimc.train import sliced
 from cimc.train.layer import CimQuantLayer
 from cimc.train.module import IRModule
 from cimc.train.quant import MIN_STEP, StepQuantizer, lsq_init
@@ -97,19 +111,46 @@ def mse_adc_step(p: torch.Tensor, bits: int, channels: int) -> torch.Tensor:
     return best.reshape(-1).clamp_min(MIN_STEP)
 
 
+def kind_steps(p: torch.Tensor, layer: CimQuantLayer, method: str) -> np.ndarray:
+    """The best step of every kind of conversion ``(T·S, 1 or Cout)`` from the sums
+    ``p`` ``(M, Seg·T·S, Cout)`` of a sliced layer (module doc); at least 1."""
+    kinds = layer.bits.a_slices * layer.bits.w_slices
+    if p.shape[0] > MAX_PIXELS:  # the compile path's evenly spaced pixels (bounded search cost)
+        p = p[torch.from_numpy(np.linspace(0, p.shape[0] - 1, MAX_PIXELS).astype(np.int64)).to(p.device)]
+    by_kind = p.reshape(p.shape[0], -1, kinds, p.shape[2]).cpu().numpy()
+    axis = 2 if layer.adc.channels > 1 else None
+    if method == "max":
+        amax = np.abs(by_kind).max(axis=(0, 1) if axis else (0, 1, 3))  # (kinds, Cout) or (kinds,)
+        return np.maximum(amax / layer.adc.qp, 1.0).reshape(kinds, -1).astype(np.float32)
+    return np.stack([mse_step(by_kind[:, :, k], layer.adc.bits, True, axis=axis, min_step=1.0)
+                     for k in range(kinds)])
+
+
+def init_sliced_adc(layer: CimQuantLayer, p: torch.Tensor, method: str) -> torch.Tensor:
+    """Set ``S_ADC`` and the exponents ``m`` of a sliced layer (``slicing.fit_shifts``)."""
+    base, shift = slicing.fit_shifts(kind_steps(p, layer, method), sliced.max_shift(layer.bits, layer.plan))
+    step = torch.from_numpy(base).to(p.device)
+    layer.adc.set_step(step)
+    layer.set_adc_shift(torch.from_numpy(shift).to(p.device))
+    return step
+
+
 @torch.no_grad()
 def init_adc_steps(module: IRModule, batch: torch.Tensor, method: str = "lsq", force: bool = False) -> None:
-    """Initialise ``S_ADC`` from the partial sums of ``batch`` under the current phase-1 steps."""
+    """Initialise ``S_ADC`` (and a sliced layer's ``m``) from the partial sums of ``batch``
+    under the current phase-1 steps."""
     for name, (x, w) in record(module, batch, "1").items():
         layer: CimQuantLayer = module.cim_layers()[name]
         if bool(layer.adc.initialized) and not force:
             continue
         p = layer.partial_sums(x, w)
+        if layer.bits.sliced:
+            step = init_sliced_adc(layer, p, method)
+            log.debug("%s: S_ADC %s, m %s", name, step.tolist()[:4], layer.adc_shift)
+            continue
         channels = layer.adc.channels
-        if method == "max":
-            step = max_init(_columns_first(p), layer.adc.qp, channels)
-        else:
-            step = mse_adc_step(p, layer.adc.bits, channels)
+        step = max_init(_columns_first(p), layer.adc.qp, channels) if method == "max" else \
+            mse_adc_step(p, layer.adc.bits, channels)
         layer.adc.set_step(step)
         log.debug("%s: S_ADC %s over %d segments", name, step.tolist()[:4], layer.plan.segments)
 

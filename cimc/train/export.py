@@ -7,11 +7,14 @@ now writes the BN's output tensor). Gemm layers get ``alpha = beta = 1`` with th
 folded in. The step sizes go to the model's ``metadata_props["cimc.quant"]``:
 
     {"version": 1, "layers": {"<node name>": {"w_bits": 4, "a_bits": 4, "adc_bits": 5,
-        "w_step": [...], "a_step": s, "a_signed": false, "adc_step": [...]}}}
+        "w_step": [...], "a_step": s, "a_signed": false, "adc_step": [...],
+        "adc_shift": [T·S ints]}}}                      (bit-sliced layers only)
 
 with 1 (per layer) or Cout (per column) steps; floats are written with ``repr`` so the
 float32 values round-trip exactly. With the steps, ``cimc.numerics`` reproduces the phase-2
-forward bit for bit: ``y = Σ_s clip(round(p_s/S_ADC)) · ((S_W·S_ADC)·S_A) + b'``.
+forward bit for bit: ``y = Σ_s clip(round(p_s/S_ADC)) · ((S_W·S_ADC)·S_A) + b'``; a sliced
+layer's ``adc_shift`` gives conversion kind ``(t, j)`` the step ``S_ADC·2^−m_{t,j}``
+(``cimc.slicing``, read by ``cimc.quant_meta``).
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ def layer_record(layer: CimQuantLayer) -> dict[str, Any]:
     """The ``cimc.quant`` entry of one layer (steps as used by the forward pass)."""
     if not (bool(layer.w.initialized) and bool(layer.a.initialized) and bool(layer.adc.initialized)):
         raise UsageError(f"layer '{layer.node}' has uninitialised step sizes; calibrate phase 2 before exporting")
-    return {"w_bits": layer.w.bits, "a_bits": layer.a.bits, "adc_bits": layer.adc.bits,
-            "w_step": _floats(layer.w.effective_step()), "a_step": _floats(layer.a.effective_step())[0],
-            "a_signed": layer.a.signed, "adc_step": _floats(layer.adc.effective_step())}
+    record = {"w_bits": layer.w.bits, "a_bits": layer.a.bits, "adc_bits": layer.adc.bits,
+              "w_step": _floats(layer.w.effective_step()), "a_step": _floats(layer.a.effective_step())[0],
+              "a_signed": layer.a.signed, "adc_step": _floats(layer.adc.effective_step())}
+    if layer.adc_shift is not None:
+        record["adc_shift"] = [int(m) for m in layer.adc_shift.tolist()]
+    return record
 
 
 def quant_metadata(module: IRModule) -> str:
@@ -62,7 +68,8 @@ def parse_quant_metadata(text: str) -> dict[str, dict[str, Any]]:
     out = {}
     for name, rec in data["layers"].items():
         out[name] = dict(rec, w_step=np.asarray(rec["w_step"], np.float32),
-                         adc_step=np.asarray(rec["adc_step"], np.float32), a_step=np.float32(rec["a_step"]))
+                         adc_step=np.asarray(rec["adc_step"], np.float32), a_step=np.float32(rec["a_step"]),
+                         adc_shift=None if "adc_shift" not in rec else np.asarray(rec["adc_shift"], np.int64))
     return out
 
 

@@ -8,6 +8,14 @@ MatMul is a 1×1 conv on ``(N, K, 1, 1)``) and bias ``b``. With input codes
     phase 2:  p_s = conv_s(a_q, w_q)  (every segment, ``SegmentPlan``)
               y = Σ_s round(clip(p_s / S_ADC, ±Qp_ADC)) · ((S_W·S_ADC)·S_A) + b
 
+A layer's bits are its own (``QuantConfig.bits_of``). A layer wider than the macro's cells
+or DACs is bit-sliced in phase 2 (``cimc.train.sliced``: one ADC conversion per segment,
+input slice and weight slice, each kind ``(t, j)`` of conversion at the step
+``S_ADC·2^−m_{t,j}``, then the shift-add); its exponents ``m`` are the buffer ``adc_shift``
+(int64 ``(T·S,)``, set by calibration, never trained; unsliced layers have none). Phase 1
+needs no slicing (without the ADC the digits recombine to the codes exactly). Unsliced
+layers take the path above.
+
 The phase-2 scale and the final multiply-add are computed in float32 in exactly the order of
 ``numerics.output_scale`` and DESIGN.md §5, so ``y`` equals the numpy contract bit for bit.
 ``S_W`` and ``S_A`` are learned in phase 1 and frozen in phase 2 (paper); ``S_ADC`` is fixed
@@ -16,43 +24,37 @@ in phase 2 unless ``learn_adc_step``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from cimc.train import sliced
+from cimc.train.config import QuantConfig
 from cimc.train.phase2 import ConvGeometry, SegmentPlan, conv2d
 from cimc.train.quant import StepQuantizer, adc_sum, channel_view, quantize_codes
 
+__all__ = ["PHASES", "CimQuantLayer", "QuantConfig"]
+
 PHASES = ("float", "1", "2")
-
-
-@dataclass(frozen=True)
-class QuantConfig:
-    """Bits and geometry of the target macro, and the QAT options."""
-
-    w_bits: int = 4
-    a_bits: int = 4
-    adc_bits: int = 5
-    wordlines: int = 256
-    tiling: str = "channel"
-    granularity: str = "layer"  # "layer" (paper) or "column" (ColumnQuant)
-    learn_adc_step: bool = False
-    map_fc: bool = False
 
 
 class CimQuantLayer(nn.Module):
     """Step sizes, segment plan and quantized forward of one CIM layer."""
 
+    adc_shift: torch.Tensor | None
+
     def __init__(self, node: str, cout: int, cin_g: int, kernel: tuple[int, int], geom: ConvGeometry,
                  config: QuantConfig, a_signed: bool) -> None:
         super().__init__()
         self.node, self.geom, self.config = node, geom, config
+        self.bits = config.bits_of(node)
         channels = cout if config.granularity == "column" else 1
-        self.w = StepQuantizer(config.w_bits, True, channels)
-        self.a = StepQuantizer(config.a_bits, a_signed, 1)
-        self.adc = StepQuantizer(config.adc_bits, True, channels)
+        self.w = StepQuantizer(self.bits.w_bits, True, channels)
+        self.a = StepQuantizer(self.bits.a_bits, a_signed, 1)
+        self.adc = StepQuantizer(self.bits.adc_bits, True, channels)
         self.plan = SegmentPlan(cin_g, kernel, geom.groups, config.wordlines, config.tiling)
+        sliced.check_exact(node, self.bits, self.plan, a_signed)
+        kinds = self.bits.a_slices * self.bits.w_slices
+        self.register_buffer("adc_shift", torch.zeros(kinds, dtype=torch.int64) if self.bits.sliced else None)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, phase: str) -> torch.Tensor:
         if phase == "float":
@@ -75,12 +77,31 @@ class CimQuantLayer(nn.Module):
         return conv2d(a_q, w_q, self.geom) * channel_view(s_w * s_a, 4, 1)
 
     def _phase2(self, a_q: torch.Tensor, w_q: torch.Tensor, s_w: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
+        total, s_adc = self.phase2_sums(a_q, w_q)
+        y = total * (s_w * s_adc * s_a)
+        return y.permute(0, 3, 1, 2)
+
+    def phase2_sums(self, a_q: torch.Tensor, w_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The accumulated ADC codes ``P`` ``(N, Ho, Wo, Cout)`` and the ADC step used."""
+        if self.bits.sliced:
+            p = sliced.sliced_partial_sums(self.plan, a_q, w_q, self.geom, self.bits, self.a.signed)
+            s_adc = self.adc.scaled_step(p[:, 0].numel() // self.adc.channels)
+            assert self.adc_shift is not None
+            factors = sliced.shift_factors(self.adc_shift, self.bits)
+            total = sliced.sliced_total(p, s_adc, factors, self.bits, self.plan.groups)
+            return total.flatten(3, 4), s_adc
         p = self.plan.partial_sums(a_q, w_q, self.geom)  # (N, Ho, Wo, G, S, Cout_g)
         s_adc = self.adc.scaled_step(p[0].numel() // self.adc.channels)
         total = adc_sum(p, self.adc_view(s_adc, p.shape[5]), self.adc.bits, dim=4)  # ADC codes + adder tree
-        total = total.flatten(3, 4)  # (N, Ho, Wo, Cout)
-        y = total * (s_w * s_adc * s_a)
-        return y.permute(0, 3, 1, 2)
+        return total.flatten(3, 4), s_adc
+
+    @torch.no_grad()
+    def accumulated_sums(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Phase 2's ``P`` ``(N, Cout, Ho, Wo)`` on float input ``x`` and weight ``w`` (the
+        reference's ``LayerTrace.sums``)."""
+        a_q, _ = self.input_codes(x)
+        w_q, _ = self.weight_codes(w)
+        return self.phase2_sums(a_q, w_q)[0].permute(0, 3, 1, 2)
 
     def adc_view(self, s_adc: torch.Tensor, cout_g: int) -> torch.Tensor:
         """The ADC step broadcast over ``(N, Ho, Wo, G, S, Cout_g)`` partial sums."""
@@ -90,10 +111,20 @@ class CimQuantLayer(nn.Module):
 
     @torch.no_grad()
     def partial_sums(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Integer partial sums ``(N, Ho, Wo, G, S, Cout_g)`` with the current steps (calibration)."""
+        """Integer partial sums ``(N, Ho, Wo, G, S, Cout_g)`` with the current steps (calibration);
+        a sliced layer's every conversion as ``(N·Ho·Wo, Seg·T·S, Cout)`` (``sliced.conversion_sums``)."""
         a_q, _ = self.input_codes(x)
         w_q, _ = self.weight_codes(w)
+        if self.bits.sliced:
+            p = sliced.sliced_partial_sums(self.plan, a_q, w_q, self.geom, self.bits, self.a.signed)
+            return sliced.conversion_sums(p)
         return self.plan.partial_sums(a_q, w_q, self.geom)
+
+    def set_adc_shift(self, shift: torch.Tensor) -> None:
+        """The step exponents ``m`` ``(T·S,)`` of a sliced layer (calibration)."""
+        if self.adc_shift is None:
+            raise ValueError(f"layer '{self.node}' is not bit-sliced: it has no ADC step exponents")
+        self.adc_shift.copy_(shift.reshape(self.adc_shift.shape))
 
     def freeze_for_phase(self, phase: str) -> None:
         """Phase 1 learns ``S_W`` and ``S_A``; phase 2 freezes them, ``S_ADC`` learned only on request."""

@@ -97,6 +97,7 @@ class IRModule(nn.Module):
             self.layers[key] = CimQuantLayer(node.name, info.cout, info.rows // (info.kernel[0] * info.kernel[1]),
                                              info.kernel, _geometry(node, info), self.config,
                                              signed[node.inputs[0]])
+        self.config.check_layers(list(self.layer_keys))
 
     def _batch_reshapes(self) -> dict[str, tuple[int, ...]]:
         """Reshapes whose leading dim is the graph's batch: it becomes ``-1`` (any batch)."""

@@ -82,6 +82,31 @@ def fit(model: nn.Module, data: TrainData, phase: str, *, epochs: int, lr: float
             "epochs": float(epochs)}
 
 
+def train_steps(model: nn.Module, data: TrainData, steps: int, *, lr: float, seed: int = 0) -> float:
+    """``steps`` Adam steps on ``model`` (single process, no checkpoint, no progress bar), the
+    learning rate on a cosine from ``lr`` to 0, batches epoch after epoch as ``fit`` draws
+    them; returns the mean loss of the last ``steps_per_epoch`` steps (for short fine-tunes)."""
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if steps <= 0 or not params:
+        return math.nan
+    optimizer = torch.optim.Adam(params, lr=lr)
+    device = params[0].device
+    model.train()
+    losses: list[float] = []
+    epoch = 0
+    while len(losses) < steps:
+        for x, y in data.batches("train", epoch=epoch, seed=seed):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * cosine_factor(len(losses), steps)
+            losses.append(_step(model, model, x.to(device), y.to(device), optimizer, None))
+            if len(losses) == steps:
+                break
+        epoch += 1
+    tail = losses[-data.steps_per_epoch():]
+    return sum(tail) / len(tail)
+
+
 def _resume(checkpoint: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer, phase: str) -> int:
     if checkpoint is None or not checkpoint.is_file() or read_meta(checkpoint).get("phase") != phase:
         return 0
