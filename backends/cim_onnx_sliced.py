@@ -47,9 +47,7 @@ def is_sliced(spec: CimSpec) -> bool:
 def weight_digit_codes(spec: CimSpec) -> np.ndarray:
     """``(Cout·S, Cin_g, kh, kw)`` weight digits, output channel ``o·S + j`` (digit ``j`` of ``o``)."""
     q = spec.q
-    codes = spec.codes()
-    digits = slicing.digits(codes, q.w_bits, q.cell_bits, signed=True)  # (S, Cout, Cin_g, kh, kw)
-    return np.ascontiguousarray(np.moveaxis(digits, 0, 1)).reshape(-1, *codes.shape[1:])
+    return slicing.digit_columns(spec.codes(), q.w_bits, q.cell_bits)
 
 
 def input_digits(e: LayerEmitter, codes: str) -> str:

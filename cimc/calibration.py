@@ -95,14 +95,13 @@ def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, 
     a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
     codes = numerics.weight_codes(spec.weight, w_step, w_bits)
     a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
-    w_dig = slicing.digits(codes, w_bits, cell_bits, signed=True)  # (S, Cout, Cin_g, kh, kw)
     cols, _, _ = im2col(a_dig.reshape(-1, *a_q.shape[1:]), spec)  # (G, T·M_all, rows)
-    nt, ns = a_dig.shape[0], w_dig.shape[0]
+    nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
     cols = cols.reshape(cols.shape[0], nt, -1, cols.shape[-1])
     if cols.shape[2] > max_pixels:
         cols = cols[:, :, np.linspace(0, cols.shape[2] - 1, max_pixels).astype(np.int64)]
     m = cols.shape[2]
-    wide = np.ascontiguousarray(np.moveaxis(w_dig, 0, 1)).reshape(spec.cout * ns, *codes.shape[1:])
+    wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
     p = segment_matmul(cols.reshape(cols.shape[0], nt * m, -1), wide, replace(spec, weight=wide))
     g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
     p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)

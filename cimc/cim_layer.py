@@ -147,10 +147,7 @@ def digit_matrix(graph: Graph, node: Node) -> np.ndarray:
     codes, so ``Σ_j 2^(j·cell_bits) · row[o·S + j] = code_matrix[o]``. One slice: the codes."""
     codes = code_matrix(graph, node)
     q = cim_spec(graph, node).q
-    if q.w_slices == 1:
-        return codes
-    d = slicing.digits(codes, q.w_bits, q.cell_bits, signed=True)  # (S, Cout, rows)
-    return np.ascontiguousarray(d.transpose(1, 0, 2)).reshape(-1, codes.shape[1])
+    return slicing.digit_columns(codes, q.w_bits, q.cell_bits)
 
 
 def cell_dtype(cell_bits: int) -> type[np.signedinteger]:

@@ -125,10 +125,9 @@ def sliced_sums(a_q: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray
     q = spec.q
     if q.w_slices == 1 and q.a_slices == 1:
         return segment_sums(a_q, codes, spec)
-    w_dig = slicing.digits(codes, q.w_bits, q.cell_bits, signed=True)  # (S, Cout, Cin_g, kh, kw)
     a_dig = slicing.digits(a_q, q.a_bits, q.dac_bits, q.a_signed)  # (T, N, C, H, W)
-    (ns, cout), (nt, n) = w_dig.shape[:2], a_dig.shape[:2]
-    wide = np.ascontiguousarray(np.moveaxis(w_dig, 0, 1)).reshape(cout * ns, *codes.shape[1:])
+    (ns, cout), (nt, n) = (q.w_slices, codes.shape[0]), a_dig.shape[:2]
+    wide = slicing.digit_columns(codes, q.w_bits, q.cell_bits)  # (Cout·S, Cin_g, kh, kw)
     p = segment_sums(a_dig.reshape(nt * n, *a_q.shape[1:]), wide, replace(spec, weight=wide))
     p = p.reshape(nt, n, spec.num_segments, cout, ns, *p.shape[3:])  # (T, N, Seg, Cout, S, Ho, Wo)
     p = np.moveaxis(p, (0, 4), (2, 3))  # (N, Seg, T, S, Cout, Ho, Wo)

@@ -56,6 +56,15 @@ def digits(codes: np.ndarray, bits: int, width: int | None, signed: bool) -> np.
     return out.astype(np.float32)
 
 
+def digit_columns(codes: np.ndarray, bits: int, width: int | None) -> np.ndarray:
+    """Signed weight codes ``(Cout, …)`` as digit columns ``(Cout·n, …)``: row ``o·n + j`` is
+    digit ``j`` of channel ``o`` (the macro's column order; the codes themselves when ``n = 1``)."""
+    d = digits(codes, bits, width, signed=True)  # (n, Cout, …)
+    if d.shape[0] == 1:
+        return d[0]
+    return np.ascontiguousarray(np.moveaxis(d, 0, 1)).reshape(-1, *codes.shape[1:])
+
+
 def digit_weights(bits: int, width: int | None) -> np.ndarray:
     """``2^(j·width)`` for each slice ``j`` (float32, exact)."""
     n = slice_count(bits, width)
