@@ -57,14 +57,14 @@ def compile_file(path: Path, out: Path) -> None:
 def map_file(path: Path, out: Path) -> None:
     """The mapping compile: import, the four mapping passes, the build files (unquantized)."""
     from cimc.api import CompileOptions, load_source
-    from cimc.backends.build_dir import write_build
-    from cimc.backends.macro_backend import build_files
+    from cimc.backend.macro import build_files
+    from cimc.build.directory import write_build
     from cimc.macro import load_macro
     from cimc.passes.fold_batchnorm import FoldBatchNorm
+    from cimc.passes.manager import PassContext, run_passes
     from cimc.passes.place_bitlines import PlaceBitlines
     from cimc.passes.select_cim import SelectCim
     from cimc.passes.tile_wordlines import TileWordlines
-    from cimc.pipeline import PassContext, run_passes
 
     options = CompileOptions()
     graph, source = load_source(path, options)

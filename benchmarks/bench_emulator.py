@@ -1,7 +1,7 @@
 """Emulator speed: the bit-accurate macro emulator against onnxruntime on the float model.
 
 * ``emulator/vgg9-batch64``: the zoo's VGG9 compiled with the default pipeline (paper macro,
-  per-layer steps, shifts), run by ``cimc.backends.emulator`` from its build directory — all
+  per-layer steps, shifts), run by ``cimc.emulator`` from its build directory — all
   19 segments of a layer as one grouped convolution, one ADC conversion per bitline and
   pixel, adder tree, shift — against onnxruntime running the float VGG9 in the same process,
   CIFAR-sized input, batch 64. Target: ≤ 3×.
@@ -39,9 +39,9 @@ def _setup(batch: int) -> EmuState:
 
     import cimc.models as models
     from cimc.api import compile_model
-    from cimc.backends.cim_onnx import float_model, serialize
-    from cimc.backends.emulator import Emulator
+    from cimc.emulator import Emulator
     from cimc.frontend import import_onnx
+    from cimc.lowering.model import float_model, serialize
 
     folder = Path(tempfile.mkdtemp(prefix="cimc-bench-emu-"))
     models.export_onnx("vgg9", folder / "vgg9.onnx")

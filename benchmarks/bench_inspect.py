@@ -44,7 +44,7 @@ def _teardown(state: BuildState) -> None:
 
 
 def grid_vectorised(state: BuildState) -> np.ndarray:
-    from cimc.backends.cell_map import owners
+    from cimc.views.cell_map import owners
 
     return owners(state.layout).layer_grid()
 
@@ -64,7 +64,7 @@ def grid_loop(state: BuildState) -> np.ndarray:
 
 
 def validate(state: BuildState) -> object:
-    from cimc.backends.validate import validate_build
+    from cimc.check.validate import validate_build
 
     return validate_build(state.build, reference=False)
 
@@ -74,8 +74,8 @@ def hash_files(state: BuildState) -> object:
 
 
 def html(state: BuildState) -> object:
-    from cimc.backends.build_reader import read_build
-    from cimc.backends.html_report import html_report
+    from cimc.build.reader import read_build
+    from cimc.views.html_report import html_report
 
     return html_report(read_build(state.build))
 

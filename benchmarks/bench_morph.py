@@ -72,8 +72,8 @@ def _scan(state: State) -> object:
 def _morph(state: State) -> object:
     from cimc.morph.channel_groups import analyze
     from cimc.morph.structure import MorphOptions, plan_morph
+    from cimc.passes.manager import PassContext
     from cimc.passes.morph_channels import MorphChannels
-    from cimc.pipeline import PassContext
 
     groups = analyze(state.graph)
     plan, _ = plan_morph(state.graph, groups, MACRO, BUDGET, MorphOptions(keep=0.5))
@@ -81,12 +81,12 @@ def _morph(state: State) -> object:
 
 
 def _structural_compile(state: State) -> object:
-    from cimc.backends.cost_model import model_cost
+    from cimc.cost.model import model_cost
     from cimc.passes.fold_batchnorm import FoldBatchNorm
+    from cimc.passes.manager import PassContext, run_passes
     from cimc.passes.place_bitlines import PlaceBitlines
     from cimc.passes.select_cim import SelectCim
     from cimc.passes.tile_wordlines import TileWordlines
-    from cimc.pipeline import PassContext, run_passes
 
     passes = [FoldBatchNorm(), SelectCim(), TileWordlines(), PlaceBitlines()]
     return model_cost(run_passes(state.graph, passes, PassContext(macro=MACRO)), MACRO)

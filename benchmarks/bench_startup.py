@@ -1,6 +1,6 @@
 """Whole commands as processes, start-up included, against plain-Python floors.
 
-* ``startup/import-cli``: ``python3 -c "import cimc.cli"`` (what every ``cimc`` command pays
+* ``startup/import-cli``: ``python3 -c "import cimc.cli.main"`` (what every ``cimc`` command pays
   before it does anything) against ``python3 -c "import onnx"``. The CLI imports neither
   onnx nor numpy nor torch until a command needs them; ``tests/test_benchmarks_quick.py``
   checks that torch stays out.
@@ -36,7 +36,8 @@ class ProcessState:
 def cimc_command() -> list[str]:
     """The installed ``cimc`` script, or the same entry point through this interpreter."""
     script = shutil.which("cimc")
-    return [script] if script else [sys.executable, "-c", "import sys; from cimc.cli import main; sys.exit(main())"]
+    entry = "import sys; from cimc.cli.main import main; sys.exit(main())"
+    return [script] if script else [sys.executable, "-c", entry]
 
 
 def run_process(args: list[str]) -> None:
@@ -64,7 +65,7 @@ def _cleanup(state: ProcessState) -> None:
 
 
 def import_cli() -> Benchmark:
-    return Benchmark("startup/import-cli", _temp, lambda s: python("import cimc.cli"),
+    return Benchmark("startup/import-cli", _temp, lambda s: python("import cimc.cli.main"),
                      lambda s: python("import onnx"), 'python3 -c "import onnx"', teardown=_cleanup)
 
 

@@ -58,7 +58,7 @@ def high_water_kib():  # this process's peak RSS (ru_maxrss would include the pa
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-import cimc.api, cimc.backends.macro_backend  # imports before the baseline
+import cimc.api, cimc.backend.macro  # imports before the baseline
 base = high_water_kib()
 start = time.perf_counter()
 if sys.argv[1] == "floor":

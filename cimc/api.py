@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cimc.backends.build_dir import check_target, write_build
-from cimc.backends.cim_build import quant_info
-from cimc.backends.cost_model import ModelCost
-from cimc.backends.macro_backend import build_files
-from cimc.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
+from cimc.backend.macro import build_files
+from cimc.backend.quant_part import quant_info
+from cimc.build.directory import check_target, write_build
+from cimc.cost.model import ModelCost
 from cimc.errors import UsageError
 from cimc.evaluation import evaluator
 from cimc.frontend import import_onnx
@@ -29,12 +28,13 @@ from cimc.frontend.budget import check_nonempty
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec, load_macro
 from cimc.passes.fold_batchnorm import FoldBatchNorm
+from cimc.passes.manager import GraphPass, PassContext, PassRecord, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import GraphPass, PassContext, PassRecord, run_passes
+from cimc.quant.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
 
 if TYPE_CHECKING:
     from cimc.morph.structure import MorphOptions
@@ -93,7 +93,7 @@ class CompileResult:
 
 
 def default_passes(options: CompileOptions) -> list[GraphPass]:
-    calib = {"calib": options.calib, "calib_size": options.calib_size, "data_root": options.data_root}
+    calib: dict[str, Any] = {"calib": options.calib, "calib_size": options.calib_size, "data_root": options.data_root}
     bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
     default = LayerBits(options.w_bits, options.a_bits, options.adc_bits)
     passes: list[GraphPass] = [

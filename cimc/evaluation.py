@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from cimc import data
-from cimc.backends.cim_onnx import float_model, serialize
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
+from cimc.lowering.model import float_model, serialize
 
 CHUNK = 256
 

@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["digits", "vgg9", "resnet18"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("cimc.calibration").setLevel(logging.ERROR)  # synthetic calibration warning
+    logging.getLogger("cimc.quant.calibration").setLevel(logging.ERROR)  # synthetic calibration warning
     args.episodes, args.max_evals = (12, 24) if args.quick else (30, 60)
     zoo_eval, digits_eval = (16, 128) if args.quick else (32, 256)
     lines = ["| model | metric | CIM layers | float | max drop (pp) | uniform 8-bit: cycles / metric | "

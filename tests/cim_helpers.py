@@ -15,24 +15,24 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from cimc.backends.build_dir import write_build
-from cimc.backends.cim_build import quant_info
-from cimc.backends.cim_onnx import expose
-from cimc.backends.emulator import Emulator
-from cimc.backends.macro_backend import build_files
-from cimc.cim_reference import CompiledRun, run_compiled
+from cimc.backend.macro import build_files
+from cimc.backend.quant_part import quant_info
+from cimc.build.directory import write_build
+from cimc.emulator import Emulator
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.ir.tensor import TensorInfo
+from cimc.lowering.model import expose
 from cimc.macro import MacroSpec
 from cimc.passes.fold_batchnorm import FoldBatchNorm
+from cimc.passes.manager import GraphPass, PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import Quantize
 from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import GraphPass, PassContext, run_passes
+from cimc.quant.reference import CompiledRun, run_compiled
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 
 #: A small macro: 32 wordlines force several segments even in tiny layers.

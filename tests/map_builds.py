@@ -20,7 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from cimc.api import compile_model
-from cimc.backends.build_dir import dumps, sha256
+from cimc.build.directory import dumps, sha256
 
 _ROOT = Path(tempfile.mkdtemp(prefix="cimc-test-builds-"))
 atexit.register(shutil.rmtree, _ROOT, True)

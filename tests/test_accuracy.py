@@ -13,9 +13,9 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from cimc.backends.emulator import Emulator
-from cimc.cli import main
+from cimc.cli.main import main
 from cimc.data import load_dataset
+from cimc.emulator import Emulator
 from cimc.models.export import export_onnx
 
 

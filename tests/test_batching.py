@@ -13,10 +13,10 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from cimc.api import compile_model
-from cimc.backends.emulator import Emulator
-from cimc.batching import batch_safe, split_batch
+from cimc.emulator import Emulator
 from cimc.errors import UsageError
 from cimc.frontend import import_onnx
+from cimc.quant.batching import batch_safe, split_batch
 
 
 def flatten_axis0_model(path: Path) -> Path:

@@ -102,8 +102,8 @@ def test_slope_fit_recovers_the_exponent() -> None:
 
 
 def test_cli_import_stays_light() -> None:
-    """``import cimc.cli`` (every command's start-up) pulls in neither torch nor onnx nor numpy."""
-    code = "import sys, cimc.cli; print(sorted(m for m in ('torch', 'onnx', 'numpy') if m in sys.modules))"
+    """``import cimc.cli.main`` (every command's start-up) pulls in neither torch nor onnx nor numpy."""
+    code = "import sys, cimc.cli.main; print(sorted(m for m in ('torch', 'onnx', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
 

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cimc.models as models
-from cimc import numerics
 from cimc.api import compile_model
-from cimc.cim_layer import cim_spec
-from cimc.cim_reference import run_layer
 from cimc.ir.kernels import conv2d
 from cimc.macro import MacroSpec
 from cimc.models.export import export_onnx
+from cimc.quant import numerics
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.reference import run_layer
 from tests.cim_helpers import add_gemm, add_node, assert_three_way, cim_names, compile_ir, write, zoo_onnx
 from tests.ir_builders import add_conv, add_unary, conv_out, graph_with_input
 

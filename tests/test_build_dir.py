@@ -13,7 +13,7 @@ from safetensors.numpy import load_file
 
 from cimc import schemas
 from cimc.api import compile_model
-from cimc.backends.build_dir import sha256
+from cimc.build.directory import sha256
 from cimc.errors import UsageError
 
 JSON_FILES = ("manifest", "layout", "schedule", "report", "quant", "graph")
@@ -42,8 +42,8 @@ def test_manifest_hashes(build: Path) -> None:
 def test_macro_cells_hold_each_weight_once(build: Path) -> None:
     """Rebuild every layer's cell-code matrix from the macro arrays and the layout alone."""
     from cimc.api import CompileOptions, compile_graph, load_source
-    from cimc.cim_layer import code_matrix
     from cimc.passes.place_bitlines import cim_nodes
+    from cimc.quant.cim_layer import code_matrix
 
     layout = json.loads((build / "layout.json").read_text())
     arrays = load_file(str(build / "weights.safetensors"))

@@ -12,13 +12,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from cimc.backends.cim_onnx import cim_model, expose, float_model, serialize
-from cimc.backends.cim_segments import layer_columns, segment_conv
-from cimc.batching import batch_generic
-from cimc.cim_layer import CimSpec
-from cimc.cim_reference import run_compiled, segment_sums
 from cimc.ir import interpreter
+from cimc.lowering.model import cim_model, expose, float_model, serialize
 from cimc.passes.tile_wordlines import segment_bounds
+from cimc.quant.batching import batch_generic
+from cimc.quant.cim_layer import CimSpec
+from cimc.quant.reference import run_compiled, segment_sums
+from cimc.quant.segments import layer_columns, segment_conv
 from tests.cim_helpers import compile_ir, run_ort_exposed, small_cnn, write
 
 STANDARD = {"Div", "Round", "Clip", "Gather", "Cast", "Conv", "Reshape", "ReduceSum", "Mul", "Add", "Relu",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cimc.cli import main
+from cimc.cli.main import main
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

@@ -1,18 +1,18 @@
 """Cost model figures on layers beyond the paper's (grouped, depthwise, 1×1, 7×7, FC),
-each derived by hand from the documented formulas in backends/cost_model.py."""
+each derived by hand from the documented formulas in cimc/cost/model.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cimc.backends.cost_model import model_cost
+from cimc.cost.model import model_cost
 from cimc.ir import Node, TensorInfo
 from cimc.macro import MacroSpec
+from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import PassContext, run_passes
 from tests.ir_builders import add_conv, graph_with_input
 
 MACRO = MacroSpec()

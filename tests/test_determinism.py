@@ -15,7 +15,7 @@ import pytest
 from cimc.api import compile_model
 from tests.corpus.make_corpus import HERE
 
-CLI = "import sys; from cimc.cli import main; sys.argv[0] = 'cimc'; main()"
+CLI = "import sys; from cimc.cli.main import main; sys.argv[0] = 'cimc'; main()"
 MODELS = [("valid.onnx", ()), ("hostile_names.onnx", ("--map-fc",)), ("unsorted.onnx", ("--tiling", "dense"))]
 
 

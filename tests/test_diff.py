@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from click.testing import CliRunner
 
-from cimc.backends.build_reader import read_build
-from cimc.backends.diff import diff_builds
-from cimc.cli import main
+from cimc.build.reader import read_build
+from cimc.cli.main import main
+from cimc.views.diff import diff_builds
 from tests.map_builds import build, copy_build, edit_weights
 
 PACKED = ("digits_cnn", {})

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
-from cimc.backends.emulator import Emulator
-from cimc.cli import main
+from cimc.cli.main import main
+from cimc.emulator import Emulator
 from cimc.errors import BuildError
 from cimc.ir.graph import Graph
 from tests.cim_helpers import assert_three_way, compile_ir, small_cnn, write

@@ -20,8 +20,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import save
 
-from cimc.backends.layout import layer_matrix, macro_arrays
-from cimc.backends.weights_file import macro_weights_bytes
+from cimc.backend.layout import layer_matrix, macro_arrays
+from cimc.build.weights_file import macro_weights_bytes
 from cimc.frontend import import_onnx
 from cimc.frontend.lean_check import check_model_lean, checker_skeleton
 from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS, infer_shapes_lean, skeleton
@@ -31,9 +31,9 @@ from cimc.ir.node import Node
 from cimc.ir.tensor import TensorInfo
 from cimc.macro import MacroSpec
 from cimc.passes.fold_batchnorm import FoldBatchNorm, bn_scale_shift
+from cimc.passes.manager import PassContext
 from cimc.passes.select_cim import conv_layer
 from cimc.passes.tile_wordlines import tiling_for
-from cimc.pipeline import PassContext
 from tests.ir_builders import conv_bn_relu
 
 META = {"format": "cimc-macro-weights/wordline-by-bitline"}

@@ -9,7 +9,7 @@ from cimc.ir import Node, TensorInfo, verify
 from cimc.ir.interpreter import run
 from cimc.macro import MacroSpec
 from cimc.passes.fold_batchnorm import FoldBatchNorm
-from cimc.pipeline import PassContext
+from cimc.passes.manager import PassContext
 from tests.ir_builders import add_bn, add_conv, add_unary, conv_bn_relu, graph_with_input
 
 

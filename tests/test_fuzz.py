@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cimc.api import CompileOptions, compile_graph
-from cimc.backends.macro_backend import build_files
+from cimc.backend.macro import build_files
 from cimc.errors import CimcError, PassError
 from cimc.frontend import import_onnx
 from tests.corpus.make_corpus import HERE

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
-from cimc.cli import main
+from cimc.cli.main import main
 from cimc.errors import InvalidModelError, ResourceLimitError, UnsupportedError
 from cimc.frontend import import_onnx
 from cimc.safe_text import printable, safe_message, shorten

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cimc.backends.build_reader import read_build
-from cimc.backends.cell_map import describe_cell, owners
-from cimc.backends.html_report import SCRIPT, html_report
-from cimc.backends.text_map import majority
-from cimc.cli import main
+from cimc.build.reader import read_build
+from cimc.cli.main import main
+from cimc.views.cell_map import describe_cell, owners
+from cimc.views.html_report import SCRIPT, html_report
+from cimc.views.text_map import majority
 from tests.map_builds import build
 
 

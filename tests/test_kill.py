@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from cimc.api import compile_model
-from cimc.backends import atomic_dir
+from cimc.build import atomic_dir
 from tests.corpus.make_corpus import HERE
 
 MODEL = HERE / "valid.onnx"
 B_ARGS = ("--macro", "small-64", "--map-fc")
-CLI = "import sys; from cimc.cli import main; sys.argv[0] = 'cimc'; main()"
+CLI = "import sys; from cimc.cli.main import main; sys.argv[0] = 'cimc'; main()"
 
 
 def snapshot(folder: Path) -> dict[str, str]:

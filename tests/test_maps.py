@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cimc.backends.build_reader import read_build
-from cimc.backends.cell_map import describe_cell, owners
-from cimc.backends.palette import layer_color, shade_colors
-from cimc.backends.placement_map import (
+from cimc.build.reader import read_build
+from cimc.cli.main import main
+from cimc.errors import UsageError
+from cimc.views.cell_map import describe_cell, owners
+from cimc.views.palette import layer_color, shade_colors
+from cimc.views.placement_map import (
     MacroPainter,
     mosaic,
     mosaic_shape,
@@ -22,8 +24,6 @@ from cimc.backends.placement_map import (
     require_matplotlib,
     write_maps,
 )
-from cimc.cli import main
-from cimc.errors import UsageError
 from tests.map_builds import build
 
 ZOO = [("tiny_cnn", {}), ("tiny_residual", {"map_fc": True}), ("digits_cnn", {"placement": "aligned"}),

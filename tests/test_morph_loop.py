@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cimc.cli import main
+from cimc.cli.main import main
 from cimc.frontend import import_onnx
 from cimc.macro import MacroSpec
 from cimc.morph.channel_groups import analyze

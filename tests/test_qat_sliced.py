@@ -1,6 +1,6 @@
-"""QAT with per-layer bits and bit-slicing: torch digits equal ``cimc.slicing.digits``; the
+"""QAT with per-layer bits and bit-slicing: torch digits equal ``cimc.quant.slicing.digits``; the
 phase-2 forward of sliced layers (per-kind ADC steps ``S_ADC·2^−m``) equals
-``cimc.cim_reference.run_compiled`` on the exported, compiled graph bit for bit (``P`` and
+``cimc.quant.reference.run_compiled`` on the exported, compiled graph bit for bit (``P`` and
 ``y``); sliced calibration gives the compile path's ``(S_ADC, m)`` on the same partial sums;
 per-layer bits reach the compiler's ``QuantParams``; sliced phase 2 trains; ``finetune``."""
 
@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 import torch
 
-from cimc import slicing
 from cimc.api import CompileOptions, compile_graph
-from cimc.calibration import partial_sums
-from cimc.cim_layer import cim_spec
-from cimc.cim_reference import run_compiled
 from cimc.errors import UnsupportedError, UsageError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.quantize import Quantize, adc_steps
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import PassContext, run_passes
+from cimc.quant import slicing
+from cimc.quant.calibration import partial_sums
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.reference import run_compiled
 from cimc.train import (
     QuantConfig,
     export_graph,
@@ -130,7 +130,7 @@ def test_sliced_phase2_equals_reference(name: str, macro: MacroSpec, options: di
 @pytest.mark.parametrize("macro,options", [(M44, {"w_bits": 8, "a_bits": 8, "adc_bits": 7}),
                                            (M21, {"w_bits": 4, "a_bits": 3, "adc_bits": 5, "granularity": "column"})])
 def test_sliced_calibration_equals_compile_path(macro: MacroSpec, options: dict) -> None:
-    """The torch conversion sums equal ``cimc.calibration.partial_sums`` and the calibrated
+    """The torch conversion sums equal ``cimc.quant.calibration.partial_sums`` and the calibrated
     ``(S_ADC, m)`` equal ``cimc.passes.quantize.adc_steps`` on them."""
     config = QuantConfig.for_macro(macro, **options)
     module = trained_module("digits_cnn", config, steps=1)

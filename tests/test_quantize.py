@@ -11,20 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimc import numerics
-from cimc.calibration import load_feeds, partial_sums
-from cimc.cim_layer import cim_spec
 from cimc.errors import InvalidModelError, MappingError, UnsupportedError, UsageError
 from cimc.ir import verify
 from cimc.ir.annotations import QuantParams
 from cimc.ir.kernels import conv2d
 from cimc.macro import MacroSpec
+from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import PassContext, run_passes
-from cimc.quant_meta import KEY, qat_metadata
-from cimc.step_search import lsq_step, mse_step
+from cimc.quant import numerics
+from cimc.quant.calibration import load_feeds, partial_sums
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.qat_metadata import KEY, qat_metadata
+from cimc.quant.step_search import lsq_step, mse_step
 from tests.cim_helpers import SMALL, small_cnn
 
 

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cimc import numerics
-from cimc.cim_reference import run_compiled
 from cimc.errors import MappingError
 from cimc.ir import verify
 from cimc.ir.annotations import QuantParams, Shift
+from cimc.passes.manager import PassContext
 from cimc.passes.scale_to_shift import ScaleToShift, sqnr_db
-from cimc.pipeline import PassContext
+from cimc.quant import numerics
+from cimc.quant.reference import run_compiled
 from tests.cim_helpers import SMALL, compile_ir, small_cnn
 
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cimc.api import CompileOptions, compile_model
-from cimc.cli import main
+from cimc.cli.main import main
 from cimc.search import ProblemSpec, SearchProblem, build_problem, greedy_search, rl_search
 from cimc.search.demo import train_digits_onnx
 from cimc.search.latency import objective_value

@@ -19,24 +19,24 @@ import torch
 import torch.nn.functional as F
 
 import cimc.models as models
-from cimc import slicing
 from cimc.api import compile_model
-from cimc.backends.cim_onnx import cim_model, serialize
-from cimc.backends.emulator import Emulator, read_build, write_golden
-from cimc.backends.emulator.checks import check_build
-from cimc.cim_layer import cim_spec
-from cimc.cim_reference import run_compiled
+from cimc.check.emulator import check_build
+from cimc.emulator import Emulator, read_build, write_golden
 from cimc.errors import BuildError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
+from cimc.lowering.model import cim_model, serialize
 from cimc.macro import MacroSpec
 from cimc.passes.fold_batchnorm import FoldBatchNorm
+from cimc.passes.manager import GraphPass, PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import GraphPass, PassContext, run_passes
+from cimc.quant import slicing
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.reference import run_compiled
 from tests.cim_helpers import SMALL, assert_three_way, cim_names, small_cnn, write, zoo_onnx
 
 #: 2-bit cells, 1-bit DAC (ISAAC-like), 8-bit ADCs: many slices and cycles.

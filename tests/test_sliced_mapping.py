@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from cimc.backends.build_reader import read_build
-from cimc.backends.cost_model import model_cost
-from cimc.backends.validate import validate_build
-from cimc.cim_layer import cim_spec, code_matrix
+from cimc.build.reader import read_build
+from cimc.check.validate import validate_build
+from cimc.cost.model import model_cost
 from cimc.ir.annotations import BitlinePlacement, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.passes.fold_batchnorm import FoldBatchNorm
+from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines, slice_columns
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import PassContext, run_passes
+from cimc.quant.cim_layer import cim_spec, code_matrix
 from tests.cim_helpers import write
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 
@@ -199,8 +199,8 @@ def test_html_hover_names_the_digit(tiny_build: Path, tmp_path: Path) -> None:
     import re
     import subprocess
 
-    from cimc.backends.cell_map import describe_cell
-    from cimc.backends.html_report import SCRIPT, html_report
+    from cimc.views.cell_map import describe_cell
+    from cimc.views.html_report import SCRIPT, html_report
 
     b = read_build(tiny_build)
     data = re.search(r"id='cimc-data'>(.*?)</script>", html_report(b), re.S)[1].replace("<\\/", "</")  # type: ignore[index]

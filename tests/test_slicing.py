@@ -1,4 +1,4 @@
-"""Bit-slicing (``cimc.slicing``) and the sliced numpy reference: digits recombine to the codes,
+"""Bit-slicing (``cimc.quant.slicing``) and the sliced numpy reference: digits recombine to the codes,
 stay in their ranges, and a sliced layer whose ADC never clips computes the exact integer
 product ``Σ_r w_q·a_q`` — the shift-add undoes the slicing."""
 
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cimc import numerics, slicing
-from cimc.cim_layer import cim_spec
-from cimc.cim_reference import as_conv_input, im2col, run_layer, sliced_sums
 from cimc.ir.annotations import QuantParams
 from cimc.macro import MacroSpec
 from cimc.passes.quantize import LayerBits
+from cimc.quant import numerics, slicing
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.reference import as_conv_input, im2col, run_layer, sliced_sums
 from tests.cim_helpers import small_cnn
 from tests.test_quantize import params, quantize, tiled
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from cimc import __version__
 from cimc.api import CompileOptions, compile_model
-from cimc.cli import main
+from cimc.cli.main import main
 from cimc.errors import UsageError
 from cimc.sweep import engines
 from cimc.sweep.config import Range, parse_config

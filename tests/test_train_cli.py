@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cimc.cli import main
+from cimc.cli.main import main
 from cimc.frontend import import_onnx
 from cimc.train.checkpoint import read_meta
 from cimc.train.export import QUANT_KEY, parse_quant_metadata

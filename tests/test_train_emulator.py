@@ -1,4 +1,4 @@
-"""QAT → ``cimc compile`` → ``cimc.backends.emulator``: the macro emulator reproduces the QAT
+"""QAT → ``cimc compile`` → ``cimc.emulator``: the macro emulator reproduces the QAT
 model's own phase-2 forward exactly (every CIM layer's outputs bit for bit, the same
 predictions) on the same inputs. ``no_shift`` keeps the trained scale ``S_W·S_ADC·S_A``
 (scale-to-shift would replace it by a power of two, a different model)."""
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cimc.api import CompileOptions, compile_model
-from cimc.backends.emulator import Emulator
+from cimc.emulator import Emulator
 from cimc.train import QuantConfig
 from cimc.train.export import export_onnx
 from tests.train_helpers import trained_module

@@ -12,7 +12,7 @@ from cimc.ir.graph import Graph
 from cimc.ir.interpreter import run
 from cimc.macro import MacroSpec
 from cimc.passes.fold_batchnorm import FoldBatchNorm
-from cimc.pipeline import PassContext
+from cimc.passes.manager import PassContext
 from cimc.train import QuantConfig, module_from_graph, prepare_phase
 from tests.onnx_builders import feeds_for
 from tests.test_interpreter import CASES

@@ -14,7 +14,7 @@ from cimc.ir.interpreter import run
 from cimc.macro import MacroSpec
 from cimc.models import available, export_onnx, input_shape
 from cimc.passes.fold_batchnorm import FoldBatchNorm
-from cimc.pipeline import PassContext
+from cimc.passes.manager import PassContext
 
 SLOW = {"vgg16", "resnet18"}
 

@@ -1,5 +1,5 @@
 """Shared helpers of the ``cimc.train`` tests: cached zoo graphs and a numpy run of an exported
-QAT model by the numerical contract (``cimc.numerics``, segments by an explicit loop)."""
+QAT model by the numerical contract (``cimc.quant.numerics``, segments by an explicit loop)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import numpy as np
 import torch
 
 import cimc.models as models
-from cimc import numerics
-from cimc.batching import batch_generic
 from cimc.frontend import import_onnx
 from cimc.ir.graph import Graph
 from cimc.ir.kernels import KERNELS
 from cimc.ir.kernels import conv2d as np_conv2d
 from cimc.ir.node import Node
 from cimc.passes.tile_wordlines import segment_bounds
+from cimc.quant import numerics
+from cimc.quant.batching import batch_generic
 from cimc.train import QuantConfig, module_from_graph, prepare_phase
 from cimc.train.export import QUANT_KEY, parse_quant_metadata
 from cimc.train.module import IRModule

@@ -109,7 +109,7 @@ class BitlinePlacement:
 
 @dataclass(frozen=True, eq=False)
 class QuantParams:
-    """Quantization of one CIM layer (DESIGN.md §5; formulas in ``cimc.numerics``).
+    """Quantization of one CIM layer (DESIGN.md §5; formulas in ``cimc.quant.numerics``).
 
     ``w_step`` and ``adc_step`` have shape ``(1,)`` (per layer, the paper) or ``(Cout,)``
     (per output column, ColumnQuant); ``a_step`` is the step of the layer's input codes,
@@ -117,7 +117,7 @@ class QuantParams:
     negative), then narrow signed. ``source`` is ``"qat"`` or ``"calibration"``.
 
     ``cell_bits`` / ``dac_bits`` are the widths of the macro's cells and DACs the codes are
-    sliced into (``cimc.slicing``): ``w_slices = ceil(w_bits / cell_bits)`` adjacent columns
+    sliced into (``cimc.quant.slicing``): ``w_slices = ceil(w_bits / cell_bits)`` adjacent columns
     per output channel and ``a_slices = ceil(a_bits / dac_bits)`` input cycles. ``None``
     (before the quantize pass sets them) means one slice. ``adc_shift`` (int64, ``(T·S,)`` in
     the order ``(t, j)``, ``None`` = all 0) gives conversion kind ``(t, j)`` the ADC step

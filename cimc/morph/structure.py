@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cimc.backends.cost_model import ModelCost, model_cost
+from cimc.cost.model import ModelCost, model_cost
 from cimc.errors import MappingError, PassError
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
@@ -34,11 +34,11 @@ from cimc.morph.costs import layer_terms
 from cimc.morph.expand import Expansion, search_ratio
 from cimc.morph.plan import ChannelPlan, class_scores, prune_plan, widths_to_plan
 from cimc.morph.shrink import Candidate, align_widths, bitline_costs, search_lambda, segment_channels, shrunk_scores
+from cimc.passes.manager import GraphPass, PassContext, run_passes
 from cimc.passes.morph_channels import MorphChannels
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.pipeline import GraphPass, PassContext, run_passes
 
 log = logging.getLogger(__name__)
 FINE_TUNE_WARNING = ("structure-only morph: channels were pruned by |γ| and new ones initialised without "

@@ -1,7 +1,7 @@
 """The accuracy proxy of a bit configuration: the compiled model's top-1 on held-out data.
 
 Each configuration costs one run of the numpy reference of the compiled model
-(``cimc.cim_reference.run_compiled``: CIM layers by the bit-sliced numerical contract,
+(``cimc.quant.reference.run_compiled``: CIM layers by the bit-sliced numerical contract,
 scales exact as with ``--no-shift``) over the evaluation samples. The quantization of every
 layer comes from ``passes.quantize.calibrate_layer`` on the float inputs of the layer over the
 calibration batch, exactly as the quantize pass computes it, and is cached per
@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cimc.blas import single_blas_thread
-from cimc.calibration import collect_inputs, load_feeds
-from cimc.cim_layer import cim_spec
-from cimc.cim_reference import run_compiled
 from cimc.evaluation import evaluation_set, top1
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.passes.place_bitlines import cim_nodes
 from cimc.passes.quantize import calibrate_layer
+from cimc.quant.blas import single_blas_thread
+from cimc.quant.calibration import collect_inputs, load_feeds
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.reference import run_compiled
 from cimc.search.latency import with_quant
 from cimc.search.space import Config, LayerChoice
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimc.api import CompileOptions, default_passes
-from cimc.backends.cost_model import ModelCost, model_cost
+from cimc.cost.model import ModelCost, model_cost
 from cimc.errors import UsageError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines, cim_nodes
 from cimc.passes.quantize import Quantize, check_bits
-from cimc.pipeline import PassContext, run_passes
 from cimc.search.space import Config
 
 OBJECTIVES = ("latency", "computing", "conversions")

@@ -94,7 +94,7 @@ def _figures(blob: ModelBlob, task: Task) -> dict[str, Any]:
     if task.keep_builds:
         cost, accuracy = _keep(blob, task, graph, compiled, ctx, options)
     else:
-        from cimc.backends.cost_model import model_cost
+        from cimc.cost.model import model_cost
 
         cost = model_cost(compiled, ctx.macro, options.bitline_budget)
         accuracy = _accuracy(blob, task, graph, compiled, trained=bool(extra))
@@ -123,8 +123,8 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
     settings = task.settings
     if not settings["eval"]:
         return None
-    from cimc.backends.cim_onnx import cim_model, serialize
     from cimc.evaluation import evaluator
+    from cimc.lowering.model import cim_model, serialize
 
     key = (blob.sha256, settings["eval"], settings["eval_size"], task.data_root)
     evaluate = _EVALUATORS.get(key) if not trained else None
@@ -143,9 +143,9 @@ def _accuracy_fields(accuracy: dict[str, Any] | None) -> dict[str, Any]:
 
 def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, options: Any) -> tuple[Any, Any]:
     """Write the point's build folder ``KEEP/<key[:16]>`` (as ``cimc compile`` would)."""
-    from cimc.backends.build_dir import write_build
-    from cimc.backends.cim_build import quant_info
-    from cimc.backends.macro_backend import build_files
+    from cimc.backend.macro import build_files
+    from cimc.backend.quant_part import quant_info
+    from cimc.build.directory import write_build
     from cimc.evaluation import evaluator
 
     evaluate = evaluator(graph, options.eval_data, options.eval_size, options.data_root) if options.eval_data else None

@@ -14,7 +14,7 @@ Per-layer bits and bit-slicing: ``QuantConfig.for_macro(macro, w_bits=8, layer_b
 {"a_bits": 8}})`` — the macro gives the wordlines and the cell/DAC widths, every layer its own
 ``w_bits``/``a_bits``/``adc_bits``; a layer wider than a cell or the DAC is bit-sliced in
 phase 2 (every segment × input slice × weight slice through the ADC, then the shift-add,
-bit-exact with ``cimc.cim_reference``).
+bit-exact with ``cimc.quant.reference``).
 
 A short fine-tune of one bit configuration (for ``cimc search``)::
 

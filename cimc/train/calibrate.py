@@ -11,9 +11,9 @@
   uses ``f = 1`` (the full partial-sum range).
 * ADC of a bit-sliced layer: as the compile path (``cimc.passes.quantize.adc_steps``), one
   step per kind of conversion ``(t, j)`` over its sums of all segments on at most
-  ``cimc.calibration.MAX_PIXELS`` evenly spaced output pixels — MSE-optimal
-  (``cimc.step_search.mse_step``; ``max|p|/Qp`` naive), at least 1 — then
-  ``cimc.slicing.fit_shifts`` turns them into the layer's ``S_ADC`` (the coarsest, per layer
+  ``cimc.quant.calibration.MAX_PIXELS`` evenly spaced output pixels — MSE-optimal
+  (``cimc.quant.step_search.mse_step``; ``max|p|/Qp`` naive), at least 1 — then
+  ``cimc.quant.slicing.fit_shifts`` turns them into the layer's ``S_ADC`` (the coarsest, per layer
   or per column) and exponents ``m_{t,j}`` (``step_{t,j} ≈ S_ADC·2^−m_{t,j}``), clipped to
   ``cimc.train.sliced.max_shift`` so float32 stays exact. The lower weight digits are
   unsigned with large, always-positive sums; the signed top digit's sums are small — one
@@ -31,10 +31,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from cimc import slicing
-from cimc.calibration import MAX_PIXELS
 from cimc.errors import UsageError
-from cimc.step_search import mse_step
+from cimc.quant import slicing
+from cimc.quant.calibration import MAX_PIXELS
+from cimc.quant.step_search import mse_step
 from cimc.train import sliced
 from cimc.train.layer import CimQuantLayer
 from cimc.train.module import IRModule

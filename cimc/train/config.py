@@ -4,9 +4,9 @@ The *macro* fixes ``wordlines`` (segments), ``cell_bits`` (weight digits per cel
 ``dac_bits`` (input digits per DAC cycle); the *layers* choose their own ``w_bits``,
 ``a_bits`` and ``adc_bits``: the defaults of ``QuantConfig`` unless ``layer_bits`` names
 the layer (``{layer: {"w_bits": 8, "adc_bits": 4}}``, any subset of the three keys, the
-format of ``cimc.cli_quant.read_bits``). A layer whose weights are wider than a cell gets
+format of ``cimc.cli.quant.read_bits``). A layer whose weights are wider than a cell gets
 ``S = ⌈w_bits/cell_bits⌉`` weight slices, one whose inputs are wider than the DAC
-``T = ⌈a_bits/dac_bits⌉`` input slices (``cimc.slicing``); with ``S = T = 1`` it is the
+``T = ⌈a_bits/dac_bits⌉`` input slices (``cimc.quant.slicing``); with ``S = T = 1`` it is the
 unsliced contract of DESIGN.md §5. ``cell_bits``/``dac_bits`` of ``None`` never slice.
 
 Bits: ``w_bits`` 2..16 (narrow signed codes), ``a_bits`` 1..16, ``adc_bits`` 2..16 (a
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cimc import slicing
 from cimc.errors import UsageError
 from cimc.macro import MacroSpec
+from cimc.quant import slicing
 
 BIT_KEYS = ("w_bits", "a_bits", "adc_bits")
 _MIN_BITS = {"w_bits": 2, "a_bits": 1, "adc_bits": 2}

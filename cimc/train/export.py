@@ -11,10 +11,10 @@ folded in. The step sizes go to the model's ``metadata_props["cimc.quant"]``:
         "adc_shift": [T·S ints]}}}                      (bit-sliced layers only)
 
 with 1 (per layer) or Cout (per column) steps; floats are written with ``repr`` so the
-float32 values round-trip exactly. With the steps, ``cimc.numerics`` reproduces the phase-2
+float32 values round-trip exactly. With the steps, ``cimc.quant.numerics`` reproduces the phase-2
 forward bit for bit: ``y = Σ_s clip(round(p_s/S_ADC)) · ((S_W·S_ADC)·S_A) + b'``; a sliced
 layer's ``adc_shift`` gives conversion kind ``(t, j)`` the step ``S_ADC·2^−m_{t,j}``
-(``cimc.slicing``, read by ``cimc.quant_meta``).
+(``cimc.quant.slicing``, read by ``cimc.quant.qat_metadata``).
 """
 
 from __future__ import annotations

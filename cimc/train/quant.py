@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cimc.numerics import code_range
+from cimc.quant.numerics import code_range
 
 #: Smallest initial step (an all-zero tensor would otherwise give step 0).
 MIN_STEP = 1e-8

@@ -1,6 +1,6 @@
 """Phase 2 of a bit-sliced layer: every (segment, input slice, weight slice) through the ADC.
 
-The codes are split into two's-complement digits exactly as ``cimc.slicing.digits`` does,
+The codes are split into two's-complement digits exactly as ``cimc.quant.slicing.digits`` does,
 here in float32 torch (exact on integers below 2^24): with ``f_j = ⌊q·2^(−j·c)⌋``
 
     d_j = f_j − 2^c·f_(j+1)   (j < n−1, unsigned [0, 2^c − 1])      d_(n−1) = f_(n−1)
@@ -20,7 +20,7 @@ recombines
 
     P = Σ_{t,j} 2^(j·cell_bits + t·dac_bits − m_{t,j}) · Σ_s round(clip(p_{s,t,j} / (S_ADC·2^−m_{t,j}), ±Qp_ADC))
 
-exactly as ``cimc.cim_reference.sliced_adc`` / ``recombine``: the step is float32 ``S_ADC``
+exactly as ``cimc.quant.reference.sliced_adc`` / ``recombine``: the step is float32 ``S_ADC``
 times an exact power of two, and every term of ``P`` is a multiple of ``2^−M`` (``M = max m``)
 with ``|P|·2^M < 2^24``, so float32 sums are exact in any order. ``max_shift`` bounds ``M``
 so that this holds for any codes: ``segments · Σ_{t,j} 2^(j·c + t·dac) · Qp_ADC · 2^M < 2^24``
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cimc import numerics, slicing
 from cimc.errors import UnsupportedError
+from cimc.quant import numerics, slicing
 from cimc.train.config import LayerBits
 from cimc.train.phase2 import ConvGeometry, SegmentPlan
 from cimc.train.quant import adc_sum
@@ -64,7 +64,7 @@ class _Digits(torch.autograd.Function):
 
 
 def digits(q: torch.Tensor, bits: int, width: int | None, signed: bool) -> torch.Tensor:
-    """``cimc.slicing.digits`` in torch with the straight-through gradient (``q[None]`` when unsliced)."""
+    """``cimc.quant.slicing.digits`` in torch with the straight-through gradient (``q[None]`` when unsliced)."""
     if width is None or slicing.slice_count(bits, width) == 1:
         return q.unsqueeze(0)
     out: torch.Tensor = _Digits.apply(q, bits, width, signed)
@@ -116,7 +116,7 @@ def adc_view(step: torch.Tensor, groups: int, cout_g: int) -> torch.Tensor:
 
 def conversion_sums(p: torch.Tensor) -> torch.Tensor:
     """``(T, N, Ho, Wo, G, Seg, Cout_g, S)`` → ``(N·Ho·Wo, Seg·T·S, Cout)``: the layout of
-    ``cimc.calibration.partial_sums`` (conversions in ``(s, t, j)`` order, column ``g·Cout_g + o``)."""
+    ``cimc.quant.calibration.partial_sums`` (conversions in ``(s, t, j)`` order, column ``g·Cout_g + o``)."""
     t, n, ho, wo, g, seg, cg, s = p.shape
     return p.permute(1, 2, 3, 5, 0, 7, 4, 6).reshape(n * ho * wo, seg * t * s, g * cg)
 

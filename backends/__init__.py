@@ -1,1 +1,0 @@
-"""Backends of cimc: the macro backend and emulator (installed as ``cimc.backends``)."""

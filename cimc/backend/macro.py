@@ -1,0 +1,80 @@
+"""The macro backend: turns a placed graph into the files of a build directory.
+
+Files (names are fixed; nothing is named after the model's contents):
+``layout.json``, ``weights.safetensors`` (``macro_0000`` … one ``(WL, BL)`` array each),
+``schedule.json``, ``report.json``, ``report.md``, ``graph.txt`` (the final IR), and
+``manifest.json`` (written last, with every file's sha256). A quantized graph stores cell
+codes and adds ``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``
+(``cim_build``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cimc import __version__
+from cimc.backend.layout import layout_document, macro_arrays
+from cimc.backend.quant_part import code_arrays, is_quantized, quantized_files
+from cimc.backend.quant_report import quantization_markdown, quantization_section
+from cimc.backend.report import report_document, report_markdown
+from cimc.backend.schedule import schedule_document
+from cimc.build.directory import dumps
+from cimc.build.weights_file import macro_weights_bytes
+from cimc.cost.model import ModelCost, model_cost
+from cimc.ir.annotations import CimLayer
+from cimc.ir.graph import Graph
+from cimc.ir.printer import format_graph
+from cimc.macro import MacroSpec
+from cimc.passes.place_bitlines import cim_nodes
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    files: dict[str, bytes]
+    manifest: dict[str, Any]
+    cost: ModelCost
+    report: dict[str, Any]
+
+
+def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
+                source: dict[str, Any], options: dict[str, Any], quant: dict[str, Any] | None = None,
+                evaluate: Callable[[bytes], dict[str, Any]] | None = None) -> BuildOutput:
+    """All files of a build (manifest separate: its file hashes are added when written).
+    A quantized graph also gets the files of ``cim_build`` (``quant``: the compile's
+    calibration facts; ``evaluate``: accuracy of ``model.cim.onnx`` for the report)."""
+    cost = model_cost(graph, macro, bitline_budget)
+    nodes = cim_nodes(graph)
+    quantized = is_quantized(nodes)
+    arrays = (code_arrays if quantized else macro_arrays)(graph, nodes, macro, cost.macros)
+    extra = quantized_files(graph, nodes) if quantized else {}
+    digital = [{"node": n.name, "op": n.op} for n in graph.topo_order() if CimLayer not in n.ann]
+    report = report_document(graph, cost, macro, digital)
+    if quantized:
+        report["quantization"] = quantization_section(graph, nodes, quant or {})
+        if evaluate is not None:
+            report["accuracy"] = evaluate(extra["model.cim.onnx"])
+    files = {
+        "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),
+        "weights.safetensors": _weights(arrays),
+        "schedule.json": dumps(schedule_document(graph, cost, macro)),
+        "report.json": dumps(report),
+        "report.md": (report_markdown(report, cost) + quantization_markdown(report)).encode(),
+        "graph.txt": format_graph(graph).encode(),
+        **extra,
+    }
+    manifest = {"schema_version": SCHEMA_VERSION, "tool": "cimc", "tool_version": __version__,
+                "macro": macro.to_dict(), "bitline_budget": cost.bitline_budget, "input": source,
+                "options": options}
+    return BuildOutput(files, manifest, cost, report)
+
+
+def _weights(arrays: np.ndarray) -> bytes:
+    """One ``(WL, BL)`` array per macro. safetensors orders metadata keys by hash, so a
+    single key keeps the file byte-deterministic."""
+    return macro_weights_bytes(arrays, {"format": "cimc-macro-weights/wordline-by-bitline"})

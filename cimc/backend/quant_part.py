@@ -1,0 +1,55 @@
+"""The quantized part of a build directory, written by the macro backend when every CIM layer
+carries ``QuantParams``:
+
+* ``weights.safetensors`` holds the cell codes (int8; int16 above 8-bit cells, or for
+  8-bit cells holding unsigned digits) instead of float weights (``code_arrays``): one weight
+  digit per cell in a bit-sliced layer (``cim_layer.digit_matrix``), the code itself else;
+* ``quant.json``, ``graph.json``, ``digital.safetensors`` (``cim_files``) and
+  ``model.cim.onnx`` (``cim_onnx``) are added (``quantized_files``);
+* ``report.json`` gains ``quantization`` and, with evaluation data, ``accuracy``
+  (``cim_report``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cimc.backend.compute_files import digital_bytes, graph_document, quant_document
+from cimc.backend.layout import macro_arrays
+from cimc.build.directory import dumps
+from cimc.ir.annotations import QuantParams
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.lowering.model import cim_model, serialize
+from cimc.macro import MacroSpec
+from cimc.quant.cim_layer import cell_dtype, digit_matrix
+
+
+def is_quantized(nodes: list[Node]) -> bool:
+    return all(QuantParams in n.ann for n in nodes)
+
+
+def code_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> np.ndarray:
+    """``(macros, WL, BL)`` cell codes (weight digits) of every macro (idle cells 0)."""
+    sliced = any(n.ann[QuantParams].w_slices > 1 for n in nodes)
+    dtype = cell_dtype(macro.cell_bits + 1 if sliced else macro.cell_bits)  # unsigned lower digits
+    return macro_arrays(graph, nodes, macro, macros, dtype=dtype, matrix=digit_matrix)
+
+
+def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
+    """``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``."""
+    doc, constants = graph_document(graph, nodes)
+    return {"quant.json": dumps(quant_document(graph, nodes), compact=True), "graph.json": dumps(doc, compact=True),
+            "digital.safetensors": digital_bytes(constants), "model.cim.onnx": serialize(cim_model(graph))}
+
+
+def quant_info(results: dict[str, Any]) -> dict[str, Any]:
+    """The facts of the compile the report needs, from ``PassContext.results``."""
+    info: dict[str, Any] = dict(results.get("quantize", {}))
+    cal = results.get("calibration")
+    if cal is not None and info.get("calibrated_layers"):
+        info["calibration"] = {"source": cal.source, "samples": cal.size}
+    info.update(results.get("scale-to-shift", {}))
+    return info

@@ -1,0 +1,98 @@
+"""Reports of a compile: ``report.json`` (all figures), ``report.md`` and a console table.
+
+Every layer row carries its precision and bit-slicing (``w_bits, a_bits, adc_bits,
+w_slices, a_slices``; bits ``null`` in a mapping-only compile); the tables show them in one
+column ``bits w/a/adc`` as ``4/4/5``, or ``8/4/5 ×2×1`` for a sliced layer (two digit
+columns per output channel, one DAC cycle per input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from cimc.cost.model import LayerCost, ModelCost
+from cimc.ir.graph import Graph
+from cimc.macro import MacroSpec
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "layer"), ("params", "params"), ("bitlines", "bitlines"), ("segments", "segments"),
+    ("activated_wordlines", "act. WL"), ("adc_conversions", "ADC conv."), ("partial_sums", "psums"),
+    ("macros", "macros"), ("macro_usage", "usage"), ("loading_cycles", "load cyc."),
+    ("computing_cycles", "compute cyc."), ("bits", "bits w/a/adc"),
+)
+
+
+def report_document(graph: Graph, cost: ModelCost, macro: MacroSpec, digital: list[dict[str, Any]]) -> dict[str, Any]:
+    totals = {k: v for k, v in cost.to_dict().items() if k != "layers"}
+    return {"model": graph.name, "macro": macro.to_dict(), "totals": totals,
+            "layers": [dict(vars(layer)) for layer in cost.layers], "digital_ops": digital,
+            "notes": budget_notes(cost, macro) + slicing_notes(cost, macro)}
+
+
+def slicing_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
+    """One line per bit-sliced layer: its digit columns and DAC cycles."""
+    notes = []
+    for layer in cost.layers:
+        parts = []
+        if layer.w_slices > 1:
+            parts.append(f"{layer.w_bits}-bit weights over {layer.w_slices} cells of {macro.cell_bits} bits "
+                         f"({layer.w_slices} adjacent columns per output channel)")
+        if layer.a_slices > 1:
+            parts.append(f"{layer.a_bits}-bit inputs over {layer.a_slices} DAC cycles of {macro.dac_bits} bits")
+        if parts:
+            notes.append(f"layer {layer.name}: " + "; ".join(parts) + ", recombined by shift-add after the ADCs")
+    return notes
+
+
+def budget_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
+    if cost.fits_on_chip:
+        return [f"all {cost.macros} macros fit the budget of {cost.bitline_budget} bitlines: "
+                f"weights load once ({cost.loading_cycles} cycles)"]
+    return [f"the model needs {cost.macros} macros ({cost.min_budget_without_reload} bitlines) but the budget is "
+            f"{cost.bitline_budget} bitlines: every inference reloads the weights "
+            f"({cost.reload_cycles_per_inference} extra cycles); --bl {cost.min_budget_without_reload} avoids it"]
+
+
+def precision_text(row: dict[str, Any]) -> str:
+    """``4/4/5`` (unsliced), ``8/4/5 ×2×1`` (``w_slices × a_slices``) of a report layer row;
+    ``–`` without bits; blank for the total row."""
+    if row.get("name") == "total":
+        return ""
+    bits = [row.get(k) for k in ("w_bits", "a_bits", "adc_bits")]
+    text = "/".join(str(b) for b in bits) if all(isinstance(b, int) for b in bits) else "–"
+    sw, t = row.get("w_slices", 1), row.get("a_slices", 1)
+    return text if sw == t == 1 else f"{text} ×{sw}×{t}"
+
+
+def cell_text(key: str, row: dict[str, Any]) -> str:
+    """The table text of column ``key`` of a report layer row (or the total row)."""
+    if key == "bits":
+        return precision_text(row)
+    value = row.get(key)
+    if key == "macro_usage":
+        return f"{100 * float(value or 0):.2f}%"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def layer_rows(cost: ModelCost) -> list[list[str]]:
+    total = LayerCost("total", "", cost.params, cost.bitlines, cost.segments, cost.activated_wordlines,
+                      cost.adc_conversions, cost.partial_sum_storage, cost.computing_cycles, cost.macros,
+                      cost.loading_cycles, cost.macro_usage)
+    return [[cell_text(k, asdict(layer)) for k, _ in COLUMNS] for layer in (*cost.layers, total)]
+
+
+def report_markdown(doc: dict[str, Any], cost: ModelCost) -> str:
+    m = doc["macro"]
+    lines = [f"# cimc report: {doc['model']}", "",
+             f"Macro `{m['name']}`: {m['wordlines']}×{m['bitlines']} cells of {m['cell_bits']} bits, "
+             f"{m['adcs']} ADCs of {m['adc_bits']} bits, {m['load_cycles']} cycles per macro load.", "",
+             "| " + " | ".join(h for _, h in COLUMNS) + " |",
+             "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in layer_rows(cost)]
+    lines += ["", "The total row's partial sums are the largest layer's (buffers are reused).", ""]
+    lines += [f"- {note}" for note in doc["notes"]]
+    if doc["digital_ops"]:
+        ops = sorted({d["op"] for d in doc["digital_ops"]})
+        lines += [f"- digital ops ({len(doc['digital_ops'])} nodes): {', '.join(ops)}"]
+    return "\n".join(lines) + "\n"

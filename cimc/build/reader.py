@@ -1,0 +1,153 @@
+"""Reading a build directory for inspection, maps, diffs and validation.
+
+Nothing here trusts the build: files are read lazily and tolerantly (a missing optional file
+is ``None``), JSON that does not parse raises ``BuildError`` naming the file, and the weight
+arrays are returned with whatever dtype the build stored (float weights, or int8 cell
+codes). ``cimc validate`` then checks what the files say; the viewers only display it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cimc.views.cell_map import Owners, owners
+from cimc.errors import BuildError, UsageError
+from cimc.macro import MacroSpec
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+
+
+def read_json(path: Path) -> Any:
+    """Parse one JSON file of a build, or raise ``BuildError`` naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise BuildError(f"{path.name} is not valid JSON: {exc}") from exc
+
+
+@dataclass
+class BuildDir:
+    """A build directory: its manifest and layout (required) and the other files (optional)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    layout: dict[str, Any]
+    _weights: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        report = self.report
+        if report and isinstance(report.get("model"), str):
+            return str(report["model"])
+        source = self.manifest.get("input", {})
+        return str(source.get("name", self.path.name)) if isinstance(source, dict) else self.path.name
+
+    @cached_property
+    def macro(self) -> MacroSpec:
+        """The macro of the layout (``UsageError`` from ``MacroSpec`` becomes ``BuildError``)."""
+        try:
+            return MacroSpec(**self.layout["macro"])
+        except (TypeError, KeyError, UsageError) as exc:
+            raise BuildError(f"layout.json has an invalid macro spec: {exc}") from exc
+
+    @cached_property
+    def owners(self) -> Owners:
+        """The bitline owners of the layout (``cell_map.owners``), computed once."""
+        return owners(self.layout)
+
+    @cached_property
+    def cell_layers(self) -> np.ndarray:
+        """``(M, WL, BL)`` owning layer of every cell (−1 idle), computed once."""
+        return self.owners.layer_grid()
+
+    @cached_property
+    def report(self) -> dict[str, Any] | None:
+        return self.optional_json("report.json")
+
+    @cached_property
+    def schedule(self) -> dict[str, Any] | None:
+        return self.optional_json("schedule.json")
+
+    def optional_json(self, name: str) -> Any:
+        path = self.path / name
+        return read_json(path) if path.is_file() else None
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def text(self, name: str) -> str | None:
+        path = self.path / name
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    @property
+    def num_macros(self) -> int:
+        return len(self.layout.get("macros", []))
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [str(layer.get("node", f"layer{i}")) for i, layer in enumerate(self.layout.get("layers", []))]
+
+    @cached_property
+    def slicing_notes(self) -> dict[int, str]:
+        """``{layer index: "8-bit weights over 2 cells, 8-bit inputs over 2 DAC cycles"}`` for
+        the bit-sliced layers (bits from ``report.json``; the slice counts alone without it)."""
+        rows = {x.get("name"): x for x in (self.report or {}).get("layers", []) if isinstance(x, dict)}
+        notes = {}
+        for i, layer in enumerate(self.layout.get("layers", [])):
+            sw, t = int(layer.get("w_slices", 1)), int(layer.get("a_slices", 1))
+            row = rows.get(layer.get("node"), {})
+            parts = [f"{row.get('w_bits', '?')}-bit weights over {sw} cells"] if sw > 1 else []
+            parts += [f"{row.get('a_bits', '?')}-bit inputs over {t} DAC cycles"] if t > 1 else []
+            if parts:
+                notes[i] = ", ".join(parts)
+        return notes
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Every tensor of ``weights.safetensors`` (any dtype); ``BuildError`` if unreadable."""
+        if self._weights is None:
+            self._weights = load_weights(self.path / WEIGHTS)
+        return self._weights
+
+    def macro_weights(self, index: int) -> np.ndarray | None:
+        """The ``(WL, BL)`` cell array of macro ``index``, or ``None`` when absent."""
+        return self.weights().get(f"macro_{index:04d}")
+
+
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load
+
+    try:
+        return dict(load(path.read_bytes()))
+    except OSError as exc:
+        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise BuildError(f"{path.name} is not a valid safetensors file: {exc}") from exc
+
+
+def read_build(path: str | Path) -> BuildDir:
+    """Open a build directory: it must exist and hold a readable manifest and layout."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BuildError(f"{folder} is not a build directory (no such folder)",
+                         hint="pass the -o folder of a `cimc compile`")
+    if not (folder / MANIFEST).is_file():
+        raise BuildError(f"{folder} has no {MANIFEST}: not a cimc build directory")
+    manifest = read_json(folder / MANIFEST)
+    if not (folder / "layout.json").is_file():
+        raise BuildError(f"{folder} has no layout.json")
+    layout = read_json(folder / "layout.json")
+    if not isinstance(manifest, dict) or not isinstance(layout, dict):
+        raise BuildError(f"{folder}: manifest.json and layout.json must hold JSON objects")
+    return BuildDir(folder, manifest, layout)

@@ -1,0 +1,1 @@
+"""Checking a build without trusting it: ``cimc validate`` and the checks the emulator runs first."""

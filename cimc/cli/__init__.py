@@ -1,0 +1,1 @@
+"""The command line: ``main`` (the ``cimc`` group) and one module per command or topic."""

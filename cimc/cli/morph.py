@@ -1,0 +1,162 @@
+"""``cimc morph``: the trained CIM-aware morphing loop; and ``cimc compile --morph`` options.
+
+    cimc morph digits_cnn --bl 256 --data digits --seed-epochs 10 --rounds 3 -o morphed.onnx
+    cimc compile vgg9 --bl 4096 --morph          # structure only: no training (warns)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from cimc.cli.common import State, guarded, parse_shapes
+from cimc.errors import UsageError
+
+if TYPE_CHECKING:
+    from cimc.morph.loop import LoopResult, RoundLog
+    from cimc.morph.structure import MorphOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+def morph_options(fn: F) -> F:
+    """The ``--morph`` options of ``cimc compile``."""
+    fn = click.option("--morph-threshold", type=float,
+                      help="With --morph: prune channels with |γ| <= T instead of the usage search.")(fn)
+    fn = click.option("--morph-keep", type=click.FloatRange(0, 1, min_open=True),
+                      help="With --morph: keep this fraction of each channel group (by |γ|), no usage search.")(fn)
+    return click.option("--morph", is_flag=True,
+                        help="Structure-only CIM-aware morph before compiling: prune by |γ|, expand to --bl "
+                             "(no training: the weights need fine-tuning).")(fn)
+
+
+def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None,
+                    morph_threshold: float | None) -> MorphOptions | None:
+    """The ``MorphOptions`` of ``cimc compile --morph`` (``None`` without it). The morph pass
+    logs a warning that the weights need fine-tuning."""
+    from cimc.morph.structure import MorphOptions
+
+    if not (morph or morph_keep is not None or morph_threshold is not None):
+        return None
+    if budget is None:
+        raise UsageError("--morph needs a bitline budget", hint="add --bl N")
+    if morph_keep is None and morph_threshold is None:
+        return MorphOptions.usage_search()
+    return MorphOptions(keep=morph_keep, threshold=morph_threshold)
+
+
+@click.command("morph")
+@click.argument("source")
+@click.option("--bl", "budget", type=click.IntRange(min=1), required=True, help="On-chip bitline budget.")
+@click.option("--data", "data_name", required=True, help="Dataset: digits, cifar10 or synthetic.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The morphed, fine-tuned model (ONNX, BatchNormalization kept).")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), help="Shrink and fine-tune epochs per round (both).")
+@click.option("--shrink-epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--finetune-epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Train the float model first (for an untrained model such as the zoo's).")
+@click.option("--lam", type=click.FloatRange(min=0), help="Fixed λ (default: set so that λ·F = --strength).")
+@click.option("--strength", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--cost", type=click.Choice(["params", "bitlines"]), default="params", show_default=True,
+              help="Regularizer: MorphNet parameter count (paper Eq. 2) or bitlines stored.")
+@click.option("--threshold", type=click.FloatRange(min=0), default=1e-2, show_default=True,
+              help="Prune channels whose |γ| is at most this after shrinking.")
+@click.option("--trainer", help="Your own trainer, package.module:function (the fit protocol).")
+@click.option("--macro", default="paper", show_default=True, help="Macro preset name or a .toml/.json spec file.")
+@click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
+@click.option("--placement", type=click.Choice(["packed", "aligned"]), default="packed", show_default=True)
+@click.option("--data-root", help="Folder of the dataset (CIFAR-10).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_obj
+@guarded
+def morph_cmd(state: State, source: str, budget: int, data_name: str, output: Path, **kw: Any) -> None:
+    """Morph SOURCE to BL bitlines: shrink (train with the regularizer), prune, expand, fine-tune."""
+    from cimc.api import CompileOptions, load_source
+    from cimc.frontend import save_onnx
+    from cimc.macro import load_macro
+    from cimc.morph.loop import morph_loop
+    from cimc.train import load_train_data
+
+    graph, _ = load_source(source, CompileOptions(input_shapes=parse_shapes(kw["input_shape"])))
+    data = load_train_data(data_name, root=kw["data_root"], input_shape=graph.shape(graph.inputs[0]),
+                           batch_size=kw["batch_size"], seed=kw["seed"])
+    trainer = _trainer(kw["trainer"])
+    graph = _seed_training(graph, data, trainer, kw)
+    show = None if state.as_json else _print_round
+    result = morph_loop(graph, data, load_macro(kw["macro"]), budget, _loop_options(kw), trainer=trainer,
+                        on_round=show)
+    save_onnx(result.graph, output)
+    if state.as_json:
+        click.echo(json.dumps({"output": str(output), "initial": result.initial,
+                               "rounds": [r.to_dict() for r in result.rounds]}, sort_keys=True))
+        return
+    print_log(result)
+    click.echo(f"wrote {output}")
+
+
+def _trainer(spec: str | None) -> Callable[..., dict[str, float]]:
+    from cimc.train import fit, load_trainer
+
+    return load_trainer(spec) if spec else fit
+
+
+def _seed_training(graph: Any, data: Any, trainer: Callable[..., dict[str, float]], kw: dict[str, Any]) -> Any:
+    if not kw["seed_epochs"]:
+        return graph
+    from cimc.train import module_from_graph
+
+    module = module_from_graph(graph)
+    trainer(module, data, "float", epochs=kw["seed_epochs"], lr=1e-2, progress=not kw["quiet"], seed=kw["seed"])
+    return module.to_graph()
+
+
+def _loop_options(kw: dict[str, Any]) -> Any:
+    from cimc.morph.loop import LoopOptions
+    from cimc.morph.structure import MorphOptions
+
+    shrink = kw["epochs"] or kw["shrink_epochs"]
+    finetune = kw["epochs"] or kw["finetune_epochs"]
+    return LoopOptions(rounds=kw["rounds"], shrink_epochs=shrink, finetune_epochs=finetune, lam=kw["lam"],
+                       strength=kw["strength"], cost=kw["cost"], threshold=kw["threshold"],
+                       morph=MorphOptions(tiling=kw["tiling"], placement=kw["placement"], seed=kw["seed"]),
+                       seed=kw["seed"], progress=not kw["quiet"])
+
+
+def _print_round(entry: RoundLog) -> None:
+    click.echo(f"round {entry.round}: {entry.params:,} params, {entry.bitlines} bitlines, "
+               f"usage {100 * entry.usage:.2f}%, accuracy {100 * entry.accuracy:.2f}%", err=True)
+
+
+def log_rows(result: LoopResult) -> list[list[str]]:
+    """The per-round log as table rows (round 0 = the input model)."""
+    i = result.initial
+    rows = [["0 (input)", "", f"{int(i['params']):,}", "", f"{int(i['bitlines'])}", f"{100 * i['usage']:.2f}%",
+             "", f"{100 * i['accuracy']:.2f}%"]]
+    for r in result.rounds:
+        rows.append([str(r.round), f"{100 * r.shrink_acc:.2f}%", f"{r.params:,}",
+                     f"{r.pruned_bitlines} → ×{r.ratio:.3f}" if r.ratio is not None else str(r.pruned_bitlines),
+                     str(r.bitlines), f"{100 * r.usage:.2f}%", f"{r.lam:.3g}", f"{100 * r.accuracy:.2f}%"])
+    return rows
+
+
+LOG_HEADERS = ["round", "acc. after shrink", "params", "pruned bitlines → R", "bitlines", "macro usage", "λ",
+               "accuracy"]
+
+
+def print_log(result: LoopResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="CIM-aware morphing")
+    for header in LOG_HEADERS:
+        table.add_column(header, justify="right")
+    for row in log_rows(result):
+        table.add_row(*row)
+    Console(width=max(130, Console().width)).print(table)

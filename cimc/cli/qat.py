@@ -1,0 +1,97 @@
+"""``cimc qat``: quantization-aware training of an ONNX file or zoo model, written back as ONNX.
+
+    cimc qat model.onnx --data cifar10 --data-root ~/cifar --phase both --epochs 10 -o model.qat.onnx
+
+The output holds BN-folded weights and every step size (``metadata_props["cimc.quant"]``),
+ready for ``cimc compile``. ``--w-bits/--a-bits/--adc-bits`` are the bits of every layer
+(default: the macro's cell, DAC and ADC bits) and ``--bits FILE`` sets them per layer (JSON or
+TOML, ``{"conv1": {"w_bits": 8}}``); the macro's cell and DAC widths come from ``--macro``,
+and wider layers are trained bit-sliced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cimc.cli.common import State, guarded, parse_shapes
+
+
+@click.command("qat")
+@click.argument("model")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="ONNX file to write (folded weights + step sizes).")
+@click.option("--phase", type=click.Choice(["1", "2", "both"]), default="both", show_default=True)
+@click.option("--data", "data_name", required=True, help="digits, cifar10 or synthetic.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Folder of CIFAR-10 batches.")
+@click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True, help="Epochs per phase.")
+@click.option("--phase2-epochs", type=click.IntRange(min=0), help="Epochs of phase 2 (default: --epochs).")
+@click.option("--float-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Train the float model first (for untrained zoo models).")
+@click.option("--lr", type=float, help="Learning rate of every phase (default: the paper's per phase).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--trainer", "trainer_spec", help="Your own fit(): package.module:function.")
+@click.option("--granularity", type=click.Choice(["layer", "column"]), default="layer", show_default=True)
+@click.option("--learn-adc-step", is_flag=True, help="Learn S_ADC in phase 2 (the paper keeps it fixed).")
+@click.option("--macro", default="paper", show_default=True, help="Macro preset or .toml/.json spec (bits, wordlines).")
+@click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
+@click.option("--map-fc", is_flag=True, help="Also quantize Gemm/MatMul layers for CIM.")
+@click.option("--w-bits", type=click.IntRange(2, 16),
+              help="Weight bits of every layer (default: the macro's cell bits; wider: bit-sliced).")
+@click.option("--a-bits", type=click.IntRange(1, 16),
+              help="Input bits of every layer (default: the macro's DAC bits; wider: bit-serial).")
+@click.option("--adc-bits", type=click.IntRange(2, 16), help="ADC bits of every layer (at most the macro's).")
+@click.option("--bits", "bits_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint file: resumed from when it exists, rewritten after every epoch.")
+@click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
+@click.option("--seed", default=0, show_default=True)
+@click.pass_obj
+@guarded
+def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, data_root: Path | None,
+            epochs: int, phase2_epochs: int | None, float_epochs: int, lr: float | None, batch_size: int,
+            trainer_spec: str | None, granularity: str, learn_adc_step: bool, macro: str, tiling: str,
+            map_fc: bool, w_bits: int | None, a_bits: int | None, adc_bits: int | None, bits_file: Path | None,
+            resume: Path | None, input_shape: tuple[str, ...], seed: int) -> None:
+    """Quantization-aware training of MODEL (ONNX file or zoo name) for a CIM macro."""
+    from cimc.api import CompileOptions, load_source
+    from cimc.cli.quant import read_bits
+    from cimc.macro import load_macro
+    from cimc.train import QatOptions, QuantConfig, export_onnx, load_train_data, load_trainer, run_qat
+    from cimc.train.trainer import DEFAULT_LR
+
+    graph, _ = load_source(model, CompileOptions(input_shapes=parse_shapes(input_shape)))
+    spec = load_macro(macro)
+    config = QuantConfig.for_macro(spec, w_bits=w_bits, a_bits=a_bits, adc_bits=adc_bits,
+                                   layer_bits=read_bits(bits_file), tiling=tiling, granularity=granularity,
+                                   learn_adc_step=learn_adc_step, map_fc=map_fc)
+    classes = graph.shape(graph.outputs[0])[-1]
+    data = load_train_data(data_name, root=data_root, input_shape=graph.shape(graph.inputs[0]),
+                           batch_size=batch_size, classes=classes, seed=seed)
+    rates = dict(DEFAULT_LR) if lr is None else dict.fromkeys(DEFAULT_LR, lr)
+    options = QatOptions(phases=phase, epochs=epochs, phase2_epochs=phase2_epochs, float_epochs=float_epochs,
+                         lr=rates, config=config, checkpoint=resume, seed=seed, progress=not state.as_json,
+                         trainer=load_trainer(trainer_spec) if trainer_spec else QatOptions().trainer)
+    result = run_qat(graph, data, options)
+    export_onnx(result.module, output)
+    _report(state, result.metrics, output)
+
+
+def _report(state: State, metrics: dict[str, dict[str, float]], output: Path) -> None:
+    if state.as_json:
+        click.echo(json.dumps({"output": str(output), "metrics": metrics}, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="QAT")
+    for header in ("phase", "epochs", "train loss", "test accuracy"):
+        table.add_column(header, justify="right")
+    for phase, m in metrics.items():
+        table.add_row(phase, f"{m.get('epochs', float('nan')):.0f}", f"{m.get('train_loss', float('nan')):.4f}",
+                      f"{100 * m.get('test_acc', float('nan')):.2f}%")
+    Console().print(table)
+    click.echo(f"wrote {output}")

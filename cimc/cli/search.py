@@ -1,0 +1,137 @@
+"""``cimc search``: per-layer weight/input bits under an accuracy constraint.
+
+    cimc search model.onnx --data digits --objective latency --max-acc-drop 0.5 --strategy greedy -o search/
+
+Prints the Pareto set (objective vs accuracy) and writes ``search.json``, ``bits.json`` (for
+``cimc compile --bits``) and ``pareto.png`` to ``-o DIR`` (``cimc.search.result``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cimc.cli.common import State, guarded, parse_shapes
+
+if TYPE_CHECKING:
+    from cimc.search.result import SearchResult
+
+
+@click.command("search")
+@click.argument("model")
+@click.option("--data", "data_name", required=True, help="Accuracy data: digits, cifar10 or synthetic (agreement).")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder of CIFAR-10 (python batches).")
+@click.option("--objective", type=click.Choice(["latency", "computing", "conversions"]), default="latency",
+              show_default=True, help="Cycles per inference (compute + weight loading), compute cycles, or ADC "
+                                      "conversions.")
+@click.option("--max-acc-drop", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Largest accuracy drop against the float model, in percentage points.")
+@click.option("--strategy", type=click.Choice(["rl", "greedy"]), default="greedy", show_default=True)
+@click.option("--agent", type=click.Choice(["ddpg", "ppo"]), default="ddpg", show_default=True, help="RL agent.")
+@click.option("--episodes", type=click.IntRange(min=1), default=40, show_default=True, help="RL episodes.")
+@click.option("--max-evals", type=click.IntRange(min=1), help="Stop the greedy search after this many evaluations.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--w-choices", default="2,3,4,5,6,8", show_default=True, help="Candidate weight bits.")
+@click.option("--a-choices", default="2,3,4,6,8", show_default=True, help="Candidate input bits.")
+@click.option("--adc-choices", help="Candidate ADC bits (default: the macro's alone, not searched).")
+@click.option("--eval-size", type=click.IntRange(min=1), help="Held-out samples per evaluation (default 256).")
+@click.option("--calib", help="Calibration data (default: --data's train split).")
+@click.option("--calib-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--macro", default="paper", show_default=True, help="Macro preset name or a .toml/.json spec file.")
+@click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
+@click.option("--placement", type=click.Choice(["packed", "aligned"]), default="packed", show_default=True)
+@click.option("--map-fc", is_flag=True, help="Also map Gemm/MatMul layers onto CIM macros.")
+@click.option("--bl", "bitline_budget", type=click.IntRange(min=1), help="On-chip bitline budget.")
+@click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for the results.")
+@click.pass_obj
+@guarded
+def search_cmd(state: State, model: str, data_name: str, data_root: str | None, objective: str, max_acc_drop: float,
+               strategy: str, agent: str, episodes: int, max_evals: int | None, seed: int, w_choices: str,
+               a_choices: str, adc_choices: str | None, eval_size: int | None, calib: str | None, calib_size: int,
+               macro: str, tiling: str, placement: str, map_fc: bool, bitline_budget: int | None,
+               input_shape: tuple[str, ...], output: Path | None) -> None:
+    """Search per-layer bits of MODEL (ONNX file or zoo name) under an accuracy constraint."""
+    from cimc.api import CompileOptions
+    from cimc.search import ProblemSpec, build_problem, collect, greedy_search, rl_search, write_outputs
+    from cimc.search.space import parse_choices
+
+    options = CompileOptions(macro=macro, tiling=tiling, placement=placement, map_fc=map_fc,
+                             bitline_budget=bitline_budget, input_shapes=parse_shapes(input_shape),
+                             calib_size=calib_size, data_root=data_root)
+    spec = ProblemSpec(data=data_name, objective=objective, max_drop=max_acc_drop,
+                       w_choices=parse_choices(w_choices, "weight"), a_choices=parse_choices(a_choices, "input"),
+                       adc_choices=parse_choices(adc_choices, "ADC") if adc_choices else None,
+                       eval_size=eval_size or 256, calib=calib, options=options)
+    with _progress(state) as update:
+        problem = build_problem(model, spec)
+        problem.progress = update
+        if strategy == "rl":
+            rl_search(problem, episodes=episodes, seed=seed, agent=agent)
+        else:
+            greedy_search(problem, max_evals=max_evals)
+        result = collect(problem, strategy)
+    files = write_outputs(result, output) if output is not None else []
+    if state.as_json:
+        doc = result.to_json()
+        click.echo(json.dumps({"chosen": doc["chosen"], "pareto": doc["pareto"], "uniform": doc["uniform"],
+                               "evaluations": len(result.points), "feasible_found": doc["feasible_found"],
+                               "files": [str(f) for f in files]}, sort_keys=True))
+        return
+    print_result(result)
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
+class _progress:
+    """A rich status line counting evaluations (silent with ``--json``)."""
+
+    def __init__(self, state: State) -> None:
+        self.state, self.count = state, 0
+        self.status: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.state.as_json:
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status("preparing (import, tile, calibration inputs)")
+            self.status.__enter__()
+        return self.update
+
+    def update(self, point: Any) -> None:
+        self.count += 1
+        if self.status is not None:
+            self.status.update(f"{self.count} configurations evaluated; last: {point.origin}, "
+                               f"{point.latency:,} ({100 * point.metric:.2f}%)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(None, None, None)
+
+
+def print_result(result: SearchResult) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cimc.safe_text import safe_name
+
+    widest = result.uniform.get("8-bit")
+    table = Table(title=f"Pareto set ({result.strategy}, {len(result.points)} configurations evaluated)")
+    for header in (result.objective, "vs uniform 8-bit", result.metric, "drop (pp)", "feasible", "w_bits", "a_bits"):
+        table.add_column(header, justify="right")
+    for p in result.pareto:
+        ratio = f"{p.latency / widest.latency:.3f}×" if widest else "-"
+        table.add_row(f"{p.latency:,}", ratio, f"{100 * p.metric:.2f}%", f"{p.drop:+.2f}",
+                      "yes" if p.feasible else "no", *(",".join(str(b[d]) for b in p.config) for d in (0, 1)))
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    chosen = result.chosen
+    label = "chosen" if result.best is not None else "no feasible configuration; least drop"
+    console.print(f"• float {result.metric}: {100 * result.reference:.2f}%; constraint: drop ≤ {result.max_drop} pp")
+    console.print(f"• {label}: {result.objective} {chosen.latency:,}, {result.metric} {100 * chosen.metric:.2f}%")
+    for name, bits in zip(result.layers, chosen.config, strict=True):
+        console.print(f"    {escape(safe_name(name))}: w {bits[0]}, a {bits[1]}, adc {bits[2]}")

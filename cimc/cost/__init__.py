@@ -1,0 +1,1 @@
+"""The hardware cost model, shared by the passes, morphing, search, sweeps and the backend."""

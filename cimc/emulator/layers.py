@@ -1,0 +1,106 @@
+"""A CIM layer as the emulator runs it, rebuilt from the build files only.
+
+The bitline columns of layer ``ℓ`` are read back from the macro arrays: the bitline owning
+``(segment s, output channel o, weight slice j)`` holds the digits ``d_j[o, b_s + t]`` on
+wordlines ``w0 + t``, ``t < rows of s`` (``layout.json``; an unsliced layer has ``j = 0`` and
+the codes themselves). They give ``columns[s, o·S + j, t]`` and with it the grouped
+convolution of ``cimc.quant.segments`` (gather ``index`` + ``weight``, ``Seg·G``
+groups): digit column ``o·S + j`` stays in channel ``o``'s group. Steps, bits, slice widths
+and counts, scale and bias come from ``quant.json``; strides, pads and dilations from the
+layer's node in ``graph.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cimc.backend.compute_files import decode_attr
+from cimc.build.emulator_files import BuildFiles
+from cimc.check.emulator import owner_arrays
+from cimc.quant.segments import SegmentConv, segment_conv
+
+
+@dataclass(frozen=True, eq=False)
+class MacroLayer:
+    """Everything needed to run one CIM layer (module doc)."""
+
+    index: int
+    node: str
+    kind: str
+    cout: int
+    segments: int
+    conv: SegmentConv
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    dilations: tuple[int, int]
+    a_step: float
+    a_bits: int
+    a_signed: bool
+    adc_step: np.ndarray
+    adc_bits: int
+    scale: np.ndarray
+    bias: np.ndarray
+    w_bits: int = 4
+    cell_bits: int | None = None
+    dac_bits: int | None = None
+    w_slices: int = 1
+    a_slices: int = 1
+    adc_shift: np.ndarray | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.conv.weight.shape[1]) * self.conv.groups
+
+    @property
+    def sliced(self) -> bool:
+        return self.w_slices > 1 or self.a_slices > 1
+
+    @property
+    def conversions(self) -> int:
+        """ADC conversions per output pixel and channel: ``segments · a_slices · w_slices``."""
+        return self.segments * self.a_slices * self.w_slices
+
+
+def macro_columns(macros: np.ndarray, owner: np.ndarray, index: int, layer: dict[str, Any],
+                  w_slices: int = 1) -> np.ndarray:
+    """``(Seg, Cout·S, Rmax)`` digits of layer ``index`` read from the macro arrays (module doc)."""
+    rows = np.array([s["row_stop"] - s["row_start"] for s in layer["segments"]], dtype=np.int64)
+    rmax = int(rows.max())
+    m, b = np.nonzero(owner[0] == index)
+    seg, ch, w0, sl = owner[1][m, b], owner[2][m, b], owner[3][m, b], owner[4][m, b]
+    offset = np.arange(rmax)[None, :]
+    wordline = np.minimum(w0[:, None] + offset, macros.shape[1] - 1)
+    cells = macros[m[:, None], wordline, b[:, None]].astype(np.float32)
+    columns = np.zeros((rows.shape[0], layer["cout"] * w_slices, rmax), dtype=np.float32)
+    columns[seg, ch * w_slices + sl] = np.where(offset < rows[seg][:, None], cells, 0)
+    return columns
+
+
+def _geometry(node: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
+    if node["op"] != "Conv":
+        return (1, 1), (0, 0, 0, 0), (1, 1)
+    attrs = {k: decode_attr(v) for k, v in node["attrs"].items()}
+    return tuple(attrs["strides"]), tuple(attrs["pads"]), tuple(attrs["dilations"])
+
+
+def macro_layers(files: BuildFiles) -> list[MacroLayer]:
+    """Every CIM layer of the build, in layout order."""
+    owner = owner_arrays(files.layout)
+    nodes = {n["cim_layer"]: n for n in files.graph["nodes"] if n["cim_layer"] is not None}
+    out = []
+    for i, (layer, q) in enumerate(zip(files.layout["layers"], files.quant["layers"], strict=True)):
+        kh, kw = layer["kernel"]
+        bounds = np.array([s["row_start"] for s in layer["segments"]] + [layer["rows"]], dtype=np.int64)
+        columns = macro_columns(files.macros, owner, i, layer, q["w_slices"])
+        conv = segment_conv(columns, bounds, layer["rows"] // (kh * kw), layer["groups"], (kh, kw))
+        strides, pads, dilations = _geometry(nodes[i])
+        out.append(MacroLayer(i, layer["node"], layer["kind"], layer["cout"], len(layer["segments"]), conv,
+                              strides, pads, dilations, float(np.float32(q["a_step"])), q["a_bits"], q["a_signed"],
+                              np.asarray(q["adc_step"], np.float32), q["adc_bits"],
+                              np.asarray(q["scale"], np.float32), np.asarray(q["bias"], np.float32),
+                              q["w_bits"], q["cell_bits"], q["dac_bits"], q["w_slices"], q["a_slices"],
+                              None if q["adc_shift"] is None else np.asarray(q["adc_shift"], np.int64)))
+    return out

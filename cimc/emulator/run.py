@@ -1,0 +1,187 @@
+"""Running a build the way the macros would, from the build files alone.
+
+Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels, segments
+or ADC groups):
+
+1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``);
+2. every segment's bitline sums at once: one grouped convolution (torch, channels-last) of
+   the codes each segment's wordlines see, gathered, with the macro columns
+   (``cimc.quant.segments``), ``(N, S·Cout, Ho, Wo)``; the products and sums are small
+   integers, exact in float32, and ``round`` makes that explicit whatever algorithm runs;
+3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
+4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
+   ``y = P · scale + b'``.
+
+A bit-sliced layer (``cimc.quant.slicing``) feeds its ``T`` DAC cycles as ``T`` batches of the same
+convolution over its ``S`` digit columns per channel, converts every (cycle, segment, column)
+with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in hardware order
+(``cimc.emulator.slices``); its traced ADC codes are ``(N, Seg·T·S, Cout, Ho, Wo)``.
+
+Digital ops run with the reference's kernels and rounding rules
+(``cimc.quant.reference.digital_op``). ``Emulator.run`` returns the outputs and, with
+``record``, per-layer traces (input codes, ADC codes ``(N, S, Cout, Ho, Wo)``, sums, outputs).
+(A numpy formulation, the grouped convolution as one stacked single-threaded matrix product,
+measured 3.1× onnxruntime against this one's 2.4× on VGG9, batch 64.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cimc.backend.compute_files import decode_attr
+from cimc.build.emulator_files import BuildFiles, read_build
+from cimc.check.emulator import check_build
+from cimc.emulator.layers import MacroLayer, macro_layers
+from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
+from cimc.errors import UsageError
+from cimc.quant import numerics
+from cimc.quant.batching import mixes_batch, split_batch
+from cimc.quant.reference import CompiledRun, LayerTrace, concat_runs, digital_op
+
+
+class Emulator:
+    """A validated build, ready to run (module doc)."""
+
+    def __init__(self, files: BuildFiles) -> None:
+        check_build(files)
+        self.files = files
+        self.layers = macro_layers(files)
+        self.nodes = [(n, {k: decode_attr(v) for k, v in n["attrs"].items()}) for n in files.graph["nodes"]]
+        self.constants = {t: files.constants[key] for t, key in files.graph["constants"].items()}
+        self._weights = [torch_weight(layer) for layer in self.layers]
+
+    @classmethod
+    def open(cls, path: str | Path) -> Emulator:
+        """Read, authenticate and check the build at ``path``."""
+        return cls(read_build(path))
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return list(self.files.graph["inputs"])
+
+    def feeds(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Named, shape-checked float32 inputs (a bare array feeds the only input)."""
+        if isinstance(x, np.ndarray):
+            if len(self.inputs) != 1:
+                raise UsageError(f"the model has {len(self.inputs)} inputs; pass them by name")
+            x = {self.inputs[0]["name"]: x}
+        out = {}
+        for spec in self.inputs:
+            if spec["name"] not in x:
+                raise UsageError(f"missing input '{spec['name']}'")
+            arr = np.ascontiguousarray(x[spec["name"]], dtype=np.float32)
+            if arr.shape[1:] != tuple(spec["shape"][1:]):
+                raise UsageError(f"input '{spec['name']}' has samples of shape {list(arr.shape[1:])}, "
+                                 f"the model expects {spec['shape'][1:]}")
+            out[spec["name"]] = arr
+        return out
+
+    def run(self, x: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
+        """Execute the model on a batch (module doc); a model that mixes its batch axis runs
+        in chunks of its static batch size."""
+        feeds = self.feeds(x)
+        if not any(mixes_batch(node["op"], attrs) for node, attrs in self.nodes):
+            return self._run(feeds, record)
+        return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, self.files.graph["batch"])])
+
+    def _run(self, feeds: dict[str, np.ndarray], record: bool) -> CompiledRun:
+        values: dict[str, np.ndarray] = {**self.constants, **feeds}
+        traces: dict[str, LayerTrace] = {}
+        last = _last_uses(self.nodes)
+        outputs = {t["name"] for t in self.files.graph["outputs"]}
+        for step, (node, attrs) in enumerate(self.nodes):
+            if node["cim_layer"] is not None:
+                trace = run_layer(self.layers[node["cim_layer"]], self._weights[node["cim_layer"]],
+                                  values[node["inputs"][0]], record)
+                values[node["outputs"][0]] = trace.outputs
+                if record:
+                    traces[node["name"]] = trace
+            else:
+                values[node["outputs"][0]] = digital_op(node["op"], [values[t] for t in node["inputs"] if t], attrs)
+            for t in node["inputs"]:
+                if last.get(t) == step and t not in outputs and t not in self.constants and not record:
+                    values.pop(t, None)
+        return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
+
+    def _output_order(self, name: str) -> int:
+        return [t["name"] for t in self.files.graph["outputs"]].index(name)
+
+
+def _last_uses(nodes: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, int]:
+    return {t: step for step, (node, _) in enumerate(nodes) for t in node["inputs"]}
+
+
+def torch_weight(layer: MacroLayer) -> torch.Tensor:
+    """The conv weight, channels-last (torch's fastest grouped convolution)."""
+    return torch.from_numpy(np.ascontiguousarray(layer.conv.weight)).contiguous(memory_format=torch.channels_last)
+
+
+def conv_input(layer: MacroLayer, codes: np.ndarray) -> torch.Tensor:
+    """The codes each conv group reads (``index``), channels-last: one numpy pass that
+    gathers and transposes (much cheaper than torch's gather plus layout change)."""
+    n, _, h, w = codes.shape
+    index = layer.conv.index
+    if index is None:
+        nhwc = np.ascontiguousarray(codes.transpose(0, 2, 3, 1))
+    else:
+        nhwc = np.empty((n, h, w, index.shape[0]), dtype=np.float32)
+        np.take(codes, index, axis=1, out=nhwc.transpose(0, 3, 1, 2), mode="clip")  # indices are in range
+    return torch.from_numpy(nhwc).permute(0, 3, 1, 2)
+
+
+def bitline_sums(layer: MacroLayer, weight: torch.Tensor, codes: np.ndarray) -> np.ndarray:
+    """``(N, S·Cout, Ho, Wo)`` exact partial sums of every segment: one grouped convolution.
+    The result is a channels-last view (strides ``N, 1, Wo·C, C``); numpy's ufuncs and
+    reshapes that split the channel axis work on it without copies. ``round`` makes
+    exactness explicit whatever convolution algorithm torch picks."""
+    x = conv_input(layer, codes)
+    t, left, b, r = layer.pads
+    padding: tuple[int, int] = (t, left)
+    if (t, left) != (b, r):
+        x, padding = F.pad(x, (left, r, t, b)).contiguous(memory_format=torch.channels_last), (0, 0)
+    with torch.no_grad():
+        p = F.conv2d(x, weight, stride=layer.strides, padding=padding, dilation=layer.dilations,
+                     groups=layer.conv.groups)
+    out = p.numpy()
+    return np.rint(out, out=out)
+
+
+def run_layer(layer: MacroLayer, weight: torch.Tensor, x: np.ndarray, record: bool = True) -> LayerTrace:
+    """One CIM layer on float input ``x`` (module doc); without ``record`` the sums ``P``
+    are overwritten by the outputs."""
+    lead = x.shape[:-1]
+    a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
+    codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
+    if layer.sliced:
+        adc, total = _sliced_conversions(layer, weight, codes, record)
+    else:
+        p = bitline_sums(layer, weight, codes)
+        n, _, ho, wo = p.shape
+        p = p.reshape(n, layer.segments, layer.cout, ho, wo)
+        adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=2, out=p)
+        total = adc.sum(axis=1, dtype=np.float32)
+    y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
+    if layer.kind == "conv":
+        return LayerTrace(codes, adc, total, y)
+    return LayerTrace(codes.reshape(x.shape), adc.reshape(codes.shape[0], -1, layer.cout),
+                      total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
+
+
+def _sliced_conversions(layer: MacroLayer, weight: torch.Tensor, codes: np.ndarray,
+                        record: bool) -> tuple[np.ndarray, np.ndarray]:
+    """ADC codes (in trace order when ``record``) and shift-added sums ``P`` of a sliced layer,
+    computed on the memory order of the channels-last bitline sums,
+    ``(T, N, Ho, Wo, Seg, Cout, S)`` (a view, no copy)."""
+    p = bitline_sums(layer, weight, dac_cycles(codes, layer.a_slices, layer.dac_bits)).transpose(0, 2, 3, 1)
+    _, ho, wo, _ = p.shape
+    p = p.reshape(layer.a_slices, codes.shape[0], ho, wo, layer.segments, layer.cout, layer.w_slices)
+    steps = adc_steps(layer.adc_step, layer.adc_shift, p.shape)
+    adc = numerics.quantize(p, steps, layer.adc_bits, True, out=p)
+    total = shift_add(adc, layer.cell_bits, layer.dac_bits, layer.adc_shift).transpose(0, 3, 1, 2)
+    return (conversion_order(adc) if record else adc), total

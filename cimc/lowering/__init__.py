@@ -1,0 +1,1 @@
+"""Lowering to standard ONNX: ``model.cim.onnx``, exact CIM numerics in ONNX ops onnxruntime runs."""

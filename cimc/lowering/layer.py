@@ -1,0 +1,196 @@
+"""One CIM layer lowered to standard ONNX ops that are exact on integer-valued float32.
+
+For layer ``L`` reading ``x`` (tensor names are part of the contract; tests and users fetch
+them as extra outputs)::
+
+    L/input_codes  = Clip(Round(Div(x, S_A)), lo, hi)            DAC codes
+    L/cells        = Cast<float>(int8 codes (S·G·Cout_g, C, kh, kw))   the macro columns
+    L/bitlines     = Round(Conv(Gather(codes, index), cells, group=S·G))   exact partial sums
+    L/partial_sums = Reshape(…, [-1, S, Cout, Ho, Wo])           (``[-1, S, Cout]`` for Gemm)
+    L/adc_codes    = Clip(Round(Div(partial_sums, S_ADC)), −m, m)
+    L/sums         = ReduceSum(adc_codes, axis 1)                 the adder tree, P
+    y              = Add(Mul(P, scale), b')                       scale = 2^−k or S_W·S_ADC·S_A
+
+(``cimc.quant.segments`` explains the grouped convolution.) A bit-sliced layer
+(``w_slices`` or ``a_slices`` > 1) feeds its ``T`` input digits as ``T`` batches to the same
+grouped conv over ``S`` digit columns per channel and recombines the ``Seg·T·S`` ADC codes by
+shift-add (``cimc.lowering.sliced``); an unsliced layer's graph is unchanged. ``Round`` is
+round-half-to-even like ``np.rint``; every division is one float32 ``Div``. The Conv node's
+``doc_string`` records segments, macros, bitline ranges, ADC bits and the shift.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from cimc.frontend.onnx_export import _Builder
+from cimc.ir.annotations import BitlinePlacement
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.lowering.sliced import (
+    adc_steps,
+    conversions_shape,
+    input_digits,
+    is_sliced,
+    shift_add,
+    weight_digit_codes,
+)
+from cimc.quant import numerics
+from cimc.quant.cim_layer import CimSpec, cell_dtype
+from cimc.quant.segments import layer_columns, segment_conv
+
+
+class LayerEmitter:
+    """Appends the nodes and constants of one CIM layer to a ``_Builder``."""
+
+    def __init__(self, builder: _Builder, graph: Graph, node: Node, spec: CimSpec) -> None:
+        self.b, self.graph, self.node, self.spec = builder, graph, node, spec
+        self.prefix = node.name
+
+    def const(self, field: str, value: np.ndarray | np.generic) -> str:
+        name = self._fresh(f"{self.prefix}/{field}")
+        self.b.extra.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op: str, inputs: list[str], out: str, doc: str = "", *, final: bool = False, **attrs: Any) -> str:
+        """Append ``op``; its output is ``L/out`` (or exactly ``out`` when ``final``)."""
+        name = out if final else self._fresh(f"{self.prefix}/{out}")
+        node = helper.make_node(op, inputs, [name], name=self._fresh(f"{name}:{op}"), doc_string=doc, **attrs)
+        self.b.nodes.append(node)
+        return name
+
+    def _fresh(self, base: str) -> str:
+        name, i = base, 0
+        while name in self.b.taken:
+            i += 1
+            name = f"{base}_{i}"
+        self.b.taken.add(name)
+        return name
+
+    def quantizer(self, x: str, step: np.ndarray | np.generic, lo: int, hi: int, out: str, doc: str) -> str:
+        """``Clip(Round(Div(x, step)), lo, hi)``."""
+        scaled = self.op("Div", [x, self.const(f"{out}_step", step.astype(np.float32))], f"{out}_scaled", doc)
+        rounded = self.op("Round", [scaled], f"{out}_rounded", doc)
+        bounds = [self.const(f"{out}_min", np.float32(lo)), self.const(f"{out}_max", np.float32(hi))]
+        return self.op("Clip", [rounded, *bounds], out, doc)
+
+    def emit(self) -> None:
+        q = self.spec.q
+        lo, hi = numerics.code_range(q.a_bits, q.a_signed)
+        codes = self.quantizer(self.node.inputs[0], np.float32(q.a_step), lo, hi, "input_codes",
+                               f"DAC: {q.a_bits}-bit {'signed' if q.a_signed else 'unsigned'} input codes")
+        psums = self.partial_sums(codes)
+        adc_doc = f"ADC: {q.adc_bits}-bit codes of every segment's partial sum"
+        sliced = is_sliced(self.spec)
+        step = adc_steps(self.spec, len(self.spatial())) if sliced else self._per_channel(q.adc_step, 2)
+        adc = self.quantizer(psums, step, -numerics.signed_max(q.adc_bits),
+                             numerics.signed_max(q.adc_bits), "adc_codes", adc_doc)
+        if sliced:
+            self.output(shift_add(self, adc))
+            return
+        sums = self.op("ReduceSum", [adc, self.const("segment_axis", np.array([1], np.int64))], "sums",
+                       "adder tree: P = sum of the segments' ADC codes", keepdims=0)
+        self.output(sums)
+
+    def partial_sums(self, codes: str) -> str:
+        spec = self.spec
+        if spec.kind == "gemm":
+            codes = self.op("Reshape", [codes, self.const("as_conv", np.array([-1, spec.cin_g, 1, 1], np.int64))],
+                            "conv_input")
+        sliced = is_sliced(spec)
+        if sliced:
+            codes = input_digits(self, codes)
+        cells_codes = weight_digit_codes(spec) if sliced else spec.codes()
+        width = (spec.q.cell_bits or spec.q.w_bits) + 1 if sliced else spec.q.w_bits  # unsigned lower digits
+        columns = layer_columns(cells_codes.reshape(cells_codes.shape[0], -1), spec.bounds)
+        conv = segment_conv(columns, spec.bounds, spec.cin_g, spec.groups, spec.kernel)
+        if conv.index is not None:
+            codes = self.op("Gather", [codes, self.const("segment_channels", conv.index)], "segment_inputs", axis=1)
+        cells = self.op("Cast", [self.const("cell_codes", conv.weight.astype(cell_dtype(width)))], "cells",
+                        to=TensorProto.FLOAT)
+        raw = self.op("Conv", [codes, cells], "bitlines", json.dumps(self.document(), sort_keys=True),
+                      group=conv.groups, kernel_shape=list(spec.kernel), pads=list(spec.pads),
+                      strides=list(spec.strides), dilations=list(spec.dilations))
+        exact = self.op("Round", [raw], "bitlines_exact", "partial sums are integers (exact in float32)")
+        if sliced:
+            return conversions_shape(self, exact)
+        shape = [-1, spec.num_segments, spec.cout, *self.spatial()]
+        return self.op("Reshape", [exact, self.const("segments_shape", np.array(shape, np.int64))], "partial_sums")
+
+    def spatial(self) -> list[int]:
+        """``[Ho, Wo]`` of a conv layer's output, ``[]`` for a Gemm."""
+        return list(self.graph.shape(self.node.outputs[0])[2:]) if self.spec.kind == "conv" else []
+
+    def conv_input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the codes the grouped conv reads (``(K, 1, 1)`` for a Gemm)."""
+        if self.spec.kind == "gemm":
+            return self.spec.cin_g, 1, 1
+        c, h, w = self.graph.shape(self.node.inputs[0])[1:4]
+        return int(c), int(h), int(w)
+
+    def output(self, sums: str) -> None:
+        spec = self.spec
+        scaled = self.op("Mul", [sums, self.const("scale", self._per_channel(spec.scale(), 1))], "scaled",
+                         self._scale_doc())
+        out_shape = self.graph.shape(self.node.outputs[0])
+        if spec.kind == "gemm" and len(out_shape) != 2:
+            biased = self.op("Add", [scaled, self.const("bias", spec.applied_bias())], "biased")
+            target = np.array([-1, *out_shape[1:]], np.int64)
+            self.op("Reshape", [biased, self.const("out_shape", target)], self.node.outputs[0], final=True)
+            return
+        self.op("Add", [scaled, self.const("bias", self._per_channel(spec.applied_bias(), 1, always=True))],
+                self.node.outputs[0], final=True)
+
+    def _per_channel(self, values: np.ndarray, axis: int, always: bool = False) -> np.ndarray:
+        """``values`` shaped to broadcast along channel ``axis`` (2: ADC codes, 1: sums)."""
+        v = np.asarray(values, dtype=np.float32).reshape(-1)
+        if v.size == 1 and not always:
+            return v.reshape(())
+        rank = axis + (3 if self.spec.kind == "conv" else 1)
+        shape = [1] * rank
+        shape[axis] = -1
+        return v.reshape(shape)
+
+    def _scale_doc(self) -> str:
+        shift = self.spec.shift
+        if shift is None:
+            return "exact output scale S_W*S_ADC*S_A"
+        return f"shift: y = P * 2^-k with k = {shift.k.tolist()} (fold: {shift.fold})"
+
+    def document(self) -> dict[str, Any]:
+        """What the grouped conv stands for: segments, macros and bitlines, ADC, shift."""
+        spec, q = self.spec, self.spec.q
+        doc: dict[str, Any] = {"cim_layer": self.node.name, "adc_bits": q.adc_bits, "w_bits": q.w_bits,
+                               "a_bits": q.a_bits, "segments": segment_documents(self.node, spec)}
+        doc["shift"] = None if spec.shift is None else spec.shift.k.tolist()
+        if is_sliced(spec):
+            doc.update(cell_bits=q.cell_bits, dac_bits=q.dac_bits, w_slices=q.w_slices, a_slices=q.a_slices,
+                       adc_shift=None if q.adc_shift is None else [int(m) for m in q.adc_shift])
+        return doc
+
+
+def segment_documents(node: Node, spec: CimSpec) -> list[dict[str, Any]]:
+    """Per segment: its row range and the (macro, bitline range) runs of its columns."""
+    placement = node.ann.get_ann(BitlinePlacement)
+    per_segment = spec.cout if placement is None else placement.num_columns // spec.num_segments  # Cout·S
+    out = []
+    for s in range(spec.num_segments):
+        entry: dict[str, Any] = {"segment": s, "rows": [spec.bounds[s], spec.bounds[s + 1]]}
+        if placement is not None:
+            cols = slice(s * per_segment, (s + 1) * per_segment)
+            entry["bitlines"] = _runs(placement.macro[cols], placement.bitline[cols])
+        out.append(entry)
+    return out
+
+
+def _runs(macro: np.ndarray, bitline: np.ndarray) -> list[dict[str, int]]:
+    """Maximal runs of consecutive bitlines on one macro: ``{macro, first, last}``."""
+    breaks = np.flatnonzero((np.diff(macro) != 0) | (np.diff(bitline) != 1)) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [macro.shape[0]]]) - 1
+    return [{"macro": int(macro[a]), "first": int(bitline[a]), "last": int(bitline[b])}
+            for a, b in zip(starts, stops, strict=True)]

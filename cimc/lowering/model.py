@@ -1,0 +1,149 @@
+"""``model.cim.onnx``: the compiled model as standard ONNX that onnxruntime runs with the exact
+CIM numerics, so ``onnxruntime(model.cim.onnx) ==`` emulator ``==`` numpy reference, bit for bit.
+
+* quantized CIM layers are lowered by ``cim_onnx_layer`` (codes, grouped conv over all
+  segments, ADC, adder tree, shift or scale, bias);
+* digital ops keep their ONNX form; those the reference computes in float64
+  (``cimc.quant.reference.DOUBLE_OPS``) are wrapped in ``Cast`` to double and back, and
+  GlobalAveragePool becomes ``ReduceSum``/``Div`` in double (onnxruntime has no double pool);
+* the batch dimension is free (``N``): Reshapes keep it as ``-1`` (``cimc.quant.batching``).
+
+``float_model`` writes the float graph the same way without any lowering (the float
+baseline for accuracy and benchmarks). ``expose`` adds a compiled model's per-layer tensors
+(``L/input_codes``, ``L/adc_codes``, ``L/sums`` and the output) as graph outputs.
+Both checked with ``onnx.checker`` (full check), so they open in Netron.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from cimc import __version__
+from cimc.errors import PassError
+from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, _Builder
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.lowering.layer import LayerEmitter
+from cimc.quant.batching import batch_generic, static_batch
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.reference import DOUBLE_OPS, is_quantized_cim
+
+BATCH = "N"
+LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
+
+
+def cim_model(graph: Graph) -> onnx.ModelProto:
+    """The compiled model (module doc); CIM layers must carry ``QuantParams``."""
+    generic = batch_generic(graph)
+    builder = _Builder(generic)
+    layers = []
+    for node in generic.topo_order():
+        if is_quantized_cim(node):
+            emitter = LayerEmitter(builder, generic, node, cim_spec(generic, node))
+            emitter.emit()
+            layers.append(emitter.document())
+        elif node.op in DOUBLE_OPS:
+            _emit_double(builder, node, generic)
+        else:
+            builder.add(node)
+    props = {"cimc.cim_layers": json.dumps(layers, sort_keys=True),
+             "cimc.numerics": "DESIGN.md section 5; digital reductions in float64"}
+    return _finish(generic, builder, f"{graph.name} (compiled for CIM)", props)
+
+
+def float_model(graph: Graph) -> onnx.ModelProto:
+    """The float graph as batch-free ONNX (no lowering, no casts)."""
+    generic = batch_generic(graph)
+    builder = _Builder(generic)
+    for node in generic.topo_order():
+        builder.add(node)
+    return _finish(generic, builder, graph.name, {})
+
+
+def _emit_double(b: _Builder, node: Node, graph: Graph) -> None:
+    """``node`` computed in float64: inputs cast up, output cast down once."""
+    inputs = []
+    for i, t in enumerate(node.inputs):
+        inputs.append(_cast(b, t, f"{node.name}/f64_in{i}", TensorProto.DOUBLE) if t else "")
+    wide = _fresh(b, f"{node.name}/f64_out")
+    if node.op == "GlobalAveragePool":
+        h, w = graph.shape(node.inputs[0])[2:4]
+        axes = _const(b, f"{node.name}/axes", np.array([2, 3], np.int64))
+        total = _fresh(b, f"{node.name}/f64_sum")
+        b.nodes.append(helper.make_node("ReduceSum", [inputs[0], axes], [total], name=total, keepdims=1))
+        count = _const(b, f"{node.name}/count", np.array(h * w, np.float64))
+        b.nodes.append(helper.make_node("Div", [total, count], [wide], name=wide))
+    else:
+        b.add(Node(node.name, node.op, tuple(inputs), (wide,), dict(node.attrs)))
+    _cast(b, wide, node.outputs[0], TensorProto.FLOAT, exact=True)
+
+
+def _cast(b: _Builder, tensor: str, out: str, to: int, exact: bool = False) -> str:
+    name = out if exact else _fresh(b, out)
+    b.nodes.append(helper.make_node("Cast", [tensor], [name], name=_fresh(b, f"{name}:Cast"), to=to))
+    return name
+
+
+def _fresh(b: _Builder, base: str) -> str:
+    name, i = base, 0
+    while name in b.taken:
+        i += 1
+        name = f"{base}_{i}"
+    b.taken.add(name)
+    return name
+
+
+def _const(b: _Builder, base: str, value: np.ndarray) -> str:
+    name = _fresh(b, base)
+    b.extra.append(numpy_helper.from_array(value, name))
+    return name
+
+
+def _value_info(graph: Graph, name: str, batch: int) -> onnx.ValueInfoProto:
+    shape: list[int | str] = list(graph.shape(name))
+    if shape and shape[0] == batch:
+        shape[0] = BATCH
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _finish(graph: Graph, b: _Builder, name: str, props: dict[str, str]) -> onnx.ModelProto:
+    batch = static_batch(graph)
+    read = {t for n in b.nodes for t in n.input}
+    inits = [numpy_helper.from_array(np.asarray(graph.initializers[k]), k) for k in sorted(graph.initializers)
+             if k in read]
+    onnx_graph = helper.make_graph(b.nodes, name, [_value_info(graph, t, batch) for t in graph.inputs],
+                                   [_value_info(graph, t, batch) for t in graph.outputs], initializer=inits + b.extra)
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+                              ir_version=EXPORT_IR_VERSION, producer_name="cimc", producer_version=__version__)
+    helper.set_model_props(model, dict(sorted(props.items())))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
+        raise PassError(f"model.cim.onnx of '{graph.name}' fails the ONNX checker: {exc}") from exc
+    return model
+
+
+def expose(model: onnx.ModelProto, layers: Iterable[str], extra: Iterable[str] = ()) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs ``L/input_codes``, ``L/adc_codes`` and
+    ``L/sums`` of every named CIM layer, and the ``extra`` tensors (e.g. layer outputs)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    produced = {t for n in out.graph.node for t in n.output}
+    present = {o.name for o in out.graph.output}
+    tensors = [f"{layer}/{field}" for layer in layers for field in LAYER_TENSORS] + list(extra)
+    for tensor in tensors:
+        if tensor not in produced:
+            raise KeyError(f"model has no tensor '{tensor}'")
+        if tensor not in present:
+            out.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+            present.add(tensor)
+    return out
+
+
+def serialize(model: onnx.ModelProto) -> bytes:
+    return model.SerializeToString(deterministic=True)

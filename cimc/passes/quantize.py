@@ -1,0 +1,227 @@
+"""quantize: attach ``QuantParams`` (DESIGN.md §5) to every CIM layer.
+
+Bits per layer: ``w_bits``/``a_bits`` default to the macro's ``cell_bits``/``dac_bits`` and
+``adc_bits`` to its ADC's, overridden for all layers by ``default_bits`` and per layer by
+``bits``. Weights wider than a cell and inputs wider than the DAC are bit-sliced
+(``cimc.quant.slicing``: every ``QuantParams`` records the macro's ``cell_bits``/``dac_bits``); a
+layer's ADC bits may be fewer than the macro's, never more. Step sizes, per layer (the paper) or per output column
+(``granularity="column"``, ColumnQuant):
+
+* from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant.qat_metadata``);
+* otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal, or LSQ's
+  initialisation ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the
+  calibration batch, signed narrow (``a_signed``) when the input went negative there;
+  ``S_ADC`` MSE-optimal (at least 1) on the exact per-segment partial sums
+  ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch.
+
+Needs tile-wordlines first (partial sums are per segment). Layers that already carry
+``QuantParams`` are kept, so a second run changes nothing. ``ensures`` checks that every
+partial sum stays below 2^24, where float32 arithmetic on codes is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cimc.errors import InvalidModelError, MappingError, UnsupportedError, UsageError
+from cimc.ir.annotations import CimLayer, QuantParams, WordlineTiling
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.macro import MacroSpec
+from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.quant import numerics, slicing
+from cimc.quant.blas import single_blas_thread
+from cimc.quant.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
+from cimc.quant.cim_layer import CimSpec, cim_spec
+from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
+from cimc.quant.step_search import lsq_step, mse_step
+
+log = logging.getLogger(__name__)
+
+GRANULARITIES = ("layer", "column")
+WEIGHT_METHODS = ("mse", "lsq")
+EXACT_LIMIT = 1 << 24
+
+
+@dataclass(frozen=True)
+class LayerBits:
+    """Per-layer bit overrides; ``None`` keeps the macro's value."""
+
+    w_bits: int | None = None
+    a_bits: int | None = None
+    adc_bits: int | None = None
+
+    def resolve(self, macro: MacroSpec, default: LayerBits | None = None) -> tuple[int, int, int]:
+        d = default or LayerBits()
+        return (self.w_bits or d.w_bits or macro.cell_bits, self.a_bits or d.a_bits or macro.dac_bits,
+                self.adc_bits or d.adc_bits or macro.adc_bits)
+
+
+@dataclass(frozen=True)
+class Quantize(GraphPass):
+    name = "quantize"
+    granularity: str = "layer"
+    weight_method: str = "mse"
+    calib: str = "synthetic"
+    calib_size: int = DEFAULT_SIZE
+    data_root: str | None = None
+    bits: Mapping[str, LayerBits] = field(default_factory=dict)
+    default_bits: LayerBits = LayerBits()
+
+    def requires(self, graph: Graph, ctx: PassContext) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise UsageError(f"unknown granularity '{self.granularity}'; choose {' or '.join(GRANULARITIES)}")
+        if self.weight_method not in WEIGHT_METHODS:
+            raise UsageError(f"unknown weight step method '{self.weight_method}'; choose {' or '.join(WEIGHT_METHODS)}")
+        nodes = cim_nodes(graph)
+        untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
+        if untiled:
+            raise MappingError(f"quantize needs tile-wordlines first (untiled: {', '.join(untiled[:5])})")
+        unknown = sorted(set(self.bits) - {n.name for n in nodes})
+        if unknown:
+            raise UsageError(f"bit overrides name layer(s) that are not CIM layers: {', '.join(unknown)}",
+                             hint=f"CIM layers: {', '.join(n.name for n in nodes[:8])}")
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        out = graph.copy()
+        todo = [n for n in cim_nodes(out) if QuantParams not in n.ann]
+        if not todo:
+            return PassResult(out, False)
+        qat = self._qat(out)
+        for node in todo:
+            if node.name in qat:
+                node.ann.put(with_macro_widths(node.name, qat[node.name], ctx.macro))
+        rest = [n for n in todo if n.name not in qat]
+        if qat and rest:
+            log.warning("QAT parameters missing for %d CIM layer(s) (%s): calibrating them",
+                        len(rest), ", ".join(n.name for n in rest[:5]))
+        if rest:
+            self._calibrate(out, rest, ctx)
+        ctx.results["quantize"] = {"qat_layers": sorted(qat), "calibrated_layers": [n.name for n in rest],
+                                   "granularity": self.granularity, "weight_method": self.weight_method}
+        return PassResult(out, True)
+
+    def ensures(self, graph: Graph, ctx: PassContext) -> None:
+        for node in cim_nodes(graph):
+            if QuantParams not in node.ann:
+                raise AssertionError(f"CIM layer '{node.name}' left unquantized")
+            check_bits(node, ctx.macro)
+
+    def _qat(self, graph: Graph) -> dict[str, QuantParams]:
+        text = graph.metadata.get(KEY)
+        if text is None:
+            return {}
+        couts = {n.name: n.ann[CimLayer].cout for n in cim_nodes(graph)}
+        check_layer_names(text, {n.name: n.op for n in graph.nodes}, couts)
+        return parse_qat(text, couts)
+
+    def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext) -> None:
+        cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root)
+        with single_blas_thread():  # many small products: threads cost more than they give
+            inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
+            ctx.results["calibration.inputs"] = inputs
+            for node in nodes:
+                bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro, self.default_bits)
+                node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
+                                             self.granularity, self.weight_method, ctx.macro))
+
+
+def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParams:
+    """QAT parameters on this macro's cells and DACs; their ``adc_shift`` (if any) must have
+    one exponent per kind of conversion ``T·S`` of this macro."""
+    q = replace(q, cell_bits=macro.cell_bits, dac_bits=macro.dac_bits)
+    kinds = q.w_slices * q.a_slices
+    if q.adc_shift is not None and q.adc_shift.shape[0] != kinds:
+        raise InvalidModelError(f"'{KEY}' layer '{name}': adc_shift has {q.adc_shift.shape[0]} exponent(s), but "
+                                f"{q.w_bits}-bit weights on {macro.cell_bits}-bit cells and {q.a_bits}-bit inputs on "
+                                f"{macro.dac_bits}-bit DACs make {kinds} kind(s) of conversion",
+                                hint="compile with the macro the model was trained for (--macro)")
+    if kinds == 1 and q.adc_shift is not None:  # one kind of conversion: its exponent is the step's
+        step = slicing.conversion_steps(q.adc_step, q.adc_shift, 1).reshape(-1)
+        step.flags.writeable = False
+        q = replace(q, adc_step=step, adc_shift=None)
+    return q
+
+
+def cim_nodes(graph: Graph) -> list[Node]:
+    return [n for n in graph.topo_order() if CimLayer in n.ann]
+
+
+def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, root: str | None) -> Calibration:
+    """The calibration batch, loaded once per compile and shared through ``ctx.results``."""
+    cached = ctx.results.get("calibration")
+    if isinstance(cached, Calibration) and cached.source == source and cached.size >= size:
+        return cached
+    cal = load_feeds(graph, source, size, root=root)
+    ctx.results["calibration"] = cal
+    return cal
+
+
+def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], granularity: str,
+                    weight_method: str, macro: MacroSpec) -> QuantParams:
+    """Steps of one layer from its weights and calibration input ``x`` (module doc); the
+    ADC step from the partial sums of every slice's conversion."""
+    w_bits, a_bits, adc_bits = bits
+    widths = {"cell_bits": macro.cell_bits, "dac_bits": macro.dac_bits}
+    axis = 0 if granularity == "column" else None
+    w_step = (mse_step if weight_method == "mse" else lsq_step)(spec.weight, w_bits, True, axis)
+    signed = bool((x < 0).any())
+    a_step = float(mse_step(x, a_bits, signed)[0])
+    p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed, **widths)
+    adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(w_bits, macro.cell_bits) *
+                                    slicing.slice_count(a_bits, macro.dac_bits), axis == 0)
+    for arr in (w_step, adc_step, adc_shift):
+        if arr is not None:
+            arr.flags.writeable = False
+    return QuantParams(w_bits, a_bits, adc_bits, w_step, a_step, adc_step, signed, source="calibration", **widths,
+                       adc_shift=adc_shift)
+
+
+def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(S_ADC, m)`` from the partial sums ``p (M, segments·kinds, Cout)``: one MSE-optimal
+    step (at least 1) per kind of conversion ``(t, j)``, then the coarsest as ``S_ADC`` and
+    the others as power-of-two fractions ``2^−m`` of it (``slicing.fit_shifts``); ``m`` is
+    ``None`` for an unsliced layer."""
+    axis = 2 if per_column else None
+    if kinds == 1:
+        return mse_step(p, adc_bits, True, axis=axis, min_step=1.0), None
+    by_kind = p.reshape(p.shape[0], -1, kinds, p.shape[2])
+    steps = np.stack([mse_step(by_kind[:, :, k], adc_bits, True, axis=axis, min_step=1.0) for k in range(kinds)])
+    return slicing.fit_shifts(steps)
+
+
+def check_bits(node: Node, macro: MacroSpec) -> None:
+    """ADC bits within the macro's and every sum exact in float32: each conversion's partial
+    sum ``|p| ≤ p_max = rows·max|d|·max|e|``, its ADC code ``|p̂| ≤ min(2^(adc_bits−1) − 1,
+    round(p_max / min S_ADC))`` and the recombined ``|P| ≤ Σ_k 2^(j·c+t·dac)·max|p̂|`` stay
+    below 2^24 (``cimc.quant.slicing``)."""
+    q = node.ann[QuantParams]
+    if q.adc_bits > macro.adc_bits:
+        raise MappingError(f"layer '{node.name}' needs {q.adc_bits}-bit ADC codes but macro "
+                           f"'{macro.name}' has {macro.adc_bits}-bit ADCs",
+                           hint=f"use a macro with more ADC bits or --adc-bits {macro.adc_bits}")
+    tiling = node.ann[WordlineTiling]
+    p_max = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True) * \
+        _digit_max(q.a_bits, q.dac_bits, q.a_signed)
+    kinds = q.w_slices * q.a_slices
+    steps = slicing.conversion_steps(q.adc_step, q.adc_shift, kinds).min(axis=1)  # (kinds,)
+    adc_max = np.minimum(numerics.signed_max(q.adc_bits), np.rint(p_max / steps.astype(np.float64)))
+    weights = slicing.conversion_weights(1, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits, q.adc_shift)
+    unit = 2.0 ** (0 if q.adc_shift is None else int(np.max(q.adc_shift)))  # P·2^M is an integer
+    bound = max(p_max, int(tiling.num_segments * float(np.sum(weights * adc_max)) * unit))
+    if bound >= EXACT_LIMIT:
+        raise UnsupportedError(f"layer '{node.name}': sums may reach {bound:,} ≥ 2^24 with {q.w_bits}-bit "
+                               f"weights, {q.a_bits}-bit inputs, {q.adc_bits}-bit ADC codes and "
+                               f"{tiling.num_segments} segment(s) of up to {tiling.activated_wordlines()} "
+                               "wordlines; float32 execution would not be exact",
+                               hint="use fewer bits or fewer wordlines")
+
+
+def _digit_max(bits: int, width: int | None, signed: bool) -> int:
+    """Largest magnitude any digit of such codes takes."""
+    n = slicing.slice_count(bits, width)
+    return max(max(abs(v) for v in slicing.digit_range(bits, width, signed, j)) for j in range(n))

@@ -1,0 +1,199 @@
+"""scale-to-shift: replace each CIM layer's output scale ``s = S_W·S_ADC·S_A`` by a power of two.
+
+``k = numerics.shift_exponent(s)`` picks the ``2^−k`` of least relative error
+``ε = |2^−k − s| / s`` (per layer, or per column when the steps are), so the digital
+periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multiplier. What remains,
+``r = s · 2^k`` (``1/√2 < r ≤ √2`` roughly), is folded where it can be (``fold=True``):
+
+* ``"activation"``: when ``s`` is one number per layer and the output reaches only CIM
+  layers through positively homogeneous ops (Relu, LeakyRelu, pools, reshapes, slices, zero
+  padding), those readers quantize ``y / r`` with step ``S_A' = S_A / r`` — the same codes — and
+  the layer adds ``b' = b / r``: exact up to float rounding (``Shift.gain = 1/r``);
+* ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
+  ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
+  powers of two around ``s``, the one whose step quantizes the layer's calibration partial
+  sums with less squared error (per column when the scale is), else the one above ``s``
+  (the ADC range grows, never clipping more);
+* ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
+
+Layers are taken in topological order; a reader whose input arrives multiplied by ``g`` (its
+producer folded ``1/r`` into it) has the true scale ``s = S_W·S_ADC·S_A' / g``.
+
+Each layer's ``Shift`` records ``k``, ``s``, ``ε``, the fold and the SQNR of its output
+(divided by ``gain``) against the unshifted model on a few calibration samples:
+``SQNR = 10·log10(Σ y² / Σ (y' − y)²)``. Layers that already have a ``Shift`` are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from cimc.errors import MappingError
+from cimc.ir.annotations import CimLayer, QuantParams, Shift
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.quantize import calibration_batch, cim_nodes
+from cimc.quant import numerics, slicing
+from cimc.quant.blas import single_blas_thread
+from cimc.quant.calibration import DEFAULT_SIZE, partial_sums
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.reference import run_compiled
+from cimc.quant.step_search import squared_error
+
+HOMOGENEOUS = frozenset({"Relu", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
+                         "Reshape", "Transpose", "Slice"})
+
+
+@dataclass(frozen=True)
+class ScaleToShift(GraphPass):
+    name = "scale-to-shift"
+    fold: bool = True
+    calib: str = "synthetic"
+    calib_size: int = DEFAULT_SIZE
+    data_root: str | None = None
+    sqnr_samples: int = 2
+
+    def requires(self, graph: Graph, ctx: PassContext) -> None:
+        missing = [n.name for n in cim_nodes(graph) if QuantParams not in n.ann]
+        if missing:
+            raise MappingError(f"scale-to-shift needs quantize first (unquantized: {', '.join(missing[:5])})")
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        out = graph.copy()
+        todo = [n for n in cim_nodes(out) if Shift not in n.ann]
+        gains: dict[str, float] = {}
+        inputs = ctx.results.get("calibration.inputs", {})
+        with single_blas_thread():
+            for node in todo:
+                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name)))
+        if todo and self.sqnr_samples > 0:
+            self._measure(graph, out, todo, ctx)
+        return PassResult(out, bool(todo))
+
+    def _measure(self, before: Graph, after: Graph, todo: list[Node], ctx: PassContext) -> None:
+        cal = calibration_batch(ctx, before, self.calib, max(self.calib_size, self.sqnr_samples), self.data_root)
+        feeds = cal.take(self.sqnr_samples)
+        ref = run_compiled(before, feeds, record=True)
+        got = run_compiled(after, feeds, record=True)
+        for node in todo:
+            shift = node.ann[Shift]
+            y = got.traces[node.name].outputs / np.float32(shift.gain)
+            node.ann.put(replace(shift, sqnr_db=sqnr_db(ref.traces[node.name].outputs, y)))
+        outputs = [sqnr_db(ref.outputs[t], got.outputs[t]) for t in before.outputs]
+        ctx.results["scale-to-shift"] = {"output_sqnr_db": min(outputs, default=math.inf),
+                                         "samples": int(cal.take(self.sqnr_samples)[before.inputs[0]].shape[0])}
+
+
+def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """``10·log10(Σ ref² / Σ (test − ref)²)`` in float64; ``inf`` when identical."""
+    ref = np.asarray(reference, dtype=np.float64)
+    noise = float(((np.asarray(test, dtype=np.float64) - ref) ** 2).sum())
+    signal = float((ref**2).sum())
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
+                calibration: np.ndarray | None = None) -> dict[str, float]:
+    """Annotate ``node`` with its ``Shift`` and fold the remainder (module doc).
+
+    ``input_gain`` is ``g`` when the layer's input arrives multiplied by ``g`` (its producer
+    folded into this layer's ``S_A``): its true scale is then ``S_W·S_ADC·S_A / g``.
+    ``calibration`` (the layer's float calibration input) lets an ADC fold pick the better of
+    the two powers of two around ``s``. Returns the input gains given to reader layers."""
+    q = node.ann[QuantParams]
+    exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64) / input_gain
+    k = numerics.shift_exponent(exact)
+    error = float(np.max(np.abs(numerics.shift_scale(k) / exact - 1.0)))
+    mode, gain, readers = "none", 1.0, None
+    if fold and error > 0:
+        readers = fold_readers(graph, node) if exact.size == 1 else None
+        if readers:
+            gain = _fold_activation(readers, float(exact[0] / numerics.shift_scale(k)[0]))
+            mode = "activation"
+        else:
+            x = None if calibration is None else calibration * np.float32(input_gain)
+            k, adc = adc_fold(graph, node, exact, x)
+            node.ann.put(replace(q, adc_step=adc))
+            mode = "adc"
+    k.flags.writeable = False
+    exact32 = exact.astype(np.float32)
+    exact32.flags.writeable = False
+    node.ann.put(Shift(k, exact32, error, None, mode, gain))
+    return {reader.name: gain for reader in readers or ()}
+
+
+def _fold_activation(readers: list[Node], r: float) -> float:
+    """Divide the readers' input steps by ``r``; the layer's gain is ``1/r``."""
+    for reader in readers:
+        rq = reader.ann[QuantParams]
+        reader.ann.put(replace(rq, a_step=float(np.float32(rq.a_step / r))))
+    return 1.0 / r
+
+
+def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, S_ADC')`` with ``S_W·S_ADC'·S_A = 2^−k``: the power of two above ``s`` (the ADC
+    range grows) or, when the partial sums of calibration input ``x`` say it quantizes them
+    with less error, the one below (per column when the scale is)."""
+    q = node.ann[QuantParams]
+    k_up = ceil_exponent(exact)
+    step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)
+    k, step = k_up, step_up
+    if x is not None:
+        p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
+                         cell_bits=q.cell_bits, dac_bits=q.dac_bits)
+        up = conversion_error(p, step_up, q)
+        down = conversion_error(p, step_up / 2, q)
+        k, step = np.where(down < up, k_up + 1, k_up), np.where(down < up, step_up / 2, step_up)
+    adc = step.astype(np.float32)
+    adc.flags.writeable = False
+    return k.astype(np.int64), adc
+
+
+def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.ndarray:
+    """Squared ADC error of partial sums ``p (M, segments·T·S, Cout)`` with every conversion
+    kind at its step ``adc_step · 2^−m_{t,j}``: per column when ``adc_step`` is, else in total."""
+    kinds = q.w_slices * q.a_slices
+    if kinds == 1:
+        return squared_error(p, adc_step, q.adc_bits, True, 2 if adc_step.size > 1 else None)
+    steps = slicing.conversion_steps(adc_step.astype(np.float32), q.adc_shift, kinds)  # (kinds, C)
+    steps = np.tile(steps, (p.shape[1] // kinds, 1))[None]
+    err = (p - numerics.quantize(p, steps, q.adc_bits, True) * steps).astype(np.float64) ** 2
+    return err.sum(axis=(0, 1)) if adc_step.size > 1 else np.atleast_1d(err.sum())
+
+
+def ceil_exponent(scale: np.ndarray) -> np.ndarray:
+    """The ``k`` of the smallest power of two ``2^−k ≥ scale`` (int64)."""
+    mant, exp = np.frexp(np.asarray(scale, dtype=np.float64))  # scale = mant·2^exp, 0.5 ≤ mant < 1
+    return np.where(mant == 0.5, 1 - exp, -exp).astype(np.int64)
+
+
+def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
+    """The CIM layers reading ``node``'s output through homogeneous ops only, or ``None``
+    when the output also reaches a graph output or any other op."""
+    frontier, readers = [node.outputs[0]], []
+    while frontier:
+        tensor = frontier.pop()
+        if tensor in graph.outputs:
+            return None
+        for reader in graph.consumers(tensor):
+            if CimLayer in reader.ann and QuantParams in reader.ann and list(reader.inputs[:1]) == [tensor] \
+                    and tensor not in reader.inputs[1:]:
+                readers.append(reader)
+            elif _homogeneous(reader):
+                frontier.append(reader.outputs[0])
+            else:
+                return None
+    return readers or None
+
+
+def _homogeneous(node: Node) -> bool:
+    """``f(c·x) = c·f(x)`` for ``c > 0``."""
+    if node.op == "Pad":
+        return node.attrs.get("mode", "constant") == "constant" and float(node.attrs.get("value", 0.0)) == 0.0
+    return node.op in HOMOGENEOUS

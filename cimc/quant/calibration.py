@@ -1,0 +1,109 @@
+"""Calibration data for post-training quantization, and what the quantizer measures on it.
+
+* ``load_feeds``: a calibration batch for every graph input, from ``synthetic`` (seeded
+  Gaussian images; a warning says the steps then fit noise, not data), a dataset name of
+  ``cimc.data`` (its train split) or a folder of ``.npy`` files.
+* ``collect_inputs``: the float activations entering every CIM layer, from one run of the
+  reference interpreter over the whole batch (batch-generic graph, ``cimc.quant.batching``).
+* ``partial_sums``: a layer's exact per-segment partial sums ``p_s = Σ_{r∈s} w_q[r]·a_q[r]``
+  for given weight and activation steps on (at most ``MAX_PIXELS``) output pixels of the
+  batch, shape ``(M, S, Cout)``, with the reference's vectorised segment kernel
+  (``cimc.quant.reference.segment_matmul``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from cimc import data
+from cimc.errors import UsageError
+from cimc.ir import interpreter
+from cimc.ir.graph import Graph
+from cimc.quant import numerics, slicing
+from cimc.quant.batching import batch_chunks, batch_generic
+from cimc.quant.cim_layer import CimSpec
+from cimc.quant.reference import as_conv_input, im2col, segment_matmul
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 16
+MAX_PIXELS = 2048
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration batch: ``feeds`` (graph input → array) and where it came from."""
+
+    source: str
+    feeds: dict[str, np.ndarray]
+
+    @property
+    def size(self) -> int:
+        return int(next(iter(self.feeds.values())).shape[0]) if self.feeds else 0
+
+    def take(self, n: int) -> dict[str, np.ndarray]:
+        return {k: v[:n] for k, v in self.feeds.items()}
+
+
+def load_feeds(graph: Graph, source: str = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
+               root: str | Path | None = None) -> Calibration:
+    """A calibration batch of ``size`` samples per graph input (module doc)."""
+    if size < 1:
+        raise UsageError(f"calibration size must be positive, got {size}")
+    shapes = {name: graph.shape(name) for name in graph.inputs}
+    if source == "synthetic":
+        log.warning("calibrating on synthetic Gaussian data: step sizes will not fit real inputs; "
+                    "pass --calib DATASET or a folder of .npy files")
+        feeds = {name: data.synthetic(shape, size, seed=seed + i).x for i, (name, shape) in enumerate(shapes.items())}
+        return Calibration("synthetic", feeds)
+    if len(shapes) != 1:
+        raise UsageError(f"--calib {source} needs a single-input model; this one has {len(shapes)} inputs",
+                         hint="use --calib synthetic")
+    name, shape = next(iter(shapes.items()))
+    batch = _load_one(source, shape, size, root)
+    if batch.shape[1:] != tuple(shape[1:]):
+        raise UsageError(f"calibration data '{source}' has samples of shape {list(batch.shape[1:])}, "
+                         f"the model input '{name}' expects {list(shape[1:])}")
+    return Calibration(source, {name: np.ascontiguousarray(batch[:size], dtype=np.float32)})
+
+
+def _load_one(source: str, shape: tuple[int, ...], size: int, root: str | Path | None) -> np.ndarray:
+    if Path(source).is_dir():
+        return data.load_npy_folder(source, shape)
+    return data.load_dataset(source, "train", root, shape=shape, n=size).x
+
+
+def collect_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Float input activations of the named nodes over the batch (one interpreter run, or one
+    per chunk of the static batch for a model that mixes its batch axis)."""
+    generic = batch_generic(graph)
+    runs = [interpreter.run(generic, chunk, keep=True) for chunk in batch_chunks(graph, feeds)]
+    return {name: np.concatenate([values[generic.node(name).inputs[0]] for values in runs])
+            for name in nodes}
+
+
+def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,
+                 a_bits: int, a_signed: bool, max_pixels: int = MAX_PIXELS, *,
+                 cell_bits: int | None = None, dac_bits: int | None = None) -> np.ndarray:
+    """Partial sums of every ADC conversion of the layer for the given steps, ``(M, K, Cout)``
+    with ``K = segments·T·S`` (``cimc.quant.slicing``; ``K = segments`` unsliced) over at most
+    ``max_pixels`` output pixels of the batch (evenly spaced: statistics need no more)."""
+    a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
+    codes = numerics.weight_codes(spec.weight, w_step, w_bits)
+    a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
+    cols, _, _ = im2col(a_dig.reshape(-1, *a_q.shape[1:]), spec)  # (G, T·M_all, rows)
+    nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
+    cols = cols.reshape(cols.shape[0], nt, -1, cols.shape[-1])
+    if cols.shape[2] > max_pixels:
+        cols = cols[:, :, np.linspace(0, cols.shape[2] - 1, max_pixels).astype(np.int64)]
+    m = cols.shape[2]
+    wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
+    p = segment_matmul(cols.reshape(cols.shape[0], nt * m, -1), wide, replace(spec, weight=wide))
+    g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
+    p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)
+    return np.ascontiguousarray(p).reshape(m, seg * nt * ns, spec.cout)

@@ -1,0 +1,87 @@
+"""Step sizes of a uniform quantizer ``q(x) = s · clip(round(x / s), lo, hi)`` from data.
+
+* ``mse_step``: the step minimising ``Σ (x − q(x))²`` over candidates ``s = α · m / Q_P`` with
+  ``m = max |x|`` (``max x`` for an unsigned range), ``Q_P`` the largest code and
+  ``α ∈ [0.1, 1]`` (α = 1 never clips; smaller α trade clipping for resolution): a coarse
+  grid of 10 values of ``α``, then 9 within ±0.1 of the best. Optionally per slice along one
+  axis (one step per output column), and never below ``min_step`` (partial sums are
+  integers: an ADC step under 1 only wastes codes).
+* ``lsq_step``: the LSQ initialisation of Esser et al., ``s = 2 · mean|x| / √Q_P``.
+* ``squared_error``: ``Σ (x − q(x))²`` of a given step, per slice.
+
+Large tensors are subsampled (a fixed stride, so results are deterministic) to about
+``SAMPLE`` values in all (at least ``MIN_PER_SLICE`` per slice); the loop runs over the
+candidate grid only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimc.quant import numerics
+
+SAMPLE = 1 << 16
+MIN_PER_SLICE = 128
+COARSE = np.linspace(0.1, 1.0, 10)
+FINE = np.linspace(-0.1, 0.1, 9)
+
+
+def _slices(x: np.ndarray, axis: int | None) -> np.ndarray:
+    """``x`` as ``(C, n)``: one row per slice along ``axis`` (one row when ``axis`` is None),
+    each subsampled (module doc)."""
+    rows = x.reshape(1, -1) if axis is None else np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+    keep = max(MIN_PER_SLICE, SAMPLE // rows.shape[0])
+    stride = max(1, -(-rows.shape[1] // keep))
+    return np.asarray(rows[:, ::stride], dtype=np.float32)
+
+
+def _fallback(step: np.ndarray, min_step: float) -> np.ndarray:
+    """Replace non-positive steps (all-zero slices) by 1 and apply the floor."""
+    step = np.where(step > 0, step, 1.0)
+    return np.maximum(step, min_step).astype(np.float32)
+
+
+def _sse(rows: np.ndarray, step: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``Σ (x − s·clip(round(x / s), lo, hi))²`` per row, float64."""
+    s = step.astype(np.float32).reshape(-1, 1)
+    return ((rows - np.clip(np.rint(rows / s), lo, hi) * s) ** 2).sum(axis=1, dtype=np.float64)
+
+
+def squared_error(x: np.ndarray, step: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:
+    """Quantization error ``Σ (x − q(x))²`` per slice along ``axis`` (``step``: 1 or one per slice)."""
+    rows = _slices(x, axis)
+    lo, hi = numerics.code_range(bits, signed)
+    return _sse(rows, np.broadcast_to(np.asarray(step, np.float32).reshape(-1), (rows.shape[0],)), lo, hi)
+
+
+def _search(rows: np.ndarray, base: np.ndarray, alphas: np.ndarray, lo: int, hi: int,
+            min_step: float) -> np.ndarray:
+    """Per row, the ``α`` of ``alphas[row]`` whose step ``base·α`` has the least squared error."""
+    best = np.full(rows.shape[0], np.inf)
+    best_alpha = alphas[:, 0].copy()
+    for j in range(alphas.shape[1]):
+        err = _sse(rows, _fallback(base * alphas[:, j], min_step), lo, hi)
+        better = err < best
+        best = np.where(better, err, best)
+        best_alpha = np.where(better, alphas[:, j], best_alpha)
+    return best_alpha
+
+
+def mse_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None, *,
+             min_step: float = 0.0) -> np.ndarray:
+    """MSE-optimal step(s): shape ``(1,)`` or ``(x.shape[axis],)``, float32 (module doc).
+    A coarse grid of ``α`` first, then a fine one around the best coarse value."""
+    rows = _slices(x, axis)
+    lo, hi = numerics.code_range(bits, signed)
+    top = np.abs(rows).max(axis=1) if signed else np.maximum(rows.max(axis=1), 0)
+    base = _fallback(top.astype(np.float64) / hi, 0.0)
+    alpha = _search(rows, base, np.broadcast_to(COARSE, (rows.shape[0], COARSE.shape[0])), lo, hi, min_step)
+    fine = np.clip(alpha[:, None] + FINE[None, :], COARSE[0], 1.0)
+    return _fallback(base * _search(rows, base, fine, lo, hi, min_step), min_step)
+
+
+def lsq_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:
+    """LSQ initialisation ``2·mean|x|/√Q_P`` per slice (module doc)."""
+    rows = _slices(x, axis)
+    hi = numerics.code_range(bits, signed)[1]
+    return _fallback(2.0 * np.abs(rows).mean(axis=1, dtype=np.float64) / np.sqrt(hi), 0.0)

@@ -1,0 +1,1 @@
+"""Looking at a build: terminal views, placement maps (PNG/SVG), the HTML report and diffs."""

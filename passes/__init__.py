@@ -1,1 +1,0 @@
-"""Graph passes of cimc, one per module (installed as ``cimc.passes``)."""

@@ -1,0 +1,1 @@
+"""Scripts that produce the evidence tables of the README and docs."""
