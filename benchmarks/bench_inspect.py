@@ -44,7 +44,7 @@ def _teardown(state: BuildState) -> None:
 
 
 def grid_vectorised(state: BuildState) -> np.ndarray:
-    from cimc.views.cell_map import owners
+    from cimc.build.cell_map import owners
 
     return owners(state.layout).layer_grid()
 

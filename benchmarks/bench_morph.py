@@ -71,9 +71,9 @@ def _scan(state: State) -> object:
 
 def _morph(state: State) -> object:
     from cimc.morph.channel_groups import analyze
+    from cimc.morph.channels_pass import MorphChannels
     from cimc.morph.structure import MorphOptions, plan_morph
     from cimc.passes.manager import PassContext
-    from cimc.passes.morph_channels import MorphChannels
 
     groups = analyze(state.graph)
     plan, _ = plan_morph(state.graph, groups, MACRO, BUDGET, MorphOptions(keep=0.5))

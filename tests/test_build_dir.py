@@ -42,7 +42,7 @@ def test_manifest_hashes(build: Path) -> None:
 def test_macro_cells_hold_each_weight_once(build: Path) -> None:
     """Rebuild every layer's cell-code matrix from the macro arrays and the layout alone."""
     from cimc.api import CompileOptions, compile_graph, load_source
-    from cimc.passes.place_bitlines import cim_nodes
+    from cimc.mapping.select import cim_nodes
     from cimc.quant.cim_layer import code_matrix
 
     layout = json.loads((build / "layout.json").read_text())

@@ -14,7 +14,7 @@ import pytest
 
 from cimc.ir import interpreter
 from cimc.lowering.model import cim_model, expose, float_model, serialize
-from cimc.passes.tile_wordlines import segment_bounds
+from cimc.mapping.tiling import segment_bounds
 from cimc.quant.batching import batch_generic
 from cimc.quant.cim_layer import CimSpec
 from cimc.quant.reference import run_compiled, segment_sums

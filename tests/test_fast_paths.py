@@ -30,10 +30,10 @@ from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.ir.tensor import TensorInfo
 from cimc.macro import MacroSpec
+from cimc.mapping.select import conv_layer
+from cimc.mapping.tiling import tiling_for
 from cimc.passes.fold_batchnorm import FoldBatchNorm, bn_scale_shift
 from cimc.passes.manager import PassContext
-from cimc.passes.select_cim import conv_layer
-from cimc.passes.tile_wordlines import tiling_for
 from tests.ir_builders import conv_bn_relu
 
 META = {"format": "cimc-macro-weights/wordline-by-bitline"}

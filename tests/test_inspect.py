@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cimc.build.cell_map import describe_cell, owners
 from cimc.build.reader import read_build
 from cimc.cli.main import main
-from cimc.views.cell_map import describe_cell, owners
 from cimc.views.html_report import SCRIPT, html_report
 from cimc.views.text_map import majority
 from tests.map_builds import build

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cimc.build.cell_map import describe_cell, owners
 from cimc.build.reader import read_build
 from cimc.cli.main import main
 from cimc.errors import UsageError
-from cimc.views.cell_map import describe_cell, owners
 from cimc.views.palette import layer_color, shade_colors
 from cimc.views.placement_map import (
     MacroPainter,

@@ -11,9 +11,9 @@ from cimc.ir import verify
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.morph.channel_groups import analyze
+from cimc.morph.channels_pass import MorphChannels
 from cimc.morph.plan import ChannelPlan, class_scores, identity_plan, prune_plan, ratio_widths, widths_to_plan
 from cimc.passes.manager import PassContext, run_passes
-from cimc.passes.morph_channels import MorphChannels
 from tests.morph_builders import mixed_graph, ort_outputs, random_input, zero_classes, zoo
 
 

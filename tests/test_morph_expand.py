@@ -12,11 +12,11 @@ from cimc.errors import MappingError
 from cimc.macro import PRESETS, MacroSpec
 from cimc.morph.bitlines import BitlineModel
 from cimc.morph.channel_groups import analyze
+from cimc.morph.channels_pass import rewrite
 from cimc.morph.expand import scan_ratio, search_ratio
 from cimc.morph.initialise import NewChannels
 from cimc.morph.plan import class_scores, prune_plan, ratio_widths, widths_to_plan
 from cimc.morph.structure import MorphOptions, morph_structure, placed_cost
-from cimc.passes.morph_channels import rewrite
 from tests.morph_builders import mixed_graph, zoo
 
 PAPER = MacroSpec()

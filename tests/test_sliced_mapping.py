@@ -17,9 +17,10 @@ from cimc.cost.model import model_cost
 from cimc.ir.annotations import BitlinePlacement, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.mapping.columns import slice_columns
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.manager import PassContext, run_passes
-from cimc.passes.place_bitlines import PlaceBitlines, slice_columns
+from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
@@ -199,7 +200,7 @@ def test_html_hover_names_the_digit(tiny_build: Path, tmp_path: Path) -> None:
     import re
     import subprocess
 
-    from cimc.views.cell_map import describe_cell
+    from cimc.build.cell_map import describe_cell
     from cimc.views.html_report import SCRIPT, html_report
 
     b = read_build(tiny_build)

@@ -13,10 +13,11 @@ from cimc.errors import MappingError, UsageError
 from cimc.ir import BitlinePlacement, WordlineTiling
 from cimc.ir.kernels import conv2d
 from cimc.macro import MacroSpec
+from cimc.mapping.tiling import segment_bounds
 from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines, check_placement
 from cimc.passes.select_cim import SelectCim
-from cimc.passes.tile_wordlines import TileWordlines, segment_bounds
+from cimc.passes.tile_wordlines import TileWordlines
 from tests.ir_builders import add_conv, graph_with_input
 
 

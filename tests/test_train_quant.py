@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cimc.ir.kernels import conv2d as np_conv2d
-from cimc.passes.tile_wordlines import segment_bounds
+from cimc.mapping.tiling import segment_bounds
 from cimc.quant import numerics
 from cimc.train.layer import CimQuantLayer, QuantConfig
 from cimc.train.phase2 import ConvGeometry, SegmentPlan

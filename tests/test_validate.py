@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cimc.build.cell_map import owners
 from cimc.check.validate import validate_build
 from cimc.cli.main import main
 from cimc.models import export_onnx
-from cimc.views.cell_map import owners
 from tests.map_builds import build, copy_build, edit_weights, read_json, rehash, write_json
 
 TINY = "tiny_cnn"

@@ -18,7 +18,7 @@ from cimc.ir.graph import Graph
 from cimc.ir.kernels import KERNELS
 from cimc.ir.kernels import conv2d as np_conv2d
 from cimc.ir.node import Node
-from cimc.passes.tile_wordlines import segment_bounds
+from cimc.mapping.tiling import segment_bounds
 from cimc.quant import numerics
 from cimc.quant.batching import batch_generic
 from cimc.train import QuantConfig, module_from_graph, prepare_phase

@@ -29,7 +29,7 @@ from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.printer import format_graph
 from cimc.macro import MacroSpec
-from cimc.passes.place_bitlines import cim_nodes
+from cimc.mapping.select import cim_nodes
 
 SCHEMA_VERSION = 1
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cimc.views.cell_map import Owners, owners
+from cimc.build.cell_map import Owners, owners
 from cimc.errors import BuildError, UsageError
 from cimc.macro import MacroSpec
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.check.validate import Validation, Violation
-from cimc.passes.place_bitlines import slice_columns
-from cimc.passes.tile_wordlines import MODES, segment_bounds
-from cimc.views.cell_map import Owners
+from cimc.mapping.columns import slice_columns
+from cimc.mapping.tiling import MODES, segment_bounds
 
 POLICIES = ("packed", "aligned")
 EXAMPLES = 3

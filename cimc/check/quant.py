@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.check.validate import Validation, Violation
 from cimc.quant import slicing
-from cimc.views.cell_map import Owners
 
 EXAMPLES = 3
 ONNX_FILE = "model.cim.onnx"

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from cimc.build.cell_map import Owners, describe_cell
 from cimc.build.reader import BuildDir
 from cimc.check.validate import Validation, Violation
 from cimc.errors import CimcError
 from cimc.quant.numerics import signed_max
-from cimc.views.cell_map import Owners, describe_cell
 
 log = logging.getLogger(__name__)
 EXAMPLES = 3

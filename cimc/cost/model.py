@@ -47,7 +47,7 @@ from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, Wordlin
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
-from cimc.passes.place_bitlines import cim_nodes
+from cimc.mapping.select import cim_nodes
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ unimportant channels and re-growing the network to fill the macros.
   incl. a channel-Pad shortcut, Concat, depthwise convs, Flatten→Gemm); inputs/outputs fixed.
 * ``plan``: channel plans — BN-γ importance, prune by threshold / keep ratio, target widths.
 * ``layout`` / ``initialise``: per-tensor channel maps and new-channel initialisation used by the
-  ``morph-channels`` pass (``cimc.passes.morph_channels``).
+  ``morph-channels`` pass (``cimc.morph.channels_pass``).
 * ``bitlines`` / ``expand``: the compile path's bitline count as a function of the widths, and
   the search for the largest single expansion ratio ``R`` that fits the budget.
 * ``costs`` / ``regularizer`` / ``shrink``: the MorphNet parameter cost (Eq. 2) and its bitline

@@ -27,9 +27,9 @@ import numpy as np
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.mapping.select import cim_layer
+from cimc.mapping.tiling import tiling_for
 from cimc.morph.channel_groups import ChannelGroups
-from cimc.passes.select_cim import SelectCim
-from cimc.passes.tile_wordlines import tiling_for
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,11 @@ class BitlineModel:
         self.macro = macro
         self.tiling = tiling
         self.placement = placement
-        select = SelectCim(map_fc=map_fc)
         depthwise = {layer.node for layer in groups.layers if layer.kind == "depthwise"}
         self.layers: list[_Layer] = []
         self._memo: dict[bytes, MorphCost] = {}
         for node in graph.topo_order():
-            base = select.layer_of(graph, node)
+            base = cim_layer(graph, node, map_fc)
             if base is None:
                 continue
             x, y = node.inputs[0], node.outputs[0]

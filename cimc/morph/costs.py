@@ -28,9 +28,9 @@ from cimc.errors import UsageError
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.mapping.select import cim_layer
+from cimc.mapping.tiling import tiling_for
 from cimc.morph.channel_groups import ChannelGroups
-from cimc.passes.select_cim import SelectCim
-from cimc.passes.tile_wordlines import tiling_for
 
 VARIANTS = ("params", "bitlines")
 
@@ -51,7 +51,6 @@ class LayerTerm:
 
 def layer_terms(graph: Graph, groups: ChannelGroups, map_fc: bool = False) -> list[LayerTerm]:
     """The cost terms of every weight layer the channel analysis follows."""
-    select = SelectCim(map_fc=map_fc)
     terms = []
     for layer in groups.layers:
         node = graph.node(layer.node)
@@ -60,7 +59,7 @@ def layer_terms(graph: Graph, groups: ChannelGroups, map_fc: bool = False) -> li
         group = int(node.attrs.get("group", 1))
         terms.append(LayerTerm(layer.node, groups.classes(layer.x), groups.classes(layer.y),
                                groups.tensors[layer.x].mult, kernel, group, layer.kind == "depthwise",
-                               select.layer_of(graph, node) is not None))
+                               cim_layer(graph, node, map_fc) is not None))
     return terms
 
 

@@ -30,12 +30,12 @@ from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.morph.bitlines import BitlineModel, MorphCost
 from cimc.morph.channel_groups import ChannelGroups
+from cimc.morph.channels_pass import MorphChannels
 from cimc.morph.costs import layer_terms
 from cimc.morph.expand import Expansion, search_ratio
 from cimc.morph.plan import ChannelPlan, class_scores, prune_plan, widths_to_plan
 from cimc.morph.shrink import Candidate, align_widths, bitline_costs, search_lambda, segment_channels, shrunk_scores
 from cimc.passes.manager import GraphPass, PassContext, run_passes
-from cimc.passes.morph_channels import MorphChannels
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines

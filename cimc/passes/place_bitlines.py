@@ -1,4 +1,5 @@
-"""place-bitlines: give every (layer, segment, output channel) column a macro and a bitline.
+"""place-bitlines: give every (layer, segment, output channel) column a macro and a bitline
+(the layout rule: ``cimc.mapping.columns``).
 
 CIM layers are taken in topological order and their columns ``k = s·Cout + o`` laid out
 one after another on a global column axis; global column ``g`` sits on macro ``g // BL``,
@@ -33,9 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimc.errors import MappingError, UsageError
-from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WordlineTiling
+from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.mapping.columns import slice_columns, weight_slices
+from cimc.mapping.select import cim_nodes
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 
 POLICIES = ("packed", "aligned")
@@ -75,32 +78,6 @@ class PlaceBitlines(GraphPass):
 
     def ensures(self, graph: Graph, ctx: PassContext) -> None:
         check_placement(graph, ctx.macro.wordlines, ctx.macro.bitlines)
-
-
-def cim_nodes(graph: Graph) -> list[Node]:
-    """CIM layers in deterministic topological order."""
-    return [n for n in graph.topo_order() if CimLayer in n.ann]
-
-
-def weight_slices(node: Node) -> int:
-    """Digit columns per (segment, output channel): ``QuantParams.w_slices``, else 1."""
-    q = node.ann.get_ann(QuantParams)
-    return 1 if q is None else q.w_slices
-
-
-def slice_columns(first_column: int, groups: int, slices: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(macro, bitline)`` of ``groups·slices`` columns from global column ``first_column``,
-    each group's ``slices`` columns adjacent on one macro (module docstring)."""
-    if slices == 1:
-        return np.divmod(first_column + np.arange(groups, dtype=np.int64), width)
-    m0, b0 = divmod(first_column, width)
-    n0, n = (width - b0) // slices, width // slices
-    q = np.arange(groups, dtype=np.int64)
-    later = q - n0
-    macro = np.where(q < n0, m0, m0 + 1 + later // n)
-    start = np.where(q < n0, b0 + q * slices, (later % n) * slices)
-    j = np.arange(slices, dtype=np.int64)
-    return np.repeat(macro, slices), (start[:, None] + j[None, :]).reshape(-1)
 
 
 def place_layer(node: Node, first_column: int, width: int) -> BitlinePlacement:

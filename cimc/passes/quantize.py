@@ -32,6 +32,7 @@ from cimc.ir.annotations import CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
+from cimc.mapping.select import cim_nodes
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.quant import numerics, slicing
 from cimc.quant.blas import single_blas_thread
@@ -145,10 +146,6 @@ def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParam
         step.flags.writeable = False
         q = replace(q, adc_step=step, adc_shift=None)
     return q
-
-
-def cim_nodes(graph: Graph) -> list[Node]:
-    return [n for n in graph.topo_order() if CimLayer in n.ann]
 
 
 def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, root: str | None) -> Calibration:

@@ -35,8 +35,9 @@ from cimc.errors import MappingError
 from cimc.ir.annotations import CimLayer, QuantParams, Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.mapping.select import cim_nodes
 from cimc.passes.manager import GraphPass, PassContext, PassResult
-from cimc.passes.quantize import calibration_batch, cim_nodes
+from cimc.passes.quantize import calibration_batch
 from cimc.quant import numerics, slicing
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, partial_sums

@@ -24,7 +24,7 @@ from cimc.evaluation import evaluation_set, top1
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
-from cimc.passes.place_bitlines import cim_nodes
+from cimc.mapping.select import cim_nodes
 from cimc.passes.quantize import calibrate_layer
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import collect_inputs, load_feeds

@@ -28,8 +28,9 @@ from cimc.errors import UsageError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.mapping.select import cim_nodes
 from cimc.passes.manager import PassContext, run_passes
-from cimc.passes.place_bitlines import PlaceBitlines, cim_nodes
+from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import Quantize, check_bits
 from cimc.search.space import Config
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from cimc.api import CompileOptions, load_source
 from cimc.macro import MacroSpec, load_macro
-from cimc.passes.place_bitlines import cim_nodes
+from cimc.mapping.select import cim_nodes
 from cimc.search.accuracy import AccuracyProxy, build_proxy
 from cimc.search.latency import LatencyModel, prepare
 from cimc.search.space import DEFAULT_A_BITS, DEFAULT_W_BITS, Config, SearchSpace

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from cimc.ir.annotations import CimLayer, WordlineTiling
-from cimc.passes.place_bitlines import cim_nodes
+from cimc.mapping.select import cim_nodes
 from cimc.search.problem import Point, SearchProblem
 from cimc.search.space import LayerChoice
 

@@ -30,8 +30,8 @@ from cimc.errors import UnsupportedError, UsageError
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.mapping.select import cim_layer
 from cimc.passes.fold_batchnorm import foldable_producer
-from cimc.passes.select_cim import SelectCim
 from cimc.train.layer import PHASES, CimQuantLayer, QuantConfig
 from cimc.train.ops import KERNELS
 from cimc.train.phase2 import ConvGeometry
@@ -87,9 +87,8 @@ class IRModule(nn.Module):
         return pairs
 
     def _build_layers(self, signed: dict[str, bool]) -> None:
-        select = SelectCim(map_fc=self.config.map_fc)
         for i, node in enumerate(self.order):
-            info = select.layer_of(self.graph, node)
+            info = cim_layer(self.graph, node, self.config.map_fc)
             if info is None:
                 continue
             _check_bias(self.graph, node, info)

@@ -2,7 +2,7 @@
 
 A CIM layer's group ``g`` has ``rows = C·k`` unrolled rows (``C`` input channels of the
 group, ``k = kh·kw``, row ``r = c·k + p``). ``tile-wordlines`` splits them into segments
-``[b_s, b_{s+1})`` with ``cimc.passes.tile_wordlines.segment_bounds`` — imported here, so
+``[b_s, b_{s+1})`` with ``cimc.mapping.tiling.segment_bounds`` — imported here, so
 training sees exactly the compiler's segments. The partial sum of segment ``s`` is
 
     p_s[n, o, y, x] = Σ_{r ∈ [b_s, b_{s+1})} w_q[o, r] · a_q[n, r @ (y, x)]
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cimc.passes.tile_wordlines import segment_bounds
+from cimc.mapping.tiling import segment_bounds
 
 #: Layers with at most this many output pixels use the im2col + batched-matmul form.
 BMM_MAX_PIXELS = 4

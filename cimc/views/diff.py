@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
-from cimc.views.cell_map import Owners
 
 LAYER_FIELDS = ("params", "bitlines", "segments", "activated_wordlines", "adc_conversions", "macros",
                 "macro_usage", "loading_cycles", "computing_cycles")

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from cimc.backend.report import COLUMNS, cell_text
+from cimc.build.cell_map import RUN_FIELDS, Owners, runs
 from cimc.build.reader import BuildDir
-from cimc.views.cell_map import RUN_FIELDS, Owners, runs
 from cimc.views.palette import IDLE, layer_color
 from cimc.views.placement_map import mosaic_shape, usage_label
 

@@ -16,9 +16,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cimc.build.cell_map import Owners, runs
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
-from cimc.views.cell_map import Owners, runs
 from cimc.views.palette import layer_color, symbol
 from cimc.views.text_map import legend, macro_block, macro_strips
 

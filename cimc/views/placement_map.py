@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
-from cimc.views.cell_map import Owners
 from cimc.views.palette import GAP, IDLE, layer_color, shade_colors
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from rich.text import Text
 
-from cimc.views.cell_map import Owners
+from cimc.build.cell_map import Owners
 from cimc.views.palette import layer_color, symbol
 
 CHARS = 64
