@@ -31,7 +31,7 @@ LAYERS: list[list[str]] = [
     ["build"],
     ["frontend"],
     ["ir"],
-    ["macro", "data", "models", "schemas"],
+    ["macro", "data", "models", "schemas", "pareto"],
     ["errors"],
     ["safe_text"],
 ]
