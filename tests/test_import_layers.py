@@ -32,6 +32,7 @@ LAYERS: list[list[str]] = [
     ["frontend"],
     ["ir"],
     ["macro", "data", "models", "schemas", "pareto"],
+    ["extras"],
     ["errors"],
     ["safe_text"],
 ]
