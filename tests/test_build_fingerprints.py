@@ -22,6 +22,7 @@ def test_small_zoo_builds_are_byte_identical_to_the_golden_hashes() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.torch  # the large zoo models are exported with torch
 def test_every_zoo_build_is_byte_identical_to_the_golden_hashes() -> None:
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
     assert run(None) == expected

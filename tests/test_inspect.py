@@ -125,6 +125,7 @@ def test_html_hover_details_match_describe_cell(tmp_path: Path, name: str, optio
         assert f"kernel position ({want['kernel_pos'][0]}, {want['kernel_pos'][1]})" in text
 
 
+@pytest.mark.torch  # the paper's zoo models are exported with torch
 @pytest.mark.slow
 def test_paper_model_views(tmp_path: Path) -> None:
     folder = build("vgg9")

@@ -136,6 +136,7 @@ def test_maps_cli(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "macro 7 does not exist" in bad.output
 
 
+@pytest.mark.torch  # the paper's zoo models are exported with torch
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "options"), [("vgg9", {}), ("resnet18", {"bitline_budget": 4096})])
 def test_render_paper_models(tmp_path: Path, name: str, options: dict[str, object]) -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from cimc.api import CompileResult, compile_model
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 PAPER_BASELINES = {
     # name: (params, bitlines, ADC conversions, partial-sum storage, loading cycles, computing cycles)
     "vgg9": (9_217_728, 38_592, 724_992, 163_840, 38_656, 14_696),

@@ -20,6 +20,8 @@ from cimc.search.latency import objective_value
 from cimc.search.pareto import best_feasible, pareto_front
 from cimc.search.space import SearchSpace
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 EVAL = 128
 
 

@@ -217,6 +217,7 @@ def test_not_a_build(tmp_path: Path) -> None:
     assert result.exit_code == 8 and "manifest.json" in result.output
 
 
+@pytest.mark.torch  # the paper's zoo models are exported with torch
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "options", "reference"), [("vgg9", {}, True),
                                                             ("resnet18", {"bitline_budget": 4096}, False)])

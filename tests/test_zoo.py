@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import cimc.models as models
 from cimc.models import available, build, describe, example_input, export_onnx, input_shape
 
 pytestmark = pytest.mark.torch  # the zoo or the training hook
@@ -152,3 +153,14 @@ def test_export_is_byte_deterministic(tmp_path: Path) -> None:
     assert first.read_bytes() == second.read_bytes()
     export_onnx("tiny_residual", second, seed=4)
     assert first.read_bytes() != second.read_bytes()
+
+
+@pytest.mark.parametrize("name", models.SHIPPED)
+def test_shipped_files_equal_a_fresh_export(name: str, tmp_path: Path) -> None:
+    """The ONNX files the small models ship with are what their torch definitions export now
+    (``python3 scripts/ship_zoo.py`` rewrites them), and the zoo hands them out as they are."""
+    fresh, handed = tmp_path / "fresh.onnx", tmp_path / "handed.onnx"
+    models.export_onnx(name, fresh, fresh=True)
+    models.export_onnx(name, handed)
+    shipped = models.shipped(name)
+    assert shipped is not None and fresh.read_bytes() == shipped.read_bytes() == handed.read_bytes()

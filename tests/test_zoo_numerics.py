@@ -16,6 +16,8 @@ from cimc.models import available, export_onnx, input_shape
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.manager import PassContext
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 SLOW = {"vgg16", "resnet18"}
 
 

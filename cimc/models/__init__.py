@@ -13,6 +13,8 @@ only building or exporting a model pulls in torch.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cimc.extras import require
@@ -59,9 +61,25 @@ def example_input(name: str, seed: int = 0) -> torch.Tensor:
     return torch.randn(input_shape(name), generator=generator)
 
 
-def export_onnx(name: str, path: str | os.PathLike[str], seed: int = 0) -> None:
-    """Export model ``name``, seeded with ``seed``, to a self-contained ONNX file."""
+#: The small zoo models ship as ONNX files (seed 0), so the core install compiles them without
+#: torch; ``python3 scripts/ship_zoo.py`` rewrites them and a test checks they equal a fresh export.
+SHIPPED = ("digits_cnn", "tiny_cnn", "tiny_residual")
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+
+
+def shipped(name: str) -> Path | None:
+    """The shipped ONNX file of zoo model ``name`` (seed 0), if it has one."""
+    return SHIPPED_DIR / f"{name}.onnx" if name in SHIPPED else None
+
+
+def export_onnx(name: str, path: str | os.PathLike[str], seed: int = 0, *, fresh: bool = False) -> None:
+    """Write model ``name``, seeded with ``seed``, as a self-contained ONNX file: a copy of the
+    shipped file where there is one (seed 0, not ``fresh``), else exported with torch."""
     from cimc.models import export
 
+    copy = shipped(name) if seed == 0 and not fresh else None
+    if copy is not None:
+        shutil.copyfile(copy, path)
+        return
     model = build(name, seed=seed)
     export.export_onnx(model, example_input(name, seed), path)
