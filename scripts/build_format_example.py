@@ -209,8 +209,13 @@ def compile_tiny(folder: Path, **options: Any) -> Path:
 
     from cimc.api import CompileOptions, compile_model
 
-    logging.getLogger("cimc").setLevel(logging.ERROR)  # the synthetic-calibration warning
-    compile_model("tiny_cnn", folder, CompileOptions(**options))
+    log = logging.getLogger("cimc")
+    level = log.level
+    log.setLevel(logging.ERROR)  # the synthetic-calibration warning
+    try:
+        compile_model("tiny_cnn", folder, CompileOptions(**options))
+    finally:
+        log.setLevel(level)
     return folder
 
 
