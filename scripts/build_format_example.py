@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,46 +155,44 @@ def spec_layer(build: Build, index: int, x: np.ndarray) -> dict[str, np.ndarray]
 # -- the emulator, for comparison ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _layer_inputs(seen: dict[str, np.ndarray]) -> Iterator[None]:
-    """Record the float input of every CIM layer the emulator runs."""
-    import cimc.emulator.run as run
+def emulate(folder: str | Path, x: np.ndarray) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """What cimc computes, through documented interfaces only: the golden vectors of every CIM
+    layer (``write_golden``, read back by their ``index.json``) and each CIM layer's float input
+    (``model.cim.onnx`` run by onnxruntime with the layer inputs as extra outputs)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
 
-    original = run.run_layer
+    from cimc.emulator import Emulator, write_golden
 
-    def spy(layer: Any, weight: Any, x: np.ndarray, record: bool = True) -> Any:
-        seen[layer.node] = np.array(x, copy=True)
-        return original(layer, weight, x, record)
-
-    run.run_layer = spy
-    try:
-        yield
-    finally:
-        run.run_layer = original
-
-
-def emulate(folder: str | Path, x: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The emulator's per-layer traces and each CIM layer's float input."""
-    from cimc.emulator import Emulator
-
-    seen: dict[str, np.ndarray] = {}
-    with _layer_inputs(seen):
-        result = Emulator.open(folder).run(x, record=True)
-    return result.traces, seen
+    golden: dict[str, dict[str, np.ndarray]] = {}
+    with tempfile.TemporaryDirectory(prefix="cimc-golden-") as tmp:
+        index = write_golden(tmp, Emulator.open(folder), x)
+        for layer in index["layers"]:
+            golden[layer["node"]] = {k: np.load(Path(tmp) / f["file"]) for k, f in layer["files"].items()}
+    graph = json.loads((Path(folder) / "graph.json").read_text())
+    wanted = {n["name"]: n["inputs"][0] for n in graph["nodes"] if n["cim_layer"] is not None}
+    model = onnx.load(str(Path(folder) / "model.cim.onnx"))
+    present = {o.name for o in model.graph.output}
+    for tensor in sorted(set(wanted.values()) - present):
+        model.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = sorted(set(wanted.values()))
+    values = dict(zip(names, session.run(names, {graph["inputs"][0]["name"]: x}), strict=True))
+    return golden, {node: values[tensor] for node, tensor in wanted.items()}
 
 
 def compare(folder: str | Path, x: np.ndarray) -> list[str]:
-    """Every CIM layer by ``spec_layer`` against the emulator: the names of the layers that agree
-    bit for bit (raises ``AssertionError`` on the first difference)."""
+    """Every CIM layer by ``spec_layer`` against the emulator's golden vectors: the names of
+    the layers that agree bit for bit (raises ``AssertionError`` on the first difference)."""
     build = load_build(folder)
-    traces, inputs = emulate(folder, x)
+    golden, inputs = emulate(folder, x)
     names = []
     for i, layer in enumerate(build.layout["layers"]):
-        trace, got = traces[layer["node"]], spec_layer(build, i, inputs[layer["node"]])
+        want, got = golden[layer["node"]], spec_layer(build, i, inputs[layer["node"]])
         for field in ("input_codes", "adc_codes", "sums", "outputs"):
-            want = np.asarray(getattr(trace, field))
-            mine = got[field].reshape(want.shape)
-            assert np.array_equal(mine, want), f"{layer['node']}: {field} differs from the emulator"
+            mine = got[field].reshape(want[field].shape)
+            assert np.array_equal(mine, want[field]), f"{layer['node']}: {field} differs from the emulator"
         names.append(layer["node"])
     return names
 
@@ -301,14 +297,15 @@ def unsliced_example(folder: Path, x: np.ndarray, pixel: tuple[int, int], channe
     nxt = 1
     nq = build.quant["layers"][nxt]
     relu = max(F32(y), F32(0))
-    code = traces[build.layout["layers"][nxt]["node"]].input_codes[0, channel, pixel[0], pixel[1]]
+    code = traces[build.layout["layers"][nxt]["node"]]["input_codes"][0, channel, pixel[0], pixel[1]]
     ratio = np.divide(relu, F32(nq["a_step"]), dtype=F32)
     out.append(f"next layer: Relu(y) = {f32(relu)}; layer {nxt}'s DAC code = clip(rint({f32(relu)} / "
                f"{f32(nq['a_step'])}), 0, {2 ** nq['a_bits'] - 1}) = clip(rint({f32(ratio)})) = {int(code)}")
     trace = traces[layer["node"]]
-    assert trace.adc_codes[0, 0, channel, pixel[0], pixel[1]] == adc and total == got["partial_sums"][
+    assert trace["adc_codes"][0, 0, channel, pixel[0], pixel[1]] == adc and total == got["partial_sums"][
         0, 0, 0, 0, channel, pixel[0], pixel[1]]
-    assert trace.sums[0, channel, pixel[0], pixel[1]] == big_p and trace.outputs[0, channel, pixel[0], pixel[1]] == y
+    at = (0, channel, *pixel)
+    assert trace["sums"][at] == big_p and trace["outputs"][at] == y
     return out
 
 
@@ -335,7 +332,8 @@ def segments_example(folder: Path, x: np.ndarray, pixel: tuple[int, int], channe
     out.append(f"pixel (0, {pixel[0]}, {pixel[1]}), channel {channel}: P = {' + '.join(map(str, parts))} = "
                f"{f32(big_p)}; y = {f32(big_p)}·{f32(q['scale'][0])} + {f32(q['bias'][channel])} = {f32(y)}")
     trace = traces[layer["node"]]
-    assert trace.sums[0, channel, pixel[0], pixel[1]] == big_p and trace.outputs[0, channel, pixel[0], pixel[1]] == y
+    at = (0, channel, *pixel)
+    assert trace["sums"][at] == big_p and trace["outputs"][at] == y
     return out
 
 
@@ -391,9 +389,10 @@ def sliced_example(folder: Path, x: np.ndarray, pixel: tuple[int, int], channel:
     y = got["outputs"][0, channel, pixel[0], pixel[1]]
     out.append(f"P = {f32(big_p)}; y = fl(fl(P·{f32(q['scale'][0])}) + {f32(q['bias'][channel])}) = {f32(y)}")
     trace = traces[layer["node"]]
-    assert np.array_equal(trace.adc_codes[0, :, channel, pixel[0], pixel[1]],
+    assert np.array_equal(trace["adc_codes"][0, :, channel, pixel[0], pixel[1]],
                           got["adc_codes"][0, :, channel, pixel[0], pixel[1]])
-    assert trace.sums[0, channel, pixel[0], pixel[1]] == big_p and trace.outputs[0, channel, pixel[0], pixel[1]] == y
+    at = (0, channel, *pixel)
+    assert trace["sums"][at] == big_p and trace["outputs"][at] == y
     return out
 
 
