@@ -91,7 +91,7 @@ def test_segment_plan_matches_loop(cin: int, cout: int, k: int, groups: int, wl:
 
 
 def numpy_phase2(x: np.ndarray, w: np.ndarray, b: np.ndarray, layer: CimQuantLayer) -> np.ndarray:
-    """DESIGN.md §5 with ``cimc.quant.numerics`` (segments by an explicit loop)."""
+    """docs/build-format.md, 'The numerical contract' with ``cimc.quant.numerics`` (segments by an explicit loop)."""
     s_w, s_adc = layer.w.effective_step().detach().numpy(), layer.adc.effective_step().detach().numpy()
     s_a = np.float32(layer.a.effective_step().item())
     a_q = numerics.quantize(x, s_a, layer.a.bits, layer.a.signed)

@@ -47,7 +47,7 @@ def _as_conv(graph: Graph, node: Node) -> tuple[np.ndarray, np.ndarray, dict[str
 
 
 def cim_layer(graph: Graph, node: Node, x: np.ndarray, q: dict, wordlines: int, mode: str) -> np.ndarray:
-    """One CIM layer by DESIGN.md §5, a loop over segments."""
+    """One CIM layer by docs/build-format.md, 'The numerical contract', a loop over segments."""
     w, b, a = _as_conv(graph, node)
     x4 = x if node.op == "Conv" else x.reshape(-1, x.shape[-1], 1, 1)
     a_q = numerics.quantize(x4, q["a_step"], q["a_bits"], q["a_signed"])

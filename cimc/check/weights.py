@@ -2,12 +2,12 @@
 
 Structure (always): ``weights.safetensors`` holds exactly ``macro_0000 … macro_{M−1}``,
 each ``(WL, BL)``; a cell outside every span of ``layout.json`` holds 0; an integer array
-holds cell codes in the narrow signed range ``|q| ≤ 2^(cell_bits−1) − 1`` (DESIGN §5), or,
-on a bitline holding weight digit ``j`` of a bit-sliced layer (``w_slices = D > 1``), a digit
-that a ``c``-bit cell stores: ``[0, 2^c − 1]`` for a lower digit ``j < D − 1``, and
-``[−2^(c−1), 2^(c−1) − 1]`` for the most significant (signed, offset scheme; the layer's
-exact top-digit range is checked against ``quant.json`` in ``validate_quant``); a float
-array holds finite numbers.
+holds cell codes in the narrow signed range ``|q| ≤ 2^(cell_bits−1) − 1``
+(docs/build-format.md, 'weights.safetensors'), or, on a bitline holding weight digit ``j`` of
+a bit-sliced layer (``w_slices = D > 1``), a digit that a ``c``-bit cell stores:
+``[0, 2^c − 1]`` for a lower digit ``j < D − 1``, and ``[−2^(c−1), 2^(c−1) − 1]`` for the most
+significant (signed, offset scheme; the layer's exact top-digit range is checked against
+``quant.json`` in ``validate_quant``); a float array holds finite numbers.
 
 Values (on request, ``--rebuild`` / ``--model``): the source model named by the manifest —
 a zoo model, or the ONNX file passed with ``--model`` — is re-imported, its sha256 compared

@@ -109,7 +109,8 @@ class BitlinePlacement:
 
 @dataclass(frozen=True, eq=False)
 class QuantParams:
-    """Quantization of one CIM layer (DESIGN.md §5; formulas in ``cimc.quant.numerics``).
+    """Quantization of one CIM layer (docs/build-format.md, 'The numerical contract';
+    formulas in ``cimc.quant.numerics``).
 
     ``w_step`` and ``adc_step`` have shape ``(1,)`` (per layer, the paper) or ``(Cout,)``
     (per output column, ColumnQuant); ``a_step`` is the step of the layer's input codes,

@@ -1,4 +1,4 @@
-"""quantize: attach ``QuantParams`` (DESIGN.md §5) to every CIM layer.
+"""quantize: attach ``QuantParams`` (docs/build-format.md, 'The numerical contract') to every CIM layer.
 
 Bits per layer: ``w_bits``/``a_bits`` default to the macro's ``cell_bits``/``dac_bits`` and
 ``adc_bits`` to its ADC's, overridden for all layers by ``default_bits`` and per layer by

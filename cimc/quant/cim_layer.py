@@ -1,4 +1,5 @@
-"""One CIM layer as the numerical contract sees it (DESIGN.md §5), read off an annotated node.
+"""One CIM layer as the numerical contract sees it (docs/build-format.md, 'The numerical contract'),
+read off an annotated node.
 
 Every CIM layer is a (grouped) 2-D convolution: a ``Conv`` as is, a ``Gemm``/``MatMul`` as a
 1×1 convolution over ``K`` input channels with ``W = α · B'ᵀ`` of shape ``(Cout, K, 1, 1)``

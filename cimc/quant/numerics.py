@@ -1,5 +1,5 @@
-"""The numerical contract of a CIM layer (DESIGN.md §5), in numpy: one definition that the
-quantize pass, the ``model.cim.onnx`` exporter, the emulator and the tests share (the QAT
+"""The numerical contract of a CIM layer (docs/build-format.md, 'The numerical contract'), in numpy:
+one definition that the quantize pass, the ``model.cim.onnx`` exporter, the emulator and the tests share (the QAT
 hook implements the same formulas in torch and is tested bit-exact against these).
 
     a_q  = clip(round(a / S_A), 0, 2^a_bits − 1)                       (unsigned DAC codes)

@@ -9,10 +9,11 @@ A code ``q`` of ``bits`` bits stored in slices of ``width`` bits is split into
 
 The most significant digit is signed, ``[−2^(t−1), 2^(t−1) − 1]`` with ``t = bits − (n−1)·width``
 bits, when the codes are signed, and unsigned ``[0, 2^t − 1]`` otherwise. One slice
-(``bits ≤ width``) is the code itself, so an unsliced layer is the contract of DESIGN.md §5
-unchanged. A c-bit cell stores 2^c levels: the lower weight slices use them as unsigned digits,
-the most significant slice as a signed one (its column's periphery applies an offset of
-``2^(c−1)`` levels — the *offset* scheme — so no differential column pair is needed).
+(``bits ≤ width``) is the code itself, so an unsliced layer is the contract of
+docs/build-format.md, 'The numerical contract', unchanged. A c-bit cell stores 2^c levels: the
+lower weight slices use them as unsigned digits, the most significant slice as a signed one
+(its column's periphery applies an offset of ``2^(c−1)`` levels — the *offset* scheme — so no
+differential column pair is needed).
 
 With ``S`` weight slices (columns per output channel, adjacent bitlines) and ``T`` input slices
 (DAC cycles), every ``(segment s, input slice t, weight slice j)`` is one ADC conversion and

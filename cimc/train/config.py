@@ -7,7 +7,7 @@ the layer (``{layer: {"w_bits": 8, "adc_bits": 4}}``, any subset of the three ke
 format of ``cimc.cli.quant.read_bits``). A layer whose weights are wider than a cell gets
 ``S = ⌈w_bits/cell_bits⌉`` weight slices, one whose inputs are wider than the DAC
 ``T = ⌈a_bits/dac_bits⌉`` input slices (``cimc.quant.slicing``); with ``S = T = 1`` it is the
-unsliced contract of DESIGN.md §5. ``cell_bits``/``dac_bits`` of ``None`` never slice.
+unsliced contract of docs/build-format.md, 'The numerical contract'. ``cell_bits``/``dac_bits`` of ``None`` never slice.
 
 Bits: ``w_bits`` 2..16 (narrow signed codes), ``a_bits`` 1..16, ``adc_bits`` 2..16 (a
 1-bit narrow signed ADC code is always 0) and, when the config knows the macro's ADC

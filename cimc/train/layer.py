@@ -17,7 +17,8 @@ needs no slicing (without the ADC the digits recombine to the codes exactly). Un
 layers take the path above.
 
 The phase-2 scale and the final multiply-add are computed in float32 in exactly the order of
-``numerics.output_scale`` and DESIGN.md §5, so ``y`` equals the numpy contract bit for bit.
+``numerics.output_scale`` and docs/build-format.md, 'The numerical contract' (step 7), so ``y`` equals the numpy
+contract bit for bit.
 ``S_W`` and ``S_A`` are learned in phase 1 and frozen in phase 2 (paper); ``S_ADC`` is fixed
 in phase 2 unless ``learn_adc_step``.
 """

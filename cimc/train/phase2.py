@@ -24,7 +24,8 @@ one of two equivalent forms, chosen per layer by the output size:
   VGG9's phase-2 step 1.71× phase 1 with the threshold at 4 pixels, 1.87× at 16, 1.88× never).
 
 The ADC then quantizes each ``p_s`` (``numerics.adc_codes``) and the digital adder sums the
-codes over ``s``. On integer-valued inputs both forms are exact in float32 (DESIGN.md §5).
+codes over ``s``. On integer-valued inputs both forms are exact in float32
+(docs/build-format.md, 'The numerical contract').
 """
 
 from __future__ import annotations

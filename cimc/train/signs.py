@@ -1,7 +1,7 @@
 """Which CIM-layer inputs can be negative (they then need signed DAC codes).
 
-DAC input codes are unsigned, ``[0, 2^a_bits − 1]`` (DESIGN.md §5), which is right after a
-ReLU. A tensor is provably non-negative when it is a graph input the caller vouches for
+DAC input codes are unsigned, ``[0, 2^a_bits − 1]`` (docs/build-format.md, 'The numerical contract', step 1),
+which is right after a ReLU. A tensor is provably non-negative when it is a graph input the caller vouches for
 (e.g. images in [0, 1]), or produced by Relu, Sigmoid, Softmax or Clip with ``min ≥ 0``, or
 by an op that only moves, selects or averages non-negative values (pools, Reshape, Flatten,
 Transpose, Slice, Concat, Pad with a non-negative fill, Add/Sum/Mul of non-negative tensors).
