@@ -15,9 +15,9 @@ import torch
 import cimc.models as models
 from cimc.frontend import import_onnx
 from cimc.ir.graph import Graph
-from cimc.ir.kernels import KERNELS
 from cimc.ir.kernels import conv2d as np_conv2d
 from cimc.ir.node import Node
+from cimc.ops import op_table
 from cimc.passes.tile_wordlines import segment_bounds
 from cimc.quant import numerics
 from cimc.quant.batching import batch_generic
@@ -78,7 +78,7 @@ def contract_run(graph: Graph, feeds: Mapping[str, np.ndarray], wordlines: int =
         if node.name in quant:
             values[node.outputs[0]] = cim_layer(graph, node, values[node.inputs[0]], quant[node.name], wordlines, mode)
         else:
-            values[node.outputs[0]] = KERNELS[node.op]([values[t] for t in node.inputs if t], node.attrs)
+            values[node.outputs[0]] = op_table()[node.op].kernel([values[t] for t in node.inputs if t], node.attrs)
     return values
 
 

@@ -32,7 +32,7 @@ from cimc.frontend.proto_graph import (
 )
 from cimc.frontend.tensor_checks import check_tensors, check_values
 from cimc.ir import Graph, Node, TensorInfo, verify
-from cimc.ir.ops import IDENTITY_OPS, OPS
+from cimc.ops import IDENTITY_OPS, op_table
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     """Convert a normalised, folded, shape-inferred ONNX model into an IR graph."""
     g = model.graph
     report(n for n in g.node if n.domain not in ("", "ai.onnx") or
-           (n.op_type not in OPS and n.op_type not in IDENTITY_OPS))
+           (n.op_type not in op_table() and n.op_type not in IDENTITY_OPS))
     ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer})
     alias, used = _Aliases(g), _used(g)
     graph = Graph(g.name or "graph")

@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cimc import __version__
 from cimc.errors import PassError
-from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, _Builder
+from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, ExportBuilder
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.lowering.layer import LayerEmitter
@@ -40,7 +40,7 @@ LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
 def cim_model(graph: Graph) -> onnx.ModelProto:
     """The compiled model (module doc); CIM layers must carry ``QuantParams``."""
     generic = batch_generic(graph)
-    builder = _Builder(generic)
+    builder = ExportBuilder(generic)
     layers = []
     for node in generic.topo_order():
         if is_quantized_cim(node):
@@ -59,13 +59,13 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
 def float_model(graph: Graph) -> onnx.ModelProto:
     """The float graph as batch-free ONNX (no lowering, no casts)."""
     generic = batch_generic(graph)
-    builder = _Builder(generic)
+    builder = ExportBuilder(generic)
     for node in generic.topo_order():
         builder.add(node)
     return _finish(generic, builder, graph.name, {})
 
 
-def _emit_double(b: _Builder, node: Node, graph: Graph) -> None:
+def _emit_double(b: ExportBuilder, node: Node, graph: Graph) -> None:
     """``node`` computed in float64: inputs cast up, output cast down once."""
     inputs = []
     for i, t in enumerate(node.inputs):
@@ -83,13 +83,13 @@ def _emit_double(b: _Builder, node: Node, graph: Graph) -> None:
     _cast(b, wide, node.outputs[0], TensorProto.FLOAT, exact=True)
 
 
-def _cast(b: _Builder, tensor: str, out: str, to: int, exact: bool = False) -> str:
+def _cast(b: ExportBuilder, tensor: str, out: str, to: int, exact: bool = False) -> str:
     name = out if exact else _fresh(b, out)
     b.nodes.append(helper.make_node("Cast", [tensor], [name], name=_fresh(b, f"{name}:Cast"), to=to))
     return name
 
 
-def _fresh(b: _Builder, base: str) -> str:
+def _fresh(b: ExportBuilder, base: str) -> str:
     name, i = base, 0
     while name in b.taken:
         i += 1
@@ -98,7 +98,7 @@ def _fresh(b: _Builder, base: str) -> str:
     return name
 
 
-def _const(b: _Builder, base: str, value: np.ndarray) -> str:
+def _const(b: ExportBuilder, base: str, value: np.ndarray) -> str:
     name = _fresh(b, base)
     b.extra.append(numpy_helper.from_array(value, name))
     return name
@@ -111,7 +111,7 @@ def _value_info(graph: Graph, name: str, batch: int) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
-def _finish(graph: Graph, b: _Builder, name: str, props: dict[str, str]) -> onnx.ModelProto:
+def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str]) -> onnx.ModelProto:
     batch = static_batch(graph)
     read = {t for n in b.nodes for t in n.input}
     inits = [numpy_helper.from_array(np.asarray(graph.initializers[k]), k) for k in sorted(graph.initializers)

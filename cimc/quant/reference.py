@@ -37,7 +37,8 @@ import numpy as np
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.annotations import CimLayer, QuantParams
 from cimc.ir.graph import Graph
-from cimc.ir.kernels import KERNELS, windows
+from cimc.ir.kernels import windows
+from cimc.ops import find
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic
 from cimc.quant.blas import single_blas_thread
@@ -172,9 +173,10 @@ def run_layer(x: np.ndarray, spec: CimSpec, codes: np.ndarray | None = None) -> 
 
 def digital_op(op: str, args: list[np.ndarray], attrs: Mapping[str, Any]) -> np.ndarray:
     """A digital op under the reference's rounding rule (float64 for ``DOUBLE_OPS``)."""
-    kernel = KERNELS.get(op)
-    if kernel is None:
+    found = find(op)
+    if found is None:
         raise UnsupportedError(f"no kernel for digital op {op}")
+    kernel = found.kernel
     if op in DOUBLE_OPS:
         return np.asarray(kernel([np.asarray(a, dtype=np.float64) for a in args], dict(attrs)), dtype=np.float32)
     return kernel(args, dict(attrs))

@@ -1,0 +1,58 @@
+"""MaxPool (2-D): ``y[n,c,h,w] = max_{i,j} x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]``, padding −∞.
+
+Canonical attrs: ``kernel_shape``, ``strides``, ``pads``, ``dilations``, ``ceil_mode`` (its
+extra end padding is ``cimc.ir.kernels.ceil_extra``); ``storage_order=1`` is unsupported.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cimc.errors import UnsupportedError
+from cimc.ir.kernels import pad_hw, pool_pads, span_of, window_out, windows
+from cimc.ops.base import Attrs, OpDef, Shape, channel_identity, export_attributes, no_rewrite
+from cimc.ops.canon import ints, rank4, window_attrs
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from cimc.frontend.canonical import OpContext
+
+
+def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[str], Attrs]:
+    attrs = window_attrs(node, a, rank4(node, ctx), ints(a["kernel_shape"]))
+    if int(a.get("storage_order", 0)) != 0:
+        raise UnsupportedError(f"node '{node.name}' (MaxPool): storage_order=1 is not supported")
+    attrs["ceil_mode"] = int(a.get("ceil_mode", 0))
+    return [node.input[0]], attrs
+
+
+def pool_shape(shapes: list[Shape], a: Attrs) -> Shape:
+    """``(N, C, Ho, Wo)``, ``Ho = ⌊(H + pads − span) / s⌋ + 1`` with ``ceil_mode``'s extra pads."""
+    x = shapes[0]
+    return (*x[:2], *window_out(x[2:], span_of(a), a["strides"], pool_pads(x[2:], a)))
+
+
+def _kernel(ins: list[np.ndarray], a: Attrs) -> np.ndarray:
+    x = ins[0]
+    xp = pad_hw(x, pool_pads(x.shape[2:], a), -np.inf)
+    d = tuple(a.get("dilations", (1, 1)))
+    return np.ascontiguousarray(windows(xp, tuple(a["kernel_shape"]), a["strides"], d).max(axis=(4, 5)),
+                                dtype=x.dtype)
+
+
+def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    x = ins[0]
+    t, l, b, r = pool_pads(tuple(x.shape[2:]), a)
+    xp = F.pad(x, (l, r, t, b), value=-math.inf) if any((t, l, b, r)) else x
+    return F.max_pool2d(xp, tuple(a["kernel_shape"]), a["strides"], 0, tuple(a.get("dilations", (1, 1))))
+
+
+DEFS = (OpDef("MaxPool", (1, 1), ("kernel_shape", "strides", "pads", "dilations", "ceil_mode"), _canonicalize,
+              pool_shape, _kernel, _torch, channel_identity, no_rewrite, export_attributes),)
