@@ -4,7 +4,7 @@ CIM numerics, so ``onnxruntime(model.cim.onnx) ==`` emulator ``==`` numpy refere
 * quantized CIM layers are lowered by ``cim_onnx_layer`` (codes, grouped conv over all
   segments, ADC, adder tree, shift or scale, bias);
 * digital ops keep their ONNX form; those the reference computes in float64
-  (``cimc.quant.reference.DOUBLE_OPS``) are wrapped in ``Cast`` to double and back, and
+  (``OpDef.double`` in ``cimc.ops``) are wrapped in ``Cast`` to double and back, and
   GlobalAveragePool becomes ``ReduceSum``/``Div`` in double (onnxruntime has no double pool);
 * the batch dimension is free (``N``): Reshapes keep it as ``-1`` (``cimc.quant.batching``).
 
@@ -29,9 +29,10 @@ from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, ExportBui
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.lowering.layer import LayerEmitter
+from cimc.ops import op_table
 from cimc.quant.batching import batch_generic, static_batch
 from cimc.quant.cim_layer import cim_spec
-from cimc.quant.reference import DOUBLE_OPS, is_quantized_cim
+from cimc.quant.reference import is_quantized_cim
 
 BATCH = "N"
 LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
@@ -47,7 +48,7 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
             emitter = LayerEmitter(builder, generic, node, cim_spec(generic, node))
             emitter.emit()
             layers.append(emitter.document())
-        elif node.op in DOUBLE_OPS:
+        elif op_table()[node.op].double:
             _emit_double(builder, node, generic)
         else:
             builder.add(node)

@@ -10,7 +10,13 @@ up in the table (``cimc.ops.op_table``) and call its field:
 * ``torch`` — the differentiable forward (``cimc.train.module``; torch is imported inside);
 * ``channels`` — morph's channel coupling (``cimc.morph.channel_rules.ChannelBuilder``);
 * ``rewrite`` — morph-channels' rewrite of the op's constants and attributes;
-* ``export`` — ``cimc.frontend.onnx_export``: extra ONNX operands and the ONNX attributes.
+* ``export`` — ``cimc.frontend.onnx_export``: extra ONNX operands and the ONNX attributes;
+* ``nonnegative`` — ``cimc.train.signs``: whether the output is ≥ 0 given the tensors known ≥ 0;
+* ``homogeneous`` — ``cimc.passes.scale_to_shift``: whether ``f(c·x) = c·f(x)`` for ``c > 0``;
+* ``mixes_batch`` — ``cimc.quant.batching``: whether the op combines values of different samples.
+
+``double`` marks the ops the quantized reference (and the compiled model) computes in float64
+and rounds once to float32: the long reductions.
 
 A concern an op cannot support is set to ``Unsupported(reason)``: calling it raises
 ``UnsupportedError`` with the reason, and the table's completeness test accepts it.
@@ -18,7 +24,8 @@ A concern an op cannot support is set to ``Unsupported(reason)``: calling it rai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -43,9 +50,13 @@ TorchForward = Callable[[list[Any], Attrs], Any]
 ChannelRule = Callable[["ChannelBuilder", "Node"], None]
 RewriteRule = Callable[["RewriteContext", "Node"], None]
 ExportRule = Callable[["ExportBuilder", "Node"], tuple[list[str], Attrs]]
+SignRule = Callable[["Node", AbstractSet[str]], bool]
+NodeTest = Callable[["Node"], bool]
+AttrsTest = Callable[[Mapping[str, Any]], bool]
 
 #: The concern fields of ``OpDef`` (each a callable or ``Unsupported``).
-CONCERNS = ("canonicalize", "shape", "kernel", "torch", "channels", "rewrite", "export")
+CONCERNS = ("canonicalize", "shape", "kernel", "torch", "channels", "rewrite", "export", "nonnegative",
+            "homogeneous", "mixes_batch")
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,11 @@ class OpDef:
     channels: ChannelRule
     rewrite: RewriteRule
     export: ExportRule
+    nonnegative: SignRule
+    homogeneous: NodeTest
+    mixes_batch: AttrsTest
     weight_inputs: tuple[int, ...] = ()
+    double: bool = False
     outputs: int = 1
 
 
@@ -112,3 +127,23 @@ def channel_opaque(b: ChannelBuilder, node: Node) -> None:
 def attrs_except(node: Node, *operands: str) -> Attrs:
     """The node's attributes but those the exporter writes as ``operands``."""
     return {k: v for k, v in node.attrs.items() if k not in operands}
+
+
+def never(*args: Any) -> bool:
+    """A property the op does not have (not known ≥ 0, not homogeneous, does not mix the batch)."""
+    return False
+
+
+def always(*args: Any) -> bool:
+    """A property the op always has (output ≥ 0, or homogeneous)."""
+    return True
+
+
+def sign_of_inputs(node: Node, known: AbstractSet[str]) -> bool:
+    """The op only moves, selects, averages, adds or multiplies values: ≥ 0 when every input is."""
+    return all(t in known for t in node.inputs if t)
+
+
+def batch_axis(a: Mapping[str, Any]) -> bool:
+    """The op works along ``axis``: it mixes samples when that is axis 0."""
+    return bool(a["axis"] == 0)

@@ -35,6 +35,7 @@ from cimc.errors import MappingError
 from cimc.ir.annotations import CimLayer, QuantParams, Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.ops import find
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.quantize import calibration_batch, cim_nodes
 from cimc.quant import numerics, slicing
@@ -43,9 +44,6 @@ from cimc.quant.calibration import DEFAULT_SIZE, partial_sums
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
 from cimc.quant.step_search import squared_error
-
-HOMOGENEOUS = frozenset({"Relu", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
-                         "Reshape", "Transpose", "Slice"})
 
 
 @dataclass(frozen=True)
@@ -194,6 +192,5 @@ def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
 
 def _homogeneous(node: Node) -> bool:
     """``f(c·x) = c·f(x)`` for ``c > 0``."""
-    if node.op == "Pad":
-        return node.attrs.get("mode", "constant") == "constant" and float(node.attrs.get("value", 0.0)) == 0.0
-    return node.op in HOMOGENEOUS
+    op = find(node.op)
+    return op is not None and op.homogeneous(node)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.ops.base import Attrs
+from cimc.ops.base import Attrs, always, never
 from cimc.ops.unary import unary_op
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ def _sigmoid_torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
 
 
 DEFS = (
-    unary_op("Relu", _relu, _relu_torch),
-    unary_op("LeakyRelu", _leaky, _leaky_torch, attrs=("alpha",), canonicalize=_leaky_canonicalize),
-    unary_op("Sigmoid", _sigmoid, _sigmoid_torch),
+    unary_op("Relu", _relu, _relu_torch, nonnegative=always, homogeneous=always),
+    unary_op("LeakyRelu", _leaky, _leaky_torch, nonnegative=never, homogeneous=always, attrs=("alpha",),
+             canonicalize=_leaky_canonicalize),
+    unary_op("Sigmoid", _sigmoid, _sigmoid_torch, nonnegative=always, homogeneous=never, double=True),
 )

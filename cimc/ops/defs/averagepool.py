@@ -13,7 +13,16 @@ import numpy as np
 
 from cimc.errors import UnsupportedError
 from cimc.ir.kernels import pad_hw, pool_pads, windows
-from cimc.ops.base import Attrs, OpDef, channel_identity, export_attributes, no_rewrite
+from cimc.ops.base import (
+    Attrs,
+    OpDef,
+    always,
+    channel_identity,
+    export_attributes,
+    never,
+    no_rewrite,
+    sign_of_inputs,
+)
 from cimc.ops.canon import ints, rank4, window_attrs
 from cimc.ops.defs.maxpool import pool_shape
 
@@ -64,4 +73,6 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
 
 
 DEFS = (OpDef("AveragePool", (1, 1), ("kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad"),
-              _canonicalize, pool_shape, _kernel, _torch, channel_identity, no_rewrite, export_attributes),)
+              canonicalize=_canonicalize, shape=pool_shape, kernel=_kernel, torch=_torch, channels=channel_identity,
+              rewrite=no_rewrite, export=export_attributes, nonnegative=sign_of_inputs, homogeneous=always,
+              mixes_batch=never),)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import UnsupportedError
-from cimc.ops.base import Attrs, OpDef, Unsupported, export_attributes, same_shape
+from cimc.ops.base import Attrs, OpDef, Unsupported, export_attributes, never, same_shape
 
 if TYPE_CHECKING:
     import onnx
@@ -55,7 +55,8 @@ def _rewrite(c: RewriteContext, node: Node) -> None:
 
 
 DEFS = (OpDef(
-    "BatchNormalization", (5, 5), ("epsilon",), _canonicalize, same_shape, _kernel,
-    Unsupported("BatchNormalization", "torch",
-                "cimc.train.module runs BN itself (batch statistics in training, folded into its layer in phases 1-2)"),
-    _channels, _rewrite, export_attributes, weight_inputs=(1, 2, 3, 4)),)
+    "BatchNormalization", (5, 5), ("epsilon",), canonicalize=_canonicalize, shape=same_shape, kernel=_kernel,
+    torch=Unsupported("BatchNormalization", "torch", "cimc.train.module runs BN itself (batch statistics in "
+                      "training, folded into its layer in phases 1-2)"),
+    channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=never, homogeneous=never,
+    mixes_batch=never, weight_inputs=(1, 2, 3, 4), double=True),)

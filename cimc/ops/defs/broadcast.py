@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.ops.base import Attrs, Kernel, OpDef, Shape, TorchForward, export_attributes, plain_inputs
+from cimc.ops.base import (
+    Attrs,
+    Kernel,
+    OpDef,
+    Shape,
+    TorchForward,
+    export_attributes,
+    never,
+    plain_inputs,
+    sign_of_inputs,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -78,12 +88,14 @@ def _sum_torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
     return functools.reduce(operator.add, ins)
 
 
-def _op(name: str, inputs: tuple[int, int], kernel: Kernel, torch: TorchForward) -> OpDef:
-    return OpDef(name, inputs, (), plain_inputs, _shape, kernel, torch, _channels, _rewrite, export_attributes)
+def _op(name: str, inputs: tuple[int, int], kernel: Kernel, torch: TorchForward, *, double: bool = False) -> OpDef:
+    return OpDef(name, inputs, (), canonicalize=plain_inputs, shape=_shape, kernel=kernel, torch=torch,
+                 channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=sign_of_inputs,
+                 homogeneous=never, mixes_batch=never, double=double)
 
 
 DEFS = (
     _op("Add", (2, 2), lambda ins, a: ins[0] + ins[1], lambda ins, a: ins[0] + ins[1]),
     _op("Mul", (2, 2), lambda ins, a: ins[0] * ins[1], lambda ins, a: ins[0] * ins[1]),
-    _op("Sum", (1, 2**16), _sum, _sum_torch),
+    _op("Sum", (1, 2**16), _sum, _sum_torch, double=True),
 )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.ops.base import Attrs, attrs_except
+from cimc.ops.base import Attrs, attrs_except, never
 from cimc.ops.unary import unary_op
 
 if TYPE_CHECKING:
@@ -46,4 +46,5 @@ def _export(b: ExportBuilder, node: Node) -> tuple[list[str], Attrs]:
         attrs_except(node, "min", "max")
 
 
-DEFS = (unary_op("Clip", _kernel, _torch, attrs=("min", "max"), canonicalize=_canonicalize, export=_export),)
+DEFS = (unary_op("Clip", _kernel, _torch, nonnegative=lambda node, known: float(node.attrs["min"]) >= 0,
+                 homogeneous=never, attrs=("min", "max"), canonicalize=_canonicalize, export=_export),)

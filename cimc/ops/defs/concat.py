@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import InvalidModelError
-from cimc.ops.base import Attrs, OpDef, Shape, export_attributes, no_rewrite
+from cimc.ops.base import (
+    Attrs,
+    OpDef,
+    Shape,
+    batch_axis,
+    export_attributes,
+    never,
+    no_rewrite,
+    sign_of_inputs,
+)
 from cimc.ops.canon import axis_rule
 
 if TYPE_CHECKING:
@@ -58,5 +67,6 @@ def _channels(b: ChannelBuilder, node: Node) -> None:
         b.tie(p.atoms, np.arange(y.offset + start, y.offset + start + p.count))
 
 
-DEFS = (OpDef("Concat", (1, 2**16), ("axis",), axis_rule(None), _shape, _kernel, _torch, _channels, no_rewrite,
-              export_attributes),)
+DEFS = (OpDef("Concat", (1, 2**16), ("axis",), canonicalize=axis_rule(None), shape=_shape, kernel=_kernel,
+              torch=_torch, channels=_channels, rewrite=no_rewrite, export=export_attributes,
+              nonnegative=sign_of_inputs, homogeneous=never, mixes_batch=batch_axis),)

@@ -13,7 +13,7 @@ import numpy as np
 
 from cimc.errors import InvalidModelError
 from cimc.ir.kernels import conv2d, window_out
-from cimc.ops.base import Attrs, OpDef, Shape, Unsupported, export_attributes
+from cimc.ops.base import Attrs, OpDef, Shape, Unsupported, export_attributes, never
 from cimc.ops.canon import ints, rank4, window_attrs
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ def _rewrite(c: RewriteContext, node: Node) -> None:
 
 
 DEFS = (OpDef(
-    "Conv", (2, 3), ("strides", "pads", "dilations", "group"), _canonicalize, _shape, _kernel,
-    Unsupported("Conv", "torch", "every Conv is a CIM layer: cimc.train.module runs it through CimQuantLayer"),
-    _channels, _rewrite, export_attributes, weight_inputs=(1, 2)),)
+    "Conv", (2, 3), ("strides", "pads", "dilations", "group"), canonicalize=_canonicalize, shape=_shape,
+    kernel=_kernel,
+    torch=Unsupported("Conv", "torch", "every Conv is a CIM layer: cimc.train.module runs it through CimQuantLayer"),
+    channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=never, homogeneous=never,
+    mixes_batch=never, weight_inputs=(1, 2)),)

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.ops.base import Attrs, OpDef, Shape, export_attributes, no_rewrite
+from cimc.ops.base import (
+    Attrs,
+    OpDef,
+    Shape,
+    always,
+    batch_axis,
+    export_attributes,
+    no_rewrite,
+    sign_of_inputs,
+)
 from cimc.ops.canon import axis_rule
 from cimc.ops.defs.reshape import flatten_channels
 
@@ -36,5 +45,6 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
     return x.reshape(math.prod(x.shape[: a["axis"]]), math.prod(x.shape[a["axis"]:]))
 
 
-DEFS = (OpDef("Flatten", (1, 1), ("axis",), axis_rule(1, inclusive=True), _shape, _kernel, _torch,
-              flatten_channels, no_rewrite, export_attributes),)
+DEFS = (OpDef("Flatten", (1, 1), ("axis",), canonicalize=axis_rule(1, inclusive=True), shape=_shape, kernel=_kernel,
+              torch=_torch, channels=flatten_channels, rewrite=no_rewrite, export=export_attributes,
+              nonnegative=sign_of_inputs, homogeneous=always, mixes_batch=batch_axis),)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cimc.errors import InvalidModelError
-from cimc.ops.base import Attrs, OpDef, Shape, export_attributes, plain_inputs
+from cimc.ops.base import Attrs, OpDef, Shape, export_attributes, never, plain_inputs
 
 if TYPE_CHECKING:
     import onnx
@@ -110,8 +110,11 @@ def _rewrite(c: RewriteContext, node: Node) -> None:
 
 
 DEFS = (
-    OpDef("Gemm", (2, 3), ("alpha", "beta", "transA", "transB"), _gemm_canonicalize, _gemm_shape, _gemm_kernel,
-          _gemm_torch, _channels, _rewrite, export_attributes, weight_inputs=(1, 2)),
-    OpDef("MatMul", (2, 2), (), plain_inputs, _matmul_shape, _matmul_kernel, _matmul_torch, _channels, _rewrite,
-          export_attributes, weight_inputs=(1,)),
+    OpDef("Gemm", (2, 3), ("alpha", "beta", "transA", "transB"), canonicalize=_gemm_canonicalize, shape=_gemm_shape,
+          kernel=_gemm_kernel, torch=_gemm_torch, channels=_channels, rewrite=_rewrite, export=export_attributes,
+          nonnegative=never, homogeneous=never, mixes_batch=lambda a: bool(a["transA"]), weight_inputs=(1, 2),
+          double=True),
+    OpDef("MatMul", (2, 2), (), canonicalize=plain_inputs, shape=_matmul_shape, kernel=_matmul_kernel,
+          torch=_matmul_torch, channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=never,
+          homogeneous=never, mixes_batch=never, weight_inputs=(1,), double=True),
 )

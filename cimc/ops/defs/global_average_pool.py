@@ -6,7 +6,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.ops.base import Attrs, OpDef, Shape, channel_identity, export_attributes, no_rewrite
+from cimc.ops.base import (
+    Attrs,
+    OpDef,
+    Shape,
+    always,
+    channel_identity,
+    export_attributes,
+    never,
+    no_rewrite,
+    sign_of_inputs,
+)
 from cimc.ops.canon import rank4
 
 if TYPE_CHECKING:
@@ -34,5 +44,6 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
     return ins[0].mean(dim=(2, 3), keepdim=True)
 
 
-DEFS = (OpDef("GlobalAveragePool", (1, 1), (), _canonicalize, _shape, _kernel, _torch, channel_identity,
-              no_rewrite, export_attributes),)
+DEFS = (OpDef("GlobalAveragePool", (1, 1), (), canonicalize=_canonicalize, shape=_shape, kernel=_kernel,
+              torch=_torch, channels=channel_identity, rewrite=no_rewrite, export=export_attributes,
+              nonnegative=sign_of_inputs, homogeneous=always, mixes_batch=never, double=True),)

@@ -15,6 +15,7 @@ from cimc.ops.base import (
     OpDef,
     channel_opaque,
     export_attributes,
+    never,
     no_rewrite,
     same_shape,
 )
@@ -54,5 +55,6 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
     return x / (a["bias"] + a["alpha"] / size * win) ** a["beta"]
 
 
-DEFS = (OpDef("LRN", (1, 1), ("alpha", "beta", "bias", "size"), _canonicalize, same_shape, _kernel, _torch,
-              channel_opaque, no_rewrite, export_attributes),)
+DEFS = (OpDef("LRN", (1, 1), ("alpha", "beta", "bias", "size"), canonicalize=_canonicalize, shape=same_shape,
+              kernel=_kernel, torch=_torch, channels=channel_opaque, rewrite=no_rewrite, export=export_attributes,
+              nonnegative=never, homogeneous=never, mixes_batch=never),)

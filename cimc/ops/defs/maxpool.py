@@ -13,7 +13,17 @@ import numpy as np
 
 from cimc.errors import UnsupportedError
 from cimc.ir.kernels import pad_hw, pool_pads, span_of, window_out, windows
-from cimc.ops.base import Attrs, OpDef, Shape, channel_identity, export_attributes, no_rewrite
+from cimc.ops.base import (
+    Attrs,
+    OpDef,
+    Shape,
+    always,
+    channel_identity,
+    export_attributes,
+    never,
+    no_rewrite,
+    sign_of_inputs,
+)
 from cimc.ops.canon import ints, rank4, window_attrs
 
 if TYPE_CHECKING:
@@ -54,5 +64,7 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
     return F.max_pool2d(xp, tuple(a["kernel_shape"]), a["strides"], 0, tuple(a.get("dilations", (1, 1))))
 
 
-DEFS = (OpDef("MaxPool", (1, 1), ("kernel_shape", "strides", "pads", "dilations", "ceil_mode"), _canonicalize,
-              pool_shape, _kernel, _torch, channel_identity, no_rewrite, export_attributes),)
+DEFS = (OpDef("MaxPool", (1, 1), ("kernel_shape", "strides", "pads", "dilations", "ceil_mode"),
+              canonicalize=_canonicalize, shape=pool_shape, kernel=_kernel, torch=_torch, channels=channel_identity,
+              rewrite=no_rewrite, export=export_attributes, nonnegative=sign_of_inputs, homogeneous=always,
+              mixes_batch=never),)

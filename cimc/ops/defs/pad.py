@@ -116,5 +116,9 @@ def _export(b: ExportBuilder, node: Node) -> tuple[list[str], Attrs]:
     return [pads, b.constant(node, "value", np.array(node.attrs.get("value", 0.0), np.float32))], attrs
 
 
-DEFS = (OpDef("Pad", (1, 1), ("pads", "mode", "value"), _canonicalize, _shape, _kernel, _torch, _channels, _rewrite,
-              _export),)
+DEFS = (OpDef("Pad", (1, 1), ("pads", "mode", "value"), canonicalize=_canonicalize, shape=_shape, kernel=_kernel,
+              torch=_torch, channels=_channels, rewrite=_rewrite, export=_export,
+              nonnegative=lambda node, known: node.inputs[0] in known and float(node.attrs.get("value", 0.0)) >= 0,
+              homogeneous=lambda node: node.attrs.get("mode", "constant") == "constant"
+              and float(node.attrs.get("value", 0.0)) == 0.0,
+              mixes_batch=lambda a: bool(a["pads"][0] or a["pads"][len(a["pads"]) // 2])),)

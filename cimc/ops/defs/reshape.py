@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import InvalidModelError
-from cimc.ops.base import Attrs, OpDef, Shape, attrs_except
+from cimc.ops.base import Attrs, OpDef, Shape, always, attrs_except, sign_of_inputs
 from cimc.ops.canon import ints
 
 if TYPE_CHECKING:
@@ -94,5 +94,6 @@ def _export(b: ExportBuilder, node: Node) -> tuple[list[str], Attrs]:
     return [shape], attrs_except(node, "shape") | ({"allowzero": 1} if 0 in node.attrs["shape"] else {})
 
 
-DEFS = (OpDef("Reshape", (1, 1), ("shape",), _canonicalize, _shape, _kernel, _torch, flatten_channels, _rewrite,
-              _export),)
+DEFS = (OpDef("Reshape", (1, 1), ("shape",), canonicalize=_canonicalize, shape=_shape, kernel=_kernel, torch=_torch,
+              channels=flatten_channels, rewrite=_rewrite, export=_export, nonnegative=sign_of_inputs,
+              homogeneous=always, mixes_batch=lambda a: not a["shape"] or a["shape"][0] != -1),)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import InvalidModelError
-from cimc.ops.base import Attrs, OpDef, Shape, attrs_except, no_rewrite
+from cimc.ops.base import Attrs, OpDef, Shape, always, attrs_except, no_rewrite, sign_of_inputs
 from cimc.ops.canon import axis, ints
 
 if TYPE_CHECKING:
@@ -87,5 +87,6 @@ def _export(b: ExportBuilder, node: Node) -> tuple[list[str], Attrs]:
         attrs_except(node, *fields)
 
 
-DEFS = (OpDef("Slice", (1, 1), ("starts", "ends", "axes", "steps"), _canonicalize, _shape, _kernel, _torch,
-              _channels, no_rewrite, _export),)
+DEFS = (OpDef("Slice", (1, 1), ("starts", "ends", "axes", "steps"), canonicalize=_canonicalize, shape=_shape,
+              kernel=_kernel, torch=_torch, channels=_channels, rewrite=no_rewrite, export=_export,
+              nonnegative=sign_of_inputs, homogeneous=always, mixes_batch=lambda a: 0 in a["axes"]),)

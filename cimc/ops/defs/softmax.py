@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.ops.base import Attrs, OpDef, export_attributes, no_rewrite, same_shape
+from cimc.ops.base import Attrs, OpDef, always, batch_axis, export_attributes, never, no_rewrite, same_shape
 from cimc.ops.canon import axis_rule
 
 if TYPE_CHECKING:
@@ -32,5 +32,6 @@ def _channels(b: ChannelBuilder, node: Node) -> None:
     (b.identity if int(node.attrs["axis"]) != 1 else b.opaque)(node)
 
 
-DEFS = (OpDef("Softmax", (1, 1), ("axis",), axis_rule(-1), same_shape, _kernel, _torch, _channels, no_rewrite,
-              export_attributes),)
+DEFS = (OpDef("Softmax", (1, 1), ("axis",), canonicalize=axis_rule(-1), shape=same_shape, kernel=_kernel,
+              torch=_torch, channels=_channels, rewrite=no_rewrite, export=export_attributes, nonnegative=always,
+              homogeneous=never, mixes_batch=batch_axis, double=True),)

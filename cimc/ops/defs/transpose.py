@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import InvalidModelError
-from cimc.ops.base import Attrs, OpDef, Shape, export_attributes, no_rewrite
+from cimc.ops.base import Attrs, OpDef, Shape, always, export_attributes, no_rewrite, sign_of_inputs
 from cimc.ops.canon import ints
 
 if TYPE_CHECKING:
@@ -45,5 +45,6 @@ def _channels(b: ChannelBuilder, node: Node) -> None:
     (b.identity if tuple(node.attrs["perm"][:2]) == (0, 1) else b.opaque)(node)
 
 
-DEFS = (OpDef("Transpose", (1, 1), ("perm",), _canonicalize, _shape, _kernel, _torch, _channels, no_rewrite,
-              export_attributes),)
+DEFS = (OpDef("Transpose", (1, 1), ("perm",), canonicalize=_canonicalize, shape=_shape, kernel=_kernel, torch=_torch,
+              channels=_channels, rewrite=no_rewrite, export=export_attributes, nonnegative=sign_of_inputs,
+              homogeneous=always, mixes_batch=lambda a: bool(a["perm"][0] != 0)),)
