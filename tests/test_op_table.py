@@ -13,10 +13,11 @@ from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.frontend import import_onnx
 from cimc.frontend.proto_graph import check_supported
 from cimc.ir import verify
+from cimc.ir.interpreter import run
 from cimc.ops import find, op_table
 from cimc.ops.base import CONCERNS, OpDef, Unsupported
 from tests.ir_builders import add_unary, graph_with_input
-from tests.onnx_builders import make_model
+from tests.onnx_builders import feeds_for, make_model
 from tests.test_interpreter import CASES
 
 
@@ -64,6 +65,16 @@ def test_test_cases_cover_exactly_the_table() -> None:
     covered = {node.op for case in CASES.values() for node in import_onnx(case()).nodes}
     assert covered == set(op_table())
     assert find("Foo") is None and all(find(name) is op for name, op in op_table().items())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shape_rule_gives_the_kernel_output_shape(case: str) -> None:
+    model = CASES[case]()
+    graph = import_onnx(model)
+    values = run(graph, feeds_for(model), keep=True)
+    for node in graph.nodes:
+        shapes = [values[t].shape for t in node.inputs if t]
+        assert op_table()[node.op].shape(shapes, node.attrs) == values[node.outputs[0]].shape, node.name
 
 
 def test_no_other_per_op_table_is_left() -> None:

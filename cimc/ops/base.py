@@ -5,7 +5,9 @@ up in the table (``cimc.ops.op_table``) and call its field:
 
 * ``canonicalize`` — the frontend (``cimc.frontend.canonical``): ONNX node → IR inputs and
   canonical attributes (defaults filled in, constant operands made attributes);
-* ``shape`` — ``cimc.ir.verify``: output shape from the input shapes and attributes;
+* ``shape`` — the output shape from the input shapes and attributes; ``cimc.ir.verify`` runs it
+  to check that the inputs fit the op (a Conv's groups, a Concat's dims), the tests check it
+  against the kernels;
 * ``kernel`` — the numpy reference (``cimc.ir.interpreter``, ``cimc.quant.reference``);
 * ``torch`` — the differentiable forward (``cimc.train.module``; torch is imported inside);
 * ``channels`` — morph's channel coupling (``cimc.morph.channel_rules.ChannelBuilder``);
@@ -75,7 +77,9 @@ class Unsupported:
 class OpDef:
     """One IR op. ``inputs`` is the ``(min, max)`` count of non-empty inputs, ``attrs`` the
     canonical attributes every node must carry, ``weight_inputs`` the input indices that must
-    be constants (weights, biases, BN statistics); the other fields are the concerns."""
+    be constants (weights, biases, BN statistics), ``double`` whether the quantized reference
+    computes the op in float64, ``outputs`` its output count; the other fields are the concerns
+    (module docstring)."""
 
     name: str
     inputs: tuple[int, int]
