@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cimc.ir.kernels import conv2d as np_conv2d
+from cimc.ops.windows import conv2d as np_conv2d
 from cimc.passes.tile_wordlines import segment_bounds
 from cimc.quant import numerics
 from cimc.train.layer import CimQuantLayer, QuantConfig

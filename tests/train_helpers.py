@@ -15,9 +15,9 @@ import torch
 import cimc.models as models
 from cimc.frontend import import_onnx
 from cimc.ir.graph import Graph
-from cimc.ir.kernels import conv2d as np_conv2d
 from cimc.ir.node import Node
 from cimc.ops import op_table
+from cimc.ops.windows import conv2d as np_conv2d
 from cimc.passes.tile_wordlines import segment_bounds
 from cimc.quant import numerics
 from cimc.quant.batching import batch_generic

@@ -37,8 +37,8 @@ import numpy as np
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.annotations import CimLayer, QuantParams
 from cimc.ir.graph import Graph
-from cimc.ir.kernels import windows
 from cimc.ops import find
+from cimc.ops.windows import windows
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic
 from cimc.quant.blas import single_blas_thread

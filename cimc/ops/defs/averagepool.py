@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import UnsupportedError
-from cimc.ir.kernels import pad_hw, pool_pads, windows
 from cimc.ops.base import (
     Attrs,
     OpDef,
@@ -24,7 +23,7 @@ from cimc.ops.base import (
     sign_of_inputs,
 )
 from cimc.ops.canon import ints, rank4, window_attrs
-from cimc.ops.defs.maxpool import pool_shape
+from cimc.ops.windows import pad_hw, pool_pads, pool_shape, windows
 
 if TYPE_CHECKING:
     import onnx

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import InvalidModelError
-from cimc.ir.kernels import conv2d, window_out
 from cimc.ops.base import Attrs, OpDef, Shape, Unsupported, export_attributes, never
 from cimc.ops.canon import ints, rank4, window_attrs
+from cimc.ops.windows import conv2d, window_out
 
 if TYPE_CHECKING:
     import onnx

@@ -1,7 +1,7 @@
 """MaxPool (2-D): ``y[n,c,h,w] = max_{i,j} x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]``, padding −∞.
 
 Canonical attrs: ``kernel_shape``, ``strides``, ``pads``, ``dilations``, ``ceil_mode`` (its
-extra end padding is ``cimc.ir.kernels.ceil_extra``); ``storage_order=1`` is unsupported.
+extra end padding is ``cimc.ops.windows.ceil_extra``); ``storage_order=1`` is unsupported.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimc.errors import UnsupportedError
-from cimc.ir.kernels import pad_hw, pool_pads, span_of, window_out, windows
 from cimc.ops.base import (
     Attrs,
     OpDef,
-    Shape,
     always,
     channel_identity,
     export_attributes,
@@ -25,6 +23,7 @@ from cimc.ops.base import (
     sign_of_inputs,
 )
 from cimc.ops.canon import ints, rank4, window_attrs
+from cimc.ops.windows import pad_hw, pool_pads, pool_shape, windows
 
 if TYPE_CHECKING:
     import onnx
@@ -39,12 +38,6 @@ def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[
         raise UnsupportedError(f"node '{node.name}' (MaxPool): storage_order=1 is not supported")
     attrs["ceil_mode"] = int(a.get("ceil_mode", 0))
     return [node.input[0]], attrs
-
-
-def pool_shape(shapes: list[Shape], a: Attrs) -> Shape:
-    """``(N, C, Ho, Wo)``, ``Ho = ⌊(H + pads − span) / s⌋ + 1`` with ``ceil_mode``'s extra pads."""
-    x = shapes[0]
-    return (*x[:2], *window_out(x[2:], span_of(a), a["strides"], pool_pads(x[2:], a)))
 
 
 def _kernel(ins: list[np.ndarray], a: Attrs) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Numpy machinery the op kernels share (``cimc.ops``): 2-D window views, padding and conv.
+"""The 2-D window machinery the op kernels share: window views, padding, conv, pool geometry.
 
 All of it is vectorised: convolutions and pools build a strided window view
 (``sliding_window_view``) and reduce it with one ``matmul``/``max``/``sum``; no Python loop
@@ -80,3 +80,10 @@ def window_out(hw: tuple[int, ...], span: tuple[int, int], strides: tuple[int, .
     """Output ``(Ho, Wo)`` of a window op: ``⌊(size + pads − span) / stride⌋ + 1`` per axis."""
     t, l, b, r = pads
     return ((hw[0] + t + b - span[0]) // strides[0] + 1, (hw[1] + l + r - span[1]) // strides[1] + 1)
+
+
+def pool_shape(shapes: list[tuple[int, ...]], a: dict[str, Any]) -> tuple[int, ...]:
+    """Shape rule of MaxPool and AveragePool: ``(N, C, Ho, Wo)``, ``Ho = ⌊(H + pads − span) / s⌋ + 1``
+    with ``ceil_mode``'s extra end padding."""
+    x = shapes[0]
+    return (*x[:2], *window_out(x[2:], span_of(a), a["strides"], pool_pads(x[2:], a)))
