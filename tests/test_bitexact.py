@@ -18,9 +18,9 @@ from torch import nn
 
 import cimc.models as models
 from cimc.api import compile_model
-from cimc.ir.kernels import conv2d
 from cimc.macro import MacroSpec
 from cimc.models.export import export_onnx
+from cimc.ops.windows import conv2d
 from cimc.quant import numerics
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_layer

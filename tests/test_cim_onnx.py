@@ -96,7 +96,7 @@ def test_grouped_segment_convolution_equals_im2col(cin: int, k: int, wordlines: 
     spec = CimSpec("t", "conv", w, np.zeros(cout, np.float32), group, (1, 1), (1, 1, 1, 1), (1, 1),
                    tuple(int(b) for b in bounds), None, None)
     conv = segment_conv(layer_columns(w.reshape(cout, -1), bounds), bounds, cin_g, group, (k, k))
-    from cimc.ir.kernels import conv2d
+    from cimc.ops.windows import conv2d
 
     gathered = x if conv.index is None else x[:, conv.index]
     got = conv2d(gathered, conv.weight, None, (1, 1), (1, 1, 1, 1), (1, 1), conv.groups)

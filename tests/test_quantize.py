@@ -14,8 +14,8 @@ import pytest
 from cimc.errors import InvalidModelError, MappingError, UnsupportedError, UsageError
 from cimc.ir import verify
 from cimc.ir.annotations import QuantParams
-from cimc.ir.kernels import conv2d
 from cimc.macro import MacroSpec
+from cimc.ops.windows import conv2d
 from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.select_cim import SelectCim

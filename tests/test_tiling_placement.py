@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from cimc.errors import MappingError, UsageError
 from cimc.ir import BitlinePlacement, WordlineTiling
-from cimc.ir.kernels import conv2d
 from cimc.macro import MacroSpec
 from cimc.mapping.tiling import segment_bounds
+from cimc.ops.windows import conv2d
 from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines, check_placement
 from cimc.passes.select_cim import SelectCim

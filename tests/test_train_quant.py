@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cimc.ir.kernels import conv2d as np_conv2d
 from cimc.mapping.tiling import segment_bounds
+from cimc.ops.windows import conv2d as np_conv2d
 from cimc.quant import numerics
 from cimc.train.layer import CimQuantLayer, QuantConfig
 from cimc.train.phase2 import ConvGeometry, SegmentPlan

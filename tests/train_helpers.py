@@ -15,10 +15,10 @@ import torch
 import cimc.models as models
 from cimc.frontend import import_onnx
 from cimc.ir.graph import Graph
-from cimc.ir.kernels import KERNELS
-from cimc.ir.kernels import conv2d as np_conv2d
 from cimc.ir.node import Node
 from cimc.mapping.tiling import segment_bounds
+from cimc.ops import op_table
+from cimc.ops.windows import conv2d as np_conv2d
 from cimc.quant import numerics
 from cimc.quant.batching import batch_generic
 from cimc.train import QuantConfig, module_from_graph, prepare_phase
@@ -78,7 +78,7 @@ def contract_run(graph: Graph, feeds: Mapping[str, np.ndarray], wordlines: int =
         if node.name in quant:
             values[node.outputs[0]] = cim_layer(graph, node, values[node.inputs[0]], quant[node.name], wordlines, mode)
         else:
-            values[node.outputs[0]] = KERNELS[node.op]([values[t] for t in node.inputs if t], node.attrs)
+            values[node.outputs[0]] = op_table()[node.op].kernel([values[t] for t in node.inputs if t], node.attrs)
     return values
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from cimc.build.emulator_files import OWNER_KEYS, SLICE_KEY, BuildFiles
 from cimc.errors import BuildError
-from cimc.ir.kernels import KERNELS
+from cimc.ops import find
 from cimc.quant import numerics, slicing
 
 
@@ -190,7 +190,7 @@ def _check_graph(graph: dict[str, Any], layers: list[dict[str, Any]], constants:
     defined |= set(graph["constants"])
     seen: list[int] = []
     for node in graph["nodes"]:
-        if node["op"] not in KERNELS:
+        if find(node["op"]) is None:
             raise BuildError(f"graph.json: node '{node['name']}' has op {node['op']}, which the emulator cannot run")
         undefined = [t for t in node["inputs"] if t and t not in defined]
         if undefined:

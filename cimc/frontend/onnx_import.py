@@ -32,11 +32,9 @@ from cimc.frontend.proto_graph import (
 )
 from cimc.frontend.tensor_checks import check_tensors, check_values
 from cimc.ir import Graph, Node, TensorInfo, verify
-from cimc.ir.ops import IDENTITY_OPS, OPS
+from cimc.ops import IDENTITY_OPS, op_table
 
 log = logging.getLogger(__name__)
-
-_MULTI_OUTPUT = ("BatchNormalization", "MaxPool", "Dropout")
 
 
 def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
@@ -116,7 +114,8 @@ def _used(graph: onnx.GraphProto) -> set[str]:
 
 
 def _check_outputs(node: onnx.NodeProto, used: set[str], ctx: OpContext) -> None:
-    """Extra outputs (BN statistics, MaxPool indices, Dropout mask) must be unused."""
+    """Extra outputs (BN statistics, MaxPool indices, Dropout mask) must be unused: the IR
+    keeps every op's first output only."""
     extra = [t for t in node.output[1:] if t in used]
     if extra:
         raise UnsupportedError(f"node '{node.name}' ({node.op_type}): output '{extra[0]}' is used, "
@@ -141,14 +140,13 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     """Convert a normalised, folded, shape-inferred ONNX model into an IR graph."""
     g = model.graph
     report(n for n in g.node if n.domain not in ("", "ai.onnx") or
-           (n.op_type not in OPS and n.op_type not in IDENTITY_OPS))
+           (n.op_type not in op_table() and n.op_type not in IDENTITY_OPS))
     ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer})
     alias, used = _Aliases(g), _used(g)
     graph = Graph(g.name or "graph")
     graph.metadata = {p.key: p.value for p in model.metadata_props}
     for node in g.node:
-        if node.op_type in _MULTI_OUTPUT:
-            _check_outputs(node, used, ctx)
+        _check_outputs(node, used, ctx)
         ir_node = _convert_node(node, ctx, alias)
         if ir_node is not None:
             graph.add_node(ir_node)

@@ -17,7 +17,7 @@ import onnx
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.frontend.lean_infer import infer_shapes_lean
-from cimc.ir.ops import IDENTITY_OPS, OPS
+from cimc.ops import IDENTITY_OPS, op_table
 from cimc.safe_text import safe_name
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def check_supported(graph: onnx.GraphProto, foldable: frozenset[str]) -> None:
 
 
 def _supported(node: onnx.NodeProto) -> bool:
-    return node.domain in DEFAULT_DOMAINS and (node.op_type in OPS or node.op_type in IDENTITY_OPS)
+    return node.domain in DEFAULT_DOMAINS and (node.op_type in op_table() or node.op_type in IDENTITY_OPS)
 
 
 def report(nodes: Iterable[onnx.NodeProto]) -> None:
@@ -197,4 +197,4 @@ def report(nodes: Iterable[onnx.NodeProto]) -> None:
     if first:
         listed = ", ".join(f"{op} (node '{name}')" for op, name in sorted(first.items()))
         raise UnsupportedError(f"unsupported op(s): {listed}", details={"ops": first},
-                               hint="supported ops: " + ", ".join(sorted(OPS)))
+                               hint="supported ops: " + ", ".join(op_table()))

@@ -1,4 +1,4 @@
-"""Reference interpreter: executes any IR graph with the numpy kernels of ``cimc.ir.kernels``.
+"""Reference interpreter: executes any IR graph with the numpy kernels of the op table (``cimc.ops``).
 
 It is the oracle every pass is tested against: the graph before and after a pass must
 compute the same outputs (up to float rounding) on the same inputs.
@@ -12,7 +12,7 @@ import numpy as np
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.graph import Graph
-from cimc.ir.kernels import KERNELS
+from cimc.ops import find
 
 
 def run(graph: Graph, feeds: Mapping[str, np.ndarray], *, keep: bool = False) -> dict[str, np.ndarray]:
@@ -29,11 +29,11 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], *, keep: bool = False) ->
     order = graph.topo_order()
     last_use = _last_uses(order)
     for step, node in enumerate(order):
-        kernel = KERNELS.get(node.op)
-        if kernel is None:
+        op = find(node.op)
+        if op is None:
             raise UnsupportedError(f"interpreter has no kernel for op {node.op} (node '{node.name}')")
         args = [values[t] for t in node.inputs if t]
-        values[node.outputs[0]] = kernel(args, node.attrs)
+        values[node.outputs[0]] = op.kernel(args, node.attrs)
         if not keep:
             _free(values, node.inputs, step, last_use, graph)
     return values if keep else {name: values[name] for name in graph.outputs}

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from cimc.frontend.onnx_export import _Builder
+from cimc.frontend.onnx_export import ExportBuilder
 from cimc.ir.annotations import BitlinePlacement
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -45,9 +45,9 @@ from cimc.quant.segments import layer_columns, segment_conv
 
 
 class LayerEmitter:
-    """Appends the nodes and constants of one CIM layer to a ``_Builder``."""
+    """Appends the nodes and constants of one CIM layer to a ``ExportBuilder``."""
 
-    def __init__(self, builder: _Builder, graph: Graph, node: Node, spec: CimSpec) -> None:
+    def __init__(self, builder: ExportBuilder, graph: Graph, node: Node, spec: CimSpec) -> None:
         self.b, self.graph, self.node, self.spec = builder, graph, node, spec
         self.prefix = node.name
 

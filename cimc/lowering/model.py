@@ -4,7 +4,7 @@ CIM numerics, so ``onnxruntime(model.cim.onnx) ==`` emulator ``==`` numpy refere
 * quantized CIM layers are lowered by ``cim_onnx_layer`` (codes, grouped conv over all
   segments, ADC, adder tree, shift or scale, bias);
 * digital ops keep their ONNX form; those the reference computes in float64
-  (``cimc.quant.reference.DOUBLE_OPS``) are wrapped in ``Cast`` to double and back, and
+  (``OpDef.double`` in ``cimc.ops``) are wrapped in ``Cast`` to double and back, and
   GlobalAveragePool becomes ``ReduceSum``/``Div`` in double (onnxruntime has no double pool);
 * the batch dimension is free (``N``): Reshapes keep it as ``-1`` (``cimc.quant.batching``).
 
@@ -25,13 +25,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cimc import __version__
 from cimc.errors import PassError
-from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, _Builder
+from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, ExportBuilder
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.lowering.layer import LayerEmitter
+from cimc.ops import op_table
 from cimc.quant.batching import batch_generic, static_batch
 from cimc.quant.cim_layer import cim_spec
-from cimc.quant.reference import DOUBLE_OPS, is_quantized_cim
+from cimc.quant.reference import is_quantized_cim
 
 BATCH = "N"
 LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
@@ -40,14 +41,14 @@ LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
 def cim_model(graph: Graph) -> onnx.ModelProto:
     """The compiled model (module doc); CIM layers must carry ``QuantParams``."""
     generic = batch_generic(graph)
-    builder = _Builder(generic)
+    builder = ExportBuilder(generic)
     layers = []
     for node in generic.topo_order():
         if is_quantized_cim(node):
             emitter = LayerEmitter(builder, generic, node, cim_spec(generic, node))
             emitter.emit()
             layers.append(emitter.document())
-        elif node.op in DOUBLE_OPS:
+        elif op_table()[node.op].double:
             _emit_double(builder, node, generic)
         else:
             builder.add(node)
@@ -59,13 +60,13 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
 def float_model(graph: Graph) -> onnx.ModelProto:
     """The float graph as batch-free ONNX (no lowering, no casts)."""
     generic = batch_generic(graph)
-    builder = _Builder(generic)
+    builder = ExportBuilder(generic)
     for node in generic.topo_order():
         builder.add(node)
     return _finish(generic, builder, graph.name, {})
 
 
-def _emit_double(b: _Builder, node: Node, graph: Graph) -> None:
+def _emit_double(b: ExportBuilder, node: Node, graph: Graph) -> None:
     """``node`` computed in float64: inputs cast up, output cast down once."""
     inputs = []
     for i, t in enumerate(node.inputs):
@@ -83,13 +84,13 @@ def _emit_double(b: _Builder, node: Node, graph: Graph) -> None:
     _cast(b, wide, node.outputs[0], TensorProto.FLOAT, exact=True)
 
 
-def _cast(b: _Builder, tensor: str, out: str, to: int, exact: bool = False) -> str:
+def _cast(b: ExportBuilder, tensor: str, out: str, to: int, exact: bool = False) -> str:
     name = out if exact else _fresh(b, out)
     b.nodes.append(helper.make_node("Cast", [tensor], [name], name=_fresh(b, f"{name}:Cast"), to=to))
     return name
 
 
-def _fresh(b: _Builder, base: str) -> str:
+def _fresh(b: ExportBuilder, base: str) -> str:
     name, i = base, 0
     while name in b.taken:
         i += 1
@@ -98,7 +99,7 @@ def _fresh(b: _Builder, base: str) -> str:
     return name
 
 
-def _const(b: _Builder, base: str, value: np.ndarray) -> str:
+def _const(b: ExportBuilder, base: str, value: np.ndarray) -> str:
     name = _fresh(b, base)
     b.extra.append(numpy_helper.from_array(value, name))
     return name
@@ -111,7 +112,7 @@ def _value_info(graph: Graph, name: str, batch: int) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
-def _finish(graph: Graph, b: _Builder, name: str, props: dict[str, str]) -> onnx.ModelProto:
+def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str]) -> onnx.ModelProto:
     batch = static_batch(graph)
     read = {t for n in b.nodes for t in n.input}
     inits = [numpy_helper.from_array(np.asarray(graph.initializers[k]), k) for k in sorted(graph.initializers)

@@ -1,10 +1,10 @@
 """Channel groups: which channels of a graph must be kept, removed or added together.
 
-``analyze(graph)`` walks the graph with the per-op rules of ``channel_rules`` (one *atom* per
-channel of every non-constant tensor) and joins tied atoms into connected components: a
-component is one *channel class* — e.g. channel 5 of a conv's output, of the BN and ReLU
-after it, of both operands of a residual Add and of everything downstream. Removing a
-channel means removing a class everywhere.
+``analyze(graph)`` walks the graph with each op's channel rule (``OpDef.channels``, run with a
+``channel_rules.ChannelBuilder``; one *atom* per channel of every non-constant tensor) and
+joins tied atoms into connected components: a component is one *channel class* — e.g.
+channel 5 of a conv's output, of the BN and ReLU after it, of both operands of a residual Add
+and of everything downstream. Removing a channel means removing a class everywhere.
 
 Classes that occur in exactly the same tensors (with the same multiplicity) form a *group*:
 the unit whose width a channel plan changes, by pruning classes or by adding new ones.

@@ -1,39 +1,24 @@
-"""Per-op channel rules: how each op maps the channels (axis 1) of its inputs to its outputs.
+"""Channel coupling for morph: how ops map the channels (axis 1) of their inputs to their outputs.
 
 Every non-constant tensor of rank ≥ 2 gets one *atom* per channel; a flattened feature map
 ``(N, C·m)`` keeps ``C`` atoms of multiplicity ``m`` (``m = H·W``: feature ``c·m + p`` belongs to
-channel ``c``). A rule either *ties* atoms (they are the same channel and must be kept or
-removed together), creates fresh atoms (a layer's outputs, a channel Pad's zeros), or, when it
-cannot follow the channels, *fixes* every atom it touches:
-
-=================================  ==========================================================
-op                                 channels
-=================================  ==========================================================
-Conv (group 1), Gemm, MatMul       outputs are fresh atoms; inputs are consumed (no tie)
-depthwise Conv (group = C = Cout)  output channel c = input channel c
-BatchNormalization, Relu, Clip,    output channel c = input channel c (BN params must be
-LeakyRelu, Sigmoid, pools, GAP     constant: γ is recorded for importance)
-Add, Mul, Sum (broadcasting)       every full-width input and the output share channel c;
-                                   constants broadcast (1) or are per channel (C)
-Concat (axis 1)                    input k's channels are a segment of the output's
-Pad on axis 1 (constant)           ``[b zeros][input channels][e zeros]``, zeros are fresh
-Flatten(axis 1) / flattening       ``(N, C, H, W) → (N, C·H·W)``: atoms kept, multiplicity
-Reshape                            ×H·W
-Transpose / Slice / Softmax        identity when axes 0 and 1 are untouched
-anything else, grouped convs       fixed
-=================================  ==========================================================
+channel ``c``). Walking the graph in topological order, each op's channel rule
+(``OpDef.channels`` in ``cimc.ops``) calls the ``ChannelBuilder``: it either *ties* atoms (they
+are the same channel and must be kept or removed together, ``identity`` for channel-preserving
+ops), creates fresh atoms (a layer's outputs, a channel Pad's zeros), or, when it cannot follow
+the channels, *fixes* every atom it touches (``opaque``). Layers whose weights morph slices and
+BatchNormalizations (their γ gives the channels' importance) are recorded on the way.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.ops import find
 
 
 @dataclass(frozen=True)
@@ -112,160 +97,34 @@ class ChannelBuilder:
             if info is not None:
                 self.fixed.append(info.atoms)
 
+    def opaque(self, node: Node) -> None:
+        """An op whose channels cannot be followed: all its tensors keep their width."""
+        for t in node.outputs:
+            self.add(t)
+        self.fix(*node.inputs, *node.outputs)
 
-Rule = Callable[[ChannelBuilder, Node], None]
+    def identity(self, node: Node) -> None:
+        """Output channel c = input channel c (opaque when the widths differ)."""
+        x = self.get(node.inputs[0])
+        if x is None:
+            return self.opaque(node)
+        y = self.add(node.outputs[0], x.mult)
+        if y is None or y.count != x.count:
+            return self.opaque(node)
+        self.tie(x.atoms, y.atoms)
+
+    def weight_layer(self, node: Node, kind: str, x: str) -> None:
+        """Record ``node`` as a layer whose weight morph slices (``conv``, ``depthwise``, ``gemm``)."""
+        self.layers.append(WeightLayer(node.name, kind, x, node.outputs[0]))
+
+    def batchnorm(self, node: Node) -> None:
+        """Record a BatchNormalization (γ = input 1) on the channels of its input."""
+        self.bns.append(BatchNormRef(node.name, node.inputs[1], node.inputs[0]))
 
 
 def apply_rule(b: ChannelBuilder, node: Node) -> None:
-    RULES.get(node.op, opaque)(b, node)
-
-
-def opaque(b: ChannelBuilder, node: Node) -> None:
-    """An op whose channels cannot be followed: all its tensors keep their width."""
-    for t in node.outputs:
-        b.add(t)
-    b.fix(*node.inputs, *node.outputs)
-
-
-def identity(b: ChannelBuilder, node: Node) -> None:
-    x = b.get(node.inputs[0])
-    if x is None:
-        return opaque(b, node)
-    y = b.add(node.outputs[0], x.mult)
-    if y is None or y.count != x.count:
-        return opaque(b, node)
-    b.tie(x.atoms, y.atoms)
-
-
-def _batchnorm(b: ChannelBuilder, node: Node) -> None:
-    if not all(b.const(t) for t in node.inputs[1:]):
-        return opaque(b, node)
-    identity(b, node)
-    b.bns.append(BatchNormRef(node.name, node.inputs[1], node.inputs[0]))
-
-
-def _conv(b: ChannelBuilder, node: Node) -> None:
-    x = b.get(node.inputs[0])
-    if x is None or not b.const(node.inputs[1]) or any(not b.const(t) for t in node.inputs[2:] if t):
-        return opaque(b, node)
-    group, cout = int(node.attrs["group"]), b.shape(node.inputs[1])[0]
-    if group == 1:
-        b.add(node.outputs[0])
-        b.layers.append(WeightLayer(node.name, "conv", x.name, node.outputs[0]))
-    elif group == x.count == cout:
-        identity(b, node)
-        b.layers.append(WeightLayer(node.name, "depthwise", x.name, node.outputs[0]))
-    else:
-        opaque(b, node)
-
-
-def _fully_connected(b: ChannelBuilder, node: Node) -> None:
-    x = b.get(node.inputs[0])
-    w = node.inputs[1]
-    ok = x is not None and b.const(w) and len(b.shape(w)) == 2 and len(b.shape(node.inputs[0])) == 2
-    ok = ok and all(b.const(t) for t in node.inputs[2:] if t) and not node.attrs.get("transA", 0)
-    if not ok or x is None:
-        return opaque(b, node)
-    k = b.shape(w)[1] if node.attrs.get("transB", 0) else b.shape(w)[0]
-    if k != x.count * x.mult or b.add(node.outputs[0]) is None:
-        return opaque(b, node)
-    b.layers.append(WeightLayer(node.name, "gemm", x.name, node.outputs[0]))
-
-
-def channel_dim(shape: tuple[int, ...], rank: int) -> int:
-    """Size of the axis of a broadcast operand ``shape`` that lines up with axis 1 of a rank-``rank`` result."""
-    axis = len(shape) - (rank - 1)
-    return shape[axis] if axis >= 0 else 1
-
-
-def _elementwise(b: ChannelBuilder, node: Node) -> None:
-    out_shape = b.shape(node.outputs[0])
-    if len(out_shape) < 2:
-        return opaque(b, node)
-    c = out_shape[1]
-    full = [b.get(t) for t in node.inputs if t and not b.const(t) and channel_dim(b.shape(t), len(out_shape)) == c]
-    mults = {f.mult if f is not None else -1 for f in full}
-    dims = {channel_dim(b.shape(t), len(out_shape)) for t in node.inputs if t}
-    if not full or len(mults) != 1 or -1 in mults or not dims <= {1, c}:
-        return opaque(b, node)
-    mult = mults.pop()
-    if mult != 1 and any(b.const(t) and channel_dim(b.shape(t), len(out_shape)) == c > 1 for t in node.inputs):
-        return opaque(b, node)
-    y = b.add(node.outputs[0], mult)
-    if y is None:
-        return opaque(b, node)
-    for f in full:
-        if f is not None:
-            b.tie(f.atoms, y.atoms)
-
-
-def _concat(b: ChannelBuilder, node: Node) -> None:
-    parts = [b.get(t) for t in node.inputs]
-    mults = {p.mult if p is not None else -1 for p in parts}
-    if len(mults) != 1 or -1 in mults:
-        return opaque(b, node)
-    inputs = [p for p in parts if p is not None]
-    y = b.add(node.outputs[0], mults.pop())
-    along_channels = int(node.attrs["axis"]) == 1
-    if y is None or y.count != (sum(p.count for p in inputs) if along_channels else inputs[0].count):
-        return opaque(b, node)
-    starts = np.cumsum([0] + [p.count for p in inputs[:-1]]) if along_channels else np.zeros(len(inputs), int)
-    for p, start in zip(inputs, starts, strict=True):
-        if not along_channels and p.count != y.count:
-            return opaque(b, node)
-        b.tie(p.atoms, np.arange(y.offset + start, y.offset + start + p.count))
-
-
-def _pad(b: ChannelBuilder, node: Node) -> None:
-    x = b.get(node.inputs[0])
-    rank = len(b.shape(node.inputs[0]))
-    pads = node.attrs["pads"]
-    front, back = int(pads[1]), int(pads[1 + rank])
-    if x is None or (front == back == 0):
-        return identity(b, node)
-    if node.attrs.get("mode", "constant") != "constant" or x.mult != 1 or min(front, back) < 0:
-        return opaque(b, node)
-    y = b.add(node.outputs[0])
-    if y is None:
-        return opaque(b, node)
-    b.tie(x.atoms, np.arange(y.offset + front, y.offset + front + x.count))
-
-
-def _flatten_like(b: ChannelBuilder, node: Node) -> None:
-    """``(N, C, *rest) → (N, C·prod(rest))``; Reshapes keeping axes 0 and 1 are identities."""
-    x = b.get(node.inputs[0])
-    xs, ys = b.shape(node.inputs[0]), b.shape(node.outputs[0])
-    if x is None:
-        return opaque(b, node)
-    if node.op == "Reshape" and ys[:2] == xs[:2]:
-        return identity(b, node)
-    flat = len(ys) == 2 and ys[0] == xs[0] and ys[1] == math.prod(xs[1:])
-    if not flat or (node.op == "Flatten" and int(node.attrs["axis"]) != 1):
-        return opaque(b, node)
-    y = b.add(node.outputs[0], x.mult * math.prod(xs[2:]))
-    if y is None or y.count != x.count:
-        return opaque(b, node)
-    b.tie(x.atoms, y.atoms)
-
-
-def _if(keeps_channels: Callable[[Node], bool]) -> Rule:
-    def rule(b: ChannelBuilder, node: Node) -> None:
-        (identity if keeps_channels(node) else opaque)(b, node)
-    return rule
-
-
-RULES: dict[str, Rule] = {
-    **{op: identity for op in ("Relu", "Clip", "LeakyRelu", "Sigmoid", "MaxPool", "AveragePool",
-                               "GlobalAveragePool")},
-    "BatchNormalization": _batchnorm,
-    "Conv": _conv,
-    "Gemm": _fully_connected,
-    "MatMul": _fully_connected,
-    "Add": _elementwise, "Mul": _elementwise, "Sum": _elementwise,
-    "Concat": _concat,
-    "Pad": _pad,
-    "Flatten": _flatten_like, "Reshape": _flatten_like,
-    "Transpose": _if(lambda n: tuple(n.attrs["perm"][:2]) == (0, 1)),
-    "Slice": _if(lambda n: 1 not in tuple(n.attrs["axes"])),
-    "Softmax": _if(lambda n: int(n.attrs["axis"]) != 1),
-}
+    """Run the channel rule of ``node``'s op (``OpDef.channels``); an unknown op is opaque."""
+    op = find(node.op)
+    if op is None:
+        return b.opaque(node)
+    op.channels(b, node)

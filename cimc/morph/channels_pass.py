@@ -2,7 +2,9 @@
 
 The plan (``cimc.morph.plan``) keeps a subset of each changeable channel group's classes
 (the most important by BN ``|γ|``) and appends new channels; ``cimc.morph.layout`` turns it
-into one ``ChannelMap`` per tensor. With ``old``/``new`` the kept and new channels:
+into one ``ChannelMap`` per tensor; each op's ``rewrite`` rule (``OpDef.rewrite`` in
+``cimc.ops``) then slices its constants and fixes its attributes. With ``old``/``new`` the kept
+and new channels:
 
 * Conv ``W[o, c, i, j]``: ``W'[o', c'] = W[old(o'), old(c')]``; new filters and new input
   columns initialised by ``cimc.morph.initialise``; bias by the output map. A depthwise
@@ -31,10 +33,10 @@ from cimc.errors import UsageError
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.morph.channel_groups import ChannelGroups, analyze
-from cimc.morph.channel_rules import channel_dim
 from cimc.morph.initialise import NewChannels
 from cimc.morph.layout import ChannelMap, channel_maps
 from cimc.morph.plan import ChannelPlan
+from cimc.ops import find
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 
 Planner = Callable[[Graph, ChannelGroups, PassContext], ChannelPlan]
@@ -86,9 +88,9 @@ def rewrite(graph: Graph, groups: ChannelGroups, plan: ChannelPlan, init: NewCha
     out = graph.copy()
     maps = channel_maps(groups, plan)
     for node in out.topo_order():
-        rule = _REWRITES.get(node.op)
-        if rule is not None:
-            rule(_Ctx(out, groups, maps, init), node)
+        op = find(node.op)
+        if op is not None:
+            op.rewrite(RewriteContext(out, groups, maps, init), node)
     for name, cmap in maps.items():
         shape = list(out.tensors[name].shape)
         shape[1] = len(cmap) * groups.tensors[name].mult
@@ -98,7 +100,10 @@ def rewrite(graph: Graph, groups: ChannelGroups, plan: ChannelPlan, init: NewCha
 
 
 @dataclass
-class _Ctx:
+class RewriteContext:
+    """What an op's morph rewrite (``OpDef.rewrite``) works with: the graph being rewritten, its
+    channel groups, the channel map of every tensor and how new channels are initialised."""
+
     graph: Graph
     groups: ChannelGroups
     maps: dict[str, ChannelMap]
@@ -123,86 +128,8 @@ class _Ctx:
             return None
         return self.graph.initializers[node.inputs[index]]
 
-
-def _conv(c: _Ctx, node: Node) -> None:
-    xmap, ymap = c.map(node.inputs[0]), c.map(node.outputs[0])
-    w = c.param(node, 1)
-    if w is None or (xmap is None and ymap is None):
-        return
-    depthwise = int(node.attrs["group"]) > 1
-    if depthwise and ymap is not None:
-        w = c.init.filters(w, 0, ymap)
-        node.attrs["group"] = len(ymap)
-    elif not depthwise:
-        w = c.init.filters(w, 0, ymap) if ymap is not None else w
-        w = c.init.columns(w, 1, xmap) if xmap is not None else w
-    c.replace(node, 1, w)
-    _bias(c, node, 2, ymap, axis=0)
-
-
-def _fully_connected(c: _Ctx, node: Node) -> None:
-    xmap, ymap = c.map(node.inputs[0]), c.map(node.outputs[0])
-    w = c.param(node, 1)
-    if w is None or (xmap is None and ymap is None):
-        return
-    out_axis, in_axis = (0, 1) if node.attrs.get("transB", 0) else (1, 0)
-    w = c.init.filters(w, out_axis, ymap) if ymap is not None else w
-    w = c.init.columns(w, in_axis, xmap, c.mult(node.inputs[0])) if xmap is not None else w
-    c.replace(node, 1, w)
-    bias = c.param(node, 2)
-    if bias is not None and bias.ndim and bias.shape[-1] > 1:
-        _bias(c, node, 2, ymap, axis=bias.ndim - 1)
-
-
-def _bias(c: _Ctx, node: Node, index: int, ymap: ChannelMap | None, axis: int) -> None:
-    bias = c.param(node, index)
-    if bias is not None and ymap is not None:
-        c.replace(node, index, c.init.constant(bias, axis, ymap, 0.0))
-
-
-def _batchnorm(c: _Ctx, node: Node) -> None:
-    cmap = c.map(node.inputs[0])
-    if cmap is None or node.inputs[1] not in c.graph.initializers:
-        return
-    gamma = c.graph.initializers[node.inputs[1]]
-    c.replace(node, 1, c.init.gamma(gamma, cmap))
-    for index, fill in ((2, 0.0), (3, 0.0), (4, 1.0)):
-        c.replace(node, index, c.init.constant(c.graph.initializers[node.inputs[index]], 0, cmap, fill))
-
-
-def _elementwise(c: _Ctx, node: Node) -> None:
-    ymap = c.map(node.outputs[0])
-    if ymap is None:
-        return
-    rank = len(c.graph.shape(node.outputs[0]))
-    fill = 1.0 if node.op == "Mul" else 0.0
-    for i, t in enumerate(node.inputs):
-        value = c.graph.initializers.get(t)
-        if value is not None and channel_dim(value.shape, rank) == ymap.old_count > 1:
-            c.replace(node, i, c.init.constant(value, value.ndim - (rank - 1), ymap, fill))
-
-
-def _pad(c: _Ctx, node: Node) -> None:
-    xmap, ymap = c.maps.get(node.inputs[0]), c.map(node.outputs[0])
-    if ymap is None or xmap is None:
-        return
-    rank = len(c.graph.shape(node.inputs[0]))
-    pads = list(node.attrs["pads"])
-    front = int(pads[1])
-    pads[1] = int((ymap.src < front).sum())
-    pads[1 + rank] = int((ymap.src >= front + xmap.old_count).sum())
-    node.attrs["pads"] = type(node.attrs["pads"])(pads)
-
-
-def _reshape(c: _Ctx, node: Node) -> None:
-    ymap = c.map(node.outputs[0])
-    if ymap is not None:
-        shape = list(node.attrs["shape"])
-        shape[1] = len(ymap) * c.mult(node.outputs[0])
-        node.attrs["shape"] = type(node.attrs["shape"])(shape)
-
-
-_REWRITES: dict[str, Callable[[_Ctx, Node], None]] = {
-    "Conv": _conv, "Gemm": _fully_connected, "MatMul": _fully_connected, "BatchNormalization": _batchnorm,
-    "Add": _elementwise, "Mul": _elementwise, "Sum": _elementwise, "Pad": _pad, "Reshape": _reshape,
-}
+    def bias(self, node: Node, index: int, ymap: ChannelMap | None, axis: int) -> None:
+        """Slice the constant input ``index`` along ``axis`` by ``ymap`` (new channels: 0)."""
+        bias = self.param(node, index)
+        if bias is not None and ymap is not None:
+            self.replace(node, index, self.init.constant(bias, axis, ymap, 0.0))

@@ -36,6 +36,7 @@ from cimc.ir.annotations import CimLayer, QuantParams, Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.mapping.select import cim_nodes
+from cimc.ops import find
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.quantize import calibration_batch
 from cimc.quant import numerics, slicing
@@ -44,9 +45,6 @@ from cimc.quant.calibration import DEFAULT_SIZE, partial_sums
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
 from cimc.quant.step_search import squared_error
-
-HOMOGENEOUS = frozenset({"Relu", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
-                         "Reshape", "Transpose", "Slice"})
 
 
 @dataclass(frozen=True)
@@ -195,6 +193,5 @@ def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
 
 def _homogeneous(node: Node) -> bool:
     """``f(c·x) = c·f(x)`` for ``c > 0``."""
-    if node.op == "Pad":
-        return node.attrs.get("mode", "constant") == "constant" and float(node.attrs.get("value", 0.0)) == 0.0
-    return node.op in HOMOGENEOUS
+    op = find(node.op)
+    return op is not None and op.homogeneous(node)

@@ -17,6 +17,7 @@ import numpy as np
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.ops import find
 
 
 def static_batch(graph: Graph) -> int:
@@ -51,18 +52,10 @@ def batch_safe(graph: Graph) -> bool:
 
 
 def mixes_batch(op: str, a: Mapping[str, Any]) -> bool:
-    """Whether an op (of a batch-generic graph) combines values of different samples."""
-    if op in ("Flatten", "Concat", "Softmax"):
-        return bool(a["axis"] == 0)
-    if op == "Reshape":
-        return not a["shape"] or a["shape"][0] != -1
-    if op == "Transpose":
-        return bool(a["perm"][0] != 0)
-    if op == "Slice":
-        return 0 in a["axes"]
-    if op == "Pad":
-        return bool(a["pads"][0] or a["pads"][len(a["pads"]) // 2])
-    return op == "Gemm" and bool(a["transA"])
+    """Whether an op (of a batch-generic graph) combines values of different samples
+    (``OpDef.mixes_batch``; an op outside the table is taken not to)."""
+    found = find(op)
+    return found is not None and found.mixes_batch(a)
 
 
 def batch_chunks(graph: Graph, feeds: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:

@@ -20,8 +20,8 @@ the quantize pass).
 
 Digital ops: ops that are one IEEE operation per element (Relu, MaxPool, Add, Concat, …)
 run in float32 and agree bit for bit with any engine. Reductions and transcendental ops
-(``DOUBLE_OPS``) run in float64 and round once to float32, so engines that sum in another
-order still agree (the float64 sums are almost always exact). ``model.cim.onnx`` casts
+(``OpDef.double`` in ``cimc.ops``) run in float64 and round once to float32, so engines that
+sum in another order still agree (the float64 sums are almost always exact). ``model.cim.onnx`` casts
 around the same ops; AveragePool, LRN and a digital Conv have no float64 kernel in
 onnxruntime and stay float32 (they may differ in the last bit).
 """
@@ -37,14 +37,12 @@ import numpy as np
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.annotations import CimLayer, QuantParams
 from cimc.ir.graph import Graph
-from cimc.ir.kernels import KERNELS, windows
+from cimc.ops import find
+from cimc.ops.windows import windows
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.cim_layer import CimSpec, cim_spec
-
-#: Digital ops computed in float64 and rounded once to float32.
-DOUBLE_OPS = frozenset({"GlobalAveragePool", "Gemm", "MatMul", "BatchNormalization", "Softmax", "Sigmoid", "Sum"})
 
 
 @dataclass(frozen=True)
@@ -171,11 +169,12 @@ def run_layer(x: np.ndarray, spec: CimSpec, codes: np.ndarray | None = None) -> 
 
 
 def digital_op(op: str, args: list[np.ndarray], attrs: Mapping[str, Any]) -> np.ndarray:
-    """A digital op under the reference's rounding rule (float64 for ``DOUBLE_OPS``)."""
-    kernel = KERNELS.get(op)
-    if kernel is None:
+    """A digital op under the reference's rounding rule (float64 for the ``OpDef.double`` ops)."""
+    found = find(op)
+    if found is None:
         raise UnsupportedError(f"no kernel for digital op {op}")
-    if op in DOUBLE_OPS:
+    kernel = found.kernel
+    if found.double:
         return np.asarray(kernel([np.asarray(a, dtype=np.float64) for a in args], dict(attrs)), dtype=np.float32)
     return kernel(args, dict(attrs))
 

@@ -3,7 +3,7 @@
 ``module_from_graph(graph, config)`` returns an ``IRModule`` whose parameters ARE the graph's
 float initializers (conv/Gemm weights and biases, BN γ and β, other constants); BN running
 means and variances are buffers. ``forward`` executes the nodes in topological order (torch
-kernels of ``cimc.train.ops``; the batch size is free, Reshapes of the batch dimension
+forwards of the op table, ``cimc.ops``; the batch size is free, Reshapes of the batch dimension
 follow it). CIM layers (``select-cim``: every Conv, plus Gemm/MatMul with ``map_fc``) run
 through a ``CimQuantLayer`` in the module's phase:
 
@@ -31,9 +31,9 @@ from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.mapping.select import cim_layer
+from cimc.ops import find
 from cimc.passes.fold_batchnorm import foldable_producer
 from cimc.train.layer import PHASES, CimQuantLayer, QuantConfig
-from cimc.train.ops import KERNELS
 from cimc.train.phase2 import ConvGeometry
 from cimc.train.signs import signed_inputs
 
@@ -148,12 +148,12 @@ class IRModule(nn.Module):
             return self._cim(node, values[node.inputs[0]])
         if node.op == "BatchNormalization":
             return self._batchnorm(node, values[node.inputs[0]])
-        kernel = KERNELS.get(node.op)
-        if kernel is None:
+        op = find(node.op)
+        if op is None:
             raise UnsupportedError(f"no torch kernel for op {node.op} (node '{node.name}')")
         args = [values[t] if t in values else self.tensor(t) for t in node.inputs if t]
         attrs = dict(node.attrs, shape=self._reshapes[node.name]) if node.name in self._reshapes else node.attrs
-        return kernel(args, attrs)
+        return op.torch(args, attrs)
 
     def _batchnorm(self, node: Node, x: torch.Tensor) -> torch.Tensor:
         producer = self.graph.producer(node.inputs[0])
