@@ -13,10 +13,10 @@ from cimc.frontend import import_onnx
 from cimc.train.checkpoint import read_meta
 from cimc.train.export import QUANT_KEY, parse_quant_metadata
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 USER_TRAINER = '''
 import json, pathlib
-
-pytestmark = pytest.mark.torch  # the zoo or the training hook
 
 def fit(model, data, phase, *, epochs, lr, regularizer=None, progress=True, checkpoint=None, seed=0):
     log = pathlib.Path(__file__).with_name("calls.jsonl")
