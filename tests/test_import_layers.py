@@ -31,6 +31,7 @@ LAYERS: list[list[str]] = [
     ["build"],
     ["frontend"],
     ["ir"],
+    ["options"],
     ["macro", "data", "models", "schemas"],
     ["errors"],
     ["safe_text"],

@@ -30,6 +30,7 @@ is mapped all the same and its macros are reloaded each inference (see the repor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,15 +40,23 @@ from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.mapping.columns import slice_columns, weight_slices
 from cimc.mapping.select import cim_nodes
+from cimc.options import OPTIONS
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 
-POLICIES = ("packed", "aligned")
+POLICIES = OPTIONS["placement"].choices
 
 
+@register
 @dataclass(frozen=True)
 class PlaceBitlines(GraphPass):
     name = "place-bitlines"
+    needs = ("tile-wordlines",)
     policy: str = "packed"
+
+    @classmethod
+    def from_options(cls, options: Any) -> PlaceBitlines:
+        return cls(policy=options.placement)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         if self.policy not in POLICIES:

@@ -4,18 +4,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cimc.errors import UsageError
 from cimc.ir.annotations import CimLayer, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.mapping.tiling import MODES, tiling_for
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 
 
+@register
 @dataclass(frozen=True)
 class TileWordlines(GraphPass):
     name = "tile-wordlines"
+    needs = ("select-cim",)
     mode: str = "channel"
+
+    @classmethod
+    def from_options(cls, options: Any) -> TileWordlines:
+        return cls(mode=options.tiling)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         if self.mode not in MODES:
