@@ -124,7 +124,8 @@ _DECLARED = (
     Option("data_root", "--data-root", str, "Folder of the dataset (CIFAR-10 python batches).", passes=_CALIB),
     Option("passes", "--passes", tuple, "Comma-separated passes to run instead of the default pipeline "
            "(see 'cimc passes')."),
-    Option("disable", "--disable", tuple, "Skip this pass of the pipeline (repeatable)."),
+    Option("disable", "--disable", tuple, "Skip this pass of the pipeline (repeatable, or comma-separated).",
+           default=()),
     Option("stop_after", "--stop-after", str, "Run the pipeline up to and including this pass."),
 )
 #: Every option by name, in declaration order.
