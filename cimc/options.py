@@ -29,8 +29,9 @@ MAX_BITS = 16
 class Option:
     """One option (module doc). ``kind`` is ``int``, ``float``, ``str``, ``bool``, ``dict`` (a
     structured value parsed from ``flag``'s text) or ``tuple`` (a list of names); ``low``/``high``
-    bound numbers, ``choices`` bound strings. ``param`` is the keyword a click command receives
-    when it differs from ``name`` (raw text the command parses)."""
+    bound numbers, ``choices`` bound strings. On the command line, ``param`` is the keyword a
+    command receives when it differs from ``name`` (raw text the command parses), ``path`` says
+    the text names a ``"file"`` or a ``"folder"`` and ``repeat`` that the flag may be repeated."""
 
     name: str
     flag: str
@@ -44,6 +45,8 @@ class Option:
     shapes_build: bool = False
     recorded: bool = False
     param: str | None = None
+    path: str = ""
+    repeat: bool = False
 
     def validate(self, value: Any, where: str | None = None) -> Any:
         """``value`` if it is allowed (``None`` where the default is ``None``), else a ``UsageError``
@@ -97,7 +100,7 @@ _DECLARED = (
     Option("map_fc", "--map-fc", bool, "Also map Gemm/MatMul layers onto CIM macros.", default=False,
            passes=("select-cim", "morph-channels"), shapes_build=True, recorded=True),
     Option("input_shapes", "--input-shape", dict, "NAME=1,3,32,32 for inputs with symbolic dimensions.",
-           shapes_build=True, recorded=True, param="input_shape"),
+           shapes_build=True, recorded=True, param="input_shape", repeat=True),
     Option("granularity", "--granularity", str, "One weight/ADC step per layer (paper) or per output column "
            "(ColumnQuant).", default="layer", choices=("layer", "column"), passes=_QUANT, shapes_build=True,
            recorded=True),
@@ -118,14 +121,15 @@ _DECLARED = (
     Option("adc_bits", "--adc-bits", int, "ADC bits of every layer (default and at most: the macro's).",
            low=2, high=MAX_BITS, passes=_QUANT, shapes_build=True, recorded=True),
     Option("layer_bits", "--bits", dict, "Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.",
-           passes=_QUANT, shapes_build=True, recorded=True, param="bits_file"),
+           passes=_QUANT, shapes_build=True, recorded=True, param="bits_file", path="file"),
     Option("eval_data", "--eval", str, "Dataset whose test split measures float vs compiled accuracy."),
     Option("eval_size", "--eval-size", int, "Evaluate on at most this many samples.", low=1),
-    Option("data_root", "--data-root", str, "Folder of the dataset (CIFAR-10 python batches).", passes=_CALIB),
+    Option("data_root", "--data-root", str, "Folder of the dataset (CIFAR-10 python batches).", passes=_CALIB,
+           path="folder"),
     Option("passes", "--passes", tuple, "Comma-separated passes to run instead of the default pipeline "
            "(see 'cimc passes')."),
     Option("disable", "--disable", tuple, "Skip this pass of the pipeline (repeatable, or comma-separated).",
-           default=()),
+           default=(), repeat=True),
     Option("stop_after", "--stop-after", str, "Run the pipeline up to and including this pass."),
 )
 #: Every option by name, in declaration order.

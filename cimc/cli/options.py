@@ -34,9 +34,9 @@ def click_type(o: Option) -> click.ParamType | None:
         return click.IntRange(_int(o.low), _int(o.high))
     if o.kind is float:
         return click.FloatRange(o.low, o.high)
-    if o.name == "layer_bits":
+    if o.path == "file":
         return click.Path(dir_okay=False, path_type=Path)
-    if o.name == "data_root":
+    if o.path == "folder":
         return click.Path(file_okay=False)
     return None
 
@@ -49,7 +49,7 @@ def click_option(name: str, **override: Any) -> Callable[[F], F]:
     if o.kind is bool:
         settings["is_flag"] = True
     elif o.kind in (dict, tuple):
-        settings.update(multiple=o.name in ("input_shapes", "disable"), type=click_type(o))
+        settings.update(multiple=o.repeat, type=click_type(o))
     else:
         settings.update(type=click_type(o), default=o.default, show_default=o.default is not None)
     settings.update(override)
