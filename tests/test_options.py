@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cimc.api import CompileOptions
 from cimc.cli.compile import compile_cmd
+from cimc.cli.emulate import emulate_cmd
 from cimc.cli.main import main
 from cimc.cli.morph import morph_cmd
 from cimc.cli.options import click_type
@@ -27,7 +28,8 @@ from cimc.search.space import SearchSpace
 from cimc.sweep.config import parse_config
 from cimc.train.config import QuantConfig
 
-COMMANDS = {"compile": compile_cmd, "qat": qat_cmd, "morph": morph_cmd, "search": search_cmd, "sweep": sweep_cmd}
+COMMANDS = {"compile": compile_cmd, "qat": qat_cmd, "morph": morph_cmd, "search": search_cmd, "sweep": sweep_cmd,
+            "emulate": emulate_cmd}
 BY_FLAG = {o.flag: o for o in OPTIONS.values()}
 #: A command's own default for a declared option (same type and range).
 OWN_DEFAULTS = {("search", "calib"): None, ("search", "calib_size"): 64}

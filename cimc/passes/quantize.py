@@ -34,7 +34,7 @@ from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
-from cimc.options import OPTIONS
+from cimc.options import validate
 from cimc.passes.context import QuantizeReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
@@ -47,8 +47,6 @@ from cimc.quant.step_search import lsq_step, mse_step
 
 log = logging.getLogger(__name__)
 
-GRANULARITIES = OPTIONS["granularity"].choices
-WEIGHT_METHODS = OPTIONS["weight_method"].choices
 EXACT_LIMIT = 1 << 24
 
 
@@ -87,10 +85,8 @@ class Quantize(GraphPass):
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
-        if self.granularity not in GRANULARITIES:
-            raise UsageError(f"unknown granularity '{self.granularity}'; choose {' or '.join(GRANULARITIES)}")
-        if self.weight_method not in WEIGHT_METHODS:
-            raise UsageError(f"unknown weight step method '{self.weight_method}'; choose {' or '.join(WEIGHT_METHODS)}")
+        validate("granularity", self.granularity)
+        validate("weight_method", self.weight_method)
         nodes = cim_nodes(graph)
         untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
         if untiled:

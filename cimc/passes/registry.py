@@ -6,13 +6,16 @@
         name = "tile-wordlines"
 
 ``get(name)`` finds a pass class (a ``UsageError`` listing the names when there is none),
-``all_passes()`` lists them in registration order. The passes of ``cimc.passes`` are loaded on
-first use; a pass living in a higher package (``morph-channels`` in ``cimc.morph``) registers
-when its module is imported, which ``cimc.api`` does.
+``all_passes()`` lists them in registration order. Every module of ``cimc.passes`` is imported
+on first use (so a new pass module there needs no other edit to register); a pass living in a
+higher package (``morph-channels`` in ``cimc.morph``) registers when its module is imported,
+which ``cimc.api`` does.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 from typing import TypeVar
 
@@ -53,13 +56,10 @@ def names() -> tuple[str, ...]:
 
 
 def _load_builtin() -> None:
-    """Import the pass modules of ``cimc.passes`` (each registers its pass)."""
-    import cimc.passes.fold_batchnorm
-    import cimc.passes.place_bitlines
-    import cimc.passes.quantize
-    import cimc.passes.scale_to_shift
-    import cimc.passes.select_cim
-    import cimc.passes.tile_wordlines  # noqa: F401
+    """Import every module of ``cimc.passes`` (each pass module registers its pass)."""
+    package = sys.modules[__package__ or "cimc.passes"]
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def summary(cls: type[GraphPass]) -> str:
