@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 @guarded
 def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | None, macro: str, tiling: str,
                 placement: str, map_fc: bool, input_shape: tuple[str, ...], max_model_bytes: int,
-                dump_ir: Path | None, force: bool, allow_external_data_outside: bool, passes: str | None,
+                dump_ir: Path | None, force: bool, allow_external_data_outside: bool, passes: tuple[str, ...],
                 disable: tuple[str, ...], stop_after: str | None, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
@@ -53,8 +53,8 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                              map_fc=map_fc, input_shapes=parse_shapes(input_shape),
                              max_model_bytes=max_model_bytes, dump_ir=dump_ir, force=force,
                              allow_external_data_outside=allow_external_data_outside,
-                             morph=structure_morph(bitline_budget, **morph), passes=split_names(passes),
-                             disable=split_names(",".join(disable)) or (), stop_after=stop_after)
+                             morph=structure_morph(bitline_budget, **morph), passes=passes or None,
+                             disable=disable, stop_after=stop_after)
     if state.as_json:
         result = compile_model(source, output, options)
         click.echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
@@ -69,12 +69,6 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
     print_report(result.report, result.cost)
     print_quant(result.report)
     click.echo(f"wrote {result.out_dir}/")
-
-
-def split_names(text: str | None) -> tuple[str, ...] | None:
-    """``"a, b,c"`` → ``("a", "b", "c")``; ``None`` for no names."""
-    names = tuple(n.strip() for n in (text or "").split(",") if n.strip())
-    return names or None
 
 
 def print_report(report: dict[str, Any], cost: ModelCost) -> None:

@@ -5,7 +5,8 @@
     @declared("calib_size", default=64)      # a command's own default, same type and range
 
 A command receives each value under the option's ``param`` (raw text it parses itself:
-``--bits FILE`` as ``bits_file``, ``--input-shape`` as ``input_shape``) or its ``name``.
+``--bits FILE`` as ``bits_file``, ``--input-shape`` as ``input_shape``) or its ``name``; a
+list of names (``--passes a,b``, ``--disable a --disable b,c``) as a tuple of names.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def click_option(name: str, **override: Any) -> Callable[[F], F]:
     settings: dict[str, Any] = {"help": o.help}
     if o.kind is bool:
         settings["is_flag"] = True
-    elif o.kind in (dict, tuple):
+    elif o.kind is dict:
         settings.update(multiple=o.repeat, type=click_type(o))
+    elif o.kind is tuple:
+        settings.update(multiple=o.repeat, callback=_names)
     else:
         settings.update(type=click_type(o), default=o.default, show_default=o.default is not None)
     settings.update(override)
@@ -65,6 +68,12 @@ def declared(*names: str, **override: Any) -> Callable[[F], F]:
         return fn
 
     return apply
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Comma-separated names, from one flag or every repetition of it."""
+    texts = (value,) if isinstance(value, str) else value or ()
+    return tuple(n.strip() for text in texts for n in text.split(",") if n.strip())
 
 
 def _int(value: float | None) -> int | None:
