@@ -18,6 +18,8 @@ from cimc.data import load_dataset
 from cimc.emulator import Emulator
 from cimc.models.export import export_onnx
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def digits_net() -> nn.Module:
     return nn.Sequential(

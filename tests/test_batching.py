@@ -18,6 +18,8 @@ from cimc.errors import UsageError
 from cimc.frontend import import_onnx
 from cimc.quant.batching import batch_safe, split_batch
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def flatten_axis0_model(path: Path) -> Path:
     rng = np.random.default_rng(0)

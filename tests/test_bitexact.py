@@ -27,6 +27,8 @@ from cimc.quant.reference import run_layer
 from tests.cim_helpers import add_gemm, add_node, assert_three_way, cim_names, compile_ir, write, zoo_onnx
 from tests.ir_builders import add_conv, add_unary, conv_out, graph_with_input
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 ZOO_CASES = [  # model, granularity, shift, tiling, map_fc
     ("tiny_cnn", "layer", True, "channel", True),
     ("tiny_cnn", "column", False, "dense", False),

@@ -21,6 +21,8 @@ from cimc.quant.reference import run_compiled, segment_sums
 from cimc.quant.segments import layer_columns, segment_conv
 from tests.cim_helpers import compile_ir, run_ort_exposed, small_cnn, write
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 STANDARD = {"Div", "Round", "Clip", "Gather", "Cast", "Conv", "Reshape", "ReduceSum", "Mul", "Add", "Relu",
             "MaxPool", "Flatten", "Gemm"}
 

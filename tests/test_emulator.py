@@ -21,6 +21,8 @@ from cimc.errors import BuildError
 from cimc.ir.graph import Graph
 from tests.cim_helpers import assert_three_way, compile_ir, small_cnn, write
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Graph]:

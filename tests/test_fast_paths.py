@@ -24,7 +24,8 @@ from cimc.backend.layout import layer_matrix, macro_arrays
 from cimc.build.weights_file import macro_weights_bytes
 from cimc.frontend import import_onnx
 from cimc.frontend.lean_check import check_model_lean, checker_skeleton
-from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS, infer_shapes_lean, skeleton
+from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS, infer_shapes_lean, inference_stand_in
+from cimc.frontend.skeleton import skeleton
 from cimc.ir.annotations import BitlinePlacement, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -84,7 +85,7 @@ def test_import_leaves_a_given_model_alone() -> None:
 
 def test_skeleton_drops_only_large_float_data() -> None:
     model = _conv_reshape_model()
-    sk = skeleton(model)
+    sk = skeleton(model, inference_stand_in)
     data = {t.name: len(t.raw_data) for t in sk.graph.initializer}
     assert data == {"w": 0, "shape": 16, "b": 64 * 4}  # b has fewer than LEAN_MIN_ELEMENTS elements
     assert 64 < LEAN_MIN_ELEMENTS <= 64 * 16 * 9

@@ -32,7 +32,8 @@ LAYERS: list[list[str]] = [
     ["frontend"],
     ["ir"],
     ["options"],
-    ["macro", "data", "models", "schemas"],
+    ["macro", "data", "models", "schemas", "pareto"],
+    ["extras"],
     ["errors"],
     ["safe_text"],
 ]

@@ -16,6 +16,8 @@ from cimc.morph.plan import ChannelPlan, class_scores, identity_plan, prune_plan
 from cimc.passes.manager import PassContext, run_passes
 from tests.morph_builders import mixed_graph, ort_outputs, random_input, zero_classes, zoo
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def ctx() -> PassContext:
     return PassContext(macro=MacroSpec())

@@ -19,6 +19,8 @@ from cimc.morph.plan import class_scores, prune_plan, ratio_widths, widths_to_pl
 from cimc.morph.structure import MorphOptions, morph_structure, placed_cost
 from tests.morph_builders import mixed_graph, zoo
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 PAPER = MacroSpec()
 SMALL = PRESETS["small-64"]
 

@@ -11,6 +11,8 @@ from cimc.morph.channel_groups import analyze, connected_components
 from tests.ir_builders import add_conv, conv_bn_relu, graph_with_input
 from tests.morph_builders import mixed_graph, zoo
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def test_resnet18_groups_follow_the_residual_stream_and_the_pad_shortcut() -> None:
     g = zoo("resnet18")

@@ -20,6 +20,8 @@ from cimc.train import load_train_data
 from tests import morph_trainer
 from tests.morph_builders import zoo
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def test_loop_shrinks_prunes_expands_and_finetunes_each_round() -> None:
     graph = zoo("digits_cnn")

@@ -15,6 +15,8 @@ from cimc.train import module_from_graph
 from tests.ir_builders import add_bn, add_conv, add_unary, graph_with_input
 from tests.morph_builders import mixed_graph
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 MACRO = MacroSpec()
 
 

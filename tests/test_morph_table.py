@@ -8,6 +8,8 @@ import pytest
 from cimc.morph.paper import BUDGETS, PAPER, markdown, usage_rows
 from tests.morph_builders import zoo
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def check(name: str) -> None:
     rows = usage_rows({name: zoo(name)})

@@ -43,6 +43,8 @@ from cimc.train.phase2 import ConvGeometry
 from cimc.train.sliced import digits, max_shift
 from tests.train_helpers import trained_module, zoo_graph
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:

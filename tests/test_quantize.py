@@ -27,6 +27,8 @@ from cimc.quant.qat_metadata import KEY, qat_metadata
 from cimc.quant.step_search import lsq_step, mse_step
 from tests.cim_helpers import SMALL, small_cnn
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def tiled(graph=None, macro: MacroSpec = SMALL):  # type: ignore[no-untyped-def]
     ctx = PassContext(macro=macro)

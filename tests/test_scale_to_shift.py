@@ -19,6 +19,8 @@ from cimc.quant import numerics
 from cimc.quant.reference import run_compiled
 from tests.cim_helpers import SMALL, compile_ir, small_cnn
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 @settings(max_examples=200, deadline=None)
 @given(st.floats(min_value=1e-12, max_value=1e6, allow_nan=False))

@@ -39,6 +39,8 @@ from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
 from tests.cim_helpers import SMALL, assert_three_way, cim_names, small_cnn, write, zoo_onnx
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 #: 2-bit cells, 1-bit DAC (ISAAC-like), 8-bit ADCs: many slices and cycles.
 NARROW = replace(SMALL, name="narrow-test", cell_bits=2, dac_bits=1, adc_bits=8)
 BITS = [(8, 4), (4, 8), (8, 8), (6, 7), (3, 2)]

@@ -29,6 +29,8 @@ from cimc.quant.cim_layer import cim_spec, code_matrix
 from tests.cim_helpers import write
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 #: 32 wordlines × 8 bitlines, 4 ADCs: a 3×3 conv over 4 channels needs 2 segments.
 TINY = MacroSpec(name="tiny", wordlines=32, bitlines=8, adcs=4, bitlines_per_adc=2, load_cycles=32)
 

@@ -20,6 +20,8 @@ from cimc.quant.reference import as_conv_input, im2col, run_layer, sliced_sums
 from tests.cim_helpers import small_cnn
 from tests.test_quantize import params, quantize, tiled
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 @given(bits=st.integers(2, 16), width=st.integers(1, 8), signed=st.booleans(), seed=st.integers(0, 2**16))
 def test_digits_recombine_and_stay_in_range(bits: int, width: int, signed: bool, seed: int) -> None:

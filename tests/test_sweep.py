@@ -15,9 +15,10 @@ from cimc import __version__
 from cimc.api import CompileOptions, compile_model
 from cimc.cli.main import main
 from cimc.errors import UsageError
+from cimc.pareto import nondominated
 from cimc.sweep import engines
 from cimc.sweep.config import Range, parse_config
-from cimc.sweep.pareto import nondominated, pareto
+from cimc.sweep.pareto import pareto
 from cimc.sweep.point import Task
 from cimc.sweep.run import plan_from_config, plan_sweep, run_sweep
 from cimc.sweep.space import expand, point_key

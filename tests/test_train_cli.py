@@ -16,6 +16,8 @@ from cimc.train.export import QUANT_KEY, parse_quant_metadata
 USER_TRAINER = '''
 import json, pathlib
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 def fit(model, data, phase, *, epochs, lr, regularizer=None, progress=True, checkpoint=None, seed=0):
     log = pathlib.Path(__file__).with_name("calls.jsonl")
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad and "log_step" in n)

@@ -18,6 +18,8 @@ from cimc.data import load_dataset
 from cimc.frontend import import_onnx
 from cimc.train import TrainData, fit, module_from_graph, prepare_phase
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -17,6 +17,8 @@ from cimc.train import QuantConfig
 from cimc.train.export import export_onnx
 from tests.train_helpers import trained_module
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 @pytest.mark.parametrize("name,config", [
     ("digits_cnn", QuantConfig()),

@@ -16,6 +16,8 @@ from cimc.train import QuantConfig, module_from_graph, prepare_phase
 from cimc.train.export import QUANT_KEY, export_onnx, parse_quant_metadata
 from tests.train_helpers import contract_run, trained_module, zoo_graph
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def test_export_is_lossless(tmp_path: Path) -> None:
     module = trained_module("digits_cnn", QuantConfig(granularity="column"))

@@ -18,6 +18,8 @@ from tests.onnx_builders import feeds_for
 from tests.test_interpreter import CASES
 from tests.train_helpers import zoo_graph
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def torch_run(graph: Graph, feeds: dict[str, np.ndarray], **kwargs: object) -> np.ndarray:
     module = module_from_graph(graph, **kwargs).eval()  # type: ignore[arg-type]

@@ -16,6 +16,8 @@ from cimc.train.layer import CimQuantLayer, QuantConfig
 from cimc.train.phase2 import ConvGeometry, SegmentPlan
 from cimc.train.quant import StepQuantizer, lsq_init, quantize_codes
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def test_codes_match_numerics_and_ste_zeroes_outside_range() -> None:
     x = torch.linspace(-3, 3, 121, requires_grad=True)

@@ -19,6 +19,8 @@ from cimc.train.trainer import cosine_factor
 from tests.test_data import write_cifar
 from tests.train_helpers import zoo_graph
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 
 def digits(n_train: int = 256, n_test: int = 128, batch: int = 32) -> TrainData:
     return TrainData(load_dataset("digits", "train").take(n_train), load_dataset("digits", "test").take(n_test), batch)

@@ -15,6 +15,8 @@ import torch
 
 from cimc.models import available, build, describe, example_input, export_onnx, input_shape
 
+pytestmark = pytest.mark.torch  # the zoo or the training hook
+
 ALLOWED_OPS = frozenset(
     {
         "Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool",

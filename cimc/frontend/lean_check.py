@@ -19,7 +19,8 @@ import math
 
 import onnx
 
-from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS, copy_fields
+from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS
+from cimc.frontend.skeleton import copy_fields, skeleton
 
 _ITEMSIZE = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2,
              onnx.TensorProto.BFLOAT16: 2}
@@ -43,19 +44,10 @@ def _stub(tensor: onnx.TensorProto) -> onnx.TensorProto:
 def checker_skeleton(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     """The skeleton, and whether it may stand in for the model (every stripped tensor's
     ``raw_data`` long enough, the model under the checker's size limit)."""
-    out = onnx.ModelProto()
-    copy_fields(model, out, skip="graph")
-    copy_fields(model.graph, out.graph, skip="initializer")
-    total, sound = 0, True
-    for tensor in model.graph.initializer:
-        if not _strippable(tensor):
-            out.graph.initializer.append(tensor)
-            continue
-        size = len(tensor.raw_data)
-        total += size
-        sound &= size >= math.prod(tensor.dims) * _ITEMSIZE[tensor.data_type]
-        out.graph.initializer.append(_stub(tensor))
-    return out, sound and total + out.ByteSize() < _CHECKER_LIMIT
+    stripped = [t for t in model.graph.initializer if _strippable(t)]
+    sound = all(len(t.raw_data) >= math.prod(t.dims) * _ITEMSIZE[t.data_type] for t in stripped)
+    out = skeleton(model, lambda t: _stub(t) if _strippable(t) else t)
+    return out, sound and sum(len(t.raw_data) for t in stripped) + out.ByteSize() < _CHECKER_LIMIT
 
 
 def check_model_lean(model: onnx.ModelProto) -> None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 
 import onnx
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
 from onnx import shape_inference
+
+from cimc.frontend.skeleton import copy_fields, skeleton
 
 #: Initializers with at least this many elements travel without their data.
 LEAN_MIN_ELEMENTS = 1024
@@ -34,40 +34,12 @@ def _strippable(tensor: onnx.TensorProto) -> bool:
             and tensor.HasField("raw_data") and math.prod(tensor.dims) >= LEAN_MIN_ELEMENTS)
 
 
-def _repeated(fd: FieldDescriptor) -> bool:
-    """Whether a field is repeated (protobuf ≥ 5 has ``is_repeated``, older ones ``label``)."""
-    if hasattr(fd, "is_repeated"):
-        return bool(fd.is_repeated)
-    return bool(fd.label == FieldDescriptor.LABEL_REPEATED)
-
-
-def copy_fields(src: Message, dst: Message, skip: str) -> None:
-    """Copy every set field of ``src`` into ``dst`` except the one named ``skip``."""
-    for fd, value in src.ListFields():
-        if fd.name == skip:
-            continue
-        if _repeated(fd):
-            getattr(dst, fd.name).extend(value)
-        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
-            getattr(dst, fd.name).CopyFrom(value)
-        else:
-            setattr(dst, fd.name, value)
-
-
-def _skeleton_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
+def inference_stand_in(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    """``tensor`` without its data when it is a large float tensor (module doc), else itself."""
     if not _strippable(tensor):
         return tensor
     out = onnx.TensorProto()
     copy_fields(tensor, out, skip="raw_data")
-    return out
-
-
-def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` whose large float initializers carry no data."""
-    out = onnx.ModelProto()
-    copy_fields(model, out, skip="graph")
-    copy_fields(model.graph, out.graph, skip="initializer")
-    out.graph.initializer.extend(_skeleton_tensor(t) for t in model.graph.initializer)
     return out
 
 
@@ -81,7 +53,7 @@ def infer_shapes_lean(model: onnx.ModelProto, *, strict_mode: bool = False, data
     inits = model.graph.initializer
     if not any(_strippable(t) for t in inits):
         return shape_inference.infer_shapes(model, strict_mode=strict_mode, data_prop=data_prop)
-    before = skeleton(model)
+    before = skeleton(model, inference_stand_in)
     inferred = shape_inference.infer_shapes(before, strict_mode=strict_mode, data_prop=data_prop)
     if in_place and _without_shapes(inferred) == _without_shapes(before):
         _take_shapes(model, inferred)

@@ -16,16 +16,9 @@ groups fit on the first macro and ``n = ⌊BL/S⌋`` on each further one::
     q ≥ n0:  macro f // BL + 1 + (q − n0) // n, bitline ((q − n0) mod n)·S + j
 
 With ``S = 1`` (and for layers without ``QuantParams``: mapping-only compiles) this is the
-plain layout above. Policies:
-
-The place-bitlines pass applies the policies:
-
-* ``packed`` (default, as the paper counts it): layers continue where the previous one
-  ended, so the model needs ``ceil(total columns / BL)`` macros.
-* ``aligned``: each layer starts on a fresh macro (simpler control, more idle cells).
-
-The on-chip budget (``--bl``) does not change placement: a model larger than the budget
-is mapped all the same and its macros are reloaded each inference (see the report).
+plain layout above. Where a layer's first column ``f`` lies is the placement policy's choice
+(``packed``: right after the previous layer, ``ceil(total columns / BL)`` macros in all;
+``aligned``: on a fresh macro), made by the place-bitlines pass.
 """
 
 from __future__ import annotations

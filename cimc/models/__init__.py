@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from cimc.extras import require
 from cimc.models import registry
 
 if TYPE_CHECKING:
@@ -41,11 +42,12 @@ def describe(name: str) -> str:
 def build(name: str, *, seed: int | None = None, **kwargs: object) -> torch.nn.Module:
     """Build model ``name``; ``kwargs`` go to its builder (e.g. ``num_classes``).
 
-    Without ``seed`` the model has torch's default initialisation and is in
+    Needs the ``train`` extra (torch). Without ``seed`` the model has torch's default initialisation and is in
     training mode.  With ``seed`` it is initialised deterministically
     (``torch.manual_seed(seed)`` on a forked RNG), its BatchNorm layers get
     random non-trivial gamma/beta/running statistics, and it is in eval mode.
     """
+    require("train", f"the zoo model '{name}'")
     return registry.instantiate(registry.get(name), seed=seed, **kwargs)
 
 

@@ -1,30 +1,11 @@
-"""place-bitlines: give every (layer, segment, output channel) column a macro and a bitline
-(the layout rule: ``cimc.mapping.columns``).
+"""place-bitlines: give every (layer, segment, output channel) column a macro and a bitline.
 
-CIM layers are taken in topological order and their columns ``k = s·Cout + o`` laid out
-one after another on a global column axis; global column ``g`` sits on macro ``g // BL``,
-bitline ``g % BL``, using wordlines ``[0, rows of segment s)``.
-
-Bit-slicing (``cimc.quant.slicing``): a layer whose weights are wider than a cell has
-``S = QuantParams.w_slices`` digit columns per (segment, output channel), layer column
-``k = (s·Cout + o)·S + j`` holding digit ``j``. The ``S`` columns of one (segment, channel)
-— a *group* — sit on adjacent bitlines of one macro: group ``q`` continues the global axis,
-but a group that would cross a macro boundary starts on the next macro instead (the bitlines
-left over stay idle). With first column ``f`` (``b0 = f mod BL``), ``n0 = ⌊(BL − b0)/S⌋``
-groups fit on the first macro and ``n = ⌊BL/S⌋`` on each further one::
-
-    q < n0:  macro f // BL,                    bitline b0 + q·S + j
-    q ≥ n0:  macro f // BL + 1 + (q − n0) // n, bitline ((q − n0) mod n)·S + j
-
-With ``S = 1`` (and for layers without ``QuantParams``: mapping-only compiles) this is the
-plain layout above. Policies:
-
-* ``packed`` (default, as the paper counts it): layers continue where the previous one
-  ended, so the model needs ``ceil(total columns / BL)`` macros.
-* ``aligned``: each layer starts on a fresh macro (simpler control, more idle cells).
-
-The on-chip budget (``--bl``) does not change placement: a model larger than the budget
-is mapped all the same and its macros are reloaded each inference (see the report).
+CIM layers are taken in topological order and their columns laid out by the rule of
+``cimc.mapping.columns`` (bit-sliced digits of one column adjacent on one macro). Policies:
+``packed`` (default, as the paper counts it: each layer continues where the previous one
+ended) and ``aligned`` (each layer starts on a fresh macro). The on-chip budget (``--bl``)
+does not change placement: a model larger than the budget is mapped all the same and its
+macros are reloaded each inference (see the report).
 """
 
 from __future__ import annotations

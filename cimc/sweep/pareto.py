@@ -5,10 +5,8 @@ Objectives (successful points only):
 * with accuracy (``eval`` set): compiled top-1 ↑, ``latency_cycles`` ↓, ``macro_usage`` ↑;
 * without: ``latency_cycles`` ↓, ``bitlines`` ↓, ``macro_usage`` ↑.
 
-With every objective turned into a cost ``c`` (negated when ↑), point ``j`` dominates ``i``
-when ``c_j ≤ c_i`` everywhere and ``c_j < c_i`` somewhere; the Pareto set is the points no
-``j`` dominates (points with equal costs are all kept). Computed by broadcasting in row blocks:
-``O(n²·k)`` comparisons, ``O(block·n)`` memory.
+Every objective becomes a cost (negated when ↑) and the Pareto set is ``cimc.pareto``'s
+nondominated set, points with equal costs all kept.
 """
 
 from __future__ import annotations
@@ -17,22 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from cimc.pareto import nondominated
+
 Objective = tuple[str, str]  # (record field, "max" | "min")
 WITH_ACCURACY: tuple[Objective, ...] = (("compiled_top1", "max"), ("latency_cycles", "min"), ("macro_usage", "max"))
 WITHOUT_ACCURACY: tuple[Objective, ...] = (("latency_cycles", "min"), ("bitlines", "min"), ("macro_usage", "max"))
-BLOCK = 1024
-
-
-def nondominated(costs: np.ndarray) -> np.ndarray:
-    """Boolean mask of the rows of ``costs`` (n × k, all minimised) that no other row dominates."""
-    costs = np.asarray(costs, dtype=np.float64)
-    keep = np.ones(costs.shape[0], dtype=bool)
-    for start in range(0, costs.shape[0], BLOCK):
-        rows = costs[start:start + BLOCK, None, :]  # (b, 1, k): the points judged
-        le = np.all(costs[None, :, :] <= rows, axis=2)  # (b, n): j no worse than i everywhere
-        lt = np.any(costs[None, :, :] < rows, axis=2)
-        keep[start:start + BLOCK] = ~np.any(le & lt, axis=1)
-    return keep
 
 
 def objectives(records: list[dict[str, Any]]) -> tuple[Objective, ...]:

@@ -30,6 +30,11 @@ phase-2 (= compiled) test accuracy. ``finetune_run`` also returns the module and
 See ``cimc.train.trainer`` for the ``fit`` protocol and ``cimc.train.qat`` for the flow.
 """
 
+# ruff: noqa: E402  (the extra is checked before torch is imported)
+from cimc.extras import require
+
+require("train", "training (cimc qat, cimc morph, fine-tuning, cimc sweep --train)")
+
 from cimc.train.calibrate import prepare_phase
 from cimc.train.config import LayerBits, QuantConfig
 from cimc.train.datasets import TrainData, load_train_data

@@ -1,0 +1,22 @@
+"""Test-suite set-up. Tests that need torch (the ``train`` extra: the zoo, QAT, morphing)
+carry ``pytest.mark.torch`` — a whole module by ``pytestmark = pytest.mark.torch``. In an
+install without torch those modules are not collected, and ``pytest -m "not torch"`` runs
+everything else (CI does, in a fresh core-only environment)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+_MODULE_MARK = re.compile(r"^pytestmark = .*\bpytest\.mark\.torch\b", re.MULTILINE)
+
+
+def needs_torch(path: Path) -> bool:
+    """Whether a test module is marked as a whole as needing torch."""
+    return bool(_MODULE_MARK.search(path.read_text(encoding="utf-8")))
+
+
+collect_ignore = [] if HAS_TORCH else [p.name for p in sorted(Path(__file__).parent.glob("test_*.py"))
+                                       if needs_torch(p)]
