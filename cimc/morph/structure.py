@@ -35,6 +35,7 @@ from cimc.morph.costs import layer_terms
 from cimc.morph.expand import Expansion, search_ratio
 from cimc.morph.plan import ChannelPlan, class_scores, prune_plan, widths_to_plan
 from cimc.morph.shrink import Candidate, align_widths, bitline_costs, search_lambda, segment_channels, shrunk_scores
+from cimc.options import OPTIONS
 from cimc.passes.manager import GraphPass, PassContext, run_passes
 from cimc.passes.pipelines import MAPPING, instantiate
 
@@ -64,9 +65,9 @@ class MorphOptions:
     expand: bool = True
     step: float | None = 1e-3
     min_width: int = 1
-    tiling: str = "channel"
-    placement: str = "packed"
-    map_fc: bool = False
+    tiling: str = OPTIONS["tiling"].default
+    placement: str = OPTIONS["placement"].default
+    map_fc: bool = OPTIONS["map_fc"].default
     init: str = "random"
     scale: float = 0.1
     noise: float = 0.01

@@ -26,7 +26,7 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.macro import PRESETS, MacroSpec
-from cimc.options import validate
+from cimc.options import OPTIONS, validate
 
 Check = Callable[[str, Any], Any]
 
@@ -205,12 +205,16 @@ def _opt_str(doc: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _setting(doc: dict[str, Any], name: str) -> Any:
+    """Top-level key ``name`` (a declared option), checked, or its declared default."""
+    return validate(name, doc.get(name, OPTIONS[name].default), f"sweep config: {name}")
+
+
 def _settings(doc: dict[str, Any], train: bool) -> dict[str, Any]:
     flag = _choice(False, True)("train", doc.get("train", False)) or train
     settings = {"eval": _opt_str(doc, "eval"),
-                "eval_size": _int(1)("eval_size", doc["eval_size"]) if "eval_size" in doc else None,
-                "calib": _opt_str(doc, "calib") or "synthetic",
-                "calib_size": _int(1)("calib_size", doc.get("calib_size", 16)), "train": flag}
+                "eval_size": _setting(doc, "eval_size"), "calib": _opt_str(doc, "calib") or OPTIONS["calib"].default,
+                "calib_size": _setting(doc, "calib_size"), "train": flag}
     training = _table(doc, "training")
     unknown = sorted(set(training) - set(TRAINING))
     if unknown:

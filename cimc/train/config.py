@@ -22,7 +22,7 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.macro import MacroSpec
-from cimc.options import BIT_KEYS, validate
+from cimc.options import BIT_KEYS, OPTIONS, validate
 from cimc.quant import slicing
 
 
@@ -57,16 +57,18 @@ class QuantConfig:
     a_bits: int = 4
     adc_bits: int = 5
     wordlines: int = 256
-    tiling: str = "channel"
-    granularity: str = "layer"  # "layer" (paper) or "column" (ColumnQuant)
+    tiling: str = OPTIONS["tiling"].default
+    granularity: str = OPTIONS["granularity"].default  # "layer" (paper) or "column" (ColumnQuant)
     learn_adc_step: bool = False
-    map_fc: bool = False
+    map_fc: bool = OPTIONS["map_fc"].default
     cell_bits: int | None = 4
     dac_bits: int | None = 4
     macro_adc_bits: int | None = None
     layer_bits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("tiling", "granularity", "map_fc"):
+            validate(name, getattr(self, name))
         _check("every layer", {"w_bits": self.w_bits, "a_bits": self.a_bits, "adc_bits": self.adc_bits},
                self.macro_adc_bits)
         for layer, entry in self.layer_bits.items():
