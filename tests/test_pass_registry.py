@@ -111,8 +111,11 @@ def test_cimc_passes_lists_names_pipelines_options_and_summaries() -> None:
     for name in registry.names():
         assert name in out
     assert "--weight-step" in out and "fold an inference-mode BatchNormalization" in out
+    assert "default: fold-batchnorm → select-cim" in out
     code, out, _ = invoke("--json", "passes")
-    entries = {e["name"]: e for e in json.loads(out)}
+    doc = json.loads(out)
+    assert doc["pipelines"]["default"] == list(DEFAULT)
+    entries = {e["name"]: e for e in doc["passes"]}
     assert list(entries)[:2] == ["morph-channels", "fold-batchnorm"]
     assert entries["tile-wordlines"]["pipelines"] == ["default", "mapping", "search-prefix"]
     assert entries["scale-to-shift"]["needs"] == ["quantize"]

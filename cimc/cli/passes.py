@@ -1,8 +1,9 @@
 """``cimc passes``: every registered pass, the declared pipelines it belongs to, the options it
 reads (``cimc.options``), the passes it needs before it, and its docstring's first line.
 
-    cimc passes            # a table
-    cimc --json passes     # [{"name", "pipelines", "options", "needs", "summary"}, ...]
+    cimc passes            # each pass, then each declared pipeline
+    cimc --json passes     # {"passes": [{"name", "pipelines", "options", "needs", "summary"}, ...],
+                           #  "pipelines": {"default": [...], ...}}
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ def pass_entries() -> list[dict[str, Any]]:
 @guarded
 def passes_cmd(state: State) -> None:
     """List the compiler passes: pipelines, options, prerequisites and what each does."""
+    from cimc.passes.pipelines import PIPELINES
+
     entries = pass_entries()
     if state.as_json:
-        click.echo(json.dumps(entries, sort_keys=True))
+        click.echo(json.dumps({"passes": entries, "pipelines": {k: list(v) for k, v in PIPELINES.items()}},
+                              sort_keys=True))
         return
     for e in entries:
         click.echo(f"{e['name']}  [{', '.join(e['pipelines']) or 'no pipeline'}]")
@@ -45,3 +49,6 @@ def passes_cmd(state: State) -> None:
             click.echo(f"    options: {' '.join(e['options'])}")
         if e["needs"]:
             click.echo(f"    needs: {', '.join(e['needs'])}")
+    click.echo("pipelines:")
+    for name, pipeline in PIPELINES.items():
+        click.echo(f"    {name}: {' → '.join(pipeline)}")
