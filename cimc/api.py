@@ -1,9 +1,12 @@
-"""The Python API: ``compile_model`` runs the default pipeline and writes a build directory.
+"""The Python API: ``compile_model`` runs the pipeline and writes a build directory.
 
     result = compile_model("vgg9", "build/", bitline_budget=4096)
     result.cost.bitlines  # 38592
 
-``source`` is an ONNX file path or a zoo model name (``cimc.models.available()``).
+``source`` is an ONNX file path or a zoo model name (``cimc.models.available()``). The
+pipeline is ``cimc.passes.pipelines.DEFAULT`` (after ``MORPH`` with a morph), changed by
+``CompileOptions.passes``/``disable``/``stop_after``; each pass is built from the options
+(``GraphPass.from_options``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cimc.morph.channels_pass  # noqa: F401  (registers the morph-channels pass)
 from cimc.backend.macro import build_files
 from cimc.backend.quant_part import quant_info
 from cimc.build.directory import check_target, write_build
@@ -27,14 +31,9 @@ from cimc.frontend import import_onnx
 from cimc.frontend.budget import check_nonempty
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec, load_macro
-from cimc.passes.fold_batchnorm import FoldBatchNorm
-from cimc.passes.manager import GraphPass, PassContext, PassRecord, run_passes
-from cimc.passes.place_bitlines import PlaceBitlines
-from cimc.passes.quantize import LayerBits, Quantize
-from cimc.passes.scale_to_shift import ScaleToShift
-from cimc.passes.select_cim import SelectCim
-from cimc.passes.tile_wordlines import TileWordlines
-from cimc.quant.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
+from cimc.options import OPTIONS, recorded, validate_bits
+from cimc.passes.manager import PassContext, PassRecord, run_passes
+from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, instantiate, select
 
 if TYPE_CHECKING:
     from cimc.morph.structure import MorphOptions
@@ -44,23 +43,25 @@ DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 
 @dataclass
 class CompileOptions:
-    """Everything ``cimc compile`` can be told; defaults reproduce the paper's setup."""
+    """Everything ``cimc compile`` can be told; defaults reproduce the paper's setup. The fields
+    named in ``cimc.options`` take their meaning, default and allowed values from there; they
+    are checked on construction (a ``UsageError`` for a refused value)."""
 
     bitline_budget: int | None = None
     macro: MacroSpec | str | Path | None = None
-    tiling: str = "channel"
-    placement: str = "packed"
-    map_fc: bool = False
+    tiling: str = OPTIONS["tiling"].default
+    placement: str = OPTIONS["placement"].default
+    map_fc: bool = OPTIONS["map_fc"].default
     input_shapes: dict[str, tuple[int, ...]] | None = None
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     dump_ir: Path | None = None
     force: bool = False
     allow_external_data_outside: bool = False
-    granularity: str = "layer"
-    weight_method: str = "mse"
-    calib: str = "synthetic"
-    calib_size: int = DEFAULT_CALIB_SIZE
-    no_shift: bool = False
+    granularity: str = OPTIONS["granularity"].default
+    weight_method: str = OPTIONS["weight_method"].default
+    calib: str = OPTIONS["calib"].default
+    calib_size: int = OPTIONS["calib_size"].default
+    no_shift: bool = OPTIONS["no_shift"].default
     w_bits: int | None = None
     a_bits: int | None = None
     adc_bits: int | None = None
@@ -69,18 +70,56 @@ class CompileOptions:
     eval_size: int | None = None
     data_root: str | None = None
     morph: MorphOptions | None = None  # structure-only morph before fold-batchnorm (cimc.morph.structure)
+    passes: tuple[str, ...] | None = None  # instead of the base pipeline
+    disable: tuple[str, ...] = ()
+    stop_after: str | None = None
     progress: Callable[[str], None] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        for o in OPTIONS.values():
+            if o.kind in (int, float, bool) or o.choices:
+                o.validate(getattr(self, o.name))
+        for layer, entry in (self.layer_bits or {}).items():
+            validate_bits(entry, f"bits of layer '{layer}'")
+        if "scale-to-shift" in self.disable:  # --disable scale-to-shift is --no-shift: the same build
+            self.no_shift = True
+
+    def pipeline(self, stop: bool = True) -> Pipeline:
+        """The pass names to run (``stop=False``: before ``stop_after`` cuts them)."""
+        return select(self._base(), self.passes, self._disabled(), self.stop_after if stop else None)
+
     def public(self) -> dict[str, Any]:
-        """The options that shape the build (recorded in the manifest)."""
-        return {"tiling": self.tiling, "placement": self.placement, "map_fc": self.map_fc,
-                "input_shapes": {k: list(v) for k, v in sorted((self.input_shapes or {}).items())},
-                "granularity": self.granularity, "weight_method": self.weight_method, "calib": self.calib,
-                "calib_size": self.calib_size, "no_shift": self.no_shift,
-                **{k: v for k, v in (("w_bits", self.w_bits), ("a_bits", self.a_bits),
-                                     ("adc_bits", self.adc_bits)) if v is not None},
-                "layer_bits": {k: dict(sorted(v.items())) for k, v in sorted((self.layer_bits or {}).items())},
-                **({"morph": _morph().morph_record(self.morph)} if self.morph is not None else {})}
+        """The options that shape the build (recorded in the manifest): the ``recorded``
+        declarations of ``cimc.options`` (``None`` left out, an absent mapping as ``{}``), the
+        morph, and ``passes`` when the pipeline differs from the default one."""
+        doc = {o.name: _record({} if o.kind is dict and value is None else value)
+               for o in recorded() if (value := getattr(self, o.name)) is not None or o.kind is dict}
+        if self.morph is not None:
+            doc["morph"] = _morph().morph_record(self.morph)
+        names = self.pipeline()
+        if names != select(self._base(), None, self._shift_off(self._base())):
+            doc["passes"] = list(names)
+        return doc
+
+    def _base(self) -> Pipeline:
+        return (*MORPH, *DEFAULT) if self.morph is not None else DEFAULT
+
+    def _shift_off(self, names: Pipeline) -> tuple[str, ...]:
+        """``--no-shift``: scale-to-shift disabled (where the pipeline has it)."""
+        return ("scale-to-shift",) if self.no_shift and "scale-to-shift" in names else ()
+
+    def _disabled(self) -> tuple[str, ...]:
+        names = tuple(self.passes) if self.passes else self._base()
+        return tuple(dict.fromkeys((*self.disable, *self._shift_off(names))))
+
+
+def _record(value: Any) -> Any:
+    """``value`` as the manifest's JSON: mappings sorted by key, tuples as lists."""
+    if isinstance(value, dict):
+        return {k: _record(v) for k, v in sorted(value.items())}
+    if isinstance(value, tuple | list):
+        return [_record(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -90,18 +129,6 @@ class CompileResult:
     cost: ModelCost
     report: dict[str, Any]
     history: list[PassRecord]
-
-
-def default_passes(options: CompileOptions) -> list[GraphPass]:
-    calib: dict[str, Any] = {"calib": options.calib, "calib_size": options.calib_size, "data_root": options.data_root}
-    bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
-    default = LayerBits(options.w_bits, options.a_bits, options.adc_bits)
-    passes: list[GraphPass] = [
-        FoldBatchNorm(), SelectCim(map_fc=options.map_fc), TileWordlines(mode=options.tiling),
-        Quantize(granularity=options.granularity, weight_method=options.weight_method, bits=bits,
-                 default_bits=default, **calib),
-        PlaceBitlines(policy=options.placement)]
-    return passes if options.no_shift else [*passes, ScaleToShift(**calib)]
 
 
 def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dict[str, Any]]:
@@ -143,12 +170,16 @@ def _read_hash(path: Path, limit: int | None = None) -> str:
 
 
 def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassContext]:
+    """Run ``options.pipeline()`` on ``graph``; a ``UsageError`` before any pass runs when the
+    pipeline leaves CIM layers unplaced (no build or cost could be made of it)."""
     check_nonempty(graph)  # empty tensors import (and interpret) fine, but cannot be compiled
+    names = options.pipeline()
+    check_buildable(names, options.pipeline(stop=False))
+    passes = instantiate(names, options)
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
                       progress=options.progress)
-    morph = _morph().morph_passes(options) if options.morph is not None else []
-    return run_passes(graph, morph + default_passes(options), ctx), ctx
+    return run_passes(graph, passes, ctx), ctx
 
 
 def _morph() -> Any:
@@ -168,6 +199,6 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     evaluate = evaluator(graph, options.eval_data, options.eval_size, options.data_root) if options.eval_data else None
     graph, ctx = compile_graph(graph, options)
     build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
-                        quant_info(ctx.results), evaluate)
+                        quant_info(ctx), evaluate)
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report, ctx.history)

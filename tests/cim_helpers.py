@@ -85,7 +85,7 @@ def compile_ir(graph: Graph, macro: MacroSpec = SMALL, **options: object) -> tup
 def write(graph: Graph, ctx: PassContext, folder: Path) -> Path:
     """The build directory of a compiled graph."""
     build = build_files(graph, ctx.macro, None, {"kind": "onnx", "name": "test.onnx", "sha256": "0" * 64}, {},
-                        quant_info(ctx.results))
+                        quant_info(ctx))
     write_build(folder, build.files, build.manifest)
     return folder
 

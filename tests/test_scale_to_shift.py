@@ -68,7 +68,7 @@ def test_fold_into_readers_is_exact(unshifted) -> None:  # type: ignore[no-untyp
     x = np.random.default_rng(5).standard_normal((6, 3, 8, 8)).astype(np.float32)
     ref, got = run_compiled(graph, {"x": x}).outputs["fc.y"], run_compiled(out, {"x": x}).outputs["fc.y"]
     assert sqnr_db(ref, got) > 15
-    assert ctx.results["scale-to-shift"]["output_sqnr_db"] == pytest.approx(s3.sqnr_db)
+    assert ctx.shift.output_sqnr_db == pytest.approx(s3.sqnr_db)
 
 
 def test_no_fold_keeps_the_steps_and_reports_the_error(unshifted) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,8 @@ carries ``QuantParams``:
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from cimc.ir.node import Node
 from cimc.lowering.model import cim_model, serialize
 from cimc.macro import MacroSpec
 from cimc.quant.cim_layer import cell_dtype, digit_matrix
+
+if TYPE_CHECKING:
+    from cimc.passes.context import PassContext
 
 
 def is_quantized(nodes: list[Node]) -> bool:
@@ -45,11 +49,11 @@ def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
             "digital.safetensors": digital_bytes(constants), "model.cim.onnx": serialize(cim_model(graph))}
 
 
-def quant_info(results: dict[str, Any]) -> dict[str, Any]:
-    """The facts of the compile the report needs, from ``PassContext.results``."""
-    info: dict[str, Any] = dict(results.get("quantize", {}))
-    cal = results.get("calibration")
+def quant_info(ctx: PassContext) -> dict[str, Any]:
+    """The facts of the compile the report needs, from the pass context's typed results."""
+    info: dict[str, Any] = asdict(ctx.quantize) if ctx.quantize is not None else {}
+    cal = ctx.calibration
     if cal is not None and info.get("calibrated_layers"):
         info["calibration"] = {"source": cal.source, "samples": cal.size}
-    info.update(results.get("scale-to-shift", {}))
+    info.update(asdict(ctx.shift) if ctx.shift is not None else {})
     return info

@@ -32,8 +32,9 @@ from cimc.build.reader import BuildDir
 from cimc.check.validate import Validation, Violation
 from cimc.mapping.columns import slice_columns
 from cimc.mapping.tiling import MODES, segment_bounds
+from cimc.options import OPTIONS
 
-POLICIES = ("packed", "aligned")
+POLICIES = OPTIONS["placement"].choices
 EXAMPLES = 3
 
 

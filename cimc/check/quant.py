@@ -1,11 +1,12 @@
 """Quantization checks of ``cimc validate``: ``quant.json`` and the cell codes that
 ``model.cim.onnx`` carries, both against the macro arrays (when the build has them).
 
-* ``quant.json`` lists the layout's CIM layers in order; ``2 ≤ w_bits ≤ 16``,
-  ``1 ≤ a_bits ≤ 16`` (wider than a cell / DAC is fine: bit-slicing) and ``adc_bits ≤`` the
-  macro's ADC bits (what the hardware converts); ``cell_bits``/``dac_bits`` (when recorded)
-  are the macro's, and the layout's ``w_slices = ceil(w_bits / cell_bits)``,
-  ``a_slices = ceil(a_bits / dac_bits)``; step lists hold 1 or ``Cout`` positive values;
+* ``quant.json`` lists the layout's CIM layers in order; bits within the ranges of
+  ``cimc.options`` (``2 ≤ w_bits ≤ 16``, ``1 ≤ a_bits ≤ 16``: wider than a cell / DAC is fine,
+  bit-slicing) and ``2 ≤ adc_bits ≤`` the macro's ADC bits (what the hardware converts);
+  ``cell_bits``/``dac_bits`` (when recorded) are the macro's, and the layout's
+  ``w_slices = ceil(w_bits / cell_bits)``, ``a_slices = ceil(a_bits / dac_bits)``; step lists
+  hold 1 or ``Cout`` positive values;
   every cell of layer ``ℓ`` on a bitline holding weight digit ``j`` is inside
   ``cimc.quant.slicing.digit_range(w_bits, cell_bits, signed, j)`` — ``|q| ≤ 2^(w_bits−1) − 1``
   unsliced, ``[0, 2^c − 1]`` for a lower digit, the signed top digit's range else.
@@ -31,6 +32,7 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.check.validate import Validation, Violation
+from cimc.options import OPTIONS
 from cimc.quant import slicing
 
 EXAMPLES = 3
@@ -47,8 +49,8 @@ def check_quant(build: BuildDir, result: Validation) -> Iterator[Violation]:
         yield Violation("quant", "quant.json", "layers are not the layout's CIM layers in order")
         return
     macro = build.macro
-    limits = {"w_bits": (2, 16, "a layer's"), "a_bits": (1, 16, "a layer's"),
-              "adc_bits": (1, macro.adc_bits, "the macro's")}
+    limits = {"w_bits": (*_bounds("w_bits"), "a layer's"), "a_bits": (*_bounds("a_bits"), "a layer's"),
+              "adc_bits": (_bounds("adc_bits")[0], macro.adc_bits, "the macro's")}
     for entry, x in zip(build.layout["layers"], layers, strict=True):
         for key, (low, limit, whose) in limits.items():
             if not isinstance(x.get(key), int) or not low <= x[key] <= limit:
@@ -90,6 +92,12 @@ def digit_limits(w_bits: list[int], cell_bits: int) -> tuple[np.ndarray, np.ndar
         for j in range(slicing.slice_count(b, cell_bits)):
             lo[i, j], hi[i, j] = slicing.digit_range(b, cell_bits, True, j)
     return lo, hi
+
+
+def _bounds(key: str) -> tuple[int, int]:
+    """The declared range of bits ``key`` (``cimc.options``)."""
+    o = OPTIONS[key]
+    return int(o.low or 0), int(o.high or 0)
 
 
 def _code_ranges(build: BuildDir, w_bits: list[int]) -> Iterator[Violation]:

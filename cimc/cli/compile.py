@@ -1,4 +1,13 @@
-"""``cimc compile``: ONNX file or zoo model → build directory, with a console report."""
+"""``cimc compile``: ONNX file or zoo model → build directory, with a console report.
+
+    cimc compile vgg9 --bl 4096                               # the default pipeline
+    cimc compile vgg9 --disable quantize --disable scale-to-shift   # mapping only (float build)
+    cimc compile vgg9 --stop-after place-bitlines             # no power-of-two shift
+    cimc compile vgg9 --passes fold-batchnorm,select-cim,tile-wordlines,place-bitlines
+
+The passes (``cimc passes``) and the pipeline, when it differs from the default one, are
+recorded in the manifest's ``options.passes``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ import click
 
 from cimc.cli.common import State, guarded, parse_shapes
 from cimc.cli.morph import morph_options, structure_morph
+from cimc.cli.options import MAPPING, declared
 from cimc.cli.quant import pop_quant, print_quant, quant_options
 
 if TYPE_CHECKING:
@@ -20,24 +30,21 @@ if TYPE_CHECKING:
 @click.argument("source")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Build directory to write (replaced atomically).")
-@click.option("--bl", "bitline_budget", type=click.IntRange(min=1), help="On-chip bitline budget.")
-@click.option("--macro", default="paper", show_default=True, help="Macro preset name or a .toml/.json spec file.")
-@click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
-@click.option("--placement", type=click.Choice(["packed", "aligned"]), default="packed", show_default=True)
-@click.option("--map-fc", is_flag=True, help="Also map Gemm/MatMul layers onto CIM macros.")
-@click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
+@declared("bitline_budget", *MAPPING, "input_shapes")
 @click.option("--max-model-bytes", type=click.IntRange(min=1), default=2 * 1024**3, show_default=True)
 @click.option("--dump-ir", type=click.Path(file_okay=False, path_type=Path), help="Write the IR after each pass.")
 @click.option("--force", is_flag=True, help="Replace an output folder that cimc did not create.")
 @click.option("--allow-external-data-outside", is_flag=True,
               help="Trust external weight files outside the model's folder (absolute, '..', links).")
+@declared("passes", "disable", "stop_after")
 @morph_options
 @quant_options
 @click.pass_obj
 @guarded
 def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | None, macro: str, tiling: str,
                 placement: str, map_fc: bool, input_shape: tuple[str, ...], max_model_bytes: int,
-                dump_ir: Path | None, force: bool, allow_external_data_outside: bool, **morph: Any) -> None:
+                dump_ir: Path | None, force: bool, allow_external_data_outside: bool, passes: tuple[str, ...],
+                disable: tuple[str, ...], stop_after: str | None, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
 
@@ -46,7 +53,8 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                              map_fc=map_fc, input_shapes=parse_shapes(input_shape),
                              max_model_bytes=max_model_bytes, dump_ir=dump_ir, force=force,
                              allow_external_data_outside=allow_external_data_outside,
-                             morph=structure_morph(bitline_budget, **morph))
+                             morph=structure_morph(bitline_budget, **morph), passes=passes or None,
+                             disable=disable, stop_after=stop_after)
     if state.as_json:
         result = compile_model(source, output, options)
         click.echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],

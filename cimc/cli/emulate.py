@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cimc.cli.common import State, guarded
+from cimc.cli.options import declared
 from cimc.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A .npy batch (or one sample) for the model's input.")
 @click.option("--data", help="Dataset name (digits, cifar10): report accuracy on its test split.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Folder of CIFAR-10 (python batches).")
+@declared("data_root")
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most this many samples.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per run.")
 @click.option("--golden", type=click.Path(file_okay=False, path_type=Path),

@@ -1,5 +1,5 @@
 """The ``cimc`` command line: the top-level group and its commands (each in its own
-``cimc/cli_<topic>.py``; shared plumbing in ``cimc.cli.common``). Importing it stays cheap:
+``cimc/cli/<topic>.py``; shared plumbing in ``cimc.cli.common``). Importing it stays cheap:
 commands import numpy, onnx and torch only when they run."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from cimc.cli.compile import compile_cmd
 from cimc.cli.emulate import emulate_cmd
 from cimc.cli.inspect import register as register_inspect
 from cimc.cli.morph import morph_cmd
+from cimc.cli.passes import passes_cmd
 from cimc.cli.qat import qat_cmd
 from cimc.cli.search import search_cmd
 from cimc.cli.sweep import sweep_cmd
@@ -41,4 +42,5 @@ main.add_command(morph_cmd)
 main.add_command(emulate_cmd)
 main.add_command(search_cmd)
 main.add_command(sweep_cmd)
+main.add_command(passes_cmd)
 

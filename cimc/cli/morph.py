@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.options import declared
 from cimc.errors import UsageError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
 
 @click.command("morph")
 @click.argument("source")
-@click.option("--bl", "budget", type=click.IntRange(min=1), required=True, help="On-chip bitline budget.")
+@declared("bitline_budget", required=True)
 @click.option("--data", "data_name", required=True, help="Dataset: digits, cifar10 or synthetic.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The morphed, fine-tuned model (ONNX, BatchNormalization kept).")
@@ -66,17 +67,14 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
 @click.option("--threshold", type=click.FloatRange(min=0), default=1e-2, show_default=True,
               help="Prune channels whose |γ| is at most this after shrinking.")
 @click.option("--trainer", help="Your own trainer, package.module:function (the fit protocol).")
-@click.option("--macro", default="paper", show_default=True, help="Macro preset name or a .toml/.json spec file.")
-@click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
-@click.option("--placement", type=click.Choice(["packed", "aligned"]), default="packed", show_default=True)
-@click.option("--data-root", help="Folder of the dataset (CIFAR-10).")
+@declared("macro", "tiling", "placement", "data_root")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
+@declared("input_shapes")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_obj
 @guarded
-def morph_cmd(state: State, source: str, budget: int, data_name: str, output: Path, **kw: Any) -> None:
+def morph_cmd(state: State, source: str, bitline_budget: int, data_name: str, output: Path, **kw: Any) -> None:
     """Morph SOURCE to BL bitlines: shrink (train with the regularizer), prune, expand, fine-tune."""
     from cimc.api import CompileOptions, load_source
     from cimc.frontend import save_onnx
@@ -90,7 +88,7 @@ def morph_cmd(state: State, source: str, budget: int, data_name: str, output: Pa
     trainer = _trainer(kw["trainer"])
     graph = _seed_training(graph, data, trainer, kw)
     show = None if state.as_json else _print_round
-    result = morph_loop(graph, data, load_macro(kw["macro"]), budget, _loop_options(kw), trainer=trainer,
+    result = morph_loop(graph, data, load_macro(kw["macro"]), bitline_budget, _loop_options(kw), trainer=trainer,
                         on_round=show)
     save_onnx(result.graph, output)
     if state.as_json:

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.options import declared
 
 
 @click.command("qat")
@@ -25,7 +26,7 @@ from cimc.cli.common import State, guarded, parse_shapes
               help="ONNX file to write (folded weights + step sizes).")
 @click.option("--phase", type=click.Choice(["1", "2", "both"]), default="both", show_default=True)
 @click.option("--data", "data_name", required=True, help="digits, cifar10 or synthetic.")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Folder of CIFAR-10 batches.")
+@declared("data_root")
 @click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True, help="Epochs per phase.")
 @click.option("--phase2-epochs", type=click.IntRange(min=0), help="Epochs of phase 2 (default: --epochs).")
 @click.option("--float-epochs", type=click.IntRange(min=0), default=0, show_default=True,
@@ -33,25 +34,16 @@ from cimc.cli.common import State, guarded, parse_shapes
 @click.option("--lr", type=float, help="Learning rate of every phase (default: the paper's per phase).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--trainer", "trainer_spec", help="Your own fit(): package.module:function.")
-@click.option("--granularity", type=click.Choice(["layer", "column"]), default="layer", show_default=True)
+@declared("granularity")
 @click.option("--learn-adc-step", is_flag=True, help="Learn S_ADC in phase 2 (the paper keeps it fixed).")
-@click.option("--macro", default="paper", show_default=True, help="Macro preset or .toml/.json spec (bits, wordlines).")
-@click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
-@click.option("--map-fc", is_flag=True, help="Also quantize Gemm/MatMul layers for CIM.")
-@click.option("--w-bits", type=click.IntRange(2, 16),
-              help="Weight bits of every layer (default: the macro's cell bits; wider: bit-sliced).")
-@click.option("--a-bits", type=click.IntRange(1, 16),
-              help="Input bits of every layer (default: the macro's DAC bits; wider: bit-serial).")
-@click.option("--adc-bits", type=click.IntRange(2, 16), help="ADC bits of every layer (at most the macro's).")
-@click.option("--bits", "bits_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.")
+@declared("macro", "tiling", "map_fc", "w_bits", "a_bits", "adc_bits", "layer_bits")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint file: resumed from when it exists, rewritten after every epoch.")
-@click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
+@declared("input_shapes")
 @click.option("--seed", default=0, show_default=True)
 @click.pass_obj
 @guarded
-def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, data_root: Path | None,
+def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, data_root: str | None,
             epochs: int, phase2_epochs: int | None, float_epochs: int, lr: float | None, batch_size: int,
             trainer_spec: str | None, granularity: str, learn_adc_step: bool, macro: str, tiling: str,
             map_fc: bool, w_bits: int | None, a_bits: int | None, adc_bits: int | None, bits_file: Path | None,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.options import MAPPING, declared
 
 if TYPE_CHECKING:
     from cimc.search.result import SearchResult
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 @click.command("search")
 @click.argument("model")
 @click.option("--data", "data_name", required=True, help="Accuracy data: digits, cifar10 or synthetic (agreement).")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Folder of CIFAR-10 (python batches).")
+@declared("data_root")
 @click.option("--objective", type=click.Choice(["latency", "computing", "conversions"]), default="latency",
               show_default=True, help="Cycles per inference (compute + weight loading), compute cycles, or ADC "
                                       "conversions.")
@@ -37,15 +38,10 @@ if TYPE_CHECKING:
 @click.option("--w-choices", default="2,3,4,5,6,8", show_default=True, help="Candidate weight bits.")
 @click.option("--a-choices", default="2,3,4,6,8", show_default=True, help="Candidate input bits.")
 @click.option("--adc-choices", help="Candidate ADC bits (default: the macro's alone, not searched).")
-@click.option("--eval-size", type=click.IntRange(min=1), help="Held-out samples per evaluation (default 256).")
-@click.option("--calib", help="Calibration data (default: --data's train split).")
-@click.option("--calib-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--macro", default="paper", show_default=True, help="Macro preset name or a .toml/.json spec file.")
-@click.option("--tiling", type=click.Choice(["channel", "dense"]), default="channel", show_default=True)
-@click.option("--placement", type=click.Choice(["packed", "aligned"]), default="packed", show_default=True)
-@click.option("--map-fc", is_flag=True, help="Also map Gemm/MatMul layers onto CIM macros.")
-@click.option("--bl", "bitline_budget", type=click.IntRange(min=1), help="On-chip bitline budget.")
-@click.option("--input-shape", multiple=True, help="NAME=1,3,32,32 for inputs with symbolic dimensions.")
+@declared("eval_size", help="Held-out samples per evaluation (default 256).")
+@declared("calib", default=None, show_default=False, help="Calibration data (default: --data's train split).")
+@declared("calib_size", default=64)
+@declared(*MAPPING, "bitline_budget", "input_shapes")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for the results.")
 @click.pass_obj
 @guarded

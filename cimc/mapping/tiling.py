@@ -18,8 +18,9 @@ import numpy as np
 
 from cimc.errors import UsageError
 from cimc.ir.annotations import CimLayer, WordlineTiling
+from cimc.options import OPTIONS
 
-MODES = ("channel", "dense")
+MODES = OPTIONS["tiling"].choices
 
 
 def segment_bounds(channels: int, kernel_size: int, wordlines: int, mode: str = "channel") -> np.ndarray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,11 +39,13 @@ from cimc.morph.layout import ChannelMap, channel_maps
 from cimc.morph.plan import ChannelPlan
 from cimc.ops import find
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 
 Planner = Callable[[Graph, ChannelGroups, PassContext], ChannelPlan]
 INIT_MODES = ("random", "copy")
 
 
+@register
 @dataclass(frozen=True)
 class MorphChannels(GraphPass):
     name = "morph-channels"
@@ -52,6 +55,13 @@ class MorphChannels(GraphPass):
     scale: float = 0.1
     noise: float = 0.01
     seed: int = 0
+
+    @classmethod
+    def from_options(cls, options: Any) -> GraphPass:
+        """The structure-only morph of ``options.morph`` (``cimc.morph.structure.morph_pass``)."""
+        from cimc.morph.structure import morph_pass
+
+        return morph_pass(options)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         if (self.plan is None) == (self.planner is None):
@@ -63,7 +73,7 @@ class MorphChannels(GraphPass):
         groups = analyze(graph)
         plan = self.plan if self.plan is not None else self.planner(graph, groups, ctx)  # type: ignore[misc]
         check_plan(groups, plan)
-        ctx.results["morph-channels"] = plan.summary(groups)
+        ctx.morph_plan = plan.summary(groups)
         if plan.is_identity():
             return PassResult(graph.copy(), False)
         return PassResult(rewrite(graph, groups, plan, NewChannels(self.init, self.scale, self.noise, self.seed)), True)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cimc.cost.model import ModelCost, model_cost
-from cimc.errors import MappingError, PassError
+from cimc.errors import MappingError, PassError, UsageError
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.morph.bitlines import BitlineModel, MorphCost
@@ -35,10 +35,9 @@ from cimc.morph.costs import layer_terms
 from cimc.morph.expand import Expansion, search_ratio
 from cimc.morph.plan import ChannelPlan, class_scores, prune_plan, widths_to_plan
 from cimc.morph.shrink import Candidate, align_widths, bitline_costs, search_lambda, segment_channels, shrunk_scores
+from cimc.options import OPTIONS
 from cimc.passes.manager import GraphPass, PassContext, run_passes
-from cimc.passes.place_bitlines import PlaceBitlines
-from cimc.passes.select_cim import SelectCim
-from cimc.passes.tile_wordlines import TileWordlines
+from cimc.passes.pipelines import MAPPING, instantiate
 
 log = logging.getLogger(__name__)
 FINE_TUNE_WARNING = ("structure-only morph: channels were pruned by |γ| and new ones initialised without "
@@ -66,9 +65,9 @@ class MorphOptions:
     expand: bool = True
     step: float | None = 1e-3
     min_width: int = 1
-    tiling: str = "channel"
-    placement: str = "packed"
-    map_fc: bool = False
+    tiling: str = OPTIONS["tiling"].default
+    placement: str = OPTIONS["placement"].default
+    map_fc: bool = OPTIONS["map_fc"].default
     init: str = "random"
     scale: float = 0.1
     noise: float = 0.01
@@ -161,13 +160,13 @@ def plan_morph(graph: Graph, groups: ChannelGroups, macro: MacroSpec, budget: in
 @dataclass(frozen=True)
 class StructurePlanner:
     """A ``MorphChannels`` planner: ``plan_morph`` with the pass context's macro and budget;
-    the report goes to ``ctx.results["morph"]``."""
+    the report goes to ``ctx.morph_report``."""
 
     options: MorphOptions = MorphOptions()
 
     def __call__(self, graph: Graph, groups: ChannelGroups, ctx: PassContext) -> ChannelPlan:
         plan, report = plan_morph(graph, groups, ctx.macro, ctx.bitline_budget, self.options)
-        ctx.results["morph"] = report
+        ctx.morph_report = report
         return plan
 
 
@@ -178,14 +177,14 @@ class _CompileOptions(Protocol):
     map_fc: bool
 
 
-def morph_passes(options: _CompileOptions) -> list[GraphPass]:
-    """``[morph-channels]`` for ``cimc compile --morph`` (empty without ``options.morph``): the
+def morph_pass(options: _CompileOptions) -> GraphPass:
+    """The morph-channels pass of ``cimc compile --morph`` (the ``MORPH`` pipeline): the
     structure-only morph, counting bitlines with the compile's tiling, placement and map-fc."""
     if options.morph is None:
-        return []
+        raise UsageError("the morph-channels pass needs a structure-only morph", hint="add --morph (and --bl N)")
     o = replace(options.morph, tiling=options.tiling, placement=options.placement, map_fc=options.map_fc)
     log.warning(FINE_TUNE_WARNING)
-    return [MorphChannels(planner=StructurePlanner(o), init=o.init, scale=o.scale, noise=o.noise, seed=o.seed)]
+    return MorphChannels(planner=StructurePlanner(o), init=o.init, scale=o.scale, noise=o.noise, seed=o.seed)
 
 
 def morph_record(options: MorphOptions) -> dict[str, Any]:
@@ -202,10 +201,9 @@ class MorphResult:
 
 
 def placed_cost(graph: Graph, macro: MacroSpec, options: MorphOptions, budget: int | None = None) -> ModelCost:
-    """``model_cost`` of ``graph`` after select-cim → tile-wordlines → place-bitlines."""
-    passes = [SelectCim(map_fc=options.map_fc), TileWordlines(mode=options.tiling),
-              PlaceBitlines(policy=options.placement)]
-    return model_cost(run_passes(graph, passes, PassContext(macro=macro)), macro, budget)
+    """``model_cost`` of ``graph`` after the ``MAPPING`` pipeline (select-cim → tile-wordlines →
+    place-bitlines) with the options' map-fc, tiling and placement."""
+    return model_cost(run_passes(graph, instantiate(MAPPING, options), PassContext(macro=macro)), macro, budget)
 
 
 def morph_structure(graph: Graph, macro: MacroSpec, budget: int | None, options: MorphOptions,

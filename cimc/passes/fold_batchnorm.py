@@ -21,8 +21,10 @@ import numpy as np
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 
 
+@register
 @dataclass(frozen=True)
 class FoldBatchNorm(GraphPass):
     name = "fold-batchnorm"

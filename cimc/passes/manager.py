@@ -1,16 +1,19 @@
 """The pass manager: ``requires → run → verify → ensures`` for each pass, timed and logged.
 
-A pass is a frozen dataclass (its fields are its options) with a ``name`` and a
+A pass is a frozen dataclass (its fields are its settings) with a ``name`` and a
 ``run(graph, ctx) -> PassResult``; it returns a new graph and never mutates its input.
-Errors raised inside a pass are re-raised naming the pass and the passes already run.
+``from_options`` builds it from the compile options (the ones ``cimc.options`` declares for
+it); ``needs`` names the passes that must run before it in a pipeline
+(``cimc.passes.pipelines``). Errors raised inside a pass are re-raised naming the pass and the
+passes already run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +21,9 @@ from cimc.errors import CimcError, PassError
 from cimc.ir.graph import Graph
 from cimc.ir.printer import format_graph
 from cimc.ir.verify import verify
-from cimc.macro import MacroSpec
+from cimc.passes.context import PassContext, PassRecord
+
+__all__ = ["GraphPass", "PassContext", "PassRecord", "PassResult", "run_passes"]
 
 log = logging.getLogger(__name__)
 
@@ -29,30 +34,18 @@ class PassResult:
     modified: bool
 
 
-@dataclass
-class PassRecord:
-    name: str
-    modified: bool
-    seconds: float
-
-
-@dataclass
-class PassContext:
-    """What passes share: the macro, the on-chip bitline budget, results and a log."""
-
-    macro: MacroSpec
-    bitline_budget: int | None = None
-    results: dict[str, Any] = field(default_factory=dict)
-    history: list[PassRecord] = field(default_factory=list)
-    dump_dir: Path | None = None
-    progress: Callable[[str], None] | None = None
-
-
 @dataclass(frozen=True)
 class GraphPass:
     """Base class: subclasses set ``name`` and implement ``run``."""
 
     name: ClassVar[str] = "pass"
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_options(cls, options: Any) -> GraphPass:
+        """The pass as the compile ``options`` (an object with the ``cimc.options`` names as
+        attributes) configure it; reads only the options declared for this pass."""
+        return cls()
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         """Check preconditions; raise a ``CimcError`` if they do not hold."""

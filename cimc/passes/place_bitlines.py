@@ -11,28 +11,34 @@ macros are reloaded each inference (see the report).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from cimc.errors import MappingError, UsageError
+from cimc.errors import MappingError
 from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.mapping.columns import slice_columns, weight_slices
 from cimc.mapping.select import cim_nodes
+from cimc.options import validate
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 
-POLICIES = ("packed", "aligned")
 
-
+@register
 @dataclass(frozen=True)
 class PlaceBitlines(GraphPass):
     name = "place-bitlines"
+    needs = ("tile-wordlines",)
     policy: str = "packed"
 
+    @classmethod
+    def from_options(cls, options: Any) -> PlaceBitlines:
+        return cls(policy=options.placement)
+
     def requires(self, graph: Graph, ctx: PassContext) -> None:
-        if self.policy not in POLICIES:
-            raise UsageError(f"unknown placement policy '{self.policy}'; choose one of {', '.join(POLICIES)}")
+        validate("placement", self.policy)
         missing = [n.name for n in cim_nodes(graph) if n.ann.get_ann(WordlineTiling) is None]
         if missing:
             raise MappingError(f"place-bitlines needs tile-wordlines first (untiled: {', '.join(missing[:5])})")

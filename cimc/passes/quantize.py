@@ -1,4 +1,4 @@
-"""quantize: attach ``QuantParams`` (docs/build-format.md, 'The numerical contract') to every CIM layer.
+"""quantize: attach ``QuantParams`` (steps and bits; docs/build-format.md, 'The numerical contract') to every CIM layer.
 
 Bits per layer: ``w_bits``/``a_bits`` default to the macro's ``cell_bits``/``dac_bits`` and
 ``adc_bits`` to its ADC's, overridden for all layers by ``default_bits`` and per layer by
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,10 @@ from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
+from cimc.options import validate
+from cimc.passes.context import QuantizeReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
@@ -43,8 +47,6 @@ from cimc.quant.step_search import lsq_step, mse_step
 
 log = logging.getLogger(__name__)
 
-GRANULARITIES = ("layer", "column")
-WEIGHT_METHODS = ("mse", "lsq")
 EXACT_LIMIT = 1 << 24
 
 
@@ -62,9 +64,11 @@ class LayerBits:
                 self.adc_bits or d.adc_bits or macro.adc_bits)
 
 
+@register
 @dataclass(frozen=True)
 class Quantize(GraphPass):
     name = "quantize"
+    needs = ("tile-wordlines",)
     granularity: str = "layer"
     weight_method: str = "mse"
     calib: str = "synthetic"
@@ -73,11 +77,16 @@ class Quantize(GraphPass):
     bits: Mapping[str, LayerBits] = field(default_factory=dict)
     default_bits: LayerBits = LayerBits()
 
+    @classmethod
+    def from_options(cls, options: Any) -> Quantize:
+        bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
+        return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
+                   calib_size=options.calib_size, data_root=options.data_root, bits=bits,
+                   default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
+
     def requires(self, graph: Graph, ctx: PassContext) -> None:
-        if self.granularity not in GRANULARITIES:
-            raise UsageError(f"unknown granularity '{self.granularity}'; choose {' or '.join(GRANULARITIES)}")
-        if self.weight_method not in WEIGHT_METHODS:
-            raise UsageError(f"unknown weight step method '{self.weight_method}'; choose {' or '.join(WEIGHT_METHODS)}")
+        validate("granularity", self.granularity)
+        validate("weight_method", self.weight_method)
         nodes = cim_nodes(graph)
         untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
         if untiled:
@@ -102,8 +111,7 @@ class Quantize(GraphPass):
                         len(rest), ", ".join(n.name for n in rest[:5]))
         if rest:
             self._calibrate(out, rest, ctx)
-        ctx.results["quantize"] = {"qat_layers": sorted(qat), "calibrated_layers": [n.name for n in rest],
-                                   "granularity": self.granularity, "weight_method": self.weight_method}
+        ctx.quantize = QuantizeReport(sorted(qat), [n.name for n in rest], self.granularity, self.weight_method)
         return PassResult(out, True)
 
     def ensures(self, graph: Graph, ctx: PassContext) -> None:
@@ -124,7 +132,7 @@ class Quantize(GraphPass):
         cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root)
         with single_blas_thread():  # many small products: threads cost more than they give
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
-            ctx.results["calibration.inputs"] = inputs
+            ctx.calibration_inputs = inputs
             for node in nodes:
                 bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro, self.default_bits)
                 node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
@@ -149,12 +157,12 @@ def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParam
 
 
 def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, root: str | None) -> Calibration:
-    """The calibration batch, loaded once per compile and shared through ``ctx.results``."""
-    cached = ctx.results.get("calibration")
-    if isinstance(cached, Calibration) and cached.source == source and cached.size >= size:
+    """The calibration batch, loaded once per compile and shared through ``ctx.calibration``."""
+    cached = ctx.calibration
+    if cached is not None and cached.source == source and cached.size >= size:
         return cached
     cal = load_feeds(graph, source, size, root=root)
-    ctx.results["calibration"] = cal
+    ctx.calibration = cal
     return cal
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,10 @@ from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.mapping.select import cim_nodes
 from cimc.ops import find
+from cimc.passes.context import ShiftReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.quantize import calibration_batch
+from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, partial_sums
@@ -47,14 +50,20 @@ from cimc.quant.reference import run_compiled
 from cimc.quant.step_search import squared_error
 
 
+@register
 @dataclass(frozen=True)
 class ScaleToShift(GraphPass):
     name = "scale-to-shift"
+    needs = ("quantize",)
     fold: bool = True
     calib: str = "synthetic"
     calib_size: int = DEFAULT_SIZE
     data_root: str | None = None
     sqnr_samples: int = 2
+
+    @classmethod
+    def from_options(cls, options: Any) -> ScaleToShift:
+        return cls(calib=options.calib, calib_size=options.calib_size, data_root=options.data_root)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         missing = [n.name for n in cim_nodes(graph) if QuantParams not in n.ann]
@@ -65,7 +74,7 @@ class ScaleToShift(GraphPass):
         out = graph.copy()
         todo = [n for n in cim_nodes(out) if Shift not in n.ann]
         gains: dict[str, float] = {}
-        inputs = ctx.results.get("calibration.inputs", {})
+        inputs = ctx.calibration_inputs
         with single_blas_thread():
             for node in todo:
                 gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name)))
@@ -83,8 +92,7 @@ class ScaleToShift(GraphPass):
             y = got.traces[node.name].outputs / np.float32(shift.gain)
             node.ann.put(replace(shift, sqnr_db=sqnr_db(ref.traces[node.name].outputs, y)))
         outputs = [sqnr_db(ref.outputs[t], got.outputs[t]) for t in before.outputs]
-        ctx.results["scale-to-shift"] = {"output_sqnr_db": min(outputs, default=math.inf),
-                                         "samples": int(cal.take(self.sqnr_samples)[before.inputs[0]].shape[0])}
+        ctx.shift = ShiftReport(min(outputs, default=math.inf), int(feeds[before.inputs[0]].shape[0]))
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:

@@ -11,17 +11,24 @@ excluding the batch dimension.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.mapping.select import cim_layer
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 
 
+@register
 @dataclass(frozen=True)
 class SelectCim(GraphPass):
     name = "select-cim"
     map_fc: bool = False
+
+    @classmethod
+    def from_options(cls, options: Any) -> SelectCim:
+        return cls(map_fc=options.map_fc)
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         out = graph.copy()

@@ -4,22 +4,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from cimc.errors import UsageError
 from cimc.ir.annotations import CimLayer, WordlineTiling
 from cimc.ir.graph import Graph
-from cimc.mapping.tiling import MODES, tiling_for
+from cimc.mapping.tiling import tiling_for
+from cimc.options import validate
 from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
 
 
+@register
 @dataclass(frozen=True)
 class TileWordlines(GraphPass):
     name = "tile-wordlines"
+    needs = ("select-cim",)
     mode: str = "channel"
 
+    @classmethod
+    def from_options(cls, options: Any) -> TileWordlines:
+        return cls(mode=options.tiling)
+
     def requires(self, graph: Graph, ctx: PassContext) -> None:
-        if self.mode not in MODES:
-            raise UsageError(f"unknown tiling mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        validate("tiling", self.mode)
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         out = graph.copy()

@@ -24,6 +24,7 @@ from cimc import data
 from cimc.errors import UsageError
 from cimc.ir import interpreter
 from cimc.ir.graph import Graph
+from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic
 from cimc.quant.cim_layer import CimSpec
@@ -31,7 +32,7 @@ from cimc.quant.reference import as_conv_input, im2col, segment_matmul
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIZE = 16
+DEFAULT_SIZE: int = OPTIONS["calib_size"].default
 MAX_PIXELS = 2048
 
 

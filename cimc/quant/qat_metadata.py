@@ -9,8 +9,8 @@
          "adc_shift": [T·S ints ≥ 0]}}}          (optional: bit-sliced layers, ``cimc.quant.slicing``)
 
 The weights of those layers are the BN-folded float weights the steps were trained for.
-``parse_qat`` checks everything and names the layer in every error: bits are integers in
-1..16, steps finite and positive, step lists of length 1 or Cout.
+``parse_qat`` checks everything and names the layer in every error: bits within the ranges of
+``cimc.options``, steps finite and positive, step lists of length 1 or Cout.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from cimc.errors import InvalidModelError
+from cimc.errors import InvalidModelError, UsageError
 from cimc.ir.annotations import QuantParams
+from cimc.options import validate
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,10 @@ def _shifts(name: str, value: Any) -> np.ndarray | None:
 
 
 def _bits(name: str, key: str, entry: dict[str, Any]) -> int:
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
-        raise InvalidModelError(f"'{KEY}' layer '{name}': {key} must be an integer in 1..16, got {value!r}")
-    if key == "w_bits" and value < 2:
-        raise InvalidModelError(f"'{KEY}' layer '{name}': w_bits must be at least 2 (narrow signed codes)")
+    try:
+        value: int = validate(key, entry[key])
+    except UsageError as exc:
+        raise InvalidModelError(f"'{KEY}' layer '{name}': {exc}") from None
     return value
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cimc.api import CompileOptions, default_passes
+from cimc.api import CompileOptions
 from cimc.cost.model import ModelCost, model_cost
 from cimc.errors import UsageError
 from cimc.ir.annotations import QuantParams
@@ -30,8 +30,9 @@ from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 from cimc.passes.manager import PassContext, run_passes
+from cimc.passes.pipelines import SEARCH_PREFIX, instantiate
 from cimc.passes.place_bitlines import PlaceBitlines
-from cimc.passes.quantize import Quantize, check_bits
+from cimc.passes.quantize import check_bits
 from cimc.search.space import Config
 
 OBJECTIVES = ("latency", "computing", "conversions")
@@ -49,11 +50,9 @@ def objective_value(cost: ModelCost, objective: str) -> int:
 
 
 def prepare(graph: Graph, options: CompileOptions, macro: MacroSpec) -> tuple[Graph, PassContext]:
-    """The compile pipeline up to (not including) quantize: fold, select, tile."""
-    passes = default_passes(options)
-    cut = next(i for i, p in enumerate(passes) if isinstance(p, Quantize))
+    """The compile pipeline's cost-only prefix ``SEARCH_PREFIX`` (fold, select, tile)."""
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget)
-    return run_passes(graph, passes[:cut], ctx), ctx
+    return run_passes(graph, instantiate(SEARCH_PREFIX, options), ctx), ctx
 
 
 def stub_quant(bits: tuple[int, int, int], macro: MacroSpec) -> QuantParams:

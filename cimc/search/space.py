@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cimc.errors import UsageError
+from cimc.options import OPTIONS
 
 LayerChoice = tuple[int, int, int]
 Config = tuple[LayerChoice, ...]
@@ -35,10 +36,12 @@ class SearchSpace:
         if not self.layers:
             raise UsageError("the model has no CIM layers: there are no bits to search",
                              hint="pass --map-fc to map Gemm/MatMul layers too")
-        for name, values, low, high in (("weight", self.w_choices, 2, 16), ("input", self.a_choices, 1, 16),
-                                        ("ADC", self.adc_choices, 1, 16)):
-            if not values or any(not low <= v <= high for v in values):
-                raise UsageError(f"{name} bit candidates {list(values)} must be non-empty and within {low}..{high}")
+        for name, values, key in (("weight", self.w_choices, "w_bits"), ("input", self.a_choices, "a_bits"),
+                                  ("ADC", self.adc_choices, "adc_bits")):
+            o = OPTIONS[key]
+            if not values or any(not o.low <= v <= o.high for v in values):  # type: ignore[operator]
+                raise UsageError(f"{name} bit candidates {list(values)} must be non-empty and within "
+                                 f"{o.describe().removeprefix('an integer in ')}")
             if tuple(sorted(set(values))) != tuple(values):
                 raise UsageError(f"{name} bit candidates {list(values)} must be sorted and distinct")
 

@@ -10,8 +10,10 @@
     [axes.macro]                    # MacroSpec fields, over a preset
     preset = ["paper", "small-64"]
 
-Axis names are flat (``macro.adc_bits`` is the macro's ADC, ``adc_bits`` every layer's). A bad
-config raises a ``UsageError`` naming the key; nothing is run or written before it validates.
+Axis names are flat (``macro.adc_bits`` is the macro's ADC, ``adc_bits`` every layer's); the
+compile options among them (``COMPILE_AXES``) are checked by their ``cimc.options``
+declarations. A bad config raises a ``UsageError`` naming the key; nothing is run or written
+before it validates.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.macro import PRESETS, MacroSpec
+from cimc.options import OPTIONS, validate
 
 Check = Callable[[str, Any], Any]
 
@@ -51,17 +54,22 @@ def _choice(*allowed: Any) -> Check:
     return check
 
 
+def _declared(name: str) -> Check:
+    def check(key: str, value: Any) -> Any:
+        return validate(name, value, f"sweep config: {key}")
+    return check
+
+
 MACRO_INTS = tuple(f.name for f in fields(MacroSpec) if f.name != "name")
+#: The compile options a point may set (``CompileOptions`` fields, checked by ``cimc.options``).
+COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
+                "weight_method", "map_fc", "no_shift")
 #: Every axis (also usable under [fixed]) and its value check.
 AXES: dict[str, Check] = {
     "macro.preset": _choice(*PRESETS),
     **{f"macro.{name}": _int(1, 16 if name.endswith("_bits") else None) for name in MACRO_INTS},
-    "bitline_budget": _int(1),
-    "w_bits": _int(2, 16), "a_bits": _int(1, 16), "adc_bits": _int(1, 16),
+    **{name: _declared(name) for name in COMPILE_AXES},
     "morph_lambda": _float,
-    "tiling": _choice("channel", "dense"), "placement": _choice("packed", "aligned"),
-    "granularity": _choice("layer", "column"), "weight_method": _choice("mse", "lsq"),
-    "map_fc": _choice(False, True), "no_shift": _choice(False, True),
 }
 TOP_KEYS = ("model", "mode", "samples", "seed", "eval", "eval_size", "calib", "calib_size", "data_root", "train",
             "fixed", "axes", "training")
@@ -197,12 +205,16 @@ def _opt_str(doc: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _setting(doc: dict[str, Any], name: str) -> Any:
+    """Top-level key ``name`` (a declared option), checked, or its declared default."""
+    return validate(name, doc.get(name, OPTIONS[name].default), f"sweep config: {name}")
+
+
 def _settings(doc: dict[str, Any], train: bool) -> dict[str, Any]:
     flag = _choice(False, True)("train", doc.get("train", False)) or train
     settings = {"eval": _opt_str(doc, "eval"),
-                "eval_size": _int(1)("eval_size", doc["eval_size"]) if "eval_size" in doc else None,
-                "calib": _opt_str(doc, "calib") or "synthetic",
-                "calib_size": _int(1)("calib_size", doc.get("calib_size", 16)), "train": flag}
+                "eval_size": _setting(doc, "eval_size"), "calib": _opt_str(doc, "calib") or OPTIONS["calib"].default,
+                "calib_size": _setting(doc, "calib_size"), "train": flag}
     training = _table(doc, "training")
     unknown = sorted(set(training) - set(TRAINING))
     if unknown:

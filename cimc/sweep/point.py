@@ -28,14 +28,13 @@ from cimc import __version__
 from cimc.errors import CimcError
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec, load_macro
+from cimc.sweep.config import COMPILE_AXES
 from cimc.sweep.model import ModelBlob, imported
 
 log = logging.getLogger(__name__)
 COST_FIELDS = ("params", "bitlines", "segments", "adc_conversions", "macros", "macro_usage", "computing_cycles",
                "loading_cycles", "reload_cycles_per_inference", "bitline_budget", "fits_on_chip",
                "min_budget_without_reload")
-OPTION_KEYS = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
-               "weight_method", "map_fc", "no_shift")
 _EVALUATORS: dict[tuple[Any, ...], Any] = {}
 
 
@@ -59,7 +58,7 @@ def compile_options(point: dict[str, Any], settings: dict[str, Any], macro: Macr
 
     options = CompileOptions(macro=macro, calib=settings["calib"], calib_size=settings["calib_size"],
                              eval_data=settings["eval"], eval_size=settings["eval_size"], data_root=data_root,
-                             **{k: point[k] for k in OPTION_KEYS if k in point})
+                             **{k: point[k] for k in COMPILE_AXES if k in point})
     if "morph_lambda" in point and not settings["train"]:
         from cimc.morph.structure import MorphOptions
 
@@ -150,6 +149,6 @@ def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, 
 
     evaluate = evaluator(graph, options.eval_data, options.eval_size, options.data_root) if options.eval_data else None
     build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
-                        quant_info(ctx.results), evaluate)
+                        quant_info(ctx), evaluate)
     write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)
     return build.cost, build.report.get("accuracy")

@@ -9,8 +9,8 @@ format of ``cimc.cli.quant.read_bits``). A layer whose weights are wider than a 
 ``T = ⌈a_bits/dac_bits⌉`` input slices (``cimc.quant.slicing``); with ``S = T = 1`` it is the
 unsliced contract of docs/build-format.md, 'The numerical contract'. ``cell_bits``/``dac_bits`` of ``None`` never slice.
 
-Bits: ``w_bits`` 2..16 (narrow signed codes), ``a_bits`` 1..16, ``adc_bits`` 2..16 (a
-1-bit narrow signed ADC code is always 0) and, when the config knows the macro's ADC
+Bits: the ranges of ``cimc.options`` (``w_bits`` and ``adc_bits`` 2..16: a 1-bit narrow signed
+code is always 0; ``a_bits`` 1..16) and, when the config knows the macro's ADC
 (``macro_adc_bits``), at most that.
 """
 
@@ -22,10 +22,8 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.macro import MacroSpec
+from cimc.options import BIT_KEYS, OPTIONS, validate
 from cimc.quant import slicing
-
-BIT_KEYS = ("w_bits", "a_bits", "adc_bits")
-_MIN_BITS = {"w_bits": 2, "a_bits": 1, "adc_bits": 2}
 
 
 @dataclass(frozen=True)
@@ -59,16 +57,18 @@ class QuantConfig:
     a_bits: int = 4
     adc_bits: int = 5
     wordlines: int = 256
-    tiling: str = "channel"
-    granularity: str = "layer"  # "layer" (paper) or "column" (ColumnQuant)
+    tiling: str = OPTIONS["tiling"].default
+    granularity: str = OPTIONS["granularity"].default  # "layer" (paper) or "column" (ColumnQuant)
     learn_adc_step: bool = False
-    map_fc: bool = False
+    map_fc: bool = OPTIONS["map_fc"].default
     cell_bits: int | None = 4
     dac_bits: int | None = 4
     macro_adc_bits: int | None = None
     layer_bits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("tiling", "granularity", "map_fc"):
+            validate(name, getattr(self, name))
         _check("every layer", {"w_bits": self.w_bits, "a_bits": self.a_bits, "adc_bits": self.adc_bits},
                self.macro_adc_bits)
         for layer, entry in self.layer_bits.items():
@@ -105,8 +105,7 @@ class QuantConfig:
 
 def _check(where: str, bits: Mapping[str, Any], macro_adc: int | None) -> None:
     for key, value in bits.items():
-        if isinstance(value, bool) or not isinstance(value, int) or not _MIN_BITS[key] <= value <= 16:
-            raise UsageError(f"{where}: {key} must be an integer in {_MIN_BITS[key]}..16, got {value!r}")
+        validate(key, value, f"{where}: {key}")
     adc = bits.get("adc_bits")
     if macro_adc is not None and adc is not None and adc > macro_adc:
         raise UsageError(f"{where}: {adc}-bit ADC codes but the macro's ADCs have {macro_adc} bits",

@@ -1,0 +1,167 @@
+"""The options model: every compile option declared once.
+
+An ``Option`` states its value type, range or choices, default, help text, the passes that
+read it and whether it shapes the build (``shapes_build``: part of the build's identity;
+``recorded``: written to the manifest's ``options``, where ``public()`` takes it from). The
+click options of every command (``cimc.cli.options``), the sweep's axes (``cimc.sweep.config``),
+the search's bit candidates (``cimc.search.space``), the QAT bit checks (``cimc.train.config``),
+bits files and ``CompileOptions`` all come from, or are checked against, these declarations,
+and ``validate`` is the one place where a value is refused::
+
+    validate("w_bits", 1)        # UsageError: w_bits = 1 must be an integer in 2..16
+
+Bits: ``w_bits`` and ``adc_bits`` are at least 2, because a 1-bit narrow signed code
+(``|q| ≤ 2^(b−1) − 1``) is always 0; ``a_bits`` may be 1 (unsigned inputs 0/1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cimc.errors import UsageError
+
+BIT_KEYS = ("w_bits", "a_bits", "adc_bits")
+MAX_BITS = 16
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option (module doc). ``kind`` is ``int``, ``float``, ``str``, ``bool``, ``dict`` (a
+    structured value parsed from ``flag``'s text) or ``tuple`` (a list of names); ``low``/``high``
+    bound numbers, ``choices`` bound strings. On the command line, ``param`` is the keyword a
+    command receives when it differs from ``name`` (raw text the command parses), ``path`` says
+    the text names a ``"file"`` or a ``"folder"`` and ``repeat`` that the flag may be repeated."""
+
+    name: str
+    flag: str
+    kind: type
+    help: str
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    passes: tuple[str, ...] = ()
+    shapes_build: bool = False
+    recorded: bool = False
+    param: str | None = None
+    path: str = ""
+    repeat: bool = False
+
+    def validate(self, value: Any, where: str | None = None) -> Any:
+        """``value`` if it is allowed (``None`` where the default is ``None``), else a ``UsageError``
+        naming ``where`` (default: the option's name)."""
+        if value is None and self.default is None:
+            return None
+        what = where or self.name
+        if self.choices and value not in self.choices:
+            raise UsageError(f"{what} = {value!r} is not one of {', '.join(self.choices)}")
+        if self.kind in (int, float) and not _number_in(value, self.kind, self.low, self.high):
+            raise UsageError(f"{what} = {value!r} must be {self.describe()}")
+        if self.kind is bool and not isinstance(value, bool):
+            raise UsageError(f"{what} = {value!r} must be true or false")
+        if self.kind is str and not isinstance(value, str):
+            raise UsageError(f"{what} = {value!r} must be a string")
+        return float(value) if self.kind is float else value
+
+    def describe(self) -> str:
+        """The allowed values in words: ``an integer in 2..16``, ``one of layer, column`` …"""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        noun = "an integer" if self.kind is int else "a number"
+        if self.high is not None:
+            return f"{noun} in {_num(self.low)}..{_num(self.high)}"
+        return f"{noun} >= {_num(self.low)}" if self.low is not None else noun
+
+
+def _number_in(value: Any, kind: type, low: float | None, high: float | None) -> bool:
+    allowed = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _num(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else str(value)
+
+
+_QUANT = ("quantize",)
+_CALIB = ("quantize", "scale-to-shift")
+_DECLARED = (
+    Option("macro", "--macro", str, "Macro preset name or a .toml/.json spec file.", default="paper",
+           shapes_build=True),
+    Option("bitline_budget", "--bl", int, "On-chip bitline budget.", low=1, shapes_build=True),
+    Option("tiling", "--tiling", str, "Wordline tiling: whole input channels per segment, or dense rows.",
+           default="channel", choices=("channel", "dense"), passes=("tile-wordlines", "morph-channels"),
+           shapes_build=True, recorded=True),
+    Option("placement", "--placement", str, "Bitline placement: layers packed back to back, or each on a "
+           "fresh macro.", default="packed", choices=("packed", "aligned"),
+           passes=("place-bitlines", "morph-channels"), shapes_build=True, recorded=True),
+    Option("map_fc", "--map-fc", bool, "Also map Gemm/MatMul layers onto CIM macros.", default=False,
+           passes=("select-cim", "morph-channels"), shapes_build=True, recorded=True),
+    Option("input_shapes", "--input-shape", dict, "NAME=1,3,32,32 for inputs with symbolic dimensions.",
+           shapes_build=True, recorded=True, param="input_shape", repeat=True),
+    Option("granularity", "--granularity", str, "One weight/ADC step per layer (paper) or per output column "
+           "(ColumnQuant).", default="layer", choices=("layer", "column"), passes=_QUANT, shapes_build=True,
+           recorded=True),
+    Option("weight_method", "--weight-step", str, "Weight step: MSE-optimal or LSQ initialisation.",
+           default="mse", choices=("mse", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
+    Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10) or a "
+           "folder of .npy.", default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),
+    Option("calib_size", "--calib-size", int, "Calibration samples.", default=16, low=1, passes=_CALIB,
+           shapes_build=True, recorded=True),
+    Option("no_shift", "--no-shift", bool, "Keep exact output scales (no power-of-two shift): the same as "
+           "--disable scale-to-shift.", default=False, shapes_build=True, recorded=True),
+    Option("w_bits", "--w-bits", int, "Weight bits of every layer (default: the macro's cell bits; wider "
+           "weights are bit-sliced over cells).", low=2, high=MAX_BITS, passes=_QUANT, shapes_build=True,
+           recorded=True),
+    Option("a_bits", "--a-bits", int, "Input bits of every layer (default: the macro's DAC bits; wider "
+           "inputs are fed bit-serially).", low=1, high=MAX_BITS, passes=_QUANT, shapes_build=True,
+           recorded=True),
+    Option("adc_bits", "--adc-bits", int, "ADC bits of every layer (default and at most: the macro's).",
+           low=2, high=MAX_BITS, passes=_QUANT, shapes_build=True, recorded=True),
+    Option("layer_bits", "--bits", dict, "Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.",
+           passes=_QUANT, shapes_build=True, recorded=True, param="bits_file", path="file"),
+    Option("eval_data", "--eval", str, "Dataset whose test split measures float vs compiled accuracy."),
+    Option("eval_size", "--eval-size", int, "Evaluate on at most this many samples.", low=1),
+    Option("data_root", "--data-root", str, "Folder of the dataset (CIFAR-10 python batches).", passes=_CALIB,
+           path="folder"),
+    Option("passes", "--passes", tuple, "Comma-separated passes to run instead of the default pipeline "
+           "(see 'cimc passes')."),
+    Option("disable", "--disable", tuple, "Skip this pass of the pipeline (repeatable, or comma-separated).",
+           default=(), repeat=True),
+    Option("stop_after", "--stop-after", str, "Run the pipeline up to and including this pass."),
+)
+#: Every option by name, in declaration order.
+OPTIONS: dict[str, Option] = {o.name: o for o in _DECLARED}
+
+
+def option(name: str) -> Option:
+    """The declaration of ``name``; a ``UsageError`` listing the options when there is none."""
+    found = OPTIONS.get(name)
+    if found is None:
+        raise UsageError(f"unknown option '{name}'", hint=f"options: {', '.join(OPTIONS)}")
+    return found
+
+
+def validate(name: str, value: Any, where: str | None = None) -> Any:
+    """``value`` checked against the declaration of ``name`` (``Option.validate``)."""
+    return option(name).validate(value, where)
+
+
+def validate_bits(entry: Any, where: str) -> dict[str, int]:
+    """A per-layer bits entry (``{w_bits?, a_bits?, adc_bits?}``, at least one key) checked."""
+    if not isinstance(entry, dict) or not entry or set(entry) - set(BIT_KEYS):
+        raise UsageError(f"{where} needs some of {', '.join(BIT_KEYS)} and nothing else")
+    return {str(k): validate(str(k), v, f"{where}: {k}") for k, v in entry.items()}
+
+
+def passes_options(pass_name: str) -> tuple[str, ...]:
+    """The names of the options pass ``pass_name`` reads."""
+    return tuple(o.name for o in _DECLARED if pass_name in o.passes)
+
+
+def recorded() -> tuple[Option, ...]:
+    """The options the manifest records (``CompileOptions.public``)."""
+    return tuple(o for o in _DECLARED if o.recorded)
+
