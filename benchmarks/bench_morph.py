@@ -72,7 +72,7 @@ def _scan(state: State) -> object:
 def _morph(state: State) -> object:
     from cimc.morph.channel_groups import analyze
     from cimc.morph.channels_pass import MorphChannels
-    from cimc.morph.structure import MorphOptions, plan_morph
+    from cimc.morph.planning import MorphOptions, plan_morph
     from cimc.passes.manager import PassContext
 
     groups = analyze(state.graph)

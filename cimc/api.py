@@ -36,7 +36,7 @@ from cimc.passes.manager import PassContext, PassRecord, run_passes
 from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, instantiate, select
 
 if TYPE_CHECKING:
-    from cimc.morph.structure import MorphOptions
+    from cimc.morph.planning import MorphOptions
 
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 
@@ -183,10 +183,10 @@ def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassCon
 
 
 def _morph() -> Any:
-    """``cimc.morph.structure``, imported only when a morph is asked for (start-up time)."""
-    import cimc.morph.structure as structure
+    """``cimc.morph.planning``, imported only when a morph is asked for (start-up time)."""
+    import cimc.morph.planning as planning
 
-    return structure
+    return planning
 
 
 def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptions | None = None,

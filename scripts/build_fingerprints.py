@@ -58,7 +58,7 @@ def run(only: str | None) -> dict[str, dict[str, str]]:
             opts = dict(options)
             by_name, morph = opts.pop("_by_name", False), opts.pop("_morph", False)
             if morph:
-                from cimc.morph.structure import MorphOptions
+                from cimc.morph.planning import MorphOptions
 
                 opts["morph"] = MorphOptions.usage_search()
             if model not in exported and not by_name:

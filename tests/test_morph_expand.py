@@ -16,7 +16,8 @@ from cimc.morph.channels_pass import rewrite
 from cimc.morph.expand import scan_ratio, search_ratio
 from cimc.morph.initialise import NewChannels
 from cimc.morph.plan import class_scores, prune_plan, ratio_widths, widths_to_plan
-from cimc.morph.structure import MorphOptions, morph_structure, placed_cost
+from cimc.morph.planning import MorphOptions
+from cimc.morph.structure import morph_structure, placed_cost
 from tests.morph_builders import mixed_graph, zoo
 
 pytestmark = pytest.mark.torch  # the zoo or the training hook

@@ -15,7 +15,8 @@ from cimc.frontend import import_onnx
 from cimc.macro import MacroSpec
 from cimc.morph.channel_groups import analyze
 from cimc.morph.loop import LoopOptions, morph_loop
-from cimc.morph.structure import MorphOptions, placed_cost
+from cimc.morph.planning import MorphOptions
+from cimc.morph.structure import placed_cost
 from cimc.train import load_train_data
 from tests import morph_trainer
 from tests.morph_builders import zoo

@@ -19,7 +19,7 @@ from cimc.errors import UsageError
 
 if TYPE_CHECKING:
     from cimc.morph.loop import LoopResult, RoundLog
-    from cimc.morph.structure import MorphOptions
+    from cimc.morph.planning import MorphOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 def morph_options(fn: F) -> F:
@@ -37,7 +37,7 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
                     morph_threshold: float | None) -> MorphOptions | None:
     """The ``MorphOptions`` of ``cimc compile --morph`` (``None`` without it). The morph pass
     logs a warning that the weights need fine-tuning."""
-    from cimc.morph.structure import MorphOptions
+    from cimc.morph.planning import MorphOptions
 
     if not (morph or morph_keep is not None or morph_threshold is not None):
         return None
@@ -117,7 +117,7 @@ def _seed_training(graph: Any, data: Any, trainer: Callable[..., dict[str, float
 
 def _loop_options(kw: dict[str, Any]) -> Any:
     from cimc.morph.loop import LoopOptions
-    from cimc.morph.structure import MorphOptions
+    from cimc.morph.planning import MorphOptions
 
     shrink = kw["epochs"] or kw["shrink_epochs"]
     finetune = kw["epochs"] or kw["finetune_epochs"]

@@ -58,10 +58,11 @@ class MorphChannels(GraphPass):
 
     @classmethod
     def from_options(cls, options: Any) -> GraphPass:
-        """The structure-only morph of ``options.morph`` (``cimc.morph.structure.morph_pass``)."""
-        from cimc.morph.structure import morph_pass
+        """The structure-only morph of ``cimc compile --morph`` (``cimc.morph.planning.compile_morph``)."""
+        from cimc.morph.planning import StructurePlanner, compile_morph
 
-        return morph_pass(options)
+        o = compile_morph(options)
+        return cls(planner=StructurePlanner(o), init=o.init, scale=o.scale, noise=o.noise, seed=o.seed)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         if (self.plan is None) == (self.planner is None):

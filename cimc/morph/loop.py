@@ -27,8 +27,9 @@ from typing import Any
 
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.morph.planning import MorphOptions
 from cimc.morph.regularizer import MorphRegularizer
-from cimc.morph.structure import MorphOptions, morph_structure
+from cimc.morph.structure import morph_structure
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
-from cimc.morph.structure import MorphOptions, morph_structure
+from cimc.morph.planning import MorphOptions
+from cimc.morph.structure import morph_structure
 
 BUDGETS = (512, 1024, 4096, 8192)
 

@@ -21,7 +21,7 @@ from cimc.macro import MacroSpec
 if TYPE_CHECKING:
     import numpy as np
 
-    from cimc.morph.structure import MorphReport
+    from cimc.morph.planning import MorphReport
     from cimc.quant.calibration import Calibration
 
 

@@ -60,7 +60,7 @@ def compile_options(point: dict[str, Any], settings: dict[str, Any], macro: Macr
                              eval_data=settings["eval"], eval_size=settings["eval_size"], data_root=data_root,
                              **{k: point[k] for k in COMPILE_AXES if k in point})
     if "morph_lambda" in point and not settings["train"]:
-        from cimc.morph.structure import MorphOptions
+        from cimc.morph.planning import MorphOptions
 
         options.morph = MorphOptions.usage_search(search=0, cost_weight=float(point["morph_lambda"]))
     return options

@@ -48,7 +48,7 @@ def morphed(graph: Graph, macro: MacroSpec, budget: int, lam: float, point: dict
             training: dict[str, Any], root: str | None) -> tuple[Graph, dict[str, Any]]:
     """The trained morph loop at ``λ``; returns the graph and the last round's log."""
     from cimc.morph.loop import LoopOptions, morph_loop
-    from cimc.morph.structure import MorphOptions
+    from cimc.morph.planning import MorphOptions
 
     structure = MorphOptions(tiling=point.get("tiling", "channel"), placement=point.get("placement", "packed"),
                              map_fc=bool(point.get("map_fc", False)), seed=training["seed"])
