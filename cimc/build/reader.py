@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from cimc.views.cell_map import Owners, owners
 from cimc.errors import BuildError, UsageError
 from cimc.macro import MacroSpec
+from cimc.views.cell_map import Owners, owners
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Layout checks of ``cimc validate``: segments, coverage, spans and the placement policy.
+"""Layout checks of ``cimc validate``: segments, coverage, spans, conv geometry
+(``check.geometry``) and the placement policy.
 
 For layer ``ℓ`` with ``Cout`` outputs, kernel ``kh×kw`` (``k = kh·kw``), ``rows = C·k``
 per group and segment bounds ``0 = r_0 < … < r_S = rows``:
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cimc.build.reader import BuildDir
+from cimc.check.geometry import check_geometry
 from cimc.check.validate import Validation, Violation
 from cimc.passes.place_bitlines import slice_columns
 from cimc.passes.tile_wordlines import MODES, segment_bounds
@@ -45,6 +47,7 @@ def check_layout(build: BuildDir, result: Validation) -> Iterator[Violation]:
                         "(a repeated macro would claim its cells twice)")
     for i, layer in enumerate(build.layout["layers"]):
         yield from _check_segments(i, layer, macro.wordlines)
+    yield from check_geometry(build)
     own = build.owners
     yield from _check_spans(own)
     yield from _check_coverage(build, own)

@@ -121,7 +121,7 @@ def _run(name: str, check: Check, build: BuildDir, result: Validation) -> list[V
 
 def supported_versions() -> tuple[int, ...]:
     """The build schema versions this cimc reads: the one it writes, and older ones it knows."""
-    from cimc.backend.macro import SCHEMA_VERSION
+    from cimc.documents.manifest import SCHEMA_VERSION
 
     return tuple(sorted({*KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION}))
 

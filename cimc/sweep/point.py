@@ -152,4 +152,5 @@ def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, 
     build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
                         quant_info(ctx.results), evaluate)
     write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)
-    return build.cost, build.report.get("accuracy")
+    accuracy = build.report.accuracy
+    return build.cost, None if accuracy is None else accuracy.to_json()
