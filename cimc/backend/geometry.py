@@ -10,6 +10,7 @@ layer's ``out_pixels``; a 2-D input gives ``[N, K, 1, 1]``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from cimc.documents.layout import Geometry
 from cimc.ir.annotations import CimLayer
@@ -34,6 +35,19 @@ def fc_geometry(graph: Graph, node: Node) -> Geometry:
     pixels = math.prod(lead[1:]) if len(lead) > 1 else 1
     return Geometry(strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], group=1,
                     in_shape=[batch, layer.rows, pixels, 1], out_shape=[batch, layer.cout, pixels, 1])
+
+
+def conv_attrs(geo: Geometry, kernel: list[int]) -> dict[str, Any]:
+    """The ONNX ``Conv`` attributes ``geo`` and ``kernel`` stand for (as ``graph.json`` writes them)."""
+    return {"strides": geo.strides, "pads": geo.pads, "dilations": geo.dilations, "group": geo.group,
+            "kernel_shape": list(kernel)}
+
+
+def attr_or_default(attrs: dict[str, Any], key: str, kernel: list[int]) -> Any:
+    """``attrs[key]``, or ONNX's default when the node leaves it out (strides and dilations 1,
+    no pads, one group, the kernel of the weights)."""
+    defaults = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "kernel_shape": kernel}
+    return attrs.get(key, defaults.get(key))
 
 
 def out_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:

@@ -14,19 +14,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jsonschema
 import numpy as np
-from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
 import cimc.schemas as schemas
-from cimc.documents import Document, GraphDoc, Layout, Quant
+from cimc.documents import GraphDoc, Layout, Quant
+from cimc.documents.parse import parse
 from cimc.errors import BuildError
-
-D = TypeVar("D", bound=Document)
 
 MANIFEST = "manifest.json"
 JSON_FILES = ("layout", "quant", "graph")
@@ -62,22 +60,12 @@ def read_build(path: str | Path) -> BuildFiles:
         raise BuildError(f"build {folder.name} lacks {', '.join(missing)}",
                          hint="the build predates quantized builds or was not quantized: recompile it")
     data = {name: _authentic(folder, name, listed[name]) for name in needed}
-    layout = _typed("layout.json", _parse("layout.json", data["layout.json"], "layout"), Layout)
-    quant = _typed("quant.json", _parse("quant.json", data["quant.json"], "quant"), Quant)
-    graph = _typed("graph.json", _parse("graph.json", data["graph.json"], "graph"), GraphDoc)
+    layout = parse(Layout, "layout.json", _parse("layout.json", data["layout.json"], "layout"))
+    quant = parse(Quant, "quant.json", _parse("quant.json", data["quant.json"], "quant"))
+    graph = parse(GraphDoc, "graph.json", _parse("graph.json", data["graph.json"], "graph"))
     macros = _macros(data["weights.safetensors"], layout)
     constants = _arrays("digital.safetensors", data["digital.safetensors"])
     return BuildFiles(folder, listed, layout, quant, graph, macros, constants)
-
-
-def _typed(name: str, doc: dict[str, Any], model: type[D]) -> D:
-    """``doc`` (valid against its schema, but for what ``_skeleton`` left out) as ``model``."""
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = "/".join(str(p) for p in error["loc"] if not (isinstance(p, str) and p in ("int", "float")))
-        raise BuildError(f"{name} does not match its schema at {where or '(top level)'}: {error['msg']}") from exc
 
 
 def _authentic(folder: Path, name: str, digest: str) -> bytes:
@@ -124,7 +112,7 @@ def _schema(name: str) -> dict[str, Any]:
 
 def _skeleton(layout: Any) -> Any:
     """``layout.json`` without its long per-bitline and per-wordline lists, which would make
-    schema validation slow: the typed model checks them (``_typed``), and the emulator the
+    schema validation slow: the typed model checks them (``documents.parse``), and the emulator the
     owner lists' lengths (``check.emulator.owner_arrays``)."""
     if not isinstance(layout, dict):
         return layout

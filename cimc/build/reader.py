@@ -3,7 +3,10 @@
 Nothing here trusts the build: files are read lazily and tolerantly (a missing optional file
 is ``None``), JSON that does not parse raises ``BuildError`` naming the file, and the weight
 arrays are returned with whatever dtype the build stored (float weights, or int8 cell
-codes). ``cimc validate`` then checks what the files say; the viewers only display it.
+codes). The layout is parsed into its model (``documents.layout.Layout``) when first used:
+one that does not match its schema is a ``BuildError`` then, while ``layout_json`` keeps
+the raw JSON for the checks that report such a file. ``cimc validate`` then checks what the
+files say; the viewers only display it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from cimc.documents.layout import Layout
+from cimc.documents.parse import parse
 from cimc.errors import BuildError, UsageError
 from cimc.macro import MacroSpec
 from cimc.views.cell_map import Owners, owners
@@ -43,7 +48,7 @@ class BuildDir:
 
     path: Path
     manifest: dict[str, Any]
-    layout: dict[str, Any]
+    layout_json: dict[str, Any]
     _weights: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -55,11 +60,16 @@ class BuildDir:
         return str(source.get("name", self.path.name)) if isinstance(source, dict) else self.path.name
 
     @cached_property
+    def layout(self) -> Layout:
+        """``layout.json`` as its model (``BuildError`` when it does not match its schema)."""
+        return parse(Layout, "layout.json", self.layout_json)
+
+    @cached_property
     def macro(self) -> MacroSpec:
         """The macro of the layout (``UsageError`` from ``MacroSpec`` becomes ``BuildError``)."""
         try:
-            return MacroSpec(**self.layout["macro"])
-        except (TypeError, KeyError, UsageError) as exc:
+            return MacroSpec(**self.layout.macro.to_json())
+        except UsageError as exc:
             raise BuildError(f"layout.json has an invalid macro spec: {exc}") from exc
 
     @cached_property
@@ -93,11 +103,11 @@ class BuildDir:
 
     @property
     def num_macros(self) -> int:
-        return len(self.layout.get("macros", []))
+        return len(self.layout.macros)
 
     @property
     def layer_names(self) -> list[str]:
-        return [str(layer.get("node", f"layer{i}")) for i, layer in enumerate(self.layout.get("layers", []))]
+        return [layer.node for layer in self.layout.layers]
 
     @cached_property
     def slicing_notes(self) -> dict[int, str]:
@@ -105,9 +115,9 @@ class BuildDir:
         the bit-sliced layers (bits from ``report.json``; the slice counts alone without it)."""
         rows = {x.get("name"): x for x in (self.report or {}).get("layers", []) if isinstance(x, dict)}
         notes = {}
-        for i, layer in enumerate(self.layout.get("layers", [])):
-            sw, t = int(layer.get("w_slices", 1)), int(layer.get("a_slices", 1))
-            row = rows.get(layer.get("node"), {})
+        for i, layer in enumerate(self.layout.layers):
+            sw, t = layer.w_slices, layer.a_slices
+            row = rows.get(layer.node, {})
             parts = [f"{row.get('w_bits', '?')}-bit weights over {sw} cells"] if sw > 1 else []
             parts += [f"{row.get('a_bits', '?')}-bit inputs over {t} DAC cycles"] if t > 1 else []
             if parts:

@@ -40,18 +40,18 @@ def layout_graph(build: BuildDir) -> Graph:
     own = build.owners
     graph = Graph(build.name)
     quant = _quant_layers(build)
-    for i, entry in enumerate(build.layout["layers"]):
-        node = Node(entry["node"], entry["op"], (f"t{i}",), (f"t{i + 1}",))
-        node.ann.put(CimLayer(entry["kind"], entry["groups"], entry["rows"], entry["cout"],
-                              (int(entry["kernel"][0]), int(entry["kernel"][1])), entry["out_pixels"]))
-        bounds = [s["row_start"] for s in entry["segments"]] + [entry["segments"][-1]["row_stop"]]
-        node.ann.put(WordlineTiling(entry["tiling"], build.macro.wordlines, tuple(bounds)))
+    for i, entry in enumerate(build.layout.layers):
+        node = Node(entry.node, entry.op, (f"t{i}",), (f"t{i + 1}",))
+        node.ann.put(CimLayer(entry.kind, entry.groups, entry.rows, entry.cout, (entry.kernel[0], entry.kernel[1]),
+                              entry.out_pixels))
+        bounds = [s.row_start for s in entry.segments] + [entry.segments[-1].row_stop]
+        node.ann.put(WordlineTiling(entry.tiling, build.macro.wordlines, tuple(bounds)))
         m, b = np.nonzero(own.used & (own.layer == i))
-        key = (own.segment[m, b] * entry["cout"] + own.out_channel[m, b]) * int(entry.get("w_slices", 1))
+        key = (own.segment[m, b] * entry.cout + own.out_channel[m, b]) * entry.w_slices
         order = np.argsort(key + own.slices[m, b], kind="stable")
-        node.ann.put(BitlinePlacement(entry["first_column"], m[order], b[order], own.start[m, b][order]))
-        if entry["node"] in quant:
-            node.ann.put(quant[entry["node"]])
+        node.ann.put(BitlinePlacement(entry.first_column, m[order], b[order], own.start[m, b][order]))
+        if entry.node in quant:
+            node.ann.put(quant[entry.node])
         graph.add_node(node)
     return graph
 
@@ -190,18 +190,18 @@ def _cim_expectations(build: BuildDir, cost: ModelCost) -> dict[str, dict[str, A
     own, macro = build.owners, build.macro
     loaded: set[int] = set()
     out = {}
-    for i, (entry, c) in enumerate(zip(build.layout["layers"], cost.layers, strict=True)):
+    for i, (entry, c) in enumerate(zip(build.layout.layers, cost.layers, strict=True)):
         macros = np.unique(np.nonzero(own.used & (own.layer == i))[0]).tolist()
         new = [m for m in macros if m not in loaded]
         loaded.update(new)
         reload = not cost.fits_on_chip
-        out[entry["node"]] = {
+        out[entry.node] = {
             "macros": macros, "loads": len(new) if reload else 0,
             "load_cycles": len(new) * macro.load_cycles if reload else 0, "segments": c.segments,
-            "groups": entry["groups"],
-            "conversion_rounds": conversion_rounds(entry["cout"] // entry["groups"], c.w_slices, macro.adcs),
+            "groups": entry.groups,
+            "conversion_rounds": conversion_rounds(entry.cout // entry.groups, c.w_slices, macro.adcs),
             "w_slices": c.w_slices, "a_slices": c.a_slices,
-            "out_pixels": entry["out_pixels"], "cycles": c.computing_cycles}
+            "out_pixels": entry.out_pixels, "cycles": c.computing_cycles}
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cimc.backend.geometry import attr_or_default, conv_attrs
 from cimc.build.emulator_files import BuildFiles
 from cimc.documents.graph import GraphDoc, NodeDoc
 from cimc.documents.layout import Layer, Layout
@@ -210,10 +211,10 @@ def _check_cim_node(node: NodeDoc, index: int, layers: list[Layer]) -> None:
     if index >= len(layers) or layers[index].node != node.name or layers[index].op != node.op:
         raise BuildError(f"graph.json: node '{node.name}' claims CIM layer {index}, which the layout "
                          "describes differently")
-    geo = layers[index].geometry
-    if node.op == "Conv":
-        recorded = {"group": geo.group, "strides": geo.strides, "pads": geo.pads, "dilations": geo.dilations}
-        for key, value in recorded.items():
-            if node.attrs.get(key) != value:
-                raise BuildError(f"graph.json: node '{node.name}' has {key} {node.attrs.get(key)}, "
-                                 f"the layout {value}")
+    if node.op != "Conv":
+        return
+    layer = layers[index]
+    for key, value in conv_attrs(layer.geometry, layer.kernel).items():
+        given = attr_or_default(node.attrs, key, layer.kernel)
+        if given != value:
+            raise BuildError(f"graph.json: node '{node.name}' has {key} {given}, the layout {value}")

@@ -9,7 +9,8 @@ For a layer with kernel ``kh×kw``, ``groups`` and ``rows = C/groups·kh·kw``:
 * a ``Gemm``/``MatMul`` layer is a 1×1 conv (``backend.geometry``): strides and dilations 1,
   no padding, one group;
 * in a quantized build the ``graph.json`` node of the layer (``cim_layer`` = its index) has
-  the same ``strides``, ``pads``, ``dilations``, ``group`` and ``kernel_shape``.
+  the same ``strides``, ``pads``, ``dilations``, ``group`` and ``kernel_shape`` (ONNX's
+  defaults where the node leaves one out).
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import ValidationError
-
-from cimc.backend.geometry import out_size
+from cimc.backend.geometry import attr_or_default, conv_attrs, out_size
 from cimc.build.reader import BuildDir
 from cimc.check.validate import Violation
-from cimc.documents.layout import Geometry
+from cimc.documents.layout import Geometry, Layer
 
 FC_OPS = ("Gemm", "MatMul")
 
@@ -30,43 +29,37 @@ FC_OPS = ("Gemm", "MatMul")
 def check_geometry(build: BuildDir) -> Iterator[Violation]:
     """Every layer of ``build``'s layout (module doc)."""
     attrs = _graph_attrs(build)
-    for i, layer in enumerate(build.layout["layers"]):
-        where = f"layer {i} ({layer['node']})"
-        try:
-            geo = Geometry.model_validate(layer.get("geometry"))
-        except ValidationError as exc:
-            yield Violation("layout", where, f"no valid conv geometry: {exc.errors()[0]['msg']}")
-            continue
+    for i, layer in enumerate(build.layout.layers):
+        where, geo = f"layer {i} ({layer.node})", layer.geometry
         yield from (Violation("layout", where, message) for message in _mismatches(layer, geo))
         if i in attrs:
             yield from (Violation("layout", where, message) for message in _graph_mismatches(layer, geo, attrs[i]))
 
 
-def _mismatches(layer: dict[str, Any], geo: Geometry) -> Iterator[str]:
+def _mismatches(layer: Layer, geo: Geometry) -> Iterator[str]:
     """How ``geo`` contradicts the layer's other fields or itself."""
-    (kh, kw), groups, (n, c, h, w), (n_out, k, oh, ow) = layer["kernel"], layer["groups"], geo.in_shape, geo.out_shape
-    if geo.group != groups or c != layer["rows"] // (kh * kw) * groups or k != layer["cout"] or n != n_out:
+    (kh, kw), groups, (n, c, h, w), (n_out, k, oh, ow) = layer.kernel, layer.groups, geo.in_shape, geo.out_shape
+    if geo.group != groups or c != layer.rows // (kh * kw) * groups or k != layer.cout or n != n_out:
         yield (f"geometry group {geo.group}, in_shape {geo.in_shape}, out_shape {geo.out_shape} disagree with "
-               f"groups {groups}, rows {layer['rows']}, kernel {[kh, kw]}, cout {layer['cout']}")
+               f"groups {groups}, rows {layer.rows}, kernel {[kh, kw]}, cout {layer.cout}")
     expected = [out_size(size, kernel, s, lo, hi, d) for size, kernel, s, lo, hi, d in
                 zip((h, w), (kh, kw), geo.strides, geo.pads[:2], geo.pads[2:], geo.dilations, strict=True)]
     if [oh, ow] != expected:
         yield f"geometry output size {[oh, ow]}, its input, kernel, strides, pads and dilations give {expected}"
-    if oh * ow != layer["out_pixels"]:
-        yield f"geometry output {oh}×{ow} pixels, out_pixels is {layer['out_pixels']}"
-    if layer["op"] in FC_OPS and (geo.strides != [1, 1] or geo.dilations != [1, 1] or any(geo.pads) or geo.group != 1):
+    if oh * ow != layer.out_pixels:
+        yield f"geometry output {oh}×{ow} pixels, out_pixels is {layer.out_pixels}"
+    if layer.op in FC_OPS and (geo.strides != [1, 1] or geo.dilations != [1, 1] or any(geo.pads) or geo.group != 1):
         yield "a fully connected layer's geometry must be a 1×1 conv: strides and dilations 1, no pads, one group"
 
 
-def _graph_mismatches(layer: dict[str, Any], geo: Geometry, attrs: dict[str, Any]) -> Iterator[str]:
+def _graph_mismatches(layer: Layer, geo: Geometry, attrs: dict[str, Any]) -> Iterator[str]:
     """How ``geo`` differs from the ``graph.json`` attributes of the layer's Conv node."""
-    if layer["op"] != "Conv":
+    if layer.op != "Conv":
         return
-    recorded = {"strides": geo.strides, "pads": geo.pads, "dilations": geo.dilations, "group": geo.group,
-                "kernel_shape": list(layer["kernel"])}
-    for key, value in recorded.items():
-        if attrs.get(key) != value:
-            yield f"{key} {value} in layout.json, {attrs.get(key)!r} in graph.json"
+    for key, value in conv_attrs(geo, layer.kernel).items():
+        given = attr_or_default(attrs, key, layer.kernel)
+        if given != value:
+            yield f"{key} {value} in layout.json, {given!r} in graph.json"
 
 
 def _graph_attrs(build: BuildDir) -> dict[int, dict[str, Any]]:

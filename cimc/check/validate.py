@@ -133,7 +133,7 @@ def check_manifest(build: BuildDir, result: Validation) -> Iterator[Violation]:
                         f"(this cimc reads {', '.join(map(str, supported_versions()))})")
     yield from _schema_violations("manifest", MANIFEST, build.manifest)
     for name in ("layout.json", "report.json"):
-        doc = build.layout if name == "layout.json" else build.report
+        doc = build.layout_json if name == "layout.json" else build.report
         if isinstance(doc, dict) and doc.get("macro") != build.manifest.get("macro"):
             yield Violation("manifest", name, "macro spec differs from the manifest's")
 
