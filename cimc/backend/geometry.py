@@ -10,7 +10,7 @@ layer's ``out_pixels``; a 2-D input gives ``[N, K, 1, 1]``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
 
 from cimc.documents.layout import Geometry
 from cimc.ir.annotations import CimLayer
@@ -37,16 +37,17 @@ def fc_geometry(graph: Graph, node: Node) -> Geometry:
                     in_shape=[batch, layer.rows, pixels, 1], out_shape=[batch, layer.cout, pixels, 1])
 
 
-def conv_attrs(geo: Geometry, kernel: list[int]) -> dict[str, Any]:
+def conv_attrs(geo: Geometry, kernel: list[int]) -> dict[str, list[int] | int]:
     """The ONNX ``Conv`` attributes ``geo`` and ``kernel`` stand for (as ``graph.json`` writes them)."""
     return {"strides": geo.strides, "pads": geo.pads, "dilations": geo.dilations, "group": geo.group,
             "kernel_shape": list(kernel)}
 
 
-def attr_or_default(attrs: dict[str, Any], key: str, kernel: list[int]) -> Any:
+def attr_or_default(attrs: Mapping[str, object], key: str, kernel: list[int]) -> object:
     """``attrs[key]``, or ONNX's default when the node leaves it out (strides and dilations 1,
     no pads, one group, the kernel of the weights)."""
-    defaults = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "kernel_shape": kernel}
+    defaults: dict[str, list[int] | int] = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+                                            "group": 1, "kernel_shape": kernel}
     return attrs.get(key, defaults.get(key))
 
 

@@ -45,7 +45,7 @@ class BuildOutput:
 
 def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
                 source: dict[str, Any], options: dict[str, Any], quant: dict[str, Any] | None = None,
-                evaluate: Callable[[bytes], dict[str, Any]] | None = None) -> BuildOutput:
+                evaluate: Callable[[bytes], Accuracy] | None = None) -> BuildOutput:
     """All files of a build (manifest separate: its file hashes are added when written).
     A quantized graph also gets the files of ``cim_build`` (``quant``: the compile's
     calibration facts; ``evaluate``: accuracy of ``model.cim.onnx`` for the report)."""
@@ -59,7 +59,7 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
     if quantized:
         sections: dict[str, Any] = {"quantization": quantization_section(graph, nodes, quant or {})}
         if evaluate is not None:
-            sections["accuracy"] = Accuracy(**evaluate(extra["model.cim.onnx"]))
+            sections["accuracy"] = evaluate(extra["model.cim.onnx"])
         report = report.model_copy(update=sections)
     files = {
         "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),

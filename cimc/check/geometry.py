@@ -15,8 +15,7 @@ For a layer with kernel ``kh×kw``, ``groups`` and ``rows = C/groups·kh·kw``:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 from cimc.backend.geometry import attr_or_default, conv_attrs, out_size
 from cimc.build.reader import BuildDir
@@ -52,7 +51,7 @@ def _mismatches(layer: Layer, geo: Geometry) -> Iterator[str]:
         yield "a fully connected layer's geometry must be a 1×1 conv: strides and dilations 1, no pads, one group"
 
 
-def _graph_mismatches(layer: Layer, geo: Geometry, attrs: dict[str, Any]) -> Iterator[str]:
+def _graph_mismatches(layer: Layer, geo: Geometry, attrs: Mapping[str, object]) -> Iterator[str]:
     """How ``geo`` differs from the ``graph.json`` attributes of the layer's Conv node."""
     if layer.op != "Conv":
         return
@@ -62,7 +61,7 @@ def _graph_mismatches(layer: Layer, geo: Geometry, attrs: dict[str, Any]) -> Ite
             yield f"{key} {value} in layout.json, {given!r} in graph.json"
 
 
-def _graph_attrs(build: BuildDir) -> dict[int, dict[str, Any]]:
+def _graph_attrs(build: BuildDir) -> dict[int, Mapping[str, object]]:
     """``{cim_layer: attrs}`` of the ``graph.json`` nodes (empty without a readable graph)."""
     graph = build.optional_json("graph.json")
     nodes = graph.get("nodes") if isinstance(graph, dict) else None

@@ -63,8 +63,8 @@ class Document(BaseModel):
         fields, given = type(self).model_fields, self.model_fields_set
         return {k: v for k, v in data.items() if k not in fields or fields[k].is_required() or k in given}
 
-    def to_json(self) -> Any:
-        """The JSON-ready value (dicts, lists, numbers, strings) of this document."""
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready object (dicts, lists, numbers, strings) of this document."""
         return self.model_dump(mode="python")
 
 

@@ -25,9 +25,11 @@ Tiling = Literal["channel", "dense"]
 
 class Geometry(Document):
     """How the layer slides over its input, from the IR node (ONNX ``Conv`` attributes). A fully
-    connected layer (``Gemm``/``MatMul``) is a 1×1 conv on a 1×1 input: strides ``[1, 1]``, pads
-    zeros, dilations ``[1, 1]``, group 1, ``in_shape [N, C, 1, 1]``, ``out_shape [N, K, 1, 1]``.
-    ``out_shape[2:]`` is ``(in + pad_begin + pad_end − dilation·(kernel − 1) − 1) // stride + 1``."""
+    connected layer (``Gemm``/``MatMul``) is a 1×1 conv whose pixels are the rows of its input
+    after the batch axis: strides ``[1, 1]``, pads zeros, dilations ``[1, 1]``, group 1,
+    ``in_shape [N, K, P, 1]`` and ``out_shape [N, M, P, 1]`` with ``P`` its ``out_pixels``
+    (``[N, K, 1, 1]`` for a 2-D input). ``out_shape[2:]`` is
+    ``(in + pad_begin + pad_end − dilation·(kernel − 1) − 1) // stride + 1`` per axis."""
 
     strides: Pair
     """``[stride_h, stride_w]``."""
@@ -92,7 +94,9 @@ class Layer(Document):
     macros: list[int]
     """The macros the layer's columns sit on."""
     geometry: Geometry
-    """Stride, padding, dilation and input/output shapes (conv geometry)."""
+    """Strides, pads, dilations, group and input/output shapes of the conv; a ``Gemm``/``MatMul``
+    is a 1×1 conv (strides and dilations 1, no pads, group 1) on ``[N, K, P, 1]``, ``P`` its
+    ``out_pixels``."""
     segments: Annotated[list[Segment], Field(min_length=1)]
     """The row segments of the layer, in order."""
 

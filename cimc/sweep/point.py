@@ -132,8 +132,7 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
         evaluate = evaluator(graph, settings["eval"], settings["eval_size"], task.data_root)
         if not trained:
             _EVALUATORS[key] = evaluate
-    result: dict[str, Any] = evaluate(serialize(cim_model(compiled)))
-    return result
+    return evaluate(serialize(cim_model(compiled))).to_json()
 
 
 def _accuracy_fields(accuracy: dict[str, Any] | None) -> dict[str, Any]:
