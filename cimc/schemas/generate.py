@@ -5,10 +5,11 @@ when a committed schema differs from the generated one (CI runs it through
 ``tests/test_schemas_generated.py``).
 
 pydantic's JSON Schema is turned into a self-contained draft 2020-12 schema: ``$ref``s are
-inlined (the documents are trees), property titles, defaults and OpenAPI's
-``discriminator`` are dropped, an ``int | float`` pair of equal bounds becomes one
-``number``, a map with a key pattern gets ``propertyNames`` (no other keys), and the root
-gets ``$id`` ``cimc/<name>.schema.json`` and ``$schema``.
+inlined (the documents are trees; a field's docstring wins over its model's), property
+titles, defaults and OpenAPI's ``discriminator`` are dropped, descriptions become one line,
+an ``int | float`` pair of equal bounds becomes one ``number``, a map with a key pattern gets
+``propertyNames`` (no other keys), and the root gets ``$id`` ``cimc/<name>.schema.json`` and
+``$schema``.
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ def _clean(node: Any) -> Any:
         return [_clean(item) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in node.items():
         if key in DROPPED:
             continue
         if key in ("properties", "$defs", "patternProperties"):
             out[key] = {name: _clean(sub) for name, sub in value.items()}
+        elif key == "description":
+            out[key] = " ".join(value.split())  # a docstring's line breaks are not meaningful
         else:
             out[key] = _clean(value)
     if "anyOf" in out:
