@@ -4,7 +4,7 @@ Nothing here trusts the build: files are read lazily and tolerantly (a missing o
 is ``None``), JSON that does not parse raises ``BuildError`` naming the file, and the weight
 arrays are returned with whatever dtype the build stored (float weights, or int8 cell
 codes). The layout is parsed into its model (``documents.layout.Layout``) when first used:
-one that does not match its schema is a ``BuildError`` then, while ``layout_json`` keeps
+one that does not match its schema is a ``BuildError`` then, while ``layout_json`` gives
 the raw JSON for the checks that report such a file. ``cimc validate`` then checks what the
 files say; the viewers only display it.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from cimc.documents.layout import Layout
 from cimc.documents.parse import parse
@@ -29,15 +30,22 @@ from cimc.views.cell_map import Owners, owners
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LAYOUT = "layout.json"
 WEIGHTS = "weights.safetensors"
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of one file of a build, or ``BuildError`` naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
 
 
 def read_json(path: Path) -> Any:
     """Parse one JSON file of a build, or raise ``BuildError`` naming it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+        return json.loads(read_bytes(path).decode("utf-8"))
     except ValueError as exc:
         raise BuildError(f"{path.name} is not valid JSON: {exc}") from exc
 
@@ -48,7 +56,6 @@ class BuildDir:
 
     path: Path
     manifest: dict[str, Any]
-    layout_json: dict[str, Any]
     _weights: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -60,9 +67,21 @@ class BuildDir:
         return str(source.get("name", self.path.name)) if isinstance(source, dict) else self.path.name
 
     @cached_property
+    def layout_json(self) -> dict[str, Any]:
+        """``layout.json`` as plain JSON (``BuildError`` unless it holds a JSON object)."""
+        doc = read_json(self.path / LAYOUT)
+        if not isinstance(doc, dict):
+            raise BuildError(f"{self.path}: {LAYOUT} must hold a JSON object")
+        return doc
+
+    @cached_property
     def layout(self) -> Layout:
-        """``layout.json`` as its model (``BuildError`` when it does not match its schema)."""
-        return parse(Layout, "layout.json", self.layout_json)
+        """``layout.json`` as its model, parsed from the bytes by pydantic (no plain JSON in
+        between); when it does not match its schema, ``BuildError`` says where."""
+        try:
+            return Layout.model_validate_json(read_bytes(self.path / LAYOUT))
+        except ValidationError:
+            return parse(Layout, LAYOUT, self.layout_json)
 
     @cached_property
     def macro(self) -> MacroSpec:
@@ -155,9 +174,8 @@ def read_build(path: str | Path) -> BuildDir:
     if not (folder / MANIFEST).is_file():
         raise BuildError(f"{folder} has no {MANIFEST}: not a cimc build directory")
     manifest = read_json(folder / MANIFEST)
-    if not (folder / "layout.json").is_file():
-        raise BuildError(f"{folder} has no layout.json")
-    layout = read_json(folder / "layout.json")
-    if not isinstance(manifest, dict) or not isinstance(layout, dict):
-        raise BuildError(f"{folder}: manifest.json and layout.json must hold JSON objects")
-    return BuildDir(folder, manifest, layout)
+    if not (folder / LAYOUT).is_file():
+        raise BuildError(f"{folder} has no {LAYOUT}")
+    if not isinstance(manifest, dict):
+        raise BuildError(f"{folder}: {MANIFEST} must hold a JSON object")
+    return BuildDir(folder, manifest)
