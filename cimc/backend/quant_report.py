@@ -57,8 +57,8 @@ def quantization_section(graph: Graph, nodes: list[Node], info: dict[str, Any]) 
                         layers=[layer_entry(graph, n) for n in nodes])
 
 
-def _step(span: dict[str, float]) -> str:
-    return f"{span['min']:.4g}" if span["min"] == span["max"] else f"{span['min']:.4g}…{span['max']:.4g}"
+def _step(span: Span) -> str:
+    return f"{span.min:.4g}" if span.min == span.max else f"{span.min:.4g}…{span.max:.4g}"
 
 
 def quantization_markdown(doc: Report) -> str:
@@ -72,7 +72,7 @@ def quantization_markdown(doc: Report) -> str:
                   f"Steps {source}, per {quant.granularity}; "
                   f"{'power-of-two shifts' if quant.shift else 'exact output scales'}.", "",
                   "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        lines += [_quant_row(layer.to_json()) for layer in quant.layers]
+        lines += [_quant_row(layer) for layer in quant.layers]
         if quant.output_sqnr_db is not None:
             lines += ["", f"Model output SQNR, shifted vs exact scales: {quant.output_sqnr_db} dB."]
     acc = doc.accuracy
@@ -86,16 +86,16 @@ def quantization_markdown(doc: Report) -> str:
 HEADERS = ("layer", "source", "bits w/a/adc", "S_A", "S_W", "S_ADC", "shift k", "scale error", "fold", "SQNR dB")
 
 
-def quant_cells(layer: dict[str, Any]) -> list[str]:
+def quant_cells(layer: QuantRow) -> list[str]:
     """One layer's row of the quantization table (``HEADERS``)."""
-    bits = f"{layer['w_bits']}/{layer['a_bits']}{'s' if layer['a_signed'] else ''}/{layer['adc_bits']}"
-    shift = ",".join(str(k) for k in layer.get("shift_k", [])) or "—"
-    error = f"{100 * layer['scale_error']:.1f}%" if "scale_error" in layer else "—"
-    sqnr = layer.get("sqnr_db")
+    bits = f"{layer.w_bits}/{layer.a_bits}{'s' if layer.a_signed else ''}/{layer.adc_bits}"
+    shift = ",".join(str(k) for k in layer.shift_k or []) or "—"
+    error = "—" if layer.scale_error is None else f"{100 * layer.scale_error:.1f}%"
+    sqnr = layer.sqnr_db
     sqnr_text = "—" if sqnr is None else sqnr if isinstance(sqnr, str) else f"{sqnr:.1f}"
-    return [layer["name"], layer["source"], bits, f"{layer['a_step']:.4g}", _step(layer["w_step"]),
-            _step(layer["adc_step"]), shift, error, layer.get("fold", "—"), sqnr_text]
+    return [layer.name, layer.source, bits, f"{layer.a_step:.4g}", _step(layer.w_step), _step(layer.adc_step),
+            shift, error, layer.fold or "—", sqnr_text]
 
 
-def _quant_row(layer: dict[str, Any]) -> str:
+def _quant_row(layer: QuantRow) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in quant_cells(layer)) + " |"
