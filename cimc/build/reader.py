@@ -79,7 +79,7 @@ class BuildDir:
         """``layout.json`` as its model, parsed from the bytes by pydantic (no plain JSON in
         between); when it does not match its schema, ``BuildError`` says where."""
         try:
-            return Layout.model_validate_json(read_bytes(self.path / LAYOUT))
+            return Layout.model_validate_json(read_bytes(self.path / LAYOUT), strict=True)
         except ValidationError:
             return parse(Layout, LAYOUT, self.layout_json)
 

@@ -1,5 +1,8 @@
 """Parsing an untrusted JSON value into its document model: a refused value is a
-``BuildError`` (exit code 8) naming the file, the path inside it and what is wrong."""
+``BuildError`` (exit code 8) naming the file, the path inside it and what is wrong.
+
+Parsing is strict, like the JSON Schema: no string or boolean passes for a number (an
+integer does pass for a float)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ _UNION_MEMBERS = ("int", "float")
 def parse(model: type[D], name: str, doc: Any) -> D:
     """``doc`` (the parsed JSON of build file ``name``) as ``model``, or ``BuildError``."""
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc, strict=True)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = "/".join(str(p) for p in error["loc"] if p not in _UNION_MEMBERS) or "(top level)"
