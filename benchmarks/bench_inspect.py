@@ -27,15 +27,16 @@ from benchmarks.harness import Benchmark
 class BuildState:
     root: Path
     build: Path
-    layout: dict[str, Any]
+    layout: Any  # cimc.documents.layout.Layout (imported lazily, like cimc everywhere here)
 
 
 def _setup(model: str) -> BuildState:
     from cimc.api import compile_model
+    from cimc.documents.layout import Layout
 
     root = Path(tempfile.mkdtemp(prefix="cimc-bench-inspect-"))
     compile_model(model, root / "build")
-    layout = json.loads((root / "build" / "layout.json").read_text())
+    layout = Layout.model_validate_json((root / "build" / "layout.json").read_bytes())
     return BuildState(root, root / "build", layout)
 
 
@@ -51,15 +52,14 @@ def grid_vectorised(state: BuildState) -> np.ndarray:
 
 def grid_loop(state: BuildState) -> np.ndarray:
     """The same grid, one bitline at a time."""
-    wl = state.layout["macro"]["wordlines"]
-    bl = state.layout["macro"]["bitlines"]
-    rows = [[s["row_stop"] - s["row_start"] for s in x["segments"]] for x in state.layout["layers"]]
-    grid = np.full((len(state.layout["macros"]), wl, bl), -1, dtype=np.int32)
-    for m, owner in enumerate(state.layout["macros"]):
-        for b, layer in enumerate(owner["layer"]):
+    wl, bl = state.layout.macro.wordlines, state.layout.macro.bitlines
+    rows = [[s.row_stop - s.row_start for s in x.segments] for x in state.layout.layers]
+    grid = np.full((len(state.layout.macros), wl, bl), -1, dtype=np.int32)
+    for m, owner in enumerate(state.layout.macros):
+        for b, layer in enumerate(owner.layer):
             if layer >= 0:
-                start = owner["wordline_start"][b]
-                grid[m, start:start + rows[layer][owner["segment"][b]], b] = layer
+                start = owner.wordline_start[b]
+                grid[m, start:start + rows[layer][owner.segment[b]], b] = layer
     return grid
 
 

@@ -201,4 +201,4 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
                         quant_info(ctx), evaluate)
     write_build(out, build.files, build.manifest, force=options.force)
-    return CompileResult(out, graph, build.cost, build.report, ctx.history)
+    return CompileResult(out, graph, build.cost, build.report.to_json(), ctx.history)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cimc import data
+from cimc.documents.report import Accuracy
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
 from cimc.lowering.model import float_model, serialize
@@ -55,13 +55,13 @@ def accuracy(float_logits: np.ndarray, compiled_logits: np.ndarray, labels: np.n
 
 
 def evaluator(graph: Graph, dataset: str, size: int | None = None,
-              root: str | Path | None = None) -> Callable[[bytes], dict[str, Any]]:
+              root: str | Path | None = None) -> Callable[[bytes], Accuracy]:
     """A function of ``model.cim.onnx`` bytes giving the report's ``accuracy`` section."""
     ds = evaluation_set(graph, dataset, size, root)
     float_bytes = serialize(float_model(graph))
 
-    def evaluate(compiled: bytes) -> dict[str, Any]:
+    def evaluate(compiled: bytes) -> Accuracy:
         scores = accuracy(run_onnx(float_bytes, ds.x), run_onnx(compiled, ds.x), ds.y)
-        return {"dataset": ds.name, "split": "test", "samples": len(ds), **scores}
+        return Accuracy(dataset=ds.name, split="test", samples=len(ds), **scores)
 
     return evaluate

@@ -43,16 +43,15 @@ def test_packed_vs_aligned() -> None:
     doc = diff_builds(a, b)
     assert doc["options"] == {"placement": ["packed", "aligned"]}
     assert doc["totals"]["macros"] == [a.report["totals"]["macros"], b.report["totals"]["macros"]]
-    first = {x["node"]: (x["first_column"], y["first_column"])
-             for x, y in zip(a.layout["layers"], b.layout["layers"], strict=True)}
-    for layer, entry in zip(doc["layers"], a.layout["layers"], strict=True):
+    first = {x.node: (x.first_column, y.first_column) for x, y in zip(a.layout.layers, b.layout.layers, strict=True)}
+    for layer, entry in zip(doc["layers"], a.layout.layers, strict=True):
         fa, fb = first[layer["name"]]
-        assert layer["moved_columns"] == (entry["columns"] if fa != fb else 0)
+        assert layer["moved_columns"] == (entry.columns if fa != fb else 0)
         shown = sum(r["out_channels"][1] - r["out_channels"][0] + 1 for r in layer["moved_runs"])
         assert shown == layer["moved_columns"] or layer["moved_run_count"] > len(layer["moved_runs"])
     changed = {x["macro"]: x["cells_changed"] for x in doc["macros"] if "cells_changed" in x}
     for m in range(min(a.num_macros, b.num_macros)):
-        ca, cb = _cell_owner_loop(a.layout, m), _cell_owner_loop(b.layout, m)
+        ca, cb = _cell_owner_loop(a.layout_json, m), _cell_owner_loop(b.layout_json, m)
         expected = sum(ca.get(k) != cb.get(k) for k in set(ca) | set(cb))
         assert changed.get(m, 0) == expected
 

@@ -37,7 +37,7 @@ def test_owner_grid_holds_every_weight_once(name: str, options: dict[str, object
     own = owners(b.layout)
     grid = own.layer_grid()
     counts = np.bincount(grid[grid >= 0], minlength=len(b.layer_names))
-    assert counts.tolist() == [x["rows"] * x["cout"] for x in b.layout["layers"]]
+    assert counts.tolist() == [x.rows * x.cout for x in b.layout.layers]
     weights = np.stack([b.macro_weights(m) for m in range(own.shape[0])])
     assert not ((weights != 0) & (grid < 0)).any()
     assert np.isclose(own.usage().mean(), b.report["totals"]["macro_usage"])
@@ -46,10 +46,10 @@ def test_owner_grid_holds_every_weight_once(name: str, options: dict[str, object
 def test_describe_cell_follows_the_row_order() -> None:
     b = read_build(build("tiny_cnn"))
     own = owners(b.layout)
-    layer = b.layout["layers"][2]  # 40 input channels in 2 segments, 16 outputs
+    layer = b.layout.layers[2]  # 40 input channels in 2 segments, 16 outputs
     m, bl = np.argwhere((own.layer == 2) & (own.segment == 1) & (own.out_channel == 5))[0]
     cell = describe_cell(b.layout, own, int(m), 13, int(bl))
-    row = layer["segments"][1]["row_start"] + 13
+    row = layer.segments[1].row_start + 13
     assert (cell["out_channel"], cell["in_channel"], cell["kernel_pos"]) == (5, row // 9, [(row % 9) // 3, row % 3])
     assert describe_cell(b.layout, own, 0, 255, 255)["idle"]
 

@@ -205,7 +205,7 @@ def test_three_way_with_adc_shifts(shifted_build: tuple[Path, Graph]) -> None:
 
 def _corrupt(build: Path, value: int, want_slice: int) -> str:
     files = read_build(build)
-    mask = np.array([m["slice"] for m in files.layout["macros"]]) == want_slice  # (M, BL)
+    mask = np.array([m.slice for m in files.layout.macros]) == want_slice  # (M, BL)
     m, b = (int(v[0]) for v in np.nonzero(mask))
     macros = files.macros.copy()
     macros[m, 0, b] = value
@@ -220,9 +220,9 @@ def test_checks_accept_digits_in_range_only(sliced_build: tuple[Path, Graph]) ->
     assert "[0, 3] of digit 0 of 3" in _corrupt(build, -1, 0)  # lower digits are unsigned
     assert "[-2, 1] of digit 2 of 3" in _corrupt(build, 2, 2)  # the top digit of 6 bits in 2-bit cells is signed
     files = read_build(build)
-    quant = {**files.quant, "layers": [{**files.quant["layers"][0], "w_slices": 2}, *files.quant["layers"][1:]]}
-    with pytest.raises(BuildError, match="w_slices is 2, but 6 bits in 2-bit slices need 3"):
-        check_build(replace(files, quant=quant))
-    quant = {**files.quant, "layers": [{**files.quant["layers"][0], "adc_shift": [0, 1]}, *files.quant["layers"][1:]]}
-    with pytest.raises(BuildError, match="adc_shift has 2 values, expected one per kind"):
-        check_build(replace(files, quant=quant))
+    for change, message in (({"w_slices": 2}, "w_slices is 2, but 6 bits in 2-bit slices need 3"),
+                            ({"adc_shift": [0, 1]}, "adc_shift has 2 values, expected one per kind")):
+        first = files.quant.layers[0].model_copy(update=change)
+        quant = files.quant.model_copy(update={"layers": [first, *files.quant.layers[1:]]})
+        with pytest.raises(BuildError, match=message):
+            check_build(replace(files, quant=quant))

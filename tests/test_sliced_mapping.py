@@ -113,8 +113,8 @@ def test_cells_hold_digits_that_recombine_to_the_codes(tiny: tuple[Graph, PassCo
         node = graph.node(name)
         codes, bounds = code_matrix(graph, node), node.ann[WordlineTiling].bounds
         q = cim_spec(graph, node).q
-        entry = b.layout["layers"][i]
-        assert (entry["w_slices"], entry["a_slices"]) == (q.w_slices, q.a_slices) == (2, 2)
+        entry = b.layout.layers[i]
+        assert (entry.w_slices, entry.a_slices) == (q.w_slices, q.a_slices) == (2, 2)
         total = np.zeros_like(codes, dtype=np.int64)
         for m, line in zip(*np.nonzero(own.used & (own.layer == i)), strict=True):
             s, o, j, w0 = own.segment[m, line], own.out_channel[m, line], own.slices[m, line], own.start[m, line]

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from cimc.build.cell_map import owners
 from cimc.check.validate import validate_build
 from cimc.cli.main import main
+from cimc.documents.layout import Layout
 from cimc.models import export_onnx
 from tests.map_builds import build, copy_build, edit_weights, read_json, rehash, write_json
 
@@ -39,7 +40,7 @@ def test_rebuild_compares_every_cell_of_a_zoo_build() -> None:
 
 def _occupied_cell(folder: Path) -> tuple[int, int, int]:
     """(macro, wordline, bitline) of a cell holding a non-zero weight of layer 1."""
-    own = owners(read_json(folder, "layout.json"))
+    own = owners(Layout.model_validate(read_json(folder, "layout.json")))
     m, b = np.argwhere(own.layer == 1)[3]
     return int(m), int(own.start[m, b]) + 2, int(b)
 

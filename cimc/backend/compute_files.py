@@ -23,54 +23,52 @@ Every float is a float32 value written as the shortest decimal that reads back t
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from safetensors.numpy import save as save_safetensors
 
+from cimc.documents.base import Decibels
+from cimc.documents.graph import GRAPH_FORMAT, GraphDoc, NodeDoc, TensorDoc
+from cimc.documents.quant import QUANT_FORMAT, VERSION, Fold, Granularity, Quant, QuantLayer, ShiftDoc, Source
 from cimc.ir.annotations import Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.quant.batching import batch_generic, static_batch
 from cimc.quant.cim_layer import CimSpec, cim_spec
 
-QUANT_FORMAT = "cimc-quant"
-GRAPH_FORMAT = "cimc-graph"
-VERSION = 1
-
 
 def floats(values: np.ndarray | float) -> list[float]:
     return [float(v) for v in np.asarray(values, dtype=np.float32).reshape(-1)]
 
 
-def quant_document(graph: Graph, nodes: list[Node]) -> dict[str, Any]:
+def quant_document(graph: Graph, nodes: list[Node]) -> Quant:
     """``quant.json`` (module doc)."""
     specs = [cim_spec(graph, n) for n in nodes]
     per_column = [s.q.per_column for s in specs]
     granularity = "column" if all(per_column) and specs else "layer" if not any(per_column) else "mixed"
-    return {"format": QUANT_FORMAT, "version": VERSION, "granularity": granularity,
-            "layers": [_layer(i, spec) for i, spec in enumerate(specs)]}
+    return Quant(format=QUANT_FORMAT, version=VERSION, granularity=cast(Granularity, granularity),
+                 layers=[_layer(i, spec) for i, spec in enumerate(specs)])
 
 
-def _layer(index: int, spec: CimSpec) -> dict[str, Any]:
+def _layer(index: int, spec: CimSpec) -> QuantLayer:
     q = spec.q
-    return {"index": index, "node": spec.name, "source": q.source, "w_bits": q.w_bits, "a_bits": q.a_bits,
-            "adc_bits": q.adc_bits, "w_step": floats(q.w_step), "a_step": floats(q.a_step)[0],
-            "a_signed": q.a_signed, "adc_step": floats(q.adc_step), "scale": floats(spec.scale()),
-            "bias": floats(spec.applied_bias()), "shift": _shift(spec.shift), "cell_bits": q.cell_bits,
-            "dac_bits": q.dac_bits, "w_slices": q.w_slices, "a_slices": q.a_slices,
-            "adc_shift": None if q.adc_shift is None else [int(m) for m in q.adc_shift]}
+    return QuantLayer(index=index, node=spec.name, source=cast(Source, q.source), w_bits=q.w_bits, a_bits=q.a_bits,
+                      adc_bits=q.adc_bits, w_step=floats(q.w_step), a_step=floats(q.a_step)[0], a_signed=q.a_signed,
+                      adc_step=floats(q.adc_step), scale=floats(spec.scale()), bias=floats(spec.applied_bias()),
+                      shift=_shift(spec.shift), cell_bits=q.cell_bits, dac_bits=q.dac_bits, w_slices=q.w_slices,
+                      a_slices=q.a_slices, adc_shift=None if q.adc_shift is None else [int(m) for m in q.adc_shift])
 
 
-def _shift(shift: Shift | None) -> dict[str, Any] | None:
+def _shift(shift: Shift | None) -> ShiftDoc | None:
     if shift is None:
         return None
-    sqnr: float | str | None = shift.sqnr_db
+    sqnr: Decibels = shift.sqnr_db
     if shift.sqnr_db is not None and not math.isfinite(shift.sqnr_db):
         sqnr = "inf" if shift.sqnr_db > 0 else "-inf"
-    return {"k": [int(k) for k in shift.k], "exact_scale": floats(shift.exact_scale),
-            "relative_error": float(shift.relative_error), "fold": shift.fold, "gain": float(shift.gain),
-            "sqnr_db": sqnr}
+    return ShiftDoc(k=[int(k) for k in shift.k], exact_scale=floats(shift.exact_scale),
+                    relative_error=float(shift.relative_error), fold=cast(Fold, shift.fold), gain=float(shift.gain),
+                    sqnr_db=sqnr)
 
 
 def encode_attr(value: Any) -> Any:
@@ -95,7 +93,7 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
-def graph_document(graph: Graph, nodes: list[Node]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def graph_document(graph: Graph, nodes: list[Node]) -> tuple[GraphDoc, dict[str, np.ndarray]]:
     """``graph.json`` and the arrays of ``digital.safetensors`` (module doc)."""
     generic = batch_generic(graph)
     index = {n.name: i for i, n in enumerate(nodes)}
@@ -108,17 +106,17 @@ def graph_document(graph: Graph, nodes: list[Node]) -> tuple[dict[str, Any], dic
             if t in generic.initializers and t not in constants:
                 constants[t] = f"const_{len(constants):04d}"
                 arrays[constants[t]] = np.ascontiguousarray(generic.initializers[t], dtype=np.float32)
-        entries.append({"name": node.name, "op": node.op, "inputs": inputs, "outputs": list(node.outputs),
-                        "attrs": {k: encode_attr(v) for k, v in sorted(node.attrs.items())},
-                        "cim_layer": index.get(node.name)})
-    doc = {"format": GRAPH_FORMAT, "version": VERSION, "batch": static_batch(graph),
-           "inputs": [_tensor(graph, t) for t in graph.inputs], "outputs": [_tensor(graph, t) for t in graph.outputs],
-           "nodes": entries, "constants": constants}
+        entries.append(NodeDoc(name=node.name, op=node.op, inputs=inputs, outputs=list(node.outputs),
+                               attrs={k: encode_attr(v) for k, v in sorted(node.attrs.items())},
+                               cim_layer=index.get(node.name)))
+    doc = GraphDoc(format=GRAPH_FORMAT, version=VERSION, batch=static_batch(graph),
+                   inputs=[_tensor(graph, t) for t in graph.inputs],
+                   outputs=[_tensor(graph, t) for t in graph.outputs], nodes=entries, constants=constants)
     return doc, arrays
 
 
-def _tensor(graph: Graph, name: str) -> dict[str, Any]:
-    return {"name": name, "shape": list(graph.shape(name))}
+def _tensor(graph: Graph, name: str) -> TensorDoc:
+    return TensorDoc(name=name, shape=list(graph.shape(name)))
 
 
 def digital_bytes(arrays: dict[str, np.ndarray]) -> bytes:

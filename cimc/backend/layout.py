@@ -10,17 +10,21 @@ layer (``S`` weight digits, ``cimc.quant.slicing``) passes a digit matrix of ``C
 
 ``layout.json`` records per macro, per bitline: owning layer index, segment, output channel,
 first wordline and weight digit ``slice`` (-1 where idle; 0 in an unsliced layer), and per
-layer ``w_slices``/``a_slices`` and each segment's row range together with the input
-channel and kernel position every wordline of that segment holds.
+layer ``w_slices``/``a_slices``, its conv geometry (``cimc.backend.geometry``) and each
+segment's row range together with the input channel and kernel position every wordline of
+that segment holds (``cimc.documents.layout``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 import numpy as np
 
+from cimc.backend.geometry import geometry
+from cimc.documents.layout import ROW_ORDER, Layer, LayerKind, LayerOp, Layout, MacroOwners, Segment, Tiling
+from cimc.documents.macro import MacroDoc
 from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -86,8 +90,8 @@ def _write_shifted(lines: np.ndarray, line: np.ndarray, start: np.ndarray, value
     lines.reshape(-1)[flat] = values[sel]
 
 
-def layout_document(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> dict[str, Any]:
-    """The JSON-ready layout: layers (with segment/wordline maps) and per-macro bitline owners."""
+def layout_document(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) -> Layout:
+    """The layout: layers (with segment/wordline maps and geometry) and per-macro bitline owners."""
     owner = np.full((macros, 5, macro.bitlines), -1, dtype=np.int64)
     layers = []
     for index, node in enumerate(nodes):
@@ -96,18 +100,14 @@ def layout_document(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: i
         group, digit = np.divmod(np.arange(p.num_columns), w_slices)
         segment, channel = np.divmod(group, layer.cout)
         owner[p.macro, :, p.bitline] = np.stack([np.full_like(group, index), segment, channel, p.wordline, digit], 1)
-        layers.append(_layer_entry(index, node, layer, tiling, p))
-    return {
-        "macro": macro.to_dict(),
-        "row_order": "r = c*kh*kw + i*kw + j within the output channel's group",
-        "layers": layers,
-        "macros": [
-            {"index": m, "layer": owner[m, 0].tolist(), "segment": owner[m, 1].tolist(),
-             "out_channel": owner[m, 2].tolist(), "wordline_start": owner[m, 3].tolist(),
-             "slice": owner[m, 4].tolist()}
-            for m in range(macros)
-        ],
-    }
+        layers.append(_layer_entry(index, graph, node, layer, tiling, p))
+    return Layout(
+        macro=MacroDoc(**macro.to_dict()), row_order=ROW_ORDER, layers=layers,
+        macros=[MacroOwners(index=m, layer=owner[m, 0].tolist(), segment=owner[m, 1].tolist(),
+                            out_channel=owner[m, 2].tolist(), wordline_start=owner[m, 3].tolist(),
+                            slice=owner[m, 4].tolist())
+                for m in range(macros)],
+    )
 
 
 def slices(node: Node) -> tuple[int, int]:
@@ -116,18 +116,19 @@ def slices(node: Node) -> tuple[int, int]:
     return (1, 1) if q is None else (q.w_slices, q.a_slices)
 
 
-def _layer_entry(index: int, node: Node, layer: CimLayer, tiling: WordlineTiling,
-                 p: BitlinePlacement) -> dict[str, Any]:
+def _layer_entry(index: int, graph: Graph, node: Node, layer: CimLayer, tiling: WordlineTiling,
+                 p: BitlinePlacement) -> Layer:
     k = layer.kernel[0] * layer.kernel[1]
     segments = []
     for s, (lo, hi) in enumerate(zip(tiling.bounds[:-1], tiling.bounds[1:], strict=True)):
         rows = np.arange(lo, hi)
         pos = rows % k
-        segments.append({"index": s, "row_start": lo, "row_stop": hi,
-                         "wordline_channel": (rows // k).tolist(),
-                         "wordline_kernel_pos": np.stack([pos // layer.kernel[1], pos % layer.kernel[1]], 1).tolist()})
-    return {"index": index, "node": node.name, "op": node.op, "kind": layer.kind, "groups": layer.groups,
-            "rows": layer.rows, "cout": layer.cout, "kernel": list(layer.kernel), "out_pixels": layer.out_pixels,
-            "tiling": tiling.mode, "first_column": p.first_column, "columns": p.num_columns,
-            "w_slices": slices(node)[0], "a_slices": slices(node)[1],
-            "macros": list(p.macros_used()), "segments": segments}
+        segments.append(Segment(index=s, row_start=lo, row_stop=hi, wordline_channel=(rows // k).tolist(),
+                                wordline_kernel_pos=np.stack([pos // layer.kernel[1], pos % layer.kernel[1]],
+                                                             1).tolist()))
+    w_slices, a_slices = slices(node)
+    return Layer(index=index, node=node.name, op=cast(LayerOp, node.op), kind=cast(LayerKind, layer.kind),
+                 groups=layer.groups, rows=layer.rows, cout=layer.cout, kernel=list(layer.kernel),
+                 out_pixels=layer.out_pixels, tiling=cast(Tiling, tiling.mode),
+                 first_column=p.first_column, columns=p.num_columns, w_slices=w_slices, a_slices=a_slices,
+                 macros=list(p.macros_used()), geometry=geometry(graph, node), segments=segments)

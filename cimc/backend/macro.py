@@ -22,29 +22,30 @@ from cimc.backend.quant_part import code_arrays, is_quantized, quantized_files
 from cimc.backend.quant_report import quantization_markdown, quantization_section
 from cimc.backend.report import report_document, report_markdown
 from cimc.backend.schedule import schedule_document
-from cimc.build.directory import dumps
 from cimc.build.weights_file import macro_weights_bytes
 from cimc.cost.model import ModelCost, model_cost
+from cimc.documents import dumps
+from cimc.documents.macro import MacroDoc
+from cimc.documents.manifest import SCHEMA_VERSION, Manifest, Source
+from cimc.documents.report import Accuracy, DigitalOp, Report
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.printer import format_graph
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 
-SCHEMA_VERSION = 1
-
 
 @dataclass(frozen=True)
 class BuildOutput:
     files: dict[str, bytes]
-    manifest: dict[str, Any]
+    manifest: Manifest
     cost: ModelCost
-    report: dict[str, Any]
+    report: Report
 
 
 def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
                 source: dict[str, Any], options: dict[str, Any], quant: dict[str, Any] | None = None,
-                evaluate: Callable[[bytes], dict[str, Any]] | None = None) -> BuildOutput:
+                evaluate: Callable[[bytes], Accuracy] | None = None) -> BuildOutput:
     """All files of a build (manifest separate: its file hashes are added when written).
     A quantized graph also gets the files of ``cim_build`` (``quant``: the compile's
     calibration facts; ``evaluate``: accuracy of ``model.cim.onnx`` for the report)."""
@@ -53,12 +54,13 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
     quantized = is_quantized(nodes)
     arrays = (code_arrays if quantized else macro_arrays)(graph, nodes, macro, cost.macros)
     extra = quantized_files(graph, nodes) if quantized else {}
-    digital = [{"node": n.name, "op": n.op} for n in graph.topo_order() if CimLayer not in n.ann]
+    digital = [DigitalOp(node=n.name, op=n.op) for n in graph.topo_order() if CimLayer not in n.ann]
     report = report_document(graph, cost, macro, digital)
     if quantized:
-        report["quantization"] = quantization_section(graph, nodes, quant or {})
+        sections: dict[str, Any] = {"quantization": quantization_section(graph, nodes, quant or {})}
         if evaluate is not None:
-            report["accuracy"] = evaluate(extra["model.cim.onnx"])
+            sections["accuracy"] = evaluate(extra["model.cim.onnx"])
+        report = report.model_copy(update=sections)
     files = {
         "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),
         "weights.safetensors": _weights(arrays),
@@ -68,9 +70,9 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
         "graph.txt": format_graph(graph).encode(),
         **extra,
     }
-    manifest = {"schema_version": SCHEMA_VERSION, "tool": "cimc", "tool_version": __version__,
-                "macro": macro.to_dict(), "bitline_budget": cost.bitline_budget, "input": source,
-                "options": options}
+    manifest = Manifest(schema_version=SCHEMA_VERSION, tool="cimc", tool_version=__version__,
+                        macro=MacroDoc(**macro.to_dict()), bitline_budget=cost.bitline_budget,
+                        input=Source(**source), options=options, files={})
     return BuildOutput(files, manifest, cost, report)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from cimc.backend.compute_files import digital_bytes, graph_document, quant_document
 from cimc.backend.layout import macro_arrays
-from cimc.build.directory import dumps
+from cimc.documents import dumps
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node

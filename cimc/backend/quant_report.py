@@ -11,87 +11,91 @@ how often they agree — what the hardware numerics cost before any QAT.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from cimc.documents.base import Decibels
+from cimc.documents.quant import Source
+from cimc.documents.report import Calibration, Quantization, QuantRow, Report, Span
 from cimc.ir.annotations import Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.quant.cim_layer import cim_spec
 
 
-def _span(values: np.ndarray) -> dict[str, float]:
+def _span(values: np.ndarray) -> Span:
     v = np.asarray(values, dtype=np.float32)
-    return {"min": float(v.min()), "max": float(v.max())}
+    return Span(min=float(v.min()), max=float(v.max()))
 
 
-def _db(value: float | None) -> float | str | None:
+def _db(value: float | None) -> Decibels:
     if value is None or math.isfinite(value):
         return value
     return "inf" if value > 0 else "-inf"
 
 
-def layer_entry(graph: Graph, node: Node) -> dict[str, Any]:
+def layer_entry(graph: Graph, node: Node) -> QuantRow:
     spec = cim_spec(graph, node)
     q, shift = spec.q, node.ann.get_ann(Shift)
-    entry: dict[str, Any] = {"name": node.name, "source": q.source, "w_bits": q.w_bits, "a_bits": q.a_bits,
-                             "adc_bits": q.adc_bits, "a_signed": q.a_signed, "a_step": float(q.a_step),
-                             "w_step": _span(q.w_step), "adc_step": _span(q.adc_step)}
-    if shift is not None:
-        entry.update({"shift_k": sorted({int(k) for k in shift.k}), "scale_error": float(shift.relative_error),
-                      "fold": shift.fold, "sqnr_db": _db(shift.sqnr_db)})
-    return entry
+    shifted: dict[str, Any] = {} if shift is None else {
+        "shift_k": sorted({int(k) for k in shift.k}), "scale_error": float(shift.relative_error),
+        "fold": shift.fold, "sqnr_db": _db(shift.sqnr_db)}
+    return QuantRow(name=node.name, source=cast(Source, q.source), w_bits=q.w_bits, a_bits=q.a_bits,
+                    adc_bits=q.adc_bits, a_signed=q.a_signed, a_step=float(q.a_step), w_step=_span(q.w_step),
+                    adc_step=_span(q.adc_step), **shifted)
 
 
-def quantization_section(graph: Graph, nodes: list[Node], info: dict[str, Any]) -> dict[str, Any]:
+def quantization_section(graph: Graph, nodes: list[Node], info: dict[str, Any]) -> Quantization:
     """``report.json["quantization"]``; ``info`` holds the compile's calibration facts."""
     shifted = any(Shift in n.ann for n in nodes)
-    return {"calibration": info.get("calibration"), "granularity": info.get("granularity", "layer"),
-            "weight_method": info.get("weight_method", "mse"), "qat_layers": info.get("qat_layers", []),
-            "shift": shifted, "output_sqnr_db": _db(info.get("output_sqnr_db")),
-            "layers": [layer_entry(graph, n) for n in nodes]}
+    cal = info.get("calibration")
+    return Quantization(calibration=None if cal is None else Calibration(**cal),
+                        granularity=info.get("granularity", "layer"), weight_method=info.get("weight_method", "mse"),
+                        qat_layers=info.get("qat_layers", []), shift=shifted,
+                        output_sqnr_db=_db(info.get("output_sqnr_db")),
+                        layers=[layer_entry(graph, n) for n in nodes])
 
 
-def _step(span: dict[str, float]) -> str:
-    return f"{span['min']:.4g}" if span["min"] == span["max"] else f"{span['min']:.4g}…{span['max']:.4g}"
+def _step(span: Span) -> str:
+    return f"{span.min:.4g}" if span.min == span.max else f"{span.min:.4g}…{span.max:.4g}"
 
 
-def quantization_markdown(doc: dict[str, Any]) -> str:
+def quantization_markdown(doc: Report) -> str:
     """The markdown of both sections (empty when the report has neither)."""
     lines: list[str] = []
-    quant = doc.get("quantization")
+    quant = doc.quantization
     if quant is not None:
-        cal = quant.get("calibration")
-        source = f"calibrated on {cal['source']} ({cal['samples']} samples)" if cal else "from QAT"
+        cal = quant.calibration
+        source = f"calibrated on {cal.source} ({cal.samples} samples)" if cal else "from QAT"
         lines += ["", "## Quantization", "",
-                  f"Steps {source}, per {quant['granularity']}; "
-                  f"{'power-of-two shifts' if quant['shift'] else 'exact output scales'}.", "",
+                  f"Steps {source}, per {quant.granularity}; "
+                  f"{'power-of-two shifts' if quant.shift else 'exact output scales'}.", "",
                   "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        lines += [_quant_row(layer) for layer in quant["layers"]]
-        if quant.get("output_sqnr_db") is not None:
-            lines += ["", f"Model output SQNR, shifted vs exact scales: {quant['output_sqnr_db']} dB."]
-    acc = doc.get("accuracy")
+        lines += [_quant_row(layer) for layer in quant.layers]
+        if quant.output_sqnr_db is not None:
+            lines += ["", f"Model output SQNR, shifted vs exact scales: {quant.output_sqnr_db} dB."]
+    acc = doc.accuracy
     if acc is not None:
-        lines += ["", "## Accuracy", "", f"On {acc['samples']} {acc['dataset']} {acc['split']} samples: "
-                  f"float {100 * acc['float_top1']:.2f}%, compiled {100 * acc['compiled_top1']:.2f}% "
-                  f"(top-1 agreement {100 * acc['agreement']:.2f}%)."]
+        lines += ["", "## Accuracy", "", f"On {acc.samples} {acc.dataset} {acc.split} samples: "
+                  f"float {100 * acc.float_top1:.2f}%, compiled {100 * acc.compiled_top1:.2f}% "
+                  f"(top-1 agreement {100 * acc.agreement:.2f}%)."]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
 HEADERS = ("layer", "source", "bits w/a/adc", "S_A", "S_W", "S_ADC", "shift k", "scale error", "fold", "SQNR dB")
 
 
-def quant_cells(layer: dict[str, Any]) -> list[str]:
+def quant_cells(layer: QuantRow) -> list[str]:
     """One layer's row of the quantization table (``HEADERS``)."""
-    bits = f"{layer['w_bits']}/{layer['a_bits']}{'s' if layer['a_signed'] else ''}/{layer['adc_bits']}"
-    shift = ",".join(str(k) for k in layer.get("shift_k", [])) or "—"
-    error = f"{100 * layer['scale_error']:.1f}%" if "scale_error" in layer else "—"
-    sqnr = layer.get("sqnr_db")
+    bits = f"{layer.w_bits}/{layer.a_bits}{'s' if layer.a_signed else ''}/{layer.adc_bits}"
+    shift = ",".join(str(k) for k in layer.shift_k or []) or "—"
+    error = "—" if layer.scale_error is None else f"{100 * layer.scale_error:.1f}%"
+    sqnr = layer.sqnr_db
     sqnr_text = "—" if sqnr is None else sqnr if isinstance(sqnr, str) else f"{sqnr:.1f}"
-    return [layer["name"], layer["source"], bits, f"{layer['a_step']:.4g}", _step(layer["w_step"]),
-            _step(layer["adc_step"]), shift, error, layer.get("fold", "—"), sqnr_text]
+    return [layer.name, layer.source, bits, f"{layer.a_step:.4g}", _step(layer.w_step), _step(layer.adc_step),
+            shift, error, layer.fold or "—", sqnr_text]
 
 
-def _quant_row(layer: dict[str, Any]) -> str:
+def _quant_row(layer: QuantRow) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in quant_cells(layer)) + " |"

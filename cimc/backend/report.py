@@ -12,6 +12,8 @@ from dataclasses import asdict
 from typing import Any
 
 from cimc.cost.model import LayerCost, ModelCost
+from cimc.documents.macro import MacroDoc
+from cimc.documents.report import DigitalOp, LayerRow, Report, Totals
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 
@@ -23,11 +25,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def report_document(graph: Graph, cost: ModelCost, macro: MacroSpec, digital: list[dict[str, Any]]) -> dict[str, Any]:
-    totals = {k: v for k, v in cost.to_dict().items() if k != "layers"}
-    return {"model": graph.name, "macro": macro.to_dict(), "totals": totals,
-            "layers": [dict(vars(layer)) for layer in cost.layers], "digital_ops": digital,
-            "notes": budget_notes(cost, macro) + slicing_notes(cost, macro)}
+def report_document(graph: Graph, cost: ModelCost, macro: MacroSpec, digital: list[DigitalOp]) -> Report:
+    """``report.json`` without its quantization and accuracy sections (``quant_report``)."""
+    totals = Totals(**{k: v for k, v in cost.to_dict().items() if k != "layers"})
+    return Report(model=graph.name, macro=MacroDoc(**macro.to_dict()), totals=totals,
+                  layers=[LayerRow(**vars(layer)) for layer in cost.layers], digital_ops=digital,
+                  notes=budget_notes(cost, macro) + slicing_notes(cost, macro))
 
 
 def slicing_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
@@ -82,17 +85,17 @@ def layer_rows(cost: ModelCost) -> list[list[str]]:
     return [[cell_text(k, asdict(layer)) for k, _ in COLUMNS] for layer in (*cost.layers, total)]
 
 
-def report_markdown(doc: dict[str, Any], cost: ModelCost) -> str:
-    m = doc["macro"]
-    lines = [f"# cimc report: {doc['model']}", "",
-             f"Macro `{m['name']}`: {m['wordlines']}×{m['bitlines']} cells of {m['cell_bits']} bits, "
-             f"{m['adcs']} ADCs of {m['adc_bits']} bits, {m['load_cycles']} cycles per macro load.", "",
+def report_markdown(doc: Report, cost: ModelCost) -> str:
+    m = doc.macro
+    lines = [f"# cimc report: {doc.model}", "",
+             f"Macro `{m.name}`: {m.wordlines}×{m.bitlines} cells of {m.cell_bits} bits, "
+             f"{m.adcs} ADCs of {m.adc_bits} bits, {m.load_cycles} cycles per macro load.", "",
              "| " + " | ".join(h for _, h in COLUMNS) + " |",
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in layer_rows(cost)]
     lines += ["", "The total row's partial sums are the largest layer's (buffers are reused).", ""]
-    lines += [f"- {note}" for note in doc["notes"]]
-    if doc["digital_ops"]:
-        ops = sorted({d["op"] for d in doc["digital_ops"]})
-        lines += [f"- digital ops ({len(doc['digital_ops'])} nodes): {', '.join(ops)}"]
+    lines += [f"- {note}" for note in doc.notes]
+    if doc.digital_ops:
+        ops = sorted({d.op for d in doc.digital_ops})
+        lines += [f"- digital ops ({len(doc.digital_ops)} nodes): {', '.join(ops)}"]
     return "\n".join(lines) + "\n"

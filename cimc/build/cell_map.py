@@ -11,8 +11,7 @@ with ``w1 = w0 + n``. Every grid here is that one broadcast comparison over
 A cell's input channel and kernel position follow from the row order
 ``r = c·kh·kw + i·kw + j`` (within the output channel's group). In a bit-sliced layer
 (``w_slices = S > 1``) the bitline's ``slice`` ``j`` says which weight digit its cells
-hold (``w_q = Σ_j 2^(j·cell_bits)·d_j``, ``cimc.quant.slicing``); layouts without ``slice`` are
-read as unsliced (``j = 0``).
+hold (``w_q = Σ_j 2^(j·cell_bits)·d_j``, ``cimc.quant.slicing``; ``j = 0`` when unsliced).
 """
 
 from __future__ import annotations
@@ -22,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from cimc.documents.layout import Layout
 from cimc.errors import BuildError
 
-FIELDS = ("layer", "segment", "out_channel", "wordline_start")
+#: The per-bitline owner lists of a ``layout.json`` macro entry.
+FIELDS = ("layer", "segment", "out_channel", "wordline_start", "slice")
 Selection = slice | np.ndarray | None
 
 
@@ -93,14 +94,13 @@ class Owners:
         return self.grid(code, macros, step)
 
 
-def owners(layout: dict[str, Any]) -> Owners:
+def owners(layout: Layout) -> Owners:
     """The bitline owners of a layout; ``BuildError`` when indices point nowhere."""
-    macros = layout.get("macros", [])
-    bitlines = int(layout["macro"]["bitlines"])
-    wordlines = int(layout["macro"]["wordlines"])
+    macros = layout.macros
+    bitlines, wordlines = layout.macro.bitlines, layout.macro.wordlines
     arrays = {}
     for key in FIELDS:
-        lists = [np.asarray(m[key], dtype=np.int64) for m in macros]
+        lists = [np.asarray(getattr(m, key), dtype=np.int64) for m in macros]
         if any(r.shape != (bitlines,) for r in lists):
             raise BuildError(f"layout.json: every macro's '{key}' must list {bitlines} bitlines")
         arrays[key] = np.stack(lists) if lists else np.zeros((0, bitlines), dtype=np.int64)
@@ -111,26 +111,16 @@ def owners(layout: dict[str, Any]) -> Owners:
     rows = np.zeros_like(layer)
     rows[used] = table[layer[used], segment[used]]
     start = np.where(used, arrays["wordline_start"], 0)
-    return Owners(layer, segment, arrays["out_channel"], start, start + rows, wordlines, _digits(macros, bitlines))
+    return Owners(layer, segment, arrays["out_channel"], start, start + rows, wordlines, arrays["slice"])
 
 
-def _digits(macros: list[dict[str, Any]], bitlines: int) -> np.ndarray | None:
-    """The ``slice`` arrays of the macros (``None`` when the layout has none)."""
-    if not macros or all("slice" not in m for m in macros):
-        return None
-    lists = [np.asarray(m.get("slice", [0] * bitlines), dtype=np.int64) for m in macros]
-    if any(r.shape != (bitlines,) for r in lists):
-        raise BuildError(f"layout.json: every macro's 'slice' must list {bitlines} bitlines")
-    return np.stack(lists)
-
-
-def segment_rows_table(layout: dict[str, Any]) -> np.ndarray:
+def segment_rows_table(layout: Layout) -> np.ndarray:
     """``(layers, max segments)`` rows per segment, ``-1`` past a layer's last segment."""
-    layers = layout.get("layers", [])
-    width = max((len(layer["segments"]) for layer in layers), default=0)
+    layers = layout.layers
+    width = max((len(layer.segments) for layer in layers), default=0)
     table = np.full((len(layers), max(width, 1)), -1, dtype=np.int64)
     for i, layer in enumerate(layers):
-        bounds = [(s["row_start"], s["row_stop"]) for s in layer["segments"]]
+        bounds = [(s.row_start, s.row_stop) for s in layer.segments]
         table[i, : len(bounds)] = [hi - lo for lo, hi in bounds]
     return table
 
@@ -148,23 +138,23 @@ def _check_indices(layer: np.ndarray, segment: np.ndarray, table: np.ndarray) ->
                          f"{int(segment[bad_seg][0])}, which that layer does not have")
 
 
-def describe_cell(layout: dict[str, Any], own: Owners, m: int, w: int, b: int) -> dict[str, Any]:
+def describe_cell(layout: Layout, own: Owners, m: int, w: int, b: int) -> dict[str, Any]:
     """What cell ``(m, w, b)`` holds: layer, segment, output/input channel, kernel position."""
     if not (own.used[m, b] and own.start[m, b] <= w < own.stop[m, b]):
         return {"macro": m, "wordline": w, "bitline": b, "idle": True}
     index = int(own.layer[m, b])
-    layer = layout["layers"][index]
-    seg = layer["segments"][int(own.segment[m, b])]
-    row = seg["row_start"] + w - int(own.start[m, b])
-    kh, kw = layer["kernel"]
+    layer = layout.layers[index]
+    seg = layer.segments[int(own.segment[m, b])]
+    row = seg.row_start + w - int(own.start[m, b])
+    kh, kw = layer.kernel
     o = int(own.out_channel[m, b])
-    cin_group = layer["rows"] // (kh * kw)
-    group = o // max(layer["cout"] // layer["groups"], 1)
+    cin_group = layer.rows // (kh * kw)
+    group = o // max(layer.cout // layer.groups, 1)
     c, pos = divmod(row, kh * kw)
-    return {"macro": m, "wordline": w, "bitline": b, "idle": False, "layer": layer["node"],
+    return {"macro": m, "wordline": w, "bitline": b, "idle": False, "layer": layer.node,
             "layer_index": index, "segment": int(own.segment[m, b]), "row": row, "out_channel": o,
             "in_channel": group * cin_group + c, "kernel_pos": [pos // kw, pos % kw],
-            "slice": int(own.slices[m, b]), "w_slices": int(layer.get("w_slices", 1))}
+            "slice": int(own.slices[m, b]), "w_slices": layer.w_slices}
 
 
 RUN_FIELDS = ("macro", "bitline_start", "bitline_stop", "layer", "segment", "out_channel", "wordline_start",

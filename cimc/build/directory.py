@@ -26,9 +26,10 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from cimc.build.atomic_dir import clean_stale, make_temp, remove, swap_into_place
+from cimc.documents import dumps
+from cimc.documents.manifest import Manifest
 from cimc.errors import UsageError
 
 MANIFEST = "manifest.json"
@@ -37,13 +38,6 @@ MAX_MANIFEST_BYTES = 16 * 2**20
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def dumps(doc: Any, *, compact: bool = False) -> bytes:
-    """Deterministic JSON bytes (sorted keys, fixed separators, trailing newline)."""
-    if compact:
-        return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode()
-    return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 
 
 def is_cimc_build(folder: Path) -> bool:
@@ -98,7 +92,7 @@ def _check_names(files: dict[str, bytes]) -> None:
             raise ValueError(f"build file name {name!r} is not a plain relative file name")
 
 
-def write_build(target: Path, files: dict[str, bytes], manifest: dict[str, Any], force: bool = False) -> None:
+def write_build(target: Path, files: dict[str, bytes], manifest: Manifest, force: bool = False) -> None:
     """Write ``files`` plus a manifest holding their sha256 into ``target``, atomically."""
     _check_names(files)
     check_target(target, force)
@@ -112,7 +106,7 @@ def write_build(target: Path, files: dict[str, bytes], manifest: dict[str, Any],
             digests = {name: pool.submit(sha256, data) for name, data in sorted(files.items())}
             for name, data in sorted(files.items()):
                 _write(tmp / name, data)
-        manifest = {**manifest, "files": {name: digest.result() for name, digest in digests.items()}}
+        manifest = manifest.model_copy(update={"files": {name: digest.result() for name, digest in digests.items()}})
         _write(tmp / MANIFEST, dumps(manifest))
         swap_into_place(tmp, target)
     finally:

@@ -1,6 +1,7 @@
 """Reading a build directory for the emulator, trusting nothing: every file the emulator uses
 must be listed in ``manifest.json`` with its sha256, the JSON files must match their
-schemas, and the macro arrays must be integer cell codes of the layout's shape.
+schemas, and the macro arrays must be integer cell codes of the layout's shape. The JSON
+files are then parsed into their typed models (``cimc.documents``).
 
 The emulator reads ``manifest.json``, ``layout.json``, ``quant.json``, ``graph.json``,
 ``weights.safetensors`` and ``digital.safetensors`` — never ``model.cim.onnx`` nor the source
@@ -21,6 +22,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
 import cimc.schemas as schemas
+from cimc.documents import GraphDoc, Layout, Quant
+from cimc.documents.parse import parse
 from cimc.errors import BuildError
 
 MANIFEST = "manifest.json"
@@ -36,10 +39,11 @@ class BuildFiles:
     """The verified contents of a build directory."""
 
     path: Path
-    manifest: dict[str, Any]
-    layout: dict[str, Any]
-    quant: dict[str, Any]
-    graph: dict[str, Any]
+    hashes: dict[str, str]
+    """The manifest's sha256 of every file, by name."""
+    layout: Layout
+    quant: Quant
+    graph: GraphDoc
     macros: np.ndarray
     constants: dict[str, np.ndarray]
 
@@ -49,18 +53,19 @@ def read_build(path: str | Path) -> BuildFiles:
     folder = Path(path)
     if not folder.is_dir():
         raise BuildError(f"{folder} is not a build directory")
-    manifest = _json(folder, MANIFEST, "manifest")
-    listed = manifest["files"]
+    listed: dict[str, str] = _json(folder, MANIFEST, "manifest")["files"]
     needed = [f"{n}.json" for n in JSON_FILES] + list(ARRAY_FILES)
     missing = [n for n in needed if n not in listed]
     if missing:
         raise BuildError(f"build {folder.name} lacks {', '.join(missing)}",
                          hint="the build predates quantized builds or was not quantized: recompile it")
     data = {name: _authentic(folder, name, listed[name]) for name in needed}
-    docs = {n: _parse(f"{n}.json", data[f"{n}.json"], n) for n in JSON_FILES}
-    macros = _macros(data["weights.safetensors"], docs["layout"])
+    layout = parse(Layout, "layout.json", _parse("layout.json", data["layout.json"], "layout"))
+    quant = parse(Quant, "quant.json", _parse("quant.json", data["quant.json"], "quant"))
+    graph = parse(GraphDoc, "graph.json", _parse("graph.json", data["graph.json"], "graph"))
+    macros = _macros(data["weights.safetensors"], layout)
     constants = _arrays("digital.safetensors", data["digital.safetensors"])
-    return BuildFiles(folder, manifest, docs["layout"], docs["quant"], docs["graph"], macros, constants)
+    return BuildFiles(folder, listed, layout, quant, graph, macros, constants)
 
 
 def _authentic(folder: Path, name: str, digest: str) -> bytes:
@@ -107,8 +112,8 @@ def _schema(name: str) -> dict[str, Any]:
 
 def _skeleton(layout: Any) -> Any:
     """``layout.json`` without its long per-bitline and per-wordline lists, which would make
-    schema validation slow: the emulator checks the owner lists with numpy
-    (``checks.owner_arrays``) and does not read the wordline maps."""
+    schema validation slow: the typed model checks them (``documents.parse``), and the emulator the
+    owner lists' lengths (``check.emulator.owner_arrays``)."""
     if not isinstance(layout, dict):
         return layout
     out = dict(layout)
@@ -134,11 +139,11 @@ def _arrays(name: str, data: bytes) -> dict[str, np.ndarray]:
         raise BuildError(f"{name} is not a valid safetensors file: {exc}") from exc
 
 
-def _macros(data: bytes, layout: dict[str, Any]) -> np.ndarray:
+def _macros(data: bytes, layout: Layout) -> np.ndarray:
     """``(M, WL, BL)`` integer codes, one array per macro of ``layout.json``."""
     arrays = _arrays("weights.safetensors", data)
-    count = len(layout["macros"])
-    wl, bl = layout["macro"]["wordlines"], layout["macro"]["bitlines"]
+    count = len(layout.macros)
+    wl, bl = layout.macro.wordlines, layout.macro.bitlines
     expected = [f"macro_{m:04d}" for m in range(count)]
     if sorted(arrays) != expected:
         raise BuildError(f"weights.safetensors holds {len(arrays)} arrays; layout.json has {count} macros "

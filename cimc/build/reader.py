@@ -3,7 +3,10 @@
 Nothing here trusts the build: files are read lazily and tolerantly (a missing optional file
 is ``None``), JSON that does not parse raises ``BuildError`` naming the file, and the weight
 arrays are returned with whatever dtype the build stored (float weights, or int8 cell
-codes). ``cimc validate`` then checks what the files say; the viewers only display it.
+codes). The layout is parsed into its model (``documents.layout.Layout``) when first used:
+one that does not match its schema is a ``BuildError`` then, while ``layout_json`` gives
+the raw JSON for the checks that report such a file. ``cimc validate`` then checks what the
+files say; the viewers only display it.
 """
 
 from __future__ import annotations
@@ -16,23 +19,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from cimc.build.cell_map import Owners, owners
+from cimc.documents.layout import Layout
+from cimc.documents.parse import parse
 from cimc.errors import BuildError, UsageError
 from cimc.macro import MacroSpec
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LAYOUT = "layout.json"
 WEIGHTS = "weights.safetensors"
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of one file of a build, or ``BuildError`` naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
 
 
 def read_json(path: Path) -> Any:
     """Parse one JSON file of a build, or raise ``BuildError`` naming it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+        return json.loads(read_bytes(path).decode("utf-8"))
     except ValueError as exc:
         raise BuildError(f"{path.name} is not valid JSON: {exc}") from exc
 
@@ -43,7 +56,6 @@ class BuildDir:
 
     path: Path
     manifest: dict[str, Any]
-    layout: dict[str, Any]
     _weights: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -55,11 +67,28 @@ class BuildDir:
         return str(source.get("name", self.path.name)) if isinstance(source, dict) else self.path.name
 
     @cached_property
+    def layout_json(self) -> dict[str, Any]:
+        """``layout.json`` as plain JSON (``BuildError`` unless it holds a JSON object)."""
+        doc = read_json(self.path / LAYOUT)
+        if not isinstance(doc, dict):
+            raise BuildError(f"{self.path}: {LAYOUT} must hold a JSON object")
+        return doc
+
+    @cached_property
+    def layout(self) -> Layout:
+        """``layout.json`` as its model, parsed from the bytes by pydantic (no plain JSON in
+        between); when it does not match its schema, ``BuildError`` says where."""
+        try:
+            return Layout.model_validate_json(read_bytes(self.path / LAYOUT), strict=True)
+        except ValidationError:
+            return parse(Layout, LAYOUT, self.layout_json)
+
+    @cached_property
     def macro(self) -> MacroSpec:
         """The macro of the layout (``UsageError`` from ``MacroSpec`` becomes ``BuildError``)."""
         try:
-            return MacroSpec(**self.layout["macro"])
-        except (TypeError, KeyError, UsageError) as exc:
+            return MacroSpec(**self.layout.macro.to_json())
+        except UsageError as exc:
             raise BuildError(f"layout.json has an invalid macro spec: {exc}") from exc
 
     @cached_property
@@ -93,11 +122,11 @@ class BuildDir:
 
     @property
     def num_macros(self) -> int:
-        return len(self.layout.get("macros", []))
+        return len(self.layout.macros)
 
     @property
     def layer_names(self) -> list[str]:
-        return [str(layer.get("node", f"layer{i}")) for i, layer in enumerate(self.layout.get("layers", []))]
+        return [layer.node for layer in self.layout.layers]
 
     @cached_property
     def slicing_notes(self) -> dict[int, str]:
@@ -105,9 +134,9 @@ class BuildDir:
         the bit-sliced layers (bits from ``report.json``; the slice counts alone without it)."""
         rows = {x.get("name"): x for x in (self.report or {}).get("layers", []) if isinstance(x, dict)}
         notes = {}
-        for i, layer in enumerate(self.layout.get("layers", [])):
-            sw, t = int(layer.get("w_slices", 1)), int(layer.get("a_slices", 1))
-            row = rows.get(layer.get("node"), {})
+        for i, layer in enumerate(self.layout.layers):
+            sw, t = layer.w_slices, layer.a_slices
+            row = rows.get(layer.node, {})
             parts = [f"{row.get('w_bits', '?')}-bit weights over {sw} cells"] if sw > 1 else []
             parts += [f"{row.get('a_bits', '?')}-bit inputs over {t} DAC cycles"] if t > 1 else []
             if parts:
@@ -145,9 +174,8 @@ def read_build(path: str | Path) -> BuildDir:
     if not (folder / MANIFEST).is_file():
         raise BuildError(f"{folder} has no {MANIFEST}: not a cimc build directory")
     manifest = read_json(folder / MANIFEST)
-    if not (folder / "layout.json").is_file():
-        raise BuildError(f"{folder} has no layout.json")
-    layout = read_json(folder / "layout.json")
-    if not isinstance(manifest, dict) or not isinstance(layout, dict):
-        raise BuildError(f"{folder}: manifest.json and layout.json must hold JSON objects")
-    return BuildDir(folder, manifest, layout)
+    if not (folder / LAYOUT).is_file():
+        raise BuildError(f"{folder} has no {LAYOUT}")
+    if not isinstance(manifest, dict):
+        raise BuildError(f"{folder}: {MANIFEST} must hold a JSON object")
+    return BuildDir(folder, manifest)

@@ -30,6 +30,10 @@ from cimc.build.graph_text import TextNode, parse_graph_text
 from cimc.build.reader import BuildDir
 from cimc.check.validate import Validation, Violation
 from cimc.cost.model import ModelCost, conversion_rounds, model_cost
+from cimc.documents import Document
+from cimc.documents.parse import parse
+from cimc.documents.report import Report
+from cimc.documents.schedule import CimStep, DigitalStep, InitialLoad, Schedule, Step
 from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -40,18 +44,18 @@ def layout_graph(build: BuildDir) -> Graph:
     own = build.owners
     graph = Graph(build.name)
     quant = _quant_layers(build)
-    for i, entry in enumerate(build.layout["layers"]):
-        node = Node(entry["node"], entry["op"], (f"t{i}",), (f"t{i + 1}",))
-        node.ann.put(CimLayer(entry["kind"], entry["groups"], entry["rows"], entry["cout"],
-                              (int(entry["kernel"][0]), int(entry["kernel"][1])), entry["out_pixels"]))
-        bounds = [s["row_start"] for s in entry["segments"]] + [entry["segments"][-1]["row_stop"]]
-        node.ann.put(WordlineTiling(entry["tiling"], build.macro.wordlines, tuple(bounds)))
+    for i, entry in enumerate(build.layout.layers):
+        node = Node(entry.node, entry.op, (f"t{i}",), (f"t{i + 1}",))
+        node.ann.put(CimLayer(entry.kind, entry.groups, entry.rows, entry.cout, (entry.kernel[0], entry.kernel[1]),
+                              entry.out_pixels))
+        bounds = [s.row_start for s in entry.segments] + [entry.segments[-1].row_stop]
+        node.ann.put(WordlineTiling(entry.tiling, build.macro.wordlines, tuple(bounds)))
         m, b = np.nonzero(own.used & (own.layer == i))
-        key = (own.segment[m, b] * entry["cout"] + own.out_channel[m, b]) * int(entry.get("w_slices", 1))
+        key = (own.segment[m, b] * entry.cout + own.out_channel[m, b]) * entry.w_slices
         order = np.argsort(key + own.slices[m, b], kind="stable")
-        node.ann.put(BitlinePlacement(entry["first_column"], m[order], b[order], own.start[m, b][order]))
-        if entry["node"] in quant:
-            node.ann.put(quant[entry["node"]])
+        node.ann.put(BitlinePlacement(entry.first_column, m[order], b[order], own.start[m, b][order]))
+        if entry.node in quant:
+            node.ann.put(quant[entry.node])
         graph.add_node(node)
     return graph
 
@@ -72,11 +76,10 @@ def recomputed_cost(build: BuildDir) -> ModelCost:
 
 def check_report(build: BuildDir, result: Validation) -> Iterator[Violation]:
     cost = recomputed_cost(build)
-    report = build.report
-    if report is None:
+    if build.report is None:
         yield Violation("report", "report.json", "missing")
     else:
-        yield from _check_report_json(report, cost)
+        yield from _check_report_json(parse(Report, "report.json", build.report), cost)
     markdown = build.text("report.md")
     if markdown is None:
         yield Violation("report", "report.md", "missing")
@@ -90,20 +93,19 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b) and type(a) is type(b)
 
 
-def _check_report_json(report: dict[str, Any], cost: ModelCost) -> Iterator[Violation]:
+def _check_report_json(report: Report, cost: ModelCost) -> Iterator[Violation]:
     expected = cost.to_dict()
-    layers = report.get("layers", [])
-    if [layer.get("name") for layer in layers] != [layer["name"] for layer in expected["layers"]]:
+    if [layer.name for layer in report.layers] != [layer["name"] for layer in expected["layers"]]:
         yield Violation("report", "report.json", "layers are not the layout's CIM layers in order")
-    for got, want in zip(layers, expected["layers"], strict=False):
+    for got, want in zip(report.layers, expected["layers"], strict=False):
         for key, value in want.items():
-            if not _same(got.get(key), value):
+            if not _same(getattr(got, key), value):
                 yield Violation("report", f"report.json layer {want['name']}",
-                                f"{key} is {got.get(key)!r}, recomputed from the layout: {value!r}")
-    totals = report.get("totals", {})
+                                f"{key} is {getattr(got, key)!r}, recomputed from the layout: {value!r}")
     for key, value in expected.items():
-        if key != "layers" and not _same(totals.get(key), value):
-            yield Violation("report", "report.json totals", f"{key} is {totals.get(key)!r}, recomputed: {value!r}")
+        if key != "layers" and not _same(getattr(report.totals, key), value):
+            yield Violation("report", "report.json totals",
+                            f"{key} is {getattr(report.totals, key)!r}, recomputed: {value!r}")
 
 
 def _check_markdown(text: str, cost: ModelCost, build: BuildDir) -> Iterator[Violation]:
@@ -129,15 +131,14 @@ def _check_markdown(text: str, cost: ModelCost, build: BuildDir) -> Iterator[Vio
 
 
 def check_schedule(build: BuildDir, result: Validation) -> Iterator[Violation]:
-    schedule = build.schedule
-    if schedule is None:
+    if build.schedule is None:
         yield Violation("schedule", "schedule.json", "missing")
         return
-    steps = schedule.get("steps", [])
+    schedule = parse(Schedule, "schedule.json", build.schedule)
     nodes, source, errors = _graph_nodes(build)
     yield from (Violation("schedule", source, e) for e in errors)
     if nodes is not None:
-        yield from _check_order(steps, nodes, build)
+        yield from _check_order(schedule.steps, nodes, build)
     yield from _check_cim_steps(schedule, recomputed_cost(build), build)
 
 
@@ -154,76 +155,81 @@ def _graph_nodes(build: BuildDir) -> tuple[list[TextNode] | None, str, list[str]
                      n.get("cim_layer") is not None) for n in doc.get("nodes", [])], "graph.json", []
 
 
-def _check_order(steps: list[dict[str, Any]], nodes: list[TextNode], build: BuildDir) -> Iterator[Violation]:
+def _check_order(steps: list[Step], nodes: list[TextNode], build: BuildDir) -> Iterator[Violation]:
     by_name = {n.name: n for n in nodes}
-    names = [s.get("node") for s in steps]
+    names = [s.node for s in steps]
     for name in sorted(set(by_name) - set(names)):
         yield Violation("schedule", "schedule.json", f"node {name} of the graph is never executed")
     counts = Counter(names)
-    for odd in sorted({n for n in names if counts[n] > 1 or n not in by_name}, key=str):
+    for odd in sorted({n for n in names if counts[n] > 1 or n not in by_name}):
         yield Violation("schedule", "schedule.json", f"node {odd} is not in the graph or runs more than once")
     producer = {t: n.name for n in nodes for t in n.outputs}
     position = {name: i for i, name in enumerate(names)}
     for i, step in enumerate(steps):
-        node = by_name.get(step.get("node", ""))
-        if step.get("step") != i:
-            yield Violation("schedule", f"step {i}", f"numbered {step.get('step')!r}")
+        node = by_name.get(step.node)
+        if step.step != i:
+            yield Violation("schedule", f"step {i}", f"numbered {step.step!r}")
         if node is None:
             continue
-        if step.get("op") != node.op or (step.get("unit") == "cim") != node.cim:
-            yield Violation("schedule", f"step {i} ({node.name})", f"op/unit {step.get('op')}/{step.get('unit')}, "
+        if step.op != node.op or (step.unit == "cim") != node.cim:
+            yield Violation("schedule", f"step {i} ({node.name})", f"op/unit {step.op}/{step.unit}, "
                             f"the graph says {node.op}/{'cim' if node.cim else 'digital'}")
         late = [producer[t] for t in node.inputs if t in producer and position.get(producer[t], i + 1) >= i]
         if late:
             yield Violation("schedule", f"step {i} ({node.name})", f"runs before its input's producer {late[0]}")
-        shape = tuple(step.get("output_shape", ()))
-        if step.get("unit") == "digital" and node.shape is not None and shape != node.shape:
-            yield Violation("schedule", f"step {i} ({node.name})", f"output shape {step.get('output_shape')}, "
+        if isinstance(step, DigitalStep) and node.shape is not None and tuple(step.output_shape) != node.shape:
+            yield Violation("schedule", f"step {i} ({node.name})", f"output shape {step.output_shape}, "
                             f"the graph says {list(node.shape)}")
-    cim = [s.get("node") for s in steps if s.get("unit") == "cim"]
+    cim = [s.node for s in steps if s.unit == "cim"]
     if cim != build.layer_names:
         yield Violation("schedule", "schedule.json", "CIM steps are not the layout's layers in the layout's order")
 
 
-def _cim_expectations(build: BuildDir, cost: ModelCost) -> dict[str, dict[str, Any]]:
+def _cim_expectations(build: BuildDir, cost: ModelCost) -> dict[str, dict[str, int | list[int]]]:
     """Recomputed fields of each CIM step, keyed by layer name, in layout order."""
     own, macro = build.owners, build.macro
     loaded: set[int] = set()
     out = {}
-    for i, (entry, c) in enumerate(zip(build.layout["layers"], cost.layers, strict=True)):
+    for i, (entry, c) in enumerate(zip(build.layout.layers, cost.layers, strict=True)):
         macros = np.unique(np.nonzero(own.used & (own.layer == i))[0]).tolist()
         new = [m for m in macros if m not in loaded]
         loaded.update(new)
         reload = not cost.fits_on_chip
-        out[entry["node"]] = {
+        out[entry.node] = {
             "macros": macros, "loads": len(new) if reload else 0,
             "load_cycles": len(new) * macro.load_cycles if reload else 0, "segments": c.segments,
-            "groups": entry["groups"],
-            "conversion_rounds": conversion_rounds(entry["cout"] // entry["groups"], c.w_slices, macro.adcs),
+            "groups": entry.groups,
+            "conversion_rounds": conversion_rounds(entry.cout // entry.groups, c.w_slices, macro.adcs),
             "w_slices": c.w_slices, "a_slices": c.a_slices,
-            "out_pixels": entry["out_pixels"], "cycles": c.computing_cycles}
+            "out_pixels": entry.out_pixels, "cycles": c.computing_cycles}
     return out
 
 
-def _check_cim_steps(schedule: dict[str, Any], cost: ModelCost, build: BuildDir) -> Iterator[Violation]:
+def _check_cim_steps(schedule: Schedule, cost: ModelCost, build: BuildDir) -> Iterator[Violation]:
     expected = _cim_expectations(build, cost)
     adcs = build.macro.adcs
-    for step in schedule.get("steps", []):
-        want = expected.get(step.get("node", "")) if step.get("unit") == "cim" else None
-        if want is None:
+    for step in schedule.steps:
+        if not isinstance(step, CimStep) or step.node not in expected:
             continue
-        where = f"step {step.get('step')} ({step['node']})"
+        want = expected[step.node]
+        where = f"step {step.step} ({step.node})"
         for key, value in want.items():
-            if step.get(key) != value:
-                yield Violation("schedule", where, f"{key} is {step.get(key)!r}, recomputed: {value!r}")
-        rounds = step.get("conversion_rounds")
-        if isinstance(rounds, int) and rounds < want["conversion_rounds"]:
-            yield Violation("schedule", where, f"{rounds} round(s) of {adcs} ADCs convert fewer columns than one "
-                            f"segment has ({want['conversion_rounds']} rounds needed): over the ADC limit")
+            if getattr(step, key) != value:
+                yield Violation("schedule", where, f"{key} is {getattr(step, key)!r}, recomputed: {value!r}")
+        needed = want["conversion_rounds"]
+        if isinstance(needed, int) and step.conversion_rounds < needed:
+            yield Violation("schedule", where, f"{step.conversion_rounds} round(s) of {adcs} ADCs convert fewer "
+                            f"columns than one segment has ({needed} rounds needed): over the ADC limit")
     fits = cost.fits_on_chip
-    totals = {"initial_load": {"macros": cost.macros if fits else 0, "cycles": cost.loading_cycles if fits else 0},
-              "total_computing_cycles": cost.computing_cycles,
-              "reload_cycles_per_inference": cost.reload_cycles_per_inference}
-    for key, value in totals.items():
-        if schedule.get(key) != value:
-            yield Violation("schedule", "schedule.json", f"{key} is {schedule.get(key)!r}, recomputed: {value!r}")
+    load = InitialLoad(macros=cost.macros if fits else 0, cycles=cost.loading_cycles if fits else 0)
+    totals: dict[str, object] = {"initial_load": load, "total_computing_cycles": cost.computing_cycles,
+                                 "reload_cycles_per_inference": cost.reload_cycles_per_inference}
+    for key, figure in totals.items():
+        if getattr(schedule, key) != figure:
+            yield Violation("schedule", "schedule.json", f"{key} is {_shown(getattr(schedule, key))}, "
+                            f"recomputed: {_shown(figure)}")
+
+
+def _shown(value: object) -> str:
+    """A figure as the JSON shows it (a section as its object)."""
+    return repr(value.to_json() if isinstance(value, Document) else value)

@@ -1,4 +1,5 @@
-"""Layout checks of ``cimc validate``: segments, coverage, spans and the placement policy.
+"""Layout checks of ``cimc validate``: segments, coverage, spans, conv geometry
+(``check.geometry``) and the placement policy.
 
 For layer ``ℓ`` with ``Cout`` outputs, kernel ``kh×kw`` (``k = kh·kw``), ``rows = C·k``
 per group and segment bounds ``0 = r_0 < … < r_S = rows``:
@@ -23,13 +24,14 @@ per group and segment bounds ``0 = r_0 < … < r_S = rows``:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
+from cimc.check.geometry import check_geometry
 from cimc.check.validate import Validation, Violation
+from cimc.documents.layout import Layer, Segment
 from cimc.mapping.columns import slice_columns
 from cimc.mapping.tiling import MODES, segment_bounds
 from cimc.options import OPTIONS
@@ -40,12 +42,13 @@ EXAMPLES = 3
 
 def check_layout(build: BuildDir, result: Validation) -> Iterator[Violation]:
     macro = build.macro
-    indices = [m.get("index") for m in build.layout["macros"]]
+    indices = [m.index for m in build.layout.macros]
     if indices != list(range(len(indices))):
         yield Violation("layout", "layout.json", "macro entries must be numbered 0, 1, … once each "
                         "(a repeated macro would claim its cells twice)")
-    for i, layer in enumerate(build.layout["layers"]):
+    for i, layer in enumerate(build.layout.layers):
         yield from _check_segments(i, layer, macro.wordlines)
+    yield from check_geometry(build)
     own = build.owners
     yield from _check_spans(own)
     yield from _check_coverage(build, own)
@@ -57,15 +60,15 @@ def check_layout(build: BuildDir, result: Validation) -> Iterator[Violation]:
                         f"ADCs × {macro.bitlines_per_adc} bitlines each read only {limit}")
 
 
-def _check_segments(i: int, layer: dict[str, Any], wordlines: int) -> Iterator[Violation]:
-    where = f"layer {i} ({layer['node']})"
-    if layer["index"] != i:
-        yield Violation("layout", where, f"index {layer['index']} at position {i}")
-    kh, kw = layer["kernel"]
-    k, rows, segs = kh * kw, layer["rows"], layer["segments"]
-    starts = np.array([s["row_start"] for s in segs])
-    stops = np.array([s["row_stop"] for s in segs])
-    if [s["index"] for s in segs] != list(range(len(segs))) or rows % k or layer["cout"] % layer["groups"]:
+def _check_segments(i: int, layer: Layer, wordlines: int) -> Iterator[Violation]:
+    where = f"layer {i} ({layer.node})"
+    if layer.index != i:
+        yield Violation("layout", where, f"index {layer.index} at position {i}")
+    kh, kw = layer.kernel
+    k, rows, segs = kh * kw, layer.rows, layer.segments
+    starts = np.array([s.row_start for s in segs])
+    stops = np.array([s.row_stop for s in segs])
+    if [s.index for s in segs] != list(range(len(segs))) or rows % k or layer.cout % layer.groups:
         yield Violation("layout", where, "segments not numbered 0…S−1, or rows/outputs not divisible "
                         "by the kernel size/groups")
         return
@@ -73,29 +76,29 @@ def _check_segments(i: int, layer: dict[str, Any], wordlines: int) -> Iterator[V
         yield Violation("layout", where, f"segments do not partition rows 0…{rows} in order")
         return
     yield from _check_bounds(where, layer, np.append(starts, rows), rows // k, k, wordlines)
-    digits = w_slices(layer)
-    if layer["columns"] != len(segs) * layer["cout"] * digits:
-        yield Violation("layout", where, f"{layer['columns']} columns recorded, S·Cout·w_slices = "
-                        f"{len(segs) * layer['cout'] * digits}")
+    digits = layer.w_slices
+    if layer.columns != len(segs) * layer.cout * digits:
+        yield Violation("layout", where, f"{layer.columns} columns recorded, S·Cout·w_slices = "
+                        f"{len(segs) * layer.cout * digits}")
     yield from _check_wordline_maps(where, segs, rows, kw, k)
 
 
-def _check_bounds(where: str, layer: dict[str, Any], bounds: np.ndarray, channels: int, k: int,
+def _check_bounds(where: str, layer: Layer, bounds: np.ndarray, channels: int, k: int,
                   wordlines: int) -> Iterator[Violation]:
     tall = np.flatnonzero(np.diff(bounds) > wordlines)
     if tall.size:
         yield Violation("layout", where, f"segment {int(tall[0])} activates {int(np.diff(bounds)[tall[0]])} "
                         f"wordlines, the macro has {wordlines} ({tall.size} segment(s) over the limit)")
-    if layer["tiling"] in MODES:
-        expected = segment_bounds(channels, k, wordlines, layer["tiling"])
+    if layer.tiling in MODES:
+        expected = segment_bounds(channels, k, wordlines, layer.tiling)
         if not np.array_equal(expected, bounds):
             yield Violation("layout", where, f"segment bounds {bounds.tolist()[:6]}… differ from "
-                            f"{layer['tiling']} tiling's {expected.tolist()[:6]}…")
+                            f"{layer.tiling} tiling's {expected.tolist()[:6]}…")
 
 
-def _check_wordline_maps(where: str, segs: list[dict[str, Any]], rows: int, kw: int, k: int) -> Iterator[Violation]:
-    channel = np.concatenate([np.asarray(s["wordline_channel"], dtype=np.int64) for s in segs])
-    pos = np.concatenate([np.asarray(s["wordline_kernel_pos"], dtype=np.int64).reshape(-1, 2) for s in segs])
+def _check_wordline_maps(where: str, segs: list[Segment], rows: int, kw: int, k: int) -> Iterator[Violation]:
+    channel = np.concatenate([np.asarray(s.wordline_channel, dtype=np.int64) for s in segs])
+    pos = np.concatenate([np.asarray(s.wordline_kernel_pos, dtype=np.int64).reshape(-1, 2) for s in segs])
     r = np.arange(rows)
     if channel.shape != (rows,) or pos.shape != (rows, 2):
         yield Violation("layout", where, "wordline maps do not list one entry per row")
@@ -117,18 +120,13 @@ def _check_spans(own: Owners) -> Iterator[Violation]:
         yield Violation("layout", "macros", f"{int(bad.sum()) - EXAMPLES} more bitlines outside the array")
 
 
-def w_slices(layer: dict[str, Any]) -> int:
-    """Weight digits per (segment, channel) of a layout layer (1 in layouts without it)."""
-    return int(layer.get("w_slices", 1))
-
-
 def _check_coverage(build: BuildDir, own: Owners) -> Iterator[Violation]:
     """Each layer's keys ``(s·Cout + o)·D + j`` exactly once; cells = rows·Cout·D; macro lists."""
-    for i, layer in enumerate(build.layout["layers"]):
-        where = f"layer {i} ({layer['node']})"
+    for i, layer in enumerate(build.layout.layers):
+        where = f"layer {i} ({layer.node})"
         m, b = np.nonzero(own.used & (own.layer == i))
         seg, out, digit = own.segment[m, b], own.out_channel[m, b], own.slices[m, b]
-        cout, segments, d = layer["cout"], len(layer["segments"]), w_slices(layer)
+        cout, segments, d = layer.cout, len(layer.segments), layer.w_slices
         if ((out < 0) | (out >= cout)).any():
             yield Violation("layout", where, f"a bitline names output channel {int(out[(out < 0) | (out >= cout)][0])}"
                             f" of a layer with {cout}")
@@ -143,12 +141,12 @@ def _check_coverage(build: BuildDir, own: Owners) -> Iterator[Violation]:
             yield Violation("layout", where, f"{missing} column(s) (segment, output channel, slice) not placed, "
                             f"{twice} placed more than once" + _first_twice(unique, counts, cout, d))
         cells = int((own.stop - own.start)[m, b].sum())
-        if cells != layer["rows"] * cout * d:
+        if cells != layer.rows * cout * d:
             yield Violation("layout", where, f"{cells} cells hold its weights, it has rows·Cout·w_slices = "
-                            f"{layer['rows'] * cout * d}")
+                            f"{layer.rows * cout * d}")
         macros = np.unique(m).tolist()
-        if layer["macros"] != macros:
-            yield Violation("layout", where, f"lists macros {_short(layer['macros'])}, its bitlines are on "
+        if layer.macros != macros:
+            yield Violation("layout", where, f"lists macros {_short(layer.macros)}, its bitlines are on "
                             f"{_short(macros)}")
 
 
@@ -170,9 +168,9 @@ def _check_adjacent_digits(build: BuildDir, own: Owners) -> Iterator[Violation]:
                    & (own.start[:, :-1] == own.start[:, 1:]))
     bad = upper & ~prev
     for m, b in list(zip(*np.nonzero(bad), strict=True))[:EXAMPLES]:
-        layer = build.layout["layers"][int(own.layer[m, b])]
+        layer = build.layout.layers[int(own.layer[m, b])]
         yield Violation("layout", f"macro {m}", f"bitline {b} holds slice {int(digit[m, b])} of layer "
-                        f"{layer['node']} segment {int(own.segment[m, b])} output channel "
+                        f"{layer.node} segment {int(own.segment[m, b])} output channel "
                         f"{int(own.out_channel[m, b])}, but bitline {b - 1} does not hold its slice "
                         f"{int(digit[m, b]) - 1}: the digit columns of a channel must be adjacent")
     if int(bad.sum()) > EXAMPLES:
@@ -183,7 +181,7 @@ def _short(values: list[int]) -> str:
     return str(values) if len(values) <= 6 else f"[{values[0]}…{values[-1]}] ({len(values)})"
 
 
-def expected_columns(layers: list[dict[str, Any]], policy: str, bitlines: int
+def expected_columns(layers: list[Layer], policy: str, bitlines: int
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(macro, bitline)`` of every column of each layer under ``policy``, in layer-column
     order (the place-bitlines pass's layout, module docstring)."""
@@ -191,7 +189,7 @@ def expected_columns(layers: list[dict[str, Any]], policy: str, bitlines: int
     for layer in layers:
         if policy == "aligned":
             column = -(-column // bitlines) * bitlines
-        macro, bitline = slice_columns(column, len(layer["segments"]) * layer["cout"], w_slices(layer), bitlines)
+        macro, bitline = slice_columns(column, len(layer.segments) * layer.cout, layer.w_slices, bitlines)
         out.append((macro, bitline))
         column = int(macro[-1]) * bitlines + int(bitline[-1]) + 1 if macro.size else column
     return out
@@ -203,16 +201,16 @@ def check_placement_policy(build: BuildDir, result: Validation) -> Iterator[Viol
         result.notes.append(f"placement policy {policy!r} unknown to this validator: columns not re-placed")
         return
     own, bl = build.owners, build.macro.bitlines
-    layers = build.layout["layers"]
+    layers = build.layout.layers
     expected = expected_columns(layers, policy, bl)
     for i, (layer, (em, eb)) in enumerate(zip(layers, expected, strict=True)):
-        where = f"layer {i} ({layer['node']})"
+        where = f"layer {i} ({layer.node})"
         first = int(em[0] * bl + eb[0])
-        if layer["first_column"] != first:
-            yield Violation("placement", where, f"first column {layer['first_column']}, {policy} placement "
+        if layer.first_column != first:
+            yield Violation("placement", where, f"first column {layer.first_column}, {policy} placement "
                             f"gives {first}")
         m, b = np.nonzero(own.used & (own.layer == i))
-        k = (own.segment[m, b] * layer["cout"] + own.out_channel[m, b]) * w_slices(layer) + own.slices[m, b]
+        k = (own.segment[m, b] * layer.cout + own.out_channel[m, b]) * layer.w_slices + own.slices[m, b]
         k = np.clip(k, 0, em.size - 1)  # out-of-range keys are the coverage check's to report
         wrong = (m != em[k]) | (b != eb[k]) | (own.start[m, b] != 0)
         if wrong.any():

@@ -32,6 +32,7 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.check.validate import Validation, Violation
+from cimc.documents.layout import Layer
 from cimc.options import OPTIONS
 from cimc.quant import slicing
 
@@ -51,7 +52,7 @@ def check_quant(build: BuildDir, result: Validation) -> Iterator[Violation]:
     macro = build.macro
     limits = {"w_bits": (*_bounds("w_bits"), "a layer's"), "a_bits": (*_bounds("a_bits"), "a layer's"),
               "adc_bits": (_bounds("adc_bits")[0], macro.adc_bits, "the macro's")}
-    for entry, x in zip(build.layout["layers"], layers, strict=True):
+    for entry, x in zip(build.layout.layers, layers, strict=True):
         for key, (low, limit, whose) in limits.items():
             if not isinstance(x.get(key), int) or not low <= x[key] <= limit:
                 yield Violation("quant", f"quant.json {x['node']}", f"{key} = {x.get(key)} outside {whose} "
@@ -59,13 +60,13 @@ def check_quant(build: BuildDir, result: Validation) -> Iterator[Violation]:
         yield from _check_slices(build, entry, x)
         for key in ("w_step", "adc_step"):
             steps = np.asarray(x.get(key, []), dtype=np.float64)
-            if steps.size not in (1, entry["cout"]) or not (steps > 0).all():
+            if steps.size not in (1, entry.cout) or not (steps > 0).all():
                 yield Violation("quant", f"quant.json {x['node']}",
-                                f"{key} must hold 1 or {entry['cout']} positive steps")
+                                f"{key} must hold 1 or {entry.cout} positive steps")
     yield from _code_ranges(build, [int(x["w_bits"]) for x in layers])
 
 
-def _check_slices(build: BuildDir, entry: dict[str, Any], x: dict[str, Any]) -> Iterator[Violation]:
+def _check_slices(build: BuildDir, entry: Layer, x: dict[str, Any]) -> Iterator[Violation]:
     """Recorded cell/DAC widths are the macro's; the layout's slice counts follow the bits."""
     macro, where = build.macro, f"quant.json {x['node']}"
     for key, width in (("cell_bits", macro.cell_bits), ("dac_bits", macro.dac_bits)):
@@ -74,9 +75,9 @@ def _check_slices(build: BuildDir, entry: dict[str, Any], x: dict[str, Any]) -> 
     want = {"w_slices": slicing.slice_count(int(x["w_bits"]), macro.cell_bits),
             "a_slices": slicing.slice_count(int(x["a_bits"]), macro.dac_bits)}
     for key, value in want.items():
-        for source, doc in (("layout.json", entry), ("quant.json", x)):
-            if doc.get(key, value if source == "quant.json" else 1) != value:
-                yield Violation("quant", f"{source} {x['node']}", f"{key} = {doc.get(key, 1)}, but "
+        for source, given in (("layout.json", getattr(entry, key)), ("quant.json", x.get(key, value))):
+            if given != value:
+                yield Violation("quant", f"{source} {x['node']}", f"{key} = {given}, but "
                                 f"{x['w_bits' if key == 'w_slices' else 'a_bits']} bits on "
                                 f"{macro.cell_bits if key == 'w_slices' else macro.dac_bits}-bit "
                                 f"{'cells' if key == 'w_slices' else 'DACs'} need {value}")
@@ -141,51 +142,51 @@ def check_onnx_cells(build: BuildDir, result: Validation) -> Iterator[Violation]
     weights = build.weights()
     arrays = np.stack([weights[f"macro_{m:04d}"] for m in range(own.shape[0])] or [np.zeros((1, 1), np.int8)])
     quant = {x.get("node"): x for x in (build.optional_json("quant.json") or {}).get("layers", [])}
-    for i, entry in enumerate(build.layout["layers"]):
-        weight = cells.get(entry["node"])
+    for i, entry in enumerate(build.layout.layers):
+        weight = cells.get(entry.node)
         if weight is None:
-            yield Violation("cells", ONNX_FILE, f"no cell codes for layer {entry['node']}")
+            yield Violation("cells", ONNX_FILE, f"no cell codes for layer {entry.node}")
             continue
-        yield from _compare_layer(arrays, own, i, entry, digit_filters(entry, weight, quant.get(entry["node"]),
+        yield from _compare_layer(arrays, own, i, entry, digit_filters(entry, weight, quant.get(entry.node),
                                                                        build.macro.cell_bits))
     result.notes.append(f"every cell compared with the codes in {ONNX_FILE}")
 
 
-def digit_filters(entry: dict[str, Any], weight: np.ndarray, quant: dict[str, Any] | None, cell_bits: int
+def digit_filters(entry: Layer, weight: np.ndarray, quant: dict[str, Any] | None, cell_bits: int
                   ) -> np.ndarray:
     """The ``cell_codes`` as ``S·Cout·D`` digit filters in the layout's ``(s, o, j)`` order
     (module doc); the weight itself when unsliced or already digits (or not recognisable,
     which ``_compare_layer`` reports)."""
-    digits, rows = int(entry.get("w_slices", 1)), len(entry["segments"]) * entry["cout"]
+    digits, rows = entry.w_slices, len(entry.segments) * entry.cout
     if digits == 1 or weight.ndim != 4 or weight.shape[0] != rows or quant is None:
         return weight
     d = slicing.digits(weight, int(quant["w_bits"]), cell_bits, signed=True)  # (D, S·Cout, C, kh, kw)
     return np.ascontiguousarray(np.moveaxis(d, 0, 1)).reshape(rows * digits, *weight.shape[1:])
 
 
-def expected_columns(entry: dict[str, Any], weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def expected_columns(entry: Layer, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(S, Cout, Rmax)`` codes each column should hold from its first wordline, and the
     ``(S, Rmax)`` mask of rows that exist, from the grouped-conv weight (module doc): with
     the weight flattened to ``(S, Cout, C·k)``, row ``r`` of segment ``s`` sits at
     ``(r // k − c_lo)·k + r mod k = r − c_lo·k``."""
-    bounds = np.array([s["row_start"] for s in entry["segments"]] + [entry["segments"][-1]["row_stop"]])
-    k = entry["kernel"][0] * entry["kernel"][1]
+    bounds = np.array([s.row_start for s in entry.segments] + [entry.segments[-1].row_stop])
+    k = entry.kernel[0] * entry.kernel[1]
     segments = len(bounds) - 1
     row = bounds[:-1, None] + np.arange(int(np.diff(bounds).max()))[None, :]  # (S, Rmax)
     mask = row < bounds[1:, None]
-    flat = weight.reshape(segments, entry["cout"] * int(entry.get("w_slices", 1)), -1)
+    flat = weight.reshape(segments, entry.cout * entry.w_slices, -1)
     index = np.where(mask, row - (bounds[:-1, None] // k) * k, 0)
     index = np.minimum(index, flat.shape[2] - 1)
     cols = np.take_along_axis(flat, np.broadcast_to(index[:, None, :], (segments, flat.shape[1], index.shape[1])), 2)
     return np.where(mask[:, None, :], cols, 0), mask
 
 
-def _compare_layer(arrays: np.ndarray, own: Owners, i: int, entry: dict[str, Any], weight: np.ndarray
+def _compare_layer(arrays: np.ndarray, own: Owners, i: int, entry: Layer, weight: np.ndarray
                    ) -> Iterator[Violation]:
-    where = f"layer {i} ({entry['node']})"
-    digits = int(entry.get("w_slices", 1))
-    segments, cout = len(entry["segments"]), entry["cout"] * digits  # digit columns o·D + j
-    if weight.ndim != 4 or weight.shape[0] != segments * cout or weight.shape[2:] != tuple(entry["kernel"]):
+    where = f"layer {i} ({entry.node})"
+    digits = entry.w_slices
+    segments, cout = len(entry.segments), entry.cout * digits  # digit columns o·D + j
+    if weight.ndim != 4 or weight.shape[0] != segments * cout or weight.shape[2:] != tuple(entry.kernel):
         yield Violation("cells", ONNX_FILE, f"{where}: cell codes of shape {list(weight.shape)} do not match "
                         "the layout")
         return
@@ -203,5 +204,5 @@ def _compare_layer(arrays: np.ndarray, own: Owners, i: int, entry: dict[str, Any
         yield Violation("cells", where, f"{int(differ.sum())} cell(s) differ from {ONNX_FILE}, e.g. macro {m[c]} "
                         f"wordline {w0[c] + t} bitline {b[c]} (segment {s[c]}, output channel {o[c] // digits}"
                         + (f", weight digit {o[c] % digits}" if digits > 1 else "") + f", row "
-                        f"{entry['segments'][s[c]]['row_start'] + t}) holds {got[c, t]}, {ONNX_FILE} says "
+                        f"{entry.segments[s[c]].row_start + t}) holds {got[c, t]}, {ONNX_FILE} says "
                         f"{want[s[c], o[c], t]}")

@@ -121,7 +121,7 @@ def _run(name: str, check: Check, build: BuildDir, result: Validation) -> list[V
 
 def supported_versions() -> tuple[int, ...]:
     """The build schema versions this cimc reads: the one it writes, and older ones it knows."""
-    from cimc.backend.macro import SCHEMA_VERSION
+    from cimc.documents.manifest import SCHEMA_VERSION
 
     return tuple(sorted({*KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION}))
 
@@ -133,7 +133,7 @@ def check_manifest(build: BuildDir, result: Validation) -> Iterator[Violation]:
                         f"(this cimc reads {', '.join(map(str, supported_versions()))})")
     yield from _schema_violations("manifest", MANIFEST, build.manifest)
     for name in ("layout.json", "report.json"):
-        doc = build.layout if name == "layout.json" else build.report
+        doc = build.layout_json if name == "layout.json" else build.report
         if isinstance(doc, dict) and doc.get("macro") != build.manifest.get("macro"):
             yield Violation("manifest", name, "macro spec differs from the manifest's")
 

@@ -79,7 +79,7 @@ def cell_limits(build: BuildDir, own: Owners, m: int) -> tuple[np.ndarray, np.nd
     """``(WL, BL)`` inclusive bounds of what each cell of macro ``m`` may hold (module doc)."""
     c = build.macro.cell_bits
     narrow = signed_max(c)
-    digits = np.array([int(x.get("w_slices", 1)) for x in build.layout["layers"]] or [1])
+    digits = np.array([x.w_slices for x in build.layout.layers] or [1])
     layer, digit = own.layer[m], own.slices[m]
     sliced = (layer >= 0) & (digits[np.maximum(layer, 0)] > 1)
     lower = sliced & (digit < digits[np.maximum(layer, 0)] - 1)

@@ -72,7 +72,7 @@ def _samples(emulator: Emulator, inputs_file: Path | None, data: str | None,
              root: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     import numpy as np
 
-    shape = tuple(emulator.inputs[0]["shape"])
+    shape = tuple(emulator.inputs[0].shape)
     if inputs_file is not None:
         try:
             x = np.load(inputs_file, allow_pickle=False)

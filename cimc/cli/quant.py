@@ -58,6 +58,7 @@ def print_quant(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from cimc.backend.quant_report import HEADERS, quant_cells
+    from cimc.documents.report import QuantRow
     from cimc.safe_text import safe_name
 
     quant, console = report.get("quantization"), Console(width=max(150, Console().width))
@@ -66,7 +67,7 @@ def print_quant(report: dict[str, Any]) -> None:
         for header in HEADERS:
             table.add_column(header, justify="left" if header in ("layer", "source") else "right")
         for layer in quant["layers"]:
-            cells = quant_cells(layer)
+            cells = quant_cells(QuantRow.model_validate(layer))  # the report cimc just wrote
             table.add_row(escape(safe_name(cells[0])), *(escape(cell) for cell in cells[1:]))  # names from the model
         console.print(table)
     acc = report.get("accuracy")

@@ -7,19 +7,19 @@ the codes themselves). They give ``columns[s, o·S + j, t]`` and with it the gro
 convolution of ``cimc.quant.segments`` (gather ``index`` + ``weight``, ``Seg·G``
 groups): digit column ``o·S + j`` stays in channel ``o``'s group. Steps, bits, slice widths
 and counts, scale and bias come from ``quant.json``; strides, pads and dilations from the
-layer's node in ``graph.json``.
+layer's ``geometry`` in ``layout.json`` (``check.emulator`` checks that ``graph.json``'s
+node says the same).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles
-from cimc.check.emulator import owner_arrays
+from cimc.check.emulator import owner_arrays, segment_rows
+from cimc.documents.layout import Geometry, Layer
 from cimc.quant.segments import SegmentConv, segment_conv
 
 
@@ -64,43 +64,41 @@ class MacroLayer:
         return self.segments * self.a_slices * self.w_slices
 
 
-def macro_columns(macros: np.ndarray, owner: np.ndarray, index: int, layer: dict[str, Any],
-                  w_slices: int = 1) -> np.ndarray:
+def macro_columns(macros: np.ndarray, owner: np.ndarray, index: int, layer: Layer, w_slices: int = 1) -> np.ndarray:
     """``(Seg, Cout·S, Rmax)`` digits of layer ``index`` read from the macro arrays (module doc)."""
-    rows = np.array([s["row_stop"] - s["row_start"] for s in layer["segments"]], dtype=np.int64)
+    rows = segment_rows(layer)
     rmax = int(rows.max())
     m, b = np.nonzero(owner[0] == index)
     seg, ch, w0, sl = owner[1][m, b], owner[2][m, b], owner[3][m, b], owner[4][m, b]
     offset = np.arange(rmax)[None, :]
     wordline = np.minimum(w0[:, None] + offset, macros.shape[1] - 1)
     cells = macros[m[:, None], wordline, b[:, None]].astype(np.float32)
-    columns = np.zeros((rows.shape[0], layer["cout"] * w_slices, rmax), dtype=np.float32)
+    columns = np.zeros((rows.shape[0], layer.cout * w_slices, rmax), dtype=np.float32)
     columns[seg, ch * w_slices + sl] = np.where(offset < rows[seg][:, None], cells, 0)
     return columns
 
 
-def _geometry(node: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
-    if node["op"] != "Conv":
-        return (1, 1), (0, 0, 0, 0), (1, 1)
-    attrs = {k: decode_attr(v) for k, v in node["attrs"].items()}
-    return tuple(attrs["strides"]), tuple(attrs["pads"]), tuple(attrs["dilations"])
+def _geometry(geo: Geometry) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
+    """Strides, pads and dilations of the layer's conv, from ``layout.json`` (a fully connected
+    layer's are 1, 0 and 1: ``backend.geometry``)."""
+    (sh, sw), (t, left, b, r), (dh, dw) = geo.strides, geo.pads, geo.dilations
+    return (sh, sw), (t, left, b, r), (dh, dw)
 
 
 def macro_layers(files: BuildFiles) -> list[MacroLayer]:
     """Every CIM layer of the build, in layout order."""
     owner = owner_arrays(files.layout)
-    nodes = {n["cim_layer"]: n for n in files.graph["nodes"] if n["cim_layer"] is not None}
     out = []
-    for i, (layer, q) in enumerate(zip(files.layout["layers"], files.quant["layers"], strict=True)):
-        kh, kw = layer["kernel"]
-        bounds = np.array([s["row_start"] for s in layer["segments"]] + [layer["rows"]], dtype=np.int64)
-        columns = macro_columns(files.macros, owner, i, layer, q["w_slices"])
-        conv = segment_conv(columns, bounds, layer["rows"] // (kh * kw), layer["groups"], (kh, kw))
-        strides, pads, dilations = _geometry(nodes[i])
-        out.append(MacroLayer(i, layer["node"], layer["kind"], layer["cout"], len(layer["segments"]), conv,
-                              strides, pads, dilations, float(np.float32(q["a_step"])), q["a_bits"], q["a_signed"],
-                              np.asarray(q["adc_step"], np.float32), q["adc_bits"],
-                              np.asarray(q["scale"], np.float32), np.asarray(q["bias"], np.float32),
-                              q["w_bits"], q["cell_bits"], q["dac_bits"], q["w_slices"], q["a_slices"],
-                              None if q["adc_shift"] is None else np.asarray(q["adc_shift"], np.int64)))
+    for i, (layer, q) in enumerate(zip(files.layout.layers, files.quant.layers, strict=True)):
+        kh, kw = layer.kernel
+        bounds = np.array([s.row_start for s in layer.segments] + [layer.rows], dtype=np.int64)
+        columns = macro_columns(files.macros, owner, i, layer, q.w_slices)
+        conv = segment_conv(columns, bounds, layer.rows // (kh * kw), layer.groups, (kh, kw))
+        strides, pads, dilations = _geometry(layer.geometry)
+        out.append(MacroLayer(i, layer.node, layer.kind, layer.cout, len(layer.segments), conv,
+                              strides, pads, dilations, float(np.float32(q.a_step)), q.a_bits, q.a_signed,
+                              np.asarray(q.adc_step, np.float32), q.adc_bits,
+                              np.asarray(q.scale, np.float32), np.asarray(q.bias, np.float32),
+                              q.w_bits, q.cell_bits, q.dac_bits, q.w_slices, q.a_slices,
+                              None if q.adc_shift is None else np.asarray(q.adc_shift, np.int64)))
     return out

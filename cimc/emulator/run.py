@@ -38,6 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles, read_build
 from cimc.check.emulator import check_build
+from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, macro_layers
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.errors import UsageError
@@ -53,8 +54,8 @@ class Emulator:
         check_build(files)
         self.files = files
         self.layers = macro_layers(files)
-        self.nodes = [(n, {k: decode_attr(v) for k, v in n["attrs"].items()}) for n in files.graph["nodes"]]
-        self.constants = {t: files.constants[key] for t, key in files.graph["constants"].items()}
+        self.nodes = [(n, {k: decode_attr(v) for k, v in n.attrs.items()}) for n in files.graph.nodes]
+        self.constants = {t: files.constants[key] for t, key in files.graph.constants.items()}
         self._convs = [conv_session(layer) for layer in self.layers]
 
     @classmethod
@@ -63,59 +64,59 @@ class Emulator:
         return cls(read_build(path))
 
     @property
-    def inputs(self) -> list[dict[str, Any]]:
-        return list(self.files.graph["inputs"])
+    def inputs(self) -> list[TensorDoc]:
+        return list(self.files.graph.inputs)
 
     def feeds(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Named, shape-checked float32 inputs (a bare array feeds the only input)."""
         if isinstance(x, np.ndarray):
             if len(self.inputs) != 1:
                 raise UsageError(f"the model has {len(self.inputs)} inputs; pass them by name")
-            x = {self.inputs[0]["name"]: x}
+            x = {self.inputs[0].name: x}
         out = {}
         for spec in self.inputs:
-            if spec["name"] not in x:
-                raise UsageError(f"missing input '{spec['name']}'")
-            arr = np.ascontiguousarray(x[spec["name"]], dtype=np.float32)
-            if arr.shape[1:] != tuple(spec["shape"][1:]):
-                raise UsageError(f"input '{spec['name']}' has samples of shape {list(arr.shape[1:])}, "
-                                 f"the model expects {spec['shape'][1:]}")
-            out[spec["name"]] = arr
+            if spec.name not in x:
+                raise UsageError(f"missing input '{spec.name}'")
+            arr = np.ascontiguousarray(x[spec.name], dtype=np.float32)
+            if arr.shape[1:] != tuple(spec.shape[1:]):
+                raise UsageError(f"input '{spec.name}' has samples of shape {list(arr.shape[1:])}, "
+                                 f"the model expects {spec.shape[1:]}")
+            out[spec.name] = arr
         return out
 
     def run(self, x: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
         """Execute the model on a batch (module doc); a model that mixes its batch axis runs
         in chunks of its static batch size."""
         feeds = self.feeds(x)
-        if not any(mixes_batch(node["op"], attrs) for node, attrs in self.nodes):
+        if not any(mixes_batch(node.op, attrs) for node, attrs in self.nodes):
             return self._run(feeds, record)
-        return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, self.files.graph["batch"])])
+        return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, self.files.graph.batch)])
 
     def _run(self, feeds: dict[str, np.ndarray], record: bool) -> CompiledRun:
         values: dict[str, np.ndarray] = {**self.constants, **feeds}
         traces: dict[str, LayerTrace] = {}
         last = _last_uses(self.nodes)
-        outputs = {t["name"] for t in self.files.graph["outputs"]}
+        outputs = {t.name for t in self.files.graph.outputs}
         for step, (node, attrs) in enumerate(self.nodes):
-            if node["cim_layer"] is not None:
-                trace = run_layer(self.layers[node["cim_layer"]], self._convs[node["cim_layer"]],
-                                  values[node["inputs"][0]], record)
-                values[node["outputs"][0]] = trace.outputs
+            if node.cim_layer is not None:
+                trace = run_layer(self.layers[node.cim_layer], self._convs[node.cim_layer],
+                                  values[node.inputs[0]], record)
+                values[node.outputs[0]] = trace.outputs
                 if record:
-                    traces[node["name"]] = trace
+                    traces[node.name] = trace
             else:
-                values[node["outputs"][0]] = digital_op(node["op"], [values[t] for t in node["inputs"] if t], attrs)
-            for t in node["inputs"]:
+                values[node.outputs[0]] = digital_op(node.op, [values[t] for t in node.inputs if t], attrs)
+            for t in node.inputs:
                 if last.get(t) == step and t not in outputs and t not in self.constants and not record:
                     values.pop(t, None)
         return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
 
     def _output_order(self, name: str) -> int:
-        return [t["name"] for t in self.files.graph["outputs"]].index(name)
+        return [t.name for t in self.files.graph.outputs].index(name)
 
 
-def _last_uses(nodes: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, int]:
-    return {t: step for step, (node, _) in enumerate(nodes) for t in node["inputs"]}
+def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
+    return {t: step for step, (node, _) in enumerate(nodes) for t in node.inputs}
 
 
 def conv_session(layer: MacroLayer) -> ort.InferenceSession:

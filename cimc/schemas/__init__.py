@@ -1,4 +1,8 @@
-"""JSON Schemas of every JSON file in a build directory (installed as ``cimc.schemas``)."""
+"""JSON Schemas of every JSON file in a build directory (installed as ``cimc.schemas``).
+
+The ``*.schema.json`` files are generated from the document models in ``cimc.documents``
+by ``python -m cimc.schemas.generate``; edit the models, never the files
+(``tests/test_schemas_generated.py`` fails when they differ)."""
 
 from __future__ import annotations
 

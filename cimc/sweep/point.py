@@ -131,8 +131,7 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
         evaluate = evaluator(graph, settings["eval"], settings["eval_size"], task.data_root)
         if not trained:
             _EVALUATORS[key] = evaluate
-    result: dict[str, Any] = evaluate(serialize(cim_model(compiled)))
-    return result
+    return evaluate(serialize(cim_model(compiled))).to_json()
 
 
 def _accuracy_fields(accuracy: dict[str, Any] | None) -> dict[str, Any]:
@@ -151,4 +150,5 @@ def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, 
     build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
                         quant_info(ctx), evaluate)
     write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)
-    return build.cost, build.report.get("accuracy")
+    accuracy = build.report.accuracy
+    return build.cost, None if accuracy is None else accuracy.to_json()

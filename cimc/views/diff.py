@@ -161,7 +161,7 @@ def diff_builds(a: BuildDir, b: BuildDir) -> dict[str, Any]:
     """Everything that differs between builds ``a`` and ``b`` (JSON-ready)."""
     layers, macros = diff_layers(a, b), diff_macros(a, b)
     out: dict[str, Any] = {
-           "a": str(a.path), "b": str(b.path), "macro_spec": _pairs(a.layout["macro"], b.layout["macro"]),
+           "a": str(a.path), "b": str(b.path), "macro_spec": _pairs(a.layout.macro.to_json(), b.layout.macro.to_json()),
            "options": _pairs(a.manifest.get("options", {}), b.manifest.get("options", {})),
            "bitline_budget": _pairs({"v": a.manifest.get("bitline_budget")}, {"v": b.manifest.get("bitline_budget")}),
            "totals": _pairs(_totals(a), _totals(b)), "layers": layers, "macros": macros}

@@ -89,13 +89,13 @@ def _report_table(report: dict[str, Any] | None) -> str:
 
 def _layers_table(build: BuildDir) -> str:
     rows = []
-    for i, layer in enumerate(build.layout["layers"]):
-        macros = layer.get("macros", [])
+    for i, layer in enumerate(build.layout.layers):
+        macros = layer.macros
         span = f"{macros[0]}–{macros[-1]}" if macros else "–"
-        rows.append(f"<tr><td><span class=sw style='background:{layer_color(i)}'></span> {i}: {_esc(layer['node'])}"
-                    f"</td><td>{_esc(layer['op'])}</td><td>{layer['kernel'][0]}×{layer['kernel'][1]}</td>"
-                    f"<td>{layer['groups']}</td><td>{layer['rows']:,}</td><td>{layer['cout']:,}</td>"
-                    f"<td>{len(layer['segments'])}</td><td>{layer['columns']:,}</td><td>{span}</td>"
+        rows.append(f"<tr><td><span class=sw style='background:{layer_color(i)}'></span> {i}: {_esc(layer.node)}"
+                    f"</td><td>{_esc(layer.op)}</td><td>{layer.kernel[0]}×{layer.kernel[1]}</td>"
+                    f"<td>{layer.groups}</td><td>{layer.rows:,}</td><td>{layer.cout:,}</td>"
+                    f"<td>{len(layer.segments)}</td><td>{layer.columns:,}</td><td>{span}</td>"
                     f"<td>{_esc(build.slicing_notes.get(i, '–'))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("layer", "op", "kernel", "groups", "rows/group", "Cout",
                                              "segments", "bitlines", "macros", "bit-slicing"))
@@ -165,10 +165,9 @@ def _macro_section(build: BuildDir, own: Owners, r: dict[str, np.ndarray], m: in
 
 
 def _data(build: BuildDir, r: dict[str, np.ndarray]) -> str:
-    layers = [{"name": x["node"], "op": x["op"], "kernel": x["kernel"], "rows": x["rows"], "cout": x["cout"],
-               "groups": x["groups"], "seg": [[s["row_start"], s["row_stop"]] for s in x["segments"]],
-               "S": int(x.get("w_slices", 1))}
-              for x in build.layout["layers"]]
+    layers = [{"name": x.node, "op": x.op, "kernel": x.kernel, "rows": x.rows, "cout": x.cout,
+               "groups": x.groups, "seg": [[s.row_start, s.row_stop] for s in x.segments], "S": x.w_slices}
+              for x in build.layout.layers]
     table = np.stack([r[k] for k in RUN_FIELDS], axis=1).tolist() if r["macro"].size else []
     text = json.dumps({"layers": layers, "runs": table}, separators=(",", ":"))
     return text.replace("</", "<\\/")

@@ -35,12 +35,12 @@ def summary(build: BuildDir) -> dict[str, Any]:
     own = build.owners
     totals = (build.report or {}).get("totals", {})
     source = build.manifest.get("input", {})
-    return {"build": str(build.path), "model": build.name, "source": source, "macro": build.layout["macro"],
+    return {"build": str(build.path), "model": build.name, "source": source, "macro": build.layout.macro.to_json(),
             "options": build.manifest.get("options", {}), "bitline_budget": build.manifest.get("bitline_budget"),
             "files": sorted(p.name for p in build.path.iterdir() if p.is_file()),
             "macros": own.shape[0], "cells_used": int(own.cells_used().sum()), "totals": totals,
-            "layers": [{"index": i, "name": x["node"], "op": x["op"], "segments": len(x["segments"]),
-                        "bitlines": x["columns"], "macros": x["macros"]} for i, x in enumerate(build.layout["layers"])],
+            "layers": [{"index": i, "name": x.node, "op": x.op, "segments": len(x.segments),
+                        "bitlines": x.columns, "macros": x.macros} for i, x in enumerate(build.layout.layers)],
             "macro_usage": [round(float(u), 6) for u in own.usage()]}
 
 
@@ -69,12 +69,12 @@ def _layer_table(build: BuildDir) -> Table:
     table = Table(title="CIM layers", title_justify="left")
     for head in ("", "layer", "op", "k", "Cout", "seg.", "bitlines", "macros", "usage", "cycles"):
         table.add_column(head, justify="left" if head in ("layer", "op", "") else "right")
-    for i, x in enumerate(build.layout["layers"]):
-        f = figures.get(x["node"], {})
-        macros = x["macros"]
-        table.add_row(Text(f"{symbol(i)}/{symbol(i, 1)}", style=f"bold {layer_color(i)}"), x["node"], x["op"],
-                      f"{x['kernel'][0]}×{x['kernel'][1]}", _int(x["cout"]), _int(len(x["segments"])),
-                      _int(x["columns"]), f"{macros[0]}–{macros[-1]}" if macros else "–",
+    for i, x in enumerate(build.layout.layers):
+        f = figures.get(x.node, {})
+        macros = x.macros
+        table.add_row(Text(f"{symbol(i)}/{symbol(i, 1)}", style=f"bold {layer_color(i)}"), x.node, x.op,
+                      f"{x.kernel[0]}×{x.kernel[1]}", _int(x.cout), _int(len(x.segments)),
+                      _int(x.columns), f"{macros[0]}–{macros[-1]}" if macros else "–",
                       _pct(f.get("macro_usage")), _int(f.get("computing_cycles")))
     return table
 
@@ -128,7 +128,7 @@ def _runs_table(build: BuildDir, own: Owners, m: int, layer: int | None) -> Tabl
 def _channels(build: BuildDir, layer: int, out: int, digit: int, width: int) -> str:
     """Output channels of a run of ``width`` bitlines; with ``S`` weight digits per channel
     (column ``o·S + j``) also the digits: ``3–4 (×2 digits)``."""
-    slices = int(build.layout["layers"][layer].get("w_slices", 1))
+    slices = build.layout.layers[layer].w_slices
     first = out * slices + digit
     lo, hi = first // slices, (first + width - 1) // slices
     return f"{lo}–{hi}" + (f" (×{slices} digits)" if slices > 1 else "")
@@ -144,18 +144,18 @@ def macro_view(build: BuildDir, m: int, layer: int | None = None) -> RenderableT
 
 def layer_view(build: BuildDir, index: int) -> RenderableType:
     own = build.owners
-    x = build.layout["layers"][index]
-    k = x["kernel"][0] * x["kernel"][1]
-    table = Table(title=f"layer {index}: {x['node']} ({x['op']}, {x['kernel'][0]}×{x['kernel'][1]}, "
-                        f"Cout {x['cout']}, groups {x['groups']}, tiling {x['tiling']})", title_justify="left")
+    x = build.layout.layers[index]
+    k = x.kernel[0] * x.kernel[1]
+    table = Table(title=f"layer {index}: {x.node} ({x.op}, {x.kernel[0]}×{x.kernel[1]}, "
+                        f"Cout {x.cout}, groups {x.groups}, tiling {x.tiling})", title_justify="left")
     for head in ("segment", "rows", "input channels", "wordlines", "bitlines", "macros"):
         table.add_column(head, justify="right")
-    for s in x["segments"]:
-        mine = own.used & (own.layer == index) & (own.segment == s["index"])
+    for s in x.segments:
+        mine = own.used & (own.layer == index) & (own.segment == s.index)
         macros = np.unique(np.nonzero(mine)[0]).tolist()
-        table.add_row(Text(f"{symbol(index, s['index'])} {s['index']}", style=layer_color(index, s["index"])),
-                      f"{s['row_start']}–{s['row_stop'] - 1}", f"{s['row_start'] // k}–{(s['row_stop'] - 1) // k}",
-                      str(s["row_stop"] - s["row_start"]), _int(int(mine.sum())),
+        table.add_row(Text(f"{symbol(index, s.index)} {s.index}", style=layer_color(index, s.index)),
+                      f"{s.row_start}–{s.row_stop - 1}", f"{s.row_start // k}–{(s.row_stop - 1) // k}",
+                      str(s.row_stop - s.row_start), _int(int(mine.sum())),
                       f"{macros[0]}–{macros[-1]}" if macros else "–")
-    strips = macro_strips(own, list(x["macros"]), highlight=index)
-    return Group(table, Text(""), Text(f"macros holding {x['node']} (· = other layers)", style="grey50"), *strips)
+    strips = macro_strips(own, list(x.macros), highlight=index)
+    return Group(table, Text(""), Text(f"macros holding {x.node} (· = other layers)", style="grey50"), *strips)

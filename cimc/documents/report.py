@@ -1,0 +1,202 @@
+"""``report.json``: every figure of a compile — totals, per-layer costs with precision and
+bit-slicing, the digital ops, notes, and for a quantized build its quantization and
+(with evaluation data) accuracy sections."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict
+
+from cimc.documents.base import Absent, Bits, Count, Decibels, Document, Fraction, NonNegative, Positive, Size
+from cimc.documents.macro import MacroDoc
+from cimc.documents.quant import Fold, Source
+
+
+class Totals(Document):
+    """The model's totals (partial sums: the largest layer's, buffers are reused)."""
+
+    params: Count
+    """Weights of the CIM layers."""
+    bitlines: Count
+    """Bitlines used (digit columns included)."""
+    segments: Count
+    """Row segments of all layers."""
+    activated_wordlines: Count
+    """Wordline activations per inference."""
+    adc_conversions: Count
+    """ADC conversions per inference."""
+    partial_sum_storage: Count
+    """Partial sums buffered at once (the largest layer's)."""
+    computing_cycles: Count
+    """Computing cycles per inference."""
+    macros: Count
+    """Macros used."""
+    loading_cycles: Count
+    """Cycles to load all macros once."""
+    bitline_budget: Count
+    """Bitlines available on chip."""
+    reload_cycles_per_inference: Count
+    """Load cycles each inference adds when the model does not fit the budget."""
+    min_budget_without_reload: Count
+    """Smallest bitline budget that avoids reloads."""
+    macro_usage: Fraction
+    """Fraction of the used macros' cells holding weights."""
+    fits_on_chip: bool
+    """Whether all macros fit the budget (weights load once)."""
+
+
+class LayerRow(Document):
+    """The costs, precision and bit-slicing of one CIM layer."""
+
+    name: str
+    """Name of the IR node."""
+    op: str
+    """ONNX op."""
+    params: Count
+    """Weights of the layer."""
+    bitlines: Count
+    """Bitlines it uses."""
+    segments: Count
+    """Row segments."""
+    activated_wordlines: Count
+    """Wordline activations per inference."""
+    adc_conversions: Count
+    """ADC conversions per inference."""
+    partial_sums: Count
+    """Partial sums it buffers."""
+    computing_cycles: Count
+    """Computing cycles per inference."""
+    macros: Count
+    """Macros it uses."""
+    loading_cycles: Count
+    """Cycles to load its macros."""
+    macro_usage: Fraction
+    """Fraction of its macros' cells holding its weights."""
+    w_bits: Bits | None
+    """Weight bits (``null`` in a mapping-only compile)."""
+    a_bits: Bits | None
+    """Activation bits (``null`` in a mapping-only compile)."""
+    adc_bits: Bits | None
+    """ADC bits (``null`` in a mapping-only compile)."""
+    w_slices: Size
+    """Weight digit columns per output channel."""
+    a_slices: Size
+    """DAC cycles per input vector."""
+
+
+class DigitalOp(Document):
+    """A node executed digitally."""
+
+    node: str
+    """Name of the IR node."""
+    op: str
+    """ONNX op."""
+
+
+class Span(Document):
+    """The smallest and largest of a layer's per-column steps."""
+
+    min: Positive
+    """Smallest step."""
+    max: Positive
+    """Largest step."""
+
+
+class Calibration(Document):
+    """The data the steps were calibrated on."""
+
+    source: str
+    """Data set name."""
+    samples: Size
+    """Samples used."""
+
+
+class QuantRow(Document):
+    """The quantization of one CIM layer."""
+
+    name: str
+    """Name of the IR node."""
+    source: Source
+    """Where the steps came from."""
+    w_bits: Bits
+    """Weight bits."""
+    a_bits: Bits
+    """Activation bits."""
+    adc_bits: Bits
+    """ADC bits."""
+    a_signed: bool
+    """Whether activations are signed."""
+    a_step: Positive
+    """Activation step."""
+    w_step: Span
+    """Weight steps over the columns."""
+    adc_step: Span
+    """ADC steps over the columns."""
+    shift_k: list[int] | Absent = None
+    """Distinct shift values ``k`` (present with a shift)."""
+    scale_error: NonNegative | Absent = None
+    """Relative scale error ``|2^−k − s|/s`` (present with a shift)."""
+    fold: Fold | Absent = None
+    """Where the remainder was folded (present with a shift)."""
+    sqnr_db: Decibels = None
+    """SQNR of the layer output against the unshifted model (dB; ``"inf"`` when identical)."""
+
+
+class Quantization(Document):
+    """How the steps were obtained, and per layer its bits, steps and shift."""
+
+    calibration: Calibration | None
+    """The calibration data, or ``null`` (all from QAT)."""
+    granularity: Literal["layer", "column"]
+    """Steps per layer or per output column."""
+    weight_method: Literal["mse", "lsq"]
+    """How weight steps were chosen."""
+    qat_layers: list[str]
+    """Layers whose steps came from QAT."""
+    shift: bool
+    """Whether power-of-two shifts replace the output scales."""
+    output_sqnr_db: Decibels
+    """SQNR of the model output, shifted vs exact scales (dB)."""
+    layers: list[QuantRow]
+    """One row per CIM layer."""
+
+
+class Accuracy(Document):
+    """Top-1 of the float and the compiled model on the same samples."""
+
+    dataset: str
+    """Evaluation data set."""
+    split: str
+    """Its split."""
+    samples: Size
+    """Samples evaluated."""
+    float_top1: Fraction
+    """Top-1 accuracy of the float model."""
+    compiled_top1: Fraction
+    """Top-1 accuracy of ``model.cim.onnx``."""
+    agreement: Fraction
+    """How often the two models' top-1 agree."""
+
+
+class Report(Document):
+    """All figures of a compile."""
+
+    model_config = ConfigDict(title="cimc report")
+
+    model: str
+    """Model name."""
+    macro: MacroDoc
+    """The macro compiled for."""
+    totals: Totals
+    """Totals of the model."""
+    layers: list[LayerRow]
+    """One row per CIM layer."""
+    digital_ops: list[DigitalOp]
+    """Nodes executed digitally."""
+    notes: list[str]
+    """Budget and bit-slicing notes."""
+    quantization: Quantization | Absent = None
+    """Quantization section (quantized builds)."""
+    accuracy: Accuracy | Absent = None
+    """Accuracy section (with evaluation data)."""
