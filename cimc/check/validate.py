@@ -43,7 +43,7 @@ from cimc.build.reader import MANIFEST, BuildDir, read_build
 from cimc.errors import BuildError, CimcError
 
 log = logging.getLogger(__name__)
-KNOWN_SCHEMA_VERSIONS = (1,)
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 
@@ -130,7 +130,7 @@ def check_manifest(build: BuildDir, result: Validation) -> Iterator[Violation]:
     version = build.manifest.get("schema_version")
     if version not in supported_versions():
         yield Violation("manifest", MANIFEST, f"schema_version {version!r} is not supported "
-                        f"(this cimc reads {', '.join(map(str, supported_versions()))})")
+                        f"(this cimc reads {', '.join(map(str, supported_versions()))}; recompile the model)")
     yield from _schema_violations("manifest", MANIFEST, build.manifest)
     for name in ("layout.json", "report.json"):
         doc = build.layout_json if name == "layout.json" else build.report

@@ -10,7 +10,8 @@ from pydantic import ConfigDict, Field
 from cimc.documents.base import SHA256_PATTERN, Document, JsonObject, Size
 from cimc.documents.macro import MacroDoc
 
-SCHEMA_VERSION: Final = 1
+#: 2: ``layout.json`` layers carry their ``geometry`` (version 1 builds lack it: recompile them).
+SCHEMA_VERSION: Final = 2
 
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 FileName = Annotated[str, Field(pattern="^[a-z0-9_.-]+$")]
@@ -32,7 +33,7 @@ class Manifest(Document):
 
     model_config = ConfigDict(title="cimc build manifest")
 
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     """Version of the build format."""
     tool: Literal["cimc"]
     """Always ``cimc``: what made the folder."""
