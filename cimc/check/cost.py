@@ -28,7 +28,7 @@ import numpy as np
 from cimc.backend.report import COLUMNS, budget_notes, layer_rows
 from cimc.build.graph_text import TextNode, parse_graph_text
 from cimc.build.reader import BuildDir
-from cimc.check.validate import Validation, Violation
+from cimc.check.violations import Validation, Violation
 from cimc.cost.model import ModelCost, conversion_rounds, model_cost
 from cimc.documents import Document
 from cimc.documents.parse import parse

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 
 from cimc.backend.geometry import attr_or_default, conv_attrs, out_size
 from cimc.build.reader import BuildDir
-from cimc.check.validate import Violation
+from cimc.check.violations import Violation
 from cimc.documents.layout import Geometry, Layer
 
 FC_OPS = ("Gemm", "MatMul")

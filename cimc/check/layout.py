@@ -30,7 +30,7 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.check.geometry import check_geometry
-from cimc.check.validate import Validation, Violation
+from cimc.check.violations import Validation, Violation
 from cimc.documents.layout import Layer, Segment
 from cimc.mapping.columns import slice_columns
 from cimc.mapping.tiling import MODES, segment_bounds

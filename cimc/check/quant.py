@@ -31,7 +31,7 @@ import numpy as np
 
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
-from cimc.check.validate import Validation, Violation
+from cimc.check.violations import Validation, Violation
 from cimc.documents.layout import Layer
 from cimc.options import OPTIONS
 from cimc.quant import slicing

@@ -30,8 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,11 @@ import numpy as np
 import cimc.schemas as schemas
 from cimc.build.directory import sha256
 from cimc.build.reader import MANIFEST, BuildDir, read_build
+from cimc.check.cost import check_report, check_schedule
+from cimc.check.layout import check_layout, check_placement_policy
+from cimc.check.quant import check_onnx_cells, check_quant
+from cimc.check.violations import Check, Validation, Violation
+from cimc.check.weights import check_reference, check_weight_arrays
 from cimc.errors import BuildError, CimcError
 
 log = logging.getLogger(__name__)
@@ -48,52 +52,11 @@ OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 
 
-@dataclass(frozen=True)
-class Violation:
-    """One broken promise of a build: which check, where (file, layer, macro), what."""
-
-    check: str
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"[{self.check}] {self.where}: {self.message}"
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
-@dataclass
-class Validation:
-    """The outcome: every violation, the checks that ran and notes on what was skipped."""
-
-    build: Path
-    violations: list[Violation] = field(default_factory=list)
-    checks: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"build": str(self.build), "ok": self.ok, "checks": self.checks, "notes": self.notes,
-                "violations": [v.to_dict() for v in self.violations]}
-
-
-Check = Callable[[BuildDir, Validation], Iterable[Violation]]
-
-
 def validate_build(path: str | Path, reference: str | Path | bool = False) -> Validation:
     """Run every check on the build at ``path``. ``reference``: ``True`` also compiles the
     zoo source named in the manifest again and compares every cell, a path does so with
     that ONNX file; the rebuild uses *this* cimc, so a build from another version of the
     compiler may legitimately differ."""
-    from cimc.check.cost import check_report, check_schedule
-    from cimc.check.layout import check_layout, check_placement_policy
-    from cimc.check.quant import check_onnx_cells, check_quant
-    from cimc.check.weights import check_reference, check_weight_arrays
-
     result = Validation(Path(path))
     build = read_build(path)
     checks: list[tuple[str, Check]] = [

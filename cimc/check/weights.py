@@ -32,7 +32,7 @@ import numpy as np
 
 from cimc.build.cell_map import Owners, describe_cell
 from cimc.build.reader import BuildDir
-from cimc.check.validate import Validation, Violation
+from cimc.check.violations import Validation, Violation
 from cimc.errors import CimcError
 from cimc.quant.numerics import signed_max
 
