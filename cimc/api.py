@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cimc.morph.channels_pass  # noqa: F401  (registers the morph-channels pass)
 from cimc.backend.macro import build_files
 from cimc.backend.quant_part import quant_info
 from cimc.build.directory import check_target, write_build
@@ -86,6 +85,8 @@ class CompileOptions:
 
     def pipeline(self, stop: bool = True) -> Pipeline:
         """The pass names to run (``stop=False``: before ``stop_after`` cuts them)."""
+        if self.morph is not None or MORPH[0] in (*(self.passes or ()), *self.disable, self.stop_after):
+            import cimc.morph.channels_pass  # noqa: F401  (registers morph-channels; numpy-heavy, so only now)
         return select(self._base(), self.passes, self._disabled(), self.stop_after if stop else None)
 
     def public(self) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 the deterministic JSON bytes every build file is written as.
 
 A document is a pydantic model: its fields, their types and constraints and their
-docstrings (which become the schema's ``description``) are the single source of the JSON
-Schemas in ``cimc.schemas`` (``cimc.schemas.generate``). A field with a default is optional:
+docstrings (which become the schema's ``description``; the generator reads them from the source,
+so importing the models never parses it) are the single source of the JSON Schemas in
+``cimc.schemas`` (``cimc.schemas.generate``). A field with a default is optional:
 it is written only when it was given (``model_fields_set``), so parsing and writing a file
 gives back its bytes. A key that may be absent but never ``null`` is typed
 ``X | Absent = None``; a key always present that may be ``null`` is ``X | None`` without a
@@ -53,9 +54,9 @@ Bits = Annotated[int, Field(ge=1, le=16)]
 
 class Document(BaseModel):
     """A JSON object of a build file: unknown keys are refused, field docstrings are the
-    schema's descriptions, an optional field is written only when given."""
+    schema's descriptions (``cimc.schemas.generate``), an optional field is written only when given."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> Any:

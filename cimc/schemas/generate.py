@@ -9,13 +9,19 @@ inlined (the documents are trees; a field's docstring wins over its model's), pr
 titles, defaults and OpenAPI's ``discriminator`` are dropped, descriptions become one line,
 an ``int | float`` pair of equal bounds becomes one ``number``, a map with a key pattern gets
 ``propertyNames`` (no other keys), and the root gets ``$id`` ``cimc/<name>.schema.json`` and
-``$schema``.
+``$schema``. Field descriptions are the fields' docstrings, read here from the models' source
+(pydantic's ``use_attribute_docstrings`` would parse every model's source at each import).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
+import inspect
+import itertools
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +36,45 @@ def schema(name: str, model: type[Document]) -> dict[str, Any]:
     """The schema of build file ``name.json`` described by ``model`` (module doc)."""
     raw = model.model_json_schema(mode="validation")
     defs = raw.pop("$defs", {})
+    for node, cls in [(raw, model), *((d, _models()[key]) for key, d in defs.items() if key in _models())]:
+        _describe(node, cls)
     title = raw.get("title")
     out = _clean(_inline(raw, defs))
     return {"$id": f"cimc/{name}.schema.json", "$schema": DRAFT, **out, "title": title}
+
+
+@functools.cache
+def _models() -> dict[str, type[Document]]:
+    """Every document model class by name (pydantic's ``$defs`` keys)."""
+    found: dict[str, type[Document]] = {}
+    todo: list[type[Document]] = [Document]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            found[sub.__name__] = sub
+            todo.append(sub)
+    return found
+
+
+def _describe(node: dict[str, Any], cls: type[Document]) -> None:
+    """Give each property of ``node`` (the schema of ``cls``) its field's docstring."""
+    for klass in reversed(cls.__mro__):
+        if isinstance(klass, type) and issubclass(klass, Document):
+            for field, text in field_docstrings(klass).items():
+                if field in node.get("properties", {}):
+                    node["properties"][field]["description"] = text
+
+
+def field_docstrings(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` for each ``name: T`` of ``cls``'s body followed by a string."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    return {a.target.id: inspect.cleandoc(b.value.value) for a, b in itertools.pairwise(body)
+            if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
+            and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
