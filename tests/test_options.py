@@ -26,7 +26,6 @@ from cimc.errors import UsageError
 from cimc.options import OPTIONS, Option, recorded, validate
 from cimc.search.space import SearchSpace
 from cimc.sweep.config import parse_config
-from cimc.train.config import QuantConfig
 
 COMMANDS = {"compile": compile_cmd, "qat": qat_cmd, "morph": morph_cmd, "search": search_cmd, "sweep": sweep_cmd,
             "emulate": emulate_cmd}
@@ -86,10 +85,13 @@ def _invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout + result.stderr
 
 
+@pytest.mark.torch  # QuantConfig is the training hook's
 @pytest.mark.parametrize(("key", "flag"), [("w_bits", "--w-bits"), ("adc_bits", "--adc-bits")])
 def test_one_bit_weights_and_adc_codes_are_refused_everywhere(key: str, flag: str, tmp_path: Path) -> None:
     """A 1-bit narrow signed code is always 0: compile, qat, search, sweep, bits files, the
     API and the QAT config all refuse it, with the same message."""
+    from cimc.train.config import QuantConfig
+
     message = rf"{key}(\[\d\])? = 1 must be an integer in 2\.\.16"
     for command in (["compile", "tiny_cnn"], ["qat", "tiny_cnn", "--data", "synthetic"]):
         code, out = _invoke(*command, flag, "1", "-o", str(tmp_path / "x"))
@@ -110,7 +112,10 @@ def test_one_bit_weights_and_adc_codes_are_refused_everywhere(key: str, flag: st
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.torch  # QuantConfig is the training hook's
 def test_two_bits_are_valid_everywhere(tmp_path: Path) -> None:
+    from cimc.train.config import QuantConfig
+
     assert validate("w_bits", 2) == 2 and validate("adc_bits", 2) == 2 and validate("a_bits", 1) == 1
     CompileOptions(w_bits=2, adc_bits=2, a_bits=1)
     QuantConfig(w_bits=2, adc_bits=2, a_bits=1)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import cimc.api  # noqa: F401  (registers morph-channels too)
+import cimc.morph.channels_pass  # noqa: F401  (registers morph-channels, which lives in cimc.morph)
 from cimc.cli.main import main
 from cimc.errors import UsageError
 from cimc.options import OPTIONS, passes_options

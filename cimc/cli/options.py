@@ -48,7 +48,7 @@ def click_option(name: str, **override: Any) -> Callable[[F], F]:
     o = OPTIONS[name]
     settings: dict[str, Any] = {"help": o.help}
     if o.kind is bool:
-        settings["is_flag"] = True
+        settings.update(is_flag=True, default=bool(o.default))  # explicit: click 8.5 leaves flags UNSET
     elif o.kind is dict:
         settings.update(multiple=o.repeat, type=click_type(o))
     elif o.kind is tuple:
