@@ -79,14 +79,14 @@ class SearchProblem:
 class ProblemSpec:
     """What ``build_problem`` needs beyond the model (CLI options, defaults of ``cimc search``)."""
 
-    data: str
+    data: str | Path | object  # a dataset argument, or from Python an iterable of (x, y) batches
     objective: str = "latency"
     max_drop: float = 0.5
     w_choices: tuple[int, ...] = DEFAULT_W_BITS
     a_choices: tuple[int, ...] = DEFAULT_A_BITS
     adc_choices: tuple[int, ...] | None = None
     eval_size: int | None = None
-    calib: str | None = None
+    calib: str | Path | object | None = None
     options: CompileOptions = field(default_factory=CompileOptions)
 
 
@@ -100,8 +100,9 @@ def build_problem(source: str | Path, spec: ProblemSpec) -> SearchProblem:
     space = SearchSpace(layers, spec.w_choices, spec.a_choices, spec.adc_choices or (macro.adc_bits,))
     latency = LatencyModel(tiled, macro, options.placement, options.bitline_budget, spec.objective)
     latency(space.widest())  # an unknown objective or a configuration that cannot compile fails early
-    calib = spec.calib or ("synthetic" if spec.data == "synthetic" else spec.data)
+    calib = spec.calib if spec.calib is not None else spec.data
     proxy = build_proxy(tiled, macro, spec.data, eval_size=spec.eval_size, calib=calib,
                         calib_size=options.calib_size, data_root=options.data_root,
-                        granularity=options.granularity, weight_method=options.weight_method)
+                        granularity=options.granularity, weight_method=options.weight_method,
+                        preprocess=options.preprocess())
     return SearchProblem(space, latency, proxy, spec.max_drop)
