@@ -16,9 +16,11 @@ Grammar: ``SOURCE := NAME | PATH``.
 
 Split rule: a folder with a ``train/`` subfolder and a ``test/`` or ``val/`` subfolder is split
 explicitly: split ``train`` reads ``train/``, ``test`` reads ``test/`` (else ``val/``) and
-``val`` reads ``val/`` (else ``test/``); the class list is the union of the split folders'
-classes, so labels agree across splits. Any other path is used whole for whichever split is
-asked (calibrating and evaluating on the same path then uses the same samples). Labelled
+``val`` reads ``val/`` (else the last fifth of ``train/``'s shuffled samples, as for the
+built-in datasets); the class list is the union of the split folders' classes, so labels agree
+across splits. Any other path is used whole for whichever split is asked (calibrating and
+evaluating on the same path then uses the same samples; ``cimc search`` then reports no
+held-out test accuracy). Labelled
 samples of a path are put in a fixed shuffled order (seed 0), so the first ``N`` of them
 (``--calib-size``, ``--eval-size``) span the classes. Arrays are the model's inputs as they
 are; only images are preprocessed.
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cimc.data.builtin import NAMES, Dataset, load_builtin
+from cimc.data.builtin import NAMES, Dataset, load_builtin, val_part
 from cimc.data.files import entries, inside, load_arrays
 from cimc.data.images import class_folders, is_image_folder, load_image_folder
 from cimc.data.preprocess import DEFAULT, Preprocess
@@ -56,6 +58,9 @@ def load_dataset(source: str | Path, split: str = "train", root: str | Path | No
     if not is_path(source):
         return load_builtin(str(source), split, root, shape=shape, n=n, seed=seed)
     x, y, classes = _load_path(_existing(source), split, shape, preprocess)
+    if split == "val" and _carved(Path(source).expanduser()):
+        cut = val_part(Dataset("", x, y if y is not None else np.zeros(len(x), np.int64), classes))
+        x, y = cut.x, (cut.y if y is not None else None)
     if y is None:
         raise UsageError(f"{source} holds unlabelled .npy inputs: they can calibrate (--calib) but not measure "
                          "accuracy", hint="pass an image folder (DIR/<class>/*.png), an .npz with x and y, "
@@ -68,7 +73,16 @@ def load_inputs(source: str | Path, split: str = "train", root: str | Path | Non
     """The inputs of ``split`` of ``source``, labelled or not (calibration; module doc)."""
     if not is_path(source):
         return load_builtin(str(source), split, root, shape=shape, n=n, seed=seed).x
-    return _load_path(_existing(source), split, shape, preprocess)[0]
+    x = _load_path(_existing(source), split, shape, preprocess)[0]
+    if split == "val" and _carved(Path(source).expanduser()):
+        x = val_part(Dataset("", x, np.zeros(len(x), np.int64), 0)).x
+    return x
+
+
+def _carved(path: Path) -> bool:
+    """Whether the ``val`` split of ``path`` is carved from ``train/`` (split, but no ``val/``)."""
+    folder, splits = split_folder(path, "val")
+    return bool(splits) and folder.name == "train"
 
 
 def _existing(source: str | Path) -> Path:
@@ -81,16 +95,24 @@ def _existing(source: str | Path) -> Path:
 
 
 def split_folder(path: Path, split: str) -> tuple[Path, list[Path]]:
-    """The folder ``split`` reads from ``path`` and every split folder of ``path`` (module doc)."""
+    """The folder ``split`` reads from ``path`` and every split folder of ``path`` (module doc;
+    ``val`` without a ``val/`` folder reads ``train/``, of which it keeps the last fifth)."""
     if not path.is_dir() or not (path / "train").is_dir():
         return path, []
-    held_out = [path / s for s in (("val", "test") if split == "val" else ("test", "val")) if (path / s).is_dir()]
-    if not held_out:
-        return path, []
     splits = [path / s for s in SPLITS if (path / s).is_dir()]
+    if len(splits) < 2:
+        return path, []
     for s in splits:
         inside(s, path)
-    return (path / "train" if split == "train" else held_out[0]), splits
+    if split == "test":
+        return next(p for p in (path / "test", path / "val") if p in splits), splits
+    return (path / "val" if split == "val" and path / "val" in splits else path / "train"), splits
+
+
+def has_splits(source: str | Path) -> bool:
+    """Whether ``source`` has distinct train, val and test samples (a built-in dataset, or a
+    folder split by the module doc's rule)."""
+    return not is_path(source) or bool(split_folder(Path(source).expanduser(), "test")[1])
 
 
 def _load_path(path: Path, split: str, shape: tuple[int, ...] | None,

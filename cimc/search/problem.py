@@ -18,7 +18,7 @@ from typing import Any
 from cimc.api import CompileOptions, load_source
 from cimc.macro import MacroSpec, load_macro
 from cimc.mapping.select import cim_nodes
-from cimc.search.accuracy import AccuracyProxy, build_proxy
+from cimc.search.accuracy import AccuracyProxy, build_proxy, held_out
 from cimc.search.latency import LatencyModel, prepare
 from cimc.search.space import DEFAULT_A_BITS, DEFAULT_W_BITS, Config, SearchSpace
 
@@ -51,6 +51,7 @@ class SearchProblem:
     latency: LatencyModel
     proxy: AccuracyProxy
     max_drop: float
+    test: AccuracyProxy | None = None  # the held-out test split: reported, never scored
     history: list[Point] = field(default_factory=list)
     progress: Callable[[Point], None] | None = field(default=None, repr=False)
     _points: dict[Config, Point] = field(default_factory=dict, repr=False)
@@ -105,4 +106,9 @@ def build_problem(source: str | Path, spec: ProblemSpec) -> SearchProblem:
                         calib_size=options.calib_size, data_root=options.data_root,
                         granularity=options.granularity, weight_method=options.weight_method,
                         preprocess=options.preprocess())
-    return SearchProblem(space, latency, proxy, spec.max_drop)
+    test = held_out(proxy, tiled, spec.data, eval_size=spec.eval_size, data_root=options.data_root,
+                    preprocess=options.preprocess())
+    if test is None:
+        log.warning("the search data has no separate test split: the chosen configuration is reported on the "
+                    "samples it was scored on (use a folder with train/, val/ and test/ subfolders)")
+    return SearchProblem(space, latency, proxy, spec.max_drop, test)
