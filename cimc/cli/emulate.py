@@ -53,7 +53,7 @@ def emulate_cmd(state: State, build: Path, inputs_file: Path | None, data: str |
     from cimc.emulator import Emulator, write_golden
 
     if (inputs_file is None) == (data is None):
-        raise UsageError("pass exactly one of --inputs FILE.npy and --data NAME")
+        raise UsageError("pass exactly one of --inputs FILE.npy and --data SOURCE")
     emulator = Emulator.open(build)
     pre = _preprocess(emulator, image_size, mean, std)
     x, labels = _samples(emulator, inputs_file, data, data_root, pre)
