@@ -163,6 +163,13 @@ def test_torch_dataloader_feeds_load_feeds_and_evaluator() -> None:
     cal = load_feeds(graph, loader, 7)
     assert cal.size == 7 and np.allclose(cal.feeds[graph.inputs[0]], x[:7].numpy())
     assert callable(evaluator(graph, loader, 12))
+    from cimc.search import ProblemSpec, build_problem
+    from cimc.train import load_train_data
+
+    problem = build_problem("tiny_cnn", ProblemSpec(data=loader, eval_size=12))
+    assert problem.proxy.x.shape == (12, 3, 8, 8) and problem.test is None  # no separate test split
+    data = load_train_data(loader, test=loader, batch_size=4)
+    assert len(data.train) == 12 and data.num_classes == 10
 
 
 def test_compile_and_emulate_on_an_image_folder(tmp_path: Path) -> None:
