@@ -288,3 +288,13 @@ def test_qat_trains_on_an_npz(tmp_path: Path) -> None:
                        "--phase", "1", "-o", str(tmp_path / "q.onnx"))
     assert code == 0, out
     assert (tmp_path / "q.onnx").is_file()
+
+
+@pytest.mark.torch
+def test_morph_trains_on_an_image_folder(tmp_path: Path) -> None:
+    write_images(tmp_path / "imgs" / "train", ("a", "b"), per_class=3)
+    write_images(tmp_path / "imgs" / "test", ("a", "b"), per_class=1)
+    code, out = invoke("--json", "morph", "tiny_cnn", "--bl", "256", "--data", str(tmp_path / "imgs"), "--rounds", "1",
+                       "--epochs", "1", "--quiet", "--image-size", "8", "--mean", "0.5", "-o", str(tmp_path / "m.onnx"))
+    assert code == 0, out
+    assert (tmp_path / "m.onnx").is_file()
