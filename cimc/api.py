@@ -24,6 +24,7 @@ from cimc.backend.macro import build_files
 from cimc.backend.quant_part import quant_info
 from cimc.build.directory import check_target, write_build
 from cimc.cost.model import ModelCost
+from cimc.data.preprocess import Preprocess
 from cimc.errors import UsageError
 from cimc.evaluation import evaluator
 from cimc.frontend import import_onnx
@@ -68,6 +69,9 @@ class CompileOptions:
     eval_data: str | None = None
     eval_size: int | None = None
     data_root: str | None = None
+    image_size: int | None = None
+    mean: tuple[float, ...] | str | None = None  # text "0.5,0.5,0.5" is parsed on construction
+    std: tuple[float, ...] | str | None = None
     morph: MorphOptions | None = None  # structure-only morph before fold-batchnorm (cimc.morph.structure)
     passes: tuple[str, ...] | None = None  # instead of the base pipeline
     disable: tuple[str, ...] = ()
@@ -78,10 +82,16 @@ class CompileOptions:
         for o in OPTIONS.values():
             if o.kind in (int, float, bool) or o.choices:
                 o.validate(getattr(self, o.name))
+        pre = self.preprocess()  # checks image_size, mean and std
+        self.mean, self.std = pre.mean, pre.std
         for layer, entry in (self.layer_bits or {}).items():
             validate_bits(entry, f"bits of layer '{layer}'")
         if "scale-to-shift" in self.disable:  # --disable scale-to-shift is --no-shift: the same build
             self.no_shift = True
+
+    def preprocess(self) -> Preprocess:
+        """The image preprocessing of calibration and evaluation (``cimc.data.preprocess``)."""
+        return Preprocess.from_options(self.image_size, self.mean, self.std)
 
     def pipeline(self, stop: bool = True) -> Pipeline:
         """The pass names to run (``stop=False``: before ``stop_after`` cuts them)."""
@@ -197,7 +207,8 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     out = Path(out_dir)
     check_target(out, options.force)
     graph, source_info = load_source(source, options)
-    evaluate = evaluator(graph, options.eval_data, options.eval_size, options.data_root) if options.eval_data else None
+    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
+                if options.eval_data else None)
     graph, ctx = compile_graph(graph, options)
     build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
                         quant_info(ctx), evaluate)

@@ -36,14 +36,20 @@ def top1(logits: np.ndarray) -> np.ndarray:
     return np.asarray(logits).reshape(logits.shape[0], -1).argmax(axis=1)
 
 
-def evaluation_set(graph: Graph, dataset: str, size: int | None, root: str | Path | None) -> data.Dataset:
-    """The test split of ``dataset``, checked against the model's input shape."""
+def evaluation_set(graph: Graph, dataset: str | Path | object, size: int | None, root: str | Path | None,
+                   preprocess: data.Preprocess = data.DEFAULT, split: str = "test") -> data.Dataset:
+    """The ``split`` of ``dataset`` (a dataset argument of ``cimc.data.sources``, or from Python
+    an iterable of ``(x, y)`` batches such as a torch ``DataLoader``, or a ``Dataset``), checked
+    against the model's input shape."""
     if len(graph.inputs) != 1:
         raise UsageError(f"--eval needs a single-input model; this one has {len(graph.inputs)} inputs")
     shape = graph.shape(graph.inputs[0])
-    ds = data.load_dataset(dataset, "test", root, shape=shape, n=size or 256)
+    if isinstance(dataset, str | Path):
+        ds = data.load_dataset(dataset, split, root, shape=shape, n=size or 256, preprocess=preprocess)
+    else:
+        ds = data.batches.dataset_of(dataset, size)
     if ds.x.shape[1:] != tuple(shape[1:]):
-        raise UsageError(f"evaluation data '{dataset}' has samples of shape {list(ds.x.shape[1:])}, "
+        raise UsageError(f"evaluation data '{ds.name}' has samples of shape {list(ds.x.shape[1:])}, "
                          f"the model expects {list(shape[1:])}")
     return ds.take(size) if size else ds
 
@@ -54,10 +60,12 @@ def accuracy(float_logits: np.ndarray, compiled_logits: np.ndarray, labels: np.n
             "agreement": float((f == c).mean())}
 
 
-def evaluator(graph: Graph, dataset: str, size: int | None = None,
-              root: str | Path | None = None) -> Callable[[bytes], Accuracy]:
-    """A function of ``model.cim.onnx`` bytes giving the report's ``accuracy`` section."""
-    ds = evaluation_set(graph, dataset, size, root)
+def evaluator(graph: Graph, dataset: str | Path | object, size: int | None = None, root: str | Path | None = None,
+              preprocess: data.Preprocess = data.DEFAULT) -> Callable[[bytes], Accuracy]:
+    """A function of ``model.cim.onnx`` bytes giving the report's ``accuracy`` section, on the
+    test split of ``dataset`` (``evaluation_set``: a name, a path, or an iterable of ``(x, y)``
+    batches)."""
+    ds = evaluation_set(graph, dataset, size, root, preprocess)
     float_bytes = serialize(float_model(graph))
 
     def evaluate(compiled: bytes) -> Accuracy:

@@ -106,8 +106,9 @@ _DECLARED = (
            recorded=True),
     Option("weight_method", "--weight-step", str, "Weight step: MSE-optimal or LSQ initialisation.",
            default="mse", choices=("mse", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
-    Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10) or a "
-           "folder of .npy.", default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),
+    Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10, mnist), an "
+           "image folder (DIR/<class>/*.png), an .npz with x and y, or a folder of .npy inputs.",
+           default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),
     Option("calib_size", "--calib-size", int, "Calibration samples.", default=16, low=1, passes=_CALIB,
            shapes_build=True, recorded=True),
     Option("no_shift", "--no-shift", bool, "Keep exact output scales (no power-of-two shift): the same as "
@@ -122,7 +123,14 @@ _DECLARED = (
            low=2, high=MAX_BITS, passes=_QUANT, shapes_build=True, recorded=True),
     Option("layer_bits", "--bits", dict, "Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.",
            passes=_QUANT, shapes_build=True, recorded=True, param="bits_file", path="file"),
-    Option("eval_data", "--eval", str, "Dataset whose test split measures float vs compiled accuracy."),
+    Option("image_size", "--image-size", int, "Resize the images of an image-folder dataset to SIZE×SIZE "
+           "(default: the model's input size).", low=1, high=4096, passes=_CALIB, shapes_build=True, recorded=True),
+    Option("mean", "--mean", str, "Per-channel mean subtracted from images scaled to [0, 1], comma-separated "
+           "(one value: every channel).", passes=_CALIB, shapes_build=True, recorded=True),
+    Option("std", "--std", str, "Per-channel std dividing images after --mean, comma-separated.", passes=_CALIB,
+           shapes_build=True, recorded=True),
+    Option("eval_data", "--eval", str, "Data whose test split measures float vs compiled accuracy: a dataset "
+           "name, an image folder or an .npz with x and y."),
     Option("eval_size", "--eval-size", int, "Evaluate on at most this many samples.", low=1),
     Option("data_root", "--data-root", str, "Folder of the dataset (CIFAR-10 python batches).", passes=_CALIB,
            path="folder"),

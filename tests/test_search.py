@@ -89,9 +89,11 @@ def test_proxy_equals_build_accuracy(digits_onnx: Path, tmp_path: Path) -> None:
     options = CompileOptions(layer_bits=prob.space.layer_bits(config), calib="digits", calib_size=32, no_shift=True,
                              eval_data="digits", eval_size=EVAL)
     report = compile_model(digits_onnx, tmp_path / "b", options).report["accuracy"]
-    point = prob.evaluate(config)
-    assert point.accuracy == report["compiled_top1"]
-    assert prob.proxy.reference == report["float_top1"]
+    prob.evaluate(config)  # scored on the val split; the build reports the test split, never scored
+    assert prob.test is not None and prob.test.score(config).accuracy == report["compiled_top1"]
+    assert prob.test.reference == report["float_top1"]
+    val = {row.tobytes() for row in prob.proxy.x}
+    assert not any(row.tobytes() in val for row in prob.test.x)
 
 
 def test_greedy_beats_uniform_8bit_within_constraint(digits_onnx: Path) -> None:
@@ -133,7 +135,8 @@ def test_cli_writes_files_and_bits_round_trip(digits_onnx: Path, tmp_path: Path)
                                str(out / "bits.json"), "--calib", "digits", "--calib-size", "32", "--no-shift",
                                "--eval", "digits", "--eval-size", str(EVAL)])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["accuracy"]["compiled_top1"] == doc["chosen"]["accuracy"]
+    assert json.loads(res.output)["accuracy"]["compiled_top1"] == doc["test"]["accuracy"] == search["test"]["accuracy"]
+    assert search["scored_split"] == "val" and doc["test"]["samples"] == EVAL
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     bits = json.loads((out / "bits.json").read_text())
     assert manifest["options"]["layer_bits"] == bits

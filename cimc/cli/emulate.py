@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cimc.cli.common import State, guarded
-from cimc.cli.options import declared
+from cimc.cli.options import PREPROCESS, declared
 from cimc.errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from cimc.data.preprocess import Preprocess
     from cimc.emulator import Emulator
 
 
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 @click.argument("build", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A .npy batch (or one sample) for the model's input.")
-@click.option("--data", help="Dataset name (digits, cifar10): report accuracy on its test split.")
-@declared("data_root")
+@click.option("--data", help="Labelled data: a dataset name (digits, cifar10, mnist), an image folder "
+                             "(DIR/<class>/*.png) or an .npz with x and y; report accuracy on its test split.")
+@declared("data_root", *PREPROCESS)
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most this many samples.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per run.")
 @click.option("--golden", type=click.Path(file_okay=False, path_type=Path),
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
 @click.pass_obj
 @guarded
 def emulate_cmd(state: State, build: Path, inputs_file: Path | None, data: str | None, data_root: str | None,
-                limit: int | None, batch: int, golden: Path | None, golden_samples: int,
+                image_size: int | None, mean: str | None, std: str | None, limit: int | None, batch: int,
+                golden: Path | None, golden_samples: int,
                 save_outputs: Path | None) -> None:
     """Run BUILD on the bit-accurate macro emulator."""
     import numpy as np
@@ -50,9 +53,10 @@ def emulate_cmd(state: State, build: Path, inputs_file: Path | None, data: str |
     from cimc.emulator import Emulator, write_golden
 
     if (inputs_file is None) == (data is None):
-        raise UsageError("pass exactly one of --inputs FILE.npy and --data NAME")
+        raise UsageError("pass exactly one of --inputs FILE.npy and --data SOURCE")
     emulator = Emulator.open(build)
-    x, labels = _samples(emulator, inputs_file, data, data_root)
+    pre = _preprocess(emulator, image_size, mean, std)
+    x, labels = _samples(emulator, inputs_file, data, data_root, pre)
     x = x[:limit] if limit else x
     outputs = _run_batches(emulator, x, batch)
     result: dict[str, Any] = {"build": str(build), "samples": int(x.shape[0]),
@@ -68,8 +72,20 @@ def emulate_cmd(state: State, build: Path, inputs_file: Path | None, data: str |
     _print(state, result)
 
 
+def _preprocess(emulator: Emulator, image_size: int | None, mean: str | None, std: str | None) -> Preprocess:
+    """The image preprocessing: each option as given, else as the build was compiled with
+    (its manifest's options), else the default."""
+    from cimc.build.reader import read_build
+    from cimc.data.preprocess import Preprocess
+
+    recorded = read_build(emulator.files.path).manifest.get("options", {})
+    return Preprocess.from_options(image_size if image_size is not None else recorded.get("image_size"),
+                                   mean if mean is not None else recorded.get("mean"),
+                                   std if std is not None else recorded.get("std"))
+
+
 def _samples(emulator: Emulator, inputs_file: Path | None, data: str | None,
-             root: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+             root: str | None, pre: Preprocess) -> tuple[np.ndarray, np.ndarray | None]:
     import numpy as np
 
     shape = tuple(emulator.inputs[0].shape)
@@ -82,7 +98,7 @@ def _samples(emulator: Emulator, inputs_file: Path | None, data: str | None,
         return (x[None] if x.shape == shape[1:] else x), None
     from cimc import data as datasets
 
-    ds = datasets.load_dataset(str(data), "test", root, shape=shape)
+    ds = datasets.load_dataset(str(data), "test", root, shape=shape, preprocess=pre)
     return ds.x, ds.y
 
 

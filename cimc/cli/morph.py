@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cimc.cli.common import State, guarded, parse_shapes
-from cimc.cli.options import declared
+from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 from cimc.errors import UsageError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
 @click.command("morph")
 @click.argument("source")
 @declared("bitline_budget", required=True)
-@click.option("--data", "data_name", required=True, help="Dataset: digits, cifar10 or synthetic.")
+@click.option("--data", "data_name", required=True, help=DATA_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The morphed, fine-tuned model (ONNX, BatchNormalization kept).")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
@@ -67,7 +67,7 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
 @click.option("--threshold", type=click.FloatRange(min=0), default=1e-2, show_default=True,
               help="Prune channels whose |γ| is at most this after shrinking.")
 @click.option("--trainer", help="Your own trainer, package.module:function (the fit protocol).")
-@declared("macro", "tiling", "placement", "data_root")
+@declared("macro", "tiling", "placement", "data_root", *PREPROCESS)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @declared("input_shapes")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -77,6 +77,7 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
 def morph_cmd(state: State, source: str, bitline_budget: int, data_name: str, output: Path, **kw: Any) -> None:
     """Morph SOURCE to BL bitlines: shrink (train with the regularizer), prune, expand, fine-tune."""
     from cimc.api import CompileOptions, load_source
+    from cimc.data import Preprocess
     from cimc.frontend import save_onnx
     from cimc.macro import load_macro
     from cimc.morph.loop import morph_loop
@@ -84,7 +85,8 @@ def morph_cmd(state: State, source: str, bitline_budget: int, data_name: str, ou
 
     graph, _ = load_source(source, CompileOptions(input_shapes=parse_shapes(kw["input_shape"])))
     data = load_train_data(data_name, root=kw["data_root"], input_shape=graph.shape(graph.inputs[0]),
-                           batch_size=kw["batch_size"], seed=kw["seed"])
+                           batch_size=kw["batch_size"], seed=kw["seed"],
+                           preprocess=Preprocess.from_options(kw["image_size"], kw["mean"], kw["std"]))
     trainer = _trainer(kw["trainer"])
     graph = _seed_training(graph, data, trainer, kw)
     show = None if state.as_json else _print_round

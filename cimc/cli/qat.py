@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from cimc.cli.common import State, guarded, parse_shapes
-from cimc.cli.options import declared
+from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 
 
 @click.command("qat")
@@ -25,8 +25,8 @@ from cimc.cli.options import declared
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="ONNX file to write (folded weights + step sizes).")
 @click.option("--phase", type=click.Choice(["1", "2", "both"]), default="both", show_default=True)
-@click.option("--data", "data_name", required=True, help="digits, cifar10 or synthetic.")
-@declared("data_root")
+@click.option("--data", "data_name", required=True, help=DATA_HELP)
+@declared("data_root", *PREPROCESS)
 @click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True, help="Epochs per phase.")
 @click.option("--phase2-epochs", type=click.IntRange(min=0), help="Epochs of phase 2 (default: --epochs).")
 @click.option("--float-epochs", type=click.IntRange(min=0), default=0, show_default=True,
@@ -44,6 +44,7 @@ from cimc.cli.options import declared
 @click.pass_obj
 @guarded
 def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, data_root: str | None,
+            image_size: int | None, mean: str | None, std: str | None,
             epochs: int, phase2_epochs: int | None, float_epochs: int, lr: float | None, batch_size: int,
             trainer_spec: str | None, granularity: str, learn_adc_step: bool, macro: str, tiling: str,
             map_fc: bool, w_bits: int | None, a_bits: int | None, adc_bits: int | None, bits_file: Path | None,
@@ -51,6 +52,7 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
     """Quantization-aware training of MODEL (ONNX file or zoo name) for a CIM macro."""
     from cimc.api import CompileOptions, load_source
     from cimc.cli.quant import read_bits
+    from cimc.data import Preprocess
     from cimc.macro import load_macro
     from cimc.train import QatOptions, QuantConfig, export_onnx, load_train_data, load_trainer, run_qat
     from cimc.train.trainer import DEFAULT_LR
@@ -62,7 +64,8 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
                                    learn_adc_step=learn_adc_step, map_fc=map_fc)
     classes = graph.shape(graph.outputs[0])[-1]
     data = load_train_data(data_name, root=data_root, input_shape=graph.shape(graph.inputs[0]),
-                           batch_size=batch_size, classes=classes, seed=seed)
+                           batch_size=batch_size, classes=classes, seed=seed,
+                           preprocess=Preprocess.from_options(image_size, mean, std))
     rates = dict(DEFAULT_LR) if lr is None else dict.fromkeys(DEFAULT_LR, lr)
     options = QatOptions(phases=phase, epochs=epochs, phase2_epochs=phase2_epochs, float_epochs=float_epochs,
                          lr=rates, config=config, checkpoint=resume, seed=seed, progress=not state.as_json,

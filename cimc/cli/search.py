@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cimc.cli.common import State, guarded, parse_shapes
-from cimc.cli.options import MAPPING, declared
+from cimc.cli.options import MAPPING, PREPROCESS, declared
 
 if TYPE_CHECKING:
     from cimc.search.result import SearchResult
@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 @click.command("search")
 @click.argument("model")
-@click.option("--data", "data_name", required=True, help="Accuracy data: digits, cifar10 or synthetic (agreement).")
-@declared("data_root")
+@click.option("--data", "data_name", required=True,
+              help="Accuracy data: digits, cifar10, mnist, synthetic (agreement), an image folder (DIR/<class>/*.png;"
+                   " scored on val/ when split into train/, val/, test/) or an .npz with x and y.")
+@declared("data_root", *PREPROCESS)
 @click.option("--objective", type=click.Choice(["latency", "computing", "conversions"]), default="latency",
               show_default=True, help="Cycles per inference (compute + weight loading), compute cycles, or ADC "
                                       "conversions.")
@@ -45,7 +47,8 @@ if TYPE_CHECKING:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for the results.")
 @click.pass_obj
 @guarded
-def search_cmd(state: State, model: str, data_name: str, data_root: str | None, objective: str, max_acc_drop: float,
+def search_cmd(state: State, model: str, data_name: str, data_root: str | None, image_size: int | None,
+               mean: str | None, std: str | None, objective: str, max_acc_drop: float,
                strategy: str, agent: str, episodes: int, max_evals: int | None, seed: int, w_choices: str,
                a_choices: str, adc_choices: str | None, eval_size: int | None, calib: str | None, calib_size: int,
                macro: str, tiling: str, placement: str, map_fc: bool, bitline_budget: int | None,
@@ -57,7 +60,8 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
 
     options = CompileOptions(macro=macro, tiling=tiling, placement=placement, map_fc=map_fc,
                              bitline_budget=bitline_budget, input_shapes=parse_shapes(input_shape),
-                             calib_size=calib_size, data_root=data_root)
+                             calib_size=calib_size, data_root=data_root, image_size=image_size,
+                             mean=mean, std=std)
     spec = ProblemSpec(data=data_name, objective=objective, max_drop=max_acc_drop,
                        w_choices=parse_choices(w_choices, "weight"), a_choices=parse_choices(a_choices, "input"),
                        adc_choices=parse_choices(adc_choices, "ADC") if adc_choices else None,
@@ -75,7 +79,7 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
         doc = result.to_json()
         click.echo(json.dumps({"chosen": doc["chosen"], "pareto": doc["pareto"], "uniform": doc["uniform"],
                                "evaluations": len(result.points), "feasible_found": doc["feasible_found"],
-                               "files": [str(f) for f in files]}, sort_keys=True))
+                               "test": doc["test"], "files": [str(f) for f in files]}, sort_keys=True))
         return
     print_result(result)
     for f in files:
@@ -128,6 +132,12 @@ def print_result(result: SearchResult) -> None:
     chosen = result.chosen
     label = "chosen" if result.best is not None else "no feasible configuration; least drop"
     console.print(f"• float {result.metric}: {100 * result.reference:.2f}%; constraint: drop ≤ {result.max_drop} pp")
-    console.print(f"• {label}: {result.objective} {chosen.latency:,}, {result.metric} {100 * chosen.metric:.2f}%")
+    console.print(f"• {label}: {result.objective} {chosen.latency:,}, {result.metric} {100 * chosen.metric:.2f}% "
+                  "(val split)")
+    if result.test is not None:
+        test = result.test
+        value = test["accuracy"] if result.metric == "accuracy" else test["agreement"]
+        console.print(f"• held-out test split ({test['samples']} samples): {result.metric} {100 * value:.2f}%, "
+                      f"drop {test['drop_pp']:+.2f} pp")
     for name, bits in zip(result.layers, chosen.config, strict=True):
         console.print(f"    {escape(safe_name(name))}: w {bits[0]}, a {bits[1]}, adc {bits[2]}")

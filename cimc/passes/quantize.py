@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from cimc.data.preprocess import DEFAULT as DEFAULT_PREPROCESS
+from cimc.data.preprocess import Preprocess
 from cimc.errors import InvalidModelError, MappingError, UnsupportedError, UsageError
 from cimc.ir.annotations import CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
@@ -74,6 +76,7 @@ class Quantize(GraphPass):
     calib: str = "synthetic"
     calib_size: int = DEFAULT_SIZE
     data_root: str | None = None
+    preprocess: Preprocess = DEFAULT_PREPROCESS
     bits: Mapping[str, LayerBits] = field(default_factory=dict)
     default_bits: LayerBits = LayerBits()
 
@@ -82,6 +85,7 @@ class Quantize(GraphPass):
         bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
+                   preprocess=options.preprocess(),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
@@ -129,7 +133,7 @@ class Quantize(GraphPass):
         return parse_qat(text, couts)
 
     def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext) -> None:
-        cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root)
+        cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root, self.preprocess)
         with single_blas_thread():  # many small products: threads cost more than they give
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
             ctx.calibration_inputs = inputs
@@ -156,12 +160,13 @@ def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParam
     return q
 
 
-def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, root: str | None) -> Calibration:
+def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, root: str | None,
+                      preprocess: Preprocess = DEFAULT_PREPROCESS) -> Calibration:
     """The calibration batch, loaded once per compile and shared through ``ctx.calibration``."""
     cached = ctx.calibration
     if cached is not None and cached.source == source and cached.size >= size:
         return cached
-    cal = load_feeds(graph, source, size, root=root)
+    cal = load_feeds(graph, source, size, root=root, preprocess=preprocess)
     ctx.calibration = cal
     return cal
 

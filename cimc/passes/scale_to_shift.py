@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from cimc.data.preprocess import DEFAULT as DEFAULT_PREPROCESS
+from cimc.data.preprocess import Preprocess
 from cimc.errors import MappingError
 from cimc.ir.annotations import CimLayer, QuantParams, Shift
 from cimc.ir.graph import Graph
@@ -59,11 +61,13 @@ class ScaleToShift(GraphPass):
     calib: str = "synthetic"
     calib_size: int = DEFAULT_SIZE
     data_root: str | None = None
+    preprocess: Preprocess = DEFAULT_PREPROCESS
     sqnr_samples: int = 2
 
     @classmethod
     def from_options(cls, options: Any) -> ScaleToShift:
-        return cls(calib=options.calib, calib_size=options.calib_size, data_root=options.data_root)
+        return cls(calib=options.calib, calib_size=options.calib_size, data_root=options.data_root,
+                   preprocess=options.preprocess())
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         missing = [n.name for n in cim_nodes(graph) if QuantParams not in n.ann]
@@ -83,7 +87,8 @@ class ScaleToShift(GraphPass):
         return PassResult(out, bool(todo))
 
     def _measure(self, before: Graph, after: Graph, todo: list[Node], ctx: PassContext) -> None:
-        cal = calibration_batch(ctx, before, self.calib, max(self.calib_size, self.sqnr_samples), self.data_root)
+        cal = calibration_batch(ctx, before, self.calib, max(self.calib_size, self.sqnr_samples), self.data_root,
+                                self.preprocess)
         feeds = cal.take(self.sqnr_samples)
         ref = run_compiled(before, feeds, record=True)
         got = run_compiled(after, feeds, record=True)

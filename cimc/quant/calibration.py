@@ -1,8 +1,10 @@
 """Calibration data for post-training quantization, and what the quantizer measures on it.
 
 * ``load_feeds``: a calibration batch for every graph input, from ``synthetic`` (seeded
-  Gaussian images; a warning says the steps then fit noise, not data), a dataset name of
-  ``cimc.data`` (its train split) or a folder of ``.npy`` files.
+  Gaussian images; a warning says the steps then fit noise, not data), any source of
+  ``cimc.data.sources`` (a dataset name, an image folder, an ``.npz``, a folder of ``.npy``
+  inputs; its train split, images preprocessed by ``preprocess``), or from Python an array or
+  an iterable of ``(x, y)`` (or ``x``) batches such as a torch ``DataLoader``.
 * ``collect_inputs``: the float activations entering every CIM layer, from one run of the
   reference interpreter over the whole batch (batch-generic graph, ``cimc.quant.batching``).
 * ``partial_sums``: a layer's exact per-segment partial sums ``p_s = Σ_{r∈s} w_q[r]·a_q[r]``
@@ -51,32 +53,33 @@ class Calibration:
         return {k: v[:n] for k, v in self.feeds.items()}
 
 
-def load_feeds(graph: Graph, source: str = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
-               root: str | Path | None = None) -> Calibration:
-    """A calibration batch of ``size`` samples per graph input (module doc)."""
+def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
+               root: str | Path | None = None, preprocess: data.Preprocess = data.DEFAULT) -> Calibration:
+    """A calibration batch of ``size`` samples per graph input (module doc). ``source`` is a
+    dataset argument (``cimc.data.sources``), a numpy array of inputs, or an iterable of
+    batches ``(x, y)`` / ``x`` (numpy arrays or torch tensors; a ``DataLoader`` works): batches
+    are read until ``size`` samples are collected."""
     if size < 1:
         raise UsageError(f"calibration size must be positive, got {size}")
     shapes = {name: graph.shape(name) for name in graph.inputs}
-    if source == "synthetic":
+    if isinstance(source, str) and source == "synthetic":
         log.warning("calibrating on synthetic Gaussian data: step sizes will not fit real inputs; "
-                    "pass --calib DATASET or a folder of .npy files")
+                    "pass --calib DATASET, an image folder or a folder of .npy files")
         feeds = {name: data.synthetic(shape, size, seed=seed + i).x for i, (name, shape) in enumerate(shapes.items())}
         return Calibration("synthetic", feeds)
+    label = str(source) if isinstance(source, str | Path) else "python"
     if len(shapes) != 1:
-        raise UsageError(f"--calib {source} needs a single-input model; this one has {len(shapes)} inputs",
+        raise UsageError(f"--calib {label} needs a single-input model; this one has {len(shapes)} inputs",
                          hint="use --calib synthetic")
     name, shape = next(iter(shapes.items()))
-    batch = _load_one(source, shape, size, root)
+    if isinstance(source, str | Path):
+        batch = data.load_inputs(source, "train", root, shape=shape, n=size, seed=seed, preprocess=preprocess)
+    else:
+        batch = data.batches.inputs_of(source, size)
     if batch.shape[1:] != tuple(shape[1:]):
-        raise UsageError(f"calibration data '{source}' has samples of shape {list(batch.shape[1:])}, "
+        raise UsageError(f"calibration data '{label}' has samples of shape {list(batch.shape[1:])}, "
                          f"the model input '{name}' expects {list(shape[1:])}")
-    return Calibration(source, {name: np.ascontiguousarray(batch[:size], dtype=np.float32)})
-
-
-def _load_one(source: str, shape: tuple[int, ...], size: int, root: str | Path | None) -> np.ndarray:
-    if Path(source).is_dir():
-        return data.load_npy_folder(source, shape)
-    return data.load_dataset(source, "train", root, shape=shape, n=size).x
+    return Calibration(label, {name: np.ascontiguousarray(batch[:size], dtype=np.float32)})
 
 
 def collect_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[str]) -> dict[str, np.ndarray]:

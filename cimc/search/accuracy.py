@@ -8,7 +8,12 @@ calibration batch, exactly as the quantize pass computes it, and is cached per
 ``(layer, w_bits, a_bits, adc_bits)``: a configuration that reuses a layer's bits reuses its
 steps.
 
-The metric is the top-1 accuracy on the labels (``digits``, ``cifar10``) or, on ``synthetic``
+The search scores configurations on the ``val`` split (``build_proxy``) and reports the
+chosen one on the ``test`` split (``held_out``), which it never scores on (the split rule of
+``cimc.data.sources``).
+
+The metric is the top-1 accuracy on the labels (``digits``, ``cifar10``, ``mnist``, the user's
+image folders and ``.npz`` files, Python batches) or, on ``synthetic``
 data (untrained zoo models, random labels), the agreement of the compiled model's top-1 with
 the float model's. The drop is measured in percentage points against the float model
 (accuracy) or against 100 % (agreement).
@@ -17,9 +22,12 @@ the float model's. The drop is measured in percentage points against the float m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from cimc.data.preprocess import DEFAULT, Preprocess
+from cimc.data.sources import has_splits
 from cimc.evaluation import evaluation_set, top1
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
@@ -94,12 +102,34 @@ class AccuracyProxy:
         return top1(run_compiled(graph, {graph.inputs[0]: self.x}).outputs[graph.outputs[0]])
 
 
-def build_proxy(graph: Graph, macro: MacroSpec, data: str, *, eval_size: int | None, calib: str, calib_size: int,
-                data_root: str | None, granularity: str = "layer", weight_method: str = "mse") -> AccuracyProxy:
-    """The proxy on the test split of ``data`` (``eval_size`` samples), calibrated on ``calib``."""
-    ds = evaluation_set(graph, data, eval_size, data_root)
-    feeds = load_feeds(graph, calib, calib_size, root=data_root).feeds
+def build_proxy(graph: Graph, macro: MacroSpec, data: str | Path | object, *, eval_size: int | None,
+                calib: str | Path | object, calib_size: int, data_root: str | None, granularity: str = "layer",
+                weight_method: str = "mse", preprocess: Preprocess = DEFAULT, split: str = "val") -> AccuracyProxy:
+    """The proxy on the ``val`` split of ``data`` (``eval_size`` samples; the split rule of
+    ``cimc.data.sources``: ``val/`` of a folder split into ``train/``, ``val/``, ``test/``, the
+    test split of a built-in dataset), calibrated on the train split of ``calib``. From Python,
+    ``data`` and ``calib`` may be iterables of ``(x, y)`` batches (a torch ``DataLoader``)."""
+    ds = evaluation_set(graph, data, eval_size, data_root, preprocess, split=split)
+    feeds = load_feeds(graph, calib, calib_size, root=data_root, preprocess=preprocess).feeds
     with single_blas_thread():
         inputs = collect_inputs(graph, feeds, [n.name for n in cim_nodes(graph)])
-    return AccuracyProxy(graph, macro, ds.x, ds.y, inputs, "agreement" if data == "synthetic" else "accuracy",
+    return AccuracyProxy(graph, macro, ds.x, ds.y, inputs, "agreement" if _is_synthetic(data) else "accuracy",
                          granularity, weight_method)
+
+
+def held_out(proxy: AccuracyProxy, graph: Graph, data: str | Path | object, *, eval_size: int | None,
+             data_root: str | None, preprocess: Preprocess = DEFAULT) -> AccuracyProxy | None:
+    """A proxy on the test split of ``data`` sharing ``proxy``'s calibration (the same steps for
+    the same bits), to report the chosen configuration on samples the search never scored;
+    ``None`` where ``data`` has no distinct test split (an unsplit path, Python batches)."""
+    if not isinstance(data, str | Path) or not has_splits(data):
+        return None
+    ds = evaluation_set(graph, data, eval_size, data_root, preprocess, split="test")
+    test = AccuracyProxy(proxy.graph, proxy.macro, ds.x, ds.y, proxy.inputs, proxy.metric, proxy.granularity,
+                         proxy.weight_method)
+    test._quant = proxy._quant  # one calibration per (layer, bits), shared
+    return test
+
+
+def _is_synthetic(data: object) -> bool:
+    return isinstance(data, str) and data == "synthetic"

@@ -18,7 +18,7 @@ from typing import Any
 from cimc.api import CompileOptions, load_source
 from cimc.macro import MacroSpec, load_macro
 from cimc.mapping.select import cim_nodes
-from cimc.search.accuracy import AccuracyProxy, build_proxy
+from cimc.search.accuracy import AccuracyProxy, build_proxy, held_out
 from cimc.search.latency import LatencyModel, prepare
 from cimc.search.space import DEFAULT_A_BITS, DEFAULT_W_BITS, Config, SearchSpace
 
@@ -51,6 +51,7 @@ class SearchProblem:
     latency: LatencyModel
     proxy: AccuracyProxy
     max_drop: float
+    test: AccuracyProxy | None = None  # the held-out test split: reported, never scored
     history: list[Point] = field(default_factory=list)
     progress: Callable[[Point], None] | None = field(default=None, repr=False)
     _points: dict[Config, Point] = field(default_factory=dict, repr=False)
@@ -79,14 +80,14 @@ class SearchProblem:
 class ProblemSpec:
     """What ``build_problem`` needs beyond the model (CLI options, defaults of ``cimc search``)."""
 
-    data: str
+    data: str | Path | object  # a dataset argument, or from Python an iterable of (x, y) batches
     objective: str = "latency"
     max_drop: float = 0.5
     w_choices: tuple[int, ...] = DEFAULT_W_BITS
     a_choices: tuple[int, ...] = DEFAULT_A_BITS
     adc_choices: tuple[int, ...] | None = None
     eval_size: int | None = None
-    calib: str | None = None
+    calib: str | Path | object | None = None
     options: CompileOptions = field(default_factory=CompileOptions)
 
 
@@ -100,8 +101,14 @@ def build_problem(source: str | Path, spec: ProblemSpec) -> SearchProblem:
     space = SearchSpace(layers, spec.w_choices, spec.a_choices, spec.adc_choices or (macro.adc_bits,))
     latency = LatencyModel(tiled, macro, options.placement, options.bitline_budget, spec.objective)
     latency(space.widest())  # an unknown objective or a configuration that cannot compile fails early
-    calib = spec.calib or ("synthetic" if spec.data == "synthetic" else spec.data)
+    calib = spec.calib if spec.calib is not None else spec.data
     proxy = build_proxy(tiled, macro, spec.data, eval_size=spec.eval_size, calib=calib,
                         calib_size=options.calib_size, data_root=options.data_root,
-                        granularity=options.granularity, weight_method=options.weight_method)
-    return SearchProblem(space, latency, proxy, spec.max_drop)
+                        granularity=options.granularity, weight_method=options.weight_method,
+                        preprocess=options.preprocess())
+    test = held_out(proxy, tiled, spec.data, eval_size=spec.eval_size, data_root=options.data_root,
+                    preprocess=options.preprocess())
+    if test is None:
+        log.warning("the search data has no separate test split: the chosen configuration is reported on the "
+                    "samples it was scored on (use a folder with train/, val/ and test/ subfolders)")
+    return SearchProblem(space, latency, proxy, spec.max_drop, test)

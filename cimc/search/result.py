@@ -4,7 +4,8 @@
 
 * ``search.json``: the settings, the float reference, every evaluated configuration (in
   evaluation order, with its origin), the Pareto set, the uniform references and the chosen
-  configuration;
+  configuration, scored on the ``val`` split, and under ``test`` the chosen configuration on
+  the held-out test split (``null`` when the data has none: ``cimc.data.sources``);
 * ``bits.json``: the chosen configuration as ``{layer: {w_bits, a_bits, adc_bits}}``, the
   format ``cimc compile --bits`` reads;
 * ``pareto.png``: objective against metric, the Pareto front highlighted and the uniform
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class SearchResult:
     pareto: tuple[Point, ...]
     best: Point | None
     uniform: dict[str, Point]
+    test: dict[str, Any] | None = None  # the chosen configuration on the held-out test split
 
     @property
     def chosen(self) -> Point:
@@ -50,16 +52,25 @@ class SearchResult:
                 "max_acc_drop_pp": self.max_drop, "metric": self.metric, "float_reference": self.reference,
                 "layers": list(self.layers), "evaluated": [dump(p) for p in self.points],
                 "pareto": [dump(p) for p in self.pareto], "uniform": {k: dump(p) for k, p in self.uniform.items()},
-                "feasible_found": self.best is not None, "chosen": dump(self.chosen)}
+                "feasible_found": self.best is not None, "chosen": dump(self.chosen), "scored_split": "val",
+                "test": self.test}
 
 
 def collect(problem: SearchProblem, strategy: str, references: tuple[int, ...] = (8, 4)) -> SearchResult:
     """Evaluate the uniform references and gather everything the search saw."""
     uniform = {f"{b}-bit": problem.uniform(b, b) for b in references}
     points = tuple(problem.history)
-    return SearchResult(strategy, problem.latency.objective, problem.max_drop, problem.proxy.metric,
-                        problem.proxy.reference, problem.space.layers, points, tuple(pareto_front(points)),
-                        best_feasible(points), uniform)
+    best = best_feasible(points)
+    result = SearchResult(strategy, problem.latency.objective, problem.max_drop, problem.proxy.metric,
+                          problem.proxy.reference, problem.space.layers, points, tuple(pareto_front(points)),
+                          best, uniform)
+    if problem.test is None:
+        return result
+    score = problem.test.score(result.chosen.config)
+    test = {"split": "test", "samples": int(problem.test.y.shape[0]), "float_reference": problem.test.reference,
+            "accuracy": score.accuracy, "agreement": score.agreement,
+            "drop_pp": round(problem.test.drop(score), 6)}
+    return replace(result, test=test)
 
 
 def bits_json(result: SearchResult) -> dict[str, dict[str, int]]:

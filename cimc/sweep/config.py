@@ -46,6 +46,13 @@ def _float(key: str, value: Any) -> float:
     return float(value)
 
 
+def _data_source(key: str, value: Any) -> str:
+    """A dataset argument (``cimc.data.sources``): a built-in name or a path."""
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"sweep config: {key} = {value!r} must be a dataset name or a path")
+    return value
+
+
 def _choice(*allowed: Any) -> Check:
     def check(key: str, value: Any) -> Any:
         if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
@@ -72,9 +79,12 @@ AXES: dict[str, Check] = {
     "morph_lambda": _float,
 }
 TOP_KEYS = ("model", "mode", "samples", "seed", "eval", "eval_size", "calib", "calib_size", "data_root", "train",
-            "fixed", "axes", "training")
+            "fixed", "axes", "training", "image_size", "mean", "std")
+#: The image preprocessing of ``calib``, ``eval`` and ``training.data`` (``cimc.data.preprocess``):
+#: part of every point's key only when given.
+PREPROCESS_KEYS = ("image_size", "mean", "std")
 TRAINING: dict[str, tuple[Check, Any]] = {
-    "data": (_choice("digits", "cifar10", "synthetic"), "digits"), "seed_epochs": (_int(0), 3),
+    "data": (_data_source, "digits"), "seed_epochs": (_int(0), 3),
     "rounds": (_int(1), 1), "epochs": (_int(1), 1), "batch_size": (_int(1), 64), "seed": (_int(0), 0),
 }
 
@@ -210,11 +220,29 @@ def _setting(doc: dict[str, Any], name: str) -> Any:
     return validate(name, doc.get(name, OPTIONS[name].default), f"sweep config: {name}")
 
 
+def _preprocess(doc: dict[str, Any]) -> dict[str, Any]:
+    """``image_size``, ``mean`` and ``std`` where given (numbers, lists of numbers or comma text), checked."""
+    from cimc.data.preprocess import Preprocess
+
+    given = {k: doc[k] for k in PREPROCESS_KEYS if doc.get(k) is not None}
+    if "image_size" in given:
+        validate("image_size", given["image_size"], "sweep config: image_size")
+    for key in ("mean", "std"):
+        if isinstance(given.get(key), int | float) and not isinstance(given[key], bool):
+            given[key] = [given[key]]
+        if key in given and not isinstance(given[key], str | list):
+            raise UsageError(f"sweep config: {key} must be a list of numbers")
+    pre = Preprocess.from_options(given.get("image_size"), given.get("mean"), given.get("std"))
+    return {k: v for k, v in (("image_size", pre.image_size), ("mean", pre.mean and list(pre.mean)),
+                              ("std", pre.std and list(pre.std))) if v is not None}
+
+
 def _settings(doc: dict[str, Any], train: bool) -> dict[str, Any]:
     flag = _choice(False, True)("train", doc.get("train", False)) or train
     settings = {"eval": _opt_str(doc, "eval"),
                 "eval_size": _setting(doc, "eval_size"), "calib": _opt_str(doc, "calib") or OPTIONS["calib"].default,
                 "calib_size": _setting(doc, "calib_size"), "train": flag}
+    settings.update(_preprocess(doc))
     training = _table(doc, "training")
     unknown = sorted(set(training) - set(TRAINING))
     if unknown:
@@ -223,4 +251,5 @@ def _settings(doc: dict[str, Any], train: bool) -> dict[str, Any]:
     if flag:
         settings["training"] = {k: check(f"training.{k}", training.get(k, default))
                                 for k, (check, default) in TRAINING.items()}
+        settings["training"].update(_preprocess(doc))  # the same images in training as in calib and eval
     return settings

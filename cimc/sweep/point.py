@@ -53,11 +53,19 @@ def point_macro(point: dict[str, Any]) -> MacroSpec:
     return base.with_options(**fields)
 
 
+def preprocess_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The image preprocessing the sweep config gives (``image_size``, ``mean``, ``std``), as
+    ``CompileOptions`` fields."""
+    return {k: tuple(v) if isinstance(v, list) else v for k in ("image_size", "mean", "std")
+            if (v := settings.get(k)) is not None}
+
+
 def compile_options(point: dict[str, Any], settings: dict[str, Any], macro: MacroSpec, data_root: str | None) -> Any:
     from cimc.api import CompileOptions
 
     options = CompileOptions(macro=macro, calib=settings["calib"], calib_size=settings["calib_size"],
                              eval_data=settings["eval"], eval_size=settings["eval_size"], data_root=data_root,
+                             **preprocess_options(settings),
                              **{k: point[k] for k in COMPILE_AXES if k in point})
     if "morph_lambda" in point and not settings["train"]:
         from cimc.morph.planning import MorphOptions
@@ -122,13 +130,15 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
     settings = task.settings
     if not settings["eval"]:
         return None
+    from cimc.data.preprocess import Preprocess
     from cimc.evaluation import evaluator
     from cimc.lowering.model import cim_model, serialize
 
-    key = (blob.sha256, settings["eval"], settings["eval_size"], task.data_root)
+    pre = Preprocess.from_options(**preprocess_options(settings))
+    key = (blob.sha256, settings["eval"], settings["eval_size"], task.data_root, pre)
     evaluate = _EVALUATORS.get(key) if not trained else None
     if evaluate is None:
-        evaluate = evaluator(graph, settings["eval"], settings["eval_size"], task.data_root)
+        evaluate = evaluator(graph, settings["eval"], settings["eval_size"], task.data_root, pre)
         if not trained:
             _EVALUATORS[key] = evaluate
     return evaluate(serialize(cim_model(compiled))).to_json()
@@ -146,7 +156,8 @@ def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, 
     from cimc.build.directory import write_build
     from cimc.evaluation import evaluator
 
-    evaluate = evaluator(graph, options.eval_data, options.eval_size, options.data_root) if options.eval_data else None
+    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
+                if options.eval_data else None)
     build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
                         quant_info(ctx), evaluate)
     write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)

