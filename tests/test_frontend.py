@@ -3,6 +3,7 @@ every user-facing error (unsupported ops, symbolic shapes, size limits, external
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -362,3 +363,71 @@ def test_metadata_props_round_trip() -> None:
     graph = import_onnx(model)
     assert graph.metadata == {"cimc.quant": '{"version": 1}'}
     assert {p.key: p.value for p in export_onnx(graph).metadata_props} == graph.metadata
+
+
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    """``value`` (parsed JSON) with every string and key found in ``names`` replaced."""
+    if isinstance(value, dict):
+        return {names.get(k, k): _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+def test_default_torch_export_of_adaptive_avg_pool_compiles_like_the_legacy_export(tmp_path: Path) -> None:
+    """``torch.onnx.export(m, (x,), path)`` (torch 2.13's default, the dynamo exporter, opset 18+)
+    writes ``AdaptiveAvgPool2d(1)`` as ``ReduceMean(axes=[2, 3] as an input, keepdims=1)``;
+    cimc imports it as the ``GlobalAveragePool`` the legacy exporter writes, so the builds agree.
+
+    They are not byte-identical: the exporters name nodes and tensors differently
+    (``node_conv2d`` against ``/0/Conv``), and the dynamo export flattens with a
+    ``Reshape`` where the legacy one has a ``Flatten`` (both the same digital reshape). So
+    ``layout.json`` and ``quant.json`` are compared with the dynamo names mapped to the
+    legacy ones (the two IR graphs pair up node by node)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    from click.testing import CliRunner
+
+    from cimc.cli.main import main
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 4)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    dyn, leg = tmp_path / "dynamo.onnx", tmp_path / "legacy.onnx"
+    torch.onnx.export(net, (x,), dyn)
+    torch.onnx.export(net, (x,), leg, dynamo=False)
+    assert "ReduceMean" in {n.op_type for n in onnx.load(str(dyn)).graph.node}
+    graphs = [import_onnx(dyn), import_onnx(leg)]
+    assert [n.op for n in graphs[0].nodes] == ["Conv", "Relu", "GlobalAveragePool", "Reshape", "Gemm"]
+    assert [n.op for n in graphs[1].nodes] == ["Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm"]
+    feeds = {"x": x.numpy()}
+    for graph in graphs:
+        out = run(graph, {graph.inputs[0]: feeds["x"]})
+        np.testing.assert_allclose(next(iter(out.values())), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    names = dict(zip(graphs[0].inputs, graphs[1].inputs, strict=True))
+    for a, b in zip(graphs[0].nodes, graphs[1].nodes, strict=True):
+        names |= {a.name: b.name} | dict(zip(a.outputs, b.outputs, strict=True))
+    builds = []
+    for src in (dyn, leg):
+        result = CliRunner().invoke(main, ["compile", str(src), "-o", str(tmp_path / src.stem)])
+        assert result.exit_code == 0, result.output
+        builds.append(tmp_path / src.stem)
+    for doc in ("layout.json", "quant.json"):
+        mine, theirs = (json.loads((b / doc).read_text()) for b in builds)
+        assert _renamed(mine, names) == theirs, doc
+
+
+def test_reduce_axes_computed_at_run_time_or_noop_are_refused() -> None:
+    """A ReduceMean whose axes are a runtime input, or an identity ReduceSum
+    (``noop_with_empty_axes=1`` without axes), are unsupported with a clear message."""
+    node = helper.make_node("ReduceMean", ["x", "a"], ["y"], name="mean0")
+    model = make_model([node], {"x": (1, 2, 3, 3), "a": (2,)}, ["y"], opset=18)
+    model.graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 1]))
+    with pytest.raises(UnsupportedError, match="mean0.*axes 'a' must be a constant"):
+        import_onnx(model)
+    noop = helper.make_node("ReduceSum", ["x"], ["y"], name="sum0", noop_with_empty_axes=1)
+    with pytest.raises(UnsupportedError, match="noop_with_empty_axes"):
+        import_onnx(make_model([noop], {"x": (1, 2, 3, 3)}, ["y"], opset=18))

@@ -84,6 +84,17 @@ def _reshape(shape: list[int], src: tuple[int, ...] = (2, 3, 4), **kw: Any) -> o
     return single("Reshape", {"x": src}, {"shape": np.array(shape, I64)}, **kw)
 
 
+def _reduce(op: str, axes: list[int] | None, *, opset: int, shape: tuple[int, ...] = (2, 3, 4, 5),
+            **kw: Any) -> onnx.ModelProto:
+    """``op`` over ``axes``: an attribute before opset 18 (ReduceSum: 13), a constant input after."""
+    as_input = opset >= (13 if op == "ReduceSum" else 18)
+    if axes is None:
+        return single(op, {"x": shape}, opset=opset, **kw)
+    if as_input:
+        return single(op, {"x": shape}, {"axes": np.array(axes, I64)}, opset=opset, **kw)
+    return single(op, {"x": shape}, opset=opset, axes=axes, **kw)
+
+
 def _chain() -> onnx.ModelProto:
     """Identity and Dropout are removed; their readers are rewired."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["i"]),
@@ -164,11 +175,24 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "hardswish": lambda: single("HardSwish", {"x": (2, 3, 4, 5)}),
     "hardsigmoid_default": lambda: single("HardSigmoid", {"x": (2, 3, 4, 5)}),
     "hardsigmoid_torch": lambda: single("HardSigmoid", {"x": (2, 3, 4, 5)}, alpha=1 / 6, beta=0.5),
+    "reducemean_hw_attr": lambda: _reduce("ReduceMean", [2, 3], opset=17),  # imported as GlobalAveragePool
+    "reducemean_hw_input": lambda: _reduce("ReduceMean", [-1, -2], opset=18),
+    "reducemean_hw_flat": lambda: _reduce("ReduceMean", [2, 3], opset=18, keepdims=0),  # + Flatten
+    "reducemean_channels_attr": lambda: _reduce("ReduceMean", [1], opset=17),
+    "reducemean_w_input": lambda: _reduce("ReduceMean", [-1], opset=18, keepdims=0),
+    "reducemean_all": lambda: _reduce("ReduceMean", None, opset=18, shape=(2, 3, 4)),
+    "reducesum_hw": lambda: _reduce("ReduceSum", [2, 3], opset=13),
+    "reducesum_channels_flat": lambda: _reduce("ReduceSum", [1, -1], opset=18, keepdims=0),
+    "reducesum_opset11_attr": lambda: _reduce("ReduceSum", [2], opset=11),
+    "reducemax_hw_attr": lambda: _reduce("ReduceMax", [2, 3], opset=17),
+    "reducemax_batch_input": lambda: _reduce("ReduceMax", [0], opset=18, keepdims=0),
+    "reducemax_channels_input": lambda: _reduce("ReduceMax", [1], opset=18),
 }
 
 COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul", "BatchNormalization",
                "Relu", "Sigmoid", "LeakyRelu", "Clip", "Add", "Mul", "Sum", "Concat", "Flatten", "Reshape",
-               "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid"}
+               "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid", "ReduceMean",
+               "ReduceSum", "ReduceMax"}
 
 
 def test_every_op_is_covered() -> None:
