@@ -95,6 +95,13 @@ def _reduce(op: str, axes: list[int] | None, *, opset: int, shape: tuple[int, ..
     return single(op, {"x": shape}, opset=opset, axes=axes, **kw)
 
 
+def _silu() -> onnx.ModelProto:
+    """SiLU as torch exports it: ``x · sigmoid(x)``."""
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"], name="sig0"),
+             helper.make_node("Mul", ["x", "s"], ["y"], name="mul0")]
+    return make_model(nodes, {"x": (1, 3, 4, 4)}, ["y"])
+
+
 def _chain() -> onnx.ModelProto:
     """Identity and Dropout are removed; their readers are rewired."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["i"]),
@@ -147,6 +154,12 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "add_broadcast": lambda: single("Add", X, {"c": rand(3, 1, 1)}),
     "add_runtime": lambda: single("Add", {"x": (2, 3, 4), "z": (3, 1)}),
     "mul_broadcast": lambda: single("Mul", X, {"c": rand(8)}),
+    "sub_broadcast": lambda: single("Sub", X, {"c": rand(3, 1, 1)}),
+    "sub_runtime": lambda: single("Sub", {"x": (2, 3, 4), "z": (3, 1)}),
+    "div_broadcast": lambda: single("Div", X, {"c": rand(3, 1, 1, low=0.5, high=2.0)}),
+    "div_runtime": lambda: single("Div", {"x": (2, 3, 4), "z": (4,)}),
+    "silu_sigmoid_mul": _silu,
+    "neg": lambda: single("Neg", {"x": (2, 3, 4, 5)}),
     "sum3": lambda: single("Sum", {"a": (2, 3), "b": (2, 3)}, {"c": rand(3)}),
     "concat": lambda: single("Concat", {"a": (1, 2, 3), "b": (1, 4, 3)}, axis=1),
     "concat_negative_axis": lambda: single("Concat", {"a": (2, 3), "b": (2, 1)}, {"c": rand(2, 2)}, axis=-1),
@@ -192,7 +205,7 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
 COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul", "BatchNormalization",
                "Relu", "Sigmoid", "LeakyRelu", "Clip", "Add", "Mul", "Sum", "Concat", "Flatten", "Reshape",
                "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid", "ReduceMean",
-               "ReduceSum", "ReduceMax"}
+               "ReduceSum", "ReduceMax", "Sub", "Div", "Neg"}
 
 
 def test_every_op_is_covered() -> None:
