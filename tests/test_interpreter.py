@@ -159,6 +159,12 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "div_broadcast": lambda: single("Div", X, {"c": rand(3, 1, 1, low=0.5, high=2.0)}),
     "div_runtime": lambda: single("Div", {"x": (2, 3, 4), "z": (4,)}),
     "silu_sigmoid_mul": _silu,
+    "squeeze_hw": lambda: single("Squeeze", {"x": (2, 3, 1, 1)}, {"axes": np.array([-1, 2], I64)}),
+    "squeeze_all": lambda: single("Squeeze", {"x": (1, 3, 1, 4)}),
+    "squeeze_opset11_attr": lambda: single("Squeeze", {"x": (2, 1, 4)}, opset=11, axes=[1]),
+    "unsqueeze_hw": lambda: single("Unsqueeze", {"x": (2, 3)}, {"axes": np.array([-1, 2], I64)}),
+    "unsqueeze_batch": lambda: single("Unsqueeze", {"x": (3, 4)}, {"axes": np.array([0], I64)}),
+    "unsqueeze_opset11_attr": lambda: single("Unsqueeze", {"x": (2, 3)}, opset=11, axes=[1]),
     "neg": lambda: single("Neg", {"x": (2, 3, 4, 5)}),
     "sum3": lambda: single("Sum", {"a": (2, 3), "b": (2, 3)}, {"c": rand(3)}),
     "concat": lambda: single("Concat", {"a": (1, 2, 3), "b": (1, 4, 3)}, axis=1),
@@ -205,7 +211,8 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
 COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul", "BatchNormalization",
                "Relu", "Sigmoid", "LeakyRelu", "Clip", "Add", "Mul", "Sum", "Concat", "Flatten", "Reshape",
                "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid", "ReduceMean",
-               "ReduceSum", "ReduceMax", "Sub", "Div", "Neg"}
+               "ReduceSum", "ReduceMax", "Sub", "Div", "Neg", "Squeeze",
+               "Unsqueeze"}
 
 
 def test_every_op_is_covered() -> None:
