@@ -431,3 +431,24 @@ def test_reduce_axes_computed_at_run_time_or_noop_are_refused() -> None:
     noop = helper.make_node("ReduceSum", ["x"], ["y"], name="sum0", noop_with_empty_axes=1)
     with pytest.raises(UnsupportedError, match="noop_with_empty_axes"):
         import_onnx(make_model([noop], {"x": (1, 2, 3, 3)}, ["y"], opset=18))
+
+
+def test_split_is_imported_as_slices_of_its_used_parts() -> None:
+    """A Split becomes one Slice per read output (an unread part makes no node); a computed
+    ``split`` is unsupported."""
+    nodes = [helper.make_node("Split", ["x"], ["a", "b", "c"], name="sp", axis=1),
+             helper.make_node("Relu", ["a"], ["y"], name="r")]
+    model = make_model(nodes, {"x": (1, 6, 2, 2)}, ["y", "c"], opset=13)
+    graph = import_onnx(model)
+    assert [(n.name, n.op, n.attrs.get("starts")) for n in graph.nodes] == [
+        ("sp", "Slice", (0,)), ("sp_2", "Slice", (4,)), ("r", "Relu", None)]
+    feeds = feeds_for(model)
+    want, got = run_ort(model, feeds), run(graph, feeds)
+    assert all(np.array_equal(want[k], got[k]) for k in want)
+    computed = helper.make_node("Split", ["x", "s"], ["a", "b"], name="sp", axis=1)
+    model = make_model([computed], {"x": (1, 6, 2, 2), "s": (2,)}, ["a", "b"], opset=13)
+    model.graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
+    for out in model.graph.output:
+        out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, [1, 3, 2, 2]))
+    with pytest.raises(UnsupportedError, match=r"split 's' must be a constant"):
+        import_onnx(model)

@@ -102,6 +102,21 @@ def _silu() -> onnx.ModelProto:
     return make_model(nodes, {"x": (1, 3, 4, 4)}, ["y"])
 
 
+def _split(shape: tuple[int, ...], outputs: int, *, opset: int, sizes: list[int] | None = None,
+           **kw: Any) -> onnx.ModelProto:
+    """Split into ``outputs`` parts (``sizes`` an input from opset 13, else an attribute)."""
+    names, inits = ["x"], {}
+    if sizes is not None and opset >= 13:
+        names, inits = ["x", "s"], {"s": np.array(sizes, I64)}
+    elif sizes is not None:
+        kw["split"] = sizes
+    outs = [f"y{k}" for k in range(outputs)]
+    axis = kw.get("axis", 0)  # the parts concatenated in reverse order: one output, every part read
+    nodes = [helper.make_node("Split", names, outs, name="split0", **kw),
+             helper.make_node("Concat", outs[::-1], ["y"], name="cat0", axis=axis)]
+    return make_model(nodes, {"x": shape}, ["y"], inits, opset=opset)
+
+
 def _chain() -> onnx.ModelProto:
     """Identity and Dropout are removed; their readers are rewired."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["i"]),
@@ -165,6 +180,10 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "unsqueeze_hw": lambda: single("Unsqueeze", {"x": (2, 3)}, {"axes": np.array([-1, 2], I64)}),
     "unsqueeze_batch": lambda: single("Unsqueeze", {"x": (3, 4)}, {"axes": np.array([0], I64)}),
     "unsqueeze_opset11_attr": lambda: single("Unsqueeze", {"x": (2, 3)}, opset=11, axes=[1]),
+    "split_sizes_channels": lambda: _split((2, 6, 3), 2, opset=13, sizes=[2, 4], axis=1),
+    "split_equal_last": lambda: _split((2, 3, 6), 3, opset=13, axis=-1),
+    "split_num_outputs": lambda: _split((7, 2), 3, opset=18, num_outputs=3),
+    "split_opset11_attr": lambda: _split((3, 4), 2, opset=11, sizes=[1, 3], axis=1),
     "neg": lambda: single("Neg", {"x": (2, 3, 4, 5)}),
     "sum3": lambda: single("Sum", {"a": (2, 3), "b": (2, 3)}, {"c": rand(3)}),
     "concat": lambda: single("Concat", {"a": (1, 2, 3), "b": (1, 4, 3)}, axis=1),
@@ -212,7 +231,7 @@ COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "M
                "Relu", "Sigmoid", "LeakyRelu", "Clip", "Add", "Mul", "Sum", "Concat", "Flatten", "Reshape",
                "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid", "ReduceMean",
                "ReduceSum", "ReduceMax", "Sub", "Div", "Neg", "Squeeze",
-               "Unsqueeze"}
+               "Unsqueeze", "Split"}
 
 
 def test_every_op_is_covered() -> None:

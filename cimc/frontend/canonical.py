@@ -60,6 +60,14 @@ class OpContext:
         return name
 
 
+    def add_constant(self, base: str, value: np.ndarray) -> str:
+        """A new initializer holding ``value`` (an operand of a node an op's ``replace`` rule makes)."""
+        name = self.fresh(base)
+        self.initializers[name] = numpy_helper.from_array(np.asarray(value), name)
+        self._values[name] = np.asarray(value)
+        return name
+
+
 def onnx_attrs(node: onnx.NodeProto) -> Attrs:
     """The node's attributes as plain Python values (str, int, float, tuples)."""
     out: Attrs = {}

@@ -149,8 +149,12 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     graph = Graph(g.name or "graph")
     graph.metadata = {p.key: p.value for p in model.metadata_props}
     for node in g.node:
-        _check_outputs(node, used, ctx)
-        for part in replace(node, ctx):
+        parts = replace(node, ctx)
+        read = used | {t for part in parts for t in part.input}
+        for part in parts:
+            if part is not node and not any(t in read for t in part.output):
+                continue  # a replacement node nobody reads (a Split's unused part)
+            _check_outputs(part, used, ctx)
             ir_node = _convert_node(part, ctx, alias)
             if ir_node is not None:
                 graph.add_node(ir_node)
