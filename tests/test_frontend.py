@@ -452,3 +452,41 @@ def test_split_is_imported_as_slices_of_its_used_parts() -> None:
         out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, [1, 3, 2, 2]))
     with pytest.raises(UnsupportedError, match=r"split 's' must be a constant"):
         import_onnx(model)
+
+
+def test_default_torch_export_of_split_sub_div_neg_silu_and_reductions_compiles(tmp_path: Path) -> None:
+    """torch's default (dynamo) export of chunk (Split), SiLU (Sigmoid·Mul), Sub, Div, Neg,
+    amax/sum over single axes (ReduceMax/ReduceSum) and ``mean((2, 3))`` (ReduceMean,
+    keepdims=0: GlobalAveragePool + Flatten) imports, matches torch and compiles."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    from click.testing import CliRunner
+
+    from cimc.cli.main import main
+
+    nn = torch.nn
+
+    class Net(nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.c2, self.act = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(4, 6, 1), nn.SiLU()
+            self.fc = nn.Linear(6, 5)
+
+        def forward(self, x: Any) -> Any:
+            x = self.act(self.c1(x))
+            a, b = torch.chunk(x, 2, dim=1)
+            x = self.c2(a - b / 2) - x.amax(dim=1, keepdim=True)
+            return self.fc((-x).sum(dim=3, keepdim=True).mean((2, 3)))
+
+    torch.manual_seed(0)
+    net, x, path = Net().eval(), torch.randn(1, 3, 8, 8), tmp_path / "net.onnx"
+    torch.onnx.export(net, (x,), path)
+    exported = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Split", "Sub", "Div", "Neg", "ReduceMax", "ReduceSum", "ReduceMean"} <= exported
+    graph = import_onnx(path)
+    assert {"Slice", "ReduceMax", "ReduceSum", "GlobalAveragePool", "Flatten"} <= {n.op for n in graph.nodes}
+    assert not {"Split", "ReduceMean"} & {n.op for n in graph.nodes}
+    out = run(graph, {graph.inputs[0]: x.numpy()})
+    np.testing.assert_allclose(next(iter(out.values())), net(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    result = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "build")])
+    assert result.exit_code == 0, result.output
