@@ -457,7 +457,8 @@ def test_split_is_imported_as_slices_of_its_used_parts() -> None:
 def test_default_torch_export_of_split_sub_div_neg_silu_and_reductions_compiles(tmp_path: Path) -> None:
     """torch's default (dynamo) export of chunk (Split), SiLU (Sigmoid·Mul), Sub, Div, Neg,
     amax/sum over single axes (ReduceMax/ReduceSum) and ``mean((2, 3))`` (ReduceMean,
-    keepdims=0: GlobalAveragePool + Flatten) imports, matches torch and compiles."""
+    keepdims=0: GlobalAveragePool + Flatten) imports, matches torch and compiles; the emulator
+    and onnxruntime on ``model.cim.onnx`` agree bit for bit (the reductions in float64)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
     from click.testing import CliRunner
@@ -490,3 +491,10 @@ def test_default_torch_export_of_split_sub_div_neg_silu_and_reductions_compiles(
     np.testing.assert_allclose(next(iter(out.values())), net(x).detach().numpy(), rtol=1e-5, atol=1e-5)
     result = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "build")])
     assert result.exit_code == 0, result.output
+    batch = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", batch)
+    result = CliRunner().invoke(main, ["emulate", str(tmp_path / "build"), "--inputs", str(tmp_path / "x.npy"),
+                                       "--save-outputs", str(tmp_path / "emulated.npy")])
+    assert result.exit_code == 0, result.output
+    compiled = run_ort(onnx.load(str(tmp_path / "build" / "model.cim.onnx")), {graph.inputs[0]: batch})
+    np.testing.assert_array_equal(next(iter(compiled.values())), np.load(tmp_path / "emulated.npy"))  # bit-exact
