@@ -3,6 +3,7 @@ every user-facing error (unsupported ops, symbolic shapes, size limits, external
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -362,3 +363,138 @@ def test_metadata_props_round_trip() -> None:
     graph = import_onnx(model)
     assert graph.metadata == {"cimc.quant": '{"version": 1}'}
     assert {p.key: p.value for p in export_onnx(graph).metadata_props} == graph.metadata
+
+
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    """``value`` (parsed JSON) with every string and key found in ``names`` replaced."""
+    if isinstance(value, dict):
+        return {names.get(k, k): _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+def test_default_torch_export_of_adaptive_avg_pool_compiles_like_the_legacy_export(tmp_path: Path) -> None:
+    """``torch.onnx.export(m, (x,), path)`` (torch 2.13's default, the dynamo exporter, opset 18+)
+    writes ``AdaptiveAvgPool2d(1)`` as ``ReduceMean(axes=[2, 3] as an input, keepdims=1)``;
+    cimc imports it as the ``GlobalAveragePool`` the legacy exporter writes, so the builds agree.
+
+    They are not byte-identical: the exporters name nodes and tensors differently
+    (``node_conv2d`` against ``/0/Conv``), and the dynamo export flattens with a
+    ``Reshape`` where the legacy one has a ``Flatten`` (both the same digital reshape). So
+    ``layout.json`` and ``quant.json`` are compared with the dynamo names mapped to the
+    legacy ones (the two IR graphs pair up node by node)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    from click.testing import CliRunner
+
+    from cimc.cli.main import main
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 4)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    dyn, leg = tmp_path / "dynamo.onnx", tmp_path / "legacy.onnx"
+    torch.onnx.export(net, (x,), dyn)
+    torch.onnx.export(net, (x,), leg, dynamo=False)
+    assert "ReduceMean" in {n.op_type for n in onnx.load(str(dyn)).graph.node}
+    graphs = [import_onnx(dyn), import_onnx(leg)]
+    assert [n.op for n in graphs[0].nodes] == ["Conv", "Relu", "GlobalAveragePool", "Reshape", "Gemm"]
+    assert [n.op for n in graphs[1].nodes] == ["Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm"]
+    feeds = {"x": x.numpy()}
+    for graph in graphs:
+        out = run(graph, {graph.inputs[0]: feeds["x"]})
+        np.testing.assert_allclose(next(iter(out.values())), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    names = dict(zip(graphs[0].inputs, graphs[1].inputs, strict=True))
+    for a, b in zip(graphs[0].nodes, graphs[1].nodes, strict=True):
+        names |= {a.name: b.name} | dict(zip(a.outputs, b.outputs, strict=True))
+    builds = []
+    for src in (dyn, leg):
+        result = CliRunner().invoke(main, ["compile", str(src), "-o", str(tmp_path / src.stem)])
+        assert result.exit_code == 0, result.output
+        builds.append(tmp_path / src.stem)
+    for doc in ("layout.json", "quant.json"):
+        mine, theirs = (json.loads((b / doc).read_text()) for b in builds)
+        assert _renamed(mine, names) == theirs, doc
+
+
+def test_reduce_axes_computed_at_run_time_or_noop_are_refused() -> None:
+    """A ReduceMean whose axes are a runtime input, or an identity ReduceSum
+    (``noop_with_empty_axes=1`` without axes), are unsupported with a clear message."""
+    node = helper.make_node("ReduceMean", ["x", "a"], ["y"], name="mean0")
+    model = make_model([node], {"x": (1, 2, 3, 3), "a": (2,)}, ["y"], opset=18)
+    model.graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 1]))
+    with pytest.raises(UnsupportedError, match=r"mean0.*axes 'a' must be a constant"):
+        import_onnx(model)
+    noop = helper.make_node("ReduceSum", ["x"], ["y"], name="sum0", noop_with_empty_axes=1)
+    with pytest.raises(UnsupportedError, match="noop_with_empty_axes"):
+        import_onnx(make_model([noop], {"x": (1, 2, 3, 3)}, ["y"], opset=18))
+
+
+def test_split_is_imported_as_slices_of_its_used_parts() -> None:
+    """A Split becomes one Slice per read output (an unread part makes no node); a computed
+    ``split`` is unsupported."""
+    nodes = [helper.make_node("Split", ["x"], ["a", "b", "c"], name="sp", axis=1),
+             helper.make_node("Relu", ["a"], ["y"], name="r")]
+    model = make_model(nodes, {"x": (1, 6, 2, 2)}, ["y", "c"], opset=13)
+    graph = import_onnx(model)
+    assert [(n.name, n.op, n.attrs.get("starts")) for n in graph.nodes] == [
+        ("sp", "Slice", (0,)), ("sp_2", "Slice", (4,)), ("r", "Relu", None)]
+    feeds = feeds_for(model)
+    want, got = run_ort(model, feeds), run(graph, feeds)
+    assert all(np.array_equal(want[k], got[k]) for k in want)
+    computed = helper.make_node("Split", ["x", "s"], ["a", "b"], name="sp", axis=1)
+    model = make_model([computed], {"x": (1, 6, 2, 2), "s": (2,)}, ["a", "b"], opset=13)
+    model.graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
+    for out in model.graph.output:
+        out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, [1, 3, 2, 2]))
+    with pytest.raises(UnsupportedError, match=r"split 's' must be a constant"):
+        import_onnx(model)
+
+
+def test_default_torch_export_of_split_sub_div_neg_silu_and_reductions_compiles(tmp_path: Path) -> None:
+    """torch's default (dynamo) export of chunk (Split), SiLU (Sigmoid·Mul), Sub, Div, Neg,
+    amax/sum over single axes (ReduceMax/ReduceSum) and ``mean((2, 3))`` (ReduceMean,
+    keepdims=0: GlobalAveragePool + Flatten) imports, matches torch and compiles; the emulator
+    and onnxruntime on ``model.cim.onnx`` agree bit for bit (the reductions in float64)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    from click.testing import CliRunner
+
+    from cimc.cli.main import main
+
+    nn = torch.nn
+
+    class Net(nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.c2, self.act = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(4, 6, 1), nn.SiLU()
+            self.fc = nn.Linear(6, 5)
+
+        def forward(self, x: Any) -> Any:
+            x = self.act(self.c1(x))
+            a, b = torch.chunk(x, 2, dim=1)
+            x = self.c2(a - b / 2) - x.amax(dim=1, keepdim=True)
+            return self.fc((-x).sum(dim=3, keepdim=True).mean((2, 3)))
+
+    torch.manual_seed(0)
+    net, x, path = Net().eval(), torch.randn(1, 3, 8, 8), tmp_path / "net.onnx"
+    torch.onnx.export(net, (x,), path)
+    exported = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Split", "Sub", "Div", "Neg", "ReduceMax", "ReduceSum", "ReduceMean"} <= exported
+    graph = import_onnx(path)
+    assert {"Slice", "ReduceMax", "ReduceSum", "GlobalAveragePool", "Flatten"} <= {n.op for n in graph.nodes}
+    assert not {"Split", "ReduceMean"} & {n.op for n in graph.nodes}
+    out = run(graph, {graph.inputs[0]: x.numpy()})
+    np.testing.assert_allclose(next(iter(out.values())), net(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    result = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "build")])
+    assert result.exit_code == 0, result.output
+    batch = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", batch)
+    result = CliRunner().invoke(main, ["emulate", str(tmp_path / "build"), "--inputs", str(tmp_path / "x.npy"),
+                                       "--save-outputs", str(tmp_path / "emulated.npy")])
+    assert result.exit_code == 0, result.output
+    compiled = run_ort(onnx.load(str(tmp_path / "build" / "model.cim.onnx")), {graph.inputs[0]: batch})
+    np.testing.assert_array_equal(next(iter(compiled.values())), np.load(tmp_path / "emulated.npy"))  # bit-exact

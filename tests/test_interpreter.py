@@ -84,6 +84,39 @@ def _reshape(shape: list[int], src: tuple[int, ...] = (2, 3, 4), **kw: Any) -> o
     return single("Reshape", {"x": src}, {"shape": np.array(shape, I64)}, **kw)
 
 
+def _reduce(op: str, axes: list[int] | None, *, opset: int, shape: tuple[int, ...] = (2, 3, 4, 5),
+            **kw: Any) -> onnx.ModelProto:
+    """``op`` over ``axes``: an attribute before opset 18 (ReduceSum: 13), a constant input after."""
+    as_input = opset >= (13 if op == "ReduceSum" else 18)
+    if axes is None:
+        return single(op, {"x": shape}, opset=opset, **kw)
+    if as_input:
+        return single(op, {"x": shape}, {"axes": np.array(axes, I64)}, opset=opset, **kw)
+    return single(op, {"x": shape}, opset=opset, axes=axes, **kw)
+
+
+def _silu() -> onnx.ModelProto:
+    """SiLU as torch exports it: ``x · sigmoid(x)``."""
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"], name="sig0"),
+             helper.make_node("Mul", ["x", "s"], ["y"], name="mul0")]
+    return make_model(nodes, {"x": (1, 3, 4, 4)}, ["y"])
+
+
+def _split(shape: tuple[int, ...], outputs: int, *, opset: int, sizes: list[int] | None = None,
+           **kw: Any) -> onnx.ModelProto:
+    """Split into ``outputs`` parts (``sizes`` an input from opset 13, else an attribute)."""
+    names, inits = ["x"], {}
+    if sizes is not None and opset >= 13:
+        names, inits = ["x", "s"], {"s": np.array(sizes, I64)}
+    elif sizes is not None:
+        kw["split"] = sizes
+    outs = [f"y{k}" for k in range(outputs)]
+    axis = kw.get("axis", 0)  # the parts concatenated in reverse order: one output, every part read
+    nodes = [helper.make_node("Split", names, outs, name="split0", **kw),
+             helper.make_node("Concat", outs[::-1], ["y"], name="cat0", axis=axis)]
+    return make_model(nodes, {"x": shape}, ["y"], inits, opset=opset)
+
+
 def _chain() -> onnx.ModelProto:
     """Identity and Dropout are removed; their readers are rewired."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["i"]),
@@ -136,6 +169,22 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "add_broadcast": lambda: single("Add", X, {"c": rand(3, 1, 1)}),
     "add_runtime": lambda: single("Add", {"x": (2, 3, 4), "z": (3, 1)}),
     "mul_broadcast": lambda: single("Mul", X, {"c": rand(8)}),
+    "sub_broadcast": lambda: single("Sub", X, {"c": rand(3, 1, 1)}),
+    "sub_runtime": lambda: single("Sub", {"x": (2, 3, 4), "z": (3, 1)}),
+    "div_broadcast": lambda: single("Div", X, {"c": rand(3, 1, 1, low=0.5, high=2.0)}),
+    "div_runtime": lambda: single("Div", {"x": (2, 3, 4), "z": (4,)}),
+    "silu_sigmoid_mul": _silu,
+    "squeeze_hw": lambda: single("Squeeze", {"x": (2, 3, 1, 1)}, {"axes": np.array([-1, 2], I64)}),
+    "squeeze_all": lambda: single("Squeeze", {"x": (1, 3, 1, 4)}),
+    "squeeze_opset11_attr": lambda: single("Squeeze", {"x": (2, 1, 4)}, opset=11, axes=[1]),
+    "unsqueeze_hw": lambda: single("Unsqueeze", {"x": (2, 3)}, {"axes": np.array([-1, 2], I64)}),
+    "unsqueeze_batch": lambda: single("Unsqueeze", {"x": (3, 4)}, {"axes": np.array([0], I64)}),
+    "unsqueeze_opset11_attr": lambda: single("Unsqueeze", {"x": (2, 3)}, opset=11, axes=[1]),
+    "split_sizes_channels": lambda: _split((2, 6, 3), 2, opset=13, sizes=[2, 4], axis=1),
+    "split_equal_last": lambda: _split((2, 3, 6), 3, opset=13, axis=-1),
+    "split_num_outputs": lambda: _split((7, 2), 3, opset=18, num_outputs=3),
+    "split_opset11_attr": lambda: _split((3, 4), 2, opset=11, sizes=[1, 3], axis=1),
+    "neg": lambda: single("Neg", {"x": (2, 3, 4, 5)}),
     "sum3": lambda: single("Sum", {"a": (2, 3), "b": (2, 3)}, {"c": rand(3)}),
     "concat": lambda: single("Concat", {"a": (1, 2, 3), "b": (1, 4, 3)}, axis=1),
     "concat_negative_axis": lambda: single("Concat", {"a": (2, 3), "b": (2, 1)}, {"c": rand(2, 2)}, axis=-1),
@@ -164,11 +213,25 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "hardswish": lambda: single("HardSwish", {"x": (2, 3, 4, 5)}),
     "hardsigmoid_default": lambda: single("HardSigmoid", {"x": (2, 3, 4, 5)}),
     "hardsigmoid_torch": lambda: single("HardSigmoid", {"x": (2, 3, 4, 5)}, alpha=1 / 6, beta=0.5),
+    "reducemean_hw_attr": lambda: _reduce("ReduceMean", [2, 3], opset=17),  # imported as GlobalAveragePool
+    "reducemean_hw_input": lambda: _reduce("ReduceMean", [-1, -2], opset=18),
+    "reducemean_hw_flat": lambda: _reduce("ReduceMean", [2, 3], opset=18, keepdims=0),  # + Flatten
+    "reducemean_channels_attr": lambda: _reduce("ReduceMean", [1], opset=17),
+    "reducemean_w_input": lambda: _reduce("ReduceMean", [-1], opset=18, keepdims=0),
+    "reducemean_all": lambda: _reduce("ReduceMean", None, opset=18, shape=(2, 3, 4)),
+    "reducesum_hw": lambda: _reduce("ReduceSum", [2, 3], opset=13),
+    "reducesum_channels_flat": lambda: _reduce("ReduceSum", [1, -1], opset=18, keepdims=0),
+    "reducesum_opset11_attr": lambda: _reduce("ReduceSum", [2], opset=11),
+    "reducemax_hw_attr": lambda: _reduce("ReduceMax", [2, 3], opset=17),
+    "reducemax_batch_input": lambda: _reduce("ReduceMax", [0], opset=18, keepdims=0),
+    "reducemax_channels_input": lambda: _reduce("ReduceMax", [1], opset=18),
 }
 
 COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul", "BatchNormalization",
                "Relu", "Sigmoid", "LeakyRelu", "Clip", "Add", "Mul", "Sum", "Concat", "Flatten", "Reshape",
-               "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid"}
+               "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid", "ReduceMean",
+               "ReduceSum", "ReduceMax", "Sub", "Div", "Neg", "Squeeze",
+               "Unsqueeze", "Split"}
 
 
 def test_every_op_is_covered() -> None:

@@ -92,3 +92,25 @@ def test_connected_components_match_a_reference_union_find(size: int) -> None:
         ra, rb = find(a), find(b)
         parent[max(ra, rb)] = min(ra, rb)
     assert labels.tolist() == [find(a) for a in range(size)]
+
+
+@pytest.mark.parametrize(("op", "axes", "keepdims", "follows"), [
+    ("ReduceMean", (3,), 1, True), ("ReduceSum", (2, 3), 1, True), ("ReduceMax", (1,), 1, False),
+    ("ReduceMean", (0,), 0, False), ("Neg", None, None, True), ("Sub", None, None, True)])
+def test_reductions_and_elementwise_ops_follow_spatial_channels(op: str, axes: tuple[int, ...] | None,
+                                                                keepdims: int | None, follows: bool) -> None:
+    """A reduction over spatial axes (or an elementwise op) keeps the conv's channels changeable;
+    one over the channels (or dropping the batch axis, which moves them) fixes them."""
+    rng = np.random.default_rng(0)
+    g = graph_with_input((1, 3, 4, 4))
+    a = add_conv(g, "x", 6, 3, pad=1, rng=rng, name="a")
+    if axes is None:
+        inputs, attrs, shape = ((a, a) if op == "Sub" else (a,)), {}, (1, 6, 4, 4)
+    else:
+        attrs = {"axes": axes, "keepdims": keepdims}
+        shape = tuple(1 if i in axes else d for i, d in enumerate((1, 6, 4, 4)) if keepdims or i not in axes)
+    g.tensors["r"] = TensorInfo("r", shape)
+    g.add_node(Node("r", op, inputs if axes is None else (a,), ("r",), attrs))
+    g.outputs.append(add_conv(g, "r", 2, 1, rng=rng, name="b") if len(shape) == 4 else "r")
+    groups = analyze(g)
+    assert bool(groups.group_fixed[groups.group_names.index("a.y")]) is not follows, groups.group_names

@@ -27,6 +27,7 @@ class OpContext:
     shapes: dict[str, tuple[int, ...]]
     initializers: dict[str, onnx.TensorProto]
     _values: dict[str, np.ndarray] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)
 
     def shape(self, name: str) -> tuple[int, ...]:
         if name not in self.shapes:
@@ -46,6 +47,27 @@ class OpContext:
         return self._values[name]
 
 
+    def fresh(self, base: str, shape: tuple[int, ...] | None = None) -> str:
+        """A tensor or node name not used in the model yet (``base`` if free); with ``shape``, a
+        new tensor of that static shape (for the nodes an op's ``replace`` rule makes)."""
+        name, i = base, 0
+        while name in self.taken or name in self.shapes or name in self.initializers:
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        if shape is not None:
+            self.shapes[name] = shape
+        return name
+
+
+    def add_constant(self, base: str, value: np.ndarray) -> str:
+        """A new initializer holding ``value`` (an operand of a node an op's ``replace`` rule makes)."""
+        name = self.fresh(base)
+        self.initializers[name] = numpy_helper.from_array(np.asarray(value), name)
+        self._values[name] = np.asarray(value)
+        return name
+
+
 def onnx_attrs(node: onnx.NodeProto) -> Attrs:
     """The node's attributes as plain Python values (str, int, float, tuples)."""
     out: Attrs = {}
@@ -57,6 +79,14 @@ def onnx_attrs(node: onnx.NodeProto) -> Attrs:
             value = tuple(v.decode("utf-8") if isinstance(v, bytes) else v for v in value)
         out[attr.name] = value
     return out
+
+
+def replace(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto]:
+    """The ONNX nodes ``node`` is imported as: its op's ``replace`` rule's nodes (other IR ops
+    computing the same), or ``node`` itself."""
+    op = op_table().get(node.op_type)
+    nodes = op.replace(node, ctx) if op is not None and op.replace is not None else None
+    return [node] if nodes is None else nodes
 
 
 def canonicalize(node: onnx.NodeProto, ctx: OpContext) -> tuple[list[str], Attrs]:

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory
-from cimc.frontend.canonical import OpContext, canonicalize
+from cimc.frontend.canonical import OpContext, canonicalize, replace
 from cimc.frontend.fold_constants import DEFAULT_BUDGET, FOLDABLE, fold_constants, static_shapes
 from cimc.frontend.loader import DEFAULT_MAX_BYTES, check_model, check_strings, load_model
 from cimc.frontend.normalize import infer_shapes, normalize
@@ -142,14 +142,22 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     report(n for n in g.node if n.domain not in ("", "ai.onnx") or
            (n.op_type not in op_table() and n.op_type not in IDENTITY_OPS))
     ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer})
+    ctx.taken.update(n.name for n in g.node)
+    ctx.taken.update(t for n in g.node for t in [*n.input, *n.output])
+    ctx.taken.update(vi.name for vi in [*g.input, *g.output])
     alias, used = _Aliases(g), _used(g)
     graph = Graph(g.name or "graph")
     graph.metadata = {p.key: p.value for p in model.metadata_props}
     for node in g.node:
-        _check_outputs(node, used, ctx)
-        ir_node = _convert_node(node, ctx, alias)
-        if ir_node is not None:
-            graph.add_node(ir_node)
+        parts = replace(node, ctx)
+        read = used | {t for part in parts for t in part.input}
+        for part in parts:
+            if part is not node and not any(t in read for t in part.output):
+                continue  # a replacement node nobody reads (a Split's unused part)
+            _check_outputs(part, used, ctx)
+            ir_node = _convert_node(part, ctx, alias)
+            if ir_node is not None:
+                graph.add_node(ir_node)
     graph.inputs = [vi.name for vi in g.input]
     graph.outputs = [vi.name for vi in g.output]
     _add_tensors(graph, g, ctx)

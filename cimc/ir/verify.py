@@ -10,7 +10,7 @@ from __future__ import annotations
 from cimc.errors import InvalidModelError
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
-from cimc.ops import OpDef, find
+from cimc.ops import OpDef, Unsupported, find
 
 
 def verify(graph: Graph) -> None:
@@ -57,6 +57,8 @@ def _op_rules(graph: Graph, node: Node) -> list[str]:
     op = find(node.op)
     if op is None:
         return [f"node '{node.name}' has unsupported op {node.op}"]
+    if isinstance(op.shape, Unsupported):  # an op the frontend always replaces (Split)
+        return [f"node '{node.name}' ({node.op}) is not an IR op: {op.shape.reason}"]
     problems = []
     low, high = op.inputs
     n_in = len([t for t in node.inputs if t])

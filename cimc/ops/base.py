@@ -17,6 +17,10 @@ up in the table (``cimc.ops.op_table``) and call its field:
 * ``homogeneous`` — ``cimc.passes.scale_to_shift``: whether ``f(c·x) = c·f(x)`` for ``c > 0``;
 * ``mixes_batch`` — ``cimc.quant.batching``: whether the op combines values of different samples.
 
+``replace`` (optional, not a concern) lets an op's ONNX node be imported as other IR ops: it
+returns the equivalent ONNX nodes (a spatial ReduceMean is a GlobalAveragePool), or ``None`` to
+import the node as itself.
+
 ``double`` marks the ops the quantized reference (and the compiled model) computes in float64
 and rounds once to float32: the long reductions.
 
@@ -55,6 +59,7 @@ ExportRule = Callable[["ExportBuilder", "Node"], tuple[list[str], Attrs]]
 SignRule = Callable[["Node", AbstractSet[str]], bool]
 NodeTest = Callable[["Node"], bool]
 AttrsTest = Callable[[Mapping[str, Any]], bool]
+Replace = Callable[["onnx.NodeProto", "OpContext"], "list[onnx.NodeProto] | None"]
 
 #: The concern fields of ``OpDef`` (each a callable or ``Unsupported``).
 CONCERNS = ("canonicalize", "shape", "kernel", "torch", "channels", "rewrite", "export", "nonnegative",
@@ -78,8 +83,8 @@ class OpDef:
     """One IR op. ``inputs`` is the ``(min, max)`` count of non-empty inputs, ``attrs`` the
     canonical attributes every node must carry, ``weight_inputs`` the input indices that must
     be constants (weights, biases, BN statistics), ``double`` whether the quantized reference
-    computes the op in float64, ``outputs`` its output count; the other fields are the concerns
-    (module docstring)."""
+    computes the op in float64, ``outputs`` its output count, ``replace`` an optional import of the
+    ONNX node as other IR ops; the other fields are the concerns (module docstring)."""
 
     name: str
     inputs: tuple[int, int]
@@ -97,6 +102,7 @@ class OpDef:
     weight_inputs: tuple[int, ...] = ()
     double: bool = False
     outputs: int = 1
+    replace: Replace | None = None
 
 
 def plain_inputs(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[str], Attrs]:

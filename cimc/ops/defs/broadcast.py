@@ -1,10 +1,12 @@
-"""Add, Mul and Sum: elementwise with numpy broadcasting.
+"""Add, Sub, Mul, Div and Sum: elementwise with numpy broadcasting.
 
-* Add: ``y = a + b``;  Mul: ``y = a · b``;  Sum: ``y = Σ_k x_k``.
+* Add: ``y = a + b``;  Sub: ``y = a − b``;  Mul: ``y = a · b``;  Div: ``y = a / b``;
+  Sum: ``y = Σ_k x_k``.
 
 Every full-width input shares its channels with the output (morph ties them); a constant
 operand broadcasts (1 channel) or is per channel (C), and morph slices the per-channel ones
-(new channels get the op's identity: 0 for Add/Sum, 1 for Mul).
+(new channels get the op's identity: 0 for Add/Sub/Sum, 1 for Mul/Div). A difference can be
+negative whatever its operands; the other ops are ≥ 0 when their inputs are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cimc.ops.base import (
     Kernel,
     OpDef,
     Shape,
+    SignRule,
     TorchForward,
     export_attributes,
     never,
@@ -73,7 +76,7 @@ def _rewrite(c: RewriteContext, node: Node) -> None:
     if ymap is None:
         return
     rank = len(c.graph.shape(node.outputs[0]))
-    fill = 1.0 if node.op == "Mul" else 0.0
+    fill = 1.0 if node.op in ("Mul", "Div") else 0.0
     for i, t in enumerate(node.inputs):
         value = c.graph.initializers.get(t)
         if value is not None and channel_dim(value.shape, rank) == ymap.old_count > 1:
@@ -88,14 +91,17 @@ def _sum_torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
     return functools.reduce(operator.add, ins)
 
 
-def _op(name: str, inputs: tuple[int, int], kernel: Kernel, torch: TorchForward, *, double: bool = False) -> OpDef:
+def _op(name: str, inputs: tuple[int, int], kernel: Kernel, torch: TorchForward, *, double: bool = False,
+        nonnegative: SignRule = sign_of_inputs) -> OpDef:
     return OpDef(name, inputs, (), canonicalize=plain_inputs, shape=_shape, kernel=kernel, torch=torch,
-                 channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=sign_of_inputs,
+                 channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=nonnegative,
                  homogeneous=never, mixes_batch=never, double=double)
 
 
 DEFS = (
     _op("Add", (2, 2), lambda ins, a: ins[0] + ins[1], lambda ins, a: ins[0] + ins[1]),
+    _op("Sub", (2, 2), lambda ins, a: ins[0] - ins[1], lambda ins, a: ins[0] - ins[1], nonnegative=never),
     _op("Mul", (2, 2), lambda ins, a: ins[0] * ins[1], lambda ins, a: ins[0] * ins[1]),
+    _op("Div", (2, 2), lambda ins, a: ins[0] / ins[1], lambda ins, a: ins[0] / ins[1]),
     _op("Sum", (1, 2**16), _sum, _sum_torch, double=True),
 )
