@@ -42,7 +42,7 @@ from cimc.frontend import import_onnx
 from cimc.ir.interpreter import run
 from tests.cim_helpers import assert_three_way
 from tests.models import REGISTRY, build
-from tests.models.export import EXPORTERS, export
+from tests.models.export import EXPORTERS, export, fuse_batchnorm
 
 EXPORT_TOL = 1e-4  # |ort - torch| <= EXPORT_TOL · (1 + max|torch|), elementwise
 IR_TOL = 1e-4  # |interpreter - ort| <= IR_TOL · (1 + max|ort|)
@@ -250,3 +250,38 @@ def test_command_line(exported: functools.partial[Exported], tmp_path: Path) -> 
     manifest = json.loads((build_dir / "manifest.json").read_text())
     assert manifest["input"]["name"] == e.path.name
     np.testing.assert_array_equal(np.load(y_file), run_ort(build_dir / "model.cim.onnx", e.x[:1]))
+
+
+#: torchvision's documented parameter counts (``weights.meta["num_params"]``) of the full networks.
+PUBLISHED_PARAMS = {"resnet18": 11_689_512, "resnet50": 25_557_032, "mobilenet_v2": 3_504_872,
+                    "mobilenet_v3_small": 2_542_856, "efficientnet_b0": 5_288_548, "densenet121": 7_978_856,
+                    "shufflenet_v2": 2_278_604, "squeezenet1_1": 1_235_496, "regnet_x_400mf": 5_495_976,
+                    "regnet_y_400mf": 4_344_144}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_published_parameter_counts(name: str) -> None:
+    """The full variants have exactly torchvision's parameter counts (a check of every width, depth,
+    expansion ratio, SE size and bias)."""
+    arch = REGISTRY[name]
+    with torch.device("meta"):
+        model = arch.builder(**arch.full)
+    assert sum(p.numel() for p in model.parameters()) == PUBLISHED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", BN_VARIANTS)
+def test_fuse_batchnorm(name: str) -> None:
+    """Folding BN into the convs in torch removes every BatchNorm2d and keeps the outputs."""
+    model, x = _model(name, True)
+    fused = fuse_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    with torch.no_grad():
+        assert_close(fused(x).numpy(), model(x).numpy(), 1e-4)
+
+
+def test_builds_are_deterministic() -> None:
+    a, xa = build("mobilenet_v3_small", small=True)
+    b, xb = build("mobilenet_v3_small", small=True)
+    assert torch.equal(xa, xb)
+    for (key, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), key

@@ -51,9 +51,11 @@ class SqueezeExcitation(nn.Module):
 
 
 def init_weights(model: nn.Module, seed: int) -> None:
-    """Deterministic random weights: torchvision's schemes (Kaiming-normal fan-out convs, N(0, 0.01)
-    linears, zero biases), then a random BatchNorm/LayerNorm affine (γ ~ U(0.5, 1.5), β ~ N(0, 0.1²))
-    so that folding the norms is not the identity."""
+    """Deterministic random weights: Kaiming-normal convs (fan-out per group, as torchvision's ResNet,
+    MobileNet and EfficientNet initialise them, except that a depthwise conv's fan-out is its own k·k,
+    which keeps its outputs in range), N(0, 1/fan-in) linears, N(0, 0.05²) biases, and a random
+    BatchNorm/LayerNorm affine (γ ~ U(0.5, 1.5), β ~ N(0, 0.1²)) so that folding the norms is not the
+    identity."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():

@@ -51,10 +51,11 @@ class ConvNeXtStage1(nn.Module):
         gen = torch.Generator().manual_seed(3)
         with torch.no_grad():
             for block in self.stage1:
+                assert isinstance(block, CNBlock)
                 block.layer_scale.copy_(torch.rand(block.layer_scale.shape, generator=gen) * 0.4 + 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.avgpool(self.stage1(self.stem(x))))  # type: ignore[no-any-return]
+        return self.classifier(self.avgpool(self.stage1(self.stem(x))))
 
 
 def convnext_tiny_stage1(width_mult: float = 1.0, num_classes: int = 1000) -> ConvNeXtStage1:

@@ -4,8 +4,8 @@ stages (expansion, kernel, stride, in, out, layers) = (1,3,1,32,16,1) (6,3,2,16,
 (6,3,2,40,80,3) (6,5,1,80,112,3) (6,5,2,112,192,4) (6,3,1,192,320,1); each MBConv: 1×1 expand (SiLU),
 k×k depthwise (SiLU), SE (avgpool → 1×1 conv → SiLU → 1×1 conv → Sigmoid → Mul; squeeze channels
 ``max(1, in // 4)``), 1×1 project, residual when stride 1 and in == out (stochastic depth is the
-identity at inference); BN ε = 1e-3; 1×1 conv to 1280 (SiLU), AdaptiveAvgPool2d(1) → flatten →
-Dropout(0.2) → Linear.
+identity at inference); 1×1 conv to 1280 (SiLU), AdaptiveAvgPool2d(1) → flatten → Dropout(0.2) →
+Linear. BatchNorm2d with its defaults (torchvision passes ε = 1e-3 only to B5–B7).
 
 ``width_mult`` is EfficientNet's own width coefficient (``make_divisible(c · w, 8)``); depth is kept."""
 
@@ -22,12 +22,6 @@ B0 = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2
       (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1))
 
 
-def _bn_eps(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eps = 1e-3
-
-
 class MBConv(nn.Module):
     def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int) -> None:
         super().__init__()
@@ -41,7 +35,7 @@ class MBConv(nn.Module):
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x) if self.use_res_connect else self.block(x)  # type: ignore[no-any-return]
+        return x + self.block(x) if self.use_res_connect else self.block(x)
 
 
 class EfficientNet(nn.Module):
@@ -62,10 +56,9 @@ class EfficientNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(0.2, inplace=True), nn.Linear(4 * last_in, num_classes))
-        _bn_eps(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))  # type: ignore[no-any-return]
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 def efficientnet_b0(width_mult: float = 1.0, num_classes: int = 1000) -> EfficientNet:

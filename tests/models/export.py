@@ -46,13 +46,14 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     rounded once to the conv's dtype.
     """
     fused = copy.deepcopy(conv)
+    assert bn.running_mean is not None and bn.running_var is not None, "BN without running statistics"
     with torch.no_grad():
-        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)  # type: ignore[operator]
+        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
         bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
         shape = (-1,) + (1,) * (conv.weight.dim() - 1)
         fused.weight.copy_((conv.weight.double() * scale.reshape(shape)).to(conv.weight.dtype))
-        new_bias = (scale * (bias - bn.running_mean.double()) + bn.bias.double()).to(conv.weight.dtype)  # type: ignore[union-attr]
-        fused.bias = nn.Parameter(new_bias)
+        new_bias = scale * (bias - bn.running_mean.double()) + bn.bias.double()
+        fused.bias = nn.Parameter(new_bias.to(conv.weight.dtype))
     return fused
 
 
@@ -73,8 +74,8 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
         if not (isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules[src.target], nn.Conv2d)
                 and len(src.users) == 1):
             continue
-        _set(model, src.target, fold_conv_bn(modules[src.target], modules[node.target]))
-        _set(model, node.target, nn.Identity())
+        _set(model, str(src.target), fold_conv_bn(modules[src.target], modules[node.target]))
+        _set(model, str(node.target), nn.Identity())
     return model
 
 
@@ -108,10 +109,9 @@ def export(model: nn.Module, x: torch.Tensor, path: str | os.PathLike[str], expo
     path = os.fspath(path)
     with _quiet(), torch.no_grad():
         if exporter == "dynamo":
-            torch.onnx.export(model, (x,), path, external_data=False, **({"optimize": False} if keep_bn else {}))
+            torch.onnx.export(model, (x,), path, external_data=False, optimize=not keep_bn)
         elif exporter == "legacy":
-            torch.onnx.export(model, (x,), path, dynamo=False,
-                              **({"do_constant_folding": False} if keep_bn else {}))
+            torch.onnx.export(model, (x,), path, dynamo=False, do_constant_folding=not keep_bn)
         else:
             raise ValueError(f"unknown exporter {exporter!r}")
     return onnx.load(path)

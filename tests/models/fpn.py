@@ -34,8 +34,7 @@ class RetinaFPN(nn.Module):
         super().__init__()
         self.backbone = resnet18(width_mult)
         del self.backbone.fc, self.backbone.avgpool
-        widths = [self.backbone.layer2[-1].conv2.out_channels, self.backbone.layer3[-1].conv2.out_channels,
-                  self.backbone.layer4[-1].conv2.out_channels]
+        widths = self.backbone.stage_channels[1:]
         c = max(8, round(256 * width_mult))
         self.inner_blocks = nn.ModuleList([nn.Conv2d(w, c, 1) for w in widths])
         self.layer_blocks = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for _ in widths])

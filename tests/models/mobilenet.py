@@ -8,7 +8,7 @@ and MobileNetV3-Small (Howard et al., *Searching for MobileNetV3*, ICCV 2019), a
 * V3-Small: 3×3/2 Hardswish stem (16), 11 bnecks (kernel, expansion, SE, ReLU/Hardswish, stride as in
   Table 2 of the paper), SE = avgpool → 1×1 conv → ReLU → 1×1 conv → Hardsigmoid → multiply, squeeze
   channels ``make_divisible(expanded // 4, 8)``; 1×1 conv to 576 (Hardswish), AdaptiveAvgPool2d(1),
-  Linear(576, 1024) → Hardswish → Dropout(0.2) → Linear.
+  Linear(576, 1024) → Hardswish → Dropout(0.2) → Linear; BN ε = 1e-3, momentum 0.01.
 
 ``width_mult`` is torchvision's own width multiplier (channels rounded with ``make_divisible``)."""
 
@@ -35,7 +35,7 @@ class InvertedResidualV2(nn.Module):
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)  # type: ignore[no-any-return]
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
 class MobileNetV2(nn.Module):
@@ -55,7 +55,7 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
-        return self.classifier(torch.flatten(x, 1))  # type: ignore[no-any-return]
+        return self.classifier(torch.flatten(x, 1))
 
 
 # input channels, kernel, expanded channels, output channels, SE, activation ("RE" | "HS"), stride
@@ -78,7 +78,7 @@ class InvertedResidualV3(nn.Module):
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x) if self.use_res_connect else self.block(x)  # type: ignore[no-any-return]
+        return x + self.block(x) if self.use_res_connect else self.block(x)
 
 
 class MobileNetV3(nn.Module):
@@ -100,9 +100,12 @@ class MobileNetV3(nn.Module):
         last_channel = adjust(1024)
         self.classifier = nn.Sequential(nn.Linear(6 * last_in, last_channel), nn.Hardswish(), nn.Dropout(0.2),
                                         nn.Linear(last_channel, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps, m.momentum = 0.001, 0.01  # torchvision's norm_layer for V3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))  # type: ignore[no-any-return]
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 def mobilenet_v2(width_mult: float = 1.0, num_classes: int = 1000) -> MobileNetV2:

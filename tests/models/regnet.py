@@ -54,7 +54,7 @@ class ResBottleneckBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.proj is None else self.proj(x)
-        return self.activation(identity + self.f(x))  # type: ignore[no-any-return]
+        return self.activation(identity + self.f(x))
 
 
 class RegNet(nn.Module):
@@ -74,7 +74,7 @@ class RegNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.trunk_output(self.stem(x)))
-        return self.fc(x.flatten(start_dim=1))  # type: ignore[no-any-return]
+        return self.fc(x.flatten(start_dim=1))
 
 
 def regnet_x_400mf(width_mult: float = 1.0, num_classes: int = 1000) -> RegNet:

@@ -28,7 +28,7 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)  # type: ignore[no-any-return]
+        return self.relu(out + identity)
 
 
 class Bottleneck(nn.Module):
@@ -51,7 +51,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)  # type: ignore[no-any-return]
+        return self.relu(out + identity)
 
 
 def _projection(cin: int, cout: int, stride: int) -> nn.Sequential | None:
@@ -70,12 +70,14 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin, stages = widths[0], []
+        self.stage_channels: list[int] = []  # output channels of layer1..layer4 (for the FPN)
         for i, (width, count) in enumerate(zip(widths, layers, strict=True)):
             blocks = []
             for j in range(count):
                 blocks.append(block(cin, width, 2 if (j == 0 and i > 0) else 1))
                 cin = width * block.expansion
             stages.append(nn.Sequential(*blocks))
+            self.stage_channels.append(cin)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(cin, num_classes)
@@ -83,7 +85,7 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))  # type: ignore[no-any-return]
+        return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 def resnet18(width_mult: float = 1.0, num_classes: int = 1000) -> ResNet:

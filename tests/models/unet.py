@@ -37,7 +37,7 @@ class Up(nn.Module):
             self.conv = DoubleConv(cin, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([skip, self.up(x)], dim=1))  # type: ignore[no-any-return]
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
 
 
 class UNet(nn.Module):
@@ -60,7 +60,7 @@ class UNet(nn.Module):
         x3 = self.down2(x2)
         x4 = self.down3(x3)
         x = self.up1(self.down4(x4), x4)
-        return self.outc(self.up4(self.up3(self.up2(x, x3), x2), x1))  # type: ignore[no-any-return]
+        return self.outc(self.up4(self.up3(self.up2(x, x3), x2), x1))
 
 
 def unet_transpose(width_mult: float = 1.0, num_classes: int = 2) -> UNet:
