@@ -180,7 +180,12 @@ def render() -> str:
              "then compiled with `cimc compile model.onnx` (default options: paper macro, synthetic calibration) "
              "in a subprocess; a build is then checked with `cimc validate`. Compile time is the process's wall "
              "time, peak RSS its `ru_maxrss`. Bit-exactness of the emulator against onnxruntime on "
-             "`model.cim.onnx` is tested in `tests/test_real_models.py`.", ""]
+             "`model.cim.onnx` is tested in `tests/test_real_models.py`.", "",
+             "Both exporters fold an eval-mode BatchNormalization into the Conv before it by default (only "
+             "DenseNet's pre-activation BNs, which follow a Concat, reach cimc); the legacy exporter writes "
+             "`adaptive_avg_pool2d` as GlobalAveragePool but `x.mean([2, 3])` (ShuffleNetV2) as ReduceMean, the "
+             "dynamo exporter writes both as ReduceMean. With the exporter's optimizer off (dynamo "
+             "`optimize=False`, to keep BN) its shape helpers CastLike and Expand also stay in the file.", ""]
     for suffix, title in (("", "Full size (224×224, 1000 classes; UNets 2 classes, RetinaNet 91)"),
                           ("_small", "Small variants (the default tests' models)")):
         path = RESULTS / f"real_models{suffix}.json"
