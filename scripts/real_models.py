@@ -104,7 +104,7 @@ def measure(name: str, exporter: str, small: bool, folder: Path, timeout: float)
         record["export_seconds"] = round(time.perf_counter() - start, 2)
     del model
     record.update(exported=True, opset=opset(proto), ops=op_types(proto), nodes=len(proto.graph.node),
-                  onnx_mib=round(path.stat().st_size / 2**20, 2))
+                  onnx_mib=round(sum(f.stat().st_size for f in folder.glob(f"{path.name}*")) / 2**20, 2))
     out = folder / f"{name}-{exporter}.build"
     run = run_measured([sys.executable, "-c", CLI, "compile", str(path), "-o", str(out)], timeout)
     record.update(compile_rc=run["rc"], compile_seconds=run["seconds"], compile_peak_rss_mib=run["peak_rss_mib"],

@@ -1,9 +1,9 @@
 """Export a corpus model to ONNX the way users do.
 
 * ``exporter="dynamo"``: ``torch.onnx.export(model, (x,), path)`` — torch 2.13's default
-  (``torch.export`` based) exporter with all its defaults: the opset it chooses, its optimizer on.
-  Only ``external_data=False`` is added so the weights stay inside the one file (with torch's
-  default a small model is written the same way; a large one gets a ``.data`` file beside it).
+  (``torch.export`` based) exporter with all its defaults: the opset it chooses, its optimizer on,
+  and ``external_data=True``: the weights go to ``path + ".data"`` beside the model, whatever its size
+  (cimc reads external data inside the model's folder).
 * ``exporter="legacy"``: ``torch.onnx.export(model, (x,), path, dynamo=False)`` — the TorchScript
   exporter at its default opset.
 
@@ -109,7 +109,7 @@ def export(model: nn.Module, x: torch.Tensor, path: str | os.PathLike[str], expo
     path = os.fspath(path)
     with _quiet(), torch.no_grad():
         if exporter == "dynamo":
-            torch.onnx.export(model, (x,), path, external_data=False, optimize=not keep_bn)
+            torch.onnx.export(model, (x,), path, optimize=not keep_bn)
         elif exporter == "legacy":
             torch.onnx.export(model, (x,), path, dynamo=False, do_constant_folding=not keep_bn)
         else:
