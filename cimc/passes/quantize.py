@@ -85,7 +85,7 @@ class Quantize(GraphPass):
         bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
-                   preprocess=options.preprocess(),
+                   preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:

@@ -67,7 +67,7 @@ class ScaleToShift(GraphPass):
     @classmethod
     def from_options(cls, options: Any) -> ScaleToShift:
         return cls(calib=options.calib, calib_size=options.calib_size, data_root=options.data_root,
-                   preprocess=options.preprocess())
+                   preprocess=Preprocess.from_options(options.image_size, options.mean, options.std))
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         missing = [n.name for n in cim_nodes(graph) if QuantParams not in n.ann]
