@@ -24,7 +24,8 @@ def without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("without_torch")
 @pytest.mark.parametrize("args", [("compile", "vgg9"), ("zoo", "export", "resnet18"),
-                                  ("qat", "tiny_cnn", "--data", "synthetic")])
+                                  ("qat", "tiny_cnn", "--data", "synthetic"),
+                                  ("morph", "tiny_cnn", "--bl", "64", "--data", "synthetic")])
 def test_commands_that_need_torch_name_the_extra(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "out.onnx")])
     assert result.exit_code == 2, result.output
@@ -51,3 +52,12 @@ for args in (["compile", "tiny_cnn", "-o", out], ["validate", out], ["emulate", 
 assert "torch" not in sys.modules, "torch was imported"
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.usefixtures("without_torch")
+def test_a_training_sweep_is_refused_before_it_starts(tmp_path: Path) -> None:
+    config = tmp_path / "sweep.toml"
+    config.write_text('model = "tiny_cnn"\n[axes]\nw_bits = [4]\n[training]\ndata = "synthetic"\n')
+    result = CliRunner().invoke(main, ["sweep", str(config), "--train", "-o", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 2 and "'train' extra" in result.stderr, result.output
+    assert not (tmp_path / "r.jsonl").exists()

@@ -76,6 +76,9 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
 @guarded
 def morph_cmd(state: State, source: str, bitline_budget: int, data_name: str, output: Path, **kw: Any) -> None:
     """Morph SOURCE to BL bitlines: shrink (train with the regularizer), prune, expand, fine-tune."""
+    from cimc.extras import require
+
+    require("train", "cimc morph (it trains)")
     from cimc.api import CompileOptions, load_source
     from cimc.data import Preprocess
     from cimc.frontend import save_onnx

@@ -42,8 +42,11 @@ def sweep_cmd(state: State, config: Path | None, output: Path, report_file: Path
     if report_file is not None:
         _report(state, report_file, None, kw, None)
         return
+    from cimc.extras import require
     from cimc.sweep.run import plan_sweep
 
+    if kw["train"]:
+        require("train", "cimc sweep --train")
     plan = plan_sweep(cast(Path, config), train=kw["train"], keep_builds=kw["keep_builds"])
     summary = _run(state, plan, output, kw)
     _report(state, output, {t.key for t in plan.tasks}, kw, summary)
