@@ -223,3 +223,33 @@ def test_qat_metadata_of_an_onnx_file_reaches_the_build(tmp_path: Path) -> None:
     assert result.report["quantization"]["calibration"] is None
     x = np.random.default_rng(0).standard_normal((3, 4, 6, 6)).astype(np.float32)
     assert_three_way(result.out_dir, result.graph, x)
+
+
+def test_bits_asked_after_qat_requantize_those_layers_with_a_warning(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """``--w-bits``/``--bits`` on a model with QAT steps: the layers asked for other bits than
+    they were trained at are calibrated at the asked bits (never a silent no-op), the others keep
+    their trained steps."""
+    import onnx
+    from onnx import helper
+
+    from cimc.api import compile_model
+    from tests.onnx_builders import make_model, rand
+
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv_b")]
+    model = make_model(nodes, {"x": (1, 4, 6, 6)}, ["y"], {"w1": rand(8, 4, 3, 3), "w2": rand(5, 8, 1, 1, seed=1)})
+    qat = {"conv_a": QuantParams(4, 4, 5, np.array([0.12], np.float32), 0.2, np.array([1.5], np.float32), True),
+           "conv_b": QuantParams(4, 4, 5, np.array([0.1], np.float32), 0.3, np.array([2.0], np.float32))}
+    onnx.helper.set_model_props(model, {KEY: qat_metadata(qat)})
+    onnx.save(model, tmp_path / "m.onnx")
+    with caplog.at_level("WARNING"):
+        compile_model(tmp_path / "m.onnx", tmp_path / "b", no_shift=True, calib_size=4,
+                      layer_bits={"conv_b": {"w_bits": 3}})
+    quant = json.loads((tmp_path / "b" / "quant.json").read_text())["layers"]
+    assert [(q["node"], q["source"], q["w_bits"]) for q in quant] == [("conv_a", "qat", 4),
+                                                                         ("conv_b", "calibration", 3)]
+    assert "re-quantizing them by calibration" in caplog.text and "conv_b" in caplog.text
+    compile_model(tmp_path / "m.onnx", tmp_path / "c", no_shift=True, calib_size=4, a_bits=4)  # the trained bits
+    assert {q["source"] for q in json.loads((tmp_path / "c" / "quant.json").read_text())["layers"]} == {"qat"}

@@ -7,7 +7,8 @@ Bits per layer: ``w_bits``/``a_bits`` default to the macro's ``cell_bits``/``dac
 layer's ADC bits may be fewer than the macro's, never more. Step sizes, per layer (the paper) or per output column
 (``granularity="column"``, ColumnQuant):
 
-* from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant.qat_metadata``);
+* from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant.qat_metadata``), for the
+  layers whose asked bits are their trained bits (the others are re-quantized, with a warning);
 * otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal, or LSQ's
   initialisation ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the
   calibration batch, signed narrow (``a_signed``) when the input went negative there;
@@ -105,7 +106,7 @@ class Quantize(GraphPass):
         todo = [n for n in cim_nodes(out) if QuantParams not in n.ann]
         if not todo:
             return PassResult(out, False)
-        qat = self._qat(out)
+        qat = self._keep_asked_bits(self._qat(out))
         for node in todo:
             if node.name in qat:
                 node.ann.put(with_macro_widths(node.name, qat[node.name], ctx.macro))
@@ -123,6 +124,24 @@ class Quantize(GraphPass):
             if QuantParams not in node.ann:
                 raise AssertionError(f"CIM layer '{node.name}' left unquantized")
             check_bits(node, ctx.macro)
+
+    def _keep_asked_bits(self, qat: dict[str, QuantParams]) -> dict[str, QuantParams]:
+        """The QAT layers whose trained bits are the bits asked for (``--bits``, ``--w-bits`` …);
+        the others are re-quantized by calibration at the asked bits, with a warning: an asked
+        width is never silently ignored, and the trained steps of another width are never reused."""
+        changed = sorted(name for name, q in qat.items() if self._asks_other_bits(name, q))
+        if changed:
+            log.warning("the bits asked for %d QAT layer(s) (%s) differ from the bits they were trained at: "
+                        "re-quantizing them by calibration (their trained steps are not used; run cimc qat with "
+                        "these bits to train them)", len(changed), ", ".join(changed[:5]))
+        return {name: q for name, q in qat.items() if name not in changed}
+
+    def _asks_other_bits(self, name: str, q: QuantParams) -> bool:
+        """Whether ``--bits``/``--w-bits``/``--a-bits``/``--adc-bits`` ask layer ``name`` for
+        other bits than ``q``'s (a width not asked for keeps the trained one)."""
+        asked, default = self.bits.get(name, LayerBits()), self.default_bits
+        want = (asked.w_bits or default.w_bits, asked.a_bits or default.a_bits, asked.adc_bits or default.adc_bits)
+        return any(w is not None and w != have for w, have in zip(want, (q.w_bits, q.a_bits, q.adc_bits), strict=True))
 
     def _qat(self, graph: Graph) -> dict[str, QuantParams]:
         text = graph.metadata.get(KEY)
