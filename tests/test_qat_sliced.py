@@ -158,8 +158,9 @@ def test_per_layer_bits_reach_compile() -> None:
     per_layer = {"node_conv2d": {"w_bits": 8, "a_bits": 8}, "node_conv2d_2": {"w_bits": 6, "adc_bits": 5}}
     config = QuantConfig.for_macro(M44, adc_bits=6, layer_bits=per_layer, tiling="dense")
     module = trained_module("tiny_residual", config, steps=1)
-    # the compile defaults differ on purpose: QAT metadata decides every layer's bits
-    options = CompileOptions(macro=M44, tiling="dense", no_shift=True, w_bits=3, a_bits=2, adc_bits=4)
+    # no bits asked at compile: the QAT metadata decides every layer's bits (asked bits that differ
+    # re-quantize those layers: tests/test_quantize.py::test_bits_asked_after_qat_requantize_…)
+    options = CompileOptions(macro=M44, tiling="dense", no_shift=True)
     graph, _ = compile_graph(export_graph(module), options)
     for name, layer in module.cim_layers().items():
         q = graph.node(name).ann[QuantParams]
