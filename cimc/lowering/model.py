@@ -53,7 +53,7 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
         else:
             builder.add(node)
     props = {"cimc.cim_layers": json.dumps(layers, sort_keys=True),
-             "cimc.numerics": "DESIGN.md section 5; digital reductions in float64"}
+             "cimc.numerics": "docs/build-format.md, The numerical contract; digital reductions in float64"}
     return _finish(generic, builder, f"{graph.name} (compiled for CIM)", props)
 
 
