@@ -304,9 +304,15 @@ def unsliced_example(folder: Path, x: np.ndarray, pixel: tuple[int, int], channe
     trace = traces[layer["node"]]
     assert trace["adc_codes"][0, 0, channel, pixel[0], pixel[1]] == adc and total == got["partial_sums"][
         0, 0, 0, 0, channel, pixel[0], pixel[1]]
-    at = (0, channel, *pixel)
-    assert trace["sums"][at] == big_p and trace["outputs"][at] == y
+    _check_emulator(trace, channel, pixel, big_p, y)
     return out
+
+
+def _check_emulator(trace: dict[str, np.ndarray], channel: int, pixel: tuple[int, int], big_p: object,
+                    y: object) -> None:
+    """The emulator's recorded sum ``P`` and output ``y`` at (0, channel, pixel) are the example's."""
+    at = (0, channel, *pixel)
+    assert trace["sums"][at] == big_p and trace["outputs"][at] == y, (trace["sums"][at], big_p)
 
 
 def segments_example(folder: Path, x: np.ndarray, pixel: tuple[int, int], channel: int) -> list[str]:
@@ -332,8 +338,7 @@ def segments_example(folder: Path, x: np.ndarray, pixel: tuple[int, int], channe
     out.append(f"pixel (0, {pixel[0]}, {pixel[1]}), channel {channel}: P = {' + '.join(map(str, parts))} = "
                f"{f32(big_p)}; y = {f32(big_p)}·{f32(q['scale'][0])} + {f32(q['bias'][channel])} = {f32(y)}")
     trace = traces[layer["node"]]
-    at = (0, channel, *pixel)
-    assert trace["sums"][at] == big_p and trace["outputs"][at] == y
+    _check_emulator(trace, channel, pixel, big_p, y)
     return out
 
 
@@ -391,8 +396,7 @@ def sliced_example(folder: Path, x: np.ndarray, pixel: tuple[int, int], channel:
     trace = traces[layer["node"]]
     assert np.array_equal(trace["adc_codes"][0, :, channel, pixel[0], pixel[1]],
                           got["adc_codes"][0, :, channel, pixel[0], pixel[1]])
-    at = (0, channel, *pixel)
-    assert trace["sums"][at] == big_p and trace["outputs"][at] == y
+    _check_emulator(trace, channel, pixel, big_p, y)
     return out
 
 
