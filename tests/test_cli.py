@@ -63,3 +63,18 @@ def test_readme_exit_code_table_matches_the_errors() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     rows = dict((kind, int(code)) for code, kind in re.findall(r"^\| (\d) \| `([a-z-]+)` \|", readme, re.M))
     assert {k: v for k, v in rows.items() if k != "error"} == EXIT_CODES
+
+
+def test_global_flags_after_the_subcommand(tmp_path: Path) -> None:
+    """``--json`` (and ``--debug``) work after the subcommand too, for results and for errors."""
+    code, out, _ = invoke("compile", "tiny_cnn", "-o", str(tmp_path / "b"), "--json")
+    assert code == 0 and json.loads(out)["totals"]["bitlines"] == 80
+    code, out, _ = invoke("compile", str(tmp_path / "missing.onnx"), "--json", "--debug")
+    assert code != 0 and "error" in json.loads(out)
+
+
+def test_hoist_global_flags_stops_at_double_dash() -> None:
+    from cimc.cli.common import hoist_global_flags
+
+    hoisted = hoist_global_flags(["compile", "m", "--json", "--", "--debug"])
+    assert hoisted == ["--json", "compile", "m", "--", "--debug"]

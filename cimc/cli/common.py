@@ -79,6 +79,8 @@ class CimcGroup(click.Group):
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
+        if parent is None:
+            args = hoist_global_flags(args)
         with _one_line_click_errors(lambda: State("--debug" in args, "--json" in args)):
             return super().make_context(info_name, args, parent, **extra)
 
@@ -89,6 +91,19 @@ class CimcGroup(click.Group):
 
         with _one_line_click_errors(state):
             return super().invoke(ctx)
+
+
+GLOBAL_FLAGS = ("--json", "--debug")
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """``cimc compile x --json`` means ``cimc --json compile x``: the global flags (no value, no
+    subcommand has one of the same name) are moved to the front wherever they appear before a
+    ``--`` that ends the options."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
+    return flags + rest + args[end:]
 
 
 @contextmanager
