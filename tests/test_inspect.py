@@ -157,3 +157,28 @@ def test_views_of_a_build_without_cim_layers(tmp_path: Path) -> None:
     assert code == 0 and "0 CIM layers on 0 macros" in out
     assert (tmp_path / "maps" / "overview.svg").is_file() and (tmp_path / "r.html").is_file()
     assert _run("diff", folder, folder)[0] == 0
+
+
+def test_layer_keys_never_repeat_up_to_676_layers() -> None:
+    """Keys are base-26 numbers in A…Z: one letter up to 26 layers, two up to 676, all distinct."""
+    from cimc.views.palette import key_width, symbol
+
+    assert [key_width(n) for n in (1, 26, 27, 676, 677)] == [1, 1, 2, 2, 3]
+    keys = [symbol(i, 0, 2) for i in range(676)]
+    assert len(set(keys)) == 676 and keys[:2] == ["AA", "AB"] and keys[26] == "BA"
+    assert symbol(27, 1, 2) == "bb" and symbol(25) == "Z"
+
+
+def test_strip_of_32_layers_shows_two_letter_keys_within_64_characters() -> None:
+    """32 layers of 4 bitlines each: one 2-letter block per layer, AA … BF, none repeated
+    (with one-letter keys layers 0 and 26 both read 'A')."""
+    from cimc.build.cell_map import Owners
+    from cimc.views.text_map import macro_strips
+
+    layer = np.repeat(np.arange(32), 4)[None, :].astype(np.int64)  # 128 bitlines
+    zeros = np.zeros_like(layer)
+    own = Owners(layer=layer, segment=zeros, out_channel=zeros, start=zeros, stop=zeros + 8, wordlines=8)
+    strip = macro_strips(own)[0].plain.split("│")[1]
+    assert len(strip) == 64
+    keys = [strip[i:i + 2] for i in range(0, 64, 2)]
+    assert keys[0] == "AA" and keys[26] == "BA" and keys[-1] == "BF" and len(set(keys)) == 32

@@ -19,7 +19,7 @@ from rich.text import Text
 from cimc.build.cell_map import Owners, runs
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
-from cimc.views.palette import layer_color, symbol
+from cimc.views.palette import key_width, layer_color, symbol
 from cimc.views.text_map import legend, macro_block, macro_strips
 
 
@@ -69,10 +69,12 @@ def _layer_table(build: BuildDir) -> Table:
     table = Table(title="CIM layers", title_justify="left")
     for head in ("", "layer", "op", "k", "Cout", "seg.", "bitlines", "macros", "usage", "cycles"):
         table.add_column(head, justify="left" if head in ("layer", "op", "") else "right")
+    width = key_width(len(build.layout.layers))
     for i, x in enumerate(build.layout.layers):
         f = figures.get(x.node, {})
         macros = x.macros
-        table.add_row(Text(f"{symbol(i)}/{symbol(i, 1)}", style=f"bold {layer_color(i)}"), x.node, x.op,
+        keys = f"{symbol(i, 0, width)}/{symbol(i, 1, width)}"
+        table.add_row(Text(keys, style=f"bold {layer_color(i)}"), x.node, x.op,
                       f"{x.kernel[0]}×{x.kernel[1]}", _int(x.cout), _int(len(x.segments)),
                       _int(x.columns), f"{macros[0]}–{macros[-1]}" if macros else "–",
                       _pct(f.get("macro_usage")), _int(f.get("computing_cycles")))
@@ -119,7 +121,8 @@ def _runs_table(build: BuildDir, own: Owners, m: int, layer: int | None) -> Tabl
     for idx in np.flatnonzero(sel).tolist():
         la, s, o = int(r["layer"][idx]), int(r["segment"][idx]), int(r["out_channel"][idx])
         b0, b1 = int(r["bitline_start"][idx]), int(r["bitline_stop"][idx])
-        table.add_row(Text(f"{symbol(la, s)} {build.layer_names[la]}", style=layer_color(la, s)), str(s),
+        key = symbol(la, s, key_width(len(build.layer_names)))
+        table.add_row(Text(f"{key} {build.layer_names[la]}", style=layer_color(la, s)), str(s),
                       _channels(build, la, o, int(r["slice"][idx]), b1 - b0), f"{b0}–{b1 - 1}",
                       f"{int(r['wordline_start'][idx])}–{int(r['wordline_stop'][idx]) - 1}")
     return table
@@ -153,7 +156,8 @@ def layer_view(build: BuildDir, index: int) -> RenderableType:
     for s in x.segments:
         mine = own.used & (own.layer == index) & (own.segment == s.index)
         macros = np.unique(np.nonzero(mine)[0]).tolist()
-        table.add_row(Text(f"{symbol(index, s.index)} {s.index}", style=layer_color(index, s.index)),
+        key = symbol(index, s.index, key_width(len(build.layer_names)))
+        table.add_row(Text(f"{key} {s.index}", style=layer_color(index, s.index)),
                       f"{s.row_start}–{s.row_stop - 1}", f"{s.row_start // k}–{(s.row_stop - 1) // k}",
                       str(s.row_stop - s.row_start), _int(int(mine.sum())),
                       f"{macros[0]}–{macros[-1]}" if macros else "–")

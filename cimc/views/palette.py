@@ -2,8 +2,9 @@
 
 Layer ``ℓ`` gets Kelly's ``ℓ mod 20``-th colour of maximum contrast; its odd segments use
 the same colour mixed with 35 % white, so neighbouring segments of one layer stay apart.
-Idle cells are white. The terminal map names layer ``ℓ`` by ``SYMBOLS[ℓ mod len]``, upper
-case for even segments and lower case for odd ones.
+Idle cells are white. The terminal map names layer ``ℓ`` by a key of ``w`` letters, ``ℓ``
+written in base 26 with the digits ``A…Z`` (``w = 1`` up to 26 layers, ``AA…ZZ`` up to 676), so
+no two layers of a build share a key; upper case for even segments, lower case for odd ones.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ def shade_colors(layers: int) -> list[str]:
     return [layer_color(code // 2, code % 2) for code in range(2 * layers)]
 
 
-def symbol(layer: int, segment: int = 0) -> str:
-    ch = SYMBOLS[layer % len(SYMBOLS)]
-    return ch.lower() if segment % 2 else ch
+def key_width(layers: int) -> int:
+    """Letters per layer key for a build of ``layers`` layers: the least ``w`` with ``26^w ≥ layers``."""
+    width = 1
+    while len(SYMBOLS) ** width < layers:
+        width += 1
+    return width
+
+
+def symbol(layer: int, segment: int = 0, width: int = 1) -> str:
+    """Key of ``layer``: its ``width`` base-26 digits in ``A…Z`` (lower case for odd segments)."""
+    letters = []
+    for _ in range(width):
+        layer, digit = divmod(layer, len(SYMBOLS))
+        letters.append(SYMBOLS[digit])
+    key = "".join(reversed(letters))
+    return key.lower() if segment % 2 else key
