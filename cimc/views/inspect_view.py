@@ -19,6 +19,7 @@ from rich.text import Text
 from cimc.build.cell_map import Owners, runs
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
+from cimc.views.names import short_names
 from cimc.views.palette import key_width, layer_color, symbol
 from cimc.views.text_map import legend, macro_block, macro_strips
 
@@ -70,11 +71,12 @@ def _layer_table(build: BuildDir) -> Table:
     for head in ("", "layer", "op", "k", "Cout", "seg.", "bitlines", "macros", "usage", "cycles"):
         table.add_column(head, justify="left" if head in ("layer", "op", "") else "right")
     width = key_width(len(build.layout.layers))
+    names = short_names([x.node for x in build.layout.layers])
     for i, x in enumerate(build.layout.layers):
         f = figures.get(x.node, {})
         macros = x.macros
         keys = f"{symbol(i, 0, width)}/{symbol(i, 1, width)}"
-        table.add_row(Text(keys, style=f"bold {layer_color(i)}"), x.node, x.op,
+        table.add_row(Text(keys, style=f"bold {layer_color(i)}"), names[i], x.op,
                       f"{x.kernel[0]}×{x.kernel[1]}", _int(x.cout), _int(len(x.segments)),
                       _int(x.columns), f"{macros[0]}–{macros[-1]}" if macros else "–",
                       _pct(f.get("macro_usage")), _int(f.get("computing_cycles")))
@@ -83,10 +85,10 @@ def _layer_table(build: BuildDir) -> Table:
 
 def overview(build: BuildDir) -> RenderableType:
     own = build.owners
-    strips = [Text("macro │ bitlines (one letter per layer; lower case = odd segment) │ usage", style="grey50")]
+    strips = [Text("macro │ bitlines (one key per layer; lower case = odd segment) │ usage", style="grey50")]
     strips += macro_strips(own)
     return Group(_summary_grid(build, own), Text(""), _layer_table(build), Text(""), *strips,
-                 *legend(build.layer_names), *slicing_lines(build))
+                 *legend(short_names(build.layer_names)), *slicing_lines(build))
 
 
 def slicing_lines(build: BuildDir, present: list[int] | None = None) -> list[Text]:
@@ -116,13 +118,14 @@ def _runs_table(build: BuildDir, own: Owners, m: int, layer: int | None) -> Tabl
     r = runs(own)
     sel = (r["macro"] == m) & ((r["layer"] == layer) if layer is not None else True)
     table = Table(title=f"macro {m}: {float(own.usage()[m]):.2%} used", title_justify="left")
+    short = short_names(build.layer_names)
     for head in ("layer", "segment", "out channels", "bitlines", "wordlines"):
         table.add_column(head, justify="left" if head == "layer" else "right")
     for idx in np.flatnonzero(sel).tolist():
         la, s, o = int(r["layer"][idx]), int(r["segment"][idx]), int(r["out_channel"][idx])
         b0, b1 = int(r["bitline_start"][idx]), int(r["bitline_stop"][idx])
         key = symbol(la, s, key_width(len(build.layer_names)))
-        table.add_row(Text(f"{key} {build.layer_names[la]}", style=layer_color(la, s)), str(s),
+        table.add_row(Text(f"{key} {short[la]}", style=layer_color(la, s)), str(s),
                       _channels(build, la, o, int(r["slice"][idx]), b1 - b0), f"{b0}–{b1 - 1}",
                       f"{int(r['wordline_start'][idx])}–{int(r['wordline_stop'][idx]) - 1}")
     return table
@@ -141,7 +144,7 @@ def macro_view(build: BuildDir, m: int, layer: int | None = None) -> RenderableT
     check_macro(build, m)
     own = build.owners
     present = np.unique(own.layer[m][own.used[m]]).tolist()
-    return Group(*macro_block(own, m, layer), *legend(build.layer_names, present),
+    return Group(*macro_block(own, m, layer), *legend(short_names(build.layer_names), present),
                  *slicing_lines(build, present), Text(""), _runs_table(build, own, m, layer))
 
 
