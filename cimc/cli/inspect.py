@@ -143,7 +143,8 @@ def maps_cmd(state: State, build: Path, output: Path, formats: tuple[str, ...], 
     from cimc.build.reader import read_build
     from cimc.views.placement_map import write_maps
 
-    written = write_maps(read_build(build), output, formats=formats, macros=macros or None, overview=not no_overview)
+    written = write_maps(read_build(build), output, formats=formats, macros=macros or None, overview=not no_overview,
+                         show_progress=not state.as_json)
     if state.as_json:
         _echo_json({"output": str(output), "files": [p.name for p in written]})
         return

@@ -16,7 +16,8 @@ and a fixed hash salt, so the same build gives the same files.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,35 @@ class MacroPainter:
         self.ax.set_xticks(*_ticks(bl))
         self.ax.set_yticks(*_ticks(wl))
         self._artists: list[Any] = []
+        self._background: Any = None
+
+    def png(self, m: int, path: Path) -> Path:
+        """Write macro ``m`` as PNG by redrawing only what changes between macros (cells,
+        boundaries, title, legend, the frame over the cells) onto a saved copy of the static
+        parts (axes, ticks, labels): the same pixels as ``save(paint(m), path)`` at a fraction
+        of the text rendering, written with fast zlib compression."""
+        from PIL import Image
+
+        self.paint(m)
+        canvas: Any = self.fig.canvas  # FigureCanvasAgg (``_new_figure``): blitting and the RGBA buffer
+        dynamic = [self.image, *self._artists, *self.ax.spines.values(), self.ax.title]
+        if self._background is None:
+            canvas.draw()  # lays out the title as savefig does; a draw without it would move it
+            where = self.ax.title.get_position()
+            for artist in dynamic:
+                artist.set_visible(False)
+            canvas.draw()
+            self._background = canvas.copy_from_bbox(self.fig.bbox)
+            for artist in dynamic:
+                artist.set_visible(True)
+            self.ax.title.set_position(where)
+        canvas.restore_region(self._background)
+        for artist in dynamic:
+            self.fig.draw_artist(artist)
+        buffer = canvas.buffer_rgba()
+        Image.frombuffer("RGBA", (buffer.shape[1], buffer.shape[0]), buffer, "raw", "RGBA", 0, 1).save(
+            path, format="png", compress_level=1)
+        return path
 
     def paint(self, m: int) -> Figure:
         """The picture of macro ``m``: cells by owning layer, segment/layer boundaries, legend."""
@@ -259,8 +289,10 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("png",),
-               macros: Iterable[int] | None = None, overview: bool = True) -> list[Path]:
-    """Write ``macro_NNNN.<fmt>`` for each macro (default: all) and ``overview.<fmt>``."""
+               macros: Iterable[int] | None = None, overview: bool = True,
+               show_progress: bool = False) -> list[Path]:
+    """Write ``macro_NNNN.<fmt>`` for each macro (default: all) and ``overview.<fmt>``, with a
+    progress bar on stderr when ``show_progress``."""
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -272,14 +304,32 @@ def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("
     out.mkdir(parents=True, exist_ok=True)
     written = []
     painter = MacroPainter(build, own)
-    for m in chosen:
-        fig = painter.paint(m)
-        written += [save(fig, out / f"macro_{m:04d}.{fmt}") for fmt in formats]
+    with _progress(len(chosen), quiet=not show_progress) as advance:
+        for m in chosen:
+            if "png" in formats:
+                written.append(painter.png(m, out / f"macro_{m:04d}.png"))
+            if "svg" in formats:
+                written.append(save(painter.paint(m), out / f"macro_{m:04d}.svg"))
+            advance()
     if overview:
         fig = overview_figure(build, own)
         written += [save(fig, out / f"overview.{fmt}") for fmt in formats]
     log.info("wrote %d map files to %s", len(written), out)
     return written
+
+
+@contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Callable[[], None]]:
+    """A rich progress bar over ``total`` macros on stderr (nothing when ``quiet``)."""
+    if quiet:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("drawing macro maps", total=total)
+        yield lambda: bar.advance(task)
 
 
 def _checked(macros: Iterable[int], count: int) -> list[int]:
