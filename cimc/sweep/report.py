@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cimc.sweep.pareto import WITH_ACCURACY, Objective
 
 Record = dict[str, Any]
@@ -62,6 +64,11 @@ def print_table(ok: list[Record], front: list[Record], objs: tuple[Objective, ..
     Console(width=max(180, Console().width)).print(table)
 
 
+def _xy(records: list[Record], yname: str) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([r["latency_cycles"] for r in records], dtype=np.float64),
+            np.array([r[yname] for r in records], dtype=np.float64))
+
+
 def plot(ok: list[Record], front: list[Record], objs: tuple[Objective, ...], path: Path) -> Path:
     """Write the scatter plot (module docstring) to ``path``."""
     import matplotlib
@@ -70,13 +77,12 @@ def plot(ok: list[Record], front: list[Record], objs: tuple[Objective, ...], pat
     import matplotlib.pyplot as plt
 
     yname, ylabel = ("compiled_top1", "compiled top-1 accuracy") if objs == WITH_ACCURACY else ("bitlines", "bitlines")
-    on_front = {r["key"] for r in front}
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
-    xs = [r["latency_cycles"] for r in ok]
-    ys = [r[yname] for r in ok]
-    edges = ["black" if r["key"] in on_front else "none" for r in ok]
-    points = ax.scatter(xs, ys, c=[100 * r["macro_usage"] for r in ok], cmap="viridis", edgecolors=edges,
-                        linewidths=1.5, s=50)
+    usage = np.array([100 * r["macro_usage"] for r in ok] + [100 * r["macro_usage"] for r in front])
+    scale: dict[str, Any] = {"cmap": "viridis", "vmin": float(usage.min()), "vmax": float(usage.max()), "s": 50}
+    points = ax.scatter(*_xy(ok, yname), c=usage[:len(ok)], edgecolors="none", rasterized=len(ok) > 1000, **scale)
+    if front:  # drawn again on top, outlined: one collection each, not one edge colour per point
+        ax.scatter(*_xy(front, yname), c=usage[len(ok):], edgecolors="black", linewidths=1.5, **scale)
     fig.colorbar(points, ax=ax, label="macro usage (%)")
     ax.set_xlabel("latency (cycles: weight loading + computing)")
     ax.set_ylabel(ylabel)
