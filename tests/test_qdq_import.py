@@ -200,7 +200,7 @@ def test_batchnorm_after_the_quantizer_recalibrates_weights(caplog: pytest.LogCa
 
 
 # -- int4 QDQ at opset 21 --------------------------------------------------------------------------
-@pytest.mark.parametrize("opset", [21, 23])
+@pytest.mark.parametrize("opset", [21, 23, 25])
 def test_int4_qdq(opset: int) -> None:
     model = int4_model(opset)
     graph = import_onnx(model)
@@ -306,3 +306,93 @@ def test_a_models_own_qdq_metadata_is_ignored() -> None:
         "w_bits": 4, "w_step": [1.0], "a_bits": 4, "a_step": 1.0, "a_signed": False, "notes": []}}})})
     params = quantized(model, CompileOptions())
     assert {q.source for q in params.values()} == {"calibration"}
+
+
+def test_more_refusals() -> None:
+    """Float8, a Q/DQ pair with different scales, a DequantizeLinear of a run-time integer
+    input, a Trunc on an activation: UnsupportedError naming the node."""
+    f8 = int4_model(21)
+    zp = next(t for t in f8.graph.initializer if t.name == "u4_zp")
+    zp.CopyFrom(helper.make_tensor("u4_zp", TensorProto.FLOAT8E4M3FN, [], [0.0]))
+    with pytest.raises(UnsupportedError, match=r"x_Q.*FLOAT8E4M3FN"):
+        import_onnx(f8)
+    mismatch = int4_model()
+    mismatch.graph.node[1].input[1] = "h_s"
+    with pytest.raises(UnsupportedError, match="different scales"):
+        import_onnx(mismatch)
+    runtime = helper.make_model(helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["q", "s"], ["y"], name="dq")], "g",
+        [helper.make_tensor_value_info("q", TensorProto.INT8, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.float32(0.5), "s")]), opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(UnsupportedError, match="'dq'.*computed at run time"):
+        import_onnx(runtime)
+    trunc, _ = qonnx_model()
+    trunc.graph.node[0].CopyFrom(helper.make_node(
+        "Trunc", ["x", "x_s", "zero", "four", "x_s", "zero", "four"], ["xq"], name="x_trunc", domain=QONNX))
+    with pytest.raises(UnsupportedError, match="x_trunc.*Trunc"):
+        import_onnx(trunc)
+
+
+def test_hostile_quantizers() -> None:
+    """Typed errors, never a traceback: a zero scale, a per-axis scale of the wrong length, a
+    16-bit-plus QONNX bit width."""
+    from cimc.errors import InvalidModelError
+
+    zero = int4_model()
+    s = next(t for t in zero.graph.initializer if t.name == "w2_s")
+    s.CopyFrom(numpy_helper.from_array(np.float32(0), "w2_s"))
+    with pytest.raises(InvalidModelError, match="w2_DQ.*positive"):
+        import_onnx(zero)
+    short = int4_model()
+    s = next(t for t in short.graph.initializer if t.name == "w1_s")
+    s.CopyFrom(numpy_helper.from_array(np.ones(5, np.float32), "w1_s"))
+    with pytest.raises(InvalidModelError, match="per-axis scale of 5 values"):
+        import_onnx(short)
+    wide, _ = qonnx_model()
+    b = next(t for t in wide.graph.initializer if t.name == "four")
+    b.CopyFrom(numpy_helper.from_array(np.float32(40), "four"))
+    with pytest.raises(UnsupportedError, match="bit width"):
+        import_onnx(wide)
+
+
+def test_qonnx_trunc_on_a_constant() -> None:
+    """A Trunc of a constant is evaluated (qonnx ``trunc``: round, drop low bits with FLOOR)."""
+    model, w = qonnx_model()
+    g = model.graph
+    g.node[1].output[0] = "wq0"
+    g.initializer.extend([numpy_helper.from_array(np.float32(0.05), "t_s"),
+                          numpy_helper.from_array(np.float32(0.2), "t_out"),
+                          numpy_helper.from_array(np.float32(3), "three")])
+    g.node.insert(2, helper.make_node("Trunc", ["w", "t_s", "zero", "four", "t_out", "zero", "three"], ["wq"],
+                                      name="w_trunc", domain=QONNX, rounding_mode="FLOOR", signed=1, narrow=0))
+    g.node[1].input[0] = "w"
+    del g.node[1]  # the Trunc replaces the weight Quant
+    graph = import_onnx(model)
+    node = next(n for n in graph.nodes if n.name == "conv")
+    y = np.rint(w / np.float32(0.05))
+    want = (np.floor(np.clip(y / 4.0, -4, 3)) * np.float32(0.2)).astype(np.float32)
+    np.testing.assert_allclose(graph.initializers[node.inputs[1]], want, rtol=0, atol=1e-7)
+    assert "conv" not in layer_doc(graph.metadata)  # a truncated weight carries no step for cimc
+
+
+def test_int4_qdq_round_trip_through_export(tmp_path: Path) -> None:
+    """int4 QDQ in → build → QDQ out: the exported model equals model.cim.onnx bit for bit, and
+    the first layer's cells are the model's int4 codes."""
+    import onnxruntime as ort
+
+    from cimc.lowering.qdq import qdq_model, read_cim_model
+
+    model = int4_model()
+    path = tmp_path / "int4.onnx"
+    onnx.save(model, path)
+    compile_model(path, tmp_path / "build")
+    cim = read_cim_model(tmp_path / "build")
+    qdq = qdq_model(cim)
+    x = np.random.default_rng(4).uniform(-0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)
+    want = ort.InferenceSession(cim.SerializeToString()).run(None, {"x": x})[0]
+    got = ort.InferenceSession(qdq.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, want)
+    cells = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer if t.data_type == TensorProto.INT4}
+    codes = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w1_q")).astype(np.int8)
+    assert any(np.array_equal(np.sort(v.astype(np.int8).ravel()), np.sort(codes.ravel())) for v in cells.values())

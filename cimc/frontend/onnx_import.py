@@ -47,7 +47,7 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     Every static tensor must fit ``max_tensor_bytes`` (checked on shapes, before folding or
     any other allocation); constant folding creates at most ``fold_budget`` elements a node."""
     model = _obtain(path_or_model, max_bytes, allow_external_outside)
-    quant = prepare(model)
+    quant = prepare(model, max_tensor_bytes)
     model = normalize(model, input_shapes, in_place=True)  # the model is ours (loaded or copied)
     check_memory(model.graph, max_tensor_bytes)
     model = infer_shapes(fold_constants(model, budget=fold_budget, in_place=True), in_place=True)
@@ -73,7 +73,7 @@ def _obtain(source: str | os.PathLike[str] | onnx.ModelProto, max_bytes: int,
     return model
 
 
-def prepare(model: onnx.ModelProto) -> str | None:
+def prepare(model: onnx.ModelProto, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> str | None:
     """Check the tensors' data, name and sort the nodes, import quantizers
     (``cimc.frontend.quantizers``: their steps' document is returned), reject unsupported ops
     early, run the ONNX checker (in place)."""
@@ -81,7 +81,7 @@ def prepare(model: onnx.ModelProto) -> str | None:
     name_nodes(model.graph)
     check_definitions(model.graph)
     sort_nodes(model.graph)
-    quant = import_quantizers(model)
+    quant = import_quantizers(model, max_tensor_bytes)
     check_supported(model.graph, FOLDABLE)
     fill_output_shapes(model)
     check_model(model)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,7 +47,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from cimc.errors import InvalidModelError, UnsupportedError
+from cimc.errors import InvalidModelError, ResourceLimitError, UnsupportedError
+from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES
 from cimc.frontend.proto_graph import DEFAULT_DOMAINS, set_repeated
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class FakeQuant:
     zero: int = 0
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        s = _along(self.step, self.axis, x.ndim)
+        s = _along(self.step, self.axis, x.shape)
         codes = np.divide(x.astype(np.float32), s, dtype=np.float32)
         rounded = {"ROUND": np.rint, "FLOOR": np.floor, "CEIL": np.ceil}[self.rounding](codes)
         return (np.clip(rounded, self.lo, self.hi) * s).astype(np.float32)
@@ -108,11 +110,15 @@ class _Found:
     activations: dict[str, FakeQuant] = field(default_factory=dict)
 
 
-def _along(step: np.ndarray, axis: int | None, rank: int) -> np.ndarray:
+def _along(step: np.ndarray, axis: int | None, dims: tuple[int, ...]) -> np.ndarray:
+    """``step`` shaped to broadcast along ``axis`` of a tensor of shape ``dims``."""
     s = np.asarray(step, dtype=np.float32)
     if axis is None or s.size == 1:
         return s.reshape(())
-    shape = [1] * rank
+    if not 0 <= axis < len(dims) or dims[axis] != s.size:
+        raise InvalidModelError(f"a per-axis scale of {s.size} values along axis {axis} of a tensor of shape "
+                                f"{dims}")
+    shape = [1] * len(dims)
     shape[axis] = -1
     return s.reshape(shape)
 
@@ -132,7 +138,8 @@ def _kind(node: onnx.NodeProto) -> str | None:
 class _Rewriter:
     """One pass over the sorted nodes: quantizers on constants folded, on activations removed."""
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
+        self.max_tensor_bytes = max_tensor_bytes
         self.graph = model.graph
         self.inits = {t.name: t for t in self.graph.initializer}
         self.values: dict[str, np.ndarray] = {}
@@ -156,14 +163,19 @@ class _Rewriter:
         if name in self.values:
             return self.values[name]
         if name in self.inits:
-            value = numpy_helper.to_array(self.inits[name])
+            proto = self.inits[name]
         elif name in self.consts:
             attr = {a.name: a for a in self.consts[name].attribute}
             if "value" not in attr:
                 return None
-            value = numpy_helper.to_array(attr["value"].t)
+            proto = attr["value"].t
         else:
             return None
+        size = math.prod(int(d) for d in proto.dims) * 4  # decoded, then dequantized to float32
+        if size > self.max_tensor_bytes:
+            raise ResourceLimitError(f"quantized constant '{name}' would take {size:,} bytes as float32, over the "
+                                     f"limit of {self.max_tensor_bytes:,}")
+        value = numpy_helper.to_array(proto)
         self.values[name] = value
         return value
 
@@ -294,7 +306,8 @@ class _Rewriter:
         fq = self._dq_params(dq, self.dtype(dq.input[0]))
         z = self.const(dq.input[2]) if len(dq.input) > 2 else None
         zero = 0 if z is None else int(np.asarray(z, np.int64).reshape(-1)[0])
-        return ((codes.astype(np.float32) - np.float32(zero)) * _along(fq.step, fq.axis, codes.ndim)).astype(np.float32)
+        step = _along(fq.step, fq.axis, codes.shape)
+        return ((codes.astype(np.float32) - np.float32(zero)) * step).astype(np.float32)
 
     def _rank(self, name: str) -> int | None:
         value = self.const(name)
@@ -319,7 +332,8 @@ class _Rewriter:
             if source is None:
                 raise UnsupportedError(f"node '{node.name}' (BipolarQuant): a bipolar activation (sign of x) is not "
                                        "a rounding quantizer; cimc's inputs are rounded codes", hint=_HINT)
-            value = (np.where(source >= 0, 1.0, -1.0) * scale.reshape(_qonnx_shape(scale, source))).astype(np.float32)
+            value = (np.where(source >= 0, 1.0, -1.0) * _along(scale.reshape(-1), _qonnx_axis(scale, source),
+                                                               source.shape)).astype(np.float32)
             self._replace_const(node, value)
             self.found.weights[node.output[0]] = FakeQuant(node.name, scale.reshape(-1), _qonnx_axis(scale, source),
                                                            -1, 1, 2)
@@ -439,14 +453,18 @@ def _qonnx_axis(scale: np.ndarray, source: np.ndarray | None, rank: int | None =
     return axes[0] + full - len(shape)
 
 
-def _qonnx_shape(scale: np.ndarray, source: np.ndarray) -> tuple[int, ...]:
-    return tuple(scale.shape) if scale.ndim <= source.ndim else (-1,)
-
-
 def _trunc(node: onnx.NodeProto, x: np.ndarray, rw: _Rewriter, attrs: dict[str, Any], mode: str) -> np.ndarray:
     """QONNX ``Trunc`` of a constant (qonnx ``trunc``): round, drop ``log2(s_out/s)`` low bits, clip."""
     s, z = rw.need(node, 1, "the scale"), rw.need(node, 2, "the zero point")
     out_scale, out_bits = rw.need(node, 4, "the output scale"), rw.need(node, 6, "the output bit width")
+    _positive(node, np.asarray(out_scale, np.float32))
+    if out_bits.size != 1 or not 1 <= int(np.asarray(out_bits).reshape(-1)[0]) <= 32:
+        raise UnsupportedError(f"node '{node.name}' (Trunc): output bit width {out_bits.tolist()} is not one integer "
+                               "in 1..32", hint=_HINT)
+    try:
+        np.broadcast_shapes(x.shape, s.shape, z.shape, out_scale.shape)
+    except ValueError as exc:
+        raise InvalidModelError(f"node '{node.name}' (Trunc): operands do not broadcast: {exc}") from None
     b = int(np.asarray(out_bits).reshape(-1)[0])
     signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
     lo = (-(1 << (b - 1)) + int(narrow)) if signed else 0
@@ -518,12 +536,13 @@ def _layers(rw: _Rewriter) -> dict[str, dict[str, Any]]:
     return layers
 
 
-def import_quantizers(model: onnx.ModelProto) -> str | None:
+def import_quantizers(model: onnx.ModelProto, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> str | None:
     """Rewrite ``model``'s quantizers in place (module doc); the ``cimc.qdq`` document of the
-    layers' steps, or ``None`` for a model without quantizers."""
+    layers' steps, or ``None`` for a model without quantizers. A constant they decode may take
+    ``max_tensor_bytes`` as float32."""
     if not has_quantizers(model.graph):
         return None
-    rw = _Rewriter(model)
+    rw = _Rewriter(model, max_tensor_bytes)
     rw.run()
     rw.finish()
     layers = _layers(rw)
