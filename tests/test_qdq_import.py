@@ -325,12 +325,12 @@ def test_more_refusals() -> None:
         [helper.make_tensor_value_info("q", TensorProto.INT8, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
         [numpy_helper.from_array(np.float32(0.5), "s")]), opset_imports=[helper.make_opsetid("", 13)])
-    with pytest.raises(UnsupportedError, match="'dq'.*computed at run time"):
+    with pytest.raises(UnsupportedError, match=r"'dq'.*computed at run time"):
         import_onnx(runtime)
     trunc, _ = qonnx_model()
     trunc.graph.node[0].CopyFrom(helper.make_node(
         "Trunc", ["x", "x_s", "zero", "four", "x_s", "zero", "four"], ["xq"], name="x_trunc", domain=QONNX))
-    with pytest.raises(UnsupportedError, match="x_trunc.*Trunc"):
+    with pytest.raises(UnsupportedError, match=r"x_trunc.*Trunc"):
         import_onnx(trunc)
 
 
@@ -342,7 +342,7 @@ def test_hostile_quantizers() -> None:
     zero = int4_model()
     s = next(t for t in zero.graph.initializer if t.name == "w2_s")
     s.CopyFrom(numpy_helper.from_array(np.float32(0), "w2_s"))
-    with pytest.raises(InvalidModelError, match="w2_DQ.*positive"):
+    with pytest.raises(InvalidModelError, match=r"w2_DQ.*positive"):
         import_onnx(zero)
     short = int4_model()
     s = next(t for t in short.graph.initializer if t.name == "w1_s")
