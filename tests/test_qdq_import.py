@@ -396,3 +396,19 @@ def test_int4_qdq_round_trip_through_export(tmp_path: Path) -> None:
     cells = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer if t.data_type == TensorProto.INT4}
     codes = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w1_q")).astype(np.int8)
     assert any(np.array_equal(np.sort(v.astype(np.int8).ravel()), np.sort(codes.ravel())) for v in cells.values())
+
+
+@pytest.mark.parametrize(("lo", "hi", "want"), [
+    (0, 255, (8, False)),        # uint8, zero point 0
+    (-128, 127, (8, True)),      # int8 zp 0, or uint8 zp 128: signed (code -128 clips to -127)
+    (-127, 127, (8, True)),      # narrow int8
+    (0, 15, (4, False)),         # uint4, or a QCDQ clip of uint8 to 0..15
+    (-7, 7, (4, True)),          # a QCDQ clip of int8 to 4 signed bits
+    (-143, 112, None),           # uint8 with zero point 143: asymmetric
+    (0, 254, None),              # QONNX unsigned narrow: not a full unsigned range
+])
+def test_code_ranges(lo: int, hi: int, want: tuple[int, bool] | None) -> None:
+    from cimc.frontend.quantizers import FakeQuant
+
+    bits, signed, reason = FakeQuant("q", np.ones(1, np.float32), None, lo, hi, 8).cim_range()
+    assert ((bits, signed) if reason is None else None) == want

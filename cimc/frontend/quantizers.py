@@ -78,12 +78,21 @@ class FakeQuant:
     bits: int
     rounding: str = "ROUND"
     zero: int = 0
+    qonnx: bool = False
 
     def apply(self, x: np.ndarray) -> np.ndarray:
+        """The quantizer on a constant, in float32 as its definition computes it: ONNX rounds
+        ``x/s`` then adds ``z`` (so the codes clip at ``lo..hi``); QONNX (``qonnx``) clips
+        ``x/s + z`` to ``lo + z..hi + z`` and rounds after."""
         s = _along(self.step, self.axis, x.shape)
-        codes = np.divide(x.astype(np.float32), s, dtype=np.float32)
-        rounded = {"ROUND": np.rint, "FLOOR": np.floor, "CEIL": np.ceil}[self.rounding](codes)
-        return (np.clip(rounded, self.lo, self.hi) * s).astype(np.float32)
+        v = np.divide(x.astype(np.float32), s, dtype=np.float32)
+        rounding = {"ROUND": np.rint, "FLOOR": np.floor, "CEIL": np.ceil}[self.rounding]
+        if self.qonnx:
+            z = np.float32(self.zero)
+            codes = rounding(np.clip(v + z, self.lo + self.zero, self.hi + self.zero)) - z
+        else:
+            codes = np.clip(rounding(v), self.lo, self.hi)
+        return (codes * s).astype(np.float32)
 
     def cim_range(self) -> tuple[int, bool, str | None]:
         """``(bits, signed, None)`` when cimc's codes are this range (unsigned ``0..2^b − 1``, or
@@ -372,7 +381,8 @@ class _Rewriter:
             log.warning("node '%s': odd zero point %d; ties round as round(x/s + z)", node.name, z0)
         rank = source.ndim if source is not None else self._rank(node.input[0])
         axis = None if scale.size == 1 else _qonnx_axis(scale, source, rank)
-        return FakeQuant(node.name, scale.reshape(-1), axis, qmin - z0, qmax - z0, max(b, 2) if signed else b, mode)
+        return FakeQuant(node.name, scale.reshape(-1), axis, qmin - z0, qmax - z0, max(b, 2) if signed else b, mode,
+                         zero=z0, qonnx=True)
 
     # -- results --------------------------------------------------------------------------------------
     def _as_constant(self, node: onnx.NodeProto, value: np.ndarray, fq: FakeQuant) -> None:

@@ -9,6 +9,10 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
 
 * from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant.qat_metadata``), for the
   layers whose asked bits are their trained bits (the others are re-quantized, with a warning);
+* from a quantized (QDQ or QONNX) model's own quantizers (``graph.metadata["cimc.qdq"]``,
+  ``cimc.quant.imported``): its ``S_W`` and ``S_A`` where they fit (the same bits as asked, weights
+  still on the model's grid, sums exact on this macro), the ADC step calibrated on them; source
+  ``qdq``, ``qdq-weights`` or ``qdq-inputs``, the rest calibrated with a warning;
 * otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal, or LSQ's
   initialisation ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the
   calibration batch, signed narrow (``a_signed``) when the input went negative there;
