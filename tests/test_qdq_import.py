@@ -412,3 +412,18 @@ def test_code_ranges(lo: int, hi: int, want: tuple[int, bool] | None) -> None:
 
     bits, signed, reason = FakeQuant("q", np.ones(1, np.float32), None, lo, hi, 8).cim_range()
     assert ((bits, signed) if reason is None else None) == want
+
+
+def test_bits_that_do_not_fit_the_macro_are_requantized(caplog: pytest.LogCaptureFixture) -> None:
+    """16-bit weights and inputs would make sums beyond 2^24 on the paper macro: the layers are
+    re-quantized at the macro's bits, with a warning."""
+    model = int4_model(21)
+    for t in model.graph.initializer:
+        if t.name == "u4_zp":
+            t.CopyFrom(numpy_helper.from_array(np.zeros((), np.uint16), t.name))
+        if t.name in ("w1_q", "w2_q"):
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.int16) * 1000, t.name))
+    with caplog.at_level(logging.WARNING):
+        params = quantized(model, CompileOptions())
+    assert {(q.source, q.w_bits, q.a_bits) for q in params.values()} == {("calibration", 4, 4)}
+    assert "16-bit weights and 16-bit inputs do not fit macro 'paper'" in caplog.text
