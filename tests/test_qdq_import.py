@@ -427,3 +427,16 @@ def test_bits_that_do_not_fit_the_macro_are_requantized(caplog: pytest.LogCaptur
         params = quantized(model, CompileOptions())
     assert {(q.source, q.w_bits, q.a_bits) for q in params.values()} == {("calibration", 4, 4)}
     assert "16-bit weights and 16-bit inputs do not fit macro 'paper'" in caplog.text
+
+
+def test_output_dtype_without_zero_points() -> None:
+    """Opset 21: a QuantizeLinear with ``output_dtype`` int8 and no zero points (nor on its
+    DequantizeLinear) is a signed 8-bit quantizer."""
+    model = int4_model(21)
+    for node in model.graph.node:
+        if node.name in ("h_Q", "h_DQ"):
+            del node.input[2]
+        if node.name == "h_Q":
+            node.attribute.append(helper.make_attribute("output_dtype", TensorProto.INT8))
+    q = quantized(model, CompileOptions())["conv2"]
+    assert (q.source, q.a_bits, q.a_signed) == ("qdq", 8, True)

@@ -269,11 +269,7 @@ class _Rewriter:
     def _onnx_params(self, node: onnx.NodeProto, elem: int | None, rank: int | None) -> FakeQuant:
         scale = self.need(node, 1, "the scale").astype(np.float32)
         zp = self.const(node.input[2]) if len(node.input) > 2 else None
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if zp is not None:
-            elem = self.dtype(node.input[2])
-        elif elem is None:
-            elem = int(attrs.get("output_dtype", 0)) or TensorProto.UINT8
+        elem = self._elem(node, elem)
         if elem not in _INT_TYPES:
             name = TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else str(elem)
             raise UnsupportedError(f"node '{node.name}' ({node.op_type}): {name} quantization is not supported "
@@ -289,10 +285,22 @@ class _Rewriter:
         return FakeQuant(node.name, scale.reshape(-1), self._axis(node, scale, rank), qmin - z0, qmax - z0, bits,
                          zero=z0)
 
+    def _elem(self, node: onnx.NodeProto, given: int | None) -> int:
+        """The integer type: the zero point's, else ``given`` (a DequantizeLinear's input), else
+        QuantizeLinear's ``output_dtype`` (opset 21), else uint8."""
+        if len(node.input) > 2 and node.input[2]:
+            elem = self.dtype(node.input[2])
+            if elem is not None:
+                return elem
+        if given is not None:
+            return given
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        return int(attrs.get("output_dtype", 0)) or TensorProto.UINT8
+
     def _pair(self, q: onnx.NodeProto, clip: onnx.NodeProto | None, dq: onnx.NodeProto) -> FakeQuant:
         rank = self._rank(q.input[0])
         fq = self._onnx_params(q, None, rank)
-        back = self._onnx_params(dq, self.dtype(q.input[2]) if len(q.input) > 2 and q.input[2] else None, rank)
+        back = self._onnx_params(dq, self._elem(q, None), rank)
         if not (np.array_equal(fq.step, back.step) and fq.lo == back.lo and fq.axis == back.axis):
             raise UnsupportedError(f"nodes '{q.name}' and '{dq.name}': the QuantizeLinear and DequantizeLinear "
                                    "of a pair have different scales or zero points", hint=_HINT)
