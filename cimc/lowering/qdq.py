@@ -24,11 +24,19 @@ in ``model.cim.onnx``, so every partial sum stays an exact integer and the outpu
 for bit (under any onnxruntime graph optimisation level that keeps float semantics; checked
 with optimisations off and on in ``tests/test_qdq_export.py``). Digital ops are unchanged; the
 model is converted to ``opset`` (``onnx.version_converter``) first.
+
+*Real scales* (``weight_steps``, ``cimc export-qdq --scales real``; unsliced layers): the input
+codes dequantize to ``S_A·a`` (``L/input_codes`` then holds those values), the cells to
+``S_W·w`` (per axis 0, the conv's output channel ``s·Cout + o``), the partial sums are no longer
+rounded and quantize with ``S_ADC·S_W·S_A`` per channel. This is the usual QDQ reading of the
+layer, but the float32 convolution of real values is not exact: an ADC code whose ``p / S_ADC``
+lies at (or within rounding of) a tie ``k + ½`` may come out one code off. ``S_ADC`` is often a
+small integer, so exact ties are common (measured: 0 to 2.7 % of ADC codes, each off by 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cimc.build.directory import sha256
 from cimc.build.reader import read_build, read_bytes
+from cimc.documents.quant import Quant
 from cimc.errors import BuildError, PassError, UnsupportedError
 from cimc.frontend.onnx_export import EXPORT_OPSET
 
@@ -67,6 +76,25 @@ def read_cim_model(build: str | Path) -> onnx.ModelProto:
         raise BuildError(f"{CIM_FILE} is not a valid ONNX model: {exc}") from exc
 
 
+def read_weight_steps(build: str | Path) -> dict[str, np.ndarray]:
+    """``S_W`` of every unsliced layer of the build (``quant.json``, authenticated by the
+    manifest's sha256): the layers ``--scales real`` applies to."""
+    folder = read_build(build)
+    listed = folder.manifest.get("files")
+    path = folder.path / "quant.json"
+    if not isinstance(listed, dict) or "quant.json" not in listed or not path.is_file():
+        raise BuildError(f"{folder.path} has no quant.json")
+    data = read_bytes(path)
+    if sha256(data) != listed["quant.json"]:
+        raise BuildError("quant.json does not match the sha256 in the manifest", hint="run cimc validate")
+    try:
+        doc = Quant.model_validate_json(data)
+    except ValueError as exc:
+        raise BuildError(f"quant.json is not valid: {exc}") from exc
+    return {layer.node: np.asarray(layer.w_step, np.float32) for layer in doc.layers
+            if layer.w_slices == 1 and layer.a_slices == 1}
+
+
 def code_type(lo: int, hi: int, opset: int, what: str) -> tuple[int, bool]:
     """The smallest 8- or 16-bit integer type for the quantizer codes ``lo..hi`` at ``opset``
     and whether its range is exactly ``lo..hi`` (else a clip is needed). No 4-bit types here:
@@ -91,8 +119,10 @@ def cell_type(lo: int, hi: int, opset: int, what: str) -> int:
 class _Rewrite:
     """The quantizer and cell rewrites over one graph (module doc)."""
 
-    def __init__(self, model: onnx.ModelProto, opset: int) -> None:
+    def __init__(self, model: onnx.ModelProto, opset: int, weight_steps: Mapping[str, np.ndarray] | None) -> None:
         self.model, self.opset, self.graph = model, opset, model.graph
+        self.real = dict(weight_steps or {})  # layer → S_W: the "real" scales (module doc)
+        self.input_steps: dict[str, np.ndarray] = {}
         self.inits = {t.name: t for t in self.graph.initializer}
         self.producer = {o: n for n in self.graph.node for o in n.output}
         self.readers: dict[str, int] = {}
@@ -131,6 +161,10 @@ class _Rewrite:
                 out.extend(self._qdq(div.input[0], div.input[1], node))
                 self.quantizers += 1
                 continue
+            if node.op_type == "Round" and _layer_of(node.output[0], "bitlines_exact") in self.real:
+                out.append(helper.make_node("Identity", list(node.input), list(node.output), name=node.name,
+                                            doc_string="real scales: the partial sums are not integers"))
+                continue
             if node.op_type == "Cast" and node.input[0] in self.inits:
                 replaced = self._cells(node)
                 if replaced is not None:
@@ -144,6 +178,12 @@ class _Rewrite:
         kept = [t for t in self.graph.initializer if t.name in read]
         del self.graph.initializer[:]
         self.graph.initializer.extend(kept + [t for t in self.new_inits if t.name in read])
+
+    def _rank(self, tensor: str) -> int:
+        """Rank of a ``Reshape`` output (the partial sums), 5 when unknown."""
+        node = self.producer.get(tensor)
+        shape = self.value(node.input[1]) if node is not None and node.op_type == "Reshape" else None
+        return 5 if shape is None else int(shape.size)
 
     def _quantizer(self, clip: onnx.NodeProto) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
         """``(Div, Round)`` when ``clip`` is ``Clip(Round(Div(x, constant step)), lo, hi)``."""
@@ -166,7 +206,8 @@ class _Rewrite:
         step = self.value(step_name)
         lo, hi = (int(np.asarray(self.value(t)).reshape(())) for t in clip.input[1:3])
         assert step is not None
-        scale, axis, factors = _scale(step, out)
+        q_step, unit = self._real_steps(out, step, x)
+        scale, axis, factors = _scale(q_step, out)
         if factors is not None:
             scaled = self.fresh(f"{out}/ranged")
             yield helper.make_node("Mul", [x, self.const(f"{out}/range_factor", factors)], [scaled],
@@ -181,12 +222,28 @@ class _Rewrite:
         yield helper.make_node("QuantizeLinear", [x, self.const(f"{out}/scale", scale), q_zero], [codes],
                                name=self.fresh(f"{codes}:QuantizeLinear"), doc_string=clip.doc_string, **attrs)
         deq = out if exact else self.fresh(f"{out}/dq")
-        yield helper.make_node("DequantizeLinear", [codes, self.const(f"{out}/unit", np.float32(1)), zero], [deq],
+        yield helper.make_node("DequantizeLinear", [codes, self.const(f"{out}/unit", unit), zero], [deq],
                                name=self.fresh(f"{deq}:DequantizeLinear"))
-        if not exact:
-            yield helper.make_node("Clip", [deq, self.const(f"{out}/min", np.float32(lo)),
-                                            self.const(f"{out}/max", np.float32(hi))], [out],
+        if not exact:  # fl(c·unit) is monotonic in c: clipping the dequantized value clips the code
+            yield helper.make_node("Clip", [deq, self.const(f"{out}/min", np.float32(np.float32(lo) * unit)),
+                                            self.const(f"{out}/max", np.float32(np.float32(hi) * unit))], [out],
                                    name=self.fresh(f"{out}:Clip"))
+
+    def _real_steps(self, out: str, step: np.ndarray, x: str) -> tuple[np.ndarray, np.float32]:
+        """``(quantizer step, dequantization scale)``: ``(S, 1)`` on codes; with real scales the
+        input codes dequantize to ``S_A`` and the ADC quantizes ``S_ADC·S_W·S_A`` per channel."""
+        layer = _layer_of(out, "input_codes")
+        if layer in self.real:
+            self.input_steps[layer] = step
+            return step, np.float32(np.asarray(step, np.float32).reshape(-1)[0])
+        layer = _layer_of(out, "adc_codes")
+        if layer in self.real and layer in self.input_steps:
+            s_w = np.asarray(self.real[layer], np.float32).reshape(-1)
+            shape = [1, 1, -1] + [0] * (self._rank(x) - 3)  # partial sums (N, Seg, Cout[, Ho, Wo])
+            shape = [1 if d == 0 else d for d in shape]
+            s_a = np.float32(np.asarray(self.input_steps[layer], np.float32).reshape(-1)[0])
+            return (np.asarray(step, np.float32) * s_w.reshape(shape) * s_a).astype(np.float32), np.float32(1)
+        return step, np.float32(1)
 
     def _cells(self, cast: onnx.NodeProto) -> onnx.NodeProto | None:
         """``Cast<float>(integer codes)`` as ``DequantizeLinear(codes, 1)`` (int4 where they fit)."""
@@ -197,10 +254,25 @@ class _Rewrite:
         elem = cell_type(int(codes.min()), int(codes.max()), self.opset, f"cells '{cast.output[0]}'")
         np_type = helper.tensor_dtype_to_np_dtype(elem)
         stored = self.const(f"{cast.input[0]}/q", codes.astype(np_type))
+        layer = _layer_of(cast.output[0], "cells")
+        if layer in self.real:  # S_W per conv output channel s·Cout + o: per axis 0
+            s_w = np.asarray(self.real[layer], np.float32).reshape(-1)
+            scale = np.tile(s_w, codes.shape[0] // s_w.size) if s_w.size > 1 else s_w.reshape(())
+            zero = self.const(f"{cast.input[0]}/zero_point", np.zeros(scale.shape, np_type))
+            attrs: dict[str, Any] = {"axis": 0} if scale.ndim else {}
+            return helper.make_node("DequantizeLinear", [stored, self.const(f"{cast.input[0]}/scale", scale), zero],
+                                    [cast.output[0]], name=self.fresh(f"{cast.output[0]}:DequantizeLinear"),
+                                    doc_string="weights: cell codes times S_W", **attrs)
         zero = self.const(f"{cast.input[0]}/zero_point", np.zeros((), np_type))
         return helper.make_node("DequantizeLinear", [stored, self.const(f"{cast.input[0]}/unit", np.float32(1)), zero],
                                 [cast.output[0]], name=self.fresh(f"{cast.output[0]}:DequantizeLinear"),
                                 doc_string="cell codes (the macro computes on codes; S_W is in the output scale)")
+
+
+def _layer_of(tensor: str, field: str) -> str | None:
+    """``L`` for the tensor ``L/field`` of ``model.cim.onnx`` (``cimc.lowering.layer``)."""
+    suffix = f"/{field}"
+    return tensor[: -len(suffix)] if tensor.endswith(suffix) else None
 
 
 def _scale(step: np.ndarray, out: str) -> tuple[np.ndarray, int | None, np.ndarray | None]:
@@ -228,8 +300,10 @@ def _scale(step: np.ndarray, out: str) -> tuple[np.ndarray, int | None, np.ndarr
     return channel, 2, factors
 
 
-def qdq_model(cim: onnx.ModelProto, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """``cim`` (a ``model.cim.onnx``) as QDQ ONNX at ``opset`` (module doc)."""
+def qdq_model(cim: onnx.ModelProto, opset: int = DEFAULT_OPSET,
+              weight_steps: Mapping[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """``cim`` (a ``model.cim.onnx``) as QDQ ONNX at ``opset`` (module doc); ``weight_steps``
+    (layer → ``S_W``, unsliced layers only) asks for real scales."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise UnsupportedError(f"QDQ export at opset {opset}: cimc writes opsets {MIN_OPSET}..{MAX_OPSET}")
     from onnx import version_converter
@@ -240,7 +314,7 @@ def qdq_model(cim: onnx.ModelProto, opset: int = DEFAULT_OPSET) -> onnx.ModelPro
         raise UnsupportedError(f"model.cim.onnx cannot be converted to opset {opset}: {exc}",
                                hint="try another --opset") from exc
     model.ir_version = max(model.ir_version, 10 if opset >= 21 else 8)
-    rewrite = _Rewrite(model, opset)
+    rewrite = _Rewrite(model, opset, weight_steps)
     rewrite.run()
     if rewrite.quantizers == 0:
         raise BuildError("model.cim.onnx has no quantizers to export (not a cimc compiled model?)")
