@@ -291,7 +291,10 @@ def _with_w(edit: Callable[[onnx.TensorProto], None]) -> onnx.ModelProto:
     (lambda t: setattr(t, "raw_data", b"\0" * 1000), InvalidModelError, r"1000 bytes of raw data.*need 432"),
     (lambda t: (t.ClearField("raw_data"), t.float_data.extend([1.0] * 200)), InvalidModelError, "200 values"),
     (lambda t: setattr(t, "data_type", 77), InvalidModelError, "unknown data type 77"),
-    (lambda t: setattr(t, "data_type", onnx.TensorProto.INT4), UnsupportedError, "unsupported data type INT4"),
+    (lambda t: setattr(t, "data_type", onnx.TensorProto.FLOAT4E2M1), UnsupportedError,
+     "unsupported data type FLOAT4E2M1"),
+    (lambda t: setattr(t, "data_type", onnx.TensorProto.INT4), InvalidModelError,  # two 4-bit values a byte
+     r"432 bytes of raw data.*need 54"),
     (lambda t: t.dims.__setitem__(0, -4), InvalidModelError, "negative dim"),
 ])
 def test_tensor_data_checks(edit: Callable[[onnx.TensorProto], None], error: type[Exception], match: str) -> None:

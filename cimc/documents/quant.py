@@ -13,7 +13,7 @@ QUANT_FORMAT: Final = "cimc-quant"
 VERSION: Final = 1
 
 Fold = Literal["none", "activation", "adc"]
-Source = Literal["qat", "calibration"]
+Source = Literal["qat", "calibration", "qdq", "qdq-weights", "qdq-inputs"]
 Granularity = Literal["layer", "column", "mixed"]
 Positives = Annotated[list[Positive], Field(min_length=1)]
 
@@ -43,7 +43,8 @@ class QuantLayer(Document):
     node: str
     """Name of the IR node."""
     source: Source
-    """Where the steps came from: QAT or calibration."""
+    """Where the steps came from: QAT, calibration, or a quantized model's quantizers (``qdq``: weights
+    and inputs, ``qdq-weights`` / ``qdq-inputs``: one of them, the other calibrated)."""
     w_bits: Annotated[int, Field(ge=2, le=16)]
     """Weight bits (signed codes)."""
     a_bits: Bits

@@ -30,6 +30,7 @@ from cimc.frontend.proto_graph import (
     report,
     sort_nodes,
 )
+from cimc.frontend.quantizers import QDQ_KEY, import_quantizers
 from cimc.frontend.tensor_checks import check_tensors, check_values
 from cimc.ir import Graph, Node, TensorInfo, verify
 from cimc.ops import IDENTITY_OPS, op_table
@@ -46,12 +47,15 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     Every static tensor must fit ``max_tensor_bytes`` (checked on shapes, before folding or
     any other allocation); constant folding creates at most ``fold_budget`` elements a node."""
     model = _obtain(path_or_model, max_bytes, allow_external_outside)
-    prepare(model)
+    quant = prepare(model, max_tensor_bytes)
     model = normalize(model, input_shapes, in_place=True)  # the model is ours (loaded or copied)
     check_memory(model.graph, max_tensor_bytes)
     model = infer_shapes(fold_constants(model, budget=fold_budget, in_place=True), in_place=True)
     check_memory(model.graph, max_tensor_bytes)
     graph = to_ir(model)
+    graph.metadata.pop(QDQ_KEY, None)  # only the importer writes it (cimc.frontend.quantizers)
+    if quant is not None:
+        graph.metadata[QDQ_KEY] = quant
     check_values(graph)
     verify(graph)
     return graph
@@ -69,16 +73,19 @@ def _obtain(source: str | os.PathLike[str] | onnx.ModelProto, max_bytes: int,
     return model
 
 
-def prepare(model: onnx.ModelProto) -> None:
-    """Check the tensors' data, name and sort the nodes, reject unsupported ops early, run
-    the ONNX checker (in place)."""
+def prepare(model: onnx.ModelProto, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> str | None:
+    """Check the tensors' data, name and sort the nodes, import quantizers
+    (``cimc.frontend.quantizers``: their steps' document is returned), reject unsupported ops
+    early, run the ONNX checker (in place)."""
     check_tensors(model)
     name_nodes(model.graph)
     check_definitions(model.graph)
     sort_nodes(model.graph)
+    quant = import_quantizers(model, max_tensor_bytes)
     check_supported(model.graph, FOLDABLE)
     fill_output_shapes(model)
     check_model(model)
+    return quant
 
 
 # -- conversion ----------------------------------------------------------------------------

@@ -36,7 +36,9 @@ _LAYOUT: dict[int, tuple[int, str, int]] = {
     _T.BOOL: (1, "int32_data", 1), _T.COMPLEX64: (8, "float_data", 2), _T.COMPLEX128: (16, "double_data", 2),
     _T.FLOAT8E4M3FN: (1, "int32_data", 1), _T.FLOAT8E4M3FNUZ: (1, "int32_data", 1),
     _T.FLOAT8E5M2: (1, "int32_data", 1), _T.FLOAT8E5M2FNUZ: (1, "int32_data", 1),
+    _T.INT4: (1, "int32_data", 1), _T.UINT4: (1, "int32_data", 1),
 }
+_PACKED = frozenset({_T.INT4, _T.UINT4})
 
 
 def itemsize(dtype: int) -> int:
@@ -105,6 +107,8 @@ def check_tensor(tensor: onnx.TensorProto) -> None:
         error = InvalidModelError if kind == "unknown" else UnsupportedError
         raise error(f"tensor '{name}' has {kind} data type {_type_name(tensor.data_type)}")
     size, field, per = _LAYOUT[tensor.data_type]
+    if tensor.data_type in _PACKED:  # two 4-bit values a byte (and an int32_data entry)
+        count, size, per = (count + 1) // 2, 1, 1
     if tensor.HasField("raw_data"):
         _expect(name, len(tensor.raw_data), count * size, "bytes of raw data", tensor)
     else:

@@ -115,7 +115,8 @@ class QuantParams:
     ``w_step`` and ``adc_step`` have shape ``(1,)`` (per layer, the paper) or ``(Cout,)``
     (per output column, ColumnQuant); ``a_step`` is the step of the layer's input codes,
     which are unsigned ``[0, 2^a_bits − 1]`` unless ``a_signed`` (a model input that can be
-    negative), then narrow signed. ``source`` is ``"qat"`` or ``"calibration"``.
+    negative), then narrow signed. ``source`` is ``"qat"``, ``"calibration"`` or, for a quantized model
+    (``cimc.quant.imported``), ``"qdq"``, ``"qdq-weights"`` or ``"qdq-inputs"``.
 
     ``cell_bits`` / ``dac_bits`` are the widths of the macro's cells and DACs the codes are
     sliced into (``cimc.quant.slicing``): ``w_slices = ceil(w_bits / cell_bits)`` adjacent columns

@@ -9,6 +9,10 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
 
 * from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant.qat_metadata``), for the
   layers whose asked bits are their trained bits (the others are re-quantized, with a warning);
+* from a quantized (QDQ or QONNX) model's own quantizers (``graph.metadata["cimc.qdq"]``,
+  ``cimc.quant.imported``): its ``S_W`` and ``S_A`` where they fit (the same bits as asked, weights
+  still on the model's grid, sums exact on this macro), the ADC step calibrated on them; source
+  ``qdq``, ``qdq-weights`` or ``qdq-inputs``, the rest calibrated with a warning;
 * otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal, or LSQ's
   initialisation ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the
   calibration batch, signed narrow (``a_signed``) when the input went negative there;
@@ -45,8 +49,10 @@ from cimc.quant import numerics, slicing
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
 from cimc.quant.cim_layer import CimSpec, cim_spec
+from cimc.quant.imported import KEY as QDQ_KEY
+from cimc.quant.imported import Chosen, ImportedSteps, calibrated, imported_steps, parse_imported
 from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
-from cimc.quant.step_search import lsq_step, mse_step
+from cimc.quant.step_search import mse_step
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +159,40 @@ class Quantize(GraphPass):
 
     def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext) -> None:
         cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root, self.preprocess)
+        imported = self._imported(graph)
         with single_blas_thread():  # many small products: threads cost more than they give
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
             ctx.calibration_inputs = inputs
             for node in nodes:
-                bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro, self.default_bits)
-                node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
-                                             self.granularity, self.weight_method, ctx.macro))
+                node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
+
+    def _layer(self, graph: Graph, node: Node, x: np.ndarray, steps: ImportedSteps | None,
+               macro: MacroSpec) -> QuantParams:
+        """One layer calibrated, or with a quantized model's steps (``cimc.quant.imported``) when
+        they fit this macro; where they do not, re-quantized with a warning."""
+        asked = self.bits.get(node.name, LayerBits())
+        bits = asked.resolve(macro, self.default_bits)
+        spec = cim_spec(graph, node)
+        if steps is None:
+            return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro)
+        explicit = (asked.w_bits or self.default_bits.w_bits, asked.a_bits or self.default_bits.a_bits)
+        chosen = imported_steps(node.name, spec, x, steps, bits[:2], explicit, self.granularity, self.weight_method)
+        params = calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro, chosen)
+        trial = Node(node.name, node.op, node.inputs, node.outputs, dict(node.attrs))
+        trial.ann.update(node.ann)
+        trial.ann.put(params)
+        try:
+            check_bits(trial, macro)
+        except (UnsupportedError, MappingError) as exc:
+            log.warning("layer '%s': the model's %d-bit weights and %d-bit inputs do not fit macro '%s' (%s): "
+                        "re-quantizing at %d/%d bits", node.name, chosen.w_bits, chosen.a_bits, macro.name,
+                        exc.message, bits[0], bits[1])
+            return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro)
+        return params
+
+    def _imported(self, graph: Graph) -> dict[str, ImportedSteps]:
+        text = graph.metadata.get(QDQ_KEY)
+        return {} if text is None else parse_imported(text)
 
 
 def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParams:
@@ -191,23 +224,21 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
 
 
 def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], granularity: str,
-                    weight_method: str, macro: MacroSpec) -> QuantParams:
-    """Steps of one layer from its weights and calibration input ``x`` (module doc); the
-    ADC step from the partial sums of every slice's conversion."""
+                    weight_method: str, macro: MacroSpec, chosen: Chosen | None = None) -> QuantParams:
+    """Steps of one layer from its weights and calibration input ``x`` (module doc), or the
+    ``chosen`` weight and input steps (a quantized model's); the ADC step from the partial sums
+    of every slice's conversion."""
     w_bits, a_bits, adc_bits = bits
     widths = {"cell_bits": macro.cell_bits, "dac_bits": macro.dac_bits}
-    axis = 0 if granularity == "column" else None
-    w_step = (mse_step if weight_method == "mse" else lsq_step)(spec.weight, w_bits, True, axis)
-    signed = bool((x < 0).any())
-    a_step = float(mse_step(x, a_bits, signed)[0])
-    p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed, **widths)
-    adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(w_bits, macro.cell_bits) *
-                                    slicing.slice_count(a_bits, macro.dac_bits), axis == 0)
-    for arr in (w_step, adc_step, adc_shift):
+    c = chosen or calibrated(spec, x, w_bits, a_bits, granularity, weight_method)
+    p = partial_sums(spec, x, c.w_step, c.w_bits, c.a_step, c.a_bits, c.a_signed, **widths)
+    adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(c.w_bits, macro.cell_bits) *
+                                    slicing.slice_count(c.a_bits, macro.dac_bits), granularity == "column")
+    for arr in (c.w_step, adc_step, adc_shift):
         if arr is not None:
             arr.flags.writeable = False
-    return QuantParams(w_bits, a_bits, adc_bits, w_step, a_step, adc_step, signed, source="calibration", **widths,
-                       adc_shift=adc_shift)
+    return QuantParams(c.w_bits, c.a_bits, adc_bits, c.w_step, c.a_step, adc_step, c.a_signed, source=c.source,
+                       **widths, adc_shift=adc_shift)
 
 
 def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool) -> tuple[np.ndarray, np.ndarray | None]:
