@@ -5,8 +5,12 @@ everything else (CI does, in a fresh core-only environment)."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -20,3 +24,9 @@ def needs_torch(path: Path) -> bool:
 
 collect_ignore = [] if HAS_TORCH else [p.name for p in sorted(Path(__file__).parent.glob("test_*.py"))
                                        if needs_torch(p)]
+
+
+# Zoo exports are cached (cimc.models.cache): one fresh cache per test session, never the user's.
+_CACHE = tempfile.mkdtemp(prefix="cimc-test-zoo-cache-")
+os.environ["CIMC_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)

@@ -74,12 +74,17 @@ def shipped(name: str) -> Path | None:
 
 def export_onnx(name: str, path: str | os.PathLike[str], seed: int = 0, *, fresh: bool = False) -> None:
     """Write model ``name``, seeded with ``seed``, as a self-contained ONNX file: a copy of the
-    shipped file where there is one (seed 0, not ``fresh``), else exported with torch."""
-    from cimc.models import export
+    shipped file where there is one (seed 0, not ``fresh``), else exported with torch, through
+    the export cache (``cimc.models.cache``) unless ``fresh``."""
+    from cimc.models import cache, export
 
     copy = shipped(name) if seed == 0 and not fresh else None
     if copy is not None:
         shutil.copyfile(copy, path)
         return
-    model = build(name, seed=seed)
-    export.export_onnx(model, example_input(name, seed), path)
+    if fresh:
+        export.export_onnx(build(name, seed=seed), example_input(name, seed), path)
+        return
+    require("train", f"the zoo model '{name}'")
+    cache.cached_export(name, seed, Path(path),
+                        lambda target: export.export_onnx(build(name, seed=seed), example_input(name, seed), target))
