@@ -68,6 +68,7 @@ class CompileOptions:
     layer_bits: dict[str, dict[str, int]] | None = None
     eval_data: str | None = None
     eval_size: int | None = None
+    max_acc_drop: float = OPTIONS["max_acc_drop"].default
     data_root: str | None = None
     image_size: int | None = None
     mean: tuple[float, ...] | str | None = None  # text "0.5,0.5,0.5" is parsed on construction
@@ -207,8 +208,8 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     out = Path(out_dir)
     check_target(out, options.force)
     graph, source_info = load_source(source, options)
-    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
-                if options.eval_data else None)
+    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
+                          options.max_acc_drop) if options.eval_data else None)
     graph, ctx = compile_graph(graph, options)
     build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
                         quant_info(ctx), evaluate)

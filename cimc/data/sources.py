@@ -12,7 +12,8 @@ Grammar: ``SOURCE := NAME | PATH``.
   - an ``.npz`` file with arrays ``x`` and ``y`` (or ``inputs`` and ``labels``);
   - a folder holding ``x.npy`` and ``y.npy`` (or ``inputs.npy`` and ``labels.npy``);
   - a folder of other ``.npy`` files, or one ``.npy`` file: unlabelled inputs, stacked in name
-    order — calibration only (``load_inputs``); evaluation refuses them (no labels).
+    order — they calibrate (``load_inputs``); ``compile --eval`` measures on them only what
+    needs no labels (top-1 agreement and output SQNR, ``load_samples``); other commands refuse them.
 
 Split rule: a folder with a ``train/`` subfolder and a ``test/`` or ``val/`` subfolder is split
 explicitly: split ``train`` reads ``train/``, ``test`` reads ``test/`` (else ``val/``) and
@@ -53,19 +54,29 @@ def load_dataset(source: str | Path, split: str = "train", root: str | Path | No
     """The labelled ``split`` of ``source`` (module doc); ``root`` is the folder of ``cifar10``,
     ``shape`` the model's input shape (needed by images and ``synthetic``), ``n`` and ``seed``
     the size and seed of ``synthetic``."""
-    if split not in SPLITS:
-        raise UsageError(f"unknown split '{split}' ({', '.join(SPLITS)})")
-    if not is_path(source):
-        return load_builtin(str(source), split, root, shape=shape, n=n, seed=seed)
-    x, y, classes = _load_path(_existing(source), split, shape, preprocess)
-    if split == "val" and _carved(Path(source).expanduser()):
-        cut = val_part(Dataset("", x, y if y is not None else np.zeros(len(x), np.int64), classes))
-        x, y = cut.x, (cut.y if y is not None else None)
+    x, y, classes = load_samples(source, split, root, shape=shape, n=n, seed=seed, preprocess=preprocess)
     if y is None:
         raise UsageError(f"{source} holds unlabelled .npy inputs: they can calibrate (--calib) but not measure "
                          "accuracy", hint="pass an image folder (DIR/<class>/*.png), an .npz with x and y, "
                                           "or a folder with x.npy and y.npy")
     return Dataset(str(source), x, y, classes)
+
+
+def load_samples(source: str | Path, split: str = "train", root: str | Path | None = None, *,
+                 shape: tuple[int, ...] | None = None, n: int = 256, seed: int = 0,
+                 preprocess: Preprocess = DEFAULT) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(x, y, classes)`` of ``split`` of ``source`` as ``load_dataset`` reads them, but ``y``
+    is ``None`` (and ``classes`` 0) for unlabelled ``.npy`` inputs instead of an error."""
+    if split not in SPLITS:
+        raise UsageError(f"unknown split '{split}' ({', '.join(SPLITS)})")
+    if not is_path(source):
+        ds = load_builtin(str(source), split, root, shape=shape, n=n, seed=seed)
+        return ds.x, ds.y, ds.num_classes
+    x, y, classes = _load_path(_existing(source), split, shape, preprocess)
+    if split == "val" and _carved(Path(source).expanduser()):
+        cut = val_part(Dataset("", x, y if y is not None else np.zeros(len(x), np.int64), classes))
+        x, y = cut.x, (cut.y if y is not None else None)
+    return x, y, classes
 
 
 def load_inputs(source: str | Path, split: str = "train", root: str | Path | None = None, *,
