@@ -171,3 +171,32 @@ def test_no_shift_has_no_shift_source(tmp_path: Path, self_labelled: Path) -> No
     assert all(layer["shift_db"] is None and layer["dominant"] != "shift" for layer in acc["layers"])
     first = acc["layers"][0]
     assert first["sqnr_db"] == first["local_sqnr_db"]  # the first layer's input is the model's
+
+
+def test_compile_model_takes_python_batches_for_calib_and_eval(tmp_path: Path) -> None:
+    """Generators (read once) of ``(x, y)`` batches calibrate and evaluate like the named data set."""
+    test = load_dataset("digits", "test")
+    train = load_dataset("digits", "train")
+
+    def batches(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+        return ((x[i:i + 10], y[i:i + 10]) for i in range(0, len(x), 10))
+
+    options = CompileOptions(calib=batches(train.x, train.y), calib_size=16, eval_data=batches(test.x, test.y),
+                             eval_size=50, map_fc=True)
+    report = compile_model(MODEL, tmp_path / "py", options).report
+    named = compile_model(MODEL, tmp_path / "named", CompileOptions(calib="digits", calib_size=16, eval_data="digits",
+                                                                     eval_size=50, map_fc=True)).report
+    assert report["quantization"]["calibration"] == {"source": "python", "samples": 16}
+    assert report["quantization"]["layers"] == named["quantization"]["layers"]  # the same first 16 samples
+    assert {k: v for k, v in report["accuracy"].items() if k != "dataset"} == \
+        {k: v for k, v in named["accuracy"].items() if k != "dataset"}
+    assert report["accuracy"]["dataset"] == "python" and report["accuracy"]["labelled"]
+    manifest = json.loads((tmp_path / "py" / "manifest.json").read_text())
+    assert manifest["options"]["calib"] == "python"
+
+
+def test_mean_and_std_on_arrays_are_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                           self_labelled: Path) -> None:
+    with caplog.at_level("WARNING"):
+        compile_model(MODEL, tmp_path / "b", CompileOptions(calib=str(self_labelled), mean="0.5", std="2"))
+    assert "--mean, --std ignored for self.npz: only image folders are preprocessed" in caplog.text
