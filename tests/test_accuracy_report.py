@@ -27,7 +27,7 @@ from cimc.lowering.model import float_model, serialize
 from cimc.macro import PRESETS
 from cimc.quant import loss
 from cimc.quant.cim_layer import cim_spec
-from cimc.quant.reference import is_quantized_cim, run_layer
+from cimc.quant.reference import digital_op, is_quantized_cim, run_layer
 
 MODEL = "digits_cnn"
 SAMPLES = 120
@@ -154,6 +154,11 @@ def test_stages_are_the_compiled_layer_in_float_units(tmp_path: Path) -> None:
     x = load_dataset("digits", "test").x[:16]
     stages = loss.stage_outputs(x, first)
     assert list(stages) == ["float", "weights", "dac", "adc", "shift"]
+    conv = digital_op("Conv", [x, first.weight, first.bias], nodes[0].attrs)  # the float model's kernel
+    np.testing.assert_allclose(stages["float"], conv, rtol=1e-5, atol=1e-5)
+    step = first.q.w_step.reshape(-1, 1, 1, 1)
+    with_codes = digital_op("Conv", [x, first.codes() * step, first.bias], nodes[0].attrs)
+    np.testing.assert_allclose(stages["weights"], with_codes, rtol=1e-5, atol=1e-5)
     want = run_layer(x, first).outputs / np.float32(first.shift.gain)
     np.testing.assert_allclose(stages["shift"], want, rtol=1e-5, atol=1e-6)  # P·2^−k/gain + b vs (P·2^−k + b·gain)/gain
     a_step, _, _ = loss.true_steps(second)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cimc.ir.graph import Graph
+from cimc.ir.node import Node
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_generic, batch_safe, static_batch
 from cimc.quant.blas import single_blas_thread
@@ -47,10 +48,11 @@ from cimc.quant.cim_layer import CimSpec, cim_spec
 from cimc.quant.reference import (
     as_conv_input,
     digital_op,
+    im2col,
     is_quantized_cim,
     recombine,
     run_layer,
-    segment_sums,
+    segment_matmul,
     sliced_adc,
     sliced_sums,
 )
@@ -120,10 +122,18 @@ def stage_outputs(x: np.ndarray, spec: CimSpec) -> dict[str, np.ndarray]:
     a_step, adc_pre, exact = true_steps(spec)
     x4 = as_conv_input(np.asarray(x, dtype=np.float32), spec)
     codes = spec.codes()
-    out = {"float": segment_sums(x4, spec.weight, spec).sum(axis=1, dtype=np.float32) + _channels(spec.bias)}
+    cols, ho, wo = im2col(x4, spec)  # shared by the float and the weights stage
+
+    def conv(w: np.ndarray) -> np.ndarray:
+        """``conv(x, w)`` as ``(N, Cout, Ho, Wo)`` (the segments summed)."""
+        p = segment_matmul(cols, w, spec).sum(axis=1, dtype=np.float32)  # (G, M, Cout_g)
+        g = p.shape[0]
+        return np.ascontiguousarray(p.reshape(g, x4.shape[0], ho, wo, -1).transpose(1, 0, 4, 2, 3)) \
+            .reshape(x4.shape[0], spec.cout, ho, wo)
+
+    out = {"float": conv(spec.weight) + _channels(spec.bias)}
     w_scale = np.asarray(q.w_step, dtype=np.float32)
-    out["weights"] = numerics.layer_output(segment_sums(x4, codes, spec).sum(axis=1, dtype=np.float32),
-                                           w_scale, spec.bias)
+    out["weights"] = numerics.layer_output(conv(codes), w_scale, spec.bias)
     a_q = numerics.quantize(x4, a_step, q.a_bits, q.a_signed)
     p = sliced_sums(a_q, codes, spec)
     exact_weights = slicing.conversion_weights(spec.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits)
@@ -187,7 +197,7 @@ def layer_losses(graph: Graph, x: np.ndarray) -> list[LayerLoss]:
     return [tallies[name].result(name) for name in layers]
 
 
-def _run_chunk(generic: Graph, order: list, layers: dict[str, CimSpec], tallies: dict[str, _Tally],
+def _run_chunk(generic: Graph, order: list[Node], layers: dict[str, CimSpec], tallies: dict[str, _Tally],
                x: np.ndarray) -> None:
     """One chunk through both models (``layer_losses``), values freed once no node reads them."""
     fl: dict[str, np.ndarray] = dict(generic.initializers)
