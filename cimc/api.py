@@ -7,6 +7,11 @@
 pipeline is ``cimc.passes.pipelines.DEFAULT`` (after ``MORPH`` with a morph), changed by
 ``CompileOptions.passes``/``disable``/``stop_after``; each pass is built from the options
 (``GraphPass.from_options``).
+
+From Python, ``calib`` and ``eval_data`` also take data: a numpy array of inputs (``calib``),
+a ``Dataset``, or any iterable of ``(x, y)`` batches such as a torch ``DataLoader``
+(``cimc.data.batches``); calibration batches are read once, and the manifest records
+``calib = "python"``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from cimc.backend.macro import build_files
 from cimc.backend.quant_part import quant_info
 from cimc.build.directory import check_target, write_build
 from cimc.cost.model import ModelCost
+from cimc.data.batches import inputs_of
 from cimc.data.preprocess import Preprocess
 from cimc.errors import UsageError
 from cimc.evaluation import evaluator
@@ -39,6 +45,8 @@ if TYPE_CHECKING:
     from cimc.morph.planning import MorphOptions
 
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
+#: The manifest's ``calib`` of data given from Python (an array or batches, not a name or path).
+PYTHON_DATA = "python"
 
 
 @dataclass
@@ -59,15 +67,16 @@ class CompileOptions:
     allow_external_data_outside: bool = False
     granularity: str = OPTIONS["granularity"].default
     weight_method: str = OPTIONS["weight_method"].default
-    calib: str = OPTIONS["calib"].default
+    calib: str | Any = OPTIONS["calib"].default  # from Python also an array or an iterable of (x, y) batches
     calib_size: int = OPTIONS["calib_size"].default
     no_shift: bool = OPTIONS["no_shift"].default
     w_bits: int | None = None
     a_bits: int | None = None
     adc_bits: int | None = None
     layer_bits: dict[str, dict[str, int]] | None = None
-    eval_data: str | None = None
+    eval_data: str | Any | None = None  # from Python also a Dataset or an iterable of (x, y) batches
     eval_size: int | None = None
+    max_acc_drop: float = OPTIONS["max_acc_drop"].default
     data_root: str | None = None
     image_size: int | None = None
     mean: tuple[float, ...] | str | None = None  # text "0.5,0.5,0.5" is parsed on construction
@@ -83,6 +92,10 @@ class CompileOptions:
             if o.kind in (int, float, bool) or o.choices:
                 o.validate(getattr(self, o.name))
         pre = self.preprocess()  # checks image_size, mean and std
+        if isinstance(self.calib, Path):
+            self.calib = str(self.calib)
+        elif not isinstance(self.calib, str):  # read once: a generator cannot be read by both passes
+            self.calib = inputs_of(self.calib, self.calib_size)
         self.mean, self.std = pre.mean, pre.std
         for layer, entry in (self.layer_bits or {}).items():
             validate_bits(entry, f"bits of layer '{layer}'")
@@ -105,6 +118,8 @@ class CompileOptions:
         morph, and ``passes`` when the pipeline differs from the default one."""
         doc = {o.name: _record({} if o.kind is dict and value is None else value)
                for o in recorded() if (value := getattr(self, o.name)) is not None or o.kind is dict}
+        if not isinstance(self.calib, str):
+            doc["calib"] = PYTHON_DATA
         if self.morph is not None:
             doc["morph"] = _morph().morph_record(self.morph)
         names = self.pipeline()
@@ -207,8 +222,8 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     out = Path(out_dir)
     check_target(out, options.force)
     graph, source_info = load_source(source, options)
-    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
-                if options.eval_data else None)
+    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
+                          options.max_acc_drop) if options.eval_data is not None else None)
     graph, ctx = compile_graph(graph, options)
     build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
                         quant_info(ctx), evaluate)

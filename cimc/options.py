@@ -132,6 +132,9 @@ _DECLARED = (
     Option("eval_data", "--eval", str, "Data whose test split measures float vs compiled accuracy: a dataset "
            "name, an image folder or an .npz with x and y."),
     Option("eval_size", "--eval-size", int, "Evaluate on at most this many samples.", low=1),
+    Option("max_acc_drop", "--max-acc-drop", float, "Largest accuracy drop against the float model, in "
+           "top-1 percentage points: with --eval, compile warns above it and names the layers to blame.",
+           default=1.0, low=0.0, high=100.0),
     Option("data_root", "--data-root", str, "Folder of the dataset (CIFAR-10 python batches).", passes=_CALIB,
            path="folder"),
     Option("passes", "--passes", tuple, "Comma-separated passes to run instead of the default pipeline "

@@ -58,7 +58,7 @@ def digits_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Mod
             "--eval", "digits", "--map-fc"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["accuracy"]["samples"] == 360
+    assert json.loads(result.stdout)["accuracy"]["samples"] == 360
     return folder / "build", model
 
 

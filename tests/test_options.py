@@ -31,7 +31,7 @@ COMMANDS = {"compile": compile_cmd, "qat": qat_cmd, "morph": morph_cmd, "search"
             "emulate": emulate_cmd}
 BY_FLAG = {o.flag: o for o in OPTIONS.values()}
 #: A command's own default for a declared option (same type and range).
-OWN_DEFAULTS = {("search", "calib"): None, ("search", "calib_size"): 64}
+OWN_DEFAULTS = {("search", "calib"): None, ("search", "calib_size"): 64, ("search", "max_acc_drop"): 0.5}
 
 
 def _same_type(param: click.Option, o: Option) -> bool:

@@ -135,7 +135,7 @@ def test_cli_writes_files_and_bits_round_trip(digits_onnx: Path, tmp_path: Path)
                                str(out / "bits.json"), "--calib", "digits", "--calib-size", "32", "--no-shift",
                                "--eval", "digits", "--eval-size", str(EVAL)])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["accuracy"]["compiled_top1"] == doc["test"]["accuracy"] == search["test"]["accuracy"]
+    assert json.loads(res.stdout)["accuracy"]["compiled_top1"] == doc["test"]["accuracy"] == search["test"]["accuracy"]
     assert search["scored_split"] == "val" and doc["test"]["samples"] == EVAL
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     bits = json.loads((out / "bits.json").read_text())

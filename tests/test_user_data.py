@@ -203,13 +203,18 @@ def test_default_build_records_no_preprocessing(tmp_path: Path) -> None:
     assert not {"image_size", "mean", "std"} & set(options)
 
 
-def test_unlabelled_folder_calibrates_but_does_not_evaluate(tmp_path: Path) -> None:
+def test_unlabelled_folder_calibrates_and_measures_agreement_only(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     np.save(tmp_path / "raw" / "a.npy", np.random.default_rng(0).random((4, 3, 8, 8), dtype=np.float32))
     raw = str(tmp_path / "raw")
     code, out = invoke("compile", "tiny_cnn", "-o", str(tmp_path / "b"), "--calib", raw)
     assert code == 0, out
-    code, out = invoke("compile", "tiny_cnn", "-o", str(tmp_path / "c"), "--calib", raw, "--eval", raw)
+    code, out = invoke("--json", "compile", "tiny_cnn", "-o", str(tmp_path / "c"), "--calib", raw, "--eval", raw,
+                       "--max-acc-drop", "100")
+    assert code == 0, out
+    accuracy = json.loads(out)["accuracy"]
+    assert not accuracy["labelled"] and accuracy["compiled_top1"] is None and accuracy["samples"] == 4
+    code, out = invoke("emulate", str(tmp_path / "c"), "--data", raw)  # a top-1 accuracy needs labels
     assert code != 0 and "unlabelled" in out
 
 

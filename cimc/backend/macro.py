@@ -34,6 +34,10 @@ from cimc.ir.printer import format_graph
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 
+#: ``report.json["accuracy_unknown"]`` of a quantized build compiled without evaluation data.
+UNKNOWN = ("no evaluation data: the compiled model's accuracy was not measured (compile with --eval DATA for "
+           "float vs compiled top-1 and each layer's loss)")
+
 
 @dataclass(frozen=True)
 class BuildOutput:
@@ -45,10 +49,11 @@ class BuildOutput:
 
 def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
                 source: dict[str, Any], options: dict[str, Any], quant: dict[str, Any] | None = None,
-                evaluate: Callable[[bytes], Accuracy] | None = None) -> BuildOutput:
+                evaluate: Callable[[bytes, Graph], Accuracy] | None = None) -> BuildOutput:
     """All files of a build (manifest separate: its file hashes are added when written).
     A quantized graph also gets the files of ``cim_build`` (``quant``: the compile's
-    calibration facts; ``evaluate``: accuracy of ``model.cim.onnx`` for the report)."""
+    calibration facts; ``evaluate``: the accuracy of ``model.cim.onnx`` and of ``graph``'s
+    layers for the report; without it the report says the accuracy is unknown)."""
     cost = model_cost(graph, macro, bitline_budget)
     nodes = cim_nodes(graph)
     quantized = is_quantized(nodes)
@@ -59,7 +64,9 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
     if quantized:
         sections: dict[str, Any] = {"quantization": quantization_section(graph, nodes, quant or {})}
         if evaluate is not None:
-            sections["accuracy"] = evaluate(extra["model.cim.onnx"])
+            sections["accuracy"] = evaluate(extra["model.cim.onnx"], graph)
+        else:
+            sections["accuracy_unknown"] = UNKNOWN
         report = report.model_copy(update=sections)
     files = {
         "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),

@@ -4,8 +4,10 @@
 granularity, and per CIM layer its bits, steps (one value, or min and max over columns),
 shift ``k`` values, relative scale error ``|2^−k − s|/s``, where the remainder was folded, and
 the SQNR of the layer's output against the unshifted model (dB; ``"inf"`` when identical).
-``accuracy``: top-1 of the float model and of the compiled model on the same samples, and
-how often they agree — what the hardware numerics cost before any QAT.
+``accuracy``: top-1 of the float model and of the compiled model on the same samples (with
+labels), how often they agree, the output SQNR, per CIM layer its SQNR and loss by source
+(``cimc.evaluation``, ``cimc.quant.loss``) and the warning above the threshold — what the
+hardware numerics cost; without evaluation data, ``accuracy_unknown`` says why it is unknown.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from cimc.documents.base import Decibels
 from cimc.documents.quant import Source
-from cimc.documents.report import Calibration, Quantization, QuantRow, Report, Span
+from cimc.documents.report import Accuracy, Calibration, LayerLoss, Quantization, QuantRow, Report, Span
 from cimc.ir.annotations import Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -75,11 +77,7 @@ def quantization_markdown(doc: Report) -> str:
         lines += [_quant_row(layer) for layer in quant.layers]
         if quant.output_sqnr_db is not None:
             lines += ["", f"Model output SQNR, shifted vs exact scales: {quant.output_sqnr_db} dB."]
-    acc = doc.accuracy
-    if acc is not None:
-        lines += ["", "## Accuracy", "", f"On {acc.samples} {acc.dataset} {acc.split} samples: "
-                  f"float {100 * acc.float_top1:.2f}%, compiled {100 * acc.compiled_top1:.2f}% "
-                  f"(top-1 agreement {100 * acc.agreement:.2f}%)."]
+    lines += accuracy_markdown(doc)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -99,3 +97,43 @@ def quant_cells(layer: QuantRow) -> list[str]:
 
 def _quant_row(layer: QuantRow) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in quant_cells(layer)) + " |"
+
+
+LOSS_HEADERS = ("layer", "SQNR dB", "alone dB", "weights dB", "DAC dB", "ADC dB", "shift dB", "dominant")
+
+
+def _db_text(value: Decibels) -> str:
+    return "—" if value is None else value if isinstance(value, str) else f"{value:.1f}"
+
+
+def loss_cells(layer: LayerLoss) -> list[str]:
+    """One layer's row of the loss table (``LOSS_HEADERS``)."""
+    return [layer.name, *(_db_text(v) for v in (layer.sqnr_db, layer.local_sqnr_db, layer.weights_db, layer.dac_db,
+                                                layer.adc_db, layer.shift_db)), layer.dominant]
+
+
+def accuracy_lines(acc: Accuracy) -> list[str]:
+    """The accuracy summary in words: top-1 (with labels), agreement and output SQNR."""
+    where = f"On {acc.samples} {acc.dataset} {acc.split} samples"
+    sqnr = f"output SQNR {_db_text(acc.output_sqnr_db)} dB"
+    if acc.float_top1 is None or acc.compiled_top1 is None:
+        return [f"{where} (no labels): top-1 agreement {100 * acc.agreement:.2f}%, {sqnr}."]
+    return [f"{where}: float {100 * acc.float_top1:.2f}%, compiled {100 * acc.compiled_top1:.2f}% "
+            f"(drop {acc.drop:.2f} points; top-1 agreement {100 * acc.agreement:.2f}%, {sqnr})."]
+
+
+def accuracy_markdown(doc: Report) -> list[str]:
+    """``## Accuracy``: the summary, the per-layer loss table and the warning — or that the
+    accuracy is unknown."""
+    acc = doc.accuracy
+    if acc is None:
+        return [] if doc.accuracy_unknown is None else ["", "## Accuracy", "", f"Unknown: {doc.accuracy_unknown}."]
+    lines = ["", "## Accuracy", "", *accuracy_lines(acc)]
+    if acc.warning is not None:
+        lines += ["", f"**Warning**: {acc.warning}."]
+    if acc.layers:
+        lines += ["", f"Per layer, on {acc.layer_samples} samples: SQNR of its output against the float model "
+                      "(end to end, and the layer alone on the float input) and the alone loss by source.", "",
+                  "| " + " | ".join(LOSS_HEADERS) + " |", "|" + "---|" * len(LOSS_HEADERS)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in loss_cells(layer)) + " |" for layer in acc.layers]
+    return lines

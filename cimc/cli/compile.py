@@ -57,8 +57,12 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                              disable=disable, stop_after=stop_after)
     if state.as_json:
         result = compile_model(source, output, options)
+        accuracy = result.report.get("accuracy")
         click.echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
-                               "accuracy": result.report.get("accuracy")}, sort_keys=True))
+                               "accuracy": accuracy, "accuracy_unknown": result.report.get("accuracy_unknown")},
+                              sort_keys=True))
+        if accuracy is not None and accuracy.get("warning"):
+            click.echo(f"warning: {accuracy['warning']}", err=True)  # never missed, even under --json
         return
     from rich.console import Console
 

@@ -52,7 +52,7 @@ def read_bits(path: Path | None) -> dict[str, dict[str, int]] | None:
 
 
 def print_quant(report: dict[str, Any]) -> None:
-    """The quantization table and the accuracy line, on the console."""
+    """The quantization table and the accuracy section (``print_accuracy``), on the console."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -70,7 +70,32 @@ def print_quant(report: dict[str, Any]) -> None:
             cells = quant_cells(QuantRow.model_validate(layer))  # the report cimc just wrote
             table.add_row(escape(safe_name(cells[0])), *(escape(cell) for cell in cells[1:]))  # names from the model
         console.print(table)
-    acc = report.get("accuracy")
-    if acc is not None:
-        console.print(f"• accuracy on {acc['samples']} {acc['dataset']} {acc['split']} samples: float "
-                      f"{100 * acc['float_top1']:.2f}%, compiled {100 * acc['compiled_top1']:.2f}%")
+    print_accuracy(report, console)
+
+
+def print_accuracy(report: dict[str, Any], console: Any) -> None:
+    """The per-layer loss table, the accuracy line and the warning (bold, on the console), or
+    that the accuracy is unknown."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cimc.backend.quant_report import LOSS_HEADERS, accuracy_lines, loss_cells
+    from cimc.documents.report import Accuracy
+    from cimc.safe_text import safe_name
+
+    if report.get("accuracy_unknown"):
+        console.print(f"• accuracy unknown: {escape(report['accuracy_unknown'])}")
+    if report.get("accuracy") is None:
+        return
+    acc = Accuracy.model_validate(report["accuracy"])  # the report cimc just wrote
+    if acc.layers:
+        table = Table(title=f"loss per layer ({acc.layer_samples} samples; 'alone': on the float model's input)")
+        for header in LOSS_HEADERS:
+            table.add_column(header, justify="left" if header in ("layer", "dominant") else "right")
+        for layer in acc.layers:
+            cells = loss_cells(layer)
+            table.add_row(escape(safe_name(cells[0])), *cells[1:])
+        console.print(table)
+    console.print("• " + escape(accuracy_lines(acc)[0]))
+    if acc.warning is not None:
+        console.print(f"[bold yellow]warning:[/] {escape(acc.warning)}")

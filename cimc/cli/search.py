@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 @click.option("--objective", type=click.Choice(["latency", "computing", "conversions"]), default="latency",
               show_default=True, help="Cycles per inference (compute + weight loading), compute cycles, or ADC "
                                       "conversions.")
-@click.option("--max-acc-drop", type=click.FloatRange(min=0), default=0.5, show_default=True,
-              help="Largest accuracy drop against the float model, in percentage points.")
+@declared("max_acc_drop", default=0.5, help="Largest accuracy drop against the float model, in percentage points.")
 @click.option("--strategy", type=click.Choice(["rl", "greedy"]), default="greedy", show_default=True)
 @click.option("--agent", type=click.Choice(["ddpg", "ppo"]), default="ddpg", show_default=True, help="RL agent.")
 @click.option("--episodes", type=click.IntRange(min=1), default=40, show_default=True, help="RL episodes.")

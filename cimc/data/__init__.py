@@ -12,7 +12,7 @@
 from cimc.data import batches
 from cimc.data.builtin import CIFAR_MEAN, CIFAR_STD, NAMES, Dataset, load_npy_folder, synthetic
 from cimc.data.preprocess import DEFAULT, Preprocess
-from cimc.data.sources import SPLITS, is_path, load_dataset, load_inputs
+from cimc.data.sources import SPLITS, is_path, load_dataset, load_inputs, load_samples
 
 __all__ = [
            "CIFAR_MEAN",
@@ -27,5 +27,6 @@ __all__ = [
            "load_dataset",
            "load_inputs",
            "load_npy_folder",
+           "load_samples",
            "synthetic",
 ]

@@ -12,7 +12,8 @@ Grammar: ``SOURCE := NAME | PATH``.
   - an ``.npz`` file with arrays ``x`` and ``y`` (or ``inputs`` and ``labels``);
   - a folder holding ``x.npy`` and ``y.npy`` (or ``inputs.npy`` and ``labels.npy``);
   - a folder of other ``.npy`` files, or one ``.npy`` file: unlabelled inputs, stacked in name
-    order — calibration only (``load_inputs``); evaluation refuses them (no labels).
+    order — they calibrate (``load_inputs``); ``compile --eval`` measures on them only what
+    needs no labels (top-1 agreement and output SQNR, ``load_samples``); other commands refuse them.
 
 Split rule: a folder with a ``train/`` subfolder and a ``test/`` or ``val/`` subfolder is split
 explicitly: split ``train`` reads ``train/``, ``test`` reads ``test/`` (else ``val/``) and
@@ -28,6 +29,7 @@ are; only images are preprocessed.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,10 @@ from cimc.data.files import entries, inside, load_arrays
 from cimc.data.images import class_folders, is_image_folder, load_image_folder
 from cimc.data.preprocess import DEFAULT, Preprocess
 from cimc.errors import UsageError
+from cimc.safe_text import safe_name
+
+log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, Preprocess]] = set()
 
 SPLITS = ("train", "val", "test")
 PAIRS = (("x", "y"), ("inputs", "labels"))
@@ -53,14 +59,7 @@ def load_dataset(source: str | Path, split: str = "train", root: str | Path | No
     """The labelled ``split`` of ``source`` (module doc); ``root`` is the folder of ``cifar10``,
     ``shape`` the model's input shape (needed by images and ``synthetic``), ``n`` and ``seed``
     the size and seed of ``synthetic``."""
-    if split not in SPLITS:
-        raise UsageError(f"unknown split '{split}' ({', '.join(SPLITS)})")
-    if not is_path(source):
-        return load_builtin(str(source), split, root, shape=shape, n=n, seed=seed)
-    x, y, classes = _load_path(_existing(source), split, shape, preprocess)
-    if split == "val" and _carved(Path(source).expanduser()):
-        cut = val_part(Dataset("", x, y if y is not None else np.zeros(len(x), np.int64), classes))
-        x, y = cut.x, (cut.y if y is not None else None)
+    x, y, classes = load_samples(source, split, root, shape=shape, n=n, seed=seed, preprocess=preprocess)
     if y is None:
         raise UsageError(f"{source} holds unlabelled .npy inputs: they can calibrate (--calib) but not measure "
                          "accuracy", hint="pass an image folder (DIR/<class>/*.png), an .npz with x and y, "
@@ -68,10 +67,29 @@ def load_dataset(source: str | Path, split: str = "train", root: str | Path | No
     return Dataset(str(source), x, y, classes)
 
 
+def load_samples(source: str | Path, split: str = "train", root: str | Path | None = None, *,
+                 shape: tuple[int, ...] | None = None, n: int = 256, seed: int = 0,
+                 preprocess: Preprocess = DEFAULT) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(x, y, classes)`` of ``split`` of ``source`` as ``load_dataset`` reads them, but ``y``
+    is ``None`` (and ``classes`` 0) for unlabelled ``.npy`` inputs instead of an error."""
+    if split not in SPLITS:
+        raise UsageError(f"unknown split '{split}' ({', '.join(SPLITS)})")
+    if not is_path(source):
+        ds = load_builtin(str(source), split, root, shape=shape, n=n, seed=seed)
+        warn_unused(preprocess, str(source))
+        return ds.x, ds.y, ds.num_classes
+    x, y, classes = _load_path(_existing(source), split, shape, preprocess)
+    if split == "val" and _carved(Path(source).expanduser()):
+        cut = val_part(Dataset("", x, y if y is not None else np.zeros(len(x), np.int64), classes))
+        x, y = cut.x, (cut.y if y is not None else None)
+    return x, y, classes
+
+
 def load_inputs(source: str | Path, split: str = "train", root: str | Path | None = None, *,
                 shape: tuple[int, ...], n: int = 256, seed: int = 0, preprocess: Preprocess = DEFAULT) -> np.ndarray:
     """The inputs of ``split`` of ``source``, labelled or not (calibration; module doc)."""
     if not is_path(source):
+        warn_unused(preprocess, str(source))
         return load_builtin(str(source), split, root, shape=shape, n=n, seed=seed).x
     x = _load_path(_existing(source), split, shape, preprocess)[0]
     if split == "val" and _carved(Path(source).expanduser()):
@@ -118,6 +136,7 @@ def has_splits(source: str | Path) -> bool:
 def _load_path(path: Path, split: str, shape: tuple[int, ...] | None,
                pre: Preprocess) -> tuple[np.ndarray, np.ndarray | None, int]:
     if path.is_file():
+        warn_unused(pre, path.name)
         return _labelled(load_arrays(path, path.parent), str(path), single=path.suffix.lower() == ".npy")
     folder, splits = split_folder(path, split)
     if is_image_folder(folder, path):
@@ -126,6 +145,7 @@ def _load_path(path: Path, split: str, shape: tuple[int, ...] | None,
         classes = sorted({d.name for s in (splits or [folder]) for d in class_folders(s, path)})
         x, y, count = load_image_folder(folder, path, shape, pre, classes)
         return _shuffled(x, y, count)
+    warn_unused(pre, path.name)
     files = {p.name.lower(): p for p in entries(folder, path) if p.suffix.lower() in (".npy", ".npz")}
     for xs, ys in PAIRS:
         if f"{xs}.npy" in files and f"{ys}.npy" in files:
@@ -136,6 +156,16 @@ def _load_path(path: Path, split: str, shape: tuple[int, ...] | None,
         return _inputs([load_arrays(p, path)[""] for p in npy], shape, str(folder)), None, 0
     raise UsageError(f"{folder} holds no dataset", hint="an image folder (DIR/<class>/*.png), x.npy and y.npy, "
                                                        "or .npy inputs")
+
+
+def warn_unused(pre: Preprocess, name: str) -> None:
+    """A warning (once per data set and preprocessing) that ``--image-size``/``--mean``/``--std``
+    are ignored: only images are preprocessed, arrays and built-in data sets are taken as they are."""
+    given = [f"--{flag.replace('_', '-')}" for flag in ("image_size", "mean", "std") if getattr(pre, flag) is not None]
+    if given and (name, pre) not in _WARNED:
+        _WARNED.add((name, pre))
+        log.warning("%s ignored for %s: only image folders are preprocessed; arrays and built-in data sets are "
+                    "taken as they are", ", ".join(given), safe_name(name))
 
 
 def _labelled(arrays: dict[str, np.ndarray], where: str, single: bool) -> tuple[np.ndarray, np.ndarray | None, int]:

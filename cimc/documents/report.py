@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import ConfigDict
 
-from cimc.documents.base import Absent, Bits, Count, Decibels, Document, Fraction, NonNegative, Positive, Size
+from cimc.documents.base import Absent, Bits, Count, Decibels, Document, Fraction, NonNegative, Positive, Real, Size
 from cimc.documents.macro import MacroDoc
 from cimc.documents.quant import Fold, Source
 
@@ -162,8 +162,37 @@ class Quantization(Document):
     """One row per CIM layer."""
 
 
+#: A source of quantization loss, in the order the hardware applies them.
+LossSource = Literal["weights", "dac", "adc", "shift"]
+
+
+class LayerLoss(Document):
+    """The SQNR of one CIM layer's output against the float model, and its own loss split by
+    source (``cimc.quant.loss``): each source switched on in the hardware's order, its noise the
+    change it makes."""
+
+    name: str
+    """Name of the IR node."""
+    sqnr_db: Decibels
+    """End to end: the compiled model's output of this layer against the float model's (dB)."""
+    local_sqnr_db: Decibels
+    """This layer alone, fed the float model's input, every source on (dB)."""
+    weights_db: Decibels
+    """Loss of the weight codes alone (dB)."""
+    dac_db: Decibels
+    """Loss of the input (DAC) codes (dB)."""
+    adc_db: Decibels
+    """Loss of the ADC codes of the partial sums, at the calibrated step (dB)."""
+    shift_db: Decibels
+    """Loss of the power-of-two shift, an ADC fold included (dB; ``null`` without a shift)."""
+    dominant: LossSource
+    """The source of the lowest SQNR."""
+
+
 class Accuracy(Document):
-    """Top-1 of the float and the compiled model on the same samples."""
+    """Float vs compiled model on the same samples: top-1 of each (with labels), how often their
+    top-1 agree, the SQNR of the output, per layer the loss by source, and the warning when the
+    drop exceeds the threshold."""
 
     dataset: str
     """Evaluation data set."""
@@ -171,12 +200,27 @@ class Accuracy(Document):
     """Its split."""
     samples: Size
     """Samples evaluated."""
-    float_top1: Fraction
-    """Top-1 accuracy of the float model."""
-    compiled_top1: Fraction
-    """Top-1 accuracy of ``model.cim.onnx``."""
+    labelled: bool
+    """Whether the samples have labels (else only agreement and SQNR are measured)."""
+    float_top1: Fraction | None
+    """Top-1 accuracy of the float model (``null`` without labels)."""
+    compiled_top1: Fraction | None
+    """Top-1 accuracy of ``model.cim.onnx`` (``null`` without labels)."""
     agreement: Fraction
     """How often the two models' top-1 agree."""
+    output_sqnr_db: Decibels
+    """SQNR of the compiled model's output against the float model's (dB)."""
+    drop: Real | None
+    """Float minus compiled top-1, in percentage points (``null`` without labels)."""
+    max_drop: NonNegative
+    """The threshold of the warning, in percentage points (``--max-acc-drop``)."""
+    layer_samples: Count
+    """Samples of the per-layer measurement (0: not measured)."""
+    layers: list[LayerLoss]
+    """One row per CIM layer (empty when not measured)."""
+    warning: str | None
+    """Why and where accuracy is lost, with the fix, when the drop (without labels: the
+    disagreement) exceeds ``max_drop``; ``null`` otherwise."""
 
 
 class Report(Document):
@@ -200,3 +244,5 @@ class Report(Document):
     """Quantization section (quantized builds)."""
     accuracy: Accuracy | Absent = None
     """Accuracy section (with evaluation data)."""
+    accuracy_unknown: str | Absent = None
+    """Why the accuracy is unknown (a quantized build compiled without evaluation data)."""

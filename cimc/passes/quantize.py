@@ -216,7 +216,8 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
                       preprocess: Preprocess = DEFAULT_PREPROCESS) -> Calibration:
     """The calibration batch, loaded once per compile and shared through ``ctx.calibration``."""
     cached = ctx.calibration
-    if cached is not None and cached.source == source and cached.size >= size:
+    label = source if isinstance(source, str) else "python"  # an array given from Python (``CompileOptions``)
+    if cached is not None and cached.source == label and cached.size >= size:
         return cached
     cal = load_feeds(graph, source, size, root=root, preprocess=preprocess)
     ctx.calibration = cal

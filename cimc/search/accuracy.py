@@ -6,7 +6,9 @@ scales exact as with ``--no-shift``) over the evaluation samples. The quantizati
 layer comes from ``passes.quantize.calibrate_layer`` on the float inputs of the layer over the
 calibration batch, exactly as the quantize pass computes it, and is cached per
 ``(layer, w_bits, a_bits, adc_bits)``: a configuration that reuses a layer's bits reuses its
-steps.
+steps. A model trained by ``cimc qat`` (``metadata["cimc.quant"]``) keeps its trained steps
+wherever a configuration gives a layer the bits it was trained at, as ``cimc compile`` does
+(``qat_params``); other bits are calibrated.
 
 The search scores configurations on the ``val`` split (``build_proxy``) and reports the
 chosen one on the ``test`` split (``held_out``), which it never scores on (the split rule of
@@ -29,14 +31,15 @@ import numpy as np
 from cimc.data.preprocess import DEFAULT, Preprocess
 from cimc.data.sources import has_splits
 from cimc.evaluation import evaluation_set, top1
-from cimc.ir.annotations import QuantParams
+from cimc.ir.annotations import CimLayer, QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
-from cimc.passes.quantize import calibrate_layer
+from cimc.passes.quantize import calibrate_layer, with_macro_widths
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import collect_inputs, load_feeds
 from cimc.quant.cim_layer import cim_spec
+from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
 from cimc.quant.reference import run_compiled
 from cimc.search.latency import with_quant
 from cimc.search.space import Config, LayerChoice
@@ -64,6 +67,7 @@ class AccuracyProxy:
     granularity: str = "layer"
     weight_method: str = "mse"
     float_pred: np.ndarray = field(init=False)
+    qat: dict[str, QuantParams] = field(default_factory=dict)  # trained steps per layer (``qat_params``)
     _quant: dict[tuple[str, LayerChoice], QuantParams] = field(default_factory=dict, repr=False)
     _scores: dict[Config, Score] = field(default_factory=dict, repr=False)
 
@@ -76,6 +80,10 @@ class AccuracyProxy:
         return float((self.float_pred == self.y).mean()) if self.metric == "accuracy" else 1.0
 
     def quant(self, name: str, bits: LayerChoice) -> QuantParams:
+        """The layer's QAT steps at the bits it was trained at, else calibrated steps (cached)."""
+        trained = self.qat.get(name)
+        if trained is not None and (trained.w_bits, trained.a_bits, trained.adc_bits) == bits:
+            return trained
         key = (name, bits)
         if key not in self._quant:
             with single_blas_thread():
@@ -114,7 +122,20 @@ def build_proxy(graph: Graph, macro: MacroSpec, data: str | Path | object, *, ev
     with single_blas_thread():
         inputs = collect_inputs(graph, feeds, [n.name for n in cim_nodes(graph)])
     return AccuracyProxy(graph, macro, ds.x, ds.y, inputs, "agreement" if _is_synthetic(data) else "accuracy",
-                         granularity, weight_method)
+                         granularity, weight_method, qat_params(graph, macro))
+
+
+def qat_params(graph: Graph, macro: MacroSpec) -> dict[str, QuantParams]:
+    """The trained ``QuantParams`` of the CIM layers of a model that ``cimc qat`` trained (its
+    ``metadata["cimc.quant"]``, checked as the quantize pass checks it, on this macro's cells
+    and DACs); empty for any other model."""
+    text = graph.metadata.get(KEY)
+    if text is None:
+        return {}
+    nodes = cim_nodes(graph)
+    couts = {n.name: n.ann[CimLayer].cout for n in nodes}
+    check_layer_names(text, {n.name: n.op for n in graph.nodes}, couts)
+    return {name: with_macro_widths(name, q, macro) for name, q in parse_qat(text, couts).items()}
 
 
 def held_out(proxy: AccuracyProxy, graph: Graph, data: str | Path | object, *, eval_size: int | None,
@@ -126,7 +147,7 @@ def held_out(proxy: AccuracyProxy, graph: Graph, data: str | Path | object, *, e
         return None
     ds = evaluation_set(graph, data, eval_size, data_root, preprocess, split="test")
     test = AccuracyProxy(proxy.graph, proxy.macro, ds.x, ds.y, proxy.inputs, proxy.metric, proxy.granularity,
-                         proxy.weight_method)
+                         proxy.weight_method, proxy.qat)
     test._quant = proxy._quant  # one calibration per (layer, bits), shared
     return test
 

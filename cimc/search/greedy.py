@@ -1,6 +1,8 @@
 """Sensitivity-driven greedy search (the baseline of ``cimc search --strategy greedy``).
 
-Start from the widest configuration (every layer at the largest weight and input bits). A
+Start from the widest configuration (every layer at the largest weight and input bits) or, for a
+model trained by ``cimc qat``, from the bits it was trained at with its trained steps
+(``SearchProblem.start``). A
 *move* lowers one layer's weight or input bits to the widest candidate below the current one
 that makes the objective strictly smaller (with bit slicing the cost falls in steps, so bits
 between two steps gain nothing and are skipped). One round:
@@ -82,7 +84,7 @@ def greedy_search(problem: SearchProblem, max_evals: int | None = None) -> Point
 
 
 def _descend(problem: SearchProblem, max_evals: int | None) -> Point:
-    current = problem.evaluate(problem.space.widest(), "greedy start")
+    current = problem.first("greedy")
     while True:
         candidates = moves(problem, current.config)
         if not candidates or _spent(problem, max_evals):

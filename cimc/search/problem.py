@@ -52,6 +52,7 @@ class SearchProblem:
     proxy: AccuracyProxy
     max_drop: float
     test: AccuracyProxy | None = None  # the held-out test split: reported, never scored
+    start: Config | None = None  # a QAT model's trained bits (``qat_start``): where the search starts
     history: list[Point] = field(default_factory=list)
     progress: Callable[[Point], None] | None = field(default=None, repr=False)
     _points: dict[Config, Point] = field(default_factory=dict, repr=False)
@@ -71,6 +72,12 @@ class SearchProblem:
             self.progress(point)
         log.debug("%s: latency %d, metric %.4f, drop %.2f pp", origin, point.latency, point.metric, drop)
         return point
+
+    def first(self, strategy: str) -> Point:
+        """The starting point: the QAT model's trained configuration (``start``), else the widest."""
+        if self.start is not None:
+            return self.evaluate(self.start, f"{strategy} start (qat)")
+        return self.evaluate(self.space.widest(), f"{strategy} start")
 
     def uniform(self, w_bits: int, a_bits: int) -> Point:
         return self.evaluate(self.space.uniform(w_bits, a_bits), f"uniform {w_bits}/{a_bits}")
@@ -111,4 +118,23 @@ def build_problem(source: str | Path, spec: ProblemSpec) -> SearchProblem:
     if test is None:
         log.warning("the search data has no separate test split: the chosen configuration is reported on the "
                     "samples it was scored on (use a folder with train/, val/ and test/ subfolders)")
-    return SearchProblem(space, latency, proxy, spec.max_drop, test)
+    return SearchProblem(space, latency, proxy, spec.max_drop, test, start=qat_start(space, proxy.qat))
+
+
+def qat_start(space: SearchSpace, qat: dict[str, Any]) -> Config | None:
+    """The configuration a QAT model was trained at — each layer at its trained bits, a layer
+    without QAT steps at the widest candidates — when every trained width is a candidate of the
+    space; ``None`` for a model without QAT steps (or when a width is not a candidate, with a warning)."""
+    if not qat:
+        return None
+    widest = space.widest()[0]
+    config = tuple((q.w_bits, q.a_bits, q.adc_bits) if (q := qat.get(name)) is not None else widest
+                   for name in space.layers)
+    outside = [f"{name} {w}/{a}/{c}" for name, (w, a, c) in zip(space.layers, config, strict=True)
+               if w not in space.w_choices or a not in space.a_choices or c not in space.adc_choices]
+    if outside:
+        log.warning("the QAT bits of %s are not among the candidates: the search starts from the widest "
+                    "configuration (add them to --w-choices/--a-choices/--adc-choices to start from them)",
+                    ", ".join(outside[:5]))
+        return None
+    return config

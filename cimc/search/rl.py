@@ -65,6 +65,8 @@ def rl_search(problem: SearchProblem, episodes: int = 40, seed: int = 0, agent: 
         raise UsageError("the RL strategy needs gymnasium and stable-baselines3",
                          hint="pip install 'cimc[search]', or use --strategy greedy") from exc
     problem.evaluate(problem.space.widest(), "rl reference")
+    if problem.start is not None:  # a QAT model: its trained bits and steps are a candidate too
+        problem.first("rl")
     env = BitAllocationEnv(problem, origin=f"rl {agent}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
