@@ -78,3 +78,30 @@ def test_hoist_global_flags_stops_at_double_dash() -> None:
 
     hoisted = hoist_global_flags(["compile", "m", "--json", "--", "--debug"])
     assert hoisted == ["--json", "compile", "m", "--", "--debug"]
+
+
+def test_console_tables_fit_100_columns_unless_wide(tmp_path: Path) -> None:
+    """The default tables drop the detail columns (kept in report.md) and fit 100 columns; --wide
+    shows every column."""
+    code, out, _ = invoke("compile", "tiny_residual", "--map-fc", "-o", str(tmp_path / "a"))
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "bitlines" in out and "psums" not in out and "scale error" not in out
+    code, wide, _ = invoke("compile", "tiny_residual", "--map-fc", "-o", str(tmp_path / "b"), "--wide")
+    assert code == 0 and "psums" in wide and "scale error" in wide and "act. WL" in wide
+    assert max(len(line) for line in wide.splitlines()) > 100
+
+
+def test_narrow_tables_keep_the_distinctive_end_of_long_names() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from cimc.cli.tables import print_table
+
+    buffer = StringIO()
+    out = Console(file=buffer, width=100)
+    names = [f"/features/features.{i}/conv/conv.0/conv.0.0/Conv" for i in (3, 13)]
+    print_table(out, "t", ["layer", "x"], [[n, "1"] for n in names], wide=False)
+    text = buffer.getvalue()
+    assert "….3/conv/conv.0/conv.0.0/Conv " in text and "…13/conv/conv.0/conv.0.0/Conv " in text  # widened until unique

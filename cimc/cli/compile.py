@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 @click.option("--max-model-bytes", type=click.IntRange(min=1), default=2 * 1024**3, show_default=True)
 @click.option("--dump-ir", type=click.Path(file_okay=False, path_type=Path), help="Write the IR after each pass.")
 @click.option("--force", is_flag=True, help="Replace an output folder that cimc did not create.")
+@click.option("--wide", is_flag=True, help="Console tables with every column and whole layer names (else 100 columns).")
 @click.option("--allow-external-data-outside", is_flag=True,
               help="Trust external weight files outside the model's folder (absolute, '..', links).")
 @declared("passes", "disable", "stop_after")
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 @guarded
 def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | None, macro: str, tiling: str,
                 placement: str, map_fc: bool, input_shape: tuple[str, ...], max_model_bytes: int,
-                dump_ir: Path | None, force: bool, allow_external_data_outside: bool, passes: tuple[str, ...],
+                dump_ir: Path | None, force: bool, wide: bool, allow_external_data_outside: bool,
+                passes: tuple[str, ...],
                 disable: tuple[str, ...], stop_after: str | None, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
@@ -70,27 +72,25 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
     with console.status("compiling") as status:
         options.progress = lambda name: status.update(f"running {name}")
         result = compile_model(source, output, options)
-    print_report(result.report, result.cost)
-    print_quant(result.report)
+    print_report(result.report, result.cost, wide)
+    print_quant(result.report, wide)
     click.echo(f"wrote {result.out_dir}/")
 
 
-def print_report(report: dict[str, Any], cost: ModelCost) -> None:
-    from rich.console import Console
+#: Columns of the layer table left out of a 100-column console (``--wide`` shows them).
+NARROW_DROP = frozenset({"segments", "act. WL", "ADC conv.", "psums", "load cyc."})
+
+
+def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     from cimc.backend.report import COLUMNS, layer_rows
+    from cimc.cli.tables import console, print_table
     from cimc.safe_text import safe_name
 
-    table = Table(title=escape(f"{safe_name(report['model'])} on macro '{report['macro']['name']}'"))
-    for _, header in COLUMNS:
-        table.add_column(header, justify="left" if header == "layer" else "right")
-    rows = layer_rows(cost)
-    for row in rows[:-1]:
-        table.add_row(escape(safe_name(row[0])), *row[1:])  # layer names come from the model
-    table.add_row(*rows[-1], style="bold")
-    console = Console(width=max(150, Console().width))
-    console.print(table)
+    out = console(wide)
+    print_table(out, f"{safe_name(report['model'])} on macro '{report['macro']['name']}'",
+                [header for _, header in COLUMNS], layer_rows(cost), wide=wide, narrow_drop=NARROW_DROP,
+                bold_last=True)
     for note in report["notes"]:
-        console.print(f"• {note}")
+        out.print(f"• {escape(note)}")

@@ -51,51 +51,42 @@ def read_bits(path: Path | None) -> dict[str, dict[str, int]] | None:
     return {str(layer): validate_bits(entry, f"bits file {path.name}: layer '{layer}'") for layer, entry in doc.items()}
 
 
-def print_quant(report: dict[str, Any]) -> None:
+#: Columns of the quantization table left out of a 100-column console (``--wide`` shows them).
+QUANT_NARROW_DROP = frozenset({"scale error", "fold"})
+
+
+def print_quant(report: dict[str, Any], wide: bool = False) -> None:
     """The quantization table and the accuracy section (``print_accuracy``), on the console."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     from cimc.backend.quant_report import HEADERS, quant_cells
+    from cimc.cli.tables import console, print_table
     from cimc.documents.report import QuantRow
-    from cimc.safe_text import safe_name
 
-    quant, console = report.get("quantization"), Console(width=max(150, Console().width))
+    quant, out = report.get("quantization"), console(wide)
     if quant is not None:
-        table = Table(title="quantization")
-        for header in HEADERS:
-            table.add_column(header, justify="left" if header in ("layer", "source") else "right")
-        for layer in quant["layers"]:
-            cells = quant_cells(QuantRow.model_validate(layer))  # the report cimc just wrote
-            table.add_row(escape(safe_name(cells[0])), *(escape(cell) for cell in cells[1:]))  # names from the model
-        console.print(table)
-    print_accuracy(report, console)
+        rows = [quant_cells(QuantRow.model_validate(layer)) for layer in quant["layers"]]  # the report cimc just wrote
+        print_table(out, "quantization", HEADERS, rows, wide=wide, narrow_drop=QUANT_NARROW_DROP,
+                    left=frozenset({"layer", "source"}))
+    print_accuracy(report, out, wide)
 
 
-def print_accuracy(report: dict[str, Any], console: Any) -> None:
+def print_accuracy(report: dict[str, Any], out: Any, wide: bool = False) -> None:
     """The per-layer loss table, the accuracy line and the warning (bold, on the console), or
     that the accuracy is unknown."""
     from rich.markup import escape
-    from rich.table import Table
 
     from cimc.backend.quant_report import LOSS_HEADERS, accuracy_lines, loss_cells
+    from cimc.cli.tables import print_table
     from cimc.documents.report import Accuracy
-    from cimc.safe_text import safe_name
 
     if report.get("accuracy_unknown"):
-        console.print(f"• accuracy unknown: {escape(report['accuracy_unknown'])}")
+        out.print(f"• accuracy unknown: {escape(report['accuracy_unknown'])}")
     if report.get("accuracy") is None:
         return
     acc = Accuracy.model_validate(report["accuracy"])  # the report cimc just wrote
     if acc.layers:
-        table = Table(title=f"loss per layer ({acc.layer_samples} samples; 'alone': on the float model's input)")
-        for header in LOSS_HEADERS:
-            table.add_column(header, justify="left" if header in ("layer", "dominant") else "right")
-        for layer in acc.layers:
-            cells = loss_cells(layer)
-            table.add_row(escape(safe_name(cells[0])), *cells[1:])
-        console.print(table)
-    console.print("• " + escape(accuracy_lines(acc)[0]))
+        print_table(out, f"loss per layer ({acc.layer_samples} samples; 'alone': on the float model's input)",
+                    LOSS_HEADERS, [loss_cells(layer) for layer in acc.layers], wide=wide,
+                    left=frozenset({"layer", "dominant"}))
+    out.print("• " + escape(accuracy_lines(acc)[0]))
     if acc.warning is not None:
-        console.print(f"[bold yellow]warning:[/] {escape(acc.warning)}")
+        out.print(f"[bold yellow]warning:[/] {escape(acc.warning)}")
