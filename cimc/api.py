@@ -38,8 +38,6 @@ from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, ins
 if TYPE_CHECKING:
     from cimc.morph.planning import MorphOptions
 
-DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
-
 
 @dataclass
 class CompileOptions:
@@ -53,7 +51,8 @@ class CompileOptions:
     placement: str = OPTIONS["placement"].default
     map_fc: bool = OPTIONS["map_fc"].default
     input_shapes: dict[str, tuple[int, ...]] | None = None
-    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    max_model_bytes: int = OPTIONS["max_model_bytes"].default
+    max_tensor_bytes: int = OPTIONS["max_tensor_bytes"].default
     dump_ir: Path | None = None
     force: bool = False
     allow_external_data_outside: bool = False
@@ -149,7 +148,8 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
         with ThreadPoolExecutor(max_workers=1) as pool:  # hashing releases the GIL: it overlaps the import
             data = pool.submit(_read_hash, path, options.max_model_bytes)  # bounded: no hang on huge files
             graph = import_onnx(path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes,
-                                allow_external_outside=options.allow_external_data_outside)
+                                allow_external_outside=options.allow_external_data_outside,
+                                max_tensor_bytes=options.max_tensor_bytes)
         return graph, {"kind": "onnx", "name": path.name, "sha256": data.result()}
     import cimc.models as models
 
@@ -159,7 +159,8 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
     with tempfile.TemporaryDirectory(prefix="cimc-zoo-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         models.export_onnx(str(source), onnx_path)
-        graph = import_onnx(onnx_path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes)
+        graph = import_onnx(onnx_path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes,
+                            max_tensor_bytes=options.max_tensor_bytes)
         digest = _read_hash(onnx_path)
     graph.name = str(source)
     return graph, {"kind": "zoo", "name": str(source), "sha256": digest}

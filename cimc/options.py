@@ -12,6 +12,10 @@ and ``validate`` is the one place where a value is refused::
 
 Bits: ``w_bits`` and ``adc_bits`` are at least 2, because a 1-bit narrow signed code
 (``|q| ≤ 2^(b−1) − 1``) is always 0; ``a_bits`` may be 1 (unsigned inputs 0/1).
+
+Resource limits (``max_model_bytes``, ``max_tensor_bytes``) are options too: their defaults
+are declared here only, the frontend reads them from here, and the ``ResourceLimitError`` of
+each names its flag.
 """
 
 from __future__ import annotations
@@ -139,6 +143,12 @@ _DECLARED = (
     Option("disable", "--disable", tuple, "Skip this pass of the pipeline (repeatable, or comma-separated).",
            default=(), repeat=True),
     Option("stop_after", "--stop-after", str, "Run the pipeline up to and including this pass."),
+    # resource limits (README "Resource limits"): each refusal's hint names the option that raises it
+    Option("max_model_bytes", "--max-model-bytes", int, "Refuse a model file larger than this many bytes, its "
+           "external data included (checked before reading).", default=2**31, low=1),
+    Option("max_tensor_bytes", "--max-tensor-bytes", int, "Refuse a model with a static tensor (input, "
+           "activation or constant-folded weight) over this many bytes, or with more than 4× this many in all.",
+           default=2**30, low=1),
 )
 #: Every option by name, in declaration order.
 OPTIONS: dict[str, Option] = {o.name: o for o in _DECLARED}

@@ -13,7 +13,7 @@ from onnx import helper
 import cimc
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.frontend import import_onnx
-from cimc.frontend.proto_graph import check_supported
+from cimc.frontend.unsupported import check_supported
 from cimc.ir import verify
 from cimc.ir.interpreter import run
 from cimc.ops import find, op_table
