@@ -1,0 +1,91 @@
+"""Resource limits: declared once in ``cimc.options`` (the frontend's defaults are those), documented
+in the README's table with their defaults, given to ``cimc compile``, and each refusal's hint
+names the option that raises it; raising it lets the same model through."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+import cimc.frontend.fold_constants as folding
+from cimc.api import CompileOptions
+from cimc.cli.main import main
+from cimc.errors import ResourceLimitError
+from cimc.frontend import budget, import_onnx, loader
+from cimc.options import OPTIONS
+from tests.onnx_builders import make_model, node, rand
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+LIMITS = {"max_model_bytes": 2**31, "max_tensor_bytes": 2**30}
+I64 = np.int64
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stderr
+
+
+def test_declared_once_and_used_as_the_defaults() -> None:
+    assert {k: OPTIONS[k].default for k in LIMITS} == LIMITS
+    frontend = {"max_model_bytes": loader.DEFAULT_MAX_BYTES, "max_tensor_bytes": budget.DEFAULT_MAX_TENSOR_BYTES}
+    assert frontend == LIMITS and folding.DEFAULT_BUDGET == budget.DEFAULT_MAX_TENSOR_BYTES
+    options = CompileOptions()
+    assert {k: getattr(options, k) for k in LIMITS} == LIMITS
+
+
+def test_the_readme_table_lists_each_limit_with_its_default() -> None:
+    text = README.read_text()
+    section = text[text.index("### Resource limits"):]
+    section = section[:section.index("\n## ")]
+    rows = {m.group(3): m.group(2) for m in re.finditer(r"^\| (.+?) \| (.+?) \| `(--[a-z-]+) N` \|$", section, re.M)}
+    gib = {o.flag: f"{o.default // 2**30} GiB" for o in (OPTIONS[k] for k in LIMITS)}
+    assert rows == gib
+
+
+def _conv(shape: tuple[int, ...]) -> onnx.ModelProto:
+    return make_model([node("Conv", ["x", "w"], ["y"])], {"x": shape}, ["y"], {"w": rand(4, 3, 1, 1)})
+
+
+def test_every_refusal_names_its_option(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(_conv((1, 3, 16, 16)), str(path))
+    cases = [  # the refusal, then the same model through with the limit raised
+        (lambda m: import_onnx(path, max_bytes=m), path.stat().st_size - 1, "--max-model-bytes"),
+        (lambda m: import_onnx(_conv((1, 3, 16, 16)), max_tensor_bytes=m), 4 * 16 * 16 * 4 - 1, "--max-tensor-bytes"),
+    ]
+    for call, limit, flag in cases:
+        with pytest.raises(ResourceLimitError) as info:
+            call(limit)
+        assert flag in (info.value.hint or ""), info.value
+        assert call(limit + 1).outputs == ["y"]
+
+
+def test_folding_is_held_to_the_tensor_budget_in_bytes() -> None:
+    """VGG19's way: a weight built by ConstantOfShape from its shape, over the old element budget
+    (2^26) but well under 1 GiB, folds; over the budget, the hint names the option."""
+    fill = onnx.helper.make_tensor("v", onnx.TensorProto.FLOAT, [1], [0.02])
+    nodes = [node("ConstantOfShape", ["shape"], ["w"], value=fill), node("MatMul", ["x", "w"], ["y"])]
+    model = make_model(nodes, {"x": (1, 2**13)}, ["y"], {"shape": np.array([2**13, 2**13 + 8], I64)})
+    elements = 2**13 * (2**13 + 8)
+    assert elements > 2**26
+    with pytest.raises(ResourceLimitError, match=rf"ConstantOfShape.*{4 * elements} bytes") as info:
+        import_onnx(model, max_tensor_bytes=4 * elements - 1)
+    assert "--max-tensor-bytes" in (info.value.hint or "")
+    graph = import_onnx(model)  # default budget: 268 MB folds
+    assert graph.shape("y") == (1, 2**13 + 8) and next(iter(graph.initializers.values())).dtype == np.float32
+
+
+def test_compile_takes_the_limit_options(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(_conv((1, 3, 8, 8)), str(path))
+    code, err = _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "100")
+    assert code == 5 and "hint: use a smaller --input-shape (batch size or image size), or raise the budget " \
+                          "with --max-tensor-bytes" in err
+    assert _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "4096")[0] == 0
+    code, err = _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "0")
+    assert code == 2 and "--max-tensor-bytes" in err
