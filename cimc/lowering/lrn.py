@@ -42,7 +42,9 @@ def emit_lrn(b: ExportBuilder, node: Node, graph: Graph) -> None:
 
     def op(kind: str, inputs: list[str], **attrs: int) -> str:
         out = _fresh(b, f"{node.name}/{kind.lower()}")
-        b.nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
+        proto = helper.make_node(kind, inputs, [out], name=out)
+        proto.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        b.nodes.append(proto)
         return out
 
     sq = op("Cast", [op("Mul", [x, x])], to=TensorProto.DOUBLE)
