@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from cimc.api import compile_model
+from cimc.api import CompileResult, compile_model
 from cimc.check.validate import validate_build
 from cimc.frontend import import_onnx
 from cimc.ir.interpreter import run
@@ -35,26 +35,29 @@ def _input(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (1, 3, 224, 224)).astype(np.float32)
 
 
-def _cases() -> list[object]:
-    return [pytest.param(n, marks=() if n == DEFAULT else (pytest.mark.slow,)) for n in MODELS]
+def _compile_and_validate(name: str, out: Path) -> CompileResult:
+    result = compile_model(LIGHT / f"{name}.onnx", out)  # default settings
+    validation = validate_build(result.out_dir)
+    assert validation.ok, [str(v) for v in validation.violations]
+    assert result.cost.bitlines > 0 and result.report["totals"]["macros"] > 0
+    return result
 
 
 def test_the_package_ships_the_nine_light_models() -> None:
     assert len(MODELS) >= 9 and {DEFAULT, "light_vgg19", "light_zfnet512"} <= set(MODELS)
 
 
-@pytest.mark.parametrize("name", _cases())
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in MODELS if n != DEFAULT])
 def test_light_model_compiles_and_validates_with_default_settings(name: str, tmp_path: Path) -> None:
-    result = compile_model(LIGHT / f"{name}.onnx", tmp_path / "b")
-    validation = validate_build(result.out_dir)
-    assert validation.ok, [str(v) for v in validation.violations]
-    assert result.cost.bitlines > 0 and result.report["totals"]["macros"] > 0
+    _compile_and_validate(name, tmp_path / "b")
 
 
 def test_squeezenet_interpreter_and_build_agree_with_onnxruntime(tmp_path: Path) -> None:
-    """The logits (the Softmax's input: about 10^10 with the constant 0.02 weights, so the
-    Softmax itself turns float32 rounding into 0 or 1/1000) within float32 rounding of
-    onnxruntime's; the compiled model bit for bit."""
+    """SqueezeNet compiles and validates with default settings; the interpreter's logits (the
+    Softmax's input: about 10^10 with the constant 0.02 weights, so the Softmax itself turns
+    float32 rounding into 0 or 1/1000) are onnxruntime's within float32 rounding; emulator,
+    reference and onnxruntime on ``model.cim.onnx`` agree bit for bit."""
     path, x = LIGHT / f"{DEFAULT}.onnx", _input()
     graph = import_onnx(path)
     model = onnx.load(str(path))
@@ -66,5 +69,5 @@ def test_squeezenet_interpreter_and_build_agree_with_onnxruntime(tmp_path: Path)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = session.run([logits], {graph.inputs[0]: x})[0]
     np.testing.assert_allclose(run(graph, {graph.inputs[0]: x}, keep=True)[logits], want, rtol=1e-5)
-    result = compile_model(path, tmp_path / "b")
+    result = _compile_and_validate(DEFAULT, tmp_path / "b")
     assert_three_way(result.out_dir, result.graph, x)
