@@ -59,8 +59,7 @@ FAMILIES = (
                                                       "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"}),
            "export the model for inference (model.eval(), no loss or sampling nodes)"),
     Family("shape arithmetic on a run-time tensor", frozenset({"Shape", "Size", "Gather", "ConstantOfShape",
-                                                               "Range", "NonZero", "Expand", "Tile", "Where",
-                                                               "Equal", "Cast", "CastLike"}),
+                                                               "Range", "NonZero"}),
            "cimc folds shape arithmetic only when its inputs are constant: give every input a static shape "
            "(--input-shape) or export without dynamic axes"),
     Family("a global max pooling", frozenset({"GlobalMaxPool"}),
