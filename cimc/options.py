@@ -14,8 +14,8 @@ Bits: ``w_bits`` and ``adc_bits`` are at least 2, because a 1-bit narrow signed 
 (``|q| ≤ 2^(b−1) − 1``) is always 0; ``a_bits`` may be 1 (unsigned inputs 0/1).
 
 Resource limits (``max_model_bytes``, ``max_tensor_bytes``) are options too: their defaults
-are declared here only, the frontend reads them from here, and the ``ResourceLimitError`` of
-each names its flag.
+come from ``cimc.limits`` (where every limit is declared once), the frontend reads them from
+here, and the ``ResourceLimitError`` of each names its flag.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cimc.errors import UsageError
+from cimc.limits import IMAGE_SIZE, MODEL_BYTES, TENSOR_BYTES
 
 BIT_KEYS = ("w_bits", "a_bits", "adc_bits")
 MAX_BITS = 16
@@ -128,7 +129,8 @@ _DECLARED = (
     Option("layer_bits", "--bits", dict, "Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.",
            passes=_QUANT, shapes_build=True, recorded=True, param="bits_file", path="file"),
     Option("image_size", "--image-size", int, "Resize the images of an image-folder dataset to SIZE×SIZE "
-           "(default: the model's input size).", low=1, high=4096, passes=_CALIB, shapes_build=True, recorded=True),
+           "(default: the model's input size).", low=1, high=IMAGE_SIZE, passes=_CALIB, shapes_build=True,
+           recorded=True),
     Option("mean", "--mean", str, "Per-channel mean subtracted from images scaled to [0, 1], comma-separated "
            "(one value: every channel).", passes=_CALIB, shapes_build=True, recorded=True),
     Option("std", "--std", str, "Per-channel std dividing images after --mean, comma-separated.", passes=_CALIB,
@@ -145,10 +147,10 @@ _DECLARED = (
     Option("stop_after", "--stop-after", str, "Run the pipeline up to and including this pass."),
     # resource limits (README "Resource limits"): each refusal's hint names the option that raises it
     Option("max_model_bytes", "--max-model-bytes", int, "Refuse a model file larger than this many bytes, its "
-           "external data included (checked before reading).", default=2**31, low=1),
+           "external data included (checked before reading).", default=MODEL_BYTES, low=1),
     Option("max_tensor_bytes", "--max-tensor-bytes", int, "Refuse a model with a static tensor (input, "
            "activation or constant-folded weight) over this many bytes, or with more than 4× this many in all.",
-           default=2**30, low=1),
+           default=TENSOR_BYTES, low=1),
 )
 #: Every option by name, in declaration order.
 OPTIONS: dict[str, Option] = {o.name: o for o in _DECLARED}

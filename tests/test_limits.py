@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import cimc.frontend.fold_constants as folding
+from cimc import limits
 from cimc.api import CompileOptions
 from cimc.cli.main import main
 from cimc.errors import ResourceLimitError
@@ -21,7 +22,7 @@ from cimc.options import OPTIONS
 from tests.onnx_builders import make_model, node, rand
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-LIMITS = {"max_model_bytes": 2**31, "max_tensor_bytes": 2**30}
+LIMITS = {"max_model_bytes": limits.MODEL_BYTES, "max_tensor_bytes": limits.TENSOR_BYTES}
 I64 = np.int64
 
 
@@ -31,6 +32,7 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 def test_declared_once_and_used_as_the_defaults() -> None:
+    assert LIMITS == {"max_model_bytes": 2**31, "max_tensor_bytes": 2**30}  # what the README says
     assert {k: OPTIONS[k].default for k in LIMITS} == LIMITS
     frontend = {"max_model_bytes": loader.DEFAULT_MAX_BYTES, "max_tensor_bytes": budget.DEFAULT_MAX_TENSOR_BYTES}
     assert frontend == LIMITS and folding.DEFAULT_BUDGET == budget.DEFAULT_MAX_TENSOR_BYTES
@@ -45,6 +47,28 @@ def test_the_readme_table_lists_each_limit_with_its_default() -> None:
     rows = {m.group(3): m.group(2) for m in re.finditer(r"^\| (.+?) \| (.+?) \| `(--[a-z-]+) N` \|$", section, re.M)}
     gib = {o.flag: f"{o.default // 2**30} GiB" for o in (OPTIONS[k] for k in LIMITS)}
     assert rows == gib
+
+
+def _human(n: int) -> str:
+    return f"{n // limits.GiB} GiB" if n % limits.GiB == 0 else f"{n // limits.MiB} MiB" if n % limits.MiB == 0 \
+        else f"{n:,}"
+
+
+def test_the_readme_table_shows_every_declared_limit() -> None:
+    """Every constant of ``cimc.limits`` is in the README's table, and the modules that check
+    the fixed ones take them from there."""
+    text = README.read_text()
+    section = text[text.index("### Resource limits"):text.index("\n## ", text.index("### Resource limits"))]
+    values = {k: v for k, v in vars(limits).items() if k.isupper() and k not in ("GiB", "MiB")}
+    shown = {k: _human(v) if k != "IMAGE_PIXELS" else f"{v // limits.MiB} Mi pixels" for k, v in values.items()}
+    assert all(f" {h} " in section or f" {h};" in section or f"; {h} " in section for h in shown.values()), shown
+    from cimc.build import directory
+    from cimc.data import files, images, preprocess
+
+    assert (files.MAX_FILE_BYTES, files.MAX_IMAGE_BYTES, files.MAX_FILES, images.MAX_PIXELS, images.MAX_IMAGES,
+            preprocess.MAX_IMAGE_SIZE, directory.MAX_MANIFEST_BYTES, OPTIONS["image_size"].high) == (
+        limits.DATA_FILE_BYTES, limits.IMAGE_FILE_BYTES, limits.FOLDER_ENTRIES, limits.IMAGE_PIXELS,
+        limits.DATASET_IMAGES, limits.IMAGE_SIZE, limits.MANIFEST_BYTES, limits.IMAGE_SIZE)
 
 
 def _conv(shape: tuple[int, ...]) -> onnx.ModelProto:

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from cimc.errors import SecurityError, UsageError
+from cimc.limits import DATA_FILE_BYTES, FOLDER_ENTRIES, IMAGE_FILE_BYTES
 
-MAX_FILE_BYTES = 1 << 30  # an .npz / .npy file, also its uncompressed members
-MAX_IMAGE_BYTES = 32 << 20
-MAX_FILES = 200_000
+MAX_FILE_BYTES = DATA_FILE_BYTES  # an .npz / .npy file, also its uncompressed members
+MAX_IMAGE_BYTES = IMAGE_FILE_BYTES
+MAX_FILES = FOLDER_ENTRIES
 
 
 def inside(path: Path, root: Path) -> Path:
