@@ -48,7 +48,8 @@ def measure(path: Path, folder: Path, timeout: float) -> dict[str, Any]:
 
 
 def table(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["| model | opset | nodes | CIM (Conv) params | cimc | bitlines | macros | usage | compile s | peak RSS MiB |",
+    lines = ["| model | opset | nodes | CIM (Conv) params | cimc | bitlines | macros | usage | compile s "
+             "| peak RSS MiB |",
              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in records:
         if r["compile_rc"] == 0:
