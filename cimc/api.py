@@ -24,6 +24,7 @@ from cimc.backend.macro import build_files
 from cimc.backend.quant_part import quant_info
 from cimc.build.directory import check_target, write_build
 from cimc.cost.model import ModelCost
+from cimc.data.files import data_limit
 from cimc.data.preprocess import Preprocess
 from cimc.errors import UsageError
 from cimc.evaluation import evaluator
@@ -53,6 +54,7 @@ class CompileOptions:
     input_shapes: dict[str, tuple[int, ...]] | None = None
     max_model_bytes: int = OPTIONS["max_model_bytes"].default
     max_tensor_bytes: int = OPTIONS["max_tensor_bytes"].default
+    max_data_bytes: int = OPTIONS["max_data_bytes"].default
     dump_ir: Path | None = None
     force: bool = False
     allow_external_data_outside: bool = False
@@ -208,10 +210,11 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     out = Path(out_dir)
     check_target(out, options.force)
     graph, source_info = load_source(source, options)
-    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
-                if options.eval_data else None)
-    graph, ctx = compile_graph(graph, options)
-    build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
-                        quant_info(ctx), evaluate)
+    with data_limit(options.max_data_bytes):  # --calib and --eval files
+        evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
+                    if options.eval_data else None)
+        graph, ctx = compile_graph(graph, options)
+        build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
+                            quant_info(ctx), evaluate)
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report.to_json(), ctx.history)

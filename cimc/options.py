@@ -13,7 +13,7 @@ and ``validate`` is the one place where a value is refused::
 Bits: ``w_bits`` and ``adc_bits`` are at least 2, because a 1-bit narrow signed code
 (``|q| ≤ 2^(b−1) − 1``) is always 0; ``a_bits`` may be 1 (unsigned inputs 0/1).
 
-Resource limits (``max_model_bytes``, ``max_tensor_bytes``) are options too: their defaults
+Resource limits (``max_model_bytes``, ``max_tensor_bytes``, ``max_data_bytes``) are options too: their defaults
 come from ``cimc.limits`` (where every limit is declared once), the frontend reads them from
 here, and the ``ResourceLimitError`` of each names its flag.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cimc.errors import UsageError
-from cimc.limits import IMAGE_SIZE, MODEL_BYTES, TENSOR_BYTES
+from cimc.limits import DATA_FILE_BYTES, IMAGE_SIZE, MODEL_BYTES, TENSOR_BYTES
 
 BIT_KEYS = ("w_bits", "a_bits", "adc_bits")
 MAX_BITS = 16
@@ -151,6 +151,8 @@ _DECLARED = (
     Option("max_tensor_bytes", "--max-tensor-bytes", int, "Refuse a model with a static tensor (input, "
            "activation or constant-folded weight) over this many bytes, or with more than 4× this many in all.",
            default=TENSOR_BYTES, low=1),
+    Option("max_data_bytes", "--max-data-bytes", int, "Refuse an .npy/.npz data file (--calib, --eval) larger "
+           "than this many bytes, or an .npz that unpacks to more.", default=DATA_FILE_BYTES, low=1),
 )
 #: Every option by name, in declaration order.
 OPTIONS: dict[str, Option] = {o.name: o for o in _DECLARED}

@@ -16,13 +16,15 @@ import cimc.frontend.fold_constants as folding
 from cimc import limits
 from cimc.api import CompileOptions
 from cimc.cli.main import main
-from cimc.errors import ResourceLimitError
+from cimc.data import files
+from cimc.errors import ResourceLimitError, UsageError
 from cimc.frontend import budget, import_onnx, loader
 from cimc.options import OPTIONS
 from tests.onnx_builders import make_model, node, rand
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-LIMITS = {"max_model_bytes": limits.MODEL_BYTES, "max_tensor_bytes": limits.TENSOR_BYTES}
+LIMITS = {"max_model_bytes": limits.MODEL_BYTES, "max_tensor_bytes": limits.TENSOR_BYTES,
+          "max_data_bytes": limits.DATA_FILE_BYTES}
 I64 = np.int64
 
 
@@ -32,10 +34,11 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 def test_declared_once_and_used_as_the_defaults() -> None:
-    assert LIMITS == {"max_model_bytes": 2**31, "max_tensor_bytes": 2**30}  # what the README says
+    assert LIMITS == {"max_model_bytes": 2**31, "max_tensor_bytes": 2**30, "max_data_bytes": 2**30}  # the README's
     assert {k: OPTIONS[k].default for k in LIMITS} == LIMITS
-    frontend = {"max_model_bytes": loader.DEFAULT_MAX_BYTES, "max_tensor_bytes": budget.DEFAULT_MAX_TENSOR_BYTES}
-    assert frontend == LIMITS and folding.DEFAULT_BUDGET == budget.DEFAULT_MAX_TENSOR_BYTES
+    readers = {"max_model_bytes": loader.DEFAULT_MAX_BYTES, "max_tensor_bytes": budget.DEFAULT_MAX_TENSOR_BYTES,
+               "max_data_bytes": files.MAX_FILE_BYTES}
+    assert readers == LIMITS and folding.DEFAULT_BUDGET == budget.DEFAULT_MAX_TENSOR_BYTES
     options = CompileOptions()
     assert {k: getattr(options, k) for k in LIMITS} == LIMITS
 
@@ -63,7 +66,7 @@ def test_the_readme_table_shows_every_declared_limit() -> None:
     shown = {k: _human(v) if k != "IMAGE_PIXELS" else f"{v // limits.MiB} Mi pixels" for k, v in values.items()}
     assert all(f" {h} " in section or f" {h};" in section or f"; {h} " in section for h in shown.values()), shown
     from cimc.build import directory
-    from cimc.data import files, images, preprocess
+    from cimc.data import images, preprocess
 
     assert (files.MAX_FILE_BYTES, files.MAX_IMAGE_BYTES, files.MAX_FILES, images.MAX_PIXELS, images.MAX_IMAGES,
             preprocess.MAX_IMAGE_SIZE, directory.MAX_MANIFEST_BYTES, OPTIONS["image_size"].high) == (
@@ -113,3 +116,22 @@ def test_compile_takes_the_limit_options(tmp_path: Path) -> None:
     assert _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "4096")[0] == 0
     code, err = _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "0")
     assert code == 2 and "--max-tensor-bytes" in err
+
+
+def test_compile_takes_the_data_limit(tmp_path: Path) -> None:
+    """A --calib file over --max-data-bytes is refused naming the option; raised, it calibrates."""
+    path, calib = tmp_path / "m.onnx", tmp_path / "calib.npz"
+    onnx.save(_conv((1, 3, 8, 8)), str(path))
+    np.savez(calib, x=rand(8, 3, 8, 8), y=np.zeros(8, I64))  # about 6 kB
+    base = ("compile", str(path), "-o", str(tmp_path / "b"), "--calib", str(calib))
+    code, err = _cli(*base, "--max-data-bytes", "1000")
+    assert code == 2 and "calib.npz" in err and "hint: raise the limit with --max-data-bytes" in err
+    assert _cli(*base, "--max-data-bytes", "100000")[0] == 0
+
+
+def test_the_data_limit_holds_within_its_block_only(tmp_path: Path) -> None:
+    (tmp_path / "a.npy").write_bytes(b"x" * 20)
+    with files.data_limit(10), pytest.raises(UsageError, match="20 bytes, more than the 10 allowed") as info:
+        files.read_bytes(tmp_path / "a.npy", tmp_path)
+    assert "--max-data-bytes" in (info.value.hint or "")
+    assert files.read_bytes(tmp_path / "a.npy", tmp_path) == b"x" * 20
