@@ -30,6 +30,7 @@ from cimc.backend.quant_part import quant_info
 from cimc.build.directory import check_target, write_build
 from cimc.cost.model import ModelCost
 from cimc.data.batches import inputs_of
+from cimc.data.files import data_limit
 from cimc.data.preprocess import Preprocess
 from cimc.errors import UsageError
 from cimc.evaluation import evaluator
@@ -44,7 +45,6 @@ from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, ins
 if TYPE_CHECKING:
     from cimc.morph.planning import MorphOptions
 
-DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 #: The manifest's ``calib`` of data given from Python (an array or batches, not a name or path).
 PYTHON_DATA = "python"
 
@@ -61,7 +61,9 @@ class CompileOptions:
     placement: str = OPTIONS["placement"].default
     map_fc: bool = OPTIONS["map_fc"].default
     input_shapes: dict[str, tuple[int, ...]] | None = None
-    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    max_model_bytes: int = OPTIONS["max_model_bytes"].default
+    max_tensor_bytes: int = OPTIONS["max_tensor_bytes"].default
+    max_data_bytes: int = OPTIONS["max_data_bytes"].default
     dump_ir: Path | None = None
     force: bool = False
     allow_external_data_outside: bool = False
@@ -164,7 +166,8 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
         with ThreadPoolExecutor(max_workers=1) as pool:  # hashing releases the GIL: it overlaps the import
             data = pool.submit(_read_hash, path, options.max_model_bytes)  # bounded: no hang on huge files
             graph = import_onnx(path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes,
-                                allow_external_outside=options.allow_external_data_outside)
+                                allow_external_outside=options.allow_external_data_outside,
+                                max_tensor_bytes=options.max_tensor_bytes)
         return graph, {"kind": "onnx", "name": path.name, "sha256": data.result()}
     import cimc.models as models
 
@@ -174,7 +177,8 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
     with tempfile.TemporaryDirectory(prefix="cimc-zoo-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         models.export_onnx(str(source), onnx_path)
-        graph = import_onnx(onnx_path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes)
+        graph = import_onnx(onnx_path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes,
+                            max_tensor_bytes=options.max_tensor_bytes)
         digest = _read_hash(onnx_path)
     graph.name = str(source)
     return graph, {"kind": "zoo", "name": str(source), "sha256": digest}
@@ -222,10 +226,11 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     out = Path(out_dir)
     check_target(out, options.force)
     graph, source_info = load_source(source, options)
-    evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
-                          options.max_acc_drop) if options.eval_data is not None else None)
-    graph, ctx = compile_graph(graph, options)
-    build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
-                        quant_info(ctx), evaluate)
+    with data_limit(options.max_data_bytes):  # --calib and --eval files
+        evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
+                              options.max_acc_drop) if options.eval_data is not None else None)
+        graph, ctx = compile_graph(graph, options)
+        build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
+                            quant_info(ctx), evaluate)
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report.to_json(), ctx.history)

@@ -12,6 +12,10 @@ and ``validate`` is the one place where a value is refused::
 
 Bits: ``w_bits`` and ``adc_bits`` are at least 2, because a 1-bit narrow signed code
 (``|q| ≤ 2^(b−1) − 1``) is always 0; ``a_bits`` may be 1 (unsigned inputs 0/1).
+
+Resource limits (``max_model_bytes``, ``max_tensor_bytes``, ``max_data_bytes``) are options too: their defaults
+come from ``cimc.limits`` (where every limit is declared once), the frontend reads them from
+here, and the ``ResourceLimitError`` of each names its flag.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cimc.errors import UsageError
+from cimc.limits import DATA_FILE_BYTES, IMAGE_SIZE, MODEL_BYTES, TENSOR_BYTES
 
 BIT_KEYS = ("w_bits", "a_bits", "adc_bits")
 MAX_BITS = 16
@@ -124,7 +129,8 @@ _DECLARED = (
     Option("layer_bits", "--bits", dict, "Per-layer bits, JSON or TOML: {layer: {w_bits, a_bits, adc_bits}}.",
            passes=_QUANT, shapes_build=True, recorded=True, param="bits_file", path="file"),
     Option("image_size", "--image-size", int, "Resize the images of an image-folder dataset to SIZE×SIZE "
-           "(default: the model's input size).", low=1, high=4096, passes=_CALIB, shapes_build=True, recorded=True),
+           "(default: the model's input size).", low=1, high=IMAGE_SIZE, passes=_CALIB, shapes_build=True,
+           recorded=True),
     Option("mean", "--mean", str, "Per-channel mean subtracted from images scaled to [0, 1], comma-separated "
            "(one value: every channel).", passes=_CALIB, shapes_build=True, recorded=True),
     Option("std", "--std", str, "Per-channel std dividing images after --mean, comma-separated.", passes=_CALIB,
@@ -142,6 +148,14 @@ _DECLARED = (
     Option("disable", "--disable", tuple, "Skip this pass of the pipeline (repeatable, or comma-separated).",
            default=(), repeat=True),
     Option("stop_after", "--stop-after", str, "Run the pipeline up to and including this pass."),
+    # resource limits (README "Resource limits"): each refusal's hint names the option that raises it
+    Option("max_model_bytes", "--max-model-bytes", int, "Refuse a model file larger than this many bytes, its "
+           "external data included (checked before reading).", default=MODEL_BYTES, low=1),
+    Option("max_tensor_bytes", "--max-tensor-bytes", int, "Refuse a model with a static tensor (input, "
+           "activation or constant-folded weight) over this many bytes, or with more than 4× this many in all.",
+           default=TENSOR_BYTES, low=1),
+    Option("max_data_bytes", "--max-data-bytes", int, "Refuse an .npy/.npz data file (--calib, --eval) larger "
+           "than this many bytes, or an .npz that unpacks to more.", default=DATA_FILE_BYTES, low=1),
 )
 #: Every option by name, in declaration order.
 OPTIONS: dict[str, Option] = {o.name: o for o in _DECLARED}

@@ -145,13 +145,15 @@ def test_folder_evaluates_constant_subgraphs() -> None:
 def test_fold_budget_is_enforced_before_evaluation() -> None:
     big = _node("ConstantOfShape", ["dims"], ["k"])
     model = make_model([big, _node("Add", ["x", "k"], ["y"])], {"x": (1,)}, ["y"],
-                       {"dims": np.array([2**14, 2**14], I64)})
-    with pytest.raises(ResourceLimitError, match="ConstantOfShape"):
+                       {"dims": np.array([2**15, 2**14], I64)})  # 2 GiB of float32 zeros
+    with pytest.raises(ResourceLimitError, match=r"ConstantOfShape.*--max-tensor-bytes"):
         import_onnx(model)
-    expand = make_model([_node("Expand", ["one", "dims"], ["y"])], {}, ["y"],
-                        {"one": np.ones(1, np.float32), "dims": np.array([100, 100], I64)})
-    with pytest.raises(ResourceLimitError):
-        import_onnx(expand, fold_budget=1000)
+    expand = make_model([_node("Expand", ["one", "dims"], ["k"]), _node("Add", ["x", "k"], ["y"])], {"x": (1,)},
+                        ["y"], {"one": np.ones(1, np.float32), "dims": np.array([100, 100], I64)})
+    with pytest.raises(ResourceLimitError, match="40000 bytes"):  # 10^4 float32 elements
+        import_onnx(expand, max_tensor_bytes=39_999)
+    folded = import_onnx(expand, max_tensor_bytes=40_000)  # the same budget in bytes lets it fold
+    assert [n.op for n in folded.nodes] == ["Add"] and folded.shape("y") == (100, 100)
 
 
 # -- canonical form ------------------------------------------------------------------------
@@ -238,9 +240,16 @@ def test_all_unsupported_ops_reported_at_once() -> None:
     model.opset_import.append(helper.make_opsetid("com.example", 1))
     with pytest.raises(UnsupportedError) as info:
         import_onnx(model)
-    message = str(info.value)
-    assert "Erf (node 'erf')" in message and "Loop (node 'loop')" in message
-    assert "com.example::Custom" in message
+    message, err = str(info.value), info.value
+    assert "Erf (node 'erf', also 'Erf_2'; 2 nodes)" in err.message and "Loop (node 'loop')" in err.message
+    assert "com.example::Custom (node 'custom')" in err.message
+    assert err.details["counts"] == {"Erf": 2, "Loop": 1, "com.example::Custom": 1}
+    assert err.details["nodes"]["Erf"] == ["erf", "Erf_2"] and err.details["ops"]["Loop"] == "loop"
+    hint = err.hint or ""  # one remedy per op: its family's, its domain's, or the generic one
+    assert "Loop: control flow: export with static shapes" in hint
+    assert "com.example::Custom: a custom op of domain 'com.example'" in hint
+    assert "Erf: cimc has no kernel for it: cut the model before it" in hint
+    assert "the ops cimc takes: Add, AveragePool" in hint and message.endswith(")")
 
 
 def test_unfoldable_helper_ops_are_unsupported() -> None:

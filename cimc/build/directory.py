@@ -31,9 +31,10 @@ from cimc.build.atomic_dir import clean_stale, make_temp, remove, swap_into_plac
 from cimc.documents import dumps
 from cimc.documents.manifest import Manifest
 from cimc.errors import UsageError
+from cimc.limits import MANIFEST_BYTES
 
 MANIFEST = "manifest.json"
-MAX_MANIFEST_BYTES = 16 * 2**20
+MAX_MANIFEST_BYTES = MANIFEST_BYTES
 
 
 def sha256(data: bytes) -> str:

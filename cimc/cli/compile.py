@@ -19,7 +19,7 @@ import click
 
 from cimc.cli.common import State, guarded, parse_shapes
 from cimc.cli.morph import morph_options, structure_morph
-from cimc.cli.options import MAPPING, declared
+from cimc.cli.options import LIMITS, MAPPING, declared
 from cimc.cli.quant import pop_quant, print_quant, quant_options
 
 if TYPE_CHECKING:
@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 @click.argument("source")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Build directory to write (replaced atomically).")
-@declared("bitline_budget", *MAPPING, "input_shapes")
-@click.option("--max-model-bytes", type=click.IntRange(min=1), default=2 * 1024**3, show_default=True)
+@declared("bitline_budget", *MAPPING, "input_shapes", *LIMITS, "max_data_bytes")
 @click.option("--dump-ir", type=click.Path(file_okay=False, path_type=Path), help="Write the IR after each pass.")
 @click.option("--force", is_flag=True, help="Replace an output folder that cimc did not create.")
 @click.option("--wide", is_flag=True, help="Console tables with every column and whole layer names (else 100 columns).")
@@ -44,16 +43,17 @@ if TYPE_CHECKING:
 @guarded
 def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | None, macro: str, tiling: str,
                 placement: str, map_fc: bool, input_shape: tuple[str, ...], max_model_bytes: int,
-                dump_ir: Path | None, force: bool, wide: bool, allow_external_data_outside: bool,
-                passes: tuple[str, ...],
-                disable: tuple[str, ...], stop_after: str | None, **morph: Any) -> None:
+                max_tensor_bytes: int, max_data_bytes: int, dump_ir: Path | None, force: bool, wide: bool,
+                allow_external_data_outside: bool, passes: tuple[str, ...], disable: tuple[str, ...],
+                stop_after: str | None, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
 
     quant = pop_quant(morph)
     options = CompileOptions(**quant, bitline_budget=bitline_budget, macro=macro, tiling=tiling, placement=placement,
                              map_fc=map_fc, input_shapes=parse_shapes(input_shape),
-                             max_model_bytes=max_model_bytes, dump_ir=dump_ir, force=force,
+                             max_model_bytes=max_model_bytes, max_tensor_bytes=max_tensor_bytes,
+                             max_data_bytes=max_data_bytes, dump_ir=dump_ir, force=force,
                              allow_external_data_outside=allow_external_data_outside,
                              morph=structure_morph(bitline_budget, **morph), passes=passes or None,
                              disable=disable, stop_after=stop_after)

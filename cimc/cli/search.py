@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cimc.cli.common import State, guarded, parse_shapes
-from cimc.cli.options import MAPPING, PREPROCESS, declared
+from cimc.cli.options import LIMITS, MAPPING, PREPROCESS, declared
 
 if TYPE_CHECKING:
     from cimc.search.result import SearchResult
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 @declared("eval_size", help="Held-out samples per evaluation (default 256).")
 @declared("calib", default=None, show_default=False, help="Calibration data (default: --data's train split).")
 @declared("calib_size", default=64)
-@declared(*MAPPING, "bitline_budget", "input_shapes")
+@declared(*MAPPING, "bitline_budget", "input_shapes", *LIMITS)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for the results.")
 @click.pass_obj
 @guarded
@@ -51,7 +51,8 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
                strategy: str, agent: str, episodes: int, max_evals: int | None, seed: int, w_choices: str,
                a_choices: str, adc_choices: str | None, eval_size: int | None, calib: str | None, calib_size: int,
                macro: str, tiling: str, placement: str, map_fc: bool, bitline_budget: int | None,
-               input_shape: tuple[str, ...], output: Path | None) -> None:
+               input_shape: tuple[str, ...], max_model_bytes: int, max_tensor_bytes: int,
+               output: Path | None) -> None:
     """Search per-layer bits of MODEL (ONNX file or zoo name) under an accuracy constraint."""
     from cimc.api import CompileOptions
     from cimc.search import ProblemSpec, build_problem, collect, greedy_search, rl_search, write_outputs
@@ -60,7 +61,8 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
     options = CompileOptions(macro=macro, tiling=tiling, placement=placement, map_fc=map_fc,
                              bitline_budget=bitline_budget, input_shapes=parse_shapes(input_shape),
                              calib_size=calib_size, data_root=data_root, image_size=image_size,
-                             mean=mean, std=std)
+                             mean=mean, std=std, max_model_bytes=max_model_bytes,
+                             max_tensor_bytes=max_tensor_bytes)
     spec = ProblemSpec(data=data_name, objective=objective, max_drop=max_acc_drop,
                        w_choices=parse_choices(w_choices, "weight"), a_choices=parse_choices(a_choices, "input"),
                        adc_choices=parse_choices(adc_choices, "ADC") if adc_choices else None,

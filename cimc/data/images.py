@@ -16,11 +16,12 @@ import numpy as np
 from cimc.data.files import MAX_IMAGE_BYTES, entries, read_bytes
 from cimc.data.preprocess import Preprocess
 from cimc.errors import UsageError
+from cimc.limits import DATASET_IMAGES, IMAGE_PIXELS
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("PNG", "JPEG")
-MAX_PIXELS = 64 << 20
-MAX_IMAGES = 200_000
+MAX_PIXELS = IMAGE_PIXELS
+MAX_IMAGES = DATASET_IMAGES
 
 
 def class_folders(folder: Path, root: Path) -> list[Path]:

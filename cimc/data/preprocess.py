@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimc.errors import UsageError
+from cimc.limits import IMAGE_SIZE
 
-MAX_IMAGE_SIZE = 4096
+MAX_IMAGE_SIZE = IMAGE_SIZE
 
 
 @dataclass(frozen=True)

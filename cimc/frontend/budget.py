@@ -7,8 +7,9 @@ every graph input, output and inferred intermediate tensor with static shape ``d
 element size ``s`` bytes, the size ``s · Π d`` is computed with Python ints (exact, no
 overflow) and must stay within ``max_tensor_bytes``; all of them together within
 ``4 · max_tensor_bytes``. Otherwise ``ResourceLimitError`` names the first tensor over
-the budget (inputs first). ``check_nonempty`` (run by the compiler, not the importer) refuses
-IR tensors with a zero dim.
+the budget (inputs first) and the option that raises it (``--max-tensor-bytes``, declared
+with its default in ``cimc.options``; constant folding is held to the same budget).
+``check_nonempty`` (run by the compiler, not the importer) refuses IR tensors with a zero dim.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import onnx
 from cimc.errors import InvalidModelError, ResourceLimitError, UnsupportedError
 from cimc.frontend.tensor_checks import itemsize
 from cimc.ir.graph import Graph
+from cimc.options import OPTIONS
 
-DEFAULT_MAX_TENSOR_BYTES = 2**30
+DEFAULT_MAX_TENSOR_BYTES: int = OPTIONS["max_tensor_bytes"].default
+RAISE_HINT = "raise the budget with --max-tensor-bytes"
+_SHAPE_HINT = f"use a smaller --input-shape (batch size or image size), or {RAISE_HINT}"
 
 
 def static_sizes(graph: onnx.GraphProto) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -51,13 +55,13 @@ def check_memory(graph: onnx.GraphProto, max_tensor_bytes: int = DEFAULT_MAX_TEN
         raise ResourceLimitError(
             f"tensor '{name}'{_origin(graph, name)} of shape {shape} would take {size} bytes "
             f"({math.prod(shape)} elements), more than the budget of {max_tensor_bytes} bytes per tensor",
-            hint="use a smaller --input-shape (batch size or image size)" if _is_input(graph, name) else None,
+            hint=_SHAPE_HINT if _is_input(graph, name) else RAISE_HINT,
             details={"tensor": name, "shape": list(shape), "bytes": size, "budget": max_tensor_bytes})
     total = sum(s for _, s in sizes.values())
     if total > 4 * max_tensor_bytes:
         raise ResourceLimitError(
             f"the model's tensors would take {total} bytes together, more than the budget of "
-            f"{4 * max_tensor_bytes} bytes", hint="use a smaller --input-shape (batch size or image size)",
+            f"{4 * max_tensor_bytes} bytes (4 × --max-tensor-bytes)", hint=_SHAPE_HINT,
             details={"bytes": total, "budget": 4 * max_tensor_bytes})
 
 

@@ -32,7 +32,8 @@ class OpContext:
     def shape(self, name: str) -> tuple[int, ...]:
         if name not in self.shapes:
             raise InvalidModelError(f"no static shape could be inferred for tensor '{name}'",
-                                    hint="pass --input-shape NAME=1,3,32,32 for inputs with symbolic dims")
+                                    hint="give every graph input a static shape (--input-shape NAME=N,C,H,W with the "
+                                         "model's own image size)")
         return self.shapes[name]
 
     def const(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray | None:

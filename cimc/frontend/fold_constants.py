@@ -5,10 +5,14 @@ node whose inputs are all constant are evaluated (``onnx.reference.ReferenceEval
 the single node) and replaced by initializers. Torch's Shape→Gather→Concat→Reshape chains
 fold away this way.
 
-Folding is bounded: before a node is evaluated, the element count of its outputs is
-computed with Python ints (from inferred shapes, or from the constant operands for
-ConstantOfShape/Expand/Range/Tile) and a node above ``budget`` elements, or a fold that
-would take the total past ``4 · budget``, raises ``ResourceLimitError``.
+Folding is bounded by the import's tensor budget (``--max-tensor-bytes``, ``budget`` here):
+before a node is evaluated, the element count of its outputs is computed with Python ints
+(from inferred shapes, or from the constant operands for ConstantOfShape/Expand/Range/Tile)
+and times the widest element size it may have (``Cast``'s target, ``Constant`` and
+``ConstantOfShape``'s value, else the widest operand) gives its bytes; a node above
+``budget`` bytes, or a fold that would take the total past ``4 · budget``, raises
+``ResourceLimitError``. A weight the model builds from its shape (the legacy ONNX zoo's
+``ConstantOfShape`` weights: VGG19's 25088×4096 float32 FC, 411 MB) is folded when it fits.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from cimc.errors import InvalidModelError, ResourceLimitError
+from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, RAISE_HINT
 from cimc.frontend.loader import default_opset
 from cimc.frontend.proto_graph import DEFAULT_DOMAINS, set_repeated
+from cimc.frontend.tensor_checks import itemsize
 from cimc.safe_text import one_line
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUDGET = 2**26
+DEFAULT_BUDGET = DEFAULT_MAX_TENSOR_BYTES  # bytes per folded tensor; 4× in all
 _ELEMENTWISE = frozenset({
     "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
     "And", "Or", "Xor", "Not", "Where", "Max", "Min", "Neg", "Abs", "Sqrt", "Reciprocal", "Floor", "Ceil",
@@ -76,7 +82,7 @@ class _Folder:
         if not all(self.is_const(t) for t in node.input):
             return False
         args = [self.value(t) if t else None for t in node.input]
-        self._charge(node, self._count(node, args))
+        self._charge(node, self._count(node, args), _itemsize(node, args))
         outs = _evaluate(node, args, self.opset)
         for name, arr in zip(node.output, outs, strict=False):
             if name:
@@ -104,13 +110,16 @@ class _Folder:
             return sum(math.prod(s) for s in inferred if s is not None)
         return _fallback_count(node, args)
 
-    def _charge(self, node: onnx.NodeProto, count: int) -> None:
-        if count > self.budget or self.total + count > 4 * self.budget:
+    def _charge(self, node: onnx.NodeProto, count: int, size: int) -> None:
+        """Count ``count`` elements of ``size`` bytes against the budget (module doc)."""
+        nbytes = count * size
+        if nbytes > self.budget or self.total + nbytes > 4 * self.budget:
             raise ResourceLimitError(
-                f"constant folding node '{node.name}' ({node.op_type}) would create {count} elements "
-                f"(budget {self.budget} per node, {4 * self.budget} in all; {self.total} used)",
-                details={"node": node.name, "elements": count, "budget": self.budget})
-        self.total += count
+                f"constant folding node '{node.name}' ({node.op_type}) would create {count} elements, "
+                f"{nbytes} bytes (budget {self.budget} bytes per tensor, {4 * self.budget} in all; "
+                f"{self.total} used)", hint=RAISE_HINT,
+                details={"node": node.name, "elements": count, "bytes": nbytes, "budget": self.budget})
+        self.total += nbytes
 
 
 def static_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
@@ -184,6 +193,24 @@ def _count_gather(node: onnx.NodeProto, args: list[np.ndarray | None]) -> int:
         return _size(indices)
     axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % data.ndim
     return _size(indices) * (_size(data) // max(int(data.shape[axis]), 1))
+
+
+def _itemsize(node: onnx.NodeProto, args: list[np.ndarray | None]) -> int:
+    """Bytes per element of the node's outputs, at most: ``Cast``'s target, the value of
+    ``Constant``/``ConstantOfShape``, 8 for NonZero's indices, else the data operand's (every
+    other foldable op keeps the dtype of its input 0, Where and CastLike of their input 1, or
+    narrows it to bool)."""
+    attrs = {a.name: a for a in node.attribute}
+    if node.op_type == "Cast" and "to" in attrs:
+        return itemsize(attrs["to"].i)
+    if node.op_type in ("Constant", "ConstantOfShape"):
+        if "value" in attrs:
+            return itemsize(attrs["value"].t.data_type)
+        return 8 if node.op_type == "Constant" else 4  # value_ints/_floats; ConstantOfShape: float32 zeros
+    data = args[1] if node.op_type in ("Where", "CastLike") and len(args) > 1 else (args[0] if args else None)
+    if node.op_type == "NonZero" or data is None or data.dtype.kind not in "biuf":
+        return 8
+    return int(data.dtype.itemsize)
 
 
 def _fallback_count(node: onnx.NodeProto, args: list[np.ndarray | None]) -> int:

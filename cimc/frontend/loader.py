@@ -24,11 +24,13 @@ from google.protobuf.message import DecodeError, Message
 from cimc.errors import InvalidModelError, ResourceLimitError, SecurityError, UnsupportedError, UsageError
 from cimc.frontend.lean_check import check_model_lean
 from cimc.frontend.tensor_checks import model_tensors
+from cimc.options import OPTIONS
 from cimc.safe_text import one_line
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 2**31
+DEFAULT_MAX_BYTES: int = OPTIONS["max_model_bytes"].default
+_RAISE_HINT = "raise the limit with --max-model-bytes"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _TRUST_HINT = "pass --allow-external-data-outside if you trust this model"
 
@@ -40,8 +42,8 @@ def load_model(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYT
     size = _stat_size(file)
     if size > max_bytes:
         raise ResourceLimitError(
-            f"model file '{file.name}' is {size} bytes, more than the limit of {max_bytes} bytes "
-            "(raise it with --max-model-bytes)", details={"size": size, "max_bytes": max_bytes})
+            f"model file '{file.name}' is {size} bytes, more than the limit of {max_bytes} bytes",
+            hint=_RAISE_HINT, details={"size": size, "max_bytes": max_bytes})
     data = _read_bytes(file, min(size, max_bytes))
     model = parse_model(data)
     base_dir = os.path.dirname(os.path.abspath(file))
@@ -192,7 +194,7 @@ def _load_external(model: onnx.ModelProto, tensors: list[onnx.TensorProto], base
     total = sum(n for _, _, n in plan)
     if total > budget:
         raise ResourceLimitError(f"model with its external data is more than the limit ({total} external bytes)",
-                                 hint="raise the limit with --max-model-bytes")
+                                 hint=_RAISE_HINT, details={"external_bytes": total, "budget": budget})
     for tensor, real, count in plan:
         _read_into(tensor, real, count, allow_outside)
 

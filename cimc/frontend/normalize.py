@@ -2,7 +2,8 @@
 
 * Models older than opset 13 are converted to opset 13 by ``onnx.version_converter``.
 * ``input_shapes`` fixes the symbolic dims of graph inputs; a symbolic dim left without an
-  override is an error that tells the user to pass ``--input-shape NAME=1,3,32,32``.
+  override is an error that tells the user which ``--input-shape`` to pass, with the dims the
+  model fixes filled in and the others named (``cimc.frontend.shape_hints``).
 * Shapes are inferred with strict mode and data propagation, so Shape→Gather→Concat chains
   feeding a Reshape give it a static output shape.
 """
@@ -19,6 +20,7 @@ from cimc.errors import InvalidModelError, UnsupportedError, UsageError
 from cimc.frontend.lean_infer import infer_shapes_lean
 from cimc.frontend.loader import default_opset
 from cimc.frontend.proto_graph import name_nodes, set_repeated
+from cimc.frontend.shape_hints import suggest
 from cimc.safe_text import one_line
 
 log = logging.getLogger(__name__)
@@ -88,14 +90,6 @@ def _set_shape(vi: onnx.ValueInfoProto, shape: tuple[int, ...]) -> None:
         vi.type.tensor_type.shape.dim.add().dim_value = int(d)
 
 
-def _suggestion(vi: onnx.ValueInfoProto) -> str:
-    tt = vi.type.tensor_type
-    if not tt.HasField("shape"):
-        return f"--input-shape {vi.name}=1,3,32,32"
-    dims = [str(d.dim_value) if d.HasField("dim_value") else "1" for d in tt.shape.dim]
-    return f"--input-shape {vi.name}={','.join(dims)}"
-
-
 def apply_input_shapes(graph: onnx.GraphProto, input_shapes: dict[str, tuple[int, ...]]) -> None:
     """Fix graph input shapes (in place); raise if a dim stays symbolic."""
     names = [vi.name for vi in graph.input]
@@ -110,7 +104,7 @@ def apply_input_shapes(graph: onnx.GraphProto, input_shapes: dict[str, tuple[int
     if symbolic:
         listed = ", ".join(f"'{vi.name}'" for vi in symbolic)
         raise InvalidModelError(f"graph input(s) {listed} have symbolic or unknown dims",
-                                hint="pass " + " ".join(_suggestion(vi) for vi in symbolic))
+                                hint="pass " + "; ".join(suggest(graph, vi) for vi in symbolic))
     _drop_symbolic_annotations(graph)
 
 

@@ -19,21 +19,15 @@ from onnx import numpy_helper
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory
 from cimc.frontend.canonical import OpContext, canonicalize, replace
-from cimc.frontend.fold_constants import DEFAULT_BUDGET, FOLDABLE, fold_constants, static_shapes
+from cimc.frontend.fold_constants import FOLDABLE, fold_constants, static_shapes
 from cimc.frontend.loader import DEFAULT_MAX_BYTES, check_model, check_strings, load_model
 from cimc.frontend.normalize import infer_shapes, normalize
-from cimc.frontend.proto_graph import (
-    check_definitions,
-    check_supported,
-    fill_output_shapes,
-    name_nodes,
-    report,
-    sort_nodes,
-)
+from cimc.frontend.proto_graph import check_definitions, fill_output_shapes, name_nodes, sort_nodes
 from cimc.frontend.quantizers import QDQ_KEY, import_quantizers
 from cimc.frontend.tensor_checks import check_tensors, check_values
+from cimc.frontend.unsupported import check_supported, report, supported
 from cimc.ir import Graph, Node, TensorInfo, verify
-from cimc.ops import IDENTITY_OPS, op_table
+from cimc.ops import IDENTITY_OPS
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +35,18 @@ log = logging.getLogger(__name__)
 def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
                 input_shapes: Mapping[str, tuple[int, ...]] | None = None,
                 max_bytes: int = DEFAULT_MAX_BYTES, allow_external_outside: bool = False,
-                fold_budget: int = DEFAULT_BUDGET, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
+                max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
     """Import an ONNX model (a path or a ``ModelProto``) into a verified canonical IR graph.
 
-    Every static tensor must fit ``max_tensor_bytes`` (checked on shapes, before folding or
-    any other allocation); constant folding creates at most ``fold_budget`` elements a node."""
+    The file, with its external data, must fit ``max_bytes`` (``--max-model-bytes``). Every
+    static tensor must fit ``max_tensor_bytes`` (``--max-tensor-bytes``; checked on shapes,
+    before folding or any other allocation), and so must every tensor constant folding
+    creates (``4 · max_tensor_bytes`` in all, each budget)."""
     model = _obtain(path_or_model, max_bytes, allow_external_outside)
     quant = prepare(model, max_tensor_bytes)
     model = normalize(model, input_shapes, in_place=True)  # the model is ours (loaded or copied)
     check_memory(model.graph, max_tensor_bytes)
-    model = infer_shapes(fold_constants(model, budget=fold_budget, in_place=True), in_place=True)
+    model = infer_shapes(fold_constants(model, budget=max_tensor_bytes, in_place=True), in_place=True)
     check_memory(model.graph, max_tensor_bytes)
     graph = to_ir(model)
     graph.metadata.pop(QDQ_KEY, None)  # only the importer writes it (cimc.frontend.quantizers)
@@ -146,8 +142,7 @@ def _convert_node(node: onnx.NodeProto, ctx: OpContext, alias: _Aliases) -> Node
 def to_ir(model: onnx.ModelProto) -> Graph:
     """Convert a normalised, folded, shape-inferred ONNX model into an IR graph."""
     g = model.graph
-    report(n for n in g.node if n.domain not in ("", "ai.onnx") or
-           (n.op_type not in op_table() and n.op_type not in IDENTITY_OPS))
+    report(n for n in g.node if not supported(n))
     ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer})
     ctx.taken.update(n.name for n in g.node)
     ctx.taken.update(t for n in g.node for t in [*n.input, *n.output])

@@ -3,21 +3,20 @@
 * ``name_nodes`` gives every unnamed (or duplicate-named) node the unique name ``<op>_<index>``.
 * ``sort_nodes`` puts an unsorted but acyclic graph into topological order (with a warning)
   and raises ``InvalidModelError`` showing a cycle if there is one.
-* ``check_supported`` lists every op type the importer cannot handle in one ``UnsupportedError``.
+(``cimc.frontend.unsupported`` lists the op types the importer cannot handle.)
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import onnx
 
-from cimc.errors import InvalidModelError, UnsupportedError
+from cimc.errors import InvalidModelError
 from cimc.frontend.lean_infer import infer_shapes_lean
-from cimc.ops import IDENTITY_OPS, op_table
 from cimc.safe_text import safe_name
 
 log = logging.getLogger(__name__)
@@ -159,42 +158,3 @@ def fill_output_shapes(model: onnx.ModelProto) -> None:
     for vi in missing:
         if vi.name in found:
             vi.type.CopyFrom(found[vi.name])
-
-
-def op_label(node: onnx.NodeProto) -> str:
-    """``Op`` for the default domain, ``domain::Op`` otherwise."""
-    return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
-
-
-def _may_fold(graph: onnx.GraphProto, foldable: frozenset[str]) -> set[str]:
-    """Names of nodes the constant folder might remove (all inputs possibly constant)."""
-    const = {t.name for t in graph.initializer}
-    names: set[str] = set()
-    for node in graph.node:
-        shape_like = node.op_type in ("Shape", "Size")
-        inputs_const = all(not t or t in const for t in node.input)
-        if node.domain in DEFAULT_DOMAINS and node.op_type in foldable and (shape_like or inputs_const):
-            names.add(node.name)
-            const.update(node.output)
-    return names
-
-
-def check_supported(graph: onnx.GraphProto, foldable: frozenset[str]) -> None:
-    """Raise one ``UnsupportedError`` naming every op type that cannot be imported."""
-    may_fold = _may_fold(graph, foldable)
-    report(n for n in graph.node if not _supported(n) and n.name not in may_fold)
-
-
-def _supported(node: onnx.NodeProto) -> bool:
-    return node.domain in DEFAULT_DOMAINS and (node.op_type in op_table() or node.op_type in IDENTITY_OPS)
-
-
-def report(nodes: Iterable[onnx.NodeProto]) -> None:
-    """Raise one ``UnsupportedError`` for ``nodes`` (first node of each op type), if any."""
-    first: dict[str, str] = {}
-    for node in nodes:
-        first.setdefault(op_label(node), node.name)
-    if first:
-        listed = ", ".join(f"{op} (node '{name}')" for op, name in sorted(first.items()))
-        raise UnsupportedError(f"unsupported op(s): {listed}", details={"ops": first},
-                               hint="supported ops: " + ", ".join(op_table()))

@@ -6,9 +6,11 @@ CIM numerics, so ``onnxruntime(model.cim.onnx) ==`` emulator ``==`` numpy refere
 * digital ops keep their ONNX form; those the reference computes in float64
   (``OpDef.double`` in ``cimc.ops``) are wrapped in ``Cast`` to double and back, and
   GlobalAveragePool becomes ``ReduceSum``/``Div`` in double (onnxruntime has no double pool);
+* an even-size LRN, which onnxruntime refuses, is written as its kernel's float64 steps
+  (``cimc.lowering.lrn``);
 * the batch dimension is free (``N``): Reshapes keep it as ``-1`` (``cimc.quant.batching``).
 
-``float_model`` writes the float graph the same way without any lowering (the float
+``float_model`` writes the float graph the same way without any lowering but the LRN's (the float
 baseline for accuracy and benchmarks). ``expose`` adds a compiled model's per-layer tensors
 (``L/input_codes``, ``L/adc_codes``, ``L/sums`` and the output) as graph outputs.
 Both checked with ``onnx.checker`` (full check), so they open in Netron.
@@ -29,6 +31,7 @@ from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, ExportBui
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.lowering.layer import LayerEmitter
+from cimc.lowering.lrn import emit_lrn, needs_lowering
 from cimc.ops import op_table
 from cimc.quant.batching import batch_generic, static_batch
 from cimc.quant.cim_layer import cim_spec
@@ -50,6 +53,8 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
             layers.append(emitter.document())
         elif op_table()[node.op].double:
             _emit_double(builder, node, generic)
+        elif needs_lowering(node):
+            emit_lrn(builder, node, generic)
         else:
             builder.add(node)
     props = {"cimc.cim_layers": json.dumps(layers, sort_keys=True),
@@ -62,7 +67,10 @@ def float_model(graph: Graph) -> onnx.ModelProto:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     for node in generic.topo_order():
-        builder.add(node)
+        if needs_lowering(node):
+            emit_lrn(builder, node, generic)
+        else:
+            builder.add(node)
     return _finish(generic, builder, graph.name, {})
 
 

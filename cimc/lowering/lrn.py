@@ -1,0 +1,66 @@
+"""An even-size LRN as standard ONNX ops, for ``model.cim.onnx`` and the float model.
+
+onnxruntime refuses an LRN whose ``size`` is even (its kernel asserts ``size % 2 == 1``,
+though ONNX allows any positive size), so such a node is written as the steps of the op's
+kernel (``cimc.ops.defs.lrn``), in float64 like it, which makes it bit-exact with the
+kernel (the emulator)::
+
+    Z   = Pad(CumSum(Cast(x · x, double), axis 1), one 0 before channel 0)
+    win = Gather(Z, upper, axis 1) − Gather(Z, lower, axis 1)      (the clipped windows)
+    y   = Cast(Cast(x, double) / Pow(bias + alpha/size · win, beta), float)
+
+Odd sizes keep onnxruntime's own LRN (float32; it may differ from the kernel in the last bit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from cimc.frontend.onnx_export import ExportBuilder
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.ops.defs.lrn import window_indices
+
+
+def needs_lowering(node: Node) -> bool:
+    """Whether onnxruntime would refuse ``node`` as an LRN (an even size)."""
+    return node.op == "LRN" and int(node.attrs["size"]) % 2 == 0
+
+
+def emit_lrn(b: ExportBuilder, node: Node, graph: Graph) -> None:
+    """Append the ONNX nodes of ``node`` (an LRN) to ``b`` (module doc)."""
+    a, x, channels = node.attrs, node.inputs[0], graph.shape(node.inputs[0])[1]
+    rank = len(graph.shape(node.inputs[0]))
+    upper, lower = window_indices(channels, int(a["size"]))
+    pads = np.zeros(2 * rank, np.int64)
+    pads[1] = 1  # one zero before channel 0: Z[0] = 0
+    const = {"pads": pads, "axis": np.array(1, np.int64), "upper": upper, "lower": lower,
+             "scale": np.array(a["alpha"] / a["size"], np.float64), "bias": np.array(a["bias"], np.float64),
+             "beta": np.array(a["beta"], np.float64)}
+    c = {k: b.constant(node, k, v) for k, v in const.items()}
+
+    def op(kind: str, inputs: list[str], **attrs: int) -> str:
+        out = _fresh(b, f"{node.name}/{kind.lower()}")
+        proto = helper.make_node(kind, inputs, [out], name=out)
+        proto.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        b.nodes.append(proto)
+        return out
+
+    sq = op("Cast", [op("Mul", [x, x])], to=TensorProto.DOUBLE)
+    prefix = op("Pad", [op("CumSum", [sq, c["axis"]]), c["pads"]])
+    win = op("Sub", [op("Gather", [prefix, c["upper"]], axis=1), op("Gather", [prefix, c["lower"]], axis=1)])
+    den = op("Pow", [op("Add", [c["bias"], op("Mul", [c["scale"], win])]), c["beta"]])
+    y = op("Div", [op("Cast", [x], to=TensorProto.DOUBLE), den])
+    b.nodes.append(helper.make_node("Cast", [y], [node.outputs[0]], name=_fresh(b, f"{node.name}/out"),
+                                    to=TensorProto.FLOAT))
+
+
+def _fresh(b: ExportBuilder, base: str) -> str:
+    name, i = base, 0
+    while name in b.taken:
+        i += 1
+        name = f"{base}_{i}"
+    b.taken.add(name)
+    return name
+
