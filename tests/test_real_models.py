@@ -78,8 +78,6 @@ GAPS: dict[tuple[str, ...], Gap] = {
     ("unet_bilinear", "legacy"): Gap(("Resize",)),
     ("retinanet_fpn", "dynamo"): Gap(("Resize",)),
     ("retinanet_fpn", "legacy"): Gap(("Resize",)),
-    # dynamo with optimize=False: its shape helpers (Shape → CastLike/Expand) are left unfolded
-    **{(name, "dynamo", "keep_bn"): Gap(("CastLike", "Expand")) for name in ("resnet18", "mobilenet_v2")},
 }
 
 BN_VARIANTS = ("resnet18", "mobilenet_v2")  # also exported with BN folded in torch, and with BN kept
