@@ -1,0 +1,163 @@
+"""Elementwise formulas written once and run two ways: on numpy arrays, or as ONNX nodes.
+
+An op whose ONNX form onnxruntime cannot run where cimc needs it (Erf and Gelu have no float64
+kernel in onnxruntime, Gelu and GroupNormalization no opset-17 form) writes its maths once as a
+function of a ``Backend``: ``NumpyBackend`` computes it (the op's kernel), ``OnnxBackend`` appends
+the same operations as ONNX nodes (the op's ``decompose`` rule, ``cimc.ops.base``). Both run the
+same IEEE operations in the same order on the same dtype; only the transcendental functions
+(``exp``, ``tanh``, ``sqrt`` of float64) may differ in the last float64 bit between numpy and
+onnxruntime, which the single rounding to float32 that follows almost always absorbs (the
+contract of ``OpDef.double``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cimc.frontend.onnx_export import ExportBuilder
+    from cimc.ir.node import Node
+
+T = TypeVar("T")
+
+
+class Backend(Generic[T]):
+    """The operations a formula may use; ``T`` is a numpy array or an ONNX tensor name."""
+
+    def const(self, value: float | np.ndarray) -> T:
+        raise NotImplementedError
+
+    def op(self, name: str, *args: T, **attrs: Any) -> T:
+        """The ONNX op ``name`` (Add, Sub, Mul, Div, Exp, Tanh, Sqrt, Abs, Min, Max, Less, Where,
+        Neg, Log, ReduceMean with ``axes``/``keepdims``) of ``args``."""
+        raise NotImplementedError
+
+    def add(self, a: T, b: T) -> T:
+        return self.op("Add", a, b)
+
+    def sub(self, a: T, b: T) -> T:
+        return self.op("Sub", a, b)
+
+    def mul(self, a: T, b: T) -> T:
+        return self.op("Mul", a, b)
+
+    def div(self, a: T, b: T) -> T:
+        return self.op("Div", a, b)
+
+    def where_less(self, a: T, b: T, then: T, other: T) -> T:
+        """``then`` where ``a < b``, else ``other``."""
+        return self.op("Where", self.op("Less", a, b), then, other)
+
+
+def _reduce_mean(x: np.ndarray, axes: Sequence[int], keepdims: int) -> np.ndarray:
+    return np.asarray(x.mean(axis=tuple(axes), keepdims=bool(keepdims), dtype=x.dtype))
+
+
+_NUMPY = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Exp": np.exp, "Log": np.log,
+    "Tanh": np.tanh, "Sqrt": np.sqrt, "Abs": np.abs, "Neg": np.negative, "Min": np.minimum, "Max": np.maximum,
+    "Less": np.less, "Where": np.where,
+}
+
+
+class NumpyBackend(Backend[np.ndarray]):
+    """Computes the formula in ``dtype`` (float32 or float64)."""
+
+    def __init__(self, dtype: np.dtype[Any] | type) -> None:
+        self.dtype = np.dtype(dtype)
+
+    def const(self, value: float | np.ndarray) -> np.ndarray:
+        return np.asarray(value, dtype=self.dtype)
+
+    def op(self, name: str, *args: np.ndarray, **attrs: Any) -> np.ndarray:
+        if name == "ReduceMean":
+            return _reduce_mean(args[0], attrs["axes"], attrs["keepdims"])
+        if name == "Reshape":
+            return args[0].reshape(tuple(int(d) for d in attrs["shape"]))
+        return np.asarray(_NUMPY[name](*args))
+
+
+class OnnxBackend(Backend[str]):
+    """Appends the formula's operations to ``builder`` as ONNX nodes named after ``node``, on
+    tensors of ``dtype`` (constants are initializers of that dtype)."""
+
+    def __init__(self, builder: ExportBuilder, node: Node, dtype: np.dtype[Any] | type) -> None:
+        self.b, self.node, self.dtype = builder, node, np.dtype(dtype)
+
+    def fresh(self, base: str) -> str:
+        name, i = f"{self.node.name}/{base}", 0
+        while name in self.b.taken:
+            i += 1
+            name = f"{self.node.name}/{base}_{i}"
+        self.b.taken.add(name)
+        return name
+
+    def const(self, value: float | np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self.fresh("c")
+        self.b.extra.append(numpy_helper.from_array(np.asarray(value, dtype=self.dtype), name))
+        return name
+
+    def op(self, name: str, *args: str, **attrs: Any) -> str:
+        out = self.fresh(name.lower())
+        self.emit(name, list(args), out, **attrs)
+        return out
+
+    def emit(self, name: str, args: list[str], out: str, **attrs: Any) -> None:
+        """Append the node ``out = name(args)`` (opset 17: the ``axes`` of a ReduceMean an attribute,
+        the ``shape`` of a Reshape an int64 operand)."""
+        from onnx import helper, numpy_helper
+
+        if name == "Reshape":
+            operand = self.fresh("shape")
+            self.b.extra.append(numpy_helper.from_array(np.asarray(attrs.pop("shape"), np.int64).reshape(-1), operand))
+            args = [*args, operand]
+        if name == "ReduceMean":
+            attrs["axes"] = [int(v) for v in attrs["axes"]]
+        self.b.nodes.append(helper.make_node(name, args, [out], name=self.fresh(f"{name}_node"), **attrs))
+
+    def cast(self, tensor: str, to: int, out: str | None = None) -> str:
+        from onnx import helper
+
+        out = out or self.fresh("cast")
+        self.b.nodes.append(helper.make_node("Cast", [tensor], [out], name=self.fresh("Cast_node"), to=to))
+        return out
+
+
+def to_onnx(builder: ExportBuilder, node: Node, wide: bool, formula: Any, n_inputs: int = 1) -> None:
+    """Write ``node`` as the ONNX nodes of ``formula(backend, *inputs)``: in float64 directly when
+    ``wide`` (the tensors already are float64), else between a Cast to float64 and one back."""
+    from onnx import TensorProto
+
+    be = OnnxBackend(builder, node, np.float64)
+    inputs = list(node.inputs[:n_inputs])
+    if not wide:
+        inputs = [be.cast(t, TensorProto.DOUBLE) for t in inputs]
+    result = formula(be, *inputs)
+    if wide:
+        be.emit("Identity", [result], node.outputs[0])
+    else:
+        be.cast(result, TensorProto.FLOAT, node.outputs[0])
+
+
+def in_float64(formula: Any, ins: list[np.ndarray]) -> np.ndarray:
+    """``formula`` computed in float64 on ``ins``, returned in the first input's dtype."""
+    be = NumpyBackend(np.float64)
+    out = formula(be, *(np.asarray(x, np.float64) for x in ins))
+    return np.asarray(out).astype(ins[0].dtype)
+
+
+def chebyshev(be: Backend[T], y: T, coefs: Sequence[float]) -> T:
+    """``Σ_k coefs[k] · T_k(y)`` by Clenshaw's recurrence ``b_k = c_k + 2y·b_{k+1} − b_{k+2}``,
+    ``f = c_0 + y·b_1 − b_2`` (``y`` in [−1, 1])."""
+    y2 = be.add(y, y)
+    b1, b2 = be.const(coefs[-1]), None
+    for c in coefs[-2:0:-1]:
+        step = be.add(be.const(c), be.mul(y2, b1))
+        b1, b2 = (be.sub(step, b2) if b2 is not None else step), b1
+    tail = be.add(be.const(coefs[0]), be.mul(y, b1))
+    return be.sub(tail, b2) if b2 is not None else tail
