@@ -12,7 +12,7 @@ contract of ``OpDef.double``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from cimc.ir.node import Node
 
 T = TypeVar("T")
+#: A formula: ``f(backend, *inputs)`` → the output, written with the backend's operations only.
+Formula = Callable[..., Any]
 
 
 class Backend(Generic[T]):
@@ -75,8 +77,9 @@ class NumpyBackend(Backend[np.ndarray]):
     def op(self, name: str, *args: np.ndarray, **attrs: Any) -> np.ndarray:
         if name == "ReduceMean":
             return _reduce_mean(args[0], attrs["axes"], attrs["keepdims"])
-        if name == "Reshape":
-            return args[0].reshape(tuple(int(d) for d in attrs["shape"]))
+        if name == "Reshape":  # ONNX: a 0 copies the input's dim
+            x = args[0]
+            return x.reshape(tuple(x.shape[i] if d == 0 else int(d) for i, d in enumerate(attrs["shape"])))
         return np.asarray(_NUMPY[name](*args))
 
 
@@ -128,7 +131,7 @@ class OnnxBackend(Backend[str]):
         return out
 
 
-def to_onnx(builder: ExportBuilder, node: Node, wide: bool, formula: Any, n_inputs: int = 1) -> None:
+def to_onnx(builder: ExportBuilder, node: Node, wide: bool, formula: Formula, n_inputs: int = 1) -> None:
     """Write ``node`` as the ONNX nodes of ``formula(backend, *inputs)``: in float64 directly when
     ``wide`` (the tensors already are float64), else between a Cast to float64 and one back."""
     from onnx import TensorProto
@@ -144,11 +147,24 @@ def to_onnx(builder: ExportBuilder, node: Node, wide: bool, formula: Any, n_inpu
         be.cast(result, TensorProto.FLOAT, node.outputs[0])
 
 
-def in_float64(formula: Any, ins: list[np.ndarray]) -> np.ndarray:
+def output_shape(builder: ExportBuilder, node: Node) -> tuple[int, ...]:
+    """The static output shape of ``node`` as the exported graph holds it (the float64 copy that
+    ``model.cim.onnx`` writes keeps the node's name, not its tensors)."""
+    return builder.graph.shape(builder.graph.node(node.name).outputs[0])
+
+
+def in_float64(formula: Formula, ins: list[np.ndarray]) -> np.ndarray:
     """``formula`` computed in float64 on ``ins``, returned in the first input's dtype."""
     be = NumpyBackend(np.float64)
     out = formula(be, *(np.asarray(x, np.float64) for x in ins))
     return np.asarray(out).astype(ins[0].dtype)
+
+
+def normalise(be: Backend[T], x: T, axes: Sequence[int], epsilon: float) -> T:
+    """``(x − μ) / √(σ² + ε)`` with ``μ``, ``σ²`` the mean and (biased) variance over ``axes``."""
+    d = be.sub(x, be.op("ReduceMean", x, axes=tuple(axes), keepdims=1))
+    var = be.op("ReduceMean", be.mul(d, d), axes=tuple(axes), keepdims=1)
+    return be.div(d, be.op("Sqrt", be.add(var, be.const(epsilon))))
 
 
 def chebyshev(be: Backend[T], y: T, coefs: Sequence[float]) -> T:
