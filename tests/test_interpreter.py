@@ -135,7 +135,8 @@ def _scaled(op: str, scale: float = 4.0, shape: tuple[int, ...] = (2, 3, 4, 5), 
 def _positive(op: str, **kw: Any) -> onnx.ModelProto:
     """``op(|x| + 0.1)``: a positive input (Sqrt, Log, Reciprocal, Pow 0.5)."""
     extra, inits = kw.pop("extra", []), kw.pop("inits", {})
-    nodes = [helper.make_node("Abs", ["x"], ["a"], name="abs0"), helper.make_node("Add", ["a", "e"], ["p"], name="add0"),
+    nodes = [helper.make_node("Abs", ["x"], ["a"], name="abs0"),
+             helper.make_node("Add", ["a", "e"], ["p"], name="add0"),
              helper.make_node(op, ["p", *extra], ["y"], name=f"{op.lower()}0", **kw)]
     return make_model(nodes, {"x": (2, 3, 4)}, ["y"], {"e": np.array(0.1, np.float32), **inits})
 

@@ -91,7 +91,8 @@ class OpDef:
     canonical attributes every node must carry, ``weight_inputs`` the input indices that must
     be constants (weights, biases, BN statistics), ``double`` whether the quantized reference
     computes the op in float64, ``outputs`` its output count, ``replace`` an optional import of the
-    ONNX node as other IR ops, ``decompose`` an optional export as other ONNX nodes; the other fields are the concerns (module docstring)."""
+    ONNX node as other IR ops, ``decompose`` an optional export as other ONNX nodes; the other
+    fields are the concerns (module docstring)."""
 
     name: str
     inputs: tuple[int, int]

@@ -58,7 +58,7 @@ def _reduce_mean(x: np.ndarray, axes: Sequence[int], keepdims: int) -> np.ndarra
     return np.asarray(x.mean(axis=tuple(axes), keepdims=bool(keepdims), dtype=x.dtype))
 
 
-_NUMPY = {
+_NUMPY: dict[str, Callable[..., Any]] = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Exp": np.exp, "Log": np.log,
     "Tanh": np.tanh, "Sqrt": np.sqrt, "Abs": np.abs, "Neg": np.negative, "Min": np.minimum, "Max": np.maximum,
     "Less": np.less, "Where": np.where,
@@ -80,7 +80,8 @@ class NumpyBackend(Backend[np.ndarray]):
         if name == "Reshape":  # ONNX: a 0 copies the input's dim
             x = args[0]
             return x.reshape(tuple(x.shape[i] if d == 0 else int(d) for i, d in enumerate(attrs["shape"])))
-        return np.asarray(_NUMPY[name](*args))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # IEEE inf/nan, as onnxruntime
+            return np.asarray(_NUMPY[name](*args))
 
 
 class OnnxBackend(Backend[str]):
@@ -158,6 +159,28 @@ def in_float64(formula: Formula, ins: list[np.ndarray]) -> np.ndarray:
     be = NumpyBackend(np.float64)
     out = formula(be, *(np.asarray(x, np.float64) for x in ins))
     return np.asarray(out).astype(ins[0].dtype)
+
+
+def polynomial(be: Backend[T], x: T, coefs: Sequence[float]) -> T:
+    """``Σ_k coefs[k] · x^k`` by Horner's rule."""
+    acc = be.const(coefs[-1])
+    for c in coefs[-2::-1]:
+        acc = be.add(be.const(c), be.mul(x, acc))
+    return acc
+
+
+def expm1(be: Backend[T], x: T) -> T:
+    """``eˣ − 1`` without cancellation: ``x · (1 + x/2 + x²/6 + x³/24 + x⁴/120)`` for ``|x| < 10⁻³``
+    (the next term is below 10⁻¹⁸ of the result), ``Exp(x) − 1`` beyond."""
+    series = be.mul(x, polynomial(be, x, (1.0, 1 / 2, 1 / 6, 1 / 24, 1 / 120)))
+    return be.where_less(be.op("Abs", x), be.const(1e-3), series, be.sub(be.op("Exp", x), be.const(1.0)))
+
+
+def log1p(be: Backend[T], t: T) -> T:
+    """``ln(1 + t)`` for ``t ≥ 0`` without the rounding of ``1 + t``: ``t · (1 − t/2 + t²/3 − t³/4 + t⁴/5)``
+    for ``t < 10⁻⁴`` (error below 10⁻²⁰ relative), ``Log(1 + t)`` beyond."""
+    series = be.mul(t, polynomial(be, t, (1.0, -1 / 2, 1 / 3, -1 / 4, 1 / 5)))
+    return be.where_less(t, be.const(1e-4), series, be.op("Log", be.add(be.const(1.0), t)))
 
 
 def normalise(be: Backend[T], x: T, axes: Sequence[int], epsilon: float) -> T:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -48,7 +48,8 @@ def _coefficients() -> tuple[tuple[float, ...], tuple[float, ...]]:
     def q(y: np.ndarray) -> np.ndarray:
         return np.array([math.erfc(t) * math.exp(t * t) for t in (y + 1.0) * 2.0 + SPLIT])
 
-    return tuple(float(c) for c in cheb.chebinterpolate(p, 24)), tuple(float(c) for c in cheb.chebinterpolate(q, 30))
+    fit: Any = cheb.chebinterpolate  # numpy's stubs type the function's values as scalars
+    return tuple(float(c) for c in fit(p, 24)), tuple(float(c) for c in fit(q, 30))
 
 
 def erf_parts(be: Backend[T], x: T) -> tuple[T, T, T]:

@@ -4,7 +4,8 @@
 * ``"tanh"``: ``y = ½ · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))``.
 
 Computed in float64 and rounded once (``double``). ``1 + erf(z)`` is ``erfc(|z|)`` for ``z < 0``
-(``cimc.ops.defs.erf``), so the negative tail keeps its relative precision. Written back as the
+(``cimc.ops.defs.erf``) and ``1 + tanh(u)`` is ``2 / (1 + e^(−2u))``, so the negative tail keeps
+its relative precision (and a last-bit difference of ``exp`` between engines stays in the last bit). Written back as the
 same float64 formula in ONNX nodes (``decompose``; opset 17 has no Gelu, onnxruntime no float64
 Gelu or Erf), between Casts in a float export. The forms the legacy exporters write
 (``Div``/``Erf``/``Add``/``Mul``/``Mul``, or ``Pow``/``Mul``/``Tanh``) import op by op and
@@ -55,7 +56,8 @@ def _exact(be: Backend[T], x: T) -> T:
 def _tanh(be: Backend[T], x: T) -> T:
     cube = be.mul(be.mul(x, x), x)
     inner = be.mul(be.add(x, be.mul(cube, be.const(0.044715))), be.const(math.sqrt(2 / math.pi)))
-    return be.mul(be.mul(x, be.const(0.5)), be.add(be.const(1.0), be.op("Tanh", inner)))
+    one_plus_tanh = be.div(be.const(2.0), be.add(be.const(1.0), be.op("Exp", be.mul(inner, be.const(-2.0)))))
+    return be.mul(be.mul(x, be.const(0.5)), one_plus_tanh)
 
 
 def _formula(a: Attrs) -> Any:

@@ -54,7 +54,8 @@ def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[
 def _shape(shapes: list[Shape], a: Attrs) -> Shape:
     c = shapes[0][1]
     if len(shapes) != 3 or shapes[1] != (c,) or shapes[2] != (c,) or c % a["num_groups"]:
-        raise InvalidModelError(f"GroupNormalization: {a['num_groups']} groups, scale/bias {shapes[1:]} for {c} channels")
+        raise InvalidModelError(f"GroupNormalization: {a['num_groups']} groups, scale/bias {shapes[1:]} "
+                                f"for {c} channels")
     return shapes[0]
 
 

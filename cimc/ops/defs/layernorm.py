@@ -13,7 +13,8 @@ Channels-last LayerNorm (ConvNeXt: Transpose to NHWC, LayerNorm over the last ax
 back) and channels-first (``axis = 1`` of NCHW) are both this op.
 
 Morph: with ``axis ≥ 2`` every channel (axis 1) is normalised on its own and ``scale``/``bias``
-span the normalised axes only, not the channels (identity, nothing to rewrite); ``axis ≤ 1`` mixes the channels (opaque).
+span the normalised axes only, not the channels (identity, nothing to rewrite); ``axis ≤ 1``
+mixes the channels (opaque).
 Not homogeneous: LayerNorm is scale-invariant (``LN(c·x) = LN(x)`` for ``c > 0``, up to ε), not
 ``c·LN(x)``; can be negative. ``axis = 0`` mixes the batch.
 """

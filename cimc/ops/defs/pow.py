@@ -64,5 +64,6 @@ def _nonnegative(node: Node, known: AbstractSet[str]) -> bool:
     return (math.isfinite(p) and p == int(p) and int(p) % 2 == 0) or node.inputs[0] in known
 
 
-DEFS = (unary_op("Pow", _kernel, _torch, nonnegative=_nonnegative, homogeneous=lambda node: node.attrs["exponent"] == 1.0,
-                 attrs=("exponent",), canonicalize=_canonicalize, export=_export, double=True),)
+DEFS = (unary_op("Pow", _kernel, _torch, nonnegative=_nonnegative,
+                 homogeneous=lambda node: node.attrs["exponent"] == 1.0, attrs=("exponent",),
+                 canonicalize=_canonicalize, export=_export, double=True),)
