@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.errors import InvalidModelError
+from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ops.base import Attrs, OpDef, Shape, always, attrs_except, channel_opaque, no_rewrite, sign_of_inputs
 from cimc.ops.canon import axis, ints
 
@@ -38,6 +38,9 @@ def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[
     if not shape:
         raise InvalidModelError(f"node '{node.name}' (Gather) gathers from a scalar")
     ax = axis(node, int(a.get("axis", 0)), len(shape))
+    if node.input[1] not in ctx.initializers:
+        raise UnsupportedError(f"node '{node.name}' (Gather): indices '{node.input[1]}' must be a constant",
+                               hint="only constant indices are supported (a lookup by computed indices is not)")
     value = ctx.const(node, 1, "indices")
     if value is None or value.dtype.kind not in "iu":
         raise InvalidModelError(f"node '{node.name}' (Gather) needs integer indices")
