@@ -43,8 +43,8 @@ def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[
     if len(node.input) < 2 or not node.input[1]:
         raise InvalidModelError(f"node '{node.name}' (LayerNormalization) lacks its Scale input")
     epsilon = float(a.get("epsilon", 1e-5))
-    if not epsilon > 0:
-        raise InvalidModelError(f"node '{node.name}' (LayerNormalization) has epsilon {epsilon} (must be > 0)")
+    if not 0 <= epsilon < float("inf"):
+        raise InvalidModelError(f"node '{node.name}' (LayerNormalization) has epsilon {epsilon} (must be ≥ 0)")
     return [t for t in node.input[:3] if t], {"axis": axis(node, int(a.get("axis", -1)), rank), "epsilon": epsilon}
 
 

@@ -6,7 +6,8 @@
   and rounded once (``double``; onnxruntime has float64 kernels for all three).
 
 All keep the channels (morph identity). Abs is homogeneous (``|c·x| = c·|x|`` for ``c > 0``)
-and ≥ 0, Sqrt and Exp are ≥ 0, Tanh and Reciprocal keep the sign of their input; the others can be negative and
+and ≥ 0, Sqrt and Exp are ≥ 0, Tanh keeps the sign of its input (``1/−0 = −∞``: Reciprocal
+is not counted ≥ 0); the others can be negative and
 none of them but Abs is homogeneous. The kernels compute in float64 and round to the input's
 dtype (for Sqrt and Reciprocal that equals the float32 operation: a float64 result rounded to
 float32 is the correctly rounded float32 one).
@@ -40,7 +41,7 @@ def _torch(method: str) -> Any:
 
 DEFS = (
     unary_op("Sqrt", _np(np.sqrt), _torch("sqrt"), nonnegative=always, homogeneous=never),
-    unary_op("Reciprocal", _np(np.reciprocal), _torch("reciprocal"), nonnegative=sign_of_inputs, homogeneous=never),
+    unary_op("Reciprocal", _np(np.reciprocal), _torch("reciprocal"), nonnegative=never, homogeneous=never),
     unary_op("Abs", _np(np.abs), _torch("abs"), nonnegative=always, homogeneous=always),
     unary_op("Exp", _np(np.exp), _torch("exp"), nonnegative=always, homogeneous=never, double=True),
     unary_op("Log", _np(np.log), _torch("log"), nonnegative=never, homogeneous=never, double=True),
