@@ -5,9 +5,10 @@ kernel in onnxruntime, Gelu and GroupNormalization no opset-17 form) writes its 
 function of a ``Backend``: ``NumpyBackend`` computes it (the op's kernel), ``OnnxBackend`` appends
 the same operations as ONNX nodes (the op's ``decompose`` rule, ``cimc.ops.base``). Both run the
 same IEEE operations in the same order on the same dtype; only the transcendental functions
-(``exp``, ``tanh``, ``sqrt`` of float64) may differ in the last float64 bit between numpy and
-onnxruntime, which the single rounding to float32 that follows almost always absorbs (the
-contract of ``OpDef.double``).
+(``exp``, ``log``, ``tanh`` of float64) and the order of a ReduceMean's sum may differ in the
+last float64 bit between numpy and onnxruntime, which the single rounding to float32 that
+follows almost always absorbs (the contract of ``OpDef.double``). Formulas avoid cancellations
+that would magnify such a bit (``expm1``, ``log1p``; Erf's ``erfc`` tail).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class Backend(Generic[T]):
         raise NotImplementedError
 
     def op(self, name: str, *args: T, **attrs: Any) -> T:
-        """The ONNX op ``name`` (Add, Sub, Mul, Div, Exp, Tanh, Sqrt, Abs, Min, Max, Less, Where,
-        Neg, Log, ReduceMean with ``axes``/``keepdims``) of ``args``."""
+        """The ONNX op ``name`` (Add, Sub, Mul, Div, Exp, Log, Tanh, Sqrt, Abs, Neg, Min, Max, Less,
+        Where; ReduceMean with ``axes``/``keepdims``, Reshape with ``shape``) of ``args``."""
         raise NotImplementedError
 
     def add(self, a: T, b: T) -> T:
