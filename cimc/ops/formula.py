@@ -54,6 +54,13 @@ class Backend(Generic[T]):
         """``then`` where ``a < b``, else ``other``."""
         return self.op("Where", self.op("Less", a, b), then, other)
 
+    def piecewise(self, x: T, split: float, below: Callable[..., tuple[T, ...]],
+                  above: Callable[..., tuple[T, ...]]) -> tuple[T, ...]:
+        """``below(self, x)`` where ``x < split``, else ``above(self, x)`` (tuples of equal length,
+        elementwise functions of ``x``): both on every element, then ``Where``."""
+        low, high = below(self, x), above(self, x)
+        return tuple(self.where_less(x, self.const(split), a, b) for a, b in zip(low, high, strict=True))
+
 
 def _reduce_mean(x: np.ndarray, axes: Sequence[int], keepdims: int) -> np.ndarray:
     return np.asarray(x.mean(axis=tuple(axes), keepdims=bool(keepdims), dtype=x.dtype))
@@ -83,6 +90,20 @@ class NumpyBackend(Backend[np.ndarray]):
             return x.reshape(tuple(x.shape[i] if d == 0 else int(d) for i, d in enumerate(attrs["shape"])))
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # IEEE inf/nan, as onnxruntime
             return np.asarray(_NUMPY[name](*args))
+
+    def piecewise(self, x: np.ndarray, split: float, below: Callable[..., tuple[np.ndarray, ...]],
+                  above: Callable[..., tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+        """Each branch on its own elements only (elementwise operations give every element the
+        value they give it in the whole array, so this equals the ``Where`` of both)."""
+        x = np.asarray(x, self.dtype)
+        mask = x < split
+        low, high = below(self, x[mask]), above(self, x[~mask])
+        outs = []
+        for a, b in zip(low, high, strict=True):
+            out = np.empty(x.shape, self.dtype)
+            out[mask], out[~mask] = a, b
+            outs.append(out)
+        return tuple(outs)
 
 
 class OnnxBackend(Backend[str]):
