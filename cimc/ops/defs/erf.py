@@ -10,8 +10,8 @@ no float64 Erf): with ``t = min(|x|, 6)``,
 
 ``erf(x) = sign(x) · erf(t)``. The series are fitted once to ``math.erf``/``math.erfc`` (degree 17
 and 22; error below 10⁻¹⁴ relative, checked by the tests). The numpy kernel runs each series
-on the elements of its range only (``Backend.piecewise``), the ONNX form on all, then ``Where``. ``erfc_parts`` also gives
-``1 − erf(t)`` without cancellation for Gelu. Channel-preserving, can be negative, odd but not
+on the elements of its range only (``Backend.piecewise``), the ONNX form on all, then ``Where``.
+``erf_parts`` also gives ``1 − erf(t)`` without cancellation for Gelu. Channel-preserving, can be negative, odd but not
 homogeneous (``erf(c·x) ≠ c·erf(x)``).
 """
 
