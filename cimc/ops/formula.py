@@ -54,6 +54,17 @@ class Backend(Generic[T]):
         """``then`` where ``a < b``, else ``other``."""
         return self.op("Where", self.op("Less", a, b), then, other)
 
+    def chebyshev(self, y: T, coefs: Sequence[float]) -> T:
+        """``Σ_k coefs[k] · T_k(y)`` by Clenshaw's recurrence ``b_k = (c_k + 2y·b_{k+1}) − b_{k+2}``,
+        ``f = (c_0 + y·b_1) − b_2``."""
+        y2 = self.add(y, y)
+        b1, b2 = self.const(coefs[-1]), None
+        for c in coefs[-2:0:-1]:
+            step = self.add(self.const(c), self.mul(y2, b1))
+            b1, b2 = (self.sub(step, b2) if b2 is not None else step), b1
+        tail = self.add(self.const(coefs[0]), self.mul(y, b1))
+        return self.sub(tail, b2) if b2 is not None else tail
+
     def piecewise(self, x: T, split: float, below: Callable[..., tuple[T, ...]],
                   above: Callable[..., tuple[T, ...]]) -> tuple[T, ...]:
         """``below(self, x)`` where ``x < split``, else ``above(self, x)`` (tuples of equal length,
@@ -90,6 +101,27 @@ class NumpyBackend(Backend[np.ndarray]):
             return x.reshape(tuple(x.shape[i] if d == 0 else int(d) for i, d in enumerate(attrs["shape"])))
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # IEEE inf/nan, as onnxruntime
             return np.asarray(_NUMPY[name](*args))
+
+    def chebyshev(self, y: np.ndarray, coefs: Sequence[float]) -> np.ndarray:
+        """Clenshaw's recurrence as ``Backend.chebyshev`` writes it, operation for operation, in
+        three rotating buffers (IEEE addition commutes, so ``c + t`` in place is ``t + c``)."""
+        y = np.asarray(y, self.dtype)
+        y2 = y + y
+        if len(coefs) < 3:
+            return super().chebyshev(y, coefs)
+        b1 = y2 * self.dtype.type(coefs[-1])  # y2 · b1 with b1 the constant c_n
+        b1 += self.dtype.type(coefs[-2])
+        b2 = np.full(y.shape, coefs[-1], self.dtype)
+        tmp = np.empty_like(y)
+        for c in coefs[-3:0:-1]:
+            np.multiply(y2, b1, out=tmp)
+            tmp += self.dtype.type(c)
+            tmp -= b2
+            b1, b2, tmp = tmp, b1, b2
+        np.multiply(y, b1, out=tmp)
+        tmp += self.dtype.type(coefs[0])
+        tmp -= b2
+        return tmp
 
     def piecewise(self, x: np.ndarray, split: float, below: Callable[..., tuple[np.ndarray, ...]],
                   above: Callable[..., tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
@@ -213,12 +245,5 @@ def normalise(be: Backend[T], x: T, axes: Sequence[int], epsilon: float) -> T:
 
 
 def chebyshev(be: Backend[T], y: T, coefs: Sequence[float]) -> T:
-    """``Σ_k coefs[k] · T_k(y)`` by Clenshaw's recurrence ``b_k = c_k + 2y·b_{k+1} − b_{k+2}``,
-    ``f = c_0 + y·b_1 − b_2`` (``y`` in [−1, 1])."""
-    y2 = be.add(y, y)
-    b1, b2 = be.const(coefs[-1]), None
-    for c in coefs[-2:0:-1]:
-        step = be.add(be.const(c), be.mul(y2, b1))
-        b1, b2 = (be.sub(step, b2) if b2 is not None else step), b1
-    tail = be.add(be.const(coefs[0]), be.mul(y, b1))
-    return be.sub(tail, b2) if b2 is not None else tail
+    """``Σ_k coefs[k] · T_k(y)`` for ``y`` in [−1, 1] (``Backend.chebyshev``)."""
+    return be.chebyshev(y, coefs)
