@@ -17,8 +17,8 @@ import pytest
 from cimc.frontend import import_onnx
 from cimc.lowering.model import cim_model
 from cimc.ops import op_table
-from cimc.ops.defs.erf import erf, erf_parts
-from cimc.ops.formula import NumpyBackend
+from cimc.ops.defs.erf import series_coefficients, erf, erf_parts
+from cimc.ops.formula import Backend, NumpyBackend
 from cimc.quant.reference import run_compiled
 from tests.onnx_builders import feeds_for
 from tests.test_interpreter import CASES
@@ -64,3 +64,12 @@ def test_erf_formula_is_accurate() -> None:
     x32 = x.astype(np.float32)  # rounded to float32 it is the correctly rounded erf
     np.testing.assert_array_equal(erf(be, x32.astype(np.float64)).astype(np.float32),
                                   np.array([math.erf(v) for v in x32.astype(np.float64)]).astype(np.float32))
+
+
+def test_numpy_chebyshev_is_the_generic_recurrence_bit_for_bit() -> None:
+    """``NumpyBackend.chebyshev`` (in-place buffers) computes exactly what ``Backend.chebyshev`` writes
+    as ONNX nodes, for the Erf series and a short one."""
+    be = NumpyBackend(np.float64)
+    y = np.random.default_rng(1).uniform(-1, 1, 10_000)
+    for coefs in (*series_coefficients(), (0.5, 0.25, 0.125), (0.5, 0.25)):
+        np.testing.assert_array_equal(be.chebyshev(y, coefs), Backend.chebyshev(be, y, coefs))

@@ -39,7 +39,7 @@ P_DEGREE, Q_DEGREE = 17, 22  # the first coefficients below 10⁻¹⁶; the fit'
 
 
 @functools.cache
-def _coefficients() -> tuple[tuple[float, ...], tuple[float, ...]]:
+def series_coefficients() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Chebyshev coefficients of ``P`` on [0, 4] (in ``y = u/2 − 1``) and ``Q`` on [2, 6] (``y = t/2 − 2``)."""
     from numpy.polynomial import chebyshev as cheb
 
@@ -56,7 +56,7 @@ def _coefficients() -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def erf_parts(be: Backend[T], x: T) -> tuple[T, T, T]:
     """``(t, erf(t), erfc(t))`` for ``t = min(|x|, 6)``, each without cancellation where it is small."""
-    pc, qc = _coefficients()
+    pc, qc = series_coefficients()
 
     def below(be: Backend[T], t: T) -> tuple[T, T]:
         u = be.op("Min", be.mul(t, t), be.const(SPLIT * SPLIT))  # the clamps keep the other branch finite
