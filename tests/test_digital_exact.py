@@ -17,7 +17,7 @@ import pytest
 from cimc.frontend import import_onnx
 from cimc.lowering.model import cim_model
 from cimc.ops import op_table
-from cimc.ops.defs.erf import series_coefficients, erf, erf_parts
+from cimc.ops.defs.erf import erf, erf_parts, series_coefficients
 from cimc.ops.formula import Backend, NumpyBackend
 from cimc.quant.reference import run_compiled
 from tests.onnx_builders import feeds_for
