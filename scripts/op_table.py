@@ -21,7 +21,9 @@ CIM_OPS = {"Conv": "CIM (every Conv with constant weights)", "Gemm": "CIM with `
            "BatchNormalization": "folded into the Conv or Gemm before it (fold-batchnorm), else digital"}
 #: What an op's ``replace`` hook does at import, for the ops that have one.
 REWRITES = {"ReduceMean": "over H,W of a 4-D input: GlobalAveragePool (+ Flatten without keepdims)",
-            "Split": "one Slice per output that is read"}
+            "Split": "one Slice per output that is read",
+            "Gather": "indices 0, 1, …, d−1 in order: Reshape",
+            "CastLike": "a Cast to float32 (of a constant: folded)"}
 
 
 def _where(op: OpDef) -> str:
@@ -29,7 +31,8 @@ def _where(op: OpDef) -> str:
     rewrite = f"; {REWRITES[op.name]}" if op.name in REWRITES else ""
     if all(isinstance(getattr(op, c), Unsupported) for c in CONCERNS):
         return f"rewritten at import{rewrite}"
-    return CIM_OPS.get(op.name, "digital" + (", float64 rounded once" if op.double else "")) + rewrite
+    written = "; written as basic ONNX ops where opset 17 or onnxruntime lacks it" if op.decompose else ""
+    return CIM_OPS.get(op.name, "digital" + (", float64 rounded once" if op.double else "")) + rewrite + written
 
 
 def render() -> str:

@@ -124,6 +124,104 @@ def _chain() -> onnx.ModelProto:
     return make_model(nodes, {"x": (2, 3)}, ["y"])
 
 
+def _scaled(op: str, scale: float = 4.0, shape: tuple[int, ...] = (2, 3, 4, 5), opset: int = 17,
+            **kw: Any) -> onnx.ModelProto:
+    """``op(scale · x)``: the inputs span [−scale, scale] (the tails of Erf, Gelu, Elu, …)."""
+    nodes = [helper.make_node("Mul", ["x", "k"], ["s"], name="scale0"),
+             helper.make_node(op, ["s"], ["y"], name=f"{op.lower()}0", **kw)]
+    return make_model(nodes, {"x": shape}, ["y"], {"k": np.array(scale, np.float32)}, opset=opset)
+
+
+def _positive(op: str, **kw: Any) -> onnx.ModelProto:
+    """``op(|x| + 0.1)``: a positive input (Sqrt, Log, Reciprocal, Pow 0.5)."""
+    extra, inits = kw.pop("extra", []), kw.pop("inits", {})
+    nodes = [helper.make_node("Abs", ["x"], ["a"], name="abs0"),
+             helper.make_node("Add", ["a", "e"], ["p"], name="add0"),
+             helper.make_node(op, ["p", *extra], ["y"], name=f"{op.lower()}0", **kw)]
+    return make_model(nodes, {"x": (2, 3, 4)}, ["y"], {"e": np.array(0.1, np.float32), **inits})
+
+
+def _pow(exponent: float, positive: bool = False) -> onnx.ModelProto:
+    p = {"ex": np.array(exponent, np.float32)}
+    if positive:
+        return _positive("Pow", extra=["ex"], inits=p)
+    return single("Pow", {"x": (2, 3, 4)}, p)
+
+
+def _gelu_erf_decomposed() -> onnx.ModelProto:
+    """GELU as the legacy exporters wrote it before opset 20: ``x · 0.5 · (1 + erf(x / √2))``."""
+    nodes = [helper.make_node("Mul", ["x", "k"], ["s"]), helper.make_node("Div", ["s", "r2"], ["d"]),
+             helper.make_node("Erf", ["d"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"]),
+             helper.make_node("Mul", ["s", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
+    inits = {"k": np.array(4, np.float32), "r2": np.array(2**0.5, np.float32), "one": np.array(1, np.float32),
+             "half": np.array(0.5, np.float32)}
+    return make_model(nodes, {"x": (2, 8, 3)}, ["y"], inits)
+
+
+def _gelu_tanh_decomposed() -> onnx.ModelProto:
+    """The tanh GELU decomposed: ``0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))``."""
+    nodes = [helper.make_node("Pow", ["x", "three"], ["c"]), helper.make_node("Mul", ["c", "a"], ["ca"]),
+             helper.make_node("Add", ["x", "ca"], ["i"]), helper.make_node("Mul", ["i", "k"], ["ik"]),
+             helper.make_node("Tanh", ["ik"], ["t"]), helper.make_node("Add", ["t", "one"], ["t1"]),
+             helper.make_node("Mul", ["x", "t1"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
+    inits = {"three": np.array(3, np.float32), "a": np.array(0.044715, np.float32),
+             "k": np.array((2 / np.pi) ** 0.5, np.float32), "one": np.array(1, np.float32),
+             "half": np.array(0.5, np.float32)}
+    return make_model(nodes, {"x": (2, 8, 3)}, ["y"], inits)
+
+
+def _layernorm(shape: tuple[int, ...], axis: int, scale: tuple[int, ...], bias: bool = True,
+               **kw: Any) -> onnx.ModelProto:
+    inits = {"g": rand(*scale, seed=3, low=0.5, high=1.5)} | ({"b": rand(*scale, seed=4)} if bias else {})
+    return single("LayerNormalization", {"x": shape}, inits, axis=axis, **kw)
+
+
+def _layernorm_decomposed() -> onnx.ModelProto:
+    """LayerNorm over the last axis as older exporters wrote it (ReduceMean, Sub, Pow, Sqrt, Div)."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["mu"], axes=[-1]), helper.make_node("Sub", ["x", "mu"], ["d"]),
+             helper.make_node("Pow", ["d", "two"], ["d2"]), helper.make_node("ReduceMean", ["d2"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Div", ["d", "sd"], ["n"]), helper.make_node("Mul", ["n", "g"], ["ng"]),
+             helper.make_node("Add", ["ng", "b"], ["y"])]
+    inits = {"two": np.array(2, np.float32), "eps": np.array(1e-5, np.float32), "g": rand(6, seed=3),
+             "b": rand(6, seed=4)}
+    return make_model(nodes, {"x": (2, 4, 6)}, ["y"], inits)
+
+
+def _layernorm_channels_last() -> onnx.ModelProto:
+    """ConvNeXt's LayerNorm2d: Transpose to NHWC, LayerNorm over C, Transpose back."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+             helper.make_node("LayerNormalization", ["t", "g", "b"], ["n"], axis=-1, epsilon=1e-6),
+             helper.make_node("Transpose", ["n"], ["y"], perm=[0, 3, 1, 2])]
+    return make_model(nodes, X, ["y"], {"g": rand(3, seed=3), "b": rand(3, seed=4)})
+
+
+def _groupnorm(groups: int) -> onnx.ModelProto:
+    """GroupNormalization (opset 21: per-channel scale and bias) of 6 channels in ``groups`` groups; the
+    output's shape declared, as exporters write it (onnx 1.23 infers none for GroupNormalization)."""
+    inits = {"g": rand(6, seed=3, low=0.5, high=1.5), "b": rand(6, seed=4)}
+    model = single("GroupNormalization", {"x": (2, 6, 3, 4)}, inits, num_groups=groups, opset=21)
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 6, 3, 4]))
+    return model
+
+
+def _gather(shape: tuple[int, ...], indices: Any, axis: int) -> onnx.ModelProto:
+    return single("Gather", {"x": shape}, {"i": np.array(indices, I64)}, axis=axis)
+
+
+def _where() -> onnx.ModelProto:
+    """Where with a constant (3, 1) condition between an activation and a constant."""
+    cond = np.array([[True], [False], [True]])
+    return make_model([helper.make_node("Where", ["c", "x", "z"], ["y"], name="where0")], {"x": (2, 3, 4)}, ["y"],
+                      {"c": cond, "z": rand(4, seed=5)})
+
+
+def _castlike() -> onnx.ModelProto:
+    """CastLike of an activation to a float32 constant's type (a float32 → float32 cast)."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("CastLike", ["r", "like"], ["y"])]
+    return make_model(nodes, {"x": (2, 3)}, ["y"], {"like": np.zeros(1, np.float32)})
+
+
 CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "conv_bias": lambda: _conv(pads=[1, 1, 1, 1]),
     "conv_nobias": lambda: single("Conv", X, {"w": W}),
@@ -225,13 +323,57 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "reducemax_hw_attr": lambda: _reduce("ReduceMax", [2, 3], opset=17),
     "reducemax_batch_input": lambda: _reduce("ReduceMax", [0], opset=18, keepdims=0),
     "reducemax_channels_input": lambda: _reduce("ReduceMax", [1], opset=18),
+    "erf": lambda: _scaled("Erf"),
+    "gelu_none": lambda: _scaled("Gelu", opset=20),
+    "gelu_tanh": lambda: _scaled("Gelu", opset=20, approximate="tanh"),
+    "gelu_erf_decomposed": _gelu_erf_decomposed,
+    "gelu_tanh_decomposed": _gelu_tanh_decomposed,
+    "layernorm_last": lambda: _layernorm((2, 4, 6), -1, (6,)),
+    "layernorm_channels_first": lambda: _layernorm((2, 3, 4, 5), 1, (3, 1, 1), epsilon=1e-3),
+    "layernorm_two_axes_nobias": lambda: _layernorm((2, 3, 4, 5), 2, (4, 5), bias=False),
+    "layernorm_decomposed": _layernorm_decomposed,
+    "layernorm_channels_last": _layernorm_channels_last,
+    "instancenorm": lambda: single("InstanceNormalization", {"x": (2, 3, 4, 5)},
+                                   {"g": rand(3, seed=3), "b": rand(3, seed=4)}, epsilon=1e-3),
+    "groupnorm_3_groups": lambda: _groupnorm(3),
+    "groupnorm_1_group": lambda: _groupnorm(1),
+    "gather_list": lambda: _gather((2, 5, 3), [4, 0, 4], 1),
+    "gather_scalar_negative": lambda: _gather((2, 5, 3), -1, -1),
+    "gather_matrix_axis0": lambda: _gather((4, 3), [[0, 3], [-1, 1]], 0),
+    "gather_in_order_is_reshape": lambda: _gather((6,), [[[0]], [[1]], [[2]], [[3]], [[4]], [[5]]], 0),
+    "max3": lambda: single("Max", {"a": (2, 3, 4), "b": (3, 1)}, {"c": rand(4, seed=3)}),
+    "min2": lambda: single("Min", {"a": (2, 3, 4), "b": (2, 3, 4)}),
+    "mean3": lambda: single("Mean", {"a": (2, 3, 4), "b": (3, 4)}, {"c": rand(4, seed=3)}),
+    "sqrt": lambda: _positive("Sqrt"),
+    "reciprocal": lambda: _positive("Reciprocal"),
+    "log": lambda: _positive("Log"),
+    "abs": lambda: single("Abs", {"x": (2, 3, 4)}),
+    "exp": lambda: _scaled("Exp"),
+    "tanh": lambda: _scaled("Tanh"),
+    "pow_square": lambda: _pow(2.0),
+    "pow_cube": lambda: _pow(3.0),
+    "pow_half": lambda: _pow(0.5, positive=True),
+    "prelu_channel": lambda: single("PRelu", X, {"s": rand(3, 1, 1, seed=3)}),
+    "prelu_scalar": lambda: single("PRelu", X, {"s": np.array([0.25], np.float32)}),
+    "elu": lambda: _scaled("Elu"),
+    "elu_alpha": lambda: _scaled("Elu", alpha=0.5),
+    "selu": lambda: _scaled("Selu"),
+    "celu_alpha": lambda: _scaled("Celu", alpha=2.0),
+    "softplus": lambda: _scaled("Softplus", scale=30.0),
+    "cast_float": lambda: single("Cast", {"x": (2, 3)}, to=onnx.TensorProto.FLOAT),
+    "castlike_activation": _castlike,
+    "expand": lambda: single("Expand", {"x": (3, 1)}, {"s": np.array([2, 1, 4], I64)}),
+    "tile": lambda: single("Tile", {"x": (2, 3)}, {"r": np.array([1, 3], I64)}),
+    "where_constant_condition": _where,
 }
 
 COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul", "BatchNormalization",
                "Relu", "Sigmoid", "LeakyRelu", "Clip", "Add", "Mul", "Sum", "Concat", "Flatten", "Reshape",
                "Transpose", "Softmax", "LRN", "Pad", "Slice", "HardSwish", "HardSigmoid", "ReduceMean",
                "ReduceSum", "ReduceMax", "Sub", "Div", "Neg", "Squeeze",
-               "Unsqueeze", "Split"}
+               "Unsqueeze", "Split", "Erf", "Gelu", "LayerNormalization", "InstanceNormalization",
+               "GroupNormalization", "Gather", "Max", "Min", "Mean", "Sqrt", "Reciprocal", "Log", "Abs", "Exp", "Tanh",
+               "Pow", "PRelu", "Elu", "Selu", "Celu", "Softplus", "Cast", "CastLike", "Expand", "Tile", "Where"}
 
 
 def test_every_op_is_covered() -> None:

@@ -114,3 +114,30 @@ def test_reductions_and_elementwise_ops_follow_spatial_channels(op: str, axes: t
     g.outputs.append(add_conv(g, "r", 2, 1, rng=rng, name="b") if len(shape) == 4 else "r")
     groups = analyze(g)
     assert bool(groups.group_fixed[groups.group_names.index("a.y")]) is not follows, groups.group_names
+
+
+@pytest.mark.parametrize(("op", "attrs", "consts", "follows"), [
+    ("Gelu", {"approximate": "none"}, (), True), ("Erf", {}, (), True), ("Tanh", {}, (), True),
+    ("Pow", {"exponent": 2.0}, (), True), ("Cast", {"to": 1}, (), True),
+    ("LayerNormalization", {"axis": 2, "epsilon": 1e-5}, ((4, 4),), True),
+    ("LayerNormalization", {"axis": 1, "epsilon": 1e-5}, ((6, 1, 1),), False),
+    ("InstanceNormalization", {"epsilon": 1e-5}, ((6,), (6,)), False),
+    ("GroupNormalization", {"num_groups": 2, "epsilon": 1e-5}, ((6,), (6,)), False),
+    ("PRelu", {}, ((1,),), True), ("PRelu", {}, ((6, 1, 1),), False),
+    ("Max", {}, ((4,),), True), ("Mean", {}, ((6, 1, 1),), False)])
+def test_new_ops_follow_or_fix_the_channels(op: str, attrs: dict[str, object], consts: tuple[tuple[int, ...], ...],
+                                            follows: bool) -> None:
+    """Elementwise ops and a LayerNorm over axes ≥ 2 keep the conv's channels changeable; a
+    normalisation over the channels, per-channel constants (PRelu, Mean) fix them."""
+    rng = np.random.default_rng(0)
+    g = graph_with_input((1, 3, 4, 4))
+    a = add_conv(g, "x", 6, 3, pad=1, rng=rng, name="a")
+    names = []
+    for i, shape in enumerate(consts):
+        g.set_initializer(f"k{i}", rng.uniform(0.5, 1.5, shape).astype(np.float32))
+        names.append(f"k{i}")
+    g.tensors["r"] = TensorInfo("r", (1, 6, 4, 4))
+    g.add_node(Node("r", op, (a, *names), ("r",), attrs))
+    g.outputs.append(add_conv(g, "r", 2, 1, rng=rng, name="b"))
+    groups = analyze(g)
+    assert bool(groups.group_fixed[groups.group_names.index("a.y")]) is not follows, groups.group_names

@@ -13,6 +13,11 @@ and times the widest element size it may have (``Cast``'s target, ``Constant`` a
 ``budget`` bytes, or a fold that would take the total past ``4 · budget``, raises
 ``ResourceLimitError``. A weight the model builds from its shape (the legacy ONNX zoo's
 ``ConstantOfShape`` weights: VGG19's 25088×4096 float32 FC, 411 MB) is folded when it fits.
+
+A CastLike reads only the element type of its second operand: with a constant first operand
+and a statically typed second one (a graph input, an activation), it folds as a Cast to that
+type. Torch's dynamo exporter with ``optimize=False`` writes ``CastLike(0, x)`` → ``Expand``
+for every bias-free conv's zero bias; these fold away.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from cimc.errors import InvalidModelError, ResourceLimitError
@@ -59,6 +64,7 @@ class _Folder:
         self.protos = {t.name: t for t in self.graph.initializer}
         self.values: dict[str, np.ndarray] = {}
         self.shapes = static_shapes(self.graph)
+        self.types = elem_types(self.graph)
 
     def value(self, name: str) -> np.ndarray:
         if name not in self.values:
@@ -79,6 +85,8 @@ class _Folder:
             return False
         if node.op_type in ("Shape", "Size"):
             return self._fold_shape(node)
+        if node.op_type == "CastLike" and len(node.input) == 2 and self.is_const(node.input[0]):
+            return self._fold_cast_like(node)
         if not all(self.is_const(t) for t in node.input):
             return False
         args = [self.value(t) if t else None for t in node.input]
@@ -99,6 +107,17 @@ class _Folder:
         attrs = {a.name: a.i for a in node.attribute}
         start, end = attrs.get("start", 0), attrs.get("end", len(shape))
         self.values[node.output[0]] = np.array(shape[start:end], dtype=np.int64)  # slicing clamps like ONNX
+        return True
+
+    def _fold_cast_like(self, node: onnx.NodeProto) -> bool:
+        """``CastLike(c, t)`` of a constant ``c``: ``c`` cast to ``t``'s element type, when known."""
+        target = self.types.get(node.input[1], onnx.TensorProto.UNDEFINED)
+        if target == onnx.TensorProto.UNDEFINED:
+            return False
+        data = self.value(node.input[0])
+        self._charge(node, _size(data), itemsize(target))
+        cast = helper.make_node("Cast", [node.input[0]], [node.output[0]], name=node.name, to=target)
+        self.values[node.output[0]] = _evaluate(cast, [data], self.opset)[0]
         return True
 
     def _count(self, node: onnx.NodeProto, args: list[np.ndarray | None]) -> int:
@@ -133,6 +152,14 @@ def static_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
     for t in graph.initializer:
         shapes[t.name] = tuple(int(d) for d in t.dims)
     return shapes
+
+
+def elem_types(graph: onnx.GraphProto) -> dict[str, int]:
+    """Element types known for the graph's tensors (inputs, value_info, outputs, initializers)."""
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info, *graph.output]
+             if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    return types
 
 
 def _ints(arr: np.ndarray | None, node: onnx.NodeProto) -> list[int]:

@@ -44,9 +44,13 @@ class ExportBuilder:
         self.extra.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def add(self, node: Node) -> None:
-        """Append ``node`` as ONNX: its inputs, then the operands and attributes of its op's ``export``."""
-        operands, attrs = op_table()[node.op].export(self, node)
+    def add(self, node: Node, wide: bool = False) -> None:
+        """Append ``node`` as ONNX: its inputs, then the operands and attributes of its op's ``export``
+        (or the nodes of its op's ``decompose``; ``wide``: the node's tensors are float64)."""
+        op = op_table()[node.op]
+        if op.decompose is not None and op.decompose(self, node, wide):
+            return
+        operands, attrs = op.export(self, node)
         inputs = list(node.inputs) + operands
         while inputs and not inputs[-1]:
             inputs.pop()

@@ -59,7 +59,7 @@ FAMILIES = (
                                                       "RandomUniformLike", "Bernoulli", "Multinomial",
                                                       "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"}),
            "export the model for inference (model.eval(), no loss or sampling nodes)"),
-    Family("shape arithmetic on a run-time tensor", frozenset({"Shape", "Size", "Gather", "ConstantOfShape",
+    Family("shape arithmetic on a run-time tensor", frozenset({"Shape", "Size", "ConstantOfShape",
                                                                "Range", "NonZero"}),
            "cimc folds shape arithmetic only when its inputs are constant: give every input a static shape "
            "(--input-shape) or export without dynamic axes"),
@@ -103,7 +103,8 @@ def _may_fold(graph: onnx.GraphProto, foldable: frozenset[str]) -> set[str]:
     names: set[str] = set()
     for node in graph.node:
         shape_like = node.op_type in ("Shape", "Size")
-        inputs_const = all(not t or t in const for t in node.input)
+        read = node.input[:1] if node.op_type == "CastLike" else node.input  # CastLike reads only its target's type
+        inputs_const = all(not t or t in const for t in read)
         if node.domain in DEFAULT_DOMAINS and node.op_type in foldable and (shape_like or inputs_const):
             names.add(node.name)
             const.update(node.output)

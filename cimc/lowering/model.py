@@ -88,7 +88,7 @@ def _emit_double(b: ExportBuilder, node: Node, graph: Graph) -> None:
         count = _const(b, f"{node.name}/count", np.array(h * w, np.float64))
         b.nodes.append(helper.make_node("Div", [total, count], [wide], name=wide))
     else:
-        b.add(Node(node.name, node.op, tuple(inputs), (wide,), dict(node.attrs)))
+        b.add(Node(node.name, node.op, tuple(inputs), (wide,), dict(node.attrs)), wide=True)
     _cast(b, wide, node.outputs[0], TensorProto.FLOAT, exact=True)
 
 

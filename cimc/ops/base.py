@@ -21,6 +21,12 @@ up in the table (``cimc.ops.op_table``) and call its field:
 returns the equivalent ONNX nodes (a spatial ReduceMean is a GlobalAveragePool), or ``None`` to
 import the node as itself.
 
+``decompose`` (optional, not a concern) writes the op as other ONNX nodes where its own ONNX
+node will not do: not in the export's opset 17 (Gelu, GroupNormalization), or without a float64
+kernel in onnxruntime for ``model.cim.onnx`` (Erf, InstanceNormalization, Elu, …). It receives
+the export builder, the node and ``wide`` (its tensors are float64: the ``double`` section of
+``model.cim.onnx``) and returns ``False`` to be written as itself after all.
+
 ``double`` marks the ops the quantized reference (and the compiled model) computes in float64
 and rounds once to float32: the long reductions.
 
@@ -60,6 +66,7 @@ SignRule = Callable[["Node", AbstractSet[str]], bool]
 NodeTest = Callable[["Node"], bool]
 AttrsTest = Callable[[Mapping[str, Any]], bool]
 Replace = Callable[["onnx.NodeProto", "OpContext"], "list[onnx.NodeProto] | None"]
+Decompose = Callable[["ExportBuilder", "Node", bool], bool]
 
 #: The concern fields of ``OpDef`` (each a callable or ``Unsupported``).
 CONCERNS = ("canonicalize", "shape", "kernel", "torch", "channels", "rewrite", "export", "nonnegative",
@@ -84,7 +91,8 @@ class OpDef:
     canonical attributes every node must carry, ``weight_inputs`` the input indices that must
     be constants (weights, biases, BN statistics), ``double`` whether the quantized reference
     computes the op in float64, ``outputs`` its output count, ``replace`` an optional import of the
-    ONNX node as other IR ops; the other fields are the concerns (module docstring)."""
+    ONNX node as other IR ops, ``decompose`` an optional export as other ONNX nodes; the other
+    fields are the concerns (module docstring)."""
 
     name: str
     inputs: tuple[int, int]
@@ -103,6 +111,7 @@ class OpDef:
     double: bool = False
     outputs: int = 1
     replace: Replace | None = None
+    decompose: Decompose | None = None
 
 
 def plain_inputs(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[str], Attrs]:

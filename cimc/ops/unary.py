@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cimc.ops.base import (
     Canonicalize,
+    Decompose,
     ExportRule,
     Kernel,
     NodeTest,
@@ -27,8 +28,9 @@ from cimc.ops.base import (
 
 def unary_op(name: str, kernel: Kernel, torch: TorchForward, *, nonnegative: SignRule, homogeneous: NodeTest,
              attrs: tuple[str, ...] = (), canonicalize: Canonicalize = plain_inputs,
-             export: ExportRule = export_attributes, double: bool = False) -> OpDef:
+             export: ExportRule = export_attributes, double: bool = False,
+             decompose: Decompose | None = None) -> OpDef:
     """The ``OpDef`` of elementwise ``name`` (one input, canonical ``attrs``); it never mixes samples."""
     return OpDef(name, (1, 1), attrs, canonicalize=canonicalize, shape=same_shape, kernel=kernel, torch=torch,
                  channels=channel_identity, rewrite=no_rewrite, export=export, nonnegative=nonnegative,
-                 homogeneous=homogeneous, mixes_batch=never, double=double)
+                 homogeneous=homogeneous, mixes_batch=never, double=double, decompose=decompose)

@@ -44,12 +44,12 @@ def channel_dim(shape: tuple[int, ...], rank: int) -> int:
     return shape[axis] if axis >= 0 else 1
 
 
-def _shape(shapes: list[Shape], a: Attrs) -> Shape:
+def broadcast_shape(shapes: list[Shape], a: Attrs) -> Shape:
     """numpy broadcasting of all the inputs' shapes."""
     return tuple(int(d) for d in np.broadcast_shapes(*shapes))
 
 
-def _channels(b: ChannelBuilder, node: Node) -> None:
+def broadcast_channels(b: ChannelBuilder, node: Node) -> None:
     out_shape = b.shape(node.outputs[0])
     if len(out_shape) < 2:
         return b.opaque(node)
@@ -93,8 +93,8 @@ def _sum_torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
 
 def _op(name: str, inputs: tuple[int, int], kernel: Kernel, torch: TorchForward, *, double: bool = False,
         nonnegative: SignRule = sign_of_inputs) -> OpDef:
-    return OpDef(name, inputs, (), canonicalize=plain_inputs, shape=_shape, kernel=kernel, torch=torch,
-                 channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=nonnegative,
+    return OpDef(name, inputs, (), canonicalize=plain_inputs, shape=broadcast_shape, kernel=kernel, torch=torch,
+                 channels=broadcast_channels, rewrite=_rewrite, export=export_attributes, nonnegative=nonnegative,
                  homogeneous=never, mixes_batch=never, double=double)
 
 
