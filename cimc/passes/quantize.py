@@ -199,6 +199,10 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
     axis = 0 if granularity == "column" else None
     w_step = (mse_step if weight_method == "mse" else lsq_step)(spec.weight, w_bits, True, axis)
     signed = bool((x < 0).any())
+    if numerics.always_zero(a_bits, signed):
+        raise UsageError(f"layer '{spec.name}': its inputs go negative, so they need signed codes, and "
+                         f"{numerics.ONE_BIT_SIGNED}",
+                         hint="use 2 or more input bits for this layer (--a-bits or --bits)")
     a_step = float(mse_step(x, a_bits, signed)[0])
     p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed, **widths)
     adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(w_bits, macro.cell_bits) *
