@@ -94,3 +94,13 @@ def test_qat_rounds_ties_to_even(trained: bool) -> None:
     q = quantize_codes(x, step, 4, signed=True)
     assert q.tolist() == [-2.0, -2.0, 0.0, 0.0, 2.0, 2.0, 4.0]
     assert np.array_equal(q.detach().numpy(), numerics.quantize(x.numpy(), 0.5, 4, True))
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_ste_passes_the_gradient_of_the_boundary_codes(signed: bool) -> None:
+    """``x/s`` exactly ``lo`` or ``hi`` is inside the clip range (gradient ``1/s``); a hair beyond is not."""
+    lo, hi = numerics.code_range(3, signed)
+    step = torch.tensor([0.5])
+    x = (torch.tensor([lo, hi, lo - 0.01, hi + 0.01]) * 0.5).requires_grad_(True)
+    quantize_codes(x, step, 3, signed).sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [2.0, 2.0, 0.0, 0.0]
