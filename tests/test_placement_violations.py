@@ -69,12 +69,12 @@ def test_a_span_ending_on_the_last_wordline_is_inside(placed) -> None:  # type: 
 
 
 def test_stacked_spans_share_a_bitline_only_when_disjoint(placed) -> None:  # type: ignore[no-untyped-def]
-    """c1's first column (4 rows) moved onto c0's first bitline: below c0's 18 rows it is fine,
-    one wordline into them it shares cells."""
-    _tamper(placed, "c1", bitline=_set(0, 0), wordline=_set(0, 18))
+    """c1's first column (4 rows) moved onto c0's last bitline (3): below c0's 18 rows it is fine,
+    one wordline into them it shares cells — and the message names that bitline."""
+    _tamper(placed, "c1", bitline=_set(0, 3), wordline=_set(0, 18))
     check_placement(placed, MACRO.wordlines, MACRO.bitlines)
     _tamper(placed, "c1", wordline=_set(0, 17))
-    with pytest.raises(MappingError, match="share cells on macro 0, bitline 0"):
+    with pytest.raises(MappingError, match=r"share cells on macro 0, bitline 3$"):
         check_placement(placed, MACRO.wordlines, MACRO.bitlines)
 
 
