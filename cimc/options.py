@@ -11,7 +11,9 @@ and ``validate`` is the one place where a value is refused::
     validate("w_bits", 1)        # UsageError: w_bits = 1 must be an integer in 2..16
 
 Bits: ``w_bits`` and ``adc_bits`` are at least 2, because a 1-bit narrow signed code
-(``|q| ≤ 2^(b−1) − 1``) is always 0; ``a_bits`` may be 1 (unsigned inputs 0/1).
+(``|q| ≤ 2^(b−1) − 1``) is always 0; ``a_bits`` may be 1 (unsigned inputs 0/1): a layer whose
+inputs turn out signed is refused then, when quantize, QAT or a QAT file learns the sign
+(``numerics.always_zero``).
 
 Resource limits (``max_model_bytes``, ``max_tensor_bytes``, ``max_data_bytes``) are options too: their defaults
 come from ``cimc.limits`` (where every limit is declared once), the frontend reads them from

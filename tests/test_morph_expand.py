@@ -3,12 +3,19 @@ equals the paper's 0.001-step scan; exact breakpoints; infeasible budgets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cimc.cli.main import main
 from cimc.errors import MappingError
+from cimc.frontend.onnx_export import save_onnx
+from cimc.ir import Node, TensorInfo
+from cimc.ir.graph import Graph
 from cimc.macro import PRESETS, MacroSpec
 from cimc.morph.bitlines import BitlineModel
 from cimc.morph.channel_groups import analyze
@@ -18,6 +25,7 @@ from cimc.morph.initialise import NewChannels
 from cimc.morph.plan import class_scores, prune_plan, ratio_widths, widths_to_plan
 from cimc.morph.planning import MorphOptions
 from cimc.morph.structure import morph_structure, placed_cost
+from tests.ir_builders import graph_with_input
 from tests.morph_builders import mixed_graph, zoo
 
 pytestmark = pytest.mark.torch  # the zoo or the training hook
@@ -102,3 +110,46 @@ def test_structure_morph_fits_and_is_counted_by_the_cost_model() -> None:
     assert result.report.after.bitlines == result.cost.bitlines
     assert result.report.pruned.bitlines < result.report.after.bitlines  # pruned, then expanded to the budget
     assert result.report.before.bitlines == 46_400  # the paper's ResNet18 baseline (Table V)
+
+
+def mlp() -> Graph:
+    """x(16) → Gemm(→32) → ReLU → Gemm(→5): its one changeable group feeds only Gemm layers."""
+    rng = np.random.default_rng(0)
+    g = graph_with_input((1, 16))
+    for name, x, y, cout, cin in (("fc1", "x", "h", 32, 16), ("fc2", "r", "y", 5, 32)):
+        g.set_initializer(f"{name}.w", rng.standard_normal((cout, cin)).astype(np.float32))
+        g.tensors[y] = TensorInfo(y, (1, cout))
+        g.add_node(Node(name, "Gemm", (x, f"{name}.w"), (y,), {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 1}))
+        if name == "fc1":
+            g.tensors["r"] = TensorInfo("r", (1, 32))
+            g.add_node(Node("relu", "Relu", ("h",), ("r",)))
+    g.outputs.append("y")
+    return g
+
+
+@pytest.mark.parametrize("step", [1e-3, None])
+def test_expansion_without_a_cim_layer_on_a_changeable_group_is_a_mapping_error(step: float | None) -> None:
+    """Without --map-fc no changeable group of an MLP feeds a CIM layer: no ratio ever exceeds the
+    budget, and the search must say so (it doubled R until an OverflowError, exit 9)."""
+    g = mlp()
+    groups = analyze(g)
+    assert groups.changeable.any()
+    model = BitlineModel(g, groups, PAPER, map_fc=False)
+    assert not model.feeds_cim(groups.group_size.shape[0]).any()
+    with pytest.raises(MappingError, match="no changeable channel group feeds a CIM layer") as info:
+        search_ratio(model, groups.group_size, groups.changeable, 1024, step=step)
+    assert "--map-fc" in str(info.value)
+    mapped = BitlineModel(g, groups, PAPER, map_fc=True)
+    found = search_ratio(mapped, groups.group_size, groups.changeable, 1024, step=step)
+    assert found.ratio > 1 and found.cost.fits(1024, PAPER)
+    assert not mapped.evaluate(found.widths * 2).fits(1024, PAPER)
+
+
+def test_compile_morph_of_an_mlp_without_map_fc_exits_with_a_mapping_error(tmp_path: Path) -> None:
+    save_onnx(mlp(), tmp_path / "mlp.onnx")
+    args = ["compile", str(tmp_path / "mlp.onnx"), "--bl", "1024", "--morph", "--no-shift"]
+    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "a")])
+    assert result.exit_code == MappingError.exit_code, result.output
+    assert "no changeable channel group feeds a CIM layer" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, [*args, "--map-fc", "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output

@@ -100,3 +100,35 @@ def test_trained_loop_on_digits_fits_one_macro_and_keeps_accuracy() -> None:
     last = result.rounds[-1]
     assert last.bitlines <= 256 and last.macros == 1
     assert last.pruned_bitlines < 352 and last.accuracy > result.initial["accuracy"] - 0.05
+
+
+def test_lambda_ramp_reaches_its_target_on_every_torchrun_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun (WORLD_SIZE=4) each rank's trainer steps through its shard only (``batches(rank,
+    world)``, 1/4 of an epoch) and calls the regularizer once per step: λ must still reach its full
+    value at 2/3 of those steps (the ramp counted one process's steps against all ranks' total, so it
+    ended at 0.39·λ)."""
+    from cimc.morph.regularizer import lambda_at
+    from cimc.train.ddp import world_size
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert world_size() == 4
+    seen: list[tuple[int, float, float]] = []
+
+    def rank_fit(model, data, phase, *, epochs, lr, regularizer=None, progress=True, seed=0):  # type: ignore[no-untyped-def]
+        if regularizer is not None:
+            for epoch in range(epochs):
+                for _ in data.batches("train", epoch=epoch, seed=seed, rank=1, world=4):
+                    lam = lambda_at(regularizer.step, regularizer.total_steps, regularizer.lam, regularizer.ramp)
+                    regularizer(model)
+                    seen.append((regularizer.step, lam, regularizer.lam))
+        return morph_trainer.fit(model, data, phase, epochs=epochs, lr=lr, regularizer=None, seed=seed)
+
+    graph = zoo("digits_cnn")
+    data = load_train_data("synthetic", input_shape=graph.shape("input"), synthetic_size=96)
+    morph_loop(graph, data, MacroSpec(), 256, LoopOptions(rounds=1, shrink_epochs=3, finetune_epochs=1, lam=1e-3),
+               trainer=rank_fit)
+    steps, last, target = seen[-1]
+    assert steps == 3 * len(list(data.batches("train", rank=1, world=4))) < 3 * data.steps_per_epoch()
+    assert last == pytest.approx(target) and target == 1e-3
+    reached = next(i for i, (_, lam, _) in enumerate(seen) if lam == pytest.approx(target))
+    assert reached == pytest.approx(2 / 3 * steps, abs=1)

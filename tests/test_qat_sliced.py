@@ -36,7 +36,7 @@ from cimc.train import (
     prepare_phase,
     train_steps,
 )
-from cimc.train.calibrate import init_adc_steps, record
+from cimc.train.calibrate import conversions, init_adc_steps, record
 from cimc.train.layer import CimQuantLayer
 from cimc.train.module import IRModule
 from cimc.train.phase2 import ConvGeometry
@@ -130,10 +130,14 @@ def test_sliced_phase2_equals_reference(name: str, macro: MacroSpec, options: di
 
 
 @pytest.mark.parametrize("macro,options", [(M44, {"w_bits": 8, "a_bits": 8, "adc_bits": 7}),
-                                           (M21, {"w_bits": 4, "a_bits": 3, "adc_bits": 5, "granularity": "column"})])
-def test_sliced_calibration_equals_compile_path(macro: MacroSpec, options: dict) -> None:
+                                           (M21, {"w_bits": 4, "a_bits": 3, "adc_bits": 5, "granularity": "column"}),
+                                           (M44, {"w_bits": 4, "a_bits": 4, "adc_bits": 5}),
+                                           (M44, {"w_bits": 3, "a_bits": 4, "adc_bits": 4, "granularity": "column"})],
+                         ids=["sliced", "sliced-column", "unsliced", "unsliced-column"])
+def test_adc_calibration_equals_compile_path(macro: MacroSpec, options: dict) -> None:
     """The torch conversion sums equal ``cimc.quant.calibration.partial_sums`` and the calibrated
-    ``(S_ADC, m)`` equal ``cimc.passes.quantize.adc_steps`` on them."""
+    ``(S_ADC, m)`` equal ``cimc.passes.quantize.adc_steps`` on them — sliced or not (the unsliced
+    QAT search was once its own 64-candidate grid)."""
     config = QuantConfig.for_macro(macro, **options)
     module = trained_module("digits_cnn", config, steps=1)
     compiled = _compiled(module, macro, config)
@@ -141,7 +145,8 @@ def test_sliced_calibration_equals_compile_path(macro: MacroSpec, options: dict)
     init_adc_steps(module, batch, force=True)
     for name, (x, w) in record(module, batch, "1").items():
         layer = module.cim_layers()[name]
-        ours = layer.partial_sums(x, w).numpy()
+        ours = layer.partial_sums(x, w)
+        ours = (ours if layer.bits.sliced else conversions(ours)).numpy()
         want = partial_sums(cim_spec(compiled, compiled.node(name)), x.numpy().reshape(-1, *x.shape[1:]),
                             layer.w.effective_step().detach().numpy(), layer.w.bits,
                             float(layer.a.effective_step()), layer.a.bits, layer.a.signed,
@@ -149,8 +154,11 @@ def test_sliced_calibration_equals_compile_path(macro: MacroSpec, options: dict)
         assert np.array_equal(ours.reshape(want.shape), want), name
         step, shift = adc_steps(want, layer.adc.bits, layer.bits.a_slices * layer.bits.w_slices,
                                 layer.adc.channels > 1)
-        assert shift is not None and shift.max() <= max_shift(layer.bits, layer.plan), name
-        assert layer.adc_shift is not None and np.array_equal(layer.adc_shift.numpy(), shift), name
+        if not layer.bits.sliced:
+            assert shift is None and layer.adc_shift is None, name
+        else:
+            assert shift is not None and shift.max() <= max_shift(layer.bits, layer.plan), name
+            assert layer.adc_shift is not None and np.array_equal(layer.adc_shift.numpy(), shift), name
         np.testing.assert_allclose(layer.adc.effective_step().detach().numpy(), step, rtol=1e-6, err_msg=name)
 
 

@@ -101,9 +101,10 @@ def test_greedy_beats_uniform_8bit_within_constraint(digits_onnx: Path) -> None:
     chosen = greedy_search(prob)
     eight = prob.uniform(8, 8)
     assert chosen.feasible and chosen.drop <= 1.0
-    assert chosen.latency <= eight.latency
+    assert prob.history[0].config == prob.space.widest() == eight.config  # the start is uniform 8/8
+    assert chosen.latency < eight.latency and chosen.config != eight.config  # the search moved
+    assert chosen.origin.startswith("greedy") and chosen.origin != "greedy start"
     assert best_feasible(prob.history) is not None
-    assert prob.history[0].config == prob.space.widest()
 
 
 def test_rl_deterministic_and_feasible(digits_onnx: Path) -> None:

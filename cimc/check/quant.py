@@ -34,7 +34,7 @@ from cimc.build.reader import BuildDir
 from cimc.check.violations import Validation, Violation
 from cimc.documents.layout import Layer
 from cimc.options import OPTIONS
-from cimc.quant import slicing
+from cimc.quant import numerics, slicing
 
 EXAMPLES = 3
 ONNX_FILE = "model.cim.onnx"
@@ -57,6 +57,8 @@ def check_quant(build: BuildDir, result: Validation) -> Iterator[Violation]:
             if not isinstance(x.get(key), int) or not low <= x[key] <= limit:
                 yield Violation("quant", f"quant.json {x['node']}", f"{key} = {x.get(key)} outside {whose} "
                                 f"range {low}…{limit}")
+        if isinstance(x.get("a_bits"), int) and numerics.always_zero(x["a_bits"], x.get("a_signed") is True):
+            yield Violation("quant", f"quant.json {x['node']}", f"signed 1-bit inputs: {numerics.ONE_BIT_SIGNED}")
         yield from _check_slices(build, entry, x)
         for key in ("w_step", "adc_step"):
             steps = np.asarray(x.get(key, []), dtype=np.float64)

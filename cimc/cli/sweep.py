@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,6 +51,10 @@ def sweep_cmd(state: State, config: Path | None, output: Path, report_file: Path
     plan = plan_sweep(cast(Path, config), train=kw["train"], keep_builds=kw["keep_builds"])
     summary = _run(state, plan, output, kw)
     _report(state, output, {t.key for t in plan.tasks}, kw, summary)
+    if summary.bugs:
+        click.echo(f"cimc: error: {summary.bugs} point(s) hit an internal error, a bug in cimc (status \"bug\" "
+                   f"in {output}, with the traceback): please report it", err=True)
+        sys.exit(1)
 
 
 def _run(state: State, plan: Any, output: Path, kw: dict[str, Any]) -> Any:

@@ -51,10 +51,6 @@ class MacroLayer:
     adc_shift: np.ndarray | None = None
 
     @property
-    def in_channels(self) -> int:
-        return int(self.conv.weight.shape[1]) * self.conv.groups
-
-    @property
     def sliced(self) -> bool:
         return self.w_slices > 1 or self.a_slices > 1
 

@@ -65,6 +65,7 @@ class BitlineModel:
         self.macro = macro
         self.tiling = tiling
         self.placement = placement
+        self.map_fc = map_fc
         depthwise = {layer.node for layer in groups.layers if layer.kind == "depthwise"}
         self.layers: list[_Layer] = []
         self._memo: dict[bytes, MorphCost] = {}
@@ -78,6 +79,16 @@ class BitlineModel:
                 groups.copies(x) if x in groups.tensors else None,
                 groups.copies(y) if y in groups.tensors else None,
                 groups.tensors[x].mult if x in groups.tensors else 1, node.name in depthwise))
+
+    def feeds_cim(self, groups: int) -> np.ndarray:
+        """``(groups,)`` bool: the groups whose width is an input or output width of some CIM
+        layer (only they move the bitline count)."""
+        fed = np.zeros(groups, dtype=bool)
+        for layer in self.layers:
+            for copies in (layer.copies_x, layer.copies_y):
+                if copies is not None:
+                    fed |= np.asarray(copies) != 0
+        return fed
 
     def geometry(self, layer: _Layer, widths: np.ndarray) -> CimLayer:
         """The ``CimLayer`` select-cim would annotate after the rewrite to ``widths``."""

@@ -16,6 +16,9 @@ paper increments ``R`` by 0.001 until the budget is exceeded. Here:
   some width changes: the largest fitting widths over all real ``R``, never fewer bitlines
   than the grid's answer.
 
+When no changeable group feeds a CIM layer (an MLP without ``--map-fc``), no ratio exceeds
+the budget: that is a ``MappingError``, not an unbounded search.
+
 The bitline counts come from ``BitlineModel``, which evaluates the compile path's own
 select-cim geometry and ``tiling_for``; ``cimc.morph.structure`` checks the final graph
 with ``model_cost`` itself.
@@ -98,7 +101,9 @@ def search_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray
         return _no_growth(probe, den)
     if not probe.fits(1, den if step is not None else 10**9):
         raise _infeasible(probe)
-    hi = 2  # smallest power of two R that no longer fits
+    if not (changeable & (widths > 0) & model.feeds_cim(widths.shape[0])).any():
+        raise _unbounded(model)
+    hi = 2  # smallest power of two R that no longer fits (bitlines grow with the fed widths)
     while probe.fits(hi, 1):
         hi *= 2
     if step is not None:
@@ -133,6 +138,14 @@ def _infeasible(probe: _Probe) -> MappingError:
     return MappingError(f"no channel ratio fits {probe.budget} bitlines: even with every changeable group "
                         f"at its minimum width the model needs {smallest.bitlines} bitlines",
                         hint=f"the smallest feasible --bl is {need}")
+
+
+def _unbounded(model: BitlineModel) -> MappingError:
+    fc = "" if model.map_fc else " (Gemm/MatMul layers are not mapped without --map-fc)"
+    return MappingError(f"no changeable channel group feeds a CIM layer{fc}: widening changes no bitline, "
+                        "so the budget bounds no channel ratio",
+                        hint="add --map-fc to map the fully connected layers" if not model.map_fc
+                        else "morph a model whose CIM layers have changeable channels, or leave out --bl")
 
 
 def scan_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, budget: int, *,

@@ -13,7 +13,8 @@ slopes ``w_c = ∂F/∂g_c`` that depend on the alive counts ``A_L, B_L`` (a cla
 λ follows the paper's schedule (Section III.B): it ramps linearly from 0 over the first
 ``ramp`` (2/3) of the shrink steps, then holds — ``λ(t) = λ·min(1, t / (ramp·T))``. The
 regularizer counts its own calls (one per training step), matching the trainer hook's
-``regularizer(model) -> Tensor`` protocol.
+``regularizer(model) -> Tensor`` protocol: ``total_steps`` is the steps of *this process*
+(under ``torchrun`` one rank's share of each epoch, ``TrainData.steps_per_epoch(world)``).
 """
 
 from __future__ import annotations

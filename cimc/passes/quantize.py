@@ -232,6 +232,10 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
     w_bits, a_bits, adc_bits = bits
     widths = {"cell_bits": macro.cell_bits, "dac_bits": macro.dac_bits}
     c = chosen or calibrated(spec, x, w_bits, a_bits, granularity, weight_method)
+    if numerics.always_zero(c.a_bits, c.a_signed):
+        raise UsageError(f"layer '{spec.name}': its inputs go negative, so they need signed codes, and "
+                         f"{numerics.ONE_BIT_SIGNED}",
+                         hint="use 2 or more input bits for this layer (--a-bits or --bits)")
     p = partial_sums(spec, x, c.w_step, c.w_bits, c.a_step, c.a_bits, c.a_signed, **widths)
     adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(c.w_bits, macro.cell_bits) *
                                     slicing.slice_count(c.a_bits, macro.dac_bits), granularity == "column")

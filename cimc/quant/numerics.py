@@ -23,6 +23,16 @@ def signed_max(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
+#: Why signed 1-bit codes are refused wherever a layer's inputs are known to be signed.
+ONE_BIT_SIGNED = "a 1-bit narrow signed code (|q| ≤ 2^0 − 1) is always 0"
+
+
+def always_zero(bits: int, signed: bool) -> bool:
+    """Whether every code of the range is 0: narrow signed with 1 bit (an unsigned 1-bit input
+    is 0/1 and fine)."""
+    return signed and bits < 2
+
+
 def code_range(bits: int, signed: bool) -> tuple[int, int]:
     """Inclusive code range: narrow signed ``[−(2^(b−1)−1), 2^(b−1)−1]`` or ``[0, 2^b − 1]``."""
     return (-signed_max(bits), signed_max(bits)) if signed else (0, (1 << bits) - 1)

@@ -26,6 +26,7 @@ import numpy as np
 from cimc.errors import InvalidModelError, UsageError
 from cimc.ir.annotations import QuantParams
 from cimc.options import validate
+from cimc.quant import numerics
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,10 @@ def layer_params(name: str, entry: Any, cout: int) -> QuantParams:
     if not isinstance(signed, bool):
         raise InvalidModelError(f"'{KEY}' layer '{name}': a_signed must be true or false, got {signed!r}")
     a_step = _steps(name, "a_step", entry["a_step"], 1)
-    return QuantParams(_bits(name, "w_bits", entry), _bits(name, "a_bits", entry), _bits(name, "adc_bits", entry),
+    a_bits = _bits(name, "a_bits", entry)
+    if numerics.always_zero(a_bits, signed):
+        raise InvalidModelError(f"'{KEY}' layer '{name}': signed 1-bit inputs: {numerics.ONE_BIT_SIGNED}")
+    return QuantParams(_bits(name, "w_bits", entry), a_bits, _bits(name, "adc_bits", entry),
                        _steps(name, "w_step", entry["w_step"], cout), float(a_step[0]),
                        _steps(name, "adc_step", entry["adc_step"], cout), signed, source="qat",
                        adc_shift=_shifts(name, entry.get("adc_shift")))

@@ -42,8 +42,11 @@ def slice_count(bits: int, width: int | None) -> int:
 
 
 def digits(codes: np.ndarray, bits: int, width: int | None, signed: bool) -> np.ndarray:
-    """Digits ``(n, *codes.shape)`` of integer-valued float32 ``codes`` (module doc), float32.
-    No copy is made when there is one slice."""
+    """Digits ``(n, *codes.shape)`` of integer-valued float32 ``codes`` in their code range
+    (module doc), float32. No copy is made when there is one slice. The top digit needs no
+    mask: it is the arithmetic shift, and an unsigned ``0 ≤ q < 2^bits`` shifted by
+    ``(n−1)·width`` is already below ``2^t`` — so ``signed`` only names the codes' range (as in
+    the torch twin ``cimc.train.sliced.digits``)."""
     n = slice_count(bits, width)
     if n == 1:
         return np.asarray(codes, dtype=np.float32)[None]
@@ -52,8 +55,6 @@ def digits(codes: np.ndarray, bits: int, width: int | None, signed: bool) -> np.
     shifts = (np.arange(n, dtype=np.int32) * width).reshape((n,) + (1,) * q.ndim)
     out = q[None] >> shifts
     out[:-1] &= (1 << width) - 1
-    if not signed:
-        out[-1] &= (1 << (bits - (n - 1) * width)) - 1
     return out.astype(np.float32)
 
 

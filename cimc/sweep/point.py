@@ -12,14 +12,18 @@ Latency, in cycles of one inference starting with unloaded macros (paper Section
 ``latency_cycles = loading_cycles + computing_cycles`` (both recorded; when the model does not
 fit the budget ``reload_cycles_per_inference`` says what every later inference pays again).
 Accuracy (with ``eval``): top-1 of the float graph and of ``model.cim.onnx`` in onnxruntime on
-the same test samples (``cimc.evaluation``). Any failure is recorded as ``status = "error"``
-with the error's kind and message; the sweep goes on.
+the same test samples (``cimc.evaluation``). A point that cimc refuses (a ``CimcError``: the
+design is infeasible, the bits unsupported …) is recorded as ``status = "error"`` with the
+error's kind and message; any other exception is a bug in cimc, recorded as ``status = "bug"``
+with its traceback (at most ``TRACEBACK_CHARS``) and logged as an error. The sweep goes on
+either way, but ``cimc sweep`` exits non-zero when a point hit a bug, and resumes rerun them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ COST_FIELDS = ("params", "bitlines", "segments", "adc_conversions", "macros", "m
                "loading_cycles", "reload_cycles_per_inference", "bitline_budget", "fits_on_chip",
                "min_budget_without_reload")
 _EVALUATORS: dict[tuple[Any, ...], Any] = {}
+TRACEBACK_CHARS = 8000
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,10 @@ def evaluate_point(blob: ModelBlob, task: Task) -> dict[str, Any]:
         record.update(status="ok", **_figures(blob, task))
     except CimcError as exc:
         record.update(status="error", error={"kind": exc.kind, "message": str(exc)})
-    except Exception as exc:  # a bug in one point must not end a long sweep: recorded, logged
-        log.debug("point %s failed", task.key, exc_info=True)
-        record.update(status="error", error={"kind": "internal", "message": f"{type(exc).__name__}: {exc}"})
+    except Exception as exc:  # a bug: the other points still run, but it is recorded as one and surfaces
+        log.error("point %s: internal error (a bug in cimc)", task.key, exc_info=True)
+        record.update(status="bug", error={"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
+                                           "traceback": traceback.format_exc()[-TRACEBACK_CHARS:]})
     record["wall_s"] = round(time.perf_counter() - start, 4)
     return record
 

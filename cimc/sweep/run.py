@@ -41,6 +41,7 @@ class RunSummary:
     evaluated: int
     failed: int
     wall_s: float
+    bugs: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,16 @@ def run_sweep(plan: SweepPlan, out: Path, *, engine: str = "pool", workers: int 
     todo = [t for t in plan.tasks if t.key not in done]
     log.info("sweep: %d points, %d already in %s, %d to run", len(plan.tasks), len(plan.tasks) - len(todo),
              out.name, len(todo))
-    failed = 0
+    failed = bugs = 0
     with ResultWriter(out) as writer:
         for record in run_engine(engine, plan.blob, todo, workers, address):
             writer.write(record)
             failed += record.get("status") != "ok"
+            bugs += record.get("status") == "bug"
             if on_record is not None:
                 on_record(record)
     return RunSummary(len(plan.tasks), len(plan.tasks) - len(todo), len(todo), failed,
-                      round(time.perf_counter() - start, 3))
+                      round(time.perf_counter() - start, 3), bugs)
 
 
 def summarise(out: Path, keys: set[str] | None = None) -> Summary:

@@ -48,8 +48,10 @@ def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def done_keys(path: Path, retry_failed: bool = False) -> set[str]:
-    """Keys already in ``path`` (``retry_failed``: only those that succeeded)."""
-    return {k for k, r in latest(read_records(path)).items() if not retry_failed or r.get("status") == "ok"}
+    """Keys already in ``path`` (``retry_failed``: only those that succeeded); a point that hit a
+    bug (``status = "bug"``) is never done."""
+    return {k for k, r in latest(read_records(path)).items()
+            if r.get("status") == "ok" or (not retry_failed and r.get("status") != "bug")}
 
 
 def repair(path: Path) -> None:

@@ -4,15 +4,13 @@
   per layer or per output column. Naive post-training quantization uses ``max|W'|/Qp``.
 * Inputs: ``S_A = 2·mean|a|/√Qp`` over a calibration batch of the layer's float input
   (``max|a|/Qp`` naive).
-* ADC (phase 2): the integer partial sums ``p_s`` of every segment are recorded with the
-  phase-1 steps, and ``S_ADC`` minimises the mean squared ADC error
-  ``E[(S·clip(round(p/S), ±Qp) − p)²]`` over the candidates ``S = max|p|·f/Qp``,
-  ``f ∈ {1/64, …, 1}`` (per layer, or per output column over all its segments); naive PTQ
-  uses ``f = 1`` (the full partial-sum range).
-* ADC of a bit-sliced layer: as the compile path (``cimc.passes.quantize.adc_steps``), one
-  step per kind of conversion ``(t, j)`` over its sums of all segments on at most
-  ``cimc.quant.calibration.MAX_PIXELS`` evenly spaced output pixels — MSE-optimal
-  (``cimc.quant.step_search.mse_step``; ``max|p|/Qp`` naive), at least 1 — then
+* ADC (phase 2): the integer partial sums of every conversion are recorded with the phase-1
+  steps and, as the compile path does (``cimc.passes.quantize.adc_steps``), ``S_ADC`` is the
+  MSE-optimal step of ``cimc.quant.step_search.mse_step`` (``max|p|/Qp`` naive), at least 1,
+  over the sums of all segments on at most ``cimc.quant.calibration.MAX_PIXELS`` evenly spaced
+  output pixels — per layer, or per output column. One function for both paths: given the same
+  partial sums, QAT and compile calibrate the same step.
+* A bit-sliced layer gets one such step per kind of conversion ``(t, j)``; then
   ``cimc.quant.slicing.fit_shifts`` turns them into the layer's ``S_ADC`` (the coarsest, per layer
   or per column) and exponents ``m_{t,j}`` (``step_{t,j} ≈ S_ADC·2^−m_{t,j}``), clipped to
   ``cimc.train.sliced.max_shift`` so float32 stays exact. The lower weight digits are
@@ -43,8 +41,6 @@ from cimc.train.quant import MIN_STEP, StepQuantizer, lsq_init
 log = logging.getLogger(__name__)
 
 METHODS = ("lsq", "max")
-_FRACTIONS = torch.arange(1, 65, dtype=torch.float32) / 64.0
-_MAX_ELEMENTS = 1 << 17  # partial sums per layer the search looks at (evenly spaced subsample)
 
 
 def max_init(x: torch.Tensor, qp: int, channels: int = 1) -> torch.Tensor:
@@ -89,31 +85,16 @@ def init_weight_and_input_steps(module: IRModule, batch: torch.Tensor, method: s
         _init(layer.a, x, method, force)
 
 
-def _columns_first(p: torch.Tensor) -> torch.Tensor:
-    """``(N, Ho, Wo, G, S, Cout_g)`` → ``(G, Cout_g, N, Ho, Wo, S)``: output column ``g·Cout_g + o`` first."""
-    return p.permute(3, 5, 0, 1, 2, 4)
-
-
-def mse_adc_step(p: torch.Tensor, bits: int, channels: int) -> torch.Tensor:
-    """The candidate step with the least ADC error; ``p`` is ``(N, Ho, Wo, G, S, Cout_g)``."""
-    per_col = _columns_first(p).reshape(channels, -1) if channels > 1 else p.reshape(1, -1)
-    samples = max(_MAX_ELEMENTS // channels, 256)
-    if per_col.shape[1] > samples:
-        per_col = per_col[:, torch.linspace(0, per_col.shape[1] - 1, samples).long()]
-    qp = (1 << (bits - 1)) - 1
-    amax = per_col.abs().amax(dim=1, keepdim=True).clamp_min(1.0)
-    best, best_err = amax / qp, torch.full_like(amax, float("inf"))
-    for frac in _FRACTIONS:  # a search over 64 candidate steps, vectorised over columns and samples
-        step = amax * frac / qp
-        err = ((torch.clamp(torch.round(per_col / step), -qp, qp) * step - per_col) ** 2).mean(dim=1, keepdim=True)
-        better = err < best_err
-        best, best_err = torch.where(better, step, best), torch.where(better, err, best_err)
-    return best.reshape(-1).clamp_min(MIN_STEP)
+def conversions(p: torch.Tensor) -> torch.Tensor:
+    """An unsliced layer's partial sums ``(N, Ho, Wo, G, S, Cout_g)`` in the compile path's
+    layout ``(N·Ho·Wo, S, Cout)`` (``cimc.quant.calibration.partial_sums``; column ``g·Cout_g + o``)."""
+    n, ho, wo, g, s, cout_g = p.shape
+    return p.permute(0, 1, 2, 4, 3, 5).reshape(n * ho * wo, s, g * cout_g)
 
 
 def kind_steps(p: torch.Tensor, layer: CimQuantLayer, method: str) -> np.ndarray:
-    """The best step of every kind of conversion ``(T·S, 1 or Cout)`` from the sums
-    ``p`` ``(M, Seg·T·S, Cout)`` of a sliced layer (module doc); at least 1."""
+    """The best step of every kind of conversion ``(T·S, 1 or Cout)`` (one kind unsliced) from
+    the sums ``p`` ``(M, Seg·T·S, Cout)`` (module doc); at least 1."""
     kinds = layer.bits.a_slices * layer.bits.w_slices
     if p.shape[0] > MAX_PIXELS:  # the compile path's evenly spaced pixels (bounded search cost)
         p = p[torch.from_numpy(np.linspace(0, p.shape[0] - 1, MAX_PIXELS).astype(np.int64)).to(p.device)]
@@ -148,9 +129,7 @@ def init_adc_steps(module: IRModule, batch: torch.Tensor, method: str = "lsq", f
             step = init_sliced_adc(layer, p, method)
             log.debug("%s: S_ADC %s, m %s", name, step.tolist()[:4], layer.adc_shift)
             continue
-        channels = layer.adc.channels
-        step = max_init(_columns_first(p), layer.adc.qp, channels) if method == "max" else \
-            mse_adc_step(p, layer.adc.bits, channels)
+        step = torch.from_numpy(kind_steps(conversions(p), layer, method)[0]).to(p.device)
         layer.adc.set_step(step)
         log.debug("%s: S_ADC %s over %d segments", name, step.tolist()[:4], layer.plan.segments)
 

@@ -41,6 +41,15 @@ def dist_context() -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), _device(local))
 
 
+def world_size() -> int:
+    """The number of ranks training together — the process group's, else torchrun's
+    ``WORLD_SIZE``, else 1 — without joining a group (each rank steps through ``1/world`` of
+    an epoch: ``TrainData.steps_per_epoch(world)``)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+
+
 def _device(local_rank: int) -> torch.device:
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)

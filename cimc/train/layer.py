@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cimc.errors import UsageError
+from cimc.quant import numerics
 from cimc.train import sliced
 from cimc.train.config import QuantConfig
 from cimc.train.phase2 import ConvGeometry, SegmentPlan, conv2d
@@ -48,6 +50,9 @@ class CimQuantLayer(nn.Module):
         super().__init__()
         self.node, self.geom, self.config = node, geom, config
         self.bits = config.bits_of(node)
+        if numerics.always_zero(self.bits.a_bits, a_signed):
+            raise UsageError(f"layer '{node}': its inputs can be negative, so they need signed codes, and "
+                             f"{numerics.ONE_BIT_SIGNED}", hint="use 2 or more input bits for this layer")
         channels = cout if config.granularity == "column" else 1
         self.w = StepQuantizer(self.bits.w_bits, True, channels)
         self.a = StepQuantizer(self.bits.a_bits, a_signed, 1)
