@@ -27,6 +27,7 @@ The ConvTranspose op itself never reaches the IR: every concern is the imported 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,8 +92,35 @@ def _attrs_2d(node: onnx.NodeProto, rank: int, name: str, default: int) -> tuple
     return values if rank == 2 else (default, *values)
 
 
-def _replace(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto]:
-    """Zero insertion, border pads or crops, and a ``Conv`` with the flipped, regrouped kernel."""
+@dataclass(frozen=True)
+class Geometry:
+    """A ConvTranspose lifted to 2-D: input ``(N, C, H, W)``, weight ``(C, M_g, kh, kw)``,
+    ``group``, ``strides``, ``dilations``, output padding ``adj``, ``pads`` (begins, ends), bias
+    input name (or ``""``) and the output ``(H_out, W_out)``."""
+
+    shape: tuple[int, int, int, int]
+    w: np.ndarray
+    group: int
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    adj: tuple[int, ...]
+    pads: Pads
+    bias: str
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        """``(H − 1)·s + a + (k − 1)·d + 1 − p_b − p_e`` per axis."""
+        return tuple((n - 1) * s + a + (k - 1) * d + 1 - b - e for n, s, a, k, d, b, e in  # type: ignore[return-value]
+                     zip(self.shape[2:], self.strides, self.adj, self.w.shape[2:], self.dilations, *self.pads,
+                         strict=True))
+
+    @property
+    def cout(self) -> int:
+        return self.group * int(self.w.shape[1])
+
+
+def _geometry(node: onnx.NodeProto, ctx: OpContext) -> Geometry:
+    """The node's attributes checked and resolved (module doc)."""
     shape = ctx.shape(node.input[0])
     if len(shape) not in (3, 4):
         raise UnsupportedError(f"node '{node.name}' (ConvTranspose): only 1-D and 2-D inputs are supported, "
@@ -112,47 +140,100 @@ def _replace(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto]:
     begin, end = _pads(node, shape[2:], kernel[-rank:], strides[-rank:], dilations[-rank:], adj[-rank:])
     if rank == 1:
         begin, end = [0, *begin], [0, *end]
-    return _emit(Emitter(node, ctx), shape, w, group, strides, dilations, adj, (begin, end))
+    bias = node.input[2] if len(node.input) > 2 else ""
+    g = Geometry(lift_1d(shape), w, group, strides, dilations, adj, (begin, end), bias)  # type: ignore[arg-type]
+    inferred = ctx.shapes.get(node.output[0])
+    if min(g.out_hw) < 1 or (inferred is not None and lift_1d(inferred)[2:] != g.out_hw):
+        raise InvalidModelError(f"node '{node.name}' (ConvTranspose): the attributes give output size "
+                                f"{g.out_hw[-rank:]}, shape inference {inferred}")
+    return g
 
 
-def _emit(e: Emitter, shape: tuple[int, ...], w: np.ndarray, group: int, strides: tuple[int, ...],
-          dilations: tuple[int, ...], adj: tuple[int, ...], pads: Pads) -> list[onnx.NodeProto]:
-    node, x = e.node, e.node.input[0]
-    n, c, h, wd = lift_1d(shape)
-    kernel = w.shape[2:]
-    if len(shape) == 3:
-        x = e.reshape(x, (n, c, h, wd), "as_2d")
-    if strides != (1, 1):
-        sh, sw = strides
+def choose(g: Geometry) -> str:
+    """The lowering: ``sub_pixel`` (fewer cycles) without dilation, else ``zero_insertion``."""
+    return "sub_pixel" if g.dilations == (1, 1) else "zero_insertion"
+
+
+def _replace(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto]:
+    """The ConvTranspose as digital data movement around one ``Conv`` (module doc)."""
+    g = _geometry(node, ctx)
+    e = Emitter(node, ctx)
+    x = node.input[0]
+    rank = len(ctx.shape(x)) - 2
+    if rank == 1:
+        x = e.reshape(x, g.shape, "as_2d")
+    out = node.output[0] if rank == 2 else None
+    y = (sub_pixel if choose(g) == "sub_pixel" else zero_insertion)(e, g, x, out)
+    if rank == 1:
+        e.reshape(y, (g.shape[0], g.cout, g.out_hw[1]), "as_1d", out=node.output[0])
+    return e.nodes
+
+
+def _conv(e: Emitter, x: str, weight: np.ndarray, bias: str, shape: tuple[int, ...], pads: list[int],
+          group: int, dilations: tuple[int, ...], out: str | None) -> str:
+    inputs = [x, e.const("weight", np.ascontiguousarray(weight)), *([bias] if bias else [])]
+    return e.emit("Conv", inputs, shape, "conv", out=out, main=True, group=group, kernel_shape=list(weight.shape[2:]),
+                  strides=[1, 1], dilations=list(dilations), pads=pads)
+
+
+def _pad_or_crop(e: Emitter, x: str, shape: tuple[int, ...], before: list[int], after: list[int]
+                 ) -> tuple[str, tuple[int, ...], list[int]]:
+    """Negative border pads crop ``x`` (Slice); the rest are the conv's pads ``(t, l, b, r)``."""
+    crop_b, crop_e = [0, 0, *(max(-v, 0) for v in before)], [0, 0, *(max(-v, 0) for v in after)]
+    x = e.crop(x, shape, crop_b, crop_e, "crop")
+    shape = tuple(d - b - f for d, b, f in zip(shape, crop_b, crop_e, strict=True))
+    return x, shape, [max(before[0], 0), max(before[1], 0), max(after[0], 0), max(after[1], 0)]
+
+
+def zero_insertion(e: Emitter, g: Geometry, x: str, out: str | None) -> str:
+    """Lowering (a): ``s − 1`` zeros between pixels, then a stride-1 conv with the flipped kernel."""
+    n, c, h, wd = g.shape
+    kernel = g.w.shape[2:]
+    sh, sw = g.strides
+    if (sh, sw) != (1, 1):
         x = e.reshape(x, (n, c, h, 1, wd, 1), "split")
         x = e.pad(x, (n, c, h, 1, wd, 1), [0] * 6 + [0, 0, 0, sh - 1, 0, sw - 1], "zeros")
         x = e.reshape(x, (n, c, h * sh, wd * sw), "zero_inserted")
-    size = (n, c, h * strides[0], wd * strides[1])
-    before = [(k - 1) * d - p for k, d, p in zip(kernel, dilations, pads[0], strict=True)]
-    after = [(k - 1) * d - p + a - (s - 1) for k, d, p, a, s in zip(kernel, dilations, pads[1], adj, strides,
+    before = [(k - 1) * d - p for k, d, p in zip(kernel, g.dilations, g.pads[0], strict=True)]
+    after = [(k - 1) * d - p + a - (s - 1) for k, d, p, a, s in zip(kernel, g.dilations, g.pads[1], g.adj, g.strides,
                                                                     strict=True)]
-    crop_b, crop_e = [0, 0, *(max(-v, 0) for v in before)], [0, 0, *(max(-v, 0) for v in after)]
-    x = e.crop(x, size, crop_b, crop_e, "crop")
-    size = tuple(d - b - f for d, b, f in zip(size, crop_b, crop_e, strict=True))
-    out_hw = tuple(size[2 + i] + max(before[i], 0) + max(after[i], 0) - (kernel[i] - 1) * dilations[i] for i in (0, 1))
-    if min(out_hw) < 1:
-        raise InvalidModelError(f"node '{node.name}' (ConvTranspose): pads {pads} leave no output")
-    cin, mg = w.shape[0] // group, w.shape[1]
-    flipped = w.reshape(group, cin, mg, *kernel).transpose(0, 2, 1, 3, 4).reshape(group * mg, cin, *kernel)
-    weight = e.const("weight", np.ascontiguousarray(flipped[:, :, ::-1, ::-1]))
-    inputs = [x, weight, *([node.input[2]] if len(node.input) > 2 and node.input[2] else [])]
-    conv_pads = [max(before[0], 0), max(before[1], 0), max(after[0], 0), max(after[1], 0)]
-    out_shape = (n, group * mg, *out_hw)
-    inferred = e.ctx.shapes.get(node.output[0])
-    if inferred is not None and lift_1d(inferred) != out_shape:
-        raise InvalidModelError(f"node '{node.name}' (ConvTranspose): the attributes give output shape "
-                                f"{out_shape[:2] + out_hw[-len(shape) + 2:]}, shape inference {inferred}")
-    last = len(shape) == 4
-    y = e.emit("Conv", inputs, out_shape, "conv", out=node.output[0] if last else None, group=group,
-               kernel_shape=list(kernel), strides=[1, 1], dilations=list(dilations), pads=conv_pads)
-    if not last:
-        e.reshape(y, (n, group * mg, out_hw[1]), "as_1d", out=node.output[0])
-    return e.nodes
+    x, _, pads = _pad_or_crop(e, x, (n, c, h * sh, wd * sw), before, after)
+    cin, mg = c // g.group, g.w.shape[1]
+    flipped = g.w.reshape(g.group, cin, mg, *kernel).transpose(0, 2, 1, 3, 4).reshape(g.cout, cin, *kernel)
+    return _conv(e, x, flipped[:, :, ::-1, ::-1], g.bias, (n, g.cout, *g.out_hw), pads, g.group, g.dilations, out)
+
+
+def sub_pixel(e: Emitter, g: Geometry, x: str, out: str | None) -> str:
+    """Lowering (b), for dilation 1: one conv on the input with ``M·s_h·s_w`` outputs and kernel
+    ``⌈k/s⌉`` (output phase ``φ`` of ``q = o + p_b = m·s + φ`` is ``Σ_t x[m − t]·W[φ + t·s]``), then
+    a pixel shuffle (Reshape, Transpose, Reshape) and a crop to ``[p_b, p_b + H_out)``."""
+    n, c, h, wd = g.shape
+    s, kernel = g.strides, g.w.shape[2:]
+    taps = [-(-k // st) for k, st in zip(kernel, s, strict=True)]
+    first = [p // st for p, st in zip(g.pads[0], s, strict=True)]
+    last = [(p + o - 1) // st for p, o, st in zip(g.pads[0], g.out_hw, s, strict=True)]
+    hm = [b - a + 1 for a, b in zip(first, last, strict=True)]
+    before = [t - 1 - f for t, f in zip(taps, first, strict=True)]
+    after = [m + t - 1 - (size + b) for m, t, size, b in zip(hm, taps, (h, wd), before, strict=True)]
+    x, _, pads = _pad_or_crop(e, x, g.shape, before, after)
+    cin, mg = c // g.group, g.w.shape[1]
+    w = np.pad(g.w, ((0, 0), (0, 0), (0, taps[0] * s[0] - kernel[0]), (0, taps[1] * s[1] - kernel[1])))
+    w = w.reshape(g.group, cin, mg, taps[0], s[0], taps[1], s[1])[:, :, :, ::-1, :, ::-1, :]
+    w = w.transpose(0, 2, 4, 6, 1, 3, 5).reshape(g.cout * s[0] * s[1], cin, *taps)
+    bias = g.bias and e.const("bias", np.repeat(e.ctx.const(e.node, 2, "bias"), s[0] * s[1]))
+    phases = (n, g.cout * s[0] * s[1], *hm)
+    full = (n, g.cout, hm[0] * s[0], hm[1] * s[1])
+    offset = [p - f * st for p, f, st in zip(g.pads[0], first, s, strict=True)]
+    ends = [full[2 + i] - offset[i] - g.out_hw[i] for i in (0, 1)]
+    last = None if any(offset) or any(ends) else out
+    if tuple(s) == (1, 1):
+        y = _conv(e, x, w, bias, phases, pads, g.group, (1, 1), last)
+    else:
+        y = _conv(e, x, w, bias, phases, pads, g.group, (1, 1), None)
+        y = e.reshape(y, (n, g.cout, s[0], s[1], *hm), "phases")
+        y = e.emit("Transpose", [y], (n, g.cout, hm[0], s[0], hm[1], s[1]), "shuffle", perm=[0, 1, 4, 2, 5, 3])
+        y = e.reshape(y, full, "interleaved", out=last)
+    return y if last is not None else e.crop(y, full, [0, 0, *offset], [0, 0, *ends], "crop_out", out=out)
 
 
 _WHY = "imported as zero insertion and a Conv (a CIM layer)"
