@@ -21,7 +21,13 @@ CIM_OPS = {"Conv": "CIM (every Conv with constant weights)", "Gemm": "CIM with `
            "BatchNormalization": "folded into the Conv or Gemm before it (fold-batchnorm), else digital"}
 #: What an op's ``replace`` hook does at import, for the ops that have one.
 REWRITES = {"ReduceMean": "over H,W of a 4-D input: GlobalAveragePool (+ Flatten without keepdims)",
-            "Split": "one Slice per output that is read"}
+            "Split": "one Slice per output that is read",
+            "ConvTranspose": "a Conv (CIM) between digital data movement: sub-pixel (conv with M·s² outputs, "
+                             "pixel shuffle) without dilation, else zero insertion",
+            "Upsample": "opset 7/9: Resize with asymmetric coordinates (opset upgrade)",
+            "Conv": "1-D: the 2-D conv over (N, C, 1, L) between Reshapes",
+            "MaxPool": "1-D: the 2-D pool over (N, C, 1, L) between Reshapes",
+            "AveragePool": "1-D: the 2-D pool over (N, C, 1, L) between Reshapes"}
 
 
 def _where(op: OpDef) -> str:

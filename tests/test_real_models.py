@@ -68,16 +68,11 @@ class Gap:
 
 
 #: (architecture, exporter) or (architecture, exporter, variant) → the error cimc gives today.
-#: (ReduceMean, Split, HardSwish and HardSigmoid are supported since the op table took them.)
+#: (ReduceMean, Split, HardSwish and HardSigmoid are supported since the op table took them; ConvTranspose
+#: and Resize since the spatial ops did.)
 GAPS: dict[tuple[str, ...], Gap] = {
     ("convnext_tiny_stage1", "dynamo"): Gap(("Gather", "Gelu", "LayerNormalization")),
     ("convnext_tiny_stage1", "legacy"): Gap(("Gelu", "LayerNormalization")),
-    ("unet_transpose", "dynamo"): Gap(("ConvTranspose",)),
-    ("unet_transpose", "legacy"): Gap(("ConvTranspose",)),
-    ("unet_bilinear", "dynamo"): Gap(("Resize",)),
-    ("unet_bilinear", "legacy"): Gap(("Resize",)),
-    ("retinanet_fpn", "dynamo"): Gap(("Resize",)),
-    ("retinanet_fpn", "legacy"): Gap(("Resize",)),
     # dynamo with optimize=False: its shape helpers (Shape → CastLike/Expand) are left unfolded
     **{(name, "dynamo", "keep_bn"): Gap(("CastLike", "Expand")) for name in ("resnet18", "mobilenet_v2")},
 }

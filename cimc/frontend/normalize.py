@@ -63,9 +63,9 @@ def upgrade_opset(model: onnx.ModelProto, *, in_place: bool = False) -> onnx.Mod
     out.ir_version = max(out.ir_version, 7)  # IR 7 goes with opset 13; IR < 4 hides initializers
     for node in out.graph.node:
         if node.op_type == "Resize" and node.output[0] in legacy:
-            kept = [a for a in node.attribute if a.name not in ("coordinate_transformation_mode", "nearest_mode")]
-            set_repeated(node.attribute, [*kept, onnx.helper.make_attribute("coordinate_transformation_mode", "asymmetric"),
-                                          onnx.helper.make_attribute("nearest_mode", "floor")])
+            modes = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+            kept = [a for a in node.attribute if a.name not in modes]
+            set_repeated(node.attribute, [*kept, *(onnx.helper.make_attribute(k, v) for k, v in modes.items())])
     return out
 
 

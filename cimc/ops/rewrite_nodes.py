@@ -94,7 +94,6 @@ def window_1d_as_2d(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto
     leading 1, ``pads (b, e)`` become ``(0, b, 0, e)``, a Conv's weight ``(M, C_g, k)`` becomes
     ``(M, C_g, 1, k)``; ``auto_pad`` and the other attributes are kept (an axis of length 1
     with kernel 1 and stride 1 gets no padding). ``None`` for any other rank."""
-    from onnx import helper
 
     shape = ctx.shape(node.input[0])
     out = ctx.shapes.get(node.output[0])

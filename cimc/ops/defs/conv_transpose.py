@@ -133,8 +133,8 @@ def _geometry(node: onnx.NodeProto, ctx: OpContext) -> Geometry:
         raise InvalidModelError(f"node '{node.name}' (ConvTranspose): kernel_shape {given} != weight {w.shape}")
     strides, dilations = _attrs_2d(node, rank, "strides", 1), _attrs_2d(node, rank, "dilations", 1)
     adj = _attrs_2d(node, rank, "output_padding", 0)
-    if min(*strides, *dilations) < 1 or min(adj) < 0 or any(p >= max(s, d) for p, s, d in zip(adj, strides,
-                                                                                                dilations, strict=True)):
+    too_big = any(p >= max(s, d) for p, s, d in zip(adj, strides, dilations, strict=True))
+    if min(*strides, *dilations) < 1 or min(adj) < 0 or too_big:
         raise InvalidModelError(f"node '{node.name}' (ConvTranspose): strides {strides}, dilations {dilations} "
                                 f"and output_padding {adj} are invalid")
     begin, end = _pads(node, shape[2:], kernel[-rank:], strides[-rank:], dilations[-rank:], adj[-rank:])
