@@ -2,27 +2,32 @@
 output_shape): ``y[n, g·M_g + m, o] = b[g·M_g + m] + Σ_{c ∈ group g, i : o = h·s − p_b + i·d} x[n, c, h] · W[c, m, i]``
 (per spatial axis; ``W`` is ``(C, M_g, k…)``).
 
-It is imported as an ordinary ``Conv`` (a CIM layer, weight-stationary on the macro) over the
-input with ``s − 1`` zeros inserted between neighbouring pixels (``replace``, "zero insertion"):
+It is imported (``replace``) as one ordinary ``Conv`` — a CIM layer, weight-stationary on the
+macro, named as the ConvTranspose — between digital ops that only move data (Reshape, Pad,
+Slice, Transpose: exact in every executor). Two exact lowerings; ``choose`` takes sub-pixel
+whenever there is no dilation (fewer cycles, see ``docs/architecture.md``, "ConvTranspose on
+the macro", and ``scripts/convtranspose_cost.py``):
 
-* zero insertion — ``Reshape (N, C, H, 1, W, 1)`` → ``Pad`` ``s − 1`` zeros after axes 3 and 5
-  → ``Reshape (N, C, H·s_h, W·s_w)`` (digital, pure data movement: exact in every executor);
-* borders — the conv pads ``B = (k − 1)·d − p_b`` before and ``E = (k − 1)·d − p_e + a − (s − 1)``
-  after (``a`` = output_padding; the ``s − 1`` trailing zeros of the last step are already
-  there); a negative ``B`` or ``E`` crops the input instead (``Slice``);
-* the conv — stride 1, dilation ``d``, the same groups, ``W'[g·M_g + m, c, i, j] =
-  W[g·C_g + c, m, k_h − 1 − i, k_w − 1 − j]`` (kernel flipped, in/out channels swapped per group),
-  the same bias.
+* ``sub_pixel`` (dilation 1): with ``q = o + p_b = m·s + φ``, output phase ``φ`` is
+  ``Σ_t x[m − t] · W[φ + t·s]``: one conv over the input with ``M·s_h·s_w`` outputs (channel
+  ``(g·M_g + m)·s_h·s_w + φ_h·s_w + φ_w``), kernel ``⌈k/s⌉`` (taps past ``k`` zero), the bias
+  repeated per phase; then a pixel shuffle (Reshape ``(N, M, s_h, s_w, H', W')``, Transpose
+  ``(0, 1, 4, 2, 5, 3)``, Reshape) and a crop to ``[p_b, p_b + H_out)``.
+* ``zero_insertion`` (any dilation): ``Reshape (N, C, H, 1, W, 1)`` → ``Pad`` ``s − 1`` zeros after
+  axes 3 and 5 → ``Reshape (N, C, H·s_h, W·s_w)``; conv pads ``B = (k − 1)·d − p_b`` before and
+  ``E = (k − 1)·d − p_e + a − (s − 1)`` after (``a`` = output_padding; the last step's ``s − 1``
+  zeros are already there), a negative one crops the input (``Slice``); the conv has stride 1,
+  dilation ``d``, the same groups and bias, ``W'[g·M_g + m, c, i, j] = W[g·C_g + c, m, k_h − 1 − i,
+  k_w − 1 − j]`` (kernel flipped, in/out channels swapped per group).
 
-Then ``H_out = (H − 1)·s + a + (k − 1)·d + 1 − p_b − p_e`` as ONNX defines it. With
-``output_shape`` (or ``auto_pad`` SAME_*, which asks for ``H·s``) the total padding
-``t = (H − 1)·s + a + (k − 1)·d + 1 − H_out`` is split as ONNX and onnxruntime split it: SAME_UPPER
-puts ``⌊t/2⌋`` before, every other mode ``⌈t/2⌉``. An ``output_shape`` larger than the
-un-padded output is unsupported. A 1-D ConvTranspose is the 2-D one over ``(N, C, 1, L)``.
-
-The lowering costs ``s_h·s_w`` times the macro cycles of the un-dilated input (most inputs
-are the inserted zeros); ``docs/architecture.md`` ("ConvTranspose on the macro") gives figures.
-The ConvTranspose op itself never reaches the IR: every concern is the imported ops'.
+``H_out = (H − 1)·s + a + (k − 1)·d + 1 − p_b − p_e`` as ONNX defines it. With ``output_shape``
+(or ``auto_pad`` SAME_*, which asks for ``H·s``) the total padding
+``t = (H − 1)·s + a + (k − 1)·d + 1 − H_out`` (at least 0) is split as ONNX and onnxruntime split
+it: SAME_UPPER puts ``⌊t/2⌋`` before, every other mode ``⌈t/2⌉``. An ``output_shape`` larger than
+the un-padded output is unsupported; where onnx's shape inference and these rules disagree
+(SAME_* with output_padding) the import refuses the node. A 1-D ConvTranspose is the 2-D one over
+``(N, C, 1, L)``. The ConvTranspose op itself never reaches the IR: every concern is the
+imported ops'.
 """
 
 from __future__ import annotations
@@ -110,9 +115,9 @@ class Geometry:
     @property
     def out_hw(self) -> tuple[int, int]:
         """``(H − 1)·s + a + (k − 1)·d + 1 − p_b − p_e`` per axis."""
-        return tuple((n - 1) * s + a + (k - 1) * d + 1 - b - e for n, s, a, k, d, b, e in  # type: ignore[return-value]
-                     zip(self.shape[2:], self.strides, self.adj, self.w.shape[2:], self.dilations, *self.pads,
-                         strict=True))
+        h, w = ((n - 1) * s + a + (k - 1) * d + 1 - b - e for n, s, a, k, d, b, e in
+                zip(self.shape[2:], self.strides, self.adj, self.w.shape[2:], self.dilations, *self.pads, strict=True))
+        return h, w
 
     @property
     def cout(self) -> int:
@@ -220,23 +225,24 @@ def sub_pixel(e: Emitter, g: Geometry, x: str, out: str | None) -> str:
     w = np.pad(g.w, ((0, 0), (0, 0), (0, taps[0] * s[0] - kernel[0]), (0, taps[1] * s[1] - kernel[1])))
     w = w.reshape(g.group, cin, mg, taps[0], s[0], taps[1], s[1])[:, :, :, ::-1, :, ::-1, :]
     w = w.transpose(0, 2, 4, 6, 1, 3, 5).reshape(g.cout * s[0] * s[1], cin, *taps)
-    bias = g.bias and e.const("bias", np.repeat(e.ctx.const(e.node, 2, "bias"), s[0] * s[1]))
+    b = e.ctx.const(e.node, 2, "bias")
+    bias = "" if b is None else e.const("bias", np.repeat(b, s[0] * s[1]))
     phases = (n, g.cout * s[0] * s[1], *hm)
     full = (n, g.cout, hm[0] * s[0], hm[1] * s[1])
     offset = [p - f * st for p, f, st in zip(g.pads[0], first, s, strict=True)]
     ends = [full[2 + i] - offset[i] - g.out_hw[i] for i in (0, 1)]
-    last = None if any(offset) or any(ends) else out
+    final = None if any(offset) or any(ends) else out
     if tuple(s) == (1, 1):
-        y = _conv(e, x, w, bias, phases, pads, g.group, (1, 1), last)
+        y = _conv(e, x, w, bias, phases, pads, g.group, (1, 1), final)
     else:
         y = _conv(e, x, w, bias, phases, pads, g.group, (1, 1), None)
         y = e.reshape(y, (n, g.cout, s[0], s[1], *hm), "phases")
         y = e.emit("Transpose", [y], (n, g.cout, hm[0], s[0], hm[1], s[1]), "shuffle", perm=[0, 1, 4, 2, 5, 3])
-        y = e.reshape(y, full, "interleaved", out=last)
-    return y if last is not None else e.crop(y, full, [0, 0, *offset], [0, 0, *ends], "crop_out", out=out)
+        y = e.reshape(y, full, "interleaved", out=final)
+    return y if final is not None else e.crop(y, full, [0, 0, *offset], [0, 0, *ends], "crop_out", out=out)
 
 
-_WHY = "imported as zero insertion and a Conv (a CIM layer)"
+_WHY = "imported as a Conv (a CIM layer) between data-movement ops"
 
 DEFS = (OpDef("ConvTranspose", (2, 3), (), replace=_replace,
               **{concern: Unsupported("ConvTranspose", concern, _WHY) for concern in CONCERNS}),)  # type: ignore[arg-type]
