@@ -106,14 +106,17 @@ def test_convtranspose_matches_onnxruntime(case: tuple[onnx.ModelProto, np.ndarr
 
 
 def _up_model(**attrs: Any) -> onnx.ModelProto:
-    """x → Conv 3×3 → ConvTranspose → Relu → Resize ×2 (linear) → Conv 1×1."""
+    """x → Conv 3×3 → ConvTranspose → Relu → Resize ×2 (linear, scales) → Resize to 20×15 (nearest,
+    sizes) → Conv 1×1."""
     inits = {"w0": rand(8, 3, 3, 3, seed=1), "b0": rand(8, seed=2), "wt": rand(8, 6, 3, 3, seed=3),
-             "bt": rand(6, seed=4), "scales": np.array([1, 1, 2, 2], np.float32), "w1": rand(4, 6, 1, 1, seed=5)}
+             "bt": rand(6, seed=4), "scales": np.array([1, 1, 2, 2], np.float32),
+             "sizes": np.array([1, 6, 20, 15], I64), "w1": rand(4, 6, 1, 1, seed=5)}
     nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="c0", pads=[1, 1, 1, 1]),
              helper.make_node("ConvTranspose", ["c0", "wt", "bt"], ["up"], name="up", **attrs),
              helper.make_node("Relu", ["up"], ["r"], name="relu"),
              helper.make_node("Resize", ["r", "", "scales"], ["big"], name="resize", mode="linear"),
-             helper.make_node("Conv", ["big", "w1"], ["y"], name="c1")]
+             helper.make_node("Resize", ["big", "", "", "sizes"], ["fit"], name="fit"),
+             helper.make_node("Conv", ["fit", "w1"], ["y"], name="c1")]
     return make_model(nodes, {"x": (1, 3, 6, 6)}, ["y"], inits)
 
 
@@ -124,12 +127,14 @@ def _up_model(**attrs: Any) -> onnx.ModelProto:
                          ids=["s2", "s2_p1_op1", "s32_d2_asym"])
 def test_convtranspose_compiles_to_a_cim_layer(lowering: str, attrs: dict[str, Any], tmp_path: Path) -> None:
     """The ConvTranspose's Conv is selected as a CIM layer; compile + validate; emulator ==
-    onnxruntime(model.cim.onnx) == numpy reference, bit for bit."""
+    onnxruntime(model.cim.onnx) == numpy reference, bit for bit, on a batch of two (the Resize
+    by sizes exports its N from the input's shape)."""
     model = _up_model(**attrs)
     path = tmp_path / "up.onnx"
     onnx.save(model, path)
     graph = _import(model, lowering)
-    assert [n.op for n in graph.nodes if n.op not in DATA_MOVEMENT] == ["Conv", "Conv", "Relu", "Resize", "Conv"]
+    computing = [n.op for n in graph.nodes if n.op not in DATA_MOVEMENT]
+    assert computing == ["Conv", "Conv", "Relu", "Resize", "Resize", "Conv"]
     with mock.patch.object(conv_transpose, "choose", lambda g: lowering if g.dilations == (1, 1) else "zero_insertion"):
         result = compile_model(path, tmp_path / "build", calib_size=4)
     assert validate_build(result.out_dir).ok

@@ -17,7 +17,8 @@ onnxruntime's order, so the kernel equals onnxruntime bit for bit (tested).
 
 Canonical attrs: ``mode``, ``coordinate_transformation_mode``, ``nearest_mode``, ``scales``
 (float, per axis), ``sizes`` (the output shape) and ``given`` (``scales`` or ``sizes``: which
-operand the exporter writes back, so onnxruntime derives the same scales). Unsupported, each
+operand the exporter writes back, so onnxruntime derives the same scales; exported sizes take N
+and C from the input's shape, so the exported model runs any batch). Unsupported, each
 named: mode ``cubic``, ``antialias``, ``exclude_outside``, ``tf_crop_and_resize``,
 ``half_pixel_symmetric``, ``keep_aspect_ratio_policy`` other than ``stretch``, inputs that are not
 4-D, resizing N or C, computed scales or sizes. The torch forward gathers with the same
@@ -41,7 +42,6 @@ from cimc.ops.base import (
     attrs_except,
     channel_identity,
     never,
-    no_rewrite,
     sign_of_inputs,
 )
 from cimc.ops.canon import axis, ints
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from cimc.frontend.canonical import OpContext
     from cimc.frontend.onnx_export import ExportBuilder
     from cimc.ir.node import Node
+    from cimc.morph.channels_pass import RewriteContext
 
 COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn")
 NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
@@ -209,12 +210,35 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
     return out + (wx1 * wy1) * rows2.index_select(3, t(x2))
 
 
+def _rewrite(c: RewriteContext, node: Node) -> None:
+    """Morph changed the channels: ``sizes[1]`` is the new channel count."""
+    ymap = c.map(node.outputs[0])
+    if ymap is not None:
+        sizes = list(node.attrs["sizes"])
+        sizes[1] = len(ymap)
+        node.attrs["sizes"] = tuple(sizes)
+
+
 def _export(b: ExportBuilder, node: Node) -> tuple[list[str], Attrs]:
-    """Opset 17 Resize: ``roi`` absent, then ``scales`` (float32) or ``sizes`` (int64), as given."""
+    """Opset 17 Resize: ``roi`` absent, then ``scales`` (float32) or ``sizes`` (int64), as given.
+    Sizes are ``Concat(Shape(x)[0:2], [H_out, W_out])``, so the exported model runs any batch."""
+    from onnx import helper
+
     attrs = attrs_except(node, "scales", "sizes", "given")
     if node.attrs["given"] == "scales":
         return ["", b.constant(node, "scales", np.array(node.attrs["scales"], np.float32))], attrs
-    return ["", "", b.constant(node, "sizes", np.array(node.attrs["sizes"], np.int64))], attrs
+    names = []
+    for tag in ("batch_channels", "sizes"):
+        name, i = f"{node.name}_{tag}", 0
+        while name in b.taken:
+            i += 1
+            name = f"{node.name}_{tag}_{i}"
+        b.taken.add(name)
+        names.append(name)
+    hw = b.constant(node, "hw", np.array(node.attrs["sizes"][2:], np.int64))
+    b.nodes.append(helper.make_node("Shape", [node.inputs[0]], [names[0]], name=names[0], end=2))
+    b.nodes.append(helper.make_node("Concat", [names[0], hw], [names[1]], name=names[1], axis=0))
+    return ["", "", names[1]], attrs
 
 
 def _upsample(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto]:
@@ -230,5 +254,5 @@ DEFS = (OpDef("Upsample", (1, 2), (), replace=_upsample,
               **{concern: Unsupported("Upsample", concern, _WHY) for concern in CONCERNS}),  # type: ignore[arg-type]
         OpDef("Resize", (1, 1), ("mode", "coordinate_transformation_mode", "nearest_mode", "scales", "sizes", "given"),
               canonicalize=_canonicalize, shape=_shape, kernel=_kernel, torch=_torch, channels=channel_identity,
-              rewrite=no_rewrite, export=_export, nonnegative=sign_of_inputs,
+              rewrite=_rewrite, export=_export, nonnegative=sign_of_inputs,
               homogeneous=always, mixes_batch=never),)
