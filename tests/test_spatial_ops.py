@@ -29,7 +29,12 @@ from cimc.errors import CimcError, UnsupportedError
 from cimc.frontend import export_onnx, import_onnx
 from cimc.ir.annotations import CimLayer
 from cimc.ir.interpreter import run
+from cimc.macro import MacroSpec
+from cimc.morph.channel_groups import analyze
+from cimc.morph.channels_pass import MorphChannels
+from cimc.morph.plan import identity_plan, ratio_widths, widths_to_plan
 from cimc.ops.defs import conv_transpose
+from cimc.passes.manager import PassContext, run_passes
 from tests.cim_helpers import assert_three_way
 from tests.onnx_builders import make_model, rand, run_ort
 
@@ -247,3 +252,29 @@ def test_resize_with_computed_scales_is_refused() -> None:
     model = make_model([node], {"x": (1, 2, 4, 4), "s": (4,)}, ["y"])
     with pytest.raises(CimcError, match="scales"):
         import_onnx(model)
+
+
+@pytest.mark.parametrize("lowering", LOWERINGS)
+def test_morph_widens_through_convtranspose_and_resize(lowering: str) -> None:
+    """Copy-widening every changeable channel group keeps the outputs: the ConvTranspose's data
+    movement follows its input channels, and a Resize by sizes gets its new channel count."""
+    inits = {"w0": rand(8, 3, 3, 3, seed=1), "b0": rand(8, seed=2), "wt": rand(8, 6, 3, 3, seed=3),
+             "bt": rand(6, seed=4), "sizes": np.array([1, 6, 17, 10], I64), "w1": rand(4, 6, 1, 1, seed=5)}
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="c0", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"], name="r0"),
+             helper.make_node("ConvTranspose", ["r0", "wt", "bt"], ["up"], name="up", strides=[2, 2]),
+             helper.make_node("Relu", ["up"], ["r1"], name="r1"),
+             helper.make_node("Resize", ["r1", "", "", "sizes"], ["fit"], name="fit"),
+             helper.make_node("Conv", ["fit", "w1"], ["y"], name="c1")]
+    graph = _import(make_model(nodes, {"x": (1, 3, 6, 6)}, ["y"], inits), lowering)
+    groups = analyze(graph)
+    plan = widths_to_plan(groups, identity_plan(groups), ratio_widths(groups.group_size, 7, 4, groups.changeable))
+    morphed = run_passes(graph, [MorphChannels(plan=plan, init="copy", noise=0.0)], PassContext(macro=MacroSpec()))
+    assert morphed.shape("c0") == (1, 14, 6, 6)
+    if lowering == "zero_insertion":  # sub-pixel's pixel shuffle fixes the ConvTranspose's 6 outputs
+        width = morphed.shape("fit")[1]
+        assert width > 6 and morphed.node("fit").attrs["sizes"] == (1, width, 17, 10)
+    x = rand(1, 3, 6, 6, seed=9)
+    np.testing.assert_allclose(run(morphed, {"x": x})["y"], run(graph, {"x": x})["y"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(run_ort(export_onnx(morphed), {"x": x})["y"], run(graph, {"x": x})["y"],
+                               rtol=1e-4, atol=1e-4)
