@@ -25,7 +25,7 @@ from onnx import helper
 
 from cimc.api import compile_model
 from cimc.check.validate import validate_build
-from cimc.errors import CimcError, UnsupportedError
+from cimc.errors import CimcError, ResourceLimitError, UnsupportedError
 from cimc.frontend import export_onnx, import_onnx
 from cimc.ir.annotations import CimLayer
 from cimc.ir.interpreter import run
@@ -278,3 +278,26 @@ def test_morph_widens_through_convtranspose_and_resize(lowering: str) -> None:
     np.testing.assert_allclose(run(morphed, {"x": x})["y"], run(graph, {"x": x})["y"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(run_ort(export_onnx(morphed), {"x": x})["y"], run(graph, {"x": x})["y"],
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,lowering", [
+    (2, 2, 1, "sub_pixel"), (3, 2, 1, "sub_pixel"), (4, 2, 1, "sub_pixel"), (1, 2, 1, "sub_pixel"),
+    (1, 3, 1, "zero_insertion"), (3, 2, 2, "zero_insertion")])
+def test_the_import_chooses_sub_pixel_unless_dilated_or_mostly_zero_taps(kernel: int, stride: int, dilation: int,
+                                                                          lowering: str) -> None:
+    """Sub-pixel (its pixel shuffle is a Transpose) when it holds ≤ 4× the weights and there is no
+    dilation; zero insertion (a Pad) otherwise."""
+    model = make_model([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[stride, stride],
+                                         dilations=[dilation, dilation])], {"x": (1, 4, 5, 5)}, ["y"],
+                       {"w": rand(4, 3, kernel, kernel)})
+    ops = {n.op for n in import_onnx(model).nodes}
+    assert ("Transpose" in ops or stride == 1, "Pad" in ops) == (lowering == "sub_pixel", lowering == "zero_insertion")
+
+
+def test_zero_insertion_growth_is_bounded() -> None:
+    """A 1×1 stride-8 ConvTranspose from 64 channels to 1: zero insertion would make a tensor 64× its
+    input — refused with ResourceLimitError instead of allocated."""
+    model = make_model([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[8, 8])],
+                       {"x": (1, 64, 4, 4)}, ["y"], {"w": rand(64, 1, 1, 1)})
+    with pytest.raises(ResourceLimitError, match="16×"):
+        import_onnx(model)

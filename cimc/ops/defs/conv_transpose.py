@@ -5,8 +5,10 @@ output_shape): ``y[n, g·M_g + m, o] = b[g·M_g + m] + Σ_{c ∈ group g, i : o 
 It is imported (``replace``) as one ordinary ``Conv`` — a CIM layer, weight-stationary on the
 macro, named as the ConvTranspose — between digital ops that only move data (Reshape, Pad,
 Slice, Transpose: exact in every executor). Two exact lowerings; ``choose`` takes sub-pixel
-whenever there is no dilation (fewer cycles, see ``docs/architecture.md``, "ConvTranspose on
-the macro", and ``scripts/convtranspose_cost.py``):
+whenever there is no dilation and its kernel holds at most 4× the weights (fewer cycles, see
+``docs/architecture.md``, "ConvTranspose on the macro", and ``scripts/convtranspose_cost.py``);
+zero insertion refuses (``ResourceLimitError``) an input it would grow to more than 16× the
+node's input or output, which the import's memory budget has checked:
 
 * ``sub_pixel`` (dilation 1): with ``q = o + p_b = m·s + φ``, output phase ``φ`` is
   ``Σ_t x[m − t] · W[φ + t·s]``: one conv over the input with ``M·s_h·s_w`` outputs (channel
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.errors import InvalidModelError, UnsupportedError
+from cimc.errors import InvalidModelError, ResourceLimitError, UnsupportedError
 from cimc.ops.base import CONCERNS, OpDef, Unsupported
 from cimc.ops.canon import ints
 from cimc.ops.rewrite_nodes import Emitter, lift_1d, onnx_node_attrs
@@ -123,6 +125,12 @@ class Geometry:
     def cout(self) -> int:
         return self.group * int(self.w.shape[1])
 
+    @property
+    def sub_pixel_weights(self) -> int:
+        """Weights of the sub-pixel conv: ``M·s_h·s_w · C_g · ⌈k_h/s_h⌉·⌈k_w/s_w⌉``."""
+        taps = [-(-k // s) for k, s in zip(self.w.shape[2:], self.strides, strict=True)]
+        return self.cout * self.strides[0] * self.strides[1] * int(self.w.shape[0]) // self.group * taps[0] * taps[1]
+
 
 def _geometry(node: onnx.NodeProto, ctx: OpContext) -> Geometry:
     """The node's attributes checked and resolved (module doc)."""
@@ -155,8 +163,11 @@ def _geometry(node: onnx.NodeProto, ctx: OpContext) -> Geometry:
 
 
 def choose(g: Geometry) -> str:
-    """The lowering: ``sub_pixel`` (fewer cycles) without dilation, else ``zero_insertion``."""
-    return "sub_pixel" if g.dilations == (1, 1) else "zero_insertion"
+    """The lowering: ``sub_pixel`` (fewer cycles) without dilation, unless its kernel would hold
+    more than 4× the weights (a stride far above the kernel: mostly zero taps); else
+    ``zero_insertion``."""
+    fits = g.sub_pixel_weights <= 4 * g.w.size
+    return "sub_pixel" if g.dilations == (1, 1) and fits else "zero_insertion"
 
 
 def _replace(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto]:
@@ -195,6 +206,10 @@ def zero_insertion(e: Emitter, g: Geometry, x: str, out: str | None) -> str:
     n, c, h, wd = g.shape
     kernel = g.w.shape[2:]
     sh, sw = g.strides
+    declared = max(n * c * h * wd, n * g.cout * g.out_hw[0] * g.out_hw[1])  # within the import's memory budget
+    if n * c * h * sh * wd * sw > 16 * declared:
+        raise ResourceLimitError(f"node '{e.node.name}' (ConvTranspose): its zero-inserted input would hold "
+                                 f"{n * c * h * sh * wd * sw} elements, more than 16× its input or output")
     if (sh, sw) != (1, 1):
         x = e.reshape(x, (n, c, h, 1, wd, 1), "split")
         x = e.pad(x, (n, c, h, 1, wd, 1), [0] * 6 + [0, 0, 0, sh - 1, 0, sw - 1], "zeros")
