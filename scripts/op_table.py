@@ -23,7 +23,13 @@ CIM_OPS = {"Conv": "CIM (every Conv with constant weights)", "Gemm": "CIM with `
 REWRITES = {"ReduceMean": "over H,W of a 4-D input: GlobalAveragePool (+ Flatten without keepdims)",
             "Split": "one Slice per output that is read",
             "Gather": "indices 0, 1, …, d−1 in order: Reshape",
-            "CastLike": "a Cast to float32 (of a constant: folded)"}
+            "CastLike": "a Cast to float32 (of a constant: folded)",
+"ConvTranspose": "a Conv (CIM) between digital data movement: sub-pixel (conv with M·s² outputs, "
+                             "pixel shuffle) without dilation, else zero insertion",
+            "Upsample": "opset 7/9: Resize with asymmetric coordinates (opset upgrade)",
+            "Conv": "1-D: the 2-D conv over (N, C, 1, L) between Reshapes",
+            "MaxPool": "1-D: the 2-D pool over (N, C, 1, L) between Reshapes",
+            "AveragePool": "1-D: the 2-D pool over (N, C, 1, L) between Reshapes"}
 
 
 def _where(op: OpDef) -> str:

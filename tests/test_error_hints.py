@@ -44,7 +44,6 @@ def test_no_family_names_an_op_the_table_has() -> None:
     ("NonMaxSuppression", "detection post-processing: compile the network up to its raw outputs"),
     ("QLinearConv", "an integer-arithmetic quantized op: cimc imports QDQ models"),
     ("RandomNormalLike", "random or training-only op: export the model for inference"),
-    ("GlobalMaxPool", "export it as ReduceMax over axes [2, 3] with keepdims=1"),
     ("Sin", "cimc has no kernel for it: cut the model before it with onnx.utils.extract_model"),
 ])
 def test_each_family_gets_its_hint(op: str, hint: str) -> None:

@@ -117,6 +117,31 @@ def _split(shape: tuple[int, ...], outputs: int, *, opset: int, sizes: list[int]
     return make_model(nodes, {"x": shape}, ["y"], inits, opset=opset)
 
 
+def _convtranspose(x: tuple[int, ...], w: tuple[int, ...], bias: bool = True, **kw: Any) -> onnx.ModelProto:
+    """ConvTranspose with weight ``w`` = ``(C, M_g, k…)`` (imported as a Conv and data movement)."""
+    inits = {"w": rand(*w, seed=11)} | ({"b": rand(w[1] * kw.get("group", 1), seed=12)} if bias else {})
+    return single("ConvTranspose", {"x": x}, inits, **kw)
+
+
+def _resize(shape: tuple[int, ...], *, scales: list[float] | None = None, sizes: list[int] | None = None,
+            opset: int = 13, **kw: Any) -> onnx.ModelProto:
+    """Resize with constant ``scales`` or ``sizes`` (operands ``x, roi, scales, sizes``; roi absent)."""
+    if scales is not None:
+        names, inits = ["x", "", "scales"], {"scales": np.array(scales, np.float32)}
+    else:
+        names, inits = ["x", "", "", "sizes"], {"sizes": np.array(sizes, I64)}
+    node = helper.make_node("Resize", names, ["y"], name="resize0", **kw)
+    return make_model([node], {"x": shape}, ["y"], inits, opset=opset)
+
+
+def _upsample(opset: int, mode: str, scales: list[float]) -> onnx.ModelProto:
+    """Upsample (opset 7: ``scales`` attribute; 9: operand) and Resize-10 (operand)."""
+    if opset == 7:
+        return single("Upsample", {"x": (1, 2, 3, 4)}, opset=7, mode=mode, scales=scales)
+    op = "Upsample" if opset == 9 else "Resize"
+    return single(op, {"x": (1, 2, 3, 4)}, {"s": np.array(scales, np.float32)}, opset=opset, mode=mode)
+
+
 def _chain() -> onnx.ModelProto:
     """Identity and Dropout are removed; their readers are rewired."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["i"]),
@@ -365,6 +390,34 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "expand": lambda: single("Expand", {"x": (3, 1)}, {"s": np.array([2, 1, 4], I64)}),
     "tile": lambda: single("Tile", {"x": (2, 3)}, {"r": np.array([1, 3], I64)}),
     "where_constant_condition": _where,
+    "convtranspose_k2s2": lambda: _convtranspose((1, 4, 3, 3), (4, 3, 2, 2), strides=[2, 2]),
+    "convtranspose_pads_output_padding": lambda: _convtranspose((1, 2, 4, 5), (2, 3, 3, 3), strides=[2, 2],
+                                                                pads=[1, 0, 1, 1], output_padding=[1, 0]),
+    "convtranspose_group_dilation": lambda: _convtranspose((1, 4, 3, 4), (4, 1, 3, 2), group=2, dilations=[2, 1],
+                                                           strides=[1, 2]),
+    "convtranspose_same_upper": lambda: _convtranspose((1, 2, 3, 3), (2, 2, 3, 3), strides=[2, 2],
+                                                       auto_pad="SAME_UPPER"),
+    "convtranspose_output_shape": lambda: _convtranspose((1, 2, 3, 3), (2, 2, 3, 3), False, strides=[2, 2],
+                                                         output_shape=[6, 5]),
+    "convtranspose_1d": lambda: _convtranspose((1, 3, 5), (3, 2, 3), strides=[3], pads=[1, 1]),
+    "resize_nearest_asymmetric": lambda: _resize((1, 3, 4, 5), scales=[1, 1, 2, 2], mode="nearest",
+                                                 coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+    "resize_nearest_sizes_half_pixel": lambda: _resize((1, 3, 4, 5), sizes=[1, 3, 7, 3]),
+    "resize_linear_align_corners": lambda: _resize((1, 3, 4, 5), scales=[1, 1, 2, 2], mode="linear",
+                                                   coordinate_transformation_mode="align_corners"),
+    "resize_linear_pytorch_half_pixel": lambda: _resize((1, 2, 6, 5), sizes=[1, 2, 4, 7], mode="linear",
+                                                        coordinate_transformation_mode="pytorch_half_pixel"),
+    "resize_opset18_axes": lambda: _resize((1, 2, 4, 4), sizes=[6, 3], opset=18, axes=[2, 3], mode="linear"),
+    "upsample_opset7_nearest": lambda: _upsample(7, "nearest", [1.0, 1.0, 2.0, 3.0]),
+    "upsample_opset9_linear": lambda: _upsample(9, "linear", [1, 1, 1.5, 2]),
+    "resize_opset10_linear": lambda: _upsample(10, "linear", [1, 1, 2, 1.5]),
+    "globalmaxpool": lambda: _pool("GlobalMaxPool"),
+    "conv1d": lambda: single("Conv", {"x": (2, 3, 9)}, {"w": rand(4, 3, 3), "b": rand(4)}, pads=[1, 2], strides=[2],
+                             dilations=[2]),
+    "conv1d_group_same_upper": lambda: single("Conv", {"x": (1, 4, 7)}, {"w": rand(4, 2, 2)}, group=2,
+                                              auto_pad="SAME_UPPER"),
+    "maxpool1d": lambda: single("MaxPool", {"x": (1, 3, 9)}, kernel_shape=[3], strides=[2], pads=[1, 1]),
+    "avgpool1d_ceil": lambda: single("AveragePool", {"x": (1, 3, 9)}, kernel_shape=[2], strides=[2], ceil_mode=1),
 }
 
 COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul", "BatchNormalization",
@@ -373,7 +426,8 @@ COVERED_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "M
                "ReduceSum", "ReduceMax", "Sub", "Div", "Neg", "Squeeze",
                "Unsqueeze", "Split", "Erf", "Gelu", "LayerNormalization", "InstanceNormalization",
                "GroupNormalization", "Gather", "Max", "Min", "Mean", "Sqrt", "Reciprocal", "Log", "Abs", "Exp", "Tanh",
-               "Pow", "PRelu", "Elu", "Selu", "Celu", "Softplus", "Cast", "CastLike", "Expand", "Tile", "Where"}
+               "Pow", "PRelu", "Elu", "Selu", "Celu", "Softplus", "Cast", "CastLike", "Expand", "Tile", "Where",
+               "ConvTranspose", "Resize", "Upsample", "GlobalMaxPool"}
 
 
 def test_every_op_is_covered() -> None:

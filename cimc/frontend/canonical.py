@@ -63,7 +63,7 @@ class OpContext:
 
     def add_constant(self, base: str, value: np.ndarray) -> str:
         """A new initializer holding ``value`` (an operand of a node an op's ``replace`` rule makes)."""
-        name = self.fresh(base)
+        name = self.fresh(base, tuple(np.shape(value)))
         self.initializers[name] = numpy_helper.from_array(np.asarray(value), name)
         self._values[name] = np.asarray(value)
         return name

@@ -1,6 +1,10 @@
 """ONNX-level preparation before import: opset upgrade, input-shape overrides, shape inference.
 
-* Models older than opset 13 are converted to opset 13 by ``onnx.version_converter``.
+* Models older than opset 13 are converted to opset 13 by ``onnx.version_converter``. Its
+  Upsample (opset 7/9) and Resize-10 become Resize-13 with the opset-11 defaults, which are not
+  their semantics: the converted nodes get ``coordinate_transformation_mode = asymmetric`` and
+  ``nearest_mode = floor`` back (onnxruntime's rule for them, for scales ≥ 1; a nearest
+  Resize-10 that shrinks, which rounds up there, is unsupported).
 * ``input_shapes`` fixes the symbolic dims of graph inputs; a symbolic dim left without an
   override is an error that tells the user which ``--input-shape`` to pass, with the dims the
   model fixes filled in and the others named (``cimc.frontend.shape_hints``).
@@ -51,6 +55,7 @@ def upgrade_opset(model: onnx.ModelProto, *, in_place: bool = False) -> onnx.Mod
         out.CopyFrom(model)
         return out
     log.info("converting model from opset %d to opset %d", opset, MIN_OPSET)
+    legacy = _legacy_resizes(model)
     try:
         out = version_converter.convert_version(model, MIN_OPSET)
     except Exception as exc:  # the converter raises bare RuntimeError/ValueError/C++ errors
@@ -58,6 +63,36 @@ def upgrade_opset(model: onnx.ModelProto, *, in_place: bool = False) -> onnx.Mod
                                f"{one_line(str(exc))}",
                                hint="re-export the model with opset 13 or newer") from exc
     out.ir_version = max(out.ir_version, 7)  # IR 7 goes with opset 13; IR < 4 hides initializers
+    for node in out.graph.node:
+        if node.op_type == "Resize" and node.output[0] in legacy:
+            modes = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+            kept = [a for a in node.attribute if a.name not in modes]
+            set_repeated(node.attribute, [*kept, *(onnx.helper.make_attribute(k, v) for k, v in modes.items())])
+    return out
+
+
+def _legacy_resizes(model: onnx.ModelProto) -> set[str]:
+    """Outputs of the Upsample and (opset < 11) Resize nodes: asymmetric coordinates, truncated."""
+    from onnx import numpy_helper
+
+    if (default_opset(model) or 13) >= 11:
+        return set()
+    consts = {t.name: t for t in model.graph.initializer}
+    consts.update({n.output[0]: n.attribute[0].t for n in model.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    out = set()
+    for node in model.graph.node:
+        if node.op_type not in ("Upsample", "Resize"):
+            continue
+        scales = [a.floats for a in node.attribute if a.name == "scales"]
+        if not scales and len(node.input) > 1 and node.input[1] in consts:
+            scales = [numpy_helper.to_array(consts[node.input[1]]).reshape(-1).tolist()]
+        modes = [a.s for a in node.attribute if a.name == "mode"]
+        if (not modes or modes[0] == b"nearest") and (not scales or min(scales[0], default=1.0) < 1):
+            raise UnsupportedError(f"node '{node.name}' ({node.op_type}, opset < 11): nearest resizing with scales "
+                                   "below 1 or computed scales is not supported",
+                                   hint="re-export the model with opset 13 or newer")
+        out.add(node.output[0])
     return out
 
 

@@ -63,8 +63,6 @@ FAMILIES = (
                                                                "Range", "NonZero"}),
            "cimc folds shape arithmetic only when its inputs are constant: give every input a static shape "
            "(--input-shape) or export without dynamic axes"),
-    Family("a global max pooling", frozenset({"GlobalMaxPool"}),
-           "export it as ReduceMax over axes [2, 3] with keepdims=1 (the same values), which cimc takes"),
     Family("a sequence, string or optional value", frozenset({"SequenceConstruct", "SequenceAt", "SequenceInsert",
                                                               "SplitToSequence", "ConcatFromSequence",
                                                               "StringNormalizer", "Optional",

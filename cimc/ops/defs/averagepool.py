@@ -3,6 +3,7 @@
 ``count`` is the number of window cells inside the input, or inside input plus explicit pads
 with ``count_include_pad`` (``ceil_mode``'s extra end padding never counts). Canonical attrs:
 ``kernel_shape``, ``strides``, ``pads``, ``ceil_mode``, ``count_include_pad``; no dilations.
+A 1-D AveragePool is imported as the 2-D one over ``(N, C, 1, L)`` (``replace``, as Conv1d).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cimc.ops.base import (
     sign_of_inputs,
 )
 from cimc.ops.canon import ints, rank4, window_attrs
+from cimc.ops.rewrite_nodes import window_1d_as_2d
 from cimc.ops.windows import pad_hw, pool_pads, pool_shape, windows
 
 if TYPE_CHECKING:
@@ -74,4 +76,4 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
 DEFS = (OpDef("AveragePool", (1, 1), ("kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad"),
               canonicalize=_canonicalize, shape=pool_shape, kernel=_kernel, torch=_torch, channels=channel_identity,
               rewrite=no_rewrite, export=export_attributes, nonnegative=sign_of_inputs, homogeneous=always,
-              mixes_batch=never),)
+              mixes_batch=never, replace=window_1d_as_2d),)

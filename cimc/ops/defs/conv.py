@@ -3,6 +3,9 @@
 
 Canonical attrs: ``strides``, ``pads`` (explicit ``(top, left, bottom, right)``), ``dilations``,
 ``group`` (``kernel_shape`` is kept when the model gives it). Weight and bias are constants.
+A 1-D Conv (``(N, C, L)``, torch's Conv1d) is imported as this 2-D conv over ``(N, C, 1, L)``
+between two Reshapes (``replace``: ``cimc.ops.rewrite_nodes.window_1d_as_2d``), so it maps onto
+the macro like any conv.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 from cimc.errors import InvalidModelError
 from cimc.ops.base import Attrs, OpDef, Shape, Unsupported, export_attributes, never
 from cimc.ops.canon import ints, rank4, window_attrs
+from cimc.ops.rewrite_nodes import window_1d_as_2d
 from cimc.ops.windows import conv2d, window_out
 
 if TYPE_CHECKING:
@@ -97,4 +101,4 @@ DEFS = (OpDef(
     kernel=_kernel,
     torch=Unsupported("Conv", "torch", "every Conv is a CIM layer: cimc.train.module runs it through CimQuantLayer"),
     channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=never, homogeneous=never,
-    mixes_batch=never, weight_inputs=(1, 2)),)
+    mixes_batch=never, replace=window_1d_as_2d, weight_inputs=(1, 2)),)

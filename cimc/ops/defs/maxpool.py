@@ -2,6 +2,7 @@
 
 Canonical attrs: ``kernel_shape``, ``strides``, ``pads``, ``dilations``, ``ceil_mode`` (its
 extra end padding is ``cimc.ops.windows.ceil_extra``); ``storage_order=1`` is unsupported.
+A 1-D MaxPool is imported as the 2-D one over ``(N, C, 1, L)`` (``replace``, as Conv1d).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cimc.ops.base import (
     sign_of_inputs,
 )
 from cimc.ops.canon import ints, rank4, window_attrs
+from cimc.ops.rewrite_nodes import window_1d_as_2d
 from cimc.ops.windows import pad_hw, pool_pads, pool_shape, windows
 
 if TYPE_CHECKING:
@@ -60,4 +62,4 @@ def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
 DEFS = (OpDef("MaxPool", (1, 1), ("kernel_shape", "strides", "pads", "dilations", "ceil_mode"),
               canonicalize=_canonicalize, shape=pool_shape, kernel=_kernel, torch=_torch, channels=channel_identity,
               rewrite=no_rewrite, export=export_attributes, nonnegative=sign_of_inputs, homogeneous=always,
-              mixes_batch=never),)
+              mixes_batch=never, replace=window_1d_as_2d),)
