@@ -9,11 +9,16 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
 
 * from QAT when the model carries ``metadata["cimc.quant"]`` (``cimc.quant.qat_metadata``), for the
   layers whose asked bits are their trained bits (the others are re-quantized, with a warning);
-* otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal, or LSQ's
-  initialisation ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the
-  calibration batch, signed narrow (``a_signed``) when the input went negative there;
+* otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal; ``aware``: MSE
+  weighted by the mean square of the input each weight multiplies; or LSQ's initialisation
+  ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the calibration
+  batch, signed narrow (``a_signed``) when the input went negative there and signed codes
+  quantize it with less squared error than unsigned ones (``input_signed``);
   ``S_ADC`` MSE-optimal (at least 1) on the exact per-segment partial sums
   ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch.
+
+With ``bias_correction``, each calibrated layer's bias then absorbs its mean output error on
+the calibration batch (``cimc.quant.bias_correction``).
 
 Needs tile-wordlines first (partial sums are per segment). Layers that already carry
 ``QuantParams`` are kept, so a second run changes nothing. ``ensures`` checks that every
@@ -42,11 +47,20 @@ from cimc.passes.context import QuantizeReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
+from cimc.quant.bias_correction import corrected_bias
 from cimc.quant.blas import single_blas_thread
-from cimc.quant.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
+from cimc.quant.calibration import (
+    DEFAULT_SIZE,
+    Calibration,
+    collect_inputs,
+    load_feeds,
+    partial_sums,
+    weight_importance,
+)
 from cimc.quant.cim_layer import CimSpec, cim_spec
+from cimc.quant.kind_steps import fit_kind_steps
 from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
-from cimc.quant.step_search import lsq_step, mse_step
+from cimc.quant.step_search import lsq_step, mse_step, squared_error
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +94,14 @@ class Quantize(GraphPass):
     preprocess: Preprocess = DEFAULT_PREPROCESS
     bits: Mapping[str, LayerBits] = field(default_factory=dict)
     default_bits: LayerBits = LayerBits()
+    bias_correction: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
         bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
+                   bias_correction=options.bias_correction,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
@@ -160,6 +176,8 @@ class Quantize(GraphPass):
                 bits = self.bits.get(node.name, LayerBits()).resolve(ctx.macro, self.default_bits)
                 node.ann.put(calibrate_layer(cim_spec(graph, node), inputs[node.name], bits,
                                              self.granularity, self.weight_method, ctx.macro))
+                if self.bias_correction:
+                    correct_bias(graph, node, inputs[node.name])
 
 
 def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParams:
@@ -190,6 +208,43 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
     return cal
 
 
+def weight_step(spec: CimSpec, x: np.ndarray, w_bits: int, method: str, axis: int | None) -> np.ndarray:
+    """``S_W`` by ``method``: ``mse`` (MSE-optimal on the weights), ``aware`` (MSE weighted by
+    the mean square of the input each weight multiplies, ``calibration.weight_importance``)
+    or ``lsq`` (LSQ's initialisation)."""
+    if method == "lsq":
+        return lsq_step(spec.weight, w_bits, True, axis)
+    importance = weight_importance(spec, x) if method == "aware" else None
+    return mse_step(spec.weight, w_bits, True, axis, importance=importance)
+
+
+def input_signed(x: np.ndarray, a_bits: int) -> bool:
+    """Whether the layer's input codes are signed: only when ``x`` goes negative, and then only
+    when narrow signed codes at their MSE-optimal step quantize ``x`` with less squared error
+    than unsigned codes at theirs (which clip the negative values to 0). A SiLU output
+    (``≥ −0.28``) stays unsigned: its small negative tail costs less than the halved resolution
+    of the positive range that signed codes would give it."""
+    if not bool((x < 0).any()):
+        return False
+    errors = [float(squared_error(x, mse_step(x, a_bits, s), a_bits, s)[0]) for s in (True, False)]
+    return errors[0] < errors[1]
+
+
+def correct_bias(graph: Graph, node: Node, x: np.ndarray) -> None:
+    """Bias correction (``cimc.quant.bias_correction``) of a quantized Conv, or Gemm with
+    ``beta = 1``: the corrected bias becomes a new initializer the layer reads. MatMul (no bias
+    input) and other Gemms are left as they are."""
+    if node.op == "MatMul" or (node.op == "Gemm" and float(node.attrs.get("beta", 1.0)) != 1.0):
+        log.info("bias correction skips '%s' (%s without a bias of its own)", node.name, node.op)
+        return
+    bias = corrected_bias(cim_spec(graph, node), x)
+    name = graph.unique_name(f"{node.name}.bias_corrected")
+    graph.set_initializer(name, bias)
+    inputs = list(node.inputs) + [""] * (3 - len(node.inputs))
+    inputs[2] = name
+    graph.set_inputs(node, inputs)
+
+
 def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], granularity: str,
                     weight_method: str, macro: MacroSpec) -> QuantParams:
     """Steps of one layer from its weights and calibration input ``x`` (module doc); the
@@ -197,12 +252,12 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
     w_bits, a_bits, adc_bits = bits
     widths = {"cell_bits": macro.cell_bits, "dac_bits": macro.dac_bits}
     axis = 0 if granularity == "column" else None
-    w_step = (mse_step if weight_method == "mse" else lsq_step)(spec.weight, w_bits, True, axis)
-    signed = bool((x < 0).any())
+    w_step = weight_step(spec, x, w_bits, weight_method, axis)
+    signed = input_signed(x, a_bits)
     a_step = float(mse_step(x, a_bits, signed)[0])
     p = partial_sums(spec, x, w_step, w_bits, a_step, a_bits, signed, **widths)
-    adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(w_bits, macro.cell_bits) *
-                                    slicing.slice_count(a_bits, macro.dac_bits), axis == 0)
+    kind_weights = slicing.conversion_weights(1, a_bits, macro.dac_bits, w_bits, macro.cell_bits)
+    adc_step, adc_shift = adc_steps(p, adc_bits, kind_weights.shape[0], axis == 0, kind_weights)
     for arr in (w_step, adc_step, adc_shift):
         if arr is not None:
             arr.flags.writeable = False
@@ -210,17 +265,22 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
                        adc_shift=adc_shift)
 
 
-def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool,
+              kind_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(S_ADC, m)`` from the partial sums ``p (M, segments·kinds, Cout)``: one MSE-optimal
-    step (at least 1) per kind of conversion ``(t, j)``, then the coarsest as ``S_ADC`` and
-    the others as power-of-two fractions ``2^−m`` of it (``slicing.fit_shifts``); ``m`` is
-    ``None`` for an unsliced layer."""
+    step (at least 1) per kind of conversion ``(t, j)``, then ``S_ADC`` and the power-of-two
+    fractions ``2^−m`` of it. With ``kind_weights`` (the kinds' shift-add weights; what the
+    quantize pass gives) those of least recombined error (``kind_steps.fit_kind_steps``);
+    without, the coarsest kind's step as ``S_ADC`` (``slicing.fit_shifts``, what the QAT
+    hook's calibration does). ``m`` is ``None`` for an unsliced layer."""
     axis = 2 if per_column else None
     if kinds == 1:
         return mse_step(p, adc_bits, True, axis=axis, min_step=1.0), None
     by_kind = p.reshape(p.shape[0], -1, kinds, p.shape[2])
     steps = np.stack([mse_step(by_kind[:, :, k], adc_bits, True, axis=axis, min_step=1.0) for k in range(kinds)])
-    return slicing.fit_shifts(steps)
+    if kind_weights is None:
+        return slicing.fit_shifts(steps)
+    return fit_kind_steps(by_kind, steps, kind_weights, adc_bits, per_column)
 
 
 def check_bits(node: Node, macro: MacroSpec) -> None:
