@@ -217,6 +217,7 @@ def run(args: argparse.Namespace) -> None:
         return
     out = CACHE / "results"
     out.mkdir(parents=True, exist_ok=True)
+    version = cimc_version()  # now: the checkout may move on while this runs
     for n in nets:
         rows = []
         for label, options, on_main in CONFIGS:
@@ -227,8 +228,8 @@ def run(args: argparse.Namespace) -> None:
             rows.append({"tag": args.tag, "net": n, "config": label, **r})
             log.info("%s %-16s %-44s float %.1f%% compiled %.1f%% (%.0f s)", args.tag, n, label, 100 * r["float"],
                      100 * r["compiled"], r["seconds"])
-            (out / f"{args.tag}-{n}.json").write_text(json.dumps({"cimc": cimc_version(), "rows": rows}, indent=1),
-                                                      encoding="utf-8")
+            doc = {"cimc": version, "rows": rows}
+            (out / f"{args.tag}-{n}{args.part}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
 
 def collect(args: argparse.Namespace) -> None:
@@ -237,7 +238,8 @@ def collect(args: argparse.Namespace) -> None:
     for path in sorted((CACHE / "results").glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         rows += doc["rows"]
-        versions[doc["rows"][0]["tag"] if doc["rows"] else path.stem] = doc["cimc"]
+        if doc["rows"]:
+            versions[doc["rows"][0]["tag"]] = doc["cimc"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(rows, args, versions), encoding="utf-8")
     args.out.with_suffix(".json").write_text(json.dumps({"torch": torch.__version__, "cimc": versions,
@@ -251,6 +253,7 @@ def main() -> None:
     parser.add_argument("--config", action="append", help="configuration labels to run (default: all)")
     parser.add_argument("--tag", default="after", help="label of this cimc's rows; 'before' runs only the "
                         "configurations the main branch's cimc has options for")
+    parser.add_argument("--part", default="", help="suffix of this run's cached rows (runs in parallel)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calib-size", type=int, default=256)
     parser.add_argument("--train-only", action="store_true")
