@@ -111,8 +111,12 @@ _DECLARED = (
     Option("granularity", "--granularity", str, "One weight/ADC step per layer (paper) or per output column "
            "(ColumnQuant).", default="layer", choices=("layer", "column"), passes=_QUANT, shapes_build=True,
            recorded=True),
-    Option("weight_method", "--weight-step", str, "Weight step: MSE-optimal or LSQ initialisation.",
-           default="mse", choices=("mse", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
+    Option("weight_method", "--weight-step", str, "Weight step: MSE-optimal, activation-aware MSE (each weight's "
+           "error weighted by the mean square of its input on the calibration data) or LSQ initialisation.",
+           default="mse", choices=("mse", "aware", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
+    Option("bias_correction", "--bias-correction", bool, "Correct each layer's bias by its mean output error on the "
+           "calibration data (empirical bias correction).", default=False, passes=_QUANT, shapes_build=True,
+           recorded=True),
     Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10, mnist), an "
            "image folder (DIR/<class>/*.png), an .npz with x and y, or a folder of .npy inputs.",
            default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),

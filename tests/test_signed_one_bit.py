@@ -28,10 +28,30 @@ def test_always_zero_only_for_signed_one_bit() -> None:
     assert numerics.code_range(1, False) == (0, 1)
 
 
-def test_compile_refuses_one_bit_signed_inputs(tmp_path: Path) -> None:
-    """tiny_cnn's first conv reads the (signed) image: one input bit for it is a usage error."""
-    with pytest.raises(UsageError, match="layer 'node_conv2d': its inputs go negative"):
-        compile_model("tiny_cnn", tmp_path / "a", a_bits=1)
+def test_compile_quantizes_a_signed_input_unsigned_at_one_bit(tmp_path: Path) -> None:
+    """tiny_cnn's first conv reads the (signed) image: at one bit, signed codes are all 0, so the
+    calibration's sign choice (``layer_steps.input_signed``: the sign of least squared error)
+    takes unsigned codes 0/1, never the always-zero signed ones."""
+    compile_model("tiny_cnn", tmp_path / "a", a_bits=1)
+    quant = read_json(tmp_path / "a", "quant.json")
+    first = next(x for x in quant["layers"] if x["node"] == "node_conv2d")
+    assert (first["a_bits"], first["a_signed"]) == (1, False)
+
+
+def test_calibrate_layer_refuses_chosen_one_bit_signed_inputs() -> None:
+    """Steps chosen elsewhere (a quantized model's) with 1-bit signed inputs are refused."""
+    from cimc.passes.quantize import calibrate_layer
+    from cimc.quant.cim_layer import cim_spec
+    from cimc.quant.layer_steps import Chosen
+    from tests.cim_helpers import SMALL, small_cnn
+    from tests.test_ptq_remedies import tiled
+
+    graph, _ = tiled(small_cnn())
+    spec = cim_spec(graph, graph.node("c1"))
+    chosen = Chosen(4, np.array([0.1], np.float32), 1, 0.5, True, "qdq")
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(UsageError, match="its inputs go negative"):
+        calibrate_layer(spec, x, (4, 1, 5), "layer", "mse", SMALL, chosen)
 
 
 def test_compile_takes_one_bit_unsigned_inputs(tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ class Quantization(Document):
     """The calibration data, or ``null`` (all from QAT)."""
     granularity: Literal["layer", "column"]
     """Steps per layer or per output column."""
-    weight_method: Literal["mse", "lsq"]
+    weight_method: Literal["mse", "aware", "lsq"]
     """How weight steps were chosen."""
     qat_layers: list[str]
     """Layers whose steps came from QAT."""

@@ -13,11 +13,16 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
   ``cimc.quant.imported``): its ``S_W`` and ``S_A`` where they fit (the same bits as asked, weights
   still on the model's grid, sums exact on this macro), the ADC step calibrated on them; source
   ``qdq``, ``qdq-weights`` or ``qdq-inputs``, the rest calibrated with a warning;
-* otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal, or LSQ's
-  initialisation ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the
-  calibration batch, signed narrow (``a_signed``) when the input went negative there;
+* otherwise calibrated: ``S_W`` from the weights themselves (MSE-optimal; ``aware``: MSE
+  weighted by the mean square of the input each weight multiplies; or LSQ's initialisation
+  ``2·mean|W|/√Q_P``); ``S_A`` MSE-optimal on the layer's float input over the calibration
+  batch, signed narrow (``a_signed``) when the input went negative there and signed codes
+  quantize it with less squared error than unsigned ones (``input_signed``);
   ``S_ADC`` MSE-optimal (at least 1) on the exact per-segment partial sums
   ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch.
+
+With ``bias_correction``, each calibrated layer's bias then absorbs its mean output error on
+the calibration batch (``cimc.quant.bias_correction``).
 
 Needs tile-wordlines first (partial sums are per segment). Layers that already carry
 ``QuantParams`` are kept, so a second run changes nothing. ``ensures`` checks that every
@@ -46,11 +51,20 @@ from cimc.passes.context import QuantizeReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
+from cimc.quant.bias_correction import corrected_bias
 from cimc.quant.blas import single_blas_thread
-from cimc.quant.calibration import DEFAULT_SIZE, Calibration, collect_inputs, load_feeds, partial_sums
+from cimc.quant.calibration import (
+    DEFAULT_SIZE,
+    Calibration,
+    collect_inputs,
+    load_feeds,
+    partial_sums,
+)
 from cimc.quant.cim_layer import CimSpec, cim_spec
 from cimc.quant.imported import KEY as QDQ_KEY
-from cimc.quant.imported import Chosen, ImportedSteps, calibrated, imported_steps, parse_imported
+from cimc.quant.imported import ImportedSteps, imported_steps, parse_imported
+from cimc.quant.kind_steps import fit_kind_steps
+from cimc.quant.layer_steps import Chosen, calibrated
 from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
 from cimc.quant.step_search import mse_step
 
@@ -86,12 +100,14 @@ class Quantize(GraphPass):
     preprocess: Preprocess = DEFAULT_PREPROCESS
     bits: Mapping[str, LayerBits] = field(default_factory=dict)
     default_bits: LayerBits = LayerBits()
+    bias_correction: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
         bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
+                   bias_correction=options.bias_correction,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
@@ -165,6 +181,8 @@ class Quantize(GraphPass):
             ctx.calibration_inputs = inputs
             for node in nodes:
                 node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
+                if self.bias_correction:
+                    correct_bias(graph, node, inputs[node.name])
 
     def _layer(self, graph: Graph, node: Node, x: np.ndarray, steps: ImportedSteps | None,
                macro: MacroSpec) -> QuantParams:
@@ -224,6 +242,23 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
     return cal
 
 
+
+
+def correct_bias(graph: Graph, node: Node, x: np.ndarray) -> None:
+    """Bias correction (``cimc.quant.bias_correction``) of a quantized Conv, or Gemm with
+    ``beta = 1``: the corrected bias becomes a new initializer the layer reads. MatMul (no bias
+    input) and other Gemms are left as they are."""
+    if node.op == "MatMul" or (node.op == "Gemm" and float(node.attrs.get("beta", 1.0)) != 1.0):
+        log.info("bias correction skips '%s' (%s without a bias of its own)", node.name, node.op)
+        return
+    bias = corrected_bias(cim_spec(graph, node), x)
+    name = graph.unique_name(f"{node.name}.bias_corrected")
+    graph.set_initializer(name, bias)
+    inputs = list(node.inputs) + [""] * (3 - len(node.inputs))
+    inputs[2] = name
+    graph.set_inputs(node, inputs)
+
+
 def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], granularity: str,
                     weight_method: str, macro: MacroSpec, chosen: Chosen | None = None) -> QuantParams:
     """Steps of one layer from its weights and calibration input ``x`` (module doc), or the
@@ -237,8 +272,8 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
                          f"{numerics.ONE_BIT_SIGNED}",
                          hint="use 2 or more input bits for this layer (--a-bits or --bits)")
     p = partial_sums(spec, x, c.w_step, c.w_bits, c.a_step, c.a_bits, c.a_signed, **widths)
-    adc_step, adc_shift = adc_steps(p, adc_bits, slicing.slice_count(c.w_bits, macro.cell_bits) *
-                                    slicing.slice_count(c.a_bits, macro.dac_bits), granularity == "column")
+    kind_weights = slicing.conversion_weights(1, c.a_bits, macro.dac_bits, c.w_bits, macro.cell_bits)
+    adc_step, adc_shift = adc_steps(p, adc_bits, kind_weights.shape[0], granularity == "column", kind_weights)
     for arr in (c.w_step, adc_step, adc_shift):
         if arr is not None:
             arr.flags.writeable = False
@@ -246,17 +281,22 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
                        **widths, adc_shift=adc_shift)
 
 
-def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool,
+              kind_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(S_ADC, m)`` from the partial sums ``p (M, segments·kinds, Cout)``: one MSE-optimal
-    step (at least 1) per kind of conversion ``(t, j)``, then the coarsest as ``S_ADC`` and
-    the others as power-of-two fractions ``2^−m`` of it (``slicing.fit_shifts``); ``m`` is
-    ``None`` for an unsliced layer."""
+    step (at least 1) per kind of conversion ``(t, j)``, then ``S_ADC`` and the power-of-two
+    fractions ``2^−m`` of it. With ``kind_weights`` (the kinds' shift-add weights; what the
+    quantize pass gives) those of least recombined error (``kind_steps.fit_kind_steps``);
+    without, the coarsest kind's step as ``S_ADC`` (``slicing.fit_shifts``, what the QAT
+    hook's calibration does). ``m`` is ``None`` for an unsliced layer."""
     axis = 2 if per_column else None
     if kinds == 1:
         return mse_step(p, adc_bits, True, axis=axis, min_step=1.0), None
     by_kind = p.reshape(p.shape[0], -1, kinds, p.shape[2])
     steps = np.stack([mse_step(by_kind[:, :, k], adc_bits, True, axis=axis, min_step=1.0) for k in range(kinds)])
-    return slicing.fit_shifts(steps)
+    if kind_weights is None:
+        return slicing.fit_shifts(steps)
+    return fit_kind_steps(by_kind, steps, kind_weights, adc_bits, per_column)
 
 
 def check_bits(node: Node, macro: MacroSpec) -> None:

@@ -7,6 +7,9 @@
   an iterable of ``(x, y)`` (or ``x``) batches such as a torch ``DataLoader``.
 * ``collect_inputs``: the float activations entering every CIM layer, from one run of the
   reference interpreter over the whole batch (batch-generic graph, ``cimc.quant.batching``).
+* ``window_moments``: ``E[a]`` and ``E[a²]`` of the input every weight multiplies (per group
+  and row of the layer's im2col windows, zero padding included), for bias correction and
+  activation-aware weight steps.
 * ``partial_sums``: a layer's exact per-segment partial sums ``p_s = Σ_{r∈s} w_q[r]·a_q[r]``
   for given weight and activation steps on (at most ``MAX_PIXELS``) output pixels of the
   batch, shape ``(M, S, Cout)``, with the reference's vectorised segment kernel
@@ -31,6 +34,7 @@ from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic
 from cimc.quant.cim_layer import CimSpec
 from cimc.quant.reference import as_conv_input, im2col, segment_matmul
+from cimc.quant.step_search import subsample
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +100,39 @@ def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, 
                  cell_bits: int | None = None, dac_bits: int | None = None) -> np.ndarray:
     """Partial sums of every ADC conversion of the layer for the given steps, ``(M, K, Cout)``
     with ``K = segments·T·S`` (``cimc.quant.slicing``; ``K = segments`` unsliced) over at most
-    ``max_pixels`` output pixels of the batch (evenly spaced: statistics need no more)."""
+    ``max_pixels`` output pixels of the batch (a seeded random subset, ``step_search.subsample``:
+    evenly spaced pixels would alias with the feature map's period and keep the same positions
+    of every image)."""
     a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
     codes = numerics.weight_codes(spec.weight, w_step, w_bits)
     a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
     cols, _, _ = im2col(a_dig.reshape(-1, *a_q.shape[1:]), spec)  # (G, T·M_all, rows)
     nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
     cols = cols.reshape(cols.shape[0], nt, -1, cols.shape[-1])
-    if cols.shape[2] > max_pixels:
-        cols = cols[:, :, np.linspace(0, cols.shape[2] - 1, max_pixels).astype(np.int64)]
+    index = subsample(cols.shape[2], max_pixels)
+    if index is not None:
+        cols = cols[:, :, index]
     m = cols.shape[2]
     wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
     p = segment_matmul(cols.reshape(cols.shape[0], nt * m, -1), wide, replace(spec, weight=wide))
     g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
     p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)
     return np.ascontiguousarray(p).reshape(m, seg * nt * ns, spec.cout)
+
+
+def window_moments(spec: CimSpec, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(E[a], E[a²])`` over every output pixel of batch ``x``, each ``(G, rows)``: the mean and
+    mean square of the float input that row ``r`` of group ``g`` multiplies (padding counts as 0).
+    ``E[y_o] = E[a]_g · W[o] + b_o`` is the layer's mean float output (``o`` in group ``g``)."""
+    cols, _, _ = im2col(as_conv_input(np.asarray(x, dtype=np.float32), spec), spec)  # (G, M, rows)
+    mean = cols.mean(axis=1, dtype=np.float64)
+    square = np.einsum("gmr,gmr->gr", cols, cols, dtype=np.float64) / cols.shape[1]
+    return mean, square
+
+
+def weight_importance(spec: CimSpec, x: np.ndarray) -> np.ndarray:
+    """``h[o, c, i, j] = E[a²]`` of the input weight ``W[o, c, i, j]`` multiplies, shaped as the
+    weights (``step_search.mse_step``'s ``importance``: activation-aware weight steps)."""
+    _, square = window_moments(spec, x)
+    per_row = np.repeat(square, spec.cout // spec.groups, axis=0)  # (Cout, rows), group-major as W
+    return per_row.reshape(spec.weight.shape).astype(np.float32)

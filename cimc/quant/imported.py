@@ -29,7 +29,7 @@ from cimc.errors import InvalidModelError
 from cimc.frontend.quantizers import QDQ_KEY, VERSION
 from cimc.quant import numerics
 from cimc.quant.cim_layer import CimSpec
-from cimc.quant.step_search import lsq_step, mse_step
+from cimc.quant.layer_steps import Chosen, calibrated
 
 log = logging.getLogger(__name__)
 
@@ -123,28 +123,6 @@ def kept_inputs(name: str, steps: ImportedSteps, asked: int | None) -> bool:
                     name, asked, steps.a_bits)
         return False
     return True
-
-
-@dataclass(frozen=True, eq=False)
-class Chosen:
-    """A layer's weight and input quantization before its ADC step is calibrated."""
-
-    w_bits: int
-    w_step: np.ndarray
-    a_bits: int
-    a_step: float
-    a_signed: bool
-    source: str
-
-
-def calibrated(spec: CimSpec, x: np.ndarray, w_bits: int, a_bits: int, granularity: str,
-               weight_method: str) -> Chosen:
-    """``S_W`` from the weights (MSE-optimal or LSQ's initialisation), ``S_A`` MSE-optimal on
-    the calibration input ``x``, signed when ``x`` went negative."""
-    axis = 0 if granularity == "column" else None
-    w_step = (mse_step if weight_method == "mse" else lsq_step)(spec.weight, w_bits, True, axis)
-    signed = bool((x < 0).any())
-    return Chosen(w_bits, w_step, a_bits, float(mse_step(x, a_bits, signed)[0]), signed, "calibration")
 
 
 def imported_steps(name: str, spec: CimSpec, x: np.ndarray, steps: ImportedSteps, bits: tuple[int, int],

@@ -6,12 +6,17 @@
   grid of 10 values of ``α``, then 9 within ±0.1 of the best. Optionally per slice along one
   axis (one step per output column), and never below ``min_step`` (partial sums are
   integers: an ADC step under 1 only wastes codes).
+* ``mse_step(..., importance=h)``: the same search on ``Σ h·(x − q(x))²`` (activation-aware
+  weight steps, ``h = E[a²]`` of the input each weight multiplies).
 * ``lsq_step``: the LSQ initialisation of Esser et al., ``s = 2 · mean|x| / √Q_P``.
 * ``squared_error``: ``Σ (x − q(x))²`` of a given step, per slice.
 
-Large tensors are subsampled (a fixed stride, so results are deterministic) to about
-``SAMPLE`` values in all (at least ``MIN_PER_SLICE`` per slice); the loop runs over the
-candidate grid only.
+Large tensors are subsampled to about ``SAMPLE`` values in all (at least ``MIN_PER_SLICE``
+per slice): the same seeded uniform random subset of positions in every slice (``subsample``),
+so results are deterministic. Not a fixed stride: a stride that divides a period of the
+tensor (an image row, a feature map, a channel) would keep the same positions of every row —
+for NCHW activations with ``stride = W``, only the left edge of the images — and calibrate the
+step on a biased sample. The loop runs over the candidate grid only.
 """
 
 from __future__ import annotations
@@ -26,13 +31,27 @@ COARSE = np.linspace(0.1, 1.0, 10)
 FINE = np.linspace(-0.1, 0.1, 9)
 
 
+def subsample(n: int, keep: int, seed: int = 0) -> np.ndarray | None:
+    """Sorted indices of a seeded uniform random subset of ``keep`` of ``range(n)``, or
+    ``None`` (take all) when ``n ≤ keep`` (module doc: why not a stride)."""
+    if n <= keep:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, keep, replace=False))
+
+
 def _slices(x: np.ndarray, axis: int | None) -> np.ndarray:
     """``x`` as ``(C, n)``: one row per slice along ``axis`` (one row when ``axis`` is None),
-    each subsampled (module doc)."""
+    each subsampled at the same positions (module doc)."""
     rows = x.reshape(1, -1) if axis is None else np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
-    keep = max(MIN_PER_SLICE, SAMPLE // rows.shape[0])
-    stride = max(1, -(-rows.shape[1] // keep))
-    return np.asarray(rows[:, ::stride], dtype=np.float32)
+    index = subsample(rows.shape[1], max(MIN_PER_SLICE, SAMPLE // rows.shape[0]))
+    return np.asarray(rows if index is None else rows[:, index], dtype=np.float32)
+
+
+def _importance(x: np.ndarray, importance: np.ndarray | None, axis: int | None) -> np.ndarray | None:
+    """``importance`` (broadcast to ``x``'s shape) sliced and subsampled as ``_slices(x)``."""
+    if importance is None:
+        return None
+    return _slices(np.broadcast_to(np.asarray(importance, dtype=np.float32), x.shape), axis)
 
 
 def _fallback(step: np.ndarray, min_step: float) -> np.ndarray:
@@ -41,10 +60,11 @@ def _fallback(step: np.ndarray, min_step: float) -> np.ndarray:
     return np.maximum(step, min_step).astype(np.float32)
 
 
-def _sse(rows: np.ndarray, step: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """``Σ (x − s·clip(round(x / s), lo, hi))²`` per row, float64."""
+def _sse(rows: np.ndarray, step: np.ndarray, lo: int, hi: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """``Σ h·(x − s·clip(round(x / s), lo, hi))²`` per row, float64 (``h = 1`` without ``weights``)."""
     s = step.astype(np.float32).reshape(-1, 1)
-    return ((rows - np.clip(np.rint(rows / s), lo, hi) * s) ** 2).sum(axis=1, dtype=np.float64)
+    err = (rows - np.clip(np.rint(rows / s), lo, hi) * s) ** 2
+    return (err if weights is None else err * weights).sum(axis=1, dtype=np.float64)
 
 
 def squared_error(x: np.ndarray, step: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:
@@ -55,12 +75,12 @@ def squared_error(x: np.ndarray, step: np.ndarray, bits: int, signed: bool, axis
 
 
 def _search(rows: np.ndarray, base: np.ndarray, alphas: np.ndarray, lo: int, hi: int,
-            min_step: float) -> np.ndarray:
-    """Per row, the ``α`` of ``alphas[row]`` whose step ``base·α`` has the least squared error."""
+            min_step: float, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the ``α`` of ``alphas[row]`` whose step ``base·α`` has the least (weighted) squared error."""
     best = np.full(rows.shape[0], np.inf)
     best_alpha = alphas[:, 0].copy()
     for j in range(alphas.shape[1]):
-        err = _sse(rows, _fallback(base * alphas[:, j], min_step), lo, hi)
+        err = _sse(rows, _fallback(base * alphas[:, j], min_step), lo, hi, weights)
         better = err < best
         best = np.where(better, err, best)
         best_alpha = np.where(better, alphas[:, j], best_alpha)
@@ -68,16 +88,24 @@ def _search(rows: np.ndarray, base: np.ndarray, alphas: np.ndarray, lo: int, hi:
 
 
 def mse_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None, *,
-             min_step: float = 0.0) -> np.ndarray:
+             min_step: float = 0.0, importance: np.ndarray | None = None) -> np.ndarray:
     """MSE-optimal step(s): shape ``(1,)`` or ``(x.shape[axis],)``, float32 (module doc).
-    A coarse grid of ``α`` first, then a fine one around the best coarse value."""
+    A coarse grid of ``α`` first, then a fine one around the best coarse value.
+
+    ``importance`` (non-negative, broadcastable to ``x``) weighs each value's squared error:
+    ``Σ h·(x − q(x))²``. For weights, ``h = E[a²]`` of the input each one multiplies makes the
+    objective the expected output error of a layer with uncorrelated inputs (activation-aware
+    steps): a weight that only ever sees zeros (a dead channel, a tap over the padding) no
+    longer sets the step. The range ``max |x|`` is then taken over the values with ``h > 0``."""
     rows = _slices(x, axis)
+    weights = _importance(x, importance, axis)
     lo, hi = numerics.code_range(bits, signed)
-    top = np.abs(rows).max(axis=1) if signed else np.maximum(rows.max(axis=1), 0)
+    seen = rows if weights is None else np.where(weights > 0, rows, 0)
+    top = np.abs(seen).max(axis=1) if signed else np.maximum(seen.max(axis=1), 0)
     base = _fallback(top.astype(np.float64) / hi, 0.0)
-    alpha = _search(rows, base, np.broadcast_to(COARSE, (rows.shape[0], COARSE.shape[0])), lo, hi, min_step)
+    alpha = _search(rows, base, np.broadcast_to(COARSE, (rows.shape[0], COARSE.shape[0])), lo, hi, min_step, weights)
     fine = np.clip(alpha[:, None] + FINE[None, :], COARSE[0], 1.0)
-    return _fallback(base * _search(rows, base, fine, lo, hi, min_step), min_step)
+    return _fallback(base * _search(rows, base, fine, lo, hi, min_step, weights), min_step)
 
 
 def lsq_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:

