@@ -149,7 +149,8 @@ def compile_accuracy(onnx_path: Path, run: Run, adc_bits: int | None = None) -> 
 def float_onnx(name: str, seed: int, run: Run) -> Path:
     """Train (or load from the cache) the float net and return its ONNX file."""
     args = run.args
-    key = f"{name}-{variant(name, args).replace(' ', '')}-s{seed}-e{args.float_epochs}-n{len(run.data.train)}"
+    size = f"div{args.vgg_div}" if name == "vgg9" else f"w{args.width}"
+    key = f"{name}-{size}-s{seed}-e{args.float_epochs}-n{len(run.data.train)}"
     path = Path(args.cache) / f"{key}.onnx"
     if path.is_file():
         return path
@@ -218,13 +219,16 @@ def markdown(results: dict[str, dict[int, dict[int, dict[str, float]]]], args: a
              f"{', '.join(map(str, args.seeds))}; epochs float {args.float_epochs}, phase 1 {args.phase1_epochs}, "
              f"phase 2 {args.phase2_epochs} (lr {args.lr2}); {seconds / 60:.1f} min.", "",
              "Compiled top-1 (%) of each stage's build (macro `paper`: 4-bit weights, 4-bit inputs, 256 "
-             "wordlines, `--no-shift`), mean ± half the range over seeds.", ""]
+             "wordlines, `--no-shift`), mean ± half the range over the seeds that completed.", ""]
+    done, asked = sum(len(v) for v in results.values()), len(args.nets) * len(args.seeds)
+    if done < asked:
+        lines += [f"**Partial run: {done} of {asked} (net, seed) runs completed.**", ""]
     for adc in (args.adc_bits, args.hard_adc):
-        lines += [f"## {adc}-bit ADC", "", "| net | variant | " + " | ".join(cols) + " |",
-                  "|---|---|" + "---:|" * len(cols)]
+        lines += [f"## {adc}-bit ADC", "", "| net | variant | seeds | " + " | ".join(cols) + " |",
+                  "|---|---|---:|" + "---:|" * len(cols)]
         for name, per_seed in results.items():
             cells = [spread([100 * per_seed[s][adc][c] for s in per_seed]) for c in cols]
-            lines.append(f"| {name} | {variant(name, args)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {variant(name, args)} | {len(per_seed)} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Every seed", "", "| net | ADC bits | seed | " + " | ".join(cols) + " |",
               "|---|---:|---:|" + "---:|" * len(cols)]
@@ -283,8 +287,8 @@ def main() -> None:
                 log.info("%s seed %d (%.0f s): %s", name, seed, time.perf_counter() - start,
                          json.dumps(results[name][seed]))
                 Path(args.out).write_text(markdown(results, args, time.perf_counter() - start), encoding="utf-8")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(Path(args.out).read_text(encoding="utf-8"))
 
 
