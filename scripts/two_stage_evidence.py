@@ -1,6 +1,6 @@
 """The paper's two training stages on standard nets, measured on the compiled build.
 
-    nice -n 10 python3 scripts/two_stage_evidence.py                       # the README table (~40 min, 2 cores)
+    nice -n 10 python3 scripts/two_stage_evidence.py   # the README table: ~20 min on one idle core (54 min shared)
     python3 scripts/two_stage_evidence.py --nets vgg9 --seeds 0 --float-epochs 1 \\
         --phase1-epochs 1 --phase2-epochs 1 --train-size 256 --test-size 100 --out /tmp/smoke.md   # smoke run
 
