@@ -44,7 +44,7 @@ ROWS = ("float", "naive PTQ (weights + partial sums)", "phase 1 (LSQ weights, in
 
 def digits_graph(seed: int) -> Graph:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # exporter chatter
-        models.export_onnx("digits_cnn", Path(tmp) / "digits.onnx", seed=seed)
+        models.export_onnx("digits_cnn", Path(tmp) / "digits.onnx", seed=seed, fresh=True)  # untrained
         return import_onnx(Path(tmp) / "digits.onnx")
 
 

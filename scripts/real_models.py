@@ -2,7 +2,7 @@
 
     python3 scripts/real_models.py --small          # small variants (seconds per model)
     python3 scripts/real_models.py                  # the published 224×224 networks
-    python3 scripts/real_models.py --only resnet18 --only unet_bilinear --timeout 600
+    python3 scripts/real_models.py --only resnet18 --only unet_bilinear --timeout 600   # replaces those rows
 
 For each architecture and exporter (torch 2.13's default dynamo exporter, ``torch.onnx.export(model,
 (x,), path)``, and the legacy one, ``dynamo=False``; see ``tests/models/export.py``) it exports the
@@ -201,6 +201,13 @@ def render() -> str:
     return "\n".join(parts)
 
 
+def merged(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``old`` with each (model, exporter) row of ``new`` put in its place (or appended), in ``old``'s order."""
+    fresh = {(r["model"], r["exporter"]): r for r in new}
+    rows = [fresh.pop((r["model"], r["exporter"]), r) for r in old]
+    return rows + list(fresh.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     from tests.models import REGISTRY
     from tests.models.export import EXPORTERS
@@ -228,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name:22s} {exporter:7s} {status}", flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"real_models{'_small' if args.small else ''}.json"
+        if (args.only or args.exporter) and out.exists():  # a partial run replaces only its own rows
+            records = merged(json.loads(out.read_text())["records"], records)
         out.write_text(json.dumps({"machine": info, "timeout": args.timeout, "records": records}, indent=1) + "\n")
     (RESULTS / "real_models.md").write_text(render())
     return 0

@@ -62,20 +62,24 @@ def example_input(name: str, seed: int = 0) -> torch.Tensor:
 
 
 #: The small zoo models ship as ONNX files (seed 0), so the core install compiles them without
-#: torch; ``python3 scripts/ship_zoo.py`` rewrites them and a test checks they equal a fresh export.
+#: torch; ``python3 scripts/ship_zoo.py`` rewrites them. Those in ``TRAINED`` ship trained on their
+#: dataset (``digits_cnn``: scikit-learn's digits, the recipe in ``scripts/ship_zoo.py``); the
+#: others equal a fresh export (tests/test_zoo.py checks both).
 SHIPPED = ("digits_cnn", "tiny_cnn", "tiny_residual")
+TRAINED = ("digits_cnn",)
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 
 
 def shipped(name: str) -> Path | None:
-    """The shipped ONNX file of zoo model ``name`` (seed 0), if it has one."""
+    """The shipped ONNX file of zoo model ``name`` (seed 0; trained if in ``TRAINED``), if it has one."""
     return SHIPPED_DIR / f"{name}.onnx" if name in SHIPPED else None
 
 
 def export_onnx(name: str, path: str | os.PathLike[str], seed: int = 0, *, fresh: bool = False) -> None:
     """Write model ``name``, seeded with ``seed``, as a self-contained ONNX file: a copy of the
-    shipped file where there is one (seed 0, not ``fresh``), else exported with torch, through
-    the export cache (``cimc.models.cache``) unless ``fresh``."""
+    shipped file where there is one (seed 0, not ``fresh``; trained for the ``TRAINED`` models),
+    else exported with torch from its seeded, untrained definition, through the export cache
+    (``cimc.models.cache``) unless ``fresh``."""
     from cimc.models import cache, export
 
     copy = shipped(name) if seed == 0 and not fresh else None

