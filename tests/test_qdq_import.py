@@ -128,10 +128,16 @@ def test_ort_qdq_float_model_with_the_same_steps_builds_identically(tmp_path: Pa
     """The acceptance test: the QDQ model and the float model it came from, the latter compiled
     with the QDQ build's steps (``cimc.quant`` metadata), give the same build: cell codes,
     layout, schedule, quant.json (but for the ``source`` labels), graph.json, digital constants
-    and model.cim.onnx byte for byte. (``--no-shift``: the QAT route picks shifts without
-    calibration inputs, so with shifts the two would differ by that route, not by the import.)"""
+    and model.cim.onnx byte for byte, with the default scale-to-shift (both routes fold from the
+    same calibration inputs) and without it."""
     float_path, qdq_path = ort_qdq(tmp_path, QuantizeBias=False, QDQKeepRemovableActivations=True)
-    options = CompileOptions(map_fc=True, no_shift=True)
+    for no_shift in (False, True):
+        _same_builds(tmp_path / f"shift{int(not no_shift)}", float_path, qdq_path,
+                     CompileOptions(map_fc=True, no_shift=no_shift))
+
+
+def _same_builds(tmp_path: Path, float_path: Path, qdq_path: Path, options: CompileOptions) -> None:
+    tmp_path.mkdir()
     params = quantized(qdq_path, options)
     assert {k: q.source for k, q in params.items()} == {
         "node_conv2d": "qdq-weights", "node_conv2d_1": "qdq", "node_conv2d_2": "qdq", "node_linear": "qdq-weights"}

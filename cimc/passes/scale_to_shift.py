@@ -13,7 +13,9 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
   sums with less squared error (per column when the scale is), else the one above ``s``
-  (the ADC range grows, never clipping more);
+  (the ADC range grows, never clipping more). The calibration inputs are quantize's, or, for
+  layers whose steps came with the model (QAT), collected by this pass from the same batch;
+
 * ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
 
 Layers are taken in topological order; a reader whose input arrives multiplied by ``g`` (its
@@ -46,7 +48,7 @@ from cimc.passes.quantize import calibration_batch
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
 from cimc.quant.blas import single_blas_thread
-from cimc.quant.calibration import DEFAULT_SIZE, partial_sums
+from cimc.quant.calibration import DEFAULT_SIZE, collect_inputs, partial_sums
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
 from cimc.quant.step_search import squared_error
@@ -78,13 +80,25 @@ class ScaleToShift(GraphPass):
         out = graph.copy()
         todo = [n for n in cim_nodes(out) if Shift not in n.ann]
         gains: dict[str, float] = {}
-        inputs = ctx.calibration_inputs
+        inputs = self._inputs(graph, todo, ctx)
         with single_blas_thread():
             for node in todo:
                 gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name)))
         if todo and self.sqnr_samples > 0:
             self._measure(graph, out, todo, ctx)
         return PassResult(out, bool(todo))
+
+    def _inputs(self, graph: Graph, todo: list[Node], ctx: PassContext) -> dict[str, np.ndarray]:
+        """Each layer's float calibration input: quantize's (``ctx.calibration_inputs``), or, for
+        layers whose steps came with the model (QAT), collected here from the same calibration
+        batch, so that an ADC fold picks its power of two from data whatever the steps' origin."""
+        inputs = dict(ctx.calibration_inputs)
+        missing = [n.name for n in todo if n.name not in inputs]
+        if missing and self.calib_size > 0:
+            cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root, self.preprocess)
+            with single_blas_thread():
+                inputs.update(collect_inputs(graph, cal.feeds, missing))
+        return inputs
 
     def _measure(self, before: Graph, after: Graph, todo: list[Node], ctx: PassContext) -> None:
         cal = calibration_batch(ctx, before, self.calib, max(self.calib_size, self.sqnr_samples), self.data_root,
