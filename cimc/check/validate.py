@@ -40,6 +40,7 @@ import cimc.schemas as schemas
 from cimc.build.directory import sha256
 from cimc.build.reader import MANIFEST, BuildDir, read_build
 from cimc.check.cost import check_report, check_schedule
+from cimc.check.equivalence import check_graph_structure, check_outputs
 from cimc.check.layout import check_layout, check_placement_policy
 from cimc.check.quant import check_onnx_cells, check_quant
 from cimc.check.violations import Check, Validation, Violation
@@ -62,7 +63,8 @@ def validate_build(path: str | Path, reference: str | Path | bool = False) -> Va
     checks: list[tuple[str, Check]] = [
         ("manifest", check_manifest), ("sha256", check_hashes), ("schemas", check_schemas),
         ("layout", check_layout), ("placement", check_placement_policy), ("weights", check_weight_arrays),
-        ("quant", check_quant), ("cells", check_onnx_cells), ("schedule", check_schedule), ("report", check_report)]
+        ("quant", check_quant), ("cells", check_onnx_cells), ("graph", check_graph_structure),
+        ("outputs", check_outputs), ("schedule", check_schedule), ("report", check_report)]
     if reference is not False:
         checks.append(("reference", lambda b, r: check_reference(b, r, None if reference is True else reference)))
     for name, check in checks:

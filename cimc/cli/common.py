@@ -15,9 +15,15 @@ from typing import Any, TypeVar
 import click
 
 from cimc.errors import CimcError, UsageError
-from cimc.safe_text import safe_message
+from cimc.safe_text import safe_message, terminal_text
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` of text that may hold names from a build or a model: control
+    characters escaped (``terminal_text``), so no output can drive the terminal."""
+    click.echo(terminal_text(str(message)), err=err, nl=nl)
 
 
 class State:

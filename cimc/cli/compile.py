@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.common import State, echo, guarded, parse_shapes
 from cimc.cli.morph import morph_options, structure_morph
 from cimc.cli.options import MAPPING, declared
 from cimc.cli.quant import pop_quant, print_quant, quant_options
@@ -57,7 +57,7 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                              disable=disable, stop_after=stop_after)
     if state.as_json:
         result = compile_model(source, output, options)
-        click.echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
+        echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
                                "accuracy": result.report.get("accuracy")}, sort_keys=True))
         return
     from rich.console import Console
@@ -68,7 +68,7 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
         result = compile_model(source, output, options)
     print_report(result.report, result.cost)
     print_quant(result.report)
-    click.echo(f"wrote {result.out_dir}/")
+    echo(f"wrote {result.out_dir}/")
 
 
 def print_report(report: dict[str, Any], cost: ModelCost) -> None:

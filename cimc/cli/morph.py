@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.common import State, echo, guarded, parse_shapes
 from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 from cimc.errors import UsageError
 
@@ -97,11 +97,11 @@ def morph_cmd(state: State, source: str, bitline_budget: int, data_name: str, ou
                         on_round=show)
     save_onnx(result.graph, output)
     if state.as_json:
-        click.echo(json.dumps({"output": str(output), "initial": result.initial,
+        echo(json.dumps({"output": str(output), "initial": result.initial,
                                "rounds": [r.to_dict() for r in result.rounds]}, sort_keys=True))
         return
     print_log(result)
-    click.echo(f"wrote {output}")
+    echo(f"wrote {output}")
 
 
 def _trainer(spec: str | None) -> Callable[..., dict[str, float]]:
@@ -133,7 +133,7 @@ def _loop_options(kw: dict[str, Any]) -> Any:
 
 
 def _print_round(entry: RoundLog) -> None:
-    click.echo(f"round {entry.round}: {entry.params:,} params, {entry.bitlines} bitlines, "
+    echo(f"round {entry.round}: {entry.params:,} params, {entry.bitlines} bitlines, "
                f"usage {100 * entry.usage:.2f}%, accuracy {100 * entry.accuracy:.2f}%", err=True)
 
 
@@ -154,8 +154,9 @@ LOG_HEADERS = ["round", "acc. after shrink", "params", "pruned bitlines → R", 
 
 
 def print_log(result: LoopResult) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from cimc.safe_text import safe_console as Console
 
     table = Table(title="CIM-aware morphing")
     for header in LOG_HEADERS:

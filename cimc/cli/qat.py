@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.common import State, echo, guarded, parse_shapes
 from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 
 
@@ -77,7 +77,7 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
 
 def _report(state: State, metrics: dict[str, dict[str, float]], output: Path) -> None:
     if state.as_json:
-        click.echo(json.dumps({"output": str(output), "metrics": metrics}, sort_keys=True))
+        echo(json.dumps({"output": str(output), "metrics": metrics}, sort_keys=True))
         return
     from rich.console import Console
     from rich.table import Table
@@ -89,4 +89,4 @@ def _report(state: State, metrics: dict[str, dict[str, float]], output: Path) ->
         table.add_row(phase, f"{m.get('epochs', float('nan')):.0f}", f"{m.get('train_loss', float('nan')):.4f}",
                       f"{100 * m.get('test_acc', float('nan')):.2f}%")
     Console().print(table)
-    click.echo(f"wrote {output}")
+    echo(f"wrote {output}")

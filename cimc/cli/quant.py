@@ -53,12 +53,12 @@ def read_bits(path: Path | None) -> dict[str, dict[str, int]] | None:
 
 def print_quant(report: dict[str, Any]) -> None:
     """The quantization table and the accuracy line, on the console."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from cimc.backend.quant_report import HEADERS, quant_cells
     from cimc.documents.report import QuantRow
+    from cimc.safe_text import safe_console as Console
     from cimc.safe_text import safe_name
 
     quant, console = report.get("quantization"), Console(width=max(150, Console().width))

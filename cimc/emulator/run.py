@@ -92,7 +92,19 @@ class Emulator:
             return self._run(feeds, record)
         return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, self.files.graph.batch)])
 
+    def tensors(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every tensor the nodes compute, by name, for one batch of the compiled batch size
+        (``cimc validate`` compares them with onnxruntime on ``model.cim.onnx``)."""
+        values, _ = self._values(self.feeds(x), True)
+        return {t: values[t] for node, _ in self.nodes for t in node.outputs if t in values}
+
     def _run(self, feeds: dict[str, np.ndarray], record: bool) -> CompiledRun:
+        values, traces = self._values(feeds, record)
+        outputs = {t.name for t in self.files.graph.outputs}
+        return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
+
+    def _values(self, feeds: dict[str, np.ndarray], record: bool) -> tuple[dict[str, np.ndarray],
+                                                                            dict[str, LayerTrace]]:
         values: dict[str, np.ndarray] = {**self.constants, **feeds}
         traces: dict[str, LayerTrace] = {}
         last = _last_uses(self.nodes)
@@ -109,7 +121,7 @@ class Emulator:
             for t in node.inputs:
                 if last.get(t) == step and t not in outputs and t not in self.constants and not record:
                     values.pop(t, None)
-        return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
+        return values, traces
 
     def _output_order(self, name: str) -> int:
         return [t.name for t in self.files.graph.outputs].index(name)
