@@ -38,7 +38,7 @@ import numpy as np
 
 import cimc.schemas as schemas
 from cimc.build.directory import sha256
-from cimc.build.reader import MANIFEST, BuildDir, read_build
+from cimc.build.reader import MANIFEST, BuildDir, read_build, read_bytes
 from cimc.check.cost import check_report, check_schedule
 from cimc.check.equivalence import check_graph_structure, check_outputs
 from cimc.check.layout import check_layout, check_placement_policy
@@ -108,13 +108,17 @@ def check_hashes(build: BuildDir, result: Validation) -> Iterator[Violation]:
     if not isinstance(listed, dict):
         yield Violation("sha256", MANIFEST, "no 'files' table of sha256 digests")
         return
-    present = {p.name for p in build.path.iterdir() if p.is_file()} - {MANIFEST}
+    present = {p.name for p in build.path.iterdir() if p.is_symlink() or not p.is_dir()} - {MANIFEST}
     for name in sorted(set(listed) - present):
         yield Violation("sha256", name, "listed in the manifest but missing")
     for name in sorted(present - set(listed)):
         yield Violation("sha256", name, "present but not listed in the manifest")
     for name in sorted(set(listed) & present):
-        digest = sha256((build.path / name).read_bytes())
+        try:
+            digest = sha256(read_bytes(build.path / name))
+        except BuildError as exc:
+            yield Violation("sha256", name, exc.message)
+            continue
         if digest != listed[name]:
             yield Violation("sha256", name, f"sha256 is {digest[:16]}…, the manifest says {str(listed[name])[:16]}…")
 
@@ -125,7 +129,10 @@ def check_schemas(build: BuildDir, result: Validation) -> Iterator[Violation]:
         if path.name == MANIFEST or not _has_schema(path.stem):
             continue
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(read_bytes(path).decode("utf-8"))
+        except BuildError as exc:
+            yield Violation("schemas", path.name, exc.message)
+            continue
         except ValueError as exc:
             yield Violation("schemas", path.name, f"not valid JSON: {exc}")
             continue
