@@ -20,6 +20,8 @@ import numpy as np
 from cimc.backend.compute_files import digital_bytes, graph_document, quant_document
 from cimc.backend.layout import macro_arrays
 from cimc.documents import dumps
+from cimc.documents.quant import Quant
+from cimc.errors import InvalidModelError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -43,10 +45,34 @@ def code_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) 
 
 
 def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
-    """``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``."""
+    """``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``; a
+    non-finite or underflowing number is an ``InvalidModelError``, never a NaN build."""
     doc, constants = graph_document(graph, nodes)
-    return {"quant.json": dumps(quant_document(graph, nodes), compact=True), "graph.json": dumps(doc, compact=True),
+    quant = quant_document(graph, nodes)
+    check_finite(quant, constants)
+    return {"quant.json": dumps(quant, compact=True), "graph.json": dumps(doc, compact=True),
             "digital.safetensors": digital_bytes(constants), "model.cim.onnx": serialize(cim_model(graph))}
+
+
+def check_finite(quant: Quant, constants: dict[str, np.ndarray]) -> None:
+    """Every step and scale of every CIM layer a normal positive float32 (``≥ 2^−126``, finite:
+    a step that underflows to 0 or to a denormal divides by zero or loses the codes), every
+    bias and digital constant finite."""
+    tiny, huge = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    for layer in quant.layers:
+        for key in ("w_step", "a_step", "adc_step", "scale"):
+            values = np.atleast_1d(np.asarray(getattr(layer, key), dtype=np.float64))
+            bad = values[~((values >= tiny) & (values <= huge))]  # NaN is bad too
+            if bad.size:
+                raise InvalidModelError(f"layer '{layer.node}': the quantization {key} is {float(bad[0])}, not a "
+                                        "normal positive float32",
+                                        hint="the weights or activations are too small, too large or not finite "
+                                             "to quantize (denormal weights, vanishing or exploding activations)")
+        if not np.isfinite(np.asarray(layer.bias, dtype=np.float64)).all():
+            raise InvalidModelError(f"layer '{layer.node}': the folded bias is not finite")
+    for key, array in constants.items():
+        if not np.isfinite(array).all():
+            raise InvalidModelError(f"digital constant {key} holds non-finite values")
 
 
 def quant_info(ctx: PassContext) -> dict[str, Any]:

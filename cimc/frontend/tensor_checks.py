@@ -24,6 +24,7 @@ from onnx import TensorProto
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.graph import Graph
+from cimc.ir.node import Node
 
 _T = TensorProto
 MAX_ABS_VALUE = float(2**60)
@@ -125,19 +126,52 @@ def _expect(name: str, got: int, want: int, what: str, tensor: onnx.TensorProto)
 
 # -- the value checks on the IR ----------------------------------------------------------------
 def check_values(graph: Graph) -> None:
-    """Finite, bounded initializers and non-negative BatchNormalization variances."""
+    """Finite, bounded initializers; finite float attributes (``±inf`` only as a Clip bound);
+    BatchNormalization variances ``σ² ≥ 0`` and ``σ² + ε > 0`` (``√(σ² + ε)`` divides)."""
     for name in sorted(graph.initializers):
         value = graph.initializers[name]
         if value.dtype.kind == "f" and not (np.abs(value) <= MAX_ABS_VALUE).all():  # NaN fails too
             _out_of_range(graph, name, value)
     for node in graph.nodes:
-        if node.op == "BatchNormalization" and node.inputs[4] in graph.initializers:
-            var = graph.initializers[node.inputs[4]]
-            if (var < 0).any():
-                raise InvalidModelError(
-                    f"node '{node.name}' (BatchNormalization): variance '{node.inputs[4]}' has "
-                    f"{int((var < 0).sum())} negative value(s), smallest {float(var.min())}",
-                    hint="a variance is never negative: the model file is corrupt")
+        _check_float_attrs(node)
+        if node.op == "BatchNormalization":
+            _check_batchnorm(graph, node)
+
+
+INF_ALLOWED = {("Clip", "min"), ("Clip", "max")}
+
+
+def _check_float_attrs(node: Node) -> None:
+    """Every float attribute finite and within ``±2^60`` (NaN never; ``±inf`` for Clip bounds)."""
+    for key, value in node.attrs.items():
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        floats = [float(v) for v in items if isinstance(v, (float, np.floating))]
+        allowed = (node.op, key) in INF_ALLOWED
+        bad = [v for v in floats if math.isnan(v) or (abs(v) > MAX_ABS_VALUE and not (allowed and math.isinf(v)))]
+        if bad:
+            raise InvalidModelError(f"node '{node.name}' ({node.op}): attribute {key} is {bad[0]}, not a finite "
+                                    "number within ±2^60", details={"node": node.name, "attribute": key})
+
+
+def _check_batchnorm(graph: Graph, node: Node) -> None:
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    if not eps >= 0:  # NaN fails too (inf is caught by _check_float_attrs)
+        raise InvalidModelError(f"node '{node.name}' (BatchNormalization): epsilon is {eps}, must be ≥ 0",
+                                hint="the model file is corrupt")
+    if node.inputs[4] not in graph.initializers:
+        return
+    var = graph.initializers[node.inputs[4]].astype(np.float64)
+    if (var < 0).any():
+        raise InvalidModelError(
+            f"node '{node.name}' (BatchNormalization): variance '{node.inputs[4]}' has "
+            f"{int((var < 0).sum())} negative value(s), smallest {float(var.min())}",
+            hint="a variance is never negative: the model file is corrupt")
+    denominator = np.sqrt(var.astype(np.float32) + np.float32(eps))
+    if not (denominator > 0).all() or not np.isfinite(1.0 / denominator).all():
+        raise InvalidModelError(
+            f"node '{node.name}' (BatchNormalization): σ² + ε is 0 for {int((~(denominator > 0)).sum())} "
+            f"channel(s) (epsilon {eps}): the normalization divides by zero",
+            hint="the model file is corrupt (a zero variance needs epsilon > 0)")
 
 
 def _out_of_range(graph: Graph, name: str, value: np.ndarray) -> None:

@@ -1,0 +1,181 @@
+"""Equivalence checks of ``cimc validate``: the files the emulator executes (``graph.json``,
+``digital.safetensors``, ``quant.json``, with ``layout.json`` and ``weights.safetensors``)
+against ``model.cim.onnx``, the independent description of the same compiled model.
+
+A re-hashed ``manifest.json`` makes any edit of a build file pass the sha256 check, so the
+checks here compare what the emulator would run with what ``model.cim.onnx`` says:
+
+* ``graph`` (structure): every digital node of ``graph.json`` is a node of the same name and
+  op type in ``model.cim.onnx`` (ops the reference computes in float64 keep their name
+  between ``Cast`` nodes), its tensor inputs are the ONNX node's first inputs (read through
+  those casts), every attribute both files carry is equal, and every constant of
+  ``digital.safetensors`` equals, bit for bit in float32, the ONNX initializer of its name.
+  The node multiset matches both ways: no ONNX node named like a graph node is missing
+  from ``graph.json``.
+* ``outputs`` (numerics, the contract of docs/build-format.md): the emulator (which reads
+  only the emulator's files) and onnxruntime on ``model.cim.onnx`` (graph optimisations
+  off) run the same ``SAMPLES`` seeded random batches — standard normal and ×8 — and every
+  tensor both name (each node output of ``graph.json``, so each CIM layer and each digital
+  op) must be equal bit for bit, and finite (a build that computes NaN or inf on such
+  inputs is broken). An edited scale, bias, step, op or constant that changes any value on
+  these inputs is a violation, whichever file it is in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from cimc.build.reader import BuildDir
+from cimc.check.quant import ONNX_FILE, read_onnx
+from cimc.check.violations import Validation, Violation
+
+SAMPLES = ((0, 1.0), (1, 8.0))  # (seed, scale) of each random batch
+LOWERED = {"GlobalAveragePool"}  # digital ops that model.cim.onnx writes as other ops
+EXAMPLES = 3
+
+
+def _casts(model: Any) -> dict[str, str]:
+    """Output → input of every ``Cast`` (the float64 wrapping of digital ops)."""
+    return {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast" and n.input and n.output}
+
+
+def check_graph_structure(build: BuildDir, result: Validation) -> Iterator[Violation]:
+    """The digital part of ``graph.json`` and ``digital.safetensors`` against ``model.cim.onnx``."""
+    from cimc.build.emulator_files import read_build
+
+    model = read_onnx(build)
+    if model is None:
+        if build.has("graph.json"):  # the quantized part always comes with its ONNX twin
+            yield Violation("graph", ONNX_FILE, "missing: graph.json and digital.safetensors cannot be proven")
+        else:
+            result.notes.append(f"no graph.json nor {ONNX_FILE}: a float build, nothing for the emulator")
+        return
+    files = read_build(build.path)
+    by_name = {n.name: n for n in model.graph.node}
+    casts = _casts(model)
+    for node in files.graph.nodes:
+        if node.cim_layer is None:
+            yield from _check_node(node, by_name.get(node.name), casts)
+    yield from _check_constants(files.graph.constants, files.constants, model)
+    result.notes.append(f"graph.json and digital.safetensors compared with {ONNX_FILE} node by node")
+
+
+def _check_node(node: Any, proto: Any, casts: dict[str, str]) -> Iterator[Violation]:
+    from onnx import helper
+
+    where = f"graph.json node '{node.name}'"
+    if proto is None:
+        if node.op not in LOWERED:
+            yield Violation("graph", where, f"{ONNX_FILE} has no node of this name")
+        return
+    if proto.op_type != node.op:
+        yield Violation("graph", where, f"op {node.op}, {ONNX_FILE} says {proto.op_type}")
+        return
+    given = [casts.get(t, t) if t == f"{node.name}/f64_in{i}" else t
+             for i, t in enumerate(proto.input[:len(node.inputs)])]
+    if [t for t in node.inputs] != given:
+        yield Violation("graph", where, f"reads {node.inputs[:4]}, {ONNX_FILE} {given[:4]}")
+    onnx_attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+    for key in sorted(set(onnx_attrs) & set(node.attrs)):
+        if not _same(node.attrs[key], onnx_attrs[key]):
+            yield Violation("graph", where, f"attribute {key} is {str(node.attrs[key])[:60]}, "
+                            f"{ONNX_FILE} says {str(onnx_attrs[key])[:60]}")
+
+
+def _same(doc_value: Any, onnx_value: Any) -> bool:
+    """``graph.json``'s encoded attribute equals the ONNX attribute (float32 for floats)."""
+    from cimc.backend.compute_files import decode_attr
+
+    value = decode_attr(doc_value)
+    if isinstance(onnx_value, bytes):
+        onnx_value = onnx_value.decode("utf-8", "replace")
+    if isinstance(onnx_value, (list, tuple)):
+        onnx_value = tuple(onnx_value)
+    try:
+        a, b = np.asarray(value), np.asarray(onnx_value)
+        if a.dtype.kind in "fiub" and b.dtype.kind in "fiub":
+            return a.shape == b.shape and np.array_equal(a.astype(np.float32), b.astype(np.float32), equal_nan=True)
+    except (TypeError, ValueError):
+        return False
+    return bool(value == onnx_value)
+
+
+def _check_constants(names: dict[str, str], arrays: dict[str, np.ndarray], model: Any) -> Iterator[Violation]:
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    for tensor, key in sorted(names.items()):
+        where = f"digital.safetensors {key} ('{tensor}')"
+        if tensor not in inits:
+            yield Violation("graph", where, f"{ONNX_FILE} has no initializer of this name")
+            continue
+        want = numpy_helper.to_array(inits[tensor])
+        got = arrays[key]
+        if want.shape != got.shape:
+            yield Violation("graph", where, f"shape {list(got.shape)}, {ONNX_FILE} {list(want.shape)}")
+        elif not np.array_equal(got, want.astype(np.float32), equal_nan=True):
+            count = int((got != want.astype(np.float32)).sum())
+            yield Violation("graph", where, f"{count} value(s) differ from {ONNX_FILE}")
+
+
+def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
+    """Emulator and onnxruntime on the same random inputs, every shared tensor bit for bit."""
+    from cimc.emulator.run import Emulator
+
+    model = read_onnx(build)
+    if model is None:  # reported by check_graph_structure
+        return
+    emulator = Emulator.open(build.path)
+    names = [t for node, _ in emulator.nodes for t in node.outputs]
+    produced = {t for n in model.graph.node for t in n.output}
+    shared = [t for t in dict.fromkeys(names) if t in produced]
+    session = _session(model, shared)
+    for seed, scale in SAMPLES:
+        feeds = _feeds(emulator, seed, scale)
+        got = emulator.tensors(feeds)
+        broken = [t for t, v in got.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
+        if broken:
+            yield Violation("outputs", "graph.json", f"the emulator computes non-finite values on random inputs "
+                            f"(seed {seed}, scale {scale}), first in " + ", ".join(f"'{t}'" for t in broken[:EXAMPLES]))
+            return
+        want = dict(zip(shared, session.run(shared, feeds), strict=True))
+        bad = [t for t in shared if not _equal(got.get(t), want[t])]
+        if bad:
+            yield Violation("outputs", "graph.json", f"the emulator and onnxruntime on {ONNX_FILE} differ on "
+                            f"{len(bad)} tensor(s) for random inputs (seed {seed}, scale {scale}), first "
+                            + ", ".join(f"'{t}'" for t in bad[:EXAMPLES]))
+            return
+    result.notes.append(f"emulator equal to onnxruntime on {ONNX_FILE} bit for bit ({len(shared)} tensors, "
+                        f"{len(SAMPLES)} random batches)")
+
+
+def _session(model: Any, names: list[str]) -> Any:
+    """An onnxruntime session of ``model`` whose outputs are ``names`` (no graph optimisation)."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    exposed = type(model)()
+    exposed.CopyFrom(model)
+    have = {o.name for o in exposed.graph.output}
+    exposed.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names if t not in have)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(exposed.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _feeds(emulator: Any, seed: int, scale: float) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    batch = emulator.files.graph.batch
+    return {t.name: (rng.standard_normal((batch, *t.shape[1:])) * scale).astype(np.float32)
+            for t in emulator.inputs}
+
+
+def _equal(a: np.ndarray | None, b: np.ndarray) -> bool:
+    if a is None:
+        return False
+    a = np.asarray(a)
+    return a.shape == b.shape and np.array_equal(a.astype(np.float64), b.astype(np.float64), equal_nan=True)
