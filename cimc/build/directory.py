@@ -110,7 +110,7 @@ def check_target(target: Path, force: bool) -> None:
     if foreign:
         shown = ", ".join(safe_name(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
                                                                    else "")
-        raise UsageError(f"output folder {target} holds what cimc did not write ({shown}): not replaced",
+        raise UsageError(f"output folder {target} was not made by cimc: it holds what cimc did not write ({shown})",
                          hint="move those files away, choose another -o, or pass --force to replace the folder")
 
 

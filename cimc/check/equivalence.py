@@ -134,7 +134,11 @@ def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
     names = [t for node, _ in emulator.nodes for t in node.outputs]
     produced = {t for n in model.graph.node for t in n.output}
     shared = [t for t in dict.fromkeys(names) if t in produced]
-    session = _session(model, shared)
+    try:
+        session = _session(model, shared)
+    except Exception as exc:  # onnxruntime's own error types
+        yield Violation("outputs", ONNX_FILE, f"onnxruntime cannot load it: {type(exc).__name__}: {str(exc)[:160]}")
+        return
     for seed, scale in SAMPLES:
         feeds = _feeds(emulator, seed, scale)
         got = emulator.tensors(feeds)
@@ -143,7 +147,11 @@ def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
             yield Violation("outputs", "graph.json", f"the emulator computes non-finite outputs on random inputs "
                             f"(seed {seed}, scale {scale}), first '{broken[0]}'")
             return
-        want = dict(zip(shared, session.run(shared, feeds), strict=True))
+        try:
+            want = dict(zip(shared, session.run(shared, feeds), strict=True))
+        except Exception as exc:  # onnxruntime's own error types (a failed allocation among them)
+            yield Violation("outputs", ONNX_FILE, f"onnxruntime cannot run it: {type(exc).__name__}: {str(exc)[:160]}")
+            return
         bad = [t for t in shared if not _equal(got.get(t), want[t])]
         if bad:
             yield Violation("outputs", "graph.json", f"the emulator and onnxruntime on {ONNX_FILE} differ on "
