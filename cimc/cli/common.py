@@ -26,6 +26,18 @@ def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
     click.echo(terminal_text(str(message)), err=err, nl=nl)
 
 
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and ±inf (``--lr nan`` is a usage error)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not -float("inf") < number < float("inf"):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 class State:
     def __init__(self, debug: bool, as_json: bool) -> None:
         self.debug = debug

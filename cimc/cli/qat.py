@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from cimc.cli.common import State, echo, guarded, parse_shapes
+from cimc.cli.common import FiniteFloat, State, echo, guarded, parse_shapes
 from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 
 
@@ -31,7 +31,7 @@ from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 @click.option("--phase2-epochs", type=click.IntRange(min=0), help="Epochs of phase 2 (default: --epochs).")
 @click.option("--float-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train the float model first (for untrained zoo models).")
-@click.option("--lr", type=float, help="Learning rate of every phase (default: the paper's per phase).")
+@click.option("--lr", type=FiniteFloat(), help="Learning rate of every phase (default: the paper's per phase).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--trainer", "trainer_spec", help="Your own fit(): package.module:function.")
 @declared("granularity")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cimc.cli.common import State, echo, guarded, parse_shapes
+from cimc.cli.common import FiniteFloat, State, echo, guarded, parse_shapes
 from cimc.cli.options import MAPPING, PREPROCESS, declared
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @click.option("--objective", type=click.Choice(["latency", "computing", "conversions"]), default="latency",
               show_default=True, help="Cycles per inference (compute + weight loading), compute cycles, or ADC "
                                       "conversions.")
-@click.option("--max-acc-drop", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--max-acc-drop", type=FiniteFloat(min=0), default=0.5, show_default=True,
               help="Largest accuracy drop against the float model, in percentage points.")
 @click.option("--strategy", type=click.Choice(["rl", "greedy"]), default="greedy", show_default=True)
 @click.option("--agent", type=click.Choice(["ddpg", "ppo"]), default="ddpg", show_default=True, help="RL agent.")
