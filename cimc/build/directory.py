@@ -22,6 +22,7 @@ Leftovers of killed compiles in the parent folder are removed before writing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ from pathlib import Path
 from cimc.build.atomic_dir import MARKER, clean_stale, make_temp, remove, swap_into_place
 from cimc.documents import dumps
 from cimc.documents.manifest import Manifest
-from cimc.errors import UsageError
+from cimc.errors import CimcError, ResourceLimitError, UsageError
 from cimc.safe_text import safe_name
 
 MANIFEST = "manifest.json"
@@ -93,7 +94,15 @@ def _protected(target: Path) -> str | None:
 
 
 def check_target(target: Path, force: bool) -> None:
-    """Refuse to replace a non-empty folder that cimc did not create (unless ``force``)."""
+    """Refuse to replace a non-empty folder that cimc did not create (unless ``force``); a
+    target the system cannot even look at (a name too long, no permission) is a typed error."""
+    try:
+        _check_target(target, force)
+    except OSError as exc:
+        raise write_error(exc, target) from exc
+
+
+def _check_target(target: Path, force: bool) -> None:
     if target.is_symlink() and not target.exists():
         raise UsageError(f"output path {target} is a broken symbolic link")
     if target.exists() and not target.is_dir():
@@ -126,6 +135,25 @@ def write_build(target: Path, files: dict[str, bytes], manifest: Manifest, force
     """Write ``files`` plus a manifest holding their sha256 into ``target``, atomically."""
     _check_names(files)
     check_target(target, force)
+    try:
+        _write_all(target, files, manifest)
+    except OSError as exc:
+        raise write_error(exc, target) from exc
+
+
+def write_error(exc: OSError, target: Path) -> CimcError:
+    """The typed error of a failed write: a full disk is a ``ResourceLimitError`` (exit 5), a
+    read-only, forbidden or over-long target a ``UsageError`` (exit 2); nothing was replaced."""
+    what = f"cannot write the build to {target}: {exc.strerror or type(exc).__name__}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceLimitError(what + " (the previous build, if any, is unchanged)",
+                                  hint="free some space or choose another -o")
+    return UsageError(what + " (the previous build, if any, is unchanged)",
+                      hint="choose a writable folder with -o" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+                      else "choose another -o")
+
+
+def _write_all(target: Path, files: dict[str, bytes], manifest: Manifest) -> None:
     if target.is_symlink():
         target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
