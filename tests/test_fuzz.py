@@ -8,9 +8,11 @@ Seeds are the valid models of ``tests/corpus``. Two mutators:
   opset and IR versions, dropped/duplicated/swapped nodes and initializers.
 
 Every mutant is written to a file and compiled (``import_onnx`` → passes → backend files).
-The only allowed outcomes are success or a ``CimcError`` with a one-line message. A
-``PassError`` (exit code 9: a pass failed on a model the frontend accepted) is allowed but
-logged; ``CIMC_FUZZ_STRICT=1`` turns it into a failure when hunting for such bugs.
+The only allowed outcomes are a success whose build ``cimc validate`` accepts (written with
+``write_build`` and checked by ``validate_build``: no NaN build, nothing the emulator would run
+differently from ``model.cim.onnx``) or a typed ``CimcError`` with a one-line message. A
+``PassError`` (exit code 9: a pass failed on a model the frontend accepted) and any other
+exception (exit code 1) fail the test: both are bugs in cimc.
 
 Default run: 800 byte and 1,200 field mutants, about 20 s (derandomized, so CI is stable).
 A longer run for developers::
@@ -37,13 +39,14 @@ from hypothesis import strategies as st
 
 from cimc.api import CompileOptions, compile_graph
 from cimc.backend.macro import build_files
+from cimc.build.directory import write_build
+from cimc.check.validate import validate_build
 from cimc.errors import CimcError, PassError
 from cimc.frontend import import_onnx
 from tests.corpus.make_corpus import HERE
 
 SEEDS = [(HERE / name).read_bytes() for name in ("valid.onnx", "residual.onnx", "unsorted.onnx")]
 EXAMPLES = int(os.environ.get("CIMC_FUZZ_EXAMPLES", "0"))
-STRICT = bool(os.environ.get("CIMC_FUZZ_STRICT"))
 log = logging.getLogger(__name__)
 OPS = ["Conv", "Relu", "Add", "Gemm", "MatMul", "MaxPool", "AveragePool", "Reshape", "Flatten", "Concat", "Pad",
        "Clip", "Softmax", "BatchNormalization", "Identity", "Dropout", "Transpose", "Slice", "Sum", "Mul",
@@ -68,15 +71,15 @@ def compile_bytes(data: bytes, folder: Path) -> str:
         options = CompileOptions(map_fc=True)
         graph, ctx = compile_graph(graph, options)
         source = {"kind": "onnx", "name": "mutant.onnx", "sha256": "0" * 64}  # the manifest wants 64 hex digits
-        build_files(graph, ctx.macro, None, source, options.public())
-    except PassError as exc:
-        if STRICT:
-            raise
-        log.warning("pass error (a bug to report): %s", exc.message)
-        return exc.kind
+        build = build_files(graph, ctx.macro, None, source, options.public())
+    except PassError:
+        raise  # exit 9 on generated input: a bug
     except CimcError as exc:
         assert exc.message and "\n" not in exc.message and len(exc.message) < 5000
         return exc.kind
+    write_build(folder / "build", build.files, build.manifest, force=True)
+    result = validate_build(folder / "build")
+    assert result.ok, [str(v) for v in result.violations]
     return "ok"
 
 

@@ -11,6 +11,7 @@ model. A file that is a symbolic link or not a regular file is refused before it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -88,11 +89,21 @@ def _parse(name: str, data: bytes, schema: str) -> dict[str, Any]:
     except ValueError as exc:
         raise BuildError(f"{name} is not valid JSON: {exc}") from exc
     try:
-        jsonschema.validate(_skeleton(doc) if schema == "layout" else doc, _schema(schema))
+        _validator(schema).validate(_skeleton(doc) if schema == "layout" else doc)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise BuildError(f"{name} does not match its schema at {where}: {exc.message}") from exc
     return dict(doc)
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    """A validator of ``_schema(name)``, made (and the schema itself checked) once: checking
+    the schema against its meta-schema is most of the time of a ``jsonschema.validate``."""
+    schema = _schema(name)
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
 
 
 def _schema(name: str) -> dict[str, Any]:

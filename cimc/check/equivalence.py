@@ -39,6 +39,17 @@ LOWERED = {"GlobalAveragePool"}  # digital ops that model.cim.onnx writes as oth
 EXAMPLES = 3
 
 
+def emulator_files(build: BuildDir) -> Any:
+    """The authenticated files the emulator reads (``cimc.build.emulator_files``), read once
+    per validation."""
+    from cimc.build.emulator_files import read_build
+
+    cached = build.__dict__.get("_emulator_files")
+    if cached is None:
+        cached = build.__dict__["_emulator_files"] = read_build(build.path)
+    return cached
+
+
 def _casts(model: Any) -> dict[str, str]:
     """Output → input of every ``Cast`` (the float64 wrapping of digital ops)."""
     return {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast" and n.input and n.output}
@@ -46,8 +57,6 @@ def _casts(model: Any) -> dict[str, str]:
 
 def check_graph_structure(build: BuildDir, result: Validation) -> Iterator[Violation]:
     """The digital part of ``graph.json`` and ``digital.safetensors`` against ``model.cim.onnx``."""
-    from cimc.build.emulator_files import read_build
-
     model = read_onnx(build)
     if model is None:
         if build.has("graph.json"):  # the quantized part always comes with its ONNX twin
@@ -55,7 +64,7 @@ def check_graph_structure(build: BuildDir, result: Validation) -> Iterator[Viola
         else:
             result.notes.append(f"no graph.json nor {ONNX_FILE}: a float build, nothing for the emulator")
         return
-    files = read_build(build.path)
+    files = emulator_files(build)
     by_name = {n.name: n for n in model.graph.node}
     casts = _casts(model)
     for node in files.graph.nodes:
@@ -130,7 +139,7 @@ def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
     model = read_onnx(build)
     if model is None:  # reported by check_graph_structure
         return
-    emulator = Emulator.open(build.path)
+    emulator = Emulator(emulator_files(build))
     names = [t for node, _ in emulator.nodes for t in node.outputs]
     produced = {t for n in model.graph.node for t in n.output}
     shared = [t for t in dict.fromkeys(names) if t in produced]
