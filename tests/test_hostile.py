@@ -87,6 +87,8 @@ def test_accepted_models_compile(case: Case, tmp_path: Path, caplog: pytest.LogC
     assert code == 0, out + err
     assert json.loads(out)["totals"]["bitlines"] > 0
     build_files(tmp_path / "out")
+    code, out, err = cli("validate", str(tmp_path / "out"))  # exit 0 only with a build validate accepts
+    assert code == 0, out + err
     if case.name == "unsorted.onnx":
         assert "not topologically sorted" in caplog.text
     if case.name == "duplicate_node_names.onnx":
@@ -501,3 +503,19 @@ def test_lrn_kernel_sums_the_clipped_window() -> None:
         want = x / (1.0 + 1e-4 / size * win) ** 0.75
         got = kernel([x], {"alpha": 1e-4, "beta": 0.75, "bias": 1.0, "size": size})
         np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dims", ["99999999999999999999999,3,4,4", "1,3,4,9223372036854775808"])
+def test_input_shape_overflow_is_a_usage_error(tmp_path: Path, dims: str) -> None:
+    code, _, err = cli("compile", str(HERE / "symbolic_dims.onnx"), "-o", str(tmp_path / "o"), "--input-shape",
+                       f"x={dims}")
+    assert code == 2 and "at most 2^62" in err
+
+
+def test_graph_text_of_hostile_names_is_one_line_per_node(tmp_path: Path) -> None:
+    assert cli("compile", str(HERE / "hostile_names.onnx"), "-o", str(tmp_path / "o"))[0] == 0
+    text = (tmp_path / "o" / "graph.txt").read_text()
+    assert "\x1b" not in text and "\0" not in text
+    from cimc.build.graph_text import parse_graph_text
+
+    assert parse_graph_text(text)[1] == []

@@ -95,11 +95,12 @@ def _write_files(b: Any, html_file: Path | None, png_dir: Path | None, svg_dir: 
 def validate_cmd(state: State, build: Path, rebuild: bool, model: Path | None) -> None:
     """Check BUILD without trusting it; exit 8 listing every violation."""
     from cimc.check.validate import require_ok, validate_build
+    from cimc.safe_text import safe_message
 
     result = validate_build(build, reference=model or rebuild)
     if not result.ok and not state.as_json:
         for violation in result.violations:
-            echo(f"  {violation}", err=True)
+            echo(f"  {safe_message(str(violation))}", err=True)  # one line each, whatever the build holds
     require_ok(result)
     if state.as_json:
         _echo_json(result.to_dict())
