@@ -223,3 +223,78 @@ def test_fuzz_fields(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> N
 @given(data=st.one_of(byte_mutants(), field_mutants()))
 def test_fuzz_long(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
     compile_bytes(data, tmp_path_factory.getbasetemp())
+
+
+# -- build files: validate trusts nothing ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def seed_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, np.ndarray]:
+    """A build of ``residual.onnx`` (every digital op kind of the seeds) and its emulator output
+    on a fresh input (not one of validate's probes)."""
+    from cimc.api import compile_model
+    from cimc.emulator.run import Emulator
+
+    out = tmp_path_factory.mktemp("seed") / "build"
+    compile_model(HERE / "residual.onnx", out, CompileOptions())  # MatMul stays digital: it has constants
+    x = (np.random.default_rng(7).standard_normal((1, 3, 8, 8)) * 3).astype(np.float32)
+    return out, Emulator.open(out).run(x).outputs["y"]
+
+
+def _mutate_json(draw: st.DrawFn, doc: Any) -> None:
+    """Change one number, string or boolean somewhere inside ``doc``."""
+    parent: Any = None
+    key: Any = None
+    node = doc
+    for _ in range(12):
+        keys = list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        if not keys:
+            break
+        parent, key = node, keys[draw(st.integers(0, len(keys) - 1))]
+        node = parent[key]
+        if not isinstance(node, (dict, list)):
+            break
+    if parent is None or isinstance(node, (dict, list)):
+        return
+    if isinstance(node, bool):
+        parent[key] = not node
+    elif isinstance(node, (int, float)):
+        parent[key] = draw(st.sampled_from([node + 1, node - 1, -node, node * 2, 0, float(node) * 1.0001]))
+    elif isinstance(node, str):
+        parent[key] = draw(st.sampled_from(["Sigmoid", "Relu", "Identity", node + "x", ""]))
+
+
+@run_settings(60)
+@given(data=st.data())
+def test_fuzz_build_files(data: st.DataObject, seed_build: tuple[Any, np.ndarray],
+                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Edit one value of ``graph.json``, ``quant.json`` or ``digital.safetensors`` and re-hash
+    the manifest: ``cimc validate`` either reports a violation, or the emulator computes exactly
+    what the untouched build does on a fresh input (the edit changed nothing it executes)."""
+    import hashlib
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from cimc.emulator.run import Emulator
+
+    source, want = seed_build
+    folder = tmp_path_factory.mktemp("tamper") / "build"
+    shutil.copytree(source, folder)
+    name = data.draw(st.sampled_from(["graph.json", "quant.json", "digital.safetensors"]))
+    if name.endswith(".json"):
+        doc = json.loads((folder / name).read_text())
+        _mutate_json(data.draw, doc)
+        (folder / name).write_text(json.dumps(doc))
+    else:
+        arrays = load_file(folder / name)
+        key = data.draw(st.sampled_from(sorted(arrays)))
+        flat = arrays[key].reshape(-1).copy()
+        flat[data.draw(st.integers(0, flat.size - 1))] *= data.draw(st.sampled_from([-1.0, 2.0, 1.0001, 0.0]))
+        arrays[key] = flat.reshape(arrays[key].shape)
+        save_file(arrays, folder / name)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in manifest["files"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    if validate_build(folder).ok:
+        x = (np.random.default_rng(7).standard_normal((1, 3, 8, 8)) * 3).astype(np.float32)
+        np.testing.assert_array_equal(Emulator.open(folder).run(x).outputs["y"], want)
