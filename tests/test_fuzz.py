@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from cimc.api import CompileOptions, compile_graph
 from cimc.backend.macro import build_files
 from cimc.build.directory import write_build
-from cimc.check.validate import validate_build
+from cimc.emulator.validate import validate_build
 from cimc.errors import CimcError, PassError
 from cimc.frontend import import_onnx
 from tests.corpus.make_corpus import HERE

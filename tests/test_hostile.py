@@ -396,7 +396,7 @@ def test_inspect_escapes_terminal_sequences_from_a_build(small_build: Path, tmp_
     (folder / "report.json").write_text(json.dumps(report))
     _rehash(folder)
     for args in (("inspect", str(folder)), ("validate", str(folder))):
-        code, out, err = cli(*args)
+        _, out, err = cli(*args)
         assert "\x1b" not in out + err and "\u202e" not in out + err, args
     assert "evil\\x1b[2J" in cli("inspect", str(folder))[1]
 
@@ -435,7 +435,7 @@ def test_failed_writes_are_typed_and_keep_the_old_build(small_build: Path, tmp_p
         raise OSError(errno_code, os.strerror(errno_code), str(path))
 
     monkeypatch.setattr(directory, "_write", fail)
-    code, out, err = cli("compile", str(HERE / "unsorted.onnx"), "-o", str(folder))
+    code, _, err = cli("compile", str(HERE / "unsorted.onnx"), "-o", str(folder))
     assert code == exit_code and re.search(match, err) and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary folder left

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from cimc.build.cell_map import owners
-from cimc.check.validate import validate_build
 from cimc.cli.main import main
 from cimc.documents.layout import Layout
+from cimc.emulator.validate import validate_build
 from cimc.models import export_onnx
 from tests.map_builds import build, copy_build, edit_weights, read_json, rehash, write_json
 

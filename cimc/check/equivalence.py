@@ -1,25 +1,19 @@
-"""Equivalence checks of ``cimc validate``: the files the emulator executes (``graph.json``,
-``digital.safetensors``, ``quant.json``, with ``layout.json`` and ``weights.safetensors``)
-against ``model.cim.onnx``, the independent description of the same compiled model.
+"""Structural equivalence check of ``cimc validate``: the files the emulator executes
+(``graph.json``, ``digital.safetensors``) against ``model.cim.onnx``, the independent
+description of the same compiled model.
 
 A re-hashed ``manifest.json`` makes any edit of a build file pass the sha256 check, so the
-checks here compare what the emulator would run with what ``model.cim.onnx`` says:
+check here compares what the emulator would run with what ``model.cim.onnx`` says (``graph``):
+every digital node of ``graph.json`` is a node of the same name and op type in
+``model.cim.onnx`` (ops the reference computes in float64 keep their name between ``Cast``
+nodes), its tensor inputs are the ONNX node's first inputs (read through those casts), every
+attribute both files carry is equal, and every constant of ``digital.safetensors`` equals, bit
+for bit in float32, the ONNX initializer of its name. A build with ``graph.json`` but no
+``model.cim.onnx`` cannot be proven and is a violation.
 
-* ``graph`` (structure): every digital node of ``graph.json`` is a node of the same name and
-  op type in ``model.cim.onnx`` (ops the reference computes in float64 keep their name
-  between ``Cast`` nodes), its tensor inputs are the ONNX node's first inputs (read through
-  those casts), every attribute both files carry is equal, and every constant of
-  ``digital.safetensors`` equals, bit for bit in float32, the ONNX initializer of its name.
-  The node multiset matches both ways: no ONNX node named like a graph node is missing
-  from ``graph.json``.
-* ``outputs`` (numerics, the contract of docs/build-format.md): the emulator (which reads
-  only the emulator's files) and onnxruntime on ``model.cim.onnx`` (graph optimisations
-  off) run the same ``SAMPLES`` seeded random batches — standard normal and ×8 — and every
-  tensor both name (each node output of ``graph.json``, so each CIM layer and each digital
-  op) must be equal bit for bit, and the outputs finite (a build that computes NaN or inf
-  on such inputs is broken; the compile checks the same, ``backend.quant_part.check_probes``).
-  An edited scale, bias, step, op or constant that changes any value on these inputs is a
-  violation, whichever file it is in.
+The numerical half, the emulator against onnxruntime on ``model.cim.onnx`` (``outputs``,
+which also covers ``quant.json``), needs the emulator, a layer above this package: it is
+``cimc.emulator.equivalence``, added to the checks by ``cimc.emulator.validate``.
 """
 
 from __future__ import annotations
@@ -32,9 +26,7 @@ import numpy as np
 from cimc.build.reader import BuildDir
 from cimc.check.quant import ONNX_FILE, read_onnx
 from cimc.check.violations import Validation, Violation
-from cimc.quant.reference import PROBES, probe_feeds
 
-SAMPLES = PROBES  # (seed, scale) of each random batch, the compile's own last check
 LOWERED = {"GlobalAveragePool"}  # digital ops that model.cim.onnx writes as other ops
 EXAMPLES = 3
 
@@ -130,72 +122,3 @@ def _check_constants(names: dict[str, str], arrays: dict[str, np.ndarray], model
         elif not np.array_equal(got, want.astype(np.float32), equal_nan=True):
             count = int((got != want.astype(np.float32)).sum())
             yield Violation("graph", where, f"{count} value(s) differ from {ONNX_FILE}")
-
-
-def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
-    """Emulator and onnxruntime on the same random inputs, every shared tensor bit for bit."""
-    from cimc.emulator.run import Emulator
-
-    model = read_onnx(build)
-    if model is None:  # reported by check_graph_structure
-        return
-    emulator = Emulator(emulator_files(build))
-    names = [t for node, _ in emulator.nodes for t in node.outputs]
-    produced = {t for n in model.graph.node for t in n.output}
-    shared = [t for t in dict.fromkeys(names) if t in produced]
-    try:
-        session = _session(model, shared)
-    except Exception as exc:  # onnxruntime's own error types
-        yield Violation("outputs", ONNX_FILE, f"onnxruntime cannot load it: {type(exc).__name__}: {str(exc)[:160]}")
-        return
-    for seed, scale in SAMPLES:
-        feeds = _feeds(emulator, seed, scale)
-        got = emulator.tensors(feeds)
-        broken = [t.name for t in emulator.files.graph.outputs if not _finite(got.get(t.name))]
-        if broken:
-            yield Violation("outputs", "graph.json", f"the emulator computes non-finite outputs on random inputs "
-                            f"(seed {seed}, scale {scale}), first '{broken[0]}'")
-            return
-        try:
-            want = dict(zip(shared, session.run(shared, feeds), strict=True))
-        except Exception as exc:  # onnxruntime's own error types (a failed allocation among them)
-            yield Violation("outputs", ONNX_FILE, f"onnxruntime cannot run it: {type(exc).__name__}: {str(exc)[:160]}")
-            return
-        bad = [t for t in shared if not _equal(got.get(t), want[t])]
-        if bad:
-            yield Violation("outputs", "graph.json", f"the emulator and onnxruntime on {ONNX_FILE} differ on "
-                            f"{len(bad)} tensor(s) for random inputs (seed {seed}, scale {scale}), first "
-                            + ", ".join(f"'{t}'" for t in bad[:EXAMPLES]))
-            return
-    result.notes.append(f"emulator equal to onnxruntime on {ONNX_FILE} bit for bit ({len(shared)} tensors, "
-                        f"{len(SAMPLES)} random batches)")
-
-
-def _session(model: Any, names: list[str]) -> Any:
-    """An onnxruntime session of ``model`` whose outputs are ``names`` (no graph optimisation)."""
-    import onnxruntime as ort
-    from onnx import helper
-
-    exposed = type(model)()
-    exposed.CopyFrom(model)
-    have = {o.name for o in exposed.graph.output}
-    exposed.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names if t not in have)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(exposed.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
-def _feeds(emulator: Any, seed: int, scale: float) -> dict[str, np.ndarray]:
-    return probe_feeds({t.name: t.shape for t in emulator.inputs}, emulator.files.graph.batch, seed, scale)
-
-
-def _finite(value: np.ndarray | None) -> bool:
-    return value is not None and (np.asarray(value).dtype.kind != "f" or bool(np.isfinite(value).all()))
-
-
-def _equal(a: np.ndarray | None, b: np.ndarray) -> bool:
-    if a is None:
-        return False
-    a = np.asarray(a)
-    return a.shape == b.shape and np.array_equal(a.astype(np.float64), b.astype(np.float64), equal_nan=True)

@@ -94,7 +94,7 @@ def _write_files(b: Any, html_file: Path | None, png_dir: Path | None, svg_dir: 
 @guarded
 def validate_cmd(state: State, build: Path, rebuild: bool, model: Path | None) -> None:
     """Check BUILD without trusting it; exit 8 listing every violation."""
-    from cimc.check.validate import require_ok, validate_build
+    from cimc.emulator.validate import require_ok, validate_build
     from cimc.safe_text import safe_message
 
     result = validate_build(build, reference=model or rebuild)
