@@ -461,7 +461,7 @@ def test_sweep_morph_lambda_nan_is_a_usage_error(tmp_path: Path) -> None:
     from cimc.errors import UsageError
     from cimc.sweep.config import AXES
 
-    with pytest.raises(UsageError, match="finite number"):
+    with pytest.raises(UsageError, match="number >= 0 and finite"):
         AXES["morph_lambda"]("axes.morph_lambda[0]", float("nan"))
 
 

@@ -284,6 +284,15 @@ def clip_nan() -> onnx.ModelProto:
     return m
 
 
+def table_names() -> onnx.ModelProto:
+    """Names that would break a line or a markdown table (report.md) or drive a terminal."""
+    m = valid()
+    m.graph.name = "g\nname"
+    m.graph.node[0].name = "~\n\U00041386 | x "
+    m.graph.node[5].name = " fc|\x1b[2J"
+    return m
+
+
 def input_is_initializer() -> onnx.ModelProto:
     """The only graph input also has an initializer: nothing is left to feed."""
     m = one_conv()
@@ -403,6 +412,7 @@ CASES: tuple[Case, ...] = (
     Case("clip_min_nan.onnx", clip_nan, 3, r"'relu' \(Clip\).*min is nan"),
     Case("denormal_weights.onnx", lambda: scaled("w", 1e-41), 3, r"'conv'.*w_step.*not a normal positive float32"),
     Case("exploding.onnx", exploding, 3, r"non-finite values in output 'y'"),
+    Case("table_names.onnx", table_names, 0),  # compiles into a build validate accepts
     # round 2: each bad input its typed error, never exit 1 or 9
     Case("input_is_initializer.onnx", input_is_initializer, 3, r"no runtime input"),
     Case("lrn_huge_size.onnx", lrn_huge, 4, r"'lrn' \(LRN\): size 2147483647 is over the supported 4096"),
