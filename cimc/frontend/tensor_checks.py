@@ -136,6 +136,19 @@ def check_values(graph: Graph) -> None:
         _check_float_attrs(node)
         if node.op == "BatchNormalization":
             _check_batchnorm(graph, node)
+        if node.op == "Conv":
+            _check_conv_bias(graph, node)
+
+
+def _check_conv_bias(graph: Graph, node: Node) -> None:
+    """A Conv's constant bias holds one value per output channel: ``(Cout,)``."""
+    if len(node.inputs) < 3 or not node.inputs[2]:
+        return
+    weight, bias = graph.initializers.get(node.inputs[1]), graph.initializers.get(node.inputs[2])
+    if weight is not None and bias is not None and weight.ndim and bias.shape != (weight.shape[0],):
+        raise InvalidModelError(f"node '{node.name}' (Conv): bias '{node.inputs[2]}' has shape {list(bias.shape)}, "
+                                f"the weight has {weight.shape[0]} output channels",
+                                details={"node": node.name, "tensor": node.inputs[2]})
 
 
 INF_ALLOWED = {("Clip", "min"), ("Clip", "max")}
@@ -154,6 +167,14 @@ def _check_float_attrs(node: Node) -> None:
 
 
 def _check_batchnorm(graph: Graph, node: Node) -> None:
+    shape = graph.shape(node.inputs[0]) if node.inputs[0] in graph.tensors else None
+    channels = shape[1] if shape is not None and len(shape) > 1 else None
+    for what, name in zip(("scale", "B", "mean", "var"), node.inputs[1:5], strict=False):
+        value = graph.initializers.get(name)
+        if value is not None and channels is not None and value.shape != (channels,):
+            raise InvalidModelError(f"node '{node.name}' (BatchNormalization): {what} '{name}' has shape "
+                                    f"{list(value.shape)}, the input has {channels} channels",
+                                    details={"node": node.name, "tensor": name})
     eps = float(node.attrs.get("epsilon", 1e-5))
     if not eps >= 0:  # NaN fails too (inf is caught by _check_float_attrs)
         raise InvalidModelError(f"node '{node.name}' (BatchNormalization): epsilon is {eps}, must be ≥ 0",

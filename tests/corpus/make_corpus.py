@@ -293,6 +293,13 @@ def table_names() -> onnx.ModelProto:
     return m
 
 
+def conv_bias_shape() -> onnx.ModelProto:
+    """``valid`` whose Conv reads its weight as its bias (found by the fuzzer: exit 9)."""
+    m = valid()
+    m.graph.node[0].input[2] = "w"
+    return m
+
+
 def input_is_initializer() -> onnx.ModelProto:
     """The only graph input also has an initializer: nothing is left to feed."""
     m = one_conv()
@@ -417,6 +424,8 @@ CASES: tuple[Case, ...] = (
     Case("input_is_initializer.onnx", input_is_initializer, 3, r"no runtime input"),
     Case("lrn_huge_size.onnx", lrn_huge, 4, r"'lrn' \(LRN\): size 2147483647 is over the supported 4096"),
     Case("deep_quant_metadata.onnx", deep_metadata, 3, r"'cimc\.quant' is not valid JSON"),
+    Case("conv_bias_shape.onnx", conv_bias_shape, 3, r"'conv' \(Conv\): bias 'w' has shape \[4, 3, 3, 3\]"),
+    Case("bn_param_shape.onnx", lambda: bn_model(s=np.ones(7, np.float32)), 3, r"'bn'.*scale 's' has shape \[7\]"),
     calib_case("nan", {"a.npy": npy(np.full((1, 3, 4, 4), np.nan, np.float32))}, 2, r"NaN, infinite or out-of-range"),
     calib_case("huge", {"a.npy": npy(np.full((1, 3, 4, 4), 1e300))}, 2, r"NaN, infinite or out-of-range"),
     calib_case("zero_samples", {"a.npy": npy(np.zeros((0, 3, 4, 4), np.float32))}, 2, r"holds no samples"),
