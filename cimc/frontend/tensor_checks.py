@@ -138,6 +138,22 @@ def check_values(graph: Graph) -> None:
             _check_batchnorm(graph, node)
         if node.op == "Conv":
             _check_conv_bias(graph, node)
+        if node.op == "Gemm":
+            _check_gemm_bias(graph, node)
+
+
+def _check_gemm_bias(graph: Graph, node: Node) -> None:
+    """A Gemm's constant ``C`` broadcasts to its output ``(M, N)`` (ONNX: unidirectionally)."""
+    if len(node.inputs) < 3 or node.inputs[2] not in graph.initializers or node.outputs[0] not in graph.tensors:
+        return
+    bias, out = graph.initializers[node.inputs[2]].shape, tuple(graph.shape(node.outputs[0]))
+    try:
+        fits = np.broadcast_shapes(bias, out) == out
+    except ValueError:
+        fits = False
+    if not fits:
+        raise InvalidModelError(f"node '{node.name}' (Gemm): C '{node.inputs[2]}' of shape {list(bias)} does not "
+                                f"broadcast to the output's {list(out)}", details={"node": node.name})
 
 
 def _check_conv_bias(graph: Graph, node: Node) -> None:

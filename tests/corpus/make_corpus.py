@@ -300,6 +300,13 @@ def conv_bias_shape() -> onnx.ModelProto:
     return m
 
 
+def gemm_bias_shape() -> onnx.ModelProto:
+    """``valid`` whose Gemm adds a 4-vector to 10 outputs (found by the fuzzer: exit 9)."""
+    m = valid()
+    m.graph.node[5].input[2] = "bb"
+    return m
+
+
 def input_is_initializer() -> onnx.ModelProto:
     """The only graph input also has an initializer: nothing is left to feed."""
     m = one_conv()
@@ -425,6 +432,7 @@ CASES: tuple[Case, ...] = (
     Case("lrn_huge_size.onnx", lrn_huge, 4, r"'lrn' \(LRN\): size 2147483647 is over the supported 4096"),
     Case("deep_quant_metadata.onnx", deep_metadata, 3, r"'cimc\.quant' is not valid JSON"),
     Case("conv_bias_shape.onnx", conv_bias_shape, 3, r"'conv' \(Conv\): bias 'w' has shape \[4, 3, 3, 3\]"),
+    Case("gemm_bias_shape.onnx", gemm_bias_shape, 3, r"'fc' \(Gemm\): C 'bb' of shape \[4\]", ("--map-fc",)),
     Case("bn_param_shape.onnx", lambda: bn_model(s=np.ones(7, np.float32)), 3,
          r"bn.*(Dimension mismatch|has shape \[7\])"),
     calib_case("nan", {"a.npy": npy(np.full((1, 3, 4, 4), np.nan, np.float32))}, 2, r"NaN, infinite or out-of-range"),
