@@ -64,7 +64,7 @@ def grid_loop(state: BuildState) -> np.ndarray:
 
 
 def validate(state: BuildState) -> object:
-    from cimc.check.validate import validate_build
+    from cimc.emulator.validate import validate_build
 
     return validate_build(state.build, reference=False)
 

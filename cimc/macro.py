@@ -40,6 +40,9 @@ class MacroSpec:
         if self.adcs * self.bitlines_per_adc < self.bitlines:
             raise UsageError(f"macro spec '{self.name}': {self.adcs} ADCs × {self.bitlines_per_adc} bitlines "
                              f"each cannot serve {self.bitlines} bitlines")
+        if self.adc_bits < 2:
+            raise UsageError(f"macro spec '{self.name}': adc_bits={self.adc_bits}: an ADC of signed partial sums "
+                             "needs at least 2 bits")
         for bits in ("cell_bits", "dac_bits", "adc_bits"):
             if getattr(self, bits) > 16:
                 raise UsageError(f"macro spec '{self.name}': {bits}={getattr(self, bits)} is out of range (1..16)")

@@ -83,7 +83,7 @@ class Option:
 
 def _number_in(value: Any, kind: type, low: float | None, high: float | None) -> bool:
     allowed = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
+    if isinstance(value, bool) or not isinstance(value, allowed) or not -float("inf") < value < float("inf"):
         return False
     return (low is None or value >= low) and (high is None or value <= high)
 

@@ -10,13 +10,18 @@ of text. Error messages and console output pass such names through here:
 * ``shorten`` keeps the first 120 and last 40 characters of a string longer than 200 and
   says how long it was: ``LLLL…[10005 chars]…LLLL``;
 * ``safe_message`` applies both to a whole message: every quoted ``'…'`` part and every
-  whitespace-free run is shortened, and the message is capped at 4,000 characters.
+  whitespace-free run is shortened, and the message is capped at 4,000 characters;
+* ``terminal_text`` escapes like ``printable`` but keeps newlines, for multi-line output, and
+  ``safe_console`` is a rich console that passes every text segment it renders through it
+  (its own styling, emitted after, still works): tables of names from a build or a model
+  cannot clear the screen or retitle the terminal.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 MAX_NAME = 200
 MAX_MESSAGE = 4000
@@ -65,3 +70,23 @@ def safe_message(message: str) -> str:
     if len(text) > MAX_MESSAGE:
         text = f"{text[:MAX_MESSAGE]}…[message cut, {len(text)} chars]"
     return text
+
+
+def terminal_text(text: str) -> str:
+    """``printable`` for multi-line text: every unsafe character but ``\\n`` escaped."""
+    if text.isascii() and text.replace("\n", "").isprintable():
+        return text
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def safe_console(**kwargs: Any) -> Any:
+    """A ``rich.console.Console`` (same arguments) whose rendered text is ``terminal_text``."""
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class SafeConsole(Console):
+        def _render_buffer(self, buffer: Any) -> str:
+            return str(super()._render_buffer(
+                [s if s.control else Segment(terminal_text(s.text), s.style) for s in buffer]))
+
+    return SafeConsole(**kwargs)

@@ -52,7 +52,9 @@ def compiled(tmp: Path, data: str | Path | None, **options: object) -> dict:
 
 
 def test_tiny_adc_is_blamed_and_warned(tmp_path: Path, self_labelled: Path) -> None:
-    acc = compiled(tmp_path, self_labelled, adc_bits=2)["accuracy"]
+    """A 2-bit ADC is every layer's dominant loss (without scale-to-shift, whose ADC fold on so
+    coarse an ADC moves the step by up to √2 and is then blamed on the shift, as it should)."""
+    acc = compiled(tmp_path, self_labelled, adc_bits=2, no_shift=True)["accuracy"]
     assert acc["labelled"] and acc["float_top1"] == 1.0 and acc["compiled_top1"] < 0.9
     assert acc["drop"] == pytest.approx(100 * (1 - acc["compiled_top1"]))
     assert acc["layer_samples"] == 64 and len(acc["layers"]) == 4

@@ -74,3 +74,19 @@ def test_diff_cli() -> None:
     doc = json.loads(CliRunner().invoke(main, ["--json", "diff", str(a), str(b)]).output)
     assert doc == json.loads(json.dumps(diff_builds(read_build(a), read_build(b))))
     assert CliRunner().invoke(main, ["diff", str(a), "/nonexistent"]).exit_code == 8
+
+
+def test_unreadable_weights_are_never_same_weights(tmp_path: Path) -> None:
+    """A build whose weights cannot be read (or lack a macro's array) is not "same weights"."""
+    base = build(PACKED[0], **PACKED[1])
+    for damage in ("corrupt", "wrong shape"):
+        folder = copy_build(tmp_path / damage.replace(" ", "_"), PACKED[0], **PACKED[1])
+        if damage == "corrupt":
+            (folder / "weights.safetensors").write_bytes(b"not a safetensors file")
+        else:
+            edit_weights(folder, 0, lambda array: array[:-1])
+        doc = diff_builds(read_build(base), read_build(folder))
+        assert not doc["identical"]
+        assert any("weights not compared" in str(m.get("note")) for m in doc["macros"]), doc["macros"]
+        out = CliRunner().invoke(main, ["diff", str(base), str(folder)]).output
+        assert "same weights" not in out and "weights not compared" in out

@@ -8,11 +8,14 @@ Seeds are the valid models of ``tests/corpus``. Two mutators:
   opset and IR versions, dropped/duplicated/swapped nodes and initializers.
 
 Every mutant is written to a file and compiled (``import_onnx`` → passes → backend files).
-The only allowed outcomes are success or a ``CimcError`` with a one-line message. A
-``PassError`` (exit code 9: a pass failed on a model the frontend accepted) is allowed but
-logged; ``CIMC_FUZZ_STRICT=1`` turns it into a failure when hunting for such bugs.
+The only allowed outcomes are a success whose build ``cimc validate`` accepts (written with
+``write_build`` and checked by ``validate_build``: no NaN build, nothing the emulator would run
+differently from ``model.cim.onnx``) or a typed ``CimcError`` with a one-line message. A
+``PassError`` (exit code 9: a pass failed on a model the frontend accepted) and any other
+exception (exit code 1) fail the test: both are bugs in cimc.
 
-Default run: 800 byte and 1,200 field mutants, about 20 s (derandomized, so CI is stable).
+Default run: 800 byte and 1,200 field mutants, about 30 s with every successful build validated, and 60
+edited builds (derandomized, so CI is stable).
 A longer run for developers::
 
     CIMC_FUZZ_EXAMPLES=20000 python3 -m pytest tests/test_fuzz.py -q          # same examples as CI, more
@@ -37,13 +40,14 @@ from hypothesis import strategies as st
 
 from cimc.api import CompileOptions, compile_graph
 from cimc.backend.macro import build_files
+from cimc.build.directory import write_build
+from cimc.emulator.validate import validate_build
 from cimc.errors import CimcError, PassError
 from cimc.frontend import import_onnx
 from tests.corpus.make_corpus import HERE
 
 SEEDS = [(HERE / name).read_bytes() for name in ("valid.onnx", "residual.onnx", "unsorted.onnx")]
 EXAMPLES = int(os.environ.get("CIMC_FUZZ_EXAMPLES", "0"))
-STRICT = bool(os.environ.get("CIMC_FUZZ_STRICT"))
 log = logging.getLogger(__name__)
 OPS = ["Conv", "Relu", "Add", "Gemm", "MatMul", "MaxPool", "AveragePool", "Reshape", "Flatten", "Concat", "Pad",
        "Clip", "Softmax", "BatchNormalization", "Identity", "Dropout", "Transpose", "Slice", "Sum", "Mul",
@@ -68,15 +72,15 @@ def compile_bytes(data: bytes, folder: Path) -> str:
         options = CompileOptions(map_fc=True)
         graph, ctx = compile_graph(graph, options)
         source = {"kind": "onnx", "name": "mutant.onnx", "sha256": "0" * 64}  # the manifest wants 64 hex digits
-        build_files(graph, ctx.macro, None, source, options.public())
-    except PassError as exc:
-        if STRICT:
-            raise
-        log.warning("pass error (a bug to report): %s", exc.message)
-        return exc.kind
+        build = build_files(graph, ctx.macro, None, source, options.public())
+    except PassError:
+        raise  # exit 9 on generated input: a bug
     except CimcError as exc:
         assert exc.message and "\n" not in exc.message and len(exc.message) < 5000
         return exc.kind
+    write_build(folder / "build", build.files, build.manifest, force=True)
+    result = validate_build(folder / "build")
+    assert result.ok, [str(v) for v in result.violations]
     return "ok"
 
 
@@ -220,3 +224,78 @@ def test_fuzz_fields(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> N
 @given(data=st.one_of(byte_mutants(), field_mutants()))
 def test_fuzz_long(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
     compile_bytes(data, tmp_path_factory.getbasetemp())
+
+
+# -- build files: validate trusts nothing ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def seed_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, np.ndarray]:
+    """A build of ``residual.onnx`` (every digital op kind of the seeds) and its emulator output
+    on a fresh input (not one of validate's probes)."""
+    from cimc.api import compile_model
+    from cimc.emulator.run import Emulator
+
+    out = tmp_path_factory.mktemp("seed") / "build"
+    compile_model(HERE / "residual.onnx", out, CompileOptions())  # MatMul stays digital: it has constants
+    x = (np.random.default_rng(7).standard_normal((1, 3, 8, 8)) * 3).astype(np.float32)
+    return out, Emulator.open(out).run(x).outputs["y"]
+
+
+def _mutate_json(draw: st.DrawFn, doc: Any) -> None:
+    """Change one number, string or boolean somewhere inside ``doc``."""
+    parent: Any = None
+    key: Any = None
+    node = doc
+    for _ in range(12):
+        keys = list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        if not keys:
+            break
+        parent, key = node, keys[draw(st.integers(0, len(keys) - 1))]
+        node = parent[key]
+        if not isinstance(node, (dict, list)):
+            break
+    if parent is None or isinstance(node, (dict, list)):
+        return
+    if isinstance(node, bool):
+        parent[key] = not node
+    elif isinstance(node, (int, float)):
+        parent[key] = draw(st.sampled_from([node + 1, node - 1, -node, node * 2, 0, float(node) * 1.0001]))
+    elif isinstance(node, str):
+        parent[key] = draw(st.sampled_from(["Sigmoid", "Relu", "Identity", node + "x", ""]))
+
+
+@run_settings(60)
+@given(data=st.data())
+def test_fuzz_build_files(data: st.DataObject, seed_build: tuple[Any, np.ndarray],
+                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Edit one value of ``graph.json``, ``quant.json`` or ``digital.safetensors`` and re-hash
+    the manifest: ``cimc validate`` either reports a violation, or the emulator computes exactly
+    what the untouched build does on a fresh input (the edit changed nothing it executes)."""
+    import hashlib
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from cimc.emulator.run import Emulator
+
+    source, want = seed_build
+    folder = tmp_path_factory.mktemp("tamper") / "build"
+    shutil.copytree(source, folder)
+    name = data.draw(st.sampled_from(["graph.json", "quant.json", "digital.safetensors"]))
+    if name.endswith(".json"):
+        doc = json.loads((folder / name).read_text())
+        _mutate_json(data.draw, doc)
+        (folder / name).write_text(json.dumps(doc))
+    else:
+        arrays = load_file(folder / name)
+        key = data.draw(st.sampled_from(sorted(arrays)))
+        flat = arrays[key].reshape(-1).copy()
+        flat[data.draw(st.integers(0, flat.size - 1))] *= data.draw(st.sampled_from([-1.0, 2.0, 1.0001, 0.0]))
+        arrays[key] = flat.reshape(arrays[key].shape)
+        save_file(arrays, folder / name)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in manifest["files"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    if validate_build(folder).ok:
+        x = (np.random.default_rng(7).standard_normal((1, 3, 8, 8)) * 3).astype(np.float32)
+        np.testing.assert_array_equal(Emulator.open(folder).run(x).outputs["y"], want)

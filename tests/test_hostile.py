@@ -87,6 +87,8 @@ def test_accepted_models_compile(case: Case, tmp_path: Path, caplog: pytest.LogC
     assert code == 0, out + err
     assert json.loads(out)["totals"]["bitlines"] > 0
     build_files(tmp_path / "out")
+    code, out, err = cli("validate", str(tmp_path / "out"))  # exit 0 only with a build validate accepts
+    assert code == 0, out + err
     if case.name == "unsorted.onnx":
         assert "not topologically sorted" in caplog.text
     if case.name == "duplicate_node_names.onnx":
@@ -348,3 +350,172 @@ def test_safe_text() -> None:
     assert "\n" not in message and len(message) < 700 and "…[10004 chars]…" in message
     assert safe_message(message) == message
     assert len(safe_message("w " * 5000)) < 4100
+
+
+# -- round 2 (issue 16): build files, user files, terminals, bad values, failed writes -------------
+def _rehash(folder: Path) -> None:
+    import hashlib
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in manifest["files"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("round2") / "build"
+    assert cli("compile", str(HERE / "valid.onnx"), "-o", str(out))[0] == 0
+    return out
+
+
+@pytest.mark.parametrize("name", ["report.json", "layout.json", "graph.json", "weights.safetensors", "manifest.json",
+                                  "model.cim.onnx"])
+def test_build_file_symlink_refused_and_never_read(small_build: Path, tmp_path: Path, name: str) -> None:
+    """A build file that is a link to a file outside the build is refused before it is read:
+    its content appears in no output of any command."""
+    folder = tmp_path / "b"
+    shutil.copytree(small_build, folder)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"model": "TOPSECRET", "macro": "TOPSECRET"}')
+    (folder / name).unlink()
+    os.symlink(secret, folder / name)
+    for args in (("validate", str(folder)), ("inspect", str(folder)), ("emulate", str(folder)),
+                 ("diff", str(small_build), str(folder)), ("--json", "validate", str(folder))):
+        code, out, err = cli(*args)
+        assert "TOPSECRET" not in out + err and "Traceback" not in out + err, args
+        assert code != 0 or args[0] in ("diff", "inspect"), (args, out, err)  # these may not read that file
+    _, out, err = cli("validate", str(folder))
+    assert "symbolic link" in out + err
+
+
+def test_inspect_escapes_terminal_sequences_from_a_build(small_build: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "b"
+    shutil.copytree(small_build, folder)
+    report = json.loads((folder / "report.json").read_text())
+    report["model"] = "evil\x1b[2J\x1b]0;pwned\x07\u202e"
+    (folder / "report.json").write_text(json.dumps(report))
+    _rehash(folder)
+    for args in (("inspect", str(folder)), ("validate", str(folder))):
+        _, out, err = cli(*args)
+        assert "\x1b" not in out + err and "\u202e" not in out + err, args
+    assert "evil\\x1b[2J" in cli("inspect", str(folder))[1]
+
+
+def test_user_files_in_a_build_folder_are_kept(small_build: Path, tmp_path: Path) -> None:
+    """Recompiling into a build folder refuses (exit 2, naming the file) when it holds a file
+    cimc did not write; a listed file missing also makes it not cimc's; ``--force`` replaces."""
+    folder = tmp_path / "b"
+    shutil.copytree(small_build, folder)
+    (folder / "my_notes.txt").write_text("keep")
+    code, _, err = cli("compile", str(HERE / "valid.onnx"), "-o", str(folder))
+    assert code == 2 and "my_notes.txt" in err and "--force" in err
+    assert (folder / "my_notes.txt").read_text() == "keep"
+    (folder / "my_notes.txt").unlink()
+    (folder / "graph.txt").unlink()
+    code, _, err = cli("compile", str(HERE / "valid.onnx"), "-o", str(folder))
+    assert code == 2 and "graph.txt" in err
+    (folder / "sub").mkdir()
+    assert cli("compile", str(HERE / "valid.onnx"), "-o", str(folder), "--force")[0] == 0
+    assert build_files(folder) and not (folder / "sub").exists()
+    assert cli("compile", str(HERE / "valid.onnx"), "-o", str(folder))[0] == 0  # an exact build: replaced
+
+
+@pytest.mark.parametrize(("errno_code", "exit_code", "match"), [(28, 5, "No space left"), (30, 2, "Read-only"),
+                                                                (13, 2, "Permission denied")])
+def test_failed_writes_are_typed_and_keep_the_old_build(small_build: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, errno_code: int,
+                                                        exit_code: int, match: str) -> None:
+    import cimc.build.directory as directory
+
+    folder = tmp_path / "b"
+    shutil.copytree(small_build, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def fail(path: Path, data: bytes) -> None:
+        raise OSError(errno_code, os.strerror(errno_code), str(path))
+
+    monkeypatch.setattr(directory, "_write", fail)
+    code, _, err = cli("compile", str(HERE / "unsorted.onnx"), "-o", str(folder))
+    assert code == exit_code and re.search(match, err) and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary folder left
+
+
+def test_over_long_output_name_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = cli("compile", str(HERE / "valid.onnx"), "-o", str(tmp_path / ("a" * 300)))
+    assert code == 2 and "cannot write the build" in err
+
+
+@pytest.mark.parametrize("args", [("qat", str(HERE / "valid.onnx"), "--lr", "nan", "-o", "q"),
+                                  ("search", str(HERE / "valid.onnx"), "--max-acc-drop", "nan", "-o", "s"),
+                                  ("search", str(HERE / "valid.onnx"), "--max-acc-drop", "inf", "-o", "s")])
+def test_non_finite_cli_floats_are_usage_errors(args: tuple[str, ...], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(*args)
+    assert code == 2 and ("not a finite number" in err or "is not in the range" in err)  # FiniteFloat, or a declared range
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_morph_lambda_nan_is_a_usage_error(tmp_path: Path) -> None:
+    from cimc.errors import UsageError
+    from cimc.sweep.config import AXES
+
+    with pytest.raises(UsageError, match="number >= 0 and finite"):
+        AXES["morph_lambda"]("axes.morph_lambda[0]", float("nan"))
+
+
+@pytest.mark.parametrize(("macro", "code", "match"), [('preset = "paper"\ncell_bits = 1\n', 0, ""),
+                                                     ('preset = "paper"\nadc_bits = 1\n', 2, "at least 2 bits")])
+def test_one_bit_macros(tmp_path: Path, macro: str, code: int, match: str) -> None:
+    """1-bit cells compile (2-bit weights sliced over two cells) into a valid build; a 1-bit
+    ADC is a usage error."""
+    spec = tmp_path / "m.toml"
+    spec.write_text(macro)
+    got, _, err = cli("compile", str(HERE / "valid.onnx"), "-o", str(tmp_path / "out"), "--macro", str(spec))
+    assert got == code and match in err
+    if code == 0:
+        assert cli("validate", str(tmp_path / "out"))[0] == 0
+
+
+def test_calib_directory_named_npy_and_npz_without_samples(tmp_path: Path) -> None:
+    (tmp_path / "calib" / "a.npy").mkdir(parents=True)
+    code, _, err = cli("compile", str(HERE / "valid.onnx"), "-o", str(tmp_path / "o1"), "--calib",
+                       str(tmp_path / "calib"))
+    assert code == 2 and "a.npy" in err
+    np.savez(tmp_path / "zero.npz", x=np.zeros((0, 3, 4, 4), np.float32), y=np.zeros(0, np.int64))
+    code, _, err = cli("compile", str(HERE / "valid.onnx"), "-o", str(tmp_path / "o2"), "--calib",
+                       str(tmp_path / "zero.npz"))
+    assert code == 2
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_lrn_kernel_sums_the_clipped_window() -> None:
+    """The LRN kernel without padding equals the padded definition, for any size."""
+    from cimc.ops import find
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 3, 3)).astype(np.float32)
+    kernel = find("LRN").kernel
+    for size in (1, 2, 3, 4, 5, 11, 2**31 - 1):
+        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+        c = np.arange(5)
+        win = np.stack([(x.astype(np.float64) ** 2)[:, max(i - lo, 0):min(i + hi, 4) + 1].sum(1) for i in c], 1)
+        want = x / (1.0 + 1e-4 / size * win) ** 0.75
+        got = kernel([x], {"alpha": 1e-4, "beta": 0.75, "bias": 1.0, "size": size})
+        np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dims", ["99999999999999999999999,3,4,4", "1,3,4,9223372036854775808"])
+def test_input_shape_overflow_is_a_usage_error(tmp_path: Path, dims: str) -> None:
+    code, _, err = cli("compile", str(HERE / "symbolic_dims.onnx"), "-o", str(tmp_path / "o"), "--input-shape",
+                       f"x={dims}")
+    assert code == 2 and "at most 2^62" in err
+
+
+def test_graph_text_of_hostile_names_is_one_line_per_node(tmp_path: Path) -> None:
+    assert cli("compile", str(HERE / "hostile_names.onnx"), "-o", str(tmp_path / "o"))[0] == 0
+    text = (tmp_path / "o" / "graph.txt").read_text()
+    assert "\x1b" not in text and "\0" not in text
+    from cimc.build.graph_text import parse_graph_text
+
+    assert parse_graph_text(text)[1] == []

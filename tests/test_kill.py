@@ -30,7 +30,10 @@ CLI = "import sys; from cimc.cli.main import main; sys.argv[0] = 'cimc'; main()"
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    """Every file's sha256; the writer's marker (left in the build by a kill between the swap
+    and its removal, removed by the next compile) aside."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.name != atomic_dir.MARKER}
 
 
 def start_b(out: Path) -> subprocess.Popen[bytes]:
@@ -127,10 +130,17 @@ def test_stale_leftovers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     live = tmp_path / f".cimc-tmp-{host}-{os.getppid()}-ghi"  # a running process: maybe mid-write
     other_host = tmp_path / ".cimc-tmp-elsewhere-1-jkl"
     ancient = tmp_path / ".cimc-tmp-elsewhere-2-mno"
-    for folder in [*stale, live, other_host, ancient]:
+    # a user's folders named like leftovers but without cimc's marker are never deleted
+    unmarked = [tmp_path / f".cimc-tmp-{host}-{dead}-usr", tmp_path / ".cimc-old-notes"]
+    for folder in [*stale, live, other_host, ancient, *unmarked]:
         folder.mkdir()
         (folder / "layout.json").write_text("{half")
-    os.utime(ancient, (time.time() - 2 * atomic_dir.STALE_AFTER_S,) * 2)
+        if folder not in unmarked:
+            atomic_dir.mark(folder)
+    (tmp_path / unmarked[0] / atomic_dir.MARKER).write_text("forged")  # the marker's content counts too
+    for folder in (ancient, *unmarked):
+        os.utime(folder, (time.time() - 2 * atomic_dir.STALE_AFTER_S,) * 2)
     compile_model(MODEL, tmp_path / "out")
-    assert leftovers(tmp_path) == sorted(p.name for p in (live, other_host))
+    assert leftovers(tmp_path) == sorted(p.name for p in (live, other_host, *unmarked))
+    assert (unmarked[1] / "layout.json").read_text() == "{half"
     assert snapshot(tmp_path / "out")["manifest.json"]

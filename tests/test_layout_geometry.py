@@ -12,9 +12,9 @@ import pytest
 
 from cimc.api import compile_model
 from cimc.build.directory import sha256
-from cimc.check.validate import validate_build
 from cimc.documents import dumps
 from cimc.documents.layout import Layout
+from cimc.emulator.validate import validate_build
 from tests.onnx_builders import feeds_for, make_model, node, rand, run_ort
 
 CONV = {"strides": [2, 3], "pads": [1, 0, 2, 1], "dilations": [2, 1], "group": 2}

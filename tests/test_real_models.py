@@ -38,7 +38,7 @@ import pytest
 import torch
 
 from cimc.api import compile_model
-from cimc.check.validate import validate_build
+from cimc.emulator.validate import validate_build
 from cimc.errors import CimcError, UnsupportedError
 from cimc.frontend import import_onnx
 from cimc.ir.interpreter import run

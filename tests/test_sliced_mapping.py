@@ -12,8 +12,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from cimc.build.reader import read_build
-from cimc.check.validate import validate_build
 from cimc.cost.model import model_cost
+from cimc.emulator.validate import validate_build
 from cimc.ir.annotations import BitlinePlacement, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from cimc.build.cell_map import owners
-from cimc.check.validate import validate_build
 from cimc.cli.main import main
 from cimc.documents.layout import Layout
+from cimc.emulator.validate import validate_build
 from cimc.models import export_onnx
 from tests.map_builds import build, copy_build, edit_weights, read_json, rehash, write_json
 
@@ -118,6 +118,26 @@ def wide_bits(folder: Path) -> None:
     write_json(folder, "quant.json", doc)
 
 
+def relu_to_sigmoid(folder: Path) -> None:
+    doc = read_json(folder, "graph.json")
+    for node in doc["nodes"]:
+        node["op"] = "Sigmoid" if node["op"] == "Relu" else node["op"]
+    write_json(folder, "graph.json", doc)
+
+
+def negate_constants(folder: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(folder / "digital.safetensors")
+    save_file({k: -v for k, v in arrays.items()}, folder / "digital.safetensors")
+
+
+def shift_bias(folder: Path) -> None:
+    doc = read_json(folder, "quant.json")
+    doc["layers"][0]["bias"] = [b + 0.5 for b in doc["layers"][0]["bias"]]
+    write_json(folder, "quant.json", doc)
+
+
 CASES: dict[str, tuple[Callable[[Path], None], set[str], bool]] = {
     # name: (tampering, checks that must report it with a re-hashed manifest, needs the reference)
     "flipped weight code": (flip_code, {"cells", "reference"}, True),
@@ -130,6 +150,9 @@ CASES: dict[str, tuple[Callable[[Path], None], set[str], bool]] = {
     "column placed twice": (duplicate_column, {"layout", "cells"}, False),
     "bits over the macro's limits": (wide_bits, {"quant"}, False),
     "segment over the wordlines": (tall_segment, {"layout", "report"}, False),
+    "every Relu a Sigmoid in graph.json": (relu_to_sigmoid, {"graph", "outputs"}, False),
+    "digital constants negated": (negate_constants, {"graph", "outputs"}, False),
+    "a CIM layer's bias shifted in quant.json": (shift_bias, {"outputs"}, False),
 }
 
 
@@ -158,13 +181,27 @@ def test_flipped_code_needs_a_second_copy(tmp_path: Path) -> None:
     manifest["input"]["kind"] = "onnx"
     write_json(folder, "manifest.json", manifest)
     rehash(folder)
-    result = validate_build(folder, reference=True)
-    assert result.ok, result.violations
-    assert any("--model" in note for note in result.notes) and any("model.cim.onnx" in n for n in result.notes)
+    result = validate_build(folder, reference=True)  # no model.cim.onnx, no source: nothing proves graph.json
+    assert {(v.check, v.where) for v in result.violations} == {("graph", "model.cim.onnx"), ("reference", "source")}
+    assert any("--model" in v.message for v in result.violations)
     source = tmp_path / "tiny.onnx"
     export_onnx(TINY, source)
     caught = validate_build(folder, reference=source)
-    assert [v.check for v in caught.violations] == ["reference"]
+    assert [v.check for v in caught.violations] == ["graph", "reference"]
+    assert "cell(s) differ" in caught.violations[1].message
+
+
+def test_a_rebuild_that_fails_is_a_violation(tmp_path: Path) -> None:
+    """``--rebuild`` asks for a proof: options that cannot be replayed are a violation, not a note."""
+    folder = copy_build(tmp_path / "b", TINY)
+    manifest = read_json(folder, "manifest.json")
+    manifest["options"]["no_such_option"] = 1
+    write_json(folder, "manifest.json", manifest)
+    result = validate_build(folder, reference=True)
+    assert [v.check for v in result.violations] == ["reference"], result.violations
+    assert "cannot be replayed" in result.violations[0].message
+    cli = CliRunner().invoke(main, ["validate", str(folder), "--rebuild"])
+    assert cli.exit_code == 8 and "weights not compared" in cli.output
 
 
 def test_every_violation_is_listed(tmp_path: Path) -> None:

@@ -16,16 +16,21 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from cimc.backend.compute_files import digital_bytes, graph_document, quant_document
 from cimc.backend.layout import macro_arrays
 from cimc.documents import dumps
+from cimc.documents.quant import Quant
+from cimc.errors import InvalidModelError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.lowering.model import cim_model, serialize
 from cimc.macro import MacroSpec
+from cimc.quant.batching import static_batch
 from cimc.quant.cim_layer import cell_dtype, digit_matrix
+from cimc.quant.reference import PROBES, probe_feeds, run_compiled
 
 if TYPE_CHECKING:
     from cimc.passes.context import PassContext
@@ -43,10 +48,59 @@ def code_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) 
 
 
 def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
-    """``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``."""
+    """``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``; a
+    non-finite or underflowing number is an ``InvalidModelError``, never a NaN build."""
     doc, constants = graph_document(graph, nodes)
-    return {"quant.json": dumps(quant_document(graph, nodes), compact=True), "graph.json": dumps(doc, compact=True),
+    try:
+        quant = quant_document(graph, nodes)
+    except ValidationError as exc:  # a step of 0 or NaN from exploding or vanishing values
+        first = exc.errors()[0]
+        where = "/".join(str(p) for p in first.get("loc", ()))
+        raise InvalidModelError(f"the quantization of this model is not representable: quant.json {where}: "
+                                f"{str(first.get('msg', ''))[:120]} (input {str(first.get('input'))[:40]})",
+                                hint="the weights or activations are too small, too large or not finite "
+                                     "to quantize") from exc
+    check_finite(quant, constants)
+    check_probes(graph)
+    return {"quant.json": dumps(quant, compact=True), "graph.json": dumps(doc, compact=True),
             "digital.safetensors": digital_bytes(constants), "model.cim.onnx": serialize(cim_model(graph))}
+
+
+def check_probes(graph: Graph) -> None:
+    """The compiled model's outputs are finite on the random batches ``cimc validate`` runs
+    (``reference.PROBES``): a model whose values overflow float32 is an ``InvalidModelError``,
+    not a build that validate refuses."""
+    shapes = {name: graph.shape(name) for name in graph.inputs}
+    batch = static_batch(graph)
+    for seed, scale in PROBES:
+        with np.errstate(all="ignore"):
+            outputs = run_compiled(graph, probe_feeds(shapes, batch, seed, scale)).outputs
+        broken = [name for name, value in outputs.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
+        if broken:
+            raise InvalidModelError(f"the compiled model computes non-finite values in output '{broken[0]}' on "
+                                    f"random inputs (standard normal × {scale}): its values overflow float32",
+                                    hint="the weights or activations are too large to compile")
+
+
+def check_finite(quant: Quant, constants: dict[str, np.ndarray]) -> None:
+    """Every step and scale of every CIM layer a normal positive float32 (``≥ 2^−126``, finite:
+    a step that underflows to 0 or to a denormal divides by zero or loses the codes), every
+    bias and digital constant finite."""
+    tiny, huge = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    for layer in quant.layers:
+        for key in ("w_step", "a_step", "adc_step", "scale"):
+            values = np.atleast_1d(np.asarray(getattr(layer, key), dtype=np.float64))
+            bad = values[~((values >= tiny) & (values <= huge))]  # NaN is bad too
+            if bad.size:
+                raise InvalidModelError(f"layer '{layer.node}': the quantization {key} is {float(bad[0])}, not a "
+                                        "normal positive float32",
+                                        hint="the weights or activations are too small, too large or not finite "
+                                             "to quantize (denormal weights, vanishing or exploding activations)")
+        if not np.isfinite(np.asarray(layer.bias, dtype=np.float64)).all():
+            raise InvalidModelError(f"layer '{layer.node}': the folded bias is not finite")
+    for key, array in constants.items():
+        if not np.isfinite(array).all():
+            raise InvalidModelError(f"digital constant {key} holds non-finite values")
 
 
 def quant_info(ctx: PassContext) -> dict[str, Any]:

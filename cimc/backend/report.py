@@ -16,6 +16,7 @@ from cimc.documents.macro import MacroDoc
 from cimc.documents.report import DigitalOp, LayerRow, Report, Totals
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
+from cimc.safe_text import printable
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "layer"), ("params", "params"), ("bitlines", "bitlines"), ("segments", "segments"),
@@ -75,7 +76,9 @@ def cell_text(key: str, row: dict[str, Any]) -> str:
     value = row.get(key)
     if key == "macro_usage":
         return f"{100 * float(value or 0):.2f}%"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return printable(str(value)).replace("|", "\\|").strip()  # a model's name: one table cell, one line
 
 
 def layer_rows(cost: ModelCost) -> list[list[str]]:
@@ -87,14 +90,14 @@ def layer_rows(cost: ModelCost) -> list[list[str]]:
 
 def report_markdown(doc: Report, cost: ModelCost) -> str:
     m = doc.macro
-    lines = [f"# cimc report: {doc.model}", "",
+    lines = [f"# cimc report: {printable(doc.model)}", "",
              f"Macro `{m.name}`: {m.wordlines}×{m.bitlines} cells of {m.cell_bits} bits, "
              f"{m.adcs} ADCs of {m.adc_bits} bits, {m.load_cycles} cycles per macro load.", "",
              "| " + " | ".join(h for _, h in COLUMNS) + " |",
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in layer_rows(cost)]
     lines += ["", "The total row's partial sums are the largest layer's (buffers are reused).", ""]
-    lines += [f"- {note}" for note in doc.notes]
+    lines += [f"- {printable(note)}" for note in doc.notes]
     if doc.digital_ops:
         ops = sorted({d.op for d in doc.digital_ops})
         lines += [f"- digital ops ({len(doc.digital_ops)} nodes): {', '.join(ops)}"]

@@ -9,8 +9,13 @@ then swapped into place:
   renamed into place, so for an instant the target does not exist (never half of one).
 
 The old build is then deleted. A writer killed at any point (even ``SIGKILL``) leaves at
-most a ``.cimc-tmp-*`` or ``.cimc-old-*`` sibling. ``clean_stale`` removes those whose
-writer is gone: same host and a process id that no longer runs, or older than a day.
+most a ``.cimc-tmp-*`` or ``.cimc-old-*`` sibling. Each such folder carries the marker file
+``.cimc-writer`` (written into the temporary folder when it is made, and into the old
+build just before the swap, so the folder left at the temporary name after the swap carries
+it too; removed from the new build after the swap). ``clean_stale`` removes only folders
+whose name has the full pattern ``.cimc-(tmp|old)-<host>-<pid>-…``, which are real folders
+(not links) holding that marker, and whose writer is gone: same host and a process id that
+no longer runs, or older than a day. A user's ``.cimc-old-notes`` folder is never touched.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +43,9 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:40] or "host"
 _NAME = re.compile(r"^\.cimc-(?:tmp|old)-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-")
+#: The file that proves a leftover folder was made by a cimc writer (module doc).
+MARKER = ".cimc-writer"
+_MARK = b"cimc: a temporary folder of an atomic build write; safe to delete once its writer is gone\n"
 
 
 def _umask() -> int:
@@ -49,7 +58,36 @@ def make_temp(parent: Path, prefix: str = TMP_PREFIX) -> Path:
     """A new empty folder in ``parent`` named after this host and process (mode per umask)."""
     path = Path(tempfile.mkdtemp(prefix=f"{prefix}{_HOST}-{os.getpid()}-", dir=parent))
     os.chmod(path, 0o777 & ~_umask())
+    mark(path)
     return path
+
+
+def mark(folder: Path) -> None:
+    """Write the marker that lets ``clean_stale`` delete ``folder`` once its writer is gone."""
+    fd = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(_MARK)
+
+
+def is_marked(folder: Path) -> bool:
+    """``folder`` is a real folder holding cimc's marker file with its exact content — or
+    holding nothing but (at most) a marker file, so deleting it loses nothing (a writer
+    killed between making the folder and finishing the marker)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        names = os.listdir(folder)
+        if not names or (names == [MARKER] and stat.S_ISREG(os.lstat(folder / MARKER).st_mode)
+                         and os.lstat(folder / MARKER).st_size < len(_MARK)):
+            return True
+        path = folder / MARKER
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(_MARK):
+            return False
+        with open(path, "rb") as fh:
+            return fh.read(len(_MARK) + 1) == _MARK
+    except OSError:
+        return False
 
 
 def _libc_exchange() -> Callable[..., int] | None:
@@ -83,16 +121,22 @@ def exchange(a: Path, b: Path) -> bool:
 
 def swap_into_place(new: Path, target: Path) -> None:
     """Make ``new`` (a complete folder) appear at ``target``, replacing what was there."""
+    if os.path.lexists(target) and os.path.isdir(target) and not os.path.islink(target):
+        mark(target)  # the old build, about to move to a temporary name: deletable if we die
     if not os.path.lexists(target):
         os.rename(new, target)
     elif exchange(new, target):
         remove(new)  # ``new`` now names the old build
     else:
         old = make_temp(target.parent, OLD_PREFIX)
+        for entry in old.iterdir():
+            entry.unlink()
         os.rmdir(old)
         os.rename(target, old)
         os.rename(new, target)
         remove(old)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target / MARKER)
     _fsync_dir(target.parent)
 
 
@@ -126,9 +170,12 @@ def _alive(pid: int) -> bool:
 
 
 def is_stale(entry: Path, now: float | None = None) -> bool:
-    """A ``.cimc-tmp-*``/``.cimc-old-*`` folder whose writer has gone."""
+    """A ``.cimc-tmp-*``/``.cimc-old-*`` folder of a cimc writer (name and marker) that has
+    gone (module doc)."""
     match = _NAME.match(entry.name)
-    if match and match["host"] == _HOST and not _alive(int(match["pid"])):
+    if match is None or not is_marked(entry):
+        return False
+    if match["host"] == _HOST and not _alive(int(match["pid"])):
         return True
     try:
         age = (time.time() if now is None else now) - entry.lstat().st_mtime

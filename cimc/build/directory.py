@@ -4,8 +4,10 @@ instant — sees the previous build or the new one, never half of one.
 
 Safety rules for the target folder:
 
-* a folder that exists but was not made by cimc (no regular ``manifest.json`` naming cimc)
-  is not replaced unless ``force``;
+* a folder that exists and is not empty is replaced only when it is exactly a cimc build
+  (``foreign_entries``: a valid cimc ``manifest.json`` whose listed files are all there as
+  regular files, and nothing else), so a user's file inside a build folder is never deleted;
+  ``force`` replaces any folder — with everything in it;
 * the file system root, the home folder, the current folder and its ancestors are never
   replaced, not even with ``force``;
 * a symbolic link to a folder is followed (the build replaces the folder it points to);
@@ -20,21 +22,26 @@ Leftovers of killed compiles in the parent folder are removed before writing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cimc.build.atomic_dir import clean_stale, make_temp, remove, swap_into_place
+from cimc.build.atomic_dir import MARKER, clean_stale, make_temp, remove, swap_into_place
 from cimc.documents import dumps
 from cimc.documents.manifest import Manifest
-from cimc.errors import UsageError
+from cimc.errors import CimcError, ResourceLimitError, UsageError
 from cimc.limits import MANIFEST_BYTES
+from cimc.safe_text import safe_name
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = MANIFEST_BYTES
+_FILE_NAME = re.compile(r"[a-z0-9_.-]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256(data: bytes) -> str:
@@ -42,17 +49,36 @@ def sha256(data: bytes) -> str:
 
 
 def is_cimc_build(folder: Path) -> bool:
-    """``folder/manifest.json`` is a regular, reasonably small JSON file naming cimc (a FIFO
-    or a device called ``manifest.json`` is never opened)."""
+    """Whether ``folder`` is exactly a build cimc wrote (``foreign_entries`` is empty)."""
+    return not foreign_entries(folder)
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """What in ``folder`` cimc did not write; ``[]`` only when ``folder/manifest.json`` is a
+    regular, reasonably small JSON object with ``tool: "cimc"`` and a ``files`` table of plain
+    names and sha256 digests, every listed file is a regular file there, and nothing else is
+    (no other file, folder or link; the writer's marker ``.cimc-writer`` aside). A FIFO or a
+    device called ``manifest.json`` is never opened."""
     path = folder / MANIFEST
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
-            return False
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("tool") == "cimc"
+            return [MANIFEST]
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            doc = json.loads(fh.read(MAX_MANIFEST_BYTES + 1))
+        entries = {p.name: p for p in folder.iterdir()}
+    except (OSError, ValueError, RecursionError):
+        return [MANIFEST]
+    listed = doc.get("files") if isinstance(doc, dict) and doc.get("tool") == "cimc" else None
+    if not isinstance(listed, dict) or not all(
+            isinstance(k, str) and _FILE_NAME.fullmatch(k) and isinstance(v, str) and _SHA256.fullmatch(v)
+            for k, v in listed.items()):
+        return [MANIFEST]
+    foreign = sorted(set(entries) - set(listed) - {MANIFEST, MARKER})
+    missing = sorted(set(listed) - set(entries))
+    irregular = sorted(n for n in set(listed) & set(entries) if not entries[n].is_file() or entries[n].is_symlink())
+    return foreign + [f"{n} (listed, missing)" for n in missing] + [f"{n} (not a regular file)" for n in irregular]
 
 
 def _protected(target: Path) -> str | None:
@@ -69,7 +95,15 @@ def _protected(target: Path) -> str | None:
 
 
 def check_target(target: Path, force: bool) -> None:
-    """Refuse to replace a non-empty folder that cimc did not create (unless ``force``)."""
+    """Refuse to replace a non-empty folder that cimc did not create (unless ``force``); a
+    target the system cannot even look at (a name too long, no permission) is a typed error."""
+    try:
+        _check_target(target, force)
+    except OSError as exc:
+        raise write_error(exc, target) from exc
+
+
+def _check_target(target: Path, force: bool) -> None:
     if target.is_symlink() and not target.exists():
         raise UsageError(f"output path {target} is a broken symbolic link")
     if target.exists() and not target.is_dir():
@@ -80,9 +114,14 @@ def check_target(target: Path, force: bool) -> None:
     if reason is not None:
         raise UsageError(f"refusing to replace the output folder {target}: {reason}",
                          hint="choose a new folder with -o")
-    if any(target.iterdir()) and not is_cimc_build(target) and not force:
-        raise UsageError(f"output folder {target} exists and was not made by cimc",
-                         hint="choose another -o or pass --force to replace it")
+    if force or not any(target.iterdir()):
+        return
+    foreign = foreign_entries(target)
+    if foreign:
+        shown = ", ".join(safe_name(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                                                   else "")
+        raise UsageError(f"output folder {target} was not made by cimc: it holds what cimc did not write ({shown})",
+                         hint="move those files away, choose another -o, or pass --force to replace the folder")
 
 
 def _check_names(files: dict[str, bytes]) -> None:
@@ -97,6 +136,25 @@ def write_build(target: Path, files: dict[str, bytes], manifest: Manifest, force
     """Write ``files`` plus a manifest holding their sha256 into ``target``, atomically."""
     _check_names(files)
     check_target(target, force)
+    try:
+        _write_all(target, files, manifest)
+    except OSError as exc:
+        raise write_error(exc, target) from exc
+
+
+def write_error(exc: OSError, target: Path) -> CimcError:
+    """The typed error of a failed write: a full disk is a ``ResourceLimitError`` (exit 5), a
+    read-only, forbidden or over-long target a ``UsageError`` (exit 2); nothing was replaced."""
+    what = f"cannot write the build to {target}: {exc.strerror or type(exc).__name__}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceLimitError(what + " (the previous build, if any, is unchanged)",
+                                  hint="free some space or choose another -o")
+    return UsageError(what + " (the previous build, if any, is unchanged)",
+                      hint="choose a writable folder with -o" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+                      else "choose another -o")
+
+
+def _write_all(target: Path, files: dict[str, bytes], manifest: Manifest) -> None:
     if target.is_symlink():
         target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)

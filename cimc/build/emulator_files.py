@@ -5,11 +5,13 @@ files are then parsed into their typed models (``cimc.documents``).
 
 The emulator reads ``manifest.json``, ``layout.json``, ``quant.json``, ``graph.json``,
 ``weights.safetensors`` and ``digital.safetensors`` — never ``model.cim.onnx`` nor the source
-model. Every failure is a ``BuildError`` (exit code 8) naming the file and what is wrong.
+model. A file that is a symbolic link or not a regular file is refused before it is read
+(``cimc.build.reader.read_bytes``). Every failure is a ``BuildError`` (exit code 8) naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
 import cimc.schemas as schemas
+from cimc.build.reader import read_bytes
 from cimc.documents import GraphDoc, Layout, Quant
 from cimc.documents.parse import parse
 from cimc.errors import BuildError
@@ -69,10 +72,7 @@ def read_build(path: str | Path) -> BuildFiles:
 
 
 def _authentic(folder: Path, name: str, digest: str) -> bytes:
-    try:
-        data = (folder / name).read_bytes()
-    except OSError as exc:
-        raise BuildError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    data = read_bytes(folder / name)
     if hashlib.sha256(data).hexdigest() != digest:
         raise BuildError(f"{name} does not match the sha256 in manifest.json: the file was modified",
                          hint="recompile the build; do not edit its files")
@@ -80,11 +80,7 @@ def _authentic(folder: Path, name: str, digest: str) -> bytes:
 
 
 def _json(folder: Path, name: str, schema: str) -> dict[str, Any]:
-    try:
-        data = (folder / name).read_bytes()
-    except OSError as exc:
-        raise BuildError(f"cannot read {name}: {exc.strerror or exc}") from exc
-    return _parse(name, data, schema)
+    return _parse(name, read_bytes(folder / name), schema)
 
 
 def _parse(name: str, data: bytes, schema: str) -> dict[str, Any]:
@@ -93,11 +89,21 @@ def _parse(name: str, data: bytes, schema: str) -> dict[str, Any]:
     except ValueError as exc:
         raise BuildError(f"{name} is not valid JSON: {exc}") from exc
     try:
-        jsonschema.validate(_skeleton(doc) if schema == "layout" else doc, _schema(schema))
+        _validator(schema).validate(_skeleton(doc) if schema == "layout" else doc)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise BuildError(f"{name} does not match its schema at {where}: {exc.message}") from exc
     return dict(doc)
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    """A validator of ``_schema(name)``, made (and the schema itself checked) once: checking
+    the schema against its meta-schema is most of the time of a ``jsonschema.validate``."""
+    schema = _schema(name)
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
 
 
 def _schema(name: str) -> dict[str, Any]:

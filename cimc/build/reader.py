@@ -11,8 +11,11 @@ files say; the viewers only display it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -35,11 +38,25 @@ WEIGHTS = "weights.safetensors"
 
 
 def read_bytes(path: Path) -> bytes:
-    """The bytes of one file of a build, or ``BuildError`` naming it."""
+    """The bytes of one file of a build, or ``BuildError`` naming it. The file must be the
+    build's own: a symbolic link is refused before anything is read (``O_NOFOLLOW``), and so
+    is anything but a regular file (a FIFO is opened non-blocking and refused, never read)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if path.is_symlink():
+        raise BuildError(f"{path.name} is a symbolic link: a build's files must be its own regular files")
     try:
-        return path.read_bytes()
+        fd = os.open(path, flags)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BuildError(f"{path.name} is a symbolic link: a build's files must be its own regular files") from exc
         raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BuildError(f"{path.name} is not a regular file")
+        try:
+            return fh.read()
+        except OSError as exc:
+            raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
 
 
 def read_json(path: Path) -> Any:
@@ -111,14 +128,19 @@ class BuildDir:
 
     def optional_json(self, name: str) -> Any:
         path = self.path / name
-        return read_json(path) if path.is_file() else None
+        return read_json(path) if self.has(name) else None
 
     def has(self, name: str) -> bool:
-        return (self.path / name).is_file()
+        """Whether the build has an entry ``name`` (a link counts: reading it is refused)."""
+        return os.path.lexists(self.path / name)
 
     def text(self, name: str) -> str | None:
-        path = self.path / name
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        if not self.has(name):
+            return None
+        try:
+            return read_bytes(self.path / name).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BuildError(f"{name} is not UTF-8 text") from exc
 
     @property
     def num_macros(self) -> int:
@@ -157,10 +179,9 @@ class BuildDir:
 def load_weights(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
+    data = read_bytes(path)
     try:
-        return dict(load(path.read_bytes()))
-    except OSError as exc:
-        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+        return dict(load(data))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise BuildError(f"{path.name} is not a valid safetensors file: {exc}") from exc
 
@@ -171,10 +192,10 @@ def read_build(path: str | Path) -> BuildDir:
     if not folder.is_dir():
         raise BuildError(f"{folder} is not a build directory (no such folder)",
                          hint="pass the -o folder of a `cimc compile`")
-    if not (folder / MANIFEST).is_file():
+    if not os.path.lexists(folder / MANIFEST):
         raise BuildError(f"{folder} has no {MANIFEST}: not a cimc build directory")
     manifest = read_json(folder / MANIFEST)
-    if not (folder / LAYOUT).is_file():
+    if not os.path.lexists(folder / LAYOUT):
         raise BuildError(f"{folder} has no {LAYOUT}")
     if not isinstance(manifest, dict):
         raise BuildError(f"{folder}: {MANIFEST} must hold a JSON object")

@@ -37,6 +37,7 @@ from cimc.documents.schedule import CimStep, DigitalStep, InitialLoad, Schedule,
 from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.safe_text import printable
 
 
 def layout_graph(build: BuildDir) -> Graph:
@@ -151,13 +152,16 @@ def _graph_nodes(build: BuildDir) -> tuple[list[TextNode] | None, str, list[str]
     doc = build.optional_json("graph.json")
     if not isinstance(doc, dict):
         return None, "graph.txt", ["graph.txt and graph.json missing: the execution order cannot be checked"]
-    return [TextNode(str(n["name"]), str(n["op"]), tuple(n["inputs"]), tuple(n["outputs"]), None,
-                     n.get("cim_layer") is not None) for n in doc.get("nodes", [])], "graph.json", []
+    return [TextNode(printable(str(n["name"])), str(n["op"]), tuple(map(printable, n["inputs"])),
+                     tuple(map(printable, n["outputs"])), None, n.get("cim_layer") is not None)
+            for n in doc.get("nodes", [])], "graph.json", []
 
 
 def _check_order(steps: list[Step], nodes: list[TextNode], build: BuildDir) -> Iterator[Violation]:
+    """``nodes`` name things as ``graph.txt`` prints them (``printable``), so the schedule's
+    names are compared escaped too."""
     by_name = {n.name: n for n in nodes}
-    names = [s.node for s in steps]
+    names = [printable(s.node) for s in steps]
     for name in sorted(set(by_name) - set(names)):
         yield Violation("schedule", "schedule.json", f"node {name} of the graph is never executed")
     counts = Counter(names)
@@ -166,7 +170,7 @@ def _check_order(steps: list[Step], nodes: list[TextNode], build: BuildDir) -> I
     producer = {t: n.name for n in nodes for t in n.outputs}
     position = {name: i for i, name in enumerate(names)}
     for i, step in enumerate(steps):
-        node = by_name.get(step.node)
+        node = by_name.get(names[i])
         if step.step != i:
             yield Violation("schedule", f"step {i}", f"numbered {step.step!r}")
         if node is None:

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from cimc.build.cell_map import Owners
-from cimc.build.reader import BuildDir
+from cimc.build.reader import BuildDir, read_bytes
 from cimc.check.violations import Validation, Violation
 from cimc.documents.layout import Layer
+from cimc.errors import BuildError
 from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
 
@@ -123,14 +124,25 @@ def _code_ranges(build: BuildDir, w_bits: list[int]) -> Iterator[Violation]:
                             f"{int(hi[layer[w, b], digit[w, b]])})")
 
 
-def _onnx_cells(build: BuildDir) -> dict[str, np.ndarray] | None:
-    path = build.path / ONNX_FILE
-    if not path.is_file():
-        return None
+def read_onnx(build: BuildDir) -> Any:
+    """The build's ``model.cim.onnx`` (read like every build file, ``read_bytes``: no link
+    followed, nothing outside the build), or ``None`` when it has none."""
     import onnx
+
+    if not build.has(ONNX_FILE):
+        return None
+    try:
+        return onnx.load_model_from_string(read_bytes(build.path / ONNX_FILE))
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise BuildError(f"{ONNX_FILE} is not a valid ONNX model ({type(exc).__name__})") from exc
+
+
+def _onnx_cells(build: BuildDir) -> dict[str, np.ndarray] | None:
     from onnx import numpy_helper
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(build)
+    if model is None:
+        return None
     wanted = {f"{name}/cell_codes" for name in build.layer_names}
     return {t.name.rsplit("/", 1)[0]: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in wanted}
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ import numpy as np
 
 import cimc.schemas as schemas
 from cimc.build.directory import sha256
-from cimc.build.reader import MANIFEST, BuildDir, read_build
+from cimc.build.reader import MANIFEST, BuildDir, read_build, read_bytes
 from cimc.check.cost import check_report, check_schedule
+from cimc.check.equivalence import check_graph_structure
 from cimc.check.layout import check_layout, check_placement_policy
 from cimc.check.quant import check_onnx_cells, check_quant
 from cimc.check.violations import Check, Validation, Violation
@@ -52,17 +53,21 @@ OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 
 
-def validate_build(path: str | Path, reference: str | Path | bool = False) -> Validation:
+def validate_build(path: str | Path, reference: str | Path | bool = False,
+                   extra: Sequence[tuple[str, Check]] = ()) -> Validation:
     """Run every check on the build at ``path``. ``reference``: ``True`` also compiles the
     zoo source named in the manifest again and compares every cell, a path does so with
     that ONNX file; the rebuild uses *this* cimc, so a build from another version of the
-    compiler may legitimately differ."""
+    compiler may legitimately differ. ``extra``: checks of higher layers, run after the
+    structural ones — ``cimc.emulator.validate.validate_build`` (what ``cimc validate``
+    runs) adds the emulator against onnxruntime on ``model.cim.onnx`` (``outputs``)."""
     result = Validation(Path(path))
     build = read_build(path)
     checks: list[tuple[str, Check]] = [
         ("manifest", check_manifest), ("sha256", check_hashes), ("schemas", check_schemas),
         ("layout", check_layout), ("placement", check_placement_policy), ("weights", check_weight_arrays),
-        ("quant", check_quant), ("cells", check_onnx_cells), ("schedule", check_schedule), ("report", check_report)]
+        ("quant", check_quant), ("cells", check_onnx_cells), ("graph", check_graph_structure), *extra,
+        ("schedule", check_schedule), ("report", check_report)]
     if reference is not False:
         checks.append(("reference", lambda b, r: check_reference(b, r, None if reference is True else reference)))
     for name, check in checks:
@@ -106,13 +111,17 @@ def check_hashes(build: BuildDir, result: Validation) -> Iterator[Violation]:
     if not isinstance(listed, dict):
         yield Violation("sha256", MANIFEST, "no 'files' table of sha256 digests")
         return
-    present = {p.name for p in build.path.iterdir() if p.is_file()} - {MANIFEST}
+    present = {p.name for p in build.path.iterdir() if p.is_symlink() or not p.is_dir()} - {MANIFEST}
     for name in sorted(set(listed) - present):
         yield Violation("sha256", name, "listed in the manifest but missing")
     for name in sorted(present - set(listed)):
         yield Violation("sha256", name, "present but not listed in the manifest")
     for name in sorted(set(listed) & present):
-        digest = sha256((build.path / name).read_bytes())
+        try:
+            digest = sha256(read_bytes(build.path / name))
+        except BuildError as exc:
+            yield Violation("sha256", name, exc.message)
+            continue
         if digest != listed[name]:
             yield Violation("sha256", name, f"sha256 is {digest[:16]}…, the manifest says {str(listed[name])[:16]}…")
 
@@ -123,7 +132,10 @@ def check_schemas(build: BuildDir, result: Validation) -> Iterator[Violation]:
         if path.name == MANIFEST or not _has_schema(path.stem):
             continue
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(read_bytes(path).decode("utf-8"))
+        except BuildError as exc:
+            yield Violation("schemas", path.name, exc.message)
+            continue
         except ValueError as exc:
             yield Violation("schemas", path.name, f"not valid JSON: {exc}")
             continue

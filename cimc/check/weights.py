@@ -96,13 +96,8 @@ def _cells(where: np.ndarray) -> str:
 def check_reference(build: BuildDir, result: Validation, model: str | Path | None) -> Iterator[Violation]:
     """Compare every cell with the arrays rebuilt from the authenticated source model."""
     rebuilt = _rebuild(build, result, model)
-    if isinstance(rebuilt, str):
-        if model is None:  # a zoo export may differ between torch versions: not the build's fault
-            result.notes.append(f"weights not compared: {rebuilt}")
-        else:
-            yield Violation("reference", str(model), rebuilt)
-        return
-    if rebuilt is None:
+    if isinstance(rebuilt, str):  # asked for a rebuild and got none: the build is not proven
+        yield Violation("reference", str(model or "source"), f"weights not compared: {rebuilt}")
         return
     weights, own = build.weights(), build.owners
     for name in sorted(set(rebuilt) - set(weights)):
@@ -132,33 +127,39 @@ def _explain(build: BuildDir, own: Owners, m: int, w: int, b: int, got: np.ndarr
             f"input channel {cell['in_channel']}, kernel {tuple(cell['kernel_pos'])})")
 
 
-def _rebuild(build: BuildDir, result: Validation, model: str | Path | None) -> dict[str, np.ndarray] | str | None:
-    """The weight arrays of the source compiled again; ``None`` (with a note) when there is no
-    source to compile, or why the source found is not the build's."""
+def _rebuild(build: BuildDir, result: Validation, model: str | Path | None) -> dict[str, np.ndarray] | str:
+    """The weight arrays of the source compiled again, or why there are none: no source to
+    compile, options that cannot be replayed, a compile that failed (e.g. calibration data
+    not here any more), or a source that is not the build's (sha256). ``--rebuild`` asks for
+    a proof, so each of those is a violation, not a note."""
     source = build.manifest.get("input", {})
+    source = source if isinstance(source, dict) else {}
     target = model if model is not None else (source.get("name") if source.get("kind") == "zoo" else None)
     if target is None:
-        result.notes.append("weights not compared with the source model: pass --model FILE.onnx")
-        return None
-    options = _options(build, result)
-    if options is None:
-        return None
+        return "the build was not compiled from a zoo model: pass --model FILE.onnx"
+    options = _options(build)
+    if isinstance(options, str):
+        return options
     try:
         return _compile_weights(build, result, str(target), options)
-    except CimcError as exc:  # e.g. calibration data that is not here any more
-        result.notes.append(f"weights not compared: compiling '{target}' again failed: {exc.message}")
-        return None
+    except CimcError as exc:
+        return f"compiling '{target}' again failed: {exc.message}"
+    except (TypeError, ValueError) as exc:  # options of the wrong type in the manifest
+        return f"compiling '{target}' again failed: {type(exc).__name__}"
 
 
-def _options(build: BuildDir, result: Validation) -> Any:
+def _options(build: BuildDir) -> Any:
+    """The manifest's compile options, or why they cannot be replayed."""
     from cimc.api import CompileOptions
 
-    recorded = dict(build.manifest.get("options", {}))
+    recorded = build.manifest.get("options", {})
+    if not isinstance(recorded, dict):
+        return "the manifest's options are not a table"
+    recorded = dict(recorded)
     known = {f.name for f in fields(CompileOptions)}
     unknown = sorted(set(recorded) - known)
     if unknown:
-        result.notes.append(f"weights not compared: options {', '.join(unknown)} cannot be replayed")
-        return None
+        return f"options {', '.join(unknown)[:200]} cannot be replayed"
     shapes = recorded.pop("input_shapes", None) or None
     return CompileOptions(**recorded, input_shapes={k: tuple(v) for k, v in shapes.items()} if shapes else None,
                           macro=build.macro, bitline_budget=build.manifest.get("bitline_budget"))

@@ -15,9 +15,28 @@ from typing import Any, TypeVar
 import click
 
 from cimc.errors import CimcError, UsageError
-from cimc.safe_text import safe_message
+from cimc.safe_text import safe_message, terminal_text
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_DIM = 2**62  # an ONNX dimension is an int64; the memory budget judges the rest
+
+
+def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` of text that may hold names from a build or a model: control
+    characters escaped (``terminal_text``), so no output can drive the terminal."""
+    click.echo(terminal_text(str(message)), err=err, nl=nl)
+
+
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and ±inf (``--lr nan`` is a usage error)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not -float("inf") < number < float("inf"):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class State:
@@ -130,7 +149,7 @@ def parse_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
             shape = tuple(int(d) for d in dims.split(","))
         except ValueError:
             raise UsageError(f"bad --input-shape '{value}'", hint="use NAME=1,3,32,32") from None
-        if not shape or min(shape) < 1:
-            raise UsageError(f"bad --input-shape '{value}': dimensions must be positive")
+        if not shape or min(shape) < 1 or max(shape) > MAX_DIM:
+            raise UsageError(f"bad --input-shape '{value}': dimensions must be positive and at most 2^62")
         shapes[name] = shape
     return shapes or None

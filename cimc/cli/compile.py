@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.common import State, echo, guarded, parse_shapes
 from cimc.cli.morph import morph_options, structure_morph
 from cimc.cli.options import LIMITS, MAPPING, declared
 from cimc.cli.quant import pop_quant, print_quant, quant_options
@@ -60,11 +60,11 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
     if state.as_json:
         result = compile_model(source, output, options)
         accuracy = result.report.get("accuracy")
-        click.echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
-                               "accuracy": accuracy, "accuracy_unknown": result.report.get("accuracy_unknown")},
-                              sort_keys=True))
+        echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
+                         "accuracy": accuracy, "accuracy_unknown": result.report.get("accuracy_unknown")},
+                        sort_keys=True))
         if accuracy is not None and accuracy.get("warning"):
-            click.echo(f"warning: {accuracy['warning']}", err=True)  # never missed, even under --json
+            echo(f"warning: {accuracy['warning']}", err=True)  # never missed, even under --json
         return
     from rich.console import Console
 
@@ -74,7 +74,7 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
         result = compile_model(source, output, options)
     print_report(result.report, result.cost, wide)
     print_quant(result.report, wide)
-    click.echo(f"wrote {result.out_dir}/")
+    echo(f"wrote {result.out_dir}/")
 
 
 #: Columns of the layer table left out of a 100-column console (``--wide`` shows them).

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cimc.cli.common import State, guarded
+from cimc.cli.common import State, echo, guarded
 from cimc.cli.options import PREPROCESS, declared
 from cimc.errors import UsageError
 
@@ -116,13 +116,13 @@ def _top1(outputs: np.ndarray) -> np.ndarray:
 
 def _print(state: State, result: dict[str, Any]) -> None:
     if state.as_json:
-        click.echo(json.dumps(result, sort_keys=True))
+        echo(json.dumps(result, sort_keys=True))
         return
-    click.echo(f"{result['samples']} sample(s) through {result['build']}: outputs {result['output_shape']}")
+    echo(f"{result['samples']} sample(s) through {result['build']}: outputs {result['output_shape']}")
     if "accuracy" in result:
-        click.echo(f"top-1 accuracy on {result['dataset']}: {100 * result['accuracy']:.2f}%")
+        echo(f"top-1 accuracy on {result['dataset']}: {100 * result['accuracy']:.2f}%")
     else:
         shown = result["top1"][:20]
-        click.echo("top-1 class: " + " ".join(str(c) for c in shown) + (" …" if len(result["top1"]) > 20 else ""))
+        echo("top-1 class: " + " ".join(str(c) for c in shown) + (" …" if len(result["top1"]) > 20 else ""))
     if "golden" in result:
-        click.echo(f"golden vectors in {result['golden']}/")
+        echo(f"golden vectors in {result['golden']}/")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from cimc.cli.common import State, guarded
+from cimc.cli.common import State, echo, guarded
 from cimc.errors import UsageError
 
 
@@ -51,7 +51,7 @@ def export_qdq_cmd(state: State, build: Path, output: Path, opset: int, scales: 
     counts = {op: sum(n.op_type == op for n in model.graph.node) for op in ("QuantizeLinear", "DequantizeLinear")}
     result = {"output": str(output), "opset": opset, "scales": scales, "bytes": len(data), **counts}
     if state.as_json:
-        click.echo(json.dumps(result, sort_keys=True))
+        echo(json.dumps(result, sort_keys=True))
         return
-    click.echo(f"wrote {output} (opset {opset}, {len(data):,} bytes): {counts['QuantizeLinear']} QuantizeLinear, "
+    echo(f"wrote {output} (opset {opset}, {len(data):,} bytes): {counts['QuantizeLinear']} QuantizeLinear, "
                f"{counts['DequantizeLinear']} DequantizeLinear")

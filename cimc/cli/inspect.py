@@ -18,20 +18,20 @@ from typing import Any
 
 import click
 
-from cimc.cli.common import State, guarded
+from cimc.cli.common import State, echo, guarded
 
 BUILD = click.Path(file_okay=False, path_type=Path)
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from cimc.safe_text import safe_console as Console
 
     probe = Console()
     return Console(width=min(100, probe.width) if probe.is_terminal else 100)
 
 
 def _echo_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, sort_keys=True))
+    echo(json.dumps(doc, sort_keys=True))
 
 
 @click.command("inspect")
@@ -94,19 +94,20 @@ def _write_files(b: Any, html_file: Path | None, png_dir: Path | None, svg_dir: 
 @guarded
 def validate_cmd(state: State, build: Path, rebuild: bool, model: Path | None) -> None:
     """Check BUILD without trusting it; exit 8 listing every violation."""
-    from cimc.check.validate import require_ok, validate_build
+    from cimc.emulator.validate import require_ok, validate_build
+    from cimc.safe_text import safe_message
 
     result = validate_build(build, reference=model or rebuild)
     if not result.ok and not state.as_json:
         for violation in result.violations:
-            click.echo(f"  {violation}", err=True)
+            echo(f"  {safe_message(str(violation))}", err=True)  # one line each, whatever the build holds
     require_ok(result)
     if state.as_json:
         _echo_json(result.to_dict())
         return
-    click.echo(f"{build}: valid ({len(result.checks)} checks: {', '.join(result.checks)})")
+    echo(f"{build}: valid ({len(result.checks)} checks: {', '.join(result.checks)})")
     for note in result.notes:
-        click.echo(f"  note: {note}")
+        echo(f"  note: {note}")
 
 
 @click.command("diff")
@@ -148,7 +149,7 @@ def maps_cmd(state: State, build: Path, output: Path, formats: tuple[str, ...], 
     if state.as_json:
         _echo_json({"output": str(output), "files": [p.name for p in written]})
         return
-    click.echo(f"wrote {len(written)} picture(s) to {output}/")
+    echo(f"wrote {len(written)} picture(s) to {output}/")
 
 
 COMMANDS = (inspect_cmd, validate_cmd, diff_cmd, maps_cmd)

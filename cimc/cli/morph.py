@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.common import FiniteFloat, State, echo, guarded, parse_shapes
 from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 from cimc.errors import UsageError
 
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 def morph_options(fn: F) -> F:
     """The ``--morph`` options of ``cimc compile``."""
-    fn = click.option("--morph-threshold", type=float,
+    fn = click.option("--morph-threshold", type=FiniteFloat(),
                       help="With --morph: prune channels with |γ| <= T instead of the usage search.")(fn)
-    fn = click.option("--morph-keep", type=click.FloatRange(0, 1, min_open=True),
+    fn = click.option("--morph-keep", type=FiniteFloat(0, 1, min_open=True),
                       help="With --morph: keep this fraction of each channel group (by |γ|), no usage search.")(fn)
     return click.option("--morph", is_flag=True,
                         help="Structure-only CIM-aware morph before compiling: prune by |γ|, expand to --bl "
@@ -60,11 +60,11 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
 @click.option("--finetune-epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train the float model first (for an untrained model such as the zoo's).")
-@click.option("--lam", type=click.FloatRange(min=0), help="Fixed λ (default: set so that λ·F = --strength).")
-@click.option("--strength", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--lam", type=FiniteFloat(min=0), help="Fixed λ (default: set so that λ·F = --strength).")
+@click.option("--strength", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--cost", type=click.Choice(["params", "bitlines"]), default="params", show_default=True,
               help="Regularizer: MorphNet parameter count (paper Eq. 2) or bitlines stored.")
-@click.option("--threshold", type=click.FloatRange(min=0), default=1e-2, show_default=True,
+@click.option("--threshold", type=FiniteFloat(min=0), default=1e-2, show_default=True,
               help="Prune channels whose |γ| is at most this after shrinking.")
 @click.option("--trainer", help="Your own trainer, package.module:function (the fit protocol).")
 @declared("macro", "tiling", "placement", "data_root", *PREPROCESS)
@@ -97,11 +97,11 @@ def morph_cmd(state: State, source: str, bitline_budget: int, data_name: str, ou
                         on_round=show)
     save_onnx(result.graph, output)
     if state.as_json:
-        click.echo(json.dumps({"output": str(output), "initial": result.initial,
+        echo(json.dumps({"output": str(output), "initial": result.initial,
                                "rounds": [r.to_dict() for r in result.rounds]}, sort_keys=True))
         return
     print_log(result)
-    click.echo(f"wrote {output}")
+    echo(f"wrote {output}")
 
 
 def _trainer(spec: str | None) -> Callable[..., dict[str, float]]:
@@ -133,7 +133,7 @@ def _loop_options(kw: dict[str, Any]) -> Any:
 
 
 def _print_round(entry: RoundLog) -> None:
-    click.echo(f"round {entry.round}: {entry.params:,} params, {entry.bitlines} bitlines, "
+    echo(f"round {entry.round}: {entry.params:,} params, {entry.bitlines} bitlines, "
                f"usage {100 * entry.usage:.2f}%, accuracy {100 * entry.accuracy:.2f}%", err=True)
 
 
@@ -154,8 +154,9 @@ LOG_HEADERS = ["round", "acc. after shrink", "params", "pruned bitlines → R", 
 
 
 def print_log(result: LoopResult) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from cimc.safe_text import safe_console as Console
 
     table = Table(title="CIM-aware morphing")
     for header in LOG_HEADERS:

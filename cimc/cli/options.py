@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from cimc.cli.common import FiniteFloat
 from cimc.options import OPTIONS, Option
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,7 +42,7 @@ def click_type(o: Option) -> click.ParamType | None:
     if o.kind is int:
         return click.IntRange(_int(o.low), _int(o.high))
     if o.kind is float:
-        return click.FloatRange(o.low, o.high)
+        return FiniteFloat(o.low, o.high)
     if o.path == "file":
         return click.Path(dir_okay=False, path_type=Path)
     if o.path == "folder":

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cimc.cli.common import State, guarded
+from cimc.cli.common import State, echo, guarded
 
 
 def pass_entries() -> list[dict[str, Any]]:
@@ -39,16 +39,16 @@ def passes_cmd(state: State) -> None:
 
     entries = pass_entries()
     if state.as_json:
-        click.echo(json.dumps({"passes": entries, "pipelines": {k: list(v) for k, v in PIPELINES.items()}},
+        echo(json.dumps({"passes": entries, "pipelines": {k: list(v) for k, v in PIPELINES.items()}},
                               sort_keys=True))
         return
     for e in entries:
-        click.echo(f"{e['name']}  [{', '.join(e['pipelines']) or 'no pipeline'}]")
-        click.echo(f"    {e['summary']}")
+        echo(f"{e['name']}  [{', '.join(e['pipelines']) or 'no pipeline'}]")
+        echo(f"    {e['summary']}")
         if e["options"]:
-            click.echo(f"    options: {' '.join(e['options'])}")
+            echo(f"    options: {' '.join(e['options'])}")
         if e["needs"]:
-            click.echo(f"    needs: {', '.join(e['needs'])}")
-    click.echo("pipelines:")
+            echo(f"    needs: {', '.join(e['needs'])}")
+    echo("pipelines:")
     for name, pipeline in PIPELINES.items():
-        click.echo(f"    {name}: {' → '.join(pipeline)}")
+        echo(f"    {name}: {' → '.join(pipeline)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.common import FiniteFloat, State, echo, guarded, parse_shapes
 from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 
 
@@ -31,7 +31,7 @@ from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 @click.option("--phase2-epochs", type=click.IntRange(min=0), help="Epochs of phase 2 (default: --epochs).")
 @click.option("--float-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train the float model first (for untrained zoo models).")
-@click.option("--lr", type=float, help="Learning rate of every phase (default: the paper's per phase).")
+@click.option("--lr", type=FiniteFloat(), help="Learning rate of every phase (default: the paper's per phase).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--trainer", "trainer_spec", help="Your own fit(): package.module:function.")
 @declared("granularity")
@@ -77,7 +77,7 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
 
 def _report(state: State, metrics: dict[str, dict[str, float]], output: Path) -> None:
     if state.as_json:
-        click.echo(json.dumps({"output": str(output), "metrics": metrics}, sort_keys=True))
+        echo(json.dumps({"output": str(output), "metrics": metrics}, sort_keys=True))
         return
     from rich.console import Console
     from rich.table import Table
@@ -89,4 +89,4 @@ def _report(state: State, metrics: dict[str, dict[str, float]], output: Path) ->
         table.add_row(phase, f"{m.get('epochs', float('nan')):.0f}", f"{m.get('train_loss', float('nan')):.4f}",
                       f"{100 * m.get('test_acc', float('nan')):.2f}%")
     Console().print(table)
-    click.echo(f"wrote {output}")
+    echo(f"wrote {output}")

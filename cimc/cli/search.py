@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cimc.cli.common import State, guarded, parse_shapes
+from cimc.cli.common import State, echo, guarded, parse_shapes
 from cimc.cli.options import LIMITS, MAPPING, PREPROCESS, declared
 
 if TYPE_CHECKING:
@@ -78,13 +78,13 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
     files = write_outputs(result, output) if output is not None else []
     if state.as_json:
         doc = result.to_json()
-        click.echo(json.dumps({"chosen": doc["chosen"], "pareto": doc["pareto"], "uniform": doc["uniform"],
+        echo(json.dumps({"chosen": doc["chosen"], "pareto": doc["pareto"], "uniform": doc["uniform"],
                                "evaluations": len(result.points), "feasible_found": doc["feasible_found"],
                                "test": doc["test"], "files": [str(f) for f in files]}, sort_keys=True))
         return
     print_result(result)
     for f in files:
-        click.echo(f"wrote {f}")
+        echo(f"wrote {f}")
 
 
 class _progress:
@@ -96,7 +96,7 @@ class _progress:
 
     def __enter__(self) -> Any:
         if not self.state.as_json:
-            from rich.console import Console
+            from cimc.safe_text import safe_console as Console
 
             self.status = Console(stderr=True).status("preparing (import, tile, calibration inputs)")
             self.status.__enter__()
@@ -114,10 +114,10 @@ class _progress:
 
 
 def print_result(result: SearchResult) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from cimc.safe_text import safe_console as Console
     from cimc.safe_text import safe_name
 
     widest = result.uniform.get("8-bit")

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import click
 
-from cimc.cli.common import State, guarded
+from cimc.cli.common import State, echo, guarded
 from cimc.errors import UsageError
 
 
@@ -99,10 +99,10 @@ def _report(state: State, results: Path, keys: set[str] | None, kw: dict[str, An
         doc = {"output": str(results), "plot": str(plot_path) if plot_path else None,
                "objectives": [list(o) for o in summary.objectives], "ok": len(summary.ok), "failed": summary.failed,
                "pareto": summary.front, **({"run": vars(run)} if run is not None else {})}
-        click.echo(json.dumps(doc, sort_keys=True))
+        echo(json.dumps(doc, sort_keys=True))
         return
     if run is not None:
-        click.echo(f"{run.points} points: {run.skipped} already done, {run.evaluated} evaluated "
+        echo(f"{run.points} points: {run.skipped} already done, {run.evaluated} evaluated "
                    f"({run.failed} failed) in {run.wall_s:.1f} s", err=True)
     print_table(summary.ok, summary.front, summary.objectives, summary.failed)
-    click.echo(f"results: {results}" + (f"; plot: {plot_path}" if plot_path else ""))
+    echo(f"results: {results}" + (f"; plot: {plot_path}" if plot_path else ""))

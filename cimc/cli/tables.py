@@ -18,10 +18,13 @@ NAME_WIDTH = 22
 
 
 def console(wide: bool) -> Any:
-    """A rich console on stdout: ``NARROW`` columns, or ``--wide`` at least ``WIDE``."""
+    """A rich console on stdout whose text is escaped for the terminal (``safe_console``):
+    ``NARROW`` columns, or ``--wide`` at least ``WIDE``."""
     from rich.console import Console
 
-    return Console(width=max(WIDE, Console().width) if wide else NARROW)
+    from cimc.safe_text import safe_console
+
+    return safe_console(width=max(WIDE, Console().width) if wide else NARROW)
 
 
 def print_table(out: Any, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], *, wide: bool,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cimc.cli.common import State, guarded
+from cimc.cli.common import State, echo, guarded
 from cimc.errors import UsageError
 
 
@@ -26,10 +26,10 @@ def zoo_list(state: State) -> None:
     rows = [{"name": n, "input_shape": list(models.input_shape(n)), "description": models.describe(n)}
             for n in models.available()]
     if state.as_json:
-        click.echo(json.dumps(rows, indent=1))
+        echo(json.dumps(rows, indent=1))
         return
     for row in rows:
-        click.echo(f"{row['name']:<14} {'x'.join(map(str, row['input_shape'])):<12} {row['description']}")
+        echo(f"{row['name']:<14} {'x'.join(map(str, row['input_shape'])):<12} {row['description']}")
 
 
 @zoo.command("export")
@@ -44,4 +44,4 @@ def zoo_export(name: str, output: Path, seed: int) -> None:
     if name not in models.available():
         raise UsageError(f"unknown zoo model '{name}'", hint=f"choose one of {', '.join(models.available())}")
     models.export_onnx(name, output, seed=seed)
-    click.echo(f"wrote {output}")
+    echo(f"wrote {output}")

@@ -41,7 +41,7 @@ from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, macro_layers
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
-from cimc.errors import UsageError
+from cimc.errors import BuildError, UsageError
 from cimc.quant import numerics
 from cimc.quant.batching import mixes_batch, split_batch
 from cimc.quant.reference import CompiledRun, LayerTrace, concat_runs, digital_op
@@ -92,24 +92,49 @@ class Emulator:
             return self._run(feeds, record)
         return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, self.files.graph.batch)])
 
+    def tensors(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every tensor the nodes compute, by name, for one batch of the compiled batch size
+        (``cimc validate`` compares them with onnxruntime on ``model.cim.onnx``)."""
+        values, _ = self._values(self.feeds(x), True)
+        return {t: values[t] for node, _ in self.nodes for t in node.outputs if t in values}
+
     def _run(self, feeds: dict[str, np.ndarray], record: bool) -> CompiledRun:
+        values, traces = self._values(feeds, record)
+        outputs = {t.name for t in self.files.graph.outputs}
+        return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
+
+    def _values(self, feeds: dict[str, np.ndarray], record: bool) -> tuple[dict[str, np.ndarray],
+                                                                            dict[str, LayerTrace]]:
         values: dict[str, np.ndarray] = {**self.constants, **feeds}
         traces: dict[str, LayerTrace] = {}
         last = _last_uses(self.nodes)
         outputs = {t.name for t in self.files.graph.outputs}
         for step, (node, attrs) in enumerate(self.nodes):
             if node.cim_layer is not None:
-                trace = run_layer(self.layers[node.cim_layer], self._convs[node.cim_layer],
-                                  values[node.inputs[0]], record)
+                trace = self._layer(node, values[node.inputs[0]], record)
                 values[node.outputs[0]] = trace.outputs
                 if record:
                     traces[node.name] = trace
             else:
-                values[node.outputs[0]] = digital_op(node.op, [values[t] for t in node.inputs if t], attrs)
+                try:
+                    values[node.outputs[0]] = digital_op(node.op, [values[t] for t in node.inputs if t], attrs)
+                except (ValueError, IndexError, TypeError, KeyError) as exc:  # graph.json wires or sets it wrong
+                    raise BuildError(f"graph.json: node '{node.name}' ({node.op}) cannot run on its inputs: "
+                                     f"{type(exc).__name__}: {str(exc)[:120]}") from exc
             for t in node.inputs:
                 if last.get(t) == step and t not in outputs and t not in self.constants and not record:
                     values.pop(t, None)
-        return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
+        return values, traces
+
+    def _layer(self, node: NodeDoc, x: np.ndarray, record: bool) -> LayerTrace:
+        """Run one CIM layer; an input the layer's convolution cannot take (``graph.json``
+        feeds it the wrong tensor) is a ``BuildError``, not onnxruntime's own error."""
+        assert node.cim_layer is not None
+        try:
+            return run_layer(self.layers[node.cim_layer], self._convs[node.cim_layer], x, record)
+        except Exception as exc:  # onnxruntime raises its own types (InvalidArgument, Fail)
+            raise BuildError(f"graph.json: CIM layer '{node.name}' cannot run on its input "
+                             f"'{node.inputs[0]}' of shape {list(np.shape(x))}: {type(exc).__name__}") from exc
 
     def _output_order(self, name: str) -> int:
         return [t.name for t in self.files.graph.outputs].index(name)

@@ -53,6 +53,9 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     if quant is not None:
         graph.metadata[QDQ_KEY] = quant
     check_values(graph)
+    if not graph.inputs:
+        raise InvalidModelError("the model has no runtime input: every graph input is an initializer "
+                                "(a constant) or there is none", hint="a model to compile reads at least one input")
     verify(graph)
     return graph
 

@@ -24,6 +24,7 @@ from onnx import TensorProto
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.graph import Graph
+from cimc.ir.node import Node
 
 _T = TensorProto
 MAX_ABS_VALUE = float(2**60)
@@ -125,19 +126,89 @@ def _expect(name: str, got: int, want: int, what: str, tensor: onnx.TensorProto)
 
 # -- the value checks on the IR ----------------------------------------------------------------
 def check_values(graph: Graph) -> None:
-    """Finite, bounded initializers and non-negative BatchNormalization variances."""
+    """Finite, bounded initializers; finite float attributes (``±inf`` only as a Clip bound);
+    BatchNormalization variances ``σ² ≥ 0`` and ``σ² + ε > 0`` (``√(σ² + ε)`` divides)."""
     for name in sorted(graph.initializers):
         value = graph.initializers[name]
         if value.dtype.kind == "f" and not (np.abs(value) <= MAX_ABS_VALUE).all():  # NaN fails too
             _out_of_range(graph, name, value)
     for node in graph.nodes:
-        if node.op == "BatchNormalization" and node.inputs[4] in graph.initializers:
-            var = graph.initializers[node.inputs[4]]
-            if (var < 0).any():
-                raise InvalidModelError(
-                    f"node '{node.name}' (BatchNormalization): variance '{node.inputs[4]}' has "
-                    f"{int((var < 0).sum())} negative value(s), smallest {float(var.min())}",
-                    hint="a variance is never negative: the model file is corrupt")
+        _check_float_attrs(node)
+        if node.op == "BatchNormalization":
+            _check_batchnorm(graph, node)
+        if node.op == "Conv":
+            _check_conv_bias(graph, node)
+        if node.op == "Gemm":
+            _check_gemm_bias(graph, node)
+
+
+def _check_gemm_bias(graph: Graph, node: Node) -> None:
+    """A Gemm's constant ``C`` broadcasts to its output ``(M, N)`` (ONNX: unidirectionally)."""
+    if len(node.inputs) < 3 or node.inputs[2] not in graph.initializers or node.outputs[0] not in graph.tensors:
+        return
+    bias, out = graph.initializers[node.inputs[2]].shape, tuple(graph.shape(node.outputs[0]))
+    try:
+        fits = np.broadcast_shapes(bias, out) == out
+    except ValueError:
+        fits = False
+    if not fits:
+        raise InvalidModelError(f"node '{node.name}' (Gemm): C '{node.inputs[2]}' of shape {list(bias)} does not "
+                                f"broadcast to the output's {list(out)}", details={"node": node.name})
+
+
+def _check_conv_bias(graph: Graph, node: Node) -> None:
+    """A Conv's constant bias holds one value per output channel: ``(Cout,)``."""
+    if len(node.inputs) < 3 or not node.inputs[2]:
+        return
+    weight, bias = graph.initializers.get(node.inputs[1]), graph.initializers.get(node.inputs[2])
+    if weight is not None and bias is not None and weight.ndim and bias.shape != (weight.shape[0],):
+        raise InvalidModelError(f"node '{node.name}' (Conv): bias '{node.inputs[2]}' has shape {list(bias.shape)}, "
+                                f"the weight has {weight.shape[0]} output channels",
+                                details={"node": node.name, "tensor": node.inputs[2]})
+
+
+INF_ALLOWED = {("Clip", "min"), ("Clip", "max")}
+
+
+def _check_float_attrs(node: Node) -> None:
+    """Every float attribute finite and within ``±2^60`` (NaN never; ``±inf`` for Clip bounds)."""
+    for key, value in node.attrs.items():
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        floats = [float(v) for v in items if isinstance(v, (float, np.floating))]
+        allowed = (node.op, key) in INF_ALLOWED
+        bad = [v for v in floats if math.isnan(v) or (abs(v) > MAX_ABS_VALUE and not (allowed and math.isinf(v)))]
+        if bad:
+            raise InvalidModelError(f"node '{node.name}' ({node.op}): attribute {key} is {bad[0]}, not a finite "
+                                    "number within ±2^60", details={"node": node.name, "attribute": key})
+
+
+def _check_batchnorm(graph: Graph, node: Node) -> None:
+    shape = graph.shape(node.inputs[0]) if node.inputs[0] in graph.tensors else None
+    channels = shape[1] if shape is not None and len(shape) > 1 else None
+    for what, name in zip(("scale", "B", "mean", "var"), node.inputs[1:5], strict=False):
+        value = graph.initializers.get(name)
+        if value is not None and channels is not None and value.shape != (channels,):
+            raise InvalidModelError(f"node '{node.name}' (BatchNormalization): {what} '{name}' has shape "
+                                    f"{list(value.shape)}, the input has {channels} channels",
+                                    details={"node": node.name, "tensor": name})
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    if not eps >= 0:  # NaN fails too (inf is caught by _check_float_attrs)
+        raise InvalidModelError(f"node '{node.name}' (BatchNormalization): epsilon is {eps}, must be ≥ 0",
+                                hint="the model file is corrupt")
+    if node.inputs[4] not in graph.initializers:
+        return
+    var = graph.initializers[node.inputs[4]].astype(np.float64)
+    if (var < 0).any():
+        raise InvalidModelError(
+            f"node '{node.name}' (BatchNormalization): variance '{node.inputs[4]}' has "
+            f"{int((var < 0).sum())} negative value(s), smallest {float(var.min())}",
+            hint="a variance is never negative: the model file is corrupt")
+    denominator = np.sqrt(var.astype(np.float32) + np.float32(eps))
+    if not (denominator > 0).all() or not np.isfinite(1.0 / denominator).all():
+        raise InvalidModelError(
+            f"node '{node.name}' (BatchNormalization): σ² + ε is 0 for {int((~(denominator > 0)).sum())} "
+            f"channel(s) (epsilon {eps}): the normalization divides by zero",
+            hint="the model file is corrupt (a zero variance needs epsilon > 0)")
 
 
 def _out_of_range(graph: Graph, name: str, value: np.ndarray) -> None:

@@ -82,8 +82,10 @@ class LayerBits:
     adc_bits: int | None = None
 
     def resolve(self, macro: MacroSpec, default: LayerBits | None = None) -> tuple[int, int, int]:
+        """``(w_bits, a_bits, adc_bits)``; weights default to the macro's cell bits but at least
+        2 (signed codes need 2 bits: on 1-bit cells they are sliced over two cells)."""
         d = default or LayerBits()
-        return (self.w_bits or d.w_bits or macro.cell_bits, self.a_bits or d.a_bits or macro.dac_bits,
+        return (self.w_bits or d.w_bits or max(macro.cell_bits, 2), self.a_bits or d.a_bits or macro.dac_bits,
                 self.adc_bits or d.adc_bits or macro.adc_bits)
 
 

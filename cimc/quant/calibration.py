@@ -37,6 +37,7 @@ from cimc.quant.reference import as_conv_input, im2col, segment_matmul
 from cimc.quant.step_search import subsample
 
 log = logging.getLogger(__name__)
+MAX_INPUT = float(2**60)
 
 DEFAULT_SIZE: int = OPTIONS["calib_size"].default
 MAX_PIXELS = 2048
@@ -83,7 +84,24 @@ def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: in
     if batch.shape[1:] != tuple(shape[1:]):
         raise UsageError(f"calibration data '{label}' has samples of shape {list(batch.shape[1:])}, "
                          f"the model input '{name}' expects {list(shape[1:])}")
-    return Calibration(label, {name: np.ascontiguousarray(batch[:size], dtype=np.float32)})
+    return Calibration(label, {name: checked_batch(batch[:size], label)})
+
+
+def checked_batch(batch: np.ndarray, label: str) -> np.ndarray:
+    """``batch`` as float32 if it holds at least one sample of real numbers that float32 holds
+    (``|x| ≤ 2^60``, the bound model weights have too); else a ``UsageError`` — NaN, inf or
+    1e300 inputs would make every step NaN or infinite."""
+    if batch.ndim < 1 or batch.shape[0] == 0:
+        raise UsageError(f"calibration data '{label}' holds no samples")
+    if batch.dtype.kind not in "biuf":
+        raise UsageError(f"calibration data '{label}' holds {batch.dtype} values, not numbers")
+    with np.errstate(over="ignore", invalid="ignore"):
+        wide = np.abs(batch.astype(np.float64, copy=False))
+    bad = int((~(wide <= MAX_INPUT)).sum())  # NaN fails too
+    if bad:
+        raise UsageError(f"calibration data '{label}' holds {bad} NaN, infinite or out-of-range value(s) "
+                         f"(beyond ±2^60)", hint="pass finite, normalised inputs")
+    return np.ascontiguousarray(batch, dtype=np.float32)
 
 
 def collect_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[str]) -> dict[str, np.ndarray]:

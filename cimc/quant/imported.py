@@ -51,7 +51,7 @@ def parse_imported(text: str) -> dict[str, ImportedSteps]:
     """The layers of a ``cimc.qdq`` document (module doc of ``cimc.frontend.quantizers``)."""
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidModelError(f"'{KEY}' is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("layers"), dict):
         raise InvalidModelError(f"'{KEY}' is not a version {VERSION} document with 'layers'")

@@ -51,7 +51,7 @@ def parse_qat(text: str, couts: Mapping[str, int]) -> dict[str, QuantParams]:
 def _document(text: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidModelError(f"model metadata '{KEY}' is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         version = doc.get("version") if isinstance(doc, dict) else None

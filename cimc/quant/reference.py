@@ -28,7 +28,7 @@ onnxruntime and stay float32 (they may differ in the last bit).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -181,6 +181,18 @@ def digital_op(op: str, args: list[np.ndarray], attrs: Mapping[str, Any]) -> np.
 
 def is_quantized_cim(node: Any) -> bool:
     return CimLayer in node.ann and QuantParams in node.ann
+
+
+#: ``(seed, scale)`` of the random batches on which a compiled model must compute finite
+#: outputs (the compile's last check) and the emulator equal onnxruntime (``cimc validate``).
+PROBES = ((0, 1.0), (1, 8.0))
+
+
+def probe_feeds(shapes: Mapping[str, Sequence[int]], batch: int, seed: int, scale: float) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs times ``scale``, ``batch`` samples of each input's shape."""
+    rng = np.random.default_rng(seed)
+    return {name: (rng.standard_normal((batch, *shape[1:])) * scale).astype(np.float32)
+            for name, shape in shapes.items()}
 
 
 def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:

@@ -41,8 +41,8 @@ def _int(low: int, high: int | None = None) -> Check:
 
 
 def _float(key: str, value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise UsageError(f"sweep config: {key} = {value!r} must be a number >= 0")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):  # NaN too
+        raise UsageError(f"sweep config: {key} = {value!r} must be a number >= 0 and finite")
     return float(value)
 
 

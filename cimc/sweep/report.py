@@ -49,9 +49,10 @@ def table_rows(front: list[Record], axes: list[str], accuracy: bool) -> tuple[li
 
 
 def print_table(ok: list[Record], front: list[Record], objs: tuple[Objective, ...], failed: int) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from cimc.safe_text import safe_console as Console
 
     accuracy = objs == WITH_ACCURACY
     headers, rows = table_rows(front, varying_axes(ok), accuracy)

@@ -19,6 +19,7 @@ import numpy as np
 
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
+from cimc.errors import CimcError
 
 LAYER_FIELDS = ("params", "bitlines", "segments", "activated_wordlines", "adc_conversions", "macros",
                 "macro_usage", "loading_cycles", "computing_cycles")
@@ -132,29 +133,38 @@ def diff_macros(a: BuildDir, b: BuildDir) -> list[dict[str, Any]]:
     id_a, id_b = _identity(a, own_a, names, radix), _identity(b, own_b, names, radix)
     shared = min(own_a.shape[0], own_b.shape[0])
     changed = [int((_cells(id_a, own_a, m) != _cells(id_b, own_b, m)).sum()) for m in range(shared)]
-    values = _weight_changes(a, b, shared)
+    values, why = _weight_changes(a, b, shared)
     usage_a, usage_b = own_a.usage(), own_b.usage()
     out: list[dict[str, Any]] = [
         {"macro": m, "cells_changed": changed[m], "weights_changed": values.get(m, 0),
          "usage": [float(usage_a[m]), float(usage_b[m])]} for m in range(shared) if changed[m] or values.get(m)]
     out += [{"macro": m, "only_in": "a", "usage": [float(usage_a[m]), None]} for m in range(shared, own_a.shape[0])]
     out += [{"macro": m, "only_in": "b", "usage": [None, float(usage_b[m])]} for m in range(shared, own_b.shape[0])]
+    if why is not None:
+        out.append({"macro": "all", "note": f"weights not compared: {why}"})
     return out
 
 
-def _weight_changes(a: BuildDir, b: BuildDir, shared: int) -> dict[int, int]:
+def _weight_changes(a: BuildDir, b: BuildDir, shared: int) -> tuple[dict[int, int], str | None]:
+    """Changed values per shared macro, and why some weights could not be compared (``None``:
+    all were): an unreadable file, a missing array or arrays of different shapes are never
+    reported as "same weights"."""
     try:
         wa, wb = a.weights(), b.weights()
-    except Exception:  # unreadable weights: the layout diff still stands
-        return {}
-    out = {}
+    except CimcError as exc:  # unreadable weights: the layout diff still stands
+        return {}, exc.message
+    out, missing = {}, []
     for m in range(shared):
         x, y = wa.get(f"macro_{m:04d}"), wb.get(f"macro_{m:04d}")
-        if x is not None and y is not None and x.shape == y.shape:
-            count = int((x.astype(np.float64) != y.astype(np.float64)).sum())
-            if count:
-                out[m] = count
-    return out
+        if x is None or y is None or x.shape != y.shape:
+            missing.append(m)
+            continue
+        count = int((x.astype(np.float64) != y.astype(np.float64)).sum())
+        if count:
+            out[m] = count
+    why = None if not missing else f"macro {missing[0]} has no array of the macro's shape in both builds" + (
+        f" ({len(missing)} macros)" if len(missing) > 1 else "")
+    return out, why
 
 
 def diff_builds(a: BuildDir, b: BuildDir) -> dict[str, Any]:

@@ -260,6 +260,99 @@ def nonfinite(value: float) -> onnx.ModelProto:
     return bn_model(w=w)
 
 
+def with_attr(m: onnx.ModelProto, op: str, key: str, value: Any, new_op: str | None = None) -> onnx.ModelProto:
+    """``m`` with attribute ``key = value`` on every ``op`` node (renamed to ``new_op``)."""
+    for n in m.graph.node:
+        if n.op_type == op:
+            n.op_type = new_op or op
+            n.attribute.append(helper.make_attribute(key, value))
+    return m
+
+
+def bn_eps(eps: float, var: float = 1.0) -> onnx.ModelProto:
+    return with_attr(bn_model(var=np.full(4, var, np.float32)), "BatchNormalization", "epsilon", eps)
+
+
+def clip_nan() -> onnx.ModelProto:
+    """``valid`` with its Relu a Clip whose lower bound (a constant input) is NaN."""
+    m = valid()
+    relu = next(n for n in m.graph.node if n.op_type == "Relu")
+    relu.op_type = "Clip"
+    relu.input.extend(["lo", "hi"])
+    m.graph.initializer.extend([numpy_helper.from_array(np.array(np.nan, np.float32), "lo"),
+                                numpy_helper.from_array(np.array(6.0, np.float32), "hi")])
+    return m
+
+
+def table_names() -> onnx.ModelProto:
+    """Names that would break a line or a markdown table (report.md) or drive a terminal."""
+    m = valid()
+    m.graph.name = "g\nname"
+    m.graph.node[0].name = "~\n\U00041386 | x "
+    m.graph.node[5].name = " fc|\x1b[2J"
+    return m
+
+
+def conv_bias_shape() -> onnx.ModelProto:
+    """``valid`` whose Conv reads its weight as its bias (found by the fuzzer: exit 9)."""
+    m = valid()
+    m.graph.node[0].input[2] = "w"
+    return m
+
+
+def gemm_bias_shape() -> onnx.ModelProto:
+    """``valid`` whose Gemm adds a 4-vector to 10 outputs (found by the fuzzer: exit 9)."""
+    m = valid()
+    m.graph.node[5].input[2] = "bb"
+    return m
+
+
+def input_is_initializer() -> onnx.ModelProto:
+    """The only graph input also has an initializer: nothing is left to feed."""
+    m = one_conv()
+    m.graph.initializer.append(numpy_helper.from_array(np.zeros((1, 3, 4, 4), np.float32), "x"))
+    return m
+
+
+def lrn_huge() -> onnx.ModelProto:
+    nodes = [node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             node("LRN", ["c"], ["y"], name="lrn", size=2**31 - 1)]
+    return model(nodes, {"x": (1, 3, 4, 4)}, {"y": (1, 4, 4, 4)}, {"w": weights(4, 3, 3, 3)})
+
+
+def deep_metadata() -> onnx.ModelProto:
+    m = valid()
+    m.metadata_props.append(onnx.StringStringEntryProto(key="cimc.quant", value="[" * 20000 + "]" * 20000))
+    return m
+
+
+def scaled(name: str, factor: float, m: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """``valid`` (or ``m``) with initializer ``name`` multiplied by ``factor`` in float32."""
+    def edit(t: onnx.TensorProto) -> None:
+        t.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(t) * np.float32(factor)).astype(np.float32), name))
+    return with_initializer(m or valid(), name, edit)
+
+
+def exploding() -> onnx.ModelProto:
+    """Weights within ±2^60 whose products overflow float32 in the digital Gemm."""
+    return scaled("fw", 1e17, scaled("s", 1e17, scaled("w", 1e17)))
+
+
+def npy(array: np.ndarray) -> bytes:
+    """The ``.npy`` bytes of ``array`` (no pickle)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def calib_case(name: str, files: dict[str, bytes], code: int, match: str) -> Case:
+    """``valid.onnx`` compiled with ``--calib calib_<name>`` (a folder of the given files)."""
+    return Case(f"calib_{name}/valid.onnx", valid, code, match, ("--calib", str(HERE / f"calib_{name}" / "data")),
+                {f"calib_{name}/data/{k}": v for k, v in files.items()})
+
+
 @dataclass(frozen=True)
 class Case:
     """One corpus file and what ``cimc compile FILE [args]`` must do with it."""
@@ -323,6 +416,32 @@ CASES: tuple[Case, ...] = (
     Case("inf_weights.onnx", lambda: nonfinite(float("inf")), 3, r"'w'.*1 inf"),
     Case("huge_weights.onnx", lambda: nonfinite(1e38), 3, r"'w'.*1 value\(s\) beyond ±2\^60"),
     Case("infeasible_bl.onnx", valid, 6, r"smallest feasible --bl is 256", ("--bl", "10")),
+    # round 2 (issue 16): bad values are typed errors, never a NaN build
+    Case("bn_eps_negative.onnx", lambda: bn_eps(-2.0), 3, r"'bn'.*epsilon is -2\.0, must be ≥ 0"),
+    Case("bn_eps_nan.onnx", lambda: bn_eps(float("nan")), 3, r"'bn'.*epsilon is nan"),
+    Case("bn_eps_zero_var.onnx", lambda: bn_eps(0.0, var=0.0), 3, r"'bn'.*σ² \+ ε is 0 for 4 channel"),
+    Case("gemm_alpha_inf.onnx", lambda: with_attr(valid(), "Gemm", "alpha", float("inf")), 3, r"'fc'.*alpha is inf"),
+    Case("leakyrelu_alpha_nan.onnx", lambda: with_attr(valid(), "Relu", "alpha", float("nan"), "LeakyRelu"), 3,
+         r"'relu' \(LeakyRelu\).*alpha is nan"),
+    Case("clip_min_nan.onnx", clip_nan, 3, r"'relu' \(Clip\).*min is nan"),
+    Case("denormal_weights.onnx", lambda: scaled("w", 1e-41), 3, r"'conv'.*w_step.*not a normal positive float32"),
+    Case("exploding.onnx", exploding, 3, r"non-finite values in output 'y'"),
+    Case("table_names.onnx", table_names, 0),  # compiles into a build validate accepts
+    # round 2: each bad input its typed error, never exit 1 or 9
+    Case("input_is_initializer.onnx", input_is_initializer, 3, r"no runtime input"),
+    Case("lrn_huge_size.onnx", lrn_huge, 4, r"'lrn' \(LRN\): size 2147483647 is over the supported 4096"),
+    Case("deep_quant_metadata.onnx", deep_metadata, 3, r"'cimc\.quant' is not valid JSON"),
+    Case("conv_bias_shape.onnx", conv_bias_shape, 3, r"'conv' \(Conv\): bias 'w' has shape \[4, 3, 3, 3\]"),
+    Case("gemm_bias_shape.onnx", gemm_bias_shape, 3, r"'fc' \(Gemm\): C 'bb' of shape \[4\]", ("--map-fc",)),
+    Case("bn_param_shape.onnx", lambda: bn_model(s=np.ones(7, np.float32)), 3,
+         r"bn.*(Dimension mismatch|has shape \[7\])"),
+    calib_case("nan", {"a.npy": npy(np.full((1, 3, 4, 4), np.nan, np.float32))}, 2, r"NaN, infinite or out-of-range"),
+    calib_case("huge", {"a.npy": npy(np.full((1, 3, 4, 4), 1e300))}, 2, r"NaN, infinite or out-of-range"),
+    calib_case("zero_samples", {"a.npy": npy(np.zeros((0, 3, 4, 4), np.float32))}, 2, r"holds no samples"),
+    calib_case("pickle", {"a.npy": b"\x80\x04\x95" + b"\0" * 16}, 2, r"cannot read a\.npy"),
+    calib_case("wrong_shape", {"a.npy": npy(np.zeros((5, 7), np.float32))}, 2, r"shape \[3, 4, 4\]"),
+    calib_case("strings", {"a.npy": npy(np.array(["x"] * 48).reshape(1, 3, 4, 4))}, 2, r"shape|not numbers"),
+    calib_case("empty_file", {"a.npy": b""}, 2, r"cannot read a\.npy"),
 )
 
 

@@ -8,7 +8,9 @@ the window clipped to the channels, the same sums as zero padding, in memory ind
 takes odd sizes only: an even-size LRN is written to ``model.cim.onnx`` as these very steps
 (``cimc.lowering.lrn``), bit-exact with this kernel.
 
-It mixes neighbouring channels, so morph cannot follow them (channels fixed).
+It mixes neighbouring channels, so morph cannot follow them (channels fixed). ``size`` is
+``1 … MAX_SIZE`` (onnxruntime, which runs ``model.cim.onnx``, allocates a buffer in proportion
+to it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cimc.errors import InvalidModelError
+from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ops.base import (
     Attrs,
     OpDef,
@@ -28,6 +30,8 @@ from cimc.ops.base import (
     same_shape,
 )
 
+MAX_SIZE = 4096
+
 if TYPE_CHECKING:
     import onnx
     import torch
@@ -36,10 +40,14 @@ if TYPE_CHECKING:
 
 
 def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[str], Attrs]:
-    if "size" not in a or int(a["size"]) < 1:
+    size = int(a.get("size", 0))
+    if size < 1:
         raise InvalidModelError(f"node '{node.name}' (LRN) needs a positive size, not {a.get('size')}")
+    if size > MAX_SIZE:  # onnxruntime (model.cim.onnx, cimc validate) allocates in proportion to size
+        raise UnsupportedError(f"node '{node.name}' (LRN): size {size} is over the supported {MAX_SIZE}")
     return [node.input[0]], {"alpha": float(a.get("alpha", 1e-4)), "beta": float(a.get("beta", 0.75)),
-                             "bias": float(a.get("bias", 1.0)), "size": int(a["size"])}
+                             "bias": float(a.get("bias", 1.0)), "size": size}
+
 
 
 def window_indices(channels: int, size: int) -> tuple[np.ndarray, np.ndarray]:
