@@ -69,8 +69,9 @@ def test_clip_bounds_scale_with_the_activation_fold(lo: float, hi: float) -> Non
     assert sqnr_db(ref, got / np.float32(out.node("c2").ann[Shift].gain)) > 40
 
 
-def test_clip_fold_is_bit_exact_three_ways(tmp_path: Path) -> None:
-    graph, ctx = compile_ir(clip_cnn())
+@pytest.mark.parametrize("lo,hi", [(0.0, 6.0), (-1.5, 2.0)])
+def test_clip_fold_is_bit_exact_three_ways(tmp_path: Path, lo: float, hi: float) -> None:
+    graph, ctx = compile_ir(clip_cnn(lo, hi))
     assert graph.node("c1").ann[Shift].fold == "activation"
     assert ScaledBounds in graph.node("clip").ann
     assert_three_way(write(graph, ctx, tmp_path / "build"), graph, inputs())
