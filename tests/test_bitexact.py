@@ -18,6 +18,7 @@ from torch import nn
 
 import cimc.models as models
 from cimc.api import compile_model
+from cimc.ir.annotations import Shift
 from cimc.macro import MacroSpec
 from cimc.models.export import export_onnx
 from cimc.ops.windows import conv2d
@@ -94,6 +95,27 @@ def test_torch_exported_model(tmp_path: Path, granularity: str, shift: bool) -> 
         float_out = net(torch.from_numpy(x)).numpy()
     y = ref.outputs[result.graph.outputs[0]]  # close to the float model, not equal
     assert np.corrcoef(y.ravel(), float_out.ravel())[0, 1] > 0.9
+
+
+def test_torch_relu6_folds_through_the_clip(tmp_path: Path) -> None:
+    """MobileNetV2's block (conv → BN → ReLU6 → depthwise → ReLU6 → 1×1): torch exports ReLU6 as
+    Clip(0, 6); the shifts of the first two layers fold into their readers through it, with the
+    Clip's bounds scaled, and the three engines still agree bit for bit."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+                        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6(), nn.Conv2d(8, 6, 1),
+                        nn.Flatten(), nn.Linear(6 * 8 * 8, 4)).eval()
+    export_onnx(net, torch.randn(1, 3, 8, 8), tmp_path / "net.onnx")
+    result = compile_model(tmp_path / "net.onnx", tmp_path / "b", map_fc=True, macro="small-64", calib_size=8)
+    graph = result.graph
+    layers = cim_names(graph)
+    clips = [n for n in graph.topo_order() if n.op == "Clip"]
+    assert len(layers) == 4 and len(clips) == 2
+    for layer, clip in zip(layers[:2], clips, strict=True):
+        shift = graph.node(layer).ann[Shift]
+        assert shift.fold == "activation"
+        assert (clip.attrs["min"], clip.attrs["max"]) == (0.0, float(np.float32(6 * shift.gain)))
+    assert_three_way(result.out_dir, graph, np.random.default_rng(2).standard_normal((3, 3, 8, 8)).astype(np.float32))
 
 
 def random_graph(cin: int, h: int, layers: list[tuple[int, ...]], seed: int):  # type: ignore[no-untyped-def]

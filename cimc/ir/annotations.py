@@ -167,3 +167,15 @@ class Shift:
     sqnr_db: float | None = None
     fold: str = "none"
     gain: float = 1.0
+
+
+@dataclass(frozen=True)
+class ScaledBounds:
+    """On a Clip between a CIM layer whose shift folded into its readers (``Shift.fold ==
+    "activation"``, ``gain = 1/r``) and those readers: the Clip sees ``gain·y``, so its attrs
+    ``min``/``max`` are ``fl32(gain·lo)``, ``fl32(gain·hi)``; ``lo``/``hi`` are the float model's
+    bounds (``Clip(lo, hi)(y) = Clip(g·lo, g·hi)(g·y) / g`` for ``g > 0``)."""
+
+    gain: float
+    lo: float
+    hi: float

@@ -7,8 +7,13 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
 
 * ``"activation"``: when ``s`` is one number per layer and the output reaches only CIM
   layers through positively homogeneous ops (Relu, LeakyRelu, pools, reshapes, slices, zero
-  padding), those readers quantize ``y / r`` with step ``S_A' = S_A / r`` — the same codes — and
-  the layer adds ``b' = b / r``: exact up to float rounding (``Shift.gain = 1/r``);
+  padding) and Clips with constant bounds, those readers quantize ``y / r`` with step
+  ``S_A' = S_A / r`` — the same codes — and the layer adds ``b' = b / r``: exact up to float
+  rounding (``Shift.gain = g = 1/r``). A Clip on the way (ReLU6 is ``Clip(0, 6)``) is not
+  homogeneous, but ``Clip(lo, hi)(y) = Clip(g·lo, g·hi)(g·y) / g`` for ``g > 0``: its bounds
+  become ``fl32(g·lo)``, ``fl32(g·hi)`` (``ScaledBounds`` keeps ``lo``, ``hi`` for the float
+  model). Every engine runs the scaled Clip, so they agree bit for bit; against the float
+  model the bounds move by their float32 rounding (≤ ½ ulp), below the shift's own rounding;
 * ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
   ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
@@ -37,7 +42,7 @@ import numpy as np
 from cimc.data.preprocess import DEFAULT as DEFAULT_PREPROCESS
 from cimc.data.preprocess import Preprocess
 from cimc.errors import MappingError
-from cimc.ir.annotations import CimLayer, QuantParams, Shift
+from cimc.ir.annotations import CimLayer, QuantParams, ScaledBounds, Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.mapping.select import cim_nodes
@@ -138,9 +143,11 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
     error = float(np.max(np.abs(numerics.shift_scale(k) / exact - 1.0)))
     mode, gain, readers = "none", 1.0, None
     if fold and error > 0:
-        readers = fold_readers(graph, node) if exact.size == 1 else None
-        if readers:
+        targets = fold_targets(graph, node) if exact.size == 1 else None
+        if targets is not None:
+            readers = targets.readers
             gain = _fold_activation(readers, float(exact[0] / numerics.shift_scale(k)[0]))
+            _scale_clips(targets.clips, gain)
             mode = "activation"
         else:
             x = None if calibration is None else calibration * np.float32(input_gain)
@@ -160,6 +167,16 @@ def _fold_activation(readers: list[Node], r: float) -> float:
         rq = reader.ann[QuantParams]
         reader.ann.put(replace(rq, a_step=float(np.float32(rq.a_step / r))))
     return 1.0 / r
+
+
+def _scale_clips(clips: list[Node], gain: float) -> None:
+    """Multiply each Clip's bounds by ``gain`` (in float64, rounded once to float32, what every
+    engine applies; ``±inf`` stays), recording the float model's bounds in ``ScaledBounds``."""
+    for clip in clips:
+        lo, hi = float(clip.attrs["min"]), float(clip.attrs["max"])
+        clip.attrs["min"] = float(np.float32(gain * lo))
+        clip.attrs["max"] = float(np.float32(gain * hi))
+        clip.ann.put(ScaledBounds(gain, lo, hi))
 
 
 def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -199,10 +216,20 @@ def ceil_exponent(scale: np.ndarray) -> np.ndarray:
     return np.where(mant == 0.5, 1 - exp, -exp).astype(np.int64)
 
 
-def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
-    """The CIM layers reading ``node``'s output through homogeneous ops only, or ``None``
-    when the output also reaches a graph output or any other op."""
-    frontier, readers = [node.outputs[0]], []
+@dataclass(frozen=True)
+class FoldTargets:
+    """Where a layer's remainder folds: the reader CIM layers (their ``S_A`` divided by ``r``)
+    and the Clips on the way (their bounds multiplied by ``1/r``)."""
+
+    readers: list[Node]
+    clips: list[Node]
+
+
+def fold_targets(graph: Graph, node: Node) -> FoldTargets | None:
+    """The CIM layers reading ``node``'s output through homogeneous ops and constant-bound
+    Clips only, and those Clips; ``None`` when the output also reaches a graph output or any
+    other op, or reaches no CIM layer."""
+    frontier, readers, clips = [node.outputs[0]], [], []
     while frontier:
         tensor = frontier.pop()
         if tensor in graph.outputs:
@@ -211,11 +238,25 @@ def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
             if CimLayer in reader.ann and QuantParams in reader.ann and list(reader.inputs[:1]) == [tensor] \
                     and tensor not in reader.inputs[1:]:
                 readers.append(reader)
+            elif _scalable_clip(reader, tensor):
+                clips.append(reader)
+                frontier.append(reader.outputs[0])
             elif _homogeneous(reader):
                 frontier.append(reader.outputs[0])
             else:
                 return None
-    return readers or None
+    return FoldTargets(readers, clips) if readers else None
+
+
+def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
+    """The reader CIM layers of ``fold_targets`` (``None`` when the remainder cannot fold there)."""
+    targets = fold_targets(graph, node)
+    return None if targets is None else targets.readers
+
+
+def _scalable_clip(node: Node, tensor: str) -> bool:
+    """A Clip of ``tensor`` by constant bounds (attrs, the canonical form) not scaled before."""
+    return node.op == "Clip" and list(node.inputs) == [tensor] and ScaledBounds not in node.ann
 
 
 def _homogeneous(node: Node) -> bool:

@@ -25,8 +25,9 @@ Units: scale-to-shift may fold a layer's remainder ``r`` into its readers' input
 quantize with ``S_A·gain``) or into its ADC step (``"adc"``: ``S_ADC' = S_ADC · 2^−k / s``).
 Every figure here is in the float model's units: a layer's input gain is
 ``g = S_W·S_ADC·S_A / s`` (``s = Shift.exact_scale``, ``S_ADC`` before an ADC fold), its
-true input step ``S_A / g``, and its output is divided by its ``gain``. The ADC stage uses the
-step before the fold, so what an ADC fold costs counts as the shift's.
+true input step ``S_A / g``, and its output is divided by its ``gain``; a Clip whose bounds an
+activation fold scaled (``ScaledBounds``) runs with its own bounds in the float model. The ADC
+stage uses the step before the fold, so what an ADC fold costs counts as the shift's.
 
 Everything is vectorised over a chunk of samples (``CHUNK``); nothing loops over pixels.
 """
@@ -36,9 +37,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from cimc.ir.annotations import ScaledBounds
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.quant import numerics, slicing
@@ -171,6 +174,13 @@ class _Tally:
                          {s: None if v is None else db(self.signal, v) for s, v in self.sources.items()})
 
 
+def float_attrs(node: Node) -> dict[str, Any]:
+    """``node``'s attrs in the float model: a Clip scaled by an activation fold (``ScaledBounds``)
+    gets its bounds back."""
+    bounds = node.ann.get_ann(ScaledBounds)
+    return node.attrs if bounds is None else {**node.attrs, "min": bounds.lo, "max": bounds.hi}
+
+
 def _chunks(graph: Graph, x: np.ndarray) -> Iterator[np.ndarray]:
     """Consecutive chunks of ``x``: ``CHUNK`` samples, or the static batch when the model mixes
     its batch axis (``cimc.quant.batching``; a remainder that is not a whole batch is left out)."""
@@ -208,7 +218,7 @@ def _run_chunk(generic: Graph, order: list[Node], layers: dict[str, CimSpec], ta
         spec = layers.get(node.name)
         if spec is None:
             args = [t for t in node.inputs if t]
-            fl[node.outputs[0]] = digital_op(node.op, [fl[t] for t in args], node.attrs)
+            fl[node.outputs[0]] = digital_op(node.op, [fl[t] for t in args], float_attrs(node))
             co[node.outputs[0]] = digital_op(node.op, [co[t] for t in args], node.attrs)
         else:
             x_float = fl[node.inputs[0]]
