@@ -453,7 +453,7 @@ def test_non_finite_cli_floats_are_usage_errors(args: tuple[str, ...], tmp_path:
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(*args)
-    assert code == 2 and ("not a finite number" in err or "is not in the range" in err)  # FiniteFloat, or a declared range
+    assert code == 2 and ("not a finite number" in err or "is not in the range" in err)  # FiniteFloat or a range
     assert list(tmp_path.iterdir()) == []
 
 
