@@ -167,6 +167,8 @@ def ranking(records: list[dict[str, Any]]) -> list[str]:
         for op in r.get("unsupported_ops", []):
             blocked[op] += 1
             where.setdefault(op, []).append(f"{r['model']} ({r['exporter']})")
+    if not blocked:
+        return ["None: every export compiles."]
     lines = ["| unsupported op | exports blocked | where |", "|---|---:|---|"]
     lines += [f"| {op} | {n} | {', '.join(where[op])} |" for op, n in blocked.most_common()]
     return lines
