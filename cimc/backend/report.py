@@ -50,12 +50,14 @@ def slicing_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
 
 
 def budget_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
+    """Whether the weights load once or every inference (numbers with thousands separators, as in
+    every table; the ``--bl`` value as typed)."""
     if cost.fits_on_chip:
-        return [f"all {cost.macros} macros fit the budget of {cost.bitline_budget} bitlines: "
-                f"weights load once ({cost.loading_cycles} cycles)"]
-    return [f"the model needs {cost.macros} macros ({cost.min_budget_without_reload} bitlines) but the budget is "
-            f"{cost.bitline_budget} bitlines: every inference reloads the weights "
-            f"({cost.reload_cycles_per_inference} extra cycles); --bl {cost.min_budget_without_reload} avoids it"]
+        return [f"all {cost.macros:,} macros fit the budget of {cost.bitline_budget:,} bitlines: "
+                f"weights load once ({cost.loading_cycles:,} cycles)"]
+    return [f"the model needs {cost.macros:,} macros ({cost.min_budget_without_reload:,} bitlines) but the budget "
+            f"is {cost.bitline_budget:,} bitlines: every inference reloads the weights "
+            f"({cost.reload_cycles_per_inference:,} extra cycles); --bl {cost.min_budget_without_reload} avoids it"]
 
 
 def precision_text(row: dict[str, Any]) -> str:
