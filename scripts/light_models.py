@@ -14,14 +14,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from scripts.real_models import CLI, RESULTS, first_error, run_measured
+from scripts.real_models import RESULTS, compile_and_validate
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
@@ -33,17 +32,8 @@ def measure(path: Path, folder: Path, timeout: float) -> dict[str, Any]:
     record: dict[str, Any] = {"model": path.stem, "opset": max(o.version for o in model.opset_import),
                               "nodes": len(model.graph.node), "ops": sorted({n.op_type for n in model.graph.node}),
                               "constant_of_shape_weights": weights, "onnx_kib": round(path.stat().st_size / 1024, 1)}
-    out = folder / f"{path.stem}.build"
-    run = run_measured([sys.executable, "-c", CLI, "compile", str(path), "-o", str(out)], timeout)
-    record.update(compile_rc=run["rc"], compile_seconds=run["seconds"], compile_peak_rss_mib=run["peak_rss_mib"],
-                  compile_timed_out=run["timed_out"])
-    if run["rc"] != 0:
-        record["error"] = first_error(run["stderr"]) or f"timed out after {timeout:.0f} s"
-        return record
-    totals = json.loads((out / "report.json").read_text())["totals"]
-    record.update({k: totals[k] for k in ("params", "bitlines", "macros", "macro_usage")})
-    check = run_measured([sys.executable, "-c", CLI, "validate", str(out)], timeout)
-    record.update(valid=check["rc"] == 0, validate_seconds=check["seconds"])
+    record.update(compile_and_validate(path, folder / f"{path.stem}.build", timeout,
+                                       ("params", "bitlines", "macros", "macro_usage")))
     return record
 
 

@@ -105,19 +105,28 @@ def measure(name: str, exporter: str, small: bool, folder: Path, timeout: float)
     del model
     record.update(exported=True, opset=opset(proto), ops=op_types(proto), nodes=len(proto.graph.node),
                   onnx_mib=round(sum(f.stat().st_size for f in folder.glob(f"{path.name}*")) / 2**20, 2))
-    out = folder / f"{name}-{exporter}.build"
+    record.update(compile_and_validate(path, folder / f"{name}-{exporter}.build", timeout,
+                                       ("bitlines", "macros", "macro_usage", "segments", "adc_conversions",
+                                        "computing_cycles")))
+    if "error" in record:
+        record["unsupported_ops"] = unsupported_ops(record["error"])
+    return record
+
+
+def compile_and_validate(path: Path, out: Path, timeout: float, totals: tuple[str, ...]) -> dict[str, Any]:
+    """``cimc compile path -o out`` (default options) then ``cimc validate out``, each a measured
+    subprocess: exit code, wall time, peak RSS, the first error line, the report's ``totals``
+    named, and whether the build is valid."""
     run = run_measured([sys.executable, "-c", CLI, "compile", str(path), "-o", str(out)], timeout)
-    record.update(compile_rc=run["rc"], compile_seconds=run["seconds"], compile_peak_rss_mib=run["peak_rss_mib"],
-                  compile_timed_out=run["timed_out"])
+    record: dict[str, Any] = {"compile_rc": run["rc"], "compile_seconds": run["seconds"],
+                              "compile_peak_rss_mib": run["peak_rss_mib"], "compile_timed_out": run["timed_out"]}
     if run["rc"] != 0:
         record["error"] = first_error(run["stderr"]) or f"timed out after {timeout:.0f} s"
-        record["unsupported_ops"] = unsupported_ops(record["error"])
         return record
-    totals = json.loads((out / "report.json").read_text())["totals"]
-    record.update({k: totals[k] for k in ("bitlines", "macros", "macro_usage", "segments", "adc_conversions",
-                                          "computing_cycles")})
+    report = json.loads((out / "report.json").read_text())["totals"]
+    record.update({k: report[k] for k in totals})
     check = run_measured([sys.executable, "-c", CLI, "validate", str(out)], timeout)
-    record["valid"] = check["rc"] == 0
+    record.update(valid=check["rc"] == 0, validate_seconds=check["seconds"])
     return record
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ops import op_table
 from cimc.ops.base import Attrs
+from cimc.ops.rewrite_nodes import onnx_node_attrs
 
 
 @dataclass
@@ -71,15 +72,7 @@ class OpContext:
 
 def onnx_attrs(node: onnx.NodeProto) -> Attrs:
     """The node's attributes as plain Python values (str, int, float, tuples)."""
-    out: Attrs = {}
-    for attr in node.attribute:
-        value = helper.get_attribute_value(attr)
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        elif isinstance(value, list):
-            value = tuple(v.decode("utf-8") if isinstance(v, bytes) else v for v in value)
-        out[attr.name] = value
-    return out
+    return onnx_node_attrs(node)
 
 
 def replace(node: onnx.NodeProto, ctx: OpContext) -> list[onnx.NodeProto]:

@@ -34,13 +34,18 @@ class ExportBuilder:
         self.extra: list[onnx.TensorProto] = []
         self.taken = set(graph.tensors) | set(graph.initializers) | {n.name for n in graph.nodes}
 
-    def constant(self, node: Node, field: str, value: np.ndarray) -> str:
-        """Name of a new initializer ``<node>_<field>`` holding ``value`` (an ONNX operand)."""
-        name, i = f"{node.name}_{field}", 0
+    def fresh(self, base: str) -> str:
+        """``base``, or ``base_1``, ``base_2``, … — the first name not yet taken (then taken)."""
+        name, i = base, 0
         while name in self.taken:
             i += 1
-            name = f"{node.name}_{field}_{i}"
+            name = f"{base}_{i}"
         self.taken.add(name)
+        return name
+
+    def constant(self, node: Node, field: str, value: np.ndarray) -> str:
+        """Name of a new initializer ``<node>_<field>`` holding ``value`` (an ONNX operand)."""
+        name = self.fresh(f"{node.name}_{field}")
         self.extra.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 

@@ -41,7 +41,7 @@ def emit_lrn(b: ExportBuilder, node: Node, graph: Graph) -> None:
     c = {k: b.constant(node, k, v) for k, v in const.items()}
 
     def op(kind: str, inputs: list[str], **attrs: int) -> str:
-        out = _fresh(b, f"{node.name}/{kind.lower()}")
+        out = b.fresh(f"{node.name}/{kind.lower()}")
         proto = helper.make_node(kind, inputs, [out], name=out)
         proto.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
         b.nodes.append(proto)
@@ -52,15 +52,7 @@ def emit_lrn(b: ExportBuilder, node: Node, graph: Graph) -> None:
     win = op("Sub", [op("Gather", [prefix, c["upper"]], axis=1), op("Gather", [prefix, c["lower"]], axis=1)])
     den = op("Pow", [op("Add", [c["bias"], op("Mul", [c["scale"], win])]), c["beta"]])
     y = op("Div", [op("Cast", [x], to=TensorProto.DOUBLE), den])
-    b.nodes.append(helper.make_node("Cast", [y], [node.outputs[0]], name=_fresh(b, f"{node.name}/out"),
+    b.nodes.append(helper.make_node("Cast", [y], [node.outputs[0]], name=b.fresh(f"{node.name}/out"),
                                     to=TensorProto.FLOAT))
 
-
-def _fresh(b: ExportBuilder, base: str) -> str:
-    name, i = base, 0
-    while name in b.taken:
-        i += 1
-        name = f"{base}_{i}"
-    b.taken.add(name)
-    return name
 

@@ -79,11 +79,11 @@ def _emit_double(b: ExportBuilder, node: Node, graph: Graph) -> None:
     inputs = []
     for i, t in enumerate(node.inputs):
         inputs.append(_cast(b, t, f"{node.name}/f64_in{i}", TensorProto.DOUBLE) if t else "")
-    wide = _fresh(b, f"{node.name}/f64_out")
+    wide = b.fresh(f"{node.name}/f64_out")
     if node.op == "GlobalAveragePool":
         h, w = graph.shape(node.inputs[0])[2:4]
         axes = _const(b, f"{node.name}/axes", np.array([2, 3], np.int64))
-        total = _fresh(b, f"{node.name}/f64_sum")
+        total = b.fresh(f"{node.name}/f64_sum")
         b.nodes.append(helper.make_node("ReduceSum", [inputs[0], axes], [total], name=total, keepdims=1))
         count = _const(b, f"{node.name}/count", np.array(h * w, np.float64))
         b.nodes.append(helper.make_node("Div", [total, count], [wide], name=wide))
@@ -93,22 +93,14 @@ def _emit_double(b: ExportBuilder, node: Node, graph: Graph) -> None:
 
 
 def _cast(b: ExportBuilder, tensor: str, out: str, to: int, exact: bool = False) -> str:
-    name = out if exact else _fresh(b, out)
-    b.nodes.append(helper.make_node("Cast", [tensor], [name], name=_fresh(b, f"{name}:Cast"), to=to))
+    name = out if exact else b.fresh(out)
+    b.nodes.append(helper.make_node("Cast", [tensor], [name], name=b.fresh(f"{name}:Cast"), to=to))
     return name
 
-
-def _fresh(b: ExportBuilder, base: str) -> str:
-    name, i = base, 0
-    while name in b.taken:
-        i += 1
-        name = f"{base}_{i}"
-    b.taken.add(name)
-    return name
 
 
 def _const(b: ExportBuilder, base: str, value: np.ndarray) -> str:
-    name = _fresh(b, base)
+    name = b.fresh(base)
     b.extra.append(numpy_helper.from_array(value, name))
     return name
 

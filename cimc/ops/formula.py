@@ -146,12 +146,7 @@ class OnnxBackend(Backend[str]):
         self.b, self.node, self.dtype = builder, node, np.dtype(dtype)
 
     def fresh(self, base: str) -> str:
-        name, i = f"{self.node.name}/{base}", 0
-        while name in self.b.taken:
-            i += 1
-            name = f"{self.node.name}/{base}_{i}"
-        self.b.taken.add(name)
-        return name
+        return self.b.fresh(f"{self.node.name}/{base}")
 
     def const(self, value: float | np.ndarray) -> str:
         from onnx import numpy_helper

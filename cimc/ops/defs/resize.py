@@ -227,14 +227,7 @@ def _export(b: ExportBuilder, node: Node) -> tuple[list[str], Attrs]:
     attrs = attrs_except(node, "scales", "sizes", "given")
     if node.attrs["given"] == "scales":
         return ["", b.constant(node, "scales", np.array(node.attrs["scales"], np.float32))], attrs
-    names = []
-    for tag in ("batch_channels", "sizes"):
-        name, i = f"{node.name}_{tag}", 0
-        while name in b.taken:
-            i += 1
-            name = f"{node.name}_{tag}_{i}"
-        b.taken.add(name)
-        names.append(name)
+    names = [b.fresh(f"{node.name}_{tag}") for tag in ("batch_channels", "sizes")]
     hw = b.constant(node, "hw", np.array(node.attrs["sizes"][2:], np.int64))
     b.nodes.append(helper.make_node("Shape", [node.inputs[0]], [names[0]], name=names[0], end=2))
     b.nodes.append(helper.make_node("Concat", [names[0], hw], [names[1]], name=names[1], axis=0))
