@@ -301,3 +301,13 @@ def test_zero_insertion_growth_is_bounded() -> None:
                        {"x": (1, 64, 4, 4)}, ["y"], {"w": rand(64, 1, 1, 1)})
     with pytest.raises(ResourceLimitError, match="16×"):
         import_onnx(model)
+
+
+def test_round_prefer_ceil_at_a_float32_half_matches_onnxruntime() -> None:
+    """7 → 2 columns, asymmetric: output 1 reads x = 1 / (2/7) = 3.5, which float32 computes as
+    3.4999998; onnxruntime still rounds it up (the hypothesis case that found this)."""
+    from cimc.ops.defs.resize import coordinates, nearest_index
+
+    c = coordinates(2, 7, float(np.float32(2) / np.float32(7)), "asymmetric")
+    assert nearest_index(c, 7, "round_prefer_ceil").tolist() == [0, 4]
+    assert nearest_index(c, 7, "round_prefer_floor").tolist() == [0, 3]

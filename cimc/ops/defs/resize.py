@@ -148,8 +148,8 @@ def nearest_index(c: np.ndarray, length: int, mode: str) -> np.ndarray:
     wide = c.astype(np.float64)
     if mode == "round_prefer_floor":
         i = np.ceil(wide - 0.5)
-    elif mode == "round_prefer_ceil":
-        i = np.floor(wide + 0.5)
+    elif mode == "round_prefer_ceil":  # a coordinate one float32 step below a half rounds up, as in onnxruntime
+        i = np.floor(np.nextafter(c.astype(np.float32), np.float32(np.inf)).astype(np.float64) + 0.5)
     else:
         i = np.floor(wide) if mode == "floor" else np.ceil(wide)
     return np.clip(i, 0, length - 1).astype(np.int64)
