@@ -1,6 +1,7 @@
-"""Placement maps: cell owners against the weights, every picture rendered (Agg) on zoo
-models, pixels of each layer's colour where its cells are, deterministic SVG, and a clear
-message without matplotlib."""
+"""Placement maps: cell owners against the weights, every picture rendered on zoo models,
+pixels of each layer's colour where its cells are, hatches where colours repeat, legends that
+fit from 1 to 250 layers and 1 to 400 macros, deterministic SVG, and a clear message without
+matplotlib."""
 
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ from cimc.build.cell_map import describe_cell, owners
 from cimc.build.reader import read_build
 from cimc.cli.main import main
 from cimc.errors import UsageError
-from cimc.views.palette import layer_color, shade_colors
+from cimc.views.macro_png import LEFT, TOP, MacroRaster
+from cimc.views.palette import DARKEN, darken, layer_color, shade_colors
 from cimc.views.placement_map import (
     MacroPainter,
     mosaic,
     mosaic_shape,
     overview_figure,
     require_matplotlib,
-    save,
     write_maps,
 )
-from tests.map_builds import build
+from cimc.views.raster import Canvas
+from tests.map_builds import build, synthetic
 
 ZOO = [("tiny_cnn", {}), ("tiny_residual", {"map_fc": True}), ("digits_cnn", {"placement": "aligned"}),
        ("tiny_cnn", {"macro": "small-64", "tiling": "dense"})]
@@ -147,17 +149,101 @@ def test_render_paper_models(tmp_path: Path, name: str, options: dict[str, objec
     assert {layer_color(i) for i in range(len(b.layer_names))} <= _pixels(tmp_path / "overview.png")
 
 
-def test_fast_png_has_the_pixels_of_savefig(tmp_path: Path) -> None:
-    """``MacroPainter.png`` redraws only the changing artists onto a saved background: every
-    macro's PNG equals matplotlib's full ``savefig`` of the same figure pixel for pixel."""
+def _hex(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.reshape(-1, 3).tolist()]).reshape(rgb.shape[:-1])
+
+
+@pytest.mark.parametrize(("name", "options"), ZOO[1:3])
+def test_png_cells_have_their_layer_colour(name: str, options: dict[str, object]) -> None:
+    """Cell (w, b) is the ``sy × sx`` pixel block at ``(TOP + w·sy, LEFT + b·sx)``: on every bitline
+    away from a boundary line, wordlines ``[start, stop)`` have the owner's colour (odd
+    segments lighter), the rest is white."""
+    b = read_build(build(name, **options))
+    own = owners(b.layout)
+    raster = MacroRaster(b, own)
+    sy, sx = raster.ph // own.wordlines, raster.pw // own.shape[1]
+    for m in range(own.shape[0]):
+        rgb = raster.draw(m).rgb()
+        key = np.where(own.used[m], own.layer[m] * 1000 + own.segment[m], -1)
+        padded = np.r_[key[0], key, key[-1]]
+        inner = np.flatnonzero((padded[:-2] == key) & (padded[2:] == key))
+        cells = _hex(rgb[TOP + np.arange(own.wordlines)[:, None] * sy, LEFT + inner[None, :] * sx])
+        want = np.asarray([layer_color(la, s) if la >= 0 else "#ffffff"
+                           for la, s in zip(own.layer[m][inner].tolist(), own.segment[m][inner].tolist(), strict=True)])
+        w = np.arange(own.wordlines)[:, None]
+        inside = (w >= own.start[m][inner][None, :]) & (w < own.stop[m][inner][None, :])
+        np.testing.assert_array_equal(cells, np.where(inside, want[None, :], "#ffffff"), err_msg=f"macro {m}")
+
+
+def test_hatch_tells_apart_layers_of_one_colour() -> None:
+    """Layers 5, 25 and 45 share a colour: 5 is solid, 25 has ``/`` lines ((x + y) mod 6 = 0) and
+    45 ``\\`` lines ((x − y) mod 6 = 0) in the colour mixed with 45 % black."""
+    fake, own = synthetic(50, 4)
+    raster = MacroRaster(fake, own)  # type: ignore[arg-type]
+    assert layer_color(5) == layer_color(25) == layer_color(45)
+    y, x = np.mgrid[0:12, 0:12]
+    dark = darken(layer_color(5), DARKEN)
+    for layer, lines in ((5, np.zeros((12, 12), bool)), (25, (x + y) % 6 == 0), (45, (x - y) % 6 == 0)):
+        codes = raster.paint_codes(np.full((12, 12), 2 * layer), raster.swatch_masks)
+        colours = _hex(np.asarray(raster.static.palette, dtype=np.uint8)[codes])
+        np.testing.assert_array_equal(colours, np.where(lines, dark, layer_color(5)), err_msg=f"layer {layer}")
+
+
+@pytest.mark.parametrize(("layers", "macros"), [(1, 1), (45, 60), (250, 3)])
+def test_png_legend_is_never_clipped(layers: int, macros: int) -> None:
+    """The legend lists every layer on the macro and its text stays inside the picture: with
+    ~85 layers on one macro the picture grows downward; long names are shortened to their end."""
+    fake, own = synthetic(layers, macros)
+    raster = MacroRaster(fake, own)  # type: ignore[arg-type]
+    present = np.unique(own.layer[0]).size
+    lines = raster.legend(0)
+    assert len(lines) == present + 1 and lines[-1][1].startswith("idle")
+    canvas = raster.draw(0)
+    ink = np.asarray(canvas.ink)
+    rows, cols = np.nonzero(ink)
+    assert rows.min() > 0 and cols.min() > 0 and rows.max() < canvas.shape[0] - 1 and cols.max() < canvas.shape[1] - 1
+    last = TOP + 20 + (len(lines) - 1) * 16
+    assert ink[last:last + 12].any(), "the last legend line is drawn"
+    assert "…" in lines[0][1] and lines[0][1].endswith("/Conv — " + f"{int((own.layer[0] == 0).sum())} BL, 3 seg.")
+
+
+@pytest.mark.parametrize(("layers", "macros"), [(1, 1), (45, 60), (250, 400)])
+def test_overview_legend_fits_and_lists_every_layer(layers: int, macros: int) -> None:
+    """Beside the mosaic while its rows fit, else under the bar chart in columns: inside the
+    figure either way, with one entry per layer and one for idle."""
+    fake, own = synthetic(layers, macros)
+    fig = overview_figure(fake, own)  # type: ignore[arg-type]
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    legend = fig.legends[0]
+    box, frame = legend.get_window_extent(renderer), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, (box, frame)
+    assert len(legend.get_texts()) == layers + 1
+    for ax in fig.axes:
+        extent = ax.get_tightbbox(renderer)
+        assert frame.x0 <= extent.x0 and extent.x1 <= frame.x1 + 1, (extent, frame)
+
+
+def test_svg_macro_legend_grows_with_the_layers() -> None:
+    fake, own = synthetic(250, 3)
+    painter = MacroPainter(fake, own)  # type: ignore[arg-type]
+    for m in range(3):
+        fig = painter.paint(m)
+        box = fig.legends[0].get_window_extent(fig.canvas.get_renderer())  # type: ignore[attr-defined]
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+        assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == np.unique(own.layer[m]).size + 1
+
+
+def test_canvas_writes_a_palette_png_with_text(tmp_path: Path) -> None:
+    """Colours keep their exact RGB (one palette entry each); text is a grey ramp on white."""
     from PIL import Image
 
-    b = read_build(build("tiny_residual", map_fc=True))
-    own = owners(b.layout)
-    fast, slow = MacroPainter(b, own), MacroPainter(b, own)
-    for m in [*range(own.shape[0]), 0]:  # macro 0 again after the others: nothing stale is left
-        fast.png(m, tmp_path / "fast.png")
-        save(slow.paint(m), tmp_path / "slow.png")
-        a = np.asarray(Image.open(tmp_path / "fast.png").convert("RGBA"))
-        c = np.asarray(Image.open(tmp_path / "slow.png").convert("RGBA"))
-        np.testing.assert_array_equal(a, c, err_msg=f"macro {m}")
+    canvas = Canvas(40, 120)
+    red = canvas.color("#be0032")
+    canvas.fill(0, 0, 20, 20, red)
+    canvas.text((30, 10), "macro 7", 12)
+    image = Image.open(canvas.png(tmp_path / "c.png"))
+    assert image.mode == "P"
+    rgb = np.asarray(image.convert("RGB"))
+    assert rgb[:20, :20].tolist() == [[[0xbe, 0x00, 0x32]] * 20] * 20
+    text = rgb[:, 30:]
+    assert (text.min(axis=2) == text.max(axis=2)).all() and text.min() < 64, "black antialiased text"

@@ -1,10 +1,15 @@
 """A self-contained HTML report of a build: one file, no network at view time.
 
-It holds the tables of ``report.md`` (per layer and total), the layers' geometry, an
-overview of every macro (inline SVG thumbnails labelled with usage, and a stacked usage
-bar per macro) and one inline SVG per macro, wordlines down and bitlines across. Each
-SVG draws one rectangle per run of bitlines (``cell_map.runs``), so the file stays small
-for hundreds of macros. A short inline script shows, for the cell under the pointer, the
+Pictures first, tables last: a searchable list of every layer (colour swatch, index, short
+name; the full name, op and macros on hover), an overview of every macro (inline SVG
+thumbnails labelled with usage, and a stacked usage bar per macro), one inline SVG per macro
+(wordlines down, bitlines across, ticks every ``size/8`` lines) in a grid of cards, then the
+tables of ``report.md`` (per layer and total) and the layers' geometry, in boxes that scroll
+on their own so the page never scrolls sideways (``max-width`` 1,240 px, SVGs scale down).
+Each SVG draws one rectangle per run of bitlines (``cell_map.runs``) with the class ``l{ℓ}``
+of its layer, so the file stays small for hundreds of macros, and a click on a layer (list,
+table row, bar or map cell) highlights its cells everywhere by one generated CSS rule
+(``layerCss``): the other layers' rectangles fade. A short inline script shows, for the cell under the pointer, the
 layer, segment, output channel, input channel and kernel position, computed from the
 row order ``r = row_start(s) + (w − w0)``, ``c = r // (kh·kw)``, ``(i, j) =
 ((r mod kh·kw) // kw, r mod kw)`` and ``in channel = g·C_g + c`` for group
@@ -23,18 +28,32 @@ import numpy as np
 from cimc.backend.report import COLUMNS, cell_text
 from cimc.build.cell_map import RUN_FIELDS, Owners, runs
 from cimc.build.reader import BuildDir
+from cimc.views.names import short_names
 from cimc.views.palette import IDLE, layer_color
 from cimc.views.placement_map import mosaic_shape, usage_label
 
 CSS = """
-body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+*{box-sizing:border-box}
+body{font:14px system-ui,sans-serif;margin:24px auto;padding:0 16px;color:#222;max-width:1240px}
+svg{max-width:100%;height:auto}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}tr.total{font-weight:bold}
+.scroll{overflow-x:auto;max-width:100%}
 .sw{display:inline-block;width:12px;height:12px;border:1px solid #333;vertical-align:middle}
-svg.macro{border:1px solid #333;background:#fff;cursor:crosshair}
+svg.macro{background:#fff;cursor:crosshair}
 #tip{position:fixed;pointer-events:none;background:#fffff0;border:1px solid #888;padding:4px 8px;
 font:12px monospace;display:none;white-space:pre;z-index:9}
 details{margin:6px 0}summary{cursor:pointer}
+#layer-search{width:100%;max-width:420px;padding:4px 8px;font:inherit}
+#layer-list{display:flex;flex-wrap:wrap;gap:4px;max-height:220px;overflow-y:auto;margin:8px 0;padding:4px;
+border:1px solid #ddd}
+#layer-list button{font:12px system-ui,sans-serif;border:1px solid #bbb;background:#fafafa;border-radius:3px;
+padding:1px 6px;cursor:pointer;white-space:nowrap}
+#layer-list button.on,tr.on{outline:2px solid #000;background:#ffe}
+#layer-list button.hidden{display:none}
+tr[data-layer]{cursor:pointer}
+.maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:12px}
+.card{border:1px solid #ddd;padding:6px}.card h3{font-size:14px;margin:0 0 4px}
 """
 
 SCRIPT = """
@@ -53,9 +72,23 @@ const q=pt.matrixTransform(svg.getScreenCTM().inverse());const b=Math.floor(q.x)
 tip.textContent=`macro ${m}, wordline ${w}, bitline ${b}\\n`+cell(m,w,b);tip.style.display='block';
 tip.style.left=(e.clientX+14)+'px';tip.style.top=(e.clientY+14)+'px';});
 svg.addEventListener('mouseleave',()=>{tip.style.display='none';});}
-function openHash(){const el=document.getElementById(location.hash.slice(1));
-if(el&&el.tagName==='DETAILS')el.open=true;}
-window.addEventListener('hashchange',openHash);openHash();
+function layerCss(i){return i<0?'':`svg rect[class^="l"]{fill-opacity:.12}svg rect.l${i}{fill-opacity:1;`+
+`stroke:#000;stroke-width:1px;vector-effect:non-scaling-stroke}`;}
+function matches(q){q=q.trim().toLowerCase();return D.layers.map((L,i)=>q===''||String(i)===q||
+L.name.toLowerCase().includes(q)||L.op.toLowerCase().includes(q));}
+let current=-1;const hlStyle=document.getElementById('hl');
+function highlight(i){current=current===i?-1:i;hlStyle.textContent=layerCss(current);
+for(const el of document.querySelectorAll('[data-layer]'))el.classList.toggle('on',+el.dataset.layer===current);
+document.getElementById('hl-note').textContent=current<0?'':`highlighted: layer ${current}: `+
+`${D.layers[current].name} (${D.layers[current].op}); click it again to clear`;}
+document.addEventListener('click',e=>{const t=e.target.closest('[data-layer]');
+if(t){highlight(+t.dataset.layer);return;}const r=e.target.closest('rect');const k=r&&r.getAttribute('class');
+if(k&&/^l\\d+$/.test(k))highlight(+k.slice(1));});
+const search=document.getElementById('layer-search');
+search.addEventListener('input',()=>{const ok=matches(search.value);
+for(const b of document.querySelectorAll('#layer-list button'))b.classList.toggle('hidden',!ok[+b.dataset.layer]);});
+search.addEventListener('keydown',e=>{if(e.key!=='Enter')return;const i=matches(search.value).indexOf(true);
+if(i>=0&&i!==current)highlight(i);});
 """
 
 
@@ -84,7 +117,7 @@ def _report_table(report: dict[str, Any] | None) -> str:
         "partial_sum_storage")}
     rows.append("<tr class=total>" + "".join(f"<td>{_cell(k, totals)}</td>" for k, _ in COLUMNS) + "</tr>")
     notes = "".join(f"<li>{_esc(n)}</li>" for n in report.get("notes", []))
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table><ul>{notes}</ul>"
+    return f"<div class=scroll><table><tr>{head}</tr>{''.join(rows)}</table></div><ul>{notes}</ul>"
 
 
 def _layers_table(build: BuildDir) -> str:
@@ -92,19 +125,33 @@ def _layers_table(build: BuildDir) -> str:
     for i, layer in enumerate(build.layout.layers):
         macros = layer.macros
         span = f"{macros[0]}–{macros[-1]}" if macros else "–"
-        rows.append(f"<tr><td><span class=sw style='background:{layer_color(i)}'></span> {i}: {_esc(layer.node)}"
+        rows.append(f"<tr data-layer='{i}'><td><span class=sw style='background:{layer_color(i)}'></span> "
+                    f"{i}: {_esc(layer.node)}"
                     f"</td><td>{_esc(layer.op)}</td><td>{layer.kernel[0]}×{layer.kernel[1]}</td>"
                     f"<td>{layer.groups}</td><td>{layer.rows:,}</td><td>{layer.cout:,}</td>"
                     f"<td>{len(layer.segments)}</td><td>{layer.columns:,}</td><td>{span}</td>"
                     f"<td>{_esc(build.slicing_notes.get(i, '–'))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("layer", "op", "kernel", "groups", "rows/group", "Cout",
                                              "segments", "bitlines", "macros", "bit-slicing"))
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    return f"<div class=scroll><table><tr>{head}</tr>{''.join(rows)}</table></div>"
+
+
+def _layer_list(build: BuildDir) -> str:
+    """The search box and one button per layer (swatch, index, short name; full name on hover)."""
+    names = short_names(build.layer_names, 28)
+    buttons = []
+    for i, layer in enumerate(build.layout.layers):
+        macros = layer.macros
+        where = f"macros {macros[0]}–{macros[-1]}" if macros else "no macro"
+        buttons.append(f"<button type=button data-layer='{i}' title='{_esc(layer.node)} ({_esc(layer.op)}), {where}'>"
+                       f"<span class=sw style='background:{layer_color(i)}'></span> {i}: {_esc(names[i])}</button>")
+    return ("<input id=layer-search type=search placeholder='find a layer: name, op or index (Enter highlights)' "
+            f"aria-label='find a layer'><div id=layer-list>{''.join(buttons)}</div><p id=hl-note></p>")
 
 
 def _rects(r: dict[str, np.ndarray], index: np.ndarray) -> str:
     return "".join(
-        f"<rect x='{b0}' y='{w0}' width='{b1 - b0}' height='{w1 - w0}' fill='{layer_color(la, s)}'/>"
+        f"<rect class='l{la}' x='{b0}' y='{w0}' width='{b1 - b0}' height='{w1 - w0}' fill='{layer_color(la, s)}'/>"
         for b0, b1, la, s, w0, w1 in zip(*(r[k][index].tolist() for k in (
             "bitline_start", "bitline_stop", "layer", "segment", "wordline_start", "wordline_stop")), strict=True))
 
@@ -124,7 +171,8 @@ def _overview(build: BuildDir, own: Owners, r: dict[str, np.ndarray]) -> str:
                      f"<g transform='scale({tw / bl},{th / wl})'>{_rects(r, r['macro'] == m)}</g>"
                      f"<rect width='{tw}' height='{th}' fill='none' stroke='#333'/>"
                      f"<text x='0' y='{th + 14}' font-size='12'>{_esc(usage_label(m, float(usage[m])))}</text></g></a>")
-    return f"<svg width='{cols * (tw + 22) + 2}' height='{rows * (th + 22) + 2}'>{''.join(tiles)}</svg>"
+    width, height = cols * (tw + 22) + 2, rows * (th + 22) + 2
+    return f"<svg width='{width}' height='{height}' viewBox='0 0 {width} {height}'>{''.join(tiles)}</svg>"
 
 
 def _usage_bars(build: BuildDir, own: Owners) -> str:
@@ -134,7 +182,7 @@ def _usage_bars(build: BuildDir, own: Owners) -> str:
     top = np.cumsum(share, axis=1)
     cells = zip(*np.nonzero(share), strict=True)
     bars = [f"<rect x='{left + m * width:.2f}' y='{height * (1 - top[m, i]):.2f}' width='{width:.2f}' "
-            f"height='{height * share[m, i]:.2f}' fill='{layer_color(int(i))}'><title>macro {m}: "
+            f"height='{height * share[m, i]:.2f}' class='l{i}' fill='{layer_color(int(i))}'><title>macro {m}: "
             f"{_esc(build.layer_names[i])} {share[m, i]:.1%}</title></rect>" for m, i in cells]
     right = left + own.shape[0] * width
     axis = (f"<rect x='{left}' width='{right - left:.2f}' height='{height}' fill='none' stroke='#999'/>"
@@ -143,25 +191,65 @@ def _usage_bars(build: BuildDir, own: Owners) -> str:
             f"<text x='{left}' y='{height + 14}' font-size='11'>0</text>"
             f"<text x='{(left + right) / 2:.2f}' y='{height + 14}' font-size='11' text-anchor='middle'>macro</text>"
             f"<text x='{right:.2f}' y='{height + 14}' font-size='11' text-anchor='end'>{own.shape[0] - 1}</text>")
-    return f"<svg width='{right + 2:.0f}' height='{height + 18}'>{''.join(bars)}{axis}</svg>"
+    return (f"<svg width='{right + 2:.0f}' height='{height + 18}' viewBox='0 0 {right + 2:.0f} {height + 18}'>"
+            f"{''.join(bars)}{axis}</svg>")
+
+
+MAP_WIDTH = 360  # pixels of a macro map's cells; its height follows WL:BL within [90, 480]
+
+
+def _map_box(own: Owners) -> tuple[int, int, int, int]:
+    """Width, height, left and top margins (pixels) of every macro map's cells."""
+    return MAP_WIDTH, min(480, max(90, round(MAP_WIDTH * own.wordlines / max(own.shape[1], 1)))), 40, 6
+
+
+def _ticks_symbol(own: Owners) -> str:
+    """The axes shared by every macro map, defined once and drawn by ``<use href='#ticks'/>``."""
+    width, height, left, top = _map_box(own)
+    ticks = _map_ticks(max(own.shape[1], 1), max(own.wordlines, 1), width, height, left, top)
+    return f"<svg width='0' height='0' style='position:absolute'><defs><g id=ticks>{ticks}</g></defs></svg>"
+
+
+def _map_ticks(bl: int, wl: int, width: int, height: int, left: int, top: int) -> str:
+    """Tick marks and labels every ``size/8`` bitlines (below) and wordlines (left), axis names."""
+    marks = []
+    for t in range(0, bl + 1, max(bl // 8, 1)):
+        x = left + t * width / bl
+        marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top + height}' y2='{top + height + 4}'/>"
+                     f"<text x='{x:.1f}' y='{top + height + 14}' text-anchor='middle'>{t}</text>")
+    for t in range(0, wl + 1, max(wl // 8, 1)):
+        y = top + t * height / wl
+        marks.append(f"<line x1='{left - 4}' x2='{left}' y1='{y:.1f}' y2='{y:.1f}'/>"
+                     f"<text x='{left - 6}' y='{y + 3:.1f}' text-anchor='end'>{t}</text>")
+    names = (f"<text x='{left + width / 2:.0f}' y='{top + height + 26}' text-anchor='middle'>bitline</text>"
+             f"<text transform='translate(10 {top + height / 2:.0f}) rotate(-90)' text-anchor='middle'>wordline</text>")
+    return f"<g stroke='#333' font-size='10' fill='#333'>{''.join(marks)}</g><g font-size='11'>{names}</g>"
 
 
 def _macro_section(build: BuildDir, own: Owners, r: dict[str, np.ndarray], m: int) -> str:
+    """A card: title, the map with ticks (hover: the cell; click: highlight its layer), the runs table folded."""
     bl, wl = own.shape[1], own.wordlines
     index = r["macro"] == m
-    names = build.layer_names
+    names = short_names(build.layer_names, 28)
     rows = "".join(
-        f"<tr><td><span class=sw style='background:{layer_color(la, s)}'></span> {_esc(names[la])}</td><td>{s}</td>"
-        f"<td>{o}–{o + b1 - b0 - 1}</td><td>{b0}–{b1 - 1}</td><td>{w0}–{w1 - 1}</td></tr>"
+        f"<tr data-layer='{la}'><td><span class=sw style='background:{layer_color(la, s)}'></span> {la}: "
+        f"{_esc(names[la])}</td><td>{s}</td><td>{o}–{o + b1 - b0 - 1}</td><td>{b0}–{b1 - 1}</td><td>{w0}–{w1 - 1}</td>"
+        "</tr>"
         for b0, b1, la, s, o, w0, w1 in zip(*(r[k][index].tolist() for k in (
             "bitline_start", "bitline_stop", "layer", "segment", "out_channel", "wordline_start", "wordline_stop")),
             strict=True))
-    svg = (f"<svg class='macro' data-m='{m}' viewBox='0 0 {bl} {wl}' width='512' height='{512 * wl // bl}' "
-           f"preserveAspectRatio='none'><rect width='{bl}' height='{wl}' fill='{IDLE}'/>"
-           f"<g stroke='#222' stroke-width='0.6' vector-effect='non-scaling-stroke'>{_rects(r, index)}</g></svg>")
+    width, height, left, top = _map_box(own)
+    outer_w, outer_h = width + left + 14, height + top + 32
+    svg = (f"<svg width='{outer_w}' height='{outer_h}' viewBox='0 0 {outer_w} {outer_h}'>"
+           f"<svg class='macro' data-m='{m}' x='{left}' y='{top}' width='{width}' height='{height}' "
+           f"viewBox='0 0 {bl} {wl}' preserveAspectRatio='none'><rect width='{bl}' height='{wl}' fill='{IDLE}'/>"
+           f"<g stroke='#222' stroke-width='0.6' vector-effect='non-scaling-stroke'>{_rects(r, index)}</g>"
+           f"<rect width='{bl}' height='{wl}' fill='none' stroke='#333' vector-effect='non-scaling-stroke'/></svg>"
+           "<use href='#ticks'/></svg>")
     head = "<tr><th>layer</th><th>segment</th><th>output channels</th><th>bitlines</th><th>wordlines</th></tr>"
-    return (f"<details id='macro-{m}'{' open' if m < 4 else ''}><summary>macro {m}: "
-            f"{float(own.usage()[m]):.2%} used</summary>{svg}<table>{head}{rows}</table></details>")
+    return (f"<section class=card id='macro-{m}'><h3>macro {m}: {float(own.usage()[m]):.2%} used</h3>{svg}"
+            f"<details><summary>runs on macro {m}</summary><div class=scroll><table>{head}{rows}</table></div>"
+            "</details></section>")
 
 
 def _data(build: BuildDir, r: dict[str, np.ndarray]) -> str:
@@ -181,13 +269,20 @@ def html_report(build: BuildDir) -> str:
     spec = (f"{macro.name}: {macro.wordlines}×{macro.bitlines} cells of {macro.cell_bits} bits, {macro.adcs} ADCs "
             f"of {macro.adc_bits} bits, {macro.load_cycles} cycles per load")
     sections = "".join(_macro_section(build, own, r, m) for m in range(own.shape[0]))
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head>"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta name='viewport' "
+            f"content='width=device-width,initial-scale=1'><title>{title}</title><style>{CSS}</style>"
+            f"<style id=hl></style></head>"
             f"<body><h1>{title}</h1><p>Macro {_esc(spec)}. Build folder <code>{_esc(build.path)}</code>.</p>"
-            f"<h2>Report</h2>{_report_table(build.report)}<h2>CIM layers</h2>{_layers_table(build)}"
-            f"<h2>Macros</h2><p>Each tile is one macro (wordlines down, bitlines across); colour = layer, lighter ="
-            f" odd segment, white = idle. Click a tile for its map; hover a map for the cell's details.</p>"
+            f"<p>Contents: <a href='#layers'>layers</a> · <a href='#macros'>macros</a> · <a href='#maps'>macro maps</a>"
+            f" · <a href='#report'>report</a> · <a href='#geometry'>CIM layers</a></p>"
+            f"<h2 id=layers>Layers</h2><p>Click a layer (here, in a table, a bar or a map) to highlight its cells "
+            f"everywhere; click it again to clear.</p>{_layer_list(build)}"
+            f"<h2 id=macros>Macros</h2><p>Each tile is one macro (wordlines down, bitlines across); colour = layer, "
+            f"lighter = odd segment, white = idle. Click a tile for its map; hover a map for the cell's details.</p>"
             f"{_overview(build, own, r)}<h3>Usage per macro, by layer</h3>{_usage_bars(build, own)}"
-            f"<h2>Macro maps</h2>{sections}<div id=tip></div>"
+            f"<h2 id=maps>Macro maps</h2>{_ticks_symbol(own)}<div class=maps>{sections}</div>"
+            f"<h2 id=report>Report</h2>{_report_table(build.report)}<h2 id=geometry>CIM layers</h2>"
+            f"{_layers_table(build)}<div id=tip></div>"
             f"<script type='application/json' id='cimc-data'>{_data(build, r)}</script>"
             f"<script>{SCRIPT}</script></body></html>\n")
 

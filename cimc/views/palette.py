@@ -5,6 +5,11 @@ the same colour mixed with 35 % white, so neighbouring segments of one layer sta
 Idle cells are white. The terminal map names layer ``ℓ`` by a key of ``w`` letters, ``ℓ``
 written in base 26 with the digits ``A…Z`` (``w = 1`` up to 26 layers, ``AA…ZZ`` up to 676), so
 no two layers of a build share a key; upper case for even segments, lower case for odd ones.
+
+Colours repeat every 20 layers, so pictures add a pattern by colour cycle: layer ``ℓ`` is hatched
+by ``pattern(ℓ) = ⌊ℓ / 20⌋ mod 4`` (0 solid, 1 ``/``, 2 ``\\``, 3 both), drawn in the layer's colour
+mixed with 45 % black; layers 0–79 are then told apart by colour and pattern, and maps also write
+the layer index on its cells when a build has more than 20 layers.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ IDLE = "#ffffff"
 GAP = "#f2f2f2"
 SYMBOLS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LIGHTEN = 0.35
+DARKEN = 0.45
+PATTERNS = ("solid", "/", "\\", "x")
 
 
 def layer_color(layer: int, segment: int = 0) -> str:
@@ -30,6 +37,22 @@ def lighten(color: str, amount: float) -> str:
     """Mix ``#rrggbb`` with white: ``c + amount·(255 − c)`` per channel."""
     rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{round(c + amount * (255 - c)):02x}" for c in rgb)
+
+
+def darken(color: str, amount: float) -> str:
+    """Mix ``#rrggbb`` with black: ``(1 − amount)·c`` per channel."""
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round((1 - amount) * c):02x}" for c in rgb)
+
+
+def pattern(layer: int) -> int:
+    """Hatch of ``layer`` (index into ``PATTERNS``): its colour cycle ``⌊ℓ / 20⌋`` mod 4."""
+    return (layer // len(KELLY)) % len(PATTERNS)
+
+
+def colors_repeat(layers: int) -> bool:
+    """Whether two of ``layers`` layers share a colour (then maps label the layers on their cells)."""
+    return layers > len(KELLY)
 
 
 def shade_colors(layers: int) -> list[str]:

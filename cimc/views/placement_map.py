@@ -5,8 +5,13 @@
   are white, a thin line separates segments and a thick one layers; the legend lists the
   layers on the macro with their segment and bitline counts, and for a bit-sliced layer
   its slicing ("8-bit weights over 2 cells": each output channel is 2 adjacent bitlines).
+  The figure grows so the legend is never clipped. This draws the SVG maps; the PNG maps
+  are the same picture drawn with numpy (``macro_png``), many times faster.
 * ``overview_figure``: every macro as a tile of one mosaic labelled with its usage
-  ``cells used / (WL·BL)``, above a stacked bar chart of each macro's usage by layer.
+  ``cells used / (WL·BL)``, above a stacked bar chart of each macro's usage by layer, and
+  a legend of every layer beside them, or under them in columns when it is taller
+  (``overview_layout``). Past 20 layers colours repeat, and every picture adds the hatch of
+  ``palette.pattern``.
 
 matplotlib is the optional extra ``cimc[plot]``, imported lazily; figures are drawn with
 the Agg canvas directly (no pyplot, no GUI, no global backend switch). SVGs carry no date
@@ -27,7 +32,9 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
-from cimc.views.palette import GAP, IDLE, layer_color, shade_colors
+from cimc.views.macro_png import MacroRaster, hatch_masks, hatched, rgb_of, shade_luts
+from cimc.views.names import short_names
+from cimc.views.palette import DARKEN, GAP, IDLE, darken, layer_color, pattern
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -59,71 +66,52 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _cmap(layers: int, extra: tuple[str, ...]) -> tuple[Any, float, float]:
-    from matplotlib.colors import ListedColormap
-
-    colors = [*extra, *shade_colors(layers)]
-    return ListedColormap(colors), -0.5, len(colors) - 0.5
-
-
 class MacroPainter:
-    """One figure drawn again for each macro: only the cells, boundaries, title and legend
-    change, so a model with hundreds of macros does not rebuild axes and ticks each time."""
+    """One figure drawn again for each macro (the SVG maps; PNGs are drawn by
+    ``macro_png.MacroRaster``): only the cells, boundaries, title and legend change, so a
+    model with hundreds of macros does not rebuild axes and ticks each time."""
 
     def __init__(self, build: BuildDir, own: Owners) -> None:
         self.build, self.own = build, own
         wl, bl = own.wordlines, own.shape[1]
         self.fig = _new_figure(10.0, 6.4)
         self.ax = self.fig.add_axes((0.07, 0.09, 0.6, 0.82))
-        cmap, lo, hi = _cmap(len(build.layer_names), (IDLE,))
-        self.image = self.ax.imshow(np.zeros((wl, bl), dtype=np.int32), cmap=cmap, vmin=lo, vmax=hi,
-                                    interpolation="nearest", aspect="auto",
+        plain, dark, self.patterns = shade_luts(len(build.layer_names), (IDLE,))
+        self.plain, self.dark, self.masks = rgb_of(plain), rgb_of(dark), hatch_masks(wl, bl)
+        self.image = self.ax.imshow(np.zeros((wl, bl, 3), dtype=np.uint8), interpolation="nearest", aspect="auto",
                                     extent=(-0.5, bl - 0.5, wl - 0.5, -0.5))
         self.ax.set_xlabel("bitline")
         self.ax.set_ylabel("wordline")
         self.ax.set_xticks(*_ticks(bl))
         self.ax.set_yticks(*_ticks(wl))
         self._artists: list[Any] = []
-        self._background: Any = None
-
-    def png(self, m: int, path: Path) -> Path:
-        """Write macro ``m`` as PNG by redrawing only what changes between macros (cells,
-        boundaries, title, legend, the frame over the cells) onto a saved copy of the static
-        parts (axes, ticks, labels): the same pixels as ``save(paint(m), path)`` at a fraction
-        of the text rendering, written with fast zlib compression."""
-        from PIL import Image
-
-        self.paint(m)
-        canvas: Any = self.fig.canvas  # FigureCanvasAgg (``_new_figure``): blitting and the RGBA buffer
-        dynamic = [self.image, *self._artists, *self.ax.spines.values(), self.ax.title]
-        if self._background is None:
-            canvas.draw()  # lays out the title as savefig does; a draw without it would move it
-            where = self.ax.title.get_position()
-            for artist in dynamic:
-                artist.set_visible(False)
-            canvas.draw()
-            self._background = canvas.copy_from_bbox(self.fig.bbox)
-            for artist in dynamic:
-                artist.set_visible(True)
-            self.ax.title.set_position(where)
-        canvas.restore_region(self._background)
-        for artist in dynamic:
-            self.fig.draw_artist(artist)
-        buffer = canvas.buffer_rgba()
-        Image.frombuffer("RGBA", (buffer.shape[1], buffer.shape[0]), buffer, "raw", "RGBA", 0, 1).save(
-            path, format="png", compress_level=1)
-        return path
+        self.names = short_names(build.layer_names, 30)
+        self.legend_anchor = (0.69, 0.91)  # figure fraction; ``_fit`` moves it when the figure grows
 
     def paint(self, m: int) -> Figure:
         """The picture of macro ``m``: cells by owning layer, segment/layer boundaries, legend."""
         for artist in self._artists:
             artist.remove()
         own = self.own
-        self.image.set_data(own.shade_grid(slice(m, m + 1))[0] + 1)
+        key = own.shade_grid(slice(m, m + 1))[0].astype(np.intp) + 1
+        self.image.set_data(hatched(key, self.plain, self.dark, self.patterns, self.masks))
         self.ax.set_title(f"{self.build.name}: macro {m} — {float(own.usage()[m]):.2%} of "
                           f"{own.wordlines}×{own.shape[1]} cells used", fontsize=10)
-        self._artists = [a for a in (_boundaries(self.ax, own, m), _macro_legend(self.fig, self.build, own, m)) if a]
+        labels = _macro_labels(self.build, own, m, self.names)
+        self._fit(labels)
+        self._artists = [a for a in (_boundaries(self.ax, own, m), _macro_legend(self.fig, own, m, labels,
+                                                                                self.legend_anchor)) if a]
         return self.fig
+
+    def _fit(self, labels: list[str]) -> None:
+        """Grow the figure (10 × 6.4 in at least) so the legend's lines and widest label fit:
+        the cells keep their 6 × 5.25 in box at the top left, the legend starts 6.9 in right."""
+        lines = sum(label.count("\n") + 1 for label in labels) + 2
+        chars = max((len(line) for label in labels for line in label.split("\n")), default=0)
+        width, height = max(10.0, 7.3 + CHAR * chars + 0.4), max(6.4, 0.9 + LEGEND_LINE * lines)
+        self.fig.set_size_inches(width, height)
+        self.ax.set_position((0.7 / width, (height - 5.824) / height, 6.0 / width, 5.248 / height))
+        self.legend_anchor = (6.9 / width, (height - 0.576) / height)
 
 
 def macro_figure(build: BuildDir, own: Owners, m: int) -> Figure:
@@ -148,23 +136,29 @@ def _boundaries(ax: Axes, own: Owners, m: int) -> Any:
     return ax.vlines(change - 0.5, -0.5, top - 0.5, colors="#202020", linewidths=np.where(layer_change, 1.6, 0.5))
 
 
-def _macro_legend(fig: Figure, build: BuildDir, own: Owners, m: int) -> Any:
-    from matplotlib.patches import Patch
-
-    names = build.layer_names
+def _macro_labels(build: BuildDir, own: Owners, m: int, names: list[str]) -> list[str]:
+    """Legend labels of macro ``m``: each layer on it with its bitlines and segments, then idle."""
     used = own.used[m]
-    present = np.unique(own.layer[m][used])
-    handles = []
-    for index in present.tolist():
+    labels = []
+    for index in np.unique(own.layer[m][used]).tolist():
         mine = used & (own.layer[m] == index)
         segments = np.unique(own.segment[m][mine]).size
-        label = f"{index}: {names[index]} — {int(mine.sum())} BL, {segments} seg."
+        label = f"{index}: {names[index]} — {int(mine.sum()):,} BL, {segments} seg."
         if index in build.slicing_notes:
             label += f"\n    {build.slicing_notes[index]} (adjacent digit BLs)"
-        handles.append(Patch(facecolor=layer_color(index), edgecolor="#202020", label=label))
-    handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label=f"idle — {int((~used).sum())} BL"))
-    return fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.69, 0.91), fontsize=8,
-               title="layer (lighter = odd segment)", title_fontsize=8, frameon=False)
+        labels.append(label)
+    return [*labels, f"idle — {int((~used).sum()):,} BL"]
+
+
+def _macro_legend(fig: Figure, own: Owners, m: int, labels: list[str], anchor: tuple[float, float]) -> Any:
+    from matplotlib.patches import Patch
+
+    present = np.unique(own.layer[m][own.used[m]]).tolist()
+    handles = [Patch(facecolor=layer_color(i), edgecolor=darken(layer_color(i), DARKEN), hatch=_HATCH[pattern(i)],
+                     label=label) for i, label in zip(present, labels, strict=False)]
+    handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label=labels[-1]))
+    return fig.legend(handles=handles, loc="upper left", bbox_to_anchor=anchor, fontsize=8,
+                      title="layer (lighter = odd segment)", title_fontsize=8, frameon=False)
 
 
 def mosaic_shape(macros: int) -> tuple[int, int]:
@@ -202,29 +196,72 @@ def mosaic(own: Owners) -> Mosaic:
     return Mosaic(image, cols, th + gap, tw + gap, th, tw, step)
 
 
+def mosaic_rgb(tiles: Mosaic, layers: int) -> np.ndarray:
+    """``(H, W, 3)`` colours of the mosaic codes (0 gap, 1 idle, 2 + shade), hatched past 20 layers."""
+    plain, dark, patterns = shade_luts(layers, (GAP, IDLE))
+    h, w = tiles.image.shape
+    return hatched(tiles.image, rgb_of(plain), rgb_of(dark), patterns, hatch_masks(h, w))
+
+
 def usage_label(m: int, usage: float) -> str:
     """``m: u%`` with one decimal below 10 % (a 0.4 % macro is not '0%')."""
     return f"{m}: {usage:.1%}" if usage < 0.1 else f"{m}: {usage:.0%}"
+
+
+LEGEND_LINE = 0.19  # inches per legend row at 8 pt (matplotlib: 8 pt text + 0.5 em spacing, rounded up)
+CHAR = 0.075  # inches per character of 8 pt DejaVu Sans, rounded up
+
+
+@dataclass(frozen=True)
+class OverviewLayout:
+    """Sizes in inches: the mosaic ``width × tall``, the figure ``fig_w × fig_h``, and the
+    legend's columns; ``below`` when the legend sits under the bar chart (it did not fit beside)."""
+
+    width: float
+    tall: float
+    fig_w: float
+    fig_h: float
+    legend_h: float
+    columns: int
+    below: bool
+
+
+def overview_layout(tiles: Mosaic, labels: list[str]) -> OverviewLayout:
+    """Mosaic tiles at least 0.62 in wide (7 pt labels stay legible up to 400 macros); the
+    legend beside the pictures when its rows fit their height, else under them in as many
+    columns as the width holds, the figure growing by its rows: never clipped."""
+    width = max(8.4, 0.62 * tiles.cols)
+    tall = width * tiles.image.shape[0] / max(tiles.image.shape[1], 1)
+    body = tall + OVERVIEW_BARS + 4 * OVERVIEW_PAD
+    column = CHAR * max((len(t) for t in labels), default=4) + 0.5
+    if (len(labels) + 2) * LEGEND_LINE <= body:
+        return OverviewLayout(width, tall, width + 0.9 + column, body, 0.0, 1, False)
+    fig_w = max(width + 0.9, 12.0)
+    columns = max(1, int((fig_w - 0.4) // column))
+    legend_h = (-(-len(labels) // columns) + 2) * LEGEND_LINE
+    return OverviewLayout(width, tall, fig_w, body + legend_h, legend_h, columns, True)
+
+
+OVERVIEW_BARS, OVERVIEW_PAD = 1.6, 0.5  # inches: bar chart height, margins
 
 
 def overview_figure(build: BuildDir, own: Owners) -> Figure:
     """All macros with their usage, and each macro's usage split by layer (Figs. 12–13)."""
     macros = own.shape[0]
     tiles = mosaic(own)
-    width, bars, pad = 8.4, 1.6, 0.5  # inches: mosaic width, bar chart height, margins
-    tall = width * tiles.image.shape[0] / max(tiles.image.shape[1], 1)
-    height = tall + bars + 4 * pad
-    fig = _new_figure(12.0, height)
-    top = fig.add_axes((0.04, (bars + 2.5 * pad) / height, width / 12.0, tall / height))
-    cmap, lo, hi = _cmap(len(build.layer_names), (GAP, IDLE))
-    top.imshow(tiles.image, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+    labels = _legend_labels(build)
+    box = overview_layout(tiles, labels)
+    bars, pad, h, w = OVERVIEW_BARS, OVERVIEW_PAD, box.fig_h, box.fig_w
+    fig = _new_figure(w, h)
+    top = fig.add_axes((0.4 / w, (box.legend_h + bars + 2.5 * pad) / h, box.width / w, box.tall / h))
+    top.imshow(mosaic_rgb(tiles, len(build.layer_names)), interpolation="nearest")
     top.set_axis_off()
     _tile_frames(top, tiles, macros, own.usage())
     total = float(own.cells_used().sum()) / (macros * own.wordlines * own.shape[1]) if macros else 0.0
     top.set_title(f"{build.name}: {macros} macros of {own.wordlines}×{own.shape[1]} cells, "
                   f"{total:.2%} used (tile label: macro: usage)", fontsize=10)
-    _usage_bars(fig.add_axes((0.06, pad / height, width / 12.0 - 0.02, bars / height)), build, own)
-    _layer_legend(fig, build, 1.0 - pad / height)
+    _usage_bars(fig.add_axes((1.0 / w, (box.legend_h + pad) / h, (box.width - 0.6) / w, bars / h)), build, own)
+    _layer_legend(fig, build, labels, box)
     return fig
 
 
@@ -238,23 +275,30 @@ def _tile_frames(ax: Axes, tiles: Mosaic, macros: int, usage: np.ndarray) -> Non
     y, x = r * tiles.pitch_y - 0.5, c * tiles.pitch_x - 0.5
     frames = [Rectangle((float(a), float(b)), tiles.tile_w, tiles.tile_h) for a, b in zip(x, y, strict=True)]
     ax.add_collection(PatchCollection(frames, facecolor="none", edgecolor="#505050", linewidth=0.6, clip_on=False))
-    size = 8 if tiles.cols <= 8 else max(5, 10 - tiles.cols // 4)
+    size = 8 if tiles.cols <= 8 else 7
     for m in range(macros):
         ax.text(x[m] + tiles.tile_w - 1, y[m] + tiles.tile_h - 1, usage_label(m, float(usage[m])), fontsize=size,
                 va="bottom", ha="right", bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.5, "linewidth": 0})
 
 
 def _usage_bars(ax: Axes, build: BuildDir, own: Owners) -> None:
+    from matplotlib.collections import PolyCollection
     from matplotlib.ticker import MaxNLocator
 
     names = build.layer_names
     share = own.cells_by_layer(len(names)) / float(own.wordlines * own.shape[1])
-    x = np.arange(own.shape[0])
-    bottom = np.zeros(own.shape[0])
-    for index in range(len(names)):
-        if share[:, index].any():
-            ax.bar(x, share[:, index], bottom=bottom, width=1.0, color=layer_color(index), linewidth=0)
-            bottom += share[:, index]
+    top = np.cumsum(share, axis=1)
+    m, layer = np.nonzero(share)  # one bar segment per (macro, layer) with cells: [m−½, m+½] × [top − share, top]
+    lo, hi = top[m, layer] - share[m, layer], top[m, layer]
+    verts = np.stack([np.stack([m - 0.5, lo], 1), np.stack([m + 0.5, lo], 1),
+                      np.stack([m + 0.5, hi], 1), np.stack([m - 0.5, hi], 1)], axis=1)
+    colors = np.asarray([layer_color(i) for i in range(len(names))])
+    hatch = np.asarray([pattern(i) for i in range(len(names))], dtype=np.intp)[layer]
+    for kind in np.unique(hatch).tolist():  # one collection per hatch pattern
+        mine = hatch == kind
+        ax.add_collection(PolyCollection(list(verts[mine]), facecolors=colors[layer[mine]].tolist(), linewidths=0,
+                                         hatch=_HATCH[kind], edgecolors=[darken(c, DARKEN) for c in
+                                                                         colors[layer[mine]].tolist()]))
     ax.set_xlim(-0.5, max(own.shape[0], 1) - 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, 1)
@@ -263,17 +307,32 @@ def _usage_bars(ax: Axes, build: BuildDir, own: Owners) -> None:
     ax.yaxis.set_major_formatter("{x:.0%}")
 
 
-def _layer_legend(fig: Figure, build: BuildDir, top: float) -> None:
+def _legend_labels(build: BuildDir) -> list[str]:
+    """``ℓ: short name (slicing)`` per layer, then ``idle``."""
+    notes = build.slicing_notes
+    names = short_names(build.layer_names, 28)
+    return [f"{i}: {name}" + (f" ({notes[i]})" if i in notes else "") for i, name in enumerate(names)] + ["idle"]
+
+
+def _layer_legend(fig: Figure, build: BuildDir, labels: list[str], box: OverviewLayout) -> Any:
+    """Every layer's colour (and hatch, past 20 layers) with its name, beside or under the pictures."""
     from matplotlib.patches import Patch
 
-    notes = build.slicing_notes
-    handles = [Patch(facecolor=layer_color(i), edgecolor="#202020",
-                     label=f"{i}: {name}" + (f" ({notes[i]})" if i in notes else ""))
-               for i, name in enumerate(build.layer_names)]
-    handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label="idle"))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.76, top), fontsize=8,
-               ncols=1 if len(handles) <= 24 else 2, frameon=False, title="layer (lighter = odd segment)",
-               title_fontsize=8)
+    layers = len(build.layer_names)
+    handles = [Patch(facecolor=layer_color(i), edgecolor=darken(layer_color(i), DARKEN), hatch=_HATCH[pattern(i)],
+                     label=label, linewidth=0.8) for i, label in enumerate(labels[:layers])]
+    handles.append(Patch(facecolor=IDLE, edgecolor="#202020", label=labels[-1]))
+    if box.below:
+        anchor = (0.2 / box.fig_w, (box.legend_h - 0.1) / box.fig_h)
+    else:
+        anchor = ((box.width + 0.7) / box.fig_w, 1.0 - OVERVIEW_PAD / box.fig_h)
+    return fig.legend(handles=handles, loc="upper left", bbox_to_anchor=anchor, fontsize=8, ncols=box.columns,
+                      frameon=False, title="layer (lighter = odd segment" + (", hatch = colour cycle)" if
+                                                                            layers > 20 else ")"),
+                      title_fontsize=8, borderaxespad=0.0)
+
+
+_HATCH = (None, "////", "\\\\", "xxxx")
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -303,12 +362,13 @@ def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    painter = MacroPainter(build, own)
+    raster = MacroRaster(build, own) if "png" in formats else None
+    painter = MacroPainter(build, own) if "svg" in formats else None
     with _progress(len(chosen), quiet=not show_progress) as advance:
         for m in chosen:
-            if "png" in formats:
-                written.append(painter.png(m, out / f"macro_{m:04d}.png"))
-            if "svg" in formats:
+            if raster is not None:
+                written.append(raster.png(m, out / f"macro_{m:04d}.png"))
+            if painter is not None:
                 written.append(save(painter.paint(m), out / f"macro_{m:04d}.svg"))
             advance()
     if overview:
