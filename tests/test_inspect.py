@@ -182,3 +182,86 @@ def test_strip_of_32_layers_shows_two_letter_keys_within_64_characters() -> None
     assert len(strip) == 64
     keys = [strip[i:i + 2] for i in range(0, 64, 2)]
     assert keys[0] == "AA" and keys[26] == "BA" and keys[-1] == "BF" and len(set(keys)) == 32
+
+
+def test_html_puts_pictures_first_and_never_scrolls_sideways() -> None:
+    """Layers, macros and maps come before the long tables; the page is at most 1,240 px wide,
+    every table scrolls in its own box and every SVG scales down (it has a viewBox)."""
+    b = read_build(build("tiny_residual", map_fc=True))
+    page = html_report(b)
+    order = [page.index(f"<h2 id={name}>") for name in ("layers", "macros", "maps", "report", "geometry")]
+    assert order == sorted(order)
+    width = int(re.search(r"body\{[^}]*max-width:(\d+)px", page)[1])  # type: ignore[index]
+    assert width <= 1280 and "svg{max-width:100%;height:auto}" in page
+    assert page.count("<table") == page.count("<div class=scroll><table")
+    outer = re.findall(r"<svg (?!class='macro')[^>]*>", page)
+    assert outer and all("viewBox=" in tag or "width='0'" in tag for tag in outer)
+    ticks = re.search(r"<g id=ticks>(.*?)</defs>", page, re.S)[1]  # type: ignore[index]
+    bl = b.layout.macro.bitlines
+    assert f">{bl}</text>" in ticks and ">bitline</text>" in ticks and ">wordline</text>" in ticks
+    assert page.count("<use href='#ticks'/>") == b.num_macros
+
+
+def test_html_layer_list_and_highlight_classes() -> None:
+    """A search box, one button per layer; every rectangle of a layer's cells or bars carries
+    the class ``l{ℓ}`` the highlight rule selects: in the thumbnails and the maps once per run."""
+    from collections import Counter
+
+    from cimc.build.cell_map import runs
+
+    b = read_build(build("digits_cnn", placement="aligned"))
+    page = html_report(b)
+    assert "<input id=layer-search type=search" in page
+    buttons = re.findall(r"<button type=button data-layer='(\d+)'", page)
+    assert buttons == [str(i) for i in range(len(b.layer_names))]
+    maps = re.findall(r"<svg class='macro'.*?</svg>", page, re.S)
+    got = Counter(int(x) for svg in maps for x in re.findall(r"<rect class='l(\d+)'", svg))
+    want = Counter(runs(b.owners)["layer"].tolist())
+    assert got == want
+    bars = re.findall(r"class='l(\d+)' fill='[^']*'><title>macro", page)
+    assert Counter(int(x) for x in bars) == Counter(np.nonzero(b.owners.cells_by_layer(len(b.layer_names)))[1].tolist())
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node.js not installed")
+def test_html_search_and_click_highlight_in_node(tmp_path: Path) -> None:
+    """The page's script on a stub DOM: typing filters the layer buttons, Enter and a click
+    on a layer's rectangle or button highlight it (one CSS rule fading the other layers, the
+    'on' class on its list entries), a second click clears it."""
+    b = read_build(build("tiny_residual", map_fc=True))
+    page = html_report(b)
+    data = re.search(r"id='cimc-data'>(.*?)</script>", page, re.S)[1].replace("<\\/", "</")  # type: ignore[index]
+    stub = """
+class El{constructor(attrs){this.attrs=attrs||{};this.dataset={};this.cls=new Set();this.textContent='';this.h={};
+ this.classList={toggle:(c,on)=>on?this.cls.add(c):this.cls.delete(c)};this.value='';}
+ getAttribute(k){return this.attrs[k]??null;} addEventListener(k,f){this.h[k]=f;}
+ closest(sel){if(sel==='[data-layer]')return this.dataset.layer!==undefined?this:null;
+  if(sel==='rect')return this.attrs.rect?this:null;return null;}}
+const byId={};for(const id of ['tip','hl','hl-note','layer-search'])byId[id]=new El();
+const buttons=D.layers.map((L,i)=>{const e=new El();e.dataset.layer=String(i);return e;});
+const docHandlers={};
+globalThis.document={getElementById:id=>id==='cimc-data'?{textContent:JSON.stringify(D)}:byId[id],
+ querySelectorAll:sel=>sel==='svg.macro'?[]:buttons,addEventListener:(k,f)=>{docHandlers[k]=f;}};
+globalThis.window={addEventListener(){}};
+"""
+    script = re.search(r"<script>(.*?)</script>", page, re.S)[1]  # type: ignore[index]
+    script = script.replace("const D=JSON.parse(document.getElementById('cimc-data').textContent);", "")
+    drive = """
+const out={};const box=byId['layer-search'];
+box.value='conv';box.h.input();out.shown=buttons.filter(b=>!b.cls.has('hidden')).length;
+box.value='';box.h.input();out.all=buttons.filter(b=>!b.cls.has('hidden')).length;
+docHandlers.click({target:new El({rect:true,class:'l2'})});out.css=byId.hl.textContent;
+out.on=buttons.filter(b=>b.cls.has('on')).map(b=>+b.dataset.layer);out.note=byId['hl-note'].textContent;
+docHandlers.click({target:buttons[2]});out.cleared=byId.hl.textContent;
+box.value='1';box.h.keydown({key:'Enter'});out.enter=byId.hl.textContent;
+console.log(JSON.stringify(out));
+"""
+    (tmp_path / "page.js").write_text(f"const D={data};{stub}{script}{drive}")
+    got = json.loads(subprocess.run(["node", str(tmp_path / "page.js")], capture_output=True, text=True,
+                                    check=True).stdout)
+    names = b.layer_names
+    assert got["shown"] == sum("conv" in n.lower() or "conv" in x.op.lower() for n, x in
+                               zip(names, b.layout.layers, strict=True))
+    assert got["all"] == len(names)
+    assert "rect.l2{fill-opacity:1" in got["css"] and 'rect[class^="l"]{fill-opacity:.12}' in got["css"]
+    assert got["on"] == [2] and names[2] in got["note"]
+    assert got["cleared"] == "" and "rect.l1{" in got["enter"]
