@@ -138,9 +138,14 @@ class MacroRaster:
     def cells(self, m: int) -> np.ndarray:
         """``(ph, pw)`` palette indices of macro ``m``'s cells, with segment and layer lines."""
         grid = self.own.shade_grid(slice(m, m + 1))[0]
-        pixels = self.paint_codes(grid[self.rows][:, self.cols], self.masks)
+        if self.lut_pattern.any():  # hatches are drawn per pixel
+            pixels = self.paint_codes(grid[self.rows][:, self.cols], self.masks)
+        else:  # plain colours: look up each cell once, then enlarge
+            pixels = self.lut[grid.astype(np.intp) + 1][self.rows][:, self.cols]
         tops = self._line_tops(m)
-        pixels[np.arange(self.ph)[:, None] < tops[None, :]] = self.dark
+        lines = np.flatnonzero(tops)
+        rows = np.arange(self.ph)[:, None]
+        pixels[:, lines] = np.where(rows < tops[lines][None, :], self.dark, pixels[:, lines])
         return pixels
 
     def _line_tops(self, m: int) -> np.ndarray:

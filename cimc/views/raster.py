@@ -1,7 +1,9 @@
 """A palette picture drawn with numpy and written as an 8-bit PNG: the pixel canvas of the maps.
 
 A ``Canvas`` holds an ``(H, W)`` uint8 array of palette indices and an ``(H, W)`` ink image
-(coverage 0–255 of the text drawn, FreeType-antialiased by Pillow). Palette indices
+(coverage 0–255 of the text drawn, FreeType-antialiased by Pillow), composited only inside the
+boxes where text was drawn; ``copy`` flattens the text into the colours, so the static parts of
+a picture are composited once. Palette indices
 ``0 … 31`` are a grey ramp from black to white; colours get the next free index when first used.
 ``png`` writes ``index`` where no text is, and the ramp's ``⌊(255 − ink)·31 / 255⌉`` where text
 is (text is black on a white ground), so one image of ≤ 256 colours is encoded, with no colour
@@ -53,17 +55,17 @@ class Canvas:
         ramp = np.linspace(0, 255, GREYS).round().astype(np.uint8)
         self.palette: list[tuple[int, int, int]] = [(int(g), int(g), int(g)) for g in ramp]
         self._codes: dict[str, int] = {}
+        self._boxes: list[tuple[int, int, int, int]] = []  # where text was drawn: x0, y0, x1, y1
 
     @property
     def shape(self) -> tuple[int, int]:
         return (int(self.index.shape[0]), int(self.index.shape[1]))
 
     def copy(self, height: int | None = None) -> Canvas:
-        """A copy, extended with white rows to ``height`` when taller."""
+        """A copy with its text flattened into the colours, extended with white rows to ``height``."""
         h, w = self.shape
         out = Canvas(max(h, height or h), w)
-        out.index[:h] = self.index
-        out.ink.paste(self.ink, (0, 0))
+        out.index[:h] = self.pixels()
         out.palette, out._codes = list(self.palette), dict(self._codes)
         return out
 
@@ -92,6 +94,8 @@ class Canvas:
     def text(self, xy: tuple[float, float], text: str, size: int = 11, anchor: str = "la") -> None:
         """Black ``text`` at ``xy`` (Pillow anchors: ``la`` left/ascender, ``mt`` middle/top, ``rm``…)."""
         self._draw.text(xy, text, fill=255, font=font(size), anchor=anchor)
+        x0, y0, x1, y1 = self._draw.textbbox(xy, text, font=font(size), anchor=anchor)
+        self._boxes.append((int(x0), int(y0), int(np.ceil(x1)) + 1, int(np.ceil(y1)) + 1))
 
     def vertical_text(self, center: tuple[int, int], text: str, size: int = 11) -> None:
         """Black ``text`` turned 90° counter-clockwise, centred on ``center``."""
@@ -101,12 +105,20 @@ class Canvas:
         strip = Image.new("L", (w, size + 4), 0)
         ImageDraw.Draw(strip).text((1, 0), text, fill=255, font=font(size))
         turned = strip.rotate(90, expand=True)
-        self.ink.paste(turned, (center[0] - turned.width // 2, center[1] - turned.height // 2))
+        x, y = center[0] - turned.width // 2, center[1] - turned.height // 2
+        self.ink.paste(turned, (x, y))
+        self._boxes.append((x, y, x + turned.width, y + turned.height))
 
     def pixels(self) -> np.ndarray:
-        """Final palette indices: text ink over the drawn colours."""
+        """Final palette indices: text ink over the drawn colours (only where text was drawn)."""
+        out = self.index.copy()
         ink = np.asarray(self.ink)
-        return np.where(ink > 0, _INK_GREY[ink], self.index)
+        h, w = self.shape
+        for x0, y0, x1, y1 in self._boxes:
+            ys, xs = slice(max(y0, 0), min(y1, h)), slice(max(x0, 0), min(x1, w))
+            region = ink[ys, xs]
+            out[ys, xs] = np.where(region > 0, _INK_GREY[region], out[ys, xs])
+        return out
 
     def rgb(self) -> np.ndarray:
         """``(H, W, 3)`` uint8 colours of ``pixels``."""
