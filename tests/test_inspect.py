@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cimc.build.cell_map import describe_cell, owners
+from cimc.build.cell_map import describe_cell, owners, runs
 from cimc.build.reader import read_build
 from cimc.cli.main import main
 from cimc.views.html_report import SCRIPT, html_report
@@ -193,7 +193,9 @@ def test_html_puts_pictures_first_and_never_scrolls_sideways() -> None:
     assert order == sorted(order)
     width = int(re.search(r"body\{[^}]*max-width:(\d+)px", page)[1])  # type: ignore[index]
     assert width <= 1280 and "svg{max-width:100%;height:auto}" in page
-    assert page.count("<table") == page.count("<div class=scroll><table")
+    body = page.split("<script")[0]
+    assert body.count("<table") == body.count("<div class=scroll><table") == 2  # report, geometry
+    assert body.count("<div class=scroll></div>") == b.num_macros  # runs tables: written when opened
     outer = re.findall(r"<svg (?!class='macro')[^>]*>", page)
     assert outer and all("viewBox=" in tag or "width='0'" in tag for tag in outer)
     ticks = re.search(r"<g id=ticks>(.*?)</defs>", page, re.S)[1]  # type: ignore[index]
@@ -206,8 +208,6 @@ def test_html_layer_list_and_highlight_classes() -> None:
     """A search box, one button per layer; every rectangle of a layer's cells or bars carries
     the class ``l{ℓ}`` the highlight rule selects: in the thumbnails and the maps once per run."""
     from collections import Counter
-
-    from cimc.build.cell_map import runs
 
     b = read_build(build("digits_cnn", placement="aligned"))
     page = html_report(b)
@@ -226,7 +226,8 @@ def test_html_layer_list_and_highlight_classes() -> None:
 def test_html_search_and_click_highlight_in_node(tmp_path: Path) -> None:
     """The page's script on a stub DOM: typing filters the layer buttons, Enter and a click
     on a layer's rectangle or button highlight it (one CSS rule fading the other layers, the
-    'on' class on its list entries), a second click clears it."""
+    'on' class on its list entries), a second click clears it; a macro's runs table, written
+    when its fold opens, lists its runs in order, names escaped."""
     b = read_build(build("tiny_residual", map_fc=True))
     page = html_report(b)
     data = re.search(r"id='cimc-data'>(.*?)</script>", page, re.S)[1].replace("<\\/", "</")  # type: ignore[index]
@@ -240,7 +241,8 @@ const byId={};for(const id of ['tip','hl','hl-note','layer-search'])byId[id]=new
 const buttons=D.layers.map((L,i)=>{const e=new El();e.dataset.layer=String(i);return e;});
 const docHandlers={};
 globalThis.document={getElementById:id=>id==='cimc-data'?{textContent:JSON.stringify(D)}:byId[id],
- querySelectorAll:sel=>sel==='svg.macro'?[]:buttons,addEventListener:(k,f)=>{docHandlers[k]=f;}};
+ querySelectorAll:sel=>sel==='#layer-list button'||sel==='[data-layer]'?buttons:[],
+ addEventListener:(k,f)=>{docHandlers[k]=f;}};
 globalThis.window={addEventListener(){}};
 """
     script = re.search(r"<script>(.*?)</script>", page, re.S)[1]  # type: ignore[index]
@@ -253,6 +255,7 @@ docHandlers.click({target:new El({rect:true,class:'l2'})});out.css=byId.hl.textC
 out.on=buttons.filter(b=>b.cls.has('on')).map(b=>+b.dataset.layer);out.note=byId['hl-note'].textContent;
 docHandlers.click({target:buttons[2]});out.cleared=byId.hl.textContent;
 box.value='1';box.h.keydown({key:'Enter'});out.enter=byId.hl.textContent;
+out.table=runsTable(0);out.esc=esc("<b a='1'>&");
 console.log(JSON.stringify(out));
 """
     (tmp_path / "page.js").write_text(f"const D={data};{stub}{script}{drive}")
@@ -265,3 +268,11 @@ console.log(JSON.stringify(out));
     assert "rect.l2{fill-opacity:1" in got["css"] and 'rect[class^="l"]{fill-opacity:.12}' in got["css"]
     assert got["on"] == [2] and names[2] in got["note"]
     assert got["cleared"] == "" and "rect.l1{" in got["enter"]
+    r = runs(b.owners)
+    mine = np.flatnonzero(r["macro"] == 0)
+    row = r"<tr data-layer='(\d+)'><td>.*?</td><td>(\d+)</td><td>[^<]*</td><td>(\d+)–(\d+)</td>"
+    rows = re.findall(row, got["table"])
+    assert [tuple(int(v) for v in row) for row in rows] == [
+        (int(r["layer"][i]), int(r["segment"][i]), int(r["bitline_start"][i]), int(r["bitline_stop"][i]) - 1)
+        for i in mine]
+    assert got["esc"] == "&#60;b a=&#39;1&#39;&#62;&#38;"

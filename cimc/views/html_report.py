@@ -84,6 +84,14 @@ document.getElementById('hl-note').textContent=current<0?'':`highlighted: layer 
 document.addEventListener('click',e=>{const t=e.target.closest('[data-layer]');
 if(t){highlight(+t.dataset.layer);return;}const r=e.target.closest('rect');const k=r&&r.getAttribute('class');
 if(k&&/^l\\d+$/.test(k))highlight(+k.slice(1));});
+function esc(s){return String(s).replace(/[&<>"']/g,c=>`&#${c.charCodeAt(0)};`);}
+function runsTable(m){const rows=D.runs.filter(r=>r[0]===m).map(r=>{const L=D.layers[r[3]];
+return `<tr data-layer='${r[3]}'><td><span class=sw style='background:${L.color[r[4]%2]}'></span> ${r[3]}: `+
+`${esc(L.short)}</td><td>${r[4]}</td><td>${r[5]}–${r[5]+r[2]-r[1]-1}</td><td>${r[1]}–${r[2]-1}</td>`+
+`<td>${r[6]}–${r[7]-1}</td></tr>`;});return '<table><tr><th>layer</th><th>segment</th><th>output channels</th>'+
+`<th>bitlines</th><th>wordlines</th></tr>${rows.join('')}</table>`;}
+for(const d of document.querySelectorAll('details[data-m]'))d.addEventListener('toggle',()=>{
+const box=d.querySelector('div');if(d.open&&!box.firstChild)box.innerHTML=runsTable(+d.dataset.m);});
 const search=document.getElementById('layer-search');
 search.addEventListener('input',()=>{const ok=matches(search.value);
 for(const b of document.querySelectorAll('#layer-list button'))b.classList.toggle('hidden',!ok[+b.dataset.layer]);});
@@ -226,36 +234,28 @@ def _map_ticks(bl: int, wl: int, width: int, height: int, left: int, top: int) -
     return f"<g stroke='#333' font-size='10' fill='#333'>{''.join(marks)}</g><g font-size='11'>{names}</g>"
 
 
-def _macro_section(build: BuildDir, own: Owners, r: dict[str, np.ndarray], m: int) -> str:
-    """A card: title, the map with ticks (hover: the cell; click: highlight its layer), the runs table folded."""
+def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int) -> str:
+    """A card: title, the map with ticks (hover: the cell; click: highlight its layer), and the
+    runs table folded, written by the script from the page data when first opened (``runsTable``)."""
     bl, wl = own.shape[1], own.wordlines
-    index = r["macro"] == m
-    names = short_names(build.layer_names, 28)
-    rows = "".join(
-        f"<tr data-layer='{la}'><td><span class=sw style='background:{layer_color(la, s)}'></span> {la}: "
-        f"{_esc(names[la])}</td><td>{s}</td><td>{o}–{o + b1 - b0 - 1}</td><td>{b0}–{b1 - 1}</td><td>{w0}–{w1 - 1}</td>"
-        "</tr>"
-        for b0, b1, la, s, o, w0, w1 in zip(*(r[k][index].tolist() for k in (
-            "bitline_start", "bitline_stop", "layer", "segment", "out_channel", "wordline_start", "wordline_stop")),
-            strict=True))
     width, height, left, top = _map_box(own)
     outer_w, outer_h = width + left + 14, height + top + 32
     svg = (f"<svg width='{outer_w}' height='{outer_h}' viewBox='0 0 {outer_w} {outer_h}'>"
            f"<svg class='macro' data-m='{m}' x='{left}' y='{top}' width='{width}' height='{height}' "
            f"viewBox='0 0 {bl} {wl}' preserveAspectRatio='none'><rect width='{bl}' height='{wl}' fill='{IDLE}'/>"
-           f"<g stroke='#222' stroke-width='0.6' vector-effect='non-scaling-stroke'>{_rects(r, index)}</g>"
+           f"<g stroke='#222' stroke-width='0.6' vector-effect='non-scaling-stroke'>{_rects(r, r['macro'] == m)}</g>"
            f"<rect width='{bl}' height='{wl}' fill='none' stroke='#333' vector-effect='non-scaling-stroke'/></svg>"
            "<use href='#ticks'/></svg>")
-    head = "<tr><th>layer</th><th>segment</th><th>output channels</th><th>bitlines</th><th>wordlines</th></tr>"
     return (f"<section class=card id='macro-{m}'><h3>macro {m}: {float(own.usage()[m]):.2%} used</h3>{svg}"
-            f"<details><summary>runs on macro {m}</summary><div class=scroll><table>{head}{rows}</table></div>"
-            "</details></section>")
+            f"<details data-m='{m}'><summary>runs on macro {m}</summary><div class=scroll></div></details></section>")
 
 
 def _data(build: BuildDir, r: dict[str, np.ndarray]) -> str:
+    short = short_names(build.layer_names, 28)
     layers = [{"name": x.node, "op": x.op, "kernel": x.kernel, "rows": x.rows, "cout": x.cout,
-               "groups": x.groups, "seg": [[s.row_start, s.row_stop] for s in x.segments], "S": x.w_slices}
-              for x in build.layout.layers]
+               "groups": x.groups, "seg": [[s.row_start, s.row_stop] for s in x.segments], "S": x.w_slices,
+               "short": short[i], "color": [layer_color(i, 0), layer_color(i, 1)]}
+              for i, x in enumerate(build.layout.layers)]
     table = np.stack([r[k] for k in RUN_FIELDS], axis=1).tolist() if r["macro"].size else []
     text = json.dumps({"layers": layers, "runs": table}, separators=(",", ":"))
     return text.replace("</", "<\\/")
@@ -268,7 +268,7 @@ def html_report(build: BuildDir) -> str:
     macro, title = build.macro, _esc(f"cimc build: {build.name}")
     spec = (f"{macro.name}: {macro.wordlines}×{macro.bitlines} cells of {macro.cell_bits} bits, {macro.adcs} ADCs "
             f"of {macro.adc_bits} bits, {macro.load_cycles} cycles per load")
-    sections = "".join(_macro_section(build, own, r, m) for m in range(own.shape[0]))
+    sections = "".join(_macro_section(own, r, m) for m in range(own.shape[0]))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width,initial-scale=1'><title>{title}</title><style>{CSS}</style>"
             f"<style id=hl></style></head>"
