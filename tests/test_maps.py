@@ -247,3 +247,20 @@ def test_canvas_writes_a_palette_png_with_text(tmp_path: Path) -> None:
     assert rgb[:20, :20].tolist() == [[[0xbe, 0x00, 0x32]] * 20] * 20
     text = rgb[:, 30:]
     assert (text.min(axis=2) == text.max(axis=2)).all() and text.min() < 64, "black antialiased text"
+
+
+def test_parallel_maps_are_the_serial_maps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``jobs=2`` forks two drawing processes: the same files, byte for byte, in the same order."""
+    import cimc.views.placement_map as placement_map
+
+    monkeypatch.setattr(placement_map, "CHUNK", 1)
+    b = read_build(build("tiny_cnn", macro="small-64", tiling="dense"))
+    assert b.num_macros > 2, "more macros than processes"
+    serial = write_maps(b, tmp_path / "one", formats=("png", "svg"), overview=False)
+    parallel = write_maps(b, tmp_path / "two", formats=("png", "svg"), overview=False, jobs=2)
+    assert [p.name for p in parallel] == [p.name for p in serial]
+    for a, c in zip(serial, parallel, strict=True):
+        assert a.read_bytes() == c.read_bytes(), a.name
+    result = CliRunner().invoke(main, ["maps", str(build("tiny_cnn", macro="small-64", tiling="dense")), "-o",
+                                       str(tmp_path / "cli"), "--jobs", "2", "--no-overview"])
+    assert result.exit_code == 0 and len(list((tmp_path / "cli").iterdir())) == b.num_macros

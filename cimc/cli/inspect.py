@@ -136,16 +136,19 @@ def diff_cmd(state: State, build_a: Path, build_b: Path) -> None:
               show_default=True, help="Repeat for both.")
 @click.option("--macro", "macros", type=click.IntRange(min=0), multiple=True, help="Only these macros (repeatable).")
 @click.option("--no-overview", is_flag=True, help="Skip overview.png/svg.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0, max=64), default=0, show_default=True,
+              help="Processes drawing the macros (0: the CPUs, at most 4, from 64 macros on).")
 @click.pass_obj
 @guarded
 def maps_cmd(state: State, build: Path, output: Path, formats: tuple[str, ...], macros: tuple[int, ...],
-             no_overview: bool) -> None:
+             no_overview: bool, jobs: int) -> None:
     """Write placement pictures of BUILD: one per macro and an overview (needs cimc[plot])."""
     from cimc.build.reader import read_build
-    from cimc.views.placement_map import write_maps
+    from cimc.views.placement_map import default_jobs, write_maps
 
-    written = write_maps(read_build(build), output, formats=formats, macros=macros or None, overview=not no_overview,
-                         show_progress=not state.as_json)
+    b = read_build(build)
+    written = write_maps(b, output, formats=formats, macros=macros or None, overview=not no_overview,
+                         show_progress=not state.as_json, jobs=jobs or default_jobs(len(macros) or b.num_macros))
     if state.as_json:
         _echo_json({"output": str(output), "files": [p.name for p in written]})
         return

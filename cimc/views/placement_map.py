@@ -349,9 +349,10 @@ def save(fig: Figure, path: Path) -> Path:
 
 def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("png",),
                macros: Iterable[int] | None = None, overview: bool = True,
-               show_progress: bool = False) -> list[Path]:
+               show_progress: bool = False, jobs: int = 1) -> list[Path]:
     """Write ``macro_NNNN.<fmt>`` for each macro (default: all) and ``overview.<fmt>``, with a
-    progress bar on stderr when ``show_progress``."""
+    progress bar on stderr when ``show_progress``; ``jobs > 1`` draws the macros in that many
+    forked processes (the same files, in the same order)."""
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -361,21 +362,80 @@ def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("
     chosen = list(range(own.shape[0])) if macros is None else _checked(macros, own.shape[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    raster = MacroRaster(build, own) if "png" in formats else None
-    painter = MacroPainter(build, own) if "svg" in formats else None
-    with _progress(len(chosen), quiet=not show_progress) as advance:
-        for m in chosen:
-            if raster is not None:
-                written.append(raster.png(m, out / f"macro_{m:04d}.png"))
-            if painter is not None:
-                written.append(save(painter.paint(m), out / f"macro_{m:04d}.svg"))
-            advance()
+    writer = MacroWriter(build, own, formats, out)
+    written = _write_macros(writer, chosen, jobs, show_progress)
     if overview:
         fig = overview_figure(build, own)
         written += [save(fig, out / f"overview.{fmt}") for fmt in formats]
     log.info("wrote %d map files to %s", len(written), out)
     return written
+
+
+class MacroWriter:
+    """Writes one macro's files; its painters are made on first use (in the process that draws)."""
+
+    def __init__(self, build: BuildDir, own: Owners, formats: tuple[str, ...], out: Path) -> None:
+        self.build, self.own, self.formats, self.out = build, own, formats, out
+        self._raster: MacroRaster | None = None
+        self._painter: MacroPainter | None = None
+
+    def __call__(self, m: int) -> list[Path]:
+        written = []
+        if "png" in self.formats:
+            self._raster = self._raster or MacroRaster(self.build, self.own)
+            written.append(self._raster.png(m, self.out / f"macro_{m:04d}.png"))
+        if "svg" in self.formats:
+            self._painter = self._painter or MacroPainter(self.build, self.own)
+            written.append(save(self._painter.paint(m), self.out / f"macro_{m:04d}.svg"))
+        return written
+
+
+_WRITER: MacroWriter | None = None  # the writer forked workers inherit
+CHUNK = 8  # macros per task of a drawing process
+
+
+def _write_chunk(chunk: list[int]) -> list[Path]:
+    assert _WRITER is not None, "set before the workers fork"
+    return [path for m in chunk for path in _WRITER(m)]
+
+
+def _write_macros(writer: MacroWriter, chosen: list[int], jobs: int, show_progress: bool) -> list[Path]:
+    """Every chosen macro's files, in order: here, or in ``jobs`` forked processes taking chunks
+    of ``CHUNK`` macros (forked before the progress bar starts its thread)."""
+    import multiprocessing
+
+    global _WRITER
+    if jobs <= 1 or len(chosen) <= CHUNK or "fork" not in multiprocessing.get_all_start_methods():
+        written = []
+        with _progress(len(chosen), quiet=not show_progress) as advance:
+            for m in chosen:
+                written += writer(m)
+                advance()
+        return written
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [chosen[i:i + CHUNK] for i in range(0, len(chosen), CHUNK)]
+    _WRITER = writer
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_write_chunk, chunk) for chunk in chunks]
+            with _progress(len(chosen), quiet=not show_progress) as advance:
+                results = []
+                for chunk, future in zip(chunks, futures, strict=True):
+                    results.append(future.result())
+                    for _ in chunk:
+                        advance()
+    finally:
+        _WRITER = None
+    return [path for paths in results for path in paths]
+
+
+def default_jobs(macros: int) -> int:
+    """Processes for ``macros`` maps: 1 below 64 macros, else the usable CPUs, at most 4."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if macros < 64 else max(1, min(4, cpus))
 
 
 @contextmanager
