@@ -5,7 +5,9 @@ on the paper's VGG16 (240 macros × 65,536 cells), each against a plain referenc
   ``(macros, WL, BL)`` — against filling the same grid bitline by bitline in Python;
 * ``validate/<model>``: every check of ``cimc validate`` except recompiling the source,
   against the floor any validator pays: reading and hashing every file of the build;
-* ``html/<model>``: the self-contained HTML report against ``json.load`` of ``layout.json``.
+* ``html/<model>``: the self-contained HTML report against ``json.load`` of ``layout.json``;
+* ``maps/<model>``: every macro's PNG map (``cimc maps``' drawing, one process) against the
+  floor of writing as many PNGs of the same size: macro 0's picture encoded again each time.
 """
 
 from __future__ import annotations
@@ -80,6 +82,28 @@ def html(state: BuildState) -> object:
     return html_report(read_build(state.build))
 
 
+def maps(state: BuildState) -> object:
+    from cimc.build.reader import read_build
+    from cimc.views.placement_map import write_maps
+
+    return write_maps(read_build(state.build), state.root / "maps", overview=False)
+
+
+def encode_pngs(state: BuildState) -> object:
+    from PIL import Image
+
+    from cimc.build.reader import read_build
+    from cimc.views.macro_png import MacroRaster
+
+    b = read_build(state.build)
+    image = Image.fromarray(MacroRaster(b, b.owners).draw(0).rgb())
+    folder = state.root / "floor"
+    folder.mkdir(exist_ok=True)
+    for m in range(b.num_macros):
+        image.save(folder / f"macro_{m:04d}.png", compress_level=1)
+    return folder
+
+
 def load_layout(state: BuildState) -> object:
     return json.loads((state.build / "layout.json").read_text())
 
@@ -88,7 +112,8 @@ def benchmarks(quick: bool) -> list[Benchmark]:
     model = "vgg9" if quick else "vgg16"
     pairs = [("cell-map", grid_vectorised, grid_loop, "bitline-by-bitline Python loop", 0.3),
              ("validate", validate, hash_files, "read + sha256 of every file", None),
-             ("html", html, load_layout, "json.load(layout.json)", 3.0)]
+             ("html", html, load_layout, "json.load(layout.json)", 3.0),
+             ("maps", maps, encode_pngs, "as many RGB PNGs of one picture", None)]
     return [Benchmark(f"{name}/{model}", setup=lambda: _setup(model), run=run, reference=ref, reference_name=label,
                       target_ratio=target, teardown=_teardown, rounds=3 if quick else 5)
             for name, run, ref, label, target in pairs]

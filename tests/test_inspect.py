@@ -135,6 +135,8 @@ def test_paper_model_views(tmp_path: Path) -> None:
     assert len([line for line in out.splitlines() if re.match(r"^\s+\d+ │", line)]) == b.num_macros == 151
     page = (tmp_path / "vgg9.html").read_text()
     assert page.count("<svg class='macro'") == 151 and "http" not in page
+    widths = [float(w) for w in re.findall(r"<svg width='([\d.]+)'", page)]
+    assert max(widths) <= 1240, "no picture wider than the page (no sideways scroll at 1,280 px)"
 
 
 def test_views_of_a_build_without_cim_layers(tmp_path: Path) -> None:

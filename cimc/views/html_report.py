@@ -165,10 +165,12 @@ def _rects(r: dict[str, np.ndarray], index: np.ndarray) -> str:
 
 
 def _overview(build: BuildDir, own: Owners, r: dict[str, np.ndarray]) -> str:
-    """Macro thumbnails (aspect WL:BL kept) linking to their maps, labelled ``m: usage``."""
+    """Macro thumbnails (aspect WL:BL kept) linking to their maps, labelled ``m: usage``, in as
+    many columns as fit 1,200 px (so the 12 px labels are not scaled down)."""
     count, bl, wl = own.shape[0], own.shape[1], own.wordlines
-    rows, cols = mosaic_shape(count)
     tw = 96 if count <= 64 else 64
+    cols = max(1, min(mosaic_shape(count)[1], 1200 // (tw + 22)))
+    rows = -(-count // cols)
     th = max(8, round(tw * wl / bl))
     usage = own.usage()
     tiles = []
@@ -220,18 +222,19 @@ def _ticks_symbol(own: Owners) -> str:
 
 def _map_ticks(bl: int, wl: int, width: int, height: int, left: int, top: int) -> str:
     """Tick marks and labels every ``size/8`` bitlines (below) and wordlines (left), axis names."""
-    marks = []
+    lines, labels = [], []
     for t in range(0, bl + 1, max(bl // 8, 1)):
         x = left + t * width / bl
-        marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top + height}' y2='{top + height + 4}'/>"
-                     f"<text x='{x:.1f}' y='{top + height + 14}' text-anchor='middle'>{t}</text>")
+        lines.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top + height}' y2='{top + height + 4}'/>")
+        labels.append(f"<text x='{x:.1f}' y='{top + height + 14}' text-anchor='middle'>{t}</text>")
     for t in range(0, wl + 1, max(wl // 8, 1)):
         y = top + t * height / wl
-        marks.append(f"<line x1='{left - 4}' x2='{left}' y1='{y:.1f}' y2='{y:.1f}'/>"
-                     f"<text x='{left - 6}' y='{y + 3:.1f}' text-anchor='end'>{t}</text>")
+        lines.append(f"<line x1='{left - 4}' x2='{left}' y1='{y:.1f}' y2='{y:.1f}'/>")
+        labels.append(f"<text x='{left - 6}' y='{y + 3:.1f}' text-anchor='end'>{t}</text>")
     names = (f"<text x='{left + width / 2:.0f}' y='{top + height + 26}' text-anchor='middle'>bitline</text>"
              f"<text transform='translate(10 {top + height / 2:.0f}) rotate(-90)' text-anchor='middle'>wordline</text>")
-    return f"<g stroke='#333' font-size='10' fill='#333'>{''.join(marks)}</g><g font-size='11'>{names}</g>"
+    return (f"<g stroke='#333'>{''.join(lines)}</g><g font-size='10' fill='#333'>{''.join(labels)}</g>"
+            f"<g font-size='11'>{names}</g>")
 
 
 def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int) -> str:
