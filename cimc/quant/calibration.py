@@ -33,7 +33,7 @@ from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic
 from cimc.quant.cim_layer import CimSpec
-from cimc.quant.reference import as_conv_input, im2col, segment_matmul
+from cimc.quant.reference import as_conv_input, im2col, im2col_at, segment_matmul
 from cimc.quant.step_search import subsample
 
 log = logging.getLogger(__name__)
@@ -124,15 +124,14 @@ def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, 
     a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
     codes = numerics.weight_codes(spec.weight, w_step, w_bits)
     a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
-    cols, _, _ = im2col(a_dig.reshape(-1, *a_q.shape[1:]), spec)  # (G, T·M_all, rows)
     nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
-    cols = cols.reshape(cols.shape[0], nt, -1, cols.shape[-1])
-    index = subsample(cols.shape[2], max_pixels)
-    if index is not None:
-        cols = cols[:, :, index]
-    m = cols.shape[2]
+    every = a_q.shape[0] * int(np.prod(spec.out_hw(a_q.shape[2:])))  # N·Ho·Wo
+    index = subsample(every, max_pixels)
+    pixels = np.arange(every) if index is None else index
+    m = len(pixels)  # the same pixels of every input digit t: flat index t·N·Ho·Wo + pixel
+    cols = im2col_at(a_dig.reshape(-1, *a_q.shape[1:]), spec, (np.arange(nt)[:, None] * every + pixels).ravel())
     wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
-    p = segment_matmul(cols.reshape(cols.shape[0], nt * m, -1), wide, replace(spec, weight=wide))
+    p = segment_matmul(cols, wide, replace(spec, weight=wide))  # cols: (G, T·M, rows)
     g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
     p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)
     return np.ascontiguousarray(p).reshape(m, seg * nt * ns, spec.cout)

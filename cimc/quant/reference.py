@@ -83,6 +83,19 @@ def im2col(a: np.ndarray, spec: CimSpec) -> tuple[np.ndarray, int, int]:
     return cols.reshape(g, n * ho * wo, spec.rows), ho, wo
 
 
+def im2col_at(a: np.ndarray, spec: CimSpec, pixels: np.ndarray) -> np.ndarray:
+    """``im2col(a, spec)[0][:, pixels]`` without forming the other windows: ``(G, len(pixels), rows)``
+    for flat output-pixel indices ``pixels`` into ``N·Ho·Wo`` (the calibration's subsample)."""
+    t, l, b, r = spec.pads
+    padded = np.pad(a, ((0, 0), (0, 0), (t, b), (l, r))) if any(spec.pads) else a
+    win = windows(padded, spec.kernel, spec.strides, spec.dilations)  # (N, C, Ho, Wo, kh, kw), a view
+    ho, wo = win.shape[2:4]
+    image, rest = np.divmod(pixels, ho * wo)
+    cols = win[image, :, rest // wo, rest % wo]  # (M, C, kh, kw): only these windows are copied
+    g, m = spec.groups, len(pixels)
+    return cols.reshape(m, g, spec.rows).transpose(1, 0, 2)
+
+
 def by_segment(mat: np.ndarray, bounds: tuple[int, ...]) -> np.ndarray:
     """``(…, rows)`` → ``(…, S, Rmax)``: row ``bounds[s] + t`` at ``[…, s, t]``, zero-padded.
     Uniform segments (all but the last of ``Rmax`` rows) need no gather: pad and reshape."""

@@ -19,7 +19,7 @@ associate). The order depends on the geometry (padded cells add 0, which changes
 * otherwise MLAS's generic kernel, one accumulator row by row (``rows``).
 
 The division is one float32 ``total / count``. Checked against onnxruntime on 4,500 random
-geometries (tests/test_avgpool_order.py).
+geometries (tests/test_pool_kernels.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from cimc.ops.base import (
 )
 from cimc.ops.canon import ints, rank4, window_attrs
 from cimc.ops.rewrite_nodes import window_1d_as_2d
-from cimc.ops.windows import pad_hw, pool_pads, pool_shape, windows
+from cimc.ops.windows import pad_hw, pool_pads, pool_shape, window_tap, windows
 
 if TYPE_CHECKING:
     import onnx
@@ -74,14 +74,6 @@ def summation_order(hw: tuple[int, ...], a: Attrs) -> str:
     return "rows"
 
 
-def _taps(x: np.ndarray, a: Attrs, out: tuple[int, ...], i: int, j: int | None) -> np.ndarray:
-    """Cell ``(i, j)`` of every window of padded ``x``, ``x[:, :, h·s_h + i, w·s_w + j]``; with
-    ``j = None`` row ``i`` of every window row, all columns: ``x[:, :, h·s_h + i, :]``."""
-    (sh, sw), (oh, ow) = a["strides"], out
-    rows = x[:, :, i:i + (oh - 1) * sh + 1:sh]
-    return rows if j is None else rows[:, :, :, j:j + (ow - 1) * sw + 1:sw]
-
-
 def _lane_sums(x: np.ndarray) -> np.ndarray:
     """``lanes``: a global window summed as four interleaved lanes, then the tail."""
     flat = x.reshape(*x.shape[:2], -1)
@@ -98,12 +90,13 @@ def _lane_sums(x: np.ndarray) -> np.ndarray:
 def _column_sums(padded: np.ndarray, a: Attrs, out: tuple[int, ...]) -> np.ndarray:
     """``columns``: every window column summed top to bottom, the columns then left to right."""
     kh, kw = a["kernel_shape"]
-    column = np.zeros((*padded.shape[:2], out[0], padded.shape[3]), padded.dtype)
-    for i in range(kh):
-        column = column + _taps(padded, a, out, i, None)
+    (sh, sw), width = a["strides"], padded.shape[3]
+    column = np.zeros((*padded.shape[:2], out[0], width), padded.dtype)
+    for i in range(kh):  # every column of the padded input, summed over window row i
+        column = column + window_tap(padded, (i, 0), (sh, 1), (1, 1), (out[0], width))
     total = np.zeros((*padded.shape[:2], *out), padded.dtype)
     for j in range(kw):
-        total = total + column[:, :, :, j:j + (out[1] - 1) * a["strides"][1] + 1:a["strides"][1]]
+        total = total + window_tap(column, (0, j), (1, sw), (1, 1), out)
     return total
 
 
@@ -111,9 +104,8 @@ def _row_sums(padded: np.ndarray, a: Attrs, out: tuple[int, ...]) -> np.ndarray:
     """``rows``: one accumulator over each window, row by row."""
     kh, kw = a["kernel_shape"]
     total = np.zeros((*padded.shape[:2], *out), padded.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            total = total + _taps(padded, a, out, i, j)
+    for tap in np.ndindex(kh, kw):
+        total = total + window_tap(padded, tap, a["strides"], (1, 1), out)
     return total
 
 

@@ -1,7 +1,9 @@
-"""AveragePool sums each window in onnxruntime's order (``cimc.ops.defs.averagepool``), so the
-emulator's float32 result equals onnxruntime's bit for bit on every geometry: each of the three
-orders (``rows``, ``lanes``, ``columns``) on seeded random geometries (kernel, strides, pads,
-``ceil_mode``, ``count_include_pad``, wide inputs past MLAS's buffer, kernels past 32)."""
+"""The pool kernels equal onnxruntime bit for bit on seeded random geometries.
+
+AveragePool sums each window in onnxruntime's order (``cimc.ops.defs.averagepool``): each of the
+three orders (``rows``, ``lanes``, ``columns``) is exercised (kernel, strides, pads, ``ceil_mode``,
+``count_include_pad``, wide inputs past MLAS's buffer, kernels past 32). MaxPool reduces tap by
+tap (with dilations and ``ceil_mode``)."""
 
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from tests.corpus.make_corpus import unsorted, with_attr
 KERNEL = op_table()["AveragePool"].kernel
 
 
-def _onnxruntime(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
-    node = helper.make_node("AveragePool", ["x"], ["y"], **{k: list(v) if isinstance(v, tuple) else v
+def _onnxruntime(x: np.ndarray, a: dict[str, Any], op: str = "AveragePool") -> np.ndarray:
+    node = helper.make_node(op, ["x"], ["y"], **{k: list(v) if isinstance(v, tuple) else v
                                                             for k, v in a.items()})
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
@@ -84,3 +86,15 @@ def test_the_fuzz_example_validates(tmp_path: Path) -> None:
     result = validate_build(tmp_path / "build")
     assert result.ok, [str(v) for v in result.violations]
     assert any("bit for bit" in note for note in result.notes)
+
+
+def test_max_pool_equals_onnxruntime_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        k = tuple(int(v) for v in rng.integers(1, 5, size=2))
+        a = {"kernel_shape": k, "strides": tuple(int(v) for v in rng.integers(1, 4, size=2)),
+             "pads": tuple(int(rng.integers(0, k[i % 2])) for i in range(4)),
+             "dilations": tuple(int(v) for v in rng.integers(1, 3, size=2)), "ceil_mode": int(rng.integers(0, 2))}
+        x = rng.standard_normal((1, 2, int(rng.integers(9, 20)), int(rng.integers(9, 20)))).astype(np.float32)
+        np.testing.assert_array_equal(op_table()["MaxPool"].kernel([x], a), _onnxruntime(x, a, "MaxPool"),
+                                      err_msg=str(a))
