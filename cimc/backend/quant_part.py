@@ -26,7 +26,7 @@ from cimc.errors import InvalidModelError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
-from cimc.lowering.model import cim_model, serialize
+from cimc.lowering.model import cim_model_bytes
 from cimc.macro import MacroSpec
 from cimc.quant.batching import static_batch
 from cimc.quant.cim_layer import cell_dtype, digit_matrix
@@ -63,7 +63,7 @@ def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
     check_finite(quant, constants)
     check_probes(graph)
     return {"quant.json": dumps(quant, compact=True), "graph.json": dumps(doc, compact=True),
-            "digital.safetensors": digital_bytes(constants), "model.cim.onnx": serialize(cim_model(graph))}
+            "digital.safetensors": digital_bytes(constants), "model.cim.onnx": cim_model_bytes(graph)}
 
 
 def check_probes(graph: Graph) -> None:

@@ -42,7 +42,18 @@ LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
 
 
 def cim_model(graph: Graph) -> onnx.ModelProto:
-    """The compiled model (module doc); CIM layers must carry ``QuantParams``."""
+    """The compiled model (module doc), checked; CIM layers must carry ``QuantParams``."""
+    model = _cim_proto(graph)
+    checked_bytes(model)
+    return model
+
+
+def cim_model_bytes(graph: Graph) -> bytes:
+    """``serialize(cim_model(graph))``, serialized once: the bytes are what the checker reads."""
+    return checked_bytes(_cim_proto(graph))
+
+
+def _cim_proto(graph: Graph) -> onnx.ModelProto:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     layers = []
@@ -63,7 +74,18 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
 
 
 def float_model(graph: Graph) -> onnx.ModelProto:
-    """The float graph as batch-free ONNX (no lowering, no casts)."""
+    """The float graph as batch-free ONNX (no lowering, no casts), checked."""
+    model = _float_proto(graph)
+    checked_bytes(model)
+    return model
+
+
+def float_model_bytes(graph: Graph) -> bytes:
+    """``serialize(float_model(graph))``, serialized once."""
+    return checked_bytes(_float_proto(graph))
+
+
+def _float_proto(graph: Graph) -> onnx.ModelProto:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     for node in generic.topo_order():
@@ -113,20 +135,30 @@ def _value_info(graph: Graph, name: str, batch: int) -> onnx.ValueInfoProto:
 
 
 def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str]) -> onnx.ModelProto:
+    """The model proto, not yet checked. Initializers are converted one at a time straight into
+    the model (``make_graph``/``make_model`` would copy them twice more)."""
     batch = static_batch(graph)
     read = {t for n in b.nodes for t in n.input}
-    inits = [numpy_helper.from_array(np.asarray(graph.initializers[k]), k) for k in sorted(graph.initializers)
-             if k in read]
     onnx_graph = helper.make_graph(b.nodes, name, [_value_info(graph, t, batch) for t in graph.inputs],
-                                   [_value_info(graph, t, batch) for t in graph.outputs], initializer=inits + b.extra)
+                                   [_value_info(graph, t, batch) for t in graph.outputs])
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                               ir_version=EXPORT_IR_VERSION, producer_name="cimc", producer_version=__version__)
+    for key in sorted(k for k in graph.initializers if k in read):
+        model.graph.initializer.add().CopyFrom(numpy_helper.from_array(np.asarray(graph.initializers[key]), key))
+    model.graph.initializer.extend(b.extra)
     helper.set_model_props(model, dict(sorted(props.items())))
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
-        raise PassError(f"model.cim.onnx of '{graph.name}' fails the ONNX checker: {exc}") from exc
     return model
+
+
+def checked_bytes(model: onnx.ModelProto) -> bytes:
+    """``model`` serialized, after the ONNX checker (with shape inference) accepted those bytes;
+    a model it refuses is a ``PassError`` (cimc wrote something invalid)."""
+    data = serialize(model)
+    try:
+        onnx.checker.check_model(data, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
+        raise PassError(f"model.cim.onnx of '{model.graph.name}' fails the ONNX checker: {exc}") from exc
+    return data
 
 
 def expose(model: onnx.ModelProto, layers: Iterable[str], extra: Iterable[str] = ()) -> onnx.ModelProto:

@@ -138,7 +138,7 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
         return None
     from cimc.data.preprocess import Preprocess
     from cimc.evaluation import evaluator
-    from cimc.lowering.model import cim_model, serialize
+    from cimc.lowering.model import cim_model_bytes
 
     pre = Preprocess.from_options(**preprocess_options(settings))
     key = (blob.sha256, settings["eval"], settings["eval_size"], task.data_root, pre)
@@ -147,7 +147,7 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
         evaluate = evaluator(graph, settings["eval"], settings["eval_size"], task.data_root, pre)
         if not trained:
             _EVALUATORS[key] = evaluate
-    return evaluate(serialize(cim_model(compiled))).to_json()
+    return evaluate(cim_model_bytes(compiled)).to_json()
 
 
 def _accuracy_fields(accuracy: dict[str, Any] | None) -> dict[str, Any]:
