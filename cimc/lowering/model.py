@@ -6,14 +6,14 @@ CIM numerics, so ``onnxruntime(model.cim.onnx) ==`` emulator ``==`` numpy refere
 * digital ops keep their ONNX form; those the reference computes in float64
   (``OpDef.double`` in ``cimc.ops``) are wrapped in ``Cast`` to double and back, and
   GlobalAveragePool becomes ``ReduceSum``/``Div`` in double (onnxruntime has no double pool);
-* an even-size LRN, which onnxruntime refuses, is written as its kernel's float64 steps
-  (``cimc.lowering.lrn``);
+* every LRN is written as its kernel's float64 steps (``cimc.lowering.lrn``): onnxruntime's
+  own LRN refuses an even size and, in float32, differs from the kernel in the last bit;
 * the batch dimension is free (``N``): Reshapes keep it as ``-1`` (``cimc.quant.batching``).
 
-``float_model`` writes the float graph the same way without any lowering but the LRN's (the float
-baseline for accuracy and benchmarks). ``expose`` adds a compiled model's per-layer tensors
-(``L/input_codes``, ``L/adc_codes``, ``L/sums`` and the output) as graph outputs.
-Both checked with ``onnx.checker`` (full check), so they open in Netron.
+``float_model`` writes the float graph the same way without any lowering but the even-size LRN's
+(the float baseline for accuracy and benchmarks; an odd-size LRN keeps onnxruntime's own).
+``expose`` adds a compiled model's per-layer tensors (``L/input_codes``, ``L/adc_codes``,
+``L/sums`` and the output) as graph outputs. Both checked with ``onnx.checker`` (full check), so they open in Netron.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
             layers.append(emitter.document())
         elif op_table()[node.op].double:
             _emit_double(builder, node, generic)
-        elif needs_lowering(node):
+        elif node.op == "LRN":
             emit_lrn(builder, node, generic)
         else:
             builder.add(node)

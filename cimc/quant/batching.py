@@ -65,9 +65,12 @@ def batch_chunks(graph: Graph, feeds: dict[str, np.ndarray]) -> list[dict[str, n
 
 
 def split_batch(feeds: Mapping[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
-    """Consecutive chunks of ``size`` samples of every input."""
+    """Consecutive chunks of ``size`` samples of every input. A model of static batch 0 (an empty
+    input) runs only on empty inputs: one chunk."""
     total = min(int(v.shape[0]) for v in feeds.values())
-    if total % size:
+    if size < 1 and not total:
+        return [dict(feeds)]
+    if size < 1 or total % size:
         raise UsageError(f"this model mixes its batch axis and runs only in batches of {size}; "
                          f"{total} samples is not a multiple of {size}")
     return [{k: v[i:i + size] for k, v in feeds.items()} for i in range(0, total, size)]
