@@ -57,19 +57,3 @@ def test_split_batch_needs_whole_chunks() -> None:
     with pytest.raises(UsageError, match="batches of 2"):
         split_batch(feeds, 2)
 
-
-def test_a_model_of_static_batch_zero_runs_on_an_empty_batch() -> None:
-    """An empty input (batch 0) that a Reshape with ``allowzero`` keeps empty: the reference runs
-    it as one chunk (it divided by the batch size 0) and equals onnxruntime; samples are refused."""
-    from cimc.quant.reference import run_compiled
-    from tests.onnx_builders import feeds_for, run_ort
-    from tests.test_interpreter import CASES
-
-    model = CASES["reshape_allowzero"]()
-    graph = import_onnx(model)
-    assert not batch_safe(graph)
-    feeds = feeds_for(model, seed=7)
-    got = run_compiled(graph, feeds).outputs["y"]
-    assert got.shape == (2, 0, 5) and got.shape == run_ort(model, feeds)["y"].shape
-    with pytest.raises(UsageError, match="batches of 0"):
-        split_batch({"x": np.zeros((2, 2, 3), np.float32)}, 0)

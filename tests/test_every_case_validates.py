@@ -3,16 +3,15 @@
 ``model.cim.onnx`` bit for bit on every tensor of the probe batches — or is refused with a typed
 ``CimcError`` of one line. Never a traceback, never a build that validate refuses.
 
-Also the regressions this sweep found: the probe batches keep every input's own shape (an
-input that broadcasts carries no batch), and the graph check reads Where's constant condition,
-which ONNX writes before the two branches, as an operand of the ONNX form only.
+Also a regression this sweep found: the graph check reads Where's constant condition, which
+ONNX writes before the two branches, as an operand of the ONNX form only (the others are in
+``test_batch_inputs.py``, ``test_lrn_even.py`` and ``test_digital_exact.py``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cimc.api import CompileOptions, compile_graph
@@ -21,7 +20,7 @@ from cimc.build.directory import write_build
 from cimc.emulator.validate import validate_build
 from cimc.errors import CimcError
 from cimc.frontend import import_onnx
-from cimc.quant.reference import probe_feeds
+from tests.map_builds import read_json, rehash, write_json
 from tests.test_interpreter import CASES
 
 SOURCE = {"kind": "onnx", "name": "m.onnx", "sha256": "0" * 64}
@@ -58,19 +57,9 @@ def test_case_compiles_to_a_valid_build_or_a_typed_error(case: str, tmp_path: Pa
     assert any("bit for bit" in note for note in result.notes)
 
 
-def test_probe_feeds_keep_every_inputs_shape() -> None:
-    """A second input of shape (3, 1) next to a batch of 2 stays (3, 1): it broadcasts."""
-    feeds = probe_feeds({"x": (2, 3, 4), "z": (3, 1), "s": ()}, seed=1, scale=8.0)
-    assert {k: v.shape for k, v in feeds.items()} == {"x": (2, 3, 4), "z": (3, 1), "s": ()}
-    assert all(v.dtype == np.float32 for v in feeds.values())
-    np.testing.assert_array_equal(feeds["x"], probe_feeds({"x": (2, 3, 4)}, seed=1, scale=8.0)["x"])
-
-
 def test_graph_check_still_sees_swapped_where_branches(tmp_path: Path) -> None:
     """The Where whose condition ONNX reads first validates; swapping its branches in
     ``graph.json`` (manifest re-hashed) is still a ``graph`` violation."""
-    from tests.map_builds import read_json, rehash, write_json
-
     folder = compile_case("where_constant_condition", tmp_path / "build")
     assert validate_build(folder).ok
     doc = read_json(folder, "graph.json")
