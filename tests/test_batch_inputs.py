@@ -1,7 +1,8 @@
 """Which graph inputs carry the batch (``cimc.quant.batching.batch_inputs``), and the batches
 built for a model that respect it: an input that broadcasts (a ``(1, 1)`` or ``(3, 1)`` operand
 of an Add) keeps its static shape in the probe batches of the compile and of ``cimc validate``,
-in synthetic calibration and in the chunks of a model that mixes its batch axis, and
+in synthetic calibration and in the chunks of a model that mixes its batch axis (reference
+and emulator), and
 ``model.cim.onnx`` declares it static; a model of static batch 0 runs on an empty batch."""
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ def test_chunks_split_only_the_inputs_that_carry_the_batch() -> None:
     feeds = {"x": np.zeros((4, 3), np.float32), "z": np.ones((3, 1), np.float32)}
     chunks = split_batch(feeds, 2, frozenset({"x"}))
     assert [(c["x"].shape, c["z"].shape) for c in chunks] == [((2, 3), (3, 1))] * 2
+
+
+def test_emulator_chunks_keep_a_broadcast_operand_whole(tmp_path: Path) -> None:
+    """A model that mixes its batch axis (Flatten on axis 0) runs in chunks of its batch 2; the
+    (4, 1) operand broadcast over the result is not cut to (2, 1)."""
+    from cimc.emulator import Emulator
+
+    path = tmp_path / "m.onnx"
+    onnx.save(make_model([node("Flatten", ["x"], ["f"], axis=0), node("Add", ["f", "z"], ["y"])],
+                         {"x": (2, 3), "z": (4, 1)}, ["y"]), str(path))
+    compile_model(str(path), tmp_path / "b", CompileOptions(map_fc=True))
+    feeds = probe_feeds({"x": (2, 3), "z": (4, 1)}, seed=0, scale=1.0)
+    got = Emulator.open(tmp_path / "b").run(feeds).outputs["y"]
+    np.testing.assert_array_equal(got, run_ort(onnx.load(str(tmp_path / "b" / "model.cim.onnx")), feeds)["y"])
 
 
 def test_a_model_of_static_batch_zero_runs_on_an_empty_batch() -> None:
