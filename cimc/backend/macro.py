@@ -61,7 +61,7 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
     timeline's model, ``batch`` its batch size)."""
     cost = model_cost(graph, macro, bitline_budget)
     result = timeline(graph, macro, cost.bitline_budget, cast(Timing, validate("timing", timing)),
-                      validate("batch", batch))
+                      validate("infer_batch", batch))
     nodes = cim_nodes(graph)
     quantized = is_quantized(nodes)
     arrays = (code_arrays if quantized else macro_arrays)(graph, nodes, macro, cost.macros)

@@ -39,10 +39,10 @@ def check_timeline(build: BuildDir, result: Validation) -> Iterator[Violation]:
     doc = parse(Schedule, "schedule.json", build.schedule).timeline
     yield from (Violation("timeline", "schedule.json timeline", m) for m in timeline_violations(doc))
     options = build.manifest.get("options", {})
-    for key in ("timing", "batch"):
-        if key in options and options[key] != getattr(doc, key):
+    for key, option in (("timing", "timing"), ("batch", "infer_batch")):
+        if option in options and options[option] != getattr(doc, key):
             yield Violation("timeline", "schedule.json timeline", f"{key} is {getattr(doc, key)!r}, the manifest "
-                            f"says {options[key]!r}")
+                            f"says {option} = {options[option]!r}")
     macro, cost = build.macro, recomputed_cost(build)
     again = timeline(layout_graph(build), macro, cost.bitline_budget, doc.timing, doc.batch)
     want = timeline_document(again, macro)
