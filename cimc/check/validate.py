@@ -52,7 +52,7 @@ from cimc.check.weights import check_reference, check_weight_arrays
 from cimc.errors import BuildError, CimcError
 
 log = logging.getLogger(__name__)
-KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry, version 2 the timeline
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 

@@ -48,10 +48,11 @@ from typing import Literal
 import numpy as np
 
 from cimc.cost.model import precision
-from cimc.errors import UsageError
+from cimc.errors import ResourceLimitError, UsageError
 from cimc.ir.annotations import BitlinePlacement, CimLayer, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.limits import TIMELINE_PHASES
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 
@@ -261,10 +262,18 @@ def _limit(work: LayerWork, slots: int, timing: Timing, macro: MacroSpec, batch:
 
 
 def model_phases(works: list[LayerWork], slots: int, macro: MacroSpec, timing: Timing, batch: int) -> list[Phase]:
+    """Every layer's phases in order; a ``ResourceLimitError`` past ``TIMELINE_PHASES``, counted before
+    any is made."""
+    plans = [(i, w, _limit(w, slots, timing, macro, batch)) for i, w in enumerate(works) if w.column_macro.size]
+    count = sum(len(p) * _tiles(w, p, batch, macro.psum_buffer) for _, w, p in plans)
+    if count > TIMELINE_PHASES:
+        raise ResourceLimitError(f"the timeline would have {count:,} compute phases (limit {TIMELINE_PHASES:,}): "
+                                 "layers split over passes keep too few partial sums per tile",
+                                 hint="raise psum_buffer in the macro spec or the bitline budget (--bl), or lower "
+                                 "--infer-batch")
     phases: list[Phase] = []
-    for i, work in enumerate(works):
-        if work.column_macro.size:
-            phases += layer_phases(i, work, _limit(work, slots, timing, macro, batch), batch, macro.psum_buffer)
+    for i, work, passes in plans:
+        phases += layer_phases(i, work, passes, batch, macro.psum_buffer)
     return phases
 
 
