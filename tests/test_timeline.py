@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cimc.api import CompileOptions, compile_graph, load_source
 from cimc.backend.schedule import timeline_document
 from cimc.check.timeline import timeline_violations
+from cimc.cli.main import main
 from cimc.cost.energy import COMPONENTS, batch_energy, energy, event_counts
 from cimc.cost.model import model_cost
 from cimc.cost.timeline import LayerWork, TimelineResult, timeline, timeline_of
@@ -20,7 +22,7 @@ from cimc.documents.schedule import Timeline
 from cimc.emulator.validate import validate_build
 from cimc.macro import PRESETS, MacroSpec
 from cimc.passes.pipelines import MAPPING
-from tests.map_builds import copy_build, read_json, rehash, write_json
+from tests.map_builds import build, copy_build, read_json, rehash, write_json
 
 BL = 8
 
@@ -98,8 +100,9 @@ def _cuts_a_segment(result: TimelineResult) -> bool:
     return len(seen) != len(set(seen))
 
 
-def _paper_equals_cost(name: str, budgets: list[int | None]) -> None:
+def _paper_equals_cost(name: str, budgets: list[int | None]) -> list[tuple[int, int]]:
     graph, macro = _mapped(name)
+    steady = []
     for budget in budgets:
         cost = model_cost(graph, macro, budget)  # type: ignore[arg-type]
         paper = timeline(graph, macro, cost.bitline_budget, "paper", 1)  # type: ignore[arg-type]
@@ -114,6 +117,8 @@ def _paper_equals_cost(name: str, budgets: list[int | None]) -> None:
         else:
             assert paper.steady_batch_cycles == cost.computing_cycles + cost.reload_cycles_per_inference
         assert overlap.steady_batch_cycles <= paper.steady_batch_cycles
+        steady.append((paper.steady_batch_cycles, overlap.steady_batch_cycles))
+    return steady
 
 
 @pytest.mark.parametrize("name", ["tiny_cnn", "tiny_residual", "digits_cnn"])
@@ -125,7 +130,8 @@ def test_paper_timing_is_the_cost_models_count(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg9", "resnet18"])
 def test_paper_timing_on_the_paper_models(name: str) -> None:
-    _paper_equals_cost(name, [None, 4096])
+    (fits_paper, fits_overlap), (paper, overlap) = _paper_equals_cost(name, [None, 4096])
+    assert fits_paper == fits_overlap and overlap < paper  # double buffering hides part of the reloads
 
 
 def _doctor(folder: Path, edit: str) -> None:
@@ -171,3 +177,14 @@ def test_build_records_timing_and_batch(tmp_path: Path) -> None:
 
 def test_isaac_preset_adc_energy() -> None:
     assert PRESETS["isaac-128"].adc_pj == 1.67 and PRESETS["paper"].adc_pj == 0.99
+
+
+def test_gantt_chart_of_a_build(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    folder = build("digits_cnn", bitline_budget=256, timing="overlap", infer_batch=2)
+    out = tmp_path / "maps"
+    result = CliRunner().invoke(main, ["maps", str(folder), "-o", str(out), "--timeline", "--no-overview",
+                                       "--macro", "0", "--format", "png", "--format", "svg"])
+    assert result.exit_code == 0, result.output
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "physical macro" in (out / "timeline.svg").read_text()

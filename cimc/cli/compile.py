@@ -94,3 +94,9 @@ def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) ->
                 bold_last=True)
     for note in report["notes"]:
         out.print(f"• {escape(note)}")
+    if "latency" in report and "energy" in report:
+        from cimc.backend.report import timeline_notes
+        from cimc.documents.report import EnergyReport, Latency
+
+        for note in timeline_notes(Latency(**report["latency"]), EnergyReport(**report["energy"])):
+            out.print(f"• {escape(note)}")
