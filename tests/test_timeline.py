@@ -188,3 +188,17 @@ def test_gantt_chart_of_a_build(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "physical macro" in (out / "timeline.svg").read_text()
+
+
+def test_html_report_has_the_timeline() -> None:
+    from cimc.build.reader import read_build
+    from cimc.views.html_report import html_report
+
+    folder = build("digits_cnn", bitline_budget=256, timing="overlap", infer_batch=2)
+    page = html_report(read_build(folder))
+    report = json.loads((folder / "report.json").read_text())
+    assert "<h2>Timeline</h2>" in page and "class=gantt" in page
+    assert f"{report['latency']['cycles_per_inference']:,.1f} cycles per inference" in page
+    tl = read_json(folder, "schedule.json")["timeline"]
+    bars = len(tl["loads"]) + sum(len(p["slots"]) for p in tl["phases"])
+    assert page.count("<rect x=") >= bars
