@@ -20,6 +20,7 @@ from cimc.cost.model import model_cost
 from cimc.cost.timeline import LayerWork, TimelineResult, timeline, timeline_of
 from cimc.documents.schedule import Timeline
 from cimc.emulator.validate import validate_build
+from cimc.errors import ResourceLimitError, UsageError
 from cimc.macro import PRESETS, MacroSpec
 from cimc.passes.pipelines import MAPPING
 from tests.map_builds import build, copy_build, read_json, rehash, write_json
@@ -202,3 +203,23 @@ def test_html_report_has_the_timeline() -> None:
     tl = read_json(folder, "schedule.json")["timeline"]
     bars = len(tl["loads"]) + sum(len(p["slots"]) for p in tl["phases"])
     assert page.count("<rect x=") >= bars
+
+
+def test_refusals_are_typed() -> None:
+    with pytest.raises(UsageError, match="adc_pj must be a positive number"):
+        MacroSpec(adc_pj=0)
+    assert MacroSpec(adc_pj=2).adc_pj == 2.0 and isinstance(MacroSpec(adc_pj=2).adc_pj, float)
+    works = _works([(4, 6, 5, 1)])  # 24 columns on 3 macros of 8 bitlines: 2 passes on 2 slots
+    with pytest.raises(UsageError, match="psum_buffer holds 5"):
+        timeline_of(works, MacroSpec(name="t", wordlines=8, bitlines=BL, adcs=2, psum_buffer=5), 2 * BL)
+    tiny = MacroSpec(name="t", wordlines=8, bitlines=BL, adcs=2, psum_buffer=6)  # one pixel per tile
+    with pytest.raises(ResourceLimitError, match="compute phases"):
+        timeline_of(works, tiny, 2 * BL, "paper", 60_000)
+
+
+def test_batch_amortises_the_reload() -> None:
+    macro = MacroSpec(name="t", wordlines=8, bitlines=BL, adcs=2, load_cycles=50)
+    one, many = (timeline_of(_works([(3, 8, 4, 1), (2, 8, 4, 1)]), macro, 2 * BL, "paper", b) for b in (1, 8))
+    assert len(one.loads) == len(many.loads) and not one.resident
+    assert many.compute_cycles == 8 * one.compute_cycles
+    assert many.steady_batch_cycles / 8 < one.steady_batch_cycles
