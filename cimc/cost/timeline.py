@@ -198,9 +198,9 @@ def _figures(work: LayerWork, mask: np.ndarray, adcs: int) -> tuple[int, int, in
 def plan_passes(work: LayerWork, limit: int, adcs: int) -> list[Pass]:
     """Consecutive whole segments while their macros fit ``limit`` slots (module doc)."""
     seg, mac = work.column_segment, work.column_macro
-    pairs = np.unique(np.stack([seg, mac], axis=1), axis=0)
-    per_segment = np.split(pairs[:, 1], np.flatnonzero(np.diff(pairs[:, 0])) + 1)
-    segment_ids = [int(pairs[0, 0])] + [int(x) for x in pairs[1:, 0][np.diff(pairs[:, 0]) > 0]]
+    pairs = np.unique(np.stack([seg, mac], axis=1), axis=0)  # (segment, macro), sorted
+    starts = np.flatnonzero(np.r_[True, np.diff(pairs[:, 0]) > 0])
+    segment_ids, per_segment = pairs[starts, 0].tolist(), np.split(pairs[:, 1], starts[1:])
     groups: list[tuple[list[int], set[int], bool]] = []  # (segments, macros, a chunk of one segment)
     for s, macros in zip(segment_ids, per_segment, strict=True):
         wanted = {int(m) for m in macros}
