@@ -13,7 +13,9 @@ table row, bar or map cell) highlights its cells everywhere by one generated CSS
 layer, segment, output channel, input channel and kernel position, computed from the
 row order ``r = row_start(s) + (w − w0)``, ``c = r // (kh·kw)``, ``(i, j) =
 ((r mod kh·kw) // kw, r mod kw)`` and ``in channel = g·C_g + c`` for group
-``g = o // (Cout / G)``.
+``g = o // (Cout / G)``. A Gantt chart of ``schedule.json``'s timeline (one row per physical
+macro, loads grey, compute phases in their layer's colour; inline SVG, up to
+``GANTT_EVENTS`` bars) follows the report's timeline and energy lines.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from cimc.backend.report import COLUMNS, cell_text
+from cimc.backend.report import COLUMNS, cell_text, timeline_notes
 from cimc.build.cell_map import RUN_FIELDS, Owners, runs
 from cimc.build.reader import BuildDir
+from cimc.documents.parse import parse
+from cimc.documents.report import Report
+from cimc.documents.schedule import Schedule
 from cimc.views.names import short_names
 from cimc.views.palette import IDLE, layer_color
 from cimc.views.placement_map import mosaic_shape, usage_label
@@ -126,6 +131,35 @@ def _report_table(report: dict[str, Any] | None) -> str:
     rows.append("<tr class=total>" + "".join(f"<td>{_cell(k, totals)}</td>" for k, _ in COLUMNS) + "</tr>")
     notes = "".join(f"<li>{_esc(n)}</li>" for n in report.get("notes", []))
     return f"<div class=scroll><table><tr>{head}</tr>{''.join(rows)}</table></div><ul>{notes}</ul>"
+
+
+#: Bars of the inline Gantt chart at most (a longer timeline is described, not drawn).
+GANTT_EVENTS = 20_000
+GANTT_WIDTH = 1100
+
+
+def _timeline_section(build: BuildDir) -> str:
+    """The report's timeline and energy lines and an inline SVG Gantt chart of the timeline."""
+    if build.report is None or build.schedule is None:
+        return "<p>No timeline in this build.</p>"
+    report = parse(Report, "report.json", build.report)
+    tl = parse(Schedule, "schedule.json", build.schedule).timeline
+    items = "".join(f"<li>{_esc(line)}</li>" for line in timeline_notes(report.latency, report.energy))
+    bars = [(ld.slot, ld.start, ld.end, "#9a9a9a", "") for ld in tl.loads]
+    bars += [(s, ph.start, ph.end, layer_color(ph.layer), f"class='l{ph.layer}' ") for ph in tl.phases
+             for s in ph.slots]  # a layer's phases take part in its highlight
+    if len(bars) > GANTT_EVENTS:
+        return f"<ul>{items}</ul><p>{len(bars):,} bars: too many to draw here (cimc maps --timeline).</p>"
+    end = max([b[2] for b in bars], default=1) or 1
+    row = 14 if tl.slots <= 40 else 4
+    scale = GANTT_WIDTH / end
+    rects = "".join(f"<rect {cls}x='{start * scale:.1f}' y='{slot * row}' "
+                    f"width='{max((stop - start) * scale, 0.5):.1f}' height='{row - 1}' fill='{color}'/>"
+                    for slot, start, stop, color, cls in bars)
+    svg = (f"<svg class=gantt width='{GANTT_WIDTH}' height='{tl.slots * row}' "
+           f"viewBox='0 0 {GANTT_WIDTH} {tl.slots * row}'>{rects}</svg>")
+    return (f"<ul>{items}</ul><p>Physical macros top to bottom (0 … {tl.slots - 1}), cycles 0 … {end:,} left to "
+            f"right; grey = load, colour = the layer computing.</p>{svg}")
 
 
 def _layers_table(build: BuildDir) -> str:
@@ -277,14 +311,15 @@ def html_report(build: BuildDir) -> str:
             f"<style id=hl></style></head>"
             f"<body><h1>{title}</h1><p>Macro {_esc(spec)}. Build folder <code>{_esc(build.path)}</code>.</p>"
             f"<p>Contents: <a href='#layers'>layers</a> · <a href='#macros'>macros</a> · <a href='#maps'>macro maps</a>"
-            f" · <a href='#report'>report</a> · <a href='#geometry'>CIM layers</a></p>"
-            f"<h2 id=layers>Layers</h2><p>Click a layer (here, in a table, a bar or a map) to highlight its cells "
+            f" · <a href='#report'>report</a> · <a href='#timeline'>timeline</a> · <a href='#geometry'>CIM layers</a>"
+            f"</p><h2 id=layers>Layers</h2><p>Click a layer (here, in a table, a bar or a map) to highlight its cells "
             f"everywhere; click it again to clear.</p>{_layer_list(build)}"
             f"<h2 id=macros>Macros</h2><p>Each tile is one macro (wordlines down, bitlines across); colour = layer, "
             f"lighter = odd segment, white = idle. Click a tile for its map; hover a map for the cell's details.</p>"
             f"{_overview(build, own, r)}<h3>Usage per macro, by layer</h3>{_usage_bars(build, own)}"
             f"<h2 id=maps>Macro maps</h2>{_ticks_symbol(own)}<div class=maps>{sections}</div>"
-            f"<h2 id=report>Report</h2>{_report_table(build.report)}<h2 id=geometry>CIM layers</h2>"
+            f"<h2 id=report>Report</h2>{_report_table(build.report)}"
+            f"<h2 id=timeline>Timeline</h2>{_timeline_section(build)}<h2 id=geometry>CIM layers</h2>"
             f"{_layers_table(build)}<div id=tip></div>"
             f"<script type='application/json' id='cimc-data'>{_data(build, r)}</script>"
             f"<script>{SCRIPT}</script></body></html>\n")
