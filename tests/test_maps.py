@@ -218,6 +218,8 @@ def test_overview_legend_fits_and_lists_every_layer(layers: int, macros: int) ->
     box, frame = legend.get_window_extent(renderer), fig.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, (box, frame)
     assert len(legend.get_texts()) == layers + 1
+    ticks = [t for t in fig.axes[1].get_xticks() if -0.5 <= t <= macros - 0.5]
+    assert ticks and all(float(t).is_integer() for t in ticks), "macro ticks are macro numbers"
     for ax in fig.axes:
         extent = ax.get_tightbbox(renderer)
         assert frame.x0 <= extent.x0 and extent.x1 <= frame.x1 + 1, (extent, frame)

@@ -300,7 +300,7 @@ def _usage_bars(ax: Axes, build: BuildDir, own: Owners) -> None:
                                          hatch=_HATCH[kind], edgecolors=[darken(c, DARKEN) for c in
                                                                          colors[layer[mine]].tolist()]))
     ax.set_xlim(-0.5, max(own.shape[0], 1) - 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 macro: tick 0 only
     ax.set_ylim(0, 1)
     ax.set_xlabel("macro")
     ax.set_ylabel("usage")
