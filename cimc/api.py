@@ -209,7 +209,7 @@ def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassCon
     passes = instantiate(names, options)
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
-                      progress=options.progress)
+                      progress=options.progress, memory_budget=4 * options.max_tensor_bytes)
     return run_passes(graph, passes, ctx), ctx
 
 

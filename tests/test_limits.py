@@ -131,7 +131,7 @@ def test_compile_takes_the_data_limit(tmp_path: Path) -> None:
 
 def test_the_data_limit_holds_within_its_block_only(tmp_path: Path) -> None:
     (tmp_path / "a.npy").write_bytes(b"x" * 20)
-    with files.data_limit(10), pytest.raises(UsageError, match="20 bytes, more than the 10 allowed") as info:
+    with files.data_limit(10), pytest.raises(UsageError, match="20 bytes, more than the limit of 10 bytes") as info:
         files.read_bytes(tmp_path / "a.npy", tmp_path)
     assert "--max-data-bytes" in (info.value.hint or "")
     assert files.read_bytes(tmp_path / "a.npy", tmp_path) == b"x" * 20
