@@ -41,9 +41,6 @@ from cimc.limits import NESTING_DEPTH
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _CHUNK = 1 << 24  # bytes scanned per numpy step of the nesting count (bounded scratch memory)
-_DELTA = np.zeros(256, np.int8)
-_DELTA[list(b"[{")] = 1
-_DELTA[list(b"]}")] = -1
 # A string always matches from its opening quote to its closing one or to the end, so the scan
 # is linear even on an unterminated string full of escaped quotes.
 _JSON_STRING = re.compile(rb'"(?>[^"\\]++|\\.?)*+(?:"|\Z)', re.S)
@@ -105,11 +102,13 @@ def _open_regular(path: Path, limit: int, error: type[CimcError], root: Path | N
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise error(f"{name} is a symbolic link: refused") from exc
-        raise error(f"cannot open {name}: {exc.strerror or exc}") from exc
+        raise error(f"cannot read {name}: {exc.strerror or exc}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # checked before fdopen, which refuses a folder with its own error
+        os.close(fd)
+        raise error(f"{name} is not a regular file")
+    size = info.st_size
     with os.fdopen(fd, "rb") as fh:
-        size = os.fstat(fd).st_size
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise error(f"{name} is not a regular file")
         if span and size < limit:
             raise error(f"{name} is {size:,} bytes, too short for the {limit:,} bytes it should hold")
         if not span and size > limit:
@@ -152,7 +151,9 @@ def bracket_depth(data: bytes, skip: re.Pattern[bytes] = _JSON_STRING) -> int:
     bare = skip.sub(b"", data)
     depth = deepest = 0
     for start in range(0, len(bare), _CHUNK):
-        run = np.cumsum(_DELTA[np.frombuffer(bare, np.uint8, min(_CHUNK, len(bare) - start), start)], dtype=np.int64)
+        c = np.frombuffer(bare, np.uint8, min(_CHUNK, len(bare) - start), start)
+        delta = ((c == 91) | (c == 123)).view(np.int8) - ((c == 93) | (c == 125)).view(np.int8)  # [{ and ]}
+        run = np.cumsum(delta, dtype=np.int32)  # a chunk is < 2^31 bytes
         deepest = max(deepest, depth + int(run.max()))
         depth += int(run[-1])
     return deepest

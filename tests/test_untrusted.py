@@ -306,6 +306,11 @@ def test_a_huge_sweep_grid_is_counted_not_made() -> None:
         expand(config)
     random = parse_config({"model": "tiny_cnn", "mode": "random", "samples": 5, "axes": axes})
     assert count(random) == 5 and len(expand(random)) == 5
+    keys = ("load_cycles", "wordlines", "bitlines", "adcs", "bitlines_per_adc")
+    wide = {**axes, "macro": {k: list(range(1, 1001)) for k in keys}}
+    huge = parse_config({"model": "tiny_cnn", "mode": "random", "samples": 5, "axes": wide})  # 10^21: past int64
+    points = expand(huge)
+    assert len({json.dumps(p, sort_keys=True) for p in points}) == 5 and points == expand(huge)
 
 
 def test_every_error_is_a_cimc_error() -> None:
@@ -314,3 +319,21 @@ def test_every_error_is_a_cimc_error() -> None:
         for load in (untrusted.load_json, untrusted.load_toml):
             with pytest.raises(CimcError):
                 load(bad, "x")
+
+
+def test_external_data_without_length_reads_only_what_the_tensor_needs(tmp_path: Path) -> None:
+    """A 432-byte weight at the start of a 4 MB file, no ``length``: the model loads with a
+    3,000-byte limit (only the tensor's bytes count) and holds exactly them."""
+    from cimc.frontend.loader import load_model
+    from tests.corpus.make_corpus import W_BYTES, external
+
+    model = external("w.bin")
+    tensor = next(t for t in model.graph.initializer if t.name == "w")
+    del tensor.external_data[2]  # no length
+    assert [e.key for e in tensor.external_data] == ["location", "offset"]
+    onnx.save(model, tmp_path / "m.onnx")
+    (tmp_path / "w.bin").write_bytes(W_BYTES + b"\0" * 4_000_000)
+    loaded = load_model(tmp_path / "m.onnx", max_bytes=3000)
+    assert next(t for t in loaded.graph.initializer if t.name == "w").raw_data == W_BYTES
+    with pytest.raises(UsageError, match="not a regular file"):  # a folder: refused before fdopen
+        untrusted.read_regular(HERE, limit=10, root=HERE.parent)

@@ -12,6 +12,7 @@ rejects models this compiler cannot read (IR version too new, no default-domain 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,8 @@ DEFAULT_MAX_BYTES: int = OPTIONS["max_model_bytes"].default
 _RAISE_HINT = "raise the limit with --max-model-bytes"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _TRUST_HINT = "pass --allow-external-data-outside if you trust this model"
+_NO_FIXED_SIZE = {onnx.TensorProto.STRING, *(getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1")
+                                             if hasattr(onnx.TensorProto, n))}
 
 
 def load_model(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -169,7 +172,20 @@ def _external_bytes(tensor: onnx.TensorProto, base_dir: str, allow_outside: bool
         end = offset + (length or 0)
         raise InvalidModelError(f"tensor '{tensor.name}': external data range {offset}..{end} "
                                 f"lies past the end of '{location}' ({size} bytes)")
-    return real, (length if length is not None else size - offset)
+    return real, (length if length is not None else min(size - offset, _needed(tensor, size - offset)))
+
+
+def _needed(tensor: onnx.TensorProto, rest: int) -> int:
+    """The bytes ``tensor``'s dims and element type take (Python integers), for external data
+    without a ``length``: only those are read, never the rest of a large file. Element types
+    without a fixed byte size (strings, 4-bit types) take ``rest``."""
+    if tensor.data_type in _NO_FIXED_SIZE:
+        return rest
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return rest
+    return math.prod(int(d) for d in tensor.dims) * itemsize
 
 
 def _load_external(model: onnx.ModelProto, tensors: list[onnx.TensorProto], base_dir: str,

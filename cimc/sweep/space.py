@@ -78,10 +78,21 @@ def _random(config: SweepConfig, names: list[str]) -> list[tuple[Any, ...]]:
     if all(isinstance(v, list) for v in lists):
         sizes = [len(v) for v in lists]  # type: ignore[arg-type]
         total = math.prod(sizes)
+        if total >= 2**62:  # beyond numpy's integers: distinct points drawn axis by axis
+            return _distinct_draws(rng, lists, n)  # type: ignore[arg-type]
         picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
         return [tuple(v[i] for v, i in zip(lists, np.unravel_index(p, sizes), strict=True))  # type: ignore[index]
                 for p in picks] if sizes else [()]
     return [tuple(_draw(rng, axis) for axis in lists) for _ in range(n)]
+
+
+def _distinct_draws(rng: np.random.Generator, lists: list[list[Any]], n: int) -> list[tuple[Any, ...]]:
+    """``n`` distinct points of a grid of at least 2^62 points (``n`` ≤ ``SWEEP_POINTS``, so a
+    repeat is rare and the loop short), in grid order."""
+    seen: dict[tuple[int, ...], None] = {}
+    while len(seen) < n:
+        seen.setdefault(tuple(int(rng.integers(len(v))) for v in lists), None)
+    return [tuple(v[i] for v, i in zip(lists, index, strict=True)) for index in sorted(seen)]
 
 
 def _draw(rng: np.random.Generator, axis: list[Any] | Range) -> Any:
