@@ -32,7 +32,7 @@ from cimc.cost.model import ModelCost
 from cimc.data.batches import inputs_of
 from cimc.data.files import data_limit
 from cimc.data.preprocess import Preprocess
-from cimc.errors import UsageError
+from cimc.errors import CimcError, UsageError
 from cimc.evaluation import evaluator
 from cimc.frontend import import_onnx
 from cimc.frontend.budget import check_nonempty
@@ -187,6 +187,12 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
 
 def _read_hash(path: Path, limit: int | None = None) -> str:
     """sha256 of the file; reading stops after ``limit`` bytes (the import refuses such a file)."""
+    from cimc.untrusted import check_regular
+
+    try:  # the checks of every read (cimc.untrusted); the import reports a refusal itself
+        check_regular(path, limit=limit if limit is not None else 2**63)
+    except CimcError:
+        return ""
     h = hashlib.sha256()
     read = 0
     with open(path, "rb") as fh:

@@ -218,6 +218,17 @@ def load_toml(data: bytes, name: str, error: type[CimcError] = UsageError) -> di
     return doc
 
 
+def check_safetensors(data: bytes, name: str, error: type[CimcError] = UsageError) -> None:
+    """The header of a safetensors file (``u64`` length, then that many bytes of JSON) lies
+    within ``data`` and nests no deeper than ``NESTING_DEPTH``; the library checks the rest
+    (every tensor's offsets within the file) before it allocates."""
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 <= size <= len(data) - 8:
+        raise error(f"{name} is not a valid safetensors file: its header length {size} does not fit its "
+                    f"{len(data)} bytes")
+    check_depth(data[8:8 + size], f"{name}'s header", error)
+
+
 def load_document(data: bytes, name: str, error: type[CimcError] = UsageError) -> Any:
     """JSON or TOML by the file name's suffix (``.toml``: TOML, else JSON)."""
     return load_toml(data, name, error) if name.lower().endswith(".toml") else load_json(data, name, error)

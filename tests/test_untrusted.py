@@ -337,3 +337,16 @@ def test_external_data_without_length_reads_only_what_the_tensor_needs(tmp_path:
     assert next(t for t in loaded.graph.initializer if t.name == "w").raw_data == W_BYTES
     with pytest.raises(UsageError, match="not a regular file"):  # a folder: refused before fdopen
         untrusted.read_regular(HERE, limit=10, root=HERE.parent)
+
+
+@pytest.mark.parametrize("header", [DEEP_JSON.encode(), b"{}"])
+def test_safetensors_headers_are_checked(build: Path, tmp_path: Path, header: bytes) -> None:
+    """A deep header, or a header length past the end, is a ``BuildError`` before the library runs."""
+    folder = _copy(build, tmp_path)
+    size = len(header) if header != b"{}" else 10**9
+    (folder / "weights.safetensors").write_bytes(size.to_bytes(8, "little") + header)
+    _rehash(folder)
+    with pytest.raises(BuildError, match=r"nests|header length"):
+        reader.load_weights(folder / "weights.safetensors")
+    code, err = cli("validate", str(folder))
+    assert code == 8 and "internal error" not in err, err

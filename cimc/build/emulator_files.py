@@ -27,7 +27,7 @@ from cimc.build.reader import read_bytes
 from cimc.documents import GraphDoc, Layout, Quant
 from cimc.documents.parse import parse
 from cimc.errors import BuildError
-from cimc.untrusted import load_json
+from cimc.untrusted import check_safetensors, load_json
 
 MANIFEST = "manifest.json"
 JSON_FILES = ("layout", "quant", "graph")
@@ -136,6 +136,7 @@ def _layer_skeleton(layer: Any) -> Any:
 
 
 def _arrays(name: str, data: bytes) -> dict[str, np.ndarray]:
+    check_safetensors(data, name, BuildError)
     try:
         return dict(load_safetensors(data))
     except (SafetensorError, ValueError) as exc:

@@ -27,7 +27,7 @@ from cimc.documents.parse import parse
 from cimc.errors import BuildError, UsageError
 from cimc.limits import BUILD_ARRAY_BYTES, BUILD_TEXT_BYTES, MANIFEST_BYTES, TENSOR_BYTES
 from cimc.macro import MacroSpec
-from cimc.untrusted import check_depth, load_json, read_regular
+from cimc.untrusted import check_depth, check_safetensors, load_json, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ def load_weights(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
     data = read_bytes(path)
+    check_safetensors(data, path.name, BuildError)
     try:
         return dict(load(data))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
