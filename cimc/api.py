@@ -235,7 +235,8 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     graph, source_info = load_source(source, options)
     with data_limit(options.max_data_bytes):  # --calib and --eval files
         evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
-                              options.max_acc_drop) if options.eval_data is not None else None)
+                              options.max_acc_drop, memory_budget=4 * options.max_tensor_bytes)
+                    if options.eval_data is not None else None)
         graph, ctx = compile_graph(graph, options)
         build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
                             quant_info(ctx), evaluate)

@@ -350,3 +350,14 @@ def test_safetensors_headers_are_checked(build: Path, tmp_path: Path, header: by
         reader.load_weights(folder / "weights.safetensors")
     code, err = cli("validate", str(folder))
     assert code == 8 and "internal error" not in err, err
+
+
+def test_evaluation_checks_its_memory_before_running() -> None:
+    from cimc.evaluation import evaluator
+
+    graph = import_onnx(HERE / "valid.onnx")
+    x = np.zeros((8, *graph.shape(graph.inputs[0])[1:]), np.float32)
+    with pytest.raises(ResourceLimitError) as info:
+        evaluator(graph, [(x, np.zeros(8, np.int64))], memory_budget=memory_need(graph, 8) - 1)
+    assert "--eval-size" in (info.value.hint or "")
+    assert evaluator(graph, [(x, np.zeros(8, np.int64))], memory_budget=memory_need(graph, 8)) is not None

@@ -109,14 +109,16 @@ def memory_need(graph: Graph, samples: int) -> int:
     return (kept + work) * samples // batch
 
 
-def check_memory(graph: Graph, samples: int, budget: int) -> None:
-    """``ResourceLimitError`` when calibrating on ``samples`` samples needs more than ``budget``
-    bytes (``memory_need``), naming both options that change it."""
+def check_memory(graph: Graph, samples: int, budget: int, what: str = "calibrating",
+                 option: str = "--calib-size") -> None:
+    """``ResourceLimitError`` when running the graph on ``samples`` samples (``what``: calibrating,
+    evaluating) needs more than ``budget`` bytes (``memory_need``), naming both options that
+    change it."""
     need = memory_need(graph, samples)
     if need > budget:
         raise ResourceLimitError(
-            f"calibrating on {samples} samples would hold about {need} bytes, more than the memory budget of "
-            f"{budget} bytes", hint="lower --calib-size, or raise --max-tensor-bytes (the budget is 4× it)",
+            f"{what} on {samples} samples would hold about {need} bytes, more than the memory budget of "
+            f"{budget} bytes", hint=f"lower {option}, or raise --max-tensor-bytes (the budget is 4× it)",
             details={"bytes": need, "budget": budget})
 
 
