@@ -32,6 +32,7 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
+from cimc.untrusted import refuse_special_output
 from cimc.views.macro_png import MacroRaster, hatch_masks, hatched, rgb_of, shade_luts
 from cimc.views.names import short_names
 from cimc.views.palette import DARKEN, GAP, IDLE, darken, layer_color, pattern
@@ -231,7 +232,8 @@ def overview_layout(tiles: Mosaic, labels: list[str]) -> OverviewLayout:
     legend beside the pictures when its rows fit their height, else under them in as many
     columns as the width holds, the figure growing by its rows: never clipped."""
     width = max(8.4, 0.62 * tiles.cols)
-    tall = width * tiles.image.shape[0] / max(tiles.image.shape[1], 1)
+    # at most 3× as tall as wide: a macro of 65,536 wordlines × 256 bitlines would ask for a 200,000-pixel figure
+    tall = min(width * tiles.image.shape[0] / max(tiles.image.shape[1], 1), 3 * width)
     body = tall + OVERVIEW_BARS + 4 * OVERVIEW_PAD
     column = CHAR * max((len(t) for t in labels), default=4) + 0.5
     if (len(labels) + 2) * LEGEND_LINE <= body:
@@ -342,6 +344,7 @@ def save(fig: Figure, path: Path) -> Path:
     if fmt not in FORMATS:
         raise UsageError(f"cannot write '{path.name}': maps are {' or '.join(FORMATS)}")
     metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
+    refuse_special_output(path)
     with matplotlib.rc_context({"svg.hashsalt": "cimc", "svg.fonttype": "none"}):
         fig.savefig(path, format=fmt, metadata=metadata)
     return path

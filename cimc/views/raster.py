@@ -125,9 +125,12 @@ class Canvas:
         return np.asarray(self.palette, dtype=np.uint8)[self.pixels()]
 
     def png(self, path: Path) -> Path:
-        """Write an 8-bit palette PNG (fast zlib level)."""
+        """Write an 8-bit palette PNG (fast zlib level); a FIFO or device at ``path`` is refused."""
         from PIL import Image
 
+        from cimc.untrusted import refuse_special_output
+
+        refuse_special_output(Path(path))
         image = Image.fromarray(self.pixels())  # mode L; a palette makes it P
         image.putpalette([c for rgb in self.palette for c in rgb])
         image.save(path, format="png", compress_level=1)
