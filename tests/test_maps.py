@@ -266,3 +266,12 @@ def test_parallel_maps_are_the_serial_maps(tmp_path: Path, monkeypatch: pytest.M
     result = CliRunner().invoke(main, ["maps", str(build("tiny_cnn", macro="small-64", tiling="dense")), "-o",
                                        str(tmp_path / "cli"), "--jobs", "2", "--no-overview"])
     assert result.exit_code == 0 and len(list((tmp_path / "cli").iterdir())) == b.num_macros
+
+
+def test_a_fifo_where_a_map_goes_is_refused(tmp_path: Path) -> None:
+    """The numpy PNG writer refuses a FIFO at its path (opening one would block) like every output."""
+    import os
+
+    os.mkfifo(tmp_path / "macro_0000.png")
+    with pytest.raises(UsageError):
+        write_maps(read_build(build("tiny_cnn")), tmp_path, formats=("png",), overview=False)
