@@ -5,6 +5,7 @@ the build file and its validation, and the cost figures."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -30,7 +31,8 @@ from cimc.passes.tile_wordlines import TileWordlines
 from cimc.quant import numerics
 from cimc.quant.cim_layer import code_matrix
 from cimc.quant.weight_pool import PoolConfig, codes, effective_weights, pool_layers, vectors
-from tests.cim_helpers import SMALL, assert_three_way, small_cnn, write
+from tests.cim_helpers import SMALL, add_node, assert_three_way, small_cnn, write
+from tests.ir_builders import add_conv, graph_with_input
 
 SLICED = MacroSpec(name="small-2bit", wordlines=32, bitlines=64, adcs=16, cell_bits=2, dac_bits=2, load_cycles=32)
 
@@ -57,7 +59,7 @@ def relative_error(ms: list[np.ndarray], config: PoolConfig) -> float:
 def test_reconstruction_error_decreases_with_pool_size_and_error_term() -> None:
     ms = matrices()
     errors = [relative_error(ms, PoolConfig(8, p)) for p in (2, 8, 32, 128)]
-    assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert all(a > b for a, b in itertools.pairwise(errors)), errors
     with_error = [relative_error(ms, PoolConfig(8, 32, 1, prune)) for prune in (0.0, 0.5, 1.0)]
     assert with_error[0] < with_error[1] < with_error[2], with_error
     assert with_error[0] < errors[2]  # the error term helps at the same pool size
@@ -199,3 +201,34 @@ def test_wider_asked_weight_bits_keep_the_pool_codes() -> None:
     assert node.ann[QuantParams].w_bits == 4
     np.testing.assert_array_equal(code_matrix(graph, node), codes(pool.pool, pool.index, None, 1,
                                                                   node.ann[WordlineTiling].rows))
+
+
+def fc_graph() -> Graph:
+    """conv → flatten → Gemm (transB = 0, alpha = 0.5) → MatMul: every weight layout the pass rewrites."""
+    rng = np.random.default_rng(1)
+    g = graph_with_input((2, 3, 4, 4))
+    y = add_conv(g, "x", 6, 3, pad=1, bias=True, rng=rng, name="c1")
+    y = add_node(g, "Flatten", [y], (2, 96), "fl", axis=1)
+    g.set_initializer("g.w", (rng.standard_normal((96, 10)) * 0.2).astype(np.float32))
+    g.set_initializer("g.b", rng.standard_normal(10).astype(np.float32))
+    y = add_node(g, "Gemm", [y, "g.w", "g.b"], (2, 10), "g", alpha=0.5, beta=1.0, transA=0, transB=0)
+    g.set_initializer("m.w", (rng.standard_normal((10, 7)) * 0.3).astype(np.float32))
+    g.outputs.append(add_node(g, "MatMul", [y, "m.w"], (2, 7), "mm"))
+    return g
+
+
+def test_gemm_and_matmul_weights_are_rewritten_exactly(tmp_path: Path) -> None:
+    pool = PoolWeights(pool_size=8, vector_length=8, error_bits=1)
+    ctx = PassContext(macro=SMALL)
+    graph = run_passes(fc_graph(), pooled_passes(pool), ctx)
+    gemm = graph.node("g")
+    assert gemm.attrs["transB"] == 1 and gemm.attrs["alpha"] == 1.0
+    for name in ("c1", "g", "mm"):
+        node = graph.node(name)
+        p = node.ann[WeightPool]
+        want = codes(p.pool, p.index, p.error, p.multiplier, node.ann[WordlineTiling].rows)
+        np.testing.assert_array_equal(code_matrix(graph, node), want, err_msg=name)
+    build = write(graph, ctx, tmp_path / "b")
+    x = np.random.default_rng(2).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    assert_three_way(build, graph, x)
+    assert validate_build(build).ok

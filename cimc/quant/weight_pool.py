@@ -99,8 +99,7 @@ def build_pool(u: np.ndarray, size: int, seed: int = SEED, rounds: int = ROUNDS)
     pool = _signs(u[start])
     index = assign(u, pool)
     for _ in range(rounds):
-        sums = np.zeros((size, u.shape[1]), dtype=np.float64)
-        np.add.at(sums, index, u)
+        sums = np.stack([np.bincount(index, weights=u[:, t], minlength=size) for t in range(u.shape[1])], 1)
         used = np.bincount(index, minlength=size) > 0
         pool = np.where(used[:, None], _signs(sums), pool).astype(np.int8)
         new = assign(u, pool)
