@@ -2,6 +2,7 @@
 effective bits per weight on a trained net, pooled vs uniform quantization.
 
     nice -n 10 python3 scripts/weight_pool_evidence.py          # compile every row, write the table
+    python3 scripts/weight_pool_evidence.py --render            # the table again from weight_pool.json
 
 The net is the zoo's trained ``digits_cnn`` (three 3×3 convs; sklearn digits, 8×8). Every row is
 one ``cimc.api.compile_model`` on the paper's macro (256 wordlines, 4-bit cells and DACs, 5-bit
@@ -89,7 +90,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "itself over the weights. Weight cells: cells holding weights (uniform: every weight's `w_slices` "
              "cells; pooled: the pool's `P · L · w_slices`, once). Bitlines on chip: the uniform build's columns, or "
              "the pool's `P · w_slices`. ADC conversions per inference: uniform one per column, segment and pixel; "
-             "pooled one per pool column read per segment and pixel, shared by the outputs using it. Emulated "
+             "pooled one per pool column read per segment and pixel, shared by the outputs using it, plus one per "
+             "position with a kept error vector (its column differs). Emulated "
              "columns: what the build places and the emulator computes (a pooled layer's logical columns, `L` rows "
              "each).", "",
              "| configuration | eff. bits/weight | top-1 % | weight cells | bitlines on chip (macros) | "
@@ -102,6 +104,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    if "--render" in sys.argv[1:]:
+        (OUT / "weight_pool.md").write_text(markdown(json.loads((OUT / "weight_pool.json").read_text())))
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("cimc").setLevel(logging.ERROR)
     rows = []

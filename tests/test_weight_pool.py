@@ -102,7 +102,9 @@ def test_cost_figures_by_hand() -> None:
     cost = layer_pool_cost("l", index, error, scales=1, pool_size=5, rows=20, out_pixels=7, w_slices=1, a_slices=2)
     assert index_bits(5) == 3 and index_bits(2) == 1 and index_bits(1) == 1 and index_bits(64) == 6
     assert cost.pool_columns_read == 2 + 2
-    assert cost.adc_conversions == 4 * 2 * 7 and cost.unpooled_adc_conversions == 6 * 2 * 7
+    # segment 0: (0, 0) converts its own column, indices {4, 0} are shared: 3; segment 1: {1} and (1, 2): 2
+    assert cost.adc_conversions == (3 + 2) * 2 * 7 and cost.unpooled_adc_conversions == 6 * 2 * 7
+    assert layer_pool_cost("l", index, None, 1, 5, 20, 7, 1, 2).adc_conversions == 4 * 2 * 7
     assert cost.index_bits == 6 * 3 and cost.error_bits == 2 * 10 + 6 and cost.scale_bits == 32
     assert cost.effective_bits_per_weight == pytest.approx((18 + 26 + 32) / 60)
     assert pool_columns_read(np.array([[3, 3, 3, 3]]), groups=2) == 2  # groups never share a conversion

@@ -7,8 +7,11 @@ output pixels, ``rows·Cout`` weights, a pool of ``P`` vectors of length ``L``:
 =============================  ==========================================================
 logical bitlines               ``S · Cout · Sw`` (what an unpooled layer of these codes places)
 pool columns read              ``Σ_s U_s``, ``U_s = |{(g(o), idx[s, o]) : o}|`` (per group ``g``)
-ADC conversions                ``Σ_s U_s · Sw · T · Npix``: a pool column is converted once
-                               per segment and pixel and routed to every output using it
+ADC conversions                ``Σ_s (U'_s + K_s) · Sw · T · Npix``: a pool column is converted
+                               once per segment and pixel and routed to every output using
+                               it without an error term (``U'_s`` distinct such indices); a
+                               position with a kept error vector (``K_s`` of them) converts
+                               its own column ``x·(A·p + e)``
 permutation steps              ``S · Cout · Npix``: one routed code per position and pixel
 index bits                     ``S · Cout · ⌈log2 P⌉``
 error bits                     ``kept · L`` (+ ``S · Cout`` kept/pruned bits when some error
@@ -77,14 +80,19 @@ def index_bits(pool_size: int) -> int:
     return max(1, int(pool_size - 1).bit_length())
 
 
-def pool_columns_read(index: np.ndarray, groups: int = 1) -> int:
+def pool_columns_read(index: np.ndarray, groups: int = 1, own: np.ndarray | None = None) -> int:
     """``Σ_s`` distinct indices of segment ``s`` (rows of ``index``), per group (outputs of
-    different groups see different inputs, so they never share a conversion)."""
-    cout = index.shape[1]
+    different groups see different inputs, so they never share a conversion); a position where
+    ``own`` (``(S, Cout)`` bool) is set counts on its own (its column differs by its error term)."""
+    segments, cout = index.shape
     group = np.arange(cout, dtype=np.int64) // max(1, cout // groups)
-    keyed = index.astype(np.int64) + (int(index.max(initial=0)) + 1) * group[None, :]
+    span = int(index.max(initial=0)) + 1
+    keyed = index.astype(np.int64) + span * group[None, :]
+    if own is not None:
+        unique = span * groups + np.arange(segments * cout, dtype=np.int64).reshape(segments, cout)
+        keyed = np.where(own, unique, keyed)
     ordered = np.sort(keyed, axis=1)
-    return int(index.shape[0] + np.count_nonzero(np.diff(ordered, axis=1))) if index.size else 0
+    return int(segments + np.count_nonzero(np.diff(ordered, axis=1))) if index.size else 0
 
 
 def layer_pool_cost(name: str, index: np.ndarray, error: np.ndarray | None, scales: int, pool_size: int,
@@ -93,16 +101,18 @@ def layer_pool_cost(name: str, index: np.ndarray, error: np.ndarray | None, scal
     segments, cout = (int(d) for d in index.shape)
     positions = segments * cout
     read = pool_columns_read(index, groups)
-    err = 0
+    converted, err = read, 0
     if error is not None:
-        kept = int(np.count_nonzero(np.any(error != 0, axis=2)))
+        own = np.any(error != 0, axis=2)
+        kept = int(np.count_nonzero(own))
         err = kept * int(error.shape[2]) + (positions if kept < positions else 0)
+        converted = pool_columns_read(index, groups, own)
     idx_bits = positions * index_bits(pool_size)
     scale_bits = scales * SCALE_BITS
     weights = rows * cout
     return PoolLayerCost(
         name=name, weights=weights, positions=positions, logical_bitlines=positions * w_slices,
-        pool_columns_read=read, adc_conversions=read * w_slices * a_slices * out_pixels,
+        pool_columns_read=read, adc_conversions=converted * w_slices * a_slices * out_pixels,
         unpooled_adc_conversions=positions * w_slices * a_slices * out_pixels,
         permutation_steps=positions * out_pixels, index_bits=idx_bits, error_bits=err, scale_bits=scale_bits,
         effective_bits_per_weight=(idx_bits + err + scale_bits) / weights)

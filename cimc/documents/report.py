@@ -237,7 +237,9 @@ class PoolLayerRow(Document):
     pool_columns_read: Count
     """``Σ_s`` distinct pool columns (per group) that segment ``s`` reads."""
     adc_conversions: Count
-    """Pool conversions per inference: ``pool_columns_read · Sw · T · Npix``."""
+    """Conversions per inference: ``Σ_s (U'_s + K_s) · Sw · T · Npix`` — a pool column shared by
+    the positions without an error term (``U'_s`` distinct) once, each of the ``K_s`` positions
+    with a kept error vector its own."""
     unpooled_adc_conversions: Count
     """Conversions of the logical columns: ``S · Cout · Sw · T · Npix``."""
     permutation_steps: Count
