@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
+from cimc.cli.main import main
 from cimc.cost.pool import index_bits, layer_pool_cost, model_pool_cost, pool_columns_read
 from cimc.emulator.validate import validate_build
 from cimc.errors import UsageError
@@ -234,3 +236,33 @@ def test_gemm_and_matmul_weights_are_rewritten_exactly(tmp_path: Path) -> None:
     x = np.random.default_rng(2).standard_normal((2, 3, 4, 4)).astype(np.float32)
     assert_three_way(build, graph, x)
     assert validate_build(build).ok
+
+
+def test_cli_compile_with_a_weight_pool_records_it_and_validates(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    args = ["compile", "digits_cnn", "-o", str(out), "--weight-pool", "32", "--pool-vector", "8",
+            "--pool-error-bits", "1", "--pool-error-prune", "0.25"]
+    result = CliRunner().invoke(main, ["--json", *args])
+    assert result.exit_code == 0, result.output
+    options = json.loads((out / "manifest.json").read_text())["options"]
+    assert (options["weight_pool"], options["pool_vector"], options["pool_error_bits"],
+            options["pool_error_prune"]) == (32, 8, 1, 0.25)
+    assert "passes" not in options  # the pooled pipeline is the base pipeline of --weight-pool
+    layout = json.loads((out / "layout.json").read_text())
+    assert all(x["pool_vector_length"] == 8 and x["tiling"] == "dense" for x in layout["layers"])
+    report = json.loads((out / "report.json").read_text())["weight_pool"]
+    assert report["pool_size"] == 32 and report["multiplier"] == 2 and 0 < report["effective_bits_per_weight"] < 3
+    assert "## Weight pool" in (out / "report.md").read_text()
+    validated = CliRunner().invoke(main, ["validate", str(out)])
+    assert validated.exit_code == 0, validated.output
+    refused = CliRunner().invoke(main, ["compile", "digits_cnn", "-o", str(tmp_path / "c"), "--weight-pool", "0"])
+    assert refused.exit_code == 2
+
+
+def test_default_compile_has_no_pool(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["compile", "digits_cnn", "-o", str(tmp_path / "b"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "b" / "weight_pool.safetensors").exists()
+    assert "weight_pool" not in json.loads((tmp_path / "b" / "report.json").read_text())
+    layers = json.loads((tmp_path / "b" / "layout.json").read_text())["layers"]
+    assert all("pool_vector_length" not in x for x in layers)
