@@ -201,11 +201,14 @@ def is_quantized_cim(node: Any) -> bool:
 PROBES = ((0, 1.0), (1, 8.0))
 
 
-def probe_feeds(shapes: Mapping[str, Sequence[int]], batch: int, seed: int, scale: float) -> dict[str, np.ndarray]:
-    """Seeded standard-normal inputs times ``scale``, ``batch`` samples of each input's shape."""
+def probe_feeds(shapes: Mapping[str, Sequence[int]], seed: int, scale: float) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs times ``scale``, each of its input's static shape.
+
+    The model's own shapes, not a batch size put on axis 0 of every input: an input that
+    broadcasts against another (a ``(3, 1)`` operand of an Add on ``(2, 3, 4)``) does not carry
+    the batch, and a batch on its axis 0 would not broadcast."""
     rng = np.random.default_rng(seed)
-    return {name: (rng.standard_normal((batch, *shape[1:])) * scale).astype(np.float32)
-            for name, shape in shapes.items()}
+    return {name: (rng.standard_normal(tuple(shape)) * scale).astype(np.float32) for name, shape in shapes.items()}
 
 
 def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
