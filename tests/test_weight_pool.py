@@ -266,3 +266,20 @@ def test_default_compile_has_no_pool(tmp_path: Path) -> None:
     assert "weight_pool" not in json.loads((tmp_path / "b" / "report.json").read_text())
     layers = json.loads((tmp_path / "b" / "layout.json").read_text())["layers"]
     assert all("pool_vector_length" not in x for x in layers)
+
+
+@pytest.mark.parametrize("change", ["missing", "garbage"])
+def test_validate_reports_a_missing_or_corrupt_pool_file(binary_build: Path, tmp_path: Path, change: str) -> None:
+    out = Path(shutil.copytree(binary_build, tmp_path / "t"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    if change == "missing":
+        (out / "weight_pool.safetensors").unlink()
+        del manifest["files"]["weight_pool.safetensors"]
+    else:
+        (out / "weight_pool.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"not json")
+        manifest["files"]["weight_pool.safetensors"] = hashlib.sha256(
+            (out / "weight_pool.safetensors").read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = validate_build(out)
+    pool = [v for v in result.violations if v.check == "pool"]
+    assert pool and ("missing" in pool[0].message if change == "missing" else "safetensors" in pool[0].message), pool
