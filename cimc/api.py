@@ -40,7 +40,7 @@ from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec, load_macro
 from cimc.options import OPTIONS, recorded, validate_bits
 from cimc.passes.manager import PassContext, PassRecord, run_passes
-from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, instantiate, select
+from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, instantiate, pooled, select
 
 if TYPE_CHECKING:
     from cimc.morph.planning import MorphOptions
@@ -79,6 +79,10 @@ class CompileOptions:
     a_bits: int | None = None
     adc_bits: int | None = None
     layer_bits: dict[str, dict[str, int]] | None = None
+    weight_pool: int | None = None
+    pool_vector: int | None = None
+    pool_error_bits: int | None = None
+    pool_error_prune: float | None = None
     eval_data: str | Any | None = None  # from Python also a Dataset or an iterable of (x, y) batches
     eval_size: int | None = None
     max_acc_drop: float = OPTIONS["max_acc_drop"].default
@@ -133,7 +137,8 @@ class CompileOptions:
         return doc
 
     def _base(self) -> Pipeline:
-        return (*MORPH, *DEFAULT) if self.morph is not None else DEFAULT
+        base = (*MORPH, *DEFAULT) if self.morph is not None else DEFAULT
+        return pooled(base) if self.weight_pool is not None else base
 
     def _shift_off(self, names: Pipeline) -> tuple[str, ...]:
         """``--no-shift``: scale-to-shift disabled (where the pipeline has it)."""

@@ -94,6 +94,10 @@ def _num(value: float | None) -> str:
 
 _QUANT = ("quantize",)
 _CALIB = ("quantize", "scale-to-shift")
+_POOL = ("pool-weights",)
+#: Default vector length and the largest pool of ``--weight-pool``.
+POOL_VECTOR = 16
+POOL_MAX = 1 << 16
 _DECLARED = (
     Option("macro", "--macro", str, "Macro preset name or a .toml/.json spec file.", default="paper",
            shapes_build=True),
@@ -115,8 +119,8 @@ _DECLARED = (
     Option("input_shapes", "--input-shape", dict, "NAME=1,3,32,32 for inputs with symbolic dimensions.",
            shapes_build=True, recorded=True, param="input_shape", repeat=True),
     Option("granularity", "--granularity", str, "One weight/ADC step per layer (paper) or per output column "
-           "(ColumnQuant).", default="layer", choices=("layer", "column"), passes=_QUANT, shapes_build=True,
-           recorded=True),
+           "(ColumnQuant).", default="layer", choices=("layer", "column"),
+           passes=(*_QUANT, *_POOL), shapes_build=True, recorded=True),
     Option("weight_method", "--weight-step", str, "Weight step: MSE-optimal, activation-aware MSE (each weight's "
            "error weighted by the mean square of its input on the calibration data) or LSQ initialisation.",
            default="mse", choices=("mse", "aware", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
@@ -155,6 +159,19 @@ _DECLARED = (
            default=1.0, low=0.0, high=100.0),
     Option("data_root", "--data-root", str, "Folder of the dataset (CIFAR-10 python batches).", passes=_CALIB,
            path="folder"),
+    Option("weight_pool", "--weight-pool", int, "Weight-pool compression (docs/weight-pool.md): store this many "
+           "shared binary weight vectors once and give every CIM layer an index per vector, a scale and an optional "
+           "error term (the pool-weights pass; off by default).", low=1, high=POOL_MAX, passes=_POOL,
+           shapes_build=True, recorded=True),
+    Option("pool_vector", "--pool-vector", int, f"Length L of the pool's vectors: weight rows per vector, one "
+           f"wordline segment each (default {POOL_VECTOR}; at most the macro's wordlines).", low=1, high=4096,
+           passes=_POOL, shapes_build=True, recorded=True),
+    Option("pool_error_bits", "--pool-error-bits", int, "Error term of --weight-pool: 0 (weights ±α) or 1 (a 1-bit "
+           "error vector per position, weights in {±1, ±3}·α; default 0).", low=0, high=1, passes=_POOL,
+           shapes_build=True, recorded=True),
+    Option("pool_error_prune", "--pool-error-prune", float, "Share of the error vectors of --weight-pool pruned "
+           "to 0, those removing the least squared error (default 0).", low=0.0, high=1.0, passes=_POOL,
+           shapes_build=True, recorded=True),
     Option("passes", "--passes", tuple, "Comma-separated passes to run instead of the default pipeline "
            "(see 'cimc passes')."),
     Option("disable", "--disable", tuple, "Skip this pass of the pipeline (repeatable, or comma-separated).",

@@ -18,7 +18,7 @@ from cimc.errors import UsageError
 from cimc.options import OPTIONS, passes_options
 from cimc.passes import registry
 from cimc.passes.manager import GraphPass
-from cimc.passes.pipelines import DEFAULT, MAPPING, PIPELINES, SEARCH_PREFIX, check_buildable, select
+from cimc.passes.pipelines import DEFAULT, MAPPING, PIPELINES, POOLED, SEARCH_PREFIX, check_buildable, select
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -41,7 +41,7 @@ def test_every_pass_of_every_pipeline_is_registered_once() -> None:
     for pipeline in PIPELINES.values():
         for name in pipeline:
             assert registry.get(name).name == name
-    assert {"morph-channels", *DEFAULT} == set(names)
+    assert {"morph-channels", *POOLED} == set(names)
 
 
 def test_a_wrong_name_is_a_usage_error_listing_the_passes() -> None:
@@ -76,7 +76,7 @@ class _Recorder:
         return OPTIONS[name].default
 
 
-@pytest.mark.parametrize("name", DEFAULT)
+@pytest.mark.parametrize("name", POOLED)
 def test_a_pass_reads_exactly_the_options_declared_for_it(name: str) -> None:
     options = _Recorder()
     built = registry.get(name).from_options(options)
@@ -117,7 +117,9 @@ def test_cimc_passes_lists_names_pipelines_options_and_summaries() -> None:
     assert doc["pipelines"]["default"] == list(DEFAULT)
     entries = {e["name"]: e for e in doc["passes"]}
     assert list(entries)[:2] == ["morph-channels", "fold-batchnorm"]
-    assert entries["tile-wordlines"]["pipelines"] == ["default", "mapping", "search-prefix"]
+    assert entries["tile-wordlines"]["pipelines"] == ["default", "mapping", "search-prefix", "pooled"]
+    assert entries["pool-weights"]["pipelines"] == ["pooled"] and entries["pool-weights"]["needs"] == ["tile-wordlines"]
+    assert doc["pipelines"]["pooled"] == list(POOLED) and POOLED.index("pool-weights") == DEFAULT.index("quantize")
     assert entries["scale-to-shift"]["needs"] == ["quantize"]
     assert entries["place-bitlines"]["options"] == ["--placement"]
 

@@ -5,7 +5,8 @@ Files (names are fixed; nothing is named after the model's contents):
 ``schedule.json``, ``report.json``, ``report.md``, ``graph.txt`` (the final IR), and
 ``manifest.json`` (written last, with every file's sha256). A quantized graph stores cell
 codes and adds ``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``
-(``cim_build``).
+(``cim_build``); a graph compiled with ``--weight-pool`` adds ``weight_pool.safetensors``
+(``cimc.backend.pool_file``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from cimc import __version__
 from cimc.backend.layout import layout_document, macro_arrays
+from cimc.backend.pool_file import pool_files, pool_markdown
 from cimc.backend.quant_part import code_arrays, is_quantized, quantized_files
 from cimc.backend.quant_report import quantization_markdown, quantization_section
 from cimc.backend.report import report_document, report_markdown
@@ -25,11 +27,12 @@ from cimc.backend.schedule import schedule_document
 from cimc.build.weights_file import macro_weights_bytes
 from cimc.cost.energy import energy
 from cimc.cost.model import ModelCost, model_cost
+from cimc.cost.pool import graph_pool_cost
 from cimc.cost.timeline import Timing, timeline
 from cimc.documents import dumps
 from cimc.documents.macro import MacroDoc
 from cimc.documents.manifest import SCHEMA_VERSION, Manifest, Source
-from cimc.documents.report import Accuracy, DigitalOp, Report
+from cimc.documents.report import Accuracy, DigitalOp, Report, WeightPoolSection
 from cimc.ir.annotations import CimLayer
 from cimc.ir.graph import Graph
 from cimc.ir.printer import format_graph
@@ -75,14 +78,18 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
         else:
             sections["accuracy_unknown"] = UNKNOWN
         report = report.model_copy(update=sections)
+    pool = graph_pool_cost(graph, macro)
+    if pool is not None:
+        report = report.model_copy(update={"weight_pool": WeightPoolSection(**pool.to_dict())})
     files = {
         "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),
         "weights.safetensors": _weights(arrays),
         "schedule.json": dumps(schedule_document(graph, cost, macro, result)),
         "report.json": dumps(report),
-        "report.md": (report_markdown(report, cost) + quantization_markdown(report)).encode(),
+        "report.md": (report_markdown(report, cost) + quantization_markdown(report) + pool_markdown(report)).encode(),
         "graph.txt": format_graph(graph).encode(),
         **extra,
+        **pool_files(nodes),
     }
     manifest = Manifest(schema_version=SCHEMA_VERSION, tool="cimc", tool_version=__version__,
                         macro=MacroDoc(**macro.to_dict()), bitline_budget=cost.bitline_budget,

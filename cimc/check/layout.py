@@ -4,7 +4,8 @@
 For layer ``ℓ`` with ``Cout`` outputs, kernel ``kh×kw`` (``k = kh·kw``), ``rows = C·k``
 per group and segment bounds ``0 = r_0 < … < r_S = rows``:
 
-* the bounds are ``segment_bounds(C, k, WL, mode)`` and ``r_{s+1} − r_s ≤ WL`` (wordline
+* the bounds are ``segment_bounds(C, k, WL, mode)`` (``WL`` = the pool's vector length ``L``
+  for a layer with ``pool_vector_length``, whose tiling must be dense) and ``r_{s+1} − r_s ≤ WL`` (wordline
   limit); wordline ``t`` of segment ``s`` holds row ``r = r_s + t``, i.e. input channel
   ``r // k`` and kernel position ``((r mod k) // kw, r mod kw)``;
 * with ``D = w_slices`` weight digits (bit-slicing; 1 when unsliced) the bitlines owned by
@@ -89,8 +90,12 @@ def _check_bounds(where: str, layer: Layer, bounds: np.ndarray, channels: int, k
     if tall.size:
         yield Violation("layout", where, f"segment {int(tall[0])} activates {int(np.diff(bounds)[tall[0]])} "
                         f"wordlines, the macro has {wordlines} ({tall.size} segment(s) over the limit)")
+    length = layer.pool_vector_length  # a pooled layer: dense runs of the pool's vector length
+    if length is not None and (layer.tiling != "dense" or length > wordlines):
+        yield Violation("layout", where, f"a pooled layer needs dense tiling and a vector length of at most "
+                        f"{wordlines} wordlines (tiling {layer.tiling}, length {length})")
     if layer.tiling in MODES:
-        expected = segment_bounds(channels, k, wordlines, layer.tiling)
+        expected = segment_bounds(channels, k, length or wordlines, layer.tiling)
         if not np.array_equal(expected, bounds):
             yield Violation("layout", where, f"segment bounds {bounds.tolist()[:6]}… differ from "
                             f"{layer.tiling} tiling's {expected.tolist()[:6]}…")

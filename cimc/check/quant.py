@@ -161,7 +161,7 @@ def check_onnx_cells(build: BuildDir, result: Validation) -> Iterator[Violation]
         if weight is None:
             yield Violation("cells", ONNX_FILE, f"no cell codes for layer {entry.node}")
             continue
-        yield from _compare_layer(arrays, own, i, entry, digit_filters(entry, weight, quant.get(entry.node),
+        yield from compare_layer(arrays, own, i, entry, digit_filters(entry, weight, quant.get(entry.node),
                                                                        build.macro.cell_bits))
     result.notes.append(f"every cell compared with the codes in {ONNX_FILE}")
 
@@ -170,7 +170,7 @@ def digit_filters(entry: Layer, weight: np.ndarray, quant: dict[str, Any] | None
                   ) -> np.ndarray:
     """The ``cell_codes`` as ``S·Cout·D`` digit filters in the layout's ``(s, o, j)`` order
     (module doc); the weight itself when unsliced or already digits (or not recognisable,
-    which ``_compare_layer`` reports)."""
+    which ``compare_layer`` reports)."""
     digits, rows = entry.w_slices, len(entry.segments) * entry.cout
     if digits == 1 or weight.ndim != 4 or weight.shape[0] != rows or quant is None:
         return weight
@@ -195,7 +195,7 @@ def expected_columns(entry: Layer, weight: np.ndarray) -> tuple[np.ndarray, np.n
     return np.where(mask[:, None, :], cols, 0), mask
 
 
-def _compare_layer(arrays: np.ndarray, own: Owners, i: int, entry: Layer, weight: np.ndarray
+def compare_layer(arrays: np.ndarray, own: Owners, i: int, entry: Layer, weight: np.ndarray
                    ) -> Iterator[Violation]:
     where = f"layer {i} ({entry.node})"
     digits = entry.w_slices

@@ -19,6 +19,9 @@ and reports *all* violations instead of stopping at the first:
   (``validate_quant``); and, when the source model is at hand (a zoo name, or ``--model``),
   authenticated by the manifest's sha256 and compiled again, every cell equal to the
   rebuild (``validate_weights``).
+* pool — with ``--weight-pool``, ``weight_pool.safetensors``: every index in range, the pool's
+  codes re-derived equal to the cells, the report's ``weight_pool`` figures recomputed
+  (``check_pool``).
 * schedule and report — the graph order from ``graph.txt``; every figure of
   ``report.json``, the table and notes of ``report.md`` and every CIM step of
   ``schedule.json`` recomputed from ``layout.json`` with the cost-model formulas
@@ -44,6 +47,7 @@ from cimc.build.reader import MANIFEST, BuildDir, read_build, read_bytes
 from cimc.check.cost import check_report, check_schedule
 from cimc.check.equivalence import check_graph_structure
 from cimc.check.layout import check_layout, check_placement_policy
+from cimc.check.pool import check_pool
 from cimc.check.quant import check_onnx_cells, check_quant
 from cimc.check.timeline import check_timeline
 from cimc.check.violations import Check, Validation, Violation
@@ -70,7 +74,8 @@ def validate_build(path: str | Path, reference: str | Path | bool = False,
     checks: list[tuple[str, Check]] = [
         ("manifest", check_manifest), ("sha256", check_hashes), ("schemas", check_schemas),
         ("layout", check_layout), ("placement", check_placement_policy), ("weights", check_weight_arrays),
-        ("quant", check_quant), ("cells", check_onnx_cells), ("graph", check_graph_structure), *extra,
+        ("quant", check_quant), ("cells", check_onnx_cells), ("pool", check_pool), ("graph", check_graph_structure),
+        *extra,
         ("schedule", check_schedule), ("timeline", check_timeline), ("report", check_report)]
     if reference is not False:
         checks.append(("reference", lambda b, r: check_reference(b, r, None if reference is True else reference)))

@@ -19,7 +19,7 @@ import click
 
 from cimc.cli.common import State, echo, guarded, parse_shapes
 from cimc.cli.morph import morph_options, structure_morph
-from cimc.cli.options import LIMITS, MAPPING, declared
+from cimc.cli.options import LIMITS, MAPPING, POOL, declared
 from cimc.cli.quant import pop_quant, print_quant, quant_options
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 @declared("passes", "disable", "stop_after", "timing", "infer_batch")
 @morph_options
 @quant_options
+@declared(*POOL)
 @click.pass_obj
 @guarded
 def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | None, macro: str, tiling: str,
@@ -50,7 +51,9 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
     from cimc.api import CompileOptions, compile_model
 
     quant = pop_quant(morph)
-    options = CompileOptions(**quant, bitline_budget=bitline_budget, macro=macro, tiling=tiling, placement=placement,
+    pool = {name: morph.pop(name) for name in POOL}
+    options = CompileOptions(**quant, **pool, bitline_budget=bitline_budget, macro=macro, tiling=tiling,
+                             placement=placement,
                              map_fc=map_fc, input_shapes=parse_shapes(input_shape),
                              max_model_bytes=max_model_bytes, max_tensor_bytes=max_tensor_bytes,
                              max_data_bytes=max_data_bytes, dump_ir=dump_ir, force=force,

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from cimc.documents.base import Count, Document, Size
+from cimc.documents.base import Absent, Count, Document, Size
 from cimc.documents.macro import MacroDoc
 
 #: The one row order of a layer's unrolled weights.
@@ -99,6 +99,10 @@ class Layer(Document):
     ``out_pixels``."""
     segments: Annotated[list[Segment], Field(min_length=1)]
     """The row segments of the layer, in order."""
+    pool_vector_length: Size | Absent = None
+    """Only on a layer compressed by a weight pool (``--weight-pool``; ``weight_pool.safetensors``):
+    the pool's vector length ``L``. The tiling is then dense with ``L`` rows per segment, and
+    segment ``s`` is vector position ``s``."""
 
 
 class MacroOwners(Document):

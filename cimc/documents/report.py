@@ -224,6 +224,60 @@ class Accuracy(Document):
     disagreement) exceeds ``max_drop``; ``null`` otherwise."""
 
 
+class PoolLayerRow(Document):
+    """A pooled layer's weight-pool figures (docs/weight-pool.md, "What the cost model counts")."""
+
+    name: str
+    """IR node name."""
+    weights: Count
+    """Weights of the layer: ``rows · Cout``."""
+    positions: Count
+    """Vector positions ``S · Cout`` (one index each)."""
+    logical_bitlines: Count
+    """Bitlines an unpooled layer of the same codes places: ``S · Cout · Sw``."""
+    pool_columns_read: Count
+    """``Σ_s`` distinct pool columns (per group) that segment ``s`` reads."""
+    adc_conversions: Count
+    """Conversions per inference: ``Σ_s (U'_s + K_s) · Sw · T · Npix`` — a pool column shared by
+    the positions without an error term (``U'_s`` distinct) once, each of the ``K_s`` positions
+    with a kept error vector its own."""
+    unpooled_adc_conversions: Count
+    """Conversions of the logical columns: ``S · Cout · Sw · T · Npix``."""
+    permutation_steps: Count
+    """Routed codes per inference: ``S · Cout · Npix``."""
+    index_bits: Count
+    """Index table: ``S · Cout · ⌈log2 P⌉`` bits."""
+    error_bits: Count
+    """Error vectors kept × ``L`` (+ one kept bit per position when some were pruned)."""
+    scale_bits: Count
+    """32 bits per scale."""
+    effective_bits_per_weight: NonNegative
+    """``(index + error + scale bits) / weights``."""
+
+
+class WeightPoolSection(Document):
+    """Weight-pool compression of the build (``--weight-pool``)."""
+
+    pool_size: Count
+    """``P``: vectors in the pool."""
+    vector_length: Count
+    """``L``: weights per vector (rows per segment of a pooled layer)."""
+    multiplier: Count
+    """``A``: 1 without an error term, 2 with one (codes ``A·p + e``)."""
+    layers: list[PoolLayerRow]
+    """One row per pooled layer, in layout order."""
+    pool_bitlines: Count
+    """Bitlines the pool occupies once: ``P · Sw``."""
+    pool_bits: Count
+    """Bits of the pool: ``P · L``."""
+    logical_bitlines: Count
+    """Sum of the pooled layers' logical bitlines."""
+    pool_macros: Count
+    """Macros the pool needs: ``⌈pool_bitlines / BL⌉``."""
+    logical_macros: Count
+    """Macros the logical bitlines would need: ``⌈logical_bitlines / BL⌉``."""
+    effective_bits_per_weight: NonNegative
+    """All index, error, scale and pool bits over all pooled weights."""
 class Latency(Document):
     """Latency and throughput of the timeline (``schedule.json`` ``timeline``) at its batch size."""
 
@@ -308,3 +362,5 @@ class Report(Document):
     """Accuracy section (with evaluation data)."""
     accuracy_unknown: str | Absent = None
     """Why the accuracy is unknown (a quantized build compiled without evaluation data)."""
+    weight_pool: WeightPoolSection | Absent = None
+    """Weight-pool figures (builds compiled with ``--weight-pool``)."""

@@ -179,3 +179,26 @@ class ScaledBounds:
     gain: float
     lo: float
     hi: float
+
+
+@dataclass(frozen=True, eq=False)
+class WeightPool:
+    """Weight-pool compression of a CIM layer (docs/weight-pool.md; set by pool-weights): the
+    model's one ``pool`` ``(P, L)`` of ``±1`` (int8), ``index`` ``(S, Cout)`` int64 into it
+    (flattened: layer-column order ``k = s·Cout + o``), ``error`` ``(S, Cout, L)`` int8 in
+    ``{−1, 0, 1}`` or ``None``, ``scale`` ``α`` ``(1,)`` or ``(Cout,)`` float32. The layer's
+    codes are ``q[o, s·L + t] = multiplier · pool[index[s, o], t] + error[s, o, t]`` (rows past
+    the layer's dropped) and its weights ``α · q``; ``code_bits`` narrow signed bits hold them.
+    Segment ``s`` of the layer's tiling is vector position ``s`` (``L`` rows)."""
+
+    vector_length: int
+    pool: np.ndarray
+    index: np.ndarray
+    error: np.ndarray | None
+    scale: np.ndarray
+    multiplier: int
+    code_bits: int
+
+    @property
+    def pool_size(self) -> int:
+        return int(self.pool.shape[0])

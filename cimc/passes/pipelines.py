@@ -3,6 +3,8 @@
 * ``DEFAULT``: what ``cimc compile`` runs;
 * ``MORPH``: what ``cimc compile --morph`` runs before ``DEFAULT`` (the structure-only morph);
 * ``MAPPING``: the mapping passes the morph checks its bitline count with;
+* ``POOLED``: what ``cimc compile --weight-pool`` runs: ``DEFAULT`` with ``pool-weights`` after
+  tile-wordlines (``pooled``);
 * ``SEARCH_PREFIX``: the cost-only prefix ``cimc search`` runs once (``DEFAULT`` cut before
   quantize: placement and cost then run per bit configuration).
 
@@ -34,9 +36,21 @@ DEFAULT: Pipeline = ("fold-batchnorm", "select-cim", "tile-wordlines", "quantize
 MORPH: Pipeline = ("morph-channels",)
 MAPPING: Pipeline = ("select-cim", "tile-wordlines", "place-bitlines")
 SEARCH_PREFIX: Pipeline = upto(DEFAULT, "tile-wordlines")
+POOL_PASS, POOL_AFTER = "pool-weights", "tile-wordlines"
+
+
+def pooled(pipeline: Pipeline) -> Pipeline:
+    """``pipeline`` with ``pool-weights`` right after ``tile-wordlines`` (unchanged without it)."""
+    if POOL_AFTER not in pipeline or POOL_PASS in pipeline:
+        return pipeline
+    at = pipeline.index(POOL_AFTER) + 1
+    return (*pipeline[:at], POOL_PASS, *pipeline[at:])
+
+
+POOLED: Pipeline = pooled(DEFAULT)
 #: Every declared pipeline by name (``cimc passes`` shows which a pass belongs to).
 PIPELINES: dict[str, Pipeline] = {"default": DEFAULT, "morph": MORPH, "mapping": MAPPING,
-                                  "search-prefix": SEARCH_PREFIX}
+                                  "search-prefix": SEARCH_PREFIX, "pooled": POOLED}
 #: A build's backend needs every CIM layer placed: once select-cim ran, so must place-bitlines.
 PLACED_AFTER = ("select-cim", "place-bitlines")
 

@@ -21,6 +21,11 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
   ``S_ADC`` MSE-optimal (at least 1) on the exact per-segment partial sums
   ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch.
 
+A pooled layer (``WeightPool``, set by pool-weights; docs/weight-pool.md) takes ``S_W = α``, the
+pool's scale, and ``w_bits`` = the pool's ``code_bits`` (or the asked bits when at least that),
+so its codes are the pool's ``q`` exactly; its input and ADC steps are calibrated; QAT or QDQ
+steps of a pooled layer are not used (a warning says so).
+
 With ``bias_correction``, each calibrated layer's bias then absorbs its mean output error on
 the calibration batch (``cimc.quant.bias_correction``).
 
@@ -41,7 +46,7 @@ import numpy as np
 from cimc.data.preprocess import DEFAULT as DEFAULT_PREPROCESS
 from cimc.data.preprocess import Preprocess
 from cimc.errors import InvalidModelError, MappingError, UnsupportedError, UsageError
-from cimc.ir.annotations import CimLayer, QuantParams, WordlineTiling
+from cimc.ir.annotations import CimLayer, QuantParams, WeightPool, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
@@ -64,7 +69,7 @@ from cimc.quant.cim_layer import CimSpec, cim_spec
 from cimc.quant.imported import KEY as QDQ_KEY
 from cimc.quant.imported import ImportedSteps, imported_steps, parse_imported
 from cimc.quant.kind_steps import fit_kind_steps
-from cimc.quant.layer_steps import Chosen, calibrated
+from cimc.quant.layer_steps import Chosen, calibrated, input_signed
 from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
 from cimc.quant.step_search import mse_step
 
@@ -131,6 +136,11 @@ class Quantize(GraphPass):
         if not todo:
             return PassResult(out, False)
         qat = self._keep_asked_bits(self._qat(out))
+        pooled = sorted(n.name for n in todo if WeightPool in n.ann and n.name in qat)
+        if pooled:
+            log.warning("QAT steps of %d pooled layer(s) (%s) are not used: a pooled layer takes the pool's "
+                        "scale", len(pooled), ", ".join(pooled[:5]))
+            qat = {k: v for k, v in qat.items() if k not in pooled}
         for node in todo:
             if node.name in qat:
                 node.ann.put(with_macro_widths(node.name, qat[node.name], ctx.macro))
@@ -193,6 +203,14 @@ class Quantize(GraphPass):
         asked = self.bits.get(node.name, LayerBits())
         bits = asked.resolve(macro, self.default_bits)
         spec = cim_spec(graph, node)
+        pool = node.ann.get_ann(WeightPool)
+        if pool is not None:
+            if steps is not None:
+                log.warning("layer '%s': the quantized model's steps are not used: a pooled layer takes the "
+                            "pool's scale", node.name)
+            w_bits = pooled_bits(node.name, pool, asked.w_bits or self.default_bits.w_bits)
+            chosen = pooled_steps(pool, x, w_bits, bits[1])
+            return calibrate_layer(spec, x, (w_bits, *bits[1:]), self.granularity, self.weight_method, macro, chosen)
         if steps is None:
             return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro)
         explicit = (asked.w_bits or self.default_bits.w_bits, asked.a_bits or self.default_bits.a_bits)
@@ -213,6 +231,24 @@ class Quantize(GraphPass):
     def _imported(self, graph: Graph) -> dict[str, ImportedSteps]:
         text = graph.metadata.get(QDQ_KEY)
         return {} if text is None else parse_imported(text)
+
+
+def pooled_bits(name: str, pool: WeightPool, asked: int | None) -> int:
+    """A pooled layer's weight bits: the asked bits, at least the pool's ``code_bits``
+    (fewer is a ``UsageError``), or ``code_bits``."""
+    if asked is None:
+        return pool.code_bits
+    if asked < pool.code_bits:
+        raise UsageError(f"layer '{name}': its pooled weight codes need {pool.code_bits} bits, {asked} were asked",
+                         hint=f"ask at least {pool.code_bits} weight bits, or use fewer --pool-error-bits")
+    return asked
+
+
+def pooled_steps(pool: WeightPool, x: np.ndarray, w_bits: int, a_bits: int) -> Chosen:
+    """A pooled layer's steps before its ADC step: ``S_W = α`` (the pool's scale), ``S_A``
+    MSE-optimal on its calibration input, signed as ``input_signed`` says."""
+    signed = input_signed(x, a_bits)
+    return Chosen(w_bits, pool.scale, a_bits, float(mse_step(x, a_bits, signed)[0]), signed, "calibration")
 
 
 def with_macro_widths(name: str, q: QuantParams, macro: MacroSpec) -> QuantParams:
