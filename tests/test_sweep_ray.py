@@ -1,7 +1,18 @@
-"""``cimc sweep --engine ray`` on a local Ray instance gives the pool's records (minus wall time)."""
+"""``cimc sweep --engine ray`` gives the pool's records (minus wall time): on a local Ray instance,
+and through the CLI on a cluster of separate processes (``ray start --head`` plus a worker node,
+one CPU each) whose worker node is killed mid-sweep: its points run again on the head, the
+JSONL stays valid, every point is recorded once."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,3 +57,93 @@ def test_ray_matches_pool(local_ray: None, tmp_path: Path) -> None:
     assert len(failed) == 4 and {r["point"]["adc_bits"] for r in failed} == {8}  # over the macro's 5-bit ADC
     lam = {r["point"]["morph_lambda"]: r["bitlines"] for r in by_ray.values() if r["status"] == "ok"}
     assert set(lam) == {0.0, 0.5}
+
+
+CLUSTER_CONFIG = """
+model = "digits_cnn"
+eval = "digits"
+eval_size = 120
+calib = "digits"
+[fixed]
+bitline_budget = 512
+[axes]
+w_bits = [4, 8]
+morph_lambda = [0.0, 0.5]
+adc_bits = [4, 5]
+"""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_node(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``ray start ARGS --block`` in its own session (so the node's processes die with its group),
+    its output to ``log``; returns once the node is up."""
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", *args, "--num-cpus=1", "--block",
+           "--disable-usage-stats"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    with log.open("wb") as fh:
+        node = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and node.poll() is None:
+        if b"Ray runtime started" in log.read_bytes():
+            return node
+        time.sleep(0.5)
+    _kill(node)
+    raise AssertionError(f"ray node did not start: {log.read_text(errors='replace')[-2000:]}")
+
+
+def _kill(node: subprocess.Popen[bytes]) -> None:
+    """Kill the node's process group (the ``ray start`` process, its raylet and workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGKILL)
+    node.wait(timeout=60)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A head node and a worker node, one CPU each; yields the address and the worker node."""
+    port = _free_port()
+    head = _ray_node(["--head", f"--port={port}", "--include-dashboard=false", "--node-ip-address=127.0.0.1"],
+                     tmp_path / "head.log")
+    try:
+        worker = _ray_node([f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1"], tmp_path / "worker.log")
+        try:
+            yield f"127.0.0.1:{port}", worker
+        finally:
+            _kill(worker)
+    finally:
+        _kill(head)
+
+
+@pytest.mark.slow
+def test_ray_cluster_survives_a_killed_worker_node(cluster: tuple[str, subprocess.Popen[bytes]],
+                                                   tmp_path: Path) -> None:
+    address, worker = cluster
+    config = write_config(tmp_path, CLUSTER_CONFIG)
+    out = tmp_path / "cluster.jsonl"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "cimc.cli.main", "sweep", str(config), "-o", str(out), "--engine", "ray",
+           "--address", address, "--no-plot"]
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 600
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 1):  # the first point is in
+        assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+        time.sleep(0.2)
+    _kill(worker)  # mid-sweep: one CPU per node and points still queued, so the worker node runs one
+    killed_at = out.read_bytes().count(b"\n")
+    _, stderr = driver.communicate(timeout=900)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert killed_at <= 4  # at least 4 points were left: both nodes were busy
+    lines = out.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and all(json.loads(line) for line in lines[:-1])  # valid JSONL, nothing torn
+    records = read_records(out)
+    assert len(records) == 8 and len({r["key"] for r in records}) == 8  # every point once
+    plan: Any = plan_sweep(config)
+    run_sweep(plan, tmp_path / "pool.jsonl", engine="pool", workers=2)
+    assert without_time(records) == without_time(read_records(tmp_path / "pool.jsonl"))
+    assert all(r["status"] == "ok" for r in records)
