@@ -103,10 +103,10 @@ def test_trained_loop_on_digits_fits_one_macro_and_keeps_accuracy() -> None:
 
 
 def test_lambda_ramp_reaches_its_target_on_every_torchrun_rank(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under torchrun (WORLD_SIZE=4) each rank's trainer steps through its shard only (``batches(rank,
-    world)``, 1/4 of an epoch) and calls the regularizer once per step: λ must still reach its full
-    value at 2/3 of those steps (the ramp counted one process's steps against all ranks' total, so it
-    ended at 0.39·λ)."""
+    """Under torchrun (WORLD_SIZE=4) the ranks share each global batch (``batches(rank, world)``:
+    rows r::4 of every batch), so each rank takes every global step and calls the regularizer once
+    per step: λ must reach its full value at 2/3 of those steps (once the ramp counted one rank's
+    steps against all ranks' total, and ended at 0.39·λ)."""
     from cimc.morph.regularizer import lambda_at
     from cimc.train.ddp import world_size
 
@@ -128,7 +128,7 @@ def test_lambda_ramp_reaches_its_target_on_every_torchrun_rank(monkeypatch: pyte
     morph_loop(graph, data, MacroSpec(), 256, LoopOptions(rounds=1, shrink_epochs=3, finetune_epochs=1, lam=1e-3),
                trainer=rank_fit)
     steps, last, target = seen[-1]
-    assert steps == 3 * len(list(data.batches("train", rank=1, world=4))) < 3 * data.steps_per_epoch()
+    assert steps == 3 * len(list(data.batches("train", rank=1, world=4))) == 3 * data.steps_per_epoch(4)
     assert last == pytest.approx(target) and target == 1e-3
     reached = next(i for i, (_, lam, _) in enumerate(seen) if lam == pytest.approx(target))
     assert reached == pytest.approx(2 / 3 * steps, abs=1)

@@ -103,16 +103,35 @@ def test_regularizer_is_added_to_the_loss() -> None:
 
 
 def test_batches_shuffle_by_seed_and_shard_by_rank() -> None:
+    """``batch_size`` is the global batch: rank r takes rows r::world of each, every rank the same
+    number of steps, the union of a step's shares is the single-process batch."""
     data = digits(100, 10, batch=16)
-    shards = [np.concatenate([y.numpy() for _, y in data.batches(epoch=3, seed=7, rank=r, world=3)])
-              for r in range(3)]
-    assert [len(s) for s in shards] == [33, 33, 33]
-    order = np.random.default_rng([7, 3]).permutation(100)[:99]
-    assert np.array_equal(np.stack(shards, axis=1).reshape(-1), data.train.y[order])
+    order = np.random.default_rng([7, 3]).permutation(100)
+    shares = [list(data.batches(epoch=3, seed=7, rank=r, world=3)) for r in range(3)]
+    assert [len(s) for s in shares] == [7, 7, 7] and data.steps_per_epoch(3) == data.steps_per_epoch() == 7
+    for step in range(7):
+        whole = order[16 * step:16 * step + 16]
+        assert data.batch_total(step) == len(whole)
+        for r in range(3):
+            assert np.array_equal(shares[r][step][1].numpy(), data.train.y[whole[r::3]])
     again = np.concatenate([y.numpy() for _, y in data.batches(epoch=3, seed=7)])
     other = np.concatenate([y.numpy() for _, y in data.batches(epoch=4, seed=7)])
-    assert np.array_equal(again, data.train.y[np.random.default_rng([7, 3]).permutation(100)])
+    assert np.array_equal(again, data.train.y[order])
     assert not np.array_equal(again, other)
+    short = digits(97, 10, batch=16)  # the last batch (1 sample) cannot be shared by 3 ranks: dropped
+    assert short.steps_per_epoch(3) == 6 and short.steps_per_epoch() == 7
+    assert all(len(list(short.batches(rank=r, world=3))) == 6 for r in range(3))
+    with pytest.raises(UsageError, match="cannot be shared by 32"):
+        next(short.batches(world=32))
+
+
+def test_augmentation_of_a_share_is_the_whole_batch_rows() -> None:
+    """A rank crops and flips its rows of a global batch as a single process crops the whole."""
+    x = torch.arange(6 * 3 * 4 * 4, dtype=torch.float32).reshape(6, 3, 4, 4)
+    whole = crop_flip(x, torch.Generator().manual_seed(5), pad=2)
+    for r in range(2):
+        part = crop_flip(x[r::2], torch.Generator().manual_seed(5), pad=2, total=6, share=slice(r, None, 2))
+        assert torch.equal(part, whole[r::2])
 
 
 def test_cifar_folder_with_augmentation(tmp_path: Path) -> None:

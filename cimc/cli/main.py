@@ -46,3 +46,7 @@ main.add_command(search_cmd)
 main.add_command(sweep_cmd)
 main.add_command(passes_cmd)
 
+
+
+if __name__ == "__main__":  # python -m cimc.cli.main (e.g. under torchrun -m)
+    main()

@@ -2,6 +2,11 @@
 
     cimc qat model.onnx --data cifar10 --data-root ~/cifar --phase both --epochs 10 -o model.qat.onnx
 
+Under ``torchrun`` (``torchrun --nproc_per_node=N $(which cimc) qat ...``) the N processes
+train together (DDP, ``cimc.train.ddp``): ``--batch-size`` is the global batch they share, so
+the result is the single-process one; rank 0 alone prints and writes the output file and the
+checkpoint, and every rank reports the same accuracies (the test split sharded, counts summed).
+
 The output holds BN-folded weights and every step size (``metadata_props["cimc.quant"]``),
 ready for ``cimc compile``. ``--w-bits/--a-bits/--adc-bits`` are the bits of every layer
 (default: the macro's cell, DAC and ADC bits) and ``--bits FILE`` sets them per layer (JSON or
@@ -32,7 +37,8 @@ from cimc.cli.options import DATA_HELP, PREPROCESS, declared
 @click.option("--float-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train the float model first (for untrained zoo models).")
 @click.option("--lr", type=FiniteFloat(), help="Learning rate of every phase (default: the paper's per phase).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Global batch: under torchrun the processes share it.")
 @click.option("--trainer", "trainer_spec", help="Your own fit(): package.module:function.")
 @declared("granularity")
 @click.option("--learn-adc-step", is_flag=True, help="Learn S_ADC in phase 2 (the paper keeps it fixed).")
@@ -55,6 +61,7 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
     from cimc.data import Preprocess
     from cimc.macro import load_macro
     from cimc.train import QatOptions, QuantConfig, export_onnx, load_train_data, load_trainer, run_qat
+    from cimc.train.ddp import finish, is_main_process, write_digest
     from cimc.train.trainer import DEFAULT_LR
 
     graph, _ = load_source(model, CompileOptions(input_shapes=parse_shapes(input_shape)))
@@ -71,8 +78,11 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
                          lr=rates, config=config, checkpoint=resume, seed=seed, progress=not state.as_json,
                          trainer=load_trainer(trainer_spec) if trainer_spec else QatOptions().trainer)
     result = run_qat(graph, data, options)
-    export_onnx(result.module, output)
-    _report(state, result.metrics, output)
+    write_digest(result.module, result.metrics)
+    if is_main_process():
+        export_onnx(result.module, output)
+        _report(state, result.metrics, output)
+    finish()
 
 
 def _report(state: State, metrics: dict[str, dict[str, float]], output: Path) -> None:

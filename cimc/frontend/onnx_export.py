@@ -113,7 +113,19 @@ def serialize(model: onnx.ModelProto) -> bytes:
 
 
 def save_onnx(graph: Graph, path: str | os.PathLike[str]) -> None:
-    """Export ``graph`` and write it to ``path`` as a single self-contained ONNX file."""
-    refuse_special_output(Path(os.fspath(path)))
-    with open(path, "wb") as fh:
-        fh.write(serialize(export_onnx(graph)))
+    """Export ``graph`` and write it to ``path`` as a single self-contained ONNX file, atomically:
+    written to a temporary sibling, then renamed over ``path`` (a reader, or a process killed
+    while writing, never leaves a partial file at ``path``)."""
+    target = os.fspath(path)
+    refuse_special_output(Path(target))
+    data = serialize(export_onnx(graph))
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise

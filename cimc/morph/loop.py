@@ -3,8 +3,8 @@
 Each round:
 
 1. **shrink**: train with ``L_CE + λ(t)·F`` (``MorphRegularizer``; λ ramps over the first 2/3 of
-   the shrink epochs, then holds; under ``torchrun`` each rank counts its own steps, ``1/world``
-   of an epoch's batches each, so the ramp's length is one rank's share);
+   the shrink epochs' global steps, then holds; under ``torchrun`` the ranks share each global
+   batch, so the count of steps, ``TrainData.steps_per_epoch(world)``, is every rank's);
 2. **prune**: drop every channel class whose importance ``|γ|`` (group norm over tied BNs) is
    ``≤ threshold``;
 3. **expand**: the largest single ratio ``R`` whose bitlines — the compile path's count — fit
@@ -124,7 +124,7 @@ def _round(graph: Graph, data: Any, macro: MacroSpec, budget: int, options: Loop
     module = build(graph)
     from cimc.train.ddp import world_size
 
-    steps = options.shrink_epochs * data.steps_per_epoch(world_size())  # this rank's steps: λ's ramp counts them
+    steps = options.shrink_epochs * data.steps_per_epoch(world_size())  # global steps: λ's ramp counts them
     reg = MorphRegularizer(graph, macro, 1.0, steps, variant=options.cost, threshold=options.threshold,
                            tiling=options.morph.tiling, map_fc=options.morph.map_fc)
     reg.lam = options.lam if options.lam is not None else options.strength / _initial_cost(reg, module)

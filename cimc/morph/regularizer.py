@@ -11,10 +11,12 @@ slopes ``w_c = ∂F/∂g_c`` that depend on the alive counts ``A_L, B_L`` (a cla
     F = Σ_c w_c(alive) · g_c
 
 λ follows the paper's schedule (Section III.B): it ramps linearly from 0 over the first
-``ramp`` (2/3) of the shrink steps, then holds — ``λ(t) = λ·min(1, t / (ramp·T))``. The
+``ramp`` (2/3) of the shrink steps, then holds — ``λ(t) = λ·min(1, t / (ramp·T))``. ``t`` and
+``T`` are global steps (the job's optimizer steps; under ``torchrun`` the ranks share each
+batch, so every rank takes all ``T = epochs·TrainData.steps_per_epoch(world)`` of them). The
 regularizer counts its own calls (one per training step), matching the trainer hook's
-``regularizer(model) -> Tensor`` protocol: ``total_steps`` is the steps of *this process*
-(under ``torchrun`` one rank's share of each epoch, ``TrainData.steps_per_epoch(world)``).
+``regularizer(model) -> Tensor`` protocol; cimc's trainer also sets ``step`` to the global
+step before each call, so the ramp stays right after resuming from a checkpoint.
 """
 
 from __future__ import annotations

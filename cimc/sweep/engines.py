@@ -5,7 +5,12 @@
   (spawned, so nothing of the driver's torch/onnxruntime thread state is inherited); the
   model blob goes to each worker once, in its initializer;
 * ``ray``: ``ray.init(address)`` (a running cluster) or a local instance of ``workers`` CPUs;
-  one ``ray.remote`` task (1 CPU) per point, the model blob put once in the object store.
+  one ``ray.remote`` task (1 CPU) per point, the model blob put once in the object store. A
+  task whose worker process or node dies is run again elsewhere, up to ``RAY_RETRIES`` times
+  (a point is a pure function of its task, so a rerun gives the same record); the driver
+  takes one result per task, so a point is never recorded twice. A point still lost after
+  that is left out of the results file (a rerun of the same command evaluates it) and the
+  run ends with an error naming how many were lost, after recording all the others.
 
 Records come back to the driver, which alone writes the results file; order is completion
 order. Closing the generator (Ctrl-C, an error in the driver) cancels what has not started.
@@ -26,6 +31,7 @@ from cimc.sweep.model import ModelBlob
 from cimc.sweep.point import Task, evaluate_point
 
 ENGINES = ("pool", "ray", "serial")
+RAY_RETRIES = 3
 Record = dict[str, Any]
 _BLOB: ModelBlob | None = None
 
@@ -119,16 +125,28 @@ def run_ray(blob: ModelBlob, tasks: list[Task], workers: int, address: str | Non
     if started:
         kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
         ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
-    remote = ray.remote(num_cpus=1)(_ray_task)
+    remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_task)
     ref = ray.put(blob)
     level = logging.getLogger().getEffectiveLevel()
     pending = [remote.remote(ref, t, level) for t in tasks]
+    lost = 0
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                record = ray.get(done[0])
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                    ray.exceptions.ObjectLostError) as exc:
+                lost += 1
+                logging.getLogger(__name__).warning("a sweep point was lost after %d retries: %s", RAY_RETRIES,
+                                                    type(exc).__name__)
+                continue
+            yield record
     finally:
         for left in pending:
             ray.cancel(left)
         if started:
             ray.shutdown()
+    if lost:
+        raise UsageError(f"{lost} point(s) lost: their Ray workers died {RAY_RETRIES + 1} times",
+                         hint="run the same command again: the results file keeps every other point")

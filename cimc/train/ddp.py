@@ -7,16 +7,25 @@ module in ``DistributedDataParallel``, which broadcasts rank 0's parameters and 
 (step sizes included) at construction and all-reduces gradients, so every rank keeps
 identical weights and step sizes. Structural changes — phase switches, calibration,
 morphing — happen on the bare module outside DDP, before ``wrap``.
+
+Rank 0 alone prints, writes output files and checkpoints (``is_main_process``); figures are
+sums over ranks (``sum_over_ranks``), so every rank holds the same number. For tests and
+debugging, ``CIMC_DDP_DIGEST=DIR`` makes every rank write ``DIR/rank<r>.json`` with the
+sha256 of its final module state and its metrics (``write_digest``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+DIGEST_ENV = "CIMC_DDP_DIGEST"
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,23 @@ def dist_context() -> DistContext:
 
 def world_size() -> int:
     """The number of ranks training together — the process group's, else torchrun's
-    ``WORLD_SIZE``, else 1 — without joining a group (each rank steps through ``1/world`` of
-    an epoch: ``TrainData.steps_per_epoch(world)``)."""
+    ``WORLD_SIZE``, else 1 — without joining a group (the ranks share each global batch:
+    ``TrainData.steps_per_epoch(world)``)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+
+
+def rank() -> int:
+    """This process's rank — the process group's, else torchrun's ``RANK``, else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (the one that prints and writes files)."""
+    return rank() == 0
 
 
 def _device(local_rank: int) -> torch.device:
@@ -66,10 +87,47 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def mean_over_ranks(value: float, ctx: DistContext) -> float:
-    """The average of ``value`` over all ranks (the value itself when alone)."""
+def sum_over_ranks(values: list[float], ctx: DistContext) -> list[float]:
+    """The element-wise sums of ``values`` over all ranks, the same on every rank (float64;
+    the values themselves when alone)."""
     if ctx.world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t)
-    return float(t.item()) / ctx.world
+    return [float(v) for v in t.cpu()]
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (nothing when alone)."""
+    if ctx.world > 1:
+        dist.barrier()
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 over the module's state (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def write_digest(module: nn.Module, metrics: object) -> None:
+    """With ``CIMC_DDP_DIGEST=DIR`` set, write ``DIR/rank<r>.json``: this rank's state digest
+    and ``metrics`` (JSON-serialisable), to check that ranks agree; otherwise nothing."""
+    folder = os.environ.get(DIGEST_ENV)
+    if not folder:
+        return
+    path = os.path.join(folder, f"rank{rank()}.json")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump({"rank": rank(), "sha256": state_digest(module), "metrics": metrics}, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def finish() -> None:
+    """Leave the process group, if one was joined (after every rank got there)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -7,7 +7,8 @@ forwards of the op table, ``cimc.ops``; the batch size is free, Reshapes of the 
 follow it). CIM layers (``select-cim``: every Conv, plus Gemm/MatMul with ``map_fc``) run
 through a ``CimQuantLayer`` in the module's phase:
 
-* ``float``: plain conv; BN uses batch statistics in training mode (running ones in eval).
+* ``float``: plain conv; BN uses batch statistics in training mode (running ones in eval),
+  under DDP those of the global batch over all ranks (``cimc.train.sync_bn``).
 * ``1`` / ``2``: a BN that ``fold-batchnorm`` would fold is folded into its layer in the
   forward pass with the running statistics, in float32:
   ``s = γ/√(σ²+ε)``, ``W' = s·W``, ``b' = s·(b − μ) + β`` — exactly the tensors ``export``
@@ -36,6 +37,7 @@ from cimc.passes.fold_batchnorm import foldable_producer
 from cimc.train.layer import PHASES, CimQuantLayer, QuantConfig
 from cimc.train.phase2 import ConvGeometry
 from cimc.train.signs import signed_inputs
+from cimc.train.sync_bn import ranks_joined, synced_batch_norm
 
 #: Called at every CIM layer with (node name, layer, layer input, effective weight) when set.
 Capture = Callable[[str, CimQuantLayer, torch.Tensor, torch.Tensor], None]
@@ -161,6 +163,8 @@ class IRModule(nn.Module):
             return x  # already folded into the layer
         g, b, mean, var = (self.tensor(t) for t in node.inputs[1:])
         batch_stats = self.training and self.phase == "float"
+        if batch_stats and ranks_joined():
+            return synced_batch_norm(x, mean, var, g, b, 0.1, float(node.attrs["epsilon"]))
         return F.batch_norm(x, mean, var, g, b, batch_stats, 0.1, float(node.attrs["epsilon"]))
 
     def _cim(self, node: Node, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,19 @@ the learning rate following a cosine from ``lr`` to 0 over all steps of the give
 (so the paper's 100–300-epoch schedules scale down to short runs), a rich progress bar,
 deterministic seeds, a safetensors checkpoint after every epoch (resumed from when the
 file exists for the same phase), and DDP under ``torchrun`` (``cimc.train.ddp``).
+
+Under DDP the ranks share each global batch (``TrainData.batches``): rank ``r``'s loss is its
+rows' mean cross-entropy times ``world·rows/batch``, so DDP's average of the gradients is the
+gradient of the global batch's mean, and BatchNorm uses the global batch's statistics
+(``cimc.train.sync_bn``): a run on ``W`` processes takes the single-process steps (up to
+float rounding). Steps are *global* steps — the job's optimizer steps, the same count on
+every rank and for any world size — and the learning rate and a regularizer's schedule
+follow them: a regularizer with an integer ``step`` attribute (``MorphRegularizer``) has it
+set to the phase's global step before each call, also after a resume. Rank 0 alone shows
+progress and writes the checkpoint (atomically; the other ranks wait for it); the train
+loss and test accuracy are sums over ranks (the test split sharded, each sample once), the
+same figure on every rank. A checkpoint holds world-size-independent state (weights, Adam
+moments, completed epochs), so a run may resume under another number of processes.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from torch import nn
 
 from cimc.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from cimc.train.datasets import TrainData
-from cimc.train.ddp import DistContext, dist_context, mean_over_ranks, wrap
+from cimc.train.ddp import DistContext, barrier, dist_context, sum_over_ranks, wrap
 from cimc.train.progress import EpochBar
 
 log = logging.getLogger(__name__)
@@ -68,18 +81,18 @@ def fit(model: nn.Module, data: TrainData, phase: str, *, epochs: int, lr: float
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=base_lr)
     start = _resume(checkpoint, model, optimizer, phase)
-    total = epochs * data.steps_per_epoch(ctx.world)
+    steps = data.steps_per_epoch(ctx.world)
     loss = math.nan
-    with EpochBar(f"phase {phase}", epochs, data.steps_per_epoch(ctx.world), progress and ctx.is_main) as bar:
+    with EpochBar(f"phase {phase}", epochs, steps, progress and ctx.is_main) as bar:
         bar.skip(start)
         for epoch in range(start, epochs):
-            state = {"epoch": epoch, "seed": seed, "base_lr": base_lr, "total": total}
+            state = {"epoch": epoch, "seed": seed, "base_lr": base_lr, "total": epochs * steps}
             loss = _epoch(net, model, data, optimizer, regularizer, ctx, state, bar)
-            if checkpoint is not None and ctx.is_main:
-                save_checkpoint(checkpoint, model, optimizer, {"phase": phase, "epoch": epoch + 1,
-                                                               "epochs": epochs, "seed": seed})
-    return {"train_loss": mean_over_ranks(loss, ctx), "test_acc": evaluate(model, data, ctx.device),
-            "epochs": float(epochs)}
+            if checkpoint is not None:
+                _save(checkpoint, model, optimizer, ctx, {"phase": phase, "epoch": epoch + 1, "epochs": epochs,
+                                                          "seed": seed, "world": ctx.world})
+    train_loss = sum_over_ranks([loss], ctx)[0] / steps
+    return {"train_loss": train_loss, "test_acc": evaluate(model, data, ctx.device, ctx=ctx), "epochs": float(epochs)}
 
 
 def train_steps(model: nn.Module, data: TrainData, steps: int, *, lr: float, seed: int = 0) -> float:
@@ -111,47 +124,67 @@ def _resume(checkpoint: Path | None, model: nn.Module, optimizer: torch.optim.Op
     if checkpoint is None or not checkpoint.is_file() or read_meta(checkpoint).get("phase") != phase:
         return 0
     meta = load_checkpoint(checkpoint, model, optimizer, phase)
-    log.info("resumed phase %s from %s after epoch %d", phase, checkpoint, meta["epoch"])
+    log.info("resumed phase %s from %s after epoch %d (written by %s process(es))", phase, checkpoint,
+             meta["epoch"], meta.get("world", 1))
     return int(meta["epoch"])
+
+
+def _save(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ctx: DistContext,
+          meta: dict[str, Any]) -> None:
+    """Rank 0 writes the checkpoint (atomically); every rank waits until it is in place."""
+    if ctx.is_main:
+        save_checkpoint(checkpoint, model, optimizer, meta)
+    barrier(ctx)
 
 
 def _epoch(net: nn.Module, model: nn.Module, data: TrainData, optimizer: torch.optim.Optimizer,
            regularizer: Regularizer | None, ctx: DistContext, state: dict[str, Any], bar: EpochBar) -> float:
+    """One epoch; returns this rank's part of the sum over steps of the global batches' mean loss."""
     net.train()
     steps = data.steps_per_epoch(ctx.world)
-    losses = torch.zeros((), dtype=torch.float64)
-    count = 0
+    share = torch.zeros((), dtype=torch.float64)
     batches = data.batches("train", epoch=state["epoch"], seed=state["seed"], rank=ctx.rank, world=ctx.world)
     for i, (x, y) in enumerate(batches):
-        factor = cosine_factor(state["epoch"] * steps + i, state["total"])
+        step = state["epoch"] * steps + i
         for group in optimizer.param_groups:
-            group["lr"] = state["base_lr"] * factor
-        loss = _step(net, model, x.to(ctx.device), y.to(ctx.device), optimizer, regularizer)
-        losses += loss
-        count += 1
-        bar.advance(loss)
-    return float(losses) / max(count, 1)
+            group["lr"] = state["base_lr"] * cosine_factor(step, state["total"])
+        if hasattr(regularizer, "step"):
+            regularizer.step = step  # type: ignore[union-attr]
+        weight = ctx.world * len(y) / data.batch_total(i)
+        loss = _step(net, model, x.to(ctx.device), y.to(ctx.device), optimizer, regularizer, weight)
+        share += loss * weight / ctx.world
+        bar.advance(loss * weight)
+    return float(share)
 
 
 def _step(net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-          regularizer: Regularizer | None) -> float:
+          regularizer: Regularizer | None, weight: float = 1.0) -> float:
+    """One optimizer step on ``weight ·`` mean cross-entropy ``+ regularizer``; returns the mean
+    cross-entropy of ``(x, y)``."""
     optimizer.zero_grad(set_to_none=True)
     loss = F.cross_entropy(net(x), y)
-    total = loss if regularizer is None else loss + regularizer(model)
+    total = loss * weight if weight != 1.0 else loss
+    total = total if regularizer is None else total + regularizer(model)
     total.backward()
     optimizer.step()
     return float(loss.detach())
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TrainData, device: torch.device | None = None, split: str = "test") -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on ``split``, on every rank the full split."""
+def evaluate(model: nn.Module, data: TrainData, device: torch.device | None = None, split: str = "test",
+             ctx: DistContext | None = None) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on ``split``. With a ``ctx`` of several ranks
+    (every rank must call it), each rank scores its rows ``r::world`` of every batch — each
+    sample once, no padding — and the correct and seen counts are summed over the ranks, so
+    every rank returns the same figure, the one of the whole split."""
+    ctx = ctx or DistContext(device=device or torch.device("cpu"))
     was_training = model.training
     model.eval()
     correct, seen = 0, 0
-    for x, y in data.batches(split, shuffle=False):
+    for x, y in data.batches(split, shuffle=False, rank=ctx.rank, world=ctx.world):
         pred = model(x.to(device) if device is not None else x).argmax(dim=1).cpu()
         correct += int((pred == y).sum())
         seen += int(y.numel())
     model.train(was_training)
-    return correct / max(seen, 1)
+    total_correct, total_seen = sum_over_ranks([float(correct), float(seen)], ctx)
+    return total_correct / max(total_seen, 1.0)
