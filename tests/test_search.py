@@ -65,6 +65,9 @@ def test_space_fractions_and_checks() -> None:
     assert space.from_fractions([0.0, 0.0]) == (2, 2, 5)
     assert space.from_fractions([0.5, 0.49]) == (4, 2, 5)
     assert space.from_fractions([1.0, 1.0]) == (8, 8, 5)
+    four = SearchSpace(("a",), (2, 3, 4, 8), (2, 8), (5,))  # index min(floor(a·n), n − 1), at the cuts too
+    assert [four.from_fractions([a])[0] for a in (0.0, 0.25, 0.5, 0.75, 0.999, 1.0)] == [2, 3, 4, 8, 8, 8]
+    assert four.from_fractions([-1.0, 2.0]) == (2, 8, 5) and four.from_fractions([]) == (8, 8, 5)
     assert space.size() == 36
     from cimc.errors import UsageError
 
