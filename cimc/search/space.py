@@ -75,6 +75,11 @@ class SearchSpace:
         return {name: {"w_bits": w, "a_bits": a, "adc_bits": c} for name, (w, a, c) in zip(self.layers, config,
                                                                                            strict=True)}
 
+    def contains(self, config: Config) -> bool:
+        """Whether every layer's bits of ``config`` are candidates of the space."""
+        return len(config) == len(self.layers) and all(
+            w in self.w_choices and a in self.a_choices and c in self.adc_choices for w, a, c in config)
+
     def check(self, config: Config) -> None:
         if len(config) != len(self.layers):
             raise UsageError(f"a configuration has {len(config)} layers, the model {len(self.layers)}")
