@@ -2,11 +2,10 @@
 
 * grid: the Cartesian product of the axes in config order, the last axis varying fastest;
   ``N = Π |axis|`` points.
-* random (``samples = n``, ``seed``): when every axis is a list and ``N ≤ 2^62``, ``min(n, N)``
-  distinct grid points drawn without replacement (``numpy.random.default_rng(seed)``); with
-  ``{min, max}`` ranges or a larger grid, ``n`` independent draws, a repeated point run once
-  (list items uniform, integers uniform in ``[min, max]``, floats uniform and rounded to 6
-  significant digits so the JSON stays short and stable).
+* random (``samples = n``, ``seed``): when every axis is a list, ``min(n, N)`` distinct grid
+  points drawn without replacement (``numpy.random.default_rng(seed)``); with ``{min, max}``
+  ranges, ``n`` independent draws (integers uniform in ``[min, max]``, floats uniform and
+  rounded to 6 significant digits so the JSON stays short and stable).
 
 A point is ``fixed ∪ axis values``. Its key is ``sha256(canonical JSON of {point, settings,
 model identity (kind, name, sha256 of the ONNX), cimc version})``; canonical = sorted keys, no
@@ -18,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -27,8 +25,6 @@ from cimc import __version__
 from cimc.sweep.config import Range, SweepConfig
 
 Point = dict[str, Any]
-#: The largest grid random mode draws distinct points from (numpy indexes it with int64).
-MAX_GRID = 2**62
 
 
 def canonical(value: Any) -> str:
@@ -62,9 +58,9 @@ def _random(config: SweepConfig, names: list[str]) -> list[tuple[Any, ...]]:
     rng = np.random.default_rng(config.seed)
     n = config.samples or 1
     lists = [config.axes[name] for name in names]
-    sizes = [len(v) if isinstance(v, list) else 0 for v in lists]
-    total = math.prod(sizes)  # exact: numpy's int64 product would wrap
-    if all(isinstance(v, list) for v in lists) and total <= MAX_GRID:
+    if all(isinstance(v, list) for v in lists):
+        sizes = [len(v) for v in lists]  # type: ignore[arg-type]
+        total = int(np.prod(sizes, dtype=np.int64)) if sizes else 1
         picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
         return [tuple(v[i] for v, i in zip(lists, np.unravel_index(p, sizes), strict=True))  # type: ignore[index]
                 for p in picks] if sizes else [()]
