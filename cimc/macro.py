@@ -26,14 +26,15 @@ The analog array itself (cell read / MAC) has no figure there and is not counted
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from cimc.errors import UsageError
+from cimc.limits import OPTIONS_FILE_BYTES
+from cimc.untrusted import load_json, load_toml, read_regular
 
 
 @dataclass(frozen=True)
@@ -112,17 +113,15 @@ def load_macro(spec: str | Path | None) -> MacroSpec:
     if str(spec) in PRESETS:
         return PRESETS[str(spec)]
     path = Path(spec)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UsageError(f"unknown macro '{spec}': not a preset ({', '.join(PRESETS)}) nor a file")
     return _from_mapping(_read_table(path), default_name=path.stem)
 
 
 def _read_table(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read macro spec {path.name}: {exc}") from exc
+    raw = read_regular(path, limit=OPTIONS_FILE_BYTES, what=f"macro spec {path.name}")
+    name = f"macro spec {path.name}"
+    data = load_json(raw, name) if path.suffix == ".json" else load_toml(raw, name)
     if not isinstance(data, dict):
         raise UsageError(f"macro spec {path.name} must hold a table of fields")
     return dict(data.get("macro", data))

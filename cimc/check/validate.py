@@ -31,7 +31,6 @@ and reports *all* violations instead of stopping at the first:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
@@ -50,6 +49,7 @@ from cimc.check.timeline import check_timeline
 from cimc.check.violations import Check, Validation, Violation
 from cimc.check.weights import check_reference, check_weight_arrays
 from cimc.errors import BuildError, CimcError
+from cimc.untrusted import load_json
 
 log = logging.getLogger(__name__)
 KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry, version 2 the timeline
@@ -136,12 +136,9 @@ def check_schemas(build: BuildDir, result: Validation) -> Iterator[Violation]:
         if path.name == MANIFEST or not _has_schema(path.stem):
             continue
         try:
-            doc = json.loads(read_bytes(path).decode("utf-8"))
+            doc = load_json(read_bytes(path), path.name, BuildError)
         except BuildError as exc:
             yield Violation("schemas", path.name, exc.message)
-            continue
-        except ValueError as exc:
-            yield Violation("schemas", path.name, f"not valid JSON: {exc}")
             continue
         if path.stem == "layout" and isinstance(doc, dict):
             doc = yield from _layout_skeleton(doc)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from cimc import data
-from cimc.errors import UsageError
+from cimc.errors import ResourceLimitError, UsageError
 from cimc.ir import interpreter
 from cimc.ir.graph import Graph
+from cimc.limits import TENSOR_BYTES
 from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic, batch_inputs
@@ -64,13 +66,16 @@ class Calibration:
 
 
 def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
-               root: str | Path | None = None, preprocess: data.Preprocess = data.DEFAULT) -> Calibration:
+               root: str | Path | None = None, preprocess: data.Preprocess = data.DEFAULT,
+               memory_budget: int = 4 * TENSOR_BYTES) -> Calibration:
     """A calibration batch of ``size`` samples per graph input (module doc). ``source`` is a
     dataset argument (``cimc.data.sources``), a numpy array of inputs, or an iterable of
     batches ``(x, y)`` / ``x`` (numpy arrays or torch tensors; a ``DataLoader`` works): batches
-    are read until ``size`` samples are collected."""
+    are read until ``size`` samples are collected. Refused before anything is loaded when
+    the run would need more than ``memory_budget`` bytes (``check_memory``)."""
     if size < 1:
         raise UsageError(f"calibration size must be positive, got {size}")
+    check_memory(graph, size, memory_budget)
     shapes = {name: graph.shape(name) for name in graph.inputs}
     if isinstance(source, str) and source == "synthetic":
         log.warning("calibrating on synthetic Gaussian data: step sizes will not fit real inputs; "
@@ -93,6 +98,36 @@ def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: in
         raise UsageError(f"calibration data '{label}' has samples of shape {list(batch.shape[1:])}, "
                          f"the model input '{name}' expects {list(shape[1:])}")
     return Calibration(label, {name: checked_batch(batch[:size], label)})
+
+
+def memory_need(graph: Graph, samples: int) -> int:
+    """Bytes a calibration run over ``samples`` samples holds at its peak, in Python integers
+    (nothing allocated): every activation the interpreter keeps, ``nbytes · samples / N`` with
+    ``N`` the static batch, plus the largest Conv workspace, the im2col matrix of
+    ``samples · Ho · Wo`` rows of ``Cin · kh · kw`` elements."""
+    batch = max((graph.shape(n)[0] for n in graph.inputs if graph.shape(n)), default=1) or 1
+    kept = sum(info.nbytes for info in graph.tensors.values() if info.name not in graph.initializers)
+    work = 0
+    for node in graph.nodes:
+        if node.op == "Conv" and node.outputs[0] in graph.tensors and len(node.inputs) > 1:
+            out, w = graph.shape(node.outputs[0]), graph.shape(node.inputs[1])
+            itemsize = np.dtype(graph.tensors[node.inputs[0]].dtype).itemsize
+            group = int(node.attrs.get("group", 1) or 1)
+            work = max(work, out[0] * math.prod(out[2:]) * group * math.prod(w[1:]) * itemsize)
+    return (kept + work) * samples // batch
+
+
+def check_memory(graph: Graph, samples: int, budget: int, what: str = "calibrating",
+                 option: str = "--calib-size") -> None:
+    """``ResourceLimitError`` when running the graph on ``samples`` samples (``what``: calibrating,
+    evaluating) needs more than ``budget`` bytes (``memory_need``), naming both options that
+    change it."""
+    need = memory_need(graph, samples)
+    if need > budget:
+        raise ResourceLimitError(
+            f"{what} on {samples} samples would hold about {need} bytes, more than the memory budget of "
+            f"{budget} bytes", hint=f"lower {option}, or raise --max-tensor-bytes (the budget is 4× it)",
+            details={"bytes": need, "budget": budget})
 
 
 def checked_batch(batch: np.ndarray, label: str) -> np.ndarray:

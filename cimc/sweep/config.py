@@ -18,15 +18,16 @@ before it validates.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cimc.errors import UsageError
+from cimc.limits import OPTIONS_FILE_BYTES
 from cimc.macro import ENERGY_FIELDS, PRESETS, MacroSpec
 from cimc.options import OPTIONS, validate
+from cimc.untrusted import load_toml, read_regular
 
 Check = Callable[[str, Any], Any]
 
@@ -113,10 +114,8 @@ class SweepConfig:
 
 def load_config(path: Path, *, train: bool = False) -> SweepConfig:
     """Read and validate a TOML sweep config (``train``: the ``--train`` flag)."""
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read sweep config {path.name}: {exc}") from None
+    name = f"sweep config {path.name}"
+    doc = load_toml(read_regular(path, limit=OPTIONS_FILE_BYTES, what=name), name)
     return parse_config(doc, base=path.parent, train=train)
 
 

@@ -226,7 +226,10 @@ def html_report(build: BuildDir) -> str:
 
 
 def write_html(build: BuildDir, path: str | Path) -> Path:
+    from cimc.untrusted import refuse_special_output
+
     out = Path(path)
+    refuse_special_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html_report(build), encoding="utf-8")
     return out
