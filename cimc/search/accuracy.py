@@ -93,7 +93,7 @@ class AccuracyProxy:
 
     def quantized(self, config: Config) -> Graph:
         names = [n.name for n in cim_nodes(self.graph)]
-        return with_quant(self.graph, config, [self.quant(n, b) for n, b in zip(names, config, strict=True)])
+        return with_quant(self.graph, [self.quant(n, b) for n, b in zip(names, config, strict=True)])
 
     def score(self, config: Config) -> Score:
         if config not in self._scores:
