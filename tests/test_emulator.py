@@ -156,3 +156,25 @@ def test_cli_one_sample_and_usage_errors(build: Path, tmp_path: Path) -> None:
     np.save(tmp_path / "bad.npy", np.ones((2, 4, 8, 8), np.float32))
     bad = CliRunner().invoke(main, ["emulate", str(build), "--inputs", str(tmp_path / "bad.npy")])
     assert bad.exit_code == 2 and "expects [3, 8, 8]" in bad.output
+
+
+def _shift_last_bias(folder: Path) -> None:
+    edit_json(folder, "quant.json", lambda q: q["layers"][-1].update(bias=[b + 0.5 for b in q["layers"][-1]["bias"]]))
+
+
+def _rename_output(graph: dict) -> None:  # type: ignore[type-arg]
+    graph["nodes"][-1]["outputs"][0] = "renamed"
+    graph["outputs"][0]["name"] = "renamed"
+
+
+def test_validate_compares_the_outputs_even_when_graph_json_renames_them(copy: Path) -> None:
+    """A tampered last CIM layer is caught by the emulator-vs-onnxruntime check, also when
+    graph.json renames the output so that no tensor of model.cim.onnx shares its name."""
+    from cimc.emulator.validate import validate_build
+
+    assert "outputs" not in {v.check for v in validate_build(copy).violations}
+    _shift_last_bias(copy)
+    assert "outputs" in {v.check for v in validate_build(copy).violations}
+    edit_json(copy, "graph.json", _rename_output)
+    found = [v for v in validate_build(copy).violations if v.check == "outputs"]
+    assert found and "'renamed' is computed by no node of model.cim.onnx" in found[0].message

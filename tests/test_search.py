@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from cimc.api import CompileOptions, compile_model
 from cimc.cli.main import main
 from cimc.pareto import nondominated
-from cimc.search import ProblemSpec, SearchProblem, build_problem, greedy_search, rl_search
+from cimc.search import ProblemSpec, SearchProblem, build_problem, collect, greedy_search, rl_search
 from cimc.search.demo import train_digits_onnx
 from cimc.search.latency import objective_value
 from cimc.search.pareto import best_feasible, pareto_front
@@ -65,6 +65,9 @@ def test_space_fractions_and_checks() -> None:
     assert space.from_fractions([0.0, 0.0]) == (2, 2, 5)
     assert space.from_fractions([0.5, 0.49]) == (4, 2, 5)
     assert space.from_fractions([1.0, 1.0]) == (8, 8, 5)
+    four = SearchSpace(("a",), (2, 3, 4, 8), (2, 8), (5,))  # index min(floor(a·n), n − 1), at the cuts too
+    assert [four.from_fractions([a])[0] for a in (0.0, 0.25, 0.5, 0.75, 0.999, 1.0)] == [2, 3, 4, 8, 8, 8]
+    assert four.from_fractions([-1.0, 2.0]) == (2, 8, 5) and four.from_fractions([]) == (8, 8, 5)
     assert space.size() == 36
     from cimc.errors import UsageError
 
@@ -105,6 +108,17 @@ def test_greedy_beats_uniform_8bit_within_constraint(digits_onnx: Path) -> None:
     assert chosen.latency < eight.latency and chosen.config != eight.config  # the search moved
     assert chosen.origin.startswith("greedy") and chosen.origin != "greedy start"
     assert best_feasible(prob.history) is not None
+
+
+def test_chosen_bits_are_among_the_candidates() -> None:
+    """The uniform 4-bit reference costs as little as 2-bit layers and scores better, but with
+    candidates {2, 8} it is shown, never chosen: bits.json holds only candidate bits."""
+    prob = problem("digits_cnn", max_drop=100.0, w_choices=(2, 8), a_choices=(2, 8))
+    greedy_search(prob)
+    result = collect(prob, "greedy")
+    assert best_feasible(prob.history) == result.uniform["4-bit"]  # what was chosen before
+    assert prob.space.contains(result.chosen.config) and result.chosen.origin.startswith("greedy")
+    assert result.chosen == best_feasible([p for p in prob.history if p.origin.startswith("greedy")])
 
 
 def test_rl_deterministic_and_feasible(digits_onnx: Path) -> None:

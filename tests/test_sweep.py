@@ -213,3 +213,21 @@ def test_cli_sweep_and_report(tmp_path: Path) -> None:
     assert "Pareto set" in shown.output and plot.stat().st_size > 0
     both = CliRunner().invoke(main, ["sweep", str(config), "--report", str(out)])
     assert both.exit_code == 2
+
+
+def test_report_skips_successful_records_without_their_figures(tmp_path: Path) -> None:
+    """A results file is untrusted: an edited "ok" record lacking a figure (or holding text, NaN)
+    is skipped with a warning, not an internal error of ``cimc sweep --report``."""
+    good = {"key": "a", "status": "ok", "point": {"w_bits": 4}, "latency_cycles": 10, "loading_cycles": 4,
+            "computing_cycles": 6, "bitlines": 8, "macros": 1, "macro_usage": 0.5, "fits_on_chip": True,
+            "compiled_top1": None, "float_top1": None}
+    bad = [{k: v for k, v in good.items() if k != "latency_cycles"}, {**good, "bitlines": "8"},
+           {**good, "macro_usage": float("nan")}, {**good, "compiled_top1": 0.9}, {**good, "point": [4]}]
+    lines = [good, *({**r, "key": f"b{i}"} for i, r in enumerate(bad)), {"key": "c", "status": "error"}]
+    out = tmp_path / "s.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    assert [r["key"] for r in read_records(out)] == ["a", "c"]
+    result = CliRunner().invoke(main, ["--json", "sweep", "--report", str(out), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (doc["ok"], doc["failed"], [r["key"] for r in doc["pareto"]]) == (1, 1, ["a"])

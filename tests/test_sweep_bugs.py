@@ -1,6 +1,7 @@
 """A bug in cimc (any exception that is not a ``CimcError``) during a sweep point is not a quiet
 ``status: "error"``: it is recorded as ``status: "bug"`` with its traceback, rerun on resume,
-and ``cimc sweep`` exits non-zero; refusals (``CimcError``) stay recorded errors."""
+and ``cimc sweep`` exits non-zero; refusals (``CimcError``) stay recorded errors; a model file that is
+not ONNX is refused before any point runs."""
 
 from __future__ import annotations
 
@@ -71,3 +72,19 @@ def test_cli_sweep_exits_non_zero_after_a_bug(tmp_path: Path, monkeypatch: pytes
                                       "--no-plot"])
     assert fixed.exit_code == 0, fixed.output  # the bug fixed: the point reruns, the sweep passes
     assert json.loads(fixed.stdout.strip().splitlines()[-1])["run"]["evaluated"] == 1
+
+
+def test_a_file_that_is_not_onnx_fails_the_sweep_typed_before_any_point(tmp_path: Path) -> None:
+    """A model file the importer refuses is the user's error (invalid-model), reported once before
+    anything runs, not one "bug" record with a protobuf traceback per point."""
+    (tmp_path / "bad.onnx").write_bytes(b"garbage\x00\x01\x02")
+    config = write_config(tmp_path, 'model = "bad.onnx"\n[axes]\nbitline_budget = [256, 512]\n')
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(main, ["--json", "sweep", str(config), "-o", str(out), "--engine", "serial",
+                                       "--no-plot"])
+    assert json.loads(result.stdout)["error"] == "invalid-model", result.output
+    assert result.exit_code not in (0, 1) and not out.exists()
+    blob = point.ModelBlob("onnx", "bad.onnx", "0" * 64, b"garbage\x00\x01\x02")
+    settings = parse_config({"model": "tiny_cnn"}).settings
+    record = point.evaluate_point(blob, point.Task("k", {"bitline_budget": 256}, settings))
+    assert record["status"] == "error" and record["error"]["kind"] == "invalid-model"

@@ -4,7 +4,9 @@ reads only the emulator's files (``graph.json``, ``digital.safetensors``, ``quan
 optimisations off) run the same seeded random batches (``cimc.quant.reference.PROBES``:
 standard normal ×1 and ×8, the batches the compile itself checks), and every tensor both name
 (each node output of ``graph.json``: each CIM layer and each digital op) must be equal bit for
-bit (docs/build-format.md, the numerical contract), the outputs finite. An edited scale, bias,
+bit (docs/build-format.md, the numerical contract), the outputs finite. Every output of
+``graph.json`` that a node computes must be a tensor of ``model.cim.onnx`` too: a renamed
+output would drop out of the comparison. An edited scale, bias,
 step, op or constant that changes any value on these inputs is a violation, whichever file it
 is in; an onnxruntime that cannot load or run the model is one too.
 """
@@ -35,6 +37,11 @@ def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
     names = [t for node, _ in emulator.nodes for t in node.outputs]
     produced = {t for n in model.graph.node for t in n.output}
     shared = [t for t in dict.fromkeys(names) if t in produced]
+    unmatched = [t.name for t in emulator.files.graph.outputs if t.name in names and t.name not in produced]
+    if unmatched:  # else the comparison would silently skip the model's outputs
+        yield Violation("outputs", "graph.json", f"output '{unmatched[0]}' is computed by no node of {ONNX_FILE}: "
+                        "the emulator's outputs cannot be compared with it")
+        return
     try:
         session = _session(model, shared)
     except Exception as exc:  # onnxruntime's own error types

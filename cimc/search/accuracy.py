@@ -93,7 +93,7 @@ class AccuracyProxy:
 
     def quantized(self, config: Config) -> Graph:
         names = [n.name for n in cim_nodes(self.graph)]
-        return with_quant(self.graph, config, [self.quant(n, b) for n, b in zip(names, config, strict=True)])
+        return with_quant(self.graph, [self.quant(n, b) for n, b in zip(names, config, strict=True)])
 
     def score(self, config: Config) -> Score:
         if config not in self._scores:
@@ -115,7 +115,7 @@ def build_proxy(graph: Graph, macro: MacroSpec, data: str | Path | object, *, ev
                 weight_method: str = "mse", preprocess: Preprocess = DEFAULT, split: str = "val") -> AccuracyProxy:
     """The proxy on the ``val`` split of ``data`` (``eval_size`` samples; the split rule of
     ``cimc.data.sources``: ``val/`` of a folder split into ``train/``, ``val/``, ``test/``, the
-    test split of a built-in dataset), calibrated on the train split of ``calib``. From Python,
+    last fifth of a built-in dataset's train split), calibrated on the train split of ``calib``. From Python,
     ``data`` and ``calib`` may be iterables of ``(x, y)`` batches (a torch ``DataLoader``)."""
     ds = evaluation_set(graph, data, eval_size, data_root, preprocess, split=split)
     feeds = load_feeds(graph, calib, calib_size, root=data_root, preprocess=preprocess).feeds

@@ -64,7 +64,7 @@ def stub_quant(bits: tuple[int, int, int], macro: MacroSpec) -> QuantParams:
                        dac_bits=macro.dac_bits)
 
 
-def with_quant(graph: Graph, config: Config, quant: list[QuantParams]) -> Graph:
+def with_quant(graph: Graph, quant: list[QuantParams]) -> Graph:
     """A copy of the tiled ``graph`` whose CIM layers carry ``quant`` (topological order)."""
     out = graph.copy()
     for node, q in zip(cim_nodes(out), quant, strict=True):
@@ -87,7 +87,7 @@ class LatencyModel:
         cached = self._cache.get(config)
         if cached is not None:
             return cached
-        graph = with_quant(self.graph, config, [stub_quant(bits, self.macro) for bits in config])
+        graph = with_quant(self.graph, [stub_quant(bits, self.macro) for bits in config])
         for node in cim_nodes(graph):
             check_bits(node, self.macro)
         ctx = PassContext(macro=self.macro, bitline_budget=self.bitline_budget)

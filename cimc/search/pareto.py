@@ -2,9 +2,9 @@
 
 Point ``p`` dominates ``q`` when ``latency(p) ≤ latency(q)`` and ``metric(p) ≥ metric(q)``
 with one of them strict. The Pareto set holds every point no other point dominates (of
-points equal in both, the first evaluated), sorted by latency. The chosen configuration is
-the feasible point of least latency (the set: ``cimc.pareto``), ties broken by the higher metric, then by fewer total
-bits.
+points equal in both, the one of fewest total bits, then the first evaluated), sorted by
+latency (the set: ``cimc.pareto``). The chosen configuration is the feasible point of least
+latency, ties broken by the higher metric, then by fewer total bits.
 """
 
 from __future__ import annotations

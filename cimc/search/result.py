@@ -39,11 +39,13 @@ class SearchResult:
     best: Point | None
     uniform: dict[str, Point]
     test: dict[str, Any] | None = None  # the chosen configuration on the held-out test split
+    searched: tuple[Point, ...] = ()  # the points within the candidates (``best`` is among them)
 
     @property
     def chosen(self) -> Point:
-        """The best feasible point, else the one of least drop."""
-        return self.best or min(self.points, key=lambda p: (p.drop, p.latency))
+        """The best feasible point, else the one of least drop, among the points within the
+        candidates (a uniform reference outside them is shown, never chosen)."""
+        return self.best or min(self.searched or self.points, key=lambda p: (p.drop, p.latency))
 
     def to_json(self) -> dict[str, Any]:
         def dump(p: Point) -> dict[str, Any]:
@@ -58,13 +60,14 @@ class SearchResult:
 
 
 def collect(problem: SearchProblem, strategy: str, references: tuple[int, ...] = (8, 4)) -> SearchResult:
-    """Evaluate the uniform references and gather everything the search saw."""
+    """Evaluate the uniform references and gather everything the search saw; the chosen
+    configuration is the best feasible one within the candidates."""
     uniform = {f"{b}-bit": problem.uniform(b, b) for b in references}
     points = tuple(problem.history)
-    best = best_feasible(points)
+    searched = tuple(p for p in points if problem.space.contains(p.config))
     result = SearchResult(strategy, problem.latency.objective, problem.max_drop, problem.proxy.metric,
                           problem.proxy.reference, problem.space.layers, points, tuple(pareto_front(points)),
-                          best, uniform)
+                          best_feasible(searched), uniform, searched=searched)
     if problem.test is None:
         return result
     score = problem.test.score(result.chosen.config)

@@ -10,6 +10,7 @@ alone unless ADC bits are searched too. ``layer_bits`` turns a configuration int
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,13 +67,18 @@ class SearchSpace:
         picked = []
         for i, values in enumerate(self.dims):
             a = float(fractions[i]) if i < len(fractions) else 1.0
-            index = int(min(max(a, 0.0), 1.0) * len(values) - 1e-9) if len(values) > 1 else 0
-            picked.append(values[max(index, 0)])
+            index = min(math.floor(min(max(a, 0.0), 1.0) * len(values)), len(values) - 1)
+            picked.append(values[index])
         return picked[0], picked[1], picked[2]
 
     def layer_bits(self, config: Config) -> dict[str, dict[str, int]]:
         return {name: {"w_bits": w, "a_bits": a, "adc_bits": c} for name, (w, a, c) in zip(self.layers, config,
                                                                                            strict=True)}
+
+    def contains(self, config: Config) -> bool:
+        """Whether every layer's bits of ``config`` are candidates of the space."""
+        return len(config) == len(self.layers) and all(
+            w in self.w_choices and a in self.a_choices and c in self.adc_choices for w, a, c in config)
 
     def check(self, config: Config) -> None:
         if len(config) != len(self.layers):

@@ -4,7 +4,9 @@ The driver exports a zoo model (or reads an ONNX file) into a ``ModelBlob``: the
 and the identity that enters every point's key (kind, name, sha256 of the bytes). A pool
 worker receives it in its initializer, a Ray task as one object-store reference; each process
 imports it once (``imported``) and reuses the graph for all its points (passes never mutate a
-graph: they return new ones). Models with external data files must be self-contained first.
+graph: they return new ones). The driver imports it first (``plan_from_config``), so a file
+that is not a model the importer accepts fails the sweep with its typed error before any point
+runs. Models with external data files must be self-contained first.
 """
 
 from __future__ import annotations
@@ -55,11 +57,10 @@ def imported(blob: ModelBlob) -> Graph:
     """The blob's IR graph, imported once per process."""
     graph = _GRAPHS.get(blob.sha256)
     if graph is None:
-        import onnx
-
         from cimc.frontend import import_onnx
+        from cimc.frontend.loader import parse_model
 
-        graph = import_onnx(onnx.load_from_string(blob.data))
+        graph = import_onnx(parse_model(blob.data))  # malformed bytes: InvalidModelError
         if blob.kind == "zoo":
             graph.name = blob.name  # as ``load_source`` names it
         _GRAPHS[blob.sha256] = graph

@@ -1,7 +1,7 @@
 """The sweep driver: plan (validate, expand, key), run the missing points, report.
 
 ``plan_sweep`` reads the config, resolves the model (zoo export or file bytes) and keys every
-point; it writes nothing, so a bad config leaves no file behind. ``run_sweep`` skips keys
+point; it writes nothing, so a bad config (or model) leaves no file behind. ``run_sweep`` skips keys
 already in the results file (resume), runs the rest on an engine and appends each record as
 it arrives. ``summarise`` reads a results file back into the Pareto set.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from cimc.sweep.config import SweepConfig, load_config
 from cimc.sweep.engines import run_engine
-from cimc.sweep.model import ModelBlob, resolve_model
+from cimc.sweep.model import ModelBlob, imported, resolve_model
 from cimc.sweep.pareto import Objective, pareto
 from cimc.sweep.point import Task
 from cimc.sweep.space import expand, point_key
@@ -61,6 +61,7 @@ def plan_sweep(config_path: Path, *, train: bool = False, keep_builds: Path | No
 def plan_from_config(config: SweepConfig, keep_builds: Path | None = None) -> SweepPlan:
     points = expand(config)
     blob = resolve_model(config.model)
+    imported(blob)  # a model the importer refuses fails here, typed, not as one "bug" record per point
     keep = str(keep_builds) if keep_builds is not None else None
     tasks = [Task(point_key(p, config.settings, blob.identity()), p, config.settings, config.data_root, keep)
              for p in points]

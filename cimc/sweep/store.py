@@ -1,15 +1,17 @@
 """The results file: one JSON object per line, appended, each line flushed and fsynced.
 
 A run killed mid-write leaves at most one torn last line (no newline, or not JSON). Reading
-skips unreadable lines (with a warning); ``repair`` cuts a torn tail before the next append, so
-the point of that line counts as not done and is evaluated again. A rerun skips every key
-already present (resume); ``latest`` keeps the last record of each key.
+skips unreadable lines and successful records without their figures (with a warning; their
+points count as not done); ``repair`` cuts a torn tail before the next append, so the point of
+that line counts as not done and is evaluated again. A rerun skips every key already present
+(resume); ``latest`` keeps the last record of each key.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from types import TracebackType
@@ -39,8 +41,32 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             log.warning("%s line %d is not JSON (a torn write?): skipped", path.name, number)
             continue
         if isinstance(record, dict) and isinstance(record.get("key"), str):
-            records.append(record)
+            if _well_formed(record):
+                records.append(record)
+            else:
+                log.warning("%s line %d: a successful record without its figures (edited?): skipped", path.name,
+                            number)
     return records
+
+
+#: The figures the Pareto set and the report read from every successful record (numbers), and
+#: the accuracies (numbers, or both null without eval data).
+FIGURES = ("latency_cycles", "loading_cycles", "computing_cycles", "bitlines", "macros", "macro_usage")
+ACCURACIES = ("compiled_top1", "float_top1")
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    """A record the report can read: any failed one; a successful one with its point, figures
+    and accuracies (``FIGURES``, ``ACCURACIES``)."""
+    if record.get("status") != "ok":
+        return True
+    accuracies = [record.get(name) for name in ACCURACIES]
+    return (isinstance(record.get("point"), dict) and all(_number(record.get(name)) for name in FIGURES)
+            and (all(v is None for v in accuracies) or all(_number(v) for v in accuracies)))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
