@@ -44,7 +44,8 @@ adc_bits = [5, 8]
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address "local": a fresh instance, never a cluster that another run left (or left listed in /tmp/ray)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
