@@ -169,7 +169,7 @@ def test_deep_sweep_config(tmp_path: Path, text: str) -> None:
 
 def test_deep_results_line_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
-    path.write_text('{"key": "a", "status": "ok"}\n{"key": "b", "x": ' + DEEP_JSON + '}\n{"key": "c"}\n')
+    path.write_text('{"key": "a", "status": "error"}\n{"key": "b", "x": ' + DEEP_JSON + '}\n{"key": "c"}\n')
     assert [r["key"] for r in read_records(path)] == ["a", "c"]
 
 

@@ -83,17 +83,38 @@ def read_bytes(path: Path, root: Path, limit: int | None = None) -> bytes:
 
 def load_arrays(path: Path, root: Path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` (by name) or ``.npy`` (as ``""``) file, without pickles, the
-    uncompressed size of an ``.npz`` bounded too."""
+    uncompressed size of an ``.npz`` bounded too, and every array's header checked against the
+    bytes that follow it before numpy allocates (``npy_array``)."""
     raw = read_bytes(path, root)
     try:
-        if path.suffix.lower() == ".npz":
-            with zipfile.ZipFile(io.BytesIO(raw)) as z:
-                if sum(i.file_size for i in z.infolist()) > _ARRAY_LIMIT.get():
-                    raise UsageError(f"{path.name} unpacks to more than {_ARRAY_LIMIT.get()} bytes", hint=_RAISE_HINT)
-            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                return {k: np.asarray(npz[k]) for k in npz.files}
-        return {"": np.asarray(np.load(io.BytesIO(raw), allow_pickle=False))}
+        if path.suffix.lower() != ".npz":
+            return {"": npy_array(raw, path.name)}
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            if sum(i.file_size for i in z.infolist()) > _ARRAY_LIMIT.get():
+                raise UsageError(f"{path.name} unpacks to more than {_ARRAY_LIMIT.get()} bytes", hint=_RAISE_HINT)
+            return {i.filename.removesuffix(".npy"): npy_array(z.read(i), f"{path.name}:{i.filename}")
+                    for i in z.infolist() if not i.is_dir()}
     except UsageError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise UsageError(f"cannot read {path.name}: {exc}") from exc
+
+
+def npy_array(raw: bytes, name: str) -> np.ndarray:
+    """An ``.npy`` file's array. Its header (a Python literal numpy parses) must declare a plain
+    dtype and a shape whose ``Π shape · itemsize`` bytes are exactly those after the header:
+    numpy allocates the declared array before it reads, so a forged shape must not reach it."""
+    fh = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
+    except Exception as exc:  # numpy's header parser raises what a bad literal makes it (SyntaxError, TokenError …)
+        raise UsageError(f"cannot read {name}: not a valid .npy header ({type(exc).__name__})") from exc
+    if dtype.hasobject:
+        raise UsageError(f"cannot read {name}: it holds Python objects (pickles are refused)")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared != len(raw) - fh.tell():
+        raise UsageError(f"cannot read {name}: its header declares {declared:,} bytes of data, the file holds "
+                         f"{len(raw) - fh.tell():,}")
+    return np.asarray(np.load(io.BytesIO(raw), allow_pickle=False))
