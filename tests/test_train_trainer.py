@@ -15,7 +15,7 @@ from cimc.train import TrainData, fit, load_train_data, module_from_graph, prepa
 from cimc.train.checkpoint import load_checkpoint, read_meta
 from cimc.train.datasets import crop_flip
 from cimc.train.module import IRModule
-from cimc.train.trainer import cosine_factor
+from cimc.train.trainer import cosine_factor, train_steps
 from tests.test_data import write_cifar
 from tests.train_helpers import zoo_graph
 
@@ -131,3 +131,21 @@ def test_cifar_folder_with_augmentation(tmp_path: Path) -> None:
 def test_cosine_schedule_scales_to_any_length() -> None:
     assert cosine_factor(0, 10) == 1.0 and cosine_factor(5, 10) == pytest.approx(0.5)
     assert cosine_factor(10, 10) == pytest.approx(0.0) and cosine_factor(1, 2) == pytest.approx(0.5)
+
+
+class _CountingData(TrainData):
+    """Training data that fails the test after a few epochs (instead of looping for ever)."""
+
+    def batches(self, split: str = "train", **kwargs: object):  # type: ignore[no-untyped-def,override]
+        object.__setattr__(self, "epochs_drawn", getattr(self, "epochs_drawn", 0) + 1)
+        assert self.epochs_drawn <= 3, "train_steps kept drawing epochs of an empty training set"
+        return super().batches(split, **kwargs)  # type: ignore[arg-type]
+
+
+def test_train_steps_refuses_an_empty_training_set() -> None:
+    """``train_steps`` draws epochs until it has made ``steps`` steps: with no training sample
+    it once looped for ever."""
+    full = digits(8, 8)
+    empty = _CountingData(full.train.take(0), full.test, 4)
+    with pytest.raises(UsageError, match="no training samples"):
+        train_steps(fresh("1"), empty, 5, lr=1e-3)
