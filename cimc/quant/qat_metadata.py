@@ -39,7 +39,7 @@ def parse_qat(text: str, couts: Mapping[str, int]) -> dict[str, QuantParams]:
     """``QuantParams`` (source ``"qat"``) per layer named in ``text``; ``couts`` maps every
     CIM layer to its output channels. Entries for nodes that exist but are not CIM layers
     are ignored with a warning; entries for unknown nodes are errors."""
-    doc = _document(text)
+    doc = document(text)
     out: dict[str, QuantParams] = {}
     for name, entry in sorted(doc["layers"].items()):
         if name not in couts:
@@ -48,7 +48,8 @@ def parse_qat(text: str, couts: Mapping[str, int]) -> dict[str, QuantParams]:
     return out
 
 
-def _document(text: str) -> dict[str, Any]:
+def document(text: str) -> dict[str, Any]:
+    """The parsed ``cimc.quant`` JSON with its version and ``layers`` object checked."""
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
@@ -63,7 +64,7 @@ def _document(text: str) -> dict[str, Any]:
 
 def check_layer_names(text: str, nodes: Mapping[str, str], couts: Mapping[str, int]) -> None:
     """Raise for layers naming no node; warn for nodes that will not run on CIM macros."""
-    for name in sorted(_document(text)["layers"]):
+    for name in sorted(document(text)["layers"]):
         if name not in nodes:
             raise InvalidModelError(f"'{KEY}' has parameters for layer '{name}', but the model has no such node",
                                     hint="QAT results must name the ONNX Conv/Gemm nodes of this model")
