@@ -142,10 +142,12 @@ class _CountingData(TrainData):
         return super().batches(split, **kwargs)  # type: ignore[arg-type]
 
 
-def test_train_steps_refuses_an_empty_training_set() -> None:
+def test_an_empty_training_set_is_refused() -> None:
     """``train_steps`` draws epochs until it has made ``steps`` steps: with no training sample
-    it once looped for ever."""
+    it once looped for ever (and ``finetune`` failed on ``min()`` of an empty array first)."""
     full = digits(8, 8)
-    empty = _CountingData(full.train.take(0), full.test, 4)
+    module = fresh("1")
     with pytest.raises(UsageError, match="no training samples"):
-        train_steps(fresh("1"), empty, 5, lr=1e-3)
+        train_steps(module, _CountingData(full.train.take(0), full.test, 4), 5, lr=1e-3)
+    with pytest.raises(UsageError, match="batch size"):
+        TrainData(full.train, full.test, 0)

@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cimc.errors import UsageError
 from cimc.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from cimc.train.datasets import TrainData
 from cimc.train.ddp import DistContext, dist_context, mean_over_ranks, wrap
@@ -87,13 +86,11 @@ def train_steps(model: nn.Module, data: TrainData, steps: int, *, lr: float, see
     """``steps`` Adam steps on ``model`` (single process, no checkpoint, no progress bar), the
     learning rate on a cosine from ``lr`` to 0, batches epoch after epoch as ``fit`` draws
     them; returns the mean loss of the last ``steps_per_epoch`` steps (for short fine-tunes).
-    An empty training split is a ``UsageError`` (no epoch would ever bring a step)."""
+    ``TrainData`` is never empty, so every epoch brings a step."""
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if steps <= 0 or not params:
         return math.nan
-    if len(data.train) == 0:
-        raise UsageError("no training samples: the training split is empty")
     optimizer = torch.optim.Adam(params, lr=lr)
     device = params[0].device
     model.train()
