@@ -15,6 +15,7 @@ from cimc.train import TrainData, fit, load_train_data, module_from_graph, prepa
 from cimc.train.checkpoint import load_checkpoint, read_meta
 from cimc.train.datasets import crop_flip
 from cimc.train.module import IRModule
+from cimc.train.progress import EpochBar
 from cimc.train.trainer import cosine_factor, train_steps
 from tests.test_data import write_cifar
 from tests.train_helpers import zoo_graph
@@ -151,3 +152,17 @@ def test_an_empty_training_set_is_refused() -> None:
         train_steps(module, _CountingData(full.train.take(0), full.test, 4), 5, lr=1e-3)
     with pytest.raises(UsageError, match="batch size"):
         TrainData(full.train, full.test, 0)
+
+
+def test_progress_bar_names_the_epoch_of_the_last_step() -> None:
+    """The last step of epoch 1 is shown as epoch 1 (it once read ``done // steps + 1`` = 2)."""
+    bar = EpochBar("phase 1", 3, 4, enabled=False)
+    epochs = []
+    for _ in range(12):
+        bar.advance(1.0)
+        epochs.append(bar.epoch)
+    assert epochs == [1] * 4 + [2] * 4 + [3] * 4
+    resumed = EpochBar("phase 1", 3, 4, enabled=False)
+    resumed.skip(2)
+    resumed.advance(1.0)
+    assert resumed.epoch == 3
