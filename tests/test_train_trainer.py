@@ -11,9 +11,12 @@ from safetensors.torch import load_file
 
 from cimc.data import load_dataset
 from cimc.errors import UsageError
+from cimc.macro import MacroSpec
 from cimc.train import TrainData, fit, load_train_data, module_from_graph, prepare_phase
 from cimc.train.checkpoint import load_checkpoint, read_meta
+from cimc.train.config import QuantConfig
 from cimc.train.datasets import crop_flip
+from cimc.train.finetune import FinetuneOptions, finetune_module
 from cimc.train.module import IRModule
 from cimc.train.progress import EpochBar
 from cimc.train.trainer import cosine_factor, train_steps
@@ -166,3 +169,12 @@ def test_progress_bar_names_the_epoch_of_the_last_step() -> None:
     resumed.skip(2)
     resumed.advance(1.0)
     assert resumed.epoch == 3
+
+
+@pytest.mark.parametrize("steps,phase1", [(10, -3), (-2, None)])
+def test_finetune_refuses_negative_steps(steps: int, phase1: int | None) -> None:
+    """A negative phase-1 count once gave phase 2 ``steps − phase1`` (more than all) steps."""
+    graph = zoo_graph("digits_cnn")
+    config = QuantConfig.for_macro(MacroSpec())
+    with pytest.raises(UsageError, match="steps must be ≥ 0"):
+        finetune_module(graph, config, digits(64, 16), steps, FinetuneOptions(phase1=phase1))
