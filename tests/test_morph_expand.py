@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cimc.cli.main import main
-from cimc.errors import MappingError
+from cimc.errors import MappingError, UsageError
 from cimc.frontend.onnx_export import save_onnx
 from cimc.ir import Node, TensorInfo
 from cimc.ir.graph import Graph
@@ -102,6 +102,15 @@ def test_infeasible_budget_names_the_smallest_feasible_one() -> None:
     with pytest.raises(MappingError, match="no channel ratio fits 8") as info:
         search_ratio(model, widths, changeable, 8)
     assert "smallest feasible --bl is 256" in str(info.value)
+
+
+@pytest.mark.parametrize("step", [0.0, -1e-3, 3.0, float("nan")])
+def test_a_step_outside_0_to_1_is_a_usage_error(step: float) -> None:
+    """The grid is ``R = i/round(1/step)``: a step of 0 divided by zero, one over 2 gave a
+    zero denominator (both bare ZeroDivisionErrors)."""
+    model, widths, changeable = _vgg9_case(0.5)
+    with pytest.raises(UsageError, match="step"):
+        search_ratio(model, widths, changeable, 4096, step=step)
 
 
 def test_structure_morph_fits_and_is_counted_by_the_cost_model() -> None:

@@ -24,7 +24,7 @@ from cimc.passes.quantize import Quantize, adc_steps
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.quant import slicing
-from cimc.quant.calibration import partial_sums
+from cimc.quant.calibration import MAX_PIXELS, partial_sums
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
 from cimc.train import (
@@ -160,6 +160,38 @@ def test_adc_calibration_equals_compile_path(macro: MacroSpec, options: dict) ->
             assert shift is not None and shift.max() <= max_shift(layer.bits, layer.plan), name
             assert layer.adc_shift is not None and np.array_equal(layer.adc_shift.numpy(), shift), name
         np.testing.assert_allclose(layer.adc.effective_step().detach().numpy(), step, rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("granularity,bits", [("layer", 4), ("column", 4), ("layer", 8)],
+                         ids=["unsliced", "unsliced-column", "sliced"])
+def test_adc_calibration_samples_the_compile_paths_pixels(granularity: str, bits: int) -> None:
+    """Over ``MAX_PIXELS`` output pixels both paths calibrate on the same seeded random subset
+    (``step_search.subsample``), so QAT's ``S_ADC`` (and ``m``) is the compile path's on the
+    same batch. QAT once took evenly spaced pixels (the compile path's old rule): other sums,
+    other steps."""
+    config = QuantConfig.for_macro(M44, w_bits=bits, a_bits=bits, adc_bits=4, granularity=granularity)
+    module = trained_module("digits_cnn", config, steps=1)
+    compiled = _compiled(module, M44, config)
+    batch = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(3))  # 48·64 = 3,072 pixels
+    init_adc_steps(module, batch, force=True)
+    checked = 0
+    for name, (x, w) in record(module, batch, "1").items():
+        layer = module.cim_layers()[name]
+        ours = layer.partial_sums(x, w)
+        if (ours if layer.bits.sliced else conversions(ours)).shape[0] <= MAX_PIXELS:
+            continue
+        want = partial_sums(cim_spec(compiled, compiled.node(name)), x.numpy(),
+                            layer.w.effective_step().detach().numpy(), layer.w.bits,
+                            float(layer.a.effective_step()), layer.a.bits, layer.a.signed,
+                            cell_bits=M44.cell_bits, dac_bits=M44.dac_bits)
+        kinds = layer.bits.a_slices * layer.bits.w_slices
+        step, shift = adc_steps(want, layer.adc.bits, kinds, layer.adc.channels > 1)
+        if shift is not None:
+            shift = np.minimum(shift, max_shift(layer.bits, layer.plan))
+            assert layer.adc_shift is not None and np.array_equal(layer.adc_shift.numpy(), shift), name
+        np.testing.assert_allclose(layer.adc.effective_step().detach().numpy(), step, rtol=1e-6, err_msg=name)
+        checked += 1
+    assert checked >= 1
 
 
 def test_per_layer_bits_reach_compile() -> None:

@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 
+from cimc.errors import InvalidModelError
 from cimc.frontend import import_onnx
 from cimc.train import QuantConfig, module_from_graph, prepare_phase
 from cimc.train.export import QUANT_KEY, export_onnx, parse_quant_metadata
@@ -71,3 +72,18 @@ def test_export_needs_calibrated_adc(tmp_path: Path) -> None:
     prepare_phase(module, "1", torch.rand(8, 1, 8, 8))
     with pytest.raises(UsageError, match="calibrate phase 2"):
         export_onnx(module, tmp_path / "q.onnx")
+
+
+@pytest.mark.parametrize("text,match", [
+    ("{", "not valid JSON"), ("[1]", "version"), ('{"version": 1}', "'layers' object"),
+    ('{"version": 1, "layers": {"c": 3}}', "expected an object"),
+    ('{"version": 1, "layers": {"c": {"w_bits": 4}}}', "missing"),
+    ('{"version": 1, "layers": {"c": {"w_bits": 4, "a_bits": 4, "adc_bits": 5, "w_step": [0.1, 0.2], '
+     '"a_step": 0.1, "adc_step": [1.0, 2.0, 3.0]}}}', "expected 1 \\(per layer\\)"),
+    ('{"version": 1, "layers": {"c": {"w_bits": 4, "a_bits": 4, "adc_bits": 5, "w_step": [-1], '
+     '"a_step": 0.1, "adc_step": [1.0]}}}', "not a positive finite number")])
+def test_parse_quant_metadata_refuses_bad_records_with_typed_errors(text: str, match: str) -> None:
+    """The metadata is read from a model file: a malformed record is an ``InvalidModelError``
+    naming the problem (it was a bare JSONDecodeError, AttributeError or KeyError)."""
+    with pytest.raises(InvalidModelError, match=match):
+        parse_quant_metadata(text)

@@ -14,7 +14,7 @@ from cimc.macro import MacroSpec
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.manager import PassContext
 from cimc.train import QuantConfig, module_from_graph, prepare_phase
-from tests.onnx_builders import feeds_for
+from tests.onnx_builders import feeds_for, make_model, node, rand
 from tests.test_interpreter import CASES
 from tests.train_helpers import zoo_graph
 
@@ -121,3 +121,33 @@ def test_per_column_steps_have_cout_entries() -> None:
         cout = module.effective_weights(layer.node)[0].shape[0]
         assert layer.w.effective_step().shape == (cout,) and layer.adc.effective_step().shape == (cout,)
         assert len(set(layer.adc.effective_step().tolist())) > 1
+
+
+def _conv_gemm_bn_graph() -> Graph:
+    """Conv → Relu → Flatten → Gemm → BatchNormalization (γ, β, μ, σ² far from identity)."""
+    rng = np.random.default_rng(5)
+    inits = {"w": rand(4, 1, 3, 3, seed=1), "fc": rand(10, 64, seed=2), "fb": rand(10, seed=3),
+             "g": rng.uniform(2.0, 3.0, 10).astype(np.float32), "be": rng.uniform(1.0, 2.0, 10).astype(np.float32),
+             "mu": rng.uniform(-1.0, 1.0, 10).astype(np.float32), "var": rng.uniform(0.2, 0.5, 10).astype(np.float32)}
+    nodes = [node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]), node("Relu", ["c"], ["r"], name="relu"),
+             node("Flatten", ["r"], ["f"], name="flat"), node("Gemm", ["f", "fc", "fb"], ["z"], name="fc", transB=1),
+             node("BatchNormalization", ["z", "g", "be", "mu", "var"], ["y"], name="bn", epsilon=1e-5)]
+    return import_onnx(make_model(nodes, {"x": [2, 1, 4, 4]}, ["y"], inits))
+
+
+def test_bn_after_a_gemm_that_is_not_a_cim_layer_is_kept_in_the_qat_phases() -> None:
+    """Without ``map_fc`` the Gemm runs digitally, so nothing folds its BN: phases 1 and 2 must
+    still apply that BN (with running statistics). It was once skipped as if folded."""
+    graph = _conv_gemm_bn_graph()
+    x = np.random.default_rng(0).uniform(0, 1, (2, 1, 4, 4)).astype(np.float32)
+    module = module_from_graph(graph, QuantConfig(map_fc=False), nonnegative_inputs=frozenset(graph.inputs))
+    assert list(module.cim_layers()) == ["conv"]
+    prepare_phase(module, "2", torch.from_numpy(x))
+    module.eval()
+    for phase in ("1", "2"):
+        module.set_phase_flags(phase)
+        values = module.run(torch.from_numpy(x))
+        z, y = values["z"].detach().numpy(), values["y"].detach().numpy()
+        g, beta, mu, var = (graph.initializers[t] for t in ("g", "be", "mu", "var"))
+        want = (z - mu) / np.sqrt(var + np.float32(1e-5)) * g + beta
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5, err_msg=phase)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from cimc.errors import UsageError
+from cimc.macro import MacroSpec
 from cimc.mapping.tiling import segment_bounds
 from cimc.ops.windows import conv2d as np_conv2d
 from cimc.quant import numerics
@@ -137,3 +139,13 @@ def test_phase1_is_fake_quantized_conv() -> None:
     w_hat = numerics.quantize(w.numpy(), 0.05, 4, True) * np.float32(0.05)
     np.testing.assert_allclose(y.detach().numpy(), np_conv2d(a_hat, w_hat, None, (1, 1), (1, 1, 1, 1), (1, 1), 1),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["w_bits", "a_bits", "adc_bits"])
+def test_for_macro_refuses_zero_bits_instead_of_taking_the_macros(key: str) -> None:
+    """``None`` means the macro's bits; 0 is out of range and is refused (``or`` once turned it
+    into the macro's bits without a word)."""
+    macro = MacroSpec()
+    assert QuantConfig.for_macro(macro, **{key: None}).bits_of("x") == QuantConfig.for_macro(macro).bits_of("x")
+    with pytest.raises(UsageError, match=key):
+        QuantConfig.for_macro(macro, **{key: 0})

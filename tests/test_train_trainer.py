@@ -11,11 +11,15 @@ from safetensors.torch import load_file
 
 from cimc.data import load_dataset
 from cimc.errors import UsageError
+from cimc.macro import MacroSpec
 from cimc.train import TrainData, fit, load_train_data, module_from_graph, prepare_phase
 from cimc.train.checkpoint import load_checkpoint, read_meta
+from cimc.train.config import QuantConfig
 from cimc.train.datasets import crop_flip
+from cimc.train.finetune import FinetuneOptions, finetune_module
 from cimc.train.module import IRModule
-from cimc.train.trainer import cosine_factor
+from cimc.train.progress import EpochBar
+from cimc.train.trainer import cosine_factor, train_steps
 from tests.test_data import write_cifar
 from tests.train_helpers import zoo_graph
 
@@ -150,3 +154,46 @@ def test_cifar_folder_with_augmentation(tmp_path: Path) -> None:
 def test_cosine_schedule_scales_to_any_length() -> None:
     assert cosine_factor(0, 10) == 1.0 and cosine_factor(5, 10) == pytest.approx(0.5)
     assert cosine_factor(10, 10) == pytest.approx(0.0) and cosine_factor(1, 2) == pytest.approx(0.5)
+
+
+class _CountingData(TrainData):
+    """Training data that fails the test after a few epochs (instead of looping for ever)."""
+
+    def batches(self, split: str = "train", **kwargs: object):  # type: ignore[no-untyped-def,override]
+        object.__setattr__(self, "epochs_drawn", getattr(self, "epochs_drawn", 0) + 1)
+        assert self.epochs_drawn <= 3, "train_steps kept drawing epochs of an empty training set"
+        return super().batches(split, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_empty_training_set_is_refused() -> None:
+    """``train_steps`` draws epochs until it has made ``steps`` steps: with no training sample
+    it once looped for ever (and ``finetune`` failed on ``min()`` of an empty array first)."""
+    full = digits(8, 8)
+    module = fresh("1")
+    with pytest.raises(UsageError, match="no training samples"):
+        train_steps(module, _CountingData(full.train.take(0), full.test, 4), 5, lr=1e-3)
+    with pytest.raises(UsageError, match="batch size"):
+        TrainData(full.train, full.test, 0)
+
+
+def test_progress_bar_names_the_epoch_of_the_last_step() -> None:
+    """The last step of epoch 1 is shown as epoch 1 (it once read ``done // steps + 1`` = 2)."""
+    bar = EpochBar("phase 1", 3, 4, enabled=False)
+    epochs = []
+    for _ in range(12):
+        bar.advance(1.0)
+        epochs.append(bar.epoch)
+    assert epochs == [1] * 4 + [2] * 4 + [3] * 4
+    resumed = EpochBar("phase 1", 3, 4, enabled=False)
+    resumed.skip(2)
+    resumed.advance(1.0)
+    assert resumed.epoch == 3
+
+
+@pytest.mark.parametrize("steps,phase1", [(10, -3), (-2, None)])
+def test_finetune_refuses_negative_steps(steps: int, phase1: int | None) -> None:
+    """A negative phase-1 count once gave phase 2 ``steps − phase1`` (more than all) steps."""
+    graph = zoo_graph("digits_cnn")
+    config = QuantConfig.for_macro(MacroSpec())
+    with pytest.raises(UsageError, match="steps must be ≥ 0"):
+        finetune_module(graph, config, digits(64, 16), steps, FinetuneOptions(phase1=phase1))

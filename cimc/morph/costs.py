@@ -12,8 +12,9 @@ flattened input counts each class ``m`` times) and output classes ``O_L``, alive
   bitlines, an input channel ``1/n_L`` of a segment of ``B_L`` bitlines.
 
 A depthwise conv (input class = output class) costs ``k·Σ g_o`` resp. ``S_L·Σ g_o``. With
-every ``g ∈ {0, 1}`` and ``A_L`` a multiple of ``n_L``, ``F = 2 ×`` params resp. bitlines of the
-alive network. ``A_L, B_L, S_L`` are constants of each evaluation (MorphNet treats them so):
+every ``g ∈ {0, 1}`` and ``A_L`` a multiple of ``n_L``, ``F_L = 2 ×`` the layer's params resp.
+bitlines in the alive network (``1 ×`` for a depthwise conv, whose one class is counted once).
+``A_L, B_L, S_L`` are constants of each evaluation (MorphNet treats them so):
 ``F`` is linear in ``g``, and ``coefficients`` gives its slope for every layer; fixed classes
 are always alive and never penalised.
 """

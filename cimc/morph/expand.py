@@ -8,10 +8,10 @@ paper increments ``R`` by 0.001 until the budget is exceeded. Here:
 * every width is a non-decreasing function of ``R``; a layer's bitlines ``S(Cin)·Cout`` are
   non-decreasing in its widths (``S`` = segments of ``segment_bounds``), and so are the macros
   of either placement. Hence *fits(R)* holds on a prefix of the ``R`` axis, and
-* ``step`` mode bisects the grid ``R = i·step`` (``R`` is kept as the exact fraction
-  ``i/den``): the same answer as the linear 0.001-step scan (``scan_ratio``; tested) in
-  ``O(log)`` evaluations, and it may also shrink (``R < 1``) when the pruned model is still
-  too large;
+* ``step`` mode bisects the grid ``R = i/den``, ``den = round(1/step)`` (``R`` is kept as
+  the exact fraction; ``i·step`` when ``1/step`` is an integer): the same answer as the
+  linear 0.001-step scan (``scan_ratio``; tested) in ``O(log)`` evaluations, and it may also
+  shrink (``R < 1``) when the pruned model is still too large;
 * ``exact`` mode (``step=None``) bisects the sorted *breakpoints* ``(2k+1)/(2n)`` at which
   some width changes: the largest fitting widths over all real ``R``, never fewer bitlines
   than the grid's answer.
@@ -33,8 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cimc.errors import MappingError
-from cimc.macro import MacroSpec
+from cimc.errors import MappingError, UsageError
 from cimc.morph.bitlines import BitlineModel, MorphCost
 from cimc.morph.plan import ratio_widths
 
@@ -94,7 +93,10 @@ def largest_true(pred: Callable[[int], bool], lo: int, hi: int) -> int:
 
 def search_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, budget: int, *,
                  step: float | None = 1e-3, min_width: int = 1) -> Expansion:
-    """The largest ``R`` (on the ``step`` grid, or exact with ``step=None``) that fits."""
+    """The largest ``R`` (on the grid ``i/round(1/step)``, ``0 < step ≤ 1``, or exact with
+    ``step=None``) that fits."""
+    if step is not None and not 0 < step <= 1:
+        raise UsageError(f"expansion step must be in (0, 1], got {step}")
     probe = _Probe(model, widths, changeable, budget, min_width)
     den = round(1 / step) if step is not None else 1
     if not changeable.any() or not (widths[changeable] > 0).any():
@@ -165,8 +167,3 @@ def scan_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, 
             raise _infeasible(probe)
     return probe.result(i, den)
 
-
-def describe(expansion: Expansion, macro: MacroSpec) -> str:
-    c = expansion.cost
-    return (f"R = {expansion.ratio:.4f}: {c.bitlines} bitlines, {c.macros} macros of {macro.bitlines}, "
-            f"{c.params:,} params, usage {100 * c.usage:.2f}% ({expansion.evaluations} evaluations)")

@@ -9,8 +9,10 @@ data: with ``c_c = ∂F/∂g_c`` (``cimc.morph.costs``, bitline variant by defau
 
 so at ``λ = 1`` a class of average cost survives when it is more important than the median.
 ``align`` then rounds each changeable group's kept width down to whole segments of its CIM
-consumers (``⌊WL/k⌋`` channels — 28 for 3×3 on 256 wordlines — in channel tiling), keeping at
-least one segment's worth where the group had it.
+consumers (``⌊WL/k⌋`` channels — 28 for 3×3 on 256 wordlines — in channel tiling;
+``WL/gcd(WL, k)`` in dense tiling and for a flattened Gemm input of ``k`` features per channel,
+whose features the compile path tiles one row each), keeping at least one segment's worth
+where the group had it.
 
 ``search_lambda`` is the paper's grid search (Section III.B, Table II: "the best and worst macro
 usage"): for each ``λ`` of a grid it prunes, aligns and expands to the budget, and keeps the
@@ -53,9 +55,9 @@ def segment_channels(groups: ChannelGroups, terms: list[LayerTerm], macro: Macro
         if not term.cim or term.depthwise:
             continue
         k = term.kernel[0] * term.kernel[1] * term.mult
-        if tiling == "channel":
+        if tiling == "channel" and term.mult == 1:  # whole channels of k rows per segment
             n = macro.wordlines // k if k <= macro.wordlines else 1
-        else:
+        else:  # dense rows, or a flattened Gemm input (tiled feature by feature in either mode)
             n = macro.wordlines // int(np.gcd(macro.wordlines, k))
         np.minimum.at(unit, groups.class_group[term.x_cls], n)
     return np.where(unit == np.iinfo(np.int64).max, 1, unit)

@@ -40,7 +40,7 @@ def parse_qat(text: str, couts: Mapping[str, int]) -> dict[str, QuantParams]:
     """``QuantParams`` (source ``"qat"``) per layer named in ``text``; ``couts`` maps every
     CIM layer to its output channels. Entries for nodes that exist but are not CIM layers
     are ignored with a warning; entries for unknown nodes are errors."""
-    doc = _document(text)
+    doc = document(text)
     out: dict[str, QuantParams] = {}
     for name, entry in sorted(doc["layers"].items()):
         if name not in couts:
@@ -49,7 +49,8 @@ def parse_qat(text: str, couts: Mapping[str, int]) -> dict[str, QuantParams]:
     return out
 
 
-def _document(text: str) -> dict[str, Any]:
+def document(text: str) -> dict[str, Any]:
+    """The parsed ``cimc.quant`` JSON with its version and ``layers`` object checked."""
     doc = load_json(text, f"model metadata '{KEY}'", InvalidModelError)  # nesting bounded (cimc.untrusted)
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         version = doc.get("version") if isinstance(doc, dict) else None
@@ -61,7 +62,7 @@ def _document(text: str) -> dict[str, Any]:
 
 def check_layer_names(text: str, nodes: Mapping[str, str], couts: Mapping[str, int]) -> None:
     """Raise for layers naming no node; warn for nodes that will not run on CIM macros."""
-    for name in sorted(_document(text)["layers"]):
+    for name in sorted(document(text)["layers"]):
         if name not in nodes:
             raise InvalidModelError(f"'{KEY}' has parameters for layer '{name}', but the model has no such node",
                                     hint="QAT results must name the ONNX Conv/Gemm nodes of this model")

@@ -7,9 +7,10 @@
 * ADC (phase 2): the integer partial sums of every conversion are recorded with the phase-1
   steps and, as the compile path does (``cimc.passes.quantize.adc_steps``), ``S_ADC`` is the
   MSE-optimal step of ``cimc.quant.step_search.mse_step`` (``max|p|/Qp`` naive), at least 1,
-  over the sums of all segments on at most ``cimc.quant.calibration.MAX_PIXELS`` evenly spaced
-  output pixels — per layer, or per output column. One function for both paths: given the same
-  partial sums, QAT and compile calibrate the same step.
+  over the sums of all segments on at most ``cimc.quant.calibration.MAX_PIXELS`` output pixels
+  (the compile path's seeded random subset, ``step_search.subsample``) — per layer, or per
+  output column. One function for both paths: given the same batch, QAT and compile calibrate
+  the same step.
 * A bit-sliced layer gets one such step per kind of conversion ``(t, j)``; then
   ``cimc.quant.slicing.fit_shifts`` turns them into the layer's ``S_ADC`` (the coarsest, per layer
   or per column) and exponents ``m_{t,j}`` (``step_{t,j} ≈ S_ADC·2^−m_{t,j}``), clipped to
@@ -32,7 +33,7 @@ import torch
 from cimc.errors import UsageError
 from cimc.quant import slicing
 from cimc.quant.calibration import MAX_PIXELS
-from cimc.quant.step_search import mse_step
+from cimc.quant.step_search import mse_step, subsample
 from cimc.train import sliced
 from cimc.train.layer import CimQuantLayer
 from cimc.train.module import IRModule
@@ -96,8 +97,9 @@ def kind_steps(p: torch.Tensor, layer: CimQuantLayer, method: str) -> np.ndarray
     """The best step of every kind of conversion ``(T·S, 1 or Cout)`` (one kind unsliced) from
     the sums ``p`` ``(M, Seg·T·S, Cout)`` (module doc); at least 1."""
     kinds = layer.bits.a_slices * layer.bits.w_slices
-    if p.shape[0] > MAX_PIXELS:  # the compile path's evenly spaced pixels (bounded search cost)
-        p = p[torch.from_numpy(np.linspace(0, p.shape[0] - 1, MAX_PIXELS).astype(np.int64)).to(p.device)]
+    index = subsample(p.shape[0], MAX_PIXELS)  # the compile path's pixels (bounded search cost)
+    if index is not None:
+        p = p[torch.from_numpy(index).to(p.device)]
     by_kind = p.reshape(p.shape[0], -1, kinds, p.shape[2]).cpu().numpy()
     axis = 2 if layer.adc.channels > 1 else None
     if method == "max":

@@ -84,8 +84,10 @@ class QuantConfig:
                   **options: Any) -> QuantConfig:
         """The config of ``macro``: its wordlines, cell/DAC widths and ADC limit; layer
         defaults ``w_bits``/``a_bits``/``adc_bits`` (``None``: the macro's cell/DAC/ADC bits)."""
-        return cls(w_bits=w_bits or macro.cell_bits, a_bits=a_bits or macro.dac_bits,
-                   adc_bits=adc_bits or macro.adc_bits, wordlines=macro.wordlines, cell_bits=macro.cell_bits,
+        return cls(w_bits=macro.cell_bits if w_bits is None else w_bits,
+                   a_bits=macro.dac_bits if a_bits is None else a_bits,
+                   adc_bits=macro.adc_bits if adc_bits is None else adc_bits, wordlines=macro.wordlines,
+                   cell_bits=macro.cell_bits,
                    dac_bits=macro.dac_bits, macro_adc_bits=macro.adc_bits, layer_bits=dict(layer_bits or {}),
                    **options)
 

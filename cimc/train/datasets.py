@@ -37,12 +37,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainData:
-    """Train/test splits and the batch size; ``augment`` turns on crop+flip for training."""
+    """Train/test splits and the batch size; ``augment`` turns on crop+flip for training.
+    An empty training split or a batch size below 1 is a ``UsageError``."""
 
     train: Dataset
     test: Dataset
     batch_size: int = 64
     augment: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.train) == 0:
+            raise UsageError("no training samples: the training split is empty")
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
 
     @property
     def num_classes(self) -> int:

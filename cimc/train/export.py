@@ -31,12 +31,11 @@ from cimc.frontend import save_onnx
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.ir.verify import verify
+from cimc.quant import qat_metadata
 from cimc.train.layer import CimQuantLayer
 from cimc.train.module import IRModule
-from cimc.untrusted import load_json
 
-QUANT_KEY = "cimc.quant"
-QUANT_VERSION = 1
+QUANT_KEY, QUANT_VERSION = qat_metadata.KEY, qat_metadata.VERSION
 
 
 def _floats(t: torch.Tensor) -> list[float]:
@@ -62,17 +61,21 @@ def quant_metadata(module: IRModule) -> str:
 
 
 def parse_quant_metadata(text: str) -> dict[str, dict[str, Any]]:
-    """Layer records of a ``cimc.quant`` string (float32 steps as numpy arrays)."""
-    data = load_json(text, "cimc.quant")
-    version = data.get("version") if isinstance(data, dict) else None
-    if version != QUANT_VERSION or not isinstance(data.get("layers"), dict):
-        raise UsageError(f"unsupported cimc.quant version {version!r}")
+    """Layer records of a ``cimc.quant`` string (float32 steps as numpy arrays), each checked
+    as the compile path checks it (``qat_metadata.layer_params``: an ``InvalidModelError``)."""
     out = {}
-    for name, rec in data["layers"].items():
+    for name, rec in qat_metadata.document(text)["layers"].items():
+        qat_metadata.layer_params(name, rec, _columns(rec))
         out[name] = dict(rec, w_step=np.asarray(rec["w_step"], np.float32),
                          adc_step=np.asarray(rec["adc_step"], np.float32), a_step=np.float32(rec["a_step"]),
                          adc_shift=None if "adc_shift" not in rec else np.asarray(rec["adc_shift"], np.int64))
     return out
+
+
+def _columns(rec: Any) -> int:
+    """The longest step list of a record: the ``Cout`` that ``layer_params`` checks lengths against."""
+    steps = (rec.get("w_step"), rec.get("adc_step")) if isinstance(rec, dict) else ()
+    return max([len(v) for v in steps if isinstance(v, list)] + [1])
 
 
 @torch.no_grad()

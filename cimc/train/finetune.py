@@ -87,6 +87,8 @@ def finetune_module(graph: Graph, config: QuantConfig, data: TrainData, steps: i
                     options: FinetuneOptions) -> tuple[IRModule, dict[str, float]]:
     """Phases 1 and 2 for ``steps`` optimizer steps in all; the module ends in phase 2, eval
     mode. Also returns the mean training loss of each phase's last epoch of steps."""
+    if steps < 0 or (options.phase1 is not None and options.phase1 < 0):
+        raise UsageError(f"fine-tune steps must be ≥ 0, got {steps} (phase 1: {options.phase1})")
     nonneg = frozenset(graph.inputs) if data.nonnegative() else frozenset()
     module = module_from_graph(graph, config, nonnegative_inputs=nonneg)
     calib = data.calibration_batch(options.calibration_size)

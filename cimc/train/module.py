@@ -61,10 +61,10 @@ class IRModule(nn.Module):
         self.keys: dict[str, str] = {}
         self.params = nn.ParameterDict()
         self._store_initializers()
-        self.folds = self._fold_pairs()
         self.layers = nn.ModuleDict()
         self.layer_keys: dict[str, str] = {}
         self._build_layers(signed_inputs(self.graph, nonnegative_inputs))
+        self.folds = self._fold_pairs()
         self._reshapes = self._batch_reshapes()
         self.set_phase_flags("float")
 
@@ -80,11 +80,12 @@ class IRModule(nn.Module):
                 self.params[key] = nn.Parameter(tensor)
 
     def _fold_pairs(self) -> dict[str, Node]:
-        """CIM-layer node name → the BN node folded into it in phases 1 and 2."""
+        """CIM-layer node name → the BN node folded into it in phases 1 and 2 (a BN after a
+        Conv/Gemm that is not a CIM layer, e.g. a Gemm without ``map_fc``, stays a BN)."""
         pairs = {}
         for node in self.order:
             producer = foldable_producer(self.graph, node)
-            if producer is not None:
+            if producer is not None and producer.name in self.layer_keys:
                 pairs[producer.name] = node
         return pairs
 

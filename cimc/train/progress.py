@@ -42,12 +42,16 @@ class EpochBar:
         if self._progress is not None:
             self._progress.update(self._task, completed=self.done)
 
+    @property
+    def epoch(self) -> int:
+        """The 1-based epoch of the last step done: ``⌈done / steps⌉`` (at least 1)."""
+        return max(-(-self.done // max(self.steps, 1)), 1)
+
     def advance(self, loss: float) -> None:
         self.done += 1
         self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
         if self._progress is not None:
-            epoch = min(self.done // max(self.steps, 1) + 1, max(self.total // max(self.steps, 1), 1))
-            self._progress.update(self._task, advance=1, info=f"epoch {epoch} loss {self.smoothed:.4f}")
+            self._progress.update(self._task, advance=1, info=f"epoch {self.epoch} loss {self.smoothed:.4f}")
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._progress is not None:

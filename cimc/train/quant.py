@@ -5,7 +5,8 @@ A quantizer turns a float tensor into integer-valued codes with a learnable step
     q = round(clip(x / s, lo, hi))                    (= ``numerics.quantize``, bit for bit)
 
 ``[lo, hi]`` is ``numerics.code_range(bits, signed)``: narrow signed ``±(2^(b−1) − 1)`` for
-weights and ADC codes, unsigned ``[0, 2^b − 1]`` for DAC inputs. Layers multiply the codes
+weights and ADC codes, unsigned ``[0, 2^b − 1]`` for DAC inputs that are never negative
+(``cimc.train.signs``; narrow signed otherwise). Layers multiply the codes
 by the steps afterwards (``y = conv(q_a, q_w)·s_w·s_a``), which is the same function as the
 usual fake quantization ``x̂ = q·s``. Backward (straight-through estimator):
 
@@ -185,11 +186,6 @@ class StepQuantizer(nn.Module):
         with torch.no_grad():
             self.log_step.copy_(torch.log(value.reshape(self.log_step.shape).to(torch.float32)))
             self.initialized.fill_(True)
-
-    def codes(self, x: torch.Tensor, axis: int, per_step_elements: int) -> torch.Tensor:
-        """Codes of ``x`` with the step broadcast along ``axis`` (per column) or scalar."""
-        step = channel_view(self.scaled_step(per_step_elements), x.ndim, axis)
-        return quantize_codes(x, step, self.bits, self.signed)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}, channels={self.channels}"

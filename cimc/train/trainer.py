@@ -98,7 +98,8 @@ def fit(model: nn.Module, data: TrainData, phase: str, *, epochs: int, lr: float
 def train_steps(model: nn.Module, data: TrainData, steps: int, *, lr: float, seed: int = 0) -> float:
     """``steps`` Adam steps on ``model`` (single process, no checkpoint, no progress bar), the
     learning rate on a cosine from ``lr`` to 0, batches epoch after epoch as ``fit`` draws
-    them; returns the mean loss of the last ``steps_per_epoch`` steps (for short fine-tunes)."""
+    them; returns the mean loss of the last ``steps_per_epoch`` steps (for short fine-tunes).
+    ``TrainData`` is never empty, so every epoch brings a step."""
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if steps <= 0 or not params:
