@@ -38,7 +38,9 @@ class Option:
     structured value parsed from ``flag``'s text) or ``tuple`` (a list of names); ``low``/``high``
     bound numbers, ``choices`` bound strings. On the command line, ``param`` is the keyword a
     command receives when it differs from ``name`` (raw text the command parses), ``path`` says
-    the text names a ``"file"`` or a ``"folder"`` and ``repeat`` that the flag may be repeated."""
+    the text names a ``"file"`` or a ``"folder"`` and ``repeat`` that the flag may be repeated.
+    ``record_default=False``: a recorded option is written to the manifest only when it differs
+    from its default (an option added later leaves the builds made without it byte-identical)."""
 
     name: str
     flag: str
@@ -54,6 +56,7 @@ class Option:
     param: str | None = None
     path: str = ""
     repeat: bool = False
+    record_default: bool = True
 
     def validate(self, value: Any, where: str | None = None) -> Any:
         """``value`` if it is allowed (``None`` where the default is ``None``), else a ``UsageError``
@@ -117,6 +120,10 @@ _DECLARED = (
     Option("bias_correction", "--bias-correction", bool, "Correct each layer's bias by its mean output error on the "
            "calibration data (empirical bias correction).", default=False, passes=_QUANT, shapes_build=True,
            recorded=True),
+    Option("equalize", "--equalize", bool, "Cross-layer equalisation before quantization: scale the output "
+           "channels of each Conv and the input channels of the Conv after it (through Relu or Clip) so that "
+           "their weight ranges match; the float function is unchanged (the 'equalize' pass).", default=False,
+           shapes_build=True, recorded=True, record_default=False),
     Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10, mnist), an "
            "image folder (DIR/<class>/*.png), an .npz with x and y, or a folder of .npy inputs.",
            default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),

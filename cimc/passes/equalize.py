@@ -1,0 +1,201 @@
+"""equalize: cross-layer equalisation of consecutive Convs (``--equalize``; Nagel et al. 2019).
+
+For a pair ``conv1 → [act] → conv2`` whose middle tensors nothing else reads, scaling output
+channel ``i`` of ``conv1`` by ``1/s_i`` and input channel ``i`` of ``conv2`` by ``s_i`` (``s_i > 0``)
+leaves the float function unchanged when the activation is positively homogeneous per channel:
+
+    W1'[i] = W1[i] / s_i     b1'[i] = b1[i] / s_i     W2'[:, i] = s_i · W2[:, i]
+
+(for a grouped ``conv2``, input channel ``i`` is column ``i mod Cin_g`` of the output channels of
+its group; a depthwise ``conv2`` scales its own channel ``i``). With the channel ranges
+``r1_i = max |W1[i]|`` and ``r2_i = max |W2[:, i]|``, the paper's
+
+    s_i = (1 / r2_i) · √(r1_i · r2_i) = √(r1_i / r2_i)
+
+makes both ranges ``√(r1_i · r2_i)``, which evens the per-channel weight ranges that one step per
+layer (or per column) must cover; ``s_i = 1`` where a range is 0. Pairs share convs in a chain
+(``conv2`` of one pair is ``conv1`` of the next), so the scales are applied pair after pair,
+sweep after sweep, until no ``s_i`` differs from 1 by more than ``tolerance`` (at most
+``sweeps`` sweeps); the weights are scaled in float64 and rounded once to float32.
+
+Activations: none (``conv1`` read only by ``conv2``), ``Relu`` and ``LeakyRelu`` (``f(c·x) = c·f(x)``
+for ``c > 0``: exact). ``Clip(lo, hi)`` (ReLU6 is ``Clip(0, 6)``) is not homogeneous, but per
+channel ``Clip(lo, hi)(y) / s = min(max(y / s, lo / s), hi / s)``: the Clip becomes
+``Relu`` (``lo = 0``) or ``Max`` with the per-channel constant ``lo / s`` (finite ``lo ≠ 0``), then
+``Min`` with the per-channel constant ``hi / s`` (finite ``hi``), so the float function is unchanged
+up to float32 rounding (the constants are ``fl32(hi / s_i)``). Other activations (SiLU, Sigmoid…)
+end a pair. Bias absorption is not done.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.ir.tensor import TensorInfo
+from cimc.passes.manager import GraphPass, PassContext, PassResult
+from cimc.passes.registry import register
+
+HOMOGENEOUS = ("Relu", "LeakyRelu")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """``conv1 → [act] → conv2`` (``act`` is ``None`` when ``conv2`` reads ``conv1`` directly)."""
+
+    conv1: str
+    act: str | None
+    conv2: str
+
+
+@register
+@dataclass(frozen=True)
+class Equalize(GraphPass):
+    name = "equalize"
+    needs = ("fold-batchnorm",)
+    sweeps: int = 100
+    tolerance: float = 1e-6
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        out = graph.copy()
+        pairs = find_pairs(out)
+        if not pairs:
+            return PassResult(out, False)
+        weights = {name: out.initializers[out.node(name).inputs[1]].astype(np.float64)
+                   for p in pairs for name in (p.conv1, p.conv2)}
+        groups = {name: int(out.node(name).attrs.get("group", 1)) for name in weights}
+        biases = {name: _bias(out, out.node(name), w.shape[0]) for name, w in weights.items()}
+        scales = equalize(pairs, weights, biases, groups, self.sweeps, self.tolerance)
+        for name, w in weights.items():
+            _set_conv(out, out.node(name), w, biases[name])
+        for p, s in zip(pairs, scales, strict=True):
+            if p.act is not None and out.node(p.act).op == "Clip":
+                _rescale_clip(out, out.node(p.act), s)
+        out.remove_unused_initializers()
+        return PassResult(out, True)
+
+
+def find_pairs(graph: Graph) -> list[Pair]:
+    """Every ``conv1 → [act] → conv2`` of the graph (module doc), in topological order."""
+    pairs = []
+    for conv1 in graph.topo_order():
+        if not _constant_conv(graph, conv1):
+            continue
+        act, tensor = None, conv1.outputs[0]
+        reader = _sole_reader(graph, tensor)
+        if reader is not None and _channelwise_act(reader, tensor):
+            act, tensor = reader, reader.outputs[0]
+            reader = _sole_reader(graph, tensor)
+        if reader is not None and _constant_conv(graph, reader) and reader.inputs[0] == tensor \
+                and tensor not in reader.inputs[1:] and _in_channels(graph, reader) == graph.shape(tensor)[1]:
+            pairs.append(Pair(conv1.name, None if act is None else act.name, reader.name))
+    return pairs
+
+
+def _constant_conv(graph: Graph, node: Node) -> bool:
+    return node.op == "Conv" and all(t in graph.initializers for t in node.inputs[1:] if t) \
+        and len(graph.shape(node.inputs[1])) == 4
+
+
+def _in_channels(graph: Graph, conv: Node) -> int:
+    return graph.shape(conv.inputs[1])[1] * int(conv.attrs.get("group", 1))
+
+
+def _sole_reader(graph: Graph, tensor: str) -> Node | None:
+    """The one node reading ``tensor`` (once), if ``tensor`` is no graph output."""
+    readers = graph.consumers(tensor)
+    if tensor in graph.outputs or len(readers) != 1 or list(readers[0].inputs).count(tensor) != 1:
+        return None
+    return readers[0]
+
+
+def _channelwise_act(node: Node, tensor: str) -> bool:
+    """Relu, LeakyRelu, or a Clip with constant bounds (its attrs), of ``tensor`` only."""
+    return list(node.inputs) == [tensor] and (node.op in HOMOGENEOUS or node.op == "Clip")
+
+
+def equalize(pairs: list[Pair], weights: dict[str, np.ndarray], biases: dict[str, np.ndarray],
+             groups: dict[str, int], sweeps: int, tolerance: float) -> list[np.ndarray]:
+    """Scale ``weights``/``biases`` (float64, in place) pair after pair until every ``s`` is within
+    ``tolerance`` of 1 (module doc); returns each pair's total ``s`` per channel."""
+    totals = [np.ones(weights[p.conv1].shape[0]) for p in pairs]
+    for _ in range(sweeps):
+        worst = 0.0
+        for p, total in zip(pairs, totals, strict=True):
+            w1, w2 = weights[p.conv1], weights[p.conv2]
+            r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
+            r2 = in_channel_ranges(w2, groups[p.conv2])
+            s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1.0)), 1.0)
+            w1 /= s.reshape(-1, 1, 1, 1)
+            biases[p.conv1] /= s
+            scale_in_channels(w2, groups[p.conv2], s)
+            total *= s
+            worst = max(worst, float(np.abs(np.log(s)).max()))
+        if worst <= tolerance:
+            break
+    return totals
+
+
+def _grouped(w: np.ndarray, groups: int) -> np.ndarray:
+    """``w (Cout, Cin_g, kh, kw)`` viewed as ``(groups, Cout/groups, Cin_g, kh, kw)``."""
+    return w.reshape(groups, w.shape[0] // groups, *w.shape[1:])
+
+
+def in_channel_ranges(w: np.ndarray, groups: int) -> np.ndarray:
+    """``max |W[:, i]|`` per input channel ``i = g·Cin_g + c`` of a grouped conv's weight."""
+    return np.abs(_grouped(w, groups)).max(axis=(1, 3, 4)).reshape(-1)
+
+
+def scale_in_channels(w: np.ndarray, groups: int, s: np.ndarray) -> None:
+    """Multiply input channel ``i`` of grouped weight ``w`` by ``s[i]`` (in place)."""
+    _grouped(w, groups)[...] *= s.reshape(groups, 1, w.shape[1], 1, 1)
+
+
+def _bias(graph: Graph, conv: Node, channels: int) -> np.ndarray:
+    if len(conv.inputs) < 3 or not conv.inputs[2]:
+        return np.zeros(channels)
+    return graph.initializers[conv.inputs[2]].astype(np.float64).reshape(-1)
+
+
+def _set_conv(graph: Graph, conv: Node, w: np.ndarray, b: np.ndarray) -> None:
+    """Give ``conv`` new initializers ``w``, ``b`` (rounded once to float32; new names, so a weight
+    shared with another node is never changed under it)."""
+    w_name = graph.unique_name(conv.inputs[1] + "_eq")
+    graph.set_initializer(w_name, w.astype(np.float32))
+    b_name = graph.unique_name(conv.name + "_bias_eq")
+    graph.set_initializer(b_name, b.astype(np.float32))
+    graph.set_inputs(conv, (conv.inputs[0], w_name, b_name))
+
+
+def _rescale_clip(graph: Graph, clip: Node, s: np.ndarray) -> None:
+    """Replace ``Clip(lo, hi)`` of a tensor whose channel ``i`` is now divided by ``s_i`` with
+    ``Relu`` or ``Max(·, lo/s)``, then ``Min(·, hi/s)`` (module doc)."""
+    lo, hi = float(clip.attrs["min"]), float(clip.attrs["max"])
+    x, y = clip.inputs[0], clip.outputs[0]
+    shape = graph.shape(x)
+    graph.remove_node(clip.name)
+    steps: list[tuple[str, float | None]] = []
+    if lo == 0.0:
+        steps.append(("Relu", None))
+    elif lo != -math.inf:
+        steps.append(("Max", lo))
+    if hi != math.inf:
+        steps.append(("Min", hi))
+    if not steps:  # Clip(−inf, inf) is the identity
+        graph.replace_all_uses(y, x)
+        return
+    for i, (op, bound) in enumerate(steps):
+        out = y if i == len(steps) - 1 else graph.unique_name(f"{y}_eq_{op.lower()}")
+        inputs = [x]
+        if bound is not None:
+            const = graph.unique_name(f"{clip.name}_{op.lower()}_eq")
+            graph.set_initializer(const, (bound / s).astype(np.float32).reshape(1, -1, *([1] * (len(shape) - 2))))
+            inputs.append(const)
+        if out != y:
+            graph.tensors[out] = TensorInfo(out, shape, graph.tensors[x].dtype)
+        graph.add_node(Node(graph.unique_name(f"{clip.name}_{op.lower()}"), op, tuple(inputs), (out,)))
+        x = out
