@@ -203,7 +203,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "(32×32 RGB; one image = 0.1 point). Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
              "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
-             "`--equalize` (cross-layer equalisation), `no shift` = `--no-shift`. Cells: compiled top-1 % (Δ vs float). cimc versions: "
+             "`--equalize` (cross-layer equalisation), `no shift` = `--no-shift`. Cells: compiled top-1 % "
+             "(Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]
     for tag, c in keys:
