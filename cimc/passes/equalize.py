@@ -19,17 +19,18 @@ sweep after sweep, until no ``s_i`` differs from 1 by more than ``tolerance`` (a
 ``sweeps`` sweeps); the weights are scaled in float64 and rounded once to float32.
 
 Activations: none (``conv1`` read only by ``conv2``), ``Relu`` and ``LeakyRelu`` (``f(c·x) = c·f(x)``
-for ``c > 0``: exact). ``Clip(lo, hi)`` (ReLU6 is ``Clip(0, 6)``) is not homogeneous, but per
-channel ``Clip(lo, hi)(y) / s = min(max(y / s, lo / s), hi / s)``: the Clip becomes
-``Relu`` (``lo = 0``) or ``Max`` with the per-channel constant ``lo / s`` (finite ``lo ≠ 0``), then
-``Min`` with the per-channel constant ``hi / s`` (finite ``hi``), so the float function is unchanged
-up to float32 rounding (the constants are ``fl32(hi / s_i)``). Other activations (SiLU, Sigmoid…)
-end a pair. Bias absorption is not done.
+for ``c > 0``: exact). ``Clip(lo, hi)`` (ReLU6 is ``Clip(0, 6)``) is not homogeneous: its
+bounds would have to become ``lo / s_i``, ``hi / s_i`` per channel, which a Clip cannot hold, so
+it is wrapped as ``Mul(·, s) → Clip(lo, hi) → Mul(·, 1/s)`` with per-channel constants
+(``Clip(lo, hi)(y) / s = Clip(lo, hi)(s · (y / s)) / s``): the Clip sees the float model's tensor,
+its readers the equalized one, and the float function is unchanged up to float32 rounding of
+the two products. These digital Muls by constants are positively homogeneous, so
+scale-to-shift still folds a layer's remainder through them and the Clip. Other activations
+(SiLU, Sigmoid…) end a pair. Bias absorption is not done.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,30 +173,18 @@ def _set_conv(graph: Graph, conv: Node, w: np.ndarray, b: np.ndarray) -> None:
 
 
 def _rescale_clip(graph: Graph, clip: Node, s: np.ndarray) -> None:
-    """Replace ``Clip(lo, hi)`` of a tensor whose channel ``i`` is now divided by ``s_i`` with
-    ``Relu`` or ``Max(·, lo/s)``, then ``Min(·, hi/s)`` (module doc)."""
-    lo, hi = float(clip.attrs["min"]), float(clip.attrs["max"])
+    """Wrap ``Clip(lo, hi)`` of a tensor whose channel ``i`` is now divided by ``s_i`` as
+    ``Mul(·, s) → Clip(lo, hi) → Mul(·, 1/s)`` (module doc)."""
     x, y = clip.inputs[0], clip.outputs[0]
-    shape = graph.shape(x)
+    shape, dtype = graph.shape(x), graph.tensors[x].dtype
+    per_channel = (1, -1, *([1] * (len(shape) - 2)))
     graph.remove_node(clip.name)
-    steps: list[tuple[str, float | None]] = []
-    if lo == 0.0:
-        steps.append(("Relu", None))
-    elif lo != -math.inf:
-        steps.append(("Max", lo))
-    if hi != math.inf:
-        steps.append(("Min", hi))
-    if not steps:  # Clip(−inf, inf) is the identity
-        graph.replace_all_uses(y, x)
-        return
-    for i, (op, bound) in enumerate(steps):
-        out = y if i == len(steps) - 1 else graph.unique_name(f"{y}_eq_{op.lower()}")
-        inputs = [x]
-        if bound is not None:
-            const = graph.unique_name(f"{clip.name}_{op.lower()}_eq")
-            graph.set_initializer(const, (bound / s).astype(np.float32).reshape(1, -1, *([1] * (len(shape) - 2))))
-            inputs.append(const)
-        if out != y:
-            graph.tensors[out] = TensorInfo(out, shape, graph.tensors[x].dtype)
-        graph.add_node(Node(graph.unique_name(f"{clip.name}_{op.lower()}"), op, tuple(inputs), (out,)))
-        x = out
+    before, after = graph.unique_name(f"{y}_eq_in"), graph.unique_name(f"{y}_eq_clip")
+    for name in (before, after):
+        graph.tensors[name] = TensorInfo(name, shape, dtype)
+    up, down = graph.unique_name(f"{clip.name}_eq_s"), graph.unique_name(f"{clip.name}_eq_inv_s")
+    graph.set_initializer(up, s.astype(np.float32).reshape(per_channel))
+    graph.set_initializer(down, (1.0 / s).astype(np.float32).reshape(per_channel))
+    graph.add_node(Node(graph.unique_name(f"{clip.name}_eq_scale"), "Mul", (x, up), (before,)))
+    graph.add_node(Node(clip.name, "Clip", (before,), (after,), dict(clip.attrs)))
+    graph.add_node(Node(graph.unique_name(f"{clip.name}_eq_unscale"), "Mul", (after, down), (y,)))

@@ -7,11 +7,12 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
 
 * ``"activation"``: when ``s`` is one number per layer and the output reaches only CIM
   layers through positively homogeneous ops (Relu, LeakyRelu, pools, reshapes, slices, zero
-  padding) and Clips with constant bounds, those readers quantize ``y / r`` with step
-  ``S_A' = S_A / r`` — the same codes — and the layer adds ``b' = b / r``: exact up to float
-  rounding (``Shift.gain = g = 1/r``). A Clip on the way (ReLU6 is ``Clip(0, 6)``) is not
-  homogeneous, but ``Clip(lo, hi)(y) = Clip(g·lo, g·hi)(g·y) / g`` for ``g > 0``: its bounds
-  become ``fl32(g·lo)``, ``fl32(g·hi)`` (``ScaledBounds`` keeps ``lo``, ``hi`` for the float
+  padding, products with a constant: ``Mul(y, k)``, ``Div(y, k)``) and Clips with constant
+  bounds, those readers quantize ``y / r`` with step ``S_A' = S_A / r`` — the same codes — and
+  the layer adds ``b' = b / r``: exact up to float rounding (``Shift.gain = g = 1/r``). A Clip
+  on the way (ReLU6 is ``Clip(0, 6)``) is not homogeneous, but
+  ``Clip(lo, hi)(y) = Clip(g·lo, g·hi)(g·y) / g`` for ``g > 0``: its bounds become
+  ``fl32(g·lo)``, ``fl32(g·hi)`` (``ScaledBounds`` keeps ``lo``, ``hi`` for the float
   model). Every engine runs the scaled Clip, so they agree bit for bit; against the float
   model the bounds move by their float32 rounding (≤ ½ ulp), below the shift's own rounding;
 * ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
@@ -241,7 +242,7 @@ def fold_targets(graph: Graph, node: Node) -> FoldTargets | None:
             elif _scalable_clip(reader, tensor):
                 clips.append(reader)
                 frontier.append(reader.outputs[0])
-            elif _homogeneous(reader):
+            elif _homogeneous(reader) or _constant_product(graph, reader, tensor):
                 frontier.append(reader.outputs[0])
             else:
                 return None
@@ -257,6 +258,15 @@ def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
 def _scalable_clip(node: Node, tensor: str) -> bool:
     """A Clip of ``tensor`` by constant bounds (attrs, the canonical form) not scaled before."""
     return node.op == "Clip" and list(node.inputs) == [tensor] and ScaledBounds not in node.ann
+
+
+def _constant_product(graph: Graph, node: Node, tensor: str) -> bool:
+    """``Mul(tensor, k)``, ``Mul(k, tensor)`` or ``Div(tensor, k)`` with ``k`` a constant:
+    ``(c·x)·k = c·(x·k)``, so it is homogeneous in ``tensor`` (the equalize pass writes them)."""
+    if node.op not in ("Mul", "Div") or len(node.inputs) != 2 or list(node.inputs).count(tensor) != 1:
+        return False
+    other = node.inputs[1] if node.inputs[0] == tensor else node.inputs[0]
+    return other in graph.initializers and (node.op == "Mul" or node.inputs[0] == tensor)
 
 
 def _homogeneous(node: Node) -> bool:
