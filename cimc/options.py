@@ -118,7 +118,7 @@ _DECLARED = (
            "error weighted by the mean square of its input on the calibration data) or LSQ initialisation.",
            default="mse", choices=("mse", "aware", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
     Option("bias_correction", "--bias-correction", bool, "Correct each layer's bias by its mean output error on the "
-           "calibration data (empirical bias correction).", default=False, passes=_QUANT, shapes_build=True,
+           "calibration data (empirical bias correction).", default=False, passes=_CALIB, shapes_build=True,
            recorded=True),
     Option("equalize", "--equalize", bool, "Cross-layer equalisation before quantization: scale the output "
            "channels of each Conv and the input channels of the Conv after it (through Relu or Clip) so that "

@@ -250,10 +250,21 @@ def correct_bias(graph: Graph, node: Node, x: np.ndarray) -> None:
     """Bias correction (``cimc.quant.bias_correction``) of a quantized Conv, or Gemm with
     ``beta = 1``: the corrected bias becomes a new initializer the layer reads. MatMul (no bias
     input) and other Gemms are left as they are."""
+    if has_own_bias(node):
+        set_bias(graph, node, corrected_bias(cim_spec(graph, node), x))
+
+
+def has_own_bias(node: Node) -> bool:
+    """Whether bias correction can change ``node``'s bias: a Conv, or a Gemm with ``beta = 1``
+    (logged otherwise)."""
     if node.op == "MatMul" or (node.op == "Gemm" and float(node.attrs.get("beta", 1.0)) != 1.0):
         log.info("bias correction skips '%s' (%s without a bias of its own)", node.name, node.op)
-        return
-    bias = corrected_bias(cim_spec(graph, node), x)
+        return False
+    return True
+
+
+def set_bias(graph: Graph, node: Node, bias: np.ndarray) -> None:
+    """``bias`` (float32) as a new initializer that ``node`` reads as its bias."""
     name = graph.unique_name(f"{node.name}.bias_corrected")
     graph.set_initializer(name, bias)
     inputs = list(node.inputs) + [""] * (3 - len(node.inputs))

@@ -20,7 +20,9 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
   sums with less squared error (per column when the scale is), else the one above ``s``
   (the ADC range grows, never clipping more). The calibration inputs are quantize's, or, for
-  layers whose steps came with the model (QAT), collected by this pass from the same batch;
+  layers whose steps came with the model (QAT), collected by this pass from the same batch.
+  With ``--bias-correction`` the layer's bias then moves by the change of its mean output on
+  that input (``bias_correction.refolded_bias``), which the new ADC step would otherwise add;
 
 * ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
 
@@ -50,9 +52,10 @@ from cimc.mapping.select import cim_nodes
 from cimc.ops import find
 from cimc.passes.context import ShiftReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
-from cimc.passes.quantize import calibration_batch
+from cimc.passes.quantize import calibration_batch, has_own_bias, set_bias
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
+from cimc.quant.bias_correction import refolded_bias
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, collect_inputs, partial_sums
 from cimc.quant.cim_layer import cim_spec
@@ -71,11 +74,13 @@ class ScaleToShift(GraphPass):
     data_root: str | None = None
     preprocess: Preprocess = DEFAULT_PREPROCESS
     sqnr_samples: int = 2
+    bias_correction: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> ScaleToShift:
         return cls(calib=options.calib, calib_size=options.calib_size, data_root=options.data_root,
-                   preprocess=Preprocess.from_options(options.image_size, options.mean, options.std))
+                   preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
+                   bias_correction=options.bias_correction)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         missing = [n.name for n in cim_nodes(graph) if QuantParams not in n.ann]
@@ -89,7 +94,8 @@ class ScaleToShift(GraphPass):
         inputs = self._inputs(graph, todo, ctx)
         with single_blas_thread():
             for node in todo:
-                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name)))
+                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name),
+                                         self.bias_correction))
         if todo and self.sqnr_samples > 0:
             self._measure(graph, out, todo, ctx)
         return PassResult(out, bool(todo))
@@ -131,18 +137,20 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
-                calibration: np.ndarray | None = None) -> dict[str, float]:
+                calibration: np.ndarray | None = None, bias_correction: bool = False) -> dict[str, float]:
     """Annotate ``node`` with its ``Shift`` and fold the remainder (module doc).
 
     ``input_gain`` is ``g`` when the layer's input arrives multiplied by ``g`` (its producer
     folded into this layer's ``S_A``): its true scale is then ``S_W·S_ADC·S_A / g``.
     ``calibration`` (the layer's float calibration input) lets an ADC fold pick the better of
-    the two powers of two around ``s``. Returns the input gains given to reader layers."""
+    the two powers of two around ``s``; with ``bias_correction`` (quantize corrected the bias), an
+    ADC fold also moves the bias by the change of the mean output on it
+    (``bias_correction.refolded_bias``). Returns the input gains given to reader layers."""
     q = node.ann[QuantParams]
     exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64) / input_gain
     k = numerics.shift_exponent(exact)
     error = float(np.max(np.abs(numerics.shift_scale(k) / exact - 1.0)))
-    mode, gain, readers = "none", 1.0, None
+    mode, gain, readers, before, x = "none", 1.0, None, None, None
     if fold and error > 0:
         targets = fold_targets(graph, node) if exact.size == 1 else None
         if targets is not None:
@@ -152,6 +160,8 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
             mode = "activation"
         else:
             x = None if calibration is None else calibration * np.float32(input_gain)
+            if bias_correction and x is not None and has_own_bias(node):
+                before = cim_spec(graph, node)
             k, adc = adc_fold(graph, node, exact, x)
             node.ann.put(replace(q, adc_step=adc))
             mode = "adc"
@@ -159,6 +169,8 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
     exact32 = exact.astype(np.float32)
     exact32.flags.writeable = False
     node.ann.put(Shift(k, exact32, error, None, mode, gain))
+    if before is not None and x is not None:
+        set_bias(graph, node, refolded_bias(before, cim_spec(graph, node), x, exact))
     return {reader.name: gain for reader in readers or ()}
 
 
