@@ -122,15 +122,16 @@ _DECLARED = (
            recorded=True),
     Option("equalize", "--equalize", bool, "Cross-layer equalisation before quantization: scale the output "
            "channels of each Conv and the input channels of the Conv after it (through Relu or Clip) so that "
-           "their weight ranges match; the float function is unchanged (the 'equalize' pass).", default=False,
-           shapes_build=True, recorded=True, record_default=False),
+           "their weight ranges match; the float function is unchanged (the 'equalize' pass). With per-column "
+           "steps and the shift on, each column's scale remainder is equalised the same way into the next "
+           "Conv.", default=False, passes=("quantize",), shapes_build=True, recorded=True, record_default=False),
     Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10, mnist), an "
            "image folder (DIR/<class>/*.png), an .npz with x and y, or a folder of .npy inputs.",
            default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),
     Option("calib_size", "--calib-size", int, "Calibration samples.", default=16, low=1, passes=_CALIB,
            shapes_build=True, recorded=True),
     Option("no_shift", "--no-shift", bool, "Keep exact output scales (no power-of-two shift): the same as "
-           "--disable scale-to-shift.", default=False, shapes_build=True, recorded=True),
+           "--disable scale-to-shift.", default=False, passes=("quantize",), shapes_build=True, recorded=True),
     Option("w_bits", "--w-bits", int, "Weight bits of every layer (default: the macro's cell bits; wider "
            "weights are bit-sliced over cells).", low=2, high=MAX_BITS, passes=_QUANT, shapes_build=True,
            recorded=True),

@@ -31,15 +31,17 @@ scale-to-shift still folds a layer's remainder through them and the Clip. Other 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.ir.tensor import TensorInfo
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
+from cimc.quant import numerics
 
 HOMOGENEOUS = ("Relu", "LeakyRelu")
 
@@ -188,3 +190,76 @@ def _rescale_clip(graph: Graph, clip: Node, s: np.ndarray) -> None:
     graph.add_node(Node(graph.unique_name(f"{clip.name}_eq_scale"), "Mul", (x, up), (before,)))
     graph.add_node(Node(clip.name, "Clip", (before,), (after,), dict(clip.attrs)))
     graph.add_node(Node(graph.unique_name(f"{clip.name}_eq_unscale"), "Mul", (after, down), (y,)))
+
+
+# -- per-column shift remainders (quantize, with --equalize and per-column steps) -----------------
+def fold_column_remainder(graph: Graph, node: Node, inputs: dict[str, np.ndarray], pending: set[str]) -> bool:
+    """Make the per-column output scale ``s_j = S_W[j]·S_ADC[j]·S_A`` of quantized ``node`` a power
+    of two ``2^−k_j`` (``k_j = numerics.shift_exponent(s_j)``) by the equalisation above with
+    ``s = r``, ``r_j = s_j · 2^k_j``: ``W[j]``, ``b[j]`` and ``S_W[j]`` are divided by ``r_j`` (the
+    same weight codes; the output is ``y_j / r_j``) and input channel ``j`` of the one Conv that
+    reads ``node`` through Relu, LeakyRelu, a Clip or equalize's ``Mul → Clip → Mul`` is
+    multiplied by ``r_j`` — before that reader is calibrated (``pending``), whose calibration
+    input ``inputs[reader]`` is divided by ``r_j`` accordingly. scale-to-shift then has no
+    remainder to move into the ADC step. Returns whether it folded."""
+    q = node.ann[QuantParams]
+    path = _reader_path(graph, node)
+    if path is None or q.w_step.size == 1 or path[-1].name not in pending or node.op != "Conv":
+        return False
+    exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64)
+    r = exact / numerics.shift_scale(numerics.shift_exponent(exact)).astype(np.float64)
+    reader, between = path[-1], path[:-1]
+    w, b = graph.initializers[node.inputs[1]].astype(np.float64), _bias(graph, node, r.size)
+    _set_conv(graph, node, w / r.reshape(-1, 1, 1, 1), b / r)
+    w_step = (q.w_step.astype(np.float64) / r).astype(np.float32)
+    w_step.flags.writeable = False
+    node.ann.put(replace(q, w_step=w_step))
+    w2 = graph.initializers[reader.inputs[1]].astype(np.float64)
+    scale_in_channels(w2, int(reader.attrs.get("group", 1)), r)
+    _set_conv(graph, reader, w2, _bias(graph, reader, w2.shape[0]))
+    _rescale_path(graph, between, r)
+    inputs[reader.name] = (inputs[reader.name] / r.reshape(1, -1, 1, 1)).astype(np.float32)
+    return True
+
+
+def _reader_path(graph: Graph, node: Node) -> list[Node] | None:
+    """The nodes from ``node``'s output to the one Conv reading it through channelwise ops
+    (Relu, LeakyRelu, Clip, Mul by a constant), that Conv last; ``None`` when there is none."""
+    path: list[Node] = []
+    tensor = node.outputs[0]
+    for _ in range(4):
+        reader = _sole_reader(graph, tensor)
+        if reader is None:
+            return None
+        if reader.op == "Conv":
+            ok = _constant_conv(graph, reader) and reader.inputs[0] == tensor and tensor not in reader.inputs[1:]
+            return [*path, reader] if ok and _in_channels(graph, reader) == graph.shape(tensor)[1] else None
+        if not (_channelwise_act(reader, tensor) or _constant_mul(graph, reader, tensor)):
+            return None
+        path.append(reader)
+        tensor = reader.outputs[0]
+    return None
+
+
+def _constant_mul(graph: Graph, node: Node, tensor: str) -> bool:
+    return node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] == tensor \
+        and node.inputs[1] in graph.initializers and node.inputs[1] != tensor
+
+
+def _rescale_path(graph: Graph, between: list[Node], r: np.ndarray) -> None:
+    """Channel ``j`` now arrives divided by ``r_j``: a Clip right after a ``Mul`` by a constant
+    (equalize's wrapping) gets ``r`` into that Mul and ``1/r`` into the Mul after it; any other
+    Clip is wrapped (``_rescale_clip``). Relu, LeakyRelu and Muls elsewhere pass ``1/r`` on."""
+    for i, node in enumerate(between):
+        if node.op != "Clip":
+            continue
+        wrapped = 0 < i < len(between) - 1 and between[i - 1].op == "Mul" and between[i + 1].op == "Mul"
+        if not wrapped:
+            _rescale_clip(graph, node, r)
+            continue
+        for mul, factor in ((between[i - 1], r), (between[i + 1], 1.0 / r)):
+            k = graph.initializers[mul.inputs[1]].astype(np.float64)
+            per_channel = (k * factor.reshape(1, -1, *([1] * (k.ndim - 2)))).astype(np.float32)
+            name = graph.unique_name(f"{mul.inputs[1]}_fold")
+            graph.set_initializer(name, per_channel)
+            graph.set_inputs(mul, (mul.inputs[0], name))

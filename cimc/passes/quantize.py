@@ -22,7 +22,10 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
   ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch.
 
 With ``bias_correction``, each calibrated layer's bias then absorbs its mean output error on
-the calibration batch (``cimc.quant.bias_correction``).
+the calibration batch (``cimc.quant.bias_correction``). With ``fold_columns`` (``--equalize``
+with the shift on), a layer with per-column steps then makes each column's output scale a
+power of two by equalising the remainder with the Conv that reads it, before that Conv is
+calibrated (``cimc.passes.equalize.fold_column_remainder``; the float function is unchanged).
 
 Needs tile-wordlines first (partial sums are per segment). Layers that already carry
 ``QuantParams`` are kept, so a second run changes nothing. ``ensures`` checks that every
@@ -48,6 +51,7 @@ from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 from cimc.options import validate
 from cimc.passes.context import QuantizeReport
+from cimc.passes.equalize import fold_column_remainder
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
@@ -103,13 +107,14 @@ class Quantize(GraphPass):
     bits: Mapping[str, LayerBits] = field(default_factory=dict)
     default_bits: LayerBits = LayerBits()
     bias_correction: bool = False
+    fold_columns: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
         bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
-                   bias_correction=options.bias_correction,
+                   bias_correction=options.bias_correction, fold_columns=options.equalize and not options.no_shift,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
@@ -181,10 +186,14 @@ class Quantize(GraphPass):
         with single_blas_thread():  # many small products: threads cost more than they give
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
             ctx.calibration_inputs = inputs
+            pending = {n.name for n in nodes} - set(imported)
             for node in nodes:
+                pending.discard(node.name)
                 node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
                 if self.bias_correction:
                     correct_bias(graph, node, inputs[node.name])
+                if self.fold_columns and node.name not in imported:
+                    fold_column_remainder(graph, node, inputs, pending)
 
     def _layer(self, graph: Graph, node: Node, x: np.ndarray, steps: ImportedSteps | None,
                macro: MacroSpec) -> QuantParams:

@@ -213,13 +213,18 @@ def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) 
 
 def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.ndarray:
     """Squared ADC error of partial sums ``p (M, segments·T·S, Cout)`` with every conversion
-    kind at its step ``adc_step · 2^−m_{t,j}``: per column when ``adc_step`` is, else in total."""
+    kind at its step ``adc_step · 2^−m_{t,j}``, as it reaches the layer's sum: each kind's error
+    weighted by the square of its shift-add weight ``c_k = 2^(j·cell_bits + t·dac_bits)`` (the
+    error quantize's ``kind_steps`` minimises); per column when ``adc_step`` is, else in total."""
     kinds = q.w_slices * q.a_slices
     if kinds == 1:
         return squared_error(p, adc_step, q.adc_bits, True, 2 if adc_step.size > 1 else None)
     steps = slicing.conversion_steps(adc_step.astype(np.float32), q.adc_shift, kinds)  # (kinds, C)
-    steps = np.tile(steps, (p.shape[1] // kinds, 1))[None]
+    segments = p.shape[1] // kinds
+    steps = np.tile(steps, (segments, 1))[None]
+    weights = slicing.conversion_weights(segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits).astype(np.float64)
     err = (p - numerics.quantize(p, steps, q.adc_bits, True) * steps).astype(np.float64) ** 2
+    err *= (weights**2).reshape(1, -1, 1)
     return err.sum(axis=(0, 1)) if adc_step.size > 1 else np.atleast_1d(err.sum())
 
 
