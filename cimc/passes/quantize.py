@@ -112,9 +112,10 @@ class Quantize(GraphPass):
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
         bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
+        equalize, shift = options.equalize, not options.no_shift
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
-                   bias_correction=options.bias_correction, fold_columns=options.equalize and not options.no_shift,
+                   bias_correction=options.bias_correction, fold_columns=equalize and shift,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
