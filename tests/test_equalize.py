@@ -142,3 +142,23 @@ def test_compile_with_equalize_writes_it_to_the_manifest(tmp_path: Path) -> None
     assert manifest["options"]["equalize"] is True and "passes" not in manifest["options"]
     result = CliRunner().invoke(main, ["passes"])
     assert "equalize" in result.stdout and "cross-layer equalisation" in result.stdout
+
+
+def test_a_model_with_quantization_steps_is_refused() -> None:
+    graph = import_onnx(depthwise_net("relu"))
+    graph.metadata["cimc.quant"] = "{}"
+    with pytest.raises(UsageError, match="quantization steps"):
+        eq.Equalize().requires(graph, PassContext(macro=MacroSpec()))
+
+
+def test_a_channel_the_next_conv_almost_ignores_keeps_the_function() -> None:
+    """``r2 ≈ 0`` would ask for ``s = √(r1/r2)`` near 10^15: the total is bounded, and the function kept."""
+    model = depthwise_net("clip")
+    w3 = next(t for t in model.graph.initializer if t.name == "w3")
+    value = onnx.numpy_helper.to_array(w3).copy()
+    value[:, 0] = 1e-30
+    w3.CopyFrom(onnx.numpy_helper.from_array(value, "w3"))
+    graph = equalized(model)
+    scales = [graph.initializers[n.inputs[1]] for n in graph.nodes if n.op == "Mul"]
+    assert max(float(np.abs(np.log2(k)).max()) for k in scales) <= 24 + 1e-6
+    close(run_ort(export_onnx(graph), feeds())["y"], run_ort(model, feeds())["y"])

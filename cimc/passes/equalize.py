@@ -16,7 +16,9 @@ makes both ranges ``√(r1_i · r2_i)``, which evens the per-channel weight rang
 layer (or per column) must cover; ``s_i = 1`` where a range is 0. Pairs share convs in a chain
 (``conv2`` of one pair is ``conv1`` of the next), so the scales are applied pair after pair,
 sweep after sweep, until no ``s_i`` differs from 1 by more than ``tolerance`` (at most
-``sweeps`` sweeps); the weights are scaled in float64 and rounded once to float32.
+``sweeps`` sweeps; a pair's total scale is kept within ``2^±24``); the weights are scaled in
+float64 and rounded once to float32. A model that carries quantization steps (QAT metadata, a
+QDQ model's steps) is refused: rescaled weights would no longer fit them.
 
 Activations: none (``conv1`` read only by ``conv2``), ``Relu`` and ``LeakyRelu`` (``f(c·x) = c·f(x)``
 for ``c > 0``: exact). ``Clip(lo, hi)`` (ReLU6 is ``Clip(0, 6)``) is not homogeneous: its
@@ -35,6 +37,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cimc.errors import UsageError
+from cimc.frontend.quantizers import QDQ_KEY
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -42,8 +46,12 @@ from cimc.ir.tensor import TensorInfo
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics
+from cimc.quant.qat_metadata import KEY as QAT_KEY
 
 HOMOGENEOUS = ("Relu", "LeakyRelu")
+#: A pair's total scale stays within ``[MIN_SCALE, 1/MIN_SCALE]`` (no weight pushed towards
+#: float32's subnormal range by a channel whose other range is almost 0).
+MIN_SCALE = 2.0**-24
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,13 @@ class Equalize(GraphPass):
     needs = ("fold-batchnorm",)
     sweeps: int = 100
     tolerance: float = 1e-6
+
+    def requires(self, graph: Graph, ctx: PassContext) -> None:
+        carried = [key for key in (QAT_KEY, QDQ_KEY) if key in graph.metadata]
+        if carried:
+            raise UsageError(f"--equalize would rescale weights whose quantization steps the model carries "
+                             f"({carried[0]}: from cimc qat or a quantized model)",
+                             hint="drop --equalize for this model, or equalize the float model before QAT")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         out = graph.copy()
@@ -133,6 +148,7 @@ def equalize(pairs: list[Pair], weights: dict[str, np.ndarray], biases: dict[str
             r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
             r2 = in_channel_ranges(w2, groups[p.conv2])
             s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1.0)), 1.0)
+            s = np.clip(s, MIN_SCALE / total, 1.0 / (MIN_SCALE * total))  # totals stay in [2^−24, 2^24]
             w1 /= s.reshape(-1, 1, 1, 1)
             biases[p.conv1] /= s
             scale_in_channels(w2, groups[p.conv2], s)
