@@ -1,4 +1,4 @@
-"""equalize: cross-layer equalisation of consecutive Convs (``--equalize``; Nagel et al. 2019).
+"""equalize: cross-layer equalisation of consecutive Convs (--equalize; Nagel et al. 2019).
 
 For a pair ``conv1 → [act] → conv2`` whose middle tensors nothing else reads, scaling output
 channel ``i`` of ``conv1`` by ``1/s_i`` and input channel ``i`` of ``conv2`` by ``s_i`` (``s_i > 0``)
@@ -274,8 +274,9 @@ def _rescale_path(graph: Graph, between: list[Node], r: np.ndarray) -> None:
             _rescale_clip(graph, node, r)
             continue
         for mul, factor in ((between[i - 1], r), (between[i + 1], 1.0 / r)):
-            k = graph.initializers[mul.inputs[1]].astype(np.float64)
-            per_channel = (k * factor.reshape(1, -1, *([1] * (k.ndim - 2)))).astype(np.float32)
+            k = graph.initializers[mul.inputs[1]].astype(np.float64)  # scalar or per channel
+            rank = len(graph.shape(mul.inputs[0]))
+            per_channel = (k * factor.reshape(1, -1, *([1] * (rank - 2)))).astype(np.float32)
             name = graph.unique_name(f"{mul.inputs[1]}_fold")
             graph.set_initializer(name, per_channel)
             graph.set_inputs(mul, (mul.inputs[0], name))
