@@ -33,7 +33,7 @@ from cimc.cost.model import ModelCost
 from cimc.data.batches import inputs_of
 from cimc.data.files import data_limit
 from cimc.data.preprocess import Preprocess
-from cimc.errors import UsageError
+from cimc.errors import CimcError, UsageError
 from cimc.evaluation import evaluator
 from cimc.frontend import import_onnx
 from cimc.frontend.budget import check_nonempty
@@ -59,6 +59,8 @@ class CompileOptions:
 
     bitline_budget: int | None = None
     macro: MacroSpec | str | Path | None = None
+    timing: str = OPTIONS["timing"].default
+    infer_batch: int = OPTIONS["infer_batch"].default
     tiling: str = OPTIONS["tiling"].default
     placement: str = OPTIONS["placement"].default
     map_fc: bool = OPTIONS["map_fc"].default
@@ -196,6 +198,12 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
 
 def _read_hash(path: Path, limit: int | None = None) -> str:
     """sha256 of the file; reading stops after ``limit`` bytes (the import refuses such a file)."""
+    from cimc.untrusted import check_regular
+
+    try:  # the checks of every read (cimc.untrusted); the import reports a refusal itself
+        check_regular(path, limit=limit if limit is not None else 2**63)
+    except CimcError:
+        return ""
     h = hashlib.sha256()
     read = 0
     with open(path, "rb") as fh:
@@ -218,7 +226,7 @@ def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassCon
     passes = instantiate(names, options)
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
-                      progress=options.progress)
+                      progress=options.progress, memory_budget=4 * options.max_tensor_bytes)
     return run_passes(graph, passes, ctx), ctx
 
 
@@ -238,9 +246,10 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     graph, source_info = load_source(source, options)
     with data_limit(options.max_data_bytes):  # --calib and --eval files
         evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
-                              options.max_acc_drop) if options.eval_data is not None else None)
+                              options.max_acc_drop, memory_budget=4 * options.max_tensor_bytes)
+                    if options.eval_data is not None else None)
         graph, ctx = compile_graph(graph, options)
         build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
-                            quant_info(ctx), evaluate)
+                            quant_info(ctx), evaluate, options.timing, options.infer_batch)
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report.to_json(), ctx.history)

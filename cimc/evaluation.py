@@ -25,8 +25,10 @@ from cimc.documents.base import Decibels
 from cimc.documents.report import Accuracy, LayerLoss
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
-from cimc.lowering.model import float_model, serialize
+from cimc.limits import TENSOR_BYTES
+from cimc.lowering.model import float_model_bytes
 from cimc.quant import loss
+from cimc.quant.calibration import check_memory
 from cimc.safe_text import safe_name
 
 CHUNK = 256
@@ -165,13 +167,15 @@ def accuracy_warning(loss_points: float, labelled: bool, max_drop: float, losses
 
 def evaluator(graph: Graph, dataset: str | Path | object, size: int | None = None, root: str | Path | None = None,
               preprocess: data.Preprocess = data.DEFAULT, max_drop: float = MAX_DROP,
-              layer_samples: int = LAYER_SAMPLES) -> Callable[..., Accuracy]:
+              layer_samples: int = LAYER_SAMPLES, memory_budget: int = 4 * TENSOR_BYTES) -> Callable[..., Accuracy]:
     """A function ``evaluate(model_cim_onnx_bytes, compiled_graph=None)`` giving the report's
     ``accuracy`` section on the test split of ``dataset`` (a name, a path, or an iterable of
     ``(x, y)`` batches; unlabelled data measure agreement and SQNR only). With the compiled
-    graph it also measures every CIM layer's loss on ``layer_samples`` samples."""
+    graph it also measures every CIM layer's loss on ``layer_samples`` samples. The samples'
+    run must fit ``memory_budget`` (``calibration.check_memory``), checked before it starts."""
     ds = evaluation_samples(graph, dataset, size, root, preprocess)
-    float_bytes = serialize(float_model(graph))
+    check_memory(graph, int(ds.x.shape[0]), memory_budget, "evaluating", "--eval-size")
+    float_bytes = float_model_bytes(graph)
     cache: dict[str, np.ndarray] = {}
 
     def evaluate(compiled: bytes, compiled_graph: Graph | None = None) -> Accuracy:

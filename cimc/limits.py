@@ -28,3 +28,19 @@ DATASET_IMAGES = 200_000
 IMAGE_SIZE = 4096
 #: A build's ``manifest.json``.
 MANIFEST_BYTES = 16 * MiB
+#: Compute phases of a build's timeline (tiles × passes over every layer, ``cimc.cost.timeline``).
+TIMELINE_PHASES = 100_000
+#: Each other file of a build: its JSON and text files (layout, graph, quant, schedule,
+#: report, graph.txt …) and its array files (``weights.safetensors``, ``digital.safetensors``,
+#: ``model.cim.onnx``: as large as the model they come from, twice the model limit).
+BUILD_TEXT_BYTES = GiB
+BUILD_ARRAY_BYTES = 4 * GiB
+#: A ``--bits`` / ``--macro`` file, a sweep config.
+OPTIONS_FILE_BYTES = 16 * MiB
+#: A sweep's results file (JSON lines).
+RESULTS_FILE_BYTES = GiB
+#: How deeply arrays and objects (tables) may nest in any JSON or TOML file cimc reads.
+NESTING_DEPTH = 64
+#: Points of one sweep (a grid's product of axis sizes, or a random sweep's samples), counted
+#: before any point is made.
+SWEEP_POINTS = 1_000_000

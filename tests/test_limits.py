@@ -113,7 +113,10 @@ def test_compile_takes_the_limit_options(tmp_path: Path) -> None:
     code, err = _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "100")
     assert code == 5 and "hint: use a smaller --input-shape (batch size or image size), or raise the budget " \
                           "with --max-tensor-bytes" in err
-    assert _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "4096")[0] == 0
+    code, err = _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "4096")
+    assert code == 5 and "--calib-size" in err  # 16 samples' calibration needs ~140 kB of the 4 × 4096 budget
+    args = ("--max-tensor-bytes", "4096", "--calib-size", "1")
+    assert _cli("compile", str(path), "-o", str(tmp_path / "b"), *args)[0] == 0
     code, err = _cli("compile", str(path), "-o", str(tmp_path / "b"), "--max-tensor-bytes", "0")
     assert code == 2 and "--max-tensor-bytes" in err
 
@@ -131,7 +134,7 @@ def test_compile_takes_the_data_limit(tmp_path: Path) -> None:
 
 def test_the_data_limit_holds_within_its_block_only(tmp_path: Path) -> None:
     (tmp_path / "a.npy").write_bytes(b"x" * 20)
-    with files.data_limit(10), pytest.raises(UsageError, match="20 bytes, more than the 10 allowed") as info:
+    with files.data_limit(10), pytest.raises(UsageError, match="20 bytes, more than the limit of 10 bytes") as info:
         files.read_bytes(tmp_path / "a.npy", tmp_path)
     assert "--max-data-bytes" in (info.value.hint or "")
     assert files.read_bytes(tmp_path / "a.npy", tmp_path) == b"x" * 20

@@ -133,7 +133,7 @@ def test_corrupt_and_oversize_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     import cimc.data.images as images
 
     monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 16)
-    with pytest.raises(UsageError, match=r"0\.png is \d+ bytes, more than the 16 allowed"):
+    with pytest.raises(UsageError, match=r"0\.png is \d+ bytes, more than the limit of 16 bytes"):
         load_dataset(tmp_path, shape=SHAPE)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import re
 import stat
@@ -37,6 +36,7 @@ from cimc.documents.manifest import Manifest
 from cimc.errors import CimcError, ResourceLimitError, UsageError
 from cimc.limits import MANIFEST_BYTES
 from cimc.safe_text import safe_name
+from cimc.untrusted import load_json, read_regular
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = MANIFEST_BYTES
@@ -64,11 +64,9 @@ def foreign_entries(folder: Path) -> list[str]:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
             return [MANIFEST]
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as fh:
-            doc = json.loads(fh.read(MAX_MANIFEST_BYTES + 1))
+        doc = load_json(read_regular(path, limit=MAX_MANIFEST_BYTES, links=False), MANIFEST)
         entries = {p.name: p for p in folder.iterdir()}
-    except (OSError, ValueError, RecursionError):
+    except (OSError, CimcError):
         return [MANIFEST]
     listed = doc.get("files") if isinstance(doc, dict) and doc.get("tool") == "cimc" else None
     if not isinstance(listed, dict) or not all(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from cimc.build.reader import read_bytes
 from cimc.documents import GraphDoc, Layout, Quant
 from cimc.documents.parse import parse
 from cimc.errors import BuildError
+from cimc.untrusted import check_safetensors, load_json
 
 MANIFEST = "manifest.json"
 JSON_FILES = ("layout", "quant", "graph")
@@ -84,10 +84,7 @@ def _json(folder: Path, name: str, schema: str) -> dict[str, Any]:
 
 
 def _parse(name: str, data: bytes, schema: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise BuildError(f"{name} is not valid JSON: {exc}") from exc
+    doc = load_json(data, name, BuildError)  # nesting bounded (cimc.untrusted)
     try:
         _validator(schema).validate(_skeleton(doc) if schema == "layout" else doc)
     except jsonschema.ValidationError as exc:
@@ -139,6 +136,7 @@ def _layer_skeleton(layer: Any) -> Any:
 
 
 def _arrays(name: str, data: bytes) -> dict[str, np.ndarray]:
+    check_safetensors(data, name, BuildError)
     try:
         return dict(load_safetensors(data))
     except (SafetensorError, ValueError) as exc:

@@ -11,11 +11,8 @@ files say; the viewers only display it.
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,43 +25,38 @@ from cimc.build.cell_map import Owners, owners
 from cimc.documents.layout import Layout
 from cimc.documents.parse import parse
 from cimc.errors import BuildError, UsageError
+from cimc.limits import BUILD_ARRAY_BYTES, BUILD_TEXT_BYTES, MANIFEST_BYTES, TENSOR_BYTES
 from cimc.macro import MacroSpec
+from cimc.untrusted import check_depth, check_safetensors, load_json, read_regular
 
 log = logging.getLogger(__name__)
+
+#: The memory budget of a reader: 4 × the default ``--max-tensor-bytes`` (README "Resource limits").
+MEMORY_BYTES = 4 * TENSOR_BYTES
 
 MANIFEST = "manifest.json"
 LAYOUT = "layout.json"
 WEIGHTS = "weights.safetensors"
 
 
+def limit_of(name: str) -> int:
+    """The size limit of the build file ``name`` (``cimc.limits``)."""
+    if name == MANIFEST:
+        return MANIFEST_BYTES
+    return BUILD_ARRAY_BYTES if name.endswith((".safetensors", ".onnx")) else BUILD_TEXT_BYTES
+
+
 def read_bytes(path: Path) -> bytes:
     """The bytes of one file of a build, or ``BuildError`` naming it. The file must be the
-    build's own: a symbolic link is refused before anything is read (``O_NOFOLLOW``), and so
-    is anything but a regular file (a FIFO is opened non-blocking and refused, never read)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    if path.is_symlink():
-        raise BuildError(f"{path.name} is a symbolic link: a build's files must be its own regular files")
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise BuildError(f"{path.name} is a symbolic link: a build's files must be its own regular files") from exc
-        raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BuildError(f"{path.name} is not a regular file")
-        try:
-            return fh.read()
-        except OSError as exc:
-            raise BuildError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    build's own (``cimc.untrusted.read_regular`` without links): a symbolic link is refused
+    before anything is read, and so is anything but a regular file (a FIFO is opened
+    non-blocking and refused, never read) and a file over its limit (``limit_of``)."""
+    return read_regular(path, limit=limit_of(path.name), error=BuildError, links=False)
 
 
 def read_json(path: Path) -> Any:
-    """Parse one JSON file of a build, or raise ``BuildError`` naming it."""
-    try:
-        return json.loads(read_bytes(path).decode("utf-8"))
-    except ValueError as exc:
-        raise BuildError(f"{path.name} is not valid JSON: {exc}") from exc
+    """Parse one JSON file of a build (nesting bounded), or raise ``BuildError`` naming it."""
+    return load_json(read_bytes(path), path.name, BuildError)
 
 
 @dataclass
@@ -95,10 +87,14 @@ class BuildDir:
     def layout(self) -> Layout:
         """``layout.json`` as its model, parsed from the bytes by pydantic (no plain JSON in
         between); when it does not match its schema, ``BuildError`` says where."""
+        data = read_bytes(self.path / LAYOUT)
+        check_depth(data, LAYOUT, BuildError)
         try:
-            return Layout.model_validate_json(read_bytes(self.path / LAYOUT), strict=True)
+            layout = Layout.model_validate_json(data, strict=True)
         except ValidationError:
-            return parse(Layout, LAYOUT, self.layout_json)
+            layout = parse(Layout, LAYOUT, self.layout_json)
+        check_extent(layout)
+        return layout
 
     @cached_property
     def macro(self) -> MacroSpec:
@@ -180,10 +176,29 @@ def load_weights(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
     data = read_bytes(path)
+    check_safetensors(data, path.name, BuildError)
     try:
         return dict(load(data))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise BuildError(f"{path.name} is not a valid safetensors file: {exc}") from exc
+
+
+def check_extent(layout: Layout, budget: int = MEMORY_BYTES) -> None:
+    """``BuildError`` unless the arrays the layout's figures size fit the memory budget, checked
+    in Python integers before any is allocated: every macro's cell grid (``M · WL · BL`` cells,
+    8 bytes each at most) and each segment's rows (at most the macro's wordlines, within the
+    layer's ``rows``)."""
+    wl, bl = layout.macro.wordlines, layout.macro.bitlines
+    cells = max(len(layout.macros), 1) * wl * bl
+    if 8 * cells > budget:
+        raise BuildError(f"{LAYOUT}: {len(layout.macros)} macros of {wl}×{bl} cells would take {8 * cells} bytes, "
+                         f"more than the memory budget of {budget}")
+    for layer in layout.layers:
+        for seg in layer.segments:
+            if not seg.row_start < seg.row_stop <= layer.rows or seg.row_stop - seg.row_start > wl:
+                raise BuildError(f"{LAYOUT}: layer {layer.index} segment {seg.index} spans rows "
+                                 f"{seg.row_start}..{seg.row_stop}, not within the layer's {layer.rows} rows "
+                                 f"and the macro's {wl} wordlines")
 
 
 def read_build(path: str | Path) -> BuildDir:

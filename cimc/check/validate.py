@@ -23,12 +23,14 @@ and reports *all* violations instead of stopping at the first:
   ``report.json``, the table and notes of ``report.md`` and every CIM step of
   ``schedule.json`` recomputed from ``layout.json`` with the cost-model formulas
   (``validate_cost``).
+* timeline — ``schedule.json``'s loads and compute phases as a schedule (load before use, no
+  slot double-booked, dependencies, buffer capacity, totals re-derived), then recomputed from
+  the layout, with ``report.*``'s latency and energy (``check.timeline``).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
@@ -43,12 +45,14 @@ from cimc.check.cost import check_report, check_schedule
 from cimc.check.equivalence import check_graph_structure
 from cimc.check.layout import check_layout, check_placement_policy
 from cimc.check.quant import check_onnx_cells, check_quant
+from cimc.check.timeline import check_timeline
 from cimc.check.violations import Check, Validation, Violation
 from cimc.check.weights import check_reference, check_weight_arrays
 from cimc.errors import BuildError, CimcError
+from cimc.untrusted import load_json
 
 log = logging.getLogger(__name__)
-KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry, version 2 the timeline
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 
@@ -67,7 +71,7 @@ def validate_build(path: str | Path, reference: str | Path | bool = False,
         ("manifest", check_manifest), ("sha256", check_hashes), ("schemas", check_schemas),
         ("layout", check_layout), ("placement", check_placement_policy), ("weights", check_weight_arrays),
         ("quant", check_quant), ("cells", check_onnx_cells), ("graph", check_graph_structure), *extra,
-        ("schedule", check_schedule), ("report", check_report)]
+        ("schedule", check_schedule), ("timeline", check_timeline), ("report", check_report)]
     if reference is not False:
         checks.append(("reference", lambda b, r: check_reference(b, r, None if reference is True else reference)))
     for name, check in checks:
@@ -132,12 +136,9 @@ def check_schemas(build: BuildDir, result: Validation) -> Iterator[Violation]:
         if path.name == MANIFEST or not _has_schema(path.stem):
             continue
         try:
-            doc = json.loads(read_bytes(path).decode("utf-8"))
+            doc = load_json(read_bytes(path), path.name, BuildError)
         except BuildError as exc:
             yield Violation("schemas", path.name, exc.message)
-            continue
-        except ValueError as exc:
-            yield Violation("schemas", path.name, f"not valid JSON: {exc}")
             continue
         if path.stem == "layout" and isinstance(doc, dict):
             doc = yield from _layout_skeleton(doc)

@@ -65,6 +65,9 @@ def emulate_cmd(state: State, build: Path, inputs_file: Path | None, data: str |
         result["accuracy"] = float((_top1(outputs) == labels[: x.shape[0]]).mean())
         result["dataset"] = data
     if save_outputs is not None:
+        from cimc.untrusted import refuse_special_output
+
+        refuse_special_output(Path(save_outputs))
         np.save(save_outputs, outputs, allow_pickle=False)
     if golden is not None:
         write_golden(golden, emulator, x[:golden_samples])
@@ -90,11 +93,12 @@ def _samples(emulator: Emulator, inputs_file: Path | None, data: str | None,
 
     shape = tuple(emulator.inputs[0].shape)
     if inputs_file is not None:
-        try:
-            x = np.load(inputs_file, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise UsageError(f"cannot read {inputs_file.name}: {exc}") from exc
-        x = np.asarray(x, dtype=np.float32)
+        from cimc.data.files import load_arrays
+
+        arrays = load_arrays(inputs_file, inputs_file.parent)  # cimc.untrusted: regular, bounded
+        if len(arrays) != 1:
+            raise UsageError(f"{inputs_file.name} holds {len(arrays)} arrays; --inputs takes one (.npy)")
+        x = np.asarray(next(iter(arrays.values())), dtype=np.float32)
         return (x[None] if x.shape == shape[1:] else x), None
     from cimc import data as datasets
 

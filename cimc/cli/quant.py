@@ -11,8 +11,6 @@ accuracy in the report) and ``--data-root`` (where CIFAR-10 lives).
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,11 +39,12 @@ def read_bits(path: Path | None) -> dict[str, dict[str, int]] | None:
     """Per-layer bits from a JSON or TOML file (module doc), checked (``cimc.options``)."""
     if path is None:
         return None
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read bits file {path.name}: {exc}") from exc
+    from cimc.limits import OPTIONS_FILE_BYTES
+    from cimc.untrusted import load_json, load_toml, read_regular
+
+    name = f"bits file {path.name}"
+    raw = read_regular(path, limit=OPTIONS_FILE_BYTES, what=name)
+    doc = load_toml(raw, name) if path.suffix == ".toml" else load_json(raw, name)
     if not isinstance(doc, dict):
         raise UsageError(f"bits file {path.name} must map layer names to {{w_bits, a_bits, adc_bits}}")
     return {str(layer): validate_bits(entry, f"bits file {path.name}: layer '{layer}'") for layer, entry in doc.items()}

@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cimc.errors import SecurityError, UsageError
+from cimc.limits import DATA_FILE_BYTES
+from cimc.untrusted import read_regular
 
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
@@ -152,7 +154,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    data = read_regular(path, limit=DATA_FILE_BYTES)
+    raw = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     if not isinstance(raw, dict) or b"data" not in raw or b"labels" not in raw:
         raise UsageError(f"{path.name} is not a CIFAR-10 batch (no data/labels)")
     return np.asarray(raw[b"data"], dtype=np.uint8), np.asarray(raw[b"labels"], dtype=np.int64)

@@ -1,9 +1,9 @@
 """Reading the user's data files, which are untrusted.
 
-Every file is opened without following a final symlink out of its folder (a link whose target
-leaves the dataset's root is refused), must be a regular file (a FIFO or device is refused,
-never read: it is opened non-blocking and checked with ``fstat``), and is read up to a bound
-(``MAX_FILE_BYTES`` for arrays, ``MAX_IMAGE_BYTES`` for images). A folder lists at most
+Every file is read by ``cimc.untrusted.read_regular``: never through a link whose target
+leaves the dataset's root, a regular file only (a FIFO or device is refused, never read: it is
+opened non-blocking and checked with ``fstat``), its size checked against a bound before it is
+read (``MAX_FILE_BYTES`` for arrays, ``MAX_IMAGE_BYTES`` for images). A folder lists at most
 ``MAX_FILES`` entries. Errors are ``UsageError``s naming the file; escaping links are
 ``SecurityError``s.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import numpy as np
 
 from cimc.errors import SecurityError, UsageError
 from cimc.limits import DATA_FILE_BYTES, FOLDER_ENTRIES, IMAGE_FILE_BYTES
+from cimc.untrusted import read_regular
 
 MAX_FILE_BYTES = DATA_FILE_BYTES  # an .npz / .npy file, also its uncompressed members
 MAX_IMAGE_BYTES = IMAGE_FILE_BYTES
@@ -73,27 +73,12 @@ def entries(folder: Path, root: Path) -> list[Path]:
 
 def read_bytes(path: Path, root: Path, limit: int | None = None) -> bytes:
     """The bytes of the regular file ``path`` (inside ``root``), at most ``limit`` of them
-    (default: the array limit, ``data_limit``)."""
+    (default: the array limit, ``data_limit``); read by ``cimc.untrusted.read_regular``."""
     hint = _RAISE_HINT if limit is None else None
     limit = _ARRAY_LIMIT.get() if limit is None else limit
-    real = inside(path, root)
-    try:
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise UsageError(f"cannot open {path.name}: {exc.strerror or exc}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{path.name} is not a regular file", hint="remove it from the dataset folder")
-        if info.st_size > limit:
-            raise UsageError(f"{path.name} is {info.st_size} bytes, more than the {limit} allowed", hint=hint)
-        with os.fdopen(os.dup(fd), "rb") as f:
-            raw = f.read(limit + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > limit:
-        raise UsageError(f"{path.name} is more than the {limit} bytes allowed", hint=hint)
-    return raw
+    inside(path, root)
+    return read_regular(path, limit=limit, root=root, hint=hint,
+                        error=UsageError)
 
 
 def load_arrays(path: Path, root: Path) -> dict[str, np.ndarray]:

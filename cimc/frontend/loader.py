@@ -12,8 +12,8 @@ rejects models this compiler cannot read (IR version too new, no default-domain 
 from __future__ import annotations
 
 import logging
+import math
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from cimc.frontend.lean_check import check_model_lean
 from cimc.frontend.tensor_checks import model_tensors
 from cimc.options import OPTIONS
 from cimc.safe_text import one_line
+from cimc.untrusted import read_regular, read_span
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,16 @@ DEFAULT_MAX_BYTES: int = OPTIONS["max_model_bytes"].default
 _RAISE_HINT = "raise the limit with --max-model-bytes"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _TRUST_HINT = "pass --allow-external-data-outside if you trust this model"
+_NO_FIXED_SIZE = {onnx.TensorProto.STRING, *(getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1")
+                                             if hasattr(onnx.TensorProto, n))}
 
 
 def load_model(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
                allow_external_outside: bool = False) -> onnx.ModelProto:
     """Read and parse the ONNX file ``path``, with its external data loaded in memory."""
     file = Path(path)
-    size = _stat_size(file)
-    if size > max_bytes:
-        raise ResourceLimitError(
-            f"model file '{file.name}' is {size} bytes, more than the limit of {max_bytes} bytes",
-            hint=_RAISE_HINT, details={"size": size, "max_bytes": max_bytes})
-    data = _read_bytes(file, min(size, max_bytes))
+    _stat_size(file)
+    data = _read_bytes(file, max_bytes)
     model = parse_model(data)
     base_dir = os.path.dirname(os.path.abspath(file))
     external = list(_external_tensors(model))
@@ -53,29 +52,17 @@ def load_model(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYT
     return model
 
 
-def _stat_size(file: Path) -> int:
-    try:
-        st = os.stat(file)
-    except FileNotFoundError as exc:
-        raise UsageError(f"model file '{file}' does not exist") from exc
-    except OSError as exc:
-        raise UsageError(f"cannot read model file '{file}': {exc.strerror}") from exc
-    if not os.path.isfile(file):
-        raise UsageError(f"model path '{file}' is not a regular file")
-    return int(st.st_size)
+def _stat_size(file: Path) -> None:
+    """A ``UsageError`` naming a model path that does not exist."""
+    if not os.path.lexists(file):
+        raise UsageError(f"model file '{file}' does not exist")
 
 
-def _read_bytes(file: Path, size: int) -> bytes:
-    """The ``size`` bytes the stat found; reading ``size + 1`` (never the whole limit: Python
-    allocates the requested length up front) tells whether the file has grown since."""
-    try:
-        with open(file, "rb") as fh:
-            data = fh.read(size + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read model file '{file}': {exc.strerror}") from exc
-    if len(data) != size:
-        raise UsageError(f"model file '{file.name}' changed while it was read")
-    return data
+def _read_bytes(file: Path, max_bytes: int) -> bytes:
+    """The model file's bytes (``cimc.untrusted.read_regular``: regular, no link out of its
+    folder, its size checked against ``max_bytes`` before a byte is read)."""
+    return read_regular(file, limit=max_bytes, what=f"model file '{file.name}'", too_big=ResourceLimitError,
+                        hint=_RAISE_HINT)
 
 
 def parse_model(data: bytes) -> onnx.ModelProto:
@@ -185,7 +172,20 @@ def _external_bytes(tensor: onnx.TensorProto, base_dir: str, allow_outside: bool
         end = offset + (length or 0)
         raise InvalidModelError(f"tensor '{tensor.name}': external data range {offset}..{end} "
                                 f"lies past the end of '{location}' ({size} bytes)")
-    return real, (length if length is not None else size - offset)
+    return real, (length if length is not None else min(size - offset, _needed(tensor, size - offset)))
+
+
+def _needed(tensor: onnx.TensorProto, rest: int) -> int:
+    """The bytes ``tensor``'s dims and element type take (Python integers), for external data
+    without a ``length``: only those are read, never the rest of a large file. Element types
+    without a fixed byte size (strings, 4-bit types) take ``rest``."""
+    if tensor.data_type in _NO_FIXED_SIZE:
+        return rest
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return rest
+    return math.prod(int(d) for d in tensor.dims) * itemsize
 
 
 def _load_external(model: onnx.ModelProto, tensors: list[onnx.TensorProto], base_dir: str,
@@ -200,25 +200,13 @@ def _load_external(model: onnx.ModelProto, tensors: list[onnx.TensorProto], base
 
 
 def _read_into(tensor: onnx.TensorProto, real: str, count: int, allow_outside: bool) -> None:
-    """Read the ``count`` checked bytes of ``tensor`` from ``real`` into its ``raw_data``.
-
-    The file is re-checked on the open descriptor (regular file, size, link count), so a
-    swap after the checks above cannot make this read a device, a FIFO or another file."""
+    """Read the ``count`` checked bytes of ``tensor`` from ``real`` into its ``raw_data``
+    (``cimc.untrusted.read_span``: the file is re-checked on the open descriptor, so a swap after
+    the checks above cannot make this read a device, a FIFO or a shorter file)."""
     location, offset, _ = _entries(tensor)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(real, flags)
-    except OSError as exc:
-        raise InvalidModelError(f"tensor '{tensor.name}': cannot open external data '{location}'") from exc
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size < offset + count or (st.st_nlink > 1 and not allow_outside):
-            raise SecurityError(f"tensor '{tensor.name}': external data '{location}' changed while it was read")
-        fh.seek(offset)
-        data = fh.read(count)
-    if len(data) != count:
-        raise InvalidModelError(f"tensor '{tensor.name}': external data '{location}' ended early")
-    tensor.raw_data = data
+    root = None if allow_outside else Path(real).parent
+    tensor.raw_data = read_span(Path(real), offset, count, error=InvalidModelError, root=root,
+                                what=f"tensor '{tensor.name}': external data '{location}'")
     tensor.data_location = onnx.TensorProto.DEFAULT
     del tensor.external_data[:]
 

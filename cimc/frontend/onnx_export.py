@@ -10,6 +10,7 @@ same bytes (no external data).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from cimc import __version__
 from cimc.errors import PassError
 from cimc.ir import Graph, Node
 from cimc.ops import op_table
+from cimc.untrusted import refuse_special_output
 
 EXPORT_OPSET = 17
 EXPORT_IR_VERSION = 8
@@ -112,5 +114,6 @@ def serialize(model: onnx.ModelProto) -> bytes:
 
 def save_onnx(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Export ``graph`` and write it to ``path`` as a single self-contained ONNX file."""
+    refuse_special_output(Path(os.fspath(path)))
     with open(path, "wb") as fh:
         fh.write(serialize(export_onnx(graph)))

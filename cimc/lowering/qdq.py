@@ -49,6 +49,7 @@ from cimc.build.reader import read_build, read_bytes
 from cimc.documents.quant import Quant
 from cimc.errors import BuildError, PassError, UnsupportedError
 from cimc.frontend.onnx_export import EXPORT_OPSET
+from cimc.untrusted import check_depth
 
 CIM_FILE = "model.cim.onnx"
 DEFAULT_OPSET = 21
@@ -87,6 +88,7 @@ def read_weight_steps(build: str | Path) -> dict[str, np.ndarray]:
     data = read_bytes(path)
     if sha256(data) != listed["quant.json"]:
         raise BuildError("quant.json does not match the sha256 in the manifest", hint="run cimc validate")
+    check_depth(data, "quant.json", BuildError)
     try:
         doc = Quant.model_validate_json(data)
     except ValueError as exc:

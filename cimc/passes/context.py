@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cimc.limits import TENSOR_BYTES
 from cimc.macro import MacroSpec
+
+MEMORY_BYTES = 4 * TENSOR_BYTES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,3 +69,5 @@ class PassContext:
     history: list[PassRecord] = field(default_factory=list)
     dump_dir: Path | None = None
     progress: Callable[[str], None] | None = None
+    memory_budget: int = MEMORY_BYTES
+    """Bytes a pass may hold at once for its arrays (calibration): 4 × ``--max-tensor-bytes``."""

@@ -249,7 +249,7 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
     label = source if isinstance(source, str) else "python"  # an array given from Python (``CompileOptions``)
     if cached is not None and cached.source == label and cached.size >= size:
         return cached
-    cal = load_feeds(graph, source, size, root=root, preprocess=preprocess)
+    cal = load_feeds(graph, source, size, root=root, preprocess=preprocess, memory_budget=ctx.memory_budget)
     ctx.calibration = cal
     return cal
 

@@ -1,7 +1,8 @@
 """Calibration data for post-training quantization, and what the quantizer measures on it.
 
 * ``load_feeds``: a calibration batch for every graph input, from ``synthetic`` (seeded
-  Gaussian images; a warning says the steps then fit noise, not data), any source of
+  Gaussian images; a warning says the steps then fit noise, not data; an input that carries no
+  batch, ``batching.batch_inputs``, gets one array of its static shape), any source of
   ``cimc.data.sources`` (a dataset name, an image folder, an ``.npz``, a folder of ``.npy``
   inputs; its train split, images preprocessed by ``preprocess``), or from Python an array or
   an iterable of ``(x, y)`` (or ``x``) batches such as a torch ``DataLoader``.
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,14 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from cimc import data
-from cimc.errors import UsageError
+from cimc.errors import ResourceLimitError, UsageError
 from cimc.ir import interpreter
 from cimc.ir.graph import Graph
+from cimc.limits import TENSOR_BYTES
 from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
-from cimc.quant.batching import batch_chunks, batch_generic
+from cimc.quant.batching import batch_chunks, batch_generic, batch_inputs
 from cimc.quant.cim_layer import CimSpec
-from cimc.quant.reference import as_conv_input, im2col, segment_matmul
+from cimc.quant.reference import as_conv_input, im2col, im2col_at, segment_matmul
 from cimc.quant.step_search import subsample
 
 log = logging.getLogger(__name__)
@@ -45,33 +48,43 @@ MAX_PIXELS = 2048
 
 @dataclass(frozen=True)
 class Calibration:
-    """A calibration batch: ``feeds`` (graph input → array) and where it came from."""
+    """A calibration batch: ``feeds`` (graph input → array) and where it came from; ``batched``
+    names the inputs that hold the samples (``batching.batch_inputs``; ``None``: all), the
+    others keep their static shape."""
 
     source: str
     feeds: dict[str, np.ndarray]
+    batched: frozenset[str] | None = None
 
     @property
     def size(self) -> int:
         return int(next(iter(self.feeds.values())).shape[0]) if self.feeds else 0
 
     def take(self, n: int) -> dict[str, np.ndarray]:
-        return {k: v[:n] for k, v in self.feeds.items()}
+        """The first ``n`` samples (the inputs that carry no batch whole)."""
+        return {k: v[:n] if self.batched is None or k in self.batched else v for k, v in self.feeds.items()}
 
 
 def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
-               root: str | Path | None = None, preprocess: data.Preprocess = data.DEFAULT) -> Calibration:
+               root: str | Path | None = None, preprocess: data.Preprocess = data.DEFAULT,
+               memory_budget: int = 4 * TENSOR_BYTES) -> Calibration:
     """A calibration batch of ``size`` samples per graph input (module doc). ``source`` is a
     dataset argument (``cimc.data.sources``), a numpy array of inputs, or an iterable of
     batches ``(x, y)`` / ``x`` (numpy arrays or torch tensors; a ``DataLoader`` works): batches
-    are read until ``size`` samples are collected."""
+    are read until ``size`` samples are collected. Refused before anything is loaded when
+    the run would need more than ``memory_budget`` bytes (``check_memory``)."""
     if size < 1:
         raise UsageError(f"calibration size must be positive, got {size}")
+    check_memory(graph, size, memory_budget)
     shapes = {name: graph.shape(name) for name in graph.inputs}
     if isinstance(source, str) and source == "synthetic":
         log.warning("calibrating on synthetic Gaussian data: step sizes will not fit real inputs; "
                     "pass --calib DATASET, an image folder or a folder of .npy files")
-        feeds = {name: data.synthetic(shape, size, seed=seed + i).x for i, (name, shape) in enumerate(shapes.items())}
-        return Calibration("synthetic", feeds)
+        batched = batch_inputs(graph)
+        feeds = {name: data.synthetic(shape, size, seed=seed + i).x if name in batched
+                 else np.random.default_rng(seed + i).standard_normal(shape).astype(np.float32)
+                 for i, (name, shape) in enumerate(shapes.items())}
+        return Calibration("synthetic", feeds, batched)
     label = str(source) if isinstance(source, str | Path) else "python"
     if len(shapes) != 1:
         raise UsageError(f"--calib {label} needs a single-input model; this one has {len(shapes)} inputs",
@@ -85,6 +98,36 @@ def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: in
         raise UsageError(f"calibration data '{label}' has samples of shape {list(batch.shape[1:])}, "
                          f"the model input '{name}' expects {list(shape[1:])}")
     return Calibration(label, {name: checked_batch(batch[:size], label)})
+
+
+def memory_need(graph: Graph, samples: int) -> int:
+    """Bytes a calibration run over ``samples`` samples holds at its peak, in Python integers
+    (nothing allocated): every activation the interpreter keeps, ``nbytes · samples / N`` with
+    ``N`` the static batch, plus the largest Conv workspace, the im2col matrix of
+    ``samples · Ho · Wo`` rows of ``Cin · kh · kw`` elements."""
+    batch = max((graph.shape(n)[0] for n in graph.inputs if graph.shape(n)), default=1) or 1
+    kept = sum(info.nbytes for info in graph.tensors.values() if info.name not in graph.initializers)
+    work = 0
+    for node in graph.nodes:
+        if node.op == "Conv" and node.outputs[0] in graph.tensors and len(node.inputs) > 1:
+            out, w = graph.shape(node.outputs[0]), graph.shape(node.inputs[1])
+            itemsize = np.dtype(graph.tensors[node.inputs[0]].dtype).itemsize
+            group = int(node.attrs.get("group", 1) or 1)
+            work = max(work, out[0] * math.prod(out[2:]) * group * math.prod(w[1:]) * itemsize)
+    return (kept + work) * samples // batch
+
+
+def check_memory(graph: Graph, samples: int, budget: int, what: str = "calibrating",
+                 option: str = "--calib-size") -> None:
+    """``ResourceLimitError`` when running the graph on ``samples`` samples (``what``: calibrating,
+    evaluating) needs more than ``budget`` bytes (``memory_need``), naming both options that
+    change it."""
+    need = memory_need(graph, samples)
+    if need > budget:
+        raise ResourceLimitError(
+            f"{what} on {samples} samples would hold about {need} bytes, more than the memory budget of "
+            f"{budget} bytes", hint=f"lower {option}, or raise --max-tensor-bytes (the budget is 4× it)",
+            details={"bytes": need, "budget": budget})
 
 
 def checked_batch(batch: np.ndarray, label: str) -> np.ndarray:
@@ -124,15 +167,14 @@ def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, 
     a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
     codes = numerics.weight_codes(spec.weight, w_step, w_bits)
     a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
-    cols, _, _ = im2col(a_dig.reshape(-1, *a_q.shape[1:]), spec)  # (G, T·M_all, rows)
     nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
-    cols = cols.reshape(cols.shape[0], nt, -1, cols.shape[-1])
-    index = subsample(cols.shape[2], max_pixels)
-    if index is not None:
-        cols = cols[:, :, index]
-    m = cols.shape[2]
+    every = a_q.shape[0] * int(np.prod(spec.out_hw(a_q.shape[2:])))  # N·Ho·Wo
+    index = subsample(every, max_pixels)
+    pixels = np.arange(every) if index is None else index
+    m = len(pixels)  # the same pixels of every input digit t: flat index t·N·Ho·Wo + pixel
+    cols = im2col_at(a_dig.reshape(-1, *a_q.shape[1:]), spec, (np.arange(nt)[:, None] * every + pixels).ravel())
     wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
-    p = segment_matmul(cols.reshape(cols.shape[0], nt * m, -1), wide, replace(spec, weight=wide))
+    p = segment_matmul(cols, wide, replace(spec, weight=wide))  # cols: (G, T·M, rows)
     g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
     p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)
     return np.ascontiguousarray(p).reshape(m, seg * nt * ns, spec.cout)

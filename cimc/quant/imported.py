@@ -17,7 +17,6 @@ them), ``"calibration"`` (neither).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from cimc.frontend.quantizers import QDQ_KEY, VERSION
 from cimc.quant import numerics
 from cimc.quant.cim_layer import CimSpec
 from cimc.quant.layer_steps import Chosen, calibrated
+from cimc.untrusted import load_json
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ class ImportedSteps:
 
 def parse_imported(text: str) -> dict[str, ImportedSteps]:
     """The layers of a ``cimc.qdq`` document (module doc of ``cimc.frontend.quantizers``)."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise InvalidModelError(f"'{KEY}' is not valid JSON: {exc}") from exc
+    doc = load_json(text, f"'{KEY}'", InvalidModelError)  # nesting bounded (cimc.untrusted)
     if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("layers"), dict):
         raise InvalidModelError(f"'{KEY}' is not a version {VERSION} document with 'layers'")
     return {str(name): _entry(str(name), entry) for name, entry in doc["layers"].items()}

@@ -27,6 +27,7 @@ from cimc.errors import InvalidModelError, UsageError
 from cimc.ir.annotations import QuantParams
 from cimc.options import validate
 from cimc.quant import numerics
+from cimc.untrusted import load_json
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ def parse_qat(text: str, couts: Mapping[str, int]) -> dict[str, QuantParams]:
 
 
 def _document(text: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise InvalidModelError(f"model metadata '{KEY}' is not valid JSON: {exc}") from exc
+    doc = load_json(text, f"model metadata '{KEY}'", InvalidModelError)  # nesting bounded (cimc.untrusted)
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         version = doc.get("version") if isinstance(doc, dict) else None
         raise InvalidModelError(f"model metadata '{KEY}' has version {version!r}; cimc reads version {VERSION}")

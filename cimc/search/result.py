@@ -21,6 +21,7 @@ from typing import Any
 
 from cimc.search.pareto import best_feasible, pareto_front
 from cimc.search.problem import Point, SearchProblem
+from cimc.untrusted import refuse_special_output
 
 SCHEMA_VERSION = 1
 
@@ -84,6 +85,7 @@ def write_outputs(result: SearchResult, out: Path) -> list[Path]:
     written = []
     for name, doc in (("search.json", result.to_json()), ("bits.json", bits_json(result))):
         path = out / name
+        refuse_special_output(path)
         path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
     png = plot_pareto(result, out / "pareto.png")
@@ -114,6 +116,7 @@ def plot_pareto(result: SearchResult, path: Path) -> Path | None:
     ax.set_ylabel(f"{result.metric} (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    refuse_special_output(path)
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
     return path

@@ -18,15 +18,16 @@ before it validates.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cimc.errors import UsageError
-from cimc.macro import PRESETS, MacroSpec
+from cimc.limits import OPTIONS_FILE_BYTES
+from cimc.macro import ENERGY_FIELDS, PRESETS, MacroSpec
 from cimc.options import OPTIONS, validate
+from cimc.untrusted import load_toml, read_regular
 
 Check = Callable[[str, Any], Any]
 
@@ -67,7 +68,7 @@ def _declared(name: str) -> Check:
     return check
 
 
-MACRO_INTS = tuple(f.name for f in fields(MacroSpec) if f.name != "name")
+MACRO_INTS = tuple(f.name for f in fields(MacroSpec) if f.name != "name" and f.name not in ENERGY_FIELDS)
 #: The compile options a point may set (``CompileOptions`` fields, checked by ``cimc.options``).
 COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
                 "weight_method", "map_fc", "no_shift")
@@ -75,6 +76,7 @@ COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "pla
 AXES: dict[str, Check] = {
     "macro.preset": _choice(*PRESETS),
     **{f"macro.{name}": _int(1, 16 if name.endswith("_bits") else None) for name in MACRO_INTS},
+    **{f"macro.{name}": _float for name in ENERGY_FIELDS},  # pJ; MacroSpec refuses 0
     **{name: _declared(name) for name in COMPILE_AXES},
     "morph_lambda": _float,
 }
@@ -112,10 +114,8 @@ class SweepConfig:
 
 def load_config(path: Path, *, train: bool = False) -> SweepConfig:
     """Read and validate a TOML sweep config (``train``: the ``--train`` flag)."""
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read sweep config {path.name}: {exc}") from None
+    name = f"sweep config {path.name}"
+    doc = load_toml(read_regular(path, limit=OPTIONS_FILE_BYTES, what=name), name)
     return parse_config(doc, base=path.parent, train=train)
 
 

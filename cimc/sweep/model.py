@@ -10,6 +10,7 @@ graph: they return new ones). Models with external data files must be self-conta
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
+from cimc.untrusted import read_regular
 
 _GRAPHS: dict[str, Graph] = {}
 
@@ -43,9 +45,9 @@ def resolve_model(model: str, max_bytes: int = 2 * 1024**3) -> ModelBlob:
             data = path.read_bytes()
         return ModelBlob("zoo", model, hashlib.sha256(data).hexdigest(), data)
     path = Path(model)
-    if path.stat().st_size > max_bytes:
-        raise UsageError(f"model {path.name} is larger than {max_bytes} bytes")
-    data = path.read_bytes()
+    if not os.path.lexists(path):
+        raise UsageError(f"model {path.name} does not exist")
+    data = read_regular(path, limit=max_bytes, what=f"model {path.name}")
     return ModelBlob("onnx", path.name, hashlib.sha256(data).hexdigest(), data)
 
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from typing import Any
 
 import numpy as np
 
 from cimc import __version__
+from cimc.errors import ResourceLimitError
+from cimc.limits import SWEEP_POINTS
 from cimc.sweep.config import Range, SweepConfig
 
 Point = dict[str, Any]
@@ -38,8 +41,22 @@ def point_key(point: Point, settings: dict[str, Any], model: dict[str, Any], ver
     return hashlib.sha256(canonical(doc).encode()).hexdigest()
 
 
+def count(config: SweepConfig) -> int:
+    """How many points ``expand`` gives, in Python integers (nothing enumerated)."""
+    sizes = [len(v) for v in config.axes.values() if isinstance(v, list)]
+    if config.mode == "grid":
+        return math.prod(sizes)
+    n = config.samples or 1
+    return min(n, math.prod(sizes)) if len(sizes) == len(config.axes) else n
+
+
 def expand(config: SweepConfig) -> list[Point]:
-    """All points of the sweep, in a deterministic order."""
+    """All points of the sweep, in a deterministic order; a sweep of more than ``SWEEP_POINTS``
+    points is refused before any is made (``count``)."""
+    total = count(config)
+    if total > SWEEP_POINTS:
+        raise ResourceLimitError(f"the sweep has {total:,} points, more than the limit of {SWEEP_POINTS:,}",
+                                 hint="use fewer axis values, or mode = \"random\" with samples = N")
     names = list(config.axes)
     if config.mode == "grid":
         combos = list(itertools.product(*(_values(config.axes[n]) for n in names)))
@@ -60,11 +77,22 @@ def _random(config: SweepConfig, names: list[str]) -> list[tuple[Any, ...]]:
     lists = [config.axes[name] for name in names]
     if all(isinstance(v, list) for v in lists):
         sizes = [len(v) for v in lists]  # type: ignore[arg-type]
-        total = int(np.prod(sizes, dtype=np.int64)) if sizes else 1
+        total = math.prod(sizes)
+        if total >= 2**62:  # beyond numpy's integers: distinct points drawn axis by axis
+            return _distinct_draws(rng, lists, n)  # type: ignore[arg-type]
         picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
         return [tuple(v[i] for v, i in zip(lists, np.unravel_index(p, sizes), strict=True))  # type: ignore[index]
                 for p in picks] if sizes else [()]
     return [tuple(_draw(rng, axis) for axis in lists) for _ in range(n)]
+
+
+def _distinct_draws(rng: np.random.Generator, lists: list[list[Any]], n: int) -> list[tuple[Any, ...]]:
+    """``n`` distinct points of a grid of at least 2^62 points (``n`` ≤ ``SWEEP_POINTS``, so a
+    repeat is rare and the loop short), in grid order."""
+    seen: dict[tuple[int, ...], None] = {}
+    while len(seen) < n:
+        seen.setdefault(tuple(int(rng.integers(len(v))) for v in lists), None)
+    return [tuple(v[i] for v, i in zip(lists, index, strict=True)) for index in sorted(seen)]
 
 
 def _draw(rng: np.random.Generator, axis: list[Any] | Range) -> Any:

@@ -16,25 +16,26 @@ from types import TracebackType
 from typing import IO, Any
 
 from cimc.errors import UsageError
+from cimc.limits import RESULTS_FILE_BYTES
+from cimc.untrusted import load_json, read_regular, refuse_special_output
 
 log = logging.getLogger(__name__)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every readable record of ``path`` in file order (an absent file: none)."""
-    if not path.exists():
+    """Every readable record of ``path`` in file order (an absent file: none). The file is read
+    by ``cimc.untrusted`` (regular, at most ``RESULTS_FILE_BYTES``); a line that is not JSON
+    or nests too deeply is skipped."""
+    if not os.path.lexists(path):
         return []
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except OSError as exc:
-        raise UsageError(f"cannot read results file {path.name}: {exc}") from None
+    lines = read_regular(path, limit=RESULTS_FILE_BYTES, what=f"results file {path.name}").split(b"\n")
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = load_json(line, f"line {number}")
+        except UsageError:
             log.warning("%s line %d is not JSON (a torn write?): skipped", path.name, number)
             continue
         if isinstance(record, dict) and isinstance(record.get("key"), str):
@@ -58,6 +59,7 @@ def repair(path: Path) -> None:
     """Cut a last line that has no newline (a write the previous run did not finish)."""
     if not path.exists():
         return
+    refuse_special_output(path)
     with open(path, "rb+") as fh:
         size = fh.seek(0, os.SEEK_END)
         if size == 0:
@@ -87,6 +89,7 @@ class ResultWriter:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_special_output(path)
         repair(path)
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close / __exit__)
 

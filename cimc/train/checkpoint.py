@@ -21,6 +21,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cimc.errors import UsageError
+from cimc.limits import BUILD_ARRAY_BYTES
+from cimc.untrusted import check_regular, load_json
 
 FORMAT = "cimc-checkpoint/1"
 
@@ -47,6 +49,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 def read_meta(path: Path) -> dict[str, Any]:
     """The JSON record of a checkpoint (raises ``UsageError`` for other files)."""
+    check_regular(path, limit=BUILD_ARRAY_BYTES)  # a FIFO never blocks the mmap below
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
@@ -54,7 +57,9 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
     if meta.get("format") != FORMAT:
         raise UsageError(f"{path} is not a cimc checkpoint")
-    record: dict[str, Any] = json.loads(meta["cimc"])
+    record = load_json(meta.get("cimc", ""), f"checkpoint {path.name}")
+    if not isinstance(record, dict):
+        raise UsageError(f"{path} is not a cimc checkpoint")
     return record
 
 

@@ -33,6 +33,7 @@ from cimc.ir.node import Node
 from cimc.ir.verify import verify
 from cimc.train.layer import CimQuantLayer
 from cimc.train.module import IRModule
+from cimc.untrusted import load_json
 
 QUANT_KEY = "cimc.quant"
 QUANT_VERSION = 1
@@ -62,9 +63,10 @@ def quant_metadata(module: IRModule) -> str:
 
 def parse_quant_metadata(text: str) -> dict[str, dict[str, Any]]:
     """Layer records of a ``cimc.quant`` string (float32 steps as numpy arrays)."""
-    data = json.loads(text)
-    if data.get("version") != QUANT_VERSION:
-        raise UsageError(f"unsupported cimc.quant version {data.get('version')!r}")
+    data = load_json(text, "cimc.quant")
+    version = data.get("version") if isinstance(data, dict) else None
+    if version != QUANT_VERSION or not isinstance(data.get("layers"), dict):
+        raise UsageError(f"unsupported cimc.quant version {version!r}")
     out = {}
     for name, rec in data["layers"].items():
         out[name] = dict(rec, w_step=np.asarray(rec["w_step"], np.float32),

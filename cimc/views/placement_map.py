@@ -27,6 +27,7 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
+from cimc.untrusted import refuse_special_output
 from cimc.views.palette import GAP, IDLE, layer_color, shade_colors
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class MacroPainter:
         for artist in dynamic:
             self.fig.draw_artist(artist)
         buffer = canvas.buffer_rgba()
+        refuse_special_output(Path(path))
         Image.frombuffer("RGBA", (buffer.shape[1], buffer.shape[0]), buffer, "raw", "RGBA", 0, 1).save(
             path, format="png", compress_level=1)
         return path
@@ -212,7 +214,8 @@ def overview_figure(build: BuildDir, own: Owners) -> Figure:
     macros = own.shape[0]
     tiles = mosaic(own)
     width, bars, pad = 8.4, 1.6, 0.5  # inches: mosaic width, bar chart height, margins
-    tall = width * tiles.image.shape[0] / max(tiles.image.shape[1], 1)
+    # at most 3× as tall as wide: a macro of 65,536 wordlines × 256 bitlines would ask for a 200,000-pixel figure
+    tall = min(width * tiles.image.shape[0] / max(tiles.image.shape[1], 1), 3 * width)
     height = tall + bars + 4 * pad
     fig = _new_figure(12.0, height)
     top = fig.add_axes((0.04, (bars + 2.5 * pad) / height, width / 12.0, tall / height))
@@ -283,6 +286,7 @@ def save(fig: Figure, path: Path) -> Path:
     if fmt not in FORMATS:
         raise UsageError(f"cannot write '{path.name}': maps are {' or '.join(FORMATS)}")
     metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
+    refuse_special_output(path)
     with matplotlib.rc_context({"svg.hashsalt": "cimc", "svg.fonttype": "none"}):
         fig.savefig(path, format=fmt, metadata=metadata)
     return path
