@@ -4,7 +4,8 @@
     result.cost.bitlines  # 38592
 
 ``source`` is an ONNX file path or a zoo model name (``cimc.models.available()``). The
-pipeline is ``cimc.passes.pipelines.DEFAULT`` (after ``MORPH`` with a morph), changed by
+pipeline is ``cimc.passes.pipelines.DEFAULT`` (after ``MORPH`` with a morph; with ``EQUALIZE``
+after fold-batchnorm with ``equalize``), changed by
 ``CompileOptions.passes``/``disable``/``stop_after``; each pass is built from the options
 (``GraphPass.from_options``).
 
@@ -39,6 +40,7 @@ from cimc.frontend.budget import check_nonempty
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec, load_macro
 from cimc.options import OPTIONS, recorded, validate_bits
+from cimc.passes import pipelines
 from cimc.passes.manager import PassContext, PassRecord, run_passes
 from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, instantiate, pooled, select
 
@@ -72,6 +74,7 @@ class CompileOptions:
     granularity: str = OPTIONS["granularity"].default
     weight_method: str = OPTIONS["weight_method"].default
     bias_correction: bool = OPTIONS["bias_correction"].default
+    equalize: bool = OPTIONS["equalize"].default
     calib: str | Any = OPTIONS["calib"].default  # from Python also an array or an iterable of (x, y) batches
     calib_size: int = OPTIONS["calib_size"].default
     no_shift: bool = OPTIONS["no_shift"].default
@@ -119,6 +122,10 @@ class CompileOptions:
         """The pass names to run (``stop=False``: before ``stop_after`` cuts them)."""
         if self.morph is not None or MORPH[0] in (*(self.passes or ()), *self.disable, self.stop_after):
             import cimc.morph.channels_pass  # noqa: F401  (registers morph-channels; numpy-heavy, so only now)
+        if self.equalize and self.passes and pipelines.EQUALIZE[0] not in self.passes:
+            name = pipelines.EQUALIZE[0]
+            raise UsageError(f"--equalize runs the '{name}' pass, which --passes leaves out",
+                             hint=f"list '{name}' in --passes (after fold-batchnorm), or drop --equalize")
         return select(self._base(), self.passes, self._disabled(), self.stop_after if stop else None)
 
     def public(self) -> dict[str, Any]:
@@ -126,7 +133,8 @@ class CompileOptions:
         declarations of ``cimc.options`` (``None`` left out, an absent mapping as ``{}``), the
         morph, and ``passes`` when the pipeline differs from the default one."""
         doc = {o.name: _record({} if o.kind is dict and value is None else value)
-               for o in recorded() if (value := getattr(self, o.name)) is not None or o.kind is dict}
+               for o in recorded() if ((value := getattr(self, o.name)) is not None or o.kind is dict)
+               and (o.record_default or value != o.default)}
         if not isinstance(self.calib, str):
             doc["calib"] = PYTHON_DATA
         if self.morph is not None:
@@ -138,7 +146,8 @@ class CompileOptions:
 
     def _base(self) -> Pipeline:
         base = (*MORPH, *DEFAULT) if self.morph is not None else DEFAULT
-        return pooled(base) if self.weight_pool is not None else base
+        base = pooled(base) if self.weight_pool is not None else base
+        return pipelines.with_equalize(base) if self.equalize else base
 
     def _shift_off(self, names: Pipeline) -> tuple[str, ...]:
         """``--no-shift``: scale-to-shift disabled (where the pipeline has it)."""

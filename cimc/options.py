@@ -38,7 +38,9 @@ class Option:
     structured value parsed from ``flag``'s text) or ``tuple`` (a list of names); ``low``/``high``
     bound numbers, ``choices`` bound strings. On the command line, ``param`` is the keyword a
     command receives when it differs from ``name`` (raw text the command parses), ``path`` says
-    the text names a ``"file"`` or a ``"folder"`` and ``repeat`` that the flag may be repeated."""
+    the text names a ``"file"`` or a ``"folder"`` and ``repeat`` that the flag may be repeated.
+    ``record_default=False``: a recorded option is written to the manifest only when it differs
+    from its default (an option added later leaves the builds made without it byte-identical)."""
 
     name: str
     flag: str
@@ -54,6 +56,7 @@ class Option:
     param: str | None = None
     path: str = ""
     repeat: bool = False
+    record_default: bool = True
 
     def validate(self, value: Any, where: str | None = None) -> Any:
         """``value`` if it is allowed (``None`` where the default is ``None``), else a ``UsageError``
@@ -125,15 +128,20 @@ _DECLARED = (
            "error weighted by the mean square of its input on the calibration data) or LSQ initialisation.",
            default="mse", choices=("mse", "aware", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
     Option("bias_correction", "--bias-correction", bool, "Correct each layer's bias by its mean output error on the "
-           "calibration data (empirical bias correction).", default=False, passes=_QUANT, shapes_build=True,
+           "calibration data (empirical bias correction).", default=False, passes=_CALIB, shapes_build=True,
            recorded=True),
+    Option("equalize", "--equalize", bool, "Cross-layer equalisation before quantization: scale the output "
+           "channels of each Conv and the input channels of the Conv after it (through Relu or Clip) so that "
+           "their weight ranges match; the float function is unchanged (the 'equalize' pass). With per-column "
+           "steps and the shift on, each column's scale remainder is equalised the same way into the next "
+           "Conv.", default=False, passes=("quantize",), shapes_build=True, recorded=True, record_default=False),
     Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10, mnist), an "
            "image folder (DIR/<class>/*.png), an .npz with x and y, or a folder of .npy inputs.",
            default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),
     Option("calib_size", "--calib-size", int, "Calibration samples.", default=16, low=1, passes=_CALIB,
            shapes_build=True, recorded=True),
     Option("no_shift", "--no-shift", bool, "Keep exact output scales (no power-of-two shift): the same as "
-           "--disable scale-to-shift.", default=False, shapes_build=True, recorded=True),
+           "--disable scale-to-shift.", default=False, passes=("quantize",), shapes_build=True, recorded=True),
     Option("w_bits", "--w-bits", int, "Weight bits of every layer (default: the macro's cell bits; wider "
            "weights are bit-sliced over cells).", low=2, high=MAX_BITS, passes=_QUANT, shapes_build=True,
            recorded=True),

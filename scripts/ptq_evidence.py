@@ -16,7 +16,7 @@ Nets (``tests/models``, small widths so training takes minutes on one core): Mob
 squeeze-excitation with Sigmoid gates) and ResNet-18 (``width_mult`` 0.25) as a control. Training is
 deterministic (seeded, one thread): Adam, ``--epochs`` epochs, batch 64, cosine learning rate.
 Weights and the legacy-exporter ONNX (BatchNorm folded by the exporter) are cached under
-``.cache/ptq/`` (gitignored), keyed by net, seed and epochs.
+``.cache/ptq/`` (gitignored), keyed by net, seed, epochs and torch version.
 
 Every configuration of ``CONFIGS`` is compiled with ``cimc.api.compile_model`` on the paper's macro
 (256 wordlines, 4-bit cells and DACs, 5-bit ADC), with ``eval_data`` the test split: the table
@@ -89,6 +89,17 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
     ("8/8/5, column, aware W + bias corr., 16 calib. images", {**W8A8, **REMEDIES, "granularity": "column",
                                                                 "calib_size": 16}, False),
     ("4/4/5, column, aware W + bias corr.", {**REMEDIES, "granularity": "column"}, False),
+    ("8/8/5, layer, CLE, no shift", {**W8A8, "equalize": True, "no_shift": True}, False),
+    ("8/8/5, layer, CLE", {**W8A8, "equalize": True}, False),
+    ("8/8/5, column, CLE, no shift", {**W8A8, "equalize": True, "granularity": "column", "no_shift": True}, False),
+    ("8/8/5, column, CLE", {**W8A8, "equalize": True, "granularity": "column"}, False),
+    ("8/8/5, layer, CLE + aware W + bias corr., no shift", {**W8A8, **REMEDIES, "equalize": True, "no_shift": True},
+     False),
+    ("8/8/5, layer, CLE + aware W + bias corr.", {**W8A8, **REMEDIES, "equalize": True}, False),
+    ("8/8/5, column, CLE + aware W + bias corr., no shift", {**W8A8, **REMEDIES, "equalize": True,
+                                                             "granularity": "column", "no_shift": True}, False),
+    ("8/8/5, column, CLE + aware W + bias corr.", {**W8A8, **REMEDIES, "equalize": True, "granularity": "column"},
+     False),
 ]
 log = logging.getLogger("ptq_evidence")
 
@@ -116,7 +127,7 @@ def load_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def train(name: str, seed: int, folder: Path) -> Path:
     """Train ``name`` (deterministic: seeded, one thread) and export it; cached (module doc)."""
     build, epochs = NETS[name]
-    onnx_path = CACHE / f"{name}-s{seed}-e{epochs}.onnx"
+    onnx_path = CACHE / f"{name}-s{seed}-e{epochs}-torch{torch.__version__}.onnx"
     if onnx_path.is_file():
         return onnx_path
     torch.manual_seed(seed)
@@ -191,8 +202,9 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "training images unless the row says otherwise; accuracy: the 1,000 test images of MNIST-5k "
              "(32×32 RGB; one image = 0.1 point). Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
-             "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `no shift` = "
-             "`--no-shift`. Cells: compiled top-1 % (Δ vs float). cimc versions: "
+             "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
+             "`--equalize` (cross-layer equalisation), `no shift` = `--no-shift`. Cells: compiled top-1 % "
+             "(Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]
     for tag, c in keys:

@@ -75,9 +75,10 @@ def test_compile_options_defaults_and_public_come_from_the_declarations() -> Non
     for o in OPTIONS.values():
         if o.name in defaults and o.name != "macro":
             assert defaults[o.name] == o.default, o.name
-    assert set(CompileOptions().public()) == {o.name for o in recorded() if o.default is not None or o.kind is dict}
+    assert set(CompileOptions().public()) == {o.name for o in recorded()
+                                              if (o.default is not None or o.kind is dict) and o.record_default}
     given = CompileOptions(w_bits=3, a_bits=5, adc_bits=4, image_size=8, mean="0.5", std=(0.25,), weight_pool=16,
-                           pool_vector=8, pool_error_bits=1, pool_error_prune=0.5)
+                           pool_vector=8, pool_error_bits=1, pool_error_prune=0.5, equalize=True)
     assert set(given.public()) == {o.name for o in recorded()}
     assert given.public()["mean"] == [0.5] and given.public()["std"] == [0.25] and given.public()["image_size"] == 8
     assert all(o.shapes_build for o in recorded())

@@ -41,7 +41,7 @@ def test_every_pass_of_every_pipeline_is_registered_once() -> None:
     for pipeline in PIPELINES.values():
         for name in pipeline:
             assert registry.get(name).name == name
-    assert {"morph-channels", *POOLED} == set(names)
+    assert {"morph-channels", "equalize", *POOLED} == set(names)
 
 
 def test_a_wrong_name_is_a_usage_error_listing_the_passes() -> None:

@@ -2,6 +2,8 @@
 
 * ``DEFAULT``: what ``cimc compile`` runs;
 * ``MORPH``: what ``cimc compile --morph`` runs before ``DEFAULT`` (the structure-only morph);
+* ``EQUALIZE``: what ``cimc compile --equalize`` inserts after ``fold-batchnorm``
+  (``with_equalize``: cross-layer equalisation);
 * ``MAPPING``: the mapping passes the morph checks its bitline count with;
 * ``POOLED``: what ``cimc compile --weight-pool`` runs: ``DEFAULT`` with ``pool-weights`` after
   tile-wordlines (``pooled``);
@@ -34,6 +36,9 @@ def upto(pipeline: Pipeline, last: str) -> Pipeline:
 DEFAULT: Pipeline = ("fold-batchnorm", "select-cim", "tile-wordlines", "quantize", "place-bitlines",
                      "scale-to-shift")
 MORPH: Pipeline = ("morph-channels",)
+EQUALIZE: Pipeline = ("equalize",)
+#: ``EQUALIZE`` runs right after this pass.
+EQUALIZE_AFTER = "fold-batchnorm"
 MAPPING: Pipeline = ("select-cim", "tile-wordlines", "place-bitlines")
 SEARCH_PREFIX: Pipeline = upto(DEFAULT, "tile-wordlines")
 POOL_PASS, POOL_AFTER = "pool-weights", "tile-wordlines"
@@ -49,10 +54,16 @@ def pooled(pipeline: Pipeline) -> Pipeline:
 
 POOLED: Pipeline = pooled(DEFAULT)
 #: Every declared pipeline by name (``cimc passes`` shows which a pass belongs to).
-PIPELINES: dict[str, Pipeline] = {"default": DEFAULT, "morph": MORPH, "mapping": MAPPING,
+PIPELINES: dict[str, Pipeline] = {"default": DEFAULT, "morph": MORPH, "equalize": EQUALIZE, "mapping": MAPPING,
                                   "search-prefix": SEARCH_PREFIX, "pooled": POOLED}
 #: A build's backend needs every CIM layer placed: once select-cim ran, so must place-bitlines.
 PLACED_AFTER = ("select-cim", "place-bitlines")
+
+
+def with_equalize(pipeline: Pipeline) -> Pipeline:
+    """``pipeline`` with ``EQUALIZE`` right after ``EQUALIZE_AFTER`` (first when it has none)."""
+    at = pipeline.index(EQUALIZE_AFTER) + 1 if EQUALIZE_AFTER in pipeline else 0
+    return (*pipeline[:at], *EQUALIZE, *pipeline[at:])
 
 
 def select(base: Pipeline, passes: Sequence[str] | None = None, disable: Iterable[str] = (),

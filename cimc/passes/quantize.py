@@ -27,7 +27,10 @@ so its codes are the pool's ``q`` exactly; its input and ADC steps are calibrate
 steps of a pooled layer are not used (a warning says so).
 
 With ``bias_correction``, each calibrated layer's bias then absorbs its mean output error on
-the calibration batch (``cimc.quant.bias_correction``).
+the calibration batch (``cimc.quant.bias_correction``). With ``fold_columns`` (``--equalize``
+with the shift on), a layer with per-column steps then makes each column's output scale a
+power of two by equalising the remainder with the Conv that reads it, before that Conv is
+calibrated (``cimc.passes.equalize.fold_column_remainder``; the float function is unchanged).
 
 Needs tile-wordlines first (partial sums are per segment). Layers that already carry
 ``QuantParams`` are kept, so a second run changes nothing. ``ensures`` checks that every
@@ -53,6 +56,7 @@ from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 from cimc.options import validate
 from cimc.passes.context import QuantizeReport
+from cimc.passes.equalize import fold_column_remainder
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
@@ -108,13 +112,15 @@ class Quantize(GraphPass):
     bits: Mapping[str, LayerBits] = field(default_factory=dict)
     default_bits: LayerBits = LayerBits()
     bias_correction: bool = False
+    fold_columns: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
         bits = {k: LayerBits(**v) for k, v in (options.layer_bits or {}).items()}
+        equalize, shift = options.equalize, not options.no_shift
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
-                   bias_correction=options.bias_correction,
+                   bias_correction=options.bias_correction, fold_columns=equalize and shift,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
@@ -191,10 +197,14 @@ class Quantize(GraphPass):
         with single_blas_thread():  # many small products: threads cost more than they give
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
             ctx.calibration_inputs = inputs
+            pending = {n.name for n in nodes} - set(imported)
             for node in nodes:
+                pending.discard(node.name)
                 node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
                 if self.bias_correction:
                     correct_bias(graph, node, inputs[node.name])
+                if self.fold_columns and node.name not in imported:
+                    fold_column_remainder(graph, node, inputs, pending)
 
     def _layer(self, graph: Graph, node: Node, x: np.ndarray, steps: ImportedSteps | None,
                macro: MacroSpec) -> QuantParams:
@@ -286,10 +296,21 @@ def correct_bias(graph: Graph, node: Node, x: np.ndarray) -> None:
     """Bias correction (``cimc.quant.bias_correction``) of a quantized Conv, or Gemm with
     ``beta = 1``: the corrected bias becomes a new initializer the layer reads. MatMul (no bias
     input) and other Gemms are left as they are."""
+    if has_own_bias(node):
+        set_bias(graph, node, corrected_bias(cim_spec(graph, node), x))
+
+
+def has_own_bias(node: Node) -> bool:
+    """Whether bias correction can change ``node``'s bias: a Conv, or a Gemm with ``beta = 1``
+    (logged otherwise)."""
     if node.op == "MatMul" or (node.op == "Gemm" and float(node.attrs.get("beta", 1.0)) != 1.0):
         log.info("bias correction skips '%s' (%s without a bias of its own)", node.name, node.op)
-        return
-    bias = corrected_bias(cim_spec(graph, node), x)
+        return False
+    return True
+
+
+def set_bias(graph: Graph, node: Node, bias: np.ndarray) -> None:
+    """``bias`` (float32) as a new initializer that ``node`` reads as its bias."""
     name = graph.unique_name(f"{node.name}.bias_corrected")
     graph.set_initializer(name, bias)
     inputs = list(node.inputs) + [""] * (3 - len(node.inputs))

@@ -7,11 +7,12 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
 
 * ``"activation"``: when ``s`` is one number per layer and the output reaches only CIM
   layers through positively homogeneous ops (Relu, LeakyRelu, pools, reshapes, slices, zero
-  padding) and Clips with constant bounds, those readers quantize ``y / r`` with step
-  ``S_A' = S_A / r`` — the same codes — and the layer adds ``b' = b / r``: exact up to float
-  rounding (``Shift.gain = g = 1/r``). A Clip on the way (ReLU6 is ``Clip(0, 6)``) is not
-  homogeneous, but ``Clip(lo, hi)(y) = Clip(g·lo, g·hi)(g·y) / g`` for ``g > 0``: its bounds
-  become ``fl32(g·lo)``, ``fl32(g·hi)`` (``ScaledBounds`` keeps ``lo``, ``hi`` for the float
+  padding, products with a constant: ``Mul(y, k)``, ``Div(y, k)``) and Clips with constant
+  bounds, those readers quantize ``y / r`` with step ``S_A' = S_A / r`` — the same codes — and
+  the layer adds ``b' = b / r``: exact up to float rounding (``Shift.gain = g = 1/r``). A Clip
+  on the way (ReLU6 is ``Clip(0, 6)``) is not homogeneous, but
+  ``Clip(lo, hi)(y) = Clip(g·lo, g·hi)(g·y) / g`` for ``g > 0``: its bounds become
+  ``fl32(g·lo)``, ``fl32(g·hi)`` (``ScaledBounds`` keeps ``lo``, ``hi`` for the float
   model). Every engine runs the scaled Clip, so they agree bit for bit; against the float
   model the bounds move by their float32 rounding (≤ ½ ulp), below the shift's own rounding;
 * ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
@@ -19,7 +20,9 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
   sums with less squared error (per column when the scale is), else the one above ``s``
   (the ADC range grows, never clipping more). The calibration inputs are quantize's, or, for
-  layers whose steps came with the model (QAT), collected by this pass from the same batch;
+  layers whose steps came with the model (QAT), collected by this pass from the same batch.
+  With ``--bias-correction`` the layer's bias then moves by the change of its mean output on
+  that input (``bias_correction.refolded_bias``), which the new ADC step would otherwise add;
 
 * ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
 
@@ -49,9 +52,10 @@ from cimc.mapping.select import cim_nodes
 from cimc.ops import find
 from cimc.passes.context import ShiftReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
-from cimc.passes.quantize import calibration_batch
+from cimc.passes.quantize import calibration_batch, has_own_bias, set_bias
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
+from cimc.quant.bias_correction import refolded_bias
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, collect_inputs, partial_sums
 from cimc.quant.cim_layer import cim_spec
@@ -70,11 +74,13 @@ class ScaleToShift(GraphPass):
     data_root: str | None = None
     preprocess: Preprocess = DEFAULT_PREPROCESS
     sqnr_samples: int = 2
+    bias_correction: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> ScaleToShift:
         return cls(calib=options.calib, calib_size=options.calib_size, data_root=options.data_root,
-                   preprocess=Preprocess.from_options(options.image_size, options.mean, options.std))
+                   preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
+                   bias_correction=options.bias_correction)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         missing = [n.name for n in cim_nodes(graph) if QuantParams not in n.ann]
@@ -88,7 +94,8 @@ class ScaleToShift(GraphPass):
         inputs = self._inputs(graph, todo, ctx)
         with single_blas_thread():
             for node in todo:
-                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name)))
+                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name),
+                                         self.bias_correction))
         if todo and self.sqnr_samples > 0:
             self._measure(graph, out, todo, ctx)
         return PassResult(out, bool(todo))
@@ -130,18 +137,20 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
-                calibration: np.ndarray | None = None) -> dict[str, float]:
+                calibration: np.ndarray | None = None, bias_correction: bool = False) -> dict[str, float]:
     """Annotate ``node`` with its ``Shift`` and fold the remainder (module doc).
 
     ``input_gain`` is ``g`` when the layer's input arrives multiplied by ``g`` (its producer
     folded into this layer's ``S_A``): its true scale is then ``S_W·S_ADC·S_A / g``.
     ``calibration`` (the layer's float calibration input) lets an ADC fold pick the better of
-    the two powers of two around ``s``. Returns the input gains given to reader layers."""
+    the two powers of two around ``s``; with ``bias_correction`` (quantize corrected the bias), an
+    ADC fold also moves the bias by the change of the mean output on it
+    (``bias_correction.refolded_bias``). Returns the input gains given to reader layers."""
     q = node.ann[QuantParams]
     exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64) / input_gain
     k = numerics.shift_exponent(exact)
     error = float(np.max(np.abs(numerics.shift_scale(k) / exact - 1.0)))
-    mode, gain, readers = "none", 1.0, None
+    mode, gain, readers, before, x = "none", 1.0, None, None, None
     if fold and error > 0:
         targets = fold_targets(graph, node) if exact.size == 1 else None
         if targets is not None:
@@ -151,6 +160,8 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
             mode = "activation"
         else:
             x = None if calibration is None else calibration * np.float32(input_gain)
+            if bias_correction and x is not None and has_own_bias(node):
+                before = cim_spec(graph, node)
             k, adc = adc_fold(graph, node, exact, x)
             node.ann.put(replace(q, adc_step=adc))
             mode = "adc"
@@ -158,6 +169,8 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
     exact32 = exact.astype(np.float32)
     exact32.flags.writeable = False
     node.ann.put(Shift(k, exact32, error, None, mode, gain))
+    if before is not None and x is not None:
+        set_bias(graph, node, refolded_bias(before, cim_spec(graph, node), x, exact))
     return {reader.name: gain for reader in readers or ()}
 
 
@@ -200,13 +213,18 @@ def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) 
 
 def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.ndarray:
     """Squared ADC error of partial sums ``p (M, segments·T·S, Cout)`` with every conversion
-    kind at its step ``adc_step · 2^−m_{t,j}``: per column when ``adc_step`` is, else in total."""
+    kind at its step ``adc_step · 2^−m_{t,j}``, as it reaches the layer's sum: each kind's error
+    weighted by the square of its shift-add weight ``c_k = 2^(j·cell_bits + t·dac_bits)`` (the
+    error quantize's ``kind_steps`` minimises); per column when ``adc_step`` is, else in total."""
     kinds = q.w_slices * q.a_slices
     if kinds == 1:
         return squared_error(p, adc_step, q.adc_bits, True, 2 if adc_step.size > 1 else None)
     steps = slicing.conversion_steps(adc_step.astype(np.float32), q.adc_shift, kinds)  # (kinds, C)
-    steps = np.tile(steps, (p.shape[1] // kinds, 1))[None]
+    segments = p.shape[1] // kinds
+    steps = np.tile(steps, (segments, 1))[None]
+    weights = slicing.conversion_weights(segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits).astype(np.float64)
     err = (p - numerics.quantize(p, steps, q.adc_bits, True) * steps).astype(np.float64) ** 2
+    err *= (weights**2).reshape(1, -1, 1)
     return err.sum(axis=(0, 1)) if adc_step.size > 1 else np.atleast_1d(err.sum())
 
 
@@ -241,7 +259,7 @@ def fold_targets(graph: Graph, node: Node) -> FoldTargets | None:
             elif _scalable_clip(reader, tensor):
                 clips.append(reader)
                 frontier.append(reader.outputs[0])
-            elif _homogeneous(reader):
+            elif _homogeneous(reader) or _constant_product(graph, reader, tensor):
                 frontier.append(reader.outputs[0])
             else:
                 return None
@@ -257,6 +275,15 @@ def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
 def _scalable_clip(node: Node, tensor: str) -> bool:
     """A Clip of ``tensor`` by constant bounds (attrs, the canonical form) not scaled before."""
     return node.op == "Clip" and list(node.inputs) == [tensor] and ScaledBounds not in node.ann
+
+
+def _constant_product(graph: Graph, node: Node, tensor: str) -> bool:
+    """``Mul(tensor, k)``, ``Mul(k, tensor)`` or ``Div(tensor, k)`` with ``k`` a constant:
+    ``(c·x)·k = c·(x·k)``, so it is homogeneous in ``tensor`` (the equalize pass writes them)."""
+    if node.op not in ("Mul", "Div") or len(node.inputs) != 2 or list(node.inputs).count(tensor) != 1:
+        return False
+    other = node.inputs[1] if node.inputs[0] == tensor else node.inputs[0]
+    return other in graph.initializers and (node.op == "Mul" or node.inputs[0] == tensor)
 
 
 def _homogeneous(node: Node) -> bool:

@@ -12,7 +12,9 @@ makes the compiled layer's mean output on the calibration batch equal the float 
 (up to float32 rounding), for every output channel ``o``; the mean squared error then drops by
 the squared mean error (``E[e²] = Var[e] + E[e]²``, and only ``E[e]`` changes). ``E[y_o]``
 comes from the input's window means (``calibration.window_moments``), ``E[ŷ_o]`` from running
-the layer by the contract (``reference.run_layer``).
+the layer by the contract (``reference.run_layer``). When scale-to-shift later moves the ADC
+step (an ADC fold), ``refolded_bias`` moves the bias by the change of the mean output, so the
+correction still holds.
 """
 
 from __future__ import annotations
@@ -37,11 +39,25 @@ def mean_error(spec: CimSpec, x: np.ndarray, float_bias: np.ndarray | None = Non
     """``E[ŷ_o] − E[y_o]`` on ``x`` for the layer's ``QuantParams`` (module doc), float64
     ``(Cout,)``; the float ``y`` has bias ``float_bias`` (default: the layer's own, as before
     any correction)."""
-    y = run_layer(x, spec).outputs
-    axes = tuple(i for i in range(y.ndim) if i != (1 if spec.kind == "conv" else y.ndim - 1))
-    return y.mean(axis=axes, dtype=np.float64) - mean_output(spec, x, float_bias)
+    return _channel_means(run_layer(x, spec).outputs, spec) - mean_output(spec, x, float_bias)
 
 
 def corrected_bias(spec: CimSpec, x: np.ndarray) -> np.ndarray:
     """The bias ``b − (E[ŷ] − E[y])`` (module doc), float32 ``(Cout,)``."""
     return (spec.bias.astype(np.float64) - mean_error(spec, x)).astype(np.float32)
+
+
+def refolded_bias(before: CimSpec, after: CimSpec, x: np.ndarray, scale_before: np.ndarray) -> np.ndarray:
+    """The bias that keeps a corrected layer's mean output when its ADC step changes (an ADC
+    fold of scale-to-shift): ``b − (E[P'·s'] − E[P·s])``, with ``P``/``P'`` the accumulated sums
+    before/after on ``x``, ``s = scale_before`` the true output scale before and ``s'`` the one
+    after (``after.scale()``). The mean error corrected before (against the float layer) stays
+    corrected. Float32 ``(Cout,)``."""
+    old = _channel_means(run_layer(x, before).sums, before) * scale_before.astype(np.float64)
+    new = _channel_means(run_layer(x, after).sums, after) * after.scale().astype(np.float64)
+    return (after.bias.astype(np.float64) - (new - old)).astype(np.float32)
+
+
+def _channel_means(y: np.ndarray, spec: CimSpec) -> np.ndarray:
+    axes = tuple(i for i in range(y.ndim) if i != (1 if spec.kind == "conv" else y.ndim - 1))
+    return y.mean(axis=axes, dtype=np.float64)
