@@ -168,5 +168,5 @@ def scan_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, 
 
 def describe(expansion: Expansion, macro: MacroSpec) -> str:
     c = expansion.cost
-    return (f"R = {expansion.ratio:.4f}: {c.bitlines} bitlines, {c.macros} macros of {macro.bitlines}, "
-            f"{c.params:,} params, usage {100 * c.usage:.2f}% ({expansion.evaluations} evaluations)")
+    return (f"R = {expansion.ratio:.4f}: {c.bitlines:,} bitlines, {c.macros:,} macros of {macro.bitlines:,}, "
+            f"{c.params:,} params, usage {100 * c.usage:.2f}% ({expansion.evaluations:,} evaluations)")

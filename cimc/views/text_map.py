@@ -72,7 +72,7 @@ def macro_strips(own: Owners, macros: list[int] | None = None, highlight: int | 
         strip = majority(_codes(own)[m][None, :], 1, per)[0]
         line = Text(f"{m:>5} │")
         line.append_text(_text(strip, highlight, width))
-        line.append(f"│ {usage[m]:6.1%}")
+        line.append(f"│ {usage[m]:7.2%}")
         lines.append(line)
     return lines
 
