@@ -28,7 +28,7 @@ PYTHON = frozenset({"python"})
 INERT = frozenset({"text", "toml", "json", "mermaid"})
 
 #: The user's files a block may assume (``given``); tests/test_docs_run.py makes them.
-FIXTURES = frozenset({"model.onnx", "model.qdq.onnx", "imgs", "x.npy"})
+FIXTURES = frozenset({"model.onnx", "dynamic.onnx", "model.qdq.onnx", "imgs", "x.npy"})
 
 _FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)\s*$")
 _NOTE = re.compile(r"^<!-- doc-test: (.+?) -->$")
@@ -37,6 +37,10 @@ COMMAND = re.compile(r"^\s*(?:\$ )?(?:cimc|python3?|pip|nice|torchrun|[A-Z_]+=\S
 #: What needs torch (the ``train`` extra) when a block runs.
 _TORCH = re.compile(r"\b(vgg9|vgg16|resnet18|cimc (?:qat|morph|search)|--train|--morph"
                     r"|cimc\.(?:train|morph\.loop|search)|import torch)\b")
+
+
+def _name(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        return f"{_name(self.path)}:{self.line}"
 
     @property
     def runs(self) -> bool:
@@ -137,13 +141,10 @@ def _block(path: Path, line: int, lang: str, body: list[str], notes: list[str]) 
 
 
 def _indented_commands(path: Path, lines: list[str], fenced: set[int]) -> list[str]:
-    """Indented (unfenced) code blocks that hold a command: they escape the test, so they are errors."""
-    found = []
-    for i, ln in enumerate(lines):
-        starts = ln.startswith("    ") and (i == 0 or not lines[i - 1].strip()) and i not in fenced
-        if starts and COMMAND.match(ln) and not lines[i - 1 if i else 0].lstrip().startswith(("*", "-", "|")):
-            found.append(f"{path.relative_to(ROOT)}:{i + 1}: an indented command block; fence it (```bash)")
-    return found
+    """Indented (unfenced) code blocks that start with a command: they would escape the test."""
+    return [f"{_name(path)}:{i + 1}: an indented command block; fence it (```bash)"
+            for i, ln in enumerate(lines)
+            if i not in fenced and ln.startswith("    ") and (i == 0 or not lines[i - 1].strip()) and COMMAND.match(ln)]
 
 
 def parse(path: Path) -> tuple[list[Block], list[str]]:

@@ -18,10 +18,11 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from tests.conftest import HAS_TORCH
-from tests.doc_blocks import ROOT, SHELL, Block, all_blocks
+from tests.doc_blocks import INERT, ROOT, SHELL, Block, all_blocks, parse
 
 BLOCKS, PROBLEMS = all_blocks()
 RUN = [b for b in BLOCKS if b.runs]
@@ -37,12 +38,25 @@ def test_every_block_is_fenced_labelled_and_annotated_correctly() -> None:
 
 
 def test_every_command_block_runs_or_says_why_not() -> None:
-    code = [b for b in BLOCKS if b.lang not in ("text", "toml", "json", "mermaid")]
+    code = [b for b in BLOCKS if b.lang not in INERT]
     skipped = [b for b in code if not b.runs]
     assert all(b.skip for b in skipped)
     assert len(skipped) <= MAX_SKIPPED_BLOCKS, [(b.id, b.skip) for b in skipped]
     assert sum(len(b.skip_lines) for b in code) <= MAX_SKIPPED_LINES
     assert len(RUN) >= 13, "the docs lost their examples, or the parser its blocks"
+
+
+def test_the_parser_reports_what_would_escape_the_test(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("Text.\n\n    cimc compile x.onnx\n\n```\ncimc zoo list\n```\n\n"
+                   "<!-- doc-test: skip-lines nope | why -->\n```bash\ncimc passes\n```\n\n"
+                   "<!-- doc-test: given secrets.txt -->\n```python\nprint(1)\n```\n"
+                   "<!-- doc-test: slow -->\n```bash\ncimc zoo list\n```\n", encoding="utf-8")
+    blocks, problems = parse(doc)
+    assert [b.lang for b in blocks] == ["", "bash", "python", "bash"] and blocks[3].slow and blocks[3].runs
+    assert len(problems) == 4, problems
+    assert any("indented command" in p for p in problems) and any("without a language" in p for p in problems)
+    assert any("matches no line" in p for p in problems) and any("bad note" in p for p in problems)
 
 
 def _python_commands_for(folder: Path) -> Path:
@@ -60,9 +74,23 @@ def _python_commands_for(folder: Path) -> Path:
     return bin_dir
 
 
+def _dynamic_model(rng: np.random.Generator) -> onnx.ModelProto:
+    """Conv → Relu → GlobalAveragePool → Flatten on an input of symbolic shape ``(N, 3, H, W)``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["logits"])]
+    graph = helper.make_graph(nodes, "dynamic", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                               ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 8])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _given(name: str, folder: Path) -> None:
     """The user's files a block assumes: ``model.onnx`` (the zoo's tiny CNN, 3×8×8 → 10),
-    ``imgs/{train,test}/<class>/*.png`` for it, ``x.npy`` (two inputs)."""
+    ``dynamic.onnx`` (symbolic input dims), ``model.qdq.onnx`` (tiny CNN quantized by
+    onnxruntime), ``imgs/{train,test}/<class>/*.png`` for it, ``x.npy`` (two inputs)."""
     rng = np.random.default_rng(0)
     if name == "model.onnx":
         shutil.copy(ROOT / "cimc" / "models" / "shipped" / "tiny_cnn.onnx", folder / name)
@@ -70,6 +98,8 @@ def _given(name: str, folder: Path) -> None:
         from tests.test_qdq_import import ort_qdq
 
         shutil.copy(ort_qdq(folder)[1], folder / name)
+    elif name == "dynamic.onnx":
+        onnx.save(_dynamic_model(rng), folder / name)
     elif name == "x.npy":
         np.save(folder / name, rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
     elif name == "imgs":
