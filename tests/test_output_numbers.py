@@ -67,7 +67,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (accuracy, loss tables), and bit-sliced on a budget that makes it reload (budget notes)."""
     tmp = tmp_path_factory.mktemp("numbers")
     a, b = str(tmp / "a"), str(tmp / "b")
-    out = {"compile": _cli("compile", "digits_cnn", "--calib", "digits", "--eval", "digits", "--eval-size", "100",
+    out = {"compile": _cli("compile", "digits_cnn", "--calib", "digits", "--eval", "digits", "--eval-size", "64",
                            "-o", a),
            "compile sliced": _cli("compile", "digits_cnn", "--bl", "256", "--w-bits", "8", "--calib", "digits",
                                   "-o", b)}
@@ -75,6 +75,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "report.md sliced": Path(b, "report.md").read_text(encoding="utf-8"),
             "inspect": _cli("inspect", a), "inspect --macro": _cli("inspect", b, "--macro", "1"),
             "inspect --layer": _cli("inspect", b, "--layer", "node_conv2d_1"), "diff": _cli("diff", a, b),
+            "emulate": _cli("emulate", a, "--data", "digits"), "validate": _cli("validate", b),
             "search": _cli("search", "tiny_cnn", "--data", "synthetic", "--max-acc-drop", "5", "--strategy", "greedy",
                            "-o", str(tmp / "s"))}
     (tmp / "sweep.toml").write_text(SWEEP, encoding="utf-8")
