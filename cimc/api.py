@@ -57,6 +57,8 @@ class CompileOptions:
 
     bitline_budget: int | None = None
     macro: MacroSpec | str | Path | None = None
+    timing: str = OPTIONS["timing"].default
+    infer_batch: int = OPTIONS["infer_batch"].default
     tiling: str = OPTIONS["tiling"].default
     placement: str = OPTIONS["placement"].default
     map_fc: bool = OPTIONS["map_fc"].default
@@ -232,6 +234,6 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
                               options.max_acc_drop) if options.eval_data is not None else None)
         graph, ctx = compile_graph(graph, options)
         build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
-                            quant_info(ctx), evaluate)
+                            quant_info(ctx), evaluate, options.timing, options.infer_batch)
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report.to_json(), ctx.history)

@@ -25,7 +25,7 @@ from cimc.documents.base import Decibels
 from cimc.documents.report import Accuracy, LayerLoss
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
-from cimc.lowering.model import float_model, serialize
+from cimc.lowering.model import float_model_bytes
 from cimc.quant import loss
 from cimc.safe_text import safe_name
 
@@ -171,7 +171,7 @@ def evaluator(graph: Graph, dataset: str | Path | object, size: int | None = Non
     ``(x, y)`` batches; unlabelled data measure agreement and SQNR only). With the compiled
     graph it also measures every CIM layer's loss on ``layer_samples`` samples."""
     ds = evaluation_samples(graph, dataset, size, root, preprocess)
-    float_bytes = serialize(float_model(graph))
+    float_bytes = float_model_bytes(graph)
     cache: dict[str, np.ndarray] = {}
 
     def evaluate(compiled: bytes, compiled_graph: Graph | None = None) -> Accuracy:

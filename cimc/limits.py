@@ -28,3 +28,5 @@ DATASET_IMAGES = 200_000
 IMAGE_SIZE = 4096
 #: A build's ``manifest.json``.
 MANIFEST_BYTES = 16 * MiB
+#: Compute phases of a build's timeline (tiles × passes over every layer, ``cimc.cost.timeline``).
+TIMELINE_PHASES = 100_000

@@ -4,11 +4,30 @@ The default preset is the paper's macro (Lin & Chang, Section II.A): 256 wordlin
 256 bitlines of 4-bit cells, a 4-bit DAC per wordline, 64 ADCs of 5 bits each shared by
 4 bitlines through a multiplexer, and 256 cycles to load a whole macro. Nothing else in
 cimc hard-codes these numbers.
+
+The timeline (``cimc.cost.timeline``) adds how many macro loads run at once
+(``concurrent_loads``) and how many partial sums a layer split over passes may keep between
+them (``psum_buffer``, entries of one output channel at one pixel). ``psum_buffer``'s default
+is not a hardware figure: it is large enough that no zoo model is constrained; set your chip's.
+
+Per-event energies (pJ, ``cimc.cost.energy``), defaults from the component figures of ISAAC
+(Shafiee et al., ISCA 2016, 32 nm CMOS) as tabulated in Accelergy's ``hwcomponents-library``
+(``library/isaac.py``): ``adc_pj`` one ADC conversion (0.99 pJ: the table's 5-bit SAR ADC,
+Kull et al. ISSCC 2013 scaled by Saberi et al. 2011; 1.67 pJ at 8 bits); ``dac_pj`` one
+wordline driven for one input bit (ISAAC's 1-bit DAC, 0.41667 pJ; a ``d``-bit DAC cycle costs
+``d`` of them); ``add_pj`` one shift-add of an ADC code (ISAAC's 16-bit shift-and-add,
+0.021 pJ); ``psum_pj`` one partial-sum buffer access of a 16-bit entry (ISAAC's eDRAM buffer,
+20.45 pJ per 256-bit access, /16); ``write_pj`` one weight bit written into a cell (the same
+eDRAM's write per bit, 20.45/256 pJ: an on-chip write standing in for the SRAM cell write,
+which ISAAC does not give); ``offchip_pj`` one byte of weights read from off chip (ISAAC's
+chip-to-chip link, 26 pJ per 128 bits at 65 nm: a lower bound, a DRAM read costs more).
+The analog array itself (cell read / MAC) has no figure there and is not counted.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -20,7 +39,9 @@ from cimc.errors import UsageError
 @dataclass(frozen=True)
 class MacroSpec:
     """One macro: ``wordlines × bitlines`` cells of ``cell_bits``; ``adcs`` converters of
-    ``adc_bits`` each serving ``bitlines_per_adc`` bitlines; ``load_cycles`` to load it."""
+    ``adc_bits`` each serving ``bitlines_per_adc`` bitlines; ``load_cycles`` to load it,
+    ``concurrent_loads`` loads at once, ``psum_buffer`` partial sums kept between passes; the
+    ``*_pj`` fields are per-event energies in pJ (module doc)."""
 
     name: str = "paper"
     wordlines: int = 256
@@ -31,11 +52,24 @@ class MacroSpec:
     adc_bits: int = 5
     bitlines_per_adc: int = 4
     load_cycles: int = 256
+    concurrent_loads: int = 1
+    psum_buffer: int = 1 << 20
+    adc_pj: float = 0.99
+    dac_pj: float = 0.41667
+    add_pj: float = 0.021
+    psum_pj: float = 20.45 / 16
+    write_pj: float = 20.45 / 256
+    offchip_pj: float = 26.0 / 16
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "name" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if f.name in ENERGY_FIELDS:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                    raise UsageError(f"macro spec '{self.name}': {f.name} must be a positive number (pJ), "
+                                     f"got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+            elif f.name != "name" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise UsageError(f"macro spec '{self.name}': {f.name} must be a positive integer, got {value!r}")
         if self.adcs * self.bitlines_per_adc < self.bitlines:
             raise UsageError(f"macro spec '{self.name}': {self.adcs} ADCs × {self.bitlines_per_adc} bitlines "
@@ -59,12 +93,15 @@ class MacroSpec:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+#: The per-event energies (pJ): positive numbers, every other field but ``name`` a positive integer.
+ENERGY_FIELDS = ("adc_pj", "dac_pj", "add_pj", "psum_pj", "write_pj", "offchip_pj")
+
 PRESETS: dict[str, MacroSpec] = {
     "paper": MacroSpec(),
     "paper-512": MacroSpec(name="paper-512", wordlines=512, bitlines=512, adcs=128, load_cycles=512),
     "small-64": MacroSpec(name="small-64", wordlines=64, bitlines=64, adcs=16, load_cycles=64),
     "isaac-128": MacroSpec(name="isaac-128", wordlines=128, bitlines=128, cell_bits=2, dac_bits=1,
-                           adcs=16, adc_bits=8, bitlines_per_adc=8, load_cycles=128),
+                           adcs=16, adc_bits=8, bitlines_per_adc=8, load_cycles=128, adc_pj=1.67),
 }
 
 

@@ -98,6 +98,12 @@ _DECLARED = (
     Option("macro", "--macro", str, "Macro preset name or a .toml/.json spec file.", default="paper",
            shapes_build=True),
     Option("bitline_budget", "--bl", int, "On-chip bitline budget.", low=1, shapes_build=True),
+    Option("timing", "--timing", str, "Timeline of schedule.json: the paper's counting (load, then compute) or "
+           "double buffering (free macros load the next weights while others compute).", default="paper",
+           choices=("paper", "overlap"), shapes_build=True, recorded=True),
+    Option("infer_batch", "--infer-batch", int, "Inputs per batch: weights loaded once serve the whole batch "
+           "(schedule.json timeline, report latency and energy per inference).", default=1, low=1, high=1 << 20,
+           shapes_build=True, recorded=True),
     Option("tiling", "--tiling", str, "Wordline tiling: whole input channels per segment, or dense rows.",
            default="channel", choices=("channel", "dense"), passes=("tile-wordlines", "morph-channels"),
            shapes_build=True, recorded=True),

@@ -37,7 +37,8 @@ def _where(op: OpDef) -> str:
     rewrite = f"; {REWRITES[op.name]}" if op.name in REWRITES else ""
     if all(isinstance(getattr(op, c), Unsupported) for c in CONCERNS):
         return f"rewritten at import{rewrite}"
-    written = "; written as basic ONNX ops where opset 17 or onnxruntime lacks it" if op.decompose else ""
+    written = "; written as basic ONNX ops where opset 17 or onnxruntime lacks it or rounds otherwise"
+    written = written if op.decompose else ""
     return CIM_OPS.get(op.name, "digital" + (", float64 rounded once" if op.double else "")) + rewrite + written
 
 

@@ -56,3 +56,4 @@ def test_split_batch_needs_whole_chunks() -> None:
     assert [c["x"].shape[0] for c in split_batch(feeds, 1)] == [1] * 5
     with pytest.raises(UsageError, match="batches of 2"):
         split_batch(feeds, 2)
+

@@ -19,8 +19,8 @@ from cimc.lowering.model import cim_model
 from cimc.ops import op_table
 from cimc.ops.defs.erf import erf, erf_parts, series_coefficients
 from cimc.ops.formula import Backend, NumpyBackend
-from cimc.quant.reference import run_compiled
-from tests.onnx_builders import feeds_for
+from cimc.quant.reference import PROBES, probe_feeds, run_compiled
+from tests.onnx_builders import feeds_for, single
 from tests.test_interpreter import CASES
 
 
@@ -51,6 +51,27 @@ def test_model_cim_onnx_equals_reference(case: str, optimize: bool) -> None:
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
     for name, want in run_compiled(graph, feeds).outputs.items():
         np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+def test_sigmoid_of_model_cim_onnx_equals_the_reference_on_large_inputs() -> None:
+    """onnxruntime's float64 Sigmoid computes ``1 − 1/(1 + eˣ)`` below 0, which differed from the
+    reference after rounding on inputs of standard normal × 8: ``model.cim.onnx`` writes the
+    reference's formula instead. Every 127th float32 of ±[2⁻¹⁰, 104] (e^−104 is below float32's
+    smallest number), and the probe batches."""
+    model = single("Sigmoid", {"x": (1, 1)})
+    graph = import_onnx(model)
+    cim = cim_model(graph)
+    assert "Sigmoid" not in {n.op_type for n in cim.graph.node}
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(cim.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    lo, hi = np.float32(2.0**-10).view(np.int32), np.float32(104).view(np.int32)
+    grid = np.arange(lo, hi, 127, dtype=np.int32).view(np.float32)
+    x = np.concatenate([grid, -grid, [0, np.inf, -np.inf, 3e38, -3e38]]).astype(np.float32).reshape(-1, 1)
+    batches = [x, *(probe_feeds({"x": (16384, 1)}, seed, scale)["x"] for seed, scale in PROBES)]
+    for batch in batches:
+        want = run_compiled(graph, {"x": batch}).outputs["y"]
+        np.testing.assert_array_equal(session.run(None, {"x": batch})[0], want)
 
 
 def test_erf_formula_is_accurate() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,7 +23,9 @@ from cimc.backend.quant_report import quantization_markdown, quantization_sectio
 from cimc.backend.report import report_document, report_markdown
 from cimc.backend.schedule import schedule_document
 from cimc.build.weights_file import macro_weights_bytes
+from cimc.cost.energy import energy
 from cimc.cost.model import ModelCost, model_cost
+from cimc.cost.timeline import Timing, timeline
 from cimc.documents import dumps
 from cimc.documents.macro import MacroDoc
 from cimc.documents.manifest import SCHEMA_VERSION, Manifest, Source
@@ -33,6 +35,7 @@ from cimc.ir.graph import Graph
 from cimc.ir.printer import format_graph
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
+from cimc.options import validate
 
 #: ``report.json["accuracy_unknown"]`` of a quantized build compiled without evaluation data.
 UNKNOWN = ("no evaluation data: the compiled model's accuracy was not measured (compile with --eval DATA for "
@@ -49,18 +52,22 @@ class BuildOutput:
 
 def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
                 source: dict[str, Any], options: dict[str, Any], quant: dict[str, Any] | None = None,
-                evaluate: Callable[[bytes, Graph], Accuracy] | None = None) -> BuildOutput:
+                evaluate: Callable[[bytes, Graph], Accuracy] | None = None,
+                timing: str = "paper", batch: int = 1) -> BuildOutput:
     """All files of a build (manifest separate: its file hashes are added when written).
     A quantized graph also gets the files of ``cim_build`` (``quant``: the compile's
     calibration facts; ``evaluate``: the accuracy of ``model.cim.onnx`` and of ``graph``'s
-    layers for the report; without it the report says the accuracy is unknown)."""
+    layers for the report; without it the report says the accuracy is unknown; ``timing``: the
+    timeline's model, ``batch`` its batch size)."""
     cost = model_cost(graph, macro, bitline_budget)
+    result = timeline(graph, macro, cost.bitline_budget, cast(Timing, validate("timing", timing)),
+                      validate("infer_batch", batch))
     nodes = cim_nodes(graph)
     quantized = is_quantized(nodes)
     arrays = (code_arrays if quantized else macro_arrays)(graph, nodes, macro, cost.macros)
     extra = quantized_files(graph, nodes) if quantized else {}
     digital = [DigitalOp(node=n.name, op=n.op) for n in graph.topo_order() if CimLayer not in n.ann]
-    report = report_document(graph, cost, macro, digital)
+    report = report_document(graph, cost, macro, digital, result, energy(result, macro))
     if quantized:
         sections: dict[str, Any] = {"quantization": quantization_section(graph, nodes, quant or {})}
         if evaluate is not None:
@@ -71,7 +78,7 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
     files = {
         "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),
         "weights.safetensors": _weights(arrays),
-        "schedule.json": dumps(schedule_document(graph, cost, macro)),
+        "schedule.json": dumps(schedule_document(graph, cost, macro, result)),
         "report.json": dumps(report),
         "report.md": (report_markdown(report, cost) + quantization_markdown(report)).encode(),
         "graph.txt": format_graph(graph).encode(),

@@ -26,9 +26,8 @@ from cimc.errors import InvalidModelError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
-from cimc.lowering.model import cim_model, serialize
+from cimc.lowering.model import cim_model_bytes
 from cimc.macro import MacroSpec
-from cimc.quant.batching import static_batch
 from cimc.quant.cim_layer import cell_dtype, digit_matrix
 from cimc.quant.reference import PROBES, probe_feeds, run_compiled
 
@@ -63,7 +62,7 @@ def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
     check_finite(quant, constants)
     check_probes(graph)
     return {"quant.json": dumps(quant, compact=True), "graph.json": dumps(doc, compact=True),
-            "digital.safetensors": digital_bytes(constants), "model.cim.onnx": serialize(cim_model(graph))}
+            "digital.safetensors": digital_bytes(constants), "model.cim.onnx": cim_model_bytes(graph)}
 
 
 def check_probes(graph: Graph) -> None:
@@ -71,10 +70,9 @@ def check_probes(graph: Graph) -> None:
     (``reference.PROBES``): a model whose values overflow float32 is an ``InvalidModelError``,
     not a build that validate refuses."""
     shapes = {name: graph.shape(name) for name in graph.inputs}
-    batch = static_batch(graph)
     for seed, scale in PROBES:
         with np.errstate(all="ignore"):
-            outputs = run_compiled(graph, probe_feeds(shapes, batch, seed, scale)).outputs
+            outputs = run_compiled(graph, probe_feeds(shapes, seed, scale)).outputs
         broken = [name for name, value in outputs.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
         if broken:
             raise InvalidModelError(f"the compiled model computes non-finite values in output '{broken[0]}' on "

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from cimc.cost.energy import Energy
 from cimc.cost.model import LayerCost, ModelCost
+from cimc.cost.timeline import TimelineResult
 from cimc.documents.macro import MacroDoc
-from cimc.documents.report import DigitalOp, LayerRow, Report, Totals
+from cimc.documents.report import DigitalOp, EnergyReport, Latency, LayerRow, Report, Totals
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.safe_text import printable
@@ -26,12 +28,42 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def report_document(graph: Graph, cost: ModelCost, macro: MacroSpec, digital: list[DigitalOp]) -> Report:
+def report_document(graph: Graph, cost: ModelCost, macro: MacroSpec, digital: list[DigitalOp],
+                    result: TimelineResult, energy: Energy) -> Report:
     """``report.json`` without its quantization and accuracy sections (``quant_report``)."""
     totals = Totals(**{k: v for k, v in cost.to_dict().items() if k != "layers"})
     return Report(model=graph.name, macro=MacroDoc(**macro.to_dict()), totals=totals,
                   layers=[LayerRow(**vars(layer)) for layer in cost.layers], digital_ops=digital,
-                  notes=budget_notes(cost, macro) + slicing_notes(cost, macro))
+                  notes=budget_notes(cost, macro) + slicing_notes(cost, macro),
+                  latency=latency_document(result), energy=EnergyReport(**energy.to_dict()))
+
+
+def latency_document(result: TimelineResult) -> Latency:
+    """``report.json``'s ``latency``: the timeline's batch figures and their steady-state rates."""
+    steady = result.steady_batch_cycles
+    return Latency(timing=result.timing, batch=result.batch, slots=result.slots, first_batch_cycles=result.makespan,
+                   steady_batch_cycles=steady, cycles_per_inference=steady / result.batch,
+                   inferences_per_mcycle=1e6 * result.batch / steady if steady else 0.0,
+                   load_cycles=result.load_cycles, compute_cycles=result.compute_cycles,
+                   overlap_cycles=result.overlap_cycles, stall_cycles=result.makespan - result.compute_cycles,
+                   loads=len(result.loads), resident=result.resident)
+
+
+def timeline_notes(latency: Latency, energy: EnergyReport) -> list[str]:
+    """``report.md``'s lines on the timeline and the energy."""
+    parts = ", ".join(f"{name} {getattr(energy, key):,.1f}" for key, name in ENERGY_NAMES)
+    return [f"timeline ({latency.timing}, batch {latency.batch:,}, {latency.slots:,} physical macros): "
+            f"{latency.cycles_per_inference:,.1f} cycles per inference; per batch {latency.first_batch_cycles:,} "
+            f"cycles from an empty chip (load {latency.load_cycles:,}, compute {latency.compute_cycles:,}, "
+            f"overlap {latency.overlap_cycles:,}, stall {latency.stall_cycles:,}), then "
+            f"{latency.steady_batch_cycles:,} per batch" + (" (weights stay on chip)" if latency.resident else ""),
+            f"energy per inference: {energy.total:,.1f} pJ ({parts}); {energy.tops_per_w:,.2f} TOPS/W"
+            + (f"; one-time weight load {energy.initial_load:,.1f} pJ" if energy.initial_load else "")]
+
+
+#: The energy components as ``report.md`` names them.
+ENERGY_NAMES = (("adc", "ADC"), ("dac", "DAC"), ("adder", "shift-add"), ("psum_buffer", "psum buffer"),
+                ("offchip", "off-chip read"), ("cell_write", "cell write"))
 
 
 def slicing_notes(cost: ModelCost, macro: MacroSpec) -> list[str]:
@@ -99,7 +131,7 @@ def report_markdown(doc: Report, cost: ModelCost) -> str:
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in layer_rows(cost)]
     lines += ["", "The total row's partial sums are the largest layer's (buffers are reused).", ""]
-    lines += [f"- {printable(note)}" for note in doc.notes]
+    lines += [f"- {printable(note)}" for note in doc.notes + timeline_notes(doc.latency, doc.energy)]
     if doc.digital_ops:
         ops = sorted({d.op for d in doc.digital_ops})
         lines += [f"- digital ops ({len(doc.digital_ops)} nodes): {', '.join(ops)}"]

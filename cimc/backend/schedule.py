@@ -8,18 +8,32 @@ channel, ``a_slices`` DAC cycles per input vector) and its computing cycles (see
 listed with its output shape. When the model does not fit the on-chip budget, macros
 are loaded in placement order during inference: each CIM step then carries the load
 cycles of the macros it is first to use.
+
+``timeline`` places those loads and the layers' compute phases on the chip's physical macros
+over time (``cimc.cost.timeline``, ``--timing``, ``--batch``).
 """
 
 from __future__ import annotations
 
 from cimc.cost.model import ModelCost, conversion_rounds
-from cimc.documents.schedule import CimStep, DigitalStep, InitialLoad, Schedule, Step
+from cimc.cost.timeline import TimelineResult
+from cimc.documents.schedule import (
+    CimStep,
+    ComputePhase,
+    DigitalStep,
+    InitialLoad,
+    LoadEvent,
+    Schedule,
+    Step,
+    Timeline,
+    TimelineTotals,
+)
 from cimc.ir.annotations import BitlinePlacement, CimLayer
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 
 
-def schedule_document(graph: Graph, cost: ModelCost, macro: MacroSpec) -> Schedule:
+def schedule_document(graph: Graph, cost: ModelCost, macro: MacroSpec, result: TimelineResult) -> Schedule:
     """``schedule.json`` (module doc)."""
     costs = {layer.name: layer for layer in cost.layers}
     loaded: set[int] = set()
@@ -46,4 +60,27 @@ def schedule_document(graph: Graph, cost: ModelCost, macro: MacroSpec) -> Schedu
                                  cycles=cost.loading_cycles if cost.fits_on_chip else 0),
         steps=steps, total_computing_cycles=cost.computing_cycles,
         reload_cycles_per_inference=cost.reload_cycles_per_inference,
+        timeline=timeline_document(result, macro),
     )
+
+
+def timeline_document(result: TimelineResult, macro: MacroSpec) -> Timeline:
+    """``schedule.json``'s ``timeline``: every phase and load of one batch, and their totals."""
+    phases = [ComputePhase(
+        phase=i, layer=p.phase.layer, node=p.phase.node, segments=list(p.phase.segments), columns=p.phase.columns,
+        macros=list(p.phase.macros), slots=list(p.slots), first_pixel=p.phase.first_pixel, pixels=p.phase.pixels,
+        start=p.start, end=p.end, conversions=p.phase.conversions, wordline_drives=p.phase.drives,
+        psum_reads=p.phase.psum_reads, psum_writes=p.phase.psum_writes, psum_entries=p.phase.psum_entries)
+        for i, p in enumerate(result.phases)]
+    loads = [LoadEvent(macro=ld.macro, slot=ld.slot, start=ld.start, end=ld.end, phase=ld.phase)
+             for ld in result.loads]
+    return Timeline(timing=result.timing, batch=result.batch, slots=result.slots, load_cycles=macro.load_cycles,
+                    concurrent_loads=macro.concurrent_loads, psum_buffer=macro.psum_buffer, phases=phases,
+                    loads=loads, totals=timeline_totals(result))
+
+
+def timeline_totals(result: TimelineResult) -> TimelineTotals:
+    return TimelineTotals(makespan=result.makespan, compute_cycles=result.compute_cycles, loads=len(result.loads),
+                          load_cycles=result.load_cycles, overlap_cycles=result.overlap_cycles,
+                          stall_cycles=result.makespan - result.compute_cycles, resident=result.resident,
+                          steady_batch_cycles=result.steady_batch_cycles)

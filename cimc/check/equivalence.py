@@ -6,7 +6,10 @@ A re-hashed ``manifest.json`` makes any edit of a build file pass the sha256 che
 check here compares what the emulator would run with what ``model.cim.onnx`` says (``graph``):
 every digital node of ``graph.json`` is a node of the same name and op type in
 ``model.cim.onnx`` (ops the reference computes in float64 keep their name between ``Cast``
-nodes), its tensor inputs are the ONNX node's first inputs (read through those casts), every
+nodes), its tensor inputs are the ONNX node's first inputs (read through those casts) once the
+operands that only the ONNX form has are set aside (initializers that are not constants of
+``graph.json``: attributes written as operands, such as a Reshape's shape, or Where's constant
+condition, which ONNX puts before the two branches), every
 attribute both files carry is equal, and every constant of ``digital.safetensors`` equals, bit
 for bit in float32, the ONNX initializer of its name. A build with ``graph.json`` but no
 ``model.cim.onnx`` cannot be proven and is a violation.
@@ -32,7 +35,7 @@ EXAMPLES = 3
 
 def lowered_ops() -> frozenset[str]:
     """Digital ops that ``model.cim.onnx`` may write as other ops, so their name need not be there:
-    GlobalAveragePool, an even-size LRN (``cimc.lowering.lrn``) and every op with a ``decompose``
+    GlobalAveragePool, LRN (``cimc.lowering.lrn``) and every op with a ``decompose``
     rule (``cimc.ops``: written as basic float64 ONNX ops). Their numbers are still checked by
     the ``outputs`` check."""
     from cimc.ops import op_table
@@ -66,14 +69,17 @@ def check_graph_structure(build: BuildDir, result: Validation) -> Iterator[Viola
     files = emulator_files(build)
     by_name = {n.name: n for n in model.graph.node}
     casts = _casts(model)
+    operands = {t.name for t in model.graph.initializer} - set(files.graph.constants)
     for node in files.graph.nodes:
         if node.cim_layer is None:
-            yield from _check_node(node, by_name.get(node.name), casts)
+            yield from _check_node(node, by_name.get(node.name), casts, operands)
     yield from _check_constants(files.graph.constants, files.constants, model)
     result.notes.append(f"graph.json and digital.safetensors compared with {ONNX_FILE} node by node")
 
 
-def _check_node(node: Any, proto: Any, casts: dict[str, str]) -> Iterator[Violation]:
+def _check_node(node: Any, proto: Any, casts: dict[str, str], operands: set[str]) -> Iterator[Violation]:
+    """``node`` of ``graph.json`` against ``proto``, its ONNX node; ``operands`` are the initializers
+    only the ONNX form reads (module doc)."""
     from onnx import helper
 
     where = f"graph.json node '{node.name}'"
@@ -84,8 +90,8 @@ def _check_node(node: Any, proto: Any, casts: dict[str, str]) -> Iterator[Violat
     if proto.op_type != node.op:
         yield Violation("graph", where, f"op {node.op}, {ONNX_FILE} says {proto.op_type}")
         return
-    given = [casts.get(t, t) if t == f"{node.name}/f64_in{i}" else t
-             for i, t in enumerate(proto.input[:len(node.inputs)])]
+    read = [casts.get(t, t) if t == f"{node.name}/f64_in{i}" else t for i, t in enumerate(proto.input)]
+    given = [t for t in read if t not in operands][:len(node.inputs)]
     if [t for t in node.inputs] != given:
         yield Violation("graph", where, f"reads {node.inputs[:4]}, {ONNX_FILE} {given[:4]}")
     onnx_attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}

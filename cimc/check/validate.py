@@ -23,6 +23,9 @@ and reports *all* violations instead of stopping at the first:
   ``report.json``, the table and notes of ``report.md`` and every CIM step of
   ``schedule.json`` recomputed from ``layout.json`` with the cost-model formulas
   (``validate_cost``).
+* timeline — ``schedule.json``'s loads and compute phases as a schedule (load before use, no
+  slot double-booked, dependencies, buffer capacity, totals re-derived), then recomputed from
+  the layout, with ``report.*``'s latency and energy (``check.timeline``).
 """
 
 from __future__ import annotations
@@ -43,12 +46,13 @@ from cimc.check.cost import check_report, check_schedule
 from cimc.check.equivalence import check_graph_structure
 from cimc.check.layout import check_layout, check_placement_policy
 from cimc.check.quant import check_onnx_cells, check_quant
+from cimc.check.timeline import check_timeline
 from cimc.check.violations import Check, Validation, Violation
 from cimc.check.weights import check_reference, check_weight_arrays
 from cimc.errors import BuildError, CimcError
 
 log = logging.getLogger(__name__)
-KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry, version 2 the timeline
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 
@@ -67,7 +71,7 @@ def validate_build(path: str | Path, reference: str | Path | bool = False,
         ("manifest", check_manifest), ("sha256", check_hashes), ("schemas", check_schemas),
         ("layout", check_layout), ("placement", check_placement_policy), ("weights", check_weight_arrays),
         ("quant", check_quant), ("cells", check_onnx_cells), ("graph", check_graph_structure), *extra,
-        ("schedule", check_schedule), ("report", check_report)]
+        ("schedule", check_schedule), ("timeline", check_timeline), ("report", check_report)]
     if reference is not False:
         checks.append(("reference", lambda b, r: check_reference(b, r, None if reference is True else reference)))
     for name, check in checks:

@@ -136,16 +136,23 @@ def diff_cmd(state: State, build_a: Path, build_b: Path) -> None:
               show_default=True, help="Repeat for both.")
 @click.option("--macro", "macros", type=click.IntRange(min=0), multiple=True, help="Only these macros (repeatable).")
 @click.option("--no-overview", is_flag=True, help="Skip overview.png/svg.")
+@click.option("--timeline", is_flag=True, help="Also draw timeline.png/svg: loads and compute phases per physical "
+              "macro over time (a Gantt chart of schedule.json's timeline).")
 @click.pass_obj
 @guarded
 def maps_cmd(state: State, build: Path, output: Path, formats: tuple[str, ...], macros: tuple[int, ...],
-             no_overview: bool) -> None:
+             no_overview: bool, timeline: bool) -> None:
     """Write placement pictures of BUILD: one per macro and an overview (needs cimc[plot])."""
     from cimc.build.reader import read_build
     from cimc.views.placement_map import write_maps
 
-    written = write_maps(read_build(build), output, formats=formats, macros=macros or None, overview=not no_overview,
+    b = read_build(build)
+    written = write_maps(b, output, formats=formats, macros=macros or None, overview=not no_overview,
                          show_progress=not state.as_json)
+    if timeline:
+        from cimc.views.gantt import write_gantt
+
+        written += write_gantt(b, output, formats)
     if state.as_json:
         _echo_json({"output": str(output), "files": [p.name for p in written]})
         return

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from cimc.documents.base import Document, Size
+from cimc.documents.base import Document, Positive, Size
 
 
 class MacroDoc(Document):
     """One CIM macro: ``wordlines × bitlines`` cells of ``cell_bits``; ``adcs`` converters of
-    ``adc_bits`` each serving ``bitlines_per_adc`` bitlines; ``load_cycles`` to load it."""
+    ``adc_bits`` each serving ``bitlines_per_adc`` bitlines; ``load_cycles`` to load it; the
+    timeline's load concurrency and partial-sum buffer; per-event energies in pJ (defaults: ISAAC,
+    32 nm, docs/build-format.md)."""
 
     name: str
     """The preset or file name of the macro."""
@@ -28,3 +30,19 @@ class MacroDoc(Document):
     """Bitlines one ADC reads through its multiplexer."""
     load_cycles: Size
     """Cycles to load the whole macro with weights."""
+    concurrent_loads: Size
+    """Macro loads that can run at the same time (off-chip bandwidth)."""
+    psum_buffer: Size
+    """Partial sums (one output channel at one pixel each) kept between the passes of a layer."""
+    adc_pj: Positive
+    """Energy of one ADC conversion (pJ)."""
+    dac_pj: Positive
+    """Energy of driving one wordline for one input bit (pJ)."""
+    add_pj: Positive
+    """Energy of one shift-add of an ADC code (pJ)."""
+    psum_pj: Positive
+    """Energy of one partial-sum buffer access (pJ)."""
+    write_pj: Positive
+    """Energy of writing one weight bit into a cell (pJ)."""
+    offchip_pj: Positive
+    """Energy of reading one byte of weights from off chip (pJ)."""

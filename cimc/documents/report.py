@@ -11,6 +11,7 @@ from pydantic import ConfigDict
 from cimc.documents.base import Absent, Bits, Count, Decibels, Document, Fraction, NonNegative, Positive, Real, Size
 from cimc.documents.macro import MacroDoc
 from cimc.documents.quant import Fold, Source
+from cimc.documents.schedule import TimingModel
 
 
 class Totals(Document):
@@ -223,6 +224,63 @@ class Accuracy(Document):
     disagreement) exceeds ``max_drop``; ``null`` otherwise."""
 
 
+class Latency(Document):
+    """Latency and throughput of the timeline (``schedule.json`` ``timeline``) at its batch size."""
+
+    timing: TimingModel
+    """The timing model."""
+    batch: Size
+    """Inputs per batch."""
+    slots: Size
+    """Physical macros."""
+    first_batch_cycles: Count
+    """Cycles of the first batch, weights loaded from an empty chip."""
+    steady_batch_cycles: Count
+    """Cycles of every later batch."""
+    cycles_per_inference: NonNegative
+    """``steady_batch_cycles / batch``."""
+    inferences_per_mcycle: NonNegative
+    """Throughput: inferences per million cycles in the steady state."""
+    load_cycles: Count
+    """Load cycles of a batch (summed over concurrent loads)."""
+    compute_cycles: Count
+    """Compute cycles of a batch."""
+    overlap_cycles: Count
+    """Cycles of a batch in which loading and computing overlap."""
+    stall_cycles: Count
+    """Cycles of a batch without computing."""
+    loads: Count
+    """Macro loads of a batch."""
+    resident: bool
+    """Whether the weights stay on chip between batches."""
+
+
+class EnergyReport(Document):
+    """Energy per inference by component (pJ), from the timeline's events and the macro's
+    per-event energies (``cimc.cost.energy``)."""
+
+    adc: NonNegative
+    """ADC conversions."""
+    dac: NonNegative
+    """Wordline drives (DACs)."""
+    adder: NonNegative
+    """Shift-adds of ADC codes."""
+    psum_buffer: NonNegative
+    """Partial-sum buffer accesses."""
+    offchip: NonNegative
+    """Off-chip weight reads (0 when the weights stay on chip)."""
+    cell_write: NonNegative
+    """Weight cell writes (0 when the weights stay on chip)."""
+    total: NonNegative
+    """Sum of the components."""
+    initial_load: NonNegative
+    """The one-time load of resident weights (pJ; 0 when they are reloaded every batch)."""
+    macs: Count
+    """Multiply-accumulates per inference."""
+    tops_per_w: NonNegative
+    """``2 · macs / total`` (operations per pJ)."""
+
+
 class Report(Document):
     """All figures of a compile."""
 
@@ -240,6 +298,10 @@ class Report(Document):
     """Nodes executed digitally."""
     notes: list[str]
     """Budget and bit-slicing notes."""
+    latency: Latency
+    """Latency and throughput of the timeline."""
+    energy: EnergyReport
+    """Energy per inference."""
     quantization: Quantization | Absent = None
     """Quantization section (quantized builds)."""
     accuracy: Accuracy | Absent = None

@@ -1,6 +1,7 @@
 """``schedule.json``: the order in which the macro executes the model, one step per node in
 topological order (CIM layers with their loads and cycles, digital ops with their output
-shape), plus the load and cycle totals."""
+shape), the load and cycle totals, and the timeline: loads and compute phases on the chip's
+physical macros over time (``cimc.cost.timeline``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from cimc.documents.base import Count, Document, Size
+
+#: The timing models of the timeline (``--timing``).
+TimingModel = Literal["paper", "overlap"]
 
 
 class InitialLoad(Document):
@@ -71,6 +75,102 @@ class DigitalStep(Document):
 Step = Annotated[CimStep | DigitalStep, Field(discriminator="unit")]
 
 
+class LoadEvent(Document):
+    """One placed macro loaded into one physical macro (slot)."""
+
+    macro: Count
+    """The placed macro (``layout.json`` index)."""
+    slot: Count
+    """The physical macro it is loaded into."""
+    start: Count
+    """First cycle of the load."""
+    end: Count
+    """Cycle the load is done (``start + load_cycles``)."""
+    phase: Count
+    """The compute phase it is loaded for."""
+
+
+class ComputePhase(Document):
+    """One pass of one CIM layer over a run of the batch's output pixels."""
+
+    phase: Count
+    """Position in the timeline (phases run one after the other)."""
+    layer: Count
+    """CIM layer index."""
+    node: str
+    """Name of the IR node."""
+    segments: list[Count]
+    """The layer's segments whose columns the phase converts (all of each, or one chunk of one)."""
+    columns: Size
+    """Digit columns converted."""
+    macros: list[Count]
+    """The placed macros it computes on."""
+    slots: list[Count]
+    """The physical macro holding each of ``macros``."""
+    first_pixel: Count
+    """First output pixel of the batch's pixel stream (input ``n``, pixel ``i``: ``n·out_pixels + i``)."""
+    pixels: Size
+    """Output pixels computed."""
+    start: Count
+    """First cycle."""
+    end: Count
+    """Cycle it is done."""
+    conversions: Count
+    """ADC conversions."""
+    wordline_drives: Count
+    """Wordlines driven (one per row of each segment and group, per pixel and input digit)."""
+    psum_reads: Count
+    """Partial sums read from the buffer (passes after a layer's first)."""
+    psum_writes: Count
+    """Partial sums written to the buffer (passes before a layer's last)."""
+    psum_entries: Count
+    """Buffer entries the tile holds after this phase (``pixels · Cout`` while passes remain)."""
+
+
+class TimelineTotals(Document):
+    """What the timeline adds up to for one batch."""
+
+    makespan: Count
+    """Last cycle of the batch from an empty chip."""
+    compute_cycles: Count
+    """Cycles of all compute phases."""
+    loads: Count
+    """Macro loads."""
+    load_cycles: Count
+    """Cycles of all loads (summed over concurrent ones)."""
+    overlap_cycles: Count
+    """Cycles in which a load runs while a phase computes."""
+    stall_cycles: Count
+    """Cycles without a computing phase (``makespan − compute_cycles``)."""
+    resident: bool
+    """No load replaced a macro: the weights stay for the next batch."""
+    steady_batch_cycles: Count
+    """Cycles of each later batch: ``compute_cycles`` when resident, else ``makespan``."""
+
+
+class Timeline(Document):
+    """Loads and compute phases on the physical macros over time (docs/build-format.md)."""
+
+    timing: TimingModel
+    """``paper``: load, then compute; ``overlap``: loads while other macros compute."""
+    batch: Size
+    """Inputs served by one load of the weights."""
+    slots: Size
+    """Physical macros: ``max(1, floor(bitline_budget / BL))``."""
+    load_cycles: Size
+    """Cycles of one macro load (the macro's)."""
+    concurrent_loads: Size
+    """Loads that can run at once (the macro's)."""
+    psum_buffer: Size
+    """Partial-sum buffer entries (the macro's)."""
+    phases: list[ComputePhase]
+    """Compute phases in execution order."""
+    loads: list[LoadEvent]
+    """Loads in the order they are issued."""
+    totals: TimelineTotals
+    """The batch's totals."""
+
+
 class Schedule(Document):
     """The compact (not per pixel) execution order of a build."""
 
@@ -84,3 +184,5 @@ class Schedule(Document):
     """Computing cycles of one inference (all CIM steps)."""
     reload_cycles_per_inference: Count
     """Load cycles each inference adds when the model does not fit the bitline budget."""
+    timeline: Timeline
+    """Loads and compute phases over time."""

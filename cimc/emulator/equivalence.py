@@ -79,7 +79,7 @@ def _session(model: Any, names: list[str]) -> Any:
 
 
 def _feeds(emulator: Any, seed: int, scale: float) -> dict[str, np.ndarray]:
-    return probe_feeds({t.name: t.shape for t in emulator.inputs}, emulator.files.graph.batch, seed, scale)
+    return probe_feeds({t.name: t.shape for t in emulator.inputs}, seed, scale)
 
 
 def _finite(value: np.ndarray | None) -> bool:

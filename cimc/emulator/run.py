@@ -86,11 +86,14 @@ class Emulator:
 
     def run(self, x: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
         """Execute the model on a batch (module doc); a model that mixes its batch axis runs
-        in chunks of its static batch size."""
+        in chunks of its static batch size, of the inputs whose dim 0 is that size (an input
+        of another leading size carries no batch: it is whole in every chunk)."""
         feeds = self.feeds(x)
         if not any(mixes_batch(node.op, attrs) for node, attrs in self.nodes):
             return self._run(feeds, record)
-        return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, self.files.graph.batch)])
+        batch = self.files.graph.batch
+        batched = frozenset(t.name for t in self.inputs if t.shape[:1] == [batch])
+        return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, batch, batched)])
 
     def tensors(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every tensor the nodes compute, by name, for one batch of the compiled batch size

@@ -1,15 +1,16 @@
-"""An even-size LRN as standard ONNX ops, for ``model.cim.onnx`` and the float model.
+"""LRN as standard ONNX ops: every LRN of ``model.cim.onnx``, an even-size one of the float model.
 
-onnxruntime refuses an LRN whose ``size`` is even (its kernel asserts ``size % 2 == 1``,
-though ONNX allows any positive size), so such a node is written as the steps of the op's
-kernel (``cimc.ops.defs.lrn``), in float64 like it, which makes it bit-exact with the
-kernel (the emulator)::
+onnxruntime's LRN refuses an even ``size`` (its kernel asserts ``size % 2 == 1``, though ONNX
+allows any positive size), and for odd sizes computes in float32 (a running window sum, then
+``pow``), which differs from the kernel (``cimc.ops.defs.lrn``, float64) in the last bit. So
+``model.cim.onnx`` writes every LRN as the steps of the kernel, in float64 like it, which makes
+it bit-exact with the kernel (the emulator)::
 
     Z   = Pad(CumSum(Cast(x · x, double), axis 1), one 0 before channel 0)
     win = Gather(Z, upper, axis 1) − Gather(Z, lower, axis 1)      (the clipped windows)
     y   = Cast(Cast(x, double) / Pow(bias + alpha/size · win, beta), float)
 
-Odd sizes keep onnxruntime's own LRN (float32; it may differ from the kernel in the last bit).
+The float model (``float_model``) keeps onnxruntime's own LRN for odd sizes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cimc.ops.defs.lrn import window_indices
 
 
 def needs_lowering(node: Node) -> bool:
-    """Whether onnxruntime would refuse ``node`` as an LRN (an even size)."""
+    """Whether onnxruntime would refuse ``node`` as an LRN (an even size): the float model's rule."""
     return node.op == "LRN" and int(node.attrs["size"]) % 2 == 0
 
 

@@ -6,14 +6,15 @@ CIM numerics, so ``onnxruntime(model.cim.onnx) ==`` emulator ``==`` numpy refere
 * digital ops keep their ONNX form; those the reference computes in float64
   (``OpDef.double`` in ``cimc.ops``) are wrapped in ``Cast`` to double and back, and
   GlobalAveragePool becomes ``ReduceSum``/``Div`` in double (onnxruntime has no double pool);
-* an even-size LRN, which onnxruntime refuses, is written as its kernel's float64 steps
-  (``cimc.lowering.lrn``);
-* the batch dimension is free (``N``): Reshapes keep it as ``-1`` (``cimc.quant.batching``).
+* every LRN is written as its kernel's float64 steps (``cimc.lowering.lrn``): onnxruntime's
+  own LRN refuses an even size and, in float32, differs from the kernel in the last bit;
+* the batch dimension is free (``N``): Reshapes keep it as ``-1`` (``cimc.quant.batching``); an
+  input that carries no batch (``batch_inputs``: a broadcast operand) keeps its static shape.
 
-``float_model`` writes the float graph the same way without any lowering but the LRN's (the float
-baseline for accuracy and benchmarks). ``expose`` adds a compiled model's per-layer tensors
-(``L/input_codes``, ``L/adc_codes``, ``L/sums`` and the output) as graph outputs.
-Both checked with ``onnx.checker`` (full check), so they open in Netron.
+``float_model`` writes the float graph the same way without any lowering but the even-size LRN's
+(the float baseline for accuracy and benchmarks; an odd-size LRN keeps onnxruntime's own).
+``expose`` adds a compiled model's per-layer tensors (``L/input_codes``, ``L/adc_codes``,
+``L/sums`` and the output) as graph outputs. Both checked with ``onnx.checker`` (full check), so they open in Netron.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from cimc.ir.node import Node
 from cimc.lowering.layer import LayerEmitter
 from cimc.lowering.lrn import emit_lrn, needs_lowering
 from cimc.ops import op_table
-from cimc.quant.batching import batch_generic, static_batch
+from cimc.quant.batching import batch_generic, batch_inputs, static_batch
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import is_quantized_cim
 
@@ -42,7 +43,18 @@ LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
 
 
 def cim_model(graph: Graph) -> onnx.ModelProto:
-    """The compiled model (module doc); CIM layers must carry ``QuantParams``."""
+    """The compiled model (module doc), checked; CIM layers must carry ``QuantParams``."""
+    model = _cim_proto(graph)
+    checked_bytes(model)
+    return model
+
+
+def cim_model_bytes(graph: Graph) -> bytes:
+    """``serialize(cim_model(graph))``, serialized once: the bytes are what the checker reads."""
+    return checked_bytes(_cim_proto(graph))
+
+
+def _cim_proto(graph: Graph) -> onnx.ModelProto:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     layers = []
@@ -53,7 +65,7 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
             layers.append(emitter.document())
         elif op_table()[node.op].double:
             _emit_double(builder, node, generic)
-        elif needs_lowering(node):
+        elif node.op == "LRN":
             emit_lrn(builder, node, generic)
         else:
             builder.add(node)
@@ -63,7 +75,18 @@ def cim_model(graph: Graph) -> onnx.ModelProto:
 
 
 def float_model(graph: Graph) -> onnx.ModelProto:
-    """The float graph as batch-free ONNX (no lowering, no casts)."""
+    """The float graph as batch-free ONNX (no lowering, no casts), checked."""
+    model = _float_proto(graph)
+    checked_bytes(model)
+    return model
+
+
+def float_model_bytes(graph: Graph) -> bytes:
+    """``serialize(float_model(graph))``, serialized once."""
+    return checked_bytes(_float_proto(graph))
+
+
+def _float_proto(graph: Graph) -> onnx.ModelProto:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     for node in generic.topo_order():
@@ -105,28 +128,39 @@ def _const(b: ExportBuilder, base: str, value: np.ndarray) -> str:
     return name
 
 
-def _value_info(graph: Graph, name: str, batch: int) -> onnx.ValueInfoProto:
+def _value_info(graph: Graph, name: str, batch: int | None) -> onnx.ValueInfoProto:
+    """``name``'s static shape with a dim 0 equal to ``batch`` written as ``N`` (none: all static)."""
     shape: list[int | str] = list(graph.shape(name))
-    if shape and shape[0] == batch:
+    if shape and batch is not None and shape[0] == batch:
         shape[0] = BATCH
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
 def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str]) -> onnx.ModelProto:
-    batch = static_batch(graph)
+    """The model proto, not yet checked. Initializers are converted one at a time straight into
+    the model (``make_graph``/``make_model`` would copy them twice more)."""
+    batch, batched = static_batch(graph), batch_inputs(graph)  # an input that broadcasts stays static
     read = {t for n in b.nodes for t in n.input}
-    inits = [numpy_helper.from_array(np.asarray(graph.initializers[k]), k) for k in sorted(graph.initializers)
-             if k in read]
-    onnx_graph = helper.make_graph(b.nodes, name, [_value_info(graph, t, batch) for t in graph.inputs],
-                                   [_value_info(graph, t, batch) for t in graph.outputs], initializer=inits + b.extra)
+    inputs = [_value_info(graph, t, batch if t in batched else None) for t in graph.inputs]
+    onnx_graph = helper.make_graph(b.nodes, name, inputs, [_value_info(graph, t, batch) for t in graph.outputs])
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                               ir_version=EXPORT_IR_VERSION, producer_name="cimc", producer_version=__version__)
+    for key in sorted(k for k in graph.initializers if k in read):
+        model.graph.initializer.add().CopyFrom(numpy_helper.from_array(np.asarray(graph.initializers[key]), key))
+    model.graph.initializer.extend(b.extra)
     helper.set_model_props(model, dict(sorted(props.items())))
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
-        raise PassError(f"model.cim.onnx of '{graph.name}' fails the ONNX checker: {exc}") from exc
     return model
+
+
+def checked_bytes(model: onnx.ModelProto) -> bytes:
+    """``model`` serialized, after the ONNX checker (with shape inference) accepted those bytes;
+    a model it refuses is a ``PassError`` (cimc wrote something invalid)."""
+    data = serialize(model)
+    try:
+        onnx.checker.check_model(data, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
+        raise PassError(f"model.cim.onnx of '{model.graph.name}' fails the ONNX checker: {exc}") from exc
+    return data
 
 
 def expose(model: onnx.ModelProto, layers: Iterable[str], extra: Iterable[str] = ()) -> onnx.ModelProto:

@@ -31,6 +31,15 @@ def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, ...],
     return view[:, :, ::strides[0], ::strides[1], ::dh, ::dw]
 
 
+def window_tap(x: np.ndarray, tap: tuple[int, int], strides: tuple[int, ...], dilations: tuple[int, ...],
+               out: tuple[int, ...]) -> np.ndarray:
+    """Tap ``(i, j)`` of every window of padded NCHW ``x``, a strided view of shape (N, C, Ho, Wo):
+    ``x[:, :, h·s_h + i·d_h, w·s_w + j·d_w]``. A pool reduces its ``kh·kw`` taps elementwise,
+    which is much faster than reducing the 6-D ``windows`` view over its last two axes."""
+    (i, j), (sh, sw), (dh, dw), (oh, ow) = tap, strides, dilations, out
+    return x[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: tuple[int, ...],
            pads: tuple[int, ...], dilations: tuple[int, ...], group: int) -> np.ndarray:
     """y[n,o,h,w] = b[o] + Σ_{c∈group(o), i, j} W[o,c,i,j] · x_pad[n, c, h·s+i·d, w·s+j·d]."""

@@ -1,7 +1,8 @@
 """Calibration data for post-training quantization, and what the quantizer measures on it.
 
 * ``load_feeds``: a calibration batch for every graph input, from ``synthetic`` (seeded
-  Gaussian images; a warning says the steps then fit noise, not data), any source of
+  Gaussian images; a warning says the steps then fit noise, not data; an input that carries no
+  batch, ``batching.batch_inputs``, gets one array of its static shape), any source of
   ``cimc.data.sources`` (a dataset name, an image folder, an ``.npz``, a folder of ``.npy``
   inputs; its train split, images preprocessed by ``preprocess``), or from Python an array or
   an iterable of ``(x, y)`` (or ``x``) batches such as a torch ``DataLoader``.
@@ -31,9 +32,9 @@ from cimc.ir import interpreter
 from cimc.ir.graph import Graph
 from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
-from cimc.quant.batching import batch_chunks, batch_generic
+from cimc.quant.batching import batch_chunks, batch_generic, batch_inputs
 from cimc.quant.cim_layer import CimSpec
-from cimc.quant.reference import as_conv_input, im2col, segment_matmul
+from cimc.quant.reference import as_conv_input, im2col, im2col_at, segment_matmul
 from cimc.quant.step_search import subsample
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,21 @@ MAX_PIXELS = 2048
 
 @dataclass(frozen=True)
 class Calibration:
-    """A calibration batch: ``feeds`` (graph input → array) and where it came from."""
+    """A calibration batch: ``feeds`` (graph input → array) and where it came from; ``batched``
+    names the inputs that hold the samples (``batching.batch_inputs``; ``None``: all), the
+    others keep their static shape."""
 
     source: str
     feeds: dict[str, np.ndarray]
+    batched: frozenset[str] | None = None
 
     @property
     def size(self) -> int:
         return int(next(iter(self.feeds.values())).shape[0]) if self.feeds else 0
 
     def take(self, n: int) -> dict[str, np.ndarray]:
-        return {k: v[:n] for k, v in self.feeds.items()}
+        """The first ``n`` samples (the inputs that carry no batch whole)."""
+        return {k: v[:n] if self.batched is None or k in self.batched else v for k, v in self.feeds.items()}
 
 
 def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
@@ -70,8 +75,11 @@ def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: in
     if isinstance(source, str) and source == "synthetic":
         log.warning("calibrating on synthetic Gaussian data: step sizes will not fit real inputs; "
                     "pass --calib DATASET, an image folder or a folder of .npy files")
-        feeds = {name: data.synthetic(shape, size, seed=seed + i).x for i, (name, shape) in enumerate(shapes.items())}
-        return Calibration("synthetic", feeds)
+        batched = batch_inputs(graph)
+        feeds = {name: data.synthetic(shape, size, seed=seed + i).x if name in batched
+                 else np.random.default_rng(seed + i).standard_normal(shape).astype(np.float32)
+                 for i, (name, shape) in enumerate(shapes.items())}
+        return Calibration("synthetic", feeds, batched)
     label = str(source) if isinstance(source, str | Path) else "python"
     if len(shapes) != 1:
         raise UsageError(f"--calib {label} needs a single-input model; this one has {len(shapes)} inputs",
@@ -124,15 +132,14 @@ def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, 
     a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
     codes = numerics.weight_codes(spec.weight, w_step, w_bits)
     a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
-    cols, _, _ = im2col(a_dig.reshape(-1, *a_q.shape[1:]), spec)  # (G, T·M_all, rows)
     nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
-    cols = cols.reshape(cols.shape[0], nt, -1, cols.shape[-1])
-    index = subsample(cols.shape[2], max_pixels)
-    if index is not None:
-        cols = cols[:, :, index]
-    m = cols.shape[2]
+    every = a_q.shape[0] * int(np.prod(spec.out_hw(a_q.shape[2:])))  # N·Ho·Wo
+    index = subsample(every, max_pixels)
+    pixels = np.arange(every) if index is None else index
+    m = len(pixels)  # the same pixels of every input digit t: flat index t·N·Ho·Wo + pixel
+    cols = im2col_at(a_dig.reshape(-1, *a_q.shape[1:]), spec, (np.arange(nt)[:, None] * every + pixels).ravel())
     wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
-    p = segment_matmul(cols.reshape(cols.shape[0], nt * m, -1), wide, replace(spec, weight=wide))
+    p = segment_matmul(cols, wide, replace(spec, weight=wide))  # cols: (G, T·M, rows)
     g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
     p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)
     return np.ascontiguousarray(p).reshape(m, seg * nt * ns, spec.cout)

@@ -25,6 +25,7 @@ from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.annotations import CimLayer, QuantParams, Shift, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.ops.windows import window_out
 from cimc.quant import numerics, slicing
 
 
@@ -60,6 +61,11 @@ class CimSpec:
     @property
     def rows(self) -> int:
         return self.cin_g * self.kernel[0] * self.kernel[1]
+
+    def out_hw(self, hw: tuple[int, ...]) -> tuple[int, int]:
+        """Output ``(Ho, Wo)`` on an ``hw`` input: ``⌊(size + pads − (k − 1)·d − 1) / s⌋ + 1``."""
+        (kh, kw), (dh, dw) = self.kernel, self.dilations
+        return window_out(hw, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), self.strides, self.pads)
 
     @property
     def num_segments(self) -> int:

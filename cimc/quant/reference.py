@@ -83,6 +83,19 @@ def im2col(a: np.ndarray, spec: CimSpec) -> tuple[np.ndarray, int, int]:
     return cols.reshape(g, n * ho * wo, spec.rows), ho, wo
 
 
+def im2col_at(a: np.ndarray, spec: CimSpec, pixels: np.ndarray) -> np.ndarray:
+    """``im2col(a, spec)[0][:, pixels]`` without forming the other windows: ``(G, len(pixels), rows)``
+    for flat output-pixel indices ``pixels`` into ``N·Ho·Wo`` (the calibration's subsample)."""
+    t, l, b, r = spec.pads
+    padded = np.pad(a, ((0, 0), (0, 0), (t, b), (l, r))) if any(spec.pads) else a
+    win = windows(padded, spec.kernel, spec.strides, spec.dilations)  # (N, C, Ho, Wo, kh, kw), a view
+    ho, wo = win.shape[2:4]
+    image, rest = np.divmod(pixels, ho * wo)
+    cols = win[image, :, rest // wo, rest % wo]  # (M, C, kh, kw): only these windows are copied
+    g, m = spec.groups, len(pixels)
+    return cols.reshape(m, g, spec.rows).transpose(1, 0, 2)
+
+
 def by_segment(mat: np.ndarray, bounds: tuple[int, ...]) -> np.ndarray:
     """``(…, rows)`` → ``(…, S, Rmax)``: row ``bounds[s] + t`` at ``[…, s, t]``, zero-padded.
     Uniform segments (all but the last of ``Rmax`` rows) need no gather: pad and reshape."""
@@ -188,11 +201,14 @@ def is_quantized_cim(node: Any) -> bool:
 PROBES = ((0, 1.0), (1, 8.0))
 
 
-def probe_feeds(shapes: Mapping[str, Sequence[int]], batch: int, seed: int, scale: float) -> dict[str, np.ndarray]:
-    """Seeded standard-normal inputs times ``scale``, ``batch`` samples of each input's shape."""
+def probe_feeds(shapes: Mapping[str, Sequence[int]], seed: int, scale: float) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs times ``scale``, each of its input's static shape.
+
+    The model's own shapes, not a batch size put on axis 0 of every input: an input that
+    broadcasts against another (a ``(3, 1)`` operand of an Add on ``(2, 3, 4)``) does not carry
+    the batch, and a batch on its axis 0 would not broadcast."""
     rng = np.random.default_rng(seed)
-    return {name: (rng.standard_normal((batch, *shape[1:])) * scale).astype(np.float32)
-            for name, shape in shapes.items()}
+    return {name: (rng.standard_normal(tuple(shape)) * scale).astype(np.float32) for name, shape in shapes.items()}
 
 
 def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:

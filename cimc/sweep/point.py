@@ -138,7 +138,7 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
         return None
     from cimc.data.preprocess import Preprocess
     from cimc.evaluation import evaluator
-    from cimc.lowering.model import cim_model, serialize
+    from cimc.lowering.model import cim_model_bytes
 
     pre = Preprocess.from_options(**preprocess_options(settings))
     key = (blob.sha256, settings["eval"], settings["eval_size"], task.data_root, pre)
@@ -147,7 +147,7 @@ def _accuracy(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, traine
         evaluate = evaluator(graph, settings["eval"], settings["eval_size"], task.data_root, pre)
         if not trained:
             _EVALUATORS[key] = evaluate
-    return evaluate(serialize(cim_model(compiled))).to_json()
+    return evaluate(cim_model_bytes(compiled)).to_json()
 
 
 def _accuracy_fields(accuracy: dict[str, Any] | None) -> dict[str, Any]:
@@ -165,7 +165,7 @@ def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, 
     evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
                 if options.eval_data else None)
     build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
-                        quant_info(ctx), evaluate)
+                        quant_info(ctx), evaluate, options.timing, options.infer_batch)
     write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)
     accuracy = build.report.accuracy
     return build.cost, None if accuracy is None else accuracy.to_json()

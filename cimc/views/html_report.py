@@ -8,7 +8,9 @@ for hundreds of macros. A short inline script shows, for the cell under the poin
 layer, segment, output channel, input channel and kernel position, computed from the
 row order ``r = row_start(s) + (w − w0)``, ``c = r // (kh·kw)``, ``(i, j) =
 ((r mod kh·kw) // kw, r mod kw)`` and ``in channel = g·C_g + c`` for group
-``g = o // (Cout / G)``.
+``g = o // (Cout / G)``. A Gantt chart of ``schedule.json``'s timeline (one row per physical
+macro, loads grey, compute phases in their layer's colour; inline SVG, up to
+``GANTT_EVENTS`` bars) follows the report's timeline and energy lines.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from cimc.backend.report import COLUMNS, cell_text
+from cimc.backend.report import COLUMNS, cell_text, timeline_notes
 from cimc.build.cell_map import RUN_FIELDS, Owners, runs
 from cimc.build.reader import BuildDir
+from cimc.documents.parse import parse
+from cimc.documents.report import Report
+from cimc.documents.schedule import Schedule
 from cimc.views.palette import IDLE, layer_color
 from cimc.views.placement_map import mosaic_shape, usage_label
 
@@ -85,6 +90,33 @@ def _report_table(report: dict[str, Any] | None) -> str:
     rows.append("<tr class=total>" + "".join(f"<td>{_cell(k, totals)}</td>" for k, _ in COLUMNS) + "</tr>")
     notes = "".join(f"<li>{_esc(n)}</li>" for n in report.get("notes", []))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table><ul>{notes}</ul>"
+
+
+#: Bars of the inline Gantt chart at most (a longer timeline is described, not drawn).
+GANTT_EVENTS = 20_000
+GANTT_WIDTH = 1100
+
+
+def _timeline_section(build: BuildDir) -> str:
+    """The report's timeline and energy lines and an inline SVG Gantt chart of the timeline."""
+    if build.report is None or build.schedule is None:
+        return "<p>No timeline in this build.</p>"
+    report = parse(Report, "report.json", build.report)
+    tl = parse(Schedule, "schedule.json", build.schedule).timeline
+    items = "".join(f"<li>{_esc(line)}</li>" for line in timeline_notes(report.latency, report.energy))
+    bars = [(ld.slot, ld.start, ld.end, "#9a9a9a") for ld in tl.loads]
+    bars += [(s, ph.start, ph.end, layer_color(ph.layer)) for ph in tl.phases for s in ph.slots]
+    if len(bars) > GANTT_EVENTS:
+        return f"<ul>{items}</ul><p>{len(bars):,} bars: too many to draw here (cimc maps --timeline).</p>"
+    end = max([b[2] for b in bars], default=1) or 1
+    row = 14 if tl.slots <= 40 else 4
+    scale = GANTT_WIDTH / end
+    rects = "".join(f"<rect x='{start * scale:.1f}' y='{slot * row}' width='{max((stop - start) * scale, 0.5):.1f}' "
+                    f"height='{row - 1}' fill='{color}'/>" for slot, start, stop, color in bars)
+    svg = (f"<svg class=gantt width='{GANTT_WIDTH}' height='{tl.slots * row}' "
+           f"viewBox='0 0 {GANTT_WIDTH} {tl.slots * row}'>{rects}</svg>")
+    return (f"<ul>{items}</ul><p>Physical macros top to bottom (0 … {tl.slots - 1}), cycles 0 … {end:,} left to "
+            f"right; grey = load, colour = the layer computing.</p>{svg}")
 
 
 def _layers_table(build: BuildDir) -> str:
@@ -183,7 +215,8 @@ def html_report(build: BuildDir) -> str:
     sections = "".join(_macro_section(build, own, r, m) for m in range(own.shape[0]))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head>"
             f"<body><h1>{title}</h1><p>Macro {_esc(spec)}. Build folder <code>{_esc(build.path)}</code>.</p>"
-            f"<h2>Report</h2>{_report_table(build.report)}<h2>CIM layers</h2>{_layers_table(build)}"
+            f"<h2>Report</h2>{_report_table(build.report)}<h2>Timeline</h2>{_timeline_section(build)}"
+            f"<h2>CIM layers</h2>{_layers_table(build)}"
             f"<h2>Macros</h2><p>Each tile is one macro (wordlines down, bitlines across); colour = layer, lighter ="
             f" odd segment, white = idle. Click a tile for its map; hover a map for the cell's details.</p>"
             f"{_overview(build, own, r)}<h3>Usage per macro, by layer</h3>{_usage_bars(build, own)}"

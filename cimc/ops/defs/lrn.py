@@ -5,8 +5,8 @@ The kernel sums the squares with a float64 prefix sum ``Z`` over the channels (`
 and takes ``Z[min(c+hi, C−1)+1] − Z[max(c−lo, 0)]`` (``lo = ⌊(size−1)/2⌋``, ``hi = size−1−lo``):
 the window clipped to the channels, the same sums as zero padding, in memory independent of
 ``size``. The rest is float64 too (``np.power``), rounded once to float32. onnxruntime's LRN
-takes odd sizes only: an even-size LRN is written to ``model.cim.onnx`` as these very steps
-(``cimc.lowering.lrn``), bit-exact with this kernel.
+takes odd sizes only and computes in float32: every LRN is written to ``model.cim.onnx`` as
+these very steps (``cimc.lowering.lrn``), bit-exact with this kernel.
 
 It mixes neighbouring channels, so morph cannot follow them (channels fixed). ``size`` is
 ``1 … MAX_SIZE`` (onnxruntime, which runs ``model.cim.onnx``, allocates a buffer in proportion

@@ -7,6 +7,7 @@ A 1-D MaxPool is imported as the 2-D one over ``(N, C, 1, L)`` (``replace``, as 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from cimc.ops.base import (
 )
 from cimc.ops.canon import ints, rank4, window_attrs
 from cimc.ops.rewrite_nodes import window_1d_as_2d
-from cimc.ops.windows import pad_hw, pool_pads, pool_shape, windows
+from cimc.ops.windows import pad_hw, pool_pads, pool_shape, window_tap
 
 if TYPE_CHECKING:
     import onnx
@@ -43,11 +44,12 @@ def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[
 
 
 def _kernel(ins: list[np.ndarray], a: Attrs) -> np.ndarray:
+    """``max`` over the ``kh·kw`` taps of each window, reduced tap by tap (−∞ padding)."""
     x = ins[0]
     xp = pad_hw(x, pool_pads(x.shape[2:], a), -np.inf)
-    d = tuple(a.get("dilations", (1, 1)))
-    return np.ascontiguousarray(windows(xp, tuple(a["kernel_shape"]), a["strides"], d).max(axis=(4, 5)),
-                                dtype=x.dtype)
+    d, out = tuple(a.get("dilations", (1, 1))), pool_shape([x.shape], a)[2:]
+    taps = (window_tap(xp, tap, a["strides"], d, out) for tap in np.ndindex(*a["kernel_shape"]))
+    return np.ascontiguousarray(functools.reduce(np.maximum, taps), dtype=x.dtype)
 
 
 def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:
