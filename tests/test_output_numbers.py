@@ -17,8 +17,9 @@ from cimc.cli.main import main
 #: A number: digits with optional thousands commas and decimals, not part of a word, an index
 #: (``b12``), a range's end (``0–1023``), a version or a path.
 _NUMBER = re.compile(r"(?<![\w.#/–:-])(\d[\d,]*(?:\.\d+)?)(?![\w.]*\w|–)")
-#: Significant digits beyond which a decimal was printed unformatted.
-MAX_SIGNIFICANT = 6
+#: A decimal with more decimals than this *and* more significant digits than this was printed at full
+#: precision (``0.002137`` is a 4-significant-digit step, ``41.998895424813526`` is not formatted).
+MAX_DIGITS = 4
 
 
 def unformatted(text: str) -> list[str]:
@@ -27,12 +28,11 @@ def unformatted(text: str) -> list[str]:
     for line in text.splitlines():
         for match in _NUMBER.finditer(line):
             token = match.group(1).rstrip(",")
-            digits = token.replace(",", "")
-            if "." in token:
-                wrong = len(digits.replace(".", "").lstrip("0")) > MAX_SIGNIFICANT
-            else:
-                wrong = len(digits) >= 4 and "," not in token
-            if wrong:
+            whole, _, decimals = token.partition(".")
+            significant = (whole + decimals).replace(",", "").lstrip("0")
+            no_separator = len(whole) >= 4 and "," not in whole
+            full_precision = len(decimals) > MAX_DIGITS and len(significant) > MAX_DIGITS
+            if no_separator or full_precision:
                 found.append(f"{token!r} in: {line.strip()[:140]}")
     return found
 
@@ -40,8 +40,10 @@ def unformatted(text: str) -> list[str]:
 def test_the_checker_catches_the_issues_examples() -> None:
     assert unformatted("Model output SQNR, shifted vs exact scales: 41.998895424813526 dB.")
     assert unformatted("all 151 macros fit the budget of 38656 bitlines")
-    assert unformatted("| total | 2080 |")
+    assert unformatted("| total | 2080 |") and unformatted("weight load 148377.6 pJ")
+    assert unformatted("S_ADC 0.00213754")
     assert not unformatted("bitlines 38,592; usage 42.41%; S_W 0.002137; S_ADC 395.9; 4/4/5; 256×256; 8/4s/5")
+    assert not unformatted("one-time weight load 148,377.6 pJ; 59.11 TOPS/W; 0.0001 s")
     assert not unformatted("m0:b1024–2047 → m1:b0–1023; sha256 3aa73c94deb9…; --bl 768 avoids it; node_conv2d_12")
 
 
