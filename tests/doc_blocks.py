@@ -70,7 +70,7 @@ class Block:
         return self.lang in SHELL | PYTHON and self.skip is None
 
     def script(self) -> str:
-        """The text that runs: skipped lines dropped, scaled values replaced, console prompts kept."""
+        """The text that runs: a console block's `$ ` lines, less the skipped lines, scaled values replaced."""
         lines = self.code.splitlines()
         if self.lang == "console":
             lines = [ln[2:] for ln in lines if ln.startswith("$ ")]
