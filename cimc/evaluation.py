@@ -152,11 +152,11 @@ def accuracy_warning(loss_points: float, labelled: bool, max_drop: float, losses
     if not loss_points > max_drop:
         return None
     if labelled and top1s is not None:
-        text = (f"compiled top-1 is {loss_points:.1f} points below float ({100 * top1s[0]:.1f}% -> "
-                f"{100 * top1s[1]:.1f}%; threshold {max_drop:g})")
+        text = (f"compiled top-1 is {loss_points:.2f} points below float ({100 * top1s[0]:.2f}% -> "
+                f"{100 * top1s[1]:.2f}%; threshold {max_drop:.2f})")
     else:
-        text = (f"compiled and float top-1 differ on {loss_points:.1f}% of the samples (no labels: the accuracy "
-                f"drop is unknown, at most that; threshold {max_drop:g})")
+        text = (f"compiled and float top-1 differ on {loss_points:.2f}% of the samples (no labels: the accuracy "
+                f"drop is unknown, at most that; threshold {max_drop:.2f})")
     worst = sorted(losses, key=lambda x: x.local_sqnr_db)[:WORST]
     if not worst:
         return f"{text}; fix: `cimc qat` (quantization-aware training)"

@@ -62,7 +62,7 @@ def test_tiny_adc_is_blamed_and_warned(tmp_path: Path, self_labelled: Path) -> N
         assert layer["dominant"] == "adc", layer
         assert layer["adc_db"] < min(layer["weights_db"], layer["dac_db"]) - 5
     warning = acc["warning"]
-    assert warning.startswith(f"compiled top-1 is {acc['drop']:.1f} points below float")
+    assert warning.startswith(f"compiled top-1 is {acc['drop']:.2f} points below float")
     assert FIXES["adc"] in warning and FIXES["weights"] not in warning
     worst = min(acc["layers"], key=lambda r: r["local_sqnr_db"])["name"]
     assert f"worst layers: {worst} (" in warning
@@ -102,12 +102,12 @@ def test_warning_text_names_the_worst_layers_and_their_fixes() -> None:
             loss.LayerLoss("d", 15.0, 40.0, {"weights": 41.0, "dac": 50.0, "adc": 50.0, "shift": None})]
     assert accuracy_warning(0.99, True, 1.0, rows, (0.9, 0.8901)) is None
     text = accuracy_warning(3.0, True, 1.0, rows, (0.9, 0.87))
-    assert text is not None and "3.0 points below float (90.0% -> 87.0%; threshold 1)" in text
+    assert text is not None and "3.00 points below float (90.00% -> 87.00%; threshold 1.00)" in text
     assert "worst layers: b (12.0 dB alone, mostly adc), c (18.0 dB alone, mostly dac), a (30.0 dB" in text
     assert text.index(FIXES["adc"]) < text.index(FIXES["dac"]) < text.index(FIXES["weights"])
     assert FIXES["shift"] not in text and " d (" not in text
     text = accuracy_warning(5.0, False, 1.0, rows[:1])
-    assert text is not None and text.startswith("compiled and float top-1 differ on 5.0% of the samples (no labels")
+    assert text is not None and text.startswith("compiled and float top-1 differ on 5.00% of the samples (no labels")
 
 
 def test_without_evaluation_data_accuracy_is_unknown(tmp_path: Path) -> None:

@@ -90,3 +90,29 @@ def test_unreadable_weights_are_never_same_weights(tmp_path: Path) -> None:
         assert any("weights not compared" in str(m.get("note")) for m in doc["macros"]), doc["macros"]
         out = CliRunner().invoke(main, ["diff", str(base), str(folder)]).output
         assert "same weights" not in out and "weights not compared" in out
+
+
+def _column_places(layout: dict[str, Any]) -> dict[tuple[str, int, int, int], tuple[int, int, int]]:
+    """Reference: (layer, segment, output channel, weight digit) → (macro, bitline, first wordline)."""
+    out = {}
+    for m, owner in enumerate(layout["macros"]):
+        digits = owner.get("slice") or [0] * len(owner["layer"])
+        for b, layer in enumerate(owner["layer"]):
+            if layer >= 0:
+                key = (layout["layers"][layer]["node"], owner["segment"][b], owner["out_channel"][b], digits[b])
+                out[key] = (m, b, owner["wordline_start"][b])
+    return out
+
+
+def test_unsliced_vs_sliced_weights() -> None:
+    """8-bit weights on 4-bit cells put two digits of a channel on adjacent bitlines: the diff
+    matches columns by (segment, channel, digit), as a plain loop over the layouts does."""
+    a, b = read_build(build("digits_cnn")), read_build(build("digits_cnn", w_bits=8))
+    doc = diff_builds(a, b)
+    pa, pb = _column_places(a.layout_json), _column_places(b.layout_json)
+    for layer in doc["layers"]:
+        ka = {k for k in pa if k[0] == layer["name"]}
+        kb = {k for k in pb if k[0] == layer["name"]}
+        assert layer["only_in_a"] == len(ka - kb) == 0
+        assert layer["only_in_b"] == len(kb - ka) == len(ka)
+        assert layer["moved_columns"] == sum(pa[k] != pb[k] for k in ka & kb)

@@ -47,7 +47,7 @@ def test_overview_fits_100_columns(name: str, options: dict[str, object]) -> Non
     strips = [line for line in lines if re.match(r"^\s+\d+ │", line)]
     assert len(strips) == b.num_macros
     usage = owners(b.layout).usage()
-    assert [line.rsplit("│", 1)[1].strip() for line in strips] == [f"{u:.1%}" for u in usage]
+    assert [line.rsplit("│", 1)[1].strip() for line in strips] == [f"{u:.2%}" for u in usage]
 
 
 def test_macro_zoom_map_matches_the_layout() -> None:

@@ -76,7 +76,7 @@ def quantization_markdown(doc: Report) -> str:
                   "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += [_quant_row(layer) for layer in quant.layers]
         if quant.output_sqnr_db is not None:
-            lines += ["", f"Model output SQNR, shifted vs exact scales: {quant.output_sqnr_db} dB."]
+            lines += ["", f"Model output SQNR, shifted vs exact scales: {_db_text(quant.output_sqnr_db)} dB."]
     lines += accuracy_markdown(doc)
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -89,8 +89,7 @@ def quant_cells(layer: QuantRow) -> list[str]:
     bits = f"{layer.w_bits}/{layer.a_bits}{'s' if layer.a_signed else ''}/{layer.adc_bits}"
     shift = ",".join(str(k) for k in layer.shift_k or []) or "—"
     error = "—" if layer.scale_error is None else f"{100 * layer.scale_error:.1f}%"
-    sqnr = layer.sqnr_db
-    sqnr_text = "—" if sqnr is None else sqnr if isinstance(sqnr, str) else f"{sqnr:.1f}"
+    sqnr_text = _db_text(layer.sqnr_db)
     return [layer.name, layer.source, bits, f"{layer.a_step:.4g}", _step(layer.w_step), _step(layer.adc_step),
             shift, error, layer.fold or "—", sqnr_text]
 

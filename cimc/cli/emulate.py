@@ -122,7 +122,7 @@ def _print(state: State, result: dict[str, Any]) -> None:
     if state.as_json:
         echo(json.dumps(result, sort_keys=True))
         return
-    echo(f"{result['samples']} sample(s) through {result['build']}: outputs {result['output_shape']}")
+    echo(f"{result['samples']:,} sample(s) through {result['build']}: outputs {result['output_shape']}")
     if "accuracy" in result:
         echo(f"top-1 accuracy on {result['dataset']}: {100 * result['accuracy']:.2f}%")
     else:

@@ -138,19 +138,19 @@ def _loop_options(kw: dict[str, Any]) -> Any:
 
 
 def _print_round(entry: RoundLog) -> None:
-    echo(f"round {entry.round}: {entry.params:,} params, {entry.bitlines} bitlines, "
+    echo(f"round {entry.round}: {entry.params:,} params, {entry.bitlines:,} bitlines, "
                f"usage {100 * entry.usage:.2f}%, accuracy {100 * entry.accuracy:.2f}%", err=True)
 
 
 def log_rows(result: LoopResult) -> list[list[str]]:
     """The per-round log as table rows (round 0 = the input model)."""
     i = result.initial
-    rows = [["0 (input)", "", f"{int(i['params']):,}", "", f"{int(i['bitlines'])}", f"{100 * i['usage']:.2f}%",
+    rows = [["0 (input)", "", f"{int(i['params']):,}", "", f"{int(i['bitlines']):,}", f"{100 * i['usage']:.2f}%",
              "", f"{100 * i['accuracy']:.2f}%"]]
     for r in result.rounds:
         rows.append([str(r.round), f"{100 * r.shrink_acc:.2f}%", f"{r.params:,}",
-                     f"{r.pruned_bitlines} → ×{r.ratio:.3f}" if r.ratio is not None else str(r.pruned_bitlines),
-                     str(r.bitlines), f"{100 * r.usage:.2f}%", f"{r.lam:.3g}", f"{100 * r.accuracy:.2f}%"])
+                     f"{r.pruned_bitlines:,} → ×{r.ratio:.3f}" if r.ratio is not None else f"{r.pruned_bitlines:,}",
+                     f"{r.bitlines:,}", f"{100 * r.usage:.2f}%", f"{r.lam:.3g}", f"{100 * r.accuracy:.2f}%"])
     return rows
 
 

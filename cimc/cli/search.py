@@ -132,13 +132,14 @@ def print_result(result: SearchResult) -> None:
     console.print(table)
     chosen = result.chosen
     label = "chosen" if result.best is not None else "no feasible configuration; least drop"
-    console.print(f"• float {result.metric}: {100 * result.reference:.2f}%; constraint: drop ≤ {result.max_drop} pp")
+    console.print(f"• float {result.metric}: {100 * result.reference:.2f}%; "
+                  f"constraint: drop ≤ {result.max_drop:.2f} pp")
     console.print(f"• {label}: {result.objective} {chosen.latency:,}, {result.metric} {100 * chosen.metric:.2f}% "
                   "(val split)")
     if result.test is not None:
         test = result.test
         value = test["accuracy"] if result.metric == "accuracy" else test["agreement"]
-        console.print(f"• held-out test split ({test['samples']} samples): {result.metric} {100 * value:.2f}%, "
+        console.print(f"• held-out test split ({test['samples']:,} samples): {result.metric} {100 * value:.2f}%, "
                       f"drop {test['drop_pp']:+.2f} pp")
     for name, bits in zip(result.layers, chosen.config, strict=True):
         console.print(f"    {escape(safe_name(name))}: w {bits[0]}, a {bits[1]}, adc {bits[2]}")

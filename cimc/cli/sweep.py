@@ -102,7 +102,7 @@ def _report(state: State, results: Path, keys: set[str] | None, kw: dict[str, An
         echo(json.dumps(doc, sort_keys=True))
         return
     if run is not None:
-        echo(f"{run.points} points: {run.skipped} already done, {run.evaluated} evaluated "
-                   f"({run.failed} failed) in {run.wall_s:.1f} s", err=True)
+        echo(f"{run.points:,} points: {run.skipped:,} already done, {run.evaluated:,} evaluated "
+                   f"({run.failed:,} failed) in {run.wall_s:.1f} s", err=True)
     print_table(summary.ok, summary.front, summary.objectives, summary.failed)
     echo(f"results: {results}" + (f"; plot: {plot_path}" if plot_path else ""))

@@ -82,8 +82,9 @@ def bits_json(result: SearchResult) -> dict[str, dict[str, int]]:
             for n, (w, a, c) in zip(result.layers, result.chosen.config, strict=True)}
 
 
-def write_outputs(result: SearchResult, out: Path) -> list[Path]:
+def write_outputs(result: SearchResult, out: str | Path) -> list[Path]:
     """``search.json``, ``bits.json`` and (with matplotlib) ``pareto.png`` in ``out``."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, doc in (("search.json", result.to_json()), ("bits.json", bits_json(result))):

@@ -54,18 +54,26 @@ def _pairs(a: dict[str, Any], b: dict[str, Any], keys: tuple[str, ...] | None = 
     return {k: [a.get(k), b.get(k)] for k in chosen if _changed(a.get(k), b.get(k))}
 
 
-def _columns(build: BuildDir, own: Owners, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Keys ``s·2^32 + o`` of a layer's columns, sorted, and their ``(macro, bitline, w0)``."""
+def _columns(build: BuildDir, own: Owners, name: str, digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys ``s·2^32 + o·digits + j`` of a layer's columns (segment ``s``, output channel ``o``,
+    weight digit ``j`` of ``digits`` per channel), sorted, and their ``(macro, bitline, w0)``."""
     index = build.layer_names.index(name)
     m, b = np.nonzero(own.used & (own.layer == index))
-    keys = own.segment[m, b] * KEY + own.out_channel[m, b]
+    keys = own.segment[m, b] * KEY + own.out_channel[m, b] * digits + own.slices[m, b]
     order = np.argsort(keys, kind="stable")
     return keys[order], np.stack([m, b, own.start[m, b]], axis=1)[order]
 
 
-def moved_runs(keys: np.ndarray, where_a: np.ndarray, where_b: np.ndarray) -> tuple[list[dict[str, Any]], int]:
+def _digits(own: Owners, index: int) -> int:
+    """Weight digits per output channel of layer ``index`` (1 when unsliced)."""
+    mine = own.layer == index
+    return int(own.slices[mine].max()) + 1 if mine.any() else 1
+
+
+def moved_runs(keys: np.ndarray, where_a: np.ndarray, where_b: np.ndarray,
+               digits: int = 1) -> tuple[list[dict[str, Any]], int]:
     """Runs of moved columns (the first ``MAX_RUNS``) and their count: consecutive keys whose
-    positions both advance one bitline."""
+    positions both advance one bitline (keys of ``_columns`` with ``digits`` per channel)."""
     if keys.size == 0:
         return [], 0
     step = np.ones(keys.size, dtype=bool)
@@ -74,18 +82,20 @@ def moved_runs(keys: np.ndarray, where_a: np.ndarray, where_b: np.ndarray) -> tu
                 & (where_a[1:, 1] == where_a[:-1, 1] + 1) & (where_b[1:, 1] == where_b[:-1, 1] + 1))
     first = np.flatnonzero(~step)
     last = np.append(first[1:], keys.size) - 1
-    return [{"segment": int(keys[f] // KEY), "out_channels": [int(keys[f] % KEY), int(keys[g] % KEY)],
+    channel = keys % KEY // digits
+    return [{"segment": int(keys[f] // KEY), "out_channels": [int(channel[f]), int(channel[g])],
              "from": {"macro": int(where_a[f, 0]), "bitlines": [int(where_a[f, 1]), int(where_a[g, 1])]},
              "to": {"macro": int(where_b[f, 0]), "bitlines": [int(where_b[f, 1]), int(where_b[g, 1])]}}
             for f, g in zip(first[:MAX_RUNS].tolist(), last[:MAX_RUNS].tolist(), strict=True)], int(first.size)
 
 
 def _layer_moves(a: BuildDir, own_a: Owners, b: BuildDir, own_b: Owners, name: str) -> dict[str, Any]:
-    keys_a, at_a = _columns(a, own_a, name)
-    keys_b, at_b = _columns(b, own_b, name)
+    digits = max(_digits(own_a, a.layer_names.index(name)), _digits(own_b, b.layer_names.index(name)))
+    keys_a, at_a = _columns(a, own_a, name, digits)
+    keys_b, at_b = _columns(b, own_b, name, digits)
     common, ia, ib = np.intersect1d(keys_a, keys_b, assume_unique=True, return_indices=True)
     moved = (at_a[ia] != at_b[ib]).any(axis=1)
-    runs, count = moved_runs(common[moved], at_a[ia][moved], at_b[ib][moved])
+    runs, count = moved_runs(common[moved], at_a[ia][moved], at_b[ib][moved], digits)
     return {"moved_columns": int(moved.sum()), "only_in_a": int(keys_a.size - common.size),
             "only_in_b": int(keys_b.size - common.size), "moved_runs": runs, "moved_run_count": count}
 

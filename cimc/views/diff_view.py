@@ -68,7 +68,7 @@ def _macros(doc: dict[str, Any]) -> list[Text]:
         else:
             a, b = x["usage"]
             lines.append(Text(f"  macro {x['macro']}: {x['cells_changed']:,} cells changed owner, "
-                              f"{x['weights_changed']:,} values; usage {a:.1%} → {b:.1%}"))
+                              f"{x['weights_changed']:,} values; usage {a:.2%} → {b:.2%}"))
     if len(rows) > MAX_MACROS:
         lines.append(Text(f"  … and {len(rows) - MAX_MACROS} more (--json lists all)", style="grey50"))
     return lines

@@ -227,7 +227,7 @@ def _usage_bars(build: BuildDir, own: Owners) -> str:
     cells = zip(*np.nonzero(share), strict=True)
     bars = [f"<rect x='{left + m * width:.2f}' y='{height * (1 - top[m, i]):.2f}' width='{width:.2f}' "
             f"height='{height * share[m, i]:.2f}' class='l{i}' fill='{layer_color(int(i))}'><title>macro {m}: "
-            f"{_esc(build.layer_names[i])} {share[m, i]:.1%}</title></rect>" for m, i in cells]
+            f"{_esc(build.layer_names[i])} {share[m, i]:.2%}</title></rect>" for m, i in cells]
     right = left + own.shape[0] * width
     axis = (f"<rect x='{left}' width='{right - left:.2f}' height='{height}' fill='none' stroke='#999'/>"
             f"<text x='{left - 4}' y='10' font-size='11' text-anchor='end'>100%</text>"

@@ -58,7 +58,7 @@ def _summary_grid(build: BuildDir, own: Owners) -> Table:
                           f"{m['adcs']} ADCs of {m['adc_bits']} bits, {m['load_cycles']} load cycles")
     grid.add_row("options", ", ".join(f"{k}={v}" for k, v in doc["options"].items()))
     total = doc["macros"] * m["wordlines"] * m["bitlines"]
-    grid.add_row("mapping", f"{len(doc['layers'])} CIM layers on {doc['macros']} macros, "
+    grid.add_row("mapping", f"{len(doc['layers']):,} CIM layers on {doc['macros']:,} macros, "
                             f"{doc['cells_used']:,} of {total:,} cells used ({doc['cells_used'] / max(total, 1):.2%}); "
                             f"budget {doc['bitline_budget']:,} bitlines")
     grid.add_row("files", ", ".join(doc["files"]))

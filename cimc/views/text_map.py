@@ -62,7 +62,7 @@ def _text(codes: np.ndarray, highlight: int | None = None, width: int = 1) -> Te
 
 
 def macro_strips(own: Owners, macros: list[int] | None = None, highlight: int | None = None) -> list[Text]:
-    """One line per macro: ``  12 │AAAAaaaaBB..│  87.5%`` (owners of its bitlines)."""
+    """One line per macro: ``  12 │AAAAaaaaBB..│  87.50%`` (owners of its bitlines)."""
     chosen = range(own.shape[0]) if macros is None else macros
     width = _width(own)
     per = block_size(own.shape[1], CHARS // width)
@@ -72,7 +72,7 @@ def macro_strips(own: Owners, macros: list[int] | None = None, highlight: int | 
         strip = majority(_codes(own)[m][None, :], 1, per)[0]
         line = Text(f"{m:>5} │")
         line.append_text(_text(strip, highlight, width))
-        line.append(f"│ {usage[m]:6.1%}")
+        line.append(f"│ {usage[m]:7.2%}")
         lines.append(line)
     return lines
 
