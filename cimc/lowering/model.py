@@ -44,9 +44,7 @@ LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
 
 def cim_model(graph: Graph) -> onnx.ModelProto:
     """The compiled model (module doc), checked; CIM layers must carry ``QuantParams``."""
-    model = _cim_proto(graph)
-    checked_bytes(model)
-    return model
+    return _checked(_cim_proto(graph))
 
 
 def cim_model_bytes(graph: Graph) -> bytes:
@@ -76,9 +74,7 @@ def _cim_proto(graph: Graph) -> onnx.ModelProto:
 
 def float_model(graph: Graph) -> onnx.ModelProto:
     """The float graph as batch-free ONNX (no lowering, no casts), checked."""
-    model = _float_proto(graph)
-    checked_bytes(model)
-    return model
+    return _checked(_float_proto(graph))
 
 
 def float_model_bytes(graph: Graph) -> bytes:
@@ -149,6 +145,11 @@ def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str]) ->
         model.graph.initializer.add().CopyFrom(numpy_helper.from_array(np.asarray(graph.initializers[key]), key))
     model.graph.initializer.extend(b.extra)
     helper.set_model_props(model, dict(sorted(props.items())))
+    return model
+
+
+def _checked(model: onnx.ModelProto) -> onnx.ModelProto:
+    checked_bytes(model)
     return model
 
 
