@@ -138,6 +138,13 @@ def shift_bias(folder: Path) -> None:
     write_json(folder, "quant.json", doc)
 
 
+def huge_input(folder: Path) -> None:
+    """graph.json declares a 3 × 200,000² input: validate's probes would have allocated 894 GiB."""
+    doc = read_json(folder, "graph.json")
+    doc["inputs"][0]["shape"] = [1, 3, 200_000, 200_000]
+    write_json(folder, "graph.json", doc)
+
+
 CASES: dict[str, tuple[Callable[[Path], None], set[str], bool]] = {
     # name: (tampering, checks that must report it with a re-hashed manifest, needs the reference)
     "flipped weight code": (flip_code, {"cells", "reference"}, True),
@@ -153,6 +160,7 @@ CASES: dict[str, tuple[Callable[[Path], None], set[str], bool]] = {
     "every Relu a Sigmoid in graph.json": (relu_to_sigmoid, {"graph", "outputs"}, False),
     "digital constants negated": (negate_constants, {"graph", "outputs"}, False),
     "a CIM layer's bias shifted in quant.json": (shift_bias, {"outputs"}, False),
+    "a huge input shape in graph.json": (huge_input, {"graph", "outputs"}, False),
 }
 
 

@@ -70,11 +70,29 @@ def check_graph_structure(build: BuildDir, result: Validation) -> Iterator[Viola
     by_name = {n.name: n for n in model.graph.node}
     casts = _casts(model)
     operands = {t.name for t in model.graph.initializer} - set(files.graph.constants)
+    yield from _check_inputs(files.graph.inputs, model)
     for node in files.graph.nodes:
         if node.cim_layer is None:
             yield from _check_node(node, by_name.get(node.name), casts, operands)
     yield from _check_constants(files.graph.constants, files.constants, model)
     result.notes.append(f"graph.json and digital.safetensors compared with {ONNX_FILE} node by node")
+
+
+def _check_inputs(inputs: Any, model: Any) -> Iterator[Violation]:
+    """``graph.json``'s inputs are ``model.cim.onnx``'s, in order, with the same shape but for a
+    free batch dimension (``N``): the emulator and validate's probes take their shapes from
+    ``graph.json``."""
+    onnx_inputs = [(t.name, [d.dim_value if d.HasField("dim_value") else None for d in t.type.tensor_type.shape.dim])
+                   for t in model.graph.input]
+    if [t.name for t in inputs] != [name for name, _ in onnx_inputs]:
+        yield Violation("graph", "graph.json inputs", f"{[t.name for t in inputs][:4]}, {ONNX_FILE} says "
+                        f"{[name for name, _ in onnx_inputs][:4]}")
+        return
+    for spec, (name, dims) in zip(inputs, onnx_inputs, strict=True):
+        shape = list(spec.shape)
+        if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape, strict=True)):
+            yield Violation("graph", f"graph.json input '{name}'", f"shape {shape[:6]}, {ONNX_FILE} says "
+                            f"{['N' if d is None else d for d in dims][:6]}")
 
 
 def _check_node(node: Any, proto: Any, casts: dict[str, str], operands: set[str]) -> Iterator[Violation]:

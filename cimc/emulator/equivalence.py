@@ -13,6 +13,7 @@ is in; an onnxruntime that cannot load or run the model is one too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,9 +24,12 @@ from cimc.check.equivalence import emulator_files
 from cimc.check.quant import ONNX_FILE, read_onnx
 from cimc.check.violations import Validation, Violation
 from cimc.emulator.run import Emulator
+from cimc.limits import TENSOR_BYTES
 from cimc.quant.reference import PROBES, probe_feeds
 
 EXAMPLES = 3
+#: The most bytes of one probe batch (a valid build's inputs are within the model's tensor limit).
+PROBE_BYTES = TENSOR_BYTES
 
 
 def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
@@ -34,6 +38,11 @@ def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
     if model is None:  # reported by check_graph_structure
         return
     emulator = Emulator(emulator_files(build))
+    probe = sum(math.prod(t.shape) for t in emulator.inputs) * 8  # float64 while drawn
+    if probe > PROBE_BYTES:
+        yield Violation("outputs", "graph.json", f"its inputs hold {probe:,} bytes per probe batch, more than the "
+                        f"limit of {PROBE_BYTES:,}: not run")
+        return
     names = [t for node, _ in emulator.nodes for t in node.outputs]
     produced = {t for n in model.graph.node for t in n.output}
     shared = [t for t in dict.fromkeys(names) if t in produced]
