@@ -197,3 +197,19 @@ def test_finetune_refuses_negative_steps(steps: int, phase1: int | None) -> None
     config = QuantConfig.for_macro(MacroSpec())
     with pytest.raises(UsageError, match="steps must be ≥ 0"):
         finetune_module(graph, config, digits(64, 16), steps, FinetuneOptions(phase1=phase1))
+
+
+@pytest.mark.parametrize(("saved", "phases", "float_epochs"), [("2", "1", 0), ("1", "2", 0), ("float", "1", 0)])
+def test_a_checkpoint_of_a_phase_not_trained_is_refused_not_overwritten(
+        saved: str, phases: str, float_epochs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--phase 1`` on a phase-2 checkpoint used to retrain phase 1 and overwrite the checkpoint."""
+    from cimc.errors import UsageError
+    from cimc.train import qat
+
+    ckpt = tmp_path / "ckpt.safetensors"
+    ckpt.write_bytes(b"x")
+    monkeypatch.setattr(qat, "read_meta", lambda path: {"phase": saved})
+    with pytest.raises(UsageError, match=f"holds phase {saved}"):
+        qat._phase_plan(qat.QatOptions(phases=phases, float_epochs=float_epochs, checkpoint=ckpt))
+    assert qat._phase_plan(qat.QatOptions(phases="both", float_epochs=1 if saved == "float" else 0,
+                                          checkpoint=ckpt))[-1] == "2"

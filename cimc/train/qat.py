@@ -71,6 +71,9 @@ def load_trainer(spec: str) -> Trainer:
 
 
 def _phase_plan(options: QatOptions) -> list[str]:
+    """The phases to run: ``--phase``'s, after a float phase with ``--float-epochs``; a checkpoint
+    of a later phase skips the earlier ones. A checkpoint of a phase this run would not train is
+    refused: the run would overwrite it with another phase's state."""
     if options.phases not in PHASE_CHOICES:
         raise UsageError(f"unknown --phase '{options.phases}'; choose one of {', '.join(PHASE_CHOICES)}")
     plan = {"1": ["1"], "2": ["2"], "both": ["1", "2"]}[options.phases]
@@ -78,7 +81,12 @@ def _phase_plan(options: QatOptions) -> list[str]:
     resumed = read_meta(ckpt).get("phase") if ckpt is not None and ckpt.is_file() else None
     if resumed == "2" and "2" in plan:
         return ["2"]
-    return plan if options.float_epochs == 0 or resumed in ("1", "2") else ["float", *plan]
+    plan = plan if options.float_epochs == 0 or resumed in ("1", "2") else ["float", *plan]
+    if resumed is not None and resumed not in plan:
+        raise UsageError(f"checkpoint {ckpt} holds phase {resumed} training, which --phase {options.phases} "
+                         f"would overwrite", hint=f"resume it with --phase {'both' if resumed == '1' else resumed} "
+                         "(with --float-epochs for a float checkpoint), or pass another --resume file")
+    return plan
 
 
 def _train(module: IRModule, data: TrainData, phase: str, options: QatOptions) -> dict[str, float]:
