@@ -92,6 +92,10 @@ def test_checkpoint_refuses_other_phase_and_other_files(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(UsageError):
         read_meta(tmp_path / "junk.safetensors")
+    other = fresh("1")  # another model: one more parameter
+    other.register_parameter("extra", torch.nn.Parameter(torch.zeros(1)))
+    with pytest.raises(UsageError, match="does not fit this model"):  # was a RuntimeError: "internal error"
+        load_checkpoint(ckpt, other, None, "1")
 
 
 def test_regularizer_is_added_to_the_loss() -> None:

@@ -71,9 +71,13 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         raise UsageError(f"checkpoint {path} is for phase {meta.get('phase')}, not {phase}")
     tensors = load_file(str(path))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state, strict=True)
-    if optimizer is not None:
-        optimizer.load_state_dict(_optimizer_state(tensors, meta["param_groups"]))
+    try:  # another model's checkpoint (other bits, granularity, morph) or a garbled record
+        model.load_state_dict(state, strict=True)
+        if optimizer is not None:
+            optimizer.load_state_dict(_optimizer_state(tensors, meta["param_groups"]))
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise UsageError(f"checkpoint {path} does not fit this model and options: {str(exc).splitlines()[0][:200]}",
+                         hint="resume with the options it was written with, or pass another --resume file") from exc
     return meta
 
 
