@@ -20,6 +20,7 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
+from cimc.limits import MODEL_BYTES
 from cimc.untrusted import read_regular
 
 _GRAPHS: dict[str, Graph] = {}
@@ -36,7 +37,7 @@ class ModelBlob:
         return {"kind": self.kind, "name": self.name, "sha256": self.sha256}
 
 
-def resolve_model(model: str, max_bytes: int = 2 * 1024**3) -> ModelBlob:
+def resolve_model(model: str, max_bytes: int = MODEL_BYTES) -> ModelBlob:
     """A zoo model's exported ONNX, or the bytes of an ONNX file."""
     import cimc.models as models
 
