@@ -50,13 +50,16 @@ PROBE_HEAD = ("<script>window.__errors=[];window.addEventListener('error',e=>{wi
 #: not -1, by the page's own ``highlight()``), the figures as JSON in ``<pre id=probe>``.
 PROBE_TAIL = """<script>window.addEventListener('load',()=>{const nav=performance.getEntriesByType('navigation')[0];
 const hl=%(layer)d;if(hl>=0&&typeof highlight==='function')highlight(hl);
+const list=document.getElementById('layer-list'),on=document.querySelector('#layer-list button.on');
 const se=document.scrollingElement,cards=[...document.querySelectorAll('section.card')];
 const p=document.createElement('pre');p.id='probe';
 p.textContent=JSON.stringify({scroll_width:se.scrollWidth,client_width:se.clientWidth,
 load_ms:nav?nav.loadEventStart:performance.now(),layers:document.querySelectorAll('#layer-list button').length,
 macros:cards.length,map_columns:cards.filter(c=>c.offsetTop===(cards[0]||c).offsetTop).length,
 highlighted:document.querySelectorAll('.on').length,errors:window.__errors,
-card_height:cards.length?cards[0].offsetHeight:0});document.body.appendChild(p);});
+card_height:cards.length?cards[0].offsetHeight:0,
+list_scroll:list?list.scrollTop:0,hl_visible:on&&list?on.offsetTop>=list.scrollTop&&
+on.offsetTop+on.offsetHeight<=list.scrollTop+list.clientHeight:null});document.body.appendChild(p);});
 </script>"""
 
 

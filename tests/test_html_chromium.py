@@ -46,3 +46,20 @@ def test_a_script_error_is_caught(tmp_path: Path) -> None:
                            "<script>undefinedFunction()</script></body></html>"), encoding="utf-8")
     got = measure(BROWSER, page, timeout=60)
     assert len(got["errors"]) == 1 and "undefinedFunction" in got["errors"][0]
+
+
+def test_highlight_scrolls_the_layer_list_to_its_entry(tmp_path: Path) -> None:
+    """A layer highlighted from a map cell or the search box may sit below the list's fold (its
+    scroll box shows about ten rows of buttons): ``reveal`` scrolls the list to it. Here the list
+    is squeezed to one button per row and about two rows high, so the last layer starts out of view."""
+    assert BROWSER is not None
+    b = read_build(build("digits_cnn", placement="aligned"))
+    squeeze = "<style>#layer-list{max-height:40px;max-width:150px;overflow-x:hidden}</style><style id=hl>"
+    last = len(b.layer_names) - 1
+    seen = {}
+    for layer in (-1, last):
+        page = tmp_path / f"list{layer}.html"
+        page.write_text(probed(html_report(b).replace("<style id=hl>", squeeze, 1), layer=layer), encoding="utf-8")
+        seen[layer] = measure(BROWSER, page, timeout=60)
+    assert seen[-1]["list_scroll"] == 0 and seen[-1]["hl_visible"] is None
+    assert seen[last]["list_scroll"] > 0 and seen[last]["hl_visible"] is True and seen[last]["errors"] == []

@@ -9,8 +9,9 @@ on their own so the page never scrolls sideways (``max-width`` 1,240 px, SVGs sc
 Each SVG draws one rectangle per run of bitlines (``cell_map.runs``) with the class ``l{ℓ}``
 of its layer, so the file stays small for hundreds of macros, and a click on a layer (list,
 table row, bar or map cell) highlights its cells everywhere by one generated CSS rule
-(``layerCss``): the other layers' rectangles fade. A short inline script shows, for the cell under the pointer, the
-layer, segment, output channel, input channel and kernel position, computed from the
+(``layerCss``): the other layers' rectangles fade, and the layer's entry scrolls into view inside
+the list (``reveal``; the list scrolls, not the page). A short inline script shows, for the cell
+under the pointer, the layer, segment, output channel, input channel and kernel position, computed from the
 row order ``r = row_start(s) + (w − w0)``, ``c = r // (kh·kw)``, ``(i, j) =
 ((r mod kh·kw) // kw, r mod kw)`` and ``in channel = g·C_g + c`` for group
 ``g = o // (Cout / G)``. A Gantt chart of ``schedule.json``'s timeline (one row per physical
@@ -56,8 +57,8 @@ svg.macro{background:#fff;cursor:crosshair}
 font:12px monospace;display:none;white-space:pre;z-index:9}
 details{margin:6px 0}summary{cursor:pointer}
 #layer-search{width:100%;max-width:420px;padding:4px 8px;font:inherit}
-#layer-list{display:flex;flex-wrap:wrap;gap:4px;max-height:220px;overflow-y:auto;margin:8px 0;padding:4px;
-border:1px solid #ddd}
+#layer-list{position:relative;display:flex;flex-wrap:wrap;gap:4px;max-height:220px;overflow-y:auto;margin:8px 0;
+padding:4px;border:1px solid #ddd}
 #layer-list button{font:12px system-ui,sans-serif;border:1px solid #bbb;background:#fafafa;border-radius:3px;
 padding:1px 6px;cursor:pointer;white-space:nowrap}
 #layer-list button.on,tr.on{outline:2px solid #000;background:#ffe}
@@ -92,7 +93,11 @@ let current=-1;const hlStyle=document.getElementById('hl');
 function highlight(i){current=current===i?-1:i;hlStyle.textContent=layerCss(current);
 for(const el of document.querySelectorAll('[data-layer]'))el.classList.toggle('on',+el.dataset.layer===current);
 document.getElementById('hl-note').textContent=current<0?'':`highlighted: layer ${current}: `+
-`${D.layers[current].name} (${D.layers[current].op}); click it again to clear`;}
+`${D.layers[current].name} (${D.layers[current].op}); click it again to clear`;reveal(current);}
+function reveal(i){const list=document.getElementById('layer-list');
+const b=list&&list.querySelector(`button[data-layer='${i}']`);if(!b)return;
+const top=b.offsetTop,bottom=top+b.offsetHeight;
+if(top<list.scrollTop||bottom>list.scrollTop+list.clientHeight)list.scrollTop=top-(list.clientHeight-b.offsetHeight)/2;}
 document.addEventListener('click',e=>{const t=e.target.closest('[data-layer]');
 if(t){highlight(+t.dataset.layer);return;}const r=e.target.closest('rect');const k=r&&r.getAttribute('class');
 if(k&&/^l\\d+$/.test(k))highlight(+k.slice(1));});
