@@ -278,3 +278,20 @@ console.log(JSON.stringify(out));
         (int(r["layer"][i]), int(r["segment"][i]), int(r["bitline_start"][i]), int(r["bitline_stop"][i]) - 1)
         for i in mine]
     assert got["esc"] == "&#60;b a=&#39;1&#39;&#62;&#38;"
+
+
+def test_html_usage_bars_stay_inside_their_frame() -> None:
+    """The usage chart's frame starts below the SVG's top edge (its stroke and the 100 % label
+    were clipped at y = 0), and every bar lies inside the frame: a full macro reaches its top."""
+    b = read_build(build("digits_cnn", placement="aligned"))
+    svg = re.search(r"<svg class=usage [^>]*viewBox='0 0 [\d.]+ ([\d.]+)'>(.*?)</svg>", html_report(b), re.S)
+    assert svg is not None
+    frame = re.search(r"<rect x='[\d.]+' y='([\d.]+)' width='[\d.]+' height='([\d.]+)' fill='none'", svg[2])
+    assert frame is not None
+    top, bottom = float(frame[1]), float(frame[1]) + float(frame[2])
+    assert top > 0 and bottom < float(svg[1])
+    bars = [(float(y), float(h)) for y, h in re.findall(r"<rect x='[\d.]+' y='([\d.]+)' width='[\d.]+' "
+                                                         r"height='([\d.]+)' class='l", svg[2])]
+    assert bars and all(top - 1e-6 <= y and y + h <= bottom + 0.01 for y, h in bars)
+    label = re.search(r"<text x='[\d.]+' y='([\d.]+)'[^>]*>100%</text>", svg[2])
+    assert label is not None and float(label[1]) >= 11 * 0.8  # the label's cap height fits above y = 0

@@ -9,8 +9,9 @@ on their own so the page never scrolls sideways (``max-width`` 1,240 px, SVGs sc
 Each SVG draws one rectangle per run of bitlines (``cell_map.runs``) with the class ``l{ℓ}``
 of its layer, so the file stays small for hundreds of macros, and a click on a layer (list,
 table row, bar or map cell) highlights its cells everywhere by one generated CSS rule
-(``layerCss``): the other layers' rectangles fade. A short inline script shows, for the cell under the pointer, the
-layer, segment, output channel, input channel and kernel position, computed from the
+(``layerCss``): the other layers' rectangles fade, and the layer's entry scrolls into view inside
+the list (``reveal``; the list scrolls, not the page). A short inline script shows, for the cell
+under the pointer, the layer, segment, output channel, input channel and kernel position, computed from the
 row order ``r = row_start(s) + (w − w0)``, ``c = r // (kh·kw)``, ``(i, j) =
 ((r mod kh·kw) // kw, r mod kw)`` and ``in channel = g·C_g + c`` for group
 ``g = o // (Cout / G)``. A Gantt chart of ``schedule.json``'s timeline (one row per physical
@@ -23,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -37,9 +39,14 @@ from cimc.views.names import short_names
 from cimc.views.palette import IDLE, layer_color
 from cimc.views.placement_map import mosaic_shape, usage_label
 
-CSS = """
+#: Page width (CSS px) and side padding; a macro map card's narrowest column and the grid's gap:
+#: three cards side by side in the page's 1,208 px of content (``MAP_COLUMNS``), the maps scaled down a little.
+PAGE_WIDTH, PAGE_PADDING, CARD_MIN, CARD_GAP = 1240, 16, 360, 12
+MAP_COLUMNS = (PAGE_WIDTH - 2 * PAGE_PADDING + CARD_GAP) // (CARD_MIN + CARD_GAP)
+
+CSS = Template("""
 *{box-sizing:border-box}
-body{font:14px system-ui,sans-serif;margin:24px auto;padding:0 16px;color:#222;max-width:1240px}
+body{font:14px system-ui,sans-serif;margin:24px auto;padding:0 ${pad}px;color:#222;max-width:${width}px}
 svg{max-width:100%;height:auto}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}tr.total{font-weight:bold}
@@ -50,16 +57,17 @@ svg.macro{background:#fff;cursor:crosshair}
 font:12px monospace;display:none;white-space:pre;z-index:9}
 details{margin:6px 0}summary{cursor:pointer}
 #layer-search{width:100%;max-width:420px;padding:4px 8px;font:inherit}
-#layer-list{display:flex;flex-wrap:wrap;gap:4px;max-height:220px;overflow-y:auto;margin:8px 0;padding:4px;
-border:1px solid #ddd}
+#layer-list{position:relative;display:flex;flex-wrap:wrap;gap:4px;max-height:220px;overflow-y:auto;margin:8px 0;
+padding:4px;border:1px solid #ddd}
 #layer-list button{font:12px system-ui,sans-serif;border:1px solid #bbb;background:#fafafa;border-radius:3px;
 padding:1px 6px;cursor:pointer;white-space:nowrap}
 #layer-list button.on,tr.on{outline:2px solid #000;background:#ffe}
 #layer-list button.hidden{display:none}
 tr[data-layer]{cursor:pointer}
-.maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:12px}
-.card{border:1px solid #ddd;padding:6px}.card h3{font-size:14px;margin:0 0 4px}
-"""
+.maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(${card}px,1fr));gap:${gap}px}
+.card{border:1px solid #ddd;padding:6px;content-visibility:auto;contain-intrinsic-size:auto var(--card-h,420px)}
+.card h3{font-size:14px;margin:0 0 4px}
+""").substitute(pad=PAGE_PADDING, width=PAGE_WIDTH, card=CARD_MIN, gap=CARD_GAP)
 
 SCRIPT = """
 const D=JSON.parse(document.getElementById('cimc-data').textContent);const tip=document.getElementById('tip');
@@ -85,7 +93,11 @@ let current=-1;const hlStyle=document.getElementById('hl');
 function highlight(i){current=current===i?-1:i;hlStyle.textContent=layerCss(current);
 for(const el of document.querySelectorAll('[data-layer]'))el.classList.toggle('on',+el.dataset.layer===current);
 document.getElementById('hl-note').textContent=current<0?'':`highlighted: layer ${current}: `+
-`${D.layers[current].name} (${D.layers[current].op}); click it again to clear`;}
+`${D.layers[current].name} (${D.layers[current].op}); click it again to clear`;reveal(current);}
+function reveal(i){const list=document.getElementById('layer-list');
+const b=list&&list.querySelector(`button[data-layer='${i}']`);if(!b)return;
+const top=b.offsetTop,bottom=top+b.offsetHeight;
+if(top<list.scrollTop||bottom>list.scrollTop+list.clientHeight)list.scrollTop=top-(list.clientHeight-b.offsetHeight)/2;}
 document.addEventListener('click',e=>{const t=e.target.closest('[data-layer]');
 if(t){highlight(+t.dataset.layer);return;}const r=e.target.closest('rect');const k=r&&r.getAttribute('class');
 if(k&&/^l\\d+$/.test(k))highlight(+k.slice(1));});
@@ -220,23 +232,24 @@ def _overview(build: BuildDir, own: Owners, r: dict[str, np.ndarray]) -> str:
 
 
 def _usage_bars(build: BuildDir, own: Owners) -> str:
-    """Stacked bars: each macro's share of cells per layer, with a 0–100 % scale."""
+    """Stacked bars: each macro's share of cells per layer, with a 0–100 % scale; the frame starts
+    ``top`` px down so that its top edge and the 100 % label are not clipped."""
     share = own.cells_by_layer(len(build.layer_names)) / float(own.wordlines * own.shape[1])
-    width, height, left = max(2.0, min(80.0, 960.0 / max(own.shape[0], 1))), 120, 40
-    top = np.cumsum(share, axis=1)
+    width, height, left, top = max(2.0, min(80.0, 960.0 / max(own.shape[0], 1))), 120, 40, 6
+    stack = np.cumsum(share, axis=1)
     cells = zip(*np.nonzero(share), strict=True)
-    bars = [f"<rect x='{left + m * width:.2f}' y='{height * (1 - top[m, i]):.2f}' width='{width:.2f}' "
+    bars = [f"<rect x='{left + m * width:.2f}' y='{top + height * (1 - stack[m, i]):.2f}' width='{width:.2f}' "
             f"height='{height * share[m, i]:.2f}' class='l{i}' fill='{layer_color(int(i))}'><title>macro {m}: "
             f"{_esc(build.layer_names[i])} {share[m, i]:.2%}</title></rect>" for m, i in cells]
-    right = left + own.shape[0] * width
-    axis = (f"<rect x='{left}' width='{right - left:.2f}' height='{height}' fill='none' stroke='#999'/>"
-            f"<text x='{left - 4}' y='10' font-size='11' text-anchor='end'>100%</text>"
-            f"<text x='{left - 4}' y='{height}' font-size='11' text-anchor='end'>0%</text>"
-            f"<text x='{left}' y='{height + 14}' font-size='11'>0</text>"
-            f"<text x='{(left + right) / 2:.2f}' y='{height + 14}' font-size='11' text-anchor='middle'>macro</text>"
-            f"<text x='{right:.2f}' y='{height + 14}' font-size='11' text-anchor='end'>{own.shape[0] - 1}</text>")
-    return (f"<svg width='{right + 2:.0f}' height='{height + 18}' viewBox='0 0 {right + 2:.0f} {height + 18}'>"
-            f"{''.join(bars)}{axis}</svg>")
+    right, bottom = left + own.shape[0] * width, top + height
+    axis = (f"<rect x='{left}' y='{top}' width='{right - left:.2f}' height='{height}' fill='none' stroke='#999'/>"
+            f"<text x='{left - 4}' y='{top + 4}' font-size='11' text-anchor='end'>100%</text>"
+            f"<text x='{left - 4}' y='{bottom + 4}' font-size='11' text-anchor='end'>0%</text>"
+            f"<text x='{left}' y='{bottom + 14}' font-size='11'>0</text>"
+            f"<text x='{(left + right) / 2:.2f}' y='{bottom + 14}' font-size='11' text-anchor='middle'>macro</text>"
+            f"<text x='{right:.2f}' y='{bottom + 14}' font-size='11' text-anchor='end'>{own.shape[0] - 1}</text>")
+    return (f"<svg class=usage width='{right + 2:.0f}' height='{bottom + 18}' viewBox='0 0 {right + 2:.0f} "
+            f"{bottom + 18}'>{''.join(bars)}{axis}</svg>")
 
 
 MAP_WIDTH = 360  # pixels of a macro map's cells; its height follows WL:BL within [90, 480]
@@ -269,6 +282,22 @@ def _map_ticks(bl: int, wl: int, width: int, height: int, left: int, top: int) -
              f"<text transform='translate(10 {top + height / 2:.0f}) rotate(-90)' text-anchor='middle'>wordline</text>")
     return (f"<g stroke='#333'>{''.join(lines)}</g><g font-size='10' fill='#333'>{''.join(labels)}</g>"
             f"<g font-size='11'>{names}</g>")
+
+
+#: A card's height (CSS px) beyond its map: padding and border (14), title (22), folded runs table
+#: with its margins (36), as measured in Chromium 156 (tests/test_html_chromium.py checks it).
+CARD_CHROME = 72
+
+
+def _card_height(own: Owners) -> int:
+    """The height a macro card takes at 1,280 px (three per row, maps scaled to the column), the
+    size an off-screen card is laid out at before it is drawn (``content-visibility:auto``: the
+    browser skips the maps below the fold, which halves VGG16's load time, and anchors still land;
+    ``contain-intrinsic-size`` is the content box's, 14 px less for padding and border)."""
+    width, height, left, top = _map_box(own)
+    column = (PAGE_WIDTH - 2 * PAGE_PADDING - (MAP_COLUMNS - 1) * CARD_GAP) / MAP_COLUMNS - 14
+    scale = min(1.0, column / (width + left + 14))
+    return round((height + top + 32) * scale + CARD_CHROME)
 
 
 def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int) -> str:
@@ -317,7 +346,8 @@ def html_report(build: BuildDir) -> str:
             f"<h2 id=macros>Macros</h2><p>Each tile is one macro (wordlines down, bitlines across); colour = layer, "
             f"lighter = odd segment, white = idle. Click a tile for its map; hover a map for the cell's details.</p>"
             f"{_overview(build, own, r)}<h3>Usage per macro, by layer</h3>{_usage_bars(build, own)}"
-            f"<h2 id=maps>Macro maps</h2>{_ticks_symbol(own)}<div class=maps>{sections}</div>"
+            f"<h2 id=maps>Macro maps</h2>{_ticks_symbol(own)}"
+            f"<div class=maps style='--card-h:{_card_height(own) - 14}px'>{sections}</div>"
             f"<h2 id=report>Report</h2>{_report_table(build.report)}"
             f"<h2 id=timeline>Timeline</h2>{_timeline_section(build)}<h2 id=geometry>CIM layers</h2>"
             f"{_layers_table(build)}<div id=tip></div>"
