@@ -38,6 +38,7 @@ from cimc.evaluation import evaluator
 from cimc.frontend import import_onnx
 from cimc.frontend.budget import check_nonempty
 from cimc.ir.graph import Graph
+from cimc.limits import memory_budget
 from cimc.macro import MacroSpec, load_macro
 from cimc.options import OPTIONS, recorded, validate_bits
 from cimc.passes import pipelines
@@ -231,7 +232,7 @@ def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassCon
     passes = instantiate(names, options)
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
-                      progress=options.progress, memory_budget=4 * options.max_tensor_bytes)
+                      progress=options.progress, memory_budget=memory_budget(options.max_tensor_bytes))
     return run_passes(graph, passes, ctx), ctx
 
 
@@ -251,7 +252,7 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     graph, source_info = load_source(source, options)
     with data_limit(options.max_data_bytes):  # --calib and --eval files
         evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
-                              options.max_acc_drop, memory_budget=4 * options.max_tensor_bytes)
+                              options.max_acc_drop, memory_budget=memory_budget(options.max_tensor_bytes))
                     if options.eval_data is not None else None)
         graph, ctx = compile_graph(graph, options)
         build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),

@@ -25,7 +25,7 @@ from cimc.documents.base import Decibels
 from cimc.documents.report import Accuracy, LayerLoss
 from cimc.errors import UsageError
 from cimc.ir.graph import Graph
-from cimc.limits import TENSOR_BYTES
+from cimc.limits import MEMORY_BYTES
 from cimc.lowering.model import float_model_bytes
 from cimc.quant import loss
 from cimc.quant.calibration import check_memory
@@ -167,7 +167,7 @@ def accuracy_warning(loss_points: float, labelled: bool, max_drop: float, losses
 
 def evaluator(graph: Graph, dataset: str | Path | object, size: int | None = None, root: str | Path | None = None,
               preprocess: data.Preprocess = data.DEFAULT, max_drop: float = MAX_DROP,
-              layer_samples: int = LAYER_SAMPLES, memory_budget: int = 4 * TENSOR_BYTES) -> Callable[..., Accuracy]:
+              layer_samples: int = LAYER_SAMPLES, memory_budget: int = MEMORY_BYTES) -> Callable[..., Accuracy]:
     """A function ``evaluate(model_cim_onnx_bytes, compiled_graph=None)`` giving the report's
     ``accuracy`` section on the test split of ``dataset`` (a name, a path, or an iterable of
     ``(x, y)`` batches; unlabelled data measure agreement and SQNR only). With the compiled

@@ -16,6 +16,18 @@ MODEL_BYTES = 2 * GiB
 #: Each static tensor (input, activation, output) and each tensor constant folding creates;
 #: 4× this for all of them together (``--max-tensor-bytes``).
 TENSOR_BYTES = GiB
+#: The memory one calibration or evaluation run, or a build's cell grids, may take:
+#: ``MEMORY_FACTOR`` × ``--max-tensor-bytes`` (12 GiB by default: the 224×224 UNets and
+#: DenseNet-121 of the real-model corpus calibrate on 16 images within it).
+MEMORY_FACTOR = 12
+
+
+def memory_budget(max_tensor_bytes: int = TENSOR_BYTES) -> int:
+    """The memory budget for a ``--max-tensor-bytes`` of ``max_tensor_bytes``."""
+    return MEMORY_FACTOR * max_tensor_bytes
+
+
+MEMORY_BYTES = memory_budget()
 #: An ``.npy`` / ``.npz`` data file, also the unpacked members of an ``.npz``.
 DATA_FILE_BYTES = GiB
 #: An image file of a dataset, and its decoded pixels.

@@ -259,10 +259,10 @@ def test_toml_reader_matches_tomllib_and_bounds_keys(parts: list[str], deep: int
 
 
 # -- no allocation before a budget check -----------------------------------------------------------
-def _big_input_model() -> onnx.ModelProto:
+def _big_input_model(side: int = 2048) -> onnx.ModelProto:
     w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2048, 2048])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -276,7 +276,7 @@ def test_calibration_checks_its_memory_before_loading(tmp_path: Path) -> None:
     with pytest.raises(ResourceLimitError) as info:
         load_feeds(graph, "synthetic", 16, memory_budget=4 * 2**30)
     assert "--calib-size" in (info.value.hint or "") and "--max-tensor-bytes" in (info.value.hint or "")
-    onnx.save(_big_input_model(), tmp_path / "big.onnx")
+    onnx.save(_big_input_model(4096), tmp_path / "big.onnx")  # ~37 GB: past the default 12 GiB budget
     one_line(*cli("compile", str(tmp_path / "big.onnx"), "-o", str(tmp_path / "o")), 5, "memory budget")
 
 

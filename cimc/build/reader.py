@@ -25,14 +25,12 @@ from cimc.build.cell_map import Owners, owners
 from cimc.documents.layout import Layout
 from cimc.documents.parse import parse
 from cimc.errors import BuildError, UsageError
-from cimc.limits import BUILD_ARRAY_BYTES, BUILD_TEXT_BYTES, MANIFEST_BYTES, TENSOR_BYTES
+from cimc.limits import BUILD_ARRAY_BYTES, BUILD_TEXT_BYTES, MANIFEST_BYTES, MEMORY_BYTES
 from cimc.macro import MacroSpec
 from cimc.untrusted import check_depth, check_safetensors, load_json, read_regular
 
 log = logging.getLogger(__name__)
 
-#: The memory budget of a reader: 4 × the default ``--max-tensor-bytes`` (README "Resource limits").
-MEMORY_BYTES = 4 * TENSOR_BYTES
 
 MANIFEST = "manifest.json"
 LAYOUT = "layout.json"

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cimc.limits import TENSOR_BYTES
+from cimc.limits import MEMORY_BYTES
 from cimc.macro import MacroSpec
-
-MEMORY_BYTES = 4 * TENSOR_BYTES
 
 if TYPE_CHECKING:
     import numpy as np

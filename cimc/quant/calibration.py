@@ -31,7 +31,7 @@ from cimc import data
 from cimc.errors import ResourceLimitError, UsageError
 from cimc.ir import interpreter
 from cimc.ir.graph import Graph
-from cimc.limits import TENSOR_BYTES
+from cimc.limits import MEMORY_BYTES, MEMORY_FACTOR
 from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic, batch_inputs
@@ -67,7 +67,7 @@ class Calibration:
 
 def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: int = DEFAULT_SIZE, seed: int = 0,
                root: str | Path | None = None, preprocess: data.Preprocess = data.DEFAULT,
-               memory_budget: int = 4 * TENSOR_BYTES) -> Calibration:
+               memory_budget: int = MEMORY_BYTES) -> Calibration:
     """A calibration batch of ``size`` samples per graph input (module doc). ``source`` is a
     dataset argument (``cimc.data.sources``), a numpy array of inputs, or an iterable of
     batches ``(x, y)`` / ``x`` (numpy arrays or torch tensors; a ``DataLoader`` works): batches
@@ -126,7 +126,7 @@ def check_memory(graph: Graph, samples: int, budget: int, what: str = "calibrati
     if need > budget:
         raise ResourceLimitError(
             f"{what} on {samples} samples would hold about {need} bytes, more than the memory budget of "
-            f"{budget} bytes", hint=f"lower {option}, or raise --max-tensor-bytes (the budget is 4× it)",
+            f"{budget} bytes", hint=f"lower {option}, or raise --max-tensor-bytes (the budget is {MEMORY_FACTOR}× it)",
             details={"bytes": need, "budget": budget})
 
 
