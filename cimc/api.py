@@ -43,7 +43,7 @@ from cimc.macro import MacroSpec, load_macro
 from cimc.options import OPTIONS, recorded, validate_bits
 from cimc.passes import pipelines
 from cimc.passes.manager import PassContext, PassRecord, run_passes
-from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, instantiate, pooled, select
+from cimc.passes.pipelines import DEFAULT, MORPH, Pipeline, check_buildable, instantiate, select
 
 if TYPE_CHECKING:
     from cimc.morph.planning import MorphOptions
@@ -147,7 +147,7 @@ class CompileOptions:
 
     def _base(self) -> Pipeline:
         base = (*MORPH, *DEFAULT) if self.morph is not None else DEFAULT
-        base = pooled(base) if self.weight_pool is not None else base
+        base = pipelines.pooled(base) if self.weight_pool is not None else base
         return pipelines.with_equalize(base) if self.equalize else base
 
     def _shift_off(self, names: Pipeline) -> tuple[str, ...]:

@@ -27,6 +27,17 @@ EXPORT_OPSET = 17
 EXPORT_IR_VERSION = 8
 
 
+def fresh_name(taken: set[str], base: str) -> str:
+    """``base``, or ``base_1``, ``base_2``, … — the first name not in ``taken`` (added to it): the
+    one rule for every name cimc writes into an ONNX graph."""
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
 class ExportBuilder:
     """Accumulates ONNX nodes and the initializers made from canonical attributes."""
 
@@ -38,12 +49,7 @@ class ExportBuilder:
 
     def fresh(self, base: str) -> str:
         """``base``, or ``base_1``, ``base_2``, … — the first name not yet taken (then taken)."""
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return fresh_name(self.taken, base)
 
     def constant(self, node: Node, field: str, value: np.ndarray) -> str:
         """Name of a new initializer ``<node>_<field>`` holding ``value`` (an ONNX operand)."""

@@ -48,7 +48,7 @@ from cimc.build.directory import sha256
 from cimc.build.reader import read_build, read_bytes
 from cimc.documents.quant import Quant
 from cimc.errors import BuildError, PassError, UnsupportedError
-from cimc.frontend.onnx_export import EXPORT_OPSET
+from cimc.frontend.onnx_export import EXPORT_OPSET, fresh_name
 from cimc.untrusted import check_depth
 
 CIM_FILE = "model.cim.onnx"
@@ -138,12 +138,7 @@ class _Rewrite:
         self.cells = 0
 
     def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return fresh_name(self.taken, base)
 
     def const(self, base: str, value: np.ndarray | np.generic) -> str:
         name = self.fresh(base)

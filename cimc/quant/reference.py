@@ -72,11 +72,16 @@ def segment_index(bounds: tuple[int, ...] | np.ndarray) -> tuple[np.ndarray, np.
     return np.where(mask, b[:-1, None] + offsets[None, :], 0), mask
 
 
-def im2col(a: np.ndarray, spec: CimSpec) -> tuple[np.ndarray, int, int]:
-    """``(G, N·Ho·Wo, rows)`` windows of the zero-padded input, with ``Ho, Wo``."""
+def _windows(a: np.ndarray, spec: CimSpec) -> np.ndarray:
+    """The strided view ``(N, C, Ho, Wo, kh, kw)`` of every window of the zero-padded input."""
     t, l, b, r = spec.pads
     padded = np.pad(a, ((0, 0), (0, 0), (t, b), (l, r))) if any(spec.pads) else a
-    win = windows(padded, spec.kernel, spec.strides, spec.dilations)  # (N, C, Ho, Wo, kh, kw)
+    return windows(padded, spec.kernel, spec.strides, spec.dilations)
+
+
+def im2col(a: np.ndarray, spec: CimSpec) -> tuple[np.ndarray, int, int]:
+    """``(G, N·Ho·Wo, rows)`` windows of the zero-padded input, with ``Ho, Wo``."""
+    win = _windows(a, spec)
     n, _, ho, wo = win.shape[:4]
     g, kh, kw = spec.groups, *spec.kernel
     cols = win.reshape(n, g, spec.cin_g, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
@@ -86,9 +91,7 @@ def im2col(a: np.ndarray, spec: CimSpec) -> tuple[np.ndarray, int, int]:
 def im2col_at(a: np.ndarray, spec: CimSpec, pixels: np.ndarray) -> np.ndarray:
     """``im2col(a, spec)[0][:, pixels]`` without forming the other windows: ``(G, len(pixels), rows)``
     for flat output-pixel indices ``pixels`` into ``N·Ho·Wo`` (the calibration's subsample)."""
-    t, l, b, r = spec.pads
-    padded = np.pad(a, ((0, 0), (0, 0), (t, b), (l, r))) if any(spec.pads) else a
-    win = windows(padded, spec.kernel, spec.strides, spec.dilations)  # (N, C, Ho, Wo, kh, kw), a view
+    win = _windows(a, spec)
     ho, wo = win.shape[2:4]
     image, rest = np.divmod(pixels, ho * wo)
     cols = win[image, :, rest // wo, rest % wo]  # (M, C, kh, kw): only these windows are copied
