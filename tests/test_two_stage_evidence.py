@@ -4,6 +4,8 @@ and the table (mean ± half-range over seeds, every stage of every ADC width).""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +36,7 @@ def test_small_vgg9_keeps_the_plan_and_divides_widths() -> None:
 def test_table_has_every_stage_and_the_spread() -> None:
     args = argparse.Namespace(nets=["vgg9"], train_size=4000, test_size=1000, threads=1, seeds=[0, 1], float_epochs=3,
                               phase1_epochs=1, phase2_epochs=1, lr2=1e-3, adc_bits=5, hard_adc=3, vgg_div=4,
-                              width=0.25)
+                              width=0.25, float_lr=1e-2, lr1=1e-3, learn_adc_step=False)
     row = {"float": 0.99, "naive PTQ": 0.5, "calibrated PTQ": 0.9, "phase 1": 0.8, "phase 1 + cal. ADC": 0.95,
            "phase 2": 0.98}
     results = {"vgg9": {0: {5: row, 3: row}, 1: {5: dict(row, float=0.97), 3: row}}}
@@ -45,3 +47,30 @@ def test_table_has_every_stage_and_the_spread() -> None:
     assert text.count("| vgg9 | 5 |") == 2 and text.count("| vgg9 | 3 |") == 2 and "Partial" not in text
     more_seeds = argparse.Namespace(**{**vars(args), "seeds": [0, 1, 2, 3]})
     assert "Partial run: 2 of 4" in two_stage.markdown(results, more_seeds, 60.0)
+
+
+def test_smoke_needs_its_own_out_and_shrinks_the_budget() -> None:
+    with pytest.raises(SystemExit):
+        two_stage.parse(["--smoke"])  # would replace benchmarks/results/two_stage.md
+    args = two_stage.parse(["--smoke", "--out", "x.md", "--phase1-epochs", "9"])
+    assert (args.nets, args.seeds, args.phase1_epochs, args.train_size, args.test_size) == (["vgg9"], [0], 1, 256, 100)
+    assert two_stage.parse(["--out", "x.md"]).train_size == 4000
+
+
+@pytest.mark.slow
+def test_smoke_run_scores_every_stage_and_states_the_versions(tmp_path: Path) -> None:
+    """The script end to end (train, export, compile, score) at the ``--smoke`` budget: every
+    stage of both ADC widths has a compiled accuracy, and the table names the versions."""
+    pytest.importorskip("mlxtend")
+    ort = pytest.importorskip("onnxruntime")
+    out, raw = tmp_path / "smoke.md", tmp_path / "smoke.json"
+    two_stage.main(["--smoke", "--out", str(out), "--json", str(raw), "--cache", str(tmp_path / "cache")])
+    text = out.read_text(encoding="utf-8")
+    assert f"torch {torch.__version__}" in text and f"onnxruntime {ort.__version__}" in text
+    assert f"numpy {np.__version__}" in text and "Partial" not in text
+    rows = json.loads(raw.read_text(encoding="utf-8"))["vgg9"]["0"]
+    assert set(rows) == {"5", "3"}
+    for row in rows.values():
+        assert set(row) == {"float", *two_stage.STAGES}
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+    assert text.count("| vgg9 | 5 | 0 |") == 1 and text.count("| vgg9 | 3 | 0 |") == 1
