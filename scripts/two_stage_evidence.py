@@ -11,18 +11,19 @@ EfficientNet-B0 from ``tests/models`` at width multiplier ``--width`` (10 classe
 
 For every net and seed (``torch.manual_seed``, data order; the split is fixed):
 
-1. **float**: cimc's ``fit`` (Adam, cosine from 1e-2, ``--float-epochs``) on the torch module,
-   exported to ONNX (cached under ``--cache``, keyed by net, width, seed, epochs, data sizes);
+1. **float**: cimc's ``fit`` (Adam, cosine from ``--float-lr``, ``--float-epochs``) on the torch
+   module, exported to ONNX (cached under ``--cache``, keyed by net, width, seed, epochs, learning
+   rate, data sizes);
 2. **naive PTQ**: min-max steps of weights, inputs and the ADC (``prepare_phase(.., "2",
    method="max")``: ``max|W'|/Qp``, ``max|a|/Qp``, ``max|p|/Qp`` on 256 training images);
 3. **calibrated PTQ**: ``cimc compile --calib`` on 256 training images (MSE weight steps,
    calibrated inputs and ADC: cimc's quantize pass), no training;
-4. **phase 1**: LSQ weights and inputs (BN folded), Adam at 1e-3, ``--phase1-epochs``, no ADC in
+4. **phase 1**: LSQ weights and inputs (BN folded), Adam at ``--lr1``, ``--phase1-epochs``, no ADC in
    the loop; deployed with the full-range ADC step ``max|p|/Qp``;
 5. **phase 1 + cal. ADC**: the same weights with ``S_ADC`` calibrated on the partial sums
    (MSE-optimal; no training);
-6. **phase 2**: ``S_W``, ``S_A``, ``S_ADC`` frozen, ADC in the loop, Adam at ``--lr2``,
-   ``--phase2-epochs`` (the paper's ADC-aware stage).
+6. **phase 2**: ``S_W``, ``S_A``, ``S_ADC`` frozen (``S_ADC`` learned with ``--learn-adc-step``),
+   ADC in the loop, Adam at ``--lr2``, ``--phase2-epochs`` (the paper's ADC-aware stage).
 
 Rows 2 and 4–6 are exported with their steps (``cimc.train.export_onnx``); every row is compiled by
 ``cimc.api.compile_model`` (macro ``paper``: 4-bit weights, 4-bit inputs, 256 wordlines; ADC 5
@@ -33,8 +34,12 @@ float accuracy from the imported float graph (``cimc.evaluation``). Builds use `
 
 Determinism: every seed fixes initialisation and batch order, ``torch.use_deterministic_algorithms``
 is on, and the thread count is fixed (``--threads``): a rerun with the same torch build gives the
-same table. Across torch builds (kernels, BLAS) results drift; this script does not measure that.
-Writes ``--out`` (Markdown: per net the mean ± spread over seeds, then every seed).
+same table. Another build (other kernels, another BLAS, another thread count) takes another
+training trajectory: README, 'The two stages on standard nets', says how far the table moves.
+Writes ``--out`` (Markdown: per net the mean ± spread over seeds, every seed, the minutes each
+net and seed took) and with ``--json`` the raw figures. Split runs (``--nets``/``--seeds`` in
+parallel processes, each with its ``--json``) make one table with ``--merge a.json b.json ...``.
+``--smoke`` runs the whole pipeline at a tiny budget (one net, one seed, 256 images).
 """
 
 from __future__ import annotations
@@ -334,7 +339,7 @@ def merge(args: argparse.Namespace) -> None:
     vars(args).update(first or {})
     args.nets = [n for n in NETS if n in results]
     args.seeds = sorted({s for per_seed in results.values() for s in per_seed})
-    write({n: dict(sorted(results[n].items())) for n in args.nets}, seconds, args, total)
+    write({n: dict(sorted(results[n].items())) for n in args.nets}, {n: seconds[n] for n in args.nets}, args, total)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,9 +68,32 @@ def test_smoke_run_scores_every_stage_and_states_the_versions(tmp_path: Path) ->
     text = out.read_text(encoding="utf-8")
     assert f"torch {torch.__version__}" in text and f"onnxruntime {ort.__version__}" in text
     assert f"numpy {np.__version__}" in text and "Partial" not in text
-    rows = json.loads(raw.read_text(encoding="utf-8"))["vgg9"]["0"]
+    rows = json.loads(raw.read_text(encoding="utf-8"))["results"]["vgg9"]["0"]
     assert set(rows) == {"5", "3"}
     for row in rows.values():
         assert set(row) == {"float", *two_stage.STAGES}
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert text.count("| vgg9 | 5 | 0 |") == 1 and text.count("| vgg9 | 3 | 0 |") == 1
+
+
+def test_merge_makes_one_table_of_split_runs_and_refuses_other_budgets(tmp_path: Path) -> None:
+    row = {"float": 0.9, "naive PTQ": 0.5, "calibrated PTQ": 0.6, "phase 1": 0.8, "phase 1 + cal. ADC": 0.85,
+           "phase 2": 0.88}
+    parts = []
+    for name, seed in (("mobilenet_v2", 1), ("vgg9", 0), ("mobilenet_v2", 0)):
+        args = two_stage.parse(["--nets", name, "--seeds", str(seed), "--out", str(tmp_path / "part.md"),
+                                "--json", str(tmp_path / f"{name}{seed}.json")])
+        results = {name: {seed: {5: dict(row, float=0.9 + seed / 100), 3: row}}}
+        two_stage.write(results, {name: {seed: 60.0 * (seed + 1)}}, args, 60.0)
+        parts.append(args.json)
+    out = tmp_path / "all.md"
+    two_stage.main(["--merge", *parts, "--out", str(out)])
+    text = out.read_text(encoding="utf-8")
+    assert text.index("| vgg9 | widths") < text.index("| mobilenet_v2 | width")  # the script's net order
+    assert "| mobilenet_v2 | width × 0.25 | 2 | 90.5 ± 0.5 |" in text
+    assert "Partial run: 3 of 4 (net, seed) runs" in text  # vgg9 ran seed 0 only
+    assert text.index("| vgg9 | 1.0 | – |") < text.index("| mobilenet_v2 | 1.0 | 2.0 |")  # minutes per seed
+    other = two_stage.parse(["--lr2", "0.01", "--out", str(tmp_path / "x.md"), "--json", str(tmp_path / "o.json")])
+    two_stage.write({"vgg9": {2: {5: row, 3: row}}}, {"vgg9": {2: 1.0}}, other, 1.0)
+    with pytest.raises(SystemExit, match="another budget"):
+        two_stage.main(["--merge", parts[0], other.json, "--out", str(out)])
