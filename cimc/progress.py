@@ -154,7 +154,7 @@ class Progress:
             return
         with self._lock:
             self._show(True)
-        while not self._stop.wait(INTERVAL_S):
+        while not self._stop.wait(min(1.0, INTERVAL_S)):
             with self._lock:
                 if self._clock() - self._last >= INTERVAL_S and self._name:
                     self._line(self._text())
