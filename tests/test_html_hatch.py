@@ -13,37 +13,44 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cimc.api import compile_model
-from cimc.build.reader import read_build
+from cimc.build.reader import BuildDir, read_build
 from cimc.views.html_report import HATCH_IDS, html_report
 from cimc.views.palette import DARKEN, KELLY, hatch_lines, layer_color, pattern, swatch_css
+from tests.map_builds import build
 
 LAYERS = 24
 
 
 def chain(path: Path, layers: int = LAYERS) -> Path:
-    """``layers`` 1×1 convs of 4 channels on an 4×4 input, Relu between: one CIM layer each."""
+    """``layers`` 1×1 convs of 16 channels on a 4×4 input, Relu between: one CIM layer of 16
+    bitlines each (24 of them fill one and a half paper macros)."""
     rng = np.random.default_rng(0)
     nodes, inits, x = [], [], "x"
     for i in range(layers):
-        w = numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), f"w{i}")
+        w = numpy_helper.from_array(rng.standard_normal((16, 16, 1, 1)).astype(np.float32), f"w{i}")
         inits.append(w)
         nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}"),
                   helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
         x = f"r{i}"
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4, 4, 4])], inits)
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 4, 4])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 16, 4, 4])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> str:
+def built(tmp_path_factory: pytest.TempPathFactory) -> BuildDir:
     tmp = tmp_path_factory.mktemp("hatch")
     out = tmp / "b"
     compile_model(str(chain(tmp / "chain.onnx")), out)
     b = read_build(out)
     assert len(b.layer_names) == LAYERS
-    return html_report(b)
+    return b
+
+
+@pytest.fixture(scope="module")
+def page(built: BuildDir) -> str:
+    return html_report(built)
 
 
 def test_the_scheme_gives_a_second_cue_to_layers_that_share_a_colour() -> None:
@@ -92,3 +99,17 @@ def test_swatches_and_usage_bars_carry_the_hatch(page: str) -> None:
     assert f"class='l20' fill='url(#{HATCH_IDS['/']})'" in bars and "class='l0' fill='url(" not in bars
     data = re.search(r"id='cimc-data'>(.*?)</script>", page, re.S)[1]  # type: ignore[index]
     assert '"sw":["' + swatch_css(20, 0) in data.replace("<\\/", "</")  # the runs tables' swatches
+
+
+def test_each_run_of_a_map_is_tagged_with_its_layer_index(built: BuildDir, page: str) -> None:
+    """As the PNG maps past 20 layers: layers 0 and 20 look alike but their runs say 0 and 20."""
+    cards = re.findall(r"<section class=card id='macro-(\d+)'>(.*?)</section>", page, re.S)
+    assert len(cards) == built.num_macros >= 2
+    for m, card in cards:
+        tags = re.search(r"<g class=tags [^>]*>(.*?)</g>", card, re.S)
+        assert tags is not None
+        shown = [int(t) for t in re.findall(r"<text [^>]*>(\d+)</text>", tags[1])]
+        present = [int(x) for x in dict.fromkeys(built.owners.layer[int(m)].tolist()) if x >= 0]
+        assert shown == present  # every run is 16 bitlines, wide enough for its tag
+    few = html_report(read_build(build("digits_cnn")))  # 3 layers: colour alone, no tags, no hatch
+    assert "<g class=tags" not in few and "fill='url(#hatch" not in few

@@ -36,7 +36,7 @@ from cimc.documents.parse import parse
 from cimc.documents.report import Report
 from cimc.documents.schedule import Schedule
 from cimc.views.names import compact, short_names
-from cimc.views.palette import DARKEN, IDLE, hatch_lines, layer_color, swatch_css
+from cimc.views.palette import DARKEN, IDLE, colors_repeat, hatch_lines, layer_color, swatch_css
 from cimc.views.placement_map import mosaic_shape, usage_label
 
 #: Page width (CSS px) and side padding; a macro map card's narrowest column and the grid's gap:
@@ -326,9 +326,29 @@ def _card_height(own: Owners) -> int:
     return round((height + top + 32) * scale + CARD_CHROME)
 
 
-def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int) -> str:
-    """A card: title, the map with ticks (hover: the cell; click: highlight its layer), and the
-    runs table folded, written by the script from the page data when first opened (``runsTable``)."""
+def _run_labels(own: Owners, m: int, width: int, left: int, top: int) -> str:
+    """As the PNG maps (``MacroRaster._label_runs``) when colours repeat: the layer index on a
+    white tag at the top of each run of one layer along the bitlines that is wide enough for it
+    (10 px text, about 6 px a digit; the clicks pass through to the cells)."""
+    layer = own.layer[m]
+    edges = np.flatnonzero(np.diff(layer)) + 1
+    scale = width / max(layer.size, 1)
+    tags = []
+    for b0, b1 in zip(np.r_[0, edges].tolist(), np.r_[edges, layer.size].tolist(), strict=True):
+        index, tag = int(layer[b0]), 6 * len(str(int(layer[b0]))) + 4
+        if index < 0 or (b1 - b0) * scale < tag + 2:
+            continue
+        mid = left + (b0 + b1) / 2 * scale
+        tags.append(f"<rect x='{mid - tag / 2:.1f}' y='{top + 1}' width='{tag}' height='13' fill='{IDLE}'/>"
+                    f"<text x='{mid:.1f}' y='{top + 11}'>{index}</text>")
+    return (f"<g class=tags font-size='10' text-anchor='middle' pointer-events='none'>{''.join(tags)}</g>"
+            if tags else "")
+
+
+def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int, labels: bool = False) -> str:
+    """A card: title, the map with ticks (hover: the cell; click: highlight its layer; past 20
+    layers each run's layer index, ``_run_labels``), and the runs table folded, written by the
+    script from the page data when first opened (``runsTable``)."""
     bl, wl = own.shape[1], own.wordlines
     width, height, left, top = _map_box(own)
     outer_w, outer_h = width + left + 14, height + top + 32
@@ -337,7 +357,7 @@ def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int) -> str:
            f"viewBox='0 0 {bl} {wl}' preserveAspectRatio='none'><rect width='{bl}' height='{wl}' fill='{IDLE}'/>"
            f"<g stroke='#222' stroke-width='0.6' vector-effect='non-scaling-stroke'>{_rects(r, r['macro'] == m)}</g>"
            f"<rect width='{bl}' height='{wl}' fill='none' stroke='#333' vector-effect='non-scaling-stroke'/></svg>"
-           "<use href='#ticks'/></svg>")
+           f"<use href='#ticks'/>{_run_labels(own, m, width, left, top) if labels else ''}</svg>")
     return (f"<section class=card id='macro-{m}'><h3>macro {m}: {float(own.usage()[m]):.2%} used</h3>{svg}"
             f"<details data-m='{m}'><summary>runs on macro {m}</summary><div class=scroll></div></details></section>")
 
@@ -361,7 +381,8 @@ def html_report(build: BuildDir) -> str:
     macro, title = build.macro, _esc(f"cimc build: {build.name}")
     spec = (f"{macro.name}: {macro.wordlines}×{macro.bitlines} cells of {macro.cell_bits} bits, {macro.adcs} ADCs "
             f"of {macro.adc_bits} bits, {macro.load_cycles} cycles per load")
-    sections = "".join(_macro_section(own, r, m) for m in range(own.shape[0]))
+    labels = colors_repeat(len(build.layer_names))
+    sections = "".join(_macro_section(own, r, m, labels) for m in range(own.shape[0]))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width,initial-scale=1'><title>{title}</title><style>{CSS}</style>"
             f"<style id=hl></style></head>"
