@@ -63,7 +63,8 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._name, self._detail = "", ""
-        self._done, self._total = 0, None
+        self._done = 0
+        self._total: int | None = None
         self._start = self._last = 0.0
         self._after = THRESHOLD_S
         self._announced = self._shown = False
