@@ -32,7 +32,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -104,6 +105,20 @@ class Progress:
             self._detail = detail or self._detail
             if self._status is not None:
                 self._status.update(self._text())
+
+    @contextmanager
+    def beside(self, name: str) -> Iterator[None]:
+        """Phase ``name``, run by code with its own live display (the training bars of
+        ``cimc.train.progress``): the terminal's status line steps aside meanwhile (two live
+        displays would garble it); plain lines go on."""
+        self.phase(name)
+        if self._status is not None:
+            self._status.stop()
+        try:
+            yield
+        finally:
+            if self._status is not None:
+                self._status.start()
 
     def __call__(self, name: str) -> None:
         """A phase callback (``CompileOptions.progress``): ``progress("pass quantize")``."""

@@ -66,7 +66,7 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
     from cimc.train.trainer import DEFAULT_LR
 
     shown = not state.as_json and is_main_process()
-    with Progress(enabled=shown) as progress:  # training has its own bars (cimc.train.progress)
+    with Progress(enabled=shown) as progress:
         progress.phase(f"importing {model}")
         graph, _ = load_source(model, CompileOptions(input_shapes=parse_shapes(input_shape)))
         spec = load_macro(macro)
@@ -78,16 +78,17 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
         data = load_train_data(data_name, root=data_root, input_shape=graph.shape(graph.inputs[0]),
                                batch_size=batch_size, classes=classes, seed=seed,
                                preprocess=Preprocess.from_options(image_size, mean, std))
-    rates = dict(DEFAULT_LR) if lr is None else dict.fromkeys(DEFAULT_LR, lr)
-    options = QatOptions(phases=phase, epochs=epochs, phase2_epochs=phase2_epochs, float_epochs=float_epochs,
-                         lr=rates, config=config, checkpoint=resume, seed=seed, progress=not state.as_json,
-                         trainer=load_trainer(trainer_spec) if trainer_spec else QatOptions().trainer)
-    result = run_qat(graph, data, options)
-    write_digest(result.module, result.metrics)
-    if is_main_process():
-        with Progress(enabled=shown) as progress:
+        rates = dict(DEFAULT_LR) if lr is None else dict.fromkeys(DEFAULT_LR, lr)
+        options = QatOptions(phases=phase, epochs=epochs, phase2_epochs=phase2_epochs, float_epochs=float_epochs,
+                             lr=rates, config=config, checkpoint=resume, seed=seed, progress=not state.as_json,
+                             trainer=load_trainer(trainer_spec) if trainer_spec else QatOptions().trainer)
+        with progress.beside("training"):  # its own bars (cimc.train.progress)
+            result = run_qat(graph, data, options)
+        write_digest(result.module, result.metrics)
+        if is_main_process():
             progress.phase(f"exporting {output.name}")
             export_onnx(result.module, output)
+    if is_main_process():
         _report(state, result.metrics, output)
     finish()
 
