@@ -163,3 +163,27 @@ def test_json_output_has_no_progress(tmp_path: Path, inputs: Path, name: str, mo
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
     assert not phases(result.stderr) and not phases(result.stdout)
+
+
+class Terminal(io.StringIO):
+    """A buffer that says it is a terminal (rich then draws its live status line into it)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_status_line_shows_at_once_and_steps_aside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No threshold on a terminal: the status line names the phase and its count from the start;
+    ``beside`` stops it while another live display (training bars) runs, then it comes back."""
+    monkeypatch.setenv("CIMC_PROGRESS_AFTER", "inf")
+    out = Terminal()
+    with Progress(stream=out) as progress:
+        progress.phase("drawing macro maps", total=240)
+        progress.advance(7)
+        assert progress._status is not None
+        progress._status._live.refresh()
+        assert "drawing macro maps 7/240" in out.getvalue()
+        with progress.beside("training"):
+            assert not progress._status._live.is_started
+        assert progress._status._live.is_started
+    assert not phases(out.getvalue())  # no plain lines on a terminal
