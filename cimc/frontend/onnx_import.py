@@ -21,12 +21,14 @@ from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory
 from cimc.frontend.canonical import OpContext, canonicalize, replace
 from cimc.frontend.fold_constants import FOLDABLE, fold_constants, static_shapes
 from cimc.frontend.loader import DEFAULT_MAX_BYTES, check_model, check_strings, load_model
+from cimc.frontend.module_paths import module_path
 from cimc.frontend.normalize import infer_shapes, normalize
 from cimc.frontend.proto_graph import check_definitions, fill_output_shapes, name_nodes, sort_nodes
 from cimc.frontend.quantizers import QDQ_KEY, import_quantizers
 from cimc.frontend.tensor_checks import check_tensors, check_values
 from cimc.frontend.unsupported import check_supported, report, supported
 from cimc.ir import Graph, Node, TensorInfo, verify
+from cimc.ir.annotations import ModulePath
 from cimc.ops import IDENTITY_OPS
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,7 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     graph = Graph(g.name or "graph")
     graph.metadata = {p.key: p.value for p in model.metadata_props}
     for node in g.node:
+        module = module_path(node)
         parts = replace(node, ctx)
         read = used | {t for part in parts for t in part.input}
         for part in parts:
@@ -162,6 +165,8 @@ def to_ir(model: onnx.ModelProto) -> Graph:
             _check_outputs(part, used, ctx)
             ir_node = _convert_node(part, ctx, alias)
             if ir_node is not None:
+                if module is not None:
+                    ir_node.ann.put(ModulePath(module))
                 graph.add_node(ir_node)
     graph.inputs = [vi.name for vi in g.input]
     graph.outputs = [vi.name for vi in g.output]

@@ -57,6 +57,14 @@ class CimLayer:
 
 
 @dataclass(frozen=True)
+class ModulePath:
+    """The torch module a node comes from (``features.1.conv.0``; set on import from the
+    exporter's metadata, ``cimc.frontend.module_paths``); views show it instead of the node name."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class WordlineTiling:
     """Row segmentation of a CIM layer: segment ``s`` covers rows ``[bounds[s], bounds[s+1])``.
 

@@ -35,7 +35,7 @@ from cimc.build.reader import BuildDir
 from cimc.documents.parse import parse
 from cimc.documents.report import Report
 from cimc.documents.schedule import Schedule
-from cimc.views.names import compact, short_names
+from cimc.views.names import full_label, module_path, short_names
 from cimc.views.palette import DARKEN, IDLE, colors_repeat, hatch_lines, layer_color, swatch_css
 from cimc.views.placement_map import mosaic_shape, usage_label
 
@@ -180,7 +180,7 @@ def _layers_table(build: BuildDir) -> str:
         macros = layer.macros
         span = f"{macros[0]}–{macros[-1]}" if macros else "–"
         rows.append(f"<tr data-layer='{i}'><td><span class=sw style='background:{swatch_css(i)}'></span> "
-                    f"{i}: {_esc(layer.node)}"
+                    f"{i}: {_esc(full_label(layer.node, layer.module))}"
                     f"</td><td>{_esc(layer.op)}</td><td>{layer.kernel[0]}×{layer.kernel[1]}</td>"
                     f"<td>{layer.groups}</td><td>{layer.rows:,}</td><td>{layer.cout:,}</td>"
                     f"<td>{len(layer.segments)}</td><td>{layer.columns:,}</td><td>{span}</td>"
@@ -192,12 +192,13 @@ def _layers_table(build: BuildDir) -> str:
 
 def _layer_list(build: BuildDir) -> str:
     """The search box and one button per layer (swatch, index, short name; full name on hover)."""
-    names = short_names(build.layer_names, 28)
+    names = short_names(build.layer_names, 28, modules=build.layer_modules)
     buttons = []
     for i, layer in enumerate(build.layout.layers):
         macros = layer.macros
         where = f"macros {macros[0]}–{macros[-1]}" if macros else "no macro"
-        buttons.append(f"<button type=button data-layer='{i}' title='{_esc(layer.node)} ({_esc(layer.op)}), {where}'>"
+        title = _esc(full_label(layer.node, layer.module))
+        buttons.append(f"<button type=button data-layer='{i}' title='{title} ({_esc(layer.op)}), {where}'>"
                        f"<span class=sw style='background:{swatch_css(i)}'></span> {i}: {_esc(names[i])}</button>")
     return ("<input id=layer-search type=search placeholder='find a layer: name, op or index (Enter highlights)' "
             f"aria-label='find a layer'><div id=layer-list>{''.join(buttons)}</div><p id=hl-note></p>")
@@ -363,11 +364,11 @@ def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int, labels: bool =
 
 
 def _data(build: BuildDir, r: dict[str, np.ndarray]) -> str:
-    short = short_names(build.layer_names, 28)
+    short = short_names(build.layer_names, 28, modules=build.layer_modules)
     layers = [{"name": x.node, "op": x.op, "kernel": x.kernel, "rows": x.rows, "cout": x.cout,
                "groups": x.groups, "seg": [[s.row_start, s.row_stop] for s in x.segments], "S": x.w_slices,
-               "short": short[i], "path": compact(x.node), "color": [layer_color(i, 0), layer_color(i, 1)],
-               "sw": [swatch_css(i, 0), swatch_css(i, 1)]}
+               "short": short[i], "path": module_path(x.node, x.module),
+               "color": [layer_color(i, 0), layer_color(i, 1)], "sw": [swatch_css(i, 0), swatch_css(i, 1)]}
               for i, x in enumerate(build.layout.layers)]
     table = np.stack([r[k] for k in RUN_FIELDS], axis=1).tolist() if r["macro"].size else []
     text = json.dumps({"layers": layers, "runs": table}, separators=(",", ":"))

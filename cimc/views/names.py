@@ -8,6 +8,10 @@ longer than ``width`` characters then keeps its last ``width − 1`` characters 
 whose shortened forms collide keep more characters, up to the full name, until every shortened
 name in the table is unique (names equal in full stay equal; names whose module paths are equal
 keep their full paths).
+
+torch's dynamo exporter (the default) names nodes ``node_conv2d_1`` and records the module path
+apart (``cimc.frontend.module_paths``; a build keeps it as the layer's ``module``): given
+``modules``, a layer that has one shows it in place of ``compact`` of its name.
 """
 
 from __future__ import annotations
@@ -35,15 +39,29 @@ def compact(name: str) -> str:
     return ".".join(kept) or name
 
 
+def module_path(name: str, module: str | None = None) -> str:
+    """The module path a table shows for a layer: its recorded ``module``, else ``compact(name)``."""
+    return module or compact(name)
+
+
+def full_label(name: str, module: str | None = None) -> str:
+    """A layer's whole name for a title or a hover: ``features.1.conv.0 (node_conv2d_1)`` with a
+    recorded module, else the node name."""
+    return f"{module} ({name})" if module else name
+
+
 def tail(name: str, width: int) -> str:
     """``name`` if it fits in ``width`` characters, else ``…`` and its last ``width − 1``."""
     return name if len(name) <= width else ELLIPSIS + name[len(name) - width + 1:]
 
 
-def short_names(names: Sequence[str], width: int = 28) -> list[str]:
-    """Each name as ``compact`` (the full name where two module paths are equal), shortened by
-    ``tail``; colliding short forms are widened one character at a time."""
-    paths = [compact(n) for n in names]
+def short_names(names: Sequence[str], width: int = 28,
+                modules: Sequence[str | None] | None = None) -> list[str]:
+    """Each name as its ``module_path`` (``modules[i]`` where given and set, else ``compact``; the
+    full name where two module paths are equal), shortened by ``tail``; colliding short forms are
+    widened one character at a time."""
+    mods = list(modules) if modules is not None else [None] * len(names)
+    paths = [module_path(n, m) for n, m in zip(names, mods, strict=True)]
     sources: dict[str, set[str]] = {}
     for n, p in zip(names, paths, strict=True):
         sources.setdefault(p, set()).add(n)

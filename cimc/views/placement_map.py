@@ -86,7 +86,7 @@ class MacroPainter:
         self.ax.set_xticks(*_ticks(bl))
         self.ax.set_yticks(*_ticks(wl))
         self._artists: list[Any] = []
-        self.names = short_names(build.layer_names, 30)
+        self.names = short_names(build.layer_names, 30, modules=build.layer_modules)
         self.legend_anchor = (0.69, 0.91)  # figure fraction; ``_fit`` moves it when the figure grows
 
     def paint(self, m: int) -> Figure:
@@ -312,7 +312,7 @@ def _usage_bars(ax: Axes, build: BuildDir, own: Owners) -> None:
 def _legend_labels(build: BuildDir) -> list[str]:
     """``ℓ: short name (slicing)`` per layer, then ``idle``."""
     notes = build.slicing_notes
-    names = short_names(build.layer_names, 28)
+    names = short_names(build.layer_names, 28, modules=build.layer_modules)
     return [f"{i}: {name}" + (f" ({notes[i]})" if i in notes else "") for i, name in enumerate(names)] + ["idle"]
 
 
