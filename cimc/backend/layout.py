@@ -18,7 +18,7 @@ that segment holds (``cimc.documents.layout``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -135,13 +135,13 @@ def _layer_entry(index: int, graph: Graph, node: Node, layer: CimLayer, tiling: 
                  **_module_fields(node), **_pool_fields(node))
 
 
-def _module_fields(node: Node) -> dict[str, str]:
+def _module_fields(node: Node) -> dict[str, Any]:
     """``module``: the torch module path of a layer imported with one; nothing otherwise."""
     module = node.ann.get_ann(ModulePath)
     return {} if module is None else {"module": module.path}
 
 
-def _pool_fields(node: Node) -> dict[str, int]:
+def _pool_fields(node: Node) -> dict[str, Any]:
     """``pool_vector_length`` of a pooled layer (docs/weight-pool.md); nothing otherwise."""
     pool = node.ann.get_ann(WeightPool)
     return {} if pool is None else {"pool_vector_length": pool.vector_length}

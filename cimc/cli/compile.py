@@ -12,6 +12,7 @@ recorded in the manifest's ``options.passes``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from cimc.cli.quant import pop_quant, print_quant, quant_options
 
 if TYPE_CHECKING:
     from cimc.cost.model import ModelCost
+    from cimc.ir.graph import Graph
 
 
 @click.command("compile")
@@ -73,8 +75,9 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
         if accuracy is not None and accuracy.get("warning"):
             echo(f"warning: {accuracy['warning']}", err=True)  # never missed, even under --json
         return
-    print_report(result.report, result.cost, wide)
-    print_quant(result.report, wide)
+    modules = module_paths(result.graph)
+    print_report(result.report, result.cost, wide, modules)
+    print_quant(result.report, wide, modules)
     echo(f"wrote {result.out_dir}/")
 
 
@@ -82,7 +85,15 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
 NARROW_DROP = frozenset({"segments", "act. WL", "ADC conv.", "psums", "load cyc."})
 
 
-def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) -> None:
+def module_paths(graph: Graph) -> dict[str, str]:
+    """``{node name: torch module path}`` of the nodes imported with one (``ir.annotations.ModulePath``)."""
+    from cimc.ir.annotations import ModulePath
+
+    return {n.name: m.path for n in graph.nodes if (m := n.ann.get_ann(ModulePath)) is not None}
+
+
+def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False,
+                 modules: Mapping[str, str] | None = None) -> None:
     from rich.markup import escape
 
     from cimc.backend.report import COLUMNS, layer_rows
@@ -92,7 +103,7 @@ def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) ->
     out = console(wide)
     print_table(out, f"{safe_name(report['model'])} on macro '{report['macro']['name']}'",
                 [header for _, header in COLUMNS], layer_rows(cost), wide=wide, narrow_drop=NARROW_DROP,
-                bold_last=True)
+                bold_last=True, modules=modules)
     for note in report["notes"]:
         out.print(f"• {escape(note)}")
     if "latency" in report and "energy" in report:
