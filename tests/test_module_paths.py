@@ -18,6 +18,7 @@ from cimc.cli.main import main
 from cimc.frontend.module_paths import MAX_SCOPES_CHARS, SCOPES_KEY, scopes_path
 from cimc.views.html_report import html_report
 from cimc.views.names import short_names
+from cimc.views.placement_map import _legend_labels
 
 #: (node name, name_scopes value) of the three CIM layers; the last two share a module (a reused Linear).
 LAYERS = [("node_conv2d", "['', 'features', 'features.0', 'conv2d']"),
@@ -92,6 +93,7 @@ def test_module_paths_reach_the_layout_and_every_view(tmp_path: Path) -> None:
     zoom = _run("inspect", str(folder), "--layer", "features.1.conv.0")
     assert "layer 1: features.1.conv.0 (node_conv2d_1)" in zoom
     assert "layer 2:" in _run("inspect", str(folder), "--layer", "features.2.conv")  # a unique part of a path
+    assert _legend_labels(read_build(folder))[:3] == ["0: features.0", "1: features.1.conv.0", "2: features.2.conv.0"]
     page = html_report(read_build(folder))
     assert '"path":"features.1.conv.0"' in page and '"short":"features.2.conv.0"' in page
 
