@@ -130,6 +130,10 @@ _DECLARED = (
     Option("bias_correction", "--bias-correction", bool, "Correct each layer's bias by its mean output error on the "
            "calibration data (empirical bias correction).", default=False, passes=_CALIB, shapes_build=True,
            recorded=True),
+    Option("adaround", "--adaround", bool, "AdaRound: round each calibrated layer's weights up or down (learned "
+           "on the calibration data) so that its output, not each weight, is closest to the float layer's "
+           "(cimc.quant.adaround; slower: about 1,000 small optimiser steps per layer).", default=False,
+           passes=_QUANT, shapes_build=True, recorded=True, record_default=False),
     Option("equalize", "--equalize", bool, "Cross-layer equalisation before quantization: scale the output "
            "channels of each Conv and the input channels of the Conv after it (through Relu or Clip) so that "
            "their weight ranges match; the float function is unchanged (the 'equalize' pass). With per-column "

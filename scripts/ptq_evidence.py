@@ -70,6 +70,8 @@ NETS = {
 }
 W8A8 = {"w_bits": 8, "a_bits": 8}
 REMEDIES = {"weight_method": "aware", "bias_correction": True}
+#: The best MobileNetV2 setting before AdaRound (per column, cross-layer equalisation).
+BEST = {"equalize": True, "granularity": "column"}
 #: (label, compile options, runs on the main branch's cimc too): the issue's failing settings first
 #: (the rows ``--tag before`` repeats with the cimc before these fixes), then the remedies.
 CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
@@ -100,6 +102,17 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
                                                              "granularity": "column", "no_shift": True}, False),
     ("8/8/5, column, CLE + aware W + bias corr.", {**W8A8, **REMEDIES, "equalize": True, "granularity": "column"},
      False),
+    ("8/8/5, column, CLE + aware W + bias corr., 1024 calib. images, no shift",
+     {**W8A8, **REMEDIES, **BEST, "calib_size": 1024, "no_shift": True}, False),
+    ("8/8/5, layer, AdaRound, no shift", {**W8A8, "adaround": True, "no_shift": True}, False),
+    ("8/8/5, column, AdaRound, no shift", {**W8A8, "adaround": True, "granularity": "column", "no_shift": True},
+     False),
+    ("8/8/5, column, CLE + aware W + bias corr. + AdaRound, no shift",
+     {**W8A8, **REMEDIES, **BEST, "adaround": True, "no_shift": True}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + AdaRound", {**W8A8, **REMEDIES, **BEST, "adaround": True}, False),
+    ("8/8/5, layer, CLE + aware W + bias corr. + AdaRound, no shift",
+     {**W8A8, **REMEDIES, "equalize": True, "adaround": True, "no_shift": True}, False),
+    ("4/4/5, column, AdaRound, no shift", {"adaround": True, "granularity": "column", "no_shift": True}, False),
 ]
 log = logging.getLogger("ptq_evidence")
 
@@ -203,8 +216,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "(32×32 RGB; one image = 0.1 point). Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
              "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
-             "`--equalize` (cross-layer equalisation), `no shift` = `--no-shift`. Cells: compiled top-1 % "
-             "(Δ vs float). cimc versions: "
+             "`--equalize` (cross-layer equalisation), `AdaRound` = `--adaround`, `no shift` = `--no-shift`. "
+             "Cells: compiled top-1 % (Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]
     for tag, c in keys:
