@@ -144,4 +144,5 @@ def test_adaround_builds_stay_bit_exact(tmp_path: Path, options: dict[str, objec
 
 def test_adaround_is_recorded_only_when_on(tmp_path: Path) -> None:
     result = compile_model(zoo_onnx("tiny_residual"), tmp_path / "b", calib_size=8, macro="small-64")
-    assert "adaround" not in json.loads((result.out_dir / "manifest.json").read_text())["options"]  # default builds keep their manifests
+    options = json.loads((result.out_dir / "manifest.json").read_text())["options"]
+    assert "adaround" not in options  # default builds keep their manifests
