@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ if str(ROOT) not in sys.path:  # tests.models; cimc itself from PYTHONPATH or th
 
 from cimc.api import compile_model  # noqa: E402
 from cimc.data.builtin import load_builtin  # noqa: E402
+from cimc.macro import load_macro  # noqa: E402
 from tests.models.efficientnet import efficientnet_b0  # noqa: E402
 from tests.models.export import export  # noqa: E402
 from tests.models.mobilenet import mobilenet_v2  # noqa: E402
@@ -113,6 +115,11 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
     ("8/8/5, layer, CLE + aware W + bias corr. + AdaRound, no shift",
      {**W8A8, **REMEDIES, "equalize": True, "adaround": True, "no_shift": True}, False),
     ("4/4/5, column, AdaRound, no shift", {"adaround": True, "granularity": "column", "no_shift": True}, False),
+    # the ADC's share of the loss: the same builds on the paper's macro with wider ADCs
+    ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr., no shift",
+     {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True}, False),
+    ("8/8/8 (8-bit ADC macro), column, CLE + aware W + bias corr., no shift",
+     {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=8), "no_shift": True}, False),
 ]
 log = logging.getLogger("ptq_evidence")
 
