@@ -146,3 +146,17 @@ def test_adaround_is_recorded_only_when_on(tmp_path: Path) -> None:
     result = compile_model(zoo_onnx("tiny_residual"), tmp_path / "b", calib_size=8, macro="small-64")
     options = json.loads((result.out_dir / "manifest.json").read_text())["options"]
     assert "adaround" not in options  # default builds keep their manifests
+
+
+def test_adaround_keeps_round_to_nearest_on_layers_past_its_row_limit(monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    graph, ctx = tiled()
+    monkeypatch.setattr(adaround, "MAX_ROWS", 0)
+    monkeypatch.setattr("cimc.passes.quantize.too_large", adaround.too_large)
+    with caplog.at_level("WARNING"):
+        out = Quantize(calib_size=8, adaround=True, default_bits=replace_bits(3)).run(graph, ctx).graph
+    plain = Quantize(calib_size=8, default_bits=replace_bits(3)).run(graph, ctx).graph
+    for name in ("c1", "c2"):
+        assert out.node(name).inputs[1] == graph.node(name).inputs[1]  # weights untouched
+        np.testing.assert_array_equal(cim_spec(out, out.node(name)).codes(), cim_spec(plain, plain.node(name)).codes())
+    assert "adaround keeps round-to-nearest" in caplog.text

@@ -65,7 +65,8 @@ from cimc.passes.equalize import fold_column_remainder
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
-from cimc.quant.adaround import adaround_codes
+from cimc.quant.adaround import MAX_ROWS as ADAROUND_MAX_ROWS
+from cimc.quant.adaround import adaround_codes, too_large
 from cimc.quant.bias_correction import corrected_bias
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import (
@@ -255,6 +256,10 @@ class Quantize(GraphPass):
         ``alpha ≠ 1`` keeps round-to-nearest (logged)."""
         if node.op == "Gemm" and float(node.attrs.get("alpha", 1.0)) != 1.0:
             log.info("adaround skips '%s' (Gemm with alpha != 1)", node.name)
+            return
+        if too_large(cim_spec(graph, node)):
+            log.warning("adaround keeps round-to-nearest for '%s': %d rows > %d (its cost grows as rows²)",
+                        node.name, cim_spec(graph, node).rows, ADAROUND_MAX_ROWS)
             return
         q = node.ann[QuantParams]
         codes = adaround_codes(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)

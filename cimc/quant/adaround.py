@@ -38,6 +38,15 @@ ZETA, GAMMA = 1.1, -0.1
 ITERATIONS, WARMUP, LR, LAMBDA = 1000, 0.2, 0.01, 0.01
 #: At most this many output pixels of the calibration batch form ``Ĥ`` and ``K``.
 PIXELS = 8192
+#: Layers with more rows than this keep round-to-nearest: ``Ĥ``, ``H`` and ``K`` take
+#: ``3·G·rows²`` float64 values and each Adam step ``Cout·rows²`` products (a 4,608-row VGG16
+#: layer: 0.5 GB and about 10 TFLOP over the steps).
+MAX_ROWS = 2304
+
+
+def too_large(spec: CimSpec) -> bool:
+    """Whether AdaRound leaves ``spec`` at round-to-nearest (``rows > MAX_ROWS``)."""
+    return spec.rows > MAX_ROWS
 
 
 def moments(spec: CimSpec, x: np.ndarray, a_step: float, a_bits: int, a_signed: bool,
