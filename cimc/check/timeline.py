@@ -10,7 +10,7 @@ done before the phase starts; **no slot double-booked** — no load into that sl
 the phase ends; the partial sums a phase keeps fit ``psum_buffer``; and the totals are
 re-derived from the events. Then recomputed: the timeline of the layout's layers
 (``check.cost.layout_graph``) under the document's timing model and batch must equal the
-document, and ``report.json``'s ``latency`` and ``energy`` and ``report.md``'s timeline lines
+document, and ``report.json``'s ``latency``, ``energy`` and ``system`` (area) and ``report.md``'s timeline lines
 must equal those recomputed from it.
 """
 
@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from itertools import pairwise
 
-from cimc.backend.report import latency_document, timeline_notes
+from cimc.backend.report import latency_document, system_document, timeline_notes
 from cimc.backend.schedule import timeline_document
 from cimc.build.reader import BuildDir
 from cimc.check.cost import layout_graph, recomputed_cost
@@ -52,13 +52,15 @@ def check_timeline(build: BuildDir, result: Validation) -> Iterator[Violation]:
     if build.report is not None:
         report = parse(Report, "report.json", build.report)
         latency, joules = latency_document(again), EnergyReport(**energy(again, macro).to_dict())
-        for name, got, expected in (("latency", report.latency, latency), ("energy", report.energy, joules)):
+        system = system_document(macro, again.slots)
+        for name, got, expected in (("latency", report.latency, latency), ("energy", report.energy, joules),
+                                    ("system", report.system, system)):
             if got != expected:
                 yield Violation("timeline", f"report.json {name}", f"{got.to_json()} differs from the recomputed "
                                 f"{expected.to_json()}")
         text = build.text("report.md") or ""
         bullets = {line[2:] for line in text.splitlines() if line.startswith("- ")}
-        for note in timeline_notes(latency, joules):
+        for note in timeline_notes(latency, joules, system):
             if note not in bullets:
                 yield Violation("timeline", "report.md", f"missing or altered line: {note!r}")
 

@@ -97,9 +97,10 @@ def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) ->
                 bold_last=True)
     for note in report["notes"]:
         out.print(f"• {escape(note)}")
-    if "latency" in report and "energy" in report:
+    if "latency" in report and "energy" in report and "system" in report:
         from cimc.backend.report import timeline_notes
-        from cimc.documents.report import EnergyReport, Latency
+        from cimc.documents.report import EnergyReport, Latency, System
 
-        for note in timeline_notes(Latency(**report["latency"]), EnergyReport(**report["energy"])):
+        for note in timeline_notes(Latency(**report["latency"]), EnergyReport(**report["energy"]),
+                                   System(**report["system"])):
             out.print(f"• {escape(note)}")

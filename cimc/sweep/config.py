@@ -25,7 +25,7 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.limits import OPTIONS_FILE_BYTES
-from cimc.macro import ENERGY_FIELDS, PRESETS, MacroSpec
+from cimc.macro import AREA_FIELDS, ENERGY_FIELDS, PRESETS, MacroSpec
 from cimc.options import OPTIONS, validate
 from cimc.untrusted import load_toml, read_regular
 
@@ -68,7 +68,8 @@ def _declared(name: str) -> Check:
     return check
 
 
-MACRO_INTS = tuple(f.name for f in fields(MacroSpec) if f.name != "name" and f.name not in ENERGY_FIELDS)
+MACRO_INTS = tuple(f.name for f in fields(MacroSpec)
+                   if f.name != "name" and f.name not in (*ENERGY_FIELDS, *AREA_FIELDS))
 #: The compile options a point may set (``CompileOptions`` fields, checked by ``cimc.options``).
 COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
                 "weight_method", "map_fc", "no_shift")
@@ -76,7 +77,7 @@ COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "pla
 AXES: dict[str, Check] = {
     "macro.preset": _choice(*PRESETS),
     **{f"macro.{name}": _int(1, 16 if name.endswith("_bits") else None) for name in MACRO_INTS},
-    **{f"macro.{name}": _float for name in ENERGY_FIELDS},  # pJ; MacroSpec refuses 0
+    **{f"macro.{name}": _float for name in (*ENERGY_FIELDS, *AREA_FIELDS)},  # pJ, µm²; MacroSpec refuses 0
     **{name: _declared(name) for name in COMPILE_AXES},
     "morph_lambda": _float,
 }
