@@ -53,13 +53,15 @@ def latency_document(result: TimelineResult) -> Latency:
                    inferences_per_mcycle=1e6 * result.batch / steady if steady else 0.0,
                    load_cycles=result.load_cycles, compute_cycles=result.compute_cycles,
                    overlap_cycles=result.overlap_cycles, stall_cycles=result.makespan - result.compute_cycles,
-                   loads=len(result.loads), resident=result.resident)
+                   loads=len(result.loads), resident=result.resident,
+                   **({} if result.conversion == "serial" else {"conversion": result.conversion}))
 
 
 def timeline_notes(latency: Latency, energy: EnergyReport, system: System) -> list[str]:
     """``report.md``'s lines on the timeline, the energy and the area."""
     parts = ", ".join(f"{name} {getattr(energy, key):,.1f}" for key, name in ENERGY_NAMES)
-    return [f"timeline ({latency.timing}, batch {latency.batch:,}, {latency.slots:,} physical macros): "
+    conversion = f", {latency.conversion} conversion" if latency.conversion else ""
+    return [f"timeline ({latency.timing}{conversion}, batch {latency.batch:,}, {latency.slots:,} physical macros): "
             f"{latency.cycles_per_inference:,.1f} cycles per inference; per batch {latency.first_batch_cycles:,} "
             f"cycles from an empty chip (load {latency.load_cycles:,}, compute {latency.compute_cycles:,}, "
             f"overlap {latency.overlap_cycles:,}, stall {latency.stall_cycles:,}), then "

@@ -39,12 +39,14 @@ def check_timeline(build: BuildDir, result: Validation) -> Iterator[Violation]:
     doc = parse(Schedule, "schedule.json", build.schedule).timeline
     yield from (Violation("timeline", "schedule.json timeline", m) for m in timeline_violations(doc))
     options = build.manifest.get("options", {})
-    for key, option in (("timing", "timing"), ("batch", "infer_batch")):
-        if option in options and options[option] != getattr(doc, key):
-            yield Violation("timeline", "schedule.json timeline", f"{key} is {getattr(doc, key)!r}, the manifest "
+    conversion = doc.conversion or "serial"
+    for key, option, value in (("timing", "timing", doc.timing), ("batch", "infer_batch", doc.batch),
+                               ("conversion", "conversion", conversion)):
+        if options.get(option, "serial" if option == "conversion" else value) != value:
+            yield Violation("timeline", "schedule.json timeline", f"{key} is {value!r}, the manifest "
                             f"says {option} = {options[option]!r}")
     macro, cost = build.macro, recomputed_cost(build)
-    again = timeline(layout_graph(build), macro, cost.bitline_budget, doc.timing, doc.batch)
+    again = timeline(layout_graph(build), macro, cost.bitline_budget, doc.timing, doc.batch, conversion)
     want = timeline_document(again, macro)
     if want != doc:
         yield Violation("timeline", "schedule.json timeline", f"differs from the timeline recomputed from the layout "
@@ -66,7 +68,7 @@ def check_timeline(build: BuildDir, result: Validation) -> Iterator[Violation]:
 
 
 def _first_difference(got: Timeline, want: Timeline) -> str:
-    for key in ("timing", "batch", "slots", "load_cycles", "concurrent_loads", "psum_buffer", "totals"):
+    for key in ("timing", "conversion", "batch", "slots", "load_cycles", "concurrent_loads", "psum_buffer", "totals"):
         if getattr(got, key) != getattr(want, key):
             return f"{key}: {getattr(got, key)!r}, recomputed {getattr(want, key)!r}"
     for key in ("phases", "loads"):

@@ -11,7 +11,7 @@ from pydantic import ConfigDict
 from cimc.documents.base import Absent, Bits, Count, Decibels, Document, Fraction, NonNegative, Positive, Real, Size
 from cimc.documents.macro import MacroDoc
 from cimc.documents.quant import Fold, Source
-from cimc.documents.schedule import TimingModel
+from cimc.documents.schedule import ConversionModel, TimingModel
 
 
 class Totals(Document):
@@ -307,6 +307,8 @@ class Latency(Document):
     """Macro loads of a batch."""
     resident: bool
     """Whether the weights stay on chip between batches."""
+    conversion: ConversionModel | Absent = None
+    """``macro-parallel`` when every macro's ADCs convert its own columns at once (absent: ``serial``)."""
 
 
 class EnergyReport(Document):

@@ -165,7 +165,7 @@ def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, 
     evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
                 if options.eval_data else None)
     build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
-                        quant_info(ctx), evaluate, options.timing, options.infer_batch)
+                        quant_info(ctx), evaluate, options.timing, options.infer_batch, options.conversion)
     write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)
     accuracy = build.report.accuracy
     return build.cost, None if accuracy is None else accuracy.to_json()
