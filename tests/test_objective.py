@@ -22,9 +22,10 @@ def _problem(objective: str, **options: object) -> SearchProblem:
                                                    options=CompileOptions(calib_size=16, **options)))  # type: ignore[arg-type]
 
 
-def test_timeline_objectives_equal_the_builds_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("settings", [{"infer_batch": 8, "timing": "overlap", "bitline_budget": 256},
+                                      {"infer_batch": 8}])  # reloads every batch; weights resident
+def test_timeline_objectives_equal_the_builds_report(tmp_path: Path, settings: dict[str, object]) -> None:
     config = ((8, 4, 5), (4, 4, 5), (8, 4, 5))
-    settings = {"infer_batch": 8, "timing": "overlap", "bitline_budget": 256}
     compiled = {}
     for objective in ("batch-latency", "energy", "edp"):
         prob = _problem(objective, **settings)
@@ -32,6 +33,7 @@ def test_timeline_objectives_equal_the_builds_report(tmp_path: Path) -> None:
     build = compile_model("digits_cnn", tmp_path / "b", CompileOptions(layer_bits=prob.space.layer_bits(config),
                                                                        **settings))  # type: ignore[arg-type]
     latency, joules = build.report["latency"], build.report["energy"]
+    assert latency["resident"] == ("bitline_budget" not in settings)
     assert compiled["batch-latency"] == pytest.approx(latency["cycles_per_inference"])
     assert compiled["energy"] == pytest.approx(joules["total"])
     assert compiled["edp"] == pytest.approx(joules["total"] * latency["cycles_per_inference"])

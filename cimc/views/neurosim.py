@@ -48,7 +48,7 @@ def _values_out(layer: Layer) -> int:
 def network_rows(build: BuildDir) -> list[tuple[int, ...]]:
     """One NeuroSim row per CIM layer of ``build`` (module doc)."""
     layers = sorted(build.layout.layers, key=lambda x: x.index)
-    rows = []
+    rows: list[tuple[int, ...]] = []
     for i, layer in enumerate(layers):
         g = layer.geometry
         _, c, h, w = g.in_shape
