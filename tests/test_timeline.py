@@ -270,3 +270,10 @@ def test_macro_parallel_build_is_recorded_and_validated(tmp_path: Path) -> None:
     rehash(folder)
     found = [v.message for v in validate_build(folder).violations if v.check == "timeline"]
     assert any("conversion" in m for m in found), found
+    other = copy_build(tmp_path / "c", "digits_cnn", bitline_budget=256)  # serial, not in the manifest
+    doc = read_json(other, "schedule.json")
+    doc["timeline"]["conversion"] = "macro-parallel"
+    write_json(other, "schedule.json", doc)
+    rehash(other)
+    found = [v.message for v in validate_build(other).violations if v.check == "timeline"]
+    assert "conversion is 'macro-parallel', the manifest says conversion = 'serial'" in found, found

@@ -10,8 +10,8 @@ done before the phase starts; **no slot double-booked** — no load into that sl
 the phase ends; the partial sums a phase keeps fit ``psum_buffer``; and the totals are
 re-derived from the events. Then recomputed: the timeline of the layout's layers
 (``check.cost.layout_graph``) under the document's timing model and batch must equal the
-document, and ``report.json``'s ``latency``, ``energy`` and ``system`` (area) and ``report.md``'s timeline lines
-must equal those recomputed from it.
+document, and ``report.json``'s ``latency``, ``energy`` and ``system`` (area) and ``report.md``'s
+timeline lines must equal those recomputed from it.
 """
 
 from __future__ import annotations
@@ -40,11 +40,13 @@ def check_timeline(build: BuildDir, result: Validation) -> Iterator[Violation]:
     yield from (Violation("timeline", "schedule.json timeline", m) for m in timeline_violations(doc))
     options = build.manifest.get("options", {})
     conversion = doc.conversion or "serial"
+    recorded = {"timing": options.get("timing", doc.timing), "infer_batch": options.get("infer_batch", doc.batch),
+                "conversion": options.get("conversion", "serial")}  # recorded only when not serial
     for key, option, value in (("timing", "timing", doc.timing), ("batch", "infer_batch", doc.batch),
                                ("conversion", "conversion", conversion)):
-        if options.get(option, "serial" if option == "conversion" else value) != value:
+        if recorded[option] != value:
             yield Violation("timeline", "schedule.json timeline", f"{key} is {value!r}, the manifest "
-                            f"says {option} = {options[option]!r}")
+                            f"says {option} = {recorded[option]!r}")
     macro, cost = build.macro, recomputed_cost(build)
     again = timeline(layout_graph(build), macro, cost.bitline_budget, doc.timing, doc.batch, conversion)
     want = timeline_document(again, macro)
