@@ -35,7 +35,7 @@ def test_paper_macro_area_from_its_sources() -> None:
 
 def test_area_fields_are_positive_numbers_and_overridable(tmp_path: Path) -> None:
     for name in AREA_FIELDS:
-        with pytest.raises(UsageError, match=f"{name} must be a positive number"):
+        with pytest.raises(UsageError, match=f"{name} = 0 must be a number in \\(0, 1,000,000,000\\] µm²"):
             MacroSpec(**{name: 0})
     spec = tmp_path / "m.toml"
     spec.write_text('preset = "paper"\nadc_um2 = 1000\n')

@@ -208,7 +208,7 @@ def test_html_report_has_the_timeline() -> None:
 
 
 def test_refusals_are_typed() -> None:
-    with pytest.raises(UsageError, match="adc_pj must be a positive number"):
+    with pytest.raises(UsageError, match=r"adc_pj = 0 must be a number in \(0, 1,000,000\] pJ"):
         MacroSpec(adc_pj=0)
     assert MacroSpec(adc_pj=2).adc_pj == 2.0 and isinstance(MacroSpec(adc_pj=2).adc_pj, float)
     works = _works([(4, 6, 5, 1)])  # 24 columns on 3 macros of 8 bitlines: 2 passes on 2 slots
