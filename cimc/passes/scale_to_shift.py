@@ -130,12 +130,13 @@ class ScaleToShift(GraphPass):
         cal = calibration_batch(ctx, before, self.calib, max(self.calib_size, self.sqnr_samples), self.data_root,
                                 self.preprocess)
         feeds = cal.take(self.sqnr_samples)
-        ref = run_compiled(before, feeds, record=True)
-        got = run_compiled(after, feeds, record=True)
+        layers = [node.outputs[0] for node in todo]  # their outputs only: no codes or partial sums kept
+        ref = run_compiled(before, feeds, keep=layers)
+        got = run_compiled(after, feeds, keep=layers)
         for node in todo:
             shift = node.ann[Shift]
-            y = got.traces[node.name].outputs / np.float32(shift.gain)
-            node.ann.put(replace(shift, sqnr_db=sqnr_db(ref.traces[node.name].outputs, y)))
+            y = got.outputs[node.outputs[0]] / np.float32(shift.gain)
+            node.ann.put(replace(shift, sqnr_db=sqnr_db(ref.outputs[node.outputs[0]], y)))
         outputs = [sqnr_db(ref.outputs[t], got.outputs[t]) for t in before.outputs]
         ctx.shift = ShiftReport(min(outputs, default=math.inf), int(feeds[before.inputs[0]].shape[0]))
 
