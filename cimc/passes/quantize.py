@@ -215,14 +215,19 @@ class Quantize(GraphPass):
             pending = {n.name for n in nodes} - set(imported)
             for node in nodes:
                 pending.discard(node.name)
-                float_spec = cim_spec(graph, node)
-                node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
-                if self.adaround and node.name not in imported and WeightPool not in node.ann:
-                    self._adaround(graph, node, inputs[node.name], ctx.macro)
-                if self.bias_correction:
-                    correct_bias(graph, node, inputs[node.name], float_spec)
+                self._calibrate_one(graph, node, inputs[node.name], imported, ctx.macro)
                 if self.fold_columns and node.name not in imported:
                     fold_column_remainder(graph, node, inputs, pending)
+
+    def _calibrate_one(self, graph: Graph, node: Node, x: np.ndarray, imported: dict[str, ImportedSteps],
+                       macro: MacroSpec) -> None:
+        """One layer's steps from its float input ``x``, then AdaRound and bias correction if asked."""
+        float_spec = cim_spec(graph, node)
+        node.ann.put(self._layer(graph, node, x, imported.get(node.name), macro))
+        if self.adaround and node.name not in imported and WeightPool not in node.ann:
+            self._adaround(graph, node, x, macro)
+        if self.bias_correction:
+            correct_bias(graph, node, x, float_spec)
 
     def _calibrate_streaming(self, graph: Graph, float_graph: Graph, nodes: list[Node],
                              imported: dict[str, ImportedSteps], cal: Calibration, ctx: PassContext) -> None:
@@ -235,10 +240,7 @@ class Quantize(GraphPass):
         ctx.calibration_graph = float_graph
         by_name = {n.name: n for n in nodes}
         for name, x in stream_inputs(float_graph, cal.feeds, list(by_name)):
-            node = by_name.pop(name)
-            node.ann.put(self._layer(graph, node, x, imported.get(name), ctx.macro))
-            if self.bias_correction:
-                correct_bias(graph, node, x)
+            self._calibrate_one(graph, by_name.pop(name), x, imported, ctx.macro)
         if by_name:
             raise AssertionError(f"calibration computed no input for {', '.join(sorted(by_name))}")
 
