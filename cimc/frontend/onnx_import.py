@@ -13,8 +13,8 @@ import logging
 import os
 from collections.abc import Mapping
 
+import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory
@@ -48,9 +48,10 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     quant = prepare(model, max_tensor_bytes)
     model = normalize(model, input_shapes, in_place=True)  # the model is ours (loaded or copied)
     check_memory(model.graph, max_tensor_bytes)
-    model = infer_shapes(fold_constants(model, budget=max_tensor_bytes, in_place=True), in_place=True)
+    folded: dict[str, np.ndarray] = {}  # large folded weights, handed to the IR as arrays
+    model = infer_shapes(fold_constants(model, budget=max_tensor_bytes, in_place=True, arrays=folded), in_place=True)
     check_memory(model.graph, max_tensor_bytes)
-    graph = to_ir(model)
+    graph = to_ir(model, folded)
     graph.metadata.pop(QDQ_KEY, None)  # only the importer writes it (cimc.frontend.quantizers)
     if quant is not None:
         graph.metadata[QDQ_KEY] = quant
@@ -144,11 +145,12 @@ def _convert_node(node: onnx.NodeProto, ctx: OpContext, alias: _Aliases) -> Node
     return Node(node.name, node.op_type, tuple(alias(t) for t in inputs), (alias(node.output[0]),), attrs)
 
 
-def to_ir(model: onnx.ModelProto) -> Graph:
-    """Convert a normalised, folded, shape-inferred ONNX model into an IR graph."""
+def to_ir(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray] | None = None) -> Graph:
+    """Convert a normalised, folded, shape-inferred ONNX model into an IR graph; ``arrays``
+    holds the values of its data-less initializers (``fold_constants``)."""
     g = model.graph
     report(n for n in g.node if not supported(n))
-    ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer})
+    ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer}, dict(arrays or {}))
     ctx.taken.update(n.name for n in g.node)
     ctx.taken.update(t for n in g.node for t in [*n.input, *n.output])
     ctx.taken.update(vi.name for vi in [*g.input, *g.output])
@@ -191,6 +193,6 @@ def _add_tensors(graph: Graph, g: onnx.GraphProto, ctx: OpContext) -> None:
         listed = ", ".join(f"'{t}' ({onnx.TensorProto.DataType.Name(types[t]).lower()})" for t in bad[:10])
         raise UnsupportedError(f"only float32 tensors are supported; got {listed}")
     for name in sorted(values):
-        graph.set_initializer(name, numpy_helper.to_array(ctx.initializers[name]))
+        graph.set_initializer(name, ctx.value(name))
     for name in activations:
         graph.tensors[name] = TensorInfo(name, ctx.shape(name), "float32")

@@ -75,6 +75,7 @@ from cimc.quant.calibration import (
     collect_inputs,
     load_feeds,
     partial_sums,
+    stream_inputs,
 )
 from cimc.quant.cim_layer import CimSpec, cim_spec
 from cimc.quant.imported import KEY as QDQ_KEY
@@ -164,7 +165,7 @@ class Quantize(GraphPass):
             log.warning("QAT parameters missing for %d CIM layer(s) (%s): calibrating them",
                         len(rest), ", ".join(n.name for n in rest[:5]))
         if rest:
-            self._calibrate(out, rest, ctx)
+            self._calibrate(out, rest, ctx, graph)
         ctx.quantize = QuantizeReport(sorted(qat), [n.name for n in rest], self.granularity, self.weight_method)
         return PassResult(out, True)
 
@@ -200,23 +201,48 @@ class Quantize(GraphPass):
         check_layer_names(text, {n.name: n.op for n in graph.nodes}, couts)
         return parse_qat(text, couts)
 
-    def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext) -> None:
+    def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext, float_graph: Graph) -> None:
+        """Steps of ``nodes`` (of ``graph``, which this changes) from the float activations of
+        ``float_graph`` (the pass's input, left as it is) on the calibration batch."""
         cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root, self.preprocess)
         imported = self._imported(graph)
         with single_blas_thread():  # many small products: threads cost more than they give
+            if not self.fold_columns:
+                self._calibrate_streaming(graph, float_graph, nodes, imported, cal, ctx)
+                return
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
             ctx.calibration_inputs = inputs
             pending = {n.name for n in nodes} - set(imported)
             for node in nodes:
                 pending.discard(node.name)
-                float_spec = cim_spec(graph, node)
-                node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
-                if self.adaround and node.name not in imported and WeightPool not in node.ann:
-                    self._adaround(graph, node, inputs[node.name], ctx.macro)
-                if self.bias_correction:
-                    correct_bias(graph, node, inputs[node.name], float_spec)
+                self._calibrate_one(graph, node, inputs[node.name], imported, ctx.macro)
                 if self.fold_columns and node.name not in imported:
                     fold_column_remainder(graph, node, inputs, pending)
+
+    def _calibrate_one(self, graph: Graph, node: Node, x: np.ndarray, imported: dict[str, ImportedSteps],
+                       macro: MacroSpec) -> None:
+        """One layer's steps from its float input ``x``, then AdaRound and bias correction if asked."""
+        float_spec = cim_spec(graph, node)
+        node.ann.put(self._layer(graph, node, x, imported.get(node.name), macro))
+        if self.adaround and node.name not in imported and WeightPool not in node.ann:
+            self._adaround(graph, node, x, macro)
+        if self.bias_correction:
+            correct_bias(graph, node, x, float_spec)
+
+    def _calibrate_streaming(self, graph: Graph, float_graph: Graph, nodes: list[Node],
+                             imported: dict[str, ImportedSteps], cal: Calibration, ctx: PassContext) -> None:
+        """Each layer calibrated as soon as the interpreter has computed its float input, which
+        is then dropped (``calibration.stream_inputs``): memory holds the live activations and
+        one layer's input, not every layer's. Layers are independent here (no column fold), so
+        the order does not change the steps. scale-to-shift recomputes the inputs it needs from
+        ``ctx.calibration_graph`` (``float_graph``)."""
+        ctx.calibration_inputs = {}
+        ctx.calibration_graph = float_graph
+        by_name = {n.name: n for n in nodes}
+        for name, x in stream_inputs(float_graph, cal.feeds, list(by_name)):
+            self._calibrate_one(graph, by_name.pop(name), x, imported, ctx.macro)
+        if by_name:
+            raise AssertionError(f"calibration computed no input for {', '.join(sorted(by_name))}")
 
     def _layer(self, graph: Graph, node: Node, x: np.ndarray, steps: ImportedSteps | None,
                macro: MacroSpec) -> QuantParams:
