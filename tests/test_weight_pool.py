@@ -283,3 +283,72 @@ def test_validate_reports_a_missing_or_corrupt_pool_file(binary_build: Path, tmp
     result = validate_build(out)
     pool = [v for v in result.violations if v.check == "pool"]
     assert pool and ("missing" in pool[0].message if change == "missing" else "safetensors" in pool[0].message), pool
+
+
+# -- pictures: the pool's bitlines and the index tables (cimc maps, HTML report) ---------------------
+def _cell_rgb(png: bytes, tables_shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """The picture's RGB pixels and its cell size (``pool_map``'s layout)."""
+    import io
+
+    from PIL import Image
+
+    from cimc.views.pool_map import cell_size
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), cell_size(*tables_shape)
+
+
+def _hex(rgb: np.ndarray) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def test_pool_pictures_colour_each_cell_by_its_pool_vector(pooled_build: tuple[Path, Graph, PoolWeights]) -> None:
+    from cimc.build.reader import read_build
+    from cimc.views.palette import lighten
+    from cimc.views.pool_map import MARGIN, TITLE, index_canvas, png_bytes, pool_canvas, read_pool, vector_colors
+
+    build, graph, config = pooled_build
+    tables = read_pool(read_build(build))
+    assert tables is not None and len(tables.layers) == 3
+    colors = vector_colors(config.pool_size)
+    pixels, c = _cell_rgb(png_bytes(pool_canvas(tables)), tables.pool.T.shape)
+    for k, t in itertools.product(range(tables.pool.shape[0]), range(tables.pool.shape[1])):
+        got = _hex(pixels[TITLE + MARGIN + t * c, MARGIN + k * c])  # the cell's top-left pixel
+        assert got == (colors[k] if tables.pool[k, t] > 0 else lighten(colors[k], 0.7)), (k, t)
+    for layer in tables.layers:
+        node = next(n for n in graph.nodes if n.name == layer.name)
+        np.testing.assert_array_equal(layer.index, node.ann[WeightPool].index)
+        pixels, c = _cell_rgb(png_bytes(index_canvas(tables, layer)), layer.index.shape)
+        s, o = np.indices(layer.index.shape)
+        top_left = pixels[TITLE + MARGIN + s * c, MARGIN + o * c]
+        assert [_hex(x) for x in top_left.reshape(-1, 3)] == [colors[k] for k in layer.index.reshape(-1)]
+        centre = pixels[TITLE + MARGIN + s * c + c // 2, MARGIN + o * c + c // 2].reshape(-1, 3)
+        np.testing.assert_array_equal(np.all(centre == 0, axis=1), layer.kept.reshape(-1))  # dots: kept errors
+        assert layer.kept.any() == (config.error_bits == 1)
+
+
+def test_maps_and_html_show_the_pool_only_for_pooled_builds(binary_build: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from cimc.build.reader import read_build
+    from cimc.views.html_report import html_report
+    from cimc.views.placement_map import write_maps
+
+    written = {p.name for p in write_maps(read_build(binary_build), tmp_path / "m", overview=False)}
+    assert {"pool.png", "pool_index_0000.png", "pool_index_0001.png", "pool_index_0002.png"} <= written
+    page = html_report(read_build(binary_build))
+    assert "<h2 id=pool>Weight pool</h2>" in page and page.count("data-layer-pool=") == 3
+    assert page.count("src='data:image/png;base64,") == 4
+    ctx = PassContext(macro=SMALL)
+    plain = run_passes(small_cnn(group=2), [FoldBatchNorm(), SelectCim(map_fc=True), TileWordlines(),
+                                            Quantize(calib_size=8), PlaceBitlines(), ScaleToShift()], ctx)
+    unpooled = read_build(write(plain, ctx, tmp_path / "plain"))
+    assert not any(p.name.startswith("pool") for p in write_maps(unpooled, tmp_path / "n", overview=False))
+    assert "id=pool" not in html_report(unpooled)
+
+
+def test_pool_pictures_refuse_an_index_outside_the_pool(binary_build: Path, tmp_path: Path) -> None:
+    from cimc.build.reader import read_build
+    from cimc.errors import BuildError
+    from cimc.views.pool_map import read_pool
+
+    with pytest.raises(BuildError, match="index table of layer 1"):
+        read_pool(read_build(_tamper(binary_build, tmp_path, "range")))
