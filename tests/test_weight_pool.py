@@ -352,3 +352,25 @@ def test_pool_pictures_refuse_an_index_outside_the_pool(binary_build: Path, tmp_
 
     with pytest.raises(BuildError, match="index table of layer 1"):
         read_pool(read_build(_tamper(binary_build, tmp_path, "range")))
+
+
+def test_evidence_table_of_the_trained_nets() -> None:
+    """``scripts/weight_pool_evidence.py --nets``' table: labels, bitlines saved against uniform
+    4-bit, rows by effective bits, and a partial run said so."""
+    from scripts import weight_pool_evidence as evidence
+
+    def row(how: str, config: dict, bits: float, top1: float, bitlines: int) -> dict:  # type: ignore[type-arg]
+        return {"net": "vgg9", "how": how, "config": config, "effective_bits": bits, "compiled_top1": top1,
+                "float_top1": 0.99, "cells": 10, "bitlines": bitlines, "macros": 1, "conversions": 5}
+
+    pool = {"weight_pool": 256, "pool_vector": 16, "pool_error_bits": 0}
+    rows = [row("ptq", {"w_bits": 4}, 4.04, 0.98, 2672), row("ptq", pool, 0.55, 0.11, 256),
+            row("qat", pool, 0.55, 0.80, 256)]
+    meta = {"torch": "t", "python": "p", "load": "1.0", "train": 4000, "test": 1000, "float_epochs": 3,
+            "phase1": 1, "phase2": 1, "qat_size": 1000, "minutes": 3.0, "partial": True, "asked": 4}
+    text = evidence.nets_markdown(rows, meta)
+    assert "Partial run: 3 of 4 rows" in text and "### vgg9 (float top-1 99.0%)" in text
+    lines = [x for x in text.splitlines() if x.startswith("| uniform") or x.startswith("| pool")]
+    assert lines[0].startswith("| uniform 4-bit PTQ | 4.040 | 98.0 |") and lines[0].endswith("| 0.0% | 5 |")
+    assert lines[1].startswith("| pool P=256, L=16, E=0 PTQ | 0.550 | 11.0 |") and "| 90.4% |" in lines[1]
+    assert lines[2].startswith("| pool P=256, L=16, E=0 QAT | 0.550 | 80.0 |")
