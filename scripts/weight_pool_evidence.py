@@ -28,7 +28,9 @@ pool trained in the loop (``cimc.train`` with ``QuantConfig(weight_pool=…)``: 
 ``--phase1-epochs``/``--phase2-epochs`` at lr 1e-3, then compiled with the trained pool). Rows are
 written as they finish (a partial run still renders), the configurations in ``NET_ORDER`` (every
 compile first, then the trainings by priority), every net per configuration before the next;
-``--qat-size N`` fine-tunes on the first ``N`` training images only (CPU time).
+``--qat-size N`` fine-tunes on the first ``N`` training images only (CPU time); ``--select`` runs
+only some entries of ``NET_ORDER`` and ``--append`` adds their rows to the existing table (a QAT
+row with another schedule than the table's names its own).
 """
 
 from __future__ import annotations
@@ -174,14 +176,24 @@ def net_row(name: str, how: str, config: dict[str, Any], float_path: Path, run: 
         report = compile_model(source, folder, options).report
     row = figures(config, report, folder)
     row.update(net=name, how=how, seconds=time.perf_counter() - start)
+    if how == "qat":
+        row["qat"] = {"size": args.qat_size or args.train_size, "phase1": args.phase1_epochs,
+                      "phase2": args.phase2_epochs}
     log.info("%s %s %s: %.1f%% at %.3f bits (%.0f s)", name, how, config, 100 * row["compiled_top1"],
              row["effective_bits"], row["seconds"])
     return row
 
 
-def net_label(row: dict[str, Any]) -> str:
+def net_label(row: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
+    """The row's configuration; a QAT row trained longer than ``meta`` says gets its own schedule."""
     base = label(dict(row["config"], granularity="column")).removesuffix(", column scale")
-    return f"{base} {'QAT' if row['how'] == 'qat' else 'PTQ'}"
+    if row["how"] != "qat":
+        return f"{base} PTQ"
+    qat, meta = row.get("qat"), meta or {}
+    if qat and (qat["size"], qat["phase1"], qat["phase2"]) != (meta.get("qat_size"), meta.get("phase1"),
+                                                               meta.get("phase2")):
+        return f"{base} QAT ({qat['size']} images, {qat['phase1']}+{qat['phase2']} epochs)"
+    return f"{base} QAT"
 
 
 def nets_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -209,7 +221,7 @@ def nets_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                   "bitlines saved | ADC conversions |", "|---|---:|---:|---:|---:|---:|---:|"]
         for r in sorted(mine, key=lambda r: (-r["effective_bits"], r["how"])):
             saved = f"{100 * (1 - r['bitlines'] / ref['bitlines']):.1f}%" if ref else "–"
-            lines.append(f"| {net_label(r)} | {r['effective_bits']:.3f} | {100 * r['compiled_top1']:.1f} | "
+            lines.append(f"| {net_label(r, meta)} | {r['effective_bits']:.3f} | {100 * r['compiled_top1']:.1f} | "
                          f"{r['cells']:,} | {r['bitlines']:,} ({r['macros']}) | {saved} | {r['conversions']:,} |")
         lines.append("")
     return "\n".join(lines)
@@ -229,6 +241,8 @@ def nets_main(argv: list[str]) -> None:
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--qat-size", type=int, help="train QAT on the first N training images (default: all)")
+    parser.add_argument("--select", type=int, nargs="+", help="only these entries of NET_ORDER (indices)")
+    parser.add_argument("--append", action="store_true", help="add the rows to --out's weight_pool_nets.json")
     parser.add_argument("--rows", type=int, help="stop after this many configurations (per net)")
     parser.add_argument("--out", default=str(OUT), help="folder of weight_pool.md and the JSON files")
     args = parser.parse_args(argv)
@@ -242,11 +256,18 @@ def nets_main(argv: list[str]) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     order = NET_ORDER[:args.rows] if args.rows else NET_ORDER
+    if args.select:
+        order = tuple(NET_ORDER[i] for i in args.select)
     meta = {"torch": torch.__version__, "python": platform.python_version(), "load": f"{os.getloadavg()[0]:.1f}",
             "qat_size": args.qat_size or args.train_size, "train": args.train_size, "test": args.test_size,
             "float_epochs": args.float_epochs,
             "phase1": args.phase1_epochs, "phase2": args.phase2_epochs, "asked": len(order) * len(args.nets)}
     start, rows = time.perf_counter(), []
+    earlier = out / "weight_pool_nets.json"
+    if args.append and earlier.is_file():  # more rows for the same table (e.g. longer QAT): keep its meta
+        doc = json.loads(earlier.read_text())
+        rows, meta = doc["rows"], dict(doc["meta"], asked=doc["meta"]["asked"] + meta["asked"])
+    before = float(meta.get("minutes", 0.0))
     train, test = two_stage.mnist32("train", args.train_size), two_stage.mnist32("test", args.test_size)
     with tempfile.TemporaryDirectory(prefix="cimc-pool-nets-") as tmp:
         work = Path(tmp)
@@ -261,7 +282,7 @@ def nets_main(argv: list[str]) -> None:
                 except Exception:  # one row failing must not lose the others
                     log.exception("%s %s %s failed", name, how, config)
                     continue
-                meta.update(minutes=(time.perf_counter() - start) / 60, partial=len(rows) < meta["asked"])
+                meta.update(minutes=before + (time.perf_counter() - start) / 60, partial=len(rows) < meta["asked"])
                 (out / "weight_pool_nets.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
                 write_markdown(out)
     meta.update(partial=len(rows) < meta["asked"])
