@@ -374,3 +374,34 @@ def test_evidence_table_of_the_trained_nets() -> None:
     assert lines[0].startswith("| uniform 4-bit PTQ | 4.040 | 98.0 |") and lines[0].endswith("| 0.0% | 5 |")
     assert lines[1].startswith("| pool P=256, L=16, E=0 PTQ | 0.550 | 11.0 |") and "| 90.4% |" in lines[1]
     assert lines[2].startswith("| pool P=256, L=16, E=0 QAT | 0.550 | 80.0 |")
+
+
+def test_readme_pool_qat_table_is_the_evidence_file_s() -> None:
+    """The README's trained-nets table quotes ``benchmarks/results/weight_pool_nets.json``."""
+    root = Path(__file__).resolve().parent.parent
+    rows = json.loads((root / "benchmarks" / "results" / "weight_pool_nets.json").read_text())["rows"]
+    top1 = {(r["net"], r["how"], json.dumps(r["config"], sort_keys=True)): r for r in rows if "qat" not in r
+            or r["qat"]["size"] == 1000}
+    readme = (root / "README.md").read_text(encoding="utf-8").splitlines()
+    start = readme.index("| VGG9 / ResNet-18 | eff. bits/weight | top-1 % after training (PTQ) | top-1 % QAT | "
+                         "bitlines on chip |")
+    table = [line for line in readme[start + 3:start + 12] if line.startswith("| uniform") or
+             line.startswith("| pool")]
+    configs = {"uniform 4-bit": {"w_bits": 4}, "uniform 2-bit": {"w_bits": 2}}
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        name = cells[0]
+        if name.startswith("pool"):
+            p, length = (int(x.split("=")[1]) for x in name.split(",")[:2])
+            config = {"weight_pool": p, "pool_vector": length, "pool_error_bits": 0 if "no error" in name else 1}
+        else:
+            config = configs[name]
+        key = json.dumps(config, sort_keys=True)
+        for i, net in enumerate(("vgg9", "resnet18")):
+            ptq = top1[(net, "ptq", key)]
+            assert cells[2].split(" / ")[i] == f"{100 * ptq['compiled_top1']:.1f}", (name, net)
+            assert cells[1].split(" / ")[i] == f"{ptq['effective_bits']:.2f}", (name, net)
+            assert cells[4].split(" / ")[i] == f"{ptq['bitlines']:,}", (name, net)
+            if cells[3]:
+                assert cells[3].split(" / ")[i] == f"{100 * top1[(net, 'qat', key)]['compiled_top1']:.1f}", (name, net)
+    assert len(table) == 6
