@@ -26,7 +26,6 @@ The analog array itself (cell read / MAC) has no figure there and is not counted
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -64,23 +63,15 @@ class MacroSpec:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ENERGY_FIELDS:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                    raise UsageError(f"macro spec '{self.name}': {f.name} must be a positive number (pJ), "
-                                     f"got {value!r}")
-                object.__setattr__(self, f.name, float(value))
-            elif f.name != "name" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise UsageError(f"macro spec '{self.name}': {f.name} must be a positive integer, got {value!r}")
+            if f.name != "name":
+                value = check_field(f.name, getattr(self, f.name), f"macro spec '{self.name}'")
+                object.__setattr__(self, f.name, value)
         if self.adcs * self.bitlines_per_adc < self.bitlines:
             raise UsageError(f"macro spec '{self.name}': {self.adcs} ADCs × {self.bitlines_per_adc} bitlines "
                              f"each cannot serve {self.bitlines} bitlines")
         if self.adc_bits < 2:
             raise UsageError(f"macro spec '{self.name}': adc_bits={self.adc_bits}: an ADC of signed partial sums "
                              "needs at least 2 bits")
-        for bits in ("cell_bits", "dac_bits", "adc_bits"):
-            if getattr(self, bits) > 16:
-                raise UsageError(f"macro spec '{self.name}': {bits}={getattr(self, bits)} is out of range (1..16)")
 
     @property
     def cells(self) -> int:
@@ -96,6 +87,32 @@ class MacroSpec:
 
 #: The per-event energies (pJ): positive numbers, every other field but ``name`` a positive integer.
 ENERGY_FIELDS = ("adc_pj", "dac_pj", "add_pj", "psum_pj", "write_pj", "offchip_pj")
+#: Every numeric field's range, ``low..high`` inclusive (an energy's ``low`` is exclusive: it is
+#: positive): the one declaration that a ``MacroSpec`` from a preset, a ``--macro`` file, a build's
+#: ``layout.json`` or a sweep config is held to. The ceilings are far beyond any chip (a 65,536 ×
+#: 65,536 array, 16-bit converters, a microjoule per event) and keep an untrusted value from
+#: sizing arrays or loops without bound.
+FIELD_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "wordlines": (1, 1 << 16), "bitlines": (1, 1 << 16), "cell_bits": (1, 16), "dac_bits": (1, 16),
+    "adcs": (1, 1 << 16), "adc_bits": (1, 16), "bitlines_per_adc": (1, 1 << 16), "load_cycles": (1, 1 << 32),
+    "concurrent_loads": (1, 1 << 16), "psum_buffer": (1, 1 << 40),
+    **dict.fromkeys(ENERGY_FIELDS, (0.0, 1e6)),
+}
+
+
+def check_field(name: str, value: Any, where: str, key: str | None = None) -> int | float:
+    """``value`` of the numeric field ``name`` if within ``FIELD_BOUNDS`` (an energy as a float),
+    else a ``UsageError`` naming ``where``, the ``key`` it was given as (default ``name``) and
+    the range."""
+    low, high = FIELD_BOUNDS[name]
+    given = f"{where}: {key or name} = {value!r}"
+    if name in ENERGY_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:  # NaN too
+            raise UsageError(f"{given} must be a number in ({low:g}, {high:,.0f}] pJ")
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError(f"{given} must be an integer in {low:,}..{high:,}")
+    return value
 
 PRESETS: dict[str, MacroSpec] = {
     "paper": MacroSpec(),

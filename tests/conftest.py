@@ -30,3 +30,8 @@ collect_ignore = [] if HAS_TORCH else [p.name for p in sorted(Path(__file__).par
 _CACHE = tempfile.mkdtemp(prefix="cimc-test-zoo-cache-")
 os.environ["CIMC_CACHE_DIR"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+# Progress lines off a terminal start after 2 s (cimc.progress), which on a loaded machine any
+# command may pass: off for the suite, so that no output depends on the machine's speed; the
+# tests of the progress lines set CIMC_PROGRESS_AFTER themselves (tests/test_progress.py).
+os.environ["CIMC_PROGRESS_AFTER"] = "inf"

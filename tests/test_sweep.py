@@ -15,6 +15,7 @@ from cimc import __version__
 from cimc.api import CompileOptions, compile_model
 from cimc.cli.main import main
 from cimc.errors import UsageError
+from cimc.macro import FIELD_BOUNDS
 from cimc.pareto import nondominated
 from cimc.sweep import engines
 from cimc.sweep.config import Range, parse_config
@@ -50,6 +51,20 @@ def test_config_errors_name_the_key(doc: dict[str, Any], words: str) -> None:
     with pytest.raises(UsageError, match=None) as info:
         parse_config(doc)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("bitlines", 10**18), ("wordlines", 65_537), ("psum_buffer", 2**41),
+                                            ("load_cycles", 2**33), ("adc_bits", 17), ("adc_pj", 1e7),
+                                            ("offchip_pj", float("inf"))])
+def test_sweep_macro_fields_have_an_upper_bound(field: str, value: Any) -> None:
+    """A sweep config is untrusted: every numeric macro field is held to ``cimc.macro.FIELD_BOUNDS``,
+    as an axis value, a random range's end or a fixed value, before any point runs."""
+    for doc in ({**MODEL, "axes": {"macro": {field: [value]}}},
+                {**MODEL, "mode": "random", "samples": 2, "axes": {"macro": {field: {"min": 1, "max": value}}}},
+                {**MODEL, "fixed": {"macro": {field: value}}}):
+        with pytest.raises(UsageError, match=f"sweep config: [a-z]+.macro.{field}[^ ]* = .* must be an? [a-z]+ in "):
+            parse_config(doc)
+    parse_config({**MODEL, "axes": {"macro": {field: [FIELD_BOUNDS[field][1]]}}})  # the ceiling itself is allowed
 
 
 def test_bad_config_writes_nothing(tmp_path: Path) -> None:

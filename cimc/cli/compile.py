@@ -60,8 +60,12 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                              allow_external_data_outside=allow_external_data_outside,
                              morph=structure_morph(bitline_budget, **morph), passes=passes or None,
                              disable=disable, stop_after=stop_after, timing=timing, infer_batch=infer_batch)
-    if state.as_json:
+    from cimc.progress import Progress
+
+    with Progress(enabled=not state.as_json) as progress:
+        options.progress = progress
         result = compile_model(source, output, options)
+    if state.as_json:
         accuracy = result.report.get("accuracy")
         echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
                          "accuracy": accuracy, "accuracy_unknown": result.report.get("accuracy_unknown")},
@@ -69,12 +73,6 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
         if accuracy is not None and accuracy.get("warning"):
             echo(f"warning: {accuracy['warning']}", err=True)  # never missed, even under --json
         return
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    with console.status("compiling") as status:
-        options.progress = lambda name: status.update(f"running {name}")
-        result = compile_model(source, output, options)
     print_report(result.report, result.cost, wide)
     print_quant(result.report, wide)
     echo(f"wrote {result.out_dir}/")

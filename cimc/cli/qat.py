@@ -65,28 +65,36 @@ def qat_cmd(state: State, model: str, output: Path, phase: str, data_name: str, 
     from cimc.cli.quant import read_bits
     from cimc.data import Preprocess
     from cimc.macro import load_macro
+    from cimc.progress import Progress
     from cimc.train import QatOptions, QuantConfig, export_onnx, load_train_data, load_trainer, run_qat
     from cimc.train.ddp import finish, is_main_process, write_digest
     from cimc.train.trainer import DEFAULT_LR
 
-    graph, _ = load_source(model, CompileOptions(input_shapes=parse_shapes(input_shape)))
-    spec = load_macro(macro)
-    config = QuantConfig.for_macro(spec, w_bits=w_bits, a_bits=a_bits, adc_bits=adc_bits,
-                                   layer_bits=read_bits(bits_file), tiling=tiling, granularity=granularity,
-                                   learn_adc_step=learn_adc_step, map_fc=map_fc,
-                                   **_pool(weight_pool, pool_vector, pool_error_bits, pool_error_prune))
-    classes = graph.shape(graph.outputs[0])[-1]
-    data = load_train_data(data_name, root=data_root, input_shape=graph.shape(graph.inputs[0]),
-                           batch_size=batch_size, classes=classes, seed=seed,
-                           preprocess=Preprocess.from_options(image_size, mean, std))
-    rates = dict(DEFAULT_LR) if lr is None else dict.fromkeys(DEFAULT_LR, lr)
-    options = QatOptions(phases=phase, epochs=epochs, phase2_epochs=phase2_epochs, float_epochs=float_epochs,
-                         lr=rates, config=config, checkpoint=resume, seed=seed, progress=not state.as_json,
-                         trainer=load_trainer(trainer_spec) if trainer_spec else QatOptions().trainer)
-    result = run_qat(graph, data, options)
-    write_digest(result.module, result.metrics)
+    shown = not state.as_json and is_main_process()
+    with Progress(enabled=shown) as progress:
+        progress.phase(f"importing {model}")
+        graph, _ = load_source(model, CompileOptions(input_shapes=parse_shapes(input_shape)))
+        spec = load_macro(macro)
+        config = QuantConfig.for_macro(spec, w_bits=w_bits, a_bits=a_bits, adc_bits=adc_bits,
+                                       layer_bits=read_bits(bits_file), tiling=tiling, granularity=granularity,
+                                       learn_adc_step=learn_adc_step, map_fc=map_fc,
+                                       **_pool(weight_pool, pool_vector, pool_error_bits, pool_error_prune))
+        classes = graph.shape(graph.outputs[0])[-1]
+        progress.phase(f"loading {data_name}")
+        data = load_train_data(data_name, root=data_root, input_shape=graph.shape(graph.inputs[0]),
+                               batch_size=batch_size, classes=classes, seed=seed,
+                               preprocess=Preprocess.from_options(image_size, mean, std))
+        rates = dict(DEFAULT_LR) if lr is None else dict.fromkeys(DEFAULT_LR, lr)
+        options = QatOptions(phases=phase, epochs=epochs, phase2_epochs=phase2_epochs, float_epochs=float_epochs,
+                             lr=rates, config=config, checkpoint=resume, seed=seed, progress=not state.as_json,
+                             trainer=load_trainer(trainer_spec) if trainer_spec else QatOptions().trainer)
+        with progress.beside("training"):  # its own bars (cimc.train.progress)
+            result = run_qat(graph, data, options)
+        write_digest(result.module, result.metrics)
+        if is_main_process():
+            progress.phase(f"exporting {output.name}")
+            export_onnx(result.module, output)
     if is_main_process():
-        export_onnx(result.module, output)
         _report(state, result.metrics, output)
     finish()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -67,13 +67,19 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
                        w_choices=parse_choices(w_choices, "weight"), a_choices=parse_choices(a_choices, "input"),
                        adc_choices=parse_choices(adc_choices, "ADC") if adc_choices else None,
                        eval_size=eval_size or 256, calib=calib, options=options)
-    with _progress(state) as update:
+    from cimc.progress import Progress
+
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase("preparing (import, tile, calibration inputs)")
         problem = build_problem(model, spec)
-        problem.progress = update
+        progress.phase(f"{strategy} search: configurations evaluated")
+        problem.progress = lambda point: progress.advance(
+            detail=f"last {point.origin}, {point.latency:,} ({100 * point.metric:.2f}%)")
         if strategy == "rl":
             rl_search(problem, episodes=episodes, seed=seed, agent=agent)
         else:
             greedy_search(problem, max_evals=max_evals)
+        progress.phase("held-out test split, Pareto set")
         result = collect(problem, strategy)
     files = write_outputs(result, output) if output is not None else []
     if state.as_json:
@@ -85,32 +91,6 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
     print_result(result)
     for f in files:
         echo(f"wrote {f}")
-
-
-class _progress:
-    """A rich status line counting evaluations (silent with ``--json``)."""
-
-    def __init__(self, state: State) -> None:
-        self.state, self.count = state, 0
-        self.status: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.state.as_json:
-            from cimc.safe_text import safe_console as Console
-
-            self.status = Console(stderr=True).status("preparing (import, tile, calibration inputs)")
-            self.status.__enter__()
-        return self.update
-
-    def update(self, point: Any) -> None:
-        self.count += 1
-        if self.status is not None:
-            self.status.update(f"{self.count} configurations evaluated; last: {point.origin}, "
-                               f"{point.latency:,} ({100 * point.metric:.2f}%)")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.status is not None:
-            self.status.__exit__(None, None, None)
 
 
 def print_result(result: SearchResult) -> None:

@@ -58,25 +58,16 @@ def sweep_cmd(state: State, config: Path | None, output: Path, report_file: Path
 
 
 def _run(state: State, plan: Any, output: Path, kw: dict[str, Any]) -> Any:
+    from cimc.progress import Progress
     from cimc.sweep.run import run_sweep
 
     options = {"engine": kw["engine"], "workers": kw["workers"], "address": kw["address"],
                "retry_failed": kw["retry_failed"]}
-    if state.as_json:
-        return run_sweep(plan, output, **options)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[last]}"))
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        bar = progress.add_task("points", total=len(plan.tasks), last="")
-
-        def advance(record: dict[str, Any]) -> None:
-            progress.update(bar, advance=1, last=f"{record['key'][:10]} {record['status']}")
-
-        progress.update(bar, completed=len(plan.tasks) - _todo(plan, output, kw["retry_failed"]))
-        return run_sweep(plan, output, **options, on_record=advance)
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase("sweep points", total=len(plan.tasks))
+        progress.advance(len(plan.tasks) - _todo(plan, output, kw["retry_failed"]), detail="already done")
+        return run_sweep(plan, output, **options,
+                         on_record=lambda record: progress.advance(detail=f"{record['key'][:10]} {record['status']}"))
 
 
 def _todo(plan: Any, output: Path, retry_failed: bool) -> int:

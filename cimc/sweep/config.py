@@ -19,13 +19,13 @@ before it validates.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cimc.errors import UsageError
 from cimc.limits import OPTIONS_FILE_BYTES
-from cimc.macro import ENERGY_FIELDS, PRESETS, MacroSpec
+from cimc.macro import FIELD_BOUNDS, PRESETS, check_field
 from cimc.options import OPTIONS, validate
 from cimc.untrusted import load_toml, read_regular
 
@@ -45,6 +45,13 @@ def _float(key: str, value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):  # NaN too
         raise UsageError(f"sweep config: {key} = {value!r} must be a number >= 0 and finite")
     return float(value)
+
+
+def _macro_field(name: str) -> Check:
+    """A numeric ``MacroSpec`` field, held to its ``cimc.macro.FIELD_BOUNDS`` range."""
+    def check(key: str, value: Any) -> int | float:
+        return check_field(name, value, "sweep config", key)
+    return check
 
 
 def _data_source(key: str, value: Any) -> str:
@@ -68,15 +75,13 @@ def _declared(name: str) -> Check:
     return check
 
 
-MACRO_INTS = tuple(f.name for f in fields(MacroSpec) if f.name != "name" and f.name not in ENERGY_FIELDS)
 #: The compile options a point may set (``CompileOptions`` fields, checked by ``cimc.options``).
 COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
                 "weight_method", "map_fc", "no_shift")
 #: Every axis (also usable under [fixed]) and its value check.
 AXES: dict[str, Check] = {
     "macro.preset": _choice(*PRESETS),
-    **{f"macro.{name}": _int(1, 16 if name.endswith("_bits") else None) for name in MACRO_INTS},
-    **{f"macro.{name}": _float for name in ENERGY_FIELDS},  # pJ; MacroSpec refuses 0
+    **{f"macro.{name}": _macro_field(name) for name in FIELD_BOUNDS},  # bounded: cimc.macro.FIELD_BOUNDS
     **{name: _declared(name) for name in COMPILE_AXES},
     "morph_lambda": _float,
 }

@@ -19,7 +19,7 @@ from rich.text import Text
 from cimc.build.cell_map import Owners, runs
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
-from cimc.views.names import short_names
+from cimc.views.names import compact, short_names
 from cimc.views.palette import key_width, layer_color, symbol
 from cimc.views.text_map import legend, macro_block, macro_strips
 
@@ -99,11 +99,15 @@ def slicing_lines(build: BuildDir, present: list[int] | None = None) -> list[Tex
 
 
 def find_layer(build: BuildDir, name: str) -> int:
-    """Index of the layer named ``name`` (exact, else the only one containing it)."""
+    """Index of the layer named ``name`` (exact, else the only one whose name or module path,
+    as the tables show it (``names.compact``), contains it)."""
     names = build.layer_names
     if name in names:
         return names.index(name)
-    hits = [i for i, n in enumerate(names) if name in n]
+    paths = [compact(n) for n in names]
+    if paths.count(name) == 1:
+        return paths.index(name)
+    hits = [i for i, (n, p) in enumerate(zip(names, paths, strict=True)) if name in n or name in p]
     if len(hits) == 1:
         return hits[0]
     raise UsageError(f"no single CIM layer matches '{name}'", hint=f"layers: {', '.join(names)}")
