@@ -62,6 +62,7 @@ class CompileOptions:
     macro: MacroSpec | str | Path | None = None
     timing: str = OPTIONS["timing"].default
     infer_batch: int = OPTIONS["infer_batch"].default
+    conversion: str = OPTIONS["conversion"].default
     tiling: str = OPTIONS["tiling"].default
     placement: str = OPTIONS["placement"].default
     map_fc: bool = OPTIONS["map_fc"].default
@@ -75,6 +76,7 @@ class CompileOptions:
     granularity: str = OPTIONS["granularity"].default
     weight_method: str = OPTIONS["weight_method"].default
     bias_correction: bool = OPTIONS["bias_correction"].default
+    adaround: bool = OPTIONS["adaround"].default
     equalize: bool = OPTIONS["equalize"].default
     calib: str | Any = OPTIONS["calib"].default  # from Python also an array or an iterable of (x, y) batches
     calib_size: int = OPTIONS["calib_size"].default
@@ -273,7 +275,8 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
         graph, ctx = compile_graph(graph, options)
         say("build files (cost, timeline, layout, model.cim.onnx, reports)")
         build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
-                            quant_info(ctx), evaluate, options.timing, options.infer_batch)
+                            quant_info(ctx), evaluate, options.timing, options.infer_batch,
+                            options.conversion)
     say(f"writing {out}")
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report.to_json(), ctx.history)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cimc.errors import UsageError
-from cimc.macro import ENERGY_FIELDS, FIELD_BOUNDS, PRESETS, MacroSpec, load_macro
+from cimc.macro import AREA_FIELDS, ENERGY_FIELDS, FIELD_BOUNDS, PRESETS, MacroSpec, load_macro
 
 
 def test_default_is_the_papers_macro() -> None:
@@ -56,8 +56,10 @@ def test_every_numeric_field_has_a_declared_range() -> None:
 @pytest.mark.parametrize("name", sorted(FIELD_BOUNDS))
 def test_a_field_past_its_ceiling_is_a_usage_error_naming_the_range(name: str) -> None:
     high = FIELD_BOUNDS[name][1]
-    over = high * 2 if name in ENERGY_FIELDS else int(high) + 1
-    words = (f"{name} = {over!r} must be a number in (0, {high:,.0f}] pJ" if name in ENERGY_FIELDS
+    real = name in ENERGY_FIELDS or name in AREA_FIELDS
+    over = high * 2 if real else int(high) + 1
+    unit = "pJ" if name in ENERGY_FIELDS else "µm²"
+    words = (f"{name} = {over!r} must be a number in (0, {high:,.0f}] {unit}" if real
              else f"{name} = {over!r} must be an integer in 1..{high:,}")
     with pytest.raises(UsageError, match=re.escape(words)):
         MacroSpec(**{name: over})

@@ -56,7 +56,8 @@ from cimc.errors import BuildError, CimcError
 from cimc.untrusted import load_json
 
 log = logging.getLogger(__name__)
-KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry, version 2 the timeline
+# version 1 builds lack layout.json's geometry, version 2 the timeline, version 3 the area
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 @click.option("--wide", is_flag=True, help="Console tables with every column and whole layer names (else 100 columns).")
 @click.option("--allow-external-data-outside", is_flag=True,
               help="Trust external weight files outside the model's folder (absolute, '..', links).")
-@declared("passes", "disable", "stop_after", "timing", "infer_batch")
+@declared("passes", "disable", "stop_after", "timing", "infer_batch", "conversion")
 @morph_options
 @quant_options
 @declared(*POOL)
@@ -46,7 +46,7 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                 placement: str, map_fc: bool, input_shape: tuple[str, ...], max_model_bytes: int,
                 max_tensor_bytes: int, max_data_bytes: int, dump_ir: Path | None, force: bool, wide: bool,
                 allow_external_data_outside: bool, passes: tuple[str, ...], disable: tuple[str, ...],
-                stop_after: str | None, timing: str, infer_batch: int, **morph: Any) -> None:
+                stop_after: str | None, timing: str, infer_batch: int, conversion: str, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
 
@@ -59,7 +59,8 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                              max_data_bytes=max_data_bytes, dump_ir=dump_ir, force=force,
                              allow_external_data_outside=allow_external_data_outside,
                              morph=structure_morph(bitline_budget, **morph), passes=passes or None,
-                             disable=disable, stop_after=stop_after, timing=timing, infer_batch=infer_batch)
+                             disable=disable, stop_after=stop_after, timing=timing, infer_batch=infer_batch,
+                             conversion=conversion)
     from cimc.progress import Progress
 
     with Progress(enabled=not state.as_json) as progress:
@@ -95,9 +96,10 @@ def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) ->
                 bold_last=True)
     for note in report["notes"]:
         out.print(f"• {escape(note)}")
-    if "latency" in report and "energy" in report:
+    if "latency" in report and "energy" in report and "system" in report:
         from cimc.backend.report import timeline_notes
-        from cimc.documents.report import EnergyReport, Latency
+        from cimc.documents.report import EnergyReport, Latency, System
 
-        for note in timeline_notes(Latency(**report["latency"]), EnergyReport(**report["energy"])):
+        for note in timeline_notes(Latency(**report["latency"]), EnergyReport(**report["energy"]),
+                                   System(**report["system"])):
             out.print(f"• {escape(note)}")

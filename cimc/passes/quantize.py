@@ -29,6 +29,11 @@ model (``cimc qat --weight-pool``; ``WeightPool.trained``), whose QAT steps are 
 pool was trained for (``S_W = α``). A model carrying a trained pool (``cimc.pool``) must be
 compiled with ``--weight-pool`` (a ``UsageError`` otherwise).
 
+With ``adaround``, each calibrated layer's weights are then rounded up or down by AdaRound
+(``cimc.quant.adaround``: least output error on its calibration input through the DAC) instead
+of to the nearest code; the layer reads them as new float weights ``S_W·q`` (whose nearest
+codes are ``q``), and its ADC step is calibrated on the new codes. Pooled layers and layers with
+a quantized model's steps keep theirs.
 With ``bias_correction``, each calibrated layer's bias then absorbs its mean output error on
 the calibration batch (``cimc.quant.bias_correction``). With ``fold_columns`` (``--equalize``
 with the shift on), a layer with per-column steps then makes each column's output scale a
@@ -63,6 +68,8 @@ from cimc.passes.equalize import fold_column_remainder
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
+from cimc.quant.adaround import MAX_ROWS as ADAROUND_MAX_ROWS
+from cimc.quant.adaround import adaround_codes, too_large
 from cimc.quant.bias_correction import corrected_bias
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import (
@@ -117,6 +124,7 @@ class Quantize(GraphPass):
     default_bits: LayerBits = LayerBits()
     bias_correction: bool = False
     fold_columns: bool = False
+    adaround: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
@@ -125,6 +133,7 @@ class Quantize(GraphPass):
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
                    bias_correction=options.bias_correction, fold_columns=equalize and shift,
+                   adaround=options.adaround,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
@@ -209,9 +218,12 @@ class Quantize(GraphPass):
             pending = {n.name for n in nodes} - set(imported)
             for node in nodes:
                 pending.discard(node.name)
+                float_spec = cim_spec(graph, node)
                 node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
+                if self.adaround and node.name not in imported and WeightPool not in node.ann:
+                    self._adaround(graph, node, inputs[node.name], ctx.macro)
                 if self.bias_correction:
-                    correct_bias(graph, node, inputs[node.name])
+                    correct_bias(graph, node, inputs[node.name], float_spec)
                 if self.fold_columns and node.name not in imported:
                     fold_column_remainder(graph, node, inputs, pending)
 
@@ -246,6 +258,25 @@ class Quantize(GraphPass):
                         exc.message, bits[0], bits[1])
             return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro)
         return params
+
+    def _adaround(self, graph: Graph, node: Node, x: np.ndarray, macro: MacroSpec) -> None:
+        """AdaRound's codes (``cimc.quant.adaround``) for the calibrated ``node``: its weights become
+        ``S_W·q`` and its ADC step is re-calibrated on them (module doc). A Gemm with
+        ``alpha ≠ 1`` keeps round-to-nearest (logged)."""
+        if node.op == "Gemm" and float(node.attrs.get("alpha", 1.0)) != 1.0:
+            log.info("adaround skips '%s' (Gemm with alpha != 1)", node.name)
+            return
+        if too_large(cim_spec(graph, node)):
+            log.warning("adaround keeps round-to-nearest for '%s': %d rows > %d (its cost grows as rows²)",
+                        node.name, cim_spec(graph, node).rows, ADAROUND_MAX_ROWS)
+            return
+        q = node.ann[QuantParams]
+        codes = adaround_codes(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
+        step = np.asarray(q.w_step, dtype=np.float32).reshape((-1,) + (1,) * (codes.ndim - 1))
+        set_weight(graph, node, (codes * step).astype(np.float32))
+        chosen = Chosen(q.w_bits, q.w_step, q.a_bits, q.a_step, q.a_signed, q.source)
+        node.ann.put(calibrate_layer(cim_spec(graph, node), x, (q.w_bits, q.a_bits, q.adc_bits), self.granularity,
+                                     self.weight_method, macro, chosen))
 
     def _imported(self, graph: Graph) -> dict[str, ImportedSteps]:
         text = graph.metadata.get(QDQ_KEY)
@@ -301,12 +332,29 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
 
 
 
-def correct_bias(graph: Graph, node: Node, x: np.ndarray) -> None:
+def correct_bias(graph: Graph, node: Node, x: np.ndarray, float_spec: CimSpec | None = None) -> None:
     """Bias correction (``cimc.quant.bias_correction``) of a quantized Conv, or Gemm with
-    ``beta = 1``: the corrected bias becomes a new initializer the layer reads. MatMul (no bias
-    input) and other Gemms are left as they are."""
+    ``beta = 1``, against ``float_spec`` (the layer before quantize changed its weights, e.g. by
+    AdaRound; default: as it is): the corrected bias becomes a new initializer the layer reads.
+    MatMul (no bias input) and other Gemms are left as they are."""
     if has_own_bias(node):
-        set_bias(graph, node, corrected_bias(cim_spec(graph, node), x))
+        set_bias(graph, node, corrected_bias(cim_spec(graph, node), x, float_spec))
+
+
+def set_weight(graph: Graph, node: Node, w: np.ndarray) -> None:
+    """``w`` (the layer's weights ``(Cout, Cin_g, kh, kw)`` as ``cim_layer.layer_weight`` reads
+    them, float32) as a new initializer that ``node`` reads: a Conv's as is, a Gemm's (``alpha =
+    1``) or MatMul's ``B`` transposed back as the node reads it."""
+    if node.op == "Conv":
+        b = w
+    else:
+        mat = w.reshape(w.shape[0], w.shape[1])  # (Cout, K)
+        b = mat if node.op == "Gemm" and node.attrs["transB"] else mat.T
+    name = graph.unique_name(f"{node.name}.weight_rounded")
+    graph.set_initializer(name, np.ascontiguousarray(b, dtype=np.float32))
+    inputs = list(node.inputs)
+    inputs[1] = name
+    graph.set_inputs(node, inputs)
 
 
 def has_own_bias(node: Node) -> bool:

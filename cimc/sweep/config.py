@@ -3,6 +3,7 @@
     model = "digits_cnn"            # zoo name, or an ONNX path (relative to the config file)
     mode = "grid"                   # or "random" (+ samples, seed)
     eval = "digits"                 # optional: float vs compiled top-1 on this test split
+    objective = "latency"           # what the Pareto set minimises (cimc.cost.objective)
     [fixed]                         # values shared by every point (any axis name)
     bitline_budget = 512
     [axes]                          # lists of values; random mode also takes {min, max}
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cimc.cost.objective import OBJECTIVES
 from cimc.errors import UsageError
 from cimc.limits import OPTIONS_FILE_BYTES
 from cimc.macro import FIELD_BOUNDS, PRESETS, check_field
@@ -77,7 +79,7 @@ def _declared(name: str) -> Check:
 
 #: The compile options a point may set (``CompileOptions`` fields, checked by ``cimc.options``).
 COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
-                "weight_method", "map_fc", "no_shift")
+                "weight_method", "map_fc", "no_shift", "timing", "infer_batch", "conversion")
 #: Every axis (also usable under [fixed]) and its value check.
 AXES: dict[str, Check] = {
     "macro.preset": _choice(*PRESETS),
@@ -86,7 +88,7 @@ AXES: dict[str, Check] = {
     "morph_lambda": _float,
 }
 TOP_KEYS = ("model", "mode", "samples", "seed", "eval", "eval_size", "calib", "calib_size", "data_root", "train",
-            "fixed", "axes", "training", "image_size", "mean", "std")
+            "fixed", "axes", "training", "image_size", "mean", "std", "objective")
 #: The image preprocessing of ``calib``, ``eval`` and ``training.data`` (``cimc.data.preprocess``):
 #: part of every point's key only when given.
 PREPROCESS_KEYS = ("image_size", "mean", "std")
@@ -115,6 +117,7 @@ class SweepConfig:
     fixed: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # eval, calib, train: part of every point's key
     data_root: str | None = None  # where datasets live: not part of the key
+    objective: str = "latency"  # what the Pareto set minimises (cimc.cost.objective): not part of the key
 
 
 def load_config(path: Path, *, train: bool = False) -> SweepConfig:
@@ -140,7 +143,14 @@ def parse_config(doc: dict[str, Any], base: Path | None = None, *, train: bool =
     _check_morph(axes, fixed)
     return SweepConfig(model=_model(doc, base), mode=mode, samples=samples,
                        seed=_int(0)("seed", doc.get("seed", 0)), axes=axes, fixed=fixed,
-                       settings=_settings(doc, train), data_root=_opt_str(doc, "data_root"))
+                       settings=_settings(doc, train), data_root=_opt_str(doc, "data_root"),
+                       objective=_objective(doc.get("objective", "latency")))
+
+
+def _objective(value: Any) -> str:
+    if not isinstance(value, str) or value not in OBJECTIVES:
+        raise UsageError(f"sweep config: objective = {value!r} is not one of {', '.join(OBJECTIVES)}")
+    return value
 
 
 def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:

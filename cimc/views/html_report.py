@@ -163,7 +163,7 @@ def _timeline_section(build: BuildDir) -> str:
         return "<p>No timeline in this build.</p>"
     report = parse(Report, "report.json", build.report)
     tl = parse(Schedule, "schedule.json", build.schedule).timeline
-    items = "".join(f"<li>{_esc(line)}</li>" for line in timeline_notes(report.latency, report.energy))
+    items = "".join(f"<li>{_esc(line)}</li>" for line in timeline_notes(report.latency, report.energy, report.system))
     bars = [(ld.slot, ld.start, ld.end, "#9a9a9a", "") for ld in tl.loads]
     bars += [(s, ph.start, ph.end, layer_color(ph.layer), f"class='l{ph.layer}' ") for ph in tl.phases
              for s in ph.slots]  # a layer's phases take part in its highlight
