@@ -24,7 +24,10 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
 A pooled layer (``WeightPool``, set by pool-weights; docs/weight-pool.md) takes ``S_W = α``, the
 pool's scale, and ``w_bits`` = the pool's ``code_bits`` (or the asked bits when at least that),
 so its codes are the pool's ``q`` exactly; its input and ADC steps are calibrated; QAT or QDQ
-steps of a pooled layer are not used (a warning says so).
+steps of a pooled layer are not used (a warning says so) — except for a pool trained with the
+model (``cimc qat --weight-pool``; ``WeightPool.trained``), whose QAT steps are the ones the
+pool was trained for (``S_W = α``). A model carrying a trained pool (``cimc.pool``) must be
+compiled with ``--weight-pool`` (a ``UsageError`` otherwise).
 
 With ``adaround``, each calibrated layer's weights are then rounded up or down by AdaRound
 (``cimc.quant.adaround``: least output error on its calibration input through the DAC) instead
@@ -82,6 +85,7 @@ from cimc.quant.imported import KEY as QDQ_KEY
 from cimc.quant.imported import ImportedSteps, imported_steps, parse_imported
 from cimc.quant.kind_steps import fit_kind_steps
 from cimc.quant.layer_steps import Chosen, calibrated, input_signed
+from cimc.quant.pool_metadata import KEY as POOL_KEY
 from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
 from cimc.quant.step_search import mse_step
 
@@ -141,6 +145,11 @@ class Quantize(GraphPass):
         untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
         if untiled:
             raise MappingError(f"quantize needs tile-wordlines first (untiled: {', '.join(untiled[:5])})")
+        if POOL_KEY in graph.metadata and not any(WeightPool in n.ann for n in nodes):
+            raise UsageError("the model was trained with a weight pool ('cimc qat --weight-pool'): compiling it "
+                             "without one would not compute the trained codes",
+                             hint="compile with the --weight-pool, --pool-vector and --pool-error-bits it was "
+                                  "trained with")
         unknown = sorted(set(self.bits) - {n.name for n in nodes})
         if unknown:
             raise UsageError(f"bit overrides name layer(s) that are not CIM layers: {', '.join(unknown)}",
@@ -152,7 +161,7 @@ class Quantize(GraphPass):
         if not todo:
             return PassResult(out, False)
         qat = self._keep_asked_bits(self._qat(out))
-        pooled = sorted(n.name for n in todo if WeightPool in n.ann and n.name in qat)
+        pooled = sorted(n.name for n in todo if WeightPool in n.ann and n.name in qat and not n.ann[WeightPool].trained)
         if pooled:
             log.warning("QAT steps of %d pooled layer(s) (%s) are not used: a pooled layer takes the pool's "
                         "scale", len(pooled), ", ".join(pooled[:5]))

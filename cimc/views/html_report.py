@@ -16,11 +16,14 @@ row order ``r = row_start(s) + (w − w0)``, ``c = r // (kh·kw)``, ``(i, j) =
 ((r mod kh·kw) // kw, r mod kw)`` and ``in channel = g·C_g + c`` for group
 ``g = o // (Cout / G)``. A Gantt chart of ``schedule.json``'s timeline (one row per physical
 macro, loads grey, compute phases in their layer's colour; inline SVG, up to
-``GANTT_EVENTS`` bars) follows the report's timeline and energy lines.
+``GANTT_EVENTS`` bars) follows the report's timeline and energy lines. A build with a weight pool
+gets a "Weight pool" section: the pool's bitlines and each pooled layer's index table as inline
+PNGs (``cimc.views.pool_map``).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from cimc.backend.pool_file import FILE as POOL_FILE
 from cimc.backend.report import COLUMNS, cell_text, timeline_notes
 from cimc.build.cell_map import RUN_FIELDS, Owners, runs
 from cimc.build.reader import BuildDir
@@ -38,6 +42,8 @@ from cimc.documents.schedule import Schedule
 from cimc.views.names import full_label, module_path, short_names
 from cimc.views.palette import DARKEN, IDLE, colors_repeat, hatch_lines, layer_color, swatch_css
 from cimc.views.placement_map import mosaic_shape, usage_label
+from cimc.views.pool_map import index_canvas, png_bytes, pool_canvas, read_pool
+from cimc.views.raster import Canvas
 
 #: Page width (CSS px) and side padding; a macro map card's narrowest column and the grid's gap:
 #: three cards side by side in the page's 1,208 px of content (``MAP_COLUMNS``), the maps scaled down a little.
@@ -67,6 +73,7 @@ tr[data-layer]{cursor:pointer}
 .maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(${card}px,1fr));gap:${gap}px}
 .card{border:1px solid #ddd;padding:6px;content-visibility:auto;contain-intrinsic-size:auto var(--card-h,420px)}
 .card h3{font-size:14px;margin:0 0 4px}
+img.pool{image-rendering:pixelated;max-width:none}
 """).substitute(pad=PAGE_PADDING, width=PAGE_WIDTH, card=CARD_MIN, gap=CARD_GAP)
 
 SCRIPT = """
@@ -375,6 +382,30 @@ def _data(build: BuildDir, r: dict[str, np.ndarray]) -> str:
     return text.replace("</", "<\\/")
 
 
+def _pool_section(build: BuildDir) -> str:
+    """The weight pool's bitlines and every pooled layer's index table as inline PNGs (empty
+    without a pool; ``cimc.views.pool_map``)."""
+    tables = read_pool(build)
+    if tables is None:
+        return ""
+
+    def img(canvas: Canvas, alt: str) -> str:
+        data = base64.b64encode(png_bytes(canvas)).decode("ascii")
+        return f"<img class=pool alt='{_esc(alt)}' src='data:image/png;base64,{data}'>"
+
+    p, length = tables.pool.shape
+    parts = [f"<h2 id=pool>Weight pool</h2><p>{p} binary vectors of {length} weights, stored once: one bitline per "
+             "vector (across), its wordlines down; dark = +1, light = −1. Each pooled layer's index table gives, per "
+             "vector position (down) and output channel (across), the pool vector it uses, in that vector's "
+             "colour; a dot marks a position that keeps an error vector.</p>",
+             f"<div class=scroll>{img(pool_canvas(tables), 'weight pool')}</div>"]
+    for x in tables.layers:
+        parts.append(f"<details data-layer-pool='{x.layer}'><summary>layer {x.layer}: {_esc(x.name)} — index table "
+                     f"{x.index.shape[0]}×{x.index.shape[1]}</summary><div class=scroll>"
+                     f"{img(index_canvas(tables, x), 'index table of ' + x.name)}</div></details>")
+    return "".join(parts)
+
+
 def html_report(build: BuildDir) -> str:
     """The whole report as one HTML string."""
     own = build.owners
@@ -384,12 +415,14 @@ def html_report(build: BuildDir) -> str:
             f"of {macro.adc_bits} bits, {macro.load_cycles} cycles per load")
     labels = colors_repeat(len(build.layer_names))
     sections = "".join(_macro_section(own, r, m, labels) for m in range(own.shape[0]))
+    pool_link = " · <a href='#pool'>weight pool</a>" if build.has(POOL_FILE) else ""
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width,initial-scale=1'><title>{title}</title><style>{CSS}</style>"
             f"<style id=hl></style></head>"
             f"<body><h1>{title}</h1><p>Macro {_esc(spec)}. Build folder <code>{_esc(build.path)}</code>.</p>"
             f"<p>Contents: <a href='#layers'>layers</a> · <a href='#macros'>macros</a> · <a href='#maps'>macro maps</a>"
-            f" · <a href='#report'>report</a> · <a href='#timeline'>timeline</a> · <a href='#geometry'>CIM layers</a>"
+            f"{pool_link} · <a href='#report'>report</a> · <a href='#timeline'>timeline</a> · "
+            f"<a href='#geometry'>CIM layers</a>"
             f"</p><h2 id=layers>Layers</h2><p>Click a layer (here, in a table, a bar or a map) to highlight its cells "
             f"everywhere; click it again to clear.</p>{_layer_list(build)}"
             f"<h2 id=macros>Macros</h2><p>Each tile is one macro (wordlines down, bitlines across); colour = layer, "
@@ -397,7 +430,7 @@ def html_report(build: BuildDir) -> str:
             f"{_overview(build, own, r)}<h3>Usage per macro, by layer</h3>{_usage_bars(build, own)}"
             f"<h2 id=maps>Macro maps</h2>{_ticks_symbol(own)}{_hatch_defs(own)}"
             f"<div class=maps style='--card-h:{_card_height(own) - 14}px'>{sections}</div>"
-            f"<h2 id=report>Report</h2>{_report_table(build.report)}"
+            f"{_pool_section(build)}<h2 id=report>Report</h2>{_report_table(build.report)}"
             f"<h2 id=timeline>Timeline</h2>{_timeline_section(build)}<h2 id=geometry>CIM layers</h2>"
             f"{_layers_table(build)}<div id=tip></div>"
             f"<script type='application/json' id='cimc-data'>{_data(build, r)}</script>"

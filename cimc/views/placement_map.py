@@ -12,6 +12,8 @@
   a legend of every layer beside them, or under them in columns when it is taller
   (``overview_layout``). Past 20 layers colours repeat, and every picture adds the hatch of
   ``palette.pattern``.
+* a build with a weight pool also gets ``pool.png`` (the pool's bitlines) and one
+  ``pool_index_NNNN.png`` per pooled layer (its index table), PNG only (``pool_map``).
 
 matplotlib is the optional extra ``cimc[plot]``, imported lazily; figures are drawn with
 the Agg canvas directly (no pyplot, no GUI, no global backend switch). SVGs carry no date
@@ -36,6 +38,8 @@ from cimc.untrusted import refuse_special_output
 from cimc.views.macro_png import MacroRaster, hatch_masks, hatched, rgb_of, shade_luts
 from cimc.views.names import short_names
 from cimc.views.palette import DARKEN, GAP, IDLE, darken, layer_color, pattern
+from cimc.views.pool_map import FILE as POOL_FILE
+from cimc.views.pool_map import write_pool_maps
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -353,9 +357,10 @@ def save(fig: Figure, path: Path) -> Path:
 def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("png",),
                macros: Iterable[int] | None = None, overview: bool = True,
                progress: Progress | None = None, jobs: int = 1) -> list[Path]:
-    """Write ``macro_NNNN.<fmt>`` for each macro (default: all) and ``overview.<fmt>``, counting
-    the macros drawn on ``progress`` (``cimc.progress``); ``jobs > 1`` draws the macros in that
-    many forked processes (the same files, in the same order)."""
+    """Write ``macro_NNNN.<fmt>`` for each macro (default: all) and ``overview.<fmt>`` (and, for a
+    build with a weight pool, ``pool.png`` and ``pool_index_NNNN.png``: ``cimc.views.pool_map``),
+    counting the macros drawn on ``progress`` (``cimc.progress``); ``jobs > 1`` draws the macros in
+    that many forked processes (the same files, in the same order)."""
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -373,6 +378,9 @@ def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("
         progress.phase("drawing the overview")
         fig = overview_figure(build, own)
         written += [save(fig, out / f"overview.{fmt}") for fmt in formats]
+    if "png" in formats and build.has(POOL_FILE):
+        progress.phase("drawing the weight pool")
+        written += write_pool_maps(build, out)
     log.info("wrote %d map files to %s", len(written), out)
     return written
 
