@@ -62,7 +62,7 @@ def test_runner_reports_killed_and_surviving_mutants(tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     code = mutate.main(["--root", str(tmp_path / "repo"), str(path), "--jobs", "1", "--report", str(report),
                         "--min-score", "0.6"])
-    doc = json.loads(report.read_text())["pkg.calc"]
+    doc = json.loads(report.read_text())["modules"]["pkg.calc"]
     assert (doc["mutants"], doc["killed"]) == (6, 3) and code == 1  # score 0.5 < 0.6
     assert sorted(s["description"] for s in doc["survivors"]) == ["10 → 11", "10 → 9", "Lt → LtE"]
     assert path.read_text() == CALC
