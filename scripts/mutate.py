@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -247,8 +248,9 @@ def markdown(report: dict[str, Any]) -> str:
                     f" | {r['no_coverage']} | {r['error']} | {r['score']:.1%} | {r['seconds']} |")
         rest += [f"* `{module}:{s['line']}` {s['operator']} {s['description']}: {s['status']}"
                  + (f" ({s['detail']})" if s["status"] == "error" else "") for s in r["survivors"]]
-    head = (f"Wall time {report['wall_s']} s; coverage run: {report['coverage']['tests']} tests in "
-            f"{report['coverage']['seconds']} s; --jobs {report['jobs']}.")
+    head = (f"Wall time {report['wall_s']} s, CPU time {report['cpu_s']} s (--jobs {report['jobs']}, load average "
+            f"{report['load'][0]} at the start, {report['load'][1]} at the end); coverage run: "
+            f"{report['coverage']['tests']} tests in {report['coverage']['seconds']} s.")
     return "\n".join([head, "", *rows, "", "Survivors:", "", *(rest or ["(none)"])]) + "\n"
 
 
@@ -294,10 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     paths = [root / p for p in CORE] if args.all else [p if p.is_absolute() else (root / p) for p in args.modules]
     if not paths:
         parser.error("name module files or pass --all")
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     job = plan(root, [p.resolve() for p in paths], args)
     got = run_plan(root, job)
-    report: dict[str, Any] = {"wall_s": 0.0, "jobs": args.jobs, "coverage": got["coverage"], "modules": {}}
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker and every child it reaped
+    report: dict[str, Any] = {"wall_s": 0.0, "cpu_s": round(used.ru_utime + used.ru_stime, 1), "jobs": args.jobs,
+                              "load": [round(load, 1), round(os.getloadavg()[0], 1)], "coverage": got["coverage"],
+                              "modules": {}}
     failed = False
     for spec in job["modules"]:
         module = spec["module"]
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {s['status']}: line {s['line']}: {s['operator']} {s['description']}")
         failed |= summ["score"] is not None and summ["score"] < args.min_score
     report["wall_s"] = round(time.perf_counter() - start, 1)
-    print(f"wall time {report['wall_s']} s")
+    print(f"wall time {report['wall_s']} s, CPU time {report['cpu_s']} s, load {report['load']}")
     if args.report:
         args.report.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         args.report.with_suffix(".md").write_text(markdown(report), encoding="utf-8")

@@ -417,6 +417,8 @@ class MutationPlugin:
                 task = tasks[k]
                 if not task["tests"]:
                     results.append(_record(task, "no coverage", 0.0, None))
+                    m = task["mutant"]
+                    _log(f"no coverage: {m['module']}:{m['line']} {m['operator']} {m['description']}")
                     continue
 
                 def body(task: dict[str, Any] = task) -> dict[str, Any]:
@@ -444,6 +446,9 @@ class MutationPlugin:
                 continue
             k, began = running.pop(pid)
             results.append(_finish(tasks[k], work, k, now - began, status))
+            if results[-1]["status"] not in ("killed", "timeout"):
+                r = results[-1]
+                _log(f"{r['status']}: {r['module']}:{r['line']} {r['operator']} {r['description']}")
             _cleanup(work, k)
             done += 1
             if done % 25 == 0:
