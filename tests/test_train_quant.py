@@ -149,3 +149,13 @@ def test_for_macro_refuses_zero_bits_instead_of_taking_the_macros(key: str) -> N
     assert QuantConfig.for_macro(macro, **{key: None}).bits_of("x") == QuantConfig.for_macro(macro).bits_of("x")
     with pytest.raises(UsageError, match=key):
         QuantConfig.for_macro(macro, **{key: 0})
+
+
+def test_a_set_step_is_marked_initialized() -> None:
+    """``set_step`` marks the quantizer initialized, so calibration keeps that step (a step
+    restored from a checkpoint or chosen by hand is not overwritten)."""
+    quant = StepQuantizer(4, True, 3)
+    assert not bool(quant.initialized)
+    quant.set_step(torch.tensor([0.5, 0.25, 2.0]))
+    assert bool(quant.initialized)
+    np.testing.assert_allclose(quant.effective_step().detach().numpy(), [0.5, 0.25, 2.0], rtol=1e-6)
