@@ -11,10 +11,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from cimc.ir.annotations import QuantParams, Shift
 from cimc.ir.graph import Graph
 from cimc.passes.scale_to_shift import fold_targets, sqnr_db
 from tests.cim_helpers import add_gemm, add_node, compile_ir
 from tests.ir_builders import add_conv, add_unary, graph_with_input
+from tests.test_scale_to_shift import shifted
 
 pytestmark = pytest.mark.torch  # the compile helpers import the zoo
 
@@ -79,3 +81,18 @@ def test_an_output_that_is_also_a_graph_output_blocks_the_activation_fold() -> N
 def test_sqnr_of_a_zero_reference_with_noise_is_minus_infinity() -> None:
     assert sqnr_db(np.zeros(3), np.array([0.0, 1.0, 0.0])) == -math.inf
     assert sqnr_db(np.zeros(3), np.zeros(3)) == math.inf
+
+
+def test_the_shift_annotations_and_folded_adc_steps_are_read_only() -> None:
+    """A ``Shift``'s ``k`` and ``exact_scale`` and an ADC fold's new ``S_ADC`` are frozen arrays
+    (annotations are shared between graph copies: writing one would change every copy)."""
+    graph, ctx = compile_ir(_cnn(BLOCKS["mul_y_y"]), granularity="column", shift=False)
+    out = shifted(graph, ctx).graph
+    folds = set()
+    for name in ("c1", "c2", "fc"):
+        node = out.node(name)
+        shift = node.ann[Shift]
+        folds.add(shift.fold)
+        assert not shift.k.flags.writeable and not shift.exact_scale.flags.writeable
+        assert not node.ann[QuantParams].adc_step.flags.writeable
+    assert "adc" in folds
