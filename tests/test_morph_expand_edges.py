@@ -39,3 +39,12 @@ def test_the_chosen_ratio_is_in_lowest_terms(budget: int) -> None:
     got = search_ratio(model, widths, changeable, budget)
     assert math.gcd(got.num, got.den) == 1 and got.den <= 1000
     assert got.widths.tolist() == search_ratio(model, widths, changeable, budget, step=1e-3).widths.tolist()
+
+
+def test_changeable_groups_all_at_width_zero_do_not_grow() -> None:
+    """Groups pruned to width 0 scale to 0 at any ratio: nothing can grow, as without a
+    changeable group (ratio 1, widths at their minimum; not the unbounded-search error)."""
+    model, widths, changeable = _vgg9_case(0.5)
+    zeroed = np.where(changeable, 0, widths)
+    got = search_ratio(model, zeroed, changeable, 4096)
+    assert got.ratio == 1 and got.widths.tolist() == np.where(changeable, 1, widths).tolist()
