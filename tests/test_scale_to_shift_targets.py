@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from cimc.ir.annotations import QuantParams, Shift
 from cimc.ir.graph import Graph
-from cimc.passes.scale_to_shift import fold_targets, sqnr_db
+from cimc.passes.scale_to_shift import fold_targets, shift_layer, sqnr_db
 from tests.cim_helpers import add_gemm, add_node, compile_ir
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 from tests.test_scale_to_shift import shifted
@@ -96,3 +97,21 @@ def test_the_shift_annotations_and_folded_adc_steps_are_read_only() -> None:
         assert not shift.k.flags.writeable and not shift.exact_scale.flags.writeable
         assert not node.ann[QuantParams].adc_step.flags.writeable
     assert "adc" in folds
+
+
+def test_sqnr_of_a_reference_weaker_than_one_is_finite() -> None:
+    """``Σ ref² = 0.25``, ``Σ noise² = 0.01``: ``10·log10(25)`` (not ``−inf``)."""
+    assert sqnr_db(np.array([0.5]), np.array([0.6])) == pytest.approx(10 * math.log10(25.0), rel=1e-9)
+
+
+def test_an_exact_power_of_two_scale_is_shifted_without_a_fold() -> None:
+    """``S_W·S_ADC·S_A = 2^−k`` exactly: the shift is exact (error 0), nothing folds and the
+    ADC step stays, even with calibration data that a lower power of two would fit better."""
+    graph, ctx = compile_ir(_cnn(FOLDS["mul_y_k"]), shift=False)
+    node = graph.node("c1")
+    q = node.ann[QuantParams]
+    node.ann.put(replace(q, w_step=np.array([0.25], np.float32), adc_step=np.array([64.0], np.float32), a_step=0.5))
+    gains = shift_layer(graph, node, True, 1.0, ctx.calibration_inputs["c1"])
+    shift = node.ann[Shift]
+    assert shift.relative_error == 0 and shift.fold == "none" and gains == {}
+    assert shift.k.tolist() == [-3] and node.ann[QuantParams].adc_step.tolist() == [64.0]
