@@ -14,10 +14,11 @@ import pytest
 
 from cimc.ir.annotations import QuantParams, Shift
 from cimc.ir.graph import Graph
-from cimc.passes.scale_to_shift import fold_targets, shift_layer, sqnr_db
-from tests.cim_helpers import add_gemm, add_node, compile_ir
+from cimc.passes.scale_to_shift import adc_fold, fold_targets, shift_layer, sqnr_db
+from tests.cim_helpers import SMALL, add_gemm, add_node, compile_ir
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 from tests.test_scale_to_shift import shifted
+from tests.test_sliced_exact import compile_sliced
 
 pytestmark = pytest.mark.torch  # the compile helpers import the zoo
 
@@ -115,3 +116,16 @@ def test_an_exact_power_of_two_scale_is_shifted_without_a_fold() -> None:
     shift = node.ann[Shift]
     assert shift.relative_error == 0 and shift.fold == "none" and gains == {}
     assert shift.k.tolist() == [-3] and node.ann[QuantParams].adc_step.tolist() == [64.0]
+
+
+def test_a_per_layer_adc_fold_chooses_one_power_of_two_for_the_layer() -> None:
+    """Per-layer steps of a bit-sliced layer: the fold compares the two powers of two on the layer's total error, so
+    ``k`` and the new ``S_ADC`` stay one number each (not one per column)."""
+    graph, ctx = compile_sliced(_cnn(FOLDS["mul_y_k"]), SMALL, 8, 8, shift=False)  # 4 conversion kinds
+    for name in ("c1", "c2"):
+        node = graph.node(name)
+        q = node.ann[QuantParams]
+        assert q.w_slices * q.a_slices == 4
+        exact = (q.w_step.astype(np.float64) * q.adc_step * q.a_step)
+        k, adc = adc_fold(graph, node, exact, ctx.calibration_inputs[name])
+        assert exact.shape == k.shape == adc.shape == (1,)
