@@ -96,6 +96,7 @@ def test_per_column_learned_adc_steps_get_lsq_gradients_per_column() -> None:
     layer = _conv_layer("column", learn_adc=True)
     layer.freeze_for_phase("2")
     assert layer.adc.log_step.requires_grad and not layer.w.log_step.requires_grad
+    assert not layer.a.log_step.requires_grad  # phase 2 freezes S_W and S_A
     layer(x, w, None, "2").sum().backward()
 
     with torch.no_grad():
@@ -109,3 +110,11 @@ def test_per_column_learned_adc_steps_get_lsq_gradients_per_column() -> None:
     (codes.sum(dim=4).flatten(3, 4) * (s_w * s.reshape(-1) * s_a)).sum().backward()
     assert layer.adc.log_step.grad is not None and log_s.grad is not None
     np.testing.assert_allclose(layer.adc.log_step.grad.numpy(), log_s.grad.reshape(-1).numpy(), rtol=1e-4)
+
+
+def test_float_phase_is_the_convolution_plus_the_bias() -> None:
+    x, w = _inputs()
+    b = torch.tensor([0.5, -1.0, 2.0])
+    layer = _conv_layer("layer")
+    want = torch.nn.functional.conv2d(x, w, b, padding=1)
+    torch.testing.assert_close(layer(x, w, b, "float"), want, rtol=1e-5, atol=1e-5)
