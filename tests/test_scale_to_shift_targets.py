@@ -118,14 +118,16 @@ def test_an_exact_power_of_two_scale_is_shifted_without_a_fold() -> None:
     assert shift.k.tolist() == [-3] and node.ann[QuantParams].adc_step.tolist() == [64.0]
 
 
-def test_a_per_layer_adc_fold_chooses_one_power_of_two_for_the_layer() -> None:
-    """Per-layer steps of a bit-sliced layer: the fold compares the two powers of two on the layer's total error, so
-    ``k`` and the new ``S_ADC`` stay one number each (not one per column)."""
-    graph, ctx = compile_sliced(_cnn(FOLDS["mul_y_k"]), SMALL, 8, 8, shift=False)  # 4 conversion kinds
+@pytest.mark.parametrize("bits", [4, 8])
+def test_a_per_layer_adc_fold_chooses_one_power_of_two_for_the_layer(bits: int) -> None:
+    """Per-layer steps, unsliced (4 bits) or bit-sliced (8 bits: 4 conversion kinds): the fold
+    compares the two powers of two on the layer's total error, so ``k`` and the new ``S_ADC``
+    stay one number each (not one per column)."""
+    graph, ctx = compile_sliced(_cnn(FOLDS["mul_y_k"]), SMALL, bits, bits, shift=False)
     for name in ("c1", "c2"):
         node = graph.node(name)
         q = node.ann[QuantParams]
-        assert q.w_slices * q.a_slices == 4
+        assert q.w_slices * q.a_slices == (bits // 4) ** 2
         exact = (q.w_step.astype(np.float64) * q.adc_step * q.a_step)
         k, adc = adc_fold(graph, node, exact, ctx.calibration_inputs[name])
         assert exact.shape == k.shape == adc.shape == (1,)
