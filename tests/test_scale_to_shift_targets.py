@@ -14,7 +14,9 @@ import pytest
 
 from cimc.ir.annotations import QuantParams, Shift
 from cimc.ir.graph import Graph
+from cimc.passes.manager import PassContext
 from cimc.passes.scale_to_shift import adc_fold, fold_targets, shift_layer, sqnr_db
+from cimc.quant.calibration import collect_inputs
 from tests.cim_helpers import SMALL, add_gemm, add_node, compile_ir
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 from tests.test_scale_to_shift import shifted
@@ -100,6 +102,11 @@ def test_the_shift_annotations_and_folded_adc_steps_are_read_only() -> None:
     assert "adc" in folds
 
 
+def _calibration_input(ctx: PassContext, name: str) -> np.ndarray:
+    """Layer ``name``'s float calibration input (quantize streams them and keeps none)."""
+    return collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]
+
+
 def test_sqnr_of_a_reference_weaker_than_one_is_finite() -> None:
     """``Σ ref² = 0.25``, ``Σ noise² = 0.01``: ``10·log10(25)`` (not ``−inf``)."""
     assert sqnr_db(np.array([0.5]), np.array([0.6])) == pytest.approx(10 * math.log10(25.0), rel=1e-9)
@@ -112,7 +119,7 @@ def test_an_exact_power_of_two_scale_is_shifted_without_a_fold() -> None:
     node = graph.node("c1")
     q = node.ann[QuantParams]
     node.ann.put(replace(q, w_step=np.array([0.25], np.float32), adc_step=np.array([64.0], np.float32), a_step=0.5))
-    gains = shift_layer(graph, node, True, 1.0, ctx.calibration_inputs["c1"])
+    gains = shift_layer(graph, node, True, 1.0, _calibration_input(ctx, "c1"))
     shift = node.ann[Shift]
     assert shift.relative_error == 0 and shift.fold == "none" and gains == {}
     assert shift.k.tolist() == [-3] and node.ann[QuantParams].adc_step.tolist() == [64.0]
@@ -129,5 +136,5 @@ def test_a_per_layer_adc_fold_chooses_one_power_of_two_for_the_layer(bits: int) 
         q = node.ann[QuantParams]
         assert q.w_slices * q.a_slices == (bits // 4) ** 2
         exact = (q.w_step.astype(np.float64) * q.adc_step * q.a_step)
-        k, adc = adc_fold(graph, node, exact, ctx.calibration_inputs[name])
+        k, adc = adc_fold(graph, node, exact, _calibration_input(ctx, name))
         assert exact.shape == k.shape == adc.shape == (1,)
