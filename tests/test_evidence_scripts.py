@@ -5,12 +5,19 @@
 * ``scripts/qdq_real_scales.py``: every "differing X of Y" count is the README's;
 * ``scripts/convtranspose_cost.py``: every figure of docs/architecture.md's ConvTranspose table;
 * ``scripts/morph_table.py`` (torch: the zoo models are exported from torch's seeded
-  initialisation): VGG9's rows are the README's morph table rows.
+  initialisation): VGG9's rows are the README's morph table rows;
+* ``scripts/search_evidence.py --tiny`` and ``scripts/ptq_evidence.py --tiny`` (torch, slow: about
+  a minute each on a loaded 2-core machine) run end to end into ``tmp_path`` and write tables
+  whose figures agree with each other and name the library versions.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +66,83 @@ def test_morph_table_rows_are_the_readme_s(capsys: pytest.CaptureFixture[str]) -
     readme = [line for line in README.splitlines() if row.match(line)]
     assert len(printed) == len(readme) == 4
     assert [p.split("|")[1:10] for p in printed] == [r.split("|")[1:10] for r in readme]
+
+
+def _run_script(script: str, *args: str) -> None:
+    """Run ``scripts/<script>`` in a subprocess (its torch settings stay out of this process)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _versions_in(text: str) -> None:
+    """``text`` names the torch, numpy and onnxruntime versions of this process."""
+    import numpy
+    import onnxruntime
+    import torch
+
+    for name, version in (("torch", torch.__version__), ("numpy", numpy.__version__),
+                          ("onnxruntime", onnxruntime.__version__)):
+        assert f"{name} {version}" in text, name
+
+
+def _percent(cell: str) -> float:
+    return float(cell.strip().rstrip("%"))
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_search_evidence_tiny_run_writes_a_consistent_table(tmp_path: Path) -> None:
+    """``search_evidence.py --tiny``: one digits row whose figures agree with each other (the
+    feasible searched points lose at most ``max drop`` against the float metric, uniform 4-bit
+    costs fewer cycles than 8-bit, the evaluation count is the sum of greedy and RL's), and the
+    versions it ran with; the committed results file is left alone."""
+    committed = (ROOT / "benchmarks" / "results" / "search_evidence.md").read_bytes()
+    out = tmp_path / "search.md"
+    _run_script("search_evidence.py", "--tiny", "--out", str(out))
+    text = out.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| digits_cnn")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert len(cells) == 11
+    reference, max_drop = _percent(cells[3]), float(cells[4])
+    cycles8, metric8 = cells[5].split(" / ")
+    assert int(cycles8.replace(",", "")) > 0 and 0 <= _percent(metric8) <= 100
+    four = cells[6].split(" / ")
+    assert 0 < float(four[0].rstrip("×")) < 1
+    for searched in cells[7:9]:
+        ratio, metric = searched.replace(" (infeasible)", "").split(" / ")
+        assert float(ratio.rstrip("×")) > 0
+        if "infeasible" not in searched:  # rounded to 0.1 point in the table
+            assert reference - _percent(metric) <= max_drop + 0.1
+    greedy, rl = (int(n) for n in cells[9].split(" + "))
+    assert greedy >= 1 and rl >= 1
+    assert "--tiny" in text
+    _versions_in(text)
+    assert (ROOT / "benchmarks" / "results" / "search_evidence.md").read_bytes() == committed
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_ptq_evidence_tiny_run_renders_its_rows(tmp_path: Path) -> None:
+    """``ptq_evidence.py --tiny``: the Markdown table is the JSON rows rendered (float in the
+    header, compiled top-1 and its difference per cell), accuracies are whole images of the 64
+    test images, and both files name the versions they came from."""
+    committed = (ROOT / "benchmarks" / "results" / "ptq.md").read_bytes()
+    out = tmp_path / "ptq.md"
+    _run_script("ptq_evidence.py", "--tiny", "--cache", str(tmp_path / "cache"), "--out", str(out))
+    doc = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    text = out.read_text(encoding="utf-8")
+    rows = doc["rows"]
+    assert [r["config"] for r in rows] == ["4/4/5, layer", "8/8/5, layer"]
+    assert {r["net"] for r in rows} == {"resnet18"}
+    for r in rows:
+        for key in ("float", "compiled"):
+            assert abs(r[key] * 64 - round(r[key] * 64)) < 1e-9
+        cell = f"{100 * r['compiled']:.1f} ({100 * (r['compiled'] - r['float']):+.1f})"
+        assert f"| {r['tag']} | {r['config']} | {cell} |" in text
+    assert f"resnet18 (float {100 * rows[0]['float']:.1f}%)" in text
+    _versions_in(text)
+    _versions_in(" ".join(f"{k} {v}" for k, v in doc.items() if isinstance(v, str)))
+    assert (ROOT / "benchmarks" / "results" / "ptq.md").read_bytes() == committed

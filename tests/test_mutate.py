@@ -62,7 +62,69 @@ def test_runner_reports_killed_and_surviving_mutants(tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     code = mutate.main(["--root", str(tmp_path / "repo"), str(path), "--jobs", "1", "--report", str(report),
                         "--min-score", "0.6"])
-    doc = json.loads(report.read_text())["pkg.calc"]
+    doc = json.loads(report.read_text())["modules"]["pkg.calc"]
     assert (doc["mutants"], doc["killed"]) == (6, 3) and code == 1  # score 0.5 < 0.6
     assert sorted(s["description"] for s in doc["survivors"]) == ["10 → 11", "10 → 9", "Lt → LtE"]
     assert path.read_text() == CALC
+
+
+SELECT = '''LIMIT = 10
+
+
+def add(a, b):
+    return a + b
+
+
+def is_small(x):
+    return x < LIMIT
+
+
+def unused(x):
+    return x * 2
+'''
+
+
+def _select_toy(root: Path) -> Path:
+    path = _toy(root)
+    path.write_text(SELECT)
+    return path
+
+
+def test_each_mutant_runs_only_the_tests_that_execute_its_line(tmp_path: Path) -> None:
+    """Per-line selection on the toy: ``add``'s mutant runs test_add alone (which kills it),
+    ``is_small``'s runs test_small alone, ``unused`` has no test (``no coverage``, never run),
+    and a module-level change (LIMIT) runs every test that executes any line of the module."""
+    path = _select_toy(tmp_path / "repo")
+    report = tmp_path / "r.json"
+    mutate.main(["--root", str(tmp_path / "repo"), str(path), "--jobs", "2", "--report", str(report)])
+    got = {(o["line"], o["description"]): o for o in json.loads(report.read_text())["modules"]["pkg.calc"]["outcomes"]}
+    add, small, unused = got[(5, "Add → Sub")], got[(9, "Lt → LtE")], got[(13, "Mult → Div")]
+    assert (add["status"], add["tests"], add["detail"]) == ("killed", 1, "tests/test_calc.py::test_add")
+    assert (small["status"], small["tests"], small["level"]) == ("survived", 1, "function")
+    assert (unused["status"], unused["tests"]) == ("no coverage", 0)
+    limit = got[(1, "10 → 11")]
+    assert (limit["status"], limit["tests"], limit["level"]) == ("survived", 2, "module")
+    assert got[(1, "delete Assign")]["status"] == "killed"  # LIMIT undefined: a NameError in test_small
+    assert path.read_text() == SELECT
+
+
+def test_a_patched_function_changes_for_every_importer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-memory patching swaps the live function's code, so a name bound by ``from m import f``
+    before the patch runs the mutant too; a module-level change rebinds the constant."""
+    from scripts import mutation_worker as worker
+
+    path = _select_toy(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    mod = importlib.import_module("pkg.calc")
+    add, is_small = mod.add, mod.is_small
+    original = compile(path.read_text(), str(path), "exec", dont_inherit=True)
+    live = worker.live_functions({str(path)})
+    by = {(m.line, m.description): m for m in mutate.mutants(path, "pkg.calc")}
+    level = worker.apply_mutant(mod, worker.mutant_code(str(path), by[(5, "Add → Sub")]), original, live, tmp_path)
+    assert level == "function" and add(2, 3) == -1
+    level = worker.apply_mutant(mod, worker.mutant_code(str(path), by[(1, "10 → 9")]), original, live, tmp_path)
+    assert level == "module" and mod.LIMIT == 9 and not is_small(9) and is_small(8)
+    monkeypatch.delitem(__import__("sys").modules, "pkg.calc")
+    monkeypatch.delitem(__import__("sys").modules, "pkg")

@@ -226,3 +226,19 @@ def test_checks_accept_digits_in_range_only(sliced_build: tuple[Path, Graph]) ->
         quant = files.quant.model_copy(update={"layers": [first, *files.quant.layers[1:]]})
         with pytest.raises(BuildError, match=message):
             check_build(replace(files, quant=quant))
+
+
+def test_golden_input_codes_hold_8_bit_unsigned_codes(shifted_build: tuple[Path, Graph], tmp_path: Path) -> None:
+    """An unsigned 8-bit input code reaches 255: the golden file stores it in a type that holds
+    it (int16), so every layer's ``input_codes.npy`` equals the reference's codes."""
+    build, graph = shifted_build
+    x = _x(3)
+    index = write_golden(tmp_path / "g", Emulator.open(build), x)
+    ref = run_compiled(graph, {graph.inputs[0]: x}, record=True)
+    unsigned_top = 0.0
+    for layer in index["layers"]:
+        codes = np.load(tmp_path / "g" / layer["files"]["input_codes"]["file"])
+        np.testing.assert_array_equal(codes, ref.traces[layer["node"]].input_codes)
+        if not layer["a_signed"]:
+            unsigned_top = max(unsigned_top, float(codes.max()))
+    assert unsigned_top > 127  # the case an int8 file would wrap

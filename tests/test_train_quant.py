@@ -16,7 +16,7 @@ from cimc.ops.windows import conv2d as np_conv2d
 from cimc.quant import numerics
 from cimc.train.layer import CimQuantLayer, QuantConfig
 from cimc.train.phase2 import ConvGeometry, SegmentPlan
-from cimc.train.quant import StepQuantizer, lsq_init, quantize_codes
+from cimc.train.quant import StepQuantizer, channel_view, lsq_init, quantize_codes
 
 pytestmark = pytest.mark.torch  # the zoo or the training hook
 
@@ -149,3 +149,24 @@ def test_for_macro_refuses_zero_bits_instead_of_taking_the_macros(key: str) -> N
     assert QuantConfig.for_macro(macro, **{key: None}).bits_of("x") == QuantConfig.for_macro(macro).bits_of("x")
     with pytest.raises(UsageError, match=key):
         QuantConfig.for_macro(macro, **{key: 0})
+
+
+def test_a_set_step_is_marked_initialized() -> None:
+    """``set_step`` marks the quantizer initialized, so calibration keeps that step (a step
+    restored from a checkpoint or chosen by hand is not overwritten)."""
+    quant = StepQuantizer(4, True, 3)
+    assert not bool(quant.initialized)
+    quant.set_step(torch.tensor([0.5, 0.25, 2.0]))
+    assert bool(quant.initialized)
+    np.testing.assert_allclose(quant.effective_step().detach().numpy(), [0.5, 0.25, 2.0], rtol=1e-6)
+
+
+def test_two_channel_steps_are_per_channel() -> None:
+    """Two channels (the smallest per-column case): ``lsq_init`` gives each its own step and
+    ``channel_view`` lays the two along the asked axis."""
+    x = torch.tensor([[1.0, -1.0], [4.0, -4.0]])  # channel 0: mean |x| 1, channel 1: 4
+    qp = numerics.signed_max(4)
+    np.testing.assert_allclose(lsq_init(x, 4, True, channels=2).numpy(), [2 / math.sqrt(qp), 8 / math.sqrt(qp)],
+                               rtol=1e-6)
+    view = channel_view(torch.tensor([2.0, 3.0]), 4, 1)
+    assert view.shape == (1, 2, 1, 1) and view.flatten().tolist() == [2.0, 3.0]

@@ -26,7 +26,6 @@ with ``model_cost`` itself.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +35,6 @@ import numpy as np
 from cimc.errors import MappingError, UsageError
 from cimc.morph.bitlines import BitlineModel, MorphCost
 from cimc.morph.plan import ratio_widths
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
