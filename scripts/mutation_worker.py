@@ -303,14 +303,16 @@ def _tracer(files: dict[str, set[int]]) -> Callable[..., Any]:
     return global_
 
 
-def coverage(session: pytest.Session, items: list[pytest.Item], filenames: list[str]) -> dict[str, Any]:
-    """In the child: run every item once under the tracer."""
+def coverage(session: pytest.Session, items: list[pytest.Item], chosen: list[int],
+             filenames: list[str]) -> dict[str, Any]:
+    """In a child: run the items ``chosen`` (indices into ``items``) once under the tracer."""
     lines: dict[str, dict[int, list[int]]] = {f: {} for f in filenames}
-    seconds, passed = [0.0] * len(items), [False] * len(items)
+    seconds, passed = {}, {}
     hit: dict[str, set[int]] = {f: set() for f in filenames}
     trace = _tracer(hit)
 
-    def each(i: int, ok: bool, took: float) -> None:
+    def each(k: int, ok: bool, took: float) -> None:
+        i = chosen[k]
         seconds[i], passed[i] = took, ok
         for f, got in hit.items():
             for line in got:
@@ -322,7 +324,7 @@ def coverage(session: pytest.Session, items: list[pytest.Item], filenames: list[
     threading.settrace(trace)
     sys.settrace(trace)
     try:
-        _run_items(session, items, False, each)
+        _run_items(session, [items[i] for i in chosen], False, each)
     finally:
         sys.settrace(None)
         threading.settrace(None)  # type: ignore[arg-type]
@@ -355,9 +357,7 @@ class MutationPlugin:
         modules = [__import__(m["module"], fromlist=["_"]) for m in self.plan["modules"]]
         files = [m.__file__ for m in modules]
         start = time.perf_counter()
-        pid = _fork(lambda: coverage(session, items, files), work / "coverage.pkl", session, work / "t-coverage")
-        os.waitpid(pid, 0)
-        cov = pickle.loads((work / "coverage.pkl").read_bytes())
+        cov = self._coverage(session, items, files, work)
         if "error" in cov:
             out["error"] = f"coverage run: {cov['error']}"
             return
@@ -370,6 +370,34 @@ class MutationPlugin:
             tasks += self._tasks(spec, mod, file, cov, items)
             out["modules"][spec["module"]] = {"tests_touching": len(self._touching(cov, file))}
         out["outcomes"] = self._execute(session, tasks, live, work)
+
+    def _coverage(self, session: pytest.Session, items: list[pytest.Item], files: list[str],
+                  work: Path) -> dict[str, Any]:
+        """The traced run, split by test file over ``--jobs`` children; merged."""
+        jobs = max(1, int(self.plan.get("jobs", 1)))
+        by_file: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            by_file.setdefault(str(item.path), []).append(i)
+        chunks: list[list[int]] = [[] for _ in range(jobs)]
+        for group in sorted(by_file.values(), key=len, reverse=True):
+            min(chunks, key=len).extend(group)
+        chunks = [c for c in chunks if c]
+        pids = [_fork(lambda c=c: coverage(session, items, sorted(c), files), work / f"coverage{j}.pkl", session,
+                      work / f"t-coverage{j}") for j, c in enumerate(chunks)]
+        for pid in pids:
+            os.waitpid(pid, 0)
+        merged: dict[str, Any] = {"lines": {f: {} for f in files}, "seconds": [0.0] * len(items),
+                                  "passed": [False] * len(items)}
+        for j in range(len(pids)):
+            part = pickle.loads((work / f"coverage{j}.pkl").read_bytes())
+            if "error" in part:
+                return part
+            for f, table in part["lines"].items():
+                for line, tests in table.items():
+                    merged["lines"][f].setdefault(line, []).extend(tests)
+            for i, took in part["seconds"].items():
+                merged["seconds"][i], merged["passed"][i] = took, part["passed"][i]
+        return merged
 
     def _touching(self, cov: dict[str, Any], file: str) -> set[int]:
         return {i for tests in cov["lines"][file].values() for i in tests if cov["passed"][i]}
