@@ -32,6 +32,7 @@ import os
 import random
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -214,7 +215,14 @@ def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
         plan_file, result = Path(tmp) / "plan.json", Path(tmp) / "result.json"
         plan_file.write_text(json.dumps(job), encoding="utf-8")
         worker = Path(__file__).resolve().with_name("mutation_worker.py")
-        subprocess.run([sys.executable, str(worker), str(plan_file), str(result)], cwd=root, env=env, check=False)
+        proc = subprocess.Popen([sys.executable, str(worker), str(plan_file), str(result)], cwd=root, env=env)
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        try:
+            proc.wait()
+        finally:
+            if proc.poll() is None:  # stopped: the worker ends its own children
+                proc.terminate()
+                proc.wait()
         if not result.exists():
             raise SystemExit("the mutation worker wrote no result (see its output above)")
         out: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))

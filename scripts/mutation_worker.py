@@ -272,10 +272,22 @@ def _quiet(session: pytest.Session, basetemp: Path) -> None:
     session.config._tmp_path_factory._basetemp = basetemp.resolve()  # type: ignore[attr-defined]
 
 
+CHILDREN: set[int] = set()  # the process groups to end when the worker is stopped
+
+
+def _stop(signum: int, frame: Any) -> None:
+    for pid in list(CHILDREN):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    raise SystemExit(128 + signum)
+
+
 def _fork(body: Callable[[], Any], out: Path, session: pytest.Session, basetemp: Path) -> int:
     pid = os.fork()
     if pid:
+        CHILDREN.add(pid)
         return pid
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     code = 0
     try:
         _quiet(session, basetemp)
@@ -386,6 +398,7 @@ class MutationPlugin:
                       work / f"t-coverage{j}") for j, c in enumerate(chunks)]
         for pid in pids:
             os.waitpid(pid, 0)
+            CHILDREN.discard(pid)
         merged: dict[str, Any] = {"lines": {f: {} for f in files}, "seconds": [0.0] * len(items),
                                   "passed": [False] * len(items)}
         for j in range(len(pids)):
@@ -473,6 +486,7 @@ class MutationPlugin:
             if pid not in running:
                 continue
             k, began = running.pop(pid)
+            CHILDREN.discard(pid)
             results.append(_finish(tasks[k], work, k, now - began, status))
             if results[-1]["status"] not in ("killed", "timeout"):
                 r = results[-1]
@@ -485,6 +499,7 @@ class MutationPlugin:
 
 
 def _kill(pid: int) -> None:
+    CHILDREN.discard(pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
@@ -524,6 +539,7 @@ def main(argv: list[str]) -> int:
     result = Path(argv[1]).resolve()
     # sys-level capture: a child's output goes to its /dev/null (fd capture would restore the terminal)
     args = ["-q", "-p", "no:cacheprovider", "--capture=sys", "-m", "not slow", *plan["tests"]]
+    signal.signal(signal.SIGTERM, _stop)  # `kill` of the worker ends its children and cleans up
     pytest.main(args, plugins=[MutationPlugin(plan, result)])
     return 0 if result.exists() else 1
 
