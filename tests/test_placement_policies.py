@@ -1,0 +1,50 @@
+"""place-bitlines' two policies column by column, and its budget boundary. A placement that is
+valid but laid out by the other policy (or with a gap) passes the validity checks; the
+mutation run (docs/mutation.md) found only those checks, so these state the layout itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cimc.ir import BitlinePlacement
+from cimc.macro import MacroSpec
+from cimc.passes.manager import PassContext, run_passes
+from cimc.passes.place_bitlines import PlaceBitlines
+from tests.test_tiling_placement import compile_convs
+
+MACRO = MacroSpec(name="t", wordlines=64, bitlines=8, adcs=8, bitlines_per_adc=1)
+
+
+def _placements(policy: str) -> list[BitlinePlacement]:
+    """Two one-segment convs: 6 columns (4·9 = 36 rows), then 4 columns (6·9 = 54 rows)."""
+    g = compile_convs([(4, 6, 3, 1), (6, 4, 3, 1)], MACRO, policy=policy)
+    return [n.ann[BitlinePlacement] for n in g.topo_order()]
+
+
+def test_packed_placement_continues_on_the_next_free_bitline() -> None:
+    first, second = _placements("packed")
+    assert (first.first_column, second.first_column) == (0, 6)
+    np.testing.assert_array_equal(first.macro, [0] * 6)
+    np.testing.assert_array_equal(first.bitline, range(6))
+    np.testing.assert_array_equal(second.macro, [0, 0, 1, 1])
+    np.testing.assert_array_equal(second.bitline, [6, 7, 0, 1])
+
+
+def test_aligned_placement_starts_each_layer_on_a_fresh_macro() -> None:
+    first, second = _placements("aligned")
+    assert (first.first_column, second.first_column) == (0, 8)
+    np.testing.assert_array_equal(second.macro, [1] * 4)
+    np.testing.assert_array_equal(second.bitline, range(4))
+
+
+def test_a_budget_of_exactly_one_macro_is_accepted() -> None:
+    g = compile_convs([(3, 8, 3, 1)], MacroSpec())
+    out = run_passes(g, [PlaceBitlines()], PassContext(macro=MacroSpec(), bitline_budget=256))
+    assert out.nodes[0].ann[BitlinePlacement].num_columns == 8
+
+
+@pytest.mark.parametrize("policy", ["packed", "aligned"])
+def test_placing_a_placed_graph_again_changes_nothing(policy: str) -> None:
+    g = compile_convs([(4, 6, 3, 1), (6, 4, 3, 1)], MACRO, policy=policy)
+    assert not PlaceBitlines(policy).run(g, PassContext(macro=MACRO)).modified
