@@ -141,10 +141,11 @@ class _Apply(ast.NodeTransformer):
         return node
 
 
-def mutated_tree(path: Path, mutant: Mutant) -> ast.Module:
-    """The module's AST with ``mutant`` applied; every node keeps its source position, so the
-    code compiled from it equals the module's own code everywhere but at the change."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def mutated_tree(path: Path, mutant: Mutant, source: str | None = None) -> ast.Module:
+    """The module's AST (of ``source``, default the file's text) with ``mutant`` applied; every
+    node keeps its source position, so the code compiled from it equals the module's own code
+    everywhere but at the change."""
+    tree = ast.parse(path.read_text(encoding="utf-8") if source is None else source)
     sites = list(_sites(tree))
     node, operator, _, change = sites[mutant.index]
     out = _Apply(node, operator, change).visit(tree)
@@ -200,7 +201,7 @@ def plan(root: Path, paths: list[Path], args: argparse.Namespace) -> dict[str, A
         if not own:
             raise SystemExit(f"no test file imports {module}: pass --tests")
         tests.update(own)
-        modules.append({"module": module, "path": str(path), "tests": own,
+        modules.append({"module": module, "path": str(path), "tests": own, "source": path.read_text(encoding="utf-8"),
                         "mutants": [asdict(m) for m in _draw(mutants(path, module), args, module)]})
     return {"root": str(root), "tests": sorted(tests), "modules": modules, "jobs": args.jobs,
             "timeout": args.timeout}

@@ -214,9 +214,9 @@ def reexecute(mod: types.ModuleType, code: types.CodeType, root: Path) -> None:
             box[key] = replaced.get(id(value), value)
 
 
-def mutant_code(file: str, mutant: Mutant) -> types.CodeType:
+def mutant_code(file: str, mutant: Mutant, source: str) -> types.CodeType:
     """The mutated module compiled with the original's positions (so unchanged scopes compare equal)."""
-    return compile(mutated_tree(Path(file), mutant), file, "exec", dont_inherit=True)
+    return compile(mutated_tree(Path(file), mutant, source), file, "exec", dont_inherit=True)
 
 
 def apply_mutant(mod: types.ModuleType, code: types.CodeType, original: types.CodeType,
@@ -418,14 +418,14 @@ class MutationPlugin:
     def _tasks(self, spec: dict[str, Any], mod: types.ModuleType, file: str, cov: dict[str, Any],
                items: list[pytest.Item]) -> list[dict[str, Any]]:
         """One task per mutant: the tests to run (fastest first) and its timeout."""
-        path = Path(file)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        source = spec["source"]  # the text of the plan: an edit of the file meanwhile changes nothing
+        tree = ast.parse(source)
         original = compile(tree, file, "exec", dont_inherit=True)
         sites = [node for node, *_ in _sites(tree)]
         tasks = []
         for m in spec["mutants"]:
             mutant = Mutant(**m)
-            code = mutant_code(file, mutant)
+            code = mutant_code(file, mutant, source)
             scopes = changed_scopes(original, code)
             module_level = any(ch and not _is_function(o) for o, _, ch in scopes)
             if module_level:
@@ -436,7 +436,8 @@ class MutationPlugin:
                 chosen = {i for line in span for i in cov["lines"][file].get(line, []) if cov["passed"][i]}
             order = sorted(chosen, key=lambda i: cov["seconds"][i])
             budget = sum(cov["seconds"][i] for i in order)
-            tasks.append({"mutant": m, "module": mod, "file": file, "original": original, "tests": order,
+            tasks.append({"mutant": m, "module": mod, "file": file, "source": source, "original": original,
+                          "tests": order,
                           "timeout": self.plan.get("timeout") or 3 * budget + 10,
                           "level": "module" if module_level else "function"})
         return tasks
@@ -463,7 +464,7 @@ class MutationPlugin:
                     continue
 
                 def body(task: dict[str, Any] = task) -> dict[str, Any]:
-                    code = mutant_code(task["file"], Mutant(**task["mutant"]))
+                    code = mutant_code(task["file"], Mutant(**task["mutant"]), task["source"])
                     apply_mutant(task["module"], code, task["original"], live, self.root)
                     for cache in caches:
                         cache.cache_clear()
