@@ -50,3 +50,7 @@ def test_weight_codes_apply_a_per_column_step_to_every_weight_of_its_column() ->
     codes = numerics.weight_codes(w, np.float32([0.5, 1.0]), 4)
     np.testing.assert_array_equal(codes[0], np.full((3, 2, 2), 2.0))
     np.testing.assert_array_equal(codes[1], np.full((3, 2, 2), 4.0))
+
+
+def test_adc_codes_take_a_plain_number_as_the_layer_step() -> None:
+    np.testing.assert_array_equal(numerics.adc_codes(np.float32([[3.0, -5.0]]), 2.0, 4), [[2.0, -2.0]])

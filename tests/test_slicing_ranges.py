@@ -46,3 +46,18 @@ def test_conversion_weights_carry_the_digit_positions_and_the_shifts() -> None:
     np.testing.assert_array_equal(slicing.digit_weights(8, None), [1])
     got = slicing.conversion_weights(2, 4, 2, 4, 2, adc_shift=np.array([0, 1, 2, 3]))
     np.testing.assert_array_equal(got, [1, 2, 1, 2] * 2)
+
+
+def test_digit_columns_put_the_digits_of_a_channel_side_by_side() -> None:
+    """Channel o's digit j is row o·S + j, the rest of the weight's shape kept: −100 = digits
+    (12, −7), 100 = (4, 6) with 8 bits in 4-bit cells."""
+    codes = np.float32([[-100, 100, 7], [100, 7, -100]])
+    np.testing.assert_array_equal(slicing.digit_columns(codes, 8, 4),
+                                  [[12, 4, 7], [-7, 6, 0], [4, 7, 12], [6, 0, -7]])
+    np.testing.assert_array_equal(slicing.digit_columns(codes, 8, None), codes)
+
+
+def test_fit_shifts_takes_plain_lists() -> None:
+    base, m = slicing.fit_shifts([[1.0], [0.25]])
+    np.testing.assert_array_equal(base, [1.0])
+    np.testing.assert_array_equal(m, [0, 2])
