@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cimc.errors import MappingError, UsageError
 from cimc.ir import BitlinePlacement
 from cimc.macro import MacroSpec
+from cimc.passes import place_bitlines
 from cimc.passes.manager import PassContext, run_passes
 from cimc.passes.place_bitlines import PlaceBitlines
 from tests.test_tiling_placement import compile_convs
@@ -48,3 +50,40 @@ def test_a_budget_of_exactly_one_macro_is_accepted() -> None:
 def test_placing_a_placed_graph_again_changes_nothing(policy: str) -> None:
     g = compile_convs([(4, 6, 3, 1), (6, 4, 3, 1)], MACRO, policy=policy)
     assert not PlaceBitlines(policy).run(g, PassContext(macro=MACRO)).modified
+
+
+def test_an_unknown_policy_is_refused_before_the_pass_runs() -> None:
+    g = compile_convs([(4, 6, 3, 1)], MACRO)
+    with pytest.raises(UsageError, match="diagonal"):
+        PlaceBitlines("diagonal").requires(g, PassContext(macro=MACRO))
+
+
+def test_the_postcondition_catches_a_placement_outside_the_macro() -> None:
+    g = compile_convs([(4, 6, 3, 1)], MACRO)
+    p = g.nodes[0].ann[BitlinePlacement]
+    g.nodes[0].ann.put(BitlinePlacement(p.first_column, p.macro, p.bitline + 5, p.wordline))
+    with pytest.raises(MappingError, match="outside the macro"):
+        PlaceBitlines().ensures(g, PassContext(macro=MACRO))
+
+
+def test_a_stale_placement_with_the_same_first_column_is_replaced() -> None:
+    """Same first column, other bitlines: the pass must notice and put the right layout back."""
+    g = compile_convs([(4, 6, 3, 1)], MACRO)
+    p = g.nodes[0].ann[BitlinePlacement]
+    g.nodes[0].ann.put(BitlinePlacement(p.first_column, p.macro, p.bitline[::-1].copy(), p.wordline))
+    result = PlaceBitlines().run(g, PassContext(macro=MACRO))
+    assert result.modified
+    np.testing.assert_array_equal(result.graph.nodes[0].ann[BitlinePlacement].bitline, range(6))
+
+
+@pytest.mark.parametrize(("slices", "fits"), [(8, True), (9, False)])
+def test_a_channel_may_take_every_bitline_of_a_macro_but_no_more(monkeypatch: pytest.MonkeyPatch, slices: int,
+                                                                  fits: bool) -> None:
+    """The S digit columns of a channel sit side by side on one macro of 8 bitlines: S = 8 fits."""
+    g = compile_convs([(4, 6, 3, 1)], MACRO)
+    monkeypatch.setattr(place_bitlines, "weight_slices", lambda node: slices)
+    if fits:
+        assert place_bitlines.place_layer(g.nodes[0], 0, 8).num_columns == 6 * 8
+    else:
+        with pytest.raises(MappingError, match="9 adjacent digit columns"):
+            place_bitlines.place_layer(g.nodes[0], 0, 8)
