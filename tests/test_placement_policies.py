@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cimc.errors import MappingError, UsageError
-from cimc.ir import BitlinePlacement
+from cimc.ir import BitlinePlacement, WordlineTiling
 from cimc.macro import MacroSpec
 from cimc.passes import place_bitlines
 from cimc.passes.manager import PassContext, run_passes
@@ -87,3 +87,15 @@ def test_a_channel_may_take_every_bitline_of_a_macro_but_no_more(monkeypatch: py
     else:
         with pytest.raises(MappingError, match="9 adjacent digit columns"):
             place_bitlines.place_layer(g.nodes[0], 0, 8)
+
+
+def test_placement_arrays_are_read_only() -> None:
+    p = compile_convs([(4, 6, 3, 1)], MACRO).nodes[0].ann[BitlinePlacement]
+    assert not (p.macro.flags.writeable or p.bitline.flags.writeable or p.wordline.flags.writeable)
+
+
+def test_placing_an_untiled_layer_names_the_missing_pass() -> None:
+    g = compile_convs([(4, 6, 3, 1)], MACRO)
+    g.nodes[0].ann.pop(WordlineTiling, None)
+    with pytest.raises(MappingError, match="needs tile-wordlines first"):
+        PlaceBitlines().requires(g, PassContext(macro=MACRO))
