@@ -99,3 +99,33 @@ def test_placing_an_untiled_layer_names_the_missing_pass() -> None:
     g.nodes[0].ann.pop(WordlineTiling, None)
     with pytest.raises(MappingError, match="needs tile-wordlines first"):
         PlaceBitlines().requires(g, PassContext(macro=MACRO))
+
+
+def test_overlap_check_sorts_each_bitline_by_start() -> None:
+    """Disjoint spans listed out of order on one bitline are fine; an overlap on (macro 0,
+    bitline 3) hidden between spans of macro 1 is found."""
+    place_bitlines._check_overlap(np.array([[0, 3, 5, 8], [0, 3, 0, 3]]))
+    with pytest.raises(MappingError, match="macro 0, bitline 3"):
+        place_bitlines._check_overlap(np.array([[0, 3, 0, 10], [1, 3, 0, 10], [0, 3, 5, 8]]))
+
+
+def test_overlap_message_names_the_overlapping_bitline_not_a_touching_one() -> None:
+    """Bitline 1 holds two spans that touch (legal), bitline 2 two that overlap."""
+    spans = np.array([[0, 1, 0, 5], [0, 1, 5, 9], [0, 2, 0, 5], [0, 2, 3, 7]])
+    with pytest.raises(MappingError, match=r"macro 0, bitline 2$"):
+        place_bitlines._check_overlap(spans)
+
+
+def test_a_layer_starting_on_the_last_bitline_of_a_macro_records_that_column() -> None:
+    _, second = (n.ann[BitlinePlacement] for n in compile_convs([(4, 7, 3, 1), (7, 4, 3, 1)], MACRO).nodes)
+    assert second.first_column == 7
+    np.testing.assert_array_equal(second.macro, [0, 1, 1, 1])
+
+
+def test_the_missing_tiling_message_lists_five_layers_at_most() -> None:
+    g = compile_convs([(4, 4, 1, 1)] * 6, MACRO)
+    for node in g.nodes:
+        node.ann.pop(WordlineTiling, None)
+    with pytest.raises(MappingError) as info:
+        PlaceBitlines().requires(g, PassContext(macro=MACRO))
+    assert "c4" in str(info.value) and "c5" not in str(info.value)
