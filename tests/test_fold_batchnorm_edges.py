@@ -5,6 +5,7 @@ allowed one must be exact even where the tolerance of the other tests would hide
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cimc.ir import Node, TensorInfo, verify
 from cimc.ir.graph import Graph
@@ -58,13 +59,23 @@ def test_bn_after_a_two_dimensional_non_gemm_op_stays() -> None:
     assert not _fold(g)[1]
 
 
-def test_bn_with_computed_statistics_stays() -> None:
-    """A BN whose mean is computed by the graph (not an initializer) has no constant to fold."""
+@pytest.mark.parametrize("which", [1, 3])
+def test_bn_with_a_computed_parameter_stays(which: int) -> None:
+    """A BN whose γ (input 1) or mean (input 3) the graph computes has no constant to fold."""
     g = conv_bn_relu()
     bn = g.node("bn")
-    g.tensors["mean"] = TensorInfo("mean", (16,))
-    g.inputs.append("mean")
-    g.set_inputs(bn, (*bn.inputs[:3], "mean", bn.inputs[4]))
+    g.tensors["p"] = TensorInfo("p", (16,))
+    g.inputs.append("p")
+    g.set_inputs(bn, (*bn.inputs[:which], "p", *bn.inputs[which + 1:]))
+    assert not _fold(g)[1]
+
+
+def test_conv_with_a_computed_weight_is_not_folded() -> None:
+    g = conv_bn_relu()
+    conv = g.node("conv")
+    g.tensors["wx"] = TensorInfo("wx", g.initializers["conv.w"].shape)
+    g.inputs.append("wx")
+    g.set_inputs(conv, (conv.inputs[0], "wx"))
     assert not _fold(g)[1]
 
 
@@ -84,3 +95,18 @@ def test_folded_graph_keeps_no_stale_weights_or_tensors() -> None:
     verify(folded)
     assert not {"conv.w", "bn.g", "bn.b", "bn.m", "bn.v"} & set(folded.initializers)
     assert "conv.y" not in folded.tensors
+
+
+def test_an_empty_bias_name_folds_like_no_bias() -> None:
+    """ONNX marks an absent optional input with an empty name: ``Gemm(x, w, "")`` and
+    ``Conv(x, w, "")`` fold as if they had no bias."""
+    g = _gemm_bn((4,))
+    gemm = g.node("gemm")
+    g.set_inputs(gemm, ("x", "w", ""))
+    conv = conv_bn_relu()
+    node = conv.node("conv")
+    conv.set_inputs(node, (*node.inputs[:2], ""))
+    for graph, x in ((g, np.ones((3, 5), np.float32)), (conv, np.ones((2, 8, 6, 6), np.float32))):
+        folded, modified = _fold(graph)
+        assert modified
+        np.testing.assert_allclose(_out(folded, x), _out(graph, x), rtol=1e-5, atol=1e-5)
