@@ -42,7 +42,7 @@ import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
@@ -121,7 +121,7 @@ def _patch_member(old: Any, new: Any, module: str) -> bool | None:
     if isinstance(old, types.FunctionType) and isinstance(new, types.FunctionType):
         return _patch_function(old, new)
     if isinstance(old, staticmethod | classmethod) and type(old) is type(new):
-        return _patch_function(old.__func__, new.__func__)
+        return _patch_function(cast(types.FunctionType, old.__func__), cast(types.FunctionType, new.__func__))
     if isinstance(old, property) and isinstance(new, property):
         parts = [(getattr(old, n), getattr(new, n)) for n in ("fget", "fset", "fdel")]
         return all((o is None and n is None) or (o is not None and n is not None and _patch_function(o, n))
@@ -339,7 +339,7 @@ def coverage(session: pytest.Session, items: list[pytest.Item], chosen: list[int
         _run_items(session, [items[i] for i in chosen], False, each)
     finally:
         sys.settrace(None)
-        threading.settrace(None)  # type: ignore[arg-type]
+        threading.settrace(None)  # type: ignore[arg-type,unused-ignore]
     return {"lines": lines, "seconds": seconds, "passed": passed}
 
 
@@ -367,7 +367,7 @@ class MutationPlugin:
     def _run(self, session: pytest.Session, work: Path, out: dict[str, Any]) -> None:
         items = list(session.items)
         modules = [__import__(m["module"], fromlist=["_"]) for m in self.plan["modules"]]
-        files = [m.__file__ for m in modules]
+        files = [str(m.__file__) for m in modules]
         start = time.perf_counter()
         cov = self._coverage(session, items, files, work)
         if "error" in cov:
@@ -394,8 +394,8 @@ class MutationPlugin:
         for group in sorted(by_file.values(), key=len, reverse=True):
             min(chunks, key=len).extend(group)
         chunks = [c for c in chunks if c]
-        pids = [_fork(lambda c=c: coverage(session, items, sorted(c), files), work / f"coverage{j}.pkl", session,
-                      work / f"t-coverage{j}") for j, c in enumerate(chunks)]
+        pids = [_fork(functools.partial(coverage, session, items, sorted(c), files), work / f"coverage{j}.pkl",
+                      session, work / f"t-coverage{j}") for j, c in enumerate(chunks)]
         for pid in pids:
             os.waitpid(pid, 0)
             CHILDREN.discard(pid)
