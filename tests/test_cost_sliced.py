@@ -61,3 +61,8 @@ def test_model_figures_take_the_largest_layer_buffers(monkeypatch: pytest.Monkey
     assert cost.partial_sum_storage == max(c.partial_sums for c in per.values())
     assert cost.adc_conversions == sum(c.adc_conversions for c in per.values())
     assert np.isclose(cost.macro_usage, sum(c.params for c in per.values()) / MACRO.cells)
+
+
+def test_a_model_that_fits_reloads_nothing() -> None:
+    cost = model.model_cost(compile_convs([(8, 16, 3, 1)], MACRO), MACRO)
+    assert cost.fits_on_chip and cost.reload_cycles_per_inference == 0 and cost.loading_cycles > 0

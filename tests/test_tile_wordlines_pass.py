@@ -10,6 +10,7 @@ from cimc.errors import UsageError
 from cimc.ir import WordlineTiling
 from cimc.macro import MacroSpec
 from cimc.passes.manager import PassContext, run_passes
+from cimc.passes.pipelines import check_order
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from tests.test_tiling_placement import compile_convs
@@ -37,3 +38,10 @@ def test_the_postcondition_catches_a_segment_taller_than_the_array() -> None:
     g.nodes[0].ann.put(WordlineTiling("dense", 512, (0, 72, 372)))
     with pytest.raises(AssertionError, match="exceeds 256 wordlines"):
         TileWordlines().ensures(g, CTX)
+
+
+@pytest.mark.parametrize(("order", "missing"), [(("tile-wordlines",), "select-cim"),
+                                                (("select-cim", "place-bitlines"), "tile-wordlines")])
+def test_a_pipeline_without_the_pass_a_mapping_pass_needs_is_refused(order: tuple[str, ...], missing: str) -> None:
+    with pytest.raises(UsageError, match=f"needs '{missing}' before it"):
+        check_order(order)
