@@ -11,6 +11,7 @@ from cimc.ir import Node, TensorInfo, verify
 from cimc.ir.graph import Graph
 from cimc.ir.interpreter import run
 from cimc.macro import MacroSpec
+from cimc.passes import registry
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.manager import PassContext
 from tests.ir_builders import add_bn, add_unary, conv_bn_relu, graph_with_input
@@ -110,3 +111,7 @@ def test_an_empty_bias_name_folds_like_no_bias() -> None:
         folded, modified = _fold(graph)
         assert modified
         np.testing.assert_allclose(_out(folded, x), _out(graph, x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_pass_registers_under_its_name() -> None:
+    assert "fold-batchnorm" in registry.names() and registry.get("fold-batchnorm") is FoldBatchNorm

@@ -54,3 +54,8 @@ def test_weight_codes_apply_a_per_column_step_to_every_weight_of_its_column() ->
 
 def test_adc_codes_take_a_plain_number_as_the_layer_step() -> None:
     np.testing.assert_array_equal(numerics.adc_codes(np.float32([[3.0, -5.0]]), 2.0, 4), [[2.0, -2.0]])
+
+
+def test_output_scale_is_the_product_of_the_three_steps() -> None:
+    np.testing.assert_array_equal(numerics.output_scale(np.float32([0.5, 2.0]), np.float32([0.25]), 4.0),
+                                  np.float32([0.5, 2.0]))

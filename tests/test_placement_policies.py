@@ -129,3 +129,16 @@ def test_the_missing_tiling_message_lists_five_layers_at_most() -> None:
     with pytest.raises(MappingError) as info:
         PlaceBitlines().requires(g, PassContext(macro=MACRO))
     assert "c4" in str(info.value) and "c5" not in str(info.value)
+
+
+def test_a_layer_after_one_that_ends_on_a_fresh_macro_starts_after_it() -> None:
+    """Layer 2's two columns are (macro 0, bitline 7) and (macro 1, bitline 0): layer 3 starts
+    at column 9, after the last column, not after the one before it."""
+    g = compile_convs([(4, 7, 3, 1), (7, 2, 3, 1), (2, 3, 3, 1)], MACRO)
+    assert [n.ann[BitlinePlacement].first_column for n in g.topo_order()] == [0, 7, 9]
+
+
+def test_overlap_check_orders_by_macro_before_the_span_end() -> None:
+    """Two overlapping spans of (macro 0, bitline 3) whose ends bracket one of macro 1."""
+    with pytest.raises(MappingError, match="macro 0, bitline 3"):
+        place_bitlines._check_overlap(np.array([[0, 3, 0, 10], [1, 3, 0, 11], [0, 3, 5, 12]]))
