@@ -62,6 +62,7 @@ class CompileOptions:
     macro: MacroSpec | str | Path | None = None
     timing: str = OPTIONS["timing"].default
     infer_batch: int = OPTIONS["infer_batch"].default
+    conversion: str = OPTIONS["conversion"].default
     tiling: str = OPTIONS["tiling"].default
     placement: str = OPTIONS["placement"].default
     map_fc: bool = OPTIONS["map_fc"].default
@@ -75,6 +76,7 @@ class CompileOptions:
     granularity: str = OPTIONS["granularity"].default
     weight_method: str = OPTIONS["weight_method"].default
     bias_correction: bool = OPTIONS["bias_correction"].default
+    adaround: bool = OPTIONS["adaround"].default
     equalize: bool = OPTIONS["equalize"].default
     calib: str | Any = OPTIONS["calib"].default  # from Python also an array or an iterable of (x, y) batches
     calib_size: int = OPTIONS["calib_size"].default
@@ -98,7 +100,7 @@ class CompileOptions:
     passes: tuple[str, ...] | None = None  # instead of the base pipeline
     disable: tuple[str, ...] = ()
     stop_after: str | None = None
-    progress: Callable[[str], None] | None = field(default=None, repr=False)
+    progress: Callable[[str], None] | None = field(default=None, repr=False)  # told each phase (cimc.progress)
 
     def __post_init__(self) -> None:
         for o in OPTIONS.values():
@@ -231,9 +233,19 @@ def compile_graph(graph: Graph, options: CompileOptions) -> tuple[Graph, PassCon
     check_buildable(names, options.pipeline(stop=False))
     passes = instantiate(names, options)
     macro = options.macro if isinstance(options.macro, MacroSpec) else load_macro(options.macro)
+    say = options.progress
     ctx = PassContext(macro=macro, bitline_budget=options.bitline_budget, dump_dir=options.dump_ir,
-                      progress=options.progress, memory_budget=memory_budget(options.max_tensor_bytes))
+                      progress=None if say is None else lambda name: say(f"pass {name}"),
+                      memory_budget=memory_budget(options.max_tensor_bytes))
     return run_passes(graph, passes, ctx), ctx
+
+
+def _told(fn: Callable[..., Any], say: Callable[[str], None], phase: str) -> Callable[..., Any]:
+    """``fn`` that first tells ``say`` it is in ``phase``."""
+    def told(*args: Any) -> Any:
+        say(phase)
+        return fn(*args)
+    return told
 
 
 def _morph() -> Any:
@@ -249,13 +261,22 @@ def compile_model(source: str | Path, out_dir: str | Path, options: CompileOptio
     options = options or CompileOptions(**overrides)
     out = Path(out_dir)
     check_target(out, options.force)
+    say = options.progress or (lambda _: None)
+    say(f"importing {Path(source).name}")
     graph, source_info = load_source(source, options)
     with data_limit(options.max_data_bytes):  # --calib and --eval files
-        evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess(),
-                              options.max_acc_drop, memory_budget=memory_budget(options.max_tensor_bytes))
-                    if options.eval_data is not None else None)
+        evaluate = None
+        if options.eval_data is not None:
+            say("loading the eval data" + (f" ({options.eval_data})" if isinstance(options.eval_data, str) else ""))
+            evaluate = _told(evaluator(graph, options.eval_data, options.eval_size, options.data_root,
+                                       options.preprocess(), options.max_acc_drop,
+                                       memory_budget=memory_budget(options.max_tensor_bytes)),
+                             say, "accuracy of model.cim.onnx")
         graph, ctx = compile_graph(graph, options)
+        say("build files (cost, timeline, layout, model.cim.onnx, reports)")
         build = build_files(graph, ctx.macro, options.bitline_budget, source_info, options.public(),
-                            quant_info(ctx), evaluate, options.timing, options.infer_batch)
+                            quant_info(ctx), evaluate, options.timing, options.infer_batch,
+                            options.conversion)
+    say(f"writing {out}")
     write_build(out, build.files, build.manifest, force=options.force)
     return CompileResult(out, graph, build.cost, build.report.to_json(), ctx.history)

@@ -22,11 +22,20 @@ eDRAM's write per bit, 20.45/256 pJ: an on-chip write standing in for the SRAM c
 which ISAAC does not give); ``offchip_pj`` one byte of weights read from off chip (ISAAC's
 chip-to-chip link, 26 pJ per 128 bits at 65 nm: a lower bound, a DRAM read costs more).
 The analog array itself (cell read / MAC) has no figure there and is not counted.
+
+Per-component areas (µm², ``cimc.cost.area``), at the same 32 nm node: ``adc_um2`` one ADC
+(476.91 µm²: the same table's 5-bit SAR ADC; 1,200 µm² at 8 bits, ISAAC's own, 9,600 µm² / 8);
+``dac_um2`` one wordline's DAC (ISAAC's 1-bit DAC, 170 µm² / 1,024 = 0.166 µm², scaled by
+``2^(d−1)`` to ``d`` bits as Accelergy scales a DAC's resolution: 1.328 µm² at 4 bits);
+``add_um2`` one shift-add unit, one per ADC (ISAAC's 16-bit shift-and-add, 60 µm²);
+``psum_um2`` one 16-bit partial-sum buffer entry (ISAAC's 64 KB eDRAM, 83,000 µm² for
+2,048 × 256 bits: 16 bits of it); ``cell_um2`` one cell of ``cell_bits`` bits (NeuroSim V1.4's
+8T SRAM bit, 10 F × 28 F = 280 F², at F = 32 nm: 0.28672 µm² a bit, ×4 for the 4-bit cell;
+ISAAC's cells are memristors, far smaller, and not what this macro stores).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -42,7 +51,8 @@ class MacroSpec:
     """One macro: ``wordlines × bitlines`` cells of ``cell_bits``; ``adcs`` converters of
     ``adc_bits`` each serving ``bitlines_per_adc`` bitlines; ``load_cycles`` to load it,
     ``concurrent_loads`` loads at once, ``psum_buffer`` partial sums kept between passes; the
-    ``*_pj`` fields are per-event energies in pJ (module doc)."""
+    ``*_pj`` fields are per-event energies in pJ, the ``*_um2`` fields per-component areas in µm²
+    (module doc)."""
 
     name: str = "paper"
     wordlines: int = 256
@@ -61,26 +71,23 @@ class MacroSpec:
     psum_pj: float = 20.45 / 16
     write_pj: float = 20.45 / 256
     offchip_pj: float = 26.0 / 16
+    cell_um2: float = 4 * 280 * 0.032 ** 2
+    adc_um2: float = 476.91
+    dac_um2: float = 170 / 1024 * 2 ** 3
+    add_um2: float = 60.0
+    psum_um2: float = 83000 / (2048 * 256) * 16
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ENERGY_FIELDS:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                    raise UsageError(f"macro spec '{self.name}': {f.name} must be a positive number (pJ), "
-                                     f"got {value!r}")
-                object.__setattr__(self, f.name, float(value))
-            elif f.name != "name" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise UsageError(f"macro spec '{self.name}': {f.name} must be a positive integer, got {value!r}")
+            if f.name != "name":
+                value = check_field(f.name, getattr(self, f.name), f"macro spec '{self.name}'")
+                object.__setattr__(self, f.name, value)
         if self.adcs * self.bitlines_per_adc < self.bitlines:
             raise UsageError(f"macro spec '{self.name}': {self.adcs} ADCs × {self.bitlines_per_adc} bitlines "
                              f"each cannot serve {self.bitlines} bitlines")
         if self.adc_bits < 2:
             raise UsageError(f"macro spec '{self.name}': adc_bits={self.adc_bits}: an ADC of signed partial sums "
                              "needs at least 2 bits")
-        for bits in ("cell_bits", "dac_bits", "adc_bits"):
-            if getattr(self, bits) > 16:
-                raise UsageError(f"macro spec '{self.name}': {bits}={getattr(self, bits)} is out of range (1..16)")
 
     @property
     def cells(self) -> int:
@@ -96,13 +103,44 @@ class MacroSpec:
 
 #: The per-event energies (pJ): positive numbers, every other field but ``name`` a positive integer.
 ENERGY_FIELDS = ("adc_pj", "dac_pj", "add_pj", "psum_pj", "write_pj", "offchip_pj")
+#: The per-component areas (µm²): positive numbers.
+AREA_FIELDS = ("cell_um2", "adc_um2", "dac_um2", "add_um2", "psum_um2")
+#: Every numeric field's range, ``low..high`` inclusive (an energy's or an area's ``low`` is
+#: exclusive: it is positive): the one declaration that a ``MacroSpec`` from a preset, a ``--macro``
+#: file, a build's ``layout.json`` or a sweep config is held to. The ceilings are far beyond any
+#: chip (a 65,536 × 65,536 array, 16-bit converters, a microjoule per event, 1,000 mm² per
+#: component) and keep an untrusted value from sizing arrays or loops without bound.
+FIELD_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "wordlines": (1, 1 << 16), "bitlines": (1, 1 << 16), "cell_bits": (1, 16), "dac_bits": (1, 16),
+    "adcs": (1, 1 << 16), "adc_bits": (1, 16), "bitlines_per_adc": (1, 1 << 16), "load_cycles": (1, 1 << 32),
+    "concurrent_loads": (1, 1 << 16), "psum_buffer": (1, 1 << 40),
+    **dict.fromkeys(ENERGY_FIELDS, (0.0, 1e6)), **dict.fromkeys(AREA_FIELDS, (0.0, 1e9)),
+}
+
+
+def check_field(name: str, value: Any, where: str, key: str | None = None) -> int | float:
+    """``value`` of the numeric field ``name`` if within ``FIELD_BOUNDS`` (an energy or an area as a float),
+    else a ``UsageError`` naming ``where``, the ``key`` it was given as (default ``name``) and
+    the range."""
+    low, high = FIELD_BOUNDS[name]
+    given = f"{where}: {key or name} = {value!r}"
+    if name in ENERGY_FIELDS or name in AREA_FIELDS:
+        unit = "pJ" if name in ENERGY_FIELDS else "µm²"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:  # NaN too
+            raise UsageError(f"{given} must be a number in ({low:g}, {high:,.0f}] {unit}")
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError(f"{given} must be an integer in {low:,}..{high:,}")
+    return value
+
 
 PRESETS: dict[str, MacroSpec] = {
     "paper": MacroSpec(),
     "paper-512": MacroSpec(name="paper-512", wordlines=512, bitlines=512, adcs=128, load_cycles=512),
     "small-64": MacroSpec(name="small-64", wordlines=64, bitlines=64, adcs=16, load_cycles=64),
     "isaac-128": MacroSpec(name="isaac-128", wordlines=128, bitlines=128, cell_bits=2, dac_bits=1,
-                           adcs=16, adc_bits=8, bitlines_per_adc=8, load_cycles=128, adc_pj=1.67),
+                           adcs=16, adc_bits=8, bitlines_per_adc=8, load_cycles=128, adc_pj=1.67,
+                           cell_um2=2 * 280 * 0.032 ** 2, adc_um2=1200.0, dac_um2=170 / 1024),
 }
 
 

@@ -108,6 +108,10 @@ _DECLARED = (
     Option("timing", "--timing", str, "Timeline of schedule.json: the paper's counting (load, then compute) or "
            "double buffering (free macros load the next weights while others compute).", default="paper",
            choices=("paper", "overlap"), shapes_build=True, recorded=True),
+    Option("conversion", "--conversion", str, "Conversion model of the timeline: the paper's count (a pass's "
+           "segments convert one after the other in rounds of one macro's ADCs) or macro-parallel (every macro's "
+           "ADCs convert its own columns at once).", default="serial", choices=("serial", "macro-parallel"),
+           shapes_build=True, recorded=True, record_default=False),
     Option("infer_batch", "--infer-batch", int, "Inputs per batch: weights loaded once serve the whole batch "
            "(schedule.json timeline, report latency and energy per inference).", default=1, low=1, high=1 << 20,
            shapes_build=True, recorded=True),
@@ -130,6 +134,10 @@ _DECLARED = (
     Option("bias_correction", "--bias-correction", bool, "Correct each layer's bias by its mean output error on the "
            "calibration data (empirical bias correction).", default=False, passes=_CALIB, shapes_build=True,
            recorded=True),
+    Option("adaround", "--adaround", bool, "AdaRound: round each calibrated layer's weights up or down (learned "
+           "on the calibration data) so that its output, not each weight, is closest to the float layer's "
+           "(cimc.quant.adaround; slower: about 1,000 small optimiser steps per layer).", default=False,
+           passes=_QUANT, shapes_build=True, recorded=True, record_default=False),
     Option("equalize", "--equalize", bool, "Cross-layer equalisation before quantization: scale the output "
            "channels of each Conv and the input channels of the Conv after it (through Relu or Clip) so that "
            "their weight ranges match; the float function is unchanged (the 'equalize' pass). With per-column "

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ if str(ROOT) not in sys.path:  # tests.models; cimc itself from PYTHONPATH or th
 
 from cimc.api import compile_model  # noqa: E402
 from cimc.data.builtin import load_builtin  # noqa: E402
+from cimc.macro import load_macro  # noqa: E402
 from tests.models.efficientnet import efficientnet_b0  # noqa: E402
 from tests.models.export import export  # noqa: E402
 from tests.models.mobilenet import mobilenet_v2  # noqa: E402
@@ -70,6 +72,8 @@ NETS = {
 }
 W8A8 = {"w_bits": 8, "a_bits": 8}
 REMEDIES = {"weight_method": "aware", "bias_correction": True}
+#: The best MobileNetV2 setting before AdaRound (per column, cross-layer equalisation).
+BEST = {"equalize": True, "granularity": "column"}
 #: (label, compile options, runs on the main branch's cimc too): the issue's failing settings first
 #: (the rows ``--tag before`` repeats with the cimc before these fixes), then the remedies.
 CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
@@ -100,6 +104,22 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
                                                              "granularity": "column", "no_shift": True}, False),
     ("8/8/5, column, CLE + aware W + bias corr.", {**W8A8, **REMEDIES, "equalize": True, "granularity": "column"},
      False),
+    ("8/8/5, column, CLE + aware W + bias corr., 1024 calib. images, no shift",
+     {**W8A8, **REMEDIES, **BEST, "calib_size": 1024, "no_shift": True}, False),
+    ("8/8/5, layer, AdaRound, no shift", {**W8A8, "adaround": True, "no_shift": True}, False),
+    ("8/8/5, column, AdaRound, no shift", {**W8A8, "adaround": True, "granularity": "column", "no_shift": True},
+     False),
+    ("8/8/5, column, CLE + aware W + bias corr. + AdaRound, no shift",
+     {**W8A8, **REMEDIES, **BEST, "adaround": True, "no_shift": True}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + AdaRound", {**W8A8, **REMEDIES, **BEST, "adaround": True}, False),
+    ("8/8/5, layer, CLE + aware W + bias corr. + AdaRound, no shift",
+     {**W8A8, **REMEDIES, "equalize": True, "adaround": True, "no_shift": True}, False),
+    ("4/4/5, column, AdaRound, no shift", {"adaround": True, "granularity": "column", "no_shift": True}, False),
+    # the ADC's share of the loss: the same builds on the paper's macro with wider ADCs
+    ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr., no shift",
+     {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True}, False),
+    ("8/8/8 (8-bit ADC macro), column, CLE + aware W + bias corr., no shift",
+     {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=8), "no_shift": True}, False),
 ]
 log = logging.getLogger("ptq_evidence")
 
@@ -203,8 +223,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "(32×32 RGB; one image = 0.1 point). Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
              "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
-             "`--equalize` (cross-layer equalisation), `no shift` = `--no-shift`. Cells: compiled top-1 % "
-             "(Δ vs float). cimc versions: "
+             "`--equalize` (cross-layer equalisation), `AdaRound` = `--adaround`, `no shift` = `--no-shift`. "
+             "Cells: compiled top-1 % (Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]
     for tag, c in keys:

@@ -7,7 +7,8 @@ budget, as markdown table rows (the README's "The timeline and the energy").
 
 The model is mapped without quantization (fold-batchnorm and the mapping passes: the timeline
 needs only the placement and the bits, 4/4 by default as in the paper). ``--gantt DIR`` also
-draws the Gantt chart of each timing model at batch 1 (``DIR/timeline_<timing>.png``).
+draws the Gantt chart of each timing model at batch 1 (``DIR/timeline_<timing>.png``). Against
+the bitline budget, with the morphed models: ``scripts/timeline_budget.py``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,15 @@ import tempfile
 from pathlib import Path
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+# Hypothesis, for every property test: the same examples on every run (CI must not pass or fail by
+# chance; a developer's random run sets CIMC_FUZZ_RANDOM) and no per-example deadline (a loaded
+# 2-core machine is not a failing test).
+if importlib.util.find_spec("hypothesis") is not None:
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("cimc", derandomize=not os.environ.get("CIMC_FUZZ_RANDOM"), deadline=None)
+    _hypothesis_settings.load_profile("cimc")
 _MODULE_MARK = re.compile(r"^pytestmark = .*\bpytest\.mark\.torch\b", re.MULTILINE)
 
 
@@ -30,3 +39,8 @@ collect_ignore = [] if HAS_TORCH else [p.name for p in sorted(Path(__file__).par
 _CACHE = tempfile.mkdtemp(prefix="cimc-test-zoo-cache-")
 os.environ["CIMC_CACHE_DIR"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+# Progress lines off a terminal start after 2 s (cimc.progress), which on a loaded machine any
+# command may pass: off for the suite, so that no output depends on the machine's speed; the
+# tests of the progress lines set CIMC_PROGRESS_AFTER themselves (tests/test_progress.py).
+os.environ["CIMC_PROGRESS_AFTER"] = "inf"

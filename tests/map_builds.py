@@ -78,6 +78,7 @@ class SyntheticBuild:
     name: str
     layer_names: list[str]
     slicing_notes: dict[int, str]
+    layer_modules: list[str | None] | None = None
 
 
 def synthetic(layers: int, macros: int, wordlines: int = 256, bitlines: int = 256) -> tuple[SyntheticBuild, Owners]:

@@ -116,3 +116,42 @@ def test_unsliced_vs_sliced_weights() -> None:
         assert layer["only_in_a"] == len(ka - kb) == 0
         assert layer["only_in_b"] == len(kb - ka) == len(ka)
         assert layer["moved_columns"] == sum(pa[k] != pb[k] for k in ka & kb)
+
+
+def _slot_loop(schedule: dict[str, Any]) -> dict[int, tuple[int, int, int]]:
+    """Reference: per slot (compute cycles, load cycles, loads), event by event."""
+    out: dict[int, list[int]] = {}
+    for ph in schedule["timeline"]["phases"]:
+        for s in ph["slots"]:
+            out.setdefault(s, [0, 0, 0])[0] += ph["end"] - ph["start"]
+    for ld in schedule["timeline"]["loads"]:
+        row = out.setdefault(ld["slot"], [0, 0, 0])
+        row[1] += ld["end"] - ld["start"]
+        row[2] += 1
+    return {s: (r[0], r[1], r[2]) for s, r in out.items()}
+
+
+def test_diff_compares_two_timelines() -> None:
+    """paper on 1 physical macro vs overlap on 2, at batch 2: latency, energy and per-slot work
+    differ as the two reports and the two schedules' events say; the terminal form shows them."""
+    a = read_build(build("digits_cnn", bitline_budget=256, infer_batch=2))
+    b = read_build(build("digits_cnn", bitline_budget=512, infer_batch=2, timing="overlap"))
+    doc = diff_builds(a, b)
+    tl = doc["timeline"]
+    assert not doc["identical"] and tl["latency"]["timing"] == ["paper", "overlap"]
+    for key in ("cycles_per_inference", "overlap_cycles", "stall_cycles"):
+        want = [a.report["latency"][key], b.report["latency"][key]]
+        assert tl["latency"].get(key, want) == want and (key not in tl["latency"]) == (want[0] == want[1])
+    for key, pair in tl["energy"].items():
+        assert pair == [a.report["energy"][key], b.report["energy"][key]] and pair[0] != pair[1]
+    sa, sb = _slot_loop(a.schedule), _slot_loop(b.schedule)
+    want = sorted(s for s in set(sa) | set(sb) if sa.get(s, (0, 0, 0)) != sb.get(s, (0, 0, 0)))
+    assert [x["slot"] for x in tl["slots"]] == want and want
+    for x in tl["slots"]:
+        s = x["slot"]
+        assert [x["compute_cycles"][0], x["load_cycles"][0], x["loads"][0]] == list(sa.get(s, (0, 0, 0)))
+        assert [x["compute_cycles"][1], x["load_cycles"][1], x["loads"][1]] == list(sb.get(s, (0, 0, 0)))
+    assert diff_builds(a, a)["timeline"] == {"latency": {}, "energy": {}, "area": {}, "slots": []}
+    result = CliRunner().invoke(main, ["diff", str(a.path), str(b.path)])
+    assert result.exit_code == 0, result.output
+    assert "timeline: latency (cycles)" in result.output and "physical macros whose work changed" in result.output

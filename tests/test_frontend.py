@@ -427,6 +427,8 @@ def test_default_torch_export_of_adaptive_avg_pool_compiles_like_the_legacy_expo
         builds.append(tmp_path / src.stem)
     for doc in ("layout.json", "quant.json"):
         mine, theirs = (json.loads((b / doc).read_text()) for b in builds)
+        if doc == "layout.json":  # the dynamo export also records each layer's torch module
+            assert [x.pop("module") for x in mine["layers"]] == ["0"]  # the Conv, nn.Sequential's module 0
         assert _renamed(mine, names) == theirs, doc
 
 

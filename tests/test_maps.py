@@ -192,7 +192,7 @@ def test_hatch_tells_apart_layers_of_one_colour() -> None:
 @pytest.mark.parametrize(("layers", "macros"), [(1, 1), (45, 60), (250, 3)])
 def test_png_legend_is_never_clipped(layers: int, macros: int) -> None:
     """The legend lists every layer on the macro and its text stays inside the picture: with
-    ~85 layers on one macro the picture grows downward; long names are shortened to their end."""
+    ~85 layers on one macro the picture grows downward; legacy-export names are shown as module paths."""
     fake, own = synthetic(layers, macros)
     raster = MacroRaster(fake, own)  # type: ignore[arg-type]
     present = np.unique(own.layer[0]).size
@@ -204,7 +204,7 @@ def test_png_legend_is_never_clipped(layers: int, macros: int) -> None:
     assert rows.min() > 0 and cols.min() > 0 and rows.max() < canvas.shape[0] - 1 and cols.max() < canvas.shape[1] - 1
     last = TOP + 20 + (len(lines) - 1) * 16
     assert ink[last:last + 12].any(), "the last legend line is drawn"
-    assert "…" in lines[0][1] and lines[0][1].endswith("/Conv — " + f"{int((own.layer[0] == 0).sum())} BL, 3 seg.")
+    assert lines[0][1] == f"0: features.0.conv.0 — {int((own.layer[0] == 0).sum())} BL, 3 seg."  # the module path
 
 
 @pytest.mark.parametrize(("layers", "macros"), [(1, 1), (45, 60), (250, 400)])

@@ -10,7 +10,7 @@ from cimc.ir.annotations import QuantParams, Shift
 from cimc.ir.graph import Graph
 from cimc.passes.scale_to_shift import adc_fold, ceil_exponent, conversion_error, fold_readers
 from cimc.quant import numerics
-from cimc.quant.calibration import partial_sums
+from cimc.quant.calibration import collect_inputs, partial_sums
 from cimc.quant.cim_layer import cim_spec
 from tests.cim_helpers import add_gemm, add_node, compile_ir, small_cnn
 from tests.ir_builders import add_conv, add_unary, graph_with_input
@@ -29,7 +29,7 @@ def _fold_choices(graph: Graph, ctx, name: str) -> tuple[np.ndarray, np.ndarray,
     node = graph.node(name)
     q = node.ann[QuantParams]
     exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64)
-    x = ctx.calibration_inputs[name]
+    x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]  # quantize streamed it
     k, adc = adc_fold(graph, node, exact, x)
     k_up = ceil_exponent(exact)
     step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)

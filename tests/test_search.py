@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from cimc.api import CompileOptions, compile_model
 from cimc.cli.main import main
+from cimc.cost.objective import objective_value
 from cimc.pareto import nondominated
 from cimc.search import ProblemSpec, SearchProblem, build_problem, collect, greedy_search, rl_search
 from cimc.search.demo import train_digits_onnx
-from cimc.search.latency import objective_value
 from cimc.search.pareto import best_feasible, pareto_front
 from cimc.search.space import SearchSpace
 
@@ -83,7 +83,7 @@ def test_latency_equals_full_compile(tmp_path: Path) -> None:
     assert prob.latency(config) == compiled.cost.computing_cycles + compiled.cost.loading_cycles
     wide, narrow = prob.latency.cost(prob.space.uniform(8, 8)), prob.latency.cost(prob.space.uniform(4, 4))
     assert wide.computing_cycles > narrow.computing_cycles  # 2 input slices, 2 weight columns per channel
-    assert objective_value(wide, "conversions") == wide.adc_conversions
+    assert objective_value("conversions", wide) == wide.adc_conversions
 
 
 def test_proxy_equals_build_accuracy(digits_onnx: Path, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from cimc.passes.scale_to_shift import ScaleToShift, conversion_error
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.quant import slicing
+from cimc.quant.calibration import collect_inputs
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.kind_steps import kind_error
 from cimc.quant.reference import run_layer
@@ -72,7 +73,7 @@ def test_an_adc_fold_keeps_the_bias_correction(refold: bool) -> None:
     for node in cim_nodes(shifted):
         if node.ann[Shift].fold != "adc" or node.ann[Shift].relative_error < 1e-3:
             continue
-        x = ctx.calibration_inputs[node.name]
+        x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [node.name])[node.name]
         before = _channel_means(run_layer(x, cim_spec(graph, graph.node(node.name))).outputs)
         after = _channel_means(run_layer(x, cim_spec(shifted, node)).outputs)
         scale = float(np.abs(run_layer(x, cim_spec(graph, graph.node(node.name))).outputs).mean())

@@ -15,6 +15,7 @@ from cimc import __version__
 from cimc.api import CompileOptions, compile_model
 from cimc.cli.main import main
 from cimc.errors import UsageError
+from cimc.macro import FIELD_BOUNDS
 from cimc.pareto import nondominated
 from cimc.sweep import engines
 from cimc.sweep.config import Range, parse_config
@@ -43,6 +44,7 @@ MODEL = {"model": "digits_cnn"}
     ({**MODEL, "mode": "random", "samples": 2, "axes": {"w_bits": {"min": 8, "max": 2}}}, "numeric min < max"),
     ({**MODEL, "axes": {"w_bits": [4]}, "fixed": {"w_bits": 8}}, "w_bits is both an axis and fixed"),
     ({**MODEL, "training": {"epochz": 1}}, "training.epochz"),
+    ({**MODEL, "objective": "speed"}, "objective = 'speed' is not one of"),
     ({"model": "no_such_model"}, "neither a zoo model nor a file"),
     ({**MODEL, "mode": "spiral"}, "mode = 'spiral' is not one of"),
 ])
@@ -50,6 +52,20 @@ def test_config_errors_name_the_key(doc: dict[str, Any], words: str) -> None:
     with pytest.raises(UsageError, match=None) as info:
         parse_config(doc)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("bitlines", 10**18), ("wordlines", 65_537), ("psum_buffer", 2**41),
+                                            ("load_cycles", 2**33), ("adc_bits", 17), ("adc_pj", 1e7),
+                                            ("offchip_pj", float("inf"))])
+def test_sweep_macro_fields_have_an_upper_bound(field: str, value: Any) -> None:
+    """A sweep config is untrusted: every numeric macro field is held to ``cimc.macro.FIELD_BOUNDS``,
+    as an axis value, a random range's end or a fixed value, before any point runs."""
+    for doc in ({**MODEL, "axes": {"macro": {field: [value]}}},
+                {**MODEL, "mode": "random", "samples": 2, "axes": {"macro": {field: {"min": 1, "max": value}}}},
+                {**MODEL, "fixed": {"macro": {field: value}}}):
+        with pytest.raises(UsageError, match=f"sweep config: [a-z]+.macro.{field}[^ ]* = .* must be an? [a-z]+ in "):
+            parse_config(doc)
+    parse_config({**MODEL, "axes": {"macro": {field: [FIELD_BOUNDS[field][1]]}}})  # the ceiling itself is allowed
 
 
 def test_bad_config_writes_nothing(tmp_path: Path) -> None:
@@ -231,3 +247,29 @@ def test_report_skips_successful_records_without_their_figures(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout.strip().splitlines()[-1])
     assert (doc["ok"], doc["failed"], [r["key"] for r in doc["pareto"]]) == (1, 1, ["a"])
+
+
+def test_the_objective_changes_the_pareto_set(tmp_path: Path) -> None:
+    """digits_cnn on 4 small-64 macros at batch 4: ``overlap`` hides loads (fewer cycles per
+    inference) but computes in half passes (more partial-sum traffic, more energy), on the same
+    placement (same bitlines and usage): each objective keeps exactly one of the two points, and
+    the records hold the figures a compiled build reports."""
+    fixed = {"macro": {"preset": "small-64"}, "bitline_budget": 256, "infer_batch": 4}
+    config = parse_config({**MODEL, "fixed": fixed, "axes": {"timing": ["paper", "overlap"]}, "objective": "energy"})
+    assert config.objective == "energy"
+    out = tmp_path / "s.jsonl"
+    run_sweep(plan_from_config(config), out, engine="serial")
+    records = read_records(out)
+    fronts = {o: [r["point"]["timing"] for r in pareto(records, o)[1]] for o in ("batch-latency", "energy")}
+    assert fronts == {"batch-latency": ["overlap"], "energy": ["paper"]}
+    assert pareto(records, "energy")[2][0] == ("energy_pj", "min")
+    rec = next(r for r in records if r["point"]["timing"] == "overlap")
+    report = compile_model("digits_cnn", tmp_path / "b", CompileOptions(macro="small-64", bitline_budget=256,
+                                                                        infer_batch=4, timing="overlap")).report
+    assert rec["cycles_per_inference"] == report["latency"]["cycles_per_inference"]
+    assert rec["energy_pj"] == pytest.approx(report["energy"]["total"])
+    result = CliRunner().invoke(main, ["--json", "sweep", "--report", str(out), "--objective", "batch-latency",
+                                       "--no-plot"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output.strip().splitlines()[-1])
+    assert [r["point"]["timing"] for r in doc["pareto"]] == ["overlap"]

@@ -208,7 +208,7 @@ def test_html_report_has_the_timeline() -> None:
 
 
 def test_refusals_are_typed() -> None:
-    with pytest.raises(UsageError, match="adc_pj must be a positive number"):
+    with pytest.raises(UsageError, match=r"adc_pj = 0 must be a number in \(0, 1,000,000\] pJ"):
         MacroSpec(adc_pj=0)
     assert MacroSpec(adc_pj=2).adc_pj == 2.0 and isinstance(MacroSpec(adc_pj=2).adc_pj, float)
     works = _works([(4, 6, 5, 1)])  # 24 columns on 3 macros of 8 bitlines: 2 passes on 2 slots
@@ -225,3 +225,55 @@ def test_batch_amortises_the_reload() -> None:
     assert len(one.loads) == len(many.loads) and not one.resident
     assert many.compute_cycles == 8 * one.compute_cycles
     assert many.steady_batch_cycles / 8 < one.steady_batch_cycles
+
+
+def test_macro_parallel_conversion_by_hand() -> None:
+    """One segment of 12 columns on macros of 8 bitlines (8 + 4 columns), 2 ADCs a macro, 5
+    pixels: ``serial`` converts the 12 in ceil(12/2) + 1 = 7 cycles a pixel, ``macro-parallel``
+    takes the busier macro's ceil(8/2) + 1 = 5; conversions and energy do not change."""
+    macro = MacroSpec(name="t", wordlines=8, bitlines=BL, adcs=2, load_cycles=5)
+    works = _works([(1, 12, 5, 1)])
+    serial, parallel = (timeline_of(works, macro, 2 * BL, "paper", 1, c) for c in ("serial", "macro-parallel"))
+    assert serial.compute_cycles == 5 * 7 and parallel.compute_cycles == 5 * 5
+    assert energy(serial, macro) == energy(parallel, macro)
+    two = timeline_of(_works([(1, 12, 5, 2)]), macro, 2 * BL, "paper", 1, "macro-parallel")
+    assert two.compute_cycles == 2 * 5 * 5  # T = 2 input digits: twice the cycles
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(shapes=LAYERS, slots=st.integers(1, 6), timing=st.sampled_from(["paper", "overlap"]))
+def test_macro_parallel_never_slower(shapes: list[tuple[int, int, int, int]], slots: int, timing: str) -> None:
+    macro = MacroSpec(name="t", wordlines=8, bitlines=BL, adcs=2, load_cycles=5)
+    works = _works(shapes)
+    serial = timeline_of(works, macro, slots * BL, timing, 2)  # type: ignore[arg-type]
+    parallel = timeline_of(works, macro, slots * BL, timing, 2, "macro-parallel")  # type: ignore[arg-type]
+    assert timeline_violations(timeline_document(parallel, macro)) == []
+    if timing == "paper":  # the same passes: phase by phase never longer
+        assert [p.phase.macros for p in parallel.phases] == [p.phase.macros for p in serial.phases]
+        assert all(a.end - a.start <= b.end - b.start for a, b in zip(parallel.phases, serial.phases, strict=True))
+    assert parallel.compute_cycles <= serial.compute_cycles
+    assert event_counts(parallel).conversions == event_counts(serial).conversions
+
+
+def test_macro_parallel_build_is_recorded_and_validated(tmp_path: Path) -> None:
+    default = read_json(build("digits_cnn", bitline_budget=256), "manifest.json")
+    assert "conversion" not in default["options"]  # default builds keep their bytes
+    folder = copy_build(tmp_path / "b", "digits_cnn", bitline_budget=256, conversion="macro-parallel")
+    assert read_json(folder, "manifest.json")["options"]["conversion"] == "macro-parallel"
+    report = read_json(folder, "report.json")
+    assert report["latency"]["conversion"] == "macro-parallel"
+    assert "macro-parallel conversion" in (folder / "report.md").read_text()
+    assert validate_build(folder).ok
+    doc = read_json(folder, "schedule.json")
+    del doc["timeline"]["conversion"]  # the paper's count claimed for macro-parallel cycles
+    write_json(folder, "schedule.json", doc)
+    rehash(folder)
+    found = [v.message for v in validate_build(folder).violations if v.check == "timeline"]
+    assert any("conversion" in m for m in found), found
+    other = copy_build(tmp_path / "c", "digits_cnn", bitline_budget=256)  # serial, not in the manifest
+    doc = read_json(other, "schedule.json")
+    doc["timeline"]["conversion"] = "macro-parallel"
+    write_json(other, "schedule.json", doc)
+    rehash(other)
+    found = [v.message for v in validate_build(other).violations if v.check == "timeline"]
+    assert "conversion is 'macro-parallel', the manifest says conversion = 'serial'" in found, found

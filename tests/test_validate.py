@@ -145,6 +145,21 @@ def huge_input(folder: Path) -> None:
     write_json(folder, "graph.json", doc)
 
 
+def cast_output_to_double(folder: Path) -> None:
+    """model.cim.onnx ends in a Cast to float64: every value is the same (float32 converts
+    exactly), only the dtype of the model's output differs from the emulator's float32."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(folder / "model.cim.onnx"))
+    output = model.graph.output[0]
+    producer = next(n for n in model.graph.node if output.name in n.output)
+    producer.output[list(producer.output).index(output.name)] = output.name + "_float32"
+    model.graph.node.append(helper.make_node("Cast", [output.name + "_float32"], [output.name], to=TensorProto.DOUBLE))
+    output.type.tensor_type.elem_type = TensorProto.DOUBLE
+    onnx.save(model, str(folder / "model.cim.onnx"))
+
+
 CASES: dict[str, tuple[Callable[[Path], None], set[str], bool]] = {
     # name: (tampering, checks that must report it with a re-hashed manifest, needs the reference)
     "flipped weight code": (flip_code, {"cells", "reference"}, True),
@@ -161,6 +176,7 @@ CASES: dict[str, tuple[Callable[[Path], None], set[str], bool]] = {
     "digital constants negated": (negate_constants, {"graph", "outputs"}, False),
     "a CIM layer's bias shifted in quant.json": (shift_bias, {"outputs"}, False),
     "a huge input shape in graph.json": (huge_input, {"graph", "outputs"}, False),
+    "model.cim.onnx's output cast to float64": (cast_output_to_double, {"outputs"}, False),
 }
 
 
@@ -177,6 +193,15 @@ def test_tampering_is_caught(tmp_path: Path, case: str, rehashed: bool) -> None:
     assert ("sha256" in found) != rehashed, result.violations
     if rehashed:
         assert owners_of_case <= found, result.violations
+
+
+def test_outputs_check_compares_dtype_not_only_values(tmp_path: Path) -> None:
+    """Equal values in another dtype are a violation of the outputs check, named as such."""
+    folder = copy_build(tmp_path / "b", TINY)
+    cast_output_to_double(folder)
+    rehash(folder)
+    outputs = [v for v in validate_build(folder).violations if v.check == "outputs"]
+    assert len(outputs) == 1 and "'logits' (dtype float32 vs float64)" in outputs[0].message, outputs
 
 
 def test_flipped_code_needs_a_second_copy(tmp_path: Path) -> None:

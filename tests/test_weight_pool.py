@@ -283,3 +283,129 @@ def test_validate_reports_a_missing_or_corrupt_pool_file(binary_build: Path, tmp
     result = validate_build(out)
     pool = [v for v in result.violations if v.check == "pool"]
     assert pool and ("missing" in pool[0].message if change == "missing" else "safetensors" in pool[0].message), pool
+
+
+# -- pictures: the pool's bitlines and the index tables (cimc maps, HTML report) ---------------------
+def _cell_rgb(png: bytes, tables_shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """The picture's RGB pixels and its cell size (``pool_map``'s layout)."""
+    import io
+
+    from PIL import Image
+
+    from cimc.views.pool_map import cell_size
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), cell_size(*tables_shape)
+
+
+def _hex(rgb: np.ndarray) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def test_pool_pictures_colour_each_cell_by_its_pool_vector(pooled_build: tuple[Path, Graph, PoolWeights]) -> None:
+    from cimc.build.reader import read_build
+    from cimc.views.palette import lighten
+    from cimc.views.pool_map import MARGIN, TITLE, index_canvas, png_bytes, pool_canvas, read_pool, vector_colors
+
+    build, graph, config = pooled_build
+    tables = read_pool(read_build(build))
+    assert tables is not None and len(tables.layers) == 3
+    colors = vector_colors(config.pool_size)
+    pixels, c = _cell_rgb(png_bytes(pool_canvas(tables)), tables.pool.T.shape)
+    for k, t in itertools.product(range(tables.pool.shape[0]), range(tables.pool.shape[1])):
+        got = _hex(pixels[TITLE + MARGIN + t * c, MARGIN + k * c])  # the cell's top-left pixel
+        assert got == (colors[k] if tables.pool[k, t] > 0 else lighten(colors[k], 0.7)), (k, t)
+    for layer in tables.layers:
+        node = next(n for n in graph.nodes if n.name == layer.name)
+        np.testing.assert_array_equal(layer.index, node.ann[WeightPool].index)
+        pixels, c = _cell_rgb(png_bytes(index_canvas(tables, layer)), layer.index.shape)
+        s, o = np.indices(layer.index.shape)
+        top_left = pixels[TITLE + MARGIN + s * c, MARGIN + o * c]
+        assert [_hex(x) for x in top_left.reshape(-1, 3)] == [colors[k] for k in layer.index.reshape(-1)]
+        centre = pixels[TITLE + MARGIN + s * c + c // 2, MARGIN + o * c + c // 2].reshape(-1, 3)
+        np.testing.assert_array_equal(np.all(centre == 0, axis=1), layer.kept.reshape(-1))  # dots: kept errors
+        assert layer.kept.any() == (config.error_bits == 1)
+
+
+def test_maps_and_html_show_the_pool_only_for_pooled_builds(binary_build: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from cimc.build.reader import read_build
+    from cimc.views.html_report import html_report
+    from cimc.views.placement_map import write_maps
+
+    written = {p.name for p in write_maps(read_build(binary_build), tmp_path / "m", overview=False)}
+    assert {"pool.png", "pool_index_0000.png", "pool_index_0001.png", "pool_index_0002.png"} <= written
+    page = html_report(read_build(binary_build))
+    assert "<h2 id=pool>Weight pool</h2>" in page and page.count("data-layer-pool=") == 3
+    assert page.count("src='data:image/png;base64,") == 4
+    ctx = PassContext(macro=SMALL)
+    plain = run_passes(small_cnn(group=2), [FoldBatchNorm(), SelectCim(map_fc=True), TileWordlines(),
+                                            Quantize(calib_size=8), PlaceBitlines(), ScaleToShift()], ctx)
+    unpooled = read_build(write(plain, ctx, tmp_path / "plain"))
+    assert not any(p.name.startswith("pool") for p in write_maps(unpooled, tmp_path / "n", overview=False))
+    assert "id=pool" not in html_report(unpooled)
+
+
+def test_pool_pictures_refuse_an_index_outside_the_pool(binary_build: Path, tmp_path: Path) -> None:
+    from cimc.build.reader import read_build
+    from cimc.errors import BuildError
+    from cimc.views.pool_map import read_pool
+
+    with pytest.raises(BuildError, match="index table of layer 1"):
+        read_pool(read_build(_tamper(binary_build, tmp_path, "range")))
+
+
+def test_evidence_table_of_the_trained_nets() -> None:
+    """``scripts/weight_pool_evidence.py --nets``' table: labels, bitlines saved against uniform
+    4-bit, rows by effective bits, and a partial run said so."""
+    from scripts import weight_pool_evidence as evidence
+
+    def row(how: str, config: dict, bits: float, top1: float, bitlines: int) -> dict:  # type: ignore[type-arg]
+        return {"net": "vgg9", "how": how, "config": config, "effective_bits": bits, "compiled_top1": top1,
+                "float_top1": 0.99, "cells": 10, "bitlines": bitlines, "macros": 1, "conversions": 5}
+
+    pool = {"weight_pool": 256, "pool_vector": 16, "pool_error_bits": 0}
+    rows = [row("ptq", {"w_bits": 4}, 4.04, 0.98, 2672), row("ptq", pool, 0.55, 0.11, 256),
+            row("qat", pool, 0.55, 0.80, 256)]
+    meta = {"torch": "t", "python": "p", "load": "1.0", "train": 4000, "test": 1000, "float_epochs": 3,
+            "phase1": 1, "phase2": 1, "qat_size": 1000, "minutes": 3.0, "partial": True, "asked": 4}
+    text = evidence.nets_markdown(rows, meta)
+    assert "Partial run: 3 of 4 rows" in text and "### vgg9 (float top-1 99.0%)" in text
+    lines = [x for x in text.splitlines() if x.startswith("| uniform") or x.startswith("| pool")]
+    assert lines[0].startswith("| uniform 4-bit PTQ | 4.040 | 98.0 |") and lines[0].endswith("| 0.0% | 5 |")
+    assert lines[1].startswith("| pool P=256, L=16, E=0 PTQ | 0.550 | 11.0 |") and "| 90.4% |" in lines[1]
+    assert lines[2].startswith("| pool P=256, L=16, E=0 QAT | 0.550 | 80.0 |")
+
+
+def test_readme_pool_qat_table_is_the_evidence_file_s() -> None:
+    """The README's trained-nets table quotes ``benchmarks/results/weight_pool_nets.json``."""
+    root = Path(__file__).resolve().parent.parent
+    rows = json.loads((root / "benchmarks" / "results" / "weight_pool_nets.json").read_text())["rows"]
+    top1 = {(r["net"], r["how"], json.dumps(r["config"], sort_keys=True)): r for r in rows if "qat" not in r
+            or r["qat"]["size"] == 1000}
+    readme = (root / "README.md").read_text(encoding="utf-8").splitlines()
+    start = readme.index("| VGG9 / ResNet-18 | eff. bits/weight | top-1 % after training (PTQ) | top-1 % QAT | "
+                         "bitlines on chip |")
+    table = [line for line in readme[start + 3:start + 12] if line.startswith("| uniform") or
+             line.startswith("| pool")]
+    configs = {"uniform 4-bit": {"w_bits": 4}, "uniform 2-bit": {"w_bits": 2}}
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        name = cells[0]
+        if name.startswith("pool"):
+            p, length = (int(x.split("=")[1]) for x in name.split(",")[:2])
+            config = {"weight_pool": p, "pool_vector": length, "pool_error_bits": 0 if "no error" in name else 1}
+        else:
+            config = configs[name]
+        key = json.dumps(config, sort_keys=True)
+        for i, net in enumerate(("vgg9", "resnet18")):
+            ptq = top1[(net, "ptq", key)]
+            assert cells[2].split(" / ")[i] == f"{100 * ptq['compiled_top1']:.1f}", (name, net)
+            assert cells[1].split(" / ")[i] == f"{ptq['effective_bits']:.2f}", (name, net)
+            assert cells[4].split(" / ")[i] == f"{ptq['bitlines']:,}", (name, net)
+            if cells[3]:
+                assert cells[3].split(" / ")[i] == f"{100 * top1[(net, 'qat', key)]['compiled_top1']:.1f}", (name, net)
+    assert len(table) == 6
+    longer = [r for r in rows if r.get("qat", {}).get("size") == 4000]
+    prose = " ".join(readme)
+    assert len(longer) == 2 and all(f"{100 * r['compiled_top1']:.1f}% ({'VGG9' if r['net'] == 'vgg9' else 'ResNet-18'})"
+                                    in prose for r in longer)

@@ -48,3 +48,18 @@ def test_off_and_unwritable_cache_still_export(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv(cache.ENV, str(tmp_path / "blocked"))
     assert not cache.cached_export("tiny_cnn", 5, tmp_path / "y.onnx", calls.append)
     assert calls == [tmp_path / "x.onnx", tmp_path / "y.onnx"]
+
+
+def test_a_cache_hit_does_not_import_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cimc compile vgg9`` from the cache must not pay torch's import (seconds)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
+    models.export_onnx("tiny_cnn", tmp_path / "a.onnx", seed=4)
+    code = ("import sys; from pathlib import Path; from cimc import models; "
+            f"models.export_onnx('tiny_cnn', Path({str(tmp_path / 'b.onnx')!r}), seed=4); "
+            "print(sys.modules.get('torch') is not None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()

@@ -18,14 +18,14 @@ that segment holds (``cimc.documents.layout``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
 from cimc.backend.geometry import geometry
 from cimc.documents.layout import ROW_ORDER, Layer, LayerKind, LayerOp, Layout, MacroOwners, Segment, Tiling
 from cimc.documents.macro import MacroDoc
-from cimc.ir.annotations import BitlinePlacement, CimLayer, QuantParams, WeightPool, WordlineTiling
+from cimc.ir.annotations import BitlinePlacement, CimLayer, ModulePath, QuantParams, WeightPool, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.macro import MacroSpec
@@ -132,10 +132,16 @@ def _layer_entry(index: int, graph: Graph, node: Node, layer: CimLayer, tiling: 
                  out_pixels=layer.out_pixels, tiling=cast(Tiling, tiling.mode),
                  first_column=p.first_column, columns=p.num_columns, w_slices=w_slices, a_slices=a_slices,
                  macros=list(p.macros_used()), geometry=geometry(graph, node), segments=segments,
-                 **_pool_fields(node))
+                 **_module_fields(node), **_pool_fields(node))
 
 
-def _pool_fields(node: Node) -> dict[str, int]:
+def _module_fields(node: Node) -> dict[str, Any]:
+    """``module``: the torch module path of a layer imported with one; nothing otherwise."""
+    module = node.ann.get_ann(ModulePath)
+    return {} if module is None else {"module": module.path}
+
+
+def _pool_fields(node: Node) -> dict[str, Any]:
     """``pool_vector_length`` of a pooled layer (docs/weight-pool.md); nothing otherwise."""
     pool = node.ann.get_ann(WeightPool)
     return {} if pool is None else {"pool_vector_length": pool.vector_length}

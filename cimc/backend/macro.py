@@ -28,7 +28,7 @@ from cimc.build.weights_file import macro_weights_bytes
 from cimc.cost.energy import energy
 from cimc.cost.model import ModelCost, model_cost
 from cimc.cost.pool import graph_pool_cost
-from cimc.cost.timeline import Timing, timeline
+from cimc.cost.timeline import Conversion, Timing, timeline
 from cimc.documents import dumps
 from cimc.documents.macro import MacroDoc
 from cimc.documents.manifest import SCHEMA_VERSION, Manifest, Source
@@ -56,15 +56,15 @@ class BuildOutput:
 def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
                 source: dict[str, Any], options: dict[str, Any], quant: dict[str, Any] | None = None,
                 evaluate: Callable[[bytes, Graph], Accuracy] | None = None,
-                timing: str = "paper", batch: int = 1) -> BuildOutput:
+                timing: str = "paper", batch: int = 1, conversion: str = "serial") -> BuildOutput:
     """All files of a build (manifest separate: its file hashes are added when written).
     A quantized graph also gets the files of ``cim_build`` (``quant``: the compile's
     calibration facts; ``evaluate``: the accuracy of ``model.cim.onnx`` and of ``graph``'s
     layers for the report; without it the report says the accuracy is unknown; ``timing``: the
-    timeline's model, ``batch`` its batch size)."""
+    timeline's model, ``batch`` its batch size, ``conversion`` its conversion model)."""
     cost = model_cost(graph, macro, bitline_budget)
     result = timeline(graph, macro, cost.bitline_budget, cast(Timing, validate("timing", timing)),
-                      validate("infer_batch", batch))
+                      validate("infer_batch", batch), cast(Conversion, validate("conversion", conversion)))
     nodes = cim_nodes(graph)
     quantized = is_quantized(nodes)
     arrays = (code_arrays if quantized else macro_arrays)(graph, nodes, macro, cost.macros)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from cimc.cost.area import chip_area
 from cimc.cost.energy import Energy
 from cimc.cost.model import LayerCost, ModelCost
 from cimc.cost.timeline import TimelineResult
 from cimc.documents.macro import MacroDoc
-from cimc.documents.report import DigitalOp, EnergyReport, Latency, LayerRow, Report, Totals
+from cimc.documents.report import DigitalOp, EnergyReport, Latency, LayerRow, Report, System, Totals
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
 from cimc.safe_text import printable
@@ -35,7 +36,13 @@ def report_document(graph: Graph, cost: ModelCost, macro: MacroSpec, digital: li
     return Report(model=graph.name, macro=MacroDoc(**macro.to_dict()), totals=totals,
                   layers=[LayerRow(**vars(layer)) for layer in cost.layers], digital_ops=digital,
                   notes=budget_notes(cost, macro) + slicing_notes(cost, macro),
-                  latency=latency_document(result), energy=EnergyReport(**energy.to_dict()))
+                  latency=latency_document(result), energy=EnergyReport(**energy.to_dict()),
+                  system=system_document(macro, result.slots))
+
+
+def system_document(macro: MacroSpec, slots: int) -> System:
+    """``report.json``'s ``system``: the chip's area (``cimc.cost.area``)."""
+    return System(**chip_area(macro, slots).to_dict())
 
 
 def latency_document(result: TimelineResult) -> Latency:
@@ -46,19 +53,24 @@ def latency_document(result: TimelineResult) -> Latency:
                    inferences_per_mcycle=1e6 * result.batch / steady if steady else 0.0,
                    load_cycles=result.load_cycles, compute_cycles=result.compute_cycles,
                    overlap_cycles=result.overlap_cycles, stall_cycles=result.makespan - result.compute_cycles,
-                   loads=len(result.loads), resident=result.resident)
+                   loads=len(result.loads), resident=result.resident,
+                   **({} if result.conversion == "serial" else {"conversion": result.conversion}))
 
 
-def timeline_notes(latency: Latency, energy: EnergyReport) -> list[str]:
-    """``report.md``'s lines on the timeline and the energy."""
+def timeline_notes(latency: Latency, energy: EnergyReport, system: System) -> list[str]:
+    """``report.md``'s lines on the timeline, the energy and the area."""
     parts = ", ".join(f"{name} {getattr(energy, key):,.1f}" for key, name in ENERGY_NAMES)
-    return [f"timeline ({latency.timing}, batch {latency.batch:,}, {latency.slots:,} physical macros): "
+    conversion = f", {latency.conversion} conversion" if latency.conversion else ""
+    return [f"timeline ({latency.timing}{conversion}, batch {latency.batch:,}, {latency.slots:,} physical macros): "
             f"{latency.cycles_per_inference:,.1f} cycles per inference; per batch {latency.first_batch_cycles:,} "
             f"cycles from an empty chip (load {latency.load_cycles:,}, compute {latency.compute_cycles:,}, "
             f"overlap {latency.overlap_cycles:,}, stall {latency.stall_cycles:,}), then "
             f"{latency.steady_batch_cycles:,} per batch" + (" (weights stay on chip)" if latency.resident else ""),
             f"energy per inference: {energy.total:,.1f} pJ ({parts}); {energy.tops_per_w:,.2f} TOPS/W"
-            + (f"; one-time weight load {energy.initial_load:,.1f} pJ" if energy.initial_load else "")]
+            + (f"; one-time weight load {energy.initial_load:,.1f} pJ" if energy.initial_load else ""),
+            f"area: {system.total / 1e6:,.3f} mm² = {system.slots:,} physical macros × {system.macro:,.0f} µm² "
+            f"(cells {system.cells:,.0f}, ADC {system.adc:,.0f}, DAC {system.dac:,.0f}, shift-add "
+            f"{system.adder:,.0f}) + partial-sum buffer {system.psum_buffer:,.0f} µm²"]
 
 
 #: The energy components as ``report.md`` names them.
@@ -131,7 +143,7 @@ def report_markdown(doc: Report, cost: ModelCost) -> str:
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in layer_rows(cost)]
     lines += ["", "The total row's partial sums are the largest layer's (buffers are reused).", ""]
-    lines += [f"- {printable(note)}" for note in doc.notes + timeline_notes(doc.latency, doc.energy)]
+    lines += [f"- {printable(note)}" for note in doc.notes + timeline_notes(doc.latency, doc.energy, doc.system)]
     if doc.digital_ops:
         ops = sorted({d.op for d in doc.digital_ops})
         lines += [f"- digital ops ({len(doc.digital_ops)} nodes): {', '.join(ops)}"]

@@ -74,9 +74,10 @@ def timeline_document(result: TimelineResult, macro: MacroSpec) -> Timeline:
         for i, p in enumerate(result.phases)]
     loads = [LoadEvent(macro=ld.macro, slot=ld.slot, start=ld.start, end=ld.end, phase=ld.phase)
              for ld in result.loads]
+    extra = {} if result.conversion == "serial" else {"conversion": result.conversion}
     return Timeline(timing=result.timing, batch=result.batch, slots=result.slots, load_cycles=macro.load_cycles,
                     concurrent_loads=macro.concurrent_loads, psum_buffer=macro.psum_buffer, phases=phases,
-                    loads=loads, totals=timeline_totals(result))
+                    loads=loads, totals=timeline_totals(result), **extra)
 
 
 def timeline_totals(result: TimelineResult) -> TimelineTotals:

@@ -144,6 +144,11 @@ class BuildDir:
     def layer_names(self) -> list[str]:
         return [layer.node for layer in self.layout.layers]
 
+    @property
+    def layer_modules(self) -> list[str | None]:
+        """Each layer's torch module path (``features.1.conv.0``), ``None`` where not recorded."""
+        return [layer.module for layer in self.layout.layers]
+
     @cached_property
     def slicing_notes(self) -> dict[int, str]:
         """``{layer index: "8-bit weights over 2 cells, 8-bit inputs over 2 DAC cycles"}`` for

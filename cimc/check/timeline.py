@@ -10,8 +10,8 @@ done before the phase starts; **no slot double-booked** — no load into that sl
 the phase ends; the partial sums a phase keeps fit ``psum_buffer``; and the totals are
 re-derived from the events. Then recomputed: the timeline of the layout's layers
 (``check.cost.layout_graph``) under the document's timing model and batch must equal the
-document, and ``report.json``'s ``latency`` and ``energy`` and ``report.md``'s timeline lines
-must equal those recomputed from it.
+document, and ``report.json``'s ``latency``, ``energy`` and ``system`` (area) and ``report.md``'s
+timeline lines must equal those recomputed from it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from itertools import pairwise
 
-from cimc.backend.report import latency_document, timeline_notes
+from cimc.backend.report import latency_document, system_document, timeline_notes
 from cimc.backend.schedule import timeline_document
 from cimc.build.reader import BuildDir
 from cimc.check.cost import layout_graph, recomputed_cost
@@ -39,12 +39,16 @@ def check_timeline(build: BuildDir, result: Validation) -> Iterator[Violation]:
     doc = parse(Schedule, "schedule.json", build.schedule).timeline
     yield from (Violation("timeline", "schedule.json timeline", m) for m in timeline_violations(doc))
     options = build.manifest.get("options", {})
-    for key, option in (("timing", "timing"), ("batch", "infer_batch")):
-        if option in options and options[option] != getattr(doc, key):
-            yield Violation("timeline", "schedule.json timeline", f"{key} is {getattr(doc, key)!r}, the manifest "
-                            f"says {option} = {options[option]!r}")
+    conversion = doc.conversion or "serial"
+    recorded = {"timing": options.get("timing", doc.timing), "infer_batch": options.get("infer_batch", doc.batch),
+                "conversion": options.get("conversion", "serial")}  # recorded only when not serial
+    for key, option, value in (("timing", "timing", doc.timing), ("batch", "infer_batch", doc.batch),
+                               ("conversion", "conversion", conversion)):
+        if recorded[option] != value:
+            yield Violation("timeline", "schedule.json timeline", f"{key} is {value!r}, the manifest "
+                            f"says {option} = {recorded[option]!r}")
     macro, cost = build.macro, recomputed_cost(build)
-    again = timeline(layout_graph(build), macro, cost.bitline_budget, doc.timing, doc.batch)
+    again = timeline(layout_graph(build), macro, cost.bitline_budget, doc.timing, doc.batch, conversion)
     want = timeline_document(again, macro)
     if want != doc:
         yield Violation("timeline", "schedule.json timeline", f"differs from the timeline recomputed from the layout "
@@ -52,19 +56,21 @@ def check_timeline(build: BuildDir, result: Validation) -> Iterator[Violation]:
     if build.report is not None:
         report = parse(Report, "report.json", build.report)
         latency, joules = latency_document(again), EnergyReport(**energy(again, macro).to_dict())
-        for name, got, expected in (("latency", report.latency, latency), ("energy", report.energy, joules)):
+        system = system_document(macro, again.slots)
+        for name, got, expected in (("latency", report.latency, latency), ("energy", report.energy, joules),
+                                    ("system", report.system, system)):
             if got != expected:
                 yield Violation("timeline", f"report.json {name}", f"{got.to_json()} differs from the recomputed "
                                 f"{expected.to_json()}")
         text = build.text("report.md") or ""
         bullets = {line[2:] for line in text.splitlines() if line.startswith("- ")}
-        for note in timeline_notes(latency, joules):
+        for note in timeline_notes(latency, joules, system):
             if note not in bullets:
                 yield Violation("timeline", "report.md", f"missing or altered line: {note!r}")
 
 
 def _first_difference(got: Timeline, want: Timeline) -> str:
-    for key in ("timing", "batch", "slots", "load_cycles", "concurrent_loads", "psum_buffer", "totals"):
+    for key in ("timing", "conversion", "batch", "slots", "load_cycles", "concurrent_loads", "psum_buffer", "totals"):
         if getattr(got, key) != getattr(want, key):
             return f"{key}: {getattr(got, key)!r}, recomputed {getattr(want, key)!r}"
     for key in ("phases", "loads"):

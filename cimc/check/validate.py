@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +56,25 @@ from cimc.errors import BuildError, CimcError
 from cimc.untrusted import load_json
 
 log = logging.getLogger(__name__)
-KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()  # version 1 builds lack layout.json's geometry, version 2 the timeline
+# version 1 builds lack layout.json's geometry, version 2 the timeline, version 3 the area
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = ()
 OWNER_KEYS = ("layer", "segment", "out_channel", "wordline_start")
 WORDLINE_KEYS = ("wordline_channel", "wordline_kernel_pos")
 
 
 def validate_build(path: str | Path, reference: str | Path | bool = False,
-                   extra: Sequence[tuple[str, Check]] = ()) -> Validation:
+                   extra: Sequence[tuple[str, Check]] = (),
+                   progress: Callable[[str], None] | None = None) -> Validation:
     """Run every check on the build at ``path``. ``reference``: ``True`` also compiles the
     zoo source named in the manifest again and compares every cell, a path does so with
     that ONNX file; the rebuild uses *this* cimc, so a build from another version of the
     compiler may legitimately differ. ``extra``: checks of higher layers, run after the
     structural ones — ``cimc.emulator.validate.validate_build`` (what ``cimc validate``
-    runs) adds the emulator against onnxruntime on ``model.cim.onnx`` (``outputs``)."""
+    runs) adds the emulator against onnxruntime on ``model.cim.onnx`` (``outputs``).
+    ``progress`` is told each phase (``cimc.progress``)."""
+    say = progress or (lambda _: None)
     result = Validation(Path(path))
+    say(f"reading {path}")
     build = read_build(path)
     checks: list[tuple[str, Check]] = [
         ("manifest", check_manifest), ("sha256", check_hashes), ("schemas", check_schemas),
@@ -80,6 +85,7 @@ def validate_build(path: str | Path, reference: str | Path | bool = False,
     if reference is not False:
         checks.append(("reference", lambda b, r: check_reference(b, r, None if reference is True else reference)))
     for name, check in checks:
+        say(f"check {name}")
         result.checks.append(name)
         result.violations += _run(name, check, build, result)
     log.info("validated %s: %d violation(s)", path, len(result.violations))

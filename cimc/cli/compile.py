@@ -12,6 +12,7 @@ recorded in the manifest's ``options.passes``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from cimc.cli.quant import pop_quant, print_quant, quant_options
 
 if TYPE_CHECKING:
     from cimc.cost.model import ModelCost
+    from cimc.ir.graph import Graph
 
 
 @click.command("compile")
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 @click.option("--wide", is_flag=True, help="Console tables with every column and whole layer names (else 100 columns).")
 @click.option("--allow-external-data-outside", is_flag=True,
               help="Trust external weight files outside the model's folder (absolute, '..', links).")
-@declared("passes", "disable", "stop_after", "timing", "infer_batch")
+@declared("passes", "disable", "stop_after", "timing", "infer_batch", "conversion")
 @morph_options
 @quant_options
 @declared(*POOL)
@@ -46,7 +48,7 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                 placement: str, map_fc: bool, input_shape: tuple[str, ...], max_model_bytes: int,
                 max_tensor_bytes: int, max_data_bytes: int, dump_ir: Path | None, force: bool, wide: bool,
                 allow_external_data_outside: bool, passes: tuple[str, ...], disable: tuple[str, ...],
-                stop_after: str | None, timing: str, infer_batch: int, **morph: Any) -> None:
+                stop_after: str | None, timing: str, infer_batch: int, conversion: str, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
 
@@ -59,9 +61,14 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                              max_data_bytes=max_data_bytes, dump_ir=dump_ir, force=force,
                              allow_external_data_outside=allow_external_data_outside,
                              morph=structure_morph(bitline_budget, **morph), passes=passes or None,
-                             disable=disable, stop_after=stop_after, timing=timing, infer_batch=infer_batch)
-    if state.as_json:
+                             disable=disable, stop_after=stop_after, timing=timing, infer_batch=infer_batch,
+                             conversion=conversion)
+    from cimc.progress import Progress
+
+    with Progress(enabled=not state.as_json) as progress:
+        options.progress = progress
         result = compile_model(source, output, options)
+    if state.as_json:
         accuracy = result.report.get("accuracy")
         echo(json.dumps({"output": str(result.out_dir), "totals": result.report["totals"],
                          "accuracy": accuracy, "accuracy_unknown": result.report.get("accuracy_unknown")},
@@ -69,14 +76,9 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
         if accuracy is not None and accuracy.get("warning"):
             echo(f"warning: {accuracy['warning']}", err=True)  # never missed, even under --json
         return
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    with console.status("compiling") as status:
-        options.progress = lambda name: status.update(f"running {name}")
-        result = compile_model(source, output, options)
-    print_report(result.report, result.cost, wide)
-    print_quant(result.report, wide)
+    modules = module_paths(result.graph)
+    print_report(result.report, result.cost, wide, modules)
+    print_quant(result.report, wide, modules)
     echo(f"wrote {result.out_dir}/")
 
 
@@ -84,7 +86,15 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
 NARROW_DROP = frozenset({"segments", "act. WL", "ADC conv.", "psums", "load cyc."})
 
 
-def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) -> None:
+def module_paths(graph: Graph) -> dict[str, str]:
+    """``{node name: torch module path}`` of the nodes imported with one (``ir.annotations.ModulePath``)."""
+    from cimc.ir.annotations import ModulePath
+
+    return {n.name: m.path for n in graph.nodes if (m := n.ann.get_ann(ModulePath)) is not None}
+
+
+def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False,
+                 modules: Mapping[str, str] | None = None) -> None:
     from rich.markup import escape
 
     from cimc.backend.report import COLUMNS, layer_rows
@@ -94,12 +104,13 @@ def print_report(report: dict[str, Any], cost: ModelCost, wide: bool = False) ->
     out = console(wide)
     print_table(out, f"{safe_name(report['model'])} on macro '{report['macro']['name']}'",
                 [header for _, header in COLUMNS], layer_rows(cost), wide=wide, narrow_drop=NARROW_DROP,
-                bold_last=True)
+                bold_last=True, modules=modules)
     for note in report["notes"]:
         out.print(f"• {escape(note)}")
-    if "latency" in report and "energy" in report:
+    if "latency" in report and "energy" in report and "system" in report:
         from cimc.backend.report import timeline_notes
-        from cimc.documents.report import EnergyReport, Latency
+        from cimc.documents.report import EnergyReport, Latency, System
 
-        for note in timeline_notes(Latency(**report["latency"]), EnergyReport(**report["energy"])):
+        for note in timeline_notes(Latency(**report["latency"]), EnergyReport(**report["energy"]),
+                                   System(**report["system"])):
             out.print(f"• {escape(note)}")

@@ -11,6 +11,7 @@ a broken build exits with code 8 naming what is wrong.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,17 +49,32 @@ def emulate_cmd(state: State, build: Path, inputs_file: Path | None, data: str |
                 golden: Path | None, golden_samples: int,
                 save_outputs: Path | None) -> None:
     """Run BUILD on the bit-accurate macro emulator."""
-    import numpy as np
-
-    from cimc.emulator import Emulator, write_golden
+    from cimc.emulator import Emulator
+    from cimc.progress import Progress
 
     if (inputs_file is None) == (data is None):
         raise UsageError("pass exactly one of --inputs FILE.npy and --data SOURCE")
-    emulator = Emulator.open(build)
-    pre = _preprocess(emulator, image_size, mean, std)
-    x, labels = _samples(emulator, inputs_file, data, data_root, pre)
-    x = x[:limit] if limit else x
-    outputs = _run_batches(emulator, x, batch)
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase(f"opening and checking {build}")
+        emulator = Emulator.open(build)
+        pre = _preprocess(emulator, image_size, mean, std)
+        progress.phase(f"loading {inputs_file.name if inputs_file is not None else data}")
+        x, labels = _samples(emulator, inputs_file, data, data_root, pre)
+        x = x[:limit] if limit else x
+        progress.phase("emulating samples", total=int(x.shape[0]))
+        outputs = _run_batches(emulator, x, batch, progress.advance)
+        result = _write(emulator, x, labels, outputs, build, data, save_outputs, golden, golden_samples, progress)
+    _print(state, result)
+
+
+def _write(emulator: Emulator, x: np.ndarray, labels: np.ndarray | None, outputs: np.ndarray, build: Path,
+           data: str | None, save_outputs: Path | None, golden: Path | None, golden_samples: int,
+           progress: Any) -> dict[str, Any]:
+    """The result document; the outputs and golden vectors written where asked."""
+    import numpy as np
+
+    from cimc.emulator import write_golden
+
     result: dict[str, Any] = {"build": str(build), "samples": int(x.shape[0]),
                               "output_shape": list(outputs.shape), "top1": _top1(outputs).tolist()}
     if labels is not None:
@@ -70,9 +86,10 @@ def emulate_cmd(state: State, build: Path, inputs_file: Path | None, data: str |
         refuse_special_output(Path(save_outputs))
         np.save(save_outputs, outputs, allow_pickle=False)
     if golden is not None:
+        progress.phase(f"golden vectors ({min(golden_samples, int(x.shape[0]))} samples)")
         write_golden(golden, emulator, x[:golden_samples])
         result["golden"] = str(golden)
-    _print(state, result)
+    return result
 
 
 def _preprocess(emulator: Emulator, image_size: int | None, mean: str | None, std: str | None) -> Preprocess:
@@ -106,11 +123,14 @@ def _samples(emulator: Emulator, inputs_file: Path | None, data: str | None,
     return ds.x, ds.y
 
 
-def _run_batches(emulator: Emulator, x: np.ndarray, batch: int) -> np.ndarray:
-    """The first output over all samples, ``batch`` at a time."""
+def _run_batches(emulator: Emulator, x: np.ndarray, batch: int, advance: Callable[[int], None]) -> np.ndarray:
+    """The first output over all samples, ``batch`` at a time (``advance(n)`` after each)."""
     import numpy as np
 
-    parts = [next(iter(emulator.run(x[i:i + batch]).outputs.values())) for i in range(0, x.shape[0], batch)]
+    parts = []
+    for i in range(0, x.shape[0], batch):
+        parts.append(next(iter(emulator.run(x[i:i + batch]).outputs.values())))
+        advance(parts[-1].shape[0])
     return np.concatenate(parts)
 
 

@@ -36,11 +36,16 @@ from cimc.errors import UsageError
 def export_qdq_cmd(state: State, build: Path, output: Path, opset: int, scales: str, force: bool) -> None:
     """Write BUILD's compiled model as QDQ ONNX (the same outputs as model.cim.onnx)."""
     from cimc.lowering.qdq import qdq_model, read_cim_model, read_weight_steps
+    from cimc.progress import Progress
 
     if (output.exists() or output.is_symlink()) and not force:
         raise UsageError(f"{output} exists", hint="pass --force to replace it")
-    model = qdq_model(read_cim_model(build), opset, read_weight_steps(build) if scales == "real" else None)
-    data = model.SerializeToString(deterministic=True)
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase(f"reading {build}")
+        cim, steps = read_cim_model(build), read_weight_steps(build) if scales == "real" else None
+        progress.phase(f"QDQ rewrite (opset {opset})")
+        model = qdq_model(cim, opset, steps)
+        data = model.SerializeToString(deterministic=True)
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         tmp.write_bytes(data)

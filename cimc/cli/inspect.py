@@ -48,40 +48,45 @@ def inspect_cmd(state: State, build: Path, layer: str | None, macro_index: int |
                 png_dir: Path | None, svg_dir: Path | None) -> None:
     """Show what BUILD maps where: summary, layers and a text map of every macro."""
     from cimc.build.reader import read_build
+    from cimc.progress import Progress
     from cimc.views import inspect_view as view
 
-    b = read_build(build)
-    index = view.find_layer(b, layer) if layer is not None else None
-    if macro_index is not None:
-        view.check_macro(b, macro_index)
-    written = _write_files(b, html_file, png_dir, svg_dir, macro_index)
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase(f"reading {build}")
+        b = read_build(build)
+        index = view.find_layer(b, layer) if layer is not None else None
+        if macro_index is not None:
+            view.check_macro(b, macro_index)
+        written = _write_files(b, html_file, png_dir, svg_dir, macro_index, progress)
+        if state.as_json:
+            doc = {**view.summary(b), "written": [str(p) for p in written]}
+        else:
+            progress.phase("text view")
+            shown = (view.macro_view(b, macro_index, index) if macro_index is not None
+                     else view.layer_view(b, index) if index is not None else view.overview(b))
     if state.as_json:
-        _echo_json({**view.summary(b), "written": [str(p) for p in written]})
+        _echo_json(doc)
         return
     console = _console()
-    if macro_index is not None:
-        console.print(view.macro_view(b, macro_index, index))
-    elif index is not None:
-        console.print(view.layer_view(b, index))
-    else:
-        console.print(view.overview(b))
+    console.print(shown)
     for path in written:
         console.print(f"wrote {path}")
 
 
 def _write_files(b: Any, html_file: Path | None, png_dir: Path | None, svg_dir: Path | None,
-                 macro_index: int | None) -> list[Path]:
+                 macro_index: int | None, progress: Any) -> list[Path]:
     written: list[Path] = []
     if html_file is not None:
         from cimc.views.html_report import write_html
 
+        progress.phase(f"writing {html_file.name}")
         written.append(write_html(b, html_file))
     for folder, fmt in ((png_dir, "png"), (svg_dir, "svg")):
         if folder is not None:
             from cimc.views.placement_map import write_maps
 
             chosen = None if macro_index is None else [macro_index]
-            written += write_maps(b, folder, formats=(fmt,), macros=chosen)
+            written += write_maps(b, folder, formats=(fmt,), macros=chosen, progress=progress)
     return written
 
 
@@ -95,9 +100,11 @@ def _write_files(b: Any, html_file: Path | None, png_dir: Path | None, svg_dir: 
 def validate_cmd(state: State, build: Path, rebuild: bool, model: Path | None) -> None:
     """Check BUILD without trusting it; exit 8 listing every violation."""
     from cimc.emulator.validate import require_ok, validate_build
+    from cimc.progress import Progress
     from cimc.safe_text import safe_message
 
-    result = validate_build(build, reference=model or rebuild)
+    with Progress(enabled=not state.as_json) as progress:
+        result = validate_build(build, reference=model or rebuild, progress=progress)
     if not result.ok and not state.as_json:
         for violation in result.violations:
             echo(f"  {safe_message(str(violation))}", err=True)  # one line each, whatever the build holds
@@ -118,10 +125,17 @@ def validate_cmd(state: State, build: Path, rebuild: bool, model: Path | None) -
 def diff_cmd(state: State, build_a: Path, build_b: Path) -> None:
     """What changed from BUILD_A to BUILD_B: layers, moved columns, macros."""
     from cimc.build.reader import read_build
+    from cimc.progress import Progress
     from cimc.views.diff import diff_builds
     from cimc.views.diff_view import diff_renderable
 
-    doc = diff_builds(read_build(build_a), read_build(build_b))
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase(f"reading {build_a}")
+        a = read_build(build_a)
+        progress.phase(f"reading {build_b}")
+        b = read_build(build_b)
+        progress.phase("comparing")
+        doc = diff_builds(a, b)
     if state.as_json:
         _echo_json(doc)
         return
@@ -146,15 +160,19 @@ def maps_cmd(state: State, build: Path, output: Path, formats: tuple[str, ...], 
              no_overview: bool, timeline: bool, jobs: int) -> None:
     """Write placement pictures of BUILD: one per macro and an overview (needs cimc[plot])."""
     from cimc.build.reader import read_build
+    from cimc.progress import Progress
     from cimc.views.placement_map import default_jobs, write_maps
 
-    b = read_build(build)
-    written = write_maps(b, output, formats=formats, macros=macros or None, overview=not no_overview,
-                         show_progress=not state.as_json, jobs=jobs or default_jobs(len(macros) or b.num_macros))
-    if timeline:
-        from cimc.views.gantt import write_gantt
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase(f"reading {build}")
+        b = read_build(build)
+        written = write_maps(b, output, formats=formats, macros=macros or None, overview=not no_overview,
+                             progress=progress, jobs=jobs or default_jobs(len(macros) or b.num_macros))
+        if timeline:
+            from cimc.views.gantt import write_gantt
 
-        written += write_gantt(b, output, formats)
+            progress.phase("drawing the timeline")
+            written += write_gantt(b, output, formats)
     if state.as_json:
         _echo_json({"output": str(output), "files": [p.name for p in written]})
         return

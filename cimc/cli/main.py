@@ -12,6 +12,7 @@ from cimc import __version__
 from cimc.cli.common import CimcGroup, State
 from cimc.cli.compile import compile_cmd
 from cimc.cli.emulate import emulate_cmd
+from cimc.cli.export_neurosim import export_neurosim_cmd
 from cimc.cli.export_qdq import export_qdq_cmd
 from cimc.cli.inspect import register as register_inspect
 from cimc.cli.morph import morph_cmd
@@ -42,6 +43,7 @@ main.add_command(qat_cmd)
 main.add_command(morph_cmd)
 main.add_command(emulate_cmd)
 main.add_command(export_qdq_cmd)
+main.add_command(export_neurosim_cmd)
 main.add_command(search_cmd)
 main.add_command(sweep_cmd)
 main.add_command(passes_cmd)

@@ -84,23 +84,31 @@ def morph_cmd(state: State, source: str, bitline_budget: int, data_name: str, ou
     from cimc.frontend import save_onnx
     from cimc.macro import load_macro
     from cimc.morph.loop import morph_loop
+    from cimc.progress import Progress
     from cimc.train import load_train_data
     from cimc.train.ddp import finish, is_main_process
 
-    graph, _ = load_source(source, CompileOptions(input_shapes=parse_shapes(kw["input_shape"])))
-    data = load_train_data(data_name, root=kw["data_root"], input_shape=graph.shape(graph.inputs[0]),
-                           batch_size=kw["batch_size"], seed=kw["seed"],
-                           preprocess=Preprocess.from_options(kw["image_size"], kw["mean"], kw["std"]))
-    trainer = _trainer(kw["trainer"])
-    graph = _seed_training(graph, data, trainer, kw)
     main = is_main_process()
-    show = None if state.as_json or not main else _print_round
-    result = morph_loop(graph, data, load_macro(kw["macro"]), bitline_budget, _loop_options(kw), trainer=trainer,
-                        on_round=show)
-    finish()
+    shown = main and not (state.as_json or kw["quiet"])
+    with Progress(enabled=shown) as progress:
+        progress.phase(f"importing {source}")
+        graph, _ = load_source(source, CompileOptions(input_shapes=parse_shapes(kw["input_shape"])))
+        progress.phase(f"loading {data_name}")
+        data = load_train_data(data_name, root=kw["data_root"], input_shape=graph.shape(graph.inputs[0]),
+                               batch_size=kw["batch_size"], seed=kw["seed"],
+                               preprocess=Preprocess.from_options(kw["image_size"], kw["mean"], kw["std"]))
+        trainer = _trainer(kw["trainer"])
+        with progress.beside("training: seed, then shrink, prune, expand, fine-tune per round"):  # its own bars
+            graph = _seed_training(graph, data, trainer, kw)
+            show = None if state.as_json or not main else _print_round
+            result = morph_loop(graph, data, load_macro(kw["macro"]), bitline_budget, _loop_options(kw),
+                                trainer=trainer, on_round=show)
+        finish()
+        if main:
+            progress.phase(f"writing {output.name}")
+            save_onnx(result.graph, output)
     if not main:  # under torchrun: rank 0 alone writes and prints
         return
-    save_onnx(result.graph, output)
     if state.as_json:
         echo(json.dumps({"output": str(output), "initial": result.initial,
                                "rounds": [r.to_dict() for r in result.rounds]}, sort_keys=True))

@@ -11,7 +11,7 @@ accuracy in the report) and ``--data-root`` (where CIFAR-10 lives).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,8 +54,9 @@ def read_bits(path: Path | None) -> dict[str, dict[str, int]] | None:
 QUANT_NARROW_DROP = frozenset({"scale error", "fold"})
 
 
-def print_quant(report: dict[str, Any], wide: bool = False) -> None:
-    """The quantization table and the accuracy section (``print_accuracy``), on the console."""
+def print_quant(report: dict[str, Any], wide: bool = False, modules: Mapping[str, str] | None = None) -> None:
+    """The quantization table and the accuracy section (``print_accuracy``), on the console; layers
+    named by their module paths where ``modules`` has them (``cimc.cli.tables``)."""
     from cimc.backend.quant_report import HEADERS, quant_cells
     from cimc.cli.tables import console, print_table
     from cimc.documents.report import QuantRow
@@ -64,11 +65,12 @@ def print_quant(report: dict[str, Any], wide: bool = False) -> None:
     if quant is not None:
         rows = [quant_cells(QuantRow.model_validate(layer)) for layer in quant["layers"]]  # the report cimc just wrote
         print_table(out, "quantization", HEADERS, rows, wide=wide, narrow_drop=QUANT_NARROW_DROP,
-                    left=frozenset({"layer", "source"}))
-    print_accuracy(report, out, wide)
+                    left=frozenset({"layer", "source"}), modules=modules)
+    print_accuracy(report, out, wide, modules)
 
 
-def print_accuracy(report: dict[str, Any], out: Any, wide: bool = False) -> None:
+def print_accuracy(report: dict[str, Any], out: Any, wide: bool = False,
+                   modules: Mapping[str, str] | None = None) -> None:
     """The per-layer loss table, the accuracy line and the warning (bold, on the console), or
     that the accuracy is unknown."""
     from rich.markup import escape
@@ -85,7 +87,7 @@ def print_accuracy(report: dict[str, Any], out: Any, wide: bool = False) -> None
     if acc.layers:
         print_table(out, f"loss per layer ({acc.layer_samples} samples; 'alone': on the float model's input)",
                     LOSS_HEADERS, [loss_cells(layer) for layer in acc.layers], wide=wide,
-                    left=frozenset({"layer", "dominant"}))
+                    left=frozenset({"layer", "dominant"}), modules=modules)
     out.print("• " + escape(accuracy_lines(acc)[0]))
     if acc.warning is not None:
         out.print(f"[bold yellow]warning:[/] {escape(acc.warning)}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from cimc.cli.common import State, echo, guarded, parse_shapes
 from cimc.cli.options import LIMITS, MAPPING, PREPROCESS, declared
+from cimc.cost.objective import OBJECTIVES
 
 if TYPE_CHECKING:
     from cimc.search.result import SearchResult
@@ -27,9 +28,8 @@ if TYPE_CHECKING:
               help="Accuracy data: digits, cifar10, mnist, synthetic (agreement), an image folder (DIR/<class>/*.png;"
                    " scored on val/ when split into train/, val/, test/) or an .npz with x and y.")
 @declared("data_root", *PREPROCESS)
-@click.option("--objective", type=click.Choice(["latency", "computing", "conversions"]), default="latency",
-              show_default=True, help="Cycles per inference (compute + weight loading), compute cycles, or ADC "
-                                      "conversions.")
+@click.option("--objective", type=click.Choice(list(OBJECTIVES)), default="latency", show_default=True,
+              help="The figure minimised: " + "; ".join(f"{o.name}: {o.help}" for o in OBJECTIVES.values()) + ".")
 @declared("max_acc_drop", default=0.5, help="Largest accuracy drop against the float model, in percentage points.")
 @click.option("--strategy", type=click.Choice(["rl", "greedy"]), default="greedy", show_default=True)
 @click.option("--agent", type=click.Choice(["ddpg", "ppo"]), default="ddpg", show_default=True, help="RL agent.")
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 @declared("calib", default=None, show_default=False, help="Calibration data (default: --data's train split).")
 @declared("calib_size", default=64)
 @declared(*MAPPING, "bitline_budget", "input_shapes", *LIMITS)
+@declared("timing", "infer_batch", "conversion")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for the results.")
 @click.pass_obj
 @guarded
@@ -52,7 +53,7 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
                a_choices: str, adc_choices: str | None, eval_size: int | None, calib: str | None, calib_size: int,
                macro: str, tiling: str, placement: str, map_fc: bool, bitline_budget: int | None,
                input_shape: tuple[str, ...], max_model_bytes: int, max_tensor_bytes: int,
-               output: Path | None) -> None:
+               timing: str, infer_batch: int, conversion: str, output: Path | None) -> None:
     """Search per-layer bits of MODEL (ONNX file or zoo name) under an accuracy constraint."""
     from cimc.api import CompileOptions
     from cimc.search import ProblemSpec, build_problem, collect, greedy_search, rl_search, write_outputs
@@ -62,18 +63,25 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
                              bitline_budget=bitline_budget, input_shapes=parse_shapes(input_shape),
                              calib_size=calib_size, data_root=data_root, image_size=image_size,
                              mean=mean, std=std, max_model_bytes=max_model_bytes,
-                             max_tensor_bytes=max_tensor_bytes)
+                             max_tensor_bytes=max_tensor_bytes, timing=timing, infer_batch=infer_batch,
+                             conversion=conversion)
     spec = ProblemSpec(data=data_name, objective=objective, max_drop=max_acc_drop,
                        w_choices=parse_choices(w_choices, "weight"), a_choices=parse_choices(a_choices, "input"),
                        adc_choices=parse_choices(adc_choices, "ADC") if adc_choices else None,
                        eval_size=eval_size or 256, calib=calib, options=options)
-    with _progress(state) as update:
+    from cimc.progress import Progress
+
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase("preparing (import, tile, calibration inputs)")
         problem = build_problem(model, spec)
-        problem.progress = update
+        progress.phase(f"{strategy} search: configurations evaluated")
+        problem.progress = lambda point: progress.advance(
+            detail=f"last {point.origin}, {point.latency:,} ({100 * point.metric:.2f}%)")
         if strategy == "rl":
             rl_search(problem, episodes=episodes, seed=seed, agent=agent)
         else:
             greedy_search(problem, max_evals=max_evals)
+        progress.phase("held-out test split, Pareto set")
         result = collect(problem, strategy)
     files = write_outputs(result, output) if output is not None else []
     if state.as_json:
@@ -85,32 +93,6 @@ def search_cmd(state: State, model: str, data_name: str, data_root: str | None, 
     print_result(result)
     for f in files:
         echo(f"wrote {f}")
-
-
-class _progress:
-    """A rich status line counting evaluations (silent with ``--json``)."""
-
-    def __init__(self, state: State) -> None:
-        self.state, self.count = state, 0
-        self.status: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.state.as_json:
-            from cimc.safe_text import safe_console as Console
-
-            self.status = Console(stderr=True).status("preparing (import, tile, calibration inputs)")
-            self.status.__enter__()
-        return self.update
-
-    def update(self, point: Any) -> None:
-        self.count += 1
-        if self.status is not None:
-            self.status.update(f"{self.count} configurations evaluated; last: {point.origin}, "
-                               f"{point.latency:,} ({100 * point.metric:.2f}%)")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.status is not None:
-            self.status.__exit__(None, None, None)
 
 
 def print_result(result: SearchResult) -> None:

@@ -15,6 +15,7 @@ from typing import Any, cast
 import click
 
 from cimc.cli.common import State, echo, guarded
+from cimc.cost.objective import OBJECTIVES
 from cimc.errors import UsageError
 
 
@@ -34,6 +35,8 @@ from cimc.errors import UsageError
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Plot file (default: pareto.png beside the results file).")
 @click.option("--no-plot", is_flag=True, help="Do not write the plot.")
+@click.option("--objective", type=click.Choice(list(OBJECTIVES)),
+              help="What the Pareto set minimises (default: the config's objective, else latency).")
 @click.pass_obj
 @guarded
 def sweep_cmd(state: State, config: Path | None, output: Path, report_file: Path | None, **kw: Any) -> None:
@@ -50,6 +53,7 @@ def sweep_cmd(state: State, config: Path | None, output: Path, report_file: Path
         require("train", "cimc sweep --train")
     plan = plan_sweep(cast(Path, config), train=kw["train"], keep_builds=kw["keep_builds"])
     summary = _run(state, plan, output, kw)
+    kw["config_objective"] = plan.config.objective
     _report(state, output, {t.key for t in plan.tasks}, kw, summary)
     if summary.bugs:
         click.echo(f"cimc: error: {summary.bugs} point(s) hit an internal error, a bug in cimc (status \"bug\" "
@@ -58,25 +62,16 @@ def sweep_cmd(state: State, config: Path | None, output: Path, report_file: Path
 
 
 def _run(state: State, plan: Any, output: Path, kw: dict[str, Any]) -> Any:
+    from cimc.progress import Progress
     from cimc.sweep.run import run_sweep
 
     options = {"engine": kw["engine"], "workers": kw["workers"], "address": kw["address"],
                "retry_failed": kw["retry_failed"]}
-    if state.as_json:
-        return run_sweep(plan, output, **options)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[last]}"))
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        bar = progress.add_task("points", total=len(plan.tasks), last="")
-
-        def advance(record: dict[str, Any]) -> None:
-            progress.update(bar, advance=1, last=f"{record['key'][:10]} {record['status']}")
-
-        progress.update(bar, completed=len(plan.tasks) - _todo(plan, output, kw["retry_failed"]))
-        return run_sweep(plan, output, **options, on_record=advance)
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase("sweep points", total=len(plan.tasks))
+        progress.advance(len(plan.tasks) - _todo(plan, output, kw["retry_failed"]), detail="already done")
+        return run_sweep(plan, output, **options,
+                         on_record=lambda record: progress.advance(detail=f"{record['key'][:10]} {record['status']}"))
 
 
 def _todo(plan: Any, output: Path, retry_failed: bool) -> int:
@@ -90,7 +85,8 @@ def _report(state: State, results: Path, keys: set[str] | None, kw: dict[str, An
     from cimc.sweep.report import plot, print_table
     from cimc.sweep.run import summarise
 
-    summary = summarise(results, keys)
+    objective = kw["objective"] or kw.get("config_objective") or "latency"
+    summary = summarise(results, keys, objective)
     plot_path = None
     if not kw["no_plot"] and summary.ok:
         target = kw["plot_path"] or results.with_name("pareto.png")

@@ -36,12 +36,16 @@ def zoo_list(state: State) -> None:
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--seed", default=0, show_default=True, help="Weight initialisation seed.")
+@click.pass_obj
 @guarded
-def zoo_export(name: str, output: Path, seed: int) -> None:
+def zoo_export(state: State, name: str, output: Path, seed: int) -> None:
     """Export zoo model NAME to an ONNX file."""
     import cimc.models as models
+    from cimc.progress import Progress
 
     if name not in models.available():
         raise UsageError(f"unknown zoo model '{name}'", hint=f"choose one of {', '.join(models.available())}")
-    models.export_onnx(name, output, seed=seed)
+    with Progress(enabled=not state.as_json) as progress:
+        progress.phase(f"exporting {name} (torch)")
+        models.export_onnx(name, output, seed=seed)
     echo(f"wrote {output}")

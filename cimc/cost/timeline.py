@@ -37,6 +37,17 @@ other computes. With the same passes, every event of ``overlap`` starts no later
 for a placement whose layers use ascending macros (every placer's), and the tests check
 ``overlap ≤ paper`` on random layer stacks and the zoo models.
 
+Conversion models (``--conversion``): ``serial`` (default, the paper's count above: a pass's
+(segment, group) pairs convert one after the other, each in rounds of one macro's ``A`` ADCs,
+even when its columns spread over several macros); ``macro-parallel`` — every physical macro
+has its own ``A`` ADCs and DACs, so the macros of a pass work at once, each on its own
+columns: per pixel a phase takes ``T · max_m Σ_(s,g) (ceil(c_msg / A) + 1)`` cycles, ``c_msg``
+the digit columns of pair ``(s, g)`` on macro ``m`` (a macro still runs its own pairs one after
+the other: they share its wordlines). It never takes more cycles than ``serial``: for every
+macro ``m``, ``c_msg ≤ c_sg``, so its sum is at most the sum over all pairs. Conversions and
+wordline drives are counted as under ``serial``, so the energy is the same; only the compute
+cycles (and with them latency and stalls) change.
+
 With ``resident`` (no load ever replaced a macro: the model fits) the weights stay for the
 next batch: a batch then takes its compute cycles; otherwise every batch repeats the whole
 timeline. Digital ops take no cycles here (as in the cost model).
@@ -60,6 +71,7 @@ from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 
 Timing = Literal["paper", "overlap"]
+Conversion = Literal["serial", "macro-parallel"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +154,7 @@ class TimelineResult:
     loads: tuple[Load, ...]
     macs: int
     """Multiply-accumulates of one inference: ``Σ params · out_pixels`` (weights, not cells)."""
+    conversion: Conversion = "serial"
 
     @property
     def makespan(self) -> int:
@@ -188,17 +201,30 @@ def layer_work(node: Node) -> LayerWork:
                      channel // layer.cout_per_group, channel, np.asarray(placement.macro, dtype=np.int64))
 
 
-def _figures(work: LayerWork, mask: np.ndarray, adcs: int) -> tuple[int, int, int, int]:
+def _figures(work: LayerWork, mask: np.ndarray, adcs: int,
+             conversion: Conversion = "serial") -> tuple[int, int, int, int]:
     """Per pixel: cycles, conversions, wordline drives of the columns in ``mask``; channels held."""
     key = work.column_segment[mask] * work.groups + work.column_group[mask]
     pairs, counts = np.unique(key, return_counts=True)
     rows = np.asarray(work.segment_rows, dtype=np.int64)[pairs // work.groups]
     t = work.a_slices
-    cycles = t * int(np.sum(-(-counts // adcs) + 1))
+    if conversion == "macro-parallel":
+        cycles = t * _parallel_cycles(work.column_macro[mask], key, adcs)
+    else:
+        cycles = t * int(np.sum(-(-counts // adcs) + 1))
     return cycles, t * int(counts.sum()), t * int(rows.sum()), int(np.unique(work.column_channel[mask]).size)
 
 
-def plan_passes(work: LayerWork, limit: int, adcs: int) -> list[Pass]:
+def _parallel_cycles(macro: np.ndarray, key: np.ndarray, adcs: int) -> int:
+    """``max_m Σ_(s,g) (ceil(c_msg / A) + 1)`` over the columns' macros ``m`` and pairs ``key``."""
+    if macro.size == 0:
+        return 0
+    triples, counts = np.unique(np.stack([macro, key], axis=1), axis=0, return_counts=True)
+    _, which = np.unique(triples[:, 0], return_inverse=True)
+    return int(np.bincount(which, weights=-(-counts // adcs) + 1).max())
+
+
+def plan_passes(work: LayerWork, limit: int, adcs: int, conversion: Conversion = "serial") -> list[Pass]:
     """Consecutive whole segments while their macros fit ``limit`` slots (module doc)."""
     seg, mac = work.column_segment, work.column_macro
     pairs = np.unique(np.stack([seg, mac], axis=1), axis=0)  # (segment, macro), sorted
@@ -218,7 +244,7 @@ def plan_passes(work: LayerWork, limit: int, adcs: int) -> list[Pass]:
     passes = []
     for segments, chosen, _ in groups:
         mask = np.isin(seg, segments) & np.isin(mac, sorted(chosen))
-        cycles, conversions, drives, channels = _figures(work, mask, adcs)
+        cycles, conversions, drives, channels = _figures(work, mask, adcs, conversion)
         passes.append(Pass(tuple(segments), tuple(sorted(chosen)), int(mask.sum()), cycles, conversions, drives,
                            channels))
     return passes
@@ -253,20 +279,23 @@ def _tiles(work: LayerWork, passes: list[Pass], batch: int, psum_buffer: int) ->
     return -(-batch * work.pixels // max(1, psum_buffer // work.cout))
 
 
-def _limit(work: LayerWork, slots: int, timing: Timing, macro: MacroSpec, batch: int) -> list[Pass]:
+def _limit(work: LayerWork, slots: int, timing: Timing, macro: MacroSpec, batch: int,
+           conversion: Conversion = "serial") -> list[Pass]:
     """The passes of a layer: ``N`` slots, or ``N // 2`` under ``overlap`` where that helps (module doc)."""
-    full = plan_passes(work, slots, macro.adcs)
+    full = plan_passes(work, slots, macro.adcs, conversion)
     if timing != "overlap" or len(full) == 1 or slots < 2:
         return full
-    half = plan_passes(work, slots // 2, macro.adcs)
+    half = plan_passes(work, slots // 2, macro.adcs, conversion)
     same_work = sum(p.cycles for p in half) == sum(p.cycles for p in full)
     return half if same_work and _tiles(work, half, batch, macro.psum_buffer) == 1 else full
 
 
-def model_phases(works: list[LayerWork], slots: int, macro: MacroSpec, timing: Timing, batch: int) -> list[Phase]:
+def model_phases(works: list[LayerWork], slots: int, macro: MacroSpec, timing: Timing, batch: int,
+                 conversion: Conversion = "serial") -> list[Phase]:
     """Every layer's phases in order; a ``ResourceLimitError`` past ``TIMELINE_PHASES``, counted before
     any is made."""
-    plans = [(i, w, _limit(w, slots, timing, macro, batch)) for i, w in enumerate(works) if w.column_macro.size]
+    plans = [(i, w, _limit(w, slots, timing, macro, batch, conversion)) for i, w in enumerate(works)
+             if w.column_macro.size]
     count = sum(len(p) * _tiles(w, p, batch, macro.psum_buffer) for _, w, p in plans)
     if count > TIMELINE_PHASES:
         raise ResourceLimitError(f"the timeline would have {count:,} compute phases (limit {TIMELINE_PHASES:,}): "
@@ -327,17 +356,19 @@ def _victim(occupant: list[int], free_at: list[int], needed: set[int], uses: dic
     return min((s for s in range(len(occupant)) if occupant[s] not in needed), key=key)
 
 
-def timeline(graph: Graph, macro: MacroSpec, budget: int, timing: Timing = "paper", batch: int = 1) -> TimelineResult:
+def timeline(graph: Graph, macro: MacroSpec, budget: int, timing: Timing = "paper", batch: int = 1,
+             conversion: Conversion = "serial") -> TimelineResult:
     """The timeline of a placed graph on ``slot_count(budget)`` physical macros."""
-    return timeline_of([layer_work(n) for n in cim_nodes(graph)], macro, budget, timing, batch)
+    return timeline_of([layer_work(n) for n in cim_nodes(graph)], macro, budget, timing, batch, conversion)
 
 
 def timeline_of(works: list[LayerWork], macro: MacroSpec, budget: int, timing: Timing = "paper",
-                batch: int = 1) -> TimelineResult:
+                batch: int = 1, conversion: Conversion = "serial") -> TimelineResult:
     slots = slot_count(budget, macro)
-    placed, loads = schedule(model_phases(works, slots, macro, timing, batch), slots, macro, timing)
+    phases = model_phases(works, slots, macro, timing, batch, conversion)
+    placed, loads = schedule(phases, slots, macro, timing)
     macs = sum(w.params * w.pixels for w in works)
-    return TimelineResult(timing, batch, slots, tuple(placed), tuple(loads), macs)
+    return TimelineResult(timing, batch, slots, tuple(placed), tuple(loads), macs, conversion)
 
 
 def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -21,6 +21,11 @@ Owner = Annotated[int, Field(ge=-1)]
 LayerOp = Literal["Conv", "Gemm", "MatMul"]
 LayerKind = Literal["conv", "gemm"]
 Tiling = Literal["channel", "dense"]
+#: A torch module path (``features.1.conv.0``): names of letters, digits and ``_`` joined by ``.``.
+MODULE_PATH = r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*"
+#: The longest module path kept (a longer one is ignored on import, refused in ``layout.json``).
+MAX_MODULE_PATH = 200
+ModulePath = Annotated[str, Field(min_length=1, max_length=MAX_MODULE_PATH, pattern=rf"^{MODULE_PATH}$")]
 
 
 class Geometry(Document):
@@ -67,6 +72,10 @@ class Layer(Document):
     """Position of the layer in the layout (the owner lists' layer index)."""
     node: str
     """Name of the IR node."""
+    module: ModulePath | Absent = None
+    """Only where the model says it (torch's dynamo exporter, ``pkg.torch.onnx.name_scopes``): the
+    torch module the layer comes from (``features.1.conv.0``), which views show instead of the node
+    name (``node_conv2d_1``)."""
     op: LayerOp
     """ONNX op of the node."""
     kind: LayerKind

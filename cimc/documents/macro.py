@@ -9,8 +9,8 @@ from cimc.documents.base import Document, Positive, Size
 class MacroDoc(Document):
     """One CIM macro: ``wordlines × bitlines`` cells of ``cell_bits``; ``adcs`` converters of
     ``adc_bits`` each serving ``bitlines_per_adc`` bitlines; ``load_cycles`` to load it; the
-    timeline's load concurrency and partial-sum buffer; per-event energies in pJ (defaults: ISAAC,
-    32 nm, docs/build-format.md)."""
+    timeline's load concurrency and partial-sum buffer; per-event energies in pJ and per-component
+    areas in µm² (defaults: ISAAC and NeuroSim, 32 nm, docs/build-format.md)."""
 
     name: str
     """The preset or file name of the macro."""
@@ -46,3 +46,13 @@ class MacroDoc(Document):
     """Energy of writing one weight bit into a cell (pJ)."""
     offchip_pj: Positive
     """Energy of reading one byte of weights from off chip (pJ)."""
+    cell_um2: Positive
+    """Area of one cell (µm²)."""
+    adc_um2: Positive
+    """Area of one ADC (µm²)."""
+    dac_um2: Positive
+    """Area of one wordline's DAC (µm²)."""
+    add_um2: Positive
+    """Area of one shift-add unit, one per ADC (µm²)."""
+    psum_um2: Positive
+    """Area of one partial-sum buffer entry (µm²)."""

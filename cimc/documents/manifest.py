@@ -11,7 +11,7 @@ from cimc.documents.base import SHA256_PATTERN, Document, JsonObject, Size
 from cimc.documents.macro import MacroDoc
 
 #: 2: ``layout.json`` layers carry their ``geometry`` (version 1 builds lack it: recompile them).
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 FileName = Annotated[str, Field(pattern="^[a-z0-9_.-]+$")]
@@ -33,7 +33,7 @@ class Manifest(Document):
 
     model_config = ConfigDict(title="cimc build manifest")
 
-    schema_version: Literal[3]
+    schema_version: Literal[4]
     """Version of the build format."""
     tool: Literal["cimc"]
     """Always ``cimc``: what made the folder."""

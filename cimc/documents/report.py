@@ -11,7 +11,7 @@ from pydantic import ConfigDict
 from cimc.documents.base import Absent, Bits, Count, Decibels, Document, Fraction, NonNegative, Positive, Real, Size
 from cimc.documents.macro import MacroDoc
 from cimc.documents.quant import Fold, Source
-from cimc.documents.schedule import TimingModel
+from cimc.documents.schedule import ConversionModel, TimingModel
 
 
 class Totals(Document):
@@ -307,6 +307,8 @@ class Latency(Document):
     """Macro loads of a batch."""
     resident: bool
     """Whether the weights stay on chip between batches."""
+    conversion: ConversionModel | Absent = None
+    """``macro-parallel`` when every macro's ADCs convert its own columns at once (absent: ``serial``)."""
 
 
 class EnergyReport(Document):
@@ -335,6 +337,30 @@ class EnergyReport(Document):
     """``2 · macs / total`` (operations per pJ)."""
 
 
+class System(Document):
+    """The chip's area (µm², ``cimc.cost.area``): per physical macro by component, the
+    ``slots`` macros, the partial-sum buffer and the total."""
+
+    slots: Size
+    """Physical macros (``floor(budget / BL)``, at least 1)."""
+    cells: NonNegative
+    """Cell array of one macro: ``WL · BL · cell_um2``."""
+    adc: NonNegative
+    """ADCs of one macro: ``A · adc_um2``."""
+    dac: NonNegative
+    """Wordline DACs of one macro: ``WL · dac_um2``."""
+    adder: NonNegative
+    """Shift-add units of one macro: ``A · add_um2``."""
+    macro: NonNegative
+    """One macro: the sum of its components."""
+    macros: NonNegative
+    """``slots · macro``."""
+    psum_buffer: NonNegative
+    """The partial-sum buffer: ``psum_buffer · psum_um2``."""
+    total: NonNegative
+    """``macros + psum_buffer``."""
+
+
 class Report(Document):
     """All figures of a compile."""
 
@@ -356,6 +382,8 @@ class Report(Document):
     """Latency and throughput of the timeline."""
     energy: EnergyReport
     """Energy per inference."""
+    system: System
+    """The chip's area by component."""
     quantization: Quantization | Absent = None
     """Quantization section (quantized builds)."""
     accuracy: Accuracy | Absent = None

@@ -9,10 +9,12 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from cimc.documents.base import Count, Document, Size
+from cimc.documents.base import Absent, Count, Document, Size
 
 #: The timing models of the timeline (``--timing``).
 TimingModel = Literal["paper", "overlap"]
+#: The conversion models of the timeline (``--conversion``).
+ConversionModel = Literal["serial", "macro-parallel"]
 
 
 class InitialLoad(Document):
@@ -169,6 +171,9 @@ class Timeline(Document):
     """Loads in the order they are issued."""
     totals: TimelineTotals
     """The batch's totals."""
+    conversion: ConversionModel | Absent = None
+    """``macro-parallel``: every macro's ADCs convert its own columns at once (absent: ``serial``,
+    the paper's count)."""
 
 
 class Schedule(Document):

@@ -4,7 +4,7 @@ reads only the emulator's files (``graph.json``, ``digital.safetensors``, ``quan
 optimisations off) run the same seeded random batches (``cimc.quant.reference.PROBES``:
 standard normal ×1 and ×8, the batches the compile itself checks), and every tensor both name
 (each node output of ``graph.json``: each CIM layer and each digital op) must be equal bit for
-bit (docs/build-format.md, the numerical contract), the outputs finite. Every output of
+bit, of the same dtype and shape (docs/build-format.md, the numerical contract), the outputs finite. Every output of
 ``graph.json`` that a node computes must be a tensor of ``model.cim.onnx`` too: a renamed
 output would drop out of the comparison. An edited scale, bias,
 step, op or constant that changes any value on these inputs is a violation, whichever file it
@@ -69,11 +69,11 @@ def check_outputs(build: BuildDir, result: Validation) -> Iterator[Violation]:
         except Exception as exc:  # onnxruntime's own error types (a failed allocation among them)
             yield Violation("outputs", ONNX_FILE, f"onnxruntime cannot run it: {type(exc).__name__}: {str(exc)[:160]}")
             return
-        bad = [t for t in shared if not _equal(got.get(t), want[t])]
+        bad = {t: why for t in shared if (why := _difference(got.get(t), want[t])) is not None}
         if bad:
             yield Violation("outputs", "graph.json", f"the emulator and onnxruntime on {ONNX_FILE} differ on "
                             f"{len(bad)} tensor(s) for random inputs (seed {seed}, scale {scale}), first "
-                            + ", ".join(f"'{t}'" for t in bad[:EXAMPLES]))
+                            + ", ".join(f"'{t}' ({why})" for t, why in list(bad.items())[:EXAMPLES]))
             return
     result.notes.append(f"emulator equal to onnxruntime on {ONNX_FILE} bit for bit ({len(shared)} tensors, "
                         f"{len(PROBES)} random batches)")
@@ -102,8 +102,15 @@ def _finite(value: np.ndarray | None) -> bool:
     return value is not None and (np.asarray(value).dtype.kind != "f" or bool(np.isfinite(value).all()))
 
 
-def _equal(a: np.ndarray | None, b: np.ndarray) -> bool:
+def _difference(a: np.ndarray | None, b: np.ndarray) -> str | None:
+    """How the emulator's ``a`` differs from onnxruntime's ``b`` (``None``: the same dtype, shape
+    and every value; NaN equal to NaN): a float64 output where the contract says float32 is a
+    difference even when every value converts exactly."""
     if a is None:
-        return False
+        return "not computed by the emulator"
     a = np.asarray(a)
-    return a.shape == b.shape and np.array_equal(a.astype(np.float64), b.astype(np.float64), equal_nan=True)
+    if a.dtype != b.dtype:
+        return f"dtype {a.dtype} vs {b.dtype}"
+    if a.shape != b.shape:
+        return f"shape {list(a.shape)} vs {list(b.shape)}"
+    return None if np.array_equal(a, b, equal_nan=a.dtype.kind in "fc") else "values"

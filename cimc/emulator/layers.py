@@ -22,6 +22,9 @@ from cimc.check.emulator import owner_arrays, segment_rows
 from cimc.documents.layout import Geometry, Layer
 from cimc.quant.segments import SegmentConv, segment_conv
 
+#: Channel blocks the emulator's grouped convolutions are padded to (``segments.aligned_width``).
+CHANNEL_BLOCKS = (16, 8)
+
 
 @dataclass(frozen=True, eq=False)
 class MacroLayer:
@@ -89,7 +92,7 @@ def macro_layers(files: BuildFiles) -> list[MacroLayer]:
         kh, kw = layer.kernel
         bounds = np.array([s.row_start for s in layer.segments] + [layer.rows], dtype=np.int64)
         columns = macro_columns(files.macros, owner, i, layer, q.w_slices)
-        conv = segment_conv(columns, bounds, layer.rows // (kh * kw), layer.groups, (kh, kw))
+        conv = segment_conv(columns, bounds, layer.rows // (kh * kw), layer.groups, (kh, kw), align=CHANNEL_BLOCKS)
         strides, pads, dilations = _geometry(layer.geometry)
         out.append(MacroLayer(i, layer.node, layer.kind, layer.cout, len(layer.segments), conv,
                               strides, pads, dilations, float(np.float32(q.a_step)), q.a_bits, q.a_signed,

@@ -44,6 +44,10 @@ class OpContext:
         name = node.input[index]
         if name not in self.initializers:
             raise UnsupportedError(f"node '{node.name}' ({node.op_type}): {what} '{name}' must be a constant")
+        return self.value(name)
+
+    def value(self, name: str) -> np.ndarray:
+        """The value of initializer ``name``, decoded once (or given: a folded weight)."""
         if name not in self._values:
             self._values[name] = numpy_helper.to_array(self.initializers[name])
         return self._values[name]

@@ -33,6 +33,7 @@ from onnx.reference import ReferenceEvaluator
 
 from cimc.errors import InvalidModelError, ResourceLimitError
 from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, RAISE_HINT
+from cimc.frontend.lean_infer import LEAN_MIN_ELEMENTS
 from cimc.frontend.loader import default_opset
 from cimc.frontend.proto_graph import DEFAULT_DOMAINS, set_repeated
 from cimc.frontend.tensor_checks import itemsize
@@ -274,26 +275,44 @@ def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -
     return [np.asarray(o) for o in outs]
 
 
-def fold_constants(model: onnx.ModelProto, *, budget: int = DEFAULT_BUDGET, in_place: bool = False) -> onnx.ModelProto:
+def fold_constants(model: onnx.ModelProto, *, budget: int = DEFAULT_BUDGET, in_place: bool = False,
+                   arrays: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """Return a copy of ``model`` with its constant subgraphs replaced by initializers
-    (``in_place``: the caller owns ``model``, which is folded and returned, no copy)."""
+    (``in_place``: the caller owns ``model``, which is folded and returned, no copy).
+
+    With ``arrays`` (the importer's), a large folded float tensor (``LEAN_MIN_ELEMENTS``
+    elements or more: a weight built from its shape) is not serialised: its initializer keeps
+    name, type and dims but no data (what shape inference reads of it, ``lean_infer``), and its
+    value goes to ``arrays`` for the IR, saving the round trip through a TensorProto."""
     out = model if in_place else onnx.ModelProto()
     if not in_place:
         out.CopyFrom(model)
     folder = _Folder(out, budget)
     folded = folder.run()
     if folded:
-        _rewrite(out.graph, folded, folder)
+        _rewrite(out.graph, folded, folder, arrays)
         log.debug("constant folding removed %d node(s)", len(folded))
     return out
 
 
-def _rewrite(graph: onnx.GraphProto, folded: set[int], folder: _Folder) -> None:
+def _initializer(name: str, value: np.ndarray, arrays: dict[str, np.ndarray] | None) -> onnx.TensorProto:
+    """The initializer of a folded value: data-less with its value in ``arrays`` when large and
+    float (``fold_constants``), else a TensorProto holding it."""
+    if arrays is None or value.dtype.kind != "f" or value.size < LEAN_MIN_ELEMENTS:
+        return numpy_helper.from_array(value, name)
+    arrays[name] = value
+    stand_in = onnx.TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(value.dtype))
+    stand_in.dims.extend(int(d) for d in value.shape)
+    return stand_in
+
+
+def _rewrite(graph: onnx.GraphProto, folded: set[int], folder: _Folder,
+             arrays: dict[str, np.ndarray] | None = None) -> None:
     """Drop folded nodes, add their used outputs as initializers, drop dead initializers."""
     kept = [n for i, n in enumerate(graph.node) if i not in folded]
     used = {t for n in kept for t in n.input} | {o.name for o in graph.output}
     inits = [folder.protos[t] for t in folder.protos if t in used]
-    inits += [numpy_helper.from_array(arr, name) for name, arr in folder.values.items()
+    inits += [_initializer(name, arr, arrays) for name, arr in folder.values.items()
               if name in used and name not in folder.protos]
     const = {t.name for t in inits}
     set_repeated(graph.value_info, [vi for vi in graph.value_info if vi.name not in const])

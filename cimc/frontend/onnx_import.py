@@ -13,20 +13,22 @@ import logging
 import os
 from collections.abc import Mapping
 
+import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.frontend.budget import DEFAULT_MAX_TENSOR_BYTES, check_memory
 from cimc.frontend.canonical import OpContext, canonicalize, replace
 from cimc.frontend.fold_constants import FOLDABLE, fold_constants, static_shapes
 from cimc.frontend.loader import DEFAULT_MAX_BYTES, check_model, check_strings, load_model
+from cimc.frontend.module_paths import module_path
 from cimc.frontend.normalize import infer_shapes, normalize
 from cimc.frontend.proto_graph import check_definitions, fill_output_shapes, name_nodes, sort_nodes
 from cimc.frontend.quantizers import QDQ_KEY, import_quantizers
 from cimc.frontend.tensor_checks import check_tensors, check_values
 from cimc.frontend.unsupported import check_supported, report, supported
 from cimc.ir import Graph, Node, TensorInfo, verify
+from cimc.ir.annotations import ModulePath
 from cimc.ops import IDENTITY_OPS
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,10 @@ def import_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto, *,
     quant = prepare(model, max_tensor_bytes)
     model = normalize(model, input_shapes, in_place=True)  # the model is ours (loaded or copied)
     check_memory(model.graph, max_tensor_bytes)
-    model = infer_shapes(fold_constants(model, budget=max_tensor_bytes, in_place=True), in_place=True)
+    folded: dict[str, np.ndarray] = {}  # large folded weights, handed to the IR as arrays
+    model = infer_shapes(fold_constants(model, budget=max_tensor_bytes, in_place=True, arrays=folded), in_place=True)
     check_memory(model.graph, max_tensor_bytes)
-    graph = to_ir(model)
+    graph = to_ir(model, folded)
     graph.metadata.pop(QDQ_KEY, None)  # only the importer writes it (cimc.frontend.quantizers)
     if quant is not None:
         graph.metadata[QDQ_KEY] = quant
@@ -142,11 +145,12 @@ def _convert_node(node: onnx.NodeProto, ctx: OpContext, alias: _Aliases) -> Node
     return Node(node.name, node.op_type, tuple(alias(t) for t in inputs), (alias(node.output[0]),), attrs)
 
 
-def to_ir(model: onnx.ModelProto) -> Graph:
-    """Convert a normalised, folded, shape-inferred ONNX model into an IR graph."""
+def to_ir(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray] | None = None) -> Graph:
+    """Convert a normalised, folded, shape-inferred ONNX model into an IR graph; ``arrays``
+    holds the values of its data-less initializers (``fold_constants``)."""
     g = model.graph
     report(n for n in g.node if not supported(n))
-    ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer})
+    ctx = OpContext(static_shapes(g), {t.name: t for t in g.initializer}, dict(arrays or {}))
     ctx.taken.update(n.name for n in g.node)
     ctx.taken.update(t for n in g.node for t in [*n.input, *n.output])
     ctx.taken.update(vi.name for vi in [*g.input, *g.output])
@@ -154,6 +158,7 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     graph = Graph(g.name or "graph")
     graph.metadata = {p.key: p.value for p in model.metadata_props}
     for node in g.node:
+        module = module_path(node)
         parts = replace(node, ctx)
         read = used | {t for part in parts for t in part.input}
         for part in parts:
@@ -162,6 +167,8 @@ def to_ir(model: onnx.ModelProto) -> Graph:
             _check_outputs(part, used, ctx)
             ir_node = _convert_node(part, ctx, alias)
             if ir_node is not None:
+                if module is not None:
+                    ir_node.ann.put(ModulePath(module))
                 graph.add_node(ir_node)
     graph.inputs = [vi.name for vi in g.input]
     graph.outputs = [vi.name for vi in g.output]
@@ -186,6 +193,6 @@ def _add_tensors(graph: Graph, g: onnx.GraphProto, ctx: OpContext) -> None:
         listed = ", ".join(f"'{t}' ({onnx.TensorProto.DataType.Name(types[t]).lower()})" for t in bad[:10])
         raise UnsupportedError(f"only float32 tensors are supported; got {listed}")
     for name in sorted(values):
-        graph.set_initializer(name, numpy_helper.to_array(ctx.initializers[name]))
+        graph.set_initializer(name, ctx.value(name))
     for name in activations:
         graph.tensors[name] = TensorInfo(name, ctx.shape(name), "float32")

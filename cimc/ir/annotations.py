@@ -57,6 +57,14 @@ class CimLayer:
 
 
 @dataclass(frozen=True)
+class ModulePath:
+    """The torch module a node comes from (``features.1.conv.0``; set on import from the
+    exporter's metadata, ``cimc.frontend.module_paths``); views show it instead of the node name."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class WordlineTiling:
     """Row segmentation of a CIM layer: segment ``s`` covers rows ``[bounds[s], bounds[s+1])``.
 
@@ -189,7 +197,8 @@ class WeightPool:
     ``{−1, 0, 1}`` or ``None``, ``scale`` ``α`` ``(1,)`` or ``(Cout,)`` float32. The layer's
     codes are ``q[o, s·L + t] = multiplier · pool[index[s, o], t] + error[s, o, t]`` (rows past
     the layer's dropped) and its weights ``α · q``; ``code_bits`` narrow signed bits hold them.
-    Segment ``s`` of the layer's tiling is vector position ``s`` (``L`` rows)."""
+    Segment ``s`` of the layer's tiling is vector position ``s`` (``L`` rows). ``trained``: the
+    pool came with the model (``cimc qat --weight-pool``) and ``scale`` is its trained ``S_W``."""
 
     vector_length: int
     pool: np.ndarray
@@ -198,6 +207,7 @@ class WeightPool:
     scale: np.ndarray
     multiplier: int
     code_bits: int
+    trained: bool = False
 
     @property
     def pool_size(self) -> int:

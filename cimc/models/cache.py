@@ -52,13 +52,11 @@ def key(name: str, seed: int, torch_version: str) -> str:
 def cached_export(name: str, seed: int, path: Path, export: Callable[[Path], None]) -> bool:
     """Write model ``name`` (seed ``seed``) to ``path``: a copy of the cached file when there is
     one, else ``export(path)`` and a copy into the cache. Returns whether the cache was hit."""
-    import torch
-
     folder = cache_dir()
     if folder is None:
         export(path)
         return False
-    entry = folder / f"{name}-seed{seed}-{key(name, seed, torch.__version__)[:20]}.onnx"
+    entry = folder / f"{name}-seed{seed}-{key(name, seed, torch_version())[:20]}.onnx"
     if entry.is_file() and not entry.is_symlink():
         shutil.copyfile(entry, path)
         log.debug("zoo model %s (seed %d) from the cache %s", name, seed, entry)
@@ -66,6 +64,19 @@ def cached_export(name: str, seed: int, path: Path, export: Callable[[Path], Non
     export(path)
     _store(path, entry)
     return False
+
+
+def torch_version() -> str:
+    """The installed torch's version, read from its package metadata: a cache hit never imports
+    torch (seconds); ``torch.__version__`` when the metadata is missing."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        import torch
+
+        return str(torch.__version__)
 
 
 def _store(path: Path, entry: Path) -> None:

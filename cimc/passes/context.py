@@ -1,8 +1,10 @@
 """What the passes of one compile share: ``PassContext``, with a typed field for everything a
 pass leaves for a later pass or for the build (no string-keyed results).
 
-* ``calibration`` / ``calibration_inputs``: the calibration batch (loaded once, by quantize or
-  scale-to-shift) and each calibrated layer's float input (quantize → scale-to-shift);
+* ``calibration`` / ``calibration_inputs`` / ``calibration_graph``: the calibration batch (loaded
+  once, by quantize or scale-to-shift) and each calibrated layer's float input (quantize →
+  scale-to-shift), or, when quantize streamed the inputs layer by layer and kept none, the float
+  graph it ran, from which scale-to-shift recomputes the inputs it needs;
 * ``quantize``: which layers took QAT steps and which were calibrated (→ report);
 * ``shift``: the output SQNR of scale-to-shift (→ report);
 * ``morph_plan`` / ``morph_report``: the channel plan summary of morph-channels and the
@@ -22,6 +24,7 @@ from cimc.macro import MacroSpec
 if TYPE_CHECKING:
     import numpy as np
 
+    from cimc.ir.graph import Graph
     from cimc.morph.planning import MorphReport
     from cimc.quant.calibration import Calibration
 
@@ -60,6 +63,9 @@ class PassContext:
     bitline_budget: int | None = None
     calibration: Calibration | None = None
     calibration_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    calibration_graph: Graph | None = None
+    """The float graph quantize calibrated on when it streamed the inputs (``calibration_inputs``
+    then empty): scale-to-shift recomputes from it the inputs it needs."""
     quantize: QuantizeReport | None = None
     shift: ShiftReport | None = None
     morph_plan: list[dict[str, Any]] | None = None

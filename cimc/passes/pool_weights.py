@@ -8,6 +8,12 @@ codes) and is re-tiled densely with ``L`` rows per segment (a segment is a vecto
 Its weights become the materialised ``W_eff = fl32(α·q)`` with ``q = A·pool[idx] + e``, so the
 quantize pass (``S_W = α``) and every executor compute the integer codes ``q`` exactly. A Gemm
 then carries ``transB = 1``, ``alpha = 1``; a MatMul ``W_effᵀ``. A second run changes nothing.
+
+A model trained with its pool (``cimc qat --weight-pool``) carries it (``cimc.quant.pool_metadata``):
+then no k-means runs; the pool is the model's (its ``P``, ``L``, ``E`` must be the options'), ``α``
+is each layer's trained ``w_step`` and its indices and error terms follow from its weights'
+codes ``q = round(W/α)`` (``pool_metadata.derive``), so the build computes the codes the QAT
+forward used. ``--pool-error-prune`` does not apply to it: pruning is in the trained codes.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cimc.errors import UsageError
+from cimc.errors import InvalidModelError, UsageError
 from cimc.ir.annotations import CimLayer, QuantParams, WeightPool, WordlineTiling
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
@@ -26,8 +32,10 @@ from cimc.mapping.tiling import tiling_for
 from cimc.options import POOL_VECTOR, validate
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
-from cimc.quant import weight_pool
+from cimc.quant import numerics, pool_metadata, weight_pool
 from cimc.quant.cim_layer import layer_weight
+from cimc.quant.qat_metadata import KEY as QAT_KEY
+from cimc.quant.qat_metadata import parse_qat
 
 
 @register
@@ -72,11 +80,39 @@ class PoolWeights(GraphPass):
             return PassResult(out, False)
         config = self.config()
         matrices = [_matrix(out, n) for n in todo]
-        pool, layers = weight_pool.pool_layers(matrices, config)
+        if pool_metadata.KEY in out.metadata:
+            pool, layers = self._trained(out, todo, matrices, config)
+        else:
+            pool, layers = weight_pool.pool_layers(matrices, config)
         pool.flags.writeable = False
         for node, layer in zip(todo, layers, strict=True):
-            _apply(out, node, pool, layer, config)
+            _apply(out, node, pool, layer, config, pool_metadata.KEY in out.metadata)
         return PassResult(out, True)
+
+    def _trained(self, graph: Graph, nodes: list[Node], matrices: list[np.ndarray],
+                 config: weight_pool.PoolConfig) -> tuple[np.ndarray, list[weight_pool.PooledLayer]]:
+        """The model's own pool (module doc): its layers' indices and error terms from their codes."""
+        trained = pool_metadata.parse(graph.metadata[pool_metadata.KEY])
+        have = (trained.pool.shape[0], trained.vector_length, trained.error_bits)
+        want = (config.pool_size, config.vector_length, config.error_bits)
+        if have != want:
+            raise UsageError(f"the model was trained with a pool of {have[0]} vectors of length {have[1]} and "
+                             f"{have[2]} error bits; --weight-pool {want[0]} --pool-vector {want[1]} "
+                             f"--pool-error-bits {want[2]} asks for another",
+                             hint=f"compile with --weight-pool {have[0]} --pool-vector {have[1]} "
+                                  f"--pool-error-bits {have[2]}")
+        steps = parse_qat(graph.metadata[QAT_KEY], {n.name: n.ann[CimLayer].cout for n in nodes}) \
+            if QAT_KEY in graph.metadata else {}
+        layers = []
+        for node, matrix in zip(nodes, matrices, strict=True):
+            if node.name not in steps:
+                raise InvalidModelError(f"layer '{node.name}': the model carries a trained weight pool but no "
+                                        f"trained scale for this layer ('{QAT_KEY}')")
+            alpha = np.asarray(steps[node.name].w_step, dtype=np.float32)
+            q = numerics.weight_codes(matrix, alpha, config.code_bits).astype(np.int64)
+            index, error = pool_metadata.derive(node.name, trained, q)
+            layers.append(weight_pool.PooledLayer(index, error, alpha.copy()))
+        return np.array(trained.pool), layers
 
     def ensures(self, graph: Graph, ctx: PassContext) -> None:
         for node in cim_nodes(graph):
@@ -95,14 +131,14 @@ def _matrix(graph: Graph, node: Node) -> np.ndarray:
 
 
 def _apply(graph: Graph, node: Node, pool: np.ndarray, layer: weight_pool.PooledLayer,
-           config: weight_pool.PoolConfig) -> None:
+           config: weight_pool.PoolConfig, trained: bool) -> None:
     """Annotate ``node``, re-tile it by vectors and give it its materialised weights."""
     geometry = node.ann[CimLayer]
     for arr in (layer.index, layer.error, layer.scale):
         if arr is not None:
             arr.flags.writeable = False
     node.ann.put(WeightPool(config.vector_length, pool, layer.index, layer.error, layer.scale,
-                            config.multiplier, config.code_bits))
+                            config.multiplier, config.code_bits, trained))
     node.ann.put(tiling_for(geometry, config.vector_length, "dense"))
     w = weight_pool.effective_weights(layer, pool, config.multiplier, geometry.rows)
     _set_weight(graph, node, w)

@@ -24,8 +24,16 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
 A pooled layer (``WeightPool``, set by pool-weights; docs/weight-pool.md) takes ``S_W = α``, the
 pool's scale, and ``w_bits`` = the pool's ``code_bits`` (or the asked bits when at least that),
 so its codes are the pool's ``q`` exactly; its input and ADC steps are calibrated; QAT or QDQ
-steps of a pooled layer are not used (a warning says so).
+steps of a pooled layer are not used (a warning says so) — except for a pool trained with the
+model (``cimc qat --weight-pool``; ``WeightPool.trained``), whose QAT steps are the ones the
+pool was trained for (``S_W = α``). A model carrying a trained pool (``cimc.pool``) must be
+compiled with ``--weight-pool`` (a ``UsageError`` otherwise).
 
+With ``adaround``, each calibrated layer's weights are then rounded up or down by AdaRound
+(``cimc.quant.adaround``: least output error on its calibration input through the DAC) instead
+of to the nearest code; the layer reads them as new float weights ``S_W·q`` (whose nearest
+codes are ``q``), and its ADC step is calibrated on the new codes. Pooled layers and layers with
+a quantized model's steps keep theirs.
 With ``bias_correction``, each calibrated layer's bias then absorbs its mean output error on
 the calibration batch (``cimc.quant.bias_correction``). With ``fold_columns`` (``--equalize``
 with the shift on), a layer with per-column steps then makes each column's output scale a
@@ -60,6 +68,8 @@ from cimc.passes.equalize import fold_column_remainder
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
+from cimc.quant.adaround import MAX_ROWS as ADAROUND_MAX_ROWS
+from cimc.quant.adaround import adaround_codes, too_large
 from cimc.quant.bias_correction import corrected_bias
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import (
@@ -68,12 +78,14 @@ from cimc.quant.calibration import (
     collect_inputs,
     load_feeds,
     partial_sums,
+    stream_inputs,
 )
 from cimc.quant.cim_layer import CimSpec, cim_spec
 from cimc.quant.imported import KEY as QDQ_KEY
 from cimc.quant.imported import ImportedSteps, imported_steps, parse_imported
 from cimc.quant.kind_steps import fit_kind_steps
 from cimc.quant.layer_steps import Chosen, calibrated, input_signed
+from cimc.quant.pool_metadata import KEY as POOL_KEY
 from cimc.quant.qat_metadata import KEY, check_layer_names, parse_qat
 from cimc.quant.step_search import mse_step
 
@@ -113,6 +125,7 @@ class Quantize(GraphPass):
     default_bits: LayerBits = LayerBits()
     bias_correction: bool = False
     fold_columns: bool = False
+    adaround: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
@@ -121,6 +134,7 @@ class Quantize(GraphPass):
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
                    bias_correction=options.bias_correction, fold_columns=equalize and shift,
+                   adaround=options.adaround,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
@@ -131,6 +145,11 @@ class Quantize(GraphPass):
         untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
         if untiled:
             raise MappingError(f"quantize needs tile-wordlines first (untiled: {', '.join(untiled[:5])})")
+        if POOL_KEY in graph.metadata and not any(WeightPool in n.ann for n in nodes):
+            raise UsageError("the model was trained with a weight pool ('cimc qat --weight-pool'): compiling it "
+                             "without one would not compute the trained codes",
+                             hint="compile with the --weight-pool, --pool-vector and --pool-error-bits it was "
+                                  "trained with")
         unknown = sorted(set(self.bits) - {n.name for n in nodes})
         if unknown:
             raise UsageError(f"bit overrides name layer(s) that are not CIM layers: {', '.join(unknown)}",
@@ -142,7 +161,7 @@ class Quantize(GraphPass):
         if not todo:
             return PassResult(out, False)
         qat = self._keep_asked_bits(self._qat(out))
-        pooled = sorted(n.name for n in todo if WeightPool in n.ann and n.name in qat)
+        pooled = sorted(n.name for n in todo if WeightPool in n.ann and n.name in qat and not n.ann[WeightPool].trained)
         if pooled:
             log.warning("QAT steps of %d pooled layer(s) (%s) are not used: a pooled layer takes the pool's "
                         "scale", len(pooled), ", ".join(pooled[:5]))
@@ -155,7 +174,7 @@ class Quantize(GraphPass):
             log.warning("QAT parameters missing for %d CIM layer(s) (%s): calibrating them",
                         len(rest), ", ".join(n.name for n in rest[:5]))
         if rest:
-            self._calibrate(out, rest, ctx)
+            self._calibrate(out, rest, ctx, graph)
         ctx.quantize = QuantizeReport(sorted(qat), [n.name for n in rest], self.granularity, self.weight_method)
         return PassResult(out, True)
 
@@ -191,20 +210,48 @@ class Quantize(GraphPass):
         check_layer_names(text, {n.name: n.op for n in graph.nodes}, couts)
         return parse_qat(text, couts)
 
-    def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext) -> None:
+    def _calibrate(self, graph: Graph, nodes: list[Node], ctx: PassContext, float_graph: Graph) -> None:
+        """Steps of ``nodes`` (of ``graph``, which this changes) from the float activations of
+        ``float_graph`` (the pass's input, left as it is) on the calibration batch."""
         cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root, self.preprocess)
         imported = self._imported(graph)
         with single_blas_thread():  # many small products: threads cost more than they give
+            if not self.fold_columns:
+                self._calibrate_streaming(graph, float_graph, nodes, imported, cal, ctx)
+                return
             inputs = collect_inputs(graph, cal.feeds, [n.name for n in nodes])
             ctx.calibration_inputs = inputs
             pending = {n.name for n in nodes} - set(imported)
             for node in nodes:
                 pending.discard(node.name)
-                node.ann.put(self._layer(graph, node, inputs[node.name], imported.get(node.name), ctx.macro))
-                if self.bias_correction:
-                    correct_bias(graph, node, inputs[node.name])
+                self._calibrate_one(graph, node, inputs[node.name], imported, ctx.macro)
                 if self.fold_columns and node.name not in imported:
                     fold_column_remainder(graph, node, inputs, pending)
+
+    def _calibrate_one(self, graph: Graph, node: Node, x: np.ndarray, imported: dict[str, ImportedSteps],
+                       macro: MacroSpec) -> None:
+        """One layer's steps from its float input ``x``, then AdaRound and bias correction if asked."""
+        float_spec = cim_spec(graph, node)
+        node.ann.put(self._layer(graph, node, x, imported.get(node.name), macro))
+        if self.adaround and node.name not in imported and WeightPool not in node.ann:
+            self._adaround(graph, node, x, macro)
+        if self.bias_correction:
+            correct_bias(graph, node, x, float_spec)
+
+    def _calibrate_streaming(self, graph: Graph, float_graph: Graph, nodes: list[Node],
+                             imported: dict[str, ImportedSteps], cal: Calibration, ctx: PassContext) -> None:
+        """Each layer calibrated as soon as the interpreter has computed its float input, which
+        is then dropped (``calibration.stream_inputs``): memory holds the live activations and
+        one layer's input, not every layer's. Layers are independent here (no column fold), so
+        the order does not change the steps. scale-to-shift recomputes the inputs it needs from
+        ``ctx.calibration_graph`` (``float_graph``)."""
+        ctx.calibration_inputs = {}
+        ctx.calibration_graph = float_graph
+        by_name = {n.name: n for n in nodes}
+        for name, x in stream_inputs(float_graph, cal.feeds, list(by_name)):
+            self._calibrate_one(graph, by_name.pop(name), x, imported, ctx.macro)
+        if by_name:
+            raise AssertionError(f"calibration computed no input for {', '.join(sorted(by_name))}")
 
     def _layer(self, graph: Graph, node: Node, x: np.ndarray, steps: ImportedSteps | None,
                macro: MacroSpec) -> QuantParams:
@@ -237,6 +284,25 @@ class Quantize(GraphPass):
                         exc.message, bits[0], bits[1])
             return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro)
         return params
+
+    def _adaround(self, graph: Graph, node: Node, x: np.ndarray, macro: MacroSpec) -> None:
+        """AdaRound's codes (``cimc.quant.adaround``) for the calibrated ``node``: its weights become
+        ``S_W·q`` and its ADC step is re-calibrated on them (module doc). A Gemm with
+        ``alpha ≠ 1`` keeps round-to-nearest (logged)."""
+        if node.op == "Gemm" and float(node.attrs.get("alpha", 1.0)) != 1.0:
+            log.info("adaround skips '%s' (Gemm with alpha != 1)", node.name)
+            return
+        if too_large(cim_spec(graph, node)):
+            log.warning("adaround keeps round-to-nearest for '%s': %d rows > %d (its cost grows as rows²)",
+                        node.name, cim_spec(graph, node).rows, ADAROUND_MAX_ROWS)
+            return
+        q = node.ann[QuantParams]
+        codes = adaround_codes(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
+        step = np.asarray(q.w_step, dtype=np.float32).reshape((-1,) + (1,) * (codes.ndim - 1))
+        set_weight(graph, node, (codes * step).astype(np.float32))
+        chosen = Chosen(q.w_bits, q.w_step, q.a_bits, q.a_step, q.a_signed, q.source)
+        node.ann.put(calibrate_layer(cim_spec(graph, node), x, (q.w_bits, q.a_bits, q.adc_bits), self.granularity,
+                                     self.weight_method, macro, chosen))
 
     def _imported(self, graph: Graph) -> dict[str, ImportedSteps]:
         text = graph.metadata.get(QDQ_KEY)
@@ -292,12 +358,29 @@ def calibration_batch(ctx: PassContext, graph: Graph, source: str, size: int, ro
 
 
 
-def correct_bias(graph: Graph, node: Node, x: np.ndarray) -> None:
+def correct_bias(graph: Graph, node: Node, x: np.ndarray, float_spec: CimSpec | None = None) -> None:
     """Bias correction (``cimc.quant.bias_correction``) of a quantized Conv, or Gemm with
-    ``beta = 1``: the corrected bias becomes a new initializer the layer reads. MatMul (no bias
-    input) and other Gemms are left as they are."""
+    ``beta = 1``, against ``float_spec`` (the layer before quantize changed its weights, e.g. by
+    AdaRound; default: as it is): the corrected bias becomes a new initializer the layer reads.
+    MatMul (no bias input) and other Gemms are left as they are."""
     if has_own_bias(node):
-        set_bias(graph, node, corrected_bias(cim_spec(graph, node), x))
+        set_bias(graph, node, corrected_bias(cim_spec(graph, node), x, float_spec))
+
+
+def set_weight(graph: Graph, node: Node, w: np.ndarray) -> None:
+    """``w`` (the layer's weights ``(Cout, Cin_g, kh, kw)`` as ``cim_layer.layer_weight`` reads
+    them, float32) as a new initializer that ``node`` reads: a Conv's as is, a Gemm's (``alpha =
+    1``) or MatMul's ``B`` transposed back as the node reads it."""
+    if node.op == "Conv":
+        b = w
+    else:
+        mat = w.reshape(w.shape[0], w.shape[1])  # (Cout, K)
+        b = mat if node.op == "Gemm" and node.attrs["transB"] else mat.T
+    name = graph.unique_name(f"{node.name}.weight_rounded")
+    graph.set_initializer(name, np.ascontiguousarray(b, dtype=np.float32))
+    inputs = list(node.inputs)
+    inputs[1] = name
+    graph.set_inputs(node, inputs)
 
 
 def has_own_bias(node: Node) -> bool:

@@ -37,6 +37,7 @@ Each layer's ``Shift`` records ``k``, ``s``, ``ε``, the fold and the SQNR of it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -57,7 +58,7 @@ from cimc.passes.registry import register
 from cimc.quant import numerics, slicing
 from cimc.quant.bias_correction import refolded_bias
 from cimc.quant.blas import single_blas_thread
-from cimc.quant.calibration import DEFAULT_SIZE, collect_inputs, partial_sums
+from cimc.quant.calibration import DEFAULT_SIZE, partial_sums, stream_inputs
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
 from cimc.quant.step_search import squared_error
@@ -91,37 +92,51 @@ class ScaleToShift(GraphPass):
         out = graph.copy()
         todo = [n for n in cim_nodes(out) if Shift not in n.ann]
         gains: dict[str, float] = {}
-        inputs = self._inputs(graph, todo, ctx)
+        inputs = self._inputs(graph, [n for n in todo if self.fold and may_fold_at_adc(out, n)], ctx)
         with single_blas_thread():
             for node in todo:
-                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), inputs.get(node.name),
+                def calibration(name: str = node.name) -> np.ndarray | None:
+                    x = inputs.get(name)
+                    if x is None:  # a fold not foreseen (a Clip scaled by an earlier layer)
+                        x = self._inputs(graph, [out.node(name)], ctx).get(name)
+                    return x
+
+                gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), calibration,
                                          self.bias_correction))
+                inputs.drop(node.name)
         if todo and self.sqnr_samples > 0:
             self._measure(graph, out, todo, ctx)
         return PassResult(out, bool(todo))
 
-    def _inputs(self, graph: Graph, todo: list[Node], ctx: PassContext) -> dict[str, np.ndarray]:
-        """Each layer's float calibration input: quantize's (``ctx.calibration_inputs``), or, for
-        layers whose steps came with the model (QAT), collected here from the same calibration
-        batch, so that an ADC fold picks its power of two from data whatever the steps' origin."""
-        inputs = dict(ctx.calibration_inputs)
-        missing = [n.name for n in todo if n.name not in inputs]
-        if missing and self.calib_size > 0:
-            cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root, self.preprocess)
-            with single_blas_thread():
-                inputs.update(collect_inputs(graph, cal.feeds, missing))
+    def _inputs(self, graph: Graph, todo: list[Node], ctx: PassContext) -> LayerInputs:
+        """The float calibration input of each layer of ``todo``: quantize's
+        (``ctx.calibration_inputs``), or, when quantize streamed them and kept none, recomputed
+        from the float graph it ran (``ctx.calibration_graph``, the same values); for layers whose
+        steps came with the model (QAT), collected here from the same calibration batch, so that
+        an ADC fold picks its power of two from data whatever the steps' origin."""
+        inputs = LayerInputs({n.name: ctx.calibration_inputs[n.name] for n in todo if n.name in ctx.calibration_inputs})
+        missing = [n.name for n in todo if n.name not in inputs.ready]
+        if not missing or self.calib_size <= 0:
+            return inputs
+        cal = calibration_batch(ctx, graph, self.calib, self.calib_size, self.data_root, self.preprocess)
+        streamed = set(ctx.quantize.calibrated_layers) if ctx.quantize and ctx.calibration_graph else set()
+        for source, names in ((ctx.calibration_graph, [n for n in missing if n in streamed]),
+                              (graph, [n for n in missing if n not in streamed])):
+            if names and source is not None:
+                inputs.add(stream_inputs(source, cal.feeds, names), names)
         return inputs
 
     def _measure(self, before: Graph, after: Graph, todo: list[Node], ctx: PassContext) -> None:
         cal = calibration_batch(ctx, before, self.calib, max(self.calib_size, self.sqnr_samples), self.data_root,
                                 self.preprocess)
         feeds = cal.take(self.sqnr_samples)
-        ref = run_compiled(before, feeds, record=True)
-        got = run_compiled(after, feeds, record=True)
+        layers = [node.outputs[0] for node in todo]  # their outputs only: no codes or partial sums kept
+        ref = run_compiled(before, feeds, keep=layers)
+        got = run_compiled(after, feeds, keep=layers)
         for node in todo:
             shift = node.ann[Shift]
-            y = got.traces[node.name].outputs / np.float32(shift.gain)
-            node.ann.put(replace(shift, sqnr_db=sqnr_db(ref.traces[node.name].outputs, y)))
+            y = got.outputs[node.outputs[0]] / np.float32(shift.gain)
+            node.ann.put(replace(shift, sqnr_db=sqnr_db(ref.outputs[node.outputs[0]], y)))
         outputs = [sqnr_db(ref.outputs[t], got.outputs[t]) for t in before.outputs]
         ctx.shift = ShiftReport(min(outputs, default=math.inf), int(feeds[before.inputs[0]].shape[0]))
 
@@ -136,13 +151,51 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
+class LayerInputs:
+    """Layers' float calibration inputs: given ones (``ready``), and streams of
+    ``calibration.stream_inputs`` read only as far as a requested layer (the layers between are
+    kept until asked for or dropped), so scale-to-shift holds few inputs at a time."""
+
+    def __init__(self, ready: dict[str, np.ndarray]) -> None:
+        self.ready = ready
+        self.streams: list[tuple[Iterator[tuple[str, np.ndarray]], set[str]]] = []
+
+    def add(self, stream: Iterator[tuple[str, np.ndarray]], names: list[str]) -> None:
+        self.streams.append((stream, set(names)))
+
+    def get(self, name: str) -> np.ndarray | None:
+        for stream, names in self.streams:
+            while name in names and name not in self.ready:
+                item = next(stream, None)
+                if item is None:
+                    break
+                if item[0] in names:  # still wanted: not dropped before its input came
+                    self.ready[item[0]] = item[1]
+        return self.ready.get(name)
+
+    def drop(self, name: str) -> None:
+        for _, names in self.streams:
+            names.discard(name)
+        self.ready.pop(name, None)
+
+
+def may_fold_at_adc(graph: Graph, node: Node) -> bool:
+    """Whether ``shift_layer`` may fold ``node``'s remainder into its ADC step (and so read its
+    calibration input): a per-column scale, or no reader layer to fold it into. Only which inputs
+    scale-to-shift computes ahead depends on it; ``shift_layer`` decides."""
+    q = node.ann[QuantParams]
+    return numerics.output_scale(q.w_step, q.adc_step, q.a_step).size != 1 or fold_targets(graph, node) is None
+
+
 def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
-                calibration: np.ndarray | None = None, bias_correction: bool = False) -> dict[str, float]:
+                calibration: np.ndarray | Callable[[], np.ndarray | None] | None = None,
+                bias_correction: bool = False) -> dict[str, float]:
     """Annotate ``node`` with its ``Shift`` and fold the remainder (module doc).
 
     ``input_gain`` is ``g`` when the layer's input arrives multiplied by ``g`` (its producer
     folded into this layer's ``S_A``): its true scale is then ``S_W·S_ADC·S_A / g``.
-    ``calibration`` (the layer's float calibration input) lets an ADC fold pick the better of
+    ``calibration`` (the layer's float calibration input, or a function returning it, called
+    only by an ADC fold) lets an ADC fold pick the better of
     the two powers of two around ``s``; with ``bias_correction`` (quantize corrected the bias), an
     ADC fold also moves the bias by the change of the mean output on it
     (``bias_correction.refolded_bias``). Returns the input gains given to reader layers."""
@@ -159,7 +212,8 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
             _scale_clips(targets.clips, gain)
             mode = "activation"
         else:
-            x = None if calibration is None else calibration * np.float32(input_gain)
+            x = calibration() if callable(calibration) else calibration
+            x = None if x is None else x * np.float32(input_gain)
             if bias_correction and x is not None and has_own_bias(node):
                 before = cim_spec(graph, node)
             k, adc = adc_fold(graph, node, exact, x)

@@ -35,16 +35,20 @@ def mean_output(spec: CimSpec, x: np.ndarray, bias: np.ndarray | None = None) ->
     return np.einsum("gr,gor->go", mean, w).reshape(-1) + b.astype(np.float64)
 
 
-def mean_error(spec: CimSpec, x: np.ndarray, float_bias: np.ndarray | None = None) -> np.ndarray:
+def mean_error(spec: CimSpec, x: np.ndarray, float_bias: np.ndarray | None = None,
+               float_spec: CimSpec | None = None) -> np.ndarray:
     """``E[ŷ_o] − E[y_o]`` on ``x`` for the layer's ``QuantParams`` (module doc), float64
-    ``(Cout,)``; the float ``y`` has bias ``float_bias`` (default: the layer's own, as before
-    any correction)."""
-    return _channel_means(run_layer(x, spec).outputs, spec) - mean_output(spec, x, float_bias)
+    ``(Cout,)``; the float ``y`` is ``float_spec``'s (default: ``spec``'s own weights; the layer
+    as before quantize changed its weights, e.g. by AdaRound) with bias ``float_bias`` (default:
+    its own, as before any correction)."""
+    reference = spec if float_spec is None else float_spec
+    return _channel_means(run_layer(x, spec).outputs, spec) - mean_output(reference, x, float_bias)
 
 
-def corrected_bias(spec: CimSpec, x: np.ndarray) -> np.ndarray:
-    """The bias ``b − (E[ŷ] − E[y])`` (module doc), float32 ``(Cout,)``."""
-    return (spec.bias.astype(np.float64) - mean_error(spec, x)).astype(np.float32)
+def corrected_bias(spec: CimSpec, x: np.ndarray, float_spec: CimSpec | None = None) -> np.ndarray:
+    """The bias ``b − (E[ŷ] − E[y])`` (module doc; ``y`` of ``float_spec`` as in ``mean_error``),
+    float32 ``(Cout,)``."""
+    return (spec.bias.astype(np.float64) - mean_error(spec, x, float_spec=float_spec)).astype(np.float32)
 
 
 def refolded_bias(before: CimSpec, after: CimSpec, x: np.ndarray, scale_before: np.ndarray) -> np.ndarray:

@@ -7,7 +7,9 @@
   inputs; its train split, images preprocessed by ``preprocess``), or from Python an array or
   an iterable of ``(x, y)`` (or ``x``) batches such as a torch ``DataLoader``.
 * ``collect_inputs``: the float activations entering every CIM layer, from one run of the
-  reference interpreter over the whole batch (batch-generic graph, ``cimc.quant.batching``).
+  reference interpreter over the whole batch (batch-generic graph, ``cimc.quant.batching``);
+  only those are kept, every other activation is freed once its readers have run;
+  ``stream_inputs`` yields them one layer at a time instead (what quantize uses).
 * ``window_moments``: ``E[a]`` and ``E[a²]`` of the input every weight multiplies (per group
   and row of the layer's im2col windows, zero padding included), for bias correction and
   activation-aware weight steps.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -151,9 +153,31 @@ def collect_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[s
     """Float input activations of the named nodes over the batch (one interpreter run, or one
     per chunk of the static batch for a model that mixes its batch axis)."""
     generic = batch_generic(graph)
-    runs = [interpreter.run(generic, chunk, keep=True) for chunk in batch_chunks(graph, feeds)]
-    return {name: np.concatenate([values[generic.node(name).inputs[0]] for values in runs])
-            for name in nodes}
+    wanted = {name: generic.node(name).inputs[0] for name in nodes}
+    retain = frozenset(wanted.values())
+    runs = [interpreter.run(generic, chunk, retain=retain) for chunk in batch_chunks(graph, feeds)]
+    if len(runs) == 1:  # one batch: its arrays as they are, no concatenated copy
+        return {name: runs[0][t] for name, t in wanted.items()}
+    return {name: np.concatenate([values[t] for values in runs]) for name, t in wanted.items()}
+
+
+def stream_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """``(node, float input)`` of the named nodes, each as soon as the interpreter has computed
+    it (topological order), the same values as ``collect_inputs``; every other activation is
+    freed once read, so a consumer that drops each input after use holds one layer's input at a
+    time besides the live activations. A model that mixes its batch axis runs in chunks of its
+    static batch and is collected whole first (``collect_inputs``)."""
+    chunks = batch_chunks(graph, feeds)
+    if len(chunks) != 1:
+        yield from collect_inputs(graph, feeds, nodes).items()
+        return
+    generic = batch_generic(graph)
+    readers: dict[str, list[str]] = {}
+    for name in nodes:
+        readers.setdefault(generic.node(name).inputs[0], []).append(name)
+    for tensor, value in interpreter.stream(generic, chunks[0], readers):
+        for name in readers[tensor]:
+            yield name, value
 
 
 def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,

@@ -28,7 +28,7 @@ onnxruntime and stay float32 (they may differ in the last bit).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -214,18 +214,21 @@ def probe_feeds(shapes: Mapping[str, Sequence[int]], seed: int, scale: float) ->
     return {name: (rng.standard_normal(tuple(shape)) * scale).astype(np.float32) for name, shape in shapes.items()}
 
 
-def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
+def run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], *, record: bool = False,
+                 keep: Collection[str] = ()) -> CompiledRun:
     """Run the compiled model: quantized CIM layers by the contract, the rest digital.
 
     CIM nodes without ``QuantParams`` run as float ops. ``record`` keeps a ``LayerTrace``
-    per CIM layer. Any batch size works (``cimc.quant.batching``)."""
+    per CIM layer; ``keep`` names tensors returned in ``outputs`` besides the graph's (a
+    layer's output without its trace's codes and partial sums). Any batch size works
+    (``cimc.quant.batching``)."""
     missing = [name for name in graph.inputs if name not in feeds]
     if missing:
         raise InvalidModelError(f"missing input(s): {', '.join(missing)}")
     chunks = batch_chunks(graph, {k: np.asarray(v) for k, v in feeds.items()})
     if len(chunks) > 1:
-        return concat_runs([_run_compiled(graph, chunk, record) for chunk in chunks])
-    return _run_compiled(graph, feeds, record)
+        return concat_runs([_run_compiled(graph, chunk, record, keep) for chunk in chunks])
+    return _run_compiled(graph, feeds, record, keep)
 
 
 def concat_runs(runs: list[CompiledRun]) -> CompiledRun:
@@ -236,7 +239,8 @@ def concat_runs(runs: list[CompiledRun]) -> CompiledRun:
     return CompiledRun(outputs, traces)
 
 
-def _run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], record: bool) -> CompiledRun:
+def _run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], record: bool,
+                  keep: Collection[str] = ()) -> CompiledRun:
     generic = batch_generic(graph)
     values: dict[str, np.ndarray] = dict(generic.initializers)
     values.update({k: np.asarray(v, dtype=np.float32) for k, v in feeds.items()})
@@ -252,6 +256,6 @@ def _run_compiled(graph: Graph, feeds: Mapping[str, np.ndarray], record: bool) -
         else:
             values[node.outputs[0]] = digital_op(node.op, [values[t] for t in node.inputs if t], node.attrs)
         for t in node.inputs:  # free what no later node reads
-            if last.get(t) == step and t not in graph.outputs and t not in generic.initializers:
+            if last.get(t) == step and t not in graph.outputs and t not in generic.initializers and t not in keep:
                 values.pop(t, None)
-    return CompiledRun({name: values[name] for name in graph.outputs}, traces)
+    return CompiledRun({name: values[name] for name in [*graph.outputs, *keep]}, traces)

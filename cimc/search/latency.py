@@ -4,12 +4,11 @@
 configuration every CIM layer gets a stand-in ``QuantParams`` carrying only its bits and the
 macro's cell/DAC widths (unit steps: placement and cost depend on bits and shapes, never on
 step sizes), then ``place-bitlines`` and ``backends.cost_model.model_cost`` run as in
-``cimc compile``. The figure minimised (``--objective``):
-
-* ``latency``: cycles of one inference with the weights loaded once,
-  ``computing_cycles + loading_cycles`` (report totals);
-* ``computing``: ``computing_cycles`` alone (weights resident);
-* ``conversions``: ADC conversions per inference (``adc_conversions``), a proxy of energy.
+``cimc compile`` — and, for an objective of the timeline (``batch-latency``, ``energy``,
+``edp``), the timeline of the placed graph at the options' ``infer_batch``, ``timing`` and
+``conversion`` on their ``bitline_budget``. The figure minimised (``--objective``) is one of
+``cimc.cost.objective.OBJECTIVES`` (declared there once: ``latency``, ``computing``,
+``conversions``, ``batch-latency``, ``energy``, ``edp``).
 
 With bit slicing a layer of ``w_bits > cell_bits`` takes ``ceil(w_bits/cell_bits)`` columns
 per output channel and ``a_bits > dac_bits`` takes ``ceil(a_bits/dac_bits)`` input cycles, so
@@ -19,12 +18,14 @@ the figures grow in steps of the slice counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from cimc.api import CompileOptions
 from cimc.cost.model import ModelCost, model_cost
-from cimc.errors import UsageError
+from cimc.cost.objective import get_objective, objective_value
+from cimc.cost.timeline import Conversion, Timing, timeline
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
@@ -34,19 +35,6 @@ from cimc.passes.pipelines import SEARCH_PREFIX, instantiate
 from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import check_bits
 from cimc.search.space import Config
-
-OBJECTIVES = ("latency", "computing", "conversions")
-
-
-def objective_value(cost: ModelCost, objective: str) -> int:
-    """The figure ``objective`` names (module doc)."""
-    if objective == "latency":
-        return int(cost.computing_cycles + cost.loading_cycles)
-    if objective == "computing":
-        return int(cost.computing_cycles)
-    if objective == "conversions":
-        return int(cost.adc_conversions)
-    raise UsageError(f"unknown objective '{objective}'", hint=f"choose one of {', '.join(OBJECTIVES)}")
 
 
 def prepare(graph: Graph, options: CompileOptions, macro: MacroSpec) -> tuple[Graph, PassContext]:
@@ -81,9 +69,12 @@ class LatencyModel:
     placement: str = "packed"
     bitline_budget: int | None = None
     objective: str = "latency"
-    _cache: dict[Config, ModelCost] = field(default_factory=dict, repr=False)
+    timing: str = "paper"
+    batch: int = 1
+    conversion: str = "serial"
+    _cache: dict[Config, tuple[ModelCost, float]] = field(default_factory=dict, repr=False)
 
-    def cost(self, config: Config) -> ModelCost:
+    def _evaluate(self, config: Config) -> tuple[ModelCost, float]:
         cached = self._cache.get(config)
         if cached is not None:
             return cached
@@ -93,8 +84,15 @@ class LatencyModel:
         ctx = PassContext(macro=self.macro, bitline_budget=self.bitline_budget)
         placed = PlaceBitlines(policy=self.placement).run(graph, ctx).graph
         cost = model_cost(placed, self.macro, self.bitline_budget)
-        self._cache[config] = cost
-        return cost
+        result = None
+        if get_objective(self.objective).timeline:
+            result = timeline(placed, self.macro, cost.bitline_budget, cast(Timing, self.timing), self.batch,
+                              cast(Conversion, self.conversion))
+        self._cache[config] = cost, objective_value(self.objective, cost, result, self.macro)
+        return self._cache[config]
 
-    def __call__(self, config: Config) -> int:
-        return objective_value(self.cost(config), self.objective)
+    def cost(self, config: Config) -> ModelCost:
+        return self._evaluate(config)[0]
+
+    def __call__(self, config: Config) -> float:
+        return self._evaluate(config)[1]

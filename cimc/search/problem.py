@@ -30,7 +30,8 @@ class Point:
     """One evaluated configuration."""
 
     config: Config
-    latency: int
+    latency: float
+    """The objective's value (``cimc.cost.objective``): cycles, conversions, pJ or pJ·cycles."""
     accuracy: float
     agreement: float
     metric: float
@@ -106,7 +107,8 @@ def build_problem(source: str | Path, spec: ProblemSpec) -> SearchProblem:
     tiled, _ = prepare(graph, options, macro)
     layers = tuple(n.name for n in cim_nodes(tiled))
     space = SearchSpace(layers, spec.w_choices, spec.a_choices, spec.adc_choices or (macro.adc_bits,))
-    latency = LatencyModel(tiled, macro, options.placement, options.bitline_budget, spec.objective)
+    latency = LatencyModel(tiled, macro, options.placement, options.bitline_budget, spec.objective, options.timing,
+                           options.infer_batch, options.conversion)
     latency(space.widest())  # an unknown objective or a configuration that cannot compile fails early
     calib = spec.calib if spec.calib is not None else spec.data
     proxy = build_proxy(tiled, macro, spec.data, eval_size=spec.eval_size, calib=calib,

@@ -45,7 +45,7 @@ def layer_features(problem: SearchProblem) -> np.ndarray:
     return feats / np.maximum(feats.max(axis=0, keepdims=True), 1e-9)
 
 
-def reward(point: Point, widest_latency: int, max_drop: float) -> float:
+def reward(point: Point, widest_latency: float, max_drop: float) -> float:
     r = -point.latency / widest_latency
     if not point.feasible:
         r -= INFEASIBLE_PENALTY + EXCESS_WEIGHT * (point.drop - max_drop)

@@ -3,6 +3,7 @@
     model = "digits_cnn"            # zoo name, or an ONNX path (relative to the config file)
     mode = "grid"                   # or "random" (+ samples, seed)
     eval = "digits"                 # optional: float vs compiled top-1 on this test split
+    objective = "latency"           # what the Pareto set minimises (cimc.cost.objective)
     [fixed]                         # values shared by every point (any axis name)
     bitline_budget = 512
     [axes]                          # lists of values; random mode also takes {min, max}
@@ -19,13 +20,14 @@ before it validates.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cimc.cost.objective import OBJECTIVES
 from cimc.errors import UsageError
 from cimc.limits import OPTIONS_FILE_BYTES
-from cimc.macro import ENERGY_FIELDS, PRESETS, MacroSpec
+from cimc.macro import FIELD_BOUNDS, PRESETS, check_field
 from cimc.options import OPTIONS, validate
 from cimc.untrusted import load_toml, read_regular
 
@@ -45,6 +47,13 @@ def _float(key: str, value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):  # NaN too
         raise UsageError(f"sweep config: {key} = {value!r} must be a number >= 0 and finite")
     return float(value)
+
+
+def _macro_field(name: str) -> Check:
+    """A numeric ``MacroSpec`` field, held to its ``cimc.macro.FIELD_BOUNDS`` range."""
+    def check(key: str, value: Any) -> int | float:
+        return check_field(name, value, "sweep config", key)
+    return check
 
 
 def _data_source(key: str, value: Any) -> str:
@@ -68,20 +77,18 @@ def _declared(name: str) -> Check:
     return check
 
 
-MACRO_INTS = tuple(f.name for f in fields(MacroSpec) if f.name != "name" and f.name not in ENERGY_FIELDS)
 #: The compile options a point may set (``CompileOptions`` fields, checked by ``cimc.options``).
 COMPILE_AXES = ("bitline_budget", "w_bits", "a_bits", "adc_bits", "tiling", "placement", "granularity",
-                "weight_method", "map_fc", "no_shift")
+                "weight_method", "map_fc", "no_shift", "timing", "infer_batch", "conversion")
 #: Every axis (also usable under [fixed]) and its value check.
 AXES: dict[str, Check] = {
     "macro.preset": _choice(*PRESETS),
-    **{f"macro.{name}": _int(1, 16 if name.endswith("_bits") else None) for name in MACRO_INTS},
-    **{f"macro.{name}": _float for name in ENERGY_FIELDS},  # pJ; MacroSpec refuses 0
+    **{f"macro.{name}": _macro_field(name) for name in FIELD_BOUNDS},  # bounded: cimc.macro.FIELD_BOUNDS
     **{name: _declared(name) for name in COMPILE_AXES},
     "morph_lambda": _float,
 }
 TOP_KEYS = ("model", "mode", "samples", "seed", "eval", "eval_size", "calib", "calib_size", "data_root", "train",
-            "fixed", "axes", "training", "image_size", "mean", "std")
+            "fixed", "axes", "training", "image_size", "mean", "std", "objective")
 #: The image preprocessing of ``calib``, ``eval`` and ``training.data`` (``cimc.data.preprocess``):
 #: part of every point's key only when given.
 PREPROCESS_KEYS = ("image_size", "mean", "std")
@@ -110,6 +117,7 @@ class SweepConfig:
     fixed: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # eval, calib, train: part of every point's key
     data_root: str | None = None  # where datasets live: not part of the key
+    objective: str = "latency"  # what the Pareto set minimises (cimc.cost.objective): not part of the key
 
 
 def load_config(path: Path, *, train: bool = False) -> SweepConfig:
@@ -135,7 +143,14 @@ def parse_config(doc: dict[str, Any], base: Path | None = None, *, train: bool =
     _check_morph(axes, fixed)
     return SweepConfig(model=_model(doc, base), mode=mode, samples=samples,
                        seed=_int(0)("seed", doc.get("seed", 0)), axes=axes, fixed=fixed,
-                       settings=_settings(doc, train), data_root=_opt_str(doc, "data_root"))
+                       settings=_settings(doc, train), data_root=_opt_str(doc, "data_root"),
+                       objective=_objective(doc.get("objective", "latency")))
+
+
+def _objective(value: Any) -> str:
+    if not isinstance(value, str) or value not in OBJECTIVES:
+        raise UsageError(f"sweep config: objective = {value!r} is not one of {', '.join(OBJECTIVES)}")
+    return value
 
 
 def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ pipeline; ``model_cost`` gives the figures (no build folder unless ``keep_builds
 Latency, in cycles of one inference starting with unloaded macros (paper Section II.A):
 ``latency_cycles = loading_cycles + computing_cycles`` (both recorded; when the model does not
 fit the budget ``reload_cycles_per_inference`` says what every later inference pays again).
+From the timeline at the point's ``infer_batch``, ``timing`` and ``conversion`` (axes like the
+others): ``cycles_per_inference``, ``energy_pj`` and ``edp`` (``cimc.cost.objective``).
 Accuracy (with ``eval``): top-1 of the float graph and of ``model.cim.onnx`` in onnxruntime on
 the same test samples (``cimc.evaluation``). A point that cimc refuses (a ``CimcError``: the
 design is infeasible, the bits unsupported …) is recorded as ``status = "error"`` with the
@@ -113,7 +115,16 @@ def _figures(blob: ModelBlob, task: Task) -> dict[str, Any]:
         accuracy = _accuracy(blob, task, graph, compiled, trained=bool(extra))
     figures = {name: getattr(cost, name) for name in COST_FIELDS}
     figures["latency_cycles"] = cost.loading_cycles + cost.computing_cycles
-    return {**figures, **_accuracy_fields(accuracy), **extra}
+    return {**figures, **_timeline_fields(compiled, ctx.macro, cost, options), **_accuracy_fields(accuracy), **extra}
+
+
+def _timeline_fields(compiled: Graph, macro: MacroSpec, cost: Any, options: Any) -> dict[str, float]:
+    """The timeline's objectives (``cimc.cost.objective``) at the point's batch, timing and conversion."""
+    from cimc.cost.objective import timeline_figures
+    from cimc.cost.timeline import timeline
+
+    result = timeline(compiled, macro, cost.bitline_budget, options.timing, options.infer_batch, options.conversion)
+    return timeline_figures(result, macro)
 
 
 def _source(blob: ModelBlob, task: Task, macro: MacroSpec, options: Any) -> tuple[Graph, dict[str, Any]]:
@@ -165,7 +176,7 @@ def _keep(blob: ModelBlob, task: Task, graph: Graph, compiled: Graph, ctx: Any, 
     evaluate = (evaluator(graph, options.eval_data, options.eval_size, options.data_root, options.preprocess())
                 if options.eval_data else None)
     build = build_files(compiled, ctx.macro, options.bitline_budget, blob.identity(), options.public(),
-                        quant_info(ctx), evaluate, options.timing, options.infer_batch)
+                        quant_info(ctx), evaluate, options.timing, options.infer_batch, options.conversion)
     write_build(Path(task.keep_builds or ".") / task.key[:16], build.files, build.manifest, force=True)
     accuracy = build.report.accuracy
     return build.cost, None if accuracy is None else accuracy.to_json()

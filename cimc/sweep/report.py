@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cimc.sweep.pareto import WITH_ACCURACY, Objective
+from cimc.sweep.pareto import Objective, cost_field, has_accuracy
 from cimc.untrusted import refuse_special_output
 
 Record = dict[str, Any]
@@ -35,12 +35,17 @@ def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def table_rows(front: list[Record], axes: list[str], accuracy: bool) -> tuple[list[str], list[list[str]]]:
-    headers = ["key", *axes, "latency cyc.", "load cyc.", "compute cyc.", "bitlines", "macros", "usage", "fits"]
+def table_rows(front: list[Record], axes: list[str], accuracy: bool,
+               field: str = "latency_cycles") -> tuple[list[str], list[list[str]]]:
+    """The Pareto table, by the minimised ``field`` (a column of its own unless it is the latency)."""
+    extra = [] if field == "latency_cycles" else [field]
+    headers = ["key", *axes, *extra, "latency cyc.", "load cyc.", "compute cyc.", "bitlines", "macros", "usage",
+               "fits"]
     headers += ["compiled top-1", "float top-1"] if accuracy else []
     rows = []
-    for r in sorted(front, key=lambda r: (r["latency_cycles"], r["bitlines"], r["key"])):
-        row = [r["key"][:8], *(_fmt(r["point"].get(a)) for a in axes), _fmt(r["latency_cycles"]),
+    for r in sorted(front, key=lambda r: (r[field], r["bitlines"], r["key"])):
+        row = [r["key"][:8], *(_fmt(r["point"].get(a)) for a in axes), *(_fmt(r[f]) for f in extra),
+               _fmt(r["latency_cycles"]),
                _fmt(r["loading_cycles"]), _fmt(r["computing_cycles"]), _fmt(r["bitlines"]), _fmt(r["macros"]),
                f"{100 * r['macro_usage']:.2f}%", _fmt(r["fits_on_chip"])]
         if accuracy:
@@ -55,8 +60,8 @@ def print_table(ok: list[Record], front: list[Record], objs: tuple[Objective, ..
 
     from cimc.safe_text import safe_console as Console
 
-    accuracy = objs == WITH_ACCURACY
-    headers, rows = table_rows(front, varying_axes(ok), accuracy)
+    accuracy = has_accuracy(objs)
+    headers, rows = table_rows(front, varying_axes(ok), accuracy, cost_field(objs))
     arrows = ", ".join(f"{name} {'↑' if sense == 'max' else '↓'}" for name, sense in objs)
     table = Table(title=f"Pareto set: {len(front)} of {len(ok)} points ({arrows}); {failed} failed")
     for h in headers:
@@ -66,8 +71,8 @@ def print_table(ok: list[Record], front: list[Record], objs: tuple[Objective, ..
     Console(width=max(180, Console().width)).print(table)
 
 
-def _xy(records: list[Record], yname: str) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([r["latency_cycles"] for r in records], dtype=np.float64),
+def _xy(records: list[Record], yname: str, xname: str = "latency_cycles") -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([r[xname] for r in records], dtype=np.float64),
             np.array([r[yname] for r in records], dtype=np.float64))
 
 
@@ -78,15 +83,17 @@ def plot(ok: list[Record], front: list[Record], objs: tuple[Objective, ...], pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    yname, ylabel = ("compiled_top1", "compiled top-1 accuracy") if objs == WITH_ACCURACY else ("bitlines", "bitlines")
+    yname, ylabel = ("compiled_top1", "compiled top-1 accuracy") if has_accuracy(objs) else ("bitlines", "bitlines")
+    xname = cost_field(objs)
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     usage = np.array([100 * r["macro_usage"] for r in ok] + [100 * r["macro_usage"] for r in front])
     scale: dict[str, Any] = {"cmap": "viridis", "vmin": float(usage.min()), "vmax": float(usage.max()), "s": 50}
-    points = ax.scatter(*_xy(ok, yname), c=usage[:len(ok)], edgecolors="none", rasterized=len(ok) > 1000, **scale)
+    points = ax.scatter(*_xy(ok, yname, xname), c=usage[:len(ok)], edgecolors="none", rasterized=len(ok) > 1000,
+                        **scale)
     if front:  # drawn again on top, outlined: one collection each, not one edge colour per point
-        ax.scatter(*_xy(front, yname), c=usage[len(ok):], edgecolors="black", linewidths=1.5, **scale)
+        ax.scatter(*_xy(front, yname, xname), c=usage[len(ok):], edgecolors="black", linewidths=1.5, **scale)
     fig.colorbar(points, ax=ax, label="macro usage (%)")
-    ax.set_xlabel("latency (cycles: weight loading + computing)")
+    ax.set_xlabel("latency (cycles: weight loading + computing)" if xname == "latency_cycles" else xname)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{len(ok)} points, Pareto set outlined ({len(front)})")
     ax.grid(alpha=0.3)

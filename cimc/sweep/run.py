@@ -90,10 +90,11 @@ def run_sweep(plan: SweepPlan, out: Path, *, engine: str = "pool", workers: int 
                       round(time.perf_counter() - start, 3), bugs)
 
 
-def summarise(out: Path, keys: set[str] | None = None) -> Summary:
-    """The Pareto set of the results in ``out`` (only ``keys`` when given: one sweep's points)."""
+def summarise(out: Path, keys: set[str] | None = None, objective: str = "latency") -> Summary:
+    """The Pareto set of the results in ``out`` (only ``keys`` when given: one sweep's points),
+    minimising ``objective`` (``cimc.cost.objective``)."""
     records = list(latest(read_records(out)).values())
     if keys is not None:
         records = [r for r in records if r["key"] in keys]
-    ok, front, objs = pareto(records)
+    ok, front, objs = pareto(records, objective)
     return Summary(ok, front, objs, sum(r.get("status") != "ok" for r in records))

@@ -18,6 +18,10 @@
   unsigned with large, always-positive sums; the signed top digit's sums are small — one
   shared step fitted to the former rounds the latter to 0.
 
+* Weight pool (``cimc qat --weight-pool``): before the first quantized phase the pool is
+  built by binary k-means on the BN-folded weights (``cimc.train.pool``), and each layer's
+  ``S_W`` starts at its least-squares scale ``α`` (instead of LSQ's initial step).
+
 Calibration runs the module in eval mode without gradients; a step that is already
 initialised (its ``initialized`` buffer, e.g. restored from a checkpoint) is kept.
 """
@@ -136,9 +140,27 @@ def init_adc_steps(module: IRModule, batch: torch.Tensor, method: str = "lsq", f
         log.debug("%s: S_ADC %s over %d segments", name, step.tolist()[:4], layer.plan.segments)
 
 
+@torch.no_grad()
+def init_pool(module: IRModule) -> None:
+    """Build the module's weight pool from its BN-folded weights and set every ``S_W`` to its
+    layer's ``α`` (module doc); nothing when there is no pool or it is built (a checkpoint's)."""
+    pool = module.weight_pool
+    if pool is None or bool(pool.built):
+        return
+    layers = module.cim_layers()
+    matrices = []
+    for name in layers:
+        w = module.effective_weights(name, fold=True)[0]
+        matrices.append(w.detach().cpu().reshape(w.shape[0], -1).numpy().astype(np.float32))
+    for layer, alpha in zip(layers.values(), pool.build(matrices), strict=True):
+        layer.w.set_step(torch.from_numpy(alpha).to(layer.w.log_step.device))
+
+
 def prepare_phase(module: IRModule, phase: str, batch: torch.Tensor | None, method: str = "lsq") -> None:
-    """Switch ``module`` to ``phase``, first initialising the step sizes it needs from ``batch``."""
+    """Switch ``module`` to ``phase``, first initialising the step sizes it needs from ``batch``
+    (and building its weight pool, if it has one)."""
     if phase in ("1", "2"):
+        init_pool(module)
         _require(module, batch, lambda layer: bool(layer.w.initialized) and bool(layer.a.initialized))
         if batch is not None:
             init_weight_and_input_steps(module, batch, method)

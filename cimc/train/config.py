@@ -9,6 +9,11 @@ format of ``cimc.cli.quant.read_bits``). A layer whose weights are wider than a 
 ``T = ⌈a_bits/dac_bits⌉`` input slices (``cimc.quant.slicing``); with ``S = T = 1`` it is the
 unsliced contract of docs/build-format.md, 'The numerical contract'. ``cell_bits``/``dac_bits`` of ``None`` never slice.
 
+With ``weight_pool`` (``cimc qat --weight-pool P``, docs/weight-pool.md) every CIM layer is
+pooled: its weight codes come from the shared pool (``cimc.train.pool``), its weight bits are
+the pool's ``code_bits`` (2, or 3 with an error term; ``w_bits`` and ``layer_bits``' ``w_bits``
+do not apply) and its segments are the pool's vectors (dense tiling, ``pool_vector`` rows).
+
 Bits: the ranges of ``cimc.options`` (``w_bits`` and ``adc_bits`` 2..16: a 1-bit narrow signed
 code is always 0; ``a_bits`` 1..16) and, when the config knows the macro's ADC
 (``macro_adc_bits``), at most that.
@@ -22,8 +27,9 @@ from typing import Any
 
 from cimc.errors import UsageError
 from cimc.macro import MacroSpec
-from cimc.options import BIT_KEYS, OPTIONS, validate
+from cimc.options import BIT_KEYS, OPTIONS, POOL_VECTOR, validate
 from cimc.quant import slicing
+from cimc.quant.weight_pool import PoolConfig
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,18 @@ class QuantConfig:
     dac_bits: int | None = 4
     macro_adc_bits: int | None = None
     layer_bits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    weight_pool: int | None = None
+    pool_vector: int = POOL_VECTOR
+    pool_error_bits: int = 0
+    pool_error_prune: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("tiling", "granularity", "map_fc"):
+        for name in ("tiling", "granularity", "map_fc", "weight_pool", "pool_vector", "pool_error_bits",
+                     "pool_error_prune"):
             validate(name, getattr(self, name))
+        if self.weight_pool is not None and self.pool_vector > self.wordlines:
+            raise UsageError(f"--pool-vector {self.pool_vector} is longer than the macro's {self.wordlines} wordlines",
+                             hint=f"use at most {self.wordlines}")
         _check("every layer", {"w_bits": self.w_bits, "a_bits": self.a_bits, "adc_bits": self.adc_bits},
                self.macro_adc_bits)
         for layer, entry in self.layer_bits.items():
@@ -91,10 +105,24 @@ class QuantConfig:
                    dac_bits=macro.dac_bits, macro_adc_bits=macro.adc_bits, layer_bits=dict(layer_bits or {}),
                    **options)
 
+    def pool_config(self) -> PoolConfig | None:
+        """The weight pool's settings (``None`` without ``weight_pool``)."""
+        if self.weight_pool is None:
+            return None
+        return PoolConfig(self.pool_vector, self.weight_pool, self.pool_error_bits, self.pool_error_prune,
+                          self.granularity == "column")
+
+    def segment_tiling(self) -> tuple[int, str]:
+        """``(wordlines, mode)`` of every layer's segments: the pool's vectors when pooled."""
+        return (self.pool_vector, "dense") if self.weight_pool is not None else (self.wordlines, self.tiling)
+
     def bits_of(self, layer: str) -> LayerBits:
-        """``layer``'s bits (its ``layer_bits`` entry over the defaults) and the slice widths."""
+        """``layer``'s bits (its ``layer_bits`` entry over the defaults) and the slice widths; a
+        pooled layer's weight bits are the pool's ``code_bits``."""
         entry = self.layer_bits.get(layer, {})
-        return LayerBits(entry.get("w_bits", self.w_bits), entry.get("a_bits", self.a_bits),
+        pool = self.pool_config()
+        w_bits = entry.get("w_bits", self.w_bits) if pool is None else pool.code_bits
+        return LayerBits(w_bits, entry.get("a_bits", self.a_bits),
                          entry.get("adc_bits", self.adc_bits), self.cell_bits, self.dac_bits)
 
     def check_layers(self, layers: list[str]) -> None:

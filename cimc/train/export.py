@@ -15,6 +15,11 @@ float32 values round-trip exactly. With the steps, ``cimc.quant.numerics`` repro
 forward bit for bit: ``y = Σ_s clip(round(p_s/S_ADC)) · ((S_W·S_ADC)·S_A) + b'``; a sliced
 layer's ``adc_shift`` gives conversion kind ``(t, j)`` the step ``S_ADC·2^−m_{t,j}``
 (``cimc.quant.slicing``, read by ``cimc.quant.qat_metadata``).
+
+A model trained with a weight pool writes each layer's materialised weights ``fl32(S_W·q)``
+instead (``CimQuantLayer.materialised``: ``round(W/S_W)`` gives back the pool codes ``q``), its
+``w_bits`` are the pool's code bits, and the pool goes to ``metadata_props["cimc.pool"]``
+(``cimc.quant.pool_metadata``), so ``cimc compile --weight-pool`` uses this pool and these codes.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from cimc.frontend import save_onnx
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.ir.verify import verify
-from cimc.quant import qat_metadata
+from cimc.quant import pool_metadata, qat_metadata
 from cimc.train.layer import CimQuantLayer
 from cimc.train.module import IRModule
 
@@ -82,8 +87,10 @@ def _columns(rec: Any) -> int:
 def export_graph(module: IRModule) -> Graph:
     """The quantized model as an IR graph: folded CIM weights, no folded BN, ``cimc.quant``."""
     graph = module.to_graph()
-    for name in module.cim_layers():
+    for name, layer in module.cim_layers().items():
         w, b = module.effective_weights(name, fold=True)
+        if layer.pool is not None:
+            w = layer.materialised(w)
         node = graph.node(name)
         _write_weights(graph, node, w.detach().cpu().numpy(), None if b is None else b.detach().cpu().numpy())
         bn = module.folds.get(name)
@@ -91,6 +98,11 @@ def export_graph(module: IRModule) -> Graph:
             _drop_bn(graph, node, graph.node(bn.name))
     graph.remove_unused_initializers()
     graph.metadata[QUANT_KEY] = quant_metadata(module)
+    if module.weight_pool is not None:
+        if not bool(module.weight_pool.built):
+            raise UsageError("the weight pool is not built; prepare phase 1 or 2 before exporting")
+        pool = module.weight_pool.pool.detach().cpu().numpy()
+        graph.metadata[pool_metadata.KEY] = pool_metadata.write(pool, module.weight_pool.config.error_bits)
     verify(graph)
     return graph
 

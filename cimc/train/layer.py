@@ -21,6 +21,10 @@ The phase-2 scale and the final multiply-add are computed in float32 in exactly 
 contract bit for bit.
 ``S_W`` and ``S_A`` are learned in phase 1 and frozen in phase 2 (paper); ``S_ADC`` is fixed
 in phase 2 unless ``learn_adc_step``.
+
+A pooled layer (``QuantConfig.weight_pool``) takes its codes ``w_q`` from the model's shared
+pool (``cimc.train.pool``: index per vector re-assigned every step, straight-through), with
+``S_W = α``, and its segments are the pool's vectors; everything after the codes is as above.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cimc.quant import numerics
 from cimc.train import sliced
 from cimc.train.config import QuantConfig
 from cimc.train.phase2 import ConvGeometry, SegmentPlan, conv2d
+from cimc.train.pool import SharedPool
 from cimc.train.quant import StepQuantizer, adc_sum, channel_view, quantize_codes
 
 __all__ = ["PHASES", "CimQuantLayer", "QuantConfig"]
@@ -46,9 +51,10 @@ class CimQuantLayer(nn.Module):
     adc_shift: torch.Tensor | None
 
     def __init__(self, node: str, cout: int, cin_g: int, kernel: tuple[int, int], geom: ConvGeometry,
-                 config: QuantConfig, a_signed: bool) -> None:
+                 config: QuantConfig, a_signed: bool, pool: SharedPool | None = None) -> None:
         super().__init__()
         self.node, self.geom, self.config = node, geom, config
+        self.pool = pool
         self.bits = config.bits_of(node)
         if numerics.always_zero(self.bits.a_bits, a_signed):
             raise UsageError(f"layer '{node}': its inputs can be negative, so they need signed codes, and "
@@ -57,7 +63,7 @@ class CimQuantLayer(nn.Module):
         self.w = StepQuantizer(self.bits.w_bits, True, channels)
         self.a = StepQuantizer(self.bits.a_bits, a_signed, 1)
         self.adc = StepQuantizer(self.bits.adc_bits, True, channels)
-        self.plan = SegmentPlan(cin_g, kernel, geom.groups, config.wordlines, config.tiling)
+        self.plan = SegmentPlan(cin_g, kernel, geom.groups, *config.segment_tiling())
         sliced.check_exact(node, self.bits, self.plan, a_signed)
         kinds = self.bits.a_slices * self.bits.w_slices
         self.register_buffer("adc_shift", torch.zeros(kinds, dtype=torch.int64) if self.bits.sliced else None)
@@ -77,7 +83,17 @@ class CimQuantLayer(nn.Module):
 
     def weight_codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s_w = self.w.scaled_step(w.numel() // self.w.channels)
+        if self.pool is not None:
+            u = w / channel_view(s_w, w.ndim, 0)
+            return self.pool.codes(u.reshape(w.shape[0], -1), s_w).reshape(w.shape), s_w
         return quantize_codes(w, channel_view(s_w, w.ndim, 0), self.w.bits, True), s_w
+
+    @torch.no_grad()
+    def materialised(self, w: torch.Tensor) -> torch.Tensor:
+        """``fl32(S_W·w_q)`` of weight ``w``: what export writes for a pooled layer, so that the
+        compile path's ``round(W/S_W)`` gives back the codes ``w_q`` (``|w_q| ≤ 3``)."""
+        w_q, s_w = self.weight_codes(w)
+        return (w_q * channel_view(s_w, w.ndim, 0)).to(torch.float32)
 
     def _phase1(self, a_q: torch.Tensor, w_q: torch.Tensor, s_w: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
         return conv2d(a_q, w_q, self.geom) * channel_view(s_w * s_a, 4, 1)

@@ -14,6 +14,9 @@ through a ``CimQuantLayer`` in the module's phase:
   ``s = γ/√(σ²+ε)``, ``W' = s·W``, ``b' = s·(b − μ) + β`` — exactly the tensors ``export``
   writes — then the layer is quantized (Eq. 6, or Eq. 7–8 with the ADC).
 
+With ``config.weight_pool`` the module owns the one ``SharedPool`` (``weight_pool``) every CIM
+layer takes its weight codes from (``cimc.train.pool``; built by ``prepare_phase``).
+
 ``to_graph()`` writes the trained values into a copy of the graph (same structure).
 """
 
@@ -36,6 +39,7 @@ from cimc.ops import find
 from cimc.passes.fold_batchnorm import foldable_producer
 from cimc.train.layer import PHASES, CimQuantLayer, QuantConfig
 from cimc.train.phase2 import ConvGeometry
+from cimc.train.pool import SharedPool
 from cimc.train.signs import signed_inputs
 from cimc.train.sync_bn import ranks_joined, synced_batch_norm
 
@@ -61,6 +65,8 @@ class IRModule(nn.Module):
         self.keys: dict[str, str] = {}
         self.params = nn.ParameterDict()
         self._store_initializers()
+        pool = self.config.pool_config()
+        self.weight_pool = None if pool is None else SharedPool(pool)
         self.layers = nn.ModuleDict()
         self.layer_keys: dict[str, str] = {}
         self._build_layers(signed_inputs(self.graph, nonnegative_inputs))
@@ -98,7 +104,7 @@ class IRModule(nn.Module):
             key = self.layer_keys[node.name] = _key(i, node.name)
             self.layers[key] = CimQuantLayer(node.name, info.cout, info.rows // (info.kernel[0] * info.kernel[1]),
                                              info.kernel, _geometry(node, info), self.config,
-                                             signed[node.inputs[0]])
+                                             signed[node.inputs[0]], self.weight_pool)
         self.config.check_layers(list(self.layer_keys))
 
     def _batch_reshapes(self) -> dict[str, tuple[int, ...]]:

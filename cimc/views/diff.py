@@ -7,7 +7,9 @@ first wordline) differs. Moved columns are summarised as runs over consecutive o
 channels of one segment that shift together (``m0:b64–b191 → m1:b0–b127``). Per macro,
 a cell *changed* when its owner differs — layer name, segment, output channel or row
 (``w − w0``) — and, when both arrays can be read with the same shape, a weight changed
-when its value does. Everything is one vectorised comparison per layer or per macro.
+when its value does. Everything is one vectorised comparison per layer or per macro. The
+timelines — latency, energy, area and per physical macro — are compared by
+``cimc.views.diff_timeline``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.errors import CimcError
+from cimc.views.diff_timeline import diff_timeline, timeline_changed
 
 LAYER_FIELDS = ("params", "bitlines", "segments", "activated_wordlines", "adc_conversions", "macros",
                 "macro_usage", "loading_cycles", "computing_cycles")
@@ -184,7 +187,8 @@ def diff_builds(a: BuildDir, b: BuildDir) -> dict[str, Any]:
            "a": str(a.path), "b": str(b.path), "macro_spec": _pairs(a.layout.macro.to_json(), b.layout.macro.to_json()),
            "options": _pairs(a.manifest.get("options", {}), b.manifest.get("options", {})),
            "bitline_budget": _pairs({"v": a.manifest.get("bitline_budget")}, {"v": b.manifest.get("bitline_budget")}),
-           "totals": _pairs(_totals(a), _totals(b)), "layers": layers, "macros": macros}
+           "totals": _pairs(_totals(a), _totals(b)), "layers": layers, "macros": macros,
+           "timeline": diff_timeline(a, b)}
     out["identical"] = not (out["macro_spec"] or out["options"] or out["bitline_budget"] or out["totals"] or macros
-                            or any(x["status"] != "same" for x in layers))
+                            or any(x["status"] != "same" for x in layers) or timeline_changed(out["timeline"]))
     return out

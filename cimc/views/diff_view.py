@@ -17,6 +17,11 @@ def _value(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
+def _number(value: Any) -> Any:
+    """A float as text with a thousands separator (``_value`` would show one in [0, 1] as a share)."""
+    return f"{value:,.2f}" if isinstance(value, float) else value
+
+
 def _pairs_table(title: str, pairs: dict[str, list[Any]]) -> Table:
     table = Table(title=title, title_justify="left")
     for head in ("", "A", "B"):
@@ -74,6 +79,29 @@ def _macros(doc: dict[str, Any]) -> list[Text]:
     return lines
 
 
+def _timeline(doc: dict[str, Any]) -> list[RenderableType]:
+    section = doc.get("timeline") or {}
+    parts: list[RenderableType] = []
+    for key, title in (("latency", "timeline: latency (cycles)"), ("energy", "timeline: energy per inference (pJ)"),
+                       ("area", "area (µm²)")):
+        if section.get(key):  # pJ, µm², cycles: numbers, never shares
+            parts.append(_pairs_table(title, {k: [_number(a), _number(b)] for k, (a, b) in section[key].items()}))
+    slots = section.get("slots", [])
+    if slots:
+        table = Table(title=f"physical macros whose work changed: {len(slots)}", title_justify="left")
+        for head in ("slot", "compute cyc. A → B", "load cyc. A → B", "loads A → B"):
+            table.add_column(head, justify="right")
+        for x in slots[:MAX_MACROS]:
+            table.add_row(str(x["slot"]), *(f"{_value(x[k][0])} → {_value(x[k][1])}"
+                                             for k in ("compute_cycles", "load_cycles", "loads")))
+        parts.append(table)
+        if len(slots) > MAX_MACROS:
+            parts.append(Text(f"  … and {len(slots) - MAX_MACROS} more (--json lists all)", style="grey50"))
+    if section.get("note"):
+        parts.append(Text(section["note"]))
+    return parts
+
+
 def diff_renderable(doc: dict[str, Any]) -> RenderableType:
     if doc["identical"]:
         return Text(f"{doc['a']} and {doc['b']}: same mapping, same figures, same weights")
@@ -85,5 +113,5 @@ def diff_renderable(doc: dict[str, Any]) -> RenderableType:
         parts.append(_pairs_table("settings", settings))
     if doc["totals"]:
         parts.append(_pairs_table("totals", doc["totals"]))
-    parts += [_layers(doc), *_runs(doc), *_macros(doc)]
+    parts += [_layers(doc), *_runs(doc), *_macros(doc), *_timeline(doc)]
     return Group(*parts)

@@ -64,7 +64,7 @@ def write_gantt(build: BuildDir, out_dir: str | Path, formats: tuple[str, ...] =
     if build.schedule is None:
         raise BuildError("schedule.json is missing: no timeline to draw")
     timeline = parse(Schedule, "schedule.json", build.schedule).timeline
-    fig = gantt_figure(timeline, build.layer_names)
+    fig = gantt_figure(timeline, [m or n for n, m in zip(build.layer_names, build.layer_modules, strict=True)])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return [save(fig, out / f"timeline.{fmt}") for fmt in formats]

@@ -16,11 +16,14 @@ row order ``r = row_start(s) + (w − w0)``, ``c = r // (kh·kw)``, ``(i, j) =
 ((r mod kh·kw) // kw, r mod kw)`` and ``in channel = g·C_g + c`` for group
 ``g = o // (Cout / G)``. A Gantt chart of ``schedule.json``'s timeline (one row per physical
 macro, loads grey, compute phases in their layer's colour; inline SVG, up to
-``GANTT_EVENTS`` bars) follows the report's timeline and energy lines.
+``GANTT_EVENTS`` bars) follows the report's timeline and energy lines. A build with a weight pool
+gets a "Weight pool" section: the pool's bitlines and each pooled layer's index table as inline
+PNGs (``cimc.views.pool_map``).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -29,15 +32,18 @@ from typing import Any
 
 import numpy as np
 
+from cimc.backend.pool_file import FILE as POOL_FILE
 from cimc.backend.report import COLUMNS, cell_text, timeline_notes
 from cimc.build.cell_map import RUN_FIELDS, Owners, runs
 from cimc.build.reader import BuildDir
 from cimc.documents.parse import parse
 from cimc.documents.report import Report
 from cimc.documents.schedule import Schedule
-from cimc.views.names import short_names
-from cimc.views.palette import IDLE, layer_color
+from cimc.views.names import full_label, module_path, short_names
+from cimc.views.palette import DARKEN, IDLE, colors_repeat, hatch_lines, layer_color, swatch_css
 from cimc.views.placement_map import mosaic_shape, usage_label
+from cimc.views.pool_map import index_canvas, png_bytes, pool_canvas, read_pool
+from cimc.views.raster import Canvas
 
 #: Page width (CSS px) and side padding; a macro map card's narrowest column and the grid's gap:
 #: three cards side by side in the page's 1,208 px of content (``MAP_COLUMNS``), the maps scaled down a little.
@@ -67,6 +73,7 @@ tr[data-layer]{cursor:pointer}
 .maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(${card}px,1fr));gap:${gap}px}
 .card{border:1px solid #ddd;padding:6px;content-visibility:auto;contain-intrinsic-size:auto var(--card-h,420px)}
 .card h3{font-size:14px;margin:0 0 4px}
+img.pool{image-rendering:pixelated;max-width:none}
 """).substitute(pad=PAGE_PADDING, width=PAGE_WIDTH, card=CARD_MIN, gap=CARD_GAP)
 
 SCRIPT = """
@@ -88,7 +95,7 @@ svg.addEventListener('mouseleave',()=>{tip.style.display='none';});}
 function layerCss(i){return i<0?'':`svg rect[class^="l"]{fill-opacity:.12}svg rect.l${i}{fill-opacity:1;`+
 `stroke:#000;stroke-width:1px;vector-effect:non-scaling-stroke}`;}
 function matches(q){q=q.trim().toLowerCase();return D.layers.map((L,i)=>q===''||String(i)===q||
-L.name.toLowerCase().includes(q)||L.op.toLowerCase().includes(q));}
+L.name.toLowerCase().includes(q)||L.path.toLowerCase().includes(q)||L.op.toLowerCase().includes(q));}
 let current=-1;const hlStyle=document.getElementById('hl');
 function highlight(i){current=current===i?-1:i;hlStyle.textContent=layerCss(current);
 for(const el of document.querySelectorAll('[data-layer]'))el.classList.toggle('on',+el.dataset.layer===current);
@@ -103,7 +110,7 @@ if(t){highlight(+t.dataset.layer);return;}const r=e.target.closest('rect');const
 if(k&&/^l\\d+$/.test(k))highlight(+k.slice(1));});
 function esc(s){return String(s).replace(/[&<>"']/g,c=>`&#${c.charCodeAt(0)};`);}
 function runsTable(m){const rows=D.runs.filter(r=>r[0]===m).map(r=>{const L=D.layers[r[3]];
-return `<tr data-layer='${r[3]}'><td><span class=sw style='background:${L.color[r[4]%2]}'></span> ${r[3]}: `+
+return `<tr data-layer='${r[3]}'><td><span class=sw style='background:${L.sw[r[4]%2]}'></span> ${r[3]}: `+
 `${esc(L.short)}</td><td>${r[4]}</td><td>${r[5]}–${r[5]+r[2]-r[1]-1}</td><td>${r[1]}–${r[2]-1}</td>`+
 `<td>${r[6]}–${r[7]-1}</td></tr>`;});return '<table><tr><th>layer</th><th>segment</th><th>output channels</th>'+
 `<th>bitlines</th><th>wordlines</th></tr>${rows.join('')}</table>`;}
@@ -156,7 +163,7 @@ def _timeline_section(build: BuildDir) -> str:
         return "<p>No timeline in this build.</p>"
     report = parse(Report, "report.json", build.report)
     tl = parse(Schedule, "schedule.json", build.schedule).timeline
-    items = "".join(f"<li>{_esc(line)}</li>" for line in timeline_notes(report.latency, report.energy))
+    items = "".join(f"<li>{_esc(line)}</li>" for line in timeline_notes(report.latency, report.energy, report.system))
     bars = [(ld.slot, ld.start, ld.end, "#9a9a9a", "") for ld in tl.loads]
     bars += [(s, ph.start, ph.end, layer_color(ph.layer), f"class='l{ph.layer}' ") for ph in tl.phases
              for s in ph.slots]  # a layer's phases take part in its highlight
@@ -179,8 +186,8 @@ def _layers_table(build: BuildDir) -> str:
     for i, layer in enumerate(build.layout.layers):
         macros = layer.macros
         span = f"{macros[0]}–{macros[-1]}" if macros else "–"
-        rows.append(f"<tr data-layer='{i}'><td><span class=sw style='background:{layer_color(i)}'></span> "
-                    f"{i}: {_esc(layer.node)}"
+        rows.append(f"<tr data-layer='{i}'><td><span class=sw style='background:{swatch_css(i)}'></span> "
+                    f"{i}: {_esc(full_label(layer.node, layer.module))}"
                     f"</td><td>{_esc(layer.op)}</td><td>{layer.kernel[0]}×{layer.kernel[1]}</td>"
                     f"<td>{layer.groups}</td><td>{layer.rows:,}</td><td>{layer.cout:,}</td>"
                     f"<td>{len(layer.segments)}</td><td>{layer.columns:,}</td><td>{span}</td>"
@@ -192,22 +199,49 @@ def _layers_table(build: BuildDir) -> str:
 
 def _layer_list(build: BuildDir) -> str:
     """The search box and one button per layer (swatch, index, short name; full name on hover)."""
-    names = short_names(build.layer_names, 28)
+    names = short_names(build.layer_names, 28, modules=build.layer_modules)
     buttons = []
     for i, layer in enumerate(build.layout.layers):
         macros = layer.macros
         where = f"macros {macros[0]}–{macros[-1]}" if macros else "no macro"
-        buttons.append(f"<button type=button data-layer='{i}' title='{_esc(layer.node)} ({_esc(layer.op)}), {where}'>"
-                       f"<span class=sw style='background:{layer_color(i)}'></span> {i}: {_esc(names[i])}</button>")
+        title = _esc(full_label(layer.node, layer.module))
+        buttons.append(f"<button type=button data-layer='{i}' title='{title} ({_esc(layer.op)}), {where}'>"
+                       f"<span class=sw style='background:{swatch_css(i)}'></span> {i}: {_esc(names[i])}</button>")
     return ("<input id=layer-search type=search placeholder='find a layer: name, op or index (Enter highlights)' "
             f"aria-label='find a layer'><div id=layer-list>{''.join(buttons)}</div><p id=hl-note></p>")
 
 
 def _rects(r: dict[str, np.ndarray], index: np.ndarray) -> str:
+    """One rect per run in its layer's colour, and over it the layer's hatch (``_hatched``)."""
     return "".join(
-        f"<rect class='l{la}' x='{b0}' y='{w0}' width='{b1 - b0}' height='{w1 - w0}' fill='{layer_color(la, s)}'/>"
+        _hatched(la, f"class='l{la}' x='{b0}' y='{w0}' width='{b1 - b0}' height='{w1 - w0}'", layer_color(la, s))
         for b0, b1, la, s, w0, w1 in zip(*(r[k][index].tolist() for k in (
             "bitline_start", "bitline_stop", "layer", "segment", "wordline_start", "wordline_stop")), strict=True))
+
+
+#: The ids of the hatch patterns (``_hatch_defs``) by line direction (``palette.hatch_lines``).
+HATCH_IDS = {"/": "hatch-f", "\\": "hatch-b"}
+
+
+def _hatched(layer: int, attrs: str, fill: str, title: str = "") -> str:
+    """A rect of ``layer`` with ``attrs`` (its box and class ``l{layer}``) filled ``fill`` (with a
+    hover ``title``), then one rect per hatch line direction of the layer (palette's scheme, past 20
+    layers) with the same attributes, filled with that pattern: so a highlight fades or outlines
+    them together, and a click on either picks the layer."""
+    rects = [f"<rect {attrs} fill='{fill}'" + (f"><title>{title}</title></rect>" if title else "/>")]
+    rects += [f"<rect {attrs} fill='url(#{HATCH_IDS[d]})' stroke='none'/>" for d in hatch_lines(layer)]
+    return "".join(rects)
+
+
+def _hatch_defs(own: Owners) -> str:
+    """The hatch patterns: lines of black at opacity ``DARKEN`` every ``P = max(BL, WL) / 40``
+    cells (user units of the maps), a third of ``P`` wide, turned 45° (``/``) or −45° (``\\``)."""
+    period = max(2.0, max(own.shape[1], own.wordlines) / 40)
+    defs = "".join(f"<pattern id='{HATCH_IDS[d]}' patternUnits='userSpaceOnUse' width='{period:g}' "
+                   f"height='{period:g}' patternTransform='rotate({45 if d == '/' else -45})'>"
+                   f"<rect width='{period / 3:.3g}' height='{period:g}' fill='#000' fill-opacity='{DARKEN}'/></pattern>"
+                   for d in HATCH_IDS)
+    return f"<svg width='0' height='0' style='position:absolute'><defs>{defs}</defs></svg>"
 
 
 def _overview(build: BuildDir, own: Owners, r: dict[str, np.ndarray]) -> str:
@@ -238,9 +272,9 @@ def _usage_bars(build: BuildDir, own: Owners) -> str:
     width, height, left, top = max(2.0, min(80.0, 960.0 / max(own.shape[0], 1))), 120, 40, 6
     stack = np.cumsum(share, axis=1)
     cells = zip(*np.nonzero(share), strict=True)
-    bars = [f"<rect x='{left + m * width:.2f}' y='{top + height * (1 - stack[m, i]):.2f}' width='{width:.2f}' "
-            f"height='{height * share[m, i]:.2f}' class='l{i}' fill='{layer_color(int(i))}'><title>macro {m}: "
-            f"{_esc(build.layer_names[i])} {share[m, i]:.2%}</title></rect>" for m, i in cells]
+    bars = [_hatched(int(i), f"x='{left + m * width:.2f}' y='{top + height * (1 - stack[m, i]):.2f}' "
+                     f"width='{width:.2f}' height='{height * share[m, i]:.2f}' class='l{i}'", layer_color(int(i)),
+                     f"macro {m}: {_esc(build.layer_names[i])} {share[m, i]:.2%}") for m, i in cells]
     right, bottom = left + own.shape[0] * width, top + height
     axis = (f"<rect x='{left}' y='{top}' width='{right - left:.2f}' height='{height}' fill='none' stroke='#999'/>"
             f"<text x='{left - 4}' y='{top + 4}' font-size='11' text-anchor='end'>100%</text>"
@@ -300,9 +334,29 @@ def _card_height(own: Owners) -> int:
     return round((height + top + 32) * scale + CARD_CHROME)
 
 
-def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int) -> str:
-    """A card: title, the map with ticks (hover: the cell; click: highlight its layer), and the
-    runs table folded, written by the script from the page data when first opened (``runsTable``)."""
+def _run_labels(own: Owners, m: int, width: int, left: int, top: int) -> str:
+    """As the PNG maps (``MacroRaster._label_runs``) when colours repeat: the layer index on a
+    white tag at the top of each run of one layer along the bitlines that is wide enough for it
+    (10 px text, about 6 px a digit; the clicks pass through to the cells)."""
+    layer = own.layer[m]
+    edges = np.flatnonzero(np.diff(layer)) + 1
+    scale = width / max(layer.size, 1)
+    tags = []
+    for b0, b1 in zip(np.r_[0, edges].tolist(), np.r_[edges, layer.size].tolist(), strict=True):
+        index, tag = int(layer[b0]), 6 * len(str(int(layer[b0]))) + 4
+        if index < 0 or (b1 - b0) * scale < tag + 2:
+            continue
+        mid = left + (b0 + b1) / 2 * scale
+        tags.append(f"<rect x='{mid - tag / 2:.1f}' y='{top + 1}' width='{tag}' height='13' fill='{IDLE}'/>"
+                    f"<text x='{mid:.1f}' y='{top + 11}'>{index}</text>")
+    return (f"<g class=tags font-size='10' text-anchor='middle' pointer-events='none'>{''.join(tags)}</g>"
+            if tags else "")
+
+
+def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int, labels: bool = False) -> str:
+    """A card: title, the map with ticks (hover: the cell; click: highlight its layer; past 20
+    layers each run's layer index, ``_run_labels``), and the runs table folded, written by the
+    script from the page data when first opened (``runsTable``)."""
     bl, wl = own.shape[1], own.wordlines
     width, height, left, top = _map_box(own)
     outer_w, outer_h = width + left + 14, height + top + 32
@@ -311,20 +365,45 @@ def _macro_section(own: Owners, r: dict[str, np.ndarray], m: int) -> str:
            f"viewBox='0 0 {bl} {wl}' preserveAspectRatio='none'><rect width='{bl}' height='{wl}' fill='{IDLE}'/>"
            f"<g stroke='#222' stroke-width='0.6' vector-effect='non-scaling-stroke'>{_rects(r, r['macro'] == m)}</g>"
            f"<rect width='{bl}' height='{wl}' fill='none' stroke='#333' vector-effect='non-scaling-stroke'/></svg>"
-           "<use href='#ticks'/></svg>")
+           f"<use href='#ticks'/>{_run_labels(own, m, width, left, top) if labels else ''}</svg>")
     return (f"<section class=card id='macro-{m}'><h3>macro {m}: {float(own.usage()[m]):.2%} used</h3>{svg}"
             f"<details data-m='{m}'><summary>runs on macro {m}</summary><div class=scroll></div></details></section>")
 
 
 def _data(build: BuildDir, r: dict[str, np.ndarray]) -> str:
-    short = short_names(build.layer_names, 28)
+    short = short_names(build.layer_names, 28, modules=build.layer_modules)
     layers = [{"name": x.node, "op": x.op, "kernel": x.kernel, "rows": x.rows, "cout": x.cout,
                "groups": x.groups, "seg": [[s.row_start, s.row_stop] for s in x.segments], "S": x.w_slices,
-               "short": short[i], "color": [layer_color(i, 0), layer_color(i, 1)]}
+               "short": short[i], "path": module_path(x.node, x.module),
+               "color": [layer_color(i, 0), layer_color(i, 1)], "sw": [swatch_css(i, 0), swatch_css(i, 1)]}
               for i, x in enumerate(build.layout.layers)]
     table = np.stack([r[k] for k in RUN_FIELDS], axis=1).tolist() if r["macro"].size else []
     text = json.dumps({"layers": layers, "runs": table}, separators=(",", ":"))
     return text.replace("</", "<\\/")
+
+
+def _pool_section(build: BuildDir) -> str:
+    """The weight pool's bitlines and every pooled layer's index table as inline PNGs (empty
+    without a pool; ``cimc.views.pool_map``)."""
+    tables = read_pool(build)
+    if tables is None:
+        return ""
+
+    def img(canvas: Canvas, alt: str) -> str:
+        data = base64.b64encode(png_bytes(canvas)).decode("ascii")
+        return f"<img class=pool alt='{_esc(alt)}' src='data:image/png;base64,{data}'>"
+
+    p, length = tables.pool.shape
+    parts = [f"<h2 id=pool>Weight pool</h2><p>{p} binary vectors of {length} weights, stored once: one bitline per "
+             "vector (across), its wordlines down; dark = +1, light = −1. Each pooled layer's index table gives, per "
+             "vector position (down) and output channel (across), the pool vector it uses, in that vector's "
+             "colour; a dot marks a position that keeps an error vector.</p>",
+             f"<div class=scroll>{img(pool_canvas(tables), 'weight pool')}</div>"]
+    for x in tables.layers:
+        parts.append(f"<details data-layer-pool='{x.layer}'><summary>layer {x.layer}: {_esc(x.name)} — index table "
+                     f"{x.index.shape[0]}×{x.index.shape[1]}</summary><div class=scroll>"
+                     f"{img(index_canvas(tables, x), 'index table of ' + x.name)}</div></details>")
+    return "".join(parts)
 
 
 def html_report(build: BuildDir) -> str:
@@ -334,21 +413,24 @@ def html_report(build: BuildDir) -> str:
     macro, title = build.macro, _esc(f"cimc build: {build.name}")
     spec = (f"{macro.name}: {macro.wordlines}×{macro.bitlines} cells of {macro.cell_bits} bits, {macro.adcs} ADCs "
             f"of {macro.adc_bits} bits, {macro.load_cycles} cycles per load")
-    sections = "".join(_macro_section(own, r, m) for m in range(own.shape[0]))
+    labels = colors_repeat(len(build.layer_names))
+    sections = "".join(_macro_section(own, r, m, labels) for m in range(own.shape[0]))
+    pool_link = " · <a href='#pool'>weight pool</a>" if build.has(POOL_FILE) else ""
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width,initial-scale=1'><title>{title}</title><style>{CSS}</style>"
             f"<style id=hl></style></head>"
             f"<body><h1>{title}</h1><p>Macro {_esc(spec)}. Build folder <code>{_esc(build.path)}</code>.</p>"
             f"<p>Contents: <a href='#layers'>layers</a> · <a href='#macros'>macros</a> · <a href='#maps'>macro maps</a>"
-            f" · <a href='#report'>report</a> · <a href='#timeline'>timeline</a> · <a href='#geometry'>CIM layers</a>"
+            f"{pool_link} · <a href='#report'>report</a> · <a href='#timeline'>timeline</a> · "
+            f"<a href='#geometry'>CIM layers</a>"
             f"</p><h2 id=layers>Layers</h2><p>Click a layer (here, in a table, a bar or a map) to highlight its cells "
             f"everywhere; click it again to clear.</p>{_layer_list(build)}"
             f"<h2 id=macros>Macros</h2><p>Each tile is one macro (wordlines down, bitlines across); colour = layer, "
             f"lighter = odd segment, white = idle. Click a tile for its map; hover a map for the cell's details.</p>"
             f"{_overview(build, own, r)}<h3>Usage per macro, by layer</h3>{_usage_bars(build, own)}"
-            f"<h2 id=maps>Macro maps</h2>{_ticks_symbol(own)}"
+            f"<h2 id=maps>Macro maps</h2>{_ticks_symbol(own)}{_hatch_defs(own)}"
             f"<div class=maps style='--card-h:{_card_height(own) - 14}px'>{sections}</div>"
-            f"<h2 id=report>Report</h2>{_report_table(build.report)}"
+            f"{_pool_section(build)}<h2 id=report>Report</h2>{_report_table(build.report)}"
             f"<h2 id=timeline>Timeline</h2>{_timeline_section(build)}<h2 id=geometry>CIM layers</h2>"
             f"{_layers_table(build)}<div id=tip></div>"
             f"<script type='application/json' id='cimc-data'>{_data(build, r)}</script>"

@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from cimc.build.cell_map import Owners, runs
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
-from cimc.views.names import short_names
+from cimc.views.names import full_label, module_path, short_names
 from cimc.views.palette import key_width, layer_color, symbol
 from cimc.views.text_map import legend, macro_block, macro_strips
 
@@ -71,7 +72,7 @@ def _layer_table(build: BuildDir) -> Table:
     for head in ("", "layer", "op", "k", "Cout", "seg.", "bitlines", "macros", "usage", "cycles"):
         table.add_column(head, justify="left" if head in ("layer", "op", "") else "right")
     width = key_width(len(build.layout.layers))
-    names = short_names([x.node for x in build.layout.layers])
+    names = short_names(build.layer_names, modules=build.layer_modules)
     for i, x in enumerate(build.layout.layers):
         f = figures.get(x.node, {})
         macros = x.macros
@@ -88,7 +89,7 @@ def overview(build: BuildDir) -> RenderableType:
     strips = [Text("macro │ bitlines (one key per layer; lower case = odd segment) │ usage", style="grey50")]
     strips += macro_strips(own)
     return Group(_summary_grid(build, own), Text(""), _layer_table(build), Text(""), *strips,
-                 *legend(short_names(build.layer_names)), *slicing_lines(build))
+                 *legend(short_names(build.layer_names, modules=build.layer_modules)), *slicing_lines(build))
 
 
 def slicing_lines(build: BuildDir, present: list[int] | None = None) -> list[Text]:
@@ -99,11 +100,16 @@ def slicing_lines(build: BuildDir, present: list[int] | None = None) -> list[Tex
 
 
 def find_layer(build: BuildDir, name: str) -> int:
-    """Index of the layer named ``name`` (exact, else the only one containing it)."""
+    """Index of the layer named ``name`` (exact, else the only one whose module path, as the
+    tables show it (``names.module_path``: the recorded module, else ``compact``), is ``name``,
+    else the only one whose name or module path contains it)."""
     names = build.layer_names
     if name in names:
         return names.index(name)
-    hits = [i for i, n in enumerate(names) if name in n]
+    paths = [module_path(n, m) for n, m in zip(names, build.layer_modules, strict=True)]
+    if paths.count(name) == 1:
+        return paths.index(name)
+    hits = [i for i, (n, p) in enumerate(zip(names, paths, strict=True)) if name in n or name in p]
     if len(hits) == 1:
         return hits[0]
     raise UsageError(f"no single CIM layer matches '{name}'", hint=f"layers: {', '.join(names)}")
@@ -118,7 +124,7 @@ def _runs_table(build: BuildDir, own: Owners, m: int, layer: int | None) -> Tabl
     r = runs(own)
     sel = (r["macro"] == m) & ((r["layer"] == layer) if layer is not None else True)
     table = Table(title=f"macro {m}: {float(own.usage()[m]):.2%} used", title_justify="left")
-    short = short_names(build.layer_names)
+    short = short_names(build.layer_names, modules=build.layer_modules)
     for head in ("layer", "segment", "out channels", "bitlines", "wordlines"):
         table.add_column(head, justify="left" if head == "layer" else "right")
     for idx in np.flatnonzero(sel).tolist():
@@ -144,7 +150,8 @@ def macro_view(build: BuildDir, m: int, layer: int | None = None) -> RenderableT
     check_macro(build, m)
     own = build.owners
     present = np.unique(own.layer[m][own.used[m]]).tolist()
-    return Group(*macro_block(own, m, layer), *legend(short_names(build.layer_names), present),
+    names = short_names(build.layer_names, modules=build.layer_modules)
+    return Group(*macro_block(own, m, layer), *legend(names, present),
                  *slicing_lines(build, present), Text(""), _runs_table(build, own, m, layer))
 
 
@@ -152,8 +159,9 @@ def layer_view(build: BuildDir, index: int) -> RenderableType:
     own = build.owners
     x = build.layout.layers[index]
     k = x.kernel[0] * x.kernel[1]
-    table = Table(title=f"layer {index}: {x.node} ({x.op}, {x.kernel[0]}×{x.kernel[1]}, "
-                        f"Cout {x.cout}, groups {x.groups}, tiling {x.tiling})", title_justify="left")
+    title = (f"layer {index}: {full_label(x.node, x.module)} ({x.op}, {x.kernel[0]}×{x.kernel[1]}, "
+             f"Cout {x.cout}, groups {x.groups}, tiling {x.tiling})")
+    table = Table(title=escape(title), title_justify="left")
     for head in ("segment", "rows", "input channels", "wordlines", "bitlines", "macros"):
         table.add_column(head, justify="right")
     for s in x.segments:
@@ -165,4 +173,5 @@ def layer_view(build: BuildDir, index: int) -> RenderableType:
                       str(s.row_stop - s.row_start), _int(int(mine.sum())),
                       f"{macros[0]}–{macros[-1]}" if macros else "–")
     strips = macro_strips(own, list(x.macros), highlight=index)
-    return Group(table, Text(""), Text(f"macros holding {x.node} (· = other layers)", style="grey50"), *strips)
+    holding = Text(f"macros holding {full_label(x.node, x.module)} (· = other layers)", style="grey50")
+    return Group(table, Text(""), holding, *strips)

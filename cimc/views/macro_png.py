@@ -86,7 +86,7 @@ class MacroRaster:
         self.cols = (np.arange(self.pw) * self.bl) // self.pw  # bitline under each pixel column
         self.rows = (np.arange(self.ph) * self.wl) // self.ph  # wordline under each pixel row
         self.base_height = TOP + self.ph + 48
-        self.names = short_names(build.layer_names, NAME_WIDTH)
+        self.names = short_names(build.layer_names, NAME_WIDTH, modules=build.layer_modules)
         self.width = LEFT + self.pw + 28 + max(LEGEND_WIDTH, self._widest_line() + 30)
         self.label_layers = colors_repeat(len(build.layer_names))
         self.static = self._static()

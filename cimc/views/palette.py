@@ -9,7 +9,9 @@ no two layers of a build share a key; upper case for even segments, lower case f
 Colours repeat every 20 layers, so pictures add a pattern by colour cycle: layer ``ℓ`` is hatched
 by ``pattern(ℓ) = ⌊ℓ / 20⌋ mod 4`` (0 solid, 1 ``/``, 2 ``\\``, 3 both), drawn in the layer's colour
 mixed with 45 % black; layers 0–79 are then told apart by colour and pattern, and maps also write
-the layer index on its cells when a build has more than 20 layers.
+the layer index on its cells when a build has more than 20 layers. The HTML report draws the same
+hatch as an overlay of 45 % black lines (``hatch_lines``, ``swatch_css``): black at opacity 0.45
+over a colour ``c`` is ``darken(c, 0.45)``, the PNG's hatch colour.
 """
 
 from __future__ import annotations
@@ -48,6 +50,20 @@ def darken(color: str, amount: float) -> str:
 def pattern(layer: int) -> int:
     """Hatch of ``layer`` (index into ``PATTERNS``): its colour cycle ``⌊ℓ / 20⌋`` mod 4."""
     return (layer // len(KELLY)) % len(PATTERNS)
+
+
+def hatch_lines(layer: int) -> tuple[str, ...]:
+    """The hatch of ``layer`` as line directions: ``()`` solid, ``("/",)``, ``("\\",)`` or both."""
+    return {"/": ("/",), "\\": ("\\",), "x": ("/", "\\")}.get(PATTERNS[pattern(layer)], ())
+
+
+def swatch_css(layer: int, segment: int = 0) -> str:
+    """CSS ``background`` of a swatch of ``layer``: its colour under its hatch lines in black at
+    opacity ``DARKEN`` (a ``/`` line is a band of a gradient running at −45°)."""
+    angle = {"/": "-45deg", "\\": "45deg"}
+    bands = [f"repeating-linear-gradient({angle[d]},rgba(0,0,0,{DARKEN}) 0 1.5px,transparent 1.5px 4px)"
+             for d in hatch_lines(layer)]
+    return ",".join([*bands, layer_color(layer, segment)])
 
 
 def colors_repeat(layers: int) -> bool:

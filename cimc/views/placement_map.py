@@ -12,6 +12,8 @@
   a legend of every layer beside them, or under them in columns when it is taller
   (``overview_layout``). Past 20 layers colours repeat, and every picture adds the hatch of
   ``palette.pattern``.
+* a build with a weight pool also gets ``pool.png`` (the pool's bitlines) and one
+  ``pool_index_NNNN.png`` per pooled layer (its index table), PNG only (``pool_map``).
 
 matplotlib is the optional extra ``cimc[plot]``, imported lazily; figures are drawn with
 the Agg canvas directly (no pyplot, no GUI, no global backend switch). SVGs carry no date
@@ -21,8 +23,7 @@ and a fixed hash salt, so the same build gives the same files.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,13 @@ import numpy as np
 from cimc.build.cell_map import Owners
 from cimc.build.reader import BuildDir
 from cimc.errors import UsageError
+from cimc.progress import Progress
 from cimc.untrusted import refuse_special_output
 from cimc.views.macro_png import MacroRaster, hatch_masks, hatched, rgb_of, shade_luts
 from cimc.views.names import short_names
 from cimc.views.palette import DARKEN, GAP, IDLE, darken, layer_color, pattern
+from cimc.views.pool_map import FILE as POOL_FILE
+from cimc.views.pool_map import write_pool_maps
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -86,7 +90,7 @@ class MacroPainter:
         self.ax.set_xticks(*_ticks(bl))
         self.ax.set_yticks(*_ticks(wl))
         self._artists: list[Any] = []
-        self.names = short_names(build.layer_names, 30)
+        self.names = short_names(build.layer_names, 30, modules=build.layer_modules)
         self.legend_anchor = (0.69, 0.91)  # figure fraction; ``_fit`` moves it when the figure grows
 
     def paint(self, m: int) -> Figure:
@@ -312,7 +316,7 @@ def _usage_bars(ax: Axes, build: BuildDir, own: Owners) -> None:
 def _legend_labels(build: BuildDir) -> list[str]:
     """``ℓ: short name (slicing)`` per layer, then ``idle``."""
     notes = build.slicing_notes
-    names = short_names(build.layer_names, 28)
+    names = short_names(build.layer_names, 28, modules=build.layer_modules)
     return [f"{i}: {name}" + (f" ({notes[i]})" if i in notes else "") for i, name in enumerate(names)] + ["idle"]
 
 
@@ -352,10 +356,11 @@ def save(fig: Figure, path: Path) -> Path:
 
 def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("png",),
                macros: Iterable[int] | None = None, overview: bool = True,
-               show_progress: bool = False, jobs: int = 1) -> list[Path]:
-    """Write ``macro_NNNN.<fmt>`` for each macro (default: all) and ``overview.<fmt>``, with a
-    progress bar on stderr when ``show_progress``; ``jobs > 1`` draws the macros in that many
-    forked processes (the same files, in the same order)."""
+               progress: Progress | None = None, jobs: int = 1) -> list[Path]:
+    """Write ``macro_NNNN.<fmt>`` for each macro (default: all) and ``overview.<fmt>`` (and, for a
+    build with a weight pool, ``pool.png`` and ``pool_index_NNNN.png``: ``cimc.views.pool_map``),
+    counting the macros drawn on ``progress`` (``cimc.progress``); ``jobs > 1`` draws the macros in
+    that many forked processes (the same files, in the same order)."""
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -366,10 +371,16 @@ def write_maps(build: BuildDir, out_dir: str | Path, formats: Iterable[str] = ("
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     writer = MacroWriter(build, own, formats, out)
-    written = _write_macros(writer, chosen, jobs, show_progress)
+    progress = progress or Progress(enabled=False)
+    progress.phase(f"drawing macro maps ({', '.join(formats)})", total=len(chosen))
+    written = _write_macros(writer, chosen, jobs, progress.advance)
     if overview:
+        progress.phase("drawing the overview")
         fig = overview_figure(build, own)
         written += [save(fig, out / f"overview.{fmt}") for fmt in formats]
+    if "png" in formats and build.has(POOL_FILE):
+        progress.phase("drawing the weight pool")
+        written += write_pool_maps(build, out)
     log.info("wrote %d map files to %s", len(written), out)
     return written
 
@@ -402,18 +413,17 @@ def _write_chunk(chunk: list[int]) -> list[Path]:
     return [path for m in chunk for path in _WRITER(m)]
 
 
-def _write_macros(writer: MacroWriter, chosen: list[int], jobs: int, show_progress: bool) -> list[Path]:
+def _write_macros(writer: MacroWriter, chosen: list[int], jobs: int, advance: Callable[[], None]) -> list[Path]:
     """Every chosen macro's files, in order: here, or in ``jobs`` forked processes taking chunks
-    of ``CHUNK`` macros (forked before the progress bar starts its thread)."""
+    of ``CHUNK`` macros; ``advance()`` after each macro (in this process)."""
     import multiprocessing
 
     global _WRITER
     if jobs <= 1 or len(chosen) <= CHUNK or "fork" not in multiprocessing.get_all_start_methods():
         written = []
-        with _progress(len(chosen), quiet=not show_progress) as advance:
-            for m in chosen:
-                written += writer(m)
-                advance()
+        for m in chosen:
+            written += writer(m)
+            advance()
         return written
     from concurrent.futures import ProcessPoolExecutor
 
@@ -422,12 +432,11 @@ def _write_macros(writer: MacroWriter, chosen: list[int], jobs: int, show_progre
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_write_chunk, chunk) for chunk in chunks]
-            with _progress(len(chosen), quiet=not show_progress) as advance:
-                results = []
-                for chunk, future in zip(chunks, futures, strict=True):
-                    results.append(future.result())
-                    for _ in chunk:
-                        advance()
+            results = []
+            for chunk, future in zip(chunks, futures, strict=True):
+                results.append(future.result())
+                for _ in chunk:
+                    advance()
     finally:
         _WRITER = None
     return [path for paths in results for path in paths]
@@ -439,20 +448,6 @@ def default_jobs(macros: int) -> int:
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 1 if macros < 64 else max(1, min(4, cpus))
-
-
-@contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[], None]]:
-    """A rich progress bar over ``total`` macros on stderr (nothing when ``quiet``)."""
-    if quiet:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("drawing macro maps", total=total)
-        yield lambda: bar.advance(task)
 
 
 def _checked(macros: Iterable[int], count: int) -> list[int]:
