@@ -32,6 +32,7 @@ import os
 import random
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,10 +141,11 @@ class _Apply(ast.NodeTransformer):
         return node
 
 
-def mutated_tree(path: Path, mutant: Mutant) -> ast.Module:
-    """The module's AST with ``mutant`` applied; every node keeps its source position, so the
-    code compiled from it equals the module's own code everywhere but at the change."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def mutated_tree(path: Path, mutant: Mutant, source: str | None = None) -> ast.Module:
+    """The module's AST (of ``source``, default the file's text) with ``mutant`` applied; every
+    node keeps its source position, so the code compiled from it equals the module's own code
+    everywhere but at the change."""
+    tree = ast.parse(path.read_text(encoding="utf-8") if source is None else source)
     sites = list(_sites(tree))
     node, operator, _, change = sites[mutant.index]
     out = _Apply(node, operator, change).visit(tree)
@@ -199,7 +201,7 @@ def plan(root: Path, paths: list[Path], args: argparse.Namespace) -> dict[str, A
         if not own:
             raise SystemExit(f"no test file imports {module}: pass --tests")
         tests.update(own)
-        modules.append({"module": module, "path": str(path), "tests": own,
+        modules.append({"module": module, "path": str(path), "tests": own, "source": path.read_text(encoding="utf-8"),
                         "mutants": [asdict(m) for m in _draw(mutants(path, module), args, module)]})
     return {"root": str(root), "tests": sorted(tests), "modules": modules, "jobs": args.jobs,
             "timeout": args.timeout}
@@ -214,7 +216,14 @@ def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
         plan_file, result = Path(tmp) / "plan.json", Path(tmp) / "result.json"
         plan_file.write_text(json.dumps(job), encoding="utf-8")
         worker = Path(__file__).resolve().with_name("mutation_worker.py")
-        subprocess.run([sys.executable, str(worker), str(plan_file), str(result)], cwd=root, env=env, check=False)
+        proc = subprocess.Popen([sys.executable, str(worker), str(plan_file), str(result)], cwd=root, env=env)
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        try:
+            proc.wait()
+        finally:
+            if proc.poll() is None:  # stopped: the worker ends its own children
+                proc.terminate()
+                proc.wait()
         if not result.exists():
             raise SystemExit("the mutation worker wrote no result (see its output above)")
         out: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))

@@ -42,7 +42,7 @@ import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
@@ -121,7 +121,7 @@ def _patch_member(old: Any, new: Any, module: str) -> bool | None:
     if isinstance(old, types.FunctionType) and isinstance(new, types.FunctionType):
         return _patch_function(old, new)
     if isinstance(old, staticmethod | classmethod) and type(old) is type(new):
-        return _patch_function(old.__func__, new.__func__)
+        return _patch_function(cast(types.FunctionType, old.__func__), cast(types.FunctionType, new.__func__))
     if isinstance(old, property) and isinstance(new, property):
         parts = [(getattr(old, n), getattr(new, n)) for n in ("fget", "fset", "fdel")]
         return all((o is None and n is None) or (o is not None and n is not None and _patch_function(o, n))
@@ -214,9 +214,9 @@ def reexecute(mod: types.ModuleType, code: types.CodeType, root: Path) -> None:
             box[key] = replaced.get(id(value), value)
 
 
-def mutant_code(file: str, mutant: Mutant) -> types.CodeType:
+def mutant_code(file: str, mutant: Mutant, source: str) -> types.CodeType:
     """The mutated module compiled with the original's positions (so unchanged scopes compare equal)."""
-    return compile(mutated_tree(Path(file), mutant), file, "exec", dont_inherit=True)
+    return compile(mutated_tree(Path(file), mutant, source), file, "exec", dont_inherit=True)
 
 
 def apply_mutant(mod: types.ModuleType, code: types.CodeType, original: types.CodeType,
@@ -272,10 +272,22 @@ def _quiet(session: pytest.Session, basetemp: Path) -> None:
     session.config._tmp_path_factory._basetemp = basetemp.resolve()  # type: ignore[attr-defined]
 
 
+CHILDREN: set[int] = set()  # the process groups to end when the worker is stopped
+
+
+def _stop(signum: int, frame: Any) -> None:
+    for pid in list(CHILDREN):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    raise SystemExit(128 + signum)
+
+
 def _fork(body: Callable[[], Any], out: Path, session: pytest.Session, basetemp: Path) -> int:
     pid = os.fork()
     if pid:
+        CHILDREN.add(pid)
         return pid
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     code = 0
     try:
         _quiet(session, basetemp)
@@ -303,14 +315,16 @@ def _tracer(files: dict[str, set[int]]) -> Callable[..., Any]:
     return global_
 
 
-def coverage(session: pytest.Session, items: list[pytest.Item], filenames: list[str]) -> dict[str, Any]:
-    """In the child: run every item once under the tracer."""
+def coverage(session: pytest.Session, items: list[pytest.Item], chosen: list[int],
+             filenames: list[str]) -> dict[str, Any]:
+    """In a child: run the items ``chosen`` (indices into ``items``) once under the tracer."""
     lines: dict[str, dict[int, list[int]]] = {f: {} for f in filenames}
-    seconds, passed = [0.0] * len(items), [False] * len(items)
+    seconds, passed = {}, {}
     hit: dict[str, set[int]] = {f: set() for f in filenames}
     trace = _tracer(hit)
 
-    def each(i: int, ok: bool, took: float) -> None:
+    def each(k: int, ok: bool, took: float) -> None:
+        i = chosen[k]
         seconds[i], passed[i] = took, ok
         for f, got in hit.items():
             for line in got:
@@ -322,10 +336,10 @@ def coverage(session: pytest.Session, items: list[pytest.Item], filenames: list[
     threading.settrace(trace)
     sys.settrace(trace)
     try:
-        _run_items(session, items, False, each)
+        _run_items(session, [items[i] for i in chosen], False, each)
     finally:
         sys.settrace(None)
-        threading.settrace(None)  # type: ignore[arg-type]
+        threading.settrace(None)  # type: ignore[arg-type,unused-ignore]
     return {"lines": lines, "seconds": seconds, "passed": passed}
 
 
@@ -353,11 +367,9 @@ class MutationPlugin:
     def _run(self, session: pytest.Session, work: Path, out: dict[str, Any]) -> None:
         items = list(session.items)
         modules = [__import__(m["module"], fromlist=["_"]) for m in self.plan["modules"]]
-        files = [m.__file__ for m in modules]
+        files = [str(m.__file__) for m in modules]
         start = time.perf_counter()
-        pid = _fork(lambda: coverage(session, items, files), work / "coverage.pkl", session, work / "t-coverage")
-        os.waitpid(pid, 0)
-        cov = pickle.loads((work / "coverage.pkl").read_bytes())
+        cov = self._coverage(session, items, files, work)
         if "error" in cov:
             out["error"] = f"coverage run: {cov['error']}"
             return
@@ -371,20 +383,49 @@ class MutationPlugin:
             out["modules"][spec["module"]] = {"tests_touching": len(self._touching(cov, file))}
         out["outcomes"] = self._execute(session, tasks, live, work)
 
+    def _coverage(self, session: pytest.Session, items: list[pytest.Item], files: list[str],
+                  work: Path) -> dict[str, Any]:
+        """The traced run, split by test file over ``--jobs`` children; merged."""
+        jobs = max(1, int(self.plan.get("jobs", 1)))
+        by_file: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            by_file.setdefault(str(item.path), []).append(i)
+        chunks: list[list[int]] = [[] for _ in range(jobs)]
+        for group in sorted(by_file.values(), key=len, reverse=True):
+            min(chunks, key=len).extend(group)
+        chunks = [c for c in chunks if c]
+        pids = [_fork(functools.partial(coverage, session, items, sorted(c), files), work / f"coverage{j}.pkl",
+                      session, work / f"t-coverage{j}") for j, c in enumerate(chunks)]
+        for pid in pids:
+            os.waitpid(pid, 0)
+            CHILDREN.discard(pid)
+        merged: dict[str, Any] = {"lines": {f: {} for f in files}, "seconds": [0.0] * len(items),
+                                  "passed": [False] * len(items)}
+        for j in range(len(pids)):
+            part = pickle.loads((work / f"coverage{j}.pkl").read_bytes())
+            if "error" in part:
+                return part
+            for f, table in part["lines"].items():
+                for line, tests in table.items():
+                    merged["lines"][f].setdefault(line, []).extend(tests)
+            for i, took in part["seconds"].items():
+                merged["seconds"][i], merged["passed"][i] = took, part["passed"][i]
+        return merged
+
     def _touching(self, cov: dict[str, Any], file: str) -> set[int]:
         return {i for tests in cov["lines"][file].values() for i in tests if cov["passed"][i]}
 
     def _tasks(self, spec: dict[str, Any], mod: types.ModuleType, file: str, cov: dict[str, Any],
                items: list[pytest.Item]) -> list[dict[str, Any]]:
         """One task per mutant: the tests to run (fastest first) and its timeout."""
-        path = Path(file)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        source = spec["source"]  # the text of the plan: an edit of the file meanwhile changes nothing
+        tree = ast.parse(source)
         original = compile(tree, file, "exec", dont_inherit=True)
         sites = [node for node, *_ in _sites(tree)]
         tasks = []
         for m in spec["mutants"]:
             mutant = Mutant(**m)
-            code = mutant_code(file, mutant)
+            code = mutant_code(file, mutant, source)
             scopes = changed_scopes(original, code)
             module_level = any(ch and not _is_function(o) for o, _, ch in scopes)
             if module_level:
@@ -395,7 +436,8 @@ class MutationPlugin:
                 chosen = {i for line in span for i in cov["lines"][file].get(line, []) if cov["passed"][i]}
             order = sorted(chosen, key=lambda i: cov["seconds"][i])
             budget = sum(cov["seconds"][i] for i in order)
-            tasks.append({"mutant": m, "module": mod, "file": file, "original": original, "tests": order,
+            tasks.append({"mutant": m, "module": mod, "file": file, "source": source, "original": original,
+                          "tests": order,
                           "timeout": self.plan.get("timeout") or 3 * budget + 10,
                           "level": "module" if module_level else "function"})
         return tasks
@@ -422,7 +464,7 @@ class MutationPlugin:
                     continue
 
                 def body(task: dict[str, Any] = task) -> dict[str, Any]:
-                    code = mutant_code(task["file"], Mutant(**task["mutant"]))
+                    code = mutant_code(task["file"], Mutant(**task["mutant"]), task["source"])
                     apply_mutant(task["module"], code, task["original"], live, self.root)
                     for cache in caches:
                         cache.cache_clear()
@@ -445,6 +487,7 @@ class MutationPlugin:
             if pid not in running:
                 continue
             k, began = running.pop(pid)
+            CHILDREN.discard(pid)
             results.append(_finish(tasks[k], work, k, now - began, status))
             if results[-1]["status"] not in ("killed", "timeout"):
                 r = results[-1]
@@ -457,6 +500,7 @@ class MutationPlugin:
 
 
 def _kill(pid: int) -> None:
+    CHILDREN.discard(pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
@@ -496,6 +540,7 @@ def main(argv: list[str]) -> int:
     result = Path(argv[1]).resolve()
     # sys-level capture: a child's output goes to its /dev/null (fd capture would restore the terminal)
     args = ["-q", "-p", "no:cacheprovider", "--capture=sys", "-m", "not slow", *plan["tests"]]
+    signal.signal(signal.SIGTERM, _stop)  # `kill` of the worker ends its children and cleans up
     pytest.main(args, plugins=[MutationPlugin(plan, result)])
     return 0 if result.exists() else 1
 

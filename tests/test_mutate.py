@@ -122,9 +122,11 @@ def test_a_patched_function_changes_for_every_importer(tmp_path: Path, monkeypat
     original = compile(path.read_text(), str(path), "exec", dont_inherit=True)
     live = worker.live_functions({str(path)})
     by = {(m.line, m.description): m for m in mutate.mutants(path, "pkg.calc")}
-    level = worker.apply_mutant(mod, worker.mutant_code(str(path), by[(5, "Add → Sub")]), original, live, tmp_path)
+    code = worker.mutant_code(str(path), by[(5, "Add → Sub")], SELECT)
+    level = worker.apply_mutant(mod, code, original, live, tmp_path)
     assert level == "function" and add(2, 3) == -1
-    level = worker.apply_mutant(mod, worker.mutant_code(str(path), by[(1, "10 → 9")]), original, live, tmp_path)
+    code = worker.mutant_code(str(path), by[(1, "10 → 9")], SELECT)
+    level = worker.apply_mutant(mod, code, original, live, tmp_path)
     assert level == "module" and mod.LIMIT == 9 and not is_small(9) and is_small(8)
     monkeypatch.delitem(__import__("sys").modules, "pkg.calc")
     monkeypatch.delitem(__import__("sys").modules, "pkg")

@@ -1,0 +1,89 @@
+"""The two reference executors' contracts beyond their numbers (found unchecked by the mutation
+run, docs/mutation.md): typed errors for a missing input or an op without a kernel, tensors
+freed after their last reader, and the probe batches' distribution."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cimc.errors import InvalidModelError, UnsupportedError
+from cimc.ir import interpreter
+from cimc.ir.graph import Graph
+from cimc.ops import find
+from cimc.quant import reference
+from tests.ir_builders import add_unary, graph_with_input
+
+
+def _chain(ops: int) -> Graph:
+    """x → Relu → Relu → … (``ops`` nodes); the last output is the graph output."""
+    g = graph_with_input((2, 3))
+    y = "x"
+    for i in range(ops):
+        y = add_unary(g, "Relu", y, f"r{i}")
+    g.outputs.append(y)
+    return g
+
+
+def test_interpreter_names_a_missing_input() -> None:
+    with pytest.raises(InvalidModelError, match="missing input"):
+        interpreter.run(_chain(1), {})
+
+
+def test_interpreter_refuses_an_op_without_a_kernel() -> None:
+    g = _chain(1)
+    g.node("r0").op = "NoSuchOp"
+    with pytest.raises(UnsupportedError, match="NoSuchOp"):
+        interpreter.run(g, {"x": np.ones((2, 3), np.float32)})
+
+
+def test_interpreter_keeps_every_tensor_only_when_asked() -> None:
+    g = _chain(3)
+    x = np.float32([[1, -2, 3], [-4, 5, -6]])
+    kept = interpreter.run(g, {"x": x}, keep=True)
+    assert {"r0.y", "r1.y", "r2.y"} <= set(kept)
+    assert set(interpreter.run(g, {"x": x})) == {"r2.y"}
+
+
+def test_interpreter_frees_each_tensor_after_its_last_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When node ``i`` runs, the output of node ``i − 2`` (read only by node ``i − 1``) is gone."""
+    relu = find("Relu")
+    assert relu is not None
+    made: list[weakref.ref[np.ndarray]] = []
+    alive_at: list[list[bool]] = []
+
+    class Spy:
+        double = relu.double
+
+        @staticmethod
+        def kernel(args: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+            alive_at.append([r() is not None for r in made])
+            out = relu.kernel(args, attrs).copy()
+            made.append(weakref.ref(out))
+            return out
+
+    monkeypatch.setattr(interpreter, "find", lambda op: Spy)
+    interpreter.run(_chain(4), {"x": np.ones((2, 3), np.float32)})
+    assert alive_at[2] == [False, True] and alive_at[3] == [False, False, True]
+
+
+def test_compiled_run_names_a_missing_input() -> None:
+    with pytest.raises(InvalidModelError, match="missing input"):
+        reference.run_compiled(_chain(1), {})
+
+
+def test_digital_op_without_a_kernel_is_unsupported() -> None:
+    with pytest.raises(UnsupportedError, match="NoSuchOp"):
+        reference.digital_op("NoSuchOp", [np.ones(2, np.float32)], {})
+
+
+def test_probe_feeds_are_seeded_standard_normals_times_the_scale() -> None:
+    shapes = {"a": (4000,), "b": (2, 3)}
+    feeds = reference.probe_feeds(shapes, 0, 8.0)
+    assert feeds["a"].dtype == np.float32 and feeds["b"].shape == (2, 3)
+    assert 7.5 < float(feeds["a"].std()) < 8.5
+    np.testing.assert_array_equal(feeds["a"], reference.probe_feeds(shapes, 0, 8.0)["a"])
+    assert [scale for _, scale in reference.PROBES] == [1.0, 8.0]
