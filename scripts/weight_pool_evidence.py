@@ -227,7 +227,8 @@ def nets_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def nets_main(argv: list[str]) -> None:
+def nets_args(argv: list[str]) -> argparse.Namespace:
+    """``--nets`` mode's options, over two_stage's defaults for the training options it does not set."""
     from scripts import two_stage_evidence as two_stage
 
     parser = argparse.ArgumentParser(description="weight pools on the trained nets (module doc)")
@@ -245,8 +246,17 @@ def nets_main(argv: list[str]) -> None:
     parser.add_argument("--append", action="store_true", help="add the rows to --out's weight_pool_nets.json")
     parser.add_argument("--rows", type=int, help="stop after this many configurations (per net)")
     parser.add_argument("--out", default=str(OUT), help="folder of weight_pool.md and the JSON files")
-    args = parser.parse_args(argv)
+    # two_stage's training options this script does not set (learning rates, ...) at their defaults,
+    # so that its float nets and cache keys are two_stage's own
+    args = argparse.Namespace(**{**vars(two_stage.parse([])), **vars(parser.parse_args(argv))})
     args.progress = False
+    return args
+
+
+def nets_main(argv: list[str]) -> None:
+    from scripts import two_stage_evidence as two_stage
+
+    args = nets_args(argv)
     import torch
 
     from cimc.train import TrainData

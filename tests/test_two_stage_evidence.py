@@ -97,3 +97,26 @@ def test_merge_makes_one_table_of_split_runs_and_refuses_other_budgets(tmp_path:
     two_stage.write({"vgg9": {2: {5: row, 3: row}}}, {"vgg9": {2: 1.0}}, other, 1.0)
     with pytest.raises(SystemExit, match="another budget"):
         two_stage.main(["--merge", parts[0], other.json, "--out", str(out)])
+
+
+def test_the_pool_evidence_trains_its_float_nets_as_two_stage_does(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``weight_pool_evidence --nets`` reuses ``float_onnx``: its options must carry every training
+    option that reads (two_stage's ``--float-lr`` once broke it with an AttributeError)."""
+    from types import SimpleNamespace
+
+    from scripts import weight_pool_evidence
+
+    class Trained(Exception):
+        pass
+
+    def fit(model: object, data: object, phase: str, **options: object) -> None:
+        raise Trained(options)
+
+    monkeypatch.setattr(two_stage, "fit", fit)
+    args = weight_pool_evidence.nets_args(["--cache", str(tmp_path), "--nets", "vgg9"])
+    run = SimpleNamespace(args=args, data=SimpleNamespace(train=[0] * 4000))
+    with pytest.raises(Trained) as trained:
+        two_stage.float_onnx("vgg9", 0, run)  # type: ignore[arg-type]
+    defaults = two_stage.parse([])
+    assert trained.value.args[0]["lr"] == defaults.float_lr and trained.value.args[0]["epochs"] == defaults.float_epochs
