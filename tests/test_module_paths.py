@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from cimc.api import compile_model
+from cimc.api import CompileOptions, compile_model
 from cimc.build.reader import read_build
 from cimc.cli.main import main
 from cimc.frontend.module_paths import MAX_SCOPES_CHARS, SCOPES_KEY, scopes_path
@@ -119,3 +119,12 @@ def test_hostile_scopes_are_ignored_and_names_escaped(tmp_path: Path) -> None:
     assert "module" not in json.loads((folder / "layout.json").read_text())["layers"][0]
     out = _run("inspect", str(folder))
     assert "\x1b" not in out and "node\\x1b[2Ja" in out
+
+
+def test_diff_names_layers_by_their_module_paths(tmp_path: Path) -> None:
+    a = _build(tmp_path / "a", LAYERS)
+    b = tmp_path / "bb"
+    compile_model(a.parent / "m.onnx", b, CompileOptions(w_bits=8))
+    shown = _run("diff", str(a), str(b))
+    assert all(p in shown for p in ("features.0", "features.1.conv.0", "features.2.conv.0"))
+    assert "node_conv2d" not in shown

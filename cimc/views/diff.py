@@ -107,12 +107,14 @@ def diff_layers(a: BuildDir, b: BuildDir) -> list[dict[str, Any]]:
     fig_a, fig_b = _layer_figures(a), _layer_figures(b)
     own_a, own_b = a.owners, b.owners
     names = a.layer_names + [n for n in b.layer_names if n not in set(a.layer_names)]
-    out = []
+    modules = {**dict(zip(b.layer_names, b.layer_modules, strict=True)),
+               **dict(zip(a.layer_names, a.layer_modules, strict=True))}
+    out: list[dict[str, Any]] = []
     for name in names:
         if name not in fig_a or name not in fig_b:
-            out.append({"name": name, "status": "removed" if name in fig_a else "added"})
+            out.append({"name": name, "module": modules[name], "status": "removed" if name in fig_a else "added"})
             continue
-        entry = {"name": name, "changes": _pairs(fig_a[name], fig_b[name], LAYER_FIELDS),
+        entry = {"name": name, "module": modules[name], "changes": _pairs(fig_a[name], fig_b[name], LAYER_FIELDS),
                  **_layer_moves(a, own_a, b, own_b, name)}
         moved = entry["moved_columns"] or entry["only_in_a"] or entry["only_in_b"]
         entry["status"] = "changed" if entry["changes"] or moved else "same"

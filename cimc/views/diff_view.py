@@ -8,7 +8,17 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cimc.views.names import short_names
+
 MAX_MACROS = 20
+#: The widest layer name a table shows (``cimc.views.names``: the distinctive end, unique).
+NAME_WIDTH = 28
+
+
+def _shown(layers: list[dict[str, Any]]) -> dict[str, str]:
+    """Each layer's name as the tables show it: its module path where recorded, shortened."""
+    names = [x["name"] for x in layers]
+    return dict(zip(names, short_names(names, NAME_WIDTH, modules=[x.get("module") for x in layers]), strict=True))
 
 
 def _value(value: Any) -> str:
@@ -35,27 +45,30 @@ def _layers(doc: dict[str, Any]) -> Table:
     table = Table(title="layers", title_justify="left")
     for head in ("layer", "status", "changes (A → B)", "moved"):
         table.add_column(head)
+    shown = _shown(doc["layers"])
     for x in doc["layers"]:
         if x["status"] in ("added", "removed"):
-            table.add_row(x["name"], x["status"], "", "")
+            table.add_row(shown[x["name"]], x["status"], "", "")
             continue
         changes = "; ".join(f"{k} {_value(a)} → {_value(b)}" for k, (a, b) in x["changes"].items())
         moved = f"{x['moved_columns']:,} col." if x["moved_columns"] else ""
-        table.add_row(x["name"], x["status"], changes, moved)
+        table.add_row(shown[x["name"]], x["status"], changes, moved)
     return table
 
 
 def _runs(doc: dict[str, Any]) -> list[Text]:
     lines = []
+    shown = _shown(doc["layers"])
     for x in doc["layers"]:
         for r in x.get("moved_runs", []):
             a, b = r["from"], r["to"]
-            lines.append(Text(f"  {x['name']} seg {r['segment']} out {r['out_channels'][0]}–{r['out_channels'][1]}: "
+            out = f"{r['out_channels'][0]}–{r['out_channels'][1]}"
+            lines.append(Text(f"  {shown[x['name']]} seg {r['segment']} out {out}: "
                               f"m{a['macro']}:b{a['bitlines'][0]}–{a['bitlines'][1]} → "
                               f"m{b['macro']}:b{b['bitlines'][0]}–{b['bitlines'][1]}"))
         hidden = x.get("moved_run_count", 0) - len(x.get("moved_runs", []))
         if hidden > 0:
-            lines.append(Text(f"  {x['name']}: {hidden} more moved run(s)", style="grey50"))
+            lines.append(Text(f"  {shown[x['name']]}: {hidden} more moved run(s)", style="grey50"))
     title = Text("moved regions (segment, output channels: macro:bitlines A → B)", style="bold")
     return [title, *lines] if lines else []
 
