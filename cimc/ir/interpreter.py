@@ -24,21 +24,9 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], *, keep: bool = False,
     are freed as soon as their last reader has run, so peak memory stays near the largest
     live set plus what is retained.
     """
-    missing = [name for name in graph.inputs if name not in feeds]
-    if missing:
-        raise InvalidModelError(f"missing input(s) for the interpreter: {', '.join(missing)}")
-    values: dict[str, np.ndarray] = dict(graph.initializers)
-    values.update({k: np.asarray(v) for k, v in feeds.items()})
-    order = graph.topo_order()
-    last_use = _last_uses(order)
-    for step, node in enumerate(order):
-        op = find(node.op)
-        if op is None:
-            raise UnsupportedError(f"interpreter has no kernel for op {node.op} (node '{node.name}')")
-        args = [values[t] for t in node.inputs if t]
-        values[node.outputs[0]] = op.kernel(args, node.attrs)
-        if not keep:
-            _free(values, node.inputs, step, last_use, graph, retain)
+    values = _start(graph, feeds)
+    for _ in _execute(graph, values, free=not keep, retain=retain):
+        pass
     if keep:
         return values
     return {name: values[name] for name in [*graph.outputs, *retain] if name in values}
@@ -49,12 +37,28 @@ def stream(graph: Graph, feeds: Mapping[str, np.ndarray], watch: Collection[str]
     ``watch`` as soon as it is computed (graph inputs first, then in execution order). Every
     tensor is freed once its last reader has run, so only the live set is ever held: a
     consumer that drops each value after use calibrates layer by layer."""
+    values = _start(graph, feeds)
+    yield from ((t, values[t]) for t in values if t in watch)
+    for out in _execute(graph, values, free=True):
+        if out in watch:
+            yield out, values[out]
+
+
+def _start(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The initializers and the fed inputs (every graph input must be fed)."""
     missing = [name for name in graph.inputs if name not in feeds]
     if missing:
         raise InvalidModelError(f"missing input(s) for the interpreter: {', '.join(missing)}")
     values: dict[str, np.ndarray] = dict(graph.initializers)
     values.update({k: np.asarray(v) for k, v in feeds.items()})
-    yield from ((t, values[t]) for t in values if t in watch)
+    return values
+
+
+def _execute(graph: Graph, values: dict[str, np.ndarray], free: bool,
+             retain: Collection[str] = ()) -> Iterator[str]:
+    """Run every node in topological order into ``values``, yielding each output's name once
+    computed; with ``free``, a tensor whose last reader has run is dropped (not outputs,
+    initializers or ``retain``)."""
     order = graph.topo_order()
     last_use = _last_uses(order)
     for step, node in enumerate(order):
@@ -62,9 +66,9 @@ def stream(graph: Graph, feeds: Mapping[str, np.ndarray], watch: Collection[str]
         if op is None:
             raise UnsupportedError(f"interpreter has no kernel for op {node.op} (node '{node.name}')")
         values[node.outputs[0]] = op.kernel([values[t] for t in node.inputs if t], node.attrs)
-        _free(values, node.inputs, step, last_use, graph)
-        if node.outputs[0] in watch:
-            yield node.outputs[0], values[node.outputs[0]]
+        if free:
+            _free(values, node.inputs, step, last_use, graph, retain)
+        yield node.outputs[0]
 
 
 def _last_uses(order: list) -> dict[str, int]:
