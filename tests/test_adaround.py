@@ -152,7 +152,6 @@ def test_adaround_keeps_round_to_nearest_on_layers_past_its_row_limit(monkeypatc
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     graph, ctx = tiled()
     monkeypatch.setattr(adaround, "MAX_ROWS", 0)
-    monkeypatch.setattr("cimc.passes.quantize.too_large", adaround.too_large)
     with caplog.at_level("WARNING"):
         out = Quantize(calib_size=8, adaround=True, default_bits=replace_bits(3)).run(graph, ctx).graph
     plain = Quantize(calib_size=8, default_bits=replace_bits(3)).run(graph, ctx).graph

@@ -67,9 +67,7 @@ from cimc.passes.context import QuantizeReport
 from cimc.passes.equalize import fold_column_remainder
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
-from cimc.quant import numerics, slicing
-from cimc.quant.adaround import MAX_ROWS as ADAROUND_MAX_ROWS
-from cimc.quant.adaround import adaround_codes, too_large
+from cimc.quant import adaround, numerics, slicing
 from cimc.quant.bias_correction import corrected_bias
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import (
@@ -292,12 +290,12 @@ class Quantize(GraphPass):
         if node.op == "Gemm" and float(node.attrs.get("alpha", 1.0)) != 1.0:
             log.info("adaround skips '%s' (Gemm with alpha != 1)", node.name)
             return
-        if too_large(cim_spec(graph, node)):
+        if adaround.too_large(cim_spec(graph, node)):
             log.warning("adaround keeps round-to-nearest for '%s': %d rows > %d (its cost grows as rows²)",
-                        node.name, cim_spec(graph, node).rows, ADAROUND_MAX_ROWS)
+                        node.name, cim_spec(graph, node).rows, adaround.MAX_ROWS)
             return
         q = node.ann[QuantParams]
-        codes = adaround_codes(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
+        codes = adaround.adaround_codes(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
         step = np.asarray(q.w_step, dtype=np.float32).reshape((-1,) + (1,) * (codes.ndim - 1))
         set_weight(graph, node, (codes * step).astype(np.float32))
         chosen = Chosen(q.w_bits, q.w_step, q.a_bits, q.a_step, q.a_signed, q.source)
@@ -376,11 +374,7 @@ def set_weight(graph: Graph, node: Node, w: np.ndarray) -> None:
     else:
         mat = w.reshape(w.shape[0], w.shape[1])  # (Cout, K)
         b = mat if node.op == "Gemm" and node.attrs["transB"] else mat.T
-    name = graph.unique_name(f"{node.name}.weight_rounded")
-    graph.set_initializer(name, np.ascontiguousarray(b, dtype=np.float32))
-    inputs = list(node.inputs)
-    inputs[1] = name
-    graph.set_inputs(node, inputs)
+    _feed(graph, node, 1, "weight_rounded", np.ascontiguousarray(b, dtype=np.float32))
 
 
 def has_own_bias(node: Node) -> bool:
@@ -394,10 +388,16 @@ def has_own_bias(node: Node) -> bool:
 
 def set_bias(graph: Graph, node: Node, bias: np.ndarray) -> None:
     """``bias`` (float32) as a new initializer that ``node`` reads as its bias."""
-    name = graph.unique_name(f"{node.name}.bias_corrected")
-    graph.set_initializer(name, bias)
-    inputs = list(node.inputs) + [""] * (3 - len(node.inputs))
-    inputs[2] = name
+    _feed(graph, node, 2, "bias_corrected", bias)
+
+
+def _feed(graph: Graph, node: Node, slot: int, suffix: str, value: np.ndarray) -> None:
+    """``value`` as a new initializer ``<node>.<suffix>`` that ``node`` reads as input ``slot``
+    (the old one stays in the graph for other readers)."""
+    name = graph.unique_name(f"{node.name}.{suffix}")
+    graph.set_initializer(name, value)
+    inputs = list(node.inputs) + [""] * (slot + 1 - len(node.inputs))
+    inputs[slot] = name
     graph.set_inputs(node, inputs)
 
 
