@@ -5,7 +5,9 @@ The bitline columns of layer ``ℓ`` are read back from the macro arrays: the bi
 wordlines ``w0 + t``, ``t < rows of s`` (``layout.json``; an unsliced layer has ``j = 0`` and
 the codes themselves). They give ``columns[s, o·S + j, t]`` and with it the grouped
 convolution of ``cimc.quant.segments`` (gather ``index`` + ``weight``, ``Seg·G``
-groups): digit column ``o·S + j`` stays in channel ``o``'s group. Steps, bits, slice widths
+groups): digit column ``o·S + j`` stays in channel ``o``'s group. The emulator runs it as one
+batched matrix product (``segment_taps``, ``MacroLayer.weight``): per (segment, conv group),
+the segment's rows of the layer's im2col matrix times its columns. Steps, bits, slice widths
 and counts, scale and bias come from ``quant.json``; strides, pads and dilations from the
 layer's ``geometry`` in ``layout.json`` (``check.emulator`` checks that ``graph.json``'s
 node says the same).
@@ -20,10 +22,6 @@ import numpy as np
 from cimc.build.emulator_files import BuildFiles
 from cimc.check.emulator import owner_arrays, segment_rows
 from cimc.documents.layout import Geometry, Layer
-from cimc.quant.segments import SegmentConv, segment_conv
-
-#: Channel blocks the emulator's grouped convolutions are padded to (``segments.aligned_width``).
-CHANNEL_BLOCKS = (16, 8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +33,10 @@ class MacroLayer:
     kind: str
     cout: int
     segments: int
-    conv: SegmentConv
+    groups: int
+    kernel: tuple[int, int]
+    weight: np.ndarray
+    taps: tuple[np.ndarray, np.ndarray, np.ndarray]
     strides: tuple[int, int]
     pads: tuple[int, int, int, int]
     dilations: tuple[int, int]
@@ -77,6 +78,19 @@ def macro_columns(macros: np.ndarray, owner: np.ndarray, index: int, layer: Laye
     return columns
 
 
+def segment_taps(bounds: np.ndarray, cin_g: int, groups: int, kernel: tuple[int, int],
+                 rmax: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The input channel, kernel row and kernel column ``(c, i, j)``, each ``(S, G, Rmax)``, of
+    the wordline ``t`` of segment ``s`` in conv group ``g``: row ``r = b_s + t`` of the group's
+    ``Cin_g·kh·kw`` rows (``r = (c − g·Cin_g)·kh·kw + i·kw + j``). Wordlines past a segment's
+    last row repeat that row; their cells are zero (``macro_columns``)."""
+    kh, kw = kernel
+    row = np.minimum(bounds[:-1, None] + np.arange(rmax)[None, :], bounds[1:, None] - 1)  # (S, Rmax)
+    channel = np.arange(groups)[None, :, None] * cin_g + (row // (kh * kw))[:, None, :]
+    tap = np.broadcast_to((row % (kh * kw))[:, None, :], channel.shape)
+    return channel, tap // kw, tap % kw
+
+
 def _geometry(geo: Geometry) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
     """Strides, pads and dilations of the layer's conv, from ``layout.json`` (a fully connected
     layer's are 1, 0 and 1: ``backend.geometry``)."""
@@ -92,9 +106,11 @@ def macro_layers(files: BuildFiles) -> list[MacroLayer]:
         kh, kw = layer.kernel
         bounds = np.array([s.row_start for s in layer.segments] + [layer.rows], dtype=np.int64)
         columns = macro_columns(files.macros, owner, i, layer, q.w_slices)
-        conv = segment_conv(columns, bounds, layer.rows // (kh * kw), layer.groups, (kh, kw), align=CHANNEL_BLOCKS)
+        s_count, width, rmax = columns.shape
+        weight = columns.reshape(s_count, layer.groups, width // layer.groups, rmax)
+        taps = segment_taps(bounds, layer.rows // (kh * kw), layer.groups, (kh, kw), rmax)
         strides, pads, dilations = _geometry(layer.geometry)
-        out.append(MacroLayer(i, layer.node, layer.kind, layer.cout, len(layer.segments), conv,
+        out.append(MacroLayer(i, layer.node, layer.kind, layer.cout, s_count, layer.groups, (kh, kw), weight, taps,
                               strides, pads, dilations, float(np.float32(q.a_step)), q.a_bits, q.a_signed,
                               np.asarray(q.adc_step, np.float32), q.adc_bits,
                               np.asarray(q.scale, np.float32), np.asarray(q.bias, np.float32),

@@ -42,6 +42,7 @@ from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, macro_layers
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.errors import BuildError, UsageError
+from cimc.ops.windows import windows
 from cimc.quant import numerics
 from cimc.quant.batching import mixes_batch, split_batch
 from cimc.quant.reference import CompiledRun, LayerTrace, concat_runs, digital_op
@@ -56,7 +57,7 @@ class Emulator:
         self.layers = macro_layers(files)
         self.nodes = [(n, {k: decode_attr(v) for k, v in n.attrs.items()}) for n in files.graph.nodes]
         self.constants = {t: files.constants[key] for t, key in files.graph.constants.items()}
-        self._convs = [conv_session(layer) for layer in self.layers]
+        self._gemms = [gemm_session(layer) for layer in self.layers]
 
     @classmethod
     def open(cls, path: str | Path) -> Emulator:
@@ -134,7 +135,7 @@ class Emulator:
         feeds it the wrong tensor) is a ``BuildError``, not onnxruntime's own error."""
         assert node.cim_layer is not None
         try:
-            return run_layer(self.layers[node.cim_layer], self._convs[node.cim_layer], x, record)
+            return run_layer(self.layers[node.cim_layer], self._gemms[node.cim_layer], x, record)
         except Exception as exc:  # onnxruntime raises its own types (InvalidArgument, Fail)
             raise BuildError(f"graph.json: CIM layer '{node.name}' cannot run on its input "
                              f"'{node.inputs[0]}' of shape {list(np.shape(x))}: {type(exc).__name__}") from exc
@@ -147,53 +148,67 @@ def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
     return {t: step for step, (node, _) in enumerate(nodes) for t in node.inputs}
 
 
-def conv_session(layer: MacroLayer) -> ort.InferenceSession:
-    """The layer's grouped convolution over all segments (``cimc.quant.segments``) as a
-    one-node ONNX model, weights included, that onnxruntime runs on gathered DAC codes."""
-    weight = np.ascontiguousarray(layer.conv.weight, dtype=np.float32)
-    t, left, b, r = layer.pads
-    node = helper.make_node("Conv", ["codes", "weight"], ["sums"], group=layer.conv.groups,
-                            strides=list(layer.strides), dilations=list(layer.dilations), pads=[t, left, b, r])
-    codes = helper.make_tensor_value_info("codes", TensorProto.FLOAT, ["n", int(weight.shape[1]) * layer.conv.groups,
-                                                                       "h", "w"])
+def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
+    """The layer's bitline sums as a one-node ONNX model, its cells included: onnxruntime's
+    batched ``MatMul`` of the columns ``(S, G, Cout_g·S_w, Rmax)`` (``MacroLayer.weight``) with
+    the segments' im2col rows ``(S, G, Rmax, M)`` (``patches``), ``(S, G, Cout_g·S_w, M)``."""
+    weight = np.ascontiguousarray(layer.weight, dtype=np.float32)
+    s_count, groups, _, rmax = weight.shape
+    node = helper.make_node("MatMul", ["columns", "rows"], ["sums"])
+    rows = helper.make_tensor_value_info("rows", TensorProto.FLOAT, [s_count, groups, rmax, "m"])
     sums = helper.make_tensor_value_info("sums", TensorProto.FLOAT, None)
-    graph = helper.make_graph([node], "bitline_sums", [codes], [sums], [numpy_helper.from_array(weight, "weight")])
+    graph = helper.make_graph([node], "bitline_sums", [rows], [sums], [numpy_helper.from_array(weight, "columns")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def conv_input(layer: MacroLayer, codes: np.ndarray) -> np.ndarray:
-    """The codes each conv group reads (``index``), NCHW, contiguous float32."""
-    index = layer.conv.index
-    if index is None:
-        return np.ascontiguousarray(codes, dtype=np.float32)
-    return np.take(codes, index, axis=1, mode="clip").astype(np.float32, copy=False)  # indices are in range
+def patches(layer: MacroLayer, codes: np.ndarray) -> np.ndarray:
+    """``(S, G, Rmax, N·Ho·Wo)`` float32: the input codes every segment's wordlines see, per
+    output pixel: ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps ``(c, i, j)`` of
+    ``layer.taps``; one gather from the strided window view, no other copy."""
+    t, left, b, r = layer.pads
+    padded = np.pad(codes, ((0, 0), (0, 0), (t, b), (left, r))) if any(layer.pads) else codes
+    win = windows(padded, layer.kernel, layer.strides, layer.dilations).transpose(1, 4, 5, 0, 2, 3)
+    channel, row, col = layer.taps
+    out = win[channel, row, col]  # (S, G, Rmax, N, Ho, Wo)
+    return out.reshape(*channel.shape, -1)
 
 
-def bitline_sums(layer: MacroLayer, conv: ort.InferenceSession, codes: np.ndarray) -> np.ndarray:
-    """``(N, S·Cout, Ho, Wo)`` exact partial sums of every segment: one grouped convolution.
-    The products and sums are small integers, exact in float32; ``round`` makes that explicit
-    whatever convolution algorithm onnxruntime picks."""
-    out = np.asarray(conv.run(None, {"codes": conv_input(layer, codes)})[0])
-    return np.rint(out, out=out)
+def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray) -> np.ndarray:
+    """``(S, Cout·S_w, N, Ho, Wo)`` partial sums of every segment and bitline of integer-valued
+    ``codes`` ``(N, C, H, W)``: one batched matrix product. The products and every partial sum
+    are integers below ``2^24`` (``quantize`` refuses a layer whose sums could reach it), so
+    float32 holds them exactly whatever order the product sums in."""
+    n, _, h, w = codes.shape
+    rows = patches(layer, codes)
+    out = np.asarray(gemm.run(None, {"rows": rows})[0])
+    return out.reshape(layer.segments, -1, n, *_spatial(layer, h, w))
 
 
-def run_layer(layer: MacroLayer, conv: ort.InferenceSession, x: np.ndarray, record: bool = True) -> LayerTrace:
-    """One CIM layer on float input ``x`` (module doc); without ``record`` the sums ``P``
-    are overwritten by the outputs."""
+def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
+    """``(Ho, Wo)`` of the layer's convolution on an ``h × w`` input."""
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.strides, layer.dilations
+    t, left, b, r = layer.pads
+    return (h + t + b - dh * (kh - 1) - 1) // sh + 1, (w + left + r - dw * (kw - 1) - 1) // sw + 1
+
+
+def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, record: bool = True) -> LayerTrace:
+    """One CIM layer on float input ``x`` (module doc), computed channel-major ``(S, Cout, N, Ho,
+    Wo)`` and transposed to the trace layout once per tensor."""
     lead = x.shape[:-1]
     a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
     codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
     if layer.sliced:
-        adc, total = _sliced_conversions(layer, conv, codes, record)
+        adc, total = _sliced_conversions(layer, gemm, codes, record)
     else:
-        p = bitline_sums(layer, conv, codes)
-        n, _, ho, wo = p.shape
-        p = p.reshape(n, layer.segments, layer.cout, ho, wo)
-        adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=2, out=p)
-        total = adc.sum(axis=1, dtype=np.float32)
+        p = bitline_sums(layer, gemm, codes)
+        codes_adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=1, out=p)
+        total = np.ascontiguousarray(codes_adc.sum(axis=0, dtype=np.float32).transpose(1, 0, 2, 3))
+        adc = codes_adc.transpose(2, 0, 1, 3, 4)
+        if record:
+            adc = np.ascontiguousarray(adc)
     y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
@@ -201,13 +216,14 @@ def run_layer(layer: MacroLayer, conv: ort.InferenceSession, x: np.ndarray, reco
                       total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
 
 
-def _sliced_conversions(layer: MacroLayer, conv: ort.InferenceSession, codes: np.ndarray,
+def _sliced_conversions(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray,
                         record: bool) -> tuple[np.ndarray, np.ndarray]:
     """ADC codes (in trace order when ``record``) and shift-added sums ``P`` of a sliced layer,
     computed on the bitline sums in the order ``(T, N, Ho, Wo, Seg, Cout, S)``."""
-    p = bitline_sums(layer, conv, dac_cycles(codes, layer.a_slices, layer.dac_bits)).transpose(0, 2, 3, 1)
-    _, ho, wo, _ = p.shape
-    p = p.reshape(layer.a_slices, codes.shape[0], ho, wo, layer.segments, layer.cout, layer.w_slices)
+    p = bitline_sums(layer, gemm, dac_cycles(codes, layer.a_slices, layer.dac_bits))  # (Seg, Cout·S, T·N, Ho, Wo)
+    seg, _, _, ho, wo = p.shape
+    p = p.reshape(seg, layer.cout, layer.w_slices, layer.a_slices, codes.shape[0], ho, wo)
+    p = np.ascontiguousarray(p.transpose(3, 4, 5, 6, 0, 1, 2))
     steps = adc_steps(layer.adc_step, layer.adc_shift, p.shape)
     adc = numerics.quantize(p, steps, layer.adc_bits, True, out=p)
     total = shift_add(adc, layer.cell_bits, layer.dac_bits, layer.adc_shift).transpose(0, 3, 1, 2)

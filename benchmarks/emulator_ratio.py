@@ -1,0 +1,111 @@
+"""Emulator and ``model.cim.onnx`` against onnxruntime's float model, in one process (issue 19).
+
+    python3 -m benchmarks.emulator_ratio --model vgg9 --batch 64 --rounds 5 --work /tmp/emu
+    python3 -m benchmarks.emulator_ratio --model resnet50 --batch 8 --rounds 3 --work /tmp/emu
+
+The model is compiled once with the default pipeline into ``--work`` (kept, so a second run
+reuses the build: pass ``--fresh`` to recompile): ``vgg9`` is the zoo's VGG9 (32×32), ``resnet50``
+the real-model corpus's ResNet-50 (``tests/models``, 224×224, dynamo export; needs torch).
+Each round times, in a rotating order, onnxruntime on the float model, the emulator
+(``Emulator.run``) and onnxruntime on ``model.cim.onnx`` on the same seeded batch; the ratio
+of a round is its time over the float time of the same round, and the medians of the per-round
+ratios are printed with the load average before and after. The emulator's and
+``model.cim.onnx``'s outputs are checked equal bit for bit once before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _export(model: str, path: Path) -> None:
+    if model == "vgg9":
+        import cimc.models as models
+
+        models.export_onnx("vgg9", path)
+        return
+    from tests.models import build
+    from tests.models.export import export
+
+    net, x = build(model, small=False)
+    export(net, x, path, "dynamo")
+
+
+def prepare(model: str, work: Path, fresh: bool) -> Path:
+    """The build folder of ``model`` under ``work`` (compiled unless present)."""
+    from cimc.api import compile_model
+
+    work.mkdir(parents=True, exist_ok=True)
+    onnx_path, build = work / f"{model}.onnx", work / f"{model}.build"
+    if fresh or not onnx_path.exists():
+        _export(model, onnx_path)
+    if fresh or not (build / "model.cim.onnx").exists():
+        compile_model(onnx_path, build, force=True)
+    return build
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool) -> dict[str, Any]:
+    """Median per-round ratios of the emulator and of ``model.cim.onnx`` to the float model."""
+    import onnxruntime as ort
+
+    from cimc.emulator import Emulator
+    from cimc.frontend import import_onnx
+    from cimc.lowering.model import float_model_bytes
+
+    build = prepare(model, work, fresh)
+    graph = import_onnx(work / f"{model}.onnx")
+    providers = ["CPUExecutionProvider"]
+    float_session = ort.InferenceSession(float_model_bytes(graph), providers=providers)
+    cim_session = ort.InferenceSession(str(build / "model.cim.onnx"), providers=providers)
+    emulator = Emulator.open(build)
+    name = emulator.inputs[0].name
+    shape = [batch, *emulator.inputs[0].shape[1:]]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got = emulator.run(x).outputs
+    want = cim_session.run(list(got), {name: x})
+    exact = all(np.array_equal(a, b) for a, b in zip(got.values(), want, strict=True))
+    calls = {"float": lambda: float_session.run(None, {name: x}), "emulator": lambda: emulator.run(x),
+             "cim_onnx": lambda: cim_session.run(None, {name: x})}
+    order = list(calls)
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    load = os.getloadavg()[0]
+    for i in range(rounds):
+        for key in order[i % 3:] + order[:i % 3]:
+            times[key].append(_timed(calls[key]))
+    ratios = {k: statistics.median(t / f for t, f in zip(times[k], times["float"], strict=True))
+              for k in ("emulator", "cim_onnx")}
+    return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact,
+            "median_s": {k: round(statistics.median(v), 4) for k, v in times.items()},
+            "ratio": {k: round(v, 3) for k, v in ratios.items()},
+            "load": [round(load, 2), round(os.getloadavg()[0], 2)],
+            "numpy": np.__version__, "onnxruntime": ort.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("vgg9", "resnet50"), default="vgg9")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the exported model and its build")
+    parser.add_argument("--fresh", action="store_true", help="export and compile again")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.model, args.batch, args.rounds, args.work, args.fresh)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
