@@ -9,7 +9,8 @@ the real-model corpus's ResNet-50 (``tests/models``, 224×224, dynamo export; ne
 Each round times, in a rotating order, onnxruntime on the float model, the emulator
 (``Emulator.run``) and onnxruntime on ``model.cim.onnx`` on the same seeded batch; the ratio
 of a round is its time over the float time of the same round, and the medians of the per-round
-ratios are printed with the load average before and after. The emulator's and
+ratios (wall time, and CPU time of all the process's threads, which a loaded machine disturbs
+less) are printed with the load average before and after. The emulator's and
 ``model.cim.onnx``'s outputs are checked equal bit for bit once before timing.
 """
 
@@ -52,10 +53,11 @@ def prepare(model: str, work: Path, fresh: bool) -> Path:
     return build
 
 
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
+def _timed(fn: Any) -> tuple[float, float]:
+    """Wall and CPU seconds (every thread of the process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool) -> dict[str, Any]:
@@ -81,16 +83,20 @@ def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool) -> dic
     calls = {"float": lambda: float_session.run(None, {name: x}), "emulator": lambda: emulator.run(x),
              "cim_onnx": lambda: cim_session.run(None, {name: x})}
     order = list(calls)
-    times: dict[str, list[float]] = {k: [] for k in calls}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in calls}
     load = os.getloadavg()[0]
     for i in range(rounds):
         for key in order[i % 3:] + order[:i % 3]:
             times[key].append(_timed(calls[key]))
-    ratios = {k: statistics.median(t / f for t, f in zip(times[k], times["float"], strict=True))
-              for k in ("emulator", "cim_onnx")}
+
+    def ratio(key: str, kind: int) -> float:
+        return round(statistics.median(t[kind] / f[kind] for t, f in zip(times[key], times["float"], strict=True)), 3)
+
     return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact,
-            "median_s": {k: round(statistics.median(v), 4) for k, v in times.items()},
-            "ratio": {k: round(v, 3) for k, v in ratios.items()},
+            "median_wall_s": {k: round(statistics.median(t[0] for t in v), 4) for k, v in times.items()},
+            "median_cpu_s": {k: round(statistics.median(t[1] for t in v), 4) for k, v in times.items()},
+            "wall_ratio": {k: ratio(k, 0) for k in ("emulator", "cim_onnx")},
+            "cpu_ratio": {k: ratio(k, 1) for k in ("emulator", "cim_onnx")},
             "load": [round(load, 2), round(os.getloadavg()[0], 2)],
             "numpy": np.__version__, "onnxruntime": ort.__version__}
 

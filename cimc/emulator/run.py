@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from numpy.lib.stride_tricks import as_strided
 from onnx import TensorProto, helper, numpy_helper
 
 from cimc.backend.compute_files import decode_attr
@@ -42,7 +43,6 @@ from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, macro_layers
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.errors import BuildError, UsageError
-from cimc.ops.windows import windows
 from cimc.quant import numerics
 from cimc.quant.batching import mixes_batch, split_batch
 from cimc.quant.reference import CompiledRun, LayerTrace, concat_runs, digital_op
@@ -144,6 +144,10 @@ class Emulator:
         return [t.name for t in self.files.graph.outputs].index(name)
 
 
+#: Bytes of partial sums converted and added as one block (``convert_and_add``): about L2-sized.
+BLOCK_BYTES = 1 << 20
+
+
 def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
     return {t: step for step, (node, _) in enumerate(nodes) for t in node.inputs}
 
@@ -165,26 +169,31 @@ def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
 
 
 def patches(layer: MacroLayer, codes: np.ndarray) -> np.ndarray:
-    """``(S, G, Rmax, N·Ho·Wo)`` float32: the input codes every segment's wordlines see, per
-    output pixel: ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps ``(c, i, j)`` of
-    ``layer.taps``; one gather from the strided window view, no other copy."""
+    """``(S, G, Rmax, Ho·Wo·N)`` float32: the input code every segment's wordline sees at each
+    output pixel, ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps ``(c, i, j)`` of
+    ``layer.taps``, pixels ordered ``(h, w, n)``. The codes are first laid out ``(C, H, W, N)``
+    (one copy, the padding included) so that the gather copies runs of ``Wo·N`` values."""
+    n, c, h, w = codes.shape
     t, left, b, r = layer.pads
-    padded = np.pad(codes, ((0, 0), (0, 0), (t, b), (left, r))) if any(layer.pads) else codes
-    win = windows(padded, layer.kernel, layer.strides, layer.dilations).transpose(1, 4, 5, 0, 2, 3)
+    padded = np.zeros((c, h + t + b, w + left + r, n), dtype=np.float32)
+    padded[:, t:t + h, left:left + w] = codes.transpose(1, 2, 3, 0)
+    ho, wo = _spatial(layer, h, w)
+    (sh, sw), (dh, dw) = layer.strides, layer.dilations
+    sc, sy, sx, sn = padded.strides
+    win = as_strided(padded, (c, *layer.kernel, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn),
+                     writeable=False)
     channel, row, col = layer.taps
-    out = win[channel, row, col]  # (S, G, Rmax, N, Ho, Wo)
-    return out.reshape(*channel.shape, -1)
+    return win[channel, row, col].reshape(*channel.shape, -1)
 
 
 def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray) -> np.ndarray:
-    """``(S, Cout·S_w, N, Ho, Wo)`` partial sums of every segment and bitline of integer-valued
+    """``(S, Cout·S_w, Ho, Wo, N)`` partial sums of every segment and bitline of integer-valued
     ``codes`` ``(N, C, H, W)``: one batched matrix product. The products and every partial sum
     are integers below ``2^24`` (``quantize`` refuses a layer whose sums could reach it), so
     float32 holds them exactly whatever order the product sums in."""
     n, _, h, w = codes.shape
-    rows = patches(layer, codes)
-    out = np.asarray(gemm.run(None, {"rows": rows})[0])
-    return out.reshape(layer.segments, -1, n, *_spatial(layer, h, w))
+    out = np.asarray(gemm.run(None, {"rows": patches(layer, codes)})[0])
+    return out.reshape(layer.segments, -1, *_spatial(layer, h, w), n)
 
 
 def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
@@ -192,6 +201,23 @@ def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.strides, layer.dilations
     t, left, b, r = layer.pads
     return (h + t + b - dh * (kh - 1) - 1) // sh + 1, (w + left + r - dw * (kw - 1) - 1) // sw + 1
+
+
+def convert_and_add(layer: MacroLayer, p: np.ndarray) -> np.ndarray:
+    """ADC codes of the partial sums ``p`` ``(S, Cout, …)`` in place, ``p̂ = clip(round(p /
+    S_ADC[o]), ±(2^(b−1) − 1))``, and the adder tree ``P = Σ_s p̂`` ``(Cout, …)``, done on blocks
+    of output channels of about ``BLOCK_BYTES`` so that the division, rounding, clipping and
+    sum of a block read it from the cache rather than from memory (four passes over ``p``)."""
+    s_count, cout = p.shape[:2]
+    pixels = p[0, 0].size
+    step = np.broadcast_to(np.asarray(layer.adc_step, dtype=np.float32).reshape(-1), (cout,))
+    block = max(1, BLOCK_BYTES // (4 * s_count * pixels))
+    total = np.empty(p.shape[1:], dtype=np.float32)
+    for first in range(0, cout, block):
+        part = p[:, first:first + block]
+        numerics.adc_codes(part, step[first:first + block], layer.adc_bits, channel_axis=1, out=part)
+        np.sum(part, axis=0, dtype=np.float32, out=total[first:first + block])
+    return total
 
 
 def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, record: bool = True) -> LayerTrace:
@@ -204,9 +230,8 @@ def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, reco
         adc, total = _sliced_conversions(layer, gemm, codes, record)
     else:
         p = bitline_sums(layer, gemm, codes)
-        codes_adc = numerics.adc_codes(p, layer.adc_step, layer.adc_bits, channel_axis=1, out=p)
-        total = np.ascontiguousarray(codes_adc.sum(axis=0, dtype=np.float32).transpose(1, 0, 2, 3))
-        adc = codes_adc.transpose(2, 0, 1, 3, 4)
+        total = np.ascontiguousarray(convert_and_add(layer, p).transpose(3, 0, 1, 2))
+        adc = p.transpose(4, 0, 1, 2, 3)
         if record:
             adc = np.ascontiguousarray(adc)
     y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
@@ -220,10 +245,10 @@ def _sliced_conversions(layer: MacroLayer, gemm: ort.InferenceSession, codes: np
                         record: bool) -> tuple[np.ndarray, np.ndarray]:
     """ADC codes (in trace order when ``record``) and shift-added sums ``P`` of a sliced layer,
     computed on the bitline sums in the order ``(T, N, Ho, Wo, Seg, Cout, S)``."""
-    p = bitline_sums(layer, gemm, dac_cycles(codes, layer.a_slices, layer.dac_bits))  # (Seg, Cout·S, T·N, Ho, Wo)
-    seg, _, _, ho, wo = p.shape
-    p = p.reshape(seg, layer.cout, layer.w_slices, layer.a_slices, codes.shape[0], ho, wo)
-    p = np.ascontiguousarray(p.transpose(3, 4, 5, 6, 0, 1, 2))
+    p = bitline_sums(layer, gemm, dac_cycles(codes, layer.a_slices, layer.dac_bits))  # (Seg, Cout·S, Ho, Wo, T·N)
+    seg, _, ho, wo, _ = p.shape
+    p = p.reshape(seg, layer.cout, layer.w_slices, ho, wo, layer.a_slices, codes.shape[0])
+    p = np.ascontiguousarray(p.transpose(5, 6, 3, 4, 0, 1, 2))
     steps = adc_steps(layer.adc_step, layer.adc_shift, p.shape)
     adc = numerics.quantize(p, steps, layer.adc_bits, True, out=p)
     total = shift_add(adc, layer.cell_bits, layer.dac_bits, layer.adc_shift).transpose(0, 3, 1, 2)
