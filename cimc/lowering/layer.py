@@ -5,7 +5,7 @@ them as extra outputs)::
 
     L/input_codes  = Clip(Round(Div(x, S_A)), lo, hi)            DAC codes
     L/cells        = Cast<float>(int8 codes (S·G·Cout_g, C, kh, kw))   the macro columns
-    L/bitlines     = Round(Conv(Gather(codes, index), cells, group=S·G))   exact partial sums
+    L/bitlines     = Conv(Gather(codes, index), cells, group=S·G)   exact partial sums
     L/partial_sums = Reshape(…, [-1, S, Cout, Ho, Wo])           (``[-1, S, Cout]`` for Gemm)
     L/adc_codes    = Clip(Round(Div(partial_sums, S_ADC)), −m, m)
     L/sums         = ReduceSum(adc_codes, axis 1)                 the adder tree, P
@@ -15,7 +15,11 @@ them as extra outputs)::
 (``w_slices`` or ``a_slices`` > 1) feeds its ``T`` input digits as ``T`` batches to the same
 grouped conv over ``S`` digit columns per channel and recombines the ``Seg·T·S`` ADC codes by
 shift-add (``cimc.lowering.sliced``); an unsliced layer's graph is unchanged. ``Round`` is
-round-half-to-even like ``np.rint``; every division is one float32 ``Div``. The Conv node's
+round-half-to-even like ``np.rint``; every division is one float32 ``Div``. The convolution's
+products and partial sums are integers below ``2^24`` (``quantize.check_bits``), exact in
+float32 whatever order onnxruntime sums them in, so its output needs no rounding. A segment's
+``C`` channels are padded to a multiple of a SIMD block (``segments.CHANNEL_BLOCKS``; zero
+cells) so that onnxruntime runs the grouped convolution in its blocked layout. The Conv node's
 ``doc_string`` records segments, macros, bitline ranges, ADC bits and the shift.
 """
 
@@ -41,7 +45,7 @@ from cimc.lowering.sliced import (
 )
 from cimc.quant import numerics
 from cimc.quant.cim_layer import CimSpec, cell_dtype
-from cimc.quant.segments import layer_columns, segment_conv
+from cimc.quant.segments import CHANNEL_BLOCKS, layer_columns, segment_conv
 
 
 class LayerEmitter:
@@ -107,7 +111,7 @@ class LayerEmitter:
         cells_codes = weight_digit_codes(spec) if sliced else spec.codes()
         width = (spec.q.cell_bits or spec.q.w_bits) + 1 if sliced else spec.q.w_bits  # unsigned lower digits
         columns = layer_columns(cells_codes.reshape(cells_codes.shape[0], -1), spec.bounds)
-        conv = segment_conv(columns, spec.bounds, spec.cin_g, spec.groups, spec.kernel)
+        conv = segment_conv(columns, spec.bounds, spec.cin_g, spec.groups, spec.kernel, align=CHANNEL_BLOCKS)
         if conv.index is not None:
             codes = self.op("Gather", [codes, self.const("segment_channels", conv.index)], "segment_inputs", axis=1)
         cells = self.op("Cast", [self.const("cell_codes", conv.weight.astype(cell_dtype(width)))], "cells",
@@ -115,11 +119,10 @@ class LayerEmitter:
         raw = self.op("Conv", [codes, cells], "bitlines", json.dumps(self.document(), sort_keys=True),
                       group=conv.groups, kernel_shape=list(spec.kernel), pads=list(spec.pads),
                       strides=list(spec.strides), dilations=list(spec.dilations))
-        exact = self.op("Round", [raw], "bitlines_exact", "partial sums are integers (exact in float32)")
         if sliced:
-            return conversions_shape(self, exact)
+            return conversions_shape(self, raw)
         shape = [-1, spec.num_segments, spec.cout, *self.spatial()]
-        return self.op("Reshape", [exact, self.const("segments_shape", np.array(shape, np.int64))], "partial_sums")
+        return self.op("Reshape", [raw, self.const("segments_shape", np.array(shape, np.int64))], "partial_sums")
 
     def spatial(self) -> list[int]:
         """``[Ho, Wo]`` of a conv layer's output, ``[]`` for a Gemm."""

@@ -158,10 +158,6 @@ class _Rewrite:
                 out.extend(self._qdq(div.input[0], div.input[1], node))
                 self.quantizers += 1
                 continue
-            if node.op_type == "Round" and _layer_of(node.output[0], "bitlines_exact") in self.real:
-                out.append(helper.make_node("Identity", list(node.input), list(node.output), name=node.name,
-                                            doc_string="real scales: the partial sums are not integers"))
-                continue
             if node.op_type == "Cast" and node.input[0] in self.inits:
                 replaced = self._cells(node)
                 if replaced is not None:

@@ -9,7 +9,7 @@ For layer ``L`` with input codes ``a`` (``L/input_codes``), ``d`` DAC bits and `
     L/input_digits = Sub(input_floor, Mul(input_high, m_t))    m_t = 2^d (t < T−1), 0 (t = T−1)
                      → Reshape (T·N, C, H, W): the T DAC cycles as T batches, t major
     L/cells        = Cast<float>(weight digits (Seg·G·Cout_g·S, C, kh, kw))   S columns per channel
-    L/bitlines     = Round(Conv(Gather(digits, index), cells, group=Seg·G))   (T·N, Seg·Cout·S, Ho, Wo)
+    L/bitlines     = Conv(Gather(digits, index), cells, group=Seg·G)   (T·N, Seg·Cout·S, Ho, Wo)
     L/partial_sums = Reshape(Transpose(Reshape(…, [T, −1, Seg, Cout, S, Ho, Wo])),
                              [−1, Seg·T·S, Cout, Ho, Wo])       conversions in the order (s, t, j)
     L/adc_codes    = Clip(Round(Div(partial_sums, S_ADC·2^−m_{t,j})), −M, M)   step per kind (t, j)

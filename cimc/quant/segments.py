@@ -41,6 +41,11 @@ def channel_ranges(bounds: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     return lo, int((hi - lo).max())
 
 
+#: Channel blocks a segment's channels are padded to (``aligned_width``): onnxruntime's SIMD
+#: blocks with AVX-512 and AVX2.
+CHANNEL_BLOCKS = (16, 8)
+
+
 def aligned_width(width: int, blocks: tuple[int, ...], overhead: float = 0.25) -> int:
     """``width`` rounded up to a multiple of the first of ``blocks`` that adds at most
     ``overhead`` of it (``width`` itself when none does)."""
@@ -58,7 +63,7 @@ def segment_conv(columns: np.ndarray, bounds: tuple[int, ...] | np.ndarray, cin_
     ``align``: channel blocks to round ``C`` up to (``aligned_width``; the extra channels have
     zero weights, so every sum is unchanged): onnxruntime runs a grouped convolution whose
     channels per group are a multiple of its SIMD block (8 with AVX2, 16 with AVX-512) in its
-    blocked layout, several times faster. ``model.cim.onnx`` keeps ``C`` as it is."""
+    blocked layout, several times faster (``model.cim.onnx`` uses ``CHANNEL_BLOCKS``)."""
     b = np.asarray(bounds, dtype=np.int64)
     s_count, cout, rmax = columns.shape
     kh, kw = kernel
