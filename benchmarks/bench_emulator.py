@@ -2,8 +2,8 @@
 
 * ``emulator/vgg9-batch64``: the zoo's VGG9 compiled with the default pipeline (paper macro,
   per-layer steps, shifts), run by ``cimc.emulator`` from its build directory — all
-  19 segments of a layer as one grouped convolution, one ADC conversion per bitline and
-  pixel, adder tree, shift — against onnxruntime running the float VGG9 in the same process,
+  19 segments of a layer as one batched matrix product over their im2col rows, one ADC
+  conversion per bitline and pixel, adder tree, shift — against onnxruntime running the float VGG9 in the same process,
   CIFAR-sized input, batch 64. Target: ≤ 3×.
 * ``emulator/vgg9-cim-onnx``: onnxruntime running the build's ``model.cim.onnx`` (the same
   numerics as the emulator, bit for bit) against the float model, for scale.

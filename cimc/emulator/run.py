@@ -4,10 +4,10 @@ Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels,
 or ADC groups):
 
 1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``);
-2. every segment's bitline sums at once: one grouped convolution (onnxruntime's, so the
-   emulator needs no torch) of the codes each segment's wordlines see, gathered, with the macro columns
-   (``cimc.quant.segments``), ``(N, S·Cout, Ho, Wo)``; the products and sums are small
-   integers, exact in float32, and ``round`` makes that explicit whatever algorithm runs;
+2. every segment's bitline sums at once: one batched matrix product (onnxruntime's ``MatMul``,
+   so the emulator needs no torch) of the macro columns with the im2col rows each segment's
+   wordlines see (``patches``), ``(S, Cout, N, Ho, Wo)``; the products and sums are integers
+   below ``2^24`` (the quantize pass refuses a layer whose sums could reach it), exact in float32;
 3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
    ``y = P · scale + b'``.
@@ -20,9 +20,9 @@ with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in ha
 Digital ops run with the reference's kernels and rounding rules
 (``cimc.quant.reference.digital_op``). ``Emulator.run`` returns the outputs and, with
 ``record``, per-layer traces (input codes, ADC codes ``(N, S, Cout, Ho, Wo)``, sums, outputs).
-(A numpy formulation, the grouped convolution as one stacked single-threaded matrix product,
-measured 3.1× onnxruntime's float model against 2.4× with torch's convolution on VGG9, batch 64;
-onnxruntime's convolution needs no extra install.)
+(Measured on VGG9, batch 64: onnxruntime's grouped convolution of the gathered channels ran
+2.4–2.6× the float model's CPU time, this batched MatMul 2.2×; numpy's stacked matmul was 2–6×
+slower than onnxruntime's MatMul on these shapes. ``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
