@@ -47,12 +47,12 @@ class MacroLayer:
     adc_bits: int
     scale: np.ndarray
     bias: np.ndarray
-    w_bits: int = 4
-    cell_bits: int | None = None
-    dac_bits: int | None = None
-    w_slices: int = 1
-    a_slices: int = 1
-    adc_shift: np.ndarray | None = None
+    w_bits: int
+    cell_bits: int | None
+    dac_bits: int | None
+    w_slices: int
+    a_slices: int
+    adc_shift: np.ndarray | None
 
     @property
     def sliced(self) -> bool:

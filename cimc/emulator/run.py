@@ -115,7 +115,7 @@ class Emulator:
         outputs = {t.name for t in self.files.graph.outputs}
         for step, (node, attrs) in enumerate(self.nodes):
             if node.cim_layer is not None:
-                trace = self._layer(node, values[node.inputs[0]], record)
+                trace = self._layer(node, node.cim_layer, values[node.inputs[0]], record)
                 values[node.outputs[0]] = trace.outputs
                 if record:
                     traces[node.name] = trace
@@ -130,12 +130,12 @@ class Emulator:
                     values.pop(t, None)
         return values, traces
 
-    def _layer(self, node: NodeDoc, x: np.ndarray, record: bool) -> LayerTrace:
-        """Run one CIM layer; an input the layer's convolution cannot take (``graph.json``
-        feeds it the wrong tensor) is a ``BuildError``, not onnxruntime's own error."""
-        assert node.cim_layer is not None
+    def _layer(self, node: NodeDoc, index: int, x: np.ndarray, record: bool) -> LayerTrace:
+        """Run CIM layer ``index`` (``node``'s); an input its bitline product cannot take
+        (``graph.json`` feeds it the wrong tensor) is a ``BuildError``, not numpy's or
+        onnxruntime's own error."""
         try:
-            return run_layer(self.layers[node.cim_layer], self._gemms[node.cim_layer], x, record)
+            return run_layer(self.layers[index], self._gemms[index], x, record)
         except Exception as exc:  # onnxruntime raises its own types (InvalidArgument, Fail)
             raise BuildError(f"graph.json: CIM layer '{node.name}' cannot run on its input "
                              f"'{node.inputs[0]}' of shape {list(np.shape(x))}: {type(exc).__name__}") from exc
@@ -232,8 +232,6 @@ def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, reco
         p = bitline_sums(layer, gemm, codes)
         total = np.ascontiguousarray(convert_and_add(layer, p).transpose(3, 0, 1, 2))
         adc = p.transpose(4, 0, 1, 2, 3)
-        if record:
-            adc = np.ascontiguousarray(adc)
     y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)

@@ -1,0 +1,47 @@
+"""What the emulator refuses before running (``Emulator.feeds``, ``Emulator._layer``): a bare
+array for a model of two inputs, a mapping without one of them, and a CIM layer handed a tensor
+its bitline product cannot take are typed errors, not numpy or onnxruntime tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from cimc.api import CompileOptions, compile_model
+from cimc.emulator import Emulator
+from cimc.errors import BuildError, UsageError
+from tests.onnx_builders import make_model, node, rand
+
+
+def _two_inputs(tmp_path: Path) -> Emulator:
+    """conv(x) + z, compiled: inputs ``x`` (1, 3, 4, 4) and ``z`` (1, 1)."""
+    nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv0"), node("Add", ["c", "z"], ["y"])]
+    path = tmp_path / "m.onnx"
+    onnx.save(make_model(nodes, {"x": (1, 3, 4, 4), "z": (1, 1)}, ["y"], {"w": rand(8, 3, 3, 3, seed=1)}), str(path))
+    compile_model(str(path), tmp_path / "b", CompileOptions(calib_size=4))
+    return Emulator.open(tmp_path / "b")
+
+
+def test_a_bare_array_for_a_model_of_two_inputs_is_a_usage_error(tmp_path: Path) -> None:
+    emu = _two_inputs(tmp_path)
+    with pytest.raises(UsageError, match="the model has 2 inputs; pass them by name"):
+        emu.run(np.zeros((1, 3, 4, 4), np.float32))
+
+
+def test_a_mapping_without_one_of_the_inputs_is_a_usage_error(tmp_path: Path) -> None:
+    emu = _two_inputs(tmp_path)
+    with pytest.raises(UsageError, match="missing input 'z'"):
+        emu.run({"x": np.zeros((1, 3, 4, 4), np.float32)})
+    both = emu.run({"x": np.zeros((1, 3, 4, 4), np.float32), "z": np.ones((1, 1), np.float32)})
+    assert both.outputs["y"].shape == (1, 8, 4, 4)
+
+
+def test_a_cim_layer_fed_a_tensor_of_other_channels_is_a_build_error(tmp_path: Path) -> None:
+    """``graph.json`` wiring a CIM layer to a tensor with fewer channels than its rows read."""
+    emu = _two_inputs(tmp_path)
+    layer_node = next(n for n, _ in emu.nodes if n.cim_layer is not None)
+    with pytest.raises(BuildError, match="cannot run on its input 'x' of shape \\[1, 2, 4, 4\\]"):
+        emu._layer(layer_node, 0, np.zeros((1, 2, 4, 4), np.float32), False)
