@@ -64,7 +64,7 @@ class MacroLayer:
         return self.segments * self.a_slices * self.w_slices
 
 
-def macro_columns(macros: np.ndarray, owner: np.ndarray, index: int, layer: Layer, w_slices: int = 1) -> np.ndarray:
+def macro_columns(macros: np.ndarray, owner: np.ndarray, index: int, layer: Layer, w_slices: int) -> np.ndarray:
     """``(Seg, Cout·S, Rmax)`` digits of layer ``index`` read from the macro arrays (module doc)."""
     rows = segment_rows(layer)
     rmax = int(rows.max())
