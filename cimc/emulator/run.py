@@ -165,9 +165,7 @@ def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
     sums = helper.make_tensor_value_info("sums", TensorProto.FLOAT, None)
     graph = helper.make_graph([node], "bitline_sums", [rows], [sums], [numpy_helper.from_array(weight, "columns")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def patches(layer: MacroLayer, codes: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -208,7 +206,7 @@ def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarra
     n, _, h, w = codes.shape
     ho, wo = _spatial(layer, h, w)
     rows, batch_last = patches(layer, codes)
-    out = np.asarray(gemm.run(None, {"rows": rows})[0])
+    (out,) = gemm.run(None, {"rows": rows})
     if batch_last:
         return out.reshape(layer.segments, -1, ho, wo, n).transpose(0, 1, 4, 2, 3)
     return out.reshape(layer.segments, -1, n, ho, wo)
