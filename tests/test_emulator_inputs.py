@@ -1,6 +1,7 @@
 """What the emulator refuses before running (``Emulator.feeds``, ``Emulator._layer``): a bare
 array for a model of two inputs, a mapping without one of them, and a CIM layer handed a tensor
-its bitline product cannot take are typed errors, not numpy or onnxruntime tracebacks."""
+its bitline product cannot take, and a digital op that cannot run on its inputs are typed
+errors, not numpy or onnxruntime tracebacks."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import pytest
 from cimc.api import CompileOptions, compile_model
 from cimc.emulator import Emulator
 from cimc.errors import BuildError, UsageError
+from tests.cim_helpers import compile_ir, small_cnn, write
 from tests.onnx_builders import make_model, node, rand
+
+pytestmark = pytest.mark.torch  # the compile helpers import the zoo
 
 
 def _two_inputs(tmp_path: Path) -> Emulator:
@@ -45,3 +49,15 @@ def test_a_cim_layer_fed_a_tensor_of_other_channels_is_a_build_error(tmp_path: P
     layer_node = next(n for n, _ in emu.nodes if n.cim_layer is not None)
     with pytest.raises(BuildError, match="cannot run on its input 'x' of shape \\[1, 2, 4, 4\\]"):
         emu._layer(layer_node, 0, np.zeros((1, 2, 4, 4), np.float32), False)
+
+
+def test_a_digital_op_that_cannot_run_on_its_inputs_is_a_build_error(tmp_path: Path) -> None:
+    """A MaxPool whose ``graph.json`` attributes ask for a 9×9 window over a 4×4 map: numpy's
+    broadcasting error becomes a ``BuildError`` naming the node."""
+    graph, ctx = compile_ir(small_cnn(batch=2))
+    emu = Emulator.open(write(graph, ctx, tmp_path / "pool"))
+    i = next(i for i, (n, _) in enumerate(emu.nodes) if n.op == "MaxPool")
+    pool, attrs = emu.nodes[i]
+    emu.nodes[i] = (pool, {**attrs, "kernel_shape": [9, 9]})
+    with pytest.raises(BuildError, match="node 'mp' \\(MaxPool\\) cannot run on its inputs: ValueError"):
+        emu.run(np.zeros((2, 3, 8, 8), np.float32))
