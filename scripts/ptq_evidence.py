@@ -83,6 +83,8 @@ W8A8 = {"w_bits": 8, "a_bits": 8}
 REMEDIES = {"weight_method": "aware", "bias_correction": True}
 #: The best MobileNetV2 setting before AdaRound (per column, cross-layer equalisation).
 BEST = {"equalize": True, "granularity": "column"}
+#: Offset weight digits (every digit signed; ``cimc.quant.slicing``).
+OFFSET = {"weight_digits": "offset"}
 #: (label, compile options, runs on the main branch's cimc too): the issue's failing settings first
 #: (the rows ``--tag before`` repeats with the cimc before these fixes), then the remedies.
 CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
@@ -124,6 +126,18 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
     ("8/8/5, layer, CLE + aware W + bias corr. + AdaRound, no shift",
      {**W8A8, **REMEDIES, "equalize": True, "adaround": True, "no_shift": True}, False),
     ("4/4/5, column, AdaRound, no shift", {"adaround": True, "granularity": "column", "no_shift": True}, False),
+    ("8/8/5, layer, offset digits, no shift", {**W8A8, **OFFSET, "no_shift": True}, False),
+    ("8/8/5, layer, offset digits", {**W8A8, **OFFSET}, False),
+    ("8/8/5, column, offset digits, no shift", {**W8A8, **OFFSET, "granularity": "column", "no_shift": True}, False),
+    ("8/8/5, column, offset digits", {**W8A8, **OFFSET, "granularity": "column"}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + offset digits, no shift",
+     {**W8A8, **REMEDIES, **BEST, **OFFSET, "no_shift": True}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + offset digits", {**W8A8, **REMEDIES, **BEST, **OFFSET}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + offset digits, 1024 calib. images, no shift",
+     {**W8A8, **REMEDIES, **BEST, **OFFSET, "calib_size": 1024, "no_shift": True}, False),
+    ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr. + offset digits, no shift",
+     {**W8A8, **REMEDIES, **BEST, **OFFSET, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True},
+     False),
     # the ADC's share of the loss: the same builds on the paper's macro with wider ADCs
     ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr., no shift",
      {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True}, False),
@@ -279,11 +293,17 @@ def run(args: argparse.Namespace) -> None:
                 continue
             with contextlib.redirect_stdout(io.StringIO()):
                 r = compile_eval(paths[n], folder, options, args.calib_size)
-            rows.append({"tag": args.tag, "net": n, "config": label, **r})
+            rows.append({"tag": args.tag, "net": n, "config": label, "seed": args.seed, **r})
             log.info("%s %-16s %-44s float %.1f%% compiled %.1f%% (%.0f s)", args.tag, n, label, 100 * r["float"],
                      100 * r["compiled"], r["seconds"])
             doc = {"cimc": version, "rows": rows}
-            (out / f"{args.tag}-{n}{args.part}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+            path = out / f"{args.tag}-{n}{_seed_part(args.seed)}{args.part}.json"
+            path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+
+
+def _seed_part(seed: int) -> str:
+    """The cached rows' file suffix of a seed (none for seed 0, as before seeds were recorded)."""
+    return f"-s{seed}" if seed else ""
 
 
 def collect(args: argparse.Namespace) -> None:
