@@ -190,3 +190,19 @@ def test_offset_digits_give_the_adc_zero_mean_sums() -> None:
     assert abs(sums["offset"].mean()) < sums["offset"].std()
     rms = {k: float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))) for k, v in sums.items()}
     assert rms["offset"] < 0.5 * rms["twos"], rms  # the ADC range spent on a common part: gone
+
+
+def test_adaround_keeps_the_codes_within_code_max() -> None:
+    """AdaRound with offset digits: its codes (learned or nearest) stay within ``±code_max``."""
+    from cimc.quant import adaround
+    from cimc.quant.layer_steps import calibrated
+
+    graph, _ = compile_offset(small_cnn(batch=2), SMALL, 8, 8, shift=False)
+    spec = cim_spec(graph, graph.node(cim_names(graph)[0]))
+    x = np.random.default_rng(3).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    c = calibrated(spec, x, 6, 6, "layer", "mse")
+    step = c.w_step  # 6-bit codes reach ±31 …
+    free = adaround.adaround_codes(spec, x, step, 6, c.a_step, 6, c.a_signed, iterations=50)
+    assert np.abs(free).max() > 7
+    kept = adaround.adaround_codes(spec, x, step, 6, c.a_step, 6, c.a_signed, iterations=50, code_max=7)
+    assert np.abs(kept).max() <= 7 and np.abs(kept).max() == 7  # … and the narrowed range holds them
