@@ -159,6 +159,17 @@ def test_checks_refuse_a_lower_digit_a_cell_does_not_hold(tmp_path: Path) -> Non
                 check_build(replace(files, macros=macros))
 
 
+def test_validate_accepts_an_offset_build_and_checks_its_cells(tmp_path: Path) -> None:
+    """``cimc validate``'s checks (structure, quant, cells against ``model.cim.onnx``, the
+    emulator against onnxruntime) accept an offset build, whose lower digits go negative."""
+    from cimc.emulator.validate import validate_build
+
+    graph, ctx = compile_offset(small_cnn(batch=2), SMALL, 8, 8, shift=False)
+    build = write(graph, ctx, tmp_path / "b")
+    result = validate_build(build)
+    assert [v for v in result.violations if v.check in ("weights", "quant", "cells")] == [], result.violations
+
+
 def test_default_is_twos_complement_and_leaves_quant_json_as_it_was(tmp_path: Path) -> None:
     graph, ctx = compile_offset(small_cnn(batch=2), SMALL, 8, 8, digits="twos")
     assert all(graph.node(n).ann[QuantParams].w_digits == "twos" for n in cim_names(graph))
