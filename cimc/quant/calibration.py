@@ -185,17 +185,17 @@ def stream_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[st
 
 def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,
                  a_bits: int, a_signed: bool, max_pixels: int = MAX_PIXELS, *,
-                 cell_bits: int | None = None, dac_bits: int | None = None) -> np.ndarray:
+                 cell_bits: int | None = None, dac_bits: int | None = None, w_digits: str = "twos") -> np.ndarray:
     """Partial sums of every ADC conversion of the layer for the given steps, ``(M, K, Cout)``
     with ``K = segments·T·S`` (``cimc.quant.slicing``; ``K = segments`` unsliced) over at most
     ``max_pixels`` output pixels of the batch (a seeded random subset, ``step_search.subsample``:
     evenly spaced pixels would alias with the feature map's period and keep the same positions
-    of every image).
+    of every image). ``w_digits``: the weight digit scheme (``slicing.WEIGHT_DIGITS``).
 
     Only the chosen windows are quantized and split into digits (both elementwise, and a
     padding zero stays zero), so no quantized copy of the whole input is made."""
     x4 = as_conv_input(x, spec)
-    codes = numerics.weight_codes(spec.weight, w_step, w_bits)
+    codes = numerics.weight_codes(spec.weight, w_step, w_bits, slicing.code_max(w_bits, cell_bits, w_digits))
     every = x4.shape[0] * int(np.prod(spec.out_hw(x4.shape[2:])))  # N·Ho·Wo
     index = subsample(every, max_pixels)
     pixels = np.arange(every) if index is None else index
@@ -203,7 +203,7 @@ def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, 
     a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, G, M, rows)
     nt, ns, m = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits), len(pixels)
     cols = a_dig.transpose(1, 0, 2, 3).reshape(a_q.shape[0], nt * m, spec.rows)  # (G, T·M, rows), t-major
-    wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
+    wide = slicing.digit_columns(codes, w_bits, cell_bits, w_digits)  # (Cout·S, Cin_g, kh, kw)
     p = segment_matmul(cols, wide, replace(spec, weight=wide))  # cols: (G, T·M, rows)
     g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
     p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)

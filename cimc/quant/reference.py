@@ -157,7 +157,7 @@ def sliced_sums(a_q: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray
         return segment_sums(a_q, codes, spec)
     a_dig = slicing.digits(a_q, q.a_bits, q.dac_bits, q.a_signed)  # (T, N, C, H, W)
     (ns, cout), (nt, n) = (q.w_slices, codes.shape[0]), a_dig.shape[:2]
-    wide = slicing.digit_columns(codes, q.w_bits, q.cell_bits)  # (Cout·S, Cin_g, kh, kw)
+    wide = slicing.digit_columns(codes, q.w_bits, q.cell_bits, q.w_digits)  # (Cout·S, Cin_g, kh, kw)
     p = segment_sums(a_dig.reshape(nt * n, *a_q.shape[1:]), wide, replace(spec, weight=wide))
     p = p.reshape(nt, n, spec.num_segments, cout, ns, *p.shape[3:])  # (T, N, Seg, Cout, S, Ho, Wo)
     p = np.moveaxis(p, (0, 4), (2, 3))  # (N, Seg, T, S, Cout, Ho, Wo)
