@@ -146,8 +146,6 @@ class Emulator:
 
 #: Bytes of partial sums converted and added as one block (``convert_and_add``): about L2-sized.
 BLOCK_BYTES = 1 << 20
-#: Output widths from which ``patches`` orders the pixels batch first (``(n, h, w)``).
-WIDE = 8
 
 
 def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
@@ -168,48 +166,32 @@ def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def patches(layer: MacroLayer, codes: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``(S, G, Rmax, M)`` float32: the input code every segment's wordline sees at each of the
-    ``M = N·Ho·Wo`` output pixels, ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps
-    ``(c, i, j)`` of ``layer.taps``; and whether the pixels are ordered ``(h, w, n)`` (narrow
-    outputs, ``Wo < WIDE``: the codes laid out ``(C, H, W, N)`` give the gather runs of ``Wo·N``
-    values) rather than ``(n, h, w)`` (the codes laid out ``(C, N, H, W)``: runs of ``Wo``, and
-    the sums need no transposition to NCHW). One copy for the layout (padding included), one
-    gather from its strided window view."""
+def patches(layer: MacroLayer, codes: np.ndarray) -> np.ndarray:
+    """``(S, G, Rmax, Ho·Wo·N)`` float32: the input code every segment's wordline sees at each
+    output pixel, ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps ``(c, i, j)`` of
+    ``layer.taps``, pixels ordered ``(h, w, n)``. The codes are first laid out ``(C, H, W, N)``
+    (one copy, the padding included) so that the gather copies runs of ``Wo·N`` values."""
     n, c, h, w = codes.shape
     t, left, b, r = layer.pads
+    padded = np.zeros((c, h + t + b, w + left + r, n), dtype=np.float32)
+    padded[:, t:t + h, left:left + w] = codes.transpose(1, 2, 3, 0)
     ho, wo = _spatial(layer, h, w)
-    batch_last = wo < WIDE
-    order = (1, 2, 3, 0) if batch_last else (1, 0, 2, 3)
-    hp, wp = h + t + b, w + left + r
-    padded = np.zeros((c, hp, wp, n) if batch_last else (c, n, hp, wp), dtype=np.float32)
-    inner = (slice(t, t + h), slice(left, left + w))
-    padded[(slice(None), *inner) if batch_last else (slice(None), slice(None), *inner)] = codes.transpose(order)
     (sh, sw), (dh, dw) = layer.strides, layer.dilations
-    if batch_last:
-        sc, sy, sx, sn = padded.strides
-        shape, strides = (ho, wo, n), (sh * sy, sw * sx, sn)
-    else:
-        sc, sn, sy, sx = padded.strides
-        shape, strides = (n, ho, wo), (sn, sh * sy, sw * sx)
-    win = as_strided(padded, (c, *layer.kernel, *shape), (sc, dh * sy, dw * sx, *strides), writeable=False)
+    sc, sy, sx, sn = padded.strides
+    win = as_strided(padded, (c, *layer.kernel, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn),
+                     writeable=False)
     channel, row, col = layer.taps
-    return win[channel, row, col].reshape(*channel.shape, -1), batch_last
+    return win[channel, row, col].reshape(*channel.shape, -1)
 
 
 def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray) -> np.ndarray:
-    """``(S, Cout·S_w, N, Ho, Wo)`` partial sums of every segment and bitline of integer-valued
-    ``codes`` ``(N, C, H, W)`` (a transposed view when ``patches`` ordered the pixels batch
-    last): one batched matrix product. The products and every partial sum are integers below
-    ``2^24`` (``quantize`` refuses a layer whose sums could reach it), so float32 holds them
-    exactly whatever order the product sums in."""
+    """``(S, Cout·S_w, Ho, Wo, N)`` partial sums of every segment and bitline of integer-valued
+    ``codes`` ``(N, C, H, W)``: one batched matrix product. The products and every partial sum
+    are integers below ``2^24`` (``quantize`` refuses a layer whose sums could reach it), so
+    float32 holds them exactly whatever order the product sums in."""
     n, _, h, w = codes.shape
-    ho, wo = _spatial(layer, h, w)
-    rows, batch_last = patches(layer, codes)
-    (out,) = gemm.run(None, {"rows": rows})
-    if batch_last:
-        return out.reshape(layer.segments, -1, ho, wo, n).transpose(0, 1, 4, 2, 3)
-    return out.reshape(layer.segments, -1, n, ho, wo)
+    (out,) = gemm.run(None, {"rows": patches(layer, codes)})
+    return out.reshape(layer.segments, -1, *_spatial(layer, h, w), n)
 
 
 def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
@@ -228,7 +210,7 @@ def convert_and_add(layer: MacroLayer, p: np.ndarray) -> np.ndarray:
     pixels = p[0, 0].size
     step = np.broadcast_to(np.asarray(layer.adc_step, dtype=np.float32).reshape(-1), (cout,))
     block = max(1, BLOCK_BYTES // (4 * s_count * pixels))
-    total = np.empty_like(p[0])  # p's memory order
+    total = np.empty(p.shape[1:], dtype=np.float32)
     for first in range(0, cout, block):
         part = p[:, first:first + block]
         numerics.adc_codes(part, step[first:first + block], layer.adc_bits, channel_axis=1, out=part)
@@ -246,8 +228,8 @@ def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, reco
         adc, total = _sliced_conversions(layer, gemm, codes, record)
     else:
         p = bitline_sums(layer, gemm, codes)
-        total = np.ascontiguousarray(convert_and_add(layer, p).transpose(1, 0, 2, 3))
-        adc = p.transpose(2, 0, 1, 3, 4)
+        total = np.ascontiguousarray(convert_and_add(layer, p).transpose(3, 0, 1, 2))
+        adc = p.transpose(4, 0, 1, 2, 3)
     y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
@@ -259,10 +241,10 @@ def _sliced_conversions(layer: MacroLayer, gemm: ort.InferenceSession, codes: np
                         record: bool) -> tuple[np.ndarray, np.ndarray]:
     """ADC codes (in trace order when ``record``) and shift-added sums ``P`` of a sliced layer,
     computed on the bitline sums in the order ``(T, N, Ho, Wo, Seg, Cout, S)``."""
-    p = bitline_sums(layer, gemm, dac_cycles(codes, layer.a_slices, layer.dac_bits))  # (Seg, Cout·S, T·N, Ho, Wo)
-    seg, _, _, ho, wo = p.shape
-    p = p.reshape(seg, layer.cout, layer.w_slices, layer.a_slices, codes.shape[0], ho, wo)
-    p = np.ascontiguousarray(p.transpose(3, 4, 5, 6, 0, 1, 2))
+    p = bitline_sums(layer, gemm, dac_cycles(codes, layer.a_slices, layer.dac_bits))  # (Seg, Cout·S, Ho, Wo, T·N)
+    seg, _, ho, wo, _ = p.shape
+    p = p.reshape(seg, layer.cout, layer.w_slices, ho, wo, layer.a_slices, codes.shape[0])
+    p = np.ascontiguousarray(p.transpose(5, 6, 3, 4, 0, 1, 2))
     steps = adc_steps(layer.adc_step, layer.adc_shift, p.shape)
     adc = numerics.quantize(p, steps, layer.adc_bits, True, out=p)
     total = shift_add(adc, layer.cell_bits, layer.dac_bits, layer.adc_shift).transpose(0, 3, 1, 2)
