@@ -243,23 +243,26 @@ def summary(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     return {"mutants": len(outcomes), "killed": killed, **{k.replace(" ", "_"): v for k, v in counts.items()},
             "score": round(killed / len(outcomes), 4) if outcomes else None,
             "seconds": round(sum(o["seconds"] for o in outcomes), 1),
+            "cpu_s": round(sum(o.get("cpu", 0.0) for o in outcomes), 1),
             "survivors": [{k: o[k] for k in ("index", "line", "operator", "description", "status", "detail")}
                           for o in outcomes if o["status"] not in KILLED]}
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The per-module table, then every survivor by module and line."""
-    rows = ["| module | mutants | killed | timeout | survived | no coverage | error | score | child time (s) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| module | mutants | killed | timeout | survived | no coverage | error | score | child time (s) |"
+            " child CPU (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     rest = []
     for module, r in report["modules"].items():
         rows.append(f"| `{module}` | {r['mutants']} | {r['killed'] - r['timeout']} | {r['timeout']} | {r['survived']}"
-                    f" | {r['no_coverage']} | {r['error']} | {r['score']:.1%} | {r['seconds']} |")
+                    f" | {r['no_coverage']} | {r['error']} | {r['score']:.1%} | {r['seconds']}"
+                    f" | {r.get('cpu_s', '')} |")
         rest += [f"* `{module}:{s['line']}` {s['operator']} {s['description']}: {s['status']}"
                  + (f" ({s['detail']})" if s["status"] == "error" else "") for s in r["survivors"]]
     head = (f"Wall time {report['wall_s']} s, CPU time {report['cpu_s']} s (--jobs {report['jobs']}, load average "
             f"{report['load'][0]} at the start, {report['load'][1]} at the end); coverage run: "
-            f"{report['coverage']['tests']} tests in {report['coverage']['seconds']} s.")
+            f"{report['coverage']['tests']} tests in {report['coverage']['seconds']} s "
+            f"({report['coverage'].get('cpu_s', '?')} s CPU).")
     return "\n".join([head, "", *rows, "", "Survivors:", "", *(rest or ["(none)"])]) + "\n"
 
 
