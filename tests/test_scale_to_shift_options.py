@@ -1,0 +1,86 @@
+"""scale-to-shift's options: how many calibration samples its SQNR is measured on
+(``sqnr_samples``, none when 0), and an ADC fold without calibration (``calib_size=0``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cimc.ir.annotations import QuantParams, Shift
+from cimc.passes.scale_to_shift import ScaleToShift, ceil_exponent
+from cimc.quant import numerics
+from tests.cim_helpers import compile_ir, small_cnn
+
+pytestmark = pytest.mark.torch  # the compile helpers import the zoo
+
+LAYERS = ("c1", "c2", "fc")
+
+
+@pytest.fixture(scope="module")
+def unshifted():  # type: ignore[no-untyped-def]
+    return compile_ir(small_cnn(), shift=False)
+
+
+@pytest.fixture(scope="module")
+def per_column():  # type: ignore[no-untyped-def]
+    return compile_ir(small_cnn(), granularity="column", shift=False)
+
+
+def _run(graph, ctx, **options):  # type: ignore[no-untyped-def]
+    ctx.shift = None
+    return ScaleToShift(**{"calib_size": 8, **options}).run(graph, ctx)
+
+
+def test_the_sqnr_is_measured_on_two_calibration_samples_by_default(unshifted) -> None:  # type: ignore[no-untyped-def]
+    graph, ctx = unshifted
+    out = _run(graph, ctx).graph
+    assert ctx.shift is not None and ctx.shift.samples == 2
+    assert all(out.node(n).ann[Shift].sqnr_db is not None for n in LAYERS)
+
+
+def test_one_sqnr_sample_is_enough_to_measure(unshifted) -> None:  # type: ignore[no-untyped-def]
+    graph, ctx = unshifted
+    out = _run(graph, ctx, sqnr_samples=1).graph
+    assert ctx.shift is not None and ctx.shift.samples == 1
+    assert all(out.node(n).ann[Shift].sqnr_db is not None for n in LAYERS)
+
+
+def test_without_sqnr_samples_nothing_is_measured(unshifted) -> None:  # type: ignore[no-untyped-def]
+    graph, ctx = unshifted
+    out = _run(graph, ctx, sqnr_samples=0).graph
+    assert ctx.shift is None
+    assert [out.node(n).ann[Shift].sqnr_db for n in LAYERS] == [None, None, None]
+
+
+def test_a_graph_already_shifted_is_left_alone_and_not_measured(unshifted) -> None:  # type: ignore[no-untyped-def]
+    graph, ctx = unshifted
+    once = _run(graph, ctx).graph
+    again = _run(once, ctx)
+    assert not again.modified and ctx.shift is None
+    assert [again.graph.node(n).ann[Shift] for n in LAYERS] == [once.node(n).ann[Shift] for n in LAYERS]
+
+
+def test_an_adc_fold_without_calibration_takes_the_power_of_two_above(per_column) -> None:  # type: ignore[no-untyped-def]
+    """``calib_size=0``: no calibration input is computed, so every ADC fold keeps the power of
+    two above ``s`` — although with calibration some columns of this model take the one below."""
+    graph, ctx = per_column
+    without = _run(graph, ctx, calib_size=0, sqnr_samples=0).graph
+    for name in LAYERS:
+        assert without.node(name).ann[Shift].fold == "adc"
+        assert np.array_equal(without.node(name).ann[Shift].k, ceil_exponent(_exact(graph, name)))
+    assert _lower_columns(_run(graph, ctx, sqnr_samples=0).graph, graph) > 0
+
+
+def test_one_calibration_sample_is_enough_for_an_adc_fold_to_choose(per_column) -> None:  # type: ignore[no-untyped-def]
+    graph, ctx = per_column
+    assert _lower_columns(_run(graph, ctx, calib_size=1, sqnr_samples=0).graph, graph) > 0
+
+
+def _exact(graph, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    q = graph.node(name).ann[QuantParams]
+    return numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64)
+
+
+def _lower_columns(out, graph) -> int:  # type: ignore[no-untyped-def]
+    """How many columns took the power of two below ``s``."""
+    return sum(int((out.node(n).ann[Shift].k != ceil_exponent(_exact(graph, n))).sum()) for n in LAYERS)
