@@ -459,25 +459,31 @@ class MutationPlugin:
 
     def _coverage(self, session: pytest.Session, items: list[pytest.Item], files: list[str],
                   work: Path) -> dict[str, Any]:
-        """The traced run, split by test file over ``--jobs`` children; merged."""
+        """The traced run, split by test file into ``4·jobs`` chunks run by ``--jobs`` children at a
+        time, largest first (a chunk's cost is unknown before it runs: many small chunks keep every
+        core busy to the end); merged."""
         jobs = max(1, int(self.plan.get("jobs", 1)))
         by_file: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             by_file.setdefault(str(item.path), []).append(i)
-        chunks: list[list[int]] = [[] for _ in range(jobs)]
+        chunks: list[list[int]] = [[] for _ in range(min(len(by_file), 4 * jobs))]
         for group in sorted(by_file.values(), key=len, reverse=True):
             min(chunks, key=len).extend(group)
-        chunks = [c for c in chunks if c]
-        pids = [_fork(functools.partial(coverage, session, items, sorted(c), files), work / f"coverage{j}.pkl",
-                      session, work / f"t-coverage{j}") for j, c in enumerate(chunks)]
-        cpu = 0.0
-        for pid in pids:
-            usage = os.wait4(pid, 0)[2]
-            cpu += usage.ru_utime + usage.ru_stime
-            CHILDREN.discard(pid)
+        pending = sorted((c for c in chunks if c), key=len, reverse=True)
+        count, running, cpu = len(pending), set[int](), 0.0
+        while pending or running:
+            while pending and len(running) < jobs:
+                j = count - len(pending)
+                running.add(_fork(functools.partial(coverage, session, items, sorted(pending.pop(0)), files),
+                                  work / f"coverage{j}.pkl", session, work / f"t-coverage{j}"))
+            pid, _, usage = os.wait4(-1, 0)
+            if pid in running:
+                running.discard(pid)
+                CHILDREN.discard(pid)
+                cpu += usage.ru_utime + usage.ru_stime
         merged: dict[str, Any] = {"lines": {f: {} for f in files}, "seconds": [0.0] * len(items),
                                   "passed": [False] * len(items), "cpu": round(cpu, 2)}
-        for j in range(len(pids)):
+        for j in range(count):
             part = pickle.loads((work / f"coverage{j}.pkl").read_bytes())
             if "error" in part:
                 return part
