@@ -13,13 +13,15 @@ Mutation operators (one change per mutant, at one AST node):
 * ``delete``: a statement (assignment, augmented assignment, expression, ``raise``,
   ``assert``) replaced by ``pass``.
 
-Docstrings, ``__all__`` and ``TYPE_CHECKING`` blocks are not mutated. Each mutant's module is
-written into a private copy of the repository (the working tree is never touched) and the
-tests that import the module (test files naming it: ``cimc.quant.slicing`` or ``from
-cimc.quant import slicing``; ``--tests`` overrides) run there with ``pytest -x -q -m "not
-slow"`` under a timeout (``--timeout``, default 3× the unmutated run + 10 s). A mutant is
-*killed* when the tests fail or time out, *survives* when they pass. The report gives the
-score per module (killed / all) and every survivor with its line, for ``docs/`` to explain
+Docstrings, ``__all__`` and ``TYPE_CHECKING`` blocks are not mutated. The tests of a module are
+the test files that import it (naming ``cimc.quant.slicing`` or ``from cimc.quant import
+slicing``; ``--tests`` overrides); ``scripts/mutation_worker.py`` runs them once traced (which
+test executes which line) and then each mutant, patched in memory in a forked child, against the
+passing tests that execute its lines (``pytest -m "not slow"``) under a timeout (``--timeout``,
+default 3× their clean time + 10 s); the working tree is never written. A mutant is *killed*
+when a test fails or times out, *survives* when they pass, has *no coverage* when no test
+executes its lines. The report gives the score per module (killed / all), the CPU time of the
+run and of each mutant's child, and every survivor with its line, for ``docs/`` to explain
 (equivalent) or for a test to kill.
 """
 

@@ -13,14 +13,19 @@
    by code equality, so ``from m import f`` elsewhere sees the change too); a change at module
    or class level (a constant, a field, a default) re-executes the mutated module in a fresh
    namespace and merges it: functions and classes are patched in place (or, where that cannot
-   be done, replaced wherever a module holds them), changed values rebound. Such a mutant runs
-   the tests that execute any line of the module. A mutant whose lines no test executes is
-   ``no coverage``; its child never starts.
+   be done, replaced wherever a module holds them), changed values rebound, also where another
+   module bound them by ``from m import NAME [as alias]`` (relative imports and re-exports
+   followed); a name the mutant deletes is deleted there too (a fresh import would fail). A
+   change inside a function that ran while the module was imported (collection is traced too)
+   is applied the same way, so the values the module computed with it are recomputed. Such a
+   mutant runs the tests that execute any line of the module or of a module importing names
+   from it. A mutant whose lines no test executes is ``no coverage``; its child never starts.
 
 A child that fails a test *kills* the mutant, one that outlives its timeout is ``timeout``
 (killed too), one whose tests all pass *survives*. Limits: code that tests run in another
 interpreter (a subprocess, a spawned worker) runs the unmutated files; values a test module
-computes at import time were computed before the mutation.
+computes at import time were computed before the mutation, and so were values another project
+module derived at its import from a constant of the mutated one (``B = m.LIMIT * 2``).
 """
 
 from __future__ import annotations
