@@ -1,12 +1,15 @@
 """scale-to-shift's options: how many calibration samples its SQNR is measured on
-(``sqnr_samples``, none when 0), and an ADC fold without calibration (``calib_size=0``)."""
+(``sqnr_samples``, none when 0), an ADC fold without calibration (``calib_size=0``), and the
+pass's place in a pipeline (after quantize)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from cimc.errors import UsageError
 from cimc.ir.annotations import QuantParams, Shift
+from cimc.passes.pipelines import check_order
 from cimc.passes.scale_to_shift import ScaleToShift, ceil_exponent
 from cimc.quant import numerics
 from tests.cim_helpers import compile_ir, small_cnn
@@ -84,3 +87,9 @@ def _exact(graph, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
 def _lower_columns(out, graph) -> int:  # type: ignore[no-untyped-def]
     """How many columns took the power of two below ``s``."""
     return sum(int((out.node(n).ann[Shift].k != ceil_exponent(_exact(graph, n))).sum()) for n in LAYERS)
+
+
+def test_a_pipeline_running_scale_to_shift_before_quantize_is_refused() -> None:
+    with pytest.raises(UsageError, match="'scale-to-shift' needs 'quantize' before it"):
+        check_order(("select-cim", "tile-wordlines", "place-bitlines", "scale-to-shift"))
+    check_order(("select-cim", "tile-wordlines", "quantize", "place-bitlines", "scale-to-shift"))
