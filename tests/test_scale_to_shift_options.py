@@ -10,8 +10,17 @@ import pytest
 from cimc.errors import UsageError
 from cimc.ir.annotations import QuantParams, Shift
 from cimc.passes.pipelines import check_order
-from cimc.passes.scale_to_shift import ScaleToShift, ceil_exponent
+from cimc.passes.scale_to_shift import (
+    LayerInputs,
+    ScaleToShift,
+    adc_fold,
+    ceil_exponent,
+    fold_targets,
+    may_fold_at_adc,
+    shift_layer,
+)
 from cimc.quant import numerics
+from cimc.quant.calibration import collect_inputs
 from tests.cim_helpers import compile_ir, small_cnn
 
 pytestmark = pytest.mark.torch  # the compile helpers import the zoo
@@ -93,3 +102,37 @@ def test_a_pipeline_running_scale_to_shift_before_quantize_is_refused() -> None:
     with pytest.raises(UsageError, match="'scale-to-shift' needs 'quantize' before it"):
         check_order(("select-cim", "tile-wordlines", "place-bitlines", "scale-to-shift"))
     check_order(("select-cim", "tile-wordlines", "quantize", "place-bitlines", "scale-to-shift"))
+
+
+def test_a_per_column_layer_with_a_reader_may_fold_at_its_adc(per_column, unshifted) -> None:  # type: ignore[no-untyped-def]
+    """``may_fold_at_adc``: a per-column scale cannot fold into a reader's scalar input step, so
+    its layer's calibration input is computed ahead although a reader follows; a per-layer
+    scale with a reader folds there (no input needed)."""
+    graph, _ = per_column
+    assert fold_targets(graph, graph.node("c1")) is not None and may_fold_at_adc(graph, graph.node("c1"))
+    layer, _ = unshifted
+    assert not may_fold_at_adc(layer, layer.node("c1")) and may_fold_at_adc(layer, layer.node("fc"))
+
+
+def test_a_dropped_layer_input_is_released_and_never_read_again() -> None:
+    stream = iter([("a", np.zeros(2)), ("b", np.ones(2))])
+    inputs = LayerInputs({"r": np.full(2, 3.0)})
+    inputs.add(stream, ["a", "b"])
+    inputs.drop("r")
+    inputs.drop("a")
+    assert "r" not in inputs.ready and inputs.get("r") is None
+    assert inputs.get("b").tolist() == [1.0, 1.0] and "a" not in inputs.ready  # type: ignore[union-attr]
+
+
+def test_an_adc_fold_reads_its_input_as_it_arrives_multiplied_by_the_input_gain(per_column) -> None:  # type: ignore[no-untyped-def]
+    """A layer whose producer folded into its input step receives ``g·x``: its ADC fold chooses
+    the power of two on the partial sums of ``g·x`` (here the choice differs from ``x``'s)."""
+    graph, ctx = per_column
+    name, gain = "c2", 0.5
+    x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]
+    exact = _exact(graph, name) / gain
+    as_it_arrives, _ = adc_fold(graph, graph.node(name), exact, x * np.float32(gain))
+    assert not np.array_equal(as_it_arrives, adc_fold(graph, graph.node(name), exact, x)[0])
+    out = graph.copy()
+    shift_layer(out, out.node(name), True, gain, x)
+    assert np.array_equal(out.node(name).ann[Shift].k, as_it_arrives)
