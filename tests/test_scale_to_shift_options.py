@@ -136,3 +136,13 @@ def test_an_adc_fold_reads_its_input_as_it_arrives_multiplied_by_the_input_gain(
     out = graph.copy()
     shift_layer(out, out.node(name), True, gain, x)
     assert np.array_equal(out.node(name).ann[Shift].k, as_it_arrives)
+
+
+def test_reading_a_ready_input_does_not_advance_the_streams() -> None:
+    """``LayerInputs`` reads a stream only as far as a requested layer: a given input, or a
+    layer no stream yields, leaves the streams where they were (no input computed early)."""
+    stream = iter([("a", np.zeros(2)), ("b", np.ones(2))])
+    inputs = LayerInputs({"r": np.full(2, 3.0)})
+    inputs.add(stream, ["a", "b"])
+    assert inputs.get("r").tolist() == [3.0, 3.0] and inputs.get("z") is None  # type: ignore[union-attr]
+    assert set(inputs.ready) == {"r"} and next(stream)[0] == "a"
