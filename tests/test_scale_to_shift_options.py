@@ -146,3 +146,16 @@ def test_reading_a_ready_input_does_not_advance_the_streams() -> None:
     inputs.add(stream, ["a", "b"])
     assert inputs.get("r").tolist() == [3.0, 3.0] and inputs.get("z") is None  # type: ignore[union-attr]
     assert set(inputs.ready) == {"r"} and next(stream)[0] == "a"
+
+
+def test_on_a_tie_an_adc_fold_keeps_the_power_of_two_above(per_column) -> None:  # type: ignore[no-untyped-def]
+    """An all-zero calibration input quantizes exactly at both powers of two (errors 0 = 0): the
+    fold keeps the one above, the ADC range not shrunk for no gain; ``k`` and the step agree."""
+    graph, ctx = per_column
+    for name in LAYERS:
+        x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]
+        exact = _exact(graph, name)
+        k, adc = adc_fold(graph, graph.node(name), exact, np.zeros_like(x))
+        q = graph.node(name).ann[QuantParams]
+        assert np.array_equal(k, ceil_exponent(exact))
+        np.testing.assert_allclose(numerics.output_scale(q.w_step, adc, q.a_step), numerics.shift_scale(k), rtol=1e-6)
