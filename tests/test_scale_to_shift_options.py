@@ -159,3 +159,18 @@ def test_on_a_tie_an_adc_fold_keeps_the_power_of_two_above(per_column) -> None: 
         q = graph.node(name).ann[QuantParams]
         assert np.array_equal(k, ceil_exponent(exact))
         np.testing.assert_allclose(numerics.output_scale(q.w_step, adc, q.a_step), numerics.shift_scale(k), rtol=1e-6)
+
+
+def test_without_folding_no_calibration_input_is_computed(unshifted, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """``fold=False``: the remainders stay unfolded, so no layer's calibration input is needed
+    (only the SQNR's two samples run, through ``run_compiled``)."""
+    graph, ctx = unshifted
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a calibration input was computed")
+
+    monkeypatch.setattr("cimc.passes.scale_to_shift.stream_inputs", refuse)
+    out = _run(graph, ctx, fold=False, calib_size=8).graph
+    assert {out.node(n).ann[Shift].fold for n in LAYERS} == {"none"}
+    with pytest.raises(AssertionError, match="calibration input"):  # the probe does fire when folding
+        _run(graph, ctx, calib_size=8)
