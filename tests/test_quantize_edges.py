@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
 from cimc.errors import UsageError
 from cimc.ir.annotations import QuantParams
+from cimc.ir.node import Node
 from cimc.macro import MacroSpec
 from cimc.passes.manager import PassContext
 from cimc.passes.pipelines import check_order
-from cimc.passes.quantize import Quantize, with_macro_widths
+from cimc.passes.quantize import Quantize, has_own_bias, with_macro_widths
 from tests.cim_helpers import SMALL
 from tests.ir_builders import graph_with_input
 
@@ -37,3 +40,9 @@ def test_a_qat_adc_step_folded_from_its_exponent_is_read_only() -> None:
                     adc_shift=np.array([2], np.int64))
     step = with_macro_widths("c", q, macro).adc_step
     assert step.tolist() == [1.5] and not step.flags.writeable
+
+
+def test_bias_correction_says_which_layer_it_skips(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="cimc"):
+        assert not has_own_bias(Node("fc", "MatMul", ("x", "w"), ("y",), {}))
+    assert "bias correction skips 'fc' (MatMul without a bias of its own)" in caplog.text
