@@ -458,7 +458,9 @@ class MutationPlugin:
         live = live_functions(set(files))
         tasks = []
         for spec, mod, file in zip(self.plan["modules"], modules, files, strict=True):
-            tasks += self._tasks(spec, mod, file, cov, deps[file])
+            named = {str((self.root / t).resolve()) for t in spec["tests"]}
+            own = {i for i, item in enumerate(items) if cov["passed"][i] and str(Path(item.path).resolve()) in named}
+            tasks += self._tasks(spec, mod, file, cov, deps[file], own)
             out["modules"][spec["module"]] = {"tests_touching": len(self._touching(cov, file))}
         out["outcomes"] = self._execute(session, tasks, live, work)
 
@@ -503,10 +505,12 @@ class MutationPlugin:
         return {i for tests in cov["lines"][file].values() for i in tests if cov["passed"][i]}
 
     def _tasks(self, spec: dict[str, Any], mod: types.ModuleType, file: str, cov: dict[str, Any],
-               deps: list[str]) -> list[dict[str, Any]]:
+               deps: list[str], own: set[int]) -> list[dict[str, Any]]:
         """One task per mutant: the tests to run (fastest first) and its timeout. A change at
         module level, or in a function that ran at import time, runs every test that executes a
-        line of the module or of a module importing names from it (``deps``)."""
+        line of the module or of a module importing names from it (``deps``), then, should they
+        all pass, the other tests of the module's test files (``own``): a class attribute or a
+        constant is read without executing a line of its module (``registry.get(name).needs``)."""
         source = spec["source"]  # the text of the plan: an edit of the file meanwhile changes nothing
         tree = ast.parse(source)
         original = compile(tree, file, "exec", dont_inherit=True)
@@ -525,6 +529,8 @@ class MutationPlugin:
             else:
                 chosen = {i for line in span for i in cov["lines"][file].get(line, []) if cov["passed"][i]}
             order = sorted(chosen, key=lambda i: cov["seconds"][i])
+            if module_level or at_import:
+                order += sorted(own - chosen, key=lambda i: cov["seconds"][i])
             budget = sum(cov["seconds"][i] for i in order)
             tasks.append({"mutant": m, "module": mod, "file": file, "source": source, "original": original,
                           "tests": order,

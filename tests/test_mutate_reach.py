@@ -10,7 +10,9 @@ from pathlib import Path
 
 from scripts import mutate
 
-CALC = '''PHASES = ("float", "quant")
+CALC = '''from pkg.registry import register
+
+PHASES = ("float", "quant")
 LIMIT = 10
 
 
@@ -34,6 +36,11 @@ def total(xs):
 
     with ThreadPoolExecutor(2) as pool:
         return sum(pool.map(_double, xs))
+
+
+@register
+class Step:
+    needs = ("a",)
 '''
 USER = '''from .calc import LIMIT as CAP, PHASES
 
@@ -46,6 +53,13 @@ def check(phase):
 
 def small(x):
     return x < CAP
+'''
+REGISTRY = '''PASSES = {}
+
+
+def register(cls):
+    PASSES[cls.__name__] = cls
+    return cls
 '''
 TESTS = '''import pytest
 
@@ -69,6 +83,12 @@ def test_small():
 
 def test_total():
     assert total([1, 2]) == 6
+
+
+def test_needs():
+    from pkg.registry import PASSES
+
+    assert getattr(PASSES["Step"], "needs", ()) == ("a",)
 '''
 
 
@@ -77,6 +97,7 @@ def _reach_toy(root: Path) -> Path:
     (root / "pkg" / "__init__.py").write_text("")
     (root / "pkg" / "calc.py").write_text(CALC)
     (root / "pkg" / "user.py").write_text(USER)
+    (root / "pkg" / "registry.py").write_text(REGISTRY)
     (root / "tests").mkdir()
     (root / "tests" / "test_pkg.py").write_text(TESTS)
     return root / "pkg" / "calc.py"
@@ -92,20 +113,23 @@ def test_mutants_reaching_tests_through_imports_threads_and_import_time_are_kill
     * ``_index``'s ``i + 1`` → ``i − 1``, ``1`` → ``2``, ``1`` → ``0``: ``_index`` runs only
       while the module is imported (``ORDER``), so the module is re-executed with the mutant
       and every test of the module runs (``test_rank``);
-    * ``_double`` runs in a worker thread: traced there too (``test_total``)."""
+    * ``_double`` runs in a worker thread: traced there too (``test_total``);
+    * deleting the class attribute ``Step.needs``, read through a registry
+      (``registry.get(name).needs``) (``test_needs``)."""
     path = _reach_toy(tmp_path / "repo")
     report = tmp_path / "r.json"
     mutate.main(["--root", str(tmp_path / "repo"), str(path), "--jobs", "2", "--report", str(report),
                  "--tests", "tests/test_pkg.py"])
     got = {(o["line"], o["description"]): o for o in json.loads(report.read_text())["modules"]["pkg.calc"]["outcomes"]}
-    expect = {(1, "delete Assign"): "tests/test_pkg.py::test_check",
-              (2, "10 → 11"): "tests/test_pkg.py::test_small",
-              (2, "10 → 9"): "tests/test_pkg.py::test_small",
-              (6, "Add → Sub"): "tests/test_pkg.py::test_rank",
-              (6, "1 → 2"): "tests/test_pkg.py::test_rank",
-              (6, "1 → 0"): "tests/test_pkg.py::test_rank",
-              (17, "Mult → Div"): "tests/test_pkg.py::test_total"}
+    expect = {(3, "delete Assign"): "tests/test_pkg.py::test_check",
+              (4, "10 → 11"): "tests/test_pkg.py::test_small",
+              (4, "10 → 9"): "tests/test_pkg.py::test_small",
+              (8, "Add → Sub"): "tests/test_pkg.py::test_rank",
+              (8, "1 → 2"): "tests/test_pkg.py::test_rank",
+              (8, "1 → 0"): "tests/test_pkg.py::test_rank",
+              (19, "Mult → Div"): "tests/test_pkg.py::test_total",
+              (31, "delete Assign"): "tests/test_pkg.py::test_needs"}
     assert {key: (got[key]["status"], got[key]["detail"]) for key in expect} == \
         {key: ("killed", test) for key, test in expect.items()}
-    assert {got[key]["level"] for key in [(6, "Add → Sub"), (6, "1 → 2")]} == {"import"}
+    assert {got[key]["level"] for key in [(8, "Add → Sub"), (8, "1 → 2")]} == {"import"}
     assert path.read_text() == CALC
