@@ -4,10 +4,11 @@
     python3 scripts/torch_drift.py probe --tiny --python python3 --python python3             # tested: zero drift
     python3 scripts/torch_drift.py tables a.json b.json [--cache A B]                         # two evidence runs
 
-``probe`` runs, in each interpreter (``PYTHONPATH`` set to this checkout), the float stage of
-``scripts/two_stage_evidence.py`` for one net and seed — the same data (``mnist32``), the same
-module (``build_net``), cimc's ``fit`` with the same epochs and learning rate, one torch thread,
-``torch.use_deterministic_algorithms(True)`` — and records what the two builds can differ in,
+``probe`` runs, in each interpreter (two or more, each compared with the first; ``PYTHONPATH`` set
+to this checkout), the float stage of ``scripts/two_stage_evidence.py`` for one net and seed —
+the same data (``mnist32``), the same module (``build_net``), cimc's ``fit`` with the same
+epochs and learning rate, one torch thread, ``torch.use_deterministic_algorithms(True)`` — and
+records what the builds can differ in,
 in the order a training run meets them: the input images (bilinear upsampling is torch's),
 the initial weights (torch's RNG and init functions), the first batch's logits and loss, the
 weights after optimizer steps 1, 2, 3, 5, 10, 20, 50, 100, ... (an optimizer step hook) and
@@ -123,16 +124,18 @@ def drift_markdown(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> str:
 
 def run_probes(pythons: list[str], net: str, seed: int, epochs: int, train_size: int, test_size: int,
                work: Path) -> list[dict[str, np.ndarray]]:
-    """``probe`` in each interpreter (a fresh process each, ``PYTHONPATH`` = this checkout)."""
+    """``probe`` in each interpreter (a fresh process each, all at once; ``PYTHONPATH`` = this checkout)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    outs = [work / f"probe{i}.npz" for i in range(len(pythons))]
+    processes = [subprocess.Popen([python, str(Path(__file__).resolve()), "_probe", "--net", net, "--seed", str(seed),
+                                   "--epochs", str(epochs), "--train-size", str(train_size),
+                                   "--test-size", str(test_size), "--out", str(out)], env=env)
+                 for python, out in zip(pythons, outs, strict=True)]
+    failed = [python for python, process in zip(pythons, processes, strict=True) if process.wait() != 0]
+    if failed:
+        raise SystemExit(f"the probe failed under {', '.join(failed)} (the error is above)")
     loaded = []
-    for i, python in enumerate(pythons):
-        out = work / f"probe{i}.npz"
-        command = [python, str(Path(__file__).resolve()), "_probe", "--net", net, "--seed", str(seed),
-                   "--epochs", str(epochs), "--train-size", str(train_size), "--test-size", str(test_size),
-                   "--out", str(out)]
-        if subprocess.run(command, env=env).returncode != 0:
-            raise SystemExit(f"the probe failed under {python} (its error is above)")
+    for out in outs:
         with np.load(out) as npz:
             loaded.append({k: npz[k] for k in npz.files})
     return loaded
@@ -212,7 +215,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("probe", help="run the float stage under each interpreter and compare")
-    p.add_argument("--python", action="append", required=True, help="an interpreter (give two)")
+    p.add_argument("--python", action="append", required=True,
+                   help="an interpreter (two or more: each is compared with the first)")
     for q in (p, inner := sub.add_parser("_probe", help="(internal) one interpreter's probe")):
         q.add_argument("--net", default="vgg9", choices=("vgg9", "resnet18", "mobilenet_v2", "efficientnet_b0"))
         q.add_argument("--seed", type=int, default=0)
@@ -228,8 +232,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.command == "probe":
-        if len(args.python) != 2:
-            parser.error("probe needs --python twice")
+        if len(args.python) < 2:
+            parser.error("probe needs --python at least twice")
         if args.tiny:
             vars(args).update(TINY)
     return args
@@ -242,10 +246,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "probe":
         with tempfile.TemporaryDirectory() as tmp:
-            a, b = run_probes(args.python, args.net, args.seed, args.epochs, args.train_size, args.test_size,
-                              Path(tmp))
+            first, *others = run_probes(args.python, args.net, args.seed, args.epochs, args.train_size,
+                                        args.test_size, Path(tmp))
         text = (f"{args.net}, seed {args.seed}, float stage: {args.epochs} epoch(s) on {args.train_size} "
-                f"images\n\n" + drift_markdown(a, b))
+                "images\n\n" + "\n".join(drift_markdown(first, other) for other in others))
     else:
         text = tables_markdown(*args.json)
         if args.cache:
