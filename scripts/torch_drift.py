@@ -164,7 +164,8 @@ def tables_markdown(path_a: Path, path_b: Path) -> str:
         raise SystemExit(f"the two runs have other options: {budget_a} vs {budget_b}")
     a, b = _accuracies(path_a), _accuracies(path_b)
     seeds = sorted({k[3] for k in a if k in b})  # a partial run lacks some (net, seed) pairs
-    groups = sorted({k[:3] for k in a if k in b}, key=lambda g: (g[0], -g[1], _stage_order(g[2])))
+    nets = list(raw_a["results"])  # the script's order
+    groups = sorted({k[:3] for k in a if k in b}, key=lambda g: (nets.index(g[0]), -g[1], _stage_order(g[2])))
     head = " | ".join(f"seed {s}: a / b (b − a)" for s in seeds)
     lines = [f"a: {raw_a['versions']}", f"b: {raw_b['versions']}", "",
              f"| net | ADC | stage | {head} | mean abs diff | seed spread a | seed spread b |",
