@@ -143,8 +143,8 @@ def run_probes(pythons: list[str], net: str, seed: int, epochs: int, train_size:
 
 # --------------------------------------------------------------------------- comparing evidence runs
 
-#: ``two_stage_evidence.py`` options that do not change the figures.
-_NOT_BUDGET = ("cache", "progress")
+#: ``two_stage_evidence.py`` options that do not change a (net, seed)'s figures.
+_NOT_BUDGET = ("cache", "progress", "nets", "seeds")
 
 
 def _accuracies(path: Path) -> dict[tuple[str, int, str, int], float]:
