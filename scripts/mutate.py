@@ -13,13 +13,15 @@ Mutation operators (one change per mutant, at one AST node):
 * ``delete``: a statement (assignment, augmented assignment, expression, ``raise``,
   ``assert``) replaced by ``pass``.
 
-Docstrings, ``__all__`` and ``TYPE_CHECKING`` blocks are not mutated. Each mutant's module is
-written into a private copy of the repository (the working tree is never touched) and the
-tests that import the module (test files naming it: ``cimc.quant.slicing`` or ``from
-cimc.quant import slicing``; ``--tests`` overrides) run there with ``pytest -x -q -m "not
-slow"`` under a timeout (``--timeout``, default 3× the unmutated run + 10 s). A mutant is
-*killed* when the tests fail or time out, *survives* when they pass. The report gives the
-score per module (killed / all) and every survivor with its line, for ``docs/`` to explain
+Docstrings, ``__all__`` and ``TYPE_CHECKING`` blocks are not mutated. The tests of a module are
+the test files that import it (naming ``cimc.quant.slicing`` or ``from cimc.quant import
+slicing``; ``--tests`` overrides); ``scripts/mutation_worker.py`` runs them once traced (which
+test executes which line) and then each mutant, patched in memory in a forked child, against the
+passing tests that execute its lines (``pytest -m "not slow"``) under a timeout (``--timeout``,
+default 3× their clean time + 10 s); the working tree is never written. A mutant is *killed*
+when a test fails or times out, *survives* when they pass, has *no coverage* when no test
+executes its lines. The report gives the score per module (killed / all), the CPU time of the
+run and of each mutant's child, and every survivor with its line, for ``docs/`` to explain
 (equivalent) or for a test to kill.
 """
 
@@ -243,23 +245,26 @@ def summary(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     return {"mutants": len(outcomes), "killed": killed, **{k.replace(" ", "_"): v for k, v in counts.items()},
             "score": round(killed / len(outcomes), 4) if outcomes else None,
             "seconds": round(sum(o["seconds"] for o in outcomes), 1),
+            "cpu_s": round(sum(o.get("cpu", 0.0) for o in outcomes), 1),
             "survivors": [{k: o[k] for k in ("index", "line", "operator", "description", "status", "detail")}
                           for o in outcomes if o["status"] not in KILLED]}
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The per-module table, then every survivor by module and line."""
-    rows = ["| module | mutants | killed | timeout | survived | no coverage | error | score | child time (s) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| module | mutants | killed | timeout | survived | no coverage | error | score | child time (s) |"
+            " child CPU (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     rest = []
     for module, r in report["modules"].items():
         rows.append(f"| `{module}` | {r['mutants']} | {r['killed'] - r['timeout']} | {r['timeout']} | {r['survived']}"
-                    f" | {r['no_coverage']} | {r['error']} | {r['score']:.1%} | {r['seconds']} |")
+                    f" | {r['no_coverage']} | {r['error']} | {r['score']:.1%} | {r['seconds']}"
+                    f" | {r.get('cpu_s', '')} |")
         rest += [f"* `{module}:{s['line']}` {s['operator']} {s['description']}: {s['status']}"
                  + (f" ({s['detail']})" if s["status"] == "error" else "") for s in r["survivors"]]
     head = (f"Wall time {report['wall_s']} s, CPU time {report['cpu_s']} s (--jobs {report['jobs']}, load average "
             f"{report['load'][0]} at the start, {report['load'][1]} at the end); coverage run: "
-            f"{report['coverage']['tests']} tests in {report['coverage']['seconds']} s.")
+            f"{report['coverage']['tests']} tests in {report['coverage']['seconds']} s "
+            f"({report['coverage'].get('cpu_s', '?')} s CPU).")
     return "\n".join([head, "", *rows, "", "Survivors:", "", *(rest or ["(none)"])]) + "\n"
 
 

@@ -13,14 +13,19 @@
    by code equality, so ``from m import f`` elsewhere sees the change too); a change at module
    or class level (a constant, a field, a default) re-executes the mutated module in a fresh
    namespace and merges it: functions and classes are patched in place (or, where that cannot
-   be done, replaced wherever a module holds them), changed values rebound. Such a mutant runs
-   the tests that execute any line of the module. A mutant whose lines no test executes is
-   ``no coverage``; its child never starts.
+   be done, replaced wherever a module holds them), changed values rebound, also where another
+   module bound them by ``from m import NAME [as alias]`` (relative imports and re-exports
+   followed); a name the mutant deletes is deleted there too (a fresh import would fail). A
+   change inside a function that ran while the module was imported (collection is traced too)
+   is applied the same way, so the values the module computed with it are recomputed. Such a
+   mutant runs the tests that execute any line of the module or of a module importing names
+   from it. A mutant whose lines no test executes is ``no coverage``; its child never starts.
 
 A child that fails a test *kills* the mutant, one that outlives its timeout is ``timeout``
 (killed too), one whose tests all pass *survives*. Limits: code that tests run in another
 interpreter (a subprocess, a spawned worker) runs the unmutated files; values a test module
-computes at import time were computed before the mutation.
+computes at import time were computed before the mutation, and so were values another project
+module derived at its import from a constant of the mutated one (``B = m.LIMIT * 2``).
 """
 
 from __future__ import annotations
@@ -167,6 +172,58 @@ def _rebind(modules: list[types.ModuleType], old: Any, new: Any, name: str | Non
             space[key] = new
 
 
+#: ``target module -> [(dependent module, name in target, local name)]`` for every
+#: ``from target import name [as local]`` of a loaded project module (``import_bindings``).
+BINDINGS: dict[str, list[tuple[types.ModuleType, str, str]]] = {}
+
+
+def _absolute(mod: types.ModuleType, node: ast.ImportFrom) -> str:
+    """The module a ``from … import`` of ``mod`` names (relative imports resolved)."""
+    if not node.level:
+        return node.module or ""
+    package = (mod.__package__ or "").split(".")
+    base = ".".join(package[: len(package) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def import_bindings(modules: list[types.ModuleType], target: str) -> list[tuple[types.ModuleType, str, str]]:
+    """``(module, name, local)`` for every ``from target import name as local`` in the source of
+    ``modules`` (anywhere in the file: a function's own import reads the attribute when it runs,
+    so holding a stale binding there is harmless). Cached per target in ``BINDINGS``."""
+    if target in BINDINGS:
+        return BINDINGS[target]
+    out = []
+    for mod in modules:
+        try:
+            tree = ast.parse(Path(str(mod.__file__)).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and _absolute(mod, node) == target:
+                out += [(mod, a.name, a.asname or a.name) for a in node.names if a.name != "*"]
+    BINDINGS[target] = out
+    return out
+
+
+def _propagate(others: list[types.ModuleType], target: str, name: str, old: Any, new: Any) -> None:
+    """What a fresh import of the modules that did ``from target import name`` would bind: the
+    new value, or nothing when ``target`` lost ``name`` (their use of it then fails, as their
+    import would have); followed through re-exports (a package ``__init__`` importing it)."""
+    todo, seen = [(target, name, old)], set()
+    while todo:
+        where, key, was = todo.pop()
+        for mod, got, local in import_bindings(others, where):
+            space = vars(mod)
+            if got != key or space.get(local, MISSING) is not was or (mod.__name__, local) in seen:
+                continue
+            seen.add((mod.__name__, local))
+            if new is MISSING:
+                del space[local]
+            else:
+                space[local] = new
+            todo.append((mod.__name__, local, was))
+
+
 def _registries(modules: list[types.ModuleType], module: str) -> list[tuple[dict[Any, Any], Any, Any]]:
     """``(dict, key, value)`` of module-level dicts holding functions or classes of ``module``."""
     out = []
@@ -206,9 +263,11 @@ def reexecute(mod: types.ModuleType, code: types.CodeType, root: Path) -> None:
                     replaced[id(old)] = new
             elif old is MISSING or not _same(old, new):
                 mine[key] = new
+                if old is not MISSING:
+                    _propagate(others, name, key, old, new)
                 _rebind(others, old, new, key)
         for key in [k for k in mine if k not in space and not k.startswith("__")]:
-            del mine[key]
+            _propagate(others, name, key, mine.pop(key), MISSING)
     finally:
         for box, key, value in held:
             box[key] = replaced.get(id(value), value)
@@ -220,13 +279,15 @@ def mutant_code(file: str, mutant: Mutant, source: str) -> types.CodeType:
 
 
 def apply_mutant(mod: types.ModuleType, code: types.CodeType, original: types.CodeType,
-                 live: dict[types.CodeType, list[types.FunctionType]], root: Path) -> str:
+                 live: dict[types.CodeType, list[types.FunctionType]], root: Path, reimport: bool = False) -> str:
     """Put the mutated module ``code`` into the loaded module ``mod``: ``"function"`` or
-    ``"module"`` (how it was applied); raises RuntimeError when it cannot be."""
+    ``"module"`` (how it was applied); raises RuntimeError when it cannot be. ``reimport``
+    re-executes the module even for a change inside a function (one that ran at import time:
+    the values the module computed with it are recomputed)."""
     scopes = changed_scopes(original, code)
     if not scopes:
         raise RuntimeError("the mutant compiles to the same code")
-    if any(changed and not _is_function(old) for old, _, changed in scopes):
+    if reimport or any(changed and not _is_function(old) for old, _, changed in scopes):
         reexecute(mod, code, root)
         return "module"
     patched = 0
@@ -349,6 +410,18 @@ class MutationPlugin:
     def __init__(self, plan: dict[str, Any], result: Path) -> None:
         self.plan, self.result = plan, result
         self.root = Path(plan["root"]).resolve()
+        #: lines of the modules under test executed while the test files were collected (their
+        #: import, and other modules' import calling into them): the traced test run never sees them
+        self.import_lines: dict[str, set[int]] = {str(Path(m["path"]).resolve()): set() for m in plan["modules"]}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Any:
+        """Collect (and so import the modules under test) under the tracer."""
+        sys.settrace(_tracer(self.import_lines))
+        try:
+            yield
+        finally:
+            sys.settrace(None)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -368,40 +441,56 @@ class MutationPlugin:
         items = list(session.items)
         modules = [__import__(m["module"], fromlist=["_"]) for m in self.plan["modules"]]
         files = [str(m.__file__) for m in modules]
+        # the modules that import a name of one under test by value (``from m import NAME``): a
+        # module-level mutant reaches the tests through them too, so their lines are traced as well
+        deps = {file: sorted({str(d.__file__) for d, _, _ in
+                              import_bindings(_project_modules(self.root, mod.__name__), mod.__name__)} - {file})
+                for mod, file in zip(modules, files, strict=True)}
+        traced = list(dict.fromkeys([*files, *(f for fs in deps.values() for f in fs)]))
         start = time.perf_counter()
-        cov = self._coverage(session, items, files, work)
+        cov = self._coverage(session, items, traced, work)
         if "error" in cov:
             out["error"] = f"coverage run: {cov['error']}"
             return
-        out["coverage"] = {"tests": len(items), "seconds": round(time.perf_counter() - start, 2),
+        out["coverage"] = {"tests": len(items), "seconds": round(time.perf_counter() - start, 2), "cpu_s": cov["cpu"],
                            "failing": [items[i].nodeid for i, ok in enumerate(cov["passed"]) if not ok]}
         _log(f"coverage: {len(items)} tests in {out['coverage']['seconds']} s")
         live = live_functions(set(files))
         tasks = []
         for spec, mod, file in zip(self.plan["modules"], modules, files, strict=True):
-            tasks += self._tasks(spec, mod, file, cov, items)
+            named = {str((self.root / t).resolve()) for t in spec["tests"]}
+            own = {i for i, item in enumerate(items) if cov["passed"][i] and str(Path(item.path).resolve()) in named}
+            tasks += self._tasks(spec, mod, file, cov, deps[file], own)
             out["modules"][spec["module"]] = {"tests_touching": len(self._touching(cov, file))}
         out["outcomes"] = self._execute(session, tasks, live, work)
 
     def _coverage(self, session: pytest.Session, items: list[pytest.Item], files: list[str],
                   work: Path) -> dict[str, Any]:
-        """The traced run, split by test file over ``--jobs`` children; merged."""
+        """The traced run, split by test file into ``4·jobs`` chunks run by ``--jobs`` children at a
+        time, largest first (a chunk's cost is unknown before it runs: many small chunks keep every
+        core busy to the end); merged."""
         jobs = max(1, int(self.plan.get("jobs", 1)))
         by_file: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             by_file.setdefault(str(item.path), []).append(i)
-        chunks: list[list[int]] = [[] for _ in range(jobs)]
+        chunks: list[list[int]] = [[] for _ in range(min(len(by_file), 4 * jobs))]
         for group in sorted(by_file.values(), key=len, reverse=True):
             min(chunks, key=len).extend(group)
-        chunks = [c for c in chunks if c]
-        pids = [_fork(functools.partial(coverage, session, items, sorted(c), files), work / f"coverage{j}.pkl",
-                      session, work / f"t-coverage{j}") for j, c in enumerate(chunks)]
-        for pid in pids:
-            os.waitpid(pid, 0)
-            CHILDREN.discard(pid)
+        pending = sorted((c for c in chunks if c), key=len, reverse=True)
+        count, running, cpu = len(pending), set[int](), 0.0
+        while pending or running:
+            while pending and len(running) < jobs:
+                j = count - len(pending)
+                running.add(_fork(functools.partial(coverage, session, items, sorted(pending.pop(0)), files),
+                                  work / f"coverage{j}.pkl", session, work / f"t-coverage{j}"))
+            pid, _, usage = os.wait4(-1, 0)
+            if pid in running:
+                running.discard(pid)
+                CHILDREN.discard(pid)
+                cpu += usage.ru_utime + usage.ru_stime
         merged: dict[str, Any] = {"lines": {f: {} for f in files}, "seconds": [0.0] * len(items),
-                                  "passed": [False] * len(items)}
-        for j in range(len(pids)):
+                                  "passed": [False] * len(items), "cpu": round(cpu, 2)}
+        for j in range(count):
             part = pickle.loads((work / f"coverage{j}.pkl").read_bytes())
             if "error" in part:
                 return part
@@ -416,8 +505,12 @@ class MutationPlugin:
         return {i for tests in cov["lines"][file].values() for i in tests if cov["passed"][i]}
 
     def _tasks(self, spec: dict[str, Any], mod: types.ModuleType, file: str, cov: dict[str, Any],
-               items: list[pytest.Item]) -> list[dict[str, Any]]:
-        """One task per mutant: the tests to run (fastest first) and its timeout."""
+               deps: list[str], own: set[int]) -> list[dict[str, Any]]:
+        """One task per mutant: the tests to run (fastest first) and its timeout. A change at
+        module level, or in a function that ran at import time, runs every test that executes a
+        line of the module or of a module importing names from it (``deps``), then, should they
+        all pass, the other tests of the module's test files (``own``): a class attribute or a
+        constant is read without executing a line of its module (``registry.get(name).needs``)."""
         source = spec["source"]  # the text of the plan: an edit of the file meanwhile changes nothing
         tree = ast.parse(source)
         original = compile(tree, file, "exec", dont_inherit=True)
@@ -428,18 +521,21 @@ class MutationPlugin:
             code = mutant_code(file, mutant, source)
             scopes = changed_scopes(original, code)
             module_level = any(ch and not _is_function(o) for o, _, ch in scopes)
-            if module_level:
-                chosen = self._touching(cov, file)
+            node = sites[mutant.index]
+            span = set(range(node.lineno, (node.end_lineno or node.lineno) + 1))  # type: ignore[attr-defined]
+            at_import = not module_level and bool(span & self.import_lines.get(file, set()))
+            if module_level or at_import:  # a value computed at import may be read anywhere
+                chosen = self._touching(cov, file).union(*(self._touching(cov, d) for d in deps))
             else:
-                node = sites[mutant.index]
-                span = range(node.lineno, (node.end_lineno or node.lineno) + 1)  # type: ignore[attr-defined]
                 chosen = {i for line in span for i in cov["lines"][file].get(line, []) if cov["passed"][i]}
             order = sorted(chosen, key=lambda i: cov["seconds"][i])
+            if module_level or at_import:
+                order += sorted(own - chosen, key=lambda i: cov["seconds"][i])
             budget = sum(cov["seconds"][i] for i in order)
             tasks.append({"mutant": m, "module": mod, "file": file, "source": source, "original": original,
                           "tests": order,
                           "timeout": self.plan.get("timeout") or 3 * budget + 10,
-                          "level": "module" if module_level else "function"})
+                          "level": "module" if module_level else "import" if at_import else "function"})
         return tasks
 
     def _execute(self, session: pytest.Session, tasks: list[dict[str, Any]],
@@ -465,7 +561,7 @@ class MutationPlugin:
 
                 def body(task: dict[str, Any] = task) -> dict[str, Any]:
                     code = mutant_code(task["file"], Mutant(**task["mutant"]), task["source"])
-                    apply_mutant(task["module"], code, task["original"], live, self.root)
+                    apply_mutant(task["module"], code, task["original"], live, self.root, task["level"] == "import")
                     for cache in caches:
                         cache.cache_clear()
                     failed = _run_items(session, [items[i] for i in task["tests"]], True)
@@ -473,14 +569,14 @@ class MutationPlugin:
 
                 pid = _fork(body, work / f"{k}.pkl", session, work / f"t{k}")
                 running[pid] = (k, time.perf_counter())
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
             now = time.perf_counter()
             if pid == 0:
                 for p, (k, began) in list(running.items()):
                     if now - began > tasks[k]["timeout"]:
-                        _kill(p)
+                        used = _kill(p)
                         del running[p]
-                        results.append(_record(tasks[k], "timeout", now - began, None))
+                        results.append({**_record(tasks[k], "timeout", now - began, None), "cpu": round(used, 2)})
                         _cleanup(work, k)
                 time.sleep(0.02)
                 continue
@@ -489,6 +585,7 @@ class MutationPlugin:
             k, began = running.pop(pid)
             CHILDREN.discard(pid)
             results.append(_finish(tasks[k], work, k, now - began, status))
+            results[-1]["cpu"] = round(usage.ru_utime + usage.ru_stime, 2)
             if results[-1]["status"] not in ("killed", "timeout"):
                 r = results[-1]
                 _log(f"{r['status']}: {r['module']}:{r['line']} {r['operator']} {r['description']}")
@@ -499,12 +596,15 @@ class MutationPlugin:
         return results
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int) -> float:
+    """End child ``pid`` (its process group); the CPU seconds it used."""
     CHILDREN.discard(pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+        usage = os.wait4(pid, 0)[2]
+        return usage.ru_utime + usage.ru_stime
+    return 0.0
 
 
 def _cleanup(work: Path, k: int) -> None:
@@ -528,7 +628,7 @@ def _finish(task: dict[str, Any], work: Path, k: int, seconds: float, status: in
 
 def _record(task: dict[str, Any], status: str, seconds: float, detail: str | None) -> dict[str, Any]:
     return {**task["mutant"], "status": status, "seconds": round(seconds, 2), "tests": len(task["tests"]),
-            "level": task["level"], "detail": detail}
+            "level": task["level"], "detail": detail, "cpu": 0.0}
 
 
 def _log(text: str) -> None:
