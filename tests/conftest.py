@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -44,3 +48,16 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 # command may pass: off for the suite, so that no output depends on the machine's speed; the
 # tests of the progress lines set CIMC_PROGRESS_AFTER themselves (tests/test_progress.py).
 os.environ["CIMC_PROGRESS_AFTER"] = "inf"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what a test's in-process script run does to logging (an evidence script's ``main``
+    calls ``logging.basicConfig`` and sets the ``cimc`` logger to ERROR): a later test's
+    ``caplog`` would otherwise see none of cimc's warnings."""
+    root, cimc_logger = logging.getLogger(), logging.getLogger("cimc")
+    handlers, root_level, level = list(root.handlers), root.level, cimc_logger.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    cimc_logger.setLevel(level)
