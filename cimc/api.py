@@ -77,6 +77,7 @@ class CompileOptions:
     weight_method: str = OPTIONS["weight_method"].default
     bias_correction: bool = OPTIONS["bias_correction"].default
     adaround: bool = OPTIONS["adaround"].default
+    weight_digits: str = OPTIONS["weight_digits"].default
     equalize: bool = OPTIONS["equalize"].default
     calib: str | Any = OPTIONS["calib"].default  # from Python also an array or an iterable of (x, y) batches
     calib_size: int = OPTIONS["calib_size"].default

@@ -138,6 +138,11 @@ _DECLARED = (
            "on the calibration data) so that its output, not each weight, is closest to the float layer's "
            "(cimc.quant.adaround; slower: about 1,000 small optimiser steps per layer).", default=False,
            passes=_QUANT, shapes_build=True, recorded=True, record_default=False),
+    Option("weight_digits", "--weight-digits", str, "Digits of bit-sliced weights (w_bits > cell bits): two's "
+           "complement (lower digits unsigned, the top one signed) or offset (every digit signed, the offset the top "
+           "one has in every column; codes within ±code_max, 119 for 8 bits on 4-bit cells): no large one-signed "
+           "partial sums for the ADC (cimc.quant.slicing).", default="twos", choices=("twos", "offset"),
+           passes=_QUANT, shapes_build=True, recorded=True, record_default=False),
     Option("equalize", "--equalize", bool, "Cross-layer equalisation before quantization: scale the output "
            "channels of each Conv and the input channels of the Conv after it (through Relu or Clip) so that "
            "their weight ranges match; the float function is unchanged (the 'equalize' pass). With per-column "

@@ -83,6 +83,8 @@ W8A8 = {"w_bits": 8, "a_bits": 8}
 REMEDIES = {"weight_method": "aware", "bias_correction": True}
 #: The best MobileNetV2 setting before AdaRound (per column, cross-layer equalisation).
 BEST = {"equalize": True, "granularity": "column"}
+#: Offset weight digits (every digit signed; ``cimc.quant.slicing``).
+OFFSET = {"weight_digits": "offset"}
 #: (label, compile options, runs on the main branch's cimc too): the issue's failing settings first
 #: (the rows ``--tag before`` repeats with the cimc before these fixes), then the remedies.
 CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
@@ -124,6 +126,18 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
     ("8/8/5, layer, CLE + aware W + bias corr. + AdaRound, no shift",
      {**W8A8, **REMEDIES, "equalize": True, "adaround": True, "no_shift": True}, False),
     ("4/4/5, column, AdaRound, no shift", {"adaround": True, "granularity": "column", "no_shift": True}, False),
+    ("8/8/5, layer, offset digits, no shift", {**W8A8, **OFFSET, "no_shift": True}, False),
+    ("8/8/5, layer, offset digits", {**W8A8, **OFFSET}, False),
+    ("8/8/5, column, offset digits, no shift", {**W8A8, **OFFSET, "granularity": "column", "no_shift": True}, False),
+    ("8/8/5, column, offset digits", {**W8A8, **OFFSET, "granularity": "column"}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + offset digits, no shift",
+     {**W8A8, **REMEDIES, **BEST, **OFFSET, "no_shift": True}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + offset digits", {**W8A8, **REMEDIES, **BEST, **OFFSET}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + offset digits, 1024 calib. images, no shift",
+     {**W8A8, **REMEDIES, **BEST, **OFFSET, "calib_size": 1024, "no_shift": True}, False),
+    ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr. + offset digits, no shift",
+     {**W8A8, **REMEDIES, **BEST, **OFFSET, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True},
+     False),
     # the ADC's share of the loss: the same builds on the paper's macro with wider ADCs
     ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr., no shift",
      {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True}, False),
@@ -197,13 +211,17 @@ def float_accuracy(model: nn.Module, folder: Path) -> float:
 
 
 def compile_eval(onnx_path: Path, folder: Path, options: dict[str, Any], calib_size: int) -> dict[str, Any]:
-    """Float and compiled top-1 on the test split, and the compile's wall time."""
+    """Float and compiled top-1 on the test split, the compile's wall time and every CIM layer's
+    SQNR by source (the accuracy report's, ``cimc.quant.loss``)."""
     options = {"calib_size": calib_size, **options}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
         result = compile_model(onnx_path, Path(tmp) / "build", calib=str(folder), eval_data=str(folder), **options)
         acc = result.report["accuracy"]
-        return {"float": acc["float_top1"], "compiled": acc["compiled_top1"], "seconds": time.time() - start}
+        layers = {x["name"]: {k: x.get(k) for k in ("local_sqnr_db", "adc_db", "weights_db", "dac_db", "shift_db")}
+                  for x in acc.get("layers", [])}  # each CIM layer's own SQNR by source (cimc.quant.loss)
+        return {"float": acc["float_top1"], "compiled": acc["compiled_top1"], "seconds": time.time() - start,
+                "layers": layers}
 
 
 def cimc_version() -> str:
@@ -227,7 +245,10 @@ def library_versions() -> dict[str, str]:
 
 
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[str, str]) -> str:
-    """The Markdown table: one row per (tag, configuration), compiled top-1 (Δ vs float) per net."""
+    """The Markdown table: one row per (tag, configuration), compiled top-1 (Δ vs float) per net,
+    on seed ``args.seed``; then the configurations run on several seeds (``seed_table``)."""
+    every = rows
+    rows = [r for r in rows if r.get("seed", 0) == args.seed]  # rows from before seeds were recorded: seed 0
     nets = [n for n in NETS if any(r["net"] == n for r in rows)]
     n_test = TINY_IMAGES[1] if args.tiny else 1000
     by = {(r["tag"], r["net"], r["config"]): r for r in rows}
@@ -244,7 +265,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
              "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
-             "`--equalize` (cross-layer equalisation), `AdaRound` = `--adaround`, `no shift` = `--no-shift`. "
+             "`--equalize` (cross-layer equalisation), `AdaRound` = `--adaround`, `offset digits` = "
+             "`--weight-digits offset` (every weight digit signed), `no shift` = `--no-shift`. "
              "Cells: compiled top-1 % (Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]
@@ -254,7 +276,30 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
             r = by.get((tag, n, c))
             cells.append("—" if r is None else f"{100 * r['compiled']:.1f} ({100 * (r['compiled'] - r['float']):+.1f})")
         lines.append(f"| {tag} | {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + seed_table(every)) + "\n"
+
+
+def seed_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: every (tag, net, configuration) run on more than one seed, compiled top-1
+    (Δ vs that seed's float) per seed and the mean Δ ± its sample standard deviation."""
+    groups: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
+    for r in sorted(rows, key=_order):
+        groups.setdefault((r["tag"], r["net"], r["config"]), {})[r.get("seed", 0)] = r
+    multi = {k: v for k, v in groups.items() if len(v) > 1}
+    if not multi:
+        return []
+    seeds = sorted({s for v in multi.values() for s in v})
+    lines = ["", "## Several seeds", "", "Each seed trains its own net (its own float top-1); cells: compiled top-1 % "
+             "(Δ vs that seed's float); last column: mean Δ ± sample standard deviation over the seeds.", "",
+             "| cimc | net | configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean Δ |",
+             "|---|---|---|" + "---|" * (len(seeds) + 1)]
+    for (tag, net, config), by_seed in multi.items():
+        deltas = np.array([100 * (r["compiled"] - r["float"]) for r in by_seed.values()])
+        cells = [f"{100 * by_seed[s]['compiled']:.1f} ({100 * (by_seed[s]['compiled'] - by_seed[s]['float']):+.1f})"
+                 if s in by_seed else "—" for s in seeds]
+        lines.append(f"| {tag} | {net} | {config} | " + " | ".join(cells)
+                     + f" | {deltas.mean():+.1f} ± {deltas.std(ddof=1):.1f} |")
+    return lines
 
 
 def _order(row: dict[str, Any]) -> tuple[int, int]:
@@ -279,16 +324,27 @@ def run(args: argparse.Namespace) -> None:
                 continue
             with contextlib.redirect_stdout(io.StringIO()):
                 r = compile_eval(paths[n], folder, options, args.calib_size)
-            rows.append({"tag": args.tag, "net": n, "config": label, **r})
+            rows.append({"tag": args.tag, "net": n, "config": label, "seed": args.seed, **r})
             log.info("%s %-16s %-44s float %.1f%% compiled %.1f%% (%.0f s)", args.tag, n, label, 100 * r["float"],
                      100 * r["compiled"], r["seconds"])
             doc = {"cimc": version, "rows": rows}
-            (out / f"{args.tag}-{n}{args.part}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+            path = out / f"{args.tag}-{n}{_seed_part(args.seed)}{args.part}.json"
+            path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+
+
+def _seed_part(seed: int) -> str:
+    """The cached rows' file suffix of a seed (none for seed 0, as before seeds were recorded)."""
+    return f"-s{seed}" if seed else ""
 
 
 def collect(args: argparse.Namespace) -> None:
-    """Merge ``.cache/ptq/results/*.json`` into ``ptq.json`` and ``ptq.md``."""
+    """Merge ``.cache/ptq/results/*.json`` (and the ``--merge`` files: a ``ptq.json`` written
+    before) into ``ptq.json`` and ``ptq.md``."""
     rows, versions = [], {}
+    for path in args.merge or []:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows += doc["rows"]
+        versions.update(doc["cimc"])
     for path in sorted((args.cache / "results").glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         rows += doc["rows"]
@@ -315,6 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "ptq.md")
     parser.add_argument("--cache", type=Path, default=CACHE, help="datasets, trained nets and cached rows")
     parser.add_argument("--tiny", action="store_true", help="a toy run (module doc): checks the script")
+    parser.add_argument("--merge", action="append", type=Path, help="a ptq.json written before: its rows and cimc "
+                        "versions join the cached ones (rows without a seed are seed 0)")
     args = parser.parse_args(argv)
     args.epochs = 1 if args.tiny else None
     if args.tiny:

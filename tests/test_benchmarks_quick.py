@@ -108,6 +108,17 @@ def test_cli_import_stays_light() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("args", [["--help"], ["compile", "--help"], ["maps", "--help"], ["zoo", "list"]])
+def test_help_and_listing_import_no_heavy_package(args: list[str]) -> None:
+    """``cimc --help`` (and a command's help, the zoo's list) runs without importing torch,
+    onnxruntime, matplotlib, onnx or numpy: start-up stays at Python's own plus click's."""
+    code = ("import sys\nfrom cimc.cli.main import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'matplotlib', 'onnx', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_compiling_a_file_does_not_import_torch(tmp_path: Path) -> None:
     onnx.save(resnet50_like(0.05, image=32, classes=10), tmp_path / "m.onnx")
     code = ("import sys; from cimc.api import compile_model; compile_model(sys.argv[1], sys.argv[2]); "

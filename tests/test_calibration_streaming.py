@@ -6,6 +6,7 @@ steps are unchanged; the peak memory no longer holds every layer's input at once
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,8 +21,11 @@ from cimc.passes.quantize import LayerBits, Quantize, calibrate_layer
 from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
-from cimc.quant.calibration import collect_inputs, load_feeds, stream_inputs
-from cimc.quant.cim_layer import cim_spec
+from cimc.quant import numerics, slicing
+from cimc.quant.calibration import collect_inputs, load_feeds, partial_sums, stream_inputs
+from cimc.quant.cim_layer import CimSpec, cim_spec
+from cimc.quant.reference import im2col_at, segment_matmul
+from cimc.quant.step_search import subsample
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 
 MACRO = MacroSpec(name="stream-test", wordlines=64, bitlines=64, adcs=16, load_cycles=32)
@@ -127,3 +131,44 @@ def test_calibration_memory_does_not_grow_with_depth() -> None:
     one_input = BATCH * CHANNELS * SIDE * SIDE * 4
     shallow, deep = calibration_peak(4), calibration_peak(LAYERS)
     assert deep < shallow + 4 * one_input, f"peak {deep} bytes at {LAYERS} layers, {shallow} at 4"
+
+
+def whole_input_partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,
+                             a_bits: int, a_signed: bool, max_pixels: int, cell_bits: int | None,
+                             dac_bits: int | None) -> np.ndarray:
+    """The former route: quantize and split the whole input into digits, then gather windows."""
+    a_q = numerics.quantize(x, a_step, a_bits, a_signed)
+    a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)
+    nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
+    every = a_q.shape[0] * int(np.prod(spec.out_hw(a_q.shape[2:])))
+    index = subsample(every, max_pixels)
+    pixels = np.arange(every) if index is None else index
+    cols = im2col_at(a_dig.reshape(-1, *a_q.shape[1:]), spec, (np.arange(nt)[:, None] * every + pixels).ravel())
+    wide = slicing.digit_columns(numerics.weight_codes(spec.weight, w_step, w_bits), w_bits, cell_bits)
+    p = segment_matmul(cols, wide, replace(spec, weight=wide))
+    g, seg = p.shape[:2]
+    p = p.reshape(g, seg, nt, len(pixels), spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)
+    return np.ascontiguousarray(p).reshape(len(pixels), seg * nt * ns, spec.cout)
+
+
+@pytest.mark.parametrize(("a_signed", "w_bits", "a_bits", "cell_bits", "dac_bits", "max_pixels"), [
+    (False, 4, 4, None, None, 2048), (True, 4, 6, None, None, 300), (False, 6, 8, 2, 3, 500),
+    (True, 8, 8, 4, 4, 4096)])
+def test_partial_sums_quantize_only_the_chosen_windows(a_signed: bool, w_bits: int, a_bits: int,
+                                                       cell_bits: int | None, dac_bits: int | None,
+                                                       max_pixels: int) -> None:
+    """Quantizing and slicing the sampled windows (padding included) gives the bits of quantizing
+    and slicing the whole input first, unsigned or signed, sliced or not, sampled or every pixel;
+    negative zeros included."""
+    graph, _ = tiled(chain(2))
+    spec = cim_spec(graph, graph.node("c1"))
+    x = np.random.default_rng(4).standard_normal((3, CHANNELS, SIDE, SIDE)).astype(np.float32)
+    x = x if a_signed else np.abs(x)
+    x[0, 0, :4] = -0.0
+    w_step = np.full(spec.cout, 0.05, np.float32)
+    args = (spec, x, w_step, w_bits, 0.1, a_bits, a_signed, max_pixels)
+    got = partial_sums(*args, cell_bits=cell_bits, dac_bits=dac_bits)
+    want = whole_input_partial_sums(*args, cell_bits, dac_bits)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert np.signbit(got).sum() == np.signbit(want).sum()

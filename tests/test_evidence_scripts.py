@@ -161,3 +161,31 @@ def test_ptq_evidence_tiny_run_renders_its_rows(tmp_path: Path) -> None:
     _versions_in(text)
     _versions_in(" ".join(f"{k} {v}" for k, v in doc.items() if isinstance(v, str)))
     assert (ROOT / "benchmarks" / "results" / "ptq.md").read_bytes() == committed
+
+
+@pytest.mark.torch
+def test_ptq_evidence_renders_the_seed_of_the_run_and_a_several_seeds_table(tmp_path: Path) -> None:
+    """``ptq_evidence.render``: the main table holds the rows of ``--seed`` only (rows without a
+    seed are seed 0), the second table every (tag, net, configuration) run on several seeds with
+    its per-seed cells and mean Δ ± sample standard deviation; ``--merge`` adds a previous
+    ``ptq.json``'s rows and cimc versions."""
+    import argparse
+
+    from scripts import ptq_evidence
+
+    rows = [{"tag": "t", "net": "resnet18", "config": "8/8/5, layer", "float": 0.9, "compiled": 0.85},
+            {"tag": "t", "net": "resnet18", "config": "8/8/5, layer", "seed": 1, "float": 0.8, "compiled": 0.79},
+            {"tag": "t", "net": "resnet18", "config": "4/4/5, layer", "seed": 1, "float": 0.8, "compiled": 0.5}]
+    args = argparse.Namespace(tiny=False, seed=0, epochs=None, calib_size=256)
+    text = ptq_evidence.render(rows, args, {"t": "here"})
+    assert "| t | 8/8/5, layer | 85.0 (-5.0) |" in text
+    assert "| t | 4/4/5, layer |" not in text  # seed 1 only
+    assert "| t | resnet18 | 8/8/5, layer | 85.0 (-5.0) | 79.0 (-1.0) | -3.0 ± 2.8 |" in text
+    previous = tmp_path / "old.json"
+    previous.write_text(json.dumps({"cimc": {"t": "there"}, "rows": rows[:1]}), encoding="utf-8")
+    (tmp_path / "cache" / "results").mkdir(parents=True)
+    out = tmp_path / "ptq.md"
+    ptq_evidence.main(["--collect-only", "--cache", str(tmp_path / "cache"), "--merge", str(previous),
+                       "--out", str(out)])
+    assert "| t | 8/8/5, layer | 85.0 (-5.0) |" in out.read_text(encoding="utf-8") and "`t` = there" in out.read_text(
+        encoding="utf-8")

@@ -9,7 +9,8 @@ in ``weights.safetensors``. The emulator reads these and nothing else.
   ``w_slices = ceil(w_bits / cell_bits)`` digit columns per output channel and
   ``a_slices = ceil(a_bits / dac_bits)`` DAC cycles (1 and 1: the unsliced contract), and
   ``adc_shift``: ``m_{t,j}`` per kind of conversion in the order ``(t, j)`` (ADC step
-  ``S_ADC·2^−m``, shift-add weight ``2^(j·cell_bits + t·dac_bits − m)``) or ``null`` (all 0).
+  ``S_ADC·2^−m``, shift-add weight ``2^(j·cell_bits + t·dac_bits − m)``) or ``null`` (all 0);
+  ``w_digits: "offset"`` when the weight digits are all signed (absent: two's complement).
 * ``graph.json``: every node in execution order: ``op``, inputs, outputs, attributes
   (lists for tuples, ``{"float": "inf"}`` for non-finite numbers), and for a CIM layer its
   ``cim_layer`` index (its weights and bias are not listed: they live in the macros and in
@@ -23,7 +24,7 @@ Every float is a float32 value written as the shortest decimal that reads back t
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from safetensors.numpy import save as save_safetensors
@@ -53,11 +54,13 @@ def quant_document(graph: Graph, nodes: list[Node]) -> Quant:
 
 def _layer(index: int, spec: CimSpec) -> QuantLayer:
     q = spec.q
+    offset: dict[str, Literal["offset"]] = {"w_digits": "offset"} if q.w_digits == "offset" and q.w_slices > 1 else {}
     return QuantLayer(index=index, node=spec.name, source=cast(Source, q.source), w_bits=q.w_bits, a_bits=q.a_bits,
                       adc_bits=q.adc_bits, w_step=floats(q.w_step), a_step=floats(q.a_step)[0], a_signed=q.a_signed,
                       adc_step=floats(q.adc_step), scale=floats(spec.scale()), bias=floats(spec.applied_bias()),
                       shift=_shift(spec.shift), cell_bits=q.cell_bits, dac_bits=q.dac_bits, w_slices=q.w_slices,
-                      a_slices=q.a_slices, adc_shift=None if q.adc_shift is None else [int(m) for m in q.adc_shift])
+                      a_slices=q.a_slices, adc_shift=None if q.adc_shift is None else [int(m) for m in q.adc_shift],
+                      **offset)
 
 
 def _shift(shift: Shift | None) -> ShiftDoc | None:

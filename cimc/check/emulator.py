@@ -132,12 +132,13 @@ def _check_cells(macros: np.ndarray, owner: np.ndarray, heights: list[np.ndarray
 
 
 def digit_ranges(quant: list[QuantLayer]) -> np.ndarray:
-    """``(layers, max w_slices, 2)`` inclusive ``[lo, hi]`` of every layer's weight digit ``j``."""
+    """``(layers, max w_slices, 2)`` inclusive ``[lo, hi]`` of every layer's weight digit ``j``
+    (in the layer's digit scheme: ``w_digits``, two's complement when absent)."""
     width = max([q.w_slices for q in quant], default=1)
     out = np.zeros((len(quant), width, 2), dtype=np.int32)
     for i, q in enumerate(quant):
         for j in range(q.w_slices):
-            out[i, j] = slicing.digit_range(q.w_bits, q.cell_bits, True, j)
+            out[i, j] = slicing.digit_range(q.w_bits, q.cell_bits, True, j, q.w_digits or "twos")
     return out
 
 

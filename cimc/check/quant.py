@@ -9,7 +9,8 @@
   hold 1 or ``Cout`` positive values;
   every cell of layer ``ℓ`` on a bitline holding weight digit ``j`` is inside
   ``cimc.quant.slicing.digit_range(w_bits, cell_bits, signed, j)`` — ``|q| ≤ 2^(w_bits−1) − 1``
-  unsliced, ``[0, 2^c − 1]`` for a lower digit, the signed top digit's range else.
+  unsliced, ``[0, 2^c − 1]`` for a lower digit, the signed top digit's range else (with
+  ``w_digits: "offset"``: every digit's signed range over the codes ``|q| ≤ slicing.code_max``).
 * ``model.cim.onnx`` holds each layer's codes again, as the weight ``L/cell_codes`` of one
   grouped convolution over all segments (``cim_segments``): for segment ``s`` with rows
   ``[b_s, b_{s+1})``, first channel ``c_lo = floor(b_s / k)``, output channel ``o`` and
@@ -19,7 +20,7 @@
   either file shows up without the source model. A bit-sliced layer (``D`` digits) compares
   digits: its ``cell_codes`` either hold the digit columns (``S·Cout·D`` filters in the
   layout's order ``(s, o, j)``) or the codes (``S·Cout`` filters), sliced here by
-  ``cimc.quant.slicing.digits`` before the comparison.
+  ``cimc.quant.slicing.weight_digits`` (in the layer's ``w_digits`` scheme) before the comparison.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def check_quant(build: BuildDir, result: Validation) -> Iterator[Violation]:
             if steps.size not in (1, entry.cout) or not (steps > 0).all():
                 yield Violation("quant", f"quant.json {x['node']}",
                                 f"{key} must hold 1 or {entry.cout} positive steps")
-    yield from _code_ranges(build, [int(x["w_bits"]) for x in layers])
+    yield from _code_ranges(build, [int(x["w_bits"]) for x in layers], [digit_scheme(x) for x in layers])
 
 
 def _check_slices(build: BuildDir, entry: Layer, x: dict[str, Any]) -> Iterator[Violation]:
@@ -86,15 +87,16 @@ def _check_slices(build: BuildDir, entry: Layer, x: dict[str, Any]) -> Iterator[
                                 f"{'cells' if key == 'w_slices' else 'DACs'} need {value}")
 
 
-def digit_limits(w_bits: list[int], cell_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(layers, max digits)`` inclusive bounds of digit ``j`` of each layer's weights."""
+def digit_limits(w_bits: list[int], cell_bits: int, schemes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(layers, max digits)`` inclusive bounds of digit ``j`` of each layer's weights, in each
+    layer's digit scheme (``schemes``, default two's complement)."""
     bits = [max(2, min(b, 16)) for b in w_bits] or [2]
     width = max(slicing.slice_count(b, cell_bits) for b in bits)
     lo = np.zeros((len(bits), width), dtype=np.int64)
     hi = np.full((len(bits), width), -1, dtype=np.int64)  # digits a layer does not have: nothing fits
     for i, b in enumerate(bits):
         for j in range(slicing.slice_count(b, cell_bits)):
-            lo[i, j], hi[i, j] = slicing.digit_range(b, cell_bits, True, j)
+            lo[i, j], hi[i, j] = slicing.digit_range(b, cell_bits, True, j, schemes[i] if schemes else "twos")
     return lo, hi
 
 
@@ -104,8 +106,13 @@ def _bounds(key: str) -> tuple[int, int]:
     return int(o.low or 0), int(o.high or 0)
 
 
-def _code_ranges(build: BuildDir, w_bits: list[int]) -> Iterator[Violation]:
-    lo, hi = digit_limits(w_bits, build.macro.cell_bits)
+def digit_scheme(layer: dict[str, Any] | None) -> str:
+    """A ``quant.json`` layer's weight digit scheme: ``offset`` or ``twos`` (the default)."""
+    return "offset" if layer is not None and layer.get("w_digits") == "offset" else "twos"
+
+
+def _code_ranges(build: BuildDir, w_bits: list[int], schemes: list[str]) -> Iterator[Violation]:
+    lo, hi = digit_limits(w_bits, build.macro.cell_bits, schemes)
     own = build.owners
     for m in range(own.shape[0]):
         array = build.macro_weights(m)
@@ -174,7 +181,7 @@ def digit_filters(entry: Layer, weight: np.ndarray, quant: dict[str, Any] | None
     digits, rows = entry.w_slices, len(entry.segments) * entry.cout
     if digits == 1 or weight.ndim != 4 or weight.shape[0] != rows or quant is None:
         return weight
-    d = slicing.digits(weight, int(quant["w_bits"]), cell_bits, signed=True)  # (D, S·Cout, C, kh, kw)
+    d = slicing.weight_digits(weight, int(quant["w_bits"]), cell_bits, digit_scheme(quant))  # (D, S·Cout, C, kh, kw)
     return np.ascontiguousarray(np.moveaxis(d, 0, 1)).reshape(rows * digits, *weight.shape[1:])
 
 

@@ -5,7 +5,8 @@ each ``(WL, BL)``; a cell outside every span of ``layout.json`` holds 0; an inte
 holds cell codes in the narrow signed range ``|q| ≤ 2^(cell_bits−1) − 1``
 (docs/build-format.md, 'weights.safetensors'), or, on a bitline holding weight digit ``j`` of
 a bit-sliced layer (``w_slices = D > 1``), a digit that a ``c``-bit cell stores:
-``[0, 2^c − 1]`` for a lower digit ``j < D − 1``, and ``[−2^(c−1), 2^(c−1) − 1]`` for the most
+``[0, 2^c − 1]`` for a lower digit ``j < D − 1`` (``[−2^(c−1), 2^(c−1) − 1]`` when
+``quant.json`` says the layer's ``w_digits`` are ``offset``), and ``[−2^(c−1), 2^(c−1) − 1]`` for the most
 significant (signed, offset scheme; the layer's exact top-digit range is checked against
 ``quant.json`` in ``validate_quant``); a float array holds finite numbers.
 
@@ -80,13 +81,22 @@ def cell_limits(build: BuildDir, own: Owners, m: int) -> tuple[np.ndarray, np.nd
     c = build.macro.cell_bits
     narrow = signed_max(c)
     digits = np.array([x.w_slices for x in build.layout.layers] or [1])
+    offset = np.array(offset_layers(build, len(digits)))
     layer, digit = own.layer[m], own.slices[m]
     sliced = (layer >= 0) & (digits[np.maximum(layer, 0)] > 1)
-    lower = sliced & (digit < digits[np.maximum(layer, 0)] - 1)
+    lower = sliced & (digit < digits[np.maximum(layer, 0)] - 1) & ~offset[np.maximum(layer, 0)]
     lo = np.where(lower, 0, np.where(sliced, -(narrow + 1), -narrow))
     hi = np.where(lower, (1 << c) - 1, narrow)
     shape = (build.macro.wordlines, 1)
     return np.tile(lo, shape), np.tile(hi, shape)
+
+
+def offset_layers(build: BuildDir, count: int) -> list[bool]:
+    """Per layout layer, whether ``quant.json`` says its weight digits are offset (all signed)."""
+    quant = build.optional_json("quant.json")
+    layers = quant.get("layers", []) if isinstance(quant, dict) else []
+    names = {x.get("node"): x.get("w_digits") == "offset" for x in layers if isinstance(x, dict)}
+    return [names.get(x.node, False) for x in build.layout.layers] or [False] * count
 
 
 def _cells(where: np.ndarray) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import ConfigDict, Field
 
-from cimc.documents.base import Bits, Count, Decibels, Document, NonNegative, Positive, Real
+from cimc.documents.base import Absent, Bits, Count, Decibels, Document, NonNegative, Positive, Real
 
 QUANT_FORMAT: Final = "cimc-quant"
 VERSION: Final = 1
@@ -76,6 +76,9 @@ class QuantLayer(Document):
     adc_shift: Annotated[list[Annotated[int, Field(ge=0, le=24)]], Field(min_length=1)] | None
     """``m_{t,j}`` per kind of conversion in the order ``(t, j)`` (ADC step ``S_ADC·2^−m``,
     shift-add weight ``2^(j·cell_bits + t·dac_bits − m)``), or ``null`` (all 0)."""
+    w_digits: Literal["offset"] | Absent = None
+    """``offset``: the weight digits are all signed (``--weight-digits offset``,
+    ``cimc.quant.slicing``); absent: two's complement (lower digits unsigned)."""
 
 
 class Quant(Document):

@@ -52,6 +52,14 @@ class OpContext:
             self._values[name] = numpy_helper.to_array(self.initializers[name])
         return self._values[name]
 
+    def release(self, name: str) -> np.ndarray:
+        """The value of initializer ``name`` handed over to the IR, read-only: the arrays the
+        context decoded or was given (folded weights) belong to the importer alone, so they are
+        frozen in place and forgotten here rather than copied (one copy of the weights, not two)."""
+        value = self.value(name)
+        value.flags.writeable = False
+        del self._values[name]
+        return value
 
     def fresh(self, base: str, shape: tuple[int, ...] | None = None) -> str:
         """A tensor or node name not used in the model yet (``base`` if free); with ``shape``, a

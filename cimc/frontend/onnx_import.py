@@ -193,6 +193,6 @@ def _add_tensors(graph: Graph, g: onnx.GraphProto, ctx: OpContext) -> None:
         listed = ", ".join(f"'{t}' ({onnx.TensorProto.DataType.Name(types[t]).lower()})" for t in bad[:10])
         raise UnsupportedError(f"only float32 tensors are supported; got {listed}")
     for name in sorted(values):
-        graph.set_initializer(name, ctx.value(name))
+        graph.set_initializer(name, ctx.release(name))
     for name in activations:
         graph.tensors[name] = TensorInfo(name, ctx.shape(name), "float32")

@@ -132,6 +132,9 @@ class QuantParams:
     (before the quantize pass sets them) means one slice. ``adc_shift`` (int64, ``(T·S,)`` in
     the order ``(t, j)``, ``None`` = all 0) gives conversion kind ``(t, j)`` the ADC step
     ``S_ADC · 2^−m_{t,j}`` and shift-add weight ``2^(j·cell_bits + t·dac_bits − m_{t,j})``.
+    ``w_digits`` is the weight digit scheme of a sliced layer: ``"twos"`` (two's complement,
+    lower digits unsigned) or ``"offset"`` (every digit signed; codes within
+    ``±slicing.code_max``), ``cimc.quant.slicing``.
     """
 
     w_bits: int
@@ -145,6 +148,7 @@ class QuantParams:
     cell_bits: int | None = None
     dac_bits: int | None = None
     adc_shift: np.ndarray | None = None
+    w_digits: str = "twos"
 
     @property
     def w_slices(self) -> int:

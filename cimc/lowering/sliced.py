@@ -17,6 +17,8 @@ For layer ``L`` with input codes ``a`` (``L/input_codes``), ``d`` DAC bits and `
 
 ``floor(a / 2^k)`` is the arithmetic shift ``a >> k`` for negative codes too, so the digits
 are exactly ``cimc.quant.slicing.digits`` (lower ones unsigned, the top one signed when ``a`` is).
+The weight digits are constants, in the layer's scheme (``QuantParams.w_digits``: two's
+complement or offset, ``cimc.quant.slicing.weight_digits``).
 The weight digits' output channel ``o·S + j`` keeps channel ``o``'s conv group, so the grouped
 convolution of ``cim_segments`` applies unchanged with ``Cout·S`` columns. Every product, sum
 and shift-add term is an integer below ``2^24`` (checked by the quantize pass), so any
@@ -47,7 +49,7 @@ def is_sliced(spec: CimSpec) -> bool:
 def weight_digit_codes(spec: CimSpec) -> np.ndarray:
     """``(Cout·S, Cin_g, kh, kw)`` weight digits, output channel ``o·S + j`` (digit ``j`` of ``o``)."""
     q = spec.q
-    return slicing.digit_columns(spec.codes(), q.w_bits, q.cell_bits)
+    return slicing.digit_columns(spec.codes(), q.w_bits, q.cell_bits, q.w_digits)
 
 
 def input_digits(e: LayerEmitter, codes: str) -> str:

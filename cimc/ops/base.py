@@ -28,7 +28,10 @@ the export builder, the node and ``wide`` (its tensors are float64: the ``double
 ``model.cim.onnx``) and returns ``False`` to be written as itself after all.
 
 ``double`` marks the ops the quantized reference (and the compiled model) computes in float64
-and rounds once to float32: the long reductions.
+and rounds once to float32: the long reductions. ``promotes`` marks a ``double`` op whose kernel
+computes in the wider dtype of its operands itself (numpy's promotion, an exact cast): the
+reference hands its weights over as float32, and the kernel casts them a block at a time, rather
+than making a float64 copy of a 400 MB weight.
 
 A concern an op cannot support is set to ``Unsupported(reason)``: calling it raises
 ``UnsupportedError`` with the reason, and the table's completeness test accepts it.
@@ -90,9 +93,9 @@ class OpDef:
     """One IR op. ``inputs`` is the ``(min, max)`` count of non-empty inputs, ``attrs`` the
     canonical attributes every node must carry, ``weight_inputs`` the input indices that must
     be constants (weights, biases, BN statistics), ``double`` whether the quantized reference
-    computes the op in float64, ``outputs`` its output count, ``replace`` an optional import of the
-    ONNX node as other IR ops, ``decompose`` an optional export as other ONNX nodes; the other
-    fields are the concerns (module docstring)."""
+    computes the op in float64 (``promotes``: its kernel casts float32 weights itself), ``outputs``
+    its output count, ``replace`` an optional import of the ONNX node as other IR ops, ``decompose``
+    an optional export as other ONNX nodes; the other fields are the concerns (module docstring)."""
 
     name: str
     inputs: tuple[int, int]
@@ -109,6 +112,7 @@ class OpDef:
     mixes_batch: AttrsTest
     weight_inputs: tuple[int, ...] = ()
     double: bool = False
+    promotes: bool = False
     outputs: int = 1
     replace: Replace | None = None
     decompose: Decompose | None = None

@@ -1,8 +1,9 @@
 """The 2-D window machinery the op kernels share: window views, padding, conv, pool geometry.
 
 All of it is vectorised: convolutions and pools build a strided window view
-(``sliding_window_view``) and reduce it with one ``matmul``/``max``/``sum``; no Python loop
-runs over pixels, channels or groups. The per-op kernels themselves live in ``cimc.ops.defs``.
+(``sliding_window_view``) and reduce it with one ``matmul``/``max``/``sum`` (a convolution whose
+im2col matrix exceeds ``CONV_WORKSPACE_BYTES``: one ``matmul`` per chunk of images or output
+rows); no Python loop runs over pixels, channels or groups. The per-op kernels themselves live in ``cimc.ops.defs``.
 """
 
 from __future__ import annotations
@@ -40,22 +41,55 @@ def window_tap(x: np.ndarray, tap: tuple[int, int], strides: tuple[int, ...], di
     return x[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
 
 
+#: Bytes of the im2col workspace one ``conv2d`` step may form (a 64-channel 3×3 conv on
+#: 224×224 images needs 115 MB an image). Larger convolutions run in chunks of images, or of
+#: output rows of one image, so the workspace stays near this bound whatever the batch.
+CONV_WORKSPACE_BYTES = 64 * 2**20
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: tuple[int, ...],
            pads: tuple[int, ...], dilations: tuple[int, ...], group: int) -> np.ndarray:
-    """y[n,o,h,w] = b[o] + Σ_{c∈group(o), i, j} W[o,c,i,j] · x_pad[n, c, h·s+i·d, w·s+j·d]."""
-    n, _c = x.shape[:2]
+    """y[n,o,h,w] = b[o] + Σ_{c∈group(o), i, j} W[o,c,i,j] · x_pad[n, c, h·s+i·d, w·s+j·d].
+
+    Each chunk (``conv_chunks``) is one GEMM of its im2col windows by the weight matrix, so
+    the workspace is bounded by ``CONV_WORKSPACE_BYTES`` plus one padded chunk of input. A
+    convolution whose whole workspace fits is one GEMM (one chunk), as before chunking."""
+    n = x.shape[0]
     cout, cg, kh, kw = w.shape
-    win = windows(pad_hw(x, pads, 0.0), (kh, kw), strides, dilations)
-    ho, wo = win.shape[2:4]
-    # (N, G, Cg, Ho, Wo, kh, kw) -> (G, N·Ho·Wo, Cg·kh·kw)
-    cols = win.reshape(n, group, cg, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
-    cols = cols.reshape(group, n * ho * wo, cg * kh * kw)
+    ho, wo = window_out(x.shape[2:], ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1), strides, pads)
     wmat = w.reshape(group, cout // group, cg * kh * kw).transpose(0, 2, 1)
+    y = np.empty((n, cout, ho, wo), dtype=x.dtype)
+    row_bytes = wo * group * cg * kh * kw * np.result_type(x, w).itemsize  # one output row's windows
+    for (n0, n1), (h0, h1) in conv_chunks(n, ho, row_bytes, CONV_WORKSPACE_BYTES):
+        win = windows(pad_hw(x[n0:n1], pads, 0.0), (kh, kw), strides, dilations)[:, :, h0:h1]
+        part = _conv_gemm(win, wmat, group) if b is None else _conv_gemm(win, wmat, group) + b.reshape(1, -1, 1, 1)
+        y[n0:n1, :, h0:h1] = part
+    return y
+
+
+def _conv_gemm(win: np.ndarray, wmat: np.ndarray, group: int) -> np.ndarray:
+    """The convolution of a window view ``(N, C, Ho, Wo, kh, kw)`` by ``wmat`` ``(G, Cg·kh·kw, Cout_g)``:
+    ``(N, Cout, Ho, Wo)``, as one GEMM of the im2col matrix ``(G, N·Ho·Wo, Cg·kh·kw)``."""
+    n, c, ho, wo, kh, kw = win.shape
+    cg, cog = c // group, wmat.shape[2]
+    # (N, G, Cg, Ho, Wo, kh, kw) -> (G, N·Ho·Wo, Cg·kh·kw)
+    cols = win.reshape(n, group, cg, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6).reshape(group, n * ho * wo, -1)
     y = np.matmul(cols, wmat)  # (G, N·Ho·Wo, Cout_g)
-    y = y.reshape(group, n, ho, wo, cout // group).transpose(1, 0, 4, 2, 3).reshape(n, cout, ho, wo)
-    if b is not None:
-        y = y + b.reshape(1, -1, 1, 1)
-    return np.ascontiguousarray(y, dtype=x.dtype)
+    return y.reshape(group, n, ho, wo, cog).transpose(1, 0, 4, 2, 3).reshape(n, group * cog, ho, wo)
+
+
+def conv_chunks(n: int, ho: int, row_bytes: int, budget: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Chunks ``((n0, n1), (h0, h1))`` of images and output rows covering an ``n × ho`` output,
+    each holding at most ``budget`` bytes of windows (``row_bytes`` per output row) where it can:
+    whole images when at least one fits, else rows of one image (at least one row a chunk)."""
+    image = ho * row_bytes
+    if n * image <= budget:
+        return [((0, n), (0, ho))]
+    if image <= budget:
+        step = budget // image
+        return [((i, min(i + step, n)), (0, ho)) for i in range(0, n, step)]
+    rows = max(1, budget // max(1, row_bytes))
+    return [((i, i + 1), (h, min(h + rows, ho))) for i in range(n) for h in range(0, ho, rows)]
 
 
 def ceil_extra(size: int, span: int, stride: int, pad_begin: int, pad_end: int) -> int:

@@ -124,6 +124,7 @@ class Quantize(GraphPass):
     bias_correction: bool = False
     fold_columns: bool = False
     adaround: bool = False
+    weight_digits: str = "twos"
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
@@ -132,13 +133,14 @@ class Quantize(GraphPass):
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
                    bias_correction=options.bias_correction, fold_columns=equalize and shift,
-                   adaround=options.adaround,
+                   adaround=options.adaround, weight_digits=options.weight_digits,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         validate("granularity", self.granularity)
         validate("weight_method", self.weight_method)
+        validate("weight_digits", self.weight_digits)
         nodes = cim_nodes(graph)
         untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
         if untiled:
@@ -267,7 +269,8 @@ class Quantize(GraphPass):
             chosen = pooled_steps(pool, x, w_bits, bits[1])
             return calibrate_layer(spec, x, (w_bits, *bits[1:]), self.granularity, self.weight_method, macro, chosen)
         if steps is None:
-            return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro)
+            return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro,
+                                   w_digits=self.weight_digits)
         explicit = (asked.w_bits or self.default_bits.w_bits, asked.a_bits or self.default_bits.a_bits)
         chosen = imported_steps(node.name, spec, x, steps, bits[:2], explicit, self.granularity, self.weight_method)
         params = calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro, chosen)
@@ -280,7 +283,8 @@ class Quantize(GraphPass):
             log.warning("layer '%s': the model's %d-bit weights and %d-bit inputs do not fit macro '%s' (%s): "
                         "re-quantizing at %d/%d bits", node.name, chosen.w_bits, chosen.a_bits, macro.name,
                         exc.message, bits[0], bits[1])
-            return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro)
+            return calibrate_layer(spec, x, bits, self.granularity, self.weight_method, macro,
+                                   w_digits=self.weight_digits)
         return params
 
     def _adaround(self, graph: Graph, node: Node, x: np.ndarray, macro: MacroSpec) -> None:
@@ -295,12 +299,13 @@ class Quantize(GraphPass):
                         node.name, cim_spec(graph, node).rows, adaround.MAX_ROWS)
             return
         q = node.ann[QuantParams]
-        codes = adaround.adaround_codes(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
+        codes = adaround.adaround_codes(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
+                                        code_max=slicing.code_max(q.w_bits, q.cell_bits, q.w_digits))
         step = np.asarray(q.w_step, dtype=np.float32).reshape((-1,) + (1,) * (codes.ndim - 1))
         set_weight(graph, node, (codes * step).astype(np.float32))
         chosen = Chosen(q.w_bits, q.w_step, q.a_bits, q.a_step, q.a_signed, q.source)
         node.ann.put(calibrate_layer(cim_spec(graph, node), x, (q.w_bits, q.a_bits, q.adc_bits), self.granularity,
-                                     self.weight_method, macro, chosen))
+                                     self.weight_method, macro, chosen, w_digits=q.w_digits))
 
     def _imported(self, graph: Graph) -> dict[str, ImportedSteps]:
         text = graph.metadata.get(QDQ_KEY)
@@ -402,25 +407,29 @@ def _feed(graph: Graph, node: Node, slot: int, suffix: str, value: np.ndarray) -
 
 
 def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], granularity: str,
-                    weight_method: str, macro: MacroSpec, chosen: Chosen | None = None) -> QuantParams:
+                    weight_method: str, macro: MacroSpec, chosen: Chosen | None = None,
+                    w_digits: str = "twos") -> QuantParams:
     """Steps of one layer from its weights and calibration input ``x`` (module doc), or the
     ``chosen`` weight and input steps (a quantized model's); the ADC step from the partial sums
-    of every slice's conversion."""
+    of every slice's conversion. ``w_digits``: the weight digit scheme of a sliced layer
+    (``slicing.WEIGHT_DIGITS``; ``"offset"`` narrows the codes to ``±slicing.code_max``, which
+    the calibrated weight step is searched for; ``chosen`` steps must give codes in that range)."""
     w_bits, a_bits, adc_bits = bits
     widths = {"cell_bits": macro.cell_bits, "dac_bits": macro.dac_bits}
-    c = chosen or calibrated(spec, x, w_bits, a_bits, granularity, weight_method)
+    top = slicing.code_max(chosen.w_bits if chosen else w_bits, macro.cell_bits, w_digits)
+    c = chosen or calibrated(spec, x, w_bits, a_bits, granularity, weight_method, top)
     if numerics.always_zero(c.a_bits, c.a_signed):
         raise UsageError(f"layer '{spec.name}': its inputs go negative, so they need signed codes, and "
                          f"{numerics.ONE_BIT_SIGNED}",
                          hint="use 2 or more input bits for this layer (--a-bits or --bits)")
-    p = partial_sums(spec, x, c.w_step, c.w_bits, c.a_step, c.a_bits, c.a_signed, **widths)
+    p = partial_sums(spec, x, c.w_step, c.w_bits, c.a_step, c.a_bits, c.a_signed, **widths, w_digits=w_digits)
     kind_weights = slicing.conversion_weights(1, c.a_bits, macro.dac_bits, c.w_bits, macro.cell_bits)
     adc_step, adc_shift = adc_steps(p, adc_bits, kind_weights.shape[0], granularity == "column", kind_weights)
     for arr in (c.w_step, adc_step, adc_shift):
         if arr is not None:
             arr.flags.writeable = False
     return QuantParams(c.w_bits, c.a_bits, adc_bits, c.w_step, c.a_step, adc_step, c.a_signed, source=c.source,
-                       **widths, adc_shift=adc_shift)
+                       **widths, adc_shift=adc_shift, w_digits=w_digits)
 
 
 def adc_steps(p: np.ndarray, adc_bits: int, kinds: int, per_column: bool,
@@ -452,7 +461,7 @@ def check_bits(node: Node, macro: MacroSpec) -> None:
                            f"'{macro.name}' has {macro.adc_bits}-bit ADCs",
                            hint=f"use a macro with more ADC bits or --adc-bits {macro.adc_bits}")
     tiling = node.ann[WordlineTiling]
-    p_max = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True) * \
+    p_max = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True, q.w_digits) * \
         _digit_max(q.a_bits, q.dac_bits, q.a_signed)
     kinds = q.w_slices * q.a_slices
     steps = slicing.conversion_steps(q.adc_step, q.adc_shift, kinds).min(axis=1)  # (kinds,)
@@ -468,7 +477,7 @@ def check_bits(node: Node, macro: MacroSpec) -> None:
                                hint="use fewer bits or fewer wordlines")
 
 
-def _digit_max(bits: int, width: int | None, signed: bool) -> int:
-    """Largest magnitude any digit of such codes takes."""
+def _digit_max(bits: int, width: int | None, signed: bool, scheme: str = "twos") -> int:
+    """Largest magnitude any digit of such codes takes (weight digits in ``scheme``)."""
     n = slicing.slice_count(bits, width)
-    return max(max(abs(v) for v in slicing.digit_range(bits, width, signed, j)) for j in range(n))
+    return max(max(abs(v) for v in slicing.digit_range(bits, width, signed, j, scheme)) for j in range(n))

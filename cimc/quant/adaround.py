@@ -85,15 +85,18 @@ def _initial_v(rest: np.ndarray) -> np.ndarray:
 
 
 def adaround_codes(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float, a_bits: int,
-                   a_signed: bool, iterations: int = ITERATIONS) -> np.ndarray:
+                   a_signed: bool, iterations: int = ITERATIONS, code_max: int | None = None) -> np.ndarray:
     """The layer's weight codes ``(Cout, Cin_g, kh, kw)`` (integer-valued float32) by AdaRound
-    (module doc), or round-to-nearest's where that has the smaller output error."""
+    (module doc), or round-to-nearest's where that has the smaller output error; within
+    ``±code_max`` when given (offset weight digits), else the narrow ``w_bits`` range."""
     g, cout = spec.groups, spec.cout
     shape = (g, cout // g, spec.rows)
     s = np.broadcast_to(np.asarray(w_step, dtype=np.float64).reshape(-1, 1), (cout, spec.rows)).reshape(shape)
     w = spec.weight.astype(np.float64).reshape(shape)
     lo, hi = numerics.code_range(w_bits, True)
-    nearest = numerics.weight_codes(spec.weight, w_step, w_bits).astype(np.float64).reshape(shape)
+    if code_max is not None:
+        lo, hi = max(lo, -code_max), min(hi, code_max)
+    nearest = numerics.weight_codes(spec.weight, w_step, w_bits, code_max).astype(np.float64).reshape(shape)
     h, h_hat, k = moments(spec, x, a_step, a_bits, a_signed)
     base0 = output_error(s * nearest, w, h, h_hat, k)
     if base0 <= 0.0:

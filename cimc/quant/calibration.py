@@ -34,6 +34,7 @@ from cimc.errors import ResourceLimitError, UsageError
 from cimc.ir import interpreter
 from cimc.ir.graph import Graph
 from cimc.limits import MEMORY_BYTES, MEMORY_FACTOR
+from cimc.ops.windows import CONV_WORKSPACE_BYTES
 from cimc.options import OPTIONS
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic, batch_inputs
@@ -105,8 +106,9 @@ def load_feeds(graph: Graph, source: str | Path | object = "synthetic", size: in
 def memory_need(graph: Graph, samples: int) -> int:
     """Bytes a calibration run over ``samples`` samples holds at its peak, in Python integers
     (nothing allocated): every activation the interpreter keeps, ``nbytes · samples / N`` with
-    ``N`` the static batch, plus the largest Conv workspace, the im2col matrix of
-    ``samples · Ho · Wo`` rows of ``Cin · kh · kw`` elements."""
+    ``N`` the static batch, plus the largest Conv workspace: the im2col windows of
+    ``samples · Ho`` output rows of ``Wo · Cin · kh · kw`` elements, at most
+    ``CONV_WORKSPACE_BYTES`` (or one output row) since a larger convolution runs in chunks."""
     batch = max((graph.shape(n)[0] for n in graph.inputs if graph.shape(n)), default=1) or 1
     kept = sum(info.nbytes for info in graph.tensors.values() if info.name not in graph.initializers)
     work = 0
@@ -115,8 +117,9 @@ def memory_need(graph: Graph, samples: int) -> int:
             out, w = graph.shape(node.outputs[0]), graph.shape(node.inputs[1])
             itemsize = np.dtype(graph.tensors[node.inputs[0]].dtype).itemsize
             group = int(node.attrs.get("group", 1) or 1)
-            work = max(work, out[0] * math.prod(out[2:]) * group * math.prod(w[1:]) * itemsize)
-    return (kept + work) * samples // batch
+            row = out[3] * group * math.prod(w[1:]) * itemsize
+            work = max(work, min(samples * out[2] * row, max(CONV_WORKSPACE_BYTES, row)))
+    return kept * samples // batch + work
 
 
 def check_memory(graph: Graph, samples: int, budget: int, what: str = "calibrating",
@@ -182,22 +185,25 @@ def stream_inputs(graph: Graph, feeds: dict[str, np.ndarray], nodes: Sequence[st
 
 def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, a_step: float,
                  a_bits: int, a_signed: bool, max_pixels: int = MAX_PIXELS, *,
-                 cell_bits: int | None = None, dac_bits: int | None = None) -> np.ndarray:
+                 cell_bits: int | None = None, dac_bits: int | None = None, w_digits: str = "twos") -> np.ndarray:
     """Partial sums of every ADC conversion of the layer for the given steps, ``(M, K, Cout)``
     with ``K = segments·T·S`` (``cimc.quant.slicing``; ``K = segments`` unsliced) over at most
     ``max_pixels`` output pixels of the batch (a seeded random subset, ``step_search.subsample``:
     evenly spaced pixels would alias with the feature map's period and keep the same positions
-    of every image)."""
-    a_q = numerics.quantize(as_conv_input(x, spec), a_step, a_bits, a_signed)
-    codes = numerics.weight_codes(spec.weight, w_step, w_bits)
-    a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, N, C, H, W)
-    nt, ns = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits)
-    every = a_q.shape[0] * int(np.prod(spec.out_hw(a_q.shape[2:])))  # N·Ho·Wo
+    of every image). ``w_digits``: the weight digit scheme (``slicing.WEIGHT_DIGITS``).
+
+    Only the chosen windows are quantized and split into digits (both elementwise, and a
+    padding zero stays zero), so no quantized copy of the whole input is made."""
+    x4 = as_conv_input(x, spec)
+    codes = numerics.weight_codes(spec.weight, w_step, w_bits, slicing.code_max(w_bits, cell_bits, w_digits))
+    every = x4.shape[0] * int(np.prod(spec.out_hw(x4.shape[2:])))  # N·Ho·Wo
     index = subsample(every, max_pixels)
     pixels = np.arange(every) if index is None else index
-    m = len(pixels)  # the same pixels of every input digit t: flat index t·N·Ho·Wo + pixel
-    cols = im2col_at(a_dig.reshape(-1, *a_q.shape[1:]), spec, (np.arange(nt)[:, None] * every + pixels).ravel())
-    wide = slicing.digit_columns(codes, w_bits, cell_bits)  # (Cout·S, Cin_g, kh, kw)
+    a_q = numerics.quantize(im2col_at(x4, spec, pixels), a_step, a_bits, a_signed)  # (G, M, rows)
+    a_dig = slicing.digits(a_q, a_bits, dac_bits, a_signed)  # (T, G, M, rows)
+    nt, ns, m = a_dig.shape[0], slicing.slice_count(w_bits, cell_bits), len(pixels)
+    cols = a_dig.transpose(1, 0, 2, 3).reshape(a_q.shape[0], nt * m, spec.rows)  # (G, T·M, rows), t-major
+    wide = slicing.digit_columns(codes, w_bits, cell_bits, w_digits)  # (Cout·S, Cin_g, kh, kw)
     p = segment_matmul(cols, wide, replace(spec, weight=wide))  # cols: (G, T·M, rows)
     g, seg = p.shape[:2]  # p: (G, Seg, T·M, Cout_g·S)
     p = p.reshape(g, seg, nt, m, spec.cout // g, ns).transpose(3, 1, 2, 5, 0, 4)  # (M, Seg, T, S, G, Cout_g)

@@ -79,7 +79,9 @@ class CimSpec:
 
     def codes(self) -> np.ndarray:
         """Cell codes ``w_q`` of shape ``(Cout, Cin_g, kh, kw)`` (integer-valued float32)."""
-        return numerics.weight_codes(self.weight, self.q.w_step, self.q.w_bits)
+        q = self.q
+        return numerics.weight_codes(self.weight, q.w_step, q.w_bits, slicing.code_max(q.w_bits, q.cell_bits,
+                                                                                       q.w_digits))
 
     def scale(self) -> np.ndarray:
         """The output scale the hardware applies: ``2^−k`` or ``S_W·S_ADC·S_A`` (float32)."""
@@ -150,11 +152,12 @@ def code_matrix(graph: Graph, node: Node) -> np.ndarray:
 
 def digit_matrix(graph: Graph, node: Node) -> np.ndarray:
     """Weight digits as the macro's cells hold them: ``(Cout·S, rows)``, row ``o·S + j`` being
-    digit ``j`` (``cimc.quant.slicing.digits``, two's complement, the last signed) of channel ``o``'s
-    codes, so ``Σ_j 2^(j·cell_bits) · row[o·S + j] = code_matrix[o]``. One slice: the codes."""
+    digit ``j`` (``cimc.quant.slicing.weight_digits``: two's complement, the last signed, or offset
+    digits, all signed) of channel ``o``'s codes, so ``Σ_j 2^(j·cell_bits) · row[o·S + j] =
+    code_matrix[o]``. One slice: the codes."""
     codes = code_matrix(graph, node)
     q = cim_spec(graph, node).q
-    return slicing.digit_columns(codes, q.w_bits, q.cell_bits)
+    return slicing.digit_columns(codes, q.w_bits, q.cell_bits, q.w_digits)
 
 
 def cell_dtype(cell_bits: int) -> type[np.signedinteger]:

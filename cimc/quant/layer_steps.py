@@ -34,12 +34,13 @@ class Chosen:
     source: str
 
 
-def weight_step(spec: CimSpec, x: np.ndarray, w_bits: int, method: str, axis: int | None) -> np.ndarray:
-    """``S_W`` by ``method`` (module doc)."""
+def weight_step(spec: CimSpec, x: np.ndarray, w_bits: int, method: str, axis: int | None,
+                code_max: int | None = None) -> np.ndarray:
+    """``S_W`` by ``method`` (module doc), for codes ``±code_max`` (default: narrow ``w_bits``)."""
     if method == "lsq":
-        return lsq_step(spec.weight, w_bits, True, axis)
+        return lsq_step(spec.weight, w_bits, True, axis, code_max=code_max)
     importance = weight_importance(spec, x) if method == "aware" else None
-    return mse_step(spec.weight, w_bits, True, axis, importance=importance)
+    return mse_step(spec.weight, w_bits, True, axis, importance=importance, code_max=code_max)
 
 
 def input_signed(x: np.ndarray, a_bits: int) -> bool:
@@ -55,9 +56,10 @@ def input_signed(x: np.ndarray, a_bits: int) -> bool:
 
 
 def calibrated(spec: CimSpec, x: np.ndarray, w_bits: int, a_bits: int, granularity: str,
-               weight_method: str) -> Chosen:
-    """``S_W`` and ``S_A`` calibrated (module doc), source ``"calibration"``."""
+               weight_method: str, code_max: int | None = None) -> Chosen:
+    """``S_W`` (for codes ``±code_max``, default narrow ``w_bits``) and ``S_A`` calibrated
+    (module doc), source ``"calibration"``."""
     axis = 0 if granularity == "column" else None
-    w_step = weight_step(spec, x, w_bits, weight_method, axis)
+    w_step = weight_step(spec, x, w_bits, weight_method, axis, code_max)
     signed = input_signed(x, a_bits)
     return Chosen(w_bits, w_step, a_bits, float(mse_step(x, a_bits, signed)[0]), signed, "calibration")

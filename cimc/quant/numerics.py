@@ -48,10 +48,15 @@ def quantize(x: np.ndarray, step: np.ndarray | float, bits: int, signed: bool, *
     return np.clip(q, lo, hi, out=q)
 
 
-def weight_codes(w: np.ndarray, step: np.ndarray, bits: int) -> np.ndarray:
-    """Cell codes of ``W`` (Cout first); ``step`` per layer ``(1,)`` or per column ``(Cout,)``."""
+def weight_codes(w: np.ndarray, step: np.ndarray, bits: int, code_max: int | None = None) -> np.ndarray:
+    """Cell codes of ``W`` (Cout first); ``step`` per layer ``(1,)`` or per column ``(Cout,)``;
+    ``code_max`` (default ``2^(bits−1) − 1``) a narrower symmetric range ``±code_max`` (offset
+    weight digits, ``cimc.quant.slicing.code_max``)."""
     shape = (-1,) + (1,) * (w.ndim - 1)
-    return quantize(w, np.asarray(step, dtype=np.float32).reshape(shape), bits, signed=True)
+    q = quantize(w, np.asarray(step, dtype=np.float32).reshape(shape), bits, signed=True)
+    if code_max is not None and code_max < signed_max(bits):
+        np.clip(q, -code_max, code_max, out=q)
+    return q
 
 
 def adc_codes(p: np.ndarray, step: np.ndarray, bits: int, channel_axis: int = 1, *,

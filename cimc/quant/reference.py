@@ -38,7 +38,7 @@ from cimc.errors import InvalidModelError, UnsupportedError
 from cimc.ir.annotations import CimLayer, QuantParams
 from cimc.ir.graph import Graph
 from cimc.ops import find
-from cimc.ops.windows import windows
+from cimc.ops.windows import CONV_WORKSPACE_BYTES, conv_chunks, windows
 from cimc.quant import numerics, slicing
 from cimc.quant.batching import batch_chunks, batch_generic
 from cimc.quant.blas import single_blas_thread
@@ -82,10 +82,15 @@ def _windows(a: np.ndarray, spec: CimSpec) -> np.ndarray:
 def im2col(a: np.ndarray, spec: CimSpec) -> tuple[np.ndarray, int, int]:
     """``(G, N·Ho·Wo, rows)`` windows of the zero-padded input, with ``Ho, Wo``."""
     win = _windows(a, spec)
+    return _columns(win, spec), *win.shape[2:4]
+
+
+def _columns(win: np.ndarray, spec: CimSpec) -> np.ndarray:
+    """The window view ``(N, C, Ho, Wo, kh, kw)`` as the im2col matrix ``(G, N·Ho·Wo, rows)``."""
     n, _, ho, wo = win.shape[:4]
     g, kh, kw = spec.groups, *spec.kernel
     cols = win.reshape(n, g, spec.cin_g, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
-    return cols.reshape(g, n * ho * wo, spec.rows), ho, wo
+    return cols.reshape(g, n * ho * wo, spec.rows)
 
 
 def im2col_at(a: np.ndarray, spec: CimSpec, pixels: np.ndarray) -> np.ndarray:
@@ -121,11 +126,22 @@ def segment_matmul(cols: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.nda
 
 
 def segment_sums(a_q: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray:
-    """Exact integer partial sums ``p`` of shape ``(N, S, Cout, Ho, Wo)`` (see module doc)."""
+    """Exact integer partial sums ``p`` of shape ``(N, S, Cout, Ho, Wo)`` (see module doc).
+
+    Computed in chunks of images or output rows (``conv_chunks``) whose im2col workspace is
+    about ``CONV_WORKSPACE_BYTES``; the sums are exact integers, so chunks change no bit."""
     n, g, s = a_q.shape[0], spec.groups, spec.num_segments
-    cols, ho, wo = im2col(a_q, spec)
-    p = segment_matmul(cols, codes, spec).reshape(g, s, n, ho, wo, spec.cout // g).transpose(2, 1, 0, 5, 3, 4)
-    return np.ascontiguousarray(p).reshape(n, s, spec.cout, ho, wo)
+    win = _windows(a_q, spec)
+    ho, wo = win.shape[2:4]
+    p = np.empty((n, s, spec.cout, ho, wo), dtype=np.result_type(a_q, codes))
+    # one output row: its windows, their per-segment copies (padded, contiguous) and its sums twice
+    row_bytes = wo * p.itemsize * (3 * g * spec.rows + 2 * s * spec.cout)
+    for (n0, n1), (h0, h1) in conv_chunks(n, ho, row_bytes, CONV_WORKSPACE_BYTES):
+        m, rows = n1 - n0, h1 - h0
+        part = segment_matmul(_columns(win[n0:n1, :, h0:h1], spec), codes, spec)  # (G, S, m·rows·Wo, Cout_g)
+        p[n0:n1, :, :, h0:h1] = part.reshape(g, s, m, rows, wo, spec.cout // g).transpose(2, 1, 0, 5, 3, 4).reshape(
+            m, s, spec.cout, rows, wo)
+    return p
 
 
 def as_conv_input(x: np.ndarray, spec: CimSpec) -> np.ndarray:
@@ -141,7 +157,7 @@ def sliced_sums(a_q: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray
         return segment_sums(a_q, codes, spec)
     a_dig = slicing.digits(a_q, q.a_bits, q.dac_bits, q.a_signed)  # (T, N, C, H, W)
     (ns, cout), (nt, n) = (q.w_slices, codes.shape[0]), a_dig.shape[:2]
-    wide = slicing.digit_columns(codes, q.w_bits, q.cell_bits)  # (Cout·S, Cin_g, kh, kw)
+    wide = slicing.digit_columns(codes, q.w_bits, q.cell_bits, q.w_digits)  # (Cout·S, Cin_g, kh, kw)
     p = segment_sums(a_dig.reshape(nt * n, *a_q.shape[1:]), wide, replace(spec, weight=wide))
     p = p.reshape(nt, n, spec.num_segments, cout, ns, *p.shape[3:])  # (T, N, Seg, Cout, S, Ho, Wo)
     p = np.moveaxis(p, (0, 4), (2, 3))  # (N, Seg, T, S, Cout, Ho, Wo)
@@ -190,8 +206,10 @@ def digital_op(op: str, args: list[np.ndarray], attrs: Mapping[str, Any]) -> np.
     if found is None:
         raise UnsupportedError(f"no kernel for digital op {op}")
     kernel = found.kernel
-    if found.double:
-        return np.asarray(kernel([np.asarray(a, dtype=np.float64) for a in args], dict(attrs)), dtype=np.float32)
+    if found.double:  # a promoting kernel casts its weights itself (no float64 copy of a large weight)
+        keep = set(found.weight_inputs) if found.promotes else set()
+        wide = [a if i in keep else np.asarray(a, dtype=np.float64) for i, a in enumerate(args)]
+        return np.asarray(kernel(wide, dict(attrs)), dtype=np.float32)
     return kernel(args, dict(attrs))
 
 

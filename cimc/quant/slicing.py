@@ -23,6 +23,24 @@ the digital shift-add recombines them::
     p̂_{s,t,j} = clip(round(p_{s,t,j} / (S_ADC · 2^−m_{t,j})), ±(2^(adc_bits−1) − 1))
     P         = Σ_{s,t,j} 2^(j·c + t·dac − m_{t,j}) · p̂_{s,t,j}
 
+**Offset weight digits** (``digits="offset"``, ``--weight-digits offset``): every weight digit is
+stored with the offset that the two's-complement scheme gives only the top one, so every digit
+is signed, ``[−2^(c−1), 2^(c−1) − 1]`` (balanced digits)::
+
+    d_j = ((r_j + 2^(c−1)) mod 2^c) − 2^(c−1)      j < n − 1,   r_0 = q,  r_{j+1} = (r_j − d_j) / 2^c
+    d_{n−1} = r_{n−1}
+
+The cells hold the same ``2^c`` levels, the periphery subtracts the same offset on every digit
+column. What changes is the partial sums: with two's complement a small negative weight
+(``q = −3``: ``d_1 = −1, d_0 = 13``) puts two large sums of opposite sign on two columns, and
+every lower-digit sum ``Σ d_j·e`` (``d_j ≥ 0``, inputs ``e ≥ 0``) is one-signed, with a mean that
+grows with the rows, so each 5-bit conversion spends its codes on a common part that the
+shift-add cancels; offset digits are zero-mean for symmetric weights and every conversion
+carries only signal. The price: ``n`` signed digits of ``c`` bits reach
+``[−2^(c−1)·U, (2^(c−1) − 1)·U]`` (``U = (2^(n·c) − 1)/(2^c − 1)``), so the weight codes are
+clipped to ``±code_max`` with ``code_max = min(2^(w_bits−1) − 1, (2^(c−1) − 1)·U)`` (8 bits on
+4-bit cells: ±119 instead of ±127, ``code_max``), and the step search uses that range.
+
 The step exponents ``m_{t,j} ≥ 0`` (``QuantParams.adc_shift``, all 0 by default) give each kind
 of conversion its own ADC range at a power-of-two ratio: the most significant weight digits
 carry small sums that a step fitted to the large, always-positive sums of the lower digits
@@ -39,6 +57,39 @@ import numpy as np
 def slice_count(bits: int, width: int | None) -> int:
     """``ceil(bits / width)``; 1 when ``width`` is ``None`` (no slicing)."""
     return 1 if width is None else -(-bits // width)
+
+
+#: The weight digit schemes (module doc): two's complement (lower digits unsigned), offset (all signed).
+WEIGHT_DIGITS = ("twos", "offset")
+
+
+def code_max(bits: int, width: int | None, scheme: str = "twos") -> int:
+    """The largest weight code magnitude: ``2^(bits−1) − 1``, and with ``scheme="offset"`` on
+    more than one slice at most ``(2^(c−1) − 1)·(2^(n·c) − 1)/(2^c − 1)`` (module doc)."""
+    narrow = (1 << (bits - 1)) - 1
+    n = slice_count(bits, width)
+    if scheme != "offset" or n == 1:
+        return narrow
+    assert width is not None
+    return min(narrow, ((1 << (width - 1)) - 1) * ((1 << (n * width)) - 1) // ((1 << width) - 1))
+
+
+def offset_digits(codes: np.ndarray, bits: int, width: int | None) -> np.ndarray:
+    """Offset (balanced) digits ``(n, *codes.shape)`` of signed codes ``|q| ≤ code_max`` (module
+    doc), float32; the codes themselves (``[None]``) when there is one slice."""
+    n = slice_count(bits, width)
+    if n == 1:
+        return np.asarray(codes, dtype=np.float32)[None]
+    assert width is not None
+    r = np.asarray(codes).astype(np.int32)
+    half, mask = 1 << (width - 1), (1 << width) - 1
+    out = np.empty((n, *r.shape), dtype=np.float32)
+    for j in range(n - 1):  # n ≤ 16 digits: the loop is over digits, each step vectorised
+        d = ((r + half) & mask) - half
+        out[j] = d
+        r = (r - d) >> width
+    out[n - 1] = r
+    return out
 
 
 def digits(codes: np.ndarray, bits: int, width: int | None, signed: bool) -> np.ndarray:
@@ -58,10 +109,18 @@ def digits(codes: np.ndarray, bits: int, width: int | None, signed: bool) -> np.
     return out.astype(np.float32)
 
 
-def digit_columns(codes: np.ndarray, bits: int, width: int | None) -> np.ndarray:
+def weight_digits(codes: np.ndarray, bits: int, width: int | None, scheme: str = "twos") -> np.ndarray:
+    """Digits ``(n, *codes.shape)`` of signed weight codes in ``scheme`` (``WEIGHT_DIGITS``)."""
+    if scheme == "offset":
+        return offset_digits(codes, bits, width)
+    return digits(codes, bits, width, signed=True)
+
+
+def digit_columns(codes: np.ndarray, bits: int, width: int | None, scheme: str = "twos") -> np.ndarray:
     """Signed weight codes ``(Cout, …)`` as digit columns ``(Cout·n, …)``: row ``o·n + j`` is
-    digit ``j`` of channel ``o`` (the macro's column order; the codes themselves when ``n = 1``)."""
-    d = digits(codes, bits, width, signed=True)  # (n, Cout, …)
+    digit ``j`` of channel ``o`` (the macro's column order; the codes themselves when ``n = 1``),
+    in digit ``scheme`` (``WEIGHT_DIGITS``)."""
+    d = weight_digits(codes, bits, width, scheme)  # (n, Cout, …)
     if d.shape[0] == 1:
         return d[0]
     return np.ascontiguousarray(np.moveaxis(d, 0, 1)).reshape(-1, *codes.shape[1:])
@@ -103,9 +162,14 @@ def fit_shifts(steps: np.ndarray, max_shift: int = 16) -> tuple[np.ndarray, np.n
     return base.astype(np.float32), np.clip(m, 0, max_shift).astype(np.int64)
 
 
-def digit_range(bits: int, width: int | None, signed: bool, index: int) -> tuple[int, int]:
-    """Inclusive range of digit ``index`` (the most significant is the last)."""
+def digit_range(bits: int, width: int | None, signed: bool, index: int, scheme: str = "twos") -> tuple[int, int]:
+    """Inclusive range of digit ``index`` (the most significant is the last); weight digits in
+    ``scheme="offset"``: the range over every code ``|q| ≤ code_max`` (module doc)."""
     n = slice_count(bits, width)
+    if scheme == "offset" and n > 1:
+        top = code_max(bits, width, scheme)
+        d = offset_digits(np.arange(-top, top + 1), bits, width)[index]
+        return int(d.min()), int(d.max())
     if n == 1:
         half = (1 << (bits - 1)) - 1
         return (-half, half) if signed else (0, (1 << bits) - 1)

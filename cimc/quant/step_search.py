@@ -87,8 +87,16 @@ def _search(rows: np.ndarray, base: np.ndarray, alphas: np.ndarray, lo: int, hi:
     return best_alpha
 
 
+def _range(bits: int, signed: bool, code_max: int | None) -> tuple[int, int]:
+    """The code range, narrowed to ``±code_max`` for signed codes when given (offset weight digits)."""
+    lo, hi = numerics.code_range(bits, signed)
+    if code_max is not None and signed:
+        return max(lo, -code_max), min(hi, code_max)
+    return lo, hi
+
+
 def mse_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None, *,
-             min_step: float = 0.0, importance: np.ndarray | None = None) -> np.ndarray:
+             min_step: float = 0.0, importance: np.ndarray | None = None, code_max: int | None = None) -> np.ndarray:
     """MSE-optimal step(s): shape ``(1,)`` or ``(x.shape[axis],)``, float32 (module doc).
     A coarse grid of ``α`` first, then a fine one around the best coarse value.
 
@@ -96,10 +104,11 @@ def mse_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None, *,
     ``Σ h·(x − q(x))²``. For weights, ``h = E[a²]`` of the input each one multiplies makes the
     objective the expected output error of a layer with uncorrelated inputs (activation-aware
     steps): a weight that only ever sees zeros (a dead channel, a tap over the padding) no
-    longer sets the step. The range ``max |x|`` is then taken over the values with ``h > 0``."""
+    longer sets the step. The range ``max |x|`` is then taken over the values with ``h > 0``.
+    ``code_max`` narrows signed codes to ``±code_max`` (offset weight digits)."""
     rows = _slices(x, axis)
     weights = _importance(x, importance, axis)
-    lo, hi = numerics.code_range(bits, signed)
+    lo, hi = _range(bits, signed, code_max)
     seen = rows if weights is None else np.where(weights > 0, rows, 0)
     top = np.abs(seen).max(axis=1) if signed else np.maximum(seen.max(axis=1), 0)
     base = _fallback(top.astype(np.float64) / hi, 0.0)
@@ -108,8 +117,9 @@ def mse_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None, *,
     return _fallback(base * _search(rows, base, fine, lo, hi, min_step, weights), min_step)
 
 
-def lsq_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:
-    """LSQ initialisation ``2·mean|x|/√Q_P`` per slice (module doc)."""
+def lsq_step(x: np.ndarray, bits: int, signed: bool, axis: int | None = None, *,
+             code_max: int | None = None) -> np.ndarray:
+    """LSQ initialisation ``2·mean|x|/√Q_P`` per slice (module doc; ``Q_P`` at most ``code_max``)."""
     rows = _slices(x, axis)
-    hi = numerics.code_range(bits, signed)[1]
+    hi = _range(bits, signed, code_max)[1]
     return _fallback(2.0 * np.abs(rows).mean(axis=1, dtype=np.float64) / np.sqrt(hi), 0.0)

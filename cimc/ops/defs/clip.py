@@ -31,7 +31,7 @@ def _canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[
 
 
 def _kernel(ins: list[np.ndarray], a: Attrs) -> np.ndarray:
-    return np.clip(ins[0], a["min"], a["max"]).astype(ins[0].dtype)
+    return np.clip(ins[0], a["min"], a["max"]).astype(ins[0].dtype, copy=False)  # a new array already
 
 
 def _torch(ins: list[torch.Tensor], a: Attrs) -> torch.Tensor:

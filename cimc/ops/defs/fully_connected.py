@@ -3,6 +3,11 @@
 * Gemm: ``y = alpha · A' · B' + beta · C`` with ``A' = Aᵀ`` if ``transA``, ``B' = Bᵀ`` if ``transB``.
 * MatMul: ``y = A · B`` (numpy ``matmul`` broadcasting).
 
+Both compute in the wider dtype of their operands (``promotes``): in the quantized reference's
+float64 run a float32 weight is cast a block of ``CAST_BLOCK_BYTES`` at a time (output columns),
+not as one float64 copy, which for a 25088×4096 weight is 822 MB. Columns are independent dot
+products, so the blocks give the one-call product (checked bit for bit by the tests).
+
 They share the channel rule (outputs are fresh channels; a flattened ``C·m`` input is consumed
 in blocks of ``m``) and the morph rewrite of the weight.
 """
@@ -26,6 +31,34 @@ if TYPE_CHECKING:
     from cimc.morph.channels_pass import RewriteContext
 
 
+#: Bytes of float64 weight one block of ``product`` casts.
+CAST_BLOCK_BYTES = 64 * 2**20
+#: Fewest multiply-adds in one block of ``product``: OpenBLAS computes a product below 2^19
+#: of them on one thread, with another blocking of the sum, so smaller blocks of a larger
+#: product could round differently. Real blocks (``CAST_BLOCK_BYTES``) are far above it.
+MIN_BLOCK_MACS = 2**20
+
+
+def product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` (numpy ``matmul``) in the wider dtype of the two. A weight of the narrower
+    dtype, at least 2-D and over ``CAST_BLOCK_BYTES`` once cast, is cast and multiplied a block
+    of output columns at a time: blocks of a multiple of 64 columns and ``MIN_BLOCK_MACS``, the
+    remainder joining the last block, so each column's dot product is summed as in one call."""
+    dtype = np.result_type(x, w)
+    wide_bytes = w.size * dtype.itemsize
+    if w.dtype == dtype or w.ndim < 2 or wide_bytes <= CAST_BLOCK_BYTES:
+        return np.matmul(x, w)
+    n, k = w.shape[-1], w.shape[-2]
+    fewest = -(-MIN_BLOCK_MACS // max(1, x.size // max(1, k) * k))
+    cols = -(-max(64, fewest, CAST_BLOCK_BYTES * n // wide_bytes) // 64) * 64
+    starts = list(range(0, n, cols))
+    if len(starts) > 1 and n - starts[-1] < cols:
+        starts.pop()  # the remainder joins the last full block
+    ends = [*starts[1:], n]
+    return np.concatenate([np.matmul(x, w[..., a:b].astype(dtype)) for a, b in zip(starts, ends, strict=True)],
+                          axis=-1)
+
+
 def _gemm_canonicalize(node: onnx.NodeProto, ctx: OpContext, a: Attrs) -> tuple[list[str], Attrs]:
     attrs = {"alpha": float(a.get("alpha", 1.0)), "beta": float(a.get("beta", 1.0)),
              "transA": int(a.get("transA", 0)), "transB": int(a.get("transB", 0))}
@@ -43,9 +76,9 @@ def _gemm_shape(shapes: list[Shape], a: Attrs) -> Shape:
 def _gemm_kernel(ins: list[np.ndarray], a: Attrs) -> np.ndarray:
     x = ins[0].T if a["transA"] else ins[0]
     w = ins[1].T if a["transB"] else ins[1]
-    y = a["alpha"] * (x @ w)
-    if len(ins) > 2:
-        y = y + a["beta"] * ins[2]
+    y = a["alpha"] * product(x, w)
+    if len(ins) > 2:  # the bias in the product's dtype (a float32 bias in a float64 run: promoted first)
+        y = y + a["beta"] * np.asarray(ins[2], dtype=y.dtype)
     return np.asarray(y, dtype=ins[0].dtype)
 
 
@@ -70,7 +103,7 @@ def _matmul_shape(shapes: list[Shape], a: Attrs) -> Shape:
 
 
 def _matmul_kernel(ins: list[np.ndarray], a: Attrs) -> np.ndarray:
-    return np.matmul(ins[0], ins[1])
+    return product(ins[0], ins[1])
 
 
 def _matmul_torch(ins: list[Any], a: Attrs) -> Any:
@@ -113,8 +146,8 @@ DEFS = (
     OpDef("Gemm", (2, 3), ("alpha", "beta", "transA", "transB"), canonicalize=_gemm_canonicalize, shape=_gemm_shape,
           kernel=_gemm_kernel, torch=_gemm_torch, channels=_channels, rewrite=_rewrite, export=export_attributes,
           nonnegative=never, homogeneous=never, mixes_batch=lambda a: bool(a["transA"]), weight_inputs=(1, 2),
-          double=True),
+          double=True, promotes=True),
     OpDef("MatMul", (2, 2), (), canonicalize=plain_inputs, shape=_matmul_shape, kernel=_matmul_kernel,
           torch=_matmul_torch, channels=_channels, rewrite=_rewrite, export=export_attributes, nonnegative=never,
-          homogeneous=never, mixes_batch=never, weight_inputs=(1,), double=True),
+          homogeneous=never, mixes_batch=never, weight_inputs=(1,), double=True, promotes=True),
 )
