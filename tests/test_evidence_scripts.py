@@ -49,6 +49,19 @@ def test_convtranspose_cost_figures_are_the_architecture_doc_s(capsys: pytest.Ca
     assert [row[:5] for row in printed] == [_figures(line.split("|", 3)[3]) for line in table]
 
 
+def test_two_stage_tables_are_the_results_file_s() -> None:
+    """The README's two-stage tables (5-bit and 3-bit ADC, mean ± spread per net) are the rows of
+    ``benchmarks/results/two_stage.md``, which ``scripts/two_stage_evidence.py --merge`` wrote, and
+    the README names the versions and budget line the script wrote with them."""
+    section = README[README.index("**The two stages on standard nets**"):README.index("What the script guarantees")]
+    results = (ROOT / "benchmarks" / "results" / "two_stage.md").read_text(encoding="utf-8")
+    summary = results[:results.index("## Every seed")]
+    rows = [line for line in section.splitlines() if re.match(r"\| \w+ \| widths? ", line)]
+    assert rows and rows == [line for line in summary.splitlines() if re.match(r"\| \w+ \| widths? ", line)]
+    versions = results.splitlines()[2]
+    assert " ".join(versions.split(";")[0].split()) in " ".join(section.split())
+
+
 def _figures(line: str) -> list[int]:
     """The thousands-separated integers of a table row (labels such as "k3 s2" excluded)."""
     return [int(cell.replace(",", "")) for cell in (c.strip() for c in line.split("|"))

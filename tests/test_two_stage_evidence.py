@@ -26,6 +26,32 @@ def test_mnist32_is_upsampled_rgb_in_unit_range() -> None:
     assert len(two_stage.mnist32("train", 4000)) == 4000
 
 
+def test_validation_is_a_seeded_split_of_the_training_images() -> None:
+    """The validation images are held out of training (disjoint, together the whole split), the
+    same for one seed and others for another."""
+    x = np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1)
+    data = two_stage.Dataset("d", x, np.arange(40) % 10, 10)
+    train, val = two_stage.split_validation(data, 10, 0)
+    assert (len(train), len(val)) == (30, 10)
+    seen = set(train.x.ravel().tolist()) | set(val.x.ravel().tolist())
+    assert seen == set(range(40)) and not set(train.x.ravel().tolist()) & set(val.x.ravel().tolist())
+    assert np.array_equal(val.y, val.x.ravel().astype(np.int64) % 10)  # labels follow their images
+    again, other = two_stage.split_validation(data, 10, 0)[1], two_stage.split_validation(data, 10, 1)[1]
+    assert np.array_equal(again.x, val.x) and not np.array_equal(other.x, val.x)
+    assert val.x.ravel().tolist() != list(range(10))  # drawn, not the first images
+
+
+def test_phase2_learning_rate_per_adc_width() -> None:
+    args = two_stage.parse(["--out", "x.md", "--lr2", "0.01", "--lr2-by-adc", "5=1e-4", "3=2e-3"])
+    assert (two_stage.lr2_of(5, args), two_stage.lr2_of(3, args), two_stage.lr2_of(4, args)) == (1e-4, 2e-3, 0.01)
+    assert two_stage.lr2_of(3, two_stage.parse(["--out", "x.md", "--lr2", "0.01"])) == 0.01
+    for bad in ("3", "x=1e-3", "3=0", "0=1e-3"):
+        with pytest.raises(SystemExit):
+            two_stage.parse(["--out", "x.md", "--lr2-by-adc", bad])
+    with pytest.raises(SystemExit):
+        two_stage.parse(["--out", "x.md", "--val-size", "4000"])  # nothing left to train on
+
+
 def test_small_vgg9_keeps_the_plan_and_divides_widths() -> None:
     model = two_stage.SmallVGG9(4)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -36,15 +62,22 @@ def test_small_vgg9_keeps_the_plan_and_divides_widths() -> None:
 def test_table_has_every_stage_and_the_spread() -> None:
     args = argparse.Namespace(nets=["vgg9"], train_size=4000, test_size=1000, threads=1, seeds=[0, 1], float_epochs=3,
                               phase1_epochs=1, phase2_epochs=1, lr2=1e-3, adc_bits=5, hard_adc=3, vgg_div=4,
-                              width=0.25, float_lr=1e-2, lr1=1e-3, learn_adc_step=False)
+                              width=0.25, float_lr=1e-2, lr1=1e-3, learn_adc_step=False, val_size=500,
+                              split_seed=0, lr2_by_adc={"3": 2e-3})
     row = {"float": 0.99, "naive PTQ": 0.5, "calibrated PTQ": 0.9, "phase 1": 0.8, "phase 1 + cal. ADC": 0.95,
            "phase 2": 0.98}
+    row.update({f"val {k}": v - 0.1 for k, v in row.items()})
     results = {"vgg9": {0: {5: row, 3: row}, 1: {5: dict(row, float=0.97), 3: row}}}
     text = two_stage.markdown(results, args, 60.0)
     summary = "| vgg9 | widths ÷ 4 | 2 | 98.0 ± 1.0 | 50.0 ± 0.0 | 90.0 ± 0.0 | 80.0 ± 0.0 | 95.0 ± 0.0 | 98.0 ± 0.0 |"
-    assert summary in text
+    assert summary in text and "3500 train / 500 validation / 1000 test" in text
+    assert "phase 2 1 (lr 0.001 at 5 bits, 0.002 at 3 bits)" in text
+    validation = text[text.index("## Validation split"):]
+    assert "| vgg9 | 5 | 2 | 89.0 ± 0.0 | 40.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 | 85.0 ± 0.0 | 88.0 ± 0.0 |" \
+        in validation
     assert "## 3-bit ADC" in text and f"torch {torch.__version__}" in text
-    assert text.count("| vgg9 | 5 |") == 2 and text.count("| vgg9 | 3 |") == 2 and "Partial" not in text
+    seeds = text[:text.index("## Validation split")]
+    assert seeds.count("| vgg9 | 5 |") == 2 and seeds.count("| vgg9 | 3 |") == 2 and "Partial" not in text
     more_seeds = argparse.Namespace(**{**vars(args), "seeds": [0, 1, 2, 3]})
     assert "Partial run: 2 of 4" in two_stage.markdown(results, more_seeds, 60.0)
 
@@ -71,9 +104,10 @@ def test_smoke_run_scores_every_stage_and_states_the_versions(tmp_path: Path) ->
     rows = json.loads(raw.read_text(encoding="utf-8"))["results"]["vgg9"]["0"]
     assert set(rows) == {"5", "3"}
     for row in rows.values():
-        assert set(row) == {"float", *two_stage.STAGES}
+        assert set(row) == {*(stages := ("float", *two_stage.STAGES)), *(f"val {s}" for s in stages)}
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert text.count("| vgg9 | 5 | 0 |") == 1 and text.count("| vgg9 | 3 | 0 |") == 1
+    assert "## Validation split (56 training images held out" in text
 
 
 def test_merge_makes_one_table_of_split_runs_and_refuses_other_budgets(tmp_path: Path) -> None:
