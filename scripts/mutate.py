@@ -220,16 +220,23 @@ def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
         worker = Path(__file__).resolve().with_name("mutation_worker.py")
         proc = subprocess.Popen([sys.executable, str(worker), str(plan_file), str(result)], cwd=root, env=env)
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        stop: BaseException | None = None
         try:
             proc.wait()
+        except (SystemExit, KeyboardInterrupt) as exc:  # stopped: the report keeps what ran
+            stop = exc
         finally:
-            if proc.poll() is None:  # stopped: the worker ends its own children
+            if proc.poll() is None:  # the worker ends its own children and writes what ran
                 proc.terminate()
                 proc.wait()
         if not result.exists():
+            if stop is not None:
+                raise stop
             raise SystemExit("the mutation worker wrote no result (see its output above)")
         out: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
-    if "error" in out:
+    if stop is not None:
+        out["stopped"] = True
+    if "error" in out and not out.get("stopped"):
         raise SystemExit(f"mutation run failed: {out['error']}")
     return out
 
@@ -256,15 +263,20 @@ def markdown(report: dict[str, Any]) -> str:
             " child CPU (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     rest = []
     for module, r in report["modules"].items():
-        rows.append(f"| `{module}` | {r['mutants']} | {r['killed'] - r['timeout']} | {r['timeout']} | {r['survived']}"
-                    f" | {r['no_coverage']} | {r['error']} | {r['score']:.1%} | {r['seconds']}"
+        planned = r.get("planned", r["mutants"])
+        count = f"{r['mutants']}" if r["mutants"] == planned else f"{r['mutants']} of {planned}"
+        score = "–" if r["score"] is None else f"{r['score']:.1%}"
+        rows.append(f"| `{module}` | {count} | {r['killed'] - r['timeout']} | {r['timeout']} | {r['survived']}"
+                    f" | {r['no_coverage']} | {r['error']} | {score} | {r['seconds']}"
                     f" | {r.get('cpu_s', '')} |")
         rest += [f"* `{module}:{s['line']}` {s['operator']} {s['description']}: {s['status']}"
                  + (f" ({s['detail']})" if s["status"] == "error" else "") for s in r["survivors"]]
+    cov = report["coverage"]
     head = (f"Wall time {report['wall_s']} s, CPU time {report['cpu_s']} s (--jobs {report['jobs']}, load average "
             f"{report['load'][0]} at the start, {report['load'][1]} at the end); coverage run: "
-            f"{report['coverage']['tests']} tests in {report['coverage']['seconds']} s "
-            f"({report['coverage'].get('cpu_s', '?')} s CPU).")
+            f"{cov.get('tests', '?')} tests in {cov.get('seconds', '?')} s ({cov.get('cpu_s', '?')} s CPU)."
+            + (" **Stopped** before every mutant ran: the scores count those that did."
+               if report.get("stopped") else ""))
     return "\n".join([head, "", *rows, "", "Survivors:", "", *(rest or ["(none)"])]) + "\n"
 
 
@@ -315,16 +327,18 @@ def main(argv: list[str] | None = None) -> int:
     got = run_plan(root, job)
     used = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker and every child it reaped
     report: dict[str, Any] = {"wall_s": 0.0, "cpu_s": round(used.ru_utime + used.ru_stime, 1), "jobs": args.jobs,
-                              "load": [round(load, 1), round(os.getloadavg()[0], 1)], "coverage": got["coverage"],
-                              "modules": {}}
+                              "load": [round(load, 1), round(os.getloadavg()[0], 1)],
+                              "coverage": got.get("coverage", {}), "modules": {},
+                              "stopped": bool(got.get("stopped"))}
     failed = False
     for spec in job["modules"]:
         module = spec["module"]
-        outcomes = sorted((o for o in got["outcomes"] if o["module"] == module), key=lambda o: o["index"])
+        outcomes = sorted((o for o in got.get("outcomes", []) if o["module"] == module), key=lambda o: o["index"])
         summ = summary(outcomes)
-        report["modules"][module] = {**summ, "tests": spec["tests"], **got["modules"].get(module, {}),
-                                     "outcomes": outcomes}
-        print(f"{module}: {summ['killed']}/{summ['mutants']} killed (score {summ['score']})")
+        report["modules"][module] = {**summ, "planned": len(spec["mutants"]), "tests": spec["tests"],
+                                     **got.get("modules", {}).get(module, {}), "outcomes": outcomes}
+        ran = "" if len(outcomes) == len(spec["mutants"]) else f" of the {len(spec['mutants'])} drawn (stopped)"
+        print(f"{module}: {summ['killed']}/{summ['mutants']} killed{ran} (score {summ['score']})")
         for s in summ["survivors"]:
             print(f"  {s['status']}: line {s['line']}: {s['operator']} {s['description']}")
         failed |= summ["score"] is not None and summ["score"] < args.min_score
@@ -333,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         args.report.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         args.report.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    if report["stopped"]:
+        print("stopped before every mutant ran: the scores above count the mutants that did", file=sys.stderr)
+        return 2
     return 1 if failed else 0
 
 

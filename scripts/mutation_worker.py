@@ -432,6 +432,9 @@ class MutationPlugin:
                 out["error"] = "collection failed"
                 return True
             self._run(session, work, out)
+        except BaseException:  # stopped (SIGTERM: ``_stop``; Ctrl-C): the outcomes so far are kept
+            out["stopped"] = True
+            raise
         finally:
             self.result.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
             shutil.rmtree(work, ignore_errors=True)
@@ -462,7 +465,8 @@ class MutationPlugin:
             own = {i for i, item in enumerate(items) if cov["passed"][i] and str(Path(item.path).resolve()) in named}
             tasks += self._tasks(spec, mod, file, cov, deps[file], own)
             out["modules"][spec["module"]] = {"tests_touching": len(self._touching(cov, file))}
-        out["outcomes"] = self._execute(session, tasks, live, work)
+        out["outcomes"] = []  # filled as mutants finish: a stopped run still reports those
+        self._execute(session, tasks, live, work, out["outcomes"])
 
     def _coverage(self, session: pytest.Session, items: list[pytest.Item], files: list[str],
                   work: Path) -> dict[str, Any]:
@@ -539,12 +543,14 @@ class MutationPlugin:
         return tasks
 
     def _execute(self, session: pytest.Session, tasks: list[dict[str, Any]],
-                 live: dict[types.CodeType, list[types.FunctionType]], work: Path) -> list[dict[str, Any]]:
+                 live: dict[types.CodeType, list[types.FunctionType]], work: Path,
+                 results: list[dict[str, Any]]) -> None:
+        """Run every task in forked children, ``jobs`` at a time, appending each outcome to
+        ``results`` as it finishes."""
         items = list(session.items)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             caches = [o for o in gc.get_objects() if isinstance(o, functools._lru_cache_wrapper)]
-        results: list[dict[str, Any]] = []
         pending = list(range(len(tasks)))
         running: dict[int, tuple[int, float]] = {}
         jobs = max(1, int(self.plan.get("jobs", 1)))
@@ -593,7 +599,6 @@ class MutationPlugin:
             done += 1
             if done % 25 == 0:
                 _log(f"{done} mutants run, {len(pending)} to go")
-        return results
 
 
 def _kill(pid: int) -> float:
