@@ -20,18 +20,14 @@ from cimc.errors import BuildError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.macro import MacroSpec
-from cimc.passes.fold_batchnorm import FoldBatchNorm
-from cimc.passes.manager import GraphPass, PassContext, run_passes
-from cimc.passes.place_bitlines import PlaceBitlines
-from cimc.passes.quantize import LayerBits, Quantize
-from cimc.passes.scale_to_shift import ScaleToShift
-from cimc.passes.select_cim import SelectCim
-from cimc.passes.tile_wordlines import TileWordlines
+from cimc.passes.manager import PassContext
+from cimc.passes.quantize import Quantize
 from cimc.quant import numerics, slicing
 from cimc.quant.calibration import partial_sums
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.step_search import mse_step
 from tests.cim_helpers import SMALL, assert_three_way, cim_names, small_cnn, write
+from tests.test_sliced_exact import _x, compile_sliced
 
 pytestmark = pytest.mark.torch  # small_cnn and the three-way check run torch
 
@@ -87,18 +83,8 @@ def test_offset_digits_by_hand() -> None:
 
 def compile_offset(graph: Graph, macro: MacroSpec, w_bits: int, a_bits: int, *, granularity: str = "layer",
                    shift: bool = True, digits: str = "offset") -> tuple[Graph, PassContext]:
-    passes: list[GraphPass] = [FoldBatchNorm(), SelectCim(map_fc=True), TileWordlines(),
-                               Quantize(granularity=granularity, calib_size=8, weight_digits=digits,
-                                        default_bits=LayerBits(w_bits, a_bits)),
-                               PlaceBitlines()]
-    if shift:
-        passes.append(ScaleToShift())
-    ctx = PassContext(macro=macro)
-    return run_passes(graph, passes, ctx), ctx
-
-
-def _x(batch: int = 2, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((batch, 3, 8, 8)).astype(np.float32)
+    """``compile_sliced`` with offset weight digits (``digits``)."""
+    return compile_sliced(graph, macro, w_bits, a_bits, granularity=granularity, shift=shift, weight_digits=digits)
 
 
 CASES = [(SMALL, 8, 8, "layer", True), (SMALL, 8, 8, "column", False), (SMALL, 8, 4, "column", True),

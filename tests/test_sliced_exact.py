@@ -50,9 +50,10 @@ CASES = [(m, w, a, "column" if i % 2 else "layer", i % 3 != 2, 2 if i % 2 == 0 e
 
 
 def compile_sliced(graph: Graph, macro: MacroSpec, w_bits: int, a_bits: int, *, granularity: str = "layer",
-                   shift: bool = True, adc_bits: int | None = None) -> tuple[Graph, PassContext]:
+                   shift: bool = True, adc_bits: int | None = None,
+                   weight_digits: str = "twos") -> tuple[Graph, PassContext]:
     passes: list[GraphPass] = [FoldBatchNorm(), SelectCim(map_fc=True), TileWordlines(),
-                               Quantize(granularity=granularity, calib_size=8,
+                               Quantize(granularity=granularity, calib_size=8, weight_digits=weight_digits,
                                         default_bits=LayerBits(w_bits, a_bits, adc_bits)),
                                PlaceBitlines()]
     if shift:
