@@ -209,6 +209,13 @@ def plan(root: Path, paths: list[Path], args: argparse.Namespace) -> dict[str, A
             "timeout": args.timeout}
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    """Stop the runner (``run_plan`` then waits for the worker's report of what ran); later
+    SIGTERMs are ignored (``timeout`` signals the process group, then the worker is signalled)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(128 + signum)
+
+
 def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Run the worker (``scripts/mutation_worker.py``) on ``job`` in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(root)}
@@ -219,7 +226,7 @@ def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
         plan_file.write_text(json.dumps(job), encoding="utf-8")
         worker = Path(__file__).resolve().with_name("mutation_worker.py")
         proc = subprocess.Popen([sys.executable, str(worker), str(plan_file), str(result)], cwd=root, env=env)
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         stop: BaseException | None = None
         try:
             proc.wait()

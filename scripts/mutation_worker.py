@@ -337,6 +337,10 @@ CHILDREN: set[int] = set()  # the process groups to end when the worker is stopp
 
 
 def _stop(signum: int, frame: Any) -> None:
+    """End the children and stop the run (the outcomes so far are written: ``pytest_runtestloop``).
+    Later SIGTERMs are ignored: ``timeout`` signals the whole process group and the runner
+    then signals the worker again, which must not interrupt the writing of the report."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for pid in list(CHILDREN):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

@@ -5,9 +5,12 @@ exits 2 — a long run is never lost whole."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
-from scripts import mutate
+import pytest
+
+from scripts import mutate, mutation_worker
 
 FIRST = '''def first():
     return 1
@@ -56,3 +59,18 @@ def test_a_stopped_run_reports_the_mutants_that_finished(tmp_path: Path) -> None
     assert all(o["status"] == "killed" for o in module["outcomes"])
     assert module["planned"] > module["mutants"] == len(module["outcomes"])
     assert "**Stopped**" in report.with_suffix(".md").read_text()
+
+
+def test_after_a_stop_signal_later_ones_are_ignored_until_the_report_is_written() -> None:
+    """``timeout`` sends SIGTERM to the whole process group and the runner then terminates its
+    worker: a second SIGTERM used to land in the worker's report writing and lose it all."""
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        for handler in (mutation_worker._stop, mutate._exit_on_signal):
+            signal.signal(signal.SIGTERM, handler)
+            with pytest.raises(SystemExit) as stop:
+                handler(signal.SIGTERM, None)
+            assert stop.value.code == 128 + signal.SIGTERM
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
