@@ -43,6 +43,7 @@ from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, macro_layers
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.errors import BuildError, UsageError
+from cimc.ops.windows import window_out
 from cimc.quant import numerics
 from cimc.quant.batching import mixes_batch, split_batch
 from cimc.quant.reference import CompiledRun, LayerTrace, concat_runs, digital_op
@@ -195,10 +196,9 @@ def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarra
 
 
 def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
-    """``(Ho, Wo)`` of the layer's convolution on an ``h × w`` input."""
-    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.strides, layer.dilations
-    t, left, b, r = layer.pads
-    return (h + t + b - dh * (kh - 1) - 1) // sh + 1, (w + left + r - dw * (kw - 1) - 1) // sw + 1
+    """``(Ho, Wo)`` of the layer's convolution on an ``h × w`` input (``windows.window_out``)."""
+    (kh, kw), (dh, dw) = layer.kernel, layer.dilations
+    return window_out((h, w), ((kh - 1) * dh + 1, (kw - 1) * dw + 1), layer.strides, layer.pads)
 
 
 def convert_and_add(layer: MacroLayer, p: np.ndarray) -> np.ndarray:
