@@ -514,11 +514,13 @@ class MutationPlugin:
 
     def _tasks(self, spec: dict[str, Any], mod: types.ModuleType, file: str, cov: dict[str, Any],
                deps: list[str], own: set[int]) -> list[dict[str, Any]]:
-        """One task per mutant: the tests to run (fastest first) and its timeout. A change at
-        module level, or in a function that ran at import time, runs every test that executes a
-        line of the module or of a module importing names from it (``deps``), then, should they
-        all pass, the other tests of the module's test files (``own``): a class attribute or a
-        constant is read without executing a line of its module (``registry.get(name).needs``)."""
+        """One task per mutant: the tests to run (fastest first) and its timeout, all of them
+        passing tests of the module's own test files (``own``: the other modules' files of the
+        run are traced but never chosen). A change at module level, or in a function that ran at
+        import time, runs every such test that executes a line of the module or of a module
+        importing names from it (``deps``), then, should they all pass, the module's other tests:
+        a class attribute or a constant is read without executing a line of its module
+        (``registry.get(name).needs``)."""
         source = spec["source"]  # the text of the plan: an edit of the file meanwhile changes nothing
         tree = ast.parse(source)
         original = compile(tree, file, "exec", dont_inherit=True)
@@ -533,9 +535,9 @@ class MutationPlugin:
             span = set(range(node.lineno, (node.end_lineno or node.lineno) + 1))  # type: ignore[attr-defined]
             at_import = not module_level and bool(span & self.import_lines.get(file, set()))
             if module_level or at_import:  # a value computed at import may be read anywhere
-                chosen = self._touching(cov, file).union(*(self._touching(cov, d) for d in deps))
+                chosen = self._touching(cov, file).union(*(self._touching(cov, d) for d in deps)) & own
             else:
-                chosen = {i for line in span for i in cov["lines"][file].get(line, []) if cov["passed"][i]}
+                chosen = {i for line in span for i in cov["lines"][file].get(line, []) if i in own}
             order = sorted(chosen, key=lambda i: cov["seconds"][i])
             if module_level or at_import:
                 order += sorted(own - chosen, key=lambda i: cov["seconds"][i])

@@ -87,3 +87,26 @@ def test_probe_feeds_are_seeded_standard_normals_times_the_scale() -> None:
     assert 7.5 < float(feeds["a"].std()) < 8.5
     np.testing.assert_array_equal(feeds["a"], reference.probe_feeds(shapes, 0, 8.0)["a"])
     assert [scale for _, scale in reference.PROBES] == [1.0, 8.0]
+
+
+def test_mapped_cim_layers_without_quant_params_run_as_float_ops() -> None:
+    """A graph mapped onto the macro but not quantized (CimLayer annotations, no QuantParams)
+    runs every layer as its float op: the outputs of the unmapped graph (the interpreter's, to
+    float32 rounding: it sums in another precision), and no layer trace."""
+    from cimc.ir.annotations import CimLayer, QuantParams
+    from cimc.passes.fold_batchnorm import FoldBatchNorm
+    from cimc.passes.manager import PassContext, run_passes
+    from cimc.passes.select_cim import SelectCim
+    from cimc.passes.tile_wordlines import TileWordlines
+    from tests.cim_helpers import SMALL, small_cnn
+
+    graph = small_cnn()
+    mapped = run_passes(graph.copy(), [FoldBatchNorm(), SelectCim(map_fc=True), TileWordlines()],
+                        PassContext(macro=SMALL))
+    layers = [n for n in mapped.nodes if CimLayer in n.ann]
+    assert len(layers) == 3 and not any(QuantParams in n.ann for n in layers)
+    x = np.random.default_rng(4).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    run = reference.run_compiled(mapped, {"x": x}, record=True)
+    assert run.traces == {}
+    np.testing.assert_array_equal(run.outputs["fc.y"], reference.run_compiled(graph, {"x": x}).outputs["fc.y"])
+    np.testing.assert_allclose(run.outputs["fc.y"], interpreter.run(graph, {"x": x})["fc.y"], rtol=1e-5)
