@@ -197,8 +197,8 @@ def _draw(todo: list[Mutant], args: argparse.Namespace, module: str) -> list[Mut
 def plan(root: Path, paths: list[Path], args: argparse.Namespace,
          declared: dict[Path, list[str]] | None = None) -> dict[str, Any]:
     """What the worker runs: the union of the modules' test files, and every mutant drawn. A
-    module's test files are ``--tests``, else its ``declared`` list (``CORE``, for ``--all``),
-    else those importing it (``tests_for``); its mutants run only tests of its own files."""
+    module's test files are ``--tests``, else its ``declared`` list (``CORE``'s), else those
+    importing it (``tests_for``); its mutants run only tests of its own files."""
     modules, tests = [], set(args.tests or [])
     for path in paths:
         module = module_name(path, root)
@@ -344,19 +344,19 @@ CORE: dict[str, tuple[str, ...]] = {
 
 
 def selection(root: Path, args: argparse.Namespace) -> tuple[list[Path], dict[Path, list[str]]]:
-    """The module files to mutate and the test files declared for them: ``CORE`` with its lists
-    under ``--all``, else the files named (their tests found by ``plan``)."""
-    if args.all:
-        return [(root / p).resolve() for p in CORE], {(root / p).resolve(): list(t) for p, t in CORE.items()}
-    return [(p if p.is_absolute() else root / p).resolve() for p in args.modules], {}
+    """The module files to mutate (``CORE`` under ``--all``, else the files named) and the test
+    files ``CORE`` declares for those of its modules (a module run alone scores as in ``--all``)."""
+    declared = {(root / p).resolve(): list(t) for p, t in CORE.items()}
+    paths = list(declared) if args.all else [(p if p.is_absolute() else root / p).resolve() for p in args.modules]
+    return paths, {p: declared[p] for p in paths if p in declared}
 
 
 def cli_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", type=Path, help="module files (cimc/…/x.py)")
     parser.add_argument("--all", action="store_true", help="every module of the numerical core (CORE)")
-    parser.add_argument("--tests", nargs="*", help="test files to run (default: CORE's list under --all, else "
-                                                        "those importing the module)")
+    parser.add_argument("--tests", nargs="*", help="test files to run (default: the list CORE declares for "
+                                                        "the module, else the files importing it)")
     parser.add_argument("--sample", type=int, help="at most this many mutants per module, drawn at random")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))

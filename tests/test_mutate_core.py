@@ -4,6 +4,7 @@ run execute its lines (the narrowed lists are what keep a survivor cheap)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from scripts import mutate
@@ -42,8 +43,7 @@ def test_all_plans_each_core_module_with_its_declared_tests() -> None:
     selection of every file importing it), each file exists, the run collects their union, and
     ``--tests`` still overrides the lists."""
     args = mutate.cli_parser().parse_args(["--all", "--sample", "0"])
-    paths, declared = mutate.selection(ROOT, args)
-    job = mutate.plan(ROOT, paths, args, declared)
+    job = mutate.plan(ROOT, *_planned(args))
     got = {Path(m["path"]).relative_to(ROOT).as_posix(): m["tests"] for m in job["modules"]}
     assert got == {path: list(tests) for path, tests in mutate.CORE.items()}
     assert all((ROOT / t).is_file() for tests in mutate.CORE.values() for t in tests)
@@ -51,8 +51,23 @@ def test_all_plans_each_core_module_with_its_declared_tests() -> None:
     quantize = got["cimc/passes/quantize.py"]
     assert set(quantize) != set(mutate.tests_for("cimc.passes.quantize", ROOT))  # narrowed
     args = mutate.cli_parser().parse_args(["--all", "--sample", "0", "--tests", "tests/test_cost_model.py"])
-    job = mutate.plan(ROOT, mutate.selection(ROOT, args)[0], args, mutate.selection(ROOT, args)[1])
+    job = mutate.plan(ROOT, *_planned(args))
     assert {tuple(m["tests"]) for m in job["modules"]} == {("tests/test_cost_model.py",)}
+
+
+def _planned(args: argparse.Namespace) -> tuple[list[Path], argparse.Namespace, dict[Path, list[str]]]:
+    paths, declared = mutate.selection(ROOT, args)
+    return paths, args, declared
+
+
+def test_a_core_module_named_alone_runs_its_declared_tests() -> None:
+    """Named on the command line, a module of ``CORE`` keeps its list (its score is the one
+    ``--all`` reports); a module outside ``CORE`` gets every test file importing it."""
+    args = mutate.cli_parser().parse_args(["cimc/mapping/tiling.py", "cimc/ir/graph.py", "--sample", "0"])
+    job = mutate.plan(ROOT, *_planned(args))
+    tests = {m["module"]: m["tests"] for m in job["modules"]}
+    assert tests["cimc.mapping.tiling"] == list(mutate.CORE["cimc/mapping/tiling.py"])
+    assert tests["cimc.ir.graph"] == mutate.tests_for("cimc.ir.graph", ROOT)
 
 
 def _toy(root: Path) -> tuple[Path, Path]:
