@@ -57,3 +57,16 @@ def test_split_batch_needs_whole_chunks() -> None:
     with pytest.raises(UsageError, match="batches of 2"):
         split_batch(feeds, 2)
 
+
+
+def test_reference_runs_a_batch_mixing_model_in_chunks_of_its_static_batch(tmp_path: Path) -> None:
+    """Two samples of a model of static batch 1 that flattens over the batch axis: the numpy
+    reference runs them as two chunks (one sample each), not as one batch the model cannot take."""
+    from cimc.quant.reference import run_compiled
+
+    graph = import_onnx(flatten_axis0_model(tmp_path / "m.onnx"))
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    got = run_compiled(graph, {"x": x}).outputs["y"]
+    each = [run_compiled(graph, {"x": x[i:i + 1]}).outputs["y"] for i in range(2)]
+    np.testing.assert_array_equal(got, np.concatenate(each))
+    assert got.shape == (2, 10)
