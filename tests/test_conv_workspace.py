@@ -123,3 +123,24 @@ def test_chunked_segment_sums_change_no_bit(cin: int, k: int, wordlines: int, mo
         monkeypatch.setattr(reference, "CONV_WORKSPACE_BYTES", budget)
         np.testing.assert_array_equal(segment_sums(x, w, spec), whole)
     assert whole.shape[:3] == (3, len(bounds) - 1, cout)
+
+
+def test_partial_sums_workspace_stays_near_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CIM layer's exact partial sums (6 segments × 64 channels: the sums outweigh the windows)
+    peak at their output and about one 1 MiB chunk: the whole windows, copies and sums at once
+    are 14 MiB more (an estimate of a row's bytes that subtracts the sums gives that)."""
+    rng = np.random.default_rng(3)
+    cin, k, cout = 16, 3, 64
+    bounds = tuple(int(b) for b in segment_bounds(cin, k * k, 32, "channel"))
+    w = rng.integers(-7, 8, (cout, cin, k, k)).astype(np.float32)
+    x = rng.integers(0, 16, (4, cin, 32, 32)).astype(np.float32)
+    spec = CimSpec("t", "conv", w, np.zeros(cout, np.float32), 1, (1, 1), (1, 1, 1, 1), (1, 1), bounds, None, None)
+    monkeypatch.setattr(reference, "CONV_WORKSPACE_BYTES", 2**20)
+    tracemalloc.start()
+    try:
+        p = segment_sums(x, w, spec)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert p.shape == (4, 6, cout, 32, 32)
+    assert peak - p.nbytes < 4 * 2**20, f"peak {peak} bytes beside the {p.nbytes} of the sums"
