@@ -189,6 +189,9 @@ def tests_for(module: str, root: Path) -> list[str]:
 
 
 def _draw(todo: list[Mutant], args: argparse.Namespace, module: str) -> list[Mutant]:
+    """The mutants on ``--lines`` (all without it), of which ``--sample`` drawn at random."""
+    if getattr(args, "lines", None):
+        todo = [m for m in todo if m.line in args.lines]
     if args.sample is None or args.sample >= len(todo):
         return todo
     return sorted(random.Random(f"{args.seed}:{module}").sample(todo, args.sample), key=lambda m: m.index)
@@ -358,6 +361,8 @@ def cli_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tests", nargs="*", help="test files to run (default: the list CORE declares for "
                                                         "the module, else the files importing it)")
     parser.add_argument("--sample", type=int, help="at most this many mutants per module, drawn at random")
+    parser.add_argument("--lines", type=int, nargs="*", help="only the mutants on these lines (re-checking "
+                                                                 "survivors after a test is added)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))
     parser.add_argument("--timeout", type=float, help="seconds per mutant (default: 3× its tests' clean time + 10)")

@@ -95,3 +95,12 @@ def test_a_module_runs_only_its_declared_tests(tmp_path: Path) -> None:
     small = out[("pkg.calc", 6, "Lt → LtE")]
     assert (small["status"], small["tests"]) == ("survived", 1)
     assert out[("pkg.other", 5, "1 → 2")]["status"] == "killed"
+
+
+def test_lines_restricts_the_mutants_to_those_lines() -> None:
+    """``--lines`` re-checks chosen survivors: only the mutants on those lines are planned."""
+    args = mutate.cli_parser().parse_args(["cimc/mapping/tiling.py", "--lines", "33", "37"])
+    job = mutate.plan(ROOT, *_planned(args))
+    lines = [m["line"] for m in job["modules"][0]["mutants"]]
+    every = mutate.mutants(ROOT / "cimc/mapping/tiling.py", "cimc.mapping.tiling")
+    assert lines == [m.line for m in every if m.line in (33, 37)] and set(lines) == {33, 37}
