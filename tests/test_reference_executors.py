@@ -110,3 +110,13 @@ def test_mapped_cim_layers_without_quant_params_run_as_float_ops() -> None:
     assert run.traces == {}
     np.testing.assert_array_equal(run.outputs["fc.y"], reference.run_compiled(graph, {"x": x}).outputs["fc.y"])
     np.testing.assert_allclose(run.outputs["fc.y"], interpreter.run(graph, {"x": x})["fc.y"], rtol=1e-5)
+
+
+def test_the_probe_batches_are_not_one_batch_scaled() -> None:
+    """The two probes draw different batches (their seeds differ): ×8 is a second sample of
+    larger values, not the first one's values ×8 (a ReLU network's sign pattern would repeat)."""
+    (seed_a, scale_a), (seed_b, scale_b) = reference.PROBES
+    a = reference.probe_feeds({"x": (64,)}, seed_a, scale_a)["x"]
+    b = reference.probe_feeds({"x": (64,)}, seed_b, scale_b)["x"]
+    assert not np.array_equal(np.sign(a), np.sign(b))
+    assert not np.allclose(a * (scale_b / scale_a), b)
