@@ -581,6 +581,8 @@ class MutationPlugin:
 
                 pid = _fork(body, work / f"{k}.pkl", session, work / f"t{k}")
                 running[pid] = (k, time.perf_counter())
+            if not running:  # the last tasks had no coverage: no child to wait for
+                continue
             pid, status, usage = os.wait4(-1, os.WNOHANG)
             now = time.perf_counter()
             if pid == 0:

@@ -17,6 +17,10 @@ CALC = '''def add(a, b):
 
 def is_small(x):
     return x < 10
+
+
+def unused(x):
+    return x * 2
 '''
 OTHER = '''from pkg.calc import add
 
@@ -82,12 +86,14 @@ def test_a_module_runs_only_its_declared_tests(tmp_path: Path) -> None:
     """``calc.add`` is executed only by ``test_other.py``, which is ``other``'s file, not
     ``calc``'s: its mutant has no coverage (before, the test of the other module ran and killed
     it), while ``is_small``'s mutant runs ``test_calc.py``'s one test and ``other``'s constant is
-    killed by its own test."""
+    killed by its own test. The last mutants of the run (``unused``) have no coverage: the run
+    still ends normally (the runner once waited for a child when none was left, and stopped)."""
     root = tmp_path / "repo"
     calc, other = _toy(root)
     args = mutate.cli_parser().parse_args(["--jobs", "1"])
-    job = mutate.plan(root, [calc, other], args, {calc: ["tests/test_calc.py"], other: ["tests/test_other.py"]})
+    job = mutate.plan(root, [other, calc], args, {calc: ["tests/test_calc.py"], other: ["tests/test_other.py"]})
     got = mutate.run_plan(root, job)
+    assert "stopped" not in got and "error" not in got
     assert got["coverage"]["tests"] == 2  # both files collected and traced
     out = {(o["module"], o["line"], o["description"]): o for o in got["outcomes"]}
     add = out[("pkg.calc", 2, "Add → Sub")]
@@ -95,6 +101,8 @@ def test_a_module_runs_only_its_declared_tests(tmp_path: Path) -> None:
     small = out[("pkg.calc", 6, "Lt → LtE")]
     assert (small["status"], small["tests"]) == ("survived", 1)
     assert out[("pkg.other", 5, "1 → 2")]["status"] == "killed"
+    # the run ends on mutants without coverage, none of them forked: every one is reported
+    assert [o["status"] for o in got["outcomes"] if o["line"] == 10] == ["no coverage"] * 3
 
 
 def test_lines_restricts_the_mutants_to_those_lines() -> None:
