@@ -120,3 +120,16 @@ def test_the_probe_batches_are_not_one_batch_scaled() -> None:
     b = reference.probe_feeds({"x": (64,)}, seed_b, scale_b)["x"]
     assert not np.array_equal(np.sign(a), np.sign(b))
     assert not np.allclose(a * (scale_b / scale_a), b)
+
+
+def test_im2col_of_a_padded_conv_has_one_row_per_output_pixel() -> None:
+    """``im2col`` of a padded convolution: ``(G, N·Ho·Wo, rows)``, every window of the N images
+    and no other (zero padding on H and W only), each the input's values under the kernel."""
+    from cimc.quant.cim_layer import CimSpec
+
+    x = np.arange(2 * 2 * 3 * 3, dtype=np.float32).reshape(2, 2, 3, 3) + 1
+    w = np.ones((4, 2, 3, 3), np.float32)
+    spec = CimSpec("t", "conv", w, np.zeros(4, np.float32), 1, (1, 1), (1, 1, 1, 1), (1, 1), (0, 18), None, None)
+    cols, ho, wo = reference.im2col(x, spec)
+    assert (ho, wo) == (3, 3) and cols.shape == (1, 2 * 9, 18)
+    np.testing.assert_array_equal(cols[0].sum(axis=1), reference.segment_sums(x, w, spec)[:, 0, 0].reshape(-1))
