@@ -133,3 +133,25 @@ def test_im2col_of_a_padded_conv_has_one_row_per_output_pixel() -> None:
     cols, ho, wo = reference.im2col(x, spec)
     assert (ho, wo) == (3, 3) and cols.shape == (1, 2 * 9, 18)
     np.testing.assert_array_equal(cols[0].sum(axis=1), reference.segment_sums(x, w, spec)[:, 0, 0].reshape(-1))
+
+
+def test_compiled_run_frees_each_tensor_after_its_last_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the interpreter: when node ``i`` runs, the output of node ``i − 2`` is gone."""
+    relu = find("Relu")
+    assert relu is not None
+    made: list[weakref.ref[np.ndarray]] = []
+    alive_at: list[list[bool]] = []
+
+    class Spy:
+        double, promotes, weight_inputs = relu.double, relu.promotes, relu.weight_inputs
+
+        @staticmethod
+        def kernel(args: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+            alive_at.append([r() is not None for r in made])
+            out = relu.kernel(args, attrs).copy()
+            made.append(weakref.ref(out))
+            return out
+
+    monkeypatch.setattr(reference, "find", lambda op: Spy)
+    reference.run_compiled(_chain(4), {"x": np.ones((2, 3), np.float32)})
+    assert alive_at[2] == [False, True] and alive_at[3] == [False, False, True]
