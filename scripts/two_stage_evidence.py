@@ -2,7 +2,8 @@
 
     # the README table (one process per net, 5-20 min per net and seed on the shared 2-core machine):
     python3 scripts/two_stage_evidence.py --nets vgg9 --seeds 0 --float-epochs 10 --phase1-epochs 8 \
-        --lr1 3e-3 --lr2-by-adc 5=1e-4 3=1e-3 --json vgg9_s0.json --out /tmp/vgg9_s0.md
+        --lr1 3e-3 --phase2-epochs 3 --learn-adc-step --lr2-by-adc 5=1e-4 3=1e-3 \
+        --json vgg9_s0.json --out /tmp/vgg9_s0.md
         # ... and every other net and seed (resnet18, mobilenet_v2, efficientnet_b0; seeds 0 1 2)
     python3 scripts/two_stage_evidence.py --merge *.json   # -> benchmarks/results/two_stage.md
     python3 scripts/two_stage_evidence.py --smoke --out /tmp/smoke.md   # smoke run (tested)
