@@ -171,9 +171,7 @@ class Shift:
     ``fold`` says where the remaining factor ``r = exact_scale · 2^k`` went: ``"activation"``
     (the readers' input steps were divided by ``r``; the output is the exact one times
     ``gain = 1/r`` and ``b' = b · gain``), ``"adc"`` (the ADC step was divided by ``r``) or
-    ``"none"`` (the output carries the relative error). ``kind_exponents``: with an ADC fold of
-    a bit-sliced layer, its ``adc_shift`` before the fold re-chose it (the accuracy report's ADC
-    stage converts with the steps quantize gave); ``None`` otherwise. Not written to the build."""
+    ``"none"`` (the output carries the relative error)."""
 
     k: np.ndarray
     exact_scale: np.ndarray
@@ -181,7 +179,6 @@ class Shift:
     sqnr_db: float | None = None
     fold: str = "none"
     gain: float = 1.0
-    kind_exponents: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
     k.flags.writeable = False
     exact32 = exact.astype(np.float32)
     exact32.flags.writeable = False
-    node.ann.put(Shift(k, exact32, error, None, mode, gain, q.adc_shift if mode == "adc" else None))
+    node.ann.put(Shift(k, exact32, error, None, mode, gain))
     if before is not None and x is not None:
         set_bias(graph, node, refolded_bias(before, cim_spec(graph, node), x, exact))
     return {reader.name: gain for reader in readers or ()}

@@ -27,8 +27,7 @@ Every figure here is in the float model's units: a layer's input gain is
 ``g = S_W·S_ADC·S_A / s`` (``s = Shift.exact_scale``, ``S_ADC`` before an ADC fold), its
 true input step ``S_A / g``, and its output is divided by its ``gain``; a Clip whose bounds an
 activation fold scaled (``ScaledBounds``) runs with its own bounds in the float model. The ADC
-stage uses the step before the fold (and a sliced layer's kind exponents before it,
-``Shift.kind_exponents``), so what an ADC fold costs counts as the shift's.
+stage uses the step before the fold, so what an ADC fold costs counts as the shift's.
 
 Everything is vectorised over a chunk of samples (``CHUNK``); nothing loops over pixels.
 """
@@ -143,8 +142,7 @@ def stage_outputs(x: np.ndarray, spec: CimSpec) -> dict[str, np.ndarray]:
     exact_weights = slicing.conversion_weights(spec.num_segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits)
     total = np.multiply(p, exact_weights.reshape(1, -1, 1, 1, 1), dtype=np.float32).sum(axis=1, dtype=np.float32)
     out["dac"] = numerics.layer_output(total, (w_scale * np.float32(a_step)).astype(np.float32), spec.bias)
-    kinds = q.adc_shift if shift is None or shift.kind_exponents is None else shift.kind_exponents
-    pre = replace(spec, quant=replace(q, a_step=a_step, adc_step=adc_pre, adc_shift=kinds))
+    pre = replace(spec, quant=replace(q, a_step=a_step, adc_step=adc_pre))
     out["adc"] = numerics.layer_output(recombine(sliced_adc(p.copy() if shift else p, pre), pre), exact, spec.bias)
     if shift is not None:
         final = replace(spec, quant=replace(q, a_step=a_step))
