@@ -30,7 +30,7 @@ def _fold_choices(graph: Graph, ctx, name: str) -> tuple[np.ndarray, np.ndarray,
     q = node.ann[QuantParams]
     exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64)
     x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]  # quantize streamed it
-    k, adc, _ = adc_fold(graph, node, exact, x)
+    k, adc = adc_fold(graph, node, exact, x)
     k_up = ceil_exponent(exact)
     step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)
     p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
@@ -61,7 +61,7 @@ def test_adc_fold_without_calibration_takes_the_power_of_two_above(per_column) -
     graph, _ = per_column
     q = graph.node("c2").ann[QuantParams]
     exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64)
-    k, _, _ = adc_fold(graph, graph.node("c2"), exact, None)
+    k, _ = adc_fold(graph, graph.node("c2"), exact, None)
     assert np.array_equal(k, ceil_exponent(exact))
     assert np.all(numerics.shift_scale(k) >= exact) and np.all(numerics.shift_scale(k + 1) < exact)
 

@@ -131,7 +131,7 @@ def test_an_adc_fold_reads_its_input_as_it_arrives_multiplied_by_the_input_gain(
     name, gain = "c2", 0.5
     x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]
     exact = _exact(graph, name) / gain
-    as_it_arrives, _, _ = adc_fold(graph, graph.node(name), exact, x * np.float32(gain))
+    as_it_arrives, _ = adc_fold(graph, graph.node(name), exact, x * np.float32(gain))
     assert not np.array_equal(as_it_arrives, adc_fold(graph, graph.node(name), exact, x)[0])
     out = graph.copy()
     shift_layer(out, out.node(name), True, gain, x)
@@ -155,7 +155,7 @@ def test_on_a_tie_an_adc_fold_keeps_the_power_of_two_above(per_column) -> None: 
     for name in LAYERS:
         x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]
         exact = _exact(graph, name)
-        k, adc, _ = adc_fold(graph, graph.node(name), exact, np.zeros_like(x))
+        k, adc = adc_fold(graph, graph.node(name), exact, np.zeros_like(x))
         q = graph.node(name).ann[QuantParams]
         assert np.array_equal(k, ceil_exponent(exact))
         np.testing.assert_allclose(numerics.output_scale(q.w_step, adc, q.a_step), numerics.shift_scale(k), rtol=1e-6)

@@ -136,5 +136,5 @@ def test_a_per_layer_adc_fold_chooses_one_power_of_two_for_the_layer(bits: int) 
         q = node.ann[QuantParams]
         assert q.w_slices * q.a_slices == (bits // 4) ** 2
         exact = (q.w_step.astype(np.float64) * q.adc_step * q.a_step)
-        k, adc, _ = adc_fold(graph, node, exact, _calibration_input(ctx, name))
+        k, adc = adc_fold(graph, node, exact, _calibration_input(ctx, name))
         assert exact.shape == k.shape == adc.shape == (1,)

@@ -19,17 +19,8 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
   sums with less squared error (per column when the scale is), else the one above ``s``
-  (the ADC range grows, never clipping more). A bit-sliced layer's conversion kinds
-  (``cimc.quant.kind_steps``) then each re-choose their exponent ``m_k`` among
-  ``m_k − 1, m_k, m_k + 1`` (``0 ≤ m_k ≤ MAX_KIND_SHIFT``, one per kind as before), as each
-  kind's optimum moved by the remainder differently from the anchor kind's
-  (``fold_exponents``): the error that reaches the layer's sum is
-  ``E(d, e) = Σ_c Σ_k c_k² · SSE_{k,c}(S_up·2^−(d_c + m_k + e_k))`` (``d_c ∈ {0, 1}`` the power
-  of two below, ``e_k`` the kind's move); per layer the minimum over ``d`` and every ``e``
-  (separable in the kinds) is exact, per column ``d`` and ``e`` alternate from ``e = 0``. Both
-  start from the rule above (``e = 0``), so the result never has more calibration error than
-  it. The calibration inputs are quantize's, or, for layers whose steps came with the model
-  (QAT), collected by this pass from the same batch.
+  (the ADC range grows, never clipping more). The calibration inputs are quantize's, or, for
+  layers whose steps came with the model (QAT), collected by this pass from the same batch.
   With ``--bias-correction`` the layer's bias then moves by the change of its mean output on
   that input (``bias_correction.refolded_bias``), which the new ADC step would otherwise add;
 
@@ -225,8 +216,8 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
             x = None if x is None else x * np.float32(input_gain)
             if bias_correction and x is not None and has_own_bias(node):
                 before = cim_spec(graph, node)
-            k, adc, kind_shift = adc_fold(graph, node, exact, x)
-            node.ann.put(replace(q, adc_step=adc, adc_shift=kind_shift))
+            k, adc = adc_fold(graph, node, exact, x)
+            node.ann.put(replace(q, adc_step=adc))
             mode = "adc"
     k.flags.writeable = False
     exact32 = exact.astype(np.float32)
@@ -255,103 +246,23 @@ def _scale_clips(clips: list[Node], gain: float) -> None:
         clip.ann.put(ScaledBounds(gain, lo, hi))
 
 
-def adc_fold(graph: Graph, node: Node, exact: np.ndarray,
-             x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(k, S_ADC', m')`` with ``S_W·S_ADC'·S_A = 2^−k``: the power of two above ``s`` (the ADC
+def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, S_ADC')`` with ``S_W·S_ADC'·S_A = 2^−k``: the power of two above ``s`` (the ADC
     range grows) or, when the partial sums of calibration input ``x`` say it quantizes them
-    with less error, the one below (per column when the scale is); ``m'`` the kinds' step
-    exponents, re-chosen for a sliced layer (``fold_exponents``), else ``adc_shift`` as it was."""
+    with less error, the one below (per column when the scale is)."""
     q = node.ann[QuantParams]
     k_up = ceil_exponent(exact)
     step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)
-    k, step, shift = k_up, step_up, q.adc_shift
+    k, step = k_up, step_up
     if x is not None:
         p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
                          cell_bits=q.cell_bits, dac_bits=q.dac_bits)
-        if q.w_slices * q.a_slices == 1:
-            up = conversion_error(p, step_up, q)
-            down = conversion_error(p, step_up / 2, q)
-            k, step = np.where(down < up, k_up + 1, k_up), np.where(down < up, step_up / 2, step_up)
-        else:
-            d, shift = fold_exponents(p, step_up.astype(np.float32), q)
-            k, step = k_up + d, np.ldexp(step_up, -d)
+        up = conversion_error(p, step_up, q)
+        down = conversion_error(p, step_up / 2, q)
+        k, step = np.where(down < up, k_up + 1, k_up), np.where(down < up, step_up / 2, step_up)
     adc = step.astype(np.float32)
     adc.flags.writeable = False
-    if shift is not None:
-        shift = np.asarray(shift, dtype=np.int64)
-        shift.flags.writeable = False
-    return k.astype(np.int64), adc, shift
-
-
-#: The largest per-kind exponent ``m_k`` an ADC fold gives (quantize's ``fit_kind_steps`` bound).
-MAX_KIND_SHIFT = 16
-
-
-def kind_fold_errors(p: np.ndarray, step_up: np.ndarray, q: QuantParams) -> np.ndarray:
-    """``E[o + 1, k, c]`` for ``o = −1 … 2``: the squared ADC error of kind ``k`` in column ``c`` at
-    the step ``S_up · 2^−(m_k + o)``, weighted by ``c_k²`` (``conversion_error``'s weighting);
-    ``p (M, segments·K, C)``."""
-    kinds = q.w_slices * q.a_slices
-    m = kind_exponents(q)
-    p4 = p.reshape(p.shape[0], p.shape[1] // kinds, kinds, p.shape[2])
-    c = slicing.conversion_weights(1, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits).astype(np.float64)
-    out = np.empty((4, kinds, p.shape[2]))
-    for o in range(-1, 3):
-        for kind in range(kinds):
-            step = np.ldexp(step_up.astype(np.float32), -int(m[kind] + o))
-            out[o + 1, kind] = c[kind] ** 2 * squared_error(p4[:, :, kind], step, q.adc_bits, True, 2)
-    return out
-
-
-def kind_exponents(q: QuantParams) -> np.ndarray:
-    """The kinds' step exponents ``m_k`` (zeros without ``adc_shift``)."""
-    kinds = q.w_slices * q.a_slices
-    return np.zeros(kinds, np.int64) if q.adc_shift is None else np.asarray(q.adc_shift, np.int64)
-
-
-def fold_exponents(p: np.ndarray, step_up: np.ndarray, q: QuantParams) -> tuple[np.ndarray, np.ndarray]:
-    """``(d, m + e)`` of a sliced layer's ADC fold (module doc): ``d`` (like ``step_up``: ``(1,)`` or
-    ``(C,)``) 1 where the power of two below is taken, ``m + e`` the kinds' new exponents."""
-    err = kind_fold_errors(p, step_up, q)  # (4, K, C): offsets −1 … 2
-    m = kind_exponents(q)
-    moves = np.stack([(m + e >= 0) & (m + e <= MAX_KIND_SHIFT) for e in (-1, 0, 1)])  # (3, K) allowed
-    if step_up.size == 1:  # per layer: each d with its best e (separable in the kinds), exactly
-        err = err.sum(axis=2, keepdims=True)
-        options = [(_total(err, d, _best_e(err, d, moves)), d) for d in (np.zeros(1, np.int64), np.ones(1, np.int64))]
-        d = options[1][1] if options[1][0] < options[0][0] else options[0][1]
-        return d, m + _best_e(err, d, moves)
-    d, e = _best_d(err, np.zeros_like(m)), np.zeros_like(m)
-    for _ in range(8):  # alternate: each half-step keeps E or lowers it
-        e_new = _best_e(err, d, moves)
-        d_new = _best_d(err, e_new)
-        if np.array_equal(d_new, d) and np.array_equal(e_new, e):
-            break
-        d, e = d_new, e_new
-    return d, m + e
-
-
-def _total(err: np.ndarray, d: np.ndarray, e: np.ndarray) -> float:
-    """``E(d, e)`` from the table of ``kind_fold_errors``."""
-    cols = np.arange(err.shape[2])
-    return float(err[d[None, :] + e[:, None] + 1, np.arange(err.shape[1])[:, None], cols[None, :]].sum())
-
-
-def _best_d(err: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """Per column, ``d ∈ {0, 1}`` of least error given the kinds' moves ``e`` (0 on a tie)."""
-    kinds = np.arange(err.shape[1])
-    up = err[e + 1, kinds].sum(axis=0)
-    down = err[e + 2, kinds].sum(axis=0)
-    return (down < up).astype(np.int64)
-
-
-def _best_e(err: np.ndarray, d: np.ndarray, moves: np.ndarray) -> np.ndarray:
-    """Per kind, the allowed ``e ∈ {−1, 0, 1}`` (``moves``) of least error summed over the columns
-    given ``d``; 0 unless another is strictly better."""
-    cols = np.arange(err.shape[2])
-    totals = np.stack([err[d + e + 1, :, cols].sum(axis=0) for e in (-1, 0, 1)])  # (3, K)
-    totals = np.where(moves, totals, np.inf)
-    best = np.argmin(totals, axis=0) - 1
-    return np.where(totals[1] <= totals.min(axis=0), 0, best).astype(np.int64)
+    return k.astype(np.int64), adc
 
 
 def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.ndarray:
