@@ -4,13 +4,20 @@ Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels,
 or ADC groups):
 
 1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``);
-2. every segment's bitline sums at once: one batched matrix product (onnxruntime's ``MatMul``,
-   so the emulator needs no torch) of the macro columns with the im2col rows each segment's
-   wordlines see (``patches``), ``(S, Cout, N, Ho, Wo)``; the products and sums are integers
-   below ``2^24`` (the quantize pass refuses a layer whose sums could reach it), exact in float32;
+2. every segment's bitline sums at once: one batched matrix product per segment part
+   (onnxruntime's ``MatMul``, so the emulator needs no torch; ``MacroLayer.parts``: the full
+   segments, and the shorter ones padded to their own longest) of the macro columns with the
+   im2col rows each segment's wordlines see (``patches``), ``(S, Cout, Ho, Wo, N)``; the
+   products and sums are integers below ``2^24`` (the quantize pass refuses a layer whose sums
+   could reach it), exact in float32;
 3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
-   ``y = P · scale + b'``.
+   ``y = P · scale + b'`` (3 and 4 on cache-sized blocks of output channels).
+
+Activations stay channel-major: a CIM layer's output is a ``(N, Cout, Ho, Wo)`` view of its
+``(Cout, Ho, Wo, N)`` array, which the digital ops of ``LAYOUT_FREE`` (elementwise, max) take
+as it is and the next layer's ``patches`` reads without a transposition; every other digital
+op, and the model outputs, get C-contiguous arrays.
 
 A bit-sliced layer (``cimc.quant.slicing``) feeds its ``T`` DAC cycles as ``T`` batches of the same
 convolution over its ``S`` digit columns per channel, converts every (cycle, segment, column)
@@ -22,7 +29,8 @@ Digital ops run with the reference's kernels and rounding rules
 ``record``, per-layer traces (input codes, ADC codes ``(N, S, Cout, Ho, Wo)``, sums, outputs).
 (Measured on VGG9, batch 64: onnxruntime's grouped convolution of the gathered channels ran
 2.4–2.6× the float model's CPU time, this batched MatMul 2.2×; numpy's stacked matmul was 2–6×
-slower than onnxruntime's MatMul on these shapes. ``benchmarks/results/emulator.md``.)
+slower than onnxruntime's MatMul on these shapes; session 8: 1.3× and 1.9× the float model's
+CPU time on VGG9 batch 64 and ResNet-50 batch 8. ``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
