@@ -136,9 +136,16 @@ def test_a_model_over_2_gib_is_a_resource_limit_before_any_array_is_read() -> No
     huge = np.broadcast_to(np.float32(0), (MAX_PROTO_BYTES // 4 + 1,))
     with pytest.raises(ResourceLimitError, match="2 GiB"):
         splice(skeleton, {0: huge})
-    just_under = MAX_PROTO_BYTES - len(skeleton) - 16  # the varints grow by a few bytes
-    pieces = splice_pieces(skeleton, {0: np.broadcast_to(np.uint8(0), (just_under,))})
-    assert sum(len(p) if isinstance(p, bytes) else p.nbytes for p in pieces) < MAX_PROTO_BYTES
+
+    def total(n: int) -> int:
+        pieces = splice_pieces(skeleton, {0: np.broadcast_to(np.uint8(0), (n,))})
+        return sum(len(p) if isinstance(p, bytes) else p.nbytes for p in pieces)
+
+    n = MAX_PROTO_BYTES - 1000
+    n += MAX_PROTO_BYTES - 1 - total(n)  # the longest file protobuf can parse: accepted
+    assert total(n) == MAX_PROTO_BYTES - 1
+    with pytest.raises(ResourceLimitError):
+        total(n + 1)
 
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**31 - 1, 2**40])

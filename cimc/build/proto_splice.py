@@ -29,7 +29,7 @@ GRAPH = 7  # ModelProto.graph
 INITIALIZER = 5  # GraphProto.initializer
 RAW_DATA = 9  # TensorProto.raw_data
 _LEN = 2  # the length-delimited wire type
-#: protobuf's largest message (``INT_MAX``); a file this long or longer cannot be parsed back.
+#: A file this long or longer is refused: protobuf parses a message of at most ``INT_MAX`` bytes (one byte of margin).
 MAX_PROTO_BYTES = (1 << 31) - 1
 
 
