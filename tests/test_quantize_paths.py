@@ -1,0 +1,126 @@
+"""quantize's less travelled paths, each found as a mutant of ``scripts/mutate.py`` that no
+default test executed or noticed: QAT steps of pooled layers, the pass's two internal
+refusals, AdaRound's skip of a scaled Gemm, which warnings a compile logs and what the
+context keeps for scale-to-shift."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from cimc.ir.annotations import QuantParams, WeightPool
+from cimc.ir.graph import Graph
+from cimc.passes import quantize
+from cimc.passes.fold_batchnorm import FoldBatchNorm
+from cimc.passes.manager import GraphPass, PassContext, run_passes
+from cimc.passes.pool_weights import PoolWeights
+from cimc.passes.quantize import Quantize
+from cimc.passes.select_cim import SelectCim
+from cimc.passes.tile_wordlines import TileWordlines
+from cimc.quant.qat_metadata import KEY, qat_metadata
+from tests.cim_helpers import SMALL, add_gemm, add_node, small_cnn
+from tests.ir_builders import add_conv, graph_with_input
+
+
+def _tiled(graph: Graph, *extra: GraphPass) -> tuple[Graph, PassContext]:
+    ctx = PassContext(macro=SMALL)
+    return run_passes(graph, [FoldBatchNorm(), SelectCim(map_fc=True), TileWordlines(), *extra], ctx), ctx
+
+
+def _qat_params(cout: int) -> QuantParams:
+    return QuantParams(4, 4, 5, np.full(cout, 0.0625, np.float32), 0.125, np.full(cout, 2.0, np.float32),
+                       source="qat")
+
+
+def test_qat_steps_of_a_pooled_layer_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A pooled layer takes the pool's scale even when the model carries QAT steps for it;
+    the warning names exactly the pooled layers that had QAT steps (not ``c2``, pooled
+    without QAT steps, nor ``fc``, with QAT steps but not pooled), whose QAT steps are used."""
+    graph, ctx = _tiled(small_cnn(group=2), PoolWeights(pool_size=4, vector_length=8))
+    del graph.node("fc").ann[WeightPool]
+    graph.metadata[KEY] = qat_metadata({"c1": _qat_params(1), "fc": _qat_params(1)})
+    with caplog.at_level(logging.WARNING, logger="cimc"):
+        out = Quantize(calib_size=8).run(graph, ctx).graph
+    assert "QAT steps of 1 pooled layer(s) (c1) are not used" in caplog.text
+    c1, fc = out.node("c1").ann[QuantParams], out.node("fc").ann[QuantParams]
+    np.testing.assert_array_equal(c1.w_step, out.node("c1").ann[WeightPool].scale)
+    assert c1.source == "calibration" and fc.source == "qat"
+    assert ctx.quantize is not None and ctx.quantize.qat_layers == ["fc"]
+
+
+def test_a_compile_without_qat_steps_does_not_warn_about_missing_ones(caplog: pytest.LogCaptureFixture) -> None:
+    graph, ctx = _tiled(small_cnn())
+    with caplog.at_level(logging.WARNING, logger="cimc"):
+        Quantize(calib_size=8).run(graph, ctx)
+    assert "QAT parameters missing" not in caplog.text
+
+
+def test_qat_steps_for_some_layers_calibrate_the_others_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    graph, ctx = _tiled(small_cnn())
+    graph.metadata[KEY] = qat_metadata({"c1": _qat_params(1)})
+    with caplog.at_level(logging.WARNING, logger="cimc"):
+        out = Quantize(calib_size=8).run(graph, ctx).graph
+    assert "QAT parameters missing for 2 CIM layer(s) (c2, fc): calibrating them" in caplog.text
+    assert [out.node(n).ann[QuantParams].source for n in ("c1", "c2", "fc")] == ["qat", "calibration", "calibration"]
+
+
+def test_ensures_refuses_a_cim_layer_left_unquantized() -> None:
+    graph, ctx = _tiled(small_cnn())
+    with pytest.raises(AssertionError, match="CIM layer 'c1' left unquantized"):
+        Quantize().ensures(graph, ctx)
+
+
+def test_streamed_calibration_that_computes_no_input_for_a_layer_is_an_internal_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The streamed calibration must see every layer's input; one the interpreter never
+    produced would otherwise leave that layer silently unquantized."""
+    def first_only(graph: Graph, feeds: object, names: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+        x = np.ones((8, 3, 8, 8), np.float32)
+        yield names[0], x
+
+    graph, ctx = _tiled(small_cnn())
+    monkeypatch.setattr(quantize, "stream_inputs", first_only)
+    with pytest.raises(AssertionError, match="calibration computed no input for c2, fc"):
+        Quantize(calib_size=8).run(graph, ctx)
+
+
+def _conv_then_scaled_gemm(alpha: float) -> Graph:
+    rng = np.random.default_rng(3)
+    g = graph_with_input((2, 3, 4, 4))
+    y = add_conv(g, "x", 6, 3, pad=1, bias=True, rng=rng, name="c1")
+    y = add_node(g, "Flatten", [y], (2, 96), "fl", axis=1)
+    g.outputs.append(add_gemm(g, y, 5, rng, "g"))
+    g.node("g").attrs["alpha"] = alpha
+    return g
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_adaround_skips_only_a_gemm_whose_alpha_is_not_one(alpha: float, caplog: pytest.LogCaptureFixture) -> None:
+    """A Gemm computing ``alpha·A·B`` keeps round-to-nearest (its rewritten ``B`` would
+    have to absorb ``alpha``); a Gemm with ``alpha = 1`` and a Conv are rounded by AdaRound,
+    which gives them new weight initializers."""
+    graph, ctx = _tiled(_conv_then_scaled_gemm(alpha))
+    with caplog.at_level(logging.INFO, logger="cimc"):
+        out = Quantize(calib_size=8, adaround=True).run(graph, ctx).graph
+    assert out.node("c1").inputs[1] == "c1.weight_rounded"
+    skipped = alpha != 1.0
+    assert (out.node("g").inputs[1] == "g.w") is skipped
+    assert ("adaround skips 'g' (Gemm with alpha != 1)" in caplog.text) is skipped
+
+
+@pytest.mark.parametrize("fold_columns", [False, True])
+def test_the_context_keeps_what_scale_to_shift_reads_of_the_calibration(fold_columns: bool) -> None:
+    """Streamed (no column fold): no input kept, stale ones from an earlier run cleared, and the
+    pass's own float input graph kept to recompute them. With the column fold: every layer's
+    input kept (the fold rescales the reader's)."""
+    graph, ctx = _tiled(small_cnn())
+    ctx.calibration_inputs = {"stale": np.zeros(1, np.float32)}
+    Quantize(calib_size=8, granularity="column", fold_columns=fold_columns).run(graph, ctx)
+    if fold_columns:
+        assert sorted(ctx.calibration_inputs) == ["c1", "c2", "fc"]
+        assert ctx.calibration_inputs["c1"].shape == (8, 3, 8, 8)
+    else:
+        assert ctx.calibration_inputs == {} and ctx.calibration_graph is graph
