@@ -5,19 +5,21 @@ context keeps for scale-to-shift."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from cimc.frontend.quantizers import QDQ_KEY, VERSION
 from cimc.ir.annotations import QuantParams, WeightPool
 from cimc.ir.graph import Graph
 from cimc.passes import quantize
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.manager import GraphPass, PassContext, run_passes
 from cimc.passes.pool_weights import PoolWeights
-from cimc.passes.quantize import Quantize
+from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.quant.qat_metadata import KEY, qat_metadata
@@ -124,3 +126,42 @@ def test_the_context_keeps_what_scale_to_shift_reads_of_the_calibration(fold_col
         assert ctx.calibration_inputs["c1"].shape == (8, 3, 8, 8)
     else:
         assert ctx.calibration_inputs == {} and ctx.calibration_graph is graph
+
+
+def _imported_inputs(a_bits: int = 4, a_step: float = 0.0625) -> str:
+    """A quantized model's ``cimc.qdq`` document giving only c1's input quantizer."""
+    return json.dumps({"version": VERSION, "layers": {"c1": {"a_bits": a_bits, "a_step": a_step}}})
+
+
+def test_a_pooled_layer_ignores_a_quantized_models_steps_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    graph, ctx = _tiled(small_cnn(group=2), PoolWeights(pool_size=4, vector_length=8))
+    graph.metadata[QDQ_KEY] = _imported_inputs()
+    with caplog.at_level(logging.WARNING, logger="cimc"):
+        c1 = Quantize(calib_size=8).run(graph, ctx).graph.node("c1").ann[QuantParams]
+    assert "layer 'c1': the quantized model's steps are not used: a pooled layer takes the pool's scale" in caplog.text
+    assert c1.source == "calibration" and c1.a_step != 0.0625
+
+
+def test_imported_input_steps_are_kept_and_their_layer_is_not_adarounded() -> None:
+    """c1 keeps the model's ``S_A`` (source ``qdq-inputs``) and its weights (AdaRound would
+    move them off the model's grid); c2, calibrated, is rounded by AdaRound."""
+    graph, ctx = _tiled(small_cnn())
+    graph.metadata[QDQ_KEY] = _imported_inputs()
+    out = Quantize(calib_size=8, adaround=True).run(graph, ctx).graph
+    c1 = out.node("c1").ann[QuantParams]
+    assert (c1.source, c1.a_bits, c1.a_step) == ("qdq-inputs", 4, 0.0625)
+    assert out.node("c1").inputs[1] == graph.node("c1").inputs[1]
+    assert out.node("c2").inputs[1] == "c2.weight_rounded"
+
+
+@pytest.mark.parametrize("where", ["layer", "default"])
+def test_input_bits_asked_other_than_the_models_recalibrate_its_input_step(where: str) -> None:
+    """6-bit inputs asked (for the layer, or for every layer) where the model's are 4-bit: the
+    model's ``S_A`` is dropped, the input step calibrated at 6 bits."""
+    graph, ctx = _tiled(small_cnn())
+    graph.metadata[QDQ_KEY] = _imported_inputs()
+    asked = LayerBits(a_bits=6)
+    pass_ = Quantize(calib_size=8, bits={"c1": asked}) if where == "layer" else Quantize(calib_size=8,
+                                                                                        default_bits=asked)
+    c1 = pass_.run(graph, ctx).graph.node("c1").ann[QuantParams]
+    assert (c1.source, c1.a_bits) == ("calibration", 6) and c1.a_step != 0.0625
