@@ -163,3 +163,30 @@ def test_sums_of_exactly_2_24_are_refused_and_one_power_of_two_fewer_pass() -> N
     check_bits(_layer_of_segments(512, 16, step), WIDE_ADC)
     with pytest.raises(UnsupportedError, match=f"sums may reach {EXACT_LIMIT:,} ≥ 2\\^24"):
         check_bits(_layer_of_segments(1024, 16, step), WIDE_ADC)
+
+
+def test_qat_exponents_of_a_layer_sliced_over_its_inputs_are_kept() -> None:
+    """4-bit weights, 8-bit inputs on 4-bit DACs: one weight slice, two input cycles, two kinds."""
+    macro = MacroSpec(name="t", wordlines=32, bitlines=64, adcs=16, cell_bits=4, dac_bits=4, adc_bits=5)
+    q = QuantParams(4, 8, 5, np.array([0.1], np.float32), 0.5, np.array([6.0], np.float32), source="qat",
+                    adc_shift=np.array([0, 1], np.int64))
+    got = with_macro_widths("c", q, macro)
+    assert (got.w_slices, got.a_slices) == (1, 2) and got.adc_shift is not None and got.adc_shift.tolist() == [0, 1]
+
+
+def test_a_two_kind_layer_without_exponents_recombines_its_codes_at_weights_1_and_16() -> None:
+    """8-bit weights on 4-bit cells, no ``adc_shift`` (all 0): each segment's two conversions of up
+    to ``Qp = 127`` recombine to ``(1 + 16)·127 = 2,159``; 7,770 segments stay below 2^24, 7,771 reach it."""
+    macro = MacroSpec(name="t", wordlines=32, bitlines=64, adcs=16, cell_bits=4, dac_bits=4, adc_bits=8)
+
+    def layer(segments: int) -> Node:
+        node = Node("c", "Conv", ("x", "w"), ("y",), {})
+        node.ann.put(WordlineTiling("dense", 32, tuple(range(segments + 1))))
+        node.ann.put(QuantParams(8, 4, 8, np.array([1.0], np.float32), 1.0, np.array([1e-3], np.float32),
+                                 cell_bits=4, dac_bits=4))
+        return node
+
+    assert 7770 * 2159 < EXACT_LIMIT <= 7771 * 2159
+    check_bits(layer(7770), macro)
+    with pytest.raises(UnsupportedError, match="sums may reach 16,777,589"):
+        check_bits(layer(7771), macro)
