@@ -317,7 +317,7 @@ CORE_TESTS: dict[str, tuple[str, ...]] = {
     "cimc/passes/quantize.py": tuple(f"tests/test_{name}.py" for name in (
         "quantize", "quantize_parts", "quantize_edges", "quantize_paths", "calibration_streaming",
         "shift_remainders", "signed_one_bit", "sliced_bounds", "pass_registry", "adaround", "ptq_remedies",
-        "weight_pool", "train_pool", "qat_sliced", "qdq_import", "equalize")),
+        "weight_pool", "qdq_import", "equalize")),
 }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from cimc.errors import UsageError
 from cimc.frontend.quantizers import QDQ_KEY, VERSION
 from cimc.ir.annotations import QuantParams, WeightPool
 from cimc.ir.graph import Graph
@@ -22,6 +23,7 @@ from cimc.passes.pool_weights import PoolWeights
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
+from cimc.quant.pool_metadata import KEY as POOL_KEY
 from cimc.quant.qat_metadata import KEY, qat_metadata
 from tests.cim_helpers import SMALL, add_gemm, add_node, small_cnn
 from tests.ir_builders import add_conv, graph_with_input
@@ -165,3 +167,15 @@ def test_input_bits_asked_other_than_the_models_recalibrate_its_input_step(where
                                                                                         default_bits=asked)
     c1 = pass_.run(graph, ctx).graph.node("c1").ann[QuantParams]
     assert (c1.source, c1.a_bits) == ("calibration", 6) and c1.a_step != 0.0625
+
+
+def test_a_model_trained_with_a_weight_pool_is_refused_without_one() -> None:
+    """Its metadata says a pool was trained with it (``cimc.pool``) and no layer is pooled: its
+    codes would not be the trained ones; with a pooled layer the check passes."""
+    graph, ctx = _tiled(small_cnn())
+    graph.metadata[POOL_KEY] = "{}"
+    with pytest.raises(UsageError, match="trained with a weight pool"):
+        Quantize().requires(graph, ctx)
+    pooled, ctx = _tiled(small_cnn(group=2), PoolWeights(pool_size=4, vector_length=8))
+    pooled.metadata[POOL_KEY] = "{}"
+    Quantize().requires(pooled, ctx)
