@@ -20,6 +20,7 @@ from cimc.passes.quantize import (
     EXACT_LIMIT,
     LayerBits,
     Quantize,
+    adc_steps,
     calibrate_layer,
     check_bits,
     has_own_bias,
@@ -30,6 +31,7 @@ from cimc.passes.quantize import (
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.quant.cim_layer import cim_spec, layer_weight
+from cimc.quant.step_search import mse_step
 from tests.cim_helpers import SMALL, add_gemm, add_node
 from tests.ir_builders import add_conv, graph_with_input
 
@@ -190,3 +192,20 @@ def test_a_two_kind_layer_without_exponents_recombines_its_codes_at_weights_1_an
     check_bits(layer(7770), macro)
     with pytest.raises(UnsupportedError, match="sums may reach 16,777,589"):
         check_bits(layer(7771), macro)
+
+
+def test_adc_steps_without_kind_weights_take_the_coarsest_kind_as_the_step() -> None:
+    """The QAT hook's rule (``kind_weights`` not given): each kind's MSE-optimal step, ``S_ADC``
+    the coarsest per column, each kind's ``S_ADC·2^−m`` within a factor √2 of its own step; one
+    kind: its step and no exponents."""
+    rng = np.random.default_rng(0)
+    p = np.round(rng.standard_normal((64, 3 * 2, 4)) * np.array([40.0, 3.0] * 3)[None, :, None])
+    step, m = adc_steps(p, 5, 2, True)
+    own = np.stack([mse_step(p.reshape(64, 3, 2, 4)[:, :, k], 5, True, axis=2, min_step=1.0) for k in range(2)])
+    assert m is not None and m.shape == (2,) and m[0] == 0 and m[1] > 0
+    np.testing.assert_array_equal(step, own.max(axis=0))
+    ratio = (step[None, :] * 2.0 ** -m[:, None]) / own
+    assert np.all((ratio > 2 ** -0.5 - 1e-6) & (ratio < 2 ** 0.5 + 1e-6))
+    one, none = adc_steps(p[:, :3], 5, 1, False)
+    assert none is None
+    np.testing.assert_array_equal(one, mse_step(p[:, :3], 5, True, min_step=1.0))
