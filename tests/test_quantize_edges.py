@@ -42,7 +42,7 @@ def test_a_pipeline_running_quantize_before_tile_wordlines_is_refused() -> None:
     check_order(("select-cim", "tile-wordlines", "quantize"))
 
 
-@pytest.mark.parametrize("option", ["granularity", "weight_method"])
+@pytest.mark.parametrize("option", ["granularity", "weight_method", "weight_digits"])
 def test_an_unknown_granularity_or_weight_method_is_refused_before_any_work(option: str) -> None:
     graph = graph_with_input((1, 3, 8, 8))
     with pytest.raises(UsageError, match=option.replace("_", "[-_]")):

@@ -179,3 +179,13 @@ def test_a_model_trained_with_a_weight_pool_is_refused_without_one() -> None:
     pooled, ctx = _tiled(small_cnn(group=2), PoolWeights(pool_size=4, vector_length=8))
     pooled.metadata[POOL_KEY] = "{}"
     Quantize().requires(pooled, ctx)
+
+
+def test_a_pooled_layer_takes_the_input_bits_asked_not_its_weight_or_adc_bits() -> None:
+    """3-bit inputs asked of every layer, the pool's weight codes and the macro's 5-bit ADC:
+    each pooled layer quantizes its input at 3 bits."""
+    graph, ctx = _tiled(small_cnn(group=2), PoolWeights(pool_size=4, vector_length=8))
+    out = Quantize(calib_size=8, default_bits=LayerBits(a_bits=3)).run(graph, ctx).graph
+    for name in ("c1", "c2", "fc"):
+        q = out.node(name).ann[QuantParams]
+        assert WeightPool in out.node(name).ann and (q.a_bits, q.adc_bits) == (3, 5) and q.w_bits != 3, name
