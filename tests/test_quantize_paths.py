@@ -16,6 +16,7 @@ from cimc.errors import UsageError
 from cimc.frontend.quantizers import QDQ_KEY, VERSION
 from cimc.ir.annotations import QuantParams, WeightPool
 from cimc.ir.graph import Graph
+from cimc.macro import MacroSpec
 from cimc.passes import quantize
 from cimc.passes.fold_batchnorm import FoldBatchNorm
 from cimc.passes.manager import GraphPass, PassContext, run_passes
@@ -189,3 +190,25 @@ def test_a_pooled_layer_takes_the_input_bits_asked_not_its_weight_or_adc_bits() 
     for name in ("c1", "c2", "fc"):
         q = out.node(name).ann[QuantParams]
         assert WeightPool in out.node(name).ann and (q.a_bits, q.adc_bits) == (3, 5) and q.w_bits != 3, name
+
+
+def test_imported_bits_that_do_not_fit_are_requantized_at_the_layers_own_bits(caplog: pytest.LogCaptureFixture
+                                                                                ) -> None:
+    """c1's 16-bit weights (on the model's grid) and 16-bit inputs would make sums beyond 2^24 on
+    4-bit cells and 2-bit DACs: c1 is re-quantized at this macro's 4-bit weights and 2-bit inputs,
+    and the warning says so."""
+    macro = MacroSpec(name="m42", wordlines=32, bitlines=64, adcs=16, cell_bits=4, dac_bits=2, adc_bits=5,
+                      load_cycles=32)
+    graph = small_cnn()
+    step = np.float32(2.0 ** -12)
+    codes = np.random.default_rng(5).integers(-30000, 30001, graph.initializers["c1.w"].shape)
+    graph.set_initializer("c1.w", (codes * step).astype(np.float32))
+    ctx = PassContext(macro=macro)
+    graph = run_passes(graph, [FoldBatchNorm(), SelectCim(map_fc=True), TileWordlines()], ctx)
+    graph.metadata[QDQ_KEY] = json.dumps({"version": VERSION, "layers": {"c1": {
+        "w_bits": 16, "w_step": [float(step)], "a_bits": 16, "a_step": 1e-4}}})
+    with caplog.at_level(logging.WARNING, logger="cimc"):
+        c1 = Quantize(calib_size=8).run(graph, ctx).graph.node("c1").ann[QuantParams]
+    assert "layer 'c1': the model's 16-bit weights and 16-bit inputs do not fit macro 'm42'" in caplog.text
+    assert "re-quantizing at 4/2 bits" in caplog.text
+    assert (c1.source, c1.w_bits, c1.a_bits) == ("calibration", 4, 2)
