@@ -12,7 +12,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("cimc", "numpy", "onnx", "onnxruntime", "protobuf", "torch", "safetensors", "networkx")
+PACKAGES = ("cimc", "numpy", "onnx", "onnxruntime", "protobuf", "torch", "safetensors")
 
 
 def _proc_field(path: str, key: str) -> str | None:

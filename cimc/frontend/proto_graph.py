@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ import onnx
 
 from cimc.errors import InvalidModelError
 from cimc.frontend.lean_infer import infer_shapes_lean
+from cimc.ir.order import cycle, topological
 from cimc.safe_text import safe_name
 
 log = logging.getLogger(__name__)
@@ -101,38 +101,11 @@ def _dependencies(nodes: list[onnx.NodeProto]) -> list[set[int]]:
 def topological_order(nodes: list[onnx.NodeProto]) -> list[int]:
     """Indices of ``nodes`` in topological order, earliest index first among ready nodes."""
     deps = _dependencies(nodes)
-    readers: list[list[int]] = [[] for _ in nodes]
-    for i, ds in enumerate(deps):
-        for d in ds:
-            readers[d].append(i)
-    waiting = [len(ds) for ds in deps]
-    ready = [i for i, n in enumerate(waiting) if n == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for r in readers[i]:
-            waiting[r] -= 1
-            if waiting[r] == 0:
-                heapq.heappush(ready, r)
+    order = topological(deps)
     if len(order) != len(nodes):
-        raise InvalidModelError(f"graph has a cycle: {' -> '.join(_cycle(nodes, deps, set(order)))}")
+        loop = cycle(deps, set(order))
+        raise InvalidModelError(f"graph has a cycle: {' -> '.join(nodes[i].name for i in loop)}")
     return order
-
-
-def _cycle(nodes: list[onnx.NodeProto], deps: list[set[int]], done: set[int]) -> list[str]:
-    """Node names along one cycle among the nodes that could not be ordered."""
-    start = min(i for i in range(len(nodes)) if i not in done)
-    path: list[int] = []
-    seen: dict[int, int] = {}
-    node = start
-    while node not in seen:  # every unordered node has an unordered dependency: walk back
-        seen[node] = len(path)
-        path.append(node)
-        node = min(d for d in deps[node] if d not in done)
-    loop = path[seen[node]:][::-1]
-    return [nodes[i].name for i in [*loop, loop[0]]]
 
 
 def sort_nodes(graph: onnx.GraphProto) -> None:

@@ -1,8 +1,9 @@
-"""The IR graph: nodes over a private networkx ``MultiDiGraph``, with tensors and initializers.
+"""The IR graph: nodes in insertion order, with tensors and initializers.
 
-This is the only module that imports networkx. An edge ``u → v`` keyed by ``(tensor, i)``
-says node ``v`` reads tensor ``tensor`` (produced by ``u``) as its ``i``-th input, so
-``Add(x, x)`` has two parallel edges. Initializers are read-only numpy arrays: passes
+Edges are not stored: node ``v`` depends on node ``u`` when it reads a tensor ``u`` produces
+(``_producer``: tensor → its node; ``_uses``: tensor → the nodes reading it), so an edge per
+input slot ``(tensor, i)`` (``Add(x, x)`` has two) is always what the nodes' inputs say, and
+``topo_order`` orders by ``cimc.ir.order``. Initializers are read-only numpy arrays: passes
 replace them (``set_initializer``), never write into them.
 """
 
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import networkx as nx
 import numpy as np
 
 from cimc.errors import InvalidModelError
 from cimc.ir.node import Node
+from cimc.ir.order import cycle, topological
 from cimc.ir.tensor import TensorInfo, readonly
 
 
@@ -23,7 +24,6 @@ class Graph:
 
     def __init__(self, name: str = "graph") -> None:
         self.name = name
-        self._g: nx.MultiDiGraph = nx.MultiDiGraph()
         self._nodes: dict[str, Node] = {}
         self._order: dict[str, int] = {}
         self._producer: dict[str, str] = {}
@@ -49,43 +49,26 @@ class Graph:
         self._nodes[node.name] = node
         self._order[node.name] = self._counter
         self._counter += 1
-        self._g.add_node(node.name)
         for out in node.outputs:
             if out:
                 self._producer[out] = node.name
         self._wire_inputs(node)
-        self._wire_outputs(node)
         return node
 
     def _wire_inputs(self, node: Node) -> None:
-        for i, tensor in enumerate(node.inputs):
-            if not tensor:
-                continue
-            self._uses.setdefault(tensor, {})[node.name] = None
-            src = self._producer.get(tensor)
-            if src is not None:
-                self._g.add_edge(src, node.name, key=(tensor, i))
+        for tensor in node.inputs:
+            if tensor:
+                self._uses.setdefault(tensor, {})[node.name] = None
 
     def _unwire_inputs(self, node: Node) -> None:
-        for u, _, key in list(self._g.in_edges(node.name, keys=True)):
-            self._g.remove_edge(u, node.name, key=key)
         for tensor in node.inputs:
             self._uses.get(tensor, {}).pop(node.name, None)
-
-    def _wire_outputs(self, node: Node) -> None:
-        for out in node.outputs:
-            for reader in self._uses.get(out, {}):
-                consumer = self._nodes[reader]
-                for i, tensor in enumerate(consumer.inputs):
-                    if tensor == out:
-                        self._g.add_edge(node.name, reader, key=(tensor, i))
 
     def remove_node(self, name: str) -> Node:
         node = self._nodes[name]
         self._unwire_inputs(node)
         del self._nodes[name]
         del self._order[name]
-        self._g.remove_node(name)
         for out in node.outputs:
             if self._producer.get(out) == name:
                 del self._producer[out]
@@ -136,25 +119,31 @@ class Graph:
     # -- order -------------------------------------------------------------------------
     def topo_order(self) -> list[Node]:
         """Deterministic topological order: among ready nodes, the earliest inserted first."""
-        try:
-            names = nx.lexicographical_topological_sort(self._g, key=self._order.__getitem__)
-            return [self._nodes[n] for n in names]
-        except nx.NetworkXUnfeasible as exc:
-            raise InvalidModelError(f"graph has a cycle: {' -> '.join(self.find_cycle())}") from exc
+        nodes, deps = self._dependencies()
+        order = topological(deps)
+        if len(order) != len(nodes):
+            raise InvalidModelError(f"graph has a cycle: {' -> '.join(self.find_cycle())}")
+        return [nodes[i] for i in order]
+
+    def _dependencies(self) -> tuple[list[Node], list[set[int]]]:
+        """The nodes in insertion order, and per node the indices of the nodes producing its inputs."""
+        nodes = self.nodes
+        index = {n.name: i for i, n in enumerate(nodes)}
+        deps = [{index[self._producer[t]] for t in n.inputs if t in self._producer} for n in nodes]
+        return nodes, deps
 
     def find_cycle(self) -> list[str]:
-        """Node names along one cycle (empty when acyclic)."""
-        try:
-            edges = nx.find_cycle(self._g)
-        except nx.NetworkXNoCycle:
-            return []
-        return [str(e[0]) for e in edges] + [str(edges[0][0])]
+        """Node names along one cycle, the first repeated at the end (empty when acyclic)."""
+        nodes, deps = self._dependencies()
+        return [nodes[i].name for i in cycle(deps, set(topological(deps)))]
 
     def is_acyclic(self) -> bool:
-        return bool(nx.is_directed_acyclic_graph(self._g))
+        _, deps = self._dependencies()
+        return len(topological(deps)) == len(deps)
 
     def edge_count(self) -> int:
-        return int(self._g.number_of_edges())
+        """Input slots reading a tensor some node produces (``Add(x, x)`` counts two)."""
+        return sum(t in self._producer for n in self._nodes.values() for t in n.inputs)
 
     # -- tensors -----------------------------------------------------------------------
     def set_initializer(self, name: str, value: np.ndarray) -> None:
