@@ -199,7 +199,7 @@ def plan(root: Path, paths: list[Path], args: argparse.Namespace) -> dict[str, A
     modules, tests = [], set(args.tests or [])
     for path in paths:
         module = module_name(path, root)
-        own = args.tests or tests_for(module, root)
+        own = args.tests or list(CORE_TESTS.get(path.relative_to(root).as_posix(), ())) or tests_for(module, root)
         if not own:
             raise SystemExit(f"no test file imports {module}: pass --tests")
         tests.update(own)
@@ -309,6 +309,16 @@ CORE = (
     "cimc/train/sliced.py",
     "cimc/morph/expand.py",
 )
+
+#: The test files a module of ``CORE`` runs when ``--tests`` is not given (a module not named here:
+#: every test file that imports it, ``tests_for``): those that kill its mutants, so that a survivor
+#: does not run every compiling test of the suite (docs/mutation.md, per module).
+CORE_TESTS: dict[str, tuple[str, ...]] = {
+    "cimc/passes/quantize.py": tuple(f"tests/test_{name}.py" for name in (
+        "quantize", "quantize_parts", "quantize_edges", "quantize_paths", "calibration_streaming",
+        "shift_remainders", "signed_one_bit", "sliced_bounds", "pass_registry", "adaround", "ptq_remedies",
+        "weight_pool", "qdq_import", "equalize")),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,3 +130,21 @@ def test_a_patched_function_changes_for_every_importer(tmp_path: Path, monkeypat
     assert level == "module" and mod.LIMIT == 9 and not is_small(9) and is_small(8)
     monkeypatch.delitem(__import__("sys").modules, "pkg.calc")
     monkeypatch.delitem(__import__("sys").modules, "pkg")
+
+
+def test_a_core_module_with_declared_tests_runs_those_unless_tests_are_given() -> None:
+    """``CORE_TESTS`` names modules of ``CORE`` and existing test files; ``plan`` takes them for
+    such a module, ``--tests`` still overrides, and another module keeps the files importing it."""
+    root = mutate.ROOT
+    assert set(mutate.CORE_TESTS) <= set(mutate.CORE)
+    assert all((root / f).is_file() for files in mutate.CORE_TESTS.values() for f in files)
+    declared = next(iter(mutate.CORE_TESTS))
+
+    def tests_of(module: str, given: list[str] | None) -> list[str]:
+        args = mutate.argparse.Namespace(tests=given, sample=0, seed=0, jobs=1, timeout=None)
+        return mutate.plan(root, [(root / module).resolve()], args)["modules"][0]["tests"]
+
+    assert tests_of(declared, None) == list(mutate.CORE_TESTS[declared])
+    assert tests_of(declared, ["tests/test_mutate.py"]) == ["tests/test_mutate.py"]
+    for other in [m for m in mutate.CORE if m not in mutate.CORE_TESTS][:1]:
+        assert tests_of(other, None) == mutate.tests_for(other[:-3].replace("/", "."), root)
