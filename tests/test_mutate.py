@@ -130,3 +130,19 @@ def test_a_patched_function_changes_for_every_importer(tmp_path: Path, monkeypat
     assert level == "module" and mod.LIMIT == 9 and not is_small(9) and is_small(8)
     monkeypatch.delitem(__import__("sys").modules, "pkg.calc")
     monkeypatch.delitem(__import__("sys").modules, "pkg")
+
+
+def test_a_core_module_with_declared_tests_runs_those_unless_tests_are_given() -> None:
+    """``CORE`` names existing test files; ``plan`` takes them for its modules, ``--tests``
+    still overrides, and a module outside ``CORE`` keeps the files importing it."""
+    root = mutate.ROOT
+    assert all((root / f).is_file() for files in mutate.CORE.values() for f in files)
+    declared = "cimc/passes/quantize.py"
+
+    def tests_of(module: str, given: list[str] | None) -> list[str]:
+        args = mutate.argparse.Namespace(tests=given, sample=0, seed=0, jobs=1, timeout=None)
+        return mutate.plan(root, [(root / module).resolve()], args)["modules"][0]["tests"]
+
+    assert tests_of(declared, None) == list(mutate.CORE[declared])
+    assert tests_of(declared, ["tests/test_mutate.py"]) == ["tests/test_mutate.py"]
+    assert tests_of("cimc/ir/graph.py", None) == mutate.tests_for("cimc.ir.graph", root)

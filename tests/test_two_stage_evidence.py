@@ -154,3 +154,41 @@ def test_the_pool_evidence_trains_its_float_nets_as_two_stage_does(tmp_path: Pat
         two_stage.float_onnx("vgg9", 0, run)  # type: ignore[arg-type]
     defaults = two_stage.parse([])
     assert trained.value.args[0]["lr"] == defaults.float_lr and trained.value.args[0]["epochs"] == defaults.float_epochs
+
+
+def test_phase1_is_cached_per_float_net_epochs_and_learning_rate(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``phase1_state`` trains phase 1 once per (float net, ``--phase1-epochs``, ``--lr1``): a second
+    call with the same budget loads the same state without training; another ``--lr1`` or epoch
+    count trains again (phase-2 variants share phase 1, other phase-1 budgets do not)."""
+    from types import SimpleNamespace
+
+    trained: list[tuple[str, float]] = []
+
+    def fit(model: torch.nn.Module, data: object, phase: str, **options: object) -> None:
+        if phase == "1":
+            trained.append((phase, float(options["lr"])))  # type: ignore[arg-type]
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(float(options["lr"]) * len(trained))
+
+    monkeypatch.setattr(two_stage, "fit", fit)
+    generator = torch.Generator().manual_seed(0)
+    calib = torch.rand(8, 3, 32, 32, generator=generator)
+    data = SimpleNamespace(train=[0] * 300, calibration_batch=lambda n: calib[:n])
+
+    def run(*options: str) -> object:
+        args = two_stage.parse(["--out", str(tmp_path / "x.md"), "--cache", str(tmp_path), "--vgg-div", "16",
+                                "--val-size", "50", *options])
+        return SimpleNamespace(args=args, data=data, val=None)
+
+    base = run("--lr1", "3e-3")
+    float_path = two_stage.float_onnx("vgg9", 0, base)  # type: ignore[arg-type]
+    first = two_stage.phase1_state(float_path, 0, base)  # type: ignore[arg-type]
+    again = two_stage.phase1_state(float_path, 0, run("--lr1", "3e-3", "--phase2-epochs", "3"))  # type: ignore[arg-type]
+    assert trained == [("1", 3e-3)] and first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other_lr = two_stage.phase1_state(float_path, 0, run("--lr1", "1e-3"))  # type: ignore[arg-type]
+    two_stage.phase1_state(float_path, 0, run("--lr1", "3e-3", "--phase1-epochs", "2"))  # type: ignore[arg-type]
+    assert trained == [("1", 3e-3), ("1", 1e-3), ("1", 3e-3)]
+    assert not all(torch.equal(first[k], other_lr[k]) for k in first)

@@ -27,8 +27,9 @@ import math
 from typing import Any, Literal, cast
 
 import numpy as np
-from safetensors.numpy import save as save_safetensors
 
+from cimc.build.file_parts import FileParts
+from cimc.build.weights_file import safetensors_parts
 from cimc.documents.base import Decibels
 from cimc.documents.graph import GRAPH_FORMAT, GraphDoc, NodeDoc, TensorDoc
 from cimc.documents.quant import QUANT_FORMAT, VERSION, Fold, Granularity, Quant, QuantLayer, ShiftDoc, Source
@@ -122,5 +123,7 @@ def _tensor(graph: Graph, name: str) -> TensorDoc:
     return TensorDoc(name=name, shape=list(graph.shape(name)))
 
 
-def digital_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    return bytes(save_safetensors(arrays, metadata={"format": "cimc-digital-constants"}))
+def digital_parts(arrays: dict[str, np.ndarray]) -> FileParts:
+    """``digital.safetensors``: ``safetensors.numpy.save(arrays, metadata=...)`` byte for byte, as
+    pieces that are the arrays themselves (float32, so one dtype: ``safetensors_parts``)."""
+    return safetensors_parts(arrays, {"format": "cimc-digital-constants"})

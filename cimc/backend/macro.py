@@ -24,6 +24,7 @@ from cimc.backend.quant_part import code_arrays, is_quantized, quantized_files
 from cimc.backend.quant_report import quantization_markdown, quantization_section
 from cimc.backend.report import report_document, report_markdown
 from cimc.backend.schedule import schedule_document
+from cimc.build.file_parts import FileData, file_bytes
 from cimc.build.weights_file import macro_weights_bytes
 from cimc.cost.energy import energy
 from cimc.cost.model import ModelCost, model_cost
@@ -47,7 +48,9 @@ UNKNOWN = ("no evaluation data: the compiled model's accuracy was not measured (
 
 @dataclass(frozen=True)
 class BuildOutput:
-    files: dict[str, bytes]
+    files: dict[str, FileData]
+    """Each file's bytes, or its pieces (``cimc.build.file_parts``: the large weights of
+    ``model.cim.onnx`` and ``digital.safetensors`` are the graph's arrays, written without a copy)."""
     manifest: Manifest
     cost: ModelCost
     report: Report
@@ -74,14 +77,14 @@ def build_files(graph: Graph, macro: MacroSpec, bitline_budget: int | None,
     if quantized:
         sections: dict[str, Any] = {"quantization": quantization_section(graph, nodes, quant or {})}
         if evaluate is not None:
-            sections["accuracy"] = evaluate(extra["model.cim.onnx"], graph)
+            sections["accuracy"] = evaluate(file_bytes(extra["model.cim.onnx"]), graph)
         else:
             sections["accuracy_unknown"] = UNKNOWN
         report = report.model_copy(update=sections)
     pool = graph_pool_cost(graph, macro)
     if pool is not None:
         report = report.model_copy(update={"weight_pool": WeightPoolSection(**pool.to_dict())})
-    files = {
+    files: dict[str, FileData] = {
         "layout.json": dumps(layout_document(graph, nodes, macro, cost.macros), compact=True),
         "weights.safetensors": _weights(arrays),
         "schedule.json": dumps(schedule_document(graph, cost, macro, result)),

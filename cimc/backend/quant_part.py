@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import ValidationError
 
-from cimc.backend.compute_files import digital_bytes, graph_document, quant_document
+from cimc.backend.compute_files import digital_parts, graph_document, quant_document
 from cimc.backend.layout import macro_arrays
+from cimc.build.file_parts import FileData
 from cimc.documents import dumps
 from cimc.documents.quant import Quant
 from cimc.errors import InvalidModelError
 from cimc.ir.annotations import QuantParams
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
-from cimc.lowering.model import cim_model_bytes
+from cimc.lowering.model import cim_model_parts
 from cimc.macro import MacroSpec
 from cimc.quant.cim_layer import cell_dtype, digit_matrix
 from cimc.quant.reference import PROBES, probe_feeds, run_compiled
@@ -46,9 +47,10 @@ def code_arrays(graph: Graph, nodes: list[Node], macro: MacroSpec, macros: int) 
     return macro_arrays(graph, nodes, macro, macros, dtype=dtype, matrix=digit_matrix)
 
 
-def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
+def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, FileData]:
     """``quant.json``, ``graph.json``, ``digital.safetensors`` and ``model.cim.onnx``; a
-    non-finite or underflowing number is an ``InvalidModelError``, never a NaN build."""
+    non-finite or underflowing number is an ``InvalidModelError``, never a NaN build. The last
+    two are pieces (``FileParts``) whose large weights are ``graph``'s arrays, not copies."""
     doc, constants = graph_document(graph, nodes)
     try:
         quant = quant_document(graph, nodes)
@@ -62,7 +64,7 @@ def quantized_files(graph: Graph, nodes: list[Node]) -> dict[str, bytes]:
     check_finite(quant, constants)
     check_probes(graph)
     return {"quant.json": dumps(quant, compact=True), "graph.json": dumps(doc, compact=True),
-            "digital.safetensors": digital_bytes(constants), "model.cim.onnx": cim_model_bytes(graph)}
+            "digital.safetensors": digital_parts(constants), "model.cim.onnx": cim_model_parts(graph)}
 
 
 def check_probes(graph: Graph) -> None:

@@ -27,10 +27,12 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cimc.build.atomic_dir import MARKER, clean_stale, make_temp, remove, swap_into_place
+from cimc.build.file_parts import FileData
 from cimc.documents import dumps
 from cimc.documents.manifest import Manifest
 from cimc.errors import CimcError, ResourceLimitError, UsageError
@@ -122,7 +124,7 @@ def _check_target(target: Path, force: bool) -> None:
                          hint="move those files away, choose another -o, or pass --force to replace the folder")
 
 
-def _check_names(files: dict[str, bytes]) -> None:
+def _check_names(files: Mapping[str, FileData]) -> None:
     """Every name is a relative path of plain parts (``plots/x.svg``, never ``../x`` or ``/x``)."""
     for name in files:
         parts = name.split("/")
@@ -130,8 +132,9 @@ def _check_names(files: dict[str, bytes]) -> None:
             raise ValueError(f"build file name {name!r} is not a plain relative file name")
 
 
-def write_build(target: Path, files: dict[str, bytes], manifest: Manifest, force: bool = False) -> None:
-    """Write ``files`` plus a manifest holding their sha256 into ``target``, atomically."""
+def write_build(target: Path, files: Mapping[str, FileData], manifest: Manifest, force: bool = False) -> None:
+    """Write ``files`` plus a manifest holding their sha256 into ``target``, atomically. A file
+    given as pieces (``FileParts``) is written and hashed piece after piece, never joined."""
     _check_names(files)
     check_target(target, force)
     try:
@@ -152,7 +155,7 @@ def write_error(exc: OSError, target: Path) -> CimcError:
                       else "choose another -o")
 
 
-def _write_all(target: Path, files: dict[str, bytes], manifest: Manifest) -> None:
+def _write_all(target: Path, files: Mapping[str, FileData], manifest: Manifest) -> None:
     if target.is_symlink():
         target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +163,7 @@ def _write_all(target: Path, files: dict[str, bytes], manifest: Manifest) -> Non
     tmp = make_temp(target.parent)
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:  # hashing releases the GIL: it overlaps the writes
-            digests = {name: pool.submit(sha256, data) for name, data in sorted(files.items())}
+            digests = {name: pool.submit(_digest, data) for name, data in sorted(files.items())}
             for name, data in sorted(files.items()):
                 _write(tmp / name, data)
         manifest = manifest.model_copy(update={"files": {name: digest.result() for name, digest in digests.items()}})
@@ -171,10 +174,17 @@ def _write_all(target: Path, files: dict[str, bytes], manifest: Manifest) -> Non
             remove(tmp)
 
 
-def _write(path: Path, data: bytes) -> None:
+def _digest(data: FileData) -> str:
+    return sha256(data) if isinstance(data, bytes) else data.sha256()
+
+
+def _write(path: Path, data: FileData) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+        if isinstance(data, bytes):
+            fh.write(data)
+        else:
+            data.write_to(fh)
         fh.flush()
         os.fsync(fh.fileno())

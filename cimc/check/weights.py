@@ -180,6 +180,7 @@ def _compile_weights(build: BuildDir, result: Validation, target: str, options: 
 
     from cimc.api import compile_graph, load_source
     from cimc.backend.macro import build_files
+    from cimc.build.file_parts import file_bytes
 
     graph, source = load_source(target, options)
     if source["sha256"] != build.manifest.get("input", {}).get("sha256"):
@@ -187,4 +188,4 @@ def _compile_weights(build: BuildDir, result: Validation, target: str, options: 
                 f"from (sha256 {str(build.manifest.get('input', {}).get('sha256'))[:12]}…)")
     graph, ctx = compile_graph(graph, options)
     files = build_files(graph, ctx.macro, options.bitline_budget, source, options.public())
-    return dict(load(files.files["weights.safetensors"]))
+    return dict(load(file_bytes(files.files["weights.safetensors"])))

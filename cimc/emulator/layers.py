@@ -25,6 +25,17 @@ from cimc.documents.layout import Geometry, Layer
 
 
 @dataclass(frozen=True, eq=False)
+class SegmentPart:
+    """Segments ``segments`` (indices, ascending) of one layer padded to ``R`` wordlines:
+    their columns ``weight`` ``(S_k, G, Cout_g·S_w, R)`` and the tap ``(c, i, j)`` of each
+    wordline, each ``(S_k, G, R)`` (``segment_taps``)."""
+
+    segments: np.ndarray
+    weight: np.ndarray
+    taps: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
 class MacroLayer:
     """Everything needed to run one CIM layer (module doc)."""
 
@@ -35,8 +46,7 @@ class MacroLayer:
     segments: int
     groups: int
     kernel: tuple[int, int]
-    weight: np.ndarray
-    taps: tuple[np.ndarray, np.ndarray, np.ndarray]
+    parts: tuple[SegmentPart, ...]
     strides: tuple[int, int]
     pads: tuple[int, int, int, int]
     dilations: tuple[int, int]
@@ -78,17 +88,35 @@ def macro_columns(macros: np.ndarray, owner: np.ndarray, index: int, layer: Laye
     return columns
 
 
-def segment_taps(bounds: np.ndarray, cin_g: int, groups: int, kernel: tuple[int, int],
+def segment_taps(starts: np.ndarray, stops: np.ndarray, cin_g: int, groups: int, kernel: tuple[int, int],
                  rmax: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The input channel, kernel row and kernel column ``(c, i, j)``, each ``(S, G, Rmax)``, of
-    the wordline ``t`` of segment ``s`` in conv group ``g``: row ``r = b_s + t`` of the group's
-    ``Cin_g·kh·kw`` rows (``r = (c − g·Cin_g)·kh·kw + i·kw + j``). Wordlines past a segment's
-    last row repeat that row; their cells are zero (``macro_columns``)."""
+    the wordline ``t`` of the segment of rows ``starts[s] … stops[s] − 1`` in conv group ``g``:
+    row ``r = b_s + t`` of the group's ``Cin_g·kh·kw`` rows (``r = (c − g·Cin_g)·kh·kw + i·kw +
+    j``). Wordlines past a segment's last row repeat that row; their cells are zero
+    (``macro_columns``)."""
     kh, kw = kernel
-    row = np.minimum(bounds[:-1, None] + np.arange(rmax)[None, :], bounds[1:, None] - 1)  # (S, Rmax)
+    row = np.minimum(starts[:, None] + np.arange(rmax)[None, :], stops[:, None] - 1)  # (S, Rmax)
     channel = np.arange(groups)[None, :, None] * cin_g + (row // (kh * kw))[:, None, :]
     tap = np.broadcast_to((row % (kh * kw))[:, None, :], channel.shape)
     return channel, tap // kw, tap % kw
+
+
+def segment_parts(columns: np.ndarray, rows: np.ndarray, bounds: np.ndarray, cin_g: int, groups: int,
+                  kernel: tuple[int, int]) -> tuple[SegmentPart, ...]:
+    """The segments of ``rows == max(rows)`` and, if any, the others, each part padded to its
+    own longest segment: ``columns`` ``(Seg, Cout·S, Rmax)`` (zero past a segment's rows) cut
+    to ``(S_k, G, Cout_g·S_w, R_k)``."""
+    width = columns.shape[1]
+    full = rows == rows.max()
+    parts = []
+    for chosen in (np.flatnonzero(full), np.flatnonzero(~full)):
+        if chosen.size:
+            r = int(rows[chosen].max())
+            weight = np.ascontiguousarray(columns[chosen, :, :r]).reshape(chosen.size, groups, width // groups, r)
+            taps = segment_taps(bounds[chosen], bounds[chosen + 1], cin_g, groups, kernel, r)
+            parts.append(SegmentPart(chosen, weight, taps))
+    return tuple(parts)
 
 
 def _geometry(geo: Geometry) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
@@ -106,11 +134,9 @@ def macro_layers(files: BuildFiles) -> list[MacroLayer]:
         kh, kw = layer.kernel
         bounds = np.array([s.row_start for s in layer.segments] + [layer.rows], dtype=np.int64)
         columns = macro_columns(files.macros, owner, i, layer, q.w_slices)
-        s_count, width, rmax = columns.shape
-        weight = columns.reshape(s_count, layer.groups, width // layer.groups, rmax)
-        taps = segment_taps(bounds, layer.rows // (kh * kw), layer.groups, (kh, kw), rmax)
+        parts = segment_parts(columns, segment_rows(layer), bounds, layer.rows // (kh * kw), layer.groups, (kh, kw))
         strides, pads, dilations = _geometry(layer.geometry)
-        out.append(MacroLayer(i, layer.node, layer.kind, layer.cout, s_count, layer.groups, (kh, kw), weight, taps,
+        out.append(MacroLayer(i, layer.node, layer.kind, layer.cout, columns.shape[0], layer.groups, (kh, kw), parts,
                               strides, pads, dilations, float(np.float32(q.a_step)), q.a_bits, q.a_signed,
                               np.asarray(q.adc_step, np.float32), q.adc_bits,
                               np.asarray(q.scale, np.float32), np.asarray(q.bias, np.float32),

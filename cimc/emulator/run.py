@@ -4,13 +4,20 @@ Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels,
 or ADC groups):
 
 1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``);
-2. every segment's bitline sums at once: one batched matrix product (onnxruntime's ``MatMul``,
-   so the emulator needs no torch) of the macro columns with the im2col rows each segment's
-   wordlines see (``patches``), ``(S, Cout, N, Ho, Wo)``; the products and sums are integers
-   below ``2^24`` (the quantize pass refuses a layer whose sums could reach it), exact in float32;
+2. every segment's bitline sums at once: one batched matrix product per segment part
+   (onnxruntime's ``MatMul``, so the emulator needs no torch; ``MacroLayer.parts``: the full
+   segments, and the shorter ones padded to their own longest) of the macro columns with the
+   im2col rows each segment's wordlines see (``patches``), ``(S, Cout, Ho, Wo, N)``; the
+   products and sums are integers below ``2^24`` (the quantize pass refuses a layer whose sums
+   could reach it), exact in float32;
 3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
-   ``y = P · scale + b'``.
+   ``y = P · scale + b'`` (3 and 4 on cache-sized blocks of output channels).
+
+Activations stay channel-major: a CIM layer's output is a ``(N, Cout, Ho, Wo)`` view of its
+``(Cout, Ho, Wo, N)`` array, which the digital ops of ``LAYOUT_FREE`` (elementwise, max) take
+as it is and the next layer's ``patches`` reads without a transposition; every other digital
+op, and the model outputs, get C-contiguous arrays.
 
 A bit-sliced layer (``cimc.quant.slicing``) feeds its ``T`` DAC cycles as ``T`` batches of the same
 convolution over its ``S`` digit columns per channel, converts every (cycle, segment, column)
@@ -22,7 +29,8 @@ Digital ops run with the reference's kernels and rounding rules
 ``record``, per-layer traces (input codes, ADC codes ``(N, S, Cout, Ho, Wo)``, sums, outputs).
 (Measured on VGG9, batch 64: onnxruntime's grouped convolution of the gathered channels ran
 2.4–2.6× the float model's CPU time, this batched MatMul 2.2×; numpy's stacked matmul was 2–6×
-slower than onnxruntime's MatMul on these shapes. ``benchmarks/results/emulator.md``.)
+slower than onnxruntime's MatMul on these shapes; session 8: 1.3× and 1.9× the float model's
+CPU time on VGG9 batch 64 and ResNet-50 batch 8. ``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
@@ -106,7 +114,8 @@ class Emulator:
     def _run(self, feeds: dict[str, np.ndarray], record: bool) -> CompiledRun:
         values, traces = self._values(feeds, record)
         outputs = {t.name for t in self.files.graph.outputs}
-        return CompiledRun({name: values[name] for name in sorted(outputs, key=self._output_order)}, traces)
+        ordered = sorted(outputs, key=self._output_order)
+        return CompiledRun({name: np.ascontiguousarray(values[name]) for name in ordered}, traces)
 
     def _values(self, feeds: dict[str, np.ndarray], record: bool) -> tuple[dict[str, np.ndarray],
                                                                             dict[str, LayerTrace]]:
@@ -121,8 +130,11 @@ class Emulator:
                 if record:
                     traces[node.name] = trace
             else:
+                args = [values[t] for t in node.inputs if t]
+                if node.op not in LAYOUT_FREE:
+                    args = [np.ascontiguousarray(a) for a in args]
                 try:
-                    values[node.outputs[0]] = digital_op(node.op, [values[t] for t in node.inputs if t], attrs)
+                    values[node.outputs[0]] = digital_op(node.op, args, attrs)
                 except (ValueError, IndexError, TypeError, KeyError) as exc:  # graph.json wires or sets it wrong
                     raise BuildError(f"graph.json: node '{node.name}' ({node.op}) cannot run on its inputs: "
                                      f"{type(exc).__name__}: {str(exc)[:120]}") from exc
@@ -145,6 +157,12 @@ class Emulator:
         return [t.name for t in self.files.graph.outputs].index(name)
 
 
+#: Digital ops whose every output element is an order-free function of input elements
+#: (elementwise, or a maximum): they run on a CIM layer's channel-major output view as it is and
+#: give the same bits; every other op gets C-contiguous inputs (a sum's rounding could follow
+#: the memory order).
+LAYOUT_FREE = frozenset({"Relu", "Add", "Sub", "Mul", "Clip", "MaxPool"})
+
 #: Bytes of partial sums converted and added as one block (``convert_and_add``): about L2-sized.
 BLOCK_BYTES = 1 << 20
 
@@ -154,25 +172,39 @@ def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
 
 
 def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
-    """The layer's bitline sums as a one-node ONNX model, its cells included: onnxruntime's
-    batched ``MatMul`` of the columns ``(S, G, Cout_g·S_w, Rmax)`` (``MacroLayer.weight``) with
-    the segments' im2col rows ``(S, G, Rmax, M)`` (``patches``), ``(S, G, Cout_g·S_w, M)``."""
-    weight = np.ascontiguousarray(layer.weight, dtype=np.float32)
-    s_count, groups, _, rmax = weight.shape
-    node = helper.make_node("MatMul", ["columns", "rows"], ["sums"])
-    rows = helper.make_tensor_value_info("rows", TensorProto.FLOAT, [s_count, groups, rmax, "m"])
-    sums = helper.make_tensor_value_info("sums", TensorProto.FLOAT, None)
-    graph = helper.make_graph([node], "bitline_sums", [rows], [sums], [numpy_helper.from_array(weight, "columns")])
+    """The layer's bitline sums as a small ONNX model, its cells included: per segment part
+    ``k`` (``MacroLayer.parts``) onnxruntime's batched ``MatMul`` of the columns ``(S_k, G,
+    Cout_g·S_w, R_k)`` with the segments' im2col rows ``rows{k}`` ``(S_k, G, R_k, M)``
+    (``patches``), ``sums{k}`` ``(S_k, G, Cout_g·S_w, M)``. Its worker threads do not spin
+    between runs (they would take a core from the numpy work between two layers)."""
+    nodes, inputs, outputs, weights = [], [], [], []
+    for k, part in enumerate(layer.parts):
+        weight = np.ascontiguousarray(part.weight, dtype=np.float32)
+        s_count, groups, _, rows = weight.shape
+        nodes.append(helper.make_node("MatMul", [f"columns{k}", f"rows{k}"], [f"sums{k}"]))
+        inputs.append(helper.make_tensor_value_info(f"rows{k}", TensorProto.FLOAT, [s_count, groups, rows, "m"]))
+        outputs.append(helper.make_tensor_value_info(f"sums{k}", TensorProto.FLOAT, None))
+        weights.append(numpy_helper.from_array(weight, f"columns{k}"))
+    graph = helper.make_graph(nodes, "bitline_sums", inputs, outputs, weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def patches(layer: MacroLayer, codes: np.ndarray) -> np.ndarray:
-    """``(S, G, Rmax, Ho·Wo·N)`` float32: the input code every segment's wordline sees at each
-    output pixel, ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps ``(c, i, j)`` of
-    ``layer.taps``, pixels ordered ``(h, w, n)``. The codes are first laid out ``(C, H, W, N)``
-    (one copy, the padding included) so that the gather copies runs of ``Wo·N`` values."""
+def patches(layer: MacroLayer, codes: np.ndarray) -> list[np.ndarray]:
+    """Per segment part, ``(S_k, G, R_k, Ho·Wo·N)`` float32: the input code every segment's
+    wordline sees at each output pixel, ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the
+    taps ``(c, i, j)`` of ``SegmentPart.taps``, pixels ordered ``(h, w, n)``. The codes are
+    first laid out ``(C, H, W, N)`` (one copy, the padding included, none when they are laid out
+    so already) so that the gather copies runs of ``Wo·N`` values; an unpadded ``1 × 1`` kernel
+    takes whole rows of that layout, and a part whose wordlines are consecutive channels a
+    slice of it without a copy."""
     n, c, h, w = codes.shape
+    if layer.kernel == (1, 1) and not any(layer.pads):
+        (sh, sw) = layer.strides
+        rows = np.ascontiguousarray(codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw]).reshape(c, -1)
+        return [_channel_rows(rows, part.taps[0]) for part in layer.parts]
     t, left, b, r = layer.pads
     padded = np.zeros((c, h + t + b, w + left + r, n), dtype=np.float32)
     padded[:, t:t + h, left:left + w] = codes.transpose(1, 2, 3, 0)
@@ -181,18 +213,41 @@ def patches(layer: MacroLayer, codes: np.ndarray) -> np.ndarray:
     sc, sy, sx, sn = padded.strides
     win = as_strided(padded, (c, *layer.kernel, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn),
                      writeable=False)
-    channel, row, col = layer.taps
-    return win[channel, row, col].reshape(*channel.shape, -1)
+    out = []
+    for part in layer.parts:
+        channel, row, col = part.taps
+        out.append(win[channel, row, col].reshape(*channel.shape, -1))
+    return out
 
 
-def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray) -> np.ndarray:
-    """``(S, Cout·S_w, Ho, Wo, N)`` partial sums of every segment and bitline of integer-valued
-    ``codes`` ``(N, C, H, W)``: one batched matrix product. The products and every partial sum
-    are integers below ``2^24`` (``quantize`` refuses a layer whose sums could reach it), so
-    float32 holds them exactly whatever order the product sums in."""
+def _channel_rows(rows: np.ndarray, channel: np.ndarray) -> np.ndarray:
+    """``rows[channel]`` ``(S_k, G, R_k, M)`` of a ``(C, M)`` matrix: a view when ``channel``
+    runs over consecutive channels, else a gather."""
+    flat = channel.reshape(-1)
+    if np.array_equal(flat, flat[0] + np.arange(flat.size)):
+        return rows[flat[0]:flat[0] + flat.size].reshape(*channel.shape, -1)
+    return rows[channel]
+
+
+def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray) -> list[np.ndarray]:
+    """Per segment part, ``(S_k, Cout·S_w, Ho, Wo, N)`` partial sums of its segments and
+    bitlines for integer-valued ``codes`` ``(N, C, H, W)``: one batched matrix product. The
+    products and every partial sum are integers below ``2^24`` (``quantize`` refuses a layer
+    whose sums could reach it), so float32 holds them exactly whatever order the product sums in."""
     n, _, h, w = codes.shape
-    (out,) = gemm.run(None, {"rows": patches(layer, codes)})
-    return out.reshape(layer.segments, -1, *_spatial(layer, h, w), n)
+    feeds = {f"rows{k}": rows for k, rows in enumerate(patches(layer, codes))}
+    ho, wo = _spatial(layer, h, w)
+    return [p.reshape(p.shape[0], -1, ho, wo, n) for p in gemm.run(None, feeds)]
+
+
+def segment_order(layer: MacroLayer, parts: list[np.ndarray]) -> np.ndarray:
+    """The parts' arrays ``(S_k, …)`` as one ``(Seg, …)`` array in segment order."""
+    if len(parts) == 1:
+        return parts[0]
+    out = np.empty((layer.segments, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    for part, p in zip(layer.parts, parts, strict=True):
+        out[part.segments] = p
+    return out
 
 
 def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
@@ -201,39 +256,57 @@ def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
     return window_out((h, w), ((kh - 1) * dh + 1, (kw - 1) * dw + 1), layer.strides, layer.pads)
 
 
-def convert_and_add(layer: MacroLayer, p: np.ndarray) -> np.ndarray:
-    """ADC codes of the partial sums ``p`` ``(S, Cout, …)`` in place, ``p̂ = clip(round(p /
-    S_ADC[o]), ±(2^(b−1) − 1))``, and the adder tree ``P = Σ_s p̂`` ``(Cout, …)``, done on blocks
-    of output channels of about ``BLOCK_BYTES`` so that the division, rounding, clipping and
-    sum of a block read it from the cache rather than from memory (four passes over ``p``)."""
-    s_count, cout = p.shape[:2]
-    pixels = p[0, 0].size
-    step = np.broadcast_to(np.asarray(layer.adc_step, dtype=np.float32).reshape(-1), (cout,))
-    block = max(1, BLOCK_BYTES // (4 * s_count * pixels))
-    total = np.empty(p.shape[1:], dtype=np.float32)
+def convert_and_add(layer: MacroLayer, parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """ADC codes of the partial sums of every segment part ``(S_k, Cout, …)`` in place, ``p̂ =
+    clip(round(p / S_ADC[o]), ±(2^(b−1) − 1))``, the adder tree ``P = Σ_s p̂`` and the output
+    ``y = P · scale + b'``, both ``(Cout, …)``, done on blocks of output channels of about
+    ``BLOCK_BYTES`` so that the division, rounding, clipping and sum of a block read it from the
+    cache rather than from memory (four passes over ``p``, two over ``P``). ``P`` is exact in
+    float32 in any order (integers below ``2^24``), so the parts add in any order."""
+    cout = parts[0].shape[1]
+    pixels = parts[0][0, 0].size
+    step, scale, bias = (np.broadcast_to(np.asarray(v, dtype=np.float32).reshape(-1), (cout,))
+                         for v in (layer.adc_step, layer.scale, layer.bias))
+    block = max(1, BLOCK_BYTES // (4 * layer.segments * pixels))
+    total = np.empty(parts[0].shape[1:], dtype=np.float32)
+    y = np.empty_like(total)
     for first in range(0, cout, block):
-        part = p[:, first:first + block]
-        numerics.adc_codes(part, step[first:first + block], layer.adc_bits, channel_axis=1, out=part)
-        np.sum(part, axis=0, dtype=np.float32, out=total[first:first + block])
-    return total
+        cols = slice(first, first + block)
+        for k, p in enumerate(parts):
+            codes = numerics.adc_codes(p[:, cols], step[cols], layer.adc_bits, channel_axis=1, out=p[:, cols])
+            if k == 0:
+                np.sum(codes, axis=0, dtype=np.float32, out=total[cols])
+            else:
+                total[cols] += np.sum(codes, axis=0, dtype=np.float32)
+        numerics.layer_output(total[cols], scale[cols], bias[cols], channel_axis=0, out=y[cols])
+    return total, y
 
 
 def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, record: bool = True) -> LayerTrace:
-    """One CIM layer on float input ``x`` (module doc), computed channel-major ``(S, Cout, N, Ho,
-    Wo)`` and transposed to the trace layout once per tensor."""
+    """One CIM layer on float input ``x`` (module doc), computed channel-major ``(S, Cout, Ho,
+    Wo, N)``. The outputs are a view of the channel-major ``(Cout, Ho, Wo, N)`` array with the
+    shape ``(N, Cout, Ho, Wo)`` (the next layer's ``patches`` wants that memory order); the
+    trace's sums and ADC codes are transposed to their layout once when ``record``, else the
+    sums are a view too and the ADC codes are left out (zero conversions)."""
     lead = x.shape[:-1]
     a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
     codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
     if layer.sliced:
         adc, total = _sliced_conversions(layer, gemm, codes, record)
+        y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     else:
         p = bitline_sums(layer, gemm, codes)
-        total = np.ascontiguousarray(convert_and_add(layer, p).transpose(3, 0, 1, 2))
-        adc = p.transpose(4, 0, 1, 2, 3)
-    y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
+        cm_total, cm_y = convert_and_add(layer, p)
+        y = cm_y.transpose(3, 0, 1, 2)
+        if record:
+            total = np.ascontiguousarray(cm_total.transpose(3, 0, 1, 2))
+            adc = segment_order(layer, p).transpose(4, 0, 1, 2, 3)
+        else:
+            total = cm_total.transpose(3, 0, 1, 2)
+            adc = np.empty((codes.shape[0], 0, *total.shape[1:]), dtype=np.float32)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
-    return LayerTrace(codes.reshape(x.shape), adc.reshape(codes.shape[0], -1, layer.cout),
+    return LayerTrace(codes.reshape(x.shape), adc.reshape(codes.shape[0], adc.shape[1], layer.cout),
                       total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
 
 
@@ -241,7 +314,8 @@ def _sliced_conversions(layer: MacroLayer, gemm: ort.InferenceSession, codes: np
                         record: bool) -> tuple[np.ndarray, np.ndarray]:
     """ADC codes (in trace order when ``record``) and shift-added sums ``P`` of a sliced layer,
     computed on the bitline sums in the order ``(T, N, Ho, Wo, Seg, Cout, S)``."""
-    p = bitline_sums(layer, gemm, dac_cycles(codes, layer.a_slices, layer.dac_bits))  # (Seg, Cout·S, Ho, Wo, T·N)
+    cycles = dac_cycles(codes, layer.a_slices, layer.dac_bits)
+    p = segment_order(layer, bitline_sums(layer, gemm, cycles))  # (Seg, Cout·S, Ho, Wo, T·N)
     seg, _, ho, wo, _ = p.shape
     p = p.reshape(seg, layer.cout, layer.w_slices, ho, wo, layer.a_slices, codes.shape[0])
     p = np.ascontiguousarray(p.transpose(5, 6, 3, 4, 0, 1, 2))

@@ -27,6 +27,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from cimc import __version__
+from cimc.build.file_parts import FileParts
+from cimc.build.proto_splice import splice
 from cimc.errors import PassError
 from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, ExportBuilder
 from cimc.frontend.skeleton import copy_fields
@@ -45,15 +47,21 @@ LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
 
 def cim_model(graph: Graph) -> onnx.ModelProto:
     """The compiled model (module doc), checked; CIM layers must carry ``QuantParams``."""
-    return _checked(_cim_proto(graph))
+    return _checked(_cim_proto(graph)[0])
 
 
 def cim_model_bytes(graph: Graph) -> bytes:
-    """``serialize(cim_model(graph))``, serialized once: the bytes are what the checker reads."""
-    return checked_bytes(_cim_proto(graph))
+    """``serialize(cim_model(graph))``: the bytes of ``cim_model_parts``."""
+    return cim_model_parts(graph).to_bytes()
 
 
-def _cim_proto(graph: Graph) -> onnx.ModelProto:
+def cim_model_parts(graph: Graph) -> FileParts:
+    """``serialize(cim_model(graph))`` as pieces whose large weights are ``graph``'s arrays
+    (``cimc.build.proto_splice``): no proto and no ``bytes`` holds a second copy of them."""
+    return checked_parts(*_cim_proto(graph, hold=True))
+
+
+def _cim_proto(graph: Graph, hold: bool = False) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     layers = []
@@ -70,20 +78,20 @@ def _cim_proto(graph: Graph) -> onnx.ModelProto:
             builder.add(node)
     props = {"cimc.cim_layers": json.dumps(layers, sort_keys=True),
              "cimc.numerics": "docs/build-format.md, The numerical contract; digital reductions in float64"}
-    return _finish(generic, builder, f"{graph.name} (compiled for CIM)", props)
+    return _finish(generic, builder, f"{graph.name} (compiled for CIM)", props, hold)
 
 
 def float_model(graph: Graph) -> onnx.ModelProto:
     """The float graph as batch-free ONNX (no lowering, no casts), checked."""
-    return _checked(_float_proto(graph))
+    return _checked(_float_proto(graph)[0])
 
 
 def float_model_bytes(graph: Graph) -> bytes:
-    """``serialize(float_model(graph))``, serialized once."""
-    return checked_bytes(_float_proto(graph))
+    """``serialize(float_model(graph))``, its large weights copied once (``checked_parts``)."""
+    return checked_parts(*_float_proto(graph, hold=True)).to_bytes()
 
 
-def _float_proto(graph: Graph) -> onnx.ModelProto:
+def _float_proto(graph: Graph, hold: bool = False) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     for node in generic.topo_order():
@@ -91,7 +99,7 @@ def _float_proto(graph: Graph) -> onnx.ModelProto:
             emit_lrn(builder, node, generic)
         else:
             builder.add(node)
-    return _finish(generic, builder, graph.name, {})
+    return _finish(generic, builder, graph.name, {}, hold)
 
 
 def _emit_double(b: ExportBuilder, node: Node, graph: Graph) -> None:
@@ -133,20 +141,58 @@ def _value_info(graph: Graph, name: str, batch: int | None) -> onnx.ValueInfoPro
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
-def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str]) -> onnx.ModelProto:
-    """The model proto, not yet checked. Initializers are converted one at a time straight into
-    the model (``make_graph``/``make_model`` would copy them twice more)."""
+def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str],
+            hold: bool = False) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
+    """The model proto, not yet checked, and the arrays it holds back. Initializers are
+    converted one at a time straight into the model (``make_graph``/``make_model`` would copy
+    them twice more). With ``hold``, each initializer of at least ``LEAN_CHECK_BYTES`` of plain
+    numeric data is a skeleton (name, dims, type, empty ``raw_data``) and its array is returned
+    under its index in ``model.graph.initializer``, for ``proto_splice``; else nothing is held."""
     batch, batched = static_batch(graph), batch_inputs(graph)  # an input that broadcasts stays static
     read = {t for n in b.nodes for t in n.input}
     inputs = [_value_info(graph, t, batch if t in batched else None) for t in graph.inputs]
     onnx_graph = helper.make_graph(b.nodes, name, inputs, [_value_info(graph, t, batch) for t in graph.outputs])
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                               ir_version=EXPORT_IR_VERSION, producer_name="cimc", producer_version=__version__)
+    held: dict[int, np.ndarray] = {}
     for key in sorted(k for k in graph.initializers if k in read):
-        model.graph.initializer.add().CopyFrom(numpy_helper.from_array(np.asarray(graph.initializers[key]), key))
-    model.graph.initializer.extend(b.extra)
+        array = np.asarray(graph.initializers[key])
+        if hold and _splicable(array):
+            held[len(model.graph.initializer)] = array
+            _skeleton(model.graph.initializer.add(), key, array.shape, helper.np_dtype_to_tensor_dtype(array.dtype))
+        else:
+            model.graph.initializer.add().CopyFrom(numpy_helper.from_array(array, key))
+    for tensor in b.extra:
+        if hold and tensor.HasField("raw_data") and len(tensor.raw_data) >= LEAN_CHECK_BYTES:
+            held[len(model.graph.initializer)] = np.frombuffer(tensor.raw_data, np.uint8)
+            _skeleton(model.graph.initializer.add(), tensor.name, tuple(tensor.dims), tensor.data_type,
+                      like=tensor)
+        else:
+            model.graph.initializer.append(tensor)
     helper.set_model_props(model, dict(sorted(props.items())))
-    return model
+    return model, held
+
+
+#: The dtypes whose ``numpy_helper.from_array`` data is the array's little-endian bytes as they
+#: are (no string list, no 2/4/6-bit packing).
+_PLAIN = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
+                                          np.uint8, np.uint16, np.uint32, np.uint64, np.bool_))
+
+
+def _splicable(array: np.ndarray) -> bool:
+    return array.dtype.newbyteorder("=") in _PLAIN and array.nbytes >= LEAN_CHECK_BYTES
+
+
+def _skeleton(tensor: onnx.TensorProto, name: str, dims: tuple[int, ...], data_type: int,
+              like: onnx.TensorProto | None = None) -> None:
+    """``tensor`` as ``from_array`` (or ``like``) would make it, with ``raw_data`` present and empty."""
+    if like is not None:
+        copy_fields(like, tensor, skip="raw_data")
+    else:
+        tensor.dims.extend(dims)
+        tensor.name = name
+        tensor.data_type = data_type
+    tensor.raw_data = b""
 
 
 def _checked(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -161,20 +207,35 @@ LEAN_CHECK_BYTES = 1 << 16
 def checked_bytes(model: onnx.ModelProto) -> bytes:
     """``model`` serialized, after the ONNX checker (full check, with shape inference) accepted
     it (``check_lean``); a model it refuses is a ``PassError`` (cimc wrote something invalid)."""
-    try:
-        check_lean(model)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
-        raise PassError(f"model.cim.onnx of '{model.graph.name}' fails the ONNX checker: {exc}") from exc
+    _check(model, None)
     return serialize(model)
 
 
-def check_lean(model: onnx.ModelProto) -> None:
-    """``onnx.checker.check_model(model, full_check=True)`` on a copy whose initializers of at
-    least ``LEAN_CHECK_BYTES`` of ``raw_data`` are graph inputs of the same name, type and shape:
-    node, graph and shape-inference checks see the same model, and the checker's C++ side does
-    not parse a second copy of the weights (a VGG19 build: 1 GB). Those tensors' data were
-    written by ``numpy_helper.from_array`` (their size matches their shape by construction)."""
-    large = {t.name for t in model.graph.initializer if len(t.raw_data) >= LEAN_CHECK_BYTES}
+def checked_parts(model: onnx.ModelProto, held: dict[int, np.ndarray]) -> FileParts:
+    """The serialized model whose initializer ``i`` has ``held[i]``'s bytes as ``raw_data``
+    (``model`` holds a skeleton there: ``_finish``), after the ONNX checker accepted it with the
+    held tensors as graph inputs (``check_lean``): ``checked_bytes`` of the full model, byte for byte."""
+    large = {model.graph.initializer[i].name for i in held}
+    _check(model, large)
+    return splice(serialize(model), held)
+
+
+def _check(model: onnx.ModelProto, large: set[str] | None) -> None:
+    try:
+        check_lean(model, large)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
+        raise PassError(f"model.cim.onnx of '{model.graph.name}' fails the ONNX checker: {exc}") from exc
+
+
+def check_lean(model: onnx.ModelProto, large: set[str] | None = None) -> None:
+    """``onnx.checker.check_model(model, full_check=True)`` on a copy whose initializers named in
+    ``large`` (default: those of at least ``LEAN_CHECK_BYTES`` of ``raw_data``) are graph inputs
+    of the same name, type and shape: node, graph and shape-inference checks see the same model,
+    and the checker's C++ side does not parse a second copy of the weights (a VGG19 build: 1 GB).
+    Those tensors' data were written by ``numpy_helper.from_array`` or are the arrays ``_finish``
+    held (their size matches their shape by construction)."""
+    if large is None:
+        large = {t.name for t in model.graph.initializer if len(t.raw_data) >= LEAN_CHECK_BYTES}
     if not large:
         onnx.checker.check_model(model, full_check=True)
         return

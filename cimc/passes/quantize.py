@@ -225,7 +225,7 @@ class Quantize(GraphPass):
             for node in nodes:
                 pending.discard(node.name)
                 self._calibrate_one(graph, node, inputs[node.name], imported, ctx.macro)
-                if self.fold_columns and node.name not in imported:
+                if node.name not in imported:
                     fold_column_remainder(graph, node, inputs, pending)
 
     def _calibrate_one(self, graph: Graph, node: Node, x: np.ndarray, imported: dict[str, ImportedSteps],

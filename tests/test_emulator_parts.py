@@ -1,0 +1,118 @@
+"""The emulator's fast paths give the bits of the plain computation: segments split in parts
+(``cimc.emulator.layers.segment_parts``), ``1 × 1`` kernels read as rows of the codes
+without a gather (``cimc.emulator.run.patches``), and CIM outputs kept channel-major for the
+digital ops of ``LAYOUT_FREE`` (every other op gets C-contiguous inputs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import cimc.emulator.layers as emulator_layers
+import cimc.emulator.run as emulator_run
+from cimc.emulator import Emulator
+from cimc.ir.graph import Graph
+from tests.cim_helpers import add_node, assert_same_run, assert_three_way, compile_ir, write
+from tests.ir_builders import add_conv, add_unary, graph_with_input
+
+pytestmark = pytest.mark.torch  # the compile helpers import the zoo
+
+
+def residual_net(batch: int = 2, h: int = 6) -> Graph:
+    """3×3 conv (40 channels) → relu, then a 1×1 conv (stride 2) added to 3×3 conv → relu →
+    1×1 conv (stride 2), → relu → 1×1 conv → GAP: 40 and 360 wordlines cut in segments of
+    unequal rows on the 32-wordline test macro, 1×1 layers of stride 1 and 2 and a residual
+    Add of channel-major outputs."""
+    rng = np.random.default_rng(3)
+    g = graph_with_input((batch, 3, h, h))
+    y = add_unary(g, "Relu", add_conv(g, "x", 40, 3, pad=1, rng=rng, name="c1"), "r1")
+    a = add_conv(g, y, 16, 1, stride=2, rng=rng, name="c2")
+    b = add_unary(g, "Relu", add_conv(g, y, 40, 3, pad=1, rng=rng, name="c3"), "r3")
+    b = add_conv(g, b, 16, 1, stride=2, rng=rng, name="c4")
+    y = add_unary(g, "Relu", add_node(g, "Add", [a, b], g.shape(a), "add"), "r4")
+    y = add_conv(g, y, 8, 1, rng=rng, name="c5")
+    g.outputs.append(add_node(g, "GlobalAveragePool", [y], (batch, 8, 1, 1), "gap"))
+    return g
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Graph]:
+    graph, ctx = compile_ir(residual_net())
+    return write(graph, ctx, tmp_path_factory.mktemp("parts") / "b"), graph
+
+
+def _x() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+
+
+def test_fast_paths_equal_onnxruntime_and_the_reference(compiled: tuple[Path, Graph]) -> None:
+    """The net exercises every fast path (two segment parts, a 1×1 layer read without a gather,
+    channel-major Relu/Add), and every layer's codes, sums and outputs equal onnxruntime on
+    ``model.cim.onnx`` and the reference bit for bit; so do the outputs of a run without traces."""
+    build, graph = compiled
+    emu = Emulator.open(build)
+    assert any(len(layer.parts) == 2 for layer in emu.layers)
+    assert any(layer.kernel == (1, 1) for layer in emu.layers)
+    reference = assert_three_way(build, graph, _x())
+    plain = emu.run(_x())
+    for name, value in reference.outputs.items():
+        np.testing.assert_array_equal(plain.outputs[name], value, err_msg=name)
+        assert plain.outputs[name].flags.c_contiguous
+
+
+def test_two_parts_equal_one_padded_part(compiled: tuple[Path, Graph], monkeypatch: pytest.MonkeyPatch) -> None:
+    """All segments in one part padded to the longest (the layout before the split) gives the
+    same ADC codes, in segment order, sums and outputs as the split in two parts."""
+    build, _ = compiled
+    split = Emulator.open(build)
+    original = emulator_layers.segment_parts
+
+    def one_part(columns: np.ndarray, rows: np.ndarray, *args: Any) -> Any:
+        return original(columns, np.full_like(rows, rows.max()), *args)
+
+    monkeypatch.setattr(emulator_layers, "segment_parts", one_part)
+    padded = Emulator.open(build)
+    assert all(len(layer.parts) == 1 for layer in padded.layers)
+    assert any(len(layer.parts) == 2 for layer in split.layers)
+    assert_same_run(split.run(_x(), record=True), padded.run(_x(), record=True))
+
+
+def test_one_by_one_rows_are_views_of_the_codes(compiled: tuple[Path, Graph]) -> None:
+    """A stride-1 unpadded 1×1 layer whose wordlines are consecutive channels reads its rows as
+    a slice of channel-major codes (no copy), equal to the gather of the general path."""
+    emu = Emulator.open(compiled[0])
+    layer = next(layer for layer in emu.layers if layer.kernel == (1, 1))
+    layer = dataclasses.replace(layer, strides=(1, 1))
+    cin = max(int(part.taps[0].max()) for part in layer.parts) + 1
+    codes = np.random.default_rng(1).integers(-7, 8, (cin, 6, 5, 2)).astype(np.float32)  # (C, H, W, N)
+    x = codes.transpose(3, 0, 1, 2)  # (N, C, H, W) view, channel-major memory
+    fast = emulator_run.patches(layer, x)
+    views = 0
+    for part, rows in zip(layer.parts, fast, strict=True):
+        channel = part.taps[0]
+        np.testing.assert_array_equal(rows, codes.reshape(codes.shape[0], -1)[channel])
+        if np.array_equal(channel.reshape(-1), channel.flat[0] + np.arange(channel.size)):
+            assert np.shares_memory(rows, codes)
+            views += 1
+    assert views
+
+
+def test_order_sensitive_digital_ops_get_contiguous_inputs(compiled: tuple[Path, Graph],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """GlobalAveragePool (a sum) receives C-contiguous inputs; Relu and Add may receive the CIM
+    layers' channel-major views, and do."""
+    seen: dict[str, list[bool]] = {}
+    original = emulator_run.digital_op
+
+    def spy(op: str, args: list[np.ndarray], attrs: Any) -> np.ndarray:
+        seen.setdefault(op, []).extend(a.flags.c_contiguous for a in args)
+        return original(op, args, attrs)
+
+    monkeypatch.setattr(emulator_run, "digital_op", spy)
+    Emulator.open(compiled[0]).run(_x())
+    assert all(seen["GlobalAveragePool"])
+    assert not all(seen["Relu"] + seen["Add"])
