@@ -71,11 +71,11 @@ def onnx_calib_floor(path: Path, images: int = CALIB_IMAGES) -> None:
     session.run(None, {first.name: x})
 
 
-def compile_file(path: Path, out: Path) -> None:
-    """``cimc compile`` with the default options, through the API."""
-    from cimc.api import compile_model
+def compile_file(path: Path, out: Path, calib_size: int | None = None) -> None:
+    """``cimc compile`` with the default options (or ``--calib-size calib_size``), through the API."""
+    from cimc.api import CompileOptions, compile_model
 
-    compile_model(path, out)
+    compile_model(path, out, CompileOptions() if calib_size is None else CompileOptions(calib_size=calib_size))
 
 
 def map_file(path: Path, out: Path) -> None:

@@ -1,4 +1,5 @@
-"""The compile scaling curve: time and peak memory against parameters, 1 M … 100 M.
+"""The compile scaling curve: time and peak memory against parameters, 1 M … 200 M, and
+against the number of calibration images, 16 … 512.
 
 For each size ``P`` a ResNet-50-like model (32×32 inputs, ``benchmarks.gen_models``) is
 generated, then:
@@ -17,6 +18,11 @@ linear scaling. Fixed costs (process set-up, fsync, small JSON files) flatten th
 end of the curve, so the slope is also fitted on the sizes of 10 M parameters and more,
 where the per-parameter work dominates. Results: ``benchmarks/results/scaling.json`` and
 the plot ``scaling.png``. Run ``python3 -m benchmarks.scaling [--quick]``.
+
+``--calib 16,64,256,512`` instead measures the default compile of one model
+(``--calib-model`` millions of parameters, 25.6) with each ``--calib-size``, each in a fresh
+process: its time should grow linearly in the images (slope ≤ 1.1) and its peak memory stay
+flat (calibration streams layer by layer and in chunks). Results: ``scaling_calib.json``.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from benchmarks.machine import describe, machine_info
 log = logging.getLogger("benchmarks.scaling")
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SIZES = (1e6, 3e6, 10e6, 25.6e6, 50e6, 100e6)
+SIZES = (1e6, 3e6, 10e6, 25.6e6, 50e6, 100e6, 200e6)
 QUICK_SIZES = (1e6, 3e6, 10e6)
 LINEAR_SLOPE = (0.8, 1.2)
 SERIES = {"map": "o-", "default": "^-", "floor": "s-"}
@@ -64,17 +70,17 @@ start = time.perf_counter()
 if sys.argv[1] == "floor":
     onnx_floor(Path(sys.argv[2]))
 else:
-    RUNNERS[sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]))
+    RUNNERS[sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]), *map(int, sys.argv[4:]))
 seconds = time.perf_counter() - start
 print(json.dumps({"base_kib": base, "peak_kib": high_water_kib(), "seconds": seconds}))
 """
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def peak_memory(which: str, model: Path, out: Path) -> dict[str, float]:
+def peak_memory(which: str, model: Path, out: Path, *extra: int) -> dict[str, float]:
     """Peak-RSS growth (MiB) and seconds of one run of ``which`` (``floor`` or a compile
-    pipeline of ``bench_compile.RUNNERS``) in a new process."""
-    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, which, str(model), str(out)],
+    pipeline of ``bench_compile.RUNNERS``, given ``extra`` arguments) in a new process."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, which, str(model), str(out), *map(str, extra)],
                           capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{which} run on {model.name} failed:\n{done.stderr[-2000:]}")
@@ -171,6 +177,19 @@ def verdict(fitted: dict[str, dict[str, float]], series: str = "time_s.map") -> 
     return "linear" if k >= lo else f"sublinear (slope {k:.2f} < {lo}: fixed costs still dominate)"
 
 
+def calibration_curve(counts: Sequence[int], params: float, folder: Path) -> dict[str, Any]:
+    """Seconds and peak memory of the default compile of one model per calibration size, with
+    the log-log slope of the time from the smallest to the largest size."""
+    model, count = write_model(folder, params, image=IMAGE)
+    runs = [{"images": n, **peak_memory("default", model, folder / "build", n)} for n in counts]
+    for run in runs:
+        log.warning("%d images: %.2f s, peak %.0f MiB (growth %.0f MiB)", run["images"], run["seconds"],
+                    run["peak_mib"], run["growth_mib"])
+    return {"params": count, "runs": runs,
+            "time_slope": fit_slope([r["images"] for r in runs], [r["seconds"] for r in runs]),
+            "peak_ratio": max(r["peak_mib"] for r in runs) / min(r["peak_mib"] for r in runs)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.scaling", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"sizes {', '.join(f'{s / 1e6:g}M' for s in QUICK_SIZES)}")
@@ -178,8 +197,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-default", action="store_true", help="skip the default (calibrating) compile")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--calib", help="comma-separated calibration sizes: the calibration curve instead")
+    parser.add_argument("--calib-model", type=float, default=25.6, help="its model's millions of parameters")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.calib:
+        with tempfile.TemporaryDirectory(prefix="cimc-scaling-") as tmp:
+            curve = calibration_curve([int(n) for n in args.calib.split(",")], args.calib_model * 1e6, Path(tmp))
+        args.out.mkdir(parents=True, exist_ok=True)
+        doc = {"machine": machine_info(), "image": IMAGE, **curve}
+        (args.out / "scaling_calib.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n",
+                                                     encoding="utf-8")
+        print(f"time slope {curve['time_slope']:.2f} over {args.calib}; peak max/min {curve['peak_ratio']:.2f}")
+        return 0
     sizes = [float(s) * 1e6 for s in args.sizes.split(",")] if args.sizes else (QUICK_SIZES if args.quick else SIZES)
     settings = Settings(rounds=args.rounds, min_time=0.05)
     machine = machine_info()
