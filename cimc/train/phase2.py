@@ -80,7 +80,7 @@ def slot_layout(bounds: np.ndarray, channels: int, k: int) -> tuple[np.ndarray, 
     width = int((c1 - c0).max())
     slot = np.arange(width)[None, :]
     index = np.where(slot < (c1 - c0)[:, None], c0[:, None] + slot, channels)
-    if not (np.any(lo % k) or np.any(hi % k)):
+    if not np.any(bounds % k):  # every bound on a channel edge
         return index, None
     rows = index[:, :, None] * k + np.arange(k)[None, None, :]
     mask = (rows >= lo[:, None, None]) & (rows < hi[:, None, None]) & (index < channels)[:, :, None]
@@ -106,8 +106,7 @@ class SegmentPlan(nn.Module):
         self.register_buffer("weight_index", torch.from_numpy(index.reshape(-1)), persistent=False)
         self.register_buffer("input_index", torch.from_numpy(global_index.reshape(-1)), persistent=False)
         self.identity_input = bool(np.array_equal(global_index.reshape(-1), np.arange(groups * cin_g)))
-        slots = np.arange(index.size)
-        self.contiguous = bool(np.array_equal(index.reshape(-1), np.where(slots < cin_g, slots, cin_g)))
+        self.contiguous = bool(np.array_equal(index.reshape(-1), np.minimum(np.arange(index.size), cin_g)))
         mask_t = None if mask is None else torch.from_numpy(mask.astype(np.float32)).reshape(
             1, 1, self.segments, self.width, *kernel)
         self.register_buffer("row_mask", mask_t, persistent=False)
