@@ -83,7 +83,7 @@ def slot_layout(bounds: np.ndarray, channels: int, k: int) -> tuple[np.ndarray, 
     if not np.any(bounds % k):  # every bound on a channel edge
         return index, None
     rows = index[:, :, None] * k + np.arange(k)[None, None, :]
-    mask = (rows >= lo[:, None, None]) & (rows < hi[:, None, None]) & (index < channels)[:, :, None]
+    mask = (rows >= lo[:, None, None]) & (rows < hi[:, None, None])  # a pad's rows are >= C·k >= hi
     return index, mask
 
 
