@@ -1,20 +1,24 @@
 """What the survivors of the mutation run of ``cimc/emulator/run.py`` (``docs/mutation.md``)
 left untested: a padded ``1 × 1`` layer takes the general gather (not the rows of the codes), a
 run without traces leaves the ADC codes out with the trace's shape, and the two error messages
-that name what was wrong say it exactly (the sample shape; the cause cut at 120 characters)."""
+that name what was wrong say it exactly (the sample shape; the cause cut at 120 characters);
+a batch-mixing model's chunks cut the inputs that carry the batch, not a broadcast operand."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 import cimc.emulator.run as emulator_run
+from cimc.api import CompileOptions, compile_model
 from cimc.emulator import Emulator
 from cimc.errors import BuildError, UsageError
 from tests.cim_helpers import assert_three_way, compile_ir, small_cnn, write
 from tests.ir_builders import add_conv, graph_with_input
+from tests.onnx_builders import make_model, node, run_ort
 
 pytestmark = pytest.mark.torch  # the compile helpers import the zoo
 
@@ -73,3 +77,20 @@ def test_digital_op_error_cuts_the_cause_at_120_characters(small_build: Path,
     with pytest.raises(BuildError) as info:
         emu.run(np.zeros((2, 3, 8, 8), dtype=np.float32))
     assert str(info.value).endswith(": ValueError: " + "e" * 120)
+
+
+def test_batch_mixing_chunks_cut_the_batched_input_not_the_operand(tmp_path: Path) -> None:
+    """Flatten on axis 0 (static batch 2) then Add of a ``(4, 1)`` operand, run on 4 samples: two
+    chunks of ``x`` (``(2, 3)`` each), ``z`` whole in both, ``(8, 6)`` in all; cutting ``z``
+    instead (``(2, 1)`` chunks next to the whole ``x``) gives ``(4, 12)``."""
+    path = tmp_path / "m.onnx"
+    onnx.save(make_model([node("Flatten", ["x"], ["f"], axis=0), node("Add", ["f", "z"], ["y"])],
+                         {"x": (2, 3), "z": (4, 1)}, ["y"]), str(path))
+    compile_model(str(path), tmp_path / "b", CompileOptions(map_fc=True))
+    rng = np.random.default_rng(6)
+    x, z = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 1)).astype(np.float32)
+    got = Emulator.open(tmp_path / "b").run({"x": x, "z": z}).outputs["y"]
+    model = onnx.load(str(tmp_path / "b" / "model.cim.onnx"))
+    expected = np.concatenate([run_ort(model, {"x": x[i:i + 2], "z": z})["y"] for i in (0, 2)])
+    assert got.shape == expected.shape == (8, 6)
+    np.testing.assert_array_equal(got, expected)
