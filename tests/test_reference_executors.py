@@ -48,15 +48,16 @@ def test_interpreter_keeps_every_tensor_only_when_asked() -> None:
     assert set(interpreter.run(g, {"x": x})) == {"r2.y"}
 
 
-def test_interpreter_frees_each_tensor_after_its_last_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When node ``i`` runs, the output of node ``i − 2`` (read only by node ``i − 1``) is gone."""
+def _alive_while_running(monkeypatch: pytest.MonkeyPatch, executor: Any, run: Any) -> list[list[bool]]:
+    """Run ``run()`` with ``executor.find`` returning a Relu that records, at each call, which of
+    the outputs made by earlier calls are still alive (weak references)."""
     relu = find("Relu")
     assert relu is not None
     made: list[weakref.ref[np.ndarray]] = []
     alive_at: list[list[bool]] = []
 
     class Spy:
-        double = relu.double
+        double, promotes, weight_inputs = relu.double, relu.promotes, relu.weight_inputs
 
         @staticmethod
         def kernel(args: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
@@ -65,8 +66,15 @@ def test_interpreter_frees_each_tensor_after_its_last_reader(monkeypatch: pytest
             made.append(weakref.ref(out))
             return out
 
-    monkeypatch.setattr(interpreter, "find", lambda op: Spy)
-    interpreter.run(_chain(4), {"x": np.ones((2, 3), np.float32)})
+    monkeypatch.setattr(executor, "find", lambda op: Spy)
+    run()
+    return alive_at
+
+
+def test_interpreter_frees_each_tensor_after_its_last_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When node ``i`` runs, the output of node ``i − 2`` (read only by node ``i − 1``) is gone."""
+    alive_at = _alive_while_running(
+        monkeypatch, interpreter, lambda: interpreter.run(_chain(4), {"x": np.ones((2, 3), np.float32)}))
     assert alive_at[2] == [False, True] and alive_at[3] == [False, False, True]
 
 
@@ -137,21 +145,6 @@ def test_im2col_of_a_padded_conv_has_one_row_per_output_pixel() -> None:
 
 def test_compiled_run_frees_each_tensor_after_its_last_reader(monkeypatch: pytest.MonkeyPatch) -> None:
     """As the interpreter: when node ``i`` runs, the output of node ``i − 2`` is gone."""
-    relu = find("Relu")
-    assert relu is not None
-    made: list[weakref.ref[np.ndarray]] = []
-    alive_at: list[list[bool]] = []
-
-    class Spy:
-        double, promotes, weight_inputs = relu.double, relu.promotes, relu.weight_inputs
-
-        @staticmethod
-        def kernel(args: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
-            alive_at.append([r() is not None for r in made])
-            out = relu.kernel(args, attrs).copy()
-            made.append(weakref.ref(out))
-            return out
-
-    monkeypatch.setattr(reference, "find", lambda op: Spy)
-    reference.run_compiled(_chain(4), {"x": np.ones((2, 3), np.float32)})
+    alive_at = _alive_while_running(
+        monkeypatch, reference, lambda: reference.run_compiled(_chain(4), {"x": np.ones((2, 3), np.float32)}))
     assert alive_at[2] == [False, True] and alive_at[3] == [False, False, True]
