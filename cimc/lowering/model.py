@@ -165,8 +165,9 @@ def _finish(graph: Graph, b: ExportBuilder, name: str, props: dict[str, str],
     for tensor in b.extra:
         if hold and tensor.HasField("raw_data") and len(tensor.raw_data) >= LEAN_CHECK_BYTES:
             held[len(model.graph.initializer)] = np.frombuffer(tensor.raw_data, np.uint8)
-            _skeleton(model.graph.initializer.add(), tensor.name, tuple(tensor.dims), tensor.data_type,
-                      like=tensor)
+            skeleton = model.graph.initializer.add()
+            copy_fields(tensor, skeleton, skip="raw_data")
+            skeleton.raw_data = b""  # present and empty: proto_splice fills it
         else:
             model.graph.initializer.append(tensor)
     helper.set_model_props(model, dict(sorted(props.items())))
@@ -183,15 +184,11 @@ def _splicable(array: np.ndarray) -> bool:
     return array.dtype.newbyteorder("=") in _PLAIN and array.nbytes >= LEAN_CHECK_BYTES
 
 
-def _skeleton(tensor: onnx.TensorProto, name: str, dims: tuple[int, ...], data_type: int,
-              like: onnx.TensorProto | None = None) -> None:
-    """``tensor`` as ``from_array`` (or ``like``) would make it, with ``raw_data`` present and empty."""
-    if like is not None:
-        copy_fields(like, tensor, skip="raw_data")
-    else:
-        tensor.dims.extend(dims)
-        tensor.name = name
-        tensor.data_type = data_type
+def _skeleton(tensor: onnx.TensorProto, name: str, dims: tuple[int, ...], data_type: int) -> None:
+    """``tensor`` as ``from_array`` would make it, with ``raw_data`` present and empty."""
+    tensor.dims.extend(dims)
+    tensor.name = name
+    tensor.data_type = data_type
     tensor.raw_data = b""
 
 
