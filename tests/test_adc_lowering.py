@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -14,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cimc.ir.annotations import QuantParams
+from cimc.ir.graph import Graph
 from cimc.lowering.layer import adc_full_scale
 from tests.cim_helpers import assert_three_way, cim_names, compile_ir, small_cnn, write
 
@@ -44,7 +46,7 @@ def test_full_scale_clip_before_the_division_gives_the_same_codes(step: float, m
 
 def _adc_model(step: np.ndarray, m: int, axis: int | None) -> bytes:
     """``Clip(Round(Div(p, S)), −M, M)`` and ``Clip(DequantizeLinear(QuantizeLinear(p, S, int8 0), 1), −M, M)``."""
-    attrs = {} if axis is None else {"axis": axis}
+    attrs: dict[str, Any] = {} if axis is None else {"axis": axis}
     zero = np.zeros(step.shape, np.int8)
     nodes = [helper.make_node("Div", ["p", "step_b"], ["scaled"]), helper.make_node("Round", ["scaled"], ["r"]),
              helper.make_node("Clip", ["r", "lo", "hi"], ["old"]),
@@ -53,9 +55,9 @@ def _adc_model(step: np.ndarray, m: int, axis: int | None) -> bytes:
              helper.make_node("Clip", ["dq", "lo", "hi"], ["new"])]
     shaped = step if axis is None else step.reshape(1, -1, 1)
     inits = [numpy_helper.from_array(step, "step"), numpy_helper.from_array(shaped, "step_b"),
-             numpy_helper.from_array(zero, "zero"), numpy_helper.from_array(np.int8(0), "zero0"),
-             numpy_helper.from_array(np.float32(1), "one"), numpy_helper.from_array(np.float32(-m), "lo"),
-             numpy_helper.from_array(np.float32(m), "hi")]
+             numpy_helper.from_array(zero, "zero"), numpy_helper.from_array(np.array(0, np.int8), "zero0"),
+             numpy_helper.from_array(np.array(1, np.float32), "one"),
+             numpy_helper.from_array(np.array(-m, np.float32), "lo"), numpy_helper.from_array(np.array(m, np.float32), "hi")]
     shape = [None, None, None]
     graph = helper.make_graph(nodes, "adc", [helper.make_tensor_value_info("p", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info(t, TensorProto.FLOAT, shape) for t in ("old", "new")],
@@ -103,10 +105,12 @@ def test_quantize_linear_is_round_of_div_ties_to_even(per_channel: bool, optimiz
         assert (reciprocal != old).any()  # the values can tell a division from a reciprocal
 
 
-def _with_adc(graph, layer: str, **changes: object) -> None:  # type: ignore[no-untyped-def]
+def _with_adc(graph: Graph, layer: str, **changes: object) -> None:
+    """Replace fields of ``layer``'s ``QuantParams`` (the ADC's bits and step here)."""
     node = graph.node(layer)
     q = node.ann.get_ann(QuantParams)
-    node.ann.put(dataclasses.replace(q, **changes))
+    assert q is not None
+    node.ann.put(dataclasses.replace(q, **changes))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("form", ["saturated", "per_channel", "wide"])
