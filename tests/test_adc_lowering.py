@@ -57,7 +57,8 @@ def _adc_model(step: np.ndarray, m: int, axis: int | None) -> bytes:
     inits = [numpy_helper.from_array(step, "step"), numpy_helper.from_array(shaped, "step_b"),
              numpy_helper.from_array(zero, "zero"), numpy_helper.from_array(np.array(0, np.int8), "zero0"),
              numpy_helper.from_array(np.array(1, np.float32), "one"),
-             numpy_helper.from_array(np.array(-m, np.float32), "lo"), numpy_helper.from_array(np.array(m, np.float32), "hi")]
+             numpy_helper.from_array(np.array(-m, np.float32), "lo"),
+             numpy_helper.from_array(np.array(m, np.float32), "hi")]
     shape = [None, None, None]
     graph = helper.make_graph(nodes, "adc", [helper.make_tensor_value_info("p", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info(t, TensorProto.FLOAT, shape) for t in ("old", "new")],
