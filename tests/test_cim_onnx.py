@@ -24,7 +24,7 @@ from tests.cim_helpers import compile_ir, run_ort_exposed, small_cnn, write
 pytestmark = pytest.mark.torch  # the zoo or the training hook
 
 STANDARD = {"Div", "Round", "Clip", "Gather", "Cast", "Conv", "Reshape", "ReduceSum", "Mul", "Add", "Relu",
-            "MaxPool", "Flatten", "Gemm"}
+            "MaxPool", "Flatten", "Gemm", "QuantizeLinear", "DequantizeLinear"}
 
 
 @pytest.fixture(scope="module")

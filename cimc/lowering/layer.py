@@ -6,10 +6,21 @@ them as extra outputs)::
     L/input_codes  = Clip(Round(Div(x, S_A)), lo, hi)            DAC codes
     L/cells        = Cast<float>(int8 codes (S·G·Cout_g, C, kh, kw))   the macro columns
     L/bitlines     = Conv(Gather(codes, index), cells, group=S·G)   exact partial sums
+    L/bitlines_saturated = Clip(bitlines, −U, U)                 ADC full scale (scalar S_ADC)
     L/partial_sums = Reshape(…, [-1, S, Cout, Ho, Wo])           (``[-1, S, Cout]`` for Gemm)
-    L/adc_codes    = Clip(Round(Div(partial_sums, S_ADC)), −m, m)
+    L/adc_codes    = DequantizeLinear(QuantizeLinear(partial_sums, S_ADC, int8 0), 1)
     L/sums         = ReduceSum(adc_codes, axis 1)                 the adder tree, P
     y              = Add(Mul(P, scale), b')                       scale = 2^−k or S_W·S_ADC·S_A
+
+The ADC is ``Clip(rint(p / S_ADC), −m, m)`` (``LayerEmitter.adc``). ``U = fl(m·S_ADC)`` has
+``rint(U / S_ADC) = m`` (``adc_full_scale``), so clipping the sums to ``±U`` before the division
+gives the same codes as clipping the codes to ``±m`` after it, and onnxruntime fuses that
+``Clip`` into the convolution; ``QuantizeLinear`` to int8 is ``saturate(rint(p / S_ADC))`` with
+one float32 division and ties to even (``Round(Div)`` bit for bit, checked by
+``tests/test_adc_lowering.py``), one parallel pass instead of two, and cannot saturate inside
+``±m ≤ 127``. A per-channel ``S_ADC`` (``Clip`` takes scalar bounds) quantizes per axis 2 and
+clips the codes to ``±m`` after ``DequantizeLinear``; an ADC wider than 8 bits or a bit-sliced
+layer keeps ``Clip(Round(Div(partial_sums, step)), −m, m)``.
 
 (``cimc.quant.segments`` explains the grouped convolution.) A bit-sliced layer
 (``w_slices`` or ``a_slices`` > 1) feeds its ``T`` input digits as ``T`` batches to the same
@@ -88,17 +99,55 @@ class LayerEmitter:
         codes = self.quantizer(self.node.inputs[0], np.float32(q.a_step), lo, hi, "input_codes",
                                f"DAC: {q.a_bits}-bit {'signed' if q.a_signed else 'unsigned'} input codes")
         psums = self.partial_sums(codes)
-        adc_doc = f"ADC: {q.adc_bits}-bit codes of every segment's partial sum"
         sliced = is_sliced(self.spec)
         step = adc_steps(self.spec, len(self.spatial())) if sliced else self._per_channel(q.adc_step, 2)
-        adc = self.quantizer(psums, step, -numerics.signed_max(q.adc_bits),
-                             numerics.signed_max(q.adc_bits), "adc_codes", adc_doc)
+        adc = self.adc(psums, step, "adc_codes")
         if sliced:
             self.output(shift_add(self, adc))
             return
         sums = self.op("ReduceSum", [adc, self.const("segment_axis", np.array([1], np.int64))], "sums",
                        "adder tree: P = sum of the segments' ADC codes", keepdims=0)
         self.output(sums)
+
+    def adc(self, psums: str, step: np.ndarray, out: str) -> str:
+        """The ADC codes ``Clip(rint(p / step), −M, M)`` of ``psums``. With ``adc_by_quantize``:
+        ``DequantizeLinear(QuantizeLinear(p, step, int8 0), 1)``, then ``Clip`` unless ``saturate``
+        clipped the sums already; else ``Clip(Round(Div(p, step)), −M, M)``."""
+        q = self.spec.q
+        doc = f"ADC: {q.adc_bits}-bit codes of every segment's partial sum"
+        m = numerics.signed_max(q.adc_bits)
+        if not self.adc_by_quantize():
+            return self.quantizer(psums, step, -m, m, out, doc)
+        flat = np.asarray(step, np.float32).reshape(-1)
+        per_channel: dict[str, Any] = {"axis": 2} if flat.size > 1 else {}
+        zero = self.const(f"{out}_zero", np.zeros(flat.shape if per_channel else (), np.int8))
+        levels = self.op("QuantizeLinear", [psums, self.const(f"{out}_step", flat if per_channel else flat.reshape(())),
+                                            zero], f"{out}_int8", doc, **per_channel)
+        saturated = self.full_scale() is not None
+        unit_zero = self.const(f"{out}_unit_zero", np.int8(0))
+        codes = self.op("DequantizeLinear", [levels, self.const(f"{out}_unit", np.float32(1)), unit_zero],
+                        out if saturated else f"{out}_rounded", doc)
+        if saturated:
+            return codes
+        bounds = [self.const(f"{out}_min", np.float32(-m)), self.const(f"{out}_max", np.float32(m))]
+        return self.op("Clip", [codes, *bounds], out, doc)
+
+    def adc_by_quantize(self) -> bool:
+        """Unsliced, ADC codes of at most 8 bits: onnxruntime's ``QuantizeLinear`` to int8 is
+        ``saturate(rint(p / step))`` with one float32 division and ties to even, the value of
+        ``Round(Div(p, step))`` wherever ``|rint| ≤ 127``, so ``Clip(·, −M, M)`` after it (or
+        ``saturate`` before it) gives the ADC codes exactly, in one parallel pass less."""
+        return not is_sliced(self.spec) and self.spec.q.adc_bits <= 8
+
+    def saturate(self, raw: str, out: str) -> str:
+        """``Clip(raw, −U, U)`` (``full_scale``) right after the sums' producer, which
+        onnxruntime fuses into it; ``raw`` when there is no scalar full scale."""
+        bound = self.full_scale()
+        if bound is None:
+            return raw
+        limits = [self.const(f"full_scale_{side}", np.float32(v)) for side, v in (("min", -bound), ("max", bound))]
+        doc = "ADC full scale: rint(p / S_ADC) reaches +-M exactly where |p| reaches U"
+        return self.op("Clip", [raw, *limits], out, doc)
 
     def partial_sums(self, codes: str) -> str:
         spec = self.spec
@@ -121,8 +170,19 @@ class LayerEmitter:
                       strides=list(spec.strides), dilations=list(spec.dilations))
         if sliced:
             return conversions_shape(self, raw)
+        raw = self.saturate(raw, "bitlines_saturated")
         shape = [-1, spec.num_segments, spec.cout, *self.spatial()]
         return self.op("Reshape", [raw, self.const("segments_shape", np.array(shape, np.int64))], "partial_sums")
+
+    def full_scale(self) -> np.float32 | None:
+        """``U`` such that ``Clip(p, −U, U)`` before the ADC's division gives the same codes as
+        ``Clip(rint(p / S_ADC), −M, M)`` after it (``adc_full_scale``); ``None`` without
+        ``adc_by_quantize`` or with a per-channel ADC step (``Clip`` takes scalar bounds only)."""
+        q = self.spec.q
+        step = np.asarray(q.adc_step, np.float32).reshape(-1)
+        if not self.adc_by_quantize() or step.size != 1:
+            return None
+        return adc_full_scale(step[0], numerics.signed_max(q.adc_bits))
 
     def spatial(self) -> list[int]:
         """``[Ho, Wo]`` of a conv layer's output, ``[]`` for a Gemm."""
@@ -174,6 +234,20 @@ class LayerEmitter:
             doc.update(cell_bits=q.cell_bits, dac_bits=q.dac_bits, w_slices=q.w_slices, a_slices=q.a_slices,
                        adc_shift=None if q.adc_shift is None else [int(m) for m in q.adc_shift])
         return doc
+
+
+def adc_full_scale(step: np.float32, m: int) -> np.float32 | None:
+    """A partial sum ``U`` with ``g(U) = M`` for ``g(p) = rint(fl(p / step))`` (float32), or
+    ``None`` when ``fl(M·step)`` is not one.
+
+    ``g`` is non-decreasing and odd (IEEE division is monotone and sign-symmetric, ``rint``
+    too), so with ``g(U) = M``: ``|p| ≥ U`` gives ``g(clip(p, −U, U)) = ±M = clip(g(p), −M, M)``
+    and ``|p| < U`` gives ``|g(p)| ≤ M``, unchanged by either clip. Hence
+    ``g(Clip(p, −U, U)) = Clip(g(p), −M, M)`` for every ``p``: the clip moves before the
+    division, where onnxruntime fuses it into the convolution (one pass less over the
+    ``Seg``-times-larger partial sums)."""
+    bound = np.float32(m) * np.float32(step)
+    return bound if np.rint(bound / np.float32(step)) == np.float32(m) else None
 
 
 def segment_documents(node: Node, spec: CimSpec) -> list[dict[str, Any]]:

@@ -2,7 +2,10 @@
 (``cimc export-qdq``), with the same outputs bit for bit.
 
 ``model.cim.onnx`` (``cimc.lowering.layer``) quantizes with ``Clip(Round(Div(x, S)), lo, hi)``
-and holds the cells as ``Cast<float>(int8 codes)``. Both have exact QDQ forms:
+(the DAC; the ADC of a wide or bit-sliced layer) and holds the cells as ``Cast<float>(int8
+codes)``. Both have exact QDQ forms (an ADC of at most 8 bits is already one there, kept; with
+real scales its ``QuantizeLinear`` takes the real step, its sums' saturation ``Clip(±U)``, in
+code units, becomes an ``Identity`` and a ``Clip(±M)`` follows its ``DequantizeLinear``):
 
 * every quantizer (the DAC's input codes ``L/input_codes`` with ``S_A``, the ADC's codes
   ``L/adc_codes`` with ``S_ADC``) becomes ``QuantizeLinear(x, S) → [Clip] →
@@ -36,6 +39,7 @@ small integer, so exact ties are common (measured: 0 to 2.7 % of ADC codes, each
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -134,6 +138,9 @@ class _Rewrite:
         self.taken = {t for n in self.graph.node for t in [*n.input, *n.output]} | set(self.inits) | \
             {n.name for n in self.graph.node}
         self.new_inits: list[onnx.TensorProto] = []
+        props = {p.key: p.value for p in model.metadata_props}
+        documents = json.loads(props.get("cimc.cim_layers", "[]"))
+        self.adc_bits = {doc["cim_layer"]: int(doc["adc_bits"]) for doc in documents}
         self.quantizers = 0
         self.cells = 0
 
@@ -151,6 +158,11 @@ class _Rewrite:
     def run(self) -> None:
         out: list[onnx.NodeProto] = []
         for node in self.graph.node:
+            if self.real and node.op_type in ("Clip", "QuantizeLinear", "DequantizeLinear"):
+                real_adc = list(self._real_adc(node))
+                if real_adc:
+                    out.extend(real_adc)
+                    continue
             chain = self._quantizer(node) if node.op_type == "Clip" else None
             if chain is not None:
                 div, rnd = chain
@@ -171,6 +183,38 @@ class _Rewrite:
         kept = [t for t in self.graph.initializer if t.name in read]
         del self.graph.initializer[:]
         self.graph.initializer.extend(kept + [t for t in self.new_inits if t.name in read])
+
+    def _real_adc(self, node: onnx.NodeProto) -> Iterator[onnx.NodeProto]:
+        """With real scales, an ADC already in QDQ form (``LayerEmitter.adc``): its sums'
+        saturation ``L/bitlines_saturated`` (in code units) becomes an ``Identity``, its
+        ``QuantizeLinear`` quantizes with ``S_ADC·S_W·S_A`` and, where the saturation was, a
+        ``Clip(−M, M)`` follows its ``DequantizeLinear``; nothing for any other node."""
+        out = node.output[0]
+        layer = _layer_of(out, "bitlines_saturated") or _layer_of(out, "adc_codes_int8") or \
+            _layer_of(out, "adc_codes")
+        if layer not in self.real or (node.op_type == "DequantizeLinear") != (_layer_of(out, "adc_codes") == layer):
+            return
+        if node.op_type == "Clip":
+            yield helper.make_node("Identity", [node.input[0]], [out], name=self.fresh(f"{out}:Identity"),
+                                   doc_string="real scales: the ADC's Clip follows its DequantizeLinear")
+        elif node.op_type == "QuantizeLinear":
+            step = self.value(node.input[1])
+            assert step is not None
+            if step.size > 1:  # per axis 2 of the partial sums (N, Seg, Cout[, Ho, Wo])
+                step = step.reshape([1, 1, -1] + [1] * (self._rank(node.input[0]) - 3))
+            q_step, _ = self._real_steps(f"{layer}/adc_codes", step, node.input[0])
+            scale, axis, _ = _scale(q_step, out)
+            zero = self.const(f"{out}/zero_points", np.zeros(scale.shape, np.int8))
+            attrs: dict[str, Any] = {} if axis is None else {"axis": axis}
+            yield helper.make_node("QuantizeLinear", [node.input[0], self.const(f"{out}/scale", scale), zero], [out],
+                                   name=self.fresh(f"{out}:QuantizeLinear"), doc_string=node.doc_string, **attrs)
+        elif node.op_type == "DequantizeLinear":
+            m = (1 << (self.adc_bits[layer] - 1)) - 1
+            codes = self.fresh(f"{out}/dq")
+            yield helper.make_node("DequantizeLinear", list(node.input), [codes],
+                                   name=self.fresh(f"{codes}:DequantizeLinear"))
+            bounds = [self.const(f"{out}/min", np.float32(-m)), self.const(f"{out}/max", np.float32(m))]
+            yield helper.make_node("Clip", [codes, *bounds], [out], name=self.fresh(f"{out}:Clip"))
 
     def _rank(self, tensor: str) -> int:
         """Rank of a ``Reshape`` output (the partial sums), 5 when unknown."""
