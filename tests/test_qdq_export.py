@@ -145,3 +145,21 @@ def test_real_scales_int4_weights(tmp_path: Path, granularity: str) -> None:
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     if granularity == "layer":
         assert (diff > 0).sum() > 0  # the tolerance is real, not hypothetical
+
+
+@pytest.mark.parametrize("metadata", ["{not json", '[{"cim_layer": "x"}]', '[{"adc_bits": 5}]', "7",
+                                      '[{"cim_layer": "x", "adc_bits": 99}]', "[" * 10_000])
+def test_real_scales_malformed_layer_metadata_is_a_build_error(tmp_path: Path, metadata: str) -> None:
+    """``--scales real`` reads each layer's ADC bits from ``cimc.cim_layers`` (untrusted):
+    malformed, incomplete, out-of-range or deeply nested metadata is a ``BuildError``, never a
+    bare exception."""
+    from cimc.errors import BuildError
+    from cimc.lowering.qdq import read_weight_steps
+
+    compile_model("tiny_cnn", tmp_path / "b")
+    cim = read_cim_model(tmp_path / "b")
+    for prop in cim.metadata_props:
+        if prop.key == "cimc.cim_layers":
+            prop.value = metadata
+    with pytest.raises(BuildError):
+        qdq_model(cim, 21, read_weight_steps(tmp_path / "b"))

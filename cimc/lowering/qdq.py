@@ -39,7 +39,6 @@ small integer, so exact ties are common (measured: 0 to 2.7 % of ADC codes, each
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from cimc.build.reader import read_build, read_bytes
 from cimc.documents.quant import Quant
 from cimc.errors import BuildError, PassError, UnsupportedError
 from cimc.frontend.onnx_export import EXPORT_OPSET, fresh_name
-from cimc.untrusted import check_depth
+from cimc.untrusted import check_depth, load_json
 
 CIM_FILE = "model.cim.onnx"
 DEFAULT_OPSET = 21
@@ -138,9 +137,7 @@ class _Rewrite:
         self.taken = {t for n in self.graph.node for t in [*n.input, *n.output]} | set(self.inits) | \
             {n.name for n in self.graph.node}
         self.new_inits: list[onnx.TensorProto] = []
-        props = {p.key: p.value for p in model.metadata_props}
-        documents = json.loads(props.get("cimc.cim_layers", "[]"))
-        self.adc_bits = {doc["cim_layer"]: int(doc["adc_bits"]) for doc in documents}
+        self.adc_bits = _adc_bits(model)
         self.quantizers = 0
         self.cells = 0
 
@@ -209,6 +206,8 @@ class _Rewrite:
             yield helper.make_node("QuantizeLinear", [node.input[0], self.const(f"{out}/scale", scale), zero], [out],
                                    name=self.fresh(f"{out}:QuantizeLinear"), doc_string=node.doc_string, **attrs)
         elif node.op_type == "DequantizeLinear":
+            if layer not in self.adc_bits:
+                raise BuildError(f"model.cim.onnx: layer '{layer}' has no adc_bits in its cimc.cim_layers metadata")
             m = (1 << (self.adc_bits[layer] - 1)) - 1
             codes = self.fresh(f"{out}/dq")
             yield helper.make_node("DequantizeLinear", list(node.input), [codes],
@@ -335,6 +334,22 @@ def _scale(step: np.ndarray, out: str) -> tuple[np.ndarray, int | None, np.ndarr
     if (channel == channel[0]).all():
         return channel[:1].reshape(()), None, factors
     return channel, 2, factors
+
+
+def _adc_bits(model: onnx.ModelProto) -> dict[str, int]:
+    """Each CIM layer's ADC bits, from ``model.cim.onnx``'s ``cimc.cim_layers`` metadata (a list
+    of ``{"cim_layer": name, "adc_bits": b, …}``); untrusted, so any other shape, or bits outside
+    1..16, is a ``BuildError``."""
+    text = next((p.value for p in model.metadata_props if p.key == "cimc.cim_layers"), "[]")
+    documents = load_json(text, "model.cim.onnx's cimc.cim_layers metadata", BuildError)
+    try:
+        bits = {str(doc["cim_layer"]): int(doc["adc_bits"]) for doc in documents}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BuildError(f"model.cim.onnx: malformed cimc.cim_layers metadata ({type(exc).__name__}: {exc})",
+                         hint="run cimc validate") from exc
+    if not all(1 <= b <= 16 for b in bits.values()):
+        raise BuildError("model.cim.onnx: cimc.cim_layers metadata has adc_bits outside 1..16")
+    return bits
 
 
 def qdq_model(cim: onnx.ModelProto, opset: int = DEFAULT_OPSET,
