@@ -347,7 +347,7 @@ CORE: dict[str, tuple[str, ...]] = {
     "cimc/train/phase2.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds", "test_signed_one_bit",
                                                   "test_phase2_mutants")),
     "cimc/train/sliced.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds")),
-    "cimc/morph/expand.py": _files("test_morph_expand", "test_morph_expand_edges"),
+    "cimc/morph/expand.py": _files("test_morph_expand_by_hand", "test_morph_expand", "test_morph_expand_edges"),
 }
 
 

@@ -1,5 +1,5 @@
-"""Expansion search: the fast bitline model equals ``model_cost`` on rewritten graphs; bisection
-equals the paper's 0.001-step scan; exact breakpoints; infeasible budgets."""
+"""Expansion search on the zoo's VGG9: bisection equals the paper's 0.001-step scan; exact
+breakpoints; infeasible budgets; the MLP without a fed group."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from cimc.cli.main import main
@@ -16,57 +16,36 @@ from cimc.errors import MappingError, UsageError
 from cimc.frontend.onnx_export import save_onnx
 from cimc.ir import Node, TensorInfo
 from cimc.ir.graph import Graph
-from cimc.macro import PRESETS, MacroSpec
+from cimc.macro import MacroSpec
 from cimc.morph.bitlines import BitlineModel
 from cimc.morph.channel_groups import analyze
-from cimc.morph.channels_pass import rewrite
 from cimc.morph.expand import scan_ratio, search_ratio
-from cimc.morph.initialise import NewChannels
-from cimc.morph.plan import class_scores, prune_plan, ratio_widths, widths_to_plan
-from cimc.morph.planning import MorphOptions
-from cimc.morph.structure import morph_structure, placed_cost
+from cimc.morph.plan import class_scores, prune_plan, ratio_widths
 from tests.ir_builders import graph_with_input
-from tests.morph_builders import mixed_graph, zoo
+from tests.morph_builders import zoo
 
 pytestmark = pytest.mark.torch  # the zoo or the training hook
 
 PAPER = MacroSpec()
-SMALL = PRESETS["small-64"]
 
 
-@pytest.mark.parametrize(("name", "macro", "opts"), [
-    ("vgg9", PAPER, MorphOptions()),
-    ("resnet18", PAPER, MorphOptions(placement="aligned")),
-    ("mixed", SMALL, MorphOptions(map_fc=True)),
-    ("mixed", SMALL, MorphOptions(tiling="dense", placement="aligned", map_fc=True)),
-])
-def test_bitline_model_equals_model_cost_of_the_rewritten_graph(name: str, macro: MacroSpec,
-                                                                 opts: MorphOptions) -> None:
-    graph = mixed_graph() if name == "mixed" else zoo(name)
-    groups = analyze(graph)
-    model = BitlineModel(graph, groups, macro, tiling=opts.tiling, placement=opts.placement, map_fc=opts.map_fc)
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        ratio = rng.uniform(0.05, 2.5)
-        widths = ratio_widths(groups.group_size, round(1000 * ratio), 1000, groups.changeable)
-        plan = widths_to_plan(groups, prune_plan(groups, class_scores(graph, groups), keep=0.5), widths)
-        predicted = model.evaluate(plan.widths(groups))
-        cost = placed_cost(rewrite(graph, groups, plan, NewChannels()), macro, opts)
-        assert (predicted.bitlines, predicted.macros, predicted.params) == (cost.bitlines, cost.macros, cost.params)
-        assert list(predicted.layer_bitlines) == [layer.bitlines for layer in cost.layers]
-        assert predicted.usage == pytest.approx(cost.macro_usage)
+#: The zoo's VGG9, exported while this file is collected: forked test processes (the mutation
+#: runner's) inherit it instead of each exporting it again inside a timed test.
+VGG9 = zoo("vgg9")
 
 
 def _vgg9_case(keep: float) -> tuple[BitlineModel, np.ndarray, np.ndarray]:
-    graph = zoo("vgg9")
+    graph = VGG9.copy()
     groups = analyze(graph)
     widths = prune_plan(groups, class_scores(graph, groups), keep=keep).widths(groups)
     return BitlineModel(graph, groups, PAPER), widths, groups.changeable
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None, phases=(Phase.explicit, Phase.generate))
 @given(budget=st.integers(300, 12_000), keep=st.sampled_from([0.1, 0.3, 0.5, 1.0]))
 def test_bisection_equals_the_paper_scan(budget: int, keep: float) -> None:
+    """No shrinking: a wrong search fails at its first example (shrinking re-ran the scans for
+    longer than the mutation runner's timeout)."""
     model, widths, changeable = _vgg9_case(keep)
     fast = search_ratio(model, widths, changeable, budget)
     slow = scan_ratio(model, widths, changeable, budget)
@@ -111,14 +90,6 @@ def test_a_step_outside_0_to_1_is_a_usage_error(step: float) -> None:
     model, widths, changeable = _vgg9_case(0.5)
     with pytest.raises(UsageError, match="step"):
         search_ratio(model, widths, changeable, 4096, step=step)
-
-
-def test_structure_morph_fits_and_is_counted_by_the_cost_model() -> None:
-    result = morph_structure(zoo("resnet18"), PAPER, 4096, MorphOptions(keep=0.2))
-    assert result.cost.bitlines <= 4096 and result.cost.fits_on_chip
-    assert result.report.after.bitlines == result.cost.bitlines
-    assert result.report.pruned.bitlines < result.report.after.bitlines  # pruned, then expanded to the budget
-    assert result.report.before.bitlines == 46_400  # the paper's ResNet18 baseline (Table V)
 
 
 def mlp() -> Graph:

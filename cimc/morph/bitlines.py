@@ -13,7 +13,7 @@ milliseconds per candidate. ``BitlineModel`` computes the same figures without r
   ``⌈Σ bitlines / BL⌉`` for packed placement, ``Σ ⌈bitlines_L / BL⌉`` for aligned
   (``place_bitlines.place_layer``'s column layout).
 
-``tests/test_morph_expand.py`` checks every figure against ``model_cost`` on rewritten graphs.
+``tests/test_morph_bitlines.py`` checks every figure against ``model_cost`` on rewritten graphs.
 A candidate *fits* a budget ``B`` when ``bitlines ≤ B`` (the paper's Eq. 3) and the macros
 it occupies fit in ``B`` (``ModelCost.fits_on_chip``).
 """

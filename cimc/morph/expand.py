@@ -26,6 +26,7 @@ with ``model_cost`` itself.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class Expansion:
 
 
 class _Probe:
-    """Evaluates candidate ratios, counting evaluations."""
+    """Evaluates candidate widths, counting evaluations."""
 
     def __init__(self, model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, budget: int,
                  min_width: int) -> None:
@@ -63,23 +64,35 @@ class _Probe:
     def widths_at(self, num: int, den: int) -> np.ndarray:
         return ratio_widths(self.widths, num, den, self.changeable, self.min_width)
 
-    def cost(self, num: int, den: int) -> MorphCost:
-        self.count += 1
-        return self.model.evaluate(self.widths_at(num, den))
+    def smallest(self) -> np.ndarray:
+        """Every changeable group at ``min_width``: the widths at ``R = 0``."""
+        return np.where(self.changeable, self.min_width, self.widths)
 
-    def fits(self, num: int, den: int) -> bool:
-        return self.cost(num, den).fits(self.budget, self.model.macro)
+    def cost(self, widths: np.ndarray) -> MorphCost:
+        self.count += 1
+        return self.model.evaluate(widths)
+
+    def fits(self, widths: np.ndarray) -> bool:
+        return self.cost(widths).fits(self.budget, self.model.macro)
+
+    def fits_at(self, num: int, den: int) -> bool:
+        return self.fits(self.widths_at(num, den))
 
     def result(self, num: int, den: int) -> Expansion:
         common = math.gcd(num, den)
         num, den = num // common, den // common
-        return Expansion(num, den, self.widths_at(num, den), self.cost(num, den), self.count)
+        widths = self.widths_at(num, den)
+        return Expansion(num, den, widths, self.cost(widths), self.count)
 
 
 def largest_true(pred: Callable[[int], bool], lo: int, hi: int) -> int:
-    """Largest ``i`` in ``[lo, hi)`` with ``pred(i)``, given ``pred(lo)`` and ``not pred(hi)``
-    and ``pred`` monotone (true then false)."""
-    while hi - lo > 1:
+    """Largest ``i`` in ``[lo, hi)`` with ``pred(i)``, given ``pred(lo)`` and ``not pred(hi)``,
+    ``pred`` monotone (true then false) and ``0 ≤ lo < hi``. Bisection: each step halves
+    ``hi − lo`` (rounding up), so ``⌈log2(hi − lo)⌉ ≤ hi.bit_length()`` steps end it; the loop is
+    bounded by that count."""
+    for _ in range(hi.bit_length()):
+        if hi - lo <= 1:
+            break
         mid = (lo + hi) // 2
         if pred(mid):
             lo = mid
@@ -92,47 +105,53 @@ def search_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray
                  step: float | None = 1e-3, min_width: int = 1) -> Expansion:
     """The largest ``R`` (on the grid ``i/round(1/step)``, ``0 < step ≤ 1``, or exact with
     ``step=None``) that fits."""
-    if step is not None and not 0 < step <= 1:
-        raise UsageError(f"expansion step must be in (0, 1], got {step}")
+    den = None if step is None else _grid(step)
     probe = _Probe(model, widths, changeable, budget, min_width)
-    den = round(1 / step) if step is not None else 1
-    if not changeable.any() or not (widths[changeable] > 0).any():
-        return _no_growth(probe, den)
-    if not probe.fits(1, den if step is not None else 10**9):
+    growable = changeable & (widths > 0)  # a group of width 0 stays at min_width at every R
+    if not growable.any():
+        return _no_growth(probe)
+    if not probe.fits(probe.smallest() if den is None else probe.widths_at(1, den)):
         raise _infeasible(probe)
-    if not (changeable & (widths > 0) & model.feeds_cim(widths.shape[0])).any():
+    if not (growable & model.feeds_cim(len(widths))).any():
         raise _unbounded(model)
     hi = 2  # smallest power of two R that no longer fits (bitlines grow with the fed widths)
-    while probe.fits(hi, 1):
+    while probe.fits_at(hi, 1):
         hi *= 2
-    if step is not None:
-        i = largest_true(lambda n: probe.fits(n, den), 1, hi * den)
-        return probe.result(i, den)
-    return _exact(probe, hi)
+    if den is None:
+        return _exact(probe, growable, hi)
+    return probe.result(largest_true(lambda i: probe.fits_at(i, den), 1, hi * den), den)
 
 
-def _exact(probe: _Probe, r_max: int) -> Expansion:
-    """Bisection over ``R = 0`` and the sorted breakpoints ``(2k+1)/(2n)`` up to ``r_max``."""
-    n = np.unique(probe.widths[probe.changeable & (probe.widths > 0)])
-    reps = n * r_max + 1
+def _grid(step: float) -> int:
+    """The grid's denominator ``round(1/step)``, for ``0 < step ≤ 1``."""
+    if not 0 < step <= 1:
+        raise UsageError(f"expansion step must be in (0, 1], got {step}")
+    return round(1 / step)
+
+
+def _exact(probe: _Probe, growable: np.ndarray, r_max: int) -> Expansion:
+    """Bisection over ``R = 0`` and the sorted breakpoints ``(2k+1)/(2n)`` below ``r_max``
+    (``k < n·r_max``) of the growable widths ``n``: the answer lies below ``r_max``."""
+    n = np.unique(probe.widths[growable])
+    reps = n * r_max
     k = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
     nums = np.concatenate([[0], 2 * k + 1])
     dens = np.concatenate([[1], 2 * np.repeat(n, reps)])
     order = np.argsort(nums / dens, kind="stable")
     nums, dens = nums[order], dens[order]
-    i = largest_true(lambda j: probe.fits(int(nums[j]), int(dens[j])), 0, nums.shape[0])
+    i = largest_true(lambda j: probe.fits_at(int(nums[j]), int(dens[j])), 0, len(nums))
     return probe.result(int(nums[i]), int(dens[i]))
 
 
-def _no_growth(probe: _Probe, den: int) -> Expansion:
-    result = probe.result(den, den)
+def _no_growth(probe: _Probe) -> Expansion:
+    result = probe.result(1, 1)
     if not result.cost.fits(probe.budget, probe.model.macro):
         raise _infeasible(probe)
     return result
 
 
 def _infeasible(probe: _Probe) -> MappingError:
-    smallest = probe.model.evaluate(probe.widths_at(0, 1))
+    smallest = probe.model.evaluate(probe.smallest())
     need = max(smallest.bitlines, smallest.macros * probe.model.macro.bitlines)
     return MappingError(f"no channel ratio fits {probe.budget} bitlines: even with every changeable group "
                         f"at its minimum width the model needs {smallest.bitlines} bitlines",
@@ -152,15 +171,10 @@ def scan_ratio(model: BitlineModel, widths: np.ndarray, changeable: np.ndarray, 
     """The paper's linear scan from ``R = 1`` in ``step`` increments (downwards while it does
     not fit): the reference ``search_ratio`` must reproduce."""
     probe = _Probe(model, widths, changeable, budget, min_width)
-    den = round(1 / step)
-    i = den
-    if probe.fits(i, den):
-        while probe.fits(i + 1, den):
-            i += 1
-    else:
-        while i > 1 and not probe.fits(i, den):
-            i -= 1
-        if not probe.fits(i, den):
-            raise _infeasible(probe)
-    return probe.result(i, den)
-
+    den = _grid(step)
+    if probe.fits_at(den, den):
+        return probe.result(next(i for i in itertools.count(den + 1) if not probe.fits_at(i, den)) - 1, den)
+    below = next((i for i in range(den - 1, 0, -1) if probe.fits_at(i, den)), None)
+    if below is None:
+        raise _infeasible(probe)
+    return probe.result(below, den)
