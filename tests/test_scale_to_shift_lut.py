@@ -46,6 +46,11 @@ def _channel_constant(g: Graph) -> str:
     return "k"
 
 
+def _pooled(g: Graph, y: str) -> str:
+    return add_node(g, "MaxPool", [y], SHAPE, "mp", kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0],
+                    dilations=[1, 1], ceil_mode=0)
+
+
 TABLES: dict[str, Act] = {
     "sigmoid": lambda g, y: add_unary(g, "Sigmoid", y, "sig"),
     "silu": _silu,
@@ -54,12 +59,11 @@ TABLES: dict[str, Act] = {
 }
 NOT_TABLES: dict[str, Act] = {
     "square": lambda g, y: add_node(g, "Mul", [y, y], SHAPE, "m"),  # no one-input non-linearity
+    "clip": lambda g, y: add_unary(g, "Clip", y, "clip", min=0.0, max=6.0),  # bounds take a scale: no table
     "per_channel_constant": lambda g, y: add_unary(g, "Sigmoid", add_node(g, "Mul", [y, _channel_constant(g)], SHAPE,
                                                                              "m"), "sig"),
     "also_pooled": lambda g, y: add_node(  # y is also read by a pool: that reader sees the code
-        g, "Add", [add_unary(g, "Sigmoid", y, "sig"), add_node(g, "MaxPool", [y], SHAPE, "mp", kernel_shape=[1, 1],
-                                                               strides=[1, 1], pads=[0, 0, 0, 0],
-                                                               dilations=[1, 1], ceil_mode=0)], SHAPE, "a"),
+        g, "Add", [add_unary(g, "Sigmoid", y, "sig"), _pooled(g, y)], SHAPE, "a"),
 }
 
 

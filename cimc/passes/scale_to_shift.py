@@ -16,8 +16,8 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   model). Every engine runs the scaled Clip, so they agree bit for bit; against the float
   model the bounds move by their float32 rounding (≤ ½ ulp), below the shift's own rounding;
 * ``"lut"``: when ``s`` is one number per layer and the output is read only by an activation —
-  elementwise ops computing one function ``f`` of it alone, at least one of them not
-  homogeneous (``Sigmoid``; SiLU, ``Mul(y, Sigmoid(y))``) — the layer likewise outputs
+  elementwise ops computing one function ``f`` of it alone, at least one of them neither
+  homogeneous nor a Clip (``Sigmoid``; SiLU, ``Mul(y, Sigmoid(y))``) — the layer likewise outputs
   ``g·y`` (``b' = b / r``) and a ``Mul(·, fl32(r))`` (``ActivationScale``) is put before the
   activation: in hardware the activation is a lookup table on the layer's output code, whose
   input scale ``r`` costs nothing (the table holds ``f(r·z)``); the engines compute that
@@ -359,7 +359,8 @@ def lut_readers(graph: Graph, node: Node) -> list[Node] | None:
     elementwise function of it alone — an activation, a lookup table in hardware (module doc):
     every reader is elementwise (``OpDef.elementwise``) with every input that output, a tensor
     computed from it so, or a scalar constant, and one of them (or after them) is a one-input op
-    that is not homogeneous. ``None`` when the output is a graph output or read by anything else."""
+    that is not homogeneous and not a ``Clip`` (``_nonlinear_unary``). ``None`` when the output is
+    a graph output or read by anything else."""
     out = node.outputs[0]
     readers = graph.consumers(out)
     if out in graph.outputs or not readers:
@@ -391,9 +392,10 @@ def _elementwise_of(graph: Graph, node: Node, derived: set[str]) -> bool:
 
 
 def _nonlinear_unary(node: Node) -> bool:
-    """A one-input op that is not homogeneous (``Sigmoid``, ``Tanh``, ``Clip``…)."""
+    """A one-input op that is not homogeneous and needs a table (``Sigmoid``, ``Tanh``…): not a
+    ``Clip``, which takes a scale into its bounds (a comparator, no table to hold ``r``)."""
     op = find(node.op)
-    return op is not None and op.inputs == (1, 1) and not op.homogeneous(node)
+    return op is not None and op.inputs == (1, 1) and not op.homogeneous(node) and node.op != "Clip"
 
 
 def _scalable_clip(node: Node, tensor: str) -> bool:
