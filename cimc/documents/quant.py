@@ -12,7 +12,7 @@ from cimc.documents.base import Absent, Bits, Count, Decibels, Document, NonNega
 QUANT_FORMAT: Final = "cimc-quant"
 VERSION: Final = 1
 
-Fold = Literal["none", "activation", "adc"]
+Fold = Literal["none", "activation", "lut", "adc"]
 Source = Literal["qat", "calibration", "qdq", "qdq-weights", "qdq-inputs"]
 Granularity = Literal["layer", "column", "mixed"]
 Positives = Annotated[list[Positive], Field(min_length=1)]
@@ -28,7 +28,8 @@ class ShiftDoc(Document):
     relative_error: NonNegative
     """Largest ``|2^−k − s| / s``."""
     fold: Fold
-    """Where the remainder ``s / 2^−k`` was folded: nowhere, into the next activation step, or the ADC step."""
+    """Where the remainder ``s / 2^−k`` was folded: nowhere, into the next activation step, into the activation's
+    lookup table (a Mul by it before the activation), or the ADC step."""
     gain: Positive
     """The folded factor."""
     sqnr_db: Decibels

@@ -170,7 +170,9 @@ class Shift:
 
     ``fold`` says where the remaining factor ``r = exact_scale · 2^k`` went: ``"activation"``
     (the readers' input steps were divided by ``r``; the output is the exact one times
-    ``gain = 1/r`` and ``b' = b · gain``), ``"adc"`` (the ADC step was divided by ``r``) or
+    ``gain = 1/r`` and ``b' = b · gain``), ``"lut"`` (the output is likewise ``gain·y``, and
+    the activation that reads it, a lookup table in hardware, takes ``r`` as its input scale:
+    an ``ActivationScale`` Mul before it), ``"adc"`` (the ADC step was divided by ``r``) or
     ``"none"`` (the output carries the relative error)."""
 
     k: np.ndarray
@@ -191,6 +193,16 @@ class ScaledBounds:
     gain: float
     lo: float
     hi: float
+
+
+@dataclass(frozen=True)
+class ActivationScale:
+    """On the ``Mul(gain·y, r)`` that scale-to-shift puts between a CIM layer (``Shift.fold ==
+    "lut"``, ``gain = 1/r``) and the activation reading it: the input scale ``r`` of that
+    activation's lookup table, which gives ``f(r·z)`` for the code ``z``. The engines compute
+    the product in float32 (``factor`` is ``fl32(r)``); the float model has no such node."""
+
+    factor: float
 
 
 @dataclass(frozen=True, eq=False)

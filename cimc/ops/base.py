@@ -93,7 +93,9 @@ class OpDef:
     """One IR op. ``inputs`` is the ``(min, max)`` count of non-empty inputs, ``attrs`` the
     canonical attributes every node must carry, ``weight_inputs`` the input indices that must
     be constants (weights, biases, BN statistics), ``double`` whether the quantized reference
-    computes the op in float64 (``promotes``: its kernel casts float32 weights itself), ``outputs``
+    computes the op in float64 (``promotes``: its kernel casts float32 weights itself),
+    ``elementwise`` whether output element ``i`` is a function of input elements ``i`` alone
+    (after broadcasting; ``cimc.passes.scale_to_shift`` finds activations by it), ``outputs``
     its output count, ``replace`` an optional import of the ONNX node as other IR ops, ``decompose``
     an optional export as other ONNX nodes; the other fields are the concerns (module docstring)."""
 
@@ -113,6 +115,7 @@ class OpDef:
     weight_inputs: tuple[int, ...] = ()
     double: bool = False
     promotes: bool = False
+    elementwise: bool = False
     outputs: int = 1
     replace: Replace | None = None
     decompose: Decompose | None = None

@@ -33,4 +33,5 @@ def unary_op(name: str, kernel: Kernel, torch: TorchForward, *, nonnegative: Sig
     """The ``OpDef`` of elementwise ``name`` (one input, canonical ``attrs``); it never mixes samples."""
     return OpDef(name, (1, 1), attrs, canonicalize=canonicalize, shape=same_shape, kernel=kernel, torch=torch,
                  channels=channel_identity, rewrite=no_rewrite, export=export, nonnegative=nonnegative,
-                 homogeneous=homogeneous, mixes_batch=never, double=double, decompose=decompose)
+                 homogeneous=homogeneous, mixes_batch=never, double=double, elementwise=True,
+                 decompose=decompose)

@@ -15,6 +15,13 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   ``fl32(g·lo)``, ``fl32(g·hi)`` (``ScaledBounds`` keeps ``lo``, ``hi`` for the float
   model). Every engine runs the scaled Clip, so they agree bit for bit; against the float
   model the bounds move by their float32 rounding (≤ ½ ulp), below the shift's own rounding;
+* ``"lut"``: when ``s`` is one number per layer and the output is read only by an activation —
+  elementwise ops computing one function ``f`` of it alone, at least one of them neither
+  homogeneous nor a Clip (``Sigmoid``; SiLU, ``Mul(y, Sigmoid(y))``) — the layer likewise outputs
+  ``g·y`` (``b' = b / r``) and a ``Mul(·, fl32(r))`` (``ActivationScale``) is put before the
+  activation: in hardware the activation is a lookup table on the layer's output code, whose
+  input scale ``r`` costs nothing (the table holds ``f(r·z)``); the engines compute that
+  product in float32, so ``f`` sees ``y`` up to one rounding, like an unshifted layer's output;
 * ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
   ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
@@ -46,9 +53,10 @@ import numpy as np
 from cimc.data.preprocess import DEFAULT as DEFAULT_PREPROCESS
 from cimc.data.preprocess import Preprocess
 from cimc.errors import MappingError
-from cimc.ir.annotations import CimLayer, QuantParams, ScaledBounds, Shift
+from cimc.ir.annotations import ActivationScale, CimLayer, QuantParams, ScaledBounds, Shift
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.ir.tensor import TensorInfo
 from cimc.mapping.select import cim_nodes
 from cimc.ops import find
 from cimc.passes.context import ShiftReport
@@ -181,10 +189,11 @@ class LayerInputs:
 
 def may_fold_at_adc(graph: Graph, node: Node) -> bool:
     """Whether ``shift_layer`` may fold ``node``'s remainder into its ADC step (and so read its
-    calibration input): a per-column scale, or no reader layer to fold it into. Only which inputs
-    scale-to-shift computes ahead depends on it; ``shift_layer`` decides."""
+    calibration input): a per-column scale, or no reader layer or activation to fold it into.
+    Only which inputs scale-to-shift computes ahead depends on it; ``shift_layer`` decides."""
     q = node.ann[QuantParams]
-    return numerics.output_scale(q.w_step, q.adc_step, q.a_step).size != 1 or fold_targets(graph, node) is None
+    return numerics.output_scale(q.w_step, q.adc_step, q.a_step).size != 1 or (
+        fold_targets(graph, node) is None and lut_readers(graph, node) is None)
 
 
 def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
@@ -206,11 +215,15 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
     mode, gain, readers, before, x = "none", 1.0, None, None, None
     if fold and error > 0:
         targets = fold_targets(graph, node) if exact.size == 1 else None
+        table = lut_readers(graph, node) if exact.size == 1 and targets is None else None
         if targets is not None:
             readers = targets.readers
             gain = _fold_activation(readers, float(exact[0] / numerics.shift_scale(k)[0]))
             _scale_clips(targets.clips, gain)
             mode = "activation"
+        elif table is not None:
+            gain = _fold_lut(graph, node, float(exact[0] / numerics.shift_scale(k)[0]))
+            mode = "lut"
         else:
             x = calibration() if callable(calibration) else calibration
             x = None if x is None else x * np.float32(input_gain)
@@ -233,6 +246,21 @@ def _fold_activation(readers: list[Node], r: float) -> float:
     for reader in readers:
         rq = reader.ann[QuantParams]
         reader.ann.put(replace(rq, a_step=float(np.float32(rq.a_step / r))))
+    return 1.0 / r
+
+
+def _fold_lut(graph: Graph, node: Node, r: float) -> float:
+    """Put ``Mul(·, fl32(r))`` (``ActivationScale``) between ``node`` and every reader of its
+    output; the layer's gain is ``1/r``."""
+    out = node.outputs[0]
+    info = graph.tensors[out]
+    scaled = graph.unique_name(f"{out}_lut_in")
+    graph.tensors[scaled] = TensorInfo(scaled, info.shape, info.dtype)
+    factor = graph.unique_name(f"{node.name}_lut_scale")
+    graph.set_initializer(factor, np.array(r, dtype=np.float32))
+    graph.replace_all_uses(out, scaled)
+    mul = graph.add_node(Node(graph.unique_name(f"{node.name}_lut_mul"), "Mul", (out, factor), (scaled,)))
+    mul.ann.put(ActivationScale(float(np.float32(r))))
     return 1.0 / r
 
 
@@ -324,6 +352,50 @@ def fold_readers(graph: Graph, node: Node) -> list[Node] | None:
     """The reader CIM layers of ``fold_targets`` (``None`` when the remainder cannot fold there)."""
     targets = fold_targets(graph, node)
     return None if targets is None else targets.readers
+
+
+def lut_readers(graph: Graph, node: Node) -> list[Node] | None:
+    """The readers of ``node``'s output when they and the nodes after them compute one
+    elementwise function of it alone — an activation, a lookup table in hardware (module doc):
+    every reader is elementwise (``OpDef.elementwise``) with every input that output, a tensor
+    computed from it so, or a scalar constant, and one of them (or after them) is a one-input op
+    that is not homogeneous and not a ``Clip`` (``_nonlinear_unary``). ``None`` when the output is
+    a graph output or read by anything else."""
+    out = node.outputs[0]
+    readers = graph.consumers(out)
+    if out in graph.outputs or not readers:
+        return None
+    derived, inside = {out}, list[Node]()
+    grew = True
+    while grew:  # in topological order a node may be met before its other input is derived
+        grew = False
+        for tensor in list(derived):
+            for reader in graph.consumers(tensor):
+                if reader.outputs[0] not in derived and _elementwise_of(graph, reader, derived):
+                    inside.append(reader)
+                    derived.add(reader.outputs[0])
+                    grew = True
+    names = {n.name for n in inside}
+    if any(r.name not in names for r in readers) or not any(_nonlinear_unary(n) for n in inside):
+        return None
+    return readers
+
+
+def _elementwise_of(graph: Graph, node: Node, derived: set[str]) -> bool:
+    """``node`` is elementwise, with one output, and reads only ``derived`` tensors and scalar
+    constants (at least one ``derived``)."""
+    op = find(node.op)
+    inputs = [t for t in node.inputs if t]
+    if op is None or not op.elementwise or len(node.outputs) != 1 or not any(t in derived for t in inputs):
+        return False
+    return all(t in derived or (t in graph.initializers and graph.initializers[t].size == 1) for t in inputs)
+
+
+def _nonlinear_unary(node: Node) -> bool:
+    """A one-input op that is not homogeneous and needs a table (``Sigmoid``, ``Tanh``…): not a
+    ``Clip``, which takes a scale into its bounds (a comparator, no table to hold ``r``)."""
+    op = find(node.op)
+    return op is not None and op.inputs == (1, 1) and not op.homogeneous(node) and node.op != "Clip"
 
 
 def _scalable_clip(node: Node, tensor: str) -> bool:

@@ -26,7 +26,9 @@ quantize with ``S_A·gain``) or into its ADC step (``"adc"``: ``S_ADC' = S_ADC �
 Every figure here is in the float model's units: a layer's input gain is
 ``g = S_W·S_ADC·S_A / s`` (``s = Shift.exact_scale``, ``S_ADC`` before an ADC fold), its
 true input step ``S_A / g``, and its output is divided by its ``gain``; a Clip whose bounds an
-activation fold scaled (``ScaledBounds``) runs with its own bounds in the float model. The ADC
+activation fold scaled (``ScaledBounds``) runs with its own bounds in the float model, and the
+``Mul`` by ``r`` that a ``"lut"`` fold puts before an activation (``ActivationScale``) is the
+identity there. The ADC
 stage uses the step before the fold, so what an ADC fold costs counts as the shift's.
 
 Everything is vectorised over a chunk of samples (``CHUNK``); nothing loops over pixels.
@@ -41,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from cimc.ir.annotations import ScaledBounds
+from cimc.ir.annotations import ActivationScale, ScaledBounds
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
 from cimc.quant import numerics, slicing
@@ -218,7 +220,8 @@ def _run_chunk(generic: Graph, order: list[Node], layers: dict[str, CimSpec], ta
         spec = layers.get(node.name)
         if spec is None:
             args = [t for t in node.inputs if t]
-            fl[node.outputs[0]] = digital_op(node.op, [fl[t] for t in args], float_attrs(node))
+            fl[node.outputs[0]] = fl[args[0]] if ActivationScale in node.ann else \
+                digital_op(node.op, [fl[t] for t in args], float_attrs(node))
             co[node.outputs[0]] = digital_op(node.op, [co[t] for t in args], node.attrs)
         else:
             x_float = fl[node.inputs[0]]

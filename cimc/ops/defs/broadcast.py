@@ -95,7 +95,7 @@ def _op(name: str, inputs: tuple[int, int], kernel: Kernel, torch: TorchForward,
         nonnegative: SignRule = sign_of_inputs) -> OpDef:
     return OpDef(name, inputs, (), canonicalize=plain_inputs, shape=broadcast_shape, kernel=kernel, torch=torch,
                  channels=broadcast_channels, rewrite=_rewrite, export=export_attributes, nonnegative=nonnegative,
-                 homogeneous=never, mixes_batch=never, double=double)
+                 homogeneous=never, mixes_batch=never, double=double, elementwise=True)
 
 
 DEFS = (
