@@ -150,6 +150,8 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
     ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr. + offset digits, no shift",
      {**W8A8, **REMEDIES, **BEST, **OFFSET, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True},
      False),
+    ("8/8/6 (6-bit ADC macro), layer, CLE + aware W + bias corr. + offset digits",
+     {**W8A8, **REMEDIES, **OFFSET, "equalize": True, "macro": replace(load_macro("paper"), adc_bits=6)}, False),
     # the ADC's share of the loss: the same builds on the paper's macro with wider ADCs
     ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr., no shift",
      {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True}, False),
