@@ -384,7 +384,7 @@ def seed_table(rows: list[dict[str, Any]]) -> list[str]:
     (Δ vs that seed's float) per seed and the mean Δ ± its sample standard deviation."""
     intro = ("Each seed trains its own net (its own float top-1); cells: compiled top-1 % (Δ vs that seed's float); "
              "last column: mean Δ ± sample standard deviation over the seeds.")
-    return by_seed_lines(rows, "Several seeds", intro, min_seeds=2)
+    return by_seed_lines(sorted(rows, key=_order), "Several seeds", intro, min_seeds=2)
 
 
 def fit_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -400,14 +400,16 @@ def fit_table(rows: list[dict[str, Any]]) -> list[str]:
              + ", ".join(f"{n} seed {s} {100 * f:.1f}%" for n, s, f in floats)
              + ". Cells: compiled top-1 % (Δ vs that seed's float); last column: mean Δ ± sample standard deviation "
              "over the seeds (Δ alone for one seed).")
-    return by_seed_lines(rows, "Nets trained longer", intro, min_seeds=1)
+    by_net = sorted(rows, key=lambda r: (list(NETS).index(r["net"]), *_order(r)))
+    return by_seed_lines(by_net, "Nets trained longer", intro, min_seeds=1)
 
 
 def by_seed_lines(rows: list[dict[str, Any]], title: str, intro: str, min_seeds: int) -> list[str]:
-    """Markdown lines: every (tag, net, configuration) run on at least ``min_seeds`` seeds,
-    compiled top-1 (Δ vs that seed's float) per seed and the mean Δ ± its sample standard deviation."""
+    """Markdown lines: every (tag, net, configuration) run on at least ``min_seeds`` seeds (in
+    the order of ``rows``), compiled top-1 (Δ vs that seed's float) per seed and the mean Δ ± its
+    sample standard deviation."""
     groups: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
-    for r in sorted(rows, key=_order):
+    for r in rows:
         groups.setdefault((r["tag"], r["net"], r["config"]), {})[r.get("seed", 0)] = r
     multi = {k: v for k, v in groups.items() if len(v) >= min_seeds}
     if not multi:
