@@ -4,6 +4,7 @@
     PYTHONPATH=OTHER_CHECKOUT python3 scripts/ptq_evidence.py --tag before   # rows of another cimc
     python3 scripts/ptq_evidence.py --only resnet18 --config '8/8/5, layer'
     python3 scripts/ptq_evidence.py --collect-only              # re-render from the cached rows
+    python3 scripts/ptq_evidence.py --fit-epochs 10 --tag e10 --seed 1 --only mobilenet_v2 --config LABEL
     python3 scripts/ptq_evidence.py --costs                     # cost of 256/128/64-row segments (seconds)
     python3 scripts/ptq_evidence.py --tiny --cache /tmp/c --out /tmp/ptq.md   # seconds: checks the script
 
@@ -16,9 +17,12 @@ evaluation: all 1,000 test images, so one image is 0.1 point).
 Nets (``tests/models``, small widths so training takes minutes on one core): MobileNetV2
 (``width_mult`` 0.5: ReLU6, depthwise 3×3), EfficientNet-B0 (``width_mult`` 0.5: SiLU, depthwise,
 squeeze-excitation with Sigmoid gates) and ResNet-18 (``width_mult`` 0.25) as a control. Training is
-deterministic (seeded, one thread): Adam, ``--epochs`` epochs, batch 64, cosine learning rate.
+deterministic (seeded, one thread): Adam, ``NETS``' epochs (4), batch 64, one-cycle learning rate
+(``one_cycle``); or, with ``--fit-epochs N``, the two-stage study's float recipe for N epochs
+(``fit_float``: ``cimc.train.fit``, cosine from ``FIT_LR``), whose rows record ``fit_epochs`` and
+form their own table (*Nets trained longer*), apart from the 4-epoch nets' tables.
 Weights and the legacy-exporter ONNX (BatchNorm folded by the exporter) are cached under
-``.cache/ptq/`` (gitignored), keyed by net, seed, epochs and torch version.
+``.cache/ptq/`` (gitignored), keyed by net, seed, recipe, epochs and torch version.
 
 Every configuration of ``CONFIGS`` is compiled with ``cimc.api.compile_model`` on the paper's macro
 (256 wordlines, 4-bit cells and DACs, 5-bit ADC), with ``eval_data`` the test split: the table
