@@ -4,6 +4,7 @@
     PYTHONPATH=OTHER_CHECKOUT python3 scripts/ptq_evidence.py --tag before   # rows of another cimc
     python3 scripts/ptq_evidence.py --only resnet18 --config '8/8/5, layer'
     python3 scripts/ptq_evidence.py --collect-only              # re-render from the cached rows
+    python3 scripts/ptq_evidence.py --fit-epochs 10 --tag e10 --seed 1 --only mobilenet_v2 --config LABEL
     python3 scripts/ptq_evidence.py --costs                     # cost of 256/128/64-row segments (seconds)
     python3 scripts/ptq_evidence.py --tiny --cache /tmp/c --out /tmp/ptq.md   # seconds: checks the script
 
@@ -16,9 +17,12 @@ evaluation: all 1,000 test images, so one image is 0.1 point).
 Nets (``tests/models``, small widths so training takes minutes on one core): MobileNetV2
 (``width_mult`` 0.5: ReLU6, depthwise 3×3), EfficientNet-B0 (``width_mult`` 0.5: SiLU, depthwise,
 squeeze-excitation with Sigmoid gates) and ResNet-18 (``width_mult`` 0.25) as a control. Training is
-deterministic (seeded, one thread): Adam, ``--epochs`` epochs, batch 64, cosine learning rate.
+deterministic (seeded, one thread): Adam, ``NETS``' epochs (4), batch 64, one-cycle learning rate
+(``one_cycle``); or, with ``--fit-epochs N``, the two-stage study's float recipe for N epochs
+(``fit_float``: ``cimc.train.fit``, cosine from ``FIT_LR``), whose rows record ``fit_epochs`` and
+form their own table (*Nets trained longer*), apart from the 4-epoch nets' tables.
 Weights and the legacy-exporter ONNX (BatchNorm folded by the exporter) are cached under
-``.cache/ptq/`` (gitignored), keyed by net, seed, epochs and torch version.
+``.cache/ptq/`` (gitignored), keyed by net, seed, recipe, epochs and torch version.
 
 Every configuration of ``CONFIGS`` is compiled with ``cimc.api.compile_model`` on the paper's macro
 (256 wordlines, 4-bit cells and DACs, 5-bit ADC), with ``eval_data`` the test split: the table
@@ -66,8 +70,9 @@ if str(ROOT) not in sys.path:  # tests.models; cimc itself from PYTHONPATH or th
     sys.path.append(str(ROOT))
 
 from cimc.api import compile_model  # noqa: E402
-from cimc.data.builtin import load_builtin  # noqa: E402
+from cimc.data.builtin import Dataset, load_builtin  # noqa: E402
 from cimc.macro import MacroSpec, load_macro  # noqa: E402
+from cimc.train import TrainData, fit  # noqa: E402
 from tests.models.efficientnet import efficientnet_b0  # noqa: E402
 from tests.models.export import export  # noqa: E402
 from tests.models.mobilenet import mobilenet_v2  # noqa: E402
@@ -84,6 +89,8 @@ NETS = {
     "efficientnet_b0": (lambda: efficientnet_b0(width_mult=0.5, num_classes=10), 4),
     "resnet18": (lambda: resnet18(width_mult=0.25, num_classes=10), 4),
 }
+#: ``--fit-epochs``: the float learning rate of the two-stage study's recipe (``fit_float``)
+FIT_LR = 1e-2
 W8A8 = {"w_bits": 8, "a_bits": 8}
 REMEDIES = {"weight_method": "aware", "bias_correction": True}
 #: The best MobileNetV2 setting before AdaRound (per column, cross-layer equalisation).
@@ -138,11 +145,17 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
     ("8/8/5, column, CLE + aware W + bias corr. + offset digits, no shift",
      {**W8A8, **REMEDIES, **BEST, **OFFSET, "no_shift": True}, False),
     ("8/8/5, column, CLE + aware W + bias corr. + offset digits", {**W8A8, **REMEDIES, **BEST, **OFFSET}, False),
+    ("8/8/5, layer, CLE + aware W + bias corr. + offset digits, no shift",
+     {**W8A8, **REMEDIES, **OFFSET, "equalize": True, "no_shift": True}, False),
+    ("8/8/5, layer, CLE + aware W + bias corr. + offset digits", {**W8A8, **REMEDIES, **OFFSET, "equalize": True},
+     False),
     ("8/8/5, column, CLE + aware W + bias corr. + offset digits, 1024 calib. images, no shift",
      {**W8A8, **REMEDIES, **BEST, **OFFSET, "calib_size": 1024, "no_shift": True}, False),
     ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr. + offset digits, no shift",
      {**W8A8, **REMEDIES, **BEST, **OFFSET, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True},
      False),
+    ("8/8/6 (6-bit ADC macro), layer, CLE + aware W + bias corr. + offset digits",
+     {**W8A8, **REMEDIES, **OFFSET, "equalize": True, "macro": replace(load_macro("paper"), adc_bits=6)}, False),
     # the ADC's share of the loss: the same builds on the paper's macro with wider ADCs
     ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr., no shift",
      {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True}, False),
@@ -191,16 +204,33 @@ def load_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(np.load(folder / split / "y.npy")))
 
 
-def train(name: str, seed: int, folder: Path, cache: Path, epochs: int | None = None) -> Path:
-    """Train ``name`` (deterministic: seeded, one thread) and export it; cached (module doc)."""
+def train(name: str, seed: int, folder: Path, cache: Path, epochs: int | None = None, fit_epochs: int | None = None
+          ) -> Path:
+    """Train ``name`` (deterministic: seeded, one thread) and export it; cached (module doc).
+    ``fit_epochs``: ``fit_float`` for that many epochs instead of ``one_cycle`` (``--fit-epochs``)."""
     build, default_epochs = NETS[name]
     epochs = epochs or default_epochs
     tiny = "-tiny" if folder.name.endswith("-tiny") else ""
-    onnx_path = cache / f"{name}{tiny}-s{seed}-e{epochs}-torch{torch.__version__}.onnx"
+    recipe = f"fit{fit_epochs}-lr{FIT_LR:g}" if fit_epochs else f"e{epochs}"
+    onnx_path = cache / f"{name}{tiny}-s{seed}-{recipe}-torch{torch.__version__}.onnx"
     if onnx_path.is_file():
         return onnx_path
     torch.manual_seed(seed)
     model = build()
+    if fit_epochs:
+        fit_float(model, folder, seed, fit_epochs)
+        log.info("%s seed %d, %d epochs (fit_float): test %.1f%%", name, seed, fit_epochs,
+                 100 * float_accuracy(model, folder))
+    else:
+        one_cycle(model, name, seed, folder, epochs)
+    model.eval()
+    torch.save(model.state_dict(), onnx_path.with_suffix(".pt"))
+    export(model, load_split(folder, "train")[0][:1], onnx_path, exporter="legacy")
+    return onnx_path
+
+
+def one_cycle(model: nn.Module, name: str, seed: int, folder: Path, epochs: int) -> None:
+    """The table's recipe: Adam, one-cycle learning rate up to 4·10⁻³, batch 64, ``epochs`` epochs."""
     x, y = load_split(folder, "train")
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     steps = epochs * -(-len(y) // 64)
@@ -219,10 +249,15 @@ def train(name: str, seed: int, folder: Path, cache: Path, epochs: int | None = 
             sched.step()
         log.info("%s seed %d epoch %d: loss %.3f, test %.1f%% (%.0f s)", name, seed, epoch, loss.item(),
                  100 * float_accuracy(model, folder), time.time() - start)
-    model.eval()
-    torch.save(model.state_dict(), onnx_path.with_suffix(".pt"))
-    export(model, x[:1], onnx_path, exporter="legacy")
-    return onnx_path
+
+
+def fit_float(model: nn.Module, folder: Path, seed: int, epochs: int) -> None:
+    """The two-stage study's float recipe (``scripts/two_stage_evidence.py``): cimc's trainer
+    ``cimc.train.fit`` (cross-entropy, Adam, learning rate on a cosine from ``FIT_LR`` to 0,
+    batch 64, batches drawn by ``seed``) for ``epochs`` epochs on the whole training split."""
+    data = TrainData(*(Dataset("mnist32", *(t.numpy() for t in load_split(folder, split)), 10)
+                       for split in ("train", "test")), batch_size=64)
+    fit(model, data, "float", epochs=epochs, lr=FIT_LR, progress=False, seed=seed)
 
 
 @torch.no_grad()
@@ -314,8 +349,9 @@ def library_versions() -> dict[str, str]:
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[str, str]) -> str:
     """The Markdown table: one row per (tag, configuration), compiled top-1 (Δ vs float) per net,
     on seed ``args.seed``; then the configurations run on several seeds (``seed_table``)."""
-    every = rows
-    rows = [r for r in rows if r.get("seed", 0) == args.seed]  # rows from before seeds were recorded: seed 0
+    fitted = [r for r in rows if r.get("fit_epochs")]
+    every = [r for r in rows if not r.get("fit_epochs")]
+    rows = [r for r in every if r.get("seed", 0) == args.seed]  # rows from before seeds were recorded: seed 0
     nets = [n for n in NETS if any(r["net"] == n for r in rows)]
     n_test = TINY_IMAGES[1] if args.tiny else 1000
     by = {(r["tag"], r["net"], r["config"]): r for r in rows}
@@ -344,29 +380,54 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
             r = by.get((tag, n, c))
             cells.append("—" if r is None else f"{100 * r['compiled']:.1f} ({100 * (r['compiled'] - r['float']):+.1f})")
         lines.append(f"| {tag} | {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + seed_table(every)) + "\n"
+    return "\n".join(lines + seed_table(every) + fit_table(fitted)) + "\n"
 
 
 def seed_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: every (tag, net, configuration) run on more than one seed, compiled top-1
     (Δ vs that seed's float) per seed and the mean Δ ± its sample standard deviation."""
+    intro = ("Each seed trains its own net (its own float top-1); cells: compiled top-1 % (Δ vs that seed's float); "
+             "last column: mean Δ ± sample standard deviation over the seeds.")
+    return by_seed_lines(sorted(rows, key=_order), "Several seeds", intro, min_seeds=2)
+
+
+def fit_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: the rows of nets trained with ``--fit-epochs`` (``fit_float``), per seed,
+    with each seed's float top-1."""
+    if not rows:
+        return []
+    epochs = sorted({r["fit_epochs"] for r in rows})
+    floats = sorted({(r["net"], r.get("seed", 0), r["float"]) for r in rows})
+    intro = (f"Nets trained {', '.join(map(str, epochs))} epochs with the two-stage study's float recipe "
+             f"(`--fit-epochs`: `cimc.train.fit`, Adam, cosine from {FIT_LR:g}, batch 64, all 4,000 training images; "
+             "`fit_float`) instead of the 4-epoch one-cycle recipe above; float top-1: "
+             + ", ".join(f"{n} seed {s} {100 * f:.1f}%" for n, s, f in floats)
+             + ". Cells: compiled top-1 % (Δ vs that seed's float); last column: mean Δ ± sample standard deviation "
+             "over the seeds (Δ alone for one seed).")
+    by_net = sorted(rows, key=lambda r: (list(NETS).index(r["net"]), *_order(r)))
+    return by_seed_lines(by_net, "Nets trained longer", intro, min_seeds=1)
+
+
+def by_seed_lines(rows: list[dict[str, Any]], title: str, intro: str, min_seeds: int) -> list[str]:
+    """Markdown lines: every (tag, net, configuration) run on at least ``min_seeds`` seeds (in
+    the order of ``rows``), compiled top-1 (Δ vs that seed's float) per seed and the mean Δ ± its
+    sample standard deviation."""
     groups: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
-    for r in sorted(rows, key=_order):
+    for r in rows:
         groups.setdefault((r["tag"], r["net"], r["config"]), {})[r.get("seed", 0)] = r
-    multi = {k: v for k, v in groups.items() if len(v) > 1}
+    multi = {k: v for k, v in groups.items() if len(v) >= min_seeds}
     if not multi:
         return []
     seeds = sorted({s for v in multi.values() for s in v})
-    lines = ["", "## Several seeds", "", "Each seed trains its own net (its own float top-1); cells: compiled top-1 % "
-             "(Δ vs that seed's float); last column: mean Δ ± sample standard deviation over the seeds.", "",
+    lines = ["", f"## {title}", "", intro, "",
              "| cimc | net | configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean Δ |",
              "|---|---|---|" + "---|" * (len(seeds) + 1)]
     for (tag, net, config), by_seed in multi.items():
         deltas = np.array([100 * (r["compiled"] - r["float"]) for r in by_seed.values()])
         cells = [f"{100 * by_seed[s]['compiled']:.1f} ({100 * (by_seed[s]['compiled'] - by_seed[s]['float']):+.1f})"
                  if s in by_seed else "—" for s in seeds]
-        lines.append(f"| {tag} | {net} | {config} | " + " | ".join(cells)
-                     + f" | {deltas.mean():+.1f} ± {deltas.std(ddof=1):.1f} |")
+        spread = f" ± {deltas.std(ddof=1):.1f}" if len(deltas) > 1 else ""
+        lines.append(f"| {tag} | {net} | {config} | " + " | ".join(cells) + f" | {deltas.mean():+.1f}{spread} |")
     return lines
 
 
@@ -379,7 +440,7 @@ def run(args: argparse.Namespace) -> None:
     """Train (cached) and compile every asked configuration; rows to ``.cache/ptq/results``."""
     folder = mnist32(args.cache, args.tiny)
     nets = args.only or list(NETS)
-    paths = {n: train(n, args.seed, folder, args.cache, args.epochs) for n in nets}
+    paths = {n: train(n, args.seed, folder, args.cache, args.epochs, args.fit_epochs) for n in nets}
     if args.train_only:
         return
     out = args.cache / "results"
@@ -398,11 +459,13 @@ def run(args: argparse.Namespace) -> None:
                 continue
             with contextlib.redirect_stdout(io.StringIO()):
                 r = compile_eval(paths[n], folder, options, args.calib_size)
-            rows.append({"tag": args.tag, "net": n, "config": label, "seed": args.seed, **r})
+            rows.append({"tag": args.tag, "net": n, "config": label, "seed": args.seed,
+                         **({"fit_epochs": args.fit_epochs} if args.fit_epochs else {}), **r})
             log.info("%s %-16s %-44s float %.1f%% compiled %.1f%% (%.0f s)", args.tag, n, label, 100 * r["float"],
                      100 * r["compiled"], r["seconds"])
             doc = {"cimc": version, "rows": rows}
-            path = out / f"{args.tag}-{n}{_seed_part(args.seed)}{args.part}.json"
+            fit_part = f"-fit{args.fit_epochs}" if args.fit_epochs else ""
+            path = out / f"{args.tag}-{n}{_seed_part(args.seed)}{fit_part}{args.part}.json"
             path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
 
@@ -445,6 +508,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", default="", help="suffix of this run's cached rows (runs in parallel)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calib-size", type=int, default=256)
+    parser.add_argument("--fit-epochs", type=int, help="train the nets this many epochs with the two-stage "
+                        "study's float recipe (fit_float) instead of NETS' epochs of the one-cycle recipe")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--collect-only", action="store_true", help="only merge the cached rows into the table")
     parser.add_argument("--costs", action="store_true", help="only the cost of 256-, 128- and 64-row segments "

@@ -225,3 +225,26 @@ def test_ptq_evidence_segment_rows_and_their_cost_table(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert "| net | 128 | 200 (×2.00) |" in text and "| other | 256 | 100 (×1.00) |" in text
     assert json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["costs"]["other"] == {"256": base}
+
+
+@pytest.mark.torch
+def test_ptq_evidence_keeps_rows_of_longer_trained_nets_out_of_the_main_tables(tmp_path: Path) -> None:
+    """Rows of nets trained with ``--fit-epochs`` (``fit_epochs`` set) never enter the main table
+    (whose header floats are the 4-epoch nets') nor the several-seeds one: they get their own
+    table, a single seed included, with each seed's float top-1."""
+    import argparse
+
+    from scripts import ptq_evidence
+
+    rows = [{"tag": "t", "net": "resnet18", "config": "8/8/5, layer", "float": 0.9, "compiled": 0.85},
+            {"tag": "e", "net": "resnet18", "config": "8/8/5, layer", "seed": 0, "fit_epochs": 10, "float": 0.96,
+             "compiled": 0.95},
+            {"tag": "e", "net": "resnet18", "config": "8/8/5, column", "seed": 1, "fit_epochs": 10, "float": 0.97,
+             "compiled": 0.90}]
+    args = argparse.Namespace(tiny=False, seed=0, epochs=None, calib_size=256)
+    text = ptq_evidence.render(rows, args, {"t": "here", "e": "there"})
+    main, _, longer = text.partition("## Nets trained longer")
+    assert "resnet18 (float 90.0%)" in main and "| e |" not in main and "## Several seeds" not in main
+    assert "| e | resnet18 | 8/8/5, layer | 95.0 (-1.0) | — | -1.0 |" in longer
+    assert "| e | resnet18 | 8/8/5, column | — | 90.0 (-7.0) | -7.0 |" in longer
+    assert "trained 10 epochs" in longer and "resnet18 seed 1 97.0%" in longer
