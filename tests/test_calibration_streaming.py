@@ -190,3 +190,14 @@ def test_partial_sums_quantize_only_the_chosen_windows(a_signed: bool, w_bits: i
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
     assert np.signbit(got).sum() == np.signbit(want).sum()
+
+
+def test_subsample_is_the_seeded_draw_remembered_read_only() -> None:
+    """``subsample`` remembers its draws (a compile asks for the same few): each is the seeded
+    draw itself, per size and seed, and read-only, so no caller can change a later one's."""
+    for n, keep, seed in ((10**6, 1000, 0), (10**6, 1000, 1), (10**6, 999, 0), (999_999, 1000, 0)):
+        want = np.sort(np.random.default_rng(seed).choice(n, keep, replace=False))
+        for _ in range(2):
+            got = subsample(n, keep, seed)
+            assert got is not None and not got.flags.writeable
+            np.testing.assert_array_equal(got, want)
