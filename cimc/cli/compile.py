@@ -51,9 +51,10 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                 stop_after: str | None, timing: str, infer_batch: int, conversion: str, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
     from cimc.api import CompileOptions, compile_model
-    from cimc.cli.heap import settle_imports
+    from cimc.cli.heap import keep_freed_memory, settle_imports
 
     settle_imports()
+    keep_freed_memory()
 
     quant = pop_quant(morph)
     pool = {name: morph.pop(name) for name in POOL}
