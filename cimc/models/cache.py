@@ -1,4 +1,5 @@
-"""A cache of zoo exports: ``cimc compile vgg9`` exports with torch once, then copies a file.
+"""A cache of zoo exports: ``cimc compile vgg9`` exports with torch once, then reads the cached
+file in place (``cimc.models.onnx_file``); ``export_onnx`` copies it.
 
 A torch export of a zoo model costs seconds (VGG9 about 5 s here) and gives the same bytes every
 time for the same model source, seed and torch version. The file is kept under
