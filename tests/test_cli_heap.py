@@ -47,8 +47,18 @@ def test_keep_freed_memory_sets_both_malloc_thresholds(monkeypatch: pytest.Monke
 
 def test_compile_settles_its_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     done: list[str] = []
+    monkeypatch.setattr(heap, "collect_young_less_often", lambda: done.append("young"))
     monkeypatch.setattr(heap, "settle_imports", lambda: done.append("gc"))
     monkeypatch.setattr(heap, "keep_freed_memory", lambda: done.append("malloc"))
     result = CliRunner().invoke(main, ["compile", "tiny_cnn", "-o", str(tmp_path / "build")])
     assert result.exit_code == 0, result.output
-    assert done == ["gc", "malloc"]
+    assert done == ["young", "gc", "malloc"]
+
+
+def test_collect_young_less_often_keeps_the_older_thresholds() -> None:
+    old = gc.get_threshold()
+    try:
+        heap.collect_young_less_often()
+        assert gc.get_threshold() == (heap.YOUNG, *old[1:])
+    finally:
+        gc.set_threshold(*old)

@@ -7,8 +7,9 @@ allocates few reference cycles and many large temporary arrays.
   them; on ``cimc compile vgg9`` that was about 0.15 s of CPU, most in the walks over objects
   that live as long as the process. It moves the objects alive after the imports out of the
   collector's reach (``gc.freeze``: never walked, never freed, as they would not have been) and
-  collects the young generation every ``YOUNG`` allocations. Memory is still freed by reference
-  counting when the last reference goes; only garbage in cycles waits a little longer.
+  collects the young generation every ``YOUNG`` allocations (``collect_young_less_often``, from
+  before the imports on). Memory is still freed by reference counting when the last reference
+  goes; only garbage in cycles waits a little longer.
 * ``keep_freed_memory``: glibc's malloc gives every block above a threshold that adapts up to
   32 MiB its own ``mmap`` and unmaps it when freed, and trims the heap's free top above
   128 KiB, so the next array of that size faults its pages in again (the kernel zeroes each
@@ -33,12 +34,18 @@ TRIM_THRESHOLD = 64 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
-def settle_imports() -> None:
-    """Freeze every object alive now (call it after a command's imports) and collect the young
-    generation every ``YOUNG`` allocations (module doc)."""
-    gc.freeze()
+def collect_young_less_often() -> None:
+    """Collect the young generation every ``YOUNG`` allocations (module doc); call it before a
+    command's imports, which alone made about a hundred young collections at 700."""
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG, middle, old)
+
+
+def settle_imports() -> None:
+    """Freeze every object alive now (call it after a command's imports; module doc) and
+    collect the young generation every ``YOUNG`` allocations."""
+    gc.freeze()
+    collect_young_less_often()
 
 
 def keep_freed_memory() -> None:
