@@ -15,8 +15,8 @@ allocates few reference cycles and many large temporary arrays.
   128 KiB, so the next array of that size faults its pages in again (the kernel zeroes each
   4 KiB page: 70,000 page faults, about 0.3 s of system time on vgg9). Blocks up to
   ``MMAP_THRESHOLD`` then come from the heap, and up to ``TRIM_THRESHOLD`` of its free top is
-  kept for the next array: 47,000 page faults. The peak resident memory is unchanged on vgg9
-  and ResNet18 (+2 %), +5 % on VGG16 (freed blocks reused in place instead of new mappings).
+  kept for the next array: 47,000 page faults. The peak resident memory grows a little: vgg9
+  +1–3 %, ResNet18 +2 %, VGG16 +5 % (freed blocks reused in place instead of new mappings).
   Other C libraries are left as they are.
 """
 
