@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -195,9 +194,7 @@ def load_source(source: str | Path, options: CompileOptions) -> tuple[Graph, dic
     if str(source) not in models.available():
         raise UsageError(f"'{source}' is neither an ONNX file nor a zoo model",
                          hint=f"zoo models: {', '.join(models.available())}")
-    with tempfile.TemporaryDirectory(prefix="cimc-zoo-") as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        models.export_onnx(str(source), onnx_path)
+    with models.onnx_file(str(source)) as onnx_path:  # the shipped or cached file in place, no copy
         graph = import_onnx(onnx_path, input_shapes=options.input_shapes, max_bytes=options.max_model_bytes,
                             max_tensor_bytes=options.max_tensor_bytes)
         digest = _read_hash(onnx_path)

@@ -22,6 +22,7 @@ from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.quant import numerics, slicing
+from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import collect_inputs, load_feeds, partial_sums, stream_inputs
 from cimc.quant.cim_layer import CimSpec, cim_spec
 from cimc.quant.reference import im2col_at, segment_matmul
@@ -83,7 +84,10 @@ def test_quantize_steps_are_those_of_the_collected_inputs() -> None:
     graph, ctx = tiled(chain(5))
     out = Quantize(calib_size=4).run(graph, ctx).graph
     inputs = collect_inputs(graph, ctx.calibration.feeds, [n.name for n in cim_nodes(graph)])
-    assert ctx.calibration_inputs == {} and ctx.calibration_graph is graph
+    assert list(ctx.calibration_inputs) == ["c4"] and ctx.calibration_graph is graph  # the terminal layer's only
+    with single_blas_thread():  # as quantize computes them (threaded BLAS sums in another order)
+        kept = collect_inputs(graph, ctx.calibration.feeds, ["c4"])["c4"]
+    np.testing.assert_array_equal(ctx.calibration_inputs["c4"], kept)
     for node in cim_nodes(out):
         want = calibrate_layer(cim_spec(graph, graph.node(node.name)), inputs[node.name],
                                LayerBits().resolve(MACRO), "layer", "mse", MACRO)
@@ -108,6 +112,20 @@ def test_scale_to_shift_recomputes_the_inputs_quantize_streamed(granularity: str
     for a, b in zip(cim_nodes(streamed), cim_nodes(old), strict=True):
         assert a.ann[QuantParams].adc_step.tobytes() == b.ann[QuantParams].adc_step.tobytes()
         assert a.ann[Shift].k.tobytes() == b.ann[Shift].k.tobytes()
+
+
+def test_scale_to_shift_reads_the_terminal_input_quantize_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per layer only the last layer (no CIM layer after it) folds into its ADC step: it reads
+    the input quantize kept, so scale-to-shift runs the float graph no second time."""
+    graph, ctx = tiled(chain(5))
+    quantized = Quantize(calib_size=4).run(graph, ctx).graph
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("scale-to-shift recomputed a calibration input")
+
+    monkeypatch.setattr("cimc.passes.scale_to_shift.stream_inputs", refuse)
+    out = ScaleToShift(calib_size=4).run(quantized, ctx).graph
+    assert [node.ann[Shift].fold for node in cim_nodes(out)] == ["activation"] * 4 + ["adc"]
 
 
 def calibration_peak(layers: int) -> int:
@@ -172,3 +190,14 @@ def test_partial_sums_quantize_only_the_chosen_windows(a_signed: bool, w_bits: i
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
     assert np.signbit(got).sum() == np.signbit(want).sum()
+
+
+def test_subsample_is_the_seeded_draw_remembered_read_only() -> None:
+    """``subsample`` remembers its draws (a compile asks for the same few): each is the seeded
+    draw itself, per size and seed, and read-only, so no caller can change a later one's."""
+    for n, keep, seed in ((10**6, 1000, 0), (10**6, 1000, 1), (10**6, 999, 0), (999_999, 1000, 0)):
+        want = np.sort(np.random.default_rng(seed).choice(n, keep, replace=False))
+        for _ in range(2):
+            got = subsample(n, keep, seed)
+            assert got is not None and not got.flags.writeable
+            np.testing.assert_array_equal(got, want)

@@ -7,12 +7,15 @@
 * ``macro_arrays`` (whole-line copies, shifted columns cell by cell) equals a per-column
   loop, also when columns start above wordline 0 and share a bitline;
 * ``macro_weights_bytes`` equals ``safetensors.numpy.save`` byte for byte;
-* fold-batchnorm's folded weights are the float64 product rounded once to float32.
+* fold-batchnorm's folded weights are the float64 product rounded once to float32;
+* ``segment_matmul`` (strided views of the uniform segments, no padded copies) equals a
+  per-segment loop, for a short last segment, segments that fill the rows, and other bounds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 import onnx
@@ -231,3 +234,30 @@ def test_folded_weights_are_the_float64_product_rounded_once(bias: bool) -> None
     want = (w.astype(np.float64) * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
     assert folded.dtype == np.float32
     assert np.array_equal(folded.view(np.int32), want.view(np.int32))
+
+
+@pytest.mark.parametrize("bounds", [(0, 4, 8, 11), (0, 4, 8, 12), (0, 12), (0, 3, 8, 12), (0, 5, 6, 12)])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_segment_matmul_equals_a_per_segment_loop(bounds: tuple[int, ...], groups: int) -> None:
+    from dataclasses import dataclass
+
+    from cimc.quant.reference import segment_matmul
+
+    @dataclass(frozen=True)
+    class Spec:  # the fields segment_matmul reads
+        groups: int
+        cout: int
+        rows: int
+        bounds: tuple[int, ...]
+
+    rows, cout_g, m = bounds[-1], 5, 7
+    rng = np.random.default_rng(len(bounds) * groups)
+    cols = rng.standard_normal((groups, m, rows)).astype(np.float32)
+    codes = rng.integers(-7, 8, (groups * cout_g, rows)).astype(np.float32)
+    got = segment_matmul(cols, codes, Spec(groups, groups * cout_g, rows, bounds))
+    w = codes.reshape(groups, cout_g, rows)
+    want = np.stack([np.stack([cols[g, :, a:b] @ w[g, :, a:b].T for a, b in pairwise(bounds)])
+                     for g in range(groups)])
+    assert got.shape == want.shape == (groups, len(bounds) - 1, m, cout_g)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+

@@ -63,3 +63,19 @@ def test_a_cache_hit_does_not_import_torch(tmp_path: Path, monkeypatch: pytest.M
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_onnx_file_reads_the_cached_or_shipped_file_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cimc compile vgg9`` imports the cache's entry itself (no 37 MB copy); a miss exports
+    into a temporary folder that is removed afterwards; a shipped model is its shipped file."""
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
+    models.export_onnx("tiny_cnn", tmp_path / "a.onnx", seed=6)
+    with models.onnx_file("tiny_cnn", seed=6) as hit:
+        assert hit.parent == tmp_path / "cache"
+        assert hit.read_bytes() == (tmp_path / "a.onnx").read_bytes()
+    monkeypatch.setenv(cache.ENV, cache.OFF)
+    with models.onnx_file("tiny_cnn", seed=6) as miss:
+        assert miss.parent.parent != tmp_path / "cache" and miss.read_bytes() == (tmp_path / "a.onnx").read_bytes()
+    assert not miss.exists()
+    with models.onnx_file("tiny_cnn") as shipped:
+        assert shipped == models.shipped("tiny_cnn")

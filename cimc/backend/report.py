@@ -131,7 +131,8 @@ def layer_rows(cost: ModelCost) -> list[list[str]]:
     total = LayerCost("total", "", cost.params, cost.bitlines, cost.segments, cost.activated_wordlines,
                       cost.adc_conversions, cost.partial_sum_storage, cost.computing_cycles, cost.macros,
                       cost.loading_cycles, cost.macro_usage)
-    return [[cell_text(k, asdict(layer)) for k, _ in COLUMNS] for layer in (*cost.layers, total)]
+    rows = [asdict(layer) for layer in (*cost.layers, total)]
+    return [[cell_text(k, row) for k, _ in COLUMNS] for row in rows]
 
 
 def report_markdown(doc: Report, cost: ModelCost) -> str:

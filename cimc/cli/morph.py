@@ -37,10 +37,10 @@ def structure_morph(budget: int | None, *, morph: bool, morph_keep: float | None
                     morph_threshold: float | None) -> MorphOptions | None:
     """The ``MorphOptions`` of ``cimc compile --morph`` (``None`` without it). The morph pass
     logs a warning that the weights need fine-tuning."""
+    if not (morph or morph_keep is not None or morph_threshold is not None):
+        return None  # before the import: a compile without a morph does not load the planner
     from cimc.morph.planning import MorphOptions
 
-    if not (morph or morph_keep is not None or morph_threshold is not None):
-        return None
     if budget is None:
         raise UsageError("--morph needs a bitline budget", hint="add --bl N")
     if morph_keep is None and morph_threshold is None:

@@ -348,12 +348,12 @@ def schedule(phases: list[Phase], slots: int, macro: MacroSpec, timing: Timing) 
 
 def _victim(occupant: list[int], free_at: list[int], needed: set[int], uses: dict[int, list[int]],
             cursor: dict[int, int], p: int) -> int:
-    """The slot to load into: its macro needed latest (empty: never), then free earliest, then lowest."""
-    def key(s: int) -> tuple[float, int, int]:
-        m = occupant[s]
-        nxt = float("inf") if m < 0 or cursor[m] >= len(uses[m]) else float(uses[m][cursor[m]])
-        return (-nxt, free_at[s], s)
-    return min((s for s in range(len(occupant)) if occupant[s] not in needed), key=key)
+    """The slot to load into: its macro needed latest (empty: never), then free earliest, then lowest.
+    (The least ``(−next use, free at, slot)``, compared as tuples without a key function: this
+    runs once per load over every slot.)"""
+    never = -float("inf")
+    return min((never if m < 0 or cursor[m] >= len(uses[m]) else -float(uses[m][cursor[m]]), free_at[s], s)
+               for s, m in enumerate(occupant) if m not in needed)[2]
 
 
 def timeline(graph: Graph, macro: MacroSpec, budget: int, timing: Timing = "paper", batch: int = 1,

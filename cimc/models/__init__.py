@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +26,7 @@ from cimc.models import registry
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["available", "build", "describe", "example_input", "export_onnx", "input_shape"]
+__all__ = ["available", "build", "describe", "example_input", "export_onnx", "input_shape", "onnx_file"]
 
 
 def available() -> list[str]:
@@ -82,13 +85,41 @@ def export_onnx(name: str, path: str | os.PathLike[str], seed: int = 0, *, fresh
     (``cimc.models.cache``) unless ``fresh``."""
     from cimc.models import cache, export
 
-    copy = shipped(name) if seed == 0 and not fresh else None
-    if copy is not None:
-        shutil.copyfile(copy, path)
+    stored = None if fresh else stored_file(name, seed)
+    if stored is not None:
+        shutil.copyfile(stored, path)
         return
     if fresh:
         export.export_onnx(build(name, seed=seed), example_input(name, seed), path)
         return
-    require("train", f"the zoo model '{name}'")
     cache.cached_export(name, seed, Path(path),
                         lambda target: export.export_onnx(build(name, seed=seed), example_input(name, seed), target))
+
+
+def stored_file(name: str, seed: int = 0) -> Path | None:
+    """The file ``export_onnx`` would copy for model ``name`` (seed ``seed``): the shipped file,
+    else the export cache's entry; ``None`` when it must export. Without the shipped file it
+    needs the ``train`` extra, as ``export_onnx`` does."""
+    from cimc.models import cache
+
+    copy = shipped(name) if seed == 0 else None
+    if copy is not None:
+        return copy
+    require("train", f"the zoo model '{name}'")
+    return cache.lookup(name, seed)
+
+
+@contextmanager
+def onnx_file(name: str, seed: int = 0) -> Iterator[Path]:
+    """The path of a self-contained ONNX file of model ``name`` (seed ``seed``), the bytes
+    ``export_onnx`` writes, for reading: the shipped file or the export cache's entry in place
+    (no copy: ``cimc compile vgg9`` reads 37 MB once), else an export into a temporary folder
+    that is removed on exit."""
+    stored = stored_file(name, seed)
+    if stored is not None:
+        yield stored
+        return
+    with tempfile.TemporaryDirectory(prefix="cimc-zoo-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(name, path, seed)
+        yield path

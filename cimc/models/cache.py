@@ -1,4 +1,5 @@
-"""A cache of zoo exports: ``cimc compile vgg9`` exports with torch once, then copies a file.
+"""A cache of zoo exports: ``cimc compile vgg9`` exports with torch once, then reads the cached
+file in place (``cimc.models.onnx_file``); ``export_onnx`` copies it.
 
 A torch export of a zoo model costs seconds (VGG9 about 5 s here) and gives the same bytes every
 time for the same model source, seed and torch version. The file is kept under
@@ -56,14 +57,31 @@ def cached_export(name: str, seed: int, path: Path, export: Callable[[Path], Non
     if folder is None:
         export(path)
         return False
-    entry = folder / f"{name}-seed{seed}-{key(name, seed, torch_version())[:20]}.onnx"
-    if entry.is_file() and not entry.is_symlink():
+    entry = lookup(name, seed)
+    if entry is not None:
         shutil.copyfile(entry, path)
-        log.debug("zoo model %s (seed %d) from the cache %s", name, seed, entry)
         return True
     export(path)
-    _store(path, entry)
+    _store(path, entry_path(folder, name, seed))
     return False
+
+
+def entry_path(folder: Path, name: str, seed: int) -> Path:
+    """The cache file of model ``name`` (seed ``seed``) in ``folder`` (named by ``key``)."""
+    return folder / f"{name}-seed{seed}-{key(name, seed, torch_version())[:20]}.onnx"
+
+
+def lookup(name: str, seed: int) -> Path | None:
+    """The cached file of model ``name`` (seed ``seed``): a regular file, not a link; ``None``
+    when the cache is off or holds none."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    entry = entry_path(folder, name, seed)
+    if entry.is_file() and not entry.is_symlink():
+        log.debug("zoo model %s (seed %d) from the cache %s", name, seed, entry)
+        return entry
+    return None
 
 
 def torch_version() -> str:

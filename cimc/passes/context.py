@@ -3,8 +3,9 @@ pass leaves for a later pass or for the build (no string-keyed results).
 
 * ``calibration`` / ``calibration_inputs`` / ``calibration_graph``: the calibration batch (loaded
   once, by quantize or scale-to-shift) and each calibrated layer's float input (quantize →
-  scale-to-shift), or, when quantize streamed the inputs layer by layer and kept none, the float
-  graph it ran, from which scale-to-shift recomputes the inputs it needs;
+  scale-to-shift), or, when quantize streamed the inputs layer by layer and kept only those of
+  the layers whose output reaches no other CIM layer, the float graph it ran, from which
+  scale-to-shift recomputes the other inputs it needs;
 * ``quantize``: which layers took QAT steps and which were calibrated (→ report);
 * ``shift``: the output SQNR of scale-to-shift (→ report);
 * ``morph_plan`` / ``morph_report``: the channel plan summary of morph-channels and the
@@ -65,7 +66,7 @@ class PassContext:
     calibration_inputs: dict[str, np.ndarray] = field(default_factory=dict)
     calibration_graph: Graph | None = None
     """The float graph quantize calibrated on when it streamed the inputs (``calibration_inputs``
-    then empty): scale-to-shift recomputes from it the inputs it needs."""
+    then holds only the terminal layers'): scale-to-shift recomputes from it the others it needs."""
     quantize: QuantizeReport | None = None
     shift: ShiftReport | None = None
     morph_plan: list[dict[str, Any]] | None = None

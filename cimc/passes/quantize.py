@@ -243,13 +243,18 @@ class Quantize(GraphPass):
         """Each layer calibrated as soon as the interpreter has computed its float input, which
         is then dropped (``calibration.stream_inputs``): memory holds the live activations and
         one layer's input, not every layer's. Layers are independent here (no column fold), so
-        the order does not change the steps. scale-to-shift recomputes the inputs it needs from
-        ``ctx.calibration_graph`` (``float_graph``)."""
+        the order does not change the steps. The inputs of the ``terminal_layers`` (few, and
+        small: a classifier's) are kept in ``ctx.calibration_inputs``: scale-to-shift folds their
+        remainder into the ADC step, which reads them. It recomputes any other input it needs
+        from ``ctx.calibration_graph`` (``float_graph``)."""
         ctx.calibration_inputs = {}
         ctx.calibration_graph = float_graph
         by_name = {n.name: n for n in nodes}
+        keep = terminal_layers(graph, nodes)
         for name, x in stream_inputs(float_graph, cal.feeds, list(by_name)):
             self._calibrate_one(graph, by_name.pop(name), x, imported, ctx.macro)
+            if name in keep:
+                ctx.calibration_inputs[name] = x
         if by_name:
             raise AssertionError(f"calibration computed no input for {', '.join(sorted(by_name))}")
 
@@ -310,6 +315,16 @@ class Quantize(GraphPass):
     def _imported(self, graph: Graph) -> dict[str, ImportedSteps]:
         text = graph.metadata.get(QDQ_KEY)
         return {} if text is None else parse_imported(text)
+
+
+def terminal_layers(graph: Graph, nodes: list[Node]) -> set[str]:
+    """The layers of ``nodes`` whose output reaches no CIM layer of ``graph`` (through any ops):
+    a classifier, the last layer of each branch that ends the model."""
+    feeds_cim: dict[str, bool] = {}
+    for node in reversed(graph.topo_order()):
+        feeds_cim[node.name] = any(CimLayer in r.ann or feeds_cim[r.name] for t in node.outputs
+                                   for r in graph.consumers(t))
+    return {n.name for n in nodes if not feeds_cim[n.name]}
 
 
 def pooled_bits(name: str, pool: WeightPool, asked: int | None) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from functools import cache
 from typing import TypeVar
 
 from cimc.errors import UsageError
@@ -55,8 +56,10 @@ def names() -> tuple[str, ...]:
     return tuple(p.name for p in all_passes())
 
 
+@cache
 def _load_builtin() -> None:
-    """Import every module of ``cimc.passes`` (each pass module registers its pass)."""
+    """Import every module of ``cimc.passes`` (each pass module registers its pass), once per
+    process (a compile asks for its passes dozens of times)."""
     package = sys.modules[__package__ or "cimc.passes"]
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{module.name}")

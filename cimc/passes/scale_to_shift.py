@@ -118,7 +118,7 @@ class ScaleToShift(GraphPass):
 
     def _inputs(self, graph: Graph, todo: list[Node], ctx: PassContext) -> LayerInputs:
         """The float calibration input of each layer of ``todo``: quantize's
-        (``ctx.calibration_inputs``), or, when quantize streamed them and kept none, recomputed
+        (``ctx.calibration_inputs``), or, when quantize streamed them and did not keep it, recomputed
         from the float graph it ran (``ctx.calibration_graph``, the same values); for layers whose
         steps came with the model (QAT), collected here from the same calibration batch, so that
         an ADC fold picks its power of two from data whatever the steps' origin."""

@@ -116,13 +116,29 @@ def by_segment(mat: np.ndarray, bounds: tuple[int, ...]) -> np.ndarray:
 
 
 def segment_matmul(cols: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray:
-    """``p[g, s, m, o] = Σ_{r ∈ segment s} cols[g, m, r] · w_q[g·Cout_g + o, r]``: (G, S, M, Cout_g)."""
+    """``p[g, s, m, o] = Σ_{r ∈ segment s} cols[g, m, r] · w_q[g·Cout_g + o, r]``: (G, S, M, Cout_g).
+
+    Uniform segments (all but the last of ``Rmax`` rows, what tiling makes) are strided views
+    of ``cols`` and of the weights, neither padded nor copied: each ``(M, Rmax)`` block of
+    ``cols`` has unit column stride and each ``(Rmax, Cout_g)`` block of the weights unit row
+    stride, which BLAS reads in place (a leading dimension, or a transposed operand). The full
+    segments are one stacked product; a shorter last segment a second. Other bounds gather
+    their rows (``by_segment``)."""
     g, cout_g = spec.groups, spec.cout // spec.groups
-    seg_cols = by_segment(cols, spec.bounds).transpose(0, 2, 1, 3)  # (G, S, M, R)
-    wmat = by_segment(codes.reshape(g, cout_g, spec.rows), spec.bounds).transpose(0, 2, 3, 1)  # (G, S, R, Cg)
-    # contiguous operands: numpy's stacked matmul only calls BLAS on contiguous matrices
+    wmat = codes.reshape(g, cout_g, spec.rows)
+    s, rmax = segment_index(spec.bounds)[0].shape
     with single_blas_thread():
-        return np.matmul(np.ascontiguousarray(seg_cols), np.ascontiguousarray(wmat))
+        if not np.array_equal(np.asarray(spec.bounds[:-1]), np.arange(s) * rmax):
+            return np.matmul(by_segment(cols, spec.bounds).transpose(0, 2, 1, 3),
+                             by_segment(wmat, spec.bounds).transpose(0, 2, 3, 1))
+        m, full = cols.shape[1], spec.rows // rmax  # full: segments of Rmax rows
+        p = np.empty((g, s, m, cout_g), dtype=np.result_type(cols, codes))
+        head = full * rmax
+        np.matmul(cols[..., :head].reshape(g, m, full, rmax).transpose(0, 2, 1, 3),
+                  wmat[..., :head].reshape(g, cout_g, full, rmax).transpose(0, 2, 3, 1), out=p[:, :full])
+        if full < s:
+            np.matmul(cols[:, None, :, head:], wmat[:, None, :, head:].transpose(0, 1, 3, 2), out=p[:, full:])
+        return p
 
 
 def segment_sums(a_q: np.ndarray, codes: np.ndarray, spec: CimSpec) -> np.ndarray:

@@ -74,9 +74,14 @@ def segment_conv(columns: np.ndarray, bounds: tuple[int, ...] | np.ndarray, cin_
     row = channel[:, :, None] * k + np.arange(k)[None, None, :]  # (S, C, k)
     local = row - b[:-1, None, None]
     valid = (local >= 0) & (row < b[1:, None, None]) & (channel[:, :, None] < cin_g)
-    cells = columns[np.arange(s_count)[:, None, None, None], np.arange(cout)[None, :, None, None],
-                    np.clip(local, 0, rmax - 1)[:, None, :, :]]  # (S, Cout, C, k)
-    weight = np.where(valid[:, None, :, :], cells, 0).astype(np.float32)
+    # one gather of whole rows: every output channel's columns laid end to end, each segment's
+    # followed by a zero cell that the cells outside the segment read
+    table = np.zeros((cout, s_count, rmax + 1), dtype=columns.dtype)
+    table[:, :, :rmax] = columns.transpose(1, 0, 2)
+    start = np.arange(s_count)[:, None, None] * (rmax + 1)
+    where = np.where(valid, start + np.clip(local, 0, rmax - 1), start + rmax)  # (S, C, k)
+    cells = np.take(table.reshape(cout, -1), where.reshape(-1), axis=1)  # (Cout, S·C·k)
+    weight = np.ascontiguousarray(cells.reshape(cout, s_count, width * k).transpose(1, 0, 2), dtype=np.float32)
     weight = weight.reshape(s_count * cout, width, kh, kw)
     index = (np.arange(groups)[None, :, None] * cin_g + np.minimum(channel, cin_g - 1)[:, None, :]).reshape(-1)
     identity = index.shape[0] == groups * cin_g and bool((index == np.arange(index.shape[0])).all())

@@ -21,6 +21,8 @@ step on a biased sample. The loop runs over the candidate grid only.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from cimc.quant import numerics
@@ -36,7 +38,16 @@ def subsample(n: int, keep: int, seed: int = 0) -> np.ndarray | None:
     ``None`` (take all) when ``n ≤ keep`` (module doc: why not a stride)."""
     if n <= keep:
         return None
-    return np.sort(np.random.default_rng(seed).choice(n, keep, replace=False))
+    return _subset(n, keep, seed)
+
+
+@lru_cache(maxsize=16)
+def _subset(n: int, keep: int, seed: int) -> np.ndarray:
+    """``subsample``'s indices, read-only and remembered: a compile draws the same few subsets
+    (one per tensor size) layer after layer, and each draw from millions costs milliseconds."""
+    index = np.sort(np.random.default_rng(seed).choice(n, keep, replace=False))
+    index.flags.writeable = False
+    return index
 
 
 def _slices(x: np.ndarray, axis: int | None) -> np.ndarray:
