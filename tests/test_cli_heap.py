@@ -45,14 +45,31 @@ def test_keep_freed_memory_sets_both_malloc_thresholds(monkeypatch: pytest.Monke
     assert calls == []
 
 
-def test_compile_settles_its_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("owns", "expected"), [(True, ["young", "gc", "malloc"]), (False, [])])
+def test_compile_settles_only_its_own_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owns: bool,
+                                              expected: list[str]) -> None:
+    """As the ``cimc`` command, compile applies the three settings; called in-process by a host
+    (here ``CliRunner`` under pytest) it leaves the host's collector and allocator alone."""
     done: list[str] = []
+    monkeypatch.setattr(heap, "owns_process", lambda: owns)
     monkeypatch.setattr(heap, "collect_young_less_often", lambda: done.append("young"))
     monkeypatch.setattr(heap, "settle_imports", lambda: done.append("gc"))
     monkeypatch.setattr(heap, "keep_freed_memory", lambda: done.append("malloc"))
     result = CliRunner().invoke(main, ["compile", "tiny_cnn", "-o", str(tmp_path / "build")])
     assert result.exit_code == 0, result.output
-    assert done == ["young", "gc", "malloc"]
+    assert done == expected
+
+
+def test_owns_process_is_the_cimc_command_alone() -> None:
+    main_py = str(Path(heap.__file__).with_name("main.py"))
+    assert heap.owns_process(["/usr/local/bin/cimc", "compile"])
+    assert heap.owns_process(["C:/Python/Scripts/cimc.exe"])
+    assert heap.owns_process([main_py, "compile"])  # python -m cimc.cli.main
+    assert not heap.owns_process(["/usr/bin/pytest", "-q"])
+    assert not heap.owns_process(["-c"])
+    assert not heap.owns_process([])
+    assert not heap.owns_process([""])
+    assert not heap.owns_process()  # this test process: pytest
 
 
 def test_collect_young_less_often_keeps_the_older_thresholds() -> None:

@@ -50,13 +50,16 @@ def compile_cmd(state: State, source: str, output: Path, bitline_budget: int | N
                 allow_external_data_outside: bool, passes: tuple[str, ...], disable: tuple[str, ...],
                 stop_after: str | None, timing: str, infer_batch: int, conversion: str, **morph: Any) -> None:
     """Compile SOURCE (an ONNX file or a zoo model name) for CIM macros."""
-    from cimc.cli.heap import collect_young_less_often, keep_freed_memory, settle_imports
+    from cimc.cli import heap
 
-    collect_young_less_often()
+    settle = heap.owns_process()  # process-wide settings: only in the cimc command's own process
+    if settle:
+        heap.collect_young_less_often()
     from cimc.api import CompileOptions, compile_model
 
-    settle_imports()
-    keep_freed_memory()
+    if settle:
+        heap.settle_imports()
+        heap.keep_freed_memory()
 
     quant = pop_quant(morph)
     pool = {name: morph.pop(name) for name in POOL}

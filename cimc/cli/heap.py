@@ -18,12 +18,17 @@ allocates few reference cycles and many large temporary arrays.
   kept for the next array: 47,000 page faults. The peak resident memory grows a little: vgg9
   +1–3 %, ResNet18 +2 %, VGG16 +5 % (freed blocks reused in place instead of new mappings).
   Other C libraries are left as they are.
+
+Both change the whole process, so ``cimc compile`` applies them only when the process is the
+``cimc`` command itself (``owns_process``), never inside a host that runs cimc's commands
+in-process (a test runner, a notebook, click's ``CliRunner``).
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+from pathlib import Path
 
 #: Net allocations of container objects between young collections (CPython's default: 700).
 YOUNG = 10_000
@@ -32,6 +37,16 @@ MMAP_THRESHOLD = 64 * 2**20
 #: Free memory at the top of the heap kept for later blocks (glibc's default: 128 KiB).
 TRIM_THRESHOLD = 64 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+
+
+def owns_process(argv: list[str] | None = None) -> bool:
+    """Whether the program of this process (``argv[0]``, default ``sys.argv``) is the ``cimc``
+    command: the console script ``cimc`` (``cimc.exe``) or ``python -m cimc.cli.main``."""
+    args = sys.argv if argv is None else argv
+    if not args or not args[0]:
+        return False
+    program = Path(args[0])
+    return program.stem == "cimc" or program.resolve() == Path(__file__).with_name("main.py").resolve()
 
 
 def collect_young_less_often() -> None:
