@@ -35,7 +35,7 @@ CPU time on VGG9 batch 64 and ResNet-50 batch 8. ``benchmarks/results/emulator.m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, macro_layers
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
+from cimc.emulator.workspace import Workspace
 from cimc.errors import BuildError, UsageError
 from cimc.ops.windows import window_out
 from cimc.quant import numerics
@@ -67,6 +68,7 @@ class Emulator:
         self.nodes = [(n, {k: decode_attr(v) for k, v in n.attrs.items()}) for n in files.graph.nodes]
         self.constants = {t: files.constants[key] for t, key in files.graph.constants.items()}
         self._gemms = [gemm_session(layer) for layer in self.layers]
+        self._work = Workspace()  # the scratch of runs without record: one run at a time
 
     @classmethod
     def open(cls, path: str | Path) -> Emulator:
@@ -123,35 +125,54 @@ class Emulator:
         traces: dict[str, LayerTrace] = {}
         last = _last_uses(self.nodes)
         outputs = {t.name for t in self.files.graph.outputs}
+        owned: set[str] = set()  # tensors computed here whose arrays no other tensor's array aliases
         for step, (node, attrs) in enumerate(self.nodes):
+            names = [t for t in node.inputs if t]
             if node.cim_layer is not None:
-                trace = self._layer(node, node.cim_layer, values[node.inputs[0]], record)
-                values[node.outputs[0]] = trace.outputs
-                if record:
+                values[node.outputs[0]], trace = self._layer(node, node.cim_layer, values[names[0]], record)
+                if trace is not None:
                     traces[node.name] = trace
+                owned.add(node.outputs[0])
             else:
-                args = [values[t] for t in node.inputs if t]
-                if node.op not in LAYOUT_FREE:
-                    args = [np.ascontiguousarray(a) for a in args]
-                try:
-                    values[node.outputs[0]] = digital_op(node.op, args, attrs)
-                except (ValueError, IndexError, TypeError, KeyError) as exc:  # graph.json wires or sets it wrong
-                    raise BuildError(f"graph.json: node '{node.name}' ({node.op}) cannot run on its inputs: "
-                                     f"{type(exc).__name__}: {str(exc)[:120]}") from exc
+                free = [not record and t in owned and last[t] == step and t not in outputs for t in names]
+                values[node.outputs[0]], reused = self._digital(node, attrs, [values[t] for t in names], free)
+                if reused:
+                    owned.add(node.outputs[0])
             for t in node.inputs:
                 if last.get(t) == step and t not in outputs and t not in self.constants and not record:
                     values.pop(t, None)
         return values, traces
 
-    def _layer(self, node: NodeDoc, index: int, x: np.ndarray, record: bool) -> LayerTrace:
-        """Run CIM layer ``index`` (``node``'s); an input its bitline product cannot take
+    def _layer(self, node: NodeDoc, index: int, x: np.ndarray, record: bool) -> tuple[np.ndarray, LayerTrace | None]:
+        """Run CIM layer ``index`` (``node``'s): its outputs, and its trace when ``record`` (else
+        ``layer_outputs`` on the emulator's workspace); an input its bitline product cannot take
         (``graph.json`` feeds it the wrong tensor) is a ``BuildError``, not numpy's or
         onnxruntime's own error."""
+        layer, gemm = self.layers[index], self._gemms[index]
         try:
-            return run_layer(self.layers[index], self._gemms[index], x, record)
+            if record:
+                trace = run_layer(layer, gemm, x)
+                return trace.outputs, trace
+            return layer_outputs(layer, gemm, x, self._work), None
         except Exception as exc:  # onnxruntime raises its own types (InvalidArgument, Fail)
             raise BuildError(f"graph.json: CIM layer '{node.name}' cannot run on its input "
                              f"'{node.inputs[0]}' of shape {list(np.shape(x))}: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _digital(node: NodeDoc, attrs: dict[str, Any], args: list[np.ndarray],
+                 free: list[bool]) -> tuple[np.ndarray, bool]:
+        """A digital node's output, and whether it was written over a ``free`` input (no later
+        reader, no alias: ``in_place_target``)."""
+        try:
+            target = in_place_target(node.op, args, free)
+            if target is not None:
+                return IN_PLACE[node.op](args, args[target]), True
+            if node.op not in LAYOUT_FREE:
+                args = [np.ascontiguousarray(a) for a in args]
+            return digital_op(node.op, args, attrs), False
+        except (ValueError, IndexError, TypeError, KeyError) as exc:  # graph.json wires or sets it wrong
+            raise BuildError(f"graph.json: node '{node.name}' ({node.op}) cannot run on its inputs: "
+                             f"{type(exc).__name__}: {str(exc)[:120]}") from exc
 
     def _output_order(self, name: str) -> int:
         return [t.name for t in self.files.graph.outputs].index(name)
@@ -162,6 +183,24 @@ class Emulator:
 #: give the same bits; every other op gets C-contiguous inputs (a sum's rounding could follow
 #: the memory order).
 LAYOUT_FREE = frozenset({"Relu", "Add", "Sub", "Mul", "Clip", "MaxPool"})
+
+#: Digital ops the emulator may compute over one of their inputs (``in_place_target``), with
+#: the reference's kernels (``cimc.ops.defs``: ``np.maximum(x, 0)``, ``a + b``) and bits.
+IN_PLACE: dict[str, Callable[[list[np.ndarray], np.ndarray], np.ndarray]] = {
+    "Relu": lambda args, out: np.maximum(args[0], 0, out=out),
+    "Add": lambda args, out: np.add(args[0], args[1], out=out),
+}
+
+
+def in_place_target(op: str, args: list[np.ndarray], free: list[bool]) -> int | None:
+    """The input that ``op`` of ``IN_PLACE`` may overwrite with its output: the first ``free``
+    one (no later reader, no other tensor aliasing it) of the output's shape, all inputs float32
+    (the output's dtype then); ``None`` if none may."""
+    if op not in IN_PLACE or any(a.dtype != np.float32 for a in args):
+        return None
+    shape = np.broadcast_shapes(*(a.shape for a in args))
+    return next((i for i, a in enumerate(args) if free[i] and a.shape == shape), None)
+
 
 #: Bytes of partial sums converted and added as one block (``convert_and_add``): about L2-sized.
 BLOCK_BYTES = 1 << 20
@@ -192,50 +231,61 @@ def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def patches(layer: MacroLayer, codes: np.ndarray) -> list[np.ndarray]:
+def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None) -> list[np.ndarray]:
     """Per segment part, ``(S_k, G, R_k, Ho·Wo·N)`` float32: the input code every segment's
     wordline sees at each output pixel, ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the
     taps ``(c, i, j)`` of ``SegmentPart.taps``, pixels ordered ``(h, w, n)``. The codes are
     first laid out ``(C, H, W, N)`` (one copy, the padding included, none when they are laid out
     so already) so that the gather copies runs of ``Wo·N`` values; an unpadded ``1 × 1`` kernel
-    takes whole rows of that layout, and a part whose wordlines are consecutive channels a
-    slice of it without a copy."""
+    takes whole rows of that layout, and a part whose wordlines are whole channels in order
+    (``SegmentPart.channels``) a slice of it: a view for ``1 × 1``, else one strided copy (no
+    gather). Scratch arrays come from ``work`` (a new ``Workspace`` by default)."""
+    work = Workspace() if work is None else work
     n, c, h, w = codes.shape
+    (sh, sw), (kh, kw) = layer.strides, layer.kernel
     if layer.kernel == (1, 1) and not any(layer.pads):
-        (sh, sw) = layer.strides
-        rows = np.ascontiguousarray(codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw]).reshape(c, -1)
-        return [_channel_rows(rows, part.taps[0]) for part in layer.parts]
+        rows = _laid_out(work, codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw]).reshape(c, -1)
+        return [rows[part.taps[0]] if part.channels is None
+                else rows[part.channels[0]:part.channels[1]].reshape(*part.taps[0].shape, -1) for part in layer.parts]
     t, left, b, r = layer.pads
-    padded = np.zeros((c, h + t + b, w + left + r, n), dtype=np.float32)
+    padded = work.array("laid", (c, h + t + b, w + left + r, n))
+    padded[:, :t] = padded[:, t + h:] = padded[:, :, :left] = padded[:, :, left + w:] = 0
     padded[:, t:t + h, left:left + w] = codes.transpose(1, 2, 3, 0)
     ho, wo = _spatial(layer, h, w)
-    (sh, sw), (dh, dw) = layer.strides, layer.dilations
+    dh, dw = layer.dilations
     sc, sy, sx, sn = padded.strides
-    win = as_strided(padded, (c, *layer.kernel, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn),
-                     writeable=False)
+    win = as_strided(padded, (c, kh, kw, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn), writeable=False)
     out = []
-    for part in layer.parts:
+    for k, part in enumerate(layer.parts):
         channel, row, col = part.taps
-        out.append(win[channel, row, col].reshape(*channel.shape, -1))
+        if part.channels is None:
+            out.append(win[channel, row, col].reshape(*channel.shape, -1))
+            continue
+        c0, c1 = part.channels
+        rows = work.array(f"rows{k}", (*channel.shape, ho * wo * n))
+        np.copyto(rows.reshape(c1 - c0, kh, kw, ho, wo, n), win[c0:c1])
+        out.append(rows)
     return out
 
 
-def _channel_rows(rows: np.ndarray, channel: np.ndarray) -> np.ndarray:
-    """``rows[channel]`` ``(S_k, G, R_k, M)`` of a ``(C, M)`` matrix: a view when ``channel``
-    runs over consecutive channels, else a gather."""
-    flat = channel.reshape(-1)
-    if np.array_equal(flat, flat[0] + np.arange(flat.size)):
-        return rows[flat[0]:flat[0] + flat.size].reshape(*channel.shape, -1)
-    return rows[channel]
+def _laid_out(work: Workspace, a: np.ndarray) -> np.ndarray:
+    """``a`` itself when C-contiguous, else its copy in ``work``'s ``laid`` buffer."""
+    if a.flags.c_contiguous:
+        return a
+    laid = work.array("laid", a.shape)
+    np.copyto(laid, a)
+    return laid
 
 
-def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray) -> list[np.ndarray]:
+def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray,
+                 work: Workspace | None = None) -> list[np.ndarray]:
     """Per segment part, ``(S_k, Cout·S_w, Ho, Wo, N)`` partial sums of its segments and
     bitlines for integer-valued ``codes`` ``(N, C, H, W)``: one batched matrix product. The
     products and every partial sum are integers below ``2^24`` (``quantize`` refuses a layer
-    whose sums could reach it), so float32 holds them exactly whatever order the product sums in."""
+    whose sums could reach it), so float32 holds them exactly whatever order the product sums in.
+    The im2col rows are scratch of ``work`` (``patches``)."""
     n, _, h, w = codes.shape
-    feeds = {f"rows{k}": rows for k, rows in enumerate(patches(layer, codes))}
+    feeds = {f"rows{k}": rows for k, rows in enumerate(patches(layer, codes, work))}
     ho, wo = _spatial(layer, h, w)
     return [p.reshape(p.shape[0], -1, ho, wo, n) for p in gemm.run(None, feeds)]
 
@@ -256,24 +306,31 @@ def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
     return window_out((h, w), ((kh - 1) * dh + 1, (kw - 1) * dw + 1), layer.strides, layer.pads)
 
 
-def convert_and_add(layer: MacroLayer, parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
+                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """ADC codes of the partial sums of every segment part ``(S_k, Cout, …)`` in place, ``p̂ =
     clip(round(p / S_ADC[o]), ±(2^(b−1) − 1))``, the adder tree ``P = Σ_s p̂`` and the output
     ``y = P · scale + b'``, both ``(Cout, …)``, done on blocks of output channels of about
     ``BLOCK_BYTES`` so that the division, rounding, clipping and sum of a block read it from the
     cache rather than from memory (four passes over ``p``, two over ``P``). ``P`` is exact in
-    float32 in any order (integers below ``2^24``), so the parts add in any order."""
+    float32 in any order (integers below ``2^24``), so the parts add in any order. A layer of
+    one segment has no adder tree: ``P`` is its codes ``parts[0][0]``; else ``P`` is ``work``'s
+    ``total``. ``y`` is written into ``out`` (new by default), which may be ``parts[0][0]``: a
+    block's output is written after its codes are summed."""
     cout = parts[0].shape[1]
     pixels = parts[0][0, 0].size
     step, scale, bias = (np.broadcast_to(np.asarray(v, dtype=np.float32).reshape(-1), (cout,))
                          for v in (layer.adc_step, layer.scale, layer.bias))
     block = max(1, BLOCK_BYTES // (4 * layer.segments * pixels))
-    total = np.empty(parts[0].shape[1:], dtype=np.float32)
-    y = np.empty_like(total)
+    tree = layer.segments > 1
+    total = work.array("total", parts[0].shape[1:]) if tree else parts[0][0]
+    y = np.empty(total.shape, dtype=np.float32) if out is None else out
     for first in range(0, cout, block):
         cols = slice(first, first + block)
         for k, p in enumerate(parts):
             codes = numerics.adc_codes(p[:, cols], step[cols], layer.adc_bits, channel_axis=1, out=p[:, cols])
+            if not tree:
+                continue
             if k == 0:
                 np.sum(codes, axis=0, dtype=np.float32, out=total[cols])
             else:
@@ -287,16 +344,16 @@ def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, reco
     Wo, N)``. The outputs are a view of the channel-major ``(Cout, Ho, Wo, N)`` array with the
     shape ``(N, Cout, Ho, Wo)`` (the next layer's ``patches`` wants that memory order); the
     trace's sums and ADC codes are transposed to their layout once when ``record``, else the
-    sums are a view too and the ADC codes are left out (zero conversions)."""
-    lead = x.shape[:-1]
-    a = x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
+    sums are a view too and the ADC codes are left out (zero conversions). Every array is new."""
+    a = _conv_input(layer, x)
     codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
     if layer.sliced:
         adc, total = _sliced_conversions(layer, gemm, codes, record)
         y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     else:
-        p = bitline_sums(layer, gemm, codes)
-        cm_total, cm_y = convert_and_add(layer, p)
+        work = Workspace()
+        p = bitline_sums(layer, gemm, codes, work)
+        cm_total, cm_y = convert_and_add(layer, p, work)
         y = cm_y.transpose(3, 0, 1, 2)
         if record:
             total = np.ascontiguousarray(cm_total.transpose(3, 0, 1, 2))
@@ -306,8 +363,30 @@ def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, reco
             adc = np.empty((codes.shape[0], 0, *total.shape[1:]), dtype=np.float32)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
+    lead = x.shape[:-1]
     return LayerTrace(codes.reshape(x.shape), adc.reshape(codes.shape[0], adc.shape[1], layer.cout),
                       total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
+
+
+def layer_outputs(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, work: Workspace) -> np.ndarray:
+    """``run_layer(…).outputs`` alone (the same bits): the DAC codes, im2col rows and sums are
+    scratch of ``work`` and the output ``(N, Cout, Ho, Wo)`` a view of the first segment's
+    bitline sums, converted in place (``convert_and_add``), so that a run allocates no large
+    array after its first."""
+    if layer.sliced:
+        return run_layer(layer, gemm, x, record=False).outputs
+    a = _conv_input(layer, x)
+    codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed, out=work.like("codes", a))
+    p = bitline_sums(layer, gemm, codes, work)
+    _, y = convert_and_add(layer, p, work, out=p[0][0])
+    out = y.transpose(3, 0, 1, 2)
+    return out if layer.kind == "conv" else out.reshape(*x.shape[:-1], layer.cout)
+
+
+def _conv_input(layer: MacroLayer, x: np.ndarray) -> np.ndarray:
+    """``x`` as a convolution's ``(N, C, H, W)`` input (a fully connected layer's ``(…, C)`` as
+    ``(…, C, 1, 1)``)."""
+    return x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
 
 
 def _sliced_conversions(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray,
