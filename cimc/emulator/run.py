@@ -48,10 +48,11 @@ from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles, read_build
 from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
-from cimc.emulator.layers import MacroLayer, macro_layers
+from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.emulator.workspace import Workspace
 from cimc.errors import BuildError, UsageError
+from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET
 from cimc.ops.windows import window_out
 from cimc.quant import numerics
 from cimc.quant.batching import mixes_batch, split_batch
@@ -84,7 +85,8 @@ class Emulator:
         if isinstance(x, np.ndarray):
             if len(self.inputs) != 1:
                 raise UsageError(f"the model has {len(self.inputs)} inputs; pass them by name")
-            x = {self.inputs[0].name: x}
+            (only,) = self.inputs
+            x = {only.name: x}
         out = {}
         for spec in self.inputs:
             if spec.name not in x:
@@ -225,7 +227,8 @@ def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
         outputs.append(helper.make_tensor_value_info(f"sums{k}", TensorProto.FLOAT, None))
         weights.append(numpy_helper.from_array(weight, f"columns{k}"))
     graph = helper.make_graph(nodes, "bitline_sums", inputs, outputs, weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+                              ir_version=EXPORT_IR_VERSION)
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -243,15 +246,14 @@ def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None)
     work = Workspace() if work is None else work
     n, c, h, w = codes.shape
     (sh, sw), (kh, kw) = layer.strides, layer.kernel
+    ho, wo = _spatial(layer, h, w)
     if layer.kernel == (1, 1) and not any(layer.pads):
-        rows = _laid_out(work, codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw]).reshape(c, -1)
-        return [rows[part.taps[0]] if part.channels is None
-                else rows[part.channels[0]:part.channels[1]].reshape(*part.taps[0].shape, -1) for part in layer.parts]
+        rows = _laid_out(work, codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw]).reshape(c, ho * wo * n)
+        return [_channel_rows(rows, part) for part in layer.parts]
     t, left, b, r = layer.pads
     padded = work.array("laid", (c, h + t + b, w + left + r, n))
     padded[:, :t] = padded[:, t + h:] = padded[:, :, :left] = padded[:, :, left + w:] = 0
     padded[:, t:t + h, left:left + w] = codes.transpose(1, 2, 3, 0)
-    ho, wo = _spatial(layer, h, w)
     dh, dw = layer.dilations
     sc, sy, sx, sn = padded.strides
     win = as_strided(padded, (c, kh, kw, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn), writeable=False)
@@ -259,13 +261,23 @@ def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None)
     for k, part in enumerate(layer.parts):
         channel, row, col = part.taps
         if part.channels is None:
-            out.append(win[channel, row, col].reshape(*channel.shape, -1))
+            out.append(win[channel, row, col].reshape(*channel.shape, ho * wo * n))
             continue
         c0, c1 = part.channels
         rows = work.array(f"rows{k}", (*channel.shape, ho * wo * n))
         np.copyto(rows.reshape(c1 - c0, kh, kw, ho, wo, n), win[c0:c1])
         out.append(rows)
     return out
+
+
+def _channel_rows(rows: np.ndarray, part: SegmentPart) -> np.ndarray:
+    """``rows[c]`` ``(S_k, G, R_k, M)`` at the part's channels ``c`` of a ``(C, M)`` matrix: a
+    slice (a view) when they are consecutive (``SegmentPart.channels``), else a gather."""
+    channel, _, _ = part.taps
+    if part.channels is None:
+        return rows[channel]
+    c0, c1 = part.channels
+    return rows[c0:c1].reshape(*channel.shape, rows.shape[1])
 
 
 def _laid_out(work: Workspace, a: np.ndarray) -> np.ndarray:
@@ -287,17 +299,19 @@ def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarra
     n, _, h, w = codes.shape
     feeds = {f"rows{k}": rows for k, rows in enumerate(patches(layer, codes, work))}
     ho, wo = _spatial(layer, h, w)
-    return [p.reshape(p.shape[0], -1, ho, wo, n) for p in gemm.run(None, feeds)]
+    return [_channel_major(p, ho, wo, n) for p in gemm.run(None, feeds)]
+
+
+def _channel_major(p: np.ndarray, ho: int, wo: int, n: int) -> np.ndarray:
+    """A part's product ``(S_k, G, Cout_g·S_w, M)`` as ``(S_k, Cout·S_w, Ho, Wo, N)``."""
+    s_count, groups, width, _ = p.shape
+    return p.reshape(s_count, groups * width, ho, wo, n)
 
 
 def segment_order(layer: MacroLayer, parts: list[np.ndarray]) -> np.ndarray:
-    """The parts' arrays ``(S_k, …)`` as one ``(Seg, …)`` array in segment order."""
-    if len(parts) == 1:
-        return parts[0]
-    out = np.empty((layer.segments, *parts[0].shape[1:]), dtype=parts[0].dtype)
-    for part, p in zip(layer.parts, parts, strict=True):
-        out[part.segments] = p
-    return out
+    """The parts' arrays ``(S_k, …)`` as one ``(Seg, …)`` array in segment order (a copy)."""
+    order = np.argsort(np.concatenate([part.segments for part in layer.parts]))
+    return np.concatenate(parts)[order]
 
 
 def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
@@ -317,26 +331,30 @@ def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
     one segment has no adder tree: ``P`` is its codes ``parts[0][0]``; else ``P`` is ``work``'s
     ``total``. ``y`` is written into ``out`` (new by default), which may be ``parts[0][0]``: a
     block's output is written after its codes are summed."""
-    cout = parts[0].shape[1]
-    pixels = parts[0][0, 0].size
-    step, scale, bias = (np.broadcast_to(np.asarray(v, dtype=np.float32).reshape(-1), (cout,))
+    cout = layer.cout
+    step, scale, bias = (np.broadcast_to(np.ravel(np.asarray(v, dtype=np.float32)), (cout,))
                          for v in (layer.adc_step, layer.scale, layer.bias))
-    block = max(1, BLOCK_BYTES // (4 * layer.segments * pixels))
+    block = max(1, BLOCK_BYTES * cout // sum(p.nbytes for p in parts))
     tree = layer.segments > 1
-    total = work.array("total", parts[0].shape[1:]) if tree else parts[0][0]
+    first, *_ = parts
+    total = work.array("total", first.shape[1:]) if tree else first.squeeze(0)
     y = np.empty(total.shape, dtype=np.float32) if out is None else out
-    for first in range(0, cout, block):
-        cols = slice(first, first + block)
+    for start in range(0, cout, block):
+        cols = slice(start, start + block)
         for k, p in enumerate(parts):
             codes = numerics.adc_codes(p[:, cols], step[cols], layer.adc_bits, channel_axis=1, out=p[:, cols])
-            if not tree:
-                continue
-            if k == 0:
-                np.sum(codes, axis=0, dtype=np.float32, out=total[cols])
-            else:
-                total[cols] += np.sum(codes, axis=0, dtype=np.float32)
+            if tree:
+                _add_segments(codes, total[cols], k == 0)
         numerics.layer_output(total[cols], scale[cols], bias[cols], channel_axis=0, out=y[cols])
     return total, y
+
+
+def _add_segments(codes: np.ndarray, total: np.ndarray, first: bool) -> None:
+    """``total`` (``=`` when ``first``, else ``+=``) the sum over axis 0 of ``codes``."""
+    if first:
+        np.sum(codes, axis=0, dtype=np.float32, out=total)
+    else:
+        total += np.sum(codes, axis=0, dtype=np.float32)
 
 
 def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, record: bool = True) -> LayerTrace:
