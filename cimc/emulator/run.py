@@ -245,16 +245,37 @@ def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None)
     gather). Scratch arrays come from ``work`` (a new ``Workspace`` by default)."""
     work = Workspace() if work is None else work
     n, c, h, w = codes.shape
-    (sh, sw), (kh, kw) = layer.strides, layer.kernel
-    ho, wo = _spatial(layer, h, w)
-    if layer.kernel == (1, 1) and not any(layer.pads):
+    if reads_channels(layer):
+        (sh, sw), (ho, wo) = layer.strides, _spatial(layer, h, w)
         rows = _laid_out(work, codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw]).reshape(c, ho * wo * n)
         return [_channel_rows(rows, part) for part in layer.parts]
+    padded, interior = padded_codes(layer, codes.shape, work)
+    interior[...] = codes
+    return window_rows(layer, padded, work)
+
+
+def reads_channels(layer: MacroLayer) -> bool:
+    """Whether the layer's im2col rows are channels of its input: an unpadded ``1 × 1`` kernel."""
+    return layer.kernel == (1, 1) and not any(layer.pads)
+
+
+def padded_codes(layer: MacroLayer, shape: tuple[int, ...], work: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    """``work``'s ``laid`` buffer as the zero-padded ``(C, H + pads, W + pads, N)`` codes of an
+    input of ``shape`` ``(N, C, H, W)``, and its interior as an ``(N, C, H, W)`` view to write
+    the codes into (the border is zeroed here)."""
+    n, c, h, w = shape
     t, left, b, r = layer.pads
     padded = work.array("laid", (c, h + t + b, w + left + r, n))
     padded[:, :t] = padded[:, t + h:] = padded[:, :, :left] = padded[:, :, left + w:] = 0
-    padded[:, t:t + h, left:left + w] = codes.transpose(1, 2, 3, 0)
-    dh, dw = layer.dilations
+    return padded, padded[:, t:t + h, left:left + w].transpose(3, 0, 1, 2)
+
+
+def window_rows(layer: MacroLayer, padded: np.ndarray, work: Workspace) -> list[np.ndarray]:
+    """``patches`` of the padded codes ``(C, H + pads, W + pads, N)`` (``padded_codes``)."""
+    c, hp, wp, n = padded.shape
+    t, left, b, r = layer.pads
+    ho, wo = _spatial(layer, hp - t - b, wp - left - r)
+    (sh, sw), (kh, kw), (dh, dw) = layer.strides, layer.kernel, layer.dilations
     sc, sy, sx, sn = padded.strides
     win = as_strided(padded, (c, kh, kw, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn), writeable=False)
     out = []
@@ -297,8 +318,14 @@ def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarra
     whose sums could reach it), so float32 holds them exactly whatever order the product sums in.
     The im2col rows are scratch of ``work`` (``patches``)."""
     n, _, h, w = codes.shape
-    feeds = {f"rows{k}": rows for k, rows in enumerate(patches(layer, codes, work))}
-    ho, wo = _spatial(layer, h, w)
+    return products(layer, gemm, patches(layer, codes, work), _spatial(layer, h, w), n)
+
+
+def products(layer: MacroLayer, gemm: ort.InferenceSession, rows: list[np.ndarray], spatial: tuple[int, int],
+             n: int) -> list[np.ndarray]:
+    """``bitline_sums`` of the parts' im2col ``rows`` (``patches``), ``spatial = (Ho, Wo)``."""
+    ho, wo = spatial
+    feeds = {f"rows{k}": r for k, r in enumerate(rows)}
     return [_channel_major(p, ho, wo, n) for p in gemm.run(None, feeds)]
 
 
@@ -394,11 +421,21 @@ def layer_outputs(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, 
     if layer.sliced:
         return run_layer(layer, gemm, x, record=False).outputs
     a = _conv_input(layer, x)
-    codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed, out=work.like("codes", a))
-    p = bitline_sums(layer, gemm, codes, work)
+    if reads_channels(layer):
+        p = bitline_sums(layer, gemm, _dac(layer, a, work.like("codes", a)), work)
+    else:  # the DAC writes the padded layout itself: no copy of the codes
+        padded, interior = padded_codes(layer, a.shape, work)
+        _dac(layer, a, interior)
+        n, _, h, w = a.shape
+        p = products(layer, gemm, window_rows(layer, padded, work), _spatial(layer, h, w), n)
     _, y = convert_and_add(layer, p, work, out=p[0][0])
     out = y.transpose(3, 0, 1, 2)
     return out if layer.kind == "conv" else out.reshape(*x.shape[:-1], layer.cout)
+
+
+def _dac(layer: MacroLayer, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The layer's DAC codes of ``a`` written into ``out`` (``numerics.quantize``)."""
+    return numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed, out=out)
 
 
 def _conv_input(layer: MacroLayer, x: np.ndarray) -> np.ndarray:
