@@ -49,6 +49,7 @@ from cimc.build.emulator_files import BuildFiles, read_build
 from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
+from cimc.emulator.pool import max_pool
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.emulator.workspace import Workspace
 from cimc.errors import BuildError, UsageError
@@ -160,15 +161,16 @@ class Emulator:
             raise BuildError(f"graph.json: CIM layer '{node.name}' cannot run on its input "
                              f"'{node.inputs[0]}' of shape {list(np.shape(x))}: {type(exc).__name__}") from exc
 
-    @staticmethod
-    def _digital(node: NodeDoc, attrs: dict[str, Any], args: list[np.ndarray],
+    def _digital(self, node: NodeDoc, attrs: dict[str, Any], args: list[np.ndarray],
                  free: list[bool]) -> tuple[np.ndarray, bool]:
         """A digital node's output, and whether it was written over a ``free`` input (no later
-        reader, no alias: ``in_place_target``)."""
+        reader, no alias: ``in_place_target``); a float32 MaxPool runs as ``pool.max_pool``."""
         try:
             target = in_place_target(node.op, args, free)
             if target is not None:
                 return IN_PLACE[node.op](args, args[target]), True
+            if node.op == "MaxPool" and args[0].dtype == np.float32:
+                return max_pool(args[0], attrs, self._work), False
             if node.op not in LAYOUT_FREE:
                 args = [np.ascontiguousarray(a) for a in args]
             return digital_op(node.op, args, attrs), False
