@@ -5,6 +5,7 @@ its MaxPool (``pool.max_pool``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,36 @@ def test_max_pool_equals_the_reference_kernel(attrs: dict[str, Any]) -> None:
         got = max_pool(x, attrs, work)
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+def test_bitline_sessions_do_not_spin(live: Path) -> None:
+    """The MatMul sessions' workers sleep between runs (``gemm_session``)."""
+    for gemm in Emulator.open(live)._gemms:
+        assert gemm.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarray]) -> int:
+    calls = []
+    original = emulator_run.numerics.adc_codes
+
+    def spy(*args: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(emulator_run.numerics, "adc_codes", spy)
+    emulator_run.convert_and_add(layer, parts, Workspace())
+    monkeypatch.setattr(emulator_run.numerics, "adc_codes", original)
+    return len(calls)
+
+
+def test_adc_blocks_hold_one_mebibyte_of_partial_sums(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two segments of 128 channels × 2048 pixels (2 MiB of partial sums) convert in two blocks
+    of 64 channels (``BLOCK_BYTES = 2^20``); with ``BLOCK_BYTES`` below one channel, one block
+    per channel."""
+    layer = dataclasses.replace(Emulator.open(live).layers[0], cout=128, segments=2,
+                                adc_step=np.ones(1, np.float32), scale=np.ones(1, np.float32),
+                                bias=np.zeros(1, np.float32))
+    parts = [np.zeros((2, 128, 64, 32, 1), dtype=np.float32)]
+    assert _adc_calls(monkeypatch, layer, parts) == 2
+    monkeypatch.setattr(emulator_run, "BLOCK_BYTES", 4)
+    assert _adc_calls(monkeypatch, layer, parts) == 128
