@@ -156,3 +156,19 @@ def test_adc_blocks_hold_one_mebibyte_of_partial_sums(live: Path, monkeypatch: p
     assert _adc_calls(monkeypatch, layer, parts) == 2
     monkeypatch.setattr(emulator_run, "BLOCK_BYTES", 4)
     assert _adc_calls(monkeypatch, layer, parts) == 128
+
+
+def test_one_segment_has_no_adder_tree(live: Path) -> None:
+    """A layer of one segment: ``P`` is its ADC codes themselves (no sum into the workspace);
+    of two: the workspace's ``total``, equal to the sum of the codes."""
+    layer = dataclasses.replace(Emulator.open(live).layers[0], cout=3, segments=1, adc_step=np.ones(1, np.float32),
+                                scale=np.ones(1, np.float32), bias=np.zeros(1, np.float32))
+    codes = (np.arange(24, dtype=np.float32) % 7 - 3).reshape(1, 3, 2, 2, 2)  # ADC codes already
+    work = Workspace()
+    total, _ = emulator_run.convert_and_add(layer, [codes.copy()], work)
+    assert "total" not in work._buffers and total.base is not None
+    np.testing.assert_array_equal(total, codes[0])
+    two = dataclasses.replace(layer, segments=2)
+    total, _ = emulator_run.convert_and_add(two, [np.concatenate([codes, codes])], work)
+    assert np.shares_memory(total, work._buffers["total"])
+    np.testing.assert_array_equal(total, 2 * codes[0])
