@@ -24,13 +24,21 @@ convolution over its ``S`` digit columns per channel, converts every (cycle, seg
 with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in hardware order
 (``cimc.emulator.slices``); its traced ADC codes are ``(N, Seg·T·S, Cout, Ho, Wo)``.
 
+A run without ``record`` allocates no large array after its first (``layer_outputs``): the DAC
+codes (written straight into the padded layout of a padded layer), the laid-out input, the
+im2col rows and the adder tree's sums are scratch of the emulator's ``Workspace``, the output
+is converted in place in the first segment's bitline sums, and Relu and Add overwrite an input
+no later node reads (``in_place_target``). A recording run builds every array new.
+
 Digital ops run with the reference's kernels and rounding rules
-(``cimc.quant.reference.digital_op``). ``Emulator.run`` returns the outputs and, with
+(``cimc.quant.reference.digital_op``; MaxPool as ``cimc.emulator.pool.max_pool``, the same
+bits). ``Emulator.run`` returns the outputs and, with
 ``record``, per-layer traces (input codes, ADC codes ``(N, S, Cout, Ho, Wo)``, sums, outputs).
 (Measured on VGG9, batch 64: onnxruntime's grouped convolution of the gathered channels ran
 2.4–2.6× the float model's CPU time, this batched MatMul 2.2×; numpy's stacked matmul was 2–6×
 slower than onnxruntime's MatMul on these shapes; session 8: 1.3× and 1.9× the float model's
-CPU time on VGG9 batch 64 and ResNet-50 batch 8. ``benchmarks/results/emulator.md``.)
+CPU time on VGG9 batch 64 and ResNet-50 batch 8; session 9, without the page faults of fresh
+arrays: 1.2× and 1.4×. ``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
