@@ -125,10 +125,10 @@ def test_max_pool_equals_the_reference_kernel(attrs: dict[str, Any]) -> None:
         np.testing.assert_array_equal(got, want)
 
 
-def test_bitline_sessions_do_not_spin(live: Path) -> None:
-    """The MatMul sessions' workers sleep between runs (``gemm_session``)."""
+def test_bitline_sessions_run_on_the_calling_thread(live: Path) -> None:
+    """The MatMul sessions have no worker thread (``gemm_session``)."""
     for gemm in Emulator.open(live)._gemms:
-        assert gemm.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert gemm.get_session_options().intra_op_num_threads == 1
 
 
 def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarray]) -> int:

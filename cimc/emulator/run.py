@@ -226,8 +226,11 @@ def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
     """The layer's bitline sums as a small ONNX model, its cells included: per segment part
     ``k`` (``MacroLayer.parts``) onnxruntime's batched ``MatMul`` of the columns ``(S_k, G,
     Cout_g·S_w, R_k)`` with the segments' im2col rows ``rows{k}`` ``(S_k, G, R_k, M)``
-    (``patches``), ``sums{k}`` ``(S_k, G, Cout_g·S_w, M)``. Its worker threads do not spin
-    between runs (they would take a core from the numpy work between two layers)."""
+    (``patches``), ``sums{k}`` ``(S_k, G, Cout_g·S_w, M)``. It runs on the calling thread
+    alone: a worker thread that sleeps between runs had to be woken for every layer, and one that
+    spins took a core from the numpy work between two layers (ResNet-50, batch 8, on two shared
+    cores: one thread 0.81–0.91 s CPU and 1.1–1.7 s wall a run, two 0.86–1.04 s and 1.3–1.8 s,
+    ``benchmarks/results/emulator.md``); no worker, so nothing spins."""
     nodes, inputs, outputs, weights = [], [], [], []
     for k, part in enumerate(layer.parts):
         weight = np.ascontiguousarray(part.weight, dtype=np.float32)
@@ -240,7 +243,7 @@ def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                               ir_version=EXPORT_IR_VERSION)
     options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
