@@ -307,7 +307,7 @@ _LAYOUT_TESTS = _files("test_tiling_placement", "test_tiling_bounds", "test_tile
                        "test_signed_one_bit", "test_interpreter", "test_pass_registry")
 _EMULATOR_TESTS = _files("test_emulator", "test_emulator_memory", "test_sliced_exact", "test_batching",
                          "test_layout_geometry", "test_batch_inputs", "test_emulator_blocks", "test_emulator_inputs",
-                         "test_emulator_parts", "test_emulator_run_mutants")
+                         "test_emulator_parts", "test_emulator_run_mutants", "test_emulator_scratch")
 _QAT_TESTS = _files("test_train_quant", "test_train_quant_grad", "test_train_step_grad")
 
 #: The numerical core that ``--all`` runs (issue 17), declared once: each module with the test

@@ -104,7 +104,7 @@ def test_one_by_one_rows_are_views_of_the_codes(compiled: tuple[Path, Graph]) ->
 def test_order_sensitive_digital_ops_get_contiguous_inputs(compiled: tuple[Path, Graph],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """GlobalAveragePool (a sum) receives C-contiguous inputs; Relu and Add may receive the CIM
-    layers' channel-major views, and do."""
+    layers' channel-major views (in the reference's kernels or in place), and do."""
     seen: dict[str, list[bool]] = {}
     original = emulator_run.digital_op
 
@@ -112,7 +112,17 @@ def test_order_sensitive_digital_ops_get_contiguous_inputs(compiled: tuple[Path,
         seen.setdefault(op, []).extend(a.flags.c_contiguous for a in args)
         return original(op, args, attrs)
 
+    def in_place_spy(op: str) -> Any:
+        kernel = emulator_run.IN_PLACE[op]
+
+        def run(args: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+            seen.setdefault(op, []).extend(a.flags.c_contiguous for a in args)
+            return kernel(args, out)
+        return run
+
     monkeypatch.setattr(emulator_run, "digital_op", spy)
+    for op in emulator_run.IN_PLACE:
+        monkeypatch.setitem(emulator_run.IN_PLACE, op, in_place_spy(op))
     Emulator.open(compiled[0]).run(_x())
     assert all(seen["GlobalAveragePool"])
     assert not all(seen["Relu"] + seen["Add"])

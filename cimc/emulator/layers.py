@@ -27,12 +27,15 @@ from cimc.documents.layout import Geometry, Layer
 @dataclass(frozen=True, eq=False)
 class SegmentPart:
     """Segments ``segments`` (indices, ascending) of one layer padded to ``R`` wordlines:
-    their columns ``weight`` ``(S_k, G, Cout_g·S_w, R)`` and the tap ``(c, i, j)`` of each
-    wordline, each ``(S_k, G, R)`` (``segment_taps``)."""
+    their columns ``weight`` ``(S_k, G, Cout_g·S_w, R)``, the tap ``(c, i, j)`` of each
+    wordline, each ``(S_k, G, R)`` (``segment_taps``), and ``channels`` ``(c0, c1)`` when the
+    wordlines, in that order, are every tap of channels ``c0 … c1 − 1`` in im2col order
+    (``channel_run``: the part's rows are then a slice of the input, no gather)."""
 
     segments: np.ndarray
     weight: np.ndarray
     taps: tuple[np.ndarray, np.ndarray, np.ndarray]
+    channels: tuple[int, int] | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +105,17 @@ def segment_taps(starts: np.ndarray, stops: np.ndarray, cin_g: int, groups: int,
     return channel, tap // kw, tap % kw
 
 
+def channel_run(taps: tuple[np.ndarray, np.ndarray, np.ndarray], kernel: tuple[int, int]) -> tuple[int, int] | None:
+    """``(c0, c1)`` when the taps ``(c, i, j)``, flattened in their order, are the im2col rows
+    ``r = (c·kh + i)·kw + j`` of channels ``c0 … c1 − 1``, whole and in order; else ``None``."""
+    (c, i, j), (kh, kw) = taps, kernel
+    flat = ((c * kh + i) * kw + j).reshape(-1)
+    first, area = int(flat[0]), kh * kw
+    if first % area or flat.size % area or not np.array_equal(flat, first + np.arange(flat.size)):
+        return None
+    return first // area, (first + flat.size) // area
+
+
 def segment_parts(columns: np.ndarray, rows: np.ndarray, bounds: np.ndarray, cin_g: int, groups: int,
                   kernel: tuple[int, int]) -> tuple[SegmentPart, ...]:
     """The segments of ``rows == max(rows)`` and, if any, the others, each part padded to its
@@ -115,7 +129,7 @@ def segment_parts(columns: np.ndarray, rows: np.ndarray, bounds: np.ndarray, cin
             r = int(rows[chosen].max())
             weight = np.ascontiguousarray(columns[chosen, :, :r]).reshape(chosen.size, groups, width // groups, r)
             taps = segment_taps(bounds[chosen], bounds[chosen + 1], cin_g, groups, kernel, r)
-            parts.append(SegmentPart(chosen, weight, taps))
+            parts.append(SegmentPart(chosen, weight, taps, channel_run(taps, kernel)))
     return tuple(parts)
 
 

@@ -1,0 +1,193 @@
+"""The emulator's allocation-free paths give the bits of the plain ones: its ``Workspace``
+(reused scratch), the outputs of runs without ``record`` converted in place
+(``run.layer_outputs``), Relu and Add written over a free input (``run.in_place_target``) and
+its MaxPool (``pool.max_pool``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import cimc.emulator.run as emulator_run
+from cimc.emulator import Emulator
+from cimc.emulator.pool import max_pool
+from cimc.emulator.workspace import Workspace
+from cimc.ir.graph import Graph
+from cimc.quant.reference import digital_op
+from tests.cim_helpers import add_node, compile_ir, write
+from tests.ir_builders import add_conv, add_unary, graph_with_input
+
+pytestmark = pytest.mark.torch  # the compile helpers import the zoo
+
+
+def test_workspace_reuses_a_buffer_that_fits_and_grows_one_that_does_not() -> None:
+    work = Workspace()
+    a = work.array("a", (2, 3))
+    assert a.shape == (2, 3) and a.dtype == np.float32 and a.flags.c_contiguous
+    assert np.shares_memory(work.array("a", (3, 2)), a)  # same size: the same memory
+    assert np.shares_memory(work.array("a", (5,)), a)  # smaller
+    assert not np.shares_memory(work.array("a", (7,)), a)  # larger: a new buffer
+    assert not np.shares_memory(work.array("b", (2, 3)), work.array("a", (2, 3)))
+
+
+def test_workspace_like_keeps_the_memory_order() -> None:
+    cm = np.zeros((4, 5, 6, 2), dtype=np.float32).transpose(3, 0, 1, 2)  # (N, C, H, W) channel-major
+    like = Workspace().like("x", cm)
+    assert like.shape == cm.shape and like.strides == cm.strides
+    plain = np.zeros((2, 4, 5, 6), dtype=np.float32)
+    assert Workspace().like("x", plain).flags.c_contiguous
+
+
+def net_with_a_live_relu_input(batch: int = 2) -> Graph:
+    """conv (3×3, padded) → relu, whose input the Add reads again; conv → relu → conv (1×1)
+    → add of the two relus' sums: a Relu that must not run in place and two that may."""
+    rng = np.random.default_rng(4)
+    g = graph_with_input((batch, 3, 6, 6))
+    c1 = add_conv(g, "x", 12, 3, pad=1, rng=rng, name="c1")
+    r1 = add_unary(g, "Relu", c1, "r1")
+    c2 = add_conv(g, r1, 12, 3, pad=1, rng=rng, name="c2")
+    r2 = add_unary(g, "Relu", c2, "r2")
+    c3 = add_conv(g, r2, 12, 1, rng=rng, name="c3")
+    s = add_node(g, "Add", [c3, c1], g.shape(c3), "add")
+    g.outputs.append(add_node(g, "MaxPool", [s], (batch, 12, 3, 3), "pool", kernel_shape=(3, 3), strides=(2, 2),
+                              pads=(1, 1, 1, 1), dilations=(1, 1), ceil_mode=0))
+    return g
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    graph, ctx = compile_ir(net_with_a_live_relu_input())
+    return write(graph, ctx, tmp_path_factory.mktemp("scratch") / "b")
+
+
+def _x(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((2, 3, 6, 6)).astype(np.float32)
+
+
+def test_runs_without_record_equal_recorded_runs_again_and_again(live: Path) -> None:
+    """Three runs without ``record`` on one emulator (its workspace reused, the second and third
+    on other inputs) give the outputs of recorded runs; an earlier run's outputs are not
+    overwritten by a later one and never alias the workspace."""
+    emu = Emulator.open(live)
+    runs = [(emu.run(_x(seed)), emu.run(_x(seed), record=True)) for seed in (0, 1, 2)]
+    assert emu._work._buffers
+    for lean, full in runs:
+        for name, value in lean.outputs.items():
+            np.testing.assert_array_equal(value, full.outputs[name], err_msg=name)
+            assert not any(np.shares_memory(value, b) for b in emu._work._buffers.values())
+    assert not np.array_equal(*(next(iter(run.outputs.values())) for run, _ in runs[:2]))
+
+
+def test_relu_runs_in_place_only_on_a_free_input(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """r2's input (c2, read by r2 alone) is free: Relu runs in place; r1's input c1 is read by
+    the Add too: r1 runs in the reference's kernel, and the Add (c3 free) in place."""
+    seen: list[str] = []
+    for op, kernel in list(emulator_run.IN_PLACE.items()):
+        def spy(args: list[np.ndarray], out: np.ndarray, op: str = op, kernel: Any = kernel) -> np.ndarray:
+            seen.append(op)
+            return kernel(args, out)
+        monkeypatch.setitem(emulator_run.IN_PLACE, op, spy)
+    Emulator.open(live).run(_x())
+    assert seen == ["Relu", "Add"]
+
+
+def test_in_place_target_needs_a_free_input_of_the_output_shape() -> None:
+    a, b, row = (np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), np.zeros((1, 3), np.float32))
+    assert emulator_run.in_place_target("Add", [a, b], [False, True]) == 1
+    assert emulator_run.in_place_target("Add", [a, b], [True, True]) == 0
+    assert emulator_run.in_place_target("Add", [row, a], [True, False]) is None  # broadcast: too small
+    assert emulator_run.in_place_target("Add", [a, b.astype(np.float64)], [True, True]) is None
+    assert emulator_run.in_place_target("Sub", [a, b], [True, True]) is None
+    assert emulator_run.in_place_target("Relu", [a], [False]) is None
+
+
+@pytest.mark.parametrize("attrs", [
+    {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1), "dilations": (1, 1), "ceil_mode": 0},
+    {"kernel_shape": (2, 3), "strides": (1, 2), "pads": (0, 1, 1, 0), "dilations": (2, 1), "ceil_mode": 1},
+    {"kernel_shape": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0), "dilations": (1, 1), "ceil_mode": 1},
+])
+def test_max_pool_equals_the_reference_kernel(attrs: dict[str, Any]) -> None:
+    """Channel-major and C-contiguous inputs with −∞, NaN and negative values, a reused
+    workspace whose buffer holds other values: the reference kernel's values and shape."""
+    rng = np.random.default_rng(2)
+    work = Workspace()
+    work.array("pool", (4000,))[:] = 7.0
+    for x in (rng.standard_normal((3, 7, 9, 2)).astype(np.float32).transpose(3, 0, 1, 2) - 5,
+              rng.standard_normal((2, 3, 7, 9)).astype(np.float32) - 5):
+        x[0, 0, 0, :3] = [-np.inf, np.nan, -np.inf]
+        want = digital_op("MaxPool", [np.ascontiguousarray(x)], attrs)
+        got = max_pool(x, attrs, work)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_bitline_sessions_use_default_threads_that_do_not_spin(live: Path) -> None:
+    """The MatMul sessions keep onnxruntime's default thread count (0: every core, as the float
+    model has) and their workers do not spin between runs (``gemm_session``)."""
+    for gemm in Emulator.open(live)._gemms:
+        options = gemm.get_session_options()
+        assert options.intra_op_num_threads == 0
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarray]) -> int:
+    calls = []
+    original = emulator_run.numerics.adc_codes
+
+    def spy(*args: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(emulator_run.numerics, "adc_codes", spy)
+    emulator_run.convert_and_add(layer, parts, Workspace())
+    monkeypatch.setattr(emulator_run.numerics, "adc_codes", original)
+    return len(calls)
+
+
+def test_adc_blocks_hold_one_mebibyte_of_partial_sums(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two segments of 128 channels × 2048 pixels (2 MiB of partial sums) convert in two blocks
+    of 64 channels (``BLOCK_BYTES = 2^20``); with ``BLOCK_BYTES`` below one channel, one block
+    per channel."""
+    layer = dataclasses.replace(Emulator.open(live).layers[0], cout=128, segments=2,
+                                adc_step=np.ones(1, np.float32), scale=np.ones(1, np.float32),
+                                bias=np.zeros(1, np.float32))
+    parts = [np.zeros((2, 128, 64, 32, 1), dtype=np.float32)]
+    assert _adc_calls(monkeypatch, layer, parts) == 2
+    monkeypatch.setattr(emulator_run, "BLOCK_BYTES", 4)
+    assert _adc_calls(monkeypatch, layer, parts) == 128
+
+
+def test_one_segment_has_no_adder_tree(live: Path) -> None:
+    """A layer of one segment: ``P`` is its ADC codes themselves (no sum into the workspace);
+    of two: the workspace's ``total``, equal to the sum of the codes."""
+    layer = dataclasses.replace(Emulator.open(live).layers[0], cout=3, segments=1, adc_step=np.ones(1, np.float32),
+                                scale=np.ones(1, np.float32), bias=np.zeros(1, np.float32))
+    codes = (np.arange(24, dtype=np.float32) % 7 - 3).reshape(1, 3, 2, 2, 2)  # ADC codes already
+    work = Workspace()
+    total, _ = emulator_run.convert_and_add(layer, [codes.copy()], work)
+    assert "total" not in work._buffers and total.base is not None
+    np.testing.assert_array_equal(total, codes[0])
+    two = dataclasses.replace(layer, segments=2)
+    total, _ = emulator_run.convert_and_add(two, [np.concatenate([codes, codes])], work)
+    assert np.shares_memory(total, work._buffers["total"])
+    np.testing.assert_array_equal(total, 2 * codes[0])
+
+
+def test_runs_from_several_threads_equal_one_thread(live: Path) -> None:
+    """The workspace serves one run at a time: concurrent runs of one emulator (threads) take a
+    workspace of their own and give the outputs a lone run gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator = Emulator.open(live)
+    shape = [4, *emulator.inputs[0].shape[1:]]
+    batches = [np.random.default_rng(seed).standard_normal(shape).astype(np.float32) for seed in range(6)]
+    want = [emulator.run(x).outputs for x in batches]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        got = list(pool.map(lambda x: emulator.run(x).outputs, batches * 3))
+    for i, outputs in enumerate(got):
+        for name, value in want[i % len(batches)].items():
+            np.testing.assert_array_equal(outputs[name], value)
