@@ -85,7 +85,8 @@ def remember(path: Path, report: dict[str, Any], sources: dict[str, str], found:
             have.add(key)
             added += 1
     entries.sort(key=lambda e: (e["module"], e["line"], e["operator"], e["description"], e["occurrence"]))
-    path.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    rows = ",\n".join(" " + json.dumps(e, ensure_ascii=False) for e in entries)  # one entry a line
+    path.write_text(f"[\n{rows}\n]\n", encoding="utf-8")
     return added
 
 
