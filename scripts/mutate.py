@@ -237,7 +237,7 @@ def plan(root: Path, paths: list[Path], args: argparse.Namespace,
         modules.append({"module": module, "path": str(path), "tests": own, "source": source,
                         "mutants": [asdict(m) for m in drawn], "known": [asdict(m) for m in known]})
     return {"root": str(root), "tests": sorted(tests), "modules": modules, "jobs": args.jobs,
-            "timeout": args.timeout, "order": getattr(args, "order", "killers")}
+            "timeout": args.timeout}
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
@@ -404,8 +404,6 @@ def cli_parser() -> argparse.ArgumentParser:
     parser.add_argument("--remember", type=Path, metavar="REPORT", help="add REPORT's survivors on --lines of "
                         "the modules named to --equivalents, and exit")
     parser.add_argument("--min-score", type=float, default=0.0, help="exit 1 when a module scores below this")
-    parser.add_argument("--order", choices=("killers", "fastest"), default="killers",
-                        help="a mutant's tests: those that killed nearby mutants first (default), or fastest first")
     parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     return parser
 

@@ -559,7 +559,6 @@ class MutationPlugin:
             caches = [o for o in gc.get_objects() if isinstance(o, functools._lru_cache_wrapper)]
         pending = list(range(len(tasks)))
         running: dict[int, tuple[int, float]] = {}
-        killers = Killers({item.nodeid: i for i, item in enumerate(items)})
         jobs = max(1, int(self.plan.get("jobs", 1)))
         done = 0
         while pending or running:
@@ -580,8 +579,6 @@ class MutationPlugin:
                     failed = _run_items(session, [items[i] for i in task["tests"]], True)
                     return {"failed": failed}
 
-                if self.plan.get("order", "killers") == "killers":
-                    task["tests"] = killers.first(task)
                 pid = _fork(body, work / f"{k}.pkl", session, work / f"t{k}")
                 running[pid] = (k, time.perf_counter())
             if not running:  # the last tasks had no coverage: no child to wait for
@@ -603,9 +600,6 @@ class MutationPlugin:
             CHILDREN.discard(pid)
             results.append(_finish(tasks[k], work, k, now - began, status))
             results[-1]["cpu"] = round(usage.ru_utime + usage.ru_stime, 2)
-            killers.add(tasks[k], results[-1])
-            if results[-1]["status"] == "killed" and results[-1]["detail"] in killers.index:
-                results[-1]["ran"] = tasks[k]["tests"].index(killers.index[results[-1]["detail"]]) + 1
             if results[-1]["status"] not in ("killed", "timeout"):
                 r = results[-1]
                 _log(f"{r['status']}: {r['module']}:{r['line']} {r['operator']} {r['description']}")
@@ -613,35 +607,6 @@ class MutationPlugin:
             done += 1
             if done % 25 == 0:
                 _log(f"{done} mutants run, {len(pending)} to go")
-
-
-class Killers:
-    """The tests that killed mutants so far, to run first for the next mutants: a test that
-    failed on one mutant of a line often fails on the others of that line and its neighbours,
-    while the default order (fastest first) runs every faster test before it. The order changes
-    only which test kills and how soon, never whether a mutant survives: a survivor runs all."""
-
-    def __init__(self, index: dict[str, int]) -> None:
-        self.index = index
-        self.lines: dict[tuple[str, int], list[int]] = {}  # (file, test) -> lines of its kills
-
-    def add(self, task: dict[str, Any], outcome: dict[str, Any]) -> None:
-        test = self.index.get(str(outcome.get("detail")))
-        if outcome["status"] == "killed" and test is not None:
-            self.lines.setdefault((task["file"], test), []).append(task["mutant"]["line"])
-
-    def first(self, task: dict[str, Any]) -> list[int]:
-        """``task``'s tests, those that killed a mutant of its module first (nearest kill first,
-        at most 20 lines away), then the others in their order."""
-        line, file = task["mutant"]["line"], task["file"]
-        near = {}
-        for test in task["tests"]:
-            got = self.lines.get((file, test))
-            if got:
-                gap = min(abs(line - x) for x in got)
-                if gap <= 20:
-                    near[test] = gap
-        return sorted(near, key=near.__getitem__) + [t for t in task["tests"] if t not in near]
 
 
 def _kill(pid: int) -> float:

@@ -1,5 +1,5 @@
 """``scripts/mutate.py --equivalents``: documented equivalents are reported, not re-run, until
-their line changes; and the worker's order of a mutant's tests (the nearest killers first)."""
+their line changes, and still count as survivors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from scripts import mutate, mutation_equivalents
-from scripts.mutation_worker import Killers
 
 CALC = '''LIMIT = 10
 
@@ -94,13 +93,3 @@ def test_a_known_equivalent_counts_as_a_survivor_without_running(tmp_path: Path)
     assert got["survived"] == 3  # the two known and line 9's ``<=`` (run: 3 is not 10)
     assert "documented equivalent, not re-run" in report.with_suffix(".md").read_text()
 
-
-def test_tests_that_killed_a_nearby_mutant_run_first() -> None:
-    """Test 7 killed a mutant of line 10: for a mutant of line 12 it runs before the faster
-    tests 3 and 5; test 9's kill is on line 50 (too far) and in another file (ignored)."""
-    killers = Killers({"t::a": 7, "t::b": 9})
-    killers.add({"file": "m.py", "mutant": {"line": 10}}, {"status": "killed", "detail": "t::a"})
-    killers.add({"file": "m.py", "mutant": {"line": 50}}, {"status": "killed", "detail": "t::b"})
-    killers.add({"file": "n.py", "mutant": {"line": 12}}, {"status": "killed", "detail": "t::b"})
-    task = {"file": "m.py", "mutant": {"line": 12}, "tests": [3, 5, 9, 7]}
-    assert killers.first(task) == [7, 3, 5, 9]
