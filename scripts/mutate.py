@@ -368,7 +368,7 @@ CORE: dict[str, tuple[str, ...]] = {
                                       "test_emulator_memory"),
     "cimc/train/quant.py": _QAT_TESTS,
     "cimc/train/layer.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds", "test_train_module",
-                                                 "test_train_pool")),
+                                                 "test_train_pool", "test_signed_one_bit")),
     "cimc/train/phase2.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds", "test_signed_one_bit",
                                                   "test_phase2_mutants")),
     "cimc/train/sliced.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds")),

@@ -281,3 +281,11 @@ def test_finetune_api(tmp_path: Path) -> None:
     first, second, third = q["node_conv2d"], q["node_conv2d_1"], q["node_conv2d_2"]
     assert (first.w_bits, first.a_bits, first.adc_bits, first.w_slices, first.a_slices) == (8, 8, 5, 2, 2)
     assert (second.w_bits, second.adc_bits) == (4, 4) and (third.w_bits, third.adc_bits) == (4, 5)
+
+
+def test_step_exponents_of_an_unsliced_layer_are_refused() -> None:
+    """``set_adc_shift`` on a layer without bit slicing (no ``adc_shift`` buffer) names the layer."""
+    geom = ConvGeometry((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    layer = CimQuantLayer("conv", 4, 3, (3, 3), geom, QuantConfig(), a_signed=False)
+    with pytest.raises(ValueError, match="layer 'conv' is not bit-sliced"):
+        layer.set_adc_shift(torch.zeros(1, dtype=torch.int64))
