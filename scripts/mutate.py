@@ -363,7 +363,7 @@ CORE: dict[str, tuple[str, ...]] = {
                                       "test_adaround", "test_ptq_remedies", "test_weight_pool", "test_qdq_import",
                                       "test_equalize"),
     "cimc/emulator/run.py": _EMULATOR_TESTS,
-    "cimc/emulator/layers.py": _EMULATOR_TESTS,
+    "cimc/emulator/layers.py": (*_EMULATOR_TESTS, *_files("test_emulator_macro_columns")),
     "cimc/emulator/slices.py": _files("test_emulator", "test_sliced_exact", "test_sliced_mapping",
                                       "test_emulator_memory"),
     "cimc/train/quant.py": _QAT_TESTS,
