@@ -3,6 +3,7 @@
     python3 scripts/mutate.py cimc/quant/slicing.py cimc/cost/model.py   # every mutant
     python3 scripts/mutate.py --sample 20 --seed 1 cimc/quant/slicing.py # a bounded random sample
     python3 scripts/mutate.py --report out.json ...                      # also write the records
+    python3 scripts/mutate.py --all --equivalents docs/mutation_equivalents.json  # skip documented equivalents
 
 Mutation operators (one change per mutant, at one AST node):
 
@@ -22,7 +23,9 @@ default 3× their clean time + 10 s); the working tree is never written. A mutan
 when a test fails or times out, *survives* when they pass, has *no coverage* when no test
 executes its lines. The report gives the score per module (killed / all), the CPU time of the
 run and of each mutant's child, and every survivor with its line, for ``docs/`` to explain
-(equivalent) or for a test to kill.
+(equivalent) or for a test to kill. ``--equivalents FILE`` reports the survivors that ``docs/``
+explains as equivalent (``scripts/mutation_equivalents.py``) without re-running them; they
+still count as survivors.
 """
 
 from __future__ import annotations

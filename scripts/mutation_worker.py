@@ -7,8 +7,9 @@
    restricted to the modules under test, and records which tests execute each line, how long
    each test takes and whether it passes.
 3. *Mutants*: per mutant, a forked child (copy-on-write: no interpreter start, no import, no
-   collection) patches the module in memory and runs, fastest first and stopping at the first
-   failure, only the passing tests that execute the mutated lines. A change inside a function
+   collection; the mutated module compiled once, by the parent) patches the module in memory
+   and runs, fastest first and stopping at the first failure, only the passing tests that
+   execute the mutated lines. A change inside a function
    body replaces the ``__code__`` of the live function objects compiled from that body (found
    by code equality, so ``from m import f`` elsewhere sees the change too); a change at module
    or class level (a constant, a field, a default) re-executes the mutated module in a fresh
