@@ -289,3 +289,20 @@ def test_step_exponents_of_an_unsliced_layer_are_refused() -> None:
     layer = CimQuantLayer("conv", 4, 3, (3, 3), geom, QuantConfig(), a_signed=False)
     with pytest.raises(ValueError, match="layer 'conv' is not bit-sliced"):
         layer.set_adc_shift(torch.zeros(1, dtype=torch.int64))
+
+
+def test_sliced_phase_two_runs_a_batch_of_one() -> None:
+    """The ADC step's gradient scale counts the conversions of one example (``p[:, 0]``), which
+    a batch of one has too; its output is the first row of a batch that starts with it."""
+    rng = np.random.default_rng(2)
+    geom = ConvGeometry((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    config = QuantConfig(w_bits=8, a_bits=8, cell_bits=4, dac_bits=4)
+    layer = CimQuantLayer("c", 4, 6, (3, 3), geom, config, a_signed=False)
+    layer.w.set_step(torch.tensor([0.02]))
+    layer.a.set_step(torch.tensor([0.08]))
+    layer.adc.set_step(torch.tensor([4.0]))
+    layer.freeze_for_phase("2")
+    assert layer.bits.sliced
+    x = torch.from_numpy(rng.uniform(0, 2, (2, 6, 5, 5)).astype(np.float32))
+    w = torch.from_numpy(rng.normal(0, 0.2, (4, 6, 3, 3)).astype(np.float32))
+    torch.testing.assert_close(layer(x[:1], w, None, "2"), layer(x, w, None, "2")[:1], rtol=0, atol=0)
