@@ -321,7 +321,12 @@ def test_sliced_per_column_adc_step_counts_one_columns_conversions() -> None:
     layer.freeze_for_phase("2")
     counts: list[int] = []
     scaled = layer.adc.scaled_step
-    layer.adc.scaled_step = lambda n: counts.append(n) or scaled(n)  # type: ignore[method-assign]
+
+    def spy(per_step_elements: int) -> torch.Tensor:
+        counts.append(per_step_elements)
+        return scaled(per_step_elements)
+
+    layer.adc.scaled_step = spy  # type: ignore[method-assign]
     x = torch.from_numpy(np.random.default_rng(3).uniform(0, 2, (2, 6, 5, 5)).astype(np.float32))
     layer(x, torch.full((4, 6, 3, 3), 0.1), None, "2")
     assert layer.bits.sliced and counts == [2 * 5 * 5 * layer.plan.segments * 2]
