@@ -3,6 +3,7 @@
     python3 scripts/mutate.py cimc/quant/slicing.py cimc/cost/model.py   # every mutant
     python3 scripts/mutate.py --sample 20 --seed 1 cimc/quant/slicing.py # a bounded random sample
     python3 scripts/mutate.py --report out.json ...                      # also write the records
+    python3 scripts/mutate.py --all --equivalents docs/mutation_equivalents.json  # skip documented equivalents
 
 Mutation operators (one change per mutant, at one AST node):
 
@@ -22,7 +23,9 @@ default 3× their clean time + 10 s); the working tree is never written. A mutan
 when a test fails or times out, *survives* when they pass, has *no coverage* when no test
 executes its lines. The report gives the score per module (killed / all), the CPU time of the
 run and of each mutant's child, and every survivor with its line, for ``docs/`` to explain
-(equivalent) or for a test to kill.
+(equivalent) or for a test to kill. ``--equivalents FILE`` reports the survivors that ``docs/``
+explains as equivalent (``scripts/mutation_equivalents.py``) without re-running them; they
+still count as survivors.
 """
 
 from __future__ import annotations
@@ -197,6 +200,26 @@ def _draw(todo: list[Mutant], args: argparse.Namespace, module: str) -> list[Mut
     return sorted(random.Random(f"{args.seed}:{module}").sample(todo, args.sample), key=lambda m: m.index)
 
 
+def _equivalents_module() -> Any:
+    """``scripts/mutation_equivalents.py`` (imported late: it imports this module)."""
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))
+    from scripts import mutation_equivalents
+
+    return mutation_equivalents
+
+
+def _known_equivalents(source: str, found: list[Mutant], drawn: list[Mutant],
+                       file: Path | None) -> tuple[list[Mutant], list[Mutant]]:
+    """``drawn`` split into the mutants to run and those ``--equivalents FILE`` documents as
+    equivalent (their key unchanged: ``scripts/mutation_equivalents.py``), which are not re-run."""
+    if file is None:
+        return drawn, []
+    eq = _equivalents_module()
+    known, by_index = eq.load(file), eq.keys(source, found)
+    return ([m for m in drawn if by_index[m.index] not in known], [m for m in drawn if by_index[m.index] in known])
+
+
 def plan(root: Path, paths: list[Path], args: argparse.Namespace,
          declared: dict[Path, list[str]] | None = None) -> dict[str, Any]:
     """What the worker runs: the union of the modules' test files, and every mutant drawn. A
@@ -211,8 +234,11 @@ def plan(root: Path, paths: list[Path], args: argparse.Namespace,
         if not own:
             raise SystemExit(f"no test file imports {module}: pass --tests")
         tests.update(own)
-        modules.append({"module": module, "path": str(path), "tests": own, "source": path.read_text(encoding="utf-8"),
-                        "mutants": [asdict(m) for m in _draw(mutants(path, module), args, module)]})
+        source = path.read_text(encoding="utf-8")
+        drawn, known = _known_equivalents(source, mutants(path, module), _draw(mutants(path, module), args, module),
+                                          getattr(args, "equivalents", None))
+        modules.append({"module": module, "path": str(path), "tests": own, "source": source,
+                        "mutants": [asdict(m) for m in drawn], "known": [asdict(m) for m in known]})
     return {"root": str(root), "tests": sorted(tests), "modules": modules, "jobs": args.jobs,
             "timeout": args.timeout}
 
@@ -257,6 +283,7 @@ def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
 
 
 KILLED = ("killed", "timeout")
+NOT_RERUN = "documented equivalent, not re-run"  # the detail of a survivor --equivalents did not run
 
 
 def summary(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -285,7 +312,8 @@ def markdown(report: dict[str, Any]) -> str:
                     f" | {r['no_coverage']} | {r['error']} | {score} | {r['seconds']}"
                     f" | {r.get('cpu_s', '')} |")
         rest += [f"* `{module}:{s['line']}` {s['operator']} {s['description']}: {s['status']}"
-                 + (f" ({s['detail']})" if s["status"] == "error" else "") for s in r["survivors"]]
+                 + (f" ({s['detail']})" if s["status"] == "error" or s["detail"] == NOT_RERUN else "")
+                 for s in r["survivors"]]
     cov = report["coverage"]
     head = (f"Wall time {report['wall_s']} s, CPU time {report['cpu_s']} s (--jobs {report['jobs']}, load average "
             f"{report['load'][0]} at the start, {report['load'][1]} at the end); coverage run: "
@@ -338,12 +366,12 @@ CORE: dict[str, tuple[str, ...]] = {
                                       "test_adaround", "test_ptq_remedies", "test_weight_pool", "test_qdq_import",
                                       "test_equalize"),
     "cimc/emulator/run.py": _EMULATOR_TESTS,
-    "cimc/emulator/layers.py": _EMULATOR_TESTS,
+    "cimc/emulator/layers.py": (*_EMULATOR_TESTS, *_files("test_emulator_macro_columns")),
     "cimc/emulator/slices.py": _files("test_emulator", "test_sliced_exact", "test_sliced_mapping",
                                       "test_emulator_memory"),
     "cimc/train/quant.py": _QAT_TESTS,
     "cimc/train/layer.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds", "test_train_module",
-                                                 "test_train_pool")),
+                                                 "test_train_pool", "test_signed_one_bit")),
     "cimc/train/phase2.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds", "test_signed_one_bit",
                                                   "test_phase2_mutants")),
     "cimc/train/sliced.py": (*_QAT_TESTS, *_files("test_qat_sliced", "test_sliced_bounds")),
@@ -373,9 +401,27 @@ def cli_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, help="seconds per mutant (default: 3× its tests' clean time + 10)")
     parser.add_argument("--report", type=Path, help="write every outcome and the summaries as JSON, and a "
                                                     "Markdown table beside it (.md)")
+    parser.add_argument("--equivalents", type=Path, help="a file of documented equivalent mutants "
+                        "(scripts/mutation_equivalents.py): those whose line is unchanged are reported survived "
+                        "without running (they still count as survivors)")
+    parser.add_argument("--remember", type=Path, metavar="REPORT", help="add REPORT's survivors on --lines of "
+                        "the modules named to --equivalents, and exit")
     parser.add_argument("--min-score", type=float, default=0.0, help="exit 1 when a module scores below this")
     parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     return parser
+
+
+def _remember(root: Path, paths: list[Path], args: argparse.Namespace) -> int:
+    """``--remember REPORT``: add the report's survivors on ``--lines`` to ``--equivalents``."""
+    if not (args.equivalents and args.lines):
+        raise SystemExit("--remember needs --equivalents FILE and --lines")
+    names = {module_name(p, root): p for p in paths}
+    sources = {n: p.read_text(encoding="utf-8") for n, p in names.items()}
+    found = {n: mutants(p, n) for n, p in names.items()}
+    report = json.loads(args.remember.read_text(encoding="utf-8"))
+    added = _equivalents_module().remember(args.equivalents, report, sources, found, set(args.lines))
+    print(f"{added} documented equivalents added to {args.equivalents}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     paths, declared = selection(root, args)
     if not paths:
         cli.error("name module files or pass --all")
+    if args.remember:
+        return _remember(root, paths, args)
     start, load = time.perf_counter(), os.getloadavg()[0]
     job = plan(root, paths, args, declared)
     got = run_plan(root, job)
@@ -396,14 +444,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for spec in job["modules"]:
         module = spec["module"]
-        outcomes = sorted((o for o in got.get("outcomes", []) if o["module"] == module), key=lambda o: o["index"])
+        known = [_equivalents_module().not_rerun(m) for m in spec["known"]]
+        outcomes = sorted([*(o for o in got.get("outcomes", []) if o["module"] == module), *known],
+                          key=lambda o: o["index"])
         summ = summary(outcomes)
-        report["modules"][module] = {**summ, "planned": len(spec["mutants"]), "tests": spec["tests"],
+        planned = len(spec["mutants"]) + len(known)
+        report["modules"][module] = {**summ, "planned": planned, "not_rerun": len(known), "tests": spec["tests"],
                                      **got.get("modules", {}).get(module, {}), "outcomes": outcomes}
-        ran = "" if len(outcomes) == len(spec["mutants"]) else f" of the {len(spec['mutants'])} drawn (stopped)"
+        ran = "" if len(outcomes) == planned else f" of the {planned} drawn (stopped)"
         print(f"{module}: {summ['killed']}/{summ['mutants']} killed{ran} (score {summ['score']})")
         for s in summ["survivors"]:
-            print(f"  {s['status']}: line {s['line']}: {s['operator']} {s['description']}")
+            note = f" ({s['detail']})" if s["detail"] == NOT_RERUN else ""
+            print(f"  {s['status']}: line {s['line']}: {s['operator']} {s['description']}{note}")
         failed |= summ["score"] is not None and summ["score"] < args.min_score
     report["wall_s"] = round(time.perf_counter() - start, 1)
     print(f"wall time {report['wall_s']} s, CPU time {report['cpu_s']} s, load {report['load']}")

@@ -7,8 +7,9 @@
    restricted to the modules under test, and records which tests execute each line, how long
    each test takes and whether it passes.
 3. *Mutants*: per mutant, a forked child (copy-on-write: no interpreter start, no import, no
-   collection) patches the module in memory and runs, fastest first and stopping at the first
-   failure, only the passing tests that execute the mutated lines. A change inside a function
+   collection; the mutated module compiled once, by the parent) patches the module in memory
+   and runs, fastest first and stopping at the first failure, only the passing tests that
+   execute the mutated lines. A change inside a function
    body replaces the ``__code__`` of the live function objects compiled from that body (found
    by code equality, so ``from m import f`` elsewhere sees the change too); a change at module
    or class level (a constant, a field, a default) re-executes the mutated module in a fresh
@@ -36,6 +37,7 @@ import functools
 import gc
 import inspect
 import json
+import marshal
 import os
 import pickle
 import shutil
@@ -542,7 +544,7 @@ class MutationPlugin:
             if module_level or at_import:
                 order += sorted(own - chosen, key=lambda i: cov["seconds"][i])
             budget = sum(cov["seconds"][i] for i in order)
-            tasks.append({"mutant": m, "module": mod, "file": file, "source": source, "original": original,
+            tasks.append({"mutant": m, "module": mod, "file": file, "code": marshal.dumps(code), "original": original,
                           "tests": order,
                           "timeout": self.plan.get("timeout") or 3 * budget + 10,
                           "level": "module" if module_level else "import" if at_import else "function"})
@@ -572,7 +574,7 @@ class MutationPlugin:
                     continue
 
                 def body(task: dict[str, Any] = task) -> dict[str, Any]:
-                    code = mutant_code(task["file"], Mutant(**task["mutant"]), task["source"])
+                    code = marshal.loads(task.pop("code"))  # compiled once, by ``_tasks``
                     apply_mutant(task["module"], code, task["original"], live, self.root, task["level"] == "import")
                     for cache in caches:
                         cache.cache_clear()
@@ -580,6 +582,7 @@ class MutationPlugin:
                     return {"failed": failed}
 
                 pid = _fork(body, work / f"{k}.pkl", session, work / f"t{k}")
+                del task["code"]  # the child has its copy
                 running[pid] = (k, time.perf_counter())
             if not running:  # the last tasks had no coverage: no child to wait for
                 continue

@@ -59,3 +59,14 @@ def test_adc_codes_take_a_plain_number_as_the_layer_step() -> None:
 def test_output_scale_is_the_product_of_the_three_steps() -> None:
     np.testing.assert_array_equal(numerics.output_scale(np.float32([0.5, 2.0]), np.float32([0.25]), 4.0),
                                   np.float32([0.5, 2.0]))
+
+
+def test_weight_codes_clip_to_a_narrower_code_max() -> None:
+    """Offset weight digits keep ``|q| ≤ code_max`` below the cell's own ``2^(b−1) − 1``
+    (``slicing.code_max``): 4-bit codes of ±5 and ±9 with ``code_max = 3`` become ±3; with
+    ``code_max`` equal to the cell's maximum, the narrow range alone applies."""
+    w = np.float32([[5.0, -5.0], [9.0, -9.0]])
+    np.testing.assert_array_equal(numerics.weight_codes(w, np.float32([1.0]), 4, code_max=3),
+                                  [[3, -3], [3, -3]])
+    np.testing.assert_array_equal(numerics.weight_codes(w, np.float32([1.0]), 4, code_max=7),
+                                  [[5, -5], [7, -7]])

@@ -281,3 +281,52 @@ def test_finetune_api(tmp_path: Path) -> None:
     first, second, third = q["node_conv2d"], q["node_conv2d_1"], q["node_conv2d_2"]
     assert (first.w_bits, first.a_bits, first.adc_bits, first.w_slices, first.a_slices) == (8, 8, 5, 2, 2)
     assert (second.w_bits, second.adc_bits) == (4, 4) and (third.w_bits, third.adc_bits) == (4, 5)
+
+
+def test_step_exponents_of_an_unsliced_layer_are_refused() -> None:
+    """``set_adc_shift`` on a layer without bit slicing (no ``adc_shift`` buffer) names the layer."""
+    geom = ConvGeometry((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    layer = CimQuantLayer("conv", 4, 3, (3, 3), geom, QuantConfig(), a_signed=False)
+    with pytest.raises(ValueError, match="layer 'conv' is not bit-sliced"):
+        layer.set_adc_shift(torch.zeros(1, dtype=torch.int64))
+
+
+def test_sliced_phase_two_runs_a_batch_of_one() -> None:
+    """The ADC step's gradient scale counts the conversions of one example (``p[:, 0]``), which
+    a batch of one has too; its output is the first row of a batch that starts with it."""
+    rng = np.random.default_rng(2)
+    geom = ConvGeometry((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    config = QuantConfig(w_bits=8, a_bits=8, cell_bits=4, dac_bits=4)
+    layer = CimQuantLayer("c", 4, 6, (3, 3), geom, config, a_signed=False)
+    layer.w.set_step(torch.tensor([0.02]))
+    layer.a.set_step(torch.tensor([0.08]))
+    layer.adc.set_step(torch.tensor([4.0]))
+    layer.freeze_for_phase("2")
+    assert layer.bits.sliced
+    x = torch.from_numpy(rng.uniform(0, 2, (2, 6, 5, 5)).astype(np.float32))
+    w = torch.from_numpy(rng.normal(0, 0.2, (4, 6, 3, 3)).astype(np.float32))
+    torch.testing.assert_close(layer(x[:1], w, None, "2"), layer(x, w, None, "2")[:1], rtol=0, atol=0)
+
+
+def test_sliced_per_column_adc_step_counts_one_columns_conversions() -> None:
+    """LSQ's gradient scale of a per-column ``S_ADC`` of a sliced layer counts the conversions of
+    one column for one example, ``T·Ho·Wo·Seg·S`` (the unsliced count:
+    ``test_train_step_grad.py::test_per_column_learned_adc_steps_get_lsq_gradients_per_column``)."""
+    geom = ConvGeometry((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    config = QuantConfig(w_bits=8, a_bits=8, cell_bits=4, dac_bits=4, granularity="column", learn_adc_step=True)
+    layer = CimQuantLayer("c", 4, 6, (3, 3), geom, config, a_signed=False)
+    layer.w.set_step(torch.full((4,), 0.02))
+    layer.a.set_step(torch.tensor([0.08]))
+    layer.adc.set_step(torch.full((4,), 4.0))
+    layer.freeze_for_phase("2")
+    counts: list[int] = []
+    scaled = layer.adc.scaled_step
+
+    def spy(per_step_elements: int) -> torch.Tensor:
+        counts.append(per_step_elements)
+        return scaled(per_step_elements)
+
+    layer.adc.scaled_step = spy  # type: ignore[method-assign]
+    x = torch.from_numpy(np.random.default_rng(3).uniform(0, 2, (2, 6, 5, 5)).astype(np.float32))
+    layer(x, torch.full((4, 6, 3, 3), 0.1), None, "2")
+    assert layer.bits.sliced and counts == [2 * 5 * 5 * layer.plan.segments * 2]

@@ -56,6 +56,16 @@ def test_qat_max_shift_is_the_last_exact_shift(w_bits: int, adc_bits: int) -> No
     assert base << m < EXACT_LIMIT <= base << (m + 1)
 
 
+def test_qat_max_shift_is_zero_when_one_more_bit_reaches_2_24() -> None:
+    """12-bit weights and inputs on 4-bit cells/DACs, 8-bit ADC, one segment: ``base`` =
+    9,465,183 is below 2^24 but over 2^23, so no step exponent is left (``M = 0``)."""
+    bits, plan = LayerBits(12, 12, 8, 4, 4), SegmentPlan(28, (3, 3), 1, 256, "channel")
+    assert (1 << 23) < _qat_bound(bits, plan) < EXACT_LIMIT and max_shift(bits, plan) == 0
+    # the largest accepted bound, 2^24 − 1 = (1 + 2^8 + 2^16)·255: 24-bit weights on 8-bit cells, 9-bit ADC
+    top = LayerBits(24, 8, 9, 8, None)
+    assert _qat_bound(top, plan) == EXACT_LIMIT - 1 and max_shift(top, plan) == 0
+
+
 def test_qat_refuses_a_layer_whose_sums_reach_2_24() -> None:
     """12-bit weights and inputs on 4-bit cells/DACs, 8-bit ADC: the recombined ``|P|`` may reach
     ``segments · Σ 2^(4j+4t) · 127`` = 9,465,183 per segment: one segment is exact, two are not."""

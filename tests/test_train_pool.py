@@ -195,3 +195,18 @@ def test_cli_qat_with_a_weight_pool_compiles_bit_exactly(tmp_path: Path) -> None
                                          "--pool-vector", "9", "--pool-error-bits", "1", "--no-shift"])
     assert compiled.exit_code == 0, compiled.output
     assert CliRunner().invoke(main, ["validate", str(build)]).exit_code == 0
+
+
+def test_pooled_weight_codes_are_those_of_the_weights_over_their_step() -> None:
+    """A pooled layer's codes are the pool codes of ``u = W/α`` (module doc of
+    ``cimc.train.pool``): with error terms ``e = sign(u − A·p)`` they depend on the scale of
+    ``u``, so ``W·α`` would give others (the build agrees with either: export writes ``α·q``)."""
+    config = QuantConfig(weight_pool=8, pool_vector=8, pool_error_bits=1)
+    module = module_from_graph(zoo_graph("digits_cnn"), config)
+    prepare_phase(module, "1", torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
+    layer = next(iter(module.cim_layers().values()))
+    w = module.effective_weights(layer.node, fold=True)[0].detach()
+    w_q, s_w = layer.weight_codes(w)
+    pool = module.weight_pool
+    expected = pool_codes((w / s_w.detach()).reshape(w.shape[0], -1), pool.pool, pool.config, s_w.detach())
+    np.testing.assert_array_equal(w_q.detach().reshape(w.shape[0], -1).numpy(), expected.numpy())

@@ -427,8 +427,9 @@ def calibrate_layer(spec: CimSpec, x: np.ndarray, bits: tuple[int, int, int], gr
     """Steps of one layer from its weights and calibration input ``x`` (module doc), or the
     ``chosen`` weight and input steps (a quantized model's); the ADC step from the partial sums
     of every slice's conversion. ``w_digits``: the weight digit scheme of a sliced layer
-    (``slicing.WEIGHT_DIGITS``; ``"offset"`` narrows the codes to ``±slicing.code_max``, which
-    the calibrated weight step is searched for; ``chosen`` steps must give codes in that range)."""
+    (``"twos"`` or ``"offset"``, the ``--weight-digits`` option; ``"offset"`` narrows the codes
+    to ``±slicing.code_max``, which the calibrated weight step is searched for; ``chosen`` steps
+    must give codes in that range)."""
     w_bits, a_bits, adc_bits = bits
     widths = {"cell_bits": macro.cell_bits, "dac_bits": macro.dac_bits}
     top = slicing.code_max(chosen.w_bits if chosen else w_bits, macro.cell_bits, w_digits)

@@ -190,7 +190,7 @@ def partial_sums(spec: CimSpec, x: np.ndarray, w_step: np.ndarray, w_bits: int, 
     with ``K = segments·T·S`` (``cimc.quant.slicing``; ``K = segments`` unsliced) over at most
     ``max_pixels`` output pixels of the batch (a seeded random subset, ``step_search.subsample``:
     evenly spaced pixels would alias with the feature map's period and keep the same positions
-    of every image). ``w_digits``: the weight digit scheme (``slicing.WEIGHT_DIGITS``).
+    of every image). ``w_digits``: the weight digit scheme (``"twos"`` or ``"offset"``).
 
     Only the chosen windows are quantized and split into digits (both elementwise, and a
     padding zero stays zero), so no quantized copy of the whole input is made."""

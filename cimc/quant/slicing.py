@@ -59,10 +59,6 @@ def slice_count(bits: int, width: int | None) -> int:
     return 1 if width is None else -(-bits // width)
 
 
-#: The weight digit schemes (module doc): two's complement (lower digits unsigned), offset (all signed).
-WEIGHT_DIGITS = ("twos", "offset")
-
-
 def code_max(bits: int, width: int | None, scheme: str = "twos") -> int:
     """The largest weight code magnitude: ``2^(bits−1) − 1``, and with ``scheme="offset"`` on
     more than one slice at most ``(2^(c−1) − 1)·(2^(n·c) − 1)/(2^c − 1)`` (module doc)."""
@@ -110,7 +106,7 @@ def digits(codes: np.ndarray, bits: int, width: int | None, signed: bool) -> np.
 
 
 def weight_digits(codes: np.ndarray, bits: int, width: int | None, scheme: str = "twos") -> np.ndarray:
-    """Digits ``(n, *codes.shape)`` of signed weight codes in ``scheme`` (``WEIGHT_DIGITS``)."""
+    """Digits ``(n, *codes.shape)`` of signed weight codes in ``scheme`` (``"twos"`` or ``"offset"``: module doc)."""
     if scheme == "offset":
         return offset_digits(codes, bits, width)
     return digits(codes, bits, width, signed=True)
@@ -119,7 +115,7 @@ def weight_digits(codes: np.ndarray, bits: int, width: int | None, scheme: str =
 def digit_columns(codes: np.ndarray, bits: int, width: int | None, scheme: str = "twos") -> np.ndarray:
     """Signed weight codes ``(Cout, …)`` as digit columns ``(Cout·n, …)``: row ``o·n + j`` is
     digit ``j`` of channel ``o`` (the macro's column order; the codes themselves when ``n = 1``),
-    in digit ``scheme`` (``WEIGHT_DIGITS``)."""
+    in digit ``scheme`` (``"twos"`` or ``"offset"``)."""
     d = weight_digits(codes, bits, width, scheme)  # (n, Cout, …)
     if d.shape[0] == 1:
         return d[0]

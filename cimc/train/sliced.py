@@ -122,10 +122,11 @@ def conversion_sums(p: torch.Tensor) -> torch.Tensor:
 
 
 def max_shift(bits: LayerBits, plan: SegmentPlan) -> int:
-    """The largest ``M`` with ``segments · Σ_{t,j} 2^(j·c + t·dac) · Qp_ADC · 2^M < 2^24`` (module doc)."""
+    """The largest ``M`` with ``segments · Σ_{t,j} 2^(j·c + t·dac) · Qp_ADC · 2^M < 2^24`` (module doc),
+    of a layer ``check_exact`` accepts (``M = 0`` exists: the sum itself is below 2^24)."""
     weights = slicing.conversion_weights(plan.segments, bits.a_bits, bits.dac_bits, bits.w_bits, bits.cell_bits)
     base = int(weights.astype(np.int64).sum()) * numerics.signed_max(bits.adc_bits)
-    return max(((EXACT_LIMIT - 1) // base).bit_length() - 1, 0)
+    return ((EXACT_LIMIT - 1) // base).bit_length() - 1
 
 
 def check_exact(node: str, bits: LayerBits, plan: SegmentPlan, a_signed: bool) -> None:
