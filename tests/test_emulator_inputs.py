@@ -13,6 +13,7 @@ import pytest
 
 from cimc.api import CompileOptions, compile_model
 from cimc.emulator import Emulator
+from cimc.emulator.workspace import Workspace
 from cimc.errors import BuildError, UsageError
 from tests.cim_helpers import compile_ir, small_cnn, write
 from tests.onnx_builders import make_model, node, rand
@@ -48,7 +49,7 @@ def test_a_cim_layer_fed_a_tensor_of_other_channels_is_a_build_error(tmp_path: P
     emu = _two_inputs(tmp_path)
     layer_node = next(n for n, _ in emu.nodes if n.cim_layer is not None)
     with pytest.raises(BuildError, match="cannot run on its input 'x' of shape \\[1, 2, 4, 4\\]"):
-        emu._layer(layer_node, 0, np.zeros((1, 2, 4, 4), np.float32), False)
+        emu._layer(layer_node, 0, np.zeros((1, 2, 4, 4), np.float32), False, Workspace())
 
 
 def test_a_digital_op_that_cannot_run_on_its_inputs_is_a_build_error(tmp_path: Path) -> None:
