@@ -9,12 +9,20 @@
   reports a real float accuracy (``tests/test_zoo.py`` checks the accuracy of the shipped file,
   and, marked slow, that this recipe reproduces its bytes on the same torch build).
 
+Training in float32 is reproducible bit for bit only with the same kernels: torch, oneDNN and
+MKL each pick their code by the CPU's instruction set (an AVX-512 machine trains another
+``digits_cnn`` than an AVX2 one, weights apart by up to 0.05). The script therefore runs under
+``PINNED_ISA`` (AVX2 everywhere; it re-executes itself with those variables, which must be set
+before torch is imported), the kernels the shipped file was trained with.
+
     python3 scripts/ship_zoo.py
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +32,11 @@ import torch.nn.functional as F
 import cimc.models as models
 from cimc.data.builtin import load_builtin
 from cimc.models import export, registry
+
+#: The instruction set of every kernel library torch uses, pinned (module doc): torch's own
+#: kernels, oneDNN's (both names it reads), MKL's dispatch and its reproducible-results mode.
+PINNED_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2",
+              "MKL_ENABLE_INSTRUCTIONS": "AVX2", "MKL_CBWR": "AVX2"}
 
 #: The digits_cnn recipe: Adam, cosine learning rate from LR to 0, EPOCHS epochs of BATCH images.
 SEED, EPOCHS, BATCH, LR = 0, 30, 64, 1e-2
@@ -75,7 +88,14 @@ def ship(name: str, path: Path) -> None:
     export.export_onnx(TRAINERS[name](), models.example_input(name, 0), path)
 
 
+def pinned() -> bool:
+    """Whether this process runs under ``PINNED_ISA``."""
+    return all(os.environ.get(k) == v for k, v in PINNED_ISA.items())
+
+
 def main() -> None:
+    if not pinned():  # torch is imported already: only a new process takes the variables
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **PINNED_ISA})
     for name in models.SHIPPED:
         path = models.SHIPPED_DIR / f"{name}.onnx"
         ship(name, path)

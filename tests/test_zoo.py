@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -193,9 +194,14 @@ def test_trained_shipped_model_is_its_definition_and_accurate(name: str, tmp_pat
 @pytest.mark.slow
 def test_trained_shipped_model_reproduces(tmp_path: Path) -> None:
     """``scripts/ship_zoo.py``'s recipe rebuilds the shipped digits_cnn byte for byte (same torch
-    build: one thread, deterministic algorithms, fixed seed and batch order)."""
-    from scripts.ship_zoo import ship
+    build: one thread, deterministic algorithms, fixed seed and batch order, and the kernels'
+    instruction set pinned, ``PINNED_ISA``: a process of its own, as the script runs)."""
+    from scripts.ship_zoo import PINNED_ISA
 
-    ship("digits_cnn", tmp_path / "digits_cnn.onnx")
+    code = ("import sys; from pathlib import Path; from scripts.ship_zoo import ship; "
+            "ship('digits_cnn', Path(sys.argv[1]))")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "digits_cnn.onnx")], check=True, cwd=root,
+                   env={**os.environ, **PINNED_ISA})
     shipped = models.shipped("digits_cnn")
     assert shipped is not None and (tmp_path / "digits_cnn.onnx").read_bytes() == shipped.read_bytes()
