@@ -105,13 +105,9 @@ def im2col_at(a: np.ndarray, spec: CimSpec, pixels: np.ndarray) -> np.ndarray:
 
 
 def by_segment(mat: np.ndarray, bounds: tuple[int, ...]) -> np.ndarray:
-    """``(…, rows)`` → ``(…, S, Rmax)``: row ``bounds[s] + t`` at ``[…, s, t]``, zero-padded.
-    Uniform segments (all but the last of ``Rmax`` rows) need no gather: pad and reshape."""
+    """``(…, rows)`` → ``(…, S, Rmax)``: row ``bounds[s] + t`` at ``[…, s, t]``, zero-padded (a
+    gather: ``segment_matmul`` reads uniform segments as views and never asks for them)."""
     idx, mask = segment_index(bounds)
-    s, rmax = idx.shape
-    if np.array_equal(np.asarray(bounds[:-1]), np.arange(s) * rmax):
-        pad = [(0, 0)] * (mat.ndim - 1) + [(0, s * rmax - mat.shape[-1])]
-        return np.pad(mat, pad).reshape(*mat.shape[:-1], s, rmax)
     return np.where(mask, mat[..., idx], np.float32(0))
 
 
