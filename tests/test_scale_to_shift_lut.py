@@ -165,3 +165,19 @@ def test_layer_losses_skip_the_activation_scale_in_the_float_model() -> None:
     for figure in ("sqnr_db", "local_sqnr_db"):
         assert getattr(after["c2"], figure) == pytest.approx(getattr(before["c2"], figure), abs=0.01)
     assert after["c1"].sources_db["shift"] is not None and after["c1"].sources_db["shift"] > 60
+
+
+@pytest.mark.parametrize("weight_gain", [2.0 ** 6, 2.0 ** -6])
+def test_the_lut_remainder_is_the_exact_scale_over_the_shift(weight_gain: float) -> None:
+    """With c1's weights scaled so that its shift ``k`` is far from 0, the table's input scale
+    is ``r = s / 2^−k`` (not ``s·2^−k``: the two agree only at ``k = 0``) and the layer's gain
+    ``1/r``, so ``gain·s = 2^−k``, the shifter's scale."""
+    cnn = _cnn(_silu)
+    weight, bias = cnn.node("c1").inputs[1:3]
+    for name in (weight, bias):
+        cnn.set_initializer(name, (cnn.initializers[name] * np.float32(weight_gain)).astype(np.float32))
+    graph, ctx = compile_ir(cnn, shift=False)
+    shift = _shifted(graph, ctx).node("c1").ann[Shift]
+    k = int(shift.k[0])
+    assert shift.fold == "lut" and abs(k) >= 3
+    assert shift.gain * shift.exact_scale[0] == pytest.approx(2.0 ** -k, rel=1e-6)
