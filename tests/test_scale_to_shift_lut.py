@@ -56,6 +56,8 @@ TABLES: dict[str, Act] = {
     "silu": _silu,
     "relu_silu": lambda g, y: _silu(g, add_unary(g, "Relu", y, "r1")),
     "tanh_times_scalar": lambda g, y: add_node(g, "Mul", [add_unary(g, "Tanh", y, "t"), _scalar(g)], SHAPE, "m"),
+    "sigmoid_of_scalar_times": lambda g, y: add_unary(g, "Sigmoid", add_node(g, "Mul", [y, _scalar(g)], SHAPE, "m"),
+                                                      "sig"),
 }
 NOT_TABLES: dict[str, Act] = {
     "square": lambda g, y: add_node(g, "Mul", [y, y], SHAPE, "m"),  # no one-input non-linearity
@@ -98,7 +100,8 @@ def _inputs() -> np.ndarray:
 def test_an_activation_of_the_output_alone_takes_the_remainder(name: str) -> None:
     graph, _ = compile_ir(_cnn(TABLES[name]), shift=False)
     readers = lut_readers(graph, graph.node("c1"))
-    first = {"sigmoid": ["sig"], "silu": ["sig", "silu"], "relu_silu": ["r1"], "tanh_times_scalar": ["t"]}[name]
+    first = {"sigmoid": ["sig"], "silu": ["sig", "silu"], "relu_silu": ["r1"], "tanh_times_scalar": ["t"],
+             "sigmoid_of_scalar_times": ["m"]}[name]
     assert readers is not None and sorted(r.name for r in readers) == first
 
 
