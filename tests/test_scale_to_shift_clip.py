@@ -10,40 +10,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimc.ir import verify
 from cimc.ir.annotations import QuantParams, ScaledBounds, Shift
 from cimc.ir.graph import Graph
 from cimc.passes import scale_to_shift
-from cimc.passes.manager import PassContext
-from cimc.passes.scale_to_shift import ScaleToShift, fold_targets, sqnr_db
+from cimc.passes.scale_to_shift import fold_targets, sqnr_db
 from cimc.quant.loss import layer_losses
 from cimc.quant.reference import run_compiled
-from tests.cim_helpers import add_gemm, add_node, assert_three_way, compile_ir, write
-from tests.ir_builders import add_conv, add_unary, graph_with_input
+from tests.cim_helpers import add_node, assert_three_way, compile_ir, write
+from tests.ir_builders import add_unary
+from tests.shift_builders import shifted, two_conv_cnn
 
 
 def clip_cnn(lo: float = 0.0, hi: float = 6.0, sigmoid: bool = False) -> Graph:
     """conv → Clip(lo, hi) → conv → relu → GAP → flatten → gemm; with ``sigmoid`` the Clip's
     output also feeds a Sigmoid that is a second graph output."""
-    rng = np.random.default_rng(3)
-    g = graph_with_input((1, 3, 8, 8))
-    y = add_node(g, "Clip", [add_conv(g, "x", 8, 3, pad=1, bias=True, rng=rng, name="c1")], (1, 8, 8, 8), "clip",
-                 min=lo, max=hi)
-    if sigmoid:
-        g.outputs.append(add_unary(g, "Sigmoid", y, "sig"))
-    y = add_unary(g, "Relu", add_conv(g, y, 8, 3, pad=1, rng=rng, name="c2"), "r2")
-    y = add_node(g, "GlobalAveragePool", [y], (1, 8, 1, 1), "gap")
-    y = add_node(g, "Flatten", [y], (1, 8), "fl", axis=1)
-    g.outputs.append(add_gemm(g, y, 4, rng, "fc"))
-    return g
+    def between(g: Graph, y: str) -> str:
+        clipped = add_node(g, "Clip", [y], (1, 8, 8, 8), "clip", min=lo, max=hi)
+        if sigmoid:
+            g.outputs.append(add_unary(g, "Sigmoid", clipped, "sig"))
+        return clipped
 
-
-def shifted(graph: Graph, ctx: PassContext) -> Graph:
-    p = ScaleToShift(calib_size=8)
-    p.requires(graph, ctx)
-    out = p.run(graph, ctx).graph
-    verify(out)
-    return out
+    return two_conv_cnn(between, seed=3)
 
 
 def inputs() -> np.ndarray:

@@ -8,28 +8,24 @@ the ADC fold."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cimc.ir import verify
 from cimc.ir.annotations import ActivationScale, Shift
 from cimc.ir.graph import Graph
 from cimc.passes import scale_to_shift
-from cimc.passes.manager import PassContext
-from cimc.passes.scale_to_shift import ScaleToShift, lut_readers, sqnr_db
+from cimc.passes.scale_to_shift import lut_readers, sqnr_db
 from cimc.quant.loss import layer_losses
 from cimc.quant.reference import run_compiled
-from tests.cim_helpers import add_gemm, add_node, assert_three_way, compile_ir, write
-from tests.ir_builders import add_conv, add_unary, graph_with_input
+from tests.cim_helpers import add_node, assert_three_way, compile_ir, write
+from tests.ir_builders import add_unary
+from tests.shift_builders import Between, shifted, two_conv_cnn
 
 pytestmark = pytest.mark.torch  # the compile helpers import the zoo
 
 SHAPE = (1, 8, 8, 8)
-#: how c1's output ``y`` reaches c2: a function of the graph and ``y`` giving c2's input
-Act = Callable[[Graph, str], str]
 
 
 def _silu(g: Graph, y: str) -> str:
@@ -51,7 +47,7 @@ def _pooled(g: Graph, y: str) -> str:
                     dilations=[1, 1], ceil_mode=0)
 
 
-TABLES: dict[str, Act] = {
+TABLES: dict[str, Between] = {
     "sigmoid": lambda g, y: add_unary(g, "Sigmoid", y, "sig"),
     "silu": _silu,
     "relu_silu": lambda g, y: _silu(g, add_unary(g, "Relu", y, "r1")),
@@ -59,7 +55,7 @@ TABLES: dict[str, Act] = {
     "sigmoid_of_scalar_times": lambda g, y: add_unary(g, "Sigmoid", add_node(g, "Mul", [y, _scalar(g)], SHAPE, "m"),
                                                       "sig"),
 }
-NOT_TABLES: dict[str, Act] = {
+NOT_TABLES: dict[str, Between] = {
     "square": lambda g, y: add_node(g, "Mul", [y, y], SHAPE, "m"),  # no one-input non-linearity
     "clip": lambda g, y: add_unary(g, "Clip", y, "clip", min=0.0, max=6.0),  # bounds take a scale: no table
     "per_channel_constant": lambda g, y: add_unary(g, "Sigmoid", add_node(g, "Mul", [y, _channel_constant(g)], SHAPE,
@@ -69,27 +65,15 @@ NOT_TABLES: dict[str, Act] = {
 }
 
 
-def _cnn(act: Act, also_output: bool = False) -> Graph:
+def _cnn(act: Between, also_output: bool = False) -> Graph:
     """conv c1 → ``act`` → conv c2 → relu → GAP → flatten → gemm (``also_output``: c1's output is a
     graph output too)."""
-    rng = np.random.default_rng(5)
-    g = graph_with_input((1, 3, 8, 8))
-    y = add_conv(g, "x", 8, 3, pad=1, bias=True, rng=rng, name="c1")
-    if also_output:
-        g.outputs.append(y)
-    y = add_unary(g, "Relu", add_conv(g, act(g, y), 8, 3, pad=1, rng=rng, name="c2"), "r2")
-    y = add_node(g, "GlobalAveragePool", [y], (1, 8, 1, 1), "gap")
-    y = add_node(g, "Flatten", [y], (1, 8), "fl", axis=1)
-    g.outputs.append(add_gemm(g, y, 4, rng, "fc"))
-    return g
+    def between(g: Graph, y: str) -> str:
+        if also_output:
+            g.outputs.append(y)
+        return act(g, y)
 
-
-def _shifted(graph: Graph, ctx: PassContext) -> Graph:
-    p = ScaleToShift(calib_size=8)
-    p.requires(graph, ctx)
-    out = p.run(graph, ctx).graph
-    verify(out)
-    return out
+    return two_conv_cnn(between, seed=5)
 
 
 def _inputs() -> np.ndarray:
@@ -119,7 +103,7 @@ def test_a_graph_output_blocks_the_table() -> None:
 def test_the_lut_fold_puts_the_remainder_before_the_activation() -> None:
     """c1's output is ``gain·y``; one Mul by ``fl32(1/gain)`` feeds both halves of the SiLU."""
     graph, ctx = compile_ir(_cnn(_silu), shift=False)
-    out = _shifted(graph, ctx)
+    out = shifted(graph, ctx)
     shift = out.node("c1").ann[Shift]
     assert shift.fold == "lut" and shift.gain != 1.0
     r = shift.exact_scale[0] / np.float32(2.0 ** -int(shift.k[0]))
@@ -149,9 +133,9 @@ def test_the_lut_fold_is_closer_to_the_exact_scales_than_the_adc_fold(monkeypatc
     def act(g: Graph) -> np.ndarray:
         return run_compiled(g, feeds, keep=silu).outputs[silu[0]]
 
-    exact, table = act(graph), act(_shifted(graph, ctx))
+    exact, table = act(graph), act(shifted(graph, ctx))
     monkeypatch.setattr(scale_to_shift, "lut_readers", lambda graph, node: None)
-    adc = _shifted(graph, ctx)
+    adc = shifted(graph, ctx)
     assert adc.node("c1").ann[Shift].fold == "adc"
     assert sqnr_db(exact, table) > 100 > 40 > sqnr_db(exact, act(adc))
 
@@ -161,7 +145,7 @@ def test_layer_losses_skip_the_activation_scale_in_the_float_model() -> None:
     and alone, are those without the shift (c1's table keeps c2's compiled input), not those
     against a float input off by ``r``."""
     graph, ctx = compile_ir(_cnn(_silu), shift=False)
-    out = _shifted(graph, ctx)
+    out = shifted(graph, ctx)
     x = _inputs()
     before = {loss.name: loss for loss in layer_losses(graph, x)}
     after = {loss.name: loss for loss in layer_losses(out, x)}
@@ -180,7 +164,7 @@ def test_the_lut_remainder_is_the_exact_scale_over_the_shift(weight_gain: float)
     for name in (weight, bias):
         cnn.set_initializer(name, (cnn.initializers[name] * np.float32(weight_gain)).astype(np.float32))
     graph, ctx = compile_ir(cnn, shift=False)
-    shift = _shifted(graph, ctx).node("c1").ann[Shift]
+    shift = shifted(graph, ctx).node("c1").ann[Shift]
     k = int(shift.k[0])
     assert shift.fold == "lut" and abs(k) >= 3
     assert shift.gain * shift.exact_scale[0] == pytest.approx(2.0 ** -k, rel=1e-6)

@@ -6,7 +6,6 @@ a graph output; and ``sqnr_db``'s edge cases."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -17,16 +16,13 @@ from cimc.ir.graph import Graph
 from cimc.passes.manager import PassContext
 from cimc.passes.scale_to_shift import adc_fold, fold_targets, shift_layer, sqnr_db
 from cimc.quant.calibration import collect_inputs
-from tests.cim_helpers import SMALL, add_gemm, add_node, compile_ir
-from tests.ir_builders import add_conv, add_unary, graph_with_input
+from tests.cim_helpers import SMALL, add_node, compile_ir
+from tests.ir_builders import add_unary
+from tests.shift_builders import Between, two_conv_cnn
 from tests.test_scale_to_shift import shifted
 from tests.test_sliced_exact import compile_sliced
 
 pytestmark = pytest.mark.torch  # the compile helpers import the zoo
-
-#: how c1's output ``y`` reaches c2: a function of the graph and ``y`` giving c2's input
-Between = Callable[[Graph, str], str]
-
 
 def _const(g: Graph) -> str:
     g.set_initializer("k", np.full((1, 8, 1, 1), 1.5, np.float32))
@@ -35,17 +31,13 @@ def _const(g: Graph) -> str:
 
 def _cnn(between: Between, also_output: bool = False, relu: bool = True) -> Graph:
     """conv c1 → relu (unless not ``relu``) → ``between`` → conv c2 → relu → GAP → flatten → gemm."""
-    rng = np.random.default_rng(4)
-    g = graph_with_input((1, 3, 8, 8))
-    y = add_conv(g, "x", 8, 3, pad=1, bias=True, rng=rng, name="c1")
-    y = add_unary(g, "Relu", y, "r1") if relu else y
-    if also_output:
-        g.outputs.append(y)
-    y = add_unary(g, "Relu", add_conv(g, between(g, y), 8, 3, pad=1, rng=rng, name="c2"), "r2")
-    y = add_node(g, "GlobalAveragePool", [y], (1, 8, 1, 1), "gap")
-    y = add_node(g, "Flatten", [y], (1, 8), "fl", axis=1)
-    g.outputs.append(add_gemm(g, y, 4, rng, "fc"))
-    return g
+    def joined(g: Graph, y: str) -> str:
+        y = add_unary(g, "Relu", y, "r1") if relu else y
+        if also_output:
+            g.outputs.append(y)
+        return between(g, y)
+
+    return two_conv_cnn(joined, seed=4)
 
 
 FOLDS: dict[str, Between] = {
