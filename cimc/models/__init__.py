@@ -85,15 +85,18 @@ def export_onnx(name: str, path: str | os.PathLike[str], seed: int = 0, *, fresh
     (``cimc.models.cache``) unless ``fresh``."""
     from cimc.models import cache, export
 
-    stored = None if fresh else stored_file(name, seed)
-    if stored is not None:
-        shutil.copyfile(stored, path)
-        return
+    def torch_export(target: Path) -> None:
+        export.export_onnx(build(name, seed=seed), example_input(name, seed), target)
+
     if fresh:
-        export.export_onnx(build(name, seed=seed), example_input(name, seed), path)
+        torch_export(Path(path))
         return
-    cache.cached_export(name, seed, Path(path),
-                        lambda target: export.export_onnx(build(name, seed=seed), example_input(name, seed), target))
+    copy = shipped(name) if seed == 0 else None
+    if copy is not None:
+        shutil.copyfile(copy, path)
+        return
+    require("train", f"the zoo model '{name}'")
+    cache.cached_export(name, seed, Path(path), torch_export)  # looks the cache up once
 
 
 def stored_file(name: str, seed: int = 0) -> Path | None:

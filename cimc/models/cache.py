@@ -57,12 +57,12 @@ def cached_export(name: str, seed: int, path: Path, export: Callable[[Path], Non
     if folder is None:
         export(path)
         return False
-    entry = lookup(name, seed)
-    if entry is not None:
+    entry = entry_path(folder, name, seed)
+    if _usable(entry, name, seed):
         shutil.copyfile(entry, path)
         return True
     export(path)
-    _store(path, entry_path(folder, name, seed))
+    _store(path, entry)
     return False
 
 
@@ -78,10 +78,15 @@ def lookup(name: str, seed: int) -> Path | None:
     if folder is None:
         return None
     entry = entry_path(folder, name, seed)
+    return entry if _usable(entry, name, seed) else None
+
+
+def _usable(entry: Path, name: str, seed: int) -> bool:
+    """Whether the cache entry ``entry`` exists as a regular file (a link is never read)."""
     if entry.is_file() and not entry.is_symlink():
         log.debug("zoo model %s (seed %d) from the cache %s", name, seed, entry)
-        return entry
-    return None
+        return True
+    return False
 
 
 def torch_version() -> str:
