@@ -73,6 +73,7 @@ from cimc.api import compile_model  # noqa: E402
 from cimc.data.builtin import Dataset, load_builtin  # noqa: E402
 from cimc.macro import MacroSpec, load_macro  # noqa: E402
 from cimc.train import TrainData, fit  # noqa: E402
+from cimc.train.trainer import DEFAULT_LR  # noqa: E402
 from tests.models.efficientnet import efficientnet_b0  # noqa: E402
 from tests.models.export import export  # noqa: E402
 from tests.models.mobilenet import mobilenet_v2  # noqa: E402
@@ -89,8 +90,8 @@ NETS = {
     "efficientnet_b0": (lambda: efficientnet_b0(width_mult=0.5, num_classes=10), 4),
     "resnet18": (lambda: resnet18(width_mult=0.25, num_classes=10), 4),
 }
-#: ``--fit-epochs``: the float learning rate of the two-stage study's recipe (``fit_float``)
-FIT_LR = 1e-2
+#: ``--fit-epochs``: the float learning rate of the two-stage study's recipe (``fit_float``), cimc's default
+FIT_LR = DEFAULT_LR["float"]
 W8A8 = {"w_bits": 8, "a_bits": 8}
 REMEDIES = {"weight_method": "aware", "bias_correction": True}
 #: The best MobileNetV2 setting before AdaRound (per column, cross-layer equalisation).

@@ -89,6 +89,7 @@ from cimc.models.vgg import VGG9_PLAN, make_features  # noqa: E402
 from cimc.train import QuantConfig, TrainData, export_onnx, fit, module_from_graph, prepare_phase  # noqa: E402
 from cimc.train.calibrate import init_adc_steps  # noqa: E402
 from cimc.train.module import IRModule  # noqa: E402
+from cimc.train.trainer import DEFAULT_LR  # noqa: E402
 from tests.models.efficientnet import efficientnet_b0  # noqa: E402
 from tests.models.mobilenet import mobilenet_v2  # noqa: E402
 from tests.models.resnet import resnet18  # noqa: E402
@@ -198,7 +199,7 @@ def float_key(name: str, seed: int, run: Run) -> str:
     """The cache key of the float net: net, width, seed, epochs, learning rate, data sizes."""
     args = run.args
     size = f"div{args.vgg_div}" if name == "vgg9" else f"w{args.width}"
-    lr = "" if args.float_lr == 1e-2 else f"-lr{args.float_lr:g}"
+    lr = "" if args.float_lr == DEFAULT_LR["float"] else f"-lr{args.float_lr:g}"
     held_out = "" if getattr(run, "val", None) is None else f"-v{args.val_size}s{args.split_seed}"
     return f"{name}-{size}-s{seed}-e{args.float_epochs}{lr}-n{len(run.data.train)}{held_out}"
 
@@ -394,7 +395,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--float-epochs", type=int, default=3)
     parser.add_argument("--phase1-epochs", type=int, default=1)
     parser.add_argument("--phase2-epochs", type=int, default=1)
-    parser.add_argument("--float-lr", type=float, default=1e-2, help="float learning rate (Adam, cosine)")
+    parser.add_argument("--float-lr", type=float, default=DEFAULT_LR["float"],
+                        help="float learning rate (Adam, cosine)")
     parser.add_argument("--lr1", type=float, default=1e-3, help="phase-1 learning rate")
     parser.add_argument("--lr2", type=float, default=1e-3, help="phase-2 learning rate")
     parser.add_argument("--lr2-by-adc", type=lr_by_adc, nargs="+", default=[], metavar="BITS=LR",

@@ -23,6 +23,26 @@ def test_digit_range_is_the_exact_range_of_each_digit_over_every_code(bits: int,
         assert slicing.digit_range(bits, width, signed, j) == (int(d[j].min()), int(d[j].max()))
 
 
+
+@pytest.mark.parametrize("scheme", ["twos", "offset"])
+@pytest.mark.parametrize("width", [None, 2, 3, 4])
+@pytest.mark.parametrize("bits", [2, 4, 5, 8])
+def test_digit_max_is_the_largest_digit_magnitude_over_every_weight_code(bits: int, width: int | None,
+                                                                         scheme: str) -> None:
+    """``digit_max`` (the partial-sum bound's factor) is reached: two's-complement top digits
+    reach ``−2^(top−1)``, one more in magnitude than their largest positive value."""
+    top = slicing.code_max(bits, width, scheme)
+    d = slicing.weight_digits(np.arange(-top, top + 1, dtype=np.float32), bits, width, scheme)
+    assert slicing.digit_max(bits, width, True, scheme) == int(np.abs(d).max())
+
+
+@pytest.mark.parametrize("width", [None, 2, 4])
+def test_digit_max_of_unsigned_inputs_is_the_largest_digit(width: int | None) -> None:
+    lo, hi = numerics.code_range(8, False)
+    d = slicing.digits(np.arange(lo, hi + 1, dtype=np.float32), 8, width, False)
+    assert slicing.digit_max(8, width, False) == int(d.max())
+
+
 def test_fit_shifts_clips_the_exponent_at_sixteen() -> None:
     """Kinds 2^20, 2^16 and 2^15 times finer than the coarsest: m = 16 (clipped), 16, 15."""
     steps = np.float32([[1.0], [2.0**-20], [2.0**-16], [2.0**-15]])

@@ -477,8 +477,8 @@ def check_bits(node: Node, macro: MacroSpec) -> None:
                            f"'{macro.name}' has {macro.adc_bits}-bit ADCs",
                            hint=f"use a macro with more ADC bits or --adc-bits {macro.adc_bits}")
     tiling = node.ann[WordlineTiling]
-    p_max = tiling.activated_wordlines() * _digit_max(q.w_bits, q.cell_bits, True, q.w_digits) * \
-        _digit_max(q.a_bits, q.dac_bits, q.a_signed)
+    p_max = tiling.activated_wordlines() * slicing.digit_max(q.w_bits, q.cell_bits, True, q.w_digits) * \
+        slicing.digit_max(q.a_bits, q.dac_bits, q.a_signed)
     kinds = q.w_slices * q.a_slices
     steps = slicing.conversion_steps(q.adc_step, q.adc_shift, kinds).min(axis=1)  # (kinds,)
     adc_max = np.minimum(numerics.signed_max(q.adc_bits), np.rint(p_max / steps.astype(np.float64)))
@@ -491,9 +491,3 @@ def check_bits(node: Node, macro: MacroSpec) -> None:
                                f"{tiling.num_segments} segment(s) of up to {tiling.activated_wordlines()} "
                                "wordlines; float32 execution would not be exact",
                                hint="use fewer bits or fewer wordlines")
-
-
-def _digit_max(bits: int, width: int | None, signed: bool, scheme: str = "twos") -> int:
-    """Largest magnitude any digit of such codes takes (weight digits in ``scheme``)."""
-    n = slicing.slice_count(bits, width)
-    return max(max(abs(v) for v in slicing.digit_range(bits, width, signed, j, scheme)) for j in range(n))

@@ -174,3 +174,10 @@ def digit_range(bits: int, width: int | None, signed: bool, index: int, scheme: 
     if index < n - 1:
         return 0, (1 << width) - 1
     return (-(1 << (top - 1)), (1 << (top - 1)) - 1) if signed else (0, (1 << top) - 1)
+
+
+def digit_max(bits: int, width: int | None, signed: bool, scheme: str = "twos") -> int:
+    """``max_j max |d_j|``: the largest magnitude any digit of such codes takes (weight digits in
+    ``scheme``); a conversion's partial sum is bounded by ``rows · max|d| · max|e|``."""
+    ranges = (digit_range(bits, width, signed, j, scheme) for j in range(slice_count(bits, width)))
+    return max(max(abs(lo), abs(hi)) for lo, hi in ranges)

@@ -133,7 +133,8 @@ def check_exact(node: str, bits: LayerBits, plan: SegmentPlan, a_signed: bool) -
     """Raise when a partial sum or the recombined ``P`` could reach 2^24 (float32 no longer
     exact; the quantize pass would refuse the layer too)."""
     rows = int(np.diff(plan.bounds).max())
-    p_bound = rows * _digit_max(bits.w_bits, bits.cell_bits, True) * _digit_max(bits.a_bits, bits.dac_bits, a_signed)
+    p_bound = rows * slicing.digit_max(bits.w_bits, bits.cell_bits, True) \
+        * slicing.digit_max(bits.a_bits, bits.dac_bits, a_signed)
     weights = slicing.conversion_weights(plan.segments, bits.a_bits, bits.dac_bits, bits.w_bits, bits.cell_bits)
     total_bound = int(weights.astype(np.int64).sum()) * numerics.signed_max(bits.adc_bits)
     bound = max(p_bound, total_bound)
@@ -142,8 +143,3 @@ def check_exact(node: str, bits: LayerBits, plan: SegmentPlan, a_signed: bool) -
                                f"{bits.a_bits}-bit inputs and {bits.adc_bits}-bit ADC codes over {plan.segments} "
                                f"segment(s) of up to {rows} rows; float32 execution would not be exact",
                                hint="use fewer bits for this layer or a macro with fewer wordlines")
-
-
-def _digit_max(bits: int, width: int | None, signed: bool) -> int:
-    n = slicing.slice_count(bits, width)
-    return max(max(abs(v) for v in slicing.digit_range(bits, width, signed, j)) for j in range(n))
