@@ -37,9 +37,10 @@ from tests.shift_builders import shifted, two_conv_cnn
 MEMBERS = ["c1", "cb"]
 
 
-def residual_cnn(skip: str = "Relu", output: bool = False) -> Graph:
+def residual_cnn(skip: str = "Relu", output: bool = False, sigmoid: bool = False) -> Graph:
     """c1 → ``skip`` (Relu, Clip(0, 6), or Sigmoid: no stream) → {cb, Add} ; Add(cb, skip) →
-    c2 …; with ``output`` the Add's result is also a graph output."""
+    c2 …; with ``output`` the Add's result is also a graph output, with ``sigmoid`` also read by
+    a Sigmoid that is one."""
     def between(g: Graph, y: str) -> str:
         rng = np.random.default_rng(11)
         attrs = {"min": 0.0, "max": 6.0} if skip == "Clip" else {}
@@ -48,6 +49,8 @@ def residual_cnn(skip: str = "Relu", output: bool = False) -> Graph:
         joined = add_node(g, "Add", [branch, s], (1, 8, 8, 8), "add")
         if output:
             g.outputs.append(joined)
+        if sigmoid:
+            g.outputs.append(add_unary(g, "Sigmoid", joined, "sig"))
         return joined
 
     return two_conv_cnn(between, seed=5)
@@ -68,9 +71,9 @@ def test_the_layers_meeting_at_an_add_form_one_stream(skip: str, clips: list[str
         assert [n.name for n in stream.clips] == clips
 
 
-@pytest.mark.parametrize("graph", [residual_cnn("Sigmoid"), residual_cnn(output=True),
+@pytest.mark.parametrize("graph", [residual_cnn("Sigmoid"), residual_cnn(output=True), residual_cnn(sigmoid=True),
                                    two_conv_cnn(lambda g, y: add_unary(g, "Relu", y, "r"), seed=5)],
-                         ids=["a sigmoid on the skip", "a graph output", "no add"])
+                         ids=["a sigmoid on the skip", "a graph output", "a sigmoid reading the sum", "no add"])
 def test_no_stream_without_an_add_of_gain_carrying_tensors(graph: Graph) -> None:
     compiled, _ = compile_ir(graph, shift=False)
     assert residual_stream(compiled, compiled.node("c1")) is None
