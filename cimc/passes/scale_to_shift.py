@@ -276,6 +276,10 @@ def residual_streams(graph: Graph, todo: list[Node]) -> dict[str, Stream]:
     return streams
 
 
+#: output positions (rows of the partial sums) over which ``stream_fold`` sums a member's errors
+STREAM_SEARCH_ROWS = 16384
+
+
 @dataclass(frozen=True)
 class StreamFold:
     """A residual stream's gain ``g`` and each member's shift exponent ``k`` (by name)."""
@@ -299,7 +303,8 @@ def stream_fold(graph: Graph, stream: Stream, calibration: Callable[[str], np.nd
     ``u ∈ [−½, ½)``; ``g`` is taken in ``[2^−½, 2^½)`` (a power of two more is a shift). A
     member without calibration input counts no error and takes the power of two above.
     ``graph`` holds the members' steps before any fold (the pass's input), ``calibration(name)``
-    their float inputs."""
+    their float inputs; each member's errors are summed over at most ``STREAM_SEARCH_ROWS`` of
+    its output positions (every ``j``-th), the search costing two conversions of them per candidate."""
     scales = {m.name: _true_scale(graph.node(m.name)) for m in stream.members}
     exact_points = [-np.log2(s[0]) for s in scales.values() if s.size == 1]
     u = np.concatenate([[0.0], np.mod(np.asarray(exact_points) + 0.5, 1.0) - 0.5, np.arange(grid) / grid - 0.5])
@@ -317,6 +322,7 @@ def stream_fold(graph: Graph, stream: Stream, calibration: Callable[[str], np.nd
             continue
         p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
                          cell_bits=q.cell_bits, dac_bits=q.dac_bits)
+        p = p[::max(1, -(-p.shape[0] // STREAM_SEARCH_ROWS))]  # every j-th row: at most STREAM_SEARCH_ROWS
         up = np.stack([conversion_error(p, step, q) for step in step_up])
         down = np.stack([conversion_error(p, step / 2, q) for step in step_up])
         ks[m.name] = np.where(down < up, k_up + 1, k_up)
