@@ -22,6 +22,14 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   activation: in hardware the activation is a lookup table on the layer's output code, whose
   input scale ``r`` costs nothing (the table holds ``f(r·z)``); the engines compute that
   product in float32, so ``f`` sees ``y`` up to one rounding, like an unshifted layer's output;
+* ``"stream"``: when the output meets other CIM layers' outputs at an ``Add``/``Sub`` (a residual
+  stream, ``shift_streams``: the projection convs of a stage and the layer producing its first
+  input), read in the end only by CIM layers, all those layers output ``g·y`` with one gain
+  ``g`` and no multiplier at the Add: each one's ADC step becomes ``S_ADC' = S_ADC · 2^−k / (g·s)``
+  and the stream's readers quantize with ``S_A·g`` (its Clips with bounds times ``g``), the
+  layers' biases become ``g·b``. ``g`` and each ``k`` are chosen together by the
+  calibration partial sums' squared conversion error in output units (``stream_fold``):
+  ``g = 1`` is the ``"adc"`` fold of each layer alone, other gains move the steps less;
 * ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
   ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
@@ -29,7 +37,8 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   (the ADC range grows, never clipping more). The calibration inputs are quantize's, or, for
   layers whose steps came with the model (QAT), collected by this pass from the same batch.
   With ``--bias-correction`` the layer's bias then moves by the change of its mean output on
-  that input (``bias_correction.refolded_bias``), which the new ADC step would otherwise add;
+  that input (``bias_correction.refolded_bias``), which the new ADC step would otherwise add
+  (a ``"stream"`` member's too);
 
 * ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
 
