@@ -98,10 +98,13 @@ def test_stream_members_share_one_gain_that_the_readers_take(skip: str) -> None:
         assert out.node("skip").attrs["max"] == float(np.float32(6.0 * gain))
 
 
-@pytest.mark.parametrize("skip", ["Relu", "Clip"])
-def test_a_stream_fold_is_bit_exact_three_ways(tmp_path: Path, skip: str) -> None:
-    graph, ctx = compile_ir(residual_cnn(skip))
+@pytest.mark.parametrize("skip,granularity", [("Relu", "layer"), ("Clip", "layer"), ("Relu", "column")])
+def test_a_stream_fold_is_bit_exact_three_ways(tmp_path: Path, skip: str, granularity: str) -> None:
+    """Per column the members' ``k`` and ADC steps are per column, the stream's gain one number."""
+    graph, ctx = compile_ir(residual_cnn(skip), granularity=granularity)
     assert {graph.node(n).ann[Shift].fold for n in MEMBERS} == {"stream"}
+    cout = 8 if granularity == "column" else 1
+    assert all(graph.node(n).ann[Shift].k.shape == (cout,) for n in MEMBERS)
     assert_three_way(write(graph, ctx, tmp_path / "build"), graph, inputs())
 
 
