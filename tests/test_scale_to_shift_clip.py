@@ -81,7 +81,7 @@ def test_clip_fold_improves_the_output_sqnr(monkeypatch: pytest.MonkeyPatch) -> 
     graph, ctx = compile_ir(clip_cnn(), shift=False)
     shifted(graph, ctx)
     through_clip = ctx.shift.output_sqnr_db
-    monkeypatch.setattr(scale_to_shift, "_scalable_clip", lambda node, tensor: False)
+    monkeypatch.setattr(scale_to_shift, "scalable_clip", lambda node, tensor: False)
     monkeypatch.setattr(scale_to_shift, "lut_readers", lambda graph, node: None)
     adc = shifted(graph, ctx)
     assert adc.node("c1").ann[Shift].fold == "adc"

@@ -12,7 +12,7 @@ from cimc.documents.base import Absent, Bits, Count, Decibels, Document, NonNega
 QUANT_FORMAT: Final = "cimc-quant"
 VERSION: Final = 1
 
-Fold = Literal["none", "activation", "lut", "adc"]
+Fold = Literal["none", "activation", "lut", "adc", "stream"]
 Source = Literal["qat", "calibration", "qdq", "qdq-weights", "qdq-inputs"]
 Granularity = Literal["layer", "column", "mixed"]
 Positives = Annotated[list[Positive], Field(min_length=1)]
@@ -29,7 +29,8 @@ class ShiftDoc(Document):
     """Largest ``|2^−k − s| / s``."""
     fold: Fold
     """Where the remainder ``s / 2^−k`` was folded: nowhere, into the next activation step, into the activation's
-    lookup table (a Mul by it before the activation), or the ADC step."""
+    lookup table (a Mul by it before the activation), the ADC step, or the ADC step relative to the gain its
+    residual stream shares (the layer outputs ``gain·y``)."""
     gain: Positive
     """The folded factor."""
     sqnr_db: Decibels

@@ -172,8 +172,10 @@ class Shift:
     (the readers' input steps were divided by ``r``; the output is the exact one times
     ``gain = 1/r`` and ``b' = b · gain``), ``"lut"`` (the output is likewise ``gain·y``, and
     the activation that reads it, a lookup table in hardware, takes ``r`` as its input scale:
-    an ``ActivationScale`` Mul before it), ``"adc"`` (the ADC step was divided by ``r``) or
-    ``"none"`` (the output carries the relative error)."""
+    an ``ActivationScale`` Mul before it), ``"adc"`` (the ADC step was divided by ``r``),
+    ``"stream"`` (a residual stream's member: the output is ``gain·y``, ``gain`` the stream's,
+    the ADC step was divided by ``r·gain`` and the stream's readers' input steps multiplied by
+    ``gain``) or ``"none"`` (the output carries the relative error)."""
 
     k: np.ndarray
     exact_scale: np.ndarray

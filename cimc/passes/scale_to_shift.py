@@ -22,6 +22,14 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   activation: in hardware the activation is a lookup table on the layer's output code, whose
   input scale ``r`` costs nothing (the table holds ``f(r·z)``); the engines compute that
   product in float32, so ``f`` sees ``y`` up to one rounding, like an unshifted layer's output;
+* ``"stream"``: when the output meets other CIM layers' outputs at an ``Add``/``Sub`` (a residual
+  stream, ``shift_streams``: the projection convs of a stage and the layer producing its first
+  input), read in the end only by CIM layers, all those layers output ``g·y`` with one gain
+  ``g`` and no multiplier at the Add: each one's ADC step becomes ``S_ADC' = S_ADC · 2^−k / (g·s)``
+  and the stream's readers quantize with ``S_A·g`` (its Clips with bounds times ``g``), the
+  layers' biases become ``g·b``. ``g`` and each ``k`` are chosen together by the
+  calibration partial sums' squared conversion error in output units (``stream_fold``):
+  ``g = 1`` is the ``"adc"`` fold of each layer alone, other gains move the steps less;
 * ``"adc"``: otherwise the ADC step becomes ``S_ADC' = S_ADC · 2^−k / s``, so
   ``S_W·S_ADC'·S_A = 2^−k`` exactly (an ADC's reference is an analog setting): of the two
   powers of two around ``s``, the one whose step quantizes the layer's calibration partial
@@ -29,7 +37,8 @@ periphery computes ``y = P · 2^−k + b'`` with a shifter instead of a multipli
   (the ADC range grows, never clipping more). The calibration inputs are quantize's, or, for
   layers whose steps came with the model (QAT), collected by this pass from the same batch.
   With ``--bias-correction`` the layer's bias then moves by the change of its mean output on
-  that input (``bias_correction.refolded_bias``), which the new ADC step would otherwise add;
+  that input (``bias_correction.refolded_bias``), which the new ADC step would otherwise add
+  (a ``"stream"`` member's too);
 
 * ``"none"`` (``fold=False``, the paper's approximation): ``y`` carries the error ``ε``.
 
@@ -63,6 +72,7 @@ from cimc.passes.context import ShiftReport
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.quantize import calibration_batch, has_own_bias, set_bias
 from cimc.passes.registry import register
+from cimc.passes.shift_streams import Stream, constant_product, homogeneous, residual_stream, scalable_clip
 from cimc.quant import numerics, slicing
 from cimc.quant.bias_correction import refolded_bias
 from cimc.quant.blas import single_blas_thread
@@ -101,6 +111,8 @@ class ScaleToShift(GraphPass):
         todo = [n for n in cim_nodes(out) if Shift not in n.ann]
         gains: dict[str, float] = {}
         inputs = self._inputs(graph, [n for n in todo if self.fold and may_fold_at_adc(out, n)], ctx)
+        streams = residual_streams(out, todo) if self.fold else {}
+        plans: dict[str, StreamFold] = {}
         with single_blas_thread():
             for node in todo:
                 def calibration(name: str = node.name) -> np.ndarray | None:
@@ -109,8 +121,13 @@ class ScaleToShift(GraphPass):
                         x = self._inputs(graph, [out.node(name)], ctx).get(name)
                     return x
 
+                stream = streams.get(node.name)
+                if stream is not None and node.name not in plans:  # the stream's first member
+                    plan = stream_fold(graph, stream, calibration)
+                    plans.update(dict.fromkeys((m.name for m in stream.members), plan))
+                    gains.update(fold_stream(stream, plan.gain))
                 gains.update(shift_layer(out, node, self.fold, gains.get(node.name, 1.0), calibration,
-                                         self.bias_correction))
+                                         self.bias_correction, plans.get(node.name)))
                 inputs.drop(node.name)
         if todo and self.sqnr_samples > 0:
             self._measure(graph, out, todo, ctx)
@@ -198,7 +215,7 @@ def may_fold_at_adc(graph: Graph, node: Node) -> bool:
 
 def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
                 calibration: np.ndarray | Callable[[], np.ndarray | None] | None = None,
-                bias_correction: bool = False) -> dict[str, float]:
+                bias_correction: bool = False, stream: StreamFold | None = None) -> dict[str, float]:
     """Annotate ``node`` with its ``Shift`` and fold the remainder (module doc).
 
     ``input_gain`` is ``g`` when the layer's input arrives multiplied by ``g`` (its producer
@@ -207,13 +224,26 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
     only by an ADC fold) lets an ADC fold pick the better of
     the two powers of two around ``s``; with ``bias_correction`` (quantize corrected the bias), an
     ADC fold also moves the bias by the change of the mean output on it
-    (``bias_correction.refolded_bias``). Returns the input gains given to reader layers."""
+    (``bias_correction.refolded_bias``). ``stream``: the layer is a member of a residual stream
+    whose gain and this layer's ``k`` were chosen (``stream_fold``); its ADC step takes what is
+    left, ``S_ADC' = S_ADC · 2^−k / (g·s)``, so it outputs ``g·y`` (the readers' steps were
+    scaled by ``fold_stream``). Returns the input gains given to reader layers."""
     q = node.ann[QuantParams]
     exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64) / input_gain
     k = numerics.shift_exponent(exact)
     error = float(np.max(np.abs(numerics.shift_scale(k) / exact - 1.0)))
     mode, gain, readers, before, x = "none", 1.0, None, None, None
-    if fold and error > 0:
+    if fold and stream is not None:
+        x = calibration() if callable(calibration) else calibration
+        x = None if x is None else x * np.float32(input_gain)
+        if bias_correction and x is not None and has_own_bias(node):
+            before = cim_spec(graph, node)
+        k, gain = stream.k[node.name], stream.gain
+        adc = (q.adc_step.astype(np.float64) * (numerics.shift_scale(k) / (gain * exact))).astype(np.float32)
+        adc.flags.writeable = False
+        node.ann.put(replace(q, adc_step=adc))
+        mode = "stream"
+    elif fold and error > 0:
         targets = fold_targets(graph, node) if exact.size == 1 else None
         table = lut_readers(graph, node) if exact.size == 1 and targets is None else None
         if targets is not None:
@@ -237,8 +267,97 @@ def shift_layer(graph: Graph, node: Node, fold: bool, input_gain: float = 1.0,
     exact32.flags.writeable = False
     node.ann.put(Shift(k, exact32, error, None, mode, gain))
     if before is not None and x is not None:
-        set_bias(graph, node, refolded_bias(before, cim_spec(graph, node), x, exact))
+        set_bias(graph, node, refolded_bias(before, cim_spec(graph, node), x, exact, gain))
     return {reader.name: gain for reader in readers or ()}
+
+
+def residual_streams(graph: Graph, todo: list[Node]) -> dict[str, Stream]:
+    """The residual stream (``shift_streams``) of each layer of ``todo`` in one whose members
+    all are in ``todo`` and have one scale per layer or per column."""
+    streams: dict[str, Stream] = {}
+    names = {n.name for n in todo}
+    for node in todo:
+        if node.name in streams:
+            continue
+        stream = residual_stream(graph, node)
+        if stream is not None and all(m.name in names for m in stream.members):
+            streams.update(dict.fromkeys((m.name for m in stream.members), stream))
+    return streams
+
+
+#: output positions (rows of the partial sums) over which ``stream_fold`` sums a member's errors
+STREAM_SEARCH_ROWS = 16384
+
+
+@dataclass(frozen=True)
+class StreamFold:
+    """A residual stream's gain ``g`` and each member's shift exponent ``k`` (by name)."""
+
+    gain: float
+    k: dict[str, np.ndarray]
+
+
+def stream_fold(graph: Graph, stream: Stream, calibration: Callable[[str], np.ndarray | None],
+                grid: int = 32) -> StreamFold:
+    """The gain ``g`` shared by the stream's members, and each member's ``k``, that quantize the
+    members' calibration partial sums with the least squared error in output units.
+
+    A member of true scale ``s`` (per layer or column) outputting ``g·y`` converts with ADC step
+    ``S_ADC·2^−k/(g·s)``: for a given ``g`` the ``k`` of the power of two above ``g·s`` or the
+    one below, whichever quantizes its partial sums ``P`` better (as ``adc_fold``). Each
+    member's error ``Σ (P − Q(P))²`` is weighted by ``(s/S_ADC)²`` (partial-sum units to output
+    units: the errors add up in the same stream). Candidates: ``g = 1`` (each member folding its
+    own remainder, the ``adc`` fold, kept on ties), the ``g`` that make one member's scale a
+    power of two (that member exact, no ADC change), and ``grid`` gains ``2^u``,
+    ``u ∈ [−½, ½)``; ``g`` is taken in ``[2^−½, 2^½)`` (a power of two more is a shift). A
+    member without calibration input counts no error and takes the power of two above.
+    ``graph`` holds the members' steps before any fold (the pass's input), ``calibration(name)``
+    their float inputs; each member's errors are summed over at most ``STREAM_SEARCH_ROWS`` of
+    its output positions (every ``j``-th), the search costing two conversions of them per candidate."""
+    scales = {m.name: _true_scale(graph.node(m.name)) for m in stream.members}
+    exact_points = [-np.log2(s[0]) for s in scales.values() if s.size == 1]
+    u = np.concatenate([[0.0], np.mod(np.asarray(exact_points) + 0.5, 1.0) - 0.5, np.arange(grid) / grid - 0.5])
+    gains = 2.0 ** u
+    total = np.zeros(gains.size)
+    ks = {}
+    for m in stream.members:
+        node, s = graph.node(m.name), scales[m.name]
+        q = node.ann[QuantParams]
+        k_up = ceil_exponent(gains[:, None] * s[None, :])  # (G, C)
+        step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / (gains[:, None] * s[None, :]))
+        x = calibration(m.name)
+        if x is None:
+            ks[m.name] = k_up
+            continue
+        p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
+                         cell_bits=q.cell_bits, dac_bits=q.dac_bits)
+        p = p[::max(1, -(-p.shape[0] // STREAM_SEARCH_ROWS))]  # every j-th row: at most STREAM_SEARCH_ROWS
+        up = np.stack([conversion_error(p, step, q) for step in step_up])
+        down = np.stack([conversion_error(p, step / 2, q) for step in step_up])
+        ks[m.name] = np.where(down < up, k_up + 1, k_up)
+        weight = (s / q.adc_step.astype(np.float64)) ** 2
+        total += (np.minimum(up, down) * weight).sum(axis=1)
+    best = int(np.argmin(total))
+    k = {}
+    for name, choice in ks.items():
+        ki = choice[best].astype(np.int64)
+        ki.flags.writeable = False
+        k[name] = ki
+    return StreamFold(float(gains[best]), k)
+
+
+def _true_scale(node: Node) -> np.ndarray:
+    """``S_W·S_ADC·S_A`` of a layer before scale-to-shift (float64, ``(1,)`` or ``(Cout,)``)."""
+    q = node.ann[QuantParams]
+    return np.atleast_1d(numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64))
+
+
+def fold_stream(stream: Stream, gain: float) -> dict[str, float]:
+    """The stream carries ``gain``: its readers' input steps times ``gain``, its Clips' bounds
+    too; returns the readers' input gains."""
+    _fold_activation(stream.readers, 1.0 / gain)
+    _scale_clips(stream.clips, gain)
+    return dict.fromkeys((r.name for r in stream.readers), gain)
 
 
 def _fold_activation(readers: list[Node], r: float) -> float:
@@ -338,10 +457,10 @@ def fold_targets(graph: Graph, node: Node) -> FoldTargets | None:
             if CimLayer in reader.ann and QuantParams in reader.ann and list(reader.inputs[:1]) == [tensor] \
                     and tensor not in reader.inputs[1:]:
                 readers.append(reader)
-            elif _scalable_clip(reader, tensor):
+            elif scalable_clip(reader, tensor):
                 clips.append(reader)
                 frontier.append(reader.outputs[0])
-            elif _homogeneous(reader) or _constant_product(graph, reader, tensor):
+            elif homogeneous(reader) or constant_product(graph, reader, tensor):
                 frontier.append(reader.outputs[0])
             else:
                 return None
@@ -396,23 +515,3 @@ def _nonlinear_unary(node: Node) -> bool:
     ``Clip``, which takes a scale into its bounds (a comparator, no table to hold ``r``)."""
     op = find(node.op)
     return op is not None and op.inputs == (1, 1) and not op.homogeneous(node) and node.op != "Clip"
-
-
-def _scalable_clip(node: Node, tensor: str) -> bool:
-    """A Clip of ``tensor`` by constant bounds (attrs, the canonical form) not scaled before."""
-    return node.op == "Clip" and list(node.inputs) == [tensor] and ScaledBounds not in node.ann
-
-
-def _constant_product(graph: Graph, node: Node, tensor: str) -> bool:
-    """``Mul(tensor, k)``, ``Mul(k, tensor)`` or ``Div(tensor, k)`` with ``k`` a constant:
-    ``(c·x)·k = c·(x·k)``, so it is homogeneous in ``tensor`` (the equalize pass writes them)."""
-    if node.op not in ("Mul", "Div") or len(node.inputs) != 2 or list(node.inputs).count(tensor) != 1:
-        return False
-    other = node.inputs[1] if node.inputs[0] == tensor else node.inputs[0]
-    return other in graph.initializers and (node.op == "Mul" or node.inputs[0] == tensor)
-
-
-def _homogeneous(node: Node) -> bool:
-    """``f(c·x) = c·f(x)`` for ``c > 0``."""
-    op = find(node.op)
-    return op is not None and op.homogeneous(node)

@@ -51,14 +51,15 @@ def corrected_bias(spec: CimSpec, x: np.ndarray, float_spec: CimSpec | None = No
     return (spec.bias.astype(np.float64) - mean_error(spec, x, float_spec=float_spec)).astype(np.float32)
 
 
-def refolded_bias(before: CimSpec, after: CimSpec, x: np.ndarray, scale_before: np.ndarray) -> np.ndarray:
+def refolded_bias(before: CimSpec, after: CimSpec, x: np.ndarray, scale_before: np.ndarray,
+                  gain: float = 1.0) -> np.ndarray:
     """The bias that keeps a corrected layer's mean output when its ADC step changes (an ADC
     fold of scale-to-shift): ``b − (E[P'·s'] − E[P·s])``, with ``P``/``P'`` the accumulated sums
     before/after on ``x``, ``s = scale_before`` the true output scale before and ``s'`` the one
-    after (``after.scale()``). The mean error corrected before (against the float layer) stays
-    corrected. Float32 ``(Cout,)``."""
+    after (``after.scale() / gain``: a layer outputting ``gain·y``, a residual stream's member).
+    The mean error corrected before (against the float layer) stays corrected. Float32 ``(Cout,)``."""
     old = _channel_means(run_layer(x, before).sums, before) * scale_before.astype(np.float64)
-    new = _channel_means(run_layer(x, after).sums, after) * after.scale().astype(np.float64)
+    new = _channel_means(run_layer(x, after).sums, after) * (after.scale().astype(np.float64) / gain)
     return (after.bias.astype(np.float64) - (new - old)).astype(np.float32)
 
 

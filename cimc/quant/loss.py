@@ -22,7 +22,8 @@ Two figures per layer, on the same samples:
 
 Units: scale-to-shift may fold a layer's remainder ``r`` into its readers' input steps
 (``Shift.fold == "activation"``: the layer outputs ``gain·y``, ``gain = 1/r``, and its readers
-quantize with ``S_A·gain``) or into its ADC step (``"adc"``: ``S_ADC' = S_ADC · 2^−k / s``).
+quantize with ``S_A·gain``) or into its ADC step (``"adc"``: ``S_ADC' = S_ADC · 2^−k / s``;
+``"stream"``, a residual stream's member outputting ``gain·y``: ``S_ADC' = S_ADC · 2^−k / (gain·s)``).
 Every figure here is in the float model's units: a layer's input gain is
 ``g = S_W·S_ADC·S_A / s`` (``s = Shift.exact_scale``, ``S_ADC`` before an ADC fold), its
 true input step ``S_A / g``, and its output is divided by its ``gain``; a Clip whose bounds an
@@ -113,8 +114,8 @@ def true_steps(spec: CimSpec) -> tuple[float, np.ndarray, np.ndarray]:
         return float(q.a_step), q.adc_step, numerics.output_scale(q.w_step, q.adc_step, q.a_step)
     exact = np.asarray(shift.exact_scale, dtype=np.float64)
     adc = np.asarray(q.adc_step, dtype=np.float64)
-    if shift.fold == "adc":
-        adc = adc * exact / numerics.shift_scale(shift.k).astype(np.float64)
+    if shift.fold in ("adc", "stream"):  # S_ADC' = S_ADC · 2^−k / (gain·s); gain = 1 for "adc"
+        adc = adc * exact * float(shift.gain) / numerics.shift_scale(shift.k).astype(np.float64)
     gain_in = float(np.mean(numerics.output_scale(q.w_step, adc, q.a_step).astype(np.float64) / exact))
     return float(np.float32(q.a_step / gain_in)), adc.astype(np.float32), exact.astype(np.float32)
 

@@ -1,0 +1,158 @@
+"""scale-to-shift on a residual stream: the layers whose outputs meet at an Add share one gain
+``g`` (their remainders moved into their ADC steps relative to it), which the stream's readers
+take into their input steps; the three engines agree bit for bit, the shifted model is closer to
+the exact scales than with each layer folding its own remainder into its ADC step, a
+bias-corrected member keeps its correction and the accuracy report still sees the ADC step
+quantize chose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cimc.ir.annotations import QuantParams, Shift
+from cimc.ir.graph import Graph
+from cimc.macro import MacroSpec
+from cimc.mapping.select import cim_nodes
+from cimc.passes import scale_to_shift
+from cimc.passes.fold_batchnorm import FoldBatchNorm
+from cimc.passes.manager import PassContext, run_passes
+from cimc.passes.place_bitlines import PlaceBitlines
+from cimc.passes.quantize import LayerBits, Quantize
+from cimc.passes.scale_to_shift import ScaleToShift
+from cimc.passes.select_cim import SelectCim
+from cimc.passes.shift_streams import residual_stream
+from cimc.passes.tile_wordlines import TileWordlines
+from cimc.quant import numerics
+from cimc.quant.calibration import collect_inputs
+from cimc.quant.cim_layer import cim_spec
+from cimc.quant.loss import layer_losses
+from cimc.quant.reference import run_layer
+from tests.cim_helpers import add_node, assert_three_way, compile_ir, write
+from tests.ir_builders import add_conv, add_unary
+from tests.shift_builders import shifted, two_conv_cnn
+
+MEMBERS = ["c1", "cb"]
+
+
+def residual_cnn(skip: str = "Relu", output: bool = False, sigmoid: bool = False) -> Graph:
+    """c1 → ``skip`` (Relu, Clip(0, 6), or Sigmoid: no stream) → {cb, Add} ; Add(cb, skip) →
+    c2 …; with ``output`` the Add's result is also a graph output, with ``sigmoid`` also read by
+    a Sigmoid that is one."""
+    def between(g: Graph, y: str) -> str:
+        rng = np.random.default_rng(11)
+        attrs = {"min": 0.0, "max": 6.0} if skip == "Clip" else {}
+        s = add_unary(g, skip, y, "skip", **attrs)
+        branch = add_conv(g, s, 8, 3, pad=1, bias=True, rng=rng, name="cb")
+        joined = add_node(g, "Add", [branch, s], (1, 8, 8, 8), "add")
+        if output:
+            g.outputs.append(joined)
+        if sigmoid:
+            g.outputs.append(add_unary(g, "Sigmoid", joined, "sig"))
+        return joined
+
+    return two_conv_cnn(between, seed=5)
+
+
+def inputs() -> np.ndarray:
+    return np.random.default_rng(7).standard_normal((6, 3, 8, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("skip,clips", [("Relu", []), ("Clip", ["skip"])])
+def test_the_layers_meeting_at_an_add_form_one_stream(skip: str, clips: list[str]) -> None:
+    graph, _ = compile_ir(residual_cnn(skip), shift=False)
+    for name in MEMBERS:
+        stream = residual_stream(graph, graph.node(name))
+        assert stream is not None
+        assert [n.name for n in stream.members] == MEMBERS
+        assert [n.name for n in stream.readers] == ["cb", "c2"]  # cb reads the stream and feeds it
+        assert [n.name for n in stream.clips] == clips
+
+
+@pytest.mark.parametrize("graph", [residual_cnn("Sigmoid"), residual_cnn(output=True), residual_cnn(sigmoid=True),
+                                   two_conv_cnn(lambda g, y: add_unary(g, "Relu", y, "r"), seed=5)],
+                         ids=["a sigmoid on the skip", "a graph output", "a sigmoid reading the sum", "no add"])
+def test_no_stream_without_an_add_of_gain_carrying_tensors(graph: Graph) -> None:
+    compiled, _ = compile_ir(graph, shift=False)
+    assert residual_stream(compiled, compiled.node("c1")) is None
+
+
+@pytest.mark.parametrize("skip", ["Relu", "Clip"])
+def test_stream_members_share_one_gain_that_the_readers_take(skip: str) -> None:
+    graph, ctx = compile_ir(residual_cnn(skip), shift=False)
+    out = shifted(graph, ctx)
+    gain = out.node("c1").ann[Shift].gain
+    assert gain != 1.0
+    for name in MEMBERS:
+        shift, q = out.node(name).ann[Shift], out.node(name).ann[QuantParams]
+        assert (shift.fold, shift.gain) == ("stream", gain)
+        input_gain = gain if name == "cb" else 1.0  # cb reads the stream
+        true_scale = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64) / input_gain
+        np.testing.assert_allclose(gain * true_scale, numerics.shift_scale(shift.k), rtol=1e-6)
+    for name in ("cb", "c2"):
+        want = graph.node(name).ann[QuantParams].a_step * gain
+        assert out.node(name).ann[QuantParams].a_step == pytest.approx(want, rel=1e-6)
+    if skip == "Clip":
+        assert out.node("skip").attrs["max"] == float(np.float32(6.0 * gain))
+
+
+@pytest.mark.parametrize("skip,granularity", [("Relu", "layer"), ("Clip", "layer"), ("Relu", "column")])
+def test_a_stream_fold_is_bit_exact_three_ways(tmp_path: Path, skip: str, granularity: str) -> None:
+    """Per column the members' ``k`` and ADC steps are per column, the stream's gain one number."""
+    graph, ctx = compile_ir(residual_cnn(skip), granularity=granularity)
+    assert {graph.node(n).ann[Shift].fold for n in MEMBERS} == {"stream"}
+    cout = 8 if granularity == "column" else 1
+    assert all(graph.node(n).ann[Shift].k.shape == (cout,) for n in MEMBERS)
+    assert_three_way(write(graph, ctx, tmp_path / "build"), graph, inputs())
+
+
+def test_the_stream_fold_beats_each_layer_folding_its_own_remainder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the exact scales, the model whose members share a gain is closer than the one
+    whose members fold their remainders into their ADC steps alone (the fold before streams)."""
+    graph, ctx = compile_ir(residual_cnn(), shift=False)
+    shifted(graph, ctx)
+    stream = ctx.shift.output_sqnr_db
+    monkeypatch.setattr(scale_to_shift, "residual_streams", lambda graph, todo: {})
+    adc = shifted(graph, ctx)
+    assert {adc.node(n).ann[Shift].fold for n in MEMBERS} == {"adc"}
+    assert stream > ctx.shift.output_sqnr_db + 1
+
+
+def _quantized(bias_correction: bool) -> tuple[Graph, PassContext]:
+    ctx = PassContext(macro=MacroSpec())
+    passes = [FoldBatchNorm(), SelectCim(), TileWordlines(),
+              Quantize(calib_size=16, default_bits=LayerBits(8, 8), bias_correction=bias_correction),
+              PlaceBitlines()]
+    return run_passes(residual_cnn(), passes, ctx), ctx  # type: ignore[arg-type]
+
+
+def test_a_stream_member_keeps_its_bias_correction() -> None:
+    """A bias-corrected member's mean output on its calibration input, divided by the gain, is
+    what it was after quantize's correction (the refold measures the new mean in the true units)."""
+    graph, ctx = _quantized(bias_correction=True)
+    out = ScaleToShift(calib_size=16, bias_correction=True).run(graph, ctx).graph
+    node = out.node("c1")  # reads the graph input: no input gain
+    assert node.ann[Shift].fold == "stream" and node.ann[Shift].gain != 1.0
+    x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, ["c1"])["c1"]
+    before = run_layer(x, cim_spec(graph, graph.node("c1"))).outputs.mean(axis=(0, 2, 3), dtype=np.float64)
+    after = run_layer(x, cim_spec(out, node)).outputs.mean(axis=(0, 2, 3), dtype=np.float64) / node.ann[Shift].gain
+    assert float(np.abs(after - before).max()) < 1e-4 * float(np.abs(before).max())
+
+
+def test_the_accuracy_report_sees_a_members_adc_step_before_the_fold() -> None:
+    """``layer_losses`` rebuilds a member's ADC step before the fold (``S_ADC'·g·s/2^−k``): its
+    ADC noise is what it was before scale-to-shift."""
+    graph, ctx = compile_ir(residual_cnn(), shift=False)
+    out = shifted(graph, ctx)
+    assert out.node("c1").ann[Shift].fold == "stream"
+    before, after = ({r.name: r.sources_db["adc"] for r in layer_losses(g, inputs())} for g in (graph, out))
+    for name in MEMBERS:
+        assert after[name] == pytest.approx(before[name], abs=0.01)
+
+
+def test_members_are_listed_in_topological_order() -> None:
+    graph, _ = compile_ir(residual_cnn(), shift=False)
+    stream = residual_stream(graph, graph.node("cb"))
+    assert stream is not None and [n.name for n in stream.members] == [n.name for n in cim_nodes(graph)][:2]
