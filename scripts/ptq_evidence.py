@@ -387,7 +387,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "(residual streams and the classifier equalised too), `output ADC step` = `--adc-step output` "
              "(the ADC step of least error of each layer's output after its activation), `AdaRound` = "
              "`--adaround`, `offset digits` = `--weight-digits offset` (every weight digit signed), `no shift` = "
-             "`--no-shift`, `N-row segments` = at most N wordlines active per conversion (the paper's macro with `wordlines = N`, `rows_macro`). "
+             "`--no-shift`, `N-row segments` = at most N wordlines active per conversion (the paper's macro "
+             "with `wordlines = N`, `rows_macro`). "
              "Cells: compiled top-1 % (Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]
