@@ -116,6 +116,20 @@ def test_the_relu_range_changes_the_choice() -> None:
     assert relu.min() < 0.999 * relu[0]
 
 
+def test_removing_the_mean_error_makes_clipping_cheaper() -> None:
+    """On a skewed input (a 3-bit ADC that clips), the error left after bias correction (each
+    channel's mean removed) is least at a finer step than the MSE one; the raw error is least at
+    the MSE step (checks that ``centred`` removes the mean)."""
+    graph, _ = tiled()
+    x = np.abs(np.random.default_rng(0).normal(2.0, 1.0, (16, 3, 8, 8))).astype(np.float32)
+    spec = cim_spec(graph, graph.node("c1"))
+    spec = replace(spec, quant=calibrate_layer(spec, x, (4, 4, 3), "layer", "mse", SMALL))
+    line = (np.full(spec.cout, -INF), np.full(spec.cout, INF))
+    factors = [float(ao.output_adc_step(spec, spec, x, line, centred).adc_step.reshape(-1)[0]
+                     / spec.q.adc_step.reshape(-1)[0]) for centred in (True, False)]
+    assert factors[0] == pytest.approx(2 ** -0.125) and factors[1] == 1.0
+
+
 def test_the_option_reaches_quantize_and_is_recorded_only_when_set() -> None:
     assert "adc_method" not in CompileOptions().public()
     options = CompileOptions(adc_method="output")

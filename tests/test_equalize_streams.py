@@ -66,8 +66,9 @@ def shapes(graph: Graph, groups: list[eq.Group]) -> list[tuple[tuple[str, ...], 
     return [(tuple(map(weight, g.writers)), tuple(map(weight, g.readers))) for g in groups]
 
 
-def test_the_stream_and_the_classifier_are_found_only_in_scope_streams() -> None:
-    graph = folded(residual_net())
+@pytest.mark.parametrize("trans_b", [1, 0])
+def test_the_stream_and_the_classifier_are_found_only_in_scope_streams(trans_b: int) -> None:
+    graph = folded(residual_net(trans_b=trans_b))
     pairs = eq.find_groups(graph, "pairs")
     assert shapes(graph, pairs) == [(("e1",), ("p1",)), (("e2",), ("p2",))]
     assert shapes(graph, eq.find_groups(graph, "streams")) == [
