@@ -106,9 +106,9 @@ def test_the_check_can_fail_when_the_classifier_keeps_its_columns(monkeypatch: p
 def test_the_largest_writer_and_reader_ranges_of_every_channel_come_out_equal() -> None:
     graph = streamed(residual_net())
     for g in eq.find_groups(graph, "streams"):
-        r1 = np.max([np.abs(w := eq.layer_weight(graph, graph.node(n))).reshape(w.shape[0], -1).max(axis=1)
+        r1 = np.max([np.abs(w := eq.weight_as_conv(graph, graph.node(n))).reshape(w.shape[0], -1).max(axis=1)
                      for n in g.writers], axis=0)
-        r2 = np.max([eq.in_channel_ranges(eq.layer_weight(graph, graph.node(n)),
+        r2 = np.max([eq.in_channel_ranges(eq.weight_as_conv(graph, graph.node(n)),
                                           int(graph.node(n).attrs.get("group", 1))) for n in g.readers], axis=0)
         np.testing.assert_allclose(r1, r2, rtol=1e-4)
 

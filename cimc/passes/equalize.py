@@ -122,7 +122,7 @@ class Equalize(GraphPass):
         if not found:
             return PassResult(out, False)
         names = list(dict.fromkeys(n for g in found for n in (*g.writers, *g.readers)))
-        weights = {name: layer_weight(out, out.node(name)) for name in names}
+        weights = {name: weight_as_conv(out, out.node(name)) for name in names}
         groups = {name: int(out.node(name).attrs.get("group", 1)) for name in weights}
         biases = {name: _bias(out, out.node(name), w.shape[0]) for name, w in weights.items()}
         scales = equalize(found, weights, biases, groups, self.sweeps, self.tolerance)
@@ -192,7 +192,7 @@ def _classifier(graph: Graph, conv: Node) -> Group | None:
         return None
     fc = _sole_reader(graph, reader.outputs[0])
     if fc is None or not _constant_matrix(graph, fc) or fc.inputs[0] != reader.outputs[0] \
-            or layer_weight(graph, fc).shape[1] != shape[1]:
+            or weight_as_conv(graph, fc).shape[1] != shape[1]:
         return None
     return Group((conv.name,), None if act is None else act.name, (fc.name,))
 
@@ -250,9 +250,10 @@ def _constant_matrix(graph: Graph, node: Node) -> bool:
         and graph.initializers[node.inputs[1]].ndim == 2
 
 
-def layer_weight(graph: Graph, node: Node) -> np.ndarray:
-    """A Conv's weight, or a Gemm/MatMul's as ``(Cout, K, 1, 1)`` (``B`` with ``transB = 1``,
-    ``Bᵀ`` otherwise), float64."""
+def weight_as_conv(graph: Graph, node: Node) -> np.ndarray:
+    """A Conv's weight, or a Gemm/MatMul's ``B`` itself as ``(Cout, K, 1, 1)`` (``B`` with
+    ``transB = 1``, ``Bᵀ`` otherwise), float64: the view ``_set_matrix`` writes back (a Gemm's
+    ``alpha`` is not applied, unlike ``cim_layer.layer_weight``)."""
     w = graph.initializers[node.inputs[1]].astype(np.float64)
     if node.op == "Conv":
         return w
