@@ -22,7 +22,9 @@ is not a clip: the output's own error). One step per layer or one factor for all
 All calibration inputs are scored, the batch bias correction then corrects on: the mean error
 ``μ_f`` is removed in-sample, so on a few inputs (32 images of MobileNetV2 were tried) the
 objective undervalues clipping and picks steps up to ``2^−½`` finer, which the test data does not
-bear out.
+bear out. Cost: the layer run by the contract once per factor (nine times) on its calibration
+input, plus its float output, each as large as bias correction's run (``reference.run_layer`` on
+the whole input).
 """
 
 from __future__ import annotations
