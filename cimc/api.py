@@ -118,6 +118,9 @@ class CompileOptions:
             validate_bits(entry, f"bits of layer '{layer}'")
         if "scale-to-shift" in self.disable:  # --disable scale-to-shift is --no-shift: the same build
             self.no_shift = True
+        if self.equalize_scope != OPTIONS["equalize_scope"].default and not self.equalize:
+            raise UsageError(f"--equalize-scope {self.equalize_scope} needs --equalize",
+                             hint="add --equalize, or drop --equalize-scope")
 
     def preprocess(self) -> Preprocess:
         """The image preprocessing of calibration and evaluation (``cimc.data.preprocess``)."""

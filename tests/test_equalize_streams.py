@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from cimc.api import CompileOptions
+from cimc.errors import UsageError
 from cimc.frontend import import_onnx
 from cimc.frontend.onnx_export import export_onnx
 from cimc.ir.graph import Graph
@@ -132,3 +133,5 @@ def test_the_option_reaches_the_pass_and_is_recorded_only_when_set() -> None:
     assert options.public()["equalize_scope"] == "streams"
     assert get_pass("equalize").from_options(options) == eq.Equalize(scope="streams")
     assert get_pass("equalize").from_options(CompileOptions(equalize=True)) == eq.Equalize()
+    with pytest.raises(UsageError, match="needs --equalize"):
+        CompileOptions(equalize_scope="streams")
