@@ -131,6 +131,11 @@ _DECLARED = (
     Option("weight_method", "--weight-step", str, "Weight step: MSE-optimal, activation-aware MSE (each weight's "
            "error weighted by the mean square of its input on the calibration data) or LSQ initialisation.",
            default="mse", choices=("mse", "aware", "lsq"), passes=_QUANT, shapes_build=True, recorded=True),
+    Option("adc_method", "--adc-step", str, "ADC step: MSE-optimal on the partial sums, or that step scaled by the "
+           "factor 2^(j/8), |j| <= 4, of least error of the layer's output after its activation (Relu or Clip "
+           "bounds; each channel's mean error removed with --bias-correction) on the calibration inputs "
+           "(cimc.quant.adc_output).", default="mse", choices=("mse", "output"), passes=_QUANT, shapes_build=True,
+           recorded=True, record_default=False),
     Option("bias_correction", "--bias-correction", bool, "Correct each layer's bias by its mean output error on the "
            "calibration data (empirical bias correction).", default=False, passes=_CALIB, shapes_build=True,
            recorded=True),
@@ -148,6 +153,11 @@ _DECLARED = (
            "their weight ranges match; the float function is unchanged (the 'equalize' pass). With per-column "
            "steps and the shift on, each column's scale remainder is equalised the same way into the next "
            "Conv.", default=False, passes=("quantize",), shapes_build=True, recorded=True, record_default=False),
+    Option("equalize_scope", "--equalize-scope", str, "What --equalize equalises: pairs of Convs (conv → [Relu or "
+           "Clip] → conv), or also residual streams (every Conv writing into tensors joined by Adds shares one scale "
+           "per channel with every Conv reading them) and the classifier after global pooling (conv → [act] → pool → "
+           "Flatten → Gemm/MatMul).", default="pairs", choices=("pairs", "streams"), passes=("equalize",),
+           shapes_build=True, recorded=True, record_default=False),
     Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10, mnist), an "
            "image folder (DIR/<class>/*.png), an .npz with x and y, or a folder of .npy inputs.",
            default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),

@@ -98,6 +98,10 @@ REMEDIES = {"weight_method": "aware", "bias_correction": True}
 BEST = {"equalize": True, "granularity": "column"}
 #: Offset weight digits (every digit signed; ``cimc.quant.slicing``).
 OFFSET = {"weight_digits": "offset"}
+#: The ADC step of least error of each layer's output after its activation (``cimc.quant.adc_output``).
+OUTPUT = {"adc_method": "output"}
+#: Cross-layer equalisation of residual streams and the classifier too (``--equalize-scope streams``).
+STREAMS = {"equalize": True, "equalize_scope": "streams"}
 #: (label, compile options, runs on the main branch's cimc too): the issue's failing settings first
 #: (the rows ``--tag before`` repeats with the cimc before these fixes), then the remedies.
 CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
@@ -157,6 +161,17 @@ CONFIGS: list[tuple[str, dict[str, Any], bool]] = [
      False),
     ("8/8/6 (6-bit ADC macro), layer, CLE + aware W + bias corr. + offset digits",
      {**W8A8, **REMEDIES, **OFFSET, "equalize": True, "macro": replace(load_macro("paper"), adc_bits=6)}, False),
+    # issue 15 point 3 on the 10-epoch nets: the ADC step of least output error, CLE of residual streams
+    ("8/8/5, layer, CLE + aware W + bias corr. + output ADC step",
+     {**W8A8, **REMEDIES, **OUTPUT, "equalize": True}, False),
+    ("8/8/5, layer, CLE + aware W + bias corr. + offset digits + output ADC step",
+     {**W8A8, **REMEDIES, **OFFSET, **OUTPUT, "equalize": True}, False),
+    ("8/8/5, column, CLE + aware W + bias corr. + offset digits + output ADC step",
+     {**W8A8, **REMEDIES, **BEST, **OFFSET, **OUTPUT}, False),
+    ("8/8/5, layer, CLE (streams) + aware W + bias corr. + offset digits",
+     {**W8A8, **REMEDIES, **OFFSET, **STREAMS}, False),
+    ("8/8/5, layer, CLE (streams) + aware W + bias corr. + offset digits + output ADC step",
+     {**W8A8, **REMEDIES, **OFFSET, **STREAMS, **OUTPUT}, False),
     # the ADC's share of the loss: the same builds on the paper's macro with wider ADCs
     ("8/8/6 (6-bit ADC macro), column, CLE + aware W + bias corr., no shift",
      {**W8A8, **REMEDIES, **BEST, "macro": replace(load_macro("paper"), adc_bits=6), "no_shift": True}, False),
@@ -369,9 +384,12 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, versions: dict[
              "Macro: the paper's (256 wordlines, 4-bit cells, 4-bit DACs, "
              "5-bit ADC); 8-bit weights and inputs are bit-sliced (2 cells, 2 input cycles, 4 conversion kinds "
              "per segment). `aware W` = `--weight-step aware`, `bias corr.` = `--bias-correction`, `CLE` = "
-             "`--equalize` (cross-layer equalisation), `AdaRound` = `--adaround`, `offset digits` = "
-             "`--weight-digits offset` (every weight digit signed), `no shift` = `--no-shift`, `N-row segments` = at "
-             "most N wordlines active per conversion (the paper's macro with `wordlines = N`, `rows_macro`). "
+             "`--equalize` (cross-layer equalisation), `CLE (streams)` = `--equalize --equalize-scope streams` "
+             "(residual streams and the classifier equalised too), `output ADC step` = `--adc-step output` "
+             "(the ADC step of least error of each layer's output after its activation), `AdaRound` = "
+             "`--adaround`, `offset digits` = `--weight-digits offset` (every weight digit signed), `no shift` = "
+             "`--no-shift`, `N-row segments` = at most N wordlines active per conversion (the paper's macro "
+             "with `wordlines = N`, `rows_macro`). "
              "Cells: compiled top-1 % (Δ vs float). cimc versions: "
              + "; ".join(f"`{t}` = {v}" for t, v in versions.items()) + ".", "",
              head, "|---|---|" + "---|" * len(nets)]

@@ -19,7 +19,9 @@ layer's ADC bits may be fewer than the macro's, never more. Step sizes, per laye
   batch, signed narrow (``a_signed``) when the input went negative there and signed codes
   quantize it with less squared error than unsigned ones (``input_signed``);
   ``S_ADC`` MSE-optimal (at least 1) on the exact per-segment partial sums
-  ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch.
+  ``p_s = Σ_{r∈s} w_q[r]·a_q[r]`` of the batch; with ``adc_method="output"`` (``--adc-step
+  output``) then scaled by the factor near 1 of least error of the layer's output after its
+  activation (``cimc.quant.adc_output``; after AdaRound, before bias correction).
 
 A pooled layer (``WeightPool``, set by pool-weights; docs/weight-pool.md) takes ``S_W = α``, the
 pool's scale, and ``w_bits`` = the pool's ``code_bits`` (or the asked bits when at least that),
@@ -68,6 +70,7 @@ from cimc.passes.equalize import fold_column_remainder
 from cimc.passes.manager import GraphPass, PassContext, PassResult
 from cimc.passes.registry import register
 from cimc.quant import adaround, numerics, slicing
+from cimc.quant.adc_output import output_adc_step, output_bounds
 from cimc.quant.bias_correction import corrected_bias
 from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import (
@@ -125,6 +128,7 @@ class Quantize(GraphPass):
     fold_columns: bool = False
     adaround: bool = False
     weight_digits: str = "twos"
+    adc_method: str = "mse"
 
     @classmethod
     def from_options(cls, options: Any) -> Quantize:
@@ -133,7 +137,7 @@ class Quantize(GraphPass):
         return cls(granularity=options.granularity, weight_method=options.weight_method, calib=options.calib,
                    calib_size=options.calib_size, data_root=options.data_root, bits=bits,
                    bias_correction=options.bias_correction, fold_columns=equalize and shift,
-                   adaround=options.adaround, weight_digits=options.weight_digits,
+                   adaround=options.adaround, weight_digits=options.weight_digits, adc_method=options.adc_method,
                    preprocess=Preprocess.from_options(options.image_size, options.mean, options.std),
                    default_bits=LayerBits(options.w_bits, options.a_bits, options.adc_bits))
 
@@ -141,6 +145,7 @@ class Quantize(GraphPass):
         validate("granularity", self.granularity)
         validate("weight_method", self.weight_method)
         validate("weight_digits", self.weight_digits)
+        validate("adc_method", self.adc_method)
         nodes = cim_nodes(graph)
         untiled = [n.name for n in nodes if WordlineTiling not in n.ann]
         if untiled:
@@ -230,11 +235,15 @@ class Quantize(GraphPass):
 
     def _calibrate_one(self, graph: Graph, node: Node, x: np.ndarray, imported: dict[str, ImportedSteps],
                        macro: MacroSpec) -> None:
-        """One layer's steps from its float input ``x``, then AdaRound and bias correction if asked."""
+        """One layer's steps from its float input ``x``, then AdaRound, the ADC step of least
+        output error and bias correction if asked."""
         float_spec = cim_spec(graph, node)
         node.ann.put(self._layer(graph, node, x, imported.get(node.name), macro))
         if self.adaround and node.name not in imported and WeightPool not in node.ann:
             self._adaround(graph, node, x, macro)
+        if self.adc_method == "output":
+            node.ann.put(output_adc_step(cim_spec(graph, node), float_spec, x, output_bounds(graph, node),
+                                         self.bias_correction))
         if self.bias_correction:
             correct_bias(graph, node, x, float_spec)
 
