@@ -79,7 +79,6 @@ class CompileOptions:
     adaround: bool = OPTIONS["adaround"].default
     weight_digits: str = OPTIONS["weight_digits"].default
     equalize: bool = OPTIONS["equalize"].default
-    equalize_scope: str = OPTIONS["equalize_scope"].default
     calib: str | Any = OPTIONS["calib"].default  # from Python also an array or an iterable of (x, y) batches
     calib_size: int = OPTIONS["calib_size"].default
     no_shift: bool = OPTIONS["no_shift"].default
@@ -118,9 +117,6 @@ class CompileOptions:
             validate_bits(entry, f"bits of layer '{layer}'")
         if "scale-to-shift" in self.disable:  # --disable scale-to-shift is --no-shift: the same build
             self.no_shift = True
-        if self.equalize_scope != OPTIONS["equalize_scope"].default and not self.equalize:
-            raise UsageError(f"--equalize-scope {self.equalize_scope} needs --equalize",
-                             hint="add --equalize, or drop --equalize-scope")
 
     def preprocess(self) -> Preprocess:
         """The image preprocessing of calibration and evaluation (``cimc.data.preprocess``)."""

@@ -153,11 +153,6 @@ _DECLARED = (
            "their weight ranges match; the float function is unchanged (the 'equalize' pass). With per-column "
            "steps and the shift on, each column's scale remainder is equalised the same way into the next "
            "Conv.", default=False, passes=("quantize",), shapes_build=True, recorded=True, record_default=False),
-    Option("equalize_scope", "--equalize-scope", str, "What --equalize equalises: pairs of Convs (conv → [Relu or "
-           "Clip] → conv), or also residual streams (every Conv writing into tensors joined by Adds shares one scale "
-           "per channel with every Conv reading them) and the classifier after global pooling (conv → [act] → pool → "
-           "Flatten → Gemm/MatMul).", default="pairs", choices=("pairs", "streams"), passes=("equalize",),
-           shapes_build=True, recorded=True, record_default=False),
     Option("calib", "--calib", str, "Calibration data: synthetic, a dataset name (digits, cifar10, mnist), an "
            "image folder (DIR/<class>/*.png), an .npz with x and y, or a folder of .npy inputs.",
            default="synthetic", passes=_CALIB, shapes_build=True, recorded=True),

@@ -79,7 +79,7 @@ def test_compile_options_defaults_and_public_come_from_the_declarations() -> Non
                                               if (o.default is not None or o.kind is dict) and o.record_default}
     given = CompileOptions(w_bits=3, a_bits=5, adc_bits=4, image_size=8, mean="0.5", std=(0.25,), weight_pool=16,
                            pool_vector=8, pool_error_bits=1, pool_error_prune=0.5, equalize=True, adaround=True,
-                           weight_digits="offset", adc_method="output", equalize_scope="streams",
+                           weight_digits="offset", adc_method="output",
                            conversion="macro-parallel")
     assert set(given.public()) == {o.name for o in recorded()}
     assert given.public()["mean"] == [0.5] and given.public()["std"] == [0.25] and given.public()["image_size"] == 8

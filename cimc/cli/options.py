@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The options every compiling command shares, in help order.
 MAPPING = ("macro", "tiling", "placement", "map_fc")
 QUANT = ("calib", "calib_size", "granularity", "weight_method", "adc_method", "bias_correction", "adaround",
-         "weight_digits", "equalize", "equalize_scope", "no_shift", "w_bits", "a_bits", "adc_bits", "layer_bits",
+         "weight_digits", "equalize", "no_shift", "w_bits", "a_bits", "adc_bits", "layer_bits",
          "eval_data", "eval_size", "max_acc_drop", "data_root", "image_size", "mean", "std")
 #: Weight-pool compression (``cimc compile`` and ``cimc qat``; docs/weight-pool.md).
 POOL = ("weight_pool", "pool_vector", "pool_error_bits", "pool_error_prune")

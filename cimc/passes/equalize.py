@@ -29,31 +29,11 @@ its readers the equalized one, and the float function is unchanged up to float32
 the two products. These digital Muls by constants are positively homogeneous, so
 scale-to-shift still folds a layer's remainder through them and the Clip. Other activations
 (SiLU, Sigmoid…) end a pair. Bias absorption is not done.
-
-Scope ``streams`` (``--equalize-scope streams``) equalises more convs, in groups that share one
-scale vector ``s``: every ``writer`` divides its output channel ``i`` by ``s_i``, every ``reader``
-multiplies its input channel ``i`` by ``s_i``, with
-
-    s_i = √(r1_i / r2_i),   r1_i = max over writers of max |W_w[i]|,   r2_i = max over readers of max |W_r[:, i]|
-
-(a pair is the group of one writer and one reader). Two kinds of group besides the pairs:
-
-* a residual stream: the tensors joined by ``Add``s (of two computed tensors of one shape) whose
-  every producer is a constant Conv (a writer, read without activation: MobileNetV2's
-  projection convs) or one of those Adds, and whose every other reader is a constant Conv
-  reading it as its input (a reader). The Adds are linear, so each stream tensor's channel
-  ``i`` arrives divided by ``s_i`` and every reader undoes it;
-* the classifier: ``conv1 → [act] → pools → Flatten → Gemm/MatMul`` with constant weights, where
-  the pools are GlobalAveragePool, GlobalMaxPool, AveragePool or MaxPool (per channel and
-  positively homogeneous: ``pool(x / s_i) = pool(x) / s_i``) and Flatten (axis 1) of a tensor
-  with one pixel, so that feature ``i`` is channel ``i``; the reader's input channel ``i`` is
-  column ``i`` of its ``(Cout, K)`` weight (``B`` of a Gemm with ``transB = 1``, ``Bᵀ`` otherwise).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -69,8 +49,6 @@ from cimc.quant import numerics
 from cimc.quant.qat_metadata import KEY as QAT_KEY
 
 HOMOGENEOUS = ("Relu", "LeakyRelu")
-#: Per-channel, positively homogeneous ops between an activation and a classifier (scope ``streams``).
-POOLS = ("GlobalAveragePool", "GlobalMaxPool", "AveragePool", "MaxPool")
 #: A pair's total scale stays within ``[MIN_SCALE, 1/MIN_SCALE]`` (no weight pushed towards
 #: float32's subnormal range by a channel whose other range is almost 0).
 MIN_SCALE = 2.0**-24
@@ -85,17 +63,6 @@ class Pair:
     conv2: str
 
 
-@dataclass(frozen=True)
-class Group:
-    """Constant Convs ``writers`` whose output channel ``i`` is divided by ``s_i``, through
-    ``act`` (one writer only), and constant Convs, Gemms or MatMuls ``readers`` whose input
-    channel ``i`` is multiplied by ``s_i`` (module doc)."""
-
-    writers: tuple[str, ...]
-    act: str | None
-    readers: tuple[str, ...]
-
-
 @register
 @dataclass(frozen=True)
 class Equalize(GraphPass):
@@ -103,11 +70,6 @@ class Equalize(GraphPass):
     needs = ("fold-batchnorm",)
     sweeps: int = 100
     tolerance: float = 1e-6
-    scope: str = "pairs"
-
-    @classmethod
-    def from_options(cls, options: Any) -> Equalize:
-        return cls(scope=options.equalize_scope)
 
     def requires(self, graph: Graph, ctx: PassContext) -> None:
         carried = [key for key in (QAT_KEY, QDQ_KEY) if key in graph.metadata]
@@ -118,23 +80,19 @@ class Equalize(GraphPass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         out = graph.copy()
-        found = find_groups(out, self.scope)
-        if not found:
+        pairs = find_pairs(out)
+        if not pairs:
             return PassResult(out, False)
-        names = list(dict.fromkeys(n for g in found for n in (*g.writers, *g.readers)))
-        weights = {name: weight_as_conv(out, out.node(name)) for name in names}
+        weights = {name: out.initializers[out.node(name).inputs[1]].astype(np.float64)
+                   for p in pairs for name in (p.conv1, p.conv2)}
         groups = {name: int(out.node(name).attrs.get("group", 1)) for name in weights}
         biases = {name: _bias(out, out.node(name), w.shape[0]) for name, w in weights.items()}
-        scales = equalize(found, weights, biases, groups, self.sweeps, self.tolerance)
+        scales = equalize(pairs, weights, biases, groups, self.sweeps, self.tolerance)
         for name, w in weights.items():
-            node = out.node(name)
-            if node.op == "Conv":
-                _set_conv(out, node, w, biases[name])
-            else:
-                _set_matrix(out, node, w)
-        for g, s in zip(found, scales, strict=True):
-            if g.act is not None and out.node(g.act).op == "Clip":
-                _rescale_clip(out, out.node(g.act), s)
+            _set_conv(out, out.node(name), w, biases[name])
+        for p, s in zip(pairs, scales, strict=True):
+            if p.act is not None and out.node(p.act).op == "Clip":
+                _rescale_clip(out, out.node(p.act), s)
         out.remove_unused_initializers()
         return PassResult(out, True)
 
@@ -154,121 +112,6 @@ def find_pairs(graph: Graph) -> list[Pair]:
                 and tensor not in reader.inputs[1:] and _in_channels(graph, reader) == graph.shape(tensor)[1]:
             pairs.append(Pair(conv1.name, None if act is None else act.name, reader.name))
     return pairs
-
-
-def find_groups(graph: Graph, scope: str) -> list[Group]:
-    """The groups of ``scope`` (module doc): the pairs of ``find_pairs``; with ``streams`` also
-    every classifier pair and every residual stream, writers in topological order."""
-    found = [Group((p.conv1,), p.act, (p.conv2,)) for p in find_pairs(graph)]
-    if scope == "pairs":
-        return found
-    taken = {n for g in found for n in g.writers}
-    order = {n.name: i for i, n in enumerate(graph.topo_order())}
-    for conv in graph.topo_order():
-        if conv.name in taken or not _constant_conv(graph, conv):
-            continue
-        group = _classifier(graph, conv) or _stream(graph, conv.outputs[0])
-        if group is not None:
-            group = replace(group, writers=tuple(sorted(group.writers, key=order.__getitem__)),
-                            readers=tuple(sorted(group.readers, key=order.__getitem__)))
-            found.append(group)
-            taken.update(group.writers)
-    return found
-
-
-def _classifier(graph: Graph, conv: Node) -> Group | None:
-    """``conv → [act] → pools → Flatten → Gemm/MatMul`` (module doc), or ``None``."""
-    act, tensor = None, conv.outputs[0]
-    reader = _sole_reader(graph, tensor)
-    if reader is not None and _channelwise_act(reader, tensor):
-        act, tensor = reader, reader.outputs[0]
-        reader = _sole_reader(graph, tensor)
-    while reader is not None and reader.op in POOLS and list(reader.inputs) == [tensor]:
-        tensor = reader.outputs[0]
-        reader = _sole_reader(graph, tensor)
-    shape = graph.shape(tensor)
-    if reader is None or reader.op != "Flatten" or int(reader.attrs.get("axis", 1)) != 1 or len(shape) != 4 \
-            or shape[2] * shape[3] != 1:
-        return None
-    fc = _sole_reader(graph, reader.outputs[0])
-    if fc is None or not _constant_matrix(graph, fc) or fc.inputs[0] != reader.outputs[0] \
-            or weight_as_conv(graph, fc).shape[1] != shape[1]:
-        return None
-    return Group((conv.name,), None if act is None else act.name, (fc.name,))
-
-
-def _stream(graph: Graph, start: str) -> Group | None:
-    """The residual stream through ``start`` (module doc), or ``None`` when it has no Add or
-    some tensor of it is produced or read otherwise."""
-    tensors: set[str] = set()
-    adds, writers, readers = set(), set(), set()
-    todo = [start]
-    while todo:
-        tensor = todo.pop()
-        if tensor in tensors:
-            continue
-        if tensor in graph.outputs or tensor in graph.initializers:
-            return None
-        tensors.add(tensor)
-        producer = graph.producer(tensor)
-        if producer is not None and _joining_add(graph, producer):
-            adds.add(producer.name)
-            todo += list(producer.inputs)
-        elif producer is not None and _constant_conv(graph, producer):
-            writers.add(producer.name)
-        else:
-            return None
-        for reader in graph.consumers(tensor):
-            if _joining_add(graph, reader):
-                adds.add(reader.name)
-                todo += [*reader.inputs, *reader.outputs]
-            elif _reads_channels(graph, reader, tensor):
-                readers.add(reader.name)
-            else:
-                return None
-    if not adds or not readers:
-        return None
-    return Group(tuple(writers), None, tuple(readers))
-
-
-def _joining_add(graph: Graph, node: Node) -> bool:
-    """An ``Add`` of two computed tensors of its output's shape (no broadcast, no constant)."""
-    return node.op == "Add" and len(node.inputs) == 2 and not any(t in graph.initializers for t in node.inputs) \
-        and all(graph.shape(t) == graph.shape(node.outputs[0]) for t in node.inputs)
-
-
-def _reads_channels(graph: Graph, node: Node, tensor: str) -> bool:
-    """A constant Conv reading ``tensor`` (once) as its input, with as many input channels."""
-    return _constant_conv(graph, node) and node.inputs[0] == tensor and tensor not in node.inputs[1:] \
-        and _in_channels(graph, node) == graph.shape(tensor)[1]
-
-
-def _constant_matrix(graph: Graph, node: Node) -> bool:
-    """A Gemm (``transA = 0``) or MatMul with a constant 2-D weight ``B``."""
-    return (node.op == "MatMul" or (node.op == "Gemm" and not int(node.attrs.get("transA", 0)))) \
-        and len(node.inputs) >= 2 and node.inputs[1] in graph.initializers \
-        and graph.initializers[node.inputs[1]].ndim == 2
-
-
-def weight_as_conv(graph: Graph, node: Node) -> np.ndarray:
-    """A Conv's weight, or a Gemm/MatMul's ``B`` itself as ``(Cout, K, 1, 1)`` (``B`` with
-    ``transB = 1``, ``Bᵀ`` otherwise), float64: the view ``_set_matrix`` writes back (a Gemm's
-    ``alpha`` is not applied, unlike ``cim_layer.layer_weight``)."""
-    w = graph.initializers[node.inputs[1]].astype(np.float64)
-    if node.op == "Conv":
-        return w
-    mat = w if node.op == "Gemm" and int(node.attrs.get("transB", 0)) else w.T
-    return np.ascontiguousarray(mat).reshape(*mat.shape, 1, 1)
-
-
-def _set_matrix(graph: Graph, node: Node, w: np.ndarray) -> None:
-    """Give Gemm/MatMul ``node`` the weight ``w (Cout, K, 1, 1)`` in its own layout (float32, a new
-    initializer; its bias is its own)."""
-    mat = w.reshape(w.shape[0], w.shape[1])
-    b = mat if node.op == "Gemm" and int(node.attrs.get("transB", 0)) else mat.T
-    name = graph.unique_name(node.inputs[1] + "_eq")
-    graph.set_initializer(name, np.ascontiguousarray(b, dtype=np.float32))
-    graph.set_inputs(node, (node.inputs[0], name, *node.inputs[2:]))
 
 
 def _constant_conv(graph: Graph, node: Node) -> bool:
@@ -293,23 +136,22 @@ def _channelwise_act(node: Node, tensor: str) -> bool:
     return list(node.inputs) == [tensor] and (node.op in HOMOGENEOUS or node.op == "Clip")
 
 
-def equalize(found: list[Group], weights: dict[str, np.ndarray], biases: dict[str, np.ndarray],
+def equalize(pairs: list[Pair], weights: dict[str, np.ndarray], biases: dict[str, np.ndarray],
              groups: dict[str, int], sweeps: int, tolerance: float) -> list[np.ndarray]:
-    """Scale ``weights``/``biases`` (float64, in place) group after group until every ``s`` is
-    within ``tolerance`` of 1 (module doc); returns each group's total ``s`` per channel."""
-    totals = [np.ones(weights[g.writers[0]].shape[0]) for g in found]
+    """Scale ``weights``/``biases`` (float64, in place) pair after pair until every ``s`` is within
+    ``tolerance`` of 1 (module doc); returns each pair's total ``s`` per channel."""
+    totals = [np.ones(weights[p.conv1].shape[0]) for p in pairs]
     for _ in range(sweeps):
         worst = 0.0
-        for g, total in zip(found, totals, strict=True):
-            r1 = np.max([np.abs(weights[w]).reshape(weights[w].shape[0], -1).max(axis=1) for w in g.writers], axis=0)
-            r2 = np.max([in_channel_ranges(weights[r], groups[r]) for r in g.readers], axis=0)
+        for p, total in zip(pairs, totals, strict=True):
+            w1, w2 = weights[p.conv1], weights[p.conv2]
+            r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
+            r2 = in_channel_ranges(w2, groups[p.conv2])
             s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1.0)), 1.0)
             s = np.clip(s, MIN_SCALE / total, 1.0 / (MIN_SCALE * total))  # totals stay in [2^−24, 2^24]
-            for w in g.writers:
-                weights[w] /= s.reshape(-1, 1, 1, 1)
-                biases[w] /= s
-            for r in g.readers:
-                scale_in_channels(weights[r], groups[r], s)
+            w1 /= s.reshape(-1, 1, 1, 1)
+            biases[p.conv1] /= s
+            scale_in_channels(w2, groups[p.conv2], s)
             total *= s
             worst = max(worst, float(np.abs(np.log(s)).max()))
         if worst <= tolerance:
