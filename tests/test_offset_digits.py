@@ -203,3 +203,31 @@ def test_adaround_keeps_the_codes_within_code_max() -> None:
     assert np.abs(free).max() > 7
     kept = adaround.adaround_codes(spec, x, step, 6, c.a_step, 6, c.a_signed, iterations=50, code_max=7)
     assert np.abs(kept).max() <= 7 and np.abs(kept).max() == 7  # … and the narrowed range holds them
+
+
+def test_scale_to_shift_folds_convert_the_partial_sums_of_the_offset_digits() -> None:
+    """The ADC and stream folds choose a power of two by the conversion error of the layer's
+    partial sums (``layer_partial_sums``): with offset digits those of the offset digits, not of
+    two's complement (whose lower-digit columns sum one-signed values of another range), and the
+    per-column ADC fold's choice follows them."""
+    from cimc.passes.scale_to_shift import adc_fold, ceil_exponent, conversion_error, layer_partial_sums
+    from cimc.quant.calibration import collect_inputs
+
+    graph, ctx = compile_offset(small_cnn(batch=2), SMALL, 8, 8, granularity="column", shift=False)
+    differs = 0
+    for name in cim_names(graph):
+        node = graph.node(name)
+        q = node.ann[QuantParams]
+        x = collect_inputs(ctx.calibration_graph, ctx.calibration.feeds, [name])[name]
+        spec, widths = cim_spec(graph, node), {"cell_bits": q.cell_bits, "dac_bits": q.dac_bits}
+        args = (spec, x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed)
+        offset = partial_sums(*args, **widths, w_digits="offset")
+        np.testing.assert_array_equal(layer_partial_sums(graph, node, x), offset, err_msg=name)
+        differs += not np.array_equal(offset, partial_sums(*args, **widths))
+        exact = numerics.output_scale(q.w_step, q.adc_step, q.a_step).astype(np.float64)
+        k, _ = adc_fold(graph, node, exact, x)
+        k_up = ceil_exponent(exact)
+        step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)
+        down_better = conversion_error(offset, step_up / 2, q) < conversion_error(offset, step_up, q)
+        np.testing.assert_array_equal(k - k_up, down_better.astype(np.int64), err_msg=name)
+    assert differs == len(cim_names(graph))

@@ -329,8 +329,7 @@ def stream_fold(graph: Graph, stream: Stream, calibration: Callable[[str], np.nd
         if x is None:
             ks[m.name] = k_up
             continue
-        p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
-                         cell_bits=q.cell_bits, dac_bits=q.dac_bits)
+        p = layer_partial_sums(graph, node, x)
         p = p[::max(1, -(-p.shape[0] // STREAM_SEARCH_ROWS))]  # every j-th row: at most STREAM_SEARCH_ROWS
         up = np.stack([conversion_error(p, step, q) for step in step_up])
         down = np.stack([conversion_error(p, step / 2, q) for step in step_up])
@@ -402,14 +401,23 @@ def adc_fold(graph: Graph, node: Node, exact: np.ndarray, x: np.ndarray | None) 
     step_up = q.adc_step.astype(np.float64) * (numerics.shift_scale(k_up) / exact)
     k, step = k_up, step_up
     if x is not None:
-        p = partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
-                         cell_bits=q.cell_bits, dac_bits=q.dac_bits)
+        p = layer_partial_sums(graph, node, x)
         up = conversion_error(p, step_up, q)
         down = conversion_error(p, step_up / 2, q)
         k, step = np.where(down < up, k_up + 1, k_up), np.where(down < up, step_up / 2, step_up)
     adc = step.astype(np.float32)
     adc.flags.writeable = False
     return k.astype(np.int64), adc
+
+
+def layer_partial_sums(graph: Graph, node: Node, x: np.ndarray) -> np.ndarray:
+    """The partial sums ``(M, segments·T·S, Cout)`` of every conversion of the quantized layer on
+    calibration input ``x`` (``calibration.partial_sums``), its weights split into digits as the
+    build holds them (``QuantParams.w_digits``: two's complement or offset digits, whose
+    partial sums differ in range and sign)."""
+    q = node.ann[QuantParams]
+    return partial_sums(cim_spec(graph, node), x, q.w_step, q.w_bits, q.a_step, q.a_bits, q.a_signed,
+                        cell_bits=q.cell_bits, dac_bits=q.dac_bits, w_digits=q.w_digits)
 
 
 def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.ndarray:
