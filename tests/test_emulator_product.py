@@ -23,8 +23,9 @@ pytestmark = pytest.mark.torch  # the compile helpers import the zoo
 
 @pytest.fixture(scope="module")
 def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Graph]:
-    """Padded 3×3 layers of several segments, one of two conv groups, and a fully connected one."""
-    graph, ctx = compile_ir(small_cnn(batch=2, group=2))
+    """Padded 3×3 layers of several segments, one of two conv groups, and a fully connected one;
+    ADC steps per column."""
+    graph, ctx = compile_ir(small_cnn(batch=2, group=2), granularity="column")
     return write(graph, ctx, tmp_path_factory.mktemp("grouped") / "b"), graph
 
 
@@ -96,6 +97,7 @@ def test_integer_and_float_products_give_the_same_runs_and_traces(grouped: tuple
     floating = Emulator.open(build)
     assert not any(g.integer for g in floating._gemms)
     assert any(layer.groups > 1 for layer in integer.layers) and any(layer.segments > 1 for layer in integer.layers)
+    assert all(np.unique(layer.adc_step).size > 1 for layer in integer.layers)
     assert_same_run(integer.run(_x(), record=True), floating.run(_x(), record=True))
     assert_same_run(integer.run(_x()), floating.run(_x()))
     recorded = integer.run(_x(), record=True).outputs
