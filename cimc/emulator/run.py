@@ -4,15 +4,20 @@ Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels,
 or ADC groups):
 
 1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``);
-2. every segment's bitline sums at once: one batched matrix product per segment part
-   (onnxruntime's ``MatMul``, so the emulator needs no torch; ``MacroLayer.parts``: the full
-   segments, and the shorter ones padded to their own longest) of the macro columns with the
-   im2col rows each segment's wordlines see (``patches``), ``(S, Cout, Ho, Wo, N)``; the
-   products and sums are integers below ``2^24`` (the quantize pass refuses a layer whose sums
-   could reach it), exact in float32;
-3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
+2. every segment's bitline sums at once, pixel-major: one batched matrix product per segment
+   part (``MacroLayer.parts``: the full segments, and the shorter ones padded to their own
+   longest) of the im2col rows each segment's wordlines see (``patches``, ``(S, G, R, M)``,
+   transposed to ``(S, G, M, R)`` inside the model) with the constant macro columns on the
+   right, ``(S, G, M, Cout_g·S_w)`` (``cimc.emulator.product``): onnxruntime's
+   ``MatMulInteger`` (uint8 input digits, int8 cells, int32 sums) where the digits fit and a
+   pair of products cannot saturate int16, else its float ``MatMul``; the products and sums
+   are integers below ``2^24`` (the quantize pass refuses a layer whose sums could reach it),
+   exact in both;
+3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``
+   (an int32 sum converted to float32 first, exactly);
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
-   ``y = P · scale + b'`` (3 and 4 on cache-sized blocks of output channels).
+   ``y = P · scale + b'`` (3 and 4 on cache-sized blocks of pixels), transposed once to
+   channel-major.
 
 Activations stay channel-major: a CIM layer's output is a ``(N, Cout, Ho, Wo)`` view of its
 ``(Cout, Ho, Wo, N)`` array, which the digital ops of ``LAYOUT_FREE`` (elementwise, max) take
@@ -24,11 +29,12 @@ convolution over its ``S`` digit columns per channel, converts every (cycle, seg
 with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in hardware order
 (``cimc.emulator.slices``); its traced ADC codes are ``(N, Seg·T·S, Cout, Ho, Wo)``.
 
-A run without ``record`` allocates no large array after its first (``layer_outputs``): the DAC
-codes (written straight into the padded layout of a padded layer), the laid-out input, the
-im2col rows and the adder tree's sums are scratch of the emulator's ``Workspace``, the output
-is converted in place in the first segment's bitline sums, and Relu and Add overwrite an input
-no later node reads (``in_place_target``). A recording run builds every array new.
+A run without ``record`` takes its scratch from the emulator's ``Workspace`` (``layer_outputs``):
+the DAC codes (written straight into the padded layout of a padded layer of a float product),
+the laid-out input, the im2col rows, the converted blocks, the adder tree's sums and the
+pixel-major output; the bitline sums and the channel-major output are onnxruntime's new
+arrays; Relu and Add overwrite an input no later node reads (``in_place_target``). A
+recording run builds every array new.
 
 Digital ops run with the reference's kernels and rounding rules
 (``cimc.quant.reference.digital_op``; MaxPool as ``cimc.emulator.pool.max_pool``, the same
@@ -38,7 +44,8 @@ bits). ``Emulator.run`` returns the outputs and, with
 2.4–2.6× the float model's CPU time, this batched MatMul 2.2×; numpy's stacked matmul was 2–6×
 slower than onnxruntime's MatMul on these shapes; session 8: 1.3× and 1.9× the float model's
 CPU time on VGG9 batch 64 and ResNet-50 batch 8; session 9, without the page faults of fresh
-arrays: 1.2× and 1.4×. ``benchmarks/results/emulator.md``.)
+arrays: 1.2× and 1.4×; session 10, the integer pixel-major product: ResNet-50's emulator
+0.8–0.85× its former time. ``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
