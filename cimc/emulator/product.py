@@ -9,7 +9,7 @@ The product is onnxruntime's ``MatMulInteger`` (uint8 input digits, int8 weight 
 sums; exact) when the digits fit and cannot saturate (``integer_product``), else its float
 ``MatMul`` (exact too: the quantize pass refuses a layer whose sums could reach ``2^24``). A
 signed input digit ``d ∈ [lo, hi]`` is fed as ``d − lo`` with ``a_zero_point = −lo``
-(onnxruntime's signed×signed kernel was 7–10× slower than its unsigned×signed one on
+(onnxruntime's signed×signed kernel was 7–13× slower than its unsigned×signed one on
 ResNet-50's shapes). On x86 without VNNI the unsigned×signed kernel multiplies with
 ``VPMADDUBSW``, which adds two products in saturating int16: the integer product is chosen
 only when ``2 · max a · max|w| ≤ 32767`` for the fed digits ``a``.
