@@ -129,52 +129,52 @@ def test_bitline_sessions_use_default_threads_that_do_not_spin(live: Path) -> No
     """The MatMul sessions keep onnxruntime's default thread count (0: every core, as the float
     model has) and their workers do not spin between runs (``gemm_session``)."""
     for gemm in Emulator.open(live)._gemms:
-        options = gemm.get_session_options()
+        options = gemm.session.get_session_options()
         assert options.intra_op_num_threads == 0
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarray]) -> int:
     calls = []
-    original = emulator_run.numerics.adc_codes
+    original = emulator_run.numerics.quantize
 
     def spy(*args: Any, **kwargs: Any) -> np.ndarray:
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(emulator_run.numerics, "adc_codes", spy)
+    monkeypatch.setattr(emulator_run.numerics, "quantize", spy)
     emulator_run.convert_and_add(layer, parts, Workspace())
-    monkeypatch.setattr(emulator_run.numerics, "adc_codes", original)
+    monkeypatch.setattr(emulator_run.numerics, "quantize", original)
     return len(calls)
 
 
 def test_adc_blocks_hold_one_mebibyte_of_partial_sums(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two segments of 128 channels × 2048 pixels (2 MiB of partial sums) convert in two blocks
-    of 64 channels (``BLOCK_BYTES = 2^20``); with ``BLOCK_BYTES`` below one channel, one block
-    per channel."""
+    of 1024 pixels (``BLOCK_BYTES = 2^20``); with ``BLOCK_BYTES`` below one pixel's sums, one
+    block per pixel."""
     layer = dataclasses.replace(Emulator.open(live).layers[0], cout=128, segments=2,
                                 adc_step=np.ones(1, np.float32), scale=np.ones(1, np.float32),
                                 bias=np.zeros(1, np.float32))
-    parts = [np.zeros((2, 128, 64, 32, 1), dtype=np.float32)]
+    parts = [np.zeros((2, 1, 2048, 128), dtype=np.int32)]
     assert _adc_calls(monkeypatch, layer, parts) == 2
     monkeypatch.setattr(emulator_run, "BLOCK_BYTES", 4)
-    assert _adc_calls(monkeypatch, layer, parts) == 128
+    assert _adc_calls(monkeypatch, layer, parts) == 2048
 
 
 def test_one_segment_has_no_adder_tree(live: Path) -> None:
     """A layer of one segment: ``P`` is its ADC codes themselves (no sum into the workspace);
-    of two: the workspace's ``total``, equal to the sum of the codes."""
+    of two: the workspace's ``total``, equal to the sum of the codes; ``y`` is channel-major."""
     layer = dataclasses.replace(Emulator.open(live).layers[0], cout=3, segments=1, adc_step=np.ones(1, np.float32),
                                 scale=np.ones(1, np.float32), bias=np.zeros(1, np.float32))
-    codes = (np.arange(24, dtype=np.float32) % 7 - 3).reshape(1, 3, 2, 2, 2)  # ADC codes already
+    codes = (np.arange(24, dtype=np.int32) % 7 - 3).reshape(1, 1, 8, 3)  # ADC codes already, (S, G, M, Cout)
     work = Workspace()
-    total, _ = emulator_run.convert_and_add(layer, [codes.copy()], work)
-    assert "total" not in work._buffers and total.base is not None
-    np.testing.assert_array_equal(total, codes[0])
+    y = emulator_run.convert_and_add(layer, [codes.copy()], work)
+    assert "total" not in work._buffers
+    np.testing.assert_array_equal(y, codes[0, 0].T)
     two = dataclasses.replace(layer, segments=2)
-    total, _ = emulator_run.convert_and_add(two, [np.concatenate([codes, codes])], work)
-    assert np.shares_memory(total, work._buffers["total"])
-    np.testing.assert_array_equal(total, 2 * codes[0])
+    y = emulator_run.convert_and_add(two, [np.concatenate([codes, codes])], work)
+    assert "total" in work._buffers
+    np.testing.assert_array_equal(y, 2 * codes[0, 0].T)
 
 
 def test_runs_from_several_threads_equal_one_thread(live: Path) -> None:

@@ -4,15 +4,20 @@ Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels,
 or ADC groups):
 
 1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``);
-2. every segment's bitline sums at once: one batched matrix product per segment part
-   (onnxruntime's ``MatMul``, so the emulator needs no torch; ``MacroLayer.parts``: the full
-   segments, and the shorter ones padded to their own longest) of the macro columns with the
-   im2col rows each segment's wordlines see (``patches``), ``(S, Cout, Ho, Wo, N)``; the
-   products and sums are integers below ``2^24`` (the quantize pass refuses a layer whose sums
-   could reach it), exact in float32;
-3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``;
+2. every segment's bitline sums at once, pixel-major: one batched matrix product per segment
+   part (``MacroLayer.parts``: the full segments, and the shorter ones padded to their own
+   longest) of the im2col rows each segment's wordlines see (``patches``, ``(S, G, R, M)``,
+   transposed to ``(S, G, M, R)`` inside the model) with the constant macro columns on the
+   right, ``(S, G, M, Cout_g·S_w)`` (``cimc.emulator.product``): onnxruntime's
+   ``MatMulInteger`` (uint8 input digits, int8 cells, int32 sums) where the digits fit and a
+   pair of products cannot saturate int16, else its float ``MatMul``; the products and sums
+   are integers below ``2^24`` (the quantize pass refuses a layer whose sums could reach it),
+   exact in both;
+3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``
+   (an int32 sum converted to float32 first, exactly);
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
-   ``y = P · scale + b'`` (3 and 4 on cache-sized blocks of output channels).
+   ``y = P · scale + b'`` (3 and 4 on cache-sized blocks of pixels), transposed once to
+   channel-major.
 
 Activations stay channel-major: a CIM layer's output is a ``(N, Cout, Ho, Wo)`` view of its
 ``(Cout, Ho, Wo, N)`` array, which the digital ops of ``LAYOUT_FREE`` (elementwise, max) take
@@ -24,11 +29,12 @@ convolution over its ``S`` digit columns per channel, converts every (cycle, seg
 with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in hardware order
 (``cimc.emulator.slices``); its traced ADC codes are ``(N, Seg·T·S, Cout, Ho, Wo)``.
 
-A run without ``record`` allocates no large array after its first (``layer_outputs``): the DAC
-codes (written straight into the padded layout of a padded layer), the laid-out input, the
-im2col rows and the adder tree's sums are scratch of the emulator's ``Workspace``, the output
-is converted in place in the first segment's bitline sums, and Relu and Add overwrite an input
-no later node reads (``in_place_target``). A recording run builds every array new.
+A run without ``record`` takes its scratch from the emulator's ``Workspace`` (``layer_outputs``):
+the DAC codes (written straight into the padded layout of a padded layer of a float product),
+the laid-out input, the im2col rows, the converted blocks, the adder tree's sums and the
+pixel-major output; the bitline sums and the channel-major output are onnxruntime's new
+arrays; Relu and Add overwrite an input no later node reads (``in_place_target``). A
+recording run builds every array new.
 
 Digital ops run with the reference's kernels and rounding rules
 (``cimc.quant.reference.digital_op``; MaxPool as ``cimc.emulator.pool.max_pool``, the same
@@ -38,11 +44,13 @@ bits). ``Emulator.run`` returns the outputs and, with
 2.4–2.6× the float model's CPU time, this batched MatMul 2.2×; numpy's stacked matmul was 2–6×
 slower than onnxruntime's MatMul on these shapes; session 8: 1.3× and 1.9× the float model's
 CPU time on VGG9 batch 64 and ResNet-50 batch 8; session 9, without the page faults of fresh
-arrays: 1.2× and 1.4×. ``benchmarks/results/emulator.md``.)
+arrays: 1.2× and 1.4×; session 10, the integer pixel-major product: ResNet-50's emulator
+0.8–0.85× its former time. ``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -51,7 +59,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from numpy.lib.stride_tricks import as_strided
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles, read_build
@@ -59,6 +67,7 @@ from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
 from cimc.emulator.pool import max_pool
+from cimc.emulator.product import BitlineProduct, bitline_product
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.emulator.workspace import Workspace
 from cimc.errors import BuildError, UsageError
@@ -237,38 +246,19 @@ def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
     return {t: step for step, (node, _) in enumerate(nodes) for t in node.inputs}
 
 
-def gemm_session(layer: MacroLayer) -> ort.InferenceSession:
-    """The layer's bitline sums as a small ONNX model, its cells included: per segment part
-    ``k`` (``MacroLayer.parts``) onnxruntime's batched ``MatMul`` of the columns ``(S_k, G,
-    Cout_g·S_w, R_k)`` with the segments' im2col rows ``rows{k}`` ``(S_k, G, R_k, M)``
-    (``patches``), ``sums{k}`` ``(S_k, G, Cout_g·S_w, M)``. It uses onnxruntime's default
-    threads, as the float model it is compared with does (every core of the machine); they do
-    not spin between runs, where they would take a core from the numpy work between two layers.
-    (On the 2-core benchmark machine under load one thread cost less, ResNet-50 batch 8 0.81–0.91
-    s CPU a run against 0.86–1.04 s, ``benchmarks/results/emulator.md``; on an idle many-core
-    machine it would leave every other core idle.)"""
-    nodes, inputs, outputs, weights = [], [], [], []
-    for k, part in enumerate(layer.parts):
-        weight = np.ascontiguousarray(part.weight, dtype=np.float32)
-        s_count, groups, _, rows = weight.shape
-        nodes.append(helper.make_node("MatMul", [f"columns{k}", f"rows{k}"], [f"sums{k}"]))
-        inputs.append(helper.make_tensor_value_info(f"rows{k}", TensorProto.FLOAT, [s_count, groups, rows, "m"]))
-        outputs.append(helper.make_tensor_value_info(f"sums{k}", TensorProto.FLOAT, None))
-        weights.append(numpy_helper.from_array(weight, f"columns{k}"))
-    graph = helper.make_graph(nodes, "bitline_sums", inputs, outputs, weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
-                              ir_version=EXPORT_IR_VERSION)
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+def gemm_session(layer: MacroLayer) -> BitlineProduct:
+    """The layer's bitline product (``cimc.emulator.product.bitline_product``)."""
+    return bitline_product(layer)
 
 
-def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None) -> list[np.ndarray]:
-    """Per segment part, ``(S_k, G, R_k, Ho·Wo·N)`` float32: the input code every segment's
-    wordline sees at each output pixel, ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the
-    taps ``(c, i, j)`` of ``SegmentPart.taps``, pixels ordered ``(h, w, n)``. The codes are
-    first laid out ``(C, H, W, N)`` (one copy, the padding included, none when they are laid out
-    so already) so that the gather copies runs of ``Wo·N`` values; an unpadded ``1 × 1`` kernel
+def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None,
+            feed: tuple[type[np.generic], int] = (np.float32, 0)) -> list[np.ndarray]:
+    """Per segment part, ``(S_k, G, R_k, Ho·Wo·N)`` of dtype ``feed[0]``: the input code every
+    segment's wordline sees at each output pixel plus ``feed[1]`` (``BitlineProduct.offset``),
+    ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps ``(c, i, j)`` of
+    ``SegmentPart.taps``, pixels ordered ``(h, w, n)``. The codes are first laid out ``(C, H,
+    W, N)`` (one copy, the padding included, none when they are laid out so already in the fed
+    dtype) so that the gather copies runs of ``Wo·N`` values; an unpadded ``1 × 1`` kernel
     takes whole rows of that layout, and a part whose wordlines are whole channels in order
     (``SegmentPart.channels``) a slice of it: a view for ``1 × 1``, else one strided copy (no
     gather). Scratch arrays come from ``work`` (a new ``Workspace`` by default)."""
@@ -276,10 +266,10 @@ def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None)
     n, c, h, w = codes.shape
     if reads_channels(layer):
         (sh, sw), (ho, wo) = layer.strides, _spatial(layer, h, w)
-        rows = _laid_out(work, codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw]).reshape(c, ho * wo * n)
+        rows = _laid_out(work, codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw], feed).reshape(c, ho * wo * n)
         return [_channel_rows(rows, part) for part in layer.parts]
-    padded, interior = padded_codes(layer, codes.shape, work)
-    interior[...] = codes
+    padded, interior = padded_codes(layer, codes.shape, work, feed)
+    _feed(codes, interior, feed[1])
     return window_rows(layer, padded, work)
 
 
@@ -288,14 +278,15 @@ def reads_channels(layer: MacroLayer) -> bool:
     return layer.kernel == (1, 1) and not any(layer.pads)
 
 
-def padded_codes(layer: MacroLayer, shape: tuple[int, ...], work: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    """``work``'s ``laid`` buffer as the zero-padded ``(C, H + pads, W + pads, N)`` codes of an
-    input of ``shape`` ``(N, C, H, W)``, and its interior as an ``(N, C, H, W)`` view to write
-    the codes into (the border is zeroed here)."""
+def padded_codes(layer: MacroLayer, shape: tuple[int, ...], work: Workspace,
+                 feed: tuple[type[np.generic], int] = (np.float32, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """``work``'s ``laid`` buffer as the padded ``(C, H + pads, W + pads, N)`` fed codes (dtype
+    and offset ``feed``) of an input of ``shape`` ``(N, C, H, W)``, and its interior as an ``(N,
+    C, H, W)`` view to write the codes into (the border is set here to the fed code of 0)."""
     n, c, h, w = shape
     t, left, b, r = layer.pads
-    padded = work.array("laid", (c, h + t + b, w + left + r, n))
-    padded[:, :t] = padded[:, t + h:] = padded[:, :, :left] = padded[:, :, left + w:] = 0
+    padded = work.array("laid", (c, h + t + b, w + left + r, n), feed[0])
+    padded[:, :t] = padded[:, t + h:] = padded[:, :, :left] = padded[:, :, left + w:] = feed[1]
     return padded, padded[:, t:t + h, left:left + w].transpose(3, 0, 1, 2)
 
 
@@ -314,7 +305,7 @@ def window_rows(layer: MacroLayer, padded: np.ndarray, work: Workspace) -> list[
             out.append(win[channel, row, col].reshape(*channel.shape, ho * wo * n))
             continue
         c0, c1 = part.channels
-        rows = work.array(f"rows{k}", (*channel.shape, ho * wo * n))
+        rows = work.array(f"rows{k}", (*channel.shape, ho * wo * n), padded.dtype.type)
         np.copyto(rows.reshape(c1 - c0, kh, kw, ho, wo, n), win[c0:c1])
         out.append(rows)
     return out
@@ -330,38 +321,46 @@ def _channel_rows(rows: np.ndarray, part: SegmentPart) -> np.ndarray:
     return rows[c0:c1].reshape(*channel.shape, rows.shape[1])
 
 
-def _laid_out(work: Workspace, a: np.ndarray) -> np.ndarray:
-    """``a`` itself when C-contiguous, else its copy in ``work``'s ``laid`` buffer."""
-    if a.flags.c_contiguous:
+def _laid_out(work: Workspace, a: np.ndarray, feed: tuple[type[np.generic], int]) -> np.ndarray:
+    """``a`` itself when C-contiguous and already fed (dtype ``feed[0]``, offset 0), else its
+    fed copy in ``work``'s ``laid`` buffer."""
+    dtype, offset = feed
+    if a.flags.c_contiguous and a.dtype == dtype and not offset:
         return a
-    laid = work.array("laid", a.shape)
-    np.copyto(laid, a)
+    laid = work.array("laid", a.shape, dtype)
+    _feed(a, laid, offset)
     return laid
 
 
-def bitline_sums(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray,
+def _feed(codes: np.ndarray, out: np.ndarray, offset: int) -> None:
+    """``out = codes + offset`` (integer-valued codes, exact in ``out``'s dtype)."""
+    if offset:
+        np.add(codes, np.float32(offset), out=out, casting="unsafe")
+    else:
+        np.copyto(out, codes, casting="unsafe")
+
+
+def bitline_sums(layer: MacroLayer, gemm: BitlineProduct, codes: np.ndarray,
                  work: Workspace | None = None) -> list[np.ndarray]:
-    """Per segment part, ``(S_k, Cout·S_w, Ho, Wo, N)`` partial sums of its segments and
-    bitlines for integer-valued ``codes`` ``(N, C, H, W)``: one batched matrix product. The
-    products and every partial sum are integers below ``2^24`` (``quantize`` refuses a layer
-    whose sums could reach it), so float32 holds them exactly whatever order the product sums in.
-    The im2col rows are scratch of ``work`` (``patches``)."""
-    n, _, h, w = codes.shape
-    return products(layer, gemm, patches(layer, codes, work), _spatial(layer, h, w), n)
+    """Per segment part, ``(S_k, G, M, Cout_g·S_w)`` partial sums of its segments and bitlines
+    at each pixel ``M = (Ho, Wo, N)`` for integer-valued ``codes`` ``(N, C, H, W)``: one batched
+    matrix product (``cimc.emulator.product``), int32 or float32. The products and every partial
+    sum are integers below ``2^24`` (``quantize`` refuses a layer whose sums could reach it), so
+    float32 holds them exactly whatever order the product sums in. The im2col rows are scratch
+    of ``work`` (``patches``)."""
+    return products(gemm, patches(layer, codes, work, (gemm.dtype, gemm.offset)))
 
 
-def products(layer: MacroLayer, gemm: ort.InferenceSession, rows: list[np.ndarray], spatial: tuple[int, int],
-             n: int) -> list[np.ndarray]:
-    """``bitline_sums`` of the parts' im2col ``rows`` (``patches``), ``spatial = (Ho, Wo)``."""
+def products(gemm: BitlineProduct, rows: list[np.ndarray]) -> list[np.ndarray]:
+    """``bitline_sums`` of the parts' im2col ``rows`` (``patches``)."""
+    return list(gemm.session.run(None, {f"rows{k}": r for k, r in enumerate(rows)}))
+
+
+def channel_major(parts: list[np.ndarray], spatial: tuple[int, int], n: int) -> list[np.ndarray]:
+    """Pixel-major parts ``(S_k, G, M, W)`` as float32 ``(S_k, G·W, Ho, Wo, N)`` (new arrays)."""
     ho, wo = spatial
-    feeds = {f"rows{k}": r for k, r in enumerate(rows)}
-    return [_channel_major(p, ho, wo, n) for p in gemm.run(None, feeds)]
-
-
-def _channel_major(p: np.ndarray, ho: int, wo: int, n: int) -> np.ndarray:
-    """A part's product ``(S_k, G, Cout_g·S_w, M)`` as ``(S_k, Cout·S_w, Ho, Wo, N)``."""
-    s_count, groups, width, _ = p.shape
-    return p.reshape(s_count, groups * width, ho, wo, n)
+    return [np.ascontiguousarray(p.transpose(0, 1, 3, 2), dtype=np.float32)
+            .reshape(p.shape[0], p.shape[1] * p.shape[3], ho, wo, n) for p in parts]
 
 
 def segment_order(layer: MacroLayer, parts: list[np.ndarray]) -> np.ndarray:
@@ -376,33 +375,82 @@ def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
     return window_out((h, w), ((kh - 1) * dh + 1, (kw - 1) * dw + 1), layer.strides, layer.pads)
 
 
-def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
-                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """ADC codes of the partial sums of every segment part ``(S_k, Cout, …)`` in place, ``p̂ =
-    clip(round(p / S_ADC[o]), ±(2^(b−1) − 1))``, the adder tree ``P = Σ_s p̂`` and the output
-    ``y = P · scale + b'``, both ``(Cout, …)``, done on blocks of output channels of about
-    ``BLOCK_BYTES`` so that the division, rounding, clipping and sum of a block read it from the
-    cache rather than from memory (four passes over ``p``, two over ``P``). ``P`` is exact in
-    float32 in any order (integers below ``2^24``), so the parts add in any order. A layer of
-    one segment has no adder tree: ``P`` is its codes ``parts[0][0]``; else ``P`` is ``work``'s
-    ``total``. ``y`` is written into ``out`` (new by default), which may be ``parts[0][0]``: a
-    block's output is written after its codes are summed."""
-    cout = layer.cout
-    step, scale, bias = (np.broadcast_to(np.ravel(np.asarray(v, dtype=np.float32)), (cout,))
-                         for v in (layer.adc_step, layer.scale, layer.bias))
-    block = max(1, BLOCK_BYTES * cout // sum(p.nbytes for p in parts))
-    tree = layer.segments > 1
+def _columns(v: np.ndarray, cout: int, groups: int) -> np.ndarray:
+    """A per-layer or per-channel float32 value as ``(G, 1, Cout_g)``: channel ``o = g·Cout_g + j``."""
+    return np.broadcast_to(np.ravel(np.asarray(v, dtype=np.float32)), (cout,)).reshape(groups, 1, cout // groups)
+
+
+def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace, *,
+                    in_place: bool = False, total: np.ndarray | None = None) -> np.ndarray:
+    """The channel-major output ``y`` ``(Cout, M)`` (a new array) of the pixel-major partial
+    sums of every segment part ``(S_k, G, M, Cout_g)`` (int32 or float32, ``bitline_sums``; an
+    unsliced layer): ADC codes ``p̂ = clip(round(p / S_ADC[o]), ±(2^(b−1) − 1))`` in float32 (an
+    int32 sum converts exactly: ``|p| < 2^24``), the adder tree ``P = Σ_s p̂`` and ``y = P ·
+    scale + b'``, done on blocks of pixels of about ``BLOCK_BYTES`` of partial sums so that the
+    conversion, division, rounding, clipping and sum of a block read it from the cache rather
+    than from memory; ``y`` is computed pixel-major into ``work``'s ``output`` and transposed
+    once, by onnxruntime (``transposed``: numpy's strided copy was 5–10× slower). ``P`` is exact
+    in float32 in any order (integers below ``2^24``), so the parts add in any order. With
+    ``in_place`` (float32 parts) the codes overwrite the parts, else each block is converted
+    into scratch of ``work``; ``total`` ``(G, M, Cout_g)``, if given, receives ``P`` (a layer of
+    one segment has no adder tree: its ``P`` is its codes)."""
     first, *_ = parts
-    total = work.array("total", first.shape[1:]) if tree else first.squeeze(0)
-    y = np.empty(total.shape, dtype=np.float32) if out is None else out
-    for start in range(0, cout, block):
-        cols = slice(start, start + block)
+    groups, m, width = first.shape[1:]
+    step, scale, bias = (_columns(v, layer.cout, groups) for v in (layer.adc_step, layer.scale, layer.bias))
+    block = max(1, BLOCK_BYTES // (4 * groups * width * sum(p.shape[0] for p in parts)))
+    tree = layer.segments > 1
+    y = work.array("output", (groups, m, width))
+    for start in range(0, m, block):
+        pixels = slice(start, start + block)
+        t = total[:, pixels] if total is not None else None
         for k, p in enumerate(parts):
-            codes = numerics.adc_codes(p[:, cols], step[cols], layer.adc_bits, channel_axis=1, out=p[:, cols])
+            codes = _converted(p[:, :, pixels], work, f"adc{k}", in_place)
+            numerics.quantize(codes, step, layer.adc_bits, True, out=codes)
             if tree:
-                _add_segments(codes, total[cols], k == 0)
-        numerics.layer_output(total[cols], scale[cols], bias[cols], channel_axis=0, out=y[cols])
-    return total, y
+                t = t if t is not None else work.array("total", codes.shape[1:])
+                _add_segments(codes, t, k == 0)
+        if not tree:
+            t = _first_codes(codes[0], t)
+        assert t is not None
+        out = y[:, pixels]
+        np.multiply(t, scale, dtype=np.float32, out=out)  # numerics.layer_output's two roundings
+        np.add(out, bias, dtype=np.float32, out=out)
+    return transposed(y).reshape(layer.cout, m)
+
+
+@functools.cache
+def _transposer() -> ort.InferenceSession:
+    """onnxruntime's ``Transpose`` of a float32 ``(a, b, c)`` to ``(a, c, b)``."""
+    node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1])
+    graph = helper.make_graph([node], "transpose", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+                              ir_version=EXPORT_IR_VERSION)
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def transposed(a: np.ndarray) -> np.ndarray:
+    """``a.transpose(0, 2, 1)`` of a float32 ``(a, b, c)`` array, as a new C-contiguous array."""
+    return np.asarray(_transposer().run(None, {"x": a})[0])
+
+
+def _converted(p: np.ndarray, work: Workspace, name: str, in_place: bool) -> np.ndarray:
+    """``p`` itself (``in_place``) or its float32 copy in ``work``'s buffer ``name``."""
+    if in_place:
+        return p
+    out = work.array(name, p.shape)
+    np.copyto(out, p, casting="unsafe")
+    return out
+
+
+def _first_codes(codes: np.ndarray, total: np.ndarray | None) -> np.ndarray:
+    """A one-segment layer's ``P``: its codes, copied into ``total`` when given."""
+    if total is None:
+        return codes
+    np.copyto(total, codes)
+    return total
 
 
 def _add_segments(codes: np.ndarray, total: np.ndarray, first: bool) -> None:
@@ -413,27 +461,31 @@ def _add_segments(codes: np.ndarray, total: np.ndarray, first: bool) -> None:
         total += np.sum(codes, axis=0, dtype=np.float32)
 
 
-def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, record: bool = True) -> LayerTrace:
-    """One CIM layer on float input ``x`` (module doc), computed channel-major ``(S, Cout, Ho,
-    Wo, N)``. The outputs are a view of the channel-major ``(Cout, Ho, Wo, N)`` array with the
-    shape ``(N, Cout, Ho, Wo)`` (the next layer's ``patches`` wants that memory order); the
-    trace's sums and ADC codes are transposed to their layout once when ``record``, else the
-    sums are a view too and the ADC codes are left out (zero conversions). Every array is new."""
+def run_layer(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, record: bool = True) -> LayerTrace:
+    """One CIM layer on float input ``x`` (module doc), computed pixel-major. The outputs are a
+    view of the channel-major ``(Cout, Ho, Wo, N)`` array with the shape ``(N, Cout, Ho, Wo)``
+    (the next layer's ``patches`` wants that memory order); the trace's sums ``(N, Cout, Ho,
+    Wo)`` and ADC codes ``(N, Seg, Cout, Ho, Wo)`` are transposed to their layout once when
+    ``record``, else the sums are a view too and the ADC codes are left out (zero
+    conversions). Every array is new."""
     a = _conv_input(layer, x)
     codes = numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed)
     if layer.sliced:
         adc, total = _sliced_conversions(layer, gemm, codes, record)
         y = numerics.layer_output(total, layer.scale, layer.bias, out=None if record else total)
     else:
-        work = Workspace()
-        p = bitline_sums(layer, gemm, codes, work)
-        cm_total, cm_y = convert_and_add(layer, p, work)
-        y = cm_y.transpose(3, 0, 1, 2)
+        n, _, h, w = a.shape
+        ho, wo = _spatial(layer, h, w)
+        p = [np.asarray(part, dtype=np.float32) for part in bitline_sums(layer, gemm, codes, Workspace())]
+        groups, m, width = p[0].shape[1:]
+        cm_total = np.empty((groups, m, width), dtype=np.float32)
+        cm_y = convert_and_add(layer, p, Workspace(), in_place=True, total=cm_total)
+        y = cm_y.reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
+        total = cm_total.transpose(0, 2, 1).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
         if record:
-            total = np.ascontiguousarray(cm_total.transpose(3, 0, 1, 2))
-            adc = segment_order(layer, p).transpose(4, 0, 1, 2, 3)
+            total = np.ascontiguousarray(total)
+            adc = segment_order(layer, channel_major(p, (ho, wo), n)).transpose(4, 0, 1, 2, 3)
         else:
-            total = cm_total.transpose(3, 0, 1, 2)
             adc = np.empty((codes.shape[0], 0, *total.shape[1:]), dtype=np.float32)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
@@ -442,23 +494,26 @@ def run_layer(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, reco
                       total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
 
 
-def layer_outputs(layer: MacroLayer, gemm: ort.InferenceSession, x: np.ndarray, work: Workspace) -> np.ndarray:
-    """``run_layer(…).outputs`` alone (the same bits): the DAC codes, im2col rows and sums are
-    scratch of ``work`` and the output ``(N, Cout, Ho, Wo)`` a view of the first segment's
-    bitline sums, converted in place (``convert_and_add``), so that a run allocates no large
-    array after its first."""
+def layer_outputs(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, work: Workspace) -> np.ndarray:
+    """``run_layer(…).outputs`` alone (the same bits): the DAC codes, im2col rows, converted
+    blocks and adder tree are scratch of ``work``, and the output ``(N, Cout, Ho, Wo)`` a view of
+    a new channel-major ``(Cout, Ho, Wo, N)`` array (``convert_and_add``)."""
     if layer.sliced:
         return run_layer(layer, gemm, x, record=False).outputs
     a = _conv_input(layer, x)
+    n, _, h, w = a.shape
+    feed = (gemm.dtype, gemm.offset)
     if reads_channels(layer):
-        p = bitline_sums(layer, gemm, _dac(layer, a, work.like("codes", a)), work)
-    else:  # the DAC writes the padded layout itself: no copy of the codes
-        padded, interior = padded_codes(layer, a.shape, work)
-        _dac(layer, a, interior)
-        n, _, h, w = a.shape
-        p = products(layer, gemm, window_rows(layer, padded, work), _spatial(layer, h, w), n)
-    _, y = convert_and_add(layer, p, work, out=p[0][0])
-    out = y.transpose(3, 0, 1, 2)
+        p = products(gemm, patches(layer, _dac(layer, a, work.like("codes", a)), work, feed))
+    else:  # the DAC writes the padded layout (of a float product) itself: no copy of the codes
+        padded, interior = padded_codes(layer, a.shape, work, feed)
+        if interior.dtype == np.float32:
+            _dac(layer, a, interior)
+        else:
+            _feed(_dac(layer, a, work.like("codes", a)), interior, gemm.offset)
+        p = products(gemm, window_rows(layer, padded, work))
+    ho, wo = _spatial(layer, h, w)
+    out = convert_and_add(layer, p, work).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
     return out if layer.kind == "conv" else out.reshape(*x.shape[:-1], layer.cout)
 
 
@@ -473,13 +528,15 @@ def _conv_input(layer: MacroLayer, x: np.ndarray) -> np.ndarray:
     return x if layer.kind == "conv" else x.reshape(-1, x.shape[-1], 1, 1)
 
 
-def _sliced_conversions(layer: MacroLayer, gemm: ort.InferenceSession, codes: np.ndarray,
+def _sliced_conversions(layer: MacroLayer, gemm: BitlineProduct, codes: np.ndarray,
                         record: bool) -> tuple[np.ndarray, np.ndarray]:
     """ADC codes (in trace order when ``record``) and shift-added sums ``P`` of a sliced layer,
     computed on the bitline sums in the order ``(T, N, Ho, Wo, Seg, Cout, S)``."""
     cycles = dac_cycles(codes, layer.a_slices, layer.dac_bits)
-    p = segment_order(layer, bitline_sums(layer, gemm, cycles))  # (Seg, Cout·S, Ho, Wo, T·N)
-    seg, _, ho, wo, _ = p.shape
+    _, _, h, w = cycles.shape
+    spatial = _spatial(layer, h, w)
+    p = segment_order(layer, channel_major(bitline_sums(layer, gemm, cycles), spatial, cycles.shape[0]))
+    seg, _, ho, wo, _ = p.shape  # (Seg, Cout·S, Ho, Wo, T·N)
     p = p.reshape(seg, layer.cout, layer.w_slices, ho, wo, layer.a_slices, codes.shape[0])
     p = np.ascontiguousarray(p.transpose(5, 6, 3, 4, 0, 1, 2))
     steps = adc_steps(layer.adc_step, layer.adc_shift, p.shape)
