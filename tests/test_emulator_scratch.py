@@ -127,7 +127,7 @@ def test_max_pool_equals_the_reference_kernel(attrs: dict[str, Any]) -> None:
 
 def test_bitline_sessions_use_default_threads_that_do_not_spin(live: Path) -> None:
     """The MatMul sessions keep onnxruntime's default thread count (0: every core, as the float
-    model has) and their workers do not spin between runs (``gemm_session``)."""
+    model has) and their workers do not spin between runs (``bitline_product``)."""
     for gemm in Emulator.open(live)._gemms:
         options = gemm.session.get_session_options()
         assert options.intra_op_num_threads == 0

@@ -87,7 +87,7 @@ class Emulator:
         self.layers = macro_layers(files)
         self.nodes = [(n, {k: decode_attr(v) for k, v in n.attrs.items()}) for n in files.graph.nodes]
         self.constants = {t: files.constants[key] for t, key in files.graph.constants.items()}
-        self._gemms = [gemm_session(layer) for layer in self.layers]
+        self._gemms = [bitline_product(layer) for layer in self.layers]
         self._work = Workspace()  # the scratch of runs without record, one run at a time (``_values``)
         self._work_lock = threading.Lock()
 
@@ -244,11 +244,6 @@ BLOCK_BYTES = 1 << 20
 
 def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
     return {t: step for step, (node, _) in enumerate(nodes) for t in node.inputs}
-
-
-def gemm_session(layer: MacroLayer) -> BitlineProduct:
-    """The layer's bitline product (``cimc.emulator.product.bitline_product``)."""
-    return bitline_product(layer)
 
 
 def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None,
@@ -412,9 +407,7 @@ def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
         if not tree:
             t = _first_codes(codes[0], t)
         assert t is not None
-        out = y[:, pixels]
-        np.multiply(t, scale, dtype=np.float32, out=out)  # numerics.layer_output's two roundings
-        np.add(out, bias, dtype=np.float32, out=out)
+        numerics.layer_output(t, scale, bias, None, out=y[:, pixels])
     return transposed(y).reshape(layer.cout, m)
 
 

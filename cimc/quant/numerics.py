@@ -87,13 +87,16 @@ def shift_scale(k: np.ndarray) -> np.ndarray:
     return np.ldexp(np.float32(1.0), -np.asarray(k, dtype=np.int64)).astype(np.float32)
 
 
-def layer_output(total: np.ndarray, scale: np.ndarray, bias: np.ndarray, channel_axis: int = 1, *,
+def layer_output(total: np.ndarray, scale: np.ndarray, bias: np.ndarray, channel_axis: int | None = 1, *,
                  out: np.ndarray | None = None) -> np.ndarray:
     """``y = P · scale + b`` in float32, two roundings (a multiply, then an add), ``scale``
-    and ``b`` per layer ``(1,)`` or per output channel; ``out`` may be ``total`` itself."""
-    shape = [1] * total.ndim
-    shape[channel_axis] = -1
-    s = np.asarray(scale, dtype=np.float32).reshape(shape)
-    b = np.asarray(bias, dtype=np.float32).reshape(shape)
+    and ``b`` per layer ``(1,)`` or per output channel along ``channel_axis`` (``None``: already
+    shaped to broadcast against ``total``); ``out`` may be ``total`` itself."""
+    s = np.asarray(scale, dtype=np.float32)
+    b = np.asarray(bias, dtype=np.float32)
+    if channel_axis is not None:
+        shape = [1] * total.ndim
+        shape[channel_axis] = -1
+        s, b = s.reshape(shape), b.reshape(shape)
     y = np.multiply(total, s, dtype=np.float32, out=out)
     return np.add(y, b, dtype=np.float32, out=y)
