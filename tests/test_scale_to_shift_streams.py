@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimc.ir.annotations import QuantParams, Shift
+from cimc.ir.annotations import CimLayer, QuantParams, Shift
 from cimc.ir.graph import Graph
+from cimc.ir.node import Node
+from cimc.ir.tensor import TensorInfo
 from cimc.macro import MacroSpec
 from cimc.mapping.select import cim_nodes
 from cimc.passes import scale_to_shift
@@ -23,7 +25,7 @@ from cimc.passes.place_bitlines import PlaceBitlines
 from cimc.passes.quantize import LayerBits, Quantize
 from cimc.passes.scale_to_shift import ScaleToShift
 from cimc.passes.select_cim import SelectCim
-from cimc.passes.shift_streams import residual_stream
+from cimc.passes.shift_streams import gain_inputs, is_cim_reader, residual_stream
 from cimc.passes.tile_wordlines import TileWordlines
 from cimc.quant import numerics
 from cimc.quant.calibration import collect_inputs
@@ -156,3 +158,46 @@ def test_members_are_listed_in_topological_order() -> None:
     graph, _ = compile_ir(residual_cnn(), shift=False)
     stream = residual_stream(graph, graph.node("cb"))
     assert stream is not None and [n.name for n in stream.members] == [n.name for n in cim_nodes(graph)][:2]
+
+
+def _ops_graph() -> Graph:
+    """Tensors ``a``, ``b`` (graph inputs, 1×4×2×2) and the constants ``k`` (a scale) and
+    ``shape`` (a Reshape target) for the hand-built nodes below."""
+    g = Graph("ops")
+    for name in ("a", "b"):
+        g.tensors[name] = TensorInfo(name, (1, 4, 2, 2))
+        g.inputs.append(name)
+    g.set_initializer("k", np.full((1, 4, 1, 1), 2.0, np.float32))
+    g.set_initializer("shape", np.array([1, 16], np.int64))
+    return g
+
+
+@pytest.mark.parametrize(("op", "ins", "outs", "want"), [
+    ("Add", ["a", "b"], 1, ["a", "b"]), ("Sub", ["b", "a"], 1, ["b", "a"]),
+    ("Add", ["a", "k"], 1, None),  # a constant term: (g·a) + k ≠ g·(a + k)
+    ("Add", ["k", "a"], 1, None),
+    ("Relu", ["a"], 1, ["a"]), ("Reshape", ["a", "shape"], 1, ["a"]),  # the data input only
+    ("MaxPool", ["a"], 2, None),  # with its Indices output: not one output
+    ("Clip", ["a"], 1, ["a"]), ("Sigmoid", ["a"], 1, None),
+    ("Mul", ["a", "k"], 1, ["a"]), ("Mul", ["k", "a"], 1, ["a"]), ("Div", ["a", "k"], 1, ["a"]),
+    ("Div", ["k", "a"], 1, None),  # k / (g·a) = (k / a) / g
+    ("Mul", ["a", "b"], 1, None), ("Mul", ["a", "a"], 1, None),  # (g·a)·(g·a) = g²·a²
+    ("Mul", ["a", "k", "k"], 1, None)])
+def test_the_inputs_that_carry_an_ops_gain(op: str, ins: list[str], outs: int, want: list[str] | None) -> None:
+    """``gain_inputs`` on one hand-built node: a join of two non-constants, the data input of a
+    homogeneous op or constant-bound Clip, the tensor of a product with a constant, else ``None``."""
+    g = _ops_graph()
+    attrs = {"kernel_shape": (2, 2)} if op == "MaxPool" else {}
+    node = Node("n", op, tuple(ins), tuple(f"y{i}" for i in range(outs)), attrs)
+    assert gain_inputs(g, node) == want
+
+
+def test_a_cim_layer_reading_the_tensor_twice_is_no_reader() -> None:
+    """``is_cim_reader``: quantized, the tensor its activation (first input) and no other input."""
+    node = Node("n", "MatMul", ("a", "a"), ("y",))
+    node.ann[CimLayer] = node.ann[QuantParams] = object()
+    assert not is_cim_reader(node, "a")
+    once = Node("m", "MatMul", ("a", "w"), ("y",), ann=node.ann)
+    assert is_cim_reader(once, "a") and not is_cim_reader(once, "w")
+    del node.ann[QuantParams]
+    assert not is_cim_reader(once, "a")

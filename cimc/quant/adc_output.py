@@ -47,14 +47,15 @@ FACTORS = 2.0 ** (np.array([0, -4, -3, -2, -1, 1, 2, 3, 4]) / 8)
 def output_bounds(graph: Graph, node: Node) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, hi)``, each ``(Cout,)`` float64: the range the activation after ``node`` keeps of
     each channel, in ``node``'s output units (module doc)."""
-    cout = graph.shape(node.outputs[0])[1] if len(graph.shape(node.outputs[0])) == 4 \
-        else graph.shape(node.outputs[0])[-1]
+    y = node.outputs[0]
+    shape = graph.shape(y)
+    cout = shape[1] if len(shape) == 4 else shape[-1]
     lo, hi = np.full(cout, -np.inf), np.full(cout, np.inf)
-    readers = graph.consumers(node.outputs[0])
-    if len(readers) != 1 or node.outputs[0] in graph.outputs:
+    readers = graph.consumers(y)
+    if len(readers) != 1 or y in graph.outputs:
         return lo, hi
     act, k = readers[0], np.ones(cout)
-    if act.op == "Mul" and act.inputs[0] == node.outputs[0] and act.inputs[1] in graph.initializers:
+    if act.op == "Mul" and act.inputs[0] == y and act.inputs[1] in graph.initializers:
         factor = graph.initializers[act.inputs[1]].astype(np.float64).reshape(-1)
         after = graph.consumers(act.outputs[0])
         if not (factor > 0).all() or factor.size not in (1, cout) or len(after) != 1 or after[0].op != "Clip":
