@@ -335,7 +335,8 @@ _LAYOUT_TESTS = _files("test_tiling_placement", "test_tiling_bounds", "test_tile
                        "test_signed_one_bit", "test_interpreter", "test_pass_registry")
 _EMULATOR_TESTS = _files("test_emulator", "test_emulator_memory", "test_sliced_exact", "test_batching",
                          "test_layout_geometry", "test_batch_inputs", "test_emulator_blocks", "test_emulator_inputs",
-                         "test_emulator_parts", "test_emulator_run_mutants", "test_emulator_scratch")
+                         "test_emulator_parts", "test_emulator_run_mutants", "test_emulator_scratch",
+                         "test_emulator_product")
 _QAT_TESTS = _files("test_train_quant", "test_train_quant_grad", "test_train_step_grad")
 
 #: The numerical core that ``--all`` runs (issue 17), declared once: each module with the test
@@ -359,13 +360,17 @@ CORE: dict[str, tuple[str, ...]] = {
     "cimc/passes/scale_to_shift.py": _files("test_scale_to_shift", "test_scale_to_shift_choices",
                                             "test_scale_to_shift_clip", "test_scale_to_shift_targets",
                                             "test_scale_to_shift_options", "test_shift_remainders",
-                                            "test_scale_to_shift_lut", "test_pass_registry"),
+                                            "test_scale_to_shift_lut", "test_scale_to_shift_streams",
+                                            "test_offset_digits", "test_pass_registry"),
+    "cimc/passes/shift_streams.py": _files("test_scale_to_shift_streams"),
+    "cimc/quant/adc_output.py": _files("test_adc_output"),
     "cimc/passes/quantize.py": _files("test_quantize", "test_quantize_parts", "test_quantize_edges",
                                       "test_quantize_paths", "test_calibration_streaming", "test_shift_remainders",
                                       "test_signed_one_bit", "test_sliced_bounds", "test_pass_registry",
                                       "test_adaround", "test_ptq_remedies", "test_weight_pool", "test_qdq_import",
                                       "test_equalize"),
     "cimc/emulator/run.py": _EMULATOR_TESTS,
+    "cimc/emulator/product.py": _EMULATOR_TESTS,
     "cimc/emulator/layers.py": (*_EMULATOR_TESTS, *_files("test_emulator_macro_columns")),
     "cimc/emulator/slices.py": _files("test_emulator", "test_sliced_exact", "test_sliced_mapping",
                                       "test_emulator_memory"),
