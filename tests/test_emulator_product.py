@@ -6,7 +6,9 @@ the channel-major product of the im2col rows, and giving the same runs and trace
 from __future__ import annotations
 
 import dataclasses
+import types
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -31,6 +33,17 @@ def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Graph]:
 
 def _x() -> np.ndarray:
     return np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("a_bits", "dac_bits", "a_slices", "signed", "expected"), [
+    (8, 4, 2, False, (0, 15)), (8, 4, 2, True, (-8, 15)), (4, 4, 1, False, (0, 15)), (4, 4, 1, True, (-7, 7)),
+    (8, 8, 1, False, (0, 255)), (6, 2, 3, True, (-2, 3))])
+def test_the_input_digit_range_spans_every_dac_cycle(a_bits: int, dac_bits: int, a_slices: int, signed: bool,
+                                                      expected: tuple[int, int]) -> None:
+    """Bit-sliced inputs are fed digit by digit (``dac_bits`` wide, the top one signed), an
+    unsliced input whole: 8-bit inputs on 4-bit DACs feed 0 … 15, not 0 … 255."""
+    layer = types.SimpleNamespace(a_bits=a_bits, dac_bits=dac_bits, a_slices=a_slices, a_signed=signed)
+    assert product.input_digit_range(cast(MacroLayer, layer)) == expected
 
 
 def test_the_gate_admits_pairs_of_products_up_to_int16() -> None:
