@@ -191,3 +191,33 @@ def test_runs_from_several_threads_equal_one_thread(live: Path) -> None:
     for i, outputs in enumerate(got):
         for name, value in want[i % len(batches)].items():
             np.testing.assert_array_equal(outputs[name], value)
+
+
+def test_a_run_releases_the_workspace_for_the_next(live: Path) -> None:
+    """After a run the workspace is free again: the next run reuses its buffers (a run that kept
+    it would send every later run to a fresh workspace, the same bits at a fresh run's cost)."""
+    emulator = Emulator.open(live)
+    emulator.run(_x())
+    buffers = dict(emulator._work._buffers)
+    assert buffers and not emulator._work_lock.locked()
+    emulator.run(_x(1))
+    assert all(emulator._work._buffers[name] is buffer for name, buffer in buffers.items())
+
+
+def test_the_adder_tree_sums_every_part_per_group(live: Path) -> None:
+    """Two segment parts of a two-group layer (one segment, then two): ``P`` of each group and
+    pixel is the sum of its codes over all three segments, output channel ``o = g·Cout_g + j``."""
+    layer = dataclasses.replace(Emulator.open(live).layers[0], cout=4, segments=3, adc_step=np.ones(1, np.float32),
+                                scale=np.ones(1, np.float32), bias=np.zeros(1, np.float32))
+    rng = np.random.default_rng(5)
+    first, second = (rng.integers(-3, 4, (s, 2, 5, 2)).astype(np.int32) for s in (1, 2))
+    y = emulator_run.convert_and_add(layer, [first.copy(), second.copy()], Workspace())
+    total = first.sum(axis=0) + second.sum(axis=0)  # (G, M, Cout_g)
+    np.testing.assert_array_equal(y, total.transpose(0, 2, 1).reshape(4, 5))
+
+
+def test_recorded_sums_are_their_own_contiguous_arrays(live: Path) -> None:
+    """A recording run's sums ``(N, Cout, Ho, Wo)`` are laid out in that order (not a transposed
+    view of the pixel-major adder tree)."""
+    traces = Emulator.open(live).run(_x(), record=True).traces
+    assert traces and all(trace.sums.flags.c_contiguous for trace in traces.values())

@@ -274,7 +274,7 @@ def reads_channels(layer: MacroLayer) -> bool:
 
 
 def padded_codes(layer: MacroLayer, shape: tuple[int, ...], work: Workspace,
-                 feed: tuple[type[np.generic], int] = (np.float32, 0)) -> tuple[np.ndarray, np.ndarray]:
+                 feed: tuple[type[np.generic], int]) -> tuple[np.ndarray, np.ndarray]:
     """``work``'s ``laid`` buffer as the padded ``(C, H + pads, W + pads, N)`` fed codes (dtype
     and offset ``feed``) of an input of ``shape`` ``(N, C, H, W)``, and its interior as an ``(N,
     C, H, W)`` view to write the codes into (the border is set here to the fed code of 0)."""
