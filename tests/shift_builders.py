@@ -41,3 +41,8 @@ def shifted(graph: Graph, ctx: PassContext) -> Graph:
     out = p.run(graph, ctx).graph
     verify(out)
     return out
+
+
+def batch() -> np.ndarray:
+    """The seeded calibration/test batch of ``two_conv_cnn`` (6 images, 3×8×8)."""
+    return np.random.default_rng(7).standard_normal((6, 3, 8, 8)).astype(np.float32)

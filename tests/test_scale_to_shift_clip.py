@@ -18,7 +18,7 @@ from cimc.quant.loss import layer_losses
 from cimc.quant.reference import run_compiled
 from tests.cim_helpers import add_node, assert_three_way, compile_ir, write
 from tests.ir_builders import add_unary
-from tests.shift_builders import shifted, two_conv_cnn
+from tests.shift_builders import batch, shifted, two_conv_cnn
 
 
 def clip_cnn(lo: float = 0.0, hi: float = 6.0, sigmoid: bool = False) -> Graph:
@@ -31,10 +31,6 @@ def clip_cnn(lo: float = 0.0, hi: float = 6.0, sigmoid: bool = False) -> Graph:
         return clipped
 
     return two_conv_cnn(between, seed=3)
-
-
-def inputs() -> np.ndarray:
-    return np.random.default_rng(7).standard_normal((6, 3, 8, 8)).astype(np.float32)
 
 
 @pytest.mark.parametrize("lo,hi", [(0.0, 6.0), (-1.5, 2.0), (-math.inf, 3.0)])
@@ -52,7 +48,7 @@ def test_clip_bounds_scale_with_the_activation_fold(lo: float, hi: float) -> Non
     assert out.node("c2").ann[QuantParams].a_step == pytest.approx(want, rel=1e-6)
     assert shift.sqnr_db is not None and shift.sqnr_db > 100  # c1's output divided by its gain
     # c2 reads the clipped, scaled activations: its output is the unshifted one up to rounding
-    ref, got = (run_compiled(g, {"x": inputs()}, record=True).traces["c2"].outputs for g in (graph, out))
+    ref, got = (run_compiled(g, {"x": batch()}, record=True).traces["c2"].outputs for g in (graph, out))
     assert sqnr_db(ref, got / np.float32(out.node("c2").ann[Shift].gain)) > 40
 
 
@@ -61,7 +57,7 @@ def test_clip_fold_is_bit_exact_three_ways(tmp_path: Path, lo: float, hi: float)
     graph, ctx = compile_ir(clip_cnn(lo, hi))
     assert graph.node("c1").ann[Shift].fold == "activation"
     assert ScaledBounds in graph.node("clip").ann
-    assert_three_way(write(graph, ctx, tmp_path / "build"), graph, inputs())
+    assert_three_way(write(graph, ctx, tmp_path / "build"), graph, batch())
 
 
 def test_clip_read_by_a_non_homogeneous_op_is_not_scaled() -> None:
@@ -95,7 +91,7 @@ def test_layer_losses_use_the_float_bounds() -> None:
     graph, ctx = compile_ir(clip_cnn(), shift=False)
     out = shifted(graph, ctx)
     assert out.node("c1").ann[Shift].gain < 0.95
-    x = inputs() * 4  # a quarter of c1's outputs above 6
+    x = batch() * 4  # a quarter of c1's outputs above 6
     before = {r.name: r.local_sqnr_db for r in layer_losses(graph, x)}
     after = {r.name: r.local_sqnr_db for r in layer_losses(out, x)}
     assert after["c2"] == pytest.approx(before["c2"], abs=0.05)

@@ -34,7 +34,7 @@ from cimc.quant.loss import layer_losses
 from cimc.quant.reference import run_layer
 from tests.cim_helpers import add_node, assert_three_way, compile_ir, write
 from tests.ir_builders import add_conv, add_unary
-from tests.shift_builders import shifted, two_conv_cnn
+from tests.shift_builders import batch, shifted, two_conv_cnn
 
 MEMBERS = ["c1", "cb"]
 
@@ -56,10 +56,6 @@ def residual_cnn(skip: str = "Relu", output: bool = False, sigmoid: bool = False
         return joined
 
     return two_conv_cnn(between, seed=5)
-
-
-def inputs() -> np.ndarray:
-    return np.random.default_rng(7).standard_normal((6, 3, 8, 8)).astype(np.float32)
 
 
 @pytest.mark.parametrize("skip,clips", [("Relu", []), ("Clip", ["skip"])])
@@ -107,7 +103,7 @@ def test_a_stream_fold_is_bit_exact_three_ways(tmp_path: Path, skip: str, granul
     assert {graph.node(n).ann[Shift].fold for n in MEMBERS} == {"stream"}
     cout = 8 if granularity == "column" else 1
     assert all(graph.node(n).ann[Shift].k.shape == (cout,) for n in MEMBERS)
-    assert_three_way(write(graph, ctx, tmp_path / "build"), graph, inputs())
+    assert_three_way(write(graph, ctx, tmp_path / "build"), graph, batch())
 
 
 def test_the_stream_fold_beats_each_layer_folding_its_own_remainder(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +145,7 @@ def test_the_accuracy_report_sees_a_members_adc_step_before_the_fold() -> None:
     graph, ctx = compile_ir(residual_cnn(), shift=False)
     out = shifted(graph, ctx)
     assert out.node("c1").ann[Shift].fold == "stream"
-    before, after = ({r.name: r.sources_db["adc"] for r in layer_losses(g, inputs())} for g in (graph, out))
+    before, after = ({r.name: r.sources_db["adc"] for r in layer_losses(g, batch())} for g in (graph, out))
     for name in MEMBERS:
         assert after[name] == pytest.approx(before[name], abs=0.01)
 
