@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
@@ -89,10 +90,16 @@ def bitline_product(layer: MacroLayer) -> BitlineProduct:
                                                      None))
     if integer:
         inits.append(numpy_helper.from_array(np.array(offset, dtype=np.uint8), "zero"))
-    graph = helper.make_graph(nodes, "bitline_sums", inputs, outputs, inits)
+    session = quiet_session(helper.make_graph(nodes, "bitline_sums", inputs, outputs, inits))
+    return BitlineProduct(session, np.uint8 if integer else np.float32, offset)
+
+
+def quiet_session(graph: onnx.GraphProto) -> ort.InferenceSession:
+    """An onnxruntime session of ``graph`` (the exporter's opset and IR version) on the CPU with
+    its default threads, which do not spin between runs, where they would take a core from the
+    numpy work between two layers."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                               ir_version=EXPORT_IR_VERSION)
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return BitlineProduct(session, np.uint8 if integer else np.float32, offset)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -67,11 +67,10 @@ from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
 from cimc.emulator.pool import max_pool
-from cimc.emulator.product import BitlineProduct, bitline_product
+from cimc.emulator.product import BitlineProduct, bitline_product, quiet_session
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.emulator.workspace import Workspace
 from cimc.errors import BuildError, UsageError
-from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET
 from cimc.ops.windows import window_out
 from cimc.quant import numerics
 from cimc.quant.batching import mixes_batch, split_batch
@@ -415,13 +414,9 @@ def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
 def _transposer() -> ort.InferenceSession:
     """onnxruntime's ``Transpose`` of a float32 ``(a, b, c)`` to ``(a, c, b)``."""
     node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1])
-    graph = helper.make_graph([node], "transpose", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
-                              ir_version=EXPORT_IR_VERSION)
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return quiet_session(helper.make_graph([node], "transpose",
+                                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]))
 
 
 def transposed(a: np.ndarray) -> np.ndarray:
