@@ -141,11 +141,24 @@ def swap_into_place(new: Path, target: Path) -> None:
 
 
 def remove(path: Path) -> None:
-    """Delete a folder we made (or a symbolic link standing in for one)."""
+    """Delete a folder we made (or a symbolic link standing in for one).
+
+    The marker goes last: a writer killed halfway through the deletion leaves a folder that
+    still carries it (or nothing at all), so the next run's ``clean_stale`` finishes the job.
+    """
     if path.is_symlink():
         path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            if entry.name == MARKER:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync_dir(folder: Path) -> None:
