@@ -17,6 +17,16 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing catches it."""
 
 
+class Listing(list[os.DirEntry[str]]):
+    """A directory listing that is also its own context manager, like ``os.scandir``'s."""
+
+    def __enter__(self) -> Listing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -47,7 +57,15 @@ def test_remove_killed_after_any_unlink_leaves_a_marked_folder_or_none(tmp_path:
         count[0] += 1
         real_unlink(*args, **kwargs)  # type: ignore[arg-type]
 
+    real_scandir = os.scandir
+
+    def marker_first(*args: object) -> Listing:
+        """``os.scandir`` listing the marker first: the worst order a file system may give."""
+        with real_scandir(*args) as entries:  # type: ignore[call-overload]
+            return Listing(sorted(entries, key=lambda e: (e.name != atomic_dir.MARKER, e.name)))
+
     monkeypatch.setattr(os, "unlink", dying_unlink)
+    monkeypatch.setattr(os, "scandir", marker_first)
     with pytest.raises(Killed):
         atomic_dir.remove(folder)
     monkeypatch.undo()
@@ -59,3 +77,11 @@ def test_remove_deletes_everything(tmp_path: Path) -> None:
     folder = marked_folder(tmp_path, files=3)
     atomic_dir.remove(folder)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_of_a_link_deletes_the_link_not_its_target(tmp_path: Path) -> None:
+    target = marked_folder(tmp_path, files=2)
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    atomic_dir.remove(link)
+    assert not os.path.lexists(link) and len(list(target.iterdir())) == 4

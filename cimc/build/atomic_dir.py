@@ -149,8 +149,8 @@ def remove(path: Path) -> None:
     if path.is_symlink():
         path.unlink()
         return
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(path):
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        for entry in entries:
             if entry.name == MARKER:
                 continue
             if entry.is_dir(follow_symlinks=False):
