@@ -12,6 +12,13 @@ of a round is its time over the float time of the same round, and the medians of
 ratios (wall time, and CPU time of all the process's threads, which a loaded machine disturbs
 less) are printed with the load average before and after. The emulator's and
 ``model.cim.onnx``'s outputs are checked equal bit for bit once before timing.
+
+Both onnxruntime sessions keep their default threads (one per core) but do not spin after a
+run, as the emulator's own sessions do not: a spinning pool holds both cores for a while after
+its run, so that whatever the rotation runs next is slowed (session 11: VGG9's float model
+measured 0.084 s after the spinning ``model.cim.onnx`` session against 0.053 s without spinning,
+which made the emulator's ratio read 1.07 instead of 1.57; ``benchmarks/results/emulator.md``).
+The emulator runs with its default lanes (one per core, ``cimc.emulator.lanes``).
 """
 
 from __future__ import annotations
@@ -70,9 +77,10 @@ def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool) -> dic
 
     build = prepare(model, work, fresh)
     graph = import_onnx(work / f"{model}.onnx")
-    providers = ["CPUExecutionProvider"]
-    float_session = ort.InferenceSession(float_model_bytes(graph), providers=providers)
-    cim_session = ort.InferenceSession(str(build / "model.cim.onnx"), providers=providers)
+    providers, options = ["CPUExecutionProvider"], ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # module doc
+    float_session = ort.InferenceSession(float_model_bytes(graph), options, providers=providers)
+    cim_session = ort.InferenceSession(str(build / "model.cim.onnx"), options, providers=providers)
     emulator = Emulator.open(build)
     name = emulator.inputs[0].name
     shape = [batch, *emulator.inputs[0].shape[1:]]
@@ -92,7 +100,7 @@ def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool) -> dic
     def ratio(key: str, kind: int) -> float:
         return round(statistics.median(t[kind] / f[kind] for t, f in zip(times[key], times["float"], strict=True)), 3)
 
-    return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact,
+    return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact, "lanes": emulator.lane_count,
             "median_wall_s": {k: round(statistics.median(t[0] for t in v), 4) for k, v in times.items()},
             "median_cpu_s": {k: round(statistics.median(t[1] for t in v), 4) for k, v in times.items()},
             "wall_ratio": {k: ratio(k, 0) for k in ("emulator", "cim_onnx")},

@@ -71,8 +71,9 @@ def _x(seed: int = 0) -> np.ndarray:
 def test_runs_without_record_equal_recorded_runs_again_and_again(live: Path) -> None:
     """Three runs without ``record`` on one emulator (its workspace reused, the second and third
     on other inputs) give the outputs of recorded runs; an earlier run's outputs are not
-    overwritten by a later one and never alias the workspace."""
-    emu = Emulator.open(live)
+    overwritten by a later one and never alias the workspace (one lane: the lanes' own
+    workspaces, ``test_emulator_lanes``)."""
+    emu = Emulator.open(live, lanes=1)
     runs = [(emu.run(_x(seed)), emu.run(_x(seed), record=True)) for seed in (0, 1, 2)]
     assert emu._work._buffers
     for lean, full in runs:
@@ -91,7 +92,7 @@ def test_relu_runs_in_place_only_on_a_free_input(live: Path, monkeypatch: pytest
             seen.append(op)
             return kernel(args, out)
         monkeypatch.setitem(emulator_run.IN_PLACE, op, spy)
-    Emulator.open(live).run(_x())
+    Emulator.open(live, lanes=1).run(_x())
     assert seen == ["Relu", "Add"]
 
 
@@ -196,7 +197,7 @@ def test_runs_from_several_threads_equal_one_thread(live: Path) -> None:
 def test_a_run_releases_the_workspace_for_the_next(live: Path) -> None:
     """After a run the workspace is free again: the next run reuses its buffers (a run that kept
     it would send every later run to a fresh workspace, the same bits at a fresh run's cost)."""
-    emulator = Emulator.open(live)
+    emulator = Emulator.open(live, lanes=1)
     emulator.run(_x())
     buffers = dict(emulator._work._buffers)
     assert buffers and not emulator._work_lock.locked()

@@ -67,10 +67,11 @@ def weight_max(layer: MacroLayer) -> int:
     return int(max(np.abs(part.weight).max(initial=0) for part in layer.parts))
 
 
-def bitline_product(layer: MacroLayer) -> BitlineProduct:
-    """The layer's bitline product (module doc). It uses onnxruntime's default threads, as the
-    float model it is compared with does; they do not spin between runs, where they would take
-    a core from the numpy work between two layers."""
+def bitline_product(layer: MacroLayer, threads: int = 0) -> BitlineProduct:
+    """The layer's bitline product (module doc) on ``threads`` onnxruntime threads (0: its
+    default, one per core, as the float model it is compared with uses; 1: on the calling
+    thread, for the emulator's lanes, ``cimc.emulator.lanes``); they do not spin between runs,
+    where they would take a core from the numpy work between two layers."""
     lo, hi = input_digit_range(layer)
     integer = integer_product(lo, hi, weight_max(layer))
     offset = -min(lo, 0) if integer else 0
@@ -90,16 +91,17 @@ def bitline_product(layer: MacroLayer) -> BitlineProduct:
                                                      None))
     if integer:
         inits.append(numpy_helper.from_array(np.array(offset, dtype=np.uint8), "zero"))
-    session = quiet_session(helper.make_graph(nodes, "bitline_sums", inputs, outputs, inits))
+    session = quiet_session(helper.make_graph(nodes, "bitline_sums", inputs, outputs, inits), threads)
     return BitlineProduct(session, np.uint8 if integer else np.float32, offset)
 
 
-def quiet_session(graph: onnx.GraphProto) -> ort.InferenceSession:
+def quiet_session(graph: onnx.GraphProto, threads: int = 0) -> ort.InferenceSession:
     """An onnxruntime session of ``graph`` (the exporter's opset and IR version) on the CPU with
-    its default threads, which do not spin between runs, where they would take a core from the
-    numpy work between two layers."""
+    ``threads`` intra-op threads (0: its default), which do not spin between runs, where they
+    would take a core from the numpy work between two layers."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
                               ir_version=EXPORT_IR_VERSION)
     options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

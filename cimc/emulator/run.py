@@ -65,6 +65,7 @@ from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles, read_build
 from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
+from cimc.emulator.lanes import Lanes, core_count, lane_feeds
 from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
 from cimc.emulator.pool import max_pool
 from cimc.emulator.product import BitlineProduct, bitline_product, quiet_session
@@ -80,7 +81,9 @@ from cimc.quant.reference import CompiledRun, LayerTrace, concat_runs, digital_o
 class Emulator:
     """A validated build, ready to run (module doc)."""
 
-    def __init__(self, files: BuildFiles) -> None:
+    def __init__(self, files: BuildFiles, lanes: int | None = None) -> None:
+        """``lanes``: the most threads a run splits its batch over (``cimc.emulator.lanes``;
+        default one per core, 1 never splits)."""
         check_build(files)
         self.files = files
         self.layers = macro_layers(files)
@@ -89,11 +92,14 @@ class Emulator:
         self._gemms = [bitline_product(layer) for layer in self.layers]
         self._work = Workspace()  # the scratch of runs without record, one run at a time (``_values``)
         self._work_lock = threading.Lock()
+        self.lane_count = core_count() if lanes is None else max(1, lanes)
+        self._lanes: Lanes | None = None  # made by the first run that splits (``_lane_state``)
+        self._lanes_made = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | Path) -> Emulator:
-        """Read, authenticate and check the build at ``path``."""
-        return cls(read_build(path))
+    def open(cls, path: str | Path, lanes: int | None = None) -> Emulator:
+        """Read, authenticate and check the build at ``path`` (``lanes``: ``__init__``)."""
+        return cls(read_build(path), lanes)
 
     @property
     def inputs(self) -> list[TensorDoc]:
@@ -120,13 +126,34 @@ class Emulator:
     def run(self, x: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False) -> CompiledRun:
         """Execute the model on a batch (module doc); a model that mixes its batch axis runs
         in chunks of its static batch size, of the inputs whose dim 0 is that size (an input
-        of another leading size carries no batch: it is whole in every chunk)."""
+        of another leading size carries no batch: it is whole in every chunk); any other model
+        runs its batch in lanes, one per core (``cimc.emulator.lanes``), the same bits."""
         feeds = self.feeds(x)
-        if not any(mixes_batch(node.op, attrs) for node, attrs in self.nodes):
-            return self._run(feeds, record)
         batch = self.files.graph.batch
         batched = frozenset(t.name for t in self.inputs if t.shape[:1] == [batch])
+        if not any(mixes_batch(node.op, attrs) for node, attrs in self.nodes):
+            return self._run_lanes(lane_feeds(feeds, batched, self.lane_count), record)
         return concat_runs([self._run(chunk, record) for chunk in split_batch(feeds, batch, batched)])
+
+    def _run_lanes(self, chunks: list[dict[str, np.ndarray]], record: bool) -> CompiledRun:
+        """The chunks of one batch, each on its own lane, as one run; on the caller's thread
+        alone when there is one chunk, or while another thread's run holds the lanes."""
+        lanes = self._lane_state() if len(chunks) > 1 else None
+        if lanes is None or not lanes.lock.acquire(blocking=False):
+            return concat_runs([self._run(chunk, record) for chunk in chunks])
+        try:
+            runs = lanes.map(lambda chunk, work: self._finish(*self._compute(chunk, record, work, lanes.products)),
+                             chunks)
+        finally:
+            lanes.lock.release()
+        return concat_runs(runs)
+
+    def _lane_state(self) -> Lanes:
+        """The emulator's lanes, made once: its layers' bitline products on one thread each."""
+        with self._lanes_made:
+            if self._lanes is None:
+                self._lanes = Lanes([bitline_product(layer, threads=1) for layer in self.layers], self.lane_count)
+            return self._lanes
 
     def tensors(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every tensor the nodes compute, by name, for one batch of the compiled batch size
@@ -135,7 +162,10 @@ class Emulator:
         return {t: values[t] for node, _ in self.nodes for t in node.outputs if t in values}
 
     def _run(self, feeds: dict[str, np.ndarray], record: bool) -> CompiledRun:
-        values, traces = self._values(feeds, record)
+        return self._finish(*self._values(feeds, record))
+
+    def _finish(self, values: dict[str, np.ndarray], traces: dict[str, LayerTrace]) -> CompiledRun:
+        """The run's outputs, in the graph's order, and its traces."""
         outputs = {t.name for t in self.files.graph.outputs}
         ordered = sorted(outputs, key=self._output_order)
         return CompiledRun({name: np.ascontiguousarray(values[name]) for name in ordered}, traces)
@@ -146,14 +176,16 @@ class Emulator:
         emulator's workspace, or, while another thread's run holds that one, on a new workspace
         (runs from several threads stay correct; only the first reuses memory)."""
         if not self._work_lock.acquire(blocking=False):
-            return self._compute(feeds, record, Workspace())
+            return self._compute(feeds, record, Workspace(), self._gemms)
         try:
-            return self._compute(feeds, record, self._work)
+            return self._compute(feeds, record, self._work, self._gemms)
         finally:
             self._work_lock.release()
 
-    def _compute(self, feeds: dict[str, np.ndarray], record: bool,
-                 work: Workspace) -> tuple[dict[str, np.ndarray], dict[str, LayerTrace]]:
+    def _compute(self, feeds: dict[str, np.ndarray], record: bool, work: Workspace,
+                 gemms: list[BitlineProduct]) -> tuple[dict[str, np.ndarray], dict[str, LayerTrace]]:
+        """Every tensor of one batch on ``work`` with the bitline products ``gemms``, and the
+        traces when ``record`` (``_values``)."""
         values: dict[str, np.ndarray] = {**self.constants, **feeds}
         traces: dict[str, LayerTrace] = {}
         last = _last_uses(self.nodes)
@@ -162,7 +194,8 @@ class Emulator:
         for step, (node, attrs) in enumerate(self.nodes):
             names = [t for t in node.inputs if t]
             if node.cim_layer is not None:
-                values[node.outputs[0]], trace = self._layer(node, node.cim_layer, values[names[0]], record, work)
+                values[node.outputs[0]], trace = self._layer(node, gemms[node.cim_layer], values[names[0]], record,
+                                                             work)
                 if trace is not None:
                     traces[node.name] = trace
                 owned.add(node.outputs[0])
@@ -176,13 +209,14 @@ class Emulator:
                     values.pop(t, None)
         return values, traces
 
-    def _layer(self, node: NodeDoc, index: int, x: np.ndarray, record: bool,
+    def _layer(self, node: NodeDoc, gemm: BitlineProduct, x: np.ndarray, record: bool,
                work: Workspace) -> tuple[np.ndarray, LayerTrace | None]:
-        """Run CIM layer ``index`` (``node``'s): its outputs, and its trace when ``record`` (else
-        ``layer_outputs`` on ``work``); an input its bitline product cannot take
-        (``graph.json`` feeds it the wrong tensor) is a ``BuildError``, not numpy's or
+        """Run ``node``'s CIM layer with its bitline product ``gemm``: its outputs, and its trace
+        when ``record`` (else ``layer_outputs`` on ``work``); an input its bitline product cannot
+        take (``graph.json`` feeds it the wrong tensor) is a ``BuildError``, not numpy's or
         onnxruntime's own error."""
-        layer, gemm = self.layers[index], self._gemms[index]
+        assert node.cim_layer is not None
+        layer = self.layers[node.cim_layer]
         try:
             if record:
                 trace = run_layer(layer, gemm, x)
@@ -473,8 +507,8 @@ def run_layer(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, record: bo
         if record:
             total = np.ascontiguousarray(total)
             adc = segment_order(layer, channel_major(p, (ho, wo), n)).transpose(4, 0, 1, 2, 3)
-        else:
-            adc = np.empty((codes.shape[0], 0, *total.shape[1:]), dtype=np.float32)
+    if not record:  # zero conversions recorded, in the trace's layout
+        adc = np.empty((codes.shape[0], 0, *total.shape[1:]), dtype=np.float32)
     if layer.kind == "conv":
         return LayerTrace(codes, adc, total, y)
     lead = x.shape[:-1]
