@@ -67,7 +67,7 @@ def _timed(fn: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool) -> dict[str, Any]:
+def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool, lanes: int | None = None) -> dict[str, Any]:
     """Median per-round ratios of the emulator and of ``model.cim.onnx`` to the float model."""
     import onnxruntime as ort
 
@@ -81,7 +81,7 @@ def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool) -> dic
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # module doc
     float_session = ort.InferenceSession(float_model_bytes(graph), options, providers=providers)
     cim_session = ort.InferenceSession(str(build / "model.cim.onnx"), options, providers=providers)
-    emulator = Emulator.open(build)
+    emulator = Emulator.open(build, lanes)
     name = emulator.inputs[0].name
     shape = [batch, *emulator.inputs[0].shape[1:]]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, required=True, help="folder for the exported model and its build")
     parser.add_argument("--fresh", action="store_true", help="export and compile again")
+    parser.add_argument("--lanes", type=int, default=None, help="the emulator's lanes (default: one per core)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.model, args.batch, args.rounds, args.work, args.fresh)))
+    print(json.dumps(measure(args.model, args.batch, args.rounds, args.work, args.fresh, args.lanes)))
     return 0
 
 
