@@ -336,7 +336,7 @@ _LAYOUT_TESTS = _files("test_tiling_placement", "test_tiling_bounds", "test_tile
 _EMULATOR_TESTS = _files("test_emulator", "test_emulator_memory", "test_sliced_exact", "test_batching",
                          "test_layout_geometry", "test_batch_inputs", "test_emulator_blocks", "test_emulator_inputs",
                          "test_emulator_parts", "test_emulator_run_mutants", "test_emulator_scratch",
-                         "test_emulator_product")
+                         "test_emulator_product", "test_emulator_lanes")
 _QAT_TESTS = _files("test_train_quant", "test_train_quant_grad", "test_train_step_grad")
 
 #: The numerical core that ``--all`` runs (issue 17), declared once: each module with the test
@@ -371,6 +371,7 @@ CORE: dict[str, tuple[str, ...]] = {
                                       "test_equalize"),
     "cimc/emulator/run.py": _EMULATOR_TESTS,
     "cimc/emulator/product.py": _EMULATOR_TESTS,
+    "cimc/emulator/lanes.py": _files("test_emulator_lanes"),
     "cimc/emulator/layers.py": (*_EMULATOR_TESTS, *_files("test_emulator_macro_columns")),
     "cimc/emulator/slices.py": _files("test_emulator", "test_sliced_exact", "test_sliced_mapping",
                                       "test_emulator_memory"),

@@ -7,7 +7,9 @@ run holds the lanes."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 
 import cimc.emulator.run as emulator_run
 from cimc.emulator import Emulator
-from cimc.emulator.lanes import Lanes, lane_feeds, lane_slices
+from cimc.emulator.lanes import Lanes, core_count, lane_feeds, lane_slices
 from cimc.emulator.workspace import Workspace
 from cimc.macro import MacroSpec
 from cimc.passes.manager import PassContext, run_passes
@@ -37,6 +39,24 @@ def test_lane_slices_cover_the_batch_in_order_the_larger_first(samples: int, lan
     parts = lane_slices(samples, lanes)
     assert [p.stop - p.start for p in parts] == sizes
     assert [i for p in parts for i in range(p.start, p.stop)] == list(range(samples))
+
+
+def test_an_emulator_has_a_lane_per_core_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert core_count() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2} if pid == 0 else {0})
+    assert core_count() == 3  # this process's affinity, not another's
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert core_count() == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # "cannot tell"
+    assert core_count() == 1
+
+
+@pytest.mark.torch
+def test_the_default_lanes_are_the_cores(build: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(emulator_run, "core_count", lambda: 5)
+    assert Emulator.open(build[1]).lane_count == 5
+    assert Emulator.open(build[1], lanes=0).lane_count == 1
 
 
 def test_lane_feeds_split_the_batched_inputs_and_pass_the_others_whole() -> None:
@@ -71,6 +91,22 @@ def test_a_failing_lane_raises_after_every_lane_has_finished() -> None:
     assert sorted(finished) == [0, 2]
     with pytest.raises(ValueError, match="4 chunks for 3 lanes"):
         lanes.map(job, [0, 1, 2, 3])
+
+
+def test_an_error_of_the_first_lane_waits_for_the_others() -> None:
+    """Lane 0 (the caller's thread) fails at once; the run does not return before lane 1 has
+    finished (it would still be writing into its workspace)."""
+    finished: list[int] = []
+
+    def job(chunk: int, work: Workspace) -> None:
+        if chunk == 0:
+            raise RuntimeError("lane 0")
+        time.sleep(0.2)
+        finished.append(chunk)
+
+    with pytest.raises(RuntimeError, match="lane 0"):
+        Lanes([], 2).map(job, [0, 1])
+    assert finished == [1]
 
 
 @pytest.fixture(scope="module", params=["plain", "sliced", "float"])

@@ -88,8 +88,6 @@ class Lanes:
         try:
             first = job(chunks[0], self.workspaces[0])
         finally:
-            done = [f.exception() for f in later]  # waits for every lane before any error leaves
-        failed = next((e for e in done if e is not None), None)
-        if failed is not None:
-            raise failed
-        return [first, *(f.result() for f in later)]
+            for lane in later:  # every lane has finished before any error leaves
+                lane.exception()
+        return [first, *(lane.result() for lane in later)]  # ``result`` raises a lane's error

@@ -36,6 +36,11 @@ pixel-major output; the bitline sums and the channel-major output are onnxruntim
 arrays; Relu and Add overwrite an input no later node reads (``in_place_target``). A
 recording run builds every array new.
 
+A batch of a model that does not mix its samples runs in lanes (``cimc.emulator.lanes``): one
+chunk of samples per core, each through the whole model on its own thread, with its own
+workspace and bitline products that compute on that thread; the outputs are concatenated (the
+same bits).
+
 Digital ops run with the reference's kernels and rounding rules
 (``cimc.quant.reference.digital_op``; MaxPool as ``cimc.emulator.pool.max_pool``, the same
 bits). ``Emulator.run`` returns the outputs and, with
@@ -45,7 +50,8 @@ bits). ``Emulator.run`` returns the outputs and, with
 slower than onnxruntime's MatMul on these shapes; session 8: 1.3× and 1.9× the float model's
 CPU time on VGG9 batch 64 and ResNet-50 batch 8; session 9, without the page faults of fresh
 arrays: 1.2× and 1.4×; session 10, the integer pixel-major product: ResNet-50's emulator
-0.8–0.85× its former time. ``benchmarks/results/emulator.md``.)
+0.8–0.85× its former time; session 11, lanes: 0.72–0.82× its unsplit wall time on both nets.
+``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
