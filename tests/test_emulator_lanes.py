@@ -200,3 +200,15 @@ def test_a_model_that_mixes_its_batch_never_splits(build: tuple[str, Path], monk
     emu = Emulator.open(build[1], lanes=2)
     emu.run(_batch(4))
     assert emu._lanes is None
+
+
+@pytest.mark.torch
+def test_one_chunk_is_the_run_itself_not_a_copy(build: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One lane, or one sample: the run's own arrays come back (concatenating one chunk would
+    copy every output and trace)."""
+    def no_concat(runs: object) -> None:
+        raise AssertionError("one chunk was concatenated")
+
+    monkeypatch.setattr(emulator_run, "concat_runs", no_concat)
+    Emulator.open(build[1], lanes=1).run(_batch(3), record=True)
+    Emulator.open(build[1], lanes=2).run(_batch(1), record=True)

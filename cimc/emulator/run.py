@@ -144,8 +144,10 @@ class Emulator:
     def _run_lanes(self, chunks: list[dict[str, np.ndarray]], record: bool) -> CompiledRun:
         """The chunks of one batch, each on its own lane, as one run; on the caller's thread
         alone when there is one chunk, or while another thread's run holds the lanes."""
-        lanes = self._lane_state() if len(chunks) > 1 else None
-        if lanes is None or not lanes.lock.acquire(blocking=False):
+        if len(chunks) == 1:
+            return self._run(chunks[0], record)
+        lanes = self._lane_state()
+        if not lanes.lock.acquire(blocking=False):
             return concat_runs([self._run(chunk, record) for chunk in chunks])
         try:
             runs = lanes.map(lambda chunk, work: self._finish(*self._compute(chunk, record, work, lanes.products)),
