@@ -197,3 +197,21 @@ def test_a_cim_layer_reading_the_tensor_twice_is_no_reader() -> None:
     assert is_cim_reader(once, "a") and not is_cim_reader(once, "w")
     del node.ann[QuantParams]
     assert not is_cim_reader(once, "a")
+
+
+@pytest.mark.parametrize(("kinds", "columns"), [((1, 1), 1), ((1, 1), 2), ((1, 1), 6), ((2, 1), 6), ((1, 2), 1), ((2, 2), 6)])
+def test_the_candidates_errors_are_each_candidates_own(kinds: tuple[int, int], columns: int) -> None:
+    """``conversion_errors`` (the partial sums sliced once) equals ``conversion_error`` of each
+    candidate step alone, for per-layer and per-column steps and for sliced layers."""
+    w_slices, a_slices = kinds
+    rng = np.random.default_rng(4)
+    cout = columns if columns > 1 else 6
+    p = np.round(rng.standard_normal((300, 3 * w_slices * a_slices, cout)) * 40).astype(np.float32)
+    q = QuantParams(w_step=np.ones(p.shape[2], np.float32), a_step=1.0, adc_step=np.full(columns, 3.0, np.float32),
+                    w_bits=4 * w_slices, a_bits=4 * a_slices, adc_bits=5, cell_bits=4, dac_bits=4,
+                    adc_shift=np.arange(w_slices * a_slices, dtype=np.int64) if w_slices * a_slices > 1 else None)
+    assert (q.w_slices, q.a_slices) == kinds
+    steps = rng.uniform(1.0, 9.0, (7, columns))
+    want = np.stack([scale_to_shift.conversion_error(p, step, q) for step in steps])
+    got = scale_to_shift.conversion_errors(p, steps, q)
+    assert got.shape == want.shape == (7, columns) and np.array_equal(got, want)

@@ -79,7 +79,7 @@ from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, partial_sums, stream_inputs
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
-from cimc.quant.step_search import squared_error
+from cimc.quant.step_search import squared_error, squared_errors
 
 
 @register
@@ -331,8 +331,7 @@ def stream_fold(graph: Graph, stream: Stream, calibration: Callable[[str], np.nd
             continue
         p = layer_partial_sums(graph, node, x)
         p = p[::max(1, -(-p.shape[0] // STREAM_SEARCH_ROWS))]  # every j-th row: at most STREAM_SEARCH_ROWS
-        up = np.stack([conversion_error(p, step, q) for step in step_up])
-        down = np.stack([conversion_error(p, step / 2, q) for step in step_up])
+        up, down = conversion_errors(p, step_up, q), conversion_errors(p, step_up / 2, q)
         ks[m.name] = np.where(down < up, k_up + 1, k_up)
         weight = (s / q.adc_step.astype(np.float64)) ** 2
         total += (np.minimum(up, down) * weight).sum(axis=1)
@@ -435,6 +434,14 @@ def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.
     err = (p - numerics.quantize(p, steps, q.adc_bits, True) * steps).astype(np.float64) ** 2
     err *= (weights**2).reshape(1, -1, 1)
     return err.sum(axis=(0, 1)) if adc_step.size > 1 else np.atleast_1d(err.sum())
+
+
+def conversion_errors(p: np.ndarray, steps: np.ndarray, q: QuantParams) -> np.ndarray:
+    """``conversion_error`` of every candidate row of ``steps`` ``(G, C)``, stacked; an
+    unsliced layer's partial sums are sliced and subsampled once for all (``squared_errors``)."""
+    if q.w_slices * q.a_slices == 1:
+        return squared_errors(p, steps, q.adc_bits, True, 2 if steps.shape[1] > 1 else None)
+    return np.stack([conversion_error(p, step, q) for step in steps])
 
 
 def ceil_exponent(scale: np.ndarray) -> np.ndarray:

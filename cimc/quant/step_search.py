@@ -9,7 +9,7 @@
 * ``mse_step(..., importance=h)``: the same search on ``Σ h·(x − q(x))²`` (activation-aware
   weight steps, ``h = E[a²]`` of the input each weight multiplies).
 * ``lsq_step``: the LSQ initialisation of Esser et al., ``s = 2 · mean|x| / √Q_P``.
-* ``squared_error``: ``Σ (x − q(x))²`` of a given step, per slice.
+* ``squared_error``: ``Σ (x − q(x))²`` of a given step, per slice (``squared_errors``: of several).
 
 Large tensors are subsampled to about ``SAMPLE`` values in all (at least ``MIN_PER_SLICE``
 per slice): the same seeded uniform random subset of positions in every slice (``subsample``),
@@ -21,6 +21,7 @@ step on a biased sample. The loop runs over the candidate grid only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -80,9 +81,17 @@ def _sse(rows: np.ndarray, step: np.ndarray, lo: int, hi: int, weights: np.ndarr
 
 def squared_error(x: np.ndarray, step: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:
     """Quantization error ``Σ (x − q(x))²`` per slice along ``axis`` (``step``: 1 or one per slice)."""
+    return squared_errors(x, [step], bits, signed, axis)[0]
+
+
+def squared_errors(x: np.ndarray, steps: Sequence[np.ndarray] | np.ndarray, bits: int, signed: bool,
+                   axis: int | None = None) -> np.ndarray:
+    """``squared_error`` of every candidate ``steps[g]``, stacked ``(G, slices)``: ``x`` is
+    sliced and subsampled once for all of them (each candidate's error is computed as alone)."""
     rows = _slices(x, axis)
     lo, hi = numerics.code_range(bits, signed)
-    return _sse(rows, np.broadcast_to(np.asarray(step, np.float32).reshape(-1), (rows.shape[0],)), lo, hi)
+    return np.stack([_sse(rows, np.broadcast_to(np.asarray(step, np.float32).reshape(-1), (rows.shape[0],)), lo, hi)
+                     for step in steps])
 
 
 def _search(rows: np.ndarray, base: np.ndarray, alphas: np.ndarray, lo: int, hi: int,
