@@ -199,7 +199,8 @@ def test_a_cim_layer_reading_the_tensor_twice_is_no_reader() -> None:
     assert not is_cim_reader(once, "a")
 
 
-@pytest.mark.parametrize(("kinds", "columns"), [((1, 1), 1), ((1, 1), 2), ((1, 1), 6), ((2, 1), 6), ((1, 2), 1), ((2, 2), 6)])
+@pytest.mark.parametrize(("kinds", "columns"), [((1, 1), 1), ((1, 1), 2), ((1, 1), 6), ((2, 1), 6), ((1, 2), 1),
+                                                 ((2, 2), 6)])
 def test_the_candidates_errors_are_each_candidates_own(kinds: tuple[int, int], columns: int) -> None:
     """``conversion_errors`` (the partial sums sliced once) equals ``conversion_error`` of each
     candidate step alone, for per-layer and per-column steps and for sliced layers."""
