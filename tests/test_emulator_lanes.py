@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cimc.emulator.lanes as lanes_module
 import cimc.emulator.run as emulator_run
 from cimc.emulator import Emulator
 from cimc.emulator.lanes import Lanes, core_count, lane_feeds, lane_slices
@@ -52,11 +53,26 @@ def test_an_emulator_has_a_lane_per_core_unless_told(monkeypatch: pytest.MonkeyP
     assert core_count() == 1
 
 
+@pytest.mark.parametrize(("cores", "lanes", "threads"), [(2, 2, 1), (5, 5, 1), (8, 8, 1), (64, 8, 8), (12, 8, 1)])
+def test_the_default_lanes_are_the_cores_at_most_eight_the_rest_threads(
+        cores: int, lanes: int, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lanes_module, "core_count", lambda: cores)
+    assert lanes_module.default_lanes() == lanes
+    assert lanes_module.lane_threads(lanes) == threads
+    assert lanes_module.lane_threads(1) == cores and lanes_module.lane_threads(0) == cores
+    assert lanes_module.lane_threads(cores + 1) == 1  # more lanes than cores: still one thread each
+
+
 @pytest.mark.torch
-def test_the_default_lanes_are_the_cores(build: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(emulator_run, "core_count", lambda: 5)
-    assert Emulator.open(build[1]).lane_count == 5
+def test_an_emulator_takes_the_default_lanes_and_shares_the_cores(build: tuple[str, Path],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lanes_module, "core_count", lambda: 6)
+    assert Emulator.open(build[1]).lane_count == 6
     assert Emulator.open(build[1], lanes=0).lane_count == 1
+    emu = Emulator.open(build[1], lanes=2)
+    emu.run(_batch(2))
+    assert emu._lanes is not None
+    assert {g.session.get_session_options().intra_op_num_threads for g in emu._lanes.products} == {3}
 
 
 def test_lane_feeds_split_the_batched_inputs_and_pass_the_others_whole() -> None:
@@ -143,8 +159,8 @@ def test_the_builds_cover_both_products_and_slicing(build: tuple[str, Path]) -> 
     assert emu._lanes is not None
     kinds = {(layer.sliced, gemm.integer) for layer, gemm in zip(emu.layers, emu._lanes.products, strict=True)}
     assert kinds == {"plain": {(False, True)}, "sliced": {(True, True)}, "float": {(False, False)}}[build[0]]
-    for gemm in emu._lanes.products:
-        assert gemm.session.get_session_options().intra_op_num_threads == 1
+    for gemm in emu._lanes.products:  # a lane per core: each lane's products on its own thread
+        assert gemm.session.get_session_options().intra_op_num_threads == lanes_module.lane_threads(2)
 
 
 @pytest.mark.torch

@@ -6,9 +6,10 @@ use one. Splitting their data over threads inside a layer gave nothing on the 2-
 (``benchmarks/results/emulator.md``, branch ``emu5``). Splitting the *batch* does: a batch of
 ``N ≥ 2`` samples of a model that never mixes its samples is cut into ``L = min(lanes, N)``
 consecutive chunks (sizes ``⌈N/L⌉`` or ``⌊N/L⌋``), and each chunk runs through the whole model
-on its own thread with its own scratch (``Workspace``) and bitline products that compute on
-the calling thread (one onnxruntime thread each). No two lanes share a buffer, so every pass
-of every lane runs in parallel; the outputs (and traces) are concatenated in order.
+on its own thread with its own scratch (``Workspace``) and bitline products on ``lane_threads``
+onnxruntime threads (one, on the calling thread, when there is a lane per core). No two lanes
+share a buffer, so every pass of every lane runs in parallel; the outputs (and traces) are
+concatenated in order. ``lanes`` is one per core by default, at most ``DEFAULT_MAX_LANES``.
 
 The bits are those of the unsplit run: a CIM layer computes each output pixel of each sample
 from that sample alone (integer partial sums, elementwise ADC, per-pixel adder tree and
@@ -36,10 +37,27 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+#: The most lanes an emulator takes by default: each lane's numpy calls hold the GIL between
+#: passes, so many small lanes would queue for it; the cores beyond go to the lanes' products
+#: (``lane_threads``). A guess: only 2 cores were there to measure on (session 11).
+DEFAULT_MAX_LANES = 8
+
+
 def core_count() -> int:
     """The cores this process may run on (its CPU affinity where the system tells it)."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def default_lanes() -> int:
+    """One lane per core, at most ``DEFAULT_MAX_LANES``."""
+    return min(core_count(), DEFAULT_MAX_LANES)
+
+
+def lane_threads(lanes: int) -> int:
+    """onnxruntime threads of each lane's bitline products: the cores shared out among the
+    lanes, at least one (one on a machine with a lane per core)."""
+    return max(1, core_count() // max(1, lanes))
 
 
 def lane_slices(samples: int, lanes: int) -> list[slice]:
@@ -64,9 +82,10 @@ def lane_feeds(feeds: Mapping[str, np.ndarray], batched: frozenset[str], lanes: 
 
 @dataclass(eq=False)
 class Lanes:
-    """The per-lane state of an emulator: single-threaded bitline products (shared by the
-    lanes: each computes on its caller's thread), one ``Workspace`` per lane, the threads of
-    lanes 1… (lane 0 runs on the caller's thread) and a lock held by the run using them."""
+    """The per-lane state of an emulator: bitline products on ``lane_threads`` threads (shared
+    by the lanes: onnxruntime sessions run concurrently), one ``Workspace`` per lane, the
+    threads of lanes 1… (lane 0 runs on the caller's thread) and a lock held by the run using
+    them."""
 
     products: list[BitlineProduct]
     count: int

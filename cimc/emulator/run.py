@@ -37,9 +37,9 @@ arrays; Relu and Add overwrite an input no later node reads (``in_place_target``
 recording run builds every array new.
 
 A batch of a model that does not mix its samples runs in lanes (``cimc.emulator.lanes``): one
-chunk of samples per core, each through the whole model on its own thread, with its own
-workspace and bitline products that compute on that thread; the outputs are concatenated (the
-same bits).
+chunk of samples per core (at most ``DEFAULT_MAX_LANES``), each through the whole model on its
+own thread, with its own workspace and bitline products on the lane's share of the cores; the
+outputs are concatenated (the same bits).
 
 Digital ops run with the reference's kernels and rounding rules
 (``cimc.quant.reference.digital_op``; MaxPool as ``cimc.emulator.pool.max_pool``, the same
@@ -71,7 +71,7 @@ from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles, read_build
 from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
-from cimc.emulator.lanes import Lanes, core_count, lane_feeds
+from cimc.emulator.lanes import Lanes, default_lanes, lane_feeds, lane_threads
 from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
 from cimc.emulator.pool import max_pool
 from cimc.emulator.product import BitlineProduct, bitline_product, quiet_session
@@ -89,7 +89,7 @@ class Emulator:
 
     def __init__(self, files: BuildFiles, lanes: int | None = None) -> None:
         """``lanes``: the most threads a run splits its batch over (``cimc.emulator.lanes``;
-        default one per core, 1 never splits)."""
+        default one per core, at most ``DEFAULT_MAX_LANES``; 1 never splits)."""
         check_build(files)
         self.files = files
         self.layers = macro_layers(files)
@@ -98,7 +98,7 @@ class Emulator:
         self._gemms = [bitline_product(layer) for layer in self.layers]
         self._work = Workspace()  # the scratch of runs without record, one run at a time (``_values``)
         self._work_lock = threading.Lock()
-        self.lane_count = core_count() if lanes is None else max(1, lanes)
+        self.lane_count = default_lanes() if lanes is None else max(1, lanes)
         self._lanes: Lanes | None = None  # made by the first run that splits (``_lane_state``)
         self._lanes_made = threading.Lock()
 
@@ -157,10 +157,11 @@ class Emulator:
         return concat_runs(runs)
 
     def _lane_state(self) -> Lanes:
-        """The emulator's lanes, made once: its layers' bitline products on one thread each."""
+        """The emulator's lanes, made once: its layers' bitline products on ``lane_threads``."""
         with self._lanes_made:
             if self._lanes is None:
-                self._lanes = Lanes([bitline_product(layer, threads=1) for layer in self.layers], self.lane_count)
+                threads = lane_threads(self.lane_count)
+                self._lanes = Lanes([bitline_product(layer, threads) for layer in self.layers], self.lane_count)
             return self._lanes
 
     def tensors(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
