@@ -137,6 +137,19 @@ def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return request.param, write(compiled, ctx, tmp_path_factory.mktemp(request.param) / "b")
 
 
+def computing_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The names of the threads that run ``Emulator._compute`` from now on (filled as they do)."""
+    threads: set[str] = set()
+    compute = Emulator._compute
+
+    def spy(self: Emulator, *args: object) -> object:
+        threads.add(threading.current_thread().name)
+        return compute(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Emulator, "_compute", spy)
+    return threads
+
+
 def _batch(samples: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((samples, 3, 8, 8)).astype(np.float32)
 
@@ -167,14 +180,7 @@ def test_the_builds_cover_both_products_and_slicing(build: tuple[str, Path]) -> 
 def test_lanes_run_on_several_threads_and_reuse_their_scratch(build: tuple[str, Path],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     emu = Emulator.open(build[1], lanes=2)
-    threads: set[str] = set()
-    compute = Emulator._compute
-
-    def spy(self: Emulator, *args: object) -> object:
-        threads.add(threading.current_thread().name)
-        return compute(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Emulator, "_compute", spy)
+    threads = computing_threads(monkeypatch)
     first = emu.run(_batch(4))
     assert len(threads) == 2 and threading.current_thread().name in threads
     assert emu._lanes is not None and not emu._lanes.lock.locked()
@@ -196,14 +202,7 @@ def test_a_run_while_the_lanes_are_held_runs_unsplit_with_the_same_bits(build: t
     emu = Emulator.open(build[1], lanes=2)
     want = emu.run(_batch(4))
     assert emu._lanes is not None
-    threads: set[str] = set()
-    compute = Emulator._compute
-
-    def spy(self: Emulator, *args: object) -> object:
-        threads.add(threading.current_thread().name)
-        return compute(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Emulator, "_compute", spy)
+    threads = computing_threads(monkeypatch)
     with emu._lanes.lock:
         got = emu.run(_batch(4))
     assert threads == {threading.current_thread().name}

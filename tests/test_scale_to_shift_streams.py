@@ -32,6 +32,7 @@ from cimc.quant.calibration import collect_inputs
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.loss import layer_losses
 from cimc.quant.reference import run_layer
+from cimc.quant.step_search import squared_error
 from tests.cim_helpers import add_node, assert_three_way, compile_ir, write
 from tests.ir_builders import add_conv, add_unary
 from tests.shift_builders import batch, shifted, two_conv_cnn
@@ -199,11 +200,12 @@ def test_a_cim_layer_reading_the_tensor_twice_is_no_reader() -> None:
     assert not is_cim_reader(once, "a")
 
 
-@pytest.mark.parametrize(("kinds", "columns"), [((1, 1), 1), ((1, 1), 2), ((1, 1), 6), ((2, 1), 6), ((1, 2), 1),
-                                                 ((2, 2), 6)])
+@pytest.mark.parametrize(("kinds", "columns"), [((1, 1), 1), ((1, 1), 2), ((1, 1), 6), ((2, 1), 2), ((2, 1), 6),
+                                                 ((1, 2), 1), ((2, 2), 6)])
 def test_the_candidates_errors_are_each_candidates_own(kinds: tuple[int, int], columns: int) -> None:
-    """``conversion_errors`` (the partial sums sliced once) equals ``conversion_error`` of each
-    candidate step alone, for per-layer and per-column steps and for sliced layers."""
+    """``conversion_errors`` (the partial sums sliced once) equals the error of each candidate
+    step alone, for per-layer and per-column steps: an unsliced layer's ``squared_error`` of
+    its partial sums, a sliced layer's ``conversion_error`` (its kinds weighted)."""
     w_slices, a_slices = kinds
     rng = np.random.default_rng(4)
     cout = columns if columns > 1 else 6
@@ -213,6 +215,9 @@ def test_the_candidates_errors_are_each_candidates_own(kinds: tuple[int, int], c
                     adc_shift=np.arange(w_slices * a_slices, dtype=np.int64) if w_slices * a_slices > 1 else None)
     assert (q.w_slices, q.a_slices) == kinds
     steps = rng.uniform(1.0, 9.0, (7, columns))
-    want = np.stack([scale_to_shift.conversion_error(p, step, q) for step in steps])
+    if kinds == (1, 1):
+        want = np.stack([squared_error(p, step, q.adc_bits, True, 2 if columns > 1 else None) for step in steps])
+    else:
+        want = np.stack([scale_to_shift.conversion_error(p, step, q) for step in steps])
     got = scale_to_shift.conversion_errors(p, steps, q)
     assert got.shape == want.shape == (7, columns) and np.array_equal(got, want)

@@ -64,7 +64,8 @@ class Document(BaseModel):
         """The JSON-ready object (dicts, lists, numbers, strings) of this document: every
         required field, and an optional one only when it was given (``exclude_unset``, at every
         depth; a required field is always given). The same dict as a per-model serializer that
-        drops unset optional keys, at a third of its time on a ResNet-50's ``layout.json``."""
+        drops unset optional keys, in a third of its time (``layout.json`` of the 25.6 M-parameter
+        benchmark model, ``benchmarks/results/compile_memory.md``)."""
         return self.model_dump(mode="python", exclude_unset=True)
 
 

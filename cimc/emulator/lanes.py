@@ -65,8 +65,8 @@ def lane_slices(samples: int, lanes: int) -> list[slice]:
     by at most one (the larger first)."""
     count = max(1, min(lanes, samples))
     base, extra = divmod(samples, count)
-    ends = list(itertools.accumulate(base + (i < extra) for i in range(count)))
-    return [slice(end - base - (i < extra), end) for i, end in enumerate(ends)]
+    bounds = itertools.accumulate((base + (i < extra) for i in range(count)), initial=0)
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def lane_feeds(feeds: Mapping[str, np.ndarray], batched: frozenset[str], lanes: int) -> list[dict[str, np.ndarray]]:

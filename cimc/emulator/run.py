@@ -534,14 +534,11 @@ def layer_outputs(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, work: 
     a = _conv_input(layer, x)
     n, _, h, w = a.shape
     feed = (gemm.dtype, gemm.offset)
-    if reads_channels(layer):
+    if gemm.integer or reads_channels(layer):
         p = products(gemm, patches(layer, _dac(layer, a, work.like("codes", a)), work, feed))
-    else:  # the DAC writes the padded layout (of a float product) itself: no copy of the codes
+    else:  # a padded layer of a float product: the DAC writes the padded layout itself, no copy
         padded, interior = padded_codes(layer, a.shape, work, feed)
-        if interior.dtype == np.float32:
-            _dac(layer, a, interior)
-        else:
-            _feed(_dac(layer, a, work.like("codes", a)), interior, gemm.offset)
+        _dac(layer, a, interior)
         p = products(gemm, window_rows(layer, padded, work))
     ho, wo = _spatial(layer, h, w)
     out = convert_and_add(layer, p, work).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)

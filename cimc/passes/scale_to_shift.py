@@ -79,7 +79,7 @@ from cimc.quant.blas import single_blas_thread
 from cimc.quant.calibration import DEFAULT_SIZE, partial_sums, stream_inputs
 from cimc.quant.cim_layer import cim_spec
 from cimc.quant.reference import run_compiled
-from cimc.quant.step_search import squared_error, squared_errors
+from cimc.quant.step_search import squared_errors
 
 
 @register
@@ -424,16 +424,7 @@ def conversion_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.
     kind at its step ``adc_step · 2^−m_{t,j}``, as it reaches the layer's sum: each kind's error
     weighted by the square of its shift-add weight ``c_k = 2^(j·cell_bits + t·dac_bits)`` (the
     error quantize's ``kind_steps`` minimises); per column when ``adc_step`` is, else in total."""
-    kinds = q.w_slices * q.a_slices
-    if kinds == 1:
-        return squared_error(p, adc_step, q.adc_bits, True, 2 if adc_step.size > 1 else None)
-    steps = slicing.conversion_steps(adc_step.astype(np.float32), q.adc_shift, kinds)  # (kinds, C)
-    segments = p.shape[1] // kinds
-    steps = np.tile(steps, (segments, 1))[None]
-    weights = slicing.conversion_weights(segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits).astype(np.float64)
-    err = (p - numerics.quantize(p, steps, q.adc_bits, True) * steps).astype(np.float64) ** 2
-    err *= (weights**2).reshape(1, -1, 1)
-    return err.sum(axis=(0, 1)) if adc_step.size > 1 else np.atleast_1d(err.sum())
+    return conversion_errors(p, np.reshape(adc_step, (1, -1)), q)[0]
 
 
 def conversion_errors(p: np.ndarray, steps: np.ndarray, q: QuantParams) -> np.ndarray:
@@ -441,7 +432,19 @@ def conversion_errors(p: np.ndarray, steps: np.ndarray, q: QuantParams) -> np.nd
     unsliced layer's partial sums are sliced and subsampled once for all (``squared_errors``)."""
     if q.w_slices * q.a_slices == 1:
         return squared_errors(p, steps, q.adc_bits, True, 2 if steps.shape[1] > 1 else None)
-    return np.stack([conversion_error(p, step, q) for step in steps])
+    return np.stack([_sliced_error(p, step, q) for step in steps])
+
+
+def _sliced_error(p: np.ndarray, adc_step: np.ndarray, q: QuantParams) -> np.ndarray:
+    """``conversion_error`` of a sliced layer (``w_slices · a_slices > 1`` conversion kinds)."""
+    kinds = q.w_slices * q.a_slices
+    steps = slicing.conversion_steps(adc_step.astype(np.float32), q.adc_shift, kinds)  # (kinds, C)
+    segments = p.shape[1] // kinds
+    steps = np.tile(steps, (segments, 1))[None]
+    weights = slicing.conversion_weights(segments, q.a_bits, q.dac_bits, q.w_bits, q.cell_bits).astype(np.float64)
+    err = (p - numerics.quantize(p, steps, q.adc_bits, True) * steps).astype(np.float64) ** 2
+    err *= (weights**2).reshape(1, -1, 1)
+    return err.sum(axis=(0, 1)) if adc_step.size > 1 else np.atleast_1d(err.sum())
 
 
 def ceil_exponent(scale: np.ndarray) -> np.ndarray:
