@@ -137,15 +137,16 @@ def test_bitline_sessions_use_default_threads_that_do_not_spin(live: Path) -> No
 
 def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarray]) -> int:
     calls = []
-    original = emulator_run.numerics.quantize
+    original = emulator_run.kernels.convert_rows
 
-    def spy(*args: Any, **kwargs: Any) -> np.ndarray:
-        calls.append(1)
-        return original(*args, **kwargs)
+    def spy(*args: Any) -> None:
+        calls.append(args[2])  # the block's pixel count
+        original(*args)
 
-    monkeypatch.setattr(emulator_run.numerics, "quantize", spy)
+    monkeypatch.setattr(emulator_run.kernels, "convert_rows", spy)
     emulator_run.convert_and_add(layer, parts, Workspace())
-    monkeypatch.setattr(emulator_run.numerics, "quantize", original)
+    monkeypatch.setattr(emulator_run.kernels, "convert_rows", original)
+    assert sum(calls) == parts[0].shape[2] * len(parts)
     return len(calls)
 
 
@@ -162,19 +163,18 @@ def test_adc_blocks_hold_one_mebibyte_of_partial_sums(live: Path, monkeypatch: p
     assert _adc_calls(monkeypatch, layer, parts) == 2048
 
 
-def test_one_segment_has_no_adder_tree(live: Path) -> None:
-    """A layer of one segment: ``P`` is its ADC codes themselves (no sum into the workspace);
-    of two: the workspace's ``total``, equal to the sum of the codes; ``y`` is channel-major."""
+def test_the_adder_tree_sums_into_the_output(live: Path) -> None:
+    """A layer of one segment: ``P`` is its ADC codes; of two, their sum; either is summed in
+    the pixel-major output itself (no other buffer); ``y`` is channel-major."""
     layer = dataclasses.replace(Emulator.open(live).layers[0], cout=3, segments=1, adc_step=np.ones(1, np.float32),
                                 scale=np.ones(1, np.float32), bias=np.zeros(1, np.float32))
     codes = (np.arange(24, dtype=np.int32) % 7 - 3).reshape(1, 1, 8, 3)  # ADC codes already, (S, G, M, Cout)
     work = Workspace()
     y = emulator_run.convert_and_add(layer, [codes.copy()], work)
-    assert "total" not in work._buffers
     np.testing.assert_array_equal(y, codes[0, 0].T)
     two = dataclasses.replace(layer, segments=2)
     y = emulator_run.convert_and_add(two, [np.concatenate([codes, codes])], work)
-    assert "total" in work._buffers
+    assert set(work._buffers) == {"output"}
     np.testing.assert_array_equal(y, 2 * codes[0, 0].T)
 
 

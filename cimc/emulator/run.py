@@ -71,6 +71,7 @@ from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles, read_build
 from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
+from cimc.emulator import kernels
 from cimc.emulator.lanes import Lanes, default_lanes, lane_feeds, lane_threads
 from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
 from cimc.emulator.pool import max_pool
@@ -288,26 +289,68 @@ def _last_uses(nodes: list[tuple[NodeDoc, dict[str, Any]]]) -> dict[str, int]:
     return {t: step for step, (node, _) in enumerate(nodes) for t in node.inputs}
 
 
+#: A DAC ``(S_A, lo, hi)``: ``q(x) = clip(rint(x / S_A), lo, hi)`` in float32.
+Dac = tuple[float, float, float]
+
+#: The DAC of values that are codes already: ``q(x) = x`` for every integer-valued ``x``.
+IDENTITY: Dac = (1.0, -np.inf, np.inf)
+
+
 def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None,
-            feed: tuple[type[np.generic], int] = (np.float32, 0)) -> list[np.ndarray]:
-    """Per segment part, ``(S_k, G, R_k, Ho·Wo·N)`` of dtype ``feed[0]``: the input code every
+            feed: tuple[type[np.generic], int] = (np.float32, 0), dac: Dac = IDENTITY) -> list[np.ndarray]:
+    """Per segment part, ``(S_k, G, R_k, Ho·Wo·N)`` of dtype ``feed[0]``: the code every
     segment's wordline sees at each output pixel plus ``feed[1]`` (``BitlineProduct.offset``),
-    ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at the taps ``(c, i, j)`` of
-    ``SegmentPart.taps``, pixels ordered ``(h, w, n)``. The codes are first laid out ``(C, H,
-    W, N)`` (one copy, the padding included, none when they are laid out so already in the fed
-    dtype) so that the gather copies runs of ``Wo·N`` values; an unpadded ``1 × 1`` kernel
-    takes whole rows of that layout, and a part whose wordlines are whole channels in order
+    ``q(x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w])`` at the taps ``(c, i, j)`` of
+    ``SegmentPart.taps``, pixels ordered ``(h, w, n)``, where ``q`` is the DAC ``dac`` (``(S_A,
+    lo, hi)``: ``clip(rint(x / S_A), lo, hi)``; ``IDENTITY`` for ``codes`` that are codes
+    already). The codes are first converted and laid out ``(C, H, W, N)`` in one pass
+    (``kernels.dac_codes``, then copied into the padded layout) so that the gather copies runs
+    of ``Wo·N`` values; an unpadded ``1 × 1`` kernel takes whole rows of that layout (the
+    DAC converts only the pixels its strides read), and a part whose wordlines are whole channels in order
     (``SegmentPart.channels``) a slice of it: a view for ``1 × 1``, else one strided copy (no
     gather). Scratch arrays come from ``work`` (a new ``Workspace`` by default)."""
     work = Workspace() if work is None else work
-    n, c, h, w = codes.shape
+    x = codes.transpose(1, 2, 3, 0)
     if reads_channels(layer):
-        (sh, sw), (ho, wo) = layer.strides, _spatial(layer, h, w)
-        rows = _laid_out(work, codes.transpose(1, 2, 3, 0)[:, ::sh, ::sw], feed).reshape(c, ho * wo * n)
+        (sh, sw) = layer.strides
+        laid = _fed(x[:, ::sh, ::sw], dac, feed, work, "laid")
+        rows = laid.reshape(laid.shape[0], -1)
         return [_channel_rows(rows, part) for part in layer.parts]
-    padded, interior = padded_codes(layer, codes.shape, work, feed)
-    _feed(codes, interior, feed[1])
+    fed = _fed(x, dac, feed, work, "fed")
+    padded = padded_codes(layer, codes.shape, work, feed)
+    t, left, _, _ = layer.pads
+    _, h, w, _ = x.shape
+    padded[:, t:t + h, left:left + w] = fed
     return window_rows(layer, padded, work)
+
+
+def layer_dac(layer: MacroLayer) -> Dac:
+    """The layer's DAC (``numerics.quantize`` with ``S_A``, ``a_bits``, ``a_signed``)."""
+    lo, hi = numerics.code_range(layer.a_bits, layer.a_signed)
+    return layer.a_step, lo, hi
+
+
+def _float32(x: np.ndarray, work: Workspace) -> np.ndarray:
+    """``x`` itself when it is C-contiguous float32 (a CIM layer's output seen channel-major),
+    else its copy in ``work``'s ``input`` buffer."""
+    if x.flags.c_contiguous and x.dtype == np.float32:
+        return x
+    out = work.array("input", x.shape)
+    np.copyto(out, x, casting="unsafe")
+    return out
+
+
+def _fed(x: np.ndarray, dac: Dac, feed: tuple[type[np.generic], int], work: Workspace, name: str) -> np.ndarray:
+    """The fed codes ``q(x) + offset`` of ``x`` in dtype ``feed[0]``, C-contiguous: ``x`` itself
+    when it holds them already (C-contiguous float32 codes, ``IDENTITY`` fed with no offset),
+    else ``kernels.dac_codes`` into ``work``'s buffer ``name``, every value a float32 (numpy's
+    arithmetic)."""
+    if dac is IDENTITY and feed == (np.float32, 0) and x.flags.c_contiguous and x.dtype == np.float32:
+        return x
+    out = work.array(name, x.shape, feed[0])
+    step, lo, hi = (np.float32(v) for v in dac)
+    kernels.dac_codes(_float32(x, work), step, lo, hi, np.float32(feed[1]), out)
+    return out
 
 
 def reads_channels(layer: MacroLayer) -> bool:
@@ -316,15 +359,15 @@ def reads_channels(layer: MacroLayer) -> bool:
 
 
 def padded_codes(layer: MacroLayer, shape: tuple[int, ...], work: Workspace,
-                 feed: tuple[type[np.generic], int]) -> tuple[np.ndarray, np.ndarray]:
+                 feed: tuple[type[np.generic], int]) -> np.ndarray:
     """``work``'s ``laid`` buffer as the padded ``(C, H + pads, W + pads, N)`` fed codes (dtype
-    and offset ``feed``) of an input of ``shape`` ``(N, C, H, W)``, and its interior as an ``(N,
-    C, H, W)`` view to write the codes into (the border is set here to the fed code of 0)."""
+    and offset ``feed``) of an input of ``shape`` ``(N, C, H, W)``: the border set here to the
+    fed code of 0, the interior left for the DAC."""
     n, c, h, w = shape
     t, left, b, r = layer.pads
     padded = work.array("laid", (c, h + t + b, w + left + r, n), feed[0])
     padded[:, :t] = padded[:, t + h:] = padded[:, :, :left] = padded[:, :, left + w:] = feed[1]
-    return padded, padded[:, t:t + h, left:left + w].transpose(3, 0, 1, 2)
+    return padded
 
 
 def window_rows(layer: MacroLayer, padded: np.ndarray, work: Workspace) -> list[np.ndarray]:
@@ -356,25 +399,6 @@ def _channel_rows(rows: np.ndarray, part: SegmentPart) -> np.ndarray:
         return rows[channel]
     c0, c1 = part.channels
     return rows[c0:c1].reshape(*channel.shape, rows.shape[1])
-
-
-def _laid_out(work: Workspace, a: np.ndarray, feed: tuple[type[np.generic], int]) -> np.ndarray:
-    """``a`` itself when C-contiguous and already fed (dtype ``feed[0]``, offset 0), else its
-    fed copy in ``work``'s ``laid`` buffer."""
-    dtype, offset = feed
-    if a.flags.c_contiguous and a.dtype == dtype and not offset:
-        return a
-    laid = work.array("laid", a.shape, dtype)
-    _feed(a, laid, offset)
-    return laid
-
-
-def _feed(codes: np.ndarray, out: np.ndarray, offset: int) -> None:
-    """``out = codes + offset`` (integer-valued codes, exact in ``out``'s dtype)."""
-    if offset:
-        np.add(codes, np.float32(offset), out=out, casting="unsafe")
-    else:
-        np.copyto(out, codes, casting="unsafe")
 
 
 def bitline_sums(layer: MacroLayer, gemm: BitlineProduct, codes: np.ndarray,
@@ -412,44 +436,41 @@ def _spatial(layer: MacroLayer, h: int, w: int) -> tuple[int, int]:
     return window_out((h, w), ((kh - 1) * dh + 1, (kw - 1) * dw + 1), layer.strides, layer.pads)
 
 
-def _columns(v: np.ndarray, cout: int, groups: int) -> np.ndarray:
-    """A per-layer or per-channel float32 value as ``(G, 1, Cout_g)``: channel ``o = g·Cout_g + j``."""
-    return np.broadcast_to(np.ravel(np.asarray(v, dtype=np.float32)), (cout,)).reshape(groups, 1, cout // groups)
+def _columns(v: np.ndarray | float, cout: int, groups: int) -> np.ndarray:
+    """A per-layer or per-channel value as float32 ``(G, Cout_g)``: channel ``o = g·Cout_g + j``."""
+    return np.ascontiguousarray(np.broadcast_to(np.ravel(np.asarray(v, dtype=np.float32)), (cout,))
+                                .reshape(groups, cout // groups))
 
 
 def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace, *,
                     in_place: bool = False, total: np.ndarray | None = None) -> np.ndarray:
     """The channel-major output ``y`` ``(Cout, M)`` (a new array) of the pixel-major partial
     sums of every segment part ``(S_k, G, M, Cout_g)`` (int32 or float32, ``bitline_sums``; an
-    unsliced layer): ADC codes ``p̂ = clip(round(p / S_ADC[o]), ±(2^(b−1) − 1))`` in float32 (an
+    unsliced layer): ADC codes ``p̂ = clip(rint(p / S_ADC[o]), ±(2^(b−1) − 1))`` in float32 (an
     int32 sum converts exactly: ``|p| < 2^24``), the adder tree ``P = Σ_s p̂`` and ``y = P ·
-    scale + b'``, done on blocks of pixels of about ``BLOCK_BYTES`` of partial sums so that the
-    conversion, division, rounding, clipping and sum of a block read it from the cache rather
-    than from memory; ``y`` is computed pixel-major into ``work``'s ``output`` and transposed
-    once, by onnxruntime (``transposed``: numpy's strided copy was 5–10× slower). ``P`` is exact
-    in float32 in any order (integers below ``2^24``), so the parts add in any order. With
-    ``in_place`` (float32 parts) the codes overwrite the parts, else each block is converted
-    into scratch of ``work``; ``total`` ``(G, M, Cout_g)``, if given, receives ``P`` (a layer of
-    one segment has no adder tree: its ``P`` is its codes)."""
+    scale + b'`` (``kernels.convert_rows``, ``kernels.affine_rows``: one pass over the sums),
+    done on blocks of pixels of about ``BLOCK_BYTES`` of partial sums so that a block's ``P``
+    stays in the cache from its first part to its output; ``y`` is computed pixel-major into
+    ``work``'s ``output`` and transposed once, by onnxruntime (``transposed``: numpy's strided
+    copy was 5–10× slower). With ``in_place`` (float32 parts) the codes overwrite the parts
+    (a recording run's trace); ``total`` ``(G, M, Cout_g)``, if given, receives ``P`` (and ``y``
+    is computed from it at the end), else ``P`` is summed in ``y`` itself."""
     first, *_ = parts
     groups, m, width = first.shape[1:]
     step, scale, bias = (_columns(v, layer.cout, groups) for v in (layer.adc_step, layer.scale, layer.bias))
+    lo, hi = (np.float32(v) for v in numerics.code_range(layer.adc_bits, True))
     block = max(1, BLOCK_BYTES // (4 * groups * width * sum(p.shape[0] for p in parts)))
-    tree = layer.segments > 1
     y = work.array("output", (groups, m, width))
+    tree = y if total is None else total
     for start in range(0, m, block):
-        pixels = slice(start, start + block)
-        t = total[:, pixels] if total is not None else None
+        count = min(block, m - start)
         for k, p in enumerate(parts):
-            codes = _converted(p[:, :, pixels], work, f"adc{k}", in_place)
-            numerics.quantize(codes, step, layer.adc_bits, True, out=codes)
-            if tree:
-                t = t if t is not None else work.array("total", codes.shape[1:])
-                _add_segments(codes, t, k == 0)
-        if not tree:
-            t = _first_codes(codes[0], t)
-        assert t is not None
-        numerics.layer_output(t, scale, bias, None, out=y[:, pixels])
+            kernels.convert_rows(p, start, count, step, lo, hi, tree, k == 0, in_place)
+        if total is None:
+            kernels.affine_rows(y, start, count, scale, bias)
+    if total is not None:
+        np.copyto(y, total)
+        kernels.affine_rows(y, 0, m, scale, bias)
     return transposed(y).reshape(layer.cout, m)
 
 
@@ -465,31 +486,6 @@ def _transposer() -> ort.InferenceSession:
 def transposed(a: np.ndarray) -> np.ndarray:
     """``a.transpose(0, 2, 1)`` of a float32 ``(a, b, c)`` array, as a new C-contiguous array."""
     return np.asarray(_transposer().run(None, {"x": a})[0])
-
-
-def _converted(p: np.ndarray, work: Workspace, name: str, in_place: bool) -> np.ndarray:
-    """``p`` itself (``in_place``) or its float32 copy in ``work``'s buffer ``name``."""
-    if in_place:
-        return p
-    out = work.array(name, p.shape)
-    np.copyto(out, p, casting="unsafe")
-    return out
-
-
-def _first_codes(codes: np.ndarray, total: np.ndarray | None) -> np.ndarray:
-    """A one-segment layer's ``P``: its codes, copied into ``total`` when given."""
-    if total is None:
-        return codes
-    np.copyto(total, codes)
-    return total
-
-
-def _add_segments(codes: np.ndarray, total: np.ndarray, first: bool) -> None:
-    """``total`` (``=`` when ``first``, else ``+=``) the sum over axis 0 of ``codes``."""
-    if first:
-        np.sum(codes, axis=0, dtype=np.float32, out=total)
-    else:
-        total += np.sum(codes, axis=0, dtype=np.float32)
 
 
 def run_layer(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, record: bool = True) -> LayerTrace:
@@ -526,28 +522,18 @@ def run_layer(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, record: bo
 
 
 def layer_outputs(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, work: Workspace) -> np.ndarray:
-    """``run_layer(…).outputs`` alone (the same bits): the DAC codes, im2col rows, converted
-    blocks and adder tree are scratch of ``work``, and the output ``(N, Cout, Ho, Wo)`` a view of
-    a new channel-major ``(Cout, Ho, Wo, N)`` array (``convert_and_add``)."""
+    """``run_layer(…).outputs`` alone (the same bits): the DAC codes (converted straight into
+    their laid-out rows, ``patches``), the im2col rows and the pixel-major output are scratch
+    of ``work``, and the output ``(N, Cout, Ho, Wo)`` a view of a new channel-major ``(Cout, Ho,
+    Wo, N)`` array (``convert_and_add``)."""
     if layer.sliced:
         return run_layer(layer, gemm, x, record=False).outputs
     a = _conv_input(layer, x)
     n, _, h, w = a.shape
-    feed = (gemm.dtype, gemm.offset)
-    if gemm.integer or reads_channels(layer):
-        p = products(gemm, patches(layer, _dac(layer, a, work.like("codes", a)), work, feed))
-    else:  # a padded layer of a float product: the DAC writes the padded layout itself, no copy
-        padded, interior = padded_codes(layer, a.shape, work, feed)
-        _dac(layer, a, interior)
-        p = products(gemm, window_rows(layer, padded, work))
+    p = products(gemm, patches(layer, a, work, (gemm.dtype, gemm.offset), layer_dac(layer)))
     ho, wo = _spatial(layer, h, w)
     out = convert_and_add(layer, p, work).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
     return out if layer.kind == "conv" else out.reshape(*x.shape[:-1], layer.cout)
-
-
-def _dac(layer: MacroLayer, a: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The layer's DAC codes of ``a`` written into ``out`` (``numerics.quantize``)."""
-    return numerics.quantize(a, layer.a_step, layer.a_bits, layer.a_signed, out=out)
 
 
 def _conv_input(layer: MacroLayer, x: np.ndarray) -> np.ndarray:
