@@ -62,8 +62,26 @@ def test_affine_rows_multiplies_then_adds_in_float32() -> None:
     want[:, 3:7] = numerics.layer_output(y[:, 3:7], scale[:, None], bias[:, None], None)
     fused = (y[:, 3:7].astype(np.float64) * scale[:, None] + bias[:, None]).astype(np.float32)
     assert not np.array_equal(fused, want[:, 3:7])  # the case tells one rounding from two
-    kernels.affine_rows(y, 3, 4, scale, bias)
+    kernels.affine_rows(y, 3, 4, scale, bias, False)
     np.testing.assert_array_equal(y, want)
+
+
+def test_affine_rows_with_relu_is_numpys_maximum() -> None:
+    """``relu``: ``np.maximum(P · scale + b, 0)`` bit for bit, ``+0.0`` for a ``−0.0`` sum and
+    NaN kept; without it, negatives stay."""
+    y = np.float32([[[-3, 0, 2, 5, 1, -1, 4, 2, 0]]])
+    scale = np.float32([[1, 1, 1, 1, -0.0, 1, 1, 1, 0.5]])
+    bias = np.float32([[1, -0.0, -2, -7, -0.0, np.nan, -4, 0.5, -0.0]])
+    pre = numerics.layer_output(y, scale[:, None], bias[:, None], None)
+    assert np.any((pre == 0) & np.signbit(pre)) and np.any(np.isnan(pre)) and np.any(pre < 0)
+    want = np.maximum(pre, np.float32(0))
+    got = y.copy()
+    kernels.affine_rows(got, 0, 1, scale, bias, True)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    plain = y.copy()
+    kernels.affine_rows(plain, 0, 1, scale, bias, False)
+    np.testing.assert_array_equal(plain, pre)
 
 
 @pytest.mark.parametrize(("dtype", "offset", "signed"), [(np.uint8, 7, True), (np.float32, 0, False),

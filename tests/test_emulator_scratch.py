@@ -84,16 +84,42 @@ def test_runs_without_record_equal_recorded_runs_again_and_again(live: Path) -> 
 
 
 def test_relu_runs_in_place_only_on_a_free_input(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """r2's input (c2, read by r2 alone) is free: Relu runs in place; r1's input c1 is read by
-    the Add too: r1 runs in the reference's kernel, and the Add (c3 free) in place."""
+    """r2's input (c2, read by r2 alone) is free: c2's layer applies r2 itself
+    (``fused_relus``); r1's input c1 is read by the Add too: r1 runs in the reference's kernel,
+    and the Add (c3 free) in place; a recorded run fuses nothing and runs r2 in place."""
     seen: list[str] = []
     for op, kernel in list(emulator_run.IN_PLACE.items()):
         def spy(args: list[np.ndarray], out: np.ndarray, op: str = op, kernel: Any = kernel) -> np.ndarray:
             seen.append(op)
             return kernel(args, out)
         monkeypatch.setitem(emulator_run.IN_PLACE, op, spy)
-    Emulator.open(live, lanes=1).run(_x())
-    assert seen == ["Relu", "Add"]
+    emu = Emulator.open(live, lanes=1)
+    c2 = next(node.outputs[0] for node, _ in emu.nodes if node.name == "c2")
+    assert emu._relu_fused == {c2}
+    lean = emu.run(_x())
+    assert seen == ["Add"]
+    seen.clear()
+    full = emu.run(_x(), record=True)
+    assert seen == []  # a recorded run keeps every tensor: nothing is free
+    for name, value in lean.outputs.items():
+        np.testing.assert_array_equal(value, full.outputs[name])
+
+
+def test_fused_relus_take_a_layer_output_a_lone_relu_reads() -> None:
+    """A CIM layer's output read by one Relu alone; not one also read by another node, nor a
+    graph output, nor a digital node's output, nor one a Sigmoid reads."""
+    from cimc.documents.graph import NodeDoc
+
+    def node(name: str, op: str, inputs: list[str], layer: int | None = None) -> tuple[NodeDoc, dict[str, Any]]:
+        return NodeDoc(name=name, op=op, inputs=inputs, outputs=[name], attrs={}, cim_layer=layer), {}
+
+    nodes = [node("a", "Conv", ["x"], 0), node("ra", "Relu", ["a"]),
+             node("b", "Conv", ["ra"], 1), node("rb", "Relu", ["b"]), node("sb", "Add", ["b", "rb"]),
+             node("c", "Conv", ["sb"], 2), node("rc", "Relu", ["c"]),
+             node("d", "Add", ["rc", "rc"]), node("rd", "Relu", ["d"]),
+             node("e", "Conv", ["rd"], 3), node("se", "Sigmoid", ["e"])]
+    assert emulator_run.fused_relus(nodes, {"c"}) == {"a"}
+    assert emulator_run.fused_relus(nodes, set()) == {"a", "c"}
 
 
 def test_in_place_target_needs_a_free_input_of_the_output_shape() -> None:

@@ -70,18 +70,23 @@ def convert_rows(p: np.ndarray, start: int, count: int, step: np.ndarray, lo: fl
 
 
 @compiled
-def affine_rows(y: np.ndarray, start: int, count: int, scale: np.ndarray, bias: np.ndarray) -> None:
+def affine_rows(y: np.ndarray, start: int, count: int, scale: np.ndarray, bias: np.ndarray, relu: bool) -> None:
     """``y[g, m, w] ← y[g, m, w] · scale[g, w] + bias[g, w]`` for ``m ∈ [start, start +
     count)``, a float32 multiply then a float32 add, in place (an output written over a
-    second array of the same memory would make every row take the scalar loop). All float32
-    C-contiguous: ``y`` ``(G, M, W)``, ``scale``, ``bias`` ``(G, W)``."""
+    second array of the same memory would make every row take the scalar loop); with ``relu``
+    then ``max(·, 0)`` as ``np.maximum(·, 0)`` gives it (``+0.0`` for ``−0.0``, NaN kept). All
+    float32 C-contiguous: ``y`` ``(G, M, W)``, ``scale``, ``bias`` ``(G, W)``."""
     groups, _, width = y.shape
+    zero = np.float32(0.0)
     for g in range(groups):
         sc, b = scale[g], bias[g]
         for m in range(start, start + count):
             row = y[g, m]
             for w in range(width):
-                row[w] = row[w] * sc[w] + b[w]
+                v = row[w] * sc[w] + b[w]
+                if relu and not (v > zero or v != v):
+                    v = zero
+                row[w] = v
 
 
 @compiled

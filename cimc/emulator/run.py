@@ -97,6 +97,7 @@ class Emulator:
         self.nodes = [(n, {k: decode_attr(v) for k, v in n.attrs.items()}) for n in files.graph.nodes]
         self.constants = {t: files.constants[key] for t, key in files.graph.constants.items()}
         self._gemms = [bitline_product(layer) for layer in self.layers]
+        self._relu_fused = fused_relus(self.nodes, {t.name for t in files.graph.outputs})
         self._work = Workspace()  # the scratch of runs without record, one run at a time (``_values``)
         self._work_lock = threading.Lock()
         self.lane_count = default_lanes() if lanes is None else max(1, lanes)
@@ -204,10 +205,14 @@ class Emulator:
         for step, (node, attrs) in enumerate(self.nodes):
             names = [t for t in node.inputs if t]
             if node.cim_layer is not None:
+                relu = not record and node.outputs[0] in self._relu_fused
                 values[node.outputs[0]], trace = self._layer(node, gemms[node.cim_layer], values[names[0]], record,
-                                                             work)
+                                                             work, relu)
                 if trace is not None:
                     traces[node.name] = trace
+                owned.add(node.outputs[0])
+            elif not record and node.op == "Relu" and names[0] in self._relu_fused:  # its layer applied it
+                values[node.outputs[0]] = values[names[0]]
                 owned.add(node.outputs[0])
             else:
                 free = [not record and t in owned and last[t] == step and t not in outputs for t in names]
@@ -220,9 +225,10 @@ class Emulator:
         return values, traces
 
     def _layer(self, node: NodeDoc, gemm: BitlineProduct, x: np.ndarray, record: bool,
-               work: Workspace) -> tuple[np.ndarray, LayerTrace | None]:
+               work: Workspace, relu: bool = False) -> tuple[np.ndarray, LayerTrace | None]:
         """Run ``node``'s CIM layer with its bitline product ``gemm``: its outputs, and its trace
-        when ``record`` (else ``layer_outputs`` on ``work``); an input its bitline product cannot
+        when ``record`` (else ``layer_outputs`` on ``work``, the Relu after it applied when
+        ``relu``: ``fused_relus``); an input its bitline product cannot
         take (``graph.json`` feeds it the wrong tensor) is a ``BuildError``, not numpy's or
         onnxruntime's own error."""
         assert node.cim_layer is not None
@@ -231,7 +237,7 @@ class Emulator:
             if record:
                 trace = run_layer(layer, gemm, x)
                 return trace.outputs, trace
-            return layer_outputs(layer, gemm, x, work), None
+            return layer_outputs(layer, gemm, x, work, relu), None
         except Exception as exc:  # onnxruntime raises its own types (InvalidArgument, Fail)
             raise BuildError(f"graph.json: CIM layer '{node.name}' cannot run on its input "
                              f"'{node.inputs[0]}' of shape {list(np.shape(x))}: {type(exc).__name__}") from exc
@@ -279,6 +285,20 @@ def in_place_target(op: str, args: list[np.ndarray], free: list[bool]) -> int | 
         return None
     shape = np.broadcast_shapes(*(a.shape for a in args))
     return next((i for i, a in enumerate(args) if free[i] and a.shape == shape), None)
+
+
+def fused_relus(nodes: list[tuple[NodeDoc, dict[str, Any]]], outputs: set[str]) -> frozenset[str]:
+    """The CIM layers' outputs that a single ``Relu`` reads and nothing else (no other node, no
+    graph output): a run without ``record`` applies that Relu in the layer's output pass
+    (``kernels.affine_rows``, ``np.maximum(y, 0)``'s bits) and the Relu node hands its input on
+    as its output, saving a pass over the activations."""
+    readers: dict[str, list[str]] = {}
+    for node, _ in nodes:
+        for t in node.inputs:
+            readers.setdefault(t, []).append(node.op)
+    return frozenset(node.outputs[0] for node, _ in nodes
+                     if node.cim_layer is not None and node.outputs[0] not in outputs
+                     and readers.get(node.outputs[0]) == ["Relu"])
 
 
 #: Bytes of partial sums converted and added as one block (``convert_and_add``): about L2-sized.
@@ -443,7 +463,7 @@ def _columns(v: np.ndarray | float, cout: int, groups: int) -> np.ndarray:
 
 
 def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace, *,
-                    in_place: bool = False, total: np.ndarray | None = None) -> np.ndarray:
+                    in_place: bool = False, total: np.ndarray | None = None, relu: bool = False) -> np.ndarray:
     """The channel-major output ``y`` ``(Cout, M)`` (a new array) of the pixel-major partial
     sums of every segment part ``(S_k, G, M, Cout_g)`` (int32 or float32, ``bitline_sums``; an
     unsliced layer): ADC codes ``p̂ = clip(rint(p / S_ADC[o]), ±(2^(b−1) − 1))`` in float32 (an
@@ -454,7 +474,8 @@ def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
     ``work``'s ``output`` and transposed once, by onnxruntime (``transposed``: numpy's strided
     copy was 5–10× slower). With ``in_place`` (float32 parts) the codes overwrite the parts
     (a recording run's trace); ``total`` ``(G, M, Cout_g)``, if given, receives ``P`` (and ``y``
-    is computed from it at the end), else ``P`` is summed in ``y`` itself."""
+    is computed from it at the end), else ``P`` is summed in ``y`` itself; ``relu`` gives
+    ``max(y, 0)`` instead (``fused_relus``)."""
     first, *_ = parts
     groups, m, width = first.shape[1:]
     step, scale, bias = (_columns(v, layer.cout, groups) for v in (layer.adc_step, layer.scale, layer.bias))
@@ -467,10 +488,10 @@ def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
         for k, p in enumerate(parts):
             kernels.convert_rows(p, start, count, step, lo, hi, tree, k == 0, in_place)
         if total is None:
-            kernels.affine_rows(y, start, count, scale, bias)
+            kernels.affine_rows(y, start, count, scale, bias, relu)
     if total is not None:
         np.copyto(y, total)
-        kernels.affine_rows(y, 0, m, scale, bias)
+        kernels.affine_rows(y, 0, m, scale, bias, relu)
     return transposed(y).reshape(layer.cout, m)
 
 
@@ -521,18 +542,20 @@ def run_layer(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, record: bo
                       total.reshape(*lead, layer.cout), y.reshape(*lead, layer.cout))
 
 
-def layer_outputs(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, work: Workspace) -> np.ndarray:
-    """``run_layer(…).outputs`` alone (the same bits): the DAC codes (converted straight into
-    their laid-out rows, ``patches``), the im2col rows and the pixel-major output are scratch
-    of ``work``, and the output ``(N, Cout, Ho, Wo)`` a view of a new channel-major ``(Cout, Ho,
-    Wo, N)`` array (``convert_and_add``)."""
+def layer_outputs(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, work: Workspace,
+                  relu: bool = False) -> np.ndarray:
+    """``run_layer(…).outputs`` alone (the same bits), or with ``relu`` those of a Relu after
+    it: the DAC codes (converted straight into their laid-out rows, ``patches``), the im2col
+    rows and the pixel-major output are scratch of ``work``, and the output ``(N, Cout, Ho,
+    Wo)`` a view of a new channel-major ``(Cout, Ho, Wo, N)`` array (``convert_and_add``)."""
     if layer.sliced:
-        return run_layer(layer, gemm, x, record=False).outputs
+        y = run_layer(layer, gemm, x, record=False).outputs
+        return IN_PLACE["Relu"]([y], y) if relu else y
     a = _conv_input(layer, x)
     n, _, h, w = a.shape
     p = products(gemm, patches(layer, a, work, (gemm.dtype, gemm.offset), layer_dac(layer)))
     ho, wo = _spatial(layer, h, w)
-    out = convert_and_add(layer, p, work).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
+    out = convert_and_add(layer, p, work, relu=relu).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
     return out if layer.kind == "conv" else out.reshape(*x.shape[:-1], layer.cout)
 
 
