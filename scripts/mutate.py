@@ -255,6 +255,8 @@ def run_plan(root: Path, job: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(root)}
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env.setdefault(var, "1")  # one thread per job: --jobs processes share the cores
+    if any(spec["module"] in INTERPRETED for spec in job["modules"]):
+        env["NUMBA_DISABLE_JIT"] = "1"
     with tempfile.TemporaryDirectory(prefix="cimc-mutate-plan-") as tmp:
         plan_file, result = Path(tmp) / "plan.json", Path(tmp) / "result.json"
         plan_file.write_text(json.dumps(job), encoding="utf-8")
@@ -336,8 +338,14 @@ _LAYOUT_TESTS = _files("test_tiling_placement", "test_tiling_bounds", "test_tile
 _EMULATOR_TESTS = _files("test_emulator", "test_emulator_memory", "test_sliced_exact", "test_batching",
                          "test_layout_geometry", "test_batch_inputs", "test_emulator_blocks", "test_emulator_inputs",
                          "test_emulator_parts", "test_emulator_run_mutants", "test_emulator_scratch",
-                         "test_emulator_product", "test_emulator_lanes")
+                         "test_emulator_product", "test_emulator_lanes", "test_emulator_kernels")
 _QAT_TESTS = _files("test_train_quant", "test_train_quant_grad", "test_train_step_grad")
+
+#: Modules of numba-compiled loops: their mutants run with the JIT off (``NUMBA_DISABLE_JIT``),
+#: as Python, or the tracer would see none of their lines and numba would load the unmutated
+#: machine code from its cache (keyed by the file on disk, which a mutant never changes). Their
+#: tests must be ones that run on small arrays (``CORE``'s list).
+INTERPRETED = frozenset({"cimc.emulator.kernels"})
 
 #: The numerical core that ``--all`` runs (issue 17), declared once: each module with the test
 #: files its mutants run (``--tests`` overrides). The default selection (every test file
@@ -372,6 +380,7 @@ CORE: dict[str, tuple[str, ...]] = {
     "cimc/emulator/run.py": _EMULATOR_TESTS,
     "cimc/emulator/product.py": _EMULATOR_TESTS,
     "cimc/emulator/lanes.py": _files("test_emulator_lanes"),
+    "cimc/emulator/kernels.py": _files("test_emulator_kernels"),
     "cimc/emulator/layers.py": (*_EMULATOR_TESTS, *_files("test_emulator_macro_columns")),
     "cimc/emulator/slices.py": _files("test_emulator", "test_sliced_exact", "test_sliced_mapping",
                                       "test_emulator_memory"),

@@ -161,7 +161,8 @@ def test_bitline_sessions_use_default_threads_that_do_not_spin(live: Path) -> No
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
-def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarray]) -> int:
+def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarray]) -> list[int]:
+    """The pixel count of each block ``convert_and_add`` hands the ADC loop (one part)."""
     calls = []
     original = emulator_run.kernels.convert_rows
 
@@ -172,21 +173,21 @@ def _adc_calls(monkeypatch: pytest.MonkeyPatch, layer: Any, parts: list[np.ndarr
     monkeypatch.setattr(emulator_run.kernels, "convert_rows", spy)
     emulator_run.convert_and_add(layer, parts, Workspace())
     monkeypatch.setattr(emulator_run.kernels, "convert_rows", original)
-    assert sum(calls) == parts[0].shape[2] * len(parts)
-    return len(calls)
+    return calls
 
 
 def test_adc_blocks_hold_one_mebibyte_of_partial_sums(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two segments of 128 channels × 2048 pixels (2 MiB of partial sums) convert in two blocks
-    of 1024 pixels (``BLOCK_BYTES = 2^20``); with ``BLOCK_BYTES`` below one pixel's sums, one
-    block per pixel."""
+    of 1024 pixels (``BLOCK_BYTES = 2^20``), 2000 pixels in 1024 and 976; with ``BLOCK_BYTES``
+    below one pixel's sums, one block per pixel."""
     layer = dataclasses.replace(Emulator.open(live).layers[0], cout=128, segments=2,
                                 adc_step=np.ones(1, np.float32), scale=np.ones(1, np.float32),
                                 bias=np.zeros(1, np.float32))
     parts = [np.zeros((2, 1, 2048, 128), dtype=np.int32)]
-    assert _adc_calls(monkeypatch, layer, parts) == 2
+    assert _adc_calls(monkeypatch, layer, parts) == [1024, 1024]
+    assert _adc_calls(monkeypatch, layer, [parts[0][:, :, :2000]]) == [1024, 976]  # the last block is short
     monkeypatch.setattr(emulator_run, "BLOCK_BYTES", 4)
-    assert _adc_calls(monkeypatch, layer, parts) == 2048
+    assert _adc_calls(monkeypatch, layer, parts) == [1] * 2048
 
 
 def test_the_adder_tree_sums_into_the_output(live: Path) -> None:
@@ -248,3 +249,55 @@ def test_recorded_sums_are_their_own_contiguous_arrays(live: Path) -> None:
     view of the pixel-major adder tree)."""
     traces = Emulator.open(live).run(_x(), record=True).traces
     assert traces and all(trace.sums.flags.c_contiguous for trace in traces.values())
+
+
+def test_an_add_overwrites_the_output_of_a_fused_relu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conv → relu (fused into the conv) → add with the graph input: the relu's output is the
+    run's own array, so the Add overwrites it (the input is the caller's, never overwritten);
+    the outputs are the recorded run's."""
+    g = graph_with_input((2, 3, 6, 6))
+    c1 = add_conv(g, "x", 3, 3, pad=1, rng=np.random.default_rng(5), name="c1")
+    g.outputs.append(add_node(g, "Add", [add_unary(g, "Relu", c1, "r1"), "x"], (2, 3, 6, 6), "add"))
+    graph, ctx = compile_ir(g)
+    emu = Emulator.open(write(graph, ctx, tmp_path / "b"), lanes=1)
+    seen: list[str] = []
+    kernel = emulator_run.IN_PLACE["Add"]
+
+    def spy(args: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+        seen.append("Add")
+        return kernel(args, out)
+
+    monkeypatch.setitem(emulator_run.IN_PLACE, "Add", spy)
+    x = _x()
+    kept = x.copy()
+    lean = emu.run(x)
+    assert seen == ["Add"]
+    np.testing.assert_array_equal(x, kept)
+    for name, value in emu.run(x, record=True).outputs.items():
+        np.testing.assert_array_equal(lean.outputs[name], value)
+
+
+def test_float32_copies_only_what_is_not_c_contiguous_float32() -> None:
+    """The DAC's input: a C-contiguous float32 array as it is; a strided one or a float64 one
+    as a float32 copy (the compiled DAC divides in the input's own precision)."""
+    work = Workspace()
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    assert emulator_run._float32(x, work) is x
+    for other in (x[:, ::2], x.astype(np.float64)):
+        got = emulator_run._float32(other, work)
+        assert got.dtype == np.float32 and got.flags.c_contiguous and not np.shares_memory(got, x)
+        np.testing.assert_array_equal(got, other)
+
+
+def test_padded_codes_set_every_border_cell_of_a_reused_buffer(live: Path) -> None:
+    """Pads about as wide as the image (2 rows above, 3 below, 1 and 4 columns on the sides of
+    a 4 × 3 image): every border cell holds the fed code of 0 even where the buffer held other
+    values; the interior is left to the DAC."""
+    layer = dataclasses.replace(Emulator.open(live).layers[0], pads=(2, 1, 3, 4))
+    work = Workspace()
+    work.array("laid", (10_000,), np.uint8)[:] = 99
+    padded = emulator_run.padded_codes(layer, (2, 5, 4, 3), work, (np.uint8, 7))
+    assert padded.shape == (5, 9, 8, 2)
+    border = np.ones(padded.shape, dtype=bool)
+    border[:, 2:6, 1:4] = False
+    assert np.all(padded[border] == 7)

@@ -13,7 +13,9 @@ the same float32 operations and order, so the bits are numpy's (``cimc.quant.num
   ``+0.0`` as ``np.sum`` does;
 * ``y = P · scale + b``: a float32 multiply, then a float32 add (two roundings).
 
-A NaN activation's DAC code is unspecified (numpy's cast of NaN to an integer is too).
+Every float scalar argument must be a ``np.float32``: numba types a Python float as float64
+and would divide in float64 (``run._fed`` and ``run.convert_and_add`` convert them). A NaN
+activation's DAC code is unspecified (numpy's cast of NaN to an integer is too).
 
 The loops release the GIL (the emulator's lanes run them on several threads at once) and
 are compiled on first use; numba keeps the machine code in its cache (next to this file, or
@@ -38,13 +40,13 @@ def compiled(fn: F) -> F:
     float32 semantics), its machine code cached on disk where a cache folder is writable."""
     options: dict[str, Any] = {"nogil": True, "boundscheck": False, "error_model": "numpy"}
     try:
-        return numba.njit(cache=True, **options)(fn)  # type: ignore[no-any-return]
+        return numba.njit(cache=True, **options)(fn)
     except RuntimeError:  # no writable cache folder: compile in every process
-        return numba.njit(**options)(fn)  # type: ignore[no-any-return]
+        return numba.njit(**options)(fn)
 
 
 @compiled
-def convert_rows(p: np.ndarray, start: int, count: int, step: np.ndarray, lo: float, hi: float,
+def convert_rows(p: np.ndarray, start: int, count: int, step: np.ndarray, lo: np.float32, hi: np.float32,
                  total: np.ndarray, first: bool, keep: bool) -> None:
     """ADC and adder tree of pixels ``m ∈ [start, start + count)`` of one segment part: with
     ``p̂[s, g, m, w] = clip(rint(p[s, g, m, w] / step[g, w]), lo, hi)``,
@@ -90,7 +92,8 @@ def affine_rows(y: np.ndarray, start: int, count: int, scale: np.ndarray, bias: 
 
 
 @compiled
-def dac_codes(x: np.ndarray, step: float, lo: float, hi: float, offset: float, out: np.ndarray) -> None:
+def dac_codes(x: np.ndarray, step: np.float32, lo: np.float32, hi: np.float32, offset: np.float32,
+              out: np.ndarray) -> None:
     """The DAC's fed codes ``out[i] = clip(rint(x[i] / step), lo, hi) + offset`` of float32
     ``x``, cast to ``out``'s dtype (uint8 or float32; integer-valued and in range, exact). Both
     C-contiguous of one shape, taken as one flat run (a loop per image row would leave most

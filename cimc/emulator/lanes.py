@@ -1,8 +1,8 @@
 """One batch run as lanes, one per core.
 
 An emulator run is a chain of passes over whole layers: a few onnxruntime products, which use
-every core, and many numpy passes (DAC, im2col, ADC, adder tree, Relu, Add, MaxPool), which
-use one. Splitting their data over threads inside a layer gave nothing on the 2-core machine
+every core, and many numpy and compiled passes (DAC, im2col, ADC, adder tree, Relu, Add,
+MaxPool), which use one. Splitting their data over threads inside a layer gave nothing on the 2-core machine
 (``benchmarks/results/emulator.md``, branch ``emu5``). Splitting the *batch* does: a batch of
 ``N ≥ 2`` samples of a model that never mixes its samples is cut into ``L = min(lanes, N)``
 consecutive chunks (sizes ``⌈N/L⌉`` or ``⌊N/L⌋``), and each chunk runs through the whole model

@@ -3,7 +3,9 @@
 Per CIM layer, for a batch of ``N`` inputs (no Python loop over samples, pixels, segments
 or ADC groups):
 
-1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``);
+1. DAC codes ``a_q = clip(round(x / S_A))`` (``cimc.quant.numerics``), converted and fed in one
+   compiled pass straight into the layout the im2col reads (``patches``,
+   ``kernels.dac_codes``);
 2. every segment's bitline sums at once, pixel-major: one batched matrix product per segment
    part (``MacroLayer.parts``: the full segments, and the shorter ones padded to their own
    longest) of the im2col rows each segment's wordlines see (``patches``, ``(S, G, R, M)``,
@@ -16,8 +18,13 @@ or ADC groups):
 3. one ADC conversion per bitline and pixel: ``p̂ = clip(round(p / S_ADC), ±(2^(b−1) − 1))``
    (an int32 sum converted to float32 first, exactly);
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
-   ``y = P · scale + b'`` (3 and 4 on cache-sized blocks of pixels), transposed once to
-   channel-major.
+   ``y = P · scale + b'`` (3 and 4 in compiled loops, ``cimc.emulator.kernels``, one pass over
+   each cache-sized block of pixels; a Relu that alone reads the layer's output is applied in
+   the same pass, ``fused_relus``), transposed once to channel-major.
+
+The compiled loops do numpy's float32 operations in numpy's order, so the bits are those of
+``cimc.quant.numerics`` (``tests/test_emulator_kernels.py``; every bit-exactness test runs
+them).
 
 Activations stay channel-major: a CIM layer's output is a ``(N, Cout, Ho, Wo)`` view of its
 ``(Cout, Ho, Wo, N)`` array, which the digital ops of ``LAYOUT_FREE`` (elementwise, max) take
@@ -30,11 +37,11 @@ with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in ha
 (``cimc.emulator.slices``); its traced ADC codes are ``(N, Seg·T·S, Cout, Ho, Wo)``.
 
 A run without ``record`` takes its scratch from the emulator's ``Workspace`` (``layer_outputs``):
-the DAC codes (written straight into the padded layout of a padded layer of a float product),
-the laid-out input, the im2col rows, the converted blocks, the adder tree's sums and the
-pixel-major output; the bitline sums and the channel-major output are onnxruntime's new
-arrays; Relu and Add overwrite an input no later node reads (``in_place_target``). A
-recording run builds every array new.
+a float32 copy of an input not laid out channel-major, the fed DAC codes and their padded
+layout, the im2col rows and the pixel-major output (the adder tree sums in it); the bitline
+sums and the channel-major output are onnxruntime's new arrays; Relu and Add overwrite an
+input no later node reads (``in_place_target``). A recording run builds every array new and
+fuses nothing.
 
 A batch of a model that does not mix its samples runs in lanes (``cimc.emulator.lanes``): one
 chunk of samples per core (at most ``DEFAULT_MAX_LANES``), each through the whole model on its
@@ -50,8 +57,9 @@ bits). ``Emulator.run`` returns the outputs and, with
 slower than onnxruntime's MatMul on these shapes; session 8: 1.3× and 1.9× the float model's
 CPU time on VGG9 batch 64 and ResNet-50 batch 8; session 9, without the page faults of fresh
 arrays: 1.2× and 1.4×; session 10, the integer pixel-major product: ResNet-50's emulator
-0.8–0.85× its former time; session 11, lanes: 0.72–0.82× its unsplit wall time on both nets.
-``benchmarks/results/emulator.md``.)
+0.8–0.85× its former time; session 11, lanes: 0.72–0.82× its unsplit wall time on both nets;
+session 12, the compiled ADC and DAC and the fused Relu: ResNet-50 at batch 8 from 1.8–1.9× to
+1.4–1.5× the float model's wall time. ``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ emulator would pay its page faults (ResNet-50, batch 8: 0.2–0.5 s of system ti
 before, ``benchmarks/results/emulator.md``). A ``Workspace`` keeps one flat byte buffer per
 name, grown to the largest request, and hands out views of it (float32 unless asked
 otherwise); a name's previous view is invalid once the name is asked for again. Only
-temporaries that die inside one CIM layer (DAC codes, laid-out inputs, im2col rows, converted
-blocks of partial sums, the adder tree's sums) come from it, never a value that outlives the
+temporaries that die inside one CIM layer (float32 copies of inputs, fed DAC codes, their
+padded layout, im2col rows, the pixel-major output that the adder tree sums into) and the
+MaxPool's padded input come from it, never a value that outlives the
 layer, so an emulator's outputs never alias it. One workspace serves one run at a time.
 """
 
