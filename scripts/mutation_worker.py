@@ -93,13 +93,15 @@ def changed_scopes(old: types.CodeType, new: types.CodeType) -> list[tuple[types
 
 
 def live_functions(filenames: set[str]) -> dict[types.CodeType, list[types.FunctionType]]:
-    """Every function object alive now whose code comes from one of ``filenames``, by code."""
+    """Every function object alive now whose code comes from one of ``filenames``, by code.
+    (``type(obj) is``, not ``isinstance``: a ``weakref.proxy`` whose referent died, as numba
+    leaves some, raises ``ReferenceError`` when ``isinstance`` asks it for its class.)"""
     index: dict[types.CodeType, list[types.FunctionType]] = {}
     with warnings.catch_warnings():  # some lazy module attributes warn when looked at
         warnings.simplefilter("ignore")
         objects = gc.get_objects()
     for obj in objects:
-        if isinstance(obj, types.FunctionType) and obj.__code__.co_filename in filenames:
+        if type(obj) is types.FunctionType and obj.__code__.co_filename in filenames:
             index.setdefault(obj.__code__, []).append(obj)
     return index
 

@@ -146,3 +146,24 @@ def test_a_core_module_with_declared_tests_runs_those_unless_tests_are_given() -
     assert tests_of(declared, None) == list(mutate.CORE[declared])
     assert tests_of(declared, ["tests/test_mutate.py"]) == ["tests/test_mutate.py"]
     assert tests_of("cimc/ir/graph.py", None) == mutate.tests_for("cimc.ir.graph", root)
+
+
+def test_live_functions_skip_a_dead_weak_proxy() -> None:
+    """``gc.get_objects()`` may hold a ``weakref.proxy`` whose referent died (numba leaves
+    some): looking for live functions passes over it instead of raising ``ReferenceError``."""
+    import gc
+    import weakref
+
+    from scripts import mutation_worker as worker
+
+    class Target:
+        pass
+
+    target = Target()
+    proxy = weakref.proxy(target)
+    holder = [proxy]
+    del target
+    gc.collect()
+    with pytest.raises(ReferenceError):
+        isinstance(holder[0], type(test_live_functions_skip_a_dead_weak_proxy))
+    assert worker.live_functions({__file__}) != {}  # this module's functions, found past the proxy
