@@ -1,6 +1,6 @@
 """The emulator's fast paths give the bits of the plain computation: segments split in parts
 (``cimc.emulator.layers.segment_parts``), ``1 × 1`` kernels read as rows of the codes
-without a gather (``cimc.emulator.run.patches``), and CIM outputs kept channel-major for the
+without a gather (``cimc.emulator.run.patches``), and CIM outputs kept pixel-major for the
 digital ops of ``LAYOUT_FREE`` (every other op gets C-contiguous inputs)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def residual_net(batch: int = 2, h: int = 6) -> Graph:
     """3×3 conv (40 channels) → relu, then a 1×1 conv (stride 2) added to 3×3 conv → relu →
     1×1 conv (stride 2), → relu → 1×1 conv → GAP: 40 and 360 wordlines cut in segments of
     unequal rows on the 32-wordline test macro, 1×1 layers of stride 1 and 2 and a residual
-    Add of channel-major outputs."""
+    Add of pixel-major outputs."""
     rng = np.random.default_rng(3)
     g = graph_with_input((batch, 3, h, h))
     y = add_unary(g, "Relu", add_conv(g, "x", 40, 3, pad=1, rng=rng, name="c1"), "r1")
@@ -51,7 +51,7 @@ def _x() -> np.ndarray:
 
 def test_fast_paths_equal_onnxruntime_and_the_reference(compiled: tuple[Path, Graph]) -> None:
     """The net exercises every fast path (two segment parts, a 1×1 layer read without a gather,
-    channel-major Relu/Add), and every layer's codes, sums and outputs equal onnxruntime on
+    pixel-major Relu/Add), and every layer's codes, sums and outputs equal onnxruntime on
     ``model.cim.onnx`` and the reference bit for bit; so do the outputs of a run without traces."""
     build, graph = compiled
     emu = Emulator.open(build)
@@ -82,29 +82,29 @@ def test_two_parts_equal_one_padded_part(compiled: tuple[Path, Graph], monkeypat
 
 
 def test_one_by_one_rows_are_views_of_the_codes(compiled: tuple[Path, Graph]) -> None:
-    """A stride-1 unpadded 1×1 layer whose wordlines are consecutive channels reads its rows as
-    a slice of channel-major codes (no copy), equal to the gather of the general path."""
+    """A stride-1 unpadded 1×1 layer reads its rows from the pixel-major codes: a part of one
+    segment over every channel is the codes themselves (no copy), any other part a copy of the
+    channels of its wordlines, equal to the gather of the general path."""
     emu = Emulator.open(compiled[0])
     layer = next(layer for layer in emu.layers if layer.kernel == (1, 1))
     layer = dataclasses.replace(layer, strides=(1, 1))
     cin = max(int(part.taps[0].max()) for part in layer.parts) + 1
-    codes = np.random.default_rng(1).integers(-7, 8, (cin, 6, 5, 2)).astype(np.float32)  # (C, H, W, N)
-    x = codes.transpose(3, 0, 1, 2)  # (N, C, H, W) view, channel-major memory
-    fast = emulator_run.patches(layer, x)
-    views = 0
-    for part, rows in zip(layer.parts, fast, strict=True):
-        channel = part.taps[0]
-        np.testing.assert_array_equal(rows, codes.reshape(codes.shape[0], -1)[channel])
-        if np.array_equal(channel.reshape(-1), channel.flat[0] + np.arange(channel.size)):
-            assert np.shares_memory(rows, codes)
-            views += 1
-    assert views
+    codes = np.random.default_rng(1).integers(-7, 8, (6, 5, 2, cin)).astype(np.float32)  # (H, W, N, C)
+    x = codes.transpose(2, 3, 0, 1)  # (N, C, H, W) view, pixel-major memory
+    pixels = codes.reshape(-1, cin)
+    whole = dataclasses.replace(layer.parts[0], taps=tuple(np.arange(cin).reshape(1, 1, cin) * (k == 0)
+                                                           for k in range(3)),
+                                weight=np.zeros((1, 1, 1, cin), np.float32), channels=(0, cin))
+    for part in (*layer.parts, whole):
+        (rows,) = emulator_run.patches(dataclasses.replace(layer, parts=(part,)), x)
+        np.testing.assert_array_equal(rows, pixels[:, part.taps[0]].transpose(1, 2, 0, 3))
+        assert np.shares_memory(rows, codes) == (part.channels == (0, cin) and part.taps[0].shape[:2] == (1, 1))
 
 
 def test_order_sensitive_digital_ops_get_contiguous_inputs(compiled: tuple[Path, Graph],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """GlobalAveragePool (a sum) receives C-contiguous inputs; Relu and Add may receive the CIM
-    layers' channel-major views (in the reference's kernels or in place), and do."""
+    layers' pixel-major views (in the reference's kernels or in place), and do."""
     seen: dict[str, list[bool]] = {}
     original = emulator_run.digital_op
 
@@ -126,3 +126,21 @@ def test_order_sensitive_digital_ops_get_contiguous_inputs(compiled: tuple[Path,
     Emulator.open(compiled[0], lanes=1).run(_x())  # one lane: a batch of one sample has contiguous views
     assert all(seen["GlobalAveragePool"])
     assert not all(seen["Relu"] + seen["Add"])
+
+
+def test_feed_order_puts_channels_innermost_for_whole_channels() -> None:
+    """Two channels per segment of a 3×3 kernel: wordline ``r = c·9 + i·3 + j`` is fed at
+    ``(i·3 + j)·2 + c``; a part whose segments cut a channel, or that gathers its taps, keeps
+    its wordlines' order."""
+    def part(rows: int, channels: tuple[int, int] | None) -> Any:
+        taps = tuple(np.zeros((2, 1, rows), np.int64) for _ in range(3))
+        return emulator_layers.SegmentPart(np.arange(2), np.zeros((2, 1, 4, rows), np.float32), taps, channels)
+
+    whole = part(18, (0, 4))
+    assert emulator_layers.whole_channels(whole, (3, 3)) == 2
+    order = emulator_layers.feed_order(whole, (3, 3))
+    np.testing.assert_array_equal(order, [0, 9, 1, 10, 2, 11, 3, 12, 4, 13, 5, 14, 6, 15, 7, 16, 8, 17])
+    for other in (part(16, (0, 4)), part(18, None)):
+        assert emulator_layers.whole_channels(other, (3, 3)) is None
+        np.testing.assert_array_equal(emulator_layers.feed_order(other, (3, 3)), np.arange(other.weight.shape[-1]))
+    assert emulator_layers.whole_channels(part(5, (0, 10)), (1, 1)) == 5

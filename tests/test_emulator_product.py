@@ -1,7 +1,7 @@
 """The emulator's bitline product (``cimc.emulator.product``): onnxruntime's ``MatMulInteger``
 only where the digits fit uint8/int8 and a pair of products cannot saturate int16
 (``VPMADDUBSW`` on x86 without VNNI), else the float ``MatMul``; both pixel-major, equal to
-the channel-major product of the im2col rows, and giving the same runs and traces."""
+the product written from the definition (each wordline's own tap), and giving the same runs and traces."""
 
 from __future__ import annotations
 
@@ -65,10 +65,28 @@ def _digits(layer: MacroLayer, a_bits: int, a_signed: bool, w_max: int) -> Macro
     return dataclasses.replace(layer, a_bits=a_bits, a_signed=a_signed, parts=parts)
 
 
+def _im2col(layer: MacroLayer, codes: np.ndarray, taps: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``(S_k, G, R_k, M)``: ``x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w]`` at each wordline's tap
+    ``(c, i, j)``, pixels ``(h, w, n)``, gathered tap by tap from the zero-padded codes (written
+    from the definition, independent of ``run.patches``)."""
+    (sh, sw), (dh, dw), (t, left, b, r) = layer.strides, layer.dilations, layer.pads
+    x = np.pad(codes, ((0, 0), (0, 0), (t, b), (left, r)))
+    kh, kw = layer.kernel
+    ho = (x.shape[2] - (kh - 1) * dh - 1) // sh + 1
+    wo = (x.shape[3] - (kw - 1) * dw - 1) // sw + 1
+    channel, row, col = taps
+    out = np.empty((*channel.shape, ho * wo * codes.shape[0]), dtype=np.int64)
+    for index in np.ndindex(*channel.shape):
+        i, j = row[index] * dh, col[index] * dw
+        window = x[:, channel[index], i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]  # (N, Ho, Wo)
+        out[index] = window.transpose(1, 2, 0).reshape(-1)
+    return out
+
+
 def _channel_major_product(layer: MacroLayer, codes: np.ndarray) -> list[np.ndarray]:
-    """The product of the former layout, exact in int64: ``(S_k, G, W, R_k) @ (S_k, G, R_k, M)``."""
-    rows = emulator_run.patches(layer, codes)
-    return [np.matmul(p.weight.astype(np.int64), r.astype(np.int64)) for p, r in zip(layer.parts, rows, strict=True)]
+    """The product written from the definition, exact in int64: ``(S_k, G, W, R_k) @ (S_k, G,
+    R_k, M)`` over each wordline's own tap (no feed order)."""
+    return [np.matmul(p.weight.astype(np.int64), _im2col(layer, codes, p.taps)) for p in layer.parts]
 
 
 @pytest.mark.parametrize(("a_bits", "a_signed", "w_max", "integer"), [
@@ -78,7 +96,7 @@ def _channel_major_product(layer: MacroLayer, codes: np.ndarray) -> list[np.ndar
 def test_the_product_is_integer_only_where_exact_and_equals_the_channel_major_one(
         grouped: tuple[Path, Graph], a_bits: int, a_signed: bool, w_max: int, integer: bool) -> None:
     """Digits whose pair of products would exceed int16, or that do not fit uint8 (offset) or
-    int8, take the float product; either product, transposed, equals the channel-major one."""
+    int8, take the float product; either product, transposed, equals the one written from the definition."""
     emu = Emulator.open(grouped[0])
     for base in emu.layers:
         layer = _digits(base, a_bits, a_signed, w_max)

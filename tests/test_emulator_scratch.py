@@ -192,17 +192,17 @@ def test_adc_blocks_hold_one_mebibyte_of_partial_sums(live: Path, monkeypatch: p
 
 def test_the_adder_tree_sums_into_the_output(live: Path) -> None:
     """A layer of one segment: ``P`` is its ADC codes; of two, their sum; either is summed in
-    the pixel-major output itself (no other buffer); ``y`` is channel-major."""
+    the pixel-major output ``(M, Cout)`` itself, a new array (no workspace buffer)."""
     layer = dataclasses.replace(Emulator.open(live).layers[0], cout=3, segments=1, adc_step=np.ones(1, np.float32),
                                 scale=np.ones(1, np.float32), bias=np.zeros(1, np.float32))
     codes = (np.arange(24, dtype=np.int32) % 7 - 3).reshape(1, 1, 8, 3)  # ADC codes already, (S, G, M, Cout)
     work = Workspace()
     y = emulator_run.convert_and_add(layer, [codes.copy()], work)
-    np.testing.assert_array_equal(y, codes[0, 0].T)
+    np.testing.assert_array_equal(y, codes[0, 0])
     two = dataclasses.replace(layer, segments=2)
-    y = emulator_run.convert_and_add(two, [np.concatenate([codes, codes])], work)
-    assert set(work._buffers) == {"output"}
-    np.testing.assert_array_equal(y, 2 * codes[0, 0].T)
+    y2 = emulator_run.convert_and_add(two, [np.concatenate([codes, codes])], work)
+    assert not work._buffers and not np.shares_memory(y, y2)
+    np.testing.assert_array_equal(y2, 2 * codes[0, 0])
 
 
 def test_runs_from_several_threads_equal_one_thread(live: Path) -> None:
@@ -241,7 +241,7 @@ def test_the_adder_tree_sums_every_part_per_group(live: Path) -> None:
     first, second = (rng.integers(-3, 4, (s, 2, 5, 2)).astype(np.int32) for s in (1, 2))
     y = emulator_run.convert_and_add(layer, [first.copy(), second.copy()], Workspace())
     total = first.sum(axis=0) + second.sum(axis=0)  # (G, M, Cout_g)
-    np.testing.assert_array_equal(y, total.transpose(0, 2, 1).reshape(4, 5))
+    np.testing.assert_array_equal(y, total.transpose(1, 0, 2).reshape(5, 4))  # (M, Cout), pixel-major
 
 
 def test_recorded_sums_are_their_own_contiguous_arrays(live: Path) -> None:
@@ -297,7 +297,7 @@ def test_padded_codes_set_every_border_cell_of_a_reused_buffer(live: Path) -> No
     work = Workspace()
     work.array("laid", (10_000,), np.uint8)[:] = 99
     padded = emulator_run.padded_codes(layer, (2, 5, 4, 3), work, (np.uint8, 7))
-    assert padded.shape == (5, 9, 8, 2)
+    assert padded.shape == (9, 8, 2, 5)  # (H + pads, W + pads, N, C)
     border = np.ones(padded.shape, dtype=bool)
-    border[:, 2:6, 1:4] = False
+    border[2:6, 1:4] = False
     assert np.all(padded[border] == 7)

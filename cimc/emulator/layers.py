@@ -116,6 +116,27 @@ def channel_run(taps: tuple[np.ndarray, np.ndarray, np.ndarray], kernel: tuple[i
     return first // area, (first + flat.size) // area
 
 
+def whole_channels(part: SegmentPart, kernel: tuple[int, int]) -> int | None:
+    """``C_s``, the channels each ``(segment, group)`` of the part holds, when the part is a
+    channel run (``SegmentPart.channels``) whose every segment holds whole channels (``R_k``
+    a multiple of ``kh·kw``); ``None`` otherwise (its wordlines are gathered tap by tap)."""
+    area = kernel[0] * kernel[1]
+    rows = part.weight.shape[-1]
+    return None if part.channels is None or rows % area else rows // area
+
+
+def feed_order(part: SegmentPart, kernel: tuple[int, int]) -> np.ndarray:
+    """The order the emulator feeds a part's wordlines in: position ``r'`` gets wordline
+    ``feed_order[r']``. For whole channels (``whole_channels``) ``r' = (i·kw + j)·C_s + c``
+    for the wordline ``r = (c·kh + i)·kw + j`` (channel innermost: the im2col of pixel-major
+    codes copies runs of ``C_s`` channels); else the wordlines' own order. A bitline sum is
+    the same integer in any order of its terms."""
+    channels, rows = whole_channels(part, kernel), part.weight.shape[-1]
+    if channels is None:
+        return np.arange(rows)
+    return np.arange(rows).reshape(channels, *kernel).transpose(1, 2, 0).reshape(-1)
+
+
 def segment_parts(columns: np.ndarray, rows: np.ndarray, bounds: np.ndarray, cin_g: int, groups: int,
                   kernel: tuple[int, int]) -> tuple[SegmentPart, ...]:
     """The segments of ``rows == max(rows)`` and, if any, the others, each part padded to its

@@ -8,9 +8,9 @@ or ADC groups):
    ``kernels.dac_codes``);
 2. every segment's bitline sums at once, pixel-major: one batched matrix product per segment
    part (``MacroLayer.parts``: the full segments, and the shorter ones padded to their own
-   longest) of the im2col rows each segment's wordlines see (``patches``, ``(S, G, R, M)``,
-   transposed to ``(S, G, M, R)`` inside the model) with the constant macro columns on the
-   right, ``(S, G, M, Cout_g·S_w)`` (``cimc.emulator.product``): onnxruntime's
+   longest) of the pixel-major im2col rows each segment's wordlines see (``patches``, ``(S,
+   G, M, R)``, wordlines of whole channels fed channel-innermost, ``layers.feed_order``) with
+   the constant macro columns on the right, ``(S, G, M, Cout_g·S_w)`` (``cimc.emulator.product``): onnxruntime's
    ``MatMulInteger`` (uint8 input digits, int8 cells, int32 sums) where the digits fit and a
    pair of products cannot saturate int16, else its float ``MatMul``; the products and sums
    are integers below ``2^24`` (the quantize pass refuses a layer whose sums could reach it),
@@ -20,16 +20,19 @@ or ADC groups):
 4. the adder tree ``P = Σ_s p̂``, then the shifter (or scale) and the bias:
    ``y = P · scale + b'`` (3 and 4 in compiled loops, ``cimc.emulator.kernels``, one pass over
    each cache-sized block of pixels; a Relu that alone reads the layer's output is applied in
-   the same pass, ``fused_relus``), transposed once to channel-major.
+   the same pass, ``fused_relus``), pixel-major as computed: ``(Ho, Wo, N, Cout)``.
 
 The compiled loops do numpy's float32 operations in numpy's order, so the bits are those of
 ``cimc.quant.numerics`` (``tests/test_emulator_kernels.py``; every bit-exactness test runs
 them).
 
-Activations stay channel-major: a CIM layer's output is a ``(N, Cout, Ho, Wo)`` view of its
-``(Cout, Ho, Wo, N)`` array, which the digital ops of ``LAYOUT_FREE`` (elementwise, max) take
-as it is and the next layer's ``patches`` reads without a transposition; every other digital
-op, and the model outputs, get C-contiguous arrays.
+Activations stay pixel-major: a CIM layer's output is a ``(N, Cout, Ho, Wo)`` view of its
+``(Ho, Wo, N, Cout)`` array (a grouped layer's is reordered from ``(G, M, Cout_g)`` once), which
+the digital ops of ``LAYOUT_FREE`` (elementwise, max; MaxPool keeps the layout) take as it is
+and the next layer's ``patches`` reads without a transposition, its im2col copying runs of
+channels; every other digital op, and the model outputs, get C-contiguous arrays. (Session 11
+kept them channel-major, ``(Cout, Ho, Wo, N)``: each layer's output was transposed once, and
+its im2col rows again inside the product model.)
 
 A bit-sliced layer (``cimc.quant.slicing``) feeds its ``T`` DAC cycles as ``T`` batches of the same
 convolution over its ``S`` digit columns per channel, converts every (cycle, segment, column)
@@ -37,9 +40,9 @@ with its kind's ADC step ``S_ADC·2^−m_{t,j}``, and shift-adds the codes in ha
 (``cimc.emulator.slices``); its traced ADC codes are ``(N, Seg·T·S, Cout, Ho, Wo)``.
 
 A run without ``record`` takes its scratch from the emulator's ``Workspace`` (``layer_outputs``):
-a float32 copy of an input not laid out channel-major, the fed DAC codes and their padded
-layout, the im2col rows and the pixel-major output (the adder tree sums in it); the bitline
-sums and the channel-major output are onnxruntime's new arrays; Relu and Add overwrite an
+a float32 copy of an input not laid out pixel-major, the fed DAC codes and their padded
+layout, the im2col rows and a grouped layer's output before its reordering; the bitline sums
+(onnxruntime's) and the output (which the adder tree sums into) are new arrays; Relu and Add overwrite an
 input no later node reads (``in_place_target``). A recording run builds every array new and
 fuses nothing.
 
@@ -59,21 +62,19 @@ CPU time on VGG9 batch 64 and ResNet-50 batch 8; session 9, without the page fau
 arrays: 1.2× and 1.4×; session 10, the integer pixel-major product: ResNet-50's emulator
 0.8–0.85× its former time; session 11, lanes: 0.72–0.82× its unsplit wall time on both nets;
 session 12, the compiled ADC and DAC and the fused Relu: ResNet-50 at batch 8 from 1.8–1.9× to
-1.4–1.5× the float model's wall time. ``benchmarks/results/emulator.md``.)
+1.4–1.5× the float model's wall time, then with pixel-major activations 1.15–1.17×.
+``benchmarks/results/emulator.md``.)
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from numpy.lib.stride_tricks import as_strided
-from onnx import TensorProto, helper
 
 from cimc.backend.compute_files import decode_attr
 from cimc.build.emulator_files import BuildFiles, read_build
@@ -81,9 +82,9 @@ from cimc.check.emulator import check_build
 from cimc.documents.graph import NodeDoc, TensorDoc
 from cimc.emulator import kernels
 from cimc.emulator.lanes import Lanes, default_lanes, lane_feeds, lane_threads
-from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers
+from cimc.emulator.layers import MacroLayer, SegmentPart, macro_layers, whole_channels
 from cimc.emulator.pool import max_pool
-from cimc.emulator.product import BitlineProduct, bitline_product, quiet_session
+from cimc.emulator.product import BitlineProduct, bitline_product
 from cimc.emulator.slices import adc_steps, conversion_order, dac_cycles, shift_add
 from cimc.emulator.workspace import Workspace
 from cimc.errors import BuildError, UsageError
@@ -272,7 +273,7 @@ class Emulator:
 
 
 #: Digital ops whose every output element is an order-free function of input elements
-#: (elementwise, or a maximum): they run on a CIM layer's channel-major output view as it is and
+#: (elementwise, or a maximum): they run on a CIM layer's pixel-major output view as it is and
 #: give the same bits; every other op gets C-contiguous inputs (a sum's rounding could follow
 #: the memory order).
 LAYOUT_FREE = frozenset({"Relu", "Add", "Sub", "Mul", "Clip", "MaxPool"})
@@ -326,30 +327,62 @@ IDENTITY: Dac = (1.0, -np.inf, np.inf)
 
 def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None,
             feed: tuple[type[np.generic], int] = (np.float32, 0), dac: Dac = IDENTITY) -> list[np.ndarray]:
-    """Per segment part, ``(S_k, G, R_k, Ho·Wo·N)`` of dtype ``feed[0]``: the code every
-    segment's wordline sees at each output pixel plus ``feed[1]`` (``BitlineProduct.offset``),
-    ``q(x_pad[n, c, h·s_h + i·d_h, w·s_w + j·d_w])`` at the taps ``(c, i, j)`` of
-    ``SegmentPart.taps``, pixels ordered ``(h, w, n)``, where ``q`` is the DAC ``dac`` (``(S_A,
-    lo, hi)``: ``clip(rint(x / S_A), lo, hi)``; ``IDENTITY`` for ``codes`` that are codes
-    already). The codes are first converted and laid out ``(C, H, W, N)`` in one pass
-    (``kernels.dac_codes``, then copied into the padded layout) so that the gather copies runs
-    of ``Wo·N`` values; an unpadded ``1 × 1`` kernel takes whole rows of that layout (the
-    DAC converts only the pixels its strides read), and a part whose wordlines are whole channels in order
-    (``SegmentPart.channels``) a slice of it: a view for ``1 × 1``, else one strided copy (no
-    gather). Scratch arrays come from ``work`` (a new ``Workspace`` by default)."""
+    """Per segment part, ``(S_k, G, Ho·Wo·N, R_k)`` of dtype ``feed[0]``, pixels ordered ``(h, w,
+    n)``: the code each of the part's wordlines (in ``layers.feed_order``) sees at each output
+    pixel plus ``feed[1]`` (``BitlineProduct.offset``), ``q(x_pad[n, c, h·s_h + i·d_h, w·s_w +
+    j·d_w])`` at the wordline's tap ``(c, i, j)`` (``SegmentPart.taps``), where ``q`` is the
+    DAC ``dac`` (``(S_A, lo, hi)``: ``clip(rint(x / S_A), lo, hi)``; ``IDENTITY`` for
+    ``codes`` that are codes already). The codes are converted and laid out pixel-major ``(H, W,
+    N, C)`` in one pass (``kernels.dac_codes``; a CIM layer's output is laid out so already),
+    then copied into the padded layout, so that the im2col copies runs of a segment's ``C_s``
+    channels (``_part_rows``); an unpadded ``1 × 1`` kernel reads the laid-out codes as its
+    rows (the DAC converts only the pixels its strides read): a view when one segment takes
+    every channel. Scratch arrays come from ``work`` (a new ``Workspace`` by default)."""
     work = Workspace() if work is None else work
-    x = codes.transpose(1, 2, 3, 0)
+    x = codes.transpose(2, 3, 0, 1)
     if reads_channels(layer):
-        (sh, sw) = layer.strides
-        laid = _fed(x[:, ::sh, ::sw], dac, feed, work, "laid")
-        rows = laid.reshape(laid.shape[0], -1)
-        return [_channel_rows(rows, part) for part in layer.parts]
-    fed = _fed(x, dac, feed, work, "fed")
-    padded = padded_codes(layer, codes.shape, work, feed)
-    t, left, _, _ = layer.pads
-    _, h, w, _ = x.shape
-    padded[:, t:t + h, left:left + w] = fed
-    return window_rows(layer, padded, work)
+        sh, sw = layer.strides
+        windows = _fed(x[::sh, ::sw], dac, feed, work, "laid")[:, :, :, None, None, :]
+    else:
+        h, w = x.shape[:2]
+        t, left, _, _ = layer.pads
+        padded = padded_codes(layer, codes.shape, work, feed)
+        padded[t:t + h, left:left + w] = _fed(x, dac, feed, work, "fed")
+        windows = _windows(layer, padded)
+    return [_part_rows(layer, part, windows, work, f"rows{k}") for k, part in enumerate(layer.parts)]
+
+
+def _windows(layer: MacroLayer, padded: np.ndarray) -> np.ndarray:
+    """The read-only ``(Ho, Wo, N, kh, kw, C)`` view of the padded codes ``(H + pads, W + pads,
+    N, C)`` whose ``[h, w, n, i, j, c]`` is ``x_pad[h·s_h + i·d_h, w·s_w + j·d_w, n, c]``."""
+    hp, wp, n, c = padded.shape
+    t, left, b, r = layer.pads
+    ho, wo = _spatial(layer, hp - t - b, wp - left - r)
+    (sh, sw), (kh, kw), (dh, dw) = layer.strides, layer.kernel, layer.dilations
+    sy, sx, sn, sc = padded.strides
+    return as_strided(padded, (ho, wo, n, kh, kw, c), (sh * sy, sw * sx, sn, dh * sy, dw * sx, sc), writeable=False)
+
+
+def _part_rows(layer: MacroLayer, part: SegmentPart, windows: np.ndarray, work: Workspace, name: str) -> np.ndarray:
+    """The part's rows ``(S_k, G, M, R_k)`` (``patches``) from the ``(Ho, Wo, N, kh, kw, C)``
+    windows: for whole channels (``layers.whole_channels``) a copy of runs of ``C_s`` channels
+    into ``work``'s buffer ``name`` (none when the part is one segment of every channel of a
+    ``1 × 1`` kernel: a view), else a gather of each wordline's tap."""
+    ho, wo, n, kh, kw, _ = windows.shape
+    s, g, r = part.taps[0].shape
+    channels = whole_channels(part, layer.kernel)
+    if channels is None:
+        channel, row, col = part.taps
+        taps = windows[:, :, :, row, col, channel].reshape(ho * wo * n, s, g, r).transpose(1, 2, 0, 3)
+    else:
+        assert part.channels is not None
+        c0, c1 = part.channels
+        taps = windows[..., c0:c1].reshape(ho, wo, n, kh, kw, s, g, channels).transpose(5, 6, 0, 1, 2, 3, 4, 7)
+        if taps.flags.c_contiguous:
+            return taps.reshape(s, g, ho * wo * n, r)
+    rows = work.array(name, (s, g, ho * wo * n, r), windows.dtype.type)
+    np.copyto(rows.reshape(taps.shape), taps)
+    return rows
 
 
 def layer_dac(layer: MacroLayer) -> Dac:
@@ -359,7 +392,7 @@ def layer_dac(layer: MacroLayer) -> Dac:
 
 
 def _float32(x: np.ndarray, work: Workspace) -> np.ndarray:
-    """``x`` itself when it is C-contiguous float32 (a CIM layer's output seen channel-major),
+    """``x`` itself when it is C-contiguous float32 (a CIM layer's output seen pixel-major),
     else its copy in ``work``'s ``input`` buffer."""
     if x.flags.c_contiguous and x.dtype == np.float32:
         return x
@@ -388,45 +421,14 @@ def reads_channels(layer: MacroLayer) -> bool:
 
 def padded_codes(layer: MacroLayer, shape: tuple[int, ...], work: Workspace,
                  feed: tuple[type[np.generic], int]) -> np.ndarray:
-    """``work``'s ``laid`` buffer as the padded ``(C, H + pads, W + pads, N)`` fed codes (dtype
-    and offset ``feed``) of an input of ``shape`` ``(N, C, H, W)``: the border set here to the
-    fed code of 0, the interior left for the DAC."""
+    """``work``'s ``laid`` buffer as the padded pixel-major ``(H + pads, W + pads, N, C)`` fed
+    codes (dtype and offset ``feed``) of an input of ``shape`` ``(N, C, H, W)``: the border set
+    here to the fed code of 0, the interior left for the DAC."""
     n, c, h, w = shape
     t, left, b, r = layer.pads
-    padded = work.array("laid", (c, h + t + b, w + left + r, n), feed[0])
-    padded[:, :t] = padded[:, t + h:] = padded[:, :, :left] = padded[:, :, left + w:] = feed[1]
+    padded = work.array("laid", (h + t + b, w + left + r, n, c), feed[0])
+    padded[:t] = padded[t + h:] = padded[:, :left] = padded[:, left + w:] = feed[1]
     return padded
-
-
-def window_rows(layer: MacroLayer, padded: np.ndarray, work: Workspace) -> list[np.ndarray]:
-    """``patches`` of the padded codes ``(C, H + pads, W + pads, N)`` (``padded_codes``)."""
-    c, hp, wp, n = padded.shape
-    t, left, b, r = layer.pads
-    ho, wo = _spatial(layer, hp - t - b, wp - left - r)
-    (sh, sw), (kh, kw), (dh, dw) = layer.strides, layer.kernel, layer.dilations
-    sc, sy, sx, sn = padded.strides
-    win = as_strided(padded, (c, kh, kw, ho, wo, n), (sc, dh * sy, dw * sx, sh * sy, sw * sx, sn), writeable=False)
-    out = []
-    for k, part in enumerate(layer.parts):
-        channel, row, col = part.taps
-        if part.channels is None:
-            out.append(win[channel, row, col].reshape(*channel.shape, ho * wo * n))
-            continue
-        c0, c1 = part.channels
-        rows = work.array(f"rows{k}", (*channel.shape, ho * wo * n), padded.dtype.type)
-        np.copyto(rows.reshape(c1 - c0, kh, kw, ho, wo, n), win[c0:c1])
-        out.append(rows)
-    return out
-
-
-def _channel_rows(rows: np.ndarray, part: SegmentPart) -> np.ndarray:
-    """``rows[c]`` ``(S_k, G, R_k, M)`` at the part's channels ``c`` of a ``(C, M)`` matrix: a
-    slice (a view) when they are consecutive (``SegmentPart.channels``), else a gather."""
-    channel, _, _ = part.taps
-    if part.channels is None:
-        return rows[channel]
-    c0, c1 = part.channels
-    return rows[c0:c1].reshape(*channel.shape, rows.shape[1])
 
 
 def bitline_sums(layer: MacroLayer, gemm: BitlineProduct, codes: np.ndarray,
@@ -472,24 +474,24 @@ def _columns(v: np.ndarray | float, cout: int, groups: int) -> np.ndarray:
 
 def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace, *,
                     in_place: bool = False, total: np.ndarray | None = None, relu: bool = False) -> np.ndarray:
-    """The channel-major output ``y`` ``(Cout, M)`` (a new array) of the pixel-major partial
+    """The pixel-major output ``y`` ``(M, Cout)`` (a new array) of the pixel-major partial
     sums of every segment part ``(S_k, G, M, Cout_g)`` (int32 or float32, ``bitline_sums``; an
     unsliced layer): ADC codes ``p̂ = clip(rint(p / S_ADC[o]), ±(2^(b−1) − 1))`` in float32 (an
     int32 sum converts exactly: ``|p| < 2^24``), the adder tree ``P = Σ_s p̂`` and ``y = P ·
     scale + b'`` (``kernels.convert_rows``, ``kernels.affine_rows``: one pass over the sums),
     done on blocks of pixels of about ``BLOCK_BYTES`` of partial sums so that a block's ``P``
-    stays in the cache from its first part to its output; ``y`` is computed pixel-major into
-    ``work``'s ``output`` and transposed once, by onnxruntime (``transposed``: numpy's strided
-    copy was 5–10× slower). With ``in_place`` (float32 parts) the codes overwrite the parts
-    (a recording run's trace); ``total`` ``(G, M, Cout_g)``, if given, receives ``P`` (and ``y``
-    is computed from it at the end), else ``P`` is summed in ``y`` itself; ``relu`` gives
+    stays in the cache from its first part to its output. ``y`` is computed ``(G, M,
+    Cout_g)``: the output itself for one conv group, else scratch of ``work``'s ``output``
+    copied to ``(M, G, Cout_g)``. With ``in_place`` (float32 parts) the codes overwrite the
+    parts (a recording run's trace); ``total`` ``(G, M, Cout_g)``, if given, receives ``P`` (and
+    ``y`` is computed from it at the end), else ``P`` is summed in ``y`` itself; ``relu`` gives
     ``max(y, 0)`` instead (``fused_relus``)."""
     first, *_ = parts
     groups, m, width = first.shape[1:]
     step, scale, bias = (_columns(v, layer.cout, groups) for v in (layer.adc_step, layer.scale, layer.bias))
     lo, hi = (np.float32(v) for v in numerics.code_range(layer.adc_bits, True))
     block = max(1, BLOCK_BYTES // (4 * groups * width * sum(p.shape[0] for p in parts)))
-    y = work.array("output", (groups, m, width))
+    y = np.empty((1, m, width), np.float32) if groups == 1 else work.array("output", (groups, m, width))
     tree = y if total is None else total
     for start in range(0, m, block):
         count = min(block, m - start)
@@ -500,26 +502,12 @@ def convert_and_add(layer: MacroLayer, parts: list[np.ndarray], work: Workspace,
     if total is not None:
         np.copyto(y, total)
         kernels.affine_rows(y, 0, m, scale, bias, relu)
-    return transposed(y).reshape(layer.cout, m)
-
-
-@functools.cache
-def _transposer() -> ort.InferenceSession:
-    """onnxruntime's ``Transpose`` of a float32 ``(a, b, c)`` to ``(a, c, b)``."""
-    node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1])
-    return quiet_session(helper.make_graph([node], "transpose",
-                                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]))
-
-
-def transposed(a: np.ndarray) -> np.ndarray:
-    """``a.transpose(0, 2, 1)`` of a float32 ``(a, b, c)`` array, as a new C-contiguous array."""
-    return np.asarray(_transposer().run(None, {"x": a})[0])
+    return y.reshape(m, width) if groups == 1 else np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(m, layer.cout)
 
 
 def run_layer(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, record: bool = True) -> LayerTrace:
     """One CIM layer on float input ``x`` (module doc), computed pixel-major. The outputs are a
-    view of the channel-major ``(Cout, Ho, Wo, N)`` array with the shape ``(N, Cout, Ho, Wo)``
+    view of the pixel-major ``(Ho, Wo, N, Cout)`` array with the shape ``(N, Cout, Ho, Wo)``
     (the next layer's ``patches`` wants that memory order); the trace's sums ``(N, Cout, Ho,
     Wo)`` and ADC codes ``(N, Seg, Cout, Ho, Wo)`` are transposed to their layout once when
     ``record``, else the sums are a view too and the ADC codes are left out (zero
@@ -534,10 +522,10 @@ def run_layer(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, record: bo
         ho, wo = _spatial(layer, h, w)
         p = [np.asarray(part, dtype=np.float32) for part in bitline_sums(layer, gemm, codes, Workspace())]
         groups, m, width = p[0].shape[1:]
-        cm_total = np.empty((groups, m, width), dtype=np.float32)
-        cm_y = convert_and_add(layer, p, Workspace(), in_place=True, total=cm_total)
-        y = cm_y.reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
-        total = cm_total.transpose(0, 2, 1).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
+        pm_total = np.empty((groups, m, width), dtype=np.float32)
+        pm_y = convert_and_add(layer, p, Workspace(), in_place=True, total=pm_total)
+        y = pm_y.reshape(ho, wo, n, layer.cout).transpose(2, 3, 0, 1)
+        total = pm_total.transpose(1, 0, 2).reshape(ho, wo, n, layer.cout).transpose(2, 3, 0, 1)
         if record:
             total = np.ascontiguousarray(total)
             adc = segment_order(layer, channel_major(p, (ho, wo), n)).transpose(4, 0, 1, 2, 3)
@@ -554,8 +542,9 @@ def layer_outputs(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, work: 
                   relu: bool = False) -> np.ndarray:
     """``run_layer(…).outputs`` alone (the same bits), or with ``relu`` those of a Relu after
     it: the DAC codes (converted straight into their laid-out rows, ``patches``), the im2col
-    rows and the pixel-major output are scratch of ``work``, and the output ``(N, Cout, Ho,
-    Wo)`` a view of a new channel-major ``(Cout, Ho, Wo, N)`` array (``convert_and_add``)."""
+    rows (and a grouped layer's output before its reordering) are scratch of ``work``, and the
+    output ``(N, Cout, Ho, Wo)`` a view of a new pixel-major ``(Ho, Wo, N, Cout)`` array
+    (``convert_and_add``)."""
     if layer.sliced:
         y = run_layer(layer, gemm, x, record=False).outputs
         return IN_PLACE["Relu"]([y], y) if relu else y
@@ -563,7 +552,7 @@ def layer_outputs(layer: MacroLayer, gemm: BitlineProduct, x: np.ndarray, work: 
     n, _, h, w = a.shape
     p = products(gemm, patches(layer, a, work, (gemm.dtype, gemm.offset), layer_dac(layer)))
     ho, wo = _spatial(layer, h, w)
-    out = convert_and_add(layer, p, work, relu=relu).reshape(layer.cout, ho, wo, n).transpose(3, 0, 1, 2)
+    out = convert_and_add(layer, p, work, relu=relu).reshape(ho, wo, n, layer.cout).transpose(2, 3, 0, 1)
     return out if layer.kind == "conv" else out.reshape(*x.shape[:-1], layer.cout)
 
 
