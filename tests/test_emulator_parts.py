@@ -144,3 +144,7 @@ def test_feed_order_puts_channels_innermost_for_whole_channels() -> None:
         assert emulator_layers.whole_channels(other, (3, 3)) is None
         np.testing.assert_array_equal(emulator_layers.feed_order(other, (3, 3)), np.arange(other.weight.shape[-1]))
     assert emulator_layers.whole_channels(part(5, (0, 10)), (1, 1)) == 5
+    wide = part(6, (0, 4))  # a 1 × 3 kernel, two channels per segment
+    assert emulator_layers.whole_channels(wide, (1, 3)) == 2
+    np.testing.assert_array_equal(emulator_layers.feed_order(wide, (1, 3)), [0, 3, 1, 4, 2, 5])
+    assert emulator_layers.whole_channels(part(4, (0, 4)), (1, 3)) is None

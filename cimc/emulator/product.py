@@ -96,7 +96,7 @@ def bitline_product(layer: MacroLayer, threads: int = 0) -> BitlineProduct:
     return BitlineProduct(session, np.uint8 if integer else np.float32, offset)
 
 
-def quiet_session(graph: onnx.GraphProto, threads: int = 0) -> ort.InferenceSession:
+def quiet_session(graph: onnx.GraphProto, threads: int) -> ort.InferenceSession:
     """An onnxruntime session of ``graph`` (the exporter's opset and IR version) on the CPU with
     ``threads`` intra-op threads (0: its default), which do not spin between runs, where they
     would take a core from the numpy work between two layers."""
