@@ -29,7 +29,7 @@ def residual_net(batch: int = 2, h: int = 6) -> Graph:
     Add of pixel-major outputs."""
     rng = np.random.default_rng(3)
     g = graph_with_input((batch, 3, h, h))
-    y = add_unary(g, "Relu", add_conv(g, "x", 40, 3, pad=1, rng=rng, name="c1"), "r1")
+    y = add_unary(g, "Relu", add_conv(g, "x", 64, 3, pad=1, rng=rng, name="c1"), "r1")
     a = add_conv(g, y, 16, 1, stride=2, rng=rng, name="c2")
     b = add_unary(g, "Relu", add_conv(g, y, 40, 3, pad=1, rng=rng, name="c3"), "r3")
     b = add_conv(g, b, 16, 1, stride=2, rng=rng, name="c4")
@@ -129,22 +129,52 @@ def test_order_sensitive_digital_ops_get_contiguous_inputs(compiled: tuple[Path,
 
 
 def test_feed_order_puts_channels_innermost_for_whole_channels() -> None:
-    """Two channels per segment of a 3×3 kernel: wordline ``r = c·9 + i·3 + j`` is fed at
-    ``(i·3 + j)·2 + c``; a part whose segments cut a channel, or that gathers its taps, keeps
-    its wordlines' order."""
+    """Eight channels per segment of a 3×3 kernel (``MIN_PIXEL_RUN``): wordline ``r = c·9 + i·3
+    + j`` is fed at ``(i·3 + j)·8 + c``, and so for a 1 × 3 kernel; a part of thinner runs (two
+    channels, a depthwise layer's one), whose segments cut a channel, or that gathers its taps,
+    keeps its wordlines' order and is fed channel-major."""
     def part(rows: int, channels: tuple[int, int] | None) -> Any:
         taps = tuple(np.zeros((2, 1, rows), np.int64) for _ in range(3))
         return emulator_layers.SegmentPart(np.arange(2), np.zeros((2, 1, 4, rows), np.float32), taps, channels)
 
-    whole = part(18, (0, 4))
-    assert emulator_layers.whole_channels(whole, (3, 3)) == 2
-    order = emulator_layers.feed_order(whole, (3, 3))
-    np.testing.assert_array_equal(order, [0, 9, 1, 10, 2, 11, 3, 12, 4, 13, 5, 14, 6, 15, 7, 16, 8, 17])
-    for other in (part(16, (0, 4)), part(18, None)):
-        assert emulator_layers.whole_channels(other, (3, 3)) is None
+    assert emulator_layers.MIN_PIXEL_RUN == 8
+    for kernel in ((3, 3), (1, 3)):
+        kh, kw = kernel
+        whole = part(8 * kh * kw, (0, 16))
+        assert emulator_layers.whole_channels(whole, kernel) == 8 and emulator_layers.pixel_rows(whole, kernel)
+        order = emulator_layers.feed_order(whole, kernel)
+        c, i, j = np.meshgrid(np.arange(8), np.arange(kh), np.arange(kw), indexing="ij")
+        fed_at = ((i * kw + j) * 8 + c).reshape(-1)  # where wordline r = (c·kh + i)·kw + j is fed
+        np.testing.assert_array_equal(order[fed_at], np.arange(8 * kh * kw))
+    thin, cut, gathered = part(18, (0, 4)), part(16, (0, 4)), part(72, None)
+    assert emulator_layers.whole_channels(thin, (3, 3)) == 2 and emulator_layers.whole_channels(cut, (3, 3)) is None
+    for other in (thin, cut, gathered):
+        assert not emulator_layers.pixel_rows(other, (3, 3))
         np.testing.assert_array_equal(emulator_layers.feed_order(other, (3, 3)), np.arange(other.weight.shape[-1]))
     assert emulator_layers.whole_channels(part(5, (0, 10)), (1, 1)) == 5
-    wide = part(6, (0, 4))  # a 1 × 3 kernel, two channels per segment
-    assert emulator_layers.whole_channels(wide, (1, 3)) == 2
-    np.testing.assert_array_equal(emulator_layers.feed_order(wide, (1, 3)), [0, 3, 1, 4, 2, 5])
-    assert emulator_layers.whole_channels(part(4, (0, 4)), (1, 3)) is None
+    assert emulator_layers.whole_channels(part(24, (0, 16)), (1, 3)) == 8  # not 24: the area is kh·kw
+
+
+def test_pixel_major_rows_of_three_by_three_segments_are_exact(tmp_path: Path) -> None:
+    """On a 256-wordline macro, 3×3 layers of 16 and 64 input channels cut into segments of 16,
+    then 28, 28 and 8 channels (``MIN_PIXEL_RUN`` or more: fed pixel-major, channel innermost;
+    a part of two segments), padded, of stride 1 and 2: the emulator, onnxruntime on
+    ``model.cim.onnx`` and the reference agree bit for bit, with and without lanes."""
+    from cimc.macro import MacroSpec
+
+    rng = np.random.default_rng(6)
+    g = graph_with_input((3, 16, 7, 7))
+    y = add_unary(g, "Relu", add_conv(g, "x", 64, 3, pad=1, rng=rng, name="c1"), "r1")
+    y = add_unary(g, "Relu", add_conv(g, y, 24, 3, stride=2, pad=1, rng=rng, name="c2"), "r2")
+    g.outputs.append(add_node(g, "GlobalAveragePool", [y], (3, 24, 1, 1), "gap"))
+    wide = MacroSpec(name="wide-test", wordlines=256, bitlines=256, adcs=64, load_cycles=256)
+    graph, ctx = compile_ir(g, wide)
+    build = write(graph, ctx, tmp_path / "b")
+    layers = Emulator.open(build).layers
+    pixel = [(layer.kernel, emulator_layers.whole_channels(part, layer.kernel), len(part.segments))
+             for layer in layers for part in layer.parts if emulator_layers.pixel_rows(part, layer.kernel)]
+    assert sorted(pixel) == [((3, 3), 8, 1), ((3, 3), 16, 1), ((3, 3), 28, 2)]
+    x = np.random.default_rng(7).standard_normal((3, 16, 7, 7)).astype(np.float32)
+    assert_three_way(build, graph, x)
+    np.testing.assert_array_equal(Emulator.open(build, lanes=1).run(x).outputs["gap.y"],
+                                  Emulator.open(build, lanes=3).run(x).outputs["gap.y"])

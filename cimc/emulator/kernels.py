@@ -101,3 +101,4 @@ def dac_codes(x: np.ndarray, step: np.float32, lo: np.float32, hi: np.float32, o
     src, dst = x.reshape(-1), out.reshape(-1)
     for i in range(src.size):
         dst[i] = min(max(np.rint(src[i] / step), lo), hi) + offset
+

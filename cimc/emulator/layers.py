@@ -125,14 +125,29 @@ def whole_channels(part: SegmentPart, kernel: tuple[int, int]) -> int | None:
     return None if part.channels is None or rows % area else rows // area
 
 
+#: The fewest channels per segment whose im2col rows are copied pixel-major (``pixel_rows``):
+#: a thinner run (a depthwise layer's one channel) costs a byte-by-byte scatter there, and its
+#: rows are laid out channel-major instead (runs of ``Wo·N`` pixels) and transposed by the
+#: product model (MobileNetV2, batch 8: 0.24 s of im2col a run pixel-major, 0.03 s so).
+MIN_PIXEL_RUN = 8
+
+
+def pixel_rows(part: SegmentPart, kernel: tuple[int, int]) -> bool:
+    """Whether the emulator feeds the part's rows pixel-major, ``(S, G, M, R)``: whole channels
+    (``whole_channels``), at least ``MIN_PIXEL_RUN`` per segment; else channel-major ``(S, G,
+    R, M)``, transposed inside the product model."""
+    channels = whole_channels(part, kernel)
+    return channels is not None and channels >= MIN_PIXEL_RUN
+
+
 def feed_order(part: SegmentPart, kernel: tuple[int, int]) -> np.ndarray:
     """The order the emulator feeds a part's wordlines in: position ``r'`` gets wordline
-    ``feed_order[r']``. For whole channels (``whole_channels``) ``r' = (i·kw + j)·C_s + c``
+    ``feed_order[r']``. For pixel-major rows (``pixel_rows``) ``r' = (i·kw + j)·C_s + c``
     for the wordline ``r = (c·kh + i)·kw + j`` (channel innermost: the im2col of pixel-major
     codes copies runs of ``C_s`` channels); else the wordlines' own order. A bitline sum is
     the same integer in any order of its terms."""
     channels, rows = whole_channels(part, kernel), part.weight.shape[-1]
-    if channels is None:
+    if channels is None or not pixel_rows(part, kernel):
         return np.arange(rows)
     return np.arange(rows).reshape(channels, *kernel).transpose(1, 2, 0).reshape(-1)
 

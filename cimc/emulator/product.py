@@ -1,10 +1,11 @@
 """The bitline product of a CIM layer as a small onnxruntime model, pixel-major.
 
 Per segment part ``k`` (``MacroLayer.parts``) the pixel-major im2col rows ``rows{k}`` ``(S_k,
-G, M, R_k)`` (``run.patches``, wordlines in ``layers.feed_order``) are multiplied by the
-constant columns ``(S_k, G, R_k, W)``, ``W = Cout_g·S_w``, their wordlines in the same order
-(the weights on the right, where onnxruntime prepacks them): ``sums{k}`` ``(S_k, G, M, W)``,
-one row of partial sums per pixel.
+G, M, R_k)`` (``run.patches``, wordlines in ``layers.feed_order``; a part of thin or gathered
+channels, ``layers.pixel_rows``, comes channel-major, ``(S_k, G, R_k, M)``, and is transposed
+inside the model) are multiplied by the constant columns ``(S_k, G, R_k, W)``, ``W =
+Cout_g·S_w``, their wordlines in the same order (the weights on the right, where onnxruntime
+prepacks them): ``sums{k}`` ``(S_k, G, M, W)``, one row of partial sums per pixel.
 
 The product is onnxruntime's ``MatMulInteger`` (uint8 input digits, int8 weight digits, int32
 sums; exact) when the digits fit and cannot saturate (``integer_product``), else its float
@@ -25,7 +26,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from cimc.emulator.layers import MacroLayer, feed_order
+from cimc.emulator.layers import MacroLayer, feed_order, pixel_rows
 from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET
 from cimc.quant import slicing
 
@@ -82,12 +83,17 @@ def bitline_product(layer: MacroLayer, threads: int = 0) -> BitlineProduct:
         weight = part.weight[..., feed_order(part, layer.kernel)]
         columns = np.ascontiguousarray(weight.transpose(0, 1, 3, 2), dtype=np.int8 if integer else np.float32)
         inits.append(numpy_helper.from_array(columns, f"columns{k}"))
+        pixels = f"rows{k}"
+        if not pixel_rows(part, layer.kernel):
+            pixels = f"pixels{k}"
+            nodes.append(helper.make_node("Transpose", [f"rows{k}"], [pixels], perm=[0, 1, 3, 2]))
         if integer:
-            nodes.append(helper.make_node("MatMulInteger", [f"rows{k}", f"columns{k}", "zero"], [f"sums{k}"]))
+            nodes.append(helper.make_node("MatMulInteger", [pixels, f"columns{k}", "zero"], [f"sums{k}"]))
         else:
-            nodes.append(helper.make_node("MatMul", [f"rows{k}", f"columns{k}"], [f"sums{k}"]))
+            nodes.append(helper.make_node("MatMul", [pixels, f"columns{k}"], [f"sums{k}"]))
         dtype = TensorProto.UINT8 if integer else TensorProto.FLOAT
-        inputs.append(helper.make_tensor_value_info(f"rows{k}", dtype, [s_count, groups, "m", rows]))
+        shape = [s_count, groups, "m", rows] if pixel_rows(part, layer.kernel) else [s_count, groups, rows, "m"]
+        inputs.append(helper.make_tensor_value_info(f"rows{k}", dtype, shape))
         outputs.append(helper.make_tensor_value_info(f"sums{k}", TensorProto.INT32 if integer else TensorProto.FLOAT,
                                                      None))
     if integer:
