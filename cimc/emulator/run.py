@@ -328,7 +328,8 @@ IDENTITY: Dac = (1.0, -np.inf, np.inf)
 
 def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None,
             feed: tuple[type[np.generic], int] = (np.float32, 0), dac: Dac = IDENTITY) -> list[np.ndarray]:
-    """Per segment part, ``(S_k, G, Ho·Wo·N, R_k)`` of dtype ``feed[0]``, pixels ordered ``(h, w,
+    """Per segment part, ``(S_k, G, Ho·Wo·N, R_k)`` of dtype ``feed[0]`` (``(S_k, G, R_k,
+    Ho·Wo·N)`` for a part fed channel-major, ``layers.pixel_rows``), pixels ordered ``(h, w,
     n)``: the code each of the part's wordlines (in ``layers.feed_order``) sees at each output
     pixel plus ``feed[1]`` (``BitlineProduct.offset``), ``q(x_pad[n, c, h·s_h + i·d_h, w·s_w +
     j·d_w])`` at the wordline's tap ``(c, i, j)`` (``SegmentPart.taps``), where ``q`` is the
