@@ -83,16 +83,16 @@ def bitline_product(layer: MacroLayer, threads: int = 0) -> BitlineProduct:
         weight = part.weight[..., feed_order(part, layer.kernel)]
         columns = np.ascontiguousarray(weight.transpose(0, 1, 3, 2), dtype=np.int8 if integer else np.float32)
         inits.append(numpy_helper.from_array(columns, f"columns{k}"))
-        pixels = f"rows{k}"
-        if not pixel_rows(part, layer.kernel):
-            pixels = f"pixels{k}"
+        pixel_major = pixel_rows(part, layer.kernel)
+        pixels = f"rows{k}" if pixel_major else f"pixels{k}"
+        if not pixel_major:
             nodes.append(helper.make_node("Transpose", [f"rows{k}"], [pixels], perm=[0, 1, 3, 2]))
         if integer:
             nodes.append(helper.make_node("MatMulInteger", [pixels, f"columns{k}", "zero"], [f"sums{k}"]))
         else:
             nodes.append(helper.make_node("MatMul", [pixels, f"columns{k}"], [f"sums{k}"]))
         dtype = TensorProto.UINT8 if integer else TensorProto.FLOAT
-        shape = [s_count, groups, "m", rows] if pixel_rows(part, layer.kernel) else [s_count, groups, rows, "m"]
+        shape = [s_count, groups, "m", rows] if pixel_major else [s_count, groups, rows, "m"]
         inputs.append(helper.make_tensor_value_info(f"rows{k}", dtype, shape))
         outputs.append(helper.make_tensor_value_info(f"sums{k}", TensorProto.INT32 if integer else TensorProto.FLOAT,
                                                      None))

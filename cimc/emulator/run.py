@@ -63,7 +63,7 @@ CPU time on VGG9 batch 64 and ResNet-50 batch 8; session 9, without the page fau
 arrays: 1.2× and 1.4×; session 10, the integer pixel-major product: ResNet-50's emulator
 0.8–0.85× its former time; session 11, lanes: 0.72–0.82× its unsplit wall time on both nets;
 session 12, the compiled ADC and DAC and the fused Relu: ResNet-50 at batch 8 from 1.8–1.9× to
-1.4–1.5× the float model's wall time, then with pixel-major activations 1.15–1.17×.
+1.4–1.5× the float model's wall time, then with pixel-major activations 1.17–1.29×.
 ``benchmarks/results/emulator.md``.)
 """
 
@@ -352,7 +352,9 @@ def patches(layer: MacroLayer, codes: np.ndarray, work: Workspace | None = None,
         source = padded_codes(layer, codes.shape, work, feed)
         source[t:t + h, left:left + w] = _fed(x, dac, feed, work, "fed")
         window = Window(layer.kernel, layer.strides, layer.dilations, _spatial(layer, h, w))
-    return [_part_rows(part, source, window, work, f"rows{k}") for k, part in enumerate(layer.parts)]
+    thin = not all(pixel_rows(part, layer.kernel) for part in layer.parts)
+    channel_windows = _channel_windows(source, window, work) if thin else None
+    return [_part_rows(part, source, window, channel_windows, work, f"rows{k}") for k, part in enumerate(layer.parts)]
 
 
 class Window(NamedTuple):
@@ -365,18 +367,20 @@ class Window(NamedTuple):
     spatial: tuple[int, int]  # (Ho, Wo)
 
 
-def _part_rows(part: SegmentPart, source: np.ndarray, window: Window, work: Workspace, name: str) -> np.ndarray:
+def _part_rows(part: SegmentPart, source: np.ndarray, window: Window, channel_windows: np.ndarray | None,
+               work: Workspace, name: str) -> np.ndarray:
     """The part's rows (``patches``) of the pixel-major ``source``. Pixel-major ``(S_k, G, M,
     R_k)`` for whole channels of at least ``MIN_PIXEL_RUN`` (``layers.pixel_rows``): a copy of
     runs of ``C_s`` channels into ``work``'s buffer ``name`` (a compiled loop was 1.2–1.3× slower
     than numpy's strided copy on ResNet-50 and VGG9), or the source itself when it is the rows
     (one segment of every channel of a ``1 × 1`` kernel). Else channel-major ``(S_k, G, R_k,
-    M)`` from the source laid out ``(C, H', W', N)``: runs of ``Wo·N`` pixels, a slice for whole
-    channels, else a gather of each wordline's tap."""
+    M)`` from ``channel_windows`` (``_channel_windows``, made once per layer): runs of ``Wo·N``
+    pixels, a slice for whole channels, else a gather of each wordline's tap."""
     (ho, wo), n = window.spatial, source.shape[2]
     s, g, r = part.taps[0].shape
     if not pixel_rows(part, window.kernel):
-        windows = _channel_windows(source, window, work)
+        assert channel_windows is not None
+        windows = channel_windows
         if part.channels is None:
             channel, row, col = part.taps
             return windows[channel, row, col].reshape(s, g, r, ho * wo * n)
@@ -433,12 +437,12 @@ def _float32(x: np.ndarray, work: Workspace) -> np.ndarray:
 
 
 def _fed(x: np.ndarray, dac: Dac, feed: tuple[type[np.generic], int], work: Workspace, name: str) -> np.ndarray:
-    """The fed codes ``q(x) + offset`` of ``x`` in dtype ``feed[0]``, C-contiguous: ``x`` itself
-    when it holds them already (C-contiguous float32 codes, ``IDENTITY`` fed with no offset),
-    else ``kernels.dac_codes`` into ``work``'s buffer ``name``, every value a float32 (numpy's
-    arithmetic)."""
-    if dac is IDENTITY and feed == (np.float32, 0) and x.flags.c_contiguous and x.dtype == np.float32:
-        return x
+    """The fed codes ``q(x) + offset`` of ``x`` in dtype ``feed[0]``, C-contiguous: for codes
+    fed as they are (``IDENTITY``, float32, no offset) ``x`` itself or its float32 copy
+    (``_float32``), else ``kernels.dac_codes`` into ``work``'s buffer ``name``, every value a
+    float32 (numpy's arithmetic)."""
+    if dac is IDENTITY and feed == (np.float32, 0):
+        return _float32(x, work)
     out = work.array(name, x.shape, feed[0])
     step, lo, hi = (np.float32(v) for v in dac)
     kernels.dac_codes(_float32(x, work), step, lo, hi, np.float32(feed[1]), out)
