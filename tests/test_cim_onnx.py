@@ -18,7 +18,7 @@ from cimc.mapping.tiling import segment_bounds
 from cimc.quant.batching import batch_generic
 from cimc.quant.cim_layer import CimSpec
 from cimc.quant.reference import run_compiled, segment_sums
-from cimc.quant.segments import layer_columns, segment_conv
+from cimc.quant.segments import segment_conv
 from tests.cim_helpers import compile_ir, run_ort_exposed, small_cnn, write
 
 pytestmark = pytest.mark.torch  # the zoo or the training hook
@@ -95,7 +95,7 @@ def test_grouped_segment_convolution_equals_im2col(cin: int, k: int, wordlines: 
     x = rng.integers(0, 16, (2, cin, 9, 9)).astype(np.float32)
     spec = CimSpec("t", "conv", w, np.zeros(cout, np.float32), group, (1, 1), (1, 1, 1, 1), (1, 1),
                    tuple(int(b) for b in bounds), None, None)
-    conv = segment_conv(layer_columns(w.reshape(cout, -1), bounds), bounds, cin_g, group, (k, k))
+    conv = segment_conv(w.reshape(cout, -1), bounds, cin_g, group, (k, k))
     from cimc.ops.windows import conv2d
 
     gathered = x if conv.index is None else x[:, conv.index]

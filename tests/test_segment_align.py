@@ -1,4 +1,4 @@
-"""The emulator's grouped convolution with its channels per group padded to a SIMD block
+"""``model.cim.onnx``'s grouped convolution with its channels per group padded to a SIMD block
 (``segments.aligned_width``): zero weights on the extra channels, every partial sum unchanged."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cimc.ops.windows import conv2d
-from cimc.quant.segments import aligned_width, layer_columns, segment_conv
+from cimc.quant.segments import aligned_width, segment_conv
 
 
 @pytest.mark.parametrize(("width", "blocks", "want"), [
@@ -28,9 +28,8 @@ def test_padded_segments_give_the_same_partial_sums() -> None:
     cin, cout, k = 52, 24, 9
     codes = rng.integers(-7, 8, (cout, cin * k)).astype(np.float32)
     bounds = np.arange(0, cin * k + 1, 13 * k)
-    columns = layer_columns(codes, bounds)
-    plain = segment_conv(columns, bounds, cin, 1, (3, 3))
-    padded = segment_conv(columns, bounds, cin, 1, (3, 3), align=(16, 8))
+    plain = segment_conv(codes, bounds, cin, 1, (3, 3))
+    padded = segment_conv(codes, bounds, cin, 1, (3, 3), align=(16, 8))
     assert plain.weight.shape[1] == 13 and padded.weight.shape[1] == 16
     x = rng.integers(0, 16, (2, cin, 6, 6)).astype(np.float32)
     np.testing.assert_array_equal(sums(padded, x), sums(plain, x))

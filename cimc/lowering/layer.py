@@ -56,7 +56,7 @@ from cimc.lowering.sliced import (
 )
 from cimc.quant import numerics
 from cimc.quant.cim_layer import CimSpec, cell_dtype
-from cimc.quant.segments import CHANNEL_BLOCKS, layer_columns, segment_conv
+from cimc.quant.segments import CHANNEL_BLOCKS, segment_conv
 
 
 class LayerEmitter:
@@ -159,11 +159,11 @@ class LayerEmitter:
             codes = input_digits(self, codes)
         cells_codes = weight_digit_codes(spec) if sliced else spec.codes()
         width = (spec.q.cell_bits or spec.q.w_bits) + 1 if sliced else spec.q.w_bits  # unsigned lower digits
-        columns = layer_columns(cells_codes.reshape(cells_codes.shape[0], -1), spec.bounds)
-        conv = segment_conv(columns, spec.bounds, spec.cin_g, spec.groups, spec.kernel, align=CHANNEL_BLOCKS)
+        cell_matrix = cells_codes.reshape(cells_codes.shape[0], -1).astype(cell_dtype(width))  # integer codes
+        conv = segment_conv(cell_matrix, spec.bounds, spec.cin_g, spec.groups, spec.kernel, align=CHANNEL_BLOCKS)
         if conv.index is not None:
             codes = self.op("Gather", [codes, self.const("segment_channels", conv.index)], "segment_inputs", axis=1)
-        cells = self.op("Cast", [self.const("cell_codes", conv.weight.astype(cell_dtype(width)))], "cells",
+        cells = self.op("Cast", [self.const("cell_codes", conv.weight)], "cells",
                         to=TensorProto.FLOAT)
         raw = self.op("Conv", [codes, cells], "bitlines", json.dumps(self.document(), sort_keys=True),
                       group=conv.groups, kernel_shape=list(spec.kernel), pads=list(spec.pads),

@@ -1,5 +1,5 @@
-"""All segments of a CIM layer as ONE grouped convolution (used by ``model.cim.onnx`` and the
-emulator; the numpy reference uses im2col instead, so the two formulations check each other).
+"""All segments of a CIM layer as ONE grouped convolution (used by ``model.cim.onnx``; the
+numpy reference and the emulator use im2col instead, so the formulations check each other).
 
 Segment ``s`` covers rows ``[b_s, b_{s+1})`` of every group, i.e. input channels
 ``c_lo(s) = floor(b_s / k)`` … ``c_hi(s) = ceil(b_{s+1} / k)`` (``k = kh·kw``) of its group, partly
@@ -9,9 +9,9 @@ when a segment cuts a channel's kernel (dense tiling, kernels larger than the ar
 * ``index[s, g, j] = g·Cin_g + min(c_lo(s) + j, Cin_g − 1)``: the input channels gathered for
   conv group ``(s, g)``, in order ``s`` major, so the ``S·G`` groups' outputs reshape
   directly to ``(N, S, Cout, Ho, Wo)`` (``Cout`` index ``g·Cout_g + o``);
-* ``weight[(s, g, o), j, i1, i2] = column[s, g·Cout_g + o][r − b_s]`` for row
-  ``r = (c_lo(s) + j)·k + i1·kw + i2`` inside the segment, else 0 — ``column`` being the codes a
-  macro bitline holds from its first wordline on (``(S, Cout, Rmax)``).
+* ``weight[(s, g, o), j, i1, i2] = codes[g·Cout_g + o, r]`` for row
+  ``r = (c_lo(s) + j)·k + i1·kw + i2`` inside the segment (``b_s ≤ r < b_{s+1}``) and a channel
+  ``c_lo(s) + j < Cin_g``, else 0: the cells the bitline of output ``o`` holds in segment ``s``.
 
 So ``conv(gather(a_q, index), weight, group=S·G)`` yields every partial sum ``p_s`` at once,
 with ``Σ_s (c_hi − c_lo)·k ≈ rows`` multiply-adds per output: no segment is computed twice.
@@ -56,44 +56,36 @@ def aligned_width(width: int, blocks: tuple[int, ...], overhead: float = 0.25) -
     return width
 
 
-def segment_conv(columns: np.ndarray, bounds: tuple[int, ...] | np.ndarray, cin_g: int, groups: int,
+def segment_conv(codes: np.ndarray, bounds: tuple[int, ...] | np.ndarray, cin_g: int, groups: int,
                  kernel: tuple[int, int], align: tuple[int, ...] = ()) -> SegmentConv:
-    """Build the grouped convolution (module doc) from per-segment bitline ``columns``.
+    """Build the grouped convolution (module doc) from the layer's code matrix ``codes``
+    (``(Cout, rows)``, row ``r = c·k + i1·kw + i2`` of a group's input channel ``c``); the weight
+    keeps ``codes``' dtype.
 
     ``align``: channel blocks to round ``C`` up to (``aligned_width``; the extra channels have
     zero weights, so every sum is unchanged): onnxruntime runs a grouped convolution whose
     channels per group are a multiple of its SIMD block (8 with AVX2, 16 with AVX-512) in its
-    blocked layout, several times faster (``model.cim.onnx`` uses ``CHANNEL_BLOCKS``)."""
+    blocked layout, several times faster (``model.cim.onnx`` uses ``CHANNEL_BLOCKS``).
+
+    One gather builds every cell: ``codes`` gets a zero column, which the cells outside their
+    segment (or past the group's last channel) read, and the cells of all segments are taken
+    at once, then laid out segment-major (a 512 × 4,608 layer of 19 segments: 2.3 ms, against
+    11.8 ms for the former gather through per-segment columns)."""
     b = np.asarray(bounds, dtype=np.int64)
-    s_count, cout, rmax = columns.shape
+    cout, rows = codes.shape
+    s_count = b.shape[0] - 1
     kh, kw = kernel
     k = kh * kw
     lo, width = channel_ranges(b, k)
     width = aligned_width(width, align)
     channel = lo[:, None] + np.arange(width)[None, :]  # (S, C)
     row = channel[:, :, None] * k + np.arange(k)[None, None, :]  # (S, C, k)
-    local = row - b[:-1, None, None]
-    valid = (local >= 0) & (row < b[1:, None, None]) & (channel[:, :, None] < cin_g)
-    # one gather of whole rows: every output channel's columns laid end to end, each segment's
-    # followed by a zero cell that the cells outside the segment read
-    table = np.zeros((cout, s_count, rmax + 1), dtype=columns.dtype)
-    table[:, :, :rmax] = columns.transpose(1, 0, 2)
-    start = np.arange(s_count)[:, None, None] * (rmax + 1)
-    where = np.where(valid, start + np.clip(local, 0, rmax - 1), start + rmax)  # (S, C, k)
-    cells = np.take(table.reshape(cout, -1), where.reshape(-1), axis=1)  # (Cout, S·C·k)
-    weight = np.ascontiguousarray(cells.reshape(cout, s_count, width * k).transpose(1, 0, 2), dtype=np.float32)
+    valid = (row >= b[:-1, None, None]) & (row < b[1:, None, None]) & (channel[:, :, None] < cin_g)
+    padded = np.zeros((cout, rows + 1), dtype=codes.dtype)
+    padded[:, :rows] = codes
+    cells = np.take(padded, np.where(valid, row, rows).reshape(-1), axis=1)  # (Cout, S·C·k)
+    weight = np.ascontiguousarray(cells.reshape(cout, s_count, width * k).transpose(1, 0, 2))
     weight = weight.reshape(s_count * cout, width, kh, kw)
     index = (np.arange(groups)[None, :, None] * cin_g + np.minimum(channel, cin_g - 1)[:, None, :]).reshape(-1)
     identity = index.shape[0] == groups * cin_g and bool((index == np.arange(index.shape[0])).all())
     return SegmentConv(None if identity else index, weight, s_count * groups)
-
-
-def layer_columns(codes: np.ndarray, bounds: tuple[int, ...] | np.ndarray) -> np.ndarray:
-    """``(S, Cout, Rmax)`` bitline columns of a code matrix ``(Cout, rows)``: segment ``s``'s
-    rows of every output channel, zero below the segment's last row."""
-    b = np.asarray(bounds, dtype=np.int64)
-    rows = np.diff(b)
-    offsets = np.arange(int(rows.max()))
-    mask = offsets[None, :] < rows[:, None]  # (S, Rmax)
-    index = np.where(mask, b[:-1, None] + offsets[None, :], 0)
-    return np.where(mask[:, None, :], codes[:, index].transpose(1, 0, 2), 0).astype(codes.dtype)

@@ -75,8 +75,15 @@ def _fallback(step: np.ndarray, min_step: float) -> np.ndarray:
 def _sse(rows: np.ndarray, step: np.ndarray, lo: int, hi: int, weights: np.ndarray | None = None) -> np.ndarray:
     """``Σ h·(x − s·clip(round(x / s), lo, hi))²`` per row, float64 (``h = 1`` without ``weights``)."""
     s = step.astype(np.float32).reshape(-1, 1)
-    err = (rows - np.clip(np.rint(rows / s), lo, hi) * s) ** 2
-    return (err if weights is None else err * weights).sum(axis=1, dtype=np.float64)
+    err = rows / s  # one scratch array, the same float32 operations in the same order
+    np.rint(err, out=err)
+    np.clip(err, lo, hi, out=err)
+    err *= s
+    np.subtract(rows, err, out=err)
+    err *= err
+    if weights is not None:
+        err *= weights
+    return err.sum(axis=1, dtype=np.float64)
 
 
 def squared_error(x: np.ndarray, step: np.ndarray, bits: int, signed: bool, axis: int | None = None) -> np.ndarray:
