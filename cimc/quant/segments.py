@@ -67,10 +67,11 @@ def segment_conv(codes: np.ndarray, bounds: tuple[int, ...] | np.ndarray, cin_g:
     channels per group are a multiple of its SIMD block (8 with AVX2, 16 with AVX-512) in its
     blocked layout, several times faster (``model.cim.onnx`` uses ``CHANNEL_BLOCKS``).
 
-    One gather builds every cell: ``codes`` gets a zero column, which the cells outside their
-    segment (rows past the group's last channel among them) read, and the cells of all segments are taken
-    at once, then laid out segment-major (a 512 × 4,608 layer of 19 segments: 2.3 ms, against
-    11.8 ms for the former gather through per-segment columns)."""
+    One gather builds every cell: ``codes`` gets a zero column, which every cell outside its
+    segment reads (the rows of channels past ``Cin_g`` lie past ``b_S``, so among them); the
+    cells of all segments are taken at once, then laid out segment-major (a 512 × 4,608 layer
+    of 19 segments: 2.3 ms, against 11.8 ms for the former gather through per-segment
+    columns)."""
     b = np.asarray(bounds, dtype=np.int64)
     cout, rows = codes.shape
     s_count = b.shape[0] - 1
