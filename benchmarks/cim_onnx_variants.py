@@ -12,7 +12,8 @@ combine with ``+`` and apply in ``ORDER``:
   DAC's clip at 0 does its work;
 * ``fold``: a power-of-two output scale ``2^−k`` becomes the ADC ``DequantizeLinear``'s scale
   (per channel, axis 2) and its ``Mul`` is dropped: ``Σ_s c_s·2^−k = (Σ_s c_s)·2^−k`` exactly,
-  but ``L/adc_codes`` then holds scaled codes;
+  but ``L/adc_codes`` then holds scaled codes (a per-channel ADC step clips its codes after the
+  ``DequantizeLinear``, with scalar bounds: those layers are left as they are);
 * ``s1``: a one-segment layer's ``ReduceSum`` (a copy) becomes a ``Squeeze``;
 * ``bn``: ``Add(Mul(P, 2^−k), b)`` becomes one ``BatchNormalization`` (mean 0, variance 1,
   ε 0): ``P·2^−k`` is exact, so a fused multiply-add rounds as the two ops do;
