@@ -14,8 +14,6 @@ from cimc.lowering.model import cim_model
 from tests.cim_helpers import compile_ir
 from tests.ir_builders import add_conv, add_unary, graph_with_input
 
-pytestmark = pytest.mark.torch  # the passes' calibration
-
 
 def _model(shift: bool, granularity: str = "layer") -> onnx.ModelProto:
     """3×3 conv (1 segment) → Relu → 1×1 conv over 64 channels (2 whole segments, no gather) →
