@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +39,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.emulator_ratio import prepare
+from benchmarks.emulator_ratio import (
+    float_session,
+    median_ratio,
+    median_seconds,
+    model_arguments,
+    prepare,
+    rotate,
+    session_options,
+)
 
 
 class Surgery:
@@ -53,6 +59,7 @@ class Surgery:
         self.outputs = {o.name for o in self.graph.output}
         self.producer: dict[str, onnx.NodeProto] = {}
         self.readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        self.dropped: set[str] = set()  # names of the nodes the current rewrite removes
         self._index()
 
     def _index(self) -> None:
@@ -72,15 +79,22 @@ class Surgery:
         return readers[0] if len(readers) == 1 and readers[0].op_type == op and tensor not in self.outputs else None
 
     def rewrite(self, change: Callable[[onnx.NodeProto], list[onnx.NodeProto] | None]) -> None:
-        """Each node replaced by ``change(node)`` (``None``: kept); dropped nodes' outputs must
-        be renamed by the change itself."""
+        """Each node replaced by ``change(node)`` (``None``: kept), then the nodes ``change``
+        passed to ``drop`` removed (before or after it in order); ``change`` renames the readers
+        of a dropped node's output itself."""
         nodes = []
         for n in list(self.graph.node):
             new = change(n)
             nodes.extend([n] if new is None else new)
         del self.graph.node[:]
-        self.graph.node.extend(nodes)
+        self.graph.node.extend(n for n in nodes if not n.name or n.name not in self.dropped)
+        self.dropped.clear()
         self._index()
+
+    def drop(self, *nodes: onnx.NodeProto) -> None:
+        """Remove ``nodes`` (named: the lowering names every node; new ones stay unnamed)."""
+        assert all(n.name for n in nodes)
+        self.dropped.update(n.name for n in nodes)
 
     def rename_input(self, old: str, new: str) -> None:
         for n in self.graph.node:
@@ -112,7 +126,8 @@ def relu(s: Surgery) -> None:
             drop.append(n)
     for n in drop:
         s.rename_input(n.output[0], n.input[0])
-    s.rewrite(lambda n: [] if n in drop else None)
+    s.drop(*drop)
+    s.rewrite(lambda n: None)
 
 
 def fold(s: Surgery) -> None:
@@ -128,13 +143,11 @@ def fold(s: Surgery) -> None:
         attrs = {"axis": 2} if scale.size > 1 else {}
         zero = np.zeros(scale.shape if scale.size > 1 else (), np.int8)
         s.rename_input(mul.output[0], total.output[0])
-        dropped.add(mul.name)
+        s.drop(mul)
         return [helper.make_node("DequantizeLinear", [n.input[0], s.const(f"{name}_fold_scale", scale if scale.size > 1
                                  else scale.reshape(())), s.const(f"{name}_fold_zero", zero)], [name], **attrs)]
 
-    dropped: set[str] = set()
     s.rewrite(change)
-    s.rewrite(lambda n: [] if n.name in dropped else None)
 
 
 def s1(s: Surgery) -> None:
@@ -161,15 +174,13 @@ def bn(s: Surgery) -> None:
             return None
         bias = s.values[add.input[1]].astype(np.float32).reshape(-1)
         scale = np.broadcast_to(s.values[n.input[1]].astype(np.float32).reshape(-1), bias.shape)
-        dropped.add(add.name)
+        s.drop(add)
         name = n.output[0]
         stats = [s.const(f"{name}_{k}", v) for k, v in (("gamma", np.ascontiguousarray(scale)), ("beta", bias),
                                                          ("mean", np.zeros_like(bias)), ("var", np.ones_like(bias)))]
         return [helper.make_node("BatchNormalization", [n.input[0], *stats], [add.output[0]], epsilon=0.0)]
 
-    dropped: set[str] = set()
     s.rewrite(change)
-    s.rewrite(lambda n: [] if n.name in dropped else None)
 
 
 def _quantized_dac(s: Surgery, restore: str) -> None:
@@ -183,7 +194,7 @@ def _quantized_dac(s: Surgery, restore: str) -> None:
         top = np.float32(hi) * np.float32(step)
         if np.rint(top / np.float32(step)) != hi or (lo != 0 and lo != -hi):
             return None
-        dropped.update({rnd.name, clip.name})
+        s.drop(rnd, clip)
         out = clip.output[0]
         zero = s.const(f"{out}_zero", np.zeros((), np.uint8 if lo == 0 else np.int8))
         bounds = [s.const(f"{out}_low", np.float32(0) if lo == 0 else -top), s.const(f"{out}_high", top)]
@@ -194,9 +205,7 @@ def _quantized_dac(s: Surgery, restore: str) -> None:
         return [*nodes, helper.make_node("DequantizeLinear", [f"{out}_int", s.const(f"{out}_unit", np.float32(1)),
                                                               zero], [out])]
 
-    dropped: set[str] = set()
     s.rewrite(change)
-    s.rewrite(lambda n: [] if n.name in dropped else None)
 
 
 def dac3(s: Surgery) -> None:
@@ -255,42 +264,24 @@ def measure(model: str, batch: int, rounds: int, work: Path, variants: list[str]
     its wall time to the float model's (rotating order)."""
     import onnxruntime as ort
 
-    from cimc.frontend import import_onnx
-    from cimc.lowering.model import float_model_bytes
-
     build = prepare(model, work, fresh=False)
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
     cim = onnx.load(str(build / "model.cim.onnx"))
-    sessions = {"float": ort.InferenceSession(float_model_bytes(import_onnx(work / f"{model}.onnx")), options)}
+    sessions = {"float": float_session(model, work)}
     for name in ["orig", *variants]:
-        sessions[name] = ort.InferenceSession(variant(cim, name), options)
+        sessions[name] = ort.InferenceSession(variant(cim, name), session_options(), providers=["CPUExecutionProvider"])
     feed = sessions["float"].get_inputs()[0]
     x = np.random.default_rng(0).standard_normal([batch, *feed.shape[1:]]).astype(np.float32)
     want = sessions["orig"].run(None, {feed.name: x})
     exact = {k: all(np.array_equal(a.view(np.uint32), b.view(np.uint32))
                     for a, b in zip(want, sessions[k].run(None, {feed.name: x}), strict=True)) for k in variants}
-    keys = list(sessions)
-    times: dict[str, list[float]] = {k: [] for k in keys}
-    for r in range(rounds):
-        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
-            start = time.perf_counter()
-            sessions[key].run(None, {feed.name: x})
-            times[key].append(time.perf_counter() - start)
-    ratio = {k: round(statistics.median(t / f for t, f in zip(times[k], times["float"], strict=True)), 3)
-             for k in keys if k != "float"}
-    return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact, "wall_ratio": ratio,
-            "median_wall_s": {k: round(statistics.median(v), 4) for k, v in times.items()},
-            "onnxruntime": ort.__version__}
-
+    times = rotate({k: (lambda s=s: s.run(None, {feed.name: x})) for k, s in sessions.items()}, rounds)
+    return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact,
+            "wall_ratio": {k: median_ratio(times, k, 0) for k in sessions if k != "float"},
+            "median_wall_s": median_seconds(times, 0), "onnxruntime": ort.__version__}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("vgg9", "resnet50"), default="resnet50")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--work", type=Path, required=True, help="folder for the exported model and its build")
+    model_arguments(parser, "resnet50", 8, 10)
     parser.add_argument("--variants", nargs="+", default=["fold", "s1", "relu", "dac3", "bn", "mm", "fold+s1+relu"])
     args = parser.parse_args(argv)
     print(json.dumps(measure(args.model, args.batch, args.rounds, args.work, args.variants)))

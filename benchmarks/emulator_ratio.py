@@ -67,20 +67,65 @@ def _timed(fn: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def session_options() -> Any:
+    """onnxruntime options of every session here: default threads, not spinning (module doc)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def float_session(model: str, work: Path) -> Any:
+    """onnxruntime on the float model of ``work/model.onnx`` (as imported by cimc)."""
+    import onnxruntime as ort
+
+    from cimc.frontend import import_onnx
+    from cimc.lowering.model import float_model_bytes
+
+    graph = import_onnx(work / f"{model}.onnx")
+    return ort.InferenceSession(float_model_bytes(graph), session_options(), providers=["CPUExecutionProvider"])
+
+
+def rotate(calls: dict[str, Any], rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """``rounds`` rounds of every call, each round in an order rotated by one: ``(wall, CPU)``."""
+    order = list(calls)
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in calls}
+    for i in range(rounds):
+        shift = i % len(order)
+        for key in order[shift:] + order[:shift]:
+            times[key].append(_timed(calls[key]))
+    return times
+
+
+def median_ratio(times: dict[str, list[tuple[float, float]]], key: str, kind: int) -> float:
+    """Median over the rounds of ``key``'s time over the float model's (``kind`` 0: wall, 1: CPU)."""
+    return round(statistics.median(t[kind] / f[kind] for t, f in zip(times[key], times["float"], strict=True)), 3)
+
+
+def median_seconds(times: dict[str, list[tuple[float, float]]], kind: int) -> dict[str, float]:
+    return {k: round(statistics.median(t[kind] for t in v), 4) for k, v in times.items()}
+
+
+def model_arguments(parser: argparse.ArgumentParser, model: str, batch: int, rounds: int) -> None:
+    """``--model``, ``--batch``, ``--rounds`` (with these defaults) and ``--work``."""
+    parser.add_argument("--model", choices=("vgg9", "resnet50"), default=model)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the exported model and its build")
+
+
 def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool, lanes: int | None = None) -> dict[str, Any]:
     """Median per-round ratios of the emulator and of ``model.cim.onnx`` to the float model."""
     import onnxruntime as ort
 
     from cimc.emulator import Emulator
-    from cimc.frontend import import_onnx
-    from cimc.lowering.model import float_model_bytes
 
     build = prepare(model, work, fresh)
-    graph = import_onnx(work / f"{model}.onnx")
-    providers, options = ["CPUExecutionProvider"], ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # module doc
-    float_session = ort.InferenceSession(float_model_bytes(graph), options, providers=providers)
-    cim_session = ort.InferenceSession(str(build / "model.cim.onnx"), options, providers=providers)
+    reference = float_session(model, work)
+    cim_session = ort.InferenceSession(str(build / "model.cim.onnx"), session_options(),
+                                       providers=["CPUExecutionProvider"])
     emulator = Emulator.open(build, lanes)
     name = emulator.inputs[0].name
     shape = [batch, *emulator.inputs[0].shape[1:]]
@@ -88,33 +133,19 @@ def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool, lanes:
     got = emulator.run(x).outputs
     want = cim_session.run(list(got), {name: x})
     exact = all(np.array_equal(a, b) for a, b in zip(got.values(), want, strict=True))
-    calls = {"float": lambda: float_session.run(None, {name: x}), "emulator": lambda: emulator.run(x),
-             "cim_onnx": lambda: cim_session.run(None, {name: x})}
-    order = list(calls)
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in calls}
     load = os.getloadavg()[0]
-    for i in range(rounds):
-        for key in order[i % 3:] + order[:i % 3]:
-            times[key].append(_timed(calls[key]))
-
-    def ratio(key: str, kind: int) -> float:
-        return round(statistics.median(t[kind] / f[kind] for t, f in zip(times[key], times["float"], strict=True)), 3)
-
+    times = rotate({"float": lambda: reference.run(None, {name: x}), "emulator": lambda: emulator.run(x),
+                    "cim_onnx": lambda: cim_session.run(None, {name: x})}, rounds)
     return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact, "lanes": emulator.lane_count,
-            "median_wall_s": {k: round(statistics.median(t[0] for t in v), 4) for k, v in times.items()},
-            "median_cpu_s": {k: round(statistics.median(t[1] for t in v), 4) for k, v in times.items()},
-            "wall_ratio": {k: ratio(k, 0) for k in ("emulator", "cim_onnx")},
-            "cpu_ratio": {k: ratio(k, 1) for k in ("emulator", "cim_onnx")},
+            "median_wall_s": median_seconds(times, 0), "median_cpu_s": median_seconds(times, 1),
+            "wall_ratio": {k: median_ratio(times, k, 0) for k in ("emulator", "cim_onnx")},
+            "cpu_ratio": {k: median_ratio(times, k, 1) for k in ("emulator", "cim_onnx")},
             "load": [round(load, 2), round(os.getloadavg()[0], 2)],
             "numpy": np.__version__, "onnxruntime": ort.__version__}
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("vgg9", "resnet50"), default="vgg9")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--work", type=Path, required=True, help="folder for the exported model and its build")
+    model_arguments(parser, "vgg9", 64, 5)
     parser.add_argument("--fresh", action="store_true", help="export and compile again")
     parser.add_argument("--lanes", type=int, default=None, help="the emulator's lanes (default: one per core)")
     args = parser.parse_args(argv)
