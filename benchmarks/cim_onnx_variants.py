@@ -1,6 +1,10 @@
-"""``model.cim.onnx`` rewritten by graph surgery, each variant checked bit for bit against the
-build's own file and timed against the float model in one process (issue 19: what the lowering
-could still gain; ``benchmarks/results/emulator.md``, session 13).
+"""``model.cim.onnx``'s float form rewritten by graph surgery, each variant checked bit for bit
+against the build's own file and timed against the float model in one process (issue 19: what
+the float lowering could still gain; ``benchmarks/results/emulator.md``, sessions 13 and 14).
+
+The build's file holds integer layers where it can (``cimc.lowering.integer``); the variants
+start from its float form (``orig``: every integer layer expanded, ``cimc.lowering.expand``) and
+the build's own file runs as ``integer``.
 
     python3 -m benchmarks.cim_onnx_variants --model resnet50 --batch 8 --rounds 10 --work /tmp/emu \\
         --variants fold s1 relu dac3 bn mm fold+s1+relu
@@ -14,7 +18,8 @@ combine with ``+`` and apply in ``ORDER``:
   (per channel, axis 2) and its ``Mul`` is dropped: ``Σ_s c_s·2^−k = (Σ_s c_s)·2^−k`` exactly,
   but ``L/adc_codes`` then holds scaled codes (a per-channel ADC step clips its codes after the
   ``DequantizeLinear``, with scalar bounds: those layers are left as they are);
-* ``s1``: a one-segment layer's ``ReduceSum`` (a copy) becomes a ``Squeeze``;
+* ``s1``: a one-segment layer's ``ReduceSum`` (a copy) becomes a ``Squeeze`` (the lowering
+  writes that itself since session 14);
 * ``bn``: ``Add(Mul(P, 2^−k), b)`` becomes one ``BatchNormalization`` (mean 0, variance 1,
   ε 0): ``P·2^−k`` is exact, so a fused multiply-add rounds as the two ops do;
 * ``dac3``: the DAC ``Clip(Round(Div(x, S)), lo, hi)`` becomes ``Cast(QuantizeLinear(Clip(x,
@@ -48,6 +53,7 @@ from benchmarks.emulator_ratio import (
     rotate,
     session_options,
 )
+from cimc.lowering.expand import expand_integer_layers
 
 
 class Surgery:
@@ -134,7 +140,7 @@ def fold(s: Surgery) -> None:
     def change(n: onnx.NodeProto) -> list[onnx.NodeProto] | None:
         if n.op_type != "DequantizeLinear" or not n.output[0].endswith("/adc_codes"):
             return None
-        total = s.only_reader(n.output[0], "ReduceSum")
+        total = s.only_reader(n.output[0], "ReduceSum") or s.only_reader(n.output[0], "Squeeze")
         mul = s.only_reader(total.output[0], "Mul") if total is not None else None
         if total is None or mul is None or not _is_power_of_two(s.values[mul.input[1]]):
             return None
@@ -245,13 +251,15 @@ ORDER: dict[str, Callable[[Surgery], None]] = {"relu": relu, "fold": fold, "s1":
 
 
 def variant(model: onnx.ModelProto, name: str) -> bytes:
-    """``model`` rewritten by the ``+``-joined variants of ``name`` (``orig``: unchanged)."""
+    """``model``'s float form rewritten by the ``+``-joined variants of ``name`` (``orig``: the
+    float form alone)."""
     wanted = set(name.split("+")) - {"orig"}
     unknown = wanted - set(ORDER)
     if unknown:
         raise SystemExit(f"unknown variant(s): {', '.join(sorted(unknown))} (known: {', '.join(ORDER)})")
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    expand_integer_layers(copy)
     surgery = Surgery(copy)
     for key, apply in ORDER.items():
         if key in wanted:
@@ -266,14 +274,17 @@ def measure(model: str, batch: int, rounds: int, work: Path, variants: list[str]
 
     build = prepare(model, work, fresh=False)
     cim = onnx.load(str(build / "model.cim.onnx"))
-    sessions = {"float": float_session(model, work)}
+    sessions = {"float": float_session(model, work),
+                "integer": ort.InferenceSession(cim.SerializeToString(), session_options(),
+                                                providers=["CPUExecutionProvider"])}
     for name in ["orig", *variants]:
         sessions[name] = ort.InferenceSession(variant(cim, name), session_options(), providers=["CPUExecutionProvider"])
     feed = sessions["float"].get_inputs()[0]
     x = np.random.default_rng(0).standard_normal([batch, *feed.shape[1:]]).astype(np.float32)
-    want = sessions["orig"].run(None, {feed.name: x})
+    want = sessions["integer"].run(None, {feed.name: x})
     exact = {k: all(np.array_equal(a.view(np.uint32), b.view(np.uint32))
-                    for a, b in zip(want, sessions[k].run(None, {feed.name: x}), strict=True)) for k in variants}
+                    for a, b in zip(want, sessions[k].run(None, {feed.name: x}), strict=True))
+             for k in ["orig", *variants]}
     times = rotate({k: (lambda s=s: s.run(None, {feed.name: x})) for k, s in sessions.items()}, rounds)
     return {"model": model, "batch": batch, "rounds": rounds, "bit_exact": exact,
             "wall_ratio": {k: median_ratio(times, k, 0) for k in sessions if k != "float"},

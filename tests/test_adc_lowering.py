@@ -114,11 +114,14 @@ def _with_adc(graph: Graph, layer: str, **changes: object) -> None:
     node.ann.put(dataclasses.replace(q, **changes))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("form", ["saturated", "per_channel", "wide"])
-def test_adc_forms_are_bit_exact(tmp_path: Path, form: str) -> None:
-    """The saturated form (scalar step: ``Clip(±U)`` fused into the Conv, then Q/DQ), the
-    per-channel form (Q/DQ per axis, then ``Clip(±M)``) and a 10-bit ADC (``Clip(Round(Div))``)
-    agree with the emulator and the reference on every layer, with many codes at ``±M``."""
+@pytest.mark.parametrize("form", ["integer", "saturated", "per_channel", "wide"])
+def test_adc_forms_are_bit_exact(tmp_path: Path, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The integer form (``QLinearConv``, ``cimc.lowering.integer``), the saturated float form
+    (scalar step: ``Clip(±U)`` fused into the Conv, then Q/DQ), the per-channel form (Q/DQ per
+    axis, then ``Clip(±M)``) and a 10-bit ADC (``Clip(Round(Div))``) agree with the emulator and
+    the reference on every layer, with many codes at ``±M``."""
+    if form != "integer":  # the float form of a layer the integer form could take
+        monkeypatch.setattr("cimc.lowering.layer.integer_form", lambda spec: False)
     graph, ctx = compile_ir(small_cnn(batch=4), granularity="column" if form == "per_channel" else "layer")
     for layer in cim_names(graph):
         q = graph.node(layer).ann.get_ann(QuantParams)
@@ -129,6 +132,7 @@ def test_adc_forms_are_bit_exact(tmp_path: Path, form: str) -> None:
     model = onnx.load(str(build / "model.cim.onnx"))
     ops = [n.op_type for n in model.graph.node]
     saturations = [n for n in model.graph.node if n.output[0].endswith("/bitlines_saturated")]
+    assert (ops.count("QLinearConv") == len(cim_names(graph))) == (form == "integer")
     assert (ops.count("QuantizeLinear") > 0) == (form != "wide")
     assert (len(saturations) == len(cim_names(graph))) == (form == "saturated")
     x = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32)

@@ -24,7 +24,8 @@ from tests.cim_helpers import compile_ir, run_ort_exposed, small_cnn, write
 pytestmark = pytest.mark.torch  # the zoo or the training hook
 
 STANDARD = {"Div", "Round", "Clip", "Gather", "Cast", "Conv", "Reshape", "ReduceSum", "Mul", "Add", "Relu",
-            "MaxPool", "Flatten", "Gemm", "QuantizeLinear", "DequantizeLinear"}
+            "MaxPool", "Flatten", "Gemm", "QuantizeLinear", "DequantizeLinear", "QLinearConv",
+            "Squeeze"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_checker_clean_standard_ops_and_documented(compiled) -> None:  # type: i
     assert casts and casts[0].name.startswith("gap/")  # GlobalAveragePool as a float64 ReduceSum/Div
     assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
     convs = {n.name.split("/")[0]: json.loads(n.doc_string) for n in model.graph.node
-             if n.op_type == "Conv" and n.doc_string}
+             if n.op_type in ("Conv", "QLinearConv") and n.doc_string}
     assert sorted(convs) == ["c1", "c2", "fc"]
     c2 = convs["c2"]
     assert c2["adc_bits"] == 5 and c2["shift"] is not None and len(c2["segments"]) == 2

@@ -58,6 +58,7 @@ def test_variants_rewrite_and_keep_every_bit(model: tuple[str, onnx.ModelProto],
         assert gone is None or gone not in ops
         assert come is None or come in ops
     np.testing.assert_array_equal(_run(rewritten, x).view(np.uint32), _run(variant(cim, "orig"), x).view(np.uint32))
+    np.testing.assert_array_equal(_run(cim.SerializeToString(), x).view(np.uint32), _run(rewritten, x).view(np.uint32))
 
 
 def test_scales_not_powers_of_two_stay_a_multiplication() -> None:

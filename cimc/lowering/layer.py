@@ -1,7 +1,10 @@
-"""One CIM layer lowered to standard ONNX ops that are exact on integer-valued float32.
+"""One CIM layer lowered to standard ONNX ops: the integer form (``cimc.lowering.integer``:
+``QuantizeLinear`` and one ``QLinearConv`` whose requantization is the ADC) where the layer
+allows it, else the float form below, exact on integer-valued float32. Both end in the adder
+tree ``L/sums`` and the output scale.
 
-For layer ``L`` reading ``x`` (tensor names are part of the contract; tests and users fetch
-them as extra outputs)::
+For layer ``L`` reading ``x``, the float form (tensor names are part of the contract; tests
+and users fetch them as extra outputs)::
 
     L/input_codes  = Clip(Round(Div(x, S_A)), lo, hi)            DAC codes
     L/cells        = Cast<float>(int8 codes (S·G·Cout_g, C, kh, kw))   the macro columns
@@ -9,7 +12,7 @@ them as extra outputs)::
     L/bitlines_saturated = Clip(bitlines, −U, U)                 ADC full scale (scalar S_ADC)
     L/partial_sums = Reshape(…, [-1, S, Cout, Ho, Wo])           (``[-1, S, Cout]`` for Gemm)
     L/adc_codes    = DequantizeLinear(QuantizeLinear(partial_sums, S_ADC, int8 0), 1)
-    L/sums         = ReduceSum(adc_codes, axis 1)                 the adder tree, P
+    L/sums         = ReduceSum(adc_codes, axis 1)                 the adder tree, P (Squeeze: one segment)
     y              = Add(Mul(P, scale), b')                       scale = 2^−k or S_W·S_ADC·S_A
 
 The ADC is ``Clip(rint(p / S_ADC), −m, m)`` (``LayerEmitter.adc``). ``U = fl(m·S_ADC)`` has
@@ -46,6 +49,7 @@ from cimc.frontend.onnx_export import ExportBuilder
 from cimc.ir.annotations import BitlinePlacement
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.lowering.integer import adc_doc, dac_doc, emit_integer, integer_form
 from cimc.lowering.sliced import (
     adc_steps,
     conversions_shape,
@@ -58,13 +62,19 @@ from cimc.quant import numerics
 from cimc.quant.cim_layer import CimSpec, cell_dtype
 from cimc.quant.segments import CHANNEL_BLOCKS, segment_conv
 
+#: The documentation string of the ADC's full-scale ``Clip`` (``LayerEmitter.saturate``).
+FULL_SCALE_DOC = "ADC full scale: rint(p / S_ADC) reaches +-M exactly where |p| reaches U"
+
 
 class LayerEmitter:
-    """Appends the nodes and constants of one CIM layer to a ``ExportBuilder``."""
+    """Appends the nodes and constants of one CIM layer to a ``ExportBuilder``: the integer
+    form (``cimc.lowering.integer``) where ``integer`` and the layer allow it, else the float
+    form (module doc)."""
 
-    def __init__(self, builder: ExportBuilder, graph: Graph, node: Node, spec: CimSpec) -> None:
+    def __init__(self, builder: ExportBuilder, graph: Graph, node: Node, spec: CimSpec, integer: bool = True) -> None:
         self.b, self.graph, self.node, self.spec = builder, graph, node, spec
         self.prefix = node.name
+        self.integer = integer and integer_form(spec)
 
     def const(self, field: str, value: np.ndarray | np.generic) -> str:
         name = self._fresh(f"{self.prefix}/{field}")
@@ -94,27 +104,33 @@ class LayerEmitter:
         return self.op("Clip", [rounded, *bounds], out, doc)
 
     def emit(self) -> None:
+        if self.integer:
+            self.output(self.adder_tree(emit_integer(self)))
+            return
         q = self.spec.q
         lo, hi = numerics.code_range(q.a_bits, q.a_signed)
         codes = self.quantizer(self.node.inputs[0], np.float32(q.a_step), lo, hi, "input_codes",
-                               f"DAC: {q.a_bits}-bit {'signed' if q.a_signed else 'unsigned'} input codes")
+                               dac_doc(q.a_bits, q.a_signed))
         psums = self.partial_sums(codes)
         sliced = is_sliced(self.spec)
         step = adc_steps(self.spec, len(self.spatial())) if sliced else self._per_channel(q.adc_step, 2)
         adc = self.adc(psums, step, "adc_codes")
-        if sliced:
-            self.output(shift_add(self, adc))
-            return
-        sums = self.op("ReduceSum", [adc, self.const("segment_axis", np.array([1], np.int64))], "sums",
-                       "adder tree: P = sum of the segments' ADC codes", keepdims=0)
-        self.output(sums)
+        self.output(shift_add(self, adc) if sliced else self.adder_tree(adc))
+
+    def adder_tree(self, adc: str) -> str:
+        """``L/sums``: the sum of the segments' ADC codes (axis 1); with one segment the codes
+        themselves (``Squeeze``, which onnxruntime runs without a copy, not a ``ReduceSum``)."""
+        axis = self.const("segment_axis", np.array([1], np.int64))
+        if self.spec.num_segments == 1:
+            return self.op("Squeeze", [adc, axis], "sums", "adder tree: one segment, P = its ADC codes")
+        return self.op("ReduceSum", [adc, axis], "sums", "adder tree: P = sum of the segments' ADC codes", keepdims=0)
 
     def adc(self, psums: str, step: np.ndarray, out: str) -> str:
         """The ADC codes ``Clip(rint(p / step), −M, M)`` of ``psums``. With ``adc_by_quantize``:
         ``DequantizeLinear(QuantizeLinear(p, step, int8 0), 1)``, then ``Clip`` unless ``saturate``
         clipped the sums already; else ``Clip(Round(Div(p, step)), −M, M)``."""
         q = self.spec.q
-        doc = f"ADC: {q.adc_bits}-bit codes of every segment's partial sum"
+        doc = adc_doc(q.adc_bits)
         m = numerics.signed_max(q.adc_bits)
         if not self.adc_by_quantize():
             return self.quantizer(psums, step, -m, m, out, doc)
@@ -146,8 +162,7 @@ class LayerEmitter:
         if bound is None:
             return raw
         limits = [self.const(f"full_scale_{side}", np.float32(v)) for side, v in (("min", -bound), ("max", bound))]
-        doc = "ADC full scale: rint(p / S_ADC) reaches +-M exactly where |p| reaches U"
-        return self.op("Clip", [raw, *limits], out, doc)
+        return self.op("Clip", [raw, *limits], out, FULL_SCALE_DOC)
 
     def partial_sums(self, codes: str) -> str:
         spec = self.spec

@@ -34,6 +34,7 @@ from cimc.frontend.onnx_export import EXPORT_IR_VERSION, EXPORT_OPSET, ExportBui
 from cimc.frontend.skeleton import copy_fields
 from cimc.ir.graph import Graph
 from cimc.ir.node import Node
+from cimc.lowering.integer import input_codes
 from cimc.lowering.layer import LayerEmitter
 from cimc.lowering.lrn import emit_lrn, needs_lowering
 from cimc.ops import op_table
@@ -45,9 +46,10 @@ BATCH = "N"
 LAYER_TENSORS = ("input_codes", "adc_codes", "sums")
 
 
-def cim_model(graph: Graph) -> onnx.ModelProto:
-    """The compiled model (module doc), checked; CIM layers must carry ``QuantParams``."""
-    return _checked(_cim_proto(graph)[0])
+def cim_model(graph: Graph, integer: bool = True) -> onnx.ModelProto:
+    """The compiled model (module doc), checked; CIM layers must carry ``QuantParams``.
+    ``integer=False`` writes every layer in the float form (``cimc.lowering.layer``)."""
+    return _checked(_cim_proto(graph, integer=integer)[0])
 
 
 def cim_model_bytes(graph: Graph) -> bytes:
@@ -61,13 +63,13 @@ def cim_model_parts(graph: Graph) -> FileParts:
     return checked_parts(*_cim_proto(graph, hold=True))
 
 
-def _cim_proto(graph: Graph, hold: bool = False) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
+def _cim_proto(graph: Graph, hold: bool = False, integer: bool = True) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
     generic = batch_generic(graph)
     builder = ExportBuilder(generic)
     layers = []
     for node in generic.topo_order():
         if is_quantized_cim(node):
-            emitter = LayerEmitter(builder, generic, node, cim_spec(generic, node))
+            emitter = LayerEmitter(builder, generic, node, cim_spec(generic, node), integer)
             emitter.emit()
             layers.append(emitter.document())
         elif op_table()[node.op].double:
@@ -248,9 +250,13 @@ def check_lean(model: onnx.ModelProto, large: set[str] | None = None) -> None:
 
 def expose(model: onnx.ModelProto, layers: Iterable[str], extra: Iterable[str] = ()) -> onnx.ModelProto:
     """A copy of ``model`` that also outputs ``L/input_codes``, ``L/adc_codes`` and
-    ``L/sums`` of every named CIM layer, and the ``extra`` tensors (e.g. layer outputs)."""
+    ``L/sums`` of every named CIM layer, and the ``extra`` tensors (e.g. layer outputs). An
+    integer layer's input codes are dequantized from its levels (``integer.input_codes``)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    layers = list(layers)
+    for layer in layers:
+        out.graph.node.extend(input_codes(out, layer))
     produced = {t for n in out.graph.node for t in n.output}
     present = {o.name for o in out.graph.output}
     tensors = [f"{layer}/{field}" for layer in layers for field in LAYER_TENSORS] + list(extra)

@@ -1,6 +1,7 @@
 """Quantized model out: a build's ``model.cim.onnx`` rewritten as standard QDQ ONNX
 (``cimc export-qdq``), with the same outputs bit for bit.
 
+Integer layers are first rewritten into the float form (``cimc.lowering.expand``), whose
 ``model.cim.onnx`` (``cimc.lowering.layer``) quantizes with ``Clip(Round(Div(x, S)), lo, hi)``
 (the DAC; the ADC of a wide or bit-sliced layer) and holds the cells as ``Cast<float>(int8
 codes)``. Both have exact QDQ forms (an ADC of at most 8 bits is already one there, kept; with
@@ -52,6 +53,7 @@ from cimc.build.reader import read_build, read_bytes
 from cimc.documents.quant import Quant
 from cimc.errors import BuildError, PassError, UnsupportedError
 from cimc.frontend.onnx_export import EXPORT_OPSET, fresh_name
+from cimc.lowering.expand import expand_integer_layers
 from cimc.untrusted import check_depth, load_json
 
 CIM_FILE = "model.cim.onnx"
@@ -167,6 +169,9 @@ class _Rewrite:
                 out.extend(self._qdq(div.input[0], div.input[1], node))
                 self.quantizers += 1
                 continue
+            if node.op_type == "Squeeze" and _layer_of(node.output[0], "sums") is not None:
+                out.append(self._one_segment_sum(node))
+                continue
             if node.op_type == "Cast" and node.input[0] in self.inits:
                 replaced = self._cells(node)
                 if replaced is not None:
@@ -214,6 +219,14 @@ class _Rewrite:
                                    name=self.fresh(f"{codes}:DequantizeLinear"))
             bounds = [self.const(f"{out}/min", np.float32(-m)), self.const(f"{out}/max", np.float32(m))]
             yield helper.make_node("Clip", [codes, *bounds], [out], name=self.fresh(f"{out}:Clip"))
+
+    def _one_segment_sum(self, squeeze: onnx.NodeProto) -> onnx.NodeProto:
+        """A one-segment layer's adder tree ``Squeeze(codes, [1])`` as the equal
+        ``ReduceSum(codes, [1])``: onnxruntime 1.32's QDQ propagation moves a ``QuantizeLinear``
+        past a ``Squeeze`` after a ``DequantizeLinear``, with an output type (int8) that
+        contradicts its zero point's (uint8), and the session then fails to load."""
+        return helper.make_node("ReduceSum", list(squeeze.input), list(squeeze.output), name=squeeze.name,
+                                doc_string=squeeze.doc_string, keepdims=0)
 
     def _rank(self, tensor: str) -> int:
         """Rank of a ``Reshape`` output (the partial sums), 5 when unknown."""
@@ -366,6 +379,7 @@ def qdq_model(cim: onnx.ModelProto, opset: int = DEFAULT_OPSET,
         raise UnsupportedError(f"model.cim.onnx cannot be converted to opset {opset}: {exc}",
                                hint="try another --opset") from exc
     model.ir_version = max(model.ir_version, 10 if opset >= 21 else 8)
+    expand_integer_layers(model)
     rewrite = _Rewrite(model, opset, weight_steps)
     rewrite.run()
     if rewrite.quantizers == 0:

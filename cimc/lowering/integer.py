@@ -1,0 +1,147 @@
+"""The integer form of a CIM layer in ``model.cim.onnx``: the DAC is a ``QuantizeLinear`` to
+uint8 and the macro with its ADC is one ``QLinearConv``, whose requantization is the ADC.
+
+For layer ``L`` reading ``x`` (``z = 0`` for unsigned input codes, ``128`` for signed ones)::
+
+    L/input_levels   = Clip(QuantizeLinear(x, S_A, z), z + lo, z + hi)     uint8: codes + z
+    L/segment_levels = Gather(input_levels, index)                          (as in the float form)
+    L/adc_levels_raw = QLinearConv(levels, 1, z, cells, 1, 0, S_ADC, 128)   uint8, group = S·G
+    L/adc_levels     = Clip(adc_levels_raw, 128 − M, 128 + M)
+    L/adc_codes      = DequantizeLinear(Reshape(adc_levels, [-1, S, Cout, Ho, Wo]), 1, 128)
+
+then the adder tree and the output scale as in the float form (``cimc.lowering.layer``).
+
+Why it is exact, term by term:
+
+* ``QuantizeLinear`` is ``saturate(rint(x / S_A) + z)`` with one float32 division, ties to
+  even, the zero point added after rounding (the ONNX formula; onnxruntime's MLAS kernels and
+  onnx's reference evaluator both): ``Round(Div)`` bit for bit, shifted by ``z``;
+* ``QLinearConv`` accumulates ``acc = Σ (level − z)·cell`` in int32, exactly the bitline's
+  partial sum (``|acc| < 2^24``, ``quantize.check_bits``); it pads with ``z``, a zero code;
+* its output is ``saturate(rint(acc·μ) + 128)`` with ``μ = fl(fl(1·1) / S_ADC) = fl(1/S_ADC)``:
+  onnxruntime rounds the float32 product ``fl(acc·μ)``, onnx's reference evaluator the exact one
+  (float64). The ADC is ``Clip(rint(fl(acc / S_ADC)), −M, M)``. A multiplication by ``fl(1/S)``
+  is not a division; ``requantization_is_exact`` proves, per layer at compile time, that the
+  three agree after the clip for every integer ``acc``; a layer where they do not keeps the
+  float form. So does a bit-sliced layer, an ADC of more than 8 bits or with a step per
+  channel, or codes wider than 8 bits (``integer_form``).
+
+The integer convolution runs on onnxruntime's u8s8 kernels (VNNI where the CPU has it), several
+times faster than the float one, and every tensor between the DAC and the adder tree is one
+byte per value. ``L/input_codes`` is ``DequantizeLinear(L/input_levels, 1, z)`` when asked for
+(``cimc.lowering.model.expose``); ``expand_integer_layers`` rewrites every integer layer back
+into the float form (``cimc export-qdq`` starts from it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+from onnx import ModelProto, NodeProto, helper, numpy_helper
+
+from cimc.lowering.sliced import is_sliced
+from cimc.quant import numerics
+from cimc.quant.cim_layer import CimSpec
+from cimc.quant.segments import CHANNEL_BLOCKS, segment_conv
+
+if TYPE_CHECKING:
+    from cimc.lowering.layer import LayerEmitter
+
+#: The ADC codes' zero point in the uint8 levels ``QLinearConv`` writes.
+ADC_ZERO = 128
+#: Largest error of a float32 quotient or product near the codes ``|c| ≤ 128`` (module doc).
+_QUOTIENT_ERROR = 2.0 ** -16
+
+
+def integer_form(spec: CimSpec) -> bool:
+    """Whether layer ``spec`` is lowered in the integer form (module doc)."""
+    q = spec.q
+    if is_sliced(spec) or q.adc_bits > 8 or q.a_bits > 8 or q.w_bits > 8:
+        return False
+    step = np.asarray(q.adc_step, np.float32).reshape(-1)
+    return step.size == 1 and requantization_is_exact(step[0], numerics.signed_max(q.adc_bits))
+
+
+def requantization_is_exact(step: np.float32, m: int) -> bool:
+    """``Clip(rint(r(a)), −M, M) = Clip(rint(fl(a / S)), −M, M)`` for every integer ``a`` and
+    both requantizations ``r(a) = fl(a·μ)`` and ``r(a) = a·μ`` (exact), ``μ = fl(1/S)``.
+
+    All three quantities are non-decreasing in ``a`` and lie within ``2^−16`` of ``a / S``
+    while ``|a / S| ≤ M + 1 ≤ 128`` (each is off by at most two float32 roundings, relative
+    ``2^−24`` each). So they round alike unless ``a / S`` is that close to a rounding edge
+    ``k + ½``; past ``±(M + ½)`` all clip to ``±M``. Hence checking the integers within
+    ``S·2^−16 + 1`` of every edge ``(k + ½)·S``, ``−M − 1 ≤ k ≤ M``, checks them all."""
+    s = np.float32(step)
+    if not (np.isfinite(s) and s > 0):
+        return False
+    mu = np.float32(1) / s
+    width = int(np.ceil(float(s) * _QUOTIENT_ERROR)) + 1
+    edges = (np.arange(-m - 1, m + 1, dtype=np.float64) + 0.5) * float(s)
+    acc = np.unique(np.rint(edges)[:, None] + np.arange(-width, width + 1)[None, :])
+    acc = acc[np.abs(acc) < 2 ** 24]
+    division = np.rint(acc.astype(np.float32) / s)
+    product = np.rint(acc.astype(np.float32) * mu)
+    exact = np.rint(acc * np.float64(mu))
+    want = np.clip(division, -m, m)
+    return bool(np.array_equal(np.clip(product, -m, m), want) and np.array_equal(np.clip(exact, -m, m), want))
+
+
+def emit_integer(e: LayerEmitter) -> str:
+    """Append layer ``e``'s integer form up to its ADC codes (module doc); their name."""
+    spec, q = e.spec, e.spec.q
+    lo, hi = numerics.code_range(q.a_bits, q.a_signed)
+    zero = 128 if q.a_signed else 0
+    level_zero = e.const("input_levels_zero", np.uint8(zero))
+    doc = dac_doc(q.a_bits, q.a_signed)
+    raw = e.op("QuantizeLinear", [e.node.inputs[0], e.const("input_levels_step", np.float32(q.a_step)), level_zero],
+               "input_levels_unclipped", doc)
+    bounds = [e.const("input_levels_min", np.uint8(lo + zero)), e.const("input_levels_max", np.uint8(hi + zero))]
+    levels = e.op("Clip", [raw, *bounds], "input_levels", doc)
+    if spec.kind == "gemm":
+        levels = e.op("Reshape", [levels, e.const("as_conv", np.array([-1, spec.cin_g, 1, 1], np.int64))],
+                      "conv_input")
+    codes = spec.codes()
+    conv = segment_conv(codes.reshape(codes.shape[0], -1).astype(np.int8), spec.bounds, spec.cin_g, spec.groups,
+                        spec.kernel, align=CHANNEL_BLOCKS)
+    if conv.index is not None:
+        levels = e.op("Gather", [levels, e.const("segment_channels", conv.index)], "segment_levels", axis=1)
+    unit = e.const("unit", np.float32(1))
+    adc_zero = e.const("adc_levels_zero", np.uint8(ADC_ZERO))
+    step = np.float32(np.asarray(q.adc_step, np.float32).reshape(()))
+    inputs = [levels, unit, level_zero, e.const("cell_codes", conv.weight), unit, e.const("cells_zero", np.int8(0)),
+              e.const("adc_step", step), adc_zero]
+    raw = e.op("QLinearConv", inputs, "adc_levels_raw", json.dumps(e.document(), sort_keys=True),
+               group=conv.groups, kernel_shape=list(spec.kernel), pads=list(spec.pads), strides=list(spec.strides),
+               dilations=list(spec.dilations))
+    m = numerics.signed_max(q.adc_bits)
+    doc = adc_doc(q.adc_bits)
+    limits = [e.const("adc_levels_min", np.uint8(ADC_ZERO - m)), e.const("adc_levels_max", np.uint8(ADC_ZERO + m))]
+    clipped = e.op("Clip", [raw, *limits], "adc_levels", doc)
+    shape = [-1, spec.num_segments, spec.cout, *e.spatial()]
+    by_segment = e.op("Reshape", [clipped, e.const("segments_shape", np.array(shape, np.int64))],
+                      "adc_levels_by_segment")
+    return e.op("DequantizeLinear", [by_segment, unit, adc_zero], "adc_codes", doc)
+
+
+def dac_doc(bits: int, signed: bool) -> str:
+    """The documentation string of a DAC's nodes (both forms)."""
+    return f"DAC: {bits}-bit {'signed' if signed else 'unsigned'} input codes"
+
+
+def adc_doc(bits: int) -> str:
+    """The documentation string of an ADC's nodes (both forms)."""
+    return f"ADC: {bits}-bit codes of every segment's partial sum"
+
+
+def input_codes(model: ModelProto, layer: str) -> list[NodeProto]:
+    """The node computing ``L/input_codes`` from an integer layer's levels, its unit scale added
+    to ``model``; none for a float-form layer, which holds the tensor itself."""
+    levels = f"{layer}/input_levels"
+    if levels not in {t for n in model.graph.node for t in n.output}:
+        return []
+    unit = f"{layer}/input_codes_unit"
+    model.graph.initializer.append(numpy_helper.from_array(np.asarray(np.float32(1)), unit))
+    return [helper.make_node("DequantizeLinear", [levels, unit, f"{layer}/input_levels_zero"],
+                             [f"{layer}/input_codes"], name=f"{layer}/input_codes:DequantizeLinear")]
