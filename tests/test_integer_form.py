@@ -4,6 +4,8 @@ back into the float form (``cimc.lowering.expand``) node for node."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -59,8 +61,12 @@ def test_integer_and_float_forms_agree_on_every_tensor(compiled, optimize: bool)
     assert (first < 0).any() and (first > 0).any()  # signed codes: the levels' zero point 128 is exercised
 
 
-def test_expansion_is_the_float_form_node_for_node(compiled) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("adc_bits", [None, 2])
+def test_expansion_is_the_float_form_node_for_node(compiled, adc_bits: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Also with 2-bit ADCs (``M = 1``, the smallest a macro allows)."""
     graph, _ = compiled
+    for layer in cim_names(graph) if adc_bits else []:
+        graph = _with(graph, layer, adc_bits=adc_bits)
     expanded, floating = cim_model(graph), cim_model(graph, integer=False)
     assert expand_integer_layers(expanded) == len(cim_names(graph))
     assert [(n.op_type, n.name, list(n.input), list(n.output), n.doc_string, list(n.attribute))
@@ -104,21 +110,63 @@ def test_requantization_check_refuses_what_is_not_a_step() -> None:
     assert requantization_is_exact(np.float32(6.0), 15) is False  # ties at 3 + 6k: 3·fl(1/6) > 1/2 exactly
 
 
-def test_a_layer_that_fails_the_check_keeps_the_float_form(compiled) -> None:  # type: ignore[no-untyped-def]
-    graph, _ = compiled
-    layer = cim_names(graph)[1]
-    node = graph.node(layer)
+def _with(graph, layer: str, **changes: object):  # type: ignore[no-untyped-def]
+    """``graph`` (a copy) with fields of ``layer``'s ``QuantParams`` replaced."""
+    copy = graph.copy()
+    node = copy.node(layer)
     q = node.ann.get_ann(QuantParams)
     assert q is not None
-    import dataclasses
+    node.ann.put(dataclasses.replace(q, **changes))  # type: ignore[arg-type]
+    return copy
 
-    node.ann.put(dataclasses.replace(q, adc_step=np.asarray([6.0], np.float32)))
-    try:
-        model = cim_model(graph)
-    finally:
-        node.ann.put(q)
-    convs = {n.name.split("/")[0]: n.op_type for n in model.graph.node if n.op_type in ("Conv", "QLinearConv")}
-    assert convs[layer] == "Conv" and sum(v == "QLinearConv" for v in convs.values()) == len(cim_names(graph)) - 1
+
+def _forms(model: onnx.ModelProto) -> dict[str, str]:
+    return {n.name.split("/")[0]: n.op_type for n in model.graph.node if n.op_type in ("Conv", "QLinearConv")}
+
+
+UNSLICED = {"cell_bits": None, "dac_bits": None}  # whole codes on the cells and DACs, whatever their width
+
+
+@pytest.mark.parametrize("change", [{"adc_step": np.asarray([6.0], np.float32)}, {"adc_bits": 9, **UNSLICED},
+                                    {"a_bits": 9, **UNSLICED}, {"w_bits": 9, **UNSLICED}])
+def test_a_layer_the_integer_form_cannot_hold_keeps_the_float_form(compiled, change) -> None:  # type: ignore[no-untyped-def]
+    """A failed requantization check, or an ADC, DAC codes or cell codes of 9 bits."""
+    graph, _ = compiled
+    layer = cim_names(graph)[1]
+    forms = _forms(cim_model(_with(graph, layer, **change)))
+    assert forms[layer] == "Conv" and sum(v == "QLinearConv" for v in forms.values()) == len(forms) - 1
+
+
+def test_eight_bit_codes_and_adc_take_the_integer_form(compiled) -> None:  # type: ignore[no-untyped-def]
+    """8-bit DAC codes, signed (``[−127, 127]`` at zero point 128) and unsigned (``[0, 255]``),
+    and an 8-bit ADC (``±127`` at 128): the levels fill uint8, and the forms still agree."""
+    graph, _ = compiled
+    for layer in cim_names(graph):
+        q = graph.node(layer).ann.get_ann(QuantParams)
+        assert q is not None
+        graph = _with(graph, layer, a_bits=8, w_bits=8, adc_bits=8, **UNSLICED,
+                      a_step=np.float32(q.a_step / 16),
+                      adc_step=(q.adc_step / np.float32(64)).astype(np.float32))
+    integer = cim_model(graph)
+    assert set(_forms(integer).values()) == {"QLinearConv"}
+    x = np.random.default_rng(2).standard_normal((4, 3, 8, 8)).astype(np.float32) * 4
+    got, want = _outputs(integer, cim_names(graph), x, True), _outputs(cim_model(graph, integer=False),
+                                                                       cim_names(graph), x, True)
+    for name, value in want.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+    first, second = (want[f"{layer}/input_codes"] for layer in cim_names(graph)[:2])
+    assert first.min() == -127 and first.max() == 127 and second.min() == 0 and second.max() == 255
+    assert np.abs(want[f"{cim_names(graph)[0]}/adc_codes"]).max() == 127
+
+
+def test_a_bit_sliced_layer_keeps_the_float_form(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """8-bit weights and inputs on 4-bit cells and DACs, one ADC step per layer."""
+    from cimc.api import compile_model
+    from cimc.lowering.qdq import read_cim_model
+
+    compile_model("tiny_cnn", tmp_path / "b", w_bits=8, a_bits=8)
+    model = read_cim_model(tmp_path / "b")
+    assert not any(n.op_type == "QLinearConv" for n in model.graph.node) and _forms(model)
 
 
 def _set(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
@@ -130,9 +178,70 @@ def _set(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("field, value", [("adc_levels_zero", np.uint8(127)), ("unit", np.float32(2)),
-                                          ("cells_zero", np.int8(1)), ("adc_step", np.ones(2, np.float32))])
+                                          ("cells_zero", np.int8(1)), ("adc_step", np.ones(2, np.float32)),
+                                          ("adc_levels_max", np.uint8(140)), ("adc_levels_min", np.uint8(128)),
+                                          ("adc_levels_min", np.uint8(0))])
 def test_expansion_refuses_a_layer_it_did_not_write(compiled, field: str, value: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Constants the lowering never writes: a scale not 1, a zero point not 128, a step per
+    channel, ADC bounds not ``128 ± M``."""
     model = cim_model(compiled[0])
     _set(model, f"{cim_names(compiled[0])[0]}/{field}", value)
-    with pytest.raises(BuildError, match="integer layer"):
+    with pytest.raises(BuildError, match=r"integer layer|layer's ADC codes"):
         expand_integer_layers(model)
+
+
+def test_expansion_refuses_an_adc_without_codes(compiled) -> None:  # type: ignore[no-untyped-def]
+    """Bounds ``128 ± 0``: every code 0, which no ADC of 2 bits or more writes."""
+    model = cim_model(compiled[0])
+    for side in ("min", "max"):
+        _set(model, f"{cim_names(compiled[0])[0]}/adc_levels_{side}", np.uint8(128))
+    with pytest.raises(BuildError, match="layer's ADC codes"):
+        expand_integer_layers(model)
+
+
+def _rewired(model: onnx.ModelProto, layer: str, how: str) -> onnx.ModelProto:
+    """``model`` with ``layer``'s integer chain broken in one way."""
+    nodes = {n.output[0]: n for n in model.graph.node}
+    conv = nodes[f"{layer}/adc_levels_raw"]
+    if how == "no DAC":  # the graph input straight into the QLinearConv
+        conv.input[0] = model.graph.input[0].name
+    elif how == "two readers":  # the raw levels read by a second node
+        model.graph.node.append(onnx.helper.make_node("Identity", [conv.output[0]], ["spy"]))
+    elif how == "cells not constant":
+        conv.input[3] = conv.input[0]
+    elif how == "renamed codes":
+        dq = nodes[f"{layer}/adc_codes"]
+        for n in model.graph.node:
+            n.input[:] = ["elsewhere" if i == dq.output[0] else i for i in n.input]
+        dq.output[0] = "elsewhere"
+    elif how == "seven inputs":
+        del conv.input[7]
+    return model
+
+
+@pytest.mark.parametrize("how", ["no DAC", "two readers", "cells not constant", "renamed codes", "seven inputs"])
+def test_expansion_refuses_a_chain_it_did_not_write(compiled, how: str) -> None:  # type: ignore[no-untyped-def]
+    model = _rewired(cim_model(compiled[0]), cim_names(compiled[0])[0], how)
+    with pytest.raises(BuildError, match=r"model\.cim\.onnx"):
+        expand_integer_layers(model)
+
+
+def test_expansion_of_a_float_form_model_changes_nothing(compiled) -> None:  # type: ignore[no-untyped-def]
+    floating = cim_model(compiled[0], integer=False)
+    before = floating.SerializeToString()
+    assert expand_integer_layers(floating) == 0 and floating.SerializeToString() == before
+
+
+def test_onnx_reference_evaluator_agrees(compiled) -> None:  # type: ignore[no-untyped-def]
+    """onnx's reference evaluator rounds ``QLinearConv``'s exact (float64) product, onnxruntime
+    the float32 one: both equal the float form (the reference needs opset ≥ 19 for Q/DQ)."""
+    from onnx import version_converter
+    from onnx.reference import ReferenceEvaluator
+
+    graph, _ = compiled
+    x = _dac_ties(graph, np.random.default_rng(5).standard_normal((3, 3, 8, 8)).astype(np.float32) * 3)
+    want = _outputs(cim_model(graph, integer=False), [], x, True)
+    reference = ReferenceEvaluator(version_converter.convert_version(cim_model(graph), 21))
+    got = reference.run(None, {"x": x})
+    assert len(got) == len(want) == 1
+    np.testing.assert_array_equal(got[0], next(iter(want.values())))

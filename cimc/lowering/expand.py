@@ -95,7 +95,7 @@ class _Expansion:
                                  (conv.input[7], "ADC zero point", ADC_ZERO), (dequantize.input[1], "ADC unit", 1),
                                  (dequantize.input[2], "ADC zero point", ADC_ZERO)):
             self.scalar(name, what, want)
-        if not dequantize.output[0].endswith("/adc_codes") or not 0 < m < ADC_ZERO:
+        if not dequantize.output[0].endswith("/adc_codes") or m <= 0:  # M ≥ 1: ADCs have 2 bits or more
             raise BuildError(f"model.cim.onnx: QLinearConv '{conv.name}' does not end in a layer's ADC codes")
         nodes = [n for n in (quantize, clip, reshape, gather, conv, adc_clip, shape, dequantize) if n is not None]
         return _Chain(nodes, quantize.input[0], self.value(quantize.input[1], "DAC step"), lo, hi,
