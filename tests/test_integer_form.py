@@ -58,7 +58,7 @@ def test_integer_and_float_forms_agree_on_every_tensor(compiled, optimize: bool)
         assert got[name].dtype == np.float32
         np.testing.assert_array_equal(got[name], value, err_msg=name)
     first = want[f"{layers[0]}/input_codes"]
-    assert (first < 0).any() and (first > 0).any()  # signed codes: the levels' zero point 128 is exercised
+    assert (first < 0).any() and (first > 0).any()  # signed codes: the levels' zero point 7 is exercised
 
 
 @pytest.mark.parametrize("adc_bits", [None, 2])
@@ -128,23 +128,39 @@ UNSLICED = {"cell_bits": None, "dac_bits": None}  # whole codes on the cells and
 
 
 @pytest.mark.parametrize("change", [{"adc_step": np.asarray([6.0], np.float32)}, {"adc_bits": 9, **UNSLICED},
-                                    {"a_bits": 9, **UNSLICED}, {"w_bits": 9, **UNSLICED}])
+                                    {"a_bits": 9, **UNSLICED}, {"w_bits": 9, **UNSLICED},
+                                    {"w_bits": 8, "a_bits": 8, **UNSLICED}])
 def test_a_layer_the_integer_form_cannot_hold_keeps_the_float_form(compiled, change) -> None:  # type: ignore[no-untyped-def]
-    """A failed requantization check, or an ADC, DAC codes or cell codes of 9 bits."""
+    """A failed requantization check; an ADC, DAC codes or cell codes of 9 bits; 8-bit cells
+    under 8-bit unsigned codes (``2·255·127`` past int16: ``vpmaddubsw``'s saturation)."""
     graph, _ = compiled
     layer = cim_names(graph)[1]
     forms = _forms(cim_model(_with(graph, layer, **change)))
     assert forms[layer] == "Conv" and sum(v == "QLinearConv" for v in forms.values()) == len(forms) - 1
 
 
+def test_eight_bit_cells_under_eight_bit_signed_codes_keep_the_float_form(compiled) -> None:  # type: ignore[no-untyped-def]
+    """Signed codes ``[−127, 127]`` span 254 levels: ``2·254·127`` is past int16 too."""
+    graph, _ = compiled
+    layer = cim_names(graph)[0]  # signed codes
+    assert _forms(cim_model(_with(graph, layer, w_bits=8, a_bits=8, **UNSLICED)))[layer] == "Conv"
+
+
+def test_eight_bit_cells_under_seven_bit_codes_take_the_integer_form(compiled) -> None:  # type: ignore[no-untyped-def]
+    """``2·127·127 = 32258``: every pair of products fits int16, at the limit."""
+    graph, _ = compiled
+    layer = cim_names(graph)[1]  # unsigned codes
+    assert _forms(cim_model(_with(graph, layer, w_bits=8, a_bits=7, **UNSLICED)))[layer] == "QLinearConv"
+
+
 def test_eight_bit_codes_and_adc_take_the_integer_form(compiled) -> None:  # type: ignore[no-untyped-def]
-    """8-bit DAC codes, signed (``[−127, 127]`` at zero point 128) and unsigned (``[0, 255]``),
-    and an 8-bit ADC (``±127`` at 128): the levels fill uint8, and the forms still agree."""
+    """8-bit DAC codes, signed (``[−127, 127]`` at zero point 127) and unsigned (``[0, 255]``),
+    and an 8-bit ADC (``±127`` at 128), on 4-bit cells: the levels fill uint8, the forms agree."""
     graph, _ = compiled
     for layer in cim_names(graph):
         q = graph.node(layer).ann.get_ann(QuantParams)
         assert q is not None
-        graph = _with(graph, layer, a_bits=8, w_bits=8, adc_bits=8, **UNSLICED,
+        graph = _with(graph, layer, a_bits=8, w_bits=4, adc_bits=8, **UNSLICED,
                       a_step=np.float32(q.a_step / 16),
                       adc_step=(q.adc_step / np.float32(64)).astype(np.float32))
     integer = cim_model(graph)

@@ -1,7 +1,8 @@
 """The integer form of a CIM layer in ``model.cim.onnx``: the DAC is a ``QuantizeLinear`` to
 uint8 and the macro with its ADC is one ``QLinearConv``, whose requantization is the ADC.
 
-For layer ``L`` reading ``x`` (``z = 0`` for unsigned input codes, ``128`` for signed ones)::
+For layer ``L`` reading ``x`` (``z = −lo``: 0 for unsigned input codes, ``2^(b−1) − 1`` for
+narrow signed ones, so the levels run from 0)::
 
     L/input_levels   = Clip(QuantizeLinear(x, S_A, z), z + lo, z + hi)     uint8: codes + z
     L/segment_levels = Gather(input_levels, index)                          (as in the float form)
@@ -24,12 +25,16 @@ Why it is exact, term by term:
   is not a division; ``requantization_is_exact`` proves, per layer at compile time, that the
   three agree after the clip for every integer ``acc``; a layer where they do not keeps the
   float form. So does a bit-sliced layer, an ADC of more than 8 bits or with a step per
-  channel, or codes wider than 8 bits (``integer_form``).
+  channel, or codes wider than 8 bits (``integer_form``);
+* on x86 CPUs without VNNI (AVX2, AVX-512F), onnxruntime's u8s8 kernels add each pair of
+  products ``level·cell`` in int16 with saturation (``vpmaddubsw``; onnxruntime's quantization
+  guide warns of it), exact while ``2·(hi − lo)·max|cell| ≤ 32767``: 4-bit cells take any
+  8-bit codes, 8-bit cells at most 7-bit unsigned ones; a layer past it keeps the float form.
 
-The integer convolution runs on onnxruntime's u8s8 kernels (VNNI where the CPU has it), several
-times faster than the float one, and every tensor between the DAC and the adder tree is one
-byte per value. ``L/input_codes`` is ``DequantizeLinear(L/input_levels, 1, z)`` when asked for
-(``cimc.lowering.model.expose``); ``expand_integer_layers`` rewrites every integer layer back
+The integer convolution runs on onnxruntime's u8s8 kernels, two to three times faster than the
+float one on this project's machines, and every tensor between the DAC and the adder tree is
+one byte per value. ``L/input_codes`` is ``DequantizeLinear(L/input_levels, 1, z)`` when asked
+for (``cimc.lowering.model.expose``); ``cimc.lowering.expand`` rewrites every integer layer back
 into the float form (``cimc export-qdq`` starts from it).
 """
 
@@ -42,7 +47,7 @@ import numpy as np
 from onnx import ModelProto, NodeProto, helper, numpy_helper
 
 from cimc.lowering.sliced import is_sliced
-from cimc.quant import numerics
+from cimc.quant import numerics, slicing
 from cimc.quant.cim_layer import CimSpec
 from cimc.quant.segments import CHANNEL_BLOCKS, segment_conv
 
@@ -53,12 +58,17 @@ if TYPE_CHECKING:
 ADC_ZERO = 128
 #: Largest error of a float32 quotient or product near the codes ``|c| ≤ 128`` (module doc).
 _QUOTIENT_ERROR = 2.0 ** -16
+#: Largest sum of two products ``level·cell`` that int16 holds (module doc, ``vpmaddubsw``).
+_PAIR_LIMIT = 32767
 
 
 def integer_form(spec: CimSpec) -> bool:
     """Whether layer ``spec`` is lowered in the integer form (module doc)."""
     q = spec.q
     if is_sliced(spec) or q.adc_bits > 8 or q.a_bits > 8 or q.w_bits > 8:
+        return False
+    lo, hi = numerics.code_range(q.a_bits, q.a_signed)
+    if 2 * (hi - lo) * slicing.code_max(q.w_bits, q.cell_bits, q.w_digits) > _PAIR_LIMIT:
         return False
     step = np.asarray(q.adc_step, np.float32).reshape(-1)
     return step.size == 1 and requantization_is_exact(step[0], numerics.signed_max(q.adc_bits))
@@ -92,7 +102,7 @@ def emit_integer(e: LayerEmitter) -> str:
     """Append layer ``e``'s integer form up to its ADC codes (module doc); their name."""
     spec, q = e.spec, e.spec.q
     lo, hi = numerics.code_range(q.a_bits, q.a_signed)
-    zero = 128 if q.a_signed else 0
+    zero = -lo
     level_zero = e.const("input_levels_zero", np.uint8(zero))
     doc = dac_doc(q.a_bits, q.a_signed)
     raw = e.op("QuantizeLinear", [e.node.inputs[0], e.const("input_levels_step", np.float32(q.a_step)), level_zero],
