@@ -290,6 +290,7 @@ def measure(model: str, batch: int, rounds: int, work: Path, variants: list[str]
             "wall_ratio": {k: median_ratio(times, k, 0) for k in sessions if k != "float"},
             "median_wall_s": median_seconds(times, 0), "onnxruntime": ort.__version__}
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     model_arguments(parser, "resnet50", 8, 10)

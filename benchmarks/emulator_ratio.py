@@ -143,6 +143,7 @@ def measure(model: str, batch: int, rounds: int, work: Path, fresh: bool, lanes:
             "load": [round(load, 2), round(os.getloadavg()[0], 2)],
             "numpy": np.__version__, "onnxruntime": ort.__version__}
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     model_arguments(parser, "vgg9", 64, 5)

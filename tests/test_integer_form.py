@@ -232,10 +232,13 @@ def _rewired(model: onnx.ModelProto, layer: str, how: str) -> onnx.ModelProto:
         dq.output[0] = "elsewhere"
     elif how == "seven inputs":
         del conv.input[7]
+    elif how == "a constant named as the codes":  # the float form's ADC codes would be renamed
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(np.float32(0)), f"{layer}/adc_codes"))
     return model
 
 
-@pytest.mark.parametrize("how", ["no DAC", "two readers", "cells not constant", "renamed codes", "seven inputs"])
+@pytest.mark.parametrize("how", ["no DAC", "two readers", "cells not constant", "renamed codes", "seven inputs",
+                                 "a constant named as the codes"])
 def test_expansion_refuses_a_chain_it_did_not_write(compiled, how: str) -> None:  # type: ignore[no-untyped-def]
     model = _rewired(cim_model(compiled[0]), cim_names(compiled[0])[0], how)
     with pytest.raises(BuildError, match=r"model\.cim\.onnx"):
@@ -261,3 +264,35 @@ def test_onnx_reference_evaluator_agrees(compiled) -> None:  # type: ignore[no-u
     got = reference.run(None, {"x": x})
     assert len(got) == len(want) == 1
     np.testing.assert_array_equal(got[0], next(iter(want.values())))
+
+
+def test_node_writer_names_are_fresh_and_taken() -> None:
+    """``L/field``, then ``L/field_1``, ``L/field_2`` past names already taken; nodes named
+    ``output:Op``; every name it gives is taken from then on."""
+    from cimc.lowering.writer import Nodes, NodeWriter
+
+    sink = Nodes({"L/a", "L/b", "L/b_1"})
+    w = NodeWriter(sink, "L")
+    assert [w.const("a", np.float32(i)) for i in range(2)] == ["L/a_1", "L/a_2"]
+    assert w.op("Relu", ["x"], "b") == "L/b_2" and sink.nodes[0].name == "L/b_2:Relu"
+    assert w.op("Relu", ["x"], "y", final=True) == "y" and sink.nodes[1].name == "y:Relu"
+    assert {"L/a_1", "L/a_2", "L/b_2", "L/b_2:Relu", "y:Relu"} <= sink.taken
+    assert [t.name for t in sink.extra] == ["L/a_1", "L/a_2"]
+
+
+def test_a_per_channel_adc_over_two_channels_is_exact() -> None:
+    """A step per output channel (float form) with two channels: a two-element step per axis."""
+    from tests.ir_builders import add_conv, graph_with_input
+
+    g = graph_with_input((2, 3, 6, 6))
+    g.outputs.append(add_conv(g, "x", 2, 3, pad=1, rng=np.random.default_rng(0), name="c"))
+    graph, _ = compile_ir(g, granularity="column")
+    model = cim_model(graph)
+    steps = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "c/adc_codes_step"]
+    assert len(steps) == 1 and steps[0].shape == (2,)
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    got = _outputs(model, ["c"], x, True)
+    from cimc.quant.reference import run_compiled
+
+    ref = run_compiled(graph, {"x": x}, record=True)
+    np.testing.assert_array_equal(got["c/adc_codes"], ref.traces["c"].adc_codes)

@@ -10,7 +10,6 @@ names, constants and values; ``tests/test_integer_form.py`` checks the two are i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import onnx
@@ -18,6 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cimc.errors import BuildError
 from cimc.lowering.integer import ADC_ZERO
+from cimc.lowering.layer import adc_full_scale
+from cimc.lowering.writer import Nodes, NodeWriter
 
 
 @dataclass
@@ -47,7 +48,6 @@ class _Expansion:
         for n in self.nodes:
             for t in n.input:
                 self.readers.setdefault(t, []).append(n)
-        self.new: list[onnx.TensorProto] = []
 
     def value(self, name: str, what: str) -> np.ndarray:
         if name not in self.values:
@@ -102,60 +102,28 @@ class _Expansion:
                       reshape.input[1] if reshape else None, gather.input[1] if gather else None, conv,
                       np.float32(self.scalar(conv.input[6], "ADC step")), m, shape.input[1], dequantize.output[0])
 
-    def const(self, name: str, value: np.ndarray | np.generic) -> str:
-        self.new.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def float_nodes(self, c: _Chain, layer: str) -> list[onnx.NodeProto]:
-        """``cimc.lowering.layer``'s float form of the layer ``c`` (its ``emit``, unsliced)."""
-        p = f"{layer}/"
-        out, codes = self.dac(c, p)
+    def float_nodes(self, c: _Chain, sink: Nodes) -> list[onnx.NodeProto]:
+        """``cimc.lowering.layer``'s float form of the layer ``c`` (``LayerEmitter.emit``,
+        unsliced, one ADC step), written by the same ``NodeWriter`` methods into ``sink``."""
+        w = NodeWriter(sink, c.adc_codes.removesuffix("/adc_codes"))
+        first = len(sink.nodes)
+        codes = w.quantizer(c.x, c.a_step, c.lo, c.hi, "input_codes", c.nodes[0].doc_string)
         if c.as_conv is not None:
-            out.append(_node("Reshape", [codes, c.as_conv], f"{p}conv_input"))
-            codes = f"{p}conv_input"
+            codes = w.op("Reshape", [codes, c.as_conv], "conv_input")
         if c.index is not None:
-            out.append(_node("Gather", [codes, c.index], f"{p}segment_inputs", axis=1))
-            codes = f"{p}segment_inputs"
+            codes = w.op("Gather", [codes, c.index], "segment_inputs", axis=1)
         self.value(c.conv.input[3], "cells")
-        out.append(_node("Cast", [c.conv.input[3]], f"{p}cells", to=TensorProto.FLOAT))
+        cells = w.op("Cast", [c.conv.input[3]], "cells", to=TensorProto.FLOAT)
         attrs = {a.name: helper.get_attribute_value(a) for a in c.conv.attribute}
-        out.append(_node("Conv", [codes, f"{p}cells"], f"{p}bitlines", c.conv.doc_string, **attrs))
-        return out + self.adc(c, p)
-
-    def dac(self, c: _Chain, p: str) -> tuple[list[onnx.NodeProto], str]:
-        """``LayerEmitter.quantizer``'s ``Clip(Round(Div(x, S_A)), lo, hi)`` and its output."""
-        doc = c.nodes[0].doc_string
-        step = self.const(f"{p}input_codes_step", c.a_step.astype(np.float32))
-        bounds = [self.const(f"{p}input_codes_{side}", np.float32(v)) for side, v in (("min", c.lo), ("max", c.hi))]
-        return [_node("Div", [c.x, step], f"{p}input_codes_scaled", doc),
-                _node("Round", [f"{p}input_codes_scaled"], f"{p}input_codes_rounded", doc),
-                _node("Clip", [f"{p}input_codes_rounded", *bounds], f"{p}input_codes", doc)], f"{p}input_codes"
-
-    def adc(self, c: _Chain, p: str) -> list[onnx.NodeProto]:
-        """``LayerEmitter.saturate``, the reshape and ``LayerEmitter.adc`` (scalar step)."""
-        from cimc.lowering.layer import FULL_SCALE_DOC, adc_full_scale
-
-        doc, out, sums = c.nodes[-1].doc_string, [], f"{p}bitlines"
+        raw = w.op("Conv", [codes, cells], "bitlines", c.conv.doc_string, **attrs)
         bound = adc_full_scale(c.adc_step, c.m)
-        if bound is not None:
-            limits = [self.const(f"{p}full_scale_min", -bound), self.const(f"{p}full_scale_max", bound)]
-            out.append(_node("Clip", [sums, *limits], f"{p}bitlines_saturated", FULL_SCALE_DOC))
-            sums = f"{p}bitlines_saturated"
-        out.append(_node("Reshape", [sums, c.segments_shape], f"{p}partial_sums"))
-        step, zero = self.const(f"{p}adc_codes_step", c.adc_step), self.const(f"{p}adc_codes_zero", np.int8(0))
-        out.append(_node("QuantizeLinear", [f"{p}partial_sums", step, zero], f"{p}adc_codes_int8", doc))
-        unit = [self.const(f"{p}adc_codes_unit", np.float32(1)), self.const(f"{p}adc_codes_unit_zero", np.int8(0))]
-        codes = c.adc_codes if bound is not None else f"{p}adc_codes_rounded"
-        out.append(_node("DequantizeLinear", [f"{p}adc_codes_int8", *unit], codes, doc))
-        if bound is None:
-            limits = [self.const(f"{p}adc_codes_{side}", np.float32(v)) for side, v in (("min", -c.m), ("max", c.m))]
-            out.append(_node("Clip", [codes, *limits], c.adc_codes, doc))
-        return out
-
-
-def _node(op: str, inputs: list[str], out: str, doc: str = "", **attrs: Any) -> onnx.NodeProto:
-    """A node named as ``LayerEmitter.op`` names it."""
-    return helper.make_node(op, inputs, [out], name=f"{out}:{op}", doc_string=doc, **attrs)
+        psums = w.op("Reshape", [w.full_scale_clip(raw, bound, "bitlines_saturated"), c.segments_shape],
+                     "partial_sums")
+        codes = w.quantized_adc(psums, c.adc_step.reshape(-1), c.m, bound is not None, "adc_codes",
+                                c.nodes[-1].doc_string)
+        if codes != c.adc_codes:  # a name the file holds elsewhere: the readers would lose their input
+            raise BuildError(f"model.cim.onnx: the float form of '{c.adc_codes}' would be renamed '{codes}'")
+        return sink.nodes[first:]
 
 
 def expand_integer_layers(model: onnx.ModelProto) -> int:
@@ -167,21 +135,21 @@ def expand_integer_layers(model: onnx.ModelProto) -> int:
         return 0
     starts = {id(c.nodes[0]): c for c in chains}
     dropped = {id(n) for c in chains for n in c.nodes}
+    replaced = {t for c in chains for n in c.nodes for t in [*n.output, n.name]}  # names the float form takes
+    sink = Nodes({t for n in e.nodes for t in [*n.input, *n.output, n.name]} - replaced | set(e.values))
     nodes: list[onnx.NodeProto] = []
     for n in e.nodes:
         if id(n) in starts:
-            c = starts[id(n)]
-            nodes.extend(e.float_nodes(c, c.adc_codes.removesuffix("/adc_codes")))
+            nodes.extend(e.float_nodes(starts[id(n)], sink))
         elif id(n) not in dropped:
             nodes.append(n)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    retyped = {t for c in chains for n in c.nodes for t in n.output}  # uint8 levels become float codes
-    stale = [v for v in model.graph.value_info if v.name in retyped]
+    stale = [v for v in model.graph.value_info if v.name in replaced]  # uint8 levels become float codes
     for v in stale:
         model.graph.value_info.remove(v)
     read = {t for n in nodes for t in n.input}
     kept = [t for t in model.graph.initializer if t.name in read]
     del model.graph.initializer[:]
-    model.graph.initializer.extend(kept + [t for t in e.new if t.name in read])
+    model.graph.initializer.extend(kept + [t for t in sink.extra if t.name in read])
     return len(chains)

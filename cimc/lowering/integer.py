@@ -49,7 +49,6 @@ from onnx import ModelProto, NodeProto, helper, numpy_helper
 from cimc.lowering.sliced import is_sliced
 from cimc.quant import numerics, slicing
 from cimc.quant.cim_layer import CimSpec
-from cimc.quant.segments import CHANNEL_BLOCKS, segment_conv
 
 if TYPE_CHECKING:
     from cimc.lowering.layer import LayerEmitter
@@ -109,29 +108,19 @@ def emit_integer(e: LayerEmitter) -> str:
                "input_levels_unclipped", doc)
     bounds = [e.const("input_levels_min", np.uint8(lo + zero)), e.const("input_levels_max", np.uint8(hi + zero))]
     levels = e.op("Clip", [raw, *bounds], "input_levels", doc)
-    if spec.kind == "gemm":
-        levels = e.op("Reshape", [levels, e.const("as_conv", np.array([-1, spec.cin_g, 1, 1], np.int64))],
-                      "conv_input")
-    codes = spec.codes()
-    conv = segment_conv(codes.reshape(codes.shape[0], -1).astype(np.int8), spec.bounds, spec.cin_g, spec.groups,
-                        spec.kernel, align=CHANNEL_BLOCKS)
-    if conv.index is not None:
-        levels = e.op("Gather", [levels, e.const("segment_channels", conv.index)], "segment_levels", axis=1)
+    conv = e.grouped_conv(spec.codes(), np.int8)
+    levels = e.segment_inputs(e.as_conv_input(levels), conv, "segment_levels")
     unit = e.const("unit", np.float32(1))
     adc_zero = e.const("adc_levels_zero", np.uint8(ADC_ZERO))
     step = np.float32(np.asarray(q.adc_step, np.float32).reshape(()))
     inputs = [levels, unit, level_zero, e.const("cell_codes", conv.weight), unit, e.const("cells_zero", np.int8(0)),
               e.const("adc_step", step), adc_zero]
     raw = e.op("QLinearConv", inputs, "adc_levels_raw", json.dumps(e.document(), sort_keys=True),
-               group=conv.groups, kernel_shape=list(spec.kernel), pads=list(spec.pads), strides=list(spec.strides),
-               dilations=list(spec.dilations))
+               **e.conv_attributes(conv))
     m = numerics.signed_max(q.adc_bits)
     doc = adc_doc(q.adc_bits)
     limits = [e.const("adc_levels_min", np.uint8(ADC_ZERO - m)), e.const("adc_levels_max", np.uint8(ADC_ZERO + m))]
-    clipped = e.op("Clip", [raw, *limits], "adc_levels", doc)
-    shape = [-1, spec.num_segments, spec.cout, *e.spatial()]
-    by_segment = e.op("Reshape", [clipped, e.const("segments_shape", np.array(shape, np.int64))],
-                      "adc_levels_by_segment")
+    by_segment = e.by_segment(e.op("Clip", [raw, *limits], "adc_levels", doc), "adc_levels_by_segment")
     return e.op("DequantizeLinear", [by_segment, unit, adc_zero], "adc_codes", doc)
 
 
@@ -145,11 +134,12 @@ def adc_doc(bits: int) -> str:
     return f"ADC: {bits}-bit codes of every segment's partial sum"
 
 
-def input_codes(model: ModelProto, layer: str) -> list[NodeProto]:
-    """The node computing ``L/input_codes`` from an integer layer's levels, its unit scale added
-    to ``model``; none for a float-form layer, which holds the tensor itself."""
+def input_codes(model: ModelProto, layer: str, produced: set[str]) -> list[NodeProto]:
+    """The node computing ``L/input_codes`` from an integer layer's levels (``produced``: the
+    model's node outputs), its unit scale added to ``model``; none for a float-form layer,
+    which holds the tensor itself."""
     levels = f"{layer}/input_levels"
-    if levels not in {t for n in model.graph.node for t in n.output}:
+    if levels not in produced:
         return []
     unit = f"{layer}/input_codes_unit"
     model.graph.initializer.append(numpy_helper.from_array(np.asarray(np.float32(1)), unit))

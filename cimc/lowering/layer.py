@@ -43,7 +43,7 @@ import json
 from typing import Any
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 from cimc.frontend.onnx_export import ExportBuilder
 from cimc.ir.annotations import BitlinePlacement
@@ -58,50 +58,21 @@ from cimc.lowering.sliced import (
     shift_add,
     weight_digit_codes,
 )
+from cimc.lowering.writer import NodeWriter
 from cimc.quant import numerics
 from cimc.quant.cim_layer import CimSpec, cell_dtype
-from cimc.quant.segments import CHANNEL_BLOCKS, segment_conv
-
-#: The documentation string of the ADC's full-scale ``Clip`` (``LayerEmitter.saturate``).
-FULL_SCALE_DOC = "ADC full scale: rint(p / S_ADC) reaches +-M exactly where |p| reaches U"
+from cimc.quant.segments import CHANNEL_BLOCKS, SegmentConv, segment_conv
 
 
-class LayerEmitter:
+class LayerEmitter(NodeWriter):
     """Appends the nodes and constants of one CIM layer to a ``ExportBuilder``: the integer
     form (``cimc.lowering.integer``) where ``integer`` and the layer allow it, else the float
     form (module doc)."""
 
     def __init__(self, builder: ExportBuilder, graph: Graph, node: Node, spec: CimSpec, integer: bool = True) -> None:
-        self.b, self.graph, self.node, self.spec = builder, graph, node, spec
-        self.prefix = node.name
+        super().__init__(builder, node.name)
+        self.graph, self.node, self.spec = graph, node, spec
         self.integer = integer and integer_form(spec)
-
-    def const(self, field: str, value: np.ndarray | np.generic) -> str:
-        name = self._fresh(f"{self.prefix}/{field}")
-        self.b.extra.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op: str, inputs: list[str], out: str, doc: str = "", *, final: bool = False, **attrs: Any) -> str:
-        """Append ``op``; its output is ``L/out`` (or exactly ``out`` when ``final``)."""
-        name = out if final else self._fresh(f"{self.prefix}/{out}")
-        node = helper.make_node(op, inputs, [name], name=self._fresh(f"{name}:{op}"), doc_string=doc, **attrs)
-        self.b.nodes.append(node)
-        return name
-
-    def _fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.b.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.b.taken.add(name)
-        return name
-
-    def quantizer(self, x: str, step: np.ndarray | np.generic, lo: int, hi: int, out: str, doc: str) -> str:
-        """``Clip(Round(Div(x, step)), lo, hi)``."""
-        scaled = self.op("Div", [x, self.const(f"{out}_step", step.astype(np.float32))], f"{out}_scaled", doc)
-        rounded = self.op("Round", [scaled], f"{out}_rounded", doc)
-        bounds = [self.const(f"{out}_min", np.float32(lo)), self.const(f"{out}_max", np.float32(hi))]
-        return self.op("Clip", [rounded, *bounds], out, doc)
 
     def emit(self) -> None:
         if self.integer:
@@ -134,19 +105,8 @@ class LayerEmitter:
         m = numerics.signed_max(q.adc_bits)
         if not self.adc_by_quantize():
             return self.quantizer(psums, step, -m, m, out, doc)
-        flat = np.asarray(step, np.float32).reshape(-1)
-        per_channel: dict[str, Any] = {"axis": 2} if flat.size > 1 else {}
-        zero = self.const(f"{out}_zero", np.zeros(flat.shape if per_channel else (), np.int8))
-        levels = self.op("QuantizeLinear", [psums, self.const(f"{out}_step", flat if per_channel else flat.reshape(())),
-                                            zero], f"{out}_int8", doc, **per_channel)
-        saturated = self.full_scale() is not None
-        unit_zero = self.const(f"{out}_unit_zero", np.int8(0))
-        codes = self.op("DequantizeLinear", [levels, self.const(f"{out}_unit", np.float32(1)), unit_zero],
-                        out if saturated else f"{out}_rounded", doc)
-        if saturated:
-            return codes
-        bounds = [self.const(f"{out}_min", np.float32(-m)), self.const(f"{out}_max", np.float32(m))]
-        return self.op("Clip", [codes, *bounds], out, doc)
+        return self.quantized_adc(psums, np.asarray(step, np.float32).reshape(-1), m, self.full_scale() is not None,
+                                  out, doc)
 
     def adc_by_quantize(self) -> bool:
         """Unsliced, ADC codes of at most 8 bits: onnxruntime's ``QuantizeLinear`` to int8 is
@@ -158,36 +118,56 @@ class LayerEmitter:
     def saturate(self, raw: str, out: str) -> str:
         """``Clip(raw, −U, U)`` (``full_scale``) right after the sums' producer, which
         onnxruntime fuses into it; ``raw`` when there is no scalar full scale."""
-        bound = self.full_scale()
-        if bound is None:
-            return raw
-        limits = [self.const(f"full_scale_{side}", np.float32(v)) for side, v in (("min", -bound), ("max", bound))]
-        return self.op("Clip", [raw, *limits], out, FULL_SCALE_DOC)
+        return self.full_scale_clip(raw, self.full_scale(), out)
 
     def partial_sums(self, codes: str) -> str:
         spec = self.spec
-        if spec.kind == "gemm":
-            codes = self.op("Reshape", [codes, self.const("as_conv", np.array([-1, spec.cin_g, 1, 1], np.int64))],
-                            "conv_input")
+        codes = self.as_conv_input(codes)
         sliced = is_sliced(spec)
         if sliced:
             codes = input_digits(self, codes)
         cells_codes = weight_digit_codes(spec) if sliced else spec.codes()
         width = (spec.q.cell_bits or spec.q.w_bits) + 1 if sliced else spec.q.w_bits  # unsigned lower digits
-        cell_matrix = cells_codes.reshape(cells_codes.shape[0], -1).astype(cell_dtype(width))  # integer codes
-        conv = segment_conv(cell_matrix, spec.bounds, spec.cin_g, spec.groups, spec.kernel, align=CHANNEL_BLOCKS)
-        if conv.index is not None:
-            codes = self.op("Gather", [codes, self.const("segment_channels", conv.index)], "segment_inputs", axis=1)
+        conv = self.grouped_conv(cells_codes, cell_dtype(width))
+        codes = self.segment_inputs(codes, conv, "segment_inputs")
         cells = self.op("Cast", [self.const("cell_codes", conv.weight)], "cells",
                         to=TensorProto.FLOAT)
         raw = self.op("Conv", [codes, cells], "bitlines", json.dumps(self.document(), sort_keys=True),
-                      group=conv.groups, kernel_shape=list(spec.kernel), pads=list(spec.pads),
-                      strides=list(spec.strides), dilations=list(spec.dilations))
+                      **self.conv_attributes(conv))
         if sliced:
             return conversions_shape(self, raw)
-        raw = self.saturate(raw, "bitlines_saturated")
-        shape = [-1, spec.num_segments, spec.cout, *self.spatial()]
-        return self.op("Reshape", [raw, self.const("segments_shape", np.array(shape, np.int64))], "partial_sums")
+        return self.by_segment(self.saturate(raw, "bitlines_saturated"), "partial_sums")
+
+    def conv_attributes(self, conv: SegmentConv) -> dict[str, Any]:
+        """The grouped convolution's ONNX attributes (``Conv`` and ``QLinearConv`` alike)."""
+        spec = self.spec
+        return {"group": conv.groups, "kernel_shape": list(spec.kernel), "pads": list(spec.pads),
+                "strides": list(spec.strides), "dilations": list(spec.dilations)}
+
+    def by_segment(self, x: str, out: str) -> str:
+        """The convolution's ``S·Cout`` channels as ``(N, S, Cout, Ho, Wo)`` (``(L, S, Cout)``)."""
+        shape = [-1, self.spec.num_segments, self.spec.cout, *self.spatial()]
+        return self.op("Reshape", [x, self.const("segments_shape", np.array(shape, np.int64))], out)
+
+    def as_conv_input(self, codes: str) -> str:
+        """A Gemm's ``(L, K)`` input as the ``(L, K, 1, 1)`` of a ``1 × 1`` convolution."""
+        if self.spec.kind != "gemm":
+            return codes
+        return self.op("Reshape", [codes, self.const("as_conv", np.array([-1, self.spec.cin_g, 1, 1], np.int64))],
+                       "conv_input")
+
+    def grouped_conv(self, cells_codes: np.ndarray, dtype: type[np.signedinteger]) -> SegmentConv:
+        """The layer's grouped convolution over all segments (``segment_conv``) of the cells
+        ``cells_codes`` (``(Cout, …)``, stored as ``dtype``), segments padded to SIMD blocks."""
+        spec = self.spec
+        matrix = cells_codes.reshape(cells_codes.shape[0], -1).astype(dtype)  # integer codes
+        return segment_conv(matrix, spec.bounds, spec.cin_g, spec.groups, spec.kernel, align=CHANNEL_BLOCKS)
+
+    def segment_inputs(self, codes: str, conv: SegmentConv, out: str) -> str:
+        """The channels each segment reads (``Gather``), or ``codes`` when that is all of them."""
+        if conv.index is None:
+            return codes
+        return self.op("Gather", [codes, self.const("segment_channels", conv.index)], out, axis=1)
 
     def full_scale(self) -> np.float32 | None:
         """``U`` such that ``Clip(p, −U, U)`` before the ADC's division gives the same codes as

@@ -255,9 +255,11 @@ def expose(model: onnx.ModelProto, layers: Iterable[str], extra: Iterable[str] =
     out = onnx.ModelProto()
     out.CopyFrom(model)
     layers = list(layers)
-    for layer in layers:
-        out.graph.node.extend(input_codes(out, layer))
     produced = {t for n in out.graph.node for t in n.output}
+    for layer in layers:
+        for node in input_codes(out, layer, produced):
+            out.graph.node.append(node)
+            produced.update(node.output)
     present = {o.name for o in out.graph.output}
     tensors = [f"{layer}/{field}" for layer in layers for field in LAYER_TENSORS] + list(extra)
     for tensor in tensors:
